@@ -1,0 +1,133 @@
+import { isIP } from 'node:net';
+import { hostname as osHostname } from 'node:os';
+import { z } from 'zod';
+import { parseDuration } from './duration.ts';
+
+/** A duration such as "25s" or "5d", resolved to milliseconds. */
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === null) {
+      ctx.addIssue({ code: 'custom', message: `not a duration (use e.g. 500ms, 25s, 10m, 1h, 5d): ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const ipAddress = z.string().refine((v) => isIP(v) !== 0, { message: 'not an IP address' });
+
+const cidr = z.string().refine(
+  (v) => {
+    const [addr, bits, extra] = v.split('/');
+    if (extra !== undefined || !addr) return false;
+    const family = isIP(addr);
+    if (family === 0) return false;
+    if (bits === undefined) return true;
+    const n = Number(bits);
+    return /^\d+$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
+  },
+  { message: 'not a network in CIDR form (e.g. 10.0.0.0/8)' },
+);
+
+const port = z.number().int().min(0).max(65535);
+const hostName = z.string().regex(/^[A-Za-z0-9.-]+$/, { message: 'not a host name' });
+
+/** "host:port", "[v6]:port", "host" (port 25) or "mx" (look up the domain's MX). */
+const routeTarget = z.string().refine((v) => v === 'mx' || /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(v), {
+  message: 'not a route: use "mx", "host", or "host:port"',
+});
+
+const listener = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port,
+  tls: z.enum(['none', 'starttls', 'implicit']).default('none'),
+});
+
+const user = z
+  .strictObject({
+    username: z.string().min(1),
+    password: z.string().min(1).optional(),
+    passwordHash: z
+      .string()
+      .regex(/^scrypt\$/, { message: 'not an scrypt hash (generate one with `rookery hash-password`)' })
+      .optional(),
+    allowedSenders: z.array(z.string().min(1)).default(['*']),
+  })
+  .refine((u) => (u.password === undefined) !== (u.passwordHash === undefined), {
+    message: 'give exactly one of password or passwordHash',
+  });
+
+export const configSchema = z.strictObject({
+  hostname: hostName.default(() => osHostname()),
+  dataDir: z.string().default('./data'),
+  storage: z
+    .strictObject({
+      driver: z.enum(['sqlite', 'postgres']).default('sqlite'),
+      path: z.string().default('./data/rookery.db'),
+      url: z.string().optional(),
+    })
+    .prefault({}),
+  redis: z.strictObject({ url: z.string() }).optional(),
+  smtp: z
+    .strictObject({
+      listeners: z.array(listener).default([{ host: '127.0.0.1', port: 2525, tls: 'none' }]),
+      tls: z.strictObject({ key: z.string(), cert: z.string() }).optional(),
+      trustedNetworks: z.array(cidr).default([]),
+      users: z.array(user).default([]),
+      maxMessageBytes: z.number().int().positive().default(26_214_400),
+      maxRecipients: z.number().int().positive().default(100),
+      maxCommandBytes: z.number().int().min(512).default(4096),
+      maxConnectionsPerClient: z.number().int().positive().default(50),
+      maxConnections: z.number().int().positive().default(1000),
+      sessionTimeout: duration.default(600_000),
+      idleTimeout: duration.default(60_000),
+      authFailures: z
+        .strictObject({ max: z.number().int().positive().default(5), window: duration.default(900_000) })
+        .prefault({}),
+    })
+    .prefault({}),
+  api: z
+    .strictObject({
+      listen: z.strictObject({ host: z.string().default('127.0.0.1'), port: port.default(8025) }).prefault({}),
+    })
+    .prefault({}),
+  delivery: z
+    .strictObject({
+      routes: z.record(z.string(), routeTarget).default({ '*': 'mx' }),
+      maxAge: duration.default(5 * 86_400_000),
+      concurrency: z.number().int().positive().default(200),
+      maxConnectionsPerSite: z.number().int().positive().default(10),
+      maxMessagesPerConnection: z.number().int().positive().default(100),
+      idleConnectionTimeout: duration.default(5_000),
+      retry: z
+        .strictObject({
+          initial: duration.default(60_000),
+          max: duration.default(4 * 3_600_000),
+          multiplier: z.number().min(1).default(2),
+          jitter: z.number().min(0).max(1).default(0.2),
+        })
+        .prefault({}),
+      timeouts: z
+        .strictObject({
+          connect: duration.default(30_000),
+          greeting: duration.default(300_000),
+          command: duration.default(300_000),
+          dataDone: duration.default(600_000),
+        })
+        .prefault({}),
+      shutdownTimeout: duration.default(25_000),
+      dsn: z.strictObject({ enabled: z.boolean().default(true), from: z.string().optional() }).prefault({}),
+    })
+    .prefault({}),
+  ips: z.array(z.strictObject({ address: ipAddress, hostname: hostName.optional() })).default([]),
+  log: z
+    .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .prefault({}),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type ListenerConfig = Config['smtp']['listeners'][number];
+export type UserConfig = Config['smtp']['users'][number];
+export type EgressIpConfig = Config['ips'][number];

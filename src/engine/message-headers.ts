@@ -1,0 +1,49 @@
+/**
+ * Header-block edits on a wire-form message (CRLF). Only the header block is touched;
+ * the body bytes are passed through untouched.
+ */
+
+const CRLF = Buffer.from('\r\n');
+const HEADER_END = Buffer.from('\r\n\r\n');
+
+/** Splits at the blank line; a message with no body is all header. */
+export function splitHeader(message: Buffer): { header: string; body: Buffer } {
+  const end = message.indexOf(HEADER_END);
+  if (end < 0) return { header: message.toString('latin1'), body: Buffer.alloc(0) };
+  return { header: message.subarray(0, end + 2).toString('latin1'), body: message.subarray(end + 2) };
+}
+
+/** True when the header block has a field with this name (case-insensitive, not a continuation). */
+export function hasHeader(header: string, name: string): boolean {
+  const re = new RegExp(`(^|\\r\\n)${name.replace(/[-]/g, '\\-')}[ \\t]*:`, 'i');
+  return re.test(header);
+}
+
+/** Value of the first field with this name, unfolded and trimmed, or null. */
+export function headerValue(header: string, name: string): string | null {
+  const re = new RegExp(`(?:^|\\r\\n)${name.replace(/[-]/g, '\\-')}[ \\t]*:([^\\r]*(?:\\r\\n[ \\t][^\\r]*)*)`, 'i');
+  const match = re.exec(header);
+  return match ? match[1]!.replace(/\r\n/g, '').trim() : null;
+}
+
+/**
+ * Prepends `prepend` fields (e.g. Received) and appends `append` fields at the end of the header
+ * block. Each field is given without its trailing CRLF.
+ */
+export function withHeaders(message: Buffer, prepend: string[], append: string[]): Buffer {
+  const { header, body } = splitHeader(message);
+  const headerBytes = Buffer.from(header, 'latin1');
+  const parts: Buffer[] = [];
+  for (const field of prepend) parts.push(Buffer.from(field, 'utf8'), CRLF);
+  parts.push(headerBytes);
+  if (headerBytes.length && !header.endsWith('\r\n')) parts.push(CRLF);
+  for (const field of append) parts.push(Buffer.from(field, 'utf8'), CRLF);
+  if (body.length) parts.push(body);
+  else parts.push(CRLF);
+  return Buffer.concat(parts);
+}
+
+/** RFC 5322 date-time, e.g. "Sun, 22 Nov 2026 10:00:00 +0000". */
+export function rfc5322Date(ms: number): string {
+  return new Date(ms).toUTCString().replace('GMT', '+0000');
+}

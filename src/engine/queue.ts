@@ -1,0 +1,81 @@
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { NewMessage, Store } from '../storage/store.ts';
+import { hasHeader, headerValue, rfc5322Date, splitHeader, withHeaders } from './message-headers.ts';
+import { newQueueId } from './queue-id.ts';
+
+/** A message as handed over by a client (SMTP or HTTP), before Rookery adds its headers. */
+export interface Submission {
+  sender: string;
+  recipients: string[];
+  /** Wire form: CRLF line endings, dot-unstuffed. */
+  body: Buffer;
+  submitter: string | null;
+  source: 'smtp' | 'http';
+  clientAddress: string | null;
+  /** Trace field to prepend, without "Received:" and without trailing CRLF. */
+  received?: string;
+}
+
+export interface Accepted {
+  id: string;
+  messageIdHeader: string;
+}
+
+/**
+ * The accept path shared by SMTP and HTTP: completes the headers, commits message and recipients
+ * durably, and only then reports success. A storage failure rejects, and the caller answers
+ * 451 / 503 so the client keeps its copy.
+ */
+export class Queue {
+  constructor(
+    private readonly deps: {
+      store: Store;
+      clock: Clock;
+      metrics: Metrics;
+      logger: Logger;
+      hostname: string;
+      /** Called after each commit so the scheduler starts delivery at once. */
+      onEnqueued: () => void;
+    },
+  ) {}
+
+  async submit(submission: Submission): Promise<Accepted> {
+    const { store, clock, metrics, hostname } = this.deps;
+    const now = clock.now();
+    const id = newQueueId(now);
+    const { header } = splitHeader(submission.body);
+
+    const prepend = submission.received ? [`Received: ${submission.received}`] : [];
+    const append: string[] = [];
+    let messageIdHeader = headerValue(header, 'Message-ID');
+    if (!messageIdHeader) {
+      messageIdHeader = `<${id}@${hostname}>`;
+      append.push(`Message-ID: ${messageIdHeader}`);
+    }
+    if (!hasHeader(header, 'Date')) append.push(`Date: ${rfc5322Date(now)}`);
+
+    const message: NewMessage = {
+      id,
+      sender: submission.sender,
+      recipients: submission.recipients,
+      messageIdHeader,
+      body: prepend.length || append.length ? withHeaders(submission.body, prepend, append) : submission.body,
+      submitter: submission.submitter,
+      source: submission.source,
+      clientAddress: submission.clientAddress,
+      createdAt: now,
+      dueAt: now,
+    };
+    await store.enqueue([message]);
+    metrics.messagesAccepted.inc({ source: submission.source });
+    metrics.recipientsAccepted.inc(submission.recipients.length);
+    this.deps.logger.info(
+      { event: 'message.accepted', messageId: id, messageIdHeader, recipients: submission.recipients.length, size: message.body.length },
+      'message accepted',
+    );
+    this.deps.onEnqueued();
+    return { id, messageIdHeader };
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * One registry of the errors Rookery reports to clients: a stable code, the SMTP reply
+ * (basic + enhanced status) and the HTTP status that go with it.
+ */
+export interface ErrorSpec {
+  smtp: number;
+  enhanced: string;
+  http: number;
+  message: string;
+}
+
+export const ERRORS = {
+  RELAY_DENIED: { smtp: 554, enhanced: '5.7.1', http: 403, message: 'Relay access denied' },
+  AUTH_REQUIRED: { smtp: 530, enhanced: '5.7.0', http: 401, message: 'Authentication required' },
+  AUTH_FAILED: { smtp: 535, enhanced: '5.7.8', http: 401, message: 'Authentication credentials invalid' },
+  AUTH_LOCKED: { smtp: 454, enhanced: '4.7.0', http: 429, message: 'Too many failed authentications, try again later' },
+  SENDER_NOT_ALLOWED: { smtp: 553, enhanced: '5.7.1', http: 403, message: 'Sender address not allowed for this user' },
+  BAD_ADDRESS: { smtp: 553, enhanced: '5.1.3', http: 400, message: 'Bad address syntax' },
+  TOO_MANY_RECIPIENTS: { smtp: 452, enhanced: '4.5.3', http: 400, message: 'Too many recipients' },
+  MESSAGE_TOO_LARGE: { smtp: 552, enhanced: '5.3.4', http: 413, message: 'Message size exceeds fixed maximum message size' },
+  BARE_LINE_ENDING: { smtp: 554, enhanced: '5.6.0', http: 400, message: 'Message contains a bare CR or LF; only CRLF line endings are accepted' },
+  TOO_MANY_CONNECTIONS: { smtp: 421, enhanced: '4.7.0', http: 429, message: 'Too many connections from your address' },
+  SESSION_TIME_EXCEEDED: { smtp: 421, enhanced: '4.4.2', http: 408, message: 'Session time limit exceeded' },
+  SHUTTING_DOWN: { smtp: 421, enhanced: '4.3.2', http: 503, message: 'Service shutting down' },
+  STORAGE_FAILED: { smtp: 451, enhanced: '4.3.0', http: 503, message: 'Temporary storage failure, try again later' },
+  BAD_REQUEST: { smtp: 501, enhanced: '5.5.4', http: 400, message: 'Bad request' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An error that carries its registry code; SMTP and HTTP layers turn it into a reply. */
+export class RookeryError extends Error {
+  readonly code: ErrorCode;
+  readonly responseCode: number;
+  readonly statusCode: number;
+
+  constructor(code: ErrorCode, message?: string) {
+    const spec = ERRORS[code];
+    super(`${spec.enhanced} ${message ?? spec.message}`);
+    this.name = 'RookeryError';
+    this.code = code;
+    // smtp-server replies with `responseCode` and the error message.
+    this.responseCode = spec.smtp;
+    this.statusCode = spec.http;
+  }
+}

@@ -1,0 +1,165 @@
+import type { DeliveryOutcome } from '../engine/delivery-outcome.ts';
+
+/**
+ * The durable queue. Every backend (SQLite, PostgreSQL) satisfies the same contract test suite
+ * (tests/integration/store-contract.ts). All times are milliseconds since the epoch.
+ */
+
+export type RecipientState = 'queued' | 'delivering' | 'delivered' | 'bounced';
+export const RECIPIENT_STATES: readonly RecipientState[] = ['queued', 'delivering', 'delivered', 'bounced'];
+
+/** A message handed to the queue: stored once, with one delivery row per recipient. */
+export interface NewMessage {
+  /** Queue id, unique; chosen by the caller (see newQueueId). */
+  id: string;
+  /** Envelope sender; '' is the null reverse-path (DSNs). */
+  sender: string;
+  recipients: string[];
+  /** The Message-ID header value, for reconciliation and logs. */
+  messageIdHeader: string | null;
+  /** The whole message in wire form (CRLF line endings, dot-unstuffed). */
+  body: Buffer;
+  /** Submitting user, null for trusted-network or internal (DSN) mail. */
+  submitter: string | null;
+  /** How the message came in. */
+  source: 'smtp' | 'http' | 'dsn';
+  clientAddress: string | null;
+  createdAt: number;
+  /** When the first attempt is due; normally createdAt. */
+  dueAt: number;
+}
+
+/** A recipient row claimed for delivery, with the envelope data the engine needs. */
+export interface ClaimedRecipient {
+  recipientId: number;
+  messageId: string;
+  sender: string;
+  recipient: string;
+  /** Lower-cased domain of the recipient. */
+  domain: string;
+  /** Attempts made before this one. */
+  attempts: number;
+  /** The egress IP of the previous attempt, if any (a retry prefers it). */
+  lastEgressIp: string | null;
+  messageCreatedAt: number;
+  messageIdHeader: string | null;
+  size: number;
+}
+
+export interface StoredMessage {
+  id: string;
+  sender: string;
+  messageIdHeader: string | null;
+  body: Buffer;
+  submitter: string | null;
+  source: NewMessage['source'];
+  createdAt: number;
+}
+
+export interface RecipientRow {
+  recipientId: number;
+  messageId: string;
+  recipient: string;
+  domain: string;
+  state: RecipientState;
+  attempts: number;
+  nextAttemptAt: number | null;
+  lastOutcome: DeliveryOutcome | null;
+  updatedAt: number;
+}
+
+export interface AttemptEvent {
+  recipientId: number;
+  messageId: string;
+  attempt: number;
+  at: number;
+  outcome: DeliveryOutcome;
+}
+
+/** The result of one attempt, applied to a claimed recipient row together with its event row. */
+export interface AttemptResult {
+  recipientId: number;
+  outcome: DeliveryOutcome;
+  /** 'queued' with nextAttemptAt to retry, or a final state. */
+  newState: 'queued' | 'delivered' | 'bounced';
+  /** Required when newState is 'queued'. */
+  nextAttemptAt?: number;
+  /**
+   * False for a wait that is not a real attempt (throttled, shutting down): the attempt counter
+   * stays as it is. An event row is written either way.
+   */
+  countsAsAttempt: boolean;
+}
+
+export interface ClaimOptions {
+  now: number;
+  limit: number;
+  /** Identifies this daemon; a lease held by an owner that died expires after leaseMs. */
+  owner: string;
+  leaseMs: number;
+}
+
+export interface Store {
+  readonly driver: 'sqlite' | 'postgres';
+
+  /** Applies pending migrations. Safe to call on every start. */
+  migrate(): Promise<void>;
+
+  /**
+   * Stores messages and their recipient rows atomically and durably: when the promise resolves
+   * the data survives a crash (kill -9, power loss with honest disks).
+   */
+  enqueue(messages: NewMessage[]): Promise<void>;
+
+  /**
+   * Claims up to `limit` recipients that are due (queued with nextAttemptAt <= now, or
+   * delivering with an expired lease), oldest due first, and marks them delivering for `owner`
+   * until now + leaseMs. Several daemons may claim concurrently without claiming the same row.
+   */
+  claimDue(options: ClaimOptions): Promise<ClaimedRecipient[]>;
+
+  /** Earliest time a queued recipient becomes due, or null when nothing is queued. */
+  nextDueAt(): Promise<number | null>;
+
+  loadMessage(messageId: string): Promise<StoredMessage | null>;
+
+  /**
+   * Applies attempt results to rows claimed by `owner` and writes one event row each, and
+   * enqueues `followUps` (DSNs) in the same transaction, so a bounce never loses its DSN.
+   * Results for rows no longer leased by `owner` are ignored.
+   */
+  recordAttempts(owner: string, results: AttemptResult[], followUps?: NewMessage[]): Promise<void>;
+
+  /** Returns claimed rows to the queue unchanged (shutdown), due at `dueAt`. */
+  release(owner: string, recipientIds: number[], dueAt: number): Promise<void>;
+
+  /** Returns every row leased by `owner` to the queue (start-up after a crash of this node). */
+  releaseAll(owner: string, dueAt: number): Promise<number>;
+
+  /** Recipient counts by state. */
+  countByState(): Promise<Record<RecipientState, number>>;
+
+  listRecipients(messageId: string): Promise<RecipientRow[]>;
+  listEvents(messageId: string): Promise<AttemptEvent[]>;
+
+  /** Deletes message bodies whose recipients are all final and older than `before`. */
+  purgeFinished(before: number): Promise<number>;
+
+  /**
+   * Calls `listener` when another process enqueued work (PostgreSQL LISTEN/NOTIFY); only a
+   * wake-up hint, never a source of truth. Returns an unsubscribe function.
+   */
+  onWork(listener: () => void): () => void;
+
+  /** Throws when the backend is unreachable. */
+  ping(): Promise<void>;
+
+  /** Waits for pending writes, then closes. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Extracts the lower-cased domain of an address ("" for the null address). */
+export function domainOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? '' : address.slice(at + 1).toLowerCase();
+}
