@@ -96,6 +96,8 @@ export const configSchema = z.strictObject({
     .strictObject({
       routes: z.record(z.string(), routeTarget).default({ '*': 'mx' }),
       maxAge: duration.default(5 * 86_400_000),
+      /** TCP port for next hops found by MX lookup (25 on the internet; tests point it at a sink). */
+      mxPort: port.default(25),
       concurrency: z.number().int().positive().default(200),
       maxConnectionsPerSite: z.number().int().positive().default(10),
       maxMessagesPerConnection: z.number().int().positive().default(100),
