@@ -1,0 +1,108 @@
+/**
+ * End-to-end benchmark: a Rookery daemon (SQLite, durable commits) as a real process, a loopback
+ * sink, N messages of ~size bytes over M concurrent submission sessions, delivered through the
+ * given number of egress IPs (127.0.0.2 ...). Writes JSON to bench/results/ and prints a table.
+ *
+ *   npm run bench -- --messages 20000 --sessions 32 --ips 4 --size 4096
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startDaemonProcess } from '../tests/helpers/daemon-process.ts';
+import { startSmtpSink } from '../tests/helpers/smtp-sink.ts';
+import { testMessage } from '../tests/helpers/submit.ts';
+import { submitLoad } from './smtp-load.ts';
+import { percentile, round } from './stats.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    messages: { type: 'string', default: '20000' },
+    sessions: { type: 'string', default: '32' },
+    ips: { type: 'string', default: '4' },
+    size: { type: 'string', default: '4096' },
+    name: { type: 'string', default: 'sqlite' },
+  },
+});
+const messages = Number(args.messages);
+const sessions = Number(args.sessions);
+const ipCount = Number(args.ips);
+const size = Number(args.size);
+
+/** Peak resident set size (VmHWM) and CPU seconds used so far by a process, from /proc. */
+function processUsage(pid: number): { peakRssMb: number; cpuSeconds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  const ticks = Number(stat[11]) + Number(stat[12]); // utime + stime
+  return { peakRssMb: round(hwm / 1024), cpuSeconds: round(ticks / 100, 2) };
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-'));
+const sink = await startSmtpSink();
+const daemon = await startDaemonProcess(dir, {
+  hostname: 'bench.rookery.test',
+  storage: { driver: 'sqlite', path: join(dir, 'queue.db') },
+  smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'], maxConnectionsPerClient: sessions + 10 },
+  api: { listen: { host: '127.0.0.1', port: 0 } },
+  delivery: { routes: { '*': `127.0.0.1:${sink.port}` } },
+  ips: Array.from({ length: ipCount }, (_, i) => ({ address: `127.0.0.${i + 2}`, hostname: `out${i + 1}.rookery.test` })),
+  log: { level: 'warn' },
+});
+
+try {
+  const batch = Array.from({ length: messages }, (_, i) => {
+    const messageId = `<bench-${i}@app.test>`;
+    const to = `user${i % 50}@dest${i % 10}.test`;
+    return { messageId, from: 'app@sender.test', to, raw: testMessage({ from: 'app@sender.test', to, messageId, bodyBytes: size - 250 }) };
+  });
+  console.error(`submitting ${messages} messages of ~${batch[0]!.raw.length} bytes over ${sessions} sessions, ${ipCount} egress IPs`);
+  const load = await submitLoad({ host: daemon.smtp[0]!.host, port: daemon.smtp[0]!.port, sessions, messages: batch });
+  await sink.waitForMessages(load.ackedAt.size, 600_000);
+  const usage = processUsage(daemon.pid);
+
+  const delivered = new Map(sink.messages.map((m) => [m.messageId ?? '', m.receivedAt]));
+  const lastDelivery = Math.max(...delivered.values());
+  const acceptToDelivered = [...load.ackedAt].map(([id, acked]) => delivered.get(id)! - acked);
+  const submitSeconds = (load.endedAt - load.startedAt) / 1000;
+  const totalSeconds = (lastDelivery - load.startedAt) / 1000;
+  const sources = new Set(sink.messages.map((m) => m.remoteAddress));
+
+  const result = {
+    name: args.name,
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+    parameters: { messages, sessions, egressIps: ipCount, messageBytes: batch[0]!.raw.length, storage: 'sqlite (WAL, synchronous=FULL)' },
+    accepted: load.ackedAt.size,
+    failedSubmissions: load.failures,
+    delivered: delivered.size,
+    egressIpsSeen: sources.size,
+    acceptedPerSecond: round(load.ackedAt.size / submitSeconds),
+    deliveredPerSecondEndToEnd: round(delivered.size / totalSeconds),
+    acceptLatencyMs: { p50: round(percentile(load.latencies, 50), 2), p99: round(percentile(load.latencies, 99), 2) },
+    acceptToDeliveredMs: { p50: round(percentile(acceptToDelivered, 50), 1), p99: round(percentile(acceptToDelivered, 99), 1) },
+    daemon: { ...usage, cpuPerMessageMs: round((usage.cpuSeconds * 1000) / messages, 3) },
+    wallSeconds: round(totalSeconds, 2),
+  };
+
+  mkdirSync(new URL('results/', import.meta.url), { recursive: true });
+  const file = new URL(`results/${result.date.replace(/[:.]/g, '-')}-${args.name}.json`, import.meta.url);
+  writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  console.table({
+    'accepted msg/s': result.acceptedPerSecond,
+    'delivered msg/s (end to end)': result.deliveredPerSecondEndToEnd,
+    'accept latency p50 ms': result.acceptLatencyMs.p50,
+    'accept latency p99 ms': result.acceptLatencyMs.p99,
+    'accept->delivered p50 ms': result.acceptToDeliveredMs.p50,
+    'accept->delivered p99 ms': result.acceptToDeliveredMs.p99,
+    'daemon peak RSS MB': result.daemon.peakRssMb,
+    'daemon CPU ms / message': result.daemon.cpuPerMessageMs,
+    'failed submissions': result.failedSubmissions,
+  });
+  console.log(`written ${file.pathname}`);
+} finally {
+  daemon.kill('SIGTERM');
+  await daemon.exited;
+  await sink.close();
+  rmSync(dir, { recursive: true, force: true });
+}

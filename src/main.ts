@@ -1,0 +1,146 @@
+import { Resolver } from 'node:dns/promises';
+import { systemClock, type Clock } from './clock.ts';
+import type { Config } from './config/schema.ts';
+import { createControlApi } from './control-api/server.ts';
+import { DeliveryEngine } from './engine/delivery-engine.ts';
+import { Queue } from './engine/queue.ts';
+import { createRouter, type Resolver as DnsResolver } from './engine/routing.ts';
+import { Scheduler } from './engine/scheduler.ts';
+import { createDeliverer } from './engine/smtp-deliverer.ts';
+import { createRoundRobinSelector } from './ippool/egress.ts';
+import type { Logger } from './observability/logger.ts';
+import { Metrics } from './observability/metrics.ts';
+import { loadOrCreateTlsMaterial } from './smtp/tls-material.ts';
+import { createSubmissionServer } from './smtp/submission-server.ts';
+import { createStore } from './storage/create-store.ts';
+import { createRedisClient } from './storage/redis-client.ts';
+import { RECIPIENT_STATES } from './storage/store.ts';
+
+export interface DaemonOptions {
+  config: Config;
+  logger: Logger;
+  clock?: Clock;
+  resolver?: DnsResolver;
+}
+
+export interface Daemon {
+  smtpAddresses(): { host: string; port: number }[];
+  apiAddress(): { host: string; port: number };
+  /** Graceful stop; safe to call twice (the second call waits for the first). */
+  stop(reason?: string): Promise<void>;
+}
+
+/**
+ * Composition root: builds every component with its dependencies, starts them in order
+ * (storage, API, delivery, then SMTP intake) and stops them in reverse.
+ */
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const log = logger.child({ component: 'daemon' });
+  const metrics = new Metrics();
+  const owner = config.hostname;
+
+  const store = await createStore(config.storage, { logger, clock });
+  const stack: Array<{ name: string; stop: () => Promise<void> }> = [{ name: 'storage', stop: () => store.close() }];
+  const stopAll = async () => {
+    for (const { name, stop } of stack.reverse()) {
+      await stop().catch((err: unknown) => log.error({ event: 'daemon.stop.failed', part: name, err }, `stopping ${name} failed`));
+    }
+    stack.length = 0;
+  };
+
+  try {
+    await store.migrate();
+    const redis = config.redis ? createRedisClient(config.redis.url, logger) : null;
+    if (redis) stack.push({ name: 'redis', stop: () => redis.close() });
+
+    const { timeouts } = config.delivery;
+    const deliverer = createDeliverer({
+      logger,
+      metrics,
+      clock,
+      timeouts,
+      maxMessagesPerConnection: config.delivery.maxMessagesPerConnection,
+      maxConnectionsPerSite: config.delivery.maxConnectionsPerSite,
+      idleConnectionTimeout: config.delivery.idleConnectionTimeout,
+    });
+    stack.push({ name: 'deliverer', stop: () => deliverer.close() });
+
+    const engine = new DeliveryEngine({
+      store,
+      router: createRouter({ routes: config.delivery.routes, mxPort: config.delivery.mxPort, resolver: options.resolver ?? new Resolver(), clock }),
+      deliverer,
+      egress: createRoundRobinSelector(config.ips, config.hostname),
+      clock,
+      logger,
+      metrics,
+      owner,
+      hostname: config.hostname,
+      delivery: config.delivery,
+    });
+    const scheduler = new Scheduler({
+      store,
+      engine,
+      clock,
+      logger,
+      owner,
+      concurrency: config.delivery.concurrency,
+      // A claim must outlive the slowest attempt, or another node would deliver it twice.
+      leaseMs: timeouts.connect + timeouts.greeting + 4 * timeouts.command + timeouts.dataDone + 60_000,
+    });
+
+    let shuttingDown = false;
+    const api = createControlApi({
+      config,
+      logger,
+      metrics,
+      checks: { storage: () => store.ping(), ...(redis ? { redis: () => redis.ping() } : {}) },
+      isShuttingDown: () => shuttingDown,
+      beforeMetrics: async () => {
+        const counts = await store.countByState();
+        for (const state of RECIPIENT_STATES) metrics.queueDepth.set({ state }, counts[state]);
+      },
+    });
+    const apiAddress = await api.start();
+    stack.push({ name: 'api', stop: () => api.stop() });
+
+    await scheduler.start();
+    stack.push({ name: 'scheduler', stop: () => scheduler.stop(config.delivery.shutdownTimeout) });
+
+    const queue = new Queue({ store, clock, metrics, logger, hostname: config.hostname, onEnqueued: () => scheduler.wake() });
+    const tls = await loadOrCreateTlsMaterial({
+      keyPath: config.smtp.tls?.key,
+      certPath: config.smtp.tls?.cert,
+      dataDir: config.dataDir,
+      hostname: config.hostname,
+    });
+    const smtp = createSubmissionServer({ config, queue, tls, logger, metrics, clock });
+    await smtp.start();
+    stack.push({ name: 'smtp', stop: () => smtp.stop() });
+    // Readiness turns false before anything closes, so load balancers drain first.
+    stack.push({ name: 'readiness', stop: async () => void (shuttingDown = true) });
+
+    log.info(
+      { event: 'daemon.started', smtp: smtp.addresses(), api: apiAddress, storage: config.storage.driver, ips: config.ips.length },
+      'rookery started',
+    );
+
+    let stopping: Promise<void> | null = null;
+    return {
+      smtpAddresses: () => smtp.addresses(),
+      apiAddress: () => apiAddress,
+      stop(reason = 'stop requested') {
+        stopping ??= (async () => {
+          log.info({ event: 'daemon.stopping', reason, inFlight: scheduler.activeJobs }, 'rookery stopping');
+          await stopAll();
+          log.info({ event: 'daemon.stopped' }, 'rookery stopped');
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,133 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ConfigInput } from '../../src/config/schema.ts';
+import { killDaemon, startDaemonProcess, type DaemonProcess } from '../helpers/daemon-process.ts';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
+import { submissionClient, testMessage } from '../helpers/submit.ts';
+
+const EGRESS = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5'];
+
+function daemonConfig(sink: SmtpSink, extra: Partial<ConfigInput> = {}): ConfigInput {
+  return {
+    hostname: 'mta.rookery.test',
+    storage: { driver: 'sqlite', path: './data/rookery.db' },
+    smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'] },
+    api: { listen: { host: '127.0.0.1', port: 0 } },
+    delivery: {
+      routes: { '*': `127.0.0.1:${sink.port}` },
+      retry: { initial: '300ms', max: '1s', multiplier: 2, jitter: 0.1 },
+    },
+    ips: EGRESS.map((address, i) => ({ address, hostname: `mta${i + 1}.rookery.test` })),
+    log: { level: 'info' },
+    ...extra,
+  };
+}
+
+describe('daemon: submission to delivery', () => {
+  let dir: string;
+  let sink: SmtpSink | undefined;
+  let daemon: DaemonProcess | undefined;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'rookery-e2e-'));
+  });
+  afterEach(async () => {
+    await killDaemon(daemon);
+    await sink?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('delivers from every egress IP, greeting with that IP hostname, reusing connections', async () => {
+    sink = await startSmtpSink();
+    daemon = await startDaemonProcess(dir, daemonConfig(sink));
+    const client = submissionClient(daemon.smtp[0]!, 4);
+    const ids = Array.from({ length: 40 }, (_, i) => `<spread-${i}@app.test>`);
+    await Promise.all(
+      ids.map((messageId) =>
+        client.send('app@sender.test', ['user@dest.test'], testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId })),
+      ),
+    );
+    client.close();
+    await sink.waitForMessages(40, 15_000);
+
+    expect(new Set(sink.messages.map((m) => m.messageId))).toEqual(new Set(ids));
+    const bySource = new Map<string, Set<string>>();
+    for (const m of sink.messages) {
+      const helos = bySource.get(m.remoteAddress) ?? new Set();
+      helos.add(m.helo);
+      bySource.set(m.remoteAddress, helos);
+    }
+    expect([...bySource.keys()].sort()).toEqual(EGRESS);
+    EGRESS.forEach((address, i) => expect([...bySource.get(address)!]).toEqual([`mta${i + 1}.rookery.test`]));
+    // Forty messages need far fewer than forty connections when connections are reused.
+    expect(sink.connections.length).toBeLessThan(40);
+    const stored = sink.messages[0]!.raw.toString();
+    expect(stored).toMatch(/^Received: from /);
+  });
+
+  it('retries after a 4xx and delivers; bounces a 5xx with a DSN to the sender', async () => {
+    let deferred = 0;
+    sink = await startSmtpSink({
+      script: {
+        onRcptTo(address) {
+          if (address === 'greylisted@dest.test' && deferred++ < 2) return { code: 451, message: '4.7.1 greylisted, try again' };
+          if (address === 'nobody@dest.test') return { code: 550, message: '5.1.1 no such user' };
+          return undefined;
+        },
+      },
+    });
+    daemon = await startDaemonProcess(dir, daemonConfig(sink));
+    const client = submissionClient(daemon.smtp[0]!);
+    await client.send('app@sender.test', ['greylisted@dest.test'], testMessage({ from: 'app@sender.test', to: 'greylisted@dest.test', messageId: '<grey@app.test>' }));
+    await client.send('app@sender.test', ['nobody@dest.test'], testMessage({ from: 'app@sender.test', to: 'nobody@dest.test', messageId: '<bounce@app.test>' }));
+    client.close();
+
+    // The greylisted message, and the DSN for the bounced one (sent to app@sender.test with a null sender).
+    await sink.waitForMessages(2, 15_000);
+    const grey = sink.messages.find((m) => m.messageId === '<grey@app.test>');
+    expect(grey?.to).toEqual(['greylisted@dest.test']);
+    expect(deferred).toBe(3);
+    const dsn = sink.messages.find((m) => m.to.includes('app@sender.test'));
+    expect(dsn?.from).toBe('');
+    const text = dsn!.raw.toString();
+    expect(text).toMatch(/Content-Type: multipart\/report;[\s\S]*report-type=("?)delivery-status\1/i);
+    expect(text).toMatch(/Final-Recipient: rfc822; ?nobody@dest\.test/i);
+    expect(text).toMatch(/Status: 5\.1\.1/);
+    expect(text).toMatch(/Diagnostic-Code: smtp; ?550 5\.1\.1 no such user/i);
+    expect(text).toContain('<bounce@app.test>');
+  });
+
+  it('refuses relay from an untrusted client without AUTH', async () => {
+    sink = await startSmtpSink();
+    const config = daemonConfig(sink);
+    daemon = await startDaemonProcess(dir, { ...config, smtp: { ...config.smtp, trustedNetworks: [] } });
+    const client = submissionClient(daemon.smtp[0]!);
+    await expect(
+      client.send('app@sender.test', ['user@dest.test'], testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: '<deny@app.test>' })),
+    ).rejects.toMatchObject({ responseCode: expect.any(Number) });
+    client.close();
+    expect(sink.messages).toHaveLength(0);
+  });
+
+  it('shuts down gracefully on SIGTERM and resumes the queue on restart', async () => {
+    // A sink that defers everything: mail stays queued across the restart.
+    let accept = false;
+    sink = await startSmtpSink({ script: { onRcptTo: () => (accept ? undefined : { code: 421, message: '4.3.2 not now' }) } });
+    daemon = await startDaemonProcess(dir, daemonConfig(sink));
+    const client = submissionClient(daemon.smtp[0]!);
+    for (let i = 0; i < 5; i++) {
+      await client.send('app@sender.test', ['user@dest.test'], testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: `<resume-${i}@app.test>` }));
+    }
+    client.close();
+    daemon.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    expect(daemon.logs.some((l) => l.event === 'daemon.stopped')).toBe(true);
+
+    accept = true;
+    daemon = await startDaemonProcess(dir, daemonConfig(sink));
+    await sink.waitForMessages(5, 15_000);
+    expect(new Set(sink.messages.map((m) => m.messageId)).size).toBe(5);
+  });
+});
