@@ -1,0 +1,47 @@
+import { startDaemon } from '../main.ts';
+import { createLogger } from '../observability/logger.ts';
+import type { CommandContext, CommandResult } from './main.ts';
+import { ConfigError, describeConfigError, loadCliConfig } from './load-cli-config.ts';
+import { handleShutdownSignals } from './shutdown-signals.ts';
+
+/**
+ * `rookery run`: validates the configuration (refusing to start on any problem), starts the
+ * daemon and hands SIGTERM / SIGINT to its graceful stop. Logs go to stdout as JSON lines.
+ */
+export async function execute(values: Record<string, unknown>, context: CommandContext): Promise<CommandResult> {
+  let loaded;
+  try {
+    loaded = loadCliConfig(values, context.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(describeConfigError(err));
+    return 1;
+  }
+  const { config, path } = loaded;
+  const logger = createLogger(config.log.level);
+  const exit = (code: number) => process.exit(code);
+
+  // The queue is durable, so after a bug nothing is lost by exiting: the service manager
+  // restarts the daemon, which returns this node's leased rows to the queue.
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ event: 'process.uncaught_exception', err }, 'uncaught exception, exiting');
+    exit(1);
+  });
+  process.on('unhandledRejection', (reason) => {
+    logger.fatal({ event: 'process.unhandled_rejection', err: reason }, 'unhandled promise rejection, exiting');
+    exit(1);
+  });
+
+  logger.info({ event: 'config.loaded', path: path ?? '(built-in defaults)' }, 'configuration loaded');
+  // Handlers go in before start-up so a signal during start-up is not the default instant kill.
+  const daemon = startDaemon({ config, logger });
+  handleShutdownSignals({ daemon, logger, exit });
+  try {
+    await daemon;
+  } catch (err) {
+    logger.fatal({ event: 'daemon.start_failed', err }, 'rookery failed to start');
+    // Exit outright: a half-started component may still hold a timer or socket open.
+    exit(1);
+  }
+  return undefined;
+}

@@ -1,0 +1,81 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { registerErrorHandlers } from './error-handler.ts';
+import type { ReadinessChecks } from './readiness.ts';
+import { registerHealthzRoute } from './routes/healthz.ts';
+import { registerMetricsRoute } from './routes/metrics.ts';
+import { registerReadyzRoute } from './routes/readyz.ts';
+
+export interface ControlApiDeps {
+  config: { api: Pick<Config['api'], 'listen'> };
+  logger: Logger;
+  metrics: Metrics;
+  /** Dependencies /readyz checks; each throws when its dependency does not answer. */
+  checks: ReadinessChecks;
+  /** True once shutdown began: /readyz answers 503 from then on. */
+  isShuttingDown?: () => boolean;
+  /** Called before each /metrics scrape to refresh gauges read from elsewhere (queue depth). */
+  beforeMetrics?: () => Promise<void>;
+  /** Upper bound for each readiness check; default 5 s. */
+  checkTimeoutMs?: number;
+}
+
+export interface ControlApi {
+  /** The Fastify instance; more routes may be registered on it before start(). */
+  readonly app: FastifyInstance;
+  /** Listens on config.api.listen (port 0 picks a free port) and returns the bound address. */
+  start(): Promise<{ host: string; port: number }>;
+  /** Stops accepting, lets in-flight requests finish, closes idle keep-alive sockets. */
+  stop(): Promise<void>;
+}
+
+/** Probe and scrape traffic arrives every few seconds; logging each request would drown the log. */
+const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+export function createControlApi(deps: ControlApiDeps): ControlApi {
+  const logger = deps.logger.child({ component: 'api' });
+  const app: FastifyInstance = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: (request) => QUIET_PATHS.has(request.url.split('?')[0]!) }),
+    // Requests still arriving while closing get 503; idle keep-alive sockets are closed at once.
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+
+  registerErrorHandlers(app);
+  registerHealthzRoute(app);
+  registerReadyzRoute(app, { checks: deps.checks, isShuttingDown: deps.isShuttingDown, checkTimeoutMs: deps.checkTimeoutMs });
+  registerMetricsRoute(app, { metrics: deps.metrics, logger, beforeMetrics: deps.beforeMetrics });
+
+  let starting: Promise<{ host: string; port: number }> | undefined;
+  let stopping: Promise<void> | undefined;
+
+  return {
+    app,
+
+    start() {
+      if (stopping) return Promise.reject(new Error('control API was stopped; create a new one to listen again'));
+      starting ??= (async () => {
+        const { host, port } = deps.config.api.listen;
+        await app.listen({ host, port });
+        const address = app.server.address() as AddressInfo;
+        logger.info({ event: 'api.listening', host: address.address, port: address.port }, 'control API listening');
+        return { host: address.address, port: address.port };
+      })();
+      return starting;
+    },
+
+    stop() {
+      stopping ??= (async () => {
+        // Wait for a start in progress so its socket is not left open behind us.
+        await starting?.catch(() => undefined);
+        await app.close();
+        logger.info({ event: 'api.stopped' }, 'control API stopped');
+      })();
+      return stopping;
+    },
+  };
+}
