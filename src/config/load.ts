@@ -69,7 +69,8 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
     throw new ConfigError(path, [`cannot read file: ${(err as Error).message}`]);
   }
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length) throw new ConfigError(path, doc.errors.map((e) => e.message.split('\n')[0]!));
+  // prettyErrors appends a code frame after "at line L, column C:"; keep the first line, without the colon.
+  if (doc.errors.length) throw new ConfigError(path, doc.errors.map((e) => e.message.split('\n')[0]!.replace(/:$/, '')));
   return parseConfig(doc.toJS(), path, env);
 }
 

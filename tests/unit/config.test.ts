@@ -1,0 +1,207 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load.ts';
+
+/** Parses with no environment overrides, so the machine's DATABASE_URL cannot leak in. */
+function parse(raw: unknown, env: NodeJS.ProcessEnv = {}) {
+  return parseConfig(raw, 'test', env);
+}
+
+/** The problems a config raises; fails the test when it is accepted. */
+function problemsOf(raw: unknown, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parse(raw, env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).problems;
+  }
+  throw new Error('configuration was accepted');
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'rookery-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function writeYaml(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('defaults', () => {
+  it('an empty config is the embedded single-node setup', () => {
+    const config = parse({});
+    expect(config.hostname).toBe(hostname());
+    expect(config.dataDir).toBe('./data');
+    expect(config.storage).toEqual({ driver: 'sqlite', path: './data/rookery.db' });
+    expect(config.redis).toBeUndefined();
+    expect(config.smtp.listeners).toEqual([{ host: '127.0.0.1', port: 2525, tls: 'none' }]);
+    expect(config.smtp.trustedNetworks).toEqual([]);
+    expect(config.smtp.users).toEqual([]);
+    expect(config.smtp.maxMessageBytes).toBe(26_214_400);
+    expect(config.smtp.sessionTimeout).toBe(600_000);
+    expect(config.smtp.authFailures).toEqual({ max: 5, window: 900_000 });
+    expect(config.api.listen).toEqual({ host: '127.0.0.1', port: 8025 });
+    expect(config.delivery.routes).toEqual({ '*': 'mx' });
+    expect(config.delivery.maxAge).toBe(5 * 86_400_000);
+    expect(config.delivery.mxPort).toBe(25);
+    expect(config.delivery.retry).toEqual({ initial: 60_000, max: 14_400_000, multiplier: 2, jitter: 0.2 });
+    expect(config.delivery.timeouts).toEqual({ connect: 30_000, greeting: 300_000, command: 300_000, dataDone: 600_000 });
+    expect(config.delivery.shutdownTimeout).toBe(25_000);
+    expect(config.delivery.dsn).toEqual({ enabled: true });
+    expect(config.ips).toEqual([]);
+    expect(config.log.level).toBe('info');
+  });
+
+  it('null (an empty YAML file) means all defaults too', () => {
+    expect(parse(null)).toEqual(parse({}));
+  });
+
+  it('fills defaults inside list items and next to given values', () => {
+    const config = parse({ smtp: { listeners: [{ port: 587 }], users: [{ username: 'app', password: 'pw' }] }, delivery: { retry: { initial: '30s' } } });
+    expect(config.smtp.listeners).toEqual([{ host: '127.0.0.1', port: 587, tls: 'none' }]);
+    expect(config.smtp.users[0]!.allowedSenders).toEqual(['*']);
+    expect(config.delivery.retry).toEqual({ initial: 30_000, max: 14_400_000, multiplier: 2, jitter: 0.2 });
+  });
+
+  it('durations accept every unit and plain milliseconds', () => {
+    const config = parse({ delivery: { retry: { initial: '500ms', max: '2h' }, maxAge: '5d', timeouts: { connect: '1m', greeting: 1500 } } });
+    expect(config.delivery.retry.initial).toBe(500);
+    expect(config.delivery.retry.max).toBe(7_200_000);
+    expect(config.delivery.maxAge).toBe(432_000_000);
+    expect(config.delivery.timeouts.connect).toBe(60_000);
+    expect(config.delivery.timeouts.greeting).toBe(1500);
+  });
+});
+
+describe('problems name their exact path', () => {
+  it('rejects unknown keys at any depth', () => {
+    expect(problemsOf({ smtp: { listners: [] } })).toEqual(['smtp.listners: unknown key']);
+    expect(problemsOf({ smtp: { listeners: [{ port: 25, tsl: 'none' }] } })).toEqual(['smtp.listeners[0].tsl: unknown key']);
+    expect(problemsOf({ colour: 'blue' })).toEqual(['colour: unknown key']);
+  });
+
+  it('reports a bad egress address by its index', () => {
+    const problems = problemsOf({ ips: [{ address: '127.0.0.2' }, { address: '127.0.0.3' }, { address: '127.0.0.300' }] });
+    expect(problems).toEqual(['ips[2].address: not an IP address']);
+  });
+
+  it('rejects a bad duration with the value it got', () => {
+    const problems = problemsOf({ delivery: { retry: { initial: '10 minutes' } } });
+    expect(problems).toEqual(['delivery.retry.initial: not a duration (use e.g. 500ms, 25s, 10m, 1h, 5d): "10 minutes"']);
+    expect(problemsOf({ delivery: { shutdownTimeout: -5 } })[0]).toMatch(/^delivery\.shutdownTimeout: not a duration/);
+  });
+
+  it('rejects networks that are not CIDR', () => {
+    const message = 'not a network in CIDR form (e.g. 10.0.0.0/8)';
+    expect(problemsOf({ smtp: { trustedNetworks: ['10.0.0.0/8', '10.0.0.0/33'] } })).toEqual([`smtp.trustedNetworks[1]: ${message}`]);
+    expect(problemsOf({ smtp: { trustedNetworks: ['example.com/24'] } })).toEqual([`smtp.trustedNetworks[0]: ${message}`]);
+    expect(problemsOf({ smtp: { trustedNetworks: ['::1/129'] } })).toEqual([`smtp.trustedNetworks[0]: ${message}`]);
+    expect(parse({ smtp: { trustedNetworks: ['192.168.1.7', '::1/128', '0.0.0.0/0'] } }).smtp.trustedNetworks).toHaveLength(3);
+  });
+
+  it('reports every problem at once, not only the first', () => {
+    const problems = problemsOf({ api: { listen: { port: 70000 } }, log: { level: 'loud' }, delivery: { routes: { 'example.com': 'smtp://x' } } });
+    expect(problems.map((p) => p.split(':')[0])).toEqual(['api.listen.port', 'delivery.routes.example.com', 'log.level']);
+  });
+
+  it('requires a URL for PostgreSQL', () => {
+    expect(problemsOf({ storage: { driver: 'postgres' } })).toEqual([
+      'storage.url: required when storage.driver is postgres (or set DATABASE_URL)',
+    ]);
+  });
+
+  it('rejects a user with both or neither of password and passwordHash, and a hash that is not scrypt', () => {
+    expect(problemsOf({ smtp: { users: [{ username: 'a' }] } })).toEqual(['smtp.users[0]: give exactly one of password or passwordHash']);
+    expect(problemsOf({ smtp: { users: [{ username: 'a', password: 'x', passwordHash: 'scrypt$x' }] } })).toEqual([
+      'smtp.users[0]: give exactly one of password or passwordHash',
+    ]);
+    expect(problemsOf({ smtp: { users: [{ username: 'a', passwordHash: '$2b$10$abc' }] } })[0]).toMatch(/^smtp\.users\[0\]\.passwordHash: not an scrypt hash/);
+  });
+
+  it('rejects the same egress address twice', () => {
+    expect(problemsOf({ ips: [{ address: '127.0.0.2' }, { address: '127.0.0.2' }] })).toEqual(['ips[1].address: duplicate address 127.0.0.2']);
+  });
+});
+
+describe('environment overrides', () => {
+  it('DATABASE_URL supplies the PostgreSQL URL and wins over the file', () => {
+    const fromEnv = parse({ storage: { driver: 'postgres' } }, { DATABASE_URL: 'postgres://db.internal/rookery' });
+    expect(fromEnv.storage.url).toBe('postgres://db.internal/rookery');
+    const overridden = parse({ storage: { driver: 'postgres', url: 'postgres://file/x' } }, { DATABASE_URL: 'postgres://env/y' });
+    expect(overridden.storage.url).toBe('postgres://env/y');
+    expect(overridden.storage.driver).toBe('postgres');
+  });
+
+  it('REDIS_URL turns Redis on and wins over the file', () => {
+    expect(parse({}, { REDIS_URL: 'redis://127.0.0.1:6379/2' }).redis).toEqual({ url: 'redis://127.0.0.1:6379/2' });
+    expect(parse({ redis: { url: 'redis://file:6379' } }, { REDIS_URL: 'redis://env:6379' }).redis!.url).toBe('redis://env:6379');
+    expect(parse({ redis: { url: 'redis://file:6379' } }, {}).redis!.url).toBe('redis://file:6379');
+  });
+
+  it('reads overrides from process.env when no environment is passed', () => {
+    const saved = process.env.REDIS_URL;
+    process.env.REDIS_URL = 'redis://from-process-env:6379';
+    try {
+      expect(parseConfig({}, 'test').redis!.url).toBe('redis://from-process-env:6379');
+    } finally {
+      if (saved === undefined) delete process.env.REDIS_URL;
+      else process.env.REDIS_URL = saved;
+    }
+  });
+});
+
+describe('the result', () => {
+  it('is frozen all the way down', () => {
+    const config = parse({ ips: [{ address: '127.0.0.2' }] });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.delivery.retry)).toBe(true);
+    expect(Object.isFrozen(config.smtp.listeners)).toBe(true);
+    expect(Object.isFrozen(config.ips[0])).toBe(true);
+    expect(() => {
+      (config.delivery.retry as { initial: number }).initial = 1;
+    }).toThrow(TypeError);
+    expect(() => (config.ips as unknown as unknown[]).push({ address: '127.0.0.3' })).toThrow(TypeError);
+  });
+});
+
+describe('loading YAML files', () => {
+  it('loads a valid file', () => {
+    const path = writeYaml('ok.yaml', 'storage:\n  path: /var/lib/rookery/q.db\ndelivery:\n  routes:\n    "*": mx\n    example.test: "127.0.0.1:2526"\n');
+    const config = loadConfigFile(path, {});
+    expect(config.storage.path).toBe('/var/lib/rookery/q.db');
+    expect(config.delivery.routes).toEqual({ '*': 'mx', 'example.test': '127.0.0.1:2526' });
+  });
+
+  it('reports a YAML syntax error with its line and column', () => {
+    const path = writeYaml('broken.yaml', 'log:\n  level: info\napi: {listen: {port: 8025}\n');
+    let error: unknown;
+    try {
+      loadConfigFile(path, {});
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const { source, problems } = error as ConfigError;
+    expect(source).toBe(path);
+    expect(problems.length).toBeGreaterThan(0);
+    expect(problems[0]).toMatch(/at line \d+, column \d+$/);
+  });
+
+  it('rejects a key given twice', () => {
+    const path = writeYaml('twice.yaml', 'log:\n  level: info\nlog:\n  level: debug\n');
+    expect(() => loadConfigFile(path, {})).toThrow(/Map keys must be unique at line 3, column 1/);
+  });
+
+  it('reports a missing file as a configuration problem', () => {
+    const path = join(dir, 'missing.yaml');
+    expect(() => loadConfigFile(path, {})).toThrow(ConfigError);
+    expect(() => loadConfigFile(path, {})).toThrow(/cannot read file: ENOENT/);
+  });
+
+  it('names the file and the path of each problem in the message', () => {
+    const path = writeYaml('bad.yaml', 'ips:\n  - address: 127.0.0.2\n  - address: 127.0.0.3\n  - address: not-an-ip\n');
+    expect(() => loadConfigFile(path, {})).toThrow(`${path}: invalid configuration\n  ips[2].address: not an IP address`);
+  });
+});
