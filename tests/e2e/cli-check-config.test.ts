@@ -1,0 +1,99 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const ROOT = new URL('../..', import.meta.url).pathname;
+const NODE = join(ROOT, 'node_modules/.bin/node');
+const CLI = join(ROOT, 'src/cli/main.ts');
+
+const dir = mkdtempSync(join(tmpdir(), 'rookery-check-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Runs the real CLI in a fresh process, from a directory other than the repository. */
+function rookery(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const clean = { ...process.env };
+  delete clean.ROOKERY_CONFIG;
+  delete clean.DATABASE_URL;
+  delete clean.REDIS_URL;
+  const result = spawnSync(NODE, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...clean, ...env }, encoding: 'utf8' });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+function write(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('rookery check-config', () => {
+  it('accepts the shipped example and local configurations', () => {
+    for (const file of ['config/rookery.example.yaml', 'config/rookery.local.yaml']) {
+      const path = join(ROOT, file);
+      const result = rookery(['check-config', '--config', path]);
+      expect(result).toEqual({ code: 0, stdout: `configuration OK: ${path}\n`, stderr: '' });
+    }
+  });
+
+  it('lists every problem with its path on stderr and exits 1', () => {
+    const path = write(
+      'bad.yaml',
+      ['ips:', '  - address: 127.0.0.2', '  - address: 127.0.0.3', '  - address: 10.0.0.256', 'smtp:', '  trustedNetworks: [10.0.0.0/40]', 'delivery:', '  maxAge: forever', 'colour: blue', ''].join('\n'),
+    );
+    const result = rookery(['check-config', '--config', path]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    const lines = result.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe(`invalid configuration: ${path}`);
+    expect(lines.slice(1).map((l) => l.trim()).sort()).toEqual(
+      [
+        'colour: unknown key',
+        'delivery.maxAge: not a duration (use e.g. 500ms, 25s, 10m, 1h, 5d): "forever"',
+        'ips[2].address: not an IP address',
+        'smtp.trustedNetworks[0]: not a network in CIDR form (e.g. 10.0.0.0/8)',
+      ].sort(),
+    );
+  });
+
+  it('reports YAML syntax errors with their position', () => {
+    const path = write('syntax.yaml', 'log:\n  level: info\napi: {listen: {port: 8025}\n');
+    const result = rookery(['check-config', '--config', path]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^invalid configuration: .*syntax\.yaml\n {2}.+ at line \d+, column \d+\n/);
+  });
+
+  it('reports a file that cannot be read', () => {
+    const path = join(dir, 'nowhere.yaml');
+    const result = rookery(['check-config', '--config', path]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`invalid configuration: ${path}\n  cannot read file: ENOENT`);
+  });
+
+  it('reads the path from ROOKERY_CONFIG when --config is absent, and --config wins over it', () => {
+    const good = write('env-good.yaml', 'log:\n  level: warn\n');
+    const bad = write('env-bad.yaml', 'log:\n  level: loud\n');
+    expect(rookery(['check-config'], { ROOKERY_CONFIG: good })).toMatchObject({ code: 0, stdout: `configuration OK: ${good}\n` });
+    expect(rookery(['check-config'], { ROOKERY_CONFIG: bad })).toMatchObject({ code: 1 });
+    expect(rookery(['check-config', '-c', good], { ROOKERY_CONFIG: bad })).toMatchObject({ code: 0, stdout: `configuration OK: ${good}\n` });
+  });
+
+  it('checks the built-in defaults when no file is given', () => {
+    expect(rookery(['check-config'])).toEqual({ code: 0, stdout: 'configuration OK: (built-in defaults)\n', stderr: '' });
+  });
+
+  it('applies environment overrides as the daemon would', () => {
+    const path = write('postgres.yaml', 'storage:\n  driver: postgres\n');
+    const missing = rookery(['check-config', '--config', path]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('storage.url: required when storage.driver is postgres (or set DATABASE_URL)');
+    expect(rookery(['check-config', '--config', path], { DATABASE_URL: 'postgres://127.0.0.1/rookery' }).code).toBe(0);
+  });
+
+  it('rejects unknown options as a usage error (exit 2)', () => {
+    const result = rookery(['check-config', '--confg', 'x.yaml']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("Unknown option '--confg'");
+    expect(result.stderr).toContain('Usage: rookery check-config');
+  });
+});
