@@ -35,13 +35,16 @@ export function createRedisClient(url: string, logger: Logger): RedisClient {
 
   // One line per outage, not one per reconnection attempt.
   let healthy = true;
+  let lastError: Error | null = null;
   redis.on('ready', () => {
     if (!healthy) log.info({ event: 'redis.reconnected', target }, 'redis connection restored');
     healthy = true;
+    lastError = null;
   });
   redis.on('error', (err: Error) => {
     if (healthy) log.warn({ event: 'redis.error', target, error: err.message }, 'redis connection failed');
     healthy = false;
+    lastError = err;
   });
 
   let closing: Promise<void> | undefined;
@@ -56,6 +59,9 @@ export function createRedisClient(url: string, logger: Logger): RedisClient {
       });
       try {
         await Promise.race([redis.ping(), timeout]);
+      } catch (err) {
+        // "max retries per request reached" says nothing useful; the connection error does.
+        throw lastError && redis.status !== 'ready' ? new Error(`redis unreachable: ${lastError.message}`) : err;
       } finally {
         clearTimeout(timer);
       }

@@ -1,0 +1,274 @@
+import { createServer } from 'node:net';
+import { Writable } from 'node:stream';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.ts';
+import { createControlApi, type ControlApi, type ControlApiDeps } from '../../src/control-api/server.ts';
+import { RookeryError } from '../../src/errors.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
+import { createStore } from '../../src/storage/create-store.ts';
+import { createRedisClient, type RedisClient } from '../../src/storage/redis-client.ts';
+import { RECIPIENT_STATES, type Store } from '../../src/storage/store.ts';
+import { redisUrl, requireRedis } from '../helpers/services.ts';
+import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+
+const redisAvailable = await requireRedis();
+
+/** Every log line the API and the Redis client write, to check what they say and what they hide. */
+const logLines: string[] = [];
+const logger = createLogger('info', new Writable({ write: (chunk, _enc, done) => (logLines.push(String(chunk)), done()) }));
+
+let dir: TempDir;
+let store: Store;
+const opened: Array<{ stop(): Promise<void> } | { close(): Promise<void> }> = [];
+
+beforeAll(async () => {
+  dir = await createTempDir('rookery-control-api');
+  store = createStore({ driver: 'sqlite', path: dir.file('queue.db') }, { logger, clock: systemClock });
+  await store.migrate();
+});
+
+afterEach(async () => {
+  for (const item of opened.splice(0).reverse()) await ('stop' in item ? item.stop() : item.close());
+});
+
+afterAll(async () => {
+  await store.close();
+  await dir.remove();
+});
+
+/** Starts a control API on a free loopback port with real dependencies; closed after each test. */
+async function startApi(overrides: Partial<ControlApiDeps> = {}, register?: (api: ControlApi) => void) {
+  const api = createControlApi({
+    config: { api: { listen: { host: '127.0.0.1', port: 0 } } },
+    logger,
+    metrics: new Metrics(),
+    checks: { storage: () => store.ping() },
+    ...overrides,
+  });
+  opened.push(api);
+  register?.(api);
+  const address = await api.start();
+  const url = (path: string) => `http://${address.host}:${address.port}${path}`;
+  return { api, address, url };
+}
+
+function redisClient(url: string): RedisClient {
+  const client = createRedisClient(url, logger);
+  opened.push(client);
+  return client;
+}
+
+/** A loopback port nothing listens on: bound, then released. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('GET /healthz', () => {
+  it('answers 200 while the process runs', async () => {
+    const { url } = await startApi({ checks: { storage: () => Promise.reject(new Error('down')) } });
+    const res = await fetch(url('/healthz'));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await res.json()).toEqual({ status: 'ok' });
+  });
+});
+
+describe('GET /readyz', () => {
+  it('answers 200 when storage answers', async () => {
+    const { url } = await startApi();
+    const res = await fetch(url('/readyz'));
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ready', checks: { storage: { ok: true } } });
+  });
+
+  it.skipIf(!redisAvailable)('answers 200 when storage and Redis answer', async () => {
+    const redis = redisClient(redisUrl());
+    const { url } = await startApi({ checks: { storage: () => store.ping(), redis: () => redis.ping() } });
+    const res = await fetch(url('/readyz'));
+    expect(await res.json()).toEqual({ status: 'ready', checks: { storage: { ok: true }, redis: { ok: true } } });
+    expect(res.status).toBe(200);
+  });
+
+  it('answers 503 naming Redis when Redis is unreachable, without its password', async () => {
+    const port = await closedPort();
+    const redis = redisClient(`redis://:hunter2-secret@127.0.0.1:${port}/0`);
+    const { url } = await startApi({ checks: { storage: () => store.ping(), redis: () => redis.ping() } });
+    const res = await fetch(url('/readyz'));
+    const text = await res.text();
+    expect(res.status).toBe(503);
+    const body = JSON.parse(text) as { status: string; checks: Record<string, { ok: boolean; error?: string }> };
+    expect(body.status).toBe('not-ready');
+    expect(body.checks.storage).toEqual({ ok: true });
+    expect(body.checks.redis!.ok).toBe(false);
+    expect(body.checks.redis!.error).toBe(`redis unreachable: connect ECONNREFUSED 127.0.0.1:${port}`);
+    expect(text).not.toContain('hunter2');
+    expect(logLines.join('')).not.toContain('hunter2');
+    expect(logLines.some((line) => line.includes('"event":"redis.error"'))).toBe(true);
+  });
+
+  it('answers 503 naming storage when the store is closed', async () => {
+    const broken = createStore({ driver: 'sqlite', path: dir.file('closed.db') }, { logger, clock: systemClock });
+    await broken.migrate();
+    await broken.close();
+    const { url } = await startApi({ checks: { storage: () => broken.ping() } });
+    const res = await fetch(url('/readyz'));
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { status: string; checks: { storage: { ok: boolean; error: string } } };
+    expect(body.status).toBe('not-ready');
+    expect(body.checks.storage.ok).toBe(false);
+    expect(body.checks.storage.error.length).toBeGreaterThan(0);
+  });
+
+  it('masks credentials that a failing check puts in its message', async () => {
+    const { url } = await startApi({
+      checks: { storage: () => Promise.reject(new Error('connect to postgres://rookery:pa55word@db.internal:5432/q failed')) },
+    });
+    const res = await fetch(url('/readyz'));
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { checks: { storage: { error: string } } };
+    expect(body.checks.storage.error).toBe('connect to postgres://***@db.internal:5432/q failed');
+  });
+
+  it('answers 503 for a check that never answers, once its time is up', async () => {
+    const { url } = await startApi({ checks: { storage: () => new Promise<void>(() => {}) }, checkTimeoutMs: 200 });
+    const res = await fetch(url('/readyz'));
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ status: 'not-ready', checks: { storage: { ok: false, error: 'no answer within 200ms' } } });
+  });
+
+  it('answers 503 once shutdown has begun, whatever the checks say', async () => {
+    let shuttingDown = false;
+    const { url } = await startApi({ isShuttingDown: () => shuttingDown });
+    expect((await fetch(url('/readyz'))).status).toBe(200);
+    shuttingDown = true;
+    const res = await fetch(url('/readyz'));
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ status: 'shutting-down', checks: {} });
+    expect((await fetch(url('/healthz'))).status).toBe(200);
+  });
+});
+
+describe('GET /metrics', () => {
+  it('serves the registry in the Prometheus text format, gauges refreshed from the store first', async () => {
+    const metrics = new Metrics();
+    metrics.messagesAccepted.inc({ source: 'smtp' });
+    await store.enqueue([
+      {
+        id: 'metrics-test-1',
+        sender: 'app@example.test',
+        recipients: ['a@example.net', 'b@example.net'],
+        messageIdHeader: '<m1@example.test>',
+        body: Buffer.from('Subject: x\r\n\r\nhello\r\n'),
+        submitter: null,
+        source: 'smtp',
+        clientAddress: '127.0.0.1',
+        createdAt: Date.now(),
+        dueAt: Date.now(),
+      },
+    ]);
+    const { url } = await startApi({
+      metrics,
+      beforeMetrics: async () => {
+        const counts = await store.countByState();
+        for (const state of RECIPIENT_STATES) metrics.queueDepth.set({ state }, counts[state]);
+      },
+    });
+    const res = await fetch(url('/metrics'));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe(metrics.registry.contentType);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    expect(text).toContain('# TYPE rookery_messages_accepted_total counter');
+    expect(text).toContain('rookery_messages_accepted_total{source="smtp"} 1');
+    expect(text).toContain('rookery_queue_recipients{state="queued"} 2');
+    expect(text).toContain('rookery_process_cpu_seconds_total');
+  });
+
+  it('still serves metrics when refreshing the gauges fails, and logs why', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    metrics.dsnsGenerated.inc(3);
+    const { url } = await startApi({ metrics, beforeMetrics: () => Promise.reject(new Error('store is down')) });
+    const res = await fetch(url('/metrics'));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('rookery_dsns_generated_total 3');
+    expect(logLines.some((line) => line.includes('"event":"metrics.refresh_failed"') && line.includes('store is down'))).toBe(true);
+  });
+});
+
+describe('errors', () => {
+  it('answers unknown routes with 404 JSON', async () => {
+    const { url } = await startApi();
+    const res = await fetch(url('/nope?x=1'));
+    expect(res.status).toBe(404);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await res.json()).toEqual({ statusCode: 404, code: 'NOT_FOUND', message: 'Route GET /nope not found' });
+  });
+
+  it('maps a RookeryError to its HTTP status and message', async () => {
+    const { url } = await startApi({}, ({ app }) => {
+      app.get('/test/relay', async () => {
+        throw new RookeryError('RELAY_DENIED');
+      });
+      app.get('/test/busy', async () => {
+        throw new RookeryError('STORAGE_FAILED', 'Queue unavailable, try again later');
+      });
+    });
+    const relay = await fetch(url('/test/relay'));
+    expect(relay.status).toBe(403);
+    expect(await relay.json()).toEqual({ statusCode: 403, code: 'RELAY_DENIED', message: 'Relay access denied' });
+    const busy = await fetch(url('/test/busy'));
+    expect(busy.status).toBe(503);
+    expect(await busy.json()).toEqual({ statusCode: 503, code: 'STORAGE_FAILED', message: 'Queue unavailable, try again later' });
+  });
+
+  it('keeps the message of client errors and hides the details of unexpected ones', async () => {
+    const { url } = await startApi({}, ({ app }) => {
+      app.post('/test/echo', async (request) => request.body);
+      app.get('/test/bug', async () => {
+        throw new Error('internal detail: /var/lib/rookery/secret.key');
+      });
+    });
+    const bad = await fetch(url('/test/echo'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":' });
+    expect(bad.status).toBe(400);
+    const badBody = (await bad.json()) as { statusCode: number; code: string; message: string };
+    expect(badBody.statusCode).toBe(400);
+    expect(badBody.code).toBe('FST_ERR_CTP_INVALID_JSON_BODY');
+    expect(badBody.message.length).toBeGreaterThan(0);
+
+    const bug = await fetch(url('/test/bug'));
+    expect(bug.status).toBe(500);
+    const text = await bug.text();
+    expect(JSON.parse(text)).toEqual({ statusCode: 500, code: 'INTERNAL', message: 'Internal server error' });
+    expect(text).not.toContain('secret.key');
+    expect(logLines.some((line) => line.includes('"event":"api.error"') && line.includes('"component":"api"'))).toBe(true);
+  });
+});
+
+describe('lifecycle', () => {
+  it('start and stop are safe to call twice; a stopped API no longer listens', async () => {
+    const { api, address, url } = await startApi();
+    expect(await api.start()).toEqual(address);
+    expect(address.port).toBeGreaterThan(0);
+    expect((await fetch(url('/healthz'))).status).toBe(200);
+    await Promise.all([api.stop(), api.stop()]);
+    await api.stop();
+    await expect(fetch(url('/healthz'))).rejects.toThrow();
+    await expect(api.start()).rejects.toThrow(/stopped/);
+  });
+
+  it('can be stopped without ever starting', async () => {
+    const api = createControlApi({
+      config: { api: { listen: { host: '127.0.0.1', port: 0 } } },
+      logger,
+      metrics: new Metrics({ processMetrics: false }),
+      checks: { storage: () => store.ping() },
+    });
+    await api.stop();
+    await api.stop();
+  });
+});
