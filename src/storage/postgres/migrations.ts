@@ -1,0 +1,131 @@
+import type pg from 'pg';
+import type { Logger } from '../../observability/logger.ts';
+import { quoteIdent } from './identifiers.ts';
+
+interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * Schema history of the PostgreSQL backend. Append only: a released migration is never edited.
+ * Times are bigint milliseconds since the epoch. Names are unqualified: they resolve through the
+ * connection's search_path, which is the store's schema.
+ */
+export const POSTGRES_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'queue tables',
+    sql: `
+      CREATE TABLE messages (
+        id                text PRIMARY KEY,
+        sender            text NOT NULL,
+        message_id_header text,
+        size              integer NOT NULL,
+        body              bytea NOT NULL,
+        submitter         text,
+        source            text NOT NULL CHECK (source IN ('smtp', 'http', 'dsn')),
+        client_address    text,
+        created_at        bigint NOT NULL
+      );
+      -- purgeFinished: only messages created before the cut-off can have finished before it.
+      CREATE INDEX messages_created_at ON messages (created_at);
+
+      CREATE TABLE recipients (
+        id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        message_id        text NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        recipient         text NOT NULL,
+        domain            text NOT NULL,
+        state             text NOT NULL CHECK (state IN ('queued', 'delivering', 'delivered', 'bounced')),
+        attempts          integer NOT NULL DEFAULT 0,
+        next_attempt_at   bigint,
+        locked_by         text,
+        locked_until      bigint,
+        last_disposition  text,
+        last_code         integer,
+        last_enhanced     text,
+        last_response     text,
+        last_stage        text,
+        last_bounce_class text,
+        last_remote_host  text,
+        last_egress_ip    text,
+        created_at        bigint NOT NULL,
+        updated_at        bigint NOT NULL,
+        CHECK (state <> 'queued' OR next_attempt_at IS NOT NULL),
+        CHECK (state <> 'delivering' OR (locked_by IS NOT NULL AND locked_until IS NOT NULL))
+      );
+      -- claimDue reads it in (next_attempt_at, id) order for state 'queued' and scans the few
+      -- 'delivering' rows for expired leases; also nextDueAt, countByState, releaseAll.
+      CREATE INDEX recipients_due ON recipients (state, next_attempt_at, id);
+      CREATE INDEX recipients_message ON recipients (message_id);
+
+      CREATE TABLE events (
+        id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        recipient_id bigint NOT NULL REFERENCES recipients (id) ON DELETE CASCADE,
+        message_id   text NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        attempt      integer NOT NULL,
+        at           bigint NOT NULL,
+        disposition  text NOT NULL,
+        code         integer,
+        enhanced     text,
+        response     text NOT NULL,
+        stage        text NOT NULL,
+        bounce_class text NOT NULL,
+        remote_host  text,
+        egress_ip    text
+      );
+      CREATE INDEX events_message ON events (message_id, at, id);
+      -- Cascading deletes from recipients look events up by recipient.
+      CREATE INDEX events_recipient ON events (recipient_id);
+    `,
+  },
+];
+
+/** First key of the two-key advisory lock taken while migrating ("rook"). */
+const MIGRATION_LOCK_KEY = 0x726f6f6b;
+
+/**
+ * Applies pending migrations in one transaction under a transaction-scoped advisory lock
+ * (per schema), so daemons starting at the same time apply each migration exactly once: the
+ * second waits for the first, then finds nothing left to do.
+ */
+export async function migratePostgres(pool: pg.Pool, schema: string, now: number, logger: Logger): Promise<void> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_KEY, schema]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+    // The search_path given at connect time named a schema that may only exist from now on.
+    await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}`);
+    await client.query(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)',
+    );
+    const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
+    const applied = new Set(rows.map((r) => r.version));
+    const latest = POSTGRES_MIGRATIONS.at(-1)!.version;
+    const newest = Math.max(0, ...applied);
+    if (newest > latest) {
+      throw new Error(
+        `PostgreSQL schema ${schema} is at version ${newest}, newer than this Rookery supports (${latest}); upgrade Rookery`,
+      );
+    }
+    for (const migration of POSTGRES_MIGRATIONS) {
+      if (applied.has(migration.version)) continue;
+      await client.query(migration.sql);
+      await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [migration.version, now]);
+      logger.info({ event: 'storage.migrated', schema, version: migration.version, name: migration.name }, 'applied migration');
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    try {
+      await client.query('ROLLBACK');
+    } catch (rollbackErr) {
+      broken = rollbackErr as Error;
+    }
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}

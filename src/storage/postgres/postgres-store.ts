@@ -1,0 +1,252 @@
+import pg from 'pg';
+import { systemClock, type Clock } from '../../clock.ts';
+import { redactUrl, type Logger } from '../../observability/logger.ts';
+import type {
+  AttemptEvent,
+  AttemptResult,
+  ClaimedRecipient,
+  ClaimOptions,
+  NewMessage,
+  RecipientRow,
+  RecipientState,
+  Store,
+  StoredMessage,
+} from '../store.ts';
+import {
+  checkAttemptResults,
+  checkClaimOptions,
+  checkMessages,
+  compareDue,
+  emptyCounts,
+  toAttemptEvent,
+  toClaimedRecipient,
+  toRecipientRow,
+  toStoredMessage,
+} from '../store-rows.ts';
+import { WriteBatcher, type WriteOp } from '../write-batcher.ts';
+import { checkSchemaName } from './identifiers.ts';
+import { migratePostgres } from './migrations.ts';
+import * as sql from './queries.ts';
+import { WorkListener } from './work-listener.ts';
+
+export interface PostgresStoreOptions {
+  url: string;
+  /** Schema holding the tables, created by migrate() when missing. Default "public". */
+  schema?: string;
+  logger: Logger;
+  clock?: Clock;
+  /** Pooled connections; the LISTEN connection comes on top. Default 10. */
+  poolSize?: number;
+  /** How long a query waits for a free or new connection before failing. Default 10 s. */
+  connectionTimeoutMs?: number;
+}
+
+/** Messages purged per statement, so a large purge never holds many row locks for long. */
+const PURGE_CHUNK = 1000;
+
+/** The context of a batched write: the transaction's connection and whether to NOTIFY at commit. */
+interface PgTransaction {
+  client: pg.PoolClient;
+  notify: boolean;
+}
+
+/**
+ * The shared queue for one or several daemons. Concurrent writes (enqueue, recordAttempts,
+ * release) are grouped into one transaction per batch; claims are single statements using
+ * FOR UPDATE SKIP LOCKED. Commits are durable with the server's default synchronous_commit=on.
+ */
+export function createPostgresStore(options: PostgresStoreOptions): Store {
+  return new PostgresStore(options);
+}
+
+class PostgresStore implements Store {
+  readonly driver = 'postgres' as const;
+  private readonly pool: pg.Pool;
+  private readonly schema: string;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly batcher: WriteBatcher<PgTransaction>;
+  private readonly listener: WorkListener;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: PostgresStoreOptions) {
+    this.schema = checkSchemaName(options.schema ?? 'public');
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger.child({ component: 'storage', driver: 'postgres', schema: this.schema });
+    const clientConfig: pg.ClientConfig = {
+      connectionString: options.url,
+      // Every connection, pooled or listening, resolves table names in the store's schema.
+      options: `-c search_path=${this.schema}`,
+      application_name: 'rookery',
+      types: { getTypeParser: bigintAsNumber } as pg.CustomTypesConfig,
+      connectionTimeoutMillis: options.connectionTimeoutMs ?? 10_000,
+    };
+    this.pool = new pg.Pool({ ...clientConfig, max: options.poolSize ?? 10 });
+    // An idle pooled connection that dies emits here; without a handler the process would crash.
+    this.pool.on('error', (err) => {
+      this.logger.warn({ event: 'storage.connection_lost', err }, 'idle PostgreSQL connection lost');
+    });
+    this.batcher = new WriteBatcher<PgTransaction>({ run: (ops) => this.runTransaction(ops), logger: this.logger });
+    this.listener = new WorkListener({ clientConfig, payload: this.schema, logger: this.logger });
+    this.logger.debug({ event: 'storage.opened', url: redactUrl(options.url) }, 'PostgreSQL store opened');
+  }
+
+  async migrate(): Promise<void> {
+    this.assertOpen();
+    await migratePostgres(this.pool, this.schema, this.clock.now(), this.logger);
+  }
+
+  async enqueue(messages: NewMessage[]): Promise<void> {
+    this.assertOpen();
+    if (messages.length === 0) return;
+    checkMessages(messages);
+    await this.batcher.submit(async (tx) => {
+      await sql.insertMessages(tx.client, messages);
+      await sql.insertRecipients(tx.client, messages);
+      tx.notify = true;
+    });
+  }
+
+  async claimDue(options: ClaimOptions): Promise<ClaimedRecipient[]> {
+    this.assertOpen();
+    checkClaimOptions(options);
+    const { now, limit, owner, leaseMs } = options;
+    if (limit === 0) return [];
+    const rows = await sql.claimDue(this.pool, now, limit, owner, now + leaseMs);
+    return rows.sort(compareDue).map(toClaimedRecipient);
+  }
+
+  async nextDueAt(): Promise<number | null> {
+    this.assertOpen();
+    return sql.nextDueAt(this.pool);
+  }
+
+  async loadMessage(messageId: string): Promise<StoredMessage | null> {
+    this.assertOpen();
+    const row = await sql.selectMessage(this.pool, messageId);
+    return row ? toStoredMessage(row) : null;
+  }
+
+  async recordAttempts(owner: string, results: AttemptResult[], followUps: NewMessage[] = []): Promise<void> {
+    this.assertOpen();
+    const checked = checkAttemptResults(results);
+    checkMessages(followUps);
+    if (checked.length === 0 && followUps.length === 0) return;
+    const now = this.clock.now();
+    await this.batcher.submit(async (tx) => {
+      if (checked.length > 0) await sql.applyAttempts(tx.client, owner, now, checked);
+      if (followUps.length > 0) {
+        await sql.insertMessages(tx.client, followUps);
+        await sql.insertRecipients(tx.client, followUps);
+        tx.notify = true;
+      }
+    });
+  }
+
+  async release(owner: string, recipientIds: number[], dueAt: number): Promise<void> {
+    this.assertOpen();
+    if (recipientIds.length === 0) return;
+    const now = this.clock.now();
+    await this.batcher.submit(async (tx) => {
+      if ((await sql.releaseRecipients(tx.client, owner, recipientIds, dueAt, now)) > 0) tx.notify = true;
+    });
+  }
+
+  async releaseAll(owner: string, dueAt: number): Promise<number> {
+    this.assertOpen();
+    const now = this.clock.now();
+    return this.batcher.submit(async (tx) => {
+      const released = await sql.releaseOwner(tx.client, owner, dueAt, now);
+      if (released > 0) tx.notify = true;
+      return released;
+    });
+  }
+
+  async countByState(): Promise<Record<RecipientState, number>> {
+    this.assertOpen();
+    const counts = emptyCounts();
+    for (const { state, n } of await sql.countByState(this.pool)) counts[state as RecipientState] = n;
+    return counts;
+  }
+
+  async listRecipients(messageId: string): Promise<RecipientRow[]> {
+    this.assertOpen();
+    return (await sql.selectRecipients(this.pool, messageId)).map(toRecipientRow);
+  }
+
+  async listEvents(messageId: string): Promise<AttemptEvent[]> {
+    this.assertOpen();
+    return (await sql.selectEvents(this.pool, messageId)).map(toAttemptEvent);
+  }
+
+  async purgeFinished(before: number): Promise<number> {
+    this.assertOpen();
+    let total = 0;
+    for (;;) {
+      const deleted = await sql.purgeFinished(this.pool, before, PURGE_CHUNK);
+      total += deleted;
+      if (deleted < PURGE_CHUNK) return total;
+    }
+  }
+
+  onWork(listener: () => void): () => void {
+    if (this.closing) return () => {};
+    return this.listener.subscribe(listener);
+  }
+
+  async ping(): Promise<void> {
+    this.assertOpen();
+    await sql.ping(this.pool);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.batcher.close();
+      await this.listener.close();
+      await this.pool.end();
+      this.logger.debug({ event: 'storage.closed' }, 'storage closed');
+    })();
+    return this.closing;
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new Error('storage is closed');
+  }
+
+  private async runTransaction(ops: readonly WriteOp<PgTransaction>[]): Promise<unknown[]> {
+    const client = await this.pool.connect();
+    // A connection that failed mid-transaction is destroyed rather than returned to the pool.
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const tx: PgTransaction = { client, notify: false };
+      const results: unknown[] = [];
+      for (const op of ops) results.push(await op(tx));
+      // Delivered to listeners only when the transaction commits.
+      if (tx.notify) await sql.notifyWork(client, this.schema);
+      await client.query('COMMIT');
+      return results;
+    } catch (err) {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackErr) {
+        broken = rollbackErr as Error;
+      }
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+}
+
+/** int8 (ids, counts, times in ms) as a JS number; every value Rookery stores fits exactly. */
+function bigintAsNumber(oid: number, format?: string): (value: string) => unknown {
+  if (oid === pg.types.builtins.INT8 && format !== 'binary') {
+    return (value: string) => {
+      const n = Number(value);
+      if (!Number.isSafeInteger(n)) throw new Error(`bigint ${value} exceeds the safe integer range`);
+      return n;
+    };
+  }
+  return pg.types.getTypeParser(oid, format as 'text') as (value: string) => unknown;
+}

@@ -1,0 +1,256 @@
+import type pg from 'pg';
+import type { AttemptResult, NewMessage } from '../store.ts';
+import { domainOf } from '../store.ts';
+import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../store-rows.ts';
+
+/**
+ * Every SQL statement of the PostgreSQL backend, one function per query. Statements with a
+ * fixed text are named, so each pooled connection parses and plans them once. Table names are
+ * unqualified and resolve through the connection's search_path (the store's schema).
+ */
+
+export type Db = pg.Pool | pg.PoolClient;
+
+/** The LISTEN/NOTIFY channel; the payload is the schema, so stores on other schemas ignore it. */
+export const WORK_CHANNEL = 'rookery_work';
+
+const MESSAGE_COLUMNS = 9;
+/** Messages per INSERT, well under PostgreSQL's 65535 bind parameters. */
+const MESSAGES_PER_INSERT = 1000;
+
+export async function insertMessages(db: Db, messages: readonly NewMessage[]): Promise<void> {
+  for (let start = 0; start < messages.length; start += MESSAGES_PER_INSERT) {
+    const chunk = messages.slice(start, start + MESSAGES_PER_INSERT);
+    const values: unknown[] = [];
+    const rows = chunk.map((m, i) => {
+      // Buffers are sent as binary parameters: the body crosses the wire unescaped.
+      values.push(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt);
+      const base = i * MESSAGE_COLUMNS;
+      return `(${Array.from({ length: MESSAGE_COLUMNS }, (_, k) => `$${base + k + 1}`).join(', ')})`;
+    });
+    await db.query(
+      `INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at)
+       VALUES ${rows.join(', ')}`,
+      values,
+    );
+  }
+}
+
+export async function insertRecipients(db: Db, messages: readonly NewMessage[]): Promise<void> {
+  const messageIds: string[] = [];
+  const recipients: string[] = [];
+  const domains: string[] = [];
+  const dueAts: number[] = [];
+  const createdAts: number[] = [];
+  for (const m of messages) {
+    for (const rcpt of m.recipients) {
+      messageIds.push(m.id);
+      recipients.push(rcpt);
+      domains.push(domainOf(rcpt));
+      dueAts.push(m.dueAt);
+      createdAts.push(m.createdAt);
+    }
+  }
+  await db.query({
+    name: 'rookery_insert_recipients',
+    // ORDER BY ordinality: ids follow the order of the recipients as given.
+    text: `
+      INSERT INTO recipients (message_id, recipient, domain, state, attempts, next_attempt_at, created_at, updated_at)
+      SELECT message_id, recipient, domain, 'queued', 0, due_at, created_at, created_at
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+        WITH ORDINALITY AS t(message_id, recipient, domain, due_at, created_at, ordinality)
+      ORDER BY ordinality`,
+    values: [messageIds, recipients, domains, dueAts, createdAts],
+  });
+}
+
+/**
+ * Claims due rows. Each candidate set is locked with FOR UPDATE SKIP LOCKED, so concurrent
+ * claimers (other daemons) skip each other's rows instead of waiting or double-claiming; a row
+ * changed by a committed claim after this statement's snapshot is re-checked and dropped.
+ * Two limited scans (expired leases, due queued rows in order) avoid sorting a whole backlog.
+ */
+export async function claimDue(db: Db, now: number, limit: number, owner: string, lockedUntil: number): Promise<ClaimedRow[]> {
+  const { rows } = await db.query<ClaimedRow>({
+    name: 'rookery_claim_due',
+    text: `
+      WITH expired AS (
+        SELECT id, next_attempt_at FROM recipients
+        WHERE state = 'delivering' AND locked_until < $1
+        ORDER BY next_attempt_at, id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+      ), queued AS (
+        SELECT id, next_attempt_at FROM recipients
+        WHERE state = 'queued' AND next_attempt_at <= $1
+        ORDER BY next_attempt_at, id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+      ), picked AS (
+        SELECT id FROM (SELECT * FROM expired UNION ALL SELECT * FROM queued) AS candidates
+        ORDER BY next_attempt_at, id
+        LIMIT $2
+      )
+      UPDATE recipients r
+      SET state = 'delivering', locked_by = $3, locked_until = $4, updated_at = $1
+      FROM picked p, messages m
+      WHERE r.id = p.id AND m.id = r.message_id
+      RETURNING r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
+                m.sender, m.created_at AS message_created_at, m.message_id_header, m.size`,
+    values: [now, limit, owner, lockedUntil],
+  });
+  return rows;
+}
+
+/**
+ * Applies attempt results to rows leased by `owner` and writes an event for each row actually
+ * updated (so a result for a row leased by someone else leaves no trace, and running the
+ * statement again after an ambiguous commit changes nothing).
+ */
+export async function applyAttempts(db: Db, owner: string, now: number, results: readonly AttemptResult[]): Promise<void> {
+  await db.query({
+    name: 'rookery_apply_attempts',
+    text: `
+      WITH input AS (
+        SELECT * FROM unnest($3::bigint[], $4::text[], $5::integer[], $6::bigint[], $7::text[], $8::integer[],
+                             $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+          AS t(id, state, increment, next_attempt_at, disposition, code, enhanced, response, stage, bounce_class,
+               remote_host, egress_ip)
+      ), updated AS (
+        UPDATE recipients r SET
+          state = i.state, attempts = r.attempts + i.increment, next_attempt_at = i.next_attempt_at,
+          locked_by = NULL, locked_until = NULL,
+          last_disposition = i.disposition, last_code = i.code, last_enhanced = i.enhanced,
+          last_response = i.response, last_stage = i.stage, last_bounce_class = i.bounce_class,
+          last_remote_host = i.remote_host, last_egress_ip = i.egress_ip, updated_at = $2
+        FROM input i
+        WHERE r.id = i.id AND r.state = 'delivering' AND r.locked_by = $1
+        RETURNING r.id, r.message_id, r.attempts, i.disposition, i.code, i.enhanced, i.response, i.stage,
+                  i.bounce_class, i.remote_host, i.egress_ip
+      )
+      INSERT INTO events (recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage,
+                          bounce_class, remote_host, egress_ip)
+      SELECT id, message_id, attempts, $2, disposition, code, enhanced, response, stage, bounce_class,
+             remote_host, egress_ip
+      FROM updated
+      ORDER BY id`,
+    values: [
+      owner,
+      now,
+      results.map((r) => r.recipientId),
+      results.map((r) => r.newState),
+      results.map((r) => (r.countsAsAttempt ? 1 : 0)),
+      results.map((r) => (r.newState === 'queued' ? r.nextAttemptAt! : null)),
+      results.map((r) => r.outcome.disposition),
+      results.map((r) => r.outcome.code),
+      results.map((r) => r.outcome.enhanced),
+      results.map((r) => r.outcome.response),
+      results.map((r) => r.outcome.stage),
+      results.map((r) => r.outcome.bounceClass),
+      results.map((r) => r.outcome.remoteHost),
+      results.map((r) => r.outcome.egressIp),
+    ],
+  });
+}
+
+export async function releaseRecipients(db: Db, owner: string, ids: readonly number[], dueAt: number, now: number): Promise<number> {
+  const result = await db.query({
+    name: 'rookery_release_recipients',
+    text: `
+      UPDATE recipients SET state = 'queued', next_attempt_at = $3, locked_by = NULL, locked_until = NULL, updated_at = $4
+      WHERE id = ANY($1::bigint[]) AND state = 'delivering' AND locked_by = $2`,
+    values: [ids, owner, dueAt, now],
+  });
+  return result.rowCount ?? 0;
+}
+
+export async function releaseOwner(db: Db, owner: string, dueAt: number, now: number): Promise<number> {
+  const result = await db.query({
+    name: 'rookery_release_owner',
+    text: `
+      UPDATE recipients SET state = 'queued', next_attempt_at = $2, locked_by = NULL, locked_until = NULL, updated_at = $3
+      WHERE state = 'delivering' AND locked_by = $1`,
+    values: [owner, dueAt, now],
+  });
+  return result.rowCount ?? 0;
+}
+
+export async function notifyWork(db: Db, schema: string): Promise<void> {
+  await db.query({ name: 'rookery_notify_work', text: 'SELECT pg_notify($1, $2)', values: [WORK_CHANNEL, schema] });
+}
+
+export async function nextDueAt(db: Db): Promise<number | null> {
+  const { rows } = await db.query<{ at: number | null }>({
+    name: 'rookery_next_due_at',
+    text: `SELECT min(next_attempt_at) AS at FROM recipients WHERE state = 'queued'`,
+  });
+  return rows[0]?.at ?? null;
+}
+
+export async function selectMessage(db: Db, id: string): Promise<MessageDbRow | undefined> {
+  const { rows } = await db.query<MessageDbRow>({
+    name: 'rookery_select_message',
+    text: `SELECT id, sender, message_id_header, body, submitter, source, created_at FROM messages WHERE id = $1`,
+    values: [id],
+  });
+  return rows[0];
+}
+
+export async function countByState(db: Db): Promise<{ state: string; n: number }[]> {
+  const { rows } = await db.query<{ state: string; n: number }>({
+    name: 'rookery_count_by_state',
+    text: `SELECT state, count(*) AS n FROM recipients GROUP BY state`,
+  });
+  return rows;
+}
+
+export async function selectRecipients(db: Db, messageId: string): Promise<RecipientDbRow[]> {
+  const { rows } = await db.query<RecipientDbRow>({
+    name: 'rookery_select_recipients',
+    text: `
+      SELECT id, message_id, recipient, domain, state, attempts, next_attempt_at, last_disposition, last_code,
+             last_enhanced, last_response, last_stage, last_bounce_class, last_remote_host, last_egress_ip, updated_at
+      FROM recipients WHERE message_id = $1 ORDER BY id`,
+    values: [messageId],
+  });
+  return rows;
+}
+
+export async function selectEvents(db: Db, messageId: string): Promise<EventDbRow[]> {
+  const { rows } = await db.query<EventDbRow>({
+    name: 'rookery_select_events',
+    text: `
+      SELECT recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage, bounce_class,
+             remote_host, egress_ip
+      FROM events WHERE message_id = $1 ORDER BY at, id`,
+    values: [messageId],
+  });
+  return rows;
+}
+
+/**
+ * Deletes up to `limit` finished messages (cascading to recipients and events). A message is
+ * finished when no recipient is waiting or in flight, and old enough when its last recipient
+ * changed before the cut-off (a message cannot change before it was created).
+ */
+export async function purgeFinished(db: Db, before: number, limit: number): Promise<number> {
+  const result = await db.query({
+    name: 'rookery_purge_finished',
+    text: `
+      DELETE FROM messages WHERE id IN (
+        SELECT m.id FROM messages m
+        WHERE m.created_at < $1
+          AND NOT EXISTS (
+            SELECT 1 FROM recipients r
+            WHERE r.message_id = m.id AND (r.state IN ('queued', 'delivering') OR r.updated_at >= $1)
+          )
+        LIMIT $2
+      )`,
+    values: [before, limit],
+  });
+  return result.rowCount ?? 0;
+}
+
+export async function ping(db: Db): Promise<void> {
+  await db.query('SELECT 1');
+}

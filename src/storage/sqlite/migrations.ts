@@ -1,0 +1,114 @@
+import type { DatabaseSync } from 'node:sqlite';
+import type { Logger } from '../../observability/logger.ts';
+
+interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * Schema history of the SQLite backend. Append only: a released migration is never edited.
+ * Times are integer milliseconds since the epoch.
+ */
+export const SQLITE_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'queue tables',
+    sql: `
+      CREATE TABLE messages (
+        id                TEXT PRIMARY KEY NOT NULL,
+        sender            TEXT NOT NULL,
+        message_id_header TEXT,
+        size              INTEGER NOT NULL,
+        body              BLOB NOT NULL,
+        submitter         TEXT,
+        source            TEXT NOT NULL CHECK (source IN ('smtp', 'http', 'dsn')),
+        client_address    TEXT,
+        created_at        INTEGER NOT NULL
+      ) STRICT;
+      -- purgeFinished: only messages created before the cut-off can have finished before it.
+      CREATE INDEX messages_created_at ON messages (created_at);
+
+      CREATE TABLE recipients (
+        -- AUTOINCREMENT: ids are never reused after a purge, so a stale id cannot hit a new row.
+        id                INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id        TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        recipient         TEXT NOT NULL,
+        domain            TEXT NOT NULL,
+        state             TEXT NOT NULL CHECK (state IN ('queued', 'delivering', 'delivered', 'bounced')),
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at   INTEGER,
+        locked_by         TEXT,
+        locked_until      INTEGER,
+        last_disposition  TEXT,
+        last_code         INTEGER,
+        last_enhanced     TEXT,
+        last_response     TEXT,
+        last_stage        TEXT,
+        last_bounce_class TEXT,
+        last_remote_host  TEXT,
+        last_egress_ip    TEXT,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL,
+        CHECK (state <> 'queued' OR next_attempt_at IS NOT NULL),
+        CHECK (state <> 'delivering' OR (locked_by IS NOT NULL AND locked_until IS NOT NULL))
+      ) STRICT;
+      -- claimDue (state = 'queued' ... ORDER BY next_attempt_at, and the few 'delivering' rows
+      -- checked for an expired lease), nextDueAt, countByState, releaseAll.
+      CREATE INDEX recipients_due ON recipients (state, next_attempt_at);
+      CREATE INDEX recipients_message ON recipients (message_id);
+
+      CREATE TABLE events (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        recipient_id INTEGER NOT NULL REFERENCES recipients (id) ON DELETE CASCADE,
+        message_id   TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        attempt      INTEGER NOT NULL,
+        at           INTEGER NOT NULL,
+        disposition  TEXT NOT NULL,
+        code         INTEGER,
+        enhanced     TEXT,
+        response     TEXT NOT NULL,
+        stage        TEXT NOT NULL,
+        bounce_class TEXT NOT NULL,
+        remote_host  TEXT,
+        egress_ip    TEXT
+      ) STRICT;
+      CREATE INDEX events_message ON events (message_id, at);
+      -- Cascading deletes from recipients look events up by recipient.
+      CREATE INDEX events_recipient ON events (recipient_id);
+    `,
+  },
+];
+
+/**
+ * Applies pending migrations, each in its own IMMEDIATE transaction (which holds SQLite's
+ * write lock, so two processes opening the same file cannot both apply one).
+ */
+export function migrateSqlite(db: DatabaseSync, now: number, logger: Logger): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
+  const latest = SQLITE_MIGRATIONS.at(-1)!.version;
+  for (const migration of SQLITE_MIGRATIONS) {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      const row = db.prepare('SELECT max(version) AS version FROM schema_migrations').get() as { version: number | null };
+      const current = row.version ?? 0;
+      if (current > latest) {
+        throw new Error(
+          `SQLite database schema is at version ${current}, newer than this Rookery supports (${latest}); upgrade Rookery`,
+        );
+      }
+      if (current >= migration.version) {
+        db.exec('COMMIT');
+        continue;
+      }
+      db.exec(migration.sql);
+      db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(migration.version, now);
+      db.exec('COMMIT');
+      logger.info({ event: 'storage.migrated', version: migration.version, name: migration.name }, 'applied migration');
+    } catch (err) {
+      if (db.isTransaction) db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,195 @@
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import type { DeliveryOutcome } from '../../engine/delivery-outcome.ts';
+import type { NewMessage } from '../store.ts';
+import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../store-rows.ts';
+
+/**
+ * Every SQL statement of the SQLite backend, prepared once, one function per query. The write
+ * functions are only called from inside a write-batcher transaction.
+ */
+export function prepareQueries(db: DatabaseSync) {
+  const stmt = (sql: string): StatementSync => db.prepare(sql);
+
+  const insertMessage = stmt(`
+    INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+
+  const insertRecipient = stmt(`
+    INSERT INTO recipients (message_id, recipient, domain, state, attempts, next_attempt_at, created_at, updated_at)
+    VALUES (?, ?, ?, 'queued', 0, ?, ?, ?)`);
+
+  // Two range scans of recipients_due, each limited, merged: expired leases (the few rows in
+  // flight) and due queued rows in next_attempt_at order. A single OR query would have to sort
+  // every due row of a backlog to take the first n.
+  const selectDue = stmt(`
+    SELECT r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
+           m.sender, m.created_at AS message_created_at, m.message_id_header, m.size
+    FROM (
+      SELECT id, next_attempt_at FROM (
+        SELECT id, next_attempt_at FROM recipients
+        WHERE state = 'delivering' AND locked_until < ?1
+        ORDER BY next_attempt_at, id LIMIT ?2
+      )
+      UNION ALL
+      SELECT id, next_attempt_at FROM (
+        SELECT id, next_attempt_at FROM recipients
+        WHERE state = 'queued' AND next_attempt_at <= ?1
+        ORDER BY next_attempt_at, id LIMIT ?2
+      )
+      ORDER BY next_attempt_at, id
+      LIMIT ?2
+    ) AS due
+    JOIN recipients r ON r.id = due.id
+    JOIN messages m ON m.id = r.message_id
+    ORDER BY due.next_attempt_at, due.id`);
+
+  const lease = stmt(`
+    UPDATE recipients SET state = 'delivering', locked_by = ?, locked_until = ?, updated_at = ?
+    WHERE id = ?`);
+
+  const applyAttempt = stmt(`
+    UPDATE recipients SET
+      state = ?, attempts = attempts + ?, next_attempt_at = ?, locked_by = NULL, locked_until = NULL,
+      last_disposition = ?, last_code = ?, last_enhanced = ?, last_response = ?, last_stage = ?,
+      last_bounce_class = ?, last_remote_host = ?, last_egress_ip = ?, updated_at = ?
+    WHERE id = ? AND state = 'delivering' AND locked_by = ?
+    RETURNING message_id, attempts`);
+
+  const insertEvent = stmt(`
+    INSERT INTO events (recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage,
+                        bounce_class, remote_host, egress_ip)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+
+  const releaseOne = stmt(`
+    UPDATE recipients SET state = 'queued', next_attempt_at = ?, locked_by = NULL, locked_until = NULL, updated_at = ?
+    WHERE id = ? AND state = 'delivering' AND locked_by = ?`);
+
+  const releaseOwner = stmt(`
+    UPDATE recipients SET state = 'queued', next_attempt_at = ?, locked_by = NULL, locked_until = NULL, updated_at = ?
+    WHERE state = 'delivering' AND locked_by = ?`);
+
+  const nextDueAt = stmt(`SELECT min(next_attempt_at) AS at FROM recipients WHERE state = 'queued'`);
+
+  const selectMessage = stmt(`
+    SELECT id, sender, message_id_header, body, submitter, source, created_at FROM messages WHERE id = ?`);
+
+  const countByState = stmt(`SELECT state, count(*) AS n FROM recipients GROUP BY state`);
+
+  const selectRecipients = stmt(`
+    SELECT id, message_id, recipient, domain, state, attempts, next_attempt_at, last_disposition, last_code,
+           last_enhanced, last_response, last_stage, last_bounce_class, last_remote_host, last_egress_ip, updated_at
+    FROM recipients WHERE message_id = ? ORDER BY id`);
+
+  const selectEvents = stmt(`
+    SELECT recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage, bounce_class,
+           remote_host, egress_ip
+    FROM events WHERE message_id = ? ORDER BY at, id`);
+
+  // A message is finished when no recipient is waiting or in flight, and old enough when its
+  // last recipient changed before the cut-off (a message cannot change before it was created).
+  const selectPurgeable = stmt(`
+    SELECT m.id FROM messages m
+    WHERE m.created_at < ?1
+      AND NOT EXISTS (
+        SELECT 1 FROM recipients r
+        WHERE r.message_id = m.id AND (r.state IN ('queued', 'delivering') OR r.updated_at >= ?1)
+      )
+    LIMIT ?2`);
+
+  const deleteMessage = stmt(`DELETE FROM messages WHERE id = ?`);
+
+  const ping = stmt(`SELECT 1 AS ok`);
+
+  return {
+    insertMessage(m: NewMessage): void {
+      insertMessage.run(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt);
+    },
+
+    insertRecipient(messageId: string, recipient: string, domain: string, dueAt: number, createdAt: number): void {
+      insertRecipient.run(messageId, recipient, domain, dueAt, createdAt, createdAt);
+    },
+
+    selectDue(now: number, limit: number): ClaimedRow[] {
+      return selectDue.all(now, limit) as unknown as ClaimedRow[];
+    },
+
+    lease(id: number, owner: string, lockedUntil: number, now: number): void {
+      lease.run(owner, lockedUntil, now, id);
+    },
+
+    /** Returns the updated row's message and attempt count, or undefined when `owner` holds no lease on it. */
+    applyAttempt(a: {
+      id: number;
+      owner: string;
+      state: string;
+      attemptIncrement: number;
+      nextAttemptAt: number | null;
+      outcome: DeliveryOutcome;
+      now: number;
+    }): { message_id: string; attempts: number } | undefined {
+      const o = a.outcome;
+      return applyAttempt.get(
+        a.state,
+        a.attemptIncrement,
+        a.nextAttemptAt,
+        o.disposition,
+        o.code,
+        o.enhanced,
+        o.response,
+        o.stage,
+        o.bounceClass,
+        o.remoteHost,
+        o.egressIp,
+        a.now,
+        a.id,
+        a.owner,
+      ) as { message_id: string; attempts: number } | undefined;
+    },
+
+    insertEvent(recipientId: number, messageId: string, attempt: number, at: number, o: DeliveryOutcome): void {
+      insertEvent.run(recipientId, messageId, attempt, at, o.disposition, o.code, o.enhanced, o.response, o.stage, o.bounceClass, o.remoteHost, o.egressIp);
+    },
+
+    releaseOne(id: number, owner: string, dueAt: number, now: number): number {
+      return Number(releaseOne.run(dueAt, now, id, owner).changes);
+    },
+
+    releaseOwner(owner: string, dueAt: number, now: number): number {
+      return Number(releaseOwner.run(dueAt, now, owner).changes);
+    },
+
+    nextDueAt(): number | null {
+      return (nextDueAt.get() as { at: number | null }).at;
+    },
+
+    selectMessage(id: string): MessageDbRow | undefined {
+      return selectMessage.get(id) as MessageDbRow | undefined;
+    },
+
+    countByState(): { state: string; n: number }[] {
+      return countByState.all() as unknown as { state: string; n: number }[];
+    },
+
+    selectRecipients(messageId: string): RecipientDbRow[] {
+      return selectRecipients.all(messageId) as unknown as RecipientDbRow[];
+    },
+
+    selectEvents(messageId: string): EventDbRow[] {
+      return selectEvents.all(messageId) as unknown as EventDbRow[];
+    },
+
+    selectPurgeable(before: number, limit: number): string[] {
+      return (selectPurgeable.all(before, limit) as { id: string }[]).map((r) => r.id);
+    },
+
+    deleteMessage(id: string): void {
+      deleteMessage.run(id);
+    },
+
+    ping(): void {
+      ping.get();
+    },
+  };
+}
+
+export type SqliteQueries = ReturnType<typeof prepareQueries>;

@@ -1,0 +1,234 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { systemClock, type Clock } from '../../clock.ts';
+import type { Logger } from '../../observability/logger.ts';
+import {
+  type AttemptEvent,
+  type AttemptResult,
+  type ClaimedRecipient,
+  type ClaimOptions,
+  type NewMessage,
+  type RecipientRow,
+  type RecipientState,
+  type Store,
+  type StoredMessage,
+  domainOf,
+} from '../store.ts';
+import {
+  checkAttemptResults,
+  checkClaimOptions,
+  checkMessages,
+  emptyCounts,
+  toAttemptEvent,
+  toClaimedRecipient,
+  toRecipientRow,
+  toStoredMessage,
+} from '../store-rows.ts';
+import { WriteBatcher, type WriteOp } from '../write-batcher.ts';
+import { migrateSqlite } from './migrations.ts';
+import { prepareQueries, type SqliteQueries } from './queries.ts';
+
+export interface SqliteStoreOptions {
+  /** Database file; its directory is created when missing. */
+  path: string;
+  clock?: Clock;
+  logger: Logger;
+  /** How long a write waits for another process holding the lock (a CLI reading the queue). */
+  busyTimeoutMs?: number;
+}
+
+/** Messages purged per transaction, so a large purge never holds the write lock for long. */
+const PURGE_CHUNK = 500;
+
+/**
+ * The embedded queue: one SQLite file in WAL mode with synchronous=FULL, so a resolved enqueue
+ * survives kill -9 and power loss. node:sqlite is synchronous; every write goes through one
+ * WriteBatcher, which runs a whole batch (BEGIN IMMEDIATE ... COMMIT) in one synchronous call,
+ * so reads on the same connection never see a half-written batch.
+ */
+export function createSqliteStore(options: SqliteStoreOptions): Store {
+  return new SqliteStore(options);
+}
+
+class SqliteStore implements Store {
+  readonly driver = 'sqlite' as const;
+  private readonly db: DatabaseSync;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly batcher: WriteBatcher<SqliteQueries>;
+  private queries: SqliteQueries | null = null;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: SqliteStoreOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger.child({ component: 'storage', driver: 'sqlite' });
+    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+    this.db = new DatabaseSync(options.path);
+    try {
+      this.db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? 5000))}`);
+      const mode = (this.db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string }).journal_mode;
+      if (mode !== 'wal' && options.path !== ':memory:') {
+        throw new Error(`SQLite at ${options.path} refused WAL mode (got ${mode}); use a local filesystem`);
+      }
+      // FULL: the WAL is fsynced at every commit, so an acknowledged message survives power loss.
+      this.db.exec('PRAGMA synchronous = FULL');
+      this.db.exec('PRAGMA foreign_keys = ON');
+      // The WAL is reset after checkpoints; keep it from staying huge after a burst.
+      this.db.exec('PRAGMA journal_size_limit = 67108864');
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
+    this.batcher = new WriteBatcher<SqliteQueries>({ run: (ops) => this.runTransaction(ops), logger: this.logger });
+  }
+
+  async migrate(): Promise<void> {
+    this.assertOpen();
+    migrateSqlite(this.db, this.clock.now(), this.logger);
+    this.queries ??= prepareQueries(this.db);
+  }
+
+  async enqueue(messages: NewMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    checkMessages(messages);
+    await this.write((q) => insertMessages(q, messages));
+  }
+
+  async claimDue(options: ClaimOptions): Promise<ClaimedRecipient[]> {
+    checkClaimOptions(options);
+    const { now, limit, owner, leaseMs } = options;
+    if (limit === 0) return [];
+    return this.write((q) => {
+      const rows = q.selectDue(now, limit);
+      for (const row of rows) q.lease(row.id, owner, now + leaseMs, now);
+      return rows.map(toClaimedRecipient);
+    });
+  }
+
+  async nextDueAt(): Promise<number | null> {
+    return this.read().nextDueAt();
+  }
+
+  async loadMessage(messageId: string): Promise<StoredMessage | null> {
+    const row = this.read().selectMessage(messageId);
+    return row ? toStoredMessage(row) : null;
+  }
+
+  async recordAttempts(owner: string, results: AttemptResult[], followUps: NewMessage[] = []): Promise<void> {
+    const checked = checkAttemptResults(results);
+    checkMessages(followUps);
+    if (checked.length === 0 && followUps.length === 0) return;
+    const now = this.clock.now();
+    await this.write((q) => {
+      for (const r of checked) {
+        const updated = q.applyAttempt({
+          id: r.recipientId,
+          owner,
+          state: r.newState,
+          attemptIncrement: r.countsAsAttempt ? 1 : 0,
+          nextAttemptAt: r.newState === 'queued' ? r.nextAttemptAt! : null,
+          outcome: r.outcome,
+          now,
+        });
+        if (updated) q.insertEvent(r.recipientId, updated.message_id, updated.attempts, now, r.outcome);
+      }
+      insertMessages(q, followUps);
+    });
+  }
+
+  async release(owner: string, recipientIds: number[], dueAt: number): Promise<void> {
+    if (recipientIds.length === 0) return;
+    const now = this.clock.now();
+    await this.write((q) => {
+      for (const id of recipientIds) q.releaseOne(id, owner, dueAt, now);
+    });
+  }
+
+  async releaseAll(owner: string, dueAt: number): Promise<number> {
+    const now = this.clock.now();
+    return this.write((q) => q.releaseOwner(owner, dueAt, now));
+  }
+
+  async countByState(): Promise<Record<RecipientState, number>> {
+    const counts = emptyCounts();
+    for (const { state, n } of this.read().countByState()) counts[state as RecipientState] = n;
+    return counts;
+  }
+
+  async listRecipients(messageId: string): Promise<RecipientRow[]> {
+    return this.read().selectRecipients(messageId).map(toRecipientRow);
+  }
+
+  async listEvents(messageId: string): Promise<AttemptEvent[]> {
+    return this.read().selectEvents(messageId).map(toAttemptEvent);
+  }
+
+  async purgeFinished(before: number): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const deleted = await this.write((q) => {
+        const ids = q.selectPurgeable(before, PURGE_CHUNK);
+        for (const id of ids) q.deleteMessage(id);
+        return ids.length;
+      });
+      total += deleted;
+      if (deleted < PURGE_CHUNK) return total;
+    }
+  }
+
+  /** Single node: work is only enqueued by this process, whose queue calls the scheduler directly. */
+  onWork(_listener: () => void): () => void {
+    return () => {};
+  }
+
+  async ping(): Promise<void> {
+    this.assertOpen();
+    this.read().ping();
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.batcher.close();
+      this.db.close();
+      this.logger.debug({ event: 'storage.closed' }, 'storage closed');
+    })();
+    return this.closing;
+  }
+
+  private write<T>(op: (q: SqliteQueries) => T): Promise<Awaited<T>> {
+    this.read();
+    return this.batcher.submit(op);
+  }
+
+  private read(): SqliteQueries {
+    this.assertOpen();
+    if (!this.queries) throw new Error('SQLite store used before migrate()');
+    return this.queries;
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new Error('storage is closed');
+  }
+
+  /** Synchronous on purpose: nothing else can run on this connection while the transaction is open. */
+  private async runTransaction(ops: readonly WriteOp<SqliteQueries>[]): Promise<unknown[]> {
+    const q = this.queries!;
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const results = ops.map((op) => op(q));
+      this.db.exec('COMMIT');
+      return results;
+    } catch (err) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+}
+
+function insertMessages(q: SqliteQueries, messages: readonly NewMessage[]): void {
+  for (const m of messages) {
+    q.insertMessage(m);
+    for (const rcpt of m.recipients) q.insertRecipient(m.id, rcpt, domainOf(rcpt), m.dueAt, m.createdAt);
+  }
+}

@@ -1,0 +1,193 @@
+import type { BounceClass, DeliveryOutcome, DeliveryStage, Disposition } from '../engine/delivery-outcome.ts';
+import type {
+  AttemptEvent,
+  AttemptResult,
+  ClaimedRecipient,
+  ClaimOptions,
+  NewMessage,
+  RecipientRow,
+  RecipientState,
+  StoredMessage,
+} from './store.ts';
+
+/*
+ * Row shapes shared by the SQLite and PostgreSQL backends (both schemas use the same column
+ * names), their mapping to the Store types, and the input checks both backends apply before a
+ * write is queued, so a bad call fails alone and never reaches a shared transaction.
+ */
+
+export interface ClaimedRow {
+  id: number;
+  message_id: string;
+  recipient: string;
+  domain: string;
+  attempts: number;
+  last_egress_ip: string | null;
+  next_attempt_at: number;
+  sender: string;
+  message_created_at: number;
+  message_id_header: string | null;
+  size: number;
+}
+
+export interface RecipientDbRow {
+  id: number;
+  message_id: string;
+  recipient: string;
+  domain: string;
+  state: string;
+  attempts: number;
+  next_attempt_at: number | null;
+  last_disposition: string | null;
+  last_code: number | null;
+  last_enhanced: string | null;
+  last_response: string | null;
+  last_stage: string | null;
+  last_bounce_class: string | null;
+  last_remote_host: string | null;
+  last_egress_ip: string | null;
+  updated_at: number;
+}
+
+export interface EventDbRow {
+  recipient_id: number;
+  message_id: string;
+  attempt: number;
+  at: number;
+  disposition: string;
+  code: number | null;
+  enhanced: string | null;
+  response: string;
+  stage: string;
+  bounce_class: string;
+  remote_host: string | null;
+  egress_ip: string | null;
+}
+
+export interface MessageDbRow {
+  id: string;
+  sender: string;
+  message_id_header: string | null;
+  body: Uint8Array;
+  submitter: string | null;
+  source: string;
+  created_at: number;
+}
+
+export function toClaimedRecipient(row: ClaimedRow): ClaimedRecipient {
+  return {
+    recipientId: row.id,
+    messageId: row.message_id,
+    sender: row.sender,
+    recipient: row.recipient,
+    domain: row.domain,
+    attempts: row.attempts,
+    lastEgressIp: row.last_egress_ip,
+    messageCreatedAt: row.message_created_at,
+    messageIdHeader: row.message_id_header,
+    size: row.size,
+  };
+}
+
+/** Oldest due first; the id breaks ties so the order is total. */
+export function compareDue(a: ClaimedRow, b: ClaimedRow): number {
+  return a.next_attempt_at - b.next_attempt_at || a.id - b.id;
+}
+
+export function toRecipientRow(row: RecipientDbRow): RecipientRow {
+  return {
+    recipientId: row.id,
+    messageId: row.message_id,
+    recipient: row.recipient,
+    domain: row.domain,
+    state: row.state as RecipientState,
+    attempts: row.attempts,
+    nextAttemptAt: row.next_attempt_at,
+    lastOutcome:
+      row.last_disposition === null
+        ? null
+        : {
+            disposition: row.last_disposition as Disposition,
+            code: row.last_code,
+            enhanced: row.last_enhanced,
+            response: row.last_response ?? '',
+            stage: row.last_stage as DeliveryStage,
+            bounceClass: row.last_bounce_class as BounceClass,
+            remoteHost: row.last_remote_host,
+            egressIp: row.last_egress_ip,
+          },
+    updatedAt: row.updated_at,
+  };
+}
+
+export function toAttemptEvent(row: EventDbRow): AttemptEvent {
+  const outcome: DeliveryOutcome = {
+    disposition: row.disposition as Disposition,
+    code: row.code,
+    enhanced: row.enhanced,
+    response: row.response,
+    stage: row.stage as DeliveryStage,
+    bounceClass: row.bounce_class as BounceClass,
+    remoteHost: row.remote_host,
+    egressIp: row.egress_ip,
+  };
+  return { recipientId: row.recipient_id, messageId: row.message_id, attempt: row.attempt, at: row.at, outcome };
+}
+
+export function toStoredMessage(row: MessageDbRow): StoredMessage {
+  const body = Buffer.isBuffer(row.body) ? row.body : Buffer.from(row.body.buffer, row.body.byteOffset, row.body.byteLength);
+  return {
+    id: row.id,
+    sender: row.sender,
+    messageIdHeader: row.message_id_header,
+    body,
+    submitter: row.submitter,
+    source: row.source as StoredMessage['source'],
+    createdAt: row.created_at,
+  };
+}
+
+export function emptyCounts(): Record<RecipientState, number> {
+  return { queued: 0, delivering: 0, delivered: 0, bounced: 0 };
+}
+
+/** Throws a descriptive error for a message no backend could store. */
+export function checkMessages(messages: readonly NewMessage[]): void {
+  const ids = new Set<string>();
+  for (const m of messages) {
+    if (typeof m.id !== 'string' || m.id === '') throw new Error('enqueue: message id must be a non-empty string');
+    if (ids.has(m.id)) throw new Error(`enqueue: message id ${m.id} appears twice in one call`);
+    ids.add(m.id);
+    if (m.recipients.length === 0) throw new Error(`enqueue: message ${m.id} has no recipients`);
+    if (!Buffer.isBuffer(m.body)) throw new Error(`enqueue: message ${m.id} body must be a Buffer`);
+    if (!Number.isSafeInteger(m.createdAt) || !Number.isSafeInteger(m.dueAt)) {
+      throw new Error(`enqueue: message ${m.id} createdAt and dueAt must be integer milliseconds`);
+    }
+  }
+}
+
+/**
+ * Validates attempt results and drops repeated recipient ids (the first one wins, as it would
+ * when applied in order: it clears the lease, so later ones would be ignored anyway).
+ */
+export function checkAttemptResults(results: readonly AttemptResult[]): AttemptResult[] {
+  const seen = new Set<number>();
+  const out: AttemptResult[] = [];
+  for (const r of results) {
+    if (r.newState === 'queued' && !Number.isSafeInteger(r.nextAttemptAt)) {
+      throw new Error(`recordAttempts: recipient ${r.recipientId} is re-queued without an integer nextAttemptAt`);
+    }
+    if (seen.has(r.recipientId)) continue;
+    seen.add(r.recipientId);
+    out.push(r);
+  }
+  return out;
+}
+
+export function checkClaimOptions(options: ClaimOptions): void {
+  const { now, limit, owner, leaseMs } = options;
+  if (!Number.isSafeInteger(now)) throw new Error('claimDue: now must be integer milliseconds');
+  if (!Number.isSafeInteger(limit) || limit < 0) throw new Error('claimDue: limit must be a non-negative integer');
+  if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) throw new Error('claimDue: leaseMs must be a positive integer');
+  if (owner === '') throw new Error('claimDue: owner must be a non-empty string');
+}

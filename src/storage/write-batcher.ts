@@ -1,0 +1,151 @@
+import type { Logger } from '../observability/logger.ts';
+
+/** One write operation; it runs inside a transaction opened by the backend. */
+export type WriteOp<C> = (tx: C) => unknown;
+
+/**
+ * Runs `ops` in order inside ONE transaction and commits it. Resolves with each op's result
+ * (awaited) once the commit is durable; rejects with nothing committed when any op or the
+ * commit fails.
+ */
+export type RunTransaction<C> = (ops: readonly WriteOp<C>[]) => Promise<unknown[]>;
+
+interface Pending<C> {
+  op: WriteOp<C>;
+  resolve: (value: unknown) => void;
+  reject: (reason: unknown) => void;
+}
+
+export interface WriteBatcherOptions<C> {
+  run: RunTransaction<C>;
+  logger: Logger;
+  /** Upper bound of operations per transaction, so one commit never grows without limit. */
+  maxBatch?: number;
+}
+
+/**
+ * Group commit: the single write path of a store. Operations submitted in the same tick, or
+ * while a commit is in progress, are written in one transaction, so N concurrent callers pay
+ * for one durable commit (one fsync) instead of N. Each caller's promise settles only after
+ * the commit that holds its operation.
+ *
+ * When a batch fails, only the operation that threw (a duplicate id, a constraint) fails, and
+ * the rest of the batch is committed again without it; when the failure cannot be pinned on one
+ * operation (BEGIN or COMMIT failed), each operation is retried alone. Either way one bad
+ * operation fails only its own caller. Operations must therefore be safe to run again after a
+ * rollback, which every transactional write is.
+ */
+export class WriteBatcher<C> {
+  private readonly run: RunTransaction<C>;
+  private readonly logger: Logger;
+  private readonly maxBatch: number;
+  private queue: Pending<C>[] = [];
+  /** A flush is scheduled or running; new operations wait for it and go into the next batch. */
+  private busy = false;
+  private closed = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(options: WriteBatcherOptions<C>) {
+    this.run = options.run;
+    this.logger = options.logger;
+    this.maxBatch = options.maxBatch ?? 500;
+  }
+
+  submit<T>(op: (tx: C) => T): Promise<Awaited<T>> {
+    if (this.closed) return Promise.reject(new Error('storage is closed'));
+    return new Promise<Awaited<T>>((resolve, reject) => {
+      this.queue.push({ op, resolve: resolve as (value: unknown) => void, reject });
+      this.schedule();
+    });
+  }
+
+  /** Stops accepting operations and waits until every queued one has been committed or failed. */
+  close(): Promise<void> {
+    this.closed = true;
+    if (!this.busy && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private schedule(): void {
+    if (this.busy) return;
+    this.busy = true;
+    // setImmediate, not a microtask: I/O callbacks that are ready (other sessions finishing
+    // their DATA) run first and join this batch.
+    setImmediate(() => void this.flush());
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.queue.splice(0, this.maxBatch);
+    try {
+      await this.commit(batch);
+    } finally {
+      this.busy = false;
+      if (this.queue.length > 0) {
+        this.schedule();
+      } else {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const wake of waiters) wake();
+      }
+    }
+  }
+
+  private async commit(batch: Pending<C>[]): Promise<void> {
+    let remaining = batch;
+    while (remaining.length > 0) {
+      const outcome = await this.attempt(remaining);
+      if (outcome.ok) {
+        remaining.forEach((pending, i) => pending.resolve(outcome.results[i]));
+        return;
+      }
+      if (remaining.length === 1) {
+        remaining[0]!.reject(outcome.error);
+        return;
+      }
+      if (outcome.failedAt < 0) break;
+      // The operation that threw fails alone; the others did nothing wrong and are written
+      // again together, so one bad caller does not turn group commit into one commit each.
+      remaining[outcome.failedAt]!.reject(outcome.error);
+      remaining = remaining.filter((_, i) => i !== outcome.failedAt);
+      this.logger.warn(
+        { event: 'storage.batch_operation_failed', operations: remaining.length, err: outcome.error },
+        'write operation failed; committing the rest of its batch again',
+      );
+    }
+    if (remaining.length === 0) return;
+    // BEGIN or COMMIT failed: nothing tells which operation caused it, so each runs alone.
+    this.logger.warn({ event: 'storage.batch_failed', operations: remaining.length }, 'write batch failed; retrying each operation alone');
+    for (const pending of remaining) {
+      const outcome = await this.attempt([pending]);
+      if (outcome.ok) pending.resolve(outcome.results[0]);
+      else pending.reject(outcome.error);
+    }
+  }
+
+  /** Runs one transaction and, when it fails, tells which operation threw (-1: none did). */
+  private async attempt(
+    batch: readonly Pending<C>[],
+  ): Promise<{ ok: true; results: unknown[] } | { ok: false; error: unknown; failedAt: number }> {
+    let failedAt = -1;
+    const ops = batch.map((pending, i): WriteOp<C> => (tx) => {
+      try {
+        const result = pending.op(tx);
+        if (result instanceof Promise) {
+          return result.catch((err: unknown) => {
+            failedAt = i;
+            throw err;
+          });
+        }
+        return result;
+      } catch (err) {
+        failedAt = i;
+        throw err;
+      }
+    });
+    try {
+      return { ok: true, results: await this.run(ops) };
+    } catch (error) {
+      return { ok: false, error, failedAt };
+    }
+  }
+}

@@ -1,0 +1,34 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { postgresUrl } from './services.ts';
+
+export interface TestSchema {
+  url: string;
+  /** A fresh schema name, unique per call; the store's migrate() creates it. */
+  schema: string;
+  /** Drops the schema and everything in it. Safe to call twice. */
+  drop(): Promise<void>;
+}
+
+/**
+ * A schema of its own for a test file or test, so files run in parallel against one database
+ * without seeing each other's rows. `label` (e.g. the file's name) makes leftovers traceable.
+ */
+export async function createTestSchema(label = 'test'): Promise<TestSchema> {
+  const slug = label.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '').slice(0, 30) || 'test';
+  const schema = `t_${slug}_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const url = postgresUrl();
+  return {
+    url,
+    schema,
+    async drop() {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}

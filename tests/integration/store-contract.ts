@@ -1,0 +1,470 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Clock } from '../../src/clock.ts';
+import type { DeliveryOutcome } from '../../src/engine/delivery-outcome.ts';
+import type { AttemptResult, NewMessage, Store } from '../../src/storage/store.ts';
+
+/**
+ * The one behaviour contract every Store backend satisfies. Each test gets a fresh, empty
+ * backend (a new SQLite file, a new PostgreSQL schema) and a clock that only moves when told.
+ */
+
+export interface StoreBackend {
+  /** Opens and migrates a store on this backend's database; every call sees the same data. */
+  open(clock: Clock): Promise<Store>;
+  /** Deletes the database. Called after every store opened on it is closed. */
+  destroy(): Promise<void>;
+}
+
+const T0 = 1_700_000_000_000;
+const OWNER = 'node-a';
+const OTHER = 'node-b';
+const LEASE = 60_000;
+
+class TestClock implements Clock {
+  constructor(public time: number) {}
+  now(): number {
+    return this.time;
+  }
+}
+
+let sequence = 0;
+
+function message(overrides: Partial<NewMessage> & { recipients?: string[] } = {}, clock?: Clock): NewMessage {
+  const now = clock?.now() ?? T0;
+  sequence += 1;
+  return {
+    id: `msg-${sequence.toString().padStart(6, '0')}`,
+    sender: 'app@sender.test',
+    recipients: ['user@Dest.TEST'],
+    messageIdHeader: `<m${sequence}@sender.test>`,
+    body: Buffer.from(`Subject: test ${sequence}\r\n\r\nbody ${sequence}\r\n`),
+    submitter: 'app',
+    source: 'smtp',
+    clientAddress: '127.0.0.1',
+    createdAt: now,
+    dueAt: now,
+    ...overrides,
+  };
+}
+
+function outcome(disposition: DeliveryOutcome['disposition'], overrides: Partial<DeliveryOutcome> = {}): DeliveryOutcome {
+  const byDisposition = {
+    delivered: { code: 250, enhanced: '2.0.0', response: '250 2.0.0 Ok: queued', stage: 'dot', bounceClass: 'none' },
+    transient: { code: 451, enhanced: '4.3.0', response: '451 4.3.0 try later', stage: 'rcpt', bounceClass: 'other' },
+    permanent: { code: 550, enhanced: '5.1.1', response: '550 5.1.1 no such user', stage: 'rcpt', bounceClass: 'unknown-user' },
+    throttled: { code: null, enhanced: null, response: 'egress IP at its hourly cap', stage: 'queue', bounceClass: 'rate-limited' },
+  } as const;
+  return {
+    disposition,
+    ...byDisposition[disposition],
+    remoteHost: disposition === 'throttled' ? null : 'mx.dest.test',
+    egressIp: disposition === 'throttled' ? null : '127.0.0.2',
+    ...overrides,
+  };
+}
+
+export function runStoreContract(name: string, makeBackend: () => Promise<StoreBackend>): void {
+  describe(`Store contract: ${name}`, () => {
+    let backend: StoreBackend;
+    let clock: TestClock;
+    let opened: Store[];
+    let store: Store;
+
+    const open = async (): Promise<Store> => {
+      const s = await backend.open(clock);
+      opened.push(s);
+      return s;
+    };
+
+    beforeEach(async () => {
+      clock = new TestClock(T0);
+      opened = [];
+      backend = await makeBackend();
+      store = await open();
+    });
+
+    afterEach(async () => {
+      await Promise.all(opened.map((s) => s.close()));
+      await backend.destroy();
+    });
+
+    it('enqueues a message with one queued row per recipient', async () => {
+      const m = message({ recipients: ['a@One.test', 'b@two.TEST', 'c@one.test'], dueAt: T0 + 5 });
+      await store.enqueue([m]);
+
+      const rows = await store.listRecipients(m.id);
+      expect(rows.map((r) => [r.recipient, r.domain, r.state, r.attempts, r.nextAttemptAt, r.lastOutcome])).toEqual([
+        ['a@One.test', 'one.test', 'queued', 0, T0 + 5, null],
+        ['b@two.TEST', 'two.test', 'queued', 0, T0 + 5, null],
+        ['c@one.test', 'one.test', 'queued', 0, T0 + 5, null],
+      ]);
+      expect(rows.every((r) => r.messageId === m.id && r.updatedAt === T0)).toBe(true);
+      expect(new Set(rows.map((r) => r.recipientId)).size).toBe(3);
+
+      const stored = await store.loadMessage(m.id);
+      expect(stored).toEqual({
+        id: m.id,
+        sender: m.sender,
+        messageIdHeader: m.messageIdHeader,
+        body: m.body,
+        submitter: 'app',
+        source: 'smtp',
+        createdAt: T0,
+      });
+      expect(Buffer.isBuffer(stored!.body)).toBe(true);
+      expect(await store.loadMessage('no-such-message')).toBeNull();
+      expect(await store.listRecipients('no-such-message')).toEqual([]);
+    });
+
+    it('stores the null sender, null fields and a binary body unchanged', async () => {
+      const body = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      const m = message({ sender: '', messageIdHeader: null, submitter: null, clientAddress: null, source: 'dsn', body });
+      await store.enqueue([m]);
+      const stored = await store.loadMessage(m.id);
+      expect(stored).toMatchObject({ sender: '', messageIdHeader: null, submitter: null, source: 'dsn' });
+      expect(stored!.body.equals(body)).toBe(true);
+      const [claimed] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
+      expect(claimed).toMatchObject({ sender: '', messageIdHeader: null, size: 256 });
+    });
+
+    it('claims only due rows and marks them delivering for the owner', async () => {
+      const due = message({ recipients: ['x@due.test'] });
+      const later = message({ recipients: ['y@later.test'], dueAt: T0 + 1000 });
+      await store.enqueue([due, later]);
+
+      const claimed = await store.claimDue({ now: T0, limit: 10, owner: OWNER, leaseMs: LEASE });
+      expect(claimed).toEqual([
+        {
+          recipientId: expect.any(Number),
+          messageId: due.id,
+          sender: due.sender,
+          recipient: 'x@due.test',
+          domain: 'due.test',
+          attempts: 0,
+          lastEgressIp: null,
+          messageCreatedAt: T0,
+          messageIdHeader: due.messageIdHeader,
+          size: due.body.length,
+        },
+      ]);
+      const [row] = await store.listRecipients(due.id);
+      expect(row).toMatchObject({ state: 'delivering', attempts: 0 });
+
+      // Leased rows are not handed out again while the lease runs.
+      expect(await store.claimDue({ now: T0 + 999, limit: 10, owner: OTHER, leaseMs: LEASE })).toEqual([]);
+      const next = await store.claimDue({ now: T0 + 1000, limit: 10, owner: OTHER, leaseMs: LEASE });
+      expect(next.map((c) => c.messageId)).toEqual([later.id]);
+      expect(await store.claimDue({ now: T0 + 1000, limit: 0, owner: OWNER, leaseMs: LEASE })).toEqual([]);
+    });
+
+    it('claims the oldest due rows first, up to the limit', async () => {
+      const m3 = message({ recipients: ['r3@x.test'], dueAt: T0 - 3 });
+      const m1 = message({ recipients: ['r1@x.test'], dueAt: T0 - 1 });
+      const m2 = message({ recipients: ['r2a@x.test', 'r2b@x.test'], dueAt: T0 - 2 });
+      await store.enqueue([m1]);
+      await store.enqueue([m2, m3]);
+
+      const first = await store.claimDue({ now: T0, limit: 2, owner: OWNER, leaseMs: LEASE });
+      expect(first.map((c) => c.recipient)).toEqual(['r3@x.test', 'r2a@x.test']);
+      const second = await store.claimDue({ now: T0, limit: 2, owner: OWNER, leaseMs: LEASE });
+      expect(second.map((c) => c.recipient)).toEqual(['r2b@x.test', 'r1@x.test']);
+      expect(await store.claimDue({ now: T0, limit: 2, owner: OWNER, leaseMs: LEASE })).toEqual([]);
+    });
+
+    it('makes a row claimable again when its lease expires, and ignores the old owner afterwards', async () => {
+      const m = message();
+      await store.enqueue([m]);
+      const [mine] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: 1000 });
+      expect(mine).toBeDefined();
+
+      expect(await store.claimDue({ now: T0 + 1000, limit: 1, owner: OTHER, leaseMs: LEASE })).toEqual([]);
+      const [theirs] = await store.claimDue({ now: T0 + 1001, limit: 1, owner: OTHER, leaseMs: LEASE });
+      expect(theirs?.recipientId).toBe(mine!.recipientId);
+      expect(theirs?.attempts).toBe(0);
+
+      // The first owner comes back late: its result and release no longer apply.
+      clock.time = T0 + 2000;
+      await store.recordAttempts(OWNER, [{ recipientId: mine!.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      await store.release(OWNER, [mine!.recipientId], T0);
+      expect(await store.releaseAll(OWNER, T0)).toBe(0);
+      const [row] = await store.listRecipients(m.id);
+      expect(row).toMatchObject({ state: 'delivering', attempts: 0, lastOutcome: null });
+      expect(await store.listEvents(m.id)).toEqual([]);
+
+      // The new owner's result applies.
+      await store.recordAttempts(OTHER, [{ recipientId: theirs!.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      expect((await store.listRecipients(m.id))[0]).toMatchObject({ state: 'delivered', attempts: 1 });
+    });
+
+    it('never hands the same row to two concurrent claimers', async () => {
+      const other = await open();
+      const messages = Array.from({ length: 60 }, (_, i) =>
+        message({ recipients: Array.from({ length: 5 }, (_, k) => `r${i}-${k}@x${k}.test`), dueAt: T0 - (i % 7) }),
+      );
+      await store.enqueue(messages.slice(0, 30));
+      await other.enqueue(messages.slice(30));
+      const total = 300;
+
+      const claimedBy = new Map<number, string>();
+      const duplicates: number[] = [];
+      const claimer = async (s: Store, owner: string) => {
+        for (;;) {
+          const batch = await s.claimDue({ now: T0, limit: 7, owner, leaseMs: LEASE });
+          if (batch.length === 0) return;
+          for (const c of batch) {
+            if (claimedBy.has(c.recipientId)) duplicates.push(c.recipientId);
+            claimedBy.set(c.recipientId, owner);
+          }
+        }
+      };
+      await Promise.all([
+        ...Array.from({ length: 4 }, (_, i) => claimer(store, `${OWNER}-${i}`)),
+        ...Array.from({ length: 4 }, (_, i) => claimer(other, `${OTHER}-${i}`)),
+      ]);
+
+      expect(duplicates).toEqual([]);
+      expect(claimedBy.size).toBe(total);
+      expect(await store.countByState()).toEqual({ queued: 0, delivering: total, delivered: 0, bounced: 0 });
+    });
+
+    it('records attempt results: state, attempts, last outcome and one event each', async () => {
+      const m = message({ recipients: ['ok@x.test', 'later@x.test', 'gone@x.test'] });
+      await store.enqueue([m]);
+      const claimed = await store.claimDue({ now: T0, limit: 10, owner: OWNER, leaseMs: LEASE });
+      const id = (rcpt: string) => claimed.find((c) => c.recipient === rcpt)!.recipientId;
+
+      clock.time = T0 + 100;
+      const delivered = outcome('delivered');
+      const deferred = outcome('transient');
+      const bounced = outcome('permanent', { egressIp: '127.0.0.3' });
+      await store.recordAttempts(OWNER, [
+        { recipientId: id('ok@x.test'), outcome: delivered, newState: 'delivered', countsAsAttempt: true },
+        { recipientId: id('later@x.test'), outcome: deferred, newState: 'queued', nextAttemptAt: T0 + 60_000, countsAsAttempt: true },
+        { recipientId: id('gone@x.test'), outcome: bounced, newState: 'bounced', countsAsAttempt: true },
+      ]);
+
+      const rows = await store.listRecipients(m.id);
+      expect(rows.map((r) => [r.recipient, r.state, r.attempts, r.nextAttemptAt, r.lastOutcome, r.updatedAt])).toEqual([
+        ['ok@x.test', 'delivered', 1, null, delivered, T0 + 100],
+        ['later@x.test', 'queued', 1, T0 + 60_000, deferred, T0 + 100],
+        ['gone@x.test', 'bounced', 1, null, bounced, T0 + 100],
+      ]);
+      const events = await store.listEvents(m.id);
+      expect(events).toHaveLength(3);
+      expect(events.map((e) => [e.recipientId, e.messageId, e.attempt, e.at, e.outcome])).toEqual(
+        expect.arrayContaining([
+          [id('ok@x.test'), m.id, 1, T0 + 100, delivered],
+          [id('later@x.test'), m.id, 1, T0 + 100, deferred],
+          [id('gone@x.test'), m.id, 1, T0 + 100, bounced],
+        ]),
+      );
+      expect(await store.countByState()).toEqual({ queued: 1, delivering: 0, delivered: 1, bounced: 1 });
+
+      // The retry is due at its time, carries the previous egress IP, and counts again.
+      expect(await store.claimDue({ now: T0 + 59_999, limit: 10, owner: OWNER, leaseMs: LEASE })).toEqual([]);
+      const [retry] = await store.claimDue({ now: T0 + 60_000, limit: 10, owner: OWNER, leaseMs: LEASE });
+      expect(retry).toMatchObject({ recipient: 'later@x.test', attempts: 1, lastEgressIp: '127.0.0.2' });
+      clock.time = T0 + 60_100;
+      await store.recordAttempts(OWNER, [{ recipientId: retry!.recipientId, outcome: delivered, newState: 'delivered', countsAsAttempt: true }]);
+      const history = (await store.listEvents(m.id)).filter((e) => e.recipientId === retry!.recipientId);
+      expect(history.map((e) => [e.attempt, e.at, e.outcome.disposition])).toEqual([
+        [1, T0 + 100, 'transient'],
+        [2, T0 + 60_100, 'delivered'],
+      ]);
+    });
+
+    it('keeps the attempt counter for results that are not attempts, but still writes the event', async () => {
+      const m = message();
+      await store.enqueue([m]);
+      const [c] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
+      const throttled = outcome('throttled');
+      await store.recordAttempts(OWNER, [
+        { recipientId: c!.recipientId, outcome: throttled, newState: 'queued', nextAttemptAt: T0 + 5000, countsAsAttempt: false },
+      ]);
+      const [row] = await store.listRecipients(m.id);
+      expect(row).toMatchObject({ state: 'queued', attempts: 0, nextAttemptAt: T0 + 5000, lastOutcome: throttled });
+      expect(await store.listEvents(m.id)).toEqual([{ recipientId: c!.recipientId, messageId: m.id, attempt: 0, at: T0, outcome: throttled }]);
+    });
+
+    it('ignores results for rows that are not leased by the owner', async () => {
+      const m = message({ recipients: ['a@x.test', 'b@x.test'] });
+      await store.enqueue([m]);
+      const [a] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
+      const b = (await store.listRecipients(m.id)).find((r) => r.recipient === 'b@x.test')!;
+      await store.recordAttempts(OTHER, [{ recipientId: a!.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      await store.recordAttempts(OWNER, [{ recipientId: b.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      await store.recordAttempts(OWNER, [{ recipientId: 987_654_321, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      expect((await store.listRecipients(m.id)).map((r) => r.state)).toEqual(['delivering', 'queued']);
+      expect(await store.listEvents(m.id)).toEqual([]);
+    });
+
+    it('enqueues follow-up messages in the same transaction as the results', async () => {
+      const m = message({ recipients: ['gone@x.test'] });
+      const existing = message();
+      await store.enqueue([m, existing]);
+      const [c] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
+      expect(c?.messageId).toBe(m.id);
+      const bounce: AttemptResult = { recipientId: c!.recipientId, outcome: outcome('permanent'), newState: 'bounced', countsAsAttempt: true };
+
+      // A follow-up that cannot be stored takes the result down with it: nothing is applied.
+      const clash = message({ id: existing.id, sender: '', recipients: ['app@sender.test'], source: 'dsn' });
+      await expect(store.recordAttempts(OWNER, [bounce], [clash])).rejects.toThrow();
+      expect((await store.listRecipients(m.id))[0]).toMatchObject({ state: 'delivering', attempts: 0 });
+      expect(await store.listEvents(m.id)).toEqual([]);
+
+      const dsn = message({ sender: '', recipients: ['app@sender.test'], source: 'dsn', submitter: null });
+      await store.recordAttempts(OWNER, [bounce], [dsn]);
+      expect((await store.listRecipients(m.id))[0]).toMatchObject({ state: 'bounced', attempts: 1 });
+      expect(await store.listRecipients(dsn.id)).toMatchObject([{ recipient: 'app@sender.test', state: 'queued', nextAttemptAt: T0 }]);
+      expect((await store.loadMessage(dsn.id))?.source).toBe('dsn');
+    });
+
+    it('rejects a re-queue without a next attempt time', async () => {
+      const m = message();
+      await store.enqueue([m]);
+      const [c] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
+      await expect(
+        store.recordAttempts(OWNER, [{ recipientId: c!.recipientId, outcome: outcome('transient'), newState: 'queued', countsAsAttempt: true }]),
+      ).rejects.toThrow(/nextAttemptAt/);
+      expect((await store.listRecipients(m.id))[0]?.state).toBe('delivering');
+    });
+
+    it('releases claimed rows unchanged, only for their owner', async () => {
+      const m = message({ recipients: ['a@x.test', 'b@x.test', 'c@x.test'] });
+      await store.enqueue([m]);
+      const claimed = await store.claimDue({ now: T0, limit: 3, owner: OWNER, leaseMs: LEASE });
+      expect(claimed).toHaveLength(3);
+
+      await store.release(OTHER, [claimed[0]!.recipientId], T0 + 10);
+      expect((await store.listRecipients(m.id))[0]?.state).toBe('delivering');
+
+      await store.release(OWNER, [claimed[0]!.recipientId], T0 + 10);
+      let rows = await store.listRecipients(m.id);
+      expect(rows.map((r) => [r.state, r.attempts, r.nextAttemptAt])).toEqual([
+        ['queued', 0, T0 + 10],
+        ['delivering', 0, T0],
+        ['delivering', 0, T0],
+      ]);
+
+      expect(await store.releaseAll(OTHER, T0 + 20)).toBe(0);
+      expect(await store.releaseAll(OWNER, T0 + 20)).toBe(2);
+      rows = await store.listRecipients(m.id);
+      expect(rows.map((r) => [r.state, r.attempts, r.nextAttemptAt])).toEqual([
+        ['queued', 0, T0 + 10],
+        ['queued', 0, T0 + 20],
+        ['queued', 0, T0 + 20],
+      ]);
+      expect(await store.listEvents(m.id)).toEqual([]);
+      const again = await store.claimDue({ now: T0 + 20, limit: 3, owner: OTHER, leaseMs: LEASE });
+      expect(again.map((c) => c.recipient)).toEqual(['a@x.test', 'b@x.test', 'c@x.test']);
+    });
+
+    it('counts recipients by state, every state present', async () => {
+      expect(await store.countByState()).toEqual({ queued: 0, delivering: 0, delivered: 0, bounced: 0 });
+      await store.enqueue([message({ recipients: ['a@x.test', 'b@x.test', 'c@x.test'] }), message({ dueAt: T0 + 1 })]);
+      const [a] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
+      await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
+      await store.recordAttempts(OWNER, [{ recipientId: a!.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      expect(await store.countByState()).toEqual({ queued: 2, delivering: 1, delivered: 1, bounced: 0 });
+    });
+
+    it('reports when the next queued row is due', async () => {
+      expect(await store.nextDueAt()).toBeNull();
+      await store.enqueue([message({ dueAt: T0 + 500 }), message({ dueAt: T0 + 200 })]);
+      expect(await store.nextDueAt()).toBe(T0 + 200);
+      const [first] = await store.claimDue({ now: T0 + 200, limit: 1, owner: OWNER, leaseMs: LEASE });
+      expect(await store.nextDueAt()).toBe(T0 + 500);
+      await store.claimDue({ now: T0 + 500, limit: 1, owner: OWNER, leaseMs: LEASE });
+      expect(await store.nextDueAt()).toBeNull();
+      await store.release(OWNER, [first!.recipientId], T0 + 9000);
+      expect(await store.nextDueAt()).toBe(T0 + 9000);
+    });
+
+    it('purges finished messages older than the cut-off, with their rows and events', async () => {
+      const finished = message({ recipients: ['a@x.test', 'b@x.test'] });
+      const waiting = message({ recipients: ['c@x.test', 'd@x.test'] });
+      const recent = message({ recipients: ['e@x.test'] });
+      await store.enqueue([finished, waiting, recent]);
+      const claimed = await store.claimDue({ now: T0, limit: 10, owner: OWNER, leaseMs: LEASE });
+      const id = (rcpt: string) => claimed.find((c) => c.recipient === rcpt)!.recipientId;
+      clock.time = T0 + 1000;
+      await store.recordAttempts(OWNER, [
+        { recipientId: id('a@x.test'), outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true },
+        { recipientId: id('b@x.test'), outcome: outcome('permanent'), newState: 'bounced', countsAsAttempt: true },
+        { recipientId: id('c@x.test'), outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true },
+        { recipientId: id('d@x.test'), outcome: outcome('transient'), newState: 'queued', nextAttemptAt: T0 + 9000, countsAsAttempt: true },
+      ]);
+      clock.time = T0 + 3000;
+      await store.recordAttempts(OWNER, [{ recipientId: id('e@x.test'), outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+
+      expect(await store.purgeFinished(T0 + 1000)).toBe(0);
+      expect(await store.purgeFinished(T0 + 2000)).toBe(1);
+      expect(await store.loadMessage(finished.id)).toBeNull();
+      expect(await store.listRecipients(finished.id)).toEqual([]);
+      expect(await store.listEvents(finished.id)).toEqual([]);
+      expect(await store.loadMessage(waiting.id)).not.toBeNull();
+      expect(await store.loadMessage(recent.id)).not.toBeNull();
+      expect(await store.listEvents(recent.id)).toHaveLength(1);
+      expect(await store.countByState()).toEqual({ queued: 1, delivering: 0, delivered: 2, bounced: 0 });
+      expect(await store.purgeFinished(T0 + 2000)).toBe(0);
+      expect(await store.purgeFinished(T0 + 5000)).toBe(1);
+    });
+
+    it('commits many concurrent enqueues, and a failing one fails alone', async () => {
+      const first = message();
+      await store.enqueue([first]);
+      const messages = Array.from({ length: 200 }, (_, i) => message({ recipients: [`u${i}@a.test`, `u${i}@b.test`] }));
+      const duplicate = message({ id: first.id });
+      const calls = [...messages.slice(0, 100), duplicate, ...messages.slice(100)].map((m) => store.enqueue([m]));
+      const settled = await Promise.allSettled(calls);
+
+      const rejected = settled.flatMap((s, i) => (s.status === 'rejected' ? [i] : []));
+      expect(rejected).toEqual([100]);
+      for (const m of messages) expect(await store.listRecipients(m.id)).toHaveLength(2);
+      expect((await store.countByState()).queued).toBe(401);
+      // The original message was not touched by the failed duplicate.
+      expect((await store.loadMessage(first.id))?.body.equals(first.body)).toBe(true);
+    });
+
+    it('stores all messages of one call or none', async () => {
+      const existing = message();
+      await store.enqueue([existing]);
+      const fresh = message();
+      await expect(store.enqueue([fresh, message({ id: existing.id })])).rejects.toThrow();
+      expect(await store.loadMessage(fresh.id)).toBeNull();
+      expect(await store.listRecipients(fresh.id)).toEqual([]);
+      await expect(store.enqueue([message({ recipients: [] })])).rejects.toThrow(/no recipients/);
+    });
+
+    it('keeps the queue across close and reopen', async () => {
+      const m = message({ recipients: ['a@x.test', 'b@x.test'] });
+      await store.enqueue([m]);
+      const [c] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
+      await store.recordAttempts(OWNER, [{ recipientId: c!.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      await store.close();
+
+      const reopened = await open();
+      expect((await reopened.loadMessage(m.id))?.body.equals(m.body)).toBe(true);
+      expect((await reopened.listRecipients(m.id)).map((r) => r.state)).toEqual(['delivered', 'queued']);
+      expect(await reopened.listEvents(m.id)).toHaveLength(1);
+      // Migrating an up-to-date database again changes nothing.
+      await reopened.migrate();
+      expect(await reopened.countByState()).toEqual({ queued: 1, delivering: 0, delivered: 1, bounced: 0 });
+    });
+
+    it('waits for pending writes on close, and refuses work afterwards', async () => {
+      const m = message();
+      const pending = store.enqueue([m]);
+      const closed = store.close();
+      await pending;
+      await closed;
+      await store.close();
+      await expect(store.enqueue([message()])).rejects.toThrow(/closed/);
+      await expect(store.ping()).rejects.toThrow(/closed/);
+
+      const reopened = await open();
+      await reopened.ping();
+      expect(await reopened.listRecipients(m.id)).toHaveLength(1);
+    });
+  });
+}

@@ -1,0 +1,137 @@
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { DatabaseSync } from 'node:sqlite';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/observability/logger.ts';
+import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import type { Store } from '../../src/storage/store.ts';
+import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { runStoreContract } from './store-contract.ts';
+
+const logger = createLogger('silent');
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+
+runStoreContract('sqlite', async () => {
+  const dir = await createTempDir('rookery-store-sqlite');
+  const path = dir.file('queue', 'rookery.db');
+  return {
+    async open(clock) {
+      const store = createSqliteStore({ path, clock, logger });
+      await store.migrate();
+      return store;
+    },
+    destroy: () => dir.remove(),
+  };
+});
+
+describe('SQLite store', () => {
+  let dir: TempDir;
+  const stores: Store[] = [];
+
+  beforeEach(async () => {
+    dir = await createTempDir('rookery-store-sqlite');
+  });
+
+  afterEach(async () => {
+    await Promise.all(stores.splice(0).map((s) => s.close()));
+    await dir.remove();
+  });
+
+  it('creates the directory and opens the file in WAL mode with durable commits', async () => {
+    const path = dir.file('a', 'b', 'rookery.db');
+    const store = createSqliteStore({ path, logger });
+    stores.push(store);
+    await store.migrate();
+    await store.ping();
+    expect(store.driver).toBe('sqlite');
+
+    const db = new DatabaseSync(path, { readOnly: true });
+    try {
+      expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
+      expect(db.prepare('SELECT version FROM schema_migrations').all().map((r) => r.version)).toEqual([1]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('refuses to be used before migrate()', async () => {
+    const store = createSqliteStore({ path: dir.file('rookery.db'), logger });
+    stores.push(store);
+    await expect(store.countByState()).rejects.toThrow(/before migrate/);
+  });
+
+  it('refuses a database migrated by a newer version', async () => {
+    const path = dir.file('rookery.db');
+    const first = createSqliteStore({ path, logger });
+    await first.migrate();
+    await first.close();
+    const db = new DatabaseSync(path);
+    db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)').run();
+    db.close();
+
+    const store = createSqliteStore({ path, logger });
+    stores.push(store);
+    await expect(store.migrate()).rejects.toThrow(/version 999, newer than this Rookery supports/);
+  });
+
+  it('keeps every acknowledged message when the process is killed while enqueuing', async () => {
+    const path = dir.file('rookery.db');
+    const script = dir.file('enqueue-forever.mts');
+    const storeModule = pathToFileURL(`${repoRoot}src/storage/sqlite/sqlite-store.ts`).href;
+    const loggerModule = pathToFileURL(`${repoRoot}src/observability/logger.ts`).href;
+    await writeFile(
+      script,
+      `
+      import { createSqliteStore } from ${JSON.stringify(storeModule)};
+      import { createLogger } from ${JSON.stringify(loggerModule)};
+      const store = createSqliteStore({ path: process.argv[2], logger: createLogger('silent') });
+      await store.migrate();
+      process.stdout.write('ready\\n');
+      let n = 0;
+      const body = Buffer.alloc(4096, 'x');
+      async function session(s) {
+        for (;;) {
+          const id = 'kill-' + s + '-' + n++;
+          const now = Date.now();
+          await store.enqueue([{ id, sender: 'app@sender.test', recipients: ['a@x.test', 'b@y.test'], messageIdHeader: null,
+            body, submitter: null, source: 'smtp', clientAddress: null, createdAt: now, dueAt: now }]);
+          process.stdout.write(id + '\\n');
+        }
+      }
+      await Promise.all(Array.from({ length: 20 }, (_, s) => session(s)));
+      `,
+    );
+
+    const child = spawn(process.execPath, ['--import', 'tsx', script, path], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const acknowledged: string[] = [];
+    let pendingText = '';
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)));
+    const stdoutClosed = new Promise<void>((resolve) => child.stdout.on('close', () => resolve()));
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      const lines = (pendingText + chunk).split('\n');
+      // The last piece is an incomplete line (or ''): an id only counts once fully printed.
+      pendingText = lines.pop()!;
+      for (const line of lines) if (line.startsWith('kill-')) acknowledged.push(line);
+      if (acknowledged.length >= 600 && child.exitCode === null && !child.killed) child.kill('SIGKILL');
+    });
+
+    expect(await exited, stderr).toBe('SIGKILL');
+    await stdoutClosed;
+    expect(acknowledged.length).toBeGreaterThanOrEqual(600);
+
+    const store = createSqliteStore({ path, logger });
+    stores.push(store);
+    await store.migrate();
+    const missing: string[] = [];
+    for (const id of acknowledged) {
+      const rows = await store.listRecipients(id);
+      if (rows.length !== 2 || !(await store.loadMessage(id))) missing.push(id);
+    }
+    expect(missing).toEqual([]);
+    const counts = await store.countByState();
+    expect(counts.queued).toBeGreaterThanOrEqual(acknowledged.length * 2);
+  });
+});
