@@ -1,0 +1,250 @@
+import net from 'node:net';
+import { Readable } from 'node:stream';
+import SMTPConnection, { type SMTPConnectionSendInfo, type SMTPError } from 'nodemailer/lib/smtp-connection';
+import type { Config } from '../config/schema.ts';
+import type { DeliveryStage } from './delivery-outcome.ts';
+import type { NextHop } from './routing.ts';
+
+/**
+ * One outbound SMTP session to a next hop, bound to an egress address and greeting with that
+ * address's host name. Wraps nodemailer's SMTPConnection; the TCP socket is opened here so the
+ * connect phase has its own timeout and errors (EADDRNOTAVAIL, ECONNREFUSED) stay distinct from
+ * the greeting phase.
+ */
+
+export type DeliveryTimeouts = Config['delivery']['timeouts'];
+
+/** How long a closing connection may take to answer QUIT and close before it is cut. */
+const QUIT_GRACE_MS = 2_000;
+
+export interface Egress {
+  /** Source address to bind; null for the OS default. */
+  address: string | null;
+  /** EHLO name. */
+  hostname: string;
+}
+
+export interface OpenOptions {
+  hop: NextHop;
+  egress: Egress;
+  timeouts: DeliveryTimeouts;
+  /** Skip STARTTLS (used for the plaintext retry after a failed TLS handshake). */
+  ignoreTLS?: boolean;
+  /** Called once the TCP connection is up, and once when it is gone. */
+  onSocketOpen?: () => void;
+  onSocketClose?: () => void;
+}
+
+/** An error from opening a connection, with the stage it failed at. */
+export interface OpenFailure {
+  error: unknown;
+  stage: DeliveryStage;
+}
+
+export type SendResult =
+  | { ok: true; info: SMTPConnectionSendInfo }
+  | {
+      ok: false;
+      error: SMTPError;
+      /** Stage the transaction had reached when it failed. */
+      stage: DeliveryStage;
+      /** True once message bytes were handed to the socket (after the server's 354). */
+      bodyStarted: boolean;
+      /** Recipients refused at RCPT TO before the failure, with their errors. */
+      rejectedErrors: SMTPError[];
+    };
+
+/** The fields of SMTPConnection's private envelope state that say which recipients were refused. */
+interface EnvelopeState {
+  rejectedErrors?: SMTPError[];
+}
+
+export class OutboundConnection {
+  /** Completed transactions on this connection. */
+  transactions = 0;
+  private ended = false;
+  private readonly endListeners: Array<() => void> = [];
+
+  /** Settles when the TCP socket has closed. */
+  private readonly socketClosed: Promise<void>;
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    private readonly smtp: SMTPConnection,
+    private readonly socket: net.Socket,
+    readonly hop: NextHop,
+    readonly egress: Egress,
+    private readonly timeouts: DeliveryTimeouts,
+  ) {
+    smtp.on('end', () => this.markEnded());
+    smtp.on('error', () => this.markEnded());
+    this.socketClosed = socket.destroyed ? Promise.resolve() : new Promise((resolve) => socket.once('close', () => resolve()));
+  }
+
+  /** Connects, reads the greeting, EHLO (HELO), STARTTLS when offered. Rejects with an OpenFailure. */
+  static async open(options: OpenOptions): Promise<OutboundConnection> {
+    const { hop, egress, timeouts } = options;
+    const socket = await connectSocket(hop, egress, timeouts.connect).catch((error: unknown) => {
+      throw { error, stage: 'connect' } satisfies OpenFailure;
+    });
+    options.onSocketOpen?.();
+    if (options.onSocketClose) socket.once('close', options.onSocketClose);
+
+    const servername = net.isIP(hop.name) ? undefined : hop.name;
+    const smtp = new SMTPConnection({
+      connection: socket,
+      host: hop.host,
+      port: hop.port,
+      servername,
+      name: egress.hostname,
+      // MTA-to-MTA practice: encrypt when offered, without verifying the certificate (there is
+      // no name to verify against without DANE/MTA-STS), and go on in plaintext when the server
+      // refuses STARTTLS.
+      opportunisticTLS: true,
+      ignoreTLS: options.ignoreTLS === true,
+      tls: { rejectUnauthorized: false, servername },
+      // The socket is already connected: the setup budget (greeting, STARTTLS) is the greeting timeout.
+      connectionTimeout: timeouts.greeting,
+      greetingTimeout: timeouts.greeting,
+      socketTimeout: timeouts.command,
+      logger: false,
+    });
+    const connection = new OutboundConnection(smtp, socket, hop, egress, timeouts);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        smtp.once('error', reject);
+        smtp.connect((err) => (err ? reject(err) : resolve()));
+      });
+    } catch (error) {
+      smtp.close();
+      socket.destroy();
+      throw { error, stage: setupStage(smtp) } satisfies OpenFailure;
+    }
+    return connection;
+  }
+
+  /** Open, not failed, and the server has not closed it. */
+  get usable(): boolean {
+    const socket = this.smtp._socket;
+    return !this.ended && !this.smtp.destroyed && !!socket && !socket.destroyed && socket.writable;
+  }
+
+  get secure(): boolean {
+    return this.smtp.secure;
+  }
+
+  /** Calls `listener` once the connection is gone (closed by either side or failed). */
+  onEnd(listener: () => void): void {
+    if (this.ended) listener();
+    else this.endListeners.push(listener);
+  }
+
+  /** One mail transaction: MAIL FROM, RCPT TO for each recipient, DATA. Never rejects. */
+  send(sender: string, recipients: string[], body: Buffer): Promise<SendResult> {
+    let stage: DeliveryStage = 'mail';
+    let bodyStarted = false;
+    const socket = this.smtp._socket || null;
+    const message = new Readable({
+      read() {
+        // Read only once the server answered DATA with 354.
+        bodyStarted = true;
+        stage = 'data';
+        this.push(body);
+        this.push(null);
+      },
+    });
+    message.once('end', () => {
+      // Waiting for the reply to the final dot may take longer than any other reply (content
+      // scanning); RFC 5321 4.5.3.2.6 suggests 10 minutes.
+      stage = 'dot';
+      socket?.setTimeout(this.timeouts.dataDone);
+    });
+    return new Promise<SendResult>((resolve) => {
+      this.smtp.send({ from: sender, to: recipients, size: body.length, use8BitMime: hasEightBit(body) }, message, (err, info) => {
+        if (socket && !socket.destroyed) socket.setTimeout(this.timeouts.command);
+        if (!err) {
+          this.transactions++;
+          return resolve({ ok: true, info: info! });
+        }
+        const envelope = (this.smtp as unknown as { _envelope?: EnvelopeState | false })._envelope;
+        const all = (err as SMTPError & { rejectedErrors?: SMTPError[] }).rejectedErrors;
+        const rejectedErrors = all ?? (envelope && envelope.rejectedErrors ? envelope.rejectedErrors : []);
+        resolve({ ok: false, error: err, stage, bodyStarted, rejectedErrors });
+      });
+    });
+  }
+
+  /** RSET, to reuse the connection after a refused transaction. Resolves false when it failed. */
+  reset(): Promise<boolean> {
+    return new Promise((resolve) => this.smtp.reset((err) => resolve(!err)));
+  }
+
+  /** QUIT and close; resolves once the socket has closed (forcibly after a short grace period). */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    if (this.usable) this.smtp.quit();
+    else this.smtp.close();
+    const force = setTimeout(() => {
+      this.smtp.close();
+      this.socket.destroy();
+    }, QUIT_GRACE_MS);
+    force.unref();
+    this.closing = this.socketClosed.then(() => clearTimeout(force));
+    return this.closing;
+  }
+
+  /** Settles when the TCP socket has closed, whoever closed it. */
+  whenClosed(): Promise<void> {
+    return this.socketClosed;
+  }
+
+  private markEnded(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.endListeners.splice(0).forEach((listener) => listener());
+  }
+}
+
+/** Which setup step SMTPConnection was in when it failed: no reply yet means the greeting. */
+function setupStage(smtp: SMTPConnection): DeliveryStage {
+  if (smtp.upgrading) return 'starttls';
+  return smtp.lastServerResponse === false ? 'greeting' : 'ehlo';
+}
+
+function connectSocket(hop: NextHop, egress: Egress, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const family = egress.address ? net.isIP(egress.address) : 0;
+    const socket = net.connect({
+      host: hop.host,
+      port: hop.port,
+      ...(egress.address ? { localAddress: egress.address } : {}),
+      // A name (static route) must resolve to the family the egress address can reach.
+      ...(family && net.isIP(hop.host) === 0 ? { family } : {}),
+    });
+    const timer = setTimeout(() => {
+      const err = Object.assign(new Error(`connection to ${hop.host}:${hop.port} timed out`), {
+        code: 'ETIMEDOUT',
+        timeoutType: 'CONNECT_TIMEOUT',
+      });
+      socket.destroy(err);
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      // SMTPConnection attaches its own handlers next; an error in between must not go unhandled.
+      socket.on('error', () => {});
+      resolve(socket);
+    });
+    const onError = (err: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    socket.once('error', onError);
+  });
+}
+
+function hasEightBit(body: Buffer): boolean {
+  for (let i = 0; i < body.length; i++) if (body[i]! > 0x7f) return true;
+  return false;
+}

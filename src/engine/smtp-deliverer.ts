@@ -1,0 +1,321 @@
+import net from 'node:net';
+import type { SMTPError } from 'nodemailer/lib/smtp-connection';
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../observability/logger.ts';
+import { ipLabel, type Metrics } from '../observability/metrics.ts';
+import { classifyError, classifyReply, parseReply, type ReplyContext } from './classify.ts';
+import { ConnectionPool } from './connection-pool.ts';
+import type { DeliveryOutcome } from './delivery-outcome.ts';
+import { OutboundConnection, type DeliveryTimeouts, type Egress, type OpenFailure, type SendResult } from './outbound-connection.ts';
+import type { NextHop } from './routing.ts';
+
+/**
+ * Delivers one message to the recipients of one destination site: picks up an idle connection
+ * (egress IP -> site) or opens one, trying the next hops in order, and returns one
+ * DeliveryOutcome per recipient. Never throws for delivery failures.
+ */
+
+export interface DeliveryRequest {
+  sender: string;
+  recipients: string[];
+  /** Wire form (CRLF, dot-unstuffed). */
+  body: Buffer;
+  egress: Egress;
+  site: string;
+  hops: NextHop[];
+}
+
+export interface DelivererStats {
+  /** TCP connections opened since start. */
+  connectionsOpened: number;
+  /** Connections open now (busy or idle). */
+  connectionsOpen: number;
+  idle: number;
+  /** deliver() calls waiting for a connection slot. */
+  waiting: number;
+  /** Mail transactions completed (accepted by the server at the final dot). */
+  transactions: number;
+}
+
+export interface Deliverer {
+  deliver(request: DeliveryRequest): Promise<DeliveryOutcome[]>;
+  /** Stops taking work, waits for deliveries in flight, then QUITs every connection. */
+  close(): Promise<void>;
+  stats(): DelivererStats;
+}
+
+export interface DelivererOptions {
+  logger: Logger;
+  metrics: Metrics;
+  timeouts: DeliveryTimeouts;
+  maxMessagesPerConnection: number;
+  /** Concurrent connections per (egress IP, destination site). */
+  maxConnectionsPerSite: number;
+  /** How long a connection is kept open for reuse after a transaction. */
+  idleConnectionTimeout: number;
+  clock: Clock;
+}
+
+/** What a transaction on one connection produced. */
+type TransactionResult =
+  | { kind: 'done'; outcomes: DeliveryOutcome[] }
+  /** The connection failed (or the server is closing) before any of the message was sent: try elsewhere. */
+  | { kind: 'elsewhere'; outcome: DeliveryOutcome };
+
+export function createDeliverer(options: DelivererOptions): Deliverer {
+  const { metrics, timeouts } = options;
+  const log = options.logger.child({ component: 'deliverer' });
+  const pool = new ConnectionPool<PooledConnection>({
+    maxPerKey: options.maxConnectionsPerSite,
+    idleTimeoutMs: options.idleConnectionTimeout,
+  });
+  const live = new Set<OutboundConnection>();
+  const inflight = new Set<Promise<unknown>>();
+  let closing: Promise<void> | null = null;
+  let connectionsOpened = 0;
+  let transactions = 0;
+
+  /** Adapts an OutboundConnection to the pool, which closes connections without waiting. */
+  class PooledConnection {
+    constructor(readonly connection: OutboundConnection) {}
+    get usable(): boolean {
+      return this.connection.usable;
+    }
+    close(): void {
+      void this.connection.close();
+    }
+  }
+
+  async function open(hop: NextHop, egress: Egress, ignoreTLS: boolean): Promise<OutboundConnection> {
+    const gauge = { egress_ip: ipLabel(egress.address) };
+    const connection = await OutboundConnection.open({
+      hop,
+      egress,
+      timeouts,
+      ignoreTLS,
+      onSocketOpen: () => {
+        connectionsOpened++;
+        metrics.outboundConnections.inc(gauge);
+      },
+      onSocketClose: () => metrics.outboundConnections.dec(gauge),
+    });
+    live.add(connection);
+    void connection.whenClosed().then(() => live.delete(connection));
+    log.debug({ event: 'connection.opened', ip: egress.address, host: hop.host, port: hop.port, secure: connection.secure }, 'connection opened');
+    return connection;
+  }
+
+  /** Opens a session on a hop; a failed TLS handshake is retried once in plaintext (opportunistic TLS). */
+  async function openOnHop(hop: NextHop, egress: Egress): Promise<OutboundConnection | OpenFailure> {
+    try {
+      return await open(hop, egress, false);
+    } catch (failure) {
+      const f = failure as OpenFailure;
+      if (f.stage !== 'starttls') return f;
+      log.info({ event: 'connection.tls_failed', ip: egress.address, host: hop.host, err: String((f.error as Error)?.message ?? f.error) }, 'TLS handshake failed, retrying in plaintext');
+      try {
+        return await open(hop, egress, true);
+      } catch (retryFailure) {
+        return retryFailure as OpenFailure;
+      }
+    }
+  }
+
+  async function deliver(request: DeliveryRequest): Promise<DeliveryOutcome[]> {
+    const { egress, recipients } = request;
+    const all = (outcome: DeliveryOutcome) => recipients.map(() => outcome);
+    if (recipients.length === 0) return [];
+    if (closing) return all(localOutcome(egress, 'delivery is shutting down', '4.3.2', 'other'));
+    const hops = reachableHops(request.hops, egress.address);
+    if (hops.length === 0) {
+      return all(localOutcome(egress, `no next hop for ${request.site} is reachable from egress address ${egress.address ?? '(default)'}`, '4.4.4', 'connection'));
+    }
+
+    const key = `${ipLabel(egress.address)}|${request.site}`;
+    const lease = await pool.acquire(key, (c) => hops.some((h) => sameHop(h, c.connection.hop)));
+    let current: PooledConnection | null = lease.connection;
+    try {
+      if (current && !hops.some((h) => sameHop(h, current!.connection.hop))) {
+        current.close();
+        current = null;
+      }
+      if (current) {
+        const result = await transact(current.connection, request);
+        if (result.kind === 'done') {
+          if (!(await keepable(current.connection))) current = null;
+          return result.outcomes;
+        }
+        // A pooled connection the server dropped while idle: the message was not sent, so it
+        // goes out on a fresh connection, once.
+        log.debug({ event: 'connection.stale', ip: egress.address, host: current.connection.hop.host }, 'pooled connection was closed by the server');
+        current.close();
+        current = null;
+      }
+
+      let last: DeliveryOutcome | null = null;
+      for (const hop of hops) {
+        const opened = await openOnHop(hop, egress);
+        if (!(opened instanceof OutboundConnection)) {
+          const outcome = setupOutcome(opened, hop, egress);
+          last = moreRelevant(last, outcome);
+          log.info(hopLog(egress, hop, outcome), 'next hop failed');
+          if (isAddressNotAvailable(opened.error)) break;
+          continue;
+        }
+        const pooled = new PooledConnection(opened);
+        opened.onEnd(() => pool.discard(key, pooled));
+        current = pooled;
+        const result = await transact(opened, request);
+        if (result.kind === 'done') {
+          if (!(await keepable(opened))) current = null;
+          return result.outcomes;
+        }
+        current.close();
+        current = null;
+        last = moreRelevant(last, result.outcome);
+        log.info(hopLog(egress, hop, result.outcome), 'next hop failed');
+      }
+      return all(last!);
+    } finally {
+      lease.release(current);
+    }
+  }
+
+  /** After a transaction: reusable unless closed or at its message limit. */
+  async function keepable(connection: OutboundConnection): Promise<boolean> {
+    if (!connection.usable) return false;
+    if (connection.transactions >= options.maxMessagesPerConnection) {
+      void connection.close();
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Runs the transaction and turns its result into per-recipient outcomes. When the connection
+   * failed before any of the message was sent (a pooled connection the server dropped while
+   * idle, a 421), the result is 'elsewhere': the caller tries a fresh connection or the next hop.
+   */
+  async function transact(connection: OutboundConnection, request: DeliveryRequest): Promise<TransactionResult> {
+    const ctx = { remoteHost: connection.hop.name, egressIp: request.egress.address };
+    const result = await connection.send(request.sender, request.recipients, request.body);
+    if (result.ok) {
+      transactions++;
+      return { kind: 'done', outcomes: successOutcomes(result.info, request.recipients, ctx) };
+    }
+    const { error } = result;
+    const closingReply = error.responseCode === 421;
+    if (!result.bodyStarted && (closingReply || isConnectionError(error))) {
+      return { kind: 'elsewhere', outcome: classifyError(error, { ...ctx, stage: result.stage }) };
+    }
+    const outcomes = failureOutcomes(result, request.recipients, ctx);
+    // The server refused this message; the session itself is fine after RSET.
+    const refused = (error.code === 'EENVELOPE' || error.code === 'EMESSAGE') && !closingReply && connection.usable;
+    if (refused && !(await connection.reset())) void connection.close();
+    if (!refused) void connection.close();
+    return { kind: 'done', outcomes };
+  }
+
+  return {
+    deliver(request) {
+      const running = deliver(request);
+      inflight.add(running);
+      void running.finally(() => inflight.delete(running)).catch(() => {});
+      return running;
+    },
+    close() {
+      closing ??= (async () => {
+        pool.drain();
+        while (inflight.size) await Promise.allSettled([...inflight]);
+        await Promise.all([...live].map((c) => c.close()));
+      })();
+      return closing;
+    },
+    stats() {
+      const pooled = pool.stats();
+      return { connectionsOpened, connectionsOpen: live.size, idle: pooled.idle, waiting: pooled.waiting, transactions };
+    },
+  };
+}
+
+function sameHop(a: NextHop, b: NextHop): boolean {
+  return a.host === b.host && a.port === b.port;
+}
+
+/** Hops whose address family the egress address can reach (a name is left to the resolver). */
+function reachableHops(hops: NextHop[], egressAddress: string | null): NextHop[] {
+  if (!egressAddress) return hops;
+  const family = net.isIP(egressAddress);
+  return hops.filter((h) => net.isIP(h.host) === 0 || net.isIP(h.host) === family);
+}
+
+/** The connection itself failed (nodemailer's own test for an error that ended the session). */
+function isConnectionError(error: SMTPError): boolean {
+  return error.code === 'ECONNECTION' || error.code === 'ESOCKET' || error.code === 'ETIMEDOUT';
+}
+
+function isAddressNotAvailable(error: unknown): boolean {
+  const e = error as { code?: unknown; originalCode?: unknown } | null;
+  return e?.code === 'EADDRNOTAVAIL' || e?.originalCode === 'EADDRNOTAVAIL';
+}
+
+function localOutcome(egress: Egress, response: string, enhanced: string, bounceClass: DeliveryOutcome['bounceClass']): DeliveryOutcome {
+  return { disposition: 'transient', code: null, enhanced, response, stage: 'connect', bounceClass, remoteHost: null, egressIp: egress.address };
+}
+
+/**
+ * A failure while setting up a session. It is never final for the message: another MX, or the
+ * same one later, may accept it (as Postfix treats a 5xx greeting), so a permanent reply here
+ * is reported as transient.
+ */
+function setupOutcome(failure: OpenFailure, hop: NextHop, egress: Egress): DeliveryOutcome {
+  const outcome = classifyError(failure.error, { stage: failure.stage, remoteHost: hop.name, egressIp: egress.address });
+  return outcome.disposition === 'permanent' ? { ...outcome, disposition: 'transient' } : outcome;
+}
+
+/** Of two failures, the one to report: a reply from a server beats a connection error; else the later. */
+function moreRelevant(previous: DeliveryOutcome | null, next: DeliveryOutcome): DeliveryOutcome {
+  if (previous && previous.code !== null && next.code === null) return previous;
+  return next;
+}
+
+function hopLog(egress: Egress, hop: NextHop, outcome: DeliveryOutcome) {
+  return {
+    event: 'delivery.hop_failed',
+    ip: egress.address,
+    host: hop.host,
+    port: hop.port,
+    mx: hop.name,
+    stage: outcome.stage,
+    code: outcome.code,
+    response: outcome.response,
+  };
+}
+
+function successOutcomes(
+  info: { response: string; rejectedErrors?: SMTPError[] },
+  recipients: string[],
+  ctx: Omit<ReplyContext, 'stage'>,
+): DeliveryOutcome[] {
+  const reply = parseReply(info.response);
+  const delivered = classifyReply({ code: reply?.code ?? 250, text: info.response, stage: 'dot', ...ctx });
+  const rejected = rejectionsByRecipient(info.rejectedErrors ?? [], ctx);
+  return recipients.map((r) => rejected.get(r.trim()) ?? delivered);
+}
+
+function failureOutcomes(result: Extract<SendResult, { ok: false }>, recipients: string[], ctx: Omit<ReplyContext, 'stage'>): DeliveryOutcome[] {
+  const failure = classifyError(result.error, { ...ctx, stage: result.stage });
+  // A refused MAIL FROM applies to everyone; otherwise recipients refused at RCPT keep their own reply.
+  if (failure.stage === 'mail') return recipients.map(() => failure);
+  const rejected = rejectionsByRecipient(result.rejectedErrors, ctx);
+  return recipients.map((r) => rejected.get(r.trim()) ?? failure);
+}
+
+function rejectionsByRecipient(errors: SMTPError[], ctx: Omit<ReplyContext, 'stage'>): Map<string, DeliveryOutcome> {
+  const byRecipient = new Map<string, DeliveryOutcome>();
+  for (const err of errors) {
+    const recipient = (err as SMTPError & { recipient?: string }).recipient;
+    if (recipient) byRecipient.set(recipient, classifyError(err, { ...ctx, stage: 'rcpt' }));
+  }
+  return byRecipient;
+}
