@@ -71,6 +71,7 @@ export interface RecipientRow {
 export interface AttemptEvent {
   recipientId: number;
   messageId: string;
+  /** The recipient's attempt counter after this result (unchanged when it did not count). */
   attempt: number;
   at: number;
   outcome: DeliveryOutcome;
@@ -115,6 +116,8 @@ export interface Store {
    * Claims up to `limit` recipients that are due (queued with nextAttemptAt <= now, or
    * delivering with an expired lease), oldest due first, and marks them delivering for `owner`
    * until now + leaseMs. Several daemons may claim concurrently without claiming the same row.
+   * Order: nextAttemptAt, then recipient id; a row taken over from an expired lease keeps the
+   * nextAttemptAt it had when first claimed. A lease is expired when locked_until < now.
    */
   claimDue(options: ClaimOptions): Promise<ClaimedRecipient[]>;
 
@@ -126,28 +129,38 @@ export interface Store {
   /**
    * Applies attempt results to rows claimed by `owner` and writes one event row each, and
    * enqueues `followUps` (DSNs) in the same transaction, so a bounce never loses its DSN.
-   * Results for rows no longer leased by `owner` are ignored.
+   * Results for rows no longer leased by `owner` are ignored (no update, no event); a result
+   * arriving after the lease ran out still applies while no other owner has claimed the row.
+   * A repeated recipient id in one call counts once (the first). Rejects, with nothing applied,
+   * when a 'queued' result lacks nextAttemptAt or a follow-up cannot be stored.
    */
   recordAttempts(owner: string, results: AttemptResult[], followUps?: NewMessage[]): Promise<void>;
 
-  /** Returns claimed rows to the queue unchanged (shutdown), due at `dueAt`. */
+  /** Returns claimed rows to the queue unchanged (shutdown), due at `dueAt`; rows not leased by `owner` are left alone. */
   release(owner: string, recipientIds: number[], dueAt: number): Promise<void>;
 
   /** Returns every row leased by `owner` to the queue (start-up after a crash of this node). */
   releaseAll(owner: string, dueAt: number): Promise<number>;
 
-  /** Recipient counts by state. */
+  /** Recipient counts by state; every state is present, 0 when it has no rows. */
   countByState(): Promise<Record<RecipientState, number>>;
 
+  /** The message's recipient rows in the order they were given ([] for an unknown message). */
   listRecipients(messageId: string): Promise<RecipientRow[]>;
+  /** The message's attempt events, oldest first. */
   listEvents(messageId: string): Promise<AttemptEvent[]>;
 
-  /** Deletes message bodies whose recipients are all final and older than `before`. */
+  /**
+   * Deletes messages whose recipients are all final (delivered / bounced) and whose last
+   * recipient change is older than `before`: the body, recipient rows and events go together.
+   * Returns the number of messages deleted.
+   */
   purgeFinished(before: number): Promise<number>;
 
   /**
    * Calls `listener` when another process enqueued work (PostgreSQL LISTEN/NOTIFY); only a
-   * wake-up hint, never a source of truth. Returns an unsubscribe function.
+   * wake-up hint, never a source of truth. Returns an unsubscribe function. The SQLite
+   * backend (one process) never calls it.
    */
   onWork(listener: () => void): () => void;
 

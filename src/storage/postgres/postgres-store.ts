@@ -102,7 +102,6 @@ class PostgresStore implements Store {
     checkMessages(messages);
     await this.batcher.submit(async (tx) => {
       await sql.insertMessages(tx.client, messages);
-      await sql.insertRecipients(tx.client, messages);
       tx.notify = true;
     });
   }
@@ -137,7 +136,6 @@ class PostgresStore implements Store {
       if (checked.length > 0) await sql.applyAttempts(tx.client, owner, now, checked);
       if (followUps.length > 0) {
         await sql.insertMessages(tx.client, followUps);
-        await sql.insertRecipients(tx.client, followUps);
         tx.notify = true;
       }
     });

@@ -15,9 +15,15 @@ export type Db = pg.Pool | pg.PoolClient;
 export const WORK_CHANNEL = 'rookery_work';
 
 const MESSAGE_COLUMNS = 9;
-/** Messages per INSERT, well under PostgreSQL's 65535 bind parameters. */
+/** Messages per statement, well under PostgreSQL's 65535 bind parameters. */
 const MESSAGES_PER_INSERT = 1000;
 
+/**
+ * Inserts messages and their queued recipient rows with one statement per chunk (one round
+ * trip for the usual single message): a multi-row VALUES for the messages in a data-modifying
+ * CTE, and the recipients from arrays. Foreign keys are checked at the end of the statement,
+ * when the messages exist.
+ */
 export async function insertMessages(db: Db, messages: readonly NewMessage[]): Promise<void> {
   for (let start = 0; start < messages.length; start += MESSAGES_PER_INSERT) {
     const chunk = messages.slice(start, start + MESSAGES_PER_INSERT);
@@ -28,40 +34,39 @@ export async function insertMessages(db: Db, messages: readonly NewMessage[]): P
       const base = i * MESSAGE_COLUMNS;
       return `(${Array.from({ length: MESSAGE_COLUMNS }, (_, k) => `$${base + k + 1}`).join(', ')})`;
     });
-    await db.query(
-      `INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at)
-       VALUES ${rows.join(', ')}`,
-      values,
-    );
-  }
-}
-
-export async function insertRecipients(db: Db, messages: readonly NewMessage[]): Promise<void> {
-  const messageIds: string[] = [];
-  const recipients: string[] = [];
-  const domains: string[] = [];
-  const dueAts: number[] = [];
-  const createdAts: number[] = [];
-  for (const m of messages) {
-    for (const rcpt of m.recipients) {
-      messageIds.push(m.id);
-      recipients.push(rcpt);
-      domains.push(domainOf(rcpt));
-      dueAts.push(m.dueAt);
-      createdAts.push(m.createdAt);
+    const messageIds: string[] = [];
+    const recipients: string[] = [];
+    const domains: string[] = [];
+    const dueAts: number[] = [];
+    const createdAts: number[] = [];
+    for (const m of chunk) {
+      for (const rcpt of m.recipients) {
+        messageIds.push(m.id);
+        recipients.push(rcpt);
+        domains.push(domainOf(rcpt));
+        dueAts.push(m.dueAt);
+        createdAts.push(m.createdAt);
+      }
     }
+    const p = values.length;
+    values.push(messageIds, recipients, domains, dueAts, createdAts);
+    await db.query({
+      // Named for the common small sizes (one message per SMTP transaction): parsed once per connection.
+      name: chunk.length <= 4 ? `rookery_insert_messages_${chunk.length}` : undefined,
+      // ORDER BY ordinality: recipient ids follow the order of the recipients as given.
+      text: `
+        WITH new_messages AS (
+          INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at)
+          VALUES ${rows.join(', ')}
+        )
+        INSERT INTO recipients (message_id, recipient, domain, state, attempts, next_attempt_at, created_at, updated_at)
+        SELECT message_id, recipient, domain, 'queued', 0, due_at, created_at, created_at
+        FROM unnest($${p + 1}::text[], $${p + 2}::text[], $${p + 3}::text[], $${p + 4}::bigint[], $${p + 5}::bigint[])
+          WITH ORDINALITY AS t(message_id, recipient, domain, due_at, created_at, ordinality)
+        ORDER BY ordinality`,
+      values,
+    });
   }
-  await db.query({
-    name: 'rookery_insert_recipients',
-    // ORDER BY ordinality: ids follow the order of the recipients as given.
-    text: `
-      INSERT INTO recipients (message_id, recipient, domain, state, attempts, next_attempt_at, created_at, updated_at)
-      SELECT message_id, recipient, domain, 'queued', 0, due_at, created_at, created_at
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
-        WITH ORDINALITY AS t(message_id, recipient, domain, due_at, created_at, ordinality)
-      ORDER BY ordinality`,
-    values: [messageIds, recipients, domains, dueAts, createdAts],
-  });
 }
 
 /**
