@@ -1,0 +1,53 @@
+const CR = 0x0d;
+const LF = 0x0a;
+
+/**
+ * Finds bare line endings in a message as it streams in: a CR not followed by LF, or an LF not
+ * preceded by CR. Receivers disagree on what such bytes mean (some end a line, or even DATA, on
+ * them), which is what SMTP smuggling exploits, so a message containing one is refused whole.
+ * A CR that ends one chunk is judged by the first byte of the next.
+ */
+export class BareLineEndingScanner {
+  private pendingCr = false;
+  private found = false;
+
+  /** Scans the next chunk of the (dot-unstuffed) message. */
+  update(chunk: Buffer): void {
+    if (this.found || chunk.length === 0) return;
+    let start = 0;
+    if (this.pendingCr) {
+      this.pendingCr = false;
+      if (chunk[0] !== LF) {
+        this.found = true;
+        return;
+      }
+      start = 1;
+    }
+    // Native indexOf keeps this at one step per line rather than per byte.
+    for (let i = chunk.indexOf(LF, start); i !== -1; i = chunk.indexOf(LF, i + 1)) {
+      if (i === 0 || chunk[i - 1] !== CR) {
+        this.found = true;
+        return;
+      }
+    }
+    for (let i = chunk.indexOf(CR, start); i !== -1; i = chunk.indexOf(CR, i + 1)) {
+      if (i === chunk.length - 1) this.pendingCr = true;
+      else if (chunk[i + 1] !== LF) {
+        this.found = true;
+        return;
+      }
+    }
+  }
+
+  /** True when a bare CR or LF was seen; call after the last chunk (a final lone CR counts). */
+  finish(): boolean {
+    if (this.pendingCr) this.found = true;
+    this.pendingCr = false;
+    return this.found;
+  }
+
+  /** True as soon as a bare CR or LF has been seen, before the end of the message. */
+  get detected(): boolean {
+    return this.found;
+  }
+}

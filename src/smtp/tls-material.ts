@@ -1,0 +1,119 @@
+import { execFile } from 'node:child_process';
+import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
+import { access, chmod, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface TlsMaterial {
+  key: Buffer;
+  cert: Buffer;
+}
+
+export interface TlsMaterialOptions {
+  /** smtp.tls.key: PEM private key; given together with certPath. */
+  keyPath?: string | undefined;
+  /** smtp.tls.cert: PEM certificate (chain); given together with keyPath. */
+  certPath?: string | undefined;
+  dataDir: string;
+  hostname: string;
+}
+
+const KEY_FILE = 'key.pem';
+const CERT_FILE = 'cert.pem';
+
+/**
+ * The key and certificate for STARTTLS and implicit TLS. Configured files are read as they are.
+ * Without them, a self-signed pair is made once into `${dataDir}/tls/` and reused on every later
+ * start, so clients that pin it keep working. Submission clients mostly do not verify the
+ * certificate of a server they were pointed at; operators who need a trusted one configure it.
+ */
+export async function loadOrCreateTlsMaterial(options: TlsMaterialOptions): Promise<TlsMaterial> {
+  if (options.keyPath || options.certPath) {
+    if (!options.keyPath || !options.certPath) throw new Error('smtp.tls: give both key and cert');
+    const material = { key: await readPem(options.keyPath, 'key'), cert: await readPem(options.certPath, 'certificate') };
+    checkPair(material, options.keyPath, options.certPath);
+    return material;
+  }
+
+  const dir = join(options.dataDir, 'tls');
+  const keyPath = join(dir, KEY_FILE);
+  const certPath = join(dir, CERT_FILE);
+  const [hasKey, hasCert] = await Promise.all([exists(keyPath), exists(certPath)]);
+  if (hasKey !== hasCert) {
+    throw new Error(`TLS: found ${hasKey ? keyPath : certPath} but not ${hasKey ? certPath : keyPath}; remove ${dir} to have a new pair made`);
+  }
+  if (!hasKey) await createSelfSigned(options.dataDir, dir, options.hostname);
+  const material = { key: await readPem(keyPath, 'key'), cert: await readPem(certPath, 'certificate') };
+  checkPair(material, keyPath, certPath);
+  return material;
+}
+
+/**
+ * Generates the pair in a private temporary directory and renames it into place in one step, so
+ * two daemons starting at once on one data directory cannot end up with a key from one run and a
+ * certificate from the other: the loser of the rename uses the winner's pair.
+ */
+async function createSelfSigned(dataDir: string, dir: string, hostname: string): Promise<void> {
+  await mkdir(dataDir, { recursive: true });
+  const tmp = join(dataDir, `.tls-${randomBytes(6).toString('hex')}`);
+  await mkdir(tmp, { mode: 0o700 });
+  try {
+    await openssl([
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', join(tmp, KEY_FILE), '-out', join(tmp, CERT_FILE),
+      '-days', '3650', '-subj', `/CN=${hostname}`, '-addext', `subjectAltName=DNS:${hostname}`,
+    ]);
+    await chmod(join(tmp, KEY_FILE), 0o600);
+    try {
+      await rename(tmp, dir);
+    } catch (err) {
+      // Another process made the pair first (or the directory exists and is not empty).
+      if (!['EEXIST', 'ENOTEMPTY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+function openssl(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('openssl', args, { timeout: 30_000 }, (err, _stdout, stderr) => {
+      if (!err) return resolve();
+      const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'openssl is not installed' : stderr.trim() || err.message;
+      reject(new Error(`TLS: could not create a self-signed certificate with openssl (${why}); install openssl or set smtp.tls.key and smtp.tls.cert`));
+    });
+  });
+}
+
+async function readPem(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new Error(`TLS: cannot read ${what} file ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** Fails at start-up, naming the files, rather than at the first STARTTLS. */
+function checkPair(material: TlsMaterial, keyPath: string, certPath: string): void {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(material.cert);
+  } catch (err) {
+    throw new Error(`TLS: ${certPath} is not a PEM certificate: ${(err as Error).message}`);
+  }
+  let matches: boolean;
+  try {
+    matches = cert.checkPrivateKey(createPrivateKey(material.key));
+  } catch (err) {
+    throw new Error(`TLS: ${keyPath} is not a PEM private key: ${(err as Error).message}`);
+  }
+  if (!matches) throw new Error(`TLS: the key in ${keyPath} does not belong to the certificate in ${certPath}`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
