@@ -31,9 +31,11 @@ export interface WriteBatcherOptions<C> {
  *
  * When a batch fails, only the operation that threw (a duplicate id, a constraint) fails, and
  * the rest of the batch is committed again without it; when the failure cannot be pinned on one
- * operation (BEGIN or COMMIT failed), each operation is retried alone. Either way one bad
- * operation fails only its own caller. Operations must therefore be safe to run again after a
- * rollback, which every transactional write is.
+ * operation (COMMIT failed), each operation is retried alone. Either way one bad operation
+ * fails only its own caller. A failure before any operation ran (BEGIN, no connection, the
+ * database locked by another process) fails the whole batch at once.
+ *
+ * Operations must be safe to run again after a rollback, which every transactional write is.
  */
 export class WriteBatcher<C> {
   private readonly run: RunTransaction<C>;
@@ -102,6 +104,12 @@ export class WriteBatcher<C> {
         remaining[0]!.reject(outcome.error);
         return;
       }
+      if (!outcome.started) {
+        // Failed before any operation ran (BEGIN, no connection, database locked): nothing
+        // here is specific to one operation, and retrying each alone would only wait N times.
+        for (const pending of remaining) pending.reject(outcome.error);
+        return;
+      }
       if (outcome.failedAt < 0) break;
       // The operation that threw fails alone; the others did nothing wrong and are written
       // again together, so one bad caller does not turn group commit into one commit each.
@@ -113,7 +121,7 @@ export class WriteBatcher<C> {
       );
     }
     if (remaining.length === 0) return;
-    // BEGIN or COMMIT failed: nothing tells which operation caused it, so each runs alone.
+    // COMMIT failed: nothing tells which operation caused it, so each runs alone.
     this.logger.warn({ event: 'storage.batch_failed', operations: remaining.length }, 'write batch failed; retrying each operation alone');
     for (const pending of remaining) {
       const outcome = await this.attempt([pending]);
@@ -122,12 +130,17 @@ export class WriteBatcher<C> {
     }
   }
 
-  /** Runs one transaction and, when it fails, tells which operation threw (-1: none did). */
+  /**
+   * Runs one transaction and, when it fails, tells whether any operation ran and which one
+   * threw (-1: none did).
+   */
   private async attempt(
     batch: readonly Pending<C>[],
-  ): Promise<{ ok: true; results: unknown[] } | { ok: false; error: unknown; failedAt: number }> {
+  ): Promise<{ ok: true; results: unknown[] } | { ok: false; error: unknown; started: boolean; failedAt: number }> {
     let failedAt = -1;
+    let started = false;
     const ops = batch.map((pending, i): WriteOp<C> => (tx) => {
+      started = true;
       try {
         const result = pending.op(tx);
         if (result instanceof Promise) {
@@ -145,7 +158,7 @@ export class WriteBatcher<C> {
     try {
       return { ok: true, results: await this.run(ops) };
     } catch (error) {
-      return { ok: false, error, failedAt };
+      return { ok: false, error, started, failedAt };
     }
   }
 }

@@ -74,6 +74,20 @@ describe('WriteBatcher', () => {
     expect(db.transactions).toEqual([2, 1, 1]);
   });
 
+  it('fails the whole batch at once when the transaction cannot begin', async () => {
+    let runs = 0;
+    const batcher = new WriteBatcher<Set<string>>({
+      run: async () => {
+        runs += 1;
+        throw new Error('database is locked');
+      },
+      logger,
+    });
+    const settled = await Promise.allSettled(['a', 'b', 'c'].map((k) => batcher.submit(insert(k))));
+    expect(settled.map((s) => s.status === 'rejected' && s.reason.message)).toEqual(['database is locked', 'database is locked', 'database is locked']);
+    expect(runs).toBe(1);
+  });
+
   it('caps the operations per transaction', async () => {
     const db = new KeySet();
     const batcher = new WriteBatcher<Set<string>>({ run: (ops) => db.run(ops), logger, maxBatch: 2 });

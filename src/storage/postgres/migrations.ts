@@ -93,6 +93,10 @@ const MIGRATION_LOCK_KEY = 0x726f6f6b;
 export async function migratePostgres(pool: pg.Pool, schema: string, now: number, logger: Logger): Promise<void> {
   const client = await pool.connect();
   let broken: Error | undefined;
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_KEY, schema]);
@@ -126,6 +130,7 @@ export async function migratePostgres(pool: pg.Pool, schema: string, now: number
     }
     throw err;
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }

@@ -215,6 +215,12 @@ class PostgresStore implements Store {
     const client = await this.pool.connect();
     // A connection that failed mid-transaction is destroyed rather than returned to the pool.
     let broken: Error | undefined;
+    // A checked-out client has no pool error handler; an 'error' event between two queries
+    // would otherwise crash the process.
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const tx: PgTransaction = { client, notify: false };
@@ -232,6 +238,7 @@ class PostgresStore implements Store {
       }
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }
