@@ -79,7 +79,7 @@ export const BOUNCE_RULES: readonly BounceRule[] = [
     text: /user unknown|unknown user|no such (user|recipient|mailbox|account)|(mailbox|user|recipient|address|account) (does not|doesn'?t) exist|(mailbox|user|recipient) not found|invalid (recipient|mailbox|user)|unknown (recipient|mailbox)|recipient address rejected|no mailbox|account (has been )?disabled|mailbox unavailable/i,
     bounceClass: 'unknown-user',
   },
-  { text: /mailbox (is )?full|over ?quota|quota exceeded|exceeded .*quota|insufficient (storage|space)|out of storage/i, bounceClass: 'mailbox-full' },
+  { text: /mailbox (is )?full|over ?quota|quota exceeded|exceeded .*(quota|storage)|insufficient (storage|space)|out of storage/i, bounceClass: 'mailbox-full' },
   { text: /message (is )?too (large|big)|message size|size exceeds|exceeds .*size/i, bounceClass: 'message-rejected' },
   { text: /virus|malware|content (rejected|refused)|message (rejected|refused)|prohibited attachment/i, bounceClass: 'message-rejected' },
   {
@@ -164,7 +164,8 @@ export function classifyReply(reply: Reply, rules: readonly BounceRule[] = BOUNC
   let bounceClass: BounceClass = 'none';
   if (disposition !== 'delivered') {
     const rule = rules.find((r) => matches(r, code, enhanced, wording, disposition));
-    bounceClass = rule?.bounceClass ?? (code >= 200 && code < 600 ? 'other' : 'protocol');
+    // A 1xx / 3xx / out-of-range code where a final reply belongs is the server breaking protocol.
+    bounceClass = rule?.bounceClass ?? (code >= 400 && code < 600 ? 'other' : 'protocol');
     if (rule?.disposition) disposition = rule.disposition;
   }
   return { disposition, code, enhanced, response: text, stage, bounceClass, remoteHost, egressIp };
