@@ -115,7 +115,8 @@ export class WriteBatcher<C> {
       // again together, so one bad caller does not turn group commit into one commit each.
       remaining[outcome.failedAt]!.reject(outcome.error);
       remaining = remaining.filter((_, i) => i !== outcome.failedAt);
-      this.logger.warn(
+      // Debug only: the caller receives the error and reports it where it has the context.
+      this.logger.debug(
         { event: 'storage.batch_operation_failed', operations: remaining.length, err: outcome.error },
         'write operation failed; committing the rest of its batch again',
       );

@@ -41,13 +41,17 @@ export async function requireRedis(): Promise<boolean> {
     retryStrategy: () => null,
     enableOfflineQueue: false,
   });
-  client.on('error', () => {});
+  // The socket error says more than the "Connection is closed" the command is rejected with.
+  let socketError: unknown;
+  client.on('error', (err) => {
+    socketError ??= err;
+  });
   try {
     await client.connect();
     await client.ping();
     return true;
   } catch (err) {
-    return unavailable('Redis', redisUrl(), err);
+    return unavailable('Redis', redisUrl(), socketError ?? err);
   } finally {
     client.disconnect();
   }
