@@ -7,6 +7,8 @@ import type { ConfigInput } from '../../src/config/schema.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const NODE = join(ROOT, 'node_modules/.bin/node');
+/** Resolved here, so the daemon can run with any working directory. */
+const TSX = import.meta.resolve('tsx');
 
 export interface DaemonProcess {
   child: ChildProcess;
@@ -31,7 +33,7 @@ export async function startDaemonProcess(
 ): Promise<DaemonProcess> {
   const configPath = join(dir, `${options.name ?? 'rookery'}.yaml`);
   writeFileSync(configPath, stringify(config));
-  const child = spawn(NODE, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'run', '--config', configPath], {
+  const child = spawn(NODE, ['--import', TSX, join(ROOT, 'src/cli/main.ts'), 'run', '--config', configPath], {
     cwd: dir,
     // The file decides the backend; a DATABASE_URL / REDIS_URL of the test run must not override it.
     env: { ...process.env, DATABASE_URL: undefined, REDIS_URL: undefined, ...options.env },
