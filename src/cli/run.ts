@@ -19,27 +19,28 @@ export async function execute(values: Record<string, unknown>, context: CommandC
   }
   const { config, path } = loaded;
   const logger = createLogger(config.log.level);
+  const log = logger.child({ component: 'cli' });
   const exit = (code: number) => process.exit(code);
 
   // The queue is durable, so after a bug nothing is lost by exiting: the service manager
   // restarts the daemon, which returns this node's leased rows to the queue.
   process.on('uncaughtException', (err) => {
-    logger.fatal({ event: 'process.uncaught_exception', err }, 'uncaught exception, exiting');
+    log.fatal({ event: 'process.uncaught_exception', err }, 'uncaught exception, exiting');
     exit(1);
   });
   process.on('unhandledRejection', (reason) => {
-    logger.fatal({ event: 'process.unhandled_rejection', err: reason }, 'unhandled promise rejection, exiting');
+    log.fatal({ event: 'process.unhandled_rejection', err: reason }, 'unhandled promise rejection, exiting');
     exit(1);
   });
 
-  logger.info({ event: 'config.loaded', path: path ?? '(built-in defaults)' }, 'configuration loaded');
+  log.info({ event: 'config.loaded', path: path ?? '(built-in defaults)' }, 'configuration loaded');
   // Handlers go in before start-up so a signal during start-up is not the default instant kill.
   const daemon = startDaemon({ config, logger });
-  handleShutdownSignals({ daemon, logger, exit });
+  handleShutdownSignals({ daemon, logger: log, exit });
   try {
     await daemon;
   } catch (err) {
-    logger.fatal({ event: 'daemon.start_failed', err }, 'rookery failed to start');
+    log.fatal({ event: 'daemon.start_failed', err }, 'rookery failed to start');
     // Exit outright: a half-started component may still hold a timer or socket open.
     exit(1);
   }
