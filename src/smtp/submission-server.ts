@@ -148,7 +148,8 @@ class SmtpSubmissionServer implements SubmissionServer {
     const open = this.sessions.size;
     if (open) this.log.info({ event: 'smtp.stopping', sessions: open, graceMs: grace }, 'SMTP stopping, waiting for open sessions');
     await Promise.all(this.servers.filter((s) => s.server.listening).map((s) => closeServer(s)));
-    for (const state of this.sessions.values()) clearTimeout(state.timer);
+    // Every socket is closed now; smtp-server reports the last closes a tick later, so settle them here.
+    for (const state of [...this.sessions.values()]) this.forget(state);
     this.log.info({ event: 'smtp.stopped' }, 'SMTP stopped');
   }
 
@@ -261,9 +262,12 @@ class SmtpSubmissionServer implements SubmissionServer {
 
   private onClose(session: SMTPServerSession): void {
     const state = this.sessions.get(session.id);
-    if (!state) return; // refused in onConnect, never counted
+    if (state) this.forget(state); // no state: refused in onConnect, never counted
+  }
+
+  private forget(state: SessionState): void {
     clearTimeout(state.timer);
-    this.sessions.delete(session.id);
+    this.sessions.delete(state.id);
     const left = (this.perClient.get(state.ip) ?? 1) - 1;
     if (left > 0) this.perClient.set(state.ip, left);
     else this.perClient.delete(state.ip);

@@ -43,16 +43,15 @@ export class SmtpTestClient {
   }
 
   static async connect(options: SmtpClientOptions): Promise<SmtpTestClient> {
-    const socket = await new Promise<net.Socket | tls.TLSSocket>((resolve, reject) => {
-      const s = options.tls
-        ? tls.connect({ host: options.host, port: options.port, localAddress: options.localAddress, rejectUnauthorized: false })
-        : net.connect({ host: options.host, port: options.port, localAddress: options.localAddress });
-      s.once(options.tls ? 'secureConnect' : 'connect', () => {
+    const plain = await new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host: options.host, port: options.port, localAddress: options.localAddress });
+      s.once('connect', () => {
         s.off('error', reject);
         resolve(s);
       });
       s.once('error', reject);
     });
+    const socket = options.tls ? await upgrade(plain) : plain;
     const client = new SmtpTestClient(socket, options.timeoutMs ?? 10_000);
     client.greeting = await client.read();
     return client;
@@ -104,13 +103,10 @@ export class SmtpTestClient {
   async startTls(): Promise<SmtpReply> {
     const reply = await this.send('STARTTLS');
     if (reply.code !== 220) return reply;
-    const plain = this.socket;
+    const plain = this.socket as net.Socket;
     plain.removeAllListeners('data');
     plain.removeAllListeners('close');
-    const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
-      const s = tls.connect({ socket: plain as net.Socket, rejectUnauthorized: false }, () => resolve(s));
-      s.once('error', reject);
-    });
+    const secure = await upgrade(plain);
     this.socket = secure;
     this.attach(secure);
     return reply;
@@ -174,4 +170,15 @@ export class SmtpTestClient {
       }
     }
   }
+}
+
+/** TLS handshake on a connected socket, accepting any certificate (test servers are self-signed). */
+function upgrade(socket: net.Socket): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const secure = tls.connect({ socket, rejectUnauthorized: false }, () => {
+      secure.off('error', reject);
+      resolve(secure);
+    });
+    secure.once('error', reject);
+  });
 }
