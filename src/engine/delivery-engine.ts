@@ -58,13 +58,16 @@ export class DeliveryEngine {
     this.log = deps.logger.child({ component: 'delivery' });
   }
 
-  async attempt(job: DeliveryJob, message: StoredMessage): Promise<void> {
+  /** Returns the earliest time this attempt made work due (a retry, or now for a queued DSN), if any. */
+  async attempt(job: DeliveryJob, message: StoredMessage): Promise<number | null> {
     const outcomes = await this.send(job, message);
     const { results, bounced } = this.decideAll(job, outcomes);
-    const followUps = this.dsnFor(message, bounced);
+    const followUps = await this.dsnFor(message, bounced);
     await this.deps.store.recordAttempts(this.deps.owner, results, followUps);
     this.report(job, results);
     if (followUps.length) this.deps.metrics.dsnsGenerated.inc(followUps.length);
+    const due = [...results.map((r) => r.nextAttemptAt), ...followUps.map((m) => m.dueAt)].filter((t) => t !== undefined);
+    return due.length ? Math.min(...due) : null;
   }
 
   /** Routes the job and hands it to the deliverer; a routing failure applies to every recipient. */
@@ -112,12 +115,12 @@ export class DeliveryEngine {
     return { results, bounced };
   }
 
-  private dsnFor(message: StoredMessage, bounced: Array<{ recipient: string; outcome: DeliveryOutcome }>): NewMessage[] {
+  private async dsnFor(message: StoredMessage, bounced: Array<{ recipient: string; outcome: DeliveryOutcome }>): Promise<NewMessage[]> {
     // Never answer the null sender (RFC 5321 6.1: no bounce loops), and honour the operator's switch.
     if (!bounced.length || message.sender === '' || !this.deps.delivery.dsn.enabled) return [];
     const now = this.deps.clock.now();
     return [
-      buildDsn({
+      await buildDsn({
         reportingMta: this.deps.hostname,
         original: message,
         failed: bounced,

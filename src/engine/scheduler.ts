@@ -36,6 +36,7 @@ export class Scheduler {
   /** The last claim filled every free slot: more may be due as soon as a slot frees up. */
   private backlog = false;
   private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
   private readonly inFlight = new Map<number, RunningJob>();
   private nextJobId = 1;
   private readonly messages = new Map<string, { refs: number; load: Promise<StoredMessage | null> }>();
@@ -85,8 +86,7 @@ export class Scheduler {
     this.running = false;
     this.unsubscribe?.();
     this.unsubscribe = null;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.clearTimer();
     // A claim under way either dispatches its jobs (waited for below) or returns its rows.
     await this.pumping;
 
@@ -133,21 +133,37 @@ export class Scheduler {
   /** Sleeps until the next retry falls due (bounded), unless a wake comes first. */
   private async armTimer(): Promise<void> {
     if (!this.running) return;
-    let delay = this.maxSleepMs;
+    let next = this.options.clock.now() + this.maxSleepMs;
     try {
-      const next = await this.options.store.nextDueAt();
-      if (next !== null) delay = Math.min(delay, Math.max(0, next - this.options.clock.now()));
+      const due = await this.options.store.nextDueAt();
+      if (due !== null) next = Math.min(next, due);
     } catch (err) {
       this.log.error({ event: 'scheduler.next-due.failed', err }, 'reading the next due time failed');
     }
-    if (!this.running) return;
-    if (this.timer) clearTimeout(this.timer);
-    // Jobs still running will wake us when they finish; a full backlog needs no timer.
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.wake();
-    }, Math.max(delay, 10));
+    this.clearTimer();
+    this.wakeAt(next);
+  }
+
+  /** Makes sure a queue check happens no later than `at`. */
+  private wakeAt(at: number): void {
+    if (!this.running || at >= this.timerAt) return;
+    this.clearTimer();
+    this.timerAt = at;
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.timerAt = Infinity;
+        this.wake();
+      },
+      Math.max(at - this.options.clock.now(), 10),
+    );
     this.timer.unref();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
   }
 
   private run(job: DeliveryJob): void {
@@ -167,14 +183,17 @@ export class Scheduler {
         this.log.error({ event: 'scheduler.message.missing', messageId: job.messageId }, 'queued recipients without a message body');
         return;
       }
-      await engine.attempt(job, message);
+      const due = await engine.attempt(job, message);
+      if (due !== null) this.wakeAt(due);
     } catch (err) {
       // A bug or a storage outage: keep the mail, try again later.
       this.log.error({ event: 'delivery.job.failed', messageId: job.messageId, domain: job.domain, err }, 'delivery job failed; will retry');
       const ids = job.rows.map((r) => r.recipientId);
-      await store.release(owner, ids, clock.now() + this.errorRetryMs).catch((releaseErr: unknown) => {
-        this.log.error({ event: 'scheduler.release.failed', err: releaseErr }, 'returning deliveries failed; the lease will expire');
-      });
+      const retryAt = clock.now() + this.errorRetryMs;
+      await store.release(owner, ids, retryAt).then(
+        () => this.wakeAt(retryAt),
+        (releaseErr: unknown) => this.log.error({ event: 'scheduler.release.failed', err: releaseErr }, 'returning deliveries failed; the lease will expire'),
+      );
     } finally {
       this.releaseMessage(job.messageId);
     }
