@@ -118,7 +118,7 @@ export class OutboundConnection {
     } catch (error) {
       smtp.close();
       socket.destroy();
-      throw { error, stage: setupStage(smtp) } satisfies OpenFailure;
+      throw { error, stage: setupStage(smtp, socket) } satisfies OpenFailure;
     }
     return connection;
   }
@@ -205,10 +205,13 @@ export class OutboundConnection {
   }
 }
 
-/** Which setup step SMTPConnection was in when it failed: no reply yet means the greeting. */
-function setupStage(smtp: SMTPConnection): DeliveryStage {
+/**
+ * Which setup step SMTPConnection was in when it failed. The client writes nothing before a
+ * valid 220 greeting (then EHLO), so an untouched socket means the greeting failed.
+ */
+function setupStage(smtp: SMTPConnection, socket: net.Socket): DeliveryStage {
   if (smtp.upgrading) return 'starttls';
-  return smtp.lastServerResponse === false ? 'greeting' : 'ehlo';
+  return socket.bytesWritten === 0 ? 'greeting' : 'ehlo';
 }
 
 function connectSocket(hop: NextHop, egress: Egress, timeoutMs: number): Promise<net.Socket> {

@@ -125,7 +125,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     const { egress, recipients } = request;
     const all = (outcome: DeliveryOutcome) => recipients.map(() => outcome);
     if (recipients.length === 0) return [];
-    if (closing) return all(localOutcome(egress, 'delivery is shutting down', '4.3.2', 'other'));
+    if (closing) return all(shuttingDown(egress));
     const hops = reachableHops(request.hops, egress.address);
     if (hops.length === 0) {
       return all(localOutcome(egress, `no next hop for ${request.site} is reachable from egress address ${egress.address ?? '(default)'}`, '4.4.4', 'connection'));
@@ -133,6 +133,11 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
 
     const key = `${ipLabel(egress.address)}|${request.site}`;
     const lease = await pool.acquire(key, (c) => hops.some((h) => sameHop(h, c.connection.hop)));
+    if (closing) {
+      // Waited for a slot while shutting down: leave the message for the next start.
+      lease.release(lease.connection);
+      return all(shuttingDown(egress));
+    }
     let current: PooledConnection | null = lease.connection;
     try {
       if (current && !hops.some((h) => sameHop(h, current!.connection.hop))) {
@@ -257,6 +262,11 @@ function isConnectionError(error: SMTPError): boolean {
 function isAddressNotAvailable(error: unknown): boolean {
   const e = error as { code?: unknown; originalCode?: unknown } | null;
   return e?.code === 'EADDRNOTAVAIL' || e?.originalCode === 'EADDRNOTAVAIL';
+}
+
+/** Not an attempt: the message waits in the queue for the next start ('throttled' does not count as an attempt). */
+function shuttingDown(egress: Egress): DeliveryOutcome {
+  return { disposition: 'throttled', code: null, enhanced: '4.3.2', response: 'delivery is shutting down', stage: 'queue', bounceClass: 'other', remoteHost: null, egressIp: egress.address };
 }
 
 function localOutcome(egress: Egress, response: string, enhanced: string, bounceClass: DeliveryOutcome['bounceClass']): DeliveryOutcome {
