@@ -47,7 +47,7 @@ const daemon = await startDaemonProcess(dir, {
   api: { listen: { host: '127.0.0.1', port: 0 } },
   delivery: { routes: { '*': `127.0.0.1:${sink.port}` } },
   ips: Array.from({ length: ipCount }, (_, i) => ({ address: `127.0.0.${i + 2}`, hostname: `out${i + 1}.rookery.test` })),
-  log: { level: 'warn' },
+  log: { level: 'info' },
 });
 
 try {

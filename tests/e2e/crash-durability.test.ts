@@ -28,7 +28,7 @@ async function crashAndReconcile(dir: string, sink: SmtpSink, storage: ConfigInp
     api: { listen: { host: '127.0.0.1', port: 0 } },
     delivery: { routes: { '*': `127.0.0.1:${sink.port}` }, retry: { initial: '200ms', max: '1s' } },
     ips: [{ address: '127.0.0.2', hostname: 'out.rookery.test' }],
-    log: { level: 'warn' },
+    log: { level: 'info' },
   };
   let daemon: DaemonProcess | undefined = await startDaemonProcess(dir, config);
   try {

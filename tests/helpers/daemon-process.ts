@@ -29,7 +29,13 @@ export interface DaemonProcess {
 export async function startDaemonProcess(
   dir: string,
   config: ConfigInput,
-  options: { env?: NodeJS.ProcessEnv; startTimeoutMs?: number; name?: string } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    startTimeoutMs?: number;
+    name?: string;
+    /** false: stop reading log lines once started (benchmarks, where parsing would steal CPU). */
+    keepLogs?: boolean;
+  } = {},
 ): Promise<DaemonProcess> {
   const configPath = join(dir, `${options.name ?? 'rookery'}.yaml`);
   writeFileSync(configPath, stringify(config));
@@ -51,7 +57,8 @@ export async function startDaemonProcess(
       () => reject(new Error(`daemon did not start within ${options.startTimeoutMs ?? 20_000} ms\n${stderr}`)),
       options.startTimeoutMs ?? 20_000,
     );
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
       let entry: Record<string, unknown>;
       try {
         entry = JSON.parse(line) as Record<string, unknown>;
@@ -61,6 +68,10 @@ export async function startDaemonProcess(
       logs.push(entry);
       if (entry.event === 'daemon.started') {
         clearTimeout(timer);
+        if (options.keepLogs === false) {
+          lines.close();
+          child.stdout!.resume();
+        }
         resolve(entry);
       }
     });
