@@ -48,7 +48,7 @@ const daemon = await startDaemonProcess(dir, {
   delivery: { routes: { '*': `127.0.0.1:${sink.port}` } },
   ips: Array.from({ length: ipCount }, (_, i) => ({ address: `127.0.0.${i + 2}`, hostname: `out${i + 1}.rookery.test` })),
   log: { level: 'info' },
-});
+}, { keepLogs: false });
 
 try {
   const batch = Array.from({ length: messages }, (_, i) => {
@@ -60,6 +60,7 @@ try {
   const load = await submitLoad({ host: daemon.smtp[0]!.host, port: daemon.smtp[0]!.port, sessions, messages: batch });
   await sink.waitForMessages(load.ackedAt.size, 600_000);
   const usage = processUsage(daemon.pid);
+  const harnessCpu = process.cpuUsage();
 
   const delivered = new Map(sink.messages.map((m) => [m.messageId ?? '', m.receivedAt]));
   const lastDelivery = Math.max(...delivered.values());
@@ -82,6 +83,8 @@ try {
     acceptLatencyMs: { p50: round(percentile(load.latencies, 50), 2), p99: round(percentile(load.latencies, 99), 2) },
     acceptToDeliveredMs: { p50: round(percentile(acceptToDelivered, 50), 1), p99: round(percentile(acceptToDelivered, 99), 1) },
     daemon: { ...usage, cpuPerMessageMs: round((usage.cpuSeconds * 1000) / messages, 3) },
+    // The load generator and the sink share the machine's other core; if this nears wallSeconds, they are the limit.
+    harnessCpuSeconds: round((harnessCpu.user + harnessCpu.system) / 1e6, 2),
     wallSeconds: round(totalSeconds, 2),
   };
 
@@ -97,6 +100,9 @@ try {
     'accept->delivered p99 ms': result.acceptToDeliveredMs.p99,
     'daemon peak RSS MB': result.daemon.peakRssMb,
     'daemon CPU ms / message': result.daemon.cpuPerMessageMs,
+    'daemon CPU s': result.daemon.cpuSeconds,
+    'harness (client + sink) CPU s': result.harnessCpuSeconds,
+    'wall s': result.wallSeconds,
     'failed submissions': result.failedSubmissions,
   });
   console.log(`written ${file.pathname}`);
