@@ -301,8 +301,6 @@ function timeoutWhat(fields: ErrorFields): string {
       return 'waiting for the greeting';
     case 'UPGRADE_TIMEOUT':
       return 'TLS handshake';
-    case 'DATA_TIMEOUT':
-      return 'waiting for the reply to the end of data';
     default:
       return 'waiting for a reply';
   }

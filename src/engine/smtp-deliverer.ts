@@ -53,6 +53,7 @@ export interface DelivererOptions {
   maxConnectionsPerSite: number;
   /** How long a connection is kept open for reuse after a transaction. */
   idleConnectionTimeout: number;
+  /** Accepted like every component's clock; socket and idle timers run on real time. */
   clock: Clock;
 }
 
@@ -147,7 +148,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       if (current) {
         const result = await transact(current.connection, request);
         if (result.kind === 'done') {
-          if (!(await keepable(current.connection))) current = null;
+          if (!keepable(current.connection)) current = null;
           return result.outcomes;
         }
         // A pooled connection the server dropped while idle: the message was not sent, so it
@@ -172,7 +173,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
         current = pooled;
         const result = await transact(opened, request);
         if (result.kind === 'done') {
-          if (!(await keepable(opened))) current = null;
+          if (!keepable(opened)) current = null;
           return result.outcomes;
         }
         current.close();
@@ -187,7 +188,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
   }
 
   /** After a transaction: reusable unless closed or at its message limit. */
-  async function keepable(connection: OutboundConnection): Promise<boolean> {
+  function keepable(connection: OutboundConnection): boolean {
     if (!connection.usable) return false;
     if (connection.transactions >= options.maxMessagesPerConnection) {
       void connection.close();
