@@ -69,7 +69,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     const engine = new DeliveryEngine({
       store,
-      router: createRouter({ routes: config.delivery.routes, mxPort: config.delivery.mxPort, resolver: options.resolver ?? new Resolver(), clock }),
+      router: createRouter({ routes: config.delivery.routes, mxPort: config.delivery.mxPort, resolver: options.resolver ?? new Resolver({ timeout: 10_000, tries: 2 }), clock }),
       deliverer,
       egress: createRoundRobinSelector(config.ips, config.hostname),
       clock,
