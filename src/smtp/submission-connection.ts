@@ -11,8 +11,9 @@ import { SMTPConnection } from 'smtp-server/lib/smtp-connection';
  *  - replies whose text already starts with an enhanced status code ("5.7.1 ...", as every
  *    RookeryError does) are sent as they are, without the library prefixing a second code;
  *  - a handle on open sessions, to end one at its time limit and to drop the rest at shutdown.
- * It relies on smtp-server's documented-in-types SMTPConnection class (smtp-server/lib/...);
- * tests/integration/smtp-*.test.ts exercise every override, so an upgrade that breaks one fails.
+ * The overridden members (SMTPServer.connect, SMTPConnection.send/_onCommand/_onClose) are
+ * internals that smtp-server's type declarations expose; tests/integration/smtp-submission.test.ts
+ * exercises each of them, so an upgrade that changes one fails there rather than in production.
  */
 
 export interface GateReply {

@@ -615,6 +615,22 @@ describe('SMTP submission: lifecycle', () => {
     expect((await h.metrics.smtpSessionsActive.get()).values[0]?.value).toBe(0);
   });
 
+  it('stop(): a connection accepted but not yet greeted gets 421 4.3.2', async () => {
+    const h = await startHarness({ listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }] });
+    // smtp-server greets 100 ms after accepting (to catch clients that talk too soon); stop()
+    // lands inside that gap.
+    const pending = SmtpTestClient.connect({ host: '127.0.0.1', port: h.at().port });
+    await sleep(30);
+    const stopping = h.server.stop();
+    const client = await pending;
+    cleanups.push(() => client.close());
+    expect(client.greeting.code).toBe(421);
+    expect(client.greeting.text).toBe('4.3.2 Service shutting down');
+    await client.closed;
+    await stopping;
+    expect(await rejections(h.metrics, 'SHUTTING_DOWN')).toBe(1);
+  });
+
   it('stop(): a session that does not finish within the grace period is dropped', async () => {
     const h = await startHarness(
       { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.0/8'] },
