@@ -108,7 +108,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await scheduler.start();
     stack.push({ name: 'scheduler', stop: () => scheduler.stop(config.delivery.shutdownTimeout) });
 
-    const queue = new Queue({ store, clock, metrics, logger, hostname: config.hostname, onEnqueued: () => scheduler.wake() });
+    const queue = new Queue({ store, clock, metrics, hostname: config.hostname, onEnqueued: () => scheduler.wake() });
     const tls = await loadOrCreateTlsMaterial({
       keyPath: config.smtp.tls?.key,
       certPath: config.smtp.tls?.cert,

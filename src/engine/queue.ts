@@ -1,5 +1,4 @@
 import type { Clock } from '../clock.ts';
-import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { NewMessage, Store } from '../storage/store.ts';
 import { hasHeader, headerValue, rfc5322Date, splitHeader, withHeaders } from './message-headers.ts';
@@ -26,7 +25,8 @@ export interface Accepted {
 /**
  * The accept path shared by SMTP and HTTP: completes the headers, commits message and recipients
  * durably, and only then reports success. A storage failure rejects, and the caller answers
- * 451 / 503 so the client keeps its copy.
+ * 451 / 503 so the client keeps its copy. The caller logs the acceptance with its own context
+ * (SMTP session, API request), so each message has one acceptance line.
  */
 export class Queue {
   constructor(
@@ -34,7 +34,6 @@ export class Queue {
       store: Store;
       clock: Clock;
       metrics: Metrics;
-      logger: Logger;
       hostname: string;
       /** Called after each commit so the scheduler starts delivery at once. */
       onEnqueued: () => void;
@@ -71,10 +70,6 @@ export class Queue {
     await store.enqueue([message]);
     metrics.messagesAccepted.inc({ source: submission.source });
     metrics.recipientsAccepted.inc(submission.recipients.length);
-    this.deps.logger.info(
-      { event: 'message.accepted', messageId: id, messageIdHeader, recipients: submission.recipients.length, size: message.body.length },
-      'message accepted',
-    );
     this.deps.onEnqueued();
     return { id, messageIdHeader };
   }

@@ -53,7 +53,7 @@ async function startHarness(smtp: ConfigInput['smtp'], options: { shutdownGraceM
   const store = createSqliteStore({ path: dir.file('rookery.db'), clock, logger });
   await store.migrate();
   cleanups.push(() => store.close());
-  const queue = new Queue({ store, clock, metrics, logger, hostname: config.hostname, onEnqueued: () => undefined });
+  const queue = new Queue({ store, clock, metrics, hostname: config.hostname, onEnqueued: () => undefined });
   const server = createSubmissionServer({ config, queue, tls: await tlsFixture(), logger, metrics, clock, ...options });
   await server.start();
   cleanups.push(() => server.stop());
