@@ -109,12 +109,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     stack.push({ name: 'scheduler', stop: () => scheduler.stop(config.delivery.shutdownTimeout) });
 
     const queue = new Queue({ store, clock, metrics, hostname: config.hostname, onEnqueued: () => scheduler.wake() });
-    const tls = await loadOrCreateTlsMaterial({
-      keyPath: config.smtp.tls?.key,
-      certPath: config.smtp.tls?.cert,
-      dataDir: config.dataDir,
-      hostname: config.hostname,
-    });
+    // Key and certificate are read (or a self-signed pair made) only when a listener needs them.
+    const tls = config.smtp.listeners.some((l) => l.tls !== 'none')
+      ? await loadOrCreateTlsMaterial({ keyPath: config.smtp.tls?.key, certPath: config.smtp.tls?.cert, dataDir: config.dataDir, hostname: config.hostname })
+      : null;
     const smtp = createSubmissionServer({ config, queue, tls, logger, metrics, clock });
     await smtp.start();
     stack.push({ name: 'smtp', stop: () => smtp.stop() });

@@ -18,7 +18,8 @@ export interface SubmissionServerDeps {
   /** The whole (frozen) config; config.smtp and config.hostname are used. */
   config: Config;
   queue: { submit(submission: Submission): Promise<Accepted> };
-  tls: { key: Buffer | string; cert: Buffer | string };
+  /** Key and certificate; needed only when a listener uses TLS (starttls or implicit). */
+  tls: { key: Buffer | string; cert: Buffer | string } | null;
   logger: Logger;
   metrics: Metrics;
   clock: Clock;
@@ -156,11 +157,12 @@ class SmtpSubmissionServer implements SubmissionServer {
   private createServer(listener: ListenerConfig): SubmissionSmtpServer {
     const smtp = this.deps.config.smtp;
     const offer = authOfferFor(listener);
+    if (listener.tls !== 'none' && !this.deps.tls) throw new Error(`SMTP listener ${listener.host}:${listener.port} uses TLS but no key and certificate were given`);
     const options: SMTPServerOptions = {
       name: this.deps.config.hostname,
       secure: listener.tls === 'implicit',
-      key: this.deps.tls.key,
-      cert: this.deps.tls.cert,
+      key: this.deps.tls?.key,
+      cert: this.deps.tls?.cert,
       disabledCommands: disabledCommandsFor(listener, listener.tls === 'implicit'),
       authMethods: ['PLAIN', 'LOGIN'],
       // Trusted networks send without AUTH; the relay policy decides at MAIL and RCPT.

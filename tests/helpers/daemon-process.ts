@@ -35,11 +35,13 @@ export async function startDaemonProcess(
     name?: string;
     /** false: stop reading log lines once started (benchmarks, where parsing would steal CPU). */
     keepLogs?: boolean;
+    /** Extra node flags, e.g. --cpu-prof. */
+    nodeArgs?: string[];
   } = {},
 ): Promise<DaemonProcess> {
   const configPath = join(dir, `${options.name ?? 'rookery'}.yaml`);
   writeFileSync(configPath, stringify(config));
-  const child = spawn(NODE, ['--import', TSX, join(ROOT, 'src/cli/main.ts'), 'run', '--config', configPath], {
+  const child = spawn(NODE, [...(options.nodeArgs ?? []), '--import', TSX, join(ROOT, 'src/cli/main.ts'), 'run', '--config', configPath], {
     cwd: dir,
     // The file decides the backend; a DATABASE_URL / REDIS_URL of the test run must not override it.
     env: { ...process.env, DATABASE_URL: undefined, REDIS_URL: undefined, ...options.env },
@@ -53,10 +55,11 @@ export async function startDaemonProcess(
   );
 
   const started = new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`daemon did not start within ${options.startTimeoutMs ?? 20_000} ms\n${stderr}`)),
-      options.startTimeoutMs ?? 20_000,
-    );
+    const timer = setTimeout(() => {
+      // Never leave a daemon behind: one that did not start in time is killed.
+      child.kill('SIGKILL');
+      reject(new Error(`daemon did not start within ${options.startTimeoutMs ?? 20_000} ms\n${stderr}`));
+    }, options.startTimeoutMs ?? 20_000);
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       let entry: Record<string, unknown>;
