@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../../observability/logger.ts';
+import { withTransaction } from './transaction.ts';
 import { quoteIdent } from './identifiers.ts';
 
 interface Migration {
@@ -91,14 +92,7 @@ const MIGRATION_LOCK_KEY = 0x726f6f6b;
  * second waits for the first, then finds nothing left to do.
  */
 export async function migratePostgres(pool: pg.Pool, schema: string, now: number, logger: Logger): Promise<void> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  const onError = (err: Error) => {
-    broken = err;
-  };
-  client.on('error', onError);
-  try {
-    await client.query('BEGIN');
+  await withTransaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_KEY, schema]);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
     // The search_path given at connect time named a schema that may only exist from now on.
@@ -121,16 +115,5 @@ export async function migratePostgres(pool: pg.Pool, schema: string, now: number
       await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [migration.version, now]);
       logger.info({ event: 'storage.migrated', schema, version: migration.version, name: migration.name }, 'applied migration');
     }
-    await client.query('COMMIT');
-  } catch (err) {
-    try {
-      await client.query('ROLLBACK');
-    } catch (rollbackErr) {
-      broken = rollbackErr as Error;
-    }
-    throw err;
-  } finally {
-    client.off('error', onError);
-    client.release(broken);
-  }
+  });
 }

@@ -26,6 +26,7 @@ import {
 import { WriteBatcher, type WriteOp } from '../write-batcher.ts';
 import { checkSchemaName } from './identifiers.ts';
 import { migratePostgres } from './migrations.ts';
+import { withTransaction } from './transaction.ts';
 import * as sql from './queries.ts';
 import { WorkListener } from './work-listener.ts';
 
@@ -211,37 +212,17 @@ class PostgresStore implements Store {
     if (this.closing) throw new Error('storage is closed');
   }
 
-  private async runTransaction(ops: readonly WriteOp<PgTransaction>[]): Promise<unknown[]> {
-    const client = await this.pool.connect();
-    // A connection that failed mid-transaction is destroyed rather than returned to the pool.
-    let broken: Error | undefined;
-    // A checked-out client has no pool error handler; an 'error' event between two queries
-    // would otherwise crash the process.
-    const onError = (err: Error) => {
-      broken = err;
-    };
-    client.on('error', onError);
-    try {
-      await client.query('BEGIN');
+  private runTransaction(ops: readonly WriteOp<PgTransaction>[]): Promise<unknown[]> {
+    return withTransaction(this.pool, async (client) => {
       const tx: PgTransaction = { client, notify: false };
       const results: unknown[] = [];
       for (const op of ops) results.push(await op(tx));
       // Delivered to listeners only when the transaction commits.
       if (tx.notify) await sql.notifyWork(client, this.schema);
-      await client.query('COMMIT');
       return results;
-    } catch (err) {
-      try {
-        await client.query('ROLLBACK');
-      } catch (rollbackErr) {
-        broken = rollbackErr as Error;
-      }
-      throw err;
-    } finally {
-      client.off('error', onError);
-      client.release(broken);
-    }
+    });
   }
+
 }
 
 /** int8 (ids, counts, times in ms) as a JS number; every value Rookery stores fits exactly. */
