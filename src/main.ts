@@ -4,6 +4,7 @@ import type { Config } from './config/schema.ts';
 import { createControlApi } from './control-api/server.ts';
 import { DeliveryEngine } from './engine/delivery-engine.ts';
 import { Queue } from './engine/queue.ts';
+import { RetentionSweeper } from './engine/retention.ts';
 import { createRouter, type Resolver as DnsResolver } from './engine/routing.ts';
 import { Scheduler } from './engine/scheduler.ts';
 import { createDeliverer } from './engine/smtp-deliverer.ts';
@@ -104,6 +105,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     });
     const apiAddress = await api.start();
     stack.push({ name: 'api', stop: () => api.stop() });
+
+    const retention = new RetentionSweeper({ store, clock, logger, retentionMs: config.storage.retention });
+    retention.start();
+    stack.push({ name: 'retention', stop: () => retention.stop() });
 
     await scheduler.start();
     stack.push({ name: 'scheduler', stop: () => scheduler.stop(config.delivery.shutdownTimeout) });

@@ -66,6 +66,8 @@ export const configSchema = z.strictObject({
       driver: z.enum(['sqlite', 'postgres']).default('sqlite'),
       path: z.string().default('./data/rookery.db'),
       url: z.string().optional(),
+      /** How long finished messages (every recipient delivered or bounced) and their events are kept. */
+      retention: duration.default(7 * 86_400_000),
     })
     .prefault({}),
   redis: z.strictObject({ url: z.string() }).optional(),

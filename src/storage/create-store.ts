@@ -6,7 +6,7 @@ import { createSqliteStore } from './sqlite/sqlite-store.ts';
 import type { Store } from './store.ts';
 
 /** Builds the configured backend. The caller runs `migrate()` before use and `close()` last. */
-export function createStore(config: Config['storage'], deps: { logger: Logger; clock: Clock }): Store {
+export function createStore(config: Pick<Config['storage'], 'driver' | 'path' | 'url'>, deps: { logger: Logger; clock: Clock }): Store {
   switch (config.driver) {
     case 'sqlite':
       return createSqliteStore({ path: config.path, clock: deps.clock, logger: deps.logger });

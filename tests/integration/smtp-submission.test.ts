@@ -12,23 +12,19 @@ import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
 import { SmtpTestClient, type SmtpClientOptions } from '../helpers/smtp-client.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 import { tlsFixture } from '../helpers/tls-fixture.ts';
 
 const APP_PASSWORD = 'app-Secret-7f3k';
 const ANY_PASSWORD = 'any-Secret-q9z2';
 
-/** A clock the lockout tests move by hand; starts at the real time so stored rows look normal. */
-function testClock() {
-  let now = Date.now();
-  return { now: () => now, advance: (ms: number) => void (now += ms) };
-}
 
 interface Harness {
   server: SubmissionServer;
   store: Store;
   metrics: Metrics;
   logs: Array<Record<string, unknown>>;
-  clock: ReturnType<typeof testClock>;
+  clock: ManualClock;
   /** Listener i's address. */
   at(i?: number): { host: string; port: number };
   /** A raw client to listener i (tracked, closed after the test). */
@@ -49,7 +45,7 @@ async function startHarness(smtp: ConfigInput['smtp'], options: { shutdownGraceM
   const logs: Array<Record<string, unknown>> = [];
   const logger = createLogger('debug', { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
   const metrics = new Metrics({ processMetrics: false });
-  const clock = testClock();
+  const clock = manualClock();
   const store = createSqliteStore({ path: dir.file('rookery.db'), clock, logger });
   await store.migrate();
   cleanups.push(() => store.close());

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/clock.ts';
+import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 import type { DeliveryOutcome } from '../../src/engine/delivery-outcome.ts';
 import type { AttemptResult, NewMessage, Store } from '../../src/storage/store.ts';
 
@@ -19,13 +20,6 @@ const T0 = 1_700_000_000_000;
 const OWNER = 'node-a';
 const OTHER = 'node-b';
 const LEASE = 60_000;
-
-class TestClock implements Clock {
-  constructor(public time: number) {}
-  now(): number {
-    return this.time;
-  }
-}
 
 let sequence = 0;
 
@@ -66,7 +60,7 @@ function outcome(disposition: DeliveryOutcome['disposition'], overrides: Partial
 export function runStoreContract(name: string, makeBackend: () => Promise<StoreBackend>): void {
   describe(`Store contract: ${name}`, () => {
     let backend: StoreBackend;
-    let clock: TestClock;
+    let clock: ManualClock;
     let opened: Store[];
     let store: Store;
 
@@ -77,7 +71,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
     };
 
     beforeEach(async () => {
-      clock = new TestClock(T0);
+      clock = manualClock(T0);
       opened = [];
       backend = await makeBackend();
       store = await open();
@@ -183,7 +177,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       expect(theirs?.attempts).toBe(0);
 
       // The first owner comes back late: its result and release no longer apply.
-      clock.time = T0 + 2000;
+      clock.set(T0 + 2000);
       await store.recordAttempts(OWNER, [{ recipientId: mine!.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
       await store.release(OWNER, [mine!.recipientId], T0);
       expect(await store.releaseAll(OWNER, T0)).toBe(0);
@@ -233,7 +227,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       const claimed = await store.claimDue({ now: T0, limit: 10, owner: OWNER, leaseMs: LEASE });
       const id = (rcpt: string) => claimed.find((c) => c.recipient === rcpt)!.recipientId;
 
-      clock.time = T0 + 100;
+      clock.set(T0 + 100);
       const delivered = outcome('delivered');
       const deferred = outcome('transient');
       const bounced = outcome('permanent', { egressIp: '127.0.0.3' });
@@ -264,7 +258,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       expect(await store.claimDue({ now: T0 + 59_999, limit: 10, owner: OWNER, leaseMs: LEASE })).toEqual([]);
       const [retry] = await store.claimDue({ now: T0 + 60_000, limit: 10, owner: OWNER, leaseMs: LEASE });
       expect(retry).toMatchObject({ recipient: 'later@x.test', attempts: 1, lastEgressIp: '127.0.0.2' });
-      clock.time = T0 + 60_100;
+      clock.set(T0 + 60_100);
       await store.recordAttempts(OWNER, [{ recipientId: retry!.recipientId, outcome: delivered, newState: 'delivered', countsAsAttempt: true }]);
       const history = (await store.listEvents(m.id)).filter((e) => e.recipientId === retry!.recipientId);
       expect(history.map((e) => [e.attempt, e.at, e.outcome.disposition])).toEqual([
@@ -387,14 +381,14 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       await store.enqueue([finished, waiting, recent]);
       const claimed = await store.claimDue({ now: T0, limit: 10, owner: OWNER, leaseMs: LEASE });
       const id = (rcpt: string) => claimed.find((c) => c.recipient === rcpt)!.recipientId;
-      clock.time = T0 + 1000;
+      clock.set(T0 + 1000);
       await store.recordAttempts(OWNER, [
         { recipientId: id('a@x.test'), outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true },
         { recipientId: id('b@x.test'), outcome: outcome('permanent'), newState: 'bounced', countsAsAttempt: true },
         { recipientId: id('c@x.test'), outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true },
         { recipientId: id('d@x.test'), outcome: outcome('transient'), newState: 'queued', nextAttemptAt: T0 + 9000, countsAsAttempt: true },
       ]);
-      clock.time = T0 + 3000;
+      clock.set(T0 + 3000);
       await store.recordAttempts(OWNER, [{ recipientId: id('e@x.test'), outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
 
       expect(await store.purgeFinished(T0 + 1000)).toBe(0);

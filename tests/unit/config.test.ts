@@ -34,7 +34,7 @@ describe('defaults', () => {
     const config = parse({});
     expect(config.hostname).toBe(hostname());
     expect(config.dataDir).toBe('./data');
-    expect(config.storage).toEqual({ driver: 'sqlite', path: './data/rookery.db' });
+    expect(config.storage).toEqual({ driver: 'sqlite', path: './data/rookery.db', retention: 7 * 86_400_000 });
     expect(config.redis).toBeUndefined();
     expect(config.smtp.listeners).toEqual([{ host: '127.0.0.1', port: 2525, tls: 'none' }]);
     expect(config.smtp.trustedNetworks).toEqual([]);

@@ -1,14 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { AuthLockout } from '../../src/smtp/auth-lockout.ts';
+import { manualClock } from '../helpers/manual-clock.ts';
 
-function testClock(start = 1_000_000) {
-  let now = start;
-  return { now: () => now, advance: (ms: number) => void (now += ms) };
-}
 
 describe('AuthLockout', () => {
   it('locks an address after max failures within the window, until the window passes', () => {
-    const clock = testClock();
+    const clock = manualClock(1_000_000);
     const lockout = new AuthLockout({ max: 3, windowMs: 60_000, clock });
     lockout.recordFailure('192.0.2.1');
     clock.advance(1_000);
@@ -26,7 +23,7 @@ describe('AuthLockout', () => {
   });
 
   it('does not lock for failures spread wider than the window', () => {
-    const clock = testClock();
+    const clock = manualClock(1_000_000);
     const lockout = new AuthLockout({ max: 2, windowMs: 10_000, clock });
     lockout.recordFailure('198.51.100.1');
     clock.advance(10_001);
@@ -37,7 +34,7 @@ describe('AuthLockout', () => {
   });
 
   it('forgets addresses whose failures have expired', () => {
-    const clock = testClock();
+    const clock = manualClock(1_000_000);
     const lockout = new AuthLockout({ max: 5, windowMs: 1_000, clock });
     lockout.recordFailure('203.0.113.5');
     expect(lockout.size).toBe(1);

@@ -1,0 +1,47 @@
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Store } from '../storage/store.ts';
+
+/**
+ * Deletes finished messages older than the retention period, once at start and then every
+ * `intervalMs`, so the queue database holds the live queue and recent history, not all history.
+ */
+export class RetentionSweeper {
+  private timer: NodeJS.Timeout | null = null;
+  private sweeping: Promise<void> | null = null;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly deps: { store: Store; clock: Clock; logger: Logger; retentionMs: number; intervalMs?: number },
+  ) {
+    this.log = deps.logger.child({ component: 'retention' });
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.sweep(), this.deps.intervalMs ?? 3_600_000);
+    this.timer.unref();
+    void this.sweep();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.sweeping;
+  }
+
+  /** One pass; concurrent calls share it. Resolves with nothing: failures are logged and retried next time. */
+  sweep(): Promise<void> {
+    this.sweeping ??= (async () => {
+      try {
+        const deleted = await this.deps.store.purgeFinished(this.deps.clock.now() - this.deps.retentionMs);
+        if (deleted) this.log.info({ event: 'retention.purged', messages: deleted }, 'purged finished messages');
+      } catch (err) {
+        this.log.error({ event: 'retention.failed', err }, 'purging finished messages failed');
+      } finally {
+        this.sweeping = null;
+      }
+    })();
+    return this.sweeping;
+  }
+}

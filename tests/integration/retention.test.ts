@@ -1,0 +1,81 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RetentionSweeper } from '../../src/engine/retention.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import type { DeliveryOutcome } from '../../src/engine/delivery-outcome.ts';
+import type { NewMessage, Store } from '../../src/storage/store.ts';
+import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
+import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+
+const DAY = 86_400_000;
+const delivered: DeliveryOutcome = {
+  disposition: 'delivered',
+  code: 250,
+  enhanced: '2.0.0',
+  response: 'ok',
+  stage: 'dot',
+  bounceClass: 'none',
+  remoteHost: 'mx.dest.test',
+  egressIp: null,
+};
+
+function message(id: string, now: number): NewMessage {
+  return {
+    id,
+    sender: 'app@sender.test',
+    recipients: ['a@dest.test', 'b@dest.test'],
+    messageIdHeader: `<${id}@app.test>`,
+    body: Buffer.from('Subject: x\r\n\r\nhello\r\n'),
+    submitter: null,
+    source: 'smtp',
+    clientAddress: '127.0.0.1',
+    createdAt: now,
+    dueAt: now,
+  };
+}
+
+describe('retention', () => {
+  let dir: TempDir;
+  let store: Store;
+  let clock: ManualClock;
+
+  beforeEach(async () => {
+    dir = await createTempDir();
+    clock = manualClock(1_700_000_000_000);
+    store = createSqliteStore({ path: dir.file('queue.db'), clock, logger: createLogger('silent') });
+    await store.migrate();
+  });
+  afterEach(async () => {
+    await store.close();
+    await dir.remove();
+  });
+
+  it('purges finished messages once they are older than the retention period, never live ones', async () => {
+    await store.enqueue([message('finished', clock.now()), message('half-done', clock.now())]);
+    const claimed = await store.claimDue({ now: clock.now(), limit: 10, owner: 'n', leaseMs: 60_000 });
+    // "finished": both recipients delivered. "half-done": one delivered, one still queued for a retry.
+    await store.recordAttempts(
+      'n',
+      claimed.map((row) => {
+        const retry = row.messageId === 'half-done' && row.recipient === 'b@dest.test';
+        return retry
+          ? { recipientId: row.recipientId, outcome: { ...delivered, disposition: 'transient' as const }, newState: 'queued' as const, nextAttemptAt: clock.now() + 30 * DAY, countsAsAttempt: true }
+          : { recipientId: row.recipientId, outcome: delivered, newState: 'delivered' as const, countsAsAttempt: true };
+      }),
+    );
+    const sweeper = new RetentionSweeper({ store, clock, logger: createLogger('silent'), retentionMs: 7 * DAY });
+
+    clock.advance(6 * DAY);
+    await sweeper.sweep();
+    expect(await store.listRecipients('finished')).toHaveLength(2);
+
+    clock.advance(2 * DAY);
+    await sweeper.sweep();
+    expect(await store.listRecipients('finished')).toEqual([]);
+    expect(await store.loadMessage('finished')).toBeNull();
+    expect(await store.listEvents('finished')).toEqual([]);
+    // A message with a recipient still queued is kept, however old.
+    expect(await store.listRecipients('half-done')).toHaveLength(2);
+    expect(await store.loadMessage('half-done')).not.toBeNull();
+  });
+});
