@@ -60,7 +60,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const deliverer = createDeliverer({
       logger,
       metrics,
-      clock,
       timeouts,
       maxMessagesPerConnection: config.delivery.maxMessagesPerConnection,
       maxConnectionsPerSite: config.delivery.maxConnectionsPerSite,

@@ -9,6 +9,7 @@ import { buildDsn } from './dsn.ts';
 import { newQueueId } from './queue-id.ts';
 import { decide, expiredOutcome } from './retry-policy.ts';
 import type { Route } from './routing.ts';
+import type { Deliverer } from './smtp-deliverer.ts';
 
 /** Recipients of one message at one domain: delivered together in one SMTP transaction. */
 export interface DeliveryJob {
@@ -17,22 +18,10 @@ export interface DeliveryJob {
   rows: ClaimedRecipient[];
 }
 
-export interface Deliverer {
-  deliver(request: {
-    sender: string;
-    recipients: string[];
-    body: Buffer;
-    egress: { address: string | null; hostname: string };
-    site: string;
-    hops: Extract<Route, { ok: true }>['hops'];
-  }): Promise<DeliveryOutcome[]>;
-  close(): Promise<void>;
-}
-
 export interface EngineDeps {
   store: Store;
   router: { resolve(domain: string): Promise<Route> };
-  deliverer: Deliverer;
+  deliverer: Pick<Deliverer, 'deliver'>;
   egress: EgressSelector;
   clock: Clock;
   logger: Logger;

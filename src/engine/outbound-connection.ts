@@ -4,6 +4,7 @@ import SMTPConnection, { type SMTPConnectionSendInfo, type SMTPError } from 'nod
 import type { Config } from '../config/schema.ts';
 import type { DeliveryStage } from './delivery-outcome.ts';
 import type { NextHop } from './routing.ts';
+import type { Egress } from '../ippool/egress.ts';
 
 /**
  * One outbound SMTP session to a next hop, bound to an egress address and greeting with that
@@ -16,13 +17,6 @@ export type DeliveryTimeouts = Config['delivery']['timeouts'];
 
 /** How long a closing connection may take to answer QUIT and close before it is cut. */
 const QUIT_GRACE_MS = 2_000;
-
-export interface Egress {
-  /** Source address to bind; null for the OS default. */
-  address: string | null;
-  /** EHLO name. */
-  hostname: string;
-}
 
 export interface OpenOptions {
   hop: NextHop;

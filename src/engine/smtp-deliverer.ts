@@ -1,12 +1,12 @@
 import net from 'node:net';
 import type { SMTPError } from 'nodemailer/lib/smtp-connection';
-import type { Clock } from '../clock.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ipLabel, type Metrics } from '../observability/metrics.ts';
 import { classifyError, classifyReply, parseReply, type ReplyContext } from './classify.ts';
 import { ConnectionPool } from './connection-pool.ts';
 import type { DeliveryOutcome } from './delivery-outcome.ts';
-import { OutboundConnection, type DeliveryTimeouts, type Egress, type OpenFailure, type SendResult } from './outbound-connection.ts';
+import type { Egress } from '../ippool/egress.ts';
+import { OutboundConnection, type DeliveryTimeouts, type OpenFailure, type SendResult } from './outbound-connection.ts';
 import type { NextHop } from './routing.ts';
 
 /**
@@ -53,8 +53,6 @@ export interface DelivererOptions {
   maxConnectionsPerSite: number;
   /** How long a connection is kept open for reuse after a transaction. */
   idleConnectionTimeout: number;
-  /** Accepted like every component's clock; socket and idle timers run on real time. */
-  clock: Clock;
 }
 
 /** What a transaction on one connection produced. */

@@ -1,6 +1,5 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { systemClock } from '../../src/clock.ts';
 import type { NextHop } from '../../src/engine/routing.ts';
 import { createDeliverer, type Deliverer, type DelivererOptions, type DeliveryRequest } from '../../src/engine/smtp-deliverer.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -119,7 +118,6 @@ describe('smtp deliverer', () => {
     const d = createDeliverer({
       logger: createLogger('silent'),
       metrics,
-      clock: systemClock,
       timeouts: TIMEOUTS,
       maxMessagesPerConnection: 100,
       maxConnectionsPerSite: 4,
