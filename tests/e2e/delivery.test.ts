@@ -64,6 +64,22 @@ describe('daemon: submission to delivery', () => {
     // Plain round-robin: an even spread.
     for (const address of EGRESS) expect(sink.messages.filter((m) => m.remoteAddress === address)).toHaveLength(10);
     expect(sink.messages[0]!.raw.toString()).toMatch(/^Received: from /);
+
+    // What the operator sees: acceptances, deliveries per egress IP, the queue by state.
+    // The sink sees each message just before the daemon records its outcome: scrape until settled.
+    const scrape = async () => (await fetch(`http://${daemon!.api.host}:${daemon!.api.port}/metrics`)).text();
+    let metrics = await scrape();
+    for (let i = 0; i < 50 && !/rookery_delivery_latency_seconds_count 40\b/.test(metrics); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      metrics = await scrape();
+    }
+    expect(metrics).toContain('rookery_messages_accepted_total{source="smtp"} 40');
+    for (const address of EGRESS) {
+      expect(metrics).toContain(`rookery_delivery_outcomes_total{egress_ip="${address}",disposition="delivered"} 10`);
+    }
+    expect(metrics).toContain('rookery_queue_recipients{state="delivered"} 40');
+    expect(metrics).toContain('rookery_queue_recipients{state="queued"} 0');
+    expect(metrics).toMatch(/rookery_delivery_latency_seconds_count 40/);
   });
 
   it('reuses outbound connections for messages that follow each other', async () => {
