@@ -1,15 +1,19 @@
 /**
- * End-to-end benchmark: a Rookery daemon (SQLite, durable commits) as a real process, a loopback
- * sink, N messages of ~size bytes over M concurrent submission sessions, delivered through the
- * given number of egress IPs (127.0.0.2 ...). Writes JSON to bench/results/ and prints a table.
+ * End-to-end benchmark: a Rookery daemon (SQLite by default, durable commits) as a real process,
+ * a loopback sink, N messages of ~size bytes over M concurrent submission sessions, delivered
+ * through the given number of egress IPs (127.0.0.2 ...). Writes JSON to bench/results/ and
+ * prints a table.
  *
  *   npm run bench -- --messages 20000 --sessions 32 --ips 4 --size 4096
+ *   npm run bench -- --storage postgres     (a scratch database on DATABASE_URL's server)
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDaemonProcess } from '../tests/helpers/daemon-process.ts';
+import { createScratchDatabase } from '../tests/helpers/postgres.ts';
+import { postgresUrl } from '../tests/helpers/services.ts';
 import { startSmtpSink } from '../tests/helpers/smtp-sink.ts';
 import { testMessage } from '../tests/helpers/submit.ts';
 import { submitLoad } from './smtp-load.ts';
@@ -21,13 +25,18 @@ const { values: args } = parseArgs({
     sessions: { type: 'string', default: '32' },
     ips: { type: 'string', default: '4' },
     size: { type: 'string', default: '4096' },
-    name: { type: 'string', default: 'sqlite' },
+    storage: { type: 'string', default: 'sqlite' },
+    name: { type: 'string' },
+    /** Write a V8 CPU profile of the daemon to this folder (open it in Chrome DevTools). */
+    profile: { type: 'string' },
   },
 });
 const messages = Number(args.messages);
 const sessions = Number(args.sessions);
 const ipCount = Number(args.ips);
 const size = Number(args.size);
+if (args.storage !== 'sqlite' && args.storage !== 'postgres') throw new Error('--storage is sqlite or postgres');
+const name = args.name ?? args.storage;
 
 /** Peak resident set size (VmHWM) and CPU seconds used so far by a process, from /proc. */
 function processUsage(pid: number): { peakRssMb: number; cpuSeconds: number } {
@@ -39,16 +48,17 @@ function processUsage(pid: number): { peakRssMb: number; cpuSeconds: number } {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-'));
+const scratch = args.storage === 'postgres' ? await createScratchDatabase(postgresUrl(), 'bench') : null;
 const sink = await startSmtpSink();
 const daemon = await startDaemonProcess(dir, {
   hostname: 'bench.rookery.test',
-  storage: { driver: 'sqlite', path: join(dir, 'queue.db') },
+  storage: scratch ? { driver: 'postgres', url: scratch.url } : { driver: 'sqlite', path: join(dir, 'queue.db') },
   smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'], maxConnectionsPerClient: sessions + 10 },
   api: { listen: { host: '127.0.0.1', port: 0 } },
   delivery: { routes: { '*': `127.0.0.1:${sink.port}` } },
   ips: Array.from({ length: ipCount }, (_, i) => ({ address: `127.0.0.${i + 2}`, hostname: `out${i + 1}.rookery.test` })),
   log: { level: 'info' },
-}, { keepLogs: false });
+}, { keepLogs: false, nodeArgs: args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [] });
 
 try {
   const batch = Array.from({ length: messages }, (_, i) => {
@@ -70,10 +80,16 @@ try {
   const sources = new Set(sink.messages.map((m) => m.remoteAddress));
 
   const result = {
-    name: args.name,
+    name,
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
-    parameters: { messages, sessions, egressIps: ipCount, messageBytes: batch[0]!.raw.length, storage: 'sqlite (WAL, synchronous=FULL)' },
+    parameters: {
+      messages,
+      sessions,
+      egressIps: ipCount,
+      messageBytes: batch[0]!.raw.length,
+      storage: scratch ? 'postgres (synchronous_commit=on)' : 'sqlite (WAL, synchronous=FULL)',
+    },
     accepted: load.ackedAt.size,
     failedSubmissions: load.failures,
     delivered: delivered.size,
@@ -89,7 +105,7 @@ try {
   };
 
   mkdirSync(new URL('results/', import.meta.url), { recursive: true });
-  const file = new URL(`results/${result.date.replace(/[:.]/g, '-')}-${args.name}.json`, import.meta.url);
+  const file = new URL(`results/${result.date.replace(/[:.]/g, '-')}-${name}.json`, import.meta.url);
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   console.table({
     'accepted msg/s': result.acceptedPerSecond,
@@ -110,5 +126,6 @@ try {
   daemon.kill('SIGTERM');
   await daemon.exited;
   await sink.close();
+  await scratch?.drop();
   rmSync(dir, { recursive: true, force: true });
 }

@@ -1,10 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { killDaemon, startDaemonProcess, type DaemonProcess } from '../helpers/daemon-process.ts';
+import { createScratchDatabase } from '../helpers/postgres.ts';
 import { postgresUrl, requirePostgres } from '../helpers/services.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { submissionClient, testMessage } from '../helpers/submit.ts';
@@ -85,18 +85,11 @@ describe('crash durability: every message answered 250 is delivered after kill -
 
   it.skipIf(!postgresAvailable)('on PostgreSQL', { timeout: 120_000 }, async () => {
     sink = await startSmtpSink();
-    // A database of its own, so the daemon's migrations and claims see nothing else.
-    const database = `rookery_crash_${process.pid}_${Date.now()}`;
-    const admin = new pg.Client({ connectionString: postgresUrl() });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${database}`);
+    const database = await createScratchDatabase(postgresUrl(), 'crash');
     try {
-      const url = new URL(postgresUrl());
-      url.pathname = `/${database}`;
-      await crashAndReconcile(dir, sink, { driver: 'postgres', url: url.toString() });
+      await crashAndReconcile(dir, sink, { driver: 'postgres', url: database.url });
     } finally {
-      await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-      await admin.end();
+      await database.drop();
     }
   });
 });

@@ -32,3 +32,31 @@ export async function createTestSchema(label = 'test'): Promise<TestSchema> {
     },
   };
 }
+
+export interface ScratchDatabase {
+  /** Connection URL of the new database. */
+  url: string;
+  /** Drops the database, disconnecting anyone still on it. Safe to call twice. */
+  drop(): Promise<void>;
+}
+
+/**
+ * A whole database of its own, for a daemon process whose configuration names only a URL (its
+ * migrations and claims then see nothing else).
+ */
+export async function createScratchDatabase(serverUrl = postgresUrl(), label = 'scratch'): Promise<ScratchDatabase> {
+  const name = `rookery_${label}_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const admin = async (sql: string) => {
+    const client = new pg.Client({ connectionString: serverUrl });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await admin(`CREATE DATABASE ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+}
