@@ -226,7 +226,7 @@ const ERROR_RULES: readonly ErrorRule[] = [
     codes: ['EADDRNOTAVAIL'],
     disposition: 'transient',
     enhanced: '4.4.0',
-    bounceClass: 'connection',
+    bounceClass: 'egress-unavailable',
     describe: (ctx) =>
       `egress address ${ctx.egressIp ?? '(default)'} is not configured on this host (EADDRNOTAVAIL): cannot bind the outbound connection`,
   },

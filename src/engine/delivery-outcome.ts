@@ -29,6 +29,8 @@ export type BounceClass =
   | 'dns'
   | 'no-mail-domain'
   | 'connection'
+  /** The egress IP is not configured on this host (EADDRNOTAVAIL): the pool suspends it. */
+  | 'egress-unavailable'
   | 'protocol'
   | 'expired'
   | 'other';

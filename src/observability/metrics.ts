@@ -80,6 +80,69 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly ipWarmupDay = new Gauge({
+    name: 'rookery_ip_warmup_day',
+    help: 'Day of the warm-up plan an egress IP is on (0 = first day); absent once warm',
+    labelNames: ['egress_ip', 'plan'] as const,
+    registers: [this.registry],
+  });
+
+  readonly ipWarmupUsage = new Gauge({
+    name: 'rookery_ip_warmup_usage',
+    help: 'Messages counted against the warm-up cap in the current window, by egress IP, provider and window (day, hour)',
+    labelNames: ['egress_ip', 'provider', 'window'] as const,
+    registers: [this.registry],
+  });
+
+  readonly ipWarmupCap = new Gauge({
+    name: 'rookery_ip_warmup_cap',
+    help: 'Warm-up cap of the current window, by egress IP, provider and window (day, hour)',
+    labelNames: ['egress_ip', 'provider', 'window'] as const,
+    registers: [this.registry],
+  });
+
+  readonly ipReputationScore = new Gauge({
+    name: 'rookery_ip_reputation_score',
+    help: 'Reputation score (0..1, 1 = clean) of an egress IP with a provider over the sliding window',
+    labelNames: ['egress_ip', 'provider'] as const,
+    registers: [this.registry],
+  });
+
+  readonly ipReputationInputs = new Gauge({
+    name: 'rookery_ip_reputation_inputs',
+    help: 'Outcomes in the reputation window: accepted, deferred, blocked, complaints',
+    labelNames: ['egress_ip', 'provider', 'kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly ipWeight = new Gauge({
+    name: 'rookery_ip_weight',
+    help: 'Effective selection weight of an egress IP for a provider (configured weight lowered by a poor reputation)',
+    labelNames: ['egress_ip', 'provider'] as const,
+    registers: [this.registry],
+  });
+
+  readonly ipRestricted = new Gauge({
+    name: 'rookery_ip_restricted',
+    help: 'An egress IP suspended or throttled (1) for a provider ("*" = all), with the reason',
+    labelNames: ['egress_ip', 'provider', 'action', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly selectionWaits = new Counter({
+    name: 'rookery_selection_waits_total',
+    help: 'Deliveries that found no eligible egress IP and wait in the queue (throttled, not failed), by pool and reason',
+    labelNames: ['pool', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly selectionSeconds = new Histogram({
+    name: 'rookery_selection_seconds',
+    help: 'Time to choose an egress IP for a delivery (eligibility checks included)',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'rookery_' });
   }

@@ -360,7 +360,7 @@ describe('smtp deliverer', () => {
     const s = await sink();
     const { deliverer: d } = deliverer();
     const outcomes = await d.deliver(request([hopTo(s, 'mx1.dest.test'), hopTo(s, 'mx2.dest.test')], { egress: { address: '192.0.2.10', hostname: 'mta.rookery.test' } }));
-    expect(outcomes[0]).toMatchObject({ disposition: 'transient', code: null, stage: 'connect', bounceClass: 'connection', egressIp: '192.0.2.10' });
+    expect(outcomes[0]).toMatchObject({ disposition: 'transient', code: null, stage: 'connect', bounceClass: 'egress-unavailable', egressIp: '192.0.2.10' });
     expect(outcomes[0]!.response).toMatch(/egress address 192\.0\.2\.10 is not configured on this host \(EADDRNOTAVAIL\)/);
     expect(s.connections).toHaveLength(0);
   });

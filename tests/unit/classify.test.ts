@@ -124,7 +124,7 @@ describe('classifyError', () => {
   it('explains an egress address missing from the host', () => {
     const err = errorWith({ code: 'EADDRNOTAVAIL' }, 'connect EADDRNOTAVAIL 192.0.2.10');
     const outcome = classifyError(err, { stage: 'connect', remoteHost: 'mx.dest.test', egressIp: '192.0.2.10' });
-    expect(outcome).toMatchObject({ disposition: 'transient', bounceClass: 'connection' });
+    expect(outcome).toMatchObject({ disposition: 'transient', bounceClass: 'egress-unavailable' });
     expect(outcome.response).toMatch(/egress address 192\.0\.2\.10 is not configured on this host/);
   });
 
