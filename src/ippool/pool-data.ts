@@ -1,0 +1,174 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError, formatPath } from '../config/load.ts';
+import type { ProviderName } from './contracts.ts';
+import {
+  createProviderCatalog,
+  FALLBACK_PROVIDER,
+  providersConfigSchema,
+  providersFileSchema,
+  type ProviderCatalog,
+  type ProviderGroup,
+  type ProvidersConfig,
+  type ProvidersFile,
+} from './providers.ts';
+import { createShapingTable, shapingConfigSchema, shapingFileSchema, type ShapingConfig, type ShapingTable } from './shaping.ts';
+import { warmupConfigSchema, warmupPlansSchema, type WarmupConfig } from './warmup.ts';
+
+/**
+ * The egress pool's data: warm-up plans, destination providers and shaping limits, read from
+ * config/ and combined with the operator's `warmup:`, `providers:` and `shaping:` settings.
+ * Loaded once at start; a problem in any of them stops the start like a bad config value.
+ */
+
+/** The repository's config/ folder, where the shipped data files live. */
+export const DEFAULT_CONFIG_DIR = fileURLToPath(new URL('../../config/', import.meta.url));
+
+export const POOL_DATA_FILES = {
+  plans: 'warmup-plans.yaml',
+  providers: 'providers.yaml',
+  shaping: 'shaping.yaml',
+} as const;
+
+/** The operator's settings, as the config schema parsed them (`config.warmup` etc.). */
+export interface PoolDataOverrides {
+  warmup?: WarmupConfig;
+  providers?: ProvidersConfig;
+  shaping?: ShapingConfig;
+}
+
+export interface LoadPoolDataOptions {
+  /** Folder holding the three data files; default: the repository's config/. */
+  configDir?: string;
+  overrides?: PoolDataOverrides;
+  /** Names the operator's config in errors about the overrides (e.g. its file path). */
+  source?: string;
+}
+
+export interface PoolData {
+  /** Plan name -> daily caps, day 0 first. */
+  readonly plans: ReadonlyMap<string, readonly number[]>;
+  readonly providers: ProviderCatalog;
+  readonly shaping: ShapingTable;
+  readonly warmup: { readonly activeHours: number; readonly idleRestartMs: number };
+}
+
+/** Reads, validates and combines the data. Throws ConfigError naming the file and the path in it. */
+export function loadPoolData(options: LoadPoolDataOptions = {}): PoolData {
+  const dir = options.configDir ?? DEFAULT_CONFIG_DIR;
+  const source = options.source ?? 'config';
+  const warmup = options.overrides?.warmup ?? warmupConfigSchema.parse(undefined);
+  const providerOverrides = options.overrides?.providers ?? providersConfigSchema.parse(undefined);
+  const shapingOverrides = options.overrides?.shaping ?? shapingConfigSchema.parse(undefined);
+
+  const planFile = readDataFile(join(dir, POOL_DATA_FILES.plans), warmupPlansSchema);
+  const providerFile = readDataFile(join(dir, POOL_DATA_FILES.providers), providersFileSchema);
+  const shapingFile = readDataFile(join(dir, POOL_DATA_FILES.shaping), shapingFileSchema);
+
+  const providerFilePath = join(dir, POOL_DATA_FILES.providers);
+  const fileProblems = providerFileProblems(providerFile);
+  if (fileProblems.length) throw new ConfigError(providerFilePath, fileProblems);
+  const unknownInFile = unknownProviderProblems(Object.keys(shapingFile.providers), new Set(Object.keys(providerFile)), 'providers');
+  if (unknownInFile.length) throw new ConfigError(join(dir, POOL_DATA_FILES.shaping), unknownInFile);
+
+  const overrideProblems = providerOverrideProblems(providerFile, providerOverrides);
+  const groups = mergeProviders(providerFile, providerOverrides);
+  overrideProblems.push(...unknownProviderProblems(Object.keys(shapingOverrides.providers), new Set(groups.map((g) => g.name)), 'shaping.providers'));
+  if (overrideProblems.length) throw new ConfigError(source, overrideProblems);
+
+  const plans = new Map<string, readonly number[]>();
+  for (const [name, caps] of [...Object.entries(planFile), ...Object.entries(warmup.plans)]) plans.set(name, Object.freeze([...caps]));
+
+  return Object.freeze({
+    plans,
+    providers: createProviderCatalog(groups),
+    shaping: createShapingTable(shapingFile, shapingOverrides),
+    warmup: Object.freeze({ activeHours: warmup.activeHours, idleRestartMs: warmup.idleRestart }),
+  });
+}
+
+/**
+ * Problems with the plans that `ips[].warmup` name, in config-path form:
+ * `ips[1].warmup.plan: unknown warm-up plan "x"`. Empty when every plan exists.
+ */
+export function unknownPlans(
+  ips: ReadonlyArray<{ warmup?: { plan: string } | null | undefined }>,
+  data: Pick<PoolData, 'plans'>,
+): string[] {
+  const problems: string[] = [];
+  ips.forEach((ip, i) => {
+    if (ip.warmup && !data.plans.has(ip.warmup.plan)) {
+      problems.push(`ips[${i}].warmup.plan: unknown warm-up plan ${JSON.stringify(ip.warmup.plan)}`);
+    }
+  });
+  return problems;
+}
+
+function readDataFile<S extends z.ZodType>(path: string, schema: S): z.output<S> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read file: ${(err as Error).message}`]);
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  // prettyErrors appends a code frame after "at line L, column C:"; keep the first line.
+  if (doc.errors.length) throw new ConfigError(path, doc.errors.map((e) => e.message.split('\n')[0]!.replace(/:$/, '')));
+  const result = schema.safeParse(doc.toJS());
+  if (!result.success) {
+    throw new ConfigError(
+      path,
+      result.error.issues.map((issue) =>
+        issue.code === 'unrecognized_keys'
+          ? issue.keys.map((k) => `${formatPath([...issue.path, k])}: unknown key`).join('\n  ')
+          : `${formatPath(issue.path)}: ${issue.message}`,
+      ),
+    );
+  }
+  return result.data;
+}
+
+function providerFileProblems(file: ProvidersFile): string[] {
+  const problems: string[] = [];
+  if (!Object.hasOwn(file, FALLBACK_PROVIDER)) {
+    problems.push(`${FALLBACK_PROVIDER}: missing: the group of every MX host no other group matches`);
+  }
+  for (const [name, group] of Object.entries(file)) {
+    if (name === FALLBACK_PROVIDER && group.mx.length) problems.push(`${name}.mx: "${FALLBACK_PROVIDER}" matches every MX host no other group matches; it takes no patterns`);
+    if (name !== FALLBACK_PROVIDER && !group.mx.length) problems.push(`${name}.mx: a provider needs at least one MX host pattern`);
+  }
+  return problems;
+}
+
+function providerOverrideProblems(file: ProvidersFile, overrides: ProvidersConfig): string[] {
+  const problems: string[] = [];
+  for (const [name, group] of Object.entries(overrides)) {
+    if (name === FALLBACK_PROVIDER && group.mx) problems.push(`providers.${name}.mx: "${FALLBACK_PROVIDER}" matches every MX host no other group matches; it takes no patterns`);
+    if (!Object.hasOwn(file, name) && !group.mx) problems.push(`providers.${name}.mx: required for a provider that ${POOL_DATA_FILES.providers} does not define`);
+  }
+  return problems;
+}
+
+function unknownProviderProblems(names: readonly string[], known: ReadonlySet<ProviderName>, prefix: string): string[] {
+  const list = [...known].join(', ');
+  return names.filter((name) => !known.has(name)).map((name) => `${prefix}.${name}: unknown provider ${JSON.stringify(name)} (known: ${list})`);
+}
+
+/**
+ * The groups in match order: the operator's new groups first (an operator adding a group usually
+ * wants it to win over a broader one shipped here), then the shipped groups with the operator's
+ * changes, `other` last.
+ */
+function mergeProviders(file: ProvidersFile, overrides: ProvidersConfig): ProviderGroup[] {
+  const added = Object.entries(overrides)
+    .filter(([name]) => !Object.hasOwn(file, name))
+    .map(([name, group]) => ({ name, mx: group.mx ?? [], warmupScale: group.warmupScale ?? 1 }));
+  const shipped = Object.entries(file).map(([name, group]) => {
+    const change = Object.hasOwn(overrides, name) ? overrides[name] : undefined;
+    return { name, mx: change?.mx ?? group.mx, warmupScale: change?.warmupScale ?? group.warmupScale };
+  });
+  return [...added, ...shipped];
+}
