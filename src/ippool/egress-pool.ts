@@ -1,0 +1,402 @@
+import type { Clock } from '../clock.ts';
+import type { DeliveryOutcome } from '../engine/delivery-outcome.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { PoolBackend, ProviderName, Reaction, ReputationFeed } from './contracts.ts';
+import type { Egress } from './egress.ts';
+import { WeightedRoundRobin } from './weighted-round-robin.ts';
+
+/** An egress IP as the pool sees it. */
+export interface PoolMember {
+  address: string;
+  hostname: string;
+  pool: string;
+  /** Configured weight; 0 takes the IP out of rotation. */
+  weight: number;
+  /** Warm-up plan and its configured start (ms, UTC midnight); null for a warm IP. */
+  warmup: { plan: string; start: number } | null;
+}
+
+export interface RateLimit {
+  ratePerSecond: number;
+  burst: number;
+}
+
+/** Caps of the current day and hour; null fields mean no cap. */
+export interface WarmupCaps {
+  /** Day of the plan (0 = first); null once past the plan. */
+  day: number | null;
+  daily: number | null;
+  hourly: number | null;
+}
+
+export interface TimeWindow {
+  start: number;
+  ms: number;
+}
+
+/** The pool's rules, composed by the daemon from its configuration and the data in config/. */
+export interface PoolPolicy {
+  providerOfSite(site: string): ProviderName;
+  /** The start a warming member's plan counts from, and whether that start is a restart after a long idle time. */
+  warmupStart(input: { configuredStart: number; lastSentAt: number | null; restartedAt: number | null; now: number }): number;
+  warmupCaps(input: { plan: string; start: number; provider: ProviderName; now: number }): WarmupCaps;
+  dayWindow(now: number): TimeWindow;
+  hourWindow(now: number): TimeWindow;
+  /** Message rate per (egress IP, destination site). */
+  messageRate(provider: ProviderName): RateLimit;
+  /** Configured weight lowered by a reputation score below the floor; the reason says why. */
+  adjustWeight(input: { baseWeight: number; score: number | null; provider: ProviderName }): { weight: number; reason: string | null };
+  /** Rate while an IP comes back after a restriction that ended at `endedAt`; null once fully back. */
+  recoveryRate(input: { endedAt: number; now: number; normal: RateLimit }): RateLimit | null;
+  /** How long the ramp after a restriction lasts, so its record can expire. */
+  recoveryMs: number;
+}
+
+export type Selection =
+  | { ok: true; egress: Egress; provider: ProviderName }
+  | { ok: false; provider: ProviderName; retryAt: number; reason: WaitReason };
+
+type WaitReason = 'no-ip' | 'suspended' | 'throttled' | 'rate' | 'warmup-cap';
+
+/** A restriction of an IP, for one provider or all ("*"), kept in pool state until it ends. */
+interface Restriction {
+  action: 'suspend' | 'throttle';
+  ratePerHour?: number;
+  rule: string;
+  reason: string;
+  until: number;
+}
+
+type Verdict = { ok: true } | { ok: false; retryAt: number; reason: WaitReason };
+
+const ALL = '*';
+/** How long an IP the host lacks stays suspended before it is tried again. */
+const UNAVAILABLE_RETRY_MS = 10 * 60_000;
+/** How often last-sent times are written out (they only need day precision). */
+const LAST_SENT_WRITE_MS = 5 * 60_000;
+/** Pool state is re-read this often, to see changes made by operators or other processes. */
+const STATE_REFRESH_MS = 10_000;
+
+export interface EgressPoolDeps {
+  members: readonly PoolMember[];
+  backend: PoolBackend;
+  reputation: ReputationFeed;
+  reactions: { evaluate(input: { ip: string; provider: ProviderName; outcome: DeliveryOutcome; now: number }): Reaction[] };
+  policy: PoolPolicy;
+  /** The egress when no IPs are configured at all: the OS default source address. */
+  defaultEgress: Egress;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+/**
+ * Chooses the egress IP for each delivery and reacts to what the remote servers answer.
+ * Eligible: in the message's pool, weight above 0, not suspended (for the provider or at all),
+ * within throttles, shaping rate and warm-up caps; among those a smooth weighted round-robin,
+ * with a retry staying on the IP used before while it is eligible (greylisting). Usage, caps
+ * and restrictions live in the pool backend (Redis or the local store) so they survive a
+ * restart and are shared by every node.
+ */
+export class EgressPool {
+  private readonly byPool = new Map<string, PoolMember[]>();
+  private readonly byAddress = new Map<string, PoolMember>();
+  private readonly rotations = new Map<string, WeightedRoundRobin<string>>();
+  /** Pool state cache: restrictions, recoveries, last-sent times, plan restarts. */
+  private state = new Map<string, { value: string; expiresAt: number | null }>();
+  private readonly lastSentWritten = new Map<string, number>();
+  private refreshTimer: NodeJS.Timeout | null = null;
+  private readonly log: Logger;
+
+  constructor(private readonly deps: EgressPoolDeps) {
+    this.log = deps.logger.child({ component: 'ippool' });
+    for (const member of deps.members) {
+      this.byAddress.set(member.address, member);
+      const list = this.byPool.get(member.pool) ?? [];
+      list.push(member);
+      this.byPool.set(member.pool, list);
+    }
+  }
+
+  async start(): Promise<void> {
+    await this.refresh();
+    this.refreshTimer = setInterval(() => void this.refresh().catch((err: unknown) => this.log.error({ event: 'ippool.refresh.failed', err }, 'reading pool state failed')), STATE_REFRESH_MS);
+    this.refreshTimer.unref();
+  }
+
+  stop(): void {
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    this.refreshTimer = null;
+  }
+
+  /** Pool names with at least one member. */
+  pools(): string[] {
+    return [...this.byPool.keys()];
+  }
+
+  /**
+   * Chooses the egress for `count` messages of one transaction to `site`. When no IP may send
+   * now, says when to look again: the delivery waits (throttled), it does not fail.
+   */
+  async select(request: { pool: string; site: string; count: number; previous: string | null }): Promise<Selection> {
+    const started = performance.now();
+    const now = this.deps.clock.now();
+    const provider = this.deps.policy.providerOfSite(request.site);
+    if (this.byAddress.size === 0) return { ok: true, provider, egress: this.deps.defaultEgress };
+    const members = this.byPool.get(request.pool) ?? [];
+    const weights = new Map<string, number>();
+    for (const member of members) weights.set(member.address, this.effectiveWeight(member, provider, now));
+
+    let retryAt = Infinity;
+    let reason: WaitReason = 'no-ip';
+    const eligible = async (address: string) => {
+      const verdict = await this.check(this.byAddress.get(address)!, provider, request.site, request.count, now);
+      if (!verdict.ok && verdict.retryAt < retryAt) {
+        retryAt = verdict.retryAt;
+        reason = verdict.reason;
+      }
+      return verdict.ok;
+    };
+
+    let chosen: string | undefined;
+    const previous = request.previous;
+    if (previous && (weights.get(previous) ?? 0) > 0) {
+      if (await eligible(previous)) chosen = previous;
+      else weights.delete(previous);
+    }
+    chosen ??= await this.rotation(request.pool, provider).pick(weights, eligible);
+    this.deps.metrics.selectionSeconds.observe((performance.now() - started) / 1000);
+
+    if (!chosen) {
+      this.deps.metrics.selectionWaits.inc({ pool: request.pool, reason });
+      return { ok: false, provider, reason, retryAt: Number.isFinite(retryAt) ? retryAt : now + 60_000 };
+    }
+    const member = this.byAddress.get(chosen)!;
+    this.touch(member, now);
+    return { ok: true, provider, egress: { address: member.address, hostname: member.hostname } };
+  }
+
+  /**
+   * Feeds the outcomes of one transaction from `ip` to reputation and reaction rules, applies
+   * the reactions (throttle, suspend), and returns the outcomes to record: a `bounce` reaction
+   * makes an outcome permanent. An IP the host lacks is suspended so its mail goes elsewhere.
+   */
+  async afterDelivery(ip: string | null, site: string, outcomes: DeliveryOutcome[]): Promise<DeliveryOutcome[]> {
+    if (!ip || !this.byAddress.has(ip)) return outcomes;
+    const now = this.deps.clock.now();
+    const provider = this.deps.policy.providerOfSite(site);
+    const { reputation, reactions } = this.deps;
+    const reacted = new Map<DeliveryOutcome, DeliveryOutcome>();
+    const result: DeliveryOutcome[] = [];
+    for (const outcome of outcomes) {
+      if (outcome.bounceClass === 'egress-unavailable') {
+        await this.restrict(ip, ALL, { action: 'suspend', rule: 'egress-unavailable', reason: outcome.response, until: now + UNAVAILABLE_RETRY_MS }, now);
+        result.push(outcome);
+        continue;
+      }
+      reputation.record(ip, provider, outcome, now);
+      // One reaction per distinct reply: the recipients of a failed transaction share theirs.
+      let final = reacted.get(outcome);
+      if (!final) {
+        final = outcome;
+        for (const reaction of reactions.evaluate({ ip, provider, outcome, now })) {
+          if (reaction.action.kind === 'bounce') final = { ...final, disposition: 'permanent' };
+          else await this.apply(reaction, now);
+        }
+        reacted.set(outcome, final);
+      }
+      result.push(final);
+    }
+    this.reportReputation(ip, provider, now);
+    return result;
+  }
+
+  /** Why an IP may not send to a provider now, or ok. Side effect when ok: its usage is counted. */
+  private async check(member: PoolMember, provider: ProviderName, site: string, count: number, now: number): Promise<Verdict> {
+    const { backend, policy } = this.deps;
+    const ip = member.address;
+    for (const scope of [ALL, provider]) {
+      const restriction = this.restriction(ip, scope, now);
+      if (restriction?.action === 'suspend') return { ok: false, retryAt: restriction.until, reason: 'suspended' };
+      if (restriction?.action === 'throttle') {
+        const rate = { ratePerSecond: (restriction.ratePerHour ?? 0) / 3600, burst: 1 };
+        const taken = await backend.limiter.take(`throttle:${ip}:${scope}`, rate, now, count);
+        if (!taken.allowed) return { ok: false, retryAt: now + taken.retryAfterMs, reason: 'throttled' };
+      }
+    }
+    const normal = policy.messageRate(provider);
+    const recovering = this.recovery(ip, provider, now);
+    if (recovering !== null) {
+      const rate = policy.recoveryRate({ endedAt: recovering, now, normal });
+      if (rate) {
+        const taken = await backend.limiter.take(`recover:${ip}:${provider}`, rate, now, count);
+        if (!taken.allowed) return { ok: false, retryAt: now + taken.retryAfterMs, reason: 'throttled' };
+      }
+    }
+    const taken = await backend.limiter.take(`rate:${ip}:${site}`, normal, now, count);
+    if (!taken.allowed) return { ok: false, retryAt: now + taken.retryAfterMs, reason: 'rate' };
+    return member.warmup ? this.reserveWarmup(member, member.warmup, provider, count, now) : { ok: true };
+  }
+
+  /** Counts `count` messages against the hour's and the day's cap, refusing when either would be exceeded. */
+  private async reserveWarmup(member: PoolMember, warmup: NonNullable<PoolMember['warmup']>, provider: ProviderName, count: number, now: number): Promise<Verdict> {
+    const { backend, policy, metrics } = this.deps;
+    const start = this.warmupStart(member, warmup, now);
+    const caps = policy.warmupCaps({ plan: warmup.plan, start, provider, now });
+    const day = { egress_ip: member.address, plan: warmup.plan };
+    if (caps.day === null) {
+      metrics.ipWarmupDay.remove(day);
+      return { ok: true };
+    }
+    metrics.ipWarmupDay.set(day, caps.day);
+    const labels = { egress_ip: member.address, provider };
+    // The hour first: when it refuses, the day's count is untouched. A refusal by the day after
+    // the hour accepted leaves the hour over-counted by `count`, which only errs on the safe side.
+    for (const [name, window, cap] of [
+      ['hour', policy.hourWindow(now), caps.hourly],
+      ['day', policy.dayWindow(now), caps.daily],
+    ] as const) {
+      if (cap === null) continue;
+      const { ok, total } = await backend.counters.reserve(`warmup:${member.address}:${provider}:${name}`, window.start, window.ms, count, cap);
+      metrics.ipWarmupCap.set({ ...labels, window: name }, cap);
+      metrics.ipWarmupUsage.set({ ...labels, window: name }, total);
+      if (!ok) return { ok: false, retryAt: window.start + window.ms, reason: 'warmup-cap' };
+    }
+    return { ok: true };
+  }
+
+  /** The plan's start: the configured one, or a restart after the IP was idle too long (persisted). */
+  private warmupStart(member: PoolMember, warmup: NonNullable<PoolMember['warmup']>, now: number): number {
+    const restartedAt = this.number(`warmup-restart:${member.address}`);
+    const start = this.deps.policy.warmupStart({ configuredStart: warmup.start, lastSentAt: this.number(`last-sent:${member.address}`), restartedAt, now });
+    if (start !== warmup.start && start !== restartedAt) {
+      this.log.warn({ event: 'ippool.warmup.restarted', ip: member.address, plan: warmup.plan }, 'egress IP was idle too long: its warm-up plan starts again');
+      void this.write(`warmup-restart:${member.address}`, String(start), null);
+    }
+    return start;
+  }
+
+  private effectiveWeight(member: PoolMember, provider: ProviderName, now: number): number {
+    if (member.weight === 0) return 0;
+    const { score } = this.deps.reputation.snapshot(member.address, provider, now);
+    const { weight, reason } = this.deps.policy.adjustWeight({ baseWeight: member.weight, score, provider });
+    this.deps.metrics.ipWeight.set({ egress_ip: member.address, provider }, weight);
+    if (reason) this.log.debug({ event: 'ippool.weight.lowered', ip: member.address, provider, reason }, reason);
+    return weight;
+  }
+
+  private rotation(pool: string, provider: ProviderName): WeightedRoundRobin<string> {
+    const key = `${pool}\n${provider}`;
+    let rotation = this.rotations.get(key);
+    if (!rotation) {
+      rotation = new WeightedRoundRobin<string>();
+      this.rotations.set(key, rotation);
+    }
+    return rotation;
+  }
+
+  private async apply(reaction: Reaction, now: number): Promise<void> {
+    const until = now + reaction.durationMs;
+    const base = { rule: reaction.rule, reason: reaction.reason, until };
+    switch (reaction.action.kind) {
+      case 'throttle':
+        return this.restrict(reaction.ip, reaction.provider, { ...base, action: 'throttle', ratePerHour: reaction.action.ratePerHour }, now);
+      case 'suspend-provider':
+        return this.restrict(reaction.ip, reaction.provider, { ...base, action: 'suspend' }, now);
+      case 'suspend-ip':
+        return this.restrict(reaction.ip, ALL, { ...base, action: 'suspend' }, now);
+      case 'bounce':
+        return;
+    }
+  }
+
+  /** Records a restriction and the recovery ramp that follows it; logs and reports new ones. */
+  private async restrict(ip: string, scope: string, restriction: Restriction, now: number): Promise<void> {
+    const current = this.restriction(ip, scope, now);
+    if (current && current.action === restriction.action && current.until >= restriction.until - 60_000) return;
+    await this.write(`restrict:${ip}:${scope}`, JSON.stringify(restriction), restriction.until);
+    await this.write(`recover:${ip}:${scope}`, String(restriction.until), restriction.until + this.deps.policy.recoveryMs);
+    this.deps.metrics.ipRestricted.set({ egress_ip: ip, provider: scope, action: restriction.action, reason: restriction.rule }, 1);
+    this.log.warn(
+      { event: `ippool.${restriction.action}`, ip, provider: scope, rule: restriction.rule, until: new Date(restriction.until).toISOString(), reply: restriction.reason, ratePerHour: restriction.ratePerHour },
+      `egress IP ${ip} ${restriction.action === 'suspend' ? 'suspended' : 'throttled'} for ${scope === ALL ? 'every provider' : scope}: ${restriction.rule}`,
+    );
+  }
+
+  private restriction(ip: string, scope: string, now: number): Restriction | null {
+    const entry = this.state.get(`restrict:${ip}:${scope}`);
+    if (!entry || (entry.expiresAt !== null && entry.expiresAt <= now)) return null;
+    return JSON.parse(entry.value) as Restriction;
+  }
+
+  /** When the restriction an IP is recovering from ended, or null when it is not recovering. */
+  private recovery(ip: string, provider: ProviderName, now: number): number | null {
+    let endedAt: number | null = null;
+    for (const scope of [ALL, provider]) {
+      const entry = this.state.get(`recover:${ip}:${scope}`);
+      if (!entry || (entry.expiresAt !== null && entry.expiresAt <= now)) continue;
+      const end = Number(entry.value);
+      if (end <= now) endedAt = Math.max(endedAt ?? 0, end);
+    }
+    return endedAt;
+  }
+
+  /** Last-sent time drives the idle restart of warm-up plans; written out now and then. */
+  private touch(member: PoolMember, now: number): void {
+    const key = `last-sent:${member.address}`;
+    if (now - (this.lastSentWritten.get(member.address) ?? 0) < LAST_SENT_WRITE_MS) {
+      this.state.set(key, { value: String(now), expiresAt: null });
+      return;
+    }
+    this.lastSentWritten.set(member.address, now);
+    void this.write(key, String(now), null);
+  }
+
+  private number(key: string): number | null {
+    const entry = this.state.get(key);
+    return entry ? Number(entry.value) : null;
+  }
+
+  /**
+   * Updates pool state here at once and in the backend. A backend failure is logged, not thrown:
+   * it must never fail a delivery that already happened, and this process still applies the
+   * entry from its own copy.
+   */
+  private async write(key: string, value: string, expiresAt: number | null): Promise<void> {
+    this.state.set(key, { value, expiresAt });
+    try {
+      await this.deps.backend.state.set(key, value, expiresAt);
+    } catch (err) {
+      this.log.error({ event: 'ippool.state.write.failed', key, err }, 'writing pool state failed');
+    }
+  }
+
+  /** Re-reads pool state and refreshes the restriction gauges from it. */
+  private async refresh(): Promise<void> {
+    const now = this.deps.clock.now();
+    const entries = await this.deps.backend.state.list('', now);
+    const next = new Map(entries.map((e) => [e.key, { value: e.value, expiresAt: e.expiresAt }]));
+    // Last-sent times not yet written out are newer than what the backend holds.
+    for (const [key, entry] of this.state) {
+      if (key.startsWith('last-sent:') && Number(entry.value) > Number(next.get(key)?.value ?? 0)) next.set(key, entry);
+    }
+    this.state = next;
+    this.deps.metrics.ipRestricted.reset();
+    for (const [key, entry] of next) {
+      if (!key.startsWith('restrict:')) continue;
+      const [, ip, scope] = key.split(':');
+      const restriction = JSON.parse(entry.value) as Restriction;
+      this.deps.metrics.ipRestricted.set({ egress_ip: ip!, provider: scope!, action: restriction.action, reason: restriction.rule }, 1);
+    }
+  }
+
+  private reportReputation(ip: string, provider: ProviderName, now: number): void {
+    const snapshot = this.deps.reputation.snapshot(ip, provider, now);
+    const labels = { egress_ip: ip, provider };
+    if (snapshot.score !== null) this.deps.metrics.ipReputationScore.set(labels, snapshot.score);
+    for (const kind of ['accepted', 'deferred', 'blocked', 'complaints'] as const) {
+      this.deps.metrics.ipReputationInputs.set({ ...labels, kind }, snapshot[kind]);
+    }
+  }
+}
