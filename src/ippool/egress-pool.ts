@@ -4,6 +4,8 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { PoolBackend, ProviderName, Reaction, ReputationFeed } from './contracts.ts';
 import type { Egress } from './egress.ts';
+import type { RateLimit } from './shaping.ts';
+import { dayWindow, hourWindow, type EffectiveStart, type WarmupCaps } from './warmup.ts';
 import { WeightedRoundRobin } from './weighted-round-robin.ts';
 
 /** An egress IP as the pool sees it. */
@@ -13,36 +15,16 @@ export interface PoolMember {
   pool: string;
   /** Configured weight; 0 takes the IP out of rotation. */
   weight: number;
-  /** Warm-up plan and its configured start (ms, UTC midnight); null for a warm IP. */
+  /** Warm-up plan and its configured start (00:00 UTC, ms); null for a warm IP. */
   warmup: { plan: string; start: number } | null;
-}
-
-export interface RateLimit {
-  ratePerSecond: number;
-  burst: number;
-}
-
-/** Caps of the current day and hour; null fields mean no cap. */
-export interface WarmupCaps {
-  /** Day of the plan (0 = first); null once past the plan. */
-  day: number | null;
-  daily: number | null;
-  hourly: number | null;
-}
-
-export interface TimeWindow {
-  start: number;
-  ms: number;
 }
 
 /** The pool's rules, composed by the daemon from its configuration and the data in config/. */
 export interface PoolPolicy {
   providerOfSite(site: string): ProviderName;
-  /** The start a warming member's plan counts from, and whether that start is a restart after a long idle time. */
-  warmupStart(input: { configuredStart: number; lastSentAt: number | null; restartedAt: number | null; now: number }): number;
+  /** The day 0 a warming member's plan counts from now (a restart after a long idle time is flagged). */
+  warmupStart(input: { configuredStart: number; lastSentAt: number | null; restartedAt: number | null; now: number }): EffectiveStart;
   warmupCaps(input: { plan: string; start: number; provider: ProviderName; now: number }): WarmupCaps;
-  dayWindow(now: number): TimeWindow;
-  hourWindow(now: number): TimeWindow;
   /** Message rate per (egress IP, destination site). */
   messageRate(provider: ProviderName): RateLimit;
   /** Configured weight lowered by a reputation score below the floor; the reason says why. */
@@ -245,17 +227,17 @@ export class EgressPool {
     const start = this.warmupStart(member, warmup, now);
     const caps = policy.warmupCaps({ plan: warmup.plan, start, provider, now });
     const day = { egress_ip: member.address, plan: warmup.plan };
-    if (caps.day === null) {
+    if (caps.phase === 'warm') {
       metrics.ipWarmupDay.remove(day);
       return { ok: true };
     }
-    metrics.ipWarmupDay.set(day, caps.day);
+    metrics.ipWarmupDay.set(day, caps.day!);
     const labels = { egress_ip: member.address, provider };
     // The hour first: when it refuses, the day's count is untouched. A refusal by the day after
     // the hour accepted leaves the hour over-counted by `count`, which only errs on the safe side.
     for (const [name, window, cap] of [
-      ['hour', policy.hourWindow(now), caps.hourly],
-      ['day', policy.dayWindow(now), caps.daily],
+      ['hour', hourWindow(now), caps.hourly],
+      ['day', dayWindow(now), caps.daily],
     ] as const) {
       if (cap === null) continue;
       const { ok, total } = await backend.counters.reserve(`warmup:${member.address}:${provider}:${name}`, window.start, window.ms, count, cap);
@@ -268,9 +250,13 @@ export class EgressPool {
 
   /** The plan's start: the configured one, or a restart after the IP was idle too long (persisted). */
   private warmupStart(member: PoolMember, warmup: NonNullable<PoolMember['warmup']>, now: number): number {
-    const restartedAt = this.number(`warmup-restart:${member.address}`);
-    const start = this.deps.policy.warmupStart({ configuredStart: warmup.start, lastSentAt: this.number(`last-sent:${member.address}`), restartedAt, now });
-    if (start !== warmup.start && start !== restartedAt) {
+    const { start, restarted } = this.deps.policy.warmupStart({
+      configuredStart: warmup.start,
+      lastSentAt: this.number(`last-sent:${member.address}`),
+      restartedAt: this.number(`warmup-restart:${member.address}`),
+      now,
+    });
+    if (restarted) {
       this.log.warn({ event: 'ippool.warmup.restarted', ip: member.address, plan: warmup.plan }, 'egress IP was idle too long: its warm-up plan starts again');
       void this.write(`warmup-restart:${member.address}`, String(start), null);
     }
