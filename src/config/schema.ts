@@ -1,6 +1,9 @@
 import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { z } from 'zod';
+import { providersConfigSchema } from '../ippool/providers.ts';
+import { shapingConfigSchema } from '../ippool/shaping.ts';
+import { dataName, ipWarmupSchema, warmupConfigSchema } from '../ippool/warmup.ts';
 import { parseDuration } from './duration.ts';
 
 /** A duration such as "25s" or "5d", resolved to milliseconds. */
@@ -53,6 +56,10 @@ const user = z
       .regex(/^scrypt\$/, { message: 'not an scrypt hash (generate one with `rookery hash-password`)' })
       .optional(),
     allowedSenders: z.array(z.string().min(1)).default(['*']),
+    /** The pool this user's mail sends from (else by sender domain, else "default"). */
+    pool: dataName.optional(),
+    /** Further pools this user may choose per message with the X-Rookery-Pool header. */
+    pools: z.array(dataName).optional(),
   })
   .refine((u) => (u.password === undefined) !== (u.passwordHash === undefined), {
     message: 'give exactly one of password or passwordHash',
@@ -124,7 +131,23 @@ export const configSchema = z.strictObject({
       dsn: z.strictObject({ enabled: z.boolean().default(true), from: z.string().optional() }).prefault({}),
     })
     .prefault({}),
-  ips: z.array(z.strictObject({ address: ipAddress, hostname: hostName.optional() })).default([]),
+  ips: z
+    .array(
+      z.strictObject({
+        address: ipAddress,
+        hostname: hostName.optional(),
+        pool: dataName.default('default'),
+        /** Share of the pool's traffic; 0 takes the IP out of rotation. */
+        weight: z.number().int().min(0).max(10_000).default(100),
+        warmup: ipWarmupSchema.optional(),
+      }),
+    )
+    .default([]),
+  /** Pool name -> options. A pool exists once an IP names it; here it gains sender domains. */
+  pools: z.record(dataName, z.strictObject({ senders: z.array(z.string().regex(/^(\*\.)?[A-Za-z0-9.-]+$/, { message: 'not a domain or *.domain' })).default([]) })).default({}),
+  warmup: warmupConfigSchema,
+  providers: providersConfigSchema,
+  shaping: shapingConfigSchema,
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .prefault({}),
