@@ -100,6 +100,34 @@ export interface ClaimOptions {
   leaseMs: number;
 }
 
+/**
+ * A change to one usage counter of the egress IP pool (src/ippool/backend): the counter of `key`
+ * for the window starting at `windowStart`. A counter whose `expiresAt` is at or before `now`
+ * counts as 0 (it is reset by the change, never added to).
+ */
+export interface UsageChange {
+  key: string;
+  windowStart: number;
+  /** Non-negative integer. */
+  amount: number;
+  /** When the counter may be forgotten; a later expiry already stored is kept. */
+  expiresAt: number;
+  now: number;
+}
+
+/** One counter window to read. */
+export interface UsageWindow {
+  key: string;
+  windowStart: number;
+}
+
+/** A pool state entry (suspensions, plan restarts); `expiresAt` null never expires. */
+export interface PoolStateEntry {
+  key: string;
+  value: string;
+  expiresAt: number | null;
+}
+
 export interface Store {
   readonly driver: 'sqlite' | 'postgres';
 
@@ -156,6 +184,40 @@ export interface Store {
    * Returns the number of messages deleted.
    */
   purgeFinished(before: number): Promise<number>;
+
+  /*
+   * Egress IP pool data (src/ippool/backend uses these when no Redis is configured): usage
+   * counters per (key, window) and small state entries, both with an expiry. An entry whose
+   * expiry is at or before `now` is invisible at once and deleted by purgeExpiredPoolData. On
+   * PostgreSQL every daemon sharing the database shares them.
+   */
+
+  /**
+   * Adds `change.amount` to the counter only when the total stays within `limit`, atomically
+   * (one statement), so concurrent callers on any node never exceed it together. Returns
+   * whether it was added and the total after the call (the current total when refused).
+   */
+  reserveUsage(change: UsageChange, limit: number): Promise<{ ok: boolean; total: number }>;
+
+  /** Adds `change.amount` unconditionally; returns the new total. */
+  addUsage(change: UsageChange): Promise<number>;
+
+  /** The totals of `windows`, in order; 0 for a counter never written or expired at `now`. */
+  getUsage(windows: UsageWindow[], now: number): Promise<number[]>;
+
+  /** Creates or replaces an entry. */
+  setPoolState(entry: PoolStateEntry): Promise<void>;
+
+  /** The entry's value, or null when it is missing or expired at `now`. */
+  getPoolState(key: string, now: number): Promise<string | null>;
+
+  deletePoolState(key: string): Promise<void>;
+
+  /** Entries whose key starts with `prefix` and that have not expired at `now`, by key. */
+  listPoolState(prefix: string, now: number): Promise<PoolStateEntry[]>;
+
+  /** Deletes counters and state entries expired at `now`; returns how many rows went. */
+  purgeExpiredPoolData(now: number): Promise<number>;
 
   /**
    * Calls `listener` when another process enqueued work (PostgreSQL LISTEN/NOTIFY); only a

@@ -81,6 +81,30 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX events_recipient ON events (recipient_id);
     `,
   },
+  {
+    version: 2,
+    name: 'egress IP pool counters and state',
+    sql: `
+      -- Warm-up usage per (key, fixed window), shared by every daemon on this database;
+      -- reserveUsage is one upsert on the primary key, so the row lock serialises reservations.
+      CREATE TABLE usage_counters (
+        key          text NOT NULL,
+        window_start bigint NOT NULL,
+        count        bigint NOT NULL CHECK (count >= 0),
+        expires_at   bigint NOT NULL,
+        PRIMARY KEY (key, window_start)
+      );
+      CREATE INDEX usage_counters_expires_at ON usage_counters (expires_at);
+
+      -- Suspensions, plan restarts: few rows, read by key or key prefix.
+      CREATE TABLE pool_state (
+        key        text PRIMARY KEY,
+        value      text NOT NULL,
+        expires_at bigint
+      );
+      CREATE INDEX pool_state_expires_at ON pool_state (expires_at);
+    `,
+  },
 ];
 
 /** First key of the two-key advisory lock taken while migrating ("rook"). */

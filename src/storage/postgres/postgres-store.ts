@@ -7,10 +7,13 @@ import type {
   ClaimedRecipient,
   ClaimOptions,
   NewMessage,
+  PoolStateEntry,
   RecipientRow,
   RecipientState,
   Store,
   StoredMessage,
+  UsageChange,
+  UsageWindow,
 } from '../store.ts';
 import {
   checkAttemptResults,
@@ -186,6 +189,56 @@ class PostgresStore implements Store {
       total += deleted;
       if (deleted < PURGE_CHUNK) return total;
     }
+  }
+
+  /*
+   * Pool counters and state are single statements on the pool, like claims: a reservation
+   * holds its counter's row lock for one statement only, never for a whole write batch.
+   */
+
+  async reserveUsage(change: UsageChange, limit: number): Promise<{ ok: boolean; total: number }> {
+    this.assertOpen();
+    const total = await sql.reserveUsage(this.pool, change, limit);
+    if (total !== undefined) return { ok: true, total };
+    // Refused; the total is read afterwards and only informs the caller.
+    const [current] = await sql.selectUsage(this.pool, [change], change.now);
+    return { ok: false, total: current! };
+  }
+
+  async addUsage(change: UsageChange): Promise<number> {
+    this.assertOpen();
+    return sql.addUsage(this.pool, change);
+  }
+
+  async getUsage(windows: UsageWindow[], now: number): Promise<number[]> {
+    this.assertOpen();
+    if (windows.length === 0) return [];
+    return sql.selectUsage(this.pool, windows, now);
+  }
+
+  async setPoolState(entry: PoolStateEntry): Promise<void> {
+    this.assertOpen();
+    await sql.upsertPoolState(this.pool, entry);
+  }
+
+  async getPoolState(key: string, now: number): Promise<string | null> {
+    this.assertOpen();
+    return sql.selectPoolState(this.pool, key, now);
+  }
+
+  async deletePoolState(key: string): Promise<void> {
+    this.assertOpen();
+    await sql.deletePoolState(this.pool, key);
+  }
+
+  async listPoolState(prefix: string, now: number): Promise<PoolStateEntry[]> {
+    this.assertOpen();
+    return sql.listPoolState(this.pool, prefix, now);
+  }
+
+  async purgeExpiredPoolData(now: number): Promise<number> {
+    this.assertOpen();
+    return sql.purgeExpiredPoolData(this.pool, now);
   }
 
   onWork(listener: () => void): () => void {

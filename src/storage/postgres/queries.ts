@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { AttemptResult, NewMessage } from '../store.ts';
+import type { AttemptResult, NewMessage, PoolStateEntry, UsageChange, UsageWindow } from '../store.ts';
 import { domainOf } from '../store.ts';
 import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../store-rows.ts';
 
@@ -254,6 +254,105 @@ export async function purgeFinished(db: Db, before: number, limit: number): Prom
     values: [before, limit],
   });
   return result.rowCount ?? 0;
+}
+
+/**
+ * Adds to a usage counter only when the total stays within the limit, in one statement: the
+ * SELECT ... WHERE refuses a first insert above the limit, and DO UPDATE ... WHERE (evaluated on
+ * the latest row version, under its row lock) refuses an addition that would pass it. A counter
+ * expired at `now` starts again from the amount. Returns the new total, or undefined when refused.
+ */
+export async function reserveUsage(db: Db, c: UsageChange, limit: number): Promise<number | undefined> {
+  const { rows } = await db.query<{ count: number }>({
+    name: 'rookery_reserve_usage',
+    text: `
+      INSERT INTO usage_counters AS u (key, window_start, count, expires_at)
+      SELECT $1::text, $2::bigint, $3::bigint, $4::bigint WHERE $3::bigint <= $5::bigint
+      ON CONFLICT (key, window_start) DO UPDATE SET
+        count = CASE WHEN u.expires_at > $6::bigint THEN u.count + excluded.count ELSE excluded.count END,
+        expires_at = greatest(u.expires_at, excluded.expires_at)
+      WHERE CASE WHEN u.expires_at > $6::bigint THEN u.count + excluded.count ELSE excluded.count END <= $5::bigint
+      RETURNING count`,
+    values: [c.key, c.windowStart, c.amount, c.expiresAt, limit, c.now],
+  });
+  return rows[0]?.count;
+}
+
+export async function addUsage(db: Db, c: UsageChange): Promise<number> {
+  const { rows } = await db.query<{ count: number }>({
+    name: 'rookery_add_usage',
+    text: `
+      INSERT INTO usage_counters AS u (key, window_start, count, expires_at) VALUES ($1, $2, $3, $4)
+      ON CONFLICT (key, window_start) DO UPDATE SET
+        count = CASE WHEN u.expires_at > $5::bigint THEN u.count + excluded.count ELSE excluded.count END,
+        expires_at = greatest(u.expires_at, excluded.expires_at)
+      RETURNING count`,
+    values: [c.key, c.windowStart, c.amount, c.expiresAt, c.now],
+  });
+  return rows[0]!.count;
+}
+
+/** Totals of the windows, in order (0 for a missing or expired counter), in one round trip. */
+export async function selectUsage(db: Db, windows: readonly UsageWindow[], now: number): Promise<number[]> {
+  const { rows } = await db.query<{ i: number; count: number }>({
+    name: 'rookery_select_usage',
+    text: `
+      SELECT w.i, u.count
+      FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS w(key, window_start, i)
+      JOIN usage_counters u ON u.key = w.key AND u.window_start = w.window_start AND u.expires_at > $3`,
+    values: [windows.map((w) => w.key), windows.map((w) => w.windowStart), now],
+  });
+  const totals = windows.map(() => 0);
+  for (const row of rows) totals[row.i - 1] = row.count;
+  return totals;
+}
+
+export async function upsertPoolState(db: Db, e: PoolStateEntry): Promise<void> {
+  await db.query({
+    name: 'rookery_upsert_pool_state',
+    text: `
+      INSERT INTO pool_state (key, value, expires_at) VALUES ($1, $2, $3)
+      ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`,
+    values: [e.key, e.value, e.expiresAt],
+  });
+}
+
+export async function selectPoolState(db: Db, key: string, now: number): Promise<string | null> {
+  const { rows } = await db.query<{ value: string }>({
+    name: 'rookery_select_pool_state',
+    text: `SELECT value FROM pool_state WHERE key = $1 AND (expires_at IS NULL OR expires_at > $2)`,
+    values: [key, now],
+  });
+  return rows[0]?.value ?? null;
+}
+
+export async function deletePoolState(db: Db, key: string): Promise<void> {
+  await db.query({ name: 'rookery_delete_pool_state', text: `DELETE FROM pool_state WHERE key = $1`, values: [key] });
+}
+
+/** Ordered by bytes (COLLATE "C"), as SQLite orders text, whatever the database's collation. */
+export async function listPoolState(db: Db, prefix: string, now: number): Promise<PoolStateEntry[]> {
+  const { rows } = await db.query<{ key: string; value: string; expires_at: number | null }>({
+    name: 'rookery_list_pool_state',
+    text: `
+      SELECT key, value, expires_at FROM pool_state
+      WHERE starts_with(key, $1) AND (expires_at IS NULL OR expires_at > $2)
+      ORDER BY key COLLATE "C"`,
+    values: [prefix, now],
+  });
+  return rows.map((r) => ({ key: r.key, value: r.value, expiresAt: r.expires_at }));
+}
+
+export async function purgeExpiredPoolData(db: Db, now: number): Promise<number> {
+  const { rows } = await db.query<{ n: number }>({
+    name: 'rookery_purge_expired_pool_data',
+    text: `
+      WITH usage AS (DELETE FROM usage_counters WHERE expires_at <= $1 RETURNING 1),
+           state AS (DELETE FROM pool_state WHERE expires_at <= $1 RETURNING 1)
+      SELECT (SELECT count(*) FROM usage) + (SELECT count(*) FROM state) AS n`,
+    values: [now],
+  });
+  return rows[0]!.n;
 }
 
 export async function ping(db: Db): Promise<void> {

@@ -79,6 +79,29 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX events_recipient ON events (recipient_id);
     `,
   },
+  {
+    version: 2,
+    name: 'egress IP pool counters and state',
+    sql: `
+      -- Warm-up usage per (key, fixed window); reserveUsage is one upsert on the primary key.
+      CREATE TABLE usage_counters (
+        key          TEXT NOT NULL,
+        window_start INTEGER NOT NULL,
+        count        INTEGER NOT NULL CHECK (count >= 0),
+        expires_at   INTEGER NOT NULL,
+        PRIMARY KEY (key, window_start)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX usage_counters_expires_at ON usage_counters (expires_at);
+
+      -- Suspensions, plan restarts: few rows, read by key or key prefix.
+      CREATE TABLE pool_state (
+        key        TEXT PRIMARY KEY NOT NULL,
+        value      TEXT NOT NULL,
+        expires_at INTEGER
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX pool_state_expires_at ON pool_state (expires_at);
+    `,
+  },
 ];
 
 /**

@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { DeliveryOutcome } from '../../engine/delivery-outcome.ts';
-import type { NewMessage } from '../store.ts';
+import type { NewMessage, PoolStateEntry, UsageChange } from '../store.ts';
 import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../store-rows.ts';
 
 /**
@@ -98,6 +98,48 @@ export function prepareQueries(db: DatabaseSync) {
 
   const deleteMessage = stmt(`DELETE FROM messages WHERE id = ?`);
 
+  // A counter expired at ?6 starts again from the amount instead of adding to a stale total.
+  // The SELECT ... WHERE refuses a first insert above the limit; DO UPDATE ... WHERE refuses an
+  // addition that would pass it (nothing is returned then).
+  const reserveUsage = stmt(`
+    INSERT INTO usage_counters (key, window_start, count, expires_at)
+    SELECT ?1, ?2, ?3, ?4 WHERE ?3 <= ?5
+    ON CONFLICT (key, window_start) DO UPDATE SET
+      count = CASE WHEN usage_counters.expires_at > ?6 THEN usage_counters.count + excluded.count ELSE excluded.count END,
+      expires_at = max(usage_counters.expires_at, excluded.expires_at)
+    WHERE CASE WHEN usage_counters.expires_at > ?6 THEN usage_counters.count + excluded.count ELSE excluded.count END <= ?5
+    RETURNING count`);
+
+  const addUsage = stmt(`
+    INSERT INTO usage_counters (key, window_start, count, expires_at) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (key, window_start) DO UPDATE SET
+      count = CASE WHEN usage_counters.expires_at > ?5 THEN usage_counters.count + excluded.count ELSE excluded.count END,
+      expires_at = max(usage_counters.expires_at, excluded.expires_at)
+    RETURNING count`);
+
+  const selectUsage = stmt(`
+    SELECT count FROM usage_counters WHERE key = ? AND window_start = ? AND expires_at > ?`);
+
+  const upsertPoolState = stmt(`
+    INSERT INTO pool_state (key, value, expires_at) VALUES (?, ?, ?)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`);
+
+  const selectPoolState = stmt(`
+    SELECT value FROM pool_state WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)`);
+
+  const deletePoolState = stmt(`DELETE FROM pool_state WHERE key = ?`);
+
+  // substr/length count characters, so this is a prefix test whatever the key holds (LIKE would
+  // need its wildcards escaped).
+  const listPoolState = stmt(`
+    SELECT key, value, expires_at FROM pool_state
+    WHERE substr(key, 1, length(?1)) = ?1 AND (expires_at IS NULL OR expires_at > ?2)
+    ORDER BY key`);
+
+  const purgeExpiredUsage = stmt(`DELETE FROM usage_counters WHERE expires_at <= ?`);
+
+  const purgeExpiredPoolState = stmt(`DELETE FROM pool_state WHERE expires_at <= ?`);
+
   const ping = stmt(`SELECT 1 AS ok`);
 
   return {
@@ -184,6 +226,41 @@ export function prepareQueries(db: DatabaseSync) {
 
     deleteMessage(id: string): void {
       deleteMessage.run(id);
+    },
+
+    /** The new total, or undefined when adding would pass `limit`. */
+    reserveUsage(c: UsageChange, limit: number): number | undefined {
+      const row = reserveUsage.get(c.key, c.windowStart, c.amount, c.expiresAt, limit, c.now) as { count: number } | undefined;
+      return row?.count;
+    },
+
+    addUsage(c: UsageChange): number {
+      return (addUsage.get(c.key, c.windowStart, c.amount, c.expiresAt, c.now) as { count: number }).count;
+    },
+
+    selectUsage(key: string, windowStart: number, now: number): number {
+      return (selectUsage.get(key, windowStart, now) as { count: number } | undefined)?.count ?? 0;
+    },
+
+    upsertPoolState(e: PoolStateEntry): void {
+      upsertPoolState.run(e.key, e.value, e.expiresAt);
+    },
+
+    selectPoolState(key: string, now: number): string | null {
+      return (selectPoolState.get(key, now) as { value: string } | undefined)?.value ?? null;
+    },
+
+    deletePoolState(key: string): void {
+      deletePoolState.run(key);
+    },
+
+    listPoolState(prefix: string, now: number): PoolStateEntry[] {
+      const rows = listPoolState.all(prefix, now) as unknown as { key: string; value: string; expires_at: number | null }[];
+      return rows.map((r) => ({ key: r.key, value: r.value, expiresAt: r.expires_at }));
+    },
+
+    purgeExpiredPoolData(now: number): number {
+      return Number(purgeExpiredUsage.run(now).changes) + Number(purgeExpiredPoolState.run(now).changes);
     },
 
     ping(): void {

@@ -9,10 +9,13 @@ import {
   type ClaimedRecipient,
   type ClaimOptions,
   type NewMessage,
+  type PoolStateEntry,
   type RecipientRow,
   type RecipientState,
   type Store,
   type StoredMessage,
+  type UsageChange,
+  type UsageWindow,
   domainOf,
 } from '../store.ts';
 import {
@@ -175,6 +178,43 @@ class SqliteStore implements Store {
       total += deleted;
       if (deleted < PURGE_CHUNK) return total;
     }
+  }
+
+  async reserveUsage(change: UsageChange, limit: number): Promise<{ ok: boolean; total: number }> {
+    return this.write((q) => {
+      const total = q.reserveUsage(change, limit);
+      // Refused: the transaction holds the write lock, so this total is the one that refused.
+      return total === undefined ? { ok: false, total: q.selectUsage(change.key, change.windowStart, change.now) } : { ok: true, total };
+    });
+  }
+
+  async addUsage(change: UsageChange): Promise<number> {
+    return this.write((q) => q.addUsage(change));
+  }
+
+  async getUsage(windows: UsageWindow[], now: number): Promise<number[]> {
+    const q = this.read();
+    return windows.map((w) => q.selectUsage(w.key, w.windowStart, now));
+  }
+
+  async setPoolState(entry: PoolStateEntry): Promise<void> {
+    await this.write((q) => q.upsertPoolState(entry));
+  }
+
+  async getPoolState(key: string, now: number): Promise<string | null> {
+    return this.read().selectPoolState(key, now);
+  }
+
+  async deletePoolState(key: string): Promise<void> {
+    await this.write((q) => q.deletePoolState(key));
+  }
+
+  async listPoolState(prefix: string, now: number): Promise<PoolStateEntry[]> {
+    return this.read().listPoolState(prefix, now);
+  }
+
+  async purgeExpiredPoolData(now: number): Promise<number> {
+    return this.write((q) => q.purgeExpiredPoolData(now));
   }
 
   /** Single node: work is only enqueued by this process, whose queue calls the scheduler directly. */

@@ -1,0 +1,38 @@
+import type { RateLimiter } from '../contracts.ts';
+import { gcraInterval, gcraTake, type GcraLimit } from './gcra.ts';
+
+/** Below this many keys the map is never swept: sweeping a small map buys nothing. */
+const MIN_SWEEP_SIZE = 1024;
+
+/**
+ * GCRA in process: the rate limiter of a node without Redis. Limits are per node then (each
+ * daemon shapes its own IPs' traffic, which is what a node owning its IPs needs).
+ *
+ * Memory stays bounded by the keys active now: a key whose TAT is in the past holds nothing a
+ * fresh key would not, so it is dropped. Sweeps run when the map has doubled since the last one,
+ * which keeps their cost constant per take.
+ */
+export class LocalRateLimiter implements RateLimiter {
+  private readonly tats = new Map<string, number>();
+  private sweepAtSize = MIN_SWEEP_SIZE;
+
+  async take(key: string, limit: GcraLimit, now: number, cost = 1): Promise<{ allowed: boolean; retryAfterMs: number }> {
+    const interval = gcraInterval(limit, now, cost);
+    const decision = gcraTake(this.tats.get(key) ?? null, now, interval, limit.burst, cost);
+    if (decision.allowed) {
+      this.tats.set(key, decision.tat);
+      if (this.tats.size >= this.sweepAtSize) this.sweep(now);
+    }
+    return { allowed: decision.allowed, retryAfterMs: decision.retryAfterMs };
+  }
+
+  /** Keys currently held (for tests and metrics). */
+  get size(): number {
+    return this.tats.size;
+  }
+
+  private sweep(now: number): void {
+    for (const [key, tat] of this.tats) if (tat <= now) this.tats.delete(key);
+    this.sweepAtSize = Math.max(MIN_SWEEP_SIZE, this.tats.size * 2);
+  }
+}
