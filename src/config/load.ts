@@ -1,27 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
+import { loadPoolData, unknownPlans } from '../ippool/pool-data.ts';
+import { ConfigError, formatPath } from './config-error.ts';
 import { configSchema, type Config } from './schema.ts';
 
-/** Raised for any problem with the configuration; `problems` each name the exact path. */
-export class ConfigError extends Error {
-  constructor(
-    readonly source: string,
-    readonly problems: string[],
-  ) {
-    super(`${source}: invalid configuration\n${problems.map((p) => `  ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
-  }
-}
-
-/** Formats a path as it would be written in YAML-ish dotted form: `ips[2].address`. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out ? `.${String(part)}` : String(part);
-  }
-  return out || '(root)';
-}
+export { ConfigError, formatPath } from './config-error.ts';
 
 /**
  * Validates a raw config object. Secrets that the environment overrides are applied before
@@ -56,7 +39,12 @@ export function parseConfig(raw: unknown, source = 'config', env: NodeJS.Process
     if (seen.has(ip.address)) problems.push(`ips[${i}].address: duplicate address ${ip.address}`);
     seen.add(ip.address);
   });
+  problems.push(...poolProblems(config));
   if (problems.length) throw new ConfigError(source, problems);
+  // The data files in config/ (plans, providers, shaping) with this config's overrides.
+  const poolData = loadPoolData({ overrides: { warmup: config.warmup, providers: config.providers, shaping: config.shaping }, source });
+  const planProblems = unknownPlans(config.ips, poolData);
+  if (planProblems.length) throw new ConfigError(source, planProblems);
   return deepFreeze(config);
 }
 
@@ -72,6 +60,27 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
   // prettyErrors appends a code frame after "at line L, column C:"; keep the first line, without the colon.
   if (doc.errors.length) throw new ConfigError(path, doc.errors.map((e) => e.message.split('\n')[0]!.replace(/:$/, '')));
   return parseConfig(doc.toJS(), path, env);
+}
+
+/**
+ * Pools that mail could be assigned to but no IP belongs to. With no IPs at all everything sends
+ * from the OS default address, so any pool name is fine.
+ */
+function poolProblems(config: Config): string[] {
+  if (config.ips.length === 0) return [];
+  const pools = new Set(config.ips.map((ip) => ip.pool));
+  const unknown = (name: string) => `no IP in ips belongs to pool ${JSON.stringify(name)}`;
+  const problems: string[] = [];
+  for (const name of Object.keys(config.pools)) if (!pools.has(name)) problems.push(`pools.${name}: ${unknown(name)}`);
+  config.smtp.users.forEach((user, i) => {
+    if (user.pool && !pools.has(user.pool)) problems.push(`smtp.users[${i}].pool: ${unknown(user.pool)}`);
+    user.pools?.forEach((name, j) => {
+      if (!pools.has(name)) problems.push(`smtp.users[${i}].pools[${j}]: ${unknown(name)}`);
+    });
+  });
+  // Mail with no user pool and no sender match goes to "default".
+  if (!pools.has('default')) problems.push(`ips: no IP belongs to pool "default", which mail without a pool of its own uses`);
+  return problems;
 }
 
 function deepFreeze<T>(value: T): T {

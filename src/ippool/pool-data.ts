@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { ConfigError, formatPath } from '../config/load.ts';
+import { ConfigError, formatPath } from '../config/config-error.ts';
 import type { ProviderName } from './contracts.ts';
 import {
   createProviderCatalog,

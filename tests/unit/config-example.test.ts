@@ -78,7 +78,7 @@ describe('config/rookery.example.yaml', () => {
     expect(config.redis?.url).toMatch(/^redis:\/\//);
     expect(config.smtp.listeners).toHaveLength(2);
     expect(config.smtp.users.map((u) => u.username)).toEqual(['app', 'legacy-app']);
-    expect(config.ips).toHaveLength(2);
+    expect(config.ips).toHaveLength(3);
   });
 
   it('mentions every key of the schema', () => {

@@ -125,6 +125,46 @@ describe('problems name their exact path', () => {
   });
 });
 
+describe('egress pools', () => {
+  const ips = [
+    { address: '192.0.2.10' },
+    { address: '192.0.2.11', pool: 'marketing', weight: 0, warmup: { plan: 'conservative', start: '2026-11-01' } },
+  ];
+
+  it('gives IPs the default pool and weight, and turns warm-up start dates into UTC midnights', () => {
+    const config = parse({ ips, pools: { marketing: { senders: ['news.example.com'] } } });
+    expect(config.ips[0]).toMatchObject({ pool: 'default', weight: 100 });
+    expect(config.ips[1]).toMatchObject({ pool: 'marketing', weight: 0, warmup: { plan: 'conservative', start: Date.UTC(2026, 10, 1) } });
+  });
+
+  it('refuses unknown plans, bad dates, and pools no IP belongs to', () => {
+    expect(problemsOf({ ips: [{ address: '192.0.2.10', warmup: { plan: 'turbo', start: '2026-11-01' } }] })).toEqual([
+      'ips[0].warmup.plan: unknown warm-up plan "turbo"',
+    ]);
+    expect(problemsOf({ ips: [{ address: '192.0.2.10', warmup: { plan: 'conservative', start: '2026-02-30' } }] })).toEqual([
+      'ips[0].warmup.start: not a date (use YYYY-MM-DD): "2026-02-30"',
+    ]);
+    expect(
+      problemsOf({
+        ips,
+        pools: { bulk: { senders: [] } },
+        smtp: { users: [{ username: 'a', password: 'p', pool: 'vip', pools: ['marketing', 'other'] }] },
+      }),
+    ).toEqual([
+      'pools.bulk: no IP in ips belongs to pool "bulk"',
+      'smtp.users[0].pool: no IP in ips belongs to pool "vip"',
+      'smtp.users[0].pools[1]: no IP in ips belongs to pool "other"',
+    ]);
+    expect(problemsOf({ ips: [{ address: '192.0.2.10', pool: 'marketing' }] })).toEqual([
+      'ips: no IP belongs to pool "default", which mail without a pool of its own uses',
+    ]);
+  });
+
+  it('accepts any pool name when no IPs are configured (everything uses the OS default address)', () => {
+    expect(parse({ smtp: { users: [{ username: 'a', password: 'p', pool: 'vip' }] } }).smtp.users[0]!.pool).toBe('vip');
+  });
+});
+
 describe('environment overrides', () => {
   it('DATABASE_URL supplies the PostgreSQL URL and wins over the file', () => {
     const fromEnv = parse({ storage: { driver: 'postgres' } }, { DATABASE_URL: 'postgres://db.internal/rookery' });
