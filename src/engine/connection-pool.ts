@@ -36,6 +36,8 @@ interface IdleEntry<C> {
 
 interface Group<C> {
   open: number;
+  /** Most connections under the key: the limit given by the latest acquire. */
+  limit: number;
   idle: IdleEntry<C>[];
   waiters: Array<(lease: Lease<C>) => void>;
 }
@@ -49,9 +51,11 @@ export class ConnectionPool<C extends Poolable> {
   /**
    * Waits for a slot under `key`. An idle connection for which `prefer` holds is handed over
    * first, then any other idle one (the holder may close it and open its own in the slot).
+   * `limit` (default maxPerKey) caps the connections under the key from now on.
    */
-  acquire(key: string, prefer: (connection: C) => boolean = () => true): Promise<Lease<C>> {
+  acquire(key: string, prefer: (connection: C) => boolean = () => true, limit = this.options.maxPerKey): Promise<Lease<C>> {
     const group = this.group(key);
+    group.limit = limit;
     while (group.idle.length > 0) {
       const entry = takeIdle(group, prefer);
       clearTimeout(entry.timer);
@@ -59,7 +63,7 @@ export class ConnectionPool<C extends Poolable> {
       entry.connection.close();
       group.open--;
     }
-    if (group.open < this.options.maxPerKey) {
+    if (group.open < group.limit) {
       group.open++;
       return Promise.resolve(this.lease(key, group, null));
     }
@@ -103,7 +107,7 @@ export class ConnectionPool<C extends Poolable> {
   private group(key: string): Group<C> {
     let group = this.groups.get(key);
     if (!group) {
-      group = { open: 0, idle: [], waiters: [] };
+      group = { open: 0, limit: this.options.maxPerKey, idle: [], waiters: [] };
       this.groups.set(key, group);
     }
     return group;
@@ -143,7 +147,8 @@ export class ConnectionPool<C extends Poolable> {
   /** A connection under the key is gone: hand its slot to a waiter, or forget an empty group. */
   private freeSlot(key: string, group: Group<C>): void {
     group.open--;
-    const waiter = group.waiters.shift();
+    // A lowered limit holds waiters back until enough connections have gone.
+    const waiter = group.open < group.limit ? group.waiters.shift() : undefined;
     if (waiter) {
       group.open++;
       waiter(this.lease(key, group, null));

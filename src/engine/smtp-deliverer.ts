@@ -23,6 +23,10 @@ export interface DeliveryRequest {
   egress: Egress;
   site: string;
   hops: NextHop[];
+  /** Shaping for this (egress IP, site); default: the deliverer's own limits. */
+  limits?: { maxConnections: number; maxMessagesPerConnection: number };
+  /** Resolves when a new connection may be opened (connection rate); not called to reuse one. */
+  beforeConnect?: () => Promise<void>;
 }
 
 export interface DelivererStats {
@@ -131,7 +135,8 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     }
 
     const key = `${ipLabel(egress.address)}|${request.site}`;
-    const lease = await pool.acquire(key, (c) => hops.some((h) => sameHop(h, c.connection.hop)));
+    const limits = request.limits ?? { maxConnections: options.maxConnectionsPerSite, maxMessagesPerConnection: options.maxMessagesPerConnection };
+    const lease = await pool.acquire(key, (c) => hops.some((h) => sameHop(h, c.connection.hop)), limits.maxConnections);
     if (closing) {
       // Waited for a slot while shutting down: leave the message for the next start.
       lease.release(lease.connection);
@@ -146,7 +151,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       if (current) {
         const result = await transact(current.connection, request);
         if (result.kind === 'done') {
-          if (!keepable(current.connection)) current = null;
+          if (!keepable(current.connection, limits.maxMessagesPerConnection)) current = null;
           return result.outcomes;
         }
         // A pooled connection the server dropped while idle: the message was not sent, so it
@@ -158,6 +163,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
 
       let last: DeliveryOutcome | null = null;
       for (const hop of hops) {
+        await request.beforeConnect?.();
         const opened = await openOnHop(hop, egress);
         if (!(opened instanceof OutboundConnection)) {
           const outcome = setupOutcome(opened, hop, egress);
@@ -171,7 +177,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
         current = pooled;
         const result = await transact(opened, request);
         if (result.kind === 'done') {
-          if (!keepable(opened)) current = null;
+          if (!keepable(opened, limits.maxMessagesPerConnection)) current = null;
           return result.outcomes;
         }
         current.close();
@@ -186,9 +192,9 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
   }
 
   /** After a transaction: reusable unless closed or at its message limit. */
-  function keepable(connection: OutboundConnection): boolean {
+  function keepable(connection: OutboundConnection, maxMessages: number): boolean {
     if (!connection.usable) return false;
-    if (connection.transactions >= options.maxMessagesPerConnection) {
+    if (connection.transactions >= maxMessages) {
       void connection.close();
       return false;
     }
