@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { PoolBackend, ProviderName, Reaction, ReputationFeed } from './contracts.ts';
 import type { Egress } from './egress.ts';
-import type { RateLimit } from './shaping.ts';
+import type { RateLimit, Shaping } from './shaping.ts';
 import { dayWindow, hourWindow, type EffectiveStart, type WarmupCaps } from './warmup.ts';
 import { WeightedRoundRobin } from './weighted-round-robin.ts';
 
@@ -25,8 +25,8 @@ export interface PoolPolicy {
   /** The day 0 a warming member's plan counts from now (a restart after a long idle time is flagged). */
   warmupStart(input: { configuredStart: number; lastSentAt: number | null; restartedAt: number | null; now: number }): EffectiveStart;
   warmupCaps(input: { plan: string; start: number; provider: ProviderName; now: number }): WarmupCaps;
-  /** Message rate per (egress IP, destination site). */
-  messageRate(provider: ProviderName): RateLimit;
+  /** Limits per (egress IP, destination site) for a provider. */
+  shaping(provider: ProviderName): Shaping;
   /** Configured weight lowered by a reputation score below the floor; the reason says why. */
   adjustWeight(input: { baseWeight: number; score: number | null; provider: ProviderName }): { weight: number; reason: string | null };
   /** Rate while an IP comes back after a restriction that ended at `endedAt`; null once fully back. */
@@ -194,6 +194,25 @@ export class EgressPool {
     return result;
   }
 
+  /**
+   * The deliverer's limits for (ip, site): concurrent connections and messages per connection,
+   * and a gate that waits until the connection rate allows a new connection.
+   */
+  connectionShaping(ip: string | null, site: string): { limits: { maxConnections: number; maxMessagesPerConnection: number }; beforeConnect: () => Promise<void> } {
+    const shaping = this.deps.policy.shaping(this.deps.policy.providerOfSite(site));
+    const key = `connect:${ip ?? 'default'}:${site}`;
+    return {
+      limits: { maxConnections: shaping.maxConnections, maxMessagesPerConnection: shaping.maxMessagesPerConnection },
+      beforeConnect: async () => {
+        for (;;) {
+          const taken = await this.deps.backend.limiter.take(key, shaping.connectionRate, this.deps.clock.now());
+          if (taken.allowed) return;
+          await new Promise((resolve) => setTimeout(resolve, Math.max(taken.retryAfterMs, 1)));
+        }
+      },
+    };
+  }
+
   /** Why an IP may not send to a provider now, or ok. Side effect when ok: its usage is counted. */
   private async check(member: PoolMember, provider: ProviderName, site: string, count: number, now: number): Promise<Verdict> {
     const { backend, policy } = this.deps;
@@ -207,7 +226,7 @@ export class EgressPool {
         if (!taken.allowed) return { ok: false, retryAt: now + taken.retryAfterMs, reason: 'throttled' };
       }
     }
-    const normal = policy.messageRate(provider);
+    const normal = policy.shaping(provider).messageRate;
     const recovering = this.recovery(ip, provider, now);
     if (recovering !== null) {
       const rate = policy.recoveryRate({ endedAt: recovering, now, normal });
