@@ -1,0 +1,390 @@
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, formatPath } from '../config/config-error.ts';
+import { parseDuration } from '../config/duration.ts';
+import type { DeliveryOutcome } from '../engine/delivery-outcome.ts';
+import type { ProviderName, Reaction, ReactionAction } from './contracts.ts';
+import { parseRate } from './shaping.ts';
+
+/**
+ * Reaction rules: what the pool does when a remote reply says an IP is sending too fast or is
+ * blocked. Rules are data (config/reaction-rules.yaml, plus the operator's `reactionRules:`),
+ * each a regular expression on the reply, an optional provider, a trigger, an action and a
+ * duration.
+ *
+ * Evaluation: the operator's rules come first, then the built-in ones, in the order written.
+ * The first rule whose expression and provider match the reply decides, whether or not its
+ * trigger fires this time; later rules never see that reply. So a reply counted by a
+ * "5 per 10m" rule is not also counted by a generic rule further down, and an operator rule
+ * that matches a reply takes it over from the built-in rules. An operator rule with the name of
+ * a built-in rule replaces that rule.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Configuration schema
+// ---------------------------------------------------------------------------------------------
+
+const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const PROVIDER_NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
+
+/** Rule expressions are always case-insensitive: providers change the case of their wording. */
+const MATCH_FLAGS = 'i';
+
+const positiveDuration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === null || ms <= 0) {
+    ctx.addIssue({ code: 'custom', message: `not a duration above zero (use e.g. 30m, 1h, 1d): ${JSON.stringify(value)}` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const matchSchema = z
+  .string()
+  .min(1, { message: 'an empty expression would match every reply' })
+  .superRefine((source, ctx) => {
+    const problem = regexProblem(source);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
+function regexProblem(source: string): string | null {
+  try {
+    new RegExp(source, MATCH_FLAGS);
+    return null;
+  } catch (err) {
+    // V8 says "Invalid regular expression: /(/i: Unterminated group"; keep the cause only.
+    return `not a valid regular expression (${(err as Error).message.split(': ').pop()})`;
+  }
+}
+
+/** How often a rule must match before it fires. `immediate` = on the first match. */
+export interface Trigger {
+  /** Matches needed within `periodMs` for the same (rule, IP, provider). */
+  count: number;
+  /** 0 for `immediate`. */
+  periodMs: number;
+}
+
+const TRIGGER = /^\s*(\d+)\s+per\s+(\S+)\s*$/;
+
+const triggerSchema = z.string().transform((value, ctx): Trigger => {
+  if (value.trim() === 'immediate') return { count: 1, periodMs: 0 };
+  const m = TRIGGER.exec(value);
+  const count = m ? Number(m[1]) : NaN;
+  const periodMs = m ? parseDuration(m[2]!) : null;
+  if (!m || !Number.isSafeInteger(count) || count < 1 || periodMs === null || periodMs <= 0) {
+    ctx.addIssue({ code: 'custom', message: `not a trigger (use "immediate" or "N per period", e.g. "5 per 10m"): ${JSON.stringify(value)}` });
+    return z.NEVER;
+  }
+  return { count, periodMs };
+});
+
+/** "100/h", "5/m", "1/s", "2000/d" (the syntax of shaping rates) -> messages per hour. */
+const rateSchema = z.string().transform((value, ctx) => {
+  const perSecond = parseRate(value);
+  if (perSecond === null) {
+    ctx.addIssue({ code: 'custom', message: `not a rate above zero (use messages per s, m, h or d, e.g. 100/h): ${JSON.stringify(value)}` });
+    return z.NEVER;
+  }
+  // Per second and back loses a few ulps ("100/h" would read 99.99999999999999).
+  return Math.round(perSecond * 3600 * 1e6) / 1e6;
+});
+
+export const REACTION_ACTIONS = ['throttle', 'suspend-provider', 'suspend-ip', 'bounce'] as const;
+
+/** One rule as written in config/reaction-rules.yaml or the config's `reactionRules:`. */
+export const reactionRuleSchema = z
+  .strictObject({
+    name: z.string().regex(RULE_NAME, { message: 'not a rule name (letters, digits, ".", "_" and "-")' }),
+    /** Tested against "<code> <enhanced code> <reply text>", e.g. "421 4.7.28 Our system has detected ...". */
+    match: matchSchema,
+    /** Only replies from this provider (a group of config/providers.yaml); all providers when absent. */
+    provider: z.string().regex(PROVIDER_NAME, { message: 'not a provider name' }).optional(),
+    trigger: triggerSchema.default({ count: 1, periodMs: 0 }),
+    action: z.enum(REACTION_ACTIONS),
+    /** Messages per hour the IP may send to the provider while throttled ("100/h"). */
+    rate: rateSchema.optional(),
+    /** How long the throttle or suspension lasts. */
+    duration: positiveDuration.optional(),
+  })
+  .superRefine((rule, ctx) => {
+    if (rule.action === 'throttle' && rule.rate === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['rate'], message: 'required when action is throttle (e.g. 100/h)' });
+    }
+    if (rule.action !== 'throttle' && rule.rate !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['rate'], message: `only used by action throttle, not ${rule.action}` });
+    }
+    if (rule.action === 'bounce' && rule.duration !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['duration'], message: 'not used by action bounce (the recipient is bounced at once)' });
+    }
+    if (rule.action !== 'bounce' && rule.duration === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['duration'], message: `required for action ${rule.action} (e.g. 1h)` });
+    }
+  });
+
+/** A list of rules; names must be unique within the list. */
+const ruleListSchema = z.array(reactionRuleSchema).superRefine((rules, ctx) => {
+  const seen = new Set<string>();
+  rules.forEach((rule, i) => {
+    if (seen.has(rule.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate rule name ${JSON.stringify(rule.name)}` });
+    seen.add(rule.name);
+  });
+});
+
+/** The config's `reactionRules:` key: operator rules, evaluated before the built-in ones. */
+export const reactionRulesConfigSchema = ruleListSchema.default([]);
+
+export type ReactionRuleInput = z.input<typeof reactionRuleSchema>;
+export type ReactionRuleConfig = z.output<typeof reactionRuleSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+/** A rule ready to evaluate. */
+export interface ReactionRule {
+  name: string;
+  /** Where it was defined, for operators reading a reaction. */
+  origin: 'operator' | 'built-in';
+  match: RegExp;
+  provider: ProviderName | null;
+  trigger: Trigger;
+  action: ReactionAction;
+  /** 0 for `bounce`. */
+  durationMs: number;
+}
+
+function compile(rule: ReactionRuleConfig, origin: ReactionRule['origin']): ReactionRule {
+  let action: ReactionAction;
+  switch (rule.action) {
+    case 'throttle':
+      action = { kind: 'throttle', ratePerHour: rule.rate! };
+      break;
+    case 'suspend-provider':
+      action = { kind: 'suspend-provider' };
+      break;
+    case 'suspend-ip':
+      action = { kind: 'suspend-ip' };
+      break;
+    case 'bounce':
+      action = { kind: 'bounce' };
+      break;
+  }
+  return {
+    name: rule.name,
+    origin,
+    match: new RegExp(rule.match, MATCH_FLAGS),
+    provider: rule.provider ?? null,
+    trigger: rule.trigger,
+    action,
+    durationMs: rule.duration ?? 0,
+  };
+}
+
+/** Validates the built-in rules file (a YAML list of rules); problems name the file and the item. */
+export function parseReactionRulesFile(text: string, source: string): ReactionRuleConfig[] {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length) throw new ConfigError(source, doc.errors.map((e) => e.message.split('\n')[0]!.replace(/:$/, '')));
+  const raw = doc.toJS() ?? [];
+  const result = ruleListSchema.safeParse(raw);
+  if (!result.success) {
+    throw new ConfigError(
+      source,
+      result.error.issues.map((issue) => {
+        if (issue.code === 'unrecognized_keys') return issue.keys.map((k) => `${formatPath([...issue.path, k])}: unknown key`).join('\n  ');
+        return `${formatPath(issue.path)}: ${issue.message}`;
+      }),
+    );
+  }
+  return result.data;
+}
+
+/**
+ * The rules in evaluation order: the operator's (the config's `reactionRules:`, already validated
+ * with the config) first, then those of the built-in file that no operator rule replaces by name.
+ * Throws ConfigError naming the file and item of a bad built-in rule.
+ */
+export function loadReactionRules(builtinPath: string, operatorRules: readonly ReactionRuleConfig[] = []): ReactionRule[] {
+  let text: string;
+  try {
+    text = readFileSync(builtinPath, 'utf8');
+  } catch (err) {
+    throw new ConfigError(builtinPath, [`cannot read file: ${(err as Error).message}`]);
+  }
+  const builtin = parseReactionRulesFile(text, builtinPath);
+  const replaced = new Set<string>();
+  const operator = operatorRules.map((rule, i) => {
+    // The config schema has checked these already; a caller that skipped it still gets an
+    // error naming the config path instead of a bare SyntaxError.
+    if (replaced.has(rule.name)) throw new ConfigError('config', [`reactionRules[${i}].name: duplicate rule name ${JSON.stringify(rule.name)}`]);
+    replaced.add(rule.name);
+    const problem = regexProblem(rule.match);
+    if (problem) throw new ConfigError('config', [`reactionRules[${i}].match: ${problem}`]);
+    return compile(rule, 'operator');
+  });
+  return [...operator, ...builtin.filter((r) => !replaced.has(r.name)).map((r) => compile(r, 'built-in'))];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+// ---------------------------------------------------------------------------------------------
+
+/** Longest reply text kept in a reaction's reason (providers' replies are a few hundred characters). */
+const MAX_REASON_LENGTH = 1000;
+
+/** How often counters of triggers whose period has passed are dropped. */
+const SWEEP_INTERVAL_MS = 60_000;
+
+/**
+ * The text rules are matched against: "<code> <enhanced> <text>", one line, whatever the
+ * remote's formatting (multi-line replies are already joined by classification). The enhanced
+ * code is the remote's, or the one derived from the basic code ("4.0.0") when it gave none.
+ * Null for outcomes without a remote reply (connection and DNS failures, local throttling).
+ */
+export function replySubject(outcome: DeliveryOutcome): string | null {
+  if (outcome.code === null) return null;
+  const text = outcome.response.trim();
+  const enhanced = outcome.enhanced;
+  if (!enhanced || text === enhanced || text.startsWith(`${enhanced} `)) return `${outcome.code} ${text}`.trim();
+  return `${outcome.code} ${enhanced} ${text}`.trim();
+}
+
+export interface EvaluateInput {
+  /** The egress IP of the attempt. */
+  ip: string;
+  /** The destination provider of the attempt. */
+  provider: ProviderName;
+  outcome: DeliveryOutcome;
+  now: number;
+}
+
+/**
+ * Matches delivery outcomes against the rules and counts triggers. Trigger counts live in this
+ * process: with several nodes, each counts the replies its own deliveries receive.
+ */
+export class ReactionEngine {
+  readonly rules: readonly ReactionRule[];
+  /** (rule, IP, provider) -> times of recent matches, at most `count - 1` kept. */
+  readonly #hits = new Map<string, number[]>();
+  #lastSweep = -Infinity;
+
+  constructor(rules: readonly ReactionRule[]) {
+    this.rules = rules;
+  }
+
+  /**
+   * The reactions one outcome causes: none, or the reaction of the first matching rule when its
+   * trigger fires. Delivered outcomes and outcomes without a remote reply match nothing. A
+   * `bounce` reaction means the caller turns this outcome permanent instead of retrying it.
+   */
+  evaluate({ ip, provider, outcome, now }: EvaluateInput): Reaction[] {
+    this.#sweep(now);
+    const rule = this.match({ provider, outcome });
+    if (!rule || !this.#fires(rule, ip, provider, now)) return [];
+    const subject = replySubject(outcome)!;
+    return [
+      {
+        rule: rule.name,
+        action: rule.action,
+        durationMs: rule.durationMs,
+        ip,
+        provider,
+        reason: subject.length > MAX_REASON_LENGTH ? `${subject.slice(0, MAX_REASON_LENGTH)}...` : subject,
+      },
+    ];
+  }
+
+  /**
+   * The rule that decides an outcome (the first whose provider and expression match), without
+   * counting it: "which rule would catch this reply?". Null for delivered outcomes, outcomes
+   * without a remote reply, and replies no rule matches.
+   */
+  match({ provider, outcome }: Pick<EvaluateInput, 'provider' | 'outcome'>): ReactionRule | null {
+    if (outcome.disposition !== 'transient' && outcome.disposition !== 'permanent') return null;
+    const subject = replySubject(outcome);
+    if (subject === null) return null;
+    return this.rules.find((r) => (r.provider === null || r.provider === provider) && r.match.test(subject)) ?? null;
+  }
+
+  /** Counts a match; true when it is the Nth within the period (the count then starts again). */
+  #fires(rule: ReactionRule, ip: string, provider: ProviderName, now: number): boolean {
+    const { count, periodMs } = rule.trigger;
+    if (count <= 1) return true;
+    const key = `${rule.name}\u0000${ip}\u0000${provider}`;
+    const recent = (this.#hits.get(key) ?? []).filter((t) => t > now - periodMs);
+    recent.push(now);
+    if (recent.length >= count) {
+      this.#hits.delete(key);
+      return true;
+    }
+    this.#hits.set(key, recent);
+    return false;
+  }
+
+  /** Drops counters whose matches are all older than their rule's period (bounded memory). */
+  #sweep(now: number): void {
+    if (now - this.#lastSweep < SWEEP_INTERVAL_MS) return;
+    this.#lastSweep = now;
+    const periods = new Map(this.rules.map((r) => [r.name, r.trigger.periodMs]));
+    for (const [key, times] of this.#hits) {
+      const period = periods.get(key.slice(0, key.indexOf('\u0000'))) ?? 0;
+      if (times.every((t) => t <= now - period)) this.#hits.delete(key);
+    }
+  }
+
+  /** Number of (rule, IP, provider) trigger counters held (for tests and metrics). */
+  get pendingTriggers(): number {
+    return this.#hits.size;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery after a reaction ends
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * When a throttle or suspension ends the IP does not jump back to full speed: the provider that
+ * objected sees a gentle ramp. It starts at 10 % of the normal rate (or at the throttle's own
+ * rate when that was higher) and doubles every 15 minutes until normal: 10 %, 20 %, 40 %, 80 %,
+ * 100 % — back to normal one hour after the end. A rule that fires again during the ramp starts
+ * a new reaction, and a new ramp after it.
+ */
+export const RECOVERY_START_FRACTION = 0.1;
+export const RECOVERY_STEP_MS = 15 * 60_000;
+
+export interface RecoveryInput {
+  reaction: Pick<Reaction, 'action'>;
+  now: number;
+  /** When the reaction ends (its start + durationMs). */
+  endsAt: number;
+  /** The rate the IP may send to the provider normally (shaping), messages per second. */
+  normalRatePerSecond: number;
+}
+
+function recoveryStart(reaction: RecoveryInput['reaction'], normal: number): number {
+  const start = normal * RECOVERY_START_FRACTION;
+  return reaction.action.kind === 'throttle' ? Math.min(normal, Math.max(start, reaction.action.ratePerHour / 3600)) : start;
+}
+
+/**
+ * The rate (messages per second) the IP may send to the provider at `now`: while the reaction
+ * lasts, the throttle's rate (0 while suspended); after it, the ramp described above; `bounce`
+ * reactions do not limit the rate. A pure function of time, so every node computes the same.
+ */
+export function recoveryRate({ reaction, now, endsAt, normalRatePerSecond: normal }: RecoveryInput): number {
+  const action = reaction.action;
+  if (action.kind === 'bounce' || !Number.isFinite(normal) || normal <= 0) return normal;
+  if (now < endsAt) return action.kind === 'throttle' ? Math.min(normal, action.ratePerHour / 3600) : 0;
+  const steps = Math.floor((now - endsAt) / RECOVERY_STEP_MS);
+  // 2 ** steps overflows to Infinity after ~1000 steps; the min() keeps the result at normal.
+  return Math.min(normal, recoveryStart(reaction, normal) * 2 ** steps);
+}
+
+/** When the ramp after a reaction reaches the normal rate (the reaction can be forgotten then). */
+export function recoveryCompleteAt({ reaction, endsAt, normalRatePerSecond: normal }: Omit<RecoveryInput, 'now'>): number {
+  if (reaction.action.kind === 'bounce' || !Number.isFinite(normal) || normal <= 0) return endsAt;
+  const start = recoveryStart(reaction, normal);
+  const steps = Math.max(0, Math.ceil(Math.log2(normal / start) - 1e-9));
+  return endsAt + steps * RECOVERY_STEP_MS;
+}
