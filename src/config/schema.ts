@@ -4,19 +4,8 @@ import { z } from 'zod';
 import { providersConfigSchema } from '../ippool/providers.ts';
 import { shapingConfigSchema } from '../ippool/shaping.ts';
 import { dataName, ipWarmupSchema, warmupConfigSchema } from '../ippool/warmup.ts';
-import { parseDuration } from './duration.ts';
+import { durationSchema } from './duration.ts';
 
-/** A duration such as "25s" or "5d", resolved to milliseconds. */
-const duration = z
-  .union([z.string(), z.number()])
-  .transform((value, ctx) => {
-    const ms = parseDuration(value);
-    if (ms === null) {
-      ctx.addIssue({ code: 'custom', message: `not a duration (use e.g. 500ms, 25s, 10m, 1h, 5d): ${JSON.stringify(value)}` });
-      return z.NEVER;
-    }
-    return ms;
-  });
 
 const ipAddress = z.string().refine((v) => isIP(v) !== 0, { message: 'not an IP address' });
 
@@ -74,7 +63,7 @@ export const configSchema = z.strictObject({
       path: z.string().default('./data/rookery.db'),
       url: z.string().optional(),
       /** How long finished messages (every recipient delivered or bounced) and their events are kept. */
-      retention: duration.default(7 * 86_400_000),
+      retention: durationSchema.default(7 * 86_400_000),
     })
     .prefault({}),
   redis: z.strictObject({ url: z.string() }).optional(),
@@ -89,10 +78,10 @@ export const configSchema = z.strictObject({
       maxCommandBytes: z.number().int().min(512).default(4096),
       maxConnectionsPerClient: z.number().int().positive().default(50),
       maxConnections: z.number().int().positive().default(1000),
-      sessionTimeout: duration.default(600_000),
-      idleTimeout: duration.default(60_000),
+      sessionTimeout: durationSchema.default(600_000),
+      idleTimeout: durationSchema.default(60_000),
       authFailures: z
-        .strictObject({ max: z.number().int().positive().default(5), window: duration.default(900_000) })
+        .strictObject({ max: z.number().int().positive().default(5), window: durationSchema.default(900_000) })
         .prefault({}),
     })
     .prefault({}),
@@ -104,30 +93,30 @@ export const configSchema = z.strictObject({
   delivery: z
     .strictObject({
       routes: z.record(z.string(), routeTarget).default({ '*': 'mx' }),
-      maxAge: duration.default(5 * 86_400_000),
+      maxAge: durationSchema.default(5 * 86_400_000),
       /** TCP port for next hops found by MX lookup (25 on the internet; tests point it at a sink). */
       mxPort: port.default(25),
       concurrency: z.number().int().positive().default(200),
       maxConnectionsPerSite: z.number().int().positive().default(10),
       maxMessagesPerConnection: z.number().int().positive().default(100),
-      idleConnectionTimeout: duration.default(5_000),
+      idleConnectionTimeout: durationSchema.default(5_000),
       retry: z
         .strictObject({
-          initial: duration.default(60_000),
-          max: duration.default(4 * 3_600_000),
+          initial: durationSchema.default(60_000),
+          max: durationSchema.default(4 * 3_600_000),
           multiplier: z.number().min(1).default(2),
           jitter: z.number().min(0).max(1).default(0.2),
         })
         .prefault({}),
       timeouts: z
         .strictObject({
-          connect: duration.default(30_000),
-          greeting: duration.default(300_000),
-          command: duration.default(300_000),
-          dataDone: duration.default(600_000),
+          connect: durationSchema.default(30_000),
+          greeting: durationSchema.default(300_000),
+          command: durationSchema.default(300_000),
+          dataDone: durationSchema.default(600_000),
         })
         .prefault({}),
-      shutdownTimeout: duration.default(25_000),
+      shutdownTimeout: durationSchema.default(25_000),
       dsn: z.strictObject({ enabled: z.boolean().default(true), from: z.string().optional() }).prefault({}),
     })
     .prefault({}),

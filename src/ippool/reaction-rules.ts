@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, formatPath } from '../config/config-error.ts';
-import { parseDuration } from '../config/duration.ts';
+import { parseDuration, positiveDurationSchema } from '../config/duration.ts';
 import type { DeliveryOutcome } from '../engine/delivery-outcome.ts';
 import type { ProviderName, Reaction, ReactionAction } from './contracts.ts';
 import { parseRate } from './shaping.ts';
@@ -30,15 +30,6 @@ const PROVIDER_NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
 
 /** Rule expressions are always case-insensitive: providers change the case of their wording. */
 const MATCH_FLAGS = 'i';
-
-const positiveDuration = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (ms === null || ms <= 0) {
-    ctx.addIssue({ code: 'custom', message: `not a duration above zero (use e.g. 30m, 1h, 1d): ${JSON.stringify(value)}` });
-    return z.NEVER;
-  }
-  return ms;
-});
 
 const matchSchema = z
   .string()
@@ -106,7 +97,7 @@ export const reactionRuleSchema = z
     /** Messages per hour the IP may send to the provider while throttled ("100/h"). */
     rate: rateSchema.optional(),
     /** How long the throttle or suspension lasts. */
-    duration: positiveDuration.optional(),
+    duration: positiveDurationSchema.optional(),
   })
   .superRefine((rule, ctx) => {
     if (rule.action === 'throttle' && rule.rate === undefined) {

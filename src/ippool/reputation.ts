@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseDuration } from '../config/duration.ts';
+import { positiveDurationSchema } from '../config/duration.ts';
 import type { DeliveryOutcome } from '../engine/delivery-outcome.ts';
 import type { ProviderName, ReputationFeed, ReputationSnapshot } from './contracts.ts';
 
@@ -19,20 +19,11 @@ export const DEFERRED_WEIGHT = 0.5;
 export const BLOCKED_WEIGHT = 2;
 export const COMPLAINT_WEIGHT = 10;
 
-const positiveDuration = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (ms === null || ms <= 0) {
-    ctx.addIssue({ code: 'custom', message: `not a duration above zero (use e.g. 30m, 1h): ${JSON.stringify(value)}` });
-    return z.NEVER;
-  }
-  return ms;
-});
-
 /** The config's `reputation:` key; `{}` (or absent) gives the defaults. */
 export const reputationConfigSchema = z
   .strictObject({
     /** The sliding window the score is computed over. */
-    window: positiveDuration.default(3_600_000),
+    window: positiveDurationSchema.default(3_600_000),
     /** Fewer outcomes than this in the window: no score (no judgement). */
     minSamples: z.number().int().positive().default(20),
     /** A score below this lowers the IP's weight for that provider (src/ippool/weight-adjustment.ts). */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseDuration } from '../config/duration.ts';
+import { positiveDurationSchema } from '../config/duration.ts';
 
 /**
  * Warm-up: a new IP sends a little on its first day and more each day after, following a plan
@@ -40,22 +40,13 @@ export const warmupPlanSchema = z
 /** The plans of config/warmup-plans.yaml, and of `warmup.plans` in the config. */
 export const warmupPlansSchema = namedRecord(warmupPlanSchema);
 
-const positiveDuration = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (ms === null || ms <= 0) {
-    ctx.addIssue({ code: 'custom', message: `not a duration above zero (use e.g. 12h, 30d): ${JSON.stringify(value)}` });
-    return z.NEVER;
-  }
-  return ms;
-});
-
 /** The config's `warmup:` key; `idleRestart` comes out in milliseconds. */
 export const warmupConfigSchema = z
   .strictObject({
     /** Hours a day the daily cap is spread over: hourly cap = ceil(daily cap / activeHours). */
     activeHours: z.number().int().min(1).max(24).default(16),
     /** An IP idle for longer than this starts its plan again. */
-    idleRestart: positiveDuration.default(30 * DAY_MS),
+    idleRestart: positiveDurationSchema.default(30 * DAY_MS),
     /** Operator plans, added to config/warmup-plans.yaml or replacing a plan of the same name. */
     plans: warmupPlansSchema.default({}),
   })

@@ -177,7 +177,7 @@ describe('schemas', () => {
     expect(problems).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/^activeHours: /),
-        'idleRestart: not a duration above zero (use e.g. 12h, 30d): "0d"',
+        'idleRestart: not a duration above zero (use e.g. 500ms, 25s, 10m, 1h, 5d): "0d"',
         'plans.ok: a plan needs at least one day',
         expect.stringMatching(/^plans\.neg\.1: /),
       ]),
