@@ -325,6 +325,12 @@ export function runPoolBackendContract(name: string, makeFixture: () => Promise<
         });
       }
 
+      it('copes with an interval below the resolution of the clock', async () => {
+        // 1e-6 ms per token vanishes when added to an epoch time: the TAT stays at now.
+        const fast = { ratePerSecond: 1e9, burst: 1000 };
+        for (let i = 0; i < 5; i++) expect(await backend.limiter.take('fast', fast, T0)).toEqual({ allowed: true, retryAfterMs: 0 });
+      });
+
       it('rejects a take that could never be allowed and malformed limits', async () => {
         const { limiter } = backend;
         await expect(limiter.take('k', limit, T0, 6)).rejects.toThrow(/exceeds the burst/);

@@ -1,5 +1,5 @@
 import type { RateLimiter } from '../contracts.ts';
-import { gcraInterval, gcraTake, type GcraLimit } from './gcra.ts';
+import { gcraIntervalUs, gcraTake, toMicros, type GcraLimit } from './gcra.ts';
 
 /** Below this many keys the map is never swept: sweeping a small map buys nothing. */
 const MIN_SWEEP_SIZE = 1024;
@@ -13,15 +13,17 @@ const MIN_SWEEP_SIZE = 1024;
  * which keeps their cost constant per take.
  */
 export class LocalRateLimiter implements RateLimiter {
+  /** Key -> TAT in microseconds. */
   private readonly tats = new Map<string, number>();
   private sweepAtSize = MIN_SWEEP_SIZE;
 
   async take(key: string, limit: GcraLimit, now: number, cost = 1): Promise<{ allowed: boolean; retryAfterMs: number }> {
-    const interval = gcraInterval(limit, now, cost);
-    const decision = gcraTake(this.tats.get(key) ?? null, now, interval, limit.burst, cost);
+    const interval = gcraIntervalUs(limit, now, cost);
+    const nowUs = toMicros(now);
+    const decision = gcraTake(this.tats.get(key) ?? null, nowUs, interval, limit.burst, cost);
     if (decision.allowed) {
       this.tats.set(key, decision.tat);
-      if (this.tats.size >= this.sweepAtSize) this.sweep(now);
+      if (this.tats.size >= this.sweepAtSize) this.sweep(nowUs);
     }
     return { allowed: decision.allowed, retryAfterMs: decision.retryAfterMs };
   }
@@ -31,8 +33,8 @@ export class LocalRateLimiter implements RateLimiter {
     return this.tats.size;
   }
 
-  private sweep(now: number): void {
-    for (const [key, tat] of this.tats) if (tat <= now) this.tats.delete(key);
+  private sweep(nowUs: number): void {
+    for (const [key, tat] of this.tats) if (tat <= nowUs) this.tats.delete(key);
     this.sweepAtSize = Math.max(MIN_SWEEP_SIZE, this.tats.size * 2);
   }
 }
