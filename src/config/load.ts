@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseDocument } from 'yaml';
-import { loadPoolData, unknownPlans } from '../ippool/pool-data.ts';
+import { DEFAULT_CONFIG_DIR, loadPoolData, unknownPlans } from '../ippool/pool-data.ts';
+import { loadReactionRules } from '../ippool/reaction-rules.ts';
 import { ConfigError, formatPath } from './config-error.ts';
 import { configSchema, type Config } from './schema.ts';
 
@@ -43,8 +45,16 @@ export function parseConfig(raw: unknown, source = 'config', env: NodeJS.Process
   if (problems.length) throw new ConfigError(source, problems);
   // The data files in config/ (plans, providers, shaping) with this config's overrides.
   const poolData = loadPoolData({ overrides: { warmup: config.warmup, providers: config.providers, shaping: config.shaping }, source });
-  const planProblems = unknownPlans(config.ips, poolData);
-  if (planProblems.length) throw new ConfigError(source, planProblems);
+  const providers = new Set(poolData.providers.groups.map((g) => g.name));
+  const dataProblems = [
+    ...unknownPlans(config.ips, poolData),
+    ...config.reactionRules.flatMap((rule, i) =>
+      rule.provider && !providers.has(rule.provider) ? [`reactionRules[${i}].provider: unknown provider ${JSON.stringify(rule.provider)}`] : [],
+    ),
+  ];
+  if (dataProblems.length) throw new ConfigError(source, dataProblems);
+  // Compiles the built-in rules file with the operator's rules: its errors name the file.
+  loadReactionRules(join(DEFAULT_CONFIG_DIR, 'reaction-rules.yaml'), config.reactionRules);
   return deepFreeze(config);
 }
 

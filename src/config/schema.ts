@@ -2,6 +2,8 @@ import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { z } from 'zod';
 import { providersConfigSchema } from '../ippool/providers.ts';
+import { reactionRulesConfigSchema } from '../ippool/reaction-rules.ts';
+import { reputationConfigSchema } from '../ippool/reputation.ts';
 import { shapingConfigSchema } from '../ippool/shaping.ts';
 import { dataName, ipWarmupSchema, warmupConfigSchema } from '../ippool/warmup.ts';
 import { durationSchema } from './duration.ts';
@@ -137,6 +139,9 @@ export const configSchema = z.strictObject({
   warmup: warmupConfigSchema,
   providers: providersConfigSchema,
   shaping: shapingConfigSchema,
+  reputation: reputationConfigSchema,
+  /** Operator reaction rules, tried before config/reaction-rules.yaml. */
+  reactionRules: reactionRulesConfigSchema,
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .prefault({}),

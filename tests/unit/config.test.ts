@@ -160,6 +160,12 @@ describe('egress pools', () => {
     ]);
   });
 
+  it('refuses reaction rules for providers that do not exist', () => {
+    const rule = { name: 'r', match: 'slow down', action: 'suspend-provider', duration: '1h' };
+    expect(problemsOf({ reactionRules: [{ ...rule, provider: 'gmial' }] })).toEqual(['reactionRules[0].provider: unknown provider "gmial"']);
+    expect(parse({ reactionRules: [{ ...rule, provider: 'gmail' }] }).reactionRules[0]).toMatchObject({ provider: 'gmail', duration: 3_600_000 });
+  });
+
   it('accepts any pool name when no IPs are configured (everything uses the OS default address)', () => {
     expect(parse({ smtp: { users: [{ username: 'a', password: 'p', pool: 'vip' }] } }).smtp.users[0]!.pool).toBe('vip');
   });
