@@ -8,8 +8,8 @@ import { checkCount, checkUsageKey, checkWindow, usageExpiresAt } from './usage-
  * A counter is a hash { n: total, e: expiry in ms } at `${prefix}usage:${key}:${windowStart}`.
  * The expiry is kept in the hash as well as set with PEXPIRE because time is the injected
  * clock's, not Redis's: a counter is expired when e <= now, exactly as in the local store,
- * while PEXPIRE (e - now from now on) only frees the memory. Numbers given to redis.call are
- * written with 17 significant digits, so millisecond times and totals stay exact.
+ * while PEXPIRE (e - now from now on) only frees the memory. Every number is an integer and
+ * is written as one ('%.0f'), never in exponent form, whatever the Redis version.
  */
 
 /**
@@ -33,8 +33,8 @@ if limit and total + amount > limit then
   return {0, total}
 end
 total = total + amount
-redis.call('HSET', KEYS[1], 'n', total, 'e', expiry)
-redis.call('PEXPIRE', KEYS[1], expiry - now)
+redis.call('HSET', KEYS[1], 'n', string.format('%.0f', total), 'e', string.format('%.0f', expiry))
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', expiry - now))
 return {1, total}
 `);
 
