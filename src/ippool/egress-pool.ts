@@ -2,7 +2,7 @@ import type { Clock } from '../clock.ts';
 import type { DeliveryOutcome } from '../engine/delivery-outcome.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { PoolBackend, ProviderName, Reaction, ReputationFeed } from './contracts.ts';
+import type { PoolBackend, ProviderName, Reaction, ReactionAction, ReputationFeed } from './contracts.ts';
 import type { Egress } from './egress.ts';
 import type { RateLimit, Shaping } from './shaping.ts';
 import { dayWindow, hourWindow, type EffectiveStart, type WarmupCaps } from './warmup.ts';
@@ -29,8 +29,8 @@ export interface PoolPolicy {
   shaping(provider: ProviderName): Shaping;
   /** Configured weight lowered by a reputation score below the floor; the reason says why. */
   adjustWeight(input: { baseWeight: number; score: number | null; provider: ProviderName }): { weight: number; reason: string | null };
-  /** Rate while an IP comes back after a restriction that ended at `endedAt`; null once fully back. */
-  recoveryRate(input: { endedAt: number; now: number; normal: RateLimit }): RateLimit | null;
+  /** Rate while an IP comes back after the restriction `action` that ended at `endedAt`; null once fully back. */
+  recoveryRate(input: { action: ReactionAction; endedAt: number; now: number; normal: RateLimit }): RateLimit | null;
   /** How long the ramp after a restriction lasts, so its record can expire. */
   recoveryMs: number;
 }
@@ -48,6 +48,12 @@ interface Restriction {
   rule: string;
   reason: string;
   until: number;
+}
+
+/** After a restriction ends, the IP ramps back up from a reduced rate. */
+interface Recovery {
+  action: ReactionAction;
+  endedAt: number;
 }
 
 type Verdict = { ok: true } | { ok: false; retryAt: number; reason: WaitReason };
@@ -228,8 +234,8 @@ export class EgressPool {
     }
     const normal = policy.shaping(provider).messageRate;
     const recovering = this.recovery(ip, provider, now);
-    if (recovering !== null) {
-      const rate = policy.recoveryRate({ endedAt: recovering, now, normal });
+    if (recovering) {
+      const rate = policy.recoveryRate({ ...recovering, now, normal });
       if (rate) {
         const taken = await backend.limiter.take(`recover:${ip}:${provider}`, rate, now, count);
         if (!taken.allowed) return { ok: false, retryAt: now + taken.retryAfterMs, reason: 'throttled' };
@@ -321,7 +327,9 @@ export class EgressPool {
     const current = this.restriction(ip, scope, now);
     if (current && current.action === restriction.action && current.until >= restriction.until - 60_000) return;
     await this.write(`restrict:${ip}:${scope}`, JSON.stringify(restriction), restriction.until);
-    await this.write(`recover:${ip}:${scope}`, String(restriction.until), restriction.until + this.deps.policy.recoveryMs);
+    const action: ReactionAction = restriction.action === 'throttle' ? { kind: 'throttle', ratePerHour: restriction.ratePerHour ?? 0 } : { kind: 'suspend-provider' };
+    const recovery: Recovery = { action, endedAt: restriction.until };
+    await this.write(`recover:${ip}:${scope}`, JSON.stringify(recovery), restriction.until + this.deps.policy.recoveryMs);
     this.deps.metrics.ipRestricted.set({ egress_ip: ip, provider: scope, action: restriction.action, reason: restriction.rule }, 1);
     this.log.warn(
       { event: `ippool.${restriction.action}`, ip, provider: scope, rule: restriction.rule, until: new Date(restriction.until).toISOString(), reply: restriction.reason, ratePerHour: restriction.ratePerHour },
@@ -335,16 +343,16 @@ export class EgressPool {
     return JSON.parse(entry.value) as Restriction;
   }
 
-  /** When the restriction an IP is recovering from ended, or null when it is not recovering. */
-  private recovery(ip: string, provider: ProviderName, now: number): number | null {
-    let endedAt: number | null = null;
+  /** The restriction an IP is coming back from (the latest that has ended), or null. */
+  private recovery(ip: string, provider: ProviderName, now: number): Recovery | null {
+    let latest: Recovery | null = null;
     for (const scope of [ALL, provider]) {
       const entry = this.state.get(`recover:${ip}:${scope}`);
       if (!entry || (entry.expiresAt !== null && entry.expiresAt <= now)) continue;
-      const end = Number(entry.value);
-      if (end <= now) endedAt = Math.max(endedAt ?? 0, end);
+      const recovery = JSON.parse(entry.value) as Recovery;
+      if (recovery.endedAt <= now && (!latest || recovery.endedAt > latest.endedAt)) latest = recovery;
     }
-    return endedAt;
+    return latest;
   }
 
   /** Last-sent time drives the idle restart of warm-up plans; written out now and then. */

@@ -1,0 +1,30 @@
+import type { Config } from '../config/schema.ts';
+import type { ReactionAction } from './contracts.ts';
+import type { PoolPolicy } from './egress-pool.ts';
+import type { PoolData } from './pool-data.ts';
+import { RECOVERY_START_FRACTION, RECOVERY_STEP_MS, recoveryRate } from './reaction-rules.ts';
+import { effectiveStart, warmupCaps } from './warmup.ts';
+import { adjustedWeight } from './weight-adjustment.ts';
+
+/** The pool's rules: the data of config/ (plans, providers, shaping) and the reputation settings. */
+export function createPoolPolicy(data: PoolData, reputation: Config['reputation']): PoolPolicy {
+  return {
+    providerOfSite: (site) => data.providers.providerOfSite(site),
+    warmupStart: (input) => effectiveStart({ ...input, idleRestartMs: data.warmup.idleRestartMs }),
+    warmupCaps: ({ plan, start, provider, now }) => {
+      const caps = data.plans.get(plan);
+      // Config validation refuses unknown plans; this only guards a plan removed from the data.
+      if (!caps) throw new Error(`unknown warm-up plan ${JSON.stringify(plan)}`);
+      return warmupCaps({ plan: caps, start, now, activeHours: data.warmup.activeHours, scale: data.providers.warmupScale(provider) });
+    },
+    shaping: (provider) => data.shaping.shapingFor(provider),
+    adjustWeight: ({ baseWeight, score, provider }) => adjustedWeight({ baseWeight, score, floor: reputation.floor, provider }),
+    recoveryRate: ({ action, endedAt, now, normal }: { action: ReactionAction; endedAt: number; now: number; normal: { ratePerSecond: number; burst: number } }) => {
+      const rate = recoveryRate({ reaction: { action }, now, endsAt: endedAt, normalRatePerSecond: normal.ratePerSecond });
+      if (rate >= normal.ratePerSecond) return null;
+      return { ratePerSecond: rate, burst: Math.max(1, Math.floor(rate)) };
+    },
+    // From the ramp's start fraction to the full rate, doubling each step.
+    recoveryMs: RECOVERY_STEP_MS * Math.ceil(Math.log2(1 / RECOVERY_START_FRACTION)),
+  };
+}
