@@ -3,8 +3,9 @@ import type { Logger } from '../observability/logger.ts';
 import type { Store } from '../storage/store.ts';
 
 /**
- * Deletes finished messages older than the retention period, once at start and then every
- * `intervalMs`, so the queue database holds the live queue and recent history, not all history.
+ * Deletes finished messages older than the retention period, and expired pool counters and
+ * state, once at start and then every `intervalMs`, so the queue database holds the live queue
+ * and recent history, not all history.
  */
 export class RetentionSweeper {
   private timer: NodeJS.Timeout | null = null;
@@ -34,8 +35,11 @@ export class RetentionSweeper {
   sweep(): Promise<void> {
     this.sweeping ??= (async () => {
       try {
-        const deleted = await this.deps.store.purgeFinished(this.deps.clock.now() - this.deps.retentionMs);
+        const now = this.deps.clock.now();
+        const deleted = await this.deps.store.purgeFinished(now - this.deps.retentionMs);
         if (deleted) this.log.info({ event: 'retention.purged', messages: deleted }, 'purged finished messages');
+        // Warm-up counters of past windows and ended suspensions kept in the store.
+        await this.deps.store.purgeExpiredPoolData(now);
       } catch (err) {
         this.log.error({ event: 'retention.failed', err }, 'purging finished messages failed');
       } finally {

@@ -228,7 +228,7 @@ export class EgressPool {
       if (restriction?.action === 'suspend') return { ok: false, retryAt: restriction.until, reason: 'suspended' };
       if (restriction?.action === 'throttle') {
         const rate = { ratePerSecond: (restriction.ratePerHour ?? 0) / 3600, burst: 1 };
-        const taken = await backend.limiter.take(`throttle:${ip}:${scope}`, rate, now, count);
+        const taken = await this.take(`throttle:${ip}:${scope}`, rate, now, count);
         if (!taken.allowed) return { ok: false, retryAt: now + taken.retryAfterMs, reason: 'throttled' };
       }
     }
@@ -237,13 +237,24 @@ export class EgressPool {
     if (recovering) {
       const rate = policy.recoveryRate({ ...recovering, now, normal });
       if (rate) {
-        const taken = await backend.limiter.take(`recover:${ip}:${provider}`, rate, now, count);
+        const taken = await this.take(`recover:${ip}:${provider}`, rate, now, count);
         if (!taken.allowed) return { ok: false, retryAt: now + taken.retryAfterMs, reason: 'throttled' };
       }
     }
-    const taken = await backend.limiter.take(`rate:${ip}:${site}`, normal, now, count);
+    const taken = await this.take(`rate:${ip}:${site}`, normal, now, count);
     if (!taken.allowed) return { ok: false, retryAt: now + taken.retryAfterMs, reason: 'rate' };
     return member.warmup ? this.reserveWarmup(member, member.warmup, provider, count, now) : { ok: true };
+  }
+
+  /**
+   * Takes `count` tokens. A transaction with more recipients than the bucket holds takes the
+   * whole bucket: it waits for a full bucket rather than never going out. A rate of zero (a
+   * throttle to nothing) never allows.
+   */
+  private async take(key: string, limit: RateLimit, now: number, count: number): Promise<{ allowed: boolean; retryAfterMs: number }> {
+    if (!(limit.ratePerSecond > 0)) return { allowed: false, retryAfterMs: 3_600_000 };
+    const burst = Math.max(1, Math.floor(limit.burst));
+    return this.deps.backend.limiter.take(key, { ratePerSecond: limit.ratePerSecond, burst }, now, Math.min(count, burst));
   }
 
   /** Counts `count` messages against the hour's and the day's cap, refusing when either would be exceeded. */

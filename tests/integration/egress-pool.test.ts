@@ -1,0 +1,176 @@
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { classifyReply } from '../../src/engine/classify.ts';
+import { createPoolBackend } from '../../src/ippool/backend/create-pool-backend.ts';
+import { EgressPool, type PoolMember } from '../../src/ippool/egress-pool.ts';
+import { DEFAULT_CONFIG_DIR, loadPoolData } from '../../src/ippool/pool-data.ts';
+import { createPoolPolicy } from '../../src/ippool/pool-policy.ts';
+import { ReactionEngine, loadReactionRules } from '../../src/ippool/reaction-rules.ts';
+import { createReputationTracker } from '../../src/ippool/reputation.ts';
+import { dayIndex, utcDayStart } from '../../src/ippool/warmup.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
+import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import type { Store } from '../../src/storage/store.ts';
+import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
+
+const GMAIL = 'alt1.aspmx.l.google.com,aspmx.l.google.com';
+const OTHER = 'mx.dest.test';
+const T0 = Date.UTC(2026, 10, 1);
+const CONSERVATIVE = [50, 100, 200, 400, 800, 1500, 3000, 5000, 7500, 10000, 12500, 15000, 20000, 25000, 30000, 35000, 40000, 45000, 50000, 55000, 60000, 70000, 80000, 90000, 100000, 110000, 120000, 135000, 150000, 175000];
+
+function member(address: string, extra: Partial<PoolMember> = {}): PoolMember {
+  return { address, hostname: `${address}.rookery.test`, pool: 'default', weight: 100, warmup: null, ...extra };
+}
+
+describe('egress pool (local backend)', () => {
+  let store: Store;
+  let clock: ManualClock;
+  let metrics: Metrics;
+
+  beforeEach(async () => {
+    clock = manualClock(T0 + 8 * 3_600_000);
+    // In memory: these tests make tens of thousands of selections; durability is the store's own suite.
+    store = createSqliteStore({ path: ':memory:', clock, logger: createLogger('silent') });
+    await store.migrate();
+    metrics = new Metrics({ processMetrics: false });
+  });
+  afterEach(async () => {
+    await store.close();
+  });
+
+  async function pool(members: PoolMember[]): Promise<EgressPool> {
+    const data = loadPoolData();
+    const p = new EgressPool({
+      members,
+      backend: createPoolBackend({ store, clock }),
+      reputation: createReputationTracker({ windowMs: 3_600_000, minSamples: 20 }),
+      reactions: new ReactionEngine(loadReactionRules(join(DEFAULT_CONFIG_DIR, 'reaction-rules.yaml'))),
+      policy: createPoolPolicy(data, { window: 3_600_000, minSamples: 20, floor: 0.7 }),
+      defaultEgress: { address: null, hostname: 'mta.rookery.test' },
+      clock,
+      logger: createLogger('silent'),
+      metrics,
+    });
+    await p.start();
+    return p;
+  }
+
+  /** Selects `n` times, one second apart, and counts the chosen IPs. */
+  async function spread(p: EgressPool, site: string, n: number, previous: string | null = null): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    for (let i = 0; i < n; i++) {
+      const selection = await p.select({ pool: 'default', site, count: 1, previous });
+      const key = selection.ok ? selection.egress.address! : `wait:${selection.reason}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+      clock.advance(1000);
+    }
+    return counts;
+  }
+
+  it('follows the weights over 2100 messages; weight 0 gets nothing', async () => {
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3', { weight: 50 }), member('127.0.0.4', { weight: 25 }), member('127.0.0.5', { weight: 0 })]);
+    const counts = await spread(p, OTHER, 2100);
+    // Smooth weighted round-robin is exact over whole rounds: 100 : 50 : 25 of 2100.
+    expect(Object.fromEntries(counts)).toEqual({ '127.0.0.2': 1200, '127.0.0.3': 600, '127.0.0.4': 300 });
+    p.stop();
+  });
+
+  it('keeps a retry on the IP used before while it is eligible', async () => {
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
+    expect(Object.fromEntries(await spread(p, OTHER, 10, '127.0.0.3'))).toEqual({ '127.0.0.3': 10 });
+    p.stop();
+  });
+
+  it('suspends an IP the host lacks, for every provider; its mail goes to the others', async () => {
+    const p = await pool([member('192.0.2.10'), member('127.0.0.3')]);
+    const missing = { disposition: 'transient', code: null, enhanced: '4.4.0', response: 'egress address 192.0.2.10 is not configured on this host (EADDRNOTAVAIL)', stage: 'connect', bounceClass: 'egress-unavailable', remoteHost: 'mx.dest.test', egressIp: '192.0.2.10' } as const;
+    await p.afterDelivery('192.0.2.10', OTHER, [missing]);
+    expect(Object.fromEntries(await spread(p, OTHER, 20))).toEqual({ '127.0.0.3': 20 });
+    expect(Object.fromEntries(await spread(p, GMAIL, 20))).toEqual({ '127.0.0.3': 20 });
+    expect(await metrics.registry.getSingleMetricAsString('rookery_ip_restricted')).toContain(
+      'rookery_ip_restricted{egress_ip="192.0.2.10",provider="*",action="suspend",reason="egress-unavailable"} 1',
+    );
+    p.stop();
+  });
+
+  it("throttles one IP for Gmail on 421 4.7.28; the others, and that IP's other providers, keep sending", async () => {
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
+    const reply = classifyReply({
+      code: 421,
+      text: '4.7.28 [127.0.0.2] Our system has detected an unusual rate of unsolicited mail originating from your IP address.',
+      stage: 'rcpt',
+      remoteHost: 'aspmx.l.google.com',
+      egressIp: '127.0.0.2',
+    });
+    await p.afterDelivery('127.0.0.2', GMAIL, [reply]);
+    // 120 messages over two minutes: the throttle (60/h, burst 1) lets 127.0.0.2 send at most 3.
+    const gmail = await spread(p, GMAIL, 120);
+    expect(gmail.get('127.0.0.2') ?? 0).toBeLessThanOrEqual(3);
+    expect(gmail.get('127.0.0.3')).toBeGreaterThanOrEqual(117);
+    expect(Object.fromEntries(await spread(p, OTHER, 100))).toEqual({ '127.0.0.2': 50, '127.0.0.3': 50 });
+    // A transaction with more recipients than the throttle's bucket holds waits; it is not an error.
+    const big = await p.select({ pool: 'default', site: GMAIL, count: 5, previous: '127.0.0.2' });
+    expect(big).toMatchObject({ ok: true, egress: { address: '127.0.0.3' } });
+    p.stop();
+  });
+
+  it('waits (throttled, not failed) when no IP may send, and says until when', async () => {
+    const p = await pool([member('127.0.0.2', { warmup: { plan: 'conservative', start: utcDayStart(T0) } })]);
+    const selections = [];
+    // Hourly cap on day 0: ceil(50 / 16) = 4.
+    for (let i = 0; i < 5; i++) selections.push(await p.select({ pool: 'default', site: OTHER, count: 1, previous: null }));
+    expect(selections.slice(0, 4).every((s) => s.ok)).toBe(true);
+    expect(selections[4]).toMatchObject({ ok: false, reason: 'warmup-cap', retryAt: T0 + 9 * 3_600_000 });
+    expect(await metrics.registry.getSingleMetricAsString('rookery_selection_waits_total')).toContain('rookery_selection_waits_total{pool="default",reason="warmup-cap"} 1');
+    p.stop();
+  });
+
+  it('30 simulated days of a conservative warm-up never exceed a daily or hourly cap; overflow goes to the warm IP', { timeout: 120_000 }, async () => {
+    clock.set(T0);
+    const warming = '127.0.0.2';
+    const p = await pool([member(warming, { warmup: { plan: 'conservative', start: T0 } }), member('127.0.0.3')]);
+    const data = loadPoolData();
+    const perHour = 30;
+    const byDay = new Map<string, number>();
+    const byHour = new Map<string, number>();
+    let waits = 0;
+    for (let hour = 0; hour < 31 * 24; hour++) {
+      for (let i = 0; i < perHour; i++) {
+        for (const [provider, site] of [['gmail', GMAIL], ['outlook', 'x.mail.protection.outlook.com']] as const) {
+          const selection = await p.select({ pool: 'default', site, count: 1, previous: null });
+          if (!selection.ok) {
+            waits++;
+            continue;
+          }
+          const day = dayIndex(T0, clock.now());
+          const key = `${selection.egress.address}|${provider}|${day}`;
+          byDay.set(key, (byDay.get(key) ?? 0) + 1);
+          byHour.set(`${key}|${hour}`, (byHour.get(`${key}|${hour}`) ?? 0) + 1);
+        }
+        clock.advance(3_600_000 / perHour);
+      }
+    }
+    // The warm IP always has room: nothing ever waits.
+    expect(waits).toBe(0);
+    for (const provider of ['gmail', 'outlook']) {
+      const scale = data.providers.warmupScale(provider);
+      for (let day = 0; day < 30; day++) {
+        const daily = Math.max(1, Math.floor(CONSERVATIVE[day]! * scale));
+        const hourly = Math.ceil(daily / 16);
+        const sent = byDay.get(`${warming}|${provider}|${day}`) ?? 0;
+        expect(sent, `${provider} day ${day}`).toBeLessThanOrEqual(daily);
+        for (let h = day * 24; h < (day + 1) * 24; h++) {
+          expect(byHour.get(`${warming}|${provider}|${day}|${h}`) ?? 0).toBeLessThanOrEqual(hourly);
+        }
+        // Every message the warming IP could not take went to the warm IP.
+        expect(sent + (byDay.get(`127.0.0.3|${provider}|${day}`) ?? 0)).toBe(perHour * 24);
+      }
+      // Day 0 is the tightest: exactly its (scaled) cap.
+      expect(byDay.get(`${warming}|${provider}|0`)).toBe(Math.floor(50 * scale));
+      // Past the plan the IP is warm and takes its weight's share.
+      expect(byDay.get(`${warming}|${provider}|30`)).toBe((perHour * 24) / 2);
+    }
+    p.stop();
+  });
+});
