@@ -9,6 +9,7 @@ import { createRouter, type Resolver as DnsResolver } from './engine/routing.ts'
 import { Scheduler } from './engine/scheduler.ts';
 import { createDeliverer } from './engine/smtp-deliverer.ts';
 import { createRoundRobinSelector } from './ippool/egress.ts';
+import { poolAssignerFor } from './ippool/pool-assignment.ts';
 import type { Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 import { loadOrCreateTlsMaterial } from './smtp/tls-material.ts';
@@ -112,7 +113,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await scheduler.start();
     stack.push({ name: 'scheduler', stop: () => scheduler.stop(config.delivery.shutdownTimeout) });
 
-    const queue = new Queue({ store, clock, metrics, hostname: config.hostname, onEnqueued: () => scheduler.wake() });
+    const queue = new Queue({
+      store,
+      clock,
+      metrics,
+      hostname: config.hostname,
+      assignPool: poolAssignerFor(config),
+      onEnqueued: () => scheduler.wake(),
+    });
     // Key and certificate are read (or a self-signed pair made) only when a listener needs them.
     const tls = config.smtp.listeners.some((l) => l.tls !== 'none')
       ? await loadOrCreateTlsMaterial({ keyPath: config.smtp.tls?.key, certPath: config.smtp.tls?.cert, dataDir: config.dataDir, hostname: config.hostname })

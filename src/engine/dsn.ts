@@ -20,6 +20,8 @@ export interface DsnInput {
     body: Buffer;
     /** When the original was accepted (Arrival-Date); omitted when unknown. */
     createdAt?: number;
+    /** The original's egress pool: the report goes back through the same sender's IPs. */
+    pool: string;
   };
   failed: Array<{ recipient: string; outcome: DeliveryOutcome }>;
   now: number;
@@ -73,6 +75,7 @@ export async function buildDsn(input: DsnInput): Promise<NewMessage> {
     clientAddress: null,
     createdAt: now,
     dueAt: now,
+    pool: original.pool,
   };
 }
 

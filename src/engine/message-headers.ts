@@ -28,10 +28,13 @@ export function headerValue(header: string, name: string): string | null {
 
 /**
  * Prepends `prepend` fields (e.g. Received) and appends `append` fields at the end of the header
- * block. Each field is given without its trailing CRLF.
+ * block, after removing every field named in `remove` (with its continuation lines). Each field
+ * is given without its trailing CRLF.
  */
-export function withHeaders(message: Buffer, prepend: string[], append: string[]): Buffer {
-  const { header, body } = splitHeader(message);
+export function withHeaders(message: Buffer, prepend: string[], append: string[], remove: string[] = []): Buffer {
+  const split = splitHeader(message);
+  const { body } = split;
+  const header = remove.length ? withoutFields(split.header, remove) : split.header;
   const headerBytes = Buffer.from(header, 'latin1');
   const parts: Buffer[] = [];
   for (const field of prepend) parts.push(Buffer.from(field, 'utf8'), CRLF);
@@ -46,4 +49,18 @@ export function withHeaders(message: Buffer, prepend: string[], append: string[]
 /** RFC 5322 date-time, e.g. "Sun, 22 Nov 2026 10:00:00 +0000". */
 export function rfc5322Date(ms: number): string {
   return new Date(ms).toUTCString().replace('GMT', '+0000');
+}
+
+/** The header block without the named fields (each line of a folded field goes with it). */
+function withoutFields(header: string, names: string[]): string {
+  const drop = new Set(names.map((n) => n.toLowerCase()));
+  const kept: string[] = [];
+  let dropping = false;
+  for (const line of header.split('\r\n')) {
+    if (line === '') continue;
+    const continuation = line.startsWith(' ') || line.startsWith('\t');
+    if (!continuation) dropping = drop.has(line.slice(0, line.indexOf(':')).trim().toLowerCase());
+    if (!dropping) kept.push(line);
+  }
+  return kept.length ? kept.join('\r\n') + '\r\n' : '';
 }

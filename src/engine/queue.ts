@@ -3,6 +3,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { NewMessage, Store } from '../storage/store.ts';
 import { hasHeader, headerValue, rfc5322Date, splitHeader, withHeaders } from './message-headers.ts';
 import { newQueueId } from './queue-id.ts';
+import { POOL_HEADER, type PoolAssignment } from '../ippool/pool-assignment.ts';
 
 /** A message as handed over by a client (SMTP or HTTP), before Rookery adds its headers. */
 export interface Submission {
@@ -20,6 +21,8 @@ export interface Submission {
 export interface Accepted {
   id: string;
   messageIdHeader: string;
+  /** The egress pool the message sends from, and an X-Rookery-Pool value that was not allowed. */
+  pool: PoolAssignment;
 }
 
 /**
@@ -35,6 +38,8 @@ export class Queue {
       clock: Clock;
       metrics: Metrics;
       hostname: string;
+      /** Chooses the message's egress pool (see src/ippool/pool-assignment.ts). */
+      assignPool: (input: { header: string | null; submitter: string | null; sender: string }) => PoolAssignment;
       /** Called after each commit so the scheduler starts delivery at once. */
       onEnqueued: () => void;
     },
@@ -54,23 +59,28 @@ export class Queue {
       append.push(`Message-ID: ${messageIdHeader}`);
     }
     if (!hasHeader(header, 'Date')) append.push(`Date: ${rfc5322Date(now)}`);
+    const poolHeader = headerValue(header, POOL_HEADER);
+    const pool = this.deps.assignPool({ header: poolHeader, submitter: submission.submitter, sender: submission.sender });
+    // The pool header is an instruction to Rookery, never part of the delivered message.
+    const remove = poolHeader === null ? [] : [POOL_HEADER];
 
     const message: NewMessage = {
       id,
       sender: submission.sender,
       recipients: submission.recipients,
       messageIdHeader,
-      body: prepend.length || append.length ? withHeaders(submission.body, prepend, append) : submission.body,
+      body: prepend.length || append.length || remove.length ? withHeaders(submission.body, prepend, append, remove) : submission.body,
       submitter: submission.submitter,
       source: submission.source,
       clientAddress: submission.clientAddress,
       createdAt: now,
       dueAt: now,
+      pool: pool.pool,
     };
     await store.enqueue([message]);
     metrics.messagesAccepted.inc({ source: submission.source });
     metrics.recipientsAccepted.inc(submission.recipients.length);
     this.deps.onEnqueued();
-    return { id, messageIdHeader };
+    return { id, messageIdHeader, pool };
   }
 }

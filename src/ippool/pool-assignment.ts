@@ -47,3 +47,13 @@ function domainMatches(domain: string, pattern: string): boolean {
   const p = pattern.toLowerCase();
   return p.startsWith('*.') ? domain.endsWith(p.slice(1)) : domain === p;
 }
+
+/** The assignment function for a configuration: its users' pools and its pools' sender domains. */
+export function poolAssignerFor(config: {
+  smtp: { users: readonly PoolUser[] };
+  pools: Readonly<Record<string, { senders: readonly string[] }>>;
+}): (input: { header: string | null; submitter: string | null; sender: string }) => PoolAssignment {
+  const users = new Map(config.smtp.users.map((u) => [u.username, u]));
+  const rules: PoolAssignmentRules = { senders: new Map(Object.entries(config.pools).map(([name, pool]) => [name, pool.senders])) };
+  return ({ header, submitter, sender }) => assignPool({ header, user: submitter ? (users.get(submitter) ?? null) : null, sender, rules });
+}

@@ -425,9 +425,16 @@ class SmtpSubmissionServer implements SubmissionServer {
         submitter: submission.submitter,
         recipients: submission.recipients.length,
         size: submission.body.length,
+        pool: accepted.pool.pool,
       },
       'message queued',
     );
+    if (accepted.pool.refusedHeader !== null) {
+      log.warn(
+        { event: 'smtp.pool_header.refused', messageId: accepted.id, requested: logSafe(accepted.pool.refusedHeader), submitter: submission.submitter, pool: accepted.pool.pool },
+        'X-Rookery-Pool names a pool this client may not use; ignored',
+      );
+    }
     return `2.0.0 Ok: queued as ${accepted.id}`;
   }
 

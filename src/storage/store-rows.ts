@@ -72,6 +72,7 @@ export interface MessageDbRow {
   submitter: string | null;
   source: string;
   created_at: number;
+  pool: string;
 }
 
 export function toClaimedRecipient(row: ClaimedRow): ClaimedRecipient {
@@ -144,6 +145,7 @@ export function toStoredMessage(row: MessageDbRow): StoredMessage {
     submitter: row.submitter,
     source: row.source as StoredMessage['source'],
     createdAt: row.created_at,
+    pool: row.pool,
   };
 }
 

@@ -23,6 +23,8 @@ export interface NewMessage {
   submitter: string | null;
   /** How the message came in. */
   source: 'smtp' | 'http' | 'dsn';
+  /** The egress pool it sends from (chosen at acceptance). */
+  pool: string;
   clientAddress: string | null;
   createdAt: number;
   /** When the first attempt is due; normally createdAt. */
@@ -54,6 +56,7 @@ export interface StoredMessage {
   submitter: string | null;
   source: NewMessage['source'];
   createdAt: number;
+  pool: string;
 }
 
 export interface RecipientRow {

@@ -167,6 +167,7 @@ describe('GET /metrics', () => {
         submitter: null,
         source: 'smtp',
         clientAddress: '127.0.0.1',
+        pool: 'default',
         createdAt: Date.now(),
         dueAt: Date.now(),
       },

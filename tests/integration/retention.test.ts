@@ -31,6 +31,7 @@ function message(id: string, now: number): NewMessage {
     clientAddress: '127.0.0.1',
     createdAt: now,
     dueAt: now,
+    pool: 'default',
   };
 }
 

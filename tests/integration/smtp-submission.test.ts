@@ -12,6 +12,7 @@ import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
 import { SmtpTestClient, type SmtpClientOptions } from '../helpers/smtp-client.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { poolAssignerFor } from '../../src/ippool/pool-assignment.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 import { tlsFixture } from '../helpers/tls-fixture.ts';
 
@@ -49,7 +50,7 @@ async function startHarness(smtp: ConfigInput['smtp'], options: { shutdownGraceM
   const store = createSqliteStore({ path: dir.file('rookery.db'), clock, logger });
   await store.migrate();
   cleanups.push(() => store.close());
-  const queue = new Queue({ store, clock, metrics, hostname: config.hostname, onEnqueued: () => undefined });
+  const queue = new Queue({ store, clock, metrics, hostname: config.hostname, assignPool: poolAssignerFor(config), onEnqueued: () => undefined });
   const server = createSubmissionServer({ config, queue, tls: await tlsFixture(), logger, metrics, clock, ...options });
   await server.start();
   cleanups.push(() => server.stop());

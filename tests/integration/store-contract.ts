@@ -37,6 +37,7 @@ function message(overrides: Partial<NewMessage> & { recipients?: string[] } = {}
     clientAddress: '127.0.0.1',
     createdAt: now,
     dueAt: now,
+    pool: 'default',
     ...overrides,
   };
 }
@@ -112,10 +113,10 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
 
     it('stores the null sender, null fields and a binary body unchanged', async () => {
       const body = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-      const m = message({ sender: '', messageIdHeader: null, submitter: null, clientAddress: null, source: 'dsn', body });
+      const m = message({ sender: '', messageIdHeader: null, submitter: null, clientAddress: null, source: 'dsn', body, pool: 'marketing' });
       await store.enqueue([m]);
       const stored = await store.loadMessage(m.id);
-      expect(stored).toMatchObject({ sender: '', messageIdHeader: null, submitter: null, source: 'dsn' });
+      expect(stored).toMatchObject({ sender: '', messageIdHeader: null, submitter: null, source: 'dsn', pool: 'marketing' });
       expect(stored!.body.equals(body)).toBe(true);
       const [claimed] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
       expect(claimed).toMatchObject({ sender: '', messageIdHeader: null, size: 256 });

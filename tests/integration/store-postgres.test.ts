@@ -53,7 +53,7 @@ describe.skipIf(!available)('PostgreSQL store', () => {
       await client.connect();
       try {
         const { rows } = await client.query(`SELECT version FROM "${schema.schema}".schema_migrations ORDER BY version`);
-        expect(rows.map((r) => r.version)).toEqual([1]);
+        expect(rows.map((r) => r.version)).toEqual([1, 2, 3]);
       } finally {
         await client.end();
       }
@@ -84,6 +84,7 @@ describe.skipIf(!available)('PostgreSQL store', () => {
           clientAddress: null,
           createdAt: now,
           dueAt: now,
+    pool: 'default',
         };
         await enqueuing.enqueue([m]);
         await new Promise((r) => setTimeout(r, 25));

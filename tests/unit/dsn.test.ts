@@ -26,7 +26,7 @@ function failure(extra: Partial<DeliveryOutcome>): DeliveryOutcome {
 function input(extra: Partial<DsnInput> = {}): DsnInput {
   return {
     reportingMta: 'mta.rookery.test',
-    original: { id: '0190aabbccdd1234567890', sender: 'app@sender.test', messageIdHeader: '<inv-1@sender.test>', body: ORIGINAL, createdAt: Date.UTC(2026, 10, 22, 10) },
+    original: { id: '0190aabbccdd1234567890', sender: 'app@sender.test', messageIdHeader: '<inv-1@sender.test>', body: ORIGINAL, createdAt: Date.UTC(2026, 10, 22, 10), pool: 'marketing' },
     failed: [
       { recipient: 'nobody@dest.test', outcome: failure({}) },
       {
@@ -90,6 +90,8 @@ describe('buildDsn', () => {
       clientAddress: null,
       createdAt: input().now,
       dueAt: input().now,
+      // Back through the pool of the message it reports on.
+      pool: 'marketing',
     });
   });
 

@@ -21,6 +21,11 @@ describe('message headers', () => {
     );
   });
 
+  it('removes fields by name, folded lines included, and nothing else', () => {
+    const input = Buffer.from('X-Rookery-Pool: marketing\r\nSubject: a\r\nx-rookery-pool: b\r\n  folded\r\nTo: t\r\n\r\nX-Rookery-Pool: in the body\r\n');
+    expect(withHeaders(input, [], [], ['X-Rookery-Pool']).toString()).toBe('Subject: a\r\nTo: t\r\n\r\nX-Rookery-Pool: in the body\r\n');
+  });
+
   it('handles a message that is all header', () => {
     const out = withHeaders(Buffer.from('Subject: x\r\n'), [], ['Date: y']).toString();
     expect(out).toBe('Subject: x\r\nDate: y\r\n\r\n');

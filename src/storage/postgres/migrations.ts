@@ -105,6 +105,14 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX pool_state_expires_at ON pool_state (expires_at);
     `,
   },
+  {
+    version: 3,
+    name: 'egress pool of each message',
+    sql: `
+      -- Chosen at acceptance (X-Rookery-Pool, the user's pool, the sender domain); older rows use "default".
+      ALTER TABLE messages ADD COLUMN pool text NOT NULL DEFAULT 'default';
+    `,
+  },
 ];
 
 /** First key of the two-key advisory lock taken while migrating ("rook"). */

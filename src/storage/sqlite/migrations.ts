@@ -102,6 +102,14 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX pool_state_expires_at ON pool_state (expires_at);
     `,
   },
+  {
+    version: 3,
+    name: 'egress pool of each message',
+    sql: `
+      -- Chosen at acceptance (X-Rookery-Pool, the user's pool, the sender domain); older rows use "default".
+      ALTER TABLE messages ADD COLUMN pool TEXT NOT NULL DEFAULT 'default';
+    `,
+  },
 ];
 
 /**

@@ -11,8 +11,8 @@ export function prepareQueries(db: DatabaseSync) {
   const stmt = (sql: string): StatementSync => db.prepare(sql);
 
   const insertMessage = stmt(`
-    INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at, pool)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
 
   const insertRecipient = stmt(`
     INSERT INTO recipients (message_id, recipient, domain, state, attempts, next_attempt_at, created_at, updated_at)
@@ -71,7 +71,7 @@ export function prepareQueries(db: DatabaseSync) {
   const nextDueAt = stmt(`SELECT min(next_attempt_at) AS at FROM recipients WHERE state = 'queued'`);
 
   const selectMessage = stmt(`
-    SELECT id, sender, message_id_header, body, submitter, source, created_at FROM messages WHERE id = ?`);
+    SELECT id, sender, message_id_header, body, submitter, source, created_at, pool FROM messages WHERE id = ?`);
 
   const countByState = stmt(`SELECT state, count(*) AS n FROM recipients GROUP BY state`);
 
@@ -144,7 +144,7 @@ export function prepareQueries(db: DatabaseSync) {
 
   return {
     insertMessage(m: NewMessage): void {
-      insertMessage.run(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt);
+      insertMessage.run(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt, m.pool);
     },
 
     insertRecipient(messageId: string, recipient: string, domain: string, dueAt: number, createdAt: number): void {
