@@ -1,4 +1,5 @@
 import { Resolver } from 'node:dns/promises';
+import { join } from 'node:path';
 import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config/schema.ts';
 import { createControlApi } from './control-api/server.ts';
@@ -8,7 +9,12 @@ import { RetentionSweeper } from './engine/retention.ts';
 import { createRouter, type Resolver as DnsResolver } from './engine/routing.ts';
 import { Scheduler } from './engine/scheduler.ts';
 import { createDeliverer } from './engine/smtp-deliverer.ts';
-import { createRoundRobinSelector } from './ippool/egress.ts';
+import { createPoolBackend } from './ippool/backend/create-pool-backend.ts';
+import { EgressPool } from './ippool/egress-pool.ts';
+import { DEFAULT_CONFIG_DIR, loadPoolData } from './ippool/pool-data.ts';
+import { createPoolPolicy } from './ippool/pool-policy.ts';
+import { ReactionEngine, loadReactionRules } from './ippool/reaction-rules.ts';
+import { createReputationTracker } from './ippool/reputation.ts';
 import { poolAssignerFor } from './ippool/pool-assignment.ts';
 import type { Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
@@ -57,6 +63,29 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const redis = config.redis ? createRedisClient(config.redis.url, logger) : null;
     if (redis) stack.push({ name: 'redis', stop: () => redis.close() });
 
+    // The egress pool: data from config/ with this config's overrides; counters, limits and
+    // suspensions in Redis when configured (shared by every node), else in the store.
+    const poolData = loadPoolData({ overrides: { warmup: config.warmup, providers: config.providers, shaping: config.shaping } });
+    const pool = new EgressPool({
+      members: config.ips.map((ip) => ({
+        address: ip.address,
+        hostname: ip.hostname ?? config.hostname,
+        pool: ip.pool,
+        weight: ip.weight,
+        warmup: ip.warmup ?? null,
+      })),
+      backend: createPoolBackend({ store, redis: redis?.redis ?? null, clock }),
+      reputation: createReputationTracker({ windowMs: config.reputation.window, minSamples: config.reputation.minSamples }),
+      reactions: new ReactionEngine(loadReactionRules(join(DEFAULT_CONFIG_DIR, 'reaction-rules.yaml'), config.reactionRules)),
+      policy: createPoolPolicy(poolData, config.reputation),
+      defaultEgress: { address: null, hostname: config.hostname },
+      clock,
+      logger,
+      metrics,
+    });
+    await pool.start();
+    stack.push({ name: 'ippool', stop: async () => pool.stop() });
+
     const { timeouts } = config.delivery;
     const deliverer = createDeliverer({
       logger,
@@ -72,7 +101,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       store,
       router: createRouter({ routes: config.delivery.routes, mxPort: config.delivery.mxPort, resolver: options.resolver ?? new Resolver({ timeout: 10_000, tries: 2 }), clock }),
       deliverer,
-      egress: createRoundRobinSelector(config.ips, config.hostname),
+      pool,
       clock,
       logger,
       metrics,

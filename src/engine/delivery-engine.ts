@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/schema.ts';
-import type { EgressSelector } from '../ippool/egress.ts';
+import type { EgressPool, Selection } from '../ippool/egress-pool.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ipLabel, type Metrics } from '../observability/metrics.ts';
 import type { AttemptResult, ClaimedRecipient, NewMessage, StoredMessage, Store } from '../storage/store.ts';
@@ -10,6 +10,23 @@ import { newQueueId } from './queue-id.ts';
 import { decide, expiredOutcome } from './retry-policy.ts';
 import type { Route } from './routing.ts';
 import type { Deliverer } from './smtp-deliverer.ts';
+
+/** How many egress IPs one attempt tries when IPs turn out to be missing from the host. */
+const MAX_EGRESS_TRIES = 3;
+
+/** The outcome of a delivery that found no eligible egress IP: a wait, not a failure. */
+function waiting(pool: string, selection: Extract<Selection, { ok: false }>): DeliveryOutcome {
+  return {
+    disposition: 'throttled',
+    code: null,
+    enhanced: '4.4.5',
+    response: `no egress IP of pool ${pool} may send to ${selection.provider} now (${selection.reason}); waiting`,
+    stage: 'queue',
+    bounceClass: 'rate-limited',
+    remoteHost: null,
+    egressIp: null,
+  };
+}
 
 /** Recipients of one message at one domain: delivered together in one SMTP transaction. */
 export interface DeliveryJob {
@@ -22,7 +39,7 @@ export interface EngineDeps {
   store: Store;
   router: { resolve(domain: string): Promise<Route> };
   deliverer: Pick<Deliverer, 'deliver'>;
-  egress: EgressSelector;
+  pool: Pick<EgressPool, 'select' | 'afterDelivery' | 'connectionShaping'>;
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
@@ -49,8 +66,8 @@ export class DeliveryEngine {
 
   /** Returns the earliest time this attempt made work due (a retry, or now for a queued DSN), if any. */
   async attempt(job: DeliveryJob, message: StoredMessage): Promise<number | null> {
-    const outcomes = await this.send(job, message);
-    const { results, bounced } = this.decideAll(job, outcomes);
+    const { outcomes, waitUntil } = await this.send(job, message);
+    const { results, bounced } = this.decideAll(job, outcomes, waitUntil);
     const followUps = await this.dsnFor(message, bounced);
     await this.deps.store.recordAttempts(this.deps.owner, results, followUps);
     this.report(job, results);
@@ -59,23 +76,38 @@ export class DeliveryEngine {
     return due.length ? Math.min(...due) : null;
   }
 
-  /** Routes the job and hands it to the deliverer; a routing failure applies to every recipient. */
-  private async send(job: DeliveryJob, message: StoredMessage): Promise<DeliveryOutcome[]> {
+  /**
+   * Routes the job, chooses the egress IP from the message's pool and hands the job to the
+   * deliverer. A routing failure applies to every recipient; no eligible IP means a wait
+   * (throttled) until `waitUntil`. An IP the host turns out not to have is suspended by the
+   * pool and the job goes out at once from another one.
+   */
+  private async send(job: DeliveryJob, message: StoredMessage): Promise<{ outcomes: DeliveryOutcome[]; waitUntil?: number }> {
     const route = await this.deps.router.resolve(job.domain);
-    if (!route.ok) return job.rows.map(() => route.outcome);
-    const previous = job.rows.find((r) => r.lastEgressIp)?.lastEgressIp ?? null;
-    const egress = this.deps.egress.pick({ domain: job.domain, site: route.site, previous });
-    return this.deps.deliverer.deliver({
-      sender: message.sender,
-      recipients: job.rows.map((r) => r.recipient),
-      body: message.body,
-      egress,
-      site: route.site,
-      hops: route.hops,
-    });
+    if (!route.ok) return { outcomes: job.rows.map(() => route.outcome) };
+    const { pool, deliverer } = this.deps;
+    let previous = job.rows.find((r) => r.lastEgressIp)?.lastEgressIp ?? null;
+    for (let tries = 1; ; tries++) {
+      const selection = await pool.select({ pool: message.pool, site: route.site, count: job.rows.length, previous });
+      if (!selection.ok) return { outcomes: job.rows.map(() => waiting(message.pool, selection)), waitUntil: selection.retryAt };
+      const shaping = pool.connectionShaping(selection.egress.address, route.site);
+      const delivered = await deliverer.deliver({
+        sender: message.sender,
+        recipients: job.rows.map((r) => r.recipient),
+        body: message.body,
+        egress: selection.egress,
+        site: route.site,
+        hops: route.hops,
+        limits: shaping.limits,
+        beforeConnect: shaping.beforeConnect,
+      });
+      const outcomes = await pool.afterDelivery(selection.egress.address, route.site, delivered);
+      if (tries >= MAX_EGRESS_TRIES || !outcomes.every((o) => o.bounceClass === 'egress-unavailable')) return { outcomes };
+      previous = null;
+    }
   }
 
-  private decideAll(job: DeliveryJob, outcomes: DeliveryOutcome[]) {
+  private decideAll(job: DeliveryJob, outcomes: DeliveryOutcome[], throttledUntil?: number) {
     const now = this.deps.clock.now();
     const results: AttemptResult[] = [];
     const bounced: Array<{ recipient: string; outcome: DeliveryOutcome }> = [];
@@ -90,6 +122,7 @@ export class DeliveryEngine {
         maxAge: this.deps.delivery.maxAge,
         retry: this.deps.delivery.retry,
         random: this.random,
+        throttledUntil,
       });
       if (decision.expired) outcome = expiredOutcome(outcome);
       results.push({

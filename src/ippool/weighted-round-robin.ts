@@ -22,18 +22,26 @@ export class WeightedRoundRobin<T extends string> {
         if (this.score(inRound[i]!) > this.score(inRound[best]!)) best = i;
       }
       const [member] = inRound[best]!;
-      if (await eligible(member)) {
-        let total = 0;
-        for (const [m, weight] of inRound) {
-          this.credit.set(m, (this.credit.get(m) ?? 0) + weight);
-          total += weight;
-        }
-        this.credit.set(member, this.credit.get(member)! - total);
-        return member;
-      }
+      // The round is applied before the (asynchronous) eligibility check, so picks running at
+      // the same time see it; it is taken back if the member cannot be used. The changes are
+      // additive, so taking one back is right whatever other picks did meanwhile.
+      const round = [...inRound];
+      this.apply(round, member, 1);
+      if (await eligible(member)) return member;
+      this.apply(round, member, -1);
       inRound.splice(best, 1);
     }
     return undefined;
+  }
+
+  /** Adds (sign 1) or takes back (sign -1) one round in which `chosen` wins. */
+  private apply(round: ReadonlyArray<[T, number]>, chosen: T, sign: 1 | -1): void {
+    let total = 0;
+    for (const [m, weight] of round) {
+      this.credit.set(m, (this.credit.get(m) ?? 0) + sign * weight);
+      total += weight;
+    }
+    this.credit.set(chosen, this.credit.get(chosen)! - sign * total);
   }
 
   private score([member, weight]: [T, number]): number {

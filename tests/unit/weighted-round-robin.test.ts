@@ -37,6 +37,14 @@ describe('smooth weighted round-robin', () => {
     expect(asked).toEqual(['a', 'b']);
   });
 
+  it('keeps the shares exact when picks overlap while eligibility is being checked', async () => {
+    const rr = new WeightedRoundRobin<string>();
+    const weights = new Map([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+    const slowYes = () => new Promise<boolean>((resolve) => setImmediate(() => resolve(true)));
+    const chosen = await Promise.all(Array.from({ length: 40 }, () => rr.pick(weights, slowYes)));
+    expect(['a', 'b', 'c', 'd'].map((m) => chosen.filter((c) => c === m).length)).toEqual([10, 10, 10, 10]);
+  });
+
   it('returns undefined when nothing is eligible, and the usual sequence resumes afterwards', async () => {
     const rr = new WeightedRoundRobin<string>();
     const weights = new Map([['a', 3], ['b', 1]]);
