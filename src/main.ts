@@ -13,6 +13,7 @@ import { createPoolBackend } from './ippool/backend/create-pool-backend.ts';
 import { EgressPool } from './ippool/egress-pool.ts';
 import { DEFAULT_CONFIG_DIR, loadPoolData } from './ippool/pool-data.ts';
 import { createPoolPolicy } from './ippool/pool-policy.ts';
+import { FALLBACK_PROVIDER } from './ippool/providers.ts';
 import { ReactionEngine, loadReactionRules } from './ippool/reaction-rules.ts';
 import { createReputationTracker } from './ippool/reputation.ts';
 import { poolAssignerFor } from './ippool/pool-assignment.ts';
@@ -74,7 +75,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         weight: ip.weight,
         warmup: ip.warmup ?? null,
       })),
-      backend: createPoolBackend({ store, redis: redis?.redis ?? null, clock }),
+      backend: createPoolBackend({ store, redis: redis?.redis ?? null, keyPrefix: config.redis?.keyPrefix, clock }),
       reputation: createReputationTracker({ windowMs: config.reputation.window, minSamples: config.reputation.minSamples }),
       reactions: new ReactionEngine(loadReactionRules(join(DEFAULT_CONFIG_DIR, 'reaction-rules.yaml'), config.reactionRules)),
       policy: createPoolPolicy(poolData, config.reputation),
@@ -87,12 +88,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     stack.push({ name: 'ippool', stop: async () => pool.stop() });
 
     const { timeouts } = config.delivery;
+    const fallbackShaping = poolData.shaping.shapingFor(FALLBACK_PROVIDER);
     const deliverer = createDeliverer({
       logger,
       metrics,
       timeouts,
-      maxMessagesPerConnection: config.delivery.maxMessagesPerConnection,
-      maxConnectionsPerSite: config.delivery.maxConnectionsPerSite,
+      // Every delivery carries its provider's limits; these apply to none in practice.
+      maxMessagesPerConnection: fallbackShaping.maxMessagesPerConnection,
+      maxConnectionsPerSite: fallbackShaping.maxConnections,
       idleConnectionTimeout: config.delivery.idleConnectionTimeout,
     });
     stack.push({ name: 'deliverer', stop: () => deliverer.close() });

@@ -68,7 +68,13 @@ export const configSchema = z.strictObject({
       retention: durationSchema.default(7 * 86_400_000),
     })
     .prefault({}),
-  redis: z.strictObject({ url: z.string() }).optional(),
+  redis: z
+    .strictObject({
+      url: z.string(),
+      /** Prefix of every key Rookery writes, so several deployments can share one Redis. */
+      keyPrefix: z.string().min(1).default('rookery:'),
+    })
+    .optional(),
   smtp: z
     .strictObject({
       listeners: z.array(listener).default([{ host: '127.0.0.1', port: 2525, tls: 'none' }]),
@@ -99,8 +105,6 @@ export const configSchema = z.strictObject({
       /** TCP port for next hops found by MX lookup (25 on the internet; tests point it at a sink). */
       mxPort: port.default(25),
       concurrency: z.number().int().positive().default(200),
-      maxConnectionsPerSite: z.number().int().positive().default(10),
-      maxMessagesPerConnection: z.number().int().positive().default(100),
       idleConnectionTimeout: durationSchema.default(5_000),
       retry: z
         .strictObject({

@@ -181,7 +181,7 @@ describe('environment overrides', () => {
   });
 
   it('REDIS_URL turns Redis on and wins over the file', () => {
-    expect(parse({}, { REDIS_URL: 'redis://127.0.0.1:6379/2' }).redis).toEqual({ url: 'redis://127.0.0.1:6379/2' });
+    expect(parse({}, { REDIS_URL: 'redis://127.0.0.1:6379/2' }).redis).toEqual({ url: 'redis://127.0.0.1:6379/2', keyPrefix: 'rookery:' });
     expect(parse({ redis: { url: 'redis://file:6379' } }, { REDIS_URL: 'redis://env:6379' }).redis!.url).toBe('redis://env:6379');
     expect(parse({ redis: { url: 'redis://file:6379' } }, {}).redis!.url).toBe('redis://file:6379');
   });
