@@ -1,0 +1,148 @@
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import type { ConfigInput } from '../../src/config/schema.ts';
+import type { Resolver } from '../../src/engine/routing.ts';
+import { formatDate } from '../../src/ippool/warmup.ts';
+import { startDaemon, type Daemon } from '../../src/main.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { createScratchDatabase, type ScratchDatabase } from '../helpers/postgres.ts';
+import { redisUrl, requirePostgres, requireRedis } from '../helpers/services.ts';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
+import { submissionClient, testMessage } from '../helpers/submit.ts';
+import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+
+const servicesAvailable = (await requirePostgres()) && (await requireRedis());
+
+function dnsError(code: string, name: string): Error {
+  return Object.assign(new Error(`query ${code} ${name}`), { code });
+}
+
+/** gmail.test is hosted by Google (its MX matches the gmail provider); other.test is not. */
+const resolver: Resolver = {
+  async resolveMx(domain) {
+    if (domain === 'gmail.test') return [{ exchange: 'aspmx.l.google.com', priority: 5 }];
+    if (domain === 'other.test' || domain === 'sender.test') return [{ exchange: 'mx.other.test', priority: 10 }];
+    throw dnsError('ENOTFOUND', domain);
+  },
+  async resolve4(host) {
+    if (host === 'aspmx.l.google.com' || host === 'mx.other.test') return ['127.0.0.1'];
+    throw dnsError('ENOTFOUND', host);
+  },
+  async resolve6(host) {
+    throw dnsError('ENODATA', host);
+  },
+};
+
+describe('egress pool in the daemon', () => {
+  let dir: TempDir | undefined;
+  let sink: SmtpSink | undefined;
+  let scratch: ScratchDatabase | undefined;
+  const daemons: Daemon[] = [];
+
+  afterEach(async () => {
+    for (const d of daemons.splice(0)) await d.stop();
+    await sink?.close();
+    await scratch?.drop();
+    await dir?.remove();
+    sink = undefined;
+    scratch = undefined;
+  });
+
+  async function daemon(config: ConfigInput): Promise<Daemon> {
+    dir ??= await createTempDir();
+    const d = await startDaemon({
+      config: parseConfig(
+        {
+          dataDir: dir.file('data'),
+          storage: { path: dir.file(`${config.hostname}.db`) },
+          smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'] },
+          api: { listen: { host: '127.0.0.1', port: 0 } },
+          ...config,
+          delivery: { mxPort: sink!.port, retry: { initial: '200ms', max: '1s', jitter: 0 }, ...config.delivery },
+        },
+        'test',
+        {},
+      ),
+      logger: createLogger('silent'),
+      resolver,
+    });
+    daemons.push(d);
+    return d;
+  }
+
+  async function send(d: Daemon, recipients: string[]): Promise<void> {
+    const client = submissionClient(d.smtpAddresses()[0]!, 4);
+    await Promise.all(
+      recipients.map((to, i) => client.send('app@sender.test', [to], testMessage({ from: 'app@sender.test', to, messageId: `<${i}.${to}>` }))),
+    );
+    client.close();
+  }
+
+  async function metricsOf(d: Daemon): Promise<string> {
+    const { host, port } = d.apiAddress();
+    return (await fetch(`http://${host}:${port}/metrics`)).text();
+  }
+
+  it('throttles only the IP that Gmail answered 421 4.7.28, and only for Gmail', async () => {
+    sink = await startSmtpSink({
+      script: {
+        onRcptTo(address, session) {
+          if (session.remoteAddress === '127.0.0.2' && address.endsWith('@gmail.test')) {
+            return { code: 421, message: '4.7.28 [127.0.0.2] Our system has detected an unusual rate of unsolicited mail originating from your IP address.' };
+          }
+          return undefined;
+        },
+      },
+    });
+    const d = await daemon({ hostname: 'a.rookery.test', ips: [{ address: '127.0.0.2' }, { address: '127.0.0.3' }] });
+    const gmail = Array.from({ length: 20 }, (_, i) => `user${i}@gmail.test`);
+    const other = Array.from({ length: 20 }, (_, i) => `user${i}@other.test`);
+    await send(d, [...gmail, ...other]);
+    await sink.waitForMessages(40, 20_000);
+
+    const from = (domain: string) => sink!.messages.filter((m) => m.to[0]!.endsWith(domain)).map((m) => m.remoteAddress);
+    // Every Gmail message went out, all from the IP Gmail did not complain about.
+    expect(from('@gmail.test')).toHaveLength(20);
+    expect(new Set(from('@gmail.test'))).toEqual(new Set(['127.0.0.3']));
+    // The throttled IP keeps its share of the other provider's mail.
+    expect(from('@other.test').filter((ip) => ip === '127.0.0.2').length).toBeGreaterThanOrEqual(8);
+    const metrics = await metricsOf(d);
+    expect(metrics).toContain('rookery_ip_restricted{egress_ip="127.0.0.2",provider="gmail",action="throttle",reason="gmail-unusual-rate"} 1');
+    expect(metrics).not.toMatch(/rookery_ip_restricted\{egress_ip="127\.0\.0\.3"/);
+  });
+
+  it('suspends an egress IP the host does not have, and its mail goes out from the others', async () => {
+    sink = await startSmtpSink();
+    const d = await daemon({ hostname: 'b.rookery.test', ips: [{ address: '192.0.2.10' }, { address: '127.0.0.2' }] });
+    await send(d, Array.from({ length: 10 }, (_, i) => `user${i}@other.test`));
+    await sink.waitForMessages(10, 15_000);
+    expect(new Set(sink.messages.map((m) => m.remoteAddress))).toEqual(new Set(['127.0.0.2']));
+    expect(await metricsOf(d)).toContain('rookery_ip_restricted{egress_ip="192.0.2.10",provider="*",action="suspend",reason="egress-unavailable"} 1');
+  });
+
+  it.skipIf(!servicesAvailable)('two daemons sharing PostgreSQL and Redis never exceed one warming IP’s cap together', async () => {
+    sink = await startSmtpSink();
+    scratch = await createScratchDatabase(undefined, 'ippool');
+    const shared: Partial<ConfigInput> = {
+      storage: { driver: 'postgres', url: scratch.url },
+      redis: { url: redisUrl(), keyPrefix: `rookery-test-${randomBytes(4).toString('hex')}:` },
+      // Day 0 of a one-day plan of 10 messages, all allowed in one hour.
+      warmup: { activeHours: 1, plans: { tiny: [10] } },
+      ips: [{ address: '127.0.0.2', warmup: { plan: 'tiny', start: formatDate(Date.now()) } }],
+    };
+    const a = await daemon({ hostname: 'node-a.rookery.test', ...shared });
+    const b = await daemon({ hostname: 'node-b.rookery.test', ...shared });
+    await Promise.all([
+      send(a, Array.from({ length: 30 }, (_, i) => `a${i}@other.test`)),
+      send(b, Array.from({ length: 30 }, (_, i) => `b${i}@other.test`)),
+    ]);
+    await sink.waitForMessages(10, 15_000);
+    // Time for any over-the-cap delivery to show up.
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(sink.messages).toHaveLength(10);
+    // Both nodes ran into the shared cap and hold the rest back (throttled, waiting), not failed.
+    const waits = await Promise.all([a, b].map(async (d) => Number(/rookery_selection_waits_total\{pool="default",reason="warmup-cap"\} (\d+)/.exec(await metricsOf(d))?.[1] ?? 0)));
+    expect(waits.every((n) => n > 0)).toBe(true);
+  });
+});
