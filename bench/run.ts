@@ -6,6 +6,7 @@
  *
  *   npm run bench -- --messages 20000 --sessions 32 --ips 4 --size 4096
  *   npm run bench -- --storage postgres     (a scratch database on DATABASE_URL's server)
+ *   npm run bench -- --ips 8 --warmup       (every IP on a warm-up plan: caps counted per message)
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -26,6 +27,8 @@ const { values: args } = parseArgs({
     ips: { type: 'string', default: '4' },
     size: { type: 'string', default: '4096' },
     storage: { type: 'string', default: 'sqlite' },
+    /** Put every IP on a warm-up plan whose caps never bind, to measure the cost of counting. */
+    warmup: { type: 'boolean', default: false },
     name: { type: 'string' },
     /** Write a V8 CPU profile of the daemon to this folder (open it in Chrome DevTools). */
     profile: { type: 'string' },
@@ -36,7 +39,7 @@ const sessions = Number(args.sessions);
 const ipCount = Number(args.ips);
 const size = Number(args.size);
 if (args.storage !== 'sqlite' && args.storage !== 'postgres') throw new Error('--storage is sqlite or postgres');
-const name = args.name ?? args.storage;
+const name = args.name ?? `${args.storage}-${ipCount}ips${args.warmup ? '-warmup' : ''}`;
 
 /** Peak resident set size (VmHWM) and CPU seconds used so far by a process, from /proc. */
 function processUsage(pid: number): { peakRssMb: number; cpuSeconds: number } {
@@ -45,6 +48,14 @@ function processUsage(pid: number): { peakRssMb: number; cpuSeconds: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   const ticks = Number(stat[11]) + Number(stat[12]); // utime + stime
   return { peakRssMb: round(hwm / 1024), cpuSeconds: round(ticks / 100, 2) };
+}
+
+/** Mean time to choose an egress IP, from the daemon's own histogram (eligibility checks included). */
+async function selectionCost(api: { host: string; port: number }): Promise<{ mean: number; count: number }> {
+  const text = await (await fetch(`http://${api.host}:${api.port}/metrics`)).text();
+  const sum = Number(/^rookery_selection_seconds_sum (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+  const count = Number(/^rookery_selection_seconds_count (\S+)$/m.exec(text)?.[1] ?? 0);
+  return { mean: round((sum / count) * 1e6, 1), count };
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-'));
@@ -56,7 +67,12 @@ const daemon = await startDaemonProcess(dir, {
   smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'], maxConnectionsPerClient: sessions + 10 },
   api: { listen: { host: '127.0.0.1', port: 0 } },
   delivery: { routes: { '*': `127.0.0.1:${sink.port}` } },
-  ips: Array.from({ length: ipCount }, (_, i) => ({ address: `127.0.0.${i + 2}`, hostname: `out${i + 1}.rookery.test` })),
+  ips: Array.from({ length: ipCount }, (_, i) => ({
+    address: `127.0.0.${i + 2}`,
+    hostname: `out${i + 1}.rookery.test`,
+    ...(args.warmup ? { warmup: { plan: 'bench', start: new Date().toISOString().slice(0, 10) } } : {}),
+  })),
+  ...(args.warmup ? { warmup: { activeHours: 1, plans: { bench: [10_000_000] } } } : {}),
   log: { level: 'info' },
 }, { keepLogs: false, nodeArgs: args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [] });
 
@@ -70,6 +86,7 @@ try {
   const load = await submitLoad({ host: daemon.smtp[0]!.host, port: daemon.smtp[0]!.port, sessions, messages: batch });
   await sink.waitForMessages(load.ackedAt.size, 600_000);
   const usage = processUsage(daemon.pid);
+  const selection = await selectionCost(daemon.api);
   const harnessCpu = process.cpuUsage();
 
   const delivered = new Map(sink.messages.map((m) => [m.messageId ?? '', m.receivedAt]));
@@ -99,6 +116,7 @@ try {
     acceptLatencyMs: { p50: round(percentile(load.latencies, 50), 2), p99: round(percentile(load.latencies, 99), 2) },
     acceptToDeliveredMs: { p50: round(percentile(acceptToDelivered, 50), 1), p99: round(percentile(acceptToDelivered, 99), 1) },
     daemon: { ...usage, cpuPerMessageMs: round((usage.cpuSeconds * 1000) / messages, 3) },
+    egressSelectionUs: selection,
     // The load generator and the sink share the machine's other core; if this nears wallSeconds, they are the limit.
     harnessCpuSeconds: round((harnessCpu.user + harnessCpu.system) / 1e6, 2),
     wallSeconds: round(totalSeconds, 2),
@@ -116,6 +134,7 @@ try {
     'accept->delivered p99 ms': result.acceptToDeliveredMs.p99,
     'daemon peak RSS MB': result.daemon.peakRssMb,
     'daemon CPU ms / message': result.daemon.cpuPerMessageMs,
+    'egress selection µs / message (mean)': result.egressSelectionUs.mean,
     'daemon CPU s': result.daemon.cpuSeconds,
     'harness (client + sink) CPU s': result.harnessCpuSeconds,
     'wall s': result.wallSeconds,

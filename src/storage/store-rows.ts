@@ -162,6 +162,7 @@ export function checkMessages(messages: readonly NewMessage[]): void {
     ids.add(m.id);
     if (m.recipients.length === 0) throw new Error(`enqueue: message ${m.id} has no recipients`);
     if (!Buffer.isBuffer(m.body)) throw new Error(`enqueue: message ${m.id} body must be a Buffer`);
+    if (typeof m.pool !== 'string' || m.pool === '') throw new Error(`enqueue: message ${m.id} needs an egress pool`);
     if (!Number.isSafeInteger(m.createdAt) || !Number.isSafeInteger(m.dueAt)) {
       throw new Error(`enqueue: message ${m.id} createdAt and dueAt must be integer milliseconds`);
     }

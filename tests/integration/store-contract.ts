@@ -105,6 +105,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
         submitter: 'app',
         source: 'smtp',
         createdAt: T0,
+        pool: 'default',
       });
       expect(Buffer.isBuffer(stored!.body)).toBe(true);
       expect(await store.loadMessage('no-such-message')).toBeNull();

@@ -95,7 +95,7 @@ describe('SQLite store', () => {
           const id = 'kill-' + s + '-' + n++;
           const now = Date.now();
           await store.enqueue([{ id, sender: 'app@sender.test', recipients: ['a@x.test', 'b@y.test'], messageIdHeader: null,
-            body, submitter: null, source: 'smtp', clientAddress: null, createdAt: now, dueAt: now }]);
+            body, submitter: null, source: 'smtp', clientAddress: null, createdAt: now, dueAt: now, pool: 'default' }]);
           process.stdout.write(id + '\\n');
         }
       }
