@@ -7,12 +7,21 @@ import type { AttemptResult, ClaimedRecipient, NewMessage, StoredMessage, Store 
 import type { DeliveryOutcome } from './delivery-outcome.ts';
 import { buildDsn } from './dsn.ts';
 import { newQueueId } from './queue-id.ts';
+import { WaitLine } from './wait-line.ts';
 import { decide, expiredOutcome } from './retry-policy.ts';
 import type { Route } from './routing.ts';
 import type { Deliverer } from './smtp-deliverer.ts';
 
 /** How many egress IPs one attempt tries when IPs turn out to be missing from the host. */
 const MAX_EGRESS_TRIES = 3;
+/**
+ * A wait for an egress IP this short is held in memory (like a ready queue) rather than by a
+ * round trip through the queue: under a rate limit that is most waits, and each round trip would
+ * cost a claim and a commit. Longer waits (caps, suspensions) go back to the queue.
+ */
+const HOLD_WAIT_MS = 1_000;
+/** The most one attempt holds its delivery slot waiting, in all. */
+const MAX_HOLD_MS = 3_000;
 
 /** The outcome of a delivery that found no eligible egress IP: a wait, not a failure. */
 function waiting(pool: string, selection: Extract<Selection, { ok: false }>): DeliveryOutcome {
@@ -58,6 +67,7 @@ export interface EngineDeps {
 export class DeliveryEngine {
   private readonly random: () => number;
   private readonly log: Logger;
+  private readonly line = new WaitLine();
 
   constructor(private readonly deps: EngineDeps) {
     this.random = deps.random ?? Math.random;
@@ -87,8 +97,12 @@ export class DeliveryEngine {
     if (!route.ok) return { outcomes: job.rows.map(() => route.outcome) };
     const { pool, deliverer } = this.deps;
     let previous = job.rows.find((r) => r.lastEgressIp)?.lastEgressIp ?? null;
-    for (let tries = 1; ; tries++) {
-      const selection = await pool.select({ pool: message.pool, site: route.site, count: job.rows.length, previous });
+    for (let tries = 1; ; ) {
+      const request = { pool: message.pool, site: route.site, count: job.rows.length, previous };
+      let selection = await pool.select(request);
+      if (!selection.ok && selection.retryAt - this.deps.clock.now() <= HOLD_WAIT_MS) {
+        selection = await this.line.run(`${message.pool}\n${route.site}`, () => this.selectHeld(request));
+      }
       if (!selection.ok) return { outcomes: job.rows.map(() => waiting(message.pool, selection)), waitUntil: selection.retryAt };
       const shaping = pool.connectionShaping(selection.egress.address, route.site);
       const delivered = await deliverer.deliver({
@@ -102,8 +116,21 @@ export class DeliveryEngine {
         beforeConnect: shaping.beforeConnect,
       });
       const outcomes = await pool.afterDelivery(selection.egress.address, route.site, delivered);
-      if (tries >= MAX_EGRESS_TRIES || !outcomes.every((o) => o.bounceClass === 'egress-unavailable')) return { outcomes };
+      if (tries++ >= MAX_EGRESS_TRIES || !outcomes.every((o) => o.bounceClass === 'egress-unavailable')) return { outcomes };
       previous = null;
+    }
+  }
+
+  /** Waits (in line) for short waits to pass and selects again, up to MAX_HOLD_MS in all. */
+  private async selectHeld(request: Parameters<EngineDeps['pool']['select']>[0]): Promise<Selection> {
+    let held = 0;
+    for (;;) {
+      const selection = await this.deps.pool.select(request);
+      if (selection.ok) return selection;
+      const wait = Math.max(1, selection.retryAt - this.deps.clock.now());
+      if (wait > HOLD_WAIT_MS || held + wait > MAX_HOLD_MS) return selection;
+      held += wait;
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
 
