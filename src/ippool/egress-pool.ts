@@ -94,6 +94,8 @@ export class EgressPool {
   /** Pool state cache: restrictions, recoveries, last-sent times, plan restarts. */
   private state = new Map<string, { value: string; expiresAt: number | null }>();
   private readonly lastSentWritten = new Map<string, number>();
+  /** Why an (IP, provider)'s weight is lowered now, to log changes only. */
+  private readonly weightReasons = new Map<string, string>();
   private refreshTimer: NodeJS.Timeout | null = null;
   private readonly log: Logger;
 
@@ -304,7 +306,14 @@ export class EgressPool {
     const { score } = this.deps.reputation.snapshot(member.address, provider, now);
     const { weight, reason } = this.deps.policy.adjustWeight({ baseWeight: member.weight, score, provider });
     this.deps.metrics.ipWeight.set({ egress_ip: member.address, provider }, weight);
-    if (reason) this.log.debug({ event: 'ippool.weight.lowered', ip: member.address, provider, reason }, reason);
+    // Logged when it changes, so operators see why an IP gets less traffic (and when it recovers).
+    const key = `${member.address}\n${provider}`;
+    if ((this.weightReasons.get(key) ?? null) !== reason) {
+      if (reason) this.log.warn({ event: 'ippool.weight.lowered', ip: member.address, provider, weight, reason }, reason);
+      else this.log.info({ event: 'ippool.weight.restored', ip: member.address, provider, weight }, `weight of ${member.address} for ${provider} back to ${weight}`);
+      if (reason) this.weightReasons.set(key, reason);
+      else this.weightReasons.delete(key);
+    }
     return weight;
   }
 

@@ -119,6 +119,31 @@ describe('egress pool (local backend)', () => {
     p.stop();
   });
 
+  it('brings a restricted IP back at a reduced rate that ramps up', async () => {
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
+    const reply = classifyReply({ code: 421, text: '4.7.28 Our system has detected an unusual rate of mail from your IP.', stage: 'rcpt', remoteHost: 'aspmx.l.google.com', egressIp: '127.0.0.2' });
+    await p.afterDelivery('127.0.0.2', GMAIL, [reply]);
+    const burst = async () => {
+      const counts = new Map<string, number>();
+      for (let i = 0; i < 100; i++) {
+        const s = await p.select({ pool: 'default', site: GMAIL, count: 1, previous: '127.0.0.2' });
+        if (s.ok) counts.set(s.egress.address!, (counts.get(s.egress.address!) ?? 0) + 1);
+      }
+      return counts.get('127.0.0.2') ?? 0;
+    };
+    // The throttle (1 hour) ends; a burst of 100 at one instant: the IP's normal bucket holds 100
+    // (100/s), but coming back it gets a tenth of that.
+    clock.advance(3_600_000 + 1);
+    expect(await burst()).toBe(10);
+    // 45 minutes later the ramp has doubled three times: 80 per second.
+    clock.advance(45 * 60_000);
+    expect(await burst()).toBe(80);
+    // After an hour the record of the restriction is gone and the IP is back to normal.
+    clock.advance(20 * 60_000);
+    expect(await burst()).toBe(100);
+    p.stop();
+  });
+
   it('waits (throttled, not failed) when no IP may send, and says until when', async () => {
     const p = await pool([member('127.0.0.2', { warmup: { plan: 'conservative', start: utcDayStart(T0) } })]);
     const selections = [];
