@@ -121,6 +121,30 @@ describe('egress pool in the daemon', () => {
     expect(await metricsOf(d)).toContain('rookery_ip_restricted{egress_ip="192.0.2.10",provider="*",action="suspend",reason="egress-unavailable"} 1');
   });
 
+  it('sends from the pool X-Rookery-Pool names when the user may use it, and never delivers the header', async () => {
+    sink = await startSmtpSink();
+    const d = await daemon({
+      hostname: 'c.rookery.test',
+      ips: [{ address: '127.0.0.2' }, { address: '127.0.0.3', pool: 'marketing' }],
+      smtp: {
+        listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }],
+        users: [{ username: 'news', password: 'news-Secret-1', pools: ['marketing'] }],
+      },
+    });
+    const client = submissionClient(d.smtpAddresses()[0]!, 1, { user: 'news', pass: 'news-Secret-1' });
+    const withHeader = (pool: string, id: string) =>
+      Buffer.concat([Buffer.from(`X-Rookery-Pool: ${pool}\r\n`), testMessage({ from: 'app@sender.test', to: 'u@other.test', messageId: id })]);
+    await client.send('app@sender.test', ['u@other.test'], withHeader('marketing', '<allowed@app.test>'));
+    await client.send('app@sender.test', ['u@other.test'], withHeader('vip', '<refused@app.test>'));
+    client.close();
+    await sink.waitForMessages(2, 15_000);
+    const byId = new Map(sink.messages.map((m) => [m.messageId, m]));
+    expect(byId.get('<allowed@app.test>')!.remoteAddress).toBe('127.0.0.3');
+    // A pool the user may not use is ignored: the default pool.
+    expect(byId.get('<refused@app.test>')!.remoteAddress).toBe('127.0.0.2');
+    for (const m of sink.messages) expect(m.raw.toString()).not.toMatch(/X-Rookery-Pool/i);
+  });
+
   it.skipIf(!servicesAvailable)('two daemons sharing PostgreSQL and Redis never exceed one warming IP’s cap together', async () => {
     sink = await startSmtpSink();
     scratch = await createScratchDatabase(undefined, 'ippool');
