@@ -1,4 +1,5 @@
-import { ConfigError, loadConfigFile, parseConfig } from '../config/load.ts';
+import { ConfigError } from '../config/config-error.ts';
+import { loadConfigFile, parseConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 
 export interface LoadedConfig {

@@ -1,12 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseDocument } from 'yaml';
 import { DEFAULT_CONFIG_DIR, loadPoolData, unknownPlans } from '../ippool/pool-data.ts';
 import { loadReactionRules } from '../ippool/reaction-rules.ts';
-import { ConfigError, formatPath } from './config-error.ts';
+import { ConfigError } from './config-error.ts';
 import { configSchema, type Config } from './schema.ts';
+import { parseWith, readYamlFile } from './yaml-config.ts';
 
-export { ConfigError, formatPath } from './config-error.ts';
 
 /**
  * Validates a raw config object. Secrets that the environment overrides are applied before
@@ -19,19 +17,7 @@ export function parseConfig(raw: unknown, source = 'config', env: NodeJS.Process
   if (env.DATABASE_URL) withEnv.storage = { ...(input.storage as object | undefined), url: env.DATABASE_URL };
   if (env.REDIS_URL) withEnv.redis = { ...(input.redis as object | undefined), url: env.REDIS_URL };
 
-  const result = configSchema.safeParse(withEnv);
-  if (!result.success) {
-    throw new ConfigError(
-      source,
-      result.error.issues.map((issue) => {
-        if (issue.code === 'unrecognized_keys') {
-          return issue.keys.map((k) => `${formatPath([...issue.path, k])}: unknown key`).join('\n  ');
-        }
-        return `${formatPath(issue.path)}: ${issue.message}`;
-      }),
-    );
-  }
-  const config = result.data;
+  const config = parseWith(configSchema, withEnv, source);
   const problems: string[] = [];
   if (config.storage.driver === 'postgres' && !config.storage.url) {
     problems.push('storage.url: required when storage.driver is postgres (or set DATABASE_URL)');
@@ -60,16 +46,7 @@ export function parseConfig(raw: unknown, source = 'config', env: NodeJS.Process
 
 /** Reads and validates a YAML config file. YAML syntax errors carry their line and column. */
 export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Config {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(path, [`cannot read file: ${(err as Error).message}`]);
-  }
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  // prettyErrors appends a code frame after "at line L, column C:"; keep the first line, without the colon.
-  if (doc.errors.length) throw new ConfigError(path, doc.errors.map((e) => e.message.split('\n')[0]!.replace(/:$/, '')));
-  return parseConfig(doc.toJS(), path, env);
+  return parseConfig(readYamlFile(path), path, env);
 }
 
 /**

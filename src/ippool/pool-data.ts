@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { ConfigError, formatPath } from '../config/config-error.ts';
+import { ConfigError } from '../config/config-error.ts';
+import { parseWith, readYamlFile } from '../config/yaml-config.ts';
 import type { ProviderName } from './contracts.ts';
 import {
   createProviderCatalog,
@@ -108,27 +107,7 @@ export function unknownPlans(
 }
 
 function readDataFile<S extends z.ZodType>(path: string, schema: S): z.output<S> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(path, [`cannot read file: ${(err as Error).message}`]);
-  }
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  // prettyErrors appends a code frame after "at line L, column C:"; keep the first line.
-  if (doc.errors.length) throw new ConfigError(path, doc.errors.map((e) => e.message.split('\n')[0]!.replace(/:$/, '')));
-  const result = schema.safeParse(doc.toJS());
-  if (!result.success) {
-    throw new ConfigError(
-      path,
-      result.error.issues.map((issue) =>
-        issue.code === 'unrecognized_keys'
-          ? issue.keys.map((k) => `${formatPath([...issue.path, k])}: unknown key`).join('\n  ')
-          : `${formatPath(issue.path)}: ${issue.message}`,
-      ),
-    );
-  }
-  return result.data;
+  return parseWith(schema, readYamlFile(path), path);
 }
 
 function providerFileProblems(file: ProvidersFile): string[] {

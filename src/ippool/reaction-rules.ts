@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { ConfigError, formatPath } from '../config/config-error.ts';
+import { ConfigError } from '../config/config-error.ts';
+import { parseWith, parseYaml } from '../config/yaml-config.ts';
 import { parseDuration, positiveDurationSchema } from '../config/duration.ts';
 import type { DeliveryOutcome } from '../engine/delivery-outcome.ts';
 import type { ProviderName, Reaction, ReactionAction } from './contracts.ts';
@@ -175,20 +175,7 @@ function compile(rule: ReactionRuleConfig, origin: ReactionRule['origin']): Reac
 
 /** Validates the built-in rules file (a YAML list of rules); problems name the file and the item. */
 export function parseReactionRulesFile(text: string, source: string): ReactionRuleConfig[] {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length) throw new ConfigError(source, doc.errors.map((e) => e.message.split('\n')[0]!.replace(/:$/, '')));
-  const raw = doc.toJS() ?? [];
-  const result = ruleListSchema.safeParse(raw);
-  if (!result.success) {
-    throw new ConfigError(
-      source,
-      result.error.issues.map((issue) => {
-        if (issue.code === 'unrecognized_keys') return issue.keys.map((k) => `${formatPath([...issue.path, k])}: unknown key`).join('\n  ');
-        return `${formatPath(issue.path)}: ${issue.message}`;
-      }),
-    );
-  }
-  return result.data;
+  return parseWith(ruleListSchema, parseYaml(text, source) ?? [], source);
 }
 
 /**

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load.ts';
+import { ConfigError } from '../../src/config/config-error.ts';
+import { loadConfigFile, parseConfig } from '../../src/config/load.ts';
 
 /** Parses with no environment overrides, so the machine's DATABASE_URL cannot leak in. */
 function parse(raw: unknown, env: NodeJS.ProcessEnv = {}) {

@@ -2,7 +2,7 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/config/load.ts';
+import { ConfigError } from '../../src/config/config-error.ts';
 import { DEFAULT_CONFIG_DIR, loadPoolData, POOL_DATA_FILES, unknownPlans, type LoadPoolDataOptions } from '../../src/ippool/pool-data.ts';
 import { providersConfigSchema } from '../../src/ippool/providers.ts';
 import { shapingConfigSchema } from '../../src/ippool/shaping.ts';
