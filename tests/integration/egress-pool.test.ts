@@ -5,7 +5,7 @@ import { createPoolBackend } from '../../src/ippool/backend/create-pool-backend.
 import { EgressPool, type PoolMember } from '../../src/ippool/egress-pool.ts';
 import { DEFAULT_CONFIG_DIR, loadPoolData } from '../../src/ippool/pool-data.ts';
 import { createPoolPolicy } from '../../src/ippool/pool-policy.ts';
-import { ReactionEngine, loadReactionRules } from '../../src/ippool/reaction-rules.ts';
+import { ReactionEngine, loadReactionRules, reactionRulesConfigSchema } from '../../src/ippool/reaction-rules.ts';
 import { createReputationTracker } from '../../src/ippool/reputation.ts';
 import { dayIndex, utcDayStart } from '../../src/ippool/warmup.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -39,13 +39,13 @@ describe('egress pool (local backend)', () => {
     await store.close();
   });
 
-  async function pool(members: PoolMember[]): Promise<EgressPool> {
+  async function pool(members: PoolMember[], operatorRules: unknown[] = []): Promise<EgressPool> {
     const data = loadPoolData();
     const p = new EgressPool({
       members,
       backend: createPoolBackend({ store, clock }),
       reputation: createReputationTracker({ windowMs: 3_600_000, minSamples: 20 }),
-      reactions: new ReactionEngine(loadReactionRules(join(DEFAULT_CONFIG_DIR, 'reaction-rules.yaml'))),
+      reactions: new ReactionEngine(loadReactionRules(join(DEFAULT_CONFIG_DIR, 'reaction-rules.yaml'), reactionRulesConfigSchema.parse(operatorRules))),
       policy: createPoolPolicy(data, { window: 3_600_000, minSamples: 20, floor: 0.7 }),
       defaultEgress: { address: null, hostname: 'mta.rookery.test' },
       clock,
@@ -116,6 +116,32 @@ describe('egress pool (local backend)', () => {
     expect(big).toMatchObject({ ok: true, egress: { address: '127.0.0.2' } });
     // And the bucket is empty again.
     expect(await p.select({ pool: 'default', site: GMAIL, count: 5, previous: '127.0.0.2' })).toMatchObject({ ok: true, egress: { address: '127.0.0.3' } });
+    p.stop();
+  });
+
+  it('lowers the weight of an IP whose reputation with a provider falls below the floor', async () => {
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
+    const outcome = (code: number, text: string) => classifyReply({ code, text, stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' });
+    // 10 accepted, 20 refused by policy: score 10 / (10 + 2 x 20) = 0.2, below the floor 0.7.
+    await p.afterDelivery('127.0.0.2', OTHER, [
+      ...Array.from({ length: 10 }, () => outcome(250, '2.0.0 ok')),
+      ...Array.from({ length: 20 }, () => outcome(554, '5.7.1 rejected by local policy')),
+    ]);
+    // Weight 100 x 0.2 / 0.7 = 29 against 100: 290 and 1000 of 1290.
+    expect(Object.fromEntries(await spread(p, OTHER, 1290))).toEqual({ '127.0.0.2': 290, '127.0.0.3': 1000 });
+    // Other providers are not affected.
+    expect(Object.fromEntries(await spread(p, GMAIL, 100))).toEqual({ '127.0.0.2': 50, '127.0.0.3': 50 });
+    expect(await metrics.registry.getSingleMetricAsString('rookery_ip_weight')).toContain('rookery_ip_weight{egress_ip="127.0.0.2",provider="other"} 29');
+    p.stop();
+  });
+
+  it('turns an outcome permanent when a bounce rule matches it', async () => {
+    const p = await pool([member('127.0.0.2')], [{ name: 'no-such-list', match: 'list does not exist', action: 'bounce' }]);
+    const reply = classifyReply({ code: 451, text: '4.3.0 this list does not exist any more', stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' });
+    const other = classifyReply({ code: 451, text: '4.3.0 try again later', stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' });
+    const [bounced, deferred] = await p.afterDelivery('127.0.0.2', OTHER, [reply, other]);
+    expect(bounced).toMatchObject({ disposition: 'permanent', code: 451 });
+    expect(deferred!.disposition).toBe('transient');
     p.stop();
   });
 
