@@ -143,6 +143,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly dkimSigned = new Counter({
+    name: 'rookery_dkim_signed_total',
+    help: 'Messages DKIM-signed at acceptance, by signing domain',
+    labelNames: ['domain'] as const,
+    registers: [this.registry],
+  });
+
+  readonly dkimUnsigned = new Counter({
+    name: 'rookery_dkim_unsigned_total',
+    help: 'Messages accepted without a DKIM signature, by reason (no key for the From domain and no fallback, no From header...)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'rookery_' });
   }
