@@ -56,6 +56,11 @@ export interface EngineDeps {
   owner: string;
   hostname: string;
   delivery: Config['delivery'];
+  /**
+   * The envelope sender for one recipient's delivery: a VERP address where configured, else the
+   * message's sender. Default: the message's sender.
+   */
+  returnPath?: (input: { sender: string; messageId: string; recipientId: number }) => string;
   random?: () => number;
 }
 
@@ -68,9 +73,11 @@ export class DeliveryEngine {
   private readonly random: () => number;
   private readonly log: Logger;
   private readonly line = new WaitLine();
+  private readonly returnPath: NonNullable<EngineDeps['returnPath']>;
 
   constructor(private readonly deps: EngineDeps) {
     this.random = deps.random ?? Math.random;
+    this.returnPath = deps.returnPath ?? (({ sender }) => sender);
     this.log = deps.logger.child({ component: 'delivery' });
   }
 
@@ -105,16 +112,22 @@ export class DeliveryEngine {
       }
       if (!selection.ok) return { outcomes: job.rows.map(() => waiting(message.pool, selection)), waitUntil: selection.retryAt };
       const shaping = pool.connectionShaping(selection.egress.address, route.site);
-      const delivered = await deliverer.deliver({
-        sender: message.sender,
-        recipients: job.rows.map((r) => r.recipient),
-        body: message.body,
-        egress: selection.egress,
-        site: route.site,
-        hops: route.hops,
-        limits: shaping.limits,
-        beforeConnect: shaping.beforeConnect,
-      });
+      const transaction = (sender: string, rows: ClaimedRecipient[]) =>
+        deliverer.deliver({
+          sender,
+          recipients: rows.map((r) => r.recipient),
+          body: message.body,
+          egress: selection.egress,
+          site: route.site,
+          hops: route.hops,
+          limits: shaping.limits,
+          beforeConnect: shaping.beforeConnect,
+        });
+      const senders = job.rows.map((row) => this.returnPath({ sender: message.sender, messageId: message.id, recipientId: row.recipientId }));
+      // A return path per recipient (VERP) means a transaction per recipient.
+      const delivered = senders.every((s) => s === senders[0])
+        ? await transaction(senders[0]!, job.rows)
+        : (await Promise.all(job.rows.map((row, i) => transaction(senders[i]!, [row])))).flat();
       const outcomes = await pool.afterDelivery(selection.egress.address, route.site, delivered);
       if (tries++ >= MAX_EGRESS_TRIES || !outcomes.every((o) => o.bounceClass === 'egress-unavailable')) return { outcomes };
       previous = null;
