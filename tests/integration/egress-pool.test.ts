@@ -170,6 +170,19 @@ describe('egress pool (local backend)', () => {
     p.stop();
   });
 
+  it('starts the warm-up plan again for an IP idle for more than 30 days', async () => {
+    const p = await pool([member('127.0.0.2', { warmup: { plan: 'conservative', start: utcDayStart(T0) } })]);
+    expect((await p.select({ pool: 'default', site: OTHER, count: 1, previous: null })).ok).toBe(true);
+    // 40 days later the plan would be over (warm, no cap) had the IP kept sending; idle, it starts
+    // again at day 0: 4 messages this hour, then a wait.
+    clock.advance(40 * 86_400_000);
+    const picks = [];
+    for (let i = 0; i < 5; i++) picks.push((await p.select({ pool: 'default', site: OTHER, count: 1, previous: null })).ok);
+    expect(picks).toEqual([true, true, true, true, false]);
+    expect(await metrics.registry.getSingleMetricAsString('rookery_ip_warmup_day')).toContain('rookery_ip_warmup_day{egress_ip="127.0.0.2",plan="conservative"} 0');
+    p.stop();
+  });
+
   it('waits (throttled, not failed) when no IP may send, and says until when', async () => {
     const p = await pool([member('127.0.0.2', { warmup: { plan: 'conservative', start: utcDayStart(T0) } })]);
     const selections = [];
