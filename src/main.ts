@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config/schema.ts';
 import { createControlApi } from './control-api/server.ts';
+import { returnPathFor } from './dkim/verp.ts';
 import { DeliveryEngine } from './engine/delivery-engine.ts';
 import { Queue } from './engine/queue.ts';
 import { RetentionSweeper } from './engine/retention.ts';
@@ -111,6 +112,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       owner,
       hostname: config.hostname,
       delivery: config.delivery,
+      returnPath: ({ sender, messageId, recipientId }) => returnPathFor({ sender, messageId, recipientId, config: config.returnPath }),
     });
     const scheduler = new Scheduler({
       store,

@@ -16,6 +16,7 @@ export function parseConfig(raw: unknown, source = 'config', env: NodeJS.Process
   const withEnv: Record<string, unknown> = { ...input };
   if (env.DATABASE_URL) withEnv.storage = { ...(input.storage as object | undefined), url: env.DATABASE_URL };
   if (env.REDIS_URL) withEnv.redis = { ...(input.redis as object | undefined), url: env.REDIS_URL };
+  if (env.ROOKERY_VERP_SECRET) withEnv.returnPath = { ...(input.returnPath as object | undefined), secret: env.ROOKERY_VERP_SECRET };
 
   const config = parseWith(configSchema, withEnv, source);
   const problems: string[] = [];

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { z } from 'zod';
+import { verpConfigSchema } from '../dkim/verp-config.ts';
 import { providersConfigSchema } from '../ippool/providers.ts';
 import { reactionRulesConfigSchema } from '../ippool/reaction-rules.ts';
 import { reputationConfigSchema } from '../ippool/reputation.ts';
@@ -146,6 +147,8 @@ export const configSchema = z.strictObject({
   reputation: reputationConfigSchema,
   /** Operator reaction rules, tried before config/reaction-rules.yaml. */
   reactionRules: reactionRulesConfigSchema,
+  /** VERP return paths per sender domain, so bounces can be tied to their recipient. */
+  returnPath: verpConfigSchema,
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .prefault({}),

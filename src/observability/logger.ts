@@ -13,6 +13,7 @@ const REDACT = [
   'config.smtp.users[*].passwordHash',
   'config.storage.url',
   'config.redis.url',
+  'config.returnPath.secret',
   'auth.password',
   'credentials',
 ];

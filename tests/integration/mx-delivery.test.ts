@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
+import { parseVerpAddress } from '../../src/dkim/verp.ts';
 import type { Resolver } from '../../src/engine/routing.ts';
 import { startDaemon, type Daemon } from '../../src/main.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -90,5 +91,38 @@ describe('delivery through MX lookup', () => {
     const report = dsn[0]!.raw.toString();
     expect(report).toMatch(/Final-Recipient: rfc822; ?user@nullmx\.test/i);
     expect(report).toMatch(/Status: 5\.1\.10/);
+  });
+
+  it('gives each recipient its own VERP return path when the sender domain has one', async () => {
+    dir = await createTempDir();
+    sink = await startSmtpSink();
+    const secret = 'a-test-secret-of-at-least-32-characters';
+    const config = parseConfig(
+      {
+        hostname: 'mta.rookery.test',
+        dataDir: dir.file('data'),
+        storage: { path: dir.file('queue.db') },
+        smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'] },
+        api: { listen: { host: '127.0.0.1', port: 0 } },
+        delivery: { mxPort: sink.port },
+        returnPath: { secret, domains: { 'sender.test': {} } },
+      },
+      'test',
+      {},
+    );
+    daemon = await startDaemon({ config, logger: createLogger('silent'), resolver });
+    const client = submissionClient(daemon.smtpAddresses()[0]!);
+    const to = ['a@dest.test', 'b@dest.test', 'c@dest.test'];
+    await client.send('app@sender.test', to, testMessage({ from: 'app@sender.test', to: to[0]!, messageId: '<verp@app.test>' }));
+    client.close();
+
+    await sink.waitForMessages(3, 15_000);
+    // One transaction per recipient, each from its own tagged return path at bounces.sender.test.
+    expect(sink.messages.map((m) => m.to.length)).toEqual([1, 1, 1]);
+    const ids = sink.messages.map((m) => parseVerpAddress(m.from, secret, { domains: new Set(['bounces.sender.test']) }));
+    expect(ids.every((id) => id !== null)).toBe(true);
+    expect(new Set(ids.map((id) => id!.messageId)).size).toBe(1);
+    expect(new Set(ids.map((id) => id!.recipientId)).size).toBe(3);
+    expect(sink.messages.every((m) => m.from.endsWith('@bounces.sender.test'))).toBe(true);
   });
 });
