@@ -42,7 +42,10 @@ describe('DKIM key generation', () => {
     const resolver = createFixtureResolver({ [dkimRecordName('s1', 'example.com')]: { txt: [dkimTxtValue(key.publicKey)] } });
     const signed = await dkimSign(MESSAGE, {
       canonicalization: 'relaxed/relaxed',
-      signatureData: [{ signingDomain: 'example.com', selector: 's1', privateKey: key.privateKeyPem, algorithm }],
+      signingDomain: 'example.com',
+      selector: 's1',
+      privateKey: key.privateKeyPem,
+      algorithm,
     });
     expect(signed.errors).toEqual([]);
     const verified = await dkimVerify(Buffer.from(signed.signatures + MESSAGE), { resolver: mailauthResolver(resolver) as never });
