@@ -1,0 +1,415 @@
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { readFileSync, statSync, type Stats } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import type { Clock } from '../clock.ts';
+import { ConfigError, formatPath } from '../config/config-error.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { DkimConfig } from './dkim-config.ts';
+
+/**
+ * The DKIM private keys: loaded once at start, reloaded when their files change or on reload(),
+ * and for each domain the keys that sign now.
+ *
+ * Rotation: when a domain lists several keys of one algorithm, the newest (last listed) whose
+ * DNS record `<selector>._domainkey.<domain>` is seen published with the matching p= signs, so
+ * a new selector takes over only once receivers can verify it; until then (or if none is seen)
+ * the oldest keeps signing. A single key of an algorithm signs regardless of DNS: listing it is
+ * the operator's intent, and `rookery domains check` reports a missing record.
+ */
+
+export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
+
+export interface DkimKey {
+  /** Lower-case A-label, the d= of the signature. */
+  domain: string;
+  selector: string;
+  algorithm: DkimAlgorithm;
+  /** PKCS#8 PEM, the form mailauth takes. */
+  privateKeyPem: string;
+  /** The p= value of the DNS record: SPKI (RSA) or the raw public key (Ed25519, RFC 8463), base64. */
+  publicKey: string;
+  /** RSA modulus length; null for Ed25519. */
+  bits: number | null;
+}
+
+/** The DNS query the key store needs; `node:dns/promises` Resolver satisfies it. */
+export interface TxtResolver {
+  resolveTxt(name: string): Promise<string[][]>;
+}
+
+export interface DkimKeyStatus {
+  domain: string;
+  selector: string;
+  /** The file as configured. */
+  privateKey: string;
+  algorithm: DkimAlgorithm;
+  bits: number | null;
+  /** When the key in use was read from its file. */
+  loadedAt: number;
+  /** Whether DNS was seen to publish this key; null when not looked up (single keys, or not yet). */
+  published: boolean | null;
+  /** Whether this key signs now. */
+  signing: boolean;
+  /** Why the file could not be reloaded (the previous key stays in use); null when fine. */
+  error: string | null;
+}
+
+export interface DkimKeyStore {
+  /** The keys that sign mail for this configured domain now, one per algorithm; [] for others. */
+  keysFor(domain: string): readonly DkimKey[];
+  /** Every configured key with its state, for the control API and logs. */
+  status(): DkimKeyStatus[];
+  /** Rereads every key file and looks DNS up again. Returns the problems (each key that failed). */
+  reload(): Promise<string[]>;
+  /** Rereads the key files that changed since the last look (what the file timer runs). */
+  checkFiles(): Promise<void>;
+  /** Looks up the DNS records of keys in rotation (what the DNS timer runs). */
+  checkDns(): Promise<void>;
+  /** Looks DNS up once, then starts the file and DNS timers. Safe to call twice. */
+  start(): Promise<void>;
+  /** Stops the timers and waits for a check in progress. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export interface DkimKeyStoreOptions {
+  config: DkimConfig;
+  resolver: TxtResolver;
+  clock: Clock;
+  logger: Logger;
+  /** How often key files are looked at for changes (default 5 s). */
+  fileCheckIntervalMs?: number;
+  /** How often the DNS records of keys in rotation are looked up (default 10 min). */
+  dnsCheckIntervalMs?: number;
+  /** Names the config in load errors (default "config"). */
+  source?: string;
+}
+
+const MIN_RSA_BITS = 1024;
+const RECOMMENDED_RSA_BITS = 2048;
+
+/** One configured key: its file, the key read from it, and what DNS says about it. */
+interface Slot {
+  domain: string;
+  selector: string;
+  file: string;
+  /** Config path of the file, for messages: dkim.domains.example.com.keys[0].privateKey */
+  where: string;
+  key: DkimKey;
+  loadedAt: number;
+  /** Identity of the file last looked at (device, inode, size, times); a change means reread. */
+  stamp: string;
+  published: boolean | null;
+  error: string | null;
+}
+
+/**
+ * Loads every key now; any unreadable, unparseable or too weak key is a ConfigError naming its
+ * config path, so the daemon (and `rookery check-config`) refuses to start with it.
+ */
+export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
+  const { config, resolver, clock } = options;
+  const log = options.logger.child({ component: 'dkim' });
+  const fileCheckIntervalMs = options.fileCheckIntervalMs ?? 5_000;
+  const dnsCheckIntervalMs = options.dnsCheckIntervalMs ?? 600_000;
+
+  const slots = loadAll(config, clock.now(), options.source ?? 'config', log);
+  /** Per domain, the slots of each algorithm in config order (rebuilt when a reload changes an algorithm). */
+  let groups = groupSlots(slots);
+  let signing = chooseSigning(groups);
+
+  let fileTimer: NodeJS.Timeout | null = null;
+  let dnsTimer: NodeJS.Timeout | null = null;
+  let started = false;
+  let fileCheck: Promise<void> | null = null;
+  let dnsCheck: Promise<void> | null = null;
+
+  function refresh(): void {
+    const before = signing;
+    groups = groupSlots(slots);
+    signing = chooseSigning(groups);
+    for (const [domain, keys] of signing) {
+      const old = before.get(domain) ?? [];
+      for (const key of keys) {
+        const replaced = old.find((k) => k.algorithm === key.algorithm);
+        if (replaced && replaced.selector !== key.selector) {
+          log.info(
+            { event: 'dkim.signing_key_changed', domain, algorithm: key.algorithm, from: replaced.selector, to: key.selector },
+            'DKIM signing key changed',
+          );
+        }
+      }
+    }
+  }
+
+  /**
+   * Rereads one slot's file when it changed (or always, with force). Keeps the old key, and logs
+   * once per state of the file, when the file is bad. Returns the problem, if any, and whether a
+   * different key is now in use.
+   */
+  async function reloadSlot(slot: Slot, force: boolean): Promise<{ problem: string | null; changed: boolean }> {
+    let stats: Stats;
+    try {
+      stats = await stat(slot.file);
+    } catch (err) {
+      return failSlot(slot, 'missing', `cannot read file: ${(err as Error).message}`);
+    }
+    const stamp = stampOf(stats);
+    if (!force && stamp === slot.stamp) return { problem: slot.error, changed: false };
+    let pem: Buffer;
+    try {
+      pem = await readFile(slot.file);
+    } catch (err) {
+      return failSlot(slot, stamp, `cannot read file: ${(err as Error).message}`);
+    }
+    const parsed = parseKey(pem, slot.domain, slot.selector);
+    if (typeof parsed === 'string') return failSlot(slot, stamp, parsed);
+    slot.stamp = stamp;
+    slot.error = null;
+    if (parsed.privateKeyPem === slot.key.privateKeyPem) return { problem: null, changed: false };
+    slot.key = parsed;
+    slot.loadedAt = clock.now();
+    // What DNS said was about the previous key.
+    slot.published = null;
+    warnIfWeak(log, parsed, slot.where);
+    log.info(
+      { event: 'dkim.key_reloaded', domain: slot.domain, selector: slot.selector, algorithm: parsed.algorithm, file: slot.file },
+      'DKIM key reloaded',
+    );
+    return { problem: null, changed: true };
+  }
+
+  function failSlot(slot: Slot, stamp: string, problem: string): { problem: string; changed: false } {
+    const message = `${slot.where}: ${problem}`;
+    if (slot.stamp !== stamp || slot.error !== message) {
+      log.error(
+        { event: 'dkim.key_reload_failed', domain: slot.domain, selector: slot.selector, file: slot.file, error: problem },
+        'DKIM key file could not be reloaded; the key loaded before stays in use',
+      );
+    }
+    slot.stamp = stamp;
+    slot.error = message;
+    return { problem: message, changed: false };
+  }
+
+  async function rereadFiles(force: boolean): Promise<string[]> {
+    const results = await Promise.all(slots.map((slot) => reloadSlot(slot, force)));
+    refresh();
+    // A new key in rotation signs only once DNS is seen to publish it.
+    if (started && results.some((r, i) => r.changed && inRotation(slots[i]!))) void checkDns();
+    return results.flatMap((r) => (r.problem === null ? [] : [r.problem]));
+  }
+
+  function inRotation(slot: Slot): boolean {
+    return (groups.get(slot.domain)?.get(slot.key.algorithm)?.length ?? 0) > 1;
+  }
+
+  async function lookUp(slot: Slot): Promise<void> {
+    const name = `${slot.selector}._domainkey.${slot.domain}`;
+    let records: string[][];
+    try {
+      records = await resolver.resolveTxt(name);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTFOUND' || code === 'ENODATA') {
+        records = [];
+      } else {
+        // A failed lookup says nothing about the record: keep what was seen before.
+        log.warn({ event: 'dkim.dns_lookup_failed', name, code, error: (err as Error).message }, 'DKIM record lookup failed');
+        return;
+      }
+    }
+    const published = records.some((chunks) => recordMatches(chunks.join(''), slot.key));
+    if (published !== slot.published) {
+      log.info({ event: 'dkim.dns_record', name, published }, published ? 'DKIM record published' : 'DKIM record not published with this key');
+    }
+    slot.published = published;
+  }
+
+  function checkDns(): Promise<void> {
+    // One lookup round at a time; a caller during a round waits for that round.
+    dnsCheck ??= (async () => {
+      try {
+        await Promise.all(slots.filter(inRotation).map(lookUp));
+        refresh();
+      } finally {
+        dnsCheck = null;
+      }
+    })();
+    return dnsCheck;
+  }
+
+  function checkFiles(): Promise<void> {
+    fileCheck ??= (async () => {
+      try {
+        await rereadFiles(false);
+      } finally {
+        fileCheck = null;
+      }
+    })();
+    return fileCheck;
+  }
+
+  return {
+    keysFor: (domain) => signing.get(domain) ?? [],
+
+    status: () =>
+      slots.map((slot) => ({
+        domain: slot.domain,
+        selector: slot.selector,
+        privateKey: slot.file,
+        algorithm: slot.key.algorithm,
+        bits: slot.key.bits,
+        loadedAt: slot.loadedAt,
+        published: slot.published,
+        signing: (signing.get(slot.domain) ?? []).includes(slot.key),
+        error: slot.error,
+      })),
+
+    async reload() {
+      await fileCheck;
+      const problems = await rereadFiles(true);
+      await dnsCheck;
+      await checkDns();
+      return problems;
+    },
+
+    checkFiles,
+    checkDns,
+
+    async start() {
+      if (started) return;
+      started = true;
+      await checkDns();
+      if (!started) return;
+      // unref: the timers must not keep the process alive on their own.
+      fileTimer = setInterval(() => void checkFiles(), fileCheckIntervalMs).unref();
+      if (slots.some(inRotation)) dnsTimer = setInterval(() => void checkDns(), dnsCheckIntervalMs).unref();
+    },
+
+    async stop() {
+      started = false;
+      if (fileTimer) clearInterval(fileTimer);
+      if (dnsTimer) clearInterval(dnsTimer);
+      fileTimer = dnsTimer = null;
+      await Promise.all([fileCheck, dnsCheck]);
+    },
+  };
+}
+
+function loadAll(config: DkimConfig, now: number, source: string, log: Logger): Slot[] {
+  const slots: Slot[] = [];
+  const problems: string[] = [];
+  for (const [domain, entry] of Object.entries(config.domains)) {
+    entry.keys.forEach((k, i) => {
+      const where = formatPath(['dkim', 'domains', domain, 'keys', i, 'privateKey']);
+      let pem: Buffer;
+      let stamp: string;
+      try {
+        stamp = stampOf(statSync(k.privateKey));
+        pem = readFileSync(k.privateKey);
+      } catch (err) {
+        problems.push(`${where}: cannot read file: ${(err as Error).message}`);
+        return;
+      }
+      const key = parseKey(pem, domain, k.selector);
+      if (typeof key === 'string') {
+        problems.push(`${where}: ${key}`);
+        return;
+      }
+      warnIfWeak(log, key, where);
+      slots.push({ domain, selector: k.selector, file: k.privateKey, where, key, loadedAt: now, stamp, published: null, error: null });
+    });
+  }
+  if (problems.length) throw new ConfigError(source, problems);
+  return slots;
+}
+
+/** The key in a PEM file, or why it cannot sign. */
+function parseKey(pem: Buffer, domain: string, selector: string): DkimKey | string {
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey({ key: pem, format: 'pem' });
+  } catch (err) {
+    return `not a PEM private key (or it is encrypted): ${(err as Error).message}`;
+  }
+  const publicKey = createPublicKey(privateKey);
+  const privateKeyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  if (privateKey.asymmetricKeyType === 'rsa') {
+    const bits = privateKey.asymmetricKeyDetails?.modulusLength ?? 0;
+    // RFC 8301 3.2: verifiers must not accept signatures made with shorter keys.
+    if (bits < MIN_RSA_BITS) return `RSA key of ${bits} bits is too short (at least ${MIN_RSA_BITS}; use ${RECOMMENDED_RSA_BITS})`;
+    const spki = publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+    return { domain, selector, algorithm: 'rsa-sha256', privateKeyPem, publicKey: spki, bits };
+  }
+  if (privateKey.asymmetricKeyType === 'ed25519') {
+    const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url').toString('base64');
+    return { domain, selector, algorithm: 'ed25519-sha256', privateKeyPem, publicKey: raw, bits: null };
+  }
+  return `unsupported key type ${privateKey.asymmetricKeyType} (DKIM signs with RSA or Ed25519)`;
+}
+
+function warnIfWeak(log: Logger, key: DkimKey, where: string): void {
+  if (key.bits !== null && key.bits < RECOMMENDED_RSA_BITS) {
+    log.warn(
+      { event: 'dkim.weak_key', domain: key.domain, selector: key.selector, bits: key.bits, where },
+      `RSA key shorter than ${RECOMMENDED_RSA_BITS} bits; some receivers treat its signatures as weak`,
+    );
+  }
+}
+
+function stampOf(stats: Stats): string {
+  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
+}
+
+function groupSlots(slots: readonly Slot[]): Map<string, Map<DkimAlgorithm, Slot[]>> {
+  const groups = new Map<string, Map<DkimAlgorithm, Slot[]>>();
+  for (const slot of slots) {
+    let byAlgorithm = groups.get(slot.domain);
+    if (!byAlgorithm) groups.set(slot.domain, (byAlgorithm = new Map()));
+    const group = byAlgorithm.get(slot.key.algorithm);
+    if (group) group.push(slot);
+    else byAlgorithm.set(slot.key.algorithm, [slot]);
+  }
+  return groups;
+}
+
+/** Per domain, one key per algorithm: the newest published in a rotation, else the oldest. */
+function chooseSigning(groups: Map<string, Map<DkimAlgorithm, Slot[]>>): Map<string, DkimKey[]> {
+  const signing = new Map<string, DkimKey[]>();
+  for (const [domain, byAlgorithm] of groups) {
+    const keys: DkimKey[] = [];
+    for (const group of byAlgorithm.values()) {
+      const newestPublished = group.findLast((slot) => slot.published === true);
+      keys.push((group.length === 1 ? group[0]! : (newestPublished ?? group[0]!)).key);
+    }
+    signing.set(domain, keys);
+  }
+  return signing;
+}
+
+/**
+ * True when a TXT record (its strings joined) publishes this key: a DKIM1 key record (RFC 6376
+ * 3.6.1) of the key's type whose p= is the same public key. RSA keys published as a bare
+ * PKCS#1 RSAPublicKey, as some tools write them, match too.
+ */
+export function recordMatches(record: string, key: DkimKey): boolean {
+  const tags = new Map<string, string>();
+  for (const part of record.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0) tags.set(part.slice(0, eq).trim(), part.slice(eq + 1).replace(/\s+/g, ''));
+  }
+  const version = tags.get('v');
+  if (version !== undefined && version !== 'DKIM1') return false;
+  const type = tags.get('k') ?? 'rsa';
+  const p = tags.get('p');
+  if (!p) return false;
+  if (key.algorithm === 'ed25519-sha256') return type === 'ed25519' && Buffer.from(p, 'base64').toString('base64') === key.publicKey;
+  if (type !== 'rsa') return false;
+  if (p === key.publicKey) return true;
+  try {
+    const published = createPublicKey({ key: Buffer.from(p, 'base64'), format: 'der', type: 'pkcs1' });
+    return published.export({ type: 'spki', format: 'der' }).toString('base64') === key.publicKey;
+  } catch {
+    return false;
+  }
+}

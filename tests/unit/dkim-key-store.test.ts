@@ -1,0 +1,351 @@
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ConfigError } from '../../src/config/config-error.ts';
+import { dkimConfigSchema, type DkimConfigInput } from '../../src/dkim/dkim-config.ts';
+import { createDkimKeyStore, recordMatches, type DkimKey, type DkimKeyStore, type DkimKeyStoreOptions } from '../../src/dkim/key-store.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { createDkimKeyFiles, fixtureTxtResolver, generateDkimKey, type DkimKeyFile, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
+import { manualClock } from '../helpers/manual-clock.ts';
+
+let files: DkimKeyFiles;
+/** A second RSA key and Ed25519 key, for rotations. */
+let rsa2: DkimKeyFile;
+let ed2: DkimKeyFile;
+
+beforeAll(async () => {
+  files = await createDkimKeyFiles();
+  rsa2 = await files.write('rsa2.pem', 'rsa');
+  ed2 = await files.write('ed2.pem', 'ed25519');
+});
+afterAll(() => files.remove());
+
+const stores: DkimKeyStore[] = [];
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((s) => s.stop()));
+});
+
+interface LogLine {
+  level: number;
+  event?: string;
+  [key: string]: unknown;
+}
+
+function capture() {
+  const lines: LogLine[] = [];
+  const logger = createLogger('debug', new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
+  return { logger, lines, events: (event: string) => lines.filter((l) => l.event === event) };
+}
+
+function store(dkim: DkimConfigInput, extra: Partial<DkimKeyStoreOptions> = {}) {
+  const log = capture();
+  const created = createDkimKeyStore({
+    config: dkimConfigSchema.parse(dkim),
+    resolver: fixtureTxtResolver({}),
+    clock: manualClock(),
+    logger: log.logger,
+    ...extra,
+  });
+  stores.push(created);
+  return { store: created, log };
+}
+
+const pOf = (record: string) => /p=([^;]+)/.exec(record)![1];
+const selectors = (s: DkimKeyStore, domain = 'example.com') => s.keysFor(domain).map((k) => k.selector);
+
+function loadProblems(dkim: DkimConfigInput): string[] {
+  try {
+    store(dkim);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loading keys', () => {
+  it('loads RSA and Ed25519 keys with their algorithm and DNS p= value', () => {
+    const { store: s } = store({
+      domains: { 'example.com': { keys: [{ selector: 'rsa1', privateKey: files.rsa.path }, { selector: 'ed1', privateKey: files.ed25519.path }] } },
+    });
+    const keys = s.keysFor('example.com');
+    expect(keys.map((k) => [k.domain, k.selector, k.algorithm, k.bits])).toEqual([
+      ['example.com', 'rsa1', 'rsa-sha256', 2048],
+      ['example.com', 'ed1', 'ed25519-sha256', null],
+    ]);
+    expect(keys[0]!.publicKey).toBe(pOf(files.rsa.record));
+    expect(keys[1]!.publicKey).toBe(pOf(files.ed25519.record));
+    expect(keys[1]!.privateKeyPem).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+    expect(s.keysFor('other.example')).toEqual([]);
+  });
+
+  it('refuses unreadable, unparseable, too short and unsupported keys, naming each path', async () => {
+    const notPem = files.dir.file('not-a-key.pem');
+    await writeFile(notPem, 'hello');
+    const short = await files.write('rsa-512.pem', 'rsa', 512);
+    const ec = files.dir.file('ec.pem');
+    await writeFile(ec, generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const problems = loadProblems({
+      domains: {
+        'example.com': {
+          keys: [
+            { selector: 'missing', privateKey: files.dir.file('missing.pem') },
+            { selector: 'garbage', privateKey: notPem },
+            { selector: 'short', privateKey: short.path },
+            { selector: 'ok', privateKey: files.rsa.path },
+            { selector: 'ec', privateKey: ec },
+          ],
+        },
+      },
+    });
+    expect(problems).toHaveLength(4);
+    expect(problems[0]).toMatch(/^dkim\.domains\.example\.com\.keys\[0\]\.privateKey: cannot read file: ENOENT/);
+    expect(problems[1]).toMatch(/^dkim\.domains\.example\.com\.keys\[1\]\.privateKey: not a PEM private key/);
+    expect(problems[2]).toBe('dkim.domains.example.com.keys[2].privateKey: RSA key of 512 bits is too short (at least 1024; use 2048)');
+    expect(problems[3]).toBe('dkim.domains.example.com.keys[4].privateKey: unsupported key type ec (DKIM signs with RSA or Ed25519)');
+  });
+
+  it('warns about RSA keys shorter than 2048 bits but uses them', async () => {
+    const weak = await files.write('rsa-1024.pem', 'rsa', 1024);
+    const { store: s, log } = store({ domains: { 'example.com': { keys: [{ selector: 'weak', privateKey: weak.path }] } } });
+    expect(selectors(s)).toEqual(['weak']);
+    expect(log.events('dkim.weak_key')).toMatchObject([{ selector: 'weak', bits: 1024 }]);
+  });
+});
+
+describe('reloading keys', () => {
+  /** A key file of its own, so replacing it does not disturb other tests. */
+  const ownKey = (name: string, type: 'rsa' | 'ed25519' = 'ed25519') => files.write(name, type);
+
+  /** Replaces the file the way editors and deploy tools do: write elsewhere, rename over it. */
+  async function replace(path: string, pem: string) {
+    await writeFile(`${path}.tmp`, pem);
+    await rename(`${path}.tmp`, path);
+  }
+
+  it('rereads a key whose file was replaced, on the next file check', async () => {
+    const file = await ownKey('reload-a.pem');
+    const clock = manualClock(1_000_000);
+    const { store: s, log } = store({ domains: { 'example.com': { keys: [{ selector: 'k', privateKey: file.path }] } } }, { clock });
+    expect(s.keysFor('example.com')[0]!.publicKey).toBe(pOf(file.record));
+
+    await s.checkFiles();
+    expect(log.events('dkim.key_reloaded')).toHaveLength(0);
+
+    const next = generateDkimKey('ed25519');
+    await replace(file.path, next.pem);
+    clock.advance(5_000);
+    await s.checkFiles();
+    expect(s.keysFor('example.com')[0]!.publicKey).toBe(pOf(next.record));
+    expect(s.status()[0]).toMatchObject({ selector: 'k', loadedAt: 1_005_000, error: null, signing: true });
+    expect(log.events('dkim.key_reloaded')).toMatchObject([{ selector: 'k', domain: 'example.com' }]);
+  });
+
+  it('picks up a replaced file by itself once started', async () => {
+    const file = await ownKey('reload-timer.pem', 'rsa');
+    const { store: s } = store({ domains: { 'example.com': { keys: [{ selector: 'k', privateKey: file.path }] } } }, { fileCheckIntervalMs: 20 });
+    await s.start();
+    const next = generateDkimKey('rsa');
+    await replace(file.path, next.pem);
+    await vi.waitFor(() => expect(s.keysFor('example.com')[0]!.publicKey).toBe(pOf(next.record)), { timeout: 5_000, interval: 10 });
+    await s.stop();
+    await s.stop();
+  });
+
+  it('keeps the old key when the new file is bad, logs it once, and recovers when the file is fixed', async () => {
+    const file = await ownKey('reload-bad.pem');
+    const { store: s, log } = store({ domains: { 'example.com': { keys: [{ selector: 'k', privateKey: file.path }] } } });
+
+    await replace(file.path, '-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n');
+    await s.checkFiles();
+    await s.checkFiles();
+    expect(s.keysFor('example.com')[0]!.publicKey).toBe(pOf(file.record));
+    expect(log.events('dkim.key_reload_failed')).toHaveLength(1);
+    expect(log.events('dkim.key_reload_failed')[0]!.level).toBe(50);
+    expect(s.status()[0]!.error).toMatch(/^dkim\.domains\.example\.com\.keys\[0\]\.privateKey: not a PEM private key/);
+
+    const fixed = generateDkimKey('ed25519');
+    await replace(file.path, fixed.pem);
+    await s.checkFiles();
+    expect(s.keysFor('example.com')[0]!.publicKey).toBe(pOf(fixed.record));
+    expect(s.status()[0]!.error).toBeNull();
+  });
+
+  it('reload() rereads every file and reports what failed; a deleted file keeps its key', async () => {
+    const file = await ownKey('reload-deleted.pem');
+    const { store: s, log } = store({
+      domains: { 'example.com': { keys: [{ selector: 'k', privateKey: file.path }, { selector: 'r', privateKey: files.rsa.path }] } },
+    });
+    await rm(file.path);
+    const problems = await s.reload();
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^dkim\.domains\.example\.com\.keys\[0\]\.privateKey: cannot read file: ENOENT/);
+    expect(selectors(s)).toEqual(['k', 'r']);
+    expect(s.keysFor('example.com')[0]!.publicKey).toBe(pOf(file.record));
+    // Every later file check finds it missing too; that is not worth another error line.
+    await s.checkFiles();
+    await s.checkFiles();
+    expect(log.events('dkim.key_reload_failed')).toHaveLength(1);
+  });
+});
+
+describe('rotation', () => {
+  const name = (selector: string) => `${selector}._domainkey.example.com`;
+
+  function rotating(records: Record<string, string | Error>, extra: Partial<DkimKeyStoreOptions> = {}) {
+    const resolver = fixtureTxtResolver(records);
+    const created = store(
+      {
+        domains: {
+          'example.com': {
+            keys: [
+              { selector: 'old', privateKey: files.rsa.path },
+              { selector: 'ed', privateKey: files.ed25519.path },
+              { selector: 'new', privateKey: rsa2.path },
+            ],
+          },
+        },
+      },
+      { resolver, ...extra },
+    );
+    return { ...created, resolver };
+  }
+
+  it('signs with the newest key whose record is published', async () => {
+    const { store: s, resolver } = rotating({ [name('old')]: files.rsa.record, [name('new')]: rsa2.record });
+    // Before DNS was looked at, the oldest signs.
+    expect(selectors(s)).toEqual(['old', 'ed']);
+    await s.start();
+    expect(selectors(s)).toEqual(['new', 'ed']);
+    // The Ed25519 key is alone in its algorithm: it signs without a lookup.
+    expect(resolver.lookups.sort()).toEqual([name('new'), name('old')]);
+    expect(s.status().map((k) => [k.selector, k.published, k.signing])).toEqual([
+      ['old', true, false],
+      ['ed', null, true],
+      ['new', true, true],
+    ]);
+  });
+
+  it('keeps the oldest while the new record is missing or has another key, and when none is published', async () => {
+    const missing = rotating({ [name('old')]: files.rsa.record });
+    await missing.store.start();
+    expect(selectors(missing.store)).toEqual(['old', 'ed']);
+
+    const otherKey = rotating({ [name('old')]: files.rsa.record, [name('new')]: files.rsa.record });
+    await otherKey.store.start();
+    expect(selectors(otherKey.store)).toEqual(['old', 'ed']);
+
+    const none = rotating({});
+    await none.store.start();
+    expect(selectors(none.store)).toEqual(['old', 'ed']);
+  });
+
+  it('switches when the record appears, keeps the state through a failed lookup, goes back when it is removed', async () => {
+    const records: Record<string, string | Error> = { [name('old')]: files.rsa.record };
+    const { store: s, log } = rotating(records);
+    await s.start();
+    expect(selectors(s)).toEqual(['old', 'ed']);
+
+    records[name('new')] = rsa2.record;
+    await s.checkDns();
+    expect(selectors(s)).toEqual(['new', 'ed']);
+    expect(log.events('dkim.signing_key_changed')).toMatchObject([{ domain: 'example.com', algorithm: 'rsa-sha256', from: 'old', to: 'new' }]);
+
+    records[name('new')] = Object.assign(new Error('queryTxt ESERVFAIL'), { code: 'ESERVFAIL' });
+    await s.checkDns();
+    expect(selectors(s)).toEqual(['new', 'ed']);
+    expect(log.events('dkim.dns_lookup_failed')).toMatchObject([{ name: name('new'), code: 'ESERVFAIL' }]);
+
+    delete records[name('new')];
+    await s.checkDns();
+    expect(selectors(s)).toEqual(['old', 'ed']);
+  });
+
+  it('looks DNS up again on its timer', async () => {
+    const records: Record<string, string> = {};
+    const { store: s } = rotating(records, { dnsCheckIntervalMs: 20 });
+    await s.start();
+    expect(selectors(s)).toEqual(['old', 'ed']);
+    records[name('new')] = rsa2.record;
+    await vi.waitFor(() => expect(selectors(s)).toEqual(['new', 'ed']), { timeout: 5_000, interval: 10 });
+  });
+
+  it('rotates each algorithm on its own', async () => {
+    const resolver = fixtureTxtResolver({ 'ed-new._domainkey.example.com': ed2.record });
+    const { store: s } = store(
+      {
+        domains: {
+          'example.com': {
+            keys: [
+              { selector: 'rsa', privateKey: files.rsa.path },
+              { selector: 'ed-old', privateKey: files.ed25519.path },
+              { selector: 'ed-new', privateKey: ed2.path },
+            ],
+          },
+        },
+      },
+      { resolver },
+    );
+    await s.start();
+    expect(selectors(s)).toEqual(['rsa', 'ed-new']);
+    expect(resolver.lookups.sort()).toEqual(['ed-new._domainkey.example.com', 'ed-old._domainkey.example.com']);
+  });
+
+  it('signs with a single key without looking DNS up, and has no DNS timer then', async () => {
+    const resolver = fixtureTxtResolver({});
+    const { store: s } = store({ domains: { 'example.com': { keys: [{ selector: 'only', privateKey: files.rsa.path }] } } }, { resolver, dnsCheckIntervalMs: 5 });
+    await s.start();
+    await s.start();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(selectors(s)).toEqual(['only']);
+    expect(resolver.lookups).toEqual([]);
+  });
+
+  it('waits for DNS to confirm a replaced key in rotation', async () => {
+    const file = await files.write('rotating-replaced.pem', 'rsa');
+    const records: Record<string, string> = { [name('old')]: files.rsa.record, [name('new')]: file.record };
+    const { store: s } = store(
+      {
+        domains: { 'example.com': { keys: [{ selector: 'old', privateKey: files.rsa.path }, { selector: 'new', privateKey: file.path }] } },
+      },
+      { resolver: fixtureTxtResolver(records) },
+    );
+    await s.start();
+    expect(selectors(s)).toEqual(['new']);
+
+    // The file now holds a key DNS does not publish: the published old key signs again.
+    const next = generateDkimKey('rsa');
+    await writeFile(file.path, next.pem);
+    await s.checkFiles();
+    await s.checkDns();
+    expect(selectors(s)).toEqual(['old']);
+
+    records[name('new')] = next.record;
+    await s.checkDns();
+    expect(selectors(s)).toEqual(['new']);
+  });
+});
+
+describe('recordMatches', () => {
+  it('matches the published p= of the same key only, in SPKI or PKCS#1 form, split or spaced', () => {
+    const { store: s } = store({
+      domains: { 'example.com': { keys: [{ selector: 'r', privateKey: files.rsa.path }, { selector: 'e', privateKey: files.ed25519.path }] } },
+    });
+    const [rsaKey, edKey] = s.keysFor('example.com') as [DkimKey, DkimKey];
+    expect(recordMatches(files.rsa.record, rsaKey)).toBe(true);
+    expect(recordMatches(files.rsa.record.replace('v=DKIM1; k=rsa; ', ''), rsaKey)).toBe(true);
+    expect(recordMatches(files.rsa.record.replace(/p=(.{40})/, 'p=$1 \t'), rsaKey)).toBe(true);
+    expect(recordMatches(rsa2.record, rsaKey)).toBe(false);
+    expect(recordMatches(files.rsa.record.replace('k=rsa', 'k=ed25519'), rsaKey)).toBe(false);
+    expect(recordMatches(files.rsa.record.replace('v=DKIM1', 'v=DKIM2'), rsaKey)).toBe(false);
+    expect(recordMatches('v=DKIM1; k=rsa; p=', rsaKey)).toBe(false);
+
+    const pkcs1 = createPublicKey(files.rsa.pem).export({ type: 'pkcs1', format: 'der' }).toString('base64');
+    expect(recordMatches(`v=DKIM1; k=rsa; p=${pkcs1}`, rsaKey)).toBe(true);
+
+    expect(recordMatches(files.ed25519.record, edKey)).toBe(true);
+    expect(recordMatches(files.ed25519.record.replace('k=ed25519', 'k=rsa'), edKey)).toBe(false);
+    expect(recordMatches(ed2.record, edKey)).toBe(false);
+  });
+});
