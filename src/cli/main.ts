@@ -18,7 +18,11 @@ interface Command {
   summary: string;
   usage: string;
   options: NonNullable<ParseArgsConfig['options']>;
-  load: () => Promise<{ execute(values: Record<string, unknown>, context: CommandContext): Promise<CommandResult> }>;
+  /** Whether the command takes arguments besides options (handed to execute as positionals). */
+  positionals?: boolean;
+  load: () => Promise<{
+    execute(values: Record<string, unknown>, context: CommandContext, positionals: readonly string[]): Promise<CommandResult>;
+  }>;
 }
 
 const CONFIG_OPTION = { config: { type: 'string', short: 'c' } } as const;
@@ -59,6 +63,50 @@ prints its hash, ready for smtp.users[].passwordHash:
     options: {},
     load: () => import('./hash-password.ts'),
   },
+  'dkim generate': {
+    summary: 'Create a DKIM signing key and print the DNS record to publish',
+    usage: `Usage: rookery dkim generate --domain DOMAIN --selector SELECTOR [options]
+
+Writes a new private key to DIR/DOMAIN.SELECTOR.pem (readable by its owner only) and prints
+the DNS TXT record SELECTOR._domainkey.DOMAIN to publish, and the lines to add under
+dkim.domains in the configuration. An existing key file is never replaced without --force.
+
+  --domain DOMAIN       the signing domain (d=)
+  --selector SELECTOR   the selector (s=), e.g. s2025; a new selector for each new key
+  --algorithm ALG       rsa-sha256 (default) or ed25519-sha256
+  --bits N              RSA key size, 1024 to 4096 (default 2048)
+  --dir DIR             where to write the key (default: <dataDir>/dkim of the configuration)
+  --force               replace an existing key file
+  --json                print the result as JSON
+${CONFIG_HELP}`,
+    options: {
+      ...CONFIG_OPTION,
+      domain: { type: 'string' },
+      selector: { type: 'string' },
+      algorithm: { type: 'string' },
+      bits: { type: 'string' },
+      dir: { type: 'string' },
+      force: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    load: () => import('./dkim-generate.ts'),
+  },
+  'domains check': {
+    summary: "Check a sender domain's DNS: DKIM, SPF for every egress IP, DMARC, return path",
+    usage: `Usage: rookery domains check DOMAIN [--selector S]... [--json] [--config PATH]
+
+Looks up, with the configuration in use: the DKIM record of each configured selector and
+whether it matches the key file; SPF evaluated for every egress IP that sends DOMAIN's mail;
+the DMARC policy and alignment; whether bounces can reach the return-path domain. Prints one
+line per check (✓ ok, ! warning, ✗ error) with the fix. Exit 0 when nothing is an error, 1 otherwise.
+
+  --selector S   also look for this selector (presence only when no configured key uses it)
+  --json         print the report as JSON
+${CONFIG_HELP}`,
+    options: { ...CONFIG_OPTION, selector: { type: 'string', multiple: true }, json: { type: 'boolean' } },
+    positionals: true,
+    load: () => import('./domains-check.ts'),
+  },
 };
 
 function version(): string {
@@ -98,17 +146,28 @@ export async function main(argv: string[], context: CommandContext = { env: proc
     process.stdout.write(`${version()}\n`);
     return 0;
   }
-  const command = COMMANDS[name];
+  // Commands of two words ("dkim generate") are looked up before commands of one.
+  const [sub, ...subRest] = rest;
+  const pair = sub === undefined ? undefined : `${name} ${sub}`;
+  const [commandName, args] = pair !== undefined && Object.hasOwn(COMMANDS, pair) ? [pair, subRest] : [name, rest];
+  const command = Object.hasOwn(COMMANDS, commandName) ? COMMANDS[commandName] : undefined;
   if (!command) {
-    process.stderr.write(`rookery: unknown command "${name}"\n\n${usage()}`);
+    const what = Object.keys(COMMANDS).some((n) => n.startsWith(`${name} `)) ? `unknown or missing subcommand of "${name}"` : `unknown command "${name}"`;
+    process.stderr.write(`rookery: ${what}\n\n${usage()}`);
     return 2;
   }
 
   let values: Record<string, unknown>;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }));
+    ({ values, positionals } = parseArgs({
+      args,
+      options: { ...command.options, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: command.positionals === true,
+    }));
   } catch (err) {
-    process.stderr.write(`rookery ${name}: ${(err as Error).message}\n\n${command.usage}\n`);
+    process.stderr.write(`rookery ${commandName}: ${(err as Error).message}\n\n${command.usage}\n`);
     return 2;
   }
   if (values.help) {
@@ -116,7 +175,7 @@ export async function main(argv: string[], context: CommandContext = { env: proc
     return 0;
   }
   const module = await command.load();
-  return module.execute(values, context);
+  return module.execute(values, context, positionals);
 }
 
 // Run only when executed as the entry point, not when imported by tests.

@@ -1,0 +1,37 @@
+import { Resolver } from 'node:dns/promises';
+import { normalizeDomain } from '../dkim/dkim-config.ts';
+import { checkDomain, type DomainCheckConfig } from '../dkim/domain-check.ts';
+import { formatDomainReport } from '../dkim/domain-check-format.ts';
+import { ConfigError, describeConfigError, loadCliConfig } from './load-cli-config.ts';
+import type { CommandContext, CommandResult } from './main.ts';
+
+/**
+ * `rookery domains check D`: looks up the DNS a sender domain needs (DKIM, SPF for every egress
+ * IP that sends it, DMARC, the return path) against the configuration in use, prints the report
+ * (or JSON), and exits 0 when nothing is an error, 1 otherwise.
+ */
+export async function execute(values: Record<string, unknown>, context: CommandContext, positionals: readonly string[] = []): Promise<CommandResult> {
+  const usage = (problem: string) => {
+    process.stderr.write(`rookery domains check: ${problem}\n(see rookery domains check --help)\n`);
+    return 2;
+  };
+  if (positionals.length !== 1) return usage(positionals.length === 0 ? 'give the domain to check' : 'give one domain only');
+  const [given = ''] = positionals;
+  const domain = normalizeDomain(given);
+  if (!domain) return usage(`${JSON.stringify(given)} is not a domain name`);
+  const selectors = (values.selector as string[] | undefined) ?? [];
+
+  let config: DomainCheckConfig;
+  try {
+    ({ config } = loadCliConfig(values, context.env));
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(describeConfigError(err));
+    return 1;
+  }
+
+  const resolver = new Resolver({ timeout: 5_000, tries: 2 });
+  const report = await checkDomain({ domain, config, resolver, selectors });
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatDomainReport(report));
+  return report.status === 'error' ? 1 : 0;
+}
