@@ -7,7 +7,9 @@
  *   npm run bench -- --messages 20000 --sessions 32 --ips 4 --size 4096
  *   npm run bench -- --storage postgres     (a scratch database on DATABASE_URL's server)
  *   npm run bench -- --ips 8 --warmup       (every IP on a warm-up plan: caps counted per message)
+ *   npm run bench -- --dkim rsa             (sign every message: rsa | ed25519 | dual)
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +31,8 @@ const { values: args } = parseArgs({
     storage: { type: 'string', default: 'sqlite' },
     /** Put every IP on a warm-up plan whose caps never bind, to measure the cost of counting. */
     warmup: { type: 'boolean', default: false },
+    /** DKIM-sign every message at acceptance: rsa (2048), ed25519, or dual (both). */
+    dkim: { type: 'string' },
     name: { type: 'string' },
     /** Write a V8 CPU profile of the daemon to this folder (open it in Chrome DevTools). */
     profile: { type: 'string' },
@@ -39,7 +43,8 @@ const sessions = Number(args.sessions);
 const ipCount = Number(args.ips);
 const size = Number(args.size);
 if (args.storage !== 'sqlite' && args.storage !== 'postgres') throw new Error('--storage is sqlite or postgres');
-const name = args.name ?? `${args.storage}-${ipCount}ips${args.warmup ? '-warmup' : ''}`;
+if (args.dkim && !['rsa', 'ed25519', 'dual'].includes(args.dkim)) throw new Error('--dkim is rsa, ed25519 or dual');
+const name = args.name ?? `${args.storage}-${ipCount}ips${args.warmup ? '-warmup' : ''}${args.dkim ? `-dkim-${args.dkim}` : ''}`;
 
 /** Peak resident set size (VmHWM) and CPU seconds used so far by a process, from /proc. */
 function processUsage(pid: number): { peakRssMb: number; cpuSeconds: number } {
@@ -59,6 +64,18 @@ async function selectionCost(api: { host: string; port: number }): Promise<{ mea
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-'));
+
+/** Keys for the sender's domain (app@sender.test), written into the run's folder. */
+function dkimKeys(kind: string): Array<{ selector: string; privateKey: string }> {
+  const kinds = kind === 'dual' ? ['rsa', 'ed25519'] : [kind];
+  return kinds.map((k) => {
+    const { privateKey } = k === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ed25519');
+    const path = join(dir, `sender.test.${k}.pem`);
+    writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    return { selector: `bench-${k}`, privateKey: path };
+  });
+}
+
 const scratch = args.storage === 'postgres' ? await createScratchDatabase(postgresUrl(), 'bench') : null;
 const sink = await startSmtpSink();
 const daemon = await startDaemonProcess(dir, {
@@ -75,6 +92,7 @@ const daemon = await startDaemonProcess(dir, {
   ...(args.warmup ? { warmup: { activeHours: 1, plans: { bench: [10_000_000] } } } : {}),
   // The sink is one loopback "site", not a mailbox provider: default shaping (100 msg/s per IP
   // and site) would cap the run at IPs x 100 msg/s and measure the limit, not the engine.
+  ...(args.dkim ? { dkim: { domains: { 'sender.test': { keys: dkimKeys(args.dkim) } } } } : {}),
   ...(process.env.BENCH_SHAPING === 'default' ? {} : { shaping: { default: { messageRate: '1000000/s', connectionRate: '10000/s' } } }),
   log: { level: 'info' },
 }, { keepLogs: false, nodeArgs: args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [] });
@@ -109,6 +127,7 @@ try {
       egressIps: ipCount,
       messageBytes: batch[0]!.raw.length,
       storage: scratch ? 'postgres (synchronous_commit=on)' : 'sqlite (WAL, synchronous=FULL)',
+      dkim: args.dkim ?? 'none',
     },
     accepted: load.ackedAt.size,
     failedSubmissions: load.failures,

@@ -3,9 +3,11 @@ import { join } from 'node:path';
 import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config/schema.ts';
 import { createControlApi } from './control-api/server.ts';
+import { createDkimKeyStore, type TxtResolver } from './dkim/key-store.ts';
+import { createDkimSigner } from './dkim/signer.ts';
 import { returnPathFor } from './dkim/verp.ts';
 import { DeliveryEngine } from './engine/delivery-engine.ts';
-import { Queue } from './engine/queue.ts';
+import { Queue, type Accepted, type Submission } from './engine/queue.ts';
 import { RetentionSweeper } from './engine/retention.ts';
 import { createRouter, type Resolver as DnsResolver } from './engine/routing.ts';
 import { Scheduler } from './engine/scheduler.ts';
@@ -30,10 +32,12 @@ export interface DaemonOptions {
   config: Config;
   logger: Logger;
   clock?: Clock;
-  resolver?: DnsResolver;
+  resolver?: DnsResolver & TxtResolver;
 }
 
 export interface Daemon {
+  /** Hands a message to the queue directly, as the HTTP API does: the same checks, headers, signing and commit as SMTP. */
+  submit(submission: Submission): Promise<Accepted>;
   smtpAddresses(): { host: string; port: number }[];
   apiAddress(): { host: string; port: number };
   /** Graceful stop; safe to call twice (the second call waits for the first). */
@@ -49,6 +53,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const clock = options.clock ?? systemClock;
   const log = logger.child({ component: 'daemon' });
   const metrics = new Metrics();
+  const dns = options.resolver ?? new Resolver({ timeout: 10_000, tries: 2 });
   const owner = config.hostname;
 
   const store = await createStore(config.storage, { logger, clock });
@@ -103,7 +108,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     const engine = new DeliveryEngine({
       store,
-      router: createRouter({ routes: config.delivery.routes, mxPort: config.delivery.mxPort, resolver: options.resolver ?? new Resolver({ timeout: 10_000, tries: 2 }), clock }),
+      router: createRouter({ routes: config.delivery.routes, mxPort: config.delivery.mxPort, resolver: dns, clock }),
       deliverer,
       pool,
       clock,
@@ -147,10 +152,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await scheduler.start();
     stack.push({ name: 'scheduler', stop: () => scheduler.stop(config.delivery.shutdownTimeout) });
 
+    // DKIM keys are read now (a bad key refuses the start, naming its config path), then watched.
+    const dkimKeys = createDkimKeyStore({ config: config.dkim, resolver: dns, clock, logger });
+    await dkimKeys.start();
+    stack.push({ name: 'dkim', stop: () => dkimKeys.stop() });
+    const dkim = createDkimSigner({ keys: dkimKeys, config: config.dkim, clock, logger, onUnsigned: (reason) => metrics.dkimUnsigned.inc({ reason }) });
+
     const queue = new Queue({
       store,
       clock,
       metrics,
+      dkim,
       hostname: config.hostname,
       assignPool: poolAssignerFor(config),
       onEnqueued: () => scheduler.wake(),
@@ -172,6 +184,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     let stopping: Promise<void> | null = null;
     return {
+      submit: (submission) => queue.submit(submission),
       smtpAddresses: () => smtp.addresses(),
       apiAddress: () => apiAddress,
       stop(reason = 'stop requested') {

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { z } from 'zod';
+import { dkimConfigSchema } from '../dkim/dkim-config.ts';
 import { verpConfigSchema } from '../dkim/verp-config.ts';
 import { providersConfigSchema } from '../ippool/providers.ts';
 import { reactionRulesConfigSchema } from '../ippool/reaction-rules.ts';
@@ -147,6 +148,8 @@ export const configSchema = z.strictObject({
   reputation: reputationConfigSchema,
   /** Operator reaction rules, tried before config/reaction-rules.yaml. */
   reactionRules: reactionRulesConfigSchema,
+  /** DKIM signing keys per sender domain, a fallback signing domain, optional x= expiry. */
+  dkim: dkimConfigSchema,
   /** VERP return paths per sender domain, so bounces can be tied to their recipient. */
   returnPath: verpConfigSchema,
   log: z

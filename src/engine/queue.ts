@@ -2,6 +2,8 @@ import type { Clock } from '../clock.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { NewMessage, Store } from '../storage/store.ts';
 import { hasHeader, headerValue, rfc5322Date, splitHeader, withHeaders } from './message-headers.ts';
+import type { DkimSigner } from '../dkim/signer.ts';
+import { toWireForm } from '../dkim/wire-form.ts';
 import { newQueueId } from './queue-id.ts';
 import { POOL_HEADER, type PoolAssignment } from '../ippool/pool-assignment.ts';
 
@@ -38,6 +40,8 @@ export class Queue {
       clock: Clock;
       metrics: Metrics;
       hostname: string;
+      /** Signs the message in its final wire form, once (see src/dkim/signer.ts). */
+      dkim: Pick<DkimSigner, 'sign'>;
       /** Chooses the message's egress pool (see src/ippool/pool-assignment.ts). */
       assignPool: (input: { header: string | null; submitter: string | null; sender: string }) => PoolAssignment;
       /** Called after each commit so the scheduler starts delivery at once. */
@@ -49,7 +53,9 @@ export class Queue {
     const { store, clock, metrics, hostname } = this.deps;
     const now = clock.now();
     const id = newQueueId(now);
-    const { header } = splitHeader(submission.body);
+    // CRLF line endings throughout (the HTTP path may hand over LF-only text), before signing.
+    const received = toWireForm(submission.body);
+    const { header } = splitHeader(received);
 
     const prepend = submission.received ? [`Received: ${submission.received}`] : [];
     const append: string[] = [];
@@ -69,7 +75,7 @@ export class Queue {
       sender: submission.sender,
       recipients: submission.recipients,
       messageIdHeader,
-      body: prepend.length || append.length || remove.length ? withHeaders(submission.body, prepend, append, remove) : submission.body,
+      body: prepend.length || append.length || remove.length ? withHeaders(received, prepend, append, remove) : received,
       submitter: submission.submitter,
       source: submission.source,
       clientAddress: submission.clientAddress,
@@ -77,6 +83,10 @@ export class Queue {
       dueAt: now,
       pool: pool.pool,
     };
+    // Signed once, in the form it is stored and delivered in: every attempt sends these bytes.
+    const signed = await this.deps.dkim.sign(message.body);
+    message.body = signed.message;
+    if (signed.domain) metrics.dkimSigned.inc({ domain: signed.domain });
     await store.enqueue([message]);
     metrics.messagesAccepted.inc({ source: submission.source });
     metrics.recipientsAccepted.inc(submission.recipients.length);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
+import type { TxtResolver } from '../../src/dkim/key-store.ts';
 import type { Resolver } from '../../src/engine/routing.ts';
 import { formatDate } from '../../src/ippool/warmup.ts';
 import { startDaemon, type Daemon } from '../../src/main.ts';
@@ -19,7 +20,7 @@ function dnsError(code: string, name: string): Error {
 }
 
 /** gmail.test is hosted by Google (its MX matches the gmail provider); other.test is not. */
-const resolver: Resolver = {
+const resolver: Resolver & TxtResolver = {
   async resolveMx(domain) {
     if (domain === 'gmail.test') return [{ exchange: 'aspmx.l.google.com', priority: 5 }];
     if (domain === 'other.test' || domain === 'sender.test') return [{ exchange: 'mx.other.test', priority: 10 }];
@@ -28,6 +29,9 @@ const resolver: Resolver = {
   async resolve4(host) {
     if (host === 'aspmx.l.google.com' || host === 'mx.other.test') return ['127.0.0.1'];
     throw dnsError('ENOTFOUND', host);
+  },
+  async resolveTxt(name) {
+    throw dnsError('ENODATA', name);
   },
   async resolve6(host) {
     throw dnsError('ENODATA', host);

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { parseVerpAddress } from '../../src/dkim/verp.ts';
+import type { TxtResolver } from '../../src/dkim/key-store.ts';
 import type { Resolver } from '../../src/engine/routing.ts';
 import { startDaemon, type Daemon } from '../../src/main.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -29,7 +30,7 @@ const zone = {
   ]),
 };
 
-const resolver: Resolver = {
+const resolver: Resolver & TxtResolver = {
   async resolveMx(domain) {
     const records = zone.mx.get(domain);
     if (records) return records;
@@ -40,6 +41,9 @@ const resolver: Resolver = {
     const addresses = zone.a.get(host);
     if (addresses) return addresses;
     throw dnsError('ENOTFOUND', host);
+  },
+  async resolveTxt(name) {
+    throw dnsError('ENODATA', name);
   },
   async resolve6(host) {
     throw dnsError(zone.a.has(host) ? 'ENODATA' : 'ENOTFOUND', host);

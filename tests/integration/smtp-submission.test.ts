@@ -12,6 +12,8 @@ import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
 import { SmtpTestClient, type SmtpClientOptions } from '../helpers/smtp-client.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { createDkimKeyStore } from '../../src/dkim/key-store.ts';
+import { createDkimSigner } from '../../src/dkim/signer.ts';
 import { poolAssignerFor } from '../../src/ippool/pool-assignment.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 import { tlsFixture } from '../helpers/tls-fixture.ts';
@@ -50,7 +52,16 @@ async function startHarness(smtp: ConfigInput['smtp'], options: { shutdownGraceM
   const store = createSqliteStore({ path: dir.file('rookery.db'), clock, logger });
   await store.migrate();
   cleanups.push(() => store.close());
-  const queue = new Queue({ store, clock, metrics, hostname: config.hostname, assignPool: poolAssignerFor(config), onEnqueued: () => undefined });
+  const queue = new Queue({
+    store,
+    clock,
+    metrics,
+    hostname: config.hostname,
+    // No keys configured: messages go through the real signer and come out unsigned.
+    dkim: createDkimSigner({ keys: createDkimKeyStore({ config: config.dkim, resolver: { resolveTxt: async () => [] }, clock, logger }), config: config.dkim, clock, logger }),
+    assignPool: poolAssignerFor(config),
+    onEnqueued: () => undefined,
+  });
   const server = createSubmissionServer({ config, queue, tls: await tlsFixture(), logger, metrics, clock, ...options });
   await server.start();
   cleanups.push(() => server.stop());

@@ -1,0 +1,122 @@
+import MailComposer from 'nodemailer/lib/mail-composer';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import type { TxtResolver } from '../../src/dkim/key-store.ts';
+import type { Resolver } from '../../src/engine/routing.ts';
+import { startDaemon, type Daemon } from '../../src/main.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { createDkimKeyFiles, fixtureTxtResolver, verifyWithMailauth, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
+import { inCi, pythonDkimAvailability, verifyWithPythonDkim } from '../helpers/python-dkim.ts';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
+import { submissionClient, testMessage } from '../helpers/submit.ts';
+import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+
+const python = pythonDkimAvailability();
+if (!python.available && inCi) throw new Error(`DKIM verification needs python3-dkim under CI: ${python.reason}`);
+
+function dnsError(code: string, name: string): Error {
+  return Object.assign(new Error(`query ${code} ${name}`), { code });
+}
+
+describe('DKIM-signed delivery, verified at the sink by mailauth and python3-dkim', () => {
+  let keys: DkimKeyFiles;
+  let records: Record<string, string>;
+  let dir: TempDir | undefined;
+  let sink: SmtpSink | undefined;
+  let daemon: Daemon | undefined;
+
+  beforeAll(async () => {
+    keys = await createDkimKeyFiles();
+    records = { 'rsa1._domainkey.sender.test': keys.rsa.record, 'ed1._domainkey.sender.test': keys.ed25519.record };
+  });
+  afterAll(async () => keys.remove());
+  afterEach(async () => {
+    await daemon?.stop();
+    await sink?.close();
+    await dir?.remove();
+  });
+
+  it('signs each message once with RSA and Ed25519, and every captured message verifies in both', async () => {
+    dir = await createTempDir();
+    sink = await startSmtpSink();
+    const txt = fixtureTxtResolver(records);
+    const resolver: Resolver & TxtResolver = {
+      resolveMx: async (domain) => {
+        if (domain === 'dest.test') return [{ exchange: 'mx.dest.test', priority: 10 }];
+        throw dnsError('ENOTFOUND', domain);
+      },
+      resolve4: async (host) => {
+        if (host === 'mx.dest.test') return ['127.0.0.1'];
+        throw dnsError('ENOTFOUND', host);
+      },
+      resolve6: async (host) => {
+        throw dnsError('ENODATA', host);
+      },
+      resolveTxt: (name) => txt.resolveTxt(name),
+    };
+    const config = parseConfig(
+      {
+        hostname: 'mta.rookery.test',
+        dataDir: dir.file('data'),
+        storage: { path: dir.file('queue.db') },
+        smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'] },
+        api: { listen: { host: '127.0.0.1', port: 0 } },
+        delivery: { mxPort: sink.port },
+        ips: [{ address: '127.0.0.2' }],
+        dkim: { domains: { 'sender.test': { keys: [{ selector: 'rsa1', privateKey: keys.rsa.path }, { selector: 'ed1', privateKey: keys.ed25519.path }] } } },
+      },
+      'test',
+      {},
+    );
+    daemon = await startDaemon({ config, logger: createLogger('silent'), resolver });
+
+    const html = await new MailComposer({
+      from: 'App <app@sender.test>',
+      to: 'user@dest.test',
+      subject: 'Your invoice',
+      messageId: '<html@app.test>',
+      html: '<p>Hello <b>there</b></p>',
+      text: 'Hello there',
+      attachments: [{ filename: 'invoice.pdf', content: Buffer.alloc(20_000, 7) }, { filename: 'notes.txt', content: 'a\r\nb\r\n' }],
+    })
+      .compile()
+      .build();
+    const utf8 = Buffer.from(
+      'From: =?UTF-8?Q?J=C3=B6ran?= <app@sender.test>\r\nTo: user@dest.test\r\nSubject: Grüße aus Köln\r\nMessage-ID: <utf8@app.test>\r\n' +
+        'MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nÄpfel, Öl und Übermut – 8-bit body.\r\n',
+    );
+    const longLines = testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: '<long@app.test>', bodyBytes: 100 });
+    const longBody = Buffer.concat([longLines, Buffer.from(`${'x'.repeat(1500)}\r\n${'y '.repeat(900)}\r\n`)]);
+    const client = submissionClient(daemon.smtpAddresses()[0]!);
+    await client.send('app@sender.test', ['user@dest.test'], testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: '<plain@app.test>' }));
+    await client.send('app@sender.test', ['user@dest.test'], html);
+    await client.send('app@sender.test', ['user@dest.test'], utf8);
+    await client.send('app@sender.test', ['user@dest.test'], longBody);
+    client.close();
+    // LF-only line endings, handed to the engine directly as the HTTP path does.
+    await daemon.submit({
+      sender: 'app@sender.test',
+      recipients: ['user@dest.test'],
+      body: Buffer.from('From: app@sender.test\nTo: user@dest.test\nSubject: lf only\nMessage-ID: <lf@app.test>\n\nline one\nline two\n'),
+      submitter: null,
+      source: 'http',
+      clientAddress: null,
+    });
+
+    await sink.waitForMessages(5, 20_000);
+    expect(new Set(sink.messages.map((m) => m.messageId))).toEqual(new Set(['<plain@app.test>', '<html@app.test>', '<utf8@app.test>', '<long@app.test>', '<lf@app.test>']));
+    for (const message of sink.messages) {
+      const byMailauth = await verifyWithMailauth(message.raw, records);
+      expect(byMailauth.map((v) => `${v.selector}:${v.result}`).sort(), message.messageId!).toEqual(['ed1:pass', 'rsa1:pass']);
+      if (!python.available) continue;
+      const byPython = await verifyWithPythonDkim(message.raw, records);
+      expect(byPython.map((v) => `${v.selector}:${v.valid}`).sort(), `${message.messageId} ${JSON.stringify(byPython.map((v) => v.log))}`).toEqual(['ed1:true', 'rsa1:true']);
+    }
+    // The LF-only message went out with CRLF line endings throughout.
+    const lf = sink.messages.find((m) => m.messageId === '<lf@app.test>')!.raw;
+    expect(lf.includes(Buffer.from('line one\r\nline two\r\n'))).toBe(true);
+    expect(/(^|[^\r])\n/.test(lf.toString('latin1'))).toBe(false);
+    const { host, port } = daemon.apiAddress();
+    expect(await (await fetch(`http://${host}:${port}/metrics`)).text()).toContain('rookery_dkim_signed_total{domain="sender.test"} 5');
+  });
+});
