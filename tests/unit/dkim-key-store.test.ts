@@ -76,7 +76,7 @@ describe('loading keys', () => {
     ]);
     expect(keys[0]!.publicKey).toBe(pOf(files.rsa.record));
     expect(keys[1]!.publicKey).toBe(pOf(files.ed25519.record));
-    expect(keys[1]!.privateKeyPem).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+    expect(keys[1]!.privateKey.asymmetricKeyType).toBe('ed25519');
     expect(s.keysFor('other.example')).toEqual([]);
   });
 

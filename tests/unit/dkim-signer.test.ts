@@ -111,6 +111,8 @@ describe('choosing the signing domain', () => {
     expect(from('=?utf-8?q?J=C3=B6ran?= <joran@example.com>')).toBe('example.com');
     expect(from('undisclosed')).toBeNull();
     expect(fromHeaderDomain(Buffer.from('Subject: x\r\n\r\nFrom: a@example.com\r\n'))).toBeNull();
+    // An empty first line ends a header that has no fields: the From after it is body text.
+    expect(fromHeaderDomain(Buffer.from('\r\nFrom: a@example.com\r\n\r\nbody\r\n'))).toBeNull();
   });
 });
 
