@@ -63,6 +63,18 @@ describe('rookery check-config', () => {
     expect(result.stderr).toMatch(/^invalid configuration: .*syntax\.yaml\n {2}.+ at line \d+, column \d+\n/);
   });
 
+  it('reads the DKIM key files as the daemon would, naming the key that cannot be used', () => {
+    const notAKey = write('not-a-key.pem', 'hello\n');
+    const path = write(
+      'dkim.yaml',
+      `dkim:\n  domains:\n    example.com:\n      keys:\n        - { selector: s1, privateKey: ${join(dir, 'missing.pem')} }\n        - { selector: s2, privateKey: ${notAKey} }\n`,
+    );
+    const result = rookery(['check-config', '--config', path]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('dkim.domains.example.com.keys[0].privateKey: cannot read file: ENOENT');
+    expect(result.stderr).toMatch(/dkim\.domains\.example\.com\.keys\[1\]\.privateKey: /);
+  });
+
   it('reports a file that cannot be read', () => {
     const path = join(dir, 'nowhere.yaml');
     const result = rookery(['check-config', '--config', path]);
