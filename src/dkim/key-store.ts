@@ -5,6 +5,7 @@ import type { Clock } from '../clock.ts';
 import { ConfigError, formatPath } from '../config/config-error.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { DkimConfig } from './dkim-config.ts';
+import { dkimPublicKeyData, publicKeyMatches } from './dns-record.ts';
 
 /**
  * The DKIM private keys: loaded once at start, reloaded when their files change or on reload(),
@@ -221,7 +222,7 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
         return;
       }
     }
-    const published = records.some((chunks) => recordMatches(chunks.join(''), slot.key));
+    const published = records.some((chunks) => publicKeyMatches(chunks.join(''), slot.key.privateKey));
     if (published !== slot.published) {
       log.info({ event: 'dkim.dns_record', name, published }, published ? 'DKIM record published' : 'DKIM record not published with this key');
     }
@@ -340,12 +341,10 @@ function parseKey(pem: Buffer, domain: string, selector: string): DkimKey | stri
     const bits = privateKey.asymmetricKeyDetails?.modulusLength ?? 0;
     // RFC 8301 3.2: verifiers must not accept signatures made with shorter keys.
     if (bits < MIN_RSA_BITS) return `RSA key of ${bits} bits is too short (at least ${MIN_RSA_BITS}; use ${RECOMMENDED_RSA_BITS})`;
-    const spki = publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
-    return { domain, selector, algorithm: 'rsa-sha256', privateKey, publicKey: spki, bits };
+    return { domain, selector, algorithm: 'rsa-sha256', privateKey, publicKey: dkimPublicKeyData(publicKey).p, bits };
   }
   if (privateKey.asymmetricKeyType === 'ed25519') {
-    const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url').toString('base64');
-    return { domain, selector, algorithm: 'ed25519-sha256', privateKey, publicKey: raw, bits: null };
+    return { domain, selector, algorithm: 'ed25519-sha256', privateKey, publicKey: dkimPublicKeyData(publicKey).p, bits: null };
   }
   return `unsupported key type ${privateKey.asymmetricKeyType} (DKIM signs with RSA or Ed25519)`;
 }
@@ -387,31 +386,4 @@ function chooseSigning(groups: Map<string, Map<DkimAlgorithm, Slot[]>>): Map<str
     signing.set(domain, keys);
   }
   return signing;
-}
-
-/**
- * True when a TXT record (its strings joined) publishes this key: a DKIM1 key record (RFC 6376
- * 3.6.1) of the key's type whose p= is the same public key. RSA keys published as a bare
- * PKCS#1 RSAPublicKey, as some tools write them, match too.
- */
-export function recordMatches(record: string, key: DkimKey): boolean {
-  const tags = new Map<string, string>();
-  for (const part of record.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq > 0) tags.set(part.slice(0, eq).trim(), part.slice(eq + 1).replace(/\s+/g, ''));
-  }
-  const version = tags.get('v');
-  if (version !== undefined && version !== 'DKIM1') return false;
-  const type = tags.get('k') ?? 'rsa';
-  const p = tags.get('p');
-  if (!p) return false;
-  if (key.algorithm === 'ed25519-sha256') return type === 'ed25519' && Buffer.from(p, 'base64').toString('base64') === key.publicKey;
-  if (type !== 'rsa') return false;
-  if (p === key.publicKey) return true;
-  try {
-    const published = createPublicKey({ key: Buffer.from(p, 'base64'), format: 'der', type: 'pkcs1' });
-    return published.export({ type: 'spki', format: 'der' }).toString('base64') === key.publicKey;
-  } catch {
-    return false;
-  }
 }

@@ -4,7 +4,8 @@ import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/config/config-error.ts';
 import { dkimConfigSchema, type DkimConfigInput } from '../../src/dkim/dkim-config.ts';
-import { createDkimKeyStore, recordMatches, type DkimKey, type DkimKeyStore, type DkimKeyStoreOptions } from '../../src/dkim/key-store.ts';
+import { createDkimKeyStore, type DkimKey, type DkimKeyStore, type DkimKeyStoreOptions } from '../../src/dkim/key-store.ts';
+import { publicKeyMatches } from '../../src/dkim/dns-record.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { createDkimKeyFiles, fixtureTxtResolver, generateDkimKey, type DkimKeyFile, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
@@ -327,25 +328,25 @@ describe('rotation', () => {
   });
 });
 
-describe('recordMatches', () => {
+describe('publicKeyMatches (what the key store checks a record with)', () => {
   it('matches the published p= of the same key only, in SPKI or PKCS#1 form, split or spaced', () => {
     const { store: s } = store({
       domains: { 'example.com': { keys: [{ selector: 'r', privateKey: files.rsa.path }, { selector: 'e', privateKey: files.ed25519.path }] } },
     });
     const [rsaKey, edKey] = s.keysFor('example.com') as [DkimKey, DkimKey];
-    expect(recordMatches(files.rsa.record, rsaKey)).toBe(true);
-    expect(recordMatches(files.rsa.record.replace('v=DKIM1; k=rsa; ', ''), rsaKey)).toBe(true);
-    expect(recordMatches(files.rsa.record.replace(/p=(.{40})/, 'p=$1 \t'), rsaKey)).toBe(true);
-    expect(recordMatches(rsa2.record, rsaKey)).toBe(false);
-    expect(recordMatches(files.rsa.record.replace('k=rsa', 'k=ed25519'), rsaKey)).toBe(false);
-    expect(recordMatches(files.rsa.record.replace('v=DKIM1', 'v=DKIM2'), rsaKey)).toBe(false);
-    expect(recordMatches('v=DKIM1; k=rsa; p=', rsaKey)).toBe(false);
+    expect(publicKeyMatches(files.rsa.record, rsaKey.privateKey)).toBe(true);
+    expect(publicKeyMatches(files.rsa.record.replace('v=DKIM1; k=rsa; ', ''), rsaKey.privateKey)).toBe(true);
+    expect(publicKeyMatches(files.rsa.record.replace(/p=(.{40})/, 'p=$1 \t'), rsaKey.privateKey)).toBe(true);
+    expect(publicKeyMatches(rsa2.record, rsaKey.privateKey)).toBe(false);
+    expect(publicKeyMatches(files.rsa.record.replace('k=rsa', 'k=ed25519'), rsaKey.privateKey)).toBe(false);
+    expect(publicKeyMatches(files.rsa.record.replace('v=DKIM1', 'v=DKIM2'), rsaKey.privateKey)).toBe(false);
+    expect(publicKeyMatches('v=DKIM1; k=rsa; p=', rsaKey.privateKey)).toBe(false);
 
     const pkcs1 = createPublicKey(files.rsa.pem).export({ type: 'pkcs1', format: 'der' }).toString('base64');
-    expect(recordMatches(`v=DKIM1; k=rsa; p=${pkcs1}`, rsaKey)).toBe(true);
+    expect(publicKeyMatches(`v=DKIM1; k=rsa; p=${pkcs1}`, rsaKey.privateKey)).toBe(true);
 
-    expect(recordMatches(files.ed25519.record, edKey)).toBe(true);
-    expect(recordMatches(files.ed25519.record.replace('k=ed25519', 'k=rsa'), edKey)).toBe(false);
-    expect(recordMatches(ed2.record, edKey)).toBe(false);
+    expect(publicKeyMatches(files.ed25519.record, edKey.privateKey)).toBe(true);
+    expect(publicKeyMatches(files.ed25519.record.replace('k=ed25519', 'k=rsa'), edKey.privateKey)).toBe(false);
+    expect(publicKeyMatches(ed2.record, edKey.privateKey)).toBe(false);
   });
 });
