@@ -55,12 +55,16 @@ function processUsage(pid: number): { peakRssMb: number; cpuSeconds: number } {
   return { peakRssMb: round(hwm / 1024), cpuSeconds: round(ticks / 100, 2) };
 }
 
-/** Mean time to choose an egress IP, from the daemon's own histogram (eligibility checks included). */
-async function selectionCost(api: { host: string; port: number }): Promise<{ mean: number; count: number }> {
-  const text = await (await fetch(`http://${api.host}:${api.port}/metrics`)).text();
-  const sum = Number(/^rookery_selection_seconds_sum (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
-  const count = Number(/^rookery_selection_seconds_count (\S+)$/m.exec(text)?.[1] ?? 0);
-  return { mean: round((sum / count) * 1e6, 1), count };
+/** The daemon's metrics, read once at the end of the run. */
+async function daemonMetrics(api: { host: string; port: number }): Promise<string> {
+  return (await fetch(`http://${api.host}:${api.port}/metrics`)).text();
+}
+
+/** Mean of a prom-client histogram in the metrics text, in microseconds. */
+function histogramMean(text: string, name: string): { mean: number; count: number } {
+  const sum = Number(new RegExp(`^${name}_sum (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+  const count = Number(new RegExp(`^${name}_count (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return { mean: count ? round((sum / count) * 1e6, 1) : 0, count };
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-'));
@@ -107,7 +111,9 @@ try {
   const load = await submitLoad({ host: daemon.smtp[0]!.host, port: daemon.smtp[0]!.port, sessions, messages: batch });
   await sink.waitForMessages(load.ackedAt.size, 600_000);
   const usage = processUsage(daemon.pid);
-  const selection = await selectionCost(daemon.api);
+  const metricsText = await daemonMetrics(daemon.api);
+  const selection = histogramMean(metricsText, 'rookery_selection_seconds');
+  const signing = histogramMean(metricsText, 'rookery_dkim_sign_seconds');
   const harnessCpu = process.cpuUsage();
 
   const delivered = new Map(sink.messages.map((m) => [m.messageId ?? '', m.receivedAt]));
@@ -139,6 +145,7 @@ try {
     acceptToDeliveredMs: { p50: round(percentile(acceptToDelivered, 50), 1), p99: round(percentile(acceptToDelivered, 99), 1) },
     daemon: { ...usage, cpuPerMessageMs: round((usage.cpuSeconds * 1000) / messages, 3) },
     egressSelectionUs: selection,
+    dkimSignUs: signing,
     // The load generator and the sink share the machine's other core; if this nears wallSeconds, they are the limit.
     harnessCpuSeconds: round((harnessCpu.user + harnessCpu.system) / 1e6, 2),
     wallSeconds: round(totalSeconds, 2),
@@ -157,6 +164,7 @@ try {
     'daemon peak RSS MB': result.daemon.peakRssMb,
     'daemon CPU ms / message': result.daemon.cpuPerMessageMs,
     'egress selection µs / message (mean)': result.egressSelectionUs.mean,
+    'DKIM signing µs / message (mean)': result.dkimSignUs.mean,
     'daemon CPU s': result.daemon.cpuSeconds,
     'harness (client + sink) CPU s': result.harnessCpuSeconds,
     'wall s': result.wallSeconds,

@@ -40,6 +40,8 @@ export interface Daemon {
   submit(submission: Submission): Promise<Accepted>;
   smtpAddresses(): { host: string; port: number }[];
   apiAddress(): { host: string; port: number };
+  /** Rereads what can change without a restart (DKIM key files); returns the problems found. */
+  reload(): Promise<string[]>;
   /** Graceful stop; safe to call twice (the second call waits for the first). */
   stop(reason?: string): Promise<void>;
 }
@@ -185,6 +187,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     let stopping: Promise<void> | null = null;
     return {
       submit: (submission) => queue.submit(submission),
+      async reload() {
+        const problems = await dkimKeys.reload();
+        log.info({ event: 'daemon.reloaded', problems }, problems.length ? 'reloaded, with problems (old keys kept)' : 'reloaded');
+        return problems;
+      },
       smtpAddresses: () => smtp.addresses(),
       apiAddress: () => apiAddress,
       stop(reason = 'stop requested') {

@@ -37,6 +37,11 @@ export async function execute(values: Record<string, unknown>, context: CommandC
   // Handlers go in before start-up so a signal during start-up is not the default instant kill.
   const daemon = startDaemon({ config, logger });
   handleShutdownSignals({ daemon, logger: log, exit });
+  // SIGHUP rereads the DKIM key files (systemd: ExecReload); a bad file keeps the old key.
+  process.on('SIGHUP', () => {
+    log.info({ event: 'reload.signal', signal: 'SIGHUP' }, 'SIGHUP received, reloading');
+    daemon.then((d) => d.reload()).catch((err: unknown) => log.error({ event: 'reload.failed', err }, 'reload failed'));
+  });
   try {
     await daemon;
   } catch (err) {

@@ -84,9 +84,13 @@ export class Queue {
       pool: pool.pool,
     };
     // Signed once, in the form it is stored and delivered in: every attempt sends these bytes.
+    const signing = performance.now();
     const signed = await this.deps.dkim.sign(message.body);
     message.body = signed.message;
-    if (signed.domain) metrics.dkimSigned.inc({ domain: signed.domain });
+    if (signed.domain) {
+      metrics.dkimSigned.inc({ domain: signed.domain });
+      metrics.dkimSignSeconds.observe((performance.now() - signing) / 1000);
+    }
     await store.enqueue([message]);
     metrics.messagesAccepted.inc({ source: submission.source });
     metrics.recipientsAccepted.inc(submission.recipients.length);
