@@ -1,11 +1,9 @@
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.ts';
-import type { TxtResolver } from '../../src/dkim/key-store.ts';
-import type { Resolver } from '../../src/engine/routing.ts';
-import { startDaemon, type Daemon } from '../../src/main.ts';
-import { createLogger } from '../../src/observability/logger.ts';
-import { createDkimKeyFiles, fixtureTxtResolver, verifyWithMailauth, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
+import type { Daemon } from '../../src/main.ts';
+import { createDkimKeyFiles, verifyWithMailauth, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
+import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
+import { startTestDaemon } from '../helpers/in-process-daemon.ts';
 import { inCi, pythonDkimAvailability, verifyWithPythonDkim } from '../helpers/python-dkim.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { submissionClient, testMessage } from '../helpers/submit.ts';
@@ -13,10 +11,6 @@ import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 
 const python = pythonDkimAvailability();
 if (!python.available && inCi) throw new Error(`DKIM verification needs python3-dkim under CI: ${python.reason}`);
-
-function dnsError(code: string, name: string): Error {
-  return Object.assign(new Error(`query ${code} ${name}`), { code });
-}
 
 describe('DKIM-signed delivery, verified at the sink by mailauth and python3-dkim', () => {
   let keys: DkimKeyFiles;
@@ -39,36 +33,20 @@ describe('DKIM-signed delivery, verified at the sink by mailauth and python3-dki
   it('signs each message once with RSA and Ed25519, and every captured message verifies in both', async () => {
     dir = await createTempDir();
     sink = await startSmtpSink();
-    const txt = fixtureTxtResolver(records);
-    const resolver: Resolver & TxtResolver = {
-      resolveMx: async (domain) => {
-        if (domain === 'dest.test') return [{ exchange: 'mx.dest.test', priority: 10 }];
-        throw dnsError('ENOTFOUND', domain);
-      },
-      resolve4: async (host) => {
-        if (host === 'mx.dest.test') return ['127.0.0.1'];
-        throw dnsError('ENOTFOUND', host);
-      },
-      resolve6: async (host) => {
-        throw dnsError('ENODATA', host);
-      },
-      resolveTxt: (name) => txt.resolveTxt(name),
-    };
-    const config = parseConfig(
-      {
-        hostname: 'mta.rookery.test',
-        dataDir: dir.file('data'),
-        storage: { path: dir.file('queue.db') },
-        smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'] },
-        api: { listen: { host: '127.0.0.1', port: 0 } },
-        delivery: { mxPort: sink.port },
+    const resolver = createFixtureResolver({
+      'dest.test': { mx: [{ exchange: 'mx.dest.test', priority: 10 }] },
+      'mx.dest.test': { a: ['127.0.0.1'] },
+      ...Object.fromEntries(Object.entries(records).map(([name, txt]) => [name, { txt }])),
+    });
+    daemon = await startTestDaemon({
+      dir,
+      sink,
+      resolver,
+      config: {
         ips: [{ address: '127.0.0.2' }],
         dkim: { domains: { 'sender.test': { keys: [{ selector: 'rsa1', privateKey: keys.rsa.path }, { selector: 'ed1', privateKey: keys.ed25519.path }] } } },
       },
-      'test',
-      {},
-    );
-    daemon = await startDaemon({ config, logger: createLogger('silent'), resolver });
+    });
 
     const html = await new MailComposer({
       from: 'App <app@sender.test>',

@@ -1,12 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
-import type { TxtResolver } from '../../src/dkim/key-store.ts';
-import type { Resolver } from '../../src/engine/routing.ts';
 import { formatDate } from '../../src/ippool/warmup.ts';
-import { startDaemon, type Daemon } from '../../src/main.ts';
-import { createLogger } from '../../src/observability/logger.ts';
+import type { Daemon } from '../../src/main.ts';
+import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
+import { startTestDaemon } from '../helpers/in-process-daemon.ts';
 import { createScratchDatabase, type ScratchDatabase } from '../helpers/postgres.ts';
 import { redisUrl, requirePostgres, requireRedis } from '../helpers/services.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
@@ -15,28 +13,14 @@ import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 
 const servicesAvailable = (await requirePostgres()) && (await requireRedis());
 
-function dnsError(code: string, name: string): Error {
-  return Object.assign(new Error(`query ${code} ${name}`), { code });
-}
-
 /** gmail.test is hosted by Google (its MX matches the gmail provider); other.test is not. */
-const resolver: Resolver & TxtResolver = {
-  async resolveMx(domain) {
-    if (domain === 'gmail.test') return [{ exchange: 'aspmx.l.google.com', priority: 5 }];
-    if (domain === 'other.test' || domain === 'sender.test') return [{ exchange: 'mx.other.test', priority: 10 }];
-    throw dnsError('ENOTFOUND', domain);
-  },
-  async resolve4(host) {
-    if (host === 'aspmx.l.google.com' || host === 'mx.other.test') return ['127.0.0.1'];
-    throw dnsError('ENOTFOUND', host);
-  },
-  async resolveTxt(name) {
-    throw dnsError('ENODATA', name);
-  },
-  async resolve6(host) {
-    throw dnsError('ENODATA', host);
-  },
-};
+const resolver = createFixtureResolver({
+  'gmail.test': { mx: [{ exchange: 'aspmx.l.google.com', priority: 5 }] },
+  'other.test': { mx: [{ exchange: 'mx.other.test', priority: 10 }] },
+  'sender.test': { mx: [{ exchange: 'mx.other.test', priority: 10 }] },
+  'aspmx.l.google.com': { a: ['127.0.0.1'] },
+  'mx.other.test': { a: ['127.0.0.1'] },
+});
 
 describe('egress pool in the daemon', () => {
   let dir: TempDir | undefined;
@@ -55,22 +39,7 @@ describe('egress pool in the daemon', () => {
 
   async function daemon(config: ConfigInput): Promise<Daemon> {
     dir ??= await createTempDir();
-    const d = await startDaemon({
-      config: parseConfig(
-        {
-          dataDir: dir.file('data'),
-          storage: { path: dir.file(`${config.hostname}.db`) },
-          smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'] },
-          api: { listen: { host: '127.0.0.1', port: 0 } },
-          ...config,
-          delivery: { mxPort: sink!.port, retry: { initial: '200ms', max: '1s', jitter: 0 }, ...config.delivery },
-        },
-        'test',
-        {},
-      ),
-      logger: createLogger('silent'),
-      resolver,
-    });
+    const d = await startTestDaemon({ dir, sink: sink!, resolver, config: { ...config, delivery: { retry: { initial: '200ms', max: '1s', jitter: 0 }, ...config.delivery } } });
     daemons.push(d);
     return d;
   }

@@ -1,54 +1,24 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.ts';
 import { parseVerpAddress } from '../../src/dkim/verp.ts';
-import type { TxtResolver } from '../../src/dkim/key-store.ts';
-import type { Resolver } from '../../src/engine/routing.ts';
-import { startDaemon, type Daemon } from '../../src/main.ts';
-import { createLogger } from '../../src/observability/logger.ts';
+import type { Daemon } from '../../src/main.ts';
+import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
+import { startTestDaemon } from '../helpers/in-process-daemon.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { submissionClient, testMessage } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
-
-function dnsError(code: string, name: string): Error {
-  return Object.assign(new Error(`query ${code} ${name}`), { code });
-}
 
 /**
  * The internet's DNS, as far as these tests need it. mx-dead points at 127.0.0.6, where nothing
  * listens on the sink's port, so delivery must fall back to the next MX.
  */
-const zone = {
-  mx: new Map<string, { exchange: string; priority: number }[]>([
-    ['dest.test', [{ exchange: 'mx-live.dest.test', priority: 20 }, { exchange: 'mx-dead.dest.test', priority: 10 }]],
-    ['sender.test', [{ exchange: 'mx-live.dest.test', priority: 10 }]],
-    ['nullmx.test', [{ exchange: '', priority: 0 }]],
-  ]),
-  a: new Map<string, string[]>([
-    ['mx-live.dest.test', ['127.0.0.1']],
-    ['mx-dead.dest.test', ['127.0.0.6']],
-    ['implicit.test', ['127.0.0.1']],
-  ]),
-};
-
-const resolver: Resolver & TxtResolver = {
-  async resolveMx(domain) {
-    const records = zone.mx.get(domain);
-    if (records) return records;
-    if (zone.a.has(domain)) throw dnsError('ENODATA', domain);
-    throw dnsError('ENOTFOUND', domain);
-  },
-  async resolve4(host) {
-    const addresses = zone.a.get(host);
-    if (addresses) return addresses;
-    throw dnsError('ENOTFOUND', host);
-  },
-  async resolveTxt(name) {
-    throw dnsError('ENODATA', name);
-  },
-  async resolve6(host) {
-    throw dnsError(zone.a.has(host) ? 'ENODATA' : 'ENOTFOUND', host);
-  },
-};
+const resolver = createFixtureResolver({
+  'dest.test': { mx: [{ exchange: 'mx-live.dest.test', priority: 20 }, { exchange: 'mx-dead.dest.test', priority: 10 }] },
+  'sender.test': { mx: [{ exchange: 'mx-live.dest.test', priority: 10 }] },
+  'nullmx.test': { mx: [{ exchange: '', priority: 0 }] },
+  'mx-live.dest.test': { a: ['127.0.0.1'] },
+  'mx-dead.dest.test': { a: ['127.0.0.6'] },
+  'implicit.test': { a: ['127.0.0.1'] },
+});
 
 describe('delivery through MX lookup', () => {
   let dir: TempDir | undefined;
@@ -64,19 +34,7 @@ describe('delivery through MX lookup', () => {
   it('follows MX preference with fallback, uses the implicit MX, and bounces a null-MX domain with a DSN', async () => {
     dir = await createTempDir();
     sink = await startSmtpSink();
-    const config = parseConfig(
-      {
-        hostname: 'mta.rookery.test',
-        dataDir: dir.file('data'),
-        storage: { path: dir.file('queue.db') },
-        smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'] },
-        api: { listen: { host: '127.0.0.1', port: 0 } },
-        delivery: { mxPort: sink.port },
-      },
-      'test',
-      {},
-    );
-    daemon = await startDaemon({ config, logger: createLogger('silent'), resolver });
+    daemon = await startTestDaemon({ dir, sink, resolver });
     const client = submissionClient(daemon.smtpAddresses()[0]!);
     for (const to of ['user@dest.test', 'user@implicit.test', 'user@nullmx.test']) {
       await client.send('app@sender.test', [to], testMessage({ from: 'app@sender.test', to, messageId: `<${to}>` }));
@@ -101,20 +59,7 @@ describe('delivery through MX lookup', () => {
     dir = await createTempDir();
     sink = await startSmtpSink();
     const secret = 'a-test-secret-of-at-least-32-characters';
-    const config = parseConfig(
-      {
-        hostname: 'mta.rookery.test',
-        dataDir: dir.file('data'),
-        storage: { path: dir.file('queue.db') },
-        smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'] },
-        api: { listen: { host: '127.0.0.1', port: 0 } },
-        delivery: { mxPort: sink.port },
-        returnPath: { secret, domains: { 'sender.test': {} } },
-      },
-      'test',
-      {},
-    );
-    daemon = await startDaemon({ config, logger: createLogger('silent'), resolver });
+    daemon = await startTestDaemon({ dir, sink, resolver, config: { returnPath: { secret, domains: { 'sender.test': {} } } } });
     const client = submissionClient(daemon.smtpAddresses()[0]!);
     const to = ['a@dest.test', 'b@dest.test', 'c@dest.test'];
     await client.send('app@sender.test', to, testMessage({ from: 'app@sender.test', to: to[0]!, messageId: '<verp@app.test>' }));
