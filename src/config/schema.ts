@@ -8,7 +8,7 @@ import { reactionRulesConfigSchema } from '../ippool/reaction-rules.ts';
 import { reputationConfigSchema } from '../ippool/reputation.ts';
 import { shapingConfigSchema } from '../ippool/shaping.ts';
 import { dataName, ipWarmupSchema, warmupConfigSchema } from '../ippool/warmup.ts';
-import { durationSchema } from './duration.ts';
+import { durationSchema, positiveDurationSchema } from './duration.ts';
 
 
 const ipAddress = z.string().refine((v) => isIP(v) !== 0, { message: 'not an IP address' });
@@ -88,10 +88,10 @@ export const configSchema = z.strictObject({
       maxCommandBytes: z.number().int().min(512).default(4096),
       maxConnectionsPerClient: z.number().int().positive().default(50),
       maxConnections: z.number().int().positive().default(1000),
-      sessionTimeout: durationSchema.default(600_000),
+      sessionTimeout: positiveDurationSchema.default(600_000),
       idleTimeout: durationSchema.default(60_000),
       authFailures: z
-        .strictObject({ max: z.number().int().positive().default(5), window: durationSchema.default(900_000) })
+        .strictObject({ max: z.number().int().positive().default(5), window: positiveDurationSchema.default(900_000) })
         .prefault({}),
     })
     .prefault({}),

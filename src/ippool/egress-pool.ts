@@ -345,6 +345,8 @@ export class EgressPool {
   /** Records a restriction and the recovery ramp that follows it; logs and reports new ones. */
   private async restrict(ip: string, scope: string, restriction: Restriction, now: number): Promise<void> {
     const current = this.restriction(ip, scope, now);
+    // A throttle never shortens a running suspension, and a repeat never shortens a restriction.
+    if (current?.action === 'suspend' && restriction.action === 'throttle') return;
     if (current && current.action === restriction.action && current.until >= restriction.until - 60_000) return;
     await this.write(`restrict:${ip}:${scope}`, JSON.stringify(restriction), restriction.until);
     const action: ReactionAction = restriction.action === 'throttle' ? { kind: 'throttle', ratePerHour: restriction.ratePerHour ?? 0 } : { kind: 'suspend-provider' };
@@ -410,9 +412,12 @@ export class EgressPool {
     const now = this.deps.clock.now();
     const entries = await this.deps.backend.state.list('', now);
     const next = new Map(entries.map((e) => [e.key, { value: e.value, expiresAt: e.expiresAt }]));
-    // Last-sent times not yet written out are newer than what the backend holds.
     for (const [key, entry] of this.state) {
+      // Last-sent times not yet written out are newer than what the backend holds.
       if (key.startsWith('last-sent:') && Number(entry.value) > Number(next.get(key)?.value ?? 0)) next.set(key, entry);
+      // A restriction whose write failed, or landed after this listing, still applies here.
+      const live = entry.expiresAt === null || entry.expiresAt > now;
+      if ((key.startsWith('restrict:') || key.startsWith('recover:')) && live && !next.has(key)) next.set(key, entry);
     }
     this.state = next;
     this.deps.metrics.ipRestricted.reset();

@@ -118,7 +118,7 @@ function resolve(values: ShapingFile['default']): Shaping {
 
 /** A second's worth of tokens unless configured, and at least one, so a slow rate can still send. */
 function bucket(ratePerSecond: number, burst: number | undefined): RateLimit {
-  return Object.freeze({ ratePerSecond, burst: burst ?? Math.max(1, ratePerSecond) });
+  return Object.freeze({ ratePerSecond, burst: burst ?? Math.max(1, Math.floor(ratePerSecond)) });
 }
 
 /** The fields that are set: a missing optional field must not overwrite a value below it. */

@@ -1,7 +1,9 @@
 import type { AddressInfo } from 'node:net';
+import addressparser from 'nodemailer/lib/addressparser';
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import type { Clock } from '../clock.ts';
 import type { Config, ListenerConfig } from '../config/schema.ts';
+import { headerValue, splitHeader } from '../engine/message-headers.ts';
 import type { Accepted, Submission } from '../engine/queue.ts';
 import { ERRORS, RookeryError, type ErrorCode } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -10,7 +12,7 @@ import { AuthLockout } from './auth-lockout.ts';
 import { authAvailable, authOfferFor, disabledCommandsFor } from './listener-policy.ts';
 import { collectMessage } from './message-collector.ts';
 import { receivedField } from './received-header.ts';
-import { checkMailFrom, checkRcptTo, NetworkMatcher } from './relay-policy.ts';
+import { checkMailFrom, checkRcptTo, NetworkMatcher, senderAllowed } from './relay-policy.ts';
 import { SubmissionSmtpServer, type GateReply } from './submission-connection.ts';
 import { UserDirectory } from './user-directory.ts';
 
@@ -48,6 +50,7 @@ const REPLIES = {
   commandTooLong: { code: 500, text: '5.5.2 Error: line too long' },
   startTlsFirst: { code: 530, text: '5.7.0 Must issue a STARTTLS command first' },
   authNotEnabled: { code: 503, text: '5.5.1 Error: authentication not enabled' },
+  authInTransaction: { code: 503, text: '5.5.1 Error: AUTH not allowed during a mail transaction' },
 } as const;
 
 /** Reasons for smtpRejections{reason}: error registry codes plus two replies of our own. */
@@ -211,6 +214,11 @@ class SmtpSubmissionServer implements SubmissionServer {
       if (!authAvailable(offer, session.secure)) {
         this.reject(state, 'AUTH_NOT_AVAILABLE', {});
         return offer === 'after-starttls' ? REPLIES.startTlsFirst : REPLIES.authNotEnabled;
+      }
+      // RFC 4954 4: no AUTH inside a transaction, or MAIL FROM would escape the user's allowedSenders.
+      if (session.envelope.mailFrom) {
+        this.reject(state, 'AUTH_NOT_AVAILABLE', { inTransaction: true });
+        return REPLIES.authInTransaction;
       }
       if (this.lockout.isLocked(session.remoteAddress)) {
         this.reject(state, 'AUTH_LOCKED', {});
@@ -386,6 +394,18 @@ class SmtpSubmissionServer implements SubmissionServer {
       this.reject(state, collected.reason, { bytes: collected.bytes });
       throw new RookeryError(collected.reason);
     }
+    // The From (and Sender) header is what recipients see and what DKIM signs for: an
+    // authenticated user is held to allowedSenders there too, not only in MAIL FROM.
+    const user = typeof session.user === 'string' ? this.users!.get(session.user) : undefined;
+    if (user) {
+      const { header } = splitHeader(collected.body);
+      const authors = ['From', 'Sender'].flatMap((name) => addressesIn(headerValue(header, name)));
+      const foreign = authors.find((address) => !senderAllowed(user.allowedSenders, address));
+      if (foreign !== undefined) {
+        this.reject(state, 'SENDER_NOT_ALLOWED', { header: logSafe(foreign), username: user.username });
+        throw new RookeryError('SENDER_NOT_ALLOWED', 'From or Sender header address not allowed for this user');
+      }
+    }
     const submission: Submission = {
       sender: envelope.mailFrom ? envelope.mailFrom.address : '',
       recipients: envelope.rcptTo.map((r) => r.address),
@@ -450,6 +470,14 @@ class SmtpSubmissionServer implements SubmissionServer {
     this.deps.metrics.smtpRejections.inc({ reason });
     (state?.log ?? this.log).info({ event: REJECTION_EVENTS[reason] ?? 'smtp.rejected', reason, ...fields }, `SMTP refused: ${reason}`);
   }
+}
+
+/** The addresses of an address header (groups flattened); none for an absent header. */
+function addressesIn(value: string | null): string[] {
+  if (!value) return [];
+  const flatten = (list: ReturnType<typeof addressparser>): string[] =>
+    list.flatMap((entry) => ('group' in entry && entry.group ? flatten(entry.group) : [entry.address ?? '']));
+  return flatten(addressparser(value));
 }
 
 function reply(spec: (typeof ERRORS)[ErrorCode]): GateReply {

@@ -225,6 +225,36 @@ describe('SMTP submission: relay policy', () => {
     expect((await h.store.loadMessage(queueIdOf(done.text)))!.sender).toBe('');
   });
 
+  it('holds an authenticated user to allowedSenders in the From and Sender headers too', async () => {
+    const h = await startHarness({ listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], users: await usersWithHash() });
+    const app = await h.connect();
+    await app.ehlo();
+    expect((await app.authPlain('app', APP_PASSWORD)).code).toBe(235);
+    const send = async (headers: string) => {
+      expect((await app.send('MAIL FROM:<news@app.example>')).code).toBe(250);
+      expect((await app.send('RCPT TO:<a@dest.example>')).code).toBe(250);
+      return app.data(`${headers}To: a@dest.example\r\nSubject: x\r\n\r\nbody\r\n`);
+    };
+    const forged = await send('From: CEO <ceo@victim.example>\r\n');
+    expect(forged.code).toBe(553);
+    expect(forged.text).toMatch(/^5\.7\.1 /);
+    expect((await send('From: news@app.example\r\nSender: x@victim.example\r\n')).code).toBe(553);
+    expect((await send('From: "App" <news@app.example>\r\n')).code).toBe(250);
+    expect((await h.store.countByState()).queued).toBe(1);
+  });
+
+  it('refuses AUTH inside a mail transaction, so MAIL FROM cannot escape allowedSenders', async () => {
+    const h = await startHarness({ listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], users: await usersWithHash() });
+    const client = await h.connect();
+    await client.ehlo();
+    expect((await client.send('MAIL FROM:<ceo@victim.example>')).code).toBe(250);
+    const auth = await client.authPlain('app', APP_PASSWORD);
+    expect(auth.code).toBe(503);
+    // Still unauthenticated: the relay is refused.
+    expect((await client.send('RCPT TO:<a@dest.example>')).code).toBe(554);
+    expect((await h.store.countByState()).queued).toBe(0);
+  });
+
   it('refuses a recipient without a domain', async () => {
     const h = await startHarness({ listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.0/8'] });
     const client = await h.connect();
