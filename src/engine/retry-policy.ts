@@ -55,9 +55,10 @@ export function decide(input: RetryDecisionInput): RetryDecision {
       return { newState: 'queued', nextAttemptAt: Math.min(Math.max(at, now), deadline), expired: false };
     }
     case 'transient': {
+      // Retried until maxAge has passed, the last time at the deadline itself.
+      if (now >= deadline) return { newState: 'bounced', expired: true };
       const at = now + nextAttemptDelay(attempts, retry, random);
-      if (at > deadline) return { newState: 'bounced', expired: true };
-      return { newState: 'queued', nextAttemptAt: at, expired: false };
+      return { newState: 'queued', nextAttemptAt: Math.min(at, deadline), expired: false };
     }
   }
 }

@@ -61,11 +61,14 @@ describe('decide', () => {
     });
   });
 
-  it('transient -> bounced as expired when the next attempt would fall after maxAge', () => {
+  it('transient -> a last attempt at maxAge, then bounced as expired', () => {
     const maxAge = HOUR;
     const justInside = decide({ ...base, maxAge, now: maxAge - 4 * MIN, outcome: outcome('transient'), attempts: 3 });
     expect(justInside).toEqual({ newState: 'queued', nextAttemptAt: maxAge, expired: false });
-    const past = decide({ ...base, maxAge, now: maxAge - 4 * MIN + 1, outcome: outcome('transient'), attempts: 3 });
+    // The backoff would land past the deadline: the retry happens at the deadline instead of never.
+    const late = decide({ ...base, maxAge, now: maxAge - MIN, outcome: outcome('transient'), attempts: 3 });
+    expect(late).toEqual({ newState: 'queued', nextAttemptAt: maxAge, expired: false });
+    const past = decide({ ...base, maxAge, now: maxAge, outcome: outcome('transient'), attempts: 3 });
     expect(past).toEqual({ newState: 'bounced', expired: true });
   });
 
