@@ -1,5 +1,5 @@
 import { systemClock } from '../clock.ts';
-import { createDkimKeyStore } from '../dkim/key-store.ts';
+import { createDkimKeyStore } from '../sender-domains/key-store.ts';
 import { createLogger } from '../observability/logger.ts';
 import type { CommandContext, CommandResult } from './main.ts';
 import { ConfigError, describeConfigError, loadCliConfig } from './load-cli-config.ts';

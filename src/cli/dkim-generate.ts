@@ -1,8 +1,8 @@
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { normalizeDomain } from '../dkim/dkim-config.ts';
-import { dkimRecordName, dkimTxtValue, zoneFileLine } from '../dkim/dns-record.ts';
-import { DKIM_ALGORITHMS, dkimKeyPath, generateDkimKey, KeyFileExistsError, selectorProblem, writePrivateKeyFile, type DkimAlgorithm } from '../dkim/key-generation.ts';
+import { normalizeDomain } from '../mail/address.ts';
+import { dkimRecordName, dkimTxtValue, zoneFileLine } from '../sender-domains/dns-record.ts';
+import { DKIM_ALGORITHMS, dkimKeyPath, generateDkimKey, KeyFileExistsError, selectorProblem, writePrivateKeyFile, type DkimAlgorithm } from '../sender-domains/key-generation.ts';
 import { ConfigError, describeConfigError, loadCliConfig } from './load-cli-config.ts';
 import type { CommandContext, CommandResult } from './main.ts';
 

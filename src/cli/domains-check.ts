@@ -1,7 +1,7 @@
 import { Resolver } from 'node:dns/promises';
-import { normalizeDomain } from '../dkim/dkim-config.ts';
-import { checkDomain, type DomainCheckConfig } from '../dkim/domain-check.ts';
-import { formatDomainReport } from '../dkim/domain-check-format.ts';
+import { normalizeDomain } from '../mail/address.ts';
+import { checkDomain, type DomainCheckConfig } from '../sender-domains/domain-check.ts';
+import { formatDomainReport } from '../sender-domains/domain-check-format.ts';
 import { ConfigError, describeConfigError, loadCliConfig } from './load-cli-config.ts';
 import type { CommandContext, CommandResult } from './main.ts';
 

@@ -25,11 +25,11 @@ export async function execute(values: Record<string, unknown>, context: CommandC
   // The queue is durable, so after a bug nothing is lost by exiting: the service manager
   // restarts the daemon, which returns this node's leased rows to the queue.
   process.on('uncaughtException', (err) => {
-    log.fatal({ event: 'process.uncaught_exception', err }, 'uncaught exception, exiting');
+    log.fatal({ event: 'process.exception.uncaught', err }, 'uncaught exception, exiting');
     exit(1);
   });
   process.on('unhandledRejection', (reason) => {
-    log.fatal({ event: 'process.unhandled_rejection', err: reason }, 'unhandled promise rejection, exiting');
+    log.fatal({ event: 'process.rejection.unhandled', err: reason }, 'unhandled promise rejection, exiting');
     exit(1);
   });
 
@@ -45,7 +45,7 @@ export async function execute(values: Record<string, unknown>, context: CommandC
   try {
     await daemon;
   } catch (err) {
-    log.fatal({ event: 'daemon.start_failed', err }, 'rookery failed to start');
+    log.fatal({ event: 'daemon.start.failed', err }, 'rookery failed to start');
     // Exit outright: a half-started component may still hold a timer or socket open.
     exit(1);
   }

@@ -1,8 +1,8 @@
 import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { z } from 'zod';
-import { dkimConfigSchema } from '../dkim/dkim-config.ts';
-import { verpConfigSchema } from '../dkim/verp-config.ts';
+import { dkimConfigSchema } from '../sender-domains/dkim-config.ts';
+import { verpConfigSchema } from '../sender-domains/verp-config.ts';
 import { providersConfigSchema } from '../ippool/providers.ts';
 import { reactionRulesConfigSchema } from '../ippool/reaction-rules.ts';
 import { reputationConfigSchema } from '../ippool/reputation.ts';

@@ -1,4 +1,4 @@
-import type { BounceClass, DeliveryOutcome, DeliveryStage, Disposition } from './delivery-outcome.ts';
+import type { BounceClass, DeliveryOutcome, DeliveryStage, Disposition } from '../mail/delivery-outcome.ts';
 
 /**
  * Turns SMTP replies and local errors into DeliveryOutcomes. What a reply means (its bounce

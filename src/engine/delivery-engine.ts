@@ -4,7 +4,7 @@ import type { EgressPool, Selection } from '../ippool/egress-pool.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ipLabel, type Metrics } from '../observability/metrics.ts';
 import type { AttemptResult, ClaimedRecipient, NewMessage, StoredMessage, Store } from '../storage/store.ts';
-import type { DeliveryOutcome } from './delivery-outcome.ts';
+import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import { buildDsn } from './dsn.ts';
 import { newQueueId } from './queue-id.ts';
 import { WaitLine } from './wait-line.ts';

@@ -1,7 +1,7 @@
 import MimeNode from 'nodemailer/lib/mime-node';
 import type { NewMessage } from '../storage/store.ts';
-import type { DeliveryOutcome } from './delivery-outcome.ts';
-import { rfc5322Date, splitHeader } from './message-headers.ts';
+import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
+import { rfc5322Date, splitHeader } from '../mail/message-headers.ts';
 
 /**
  * Delivery status notifications (RFC 3464, in the multipart/report container of RFC 6522):

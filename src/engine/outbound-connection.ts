@@ -2,7 +2,7 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import SMTPConnection, { type SMTPConnectionSendInfo, type SMTPError } from 'nodemailer/lib/smtp-connection';
 import type { Config } from '../config/schema.ts';
-import type { DeliveryStage } from './delivery-outcome.ts';
+import type { DeliveryStage } from '../mail/delivery-outcome.ts';
 import type { NextHop } from './routing.ts';
 import type { Egress } from '../ippool/egress.ts';
 

@@ -1,9 +1,9 @@
 import type { Clock } from '../clock.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { NewMessage, Store } from '../storage/store.ts';
-import { hasHeader, headerValue, rfc5322Date, splitHeader, withHeaders } from './message-headers.ts';
-import type { DkimSigner } from '../dkim/signer.ts';
-import { toWireForm } from '../dkim/wire-form.ts';
+import { hasHeader, headerValue, rfc5322Date, splitHeader, withHeaders } from '../mail/message-headers.ts';
+import type { DkimSigner } from '../sender-domains/signer.ts';
+import { toWireForm } from '../mail/wire-form.ts';
 import { newQueueId } from './queue-id.ts';
 import { POOL_HEADER, type PoolAssignment } from '../ippool/pool-assignment.ts';
 
@@ -40,7 +40,7 @@ export class Queue {
       clock: Clock;
       metrics: Metrics;
       hostname: string;
-      /** Signs the message in its final wire form, once (see src/dkim/signer.ts). */
+      /** Signs the message in its final wire form, once (see src/sender-domains/signer.ts). */
       dkim: Pick<DkimSigner, 'sign'>;
       /** Chooses the message's egress pool (see src/ippool/pool-assignment.ts). */
       assignPool: (input: { header: string | null; submitter: string | null; sender: string }) => PoolAssignment;

@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.ts';
-import type { DeliveryOutcome } from './delivery-outcome.ts';
+import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 
 /** Pure retry decisions: when to try again, and when a message has been in the queue too long. */
 

@@ -138,7 +138,7 @@ export class Scheduler {
       const due = await this.options.store.nextDueAt();
       if (due !== null) next = Math.min(next, due);
     } catch (err) {
-      this.log.error({ event: 'scheduler.next-due.failed', err }, 'reading the next due time failed');
+      this.log.error({ event: 'scheduler.due.failed', err }, 'reading the next due time failed');
     }
     this.clearTimer();
     this.wakeAt(next);

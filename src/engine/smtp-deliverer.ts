@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.ts';
 import { ipLabel, type Metrics } from '../observability/metrics.ts';
 import { classifyError, classifyReply, parseReply, type ReplyContext } from './classify.ts';
 import { ConnectionPool } from './connection-pool.ts';
-import type { DeliveryOutcome } from './delivery-outcome.ts';
+import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { Egress } from '../ippool/egress.ts';
 import { OutboundConnection, type DeliveryTimeouts, type OpenFailure, type SendResult } from './outbound-connection.ts';
 import type { NextHop } from './routing.ts';
@@ -115,7 +115,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     } catch (failure) {
       const f = failure as OpenFailure;
       if (f.stage !== 'starttls') return f;
-      log.info({ event: 'connection.tls_failed', ip: egress.address, host: hop.host, err: String((f.error as Error)?.message ?? f.error) }, 'TLS handshake failed, retrying in plaintext');
+      log.info({ event: 'connection.tls.failed', ip: egress.address, host: hop.host, err: String((f.error as Error)?.message ?? f.error) }, 'TLS handshake failed, retrying in plaintext');
       try {
         return await open(hop, egress, true);
       } catch (retryFailure) {
@@ -296,7 +296,7 @@ function moreRelevant(previous: DeliveryOutcome | null, next: DeliveryOutcome): 
 
 function hopLog(egress: Egress, hop: NextHop, outcome: DeliveryOutcome) {
   return {
-    event: 'delivery.hop_failed',
+    event: 'delivery.hop.failed',
     ip: egress.address,
     host: hop.host,
     port: hop.port,

@@ -1,4 +1,4 @@
-import type { DeliveryOutcome } from '../engine/delivery-outcome.ts';
+import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 
 /**
  * Contracts between the parts of the egress IP pool. Each has a local implementation (one node,

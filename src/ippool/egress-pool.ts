@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.ts';
-import type { DeliveryOutcome } from '../engine/delivery-outcome.ts';
+import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { PoolBackend, ProviderName, Reaction, ReactionAction, ReputationFeed } from './contracts.ts';

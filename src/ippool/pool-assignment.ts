@@ -1,4 +1,4 @@
-import { domainOf } from '../storage/store.ts';
+import { domainOf } from '../mail/address.ts';
 
 export const DEFAULT_POOL = 'default';
 export const POOL_HEADER = 'X-Rookery-Pool';

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ConfigError } from '../config/config-error.ts';
 import { parseWith, parseYaml } from '../config/yaml-config.ts';
 import { parseDuration, positiveDurationSchema } from '../config/duration.ts';
-import type { DeliveryOutcome } from '../engine/delivery-outcome.ts';
+import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { ProviderName, Reaction, ReactionAction } from './contracts.ts';
 import { parseRate } from './shaping.ts';
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { positiveDurationSchema } from '../config/duration.ts';
-import type { DeliveryOutcome } from '../engine/delivery-outcome.ts';
+import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { ProviderName, ReputationFeed, ReputationSnapshot } from './contracts.ts';
 
 /**

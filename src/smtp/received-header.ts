@@ -1,5 +1,5 @@
 import { isIPv6 } from 'node:net';
-import { rfc5322Date } from '../engine/message-headers.ts';
+import { rfc5322Date } from '../mail/message-headers.ts';
 
 export interface ReceivedTrace {
   /** What the client said in HELO/EHLO. */

@@ -1,5 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import type { ErrorCode } from '../errors.ts';
+import { splitAddress } from '../mail/address.ts';
 
 /**
  * Who may hand mail to Rookery. A transaction is accepted when
@@ -48,12 +49,6 @@ export function senderAllowed(patterns: readonly string[], sender: string): bool
     if (!wanted) return false;
     return wanted.domain === address.domain && (wanted.local === '*' || wanted.local === address.local);
   });
-}
-
-function splitAddress(address: string): { local: string; domain: string } | null {
-  const at = address.lastIndexOf('@');
-  if (at <= 0 || at === address.length - 1) return null;
-  return { local: address.slice(0, at), domain: address.slice(at + 1).toLowerCase() };
 }
 
 /**

@@ -3,7 +3,7 @@ import addressparser from 'nodemailer/lib/addressparser';
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import type { Clock } from '../clock.ts';
 import type { Config, ListenerConfig } from '../config/schema.ts';
-import { headerValue, splitHeader } from '../engine/message-headers.ts';
+import { headerValue, splitHeader } from '../mail/message-headers.ts';
 import type { Accepted, Submission } from '../engine/queue.ts';
 import { ERRORS, RookeryError, type ErrorCode } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -430,7 +430,7 @@ class SmtpSubmissionServer implements SubmissionServer {
     } catch (err) {
       this.deps.metrics.smtpRejections.inc({ reason: 'STORAGE_FAILED' });
       log.error(
-        { event: 'smtp.message.storage_failed', err: (err as Error).message, recipients: submission.recipients.length },
+        { event: 'smtp.commit.failed', err: (err as Error).message, recipients: submission.recipients.length },
         'message could not be queued',
       );
       throw new RookeryError('STORAGE_FAILED');
@@ -451,7 +451,7 @@ class SmtpSubmissionServer implements SubmissionServer {
     );
     if (accepted.pool.refusedHeader !== null) {
       log.warn(
-        { event: 'smtp.pool_header.refused', messageId: accepted.id, requested: logSafe(accepted.pool.refusedHeader), submitter: submission.submitter, pool: accepted.pool.pool },
+        { event: 'smtp.pool.refused', messageId: accepted.id, requested: logSafe(accepted.pool.refusedHeader), submitter: submission.submitter, pool: accepted.pool.pool },
         'X-Rookery-Pool names a pool this client may not use; ignored',
       );
     }

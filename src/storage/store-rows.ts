@@ -1,4 +1,4 @@
-import type { BounceClass, DeliveryOutcome, DeliveryStage, Disposition } from '../engine/delivery-outcome.ts';
+import type { BounceClass, DeliveryOutcome, DeliveryStage, Disposition } from '../mail/delivery-outcome.ts';
 import type {
   AttemptEvent,
   AttemptResult,

@@ -1,4 +1,4 @@
-import type { DeliveryOutcome } from '../engine/delivery-outcome.ts';
+import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 
 /**
  * The durable queue. Every backend (SQLite, PostgreSQL) satisfies the same contract test suite
@@ -234,10 +234,4 @@ export interface Store {
 
   /** Waits for pending writes, then closes. Safe to call twice. */
   close(): Promise<void>;
-}
-
-/** Extracts the lower-cased domain of an address ("" for the null address). */
-export function domainOf(address: string): string {
-  const at = address.lastIndexOf('@');
-  return at < 0 ? '' : address.slice(at + 1).toLowerCase();
 }

@@ -117,13 +117,13 @@ export class WriteBatcher<C> {
       remaining = remaining.filter((_, i) => i !== outcome.failedAt);
       // Debug only: the caller receives the error and reports it where it has the context.
       this.logger.debug(
-        { event: 'storage.batch_operation_failed', operations: remaining.length, err: outcome.error },
+        { event: 'storage.operation.failed', operations: remaining.length, err: outcome.error },
         'write operation failed; committing the rest of its batch again',
       );
     }
     if (remaining.length === 0) return;
     // COMMIT failed: nothing tells which operation caused it, so each runs alone.
-    this.logger.warn({ event: 'storage.batch_failed', operations: remaining.length }, 'write batch failed; retrying each operation alone');
+    this.logger.warn({ event: 'storage.batch.failed', operations: remaining.length }, 'write batch failed; retrying each operation alone');
     for (const pending of remaining) {
       const outcome = await this.attempt([pending]);
       if (outcome.ok) pending.resolve(outcome.results[0]);

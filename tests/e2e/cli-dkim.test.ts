@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { dkimConfigSchema } from '../../src/dkim/dkim-config.ts';
-import { parseDkimTxt, publicKeyMatches } from '../../src/dkim/dns-record.ts';
+import { dkimConfigSchema } from '../../src/sender-domains/dkim-config.ts';
+import { parseDkimTxt, publicKeyMatches } from '../../src/sender-domains/dns-record.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const NODE = join(ROOT, 'node_modules/.bin/node');

@@ -111,7 +111,7 @@ describe('rookery run as a process', () => {
     expect(stderr).toBe('');
     expect(code).toBe(1);
     const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-    const fatal = lines.find((entry) => entry.event === 'daemon.start_failed');
+    const fatal = lines.find((entry) => entry.event === 'daemon.start.failed');
     expect(fatal).toMatchObject({ level: 60, component: 'cli' });
     expect(JSON.stringify(fatal)).toContain('EADDRINUSE');
   });

@@ -29,7 +29,7 @@ export function generateDkimKey(type: 'rsa' | 'ed25519', rsaBits = 2048): { pem:
 }
 
 /**
- * The TXT record for a private key, derived here independently of src/dkim: RSA publishes the
+ * The TXT record for a private key, derived here independently of src/sender-domains: RSA publishes the
  * DER SubjectPublicKeyInfo, Ed25519 the raw 32-byte key (RFC 8463).
  */
 export function dkimRecord(pem: string): string {

@@ -1,4 +1,4 @@
-import type { DomainCheckResolver } from '../../src/dkim/domain-check-dns.ts';
+import type { DomainCheckResolver } from '../../src/sender-domains/domain-check-dns.ts';
 
 /**
  * DNS from a table, answering like node:dns/promises: a name absent from the table is

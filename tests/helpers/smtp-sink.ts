@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
-import { headerValue, splitHeader } from '../../src/engine/message-headers.ts';
+import { headerValue, splitHeader } from '../../src/mail/message-headers.ts';
 
 /**
  * A real SMTP server on loopback that records what it receives: the destination for delivery

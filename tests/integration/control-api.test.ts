@@ -197,7 +197,7 @@ describe('GET /metrics', () => {
     const res = await fetch(url('/metrics'));
     expect(res.status).toBe(200);
     expect(await res.text()).toContain('rookery_dsns_generated_total 3');
-    expect(logLines.some((line) => line.includes('"event":"metrics.refresh_failed"') && line.includes('store is down'))).toBe(true);
+    expect(logLines.some((line) => line.includes('"event":"metrics.refresh.failed"') && line.includes('store is down'))).toBe(true);
   });
 });
 

@@ -1,10 +1,10 @@
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.ts';
-import { dkimConfigSchema, type DkimConfigInput } from '../../src/dkim/dkim-config.ts';
-import { createDkimKeyStore, type DkimKeyStore } from '../../src/dkim/key-store.ts';
-import { createDkimSigner, type DkimSigner } from '../../src/dkim/signer.ts';
-import { toWireForm } from '../../src/dkim/wire-form.ts';
+import { dkimConfigSchema, type DkimConfigInput } from '../../src/sender-domains/dkim-config.ts';
+import { createDkimKeyStore, type DkimKeyStore } from '../../src/sender-domains/key-store.ts';
+import { createDkimSigner, type DkimSigner } from '../../src/sender-domains/signer.ts';
+import { toWireForm } from '../../src/mail/wire-form.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { createDkimKeyFiles, dkimSignatureTags, fixtureTxtResolver, verifyWithMailauth, type DkimKeyFile, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
 import { inCi, pythonDkimAvailability, verifyWithPythonDkim } from '../helpers/python-dkim.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { DomainReport } from '../../src/dkim/domain-check.ts';
-import { formatDomainReport } from '../../src/dkim/domain-check-format.ts';
+import type { DomainReport } from '../../src/sender-domains/domain-check.ts';
+import { formatDomainReport } from '../../src/sender-domains/domain-check-format.ts';
 
 /** What `rookery domains check` prints for a person, from a report. */
 

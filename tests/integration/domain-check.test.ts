@@ -2,10 +2,10 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { dkimConfigSchema, type DkimConfigInput } from '../../src/dkim/dkim-config.ts';
-import { dkimTxtValue } from '../../src/dkim/dns-record.ts';
-import { checkDomain, type DomainCheck, type DomainCheckConfig, type DomainReport } from '../../src/dkim/domain-check.ts';
-import { sendingIpsFor, sendingPoolsFor } from '../../src/dkim/domain-check-senders.ts';
+import { dkimConfigSchema, type DkimConfigInput } from '../../src/sender-domains/dkim-config.ts';
+import { dkimTxtValue } from '../../src/sender-domains/dns-record.ts';
+import { checkDomain, type DomainCheck, type DomainCheckConfig, type DomainReport } from '../../src/sender-domains/domain-check.ts';
+import { sendingIpsFor, sendingPoolsFor } from '../../src/sender-domains/domain-check-senders.ts';
 import { createFixtureResolver, type FixtureZone } from '../helpers/fixture-resolver.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 

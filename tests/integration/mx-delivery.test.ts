@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseVerpAddress } from '../../src/dkim/verp.ts';
+import { parseVerpAddress } from '../../src/sender-domains/verp.ts';
 import type { Daemon } from '../../src/main.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { startTestDaemon } from '../helpers/in-process-daemon.ts';

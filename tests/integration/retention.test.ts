@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RetentionSweeper } from '../../src/engine/retention.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
-import type { DeliveryOutcome } from '../../src/engine/delivery-outcome.ts';
+import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import type { NewMessage, Store } from '../../src/storage/store.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';

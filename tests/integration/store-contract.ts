@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/clock.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
-import type { DeliveryOutcome } from '../../src/engine/delivery-outcome.ts';
+import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import type { AttemptResult, NewMessage, Store } from '../../src/storage/store.ts';
 
 /**

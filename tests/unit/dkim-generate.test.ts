@@ -4,9 +4,9 @@ import type { DKIMSignOptions } from 'mailauth';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dkimRecordName, dkimTxtValue } from '../../src/dkim/dns-record.ts';
-import { mailauthResolver } from '../../src/dkim/domain-check-dns.ts';
-import { dkimKeyPath, generateDkimKey, KeyFileExistsError, selectorProblem, writePrivateKeyFile, type DkimAlgorithm } from '../../src/dkim/key-generation.ts';
+import { dkimRecordName, dkimTxtValue } from '../../src/sender-domains/dns-record.ts';
+import { mailauthResolver } from '../../src/sender-domains/domain-check-dns.ts';
+import { dkimKeyPath, generateDkimKey, KeyFileExistsError, selectorProblem, writePrivateKeyFile, type DkimAlgorithm } from '../../src/sender-domains/key-generation.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 

@@ -3,9 +3,9 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/config/config-error.ts';
-import { dkimConfigSchema, type DkimConfigInput } from '../../src/dkim/dkim-config.ts';
-import { createDkimKeyStore, type DkimKey, type DkimKeyStore, type DkimKeyStoreOptions } from '../../src/dkim/key-store.ts';
-import { publicKeyMatches } from '../../src/dkim/dns-record.ts';
+import { dkimConfigSchema, type DkimConfigInput } from '../../src/sender-domains/dkim-config.ts';
+import { createDkimKeyStore, type DkimKey, type DkimKeyStore, type DkimKeyStoreOptions } from '../../src/sender-domains/key-store.ts';
+import { publicKeyMatches } from '../../src/sender-domains/dns-record.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { createDkimKeyFiles, fixtureTxtResolver, generateDkimKey, type DkimKeyFile, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
@@ -111,7 +111,7 @@ describe('loading keys', () => {
     const weak = await files.write('rsa-1024.pem', 'rsa', 1024);
     const { store: s, log } = store({ domains: { 'example.com': { keys: [{ selector: 'weak', privateKey: weak.path }] } } });
     expect(selectors(s)).toEqual(['weak']);
-    expect(log.events('dkim.weak_key')).toMatchObject([{ selector: 'weak', bits: 1024 }]);
+    expect(log.events('dkim.key.weak')).toMatchObject([{ selector: 'weak', bits: 1024 }]);
   });
 });
 
@@ -132,7 +132,7 @@ describe('reloading keys', () => {
     expect(s.keysFor('example.com')[0]!.publicKey).toBe(pOf(file.record));
 
     await s.checkFiles();
-    expect(log.events('dkim.key_reloaded')).toHaveLength(0);
+    expect(log.events('dkim.key.reloaded')).toHaveLength(0);
 
     const next = generateDkimKey('ed25519');
     await replace(file.path, next.pem);
@@ -140,7 +140,7 @@ describe('reloading keys', () => {
     await s.checkFiles();
     expect(s.keysFor('example.com')[0]!.publicKey).toBe(pOf(next.record));
     expect(s.status()[0]).toMatchObject({ selector: 'k', loadedAt: 1_005_000, error: null, signing: true });
-    expect(log.events('dkim.key_reloaded')).toMatchObject([{ selector: 'k', domain: 'example.com' }]);
+    expect(log.events('dkim.key.reloaded')).toMatchObject([{ selector: 'k', domain: 'example.com' }]);
   });
 
   it('picks up a replaced file by itself once started', async () => {
@@ -162,8 +162,8 @@ describe('reloading keys', () => {
     await s.checkFiles();
     await s.checkFiles();
     expect(s.keysFor('example.com')[0]!.publicKey).toBe(pOf(file.record));
-    expect(log.events('dkim.key_reload_failed')).toHaveLength(1);
-    expect(log.events('dkim.key_reload_failed')[0]!.level).toBe(50);
+    expect(log.events('dkim.reload.failed')).toHaveLength(1);
+    expect(log.events('dkim.reload.failed')[0]!.level).toBe(50);
     expect(s.status()[0]!.error).toMatch(/^dkim\.domains\.example\.com\.keys\[0\]\.privateKey: not a PEM private key/);
 
     const fixed = generateDkimKey('ed25519');
@@ -187,7 +187,7 @@ describe('reloading keys', () => {
     // Every later file check finds it missing too; that is not worth another error line.
     await s.checkFiles();
     await s.checkFiles();
-    expect(log.events('dkim.key_reload_failed')).toHaveLength(1);
+    expect(log.events('dkim.reload.failed')).toHaveLength(1);
   });
 });
 
@@ -251,12 +251,12 @@ describe('rotation', () => {
     records[name('new')] = rsa2.record;
     await s.checkDns();
     expect(selectors(s)).toEqual(['new', 'ed']);
-    expect(log.events('dkim.signing_key_changed')).toMatchObject([{ domain: 'example.com', algorithm: 'rsa-sha256', from: 'old', to: 'new' }]);
+    expect(log.events('dkim.key.changed')).toMatchObject([{ domain: 'example.com', algorithm: 'rsa-sha256', from: 'old', to: 'new' }]);
 
     records[name('new')] = Object.assign(new Error('queryTxt ESERVFAIL'), { code: 'ESERVFAIL' });
     await s.checkDns();
     expect(selectors(s)).toEqual(['new', 'ed']);
-    expect(log.events('dkim.dns_lookup_failed')).toMatchObject([{ name: name('new'), code: 'ESERVFAIL' }]);
+    expect(log.events('dkim.lookup.failed')).toMatchObject([{ name: name('new'), code: 'ESERVFAIL' }]);
 
     delete records[name('new')];
     await s.checkDns();

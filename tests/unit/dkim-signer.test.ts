@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
-import { dkimConfigSchema, type DkimConfigInput } from '../../src/dkim/dkim-config.ts';
-import { createDkimKeyStore, type DkimKeyStore } from '../../src/dkim/key-store.ts';
-import { createDkimSigner, fromHeaderDomain, OVER_SIGNED_HEADERS, type UnsignedReason } from '../../src/dkim/signer.ts';
+import { dkimConfigSchema, type DkimConfigInput } from '../../src/sender-domains/dkim-config.ts';
+import { createDkimKeyStore, type DkimKeyStore } from '../../src/sender-domains/key-store.ts';
+import { createDkimSigner, fromHeaderDomain, OVER_SIGNED_HEADERS, type UnsignedReason } from '../../src/sender-domains/signer.ts';
 import { createDkimKeyFiles, dkimSignatureTags, fixtureTxtResolver, verifyWithMailauth, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 

@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { dkimPublicKeyData, dkimRecordName, dkimTxtValue, DkimRecordError, parseDkimTxt, publicKeyMatches, zoneFileLine, zoneFileStrings } from '../../src/dkim/dns-record.ts';
+import { dkimPublicKeyData, dkimRecordName, dkimTxtValue, DkimRecordError, parseDkimTxt, publicKeyMatches, zoneFileLine, zoneFileStrings } from '../../src/sender-domains/dns-record.ts';
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const otherRsa = generateKeyPairSync('rsa', { modulusLength: 2048 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { DeliveryOutcome } from '../../src/engine/delivery-outcome.ts';
+import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import { buildDsn, type DsnInput } from '../../src/engine/dsn.ts';
-import { headerValue, splitHeader } from '../../src/engine/message-headers.ts';
+import { headerValue, splitHeader } from '../../src/mail/message-headers.ts';
 import { expiredOutcome } from '../../src/engine/retry-policy.ts';
 
 const ORIGINAL_HEADER =

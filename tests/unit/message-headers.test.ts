@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hasHeader, headerValue, rfc5322Date, splitHeader, withHeaders } from '../../src/engine/message-headers.ts';
+import { hasHeader, headerValue, rfc5322Date, splitHeader, withHeaders } from '../../src/mail/message-headers.ts';
 
 const message = Buffer.from('From: a@x.test\r\nSubject: hi\r\n there\r\n\r\nbody line\r\n\r\nMessage-ID: <not-a-header>\r\n');
 

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ConfigError, formatPath } from '../../src/config/config-error.ts';
 import { classifyError, classifyReply } from '../../src/engine/classify.ts';
-import type { DeliveryOutcome } from '../../src/engine/delivery-outcome.ts';
+import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import {
   ReactionEngine,
   RECOVERY_STEP_MS,

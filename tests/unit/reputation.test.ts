@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { classifyError, classifyReply } from '../../src/engine/classify.ts';
-import type { DeliveryOutcome } from '../../src/engine/delivery-outcome.ts';
+import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import { createReputationTracker, reputationInputOf, reputationScore } from '../../src/ippool/reputation.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 

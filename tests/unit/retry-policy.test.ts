@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { DeliveryOutcome } from '../../src/engine/delivery-outcome.ts';
+import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import { decide, expiredOutcome, nextAttemptDelay } from '../../src/engine/retry-policy.ts';
 
 const MIN = 60_000;

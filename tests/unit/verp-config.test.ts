@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ConfigError } from '../../src/config/config-error.ts';
 import { parseWith, parseYaml } from '../../src/config/yaml-config.ts';
-import { MAX_BOUNCE_DOMAIN_LENGTH, verpConfigSchema } from '../../src/dkim/verp-config.ts';
-import { parseVerpAddress, returnPathFor, bounceDomains } from '../../src/dkim/verp.ts';
+import { MAX_BOUNCE_DOMAIN_LENGTH, verpConfigSchema } from '../../src/sender-domains/verp-config.ts';
+import { parseVerpAddress, returnPathFor, bounceDomains } from '../../src/sender-domains/verp.ts';
 
 /** The key as the config file holds it, so problems carry their full path. */
 const schema = z.strictObject({ returnPath: verpConfigSchema });

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { newQueueId } from '../../src/engine/queue-id.ts';
-import type { ReturnPathConfig } from '../../src/dkim/verp-config.ts';
+import type { ReturnPathConfig } from '../../src/sender-domains/verp-config.ts';
 import {
   bounceDomains,
   MAX_VERP_LOCAL_PART_LENGTH,
@@ -9,7 +9,7 @@ import {
   returnPathDomainOf,
   returnPathFor,
   verpAddress,
-} from '../../src/dkim/verp.ts';
+} from '../../src/sender-domains/verp.ts';
 
 const SECRET = 'an-operator-secret-of-at-least-32-characters';
 const DOMAIN = 'bounces.example.com';

@@ -17,7 +17,7 @@ export function registerMetricsRoute(app: FastifyInstance, deps: MetricsRouteDep
         await deps.beforeMetrics();
       } catch (err) {
         // A scrape with a stale gauge beats a failed scrape that loses every other metric.
-        deps.logger.warn({ event: 'metrics.refresh_failed', error: (err as Error).message }, 'could not refresh gauges before scrape');
+        deps.logger.warn({ event: 'metrics.refresh.failed', error: (err as Error).message }, 'could not refresh gauges before scrape');
       }
     }
     const body = await deps.metrics.registry.metrics();

@@ -88,7 +88,7 @@ class PostgresStore implements Store {
     this.pool = new pg.Pool({ ...clientConfig, max: options.poolSize ?? 10 });
     // An idle pooled connection that dies emits here; without a handler the process would crash.
     this.pool.on('error', (err) => {
-      this.logger.warn({ event: 'storage.connection_lost', err }, 'idle PostgreSQL connection lost');
+      this.logger.warn({ event: 'storage.connection.lost', err }, 'idle PostgreSQL connection lost');
     });
     this.batcher = new WriteBatcher<PgTransaction>({ run: (ops) => this.runTransaction(ops), logger: this.logger });
     this.listener = new WorkListener({ clientConfig, payload: this.schema, logger: this.logger });

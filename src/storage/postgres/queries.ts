@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { AttemptResult, NewMessage, PoolStateEntry, UsageChange, UsageWindow } from '../store.ts';
-import { domainOf } from '../store.ts';
+import { domainOf } from '../../mail/address.ts';
 import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../store-rows.ts';
 
 /**

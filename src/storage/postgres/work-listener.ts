@@ -66,7 +66,7 @@ export class WorkListener {
     } catch (err) {
       client.removeAllListeners('end');
       await client.end().catch(() => {});
-      this.options.logger.warn({ event: 'storage.listen_failed', err, retryInMs: this.reconnectDelay }, 'LISTEN connection failed');
+      this.options.logger.warn({ event: 'storage.listen.failed', err, retryInMs: this.reconnectDelay }, 'LISTEN connection failed');
       this.scheduleReconnect();
       return;
     }
@@ -77,7 +77,7 @@ export class WorkListener {
     this.client = client;
     this.reconnectDelay = RECONNECT_MIN_MS;
     if (isReconnect) {
-      this.options.logger.info({ event: 'storage.listen_restored' }, 'LISTEN connection restored');
+      this.options.logger.info({ event: 'storage.listen.restored' }, 'LISTEN connection restored');
       this.emit();
     }
   }
@@ -88,7 +88,7 @@ export class WorkListener {
     client.removeAllListeners('end');
     void client.end().catch(() => {});
     if (this.closed) return;
-    this.options.logger.warn({ event: 'storage.listen_lost', err, retryInMs: this.reconnectDelay }, 'LISTEN connection lost');
+    this.options.logger.warn({ event: 'storage.listen.lost', err, retryInMs: this.reconnectDelay }, 'LISTEN connection lost');
     this.scheduleReconnect();
   }
 
@@ -107,7 +107,7 @@ export class WorkListener {
       try {
         listener();
       } catch (err) {
-        this.options.logger.error({ event: 'storage.work_listener_failed', err }, 'work listener threw');
+        this.options.logger.error({ event: 'storage.listener.failed', err }, 'work listener threw');
       }
     }
   }

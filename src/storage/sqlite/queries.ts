@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import type { DeliveryOutcome } from '../../engine/delivery-outcome.ts';
+import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
 import type { NewMessage, PoolStateEntry, UsageChange } from '../store.ts';
 import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../store-rows.ts';
 

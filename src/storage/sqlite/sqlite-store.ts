@@ -16,7 +16,6 @@ import {
   type StoredMessage,
   type UsageChange,
   type UsageWindow,
-  domainOf,
 } from '../store.ts';
 import {
   checkAttemptResults,
@@ -29,6 +28,7 @@ import {
   toStoredMessage,
 } from '../store-rows.ts';
 import { WriteBatcher, type WriteOp } from '../write-batcher.ts';
+import { domainOf } from '../../mail/address.ts';
 import { migrateSqlite } from './migrations.ts';
 import { prepareQueries, type SqliteQueries } from './queries.ts';
 

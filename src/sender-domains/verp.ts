@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { domainOf, splitAddress } from '../mail/address.ts';
 import type { ReturnPathConfig } from './verp-config.ts';
 
 /**
@@ -66,11 +67,9 @@ export function parseVerpAddress(address: string, secret: string, options: { dom
   // ASCII only, before folding case: Unicode lower-casing maps some non-ASCII letters (the Kelvin sign) to ASCII ones.
   if (!/^[\x21-\x7e]+$/.test(address)) return null;
   const lower = address.toLowerCase();
-  const at = lower.lastIndexOf('@');
-  if (at <= 0) return null;
-  const domain = lower.slice(at + 1);
-  if (!domain || (options.domains && !options.domains.has(domain))) return null;
-  const match = LOCAL_PART.exec(lower.slice(0, at));
+  const parts = splitAddress(lower);
+  if (!parts || (options.domains && !options.domains.has(parts.domain))) return null;
+  const match = LOCAL_PART.exec(parts.local);
   if (!match) return null;
   const [, messageId, encodedRecipient, tag] = match as unknown as [string, string, string, string];
   const recipientId = parseInt(encodedRecipient, 36);
@@ -92,9 +91,8 @@ export function parseVerpAddress(address: string, secret: string, options: { dom
 export function returnPathFor(input: VerpIds & { sender: string; config: ReturnPathConfig }): string {
   const { sender, config } = input;
   if (sender === '') return sender;
-  const at = sender.lastIndexOf('@');
-  if (at < 0) return sender;
-  const domain = returnPathDomainOf(sender.slice(at + 1), config);
+  if (!sender.includes('@')) return sender;
+  const domain = returnPathDomainOf(domainOf(sender), config);
   if (domain === null) return sender;
   // The schema requires a secret whenever a domain is listed.
   if (config.secret === null) throw new Error('VERP: returnPath.domains lists a domain but returnPath.secret is not set');

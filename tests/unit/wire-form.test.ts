@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { toWireForm } from '../../src/dkim/wire-form.ts';
+import { toWireForm } from '../../src/mail/wire-form.ts';
 
 const wire = (text: string) => toWireForm(Buffer.from(text, 'latin1')).toString('latin1');
 

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { MAX_VERP_LOCAL_PART_LENGTH } from './verp.ts';
 
 /**
- * The config's `returnPath:` key: which sender domains get a VERP return path (src/dkim/verp.ts)
+ * The config's `returnPath:` key: which sender domains get a VERP return path (src/sender-domains/verp.ts)
  * and the HMAC secret that tags it. Absent or `{}`: off, every envelope sender is left as given.
  *
  *     returnPath:

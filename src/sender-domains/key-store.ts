@@ -137,7 +137,7 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
         const replaced = old.find((k) => k.algorithm === key.algorithm);
         if (replaced && replaced.selector !== key.selector) {
           log.info(
-            { event: 'dkim.signing_key_changed', domain, algorithm: key.algorithm, from: replaced.selector, to: key.selector },
+            { event: 'dkim.key.changed', domain, algorithm: key.algorithm, from: replaced.selector, to: key.selector },
             'DKIM signing key changed',
           );
         }
@@ -176,7 +176,7 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
     slot.published = null;
     warnIfWeak(log, parsed, slot.where);
     log.info(
-      { event: 'dkim.key_reloaded', domain: slot.domain, selector: slot.selector, algorithm: parsed.algorithm, file: slot.file },
+      { event: 'dkim.key.reloaded', domain: slot.domain, selector: slot.selector, algorithm: parsed.algorithm, file: slot.file },
       'DKIM key reloaded',
     );
     return { problem: null, changed: true };
@@ -186,7 +186,7 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
     const message = `${slot.where}: ${problem}`;
     if (slot.stamp !== stamp || slot.error !== message) {
       log.error(
-        { event: 'dkim.key_reload_failed', domain: slot.domain, selector: slot.selector, file: slot.file, error: problem },
+        { event: 'dkim.reload.failed', domain: slot.domain, selector: slot.selector, file: slot.file, error: problem },
         'DKIM key file could not be reloaded; the key loaded before stays in use',
       );
     }
@@ -218,13 +218,13 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
         records = [];
       } else {
         // A failed lookup says nothing about the record: keep what was seen before.
-        log.warn({ event: 'dkim.dns_lookup_failed', name, code, error: (err as Error).message }, 'DKIM record lookup failed');
+        log.warn({ event: 'dkim.lookup.failed', name, code, error: (err as Error).message }, 'DKIM record lookup failed');
         return;
       }
     }
     const published = records.some((chunks) => publicKeyMatches(chunks.join(''), slot.key.privateKey));
     if (published !== slot.published) {
-      log.info({ event: 'dkim.dns_record', name, published }, published ? 'DKIM record published' : 'DKIM record not published with this key');
+      log.info({ event: 'dkim.record.checked', name, published }, published ? 'DKIM record published' : 'DKIM record not published with this key');
     }
     slot.published = published;
   }
@@ -352,7 +352,7 @@ function parseKey(pem: Buffer, domain: string, selector: string): DkimKey | stri
 function warnIfWeak(log: Logger, key: DkimKey, where: string): void {
   if (key.bits !== null && key.bits < RECOMMENDED_RSA_BITS) {
     log.warn(
-      { event: 'dkim.weak_key', domain: key.domain, selector: key.selector, bits: key.bits, where },
+      { event: 'dkim.key.weak', domain: key.domain, selector: key.selector, bits: key.bits, where },
       `RSA key shorter than ${RECOMMENDED_RSA_BITS} bits; some receivers treat its signatures as weak`,
     );
   }

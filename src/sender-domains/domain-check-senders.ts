@@ -1,5 +1,6 @@
 import type { Config } from '../config/schema.ts';
 import { assignPool } from '../ippool/pool-assignment.ts';
+import { splitAddress } from '../mail/address.ts';
 
 /**
  * The egress IPs that can send a domain's mail, following pool assignment
@@ -53,7 +54,6 @@ export function sendingIpsFor(domain: string, config: SenderConfig): SendingIp[]
 function mayUseDomain(patterns: readonly string[], domain: string): boolean {
   return patterns.some((pattern) => {
     if (pattern === '*') return true;
-    const at = pattern.lastIndexOf('@');
-    return at > 0 && pattern.slice(at + 1).toLowerCase() === domain;
+    return splitAddress(pattern)?.domain === domain;
   });
 }

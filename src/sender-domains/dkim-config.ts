@@ -1,6 +1,6 @@
-import { domainToASCII } from 'node:url';
 import { z } from 'zod';
 import { positiveDurationSchema } from '../config/duration.ts';
+import { normalizeDomain } from '../mail/address.ts';
 
 /**
  * The config's `dkim:` key: which From domains are signed, with which keys. Absent or `{}`:
@@ -45,15 +45,8 @@ export interface DkimConfig {
 }
 
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
-const DOMAIN = new RegExp(`^${LABEL}(?:\\.${LABEL})+$`);
 /** RFC 6376 3.1: a selector is one or more DNS labels. */
 const SELECTOR = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`, 'i');
-
-/** A domain as written in the config (or in a From header) as a lower-case A-label, or null. */
-export function normalizeDomain(domain: string): string | null {
-  const ascii = domainToASCII(domain.trim().replace(/\.$/, '').toLowerCase());
-  return ascii && ascii.length <= 253 && DOMAIN.test(ascii) ? ascii : null;
-}
 
 const keySchema = z.strictObject({
   selector: z.string().regex(SELECTOR, { message: 'not a selector (DNS labels: letters, digits, hyphens)' }),

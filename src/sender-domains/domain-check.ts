@@ -1,5 +1,6 @@
 import { systemClock, type Clock } from '../clock.ts';
-import { normalizeDomain, type DkimConfig } from './dkim-config.ts';
+import { normalizeDomain } from '../mail/address.ts';
+import type { DkimConfig } from './dkim-config.ts';
 import { checkDkim } from './domain-check-dkim.ts';
 import { checkDmarc } from './domain-check-dmarc.ts';
 import type { DomainCheckResolver } from './domain-check-dns.ts';

@@ -2,11 +2,12 @@ import { createHash, sign } from 'node:crypto';
 import { createRequire } from 'node:module';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { Clock } from '../clock.ts';
-import { headerValue, splitHeader } from '../engine/message-headers.ts';
+import { headerValue, splitHeader } from '../mail/message-headers.ts';
 import type { Logger } from '../observability/logger.ts';
-import { normalizeDomain, type DkimConfig } from './dkim-config.ts';
+import { normalizeDomain, splitAddress } from '../mail/address.ts';
+import type { DkimConfig } from './dkim-config.ts';
 import type { DkimKey, DkimKeyStore } from './key-store.ts';
-import { toWireForm } from './wire-form.ts';
+import { toWireForm } from '../mail/wire-form.ts';
 
 /**
  * DKIM signing of outgoing messages with mailauth: d= is the From domain (or its configured
@@ -131,7 +132,7 @@ export function createDkimSigner(options: DkimSignerOptions): DkimSigner {
 
       try {
         const signatures = signatureFields(message, signingKeys, clock.now(), config.expiry, (key, err) =>
-          log.error({ event: 'dkim.sign_failed', domain, selector: key.selector, error: err.message }, 'DKIM signature could not be made'),
+          log.error({ event: 'dkim.sign.failed', domain, selector: key.selector, error: err.message }, 'DKIM signature could not be made'),
         );
         if (signatures.length === 0) return unsigned(message, 'error');
         return {
@@ -140,7 +141,7 @@ export function createDkimSigner(options: DkimSignerOptions): DkimSigner {
           selectors: signatures.map((s) => s.selector),
         };
       } catch (err) {
-        log.error({ event: 'dkim.sign_failed', domain, error: (err as Error).message }, 'DKIM signing failed; sending unsigned');
+        log.error({ event: 'dkim.sign.failed', domain, error: (err as Error).message }, 'DKIM signing failed; sending unsigned');
         return unsigned(message, 'error');
       }
     },
@@ -208,6 +209,6 @@ export function fromHeaderDomain(message: Buffer): string | null {
   if (raw === null) return null;
   const [first] = addressparser(Buffer.from(raw, 'latin1').toString('utf8'), { flatten: true });
   const address = first?.address ?? '';
-  const at = address.lastIndexOf('@');
-  return at > 0 ? normalizeDomain(address.slice(at + 1)) : null;
+  const domain = splitAddress(address)?.domain;
+  return domain ? normalizeDomain(domain) : null;
 }
