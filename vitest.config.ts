@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['tests/**/*.test.ts'],
+    // Fails a test file that leaves a server, socket, child process or timer behind.
+    setupFiles: ['tests/helpers/open-handles.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
