@@ -19,6 +19,7 @@ import { createScratchDatabase } from '../tests/helpers/postgres.ts';
 import { postgresUrl } from '../tests/helpers/services.ts';
 import { startSmtpSink } from '../tests/helpers/smtp-sink.ts';
 import { testMessage } from '../tests/helpers/submit.ts';
+import { testDaemonConfig } from '../tests/helpers/test-config.ts';
 import { submitLoad } from './smtp-load.ts';
 import { percentile, round } from './stats.ts';
 
@@ -82,24 +83,26 @@ function dkimKeys(kind: string): Array<{ selector: string; privateKey: string }>
 
 const scratch = args.storage === 'postgres' ? await createScratchDatabase(postgresUrl(), 'bench') : null;
 const sink = await startSmtpSink();
-const daemon = await startDaemonProcess(dir, {
-  hostname: 'bench.rookery.test',
-  storage: scratch ? { driver: 'postgres', url: scratch.url } : { driver: 'sqlite', path: join(dir, 'queue.db') },
-  smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'], maxConnectionsPerClient: sessions + 10 },
-  api: { listen: { host: '127.0.0.1', port: 0 } },
-  delivery: { routes: { '*': `127.0.0.1:${sink.port}` } },
-  ips: Array.from({ length: ipCount }, (_, i) => ({
-    address: `127.0.0.${i + 2}`,
-    hostname: `out${i + 1}.rookery.test`,
-    ...(args.warmup ? { warmup: { plan: 'bench', start: new Date().toISOString().slice(0, 10) } } : {}),
-  })),
-  ...(args.warmup ? { warmup: { activeHours: 1, plans: { bench: [10_000_000] } } } : {}),
-  // The sink is one loopback "site", not a mailbox provider: default shaping (100 msg/s per IP
-  // and site) would cap the run at IPs x 100 msg/s and measure the limit, not the engine.
-  ...(args.dkim ? { dkim: { domains: { 'sender.test': { keys: dkimKeys(args.dkim) } } } } : {}),
-  ...(process.env.BENCH_SHAPING === 'default' ? {} : { shaping: { default: { messageRate: '1000000/s', connectionRate: '10000/s' } } }),
-  log: { level: 'info' },
-}, { keepLogs: false, nodeArgs: args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [] });
+const config = testDaemonConfig({
+  dir,
+  sink,
+  extra: {
+    hostname: 'bench.rookery.test',
+    storage: scratch ? { driver: 'postgres', url: scratch.url } : { driver: 'sqlite', path: join(dir, 'queue.db') },
+    smtp: { maxConnectionsPerClient: sessions + 10 },
+    ips: Array.from({ length: ipCount }, (_, i) => ({
+      address: `127.0.0.${i + 2}`,
+      hostname: `out${i + 1}.rookery.test`,
+      ...(args.warmup ? { warmup: { plan: 'bench', start: new Date().toISOString().slice(0, 10) } } : {}),
+    })),
+    ...(args.warmup ? { warmup: { activeHours: 1, plans: { bench: [10_000_000] } } } : {}),
+    ...(args.dkim ? { dkim: { domains: { 'sender.test': { keys: dkimKeys(args.dkim) } } } } : {}),
+    // The sink is one loopback "site", not a mailbox provider: default shaping (100 msg/s per IP
+    // and site) would cap the run at IPs x 100 msg/s and measure the limit, not the engine.
+    ...(process.env.BENCH_SHAPING === 'default' ? {} : { shaping: { default: { messageRate: '1000000/s', connectionRate: '10000/s' } } }),
+  },
+});
+const daemon = await startDaemonProcess(dir, config, { keepLogs: false, nodeArgs: args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [] });
 
 try {
   const batch = Array.from({ length: messages }, (_, i) => {

@@ -1,19 +1,20 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { dkimConfigSchema } from '../../src/sender-domains/dkim-config.ts';
 import { parseDkimTxt, publicKeyMatches } from '../../src/sender-domains/dns-record.ts';
+import { createTempDir } from '../helpers/temp-dir.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const NODE = join(ROOT, 'node_modules/.bin/node');
 const CLI = join(ROOT, 'src/cli/main.ts');
 const TSX = join(ROOT, 'node_modules/tsx/dist/loader.mjs');
 
-const dir = mkdtempSync(join(tmpdir(), 'rookery-cli-dkim-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const temp = await createTempDir('rookery-cli-dkim');
+const dir = temp.path;
+afterAll(() => temp.remove());
 
 /** Runs the real CLI in a fresh process, by default from a directory other than the repository. */
 function rookery(args: string[], cwd = dir) {

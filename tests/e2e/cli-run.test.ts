@@ -1,13 +1,14 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { killDaemon, startDaemonProcess, type DaemonProcess } from '../helpers/daemon-process.ts';
 import { submissionClient, testMessage } from '../helpers/submit.ts';
+import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { testDaemonConfig } from '../helpers/test-config.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -33,37 +34,31 @@ async function startSilentHop(): Promise<{ port: number; connected: Promise<void
   };
 }
 
-function baseConfig(extra: Partial<ConfigInput> = {}): ConfigInput {
-  return {
-    hostname: 'mta.rookery.test',
-    storage: { driver: 'sqlite', path: './data/rookery.db' },
-    smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'] },
-    api: { listen: { host: '127.0.0.1', port: 0 } },
-    log: { level: 'info' },
-    ...extra,
-  };
+let dir: TempDir;
+
+function baseConfig(extra: ConfigInput = {}): ConfigInput {
+  return testDaemonConfig({ dir: dir.path, extra });
 }
 
 describe('rookery run as a process', () => {
-  let dir: string;
   let daemon: DaemonProcess | undefined;
   const cleanups: Array<() => Promise<void>> = [];
 
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'rookery-cli-run-'));
+  beforeEach(async () => {
+    dir = await createTempDir('rookery-cli-run');
   });
   afterEach(async () => {
     await killDaemon(daemon);
     daemon = undefined;
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-    rmSync(dir, { recursive: true, force: true });
+    await dir.remove();
   });
 
   it('exits 1 at once on a second SIGTERM while a graceful stop waits for deliveries', async () => {
     const hop = await startSilentHop();
     cleanups.push(() => hop.close());
     daemon = await startDaemonProcess(
-      dir,
+      dir.path,
       baseConfig({ delivery: { routes: { '*': `127.0.0.1:${hop.port}` }, shutdownTimeout: '5m', timeouts: { greeting: '5m' } } }),
     );
     const client = submissionClient(daemon.smtp[0]!);
@@ -82,7 +77,7 @@ describe('rookery run as a process', () => {
   });
 
   it('stops on SIGINT like on SIGTERM: exit 0 after a graceful stop', async () => {
-    daemon = await startDaemonProcess(dir, baseConfig());
+    daemon = await startDaemonProcess(dir.path, baseConfig());
     daemon.kill('SIGINT');
     expect(await daemon.exited).toBe(0);
     expect(daemon.logs.map((entry) => entry.event)).toEqual(expect.arrayContaining(['shutdown.signal', 'daemon.stopping', 'daemon.stopped']));
@@ -94,11 +89,11 @@ describe('rookery run as a process', () => {
     cleanups.push(() => new Promise<void>((resolve) => taken.close(() => resolve())));
     const port = (taken.address() as { port: number }).port;
 
-    const configPath = join(dir, 'rookery.yaml');
+    const configPath = dir.file('rookery.yaml');
     writeFileSync(configPath, stringify(baseConfig({ api: { listen: { host: '127.0.0.1', port } } })));
     // Through the launcher, as systemd runs it.
     const child = spawn(join(ROOT, 'bin/rookery'), ['run', '--config', configPath], {
-      cwd: dir,
+      cwd: dir.path,
       env: { ...process.env, DATABASE_URL: undefined, REDIS_URL: undefined },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,17 +1,18 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verifyPassword } from '../../src/smtp/password-hash.ts';
+import { createTempDir } from '../helpers/temp-dir.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const NODE = join(ROOT, 'node_modules/.bin/node');
 const LAUNCHER = join(ROOT, 'bin/rookery');
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
-const dir = mkdtempSync(join(tmpdir(), 'rookery-cli-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const temp = await createTempDir('rookery-cli');
+const dir = temp.path;
+afterAll(() => temp.remove());
 
 function rookery(args: string[], input?: string) {
   const result = spawnSync(NODE, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, input, encoding: 'utf8' });

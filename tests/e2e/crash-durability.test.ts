@@ -1,5 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.ts';
@@ -8,6 +6,8 @@ import { createScratchDatabase } from '../helpers/postgres.ts';
 import { postgresUrl, requirePostgres } from '../helpers/services.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { submissionClient, testMessage } from '../helpers/submit.ts';
+import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { testDaemonConfig } from '../helpers/test-config.ts';
 
 const TOTAL = 1200;
 const SESSIONS = 16;
@@ -21,15 +21,16 @@ const postgresAvailable = await requirePostgres();
  * acknowledged message reaches the sink.
  */
 async function crashAndReconcile(dir: string, sink: SmtpSink, storage: ConfigInput['storage']) {
-  const config: ConfigInput = {
-    hostname: 'crash.rookery.test',
-    storage,
-    smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'] },
-    api: { listen: { host: '127.0.0.1', port: 0 } },
-    delivery: { routes: { '*': `127.0.0.1:${sink.port}` }, retry: { initial: '200ms', max: '1s' } },
-    ips: [{ address: '127.0.0.2', hostname: 'out.rookery.test' }],
-    log: { level: 'info' },
-  };
+  const config = testDaemonConfig({
+    dir,
+    sink,
+    extra: {
+      hostname: 'crash.rookery.test',
+      storage,
+      delivery: { retry: { initial: '200ms', max: '1s' } },
+      ips: [{ address: '127.0.0.2', hostname: 'out.rookery.test' }],
+    },
+  });
   let daemon: DaemonProcess | undefined = await startDaemonProcess(dir, config);
   try {
     const acknowledged = new Set<string>();
@@ -67,27 +68,27 @@ async function crashAndReconcile(dir: string, sink: SmtpSink, storage: ConfigInp
 }
 
 describe('crash durability: every message answered 250 is delivered after kill -9', () => {
-  let dir: string;
+  let dir: TempDir;
   let sink: SmtpSink | undefined;
 
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'rookery-crash-'));
+  beforeEach(async () => {
+    dir = await createTempDir('rookery-crash');
   });
   afterEach(async () => {
     await sink?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await dir.remove();
   });
 
   it('on SQLite', { timeout: 120_000 }, async () => {
     sink = await startSmtpSink();
-    await crashAndReconcile(dir, sink, { driver: 'sqlite', path: join(dir, 'queue.db') });
+    await crashAndReconcile(dir.path, sink, { driver: 'sqlite', path: dir.file('queue.db') });
   });
 
   it.skipIf(!postgresAvailable)('on PostgreSQL', { timeout: 120_000 }, async () => {
     sink = await startSmtpSink();
     const database = await createScratchDatabase(postgresUrl(), 'crash');
     try {
-      await crashAndReconcile(dir, sink, { driver: 'postgres', url: database.url });
+      await crashAndReconcile(dir.path, sink, { driver: 'postgres', url: database.url });
     } finally {
       await database.drop();
     }

@@ -1,47 +1,43 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { killDaemon, startDaemonProcess, type DaemonProcess } from '../helpers/daemon-process.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { submissionClient, testMessage } from '../helpers/submit.ts';
+import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { testDaemonConfig } from '../helpers/test-config.ts';
 
 const EGRESS = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5'];
 
 function daemonConfig(sink: SmtpSink, extra: Partial<ConfigInput> = {}): ConfigInput {
-  return {
-    hostname: 'mta.rookery.test',
-    storage: { driver: 'sqlite', path: './data/rookery.db' },
-    smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'] },
-    api: { listen: { host: '127.0.0.1', port: 0 } },
-    delivery: {
-      routes: { '*': `127.0.0.1:${sink.port}` },
-      retry: { initial: '300ms', max: '1s', multiplier: 2, jitter: 0.1 },
+  return testDaemonConfig({
+    dir: dir.path,
+    sink,
+    extra: {
+      delivery: { retry: { initial: '300ms', max: '1s', multiplier: 2, jitter: 0.1 } },
+      ips: EGRESS.map((address, i) => ({ address, hostname: `mta${i + 1}.rookery.test` })),
+      ...extra,
     },
-    ips: EGRESS.map((address, i) => ({ address, hostname: `mta${i + 1}.rookery.test` })),
-    log: { level: 'info' },
-    ...extra,
-  };
+  });
 }
 
+let dir: TempDir;
+
 describe('daemon: submission to delivery', () => {
-  let dir: string;
   let sink: SmtpSink | undefined;
   let daemon: DaemonProcess | undefined;
 
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'rookery-e2e-'));
+  beforeEach(async () => {
+    dir = await createTempDir('rookery-e2e');
   });
   afterEach(async () => {
     await killDaemon(daemon);
     await sink?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await dir.remove();
   });
 
   it('delivers from every egress IP, greeting with that IP hostname', async () => {
     sink = await startSmtpSink();
-    daemon = await startDaemonProcess(dir, daemonConfig(sink));
+    daemon = await startDaemonProcess(dir.path, daemonConfig(sink));
     const client = submissionClient(daemon.smtp[0]!, 4);
     const ids = Array.from({ length: 40 }, (_, i) => `<spread-${i}@app.test>`);
     await Promise.all(
@@ -84,7 +80,7 @@ describe('daemon: submission to delivery', () => {
 
   it('reuses outbound connections for messages that follow each other', async () => {
     sink = await startSmtpSink();
-    daemon = await startDaemonProcess(dir, daemonConfig(sink));
+    daemon = await startDaemonProcess(dir.path, daemonConfig(sink));
     const client = submissionClient(daemon.smtp[0]!);
     for (let i = 0; i < 20; i++) {
       await client.send('app@sender.test', ['user@dest.test'], testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: `<reuse-${i}@app.test>` }));
@@ -107,7 +103,7 @@ describe('daemon: submission to delivery', () => {
         },
       },
     });
-    daemon = await startDaemonProcess(dir, daemonConfig(sink));
+    daemon = await startDaemonProcess(dir.path, daemonConfig(sink));
     const client = submissionClient(daemon.smtp[0]!);
     await client.send('app@sender.test', ['greylisted@dest.test'], testMessage({ from: 'app@sender.test', to: 'greylisted@dest.test', messageId: '<grey@app.test>' }));
     await client.send('app@sender.test', ['nobody@dest.test'], testMessage({ from: 'app@sender.test', to: 'nobody@dest.test', messageId: '<bounce@app.test>' }));
@@ -131,7 +127,7 @@ describe('daemon: submission to delivery', () => {
   it('refuses relay from an untrusted client without AUTH', async () => {
     sink = await startSmtpSink();
     const config = daemonConfig(sink);
-    daemon = await startDaemonProcess(dir, { ...config, smtp: { ...config.smtp, trustedNetworks: [] } });
+    daemon = await startDaemonProcess(dir.path, { ...config, smtp: { ...config.smtp, trustedNetworks: [] } });
     const client = submissionClient(daemon.smtp[0]!);
     await expect(
       client.send('app@sender.test', ['user@dest.test'], testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: '<deny@app.test>' })),
@@ -144,7 +140,7 @@ describe('daemon: submission to delivery', () => {
     // A sink that defers everything: mail stays queued across the restart.
     let accept = false;
     sink = await startSmtpSink({ script: { onRcptTo: () => (accept ? undefined : { code: 421, message: '4.3.2 not now' }) } });
-    daemon = await startDaemonProcess(dir, daemonConfig(sink));
+    daemon = await startDaemonProcess(dir.path, daemonConfig(sink));
     const client = submissionClient(daemon.smtp[0]!);
     for (let i = 0; i < 5; i++) {
       await client.send('app@sender.test', ['user@dest.test'], testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: `<resume-${i}@app.test>` }));
@@ -155,7 +151,7 @@ describe('daemon: submission to delivery', () => {
     expect(daemon.logs.some((l) => l.event === 'daemon.stopped')).toBe(true);
 
     accept = true;
-    daemon = await startDaemonProcess(dir, daemonConfig(sink));
+    daemon = await startDaemonProcess(dir.path, daemonConfig(sink));
     await sink.waitForMessages(5, 15_000);
     expect(new Set(sink.messages.map((m) => m.messageId)).size).toBe(5);
   });

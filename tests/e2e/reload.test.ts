@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateDkimKey } from '../helpers/dkim-keys.ts';
 import { killDaemon, startDaemonProcess, type DaemonProcess } from '../helpers/daemon-process.ts';
+import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { testDaemonConfig } from '../helpers/test-config.ts';
 
 async function logged(daemon: DaemonProcess, event: string, count: number): Promise<Record<string, unknown>> {
   const deadline = Date.now() + 10_000;
@@ -16,24 +16,25 @@ async function logged(daemon: DaemonProcess, event: string, count: number): Prom
 }
 
 describe('SIGHUP', () => {
-  let dir: string;
+  let dir: TempDir;
   let daemon: DaemonProcess | undefined;
 
   afterEach(async () => {
     await killDaemon(daemon);
-    rmSync(dir, { recursive: true, force: true });
+    await dir?.remove();
   });
 
   it('rereads the DKIM key files: a broken one is reported and the old key kept, a good one is taken', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'rookery-reload-'));
-    const keyPath = join(dir, 'example.com.s1.pem');
+    dir = await createTempDir('rookery-reload');
+    const keyPath = dir.file('example.com.s1.pem');
     writeFileSync(keyPath, generateDkimKey('ed25519').pem);
-    daemon = await startDaemonProcess(dir, {
-      hostname: 'reload.rookery.test',
-      smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }] },
-      api: { listen: { host: '127.0.0.1', port: 0 } },
-      dkim: { domains: { 'example.com': { keys: [{ selector: 's1', privateKey: keyPath }] } } },
-    });
+    daemon = await startDaemonProcess(
+      dir.path,
+      testDaemonConfig({
+        dir: dir.path,
+        extra: { hostname: 'reload.rookery.test', dkim: { domains: { 'example.com': { keys: [{ selector: 's1', privateKey: keyPath }] } } } },
+      }),
+    );
 
     writeFileSync(keyPath, 'not a key\n');
     daemon.kill('SIGHUP');

@@ -4,11 +4,12 @@ import { startDaemon, type Daemon, type DaemonOptions } from '../../src/main.ts'
 import { createLogger } from '../../src/observability/logger.ts';
 import type { SmtpSink } from './smtp-sink.ts';
 import type { TempDir } from './temp-dir.ts';
+import { testDaemonConfig } from './test-config.ts';
 
 /**
- * A daemon in this process for integration tests: its files in `dir`, SMTP and API on free
- * loopback ports, open to 127.0.0.1, delivering every MX hop to the sink's port, DNS from
- * `resolver`. `config` is laid over that (delivery settings are merged).
+ * A daemon in this process for integration tests (see testDaemonConfig), delivering every MX hop
+ * to the sink's port, with DNS from `resolver`. `config` is laid over it (delivery settings are
+ * merged).
  */
 export async function startTestDaemon(options: {
   dir: TempDir;
@@ -17,15 +18,6 @@ export async function startTestDaemon(options: {
   config?: ConfigInput;
 }): Promise<Daemon> {
   const { dir, sink, resolver, config = {} } = options;
-  const hostname = config.hostname ?? 'mta.rookery.test';
-  const input: ConfigInput = {
-    hostname,
-    dataDir: dir.file('data'),
-    storage: { path: dir.file(`${hostname}.db`) },
-    smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.1/32'] },
-    api: { listen: { host: '127.0.0.1', port: 0 } },
-    ...config,
-    delivery: { mxPort: sink.port, ...config.delivery },
-  };
+  const input = testDaemonConfig({ dir: dir.path, extra: { ...config, delivery: { mxPort: sink.port, ...config.delivery } } });
   return startDaemon({ config: parseConfig(input, 'test', {}), logger: createLogger('silent'), resolver });
 }
