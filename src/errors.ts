@@ -44,3 +44,38 @@ export class RookeryError extends Error {
     this.statusCode = spec.http;
   }
 }
+
+/*
+ * Replies only one door gives: the SMTP session's protocol replies (they answer a command, not a
+ * request an HTTP client could make) and the control API's own answers. Same codes as ERRORS, one
+ * namespace; each table keeps only the faces its door shows.
+ */
+
+/** The SMTP face of an error: reply code, enhanced status code, text. */
+export type SmtpReplySpec = Pick<ErrorSpec, 'smtp' | 'enhanced' | 'message'>;
+
+export const SMTP_REPLIES = {
+  COMMAND_TOO_LONG: { smtp: 500, enhanced: '5.5.2', message: 'Error: line too long' },
+  STARTTLS_REQUIRED: { smtp: 530, enhanced: '5.7.0', message: 'Must issue a STARTTLS command first' },
+  AUTH_NOT_ENABLED: { smtp: 503, enhanced: '5.5.1', message: 'Error: authentication not enabled' },
+  AUTH_IN_TRANSACTION: { smtp: 503, enhanced: '5.5.1', message: 'Error: AUTH not allowed during a mail transaction' },
+} as const satisfies Record<string, SmtpReplySpec>;
+
+export type SmtpReplyCode = keyof typeof SMTP_REPLIES;
+
+/** The text of an SMTP reply: the enhanced status code, then the message. */
+export function smtpReplyText(spec: SmtpReplySpec): string {
+  return `${spec.enhanced} ${spec.message}`;
+}
+
+/** The HTTP face of an error: status and message. */
+export type HttpErrorSpec = Pick<ErrorSpec, 'http' | 'message'>;
+
+export const API_ERRORS = {
+  /** The message names the method and path: `Route GET /nope not found`. */
+  NOT_FOUND: { http: 404, message: 'Route not found' },
+  UNAVAILABLE: { http: 503, message: 'Service unavailable' },
+  INTERNAL: { http: 500, message: 'Internal server error' },
+} as const satisfies Record<string, HttpErrorSpec>;
+
+export type ApiErrorCode = keyof typeof API_ERRORS;

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { ERRORS, RookeryError } from '../errors.ts';
+import { API_ERRORS, ERRORS, RookeryError, type ApiErrorCode } from '../errors.ts';
 
 /** The body of every error response. `code` is a registry code (src/errors.ts) or a Fastify one. */
 export interface ErrorBody {
@@ -14,8 +14,8 @@ export interface ErrorBody {
  */
 export function registerErrorHandlers(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
-    const body: ErrorBody = { statusCode: 404, code: 'NOT_FOUND', message: `Route ${request.method} ${request.url.split('?')[0]} not found` };
-    return reply.code(404).send(body);
+    const body = apiError('NOT_FOUND', `Route ${request.method} ${request.url.split('?')[0]} not found`);
+    return reply.code(body.statusCode).send(body);
   });
 
   app.setErrorHandler((error: FastifyError | RookeryError | Error, request, reply) => {
@@ -39,7 +39,12 @@ export function toErrorBody(error: unknown): ErrorBody {
     return { statusCode, code: (error as FastifyError).code ?? 'BAD_REQUEST', message: (error as Error).message };
   }
   if (statusCode === 503) {
-    return { statusCode, code: (error as FastifyError).code ?? 'UNAVAILABLE', message: 'Service unavailable' };
+    return { statusCode, code: (error as FastifyError).code ?? 'UNAVAILABLE', message: API_ERRORS.UNAVAILABLE.message };
   }
-  return { statusCode: 500, code: 'INTERNAL', message: 'Internal server error' };
+  return apiError('INTERNAL');
+}
+
+function apiError(code: ApiErrorCode, message?: string): ErrorBody {
+  const spec = API_ERRORS[code];
+  return { statusCode: spec.http, code, message: message ?? spec.message };
 }
