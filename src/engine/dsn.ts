@@ -1,4 +1,4 @@
-import MimeNode from 'nodemailer/lib/mime-node';
+import { MimeNode } from '../vendor/nodemailer.ts';
 import type { NewMessage } from '../storage/store.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import { rfc5322Date, splitHeader } from '../mail/message-headers.ts';

@@ -1,10 +1,10 @@
 import net from 'node:net';
 import { Readable } from 'node:stream';
-import SMTPConnection, { type SMTPConnectionSendInfo, type SMTPError } from 'nodemailer/lib/smtp-connection';
 import type { Config } from '../config/schema.ts';
 import type { DeliveryStage } from '../mail/delivery-outcome.ts';
 import type { NextHop } from './routing.ts';
 import type { Egress } from '../ippool/egress.ts';
+import { refusedRecipientErrors, SMTPConnection, socketOf, type SMTPConnectionSendInfo, type SMTPError } from '../vendor/nodemailer.ts';
 
 /**
  * One outbound SMTP session to a next hop, bound to an egress address and greeting with that
@@ -47,11 +47,6 @@ export type SendResult =
       /** Recipients refused at RCPT TO before the failure, with their errors. */
       rejectedErrors: SMTPError[];
     };
-
-/** The fields of SMTPConnection's private envelope state that say which recipients were refused. */
-interface EnvelopeState {
-  rejectedErrors?: SMTPError[];
-}
 
 export class OutboundConnection {
   /** Completed transactions on this connection. */
@@ -119,7 +114,7 @@ export class OutboundConnection {
 
   /** Open, not failed, and the server has not closed it. */
   get usable(): boolean {
-    const socket = this.smtp._socket;
+    const socket = socketOf(this.smtp);
     return !this.ended && !this.smtp.destroyed && !!socket && !socket.destroyed && socket.writable;
   }
 
@@ -137,7 +132,7 @@ export class OutboundConnection {
   send(sender: string, recipients: string[], body: Buffer): Promise<SendResult> {
     let stage: DeliveryStage = 'mail';
     let bodyStarted = false;
-    const socket = this.smtp._socket || null;
+    const socket = socketOf(this.smtp);
     const message = new Readable({
       read() {
         // Read only once the server answered DATA with 354.
@@ -160,9 +155,8 @@ export class OutboundConnection {
           this.transactions++;
           return resolve({ ok: true, info: info! });
         }
-        const envelope = (this.smtp as unknown as { _envelope?: EnvelopeState | false })._envelope;
         const all = (err as SMTPError & { rejectedErrors?: SMTPError[] }).rejectedErrors;
-        const rejectedErrors = all ?? (envelope && envelope.rejectedErrors ? envelope.rejectedErrors : []);
+        const rejectedErrors = all ?? refusedRecipientErrors(this.smtp);
         resolve({ ok: false, error: err, stage, bodyStarted, rejectedErrors });
       });
     });

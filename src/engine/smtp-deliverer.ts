@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { SMTPError } from 'nodemailer/lib/smtp-connection';
+import type { SMTPError } from '../vendor/nodemailer.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ipLabel, type Metrics } from '../observability/metrics.ts';
 import { classifyError, classifyReply, parseReply, type ReplyContext } from './classify.ts';

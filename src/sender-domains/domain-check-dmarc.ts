@@ -1,6 +1,6 @@
-import { createRequire } from 'node:module';
 import { describeFailure, lookupTxt, mailauthResolver, type DomainCheckResolver } from './domain-check-dns.ts';
 import type { DmarcAlignmentCheck, DmarcPolicy, DmarcRecordCheck } from './domain-check-report.ts';
+import { getAlignment, getDmarcRecord, getPolicyTags, type DmarcRecord } from '../vendor/mailauth.ts';
 
 /**
  * DMARC (RFC 7489, and the DMARCbis tree walk mailauth implements): the policy that applies to
@@ -8,31 +8,6 @@ import type { DmarcAlignmentCheck, DmarcPolicy, DmarcRecordCheck } from './domai
  * told in words; and whether the identities Rookery's mail carries (DKIM d=, MAIL FROM domain)
  * align with the From domain, which is what lets that mail pass DMARC.
  */
-
-/** The fields of mailauth's parsed DMARC record this check reads. */
-interface MailauthDmarcRecord {
-  p?: string;
-  sp?: string;
-  adkim?: string;
-  aspf?: string;
-  pct?: number;
-  rua?: string;
-  rr: string;
-  isOrgRecord: boolean;
-  recordDomain: string;
-}
-
-type MailauthResolver = (name: string, type: string) => Promise<unknown[]>;
-
-// mailauth ships no type declarations for these internals; the shapes used are declared above.
-const require = createRequire(import.meta.url);
-const getDmarcRecord = require('mailauth/lib/dmarc/get-dmarc-record.js') as ((domain: string, resolver: MailauthResolver) => Promise<MailauthDmarcRecord | false>) & {
-  getPolicyTags(record: MailauthDmarcRecord): { p: string; sp?: string } | null;
-};
-const { getAlignment } = require('mailauth/lib/tools.js') as {
-  /** Relaxed alignment compares organizational domains from the public suffix list. */
-  getAlignment(fromDomain: string, domains: string[], strict: boolean): unknown;
-};
 
 const DMARC_RECORD = /^v\s*=\s*DMARC1\s*(?:;|$)/i;
 
@@ -70,7 +45,7 @@ export async function checkDmarc(input: {
     ];
   }
 
-  let found: MailauthDmarcRecord | false;
+  let found: DmarcRecord | false;
   try {
     found = await getDmarcRecord(domain, mailauthResolver(resolver));
   } catch (err) {
@@ -89,7 +64,7 @@ export async function checkDmarc(input: {
     ];
   }
 
-  const applied = getDmarcRecord.getPolicyTags(found);
+  const applied = getPolicyTags(found);
   const recordName = `_dmarc.${found.recordDomain}`;
   const facts = {
     record: found.rr,

@@ -1,8 +1,8 @@
 import { isIP } from 'node:net';
-import { spf, type SPFOptions } from 'mailauth/lib/spf/index.js';
 import { describeFailure, lookupTxt, mailauthResolver, type DomainCheckResolver } from './domain-check-dns.ts';
 import type { SpfIpCheck, SpfNoIpsCheck, SpfRecordCheck, SpfResult } from './domain-check-report.ts';
 import type { SendingIp } from './domain-check-senders.ts';
+import { spf, type SPFOptions } from '../vendor/mailauth.ts';
 
 /**
  * SPF (RFC 7208) of a sender domain: its record, and for every egress IP that sends the

@@ -1,6 +1,4 @@
 import { createHash, sign } from 'node:crypto';
-import { createRequire } from 'node:module';
-import addressparser from 'nodemailer/lib/addressparser';
 import type { Clock } from '../clock.ts';
 import { headerValue, splitHeader } from '../mail/message-headers.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -8,6 +6,15 @@ import { normalizeDomain, splitAddress } from '../mail/address.ts';
 import type { DkimConfig } from './dkim-config.ts';
 import type { DkimKey, DkimKeyStore } from './key-store.ts';
 import { toWireForm } from '../mail/wire-form.ts';
+import {
+  dkimBody,
+  formatSignatureHeaderLine,
+  generateCanonicalizedHeader,
+  getSigningHeaderLines,
+  parseHeaders,
+  type SigningHeaderLines,
+} from '../vendor/mailauth.ts';
+import { addressparser } from '../vendor/nodemailer.ts';
 
 /**
  * DKIM signing of outgoing messages with mailauth: d= is the From domain (or its configured
@@ -58,20 +65,6 @@ export const OVER_SIGNED_HEADERS: readonly string[] = ['From', 'To', 'Subject', 
 
 const SIGNED_HEADER_LIST = SIGNED_HEADERS.join(':');
 
-interface ParsedHeader {
-  /** Lower-case field name. */
-  key: string;
-  casedKey: string;
-  line: Buffer;
-}
-
-interface SigningHeaderLines {
-  /** The h= value: field names joined with ": ". */
-  keys: string;
-  /** The fields hashed, in h= order. */
-  headers: ParsedHeader[];
-}
-
 /*
  * mailauth's dkimSign would do, but for two things: it cannot over-sign (h= names each field
  * present once per instance, whatever its headerList repeats), and it parses the PEM private key
@@ -82,23 +75,6 @@ interface SigningHeaderLines {
  * parsed key. tests/integration/dkim-sign-verify.test.ts verifies the result with mailauth and
  * with python3-dkim.
  */
-const require = createRequire(import.meta.url);
-const mailauthTools = require('mailauth/lib/tools.js') as {
-  parseHeaders(header: Buffer): { parsed: ParsedHeader[] };
-  getSigningHeaderLines(parsed: ParsedHeader[], fieldNames: string): SigningHeaderLines;
-  formatSignatureHeaderLine(type: 'DKIM', values: Record<string, unknown>, folded: boolean): string;
-};
-const { dkimBody } = require('mailauth/lib/dkim/body/index.js') as {
-  dkimBody(canonicalization: string, algorithm: string, maxBodyLength: false): { update(chunk: Buffer): void; digest(encoding: 'base64'): string };
-};
-const { generateCanonicalizedHeader } = require('mailauth/lib/dkim/header/index.js') as {
-  generateCanonicalizedHeader(
-    type: 'DKIM',
-    lines: SigningHeaderLines,
-    options: Record<string, unknown>,
-  ): { canonicalizedHeader: Buffer; dkimHeaderOpts: Record<string, unknown> };
-};
-
 const CANONICALIZATION = 'relaxed/relaxed';
 const HEADER_END = Buffer.from('\r\n\r\n');
 
@@ -167,7 +143,7 @@ function signatureFields(
 
   // Every instance of the signed fields, bottom-up, then the over-signed names once more: for
   // these a verifier finds no instance left and hashes nothing (RFC 6376 5.4.2).
-  const selected = mailauthTools.getSigningHeaderLines(mailauthTools.parseHeaders(header).parsed, SIGNED_HEADER_LIST);
+  const selected = getSigningHeaderLines(parseHeaders(header).parsed, SIGNED_HEADER_LIST);
   const lines: SigningHeaderLines = { keys: [selected.keys, ...OVER_SIGNED_HEADERS].join(': '), headers: selected.headers };
 
   const timestamp = Math.floor(now / 1000);
@@ -190,7 +166,7 @@ function signatureFields(
           ? sign('sha256', canonicalizedHeader, key.privateKey)
           : sign(null, createHash('sha256').update(canonicalizedHeader).digest(), key.privateKey);
       dkimHeaderOpts.b = signature.toString('base64');
-      fields.push({ selector: key.selector, field: mailauthTools.formatSignatureHeaderLine('DKIM', dkimHeaderOpts, true) });
+      fields.push({ selector: key.selector, field: formatSignatureHeaderLine('DKIM', dkimHeaderOpts, true) });
     } catch (err) {
       onError(key, err as Error);
     }
