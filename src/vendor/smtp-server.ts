@@ -11,9 +11,10 @@ import { SMTPConnection } from 'smtp-server/lib/smtp-connection';
  *  - replies whose text already starts with an enhanced status code ("5.7.1 ...", as every
  *    RookeryError does) are sent as they are, without the library prefixing a second code;
  *  - a handle on open sessions, to end one at its time limit and to drop the rest at shutdown.
- * The overridden members (SMTPServer.connect, SMTPConnection.send/_onCommand/_onClose) are
- * internals that smtp-server's type declarations expose; tests/integration/smtp-submission.test.ts
- * exercises each of them, so an upgrade that changes one fails there rather than in production.
+ * This takes the library's internal connection class (smtp-server/lib/smtp-connection), a copy
+ * of SMTPServer.connect, and the connection members _onCommand, _onClose, _whenWritable,
+ * _upgrading, _ready, _closing, _nextHandler and _socket. tests/unit/vendor-contract.test.ts
+ * checks each of them, so an upgrade that changes one fails there rather than in production.
  */
 
 export interface GateReply {
@@ -27,9 +28,9 @@ export type CommandGate = (line: Buffer, session: SMTPServerSession, inAuthExcha
 
 const HAS_ENHANCED_CODE = /^[245]\.\d{1,3}\.\d{1,3}(?: |$)/;
 
-class SubmissionConnection extends SMTPConnection {
+class GatedConnection extends SMTPConnection {
   constructor(
-    private readonly owner: SubmissionSmtpServer,
+    private readonly owner: GatedSmtpServer,
     socket: net.Socket | tls.TLSSocket,
     options: ConstructorParameters<typeof SMTPConnection>[2],
   ) {
@@ -60,7 +61,7 @@ class SubmissionConnection extends SMTPConnection {
   }
 }
 
-export class SubmissionSmtpServer extends SMTPServer {
+export class GatedSmtpServer extends SMTPServer {
   /** Every session whose socket is still open, including those smtp-server's close() gave up on. */
   readonly live = new Set<SMTPConnection>();
 
@@ -73,7 +74,7 @@ export class SubmissionSmtpServer extends SMTPServer {
 
   // Same as SMTPServer.connect, with our connection class.
   override connect(socket: net.Socket | tls.TLSSocket, socketOptions?: ConstructorParameters<typeof SMTPConnection>[2]): void {
-    const connection = new SubmissionConnection(this, socket, socketOptions);
+    const connection = new GatedConnection(this, socket, socketOptions);
     this.connections.add(connection);
     this.live.add(connection);
     connection.on('error', (err: Error) => this._onError(err));

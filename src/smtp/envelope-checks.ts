@@ -1,0 +1,61 @@
+import type { SMTPServerOptions, SMTPServerSession } from 'smtp-server';
+import { RookeryError } from '../errors.ts';
+import type { Rejections } from './rejections.ts';
+import { checkMailFrom, checkRcptTo, type RelayClient } from './relay-policy.ts';
+import type { SessionRegistry } from './session-registry.ts';
+import { userOf } from './submission-auth.ts';
+import type { UserDirectory } from './user-directory.ts';
+
+/**
+ * MAIL FROM and RCPT TO: the relay policy (relay-policy.ts) applied to the session, recipients
+ * that need a domain, and the recipient limit.
+ */
+
+export interface EnvelopeCheckDeps {
+  users: UserDirectory;
+  sessions: SessionRegistry;
+  rejections: Rejections;
+  maxRecipients: number;
+}
+
+export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServerOptions, 'onMailFrom' | 'onRcptTo'>> {
+  const { sessions, rejections } = deps;
+  const relayClient = (session: SMTPServerSession): RelayClient => {
+    const user = userOf(deps.users, session);
+    return { allowedSenders: user ? user.allowedSenders : null, trusted: sessions.get(session.id)?.trusted ?? false };
+  };
+
+  return {
+    onMailFrom(address, session, callback) {
+      const state = sessions.get(session.id);
+      const refusal = checkMailFrom(relayClient(session), address.address);
+      if (refusal) {
+        rejections.reject(state, refusal, { sender: address.address, username: session.user });
+        return callback(new RookeryError(refusal));
+      }
+      callback();
+    },
+
+    onRcptTo(address, session, callback) {
+      const state = sessions.get(session.id);
+      const refusal = checkRcptTo(relayClient(session));
+      if (refusal) {
+        rejections.reject(state, refusal, { recipient: address.address });
+        return callback(new RookeryError(refusal));
+      }
+      // smtp-server accepts a bare "postmaster"; an outbound relay has no local mailbox for it.
+      if (!address.address.includes('@')) {
+        rejections.reject(state, 'BAD_ADDRESS', { recipient: address.address });
+        return callback(new RookeryError('BAD_ADDRESS', 'Recipient address must have a domain'));
+      }
+      const recipients = session.envelope.rcptTo;
+      const key = address.address.toLowerCase();
+      const repeated = recipients.some((r) => r.address.toLowerCase() === key);
+      if (!repeated && recipients.length >= deps.maxRecipients) {
+        rejections.reject(state, 'TOO_MANY_RECIPIENTS', { recipients: recipients.length });
+        return callback(new RookeryError('TOO_MANY_RECIPIENTS'));
+      }
+      callback();
+    },
+  };
+}
