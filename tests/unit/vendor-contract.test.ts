@@ -1,0 +1,285 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { join, relative } from 'node:path';
+import { SMTPServer } from 'smtp-server';
+import { SMTPConnection as ServerConnection } from 'smtp-server/lib/smtp-connection';
+import ts from 'typescript';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import * as mailauth from '../../src/vendor/mailauth.ts';
+import { addressparser, MimeNode, refusedRecipientErrors, SMTPConnection, socketOf } from '../../src/vendor/nodemailer.ts';
+import { GatedSmtpServer, type GateReply } from '../../src/vendor/smtp-server.ts';
+import { SmtpTestClient } from '../helpers/smtp-client.ts';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
+
+/**
+ * src/vendor/ is the one place that touches a library's private members or internal files. This
+ * file checks that each member and internal export used there still exists with the shape the
+ * vendor code expects (on real instances, over loopback where a member only exists on a live
+ * connection), so a library upgrade that renames or removes one fails here; and that nothing
+ * outside src/vendor/ reaches past a library's public surface.
+ */
+
+const SRC = join(import.meta.dirname, '../../src');
+
+describe('library internals stay in src/vendor', () => {
+  it('no file outside src/vendor touches a _member or imports a library-internal path', () => {
+    const outside = sourceFiles(SRC).filter((file) => !file.startsWith(join(SRC, 'vendor')));
+    expect(outside.length).toBeGreaterThan(50);
+    expect(outside.flatMap(internalAccesses)).toEqual([]);
+  });
+
+  it('the scan finds what src/vendor does (so the check above can fail)', () => {
+    const found = sourceFiles(join(SRC, 'vendor')).flatMap(internalAccesses).join('\n');
+    for (const access of ['._onCommand', '._socket', '._envelope', 'smtp-server/lib/smtp-connection', 'nodemailer/lib/addressparser', 'mailauth/lib/tools.js', 'createRequire']) {
+      expect(found).toContain(access);
+    }
+  });
+});
+
+describe('smtp-server internals', () => {
+  let server: GatedSmtpServer | undefined;
+  let client: SmtpTestClient | undefined;
+  afterEach(async () => {
+    await client?.close();
+    if (server?.server.listening) await new Promise<void>((resolve) => server!.close(() => resolve()));
+    server = client = undefined;
+  });
+
+  it('the internal connection class has the methods GatedConnection overrides and calls', () => {
+    const proto = ServerConnection.prototype;
+    expect(typeof ServerConnection).toBe('function');
+    expect(proto._onCommand).toBeTypeOf('function');
+    expect(proto._onCommand.length).toBe(2);
+    expect(proto._onClose).toBeTypeOf('function');
+    expect(proto._whenWritable).toBeTypeOf('function');
+    expect(proto._whenWritable.length).toBe(1);
+    expect(proto.send.length).toBe(3);
+    expect(proto.init).toBeTypeOf('function');
+    expect(SMTPServer.prototype._onError).toBeTypeOf('function');
+    expect(SMTPServer.prototype._onClientConnect).toBeTypeOf('function');
+  });
+
+  it('SMTPServer.connect is still what GatedSmtpServer.connect copies', () => {
+    const source = SMTPServer.prototype.connect.toString();
+    const body = source.slice(source.indexOf('{') + 1, source.lastIndexOf('}'));
+    expect(body.split('\n').map((line) => line.trim()).filter(Boolean)).toEqual([
+      'let connection = new SMTPConnection(this, socket, socketOptions);',
+      'this.connections.add(connection);',
+      "connection.on('error', err => this._onError(err));",
+      "connection.on('connect', data => this._onClientConnect(data));",
+      'connection.init();',
+    ]);
+  });
+
+  it('a live connection has the members the gate reads, and the hooks work on it', async () => {
+    const seen: Array<{ line: string; inAuthExchange: boolean }> = [];
+    const gate = (line: Buffer, _session: unknown, inAuthExchange: boolean): GateReply | null => {
+      seen.push({ line: line.toString(), inAuthExchange });
+      return line.toString() === 'NOOP' ? { code: 550, text: '5.7.1 Refused by the gate' } : null;
+    };
+    server = new GatedSmtpServer({ logger: false, allowInsecureAuth: true, authOptional: true, disabledCommands: ['STARTTLS'], onAuth: (_a, _s, cb) => cb(new Error('no')) }, gate);
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    client = await SmtpTestClient.connect({ host: '127.0.0.1', port: (server.server.address() as net.AddressInfo).port });
+    expect((await client.ehlo()).code).toBe(250);
+
+    const [connection] = [...server.live];
+    expect(connection).toBeInstanceOf(ServerConnection);
+    expect(connection!._socket).toBeInstanceOf(net.Socket);
+    expect(connection).toMatchObject({ _upgrading: false, _ready: true, _closing: false, _nextHandler: false });
+
+    // A gate reply replaces the command; its own enhanced code is not doubled.
+    expect(await client.send('NOOP')).toMatchObject({ code: 550, text: '5.7.1 Refused by the gate' });
+    // Inside an AUTH exchange _nextHandler holds the continuation.
+    expect((await client.send('AUTH LOGIN')).code).toBe(334);
+    expect(connection!._nextHandler).toBeTypeOf('function');
+    await client.send('dXNlcg==');
+    expect(seen.map((s) => s.inAuthExchange)).toEqual([false, false, false, true]);
+
+    server.endSession(connection!.id, '4.4.2 Time is up');
+    expect(await client.read()).toMatchObject({ code: 421, text: '4.4.2 Time is up' });
+    await client.closed;
+    await vi.waitFor(() => expect(server!.live.size).toBe(0));
+  });
+
+  it('dropSessions destroys the socket of an open session', async () => {
+    server = new GatedSmtpServer({ logger: false, disabledCommands: ['STARTTLS'] }, () => null);
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    client = await SmtpTestClient.connect({ host: '127.0.0.1', port: (server.server.address() as net.AddressInfo).port });
+    server.dropSessions();
+    await client.closed;
+    expect(client.isOpen).toBe(false);
+  });
+});
+
+describe('nodemailer internals', () => {
+  let sink: SmtpSink | undefined;
+  afterEach(async () => {
+    await sink?.close();
+    sink = undefined;
+  });
+
+  it("the connection's socket and the recipients refused before a failure at DATA", async () => {
+    sink = await startSmtpSink({
+      script: {
+        onRcptTo: (address) => (address.startsWith('bad@') ? { code: 550, message: '5.1.1 No such user' } : undefined),
+        onData: () => ({ code: 554, message: '5.6.0 Refused' }),
+      },
+    });
+    const connection = new SMTPConnection({ host: sink.host, port: sink.port, logger: false, name: 'client.test' });
+    connection.on('error', () => undefined);
+    expect(socketOf(connection)).toBeNull();
+    await new Promise<void>((resolve, reject) => connection.connect((err) => (err ? reject(err) : resolve())));
+    expect(socketOf(connection)).toBeInstanceOf(net.Socket);
+
+    const error = await new Promise<Error | null>((resolve) =>
+      connection.send({ from: 'a@rookery.test', to: ['good@rookery.test', 'bad@rookery.test'] }, 'Subject: x\r\n\r\nx\r\n', (err) => resolve(err)),
+    );
+    expect(error).toMatchObject({ responseCode: 554 });
+    const refused = refusedRecipientErrors(connection);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({ responseCode: 550, recipient: 'bad@rookery.test' });
+
+    const closed = new Promise<void>((resolve) => connection.once('end', resolve));
+    connection.quit();
+    await closed;
+  });
+
+  it('addressparser: mailboxes and groups', () => {
+    expect(addressparser('Ann <ann@a.test>, Team: bob@b.test, cy@c.test;')).toEqual([
+      { name: 'Ann', address: 'ann@a.test' },
+      { name: 'Team', group: [{ name: '', address: 'bob@b.test' }, { name: '', address: 'cy@c.test' }] },
+    ]);
+    expect(addressparser('Ann <ann@a.test>, Team: bob@b.test;', { flatten: true }).map((a) => a.address)).toEqual(['ann@a.test', 'bob@b.test']);
+  });
+
+  it('MimeNode builds a multipart message with the headers and parts set', async () => {
+    const root = new MimeNode('multipart/report; report-type=delivery-status', { newline: 'win', hostname: 'mta.rookery.test' });
+    root.setHeader('Subject', 'Report');
+    root.createChild('text/plain; charset=utf-8').setContent('Hello');
+    const built = (await root.build()).toString();
+    expect(built).toMatch(/^Content-Type: multipart\/report; report-type=delivery-status;\r\n boundary=/m);
+    expect(built).toContain('Subject: Report\r\n');
+    expect(built).toContain('\r\nHello\r\n');
+  });
+});
+
+describe('mailauth internals', () => {
+  const header = Buffer.from('From: Ann <ann@a.test>\r\nSubject: Hi\r\nTo: bob@b.test\r\n');
+
+  it('parses a header and selects the fields to sign', () => {
+    const { parsed } = mailauth.parseHeaders(header);
+    expect(parsed.map((h) => [h.key, h.casedKey])).toEqual([['from', 'From'], ['subject', 'Subject'], ['to', 'To']]);
+    expect(Buffer.isBuffer(parsed[0]!.line)).toBe(true);
+    // Bottom-up, as a verifier takes instances of a field (RFC 6376 5.4.2).
+    const lines = mailauth.getSigningHeaderLines(parsed, 'From:Subject');
+    expect(lines.keys).toBe('Subject: From');
+    expect(lines.headers.map((h) => h.key)).toEqual(['subject', 'from']);
+  });
+
+  it('hashes a body with relaxed canonicalization', () => {
+    const hasher = mailauth.dkimBody('relaxed/relaxed', 'sha256', false);
+    hasher.update(Buffer.from(''));
+    // RFC 6376 3.4.4: an empty body canonicalizes to nothing; SHA-256 of the empty string.
+    expect(hasher.digest('base64')).toBe('47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=');
+  });
+
+  it('canonicalizes the signed header and formats the DKIM-Signature field', () => {
+    const lines = mailauth.getSigningHeaderLines(mailauth.parseHeaders(header).parsed, 'From:Subject');
+    const { canonicalizedHeader, dkimHeaderOpts } = mailauth.generateCanonicalizedHeader('DKIM', lines, {
+      signingDomain: 'a.test',
+      selector: 's1',
+      algorithm: 'rsa-sha256',
+      canonicalization: 'relaxed/relaxed',
+      bodyHash: '47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=',
+      timestamp: 1_700_000_000,
+      expiration: false,
+    });
+    expect(canonicalizedHeader.toString()).toBe(
+      'subject:Hi\r\nfrom:Ann <ann@a.test>\r\n' +
+        'dkim-signature:v=1; a=rsa-sha256; c=relaxed/relaxed; d=a.test; h=Subject: From; q=dns/txt; s=s1; t=1700000000; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=',
+    );
+    dkimHeaderOpts.b = 'c2lnbmF0dXJl';
+    const field = mailauth.formatSignatureHeaderLine('DKIM', dkimHeaderOpts, true);
+    expect(field).toMatch(/^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=a.test;/);
+    expect(field).toContain('b=c2lnbmF0dXJl');
+  });
+
+  it('finds the DMARC record, inherited from the organizational domain, and its policy', async () => {
+    const resolver = async (name: string, type: string) => {
+      if (type === 'TXT' && name === '_dmarc.a.test') return [['v=DMARC1; p=reject; sp=quarantine; adkim=s']];
+      throw Object.assign(new Error('no record'), { code: 'ENOTFOUND' });
+    };
+    const own = await mailauth.getDmarcRecord('a.test', resolver);
+    expect(own).toMatchObject({ p: 'reject', sp: 'quarantine', adkim: 's', isOrgRecord: false, recordDomain: 'a.test' });
+    expect((own as mailauth.DmarcRecord).rr).toContain('v=DMARC1');
+    const inherited = await mailauth.getDmarcRecord('mail.a.test', resolver);
+    expect(inherited).toMatchObject({ isOrgRecord: true, recordDomain: 'a.test' });
+    expect(mailauth.getPolicyTags(own as mailauth.DmarcRecord)).toMatchObject({ p: 'reject', sp: 'quarantine' });
+    expect(await mailauth.getDmarcRecord('b.test', resolver)).toBe(false);
+  });
+
+  it('aligns relaxed by organizational domain and strict by exact domain', () => {
+    expect(mailauth.getAlignment('mail.a.test', ['bounces.a.test'], false)).toBeTruthy();
+    expect(mailauth.getAlignment('mail.a.test', ['bounces.a.test'], true)).toBeFalsy();
+    expect(mailauth.getAlignment('a.test', ['b.test'], false)).toBeFalsy();
+  });
+
+  it('evaluates SPF with the options lib/spf declares', async () => {
+    const resolver = async (name: string, type: string) => {
+      if (type === 'TXT' && name === 'a.test') return [['v=spf1 ip4:192.0.2.1 -all']];
+      throw Object.assign(new Error('no record'), { code: 'ENOTFOUND' });
+    };
+    const evaluate = (ip: string) =>
+      mailauth.spf({ sender: 'postmaster@a.test', ip, helo: 'mta.a.test', mta: 'mx.test', resolver: resolver as mailauth.SPFOptions['resolver'], maxElapsedTime: 5_000 });
+    expect((await evaluate('192.0.2.1')).status.result).toBe('pass');
+    expect((await evaluate('192.0.2.2')).status.result).toBe('fail');
+  });
+});
+
+/** The .ts files under `dir`. */
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith('.ts'))
+    .map((entry) => join(entry.parentPath, entry.name));
+}
+
+/**
+ * Each reach past a library's public surface in a file, as `path:line: text`: a member whose name
+ * starts with "_" (read, written, destructured or indexed by a literal), an import or require of a
+ * package's inner path ("pkg/lib/x", "@scope/pkg/x"), or createRequire. Our own classes use
+ * TypeScript's `private`, never a "_" prefix, so every such member belongs to a library.
+ */
+function internalAccesses(file: string): string[] {
+  const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
+  const found: string[] = [];
+  const report = (node: ts.Node) => {
+    const { line } = source.getLineAndCharacterOfPosition(node.getStart(source));
+    found.push(`${relative(SRC, file)}:${line + 1}: ${node.getText(source)}`);
+  };
+  const visit = (node: ts.Node): void => {
+    if (ts.isPropertyAccessExpression(node) && node.name.text.startsWith('_')) report(node);
+    else if (ts.isElementAccessExpression(node) && ts.isStringLiteral(node.argumentExpression) && node.argumentExpression.text.startsWith('_')) report(node);
+    else if (ts.isBindingElement(node) && ts.isObjectBindingPattern(node.parent) && (node.propertyName ?? node.name).getText(source).startsWith('_')) report(node);
+    else if (ts.isIdentifier(node) && node.text === 'createRequire') report(node);
+    else if (ts.isStringLiteral(node) && isModuleSpecifier(node) && isInnerPath(node.text)) report(node);
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return found;
+}
+
+function isModuleSpecifier(node: ts.StringLiteral): boolean {
+  const parent = node.parent;
+  if (ts.isImportDeclaration(parent) || ts.isExportDeclaration(parent)) return parent.moduleSpecifier === node;
+  if (ts.isExternalModuleReference(parent) || ts.isImportTypeNode(parent.parent)) return true;
+  // require('x') and import('x').
+  if (!ts.isCallExpression(parent) || parent.arguments[0] !== node) return false;
+  return parent.expression.kind === ts.SyntaxKind.ImportKeyword || (ts.isIdentifier(parent.expression) && parent.expression.text === 'require');
+}
+
+/** A bare specifier naming a file inside a package: "pkg/sub" or "@scope/pkg/sub" (node: builtins excepted). */
+function isInnerPath(specifier: string): boolean {
+  if (specifier.startsWith('.') || specifier.startsWith('/') || specifier.startsWith('node:')) return false;
+  const parts = specifier.split('/');
+  return parts.length > (specifier.startsWith('@') ? 2 : 1);
+}
