@@ -47,8 +47,8 @@ export class RookeryError extends Error {
 
 /*
  * Replies only one door gives: the SMTP session's protocol replies (they answer a command, not a
- * request an HTTP client could make) and the control API's own answers. Same codes as ERRORS, one
- * namespace; each table keeps only the faces its door shows.
+ * request an HTTP client could make) and the control API's own answers. Their codes are distinct
+ * from those of ERRORS; each table keeps only the face its door shows.
  */
 
 /** The SMTP face of an error: reply code, enhanced status code, text. */

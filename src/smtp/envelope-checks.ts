@@ -2,7 +2,7 @@ import type { SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { RookeryError } from '../errors.ts';
 import type { Rejections } from './rejections.ts';
 import { checkMailFrom, checkRcptTo, type RelayClient } from './relay-policy.ts';
-import type { SessionRegistry } from './session-registry.ts';
+import type { SessionRegistry, SessionState } from './session-registry.ts';
 import { userOf } from './submission-auth.ts';
 import type { UserDirectory } from './user-directory.ts';
 
@@ -20,15 +20,15 @@ export interface EnvelopeCheckDeps {
 
 export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServerOptions, 'onMailFrom' | 'onRcptTo'>> {
   const { sessions, rejections } = deps;
-  const relayClient = (session: SMTPServerSession): RelayClient => {
+  const relayClient = (session: SMTPServerSession, state: SessionState | undefined): RelayClient => {
     const user = userOf(deps.users, session);
-    return { allowedSenders: user ? user.allowedSenders : null, trusted: sessions.get(session.id)?.trusted ?? false };
+    return { allowedSenders: user ? user.allowedSenders : null, trusted: state?.trusted ?? false };
   };
 
   return {
     onMailFrom(address, session, callback) {
       const state = sessions.get(session.id);
-      const refusal = checkMailFrom(relayClient(session), address.address);
+      const refusal = checkMailFrom(relayClient(session, state), address.address);
       if (refusal) {
         rejections.reject(state, refusal, { sender: address.address, username: session.user });
         return callback(new RookeryError(refusal));
@@ -38,7 +38,7 @@ export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServe
 
     onRcptTo(address, session, callback) {
       const state = sessions.get(session.id);
-      const refusal = checkRcptTo(relayClient(session));
+      const refusal = checkRcptTo(relayClient(session, state));
       if (refusal) {
         rejections.reject(state, refusal, { recipient: address.address });
         return callback(new RookeryError(refusal));
