@@ -4,7 +4,7 @@ import type { Config } from '../config/schema.ts';
 import type { DeliveryStage } from '../mail/delivery-outcome.ts';
 import type { NextHop } from './routing.ts';
 import type { Egress } from '../ippool/egress.ts';
-import { refusedRecipientErrors, SMTPConnection, socketOf, type SMTPConnectionSendInfo, type SMTPError } from '../vendor/nodemailer.ts';
+import { connectionFlags, refusedRecipientErrors, SMTPConnection, socketOf, type SMTPConnectionSendInfo, type SMTPError } from '../vendor/nodemailer.ts';
 
 /**
  * One outbound SMTP session to a next hop, bound to an egress address and greeting with that
@@ -115,11 +115,11 @@ export class OutboundConnection {
   /** Open, not failed, and the server has not closed it. */
   get usable(): boolean {
     const socket = socketOf(this.smtp);
-    return !this.ended && !this.smtp.destroyed && !!socket && !socket.destroyed && socket.writable;
+    return !this.ended && !connectionFlags(this.smtp).destroyed && !!socket && !socket.destroyed && socket.writable;
   }
 
   get secure(): boolean {
-    return this.smtp.secure;
+    return connectionFlags(this.smtp).secure;
   }
 
   /** Calls `listener` once the connection is gone (closed by either side or failed). */
@@ -198,7 +198,7 @@ export class OutboundConnection {
  * valid 220 greeting (then EHLO), so an untouched socket means the greeting failed.
  */
 function setupStage(smtp: SMTPConnection, socket: net.Socket): DeliveryStage {
-  if (smtp.upgrading) return 'starttls';
+  if (connectionFlags(smtp).upgrading) return 'starttls';
   return socket.bytesWritten === 0 ? 'greeting' : 'ehlo';
 }
 

@@ -7,8 +7,9 @@ import SMTPConnection, { type SMTPConnectionEnvelope, type SMTPConnectionSendInf
  * What Rookery takes from nodemailer below its transport API: the SMTP client connection
  * (nodemailer/lib/smtp-connection), the address parser and the MIME builder, and two members of
  * the connection that are not public: its socket (_socket, for per-phase timeouts and the
- * liveness test) and its envelope state (_envelope, which lists the recipients refused at RCPT TO
- * when the transaction fails later). tests/unit/vendor-contract.test.ts checks each of them.
+ * liveness test), its envelope state (_envelope, which lists the recipients refused at RCPT TO
+ * when the transaction fails later), and the flags its declarations mark @private (destroyed,
+ * secure, upgrading). tests/unit/vendor-contract.test.ts checks each of them.
  */
 
 export { addressparser, MimeNode, SMTPConnection };
@@ -27,4 +28,9 @@ export function socketOf(connection: SMTPConnection): net.Socket | null {
 export function refusedRecipientErrors(connection: SMTPConnection): SMTPError[] {
   const envelope = (connection as unknown as { _envelope?: Pick<SMTPConnectionEnvelope, 'rejectedErrors'> | false })._envelope;
   return envelope && envelope.rejectedErrors ? envelope.rejectedErrors : [];
+}
+
+/** The connection's own flags: closed for good, running over TLS, in the middle of STARTTLS. */
+export function connectionFlags(connection: SMTPConnection): { destroyed: boolean; secure: boolean; upgrading: boolean } {
+  return { destroyed: connection.destroyed, secure: connection.secure, upgrading: !!connection.upgrading };
 }

@@ -6,7 +6,7 @@ import { SMTPConnection as ServerConnection } from 'smtp-server/lib/smtp-connect
 import ts from 'typescript';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import * as mailauth from '../../src/vendor/mailauth.ts';
-import { addressparser, MimeNode, refusedRecipientErrors, SMTPConnection, socketOf } from '../../src/vendor/nodemailer.ts';
+import { addressparser, connectionFlags, MimeNode, refusedRecipientErrors, SMTPConnection, socketOf } from '../../src/vendor/nodemailer.ts';
 import { GatedSmtpServer, type GateReply } from '../../src/vendor/smtp-server.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
@@ -128,8 +128,11 @@ describe('nodemailer internals', () => {
     const connection = new SMTPConnection({ host: sink.host, port: sink.port, logger: false, name: 'client.test' });
     connection.on('error', () => undefined);
     expect(socketOf(connection)).toBeNull();
+    expect(connectionFlags(connection)).toEqual({ destroyed: false, secure: false, upgrading: false });
     await new Promise<void>((resolve, reject) => connection.connect((err) => (err ? reject(err) : resolve())));
     expect(socketOf(connection)).toBeInstanceOf(net.Socket);
+    expect(connectionFlags(connection)).toEqual({ destroyed: false, secure: false, upgrading: false });
+    for (const member of ['destroyed', 'secure'] as const) expect(Object.hasOwn(connection, member), member).toBe(true);
 
     const error = await new Promise<Error | null>((resolve) =>
       connection.send({ from: 'a@rookery.test', to: ['good@rookery.test', 'bad@rookery.test'] }, 'Subject: x\r\n\r\nx\r\n', (err) => resolve(err)),
@@ -139,6 +142,28 @@ describe('nodemailer internals', () => {
     expect(refused).toHaveLength(1);
     expect(refused[0]).toMatchObject({ responseCode: 550, recipient: 'bad@rookery.test' });
 
+    const closed = new Promise<void>((resolve) => connection.once('end', resolve));
+    connection.quit();
+    await closed;
+    expect(connectionFlags(connection).destroyed).toBe(true);
+  });
+
+  it('the connection flags through a STARTTLS upgrade', async () => {
+    sink = await startSmtpSink({ tls: true });
+    const connection = new SMTPConnection({ host: sink.host, port: sink.port, logger: false, name: 'client.test', tls: { rejectUnauthorized: false } });
+    connection.on('error', () => undefined);
+    // The flag is set when the upgrade starts and cleared when the handshake is done.
+    const internals = connection as unknown as { _upgradeConnection: (callback: unknown) => unknown };
+    const upgrade = internals._upgradeConnection.bind(connection);
+    let duringUpgrade: ReturnType<typeof connectionFlags> | null = null;
+    internals._upgradeConnection = (callback) => {
+      const result = upgrade(callback);
+      duringUpgrade = connectionFlags(connection);
+      return result;
+    };
+    await new Promise<void>((resolve, reject) => connection.connect((err) => (err ? reject(err) : resolve())));
+    expect(duringUpgrade).toEqual({ destroyed: false, secure: false, upgrading: true });
+    expect(connectionFlags(connection)).toEqual({ destroyed: false, secure: true, upgrading: false });
     const closed = new Promise<void>((resolve) => connection.once('end', resolve));
     connection.quit();
     await closed;
