@@ -10,13 +10,13 @@ import { DeliveryEngine } from './engine/delivery-engine.ts';
 import { Queue, type Accepted, type Submission } from './engine/queue.ts';
 import { RetentionSweeper } from './engine/retention.ts';
 import { createRouter, type Resolver as DnsResolver } from './engine/routing.ts';
+import { ReadyQueues } from './engine/ready-queue.ts';
 import { Scheduler } from './engine/scheduler.ts';
 import { createDeliverer } from './engine/smtp-deliverer.ts';
 import { createPoolBackend } from './ippool/backend/create-pool-backend.ts';
 import { EgressPool } from './ippool/egress-pool.ts';
 import { DEFAULT_CONFIG_DIR, loadPoolData } from './ippool/pool-data.ts';
 import { createPoolPolicy } from './ippool/pool-policy.ts';
-import { FALLBACK_PROVIDER } from './ippool/providers.ts';
 import { ReactionEngine, loadReactionRules } from './ippool/reaction-rules.ts';
 import { createReputationTracker } from './ippool/reputation.ts';
 import { poolAssignerFor } from './ippool/pool-assignment.ts';
@@ -75,6 +75,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // The egress pool: data from config/ with this config's overrides; counters, limits and
     // suspensions in Redis when configured (shared by every node), else in the store.
     const poolData = loadPoolData({ overrides: { warmup: config.warmup, providers: config.providers, shaping: config.shaping } });
+    const policy = createPoolPolicy(poolData, config.reputation);
+    const backend = createPoolBackend({ store, redis: redis?.redis ?? null, keyPrefix: config.redis?.keyPrefix, clock });
+    // Per (egress IP -> destination site) path: shaping, connection slots, rate buckets.
+    const queues = new ReadyQueues({ shaping: policy.shaping, limiter: backend.limiter, clock, idleConnectionTimeout: config.delivery.idleConnectionTimeout });
     const pool = new EgressPool({
       members: config.ips.map((ip) => ({
         address: ip.address,
@@ -83,10 +87,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         weight: ip.weight,
         warmup: ip.warmup ?? null,
       })),
-      backend: createPoolBackend({ store, redis: redis?.redis ?? null, keyPrefix: config.redis?.keyPrefix, clock }),
+      backend,
       reputation: createReputationTracker({ windowMs: config.reputation.window, minSamples: config.reputation.minSamples }),
       reactions: new ReactionEngine(loadReactionRules(join(DEFAULT_CONFIG_DIR, 'reaction-rules.yaml'), config.reactionRules)),
-      policy: createPoolPolicy(poolData, config.reputation),
+      policy,
+      paths: queues,
       defaultEgress: { address: null, hostname: config.hostname },
       clock,
       logger,
@@ -96,16 +101,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     stack.push({ name: 'ippool', stop: async () => pool.stop() });
 
     const { timeouts } = config.delivery;
-    const fallbackShaping = poolData.shaping.shapingFor(FALLBACK_PROVIDER);
-    const deliverer = createDeliverer({
-      logger,
-      metrics,
-      timeouts,
-      // Every delivery carries its provider's limits; these apply to none in practice.
-      maxMessagesPerConnection: fallbackShaping.maxMessagesPerConnection,
-      maxConnectionsPerSite: fallbackShaping.maxConnections,
-      idleConnectionTimeout: config.delivery.idleConnectionTimeout,
-    });
+    const deliverer = createDeliverer({ logger, metrics, timeouts, queues });
     stack.push({ name: 'deliverer', stop: () => deliverer.close() });
 
     const engine = new DeliveryEngine({

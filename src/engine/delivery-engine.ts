@@ -5,11 +5,12 @@ import type { Logger } from '../observability/logger.ts';
 import { ipLabel, type Metrics } from '../observability/metrics.ts';
 import type { AttemptResult, ClaimedRecipient, NewMessage, StoredMessage, Store } from '../storage/store.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
+import { jobsBySite, type DeliveryJob } from './delivery-job.ts';
 import { buildDsn } from './dsn.ts';
 import { newQueueId } from './queue-id.ts';
 import { WaitLine } from './wait-line.ts';
 import { decide, expiredOutcome } from './retry-policy.ts';
-import type { Route } from './routing.ts';
+import type { Router } from './routing.ts';
 import type { Deliverer } from './smtp-deliverer.ts';
 
 /** How many egress IPs one attempt tries when IPs turn out to be missing from the host. */
@@ -37,18 +38,18 @@ function waiting(pool: string, selection: Extract<Selection, { ok: false }>): De
   };
 }
 
-/** Recipients of one message at one domain: delivered together in one SMTP transaction. */
-export interface DeliveryJob {
-  messageId: string;
-  domain: string;
-  rows: ClaimedRecipient[];
+/** Jobs of one pool to one site wait in one line: they wait for any IP of the pool. */
+type PoolSiteLine = string & { readonly __brand: 'PoolSiteLine' };
+
+function poolSiteLine(pool: string, site: string): PoolSiteLine {
+  return `${pool}\n${site}` as PoolSiteLine;
 }
 
 export interface EngineDeps {
   store: Store;
-  router: { resolve(domain: string): Promise<Route> };
+  router: Pick<Router, 'resolve'>;
   deliverer: Pick<Deliverer, 'deliver'>;
-  pool: Pick<EgressPool, 'select' | 'afterDelivery' | 'connectionShaping'>;
+  pool: Pick<EgressPool, 'select' | 'afterDelivery'>;
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
@@ -65,20 +66,26 @@ export interface EngineDeps {
 }
 
 /**
- * Makes one delivery attempt for a job and records what happened: per recipient a new state
+ * Routes a message's recipients into jobs, one per destination site, then makes one delivery
+ * attempt for a job and records what happened: per recipient a new state
  * (delivered, retry at a time, bounced), an event row, and for bounces a DSN to the sender
  * committed in the same transaction.
  */
 export class DeliveryEngine {
   private readonly random: () => number;
   private readonly log: Logger;
-  private readonly line = new WaitLine();
+  private readonly lines = new WaitLine<PoolSiteLine>();
   private readonly returnPath: NonNullable<EngineDeps['returnPath']>;
 
   constructor(private readonly deps: EngineDeps) {
     this.random = deps.random ?? Math.random;
     this.returnPath = deps.returnPath ?? (({ sender }) => sender);
     this.log = deps.logger.child({ component: 'delivery' });
+  }
+
+  /** One job per destination site of one message's claimed recipients. */
+  plan(messageId: string, rows: ClaimedRecipient[]): Promise<DeliveryJob[]> {
+    return jobsBySite(messageId, rows, this.deps.router);
   }
 
   /** Returns the earliest time this attempt made work due (a retry, or now for a queued DSN), if any. */
@@ -94,13 +101,13 @@ export class DeliveryEngine {
   }
 
   /**
-   * Routes the job, chooses the egress IP from the message's pool and hands the job to the
-   * deliverer. A routing failure applies to every recipient; no eligible IP means a wait
-   * (throttled) until `waitUntil`. An IP the host turns out not to have is suspended by the
-   * pool and the job goes out at once from another one.
+   * Chooses the egress IP from the message's pool and hands the job to the deliverer on that
+   * path. A routing failure applies to every recipient; no eligible IP means a wait (throttled)
+   * until `waitUntil`. An IP the host turns out not to have is suspended by the pool and the job
+   * goes out at once from another one.
    */
   private async send(job: DeliveryJob, message: StoredMessage): Promise<{ outcomes: DeliveryOutcome[]; waitUntil?: number }> {
-    const route = await this.deps.router.resolve(job.domain);
+    const { route } = job;
     if (!route.ok) return { outcomes: job.rows.map(() => route.outcome) };
     const { pool, deliverer } = this.deps;
     let previous = job.rows.find((r) => r.lastEgressIp)?.lastEgressIp ?? null;
@@ -108,27 +115,18 @@ export class DeliveryEngine {
       const request = { pool: message.pool, site: route.site, count: job.rows.length, previous };
       let selection = await pool.select(request);
       if (!selection.ok && selection.retryAt - this.deps.clock.now() <= HOLD_WAIT_MS) {
-        selection = await this.line.run(`${message.pool}\n${route.site}`, () => this.selectHeld(request));
+        selection = await this.lines.run(poolSiteLine(message.pool, route.site), () => this.selectHeld(request));
       }
       if (!selection.ok) return { outcomes: job.rows.map(() => waiting(message.pool, selection)), waitUntil: selection.retryAt };
-      const shaping = pool.connectionShaping(selection.egress.address, route.site);
+      const { path, egress } = selection;
       const transaction = (sender: string, rows: ClaimedRecipient[]) =>
-        deliverer.deliver({
-          sender,
-          recipients: rows.map((r) => r.recipient),
-          body: message.body,
-          egress: selection.egress,
-          site: route.site,
-          hops: route.hops,
-          limits: shaping.limits,
-          beforeConnect: shaping.beforeConnect,
-        });
+        deliverer.deliver({ sender, recipients: rows.map((r) => r.recipient), body: message.body, path, hostname: egress.hostname, hops: route.hops });
       const senders = job.rows.map((row) => this.returnPath({ sender: message.sender, messageId: message.id, recipientId: row.recipientId }));
       // A return path per recipient (VERP) means a transaction per recipient.
       const delivered = senders.every((s) => s === senders[0])
         ? await transaction(senders[0]!, job.rows)
         : (await Promise.all(job.rows.map((row, i) => transaction(senders[i]!, [row])))).flat();
-      const outcomes = await pool.afterDelivery(selection.egress.address, route.site, delivered);
+      const outcomes = await pool.afterDelivery(path, delivered);
       if (tries++ >= MAX_EGRESS_TRIES || !outcomes.every((o) => o.bounceClass === 'egress-unavailable')) return { outcomes };
       previous = null;
     }

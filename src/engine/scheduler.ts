@@ -1,15 +1,16 @@
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { ClaimedRecipient, StoredMessage, Store } from '../storage/store.ts';
-import type { DeliveryEngine, DeliveryJob } from './delivery-engine.ts';
+import type { DeliveryEngine } from './delivery-engine.ts';
+import { groupByMessage, type DeliveryJob } from './delivery-job.ts';
 
 export interface SchedulerOptions {
   store: Store;
-  engine: Pick<DeliveryEngine, 'attempt'>;
+  engine: Pick<DeliveryEngine, 'plan' | 'attempt'>;
   clock: Clock;
   logger: Logger;
   owner: string;
-  /** Delivery jobs in flight at once. */
+  /** Delivery slots: each routes a claimed message or runs one delivery job at a time. */
   concurrency: number;
   /** How long a claim is ours; longer than the slowest possible attempt. */
   leaseMs: number;
@@ -19,15 +20,19 @@ export interface SchedulerOptions {
   errorRetryMs?: number;
 }
 
-interface RunningJob {
-  job: DeliveryJob;
+/** A claimed message's rows being delivered. */
+interface RunningMessage {
+  rows: ClaimedRecipient[];
   done: Promise<void>;
 }
 
 /**
- * Claims due recipients, groups them into jobs (one message, one domain) and runs them with
- * bounded concurrency. New mail starts at once: the accept path calls wake() after each commit,
- * and PostgreSQL's NOTIFY wakes the other nodes; a timer covers retries that fall due.
+ * Claims due recipients and runs each claimed message in a delivery slot, with bounded
+ * concurrency: the slot routes the message's domains (outside the claim loop, since DNS may be
+ * slow), then runs one job per destination site. A message with several sites runs them side by
+ * side in slots that are free at that moment, else one after another in its own. New mail starts
+ * at once: the accept path calls wake() after each commit, and PostgreSQL's NOTIFY wakes the
+ * other nodes; a timer covers retries that fall due.
  */
 export class Scheduler {
   private running = false;
@@ -37,8 +42,9 @@ export class Scheduler {
   private backlog = false;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
-  private readonly inFlight = new Map<number, RunningJob>();
-  private nextJobId = 1;
+  private readonly inFlight = new Set<RunningMessage>();
+  /** Delivery slots taken: one per message in flight, plus those its extra sites run in. */
+  private slots = 0;
   private readonly messages = new Map<string, { refs: number; load: Promise<StoredMessage | null> }>();
   private unsubscribe: (() => void) | null = null;
   private readonly log: Logger;
@@ -72,9 +78,9 @@ export class Scheduler {
     this.pumping = new Promise((resolve) => setImmediate(() => void this.pump().then(resolve)));
   }
 
-  /** In-flight jobs, for shutdown reporting and tests. */
+  /** Delivery slots in use, for shutdown reporting and tests. */
   get activeJobs(): number {
-    return this.inFlight.size;
+    return this.slots;
   }
 
   /**
@@ -90,7 +96,7 @@ export class Scheduler {
     // A claim under way either dispatches its jobs (waited for below) or returns its rows.
     await this.pumping;
 
-    const pending = [...this.inFlight.values()].map((j) => j.done);
+    const pending = [...this.inFlight].map((m) => m.done);
     let timeout: NodeJS.Timeout | undefined;
     const drained = await Promise.race([
       Promise.all(pending).then(() => true),
@@ -99,7 +105,7 @@ export class Scheduler {
     clearTimeout(timeout);
     if (drained) return;
 
-    const left = [...this.inFlight.values()].flatMap((j) => j.job.rows.map((r) => r.recipientId));
+    const left = [...this.inFlight].flatMap((m) => m.rows.map((r) => r.recipientId));
     this.log.warn({ event: 'scheduler.drain.timeout', recipients: left.length }, 'returning unfinished deliveries to the queue');
     // Their attempts may still finish; the store ignores results for rows we no longer lease.
     await this.options.store.release(this.options.owner, left, this.options.clock.now());
@@ -110,15 +116,15 @@ export class Scheduler {
     try {
       do {
         this.wakeAgain = false;
-        while (this.running && this.inFlight.size < concurrency) {
-          const limit = concurrency - this.inFlight.size;
+        while (this.running && this.slots < concurrency) {
+          const limit = concurrency - this.slots;
           const rows = await store.claimDue({ now: clock.now(), limit, owner, leaseMs });
           this.backlog = rows.length === limit;
           if (!this.running) {
             if (rows.length) await store.release(owner, rows.map((r) => r.recipientId), clock.now());
             return;
           }
-          for (const job of groupIntoJobs(rows)) this.run(job);
+          for (const messageRows of groupByMessage(rows)) this.run(messageRows);
           if (!this.backlog) break;
         }
       } while (this.wakeAgain && this.running);
@@ -166,40 +172,76 @@ export class Scheduler {
     this.timerAt = Infinity;
   }
 
-  private run(job: DeliveryJob): void {
-    const id = this.nextJobId++;
-    const done = this.execute(job).finally(() => {
-      this.inFlight.delete(id);
-      if (this.backlog) this.wake();
-    });
-    this.inFlight.set(id, { job, done });
+  private run(rows: ClaimedRecipient[]): void {
+    this.slots++;
+    const running: RunningMessage = {
+      rows,
+      done: this.deliverMessage(rows).finally(() => {
+        this.inFlight.delete(running);
+        this.freeSlots(1);
+      }),
+    };
+    this.inFlight.add(running);
   }
 
-  private async execute(job: DeliveryJob): Promise<void> {
-    const { store, engine, owner, clock } = this.options;
+  private freeSlots(count: number): void {
+    this.slots -= count;
+    if (this.backlog) this.wake();
+  }
+
+  /** Loads the message, routes its recipients into one job per site, and runs the jobs. */
+  private async deliverMessage(rows: ClaimedRecipient[]): Promise<void> {
+    const { messageId } = rows[0]!;
     try {
-      const message = await this.acquireMessage(job.messageId);
+      const message = await this.acquireMessage(messageId);
       if (!message) {
-        this.log.error({ event: 'scheduler.message.missing', messageId: job.messageId }, 'queued recipients without a message body');
+        this.log.error({ event: 'scheduler.message.missing', messageId }, 'queued recipients without a message body');
         return;
       }
-      const due = await engine.attempt(job, message);
-      if (due !== null) this.wakeAt(due);
+      await this.runJobs(await this.options.engine.plan(messageId, rows), message);
     } catch (err) {
-      // A bug or a storage outage: keep the mail, try again later.
-      this.log.error({ event: 'delivery.job.failed', messageId: job.messageId, domain: job.domain, err }, 'delivery job failed; will retry');
-      const ids = job.rows.map((r) => r.recipientId);
-      const retryAt = clock.now() + this.errorRetryMs;
-      await store.release(owner, ids, retryAt).then(
-        () => this.wakeAt(retryAt),
-        (releaseErr: unknown) => this.log.error({ event: 'scheduler.release.failed', err: releaseErr }, 'returning deliveries failed; the lease will expire'),
-      );
+      await this.failed(rows, err, { messageId });
     } finally {
-      this.releaseMessage(job.messageId);
+      this.releaseMessage(messageId);
     }
   }
 
-  /** One body load per message however many domain jobs it has in flight. */
+  /** Runs the jobs side by side in as many slots as are free now besides the message's own (never waiting for one). */
+  private async runJobs(jobs: DeliveryJob[], message: StoredMessage): Promise<void> {
+    const extra = Math.max(0, Math.min(jobs.length - 1, this.options.concurrency - this.slots));
+    this.slots += extra;
+    const queue = [...jobs];
+    const worker = async () => {
+      for (let job = queue.shift(); job; job = queue.shift()) await this.runJob(job, message);
+    };
+    try {
+      await Promise.all(Array.from({ length: extra + 1 }, worker));
+    } finally {
+      if (extra) this.freeSlots(extra);
+    }
+  }
+
+  private async runJob(job: DeliveryJob, message: StoredMessage): Promise<void> {
+    try {
+      const due = await this.options.engine.attempt(job, message);
+      if (due !== null) this.wakeAt(due);
+    } catch (err) {
+      await this.failed(job.rows, err, { messageId: job.messageId, site: job.route.ok ? job.route.site : job.rows[0]!.domain });
+    }
+  }
+
+  /** A bug or a storage outage: keep the mail, try again later. */
+  private async failed(rows: ClaimedRecipient[], err: unknown, fields: { messageId: string; site?: string }): Promise<void> {
+    const { store, owner, clock } = this.options;
+    this.log.error({ event: 'delivery.job.failed', ...fields, err }, 'delivery job failed; will retry');
+    const retryAt = clock.now() + this.errorRetryMs;
+    await store.release(owner, rows.map((r) => r.recipientId), retryAt).then(
+      () => this.wakeAt(retryAt),
+      (releaseErr: unknown) => this.log.error({ event: 'scheduler.release.failed', err: releaseErr }, 'returning deliveries failed; the lease will expire'),
+    );
+  }
+
+  /** One body load per message, however many of its claims are in flight. */
   private acquireMessage(messageId: string): Promise<StoredMessage | null> {
     let entry = this.messages.get(messageId);
     if (!entry) {
@@ -214,19 +256,4 @@ export class Scheduler {
     const entry = this.messages.get(messageId);
     if (entry && --entry.refs <= 0) this.messages.delete(messageId);
   }
-}
-
-/** Groups claimed rows by (message, domain), keeping claim order. */
-export function groupIntoJobs(rows: ClaimedRecipient[]): DeliveryJob[] {
-  const jobs = new Map<string, DeliveryJob>();
-  for (const row of rows) {
-    const key = `${row.messageId}\n${row.domain}`;
-    let job = jobs.get(key);
-    if (!job) {
-      job = { messageId: row.messageId, domain: row.domain, rows: [] };
-      jobs.set(key, job);
-    }
-    job.rows.push(row);
-  }
-  return [...jobs.values()];
 }

@@ -1,18 +1,19 @@
 import net from 'node:net';
 import type { SMTPError } from '../vendor/nodemailer.ts';
 import type { Logger } from '../observability/logger.ts';
-import { ipLabel, type Metrics } from '../observability/metrics.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import { classifyError, classifyReply, parseReply, type ReplyContext } from './classify.ts';
-import { ConnectionPool } from './connection-pool.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
+import { pathKey, pathLabels, type EgressPath } from '../ippool/egress-path.ts';
 import type { Egress } from '../ippool/egress.ts';
 import { OutboundConnection, type DeliveryTimeouts, type OpenFailure, type SendResult } from './outbound-connection.ts';
+import type { ReadyQueue, ReadyQueues } from './ready-queue.ts';
 import type { NextHop } from './routing.ts';
 
 /**
- * Delivers one message to the recipients of one destination site: picks up an idle connection
- * (egress IP -> site) or opens one, trying the next hops in order, and returns one
- * DeliveryOutcome per recipient. Never throws for delivery failures.
+ * The SMTP client side: runs one mail transaction on a connection of the path's ready queue
+ * (an idle one reused, or a new one opened, trying the next hops in order, with opportunistic
+ * TLS) and returns one DeliveryOutcome per recipient. Never throws for delivery failures.
  */
 
 export interface DeliveryRequest {
@@ -20,13 +21,11 @@ export interface DeliveryRequest {
   recipients: string[];
   /** Wire form (CRLF, dot-unstuffed). */
   body: Buffer;
-  egress: Egress;
-  site: string;
+  /** Egress IP -> destination site: whose connections, limits and metrics. */
+  path: EgressPath;
+  /** The EHLO name of the path's egress IP. */
+  hostname: string;
   hops: NextHop[];
-  /** Shaping for this (egress IP, site); default: the deliverer's own limits. */
-  limits?: { maxConnections: number; maxMessagesPerConnection: number };
-  /** Resolves when a new connection may be opened (connection rate); not called to reuse one. */
-  beforeConnect?: () => Promise<void>;
 }
 
 export interface DelivererStats {
@@ -52,11 +51,8 @@ export interface DelivererOptions {
   logger: Logger;
   metrics: Metrics;
   timeouts: DeliveryTimeouts;
-  maxMessagesPerConnection: number;
-  /** Concurrent connections per (egress IP, destination site). */
-  maxConnectionsPerSite: number;
-  /** How long a connection is kept open for reuse after a transaction. */
-  idleConnectionTimeout: number;
+  /** Connection slots, idle connections and connection rate per path. */
+  queues: ReadyQueues;
 }
 
 /** What a transaction on one connection produced. */
@@ -66,31 +62,16 @@ type TransactionResult =
   | { kind: 'elsewhere'; outcome: DeliveryOutcome };
 
 export function createDeliverer(options: DelivererOptions): Deliverer {
-  const { metrics, timeouts } = options;
+  const { metrics, timeouts, queues } = options;
   const log = options.logger.child({ component: 'deliverer' });
-  const pool = new ConnectionPool<PooledConnection>({
-    maxPerKey: options.maxConnectionsPerSite,
-    idleTimeoutMs: options.idleConnectionTimeout,
-  });
   const live = new Set<OutboundConnection>();
   const inflight = new Set<Promise<unknown>>();
   let closing: Promise<void> | null = null;
   let connectionsOpened = 0;
   let transactions = 0;
 
-  /** Adapts an OutboundConnection to the pool, which closes connections without waiting. */
-  class PooledConnection {
-    constructor(readonly connection: OutboundConnection) {}
-    get usable(): boolean {
-      return this.connection.usable;
-    }
-    close(): void {
-      void this.connection.close();
-    }
-  }
-
-  async function open(hop: NextHop, egress: Egress, ignoreTLS: boolean): Promise<OutboundConnection> {
-    const gauge = { egress_ip: ipLabel(egress.address) };
+  async function open(hop: NextHop, queue: ReadyQueue, egress: Egress, ignoreTLS: boolean): Promise<OutboundConnection> {
+    const gauge = pathLabels(queue.path);
     const connection = await OutboundConnection.open({
       hop,
       egress,
@@ -104,20 +85,21 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     });
     live.add(connection);
     void connection.whenClosed().then(() => live.delete(connection));
-    log.debug({ event: 'connection.opened', ip: egress.address, host: hop.host, port: hop.port, secure: connection.secure }, 'connection opened');
+    connection.onEnd(() => queue.discard(connection));
+    log.debug({ event: 'connection.opened', ip: egress.address, path: queue.key, host: hop.host, port: hop.port, secure: connection.secure }, 'connection opened');
     return connection;
   }
 
   /** Opens a session on a hop; a failed TLS handshake is retried once in plaintext (opportunistic TLS). */
-  async function openOnHop(hop: NextHop, egress: Egress): Promise<OutboundConnection | OpenFailure> {
+  async function openOnHop(hop: NextHop, queue: ReadyQueue, egress: Egress): Promise<OutboundConnection | OpenFailure> {
     try {
-      return await open(hop, egress, false);
+      return await open(hop, queue, egress, false);
     } catch (failure) {
       const f = failure as OpenFailure;
       if (f.stage !== 'starttls') return f;
       log.info({ event: 'connection.tls.failed', ip: egress.address, host: hop.host, err: String((f.error as Error)?.message ?? f.error) }, 'TLS handshake failed, retrying in plaintext');
       try {
-        return await open(hop, egress, true);
+        return await open(hop, queue, egress, true);
       } catch (retryFailure) {
         return retryFailure as OpenFailure;
       }
@@ -125,65 +107,62 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
   }
 
   async function deliver(request: DeliveryRequest): Promise<DeliveryOutcome[]> {
-    const { egress, recipients } = request;
+    const { path, recipients } = request;
+    const egress: Egress = { address: path.ip, hostname: request.hostname };
     const all = (outcome: DeliveryOutcome) => recipients.map(() => outcome);
     if (recipients.length === 0) return [];
     if (closing) return all(shuttingDown(egress));
     const hops = reachableHops(request.hops, egress.address);
     if (hops.length === 0) {
-      return all(localOutcome(egress, `no next hop for ${request.site} is reachable from egress address ${egress.address ?? '(default)'}`, '4.4.4', 'connection'));
+      return all(localOutcome(egress, `no next hop for ${path.site} is reachable from egress address ${egress.address ?? '(default)'}`, '4.4.4', 'connection'));
     }
 
-    const key = `${ipLabel(egress.address)}|${request.site}`;
-    const limits = request.limits ?? { maxConnections: options.maxConnectionsPerSite, maxMessagesPerConnection: options.maxMessagesPerConnection };
-    const lease = await pool.acquire(key, (c) => hops.some((h) => sameHop(h, c.connection.hop)), limits.maxConnections);
+    const { queue, lease } = await queues.acquire(path, (c) => hops.some((h) => sameHop(h, c.hop)));
     if (closing) {
       // Waited for a slot while shutting down: leave the message for the next start.
       lease.release(lease.connection);
       return all(shuttingDown(egress));
     }
-    let current: PooledConnection | null = lease.connection;
+    let current: OutboundConnection | null = lease.connection;
     try {
-      if (current && !hops.some((h) => sameHop(h, current!.connection.hop))) {
-        current.close();
+      if (current && !hops.some((h) => sameHop(h, current!.hop))) {
+        void current.close();
         current = null;
       }
       if (current) {
-        const result = await transact(current.connection, request);
+        const result = await transact(current, request);
         if (result.kind === 'done') {
-          if (!keepable(current.connection, limits.maxMessagesPerConnection)) current = null;
+          if (!keepable(current, queue.maxMessagesPerConnection)) current = null;
           return result.outcomes;
         }
         // A pooled connection the server dropped while idle: the message was not sent, so it
         // goes out on a fresh connection, once.
-        log.debug({ event: 'connection.stale', ip: egress.address, host: current.connection.hop.host }, 'pooled connection was closed by the server');
-        current.close();
+        log.debug({ event: 'connection.stale', ip: egress.address, host: current.hop.host }, 'pooled connection was closed by the server');
+        void current.close();
         current = null;
       }
 
       let last: DeliveryOutcome | null = null;
       for (const hop of hops) {
-        await request.beforeConnect?.();
-        const opened = await openOnHop(hop, egress);
+        await queue.beforeConnect();
+        const opened = await openOnHop(hop, queue, egress);
         if (!(opened instanceof OutboundConnection)) {
           const outcome = setupOutcome(opened, hop, egress);
           last = moreRelevant(last, outcome);
-          log.info(hopLog(egress, hop, outcome), 'next hop failed');
+          log.info(hopLog(queue, hop, outcome), 'next hop failed');
           if (isAddressNotAvailable(opened.error)) break;
           continue;
         }
-        const pooled = new PooledConnection(opened);
-        opened.onEnd(() => pool.discard(key, pooled));
-        current = pooled;
+        current = opened;
         const result = await transact(opened, request);
         if (result.kind === 'done') {
-          if (!keepable(opened, limits.maxMessagesPerConnection)) current = null;
+          if (!keepable(opened, queue.maxMessagesPerConnection)) current = null;
           return result.outcomes;
         }
-        current.close();
+        void current.close();
         current = null;
         last = moreRelevant(last, result.outcome);
-        log.info(hopLog(egress, hop, result.outcome), 'next hop failed');
+        log.info(hopLog(queue, hop, result.outcome), 'next hop failed');
       }
       return all(last!);
     } finally {
@@ -207,7 +186,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
    * idle, a 421), the result is 'elsewhere': the caller tries a fresh connection or the next hop.
    */
   async function transact(connection: OutboundConnection, request: DeliveryRequest): Promise<TransactionResult> {
-    const ctx = { remoteHost: connection.hop.name, egressIp: request.egress.address };
+    const ctx = { remoteHost: connection.hop.name, egressIp: request.path.ip };
     const result = await connection.send(request.sender, request.recipients, request.body);
     if (result.ok) {
       transactions++;
@@ -235,15 +214,15 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     },
     close() {
       closing ??= (async () => {
-        pool.drain();
+        queues.drain();
         while (inflight.size) await Promise.allSettled([...inflight]);
         await Promise.all([...live].map((c) => c.close()));
       })();
       return closing;
     },
     stats() {
-      const pooled = pool.stats();
-      return { connectionsOpened, connectionsOpen: live.size, idle: pooled.idle, waiting: pooled.waiting, transactions };
+      const { idle, waiting } = queues.stats();
+      return { connectionsOpened, connectionsOpen: live.size, idle, waiting, transactions };
     },
   };
 }
@@ -294,10 +273,11 @@ function moreRelevant(previous: DeliveryOutcome | null, next: DeliveryOutcome): 
   return next;
 }
 
-function hopLog(egress: Egress, hop: NextHop, outcome: DeliveryOutcome) {
+function hopLog(queue: ReadyQueue, hop: NextHop, outcome: DeliveryOutcome) {
   return {
     event: 'delivery.hop.failed',
-    ip: egress.address,
+    ip: queue.path.ip,
+    path: queue.key,
     host: hop.host,
     port: hop.port,
     mx: hop.name,

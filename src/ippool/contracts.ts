@@ -49,6 +49,12 @@ export interface PoolBackend {
 /** A destination provider (gmail, outlook, yahoo, ...; 'other' for the rest). */
 export type ProviderName = string;
 
+/** Why no egress IP may take a delivery now. */
+export type WaitReason = 'no-ip' | 'suspended' | 'throttled' | 'rate' | 'warmup-cap';
+
+/** Whether one IP may take a delivery now; if not, why and when to look again. */
+export type Verdict = { ok: true } | { ok: false; retryAt: number; reason: WaitReason };
+
 /** What a delivery outcome makes the pool do, decided by reaction rules (config/reaction-rules.yaml). */
 export type ReactionAction =
   | { kind: 'throttle'; ratePerHour: number }

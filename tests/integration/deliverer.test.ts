@@ -1,7 +1,11 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.ts';
+import { ReadyQueues } from '../../src/engine/ready-queue.ts';
 import type { NextHop } from '../../src/engine/routing.ts';
-import { createDeliverer, type Deliverer, type DelivererOptions, type DeliveryRequest } from '../../src/engine/smtp-deliverer.ts';
+import { createDeliverer, type Deliverer, type DeliveryRequest } from '../../src/engine/smtp-deliverer.ts';
+import { LocalRateLimiter } from '../../src/ippool/backend/local-rate-limiter.ts';
+import type { EgressPath } from '../../src/ippool/egress-path.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { startSmtpSink, type SmtpSink, type SmtpSinkOptions } from '../helpers/smtp-sink.ts';
@@ -11,6 +15,11 @@ const TIMEOUTS = { connect: 2_000, greeting: 2_000, command: 5_000, dataDone: 5_
 
 function message(id: string, extra = ''): Buffer {
   return Buffer.from(`From: app@sender.test\r\nTo: user@dest.test\r\nMessage-ID: <${id}@sender.test>\r\nSubject: test ${id}\r\n${extra}\r\nHello.\r\n.a line that starts with a dot\r\n`);
+}
+
+/** The path from `ip` to a site (provider 'other': the shaping below applies). */
+function from(ip: string, site = 'mx.dest.test'): EgressPath {
+  return { ip, site, provider: 'other' };
 }
 
 function hopTo(server: { host: string; port: number }, name = 'mx.dest.test'): NextHop {
@@ -113,19 +122,22 @@ describe('smtp deliverer', () => {
     return s;
   }
 
-  function deliverer(overrides: Partial<DelivererOptions> = {}): { deliverer: Deliverer; metrics: Metrics } {
+  interface DelivererSetup {
+    timeouts?: typeof TIMEOUTS;
+    /** Shaping of every path. */
+    maxConnections?: number;
+    maxMessagesPerConnection?: number;
+    idleConnectionTimeout?: number;
+  }
+
+  function deliverer(setup: DelivererSetup = {}): { deliverer: Deliverer; metrics: Metrics; queues: ReadyQueues } {
     const metrics = new Metrics({ processMetrics: false });
-    const d = createDeliverer({
-      logger: createLogger('silent'),
-      metrics,
-      timeouts: TIMEOUTS,
-      maxMessagesPerConnection: 100,
-      maxConnectionsPerSite: 4,
-      idleConnectionTimeout: 5_000,
-      ...overrides,
-    });
+    const unlimited = { ratePerSecond: 10_000, burst: 10_000 };
+    const shaping = { maxConnections: setup.maxConnections ?? 4, maxMessagesPerConnection: setup.maxMessagesPerConnection ?? 100, messageRate: unlimited, connectionRate: unlimited };
+    const queues = new ReadyQueues({ shaping: () => shaping, limiter: new LocalRateLimiter(), clock: systemClock, idleConnectionTimeout: setup.idleConnectionTimeout ?? 5_000 });
+    const d = createDeliverer({ logger: createLogger('silent'), metrics, timeouts: setup.timeouts ?? TIMEOUTS, queues });
     cleanups.push(() => d.close());
-    return { deliverer: d, metrics };
+    return { deliverer: d, metrics, queues };
   }
 
   function request(hops: NextHop[], overrides: Partial<DeliveryRequest> = {}): DeliveryRequest {
@@ -133,8 +145,8 @@ describe('smtp deliverer', () => {
       sender: 'app@sender.test',
       recipients: ['user@dest.test'],
       body: message('m1'),
-      egress: { address: '127.0.0.2', hostname: 'mta1.rookery.test' },
-      site: 'mx.dest.test',
+      path: from('127.0.0.2'),
+      hostname: 'mta1.rookery.test',
       hops,
       ...overrides,
     };
@@ -176,7 +188,7 @@ describe('smtp deliverer', () => {
     const { deliverer: d } = deliverer();
     await Promise.all(
       EGRESS.map((address, i) =>
-        d.deliver(request([hopTo(s)], { body: message(`ip${i}`), egress: { address, hostname: `mta${i + 2}.rookery.test` } })),
+        d.deliver(request([hopTo(s)], { body: message(`ip${i}`), path: from(address), hostname: `mta${i + 2}.rookery.test` })),
       ),
     );
     await s.waitForMessages(EGRESS.length);
@@ -206,7 +218,7 @@ describe('smtp deliverer', () => {
     const s = await sink();
     const { deliverer: d } = deliverer();
     for (let i = 0; i < 6; i++) {
-      await d.deliver(request([hopTo(s)], { body: message(`sep${i}`), egress: { address: EGRESS[i % 2]!, hostname: 'mta.rookery.test' } }));
+      await d.deliver(request([hopTo(s)], { body: message(`sep${i}`), path: from(EGRESS[i % 2]!) }));
     }
     expect(s.connections.map((c) => `${c.remoteAddress}:${c.transactions}`).sort()).toEqual(['127.0.0.2:3', '127.0.0.3:3']);
   });
@@ -359,7 +371,7 @@ describe('smtp deliverer', () => {
   it('defers with a clear message when the egress address is not on this host', async () => {
     const s = await sink();
     const { deliverer: d } = deliverer();
-    const outcomes = await d.deliver(request([hopTo(s, 'mx1.dest.test'), hopTo(s, 'mx2.dest.test')], { egress: { address: '192.0.2.10', hostname: 'mta.rookery.test' } }));
+    const outcomes = await d.deliver(request([hopTo(s, 'mx1.dest.test'), hopTo(s, 'mx2.dest.test')], { path: from('192.0.2.10') }));
     expect(outcomes[0]).toMatchObject({ disposition: 'transient', code: null, stage: 'connect', bounceClass: 'egress-unavailable', egressIp: '192.0.2.10' });
     expect(outcomes[0]!.response).toMatch(/egress address 192\.0\.2\.10 is not configured on this host \(EADDRNOTAVAIL\)/);
     expect(s.connections).toHaveLength(0);
@@ -372,9 +384,9 @@ describe('smtp deliverer', () => {
     expect(outcome!.response).toMatch(/no next hop .* reachable from egress address 127\.0\.0\.2/);
   });
 
-  it('holds to maxConnectionsPerSite under concurrency; extra deliveries wait rather than fail', async () => {
+  it("holds to the path's maxConnections under concurrency; extra deliveries wait rather than fail", async () => {
     const s = await sink({ script: { onData: () => new Promise((resolve) => setTimeout(() => resolve(undefined), 20)) } });
-    const { deliverer: d } = deliverer({ maxConnectionsPerSite: 2 });
+    const { deliverer: d } = deliverer({ maxConnections: 2 });
     const running = Array.from({ length: 10 }, (_, i) => d.deliver(request([hopTo(s)], { body: message(`c${i}`) })));
     expect(d.stats().waiting).toBe(8);
     const outcomes = (await Promise.all(running)).flat();
@@ -386,11 +398,11 @@ describe('smtp deliverer', () => {
 
   it('counts the connection limit per egress IP and site', async () => {
     const s = await sink({ script: { onData: () => new Promise((resolve) => setTimeout(() => resolve(undefined), 20)) } });
-    const { deliverer: d } = deliverer({ maxConnectionsPerSite: 1 });
+    const { deliverer: d } = deliverer({ maxConnections: 1 });
     const running = [];
     for (const address of ['127.0.0.2', '127.0.0.3']) {
       for (const site of ['site-a', 'site-b']) {
-        for (let i = 0; i < 3; i++) running.push(d.deliver(request([hopTo(s)], { site, egress: { address, hostname: 'mta.rookery.test' } })));
+        for (let i = 0; i < 3; i++) running.push(d.deliver(request([hopTo(s)], { path: from(address, site) })));
       }
     }
     await Promise.all(running);
@@ -443,8 +455,8 @@ describe('smtp deliverer', () => {
   it('tracks open connections per egress IP in the metrics gauge', async () => {
     const s = await sink();
     const { deliverer: d, metrics } = deliverer();
-    await d.deliver(request([hopTo(s)], { egress: { address: '127.0.0.4', hostname: 'mta.rookery.test' } }));
-    await d.deliver(request([hopTo(s)], { egress: { address: '127.0.0.5', hostname: 'mta.rookery.test' } }));
+    await d.deliver(request([hopTo(s)], { path: from('127.0.0.4') }));
+    await d.deliver(request([hopTo(s)], { path: from('127.0.0.5') }));
     const gauge = async () => (await metrics.outboundConnections.get()).values.map((v) => `${v.labels.egress_ip}=${v.value}`).sort();
     expect(await gauge()).toEqual(['127.0.0.4=1', '127.0.0.5=1']);
     await d.close();
@@ -467,7 +479,7 @@ describe('smtp deliverer', () => {
 
   it('close lets deliveries still waiting for a slot go back without opening connections', async () => {
     const s = await sink({ script: { onData: () => new Promise((resolve) => setTimeout(() => resolve(undefined), 100)) } });
-    const { deliverer: d } = deliverer({ maxConnectionsPerSite: 1 });
+    const { deliverer: d } = deliverer({ maxConnections: 1 });
     const running = [1, 2, 3].map((i) => d.deliver(request([hopTo(s)], { body: message(`w${i}`) })));
     await until(() => d.stats().connectionsOpened === 1);
     await d.close();

@@ -1,8 +1,10 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { classifyReply } from '../../src/engine/classify.ts';
+import { ReadyQueues } from '../../src/engine/ready-queue.ts';
 import { createPoolBackend } from '../../src/ippool/backend/create-pool-backend.ts';
 import { EgressPool, type PoolMember } from '../../src/ippool/egress-pool.ts';
+import type { EgressPath } from '../../src/ippool/egress-path.ts';
 import { DEFAULT_CONFIG_DIR, loadPoolData } from '../../src/ippool/pool-data.ts';
 import { createPoolPolicy } from '../../src/ippool/pool-policy.ts';
 import { ReactionEngine, loadReactionRules, reactionRulesConfigSchema } from '../../src/ippool/reaction-rules.ts';
@@ -18,6 +20,11 @@ const GMAIL = 'alt1.aspmx.l.google.com,aspmx.l.google.com';
 const OTHER = 'mx.dest.test';
 const T0 = Date.UTC(2026, 10, 1);
 const CONSERVATIVE = [50, 100, 200, 400, 800, 1500, 3000, 5000, 7500, 10000, 12500, 15000, 20000, 25000, 30000, 35000, 40000, 45000, 50000, 55000, 60000, 70000, 80000, 90000, 100000, 110000, 120000, 135000, 150000, 175000];
+
+/** A path from `ip` to one of the sites above. */
+function path(ip: string, site: string): EgressPath {
+  return { ip, site, provider: site === GMAIL ? 'gmail' : 'other' };
+}
 
 function member(address: string, extra: Partial<PoolMember> = {}): PoolMember {
   return { address, hostname: `${address}.rookery.test`, pool: 'default', weight: 100, warmup: null, ...extra };
@@ -40,13 +47,15 @@ describe('egress pool (local backend)', () => {
   });
 
   async function pool(members: PoolMember[], operatorRules: unknown[] = []): Promise<EgressPool> {
-    const data = loadPoolData();
+    const policy = createPoolPolicy(loadPoolData(), { window: 3_600_000, minSamples: 20, floor: 0.7 });
+    const backend = createPoolBackend({ store, clock });
     const p = new EgressPool({
       members,
-      backend: createPoolBackend({ store, clock }),
+      backend,
       reputation: createReputationTracker({ windowMs: 3_600_000, minSamples: 20 }),
       reactions: new ReactionEngine(loadReactionRules(join(DEFAULT_CONFIG_DIR, 'reaction-rules.yaml'), reactionRulesConfigSchema.parse(operatorRules))),
-      policy: createPoolPolicy(data, { window: 3_600_000, minSamples: 20, floor: 0.7 }),
+      policy,
+      paths: new ReadyQueues({ shaping: policy.shaping, limiter: backend.limiter, clock, idleConnectionTimeout: 5_000 }),
       defaultEgress: { address: null, hostname: 'mta.rookery.test' },
       clock,
       logger: createLogger('silent'),
@@ -85,7 +94,7 @@ describe('egress pool (local backend)', () => {
   it('suspends an IP the host lacks, for every provider; its mail goes to the others', async () => {
     const p = await pool([member('192.0.2.10'), member('127.0.0.3')]);
     const missing = { disposition: 'transient', code: null, enhanced: '4.4.0', response: 'egress address 192.0.2.10 is not configured on this host (EADDRNOTAVAIL)', stage: 'connect', bounceClass: 'egress-unavailable', remoteHost: 'mx.dest.test', egressIp: '192.0.2.10' } as const;
-    await p.afterDelivery('192.0.2.10', OTHER, [missing]);
+    await p.afterDelivery(path('192.0.2.10', OTHER), [missing]);
     expect(Object.fromEntries(await spread(p, OTHER, 20))).toEqual({ '127.0.0.3': 20 });
     expect(Object.fromEntries(await spread(p, GMAIL, 20))).toEqual({ '127.0.0.3': 20 });
     expect(await metrics.registry.getSingleMetricAsString('rookery_ip_restricted')).toContain(
@@ -103,7 +112,7 @@ describe('egress pool (local backend)', () => {
       remoteHost: 'aspmx.l.google.com',
       egressIp: '127.0.0.2',
     });
-    await p.afterDelivery('127.0.0.2', GMAIL, [reply]);
+    await p.afterDelivery(path('127.0.0.2', GMAIL), [reply]);
     // 120 messages over two minutes: the throttle (60/h, burst 1) lets 127.0.0.2 send at most 3.
     const gmail = await spread(p, GMAIL, 120);
     expect(gmail.get('127.0.0.2') ?? 0).toBeLessThanOrEqual(3);
@@ -123,7 +132,7 @@ describe('egress pool (local backend)', () => {
     const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
     const outcome = (code: number, text: string) => classifyReply({ code, text, stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' });
     // 10 accepted, 20 refused by policy: score 10 / (10 + 2 x 20) = 0.2, below the floor 0.7.
-    await p.afterDelivery('127.0.0.2', OTHER, [
+    await p.afterDelivery(path('127.0.0.2', OTHER), [
       ...Array.from({ length: 10 }, () => outcome(250, '2.0.0 ok')),
       ...Array.from({ length: 20 }, () => outcome(554, '5.7.1 rejected by local policy')),
     ]);
@@ -139,7 +148,7 @@ describe('egress pool (local backend)', () => {
     const p = await pool([member('127.0.0.2')], [{ name: 'no-such-list', match: 'list does not exist', action: 'bounce' }]);
     const reply = classifyReply({ code: 451, text: '4.3.0 this list does not exist any more', stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' });
     const other = classifyReply({ code: 451, text: '4.3.0 try again later', stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' });
-    const [bounced, deferred] = await p.afterDelivery('127.0.0.2', OTHER, [reply, other]);
+    const [bounced, deferred] = await p.afterDelivery(path('127.0.0.2', OTHER), [reply, other]);
     expect(bounced).toMatchObject({ disposition: 'permanent', code: 451 });
     expect(deferred!.disposition).toBe('transient');
     p.stop();
@@ -148,7 +157,7 @@ describe('egress pool (local backend)', () => {
   it('brings a restricted IP back at a reduced rate that ramps up', async () => {
     const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
     const reply = classifyReply({ code: 421, text: '4.7.28 Our system has detected an unusual rate of mail from your IP.', stage: 'rcpt', remoteHost: 'aspmx.l.google.com', egressIp: '127.0.0.2' });
-    await p.afterDelivery('127.0.0.2', GMAIL, [reply]);
+    await p.afterDelivery(path('127.0.0.2', GMAIL), [reply]);
     const burst = async () => {
       const counts = new Map<string, number>();
       for (let i = 0; i < 100; i++) {

@@ -1,0 +1,73 @@
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { ProviderName, ReputationSnapshot, WaitReason } from './contracts.ts';
+import type { Scope } from './pool-keys.ts';
+import type { PoolStateCache } from './pool-state-cache.ts';
+import type { Restriction } from './restrictions.ts';
+
+/**
+ * What the egress pool tells operators: the gauges of restrictions, reputation, weights and
+ * warm-up, the selection counters, and a log line when an IP's weight changes and why.
+ */
+export class PoolReporting {
+  /** Why an (IP, provider)'s weight is lowered now, to log changes only. */
+  private readonly weightReasons = new Map<string, Map<ProviderName, string>>();
+
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  selection(seconds: number): void {
+    this.metrics.selectionSeconds.observe(seconds);
+  }
+
+  selectionWait(pool: string, reason: WaitReason): void {
+    this.metrics.selectionWaits.inc({ pool, reason });
+  }
+
+  /** The gauge of restrictions, rebuilt from pool state. */
+  restrictions(state: PoolStateCache): void {
+    this.metrics.ipRestricted.reset();
+    for (const { ip, scope, restriction } of state.restrictions()) this.restricted(ip, scope, restriction);
+  }
+
+  restricted(ip: string, scope: Scope, restriction: Restriction): void {
+    this.metrics.ipRestricted.set({ egress_ip: ip, provider: scope, action: restriction.action, reason: restriction.rule }, 1);
+  }
+
+  reputation(ip: string, provider: ProviderName, snapshot: ReputationSnapshot): void {
+    const labels = { egress_ip: ip, provider };
+    if (snapshot.score !== null) this.metrics.ipReputationScore.set(labels, snapshot.score);
+    for (const kind of ['accepted', 'deferred', 'blocked', 'complaints'] as const) {
+      this.metrics.ipReputationInputs.set({ ...labels, kind }, snapshot[kind]);
+    }
+  }
+
+  /** The weight an IP has for a provider now; a change of the reason is logged, so operators see why an IP gets less traffic (and when it recovers). */
+  weight(ip: string, provider: ProviderName, weight: number, reason: string | null): void {
+    this.metrics.ipWeight.set({ egress_ip: ip, provider }, weight);
+    const reasons = this.weightReasons.get(ip);
+    if ((reasons?.get(provider) ?? null) === reason) return;
+    if (reason) {
+      this.log.warn({ event: 'ippool.weight.lowered', ip, provider, weight, reason }, reason);
+      if (reasons) reasons.set(provider, reason);
+      else this.weightReasons.set(ip, new Map([[provider, reason]]));
+    } else {
+      this.log.info({ event: 'ippool.weight.restored', ip, provider, weight }, `weight of ${ip} for ${provider} back to ${weight}`);
+      reasons?.delete(provider);
+    }
+  }
+
+  /** The plan day of a warming IP; null once it is warm (the gauge goes away). */
+  warmupDay(ip: string, plan: string, day: number | null): void {
+    if (day === null) this.metrics.ipWarmupDay.remove({ egress_ip: ip, plan });
+    else this.metrics.ipWarmupDay.set({ egress_ip: ip, plan }, day);
+  }
+
+  warmupWindow(ip: string, provider: ProviderName, window: 'hour' | 'day', cap: number, used: number): void {
+    const labels = { egress_ip: ip, provider, window };
+    this.metrics.ipWarmupCap.set(labels, cap);
+    this.metrics.ipWarmupUsage.set(labels, used);
+  }
+}

@@ -1,0 +1,80 @@
+import { z } from 'zod';
+import type { ReactionAction } from './contracts.ts';
+
+/**
+ * The values of the pool state entries that restrict an IP, as JSON: written by encode, read
+ * back (after a restart, or from another node) by decode, which checks their shape rather than
+ * trusting whatever the backend holds.
+ */
+
+/** A restriction of an IP, for one provider or all, kept in pool state until it ends. */
+export interface Restriction {
+  action: 'suspend' | 'throttle';
+  /** Messages per hour while throttled. */
+  ratePerHour?: number;
+  /** The reaction rule behind it (or 'egress-unavailable'). */
+  rule: string;
+  /** The remote reply (or local error) that triggered it, for operators. */
+  reason: string;
+  until: number;
+}
+
+/** After a restriction ends, the IP ramps back up from a reduced rate. */
+export interface Recovery {
+  action: ReactionAction;
+  endedAt: number;
+}
+
+const time = z.number().int();
+
+const restrictionSchema = z.object({
+  action: z.enum(['suspend', 'throttle']),
+  ratePerHour: z.number().nonnegative().optional(),
+  rule: z.string(),
+  reason: z.string(),
+  until: time,
+});
+
+const recoverySchema = z.object({
+  action: z.discriminatedUnion('kind', [
+    z.object({ kind: z.literal('throttle'), ratePerHour: z.number().nonnegative() }),
+    z.object({ kind: z.literal('suspend-provider') }),
+    z.object({ kind: z.literal('suspend-ip') }),
+    z.object({ kind: z.literal('bounce') }),
+  ]),
+  endedAt: time,
+});
+
+export function encodeRestriction(restriction: Restriction): string {
+  return JSON.stringify(restriction);
+}
+
+export function encodeRecovery(recovery: Recovery): string {
+  return JSON.stringify(recovery);
+}
+
+/** The restriction a state value holds; null when it is not one. */
+export function decodeRestriction(value: string): Restriction | null {
+  return decode(restrictionSchema, value);
+}
+
+export function decodeRecovery(value: string): Recovery | null {
+  return decode(recoverySchema, value);
+}
+
+/** A time (ms) stored as a decimal string; null when it is not one. */
+export function decodeTime(value: string): number | null {
+  const ms = Number(value);
+  return value !== '' && Number.isSafeInteger(ms) ? ms : null;
+}
+
+function decode<T>(schema: z.ZodType<T>, value: string): T | null {
+  let json: unknown;
+  try {
+    json = JSON.parse(value);
+  } catch {
+    return null;
+  }
+  const parsed = schema.safeParse(json);
+  return parsed.success ? parsed.data : null;
+}
