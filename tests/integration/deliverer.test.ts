@@ -441,13 +441,15 @@ describe('smtp deliverer', () => {
     expect(proxy.accepted()).toBe(2);
   });
 
-  it('closes idle connections after idleConnectionTimeout', async () => {
+  it("closes idle connections after idleConnectionTimeout, and then forgets the path's ready queue", async () => {
     const s = await sink();
-    const { deliverer: d } = deliverer({ idleConnectionTimeout: 100 });
+    const { deliverer: d, queues } = deliverer({ idleConnectionTimeout: 100 });
     await d.deliver(request([hopTo(s)]));
     expect(d.stats().connectionsOpen).toBe(1);
+    expect(queues.stats()).toMatchObject({ paths: 1, open: 1, idle: 1 });
     await until(() => d.stats().connectionsOpen === 0);
     expect(d.stats().idle).toBe(0);
+    expect(queues.stats().paths).toBe(0);
     await d.deliver(request([hopTo(s)], { body: message('after-idle') }));
     expect(s.connections).toHaveLength(2);
   });

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { classifyReply } from '../../src/engine/classify.ts';
 import { ReadyQueues } from '../../src/engine/ready-queue.ts';
 import { createPoolBackend } from '../../src/ippool/backend/create-pool-backend.ts';
+import type { PoolBackend } from '../../src/ippool/contracts.ts';
 import { EgressPool, type PoolMember } from '../../src/ippool/egress-pool.ts';
 import type { EgressPath } from '../../src/ippool/egress-path.ts';
 import { DEFAULT_CONFIG_DIR, loadPoolData } from '../../src/ippool/pool-data.ts';
@@ -34,6 +35,7 @@ describe('egress pool (local backend)', () => {
   let store: Store;
   let clock: ManualClock;
   let metrics: Metrics;
+  let backend: PoolBackend;
 
   beforeEach(async () => {
     clock = manualClock(T0 + 8 * 3_600_000);
@@ -41,6 +43,7 @@ describe('egress pool (local backend)', () => {
     store = createSqliteStore({ path: ':memory:', clock, logger: createLogger('silent') });
     await store.migrate();
     metrics = new Metrics({ processMetrics: false });
+    backend = createPoolBackend({ store, clock });
   });
   afterEach(async () => {
     await store.close();
@@ -48,7 +51,6 @@ describe('egress pool (local backend)', () => {
 
   async function pool(members: PoolMember[], operatorRules: unknown[] = []): Promise<EgressPool> {
     const policy = createPoolPolicy(loadPoolData(), { window: 3_600_000, minSamples: 20, floor: 0.7 });
-    const backend = createPoolBackend({ store, clock });
     const p = new EgressPool({
       members,
       backend,
@@ -100,6 +102,44 @@ describe('egress pool (local backend)', () => {
     expect(await metrics.registry.getSingleMetricAsString('rookery_ip_restricted')).toContain(
       'rookery_ip_restricted{egress_ip="192.0.2.10",provider="*",action="suspend",reason="egress-unavailable"} 1',
     );
+    p.stop();
+  });
+
+  it('keeps an IPv6 egress address whole: suspended, reported, and read back by the next start', async () => {
+    const members = [member('2001:db8::5'), member('2001:db8::6')];
+    const p = await pool(members);
+    const missing = { disposition: 'transient', code: null, enhanced: '4.4.0', response: 'egress address 2001:db8::5 is not configured on this host (EADDRNOTAVAIL)', stage: 'connect', bounceClass: 'egress-unavailable', remoteHost: 'mx.dest.test', egressIp: '2001:db8::5' } as const;
+    await p.afterDelivery(path('2001:db8::5', OTHER), [missing]);
+    expect(Object.fromEntries(await spread(p, OTHER, 10))).toEqual({ '2001:db8::6': 10 });
+    p.stop();
+    // A new pool reads the suspension from the backend and rebuilds the gauge from it.
+    metrics.ipRestricted.reset();
+    const restarted = await pool(members);
+    expect(Object.fromEntries(await spread(restarted, GMAIL, 10))).toEqual({ '2001:db8::6': 10 });
+    expect(await metrics.registry.getSingleMetricAsString('rookery_ip_restricted')).toContain(
+      'rookery_ip_restricted{egress_ip="2001:db8::5",provider="*",action="suspend",reason="egress-unavailable"} 1',
+    );
+    restarted.stop();
+  });
+
+  it('honours restrictions stored by the previous version, and ignores an entry it cannot read', async () => {
+    const until = clock.now() + 3_600_000;
+    await backend.state.set('restrict:127.0.0.2:other', `{"rule":"operator","reason":"by hand","until":${until},"action":"suspend"}`, until);
+    await backend.state.set('restrict:127.0.0.3:other', 'not a restriction', until);
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
+    expect(Object.fromEntries(await spread(p, OTHER, 10))).toEqual({ '127.0.0.3': 10 });
+    // The suspension is for one provider only.
+    expect(Object.fromEntries(await spread(p, GMAIL, 10))).toEqual({ '127.0.0.2': 5, '127.0.0.3': 5 });
+    p.stop();
+  });
+
+  it('stores a restriction under the same key and in the same form as before', async () => {
+    const p = await pool([member('127.0.0.2')]);
+    const reply = classifyReply({ code: 421, text: '4.7.28 unusual rate of unsolicited mail', stage: 'rcpt', remoteHost: 'aspmx.l.google.com', egressIp: '127.0.0.2' });
+    await p.afterDelivery(path('127.0.0.2', GMAIL), [reply]);
+    const stored = new Map((await backend.state.list('', clock.now())).map((e) => [e.key, e.value]));
+    expect(Object.keys(JSON.parse(stored.get('restrict:127.0.0.2:gmail')!))).toEqual(['rule', 'reason', 'until', 'action', 'ratePerHour']);
+    expect(JSON.parse(stored.get('recover:127.0.0.2:gmail')!)).toEqual({ action: { kind: 'throttle', ratePerHour: 60 }, endedAt: clock.now() + 3_600_000 });
     p.stop();
   });
 

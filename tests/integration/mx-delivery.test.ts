@@ -9,7 +9,8 @@ import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 
 /**
  * The internet's DNS, as far as these tests need it. mx-dead points at 127.0.0.6, where nothing
- * listens on the sink's port, so delivery must fall back to the next MX.
+ * listens on the sink's port, so delivery must fall back to the next MX. alpha.test and
+ * beta.test are hosted on one MX set (one destination site).
  */
 const resolver = createFixtureResolver({
   'dest.test': { mx: [{ exchange: 'mx-live.dest.test', priority: 20 }, { exchange: 'mx-dead.dest.test', priority: 10 }] },
@@ -18,6 +19,9 @@ const resolver = createFixtureResolver({
   'mx-live.dest.test': { a: ['127.0.0.1'] },
   'mx-dead.dest.test': { a: ['127.0.0.6'] },
   'implicit.test': { a: ['127.0.0.1'] },
+  'alpha.test': { mx: [{ exchange: 'mx.hoster.test', priority: 10 }] },
+  'beta.test': { mx: [{ exchange: 'mx.hoster.test', priority: 10 }] },
+  'mx.hoster.test': { a: ['127.0.0.1'] },
 });
 
 describe('delivery through MX lookup', () => {
@@ -73,5 +77,39 @@ describe('delivery through MX lookup', () => {
     expect(new Set(ids.map((id) => id!.messageId)).size).toBe(1);
     expect(new Set(ids.map((id) => id!.recipientId)).size).toBe(3);
     expect(sink.messages.every((m) => m.from.endsWith('@bounces.sender.test'))).toBe(true);
+  });
+
+  it('sends the recipients of two domains on one MX set in one transaction, and other sites alongside', async () => {
+    dir = await createTempDir();
+    sink = await startSmtpSink();
+    daemon = await startTestDaemon({ dir, sink, resolver });
+    const client = submissionClient(daemon.smtpAddresses()[0]!);
+    const to = ['a@alpha.test', 'b@implicit.test', 'c@beta.test'];
+    await client.send('app@sender.test', to, testMessage({ from: 'app@sender.test', to: to[0]!, messageId: '<sites@app.test>' }));
+    client.close();
+
+    await sink.waitForMessages(2, 15_000);
+    expect(sink.messages.map((m) => m.to).sort()).toEqual([['a@alpha.test', 'c@beta.test'], ['b@implicit.test']]);
+    // One connection per site, one transaction each.
+    expect(sink.connections.map((c) => c.transactions)).toEqual([1, 1]);
+  });
+
+  it("holds two domains on one MX set to one path's maxConnections together", async () => {
+    dir = await createTempDir();
+    // Slow enough at the final dot that deliveries overlap and would open more connections if they could.
+    sink = await startSmtpSink({ script: { onData: () => new Promise((resolve) => setTimeout(() => resolve(undefined), 20)) } });
+    daemon = await startTestDaemon({ dir, sink, resolver, config: { shaping: { default: { maxConnections: 1 } } } });
+    const client = submissionClient(daemon.smtpAddresses()[0]!, 4);
+    await Promise.all(
+      Array.from({ length: 12 }, (_, i) => {
+        const to = `user${i}@${i % 2 ? 'alpha' : 'beta'}.test`;
+        return client.send('app@sender.test', [to], testMessage({ from: 'app@sender.test', to, messageId: `<shared${i}@app.test>` }));
+      }),
+    );
+    client.close();
+
+    await sink.waitForMessages(12, 15_000);
+    expect(sink.connections).toHaveLength(1);
+    expect(sink.connections[0]!.transactions).toBe(12);
   });
 });

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { groupByMessage, jobsBySite } from '../../src/engine/delivery-job.ts';
+import { createRouter } from '../../src/engine/routing.ts';
+import type { ClaimedRecipient } from '../../src/storage/store.ts';
+import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
+import { manualClock } from '../helpers/manual-clock.ts';
+
+/** one.test and two.test share an MX set (in another order); three.test has its own; nx.test does not exist. */
+const resolver = createFixtureResolver({
+  'one.test': { mx: [{ exchange: 'mx1.hoster.test', priority: 10 }, { exchange: 'mx2.hoster.test', priority: 20 }] },
+  'two.test': { mx: [{ exchange: 'mx2.hoster.test', priority: 20 }, { exchange: 'mx1.hoster.test', priority: 10 }] },
+  'three.test': { mx: [{ exchange: 'mx.three.test', priority: 10 }] },
+  'mx1.hoster.test': { a: ['192.0.2.1'] },
+  'mx2.hoster.test': { a: ['192.0.2.2'] },
+  'mx.three.test': { a: ['192.0.2.3'] },
+});
+
+let nextId = 1;
+function row(messageId: string, recipient: string): ClaimedRecipient {
+  const domain = recipient.slice(recipient.indexOf('@') + 1);
+  return { recipientId: nextId++, messageId, sender: 'app@sender.test', recipient, domain, attempts: 0, lastEgressIp: null, messageCreatedAt: 0, messageIdHeader: null, size: 100 };
+}
+
+describe('delivery jobs', () => {
+  it('groups claimed rows by message, in claim order', () => {
+    const rows = [row('m1', 'a@one.test'), row('m2', 'b@one.test'), row('m1', 'c@two.test')];
+    expect(groupByMessage(rows).map((group) => group.map((r) => r.recipient))).toEqual([['a@one.test', 'c@two.test'], ['b@one.test']]);
+  });
+
+  it('puts the recipients of domains sharing an MX set in one job; an unroutable domain gets its own', async () => {
+    const router = createRouter({ routes: {}, mxPort: 25, resolver, clock: manualClock(0) });
+    const rows = [row('m1', 'a@one.test'), row('m1', 'b@three.test'), row('m1', 'c@two.test'), row('m1', 'd@nx.test'), row('m1', 'e@one.test')];
+    const jobs = await jobsBySite('m1', rows, router);
+    expect(jobs.map((job) => [job.route.ok ? job.route.site : job.route.outcome.enhanced, job.rows.map((r) => r.recipient)])).toEqual([
+      ['mx1.hoster.test,mx2.hoster.test', ['a@one.test', 'c@two.test', 'e@one.test']],
+      ['mx.three.test', ['b@three.test']],
+      ['5.1.2', ['d@nx.test']],
+    ]);
+    expect(jobs.every((job) => job.messageId === 'm1')).toBe(true);
+    // Each domain was looked up once.
+    expect(resolver.queries.filter((q) => q === 'MX one.test')).toHaveLength(1);
+  });
+});

@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { ReadyQueues } from '../../src/engine/ready-queue.ts';
+import { LocalRateLimiter } from '../../src/ippool/backend/local-rate-limiter.ts';
+import type { Shaping } from '../../src/ippool/shaping.ts';
+import { manualClock } from '../helpers/manual-clock.ts';
+
+const SHAPING: Record<string, Shaping> = {
+  other: { maxConnections: 1, maxMessagesPerConnection: 100, messageRate: { ratePerSecond: 10, burst: 10 }, connectionRate: { ratePerSecond: 10, burst: 1 } },
+  gmail: { maxConnections: 2, maxMessagesPerConnection: 50, messageRate: { ratePerSecond: 2, burst: 2 }, connectionRate: { ratePerSecond: 10, burst: 1 } },
+};
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+function readyQueues() {
+  const clock = manualClock(1_000_000);
+  const queues = new ReadyQueues({ shaping: (provider) => SHAPING[provider]!, limiter: new LocalRateLimiter(), clock, idleConnectionTimeout: 1_000 });
+  return { clock, queues };
+}
+
+const path = (ip: string | null, site = 'mx.dest.test', provider = 'other') => ({ ip, site, provider });
+
+describe('ready queues', () => {
+  it("hold each path to its provider's connection limit, apart from every other path", async () => {
+    const { queues } = readyQueues();
+    const first = await queues.acquire(path('127.0.0.2'), () => true);
+    expect(first.queue.key).toBe('127.0.0.2->mx.dest.test');
+    expect(first.queue.maxMessagesPerConnection).toBe(100);
+    let second: Awaited<ReturnType<typeof queues.acquire>> | undefined;
+    void queues.acquire(path('127.0.0.2'), () => true).then((taken) => (second = taken));
+    // Another IP, another site: other paths with slots of their own.
+    const otherIp = await queues.acquire(path('127.0.0.3'), () => true);
+    const otherSite = await queues.acquire(path('127.0.0.2', 'mx.other.test'), () => true);
+    const defaultSource = await queues.acquire(path(null), () => true);
+    expect(defaultSource.queue.key).toBe('default->mx.dest.test');
+    await tick();
+    expect(second).toBeUndefined();
+    expect(queues.stats()).toMatchObject({ paths: 4, open: 4, waiting: 1 });
+
+    first.lease.release(null);
+    await tick();
+    expect(second?.queue).toBe(first.queue);
+    for (const taken of [second!, otherIp, otherSite, defaultSource]) taken.lease.release(null);
+    // Nothing open and nobody waiting: every queue is forgotten.
+    expect(queues.stats()).toEqual({ paths: 0, open: 0, idle: 0, waiting: 0 });
+  });
+
+  it('open new connections on a path no faster than its connection rate', async () => {
+    const { clock, queues } = readyQueues();
+    const { queue, lease } = await queues.acquire(path('127.0.0.2'), () => true);
+    await queue.beforeConnect();
+    let opened = false;
+    const next = queue.beforeConnect().then(() => (opened = true));
+    await tick();
+    expect(opened).toBe(false);
+    clock.advance(100);
+    await next;
+    lease.release(null);
+  });
+
+  it("take a path's messages from its provider's message rate", async () => {
+    const { clock, queues } = readyQueues();
+    const gmail = path('127.0.0.2', 'aspmx.l.google.com', 'gmail');
+    const now = clock.now();
+    // A transaction larger than the bucket (2) takes the whole bucket.
+    expect(await queues.takeMessages(gmail, 5, now)).toMatchObject({ allowed: true });
+    expect(await queues.takeMessages(gmail, 1, now)).toMatchObject({ allowed: false, retryAfterMs: 500 });
+    // Every path has its own bucket.
+    expect(await queues.takeMessages({ ...gmail, ip: '127.0.0.3' }, 2, now)).toMatchObject({ allowed: true });
+    expect(await queues.takeMessages(path('127.0.0.2'), 10, now)).toMatchObject({ allowed: true });
+    // Asking does not make a queue.
+    expect(queues.stats().paths).toBe(0);
+  });
+});
