@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { classifyError, classifyReply, parseReply, type ReplyContext } from './classify.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
-import { pathKey, pathLabels, type EgressPath } from '../ippool/egress-path.ts';
+import { pathLabels, type EgressPath } from '../ippool/egress-path.ts';
 import type { Egress } from '../ippool/egress.ts';
 import { OutboundConnection, type DeliveryTimeouts, type OpenFailure, type SendResult } from './outbound-connection.ts';
 import type { ReadyQueue, ReadyQueues } from './ready-queue.ts';
@@ -14,6 +14,8 @@ import type { NextHop } from './routing.ts';
  * The SMTP client side: runs one mail transaction on a connection of the path's ready queue
  * (an idle one reused, or a new one opened, trying the next hops in order, with opportunistic
  * TLS) and returns one DeliveryOutcome per recipient. Never throws for delivery failures.
+ * Slightly over 300 lines: the helpers at the end, which turn a transaction's results into
+ * outcomes, belong with the transaction.
  */
 
 export interface DeliveryRequest {
