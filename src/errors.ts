@@ -79,3 +79,18 @@ export const API_ERRORS = {
 } as const satisfies Record<string, HttpErrorSpec>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;
+
+/*
+ * What an operator sees when the daemon cannot (or did not) start: `rookery check-config` and
+ * `rookery run` report these. Not replies to a client, so they have no SMTP or HTTP face; the
+ * CLI exits 1.
+ */
+
+export const OPERATOR_ERRORS = {
+  /** The configuration cannot be used; every problem is listed with its config path. */
+  CONFIG_INVALID: { message: 'invalid configuration' },
+  /** The configuration is fine but something at run time refused the start (a port in use, storage unreachable). */
+  START_FAILED: { message: 'rookery failed to start' },
+} as const satisfies Record<string, Pick<ErrorSpec, 'message'>>;
+
+export type OperatorErrorCode = keyof typeof OPERATOR_ERRORS;

@@ -1,7 +1,5 @@
 import { Resolver } from 'node:dns/promises';
-import { join } from 'node:path';
 import { systemClock, type Clock } from './clock.ts';
-import type { Config } from './config/schema.ts';
 import { createControlApi } from './control-api/server.ts';
 import { createDkimKeyStore, type TxtResolver } from './sender-domains/key-store.ts';
 import { createDkimSigner } from './sender-domains/signer.ts';
@@ -15,21 +13,22 @@ import { Scheduler } from './engine/scheduler.ts';
 import { createDeliverer } from './engine/smtp-deliverer.ts';
 import { createPoolBackend } from './ippool/backend/create-pool-backend.ts';
 import { EgressPool } from './ippool/egress-pool.ts';
-import { DEFAULT_CONFIG_DIR, loadPoolData } from './ippool/pool-data.ts';
 import { createPoolPolicy } from './ippool/pool-policy.ts';
-import { ReactionEngine, loadReactionRules } from './ippool/reaction-rules.ts';
+import { ReactionEngine } from './ippool/reaction-rules.ts';
 import { createReputationTracker } from './ippool/reputation.ts';
 import { poolAssignerFor } from './ippool/pool-assignment.ts';
 import type { Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
-import { loadOrCreateTlsMaterial } from './smtp/tls-material.ts';
+import type { ResolvedConfig } from './resolved-config.ts';
+import { loadOrCreateSelfSignedTls } from './smtp/tls-material.ts';
 import { createSubmissionServer } from './smtp/submission-server.ts';
 import { createStore } from './storage/create-store.ts';
 import { createRedisClient } from './storage/redis-client.ts';
 import { RECIPIENT_STATES } from './storage/store.ts';
 
 export interface DaemonOptions {
-  config: Config;
+  /** The configuration, resolved by resolveConfig: nothing is read or parsed again here. */
+  resolved: ResolvedConfig;
   logger: Logger;
   clock?: Clock;
   resolver?: DnsResolver & TxtResolver;
@@ -51,7 +50,8 @@ export interface Daemon {
  * (storage, API, delivery, then SMTP intake) and stops them in reverse.
  */
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
-  const { config, logger } = options;
+  const { resolved, logger } = options;
+  const { config } = resolved;
   const clock = options.clock ?? systemClock;
   const log = logger.child({ component: 'daemon' });
   const metrics = new Metrics();
@@ -74,7 +74,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     // The egress pool: data from config/ with this config's overrides; counters, limits and
     // suspensions in Redis when configured (shared by every node), else in the store.
-    const poolData = loadPoolData({ overrides: { warmup: config.warmup, providers: config.providers, shaping: config.shaping } });
+    const poolData = resolved.pool;
     const policy = createPoolPolicy(poolData, config.reputation);
     const backend = createPoolBackend({ store, redis: redis?.redis ?? null, keyPrefix: config.redis?.keyPrefix, clock });
     // Per (egress IP -> destination site) path: shaping, connection slots, rate buckets.
@@ -89,7 +89,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       })),
       backend,
       reputation: createReputationTracker({ windowMs: config.reputation.window, minSamples: config.reputation.minSamples }),
-      reactions: new ReactionEngine(loadReactionRules(join(DEFAULT_CONFIG_DIR, 'reaction-rules.yaml'), config.reactionRules)),
+      reactions: new ReactionEngine(resolved.reactionRules),
       policy,
       paths: queues,
       defaultEgress: { address: null, hostname: config.hostname },
@@ -101,7 +101,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     stack.push({ name: 'ippool', stop: async () => pool.stop() });
 
     const { timeouts } = config.delivery;
-    const deliverer = createDeliverer({ logger, metrics, timeouts, queues });
+    const deliverer = createDeliverer({ logger, metrics, timeouts, queues, bounceRules: resolved.bounceRules });
     stack.push({ name: 'deliverer', stop: () => deliverer.close() });
 
     const engine = new DeliveryEngine({
@@ -150,8 +150,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await scheduler.start();
     stack.push({ name: 'scheduler', stop: () => scheduler.stop(config.delivery.shutdownTimeout) });
 
-    // DKIM keys are read now (a bad key refuses the start, naming its config path), then watched.
-    const dkimKeys = createDkimKeyStore({ config: config.dkim, resolver: dns, clock, logger });
+    // The DKIM keys as the resolution read them, watched for changes from now on.
+    const dkimKeys = createDkimKeyStore({ keys: resolved.dkimKeys, resolver: dns, clock, logger });
     await dkimKeys.start();
     stack.push({ name: 'dkim', stop: () => dkimKeys.stop() });
     const dkim = createDkimSigner({ keys: dkimKeys, config: config.dkim, clock, logger, onUnsigned: (reason) => metrics.dkimUnsigned.inc({ reason }) });
@@ -165,11 +165,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       assignPool: poolAssignerFor(config),
       onEnqueued: () => scheduler.wake(),
     });
-    // Key and certificate are read (or a self-signed pair made) only when a listener needs them.
-    const tls = config.smtp.listeners.some((l) => l.tls !== 'none')
-      ? await loadOrCreateTlsMaterial({ keyPath: config.smtp.tls?.key, certPath: config.smtp.tls?.cert, dataDir: config.dataDir, hostname: config.hostname })
-      : null;
-    const smtp = createSubmissionServer({ config, queue, tls, logger, metrics, clock });
+    // Without smtp.tls, a listener that needs TLS gets a self-signed pair made (once) in dataDir.
+    const tls =
+      resolved.tls ??
+      (config.smtp.listeners.some((l) => l.tls !== 'none') ? await loadOrCreateSelfSignedTls({ dataDir: config.dataDir, hostname: config.hostname }) : null);
+    const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, queue, tls, logger, metrics, clock });
     await smtp.start();
     stack.push({ name: 'smtp', stop: () => smtp.stop() });
     // Readiness turns false before anything closes, so load balancers drain first.

@@ -1,15 +1,13 @@
-import { systemClock } from '../clock.ts';
-import { createDkimKeyStore } from '../sender-domains/key-store.ts';
-import { createLogger } from '../observability/logger.ts';
 import type { CommandContext, CommandResult } from './main.ts';
-import { ConfigError, describeConfigError, loadCliConfig } from './load-cli-config.ts';
+import { ConfigError, describeConfigError, resolveCliConfig } from './load-cli-config.ts';
 
-/** `rookery check-config`: validates the configuration `rookery run` would use, then exits. */
+/**
+ * `rookery check-config`: resolves the configuration exactly as `rookery run` does (key, TLS and
+ * data files read and checked, nothing started or written), then exits.
+ */
 export async function execute(values: Record<string, unknown>, context: CommandContext): Promise<CommandResult> {
   try {
-    const { config, path } = loadCliConfig(values, context.env);
-    // The DKIM key files are read as the daemon would read them at start (nothing is started).
-    createDkimKeyStore({ config: config.dkim, resolver: { resolveTxt: async () => [] }, clock: systemClock, logger: createLogger('silent'), source: path ?? 'config' });
+    const { path } = resolveCliConfig(values, context.env);
     process.stdout.write(`configuration OK: ${path ?? '(built-in defaults)'}\n`);
     return 0;
   } catch (err) {

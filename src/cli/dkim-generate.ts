@@ -37,7 +37,7 @@ export async function execute(values: Record<string, unknown>, context: CommandC
   if (dir === undefined) {
     // Only the data directory is needed, but a configuration that cannot be used is still an error.
     try {
-      dir = join(loadCliConfig(values, context.env).config.dataDir, 'dkim');
+      dir = join(loadCliConfig(values, context.env).dataDir, 'dkim');
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       process.stderr.write(describeConfigError(err));

@@ -23,7 +23,7 @@ export async function execute(values: Record<string, unknown>, context: CommandC
 
   let config: DomainCheckConfig;
   try {
-    ({ config } = loadCliConfig(values, context.env));
+    config = loadCliConfig(values, context.env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(describeConfigError(err));

@@ -1,23 +1,26 @@
 import { startDaemon } from '../main.ts';
 import { createLogger } from '../observability/logger.ts';
 import type { CommandContext, CommandResult } from './main.ts';
-import { ConfigError, describeConfigError, loadCliConfig } from './load-cli-config.ts';
+import { OPERATOR_ERRORS } from '../errors.ts';
+import { ConfigError, describeConfigError, resolveCliConfig } from './load-cli-config.ts';
 import { handleShutdownSignals } from './shutdown-signals.ts';
 
 /**
- * `rookery run`: validates the configuration (refusing to start on any problem), starts the
- * daemon and hands SIGTERM / SIGINT to its graceful stop. Logs go to stdout as JSON lines.
+ * `rookery run`: resolves the configuration as `rookery check-config` does (refusing to start on
+ * any problem), starts the daemon and hands SIGTERM / SIGINT to its graceful stop. Logs go to
+ * stdout as JSON lines.
  */
 export async function execute(values: Record<string, unknown>, context: CommandContext): Promise<CommandResult> {
   let loaded;
   try {
-    loaded = loadCliConfig(values, context.env);
+    loaded = resolveCliConfig(values, context.env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(describeConfigError(err));
     return 1;
   }
-  const { config, path } = loaded;
+  const { resolved, path } = loaded;
+  const { config } = resolved;
   const logger = createLogger(config.log.level);
   const log = logger.child({ component: 'cli' });
   const exit = (code: number) => process.exit(code);
@@ -35,7 +38,7 @@ export async function execute(values: Record<string, unknown>, context: CommandC
 
   log.info({ event: 'config.loaded', path: path ?? '(built-in defaults)' }, 'configuration loaded');
   // Handlers go in before start-up so a signal during start-up is not the default instant kill.
-  const daemon = startDaemon({ config, logger });
+  const daemon = startDaemon({ resolved, logger });
   handleShutdownSignals({ daemon, logger: log, exit });
   // SIGHUP rereads the DKIM key files (systemd: ExecReload); a bad file keeps the old key.
   process.on('SIGHUP', () => {
@@ -45,7 +48,7 @@ export async function execute(values: Record<string, unknown>, context: CommandC
   try {
     await daemon;
   } catch (err) {
-    log.fatal({ event: 'daemon.start.failed', err }, 'rookery failed to start');
+    log.fatal({ event: 'daemon.start.failed', code: 'START_FAILED', err }, OPERATOR_ERRORS.START_FAILED.message);
     // Exit outright: a half-started component may still hold a timer or socket open.
     exit(1);
   }

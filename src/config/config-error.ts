@@ -1,10 +1,14 @@
+import { OPERATOR_ERRORS, type OperatorErrorCode } from '../errors.ts';
+
 /** Raised for any problem with the configuration; `problems` each name the exact path. */
 export class ConfigError extends Error {
+  readonly code: OperatorErrorCode = 'CONFIG_INVALID';
+
   constructor(
     readonly source: string,
     readonly problems: string[],
   ) {
-    super(`${source}: invalid configuration\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    super(`${source}: ${OPERATOR_ERRORS.CONFIG_INVALID.message}\n${problems.map((p) => `  ${p}`).join('\n')}`);
     this.name = 'ConfigError';
   }
 }

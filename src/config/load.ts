@@ -1,14 +1,14 @@
-import { join } from 'node:path';
-import { DEFAULT_CONFIG_DIR, loadPoolData, unknownPlans } from '../ippool/pool-data.ts';
-import { loadReactionRules } from '../ippool/reaction-rules.ts';
 import { ConfigError } from './config-error.ts';
-import { configSchema, type Config } from './schema.ts';
+import { deepFreeze } from './deep-freeze.ts';
+import { listenerProblems } from './listeners.ts';
+import { configSchema, isUrlWith, type Config } from './schema.ts';
 import { parseWith, readYamlFile } from './yaml-config.ts';
 
-
 /**
- * Validates a raw config object. Secrets that the environment overrides are applied before
- * validation, so a bad DATABASE_URL is reported like a bad file value.
+ * Validates a raw config object: the schema, and what can be checked on the values alone.
+ * Secrets that the environment overrides are applied before validation, so a bad DATABASE_URL
+ * is reported like a bad file value. What needs the data files of config/ or other files (key
+ * files, password hashes) is checked by the resolution (src/resolved-config.ts).
  */
 export function parseConfig(raw: unknown, source = 'config', env: NodeJS.ProcessEnv = process.env): Config {
   const input = (raw ?? {}) as Record<string, unknown>;
@@ -22,26 +22,16 @@ export function parseConfig(raw: unknown, source = 'config', env: NodeJS.Process
   const problems: string[] = [];
   if (config.storage.driver === 'postgres' && !config.storage.url) {
     problems.push('storage.url: required when storage.driver is postgres (or set DATABASE_URL)');
+  } else if (config.storage.driver === 'postgres' && !isUrlWith(config.storage.url!, ['postgres:', 'postgresql:', 'socket:'])) {
+    problems.push('storage.url: not a postgres:// URL (postgres://user:password@host:5432/database)');
   }
   const seen = new Set<string>();
   config.ips.forEach((ip, i) => {
     if (seen.has(ip.address)) problems.push(`ips[${i}].address: duplicate address ${ip.address}`);
     seen.add(ip.address);
   });
-  problems.push(...poolProblems(config));
+  problems.push(...poolProblems(config), ...listenerProblems(config));
   if (problems.length) throw new ConfigError(source, problems);
-  // The data files in config/ (plans, providers, shaping) with this config's overrides.
-  const poolData = loadPoolData({ overrides: { warmup: config.warmup, providers: config.providers, shaping: config.shaping }, source });
-  const providers = new Set(poolData.providers.groups.map((g) => g.name));
-  const dataProblems = [
-    ...unknownPlans(config.ips, poolData),
-    ...config.reactionRules.flatMap((rule, i) =>
-      rule.provider && !providers.has(rule.provider) ? [`reactionRules[${i}].provider: unknown provider ${JSON.stringify(rule.provider)}`] : [],
-    ),
-  ];
-  if (dataProblems.length) throw new ConfigError(source, dataProblems);
-  // Compiles the built-in rules file with the operator's rules: its errors name the file.
-  loadReactionRules(join(DEFAULT_CONFIG_DIR, 'reaction-rules.yaml'), config.reactionRules);
   return deepFreeze(config);
 }
 
@@ -69,12 +59,4 @@ function poolProblems(config: Config): string[] {
   // Mail with no user pool and no sender match goes to "default".
   if (!pools.has('default')) problems.push(`ips: no IP belongs to pool "default", which mail without a pool of its own uses`);
   return problems;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
 }

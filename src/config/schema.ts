@@ -1,15 +1,11 @@
 import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { z } from 'zod';
-import { dkimConfigSchema } from '../sender-domains/dkim-config.ts';
-import { verpConfigSchema } from '../sender-domains/verp-config.ts';
-import { providersConfigSchema } from '../ippool/providers.ts';
-import { reactionRulesConfigSchema } from '../ippool/reaction-rules.ts';
-import { reputationConfigSchema } from '../ippool/reputation.ts';
-import { shapingConfigSchema } from '../ippool/shaping.ts';
-import { dataName, ipWarmupSchema, warmupConfigSchema } from '../ippool/warmup.ts';
+import { dkimConfigSchema } from './dkim-schema.ts';
 import { durationSchema, positiveDurationSchema } from './duration.ts';
-
+import { dataName, ipWarmupSchema, providersConfigSchema, reputationConfigSchema, shapingConfigSchema, warmupConfigSchema } from './pool-schemas.ts';
+import { verpConfigSchema } from './return-path-schema.ts';
+import { bounceRulesConfigSchema, reactionRulesConfigSchema } from './rule-schemas.ts';
 
 const ipAddress = z.string().refine((v) => isIP(v) !== 0, { message: 'not an IP address' });
 
@@ -25,6 +21,11 @@ const cidr = z.string().refine(
   },
   { message: 'not a network in CIDR form (e.g. 10.0.0.0/8)' },
 );
+
+/** Whether `value` parses as a URL with one of `schemes` ("redis:", with the colon). */
+export function isUrlWith(value: string, schemes: readonly string[]): boolean {
+  return URL.canParse(value) && schemes.includes(new URL(value).protocol);
+}
 
 const port = z.number().int().min(0).max(65535);
 const hostName = z.string().regex(/^[A-Za-z0-9.-]+$/, { message: 'not a host name' });
@@ -72,7 +73,7 @@ export const configSchema = z.strictObject({
     .prefault({}),
   redis: z
     .strictObject({
-      url: z.string(),
+      url: z.string().refine((v) => isUrlWith(v, ['redis:', 'rediss:']), { message: 'not a redis:// or rediss:// URL' }),
       /** Prefix of every key Rookery writes, so several deployments can share one Redis. */
       keyPrefix: z.string().min(1).default('rookery:'),
     })
@@ -148,6 +149,8 @@ export const configSchema = z.strictObject({
   reputation: reputationConfigSchema,
   /** Operator reaction rules, tried before config/reaction-rules.yaml. */
   reactionRules: reactionRulesConfigSchema,
+  /** Operator bounce rules, tried before config/bounce-rules.yaml. */
+  bounceRules: bounceRulesConfigSchema,
   /** DKIM signing keys per sender domain, a fallback signing domain, optional x= expiry. */
   dkim: dkimConfigSchema,
   /** VERP return paths per sender domain, so bounces can be tied to their recipient. */

@@ -1,9 +1,11 @@
 import type { BounceClass, DeliveryOutcome, DeliveryStage, Disposition } from '../mail/delivery-outcome.ts';
+import type { BounceRule } from './bounce-rules.ts';
 
 /**
  * Turns SMTP replies and local errors into DeliveryOutcomes. What a reply means (its bounce
- * class, and for a few codes its disposition) comes from an ordered rule table, so the rules
- * can be read, tested and extended as data.
+ * class, and for a few codes its disposition) comes from an ordered rule table, the bounce
+ * rules (config/bounce-rules.yaml and the operator's), so the rules can be read, tested and
+ * extended as data.
  */
 
 export interface ReplyContext {
@@ -20,77 +22,6 @@ export interface Reply extends ReplyContext {
   /** The reply text; may be the whole reply ("550 5.1.1 ...", multi-line) or only what follows the code. */
   text: string;
 }
-
-/**
- * One classification rule. Every condition given must hold; the first matching rule of the
- * table decides. `disposition` overrides the one the basic code implies (rarely needed).
- */
-export interface BounceRule {
-  bounceClass: BounceClass;
-  /** Tested against the enhanced status code ("5.1.1"), the remote's or the derived one. */
-  enhanced?: RegExp;
-  /** Tested against the reply text (codes stripped, lines joined with a space). */
-  text?: RegExp;
-  /** Basic reply codes the rule applies to. */
-  codes?: readonly number[];
-  /** Only for replies of this disposition (as implied by the basic code). */
-  when?: 'transient' | 'permanent';
-  disposition?: Disposition;
-}
-
-/**
- * The default rules, most specific first: exact enhanced codes, then wording that names the
- * cause (rate limits, spam / blocklists), then enhanced code classes, then wording of servers
- * that send no enhanced codes. Modelled on the bounce tables of established MTAs.
- */
-export const BOUNCE_RULES: readonly BounceRule[] = [
-  // 503 "bad sequence of commands" says the session was out of step, not that the mail was refused.
-  { codes: [503], bounceClass: 'protocol', disposition: 'transient' },
-
-  // Exact enhanced codes (RFC 3463 and the codes large providers use).
-  { enhanced: /^5\.1\.(1|10|6)$/, bounceClass: 'unknown-user' },
-  { enhanced: /^5\.1\.3$/, bounceClass: 'unknown-user' },
-  { enhanced: /^[45]\.2\.2$/, bounceClass: 'mailbox-full' },
-  { enhanced: /^[45]\.(3\.4|2\.3)$/, bounceClass: 'message-rejected' },
-  { enhanced: /^4\.7\.28$/, bounceClass: 'rate-limited' },
-
-  // Wording that names the cause, whatever the code class.
-  {
-    text: /rate.?limit|too many (connections|messages|mails|emails|sessions|concurrent|recipients? per)|throttl|sending rate|receiving mail at a rate|exceeded .*(rate|sending limit)|slow down|too fast/i,
-    bounceClass: 'rate-limited',
-  },
-  {
-    text: /spam|black.?list|block.?list|blocked using|\brbl\b|dnsbl|spamhaus|spamcop|barracuda|sorbs|bad reputation|poor reputation|low reputation|unsolicited|junk mail/i,
-    bounceClass: 'spam',
-  },
-
-  // Enhanced code classes.
-  { enhanced: /^4\.7\.0$/, bounceClass: 'rate-limited' },
-  { enhanced: /^[45]\.7\.\d+$/, bounceClass: 'policy' },
-  { enhanced: /^5\.2\.1$/, bounceClass: 'unknown-user' },
-  { enhanced: /^[45]\.4\.7$/, bounceClass: 'expired' },
-  { enhanced: /^[45]\.(4\.4|1\.2)$/, bounceClass: 'dns' },
-  { enhanced: /^[45]\.4\.\d+$/, bounceClass: 'connection' },
-  { enhanced: /^[45]\.5\.\d+$/, bounceClass: 'protocol' },
-  { enhanced: /^[45]\.6\.\d+$/, bounceClass: 'message-rejected' },
-
-  // Servers without enhanced codes (or with only x.0.0): their wording.
-  {
-    text: /user unknown|unknown user|no such (user|recipient|mailbox|account)|(mailbox|user|recipient|address|account) (does not|doesn'?t) exist|(mailbox|user|recipient) not found|invalid (recipient|mailbox|user)|unknown (recipient|mailbox)|recipient address rejected|no mailbox|account (has been )?disabled|mailbox unavailable/i,
-    bounceClass: 'unknown-user',
-  },
-  { text: /mailbox (is )?full|over ?quota|quota exceeded|exceeded .*(quota|storage)|insufficient (storage|space)|out of storage/i, bounceClass: 'mailbox-full' },
-  { text: /message (is )?too (large|big)|message size|size exceeds|exceeds .*size/i, bounceClass: 'message-rejected' },
-  { text: /virus|malware|content (rejected|refused)|message (rejected|refused)|prohibited attachment/i, bounceClass: 'message-rejected' },
-  {
-    text: /policy|not (authori[sz]ed|permitted)|relay(ing)? (access )?denied|dmarc|\bspf\b|\bdkim\b|reverse dns|\bptr\b|authentication required|access denied|refused to talk/i,
-    bounceClass: 'policy',
-  },
-  { text: /greylist|graylist/i, bounceClass: 'policy' },
-
-  // A 421 without a more specific cause: the server is closing the session.
-  { codes: [421], bounceClass: 'connection' },
-];
 
 const ENHANCED_AT_START = /^([245])\.(\d{1,3})\.(\d{1,3})(?=$|\s)/;
 const REPLY_LINE_PREFIX = /^(\d{3})([ -]|$)/;
@@ -154,7 +85,7 @@ function matches(rule: BounceRule, code: number, enhanced: string, text: string,
 }
 
 /** Classifies an SMTP reply: 2xx delivered, 4xx transient, 5xx permanent, with a bounce class from the rules. */
-export function classifyReply(reply: Reply, rules: readonly BounceRule[] = BOUNCE_RULES): DeliveryOutcome {
+export function classifyReply(reply: Reply, rules: readonly BounceRule[]): DeliveryOutcome {
   const { code, stage, remoteHost, egressIp } = reply;
   const { enhanced: given, text } = splitText(code, reply.text);
   let disposition = dispositionOfCode(code);
@@ -311,13 +242,13 @@ function timeoutWhat(fields: ErrorFields): string {
  * (nodemailer's `responseCode` / `response`) are classified by the reply; socket, DNS, TLS and
  * timeout errors are transient with bounce class 'connection' (or 'dns', 'protocol').
  */
-export function classifyError(err: unknown, ctx: ReplyContext): DeliveryOutcome {
+export function classifyError(err: unknown, ctx: ReplyContext, rules: readonly BounceRule[]): DeliveryOutcome {
   const fields: ErrorFields = typeof err === 'object' && err !== null ? (err as ErrorFields) : { message: String(err) };
   const stage = stageOf(fields, ctx.stage);
   const response = typeof fields.response === 'string' ? fields.response : '';
   const responseCode = typeof fields.responseCode === 'number' ? fields.responseCode : parseReply(response)?.code;
   if (responseCode && response) {
-    return classifyReply({ code: responseCode, text: response, stage, remoteHost: ctx.remoteHost, egressIp: ctx.egressIp });
+    return classifyReply({ code: responseCode, text: response, stage, remoteHost: ctx.remoteHost, egressIp: ctx.egressIp }, rules);
   }
 
   // The server's size limit (SIZE in EHLO), checked before sending: the message will never fit.

@@ -2,6 +2,7 @@ import net from 'node:net';
 import type { SMTPError } from '../vendor/nodemailer.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { BounceRule } from './bounce-rules.ts';
 import { classifyError, classifyReply, parseReply, type ReplyContext } from './classify.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import { pathLabels, type EgressPath } from '../ippool/egress-path.ts';
@@ -55,6 +56,8 @@ export interface DelivererOptions {
   timeouts: DeliveryTimeouts;
   /** Connection slots, idle connections and connection rate per path. */
   queues: ReadyQueues;
+  /** What the replies of failed deliveries mean (config/bounce-rules.yaml and the operator's). */
+  bounceRules: readonly BounceRule[];
 }
 
 /** What a transaction on one connection produced. */
@@ -64,7 +67,7 @@ type TransactionResult =
   | { kind: 'elsewhere'; outcome: DeliveryOutcome };
 
 export function createDeliverer(options: DelivererOptions): Deliverer {
-  const { metrics, timeouts, queues } = options;
+  const { metrics, timeouts, queues, bounceRules } = options;
   const log = options.logger.child({ component: 'deliverer' });
   const live = new Set<OutboundConnection>();
   const inflight = new Set<Promise<unknown>>();
@@ -149,7 +152,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
         await queue.beforeConnect();
         const opened = await openOnHop(hop, queue, egress);
         if (!(opened instanceof OutboundConnection)) {
-          const outcome = setupOutcome(opened, hop, egress);
+          const outcome = setupOutcome(opened, hop, egress, bounceRules);
           last = moreRelevant(last, outcome);
           log.info(hopLog(queue, hop, outcome), 'next hop failed');
           if (isAddressNotAvailable(opened.error)) break;
@@ -192,14 +195,14 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     const result = await connection.send(request.sender, request.recipients, request.body);
     if (result.ok) {
       transactions++;
-      return { kind: 'done', outcomes: successOutcomes(result.info, request.recipients, ctx) };
+      return { kind: 'done', outcomes: successOutcomes(result.info, request.recipients, ctx, bounceRules) };
     }
     const { error } = result;
     const closingReply = error.responseCode === 421;
     if (!result.bodyStarted && (closingReply || isConnectionError(error))) {
-      return { kind: 'elsewhere', outcome: classifyError(error, { ...ctx, stage: result.stage }) };
+      return { kind: 'elsewhere', outcome: classifyError(error, { ...ctx, stage: result.stage }, bounceRules) };
     }
-    const outcomes = failureOutcomes(result, request.recipients, ctx);
+    const outcomes = failureOutcomes(result, request.recipients, ctx, bounceRules);
     // The server refused this message; the session itself is fine after RSET.
     const refused = (error.code === 'EENVELOPE' || error.code === 'EMESSAGE') && !closingReply && connection.usable;
     if (refused && !(await connection.reset())) void connection.close();
@@ -264,8 +267,8 @@ function localOutcome(egress: Egress, response: string, enhanced: string, bounce
  * same one later, may accept it (as Postfix treats a 5xx greeting), so a permanent reply here
  * is reported as transient.
  */
-function setupOutcome(failure: OpenFailure, hop: NextHop, egress: Egress): DeliveryOutcome {
-  const outcome = classifyError(failure.error, { stage: failure.stage, remoteHost: hop.name, egressIp: egress.address });
+function setupOutcome(failure: OpenFailure, hop: NextHop, egress: Egress, rules: readonly BounceRule[]): DeliveryOutcome {
+  const outcome = classifyError(failure.error, { stage: failure.stage, remoteHost: hop.name, egressIp: egress.address }, rules);
   return outcome.disposition === 'permanent' ? { ...outcome, disposition: 'transient' } : outcome;
 }
 
@@ -293,26 +296,32 @@ function successOutcomes(
   info: { response: string; rejectedErrors?: SMTPError[] },
   recipients: string[],
   ctx: Omit<ReplyContext, 'stage'>,
+  rules: readonly BounceRule[],
 ): DeliveryOutcome[] {
   const reply = parseReply(info.response);
-  const delivered = classifyReply({ code: reply?.code ?? 250, text: info.response, stage: 'dot', ...ctx });
-  const rejected = rejectionsByRecipient(info.rejectedErrors ?? [], ctx);
+  const delivered = classifyReply({ code: reply?.code ?? 250, text: info.response, stage: 'dot', ...ctx }, rules);
+  const rejected = rejectionsByRecipient(info.rejectedErrors ?? [], ctx, rules);
   return recipients.map((r) => rejected.get(r.trim()) ?? delivered);
 }
 
-function failureOutcomes(result: Extract<SendResult, { ok: false }>, recipients: string[], ctx: Omit<ReplyContext, 'stage'>): DeliveryOutcome[] {
-  const failure = classifyError(result.error, { ...ctx, stage: result.stage });
+function failureOutcomes(
+  result: Extract<SendResult, { ok: false }>,
+  recipients: string[],
+  ctx: Omit<ReplyContext, 'stage'>,
+  rules: readonly BounceRule[],
+): DeliveryOutcome[] {
+  const failure = classifyError(result.error, { ...ctx, stage: result.stage }, rules);
   // A refused MAIL FROM applies to everyone; otherwise recipients refused at RCPT keep their own reply.
   if (failure.stage === 'mail') return recipients.map(() => failure);
-  const rejected = rejectionsByRecipient(result.rejectedErrors, ctx);
+  const rejected = rejectionsByRecipient(result.rejectedErrors, ctx, rules);
   return recipients.map((r) => rejected.get(r.trim()) ?? failure);
 }
 
-function rejectionsByRecipient(errors: SMTPError[], ctx: Omit<ReplyContext, 'stage'>): Map<string, DeliveryOutcome> {
+function rejectionsByRecipient(errors: SMTPError[], ctx: Omit<ReplyContext, 'stage'>, rules: readonly BounceRule[]): Map<string, DeliveryOutcome> {
   const byRecipient = new Map<string, DeliveryOutcome>();
   for (const err of errors) {
     const recipient = (err as SMTPError & { recipient?: string }).recipient;
-    if (recipient) byRecipient.set(recipient, classifyError(err, { ...ctx, stage: 'rcpt' }));
+    if (recipient) byRecipient.set(recipient, classifyError(err, { ...ctx, stage: 'rcpt' }, rules));
   }
   return byRecipient;
 }

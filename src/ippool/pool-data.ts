@@ -1,36 +1,30 @@
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
 import { ConfigError } from '../config/config-error.ts';
-import { parseWith, readYamlFile } from '../config/yaml-config.ts';
-import type { ProviderName } from './contracts.ts';
+import { DATA_FILES, DEFAULT_CONFIG_DIR } from '../config/data-files.ts';
 import {
-  createProviderCatalog,
-  FALLBACK_PROVIDER,
   providersConfigSchema,
   providersFileSchema,
-  type ProviderCatalog,
-  type ProviderGroup,
+  shapingConfigSchema,
+  shapingFileSchema,
+  warmupConfigSchema,
+  warmupPlansSchema,
   type ProvidersConfig,
   type ProvidersFile,
-} from './providers.ts';
-import { createShapingTable, shapingConfigSchema, shapingFileSchema, type ShapingConfig, type ShapingTable } from './shaping.ts';
-import { warmupConfigSchema, warmupPlansSchema, type WarmupConfig } from './warmup.ts';
+  type ShapingConfig,
+  type WarmupConfig,
+} from '../config/pool-schemas.ts';
+import { parseWith, readYamlFile } from '../config/yaml-config.ts';
+import type { ProviderName } from './contracts.ts';
+import { FALLBACK_PROVIDER, ProviderCatalog, type ProviderGroup } from './providers.ts';
+import { ShapingTable } from './shaping.ts';
 
 /**
  * The egress pool's data: warm-up plans, destination providers and shaping limits, read from
  * config/ and combined with the operator's `warmup:`, `providers:` and `shaping:` settings.
- * Loaded once at start; a problem in any of them stops the start like a bad config value.
+ * Loaded once, by the config resolution (src/resolved-config.ts); a problem in any of them is a
+ * configuration problem.
  */
-
-/** The repository's config/ folder, where the shipped data files live. */
-export const DEFAULT_CONFIG_DIR = fileURLToPath(new URL('../../config/', import.meta.url));
-
-export const POOL_DATA_FILES = {
-  plans: 'warmup-plans.yaml',
-  providers: 'providers.yaml',
-  shaping: 'shaping.yaml',
-} as const;
 
 /** The operator's settings, as the config schema parsed them (`config.warmup` etc.). */
 export interface PoolDataOverrides {
@@ -63,15 +57,15 @@ export function loadPoolData(options: LoadPoolDataOptions = {}): PoolData {
   const providerOverrides = options.overrides?.providers ?? providersConfigSchema.parse(undefined);
   const shapingOverrides = options.overrides?.shaping ?? shapingConfigSchema.parse(undefined);
 
-  const planFile = readDataFile(join(dir, POOL_DATA_FILES.plans), warmupPlansSchema);
-  const providerFile = readDataFile(join(dir, POOL_DATA_FILES.providers), providersFileSchema);
-  const shapingFile = readDataFile(join(dir, POOL_DATA_FILES.shaping), shapingFileSchema);
+  const planFile = readDataFile(join(dir, DATA_FILES.plans), warmupPlansSchema);
+  const providerFile = readDataFile(join(dir, DATA_FILES.providers), providersFileSchema);
+  const shapingFile = readDataFile(join(dir, DATA_FILES.shaping), shapingFileSchema);
 
-  const providerFilePath = join(dir, POOL_DATA_FILES.providers);
+  const providerFilePath = join(dir, DATA_FILES.providers);
   const fileProblems = providerFileProblems(providerFile);
   if (fileProblems.length) throw new ConfigError(providerFilePath, fileProblems);
   const unknownInFile = unknownProviderProblems(Object.keys(shapingFile.providers), new Set(Object.keys(providerFile)), 'providers');
-  if (unknownInFile.length) throw new ConfigError(join(dir, POOL_DATA_FILES.shaping), unknownInFile);
+  if (unknownInFile.length) throw new ConfigError(join(dir, DATA_FILES.shaping), unknownInFile);
 
   const overrideProblems = providerOverrideProblems(providerFile, providerOverrides);
   const groups = mergeProviders(providerFile, providerOverrides);
@@ -83,8 +77,8 @@ export function loadPoolData(options: LoadPoolDataOptions = {}): PoolData {
 
   return Object.freeze({
     plans,
-    providers: createProviderCatalog(groups),
-    shaping: createShapingTable(shapingFile, shapingOverrides),
+    providers: new ProviderCatalog(groups),
+    shaping: new ShapingTable(shapingFile, shapingOverrides),
     warmup: Object.freeze({ activeHours: warmup.activeHours, idleRestartMs: warmup.idleRestart }),
   });
 }
@@ -126,7 +120,7 @@ function providerOverrideProblems(file: ProvidersFile, overrides: ProvidersConfi
   const problems: string[] = [];
   for (const [name, group] of Object.entries(overrides)) {
     if (name === FALLBACK_PROVIDER && group.mx) problems.push(`providers.${name}.mx: "${FALLBACK_PROVIDER}" matches every MX host no other group matches; it takes no patterns`);
-    if (!Object.hasOwn(file, name) && !group.mx) problems.push(`providers.${name}.mx: required for a provider that ${POOL_DATA_FILES.providers} does not define`);
+    if (!Object.hasOwn(file, name) && !group.mx) problems.push(`providers.${name}.mx: required for a provider that ${DATA_FILES.providers} does not define`);
   }
   return problems;
 }

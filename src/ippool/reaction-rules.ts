@@ -1,11 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { z } from 'zod';
 import { ConfigError } from '../config/config-error.ts';
-import { parseWith, parseYaml } from '../config/yaml-config.ts';
-import { parseDuration, positiveDurationSchema } from '../config/duration.ts';
+import { MATCH_FLAGS, reactionRuleListSchema, regexProblem, rulesInOrder, type ReactionRuleConfig, type RuleOrigin, type Trigger } from '../config/rule-schemas.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { ProviderName, Reaction, ReactionAction } from './contracts.ts';
-import { parseRate } from './shaping.ts';
 
 /**
  * Reaction rules: what the pool does when a remote reply says an IP is sending too fast or is
@@ -22,114 +18,6 @@ import { parseRate } from './shaping.ts';
  */
 
 // ---------------------------------------------------------------------------------------------
-// Configuration schema
-// ---------------------------------------------------------------------------------------------
-
-const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-const PROVIDER_NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
-
-/** Rule expressions are always case-insensitive: providers change the case of their wording. */
-const MATCH_FLAGS = 'i';
-
-const matchSchema = z
-  .string()
-  .min(1, { message: 'an empty expression would match every reply' })
-  .superRefine((source, ctx) => {
-    const problem = regexProblem(source);
-    if (problem) ctx.addIssue({ code: 'custom', message: problem });
-  });
-
-function regexProblem(source: string): string | null {
-  try {
-    new RegExp(source, MATCH_FLAGS);
-    return null;
-  } catch (err) {
-    // V8 says "Invalid regular expression: /(/i: Unterminated group"; keep the cause only.
-    return `not a valid regular expression (${(err as Error).message.split(': ').pop()})`;
-  }
-}
-
-/** How often a rule must match before it fires. `immediate` = on the first match. */
-export interface Trigger {
-  /** Matches needed within `periodMs` for the same (rule, IP, provider). */
-  count: number;
-  /** 0 for `immediate`. */
-  periodMs: number;
-}
-
-const TRIGGER = /^\s*(\d+)\s+per\s+(\S+)\s*$/;
-
-const triggerSchema = z.string().transform((value, ctx): Trigger => {
-  if (value.trim() === 'immediate') return { count: 1, periodMs: 0 };
-  const m = TRIGGER.exec(value);
-  const count = m ? Number(m[1]) : NaN;
-  const periodMs = m ? parseDuration(m[2]!) : null;
-  if (!m || !Number.isSafeInteger(count) || count < 1 || periodMs === null || periodMs <= 0) {
-    ctx.addIssue({ code: 'custom', message: `not a trigger (use "immediate" or "N per period", e.g. "5 per 10m"): ${JSON.stringify(value)}` });
-    return z.NEVER;
-  }
-  return { count, periodMs };
-});
-
-/** "100/h", "5/m", "1/s", "2000/d" (the syntax of shaping rates) -> messages per hour. */
-const rateSchema = z.string().transform((value, ctx) => {
-  const perSecond = parseRate(value);
-  if (perSecond === null) {
-    ctx.addIssue({ code: 'custom', message: `not a rate above zero (use messages per s, m, h or d, e.g. 100/h): ${JSON.stringify(value)}` });
-    return z.NEVER;
-  }
-  // Per second and back loses a few ulps ("100/h" would read 99.99999999999999).
-  return Math.round(perSecond * 3600 * 1e6) / 1e6;
-});
-
-export const REACTION_ACTIONS = ['throttle', 'suspend-provider', 'suspend-ip', 'bounce'] as const;
-
-/** One rule as written in config/reaction-rules.yaml or the config's `reactionRules:`. */
-export const reactionRuleSchema = z
-  .strictObject({
-    name: z.string().regex(RULE_NAME, { message: 'not a rule name (letters, digits, ".", "_" and "-")' }),
-    /** Tested against "<code> <enhanced code> <reply text>", e.g. "421 4.7.28 Our system has detected ...". */
-    match: matchSchema,
-    /** Only replies from this provider (a group of config/providers.yaml); all providers when absent. */
-    provider: z.string().regex(PROVIDER_NAME, { message: 'not a provider name' }).optional(),
-    trigger: triggerSchema.default({ count: 1, periodMs: 0 }),
-    action: z.enum(REACTION_ACTIONS),
-    /** Messages per hour the IP may send to the provider while throttled ("100/h"). */
-    rate: rateSchema.optional(),
-    /** How long the throttle or suspension lasts. */
-    duration: positiveDurationSchema.optional(),
-  })
-  .superRefine((rule, ctx) => {
-    if (rule.action === 'throttle' && rule.rate === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['rate'], message: 'required when action is throttle (e.g. 100/h)' });
-    }
-    if (rule.action !== 'throttle' && rule.rate !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['rate'], message: `only used by action throttle, not ${rule.action}` });
-    }
-    if (rule.action === 'bounce' && rule.duration !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['duration'], message: 'not used by action bounce (the recipient is bounced at once)' });
-    }
-    if (rule.action !== 'bounce' && rule.duration === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['duration'], message: `required for action ${rule.action} (e.g. 1h)` });
-    }
-  });
-
-/** A list of rules; names must be unique within the list. */
-const ruleListSchema = z.array(reactionRuleSchema).superRefine((rules, ctx) => {
-  const seen = new Set<string>();
-  rules.forEach((rule, i) => {
-    if (seen.has(rule.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate rule name ${JSON.stringify(rule.name)}` });
-    seen.add(rule.name);
-  });
-});
-
-/** The config's `reactionRules:` key: operator rules, evaluated before the built-in ones. */
-export const reactionRulesConfigSchema = ruleListSchema.default([]);
-
-export type ReactionRuleInput = z.input<typeof reactionRuleSchema>;
-export type ReactionRuleConfig = z.output<typeof reactionRuleSchema>;
-
-// ---------------------------------------------------------------------------------------------
 // Loading
 // ---------------------------------------------------------------------------------------------
 
@@ -137,7 +25,7 @@ export type ReactionRuleConfig = z.output<typeof reactionRuleSchema>;
 export interface ReactionRule {
   name: string;
   /** Where it was defined, for operators reading a reaction. */
-  origin: 'operator' | 'built-in';
+  origin: RuleOrigin;
   match: RegExp;
   provider: ProviderName | null;
   trigger: Trigger;
@@ -146,7 +34,7 @@ export interface ReactionRule {
   durationMs: number;
 }
 
-function compile(rule: ReactionRuleConfig, origin: ReactionRule['origin']): ReactionRule {
+function compile(rule: ReactionRuleConfig, origin: RuleOrigin): ReactionRule {
   let action: ReactionAction;
   switch (rule.action) {
     case 'throttle':
@@ -173,35 +61,22 @@ function compile(rule: ReactionRuleConfig, origin: ReactionRule['origin']): Reac
   };
 }
 
-/** Validates the built-in rules file (a YAML list of rules); problems name the file and the item. */
-export function parseReactionRulesFile(text: string, source: string): ReactionRuleConfig[] {
-  return parseWith(ruleListSchema, parseYaml(text, source) ?? [], source);
-}
-
 /**
  * The rules in evaluation order: the operator's (the config's `reactionRules:`, already validated
  * with the config) first, then those of the built-in file that no operator rule replaces by name.
  * Throws ConfigError naming the file and item of a bad built-in rule.
  */
 export function loadReactionRules(builtinPath: string, operatorRules: readonly ReactionRuleConfig[] = []): ReactionRule[] {
-  let text: string;
-  try {
-    text = readFileSync(builtinPath, 'utf8');
-  } catch (err) {
-    throw new ConfigError(builtinPath, [`cannot read file: ${(err as Error).message}`]);
-  }
-  const builtin = parseReactionRulesFile(text, builtinPath);
-  const replaced = new Set<string>();
-  const operator = operatorRules.map((rule, i) => {
+  operatorRules.forEach((rule, i) => {
     // The config schema has checked these already; a caller that skipped it still gets an
     // error naming the config path instead of a bare SyntaxError.
-    if (replaced.has(rule.name)) throw new ConfigError('config', [`reactionRules[${i}].name: duplicate rule name ${JSON.stringify(rule.name)}`]);
-    replaced.add(rule.name);
+    if (operatorRules.findIndex((r) => r.name === rule.name) !== i) {
+      throw new ConfigError('config', [`reactionRules[${i}].name: duplicate rule name ${JSON.stringify(rule.name)}`]);
+    }
     const problem = regexProblem(rule.match);
     if (problem) throw new ConfigError('config', [`reactionRules[${i}].match: ${problem}`]);
-    return compile(rule, 'operator');
   });
-  return [...operator, ...builtin.filter((r) => !replaced.has(r.name)).map((r) => compile(r, 'built-in'))];
+  return rulesInOrder(builtinPath, reactionRuleListSchema, operatorRules).map(({ rule, origin }) => compile(rule, origin));
 }
 
 // ---------------------------------------------------------------------------------------------

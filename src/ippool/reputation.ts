@@ -1,5 +1,3 @@
-import { z } from 'zod';
-import { positiveDurationSchema } from '../config/duration.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { ProviderName, ReputationFeed, ReputationSnapshot } from './contracts.ts';
 
@@ -18,20 +16,6 @@ import type { ProviderName, ReputationFeed, ReputationSnapshot } from './contrac
 export const DEFERRED_WEIGHT = 0.5;
 export const BLOCKED_WEIGHT = 2;
 export const COMPLAINT_WEIGHT = 10;
-
-/** The config's `reputation:` key; `{}` (or absent) gives the defaults. */
-export const reputationConfigSchema = z
-  .strictObject({
-    /** The sliding window the score is computed over. */
-    window: positiveDurationSchema.default(3_600_000),
-    /** Fewer outcomes than this in the window: no score (no judgement). */
-    minSamples: z.number().int().positive().default(20),
-    /** A score below this lowers the IP's weight for that provider (src/ippool/weight-adjustment.ts). */
-    floor: z.number().min(0).max(1).default(0.7),
-  })
-  .prefault({});
-
-export type ReputationConfig = z.output<typeof reputationConfigSchema>;
 
 /** What one outcome says about the IP. */
 export type ReputationInput = 'accepted' | 'deferred' | 'blocked';

@@ -1,6 +1,3 @@
-import { z } from 'zod';
-import { positiveDurationSchema } from '../config/duration.ts';
-
 /**
  * Warm-up: a new IP sends a little on its first day and more each day after, following a plan
  * (config/warmup-plans.yaml). Every function here is pure; the time comes in as an argument so
@@ -8,88 +5,16 @@ import { positiveDurationSchema } from '../config/duration.ts';
  *
  * Days are UTC calendar days: day 0 is the plan's start date from 00:00 UTC, whatever the hour
  * the first message leaves. A plan is the daily cap of each day; after its last day the IP is
- * warm and has no cap.
+ * warm and has no cap. The plans' schema is in src/config/pool-schemas.ts.
  */
 
 export const DAY_MS = 86_400_000;
 export const HOUR_MS = 3_600_000;
 
-const NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
-const NAME_MESSAGE = 'not a name (letters, digits, "-" and "_", starting with a letter)';
-
-/** A plan or provider name as written in config: it becomes part of counter keys and metric labels. */
-export const dataName = z.string().regex(NAME, { message: NAME_MESSAGE });
-
-/**
- * A mapping from plan or provider names to `value`. Names are checked by a refinement rather
- * than a key schema, so a bad name is reported at its own path with a message that says why.
- */
-export function namedRecord<T extends z.ZodType>(value: T) {
-  return z.record(z.string(), value).superRefine((record, ctx) => {
-    for (const key of Object.keys(record)) {
-      if (!NAME.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: NAME_MESSAGE });
-    }
-  });
-}
-
-/** A plan: the daily cap of day 0, day 1, ... */
-export const warmupPlanSchema = z
-  .array(z.number().int().positive())
-  .min(1, { message: 'a plan needs at least one day' });
-
-/** The plans of config/warmup-plans.yaml, and of `warmup.plans` in the config. */
-export const warmupPlansSchema = namedRecord(warmupPlanSchema);
-
-/** The config's `warmup:` key; `idleRestart` comes out in milliseconds. */
-export const warmupConfigSchema = z
-  .strictObject({
-    /** Hours a day the daily cap is spread over: hourly cap = ceil(daily cap / activeHours). */
-    activeHours: z.number().int().min(1).max(24).default(16),
-    /** An IP idle for longer than this starts its plan again. */
-    idleRestart: positiveDurationSchema.default(30 * DAY_MS),
-    /** Operator plans, added to config/warmup-plans.yaml or replacing a plan of the same name. */
-    plans: warmupPlansSchema.default({}),
-  })
-  .prefault({});
-
-export type WarmupConfigInput = z.input<typeof warmupConfigSchema>;
-export type WarmupConfig = z.output<typeof warmupConfigSchema>;
-
-/** Parses "YYYY-MM-DD" to 00:00 UTC of that date in ms; null for anything else, including 2026-02-30. */
-export function parseDate(text: string): number | null {
-  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
-  if (!match) return null;
-  const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
-  const ms = Date.UTC(year, month - 1, day);
-  const date = new Date(ms);
-  // Date.UTC rolls 2026-02-30 over to March; a real date comes back unchanged.
-  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return null;
-  return ms;
-}
-
 /** "YYYY-MM-DD" of the UTC day that contains `ms`, for logs and the control API. */
 export function formatDate(ms: number): string {
   return new Date(utcDayStart(ms)).toISOString().slice(0, 10);
 }
-
-/**
- * `ips[].warmup`: `{ plan, start: YYYY-MM-DD }`. `start` comes out as 00:00 UTC of that date in
- * ms, the form every function here takes. Whether the plan exists is checked against the loaded
- * plans (see unknownPlans in pool-data.ts), since operators add their own.
- */
-export const ipWarmupSchema = z.strictObject({
-  plan: dataName,
-  start: z.string().transform((value, ctx) => {
-    const ms = parseDate(value);
-    if (ms === null) {
-      ctx.addIssue({ code: 'custom', message: `not a date (use YYYY-MM-DD): ${JSON.stringify(value)}` });
-      return z.NEVER;
-    }
-    return ms;
-  }),
-});
-
-export type IpWarmup = z.output<typeof ipWarmupSchema>;
 
 export function utcDayStart(ms: number): number {
   return Math.floor(ms / DAY_MS) * DAY_MS;

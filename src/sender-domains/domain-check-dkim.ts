@@ -1,6 +1,6 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { DkimConfig } from './dkim-config.ts';
+import type { DkimConfig } from '../config/dkim-schema.ts';
 import { dkimRecordName, dkimTxtValue, DkimRecordError, parseDkimTxt, publicKeyMatches, type DkimRecord } from './dns-record.ts';
 import { describeFailure, lookupTxt, type DomainCheckResolver, type Lookup } from './domain-check-dns.ts';
 import type { DkimKeyCheck, DkimSigningCheck } from './domain-check-report.ts';

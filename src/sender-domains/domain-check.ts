@@ -1,6 +1,6 @@
 import { systemClock, type Clock } from '../clock.ts';
 import { normalizeDomain } from '../mail/address.ts';
-import type { DkimConfig } from './dkim-config.ts';
+import type { DkimConfig } from '../config/dkim-schema.ts';
 import { checkDkim } from './domain-check-dkim.ts';
 import { checkDmarc } from './domain-check-dmarc.ts';
 import type { DomainCheckResolver } from './domain-check-dns.ts';
@@ -8,7 +8,7 @@ import { worstStatus, type CheckStatus, type DomainCheck, type DomainReport } fr
 import { checkReturnPath } from './domain-check-return-path.ts';
 import { sendingIpsFor, type SenderConfig } from './domain-check-senders.ts';
 import { checkSpf } from './domain-check-spf.ts';
-import type { ReturnPathConfig } from './verp-config.ts';
+import type { ReturnPathConfig } from '../config/return-path-schema.ts';
 
 export type { DomainCheckResolver } from './domain-check-dns.ts';
 export type * from './domain-check-report.ts';

@@ -2,14 +2,14 @@ import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync, type Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import type { Clock } from '../clock.ts';
-import { ConfigError, formatPath } from '../config/config-error.ts';
+import { formatPath } from '../config/config-error.ts';
+import type { DkimConfig } from '../config/dkim-schema.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { DkimConfig } from './dkim-config.ts';
 import { dkimPublicKeyData, publicKeyMatches } from './dns-record.ts';
 
 /**
- * The DKIM private keys: loaded once at start, reloaded when their files change or on reload(),
- * and for each domain the keys that sign now.
+ * The DKIM private keys: read with the configuration (readDkimKeys), reloaded when their files
+ * change or on reload(), and for each domain the keys that sign now.
  *
  * Rotation: when a domain lists several keys of one algorithm, the newest (last listed) whose
  * DNS record `<selector>._domainkey.<domain>` is seen published with the matching p= signs, so
@@ -75,8 +75,22 @@ export interface DkimKeyStore {
   stop(): Promise<void>;
 }
 
+/** A configured key as read from its file, before the store takes it over. */
+export interface ConfiguredDkimKey {
+  domain: string;
+  selector: string;
+  /** The file as configured. */
+  file: string;
+  /** Config path of the file, for messages: dkim.domains.example.com.keys[0].privateKey */
+  where: string;
+  key: DkimKey;
+  /** Identity of the file when it was read (device, inode, size, times); a change means reread. */
+  stamp: string;
+}
+
 export interface DkimKeyStoreOptions {
-  config: DkimConfig;
+  /** Every configured key, read by readDkimKeys. */
+  keys: readonly ConfiguredDkimKey[];
   resolver: TxtResolver;
   clock: Clock;
   logger: Logger;
@@ -84,39 +98,56 @@ export interface DkimKeyStoreOptions {
   fileCheckIntervalMs?: number;
   /** How often the DNS records of keys in rotation are looked up (default 10 min). */
   dnsCheckIntervalMs?: number;
-  /** Names the config in load errors (default "config"). */
-  source?: string;
 }
 
 const MIN_RSA_BITS = 1024;
 const RECOMMENDED_RSA_BITS = 2048;
 
-/** One configured key: its file, the key read from it, and what DNS says about it. */
-interface Slot {
-  domain: string;
-  selector: string;
-  file: string;
-  /** Config path of the file, for messages: dkim.domains.example.com.keys[0].privateKey */
-  where: string;
-  key: DkimKey;
+/** One configured key: its file, the key read from it last, and what DNS says about it. */
+interface Slot extends ConfiguredDkimKey {
   loadedAt: number;
-  /** Identity of the file last looked at (device, inode, size, times); a change means reread. */
-  stamp: string;
   published: boolean | null;
   error: string | null;
 }
 
 /**
- * Loads every key now; any unreadable, unparseable or too weak key is a ConfigError naming its
- * config path, so the daemon (and `rookery check-config`) refuses to start with it.
+ * Every configured key, read and parsed now; `problems` names the config path of each key file
+ * that is unreadable, unparseable or too weak, so the daemon (and `rookery check-config`)
+ * refuses to start with it. Reads files and nothing else.
  */
+export function readDkimKeys(config: DkimConfig): { keys: ConfiguredDkimKey[]; problems: string[] } {
+  const keys: ConfiguredDkimKey[] = [];
+  const problems: string[] = [];
+  for (const [domain, entry] of Object.entries(config.domains)) {
+    entry.keys.forEach((k, i) => {
+      const where = formatPath(['dkim', 'domains', domain, 'keys', i, 'privateKey']);
+      let pem: Buffer;
+      let stamp: string;
+      try {
+        stamp = stampOf(statSync(k.privateKey));
+        pem = readFileSync(k.privateKey);
+      } catch (err) {
+        problems.push(`${where}: cannot read file: ${(err as Error).message}`);
+        return;
+      }
+      const key = parseKey(pem, domain, k.selector);
+      if (typeof key === 'string') problems.push(`${where}: ${key}`);
+      else keys.push({ domain, selector: k.selector, file: k.privateKey, where, key, stamp });
+    });
+  }
+  return { keys, problems };
+}
+
+/** Takes over the keys read with the configuration; looks nothing up until start(). */
 export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
-  const { config, resolver, clock } = options;
+  const { resolver, clock } = options;
   const log = options.logger.child({ component: 'dkim' });
   const fileCheckIntervalMs = options.fileCheckIntervalMs ?? 5_000;
   const dnsCheckIntervalMs = options.dnsCheckIntervalMs ?? 600_000;
 
-  const slots = loadAll(config, clock.now(), options.source ?? 'config', log);
+  const loadedAt = clock.now();
+  const slots: Slot[] = options.keys.map((file) => ({ ...file, loadedAt, published: null, error: null }));
+  for (const slot of slots) warnIfWeak(log, slot.key, slot.where);
   /** Per domain, the slots of each algorithm in config order (rebuilt when a reload changes an algorithm). */
   let groups = groupSlots(slots);
   let signing = chooseSigning(groups);
@@ -298,34 +329,6 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
       await Promise.all([fileCheck, dnsCheck]);
     },
   };
-}
-
-function loadAll(config: DkimConfig, now: number, source: string, log: Logger): Slot[] {
-  const slots: Slot[] = [];
-  const problems: string[] = [];
-  for (const [domain, entry] of Object.entries(config.domains)) {
-    entry.keys.forEach((k, i) => {
-      const where = formatPath(['dkim', 'domains', domain, 'keys', i, 'privateKey']);
-      let pem: Buffer;
-      let stamp: string;
-      try {
-        stamp = stampOf(statSync(k.privateKey));
-        pem = readFileSync(k.privateKey);
-      } catch (err) {
-        problems.push(`${where}: cannot read file: ${(err as Error).message}`);
-        return;
-      }
-      const key = parseKey(pem, domain, k.selector);
-      if (typeof key === 'string') {
-        problems.push(`${where}: ${key}`);
-        return;
-      }
-      warnIfWeak(log, key, where);
-      slots.push({ domain, selector: k.selector, file: k.privateKey, where, key, loadedAt: now, stamp, published: null, error: null });
-    });
-  }
-  if (problems.length) throw new ConfigError(source, problems);
-  return slots;
 }
 
 /** The key in a PEM file, or why it cannot sign. */

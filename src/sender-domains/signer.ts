@@ -3,7 +3,7 @@ import type { Clock } from '../clock.ts';
 import { headerValue, splitHeader } from '../mail/message-headers.ts';
 import type { Logger } from '../observability/logger.ts';
 import { normalizeDomain, splitAddress } from '../mail/address.ts';
-import type { DkimConfig } from './dkim-config.ts';
+import type { DkimConfig } from '../config/dkim-schema.ts';
 import type { DkimKey, DkimKeyStore } from './key-store.ts';
 import { toWireForm } from '../mail/wire-form.ts';
 import {

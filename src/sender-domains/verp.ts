@@ -1,6 +1,12 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { domainOf, splitAddress } from '../mail/address.ts';
-import type { ReturnPathConfig } from './verp-config.ts';
+import {
+  MAX_VERP_MESSAGE_ID_LENGTH,
+  MAX_VERP_RECIPIENT_ID_DIGITS,
+  VERP_PREFIX,
+  VERP_TAG_LENGTH,
+  type ReturnPathConfig,
+} from '../config/return-path-schema.ts';
 
 /**
  * VERP return paths: an envelope sender per recipient delivery that names the message and the
@@ -24,17 +30,9 @@ import type { ReturnPathConfig } from './verp-config.ts';
  * break it: parsing is case-insensitive and the tag alphabet has no case.
  */
 
-const PREFIX = 'b+';
-const TAG_LENGTH = 10;
-/** Longest message id encoded; longer ids would push the local part towards the 64-octet limit. */
-export const MAX_VERP_MESSAGE_ID_LENGTH = 32;
-const MAX_RECIPIENT_ID_DIGITS = Number.MAX_SAFE_INTEGER.toString(36).length;
-/** The longest local part verpAddress produces (57; RFC 5321 allows 64). */
-export const MAX_VERP_LOCAL_PART_LENGTH = PREFIX.length + MAX_VERP_MESSAGE_ID_LENGTH + 1 + MAX_RECIPIENT_ID_DIGITS + 1 + TAG_LENGTH;
-
 const MESSAGE_ID = new RegExp(`^[0-9a-f]{1,${MAX_VERP_MESSAGE_ID_LENGTH}}$`);
 const LOCAL_PART = new RegExp(
-  `^b\\+([0-9a-f]{1,${MAX_VERP_MESSAGE_ID_LENGTH}})\\.([0-9a-z]{1,${MAX_RECIPIENT_ID_DIGITS}})\\.([a-z2-7]{${TAG_LENGTH}})$`,
+  `^b\\+([0-9a-f]{1,${MAX_VERP_MESSAGE_ID_LENGTH}})\\.([0-9a-z]{1,${MAX_VERP_RECIPIENT_ID_DIGITS}})\\.([a-z2-7]{${VERP_TAG_LENGTH}})$`,
 );
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
 
@@ -54,7 +52,7 @@ export function verpAddress(input: VerpIds & { domain: string; secret: string })
   const { messageId, recipientId, domain, secret } = input;
   if (!MESSAGE_ID.test(messageId)) throw new Error(`VERP: message id is not lower-case hex of 1..${MAX_VERP_MESSAGE_ID_LENGTH} digits: ${JSON.stringify(messageId)}`);
   if (!Number.isSafeInteger(recipientId) || recipientId < 0) throw new Error(`VERP: recipient id is not a non-negative integer: ${recipientId}`);
-  return `${PREFIX}${messageId}.${recipientId.toString(36)}.${tagOf(messageId, recipientId, secret)}@${domain.toLowerCase()}`;
+  return `${VERP_PREFIX}${messageId}.${recipientId.toString(36)}.${tagOf(messageId, recipientId, secret)}@${domain.toLowerCase()}`;
 }
 
 /**
@@ -113,7 +111,7 @@ export function bounceDomains(config: ReturnPathConfig): Set<string> {
 
 function tagOf(messageId: string, recipientId: number, secret: string): string {
   const mac = createHmac('sha256', secret).update(`${messageId}.${recipientId}`).digest();
-  return base32(mac).slice(0, TAG_LENGTH);
+  return base32(mac).slice(0, VERP_TAG_LENGTH);
 }
 
 /** RFC 4648 base32 in lower case, without padding. */

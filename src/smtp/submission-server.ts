@@ -13,7 +13,7 @@ import { Rejections } from './rejections.ts';
 import { SessionRegistry } from './session-registry.ts';
 import { authHandler } from './submission-auth.ts';
 import { closeListener, createListener, listen, type SessionHandlers } from './submission-listener.ts';
-import { UserDirectory } from './user-directory.ts';
+import { UserDirectory, type SmtpUser } from './user-directory.ts';
 
 /**
  * SMTP submission: one smtp-server per configured listener, all sharing the open sessions (and
@@ -25,6 +25,8 @@ import { UserDirectory } from './user-directory.ts';
 export interface SubmissionServerDeps {
   /** The whole (frozen) config; config.smtp and config.hostname are used. */
   config: Config;
+  /** config.smtp.users as the resolution checked them (src/resolved-config.ts). */
+  users: readonly SmtpUser[];
   queue: { submit(submission: Submission): Promise<Accepted> };
   /** Key and certificate; needed only when a listener uses TLS (starttls or implicit). */
   tls: { key: Buffer | string; cert: Buffer | string } | null;
@@ -95,7 +97,7 @@ class SmtpSubmissionServer implements SubmissionServer {
   }
 
   private async listenAll(): Promise<void> {
-    const handlers = this.sessionHandlers(await UserDirectory.create(this.deps.config.smtp.users));
+    const handlers = this.sessionHandlers(await UserDirectory.create(this.deps.users));
     try {
       for (const listener of this.deps.config.smtp.listeners) {
         const server = createListener(listener, {

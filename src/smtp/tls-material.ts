@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { access, chmod, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -8,11 +9,7 @@ export interface TlsMaterial {
   cert: Buffer;
 }
 
-export interface TlsMaterialOptions {
-  /** smtp.tls.key: PEM private key; given together with certPath. */
-  keyPath?: string | undefined;
-  /** smtp.tls.cert: PEM certificate (chain); given together with keyPath. */
-  certPath?: string | undefined;
+export interface SelfSignedTlsOptions {
   dataDir: string;
   hostname: string;
 }
@@ -21,19 +18,33 @@ const KEY_FILE = 'key.pem';
 const CERT_FILE = 'cert.pem';
 
 /**
- * The key and certificate for STARTTLS and implicit TLS. Configured files are read as they are.
- * Without them, a self-signed pair is made once into `${dataDir}/tls/` and reused on every later
- * start, so clients that pin it keep working. Submission clients mostly do not verify the
- * certificate of a server they were pointed at; operators who need a trusted one configure it.
+ * The configured key and certificate (smtp.tls), read and checked now rather than at the first
+ * STARTTLS. Each problem names its config path.
  */
-export async function loadOrCreateTlsMaterial(options: TlsMaterialOptions): Promise<TlsMaterial> {
-  if (options.keyPath || options.certPath) {
-    if (!options.keyPath || !options.certPath) throw new Error('smtp.tls: give both key and cert');
-    const material = { key: await readPem(options.keyPath, 'key'), cert: await readPem(options.certPath, 'certificate') };
-    checkPair(material, options.keyPath, options.certPath);
-    return material;
-  }
+export function readTlsFiles(paths: { key: string; cert: string }): { tls: TlsMaterial | null; problems: string[] } {
+  const problems: string[] = [];
+  const read = (path: string, where: string): Buffer | null => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      problems.push(`${where}: cannot read file: ${(err as Error).message}`);
+      return null;
+    }
+  };
+  const key = read(paths.key, 'smtp.tls.key');
+  const cert = read(paths.cert, 'smtp.tls.cert');
+  if (!key || !cert) return { tls: null, problems };
+  const problem = pairProblem({ key, cert }, paths.key, paths.cert);
+  return problem ? { tls: null, problems: [`smtp.tls: ${problem}`] } : { tls: { key, cert }, problems };
+}
 
+/**
+ * The key and certificate for TLS listeners when smtp.tls is not set: a self-signed pair made
+ * once into `${dataDir}/tls/` and reused on every later start, so clients that pin it keep
+ * working. Submission clients mostly do not verify the certificate of a server they were
+ * pointed at; operators who need a trusted one configure it.
+ */
+export async function loadOrCreateSelfSignedTls(options: SelfSignedTlsOptions): Promise<TlsMaterial> {
   const dir = join(options.dataDir, 'tls');
   const keyPath = join(dir, KEY_FILE);
   const certPath = join(dir, CERT_FILE);
@@ -43,7 +54,8 @@ export async function loadOrCreateTlsMaterial(options: TlsMaterialOptions): Prom
   }
   if (!hasKey) await createSelfSigned(options.dataDir, dir, options.hostname);
   const material = { key: await readPem(keyPath, 'key'), cert: await readPem(certPath, 'certificate') };
-  checkPair(material, keyPath, certPath);
+  const problem = pairProblem(material, keyPath, certPath);
+  if (problem) throw new Error(`TLS: ${problem}`);
   return material;
 }
 
@@ -92,21 +104,21 @@ async function readPem(path: string, what: string): Promise<Buffer> {
   }
 }
 
-/** Fails at start-up, naming the files, rather than at the first STARTTLS. */
-function checkPair(material: TlsMaterial, keyPath: string, certPath: string): void {
+/** Why the pair cannot serve TLS, naming the file at fault; null when it can. */
+function pairProblem(material: TlsMaterial, keyPath: string, certPath: string): string | null {
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(material.cert);
   } catch (err) {
-    throw new Error(`TLS: ${certPath} is not a PEM certificate: ${(err as Error).message}`);
+    return `${certPath} is not a PEM certificate: ${(err as Error).message}`;
   }
   let matches: boolean;
   try {
     matches = cert.checkPrivateKey(createPrivateKey(material.key));
   } catch (err) {
-    throw new Error(`TLS: ${keyPath} is not a PEM private key: ${(err as Error).message}`);
+    return `${keyPath} is not a PEM private key: ${(err as Error).message}`;
   }
-  if (!matches) throw new Error(`TLS: the key in ${keyPath} does not belong to the certificate in ${certPath}`);
+  return matches ? null : `the key in ${keyPath} does not belong to the certificate in ${certPath}`;
 }
 
 async function exists(path: string): Promise<boolean> {

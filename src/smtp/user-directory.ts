@@ -9,9 +9,38 @@ export interface SubmissionUser {
   allowedSenders: readonly string[];
 }
 
+/** A user of config.smtp.users, checked: its passwordHash parsed, or its clear password. */
+export interface SmtpUser extends SubmissionUser {
+  /** A clear password is hashed when the directory is built, not here: hashing is slow and salted. */
+  secret: { hash: ScryptHash } | { password: string };
+}
+
 /**
- * The submission users from config.smtp.users. Plain `password` entries are hashed once here so
- * that no clear password is kept in memory past start-up and every check costs one scrypt.
+ * Checks config.smtp.users: unique usernames, well-formed password hashes. Each problem names
+ * its config path.
+ */
+export function resolveSmtpUsers(users: readonly UserConfig[]): { users: SmtpUser[]; problems: string[] } {
+  const resolved: SmtpUser[] = [];
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  users.forEach((user, i) => {
+    if (seen.has(user.username)) problems.push(`smtp.users[${i}].username: duplicate user ${JSON.stringify(user.username)}`);
+    seen.add(user.username);
+    let secret: SmtpUser['secret'];
+    try {
+      secret = user.passwordHash === undefined ? { password: user.password ?? '' } : { hash: parsePasswordHash(user.passwordHash) };
+    } catch (err) {
+      problems.push(`smtp.users[${i}].passwordHash: ${(err as Error).message}`);
+      return;
+    }
+    resolved.push({ username: user.username, allowedSenders: [...user.allowedSenders], secret });
+  });
+  return { users: resolved, problems };
+}
+
+/**
+ * The submission users. Plain `password` entries are hashed once here so that every check costs
+ * one scrypt, whether the user has a hash or a password.
  */
 export class UserDirectory {
   private constructor(
@@ -20,17 +49,11 @@ export class UserDirectory {
     private readonly dummy: ScryptHash,
   ) {}
 
-  static async create(users: readonly UserConfig[]): Promise<UserDirectory> {
+  static async create(users: readonly SmtpUser[]): Promise<UserDirectory> {
     const entries = new Map<string, SubmissionUser & { hash: ScryptHash }>();
-    for (const [i, user] of users.entries()) {
-      if (entries.has(user.username)) throw new Error(`smtp.users[${i}].username: duplicate user ${JSON.stringify(user.username)}`);
-      let hash: ScryptHash;
-      try {
-        hash = parsePasswordHash(user.passwordHash ?? (await hashPassword(user.password ?? '')));
-      } catch (err) {
-        throw new Error(`smtp.users[${i}].passwordHash: ${(err as Error).message}`);
-      }
-      entries.set(user.username, { username: user.username, allowedSenders: [...user.allowedSenders], hash });
+    for (const { username, allowedSenders, secret } of users) {
+      const hash = 'hash' in secret ? secret.hash : parsePasswordHash(await hashPassword(secret.password));
+      entries.set(username, { username, allowedSenders, hash });
     }
     const dummy = parsePasswordHash(await hashPassword(randomBytes(16).toString('hex')));
     return new UserDirectory(entries, dummy);

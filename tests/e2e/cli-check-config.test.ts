@@ -1,8 +1,10 @@
 import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tlsFixture } from '../helpers/tls-fixture.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const NODE = join(ROOT, 'node_modules/.bin/node');
@@ -73,6 +75,46 @@ describe('rookery check-config', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('dkim.domains.example.com.keys[0].privateKey: cannot read file: ENOENT');
     expect(result.stderr).toMatch(/dkim\.domains\.example\.com\.keys\[1\]\.privateKey: /);
+  });
+
+  describe('refuses whatever the daemon would refuse at start, naming the path', () => {
+    const tlsListener = { listeners: [{ port: 0, tls: 'starttls' }] };
+    const files = { key: join(dir, 'tls-key.pem'), cert: join(dir, 'tls-cert.pem'), otherKey: join(dir, 'other-key.pem'), junk: join(dir, 'junk.pem') };
+    beforeAll(async () => {
+      const tls = await tlsFixture();
+      writeFileSync(files.key, tls.key);
+      writeFileSync(files.cert, tls.cert);
+      writeFileSync(files.otherKey, generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+      writeFileSync(files.junk, 'junk\n');
+    });
+
+    const user = (username: string, passwordHash = 'scrypt$16384$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g=') => ({ username, passwordHash });
+    const rule = { name: 'r', action: 'suspend-provider', duration: '1h' };
+    const cases: Array<[what: string, config: object, problem: string]> = [
+      ['two users of one name', { smtp: { users: [user('app'), user('app')] } }, 'smtp.users[1].username: duplicate user "app"'],
+      ['a malformed password hash', { smtp: { users: [user('app', 'scrypt$3$8$1$c2FsdHNhbHQ=$aGFzaA==')] } }, 'smtp.users[0].passwordHash: password hash: N must be a power of two'],
+      ['an unreadable TLS key', { smtp: { ...tlsListener, tls: { key: join(dir, 'nowhere.pem'), cert: files.cert } } }, 'smtp.tls.key: cannot read file: ENOENT'],
+      ['a TLS certificate that is not PEM', { smtp: { ...tlsListener, tls: { key: files.key, cert: files.junk } } }, `smtp.tls: ${files.junk} is not a PEM certificate`],
+      ['a TLS key of another certificate', { smtp: { ...tlsListener, tls: { key: files.otherKey, cert: files.cert } } }, `smtp.tls: the key in ${files.otherKey} does not belong`],
+      ['an unknown warm-up plan', { ips: [{ address: '127.0.0.2', warmup: { plan: 'turbo', start: '2026-11-01' } }] }, 'ips[0].warmup.plan: unknown warm-up plan "turbo"'],
+      ['a reaction rule for an unknown provider', { reactionRules: [{ ...rule, match: 'x', provider: 'gmial' }] }, 'reactionRules[0].provider: unknown provider "gmial"'],
+      ['shaping for an unknown provider', { shaping: { providers: { gmial: { maxConnections: 2 } } } }, 'shaping.providers.gmial: unknown provider "gmial"'],
+      ['a reaction rule that is not a regular expression', { reactionRules: [{ ...rule, match: '(' }] }, 'reactionRules[0].match: not a valid regular expression'],
+      ['a bounce rule that is not a regular expression', { bounceRules: [{ name: 'b', text: '[', bounceClass: 'policy' }] }, 'bounceRules[0].text: not a valid regular expression'],
+      ['two listeners on one port', { smtp: { listeners: [{ port: 2600 }, { host: '0.0.0.0', port: 2600 }] } }, 'smtp.listeners[1]: 0.0.0.0:2600 overlaps smtp.listeners[0]'],
+      ['the API on a listener\'s port', { smtp: { listeners: [{ port: 2600 }] }, api: { listen: { port: 2600 } } }, 'api.listen: 127.0.0.1:2600 overlaps smtp.listeners[0]'],
+      ['a PostgreSQL URL that is not one', { storage: { driver: 'postgres', url: 'db.internal' } }, 'storage.url: not a postgres:// URL'],
+      ['a Redis URL that is not one', { redis: { url: 'cache:6379' } }, 'redis.url: not a redis:// or rediss:// URL'],
+    ];
+
+    it.each(cases)('%s', (what, config, problem) => {
+      // JSON is YAML.
+      const path = write(`refused-${what.replaceAll(/\W+/g, '-')}.yaml`, JSON.stringify(config));
+      const result = rookery(['check-config', '--config', path]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`invalid configuration: ${path}\n`);
+      expect(result.stderr).toContain(`\n  ${problem}`);
+    });
   });
 
   it('reports a file that cannot be read', () => {

@@ -3,7 +3,7 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { dkimConfigSchema } from '../../src/sender-domains/dkim-config.ts';
+import { dkimConfigSchema } from '../../src/config/dkim-schema.ts';
 import { parseDkimTxt, publicKeyMatches } from '../../src/sender-domains/dns-record.ts';
 import { createTempDir } from '../helpers/temp-dir.ts';
 

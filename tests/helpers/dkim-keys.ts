@@ -1,6 +1,9 @@
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
+import { ConfigError } from '../../src/config/config-error.ts';
+import type { DkimConfig } from '../../src/config/dkim-schema.ts';
+import { readDkimKeys, type ConfiguredDkimKey } from '../../src/sender-domains/key-store.ts';
 import { createTempDir, type TempDir } from './temp-dir.ts';
 
 /** A private key written to a file, and the DNS TXT record that publishes it. */
@@ -117,4 +120,11 @@ export function dkimSignatureTags(message: Buffer): Record<string, string>[] {
       }
       return tags;
     });
+}
+
+/** The keys of a `dkim:` config read as the resolution reads them; a ConfigError lists the problems. */
+export function readKeysOf(config: DkimConfig): ConfiguredDkimKey[] {
+  const { keys, problems } = readDkimKeys(config);
+  if (problems.length) throw new ConfigError('config', problems);
+  return keys;
 }

@@ -1,7 +1,7 @@
-import { parseConfig } from '../../src/config/load.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { startDaemon, type Daemon, type DaemonOptions } from '../../src/main.ts';
 import { createLogger } from '../../src/observability/logger.ts';
+import { resolveConfig } from '../../src/resolved-config.ts';
 import type { SmtpSink } from './smtp-sink.ts';
 import type { TempDir } from './temp-dir.ts';
 import { testDaemonConfig } from './test-config.ts';
@@ -19,5 +19,5 @@ export async function startTestDaemon(options: {
 }): Promise<Daemon> {
   const { dir, sink, resolver, config = {} } = options;
   const input = testDaemonConfig({ dir: dir.path, extra: { ...config, delivery: { mxPort: sink.port, ...config.delivery } } });
-  return startDaemon({ config: parseConfig(input, 'test', {}), logger: createLogger('silent'), resolver });
+  return startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger: createLogger('silent'), resolver });
 }

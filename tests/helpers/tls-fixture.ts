@@ -1,4 +1,4 @@
-import { loadOrCreateTlsMaterial, type TlsMaterial } from '../../src/smtp/tls-material.ts';
+import { loadOrCreateSelfSignedTls, type TlsMaterial } from '../../src/smtp/tls-material.ts';
 import { createTempDir } from './temp-dir.ts';
 
 let material: Promise<TlsMaterial> | null = null;
@@ -11,7 +11,7 @@ export function tlsFixture(): Promise<TlsMaterial> {
   material ??= (async () => {
     const dir = await createTempDir('rookery-tls');
     try {
-      return await loadOrCreateTlsMaterial({ dataDir: dir.path, hostname: 'mta.rookery.test' });
+      return await loadOrCreateSelfSignedTls({ dataDir: dir.path, hostname: 'mta.rookery.test' });
     } finally {
       await dir.remove();
     }

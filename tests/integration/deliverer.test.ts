@@ -9,6 +9,7 @@ import type { EgressPath } from '../../src/ippool/egress-path.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { startSmtpSink, type SmtpSink, type SmtpSinkOptions } from '../helpers/smtp-sink.ts';
+import { BOUNCE_RULES } from '../helpers/bounce-rules.ts';
 
 const EGRESS = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5'];
 const TIMEOUTS = { connect: 2_000, greeting: 2_000, command: 5_000, dataDone: 5_000 };
@@ -135,7 +136,7 @@ describe('smtp deliverer', () => {
     const unlimited = { ratePerSecond: 10_000, burst: 10_000 };
     const shaping = { maxConnections: setup.maxConnections ?? 4, maxMessagesPerConnection: setup.maxMessagesPerConnection ?? 100, messageRate: unlimited, connectionRate: unlimited };
     const queues = new ReadyQueues({ shaping: () => shaping, limiter: new LocalRateLimiter(), clock: systemClock, idleConnectionTimeout: setup.idleConnectionTimeout ?? 5_000 });
-    const d = createDeliverer({ logger: createLogger('silent'), metrics, timeouts: setup.timeouts ?? TIMEOUTS, queues });
+    const d = createDeliverer({ logger: createLogger('silent'), metrics, timeouts: setup.timeouts ?? TIMEOUTS, queues, bounceRules: BOUNCE_RULES });
     cleanups.push(() => d.close());
     return { deliverer: d, metrics, queues };
   }

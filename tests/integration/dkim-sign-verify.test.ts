@@ -1,12 +1,12 @@
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.ts';
-import { dkimConfigSchema, type DkimConfigInput } from '../../src/sender-domains/dkim-config.ts';
+import { dkimConfigSchema, type DkimConfigInput } from '../../src/config/dkim-schema.ts';
 import { createDkimKeyStore, type DkimKeyStore } from '../../src/sender-domains/key-store.ts';
 import { createDkimSigner, type DkimSigner } from '../../src/sender-domains/signer.ts';
 import { toWireForm } from '../../src/mail/wire-form.ts';
 import { createLogger } from '../../src/observability/logger.ts';
-import { createDkimKeyFiles, dkimSignatureTags, fixtureTxtResolver, verifyWithMailauth, type DkimKeyFile, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
+import { createDkimKeyFiles, dkimSignatureTags, fixtureTxtResolver, readKeysOf, verifyWithMailauth, type DkimKeyFile, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
 import { inCi, pythonDkimAvailability, verifyWithPythonDkim } from '../helpers/python-dkim.ts';
 
 /*
@@ -50,7 +50,7 @@ function zone(): Record<string, string> {
 
 async function signerFor(dkim: DkimConfigInput): Promise<DkimSigner> {
   const config = dkimConfigSchema.parse(dkim);
-  const keys = createDkimKeyStore({ config, resolver: fixtureTxtResolver(zone()), clock: systemClock, logger });
+  const keys = createDkimKeyStore({ keys: readKeysOf(config), resolver: fixtureTxtResolver(zone()), clock: systemClock, logger });
   stores.push(keys);
   await keys.start();
   return createDkimSigner({ keys, config, clock: systemClock, logger });

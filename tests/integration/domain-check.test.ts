@@ -2,7 +2,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { dkimConfigSchema, type DkimConfigInput } from '../../src/sender-domains/dkim-config.ts';
+import { dkimConfigSchema, type DkimConfigInput } from '../../src/config/dkim-schema.ts';
 import { dkimTxtValue } from '../../src/sender-domains/dns-record.ts';
 import { checkDomain, type DomainCheck, type DomainCheckConfig, type DomainReport } from '../../src/sender-domains/domain-check.ts';
 import { sendingIpsFor, sendingPoolsFor } from '../../src/sender-domains/domain-check-senders.ts';

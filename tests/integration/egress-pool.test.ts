@@ -1,20 +1,23 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DATA_FILES, DEFAULT_CONFIG_DIR } from '../../src/config/data-files.ts';
+import { reactionRulesConfigSchema } from '../../src/config/rule-schemas.ts';
 import { classifyReply } from '../../src/engine/classify.ts';
 import { ReadyQueues } from '../../src/engine/ready-queue.ts';
 import { createPoolBackend } from '../../src/ippool/backend/create-pool-backend.ts';
 import type { PoolBackend } from '../../src/ippool/contracts.ts';
 import { EgressPool, type PoolMember } from '../../src/ippool/egress-pool.ts';
 import type { EgressPath } from '../../src/ippool/egress-path.ts';
-import { DEFAULT_CONFIG_DIR, loadPoolData } from '../../src/ippool/pool-data.ts';
+import { loadPoolData } from '../../src/ippool/pool-data.ts';
 import { createPoolPolicy } from '../../src/ippool/pool-policy.ts';
-import { ReactionEngine, loadReactionRules, reactionRulesConfigSchema } from '../../src/ippool/reaction-rules.ts';
+import { ReactionEngine, loadReactionRules } from '../../src/ippool/reaction-rules.ts';
 import { createReputationTracker } from '../../src/ippool/reputation.ts';
 import { dayIndex, utcDayStart } from '../../src/ippool/warmup.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
+import { BOUNCE_RULES } from '../helpers/bounce-rules.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 
 const GMAIL = 'alt1.aspmx.l.google.com,aspmx.l.google.com';
@@ -55,7 +58,7 @@ describe('egress pool (local backend)', () => {
       members,
       backend,
       reputation: createReputationTracker({ windowMs: 3_600_000, minSamples: 20 }),
-      reactions: new ReactionEngine(loadReactionRules(join(DEFAULT_CONFIG_DIR, 'reaction-rules.yaml'), reactionRulesConfigSchema.parse(operatorRules))),
+      reactions: new ReactionEngine(loadReactionRules(join(DEFAULT_CONFIG_DIR, DATA_FILES.reactionRules), reactionRulesConfigSchema.parse(operatorRules))),
       policy,
       paths: new ReadyQueues({ shaping: policy.shaping, limiter: backend.limiter, clock, idleConnectionTimeout: 5_000 }),
       defaultEgress: { address: null, hostname: 'mta.rookery.test' },
@@ -135,7 +138,7 @@ describe('egress pool (local backend)', () => {
 
   it('stores a restriction under the same key and in the same form as before', async () => {
     const p = await pool([member('127.0.0.2')]);
-    const reply = classifyReply({ code: 421, text: '4.7.28 unusual rate of unsolicited mail', stage: 'rcpt', remoteHost: 'aspmx.l.google.com', egressIp: '127.0.0.2' });
+    const reply = classifyReply({ code: 421, text: '4.7.28 unusual rate of unsolicited mail', stage: 'rcpt', remoteHost: 'aspmx.l.google.com', egressIp: '127.0.0.2' }, BOUNCE_RULES);
     await p.afterDelivery(path('127.0.0.2', GMAIL), [reply]);
     const stored = new Map((await backend.state.list('', clock.now())).map((e) => [e.key, e.value]));
     expect(Object.keys(JSON.parse(stored.get('restrict:127.0.0.2:gmail')!))).toEqual(['rule', 'reason', 'until', 'action', 'ratePerHour']);
@@ -151,7 +154,7 @@ describe('egress pool (local backend)', () => {
       stage: 'rcpt',
       remoteHost: 'aspmx.l.google.com',
       egressIp: '127.0.0.2',
-    });
+    }, BOUNCE_RULES);
     await p.afterDelivery(path('127.0.0.2', GMAIL), [reply]);
     // 120 messages over two minutes: the throttle (60/h, burst 1) lets 127.0.0.2 send at most 3.
     const gmail = await spread(p, GMAIL, 120);
@@ -170,7 +173,7 @@ describe('egress pool (local backend)', () => {
 
   it('lowers the weight of an IP whose reputation with a provider falls below the floor', async () => {
     const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
-    const outcome = (code: number, text: string) => classifyReply({ code, text, stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' });
+    const outcome = (code: number, text: string) => classifyReply({ code, text, stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' }, BOUNCE_RULES);
     // 10 accepted, 20 refused by policy: score 10 / (10 + 2 x 20) = 0.2, below the floor 0.7.
     await p.afterDelivery(path('127.0.0.2', OTHER), [
       ...Array.from({ length: 10 }, () => outcome(250, '2.0.0 ok')),
@@ -186,8 +189,8 @@ describe('egress pool (local backend)', () => {
 
   it('turns an outcome permanent when a bounce rule matches it', async () => {
     const p = await pool([member('127.0.0.2')], [{ name: 'no-such-list', match: 'list does not exist', action: 'bounce' }]);
-    const reply = classifyReply({ code: 451, text: '4.3.0 this list does not exist any more', stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' });
-    const other = classifyReply({ code: 451, text: '4.3.0 try again later', stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' });
+    const reply = classifyReply({ code: 451, text: '4.3.0 this list does not exist any more', stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' }, BOUNCE_RULES);
+    const other = classifyReply({ code: 451, text: '4.3.0 try again later', stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' }, BOUNCE_RULES);
     const [bounced, deferred] = await p.afterDelivery(path('127.0.0.2', OTHER), [reply, other]);
     expect(bounced).toMatchObject({ disposition: 'permanent', code: 451 });
     expect(deferred!.disposition).toBe('transient');
@@ -196,7 +199,7 @@ describe('egress pool (local backend)', () => {
 
   it('brings a restricted IP back at a reduced rate that ramps up', async () => {
     const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
-    const reply = classifyReply({ code: 421, text: '4.7.28 Our system has detected an unusual rate of mail from your IP.', stage: 'rcpt', remoteHost: 'aspmx.l.google.com', egressIp: '127.0.0.2' });
+    const reply = classifyReply({ code: 421, text: '4.7.28 Our system has detected an unusual rate of mail from your IP.', stage: 'rcpt', remoteHost: 'aspmx.l.google.com', egressIp: '127.0.0.2' }, BOUNCE_RULES);
     await p.afterDelivery(path('127.0.0.2', GMAIL), [reply]);
     const burst = async () => {
       const counts = new Map<string, number>();

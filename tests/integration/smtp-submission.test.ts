@@ -1,11 +1,11 @@
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { headerValue, splitHeader } from '../../src/mail/message-headers.ts';
 import { Queue } from '../../src/engine/queue.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
+import { resolveConfig } from '../../src/resolved-config.ts';
 import { hashPassword } from '../../src/smtp/password-hash.ts';
 import { createSubmissionServer, type SubmissionServer } from '../../src/smtp/submission-server.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
@@ -44,7 +44,7 @@ afterEach(async () => {
 async function startHarness(smtp: ConfigInput['smtp'], options: { shutdownGraceMs?: number } = {}): Promise<Harness> {
   const dir: TempDir = await createTempDir('rookery-smtp');
   cleanups.push(() => dir.remove());
-  const config = parseConfig({ hostname: 'mta.rookery.test', dataDir: dir.path, smtp }, 'test', {});
+  const { config, smtpUsers, dkimKeys } = resolveConfig({ hostname: 'mta.rookery.test', dataDir: dir.path, smtp }, { source: 'test', env: {} });
   const logs: Array<Record<string, unknown>> = [];
   const logger = createLogger('debug', { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
   const metrics = new Metrics({ processMetrics: false });
@@ -58,11 +58,11 @@ async function startHarness(smtp: ConfigInput['smtp'], options: { shutdownGraceM
     metrics,
     hostname: config.hostname,
     // No keys configured: messages go through the real signer and come out unsigned.
-    dkim: createDkimSigner({ keys: createDkimKeyStore({ config: config.dkim, resolver: { resolveTxt: async () => [] }, clock, logger }), config: config.dkim, clock, logger }),
+    dkim: createDkimSigner({ keys: createDkimKeyStore({ keys: dkimKeys, resolver: { resolveTxt: async () => [] }, clock, logger }), config: config.dkim, clock, logger }),
     assignPool: poolAssignerFor(config),
     onEnqueued: () => undefined,
   });
-  const server = createSubmissionServer({ config, queue, tls: await tlsFixture(), logger, metrics, clock, ...options });
+  const server = createSubmissionServer({ config, users: smtpUsers, queue, tls: await tlsFixture(), logger, metrics, clock, ...options });
   await server.start();
   cleanups.push(() => server.stop());
   const harness: Harness = {
@@ -608,9 +608,10 @@ describe('SMTP submission: lifecycle', () => {
     const h = await startHarness({ listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }] });
     const dir = await createTempDir('rookery-smtp-clash');
     cleanups.push(() => dir.remove());
-    const config = parseConfig({ hostname: 'x.test', dataDir: dir.path, smtp: { listeners: [{ host: '127.0.0.1', port: h.at().port }] } }, 'test', {});
+    const { config } = resolveConfig({ hostname: 'x.test', dataDir: dir.path, smtp: { listeners: [{ host: '127.0.0.1', port: h.at().port }] } }, { source: 'test', env: {} });
     const clash = createSubmissionServer({
       config,
+      users: [],
       queue: { submit: () => Promise.reject(new Error('unused')) },
       tls: await tlsFixture(),
       logger: createLogger('silent'),

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { BOUNCE_RULES, classifyError, classifyReply, parseReply } from '../../src/engine/classify.ts';
+import type { BounceRule } from '../../src/engine/bounce-rules.ts';
+import { classifyError, classifyReply, parseReply } from '../../src/engine/classify.ts';
+import { BOUNCE_RULES } from '../helpers/bounce-rules.ts';
 
 const ctx = { stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' } as const;
 
@@ -58,12 +60,12 @@ describe('classifyReply', () => {
   ];
 
   it.each(cases)('%i %s -> %s %s %s', (code, text, disposition, enhanced, bounceClass) => {
-    const outcome = classifyReply({ code, text, ...ctx });
+    const outcome = classifyReply({ code, text, ...ctx }, BOUNCE_RULES);
     expect(outcome).toMatchObject({ disposition, code, enhanced, bounceClass });
   });
 
   it('keeps the reply text and the context in the outcome', () => {
-    expect(classifyReply({ code: 550, text: '550 5.1.1 no such user', ...ctx })).toEqual({
+    expect(classifyReply({ code: 550, text: '550 5.1.1 no such user', ...ctx }, BOUNCE_RULES)).toEqual({
       disposition: 'permanent',
       code: 550,
       enhanced: '5.1.1',
@@ -76,9 +78,9 @@ describe('classifyReply', () => {
   });
 
   it('applies the first matching rule of a caller-supplied table', () => {
-    const rules = [{ text: /banana/i, bounceClass: 'policy' as const }, ...BOUNCE_RULES];
+    const rules: BounceRule[] = [{ name: 'banana', origin: 'operator', text: /banana/i, bounceClass: 'policy' }, ...BOUNCE_RULES];
     expect(classifyReply({ code: 550, text: '5.1.1 banana', ...ctx }, rules).bounceClass).toBe('policy');
-    expect(classifyReply({ code: 550, text: '5.1.1 banana', ...ctx }).bounceClass).toBe('unknown-user');
+    expect(classifyReply({ code: 550, text: '5.1.1 banana', ...ctx }, BOUNCE_RULES).bounceClass).toBe('unknown-user');
   });
 });
 
@@ -89,7 +91,7 @@ function errorWith(fields: Record<string, unknown>, message = 'failure'): Error 
 describe('classifyError', () => {
   it('classifies a nodemailer error by the server reply it carries', () => {
     const err = errorWith({ code: 'EENVELOPE', responseCode: 550, response: '550 5.1.1 no such user', command: 'RCPT TO' });
-    expect(classifyError(err, { ...ctx, stage: 'mail' })).toMatchObject({
+    expect(classifyError(err, { ...ctx, stage: 'mail' }, BOUNCE_RULES)).toMatchObject({
       disposition: 'permanent',
       code: 550,
       enhanced: '5.1.1',
@@ -101,13 +103,13 @@ describe('classifyError', () => {
   it('reads the stage from the failed command: DATA refused vs message refused after the dot', () => {
     const data = errorWith({ code: 'EENVELOPE', responseCode: 554, response: '554 5.5.1 no valid recipients', command: 'DATA' });
     const dot = errorWith({ code: 'EMESSAGE', responseCode: 554, response: '554 5.6.0 content rejected', command: 'DATA' });
-    expect(classifyError(data, ctx).stage).toBe('data');
-    expect(classifyError(dot, ctx).stage).toBe('dot');
+    expect(classifyError(data, ctx, BOUNCE_RULES).stage).toBe('data');
+    expect(classifyError(dot, ctx, BOUNCE_RULES).stage).toBe('dot');
   });
 
   it('treats connection refused as transient connection failure', () => {
     const err = errorWith({ code: 'ECONNREFUSED', errno: -111 }, 'connect ECONNREFUSED 127.0.0.1:1');
-    expect(classifyError(err, { ...ctx, stage: 'connect' })).toMatchObject({
+    expect(classifyError(err, { ...ctx, stage: 'connect' }, BOUNCE_RULES)).toMatchObject({
       disposition: 'transient',
       code: null,
       stage: 'connect',
@@ -118,19 +120,19 @@ describe('classifyError', () => {
 
   it('sees the socket error code nodemailer moved to originalCode', () => {
     const err = errorWith({ code: 'ESOCKET', originalCode: 'ECONNRESET' }, 'read ECONNRESET');
-    expect(classifyError(err, { ...ctx, stage: 'data' })).toMatchObject({ disposition: 'transient', bounceClass: 'connection', stage: 'data' });
+    expect(classifyError(err, { ...ctx, stage: 'data' }, BOUNCE_RULES)).toMatchObject({ disposition: 'transient', bounceClass: 'connection', stage: 'data' });
   });
 
   it('explains an egress address missing from the host', () => {
     const err = errorWith({ code: 'EADDRNOTAVAIL' }, 'connect EADDRNOTAVAIL 192.0.2.10');
-    const outcome = classifyError(err, { stage: 'connect', remoteHost: 'mx.dest.test', egressIp: '192.0.2.10' });
+    const outcome = classifyError(err, { stage: 'connect', remoteHost: 'mx.dest.test', egressIp: '192.0.2.10' }, BOUNCE_RULES);
     expect(outcome).toMatchObject({ disposition: 'transient', bounceClass: 'egress-unavailable' });
     expect(outcome.response).toMatch(/egress address 192\.0\.2\.10 is not configured on this host/);
   });
 
   it('names the timeout that fired and its stage', () => {
     const greeting = errorWith({ code: 'ETIMEDOUT', timeoutType: 'GREETING_TIMEOUT' }, 'Greeting never received');
-    expect(classifyError(greeting, { ...ctx, stage: 'connect' })).toMatchObject({
+    expect(classifyError(greeting, { ...ctx, stage: 'connect' }, BOUNCE_RULES)).toMatchObject({
       disposition: 'transient',
       stage: 'greeting',
       bounceClass: 'connection',
@@ -140,16 +142,16 @@ describe('classifyError', () => {
 
   it('treats a TLS failure as transient', () => {
     const err = errorWith({ code: 'ETLS', command: 'STARTTLS' }, 'Error initiating TLS');
-    expect(classifyError(err, { ...ctx, stage: 'ehlo' })).toMatchObject({ disposition: 'transient', stage: 'starttls', bounceClass: 'connection' });
+    expect(classifyError(err, { ...ctx, stage: 'ehlo' }, BOUNCE_RULES)).toMatchObject({ disposition: 'transient', stage: 'starttls', bounceClass: 'connection' });
   });
 
   it('bounces a message over the size the server announced', () => {
     const err = errorWith({ code: 'EMESSAGE', command: 'MAIL FROM' }, 'Message size larger than allowed 1000');
-    expect(classifyError(err, ctx)).toMatchObject({ disposition: 'permanent', enhanced: '5.3.4', bounceClass: 'message-rejected' });
+    expect(classifyError(err, ctx, BOUNCE_RULES)).toMatchObject({ disposition: 'permanent', enhanced: '5.3.4', bounceClass: 'message-rejected' });
   });
 
   it('keeps unknown local errors transient', () => {
-    expect(classifyError(new Error('something odd'), ctx)).toMatchObject({ disposition: 'transient', bounceClass: 'other', code: null });
-    expect(classifyError('a string', ctx)).toMatchObject({ disposition: 'transient', response: 'local error: a string' });
+    expect(classifyError(new Error('something odd'), ctx, BOUNCE_RULES)).toMatchObject({ disposition: 'transient', bounceClass: 'other', code: null });
+    expect(classifyError('a string', ctx, BOUNCE_RULES)).toMatchObject({ disposition: 'transient', response: 'local error: a string' });
   });
 });

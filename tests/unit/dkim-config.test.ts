@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ConfigError } from '../../src/config/config-error.ts';
 import { parseWith } from '../../src/config/yaml-config.ts';
-import { dkimConfigSchema } from '../../src/sender-domains/dkim-config.ts';
+import { dkimConfigSchema } from '../../src/config/dkim-schema.ts';
 
 // Wired under `dkim:` as the main schema will have it, so the paths in errors are the real ones.
 const schema = z.strictObject({ dkim: dkimConfigSchema });

@@ -1,9 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
-import { dkimConfigSchema, type DkimConfigInput } from '../../src/sender-domains/dkim-config.ts';
+import { dkimConfigSchema, type DkimConfigInput } from '../../src/config/dkim-schema.ts';
 import { createDkimKeyStore, type DkimKeyStore } from '../../src/sender-domains/key-store.ts';
 import { createDkimSigner, fromHeaderDomain, OVER_SIGNED_HEADERS, type UnsignedReason } from '../../src/sender-domains/signer.ts';
-import { createDkimKeyFiles, dkimSignatureTags, fixtureTxtResolver, verifyWithMailauth, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
+import { createDkimKeyFiles, dkimSignatureTags, fixtureTxtResolver, readKeysOf, verifyWithMailauth, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 
 let files: DkimKeyFiles;
@@ -23,7 +23,7 @@ const T0 = Date.UTC(2026, 5, 1, 12, 0, 0);
 function setup(dkim: DkimConfigInput) {
   const config = dkimConfigSchema.parse(dkim);
   const clock = manualClock(T0);
-  const keys = createDkimKeyStore({ config, resolver: fixtureTxtResolver({}), clock, logger });
+  const keys = createDkimKeyStore({ keys: readKeysOf(config), resolver: fixtureTxtResolver({}), clock, logger });
   stores.push(keys);
   const unsigned: UnsignedReason[] = [];
   const signer = createDkimSigner({ keys, config, clock, logger, onUnsigned: (reason) => unsigned.push(reason) });

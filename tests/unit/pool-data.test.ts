@@ -3,19 +3,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/config-error.ts';
-import { DEFAULT_CONFIG_DIR, loadPoolData, POOL_DATA_FILES, unknownPlans, type LoadPoolDataOptions } from '../../src/ippool/pool-data.ts';
-import { providersConfigSchema } from '../../src/ippool/providers.ts';
-import { shapingConfigSchema } from '../../src/ippool/shaping.ts';
-import { DAY_MS, warmupConfigSchema } from '../../src/ippool/warmup.ts';
+import { DATA_FILES, DEFAULT_CONFIG_DIR } from '../../src/config/data-files.ts';
+import { providersConfigSchema, shapingConfigSchema, warmupConfigSchema } from '../../src/config/pool-schemas.ts';
+import { loadPoolData, unknownPlans, type LoadPoolDataOptions } from '../../src/ippool/pool-data.ts';
+import { DAY_MS } from '../../src/ippool/warmup.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'rookery-pool-data-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** A config folder holding the shipped data files, with some of them replaced. */
-function configDir(replace: Partial<Record<keyof typeof POOL_DATA_FILES, string>> = {}): string {
+function configDir(replace: Partial<Record<keyof typeof DATA_FILES, string>> = {}): string {
   const dir = mkdtempSync(join(root, 'config-'));
-  for (const [key, name] of Object.entries(POOL_DATA_FILES)) {
-    const text = replace[key as keyof typeof POOL_DATA_FILES];
+  for (const [key, name] of Object.entries(DATA_FILES)) {
+    const text = replace[key as keyof typeof DATA_FILES];
     if (text === undefined) copyFileSync(join(DEFAULT_CONFIG_DIR, name), join(dir, name));
     else writeFileSync(join(dir, name), text);
   }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadPoolData } from '../../src/ippool/pool-data.ts';
-import { createProviderCatalog, isMxPattern, providersConfigSchema, type ProviderGroup } from '../../src/ippool/providers.ts';
+import { isMxPattern, providersConfigSchema } from '../../src/config/pool-schemas.ts';
+import { ProviderCatalog, type ProviderGroup } from '../../src/ippool/providers.ts';
 
 const groups: ProviderGroup[] = [
   { name: 'google', mx: ['aspmx.l.google.com', '*.google.com'], warmupScale: 1 },
@@ -9,7 +10,7 @@ const groups: ProviderGroup[] = [
   { name: 'narrow', mx: ['mx.corp.example.net'], warmupScale: 1 },
   { name: 'other', mx: [], warmupScale: 1 },
 ];
-const catalog = createProviderCatalog(groups);
+const catalog = new ProviderCatalog(groups);
 
 describe('patterns', () => {
   it('an exact name matches that host only, whatever the case and a trailing dot', () => {
@@ -83,24 +84,24 @@ describe('providerOfSite', () => {
   });
 
   it('answers the same from its cache, and stays correct past the cache size', () => {
-    const small = createProviderCatalog(groups, { cacheMaxEntries: 2 });
+    const small = new ProviderCatalog(groups, { cacheMaxEntries: 2 });
     const sites = ['smtp.google.com', 'mx.a.test', 'mx01.mail.me.com', 'mx.b.test', 'smtp.google.com', 'mx01.mail.me.com'];
     expect(sites.map((s) => small.providerOfSite(s))).toEqual(['google', 'other', 'apple', 'other', 'google', 'apple']);
   });
 });
 
-describe('createProviderCatalog', () => {
+describe('ProviderCatalog', () => {
   it('puts other last whatever the order given', () => {
-    const c = createProviderCatalog([groups[4]!, groups[0]!]);
+    const c = new ProviderCatalog([groups[4]!, groups[0]!]);
     expect(c.groups.map((g) => g.name)).toEqual(['google', 'other']);
   });
 
   it('refuses groups without other, other with patterns, duplicates, bad scales and bad patterns', () => {
-    expect(() => createProviderCatalog([groups[0]!])).toThrow(/"other"/);
-    expect(() => createProviderCatalog([{ name: 'other', mx: ['*.x.test'], warmupScale: 1 }])).toThrow(/no patterns/);
-    expect(() => createProviderCatalog([groups[0]!, groups[0]!, groups[4]!])).toThrow(/defined twice/);
-    expect(() => createProviderCatalog([{ ...groups[0]!, warmupScale: 0 }, groups[4]!])).toThrow(/warmupScale/);
-    expect(() => createProviderCatalog([{ ...groups[0]!, mx: ['*'] }, groups[4]!])).toThrow(/pattern/);
+    expect(() => new ProviderCatalog([groups[0]!])).toThrow(/"other"/);
+    expect(() => new ProviderCatalog([{ name: 'other', mx: ['*.x.test'], warmupScale: 1 }])).toThrow(/no patterns/);
+    expect(() => new ProviderCatalog([groups[0]!, groups[0]!, groups[4]!])).toThrow(/defined twice/);
+    expect(() => new ProviderCatalog([{ ...groups[0]!, warmupScale: 0 }, groups[4]!])).toThrow(/warmupScale/);
+    expect(() => new ProviderCatalog([{ ...groups[0]!, mx: ['*'] }, groups[4]!])).toThrow(/pattern/);
   });
 
   it('is frozen', () => {

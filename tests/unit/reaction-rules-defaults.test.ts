@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { classifyReply } from '../../src/engine/classify.ts';
 import { ReactionEngine, loadReactionRules } from '../../src/ippool/reaction-rules.ts';
+import { BOUNCE_RULES } from '../helpers/bounce-rules.ts';
 
 /**
  * The built-in rules of config/reaction-rules.yaml against replies as the large providers send
@@ -14,7 +15,7 @@ const IP = '203.0.113.7';
 
 function outcomeOf(raw: string) {
   const code = Number(raw.slice(0, 3));
-  return classifyReply({ code, text: raw, stage: 'rcpt', remoteHost: 'mx.example.net', egressIp: IP });
+  return classifyReply({ code, text: raw, stage: 'rcpt', remoteHost: 'mx.example.net', egressIp: IP }, BOUNCE_RULES);
 }
 
 function ruleFor(raw: string, provider: string): string | null {

@@ -6,18 +6,10 @@ import { z } from 'zod';
 import { ConfigError, formatPath } from '../../src/config/config-error.ts';
 import { classifyError, classifyReply } from '../../src/engine/classify.ts';
 import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
-import {
-  ReactionEngine,
-  RECOVERY_STEP_MS,
-  loadReactionRules,
-  reactionRulesConfigSchema,
-  recoveryCompleteAt,
-  recoveryRate,
-  replySubject,
-  type ReactionRuleConfig,
-  type ReactionRuleInput,
-} from '../../src/ippool/reaction-rules.ts';
-import { reputationConfigSchema } from '../../src/ippool/reputation.ts';
+import { reputationConfigSchema } from '../../src/config/pool-schemas.ts';
+import { reactionRulesConfigSchema, type ReactionRuleConfig, type ReactionRuleInput } from '../../src/config/rule-schemas.ts';
+import { ReactionEngine, RECOVERY_STEP_MS, loadReactionRules, recoveryCompleteAt, recoveryRate, replySubject } from '../../src/ippool/reaction-rules.ts';
+import { BOUNCE_RULES } from '../helpers/bounce-rules.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-reaction-rules-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -49,7 +41,7 @@ function engineOf(rules: ReactionRuleInput[], builtinPath = emptyBuiltin): React
 }
 
 function reply(raw: string): DeliveryOutcome {
-  return classifyReply({ code: Number(raw.slice(0, 3)), text: raw, stage: 'rcpt', remoteHost: 'mx.example.net', egressIp: '127.0.0.2' });
+  return classifyReply({ code: Number(raw.slice(0, 3)), text: raw, stage: 'rcpt', remoteHost: 'mx.example.net', egressIp: '127.0.0.2' }, BOUNCE_RULES);
 }
 
 const IP = '127.0.0.2';
@@ -186,7 +178,7 @@ describe('replySubject', () => {
   });
 
   it('is null when no remote replied', () => {
-    const refused = classifyError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), { stage: 'connect', remoteHost: 'mx', egressIp: IP });
+    const refused = classifyError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), { stage: 'connect', remoteHost: 'mx', egressIp: IP }, BOUNCE_RULES);
     expect(replySubject(refused)).toBeNull();
   });
 });
@@ -238,7 +230,7 @@ describe('ReactionEngine.evaluate', () => {
   it('ignores delivered outcomes and outcomes without a remote reply', () => {
     const engine = engineOf([{ name: 'everything', match: '.', action: 'suspend-ip', duration: '1h' }]);
     expect(engine.evaluate({ ip: IP, provider: 'other', outcome: reply('250 2.0.0 Ok: queued'), now: 0 })).toEqual([]);
-    const timeout = classifyError(Object.assign(new Error('Connection timeout'), { code: 'ETIMEDOUT' }), { stage: 'connect', remoteHost: 'mx', egressIp: IP });
+    const timeout = classifyError(Object.assign(new Error('Connection timeout'), { code: 'ETIMEDOUT' }), { stage: 'connect', remoteHost: 'mx', egressIp: IP }, BOUNCE_RULES);
     expect(engine.evaluate({ ip: IP, provider: 'other', outcome: timeout, now: 0 })).toEqual([]);
     const throttled: DeliveryOutcome = { ...timeout, disposition: 'throttled', code: null };
     expect(engine.evaluate({ ip: IP, provider: 'other', outcome: throttled, now: 0 })).toEqual([]);

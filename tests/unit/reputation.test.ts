@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { classifyError, classifyReply } from '../../src/engine/classify.ts';
 import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import { createReputationTracker, reputationInputOf, reputationScore } from '../../src/ippool/reputation.ts';
+import { BOUNCE_RULES } from '../helpers/bounce-rules.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 
 const IP = '127.0.0.2';
@@ -9,7 +10,7 @@ const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 
 function reply(raw: string): DeliveryOutcome {
-  return classifyReply({ code: Number(raw.slice(0, 3)), text: raw, stage: 'rcpt', remoteHost: 'mx.example.net', egressIp: IP });
+  return classifyReply({ code: Number(raw.slice(0, 3)), text: raw, stage: 'rcpt', remoteHost: 'mx.example.net', egressIp: IP }, BOUNCE_RULES);
 }
 
 const delivered = reply('250 2.0.0 OK 1700000000 a1si1 - gsmtp');
@@ -34,8 +35,8 @@ describe('reputationInputOf', () => {
     ['greylisting', reply('451 4.7.1 <x@example.org>: Recipient address rejected: Greylisted, please try again later'), null],
     ['content refusal', reply('554 5.6.0 Message content rejected'), null],
     ['server trouble', reply('451 4.3.0 Temporary local problem'), null],
-    ['connection refused', classifyError(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }), { stage: 'connect', remoteHost: 'mx', egressIp: IP }), null],
-    ['DNS failure', classifyError(Object.assign(new Error('queryMx ENOTFOUND'), { code: 'ENOTFOUND' }), { stage: 'dns', remoteHost: null, egressIp: IP }), null],
+    ['connection refused', classifyError(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }), { stage: 'connect', remoteHost: 'mx', egressIp: IP }, BOUNCE_RULES), null],
+    ['DNS failure', classifyError(Object.assign(new Error('queryMx ENOTFOUND'), { code: 'ENOTFOUND' }), { stage: 'dns', remoteHost: null, egressIp: IP }, BOUNCE_RULES), null],
     [
       'no mail domain',
       { disposition: 'permanent', code: null, enhanced: '5.1.10', response: 'example.invalid has no MX', stage: 'dns', bounceClass: 'no-mail-domain', remoteHost: null, egressIp: IP },
@@ -92,7 +93,7 @@ describe('createReputationTracker', () => {
     const tracker = createReputationTracker({ windowMs: HOUR, minSamples: 20 });
     for (let i = 0; i < 20; i++) tracker.record(IP, 'gmail', delivered, clock.now());
     for (let i = 0; i < 500; i++) tracker.record(IP, 'gmail', unknownUser, clock.now());
-    tracker.record(IP, 'gmail', classifyError(Object.assign(new Error('reset'), { code: 'ECONNRESET' }), { stage: 'data', remoteHost: 'mx', egressIp: IP }), clock.now());
+    tracker.record(IP, 'gmail', classifyError(Object.assign(new Error('reset'), { code: 'ECONNRESET' }), { stage: 'data', remoteHost: 'mx', egressIp: IP }, BOUNCE_RULES), clock.now());
     expect(tracker.snapshot(IP, 'gmail', clock.now())).toEqual({ accepted: 20, deferred: 0, blocked: 0, complaints: 0, score: 1 });
   });
 

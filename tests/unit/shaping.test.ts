@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadPoolData } from '../../src/ippool/pool-data.ts';
-import { createShapingTable, parseRate, shapingConfigSchema, shapingFileSchema } from '../../src/ippool/shaping.ts';
+import { parseRate, shapingConfigSchema, shapingFileSchema } from '../../src/config/pool-schemas.ts';
+import { ShapingTable } from '../../src/ippool/shaping.ts';
 
 const file = shapingFileSchema.parse({
   default: { maxConnections: 10, maxMessagesPerConnection: 100, messageRate: '100/s', connectionRate: '20/s' },
@@ -63,7 +64,7 @@ describe('shapingConfigSchema', () => {
 
 describe('shapingFor', () => {
   it('gives the default to providers without an entry, a second of rate as burst', () => {
-    const table = createShapingTable(file);
+    const table = new ShapingTable(file);
     expect(table.shapingFor('other')).toEqual({
       maxConnections: 10,
       maxMessagesPerConnection: 100,
@@ -74,7 +75,7 @@ describe('shapingFor', () => {
   });
 
   it('a provider entry changes only the fields it gives', () => {
-    const table = createShapingTable(file);
+    const table = new ShapingTable(file);
     expect(table.shapingFor('gmail')).toEqual({
       maxConnections: 5,
       maxMessagesPerConnection: 50,
@@ -85,12 +86,12 @@ describe('shapingFor', () => {
   });
 
   it('a burst is at least 1, so a rate below one a second can send at all', () => {
-    const table = createShapingTable(file, shapingConfigSchema.parse({ providers: { trickle: { messageRate: '6/m' } } }));
+    const table = new ShapingTable(file, shapingConfigSchema.parse({ providers: { trickle: { messageRate: '6/m' } } }));
     expect(table.shapingFor('trickle').messageRate).toEqual({ ratePerSecond: 0.1, burst: 1 });
   });
 
   it("merges the operator's values over the file's, field by field", () => {
-    const table = createShapingTable(
+    const table = new ShapingTable(
       file,
       shapingConfigSchema.parse({
         default: { maxConnections: 3, messageRate: '50/s' },
@@ -105,7 +106,7 @@ describe('shapingFor', () => {
   });
 
   it('hands out frozen objects', () => {
-    const shaping = createShapingTable(file).shapingFor('gmail');
+    const shaping = new ShapingTable(file).shapingFor('gmail');
     expect(Object.isFrozen(shaping)).toBe(true);
     expect(Object.isFrozen(shaping.messageRate)).toBe(true);
   });

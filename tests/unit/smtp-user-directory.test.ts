@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/smtp/password-hash.ts';
-import { UserDirectory } from '../../src/smtp/user-directory.ts';
+import { resolveSmtpUsers, UserDirectory } from '../../src/smtp/user-directory.ts';
 
 describe('UserDirectory', () => {
   it('authenticates users with a plain password or a hash, and nobody else', async () => {
-    const directory = await UserDirectory.create([
+    const { users, problems } = resolveSmtpUsers([
       { username: 'app', password: 'app-secret', allowedSenders: ['*@app.example'] },
       { username: 'shop', passwordHash: await hashPassword('shop-secret'), allowedSenders: ['*'] },
     ]);
+    expect(problems).toEqual([]);
+    const directory = await UserDirectory.create(users);
     expect(await directory.authenticate('app', 'app-secret')).toEqual({ username: 'app', allowedSenders: ['*@app.example'] });
     expect(await directory.authenticate('shop', 'shop-secret')).toEqual({ username: 'shop', allowedSenders: ['*'] });
     expect(await directory.authenticate('app', 'shop-secret')).toBeNull();
@@ -16,22 +18,32 @@ describe('UserDirectory', () => {
     expect(directory.get('shop')?.allowedSenders).toEqual(['*']);
     expect(directory.get('nobody')).toBeUndefined();
   });
+});
 
-  it('names the user entry whose hash is malformed', async () => {
-    await expect(
-      UserDirectory.create([
-        { username: 'ok', password: 'x', allowedSenders: ['*'] },
-        { username: 'bad', passwordHash: 'scrypt$nope', allowedSenders: ['*'] },
-      ]),
-    ).rejects.toThrow(/^smtp\.users\[1\]\.passwordHash: /);
+describe('resolveSmtpUsers', () => {
+  it('parses each hash once, and keeps a clear password for the directory to hash', async () => {
+    const hash = await hashPassword('shop-secret');
+    const { users } = resolveSmtpUsers([
+      { username: 'app', password: 'app-secret', allowedSenders: ['*'] },
+      { username: 'shop', passwordHash: hash, allowedSenders: ['*'] },
+    ]);
+    expect(users[0]!.secret).toEqual({ password: 'app-secret' });
+    expect(users[1]!.secret).toMatchObject({ hash: { N: 16_384, r: 8, p: 1 } });
   });
 
-  it('refuses duplicate usernames', async () => {
-    await expect(
-      UserDirectory.create([
-        { username: 'a', password: 'x', allowedSenders: ['*'] },
-        { username: 'a', password: 'y', allowedSenders: ['*'] },
-      ]),
-    ).rejects.toThrow(/smtp\.users\[1\]\.username: duplicate/);
+  it('names the user entry whose hash is malformed', () => {
+    const { problems } = resolveSmtpUsers([
+      { username: 'ok', password: 'x', allowedSenders: ['*'] },
+      { username: 'bad', passwordHash: 'scrypt$nope', allowedSenders: ['*'] },
+    ]);
+    expect(problems).toEqual(['smtp.users[1].passwordHash: password hash must have the form scrypt$N$r$p$salt$hash']);
+  });
+
+  it('refuses duplicate usernames', () => {
+    const { problems } = resolveSmtpUsers([
+      { username: 'a', password: 'x', allowedSenders: ['*'] },
+      { username: 'a', password: 'y', allowedSenders: ['*'] },
+    ]);
+    expect(problems).toEqual(['smtp.users[1].username: duplicate user "a"']);
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ConfigError } from '../../src/config/config-error.ts';
 import { parseWith, parseYaml } from '../../src/config/yaml-config.ts';
-import { MAX_BOUNCE_DOMAIN_LENGTH, verpConfigSchema } from '../../src/sender-domains/verp-config.ts';
+import { MAX_BOUNCE_DOMAIN_LENGTH, verpConfigSchema } from '../../src/config/return-path-schema.ts';
 import { parseVerpAddress, returnPathFor, bounceDomains } from '../../src/sender-domains/verp.ts';
 
 /** The key as the config file holds it, so problems carry their full path. */

@@ -1,10 +1,9 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { newQueueId } from '../../src/engine/queue-id.ts';
-import type { ReturnPathConfig } from '../../src/sender-domains/verp-config.ts';
+import { MAX_VERP_LOCAL_PART_LENGTH, type ReturnPathConfig } from '../../src/config/return-path-schema.ts';
 import {
   bounceDomains,
-  MAX_VERP_LOCAL_PART_LENGTH,
   parseVerpAddress,
   returnPathDomainOf,
   returnPathFor,

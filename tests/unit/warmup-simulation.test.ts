@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadPoolData } from '../../src/ippool/pool-data.ts';
-import { DAY_MS, HOUR_MS, dayWindow, hourWindow, parseDate, warmupCaps, type TimeWindow } from '../../src/ippool/warmup.ts';
+import { parseDate } from '../../src/config/pool-schemas.ts';
+import { DAY_MS, HOUR_MS, dayWindow, hourWindow, warmupCaps, type TimeWindow } from '../../src/ippool/warmup.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 
 /**

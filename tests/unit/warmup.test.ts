@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  DAY_MS,
-  HOUR_MS,
-  dayIndex,
-  dayWindow,
-  effectiveStart,
-  formatDate,
-  hourWindow,
-  ipWarmupSchema,
-  parseDate,
-  warmupCaps,
-  warmupConfigSchema,
-} from '../../src/ippool/warmup.ts';
+import { ipWarmupSchema, parseDate, warmupConfigSchema } from '../../src/config/pool-schemas.ts';
+import { DAY_MS, HOUR_MS, dayIndex, dayWindow, effectiveStart, formatDate, hourWindow, warmupCaps } from '../../src/ippool/warmup.ts';
 
 const at = (iso: string) => Date.parse(iso);
 const START = at('2026-11-01T00:00:00Z');

@@ -1,9 +1,8 @@
 import { z } from 'zod';
-import { MAX_VERP_LOCAL_PART_LENGTH } from './verp.ts';
 
 /**
- * The config's `returnPath:` key: which sender domains get a VERP return path (src/sender-domains/verp.ts)
- * and the HMAC secret that tags it. Absent or `{}`: off, every envelope sender is left as given.
+ * The config's `returnPath:` key: which sender domains get a VERP return path
+ * (src/sender-domains/verp.ts) and the HMAC secret that tags it. Absent or `{}`: off, every envelope sender is left as given.
  *
  *     returnPath:
  *       secret: "at least 32 random characters"   # or ROOKERY_VERP_SECRET
@@ -29,6 +28,19 @@ export interface ReturnPathConfig {
 }
 
 export const MIN_VERP_SECRET_LENGTH = 32;
+
+/**
+ * The parts of a VERP local part, `b+<messageId>.<recipientId>.<tag>` (src/sender-domains/verp.ts),
+ * whose lengths bound the bounce domain a config may name.
+ */
+export const VERP_PREFIX = 'b+';
+export const VERP_TAG_LENGTH = 10;
+/** Longest message id encoded; longer ids would push the local part towards the 64-octet limit. */
+export const MAX_VERP_MESSAGE_ID_LENGTH = 32;
+/** Recipient ids are written in base 36; the largest safe integer takes 11 digits. */
+export const MAX_VERP_RECIPIENT_ID_DIGITS = Number.MAX_SAFE_INTEGER.toString(36).length;
+/** The longest local part a VERP address has (57; RFC 5321 allows 64). */
+export const MAX_VERP_LOCAL_PART_LENGTH = VERP_PREFIX.length + MAX_VERP_MESSAGE_ID_LENGTH + 1 + MAX_VERP_RECIPIENT_ID_DIGITS + 1 + VERP_TAG_LENGTH;
 /**
  * RFC 5321 4.5.3.1.3: a path is at most 256 octets with its angle brackets, so the bounce domain
  * may take what the longest VERP local part and the '@' leave.

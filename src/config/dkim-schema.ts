@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { positiveDurationSchema } from '../config/duration.ts';
 import { normalizeDomain } from '../mail/address.ts';
+import { positiveDurationSchema } from './duration.ts';
 
 /**
  * The config's `dkim:` key: which From domains are signed, with which keys. Absent or `{}`:
@@ -18,7 +18,8 @@ import { normalizeDomain } from '../mail/address.ts';
  *
  * An RSA and an Ed25519 key on one domain sign every message twice (dual signing). Several keys
  * of one algorithm are a rotation: the newest whose DNS record is published signs (see
- * key-store.ts). Domain names may be written as U-labels; they are kept as lower-case A-labels.
+ * src/sender-domains/key-store.ts). Domain names may be written as U-labels; they are kept as
+ * lower-case A-labels.
  */
 
 export interface DkimKeyConfig {
