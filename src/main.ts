@@ -68,7 +68,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   };
 
   try {
-    await store.migrate();
+    await startPart('storage', () => store.migrate());
     const redis = config.redis ? createRedisClient(config.redis.url, logger) : null;
     if (redis) stack.push({ name: 'redis', stop: () => redis.close() });
 
@@ -140,7 +140,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         for (const state of RECIPIENT_STATES) metrics.queueDepth.set({ state }, counts[state]);
       },
     });
-    const apiAddress = await api.start();
+    const apiAddress = await startPart('control API', () => api.start());
     stack.push({ name: 'api', stop: () => api.stop() });
 
     const retention = new RetentionSweeper({ store, clock, logger, retentionMs: config.storage.retention });
@@ -202,5 +202,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (err) {
     await stopAll();
     throw err;
+  }
+}
+
+/**
+ * Runs a start-up step that fails only for reasons outside the configuration (storage
+ * unreachable, a port taken by another process), so the error names the part that failed.
+ */
+async function startPart<T>(part: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    throw new Error(`${part}: ${(err as Error).message}`, { cause: err });
   }
 }

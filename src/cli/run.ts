@@ -1,7 +1,7 @@
+import { OPERATOR_ERRORS, type OperatorErrorCode } from '../errors.ts';
 import { startDaemon } from '../main.ts';
 import { createLogger } from '../observability/logger.ts';
 import type { CommandContext, CommandResult } from './main.ts';
-import { OPERATOR_ERRORS } from '../errors.ts';
 import { ConfigError, describeConfigError, resolveCliConfig } from './load-cli-config.ts';
 import { handleShutdownSignals } from './shutdown-signals.ts';
 
@@ -48,7 +48,8 @@ export async function execute(values: Record<string, unknown>, context: CommandC
   try {
     await daemon;
   } catch (err) {
-    log.fatal({ event: 'daemon.start.failed', code: 'START_FAILED', err }, OPERATOR_ERRORS.START_FAILED.message);
+    const code: OperatorErrorCode = 'START_FAILED';
+    log.fatal({ event: 'daemon.start.failed', code, err }, OPERATOR_ERRORS[code].message);
     // Exit outright: a half-started component may still hold a timer or socket open.
     exit(1);
   }
