@@ -20,9 +20,11 @@ export function parseConfig(raw: unknown, source = 'config', env: NodeJS.Process
 
   const config = parseWith(configSchema, withEnv, source);
   const problems: string[] = [];
-  if (config.storage.driver === 'postgres' && !config.storage.url) {
+  const { driver, url } = config.storage;
+  if (driver === 'postgres' && !url) {
     problems.push('storage.url: required when storage.driver is postgres (or set DATABASE_URL)');
-  } else if (config.storage.driver === 'postgres' && !isUrlWith(config.storage.url!, ['postgres:', 'postgresql:', 'socket:'])) {
+  } else if (driver === 'postgres' && url && !isUrlWith(url, ['postgres:', 'postgresql:', 'socket:'])) {
+    // Only PostgreSQL uses the URL: an unrelated DATABASE_URL does not stop a SQLite node.
     problems.push('storage.url: not a postgres:// URL (postgres://user:password@host:5432/database)');
   }
   const seen = new Set<string>();

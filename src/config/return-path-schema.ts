@@ -2,7 +2,8 @@ import { z } from 'zod';
 
 /**
  * The config's `returnPath:` key: which sender domains get a VERP return path
- * (src/sender-domains/verp.ts) and the HMAC secret that tags it. Absent or `{}`: off, every envelope sender is left as given.
+ * (src/sender-domains/verp.ts) and the HMAC secret that tags it. Absent or `{}`: off, every
+ * envelope sender is left as given.
  *
  *     returnPath:
  *       secret: "at least 32 random characters"   # or ROOKERY_VERP_SECRET
@@ -41,6 +42,7 @@ export const MAX_VERP_MESSAGE_ID_LENGTH = 32;
 export const MAX_VERP_RECIPIENT_ID_DIGITS = Number.MAX_SAFE_INTEGER.toString(36).length;
 /** The longest local part a VERP address has (57; RFC 5321 allows 64). */
 export const MAX_VERP_LOCAL_PART_LENGTH = VERP_PREFIX.length + MAX_VERP_MESSAGE_ID_LENGTH + 1 + MAX_VERP_RECIPIENT_ID_DIGITS + 1 + VERP_TAG_LENGTH;
+
 /**
  * RFC 5321 4.5.3.1.3: a path is at most 256 octets with its angle brackets, so the bounce domain
  * may take what the longest VERP local part and the '@' leave.

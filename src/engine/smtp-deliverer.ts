@@ -304,12 +304,7 @@ function successOutcomes(
   return recipients.map((r) => rejected.get(r.trim()) ?? delivered);
 }
 
-function failureOutcomes(
-  result: Extract<SendResult, { ok: false }>,
-  recipients: string[],
-  ctx: Omit<ReplyContext, 'stage'>,
-  rules: readonly BounceRule[],
-): DeliveryOutcome[] {
+function failureOutcomes(result: Extract<SendResult, { ok: false }>, recipients: string[], ctx: Omit<ReplyContext, 'stage'>, rules: readonly BounceRule[]): DeliveryOutcome[] {
   const failure = classifyError(result.error, { ...ctx, stage: result.stage }, rules);
   // A refused MAIL FROM applies to everyone; otherwise recipients refused at RCPT keep their own reply.
   if (failure.stage === 'mail') return recipients.map(() => failure);
