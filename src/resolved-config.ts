@@ -17,8 +17,8 @@ import { readTlsFiles, type TlsMaterial } from './smtp/tls-material.ts';
  * read, parsed and checked. `rookery check-config` and `rookery run` go through this one
  * resolution, so whatever the daemon would refuse at start, check-config refuses, naming the
  * config path. Building one has no side effects (it reads files, starts and writes nothing),
- * the result is frozen all the way down, and two built from the same input are deeply equal
- * (util.isDeepStrictEqual), so a reload can build a new one, compare and swap it.
+ * the result is frozen all the way down (see deepFreeze), and two built from the same input are
+ * deeply equal (util.isDeepStrictEqual), so a reload can build a new one, compare and swap it.
  */
 export interface ResolvedConfig {
   /** Where it came from: the file path, or a name such as "built-in defaults". */
