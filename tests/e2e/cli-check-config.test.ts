@@ -1,17 +1,18 @@
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tlsFixture } from '../helpers/tls-fixture.ts';
+import { createTempDir } from '../helpers/temp-dir.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const NODE = join(ROOT, 'node_modules/.bin/node');
 const CLI = join(ROOT, 'src/cli/main.ts');
 
-const dir = mkdtempSync(join(tmpdir(), 'rookery-check-config-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const temp = await createTempDir('rookery-check-config');
+const dir = temp.path;
+afterAll(() => temp.remove());
 
 /** Runs the real CLI in a fresh process, from a directory other than the repository. */
 function rookery(args: string[], env: NodeJS.ProcessEnv = {}) {

@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/config-error.ts';
 import { loadConfigFile, parseConfig } from '../../src/config/load.ts';
+import { createTempDir } from '../helpers/temp-dir.ts';
 
 /** Parses with no environment overrides, so the machine's DATABASE_URL cannot leak in. */
 function parse(raw: unknown, env: NodeJS.ProcessEnv = {}) {
@@ -21,8 +22,9 @@ function problemsOf(raw: unknown, env: NodeJS.ProcessEnv = {}): string[] {
   throw new Error('configuration was accepted');
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'rookery-config-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const temp = await createTempDir('rookery-config');
+const dir = temp.path;
+afterAll(() => temp.remove());
 
 function writeYaml(name: string, text: string): string {
   const path = join(dir, name);

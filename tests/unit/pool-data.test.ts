@@ -1,5 +1,4 @@
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/config-error.ts';
@@ -7,9 +6,11 @@ import { DATA_FILES, DEFAULT_CONFIG_DIR } from '../../src/config/data-files.ts';
 import { providersConfigSchema, shapingConfigSchema, warmupConfigSchema } from '../../src/config/pool-schemas.ts';
 import { loadPoolData, unknownPlans, type LoadPoolDataOptions } from '../../src/ippool/pool-data.ts';
 import { DAY_MS } from '../../src/ippool/warmup.ts';
+import { createTempDir } from '../helpers/temp-dir.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'rookery-pool-data-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const temp = await createTempDir('rookery-pool-data');
+const root = temp.path;
+afterAll(() => temp.remove());
 
 /** A config folder holding the shipped data files, with some of them replaced. */
 function configDir(replace: Partial<Record<keyof typeof DATA_FILES, string>> = {}): string {

@@ -1,5 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -10,9 +9,11 @@ import { reputationConfigSchema } from '../../src/config/pool-schemas.ts';
 import { reactionRulesConfigSchema, type ReactionRuleConfig, type ReactionRuleInput } from '../../src/config/rule-schemas.ts';
 import { ReactionEngine, RECOVERY_STEP_MS, loadReactionRules, recoveryCompleteAt, recoveryRate, replySubject } from '../../src/ippool/reaction-rules.ts';
 import { BOUNCE_RULES } from '../helpers/bounce-rules.ts';
+import { createTempDir } from '../helpers/temp-dir.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'rookery-reaction-rules-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const temp = await createTempDir('rookery-reaction-rules');
+const dir = temp.path;
+afterAll(() => temp.remove());
 
 function writeFile(name: string, text: string): string {
   const path = join(dir, name);

@@ -1,5 +1,4 @@
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,10 +9,12 @@ import { resolveConfig, type ResolveOptions } from '../../src/resolved-config.ts
 import { hashPassword } from '../../src/smtp/password-hash.ts';
 import { BOUNCE_RULES } from '../helpers/bounce-rules.ts';
 import { generateDkimKey } from '../helpers/dkim-keys.ts';
+import { createTempDir } from '../helpers/temp-dir.ts';
 import { tlsFixture } from '../helpers/tls-fixture.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'rookery-resolved-config-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const temp = await createTempDir('rookery-resolved-config');
+const dir = temp.path;
+afterAll(() => temp.remove());
 
 function write(name: string, text: string | Buffer): string {
   const path = join(dir, name);
