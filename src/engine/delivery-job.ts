@@ -1,5 +1,5 @@
 import type { ClaimedRecipient } from '../storage/store.ts';
-import type { Route, Router } from './routing.ts';
+import type { NextHop, Route, Router } from './routing.ts';
 
 /**
  * Recipients of one message at one destination site, delivered together in one SMTP
@@ -26,26 +26,37 @@ export function groupByMessage(rows: readonly ClaimedRecipient[]): ClaimedRecipi
 
 /**
  * Routes one message's recipients (each domain once; the router caches lookups) and groups
- * them into one job per destination site, in claim order. A site's next hops are those of its
- * first domain: the domains of a site have the same MX set. Each domain that cannot be routed
- * is a job of its own, carrying the failure.
+ * them into one job per destination site, in claim order. Domains of one site share a job only
+ * when they also try the site's hosts in the same order: two domains may list the same MX hosts
+ * with different preferences, and each must go to its own most preferred host first (RFC 5321
+ * 5.1). Each domain that cannot be routed is a job of its own, carrying the failure.
  */
 export async function jobsBySite(messageId: string, rows: readonly ClaimedRecipient[], router: Pick<Router, 'resolve'>): Promise<DeliveryJob[]> {
   const domains = [...new Set(rows.map((row) => row.domain))];
   const routes = new Map(await Promise.all(domains.map(async (domain) => [domain, await router.resolve(domain)] as const)));
   const jobs: DeliveryJob[] = [];
-  const bySite = new Map<string, DeliveryJob>();
-  const byUnroutableDomain = new Map<string, DeliveryJob>();
+  const byDomain = new Map<string, DeliveryJob>();
   for (const row of rows) {
-    const route = routes.get(row.domain)!;
-    const [index, key] = route.ok ? [bySite, route.site] : [byUnroutableDomain, row.domain];
-    let job = index.get(key);
+    let job = byDomain.get(row.domain);
     if (!job) {
-      job = { messageId, route, rows: [] };
-      index.set(key, job);
-      jobs.push(job);
+      const route = routes.get(row.domain)!;
+      job = jobs.find((other) => route.ok && other.route.ok && other.route.site === route.site && samePreferences(other.route.hops, route.hops));
+      if (!job) {
+        job = { messageId, route, rows: [] };
+        jobs.push(job);
+      }
+      byDomain.set(row.domain, job);
     }
     job.rows.push(row);
   }
   return jobs;
+}
+
+/**
+ * The same MX hosts at the same preferences. Compared in a fixed order: the router shuffles
+ * hosts of equal preference on every lookup, and DNS may rotate a host's addresses.
+ */
+function samePreferences(a: readonly NextHop[], b: readonly NextHop[]): boolean {
+  const preferences = (hops: readonly NextHop[]) => [...new Set(hops.map((hop) => `${hop.preference} ${hop.name}`))].sort().join('\n');
+  return preferences(a) === preferences(b);
 }

@@ -10,7 +10,7 @@ export interface SchedulerOptions {
   clock: Clock;
   logger: Logger;
   owner: string;
-  /** Delivery slots: each routes a claimed message or runs one delivery job at a time. */
+  /** Delivery slots: delivery jobs (one message to one destination site) in flight at once. */
   concurrency: number;
   /** How long a claim is ours; longer than the slowest possible attempt. */
   leaseMs: number;
@@ -20,19 +20,21 @@ export interface SchedulerOptions {
   errorRetryMs?: number;
 }
 
-/** A claimed message's rows being delivered. */
+/** A claimed message being delivered, with the rows whose job has not finished. */
 interface RunningMessage {
-  rows: ClaimedRecipient[];
+  unfinished: Set<ClaimedRecipient>;
   done: Promise<void>;
 }
 
 /**
- * Claims due recipients and runs each claimed message in a delivery slot, with bounded
- * concurrency: the slot routes the message's domains (outside the claim loop, since DNS may be
- * slow), then runs one job per destination site. A message with several sites runs them side by
- * side in slots that are free at that moment, else one after another in its own. New mail starts
- * at once: the accept path calls wake() after each commit, and PostgreSQL's NOTIFY wakes the
- * other nodes; a timer covers retries that fall due.
+ * Claims due recipients and delivers them with bounded concurrency: one slot per delivery job
+ * (one message to one destination site). A claimed message first takes a slot for each of its
+ * recipient domains, since its sites are not known until its domains are routed (outside the
+ * claim loop: DNS may be slow) and a site never spans fewer domains than one; once routed, it
+ * gives back the slots its sites do not need and runs every site's job at the same time, each on
+ * the same lease, as one job per (message, domain) did before sites. New mail starts at once: the
+ * accept path calls wake() after each commit, and PostgreSQL's NOTIFY wakes the other nodes; a
+ * timer covers retries that fall due.
  */
 export class Scheduler {
   private running = false;
@@ -43,7 +45,7 @@ export class Scheduler {
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private readonly inFlight = new Set<RunningMessage>();
-  /** Delivery slots taken: one per message in flight, plus those its extra sites run in. */
+  /** Delivery slots taken: a message being routed holds one per domain, then one per job. */
   private slots = 0;
   private readonly messages = new Map<string, { refs: number; load: Promise<StoredMessage | null> }>();
   private unsubscribe: (() => void) | null = null;
@@ -105,7 +107,7 @@ export class Scheduler {
     clearTimeout(timeout);
     if (drained) return;
 
-    const left = [...this.inFlight].flatMap((m) => m.rows.map((r) => r.recipientId));
+    const left = [...this.inFlight].flatMap((m) => [...m.unfinished].map((r) => r.recipientId));
     this.log.warn({ event: 'scheduler.drain.timeout', recipients: left.length }, 'returning unfinished deliveries to the queue');
     // Their attempts may still finish; the store ignores results for rows we no longer lease.
     await this.options.store.release(this.options.owner, left, this.options.clock.now());
@@ -124,7 +126,8 @@ export class Scheduler {
             if (rows.length) await store.release(owner, rows.map((r) => r.recipientId), clock.now());
             return;
           }
-          for (const messageRows of groupByMessage(rows)) this.run(messageRows);
+          // Each message reserves a slot per domain: never more than its rows, so never past the limit.
+          for (const messageRows of groupByMessage(rows)) this.run(messageRows, new Set(messageRows.map((r) => r.domain)).size);
           if (!this.backlog) break;
         }
       } while (this.wakeAgain && this.running);
@@ -172,52 +175,58 @@ export class Scheduler {
     this.timerAt = Infinity;
   }
 
-  private run(rows: ClaimedRecipient[]): void {
-    this.slots++;
+  private run(rows: ClaimedRecipient[], reserved: number): void {
+    this.slots += reserved;
     const running: RunningMessage = {
-      rows,
-      done: this.deliverMessage(rows).finally(() => {
-        this.inFlight.delete(running);
-        this.freeSlots(1);
-      }),
+      unfinished: new Set(rows),
+      done: this.deliverMessage(rows, reserved, (job) => {
+        for (const row of job.rows) running.unfinished.delete(row);
+      }).finally(() => this.inFlight.delete(running)),
     };
     this.inFlight.add(running);
   }
 
   private freeSlots(count: number): void {
+    if (count <= 0) return;
     this.slots -= count;
     if (this.backlog) this.wake();
   }
 
-  /** Loads the message, routes its recipients into one job per site, and runs the jobs. */
-  private async deliverMessage(rows: ClaimedRecipient[]): Promise<void> {
+  /**
+   * Loads the message, routes its recipients into one job per site and runs the jobs side by
+   * side, each in one of the `reserved` slots (the rest are given back once the sites are known).
+   */
+  private async deliverMessage(rows: ClaimedRecipient[], reserved: number, onJobDone: (job: DeliveryJob) => void): Promise<void> {
     const { messageId } = rows[0]!;
+    let held = reserved;
     try {
       const message = await this.acquireMessage(messageId);
       if (!message) {
         this.log.error({ event: 'scheduler.message.missing', messageId }, 'queued recipients without a message body');
         return;
       }
-      await this.runJobs(await this.options.engine.plan(messageId, rows), message);
+      const jobs = await this.options.engine.plan(messageId, rows);
+      this.freeSlots(held - jobs.length);
+      held = jobs.length;
+      if (!this.running) {
+        // Stopped while routing: nothing was sent, so the rows go back to the queue as they are.
+        await this.options.store.release(this.options.owner, rows.map((r) => r.recipientId), this.options.clock.now());
+        return;
+      }
+      await Promise.all(
+        jobs.map((job) =>
+          this.runJob(job, message).finally(() => {
+            held--;
+            this.freeSlots(1);
+            onJobDone(job);
+          }),
+        ),
+      );
     } catch (err) {
       await this.failed(rows, err, { messageId });
     } finally {
+      this.freeSlots(held);
       this.releaseMessage(messageId);
-    }
-  }
-
-  /** Runs the jobs side by side in as many slots as are free now besides the message's own (never waiting for one). */
-  private async runJobs(jobs: DeliveryJob[], message: StoredMessage): Promise<void> {
-    const extra = Math.max(0, Math.min(jobs.length - 1, this.options.concurrency - this.slots));
-    this.slots += extra;
-    const queue = [...jobs];
-    const worker = async () => {
-      for (let job = queue.shift(); job; job = queue.shift()) await this.runJob(job, message);
-    };
-    try {
-      await Promise.all(Array.from({ length: extra + 1 }, worker));
-    } finally {
-      if (extra) this.freeSlots(extra);
     }
   }
 

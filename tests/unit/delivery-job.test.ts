@@ -5,11 +5,15 @@ import type { ClaimedRecipient } from '../../src/storage/store.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 
-/** one.test and two.test share an MX set (in another order); three.test has its own; nx.test does not exist. */
+/**
+ * one.test and two.test share an MX set (listed in another order); four.test has the same hosts
+ * with the preferences the other way round; three.test has its own; nx.test does not exist.
+ */
 const resolver = createFixtureResolver({
   'one.test': { mx: [{ exchange: 'mx1.hoster.test', priority: 10 }, { exchange: 'mx2.hoster.test', priority: 20 }] },
   'two.test': { mx: [{ exchange: 'mx2.hoster.test', priority: 20 }, { exchange: 'mx1.hoster.test', priority: 10 }] },
   'three.test': { mx: [{ exchange: 'mx.three.test', priority: 10 }] },
+  'four.test': { mx: [{ exchange: 'mx1.hoster.test', priority: 20 }, { exchange: 'mx2.hoster.test', priority: 10 }] },
   'mx1.hoster.test': { a: ['192.0.2.1'] },
   'mx2.hoster.test': { a: ['192.0.2.2'] },
   'mx.three.test': { a: ['192.0.2.3'] },
@@ -39,5 +43,14 @@ describe('delivery jobs', () => {
     expect(jobs.every((job) => job.messageId === 'm1')).toBe(true);
     // Each domain was looked up once.
     expect(resolver.queries.filter((q) => q === 'MX one.test')).toHaveLength(1);
+  });
+
+  it('keeps a domain whose preferences differ out of the job of its site, so each goes to its own first MX', async () => {
+    const router = createRouter({ routes: {}, mxPort: 25, resolver, clock: manualClock(0) });
+    const jobs = await jobsBySite('m2', [row('m2', 'a@one.test'), row('m2', 'b@four.test'), row('m2', 'c@two.test')], router);
+    expect(jobs.map((job) => (job.route.ok ? [job.route.site, job.route.hops[0]!.name, job.rows.map((r) => r.recipient)] : null))).toEqual([
+      ['mx1.hoster.test,mx2.hoster.test', 'mx1.hoster.test', ['a@one.test', 'c@two.test']],
+      ['mx1.hoster.test,mx2.hoster.test', 'mx2.hoster.test', ['b@four.test']],
+    ]);
   });
 });
