@@ -23,6 +23,8 @@ export const ERRORS = {
   SESSION_TIME_EXCEEDED: { smtp: 421, enhanced: '4.4.2', http: 408, message: 'Session time limit exceeded' },
   SHUTTING_DOWN: { smtp: 421, enhanced: '4.3.2', http: 503, message: 'Service shutting down' },
   STORAGE_FAILED: { smtp: 451, enhanced: '4.3.0', http: 503, message: 'Temporary storage failure, try again later' },
+  BUFFERS_FULL: { smtp: 452, enhanced: '4.3.1', http: 503, message: 'Insufficient system storage, try again later' },
+  BAD_AUTHOR_HEADER: { smtp: 554, enhanced: '5.6.0', http: 400, message: 'From and Sender headers must each appear at most once' },
   BAD_REQUEST: { smtp: 501, enhanced: '5.5.4', http: 400, message: 'Bad request' },
 } as const satisfies Record<string, ErrorSpec>;
 
@@ -59,6 +61,10 @@ export const SMTP_REPLIES = {
   STARTTLS_REQUIRED: { smtp: 530, enhanced: '5.7.0', message: 'Must issue a STARTTLS command first' },
   AUTH_NOT_ENABLED: { smtp: 503, enhanced: '5.5.1', message: 'Error: authentication not enabled' },
   AUTH_IN_TRANSACTION: { smtp: 503, enhanced: '5.5.1', message: 'Error: AUTH not allowed during a mail transaction' },
+  CONTROL_CHARACTER: { smtp: 501, enhanced: '5.5.4', message: 'Control characters are not allowed in MAIL and RCPT commands' },
+  EARLY_TALKER: { smtp: 421, enhanced: '4.5.0', message: 'Protocol error: data sent before the greeting' },
+  COMMAND_TIMEOUT: { smtp: 421, enhanced: '4.4.2', message: 'Timeout waiting for the next command' },
+  DATA_TOO_SLOW: { smtp: 421, enhanced: '4.4.2', message: 'Message data arriving too slowly' },
 } as const satisfies Record<string, SmtpReplySpec>;
 
 export type SmtpReplyCode = keyof typeof SMTP_REPLIES;

@@ -39,6 +39,8 @@ const listener = z.strictObject({
   host: z.string().default('127.0.0.1'),
   port,
   tls: z.enum(['none', 'starttls', 'implicit']).default('none'),
+  /** Pause before the 220 greeting; a client that talks during it is refused. */
+  greetingDelay: durationSchema.default(0),
 });
 
 const user = z
@@ -80,7 +82,7 @@ export const configSchema = z.strictObject({
     .optional(),
   smtp: z
     .strictObject({
-      listeners: z.array(listener).default([{ host: '127.0.0.1', port: 2525, tls: 'none' }]),
+      listeners: z.array(listener).default([{ host: '127.0.0.1', port: 2525, tls: 'none', greetingDelay: 0 }]),
       tls: z.strictObject({ key: z.string(), cert: z.string() }).optional(),
       trustedNetworks: z.array(cidr).default([]),
       users: z.array(user).default([]),
@@ -91,6 +93,14 @@ export const configSchema = z.strictObject({
       maxConnections: z.number().int().positive().default(1000),
       sessionTimeout: positiveDurationSchema.default(600_000),
       idleTimeout: durationSchema.default(60_000),
+      /** From each reply until the next command line is complete. */
+      commandTimeout: positiveDurationSchema.default(60_000),
+      /** DATA must arrive at this many bytes per second on average, after commandTimeout of slack. */
+      minDataRate: z.number().int().positive().default(1024),
+      /** Share of maxConnections that clients outside trustedNetworks cannot hold before they authenticate. */
+      reservedConnectionShare: z.number().min(0).max(1).default(0.2),
+      /** Bytes of messages being received (until committed) held at once, over all sessions. */
+      maxBufferedBytes: z.number().int().positive().default(268_435_456),
       authFailures: z
         .strictObject({ max: z.number().int().positive().default(5), window: positiveDurationSchema.default(900_000) })
         .prefault({}),

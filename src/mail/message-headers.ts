@@ -21,9 +21,22 @@ export function hasHeader(header: string, name: string): boolean {
 
 /** Value of the first field with this name, unfolded and trimmed, or null. */
 export function headerValue(header: string, name: string): string | null {
-  const re = new RegExp(`(?:^|\\r\\n)${name.replace(/[-]/g, '\\-')}[ \\t]*:([^\\r]*(?:\\r\\n[ \\t][^\\r]*)*)`, 'i');
-  const match = re.exec(header);
-  return match ? match[1]!.replace(/\r\n/g, '').trim() : null;
+  const match = fieldPattern(name, 'i').exec(header);
+  return match ? unfold(match[1]!) : null;
+}
+
+/** Values of every field with this name, in order, unfolded and trimmed. */
+export function headerValues(header: string, name: string): string[] {
+  return [...header.matchAll(fieldPattern(name, 'gi'))].map((match) => unfold(match[1]!));
+}
+
+/** A field with this name (its name ends at optional blanks and a colon), with its continuation lines. */
+function fieldPattern(name: string, flags: string): RegExp {
+  return new RegExp(`(?:^|\\r\\n)${name.replace(/[-]/g, '\\-')}[ \\t]*:([^\\r]*(?:\\r\\n[ \\t][^\\r]*)*)`, flags);
+}
+
+function unfold(value: string): string {
+  return value.replace(/\r\n/g, '').trim();
 }
 
 /**

@@ -1,23 +1,24 @@
 import type { SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import type { Clock } from '../clock.ts';
 import type { Accepted, Submission } from '../engine/queue.ts';
-import { RookeryError } from '../errors.ts';
-import { headerValue, splitHeader } from '../mail/message-headers.ts';
+import { RookeryError, SMTP_REPLIES, smtpReplyText } from '../errors.ts';
+import { splitHeader } from '../mail/message-headers.ts';
 import type { Logger } from '../observability/logger.ts';
-import { addressparser } from '../vendor/nodemailer.ts';
+import { checkAuthors } from './author-headers.ts';
+import type { BufferBudget } from './buffer-budget.ts';
+import { watchDataRate } from './data-rate.ts';
 import { collectMessage } from './message-collector.ts';
 import { receivedField } from './received-header.ts';
 import { logSafe, type Rejections } from './rejections.ts';
-import { senderAllowed } from './relay-policy.ts';
 import type { SessionRegistry, SessionState } from './session-registry.ts';
 import { userOf } from './submission-auth.ts';
 import type { UserDirectory } from './user-directory.ts';
 
 /**
- * DATA: the message is collected (size limit, CRLF line endings only), an authenticated user's
- * From and Sender header addresses are held to allowedSenders, the Received field is made, and
- * the message is committed to the queue. The 250 reply, carrying the queue id, goes out only
- * after the commit.
+ * DATA: the message is collected (size limit, CRLF line endings only, within the shared buffer
+ * budget, at the minimum data rate), its author fields are checked (author-headers.ts), the
+ * Received field is made, and the message is committed to the queue. The 250 reply, carrying
+ * the queue id, goes out only after the commit.
  */
 
 export interface DataAcceptanceDeps {
@@ -29,6 +30,11 @@ export interface DataAcceptanceDeps {
   /** The server's log, for a message whose session is no longer known. */
   log: Logger;
   maxMessageBytes: number;
+  /** Bytes held by messages being received, over every session. */
+  buffers: BufferBudget;
+  /** The DATA time limit: this much, plus a second for every minDataRate bytes. */
+  dataGraceMs: number;
+  minDataRate: number;
   /** This node's name, in the Received field. */
   hostname: string;
 }
@@ -49,36 +55,53 @@ export function dataAcceptance(deps: DataAcceptanceDeps): NonNullable<SMTPServer
 /** Reads the message and queues it; resolves with the reply text, rejects with the refusal. */
 async function receive(deps: DataAcceptanceDeps, stream: SMTPServerDataStream, session: SMTPServerSession, state: SessionState | undefined): Promise<string> {
   const { rejections } = deps;
-  const envelope = session.envelope;
   const log = state?.log ?? deps.log;
+  // The session is ended (421) when the message falls behind the minimum rate.
+  const stopWatch = state
+    ? watchDataRate(stream, {
+        graceMs: deps.dataGraceMs,
+        minBytesPerSecond: deps.minDataRate,
+        onTooSlow: (bytes) => {
+          rejections.reject(state, 'DATA_TOO_SLOW', { bytes });
+          state.server.endSession(state.id, smtpReplyText(SMTP_REPLIES.DATA_TOO_SLOW));
+        },
+      })
+    : () => undefined;
   let collected;
   try {
-    collected = await collectMessage(stream, deps.maxMessageBytes);
+    collected = await collectMessage(stream, deps.maxMessageBytes, deps.buffers);
   } catch (err) {
     // The client went away (or was cut off) in the middle of the message; nothing was queued.
     log.info({ event: 'smtp.message.aborted', err: (err as Error).message }, 'message transfer aborted');
     throw err;
+  } finally {
+    stopWatch();
   }
   if (!collected.ok) {
     rejections.reject(state, collected.reason, { bytes: collected.bytes });
     throw new RookeryError(collected.reason);
   }
-  // The From (and Sender) header is what recipients see and what DKIM signs for: an
-  // authenticated user is held to allowedSenders there too, not only in MAIL FROM.
+  try {
+    return await commit(deps, collected.body, session, state, log);
+  } finally {
+    deps.buffers.release(collected.body.length);
+  }
+}
+
+/** Checks the author fields and queues the message; resolves with the reply text. */
+async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServerSession, state: SessionState | undefined, log: Logger): Promise<string> {
+  const { rejections } = deps;
+  const envelope = session.envelope;
   const user = userOf(deps.users, session);
-  if (user) {
-    const { header } = splitHeader(collected.body);
-    const authors = ['From', 'Sender'].flatMap((name) => addressesIn(headerValue(header, name)));
-    const foreign = authors.find((address) => !senderAllowed(user.allowedSenders, address));
-    if (foreign !== undefined) {
-      rejections.reject(state, 'SENDER_NOT_ALLOWED', { header: logSafe(foreign), username: user.username });
-      throw new RookeryError('SENDER_NOT_ALLOWED', 'From or Sender header address not allowed for this user');
-    }
+  const refusal = checkAuthors(splitHeader(body).header, user ? user.allowedSenders : null);
+  if (refusal) {
+    rejections.reject(state, refusal.code, { header: refusal.address && logSafe(refusal.address), username: user?.username, detail: refusal.message });
+    throw new RookeryError(refusal.code, refusal.message);
   }
   const submission: Submission = {
     sender: envelope.mailFrom ? envelope.mailFrom.address : '',
     recipients: envelope.rcptTo.map((r) => r.address),
-    body: collected.body,
+    body,
     submitter: typeof session.user === 'string' ? session.user : null,
     source: 'smtp',
     clientAddress: session.remoteAddress,
@@ -122,12 +145,4 @@ async function receive(deps: DataAcceptanceDeps, stream: SMTPServerDataStream, s
     );
   }
   return `2.0.0 Ok: queued as ${accepted.id}`;
-}
-
-/** The addresses of an address header (groups flattened); none for an absent header. */
-function addressesIn(value: string | null): string[] {
-  if (!value) return [];
-  const flatten = (list: ReturnType<typeof addressparser>): string[] =>
-    list.flatMap((entry) => ('group' in entry && entry.group ? flatten(entry.group) : [entry.address ?? '']));
-  return flatten(addressparser(value));
 }

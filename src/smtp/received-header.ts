@@ -1,4 +1,4 @@
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { rfc5322Date } from '../mail/message-headers.ts';
 
 export interface ReceivedTrace {
@@ -26,19 +26,37 @@ export interface ReceivedTrace {
  */
 export function receivedField(trace: ReceivedTrace): string {
   const literal = isIPv6(trace.clientIp) ? `[IPv6:${trace.clientIp}]` : `[${trace.clientIp}]`;
-  const helo = clean(trace.helo) || literal;
-  const name = clean(trace.reverseName ?? '') || trace.clientIp;
+  const name = trace.reverseName && isHostname(trace.reverseName) ? trace.reverseName : trace.clientIp;
+  // RFC 5321 4.4 wants a domain or an address literal after "from"; any other EHLO argument
+  // (markup, 8-bit bytes, a bare word) goes into the comment, percent-encoded.
+  const helo = isHostname(trace.helo) || isAddressLiteral(trace.helo) ? trace.helo : null;
+  const claimed = helo === null && trace.helo ? ` helo=${percentEncoded(trace.helo)}` : '';
   return (
-    `from ${helo} (${name} ${literal})\r\n` +
+    `from ${helo ?? literal} (${name} ${literal}${claimed})\r\n` +
     `\tby ${trace.hostname} (Rookery) with ${trace.protocol} id ${trace.id};\r\n` +
     `\t${rfc5322Date(trace.at)}`
   );
 }
 
-/**
- * The HELO argument comes from the client: smtp-server already refuses control characters in
- * it; parentheses and whitespace would break the comment structure, so they go too.
- */
-function clean(value: string): string {
-  return value.replace(/[\s()\\]/g, '').slice(0, 255);
+const LABEL = '[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?';
+const HOSTNAME = new RegExp(`^(?=.{1,253}$)${LABEL}(?:\\.${LABEL})*\\.?$`, 'i');
+
+/** Letters, digits, hyphens (and the underscore real PTR records carry) in dot-separated labels. */
+function isHostname(value: string): boolean {
+  return HOSTNAME.test(value);
+}
+
+/** [192.0.2.1] or [IPv6:2001:db8::1]. */
+function isAddressLiteral(value: string): boolean {
+  const inner = /^\[(?:ipv6:)?([0-9a-f:.]+)\]$/i.exec(value)?.[1];
+  return inner !== undefined && isIP(inner) === (/^\[ipv6:/i.test(value) ? 6 : 4);
+}
+
+/** Only hostname characters stay as they are; every other byte of the UTF-8 form is %XX. Bounded. */
+function percentEncoded(value: string): string {
+  let out = '';
+  for (const byte of Buffer.from(value.slice(0, 64), 'utf8')) {
+    out += /[A-Za-z0-9._-]/.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
 }

@@ -1,17 +1,21 @@
-import type { ErrorCode } from '../errors.ts';
+import type { ErrorCode, SmtpReplyCode } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
 /**
- * Reasons for smtpRejections{reason}: error registry codes, plus COMMAND_TOO_LONG and
- * AUTH_NOT_AVAILABLE, which counts the three replies that refuse AUTH (STARTTLS_REQUIRED,
+ * Reasons for smtpRejections{reason}: error registry codes and SMTP protocol replies, except
+ * that AUTH_NOT_AVAILABLE counts the three replies that refuse AUTH (STARTTLS_REQUIRED,
  * AUTH_NOT_ENABLED, AUTH_IN_TRANSACTION in SMTP_REPLIES).
  */
-export type RejectionReason = ErrorCode | 'COMMAND_TOO_LONG' | 'AUTH_NOT_AVAILABLE';
+export type RejectionReason =
+  | ErrorCode
+  | Exclude<SmtpReplyCode, 'STARTTLS_REQUIRED' | 'AUTH_NOT_ENABLED' | 'AUTH_IN_TRANSACTION'>
+  | 'AUTH_NOT_AVAILABLE';
 
 /** The log event for each refusal, so a log search can follow one kind. */
 const REJECTION_EVENTS: Partial<Record<RejectionReason, string>> = {
   COMMAND_TOO_LONG: 'smtp.command.rejected',
+  CONTROL_CHARACTER: 'smtp.command.rejected',
   AUTH_NOT_AVAILABLE: 'smtp.auth.refused',
   AUTH_LOCKED: 'smtp.auth.locked',
   AUTH_FAILED: 'smtp.auth.failed',
@@ -21,7 +25,12 @@ const REJECTION_EVENTS: Partial<Record<RejectionReason, string>> = {
   TOO_MANY_RECIPIENTS: 'smtp.recipient.rejected',
   MESSAGE_TOO_LARGE: 'smtp.message.rejected',
   BARE_LINE_ENDING: 'smtp.message.rejected',
+  BAD_AUTHOR_HEADER: 'smtp.message.rejected',
+  BUFFERS_FULL: 'smtp.message.rejected',
   SESSION_TIME_EXCEEDED: 'smtp.session.expired',
+  COMMAND_TIMEOUT: 'smtp.session.expired',
+  DATA_TOO_SLOW: 'smtp.session.expired',
+  EARLY_TALKER: 'smtp.session.refused',
   TOO_MANY_CONNECTIONS: 'smtp.session.refused',
   SHUTTING_DOWN: 'smtp.session.refused',
 };

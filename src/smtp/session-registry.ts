@@ -4,22 +4,28 @@ import { ERRORS, RookeryError, smtpReplyText, type ErrorCode } from '../errors.t
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { GatedSmtpServer } from '../vendor/smtp-server.ts';
+import { clientKeyOf, type ClientKey } from './client-key.ts';
 import { NetworkMatcher } from './relay-policy.ts';
 import type { Rejections } from './rejections.ts';
 
 /**
  * The open submission sessions: what we keep per session beside smtp-server's own session
- * object, admission against the connection limits (in total and per client address), and the
- * session time limit, which never cuts a message off while it is being committed.
+ * object, admission against the connection limits (in total, per client as client-key.ts
+ * defines it, and for clients that are neither trusted nor logged in, which may not take the
+ * reserved share of the slots), and the session time limit, which never cuts a message off
+ * while it is being committed.
  */
 
 /** What we keep per open session. */
 export interface SessionState {
   id: string;
   ip: string;
+  client: ClientKey;
   server: GatedSmtpServer;
   log: Logger;
   trusted: boolean;
+  /** Trusted, or authenticated: the session may use the reserved share of the slots. */
+  vetted: boolean;
   timer: NodeJS.Timeout;
   /** queue.submit is in flight: the session time limit waits for the reply to DATA. */
   committing: boolean;
@@ -29,7 +35,7 @@ export interface SessionState {
 }
 
 export interface SessionRegistryDeps {
-  smtp: Pick<Config['smtp'], 'maxConnections' | 'maxConnectionsPerClient' | 'sessionTimeout' | 'trustedNetworks'>;
+  smtp: Pick<Config['smtp'], 'maxConnections' | 'maxConnectionsPerClient' | 'reservedConnectionShare' | 'sessionTimeout' | 'trustedNetworks'>;
   log: Logger;
   metrics: Metrics;
   rejections: Rejections;
@@ -37,13 +43,19 @@ export interface SessionRegistryDeps {
   isStopping: () => boolean;
 }
 
+const BUSY = 'Too many connections, try again later';
+
 export class SessionRegistry {
   private readonly sessions = new Map<string, SessionState>();
-  private readonly perClient = new Map<string, number>();
+  private readonly perClient = new Map<ClientKey, number>();
   private readonly trustedNetworks: NetworkMatcher;
+  /** Sessions that are not vetted, and how many of them may be open at once. */
+  private unvetted = 0;
+  private readonly maxUnvetted: number;
 
   constructor(private readonly deps: SessionRegistryDeps) {
     this.trustedNetworks = new NetworkMatcher(deps.smtp.trustedNetworks);
+    this.maxUnvetted = Math.floor(deps.smtp.maxConnections * (1 - deps.smtp.reservedConnectionShare));
   }
 
   get size(): number {
@@ -58,21 +70,26 @@ export class SessionRegistry {
   open(server: GatedSmtpServer, listener: ListenerConfig, session: SMTPServerSession, callback: (err?: Error | null) => void): void {
     const { smtp, rejections } = this.deps;
     const ip = session.remoteAddress;
-    const refuse = (code: ErrorCode, message?: string) => {
-      rejections.reject(undefined, code, { ip });
+    const client = clientKeyOf(ip);
+    const trusted = this.trustedNetworks.contains(ip);
+    const refuse = (code: ErrorCode, message?: string, fields: Record<string, unknown> = {}) => {
+      rejections.reject(undefined, code, { ip, ...fields });
       callback(new RookeryError(code, message));
     };
     if (this.deps.isStopping()) return refuse('SHUTTING_DOWN');
-    if (this.sessions.size >= smtp.maxConnections) return refuse('TOO_MANY_CONNECTIONS', 'Too many connections, try again later');
-    const fromClient = this.perClient.get(ip) ?? 0;
-    if (fromClient >= smtp.maxConnectionsPerClient) return refuse('TOO_MANY_CONNECTIONS');
+    if (this.sessions.size >= smtp.maxConnections) return refuse('TOO_MANY_CONNECTIONS', BUSY);
+    if (!trusted && this.unvetted >= this.maxUnvetted) return refuse('TOO_MANY_CONNECTIONS', BUSY, { reserved: true });
+    const fromClient = this.perClient.get(client) ?? 0;
+    if (fromClient >= smtp.maxConnectionsPerClient) return refuse('TOO_MANY_CONNECTIONS', undefined, { client });
 
     const state: SessionState = {
       id: session.id,
       ip,
+      client,
       server,
       log: this.deps.log.child({ session: session.id, ip }),
-      trusted: this.trustedNetworks.contains(ip),
+      trusted,
+      vetted: trusted,
       timer: setTimeout(() => this.expire(session.id), smtp.sessionTimeout),
       committing: false,
       expired: false,
@@ -80,7 +97,8 @@ export class SessionRegistry {
     };
     state.timer.unref();
     this.sessions.set(session.id, state);
-    this.perClient.set(ip, fromClient + 1);
+    this.perClient.set(client, fromClient + 1);
+    if (!state.vetted) this.unvetted++;
     this.deps.metrics.smtpSessions.inc();
     this.deps.metrics.smtpSessionsActive.inc();
     const clientName = session.clientHostname === `[${ip}]` ? null : session.clientHostname;
@@ -102,6 +120,13 @@ export class SessionRegistry {
     for (const state of [...this.sessions.values()]) this.forget(state);
   }
 
+  /** The session has authenticated: it no longer counts against the unreserved share. */
+  authenticated(state: SessionState | undefined): void {
+    if (!state || state.vetted) return;
+    state.vetted = true;
+    this.unvetted--;
+  }
+
   /** A message of the session is being committed: the time limit waits for the reply. */
   beginCommit(state: SessionState | undefined): void {
     if (state) state.committing = true;
@@ -117,9 +142,10 @@ export class SessionRegistry {
   private forget(state: SessionState): void {
     clearTimeout(state.timer);
     this.sessions.delete(state.id);
-    const left = (this.perClient.get(state.ip) ?? 1) - 1;
-    if (left > 0) this.perClient.set(state.ip, left);
-    else this.perClient.delete(state.ip);
+    if (!state.vetted) this.unvetted--;
+    const left = (this.perClient.get(state.client) ?? 1) - 1;
+    if (left > 0) this.perClient.set(state.client, left);
+    else this.perClient.delete(state.client);
     this.deps.metrics.smtpSessionsActive.dec();
     state.log.info({ event: 'smtp.session.close', messages: state.messages }, 'SMTP session closed');
   }

@@ -1,14 +1,16 @@
 import type { SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { RookeryError } from '../errors.ts';
 import type { AuthLockout } from './auth-lockout.ts';
+import { clientKeyOf } from './client-key.ts';
 import { logSafe, type Rejections } from './rejections.ts';
 import type { SessionRegistry } from './session-registry.ts';
 import type { SubmissionUser, UserDirectory } from './user-directory.ts';
 
 /**
- * SMTP AUTH (PLAIN and LOGIN): the credentials against the user directory, failed attempts
- * counted towards the client address's lockout. The authenticated username becomes
- * session.user, which the relay policy and the header sender check read back with userOf().
+ * SMTP AUTH (PLAIN and LOGIN): the credentials against the user directory, each attempt counted
+ * towards the client's lockout from the moment it starts (and taken back if it succeeds). The
+ * authenticated username becomes session.user, which the relay policy and the header sender
+ * check read back with userOf().
  */
 
 export interface SubmissionAuthDeps {
@@ -23,10 +25,11 @@ export function authHandler(deps: SubmissionAuthDeps): NonNullable<SMTPServerOpt
   const { users, lockout, sessions, rejections } = deps;
   return (auth, session, callback) => {
     const state = sessions.get(session.id);
-    const ip = session.remoteAddress;
     const username = auth.username ?? '';
     // Checked again here: the lock may have been reached while this exchange was under way.
-    if (lockout.isLocked(ip)) {
+    const client = clientKeyOf(session.remoteAddress);
+    const attempt = lockout.begin(client);
+    if (!attempt) {
       rejections.reject(state, 'AUTH_LOCKED', { username: logSafe(username) });
       return callback(new RookeryError('AUTH_LOCKED'));
     }
@@ -35,14 +38,16 @@ export function authHandler(deps: SubmissionAuthDeps): NonNullable<SMTPServerOpt
     users.authenticate(username, auth.password ?? '').then(
       (user) => {
         if (!user || delegated) {
-          lockout.recordFailure(ip);
-          rejections.reject(state, 'AUTH_FAILED', { username: logSafe(username), method: auth.method, locked: lockout.isLocked(ip) });
+          rejections.reject(state, 'AUTH_FAILED', { username: logSafe(username), method: auth.method, locked: lockout.isLocked(client) });
           return callback(new RookeryError('AUTH_FAILED'));
         }
+        attempt.undo();
+        sessions.authenticated(state);
         state?.log.info({ event: 'smtp.auth.succeeded', username: user.username, method: auth.method }, 'SMTP client authenticated');
         callback(null, { user: user.username });
       },
       (err: Error) => {
+        attempt.undo();
         state?.log.error({ event: 'smtp.auth.error', err: err.message }, 'SMTP authentication could not be checked');
         callback(new RookeryError('AUTH_LOCKED', 'Authentication temporarily unavailable'));
       },

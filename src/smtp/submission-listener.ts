@@ -1,7 +1,7 @@
 import type { SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import type { Config, ListenerConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
-import { GatedSmtpServer, type CommandGate } from '../vendor/smtp-server.ts';
+import { GatedSmtpServer, type SessionGuard } from '../vendor/smtp-server.ts';
 import { authOfferFor, disabledCommandsFor, type AuthOffer } from './listener-policy.ts';
 
 /**
@@ -10,12 +10,15 @@ import { authOfferFor, disabledCommandsFor, type AuthOffer } from './listener-po
  * period for open sessions.
  */
 
-/** The session handlers every listener shares; the gate is made per listener (its AUTH offer). */
+/** The session handlers every listener shares; the guard is made per listener (its AUTH offer). */
 export interface SessionHandlers extends Required<Pick<SMTPServerOptions, 'onAuth' | 'onMailFrom' | 'onRcptTo' | 'onData'>> {
   onConnect(server: GatedSmtpServer, listener: ListenerConfig, session: SMTPServerSession, callback: (err?: Error | null) => void): void;
   onClose(session: SMTPServerSession): void;
-  gate(offer: AuthOffer): CommandGate;
+  guard(offer: AuthOffer): SessionGuard;
 }
+
+/** Reverse DNS of a client address: its names, first one used. */
+export type ReverseLookup = (ip: string) => Promise<string[]>;
 
 export interface ListenerDeps {
   config: Config;
@@ -25,6 +28,8 @@ export interface ListenerDeps {
   shutdownGraceMs: number;
   log: Logger;
   handlers: SessionHandlers;
+  /** Reverse lookups of client addresses; node's resolver when not given. */
+  reverseLookup?: ReverseLookup;
 }
 
 /**
@@ -56,6 +61,7 @@ export function createListener(listener: ListenerConfig, deps: ListenerDeps): Ga
     hideSMTPUTF8: true,
     hideDSN: true,
     logger: false,
+    ...(deps.reverseLookup ? { resolver: resolverFor(deps.reverseLookup) } : {}),
     onConnect: (session, callback) => {
       session.disabledCommands = disabledCommandsFor(listener, session.secure);
       handlers.onConnect(server, listener, session, callback);
@@ -70,12 +76,20 @@ export function createListener(listener: ListenerConfig, deps: ListenerDeps): Ga
     onData: handlers.onData,
     onClose: (session) => handlers.onClose(session),
   };
-  const server: GatedSmtpServer = new GatedSmtpServer(options, handlers.gate(authOfferFor(listener)));
+  const server: GatedSmtpServer = new GatedSmtpServer(options, handlers.guard(authOfferFor(listener)), {
+    greetingDelayMs: listener.greetingDelay,
+    commandTimeoutMs: smtp.commandTimeout,
+  });
   server.on('error', (err: Error & { code?: string }) => {
     // Mostly clients that vanish or fail the TLS handshake; nothing the operator must act on.
     deps.log.info({ event: 'smtp.connection.error', err: err.message, code: err.code }, 'SMTP connection error');
   });
   return server;
+}
+
+/** smtp-server's resolver option, answered by `lookup`. */
+function resolverFor(lookup: ReverseLookup): NonNullable<SMTPServerOptions['resolver']> {
+  return { reverse: (ip, callback) => void lookup(ip).then((names) => callback(null, names), (err: Error) => callback(err, [])) };
 }
 
 export function listen(server: GatedSmtpServer, listener: ListenerConfig): Promise<void> {

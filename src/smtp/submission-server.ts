@@ -6,13 +6,14 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { GatedSmtpServer } from '../vendor/smtp-server.ts';
 import { AuthLockout } from './auth-lockout.ts';
-import { commandGate } from './command-gate.ts';
+import { BufferBudget } from './buffer-budget.ts';
+import { sessionGuard } from './command-gate.ts';
 import { dataAcceptance } from './data-acceptance.ts';
 import { envelopeChecks } from './envelope-checks.ts';
 import { Rejections } from './rejections.ts';
 import { SessionRegistry } from './session-registry.ts';
 import { authHandler } from './submission-auth.ts';
-import { closeListener, createListener, listen, type SessionHandlers } from './submission-listener.ts';
+import { closeListener, createListener, listen, type ReverseLookup, type SessionHandlers } from './submission-listener.ts';
 import { UserDirectory, type SmtpUser } from './user-directory.ts';
 
 /**
@@ -35,6 +36,8 @@ export interface SubmissionServerDeps {
   clock: Clock;
   /** How long open sessions may finish their transaction at stop() before they are dropped. */
   shutdownGraceMs?: number;
+  /** Reverse lookups of client addresses (for Received and logs); node's resolver when not given. */
+  reverseLookup?: ReverseLookup;
 }
 
 export interface SubmissionServer {
@@ -55,6 +58,7 @@ class SmtpSubmissionServer implements SubmissionServer {
   private readonly rejections: Rejections;
   private readonly lockout: AuthLockout;
   private readonly sessions: SessionRegistry;
+  private readonly buffers: BufferBudget;
   private readonly servers: GatedSmtpServer[] = [];
   private readonly shutdownGraceMs: number;
   private stopping = false;
@@ -67,6 +71,7 @@ class SmtpSubmissionServer implements SubmissionServer {
     this.shutdownGraceMs = deps.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
     this.rejections = new Rejections(deps.metrics, this.log);
     this.lockout = new AuthLockout({ max: smtp.authFailures.max, windowMs: smtp.authFailures.window, clock: deps.clock });
+    this.buffers = new BufferBudget(smtp.maxBufferedBytes);
     this.sessions = new SessionRegistry({
       smtp,
       log: this.log,
@@ -106,6 +111,7 @@ class SmtpSubmissionServer implements SubmissionServer {
           shutdownGraceMs: this.shutdownGraceMs,
           log: this.log,
           handlers,
+          reverseLookup: this.deps.reverseLookup,
         });
         this.servers.push(server);
         await listen(server, listener);
@@ -120,12 +126,12 @@ class SmtpSubmissionServer implements SubmissionServer {
 
   private sessionHandlers(users: UserDirectory): SessionHandlers {
     const { config, queue, clock } = this.deps;
-    const { sessions, rejections, lockout, log } = this;
+    const { sessions, rejections, lockout, buffers, log } = this;
     const isStopping = () => this.stopping;
     return {
       onConnect: (server, listener, session, callback) => sessions.open(server, listener, session, callback),
       onClose: (session) => sessions.close(session.id),
-      gate: (offer) => commandGate({ maxCommandBytes: config.smtp.maxCommandBytes, lockout, sessions, rejections, isStopping }, offer),
+      guard: (offer) => sessionGuard({ maxCommandBytes: config.smtp.maxCommandBytes, lockout, sessions, rejections, buffers, isStopping }, offer),
       onAuth: authHandler({ users, lockout, sessions, rejections }),
       ...envelopeChecks({ users, sessions, rejections, maxRecipients: config.smtp.maxRecipients }),
       onData: dataAcceptance({
@@ -136,6 +142,9 @@ class SmtpSubmissionServer implements SubmissionServer {
         clock,
         log,
         maxMessageBytes: config.smtp.maxMessageBytes,
+        buffers,
+        dataGraceMs: config.smtp.commandTimeout,
+        minDataRate: config.smtp.minDataRate,
         hostname: config.hostname,
       }),
     };

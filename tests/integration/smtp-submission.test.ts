@@ -1,122 +1,29 @@
-import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ConfigInput } from '../../src/config/schema.ts';
 import { headerValue, splitHeader } from '../../src/mail/message-headers.ts';
-import { Queue } from '../../src/engine/queue.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { resolveConfig } from '../../src/resolved-config.ts';
-import { hashPassword } from '../../src/smtp/password-hash.ts';
-import { createSubmissionServer, type SubmissionServer } from '../../src/smtp/submission-server.ts';
-import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
-import type { Store } from '../../src/storage/store.ts';
-import { SmtpTestClient, type SmtpClientOptions } from '../helpers/smtp-client.ts';
-import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
-import { createDkimKeyStore } from '../../src/sender-domains/key-store.ts';
-import { createDkimSigner } from '../../src/sender-domains/signer.ts';
-import { poolAssignerFor } from '../../src/ippool/pool-assignment.ts';
-import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
+import { createSubmissionServer } from '../../src/smtp/submission-server.ts';
+import { SmtpTestClient } from '../helpers/smtp-client.ts';
+import {
+  afterTest,
+  ANY_PASSWORD,
+  APP_PASSWORD,
+  envelope,
+  message,
+  queueIdOf,
+  rejections,
+  runCleanups,
+  sleep,
+  startHarness,
+  transport,
+  usersWithHash,
+  waitFor,
+} from '../helpers/submission-harness.ts';
+import { createTempDir } from '../helpers/temp-dir.ts';
 import { tlsFixture } from '../helpers/tls-fixture.ts';
 
-const APP_PASSWORD = 'app-Secret-7f3k';
-const ANY_PASSWORD = 'any-Secret-q9z2';
-
-
-interface Harness {
-  server: SubmissionServer;
-  store: Store;
-  metrics: Metrics;
-  logs: Array<Record<string, unknown>>;
-  clock: ManualClock;
-  /** Listener i's address. */
-  at(i?: number): { host: string; port: number };
-  /** A raw client to listener i (tracked, closed after the test). */
-  connect(i?: number, options?: Partial<SmtpClientOptions>): Promise<SmtpTestClient>;
-}
-
-const cleanups: Array<() => Promise<void>> = [];
-
-afterEach(async () => {
-  // Last opened, first closed: clients, then the server, then the store and the directory.
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function startHarness(smtp: ConfigInput['smtp'], options: { shutdownGraceMs?: number } = {}): Promise<Harness> {
-  const dir: TempDir = await createTempDir('rookery-smtp');
-  cleanups.push(() => dir.remove());
-  const { config, smtpUsers, dkimKeys } = resolveConfig({ hostname: 'mta.rookery.test', dataDir: dir.path, smtp }, { source: 'test', env: {} });
-  const logs: Array<Record<string, unknown>> = [];
-  const logger = createLogger('debug', { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-  const metrics = new Metrics({ processMetrics: false });
-  const clock = manualClock();
-  const store = createSqliteStore({ path: dir.file('rookery.db'), clock, logger });
-  await store.migrate();
-  cleanups.push(() => store.close());
-  const queue = new Queue({
-    store,
-    clock,
-    metrics,
-    hostname: config.hostname,
-    // No keys configured: messages go through the real signer and come out unsigned.
-    dkim: createDkimSigner({ keys: createDkimKeyStore({ keys: dkimKeys, resolver: { resolveTxt: async () => [] }, clock, logger }), config: config.dkim, clock, logger }),
-    assignPool: poolAssignerFor(config),
-    onEnqueued: () => undefined,
-  });
-  const server = createSubmissionServer({ config, users: smtpUsers, queue, tls: await tlsFixture(), logger, metrics, clock, ...options });
-  await server.start();
-  cleanups.push(() => server.stop());
-  const harness: Harness = {
-    server,
-    store,
-    metrics,
-    logs,
-    clock,
-    at: (i = 0) => server.addresses()[i]!,
-    async connect(i = 0, extra = {}) {
-      const client = await SmtpTestClient.connect({ ...harness.at(i), host: '127.0.0.1', ...extra });
-      cleanups.push(() => client.close());
-      return client;
-    },
-  };
-  return harness;
-}
-
-function transport(h: Harness, options: Record<string, unknown>, i = 0) {
-  const t = nodemailer.createTransport({ host: '127.0.0.1', port: h.at(i).port, tls: { rejectUnauthorized: false }, ...options });
-  cleanups.push(async () => t.close());
-  return t;
-}
-
-function message(from: string, to: string, extra = ''): Buffer {
-  return Buffer.from(`From: <${from}>\r\nTo: <${to}>\r\nSubject: hello\r\n${extra}\r\nHello there.\r\n`);
-}
-
-async function rejections(metrics: Metrics, reason: string): Promise<number> {
-  const metric = await metrics.smtpRejections.get();
-  return metric.values.find((v) => v.labels.reason === reason)?.value ?? 0;
-}
-
-function queueIdOf(reply: string): string {
-  const match = /queued as ([0-9a-f]+)/.exec(reply);
-  if (!match) throw new Error(`no queue id in ${reply}`);
-  return match[1]!;
-}
-
-/** EHLO, MAIL, RCPT on an open client; returns the three replies. */
-async function envelope(client: SmtpTestClient, from: string, to: string[]) {
-  const replies = [await client.ehlo(), await client.send(`MAIL FROM:<${from}>`)];
-  for (const rcpt of to) replies.push(await client.send(`RCPT TO:<${rcpt}>`));
-  return replies;
-}
-
-const users = [
-  { username: 'app', password: APP_PASSWORD, allowedSenders: ['*@app.example', 'billing@shop.example'] },
-  { username: 'any', passwordHash: '', allowedSenders: ['*'] },
-];
-
-async function usersWithHash() {
-  return [users[0]!, { ...users[1]!, passwordHash: await hashPassword(ANY_PASSWORD) }];
-}
+afterEach(runCleanups);
 
 describe('SMTP submission: relay policy', () => {
   it('accepts mail from an authenticated user over STARTTLS (nodemailer) and stores it with Received, Message-ID and Date', async () => {
@@ -486,6 +393,8 @@ describe('SMTP submission: limits', () => {
         { host: '127.0.0.1', port: 0, tls: 'none' },
       ],
       maxConnections: 2,
+      // Nothing reserved, so untrusted clients may fill every slot.
+      reservedConnectionShare: 0,
     });
     const a = await h.connect(0);
     const b = await h.connect(1, { localAddress: '127.0.0.2' });
@@ -607,7 +516,7 @@ describe('SMTP submission: lifecycle', () => {
   it('reports a port that cannot be bound, naming it', async () => {
     const h = await startHarness({ listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }] });
     const dir = await createTempDir('rookery-smtp-clash');
-    cleanups.push(() => dir.remove());
+    afterTest(() => dir.remove());
     const { config } = resolveConfig({ hostname: 'x.test', dataDir: dir.path, smtp: { listeners: [{ host: '127.0.0.1', port: h.at().port }] } }, { source: 'test', env: {} });
     const clash = createSubmissionServer({
       config,
@@ -655,14 +564,13 @@ describe('SMTP submission: lifecycle', () => {
   });
 
   it('stop(): a connection accepted but not yet greeted gets 421 4.3.2', async () => {
-    const h = await startHarness({ listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }] });
-    // smtp-server greets 100 ms after accepting (to catch clients that talk too soon); stop()
-    // lands inside that gap.
+    const h = await startHarness({ listeners: [{ host: '127.0.0.1', port: 0, tls: 'none', greetingDelay: '300ms' }] });
+    // The listener greets 300 ms after accepting; stop() lands inside that gap.
     const pending = SmtpTestClient.connect({ host: '127.0.0.1', port: h.at().port });
     await sleep(30);
     const stopping = h.server.stop();
     const client = await pending;
-    cleanups.push(() => client.close());
+    afterTest(() => client.close());
     expect(client.greeting.code).toBe(421);
     expect(client.greeting.text).toBe('4.3.2 Service shutting down');
     await client.closed;
@@ -701,15 +609,3 @@ describe('SMTP submission: sessions and metrics', () => {
     expect(h.logs.find((l) => l.event === 'smtp.session.open')).toMatchObject({ component: 'smtp', ip: '127.0.0.1', trusted: true });
   });
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(20);
-  }
-}

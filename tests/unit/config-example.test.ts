@@ -93,7 +93,7 @@ describe('config/rookery.local.yaml (npm start)', () => {
     const config = loadConfigFile(LOCAL, {});
     expect(config.storage).toMatchObject({ driver: 'sqlite', path: './data/rookery.db' });
     expect(config.dataDir).toBe('./data');
-    expect(config.smtp.listeners).toEqual([{ host: '127.0.0.1', port: 2525, tls: 'none' }]);
+    expect(config.smtp.listeners).toEqual([{ host: '127.0.0.1', port: 2525, tls: 'none', greetingDelay: 0 }]);
     expect(config.smtp.trustedNetworks).toEqual(['127.0.0.1/32']);
     expect(config.api.listen).toEqual({ host: '127.0.0.1', port: 8025 });
     expect(config.delivery.routes).toEqual({ '*': 'mx' });

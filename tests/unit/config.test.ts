@@ -39,7 +39,7 @@ describe('defaults', () => {
     expect(config.dataDir).toBe('./data');
     expect(config.storage).toEqual({ driver: 'sqlite', path: './data/rookery.db', retention: 7 * 86_400_000 });
     expect(config.redis).toBeUndefined();
-    expect(config.smtp.listeners).toEqual([{ host: '127.0.0.1', port: 2525, tls: 'none' }]);
+    expect(config.smtp.listeners).toEqual([{ host: '127.0.0.1', port: 2525, tls: 'none', greetingDelay: 0 }]);
     expect(config.smtp.trustedNetworks).toEqual([]);
     expect(config.smtp.users).toEqual([]);
     expect(config.smtp.maxMessageBytes).toBe(26_214_400);
@@ -63,7 +63,7 @@ describe('defaults', () => {
 
   it('fills defaults inside list items and next to given values', () => {
     const config = parse({ smtp: { listeners: [{ port: 587 }], users: [{ username: 'app', password: 'pw' }] }, delivery: { retry: { initial: '30s' } } });
-    expect(config.smtp.listeners).toEqual([{ host: '127.0.0.1', port: 587, tls: 'none' }]);
+    expect(config.smtp.listeners).toEqual([{ host: '127.0.0.1', port: 587, tls: 'none', greetingDelay: 0 }]);
     expect(config.smtp.users[0]!.allowedSenders).toEqual(['*']);
     expect(config.delivery.retry).toEqual({ initial: 30_000, max: 14_400_000, multiplier: 2, jitter: 0.2 });
   });

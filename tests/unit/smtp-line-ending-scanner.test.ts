@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { BufferBudget } from '../../src/smtp/buffer-budget.ts';
 import { BareLineEndingScanner } from '../../src/smtp/line-ending-scanner.ts';
 import { collectMessage } from '../../src/smtp/message-collector.ts';
 
@@ -57,7 +58,7 @@ describe('BareLineEndingScanner', () => {
 describe('collectMessage', () => {
   it('returns the bytes of a clean message', async () => {
     const stream = new PassThrough();
-    const result = collectMessage(stream, 100);
+    const result = collectMessage(stream, 100, new BufferBudget(1_000_000));
     stream.write('Subject: x\r\n');
     stream.end('\r\nbody\r\n');
     expect(await result).toEqual({ ok: true, body: Buffer.from('Subject: x\r\n\r\nbody\r\n') });
@@ -65,7 +66,7 @@ describe('collectMessage', () => {
 
   it('reads an oversized message to its end and reports its size', async () => {
     const stream = new PassThrough();
-    const result = collectMessage(stream, 10);
+    const result = collectMessage(stream, 10, new BufferBudget(1_000_000));
     for (let i = 0; i < 5; i++) stream.write('0123456789\r\n');
     stream.end();
     expect(await result).toEqual({ ok: false, reason: 'MESSAGE_TOO_LARGE', bytes: 60 });
@@ -73,24 +74,55 @@ describe('collectMessage', () => {
 
   it('accepts a message of exactly the limit', async () => {
     const stream = new PassThrough();
-    const result = collectMessage(stream, 12);
+    const result = collectMessage(stream, 12, new BufferBudget(1_000_000));
     stream.end('0123456789\r\n');
     expect((await result).ok).toBe(true);
   });
 
   it('reports a bare line ending', async () => {
     const stream = new PassThrough();
-    const result = collectMessage(stream, 1000);
+    const result = collectMessage(stream, 1000, new BufferBudget(1_000_000));
     stream.write('a\r');
     stream.end('.\rb\r\n');
     expect(await result).toEqual({ ok: false, reason: 'BARE_LINE_ENDING', bytes: 7 });
   });
 
-  it('rejects when the stream is destroyed before its end', async () => {
+  it('rejects when the stream is destroyed before its end, releasing what it held', async () => {
     const stream = new PassThrough();
-    const result = collectMessage(stream, 1000);
+    const buffers = new BufferBudget(1_000_000);
+    const result = collectMessage(stream, 1000, buffers);
     stream.write('partial');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(buffers.used).toBe(7);
     stream.destroy(new Error('gone'));
     await expect(result).rejects.toThrow('gone');
+    expect(buffers.used).toBe(0);
+  });
+
+  it('holds a collected body in the budget, and holds nothing of a refused one', async () => {
+    const buffers = new BufferBudget(1_000_000);
+    const clean = new PassThrough();
+    const collected = collectMessage(clean, 100, buffers);
+    clean.end('Subject: x\r\n\r\nbody\r\n');
+    expect((await collected).ok).toBe(true);
+    expect(buffers.used).toBe(20);
+    buffers.release(20);
+    const big = new PassThrough();
+    const refused = collectMessage(big, 10, buffers);
+    big.end('0123456789\r\n');
+    expect((await refused).ok).toBe(false);
+    expect(buffers.used).toBe(0);
+  });
+
+  it('stops holding a message that would pass the budget, reads it to its end and refuses it', async () => {
+    const buffers = new BufferBudget(25);
+    buffers.take(5);
+    const stream = new PassThrough();
+    const result = collectMessage(stream, 1000, buffers);
+    stream.write('0123456789\r\n');
+    stream.write('0123456789\r\n');
+    stream.end('0123456789\r\n');
+    expect(await result).toEqual({ ok: false, reason: 'BUFFERS_FULL', bytes: 36 });
+    expect(buffers.used).toBe(5);
   });
 });

@@ -22,7 +22,7 @@ describe('receivedField', () => {
     );
   });
 
-  it('uses the IP without reverse name, IPv6 literals, and strips comment-breaking characters from HELO', () => {
+  it('uses the IP without reverse name and IPv6 literals; an EHLO name that is not a host name goes into the comment, encoded', () => {
     const field = receivedField({
       helo: 'evil (x) name',
       reverseName: null,
@@ -32,7 +32,28 @@ describe('receivedField', () => {
       id: 'id1',
       at,
     });
-    expect(field.startsWith('from evilxname (2001:db8::5 [IPv6:2001:db8::5])\r\n')).toBe(true);
+    expect(field.startsWith('from [IPv6:2001:db8::5] (2001:db8::5 [IPv6:2001:db8::5] helo=evil%20%28x%29%20name)\r\n')).toBe(true);
+  });
+
+  it.each([
+    ['"><script>', '%22%3E%3Cscript%3E'],
+    ['caf\u00e9.example', 'caf%C3%A9.example'],
+    ['\ufffd\ufffd', '%EF%BF%BD%EF%BF%BD'],
+    ['a..b', 'a..b'],
+    ['[300.1.1.1]', '%5B300.1.1.1%5D'],
+  ])('writes EHLO %j in a safe form', (helo, encoded) => {
+    const field = receivedField({ helo, reverseName: 'host.app.example', clientIp: '192.0.2.7', hostname: 'h', protocol: 'ESMTP', id: 'i', at });
+    const first = field.split('\r\n')[0]!;
+    expect(first).toBe(`from [192.0.2.7] (host.app.example [192.0.2.7] helo=${encoded})`);
+    expect(first).toMatch(/^[\x21-\x7e ]+$/);
+    expect(first).not.toMatch(/[<>"]/);
+  });
+
+  it('keeps host names and address literals as the client gave them', () => {
+    for (const helo of ['app.example', 'localhost', 'mail_1.app.example.', '[192.0.2.7]', '[IPv6:2001:db8::7]']) {
+      const field = receivedField({ helo, reverseName: null, clientIp: '192.0.2.7', hostname: 'h', protocol: 'ESMTP', id: 'i', at });
+      expect(field.startsWith(`from ${helo} (192.0.2.7 [192.0.2.7])`), helo).toBe(true);
+    }
   });
 
   it('falls back to the address literal when the client gave no HELO', () => {

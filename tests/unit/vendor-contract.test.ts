@@ -7,7 +7,7 @@ import ts from 'typescript';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import * as mailauth from '../../src/vendor/mailauth.ts';
 import { addressparser, connectionFlags, MimeNode, refusedRecipientErrors, SMTPConnection, socketOf } from '../../src/vendor/nodemailer.ts';
-import { GatedSmtpServer, type GateReply } from '../../src/vendor/smtp-server.ts';
+import { GatedSmtpServer, type GateReply, type GuardTiming, type SessionGuard } from '../../src/vendor/smtp-server.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 
@@ -30,11 +30,22 @@ describe('library internals stay in src/vendor', () => {
 
   it('the scan finds what src/vendor does (so the check above can fail)', () => {
     const found = sourceFiles(join(SRC, 'vendor')).flatMap(internalAccesses).join('\n');
-    for (const access of ['._onCommand', '._socket', '._envelope', 'smtp-server/lib/smtp-connection', 'nodemailer/lib/addressparser', 'mailauth/lib/tools.js', 'createRequire']) {
+    for (const access of ['._onCommand', '._setListeners', '._socket', '._envelope', 'smtp-server/lib/smtp-connection', 'nodemailer/lib/addressparser', 'mailauth/lib/tools.js', 'createRequire']) {
       expect(found).toContain(access);
     }
   });
 });
+
+const TIMING: GuardTiming = { greetingDelayMs: 0, commandTimeoutMs: 60_000 };
+
+function guard(parts: Partial<SessionGuard>): SessionGuard {
+  return {
+    command: () => null,
+    earlyTalker: () => ({ code: 421, text: '4.5.0 Spoke too soon' }),
+    commandTimeout: () => ({ code: 421, text: '4.4.2 Too slow' }),
+    ...parts,
+  };
+}
 
 describe('smtp-server internals', () => {
   let server: GatedSmtpServer | undefined;
@@ -55,6 +66,9 @@ describe('smtp-server internals', () => {
     expect(proto._whenWritable.length).toBe(1);
     expect(proto.send.length).toBe(3);
     expect(proto.init).toBeTypeOf('function');
+    expect(proto._setListeners).toBeTypeOf('function');
+    expect(proto._setListeners.length).toBe(1);
+    expect(proto.connectionReady).toBeTypeOf('function');
     expect(SMTPServer.prototype._onError).toBeTypeOf('function');
     expect(SMTPServer.prototype._onClientConnect).toBeTypeOf('function');
   });
@@ -71,13 +85,32 @@ describe('smtp-server internals', () => {
     ]);
   });
 
+  it('SMTPConnection.init is still what GatedConnection.init copies (but for the fixed 100 ms delay)', () => {
+    const source = ServerConnection.prototype.init.toString();
+    const body = source.slice(source.indexOf('{') + 1, source.lastIndexOf('}'));
+    const code = body.split('\n').map((line) => line.trim()).filter((line) => line && !line.startsWith('//'));
+    expect(code).toEqual([
+      'this._setListeners(() => {',
+      'if (this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients) {',
+      "return this.send(421, this.name + ' Too many connected clients, try again in a moment', false);",
+      '}',
+      'let readyTimer = setTimeout(() => this.connectionReady(), 100);',
+      'readyTimer.unref();',
+      '});',
+    ]);
+  });
+
   it('a live connection has the members the gate reads, and the hooks work on it', async () => {
     const seen: Array<{ line: string; inAuthExchange: boolean }> = [];
     const gate = (line: Buffer, _session: unknown, inAuthExchange: boolean): GateReply | null => {
       seen.push({ line: line.toString(), inAuthExchange });
       return line.toString() === 'NOOP' ? { code: 550, text: '5.7.1 Refused by the gate' } : null;
     };
-    server = new GatedSmtpServer({ logger: false, allowInsecureAuth: true, authOptional: true, disabledCommands: ['STARTTLS'], onAuth: (_a, _s, cb) => cb(new Error('no')) }, gate);
+    server = new GatedSmtpServer(
+      { logger: false, allowInsecureAuth: true, authOptional: true, disabledCommands: ['STARTTLS'], onAuth: (_a, _s, cb) => cb(new Error('no')) },
+      guard({ command: gate }),
+      TIMING,
+    );
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
     client = await SmtpTestClient.connect({ host: '127.0.0.1', port: (server.server.address() as net.AddressInfo).port });
     expect((await client.ehlo()).code).toBe(250);
@@ -85,7 +118,7 @@ describe('smtp-server internals', () => {
     const [connection] = [...server.live];
     expect(connection).toBeInstanceOf(ServerConnection);
     expect(connection!._socket).toBeInstanceOf(net.Socket);
-    expect(connection).toMatchObject({ _upgrading: false, _ready: true, _closing: false, _nextHandler: false });
+    expect(connection).toMatchObject({ _upgrading: false, _ready: true, _closing: false, _closed: false, _nextHandler: false, _server: server });
 
     // A gate reply replaces the command; its own enhanced code is not doubled.
     expect(await client.send('NOOP')).toMatchObject({ code: 550, text: '5.7.1 Refused by the gate' });
@@ -101,8 +134,28 @@ describe('smtp-server internals', () => {
     await vi.waitFor(() => expect(server!.live.size).toBe(0));
   });
 
+  it('the greeting waits for the delay; a client that talks before it gets the early-talker reply', async () => {
+    server = new GatedSmtpServer({ logger: false, disabledCommands: ['STARTTLS'] }, guard({}), { ...TIMING, greetingDelayMs: 300 });
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    const socket = net.connect({ host: '127.0.0.1', port: (server.server.address() as net.AddressInfo).port });
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    socket.once('connect', () => socket.write('EHLO early.test\r\n'));
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(Buffer.concat(received).toString()).toBe('421 4.5.0 Spoke too soon\r\n');
+  });
+
+  it('a client that does not send its next command line within the time limit gets the guard\'s reply', async () => {
+    server = new GatedSmtpServer({ logger: false, disabledCommands: ['STARTTLS'] }, guard({}), { ...TIMING, commandTimeoutMs: 200 });
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    client = await SmtpTestClient.connect({ host: '127.0.0.1', port: (server.server.address() as net.AddressInfo).port });
+    client.write('EHLO slow');
+    expect(await client.read()).toMatchObject({ code: 421, text: '4.4.2 Too slow' });
+    await client.closed;
+  });
+
   it('dropSessions destroys the socket of an open session', async () => {
-    server = new GatedSmtpServer({ logger: false, disabledCommands: ['STARTTLS'] }, () => null);
+    server = new GatedSmtpServer({ logger: false, disabledCommands: ['STARTTLS'] }, guard({}), TIMING);
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
     client = await SmtpTestClient.connect({ host: '127.0.0.1', port: (server.server.address() as net.AddressInfo).port });
     server.dropSessions();
