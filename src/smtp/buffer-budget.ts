@@ -2,9 +2,13 @@
  * The bytes of messages being received, held in memory from their first byte until they are
  * committed (or refused), counted over every session against smtp.maxBufferedBytes. A message
  * that would take the total past the limit stops being held (it is read to its end and refused
- * with 452 4.3.1), and no new DATA starts while the limit is reached, so many clients streaming
- * large messages at once cannot push the daemon's memory past the limit.
+ * with 452 4.3.1), so many clients streaming large messages at once cannot push the daemon's
+ * memory past the limit. New DATA is refused while more than three quarters of the limit is
+ * held: the room above that is for messages already under way, which could not finish if every
+ * new one took a share.
  */
+const ADMISSION_SHARE = 0.75;
+
 export class BufferBudget {
   private held = 0;
 
@@ -15,9 +19,9 @@ export class BufferBudget {
     return this.held;
   }
 
-  /** True while nothing more can be held: new DATA is refused. */
+  /** True while no new message should start: new DATA is refused. */
   get exhausted(): boolean {
-    return this.held >= this.limit;
+    return this.held > this.limit * ADMISSION_SHARE;
   }
 
   /** Holds `bytes` more, or returns false (and holds nothing) when that would pass the limit. */

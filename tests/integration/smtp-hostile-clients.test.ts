@@ -1,0 +1,241 @@
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { headerValue, splitHeader } from '../../src/mail/message-headers.ts';
+import { SmtpTestClient } from '../helpers/smtp-client.ts';
+import {
+  afterTest,
+  APP_PASSWORD,
+  envelope,
+  queueIdOf,
+  rejections,
+  runCleanups,
+  sleep,
+  startHarness,
+  usersWithHash,
+  waitFor,
+} from '../helpers/submission-harness.ts';
+
+/**
+ * The submission server against clients that try to get past its limits, each over real
+ * sockets on loopback: parallel password guessing, forged authors, slow and early talkers,
+ * slot exhaustion, hostile EHLO names and parameters, and memory exhaustion.
+ */
+
+afterEach(runCleanups);
+
+const LISTENER = { host: '127.0.0.1', port: 0, tls: 'none' } as const;
+
+describe('AUTH lockout under parallel attempts', () => {
+  it('50 parallel wrong passwords from one address: at most authFailures.max are checked, and a right one in the burst is refused', async () => {
+    const h = await startHarness({ listeners: [LISTENER], users: await usersWithHash(), maxConnectionsPerClient: 60 });
+    const clients = await Promise.all(Array.from({ length: 51 }, () => h.connect(0, { localAddress: '127.0.0.9' })));
+    await Promise.all(clients.map((c) => c.ehlo()));
+    const guessers = clients.slice(0, 50);
+    const plain = (pass: string) => `AUTH PLAIN ${Buffer.from(`\0app\0${pass}`).toString('base64')}\r\n`;
+    guessers.forEach((c, i) => c.write(plain(`guess-${i}`)));
+    const replies = guessers.map((c) => c.read());
+    // The right password goes in once the server has answered one guess: still inside the burst.
+    await Promise.race(replies);
+    const right = await clients[50]!.authPlain('app', APP_PASSWORD);
+    const codes = (await Promise.all(replies)).map((r) => r.code);
+
+    expect(right.code).toBe(454);
+    expect(codes.filter((c) => c === 535).length).toBeLessThanOrEqual(5);
+    expect(codes.filter((c) => c === 535).length + codes.filter((c) => c === 454).length).toBe(50);
+    expect(await rejections(h.metrics, 'AUTH_FAILED')).toBeLessThanOrEqual(5);
+
+    // Another address is not affected, and a success there does not count as a failure.
+    const other = await h.connect(0, { localAddress: '127.0.0.10' });
+    await other.ehlo();
+    expect((await other.authPlain('app', APP_PASSWORD)).code).toBe(235);
+  });
+});
+
+describe('author headers of an authenticated user', () => {
+  async function authenticated() {
+    const h = await startHarness({ listeners: [LISTENER], users: await usersWithHash(), trustedNetworks: ['127.0.0.2/32'] });
+    const app = await h.connect();
+    await app.ehlo();
+    expect((await app.authPlain('app', APP_PASSWORD)).code).toBe(235);
+    const send = async (client: SmtpTestClient, headers: string) => {
+      expect((await client.send('MAIL FROM:<news@app.example>')).code).toBe(250);
+      expect((await client.send('RCPT TO:<a@dest.example>')).code).toBe(250);
+      return client.data(`${headers}To: a@dest.example\r\nSubject: x\r\n\r\nbody\r\n`);
+    };
+    return { h, app, send };
+  }
+
+  it.each([
+    ['two From headers', 'From: news@app.example\r\nFrom: ceo@victim.example\r\n', '5.6.0 Message has more than one From header'],
+    ['two Sender headers', 'From: news@app.example\r\nSender: news@app.example\r\nsender : ceo@victim.example\r\n', '5.6.0 Message has more than one Sender header'],
+    ['a second address the lenient parser drops', 'From: <news@app.example> <ceo@victim.example>\r\n', '5.6.0 From header does not parse as a list of addresses'],
+    ['an address written as a display name', 'From: ceo@victim.example <news@app.example>\r\n', '5.6.0 From header does not parse as a list of addresses'],
+    ['a list with a foreign address', 'From: news@app.example, ceo@victim.example\r\n', '5.7.1 From or Sender header address not allowed for this user'],
+  ])('refuses %s, and queues nothing', async (_name, headers, text) => {
+    const { h, app, send } = await authenticated();
+    const reply = await send(app, headers);
+    expect(reply.code).toBe(text.startsWith('5.6.0') ? 554 : 553);
+    expect(reply.text).toBe(text);
+    expect((await h.store.countByState()).queued).toBe(0);
+  });
+
+  it('accepts one From with a display name or a comment, and a group of allowed addresses', async () => {
+    const { h, app, send } = await authenticated();
+    expect((await send(app, 'From: "The App (news)" <news@app.example>\r\n')).code).toBe(250);
+    expect((await send(app, 'From: news@app.example (ceo@victim.example is not an address here)\r\n')).code).toBe(250);
+    expect((await send(app, 'From: Team: a@app.example, billing@shop.example;\r\nSender: news@app.example\r\n')).code).toBe(250);
+    expect((await h.store.countByState()).queued).toBe(3);
+  });
+
+  it('a trusted client is held to one From header too', async () => {
+    const { h, send } = await authenticated();
+    const trusted = await h.connect(0, { localAddress: '127.0.0.2' });
+    await trusted.ehlo();
+    expect((await send(trusted, 'From: a@anywhere.example\r\nFrom: b@anywhere.example\r\n')).code).toBe(554);
+    expect((await send(trusted, 'From: <a@anywhere.example> <b@anywhere.example>\r\n')).code).toBe(250);
+  });
+});
+
+describe('slow clients', () => {
+  it('a client trickling a command line a byte at a time is cut off at commandTimeout, long before idleTimeout', async () => {
+    const h = await startHarness({ listeners: [LISTENER], trustedNetworks: ['127.0.0.0/8'], commandTimeout: '600ms', idleTimeout: '60s' });
+    const client = await h.connect();
+    expect((await client.ehlo()).code).toBe(250);
+    const trickle = setInterval(() => client.write('N'), 100);
+    afterTest(async () => clearInterval(trickle));
+    const reply = await client.read();
+    expect(reply).toMatchObject({ code: 421, text: '4.4.2 Timeout waiting for the next command' });
+    await client.closed;
+    expect(await rejections(h.metrics, 'COMMAND_TIMEOUT')).toBe(1);
+  });
+
+  it('a message trickled below minDataRate ends the session with 421 4.4.2 and queues nothing; a fast one of any size passes', async () => {
+    const h = await startHarness({ listeners: [LISTENER], trustedNetworks: ['127.0.0.0/8'], commandTimeout: '500ms', minDataRate: 1000 });
+    const slow = await h.connect();
+    await envelope(slow, 'a@app.example', ['b@dest.example']);
+    expect((await slow.send('DATA')).code).toBe(354);
+    slow.write('Subject: slow\r\n\r\n');
+    const trickle = setInterval(() => slow.write('x'), 100);
+    afterTest(async () => clearInterval(trickle));
+    expect(await slow.read()).toMatchObject({ code: 421, text: '4.4.2 Message data arriving too slowly' });
+    await slow.closed;
+    expect(await rejections(h.metrics, 'DATA_TOO_SLOW')).toBe(1);
+
+    const fast = await h.connect();
+    await envelope(fast, 'a@app.example', ['b@dest.example']);
+    expect((await fast.data(`Subject: big\r\n\r\n${'0123456789012345678901234567890123456789\r\n'.repeat(50_000)}`)).code).toBe(250);
+    expect((await h.store.countByState()).queued).toBe(1);
+  });
+
+  it('keeps the reserved share of slots for trusted and logged-in clients', async () => {
+    const h = await startHarness({
+      listeners: [LISTENER],
+      users: await usersWithHash(),
+      trustedNetworks: ['127.0.0.2/32'],
+      maxConnections: 10,
+      reservedConnectionShare: 0.5,
+    });
+    const strangers = await Promise.all(Array.from({ length: 5 }, (_, i) => h.connect(0, { localAddress: `127.0.1.${i + 1}` })));
+    expect(strangers.map((c) => c.greeting.code)).toEqual([220, 220, 220, 220, 220]);
+    const refused = await h.connect(0, { localAddress: '127.0.1.6' });
+    expect(refused.greeting).toMatchObject({ code: 421, text: '4.7.0 Too many connections, try again later' });
+    expect((await h.connect(0, { localAddress: '127.0.0.2' })).greeting.code).toBe(220);
+
+    // Logging in moves a session into the reserved share, which frees an unreserved slot.
+    await strangers[0]!.ehlo();
+    expect((await strangers[0]!.authPlain('app', APP_PASSWORD)).code).toBe(235);
+    expect((await h.connect(0, { localAddress: '127.0.1.7' })).greeting.code).toBe(220);
+    expect((await h.connect(0, { localAddress: '127.0.1.8' })).greeting.code).toBe(421);
+  });
+});
+
+describe('greeting', () => {
+  it('a client that talks before a listener\'s greetingDelay is over is refused with 421', async () => {
+    const h = await startHarness({ listeners: [{ ...LISTENER, greetingDelay: '500ms' }] });
+    const socket = net.connect(h.at());
+    afterTest(async () => void socket.destroy());
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    socket.once('connect', () => socket.write('EHLO early.test\r\n'));
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(Buffer.concat(received).toString()).toBe('421 4.5.0 Protocol error: data sent before the greeting\r\n');
+    expect(await rejections(h.metrics, 'EARLY_TALKER')).toBe(1);
+
+    // One that waits is greeted.
+    expect((await h.connect()).greeting.code).toBe(220);
+  });
+
+  it('a reverse lookup that hangs for one client does not hold another client\'s greeting', async () => {
+    let release!: (names: string[]) => void;
+    const hanging = new Promise<string[]>((resolve) => (release = resolve));
+    let lookups = 0;
+    const h = await startHarness({ listeners: [LISTENER] }, { reverseLookup: () => (++lookups === 1 ? hanging : Promise.resolve(['fast.client.test'])) });
+    const first = SmtpTestClient.connect({ ...h.at(), host: '127.0.0.1' });
+    await waitFor(async () => lookups === 1);
+    const second = await h.connect();
+    expect(second.greeting.code).toBe(220);
+    expect(await Promise.race([first.then(() => 'greeted'), sleep(50).then(() => 'waiting')])).toBe('waiting');
+    release(['slow.client.test']);
+    const greeted = await first;
+    afterTest(() => greeted.close());
+    expect(greeted.greeting.code).toBe(220);
+  });
+});
+
+describe('hostile EHLO names and parameters', () => {
+  it('writes an EHLO name that is not a host name into Received in a safe form', async () => {
+    const h = await startHarness({ listeners: [LISTENER], trustedNetworks: ['127.0.0.0/8'] });
+    for (const [ehlo, encoded] of [
+      ['"><script>alert(1)</script>', 'helo=%22%3E%3Cscript%3Ealert%281%29%3C%2Fscript%3E'],
+      ['caf\xe9.example', 'helo=caf%EF%BF%BD.example'],
+    ] as const) {
+      const client = await h.connect();
+      expect((await client.send(`EHLO ${ehlo}`)).code).toBe(250);
+      expect((await client.send('MAIL FROM:<a@app.example>')).code).toBe(250);
+      expect((await client.send('RCPT TO:<b@dest.example>')).code).toBe(250);
+      const done = await client.data('Subject: x\r\n\r\ny\r\n');
+      const stored = await h.store.loadMessage(queueIdOf(done.text));
+      const received = headerValue(splitHeader(stored!.body).header, 'Received')!;
+      expect(received).toMatch(/^from \[127\.0\.0\.1\] \(\S+ \[127\.0\.0\.1\] /);
+      expect(received).toContain(encoded);
+      expect(received).not.toMatch(/[<>"]|[^\x20-\x7e\t]/);
+    }
+  });
+
+  it('refuses CR and other control characters in MAIL and RCPT with 501 5.5.4; the session goes on', async () => {
+    const h = await startHarness({ listeners: [LISTENER], trustedNetworks: ['127.0.0.0/8'] });
+    const client = await h.connect();
+    await client.ehlo();
+    for (const line of ['MAIL FROM:<a@app.example> ENVID=x\ry', 'MAIL FROM:<a@app.example>\x00', 'MAIL FROM:<a@app.example> BODY=8BITMIME\x1b']) {
+      expect(await client.send(line)).toMatchObject({ code: 501, text: '5.5.4 Control characters are not allowed in MAIL and RCPT commands' });
+    }
+    expect((await client.send('MAIL FROM:<a@app.example>')).code).toBe(250);
+    expect((await client.send('RCPT TO:<b@dest.example> NOTIFY=NEVER\x7f')).code).toBe(501);
+    expect((await client.send('RCPT TO:<b@dest.example>')).code).toBe(250);
+    expect(await rejections(h.metrics, 'CONTROL_CHARACTER')).toBe(4);
+  });
+});
+
+describe('buffered message bytes', () => {
+  it('a message that would pass maxBufferedBytes is refused with 452 4.3.1, and new DATA too while 3/4 of it is held', async () => {
+    const h = await startHarness({ listeners: [LISTENER], trustedNetworks: ['127.0.0.0/8'], maxBufferedBytes: 100_000 });
+    const line = `${'x'.repeat(98)}\r\n`;
+    const [a, b, c] = await Promise.all([h.connect(), h.connect(), h.connect()]);
+    for (const client of [a, b, c]) await envelope(client!, 'a@app.example', ['b@dest.example']);
+    expect((await a!.send('DATA')).code).toBe(354);
+    a!.write(line.repeat(600)); // 60,000 bytes held: below 3/4, new DATA may start
+    await sleep(200);
+    // 50,000 more would pass the limit: b's message is read to its end but not held, then refused.
+    expect((await b!.send('DATA')).code).toBe(354);
+    b!.write(line.repeat(500) + '.\r\n');
+    expect(await b!.read()).toMatchObject({ code: 452, text: '4.3.1 Insufficient system storage, try again later' });
+    a!.write(line.repeat(300)); // 90,000 bytes held: above 3/4
+    await sleep(200);
+    expect(await c!.send('DATA')).toMatchObject({ code: 452, text: '4.3.1 Insufficient system storage, try again later' });
+    a!.write('.\r\n');
+    expect((await a!.read()).code).toBe(250);
+    // a's message is committed and released: DATA is accepted again.
+    expect((await c!.data('Subject: x\r\n\r\ny\r\n')).code).toBe(250);
+    expect(await rejections(h.metrics, 'BUFFERS_FULL')).toBe(2);
+  });
+});
