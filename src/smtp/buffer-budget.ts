@@ -1,3 +1,6 @@
+/** New DATA starts only while at most this share of the limit is held. */
+const ADMISSION_SHARE = 0.75;
+
 /**
  * The bytes of messages being received, held in memory from their first byte until they are
  * committed (or refused), counted over every session against smtp.maxBufferedBytes. A message
@@ -7,8 +10,6 @@
  * held: the room above that is for messages already under way, which could not finish if every
  * new one took a share.
  */
-const ADMISSION_SHARE = 0.75;
-
 export class BufferBudget {
   private held = 0;
 

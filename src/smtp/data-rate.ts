@@ -13,8 +13,7 @@ export function watchDataRate(stream: Readable, options: { graceMs: number; minB
   const deadline = () => started + options.graceMs + (bytes / options.minBytesPerSecond) * 1000;
   const arm = () => {
     timer = setTimeout(() => {
-      const left = deadline() - performance.now();
-      if (left > 0) return arm();
+      if (deadline() > performance.now()) return arm();
       timer = null;
       options.onTooSlow(bytes);
     }, Math.max(1, deadline() - performance.now()));
