@@ -58,7 +58,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const dns = options.resolver ?? new Resolver({ timeout: 10_000, tries: 2 });
   const owner = config.hostname;
 
-  const store = await createStore(config.storage, { logger, clock });
+  const store = await startPart('storage', () => createStore(config.storage, { logger, clock }));
   const stack: Array<{ name: string; stop: () => Promise<void> }> = [{ name: 'storage', stop: () => store.close() }];
   const stopAll = async () => {
     for (const { name, stop } of stack.reverse()) {
@@ -209,7 +209,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
  * Runs a start-up step that fails only for reasons outside the configuration (storage
  * unreachable, a port taken by another process), so the error names the part that failed.
  */
-async function startPart<T>(part: string, step: () => Promise<T>): Promise<T> {
+async function startPart<T>(part: string, step: () => T | Promise<T>): Promise<T> {
   try {
     return await step();
   } catch (err) {

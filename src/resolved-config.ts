@@ -10,7 +10,7 @@ import { loadPoolData, unknownPlans, type PoolData } from './ippool/pool-data.ts
 import { loadReactionRules, type ReactionRule } from './ippool/reaction-rules.ts';
 import { readDkimKeys, type ConfiguredDkimKey } from './sender-domains/key-store.ts';
 import { resolveSmtpUsers, type SmtpUser } from './smtp/user-directory.ts';
-import { readTlsFiles, type TlsMaterial } from './smtp/tls-material.ts';
+import { readTlsFiles, selfSignedTlsProblems, type TlsMaterial } from './smtp/tls-material.ts';
 
 /**
  * The configuration as the daemon uses it: the validated config with everything it refers to
@@ -58,25 +58,41 @@ export function resolveConfig(raw: unknown, options: ResolveOptions = {}): Resol
   const dir = options.configDir ?? DEFAULT_CONFIG_DIR;
   const config = parseConfig(raw, source, options.env);
 
-  const pool = loadPoolData({ configDir: dir, overrides: { warmup: config.warmup, providers: config.providers, shaping: config.shaping }, source });
-  const reactionRules = loadReactionRules(join(dir, DATA_FILES.reactionRules), config.reactionRules);
-  const bounceRules = loadBounceRules(join(dir, DATA_FILES.bounceRules), config.bounceRules);
+  // Each step's problems with this config are collected, so one run reports them all; a problem
+  // in a shipped data file is thrown at once, under that file's name.
+  const problems: string[] = [];
+  const step = <T>(run: () => T): T | null => {
+    try {
+      return run();
+    } catch (err) {
+      if (!(err instanceof ConfigError) || err.source !== source) throw err;
+      problems.push(...err.problems);
+      return null;
+    }
+  };
+  const pool = step(() => loadPoolData({ configDir: dir, overrides: { warmup: config.warmup, providers: config.providers, shaping: config.shaping }, source }));
+  const reactionRules = step(() => loadReactionRules(join(dir, DATA_FILES.reactionRules), config.reactionRules));
+  const bounceRules = step(() => loadBounceRules(join(dir, DATA_FILES.bounceRules), config.bounceRules));
   const users = resolveSmtpUsers(config.smtp.users);
   const needsTls = config.smtp.listeners.some((l) => l.tls !== 'none');
-  const tls = needsTls && config.smtp.tls ? readTlsFiles(config.smtp.tls) : { tls: null, problems: [] };
+  const tls = !needsTls
+    ? { tls: null, problems: [] }
+    : config.smtp.tls
+      ? readTlsFiles(config.smtp.tls)
+      : { tls: null, problems: selfSignedTlsProblems(config.dataDir) };
   const dkim = readDkimKeys(config.dkim);
 
-  const providers = new Set(pool.providers.groups.map((g) => g.name));
-  const problems = [
-    ...unknownPlans(config.ips, pool),
-    ...config.reactionRules.flatMap((rule, i) =>
-      rule.provider && !providers.has(rule.provider) ? [`reactionRules[${i}].provider: unknown provider ${JSON.stringify(rule.provider)}`] : [],
-    ),
-    ...users.problems,
-    ...tls.problems,
-    ...dkim.problems,
-  ];
-  if (problems.length) throw new ConfigError(source, problems);
+  if (pool) {
+    const providers = new Set(pool.providers.groups.map((g) => g.name));
+    problems.push(
+      ...unknownPlans(config.ips, pool),
+      ...config.reactionRules.flatMap((rule, i) =>
+        rule.provider && !providers.has(rule.provider) ? [`reactionRules[${i}].provider: unknown provider ${JSON.stringify(rule.provider)}`] : [],
+      ),
+    );
+  }
+  problems.push(...users.problems, ...tls.problems, ...dkim.problems);
+  if (problems.length || !pool || !reactionRules || !bounceRules) throw new ConfigError(source, problems);
 
   return deepFreeze({ source, config, pool, reactionRules, bounceRules, smtpUsers: users.users, tls: tls.tls, dkimKeys: dkim.keys });
 }

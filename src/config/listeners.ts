@@ -10,8 +10,8 @@ import type { Config } from './schema.ts';
  */
 export function listenerProblems(config: Pick<Config, 'smtp' | 'api'>): string[] {
   const sockets = [
-    ...config.smtp.listeners.map((l, i) => ({ path: `smtp.listeners[${i}]`, host: l.host, port: l.port })),
-    { path: 'api.listen', host: config.api.listen.host, port: config.api.listen.port },
+    ...config.smtp.listeners.map((l, i) => ({ path: `smtp.listeners[${i}]`, host: bindHost(l.host), port: l.port })),
+    { path: 'api.listen', host: bindHost(config.api.listen.host), port: config.api.listen.port },
   ];
   const problems: string[] = [];
   sockets.forEach((socket, i) => {
@@ -21,6 +21,11 @@ export function listenerProblems(config: Pick<Config, 'smtp' | 'api'>): string[]
     }
   });
   return problems;
+}
+
+/** Node listens on every address for an empty host, as for "::". */
+function bindHost(host: string): string {
+  return host === '' ? '::' : host;
 }
 
 function label({ host, port }: { host: string; port: number }): string {

@@ -1,7 +1,7 @@
 import { ConfigError } from './config-error.ts';
 import { deepFreeze } from './deep-freeze.ts';
 import { listenerProblems } from './listeners.ts';
-import { configSchema, isUrlWith, type Config } from './schema.ts';
+import { configSchema, isPostgresAddress, type Config } from './schema.ts';
 import { parseWith, readYamlFile } from './yaml-config.ts';
 
 /**
@@ -23,7 +23,7 @@ export function parseConfig(raw: unknown, source = 'config', env: NodeJS.Process
   const { driver, url } = config.storage;
   if (driver === 'postgres' && !url) {
     problems.push('storage.url: required when storage.driver is postgres (or set DATABASE_URL)');
-  } else if (driver === 'postgres' && url && !isUrlWith(url, ['postgres:', 'postgresql:', 'socket:'])) {
+  } else if (driver === 'postgres' && url && !isPostgresAddress(url)) {
     // Only PostgreSQL uses the URL: an unrelated DATABASE_URL does not stop a SQLite node.
     problems.push('storage.url: not a postgres:// URL (postgres://user:password@host:5432/database)');
   }

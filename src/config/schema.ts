@@ -27,6 +27,25 @@ export function isUrlWith(value: string, schemes: readonly string[]): boolean {
   return URL.canParse(value) && schemes.includes(new URL(value).protocol);
 }
 
+/**
+ * A Redis address as ioredis takes it: a redis:// or rediss:// URL, a Unix socket path, or
+ * host[:port] (a bare port, an IPv6 literal in brackets). The value may hold a password, so
+ * problems never quote it.
+ */
+export function isRedisAddress(value: string): boolean {
+  if (value.includes('://')) return isUrlWith(value, ['redis:', 'rediss:']);
+  return value.startsWith('/') || /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(value);
+}
+
+/**
+ * A PostgreSQL connection string as pg takes it: a postgres:// (or postgresql://, socket://) URL,
+ * or a socket directory with an optional database name ("/var/run/postgresql rookery").
+ */
+export function isPostgresAddress(value: string): boolean {
+  if (value.includes('://')) return isUrlWith(value, ['postgres:', 'postgresql:', 'socket:']);
+  return value.startsWith('/');
+}
+
 const port = z.number().int().min(0).max(65535);
 const hostName = z.string().regex(/^[A-Za-z0-9.-]+$/, { message: 'not a host name' });
 
@@ -75,7 +94,7 @@ export const configSchema = z.strictObject({
     .prefault({}),
   redis: z
     .strictObject({
-      url: z.string().refine((v) => isUrlWith(v, ['redis:', 'rediss:']), { message: 'not a redis:// or rediss:// URL' }),
+      url: z.string().refine(isRedisAddress, { message: 'not a Redis address (redis://host:6379, rediss://..., host:port or a socket path)' }),
       /** Prefix of every key Rookery writes, so several deployments can share one Redis. */
       keyPrefix: z.string().min(1).default('rookery:'),
     })

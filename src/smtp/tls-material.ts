@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { access, chmod, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -36,6 +36,28 @@ export function readTlsFiles(paths: { key: string; cert: string }): { tls: TlsMa
   if (!key || !cert) return { tls: null, problems };
   const problem = pairProblem({ key, cert }, paths.key, paths.cert);
   return problem ? { tls: null, problems: [`smtp.tls: ${problem}`] } : { tls: { key, cert }, problems };
+}
+
+/**
+ * Problems with a self-signed pair already in `${dataDir}/tls/` (half of one, unreadable, or a
+ * key that is not the certificate's), found without writing anything, so check-config refuses
+ * what loadOrCreateSelfSignedTls would refuse at start. No pair at all is fine: one is made then.
+ */
+export function selfSignedTlsProblems(dataDir: string): string[] {
+  const dir = join(dataDir, 'tls');
+  const keyPath = join(dir, KEY_FILE);
+  const certPath = join(dir, CERT_FILE);
+  const [hasKey, hasCert] = [existsSync(keyPath), existsSync(certPath)];
+  const problem = (text: string) => [`smtp.tls: not set, and the self-signed pair kept in ${dir} cannot be used: ${text}`];
+  if (hasKey !== hasCert) return problem(`found ${hasKey ? keyPath : certPath} but not ${hasKey ? certPath : keyPath}; remove ${dir} to have a new pair made`);
+  if (!hasKey) return [];
+  try {
+    const material = { key: readFileSync(keyPath), cert: readFileSync(certPath) };
+    const mismatch = pairProblem(material, keyPath, certPath);
+    return mismatch ? problem(mismatch) : [];
+  } catch (err) {
+    return problem((err as Error).message);
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tlsFixture } from '../helpers/tls-fixture.ts';
@@ -81,7 +81,11 @@ describe('rookery check-config', () => {
   describe('refuses whatever the daemon would refuse at start, naming the path', () => {
     const tlsListener = { listeners: [{ port: 0, tls: 'starttls' }] };
     const files = { key: join(dir, 'tls-key.pem'), cert: join(dir, 'tls-cert.pem'), otherKey: join(dir, 'other-key.pem'), junk: join(dir, 'junk.pem') };
+    // A data directory holding half of the self-signed pair the daemon makes when smtp.tls is not set.
+    const halfPair = join(dir, 'half-pair');
     beforeAll(async () => {
+      mkdirSync(join(halfPair, 'tls'), { recursive: true });
+      writeFileSync(join(halfPair, 'tls', 'key.pem'), generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
       const tls = await tlsFixture();
       writeFileSync(files.key, tls.key);
       writeFileSync(files.cert, tls.cert);
@@ -97,15 +101,17 @@ describe('rookery check-config', () => {
       ['an unreadable TLS key', { smtp: { ...tlsListener, tls: { key: join(dir, 'nowhere.pem'), cert: files.cert } } }, 'smtp.tls.key: cannot read file: ENOENT'],
       ['a TLS certificate that is not PEM', { smtp: { ...tlsListener, tls: { key: files.key, cert: files.junk } } }, `smtp.tls: ${files.junk} is not a PEM certificate`],
       ['a TLS key of another certificate', { smtp: { ...tlsListener, tls: { key: files.otherKey, cert: files.cert } } }, `smtp.tls: the key in ${files.otherKey} does not belong`],
+      ['half of the self-signed TLS pair in dataDir', { dataDir: halfPair, smtp: tlsListener }, `smtp.tls: not set, and the self-signed pair kept in ${join(halfPair, 'tls')} cannot be used: found`],
       ['an unknown warm-up plan', { ips: [{ address: '127.0.0.2', warmup: { plan: 'turbo', start: '2026-11-01' } }] }, 'ips[0].warmup.plan: unknown warm-up plan "turbo"'],
       ['a reaction rule for an unknown provider', { reactionRules: [{ ...rule, match: 'x', provider: 'gmial' }] }, 'reactionRules[0].provider: unknown provider "gmial"'],
       ['shaping for an unknown provider', { shaping: { providers: { gmial: { maxConnections: 2 } } } }, 'shaping.providers.gmial: unknown provider "gmial"'],
       ['a reaction rule that is not a regular expression', { reactionRules: [{ ...rule, match: '(' }] }, 'reactionRules[0].match: not a valid regular expression'],
       ['a bounce rule that is not a regular expression', { bounceRules: [{ name: 'b', text: '[', bounceClass: 'policy' }] }, 'bounceRules[0].text: not a valid regular expression'],
       ['two listeners on one port', { smtp: { listeners: [{ port: 2600 }, { host: '0.0.0.0', port: 2600 }] } }, 'smtp.listeners[1]: 0.0.0.0:2600 overlaps smtp.listeners[0]'],
+      ['a listener on every address (empty host) and the API on its port', { smtp: { listeners: [{ host: '', port: 2600 }] }, api: { listen: { port: 2600 } } }, 'api.listen: 127.0.0.1:2600 overlaps smtp.listeners[0]'],
       ['the API on a listener\'s port', { smtp: { listeners: [{ port: 2600 }] }, api: { listen: { port: 2600 } } }, 'api.listen: 127.0.0.1:2600 overlaps smtp.listeners[0]'],
       ['a PostgreSQL URL that is not one', { storage: { driver: 'postgres', url: 'db.internal' } }, 'storage.url: not a postgres:// URL'],
-      ['a Redis URL that is not one', { redis: { url: 'cache:6379' } }, 'redis.url: not a redis:// or rediss:// URL'],
+      ['a Redis URL that is not one', { redis: { url: 'http://cache:6379' } }, 'redis.url: not a Redis address'],
     ];
 
     it.each(cases)('%s', (what, config, problem) => {

@@ -127,12 +127,19 @@ describe('problems name their exact path', () => {
     expect(problemsOf({ ips: [{ address: '127.0.0.2' }, { address: '127.0.0.2' }] })).toEqual(['ips[1].address: duplicate address 127.0.0.2']);
   });
 
-  it('rejects URLs of the wrong kind for PostgreSQL and Redis', () => {
+  it('rejects addresses of the wrong kind for PostgreSQL and Redis, and takes every form their clients take', () => {
     expect(problemsOf({ storage: { driver: 'postgres', url: 'db.internal/rookery' } })).toEqual([
       'storage.url: not a postgres:// URL (postgres://user:password@host:5432/database)',
     ]);
-    expect(problemsOf({ redis: { url: 'localhost:6379' } })).toEqual(['redis.url: not a redis:// or rediss:// URL']);
+    expect(problemsOf({ storage: { driver: 'postgres', url: 'mysql://u:secret@db/x' } })).toEqual([
+      'storage.url: not a postgres:// URL (postgres://user:password@host:5432/database)',
+    ]);
+    const redisProblem = 'redis.url: not a Redis address (redis://host:6379, rediss://..., host:port or a socket path)';
+    expect(problemsOf({ redis: { url: 'http://cache:6379' } })).toEqual([redisProblem]);
+    expect(problemsOf({ redis: { url: 'cache 6379' } })).toEqual([redisProblem]);
     expect(parse({ storage: { driver: 'postgres', url: 'postgresql://db.internal/rookery' }, redis: { url: 'rediss://cache:6380' } }).redis!.url).toBe('rediss://cache:6380');
+    for (const url of ['localhost:6379', '127.0.0.1', '[::1]:6379', '/run/redis/redis.sock']) expect(parse({ redis: { url } }).redis!.url).toBe(url);
+    expect(parse({ storage: { driver: 'postgres', url: '/var/run/postgresql rookery' } }).storage.url).toBe('/var/run/postgresql rookery');
     // SQLite does not use the URL, so an unrelated DATABASE_URL in the environment is no problem.
     expect(parse({}, { DATABASE_URL: 'mysql://elsewhere' }).storage.driver).toBe('sqlite');
   });

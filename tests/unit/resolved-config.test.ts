@@ -135,6 +135,15 @@ describe('problems of the resolution', () => {
     expect(problems.slice(0, 2)).toEqual(['ips[0].warmup.plan: unknown warm-up plan "turbo"', 'reactionRules[0].provider: unknown provider "gmial"']);
   });
 
+  it('reports a problem with the pool data overrides together with the others', () => {
+    const problems = problemsOf({
+      providers: { newmail: { warmupScale: 2 } },
+      smtp: { users: [{ username: 'a', password: 'x' }, { username: 'a', password: 'y' }] },
+      dkim: { domains: { 'example.com': { keys: [{ selector: 's1', privateKey: join(dir, 'missing-dkim.pem') }] } } },
+    });
+    expect(problems.map((p) => p.slice(0, p.indexOf(':')))).toEqual(['providers.newmail.mx', 'smtp.users[1].username', 'dkim.domains.example.com.keys[0].privateKey']);
+  });
+
   it('accepts reaction rules for providers that exist', () => {
     const rule = { name: 'r', match: 'slow down', action: 'suspend-provider', duration: '1h' } as const;
     expect(resolve({ reactionRules: [{ ...rule, provider: 'gmail' }] }).reactionRules[0]).toMatchObject({ name: 'r', provider: 'gmail', durationMs: 3_600_000 });
