@@ -1,9 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import type { BounceClass, DeliveryOutcome, DeliveryStage, Disposition } from '../mail/delivery-outcome.ts';
 import type {
   AttemptEvent,
   AttemptResult,
   ClaimedRecipient,
   ClaimOptions,
+  FollowUp,
+  LeaseToken,
   NewMessage,
   RecipientRow,
   RecipientState,
@@ -75,9 +78,15 @@ export interface MessageDbRow {
   pool: string;
 }
 
-export function toClaimedRecipient(row: ClaimedRow): ClaimedRecipient {
+/** A new claim's token: random, so no two claims (of any node) share one. */
+export function newLeaseToken(): LeaseToken {
+  return randomBytes(12).toString('base64url') as LeaseToken;
+}
+
+export function toClaimedRecipient(row: ClaimedRow, token: LeaseToken): ClaimedRecipient {
   return {
     recipientId: row.id,
+    token,
     messageId: row.message_id,
     sender: row.sender,
     recipient: row.recipient,
@@ -171,7 +180,7 @@ export function checkMessages(messages: readonly NewMessage[]): void {
 
 /**
  * Validates attempt results and drops repeated recipient ids (the first one wins, as it would
- * when applied in order: it clears the lease, so later ones would be ignored anyway).
+ * when applied in order: it ends the claim, so later ones would change nothing).
  */
 export function checkAttemptResults(results: readonly AttemptResult[]): AttemptResult[] {
   const seen = new Set<number>();
@@ -185,6 +194,11 @@ export function checkAttemptResults(results: readonly AttemptResult[]): AttemptR
     out.push(r);
   }
   return out;
+}
+
+/** The follow-ups to store: those whose reported results were all applied by this call (`applied`). */
+export function followUpsToStore(followUps: readonly FollowUp[], applied: ReadonlySet<number>): NewMessage[] {
+  return followUps.filter((f) => f.reports.every((id) => applied.has(id))).map((f) => f.message);
 }
 
 export function checkClaimOptions(options: ClaimOptions): void {

@@ -31,8 +31,21 @@ export interface NewMessage {
   dueAt: number;
 }
 
+/**
+ * Identifies one claim of a recipient row. A row carries the token of its latest claim; results
+ * and releases apply only while the row still carries theirs, so an attempt whose claim was
+ * taken over (its lease ran out) can never overwrite what the newer claim does.
+ */
+export type LeaseToken = string & { readonly __brand: 'LeaseToken' };
+
+/** A row held under one claim. */
+export interface Lease {
+  recipientId: number;
+  token: LeaseToken;
+}
+
 /** A recipient row claimed for delivery, with the envelope data the engine needs. */
-export interface ClaimedRecipient {
+export interface ClaimedRecipient extends Lease {
   recipientId: number;
   messageId: string;
   sender: string;
@@ -80,9 +93,8 @@ export interface AttemptEvent {
   outcome: DeliveryOutcome;
 }
 
-/** The result of one attempt, applied to a claimed recipient row together with its event row. */
-export interface AttemptResult {
-  recipientId: number;
+/** The result of one attempt, applied to the row it claimed (while it still carries the claim's token) with an event row. */
+export interface AttemptResult extends Lease {
   outcome: DeliveryOutcome;
   /** 'queued' with nextAttemptAt to retry, or a final state. */
   newState: 'queued' | 'delivered' | 'bounced';
@@ -95,11 +107,19 @@ export interface AttemptResult {
   countsAsAttempt: boolean;
 }
 
+/** A message stored together with attempt results (a DSN), tied to the results it reports. */
+export interface FollowUp {
+  message: NewMessage;
+  /** Recipient ids of the results it reports: it is stored only when every one of them is. */
+  reports: number[];
+}
+
 export interface ClaimOptions {
   now: number;
   limit: number;
-  /** Identifies this daemon; a lease held by an owner that died expires after leaseMs. */
+  /** Identifies this daemon (releaseAll at its next start). */
   owner: string;
+  /** The lease: the claim expires after this long unless renewed (renewLeases). */
   leaseMs: number;
 }
 
@@ -146,29 +166,46 @@ export interface Store {
   /**
    * Claims up to `limit` recipients that are due (queued with nextAttemptAt <= now, or
    * delivering with an expired lease), oldest due first, and marks them delivering for `owner`
-   * until now + leaseMs. Several daemons may claim concurrently without claiming the same row.
-   * Order: nextAttemptAt, then recipient id; a row taken over from an expired lease keeps the
-   * nextAttemptAt it had when first claimed. A lease is expired when locked_until < now.
+   * until now + leaseMs, under a new lease token (one per call). Several daemons may claim
+   * concurrently without claiming the same row. Order: nextAttemptAt, then recipient id; a row
+   * taken over from an expired lease keeps the nextAttemptAt it had when first claimed. A lease is
+   * expired when locked_until < now.
    */
   claimDue(options: ClaimOptions): Promise<ClaimedRecipient[]>;
 
-  /** Earliest time a queued recipient becomes due, or null when nothing is queued. */
+  /**
+   * Extends to `lockedUntil` the leases of rows still delivering under their token (also one that
+   * ran out, while no other claim took the row). Returns the recipient ids no longer carrying
+   * their token (taken over by another claim, or released): their attempts' results will not
+   * apply. A row whose result was recorded under its token is neither extended nor lost. A take-
+   * over racing with the call may only be reported by the next one.
+   */
+  renewLeases(leases: Lease[], lockedUntil: number): Promise<number[]>;
+
+  /**
+   * Earliest time a row becomes claimable: a queued row's nextAttemptAt, or just after a lease
+   * runs out (its holder may have died); null when no row is queued or delivering.
+   */
   nextDueAt(): Promise<number | null>;
 
   loadMessage(messageId: string): Promise<StoredMessage | null>;
 
   /**
-   * Applies attempt results to rows claimed by `owner` and writes one event row each, and
-   * enqueues `followUps` (DSNs) in the same transaction, so a bounce never loses its DSN.
-   * Results for rows no longer leased by `owner` are ignored (no update, no event); a result
-   * arriving after the lease ran out still applies while no other owner has claimed the row.
-   * A repeated recipient id in one call counts once (the first). Rejects, with nothing applied,
-   * when a 'queued' result lacks nextAttemptAt or a follow-up cannot be stored.
+   * Applies attempt results to rows still delivering under the result's token, writing one event
+   * row each, and stores `followUps` (DSNs) in the same transaction, so a bounce never loses its
+   * DSN: a follow-up is stored only when every result it reports is applied by this call (never
+   * for a stale result). Results whose token the row no longer carries are ignored (no update, no
+   * event); a result arriving after the lease ran out still applies while no other claim took the
+   * row. Returns the recipient ids whose results are recorded, counting those an earlier call with
+   * the same token recorded (a call repeated after an uncertain commit applies nothing twice and
+   * stores no follow-up twice). A repeated recipient id in one call counts once (the first).
+   * Rejects, with nothing applied, when a 'queued' result lacks nextAttemptAt or a follow-up
+   * cannot be stored.
    */
-  recordAttempts(owner: string, results: AttemptResult[], followUps?: NewMessage[]): Promise<void>;
+  recordAttempts(results: AttemptResult[], followUps?: FollowUp[]): Promise<number[]>;
 
-  /** Returns claimed rows to the queue unchanged (shutdown), due at `dueAt`; rows not leased by `owner` are left alone. */
-  release(owner: string, recipientIds: number[], dueAt: number): Promise<void>;
+  /** Returns claimed rows to the queue unchanged, due at `dueAt`; rows no longer carrying their token are left alone. */
+  release(leases: Lease[], dueAt: number): Promise<void>;
 
   /** Returns every row leased by `owner` to the queue (start-up after a crash of this node). */
   releaseAll(owner: string, dueAt: number): Promise<number>;
@@ -231,6 +268,12 @@ export interface Store {
 
   /** Throws when the backend is unreachable. */
   ping(): Promise<void>;
+
+  /**
+   * Commits a tiny write and throws when it cannot (unreachable, disk full, database read-only or
+   * locked): whether this node can accept mail now.
+   */
+  checkWritable(): Promise<void>;
 
   /** Waits for pending writes, then closes. Safe to call twice. */
   close(): Promise<void>;

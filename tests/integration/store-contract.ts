@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/clock.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
-import type { AttemptResult, NewMessage, Store } from '../../src/storage/store.ts';
+import type { AttemptResult, Lease, LeaseToken, NewMessage, Store } from '../../src/storage/store.ts';
 
 /**
  * The one behaviour contract every Store backend satisfies. Each test gets a fresh, empty
@@ -132,6 +132,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       expect(claimed).toEqual([
         {
           recipientId: expect.any(Number),
+          token: expect.any(String),
           messageId: due.id,
           sender: due.sender,
           recipient: 'x@due.test',
@@ -180,15 +181,15 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
 
       // The first owner comes back late: its result and release no longer apply.
       clock.set(T0 + 2000);
-      await store.recordAttempts(OWNER, [{ recipientId: mine!.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
-      await store.release(OWNER, [mine!.recipientId], T0);
+      await store.recordAttempts([{ recipientId: mine!.recipientId, token: mine!.token, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      await store.release([mine!], T0);
       expect(await store.releaseAll(OWNER, T0)).toBe(0);
       const [row] = await store.listRecipients(m.id);
       expect(row).toMatchObject({ state: 'delivering', attempts: 0, lastOutcome: null });
       expect(await store.listEvents(m.id)).toEqual([]);
 
       // The new owner's result applies.
-      await store.recordAttempts(OTHER, [{ recipientId: theirs!.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      await store.recordAttempts([{ recipientId: theirs!.recipientId, token: theirs!.token, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
       expect((await store.listRecipients(m.id))[0]).toMatchObject({ state: 'delivered', attempts: 1 });
     });
 
@@ -227,16 +228,19 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       const m = message({ recipients: ['ok@x.test', 'later@x.test', 'gone@x.test'] });
       await store.enqueue([m]);
       const claimed = await store.claimDue({ now: T0, limit: 10, owner: OWNER, leaseMs: LEASE });
-      const id = (rcpt: string) => claimed.find((c) => c.recipient === rcpt)!.recipientId;
+      const lease = (rcpt: string) => {
+        const { recipientId, token } = claimed.find((c) => c.recipient === rcpt)!;
+        return { recipientId, token };
+      };
 
       clock.set(T0 + 100);
       const delivered = outcome('delivered');
       const deferred = outcome('transient');
       const bounced = outcome('permanent', { egressIp: '127.0.0.3' });
-      await store.recordAttempts(OWNER, [
-        { recipientId: id('ok@x.test'), outcome: delivered, newState: 'delivered', countsAsAttempt: true },
-        { recipientId: id('later@x.test'), outcome: deferred, newState: 'queued', nextAttemptAt: T0 + 60_000, countsAsAttempt: true },
-        { recipientId: id('gone@x.test'), outcome: bounced, newState: 'bounced', countsAsAttempt: true },
+      await store.recordAttempts([
+        { ...lease('ok@x.test'), outcome: delivered, newState: 'delivered', countsAsAttempt: true },
+        { ...lease('later@x.test'), outcome: deferred, newState: 'queued', nextAttemptAt: T0 + 60_000, countsAsAttempt: true },
+        { ...lease('gone@x.test'), outcome: bounced, newState: 'bounced', countsAsAttempt: true },
       ]);
 
       const rows = await store.listRecipients(m.id);
@@ -249,9 +253,9 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       expect(events).toHaveLength(3);
       expect(events.map((e) => [e.recipientId, e.messageId, e.attempt, e.at, e.outcome])).toEqual(
         expect.arrayContaining([
-          [id('ok@x.test'), m.id, 1, T0 + 100, delivered],
-          [id('later@x.test'), m.id, 1, T0 + 100, deferred],
-          [id('gone@x.test'), m.id, 1, T0 + 100, bounced],
+          [lease('ok@x.test').recipientId, m.id, 1, T0 + 100, delivered],
+          [lease('later@x.test').recipientId, m.id, 1, T0 + 100, deferred],
+          [lease('gone@x.test').recipientId, m.id, 1, T0 + 100, bounced],
         ]),
       );
       expect(await store.countByState()).toEqual({ queued: 1, delivering: 0, delivered: 1, bounced: 1 });
@@ -261,7 +265,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       const [retry] = await store.claimDue({ now: T0 + 60_000, limit: 10, owner: OWNER, leaseMs: LEASE });
       expect(retry).toMatchObject({ recipient: 'later@x.test', attempts: 1, lastEgressIp: '127.0.0.2' });
       clock.set(T0 + 60_100);
-      await store.recordAttempts(OWNER, [{ recipientId: retry!.recipientId, outcome: delivered, newState: 'delivered', countsAsAttempt: true }]);
+      await store.recordAttempts([{ recipientId: retry!.recipientId, token: retry!.token, outcome: delivered, newState: 'delivered', countsAsAttempt: true }]);
       const history = (await store.listEvents(m.id)).filter((e) => e.recipientId === retry!.recipientId);
       expect(history.map((e) => [e.attempt, e.at, e.outcome.disposition])).toEqual([
         [1, T0 + 100, 'transient'],
@@ -274,24 +278,110 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       await store.enqueue([m]);
       const [c] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
       const throttled = outcome('throttled');
-      await store.recordAttempts(OWNER, [
-        { recipientId: c!.recipientId, outcome: throttled, newState: 'queued', nextAttemptAt: T0 + 5000, countsAsAttempt: false },
+      await store.recordAttempts([
+        { recipientId: c!.recipientId, token: c!.token, outcome: throttled, newState: 'queued', nextAttemptAt: T0 + 5000, countsAsAttempt: false },
       ]);
       const [row] = await store.listRecipients(m.id);
       expect(row).toMatchObject({ state: 'queued', attempts: 0, nextAttemptAt: T0 + 5000, lastOutcome: throttled });
       expect(await store.listEvents(m.id)).toEqual([{ recipientId: c!.recipientId, messageId: m.id, attempt: 0, at: T0, outcome: throttled }]);
     });
 
-    it('ignores results for rows that are not leased by the owner', async () => {
+    it('ignores results under a token the row does not carry', async () => {
       const m = message({ recipients: ['a@x.test', 'b@x.test'] });
       await store.enqueue([m]);
       const [a] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
       const b = (await store.listRecipients(m.id)).find((r) => r.recipient === 'b@x.test')!;
-      await store.recordAttempts(OTHER, [{ recipientId: a!.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
-      await store.recordAttempts(OWNER, [{ recipientId: b.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
-      await store.recordAttempts(OWNER, [{ recipientId: 987_654_321, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      const delivered = (lease: Lease): AttemptResult => ({ ...lease, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true });
+      expect(await store.recordAttempts([delivered({ recipientId: a!.recipientId, token: 'another-claim' as LeaseToken })])).toEqual([]);
+      expect(await store.recordAttempts([delivered({ recipientId: b.recipientId, token: a!.token })])).toEqual([]);
+      expect(await store.recordAttempts([delivered({ recipientId: 987_654_321, token: a!.token })])).toEqual([]);
       expect((await store.listRecipients(m.id)).map((r) => r.state)).toEqual(['delivering', 'queued']);
       expect(await store.listEvents(m.id)).toEqual([]);
+    });
+
+    it('ignores the result of an earlier claim once the same owner claimed the row again', async () => {
+      const m = message();
+      await store.enqueue([m]);
+      const [first] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: 1000 });
+      const [second] = await store.claimDue({ now: T0 + 1001, limit: 1, owner: OWNER, leaseMs: LEASE });
+      expect(second?.recipientId).toBe(first!.recipientId);
+      expect(second!.token).not.toBe(first!.token);
+
+      // The first attempt outlived its lease: whatever it reports must not overwrite the second.
+      const bounce = (lease: Lease): AttemptResult => ({ ...lease, outcome: outcome('permanent'), newState: 'bounced', countsAsAttempt: true });
+      expect(await store.recordAttempts([bounce(first!)])).toEqual([]);
+      await store.release([first!], T0);
+      expect((await store.listRecipients(m.id))[0]).toMatchObject({ state: 'delivering', attempts: 0 });
+      expect(await store.recordAttempts([bounce(second!)])).toEqual([second!.recipientId]);
+      expect((await store.listRecipients(m.id))[0]).toMatchObject({ state: 'bounced', attempts: 1 });
+    });
+
+    it('renews leases still held under their token and reports those taken over', async () => {
+      const m = message({ recipients: ['a@x.test', 'b@x.test', 'c@x.test'] });
+      await store.enqueue([m]);
+      const [a, b, c] = await store.claimDue({ now: T0, limit: 3, owner: OWNER, leaseMs: LEASE });
+
+      // Renewed before the lease ran out: nobody may take it until the new end.
+      expect(await store.renewLeases([a!, b!, c!], T0 + 100_000)).toEqual([]);
+      expect(await store.claimDue({ now: T0 + 100_000, limit: 3, owner: OTHER, leaseMs: LEASE })).toEqual([]);
+
+      // c finished (its result is recorded), b is taken over after its lease ran out unrenewed.
+      await store.recordAttempts([{ ...c!, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      expect(await store.renewLeases([a!], T0 + 200_000)).toEqual([]);
+      const [taken] = await store.claimDue({ now: T0 + 100_001, limit: 3, owner: OTHER, leaseMs: LEASE });
+      expect(taken?.recipientId).toBe(b!.recipientId);
+      expect(await store.renewLeases([a!, b!, c!], T0 + 300_000)).toEqual([b!.recipientId]);
+      // The stale renewal of b changed nothing (the taker's lease ends at T0 + 160_001); a's lease was extended.
+      expect((await store.claimDue({ now: T0 + 160_002, limit: 3, owner: OTHER, leaseMs: LEASE })).map((r) => r.recipientId)).toEqual([b!.recipientId]);
+    });
+
+    it('renews a lease that ran out while no other claim took the row', async () => {
+      await store.enqueue([message()]);
+      const [late] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: 1000 });
+      expect(await store.renewLeases([late!], T0 + 100_000)).toEqual([]);
+      expect(await store.claimDue({ now: T0 + 50_000, limit: 1, owner: OTHER, leaseMs: LEASE })).toEqual([]);
+      await store.release([late!], T0);
+      expect(await store.renewLeases([late!], T0 + 500_000)).toEqual([late!.recipientId]);
+    });
+
+    it('recognises results recorded before under the same token: applied once, counted as recorded', async () => {
+      const m = message({ recipients: ['ok@x.test', 'gone@x.test'] });
+      await store.enqueue([m]);
+      const [ok, gone] = await store.claimDue({ now: T0, limit: 2, owner: OWNER, leaseMs: LEASE });
+      const results: AttemptResult[] = [
+        { ...ok!, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true },
+        { ...gone!, outcome: outcome('permanent'), newState: 'bounced', countsAsAttempt: true },
+      ];
+      const dsn = message({ sender: '', recipients: ['app@sender.test'], source: 'dsn', submitter: null });
+      const followUp = { message: dsn, reports: [gone!.recipientId] };
+      expect((await store.recordAttempts(results, [followUp])).sort()).toEqual([ok!.recipientId, gone!.recipientId].sort());
+      // The same call again (as after a COMMIT whose answer was lost): nothing changes, nothing is stored twice.
+      expect((await store.recordAttempts(results, [followUp])).sort()).toEqual([ok!.recipientId, gone!.recipientId].sort());
+      expect((await store.listRecipients(m.id)).map((r) => [r.state, r.attempts])).toEqual([['delivered', 1], ['bounced', 1]]);
+      expect(await store.listEvents(m.id)).toHaveLength(2);
+      expect(await store.listRecipients(dsn.id)).toHaveLength(1);
+    });
+
+    it('stores a follow-up only when every result it reports applies', async () => {
+      const m = message({ recipients: ['a@x.test', 'b@x.test'] });
+      await store.enqueue([m]);
+      const [a, b] = await store.claimDue({ now: T0, limit: 2, owner: OWNER, leaseMs: 1000 });
+      // b's lease ran out and another node took it: this node's bounce of b is stale.
+      await store.renewLeases([a!], T0 + LEASE);
+      const [taken] = await store.claimDue({ now: T0 + 1001, limit: 2, owner: OTHER, leaseMs: LEASE });
+      expect(taken?.recipientId).toBe(b!.recipientId);
+
+      const bounce = (lease: Lease): AttemptResult => ({ ...lease, outcome: outcome('permanent'), newState: 'bounced', countsAsAttempt: true });
+      const both = message({ sender: '', recipients: ['app@sender.test'], source: 'dsn', submitter: null });
+      const onlyB = message({ sender: '', recipients: ['app@sender.test'], source: 'dsn', submitter: null });
+      const recorded = await store.recordAttempts([bounce(a!), bounce(b!)], [
+        { message: both, reports: [a!.recipientId, b!.recipientId] },
+        { message: onlyB, reports: [b!.recipientId] },
+      ]);
+      expect(recorded).toEqual([a!.recipientId]);
+      expect(await store.loadMessage(both.id)).toBeNull();
+      expect(await store.loadMessage(onlyB.id)).toBeNull();
+      expect((await store.listRecipients(m.id)).map((r) => r.state)).toEqual(['bounced', 'delivering']);
     });
 
     it('enqueues follow-up messages in the same transaction as the results', async () => {
@@ -300,16 +390,16 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       await store.enqueue([m, existing]);
       const [c] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
       expect(c?.messageId).toBe(m.id);
-      const bounce: AttemptResult = { recipientId: c!.recipientId, outcome: outcome('permanent'), newState: 'bounced', countsAsAttempt: true };
+      const bounce: AttemptResult = { recipientId: c!.recipientId, token: c!.token, outcome: outcome('permanent'), newState: 'bounced', countsAsAttempt: true };
 
       // A follow-up that cannot be stored takes the result down with it: nothing is applied.
       const clash = message({ id: existing.id, sender: '', recipients: ['app@sender.test'], source: 'dsn' });
-      await expect(store.recordAttempts(OWNER, [bounce], [clash])).rejects.toThrow();
+      await expect(store.recordAttempts([bounce], [{ message: clash, reports: [c!.recipientId] }])).rejects.toThrow();
       expect((await store.listRecipients(m.id))[0]).toMatchObject({ state: 'delivering', attempts: 0 });
       expect(await store.listEvents(m.id)).toEqual([]);
 
       const dsn = message({ sender: '', recipients: ['app@sender.test'], source: 'dsn', submitter: null });
-      await store.recordAttempts(OWNER, [bounce], [dsn]);
+      expect(await store.recordAttempts([bounce], [{ message: dsn, reports: [c!.recipientId] }])).toEqual([c!.recipientId]);
       expect((await store.listRecipients(m.id))[0]).toMatchObject({ state: 'bounced', attempts: 1 });
       expect(await store.listRecipients(dsn.id)).toMatchObject([{ recipient: 'app@sender.test', state: 'queued', nextAttemptAt: T0 }]);
       expect((await store.loadMessage(dsn.id))?.source).toBe('dsn');
@@ -320,21 +410,21 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       await store.enqueue([m]);
       const [c] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
       await expect(
-        store.recordAttempts(OWNER, [{ recipientId: c!.recipientId, outcome: outcome('transient'), newState: 'queued', countsAsAttempt: true }]),
+        store.recordAttempts([{ recipientId: c!.recipientId, token: c!.token, outcome: outcome('transient'), newState: 'queued', countsAsAttempt: true }]),
       ).rejects.toThrow(/nextAttemptAt/);
       expect((await store.listRecipients(m.id))[0]?.state).toBe('delivering');
     });
 
-    it('releases claimed rows unchanged, only for their owner', async () => {
+    it('releases claimed rows unchanged, only under their token', async () => {
       const m = message({ recipients: ['a@x.test', 'b@x.test', 'c@x.test'] });
       await store.enqueue([m]);
       const claimed = await store.claimDue({ now: T0, limit: 3, owner: OWNER, leaseMs: LEASE });
       expect(claimed).toHaveLength(3);
 
-      await store.release(OTHER, [claimed[0]!.recipientId], T0 + 10);
+      await store.release([{ recipientId: claimed[0]!.recipientId, token: 'another-claim' as LeaseToken }], T0 + 10);
       expect((await store.listRecipients(m.id))[0]?.state).toBe('delivering');
 
-      await store.release(OWNER, [claimed[0]!.recipientId], T0 + 10);
+      await store.release([claimed[0]!], T0 + 10);
       let rows = await store.listRecipients(m.id);
       expect(rows.map((r) => [r.state, r.attempts, r.nextAttemptAt])).toEqual([
         ['queued', 0, T0 + 10],
@@ -360,7 +450,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       await store.enqueue([message({ recipients: ['a@x.test', 'b@x.test', 'c@x.test'] }), message({ dueAt: T0 + 1 })]);
       const [a] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
       await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
-      await store.recordAttempts(OWNER, [{ recipientId: a!.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      await store.recordAttempts([{ recipientId: a!.recipientId, token: a!.token, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
       expect(await store.countByState()).toEqual({ queued: 2, delivering: 1, delivered: 1, bounced: 0 });
     });
 
@@ -371,9 +461,22 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       const [first] = await store.claimDue({ now: T0 + 200, limit: 1, owner: OWNER, leaseMs: LEASE });
       expect(await store.nextDueAt()).toBe(T0 + 500);
       await store.claimDue({ now: T0 + 500, limit: 1, owner: OWNER, leaseMs: LEASE });
-      expect(await store.nextDueAt()).toBeNull();
-      await store.release(OWNER, [first!.recipientId], T0 + 9000);
+      // Nothing queued: the first lease to run out is next.
+      expect(await store.nextDueAt()).toBe(T0 + 200 + LEASE + 1);
+      await store.release([first!], T0 + 9000);
       expect(await store.nextDueAt()).toBe(T0 + 9000);
+    });
+
+    it('reports when a lease runs out as a due time: its holder may have died', async () => {
+      await store.enqueue([message({ recipients: ['a@x.test', 'b@x.test'] })]);
+      const [a, b] = await store.claimDue({ now: T0, limit: 2, owner: OWNER, leaseMs: LEASE });
+      expect(await store.nextDueAt()).toBe(T0 + LEASE + 1);
+      await store.renewLeases([a!], T0 + 2 * LEASE);
+      expect(await store.nextDueAt()).toBe(T0 + LEASE + 1);
+      await store.recordAttempts([{ ...b!, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      expect(await store.nextDueAt()).toBe(T0 + 2 * LEASE + 1);
+      expect(await store.claimDue({ now: T0 + 2 * LEASE, limit: 2, owner: OTHER, leaseMs: LEASE })).toEqual([]);
+      expect(await store.claimDue({ now: T0 + 2 * LEASE + 1, limit: 2, owner: OTHER, leaseMs: LEASE })).toHaveLength(1);
     });
 
     it('purges finished messages older than the cut-off, with their rows and events', async () => {
@@ -382,16 +485,19 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       const recent = message({ recipients: ['e@x.test'] });
       await store.enqueue([finished, waiting, recent]);
       const claimed = await store.claimDue({ now: T0, limit: 10, owner: OWNER, leaseMs: LEASE });
-      const id = (rcpt: string) => claimed.find((c) => c.recipient === rcpt)!.recipientId;
+      const lease = (rcpt: string) => {
+        const { recipientId, token } = claimed.find((c) => c.recipient === rcpt)!;
+        return { recipientId, token };
+      };
       clock.set(T0 + 1000);
-      await store.recordAttempts(OWNER, [
-        { recipientId: id('a@x.test'), outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true },
-        { recipientId: id('b@x.test'), outcome: outcome('permanent'), newState: 'bounced', countsAsAttempt: true },
-        { recipientId: id('c@x.test'), outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true },
-        { recipientId: id('d@x.test'), outcome: outcome('transient'), newState: 'queued', nextAttemptAt: T0 + 9000, countsAsAttempt: true },
+      await store.recordAttempts([
+        { ...lease('a@x.test'), outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true },
+        { ...lease('b@x.test'), outcome: outcome('permanent'), newState: 'bounced', countsAsAttempt: true },
+        { ...lease('c@x.test'), outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true },
+        { ...lease('d@x.test'), outcome: outcome('transient'), newState: 'queued', nextAttemptAt: T0 + 9000, countsAsAttempt: true },
       ]);
       clock.set(T0 + 3000);
-      await store.recordAttempts(OWNER, [{ recipientId: id('e@x.test'), outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      await store.recordAttempts([{ ...lease('e@x.test'), outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
 
       expect(await store.purgeFinished(T0 + 1000)).toBe(0);
       expect(await store.purgeFinished(T0 + 2000)).toBe(1);
@@ -436,7 +542,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       const m = message({ recipients: ['a@x.test', 'b@x.test'] });
       await store.enqueue([m]);
       const [c] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
-      await store.recordAttempts(OWNER, [{ recipientId: c!.recipientId, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
+      await store.recordAttempts([{ recipientId: c!.recipientId, token: c!.token, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true }]);
       await store.close();
 
       const reopened = await open();
@@ -457,9 +563,11 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       await store.close();
       await expect(store.enqueue([message()])).rejects.toThrow(/closed/);
       await expect(store.ping()).rejects.toThrow(/closed/);
+      await expect(store.checkWritable()).rejects.toThrow(/closed/);
 
       const reopened = await open();
       await reopened.ping();
+      await reopened.checkWritable();
       expect(await reopened.listRecipients(m.id)).toHaveLength(1);
     });
   });

@@ -113,6 +113,22 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE messages ADD COLUMN pool text NOT NULL DEFAULT 'default';
     `,
   },
+  {
+    version: 4,
+    name: 'lease tokens and the write probe',
+    sql: `
+      -- The token of the row's latest claim: results and releases apply only under it. Kept after
+      -- a result is recorded, so recording the same result again is recognised; cleared on release.
+      ALTER TABLE recipients ADD COLUMN lease_token text;
+
+      -- One row, rewritten by each readiness probe: a write that commits proves the database
+      -- accepts writes (not read-only, not out of disk).
+      CREATE TABLE write_probe (
+        id integer PRIMARY KEY CHECK (id = 1),
+        at bigint NOT NULL
+      );
+    `,
+  },
 ];
 
 /** First key of the two-key advisory lock taken while migrating ("rook"). */

@@ -6,6 +6,8 @@ import type {
   AttemptResult,
   ClaimedRecipient,
   ClaimOptions,
+  FollowUp,
+  Lease,
   NewMessage,
   PoolStateEntry,
   RecipientRow,
@@ -21,6 +23,8 @@ import {
   checkMessages,
   compareDue,
   emptyCounts,
+  followUpsToStore,
+  newLeaseToken,
   toAttemptEvent,
   toClaimedRecipient,
   toRecipientRow,
@@ -29,7 +33,7 @@ import {
 import { WriteBatcher, type WriteOp } from '../write-batcher.ts';
 import { checkSchemaName } from './identifiers.ts';
 import { migratePostgres } from './migrations.ts';
-import { withTransaction } from './transaction.ts';
+import { UncertainCommitError, withTransaction } from './transaction.ts';
 import * as sql from './queries.ts';
 import { WorkListener } from './work-listener.ts';
 
@@ -47,17 +51,36 @@ export interface PostgresStoreOptions {
 
 /** Messages purged per statement, so a large purge never holds many row locks for long. */
 const PURGE_CHUNK = 1000;
+/** Looks at whether an uncertain commit stored the messages: tries, and the pause between them. */
+const UNCERTAIN_CHECKS = 3;
+const UNCERTAIN_CHECK_PAUSE_MS = 250;
 
 /** The context of a batched write: the transaction's connection and whether to NOTIFY at commit. */
 interface PgTransaction {
   client: pg.PoolClient;
   notify: boolean;
+  /** Its COMMIT got no answer: it may have committed. */
+  uncertain: boolean;
+}
+
+/** The connection settings of every connection a store opens, pooled or listening. */
+export function postgresClientConfig(options: Pick<PostgresStoreOptions, 'url' | 'connectionTimeoutMs'> & { schema: string }): pg.ClientConfig {
+  return {
+    connectionString: options.url,
+    // Table names resolve in the store's schema; a commit returns only once it is durable (the
+    // server's or the role's default may say otherwise).
+    options: `-c search_path=${options.schema} -c synchronous_commit=on`,
+    application_name: 'rookery',
+    types: { getTypeParser: bigintAsNumber } as pg.CustomTypesConfig,
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? 10_000,
+  };
 }
 
 /**
  * The shared queue for one or several daemons. Concurrent writes (enqueue, recordAttempts,
- * release) are grouped into one transaction per batch; claims are single statements using
- * FOR UPDATE SKIP LOCKED. Commits are durable with the server's default synchronous_commit=on.
+ * release) are grouped into one transaction per batch; claims and lease renewals are single
+ * statements using FOR UPDATE SKIP LOCKED or row locks. Every connection sets
+ * synchronous_commit=on, so a resolved write is on the server's disk.
  */
 export function createPostgresStore(options: PostgresStoreOptions): Store {
   return new PostgresStore(options);
@@ -77,14 +100,7 @@ class PostgresStore implements Store {
     this.schema = checkSchemaName(options.schema ?? 'public');
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger.child({ component: 'storage', driver: 'postgres', schema: this.schema });
-    const clientConfig: pg.ClientConfig = {
-      connectionString: options.url,
-      // Every connection, pooled or listening, resolves table names in the store's schema.
-      options: `-c search_path=${this.schema}`,
-      application_name: 'rookery',
-      types: { getTypeParser: bigintAsNumber } as pg.CustomTypesConfig,
-      connectionTimeoutMillis: options.connectionTimeoutMs ?? 10_000,
-    };
+    const clientConfig = postgresClientConfig({ ...options, schema: this.schema });
     this.pool = new pg.Pool({ ...clientConfig, max: options.poolSize ?? 10 });
     // An idle pooled connection that dies emits here; without a handler the process would crash.
     this.pool.on('error', (err) => {
@@ -104,10 +120,23 @@ class PostgresStore implements Store {
     this.assertOpen();
     if (messages.length === 0) return;
     checkMessages(messages);
-    await this.batcher.submit(async (tx) => {
-      await sql.insertMessages(tx.client, messages);
-      tx.notify = true;
-    });
+    const attempts: PgTransaction[] = [];
+    try {
+      await this.batcher.submit(async (tx) => {
+        attempts.push(tx);
+        await sql.insertMessages(tx.client, messages);
+        tx.notify = true;
+      });
+    } catch (err) {
+      // A transaction holding them lost its connection during COMMIT (a retry of it may then have
+      // failed on their ids): refusing messages that are stored would make the client send them
+      // again, so the database decides.
+      if (!attempts.some((tx) => tx.uncertain) || !(await this.allStored(messages))) throw err;
+      this.logger.warn(
+        { event: 'storage.commit.uncertain', messages: messages.map((m) => m.id) },
+        'connection lost during COMMIT; the messages were stored',
+      );
+    }
   }
 
   async claimDue(options: ClaimOptions): Promise<ClaimedRecipient[]> {
@@ -115,8 +144,15 @@ class PostgresStore implements Store {
     checkClaimOptions(options);
     const { now, limit, owner, leaseMs } = options;
     if (limit === 0) return [];
-    const rows = await sql.claimDue(this.pool, now, limit, owner, now + leaseMs);
-    return rows.sort(compareDue).map(toClaimedRecipient);
+    const token = newLeaseToken();
+    const rows = await sql.claimDue(this.pool, now, limit, owner, now + leaseMs, token);
+    return rows.sort(compareDue).map((row) => toClaimedRecipient(row, token));
+  }
+
+  async renewLeases(leases: Lease[], lockedUntil: number): Promise<number[]> {
+    this.assertOpen();
+    if (leases.length === 0) return [];
+    return sql.renewLeases(this.pool, leases, lockedUntil);
   }
 
   async nextDueAt(): Promise<number | null> {
@@ -130,27 +166,29 @@ class PostgresStore implements Store {
     return row ? toStoredMessage(row) : null;
   }
 
-  async recordAttempts(owner: string, results: AttemptResult[], followUps: NewMessage[] = []): Promise<void> {
+  async recordAttempts(results: AttemptResult[], followUps: FollowUp[] = []): Promise<number[]> {
     this.assertOpen();
     const checked = checkAttemptResults(results);
-    checkMessages(followUps);
-    if (checked.length === 0 && followUps.length === 0) return;
+    checkMessages(followUps.map((f) => f.message));
+    if (checked.length === 0 && followUps.length === 0) return [];
     const now = this.clock.now();
-    await this.batcher.submit(async (tx) => {
-      if (checked.length > 0) await sql.applyAttempts(tx.client, owner, now, checked);
-      if (followUps.length > 0) {
-        await sql.insertMessages(tx.client, followUps);
+    return this.batcher.submit(async (tx) => {
+      const recorded = checked.length > 0 ? await sql.applyAttempts(tx.client, now, checked) : [];
+      const toStore = followUpsToStore(followUps, new Set(recorded.filter((r) => r.applied).map((r) => r.id)));
+      if (toStore.length > 0) {
+        await sql.insertMessages(tx.client, toStore);
         tx.notify = true;
       }
+      return recorded.map((r) => r.id);
     });
   }
 
-  async release(owner: string, recipientIds: number[], dueAt: number): Promise<void> {
+  async release(leases: Lease[], dueAt: number): Promise<void> {
     this.assertOpen();
-    if (recipientIds.length === 0) return;
+    if (leases.length === 0) return;
     const now = this.clock.now();
     await this.batcher.submit(async (tx) => {
-      if ((await sql.releaseRecipients(tx.client, owner, recipientIds, dueAt, now)) > 0) tx.notify = true;
+      if ((await sql.releaseRecipients(tx.client, leases, dueAt, now)) > 0) tx.notify = true;
     });
   }
 
@@ -251,6 +289,12 @@ class PostgresStore implements Store {
     await sql.ping(this.pool);
   }
 
+  /** One committed upsert: fails while the database is read-only (a standby, default_transaction_read_only) or cannot write. */
+  async checkWritable(): Promise<void> {
+    this.assertOpen();
+    await sql.touchWriteProbe(this.pool, this.clock.now());
+  }
+
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.batcher.close();
@@ -265,17 +309,38 @@ class PostgresStore implements Store {
     if (this.closing) throw new Error('storage is closed');
   }
 
-  private runTransaction(ops: readonly WriteOp<PgTransaction>[]): Promise<unknown[]> {
-    return withTransaction(this.pool, async (client) => {
-      const tx: PgTransaction = { client, notify: false };
-      const results: unknown[] = [];
-      for (const op of ops) results.push(await op(tx));
-      // Delivered to listeners only when the transaction commits.
-      if (tx.notify) await sql.notifyWork(client, this.schema);
-      return results;
-    });
+  private async runTransaction(ops: readonly WriteOp<PgTransaction>[]): Promise<unknown[]> {
+    let tx: PgTransaction | undefined;
+    try {
+      return await withTransaction(this.pool, async (client) => {
+        tx = { client, notify: false, uncertain: false };
+        const results: unknown[] = [];
+        for (const op of ops) results.push(await op(tx));
+        // Delivered to listeners only when the transaction commits.
+        if (tx.notify) await sql.notifyWork(client, this.schema);
+        return results;
+      });
+    } catch (err) {
+      if (tx && err instanceof UncertainCommitError) tx.uncertain = true;
+      throw err;
+    }
   }
 
+  /** Whether every message is stored, asked on a fresh connection (a few tries: the server may be restarting). */
+  private async allStored(messages: readonly NewMessage[]): Promise<boolean> {
+    const ids = messages.map((m) => m.id);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await sql.countMessages(this.pool, ids)) === ids.length;
+      } catch (err) {
+        if (attempt >= UNCERTAIN_CHECKS) {
+          this.logger.error({ event: 'storage.commit.unresolved', messages: ids, err }, 'could not tell whether an uncertain commit stored the messages');
+          return false;
+        }
+        await new Promise((resolve) => setTimeout(resolve, UNCERTAIN_CHECK_PAUSE_MS));
+      }
+    }
+  }
 }
 
 /** int8 (ids, counts, times in ms) as a JS number; every value Rookery stores fits exactly. */

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { AttemptResult, NewMessage, PoolStateEntry, UsageChange, UsageWindow } from '../store.ts';
+import type { AttemptResult, Lease, LeaseToken, NewMessage, PoolStateEntry, UsageChange, UsageWindow } from '../store.ts';
 import { domainOf } from '../../mail/address.ts';
 import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../store-rows.ts';
 
@@ -75,9 +75,9 @@ export async function insertMessages(db: Db, messages: readonly NewMessage[]): P
  * changed by a committed claim after this statement's snapshot is re-checked and dropped.
  * Two limited scans (expired leases, due queued rows in order) avoid sorting a whole backlog.
  */
-export async function claimDue(db: Db, now: number, limit: number, owner: string, lockedUntil: number): Promise<ClaimedRow[]> {
+export async function claimDue(db: Db, now: number, limit: number, owner: string, lockedUntil: number, token: LeaseToken): Promise<ClaimedRow[]> {
   const { rows } = await db.query<ClaimedRow>({
-    name: 'rookery_claim_due',
+    name: 'rookery_claim_due_v2',
     text: `
       WITH expired AS (
         SELECT id, next_attempt_at FROM recipients
@@ -97,29 +97,55 @@ export async function claimDue(db: Db, now: number, limit: number, owner: string
         LIMIT $2
       )
       UPDATE recipients r
-      SET state = 'delivering', locked_by = $3, locked_until = $4, updated_at = $1
+      SET state = 'delivering', locked_by = $3, locked_until = $4, lease_token = $5, updated_at = $1
       FROM picked p, messages m
       WHERE r.id = p.id AND m.id = r.message_id
       RETURNING r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
                 m.sender, m.created_at AS message_created_at, m.message_id_header, m.size`,
-    values: [now, limit, owner, lockedUntil],
+    values: [now, limit, owner, lockedUntil, token],
   });
   return rows;
 }
 
 /**
- * Applies attempt results to rows leased by `owner` and writes an event for each row actually
- * updated (so a result for a row leased by someone else leaves no trace, and running the
- * statement again after an ambiguous commit changes nothing).
+ * Extends the leases still held under their tokens; returns the ids of rows that no longer carry
+ * their token. That check reads the statement's snapshot: a take-over committed while this
+ * statement runs shows up at the next renewal.
  */
-export async function applyAttempts(db: Db, owner: string, now: number, results: readonly AttemptResult[]): Promise<void> {
-  await db.query({
-    name: 'rookery_apply_attempts',
+export async function renewLeases(db: Db, leases: readonly Lease[], lockedUntil: number): Promise<number[]> {
+  const { rows } = await db.query<{ id: number }>({
+    name: 'rookery_renew_leases',
+    text: `
+      WITH leases AS (
+        SELECT * FROM unnest($1::bigint[], $2::text[]) AS l(id, token)
+      ), renewed AS (
+        UPDATE recipients r SET locked_until = $3
+        FROM leases l
+        WHERE r.id = l.id AND r.state = 'delivering' AND r.lease_token = l.token
+        RETURNING r.id
+      )
+      SELECT l.id FROM leases l
+      WHERE NOT EXISTS (SELECT 1 FROM recipients r WHERE r.id = l.id AND r.lease_token = l.token)`,
+    values: [leases.map((l) => l.recipientId), leases.map((l) => l.token), lockedUntil],
+  });
+  return rows.map((r) => r.id);
+}
+
+/**
+ * Applies attempt results to rows still delivering under the result's token and writes an event
+ * for each row updated (a stale result leaves no trace). The token stays on the row, so a result
+ * recorded by an earlier run of the same call (an uncertain commit) is found again: the last
+ * SELECT reads the statement's snapshot, from before this update. Returns each recorded id, and
+ * whether this call applied it.
+ */
+export async function applyAttempts(db: Db, now: number, results: readonly AttemptResult[]): Promise<{ id: number; applied: boolean }[]> {
+  const { rows } = await db.query<{ id: number; applied: boolean }>({
+    name: 'rookery_apply_attempts_v2',
     text: `
       WITH input AS (
-        SELECT * FROM unnest($3::bigint[], $4::text[], $5::integer[], $6::bigint[], $7::text[], $8::integer[],
+        SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::integer[], $6::bigint[], $7::text[], $8::integer[],
                              $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
-          AS t(id, state, increment, next_attempt_at, disposition, code, enhanced, response, stage, bounce_class,
+          AS t(id, token, state, increment, next_attempt_at, disposition, code, enhanced, response, stage, bounce_class,
                remote_host, egress_ip)
       ), updated AS (
         UPDATE recipients r SET
@@ -127,22 +153,27 @@ export async function applyAttempts(db: Db, owner: string, now: number, results:
           locked_by = NULL, locked_until = NULL,
           last_disposition = i.disposition, last_code = i.code, last_enhanced = i.enhanced,
           last_response = i.response, last_stage = i.stage, last_bounce_class = i.bounce_class,
-          last_remote_host = i.remote_host, last_egress_ip = i.egress_ip, updated_at = $2
+          last_remote_host = i.remote_host, last_egress_ip = i.egress_ip, updated_at = $1
         FROM input i
-        WHERE r.id = i.id AND r.state = 'delivering' AND r.locked_by = $1
+        WHERE r.id = i.id AND r.state = 'delivering' AND r.lease_token = i.token
         RETURNING r.id, r.message_id, r.attempts, i.disposition, i.code, i.enhanced, i.response, i.stage,
                   i.bounce_class, i.remote_host, i.egress_ip
+      ), events AS (
+        INSERT INTO events (recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage,
+                            bounce_class, remote_host, egress_ip)
+        SELECT id, message_id, attempts, $1, disposition, code, enhanced, response, stage, bounce_class,
+               remote_host, egress_ip
+        FROM updated
+        ORDER BY id
       )
-      INSERT INTO events (recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage,
-                          bounce_class, remote_host, egress_ip)
-      SELECT id, message_id, attempts, $2, disposition, code, enhanced, response, stage, bounce_class,
-             remote_host, egress_ip
-      FROM updated
-      ORDER BY id`,
+      SELECT id, true AS applied FROM updated
+      UNION ALL
+      SELECT r.id, false FROM recipients r JOIN input i ON r.id = i.id AND r.lease_token = i.token
+      WHERE r.state <> 'delivering'`,
     values: [
-      owner,
       now,
       results.map((r) => r.recipientId),
+      results.map((r) => r.token),
       results.map((r) => r.newState),
       results.map((r) => (r.countsAsAttempt ? 1 : 0)),
       results.map((r) => (r.newState === 'queued' ? r.nextAttemptAt! : null)),
@@ -156,15 +187,18 @@ export async function applyAttempts(db: Db, owner: string, now: number, results:
       results.map((r) => r.outcome.egressIp),
     ],
   });
+  return rows;
 }
 
-export async function releaseRecipients(db: Db, owner: string, ids: readonly number[], dueAt: number, now: number): Promise<number> {
+export async function releaseRecipients(db: Db, leases: readonly Lease[], dueAt: number, now: number): Promise<number> {
   const result = await db.query({
-    name: 'rookery_release_recipients',
+    name: 'rookery_release_recipients_v2',
     text: `
-      UPDATE recipients SET state = 'queued', next_attempt_at = $3, locked_by = NULL, locked_until = NULL, updated_at = $4
-      WHERE id = ANY($1::bigint[]) AND state = 'delivering' AND locked_by = $2`,
-    values: [ids, owner, dueAt, now],
+      UPDATE recipients r SET state = 'queued', next_attempt_at = $3, locked_by = NULL, locked_until = NULL,
+        lease_token = NULL, updated_at = $4
+      FROM unnest($1::bigint[], $2::text[]) AS l(id, token)
+      WHERE r.id = l.id AND r.state = 'delivering' AND r.lease_token = l.token`,
+    values: [leases.map((l) => l.recipientId), leases.map((l) => l.token), dueAt, now],
   });
   return result.rowCount ?? 0;
 }
@@ -173,7 +207,8 @@ export async function releaseOwner(db: Db, owner: string, dueAt: number, now: nu
   const result = await db.query({
     name: 'rookery_release_owner',
     text: `
-      UPDATE recipients SET state = 'queued', next_attempt_at = $2, locked_by = NULL, locked_until = NULL, updated_at = $3
+      UPDATE recipients SET state = 'queued', next_attempt_at = $2, locked_by = NULL, locked_until = NULL,
+        lease_token = NULL, updated_at = $3
       WHERE state = 'delivering' AND locked_by = $1`,
     values: [owner, dueAt, now],
   });
@@ -184,10 +219,15 @@ export async function notifyWork(db: Db, schema: string): Promise<void> {
   await db.query({ name: 'rookery_notify_work', text: 'SELECT pg_notify($1, $2)', values: [WORK_CHANNEL, schema] });
 }
 
+/** The earliest queued due time, or 1 ms after the earliest lease end (claimable once locked_until < now). */
 export async function nextDueAt(db: Db): Promise<number | null> {
   const { rows } = await db.query<{ at: number | null }>({
-    name: 'rookery_next_due_at',
-    text: `SELECT min(next_attempt_at) AS at FROM recipients WHERE state = 'queued'`,
+    name: 'rookery_next_due_at_v2',
+    text: `
+      SELECT least(
+        (SELECT min(next_attempt_at) FROM recipients WHERE state = 'queued'),
+        (SELECT min(locked_until) + 1 FROM recipients WHERE state = 'delivering')
+      ) AS at`,
   });
   return rows[0]?.at ?? null;
 }
@@ -357,4 +397,22 @@ export async function purgeExpiredPoolData(db: Db, now: number): Promise<number>
 
 export async function ping(db: Db): Promise<void> {
   await db.query('SELECT 1');
+}
+
+/** How many of `ids` are stored messages. */
+export async function countMessages(db: Db, ids: readonly string[]): Promise<number> {
+  const { rows } = await db.query<{ n: number }>({
+    name: 'rookery_count_messages',
+    text: `SELECT count(*) AS n FROM messages WHERE id = ANY($1::text[])`,
+    values: [ids],
+  });
+  return rows[0]!.n;
+}
+
+export async function touchWriteProbe(db: Db, now: number): Promise<void> {
+  await db.query({
+    name: 'rookery_touch_write_probe',
+    text: `INSERT INTO write_probe (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at`,
+    values: [now],
+  });
 }

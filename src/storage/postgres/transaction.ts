@@ -1,8 +1,20 @@
-import type pg from 'pg';
+import pg from 'pg';
+
+/**
+ * COMMIT was sent but no answer came back (the connection was lost): the transaction may or may
+ * not have committed. Only the database can tell, on another connection.
+ */
+export class UncertainCommitError extends Error {
+  constructor(cause: unknown) {
+    super(`connection lost during COMMIT; the transaction may have committed: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'UncertainCommitError';
+  }
+}
 
 /**
  * Runs `work` inside BEGIN ... COMMIT on a client of its own, rolling back on error. A client
- * that failed mid-transaction is destroyed rather than returned to the pool.
+ * that failed mid-transaction is destroyed rather than returned to the pool. A COMMIT that the
+ * server did not answer rejects with UncertainCommitError; one it refused, with its error.
  */
 export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
@@ -16,13 +28,19 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
   try {
     await client.query('BEGIN');
     const result = await work(client);
-    await client.query('COMMIT');
+    await client.query('COMMIT').catch((err: unknown) => {
+      if (err instanceof pg.DatabaseError) throw err;
+      broken = err as Error;
+      throw new UncertainCommitError(err);
+    });
     return result;
   } catch (err) {
-    try {
-      await client.query('ROLLBACK');
-    } catch (rollbackErr) {
-      broken = rollbackErr as Error;
+    if (!broken) {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackErr) {
+        broken = rollbackErr as Error;
+      }
     }
     throw err;
   } finally {

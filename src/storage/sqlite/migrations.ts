@@ -110,6 +110,22 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE messages ADD COLUMN pool TEXT NOT NULL DEFAULT 'default';
     `,
   },
+  {
+    version: 4,
+    name: 'lease tokens and the write probe',
+    sql: `
+      -- The token of the row's latest claim: results and releases apply only under it. Kept after
+      -- a result is recorded, so recording the same result again is recognised; cleared on release.
+      ALTER TABLE recipients ADD COLUMN lease_token TEXT;
+
+      -- One row, rewritten by each readiness probe: a write that commits proves the disk has room
+      -- and the database is writable.
+      CREATE TABLE write_probe (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        at INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 /**

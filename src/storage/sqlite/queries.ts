@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
-import type { NewMessage, PoolStateEntry, UsageChange } from '../store.ts';
+import type { LeaseToken, NewMessage, PoolStateEntry, UsageChange } from '../store.ts';
 import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../store-rows.ts';
 
 /**
@@ -44,16 +44,25 @@ export function prepareQueries(db: DatabaseSync) {
     ORDER BY due.next_attempt_at, due.id`);
 
   const lease = stmt(`
-    UPDATE recipients SET state = 'delivering', locked_by = ?, locked_until = ?, updated_at = ?
+    UPDATE recipients SET state = 'delivering', locked_by = ?, locked_until = ?, lease_token = ?, updated_at = ?
     WHERE id = ?`);
 
+  const renewLease = stmt(`
+    UPDATE recipients SET locked_until = ? WHERE id = ? AND state = 'delivering' AND lease_token = ?`);
+
+  const carriesToken = stmt(`SELECT 1 AS yes FROM recipients WHERE id = ? AND lease_token = ?`);
+
+  // The token stays: recording the same result again finds it with the row no longer delivering.
   const applyAttempt = stmt(`
     UPDATE recipients SET
       state = ?, attempts = attempts + ?, next_attempt_at = ?, locked_by = NULL, locked_until = NULL,
       last_disposition = ?, last_code = ?, last_enhanced = ?, last_response = ?, last_stage = ?,
       last_bounce_class = ?, last_remote_host = ?, last_egress_ip = ?, updated_at = ?
-    WHERE id = ? AND state = 'delivering' AND locked_by = ?
+    WHERE id = ? AND state = 'delivering' AND lease_token = ?
     RETURNING message_id, attempts`);
+
+  const recordedUnder = stmt(`
+    SELECT 1 AS yes FROM recipients WHERE id = ? AND lease_token = ? AND state <> 'delivering'`);
 
   const insertEvent = stmt(`
     INSERT INTO events (recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage,
@@ -61,14 +70,22 @@ export function prepareQueries(db: DatabaseSync) {
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
 
   const releaseOne = stmt(`
-    UPDATE recipients SET state = 'queued', next_attempt_at = ?, locked_by = NULL, locked_until = NULL, updated_at = ?
-    WHERE id = ? AND state = 'delivering' AND locked_by = ?`);
+    UPDATE recipients SET state = 'queued', next_attempt_at = ?, locked_by = NULL, locked_until = NULL, lease_token = NULL,
+      updated_at = ?
+    WHERE id = ? AND state = 'delivering' AND lease_token = ?`);
 
   const releaseOwner = stmt(`
-    UPDATE recipients SET state = 'queued', next_attempt_at = ?, locked_by = NULL, locked_until = NULL, updated_at = ?
+    UPDATE recipients SET state = 'queued', next_attempt_at = ?, locked_by = NULL, locked_until = NULL, lease_token = NULL,
+      updated_at = ?
     WHERE state = 'delivering' AND locked_by = ?`);
 
-  const nextDueAt = stmt(`SELECT min(next_attempt_at) AS at FROM recipients WHERE state = 'queued'`);
+  // A lease is claimable once locked_until < now, so 1 ms after it.
+  const nextDueAt = stmt(`
+    SELECT min(at) AS at FROM (
+      SELECT min(next_attempt_at) AS at FROM recipients WHERE state = 'queued'
+      UNION ALL
+      SELECT min(locked_until) + 1 FROM recipients WHERE state = 'delivering'
+    )`);
 
   const selectMessage = stmt(`
     SELECT id, sender, message_id_header, body, submitter, source, created_at, pool FROM messages WHERE id = ?`);
@@ -142,6 +159,9 @@ export function prepareQueries(db: DatabaseSync) {
 
   const ping = stmt(`SELECT 1 AS ok`);
 
+  const touchWriteProbe = stmt(`
+    INSERT INTO write_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at`);
+
   return {
     insertMessage(m: NewMessage): void {
       insertMessage.run(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt, m.pool);
@@ -155,14 +175,20 @@ export function prepareQueries(db: DatabaseSync) {
       return selectDue.all(now, limit) as unknown as ClaimedRow[];
     },
 
-    lease(id: number, owner: string, lockedUntil: number, now: number): void {
-      lease.run(owner, lockedUntil, now, id);
+    lease(id: number, owner: string, lockedUntil: number, token: LeaseToken, now: number): void {
+      lease.run(owner, lockedUntil, token, now, id);
     },
 
-    /** Returns the updated row's message and attempt count, or undefined when `owner` holds no lease on it. */
+    /** Extends the lease; false when the row no longer carries `token` (taken over or released). */
+    renewLease(id: number, token: LeaseToken, lockedUntil: number): boolean {
+      renewLease.run(lockedUntil, id, token);
+      return carriesToken.get(id, token) !== undefined;
+    },
+
+    /** Returns the updated row's message and attempt count, or undefined when the row is not delivering under `token`. */
     applyAttempt(a: {
       id: number;
-      owner: string;
+      token: LeaseToken;
       state: string;
       attemptIncrement: number;
       nextAttemptAt: number | null;
@@ -184,16 +210,21 @@ export function prepareQueries(db: DatabaseSync) {
         o.egressIp,
         a.now,
         a.id,
-        a.owner,
+        a.token,
       ) as { message_id: string; attempts: number } | undefined;
+    },
+
+    /** True when a result under `token` is already recorded on the row. */
+    recordedUnder(id: number, token: LeaseToken): boolean {
+      return recordedUnder.get(id, token) !== undefined;
     },
 
     insertEvent(recipientId: number, messageId: string, attempt: number, at: number, o: DeliveryOutcome): void {
       insertEvent.run(recipientId, messageId, attempt, at, o.disposition, o.code, o.enhanced, o.response, o.stage, o.bounceClass, o.remoteHost, o.egressIp);
     },
 
-    releaseOne(id: number, owner: string, dueAt: number, now: number): number {
-      return Number(releaseOne.run(dueAt, now, id, owner).changes);
+    releaseOne(id: number, token: LeaseToken, dueAt: number, now: number): number {
+      return Number(releaseOne.run(dueAt, now, id, token).changes);
     },
 
     releaseOwner(owner: string, dueAt: number, now: number): number {
@@ -265,6 +296,10 @@ export function prepareQueries(db: DatabaseSync) {
 
     ping(): void {
       ping.get();
+    },
+
+    touchWriteProbe(now: number): void {
+      touchWriteProbe.run(now);
     },
   };
 }

@@ -8,6 +8,8 @@ import {
   type AttemptResult,
   type ClaimedRecipient,
   type ClaimOptions,
+  type FollowUp,
+  type Lease,
   type NewMessage,
   type PoolStateEntry,
   type RecipientRow,
@@ -22,6 +24,8 @@ import {
   checkClaimOptions,
   checkMessages,
   emptyCounts,
+  followUpsToStore,
+  newLeaseToken,
   toAttemptEvent,
   toClaimedRecipient,
   toRecipientRow,
@@ -102,11 +106,17 @@ class SqliteStore implements Store {
     checkClaimOptions(options);
     const { now, limit, owner, leaseMs } = options;
     if (limit === 0) return [];
+    const token = newLeaseToken();
     return this.write((q) => {
       const rows = q.selectDue(now, limit);
-      for (const row of rows) q.lease(row.id, owner, now + leaseMs, now);
-      return rows.map(toClaimedRecipient);
+      for (const row of rows) q.lease(row.id, owner, now + leaseMs, token, now);
+      return rows.map((row) => toClaimedRecipient(row, token));
     });
+  }
+
+  async renewLeases(leases: Lease[], lockedUntil: number): Promise<number[]> {
+    if (leases.length === 0) return [];
+    return this.write((q) => leases.filter((l) => !q.renewLease(l.recipientId, l.token, lockedUntil)).map((l) => l.recipientId));
   }
 
   async nextDueAt(): Promise<number | null> {
@@ -118,33 +128,42 @@ class SqliteStore implements Store {
     return row ? toStoredMessage(row) : null;
   }
 
-  async recordAttempts(owner: string, results: AttemptResult[], followUps: NewMessage[] = []): Promise<void> {
+  async recordAttempts(results: AttemptResult[], followUps: FollowUp[] = []): Promise<number[]> {
     const checked = checkAttemptResults(results);
-    checkMessages(followUps);
-    if (checked.length === 0 && followUps.length === 0) return;
+    checkMessages(followUps.map((f) => f.message));
+    if (checked.length === 0 && followUps.length === 0) return [];
     const now = this.clock.now();
-    await this.write((q) => {
+    return this.write((q) => {
+      const recorded: number[] = [];
+      const applied = new Set<number>();
       for (const r of checked) {
         const updated = q.applyAttempt({
           id: r.recipientId,
-          owner,
+          token: r.token,
           state: r.newState,
           attemptIncrement: r.countsAsAttempt ? 1 : 0,
           nextAttemptAt: r.newState === 'queued' ? r.nextAttemptAt! : null,
           outcome: r.outcome,
           now,
         });
-        if (updated) q.insertEvent(r.recipientId, updated.message_id, updated.attempts, now, r.outcome);
+        if (updated) {
+          q.insertEvent(r.recipientId, updated.message_id, updated.attempts, now, r.outcome);
+          applied.add(r.recipientId);
+          recorded.push(r.recipientId);
+        } else if (q.recordedUnder(r.recipientId, r.token)) {
+          recorded.push(r.recipientId);
+        }
       }
-      insertMessages(q, followUps);
+      insertMessages(q, followUpsToStore(followUps, applied));
+      return recorded;
     });
   }
 
-  async release(owner: string, recipientIds: number[], dueAt: number): Promise<void> {
-    if (recipientIds.length === 0) return;
+  async release(leases: Lease[], dueAt: number): Promise<void> {
+    if (leases.length === 0) return;
     const now = this.clock.now();
     await this.write((q) => {
-      for (const id of recipientIds) q.releaseOne(id, owner, dueAt, now);
+      for (const l of leases) q.releaseOne(l.recipientId, l.token, dueAt, now);
     });
   }
 
@@ -225,6 +244,12 @@ class SqliteStore implements Store {
   async ping(): Promise<void> {
     this.assertOpen();
     this.read().ping();
+  }
+
+  /** A durable commit (BEGIN IMMEDIATE ... COMMIT, fsynced): fails on a full disk, a read-only file or a held write lock. */
+  async checkWritable(): Promise<void> {
+    const now = this.clock.now();
+    await this.write((q) => q.touchWriteProbe(now));
   }
 
   close(): Promise<void> {
