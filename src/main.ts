@@ -100,6 +100,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await pool.start();
     stack.push({ name: 'ippool', stop: async () => pool.stop() });
 
+    // The DKIM keys as the resolution read them, watched for changes from now on. They sign
+    // accepted mail and DSNs alike.
+    const dkimKeys = createDkimKeyStore({ keys: resolved.dkimKeys, resolver: dns, clock, logger });
+    await dkimKeys.start();
+    stack.push({ name: 'dkim', stop: () => dkimKeys.stop() });
+    const dkim = createDkimSigner({ keys: dkimKeys, config: config.dkim, clock, logger, onUnsigned: (reason) => metrics.dkimUnsigned.inc({ reason }) });
+
     const { timeouts } = config.delivery;
     const deliverer = createDeliverer({ logger, metrics, timeouts, queues, bounceRules: resolved.bounceRules });
     stack.push({ name: 'deliverer', stop: () => deliverer.close() });
@@ -112,9 +119,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       clock,
       logger,
       metrics,
-      owner,
       hostname: config.hostname,
       delivery: config.delivery,
+      dkim,
       returnPath: ({ sender, messageId, recipientId }) => returnPathFor({ sender, messageId, recipientId, config: config.returnPath }),
     });
     const scheduler = new Scheduler({
@@ -124,8 +131,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger,
       owner,
       concurrency: config.delivery.concurrency,
-      // A claim must outlive the slowest attempt, or another node would deliver it twice.
-      leaseMs: timeouts.connect + timeouts.greeting + 4 * timeouts.command + timeouts.dataDone + 60_000,
+      leaseMs: config.delivery.lease,
     });
 
     let shuttingDown = false;
@@ -133,7 +139,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       config,
       logger,
       metrics,
-      checks: { storage: () => store.ping(), ...(redis ? { redis: () => redis.ping() } : {}) },
+      // Ready means able to take mail: the store must commit a write, not only answer.
+      checks: { storage: () => store.checkWritable(), ...(redis ? { redis: () => redis.ping() } : {}) },
       isShuttingDown: () => shuttingDown,
       beforeMetrics: async () => {
         const counts = await store.countByState();
@@ -149,12 +156,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     await scheduler.start();
     stack.push({ name: 'scheduler', stop: () => scheduler.stop(config.delivery.shutdownTimeout) });
-
-    // The DKIM keys as the resolution read them, watched for changes from now on.
-    const dkimKeys = createDkimKeyStore({ keys: resolved.dkimKeys, resolver: dns, clock, logger });
-    await dkimKeys.start();
-    stack.push({ name: 'dkim', stop: () => dkimKeys.stop() });
-    const dkim = createDkimSigner({ keys: dkimKeys, config: config.dkim, clock, logger, onUnsigned: (reason) => metrics.dkimUnsigned.inc({ reason }) });
 
     const queue = new Queue({
       store,

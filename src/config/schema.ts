@@ -155,6 +155,8 @@ export const configSchema = z.strictObject({
         })
         .prefault({}),
       shutdownTimeout: durationSchema.default(25_000),
+      /** How long a node's claim on a recipient lasts unless renewed (every third of it): a dead node's mail waits this long. */
+      lease: durationSchema.refine((ms) => ms >= 3_000, { message: 'at least 3s (a lease is renewed every third of it)' }).default(60_000),
       dsn: z.strictObject({ enabled: z.boolean().default(true), from: z.string().optional() }).prefault({}),
     })
     .prefault({}),

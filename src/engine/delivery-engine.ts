@@ -3,11 +3,14 @@ import type { Config } from '../config/schema.ts';
 import type { EgressPool, Selection } from '../ippool/egress-pool.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ipLabel, type Metrics } from '../observability/metrics.ts';
-import type { AttemptResult, ClaimedRecipient, NewMessage, StoredMessage, Store } from '../storage/store.ts';
+import type { AttemptResult, ClaimedRecipient, FollowUp, NewMessage, StoredMessage, Store } from '../storage/store.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
+import type { DkimSigner } from '../sender-domains/signer.ts';
 import { jobsBySite, type DeliveryJob } from './delivery-job.ts';
 import { buildDsn } from './dsn.ts';
+import { signAndCount } from './queue.ts';
 import { newQueueId } from './queue-id.ts';
+import { ResultRecorder } from './result-recorder.ts';
 import { WaitLine } from './wait-line.ts';
 import { decide, expiredOutcome } from './retry-policy.ts';
 import type { Router } from './routing.ts';
@@ -23,6 +26,13 @@ const MAX_EGRESS_TRIES = 3;
 const HOLD_WAIT_MS = 1_000;
 /** The most one attempt holds its delivery slot waiting, in all. */
 const MAX_HOLD_MS = 3_000;
+
+/** A recipient the attempt bounced, for its DSN. */
+interface Bounced {
+  recipientId: number;
+  recipient: string;
+  outcome: DeliveryOutcome;
+}
 
 /** The outcome of a delivery that found no eligible egress IP: a wait, not a failure. */
 function waiting(pool: string, selection: Extract<Selection, { ok: false }>): DeliveryOutcome {
@@ -48,15 +58,15 @@ function poolSiteLine(pool: string, site: string): PoolSiteLine {
 export interface EngineDeps {
   store: Store;
   router: Pick<Router, 'resolve'>;
-  deliverer: Pick<Deliverer, 'deliver'>;
+  deliverer: Pick<Deliverer, 'deliver' | 'abort'>;
   pool: Pick<EgressPool, 'select' | 'afterDelivery'>;
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
-  /** Lease owner of this daemon. */
-  owner: string;
   hostname: string;
   delivery: Config['delivery'];
+  /** Signs DSNs as the accept path signs every message (see Queue). */
+  dkim: Pick<DkimSigner, 'sign'>;
   /**
    * The envelope sender for one recipient's delivery: a VERP address where configured, else the
    * message's sender. Default: the message's sender.
@@ -68,19 +78,22 @@ export interface EngineDeps {
 /**
  * Routes a message's recipients into jobs, one per destination site, then makes one delivery
  * attempt for a job and records what happened: per recipient a new state
- * (delivered, retry at a time, bounced), an event row, and for bounces a DSN to the sender
- * committed in the same transaction.
+ * (delivered, retry at a time, bounced), an event row, and for bounces a signed DSN to the sender
+ * committed in the same transaction. Once a transaction went out, its result is recorded however
+ * long the store takes (ResultRecorder): the rows never return to the queue unrecorded.
  */
 export class DeliveryEngine {
   private readonly random: () => number;
   private readonly log: Logger;
   private readonly lines = new WaitLine<PoolSiteLine>();
   private readonly returnPath: NonNullable<EngineDeps['returnPath']>;
+  private readonly recorder: ResultRecorder;
 
   constructor(private readonly deps: EngineDeps) {
     this.random = deps.random ?? Math.random;
     this.returnPath = deps.returnPath ?? (({ sender }) => sender);
     this.log = deps.logger.child({ component: 'delivery' });
+    this.recorder = new ResultRecorder({ store: deps.store, clock: deps.clock, log: this.log });
   }
 
   /** One job per destination site of one message's claimed recipients. */
@@ -88,16 +101,54 @@ export class DeliveryEngine {
     return jobsBySite(messageId, rows, this.deps.router);
   }
 
-  /** Returns the earliest time this attempt made work due (a retry, or now for a queued DSN), if any. */
+  /**
+   * Makes one attempt for the job and records it. Throws only when no transaction was started,
+   * so the caller may return the rows to the queue. Returns the earliest time this attempt made
+   * work due (a retry, or now for a queued DSN), if any.
+   */
   async attempt(job: DeliveryJob, message: StoredMessage): Promise<number | null> {
     const { outcomes, waitUntil } = await this.send(job, message);
+    try {
+      return await this.conclude(job, message, outcomes, waitUntil);
+    } catch (err) {
+      // A bug after the transaction: the rows keep their lease until it runs out (a release would send again).
+      this.log.error({ event: 'delivery.record.failed', messageId: job.messageId, err }, 'recording the attempt failed; the lease will run out');
+      return null;
+    }
+  }
+
+  /**
+   * Shutdown ran out of time: cuts the live transactions (each is recorded as an interrupted
+   * attempt) and bounds how long results may still take to be recorded.
+   */
+  interrupt(): void {
+    this.deps.deliverer.abort();
+    this.recorder.interrupt();
+  }
+
+  private async conclude(job: DeliveryJob, message: StoredMessage, outcomes: DeliveryOutcome[], waitUntil?: number): Promise<number | null> {
     const { results, bounced } = this.decideAll(job, outcomes, waitUntil);
-    const followUps = await this.dsnFor(message, bounced);
-    await this.deps.store.recordAttempts(this.deps.owner, results, followUps);
-    this.report(job, results);
-    if (followUps.length) this.deps.metrics.dsnsGenerated.inc(followUps.length);
-    const due = [...results.map((r) => r.nextAttemptAt), ...followUps.map((m) => m.dueAt)].filter((t) => t !== undefined);
-    return due.length ? Math.min(...due) : null;
+    const dsn = await this.dsnFor(message, bounced);
+    const followUps: FollowUp[] = dsn ? [{ message: dsn, reports: bounced.map((b) => b.recipientId) }] : [];
+    const recorded = await this.recorder.record(job, results, followUps);
+    if (!recorded) return null;
+    this.report(job, results, recorded);
+    const due = results.filter((r) => recorded.has(r.recipientId)).map((r) => r.nextAttemptAt);
+    const reported = bounced.filter((b) => recorded.has(b.recipientId));
+    if (dsn && reported.length === bounced.length) {
+      this.deps.metrics.dsnsGenerated.inc();
+      due.push(dsn.dueAt);
+    } else if (dsn && reported.length > 0) {
+      // Some bounces were stale (another claim took those rows): the DSN was not stored with
+      // them, so the recorded ones get a DSN of their own.
+      const own = await this.dsnFor(message, reported);
+      if (own && (await this.deps.store.enqueue([own]).then(() => true, (err: unknown) => this.dsnFailed(message, err)))) {
+        this.deps.metrics.dsnsGenerated.inc();
+        due.push(own.dueAt);
+      }
+    }
+    const times = due.filter((t) => t !== undefined);
+    return times.length ? Math.min(...times) : null;
   }
 
   /**
@@ -126,7 +177,11 @@ export class DeliveryEngine {
       const delivered = senders.every((s) => s === senders[0])
         ? await transaction(senders[0]!, job.rows)
         : (await Promise.all(job.rows.map((row, i) => transaction(senders[i]!, [row])))).flat();
-      const outcomes = await pool.afterDelivery(path, delivered);
+      // The transaction went out: a failure to feed its outcome to the pool must not lose it.
+      const outcomes = await pool.afterDelivery(path, delivered).catch((err: unknown) => {
+        this.log.error({ event: 'delivery.feedback.failed', messageId: job.messageId, ip: path.ip, err }, 'the egress pool could not take the outcome');
+        return delivered;
+      });
       if (tries++ >= MAX_EGRESS_TRIES || !outcomes.every((o) => o.bounceClass === 'egress-unavailable')) return { outcomes };
       previous = null;
     }
@@ -148,7 +203,7 @@ export class DeliveryEngine {
   private decideAll(job: DeliveryJob, outcomes: DeliveryOutcome[], throttledUntil?: number) {
     const now = this.deps.clock.now();
     const results: AttemptResult[] = [];
-    const bounced: Array<{ recipient: string; outcome: DeliveryOutcome }> = [];
+    const bounced: Bounced[] = [];
     job.rows.forEach((row, i) => {
       let outcome = outcomes[i]!;
       const counts = outcome.disposition !== 'throttled';
@@ -165,45 +220,50 @@ export class DeliveryEngine {
       if (decision.expired) outcome = expiredOutcome(outcome);
       results.push({
         recipientId: row.recipientId,
+        // Read now, not at claim time: the lease keeper may have moved the delivery to a newer claim.
+        token: row.token,
         outcome,
         newState: decision.newState,
         nextAttemptAt: decision.nextAttemptAt,
         countsAsAttempt: counts,
       });
-      if (decision.newState === 'bounced') bounced.push({ recipient: row.recipient, outcome });
+      if (decision.newState === 'bounced') bounced.push({ recipientId: row.recipientId, recipient: row.recipient, outcome });
     });
     return { results, bounced };
   }
 
-  private async dsnFor(message: StoredMessage, bounced: Array<{ recipient: string; outcome: DeliveryOutcome }>): Promise<NewMessage[]> {
+  /** The DSN reporting `bounced`, signed; null when none is due, or when it could not be made (logged: the bounces still count). */
+  private async dsnFor(message: StoredMessage, bounced: Bounced[]): Promise<NewMessage | null> {
     // Never answer the null sender (RFC 5321 6.1: no bounce loops), and honour the operator's switch.
-    if (!bounced.length || message.sender === '' || !this.deps.delivery.dsn.enabled) return [];
+    if (!bounced.length || message.sender === '' || !this.deps.delivery.dsn.enabled) return null;
     const now = this.deps.clock.now();
-    return [
-      await buildDsn({
+    try {
+      const dsn = await buildDsn({
         reportingMta: this.deps.hostname,
         original: message,
         failed: bounced,
         now,
         id: newQueueId(now),
         from: this.deps.delivery.dsn.from,
-      }),
-    ];
+      });
+      return { ...dsn, body: await signAndCount(this.deps.dkim, this.deps.metrics, dsn.body) };
+    } catch (err) {
+      return this.dsnFailed(message, err);
+    }
   }
 
-  private report(job: DeliveryJob, results: AttemptResult[]): void {
+  private dsnFailed(message: StoredMessage, err: unknown): null {
+    this.log.error({ event: 'dsn.failed', messageId: message.id, err }, 'the DSN could not be made or stored');
+    return null;
+  }
+
+  private report(job: DeliveryJob, results: AttemptResult[], recorded: ReadonlySet<number>): void {
     const { metrics, clock } = this.deps;
     const now = clock.now();
     results.forEach((result, i) => {
       const row = job.rows[i]!;
       const { outcome } = result;
-      const ip = ipLabel(outcome.egressIp);
-      metrics.deliveryOutcomes.inc({ egress_ip: ip, disposition: outcome.disposition });
-      const final = result.newState === 'queued' ? 'deferred' : result.newState;
-      metrics.recipientsFinal.inc({ egress_ip: ip, result: final });
-      if (result.newState === 'delivered') metrics.deliveryLatency.observe((now - row.messageCreatedAt) / 1000);
       const fields = {
-        event: `delivery.${final}`,
         messageId: job.messageId,
         recipient: row.recipient,
         ip: outcome.egressIp,
@@ -214,7 +274,16 @@ export class DeliveryEngine {
         response: outcome.response,
         attempt: row.attempts + (result.countsAsAttempt ? 1 : 0),
       };
-      this.log.info(fields, final);
+      if (!recorded.has(result.recipientId)) {
+        this.log.warn({ event: 'delivery.stale', ...fields }, 'result not recorded: another claim took the row over');
+        return;
+      }
+      const ip = ipLabel(outcome.egressIp);
+      metrics.deliveryOutcomes.inc({ egress_ip: ip, disposition: outcome.disposition });
+      const final = result.newState === 'queued' ? 'deferred' : result.newState;
+      metrics.recipientsFinal.inc({ egress_ip: ip, result: final });
+      if (result.newState === 'delivered') metrics.deliveryLatency.observe((now - row.messageCreatedAt) / 1000);
+      this.log.info({ event: `delivery.${final}`, ...fields }, final);
     });
   }
 }

@@ -24,6 +24,8 @@ export interface OpenOptions {
   timeouts: DeliveryTimeouts;
   /** Skip STARTTLS (used for the plaintext retry after a failed TLS handshake). */
   ignoreTLS?: boolean;
+  /** Aborting it destroys the connection at once, at any stage (a shutdown out of time). */
+  signal?: AbortSignal;
   /** Called once the TCP connection is up, and once when it is gone. */
   onSocketOpen?: () => void;
   onSocketClose?: () => void;
@@ -64,16 +66,23 @@ export class OutboundConnection {
     readonly hop: NextHop,
     readonly egress: Egress,
     private readonly timeouts: DeliveryTimeouts,
+    signal: AbortSignal | undefined,
   ) {
     smtp.on('end', () => this.markEnded());
     smtp.on('error', () => this.markEnded());
     this.socketClosed = socket.destroyed ? Promise.resolve() : new Promise((resolve) => socket.once('close', () => resolve()));
+    if (signal) {
+      const onAbort = () => this.destroy();
+      if (signal.aborted) onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      void this.socketClosed.then(() => signal.removeEventListener('abort', onAbort));
+    }
   }
 
   /** Connects, reads the greeting, EHLO (HELO), STARTTLS when offered. Rejects with an OpenFailure. */
   static async open(options: OpenOptions): Promise<OutboundConnection> {
     const { hop, egress, timeouts } = options;
-    const socket = await connectSocket(hop, egress, timeouts.connect).catch((error: unknown) => {
+    const socket = await connectSocket(hop, egress, timeouts.connect, options.signal).catch((error: unknown) => {
       throw { error, stage: 'connect' } satisfies OpenFailure;
     });
     options.onSocketOpen?.();
@@ -98,7 +107,7 @@ export class OutboundConnection {
       socketTimeout: timeouts.command,
       logger: false,
     });
-    const connection = new OutboundConnection(smtp, socket, hop, egress, timeouts);
+    const connection = new OutboundConnection(smtp, socket, hop, egress, timeouts, options.signal);
     try {
       await new Promise<void>((resolve, reject) => {
         smtp.once('error', reject);
@@ -181,6 +190,15 @@ export class OutboundConnection {
     return this.closing;
   }
 
+  /**
+   * Cuts the connection at once, whatever it is doing: a transaction in progress fails with a
+   * connection error. The TLS socket (after STARTTLS) and the TCP socket under it both go.
+   */
+  destroy(): void {
+    socketOf(this.smtp)?.destroy();
+    this.socket.destroy();
+  }
+
   /** Settles when the TCP socket has closed, whoever closed it. */
   whenClosed(): Promise<void> {
     return this.socketClosed;
@@ -202,8 +220,9 @@ function setupStage(smtp: SMTPConnection, socket: net.Socket): DeliveryStage {
   return socket.bytesWritten === 0 ? 'greeting' : 'ehlo';
 }
 
-function connectSocket(hop: NextHop, egress: Egress, timeoutMs: number): Promise<net.Socket> {
+function connectSocket(hop: NextHop, egress: Egress, timeoutMs: number, signal: AbortSignal | undefined): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
     const family = egress.address ? net.isIP(egress.address) : 0;
     const socket = net.connect({
       host: hop.host,
@@ -219,8 +238,12 @@ function connectSocket(hop: NextHop, egress: Egress, timeoutMs: number): Promise
       });
       socket.destroy(err);
     }, timeoutMs);
+    const onAbort = () => socket.destroy(signal!.reason as Error);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    socket.once('close', () => signal?.removeEventListener('abort', onAbort));
     socket.once('connect', () => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       socket.off('error', onError);
       // SMTPConnection attaches its own handlers next; an error in between must not go unhandled.
       socket.on('error', () => {});

@@ -7,6 +7,20 @@ import { toWireForm } from '../mail/wire-form.ts';
 import { newQueueId } from './queue-id.ts';
 import { POOL_HEADER, type PoolAssignment } from '../ippool/pool-assignment.ts';
 
+/**
+ * Signs a message once, in the form it is stored and delivered in (every attempt sends these
+ * bytes), and counts the signing. Every message Rookery stores passes here: accepted mail and DSNs.
+ */
+export async function signAndCount(dkim: Pick<DkimSigner, 'sign'>, metrics: Metrics, body: Buffer): Promise<Buffer> {
+  const started = performance.now();
+  const signed = await dkim.sign(body);
+  if (signed.domain) {
+    metrics.dkimSigned.inc({ domain: signed.domain });
+    metrics.dkimSignSeconds.observe((performance.now() - started) / 1000);
+  }
+  return signed.message;
+}
+
 /** A message as handed over by a client (SMTP or HTTP), before Rookery adds its headers. */
 export interface Submission {
   sender: string;
@@ -83,14 +97,7 @@ export class Queue {
       dueAt: now,
       pool: pool.pool,
     };
-    // Signed once, in the form it is stored and delivered in: every attempt sends these bytes.
-    const signing = performance.now();
-    const signed = await this.deps.dkim.sign(message.body);
-    message.body = signed.message;
-    if (signed.domain) {
-      metrics.dkimSigned.inc({ domain: signed.domain });
-      metrics.dkimSignSeconds.observe((performance.now() - signing) / 1000);
-    }
+    message.body = await signAndCount(this.deps.dkim, metrics, message.body);
     await store.enqueue([message]);
     metrics.messagesAccepted.inc({ source: submission.source });
     metrics.recipientsAccepted.inc(submission.recipients.length);

@@ -3,21 +3,24 @@ import type { Logger } from '../observability/logger.ts';
 import type { ClaimedRecipient, StoredMessage, Store } from '../storage/store.ts';
 import type { DeliveryEngine } from './delivery-engine.ts';
 import { groupByMessage, type DeliveryJob } from './delivery-job.ts';
+import { LeaseKeeper } from './lease-keeper.ts';
 
 export interface SchedulerOptions {
   store: Store;
-  engine: Pick<DeliveryEngine, 'plan' | 'attempt'>;
+  engine: Pick<DeliveryEngine, 'plan' | 'attempt' | 'interrupt'>;
   clock: Clock;
   logger: Logger;
   owner: string;
   /** Delivery slots: delivery jobs (one message to one destination site) in flight at once. */
   concurrency: number;
-  /** How long a claim is ours; longer than the slowest possible attempt. */
+  /** How long a claim lasts unless renewed; renewed every third of it while its delivery runs. */
   leaseMs: number;
-  /** Longest sleep between queue checks even when nothing is due (leases of dead nodes, other nodes' work). */
+  /** Longest sleep between queue checks even when nothing is due (other nodes' work). */
   maxSleepMs?: number;
   /** Delay before a job that failed unexpectedly is tried again. */
   errorRetryMs?: number;
+  /** After stop() interrupted the deliveries still running, how long it waits for them to be recorded. */
+  interruptGraceMs?: number;
 }
 
 /** A claimed message being delivered, with the rows whose job has not finished. */
@@ -34,7 +37,9 @@ interface RunningMessage {
  * gives back the slots its sites do not need and runs every site's job at the same time, each on
  * the same lease, as one job per (message, domain) did before sites. New mail starts at once: the
  * accept path calls wake() after each commit, and PostgreSQL's NOTIFY wakes the other nodes; a
- * timer covers retries that fall due.
+ * timer covers retries that fall due and leases that run out. While every slot is busy it does not
+ * look at the queue at all: the next slot to free up wakes it. Its lease keeper renews the claims
+ * of everything in flight.
  */
 export class Scheduler {
   private running = false;
@@ -50,13 +55,17 @@ export class Scheduler {
   private readonly messages = new Map<string, { refs: number; load: Promise<StoredMessage | null> }>();
   private unsubscribe: (() => void) | null = null;
   private readonly log: Logger;
+  private readonly leases: LeaseKeeper;
   private readonly maxSleepMs: number;
   private readonly errorRetryMs: number;
+  private readonly interruptGraceMs: number;
 
   constructor(private readonly options: SchedulerOptions) {
     this.log = options.logger.child({ component: 'scheduler' });
+    this.leases = new LeaseKeeper({ store: options.store, clock: options.clock, log: this.log, leaseMs: options.leaseMs });
     this.maxSleepMs = options.maxSleepMs ?? 30_000;
     this.errorRetryMs = options.errorRetryMs ?? 60_000;
+    this.interruptGraceMs = options.interruptGraceMs ?? 10_000;
   }
 
   async start(): Promise<void> {
@@ -66,6 +75,7 @@ export class Scheduler {
     const released = await store.releaseAll(owner, clock.now());
     if (released) this.log.info({ event: 'scheduler.recovered', recipients: released }, 'returned unfinished deliveries to the queue');
     this.running = true;
+    this.leases.start();
     this.unsubscribe = store.onWork(() => this.wake());
     this.wake();
   }
@@ -86,8 +96,10 @@ export class Scheduler {
   }
 
   /**
-   * Stops claiming, waits up to `drainMs` for in-flight jobs, then returns the rest to the
-   * queue so the next start (or another node) picks them up.
+   * Stops claiming and waits up to `drainMs` for the deliveries in flight. Those still running
+   * then are interrupted: their transactions are cut and recorded as interrupted attempts, never
+   * returned to the queue unrecorded (a transaction whose data went out may still complete at the
+   * other end). Anything that does not finish even then keeps its lease until it runs out.
    */
   async stop(drainMs: number): Promise<void> {
     if (!this.running && !this.inFlight.size) return;
@@ -98,19 +110,32 @@ export class Scheduler {
     // A claim under way either dispatches its jobs (waited for below) or returns its rows.
     await this.pumping;
 
-    const pending = [...this.inFlight].map((m) => m.done);
+    if (!(await this.settled(drainMs))) {
+      this.log.warn({ event: 'scheduler.drain.timeout', recipients: this.rowsInFlight() }, 'interrupting the deliveries still running');
+      this.options.engine.interrupt();
+      if (!(await this.settled(this.interruptGraceMs))) {
+        this.log.error(
+          { event: 'scheduler.stop.unfinished', recipients: this.rowsInFlight() },
+          'deliveries did not finish after the interruption; their leases run out by themselves',
+        );
+      }
+    }
+    await this.leases.stop();
+  }
+
+  /** Whether every delivery in flight finished within `ms`. */
+  private async settled(ms: number): Promise<boolean> {
     let timeout: NodeJS.Timeout | undefined;
-    const drained = await Promise.race([
-      Promise.all(pending).then(() => true),
-      new Promise<boolean>((resolve) => (timeout = setTimeout(() => resolve(false), drainMs))),
+    const done = await Promise.race([
+      Promise.all([...this.inFlight].map((m) => m.done)).then(() => true),
+      new Promise<boolean>((resolve) => (timeout = setTimeout(() => resolve(false), ms))),
     ]);
     clearTimeout(timeout);
-    if (drained) return;
+    return done;
+  }
 
-    const left = [...this.inFlight].flatMap((m) => [...m.unfinished].map((r) => r.recipientId));
-    this.log.warn({ event: 'scheduler.drain.timeout', recipients: left.length }, 'returning unfinished deliveries to the queue');
-    // Their attempts may still finish; the store ignores results for rows we no longer lease.
-    await this.options.store.release(this.options.owner, left, this.options.clock.now());
+  private rowsInFlight(): number {
+    return [...this.inFlight].reduce((n, m) => n + m.unfinished.size, 0);
   }
 
   private async pump(): Promise<void> {
@@ -120,10 +145,11 @@ export class Scheduler {
         this.wakeAgain = false;
         while (this.running && this.slots < concurrency) {
           const limit = concurrency - this.slots;
-          const rows = await store.claimDue({ now: clock.now(), limit, owner, leaseMs });
-          this.backlog = rows.length === limit;
+          const claimed = await store.claimDue({ now: clock.now(), limit, owner, leaseMs });
+          this.backlog = claimed.length === limit;
+          const rows = this.leases.adopt(claimed);
           if (!this.running) {
-            if (rows.length) await store.release(owner, rows.map((r) => r.recipientId), clock.now());
+            if (rows.length) await store.release(rows, clock.now());
             return;
           }
           // Each message reserves a slot per domain: never more than its rows, so never past the limit.
@@ -139,9 +165,14 @@ export class Scheduler {
     }
   }
 
-  /** Sleeps until the next retry falls due (bounded), unless a wake comes first. */
+  /** Sleeps until the next retry falls due or a lease runs out (bounded), unless a wake comes first. */
   private async armTimer(): Promise<void> {
     if (!this.running) return;
+    if (this.slots >= this.options.concurrency) {
+      // No room for more work: the next slot to free up wakes the claim loop.
+      this.backlog = true;
+      return;
+    }
     let next = this.options.clock.now() + this.maxSleepMs;
     try {
       const due = await this.options.store.nextDueAt();
@@ -177,11 +208,15 @@ export class Scheduler {
 
   private run(rows: ClaimedRecipient[], reserved: number): void {
     this.slots += reserved;
+    this.leases.track(rows);
     const running: RunningMessage = {
       unfinished: new Set(rows),
       done: this.deliverMessage(rows, reserved, (job) => {
         for (const row of job.rows) running.unfinished.delete(row);
-      }).finally(() => this.inFlight.delete(running)),
+      }).finally(() => {
+        this.leases.untrack(rows);
+        this.inFlight.delete(running);
+      }),
     };
     this.inFlight.add(running);
   }
@@ -210,7 +245,8 @@ export class Scheduler {
       held = jobs.length;
       if (!this.running) {
         // Stopped while routing: nothing was sent, so the rows go back to the queue as they are.
-        await this.options.store.release(this.options.owner, rows.map((r) => r.recipientId), this.options.clock.now());
+        this.leases.untrack(rows);
+        await this.options.store.release(rows, this.options.clock.now());
         return;
       }
       await Promise.all(
@@ -236,15 +272,18 @@ export class Scheduler {
       if (due !== null) this.wakeAt(due);
     } catch (err) {
       await this.failed(job.rows, err, { messageId: job.messageId, site: job.route.ok ? job.route.site : job.rows[0]!.domain });
+    } finally {
+      this.leases.untrack(job.rows);
     }
   }
 
-  /** A bug or a storage outage: keep the mail, try again later. */
+  /** A bug or a storage outage before any transaction started (see DeliveryEngine.attempt): keep the mail, try again later. */
   private async failed(rows: ClaimedRecipient[], err: unknown, fields: { messageId: string; site?: string }): Promise<void> {
-    const { store, owner, clock } = this.options;
+    const { store, clock } = this.options;
     this.log.error({ event: 'delivery.job.failed', ...fields, err }, 'delivery job failed; will retry');
+    this.leases.untrack(rows);
     const retryAt = clock.now() + this.errorRetryMs;
-    await store.release(owner, rows.map((r) => r.recipientId), retryAt).then(
+    await store.release(rows, retryAt).then(
       () => this.wakeAt(retryAt),
       (releaseErr: unknown) => this.log.error({ event: 'scheduler.release.failed', err: releaseErr }, 'returning deliveries failed; the lease will expire'),
     );

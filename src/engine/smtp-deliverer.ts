@@ -1,22 +1,23 @@
+import { setMaxListeners } from 'node:events';
 import net from 'node:net';
 import type { SMTPError } from '../vendor/nodemailer.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { BounceRule } from './bounce-rules.ts';
-import { classifyError, classifyReply, parseReply, type ReplyContext } from './classify.ts';
+import { classifyError } from './classify.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import { pathLabels, type EgressPath } from '../ippool/egress-path.ts';
 import type { Egress } from '../ippool/egress.ts';
-import { OutboundConnection, type DeliveryTimeouts, type OpenFailure, type SendResult } from './outbound-connection.ts';
+import { OutboundConnection, type DeliveryTimeouts, type OpenFailure } from './outbound-connection.ts';
 import type { ReadyQueue, ReadyQueues } from './ready-queue.ts';
 import type { NextHop } from './routing.ts';
+import { failureOutcomes, interrupted, localOutcome, moreRelevant, setupOutcome, shuttingDown, successOutcomes } from './transaction-outcomes.ts';
 
 /**
  * The SMTP client side: runs one mail transaction on a connection of the path's ready queue
  * (an idle one reused, or a new one opened, trying the next hops in order, with opportunistic
- * TLS) and returns one DeliveryOutcome per recipient. Never throws for delivery failures.
- * Slightly over 300 lines: the helpers at the end, which turn a transaction's results into
- * outcomes, belong with the transaction.
+ * TLS) and returns one DeliveryOutcome per recipient (made in transaction-outcomes.ts). Never
+ * throws for delivery failures.
  */
 
 export interface DeliveryRequest {
@@ -45,6 +46,12 @@ export interface DelivererStats {
 
 export interface Deliverer {
   deliver(request: DeliveryRequest): Promise<DeliveryOutcome[]>;
+  /**
+   * Shutdown ran out of time: cuts every connection at once. Deliveries in progress end with an
+   * interrupted outcome (transient; a possible duplicate once the final dot was sent); those
+   * waiting for a slot, and later ones, are refused as shutting down.
+   */
+  abort(): void;
   /** Stops taking work, waits for deliveries in flight, then QUITs every connection. */
   close(): Promise<void>;
   stats(): DelivererStats;
@@ -71,6 +78,11 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
   const log = options.logger.child({ component: 'deliverer' });
   const live = new Set<OutboundConnection>();
   const inflight = new Set<Promise<unknown>>();
+  const aborting = new AbortController();
+  // One listener per connection open or being opened: far more than EventTarget's warning threshold.
+  setMaxListeners(0, aborting.signal);
+  /** close() or abort() was called: no new deliveries. */
+  let stopping = false;
   let closing: Promise<void> | null = null;
   let connectionsOpened = 0;
   let transactions = 0;
@@ -82,6 +94,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       egress,
       timeouts,
       ignoreTLS,
+      signal: aborting.signal,
       onSocketOpen: () => {
         connectionsOpened++;
         metrics.outboundConnections.inc(gauge);
@@ -101,7 +114,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       return await open(hop, queue, egress, false);
     } catch (failure) {
       const f = failure as OpenFailure;
-      if (f.stage !== 'starttls') return f;
+      if (f.stage !== 'starttls' || aborting.signal.aborted) return f;
       log.info({ event: 'connection.tls.failed', ip: egress.address, host: hop.host, err: String((f.error as Error)?.message ?? f.error) }, 'TLS handshake failed, retrying in plaintext');
       try {
         return await open(hop, queue, egress, true);
@@ -116,14 +129,14 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     const egress: Egress = { address: path.ip, hostname: request.hostname };
     const all = (outcome: DeliveryOutcome) => recipients.map(() => outcome);
     if (recipients.length === 0) return [];
-    if (closing) return all(shuttingDown(egress));
+    if (stopping) return all(shuttingDown(egress));
     const hops = reachableHops(request.hops, egress.address);
     if (hops.length === 0) {
       return all(localOutcome(egress, `no next hop for ${path.site} is reachable from egress address ${egress.address ?? '(default)'}`, '4.4.4', 'connection'));
     }
 
     const { queue, lease } = await queues.acquire(path, (c) => hops.some((h) => sameHop(h, c.hop)));
-    if (closing) {
+    if (stopping) {
       // Waited for a slot while shutting down: leave the message for the next start.
       lease.release(lease.connection);
       return all(shuttingDown(egress));
@@ -150,8 +163,10 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       let last: DeliveryOutcome | null = null;
       for (const hop of hops) {
         await queue.beforeConnect();
+        if (aborting.signal.aborted) return all(shuttingDown(egress));
         const opened = await openOnHop(hop, queue, egress);
         if (!(opened instanceof OutboundConnection)) {
+          if (aborting.signal.aborted) return all(interrupted(opened.stage, hop.name, egress.address));
           const outcome = setupOutcome(opened, hop, egress, bounceRules);
           last = moreRelevant(last, outcome);
           log.info(hopLog(queue, hop, outcome), 'next hop failed');
@@ -198,6 +213,9 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       return { kind: 'done', outcomes: successOutcomes(result.info, request.recipients, ctx, bounceRules) };
     }
     const { error } = result;
+    if (aborting.signal.aborted && isConnectionError(error)) {
+      return { kind: 'done', outcomes: request.recipients.map(() => interrupted(result.stage, ctx.remoteHost, ctx.egressIp)) };
+    }
     const closingReply = error.responseCode === 421;
     if (!result.bodyStarted && (closingReply || isConnectionError(error))) {
       return { kind: 'elsewhere', outcome: classifyError(error, { ...ctx, stage: result.stage }, bounceRules) };
@@ -217,7 +235,13 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       void running.finally(() => inflight.delete(running)).catch(() => {});
       return running;
     },
+    abort() {
+      stopping = true;
+      queues.drain();
+      aborting.abort(new Error('delivery interrupted by shutdown'));
+    },
     close() {
+      stopping = true;
       closing ??= (async () => {
         queues.drain();
         while (inflight.size) await Promise.allSettled([...inflight]);
@@ -253,31 +277,6 @@ function isAddressNotAvailable(error: unknown): boolean {
   return e?.code === 'EADDRNOTAVAIL' || e?.originalCode === 'EADDRNOTAVAIL';
 }
 
-/** Not an attempt: the message waits in the queue for the next start ('throttled' does not count as an attempt). */
-function shuttingDown(egress: Egress): DeliveryOutcome {
-  return { disposition: 'throttled', code: null, enhanced: '4.3.2', response: 'delivery is shutting down', stage: 'queue', bounceClass: 'other', remoteHost: null, egressIp: egress.address };
-}
-
-function localOutcome(egress: Egress, response: string, enhanced: string, bounceClass: DeliveryOutcome['bounceClass']): DeliveryOutcome {
-  return { disposition: 'transient', code: null, enhanced, response, stage: 'connect', bounceClass, remoteHost: null, egressIp: egress.address };
-}
-
-/**
- * A failure while setting up a session. It is never final for the message: another MX, or the
- * same one later, may accept it (as Postfix treats a 5xx greeting), so a permanent reply here
- * is reported as transient.
- */
-function setupOutcome(failure: OpenFailure, hop: NextHop, egress: Egress, rules: readonly BounceRule[]): DeliveryOutcome {
-  const outcome = classifyError(failure.error, { stage: failure.stage, remoteHost: hop.name, egressIp: egress.address }, rules);
-  return outcome.disposition === 'permanent' ? { ...outcome, disposition: 'transient' } : outcome;
-}
-
-/** Of two failures, the one to report: a reply from a server beats a connection error; else the later. */
-function moreRelevant(previous: DeliveryOutcome | null, next: DeliveryOutcome): DeliveryOutcome {
-  if (previous && previous.code !== null && next.code === null) return previous;
-  return next;
-}
-
 function hopLog(queue: ReadyQueue, hop: NextHop, outcome: DeliveryOutcome) {
   return {
     event: 'delivery.hop.failed',
@@ -290,33 +289,4 @@ function hopLog(queue: ReadyQueue, hop: NextHop, outcome: DeliveryOutcome) {
     code: outcome.code,
     response: outcome.response,
   };
-}
-
-function successOutcomes(
-  info: { response: string; rejectedErrors?: SMTPError[] },
-  recipients: string[],
-  ctx: Omit<ReplyContext, 'stage'>,
-  rules: readonly BounceRule[],
-): DeliveryOutcome[] {
-  const reply = parseReply(info.response);
-  const delivered = classifyReply({ code: reply?.code ?? 250, text: info.response, stage: 'dot', ...ctx }, rules);
-  const rejected = rejectionsByRecipient(info.rejectedErrors ?? [], ctx, rules);
-  return recipients.map((r) => rejected.get(r.trim()) ?? delivered);
-}
-
-function failureOutcomes(result: Extract<SendResult, { ok: false }>, recipients: string[], ctx: Omit<ReplyContext, 'stage'>, rules: readonly BounceRule[]): DeliveryOutcome[] {
-  const failure = classifyError(result.error, { ...ctx, stage: result.stage }, rules);
-  // A refused MAIL FROM applies to everyone; otherwise recipients refused at RCPT keep their own reply.
-  if (failure.stage === 'mail') return recipients.map(() => failure);
-  const rejected = rejectionsByRecipient(result.rejectedErrors, ctx, rules);
-  return recipients.map((r) => rejected.get(r.trim()) ?? failure);
-}
-
-function rejectionsByRecipient(errors: SMTPError[], ctx: Omit<ReplyContext, 'stage'>, rules: readonly BounceRule[]): Map<string, DeliveryOutcome> {
-  const byRecipient = new Map<string, DeliveryOutcome>();
-  for (const err of errors) {
-    const recipient = (err as SMTPError & { recipient?: string }).recipient;
-    if (recipient) byRecipient.set(recipient, classifyError(err, { ...ctx, stage: 'rcpt' }, rules));
-  }
-  return byRecipient;
 }

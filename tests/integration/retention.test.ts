@@ -56,12 +56,11 @@ describe('retention', () => {
     const claimed = await store.claimDue({ now: clock.now(), limit: 10, owner: 'n', leaseMs: 60_000 });
     // "finished": both recipients delivered. "half-done": one delivered, one still queued for a retry.
     await store.recordAttempts(
-      'n',
       claimed.map((row) => {
         const retry = row.messageId === 'half-done' && row.recipient === 'b@dest.test';
         return retry
-          ? { recipientId: row.recipientId, outcome: { ...delivered, disposition: 'transient' as const }, newState: 'queued' as const, nextAttemptAt: clock.now() + 30 * DAY, countsAsAttempt: true }
-          : { recipientId: row.recipientId, outcome: delivered, newState: 'delivered' as const, countsAsAttempt: true };
+          ? { ...row, outcome: { ...delivered, disposition: 'transient' as const }, newState: 'queued' as const, nextAttemptAt: clock.now() + 30 * DAY, countsAsAttempt: true }
+          : { ...row, outcome: delivered, newState: 'delivered' as const, countsAsAttempt: true };
       }),
     );
     const sweeper = new RetentionSweeper({ store, clock, logger: createLogger('silent'), retentionMs: 7 * DAY });

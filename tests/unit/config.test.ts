@@ -52,6 +52,7 @@ describe('defaults', () => {
     expect(config.delivery.retry).toEqual({ initial: 60_000, max: 14_400_000, multiplier: 2, jitter: 0.2 });
     expect(config.delivery.timeouts).toEqual({ connect: 30_000, greeting: 300_000, command: 300_000, dataDone: 600_000 });
     expect(config.delivery.shutdownTimeout).toBe(25_000);
+    expect(config.delivery.lease).toBe(60_000);
     expect(config.delivery.dsn).toEqual({ enabled: true });
     expect(config.ips).toEqual([]);
     expect(config.log.level).toBe('info');
@@ -94,6 +95,12 @@ describe('problems name their exact path', () => {
     const problems = problemsOf({ delivery: { retry: { initial: '10 minutes' } } });
     expect(problems).toEqual(['delivery.retry.initial: not a duration (use e.g. 500ms, 25s, 10m, 1h, 5d): "10 minutes"']);
     expect(problemsOf({ delivery: { shutdownTimeout: -5 } })[0]).toMatch(/^delivery\.shutdownTimeout: not a duration/);
+  });
+
+  it('takes a delivery lease of at least 3s', () => {
+    expect(parse({ delivery: { lease: '3s' } }).delivery.lease).toBe(3_000);
+    expect(problemsOf({ delivery: { lease: '2s' } })).toEqual(['delivery.lease: at least 3s (a lease is renewed every third of it)']);
+    expect(problemsOf({ delivery: { lease: 'soon' } })[0]).toMatch(/^delivery\.lease: not a duration/);
   });
 
   it('rejects networks that are not CIDR', () => {

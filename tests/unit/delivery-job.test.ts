@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { groupByMessage, jobsBySite } from '../../src/engine/delivery-job.ts';
 import { createRouter } from '../../src/engine/routing.ts';
-import type { ClaimedRecipient } from '../../src/storage/store.ts';
+import type { ClaimedRecipient, LeaseToken } from '../../src/storage/store.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 
@@ -22,7 +22,7 @@ const resolver = createFixtureResolver({
 let nextId = 1;
 function row(messageId: string, recipient: string): ClaimedRecipient {
   const domain = recipient.slice(recipient.indexOf('@') + 1);
-  return { recipientId: nextId++, messageId, sender: 'app@sender.test', recipient, domain, attempts: 0, lastEgressIp: null, messageCreatedAt: 0, messageIdHeader: null, size: 100 };
+  return { recipientId: nextId++, token: 'claim-1' as LeaseToken, messageId, sender: 'app@sender.test', recipient, domain, attempts: 0, lastEgressIp: null, messageCreatedAt: 0, messageIdHeader: null, size: 100 };
 }
 
 describe('delivery jobs', () => {
