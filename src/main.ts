@@ -24,7 +24,7 @@ import { loadOrCreateSelfSignedTls } from './smtp/tls-material.ts';
 import { createSubmissionServer } from './smtp/submission-server.ts';
 import { createStore } from './storage/create-store.ts';
 import { createRedisClient } from './storage/redis-client.ts';
-import { RECIPIENT_STATES } from './storage/store.ts';
+import { RECIPIENT_STATES, type Store } from './storage/store.ts';
 
 export interface DaemonOptions {
   /** The configuration, resolved by resolveConfig: nothing is read or parsed again here. */
@@ -32,6 +32,8 @@ export interface DaemonOptions {
   logger: Logger;
   clock?: Clock;
   resolver?: DnsResolver & TxtResolver;
+  /** The queue, instead of one made from config.storage; the daemon migrates it and closes it when it stops. */
+  store?: Store;
 }
 
 export interface Daemon {
@@ -58,7 +60,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const dns = options.resolver ?? new Resolver({ timeout: 10_000, tries: 2 });
   const owner = config.hostname;
 
-  const store = await startPart('storage', () => createStore(config.storage, { logger, clock }));
+  const store = options.store ?? (await startPart('storage', () => createStore(config.storage, { logger, clock })));
   const stack: Array<{ name: string; stop: () => Promise<void> }> = [{ name: 'storage', stop: () => store.close() }];
   const stopAll = async () => {
     for (const { name, stop } of stack.reverse()) {
