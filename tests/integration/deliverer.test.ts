@@ -490,6 +490,65 @@ describe('smtp deliverer', () => {
     expect(outcomes.map((o) => o.disposition)).toEqual(['delivered', 'throttled', 'throttled']);
     expect(s.connections).toHaveLength(1);
   });
+
+  /** A sink that holds its reply to the final dot until the test ends; `arrived` counts messages waiting for it. */
+  async function holdingSink(options: SmtpSinkOptions = {}) {
+    let release!: () => void;
+    const held = new Promise<undefined>((resolve) => (release = () => resolve(undefined)));
+    cleanups.push(async () => release());
+    let arrived = 0;
+    const s = await sink({ ...options, script: { onData: () => (arrived++, held) } });
+    return { sink: s, arrived: () => arrived };
+  }
+
+  it('abort cuts a transaction waiting for the reply to the final dot: a failed attempt, and a possible duplicate', async () => {
+    const { sink: s, arrived } = await holdingSink();
+    const { deliverer: d } = deliverer({ maxConnections: 1 });
+    const cut = d.deliver(request([hopTo(s)]));
+    const waiting = d.deliver(request([hopTo(s)], { body: message('waiting') }));
+    await until(() => arrived() === 1);
+    d.abort();
+    expect(await cut).toEqual([
+      {
+        disposition: 'transient',
+        code: null,
+        enhanced: '4.3.2',
+        response: expect.stringMatching(/^delivery interrupted by shutdown after the message was sent.*\(possible duplicate\)$/),
+        stage: 'dot',
+        bounceClass: 'other',
+        remoteHost: 'mx.dest.test',
+        egressIp: '127.0.0.2',
+      },
+    ]);
+    // Waiting for the connection slot: nothing was sent, so not an attempt; nor is anything after.
+    expect(await waiting).toEqual([expect.objectContaining({ disposition: 'throttled', enhanced: '4.3.2', stage: 'queue' })]);
+    expect(await d.deliver(request([hopTo(s)]))).toEqual([expect.objectContaining({ disposition: 'throttled' })]);
+    await until(() => d.stats().connectionsOpen === 0);
+    expect(s.messages).toHaveLength(0);
+  });
+
+  it('abort cuts a transaction over TLS as well', async () => {
+    const { sink: s, arrived } = await holdingSink({ tls: true });
+    const { deliverer: d } = deliverer();
+    const cut = d.deliver(request([hopTo(s)]));
+    await until(() => arrived() === 1);
+    expect(s.connections[0]!.secure).toBe(true);
+    d.abort();
+    expect(await cut).toEqual([expect.objectContaining({ disposition: 'transient', stage: 'dot', response: expect.stringContaining('possible duplicate') })]);
+    await until(() => d.stats().connectionsOpen === 0);
+  });
+
+  it('abort cuts a session whose server has not even greeted: the message was not sent', async () => {
+    const silent = await rawServer(() => {});
+    cleanups.push(() => silent.close());
+    const { deliverer: d } = deliverer();
+    const cut = d.deliver(request([hopTo(silent)]));
+    await until(() => silent.accepted() === 1);
+    d.abort();
+    expect(await cut).toEqual([
+      expect.objectContaining({ disposition: 'transient', stage: 'greeting', response: 'delivery interrupted by shutdown before the message was sent' }),
+    ]);
+  });
 });
 
 /** Polls a condition (no timing assertions: only a generous ceiling). */
