@@ -97,4 +97,35 @@ describe('DKIM-signed delivery, verified at the sink by mailauth and python3-dki
     const { host, port } = daemon.apiAddress();
     expect(await (await fetch(`http://${host}:${port}/metrics`)).text()).toContain('rookery_dkim_signed_total{domain="sender.test"} 5');
   });
+
+  it('signs the DSN of a bounce like any other message', async () => {
+    dir = await createTempDir();
+    sink = await startSmtpSink({ script: { onRcptTo: (address) => (address === 'nobody@dest.test' ? { code: 550, message: '5.1.1 no such user' } : undefined) } });
+    const resolver = createFixtureResolver({
+      'dest.test': { mx: [{ exchange: 'mx.dest.test', priority: 10 }] },
+      'sender.test': { mx: [{ exchange: 'mx.dest.test', priority: 10 }] },
+      'mx.dest.test': { a: ['127.0.0.1'] },
+      ...Object.fromEntries(Object.entries(records).map(([name, txt]) => [name, { txt }])),
+    });
+    daemon = await startTestDaemon({
+      dir,
+      sink,
+      resolver,
+      config: {
+        hostname: 'mta.sender.test',
+        ips: [{ address: '127.0.0.2' }],
+        // Bounces come from MAILER-DAEMON@mta.sender.test: signed for the parent domain.
+        dkim: { domains: { 'sender.test': { keys: [{ selector: 'rsa1', privateKey: keys.rsa.path }, { selector: 'ed1', privateKey: keys.ed25519.path }], subdomains: true } } },
+      },
+    });
+    const client = submissionClient(daemon.smtpAddresses()[0]!);
+    await client.send('app@sender.test', ['nobody@dest.test'], testMessage({ from: 'app@sender.test', to: 'nobody@dest.test', messageId: '<bounced@app.test>' }));
+    client.close();
+
+    const [dsn] = await sink.waitForMessages(1, 20_000);
+    expect(dsn).toMatchObject({ from: '', to: ['app@sender.test'] });
+    expect(dsn!.raw.toString()).toMatch(/^DKIM-Signature: /);
+    const byMailauth = await verifyWithMailauth(dsn!.raw, records);
+    expect(byMailauth.map((v) => `${v.selector}:${v.result}`).sort()).toEqual(['ed1:pass', 'rsa1:pass']);
+  });
 });
