@@ -1,14 +1,65 @@
+import net from 'node:net';
+import { Writable } from 'node:stream';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
-import { createPostgresStore } from '../../src/storage/postgres/postgres-store.ts';
+import { createPostgresStore, postgresClientConfig } from '../../src/storage/postgres/postgres-store.ts';
 import type { NewMessage, Store } from '../../src/storage/store.ts';
-import { createTestSchema, type TestSchema } from '../helpers/postgres.ts';
-import { requirePostgres } from '../helpers/services.ts';
+import { createScratchDatabase, createTestSchema, type TestSchema } from '../helpers/postgres.ts';
+import { postgresUrl, requirePostgres } from '../helpers/services.ts';
 import { runStoreContract } from './store-contract.ts';
 
 const logger = createLogger('silent');
 const available = await requirePostgres();
+
+/** The simple-protocol Query message pg sends to commit: 'Q', its length (11), "COMMIT\0". */
+const COMMIT = Buffer.from('Q\0\0\0\x0bCOMMIT\0', 'latin1');
+
+/**
+ * A loopback TCP proxy to PostgreSQL that, once armed, cuts the connection carrying the next
+ * COMMIT: 'after-commit' forwards it and cuts when the server answers (the transaction committed,
+ * the client never hears so), 'before-commit' cuts instead of forwarding it (nothing committed).
+ */
+async function commitCutter() {
+  const target = new URL(postgresUrl());
+  let armed: 'after-commit' | 'before-commit' | null = null;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    const cut = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', cut);
+      socket.on('close', () => (sockets.delete(socket), cut()));
+    }
+    let cutOnAnswer = false;
+    client.on('data', (chunk: Buffer) => {
+      if (armed && chunk.includes(COMMIT)) {
+        const mode = armed;
+        armed = null;
+        if (mode === 'before-commit') return cut();
+        cutOnAnswer = true;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => (cutOnAnswer ? cut() : client.write(chunk)));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(target);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as net.AddressInfo).port);
+  return {
+    url: url.toString(),
+    arm: (mode: 'after-commit' | 'before-commit') => (armed = mode),
+    close: async () => {
+      sockets.forEach((s) => s.destroy());
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
 
 describe.skipIf(!available)('PostgreSQL store', () => {
   runStoreContract('postgres', async () => {
@@ -91,6 +142,84 @@ describe.skipIf(!available)('PostgreSQL store', () => {
       }
       unsubscribe();
       expect(wakeUps).toBeGreaterThan(0);
+    });
+
+    it('commits durably on every connection, whatever the database default says', async () => {
+      const scratch = await createScratchDatabase(postgresUrl(), 'synccommit');
+      const connect = async (config: pg.ClientConfig) => {
+        const client = new pg.Client(config);
+        await client.connect();
+        try {
+          return (await client.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]!.synchronous_commit;
+        } finally {
+          await client.end();
+        }
+      };
+      try {
+        const name = new URL(scratch.url).pathname.slice(1);
+        const admin = new pg.Client({ connectionString: postgresUrl() });
+        await admin.connect();
+        await admin.query(`ALTER DATABASE ${name} SET synchronous_commit = off`).finally(() => admin.end());
+        expect(await connect({ connectionString: scratch.url })).toBe('off');
+        expect(await connect(postgresClientConfig({ url: scratch.url, schema: 'public' }))).toBe('on');
+      } finally {
+        await scratch.drop();
+      }
+    });
+
+    describe('a connection lost during the COMMIT of an enqueue', () => {
+      let cutter: Awaited<ReturnType<typeof commitCutter>> | undefined;
+      afterEach(async () => {
+        await cutter?.close();
+        cutter = undefined;
+      });
+
+      const message = (id: string): NewMessage => ({
+        id,
+        sender: 'app@sender.test',
+        recipients: ['a@x.test'],
+        messageIdHeader: null,
+        body: Buffer.from('Subject: x\r\n\r\nx\r\n'),
+        submitter: null,
+        source: 'smtp',
+        clientAddress: null,
+        createdAt: Date.now(),
+        dueAt: Date.now(),
+        pool: 'default',
+      });
+
+      async function storeThroughCutter() {
+        const { schema } = await openStore();
+        cutter = await commitCutter();
+        const lines: Array<Record<string, unknown>> = [];
+        const log = createLogger('info', new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
+        const store = createPostgresStore({ url: cutter.url, schema: schema.schema, logger: log, poolSize: 2 });
+        stores.push(store);
+        await store.migrate();
+        return { store, lines, cutter };
+      }
+
+      it('answers success when the messages were committed, so the client does not send them again', async () => {
+        const { store, lines, cutter } = await storeThroughCutter();
+        cutter.arm('after-commit');
+        await store.enqueue([message('uncertain-1')]);
+        expect(await store.listRecipients('uncertain-1')).toHaveLength(1);
+        expect(lines.filter((l) => l.event === 'storage.commit.uncertain').map((l) => l.messages)).toEqual([['uncertain-1']]);
+
+        // Two callers in one batch: the batch is retried message by message, and each finds its message stored.
+        cutter.arm('after-commit');
+        await Promise.all([store.enqueue([message('uncertain-2')]), store.enqueue([message('uncertain-3')])]);
+        expect((await store.countByState()).queued).toBe(3);
+      });
+
+      it('fails when nothing was committed, so the client keeps its copy', async () => {
+        const { store, cutter } = await storeThroughCutter();
+        cutter.arm('before-commit');
+        await expect(store.enqueue([message('lost-1')])).rejects.toThrow(/connection lost during COMMIT/);
+        expect(await store.loadMessage('lost-1')).toBeNull();
+        await store.enqueue([message('after-1')]);
+        expect(await store.listRecipients('after-1')).toHaveLength(1);
+      });
     });
 
     it('rejects a schema name that would need quoting', () => {
