@@ -19,9 +19,10 @@ export interface SchedulerOptions {
   maxSleepMs?: number;
   /** Delay before a job that failed unexpectedly is tried again. */
   errorRetryMs?: number;
-  /** After stop() interrupted the deliveries still running, how long it waits for them to be recorded. */
-  interruptGraceMs?: number;
 }
+
+/** After stop() interrupted the deliveries still running, how long it waits for them to be recorded. */
+const INTERRUPT_GRACE_MS = 10_000;
 
 /** A claimed message being delivered, with the rows whose job has not finished. */
 interface RunningMessage {
@@ -37,9 +38,8 @@ interface RunningMessage {
  * gives back the slots its sites do not need and runs every site's job at the same time, each on
  * the same lease, as one job per (message, domain) did before sites. New mail starts at once: the
  * accept path calls wake() after each commit, and PostgreSQL's NOTIFY wakes the other nodes; a
- * timer covers retries that fall due and leases that run out. While every slot is busy it does not
- * look at the queue at all: the next slot to free up wakes it. Its lease keeper renews the claims
- * of everything in flight.
+ * timer covers retries that fall due and leases that run out, and is not armed while every slot
+ * is busy (a freed slot wakes it). Its lease keeper renews the claims of everything in flight.
  */
 export class Scheduler {
   private running = false;
@@ -58,14 +58,12 @@ export class Scheduler {
   private readonly leases: LeaseKeeper;
   private readonly maxSleepMs: number;
   private readonly errorRetryMs: number;
-  private readonly interruptGraceMs: number;
 
   constructor(private readonly options: SchedulerOptions) {
     this.log = options.logger.child({ component: 'scheduler' });
     this.leases = new LeaseKeeper({ store: options.store, clock: options.clock, log: this.log, leaseMs: options.leaseMs });
     this.maxSleepMs = options.maxSleepMs ?? 30_000;
     this.errorRetryMs = options.errorRetryMs ?? 60_000;
-    this.interruptGraceMs = options.interruptGraceMs ?? 10_000;
   }
 
   async start(): Promise<void> {
@@ -113,11 +111,9 @@ export class Scheduler {
     if (!(await this.settled(drainMs))) {
       this.log.warn({ event: 'scheduler.drain.timeout', recipients: this.rowsInFlight() }, 'interrupting the deliveries still running');
       this.options.engine.interrupt();
-      if (!(await this.settled(this.interruptGraceMs))) {
-        this.log.error(
-          { event: 'scheduler.stop.unfinished', recipients: this.rowsInFlight() },
-          'deliveries did not finish after the interruption; their leases run out by themselves',
-        );
+      if (!(await this.settled(INTERRUPT_GRACE_MS))) {
+        const recipients = this.rowsInFlight();
+        this.log.error({ event: 'scheduler.stop.unfinished', recipients }, 'deliveries did not finish after the interruption; their leases run out');
       }
     }
     await this.leases.stop();

@@ -5,7 +5,7 @@ import { createDkimKeyFiles, verifyWithMailauth, type DkimKeyFiles } from '../he
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { startTestDaemon } from '../helpers/in-process-daemon.ts';
 import { inCi, pythonDkimAvailability, verifyWithPythonDkim } from '../helpers/python-dkim.ts';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
+import { startSmtpSink, type SmtpSink, type SmtpSinkOptions } from '../helpers/smtp-sink.ts';
 import { submissionClient, testMessage } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 
@@ -30,23 +30,28 @@ describe('DKIM-signed delivery, verified at the sink by mailauth and python3-dki
     await dir?.remove();
   });
 
-  it('signs each message once with RSA and Ed25519, and every captured message verifies in both', async () => {
+  /** A daemon signing for sender.test (and its subdomains) with both keys; every MX is the sink. */
+  async function signingDaemon(sinkOptions: SmtpSinkOptions = {}, hostname?: string): Promise<{ daemon: Daemon; sink: SmtpSink }> {
     dir = await createTempDir();
-    sink = await startSmtpSink();
+    sink = await startSmtpSink(sinkOptions);
     const resolver = createFixtureResolver({
       'dest.test': { mx: [{ exchange: 'mx.dest.test', priority: 10 }] },
+      'sender.test': { mx: [{ exchange: 'mx.dest.test', priority: 10 }] },
       'mx.dest.test': { a: ['127.0.0.1'] },
       ...Object.fromEntries(Object.entries(records).map(([name, txt]) => [name, { txt }])),
     });
+    const keyList = [{ selector: 'rsa1', privateKey: keys.rsa.path }, { selector: 'ed1', privateKey: keys.ed25519.path }];
     daemon = await startTestDaemon({
       dir,
       sink,
       resolver,
-      config: {
-        ips: [{ address: '127.0.0.2' }],
-        dkim: { domains: { 'sender.test': { keys: [{ selector: 'rsa1', privateKey: keys.rsa.path }, { selector: 'ed1', privateKey: keys.ed25519.path }] } } },
-      },
+      config: { ...(hostname ? { hostname } : {}), ips: [{ address: '127.0.0.2' }], dkim: { domains: { 'sender.test': { keys: keyList, subdomains: true } } } },
     });
+    return { daemon, sink };
+  }
+
+  it('signs each message once with RSA and Ed25519, and every captured message verifies in both', async () => {
+    const started = await signingDaemon();
 
     const html = await new MailComposer({
       from: 'App <app@sender.test>',
@@ -65,14 +70,14 @@ describe('DKIM-signed delivery, verified at the sink by mailauth and python3-dki
     );
     const longLines = testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: '<long@app.test>', bodyBytes: 100 });
     const longBody = Buffer.concat([longLines, Buffer.from(`${'x'.repeat(1500)}\r\n${'y '.repeat(900)}\r\n`)]);
-    const client = submissionClient(daemon.smtpAddresses()[0]!);
+    const client = submissionClient(started.daemon.smtpAddresses()[0]!);
     await client.send('app@sender.test', ['user@dest.test'], testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: '<plain@app.test>' }));
     await client.send('app@sender.test', ['user@dest.test'], html);
     await client.send('app@sender.test', ['user@dest.test'], utf8);
     await client.send('app@sender.test', ['user@dest.test'], longBody);
     client.close();
     // LF-only line endings, handed to the engine directly as the HTTP path does.
-    await daemon.submit({
+    await started.daemon.submit({
       sender: 'app@sender.test',
       recipients: ['user@dest.test'],
       body: Buffer.from('From: app@sender.test\nTo: user@dest.test\nSubject: lf only\nMessage-ID: <lf@app.test>\n\nline one\nline two\n'),
@@ -81,9 +86,9 @@ describe('DKIM-signed delivery, verified at the sink by mailauth and python3-dki
       clientAddress: null,
     });
 
-    await sink.waitForMessages(5, 20_000);
-    expect(new Set(sink.messages.map((m) => m.messageId))).toEqual(new Set(['<plain@app.test>', '<html@app.test>', '<utf8@app.test>', '<long@app.test>', '<lf@app.test>']));
-    for (const message of sink.messages) {
+    await started.sink.waitForMessages(5, 20_000);
+    expect(new Set(started.sink.messages.map((m) => m.messageId))).toEqual(new Set(['<plain@app.test>', '<html@app.test>', '<utf8@app.test>', '<long@app.test>', '<lf@app.test>']));
+    for (const message of started.sink.messages) {
       const byMailauth = await verifyWithMailauth(message.raw, records);
       expect(byMailauth.map((v) => `${v.selector}:${v.result}`).sort(), message.messageId!).toEqual(['ed1:pass', 'rsa1:pass']);
       if (!python.available) continue;
@@ -91,38 +96,21 @@ describe('DKIM-signed delivery, verified at the sink by mailauth and python3-dki
       expect(byPython.map((v) => `${v.selector}:${v.valid}`).sort(), `${message.messageId} ${JSON.stringify(byPython.map((v) => v.log))}`).toEqual(['ed1:true', 'rsa1:true']);
     }
     // The LF-only message went out with CRLF line endings throughout.
-    const lf = sink.messages.find((m) => m.messageId === '<lf@app.test>')!.raw;
+    const lf = started.sink.messages.find((m) => m.messageId === '<lf@app.test>')!.raw;
     expect(lf.includes(Buffer.from('line one\r\nline two\r\n'))).toBe(true);
     expect(/(^|[^\r])\n/.test(lf.toString('latin1'))).toBe(false);
-    const { host, port } = daemon.apiAddress();
+    const { host, port } = started.daemon.apiAddress();
     expect(await (await fetch(`http://${host}:${port}/metrics`)).text()).toContain('rookery_dkim_signed_total{domain="sender.test"} 5');
   });
 
   it('signs the DSN of a bounce like any other message', async () => {
-    dir = await createTempDir();
-    sink = await startSmtpSink({ script: { onRcptTo: (address) => (address === 'nobody@dest.test' ? { code: 550, message: '5.1.1 no such user' } : undefined) } });
-    const resolver = createFixtureResolver({
-      'dest.test': { mx: [{ exchange: 'mx.dest.test', priority: 10 }] },
-      'sender.test': { mx: [{ exchange: 'mx.dest.test', priority: 10 }] },
-      'mx.dest.test': { a: ['127.0.0.1'] },
-      ...Object.fromEntries(Object.entries(records).map(([name, txt]) => [name, { txt }])),
-    });
-    daemon = await startTestDaemon({
-      dir,
-      sink,
-      resolver,
-      config: {
-        hostname: 'mta.sender.test',
-        ips: [{ address: '127.0.0.2' }],
-        // Bounces come from MAILER-DAEMON@mta.sender.test: signed for the parent domain.
-        dkim: { domains: { 'sender.test': { keys: [{ selector: 'rsa1', privateKey: keys.rsa.path }, { selector: 'ed1', privateKey: keys.ed25519.path }], subdomains: true } } },
-      },
-    });
-    const client = submissionClient(daemon.smtpAddresses()[0]!);
+    // Bounces come from MAILER-DAEMON@mta.sender.test: signed for the parent domain.
+    const started = await signingDaemon({ script: { onRcptTo: (address) => (address === 'nobody@dest.test' ? { code: 550, message: '5.1.1 no such user' } : undefined) } }, 'mta.sender.test');
+    const client = submissionClient(started.daemon.smtpAddresses()[0]!);
     await client.send('app@sender.test', ['nobody@dest.test'], testMessage({ from: 'app@sender.test', to: 'nobody@dest.test', messageId: '<bounced@app.test>' }));
     client.close();
 
-    const [dsn] = await sink.waitForMessages(1, 20_000);
+    const [dsn] = await started.sink.waitForMessages(1, 20_000);
     expect(dsn).toMatchObject({ from: '', to: ['app@sender.test'] });
     expect(dsn!.raw.toString()).toMatch(/^DKIM-Signature: /);
     const byMailauth = await verifyWithMailauth(dsn!.raw, records);

@@ -6,7 +6,8 @@ import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../st
 /**
  * Every SQL statement of the PostgreSQL backend, one function per query. Statements with a
  * fixed text are named, so each pooled connection parses and plans them once. Table names are
- * unqualified and resolve through the connection's search_path (the store's schema).
+ * unqualified and resolve through the connection's search_path (the store's schema). Over 300
+ * lines on purpose: the backend's whole SQL in one place, read against its migrations.
  */
 
 export type Db = pg.Pool | pg.PoolClient;
