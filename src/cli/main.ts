@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { maskCredentials } from '../observability/mask-credentials.ts';
 
 /**
  * The `rookery` command. Each subcommand lives in its own module and is loaded only when used,
@@ -187,7 +188,8 @@ if (import.meta.main) {
       if (code !== undefined) process.exitCode = code;
     },
     (err: unknown) => {
-      process.stderr.write(`rookery: ${(err as Error).stack ?? String(err)}\n`);
+      // A driver's error may quote a connection string.
+      process.stderr.write(`rookery: ${maskCredentials((err as Error).stack ?? String(err))}\n`);
       process.exitCode = 1;
     },
   );

@@ -1,3 +1,5 @@
+import { maskCredentials } from '../observability/mask-credentials.ts';
+
 /** A dependency check: resolves when the dependency answers, throws with the reason otherwise. */
 export type ReadinessCheck = () => Promise<void>;
 
@@ -45,6 +47,6 @@ async function runCheck(check: ReadinessCheck, timeoutMs: number): Promise<Check
  */
 export function sanitizeErrorMessage(err: unknown): string {
   const raw = err instanceof Error ? err.message || err.name : String(err);
-  const masked = raw.replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s/@]*@/gi, '$1***@').replace(/\s+/g, ' ').trim();
+  const masked = maskCredentials(raw).replace(/\s+/g, ' ').trim();
   return masked.length > MAX_ERROR_LENGTH ? `${masked.slice(0, MAX_ERROR_LENGTH)}...` : masked || 'check failed';
 }

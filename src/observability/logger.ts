@@ -1,4 +1,5 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { maskCredentials } from './mask-credentials.ts';
 
 export type { Logger };
 
@@ -25,20 +26,12 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       base: { service: 'rookery' },
       redact: { paths: REDACT, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
+      // Paths cannot reach a connection string inside a driver's error message or stack, or one
+      // a library echoes under a key of its own (`input`, `url`): the finished line is masked.
+      hooks: { streamWrite: maskCredentials },
     },
     // Asynchronous stdout: lines written while a write is in flight go out together in one
     // syscall instead of one each; pino flushes what is pending when the process exits.
     destination ?? pino.destination({ dest: 1, sync: false }),
   );
-}
-
-/** Strips the password from a connection URL so it can be logged. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '[unparseable url]';
-  }
 }

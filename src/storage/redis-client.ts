@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
-import { redactUrl, type Logger } from '../observability/logger.ts';
+import type { Logger } from '../observability/logger.ts';
+import { maskCredentials } from '../observability/mask-credentials.ts';
 
 /** A Redis connection shared by readiness checks and the shared hot counters. */
 export interface RedisClient {
@@ -25,7 +26,7 @@ const QUIT_TIMEOUT_MS = 1_000;
 export function createRedisClient(url: string, logger: Logger): RedisClient {
   const log = logger.child({ component: 'redis' });
   // Logged URLs never carry the password.
-  const target = redactUrl(url);
+  const target = maskCredentials(url);
   const redis = new Redis(url, {
     lazyConnect: true,
     connectTimeout: 5_000,

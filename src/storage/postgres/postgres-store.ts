@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { systemClock, type Clock } from '../../clock.ts';
-import { redactUrl, type Logger } from '../../observability/logger.ts';
+import type { Logger } from '../../observability/logger.ts';
+import { maskCredentials } from '../../observability/mask-credentials.ts';
 import type {
   AttemptEvent,
   AttemptResult,
@@ -97,7 +98,7 @@ class PostgresStore implements Store {
     });
     this.batcher = new WriteBatcher<PgTransaction>({ run: (ops) => this.runTransaction(ops), logger: this.logger });
     this.listener = new WorkListener({ clientConfig, payload: this.schema, logger: this.logger });
-    this.logger.debug({ event: 'storage.opened', url: redactUrl(options.url) }, 'PostgreSQL store opened');
+    this.logger.debug({ event: 'storage.opened', url: maskCredentials(options.url) }, 'PostgreSQL store opened');
   }
 
   async migrate(): Promise<void> {

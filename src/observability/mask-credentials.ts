@@ -1,0 +1,20 @@
+/**
+ * The user information of a URL (`scheme://user:password@`), up to the last "@" before the host
+ * ends, as a password may hold an "@". A JSON escape (`\"`) counts as part of it, so a finished
+ * log line is masked as well as plain text. It starts only where a scheme can start, so a long
+ * run of letters is scanned once.
+ */
+const URL_USERINFO = /(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*:\/\/)(?:\\.|[^\s/?#"\\])*@/gi;
+/** A query parameter that carries a secret: `?password=`, `&sslpassword=`, `&token=`. */
+const SECRET_PARAM = /([?&][\w.-]*(?:pass|secret|token)[\w.-]*=)(?:\\.|[^\s&#"\\])*/gi;
+
+/**
+ * Masks the credentials of every URL in `text`, and secret query parameters (ioredis and pg both
+ * take `?password=`): `redis://***@cache:6379/0?password=***`. For log lines, probe answers and
+ * anything else that may quote a connection string.
+ */
+export function maskCredentials(text: string): string {
+  // Every log line passes here, and few hold a URL: the costlier scan only runs for those.
+  const masked = text.includes('://') ? text.replace(URL_USERINFO, '$1***@') : text;
+  return masked.replace(SECRET_PARAM, '$1***');
+}

@@ -1,0 +1,71 @@
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/observability/logger.ts';
+import { maskCredentials } from '../../src/observability/mask-credentials.ts';
+
+describe('maskCredentials', () => {
+  it('masks the user information of any URL, up to the last @ of its authority', () => {
+    expect(maskCredentials('redis://:s3cret@127.0.0.1:6379/0')).toBe('redis://***@127.0.0.1:6379/0');
+    expect(maskCredentials('connect to postgres://rookery:p@ss@db.internal:5432/q failed')).toBe('connect to postgres://***@db.internal:5432/q failed');
+    expect(maskCredentials('rediss://default:x@a:1 then postgresql://u:y@b/c')).toBe('rediss://***@a:1 then postgresql://***@b/c');
+  });
+
+  it('masks secret query parameters, in URLs and socket paths alike', () => {
+    expect(maskCredentials('redis://cache:6379/0?password=s3cret&db=1')).toBe('redis://cache:6379/0?password=***&db=1');
+    expect(maskCredentials('/run/redis.sock?db=2&password=s3cret')).toBe('/run/redis.sock?db=2&password=***');
+    expect(maskCredentials('postgres://db/q?sslpassword=s3cret')).toBe('postgres://db/q?sslpassword=***');
+  });
+
+  it('leaves text without credentials as it is', () => {
+    for (const text of ['smtp://mx.example.com:25', 'user@example.com', 'redis://cache:6379 refused mail for user@example.com', '250 2.0.0 OK id=abc']) {
+      expect(maskCredentials(text)).toBe(text);
+    }
+  });
+});
+
+/** A logger whose lines are kept, as the daemon's logger writes them. */
+function capturingLogger() {
+  const lines: string[] = [];
+  const logger = createLogger('info', { write: (line: string) => void lines.push(line) });
+  return { logger, lines };
+}
+
+describe('the logger', () => {
+  it('masks a password wherever a library puts it: the message, the stack, a field of its own', () => {
+    const { logger, lines } = capturingLogger();
+    // ioredis parses the address with new URL(), whose error carries the whole input.
+    let err: unknown;
+    try {
+      new Redis('redis://:s3cret@127.0.0.1:99999/0', { lazyConnect: true });
+    } catch (thrown) {
+      err = thrown;
+    }
+    expect((err as { input?: string }).input).toContain('s3cret');
+    logger.error({ event: 'test.failed', err }, 'connection to redis://:s3cret@127.0.0.1:99999/0 failed');
+    logger.warn({ event: 'test.warned', err: new Error('could not reach postgres://rookery:s3cret@db/q') });
+    logger.info({ event: 'test.nested', target: { url: 'postgres://db/q?password=s3cret' } }, 'nested');
+
+    expect(lines).toHaveLength(3);
+    for (const line of lines) expect(line).not.toContain('s3cret');
+    const [failed, warned, nested] = lines.map((line) => JSON.parse(line) as Record<string, any>);
+    expect(failed!.msg).toBe('connection to redis://***@127.0.0.1:99999/0 failed');
+    expect(failed!.err.input).toBe('redis://***@127.0.0.1:99999/0');
+    expect(warned!.err.message).toBe('could not reach postgres://***@db/q');
+    expect(warned!.err.stack).toContain('postgres://***@db/q');
+    expect(nested!.target.url).toBe('postgres://db/q?password=***');
+  });
+
+  it('masks a password that JSON had to escape, and the line stays valid JSON', () => {
+    const { logger, lines } = capturingLogger();
+    logger.info({ event: 'test.escaped', url: 'postgres://u:a"b\\s3cret@db/q' }, 'escaped');
+    expect(lines[0]).not.toContain('s3cret');
+    expect((JSON.parse(lines[0]!) as { url: string }).url).toBe('postgres://***@db/q');
+  });
+
+  it('still redacts password fields by path', () => {
+    const { logger, lines } = capturingLogger();
+    logger.info({ event: 'test.auth', auth: { username: 'app', password: 's3cret' } }, 'auth');
+    expect(lines[0]).not.toContain('s3cret');
+    expect(JSON.parse(lines[0]!)).toMatchObject({ auth: { username: 'app', password: '[redacted]' } });
+  });
+});
