@@ -6,10 +6,14 @@ import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:c
  * be raised later without breaking hashes already in config files.
  */
 
-export interface ScryptHash {
+/** scrypt's cost parameters: N (CPU and memory), r (block size), p (parallelism). */
+export interface ScryptParams {
   N: number;
   r: number;
   p: number;
+}
+
+export interface ScryptHash extends ScryptParams {
   salt: Buffer;
   hash: Buffer;
 }
@@ -22,7 +26,7 @@ const KEY_BYTES = 32;
 const MAX_SCRYPT_MEMORY = 256 * 1024 * 1024;
 
 /** Hashes a password with a fresh random salt. */
-export async function hashPassword(password: string, params: { N: number; r: number; p: number } = DEFAULT_SCRYPT): Promise<string> {
+export async function hashPassword(password: string, params: ScryptParams = DEFAULT_SCRYPT): Promise<string> {
   checkParams(params.N, params.r, params.p);
   const salt = randomBytes(SALT_BYTES);
   const hash = await derive(password, salt, KEY_BYTES, params);
@@ -65,7 +69,7 @@ function checkParams(N: number, r: number, p: number): void {
   if (128 * N * r > MAX_SCRYPT_MEMORY) throw new Error('password hash: N * r needs more than 256 MiB of memory');
 }
 
-function derive(password: string, salt: Buffer, keyBytes: number, params: { N: number; r: number; p: number }): Promise<Buffer> {
+function derive(password: string, salt: Buffer, keyBytes: number, params: ScryptParams): Promise<Buffer> {
   const options: ScryptOptions = { N: params.N, r: params.r, p: params.p, maxmem: 2 * 128 * params.N * params.r + 1024 * 1024 };
   return new Promise((resolve, reject) => {
     scrypt(password.normalize('NFC'), salt, keyBytes, options, (err, key) => (err ? reject(err) : resolve(key)));

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { UserConfig } from '../config/schema.ts';
-import { hashPassword, parsePasswordHash, verifyPassword, type ScryptHash } from './password-hash.ts';
+import { DEFAULT_SCRYPT, hashPassword, parsePasswordHash, verifyPassword, type ScryptHash, type ScryptParams } from './password-hash.ts';
 
 /** A user that may submit mail, as the relay policy sees it. */
 export interface SubmissionUser {
@@ -55,7 +55,8 @@ export class UserDirectory {
       const hash = 'hash' in secret ? secret.hash : parsePasswordHash(await hashPassword(secret.password));
       entries.set(username, { username, allowedSenders, hash });
     }
-    const dummy = parsePasswordHash(await hashPassword(randomBytes(16).toString('hex')));
+    const params = costliest([...entries.values()].map((entry) => entry.hash));
+    const dummy = parsePasswordHash(await hashPassword(randomBytes(16).toString('hex'), params));
     return new UserDirectory(entries, dummy);
   }
 
@@ -70,4 +71,24 @@ export class UserDirectory {
     const user = this.users.get(username);
     return user && { username: user.username, allowedSenders: user.allowedSenders };
   }
+
+  /** The scrypt parameters an unknown username is checked with. */
+  get unknownUserParams(): ScryptParams {
+    const { N, r, p } = this.dummy;
+    return { N, r, p };
+  }
+}
+
+/**
+ * The parameters of the hash that costs most to check (time grows with N * r * p), or the default
+ * with no users. An unknown username is checked with them. When users' costs differ, no single
+ * choice makes every user look like an unknown name; the costliest is the one that holds up: a
+ * cost is raised for new hashes and old ones are replaced, so the costliest is where every user
+ * ends up, and a probe of unknown names is never answered faster than a real user's wrong password.
+ */
+function costliest(hashes: readonly ScryptParams[]): ScryptParams {
+  if (hashes.length === 0) return DEFAULT_SCRYPT;
+  const work = ({ N, r, p }: ScryptParams) => N * r * p;
+  const { N, r, p } = hashes.reduce((best, hash) => (work(hash) > work(best) ? hash : best));
+  return { N, r, p };
 }

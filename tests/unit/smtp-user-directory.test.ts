@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hashPassword } from '../../src/smtp/password-hash.ts';
+import { hashPassword, type ScryptParams } from '../../src/smtp/password-hash.ts';
 import { resolveSmtpUsers, UserDirectory } from '../../src/smtp/user-directory.ts';
 
 describe('UserDirectory', () => {
@@ -17,6 +17,25 @@ describe('UserDirectory', () => {
     expect(await directory.authenticate('nobody', 'app-secret')).toBeNull();
     expect(directory.get('shop')?.allowedSenders).toEqual(['*']);
     expect(directory.get('nobody')).toBeUndefined();
+  });
+
+  it('checks an unknown username at the cost of the costliest user, so it cannot be told from a wrong password', async () => {
+    /** A directory of users whose hashes have these costs (null: a plain password). */
+    const users = async (costs: Array<ScryptParams | null>) => {
+      const entries = [];
+      for (const [i, cost] of costs.entries()) {
+        const secret = cost ? { passwordHash: await hashPassword('pw', cost) } : { password: 'pw' };
+        entries.push({ username: `u${i}`, ...secret, allowedSenders: ['*'] });
+      }
+      return UserDirectory.create(resolveSmtpUsers(entries).users);
+    };
+    // A plain password is hashed at the default cost; one user's hash costs twice that.
+    expect((await users([null, { N: 32_768, r: 8, p: 1 }])).unknownUserParams).toEqual({ N: 32_768, r: 8, p: 1 });
+    // Work grows with N * r * p, whichever parameter raises it.
+    expect((await users([{ N: 8_192, r: 8, p: 4 }, { N: 16_384, r: 8, p: 1 }])).unknownUserParams).toEqual({ N: 8_192, r: 8, p: 4 });
+    // Cheaper than the default: unknown names are not checked at a cost no user has.
+    expect((await users([{ N: 1_024, r: 8, p: 1 }])).unknownUserParams).toEqual({ N: 1_024, r: 8, p: 1 });
+    expect((await users([])).unknownUserParams).toEqual({ N: 16_384, r: 8, p: 1 });
   });
 });
 
