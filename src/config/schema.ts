@@ -70,7 +70,10 @@ const user = z
       .string()
       .regex(/^scrypt\$/, { message: 'not an scrypt hash (generate one with `rookery hash-password`)' })
       .optional(),
-    allowedSenders: z.array(z.string().min(1)).default(['*']),
+    /** Required, with no default: an account that may send as anyone says so with "*". */
+    allowedSenders: z.array(z.string().min(1), {
+      error: (issue) => (issue.input === undefined ? 'required: the envelope senders this user may use (addresses, "*@domain", or "*" for any)' : undefined),
+    }),
     /** The pool this user's mail sends from (else by sender domain, else "default"). */
     pool: dataName.optional(),
     /** Further pools this user may choose per message with the X-Rookery-Pool header. */

@@ -93,7 +93,7 @@ describe('rookery check-config', () => {
       writeFileSync(files.junk, 'junk\n');
     });
 
-    const user = (username: string, passwordHash = 'scrypt$16384$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g=') => ({ username, passwordHash });
+    const user = (username: string, passwordHash = 'scrypt$16384$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g=') => ({ username, passwordHash, allowedSenders: ['*'] });
     const rule = { name: 'r', action: 'suspend-provider', duration: '1h' };
     const cases: Array<[what: string, config: object, problem: string]> = [
       ['two users of one name', { smtp: { users: [user('app'), user('app')] } }, 'smtp.users[1].username: duplicate user "app"'],

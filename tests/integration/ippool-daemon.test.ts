@@ -101,7 +101,7 @@ describe('egress pool in the daemon', () => {
       ips: [{ address: '127.0.0.2' }, { address: '127.0.0.3', pool: 'marketing' }],
       smtp: {
         listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }],
-        users: [{ username: 'news', password: 'news-Secret-1', pools: ['marketing'] }],
+        users: [{ username: 'news', password: 'news-Secret-1', allowedSenders: ['*'], pools: ['marketing'] }],
       },
     });
     const client = submissionClient(d.smtpAddresses()[0]!, 1, { user: 'news', pass: 'news-Secret-1' });

@@ -63,9 +63,8 @@ describe('defaults', () => {
   });
 
   it('fills defaults inside list items and next to given values', () => {
-    const config = parse({ smtp: { listeners: [{ port: 587 }], users: [{ username: 'app', password: 'pw' }] }, delivery: { retry: { initial: '30s' } } });
+    const config = parse({ smtp: { listeners: [{ port: 587 }] }, delivery: { retry: { initial: '30s' } } });
     expect(config.smtp.listeners).toEqual([{ host: '127.0.0.1', port: 587, tls: 'none', greetingDelay: 0 }]);
-    expect(config.smtp.users[0]!.allowedSenders).toEqual(['*']);
     expect(config.delivery.retry).toEqual({ initial: 30_000, max: 14_400_000, multiplier: 2, jitter: 0.2 });
   });
 
@@ -123,11 +122,23 @@ describe('problems name their exact path', () => {
   });
 
   it('rejects a user with both or neither of password and passwordHash, and a hash that is not scrypt', () => {
-    expect(problemsOf({ smtp: { users: [{ username: 'a' }] } })).toEqual(['smtp.users[0]: give exactly one of password or passwordHash']);
-    expect(problemsOf({ smtp: { users: [{ username: 'a', password: 'x', passwordHash: 'scrypt$x' }] } })).toEqual([
+    expect(problemsOf({ smtp: { users: [{ username: 'a', allowedSenders: ['*'] }] } })).toEqual(['smtp.users[0]: give exactly one of password or passwordHash']);
+    expect(problemsOf({ smtp: { users: [{ username: 'a', password: 'x', passwordHash: 'scrypt$x', allowedSenders: ['*'] }] } })).toEqual([
       'smtp.users[0]: give exactly one of password or passwordHash',
     ]);
-    expect(problemsOf({ smtp: { users: [{ username: 'a', passwordHash: '$2b$10$abc' }] } })[0]).toMatch(/^smtp\.users\[0\]\.passwordHash: not an scrypt hash/);
+    expect(problemsOf({ smtp: { users: [{ username: 'a', passwordHash: '$2b$10$abc', allowedSenders: ['*'] }] } })[0]).toMatch(/^smtp\.users\[0\]\.passwordHash: not an scrypt hash/);
+  });
+
+  it('requires allowedSenders of every user: "*" only when written', () => {
+    const users = [
+      { username: 'app', password: 'x', allowedSenders: ['*@app.example'] },
+      { username: 'any', password: 'y' },
+    ];
+    expect(problemsOf({ smtp: { users } })).toEqual([
+      'smtp.users[1].allowedSenders: required: the envelope senders this user may use (addresses, "*@domain", or "*" for any)',
+    ]);
+    const written = parse({ smtp: { users: [users[0], { ...users[1], allowedSenders: ['*'] }] } });
+    expect(written.smtp.users.map((u) => u.allowedSenders)).toEqual([['*@app.example'], ['*']]);
   });
 
   it('rejects the same egress address twice', () => {
@@ -186,7 +197,7 @@ describe('egress pools', () => {
       problemsOf({
         ips,
         pools: { bulk: { senders: [] } },
-        smtp: { users: [{ username: 'a', password: 'p', pool: 'vip', pools: ['marketing', 'other'] }] },
+        smtp: { users: [{ username: 'a', password: 'p', allowedSenders: ['*'], pool: 'vip', pools: ['marketing', 'other'] }] },
       }),
     ).toEqual([
       'pools.bulk: no IP in ips belongs to pool "bulk"',
@@ -199,7 +210,7 @@ describe('egress pools', () => {
   });
 
   it('accepts any pool name when no IPs are configured (everything uses the OS default address)', () => {
-    expect(parse({ smtp: { users: [{ username: 'a', password: 'p', pool: 'vip' }] } }).smtp.users[0]!.pool).toBe('vip');
+    expect(parse({ smtp: { users: [{ username: 'a', password: 'p', allowedSenders: ['*'], pool: 'vip' }] } }).smtp.users[0]!.pool).toBe('vip');
   });
 });
 

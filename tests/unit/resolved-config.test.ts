@@ -50,8 +50,8 @@ beforeAll(async () => {
       listeners: [{ port: 0, tls: 'starttls' }],
       tls: { key: write('tls-key.pem', tls.key), cert: write('tls-cert.pem', tls.cert) },
       users: [
-        { username: 'app', passwordHash: await hashPassword('app-secret') },
-        { username: 'shop', password: 'shop-secret' },
+        { username: 'app', passwordHash: await hashPassword('app-secret'), allowedSenders: ['*@app.example'] },
+        { username: 'shop', password: 'shop-secret', allowedSenders: ['*'] },
       ],
     },
     ips: [{ address: '127.0.0.2', warmup: { plan: 'conservative', start: '2026-11-01' } }],
@@ -117,8 +117,8 @@ describe('problems of the resolution', () => {
         listeners: [{ port: 0, tls: 'starttls' }],
         tls: { key: join(dir, 'missing-key.pem'), cert: join(dir, 'missing-cert.pem') },
         users: [
-          { username: 'a', passwordHash: 'scrypt$16384$8$1$c2FsdA==' },
-          { username: 'a', password: 'x' },
+          { username: 'a', passwordHash: 'scrypt$16384$8$1$c2FsdA==', allowedSenders: ['*'] },
+          { username: 'a', password: 'x', allowedSenders: ['*'] },
         ],
       },
       dkim: { domains: { 'example.com': { keys: [{ selector: 's1', privateKey: join(dir, 'missing-dkim.pem') }] } } },
@@ -138,7 +138,12 @@ describe('problems of the resolution', () => {
   it('reports a problem with the pool data overrides together with the others', () => {
     const problems = problemsOf({
       providers: { newmail: { warmupScale: 2 } },
-      smtp: { users: [{ username: 'a', password: 'x' }, { username: 'a', password: 'y' }] },
+      smtp: {
+        users: [
+          { username: 'a', password: 'x', allowedSenders: ['*'] },
+          { username: 'a', password: 'y', allowedSenders: ['*'] },
+        ],
+      },
       dkim: { domains: { 'example.com': { keys: [{ selector: 's1', privateKey: join(dir, 'missing-dkim.pem') }] } } },
     });
     expect(problems.map((p) => p.slice(0, p.indexOf(':')))).toEqual(['providers.newmail.mx', 'smtp.users[1].username', 'dkim.domains.example.com.keys[0].privateKey']);
