@@ -100,3 +100,16 @@ export const OPERATOR_ERRORS = {
 } as const satisfies Record<string, Pick<ErrorSpec, 'message'>>;
 
 export type OperatorErrorCode = keyof typeof OPERATOR_ERRORS;
+
+/*
+ * What an operator is warned of: the configuration works, and the daemon starts with it, but it
+ * leaves something open. `rookery check-config` prints these on stderr (and still exits 0); the
+ * daemon logs them at start.
+ */
+
+export const OPERATOR_WARNINGS = {
+  /** api.listen.host is not a loopback address, and the control API has no authentication. */
+  API_EXPOSED: { message: 'the control API has no authentication and listens beyond this machine' },
+} as const satisfies Record<string, Pick<ErrorSpec, 'message'>>;
+
+export type OperatorWarningCode = keyof typeof OPERATOR_WARNINGS;

@@ -1,5 +1,6 @@
 import { Resolver } from 'node:dns/promises';
 import { systemClock, type Clock } from './clock.ts';
+import { apiExposureWarning } from './control-api/exposure.ts';
 import { createControlApi } from './control-api/server.ts';
 import { createDkimKeyStore, type TxtResolver } from './sender-domains/key-store.ts';
 import { createDkimSigner } from './sender-domains/signer.ts';
@@ -151,6 +152,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     });
     const apiAddress = await startPart('control API', () => api.start());
     stack.push({ name: 'api', stop: () => api.stop() });
+    const exposure = apiExposureWarning(config.api);
+    if (exposure) log.warn({ event: 'api.exposed', code: exposure.code, api: apiAddress }, `${exposure.path}: ${exposure.message}`);
 
     const retention = new RetentionSweeper({ store, clock, logger, retentionMs: config.storage.retention });
     retention.start();

@@ -151,6 +151,17 @@ describe('rookery check-config', () => {
     expect(rookery(['check-config', '--config', path], { DATABASE_URL: 'postgres://127.0.0.1/rookery' }).code).toBe(0);
   });
 
+  it('warns on stderr of a control API beyond loopback, and still exits 0', () => {
+    const exposed = write('api-exposed.yaml', 'api:\n  listen:\n    host: 0.0.0.0\n    port: 8025\n');
+    expect(rookery(['check-config', '--config', exposed])).toEqual({
+      code: 0,
+      stdout: `configuration OK: ${exposed}\n`,
+      stderr: 'warning: api.listen.host: the control API has no authentication and listens beyond this machine (0.0.0.0, port 8025): whoever reaches it reads its health and metrics; bind it to 127.0.0.1, or keep the port behind a firewall\n',
+    });
+    const loopback = write('api-loopback.yaml', 'api:\n  listen:\n    host: "::1"\n');
+    expect(rookery(['check-config', '--config', loopback])).toEqual({ code: 0, stdout: `configuration OK: ${loopback}\n`, stderr: '' });
+  });
+
   it('rejects unknown options as a usage error (exit 2)', () => {
     const result = rookery(['check-config', '--confg', 'x.yaml']);
     expect(result.code).toBe(2);

@@ -81,6 +81,15 @@ describe('rookery run as a process', () => {
     daemon.kill('SIGINT');
     expect(await daemon.exited).toBe(0);
     expect(daemon.logs.map((entry) => entry.event)).toEqual(expect.arrayContaining(['shutdown.signal', 'daemon.stopping', 'daemon.stopped']));
+    // The control API is on loopback: nothing to warn of.
+    expect(daemon.logs.some((entry) => entry.event === 'api.exposed')).toBe(false);
+  });
+
+  it('warns at start when the control API listens beyond loopback without authentication', async () => {
+    daemon = await startDaemonProcess(dir.path, baseConfig({ api: { listen: { host: '0.0.0.0', port: 0 } } }));
+    const warning = daemon.logs.find((entry) => entry.event === 'api.exposed');
+    expect(warning).toMatchObject({ level: 40, component: 'daemon', code: 'API_EXPOSED', api: { host: '0.0.0.0', port: daemon.api.port } });
+    expect(warning!.msg).toMatch(/^api\.listen\.host: the control API has no authentication/);
   });
 
   it('exits 1 with a fatal log line when the daemon cannot start (port taken)', async () => {

@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest';
+import { apiExposureWarning } from '../../src/control-api/exposure.ts';
+
+const on = (host: string) => apiExposureWarning({ listen: { host, port: 8025 } });
+
+describe('apiExposureWarning', () => {
+  it.each(['127.0.0.1', '127.8.9.10', '::1', '[::1]', '::ffff:127.0.0.1', 'localhost', 'LOCALHOST'])('is silent on loopback: %s', (host) => {
+    expect(on(host)).toBeNull();
+  });
+
+  it.each(['0.0.0.0', '::', '', '10.0.0.5', '2001:db8::1', 'api.internal'])('warns beyond loopback, naming api.listen.host: %j', (host) => {
+    expect(on(host)).toMatchObject({ code: 'API_EXPOSED', path: 'api.listen.host' });
+  });
+
+  it('says where it listens and what to do', () => {
+    expect(on('0.0.0.0')!.message).toBe(
+      'the control API has no authentication and listens beyond this machine (0.0.0.0, port 8025): whoever reaches it reads its health and metrics; bind it to 127.0.0.1, or keep the port behind a firewall',
+    );
+    expect(on('')!.message).toContain('(every address, port 8025)');
+  });
+});
