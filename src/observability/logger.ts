@@ -17,6 +17,8 @@ const REDACT = [
   'config.returnPath.secret',
   'auth.password',
   'credentials',
+  // ioredis attaches the failed command to its errors, and AUTH and HELLO carry the password.
+  '*.command.args',
 ];
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {

@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { requirePostgres } from '../helpers/services.ts';
+import { requirePostgres, requireRedis } from '../helpers/services.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { testDaemonConfig } from '../helpers/test-config.ts';
 
@@ -108,5 +108,14 @@ describe.skipIf(!(await requirePostgres()))('secrets with a reachable PostgreSQL
     expectNoSecret(run);
     expect(run.code).toBe(1);
     expect(JSON.stringify(run.logs.find((entry) => entry.event === 'daemon.start.failed'))).toContain('no_such_role');
+  });
+});
+
+describe.skipIf(!(await requireRedis()))('secrets with a reachable Redis', () => {
+  it('refused credentials: the failed AUTH command is logged without its arguments', async () => {
+    const run = await rookery('run', { REDIS_URL: `redis://no_such_user:${SECRET}@127.0.0.1:6379/0` });
+    expectNoSecret(run);
+    const failure = run.logs.find((entry) => entry.event === 'redis.error');
+    expect(failure).toMatchObject({ target: 'redis://***@127.0.0.1:6379/0', error: expect.stringContaining('WRONGPASS') });
   });
 });

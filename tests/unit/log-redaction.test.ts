@@ -62,10 +62,14 @@ describe('the logger', () => {
     expect((JSON.parse(lines[0]!) as { url: string }).url).toBe('postgres://***@db/q');
   });
 
-  it('still redacts password fields by path', () => {
+  it('redacts password fields by path, and the arguments of a failed Redis command', () => {
     const { logger, lines } = capturingLogger();
     logger.info({ event: 'test.auth', auth: { username: 'app', password: 's3cret' } }, 'auth');
-    expect(lines[0]).not.toContain('s3cret');
+    // ioredis's errors carry the command that failed: HELLO 3 AUTH user password, on connect.
+    const refused = Object.assign(new Error('WRONGPASS invalid username-password pair'), { command: { name: 'hello', args: ['3', 'AUTH', 'app', 's3cret'] } });
+    logger.error({ event: 'test.refused', err: refused }, 'refused');
+    for (const line of lines) expect(line).not.toContain('s3cret');
     expect(JSON.parse(lines[0]!)).toMatchObject({ auth: { username: 'app', password: '[redacted]' } });
+    expect(JSON.parse(lines[1]!)).toMatchObject({ err: { command: { name: 'hello', args: '[redacted]' } } });
   });
 });
