@@ -100,7 +100,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger,
       metrics,
     });
-    await pool.start();
+    // The pool reads its state from its backend: a Redis that cannot be reached fails here, named.
+    await startPart(redis ? 'egress pool state in Redis' : 'egress pool state', () => pool.start());
     stack.push({ name: 'ippool', stop: async () => pool.stop() });
 
     // The DKIM keys as the resolution read them, watched for changes from now on. They sign
