@@ -107,7 +107,13 @@ const perHourSchema = z.string().transform((value, ctx) => {
   return Math.round(perSecond * 3600 * 1e6) / 1e6;
 });
 
-export const REACTION_ACTIONS = ['throttle', 'suspend-provider', 'suspend-ip', 'bounce'] as const;
+export const REACTION_ACTIONS = ['throttle', 'suspend-provider', 'suspend-ip', 'bounce', 'none'] as const;
+
+/** Actions that restrict nothing, so take no duration, and why. */
+const WITHOUT_DURATION: Partial<Record<(typeof REACTION_ACTIONS)[number], string>> = {
+  bounce: 'the recipient is bounced at once',
+  none: 'nothing is restricted',
+};
 
 /** One rule as written in config/reaction-rules.yaml or the config's `reactionRules:`. */
 export const reactionRuleSchema = z
@@ -131,10 +137,11 @@ export const reactionRuleSchema = z
     if (rule.action !== 'throttle' && rule.rate !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['rate'], message: `only used by action throttle, not ${rule.action}` });
     }
-    if (rule.action === 'bounce' && rule.duration !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['duration'], message: 'not used by action bounce (the recipient is bounced at once)' });
+    const unrestricted = WITHOUT_DURATION[rule.action];
+    if (unrestricted && rule.duration !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['duration'], message: `not used by action ${rule.action} (${unrestricted})` });
     }
-    if (rule.action !== 'bounce' && rule.duration === undefined) {
+    if (!unrestricted && rule.duration === undefined) {
       ctx.addIssue({ code: 'custom', path: ['duration'], message: `required for action ${rule.action} (e.g. 1h)` });
     }
   });

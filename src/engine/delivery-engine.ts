@@ -14,7 +14,7 @@ import { ResultRecorder } from './result-recorder.ts';
 import { WaitLine } from './wait-line.ts';
 import { decide, expiredOutcome } from './retry-policy.ts';
 import type { Router } from './routing.ts';
-import type { Deliverer } from './smtp-deliverer.ts';
+import type { Deliverer, DeliveryRequest } from './smtp-deliverer.ts';
 
 /** How many egress IPs one attempt tries when IPs turn out to be missing from the host. */
 const MAX_EGRESS_TRIES = 3;
@@ -26,6 +26,8 @@ const MAX_EGRESS_TRIES = 3;
 const HOLD_WAIT_MS = 1_000;
 /** The most one attempt holds its delivery slot waiting, in all. */
 const MAX_HOLD_MS = 3_000;
+/** When choosing an IP for the rest of a job fails after part of it went out, the rest waits this long. */
+const SELECT_FAILED_RETRY_MS = 60_000;
 
 /** A recipient the attempt bounced, for its DSN. */
 interface Bounced {
@@ -153,38 +155,63 @@ export class DeliveryEngine {
 
   /**
    * Chooses the egress IP from the message's pool and hands the job to the deliverer on that
-   * path. A routing failure applies to every recipient; no eligible IP means a wait (throttled)
-   * until `waitUntil`. An IP the host turns out not to have is suspended by the pool and the job
-   * goes out at once from another one.
+   * path. A routing failure applies to every recipient. When the pool grants fewer recipients
+   * than the job has (a warm-up cap or a throttle has room for fewer), the first ones go in this
+   * transaction and the rest are selected again: another IP takes them if one may, else they wait
+   * (throttled) until `waitUntil`, as the whole job does when no IP may take any. An IP the host
+   * turns out not to have is suspended by the pool and its recipients go out at once from another.
    */
   private async send(job: DeliveryJob, message: StoredMessage): Promise<{ outcomes: DeliveryOutcome[]; waitUntil?: number }> {
     const { route } = job;
     if (!route.ok) return { outcomes: job.rows.map(() => route.outcome) };
-    const { pool, deliverer } = this.deps;
-    let previous = job.rows.find((r) => r.lastEgressIp)?.lastEgressIp ?? null;
-    for (let tries = 1; ; ) {
-      const request = { pool: message.pool, site: route.site, count: job.rows.length, previous };
-      let selection = await pool.select(request);
-      if (!selection.ok && selection.retryAt - this.deps.clock.now() <= HOLD_WAIT_MS) {
-        selection = await this.lines.run(poolSiteLine(message.pool, route.site), () => this.selectHeld(request));
-      }
-      if (!selection.ok) return { outcomes: job.rows.map(() => waiting(message.pool, selection)), waitUntil: selection.retryAt };
-      const { path, egress } = selection;
-      const transaction = (sender: string, rows: ClaimedRecipient[]) =>
-        deliverer.deliver({ sender, recipients: rows.map((r) => r.recipient), body: message.body, path, hostname: egress.hostname, hops: route.hops });
-      const senders = job.rows.map((row) => this.returnPath({ sender: message.sender, messageId: message.id, recipientId: row.recipientId }));
-      // A return path per recipient (VERP) means a transaction per recipient.
-      const delivered = senders.every((s) => s === senders[0])
-        ? await transaction(senders[0]!, job.rows)
-        : (await Promise.all(job.rows.map((row, i) => transaction(senders[i]!, [row])))).flat();
-      // The transaction went out: a failure to feed its outcome to the pool must not lose it.
-      const outcomes = await pool.afterDelivery(path, delivered).catch((err: unknown) => {
-        this.log.error({ event: 'delivery.feedback.failed', messageId: job.messageId, ip: path.ip, err }, 'the egress pool could not take the outcome');
-        return delivered;
+    const outcomes: DeliveryOutcome[] = [];
+    let rest = job.rows;
+    let previous = rest.find((r) => r.lastEgressIp)?.lastEgressIp ?? null;
+    let provider = '';
+    for (let tries = 1; rest.length > 0; ) {
+      const request = { pool: message.pool, site: route.site, count: rest.length, previous };
+      const selection = await this.select(request).catch((err: unknown) => {
+        // Part of the job went out: throwing would return those rows to the queue and send them again.
+        if (outcomes.length === 0) throw err;
+        this.log.error({ event: 'delivery.select.failed', messageId: job.messageId, err }, 'choosing an egress IP for the rest of the job failed; it waits');
+        return { ok: false, provider, reason: 'no-ip', retryAt: this.deps.clock.now() + SELECT_FAILED_RETRY_MS } as const;
       });
-      if (tries++ >= MAX_EGRESS_TRIES || !outcomes.every((o) => o.bounceClass === 'egress-unavailable')) return { outcomes };
-      previous = null;
+      if (!selection.ok) return { outcomes: [...outcomes, ...rest.map(() => waiting(message.pool, selection))], waitUntil: selection.retryAt };
+      provider = selection.path.provider;
+      const rows = rest.slice(0, selection.granted);
+      const delivered = await this.transact(message, rows, selection, route.hops);
+      if (delivered.every((o) => o.bounceClass === 'egress-unavailable') && tries++ < MAX_EGRESS_TRIES) {
+        previous = null;
+        continue;
+      }
+      outcomes.push(...delivered);
+      rest = rest.slice(rows.length);
     }
+    return { outcomes };
+  }
+
+  /** Selects an egress IP; a short wait is held in line (see HOLD_WAIT_MS) rather than returned. */
+  private async select(request: Parameters<EngineDeps['pool']['select']>[0]): Promise<Selection> {
+    const selection = await this.deps.pool.select(request);
+    if (selection.ok || selection.retryAt - this.deps.clock.now() > HOLD_WAIT_MS) return selection;
+    return this.lines.run(poolSiteLine(request.pool, request.site), () => this.selectHeld(request));
+  }
+
+  /** Delivers `rows` of the message through the selected path, and feeds what happened to the pool. */
+  private async transact(message: StoredMessage, rows: ClaimedRecipient[], selection: Extract<Selection, { ok: true }>, hops: DeliveryRequest['hops']): Promise<DeliveryOutcome[]> {
+    const { path, egress } = selection;
+    const transaction = (sender: string, recipients: ClaimedRecipient[]) =>
+      this.deps.deliverer.deliver({ sender, recipients: recipients.map((r) => r.recipient), body: message.body, path, hostname: egress.hostname, hops });
+    const senders = rows.map((row) => this.returnPath({ sender: message.sender, messageId: message.id, recipientId: row.recipientId }));
+    // A return path per recipient (VERP) means a transaction per recipient.
+    const delivered = senders.every((s) => s === senders[0])
+      ? await transaction(senders[0]!, rows)
+      : (await Promise.all(rows.map((row, i) => transaction(senders[i]!, [row])))).flat();
+    // The transaction went out: a failure to feed its outcome to the pool must not lose it.
+    return this.deps.pool.afterDelivery(path, delivered).catch((err: unknown) => {
+      this.log.error({ event: 'delivery.feedback.failed', messageId: message.id, ip: path.ip, err }, 'the egress pool could not take the outcome');
+      return delivered;
+    });
   }
 
   /** Waits (in line) for short waits to pass and selects again, up to MAX_HOLD_MS in all. */

@@ -52,15 +52,20 @@ export type ProviderName = string;
 /** Why no egress IP may take a delivery now. */
 export type WaitReason = 'no-ip' | 'suspended' | 'throttled' | 'rate' | 'warmup-cap';
 
-/** Whether one IP may take a delivery now; if not, why and when to look again. */
-export type Verdict = { ok: true } | { ok: false; retryAt: number; reason: WaitReason };
+/**
+ * Whether one IP may take a delivery now: how many of its messages (at least one, perhaps fewer
+ * than asked), or why not and when to look again.
+ */
+export type Verdict = { ok: true; granted: number } | { ok: false; retryAt: number; reason: WaitReason };
 
 /** What a delivery outcome makes the pool do, decided by reaction rules (config/reaction-rules.yaml). */
 export type ReactionAction =
   | { kind: 'throttle'; ratePerHour: number }
   | { kind: 'suspend-provider' }
   | { kind: 'suspend-ip' }
-  | { kind: 'bounce' };
+  | { kind: 'bounce' }
+  /** The reply is not the IP's doing: the IP is left alone, the recipient retried or bounced as its reply says. */
+  | { kind: 'none' };
 
 export interface Reaction {
   rule: string;

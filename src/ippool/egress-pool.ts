@@ -10,7 +10,7 @@ import { PoolReporting } from './pool-reporting.ts';
 import { PoolStateCache } from './pool-state-cache.ts';
 import type { Recovery, Restriction } from './restrictions.ts';
 import type { RateLimit, Shaping } from './shaping.ts';
-import { takeTokens } from './token-buckets.ts';
+import { bucketSize, takeTokens, type Taken } from './token-buckets.ts';
 import type { EffectiveStart, WarmupCaps } from './warmup.ts';
 import { WarmupReservation } from './warmup-reservation.ts';
 import { WeightedRoundRobin } from './weighted-round-robin.ts';
@@ -38,12 +38,16 @@ export interface PoolPolicy {
   adjustWeight(input: { baseWeight: number; score: number | null; provider: ProviderName }): { weight: number; reason: string | null };
   /** Rate while an IP comes back after the restriction `action` that ended at `endedAt`; null once fully back. */
   recoveryRate(input: { action: ReactionAction; endedAt: number; now: number; normal: RateLimit }): RateLimit | null;
-  /** How long the ramp after a restriction lasts, so its record can expire. */
-  recoveryMs: number;
+  /**
+   * When the ramp after the restriction `action` that ends at `endedAt` reaches the provider's
+   * normal rate, so that its record expires then (for every provider: the default shaping's).
+   */
+  recoveryEndsAt(input: { action: ReactionAction; endedAt: number; provider: ProviderName }): number;
 }
 
 export type Selection =
-  | { ok: true; egress: Egress; path: EgressPath }
+  /** `granted`: how many of the `count` messages may go in this transaction; the rest are to be selected again. */
+  | { ok: true; egress: Egress; path: EgressPath; granted: number }
   | { ok: false; provider: ProviderName; retryAt: number; reason: WaitReason };
 
 /** How long an IP the host lacks stays suspended before it is tried again. */
@@ -115,24 +119,28 @@ export class EgressPool {
   }
 
   /**
-   * Chooses the egress for `count` messages of one transaction to `site`. When no IP may send
-   * now, says when to look again: the delivery waits (throttled), it does not fail.
+   * Chooses the egress for up to `count` messages of one transaction to `site`, and says how many
+   * it may take: a warm-up cap or a bucket may have room for fewer (then the first ones go, and
+   * the rest are selected again). When no IP may send now, says when to look again: the delivery
+   * waits (throttled), it does not fail.
    */
   async select(request: { pool: string; site: string; count: number; previous: string | null }): Promise<Selection> {
     const started = performance.now();
     const now = this.deps.clock.now();
     const { site } = request;
     const provider = this.deps.policy.providerOfSite(site);
-    if (this.byAddress.size === 0) return { ok: true, egress: this.deps.defaultEgress, path: { ip: this.deps.defaultEgress.address, site, provider } };
+    if (this.byAddress.size === 0) return { ok: true, egress: this.deps.defaultEgress, path: { ip: this.deps.defaultEgress.address, site, provider }, granted: request.count };
     const members = this.byPool.get(request.pool) ?? [];
     const weights = new Map<string, number>();
     for (const member of members) weights.set(member.address, this.effectiveWeight(member, provider, now));
 
     let retryAt = Infinity;
     let reason: WaitReason = 'no-ip';
+    let granted = 0;
     const eligible = async (address: string) => {
       const verdict = await this.check(this.byAddress.get(address)!, { ip: address, site, provider }, request.count, now);
-      if (!verdict.ok && verdict.retryAt < retryAt) {
+      if (verdict.ok) granted = verdict.granted;
+      else if (verdict.retryAt < retryAt) {
         retryAt = verdict.retryAt;
         reason = verdict.reason;
       }
@@ -154,7 +162,7 @@ export class EgressPool {
     }
     const member = this.byAddress.get(chosen)!;
     this.state.recordSent(member.address, now);
-    return { ok: true, egress: { address: member.address, hostname: member.hostname }, path: { ip: member.address, site, provider } };
+    return { ok: true, egress: { address: member.address, hostname: member.hostname }, path: { ip: member.address, site, provider }, granted };
   }
 
   /**
@@ -193,32 +201,44 @@ export class EgressPool {
   }
 
   /**
-   * Why an IP may not send on a path now, or ok. Checked in this order: restrictions, the
-   * recovery ramp, the path's message rate, warm-up caps. Side effect when ok: its usage is counted.
+   * Why an IP may not send on a path now, or how many of `count` messages it may send. Checked in
+   * this order: restrictions, the recovery ramp, the path's message rate, warm-up caps; each is
+   * asked only for what the ones before granted. Side effect when ok: the granted usage is
+   * counted (a bucket followed by a limit that grants fewer keeps the difference taken: tokens,
+   * which refill, never a warm-up count, which is asked last).
    */
   private async check(member: PoolMember, path: EgressPath & { ip: string }, count: number, now: number): Promise<Verdict> {
     const { backend, policy } = this.deps;
     const { ip, provider } = path;
+    let granted = count;
     for (const scope of [ALL_PROVIDERS, provider]) {
       const restriction = this.state.restriction(ip, scope, now);
       if (restriction?.action === 'suspend') return { ok: false, retryAt: restriction.until, reason: 'suspended' };
       if (restriction?.action === 'throttle') {
-        const rate = { ratePerSecond: (restriction.ratePerHour ?? 0) / 3600, burst: 1 };
-        const taken = await takeTokens(backend.limiter, bucketKeys.throttle(ip, scope), rate, now, count);
-        if (!taken.allowed) return { ok: false, retryAt: now + taken.retryAfterMs, reason: 'throttled' };
+        // A throttle charges per message: a bucket of one, so a larger transaction is split.
+        const limit = { ratePerSecond: (restriction.ratePerHour ?? 0) / 3600, burst: 1 };
+        const throttled = await this.grant(granted, limit, now, 'throttled', (cost) => takeTokens(backend.limiter, bucketKeys.throttle(ip, scope), limit, now, cost));
+        if (!throttled.ok) return throttled;
+        granted = throttled.granted;
       }
     }
     const recovering = this.state.recovery(ip, provider, now);
-    if (recovering) {
-      const rate = policy.recoveryRate({ ...recovering, now, normal: policy.shaping(provider).messageRate });
-      if (rate) {
-        const taken = await takeTokens(backend.limiter, bucketKeys.recovery(ip, provider), rate, now, count);
-        if (!taken.allowed) return { ok: false, retryAt: now + taken.retryAfterMs, reason: 'throttled' };
-      }
+    const ramp = recovering ? policy.recoveryRate({ ...recovering, now, normal: policy.shaping(provider).messageRate }) : null;
+    if (ramp) {
+      const ramped = await this.grant(granted, ramp, now, 'throttled', (cost) => takeTokens(backend.limiter, bucketKeys.recovery(ip, provider), ramp, now, cost));
+      if (!ramped.ok) return ramped;
+      granted = ramped.granted;
     }
-    const taken = await this.deps.paths.takeMessages(path, count, now);
-    if (!taken.allowed) return { ok: false, retryAt: now + taken.retryAfterMs, reason: 'rate' };
-    return member.warmup ? this.warmup.reserve(member, member.warmup, provider, count, now) : { ok: true };
+    const paced = await this.grant(granted, policy.shaping(provider).messageRate, now, 'rate', (cost) => this.deps.paths.takeMessages(path, cost, now));
+    if (!paced.ok || !member.warmup) return paced;
+    return this.warmup.reserve(member, member.warmup, provider, paced.granted, now);
+  }
+
+  /** Takes up to `count` tokens of a bucket of `limit`, at most its size: the messages that may go now, or a wait. */
+  private async grant(count: number, limit: RateLimit, now: number, reason: WaitReason, take: (cost: number) => Promise<Taken>): Promise<Verdict> {
+    const granted = Math.min(count, bucketSize(limit));
+    const taken = await take(granted);
+    return taken.allowed ? { ok: true, granted } : { ok: false, retryAt: now + taken.retryAfterMs, reason };
   }
 
   private effectiveWeight(member: PoolMember, provider: ProviderName, now: number): number {
@@ -248,6 +268,7 @@ export class EgressPool {
       case 'suspend-ip':
         return this.restrict(reaction.ip, ALL_PROVIDERS, { ...base, action: 'suspend' }, now);
       case 'bounce':
+      case 'none':
         return;
     }
   }
@@ -260,7 +281,7 @@ export class EgressPool {
     if (current && current.action === restriction.action && current.until >= restriction.until - 60_000) return;
     const action: ReactionAction = restriction.action === 'throttle' ? { kind: 'throttle', ratePerHour: restriction.ratePerHour ?? 0 } : { kind: 'suspend-provider' };
     const recovery: Recovery = { action, endedAt: restriction.until };
-    await this.state.restrict(ip, scope, restriction, recovery, this.deps.policy.recoveryMs);
+    await this.state.restrict(ip, scope, restriction, recovery, this.deps.policy.recoveryEndsAt({ action, endedAt: restriction.until, provider: scope }));
     this.reporting.restricted(ip, scope, restriction);
     this.log.warn(
       { event: `ippool.${restriction.action}`, ip, provider: scope, rule: restriction.rule, until: new Date(restriction.until).toISOString(), reply: restriction.reason, ratePerHour: restriction.ratePerHour },

@@ -2,7 +2,7 @@ import type { Config } from '../config/schema.ts';
 import type { ReactionAction } from './contracts.ts';
 import type { PoolPolicy } from './egress-pool.ts';
 import type { PoolData } from './pool-data.ts';
-import { RECOVERY_START_FRACTION, RECOVERY_STEP_MS, recoveryRate } from './reaction-rules.ts';
+import { recoveryCompleteAt, recoveryRate } from './reaction-rules.ts';
 import { effectiveStart, warmupCaps } from './warmup.ts';
 import { adjustedWeight } from './weight-adjustment.ts';
 
@@ -24,7 +24,7 @@ export function createPoolPolicy(data: PoolData, reputation: Config['reputation'
       if (rate >= normal.ratePerSecond) return null;
       return { ratePerSecond: rate, burst: Math.max(1, Math.floor(rate)) };
     },
-    // From the ramp's start fraction to the full rate, doubling each step.
-    recoveryMs: RECOVERY_STEP_MS * Math.ceil(Math.log2(1 / RECOVERY_START_FRACTION)),
+    recoveryEndsAt: ({ action, endedAt, provider }) =>
+      recoveryCompleteAt({ reaction: { action }, endsAt: endedAt, normalRatePerSecond: data.shaping.shapingFor(provider).messageRate.ratePerSecond }),
   };
 }

@@ -68,13 +68,13 @@ export class PoolStateCache {
     }
   }
 
-  /** Records a restriction and the recovery ramp that follows it, which lasts `recoveryMs`. */
-  async restrict(ip: string, scope: Scope, restriction: Restriction, recovery: Recovery, recoveryMs: number): Promise<void> {
+  /** Records a restriction and the recovery ramp that follows it, which ends at `recoveryEndsAt`. */
+  async restrict(ip: string, scope: Scope, restriction: Restriction, recovery: Recovery, recoveryEndsAt: number): Promise<void> {
     const state = this.ip(ip);
     state.restrictions.set(scope, { value: restriction, expiresAt: restriction.until });
-    state.recoveries.set(scope, { value: recovery, expiresAt: restriction.until + recoveryMs });
+    state.recoveries.set(scope, { value: recovery, expiresAt: recoveryEndsAt });
     await this.write(stateKeys.restriction(ip, scope), encodeRestriction(restriction), restriction.until);
-    await this.write(stateKeys.recovery(ip, scope), encodeRecovery(recovery), restriction.until + recoveryMs);
+    await this.write(stateKeys.recovery(ip, scope), encodeRecovery(recovery), recoveryEndsAt);
   }
 
   /** Notes that `ip` sent at `now`; written out now and then (the idle restart needs days, not seconds). */

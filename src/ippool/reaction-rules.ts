@@ -49,6 +49,9 @@ function compile(rule: ReactionRuleConfig, origin: RuleOrigin): ReactionRule {
     case 'bounce':
       action = { kind: 'bounce' };
       break;
+    case 'none':
+      action = { kind: 'none' };
+      break;
   }
   return {
     name: rule.name,
@@ -198,10 +201,11 @@ export class ReactionEngine {
 
 /**
  * When a throttle or suspension ends the IP does not jump back to full speed: the provider that
- * objected sees a gentle ramp. It starts at 10 % of the normal rate (or at the throttle's own
- * rate when that was higher) and doubles every 15 minutes until normal: 10 %, 20 %, 40 %, 80 %,
- * 100 % — back to normal one hour after the end. A rule that fires again during the ramp starts
- * a new reaction, and a new ramp after it.
+ * objected sees a gentle ramp that doubles every 15 minutes until the normal rate. After a
+ * throttle it starts at the throttle's own rate, the rate the provider was seen to accept (60/h,
+ * then 120/h, 240/h, ...); after a suspension, which names no rate, at 10 % of normal (10 %,
+ * 20 %, 40 %, 80 %, 100 %: back to normal one hour after the end). A rule that fires again during
+ * the ramp starts a new reaction, and a new ramp after it.
  */
 export const RECOVERY_START_FRACTION = 0.1;
 export const RECOVERY_STEP_MS = 15 * 60_000;
@@ -215,29 +219,36 @@ export interface RecoveryInput {
   normalRatePerSecond: number;
 }
 
-function recoveryStart(reaction: RecoveryInput['reaction'], normal: number): number {
-  const start = normal * RECOVERY_START_FRACTION;
-  return reaction.action.kind === 'throttle' ? Math.min(normal, Math.max(start, reaction.action.ratePerHour / 3600)) : start;
+/** Actions that never limit the rate. */
+function unlimited(action: ReactionAction): boolean {
+  return action.kind === 'bounce' || action.kind === 'none';
+}
+
+function recoveryStart(action: ReactionAction, normal: number): number {
+  // A throttle to nothing names no rate a provider accepted: it ramps like a suspension.
+  if (action.kind === 'throttle' && action.ratePerHour > 0) return Math.min(normal, action.ratePerHour / 3600);
+  return normal * RECOVERY_START_FRACTION;
 }
 
 /**
  * The rate (messages per second) the IP may send to the provider at `now`: while the reaction
  * lasts, the throttle's rate (0 while suspended); after it, the ramp described above; `bounce`
- * reactions do not limit the rate. A pure function of time, so every node computes the same.
+ * and `none` reactions do not limit the rate. A pure function of time, so every node computes
+ * the same.
  */
 export function recoveryRate({ reaction, now, endsAt, normalRatePerSecond: normal }: RecoveryInput): number {
   const action = reaction.action;
-  if (action.kind === 'bounce' || !Number.isFinite(normal) || normal <= 0) return normal;
+  if (unlimited(action) || !Number.isFinite(normal) || normal <= 0) return normal;
   if (now < endsAt) return action.kind === 'throttle' ? Math.min(normal, action.ratePerHour / 3600) : 0;
   const steps = Math.floor((now - endsAt) / RECOVERY_STEP_MS);
   // 2 ** steps overflows to Infinity after ~1000 steps; the min() keeps the result at normal.
-  return Math.min(normal, recoveryStart(reaction, normal) * 2 ** steps);
+  return Math.min(normal, recoveryStart(action, normal) * 2 ** steps);
 }
 
 /** When the ramp after a reaction reaches the normal rate (the reaction can be forgotten then). */
 export function recoveryCompleteAt({ reaction, endsAt, normalRatePerSecond: normal }: Omit<RecoveryInput, 'now'>): number {
-  if (reaction.action.kind === 'bounce' || !Number.isFinite(normal) || normal <= 0) return endsAt;
-  const start = recoveryStart(reaction, normal);
+  if (unlimited(reaction.action) || !Number.isFinite(normal) || normal <= 0) return endsAt;
+  const start = recoveryStart(reaction.action, normal);
   const steps = Math.max(0, Math.ceil(Math.log2(normal / start) - 1e-9));
   return endsAt + steps * RECOVERY_STEP_MS;
 }

@@ -7,13 +7,18 @@ export type Taken = { allowed: boolean; retryAfterMs: number };
 /** How long a rate of zero (a throttle to nothing) says to wait before asking again. */
 const ZERO_RATE_RETRY_MS = 3_600_000;
 
+/** The most tokens one take from a bucket of `limit` may have: its burst, at least one. */
+export function bucketSize(limit: RateLimit): number {
+  return Math.max(1, Math.floor(limit.burst));
+}
+
 /**
- * Takes `count` tokens from a bucket. A transaction with more recipients than the bucket holds
- * takes the whole bucket: it waits for a full bucket rather than never going out. A rate of zero
- * never allows.
+ * Takes `count` tokens from a bucket. A take of more than the bucket holds takes the whole
+ * bucket rather than never being allowed (callers that charge per message ask for at most
+ * bucketSize and send only that many). A rate of zero never allows.
  */
 export function takeTokens(limiter: RateLimiter, key: BucketKey, limit: RateLimit, now: number, count: number): Promise<Taken> {
   if (!(limit.ratePerSecond > 0)) return Promise.resolve({ allowed: false, retryAfterMs: ZERO_RATE_RETRY_MS });
-  const burst = Math.max(1, Math.floor(limit.burst));
+  const burst = bucketSize(limit);
   return limiter.take(key, { ratePerSecond: limit.ratePerSecond, burst }, now, Math.min(count, burst));
 }

@@ -9,15 +9,16 @@ import { testDaemonConfig } from './test-config.ts';
 /**
  * A daemon in this process for integration tests (see testDaemonConfig), delivering every MX hop
  * to the sink's port, with DNS from `resolver`. `config` is laid over it (delivery settings are
- * merged).
+ * merged). A `clock` replaces the system's.
  */
 export async function startTestDaemon(options: {
   dir: TempDir;
   sink: SmtpSink;
   resolver: NonNullable<DaemonOptions['resolver']>;
   config?: ConfigInput;
+  clock?: DaemonOptions['clock'];
 }): Promise<Daemon> {
-  const { dir, sink, resolver, config = {} } = options;
+  const { dir, sink, resolver, config = {}, clock } = options;
   const input = testDaemonConfig({ dir: dir.path, extra: { ...config, delivery: { mxPort: sink.port, ...config.delivery } } });
-  return startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger: createLogger('silent'), resolver });
+  return startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger: createLogger('silent'), resolver, clock });
 }

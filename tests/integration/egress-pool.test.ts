@@ -161,14 +161,49 @@ describe('egress pool (local backend)', () => {
     expect(gmail.get('127.0.0.2') ?? 0).toBeLessThanOrEqual(3);
     expect(gmail.get('127.0.0.3')).toBeGreaterThanOrEqual(117);
     expect(Object.fromEntries(await spread(p, OTHER, 100))).toEqual({ '127.0.0.2': 50, '127.0.0.3': 50 });
-    // A transaction with more recipients than the throttle's bucket (1) holds takes the whole
-    // bucket once it is full (a minute has passed since the last token), rather than failing.
+    // The throttle charges per message: of a transaction of 5 the throttled IP takes one (its
+    // bucket holds one, full again a minute after the last), and the rest goes to the other IP.
     clock.advance(60_000);
     const big = await p.select({ pool: 'default', site: GMAIL, count: 5, previous: '127.0.0.2' });
-    expect(big).toMatchObject({ ok: true, egress: { address: '127.0.0.2' } });
-    // And the bucket is empty again.
-    expect(await p.select({ pool: 'default', site: GMAIL, count: 5, previous: '127.0.0.2' })).toMatchObject({ ok: true, egress: { address: '127.0.0.3' } });
+    expect(big).toMatchObject({ ok: true, egress: { address: '127.0.0.2' }, granted: 1 });
+    expect(await p.select({ pool: 'default', site: GMAIL, count: 4, previous: '127.0.0.2' })).toMatchObject({ ok: true, egress: { address: '127.0.0.3' }, granted: 4 });
     p.stop();
+  });
+
+  it('a throttled IP alone sends a transaction of 5 one message a throttle interval (60/h: one a minute)', async () => {
+    const p = await pool([member('127.0.0.2')]);
+    await p.afterDelivery(path('127.0.0.2', GMAIL), [classifyReply({ code: 421, text: '4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address.', stage: 'rcpt', remoteHost: 'aspmx.l.google.com', egressIp: '127.0.0.2' }, BOUNCE_RULES)]);
+    const sent: number[] = [];
+    for (let left = 5; left > 0; ) {
+      const selection = await p.select({ pool: 'default', site: GMAIL, count: left, previous: '127.0.0.2' });
+      if (selection.ok) {
+        left -= selection.granted;
+        sent.push(selection.granted);
+      } else {
+        expect(selection).toMatchObject({ reason: 'throttled' });
+        clock.set(selection.retryAt);
+      }
+    }
+    expect(sent).toEqual([1, 1, 1, 1, 1]);
+    // The last went four minutes after the first.
+    expect(clock.now() - (T0 + 8 * 3_600_000)).toBe(4 * 60_000);
+    p.stop();
+  });
+
+  it('gives a warming IP as many of a transaction as its hourly cap has room for; the rest waits for the next hour or goes to another IP', async () => {
+    const warming = member('127.0.0.2', { warmup: { plan: 'conservative', start: utcDayStart(T0) } });
+    const alone = await pool([warming]);
+    // Hourly cap on day 0: ceil(50 / 16) = 4.
+    expect(await alone.select({ pool: 'default', site: OTHER, count: 6, previous: null })).toMatchObject({ ok: true, granted: 4 });
+    expect(await alone.select({ pool: 'default', site: OTHER, count: 2, previous: null })).toMatchObject({ ok: false, reason: 'warmup-cap', retryAt: T0 + 9 * 3_600_000 });
+    clock.set(T0 + 9 * 3_600_000);
+    expect(await alone.select({ pool: 'default', site: OTHER, count: 2, previous: null })).toMatchObject({ ok: true, granted: 2 });
+    alone.stop();
+    // With a warm IP in the pool the rest goes on at once (two of this hour's four are taken above).
+    const both = await pool([warming, member('127.0.0.3')]);
+    expect(await both.select({ pool: 'default', site: OTHER, count: 6, previous: '127.0.0.2' })).toMatchObject({ ok: true, egress: { address: '127.0.0.2' }, granted: 2 });
+    expect(await both.select({ pool: 'default', site: OTHER, count: 4, previous: '127.0.0.2' })).toMatchObject({ ok: true, egress: { address: '127.0.0.3' }, granted: 4 });
+    both.stop();
   });
 
   it('lowers the weight of an IP whose reputation with a provider falls below the floor', async () => {
@@ -197,28 +232,65 @@ describe('egress pool (local backend)', () => {
     p.stop();
   });
 
-  it('brings a restricted IP back at a reduced rate that ramps up', async () => {
+  /** Selections of `ip` in a burst of 100 at one instant, the IP preferred (a retry's stickiness). */
+  async function burst(p: EgressPool, ip: string): Promise<number> {
+    let chosen = 0;
+    for (let i = 0; i < 100; i++) {
+      const s = await p.select({ pool: 'default', site: GMAIL, count: 1, previous: ip });
+      if (s.ok && s.egress.address === ip) chosen++;
+    }
+    return chosen;
+  }
+
+  async function recoveryExpiry(ip: string): Promise<number | null | undefined> {
+    return (await backend.state.list('', clock.now())).find((e) => e.key === `recover:${ip}:gmail`)?.expiresAt;
+  }
+
+  it("brings a throttled IP back from the throttle's rate, doubling every 15 minutes; the ramp's record lasts as long as the ramp", async () => {
     const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
     const reply = classifyReply({ code: 421, text: '4.7.28 Our system has detected an unusual rate of mail from your IP.', stage: 'rcpt', remoteHost: 'aspmx.l.google.com', egressIp: '127.0.0.2' }, BOUNCE_RULES);
     await p.afterDelivery(path('127.0.0.2', GMAIL), [reply]);
-    const burst = async () => {
-      const counts = new Map<string, number>();
-      for (let i = 0; i < 100; i++) {
-        const s = await p.select({ pool: 'default', site: GMAIL, count: 1, previous: '127.0.0.2' });
-        if (s.ok) counts.set(s.egress.address!, (counts.get(s.egress.address!) ?? 0) + 1);
-      }
-      return counts.get('127.0.0.2') ?? 0;
-    };
-    // The throttle (1 hour) ends; a burst of 100 at one instant: the IP's normal bucket holds 100
-    // (100/s), but coming back it gets a tenth of that.
-    clock.advance(3_600_000 + 1);
-    expect(await burst()).toBe(10);
-    // 45 minutes later the ramp has doubled three times: 80 per second.
-    clock.advance(45 * 60_000);
-    expect(await burst()).toBe(80);
-    // After an hour the record of the restriction is gone and the IP is back to normal.
-    clock.advance(20 * 60_000);
-    expect(await burst()).toBe(100);
+    // Throttled to 60/h for an hour; from there 60/h doubles 13 times to pass Gmail's 100/s.
+    const ended = clock.now() + 3_600_000;
+    const step = 15 * 60_000;
+    expect(await recoveryExpiry('127.0.0.2')).toBe(ended + 13 * step);
+    // Coming back it sends at the throttle's rate (a bucket of one), not a tenth of 100/s.
+    clock.set(ended + 1);
+    expect(await burst(p, '127.0.0.2')).toBe(1);
+    // The last step before normal: 60/h x 2^12 = 68 a second.
+    clock.set(ended + 12 * step);
+    expect(await burst(p, '127.0.0.2')).toBe(68);
+    // At the end of the ramp its record is gone and the IP is back to normal.
+    clock.set(ended + 13 * step);
+    expect(await recoveryExpiry('127.0.0.2')).toBeUndefined();
+    expect(await burst(p, '127.0.0.2')).toBe(100);
+    p.stop();
+  });
+
+  it('brings a suspended IP back at a tenth of its normal rate, doubling every 15 minutes: normal again an hour later', async () => {
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
+    const reply = classifyReply({ code: 550, text: '5.7.1 Our system has detected an unusual rate of unsolicited mail originating from your IP address. Mail sent from your IP address has been blocked.', stage: 'rcpt', remoteHost: 'aspmx.l.google.com', egressIp: '127.0.0.2' }, BOUNCE_RULES);
+    await p.afterDelivery(path('127.0.0.2', GMAIL), [reply]);
+    // Suspended for Google for 4 hours, then 10 %, 20 %, 40 %, 80 %, 100 % of 100/s.
+    const ended = clock.now() + 4 * 3_600_000;
+    expect(await recoveryExpiry('127.0.0.2')).toBe(ended + 3_600_000);
+    clock.set(ended + 1);
+    expect(await burst(p, '127.0.0.2')).toBe(10);
+    clock.set(ended + 45 * 60_000);
+    expect(await burst(p, '127.0.0.2')).toBe(80);
+    clock.set(ended + 3_600_000);
+    expect(await burst(p, '127.0.0.2')).toBe(100);
+    p.stop();
+  });
+
+  it("restricts nothing on Gmail's authentication replies and does not hold them against the IP's reputation", async () => {
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
+    const unauthenticated = classifyReply({ code: 421, text: '4.7.26 This mail has been rate limited because it is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM.', stage: 'rcpt', remoteHost: 'aspmx.l.google.com', egressIp: '127.0.0.2' }, BOUNCE_RULES);
+    // More than the generic rate-limit rule's 5 in 10 minutes, and than reputation's 20 samples.
+    for (let i = 0; i < 30; i++) await p.afterDelivery(path('127.0.0.2', GMAIL), [unauthenticated]);
+    expect(await backend.state.list('', clock.now())).toEqual([]);
+    // Neither throttled nor lowered in weight: the IP keeps its half of Gmail's mail.
+    expect(Object.fromEntries(await spread(p, GMAIL, 100))).toEqual({ '127.0.0.2': 50, '127.0.0.3': 50 });
     p.stop();
   });
 

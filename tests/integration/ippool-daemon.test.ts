@@ -4,6 +4,7 @@ import type { ConfigInput } from '../../src/config/schema.ts';
 import { formatDate } from '../../src/ippool/warmup.ts';
 import type { Daemon } from '../../src/main.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
+import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 import { startTestDaemon } from '../helpers/in-process-daemon.ts';
 import { createScratchDatabase, type ScratchDatabase } from '../helpers/postgres.ts';
 import { redisUrl, requirePostgres, requireRedis } from '../helpers/services.ts';
@@ -37,9 +38,9 @@ describe('egress pool in the daemon', () => {
     scratch = undefined;
   });
 
-  async function daemon(config: ConfigInput): Promise<Daemon> {
+  async function daemon(config: ConfigInput, clock?: ManualClock): Promise<Daemon> {
     dir ??= await createTempDir();
-    const d = await startTestDaemon({ dir, sink: sink!, resolver, config: { ...config, delivery: { retry: { initial: '200ms', max: '1s', jitter: 0 }, ...config.delivery } } });
+    const d = await startTestDaemon({ dir, sink: sink!, resolver, clock, config: { ...config, delivery: { retry: { initial: '200ms', max: '1s', jitter: 0 }, ...config.delivery } } });
     daemons.push(d);
     return d;
   }
@@ -116,6 +117,33 @@ describe('egress pool in the daemon', () => {
     // A pool the user may not use is ignored: the default pool.
     expect(byId.get('<refused@app.test>')!.remoteAddress).toBe('127.0.0.2');
     for (const m of sink.messages) expect(m.raw.toString()).not.toMatch(/X-Rookery-Pool/i);
+  });
+
+  // Day 0 of a one-day plan of 48 messages over 16 active hours: 3 an hour. The daemon's clock
+  // starts half a second before the hour ends and moves only when the test moves it.
+  const hourEnd = Date.UTC(2026, 10, 1, 9);
+  const warming = { warmup: { plans: { tiny: [48] } }, ips: [{ address: '127.0.0.2', warmup: { plan: 'tiny', start: '2026-11-01' } }] };
+  const verp = { returnPath: { secret: 'a-test-secret-of-at-least-32-characters', domains: { 'sender.test': {} } } };
+
+  it.each([
+    { what: 'one transaction', extra: {}, now: [3], later: [2] },
+    { what: 'a transaction per recipient (VERP)', extra: verp, now: [1, 1, 1], later: [1, 1] },
+  ])('splits a message larger than a warming IP has room for: 3 recipients now, 2 in the next hour, each once ($what)', async ({ extra, now, later }) => {
+    sink = await startSmtpSink();
+    const clock = manualClock(hourEnd - 500);
+    const d = await daemon({ hostname: 'split.rookery.test', ...warming, ...extra }, clock);
+    const to = Array.from({ length: 5 }, (_, i) => `user${i}@other.test`);
+    await d.submit({ sender: 'app@sender.test', recipients: to, body: testMessage({ from: 'app@sender.test', to: to[0]!, messageId: '<split@app.test>' }), submitter: null, source: 'http', clientAddress: null });
+    await sink.waitForRecipients(3, 10_000);
+    // Time for anything beyond the hour's cap to show up.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(sink.messages.map((m) => m.to.length)).toEqual(now);
+    // The other two waited for the next hour (throttled, not an attempt) and go out then.
+    clock.set(hourEnd);
+    await sink.waitForRecipients(5, 10_000);
+    expect(sink.messages.slice(now.length).map((m) => m.to.length)).toEqual(later);
+    expect(sink.messages.flatMap((m) => m.to).sort()).toEqual(to);
+    expect(new Set(sink.messages.map((m) => m.remoteAddress))).toEqual(new Set(['127.0.0.2']));
   });
 
   it.skipIf(!servicesAvailable)('two daemons sharing PostgreSQL and Redis never exceed one warming IP’s cap together', async () => {

@@ -47,6 +47,13 @@ describe('classifyReply', () => {
     [554, '5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org', 'permanent', '5.7.1', 'spam'],
     [550, '5.7.26 Unauthenticated email from example.com is not accepted due to domain DMARC policy', 'permanent', '5.7.26', 'policy'],
     [554, '5.7.1 Relay access denied', 'permanent', '5.7.1', 'policy'],
+    // Gmail's sender authentication: policy, though the temporary replies say "rate limited".
+    [421, '4.7.26 This mail has been rate limited because it is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM.', 'transient', '4.7.26', 'policy'],
+    [421, "4.7.27 Your email has been rate limited because SPF authentication didn't pass for this message. Gmail requires all bulk email senders to authenticate their email with SPF.", 'transient', '4.7.27', 'policy'],
+    [421, "4.7.32 Your email has been rate limited because the From: header (RFC5322) in this message isn't aligned with either the authenticated SPF or DKIM organizational domain.", 'transient', '4.7.32', 'policy'],
+    [550, '5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM.', 'permanent', '5.7.26', 'policy'],
+    [550, '5.7.27 This mail has been blocked because SPF does not pass. Gmail requires all senders to authenticate with SPF.', 'permanent', '5.7.27', 'policy'],
+    [550, "5.7.32 This mail has been blocked because the From: header (RFC5322) isn't aligned with either the authenticated SPF or DKIM organizational domain.", 'permanent', '5.7.32', 'policy'],
     [421, '4.7.0 Try again later, closing connection.', 'transient', '4.7.0', 'rate-limited'],
     [450, '4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages', 'transient', '4.2.1', 'rate-limited'],
     [421, '4.7.28 Gmail has detected an unusual rate of unsolicited mail', 'transient', '4.7.28', 'rate-limited'],

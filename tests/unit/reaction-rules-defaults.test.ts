@@ -25,6 +25,57 @@ function ruleFor(raw: string, provider: string): string | null {
 const gmailLines = (code: string, lines: string[]) =>
   lines.map((line, i) => `${code}${i === lines.length - 1 ? ' ' : '-'}${line}`).join('\r\n');
 
+/**
+ * Gmail's sender-authentication replies, as Google's list of SMTP errors words them (the
+ * temporary ones say "rate limited": what Gmail limits is the sender's unauthenticated mail).
+ */
+const GMAIL_AUTHENTICATION = [
+  gmailLines('421', [
+    '4.7.26 This mail has been rate limited because it is unauthenticated. Gmail',
+    '4.7.26 requires all senders to authenticate with either SPF or DKIM.',
+    '4.7.26 Authentication results: DKIM = did not pass SPF [sender.example] with ip:',
+    `4.7.26 [${IP}] = did not pass For instructions on setting up authentication, go to`,
+    '4.7.26  https://support.google.com/mail/answer/81126#authentication a1si1234567qtb.100 - gsmtp',
+  ]),
+  gmailLines('451', [
+    "4.7.26 Unauthenticated email from sender.example is not accepted due to domain's",
+    '4.7.26 DMARC policy, but temporary DNS failures prevent authentication. Please contact',
+    '4.7.26 the administrator of sender.example domain if this was a legitimate mail. To learn',
+    '4.7.26 about the DMARC initiative, go to https://support.google.com/mail/?p=DmarcRejection a1si1234567qtb.100 - gsmtp',
+  ]),
+  gmailLines('550', [
+    '5.7.26 This mail has been blocked because the sender is unauthenticated.',
+    '5.7.26 Gmail requires all senders to authenticate with either SPF or DKIM.',
+    '5.7.26  https://support.google.com/mail/answer/81126#authentication a1si1234567qtb.100 - gsmtp',
+  ]),
+  gmailLines('550', [
+    "5.7.26 Unauthenticated email from sender.example is not accepted due to domain's",
+    '5.7.26 DMARC policy. Please contact the administrator of sender.example domain if',
+    '5.7.26 this was a legitimate mail. Please visit',
+    '5.7.26  https://support.google.com/mail/answer/2451690 to learn about the',
+    '5.7.26 DMARC initiative. a1si1234567qtb.100 - gsmtp',
+  ]),
+  gmailLines('421', [
+    "4.7.27 Your email has been rate limited because SPF authentication didn't pass for",
+    '4.7.27 this message. Gmail requires all bulk email senders to authenticate their',
+    `4.7.27 email with SPF. Authentication results: SPF [sender.example] with IP address: [${IP}] = Did not pass.`,
+    '4.7.27  https://support.google.com/mail/answer/81126#authentication a1si1234567qtb.100 - gsmtp',
+  ]),
+  gmailLines('550', [
+    '5.7.27 This mail has been blocked because SPF does not pass. Gmail requires all',
+    '5.7.27 senders to authenticate with SPF. a1si1234567qtb.100 - gsmtp',
+  ]),
+  gmailLines('421', [
+    '4.7.32 Your email has been rate limited because the From: header (RFC5322) in this',
+    "4.7.32 message isn't aligned with either the authenticated SPF or DKIM organizational",
+    '4.7.32 domain. a1si1234567qtb.100 - gsmtp',
+  ]),
+  gmailLines('550', [
+    "5.7.32 This mail has been blocked because the From: header (RFC5322) isn't aligned",
+    '5.7.32 with either the authenticated SPF or DKIM organizational domain. a1si1234567qtb.100 - gsmtp',
+  ]),
+];
+
 const cases: Array<{ rule: string; provider: string; reply: string }> = [
   {
     rule: 'spamhaus-listing',
@@ -150,6 +201,7 @@ const cases: Array<{ rule: string; provider: string; reply: string }> = [
       '4.7.0  https://support.google.com/mail/answer/188131 for more information. a1si1234567qtb.100 - gsmtp',
     ]),
   },
+  ...GMAIL_AUTHENTICATION.map((reply) => ({ rule: 'gmail-sender-authentication', provider: 'gmail', reply })),
   {
     rule: 'yahoo-tss09',
     provider: 'yahoo',
@@ -272,6 +324,15 @@ describe('built-in reaction rules', () => {
     expect(ruleFor(`550 5.7.1 Unfortunately, messages from [${IP}] weren't sent (S3150).`, 'gmail')).toBeNull();
   });
 
+  it("Gmail's authentication replies restrict nothing; from another provider the temporary ones would count as rate limits", () => {
+    const engine = new ReactionEngine(rules);
+    for (const reply of GMAIL_AUTHENTICATION) {
+      const [reaction] = engine.evaluate({ ip: IP, provider: 'gmail', outcome: outcomeOf(reply), now: 0 });
+      expect(reaction?.action).toEqual({ kind: 'none' });
+    }
+    expect(ruleFor(GMAIL_AUTHENTICATION[0]!, 'other')).toBe('rate-limited');
+  });
+
   const ordinary: Array<{ what: string; provider: string; reply: string }> = [
     { what: 'unknown user', provider: 'other', reply: '550 5.1.1 <nobody@example.org>: Recipient address rejected: User unknown in virtual mailbox table' },
     { what: 'unknown user (plain)', provider: 'other', reply: '550 5.1.1 user unknown' },
@@ -301,15 +362,6 @@ describe('built-in reaction rules', () => {
         '4.2.1 message at a later time. If the user is able to receive mail at that',
         '4.2.1 time, your message will be delivered. For more information, go to',
         '4.2.1  https://support.google.com/mail/?p=ReceivingRate a1si1234567qtb.100 - gsmtp',
-      ]),
-    },
-    {
-      what: 'Gmail DMARC / authentication refusal',
-      provider: 'gmail',
-      reply: gmailLines('550', [
-        '5.7.26 This mail has been blocked because the sender is unauthenticated.',
-        '5.7.26 Gmail requires all senders to authenticate with either SPF or DKIM.',
-        '5.7.26  https://support.google.com/mail/answer/81126#authentication a1si1234567qtb.100 - gsmtp',
       ]),
     },
     { what: 'Postgrey greylisting', provider: 'other', reply: '450 4.2.0 <rcpt@example.org>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/example.org.html' },

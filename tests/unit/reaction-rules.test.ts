@@ -59,12 +59,14 @@ describe('reputation and reactionRules config', () => {
       reactionRules: [
         { name: 'my-rule', match: '4\\.7\\.28', provider: 'gmail', trigger: '5 per 10m', action: 'throttle', rate: '2/m', duration: '1h' },
         { name: 'hard', match: 'go away', action: 'bounce' },
+        { name: 'not-the-ip', match: 'unauthenticated', action: 'none' },
       ],
     });
     expect(parsed.reputation).toEqual({ window: 1_800_000, minSamples: 50, floor: 0.5 });
     expect(parsed.reactionRules).toEqual([
       { name: 'my-rule', match: '4\\.7\\.28', provider: 'gmail', trigger: { count: 5, periodMs: 600_000 }, action: 'throttle', rate: 120, duration: 3_600_000 },
       { name: 'hard', match: 'go away', trigger: { count: 1, periodMs: 0 }, action: 'bounce' },
+      { name: 'not-the-ip', match: 'unauthenticated', trigger: { count: 1, periodMs: 0 }, action: 'none' },
     ]);
   });
 
@@ -88,6 +90,9 @@ describe('reputation and reactionRules config', () => {
     expect(problemsOf({ reactionRules: [{ ...good, rate: '10/h' }] })).toEqual(['reactionRules[0].rate: only used by action throttle, not suspend-ip']);
     expect(problemsOf({ reactionRules: [{ name: 'b', match: 'x', action: 'bounce', duration: '1h' }] })).toEqual([
       'reactionRules[0].duration: not used by action bounce (the recipient is bounced at once)',
+    ]);
+    expect(problemsOf({ reactionRules: [{ name: 'n', match: 'x', action: 'none', duration: '1h' }] })).toEqual([
+      'reactionRules[0].duration: not used by action none (nothing is restricted)',
     ]);
     expect(problemsOf({ reactionRules: [{ name: 's', match: 'x', action: 'suspend-provider' }] })).toEqual([
       'reactionRules[0].duration: required for action suspend-provider (e.g. 1h)',
@@ -326,13 +331,24 @@ describe('recovery after a reaction', () => {
     expect(recoveryCompleteAt({ reaction: throttle(108_000), endsAt, normalRatePerSecond: normal })).toBe(endsAt + 2 * RECOVERY_STEP_MS);
   });
 
-  it('a slow throttle ramps from 10 % of normal like a suspension', () => {
-    expect(recoveryRate({ reaction: throttle(60), now: endsAt, endsAt, normalRatePerSecond: normal })).toBeCloseTo(10);
+  it('a slow throttle ramps from its own rate too, however long that takes; its record lasts as long', () => {
+    // 60/h = 1/60 per second, doubled 13 times: 136/s, past 100/s.
+    const at = (ms: number) => recoveryRate({ reaction: throttle(60), now: endsAt + ms, endsAt, normalRatePerSecond: normal });
+    expect(at(0)).toBeCloseTo(1 / 60);
+    expect(at(RECOVERY_STEP_MS)).toBeCloseTo(2 / 60);
+    expect(at(12 * RECOVERY_STEP_MS)).toBeCloseTo(4096 / 60);
+    expect(at(13 * RECOVERY_STEP_MS)).toBe(100);
+    expect(recoveryCompleteAt({ reaction: throttle(60), endsAt, normalRatePerSecond: normal })).toBe(endsAt + 13 * RECOVERY_STEP_MS);
   });
 
-  it('a bounce reaction never limits the rate', () => {
-    const bounce = { action: { kind: 'bounce' } } as const;
-    expect(recoveryRate({ reaction: bounce, now: endsAt - 1, endsAt, normalRatePerSecond: normal })).toBe(100);
-    expect(recoveryCompleteAt({ reaction: bounce, endsAt, normalRatePerSecond: normal })).toBe(endsAt);
+  it('a throttle to nothing names no rate to come back at: it ramps like a suspension', () => {
+    expect(recoveryRate({ reaction: throttle(0), now: endsAt, endsAt, normalRatePerSecond: normal })).toBeCloseTo(10);
+    expect(recoveryCompleteAt({ reaction: throttle(0), endsAt, normalRatePerSecond: normal })).toBe(endsAt + 4 * RECOVERY_STEP_MS);
+  });
+
+  it.each(['bounce', 'none'] as const)('a %s reaction never limits the rate', (kind) => {
+    const reaction = { action: { kind } };
+    expect(recoveryRate({ reaction, now: endsAt - 1, endsAt, normalRatePerSecond: normal })).toBe(100);
+    expect(recoveryCompleteAt({ reaction, endsAt, normalRatePerSecond: normal })).toBe(endsAt);
   });
 });
