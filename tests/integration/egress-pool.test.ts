@@ -232,6 +232,15 @@ describe('egress pool (local backend)', () => {
     p.stop();
   });
 
+  it("two nodes sharing the pool backend share a warming IP's hourly cap: what one leaves, the other gets", async () => {
+    const warming = member('127.0.0.2', { warmup: { plan: 'conservative', start: utcDayStart(T0) } });
+    const nodes = [await pool([warming]), await pool([warming])];
+    const selections = await Promise.all(nodes.map((p) => p.select({ pool: 'default', site: OTHER, count: 3, previous: null })));
+    // The cap of 4: one node reserves 3, the other is refused 3 and then given the 1 left.
+    expect(selections.map((s) => (s.ok ? s.granted : 0)).sort()).toEqual([1, 3]);
+    for (const p of nodes) p.stop();
+  });
+
   /** Selections of `ip` in a burst of 100 at one instant, the IP preferred (a retry's stickiness). */
   async function burst(p: EgressPool, ip: string): Promise<number> {
     let chosen = 0;
