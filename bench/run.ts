@@ -10,7 +10,7 @@
  *   npm run bench -- --dkim rsa             (sign every message: rsa | ed25519 | dual)
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,6 +20,7 @@ import { postgresUrl } from '../tests/helpers/services.ts';
 import { startSmtpSink } from '../tests/helpers/smtp-sink.ts';
 import { testMessage } from '../tests/helpers/submit.ts';
 import { testDaemonConfig } from '../tests/helpers/test-config.ts';
+import { countLog, daemonMetrics, histogramMean, processUsage } from './daemon-usage.ts';
 import { submitLoad } from './smtp-load.ts';
 import { percentile, round } from './stats.ts';
 
@@ -46,27 +47,6 @@ const size = Number(args.size);
 if (args.storage !== 'sqlite' && args.storage !== 'postgres') throw new Error('--storage is sqlite or postgres');
 if (args.dkim && !['rsa', 'ed25519', 'dual'].includes(args.dkim)) throw new Error('--dkim is rsa, ed25519 or dual');
 const name = args.name ?? `${args.storage}-${ipCount}ips${args.warmup ? '-warmup' : ''}${args.dkim ? `-dkim-${args.dkim}` : ''}`;
-
-/** Peak resident set size (VmHWM) and CPU seconds used so far by a process, from /proc. */
-function processUsage(pid: number): { peakRssMb: number; cpuSeconds: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  const ticks = Number(stat[11]) + Number(stat[12]); // utime + stime
-  return { peakRssMb: round(hwm / 1024), cpuSeconds: round(ticks / 100, 2) };
-}
-
-/** The daemon's metrics, read once at the end of the run. */
-async function daemonMetrics(api: { host: string; port: number }): Promise<string> {
-  return (await fetch(`http://${api.host}:${api.port}/metrics`)).text();
-}
-
-/** Mean of a prom-client histogram in the metrics text, in microseconds. */
-function histogramMean(text: string, name: string): { mean: number; count: number } {
-  const sum = Number(new RegExp(`^${name}_sum (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
-  const count = Number(new RegExp(`^${name}_count (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-  return { mean: count ? round((sum / count) * 1e6, 1) : 0, count };
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-'));
 
@@ -103,6 +83,7 @@ const config = testDaemonConfig({
   },
 });
 const daemon = await startDaemonProcess(dir, config, { keepLogs: false, nodeArgs: args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [] });
+const log = countLog(daemon.child.stdout!);
 
 try {
   const batch = Array.from({ length: messages }, (_, i) => {
@@ -147,6 +128,8 @@ try {
     acceptLatencyMs: { p50: round(percentile(load.latencies, 50), 2), p99: round(percentile(load.latencies, 99), 2) },
     acceptToDeliveredMs: { p50: round(percentile(acceptToDelivered, 50), 1), p99: round(percentile(acceptToDelivered, 99), 1) },
     daemon: { ...usage, cpuPerMessageMs: round((usage.cpuSeconds * 1000) / messages, 3) },
+    // Everything the daemon logged (info level) from its start to the last delivery.
+    log: { bytesPerDelivered: round(log.bytes / delivered.size), linesPerDelivered: round(log.lines / delivered.size, 2), totalMb: round(log.bytes / 1e6, 2) },
     egressSelectionUs: selection,
     dkimSignUs: signing,
     // The load generator and the sink share the machine's other core; if this nears wallSeconds, they are the limit.
@@ -168,6 +151,7 @@ try {
     'daemon CPU ms / message': result.daemon.cpuPerMessageMs,
     'egress selection µs / message (mean)': result.egressSelectionUs.mean,
     'DKIM signing µs / message (mean)': result.dkimSignUs.mean,
+    'log bytes / delivered message': result.log.bytesPerDelivered,
     'daemon CPU s': result.daemon.cpuSeconds,
     'harness (client + sink) CPU s': result.harnessCpuSeconds,
     'wall s': result.wallSeconds,
