@@ -207,6 +207,18 @@ export interface Store {
   /** Returns claimed rows to the queue unchanged, due at `dueAt`; rows no longer carrying their token are left alone. */
   release(leases: Lease[], dueAt: number): Promise<void>;
 
+  /**
+   * Defers in bulk the queued recipients of `domains` (their destination site cannot be reached):
+   * each one due before `until` becomes due at `until`, or at its deadline (createdAt + maxAgeMs)
+   * when that comes first, without counting an attempt or writing an event; rows in delivery are
+   * left alone. Works in chunks of a few thousand rows, so a large backlog never holds the queue
+   * for long. Returns how many rows moved.
+   */
+  holdDomains(domains: string[], until: number, maxAgeMs: number): Promise<number>;
+
+  /** Makes the queued recipients of `domains` due after `now` and at or before `until` due at `now` (their site is back), in chunks. Returns how many. */
+  resumeDomains(domains: string[], until: number, now: number): Promise<number>;
+
   /** Returns every row leased by `owner` to the queue (start-up after a crash of this node). */
   releaseAll(owner: string, dueAt: number): Promise<number>;
 

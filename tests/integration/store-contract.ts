@@ -445,6 +445,50 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       expect(again.map((c) => c.recipient)).toEqual(['a@x.test', 'b@x.test', 'c@x.test']);
     });
 
+    it('holds the queued rows of domains until a time or their deadline, and resumes them', async () => {
+      const HOUR = 3_600_000;
+      const inFlight = message({ recipients: ['f@dead.test'], dueAt: T0 - 1 });
+      // Accepted 5 hours ago: with a 6-hour maxAge its deadline comes before the hold ends.
+      const old = message({ recipients: ['a@dead.test'], createdAt: T0 - 5 * HOUR, dueAt: T0 });
+      const m = message({ recipients: ['b@dead.test', 'c@other.test', 'd@Dead2.test'] });
+      const later = message({ recipients: ['e@dead.test'], dueAt: T0 + 2 * HOUR });
+      await store.enqueue([inFlight, old, m, later]);
+      const [claimed] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
+      expect(claimed?.recipient).toBe('f@dead.test');
+
+      const until = T0 + 1.5 * HOUR;
+      expect(await store.holdDomains(['dead.test', 'dead2.test'], until, 6 * HOUR)).toBe(3);
+      expect(await store.holdDomains(['dead.test', 'dead2.test'], until, 6 * HOUR)).toBe(0);
+      const due = async () => (await Promise.all([inFlight, old, m, later].map((x) => store.listRecipients(x.id)))).flat().map((r) => [r.recipient, r.state, r.attempts, r.nextAttemptAt]);
+      expect(await due()).toEqual([
+        ['f@dead.test', 'delivering', 0, T0 - 1],
+        ['a@dead.test', 'queued', 0, T0 + HOUR],
+        ['b@dead.test', 'queued', 0, until],
+        ['c@other.test', 'queued', 0, T0],
+        ['d@Dead2.test', 'queued', 0, until],
+        ['e@dead.test', 'queued', 0, T0 + 2 * HOUR],
+      ]);
+      expect(await store.listEvents(m.id)).toEqual([]);
+      expect((await store.claimDue({ now: T0, limit: 10, owner: OWNER, leaseMs: LEASE })).map((c) => c.recipient)).toEqual(['c@other.test']);
+
+      expect(await store.resumeDomains(['dead.test', 'dead2.test'], until, T0 + 1000)).toBe(3);
+      expect((await due()).filter(([, state]) => state === 'queued')).toEqual([
+        ['a@dead.test', 'queued', 0, T0 + 1000],
+        ['b@dead.test', 'queued', 0, T0 + 1000],
+        ['d@Dead2.test', 'queued', 0, T0 + 1000],
+        ['e@dead.test', 'queued', 0, T0 + 2 * HOUR],
+      ]);
+    });
+
+    it('holds and resumes more rows than one chunk', async () => {
+      const messages = Array.from({ length: 12 }, (_, i) => message({ recipients: Array.from({ length: 1000 }, (_, r) => `u${i}-${r}@dead.test`) }));
+      await store.enqueue(messages);
+      expect(await store.holdDomains(['dead.test'], T0 + 60_000, 86_400_000)).toBe(12_000);
+      expect(await store.nextDueAt()).toBe(T0 + 60_000);
+      expect(await store.resumeDomains(['dead.test'], T0 + 60_000, T0 + 10)).toBe(12_000);
+      expect(await store.nextDueAt()).toBe(T0 + 10);
+    });
+
     it('counts recipients by state, every state present', async () => {
       expect(await store.countByState()).toEqual({ queued: 0, delivering: 0, delivered: 0, bounced: 0 });
       await store.enqueue([message({ recipients: ['a@x.test', 'b@x.test', 'c@x.test'] }), message({ dueAt: T0 + 1 })]);

@@ -129,6 +129,14 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    name: 'queued recipients by domain',
+    sql: `
+      -- holdDomains / resumeDomains: the queued rows of a destination site's domains, in bulk.
+      CREATE INDEX recipients_domain ON recipients (domain, state, next_attempt_at);
+    `,
+  },
 ];
 
 /** First key of the two-key advisory lock taken while migrating ("rook"). */

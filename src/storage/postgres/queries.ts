@@ -216,6 +216,45 @@ export async function releaseOwner(db: Db, owner: string, dueAt: number, now: nu
   return result.rowCount ?? 0;
 }
 
+/**
+ * One chunk of a bulk deferral of queued rows of `domains` (recipients_domain). Rows a claim holds
+ * locked are skipped (they are being delivered); a row already at its target time is not picked
+ * again, so repeating the statement until it moves fewer rows than the chunk ends.
+ */
+export async function holdDomains(db: Db, domains: readonly string[], until: number, maxAgeMs: number, now: number, limit: number): Promise<number> {
+  const result = await db.query({
+    name: 'rookery_hold_domains',
+    text: `
+      WITH picked AS (
+        SELECT id FROM recipients
+        WHERE domain = ANY($1::text[]) AND state = 'queued' AND next_attempt_at < $2 AND next_attempt_at < created_at + $3
+        LIMIT $5
+        FOR UPDATE SKIP LOCKED
+      )
+      UPDATE recipients r SET next_attempt_at = least($2, r.created_at + $3), updated_at = $4
+      FROM picked p WHERE r.id = p.id`,
+    values: [domains, until, maxAgeMs, now, limit],
+  });
+  return result.rowCount ?? 0;
+}
+
+export async function resumeDomains(db: Db, domains: readonly string[], until: number, now: number, limit: number): Promise<number> {
+  const result = await db.query({
+    name: 'rookery_resume_domains',
+    text: `
+      WITH picked AS (
+        SELECT id FROM recipients
+        WHERE domain = ANY($1::text[]) AND state = 'queued' AND next_attempt_at > $3 AND next_attempt_at <= $2
+        LIMIT $4
+        FOR UPDATE SKIP LOCKED
+      )
+      UPDATE recipients r SET next_attempt_at = $3, updated_at = $3
+      FROM picked p WHERE r.id = p.id`,
+    values: [domains, until, now, limit],
+  });
+  return result.rowCount ?? 0;
+}
+
 export async function notifyWork(db: Db, schema: string): Promise<void> {
   await db.query({ name: 'rookery_notify_work', text: 'SELECT pg_notify($1, $2)', values: [WORK_CHANNEL, schema] });
 }

@@ -126,6 +126,14 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 5,
+    name: 'queued recipients by domain',
+    sql: `
+      -- holdDomains / resumeDomains: the queued rows of a destination site's domains, in bulk.
+      CREATE INDEX recipients_domain ON recipients (domain, state, next_attempt_at);
+    `,
+  },
 ];
 
 /**

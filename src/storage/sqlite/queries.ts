@@ -80,6 +80,25 @@ export function prepareQueries(db: DatabaseSync) {
       updated_at = ?
     WHERE state = 'delivering' AND locked_by = ?`);
 
+  // One chunk of a bulk deferral of a domain's queued rows (recipients_domain): a row already at
+  // its target time is not picked again, so repeating the statement until it moves fewer rows
+  // than the chunk ends.
+  const holdDomain = stmt(`
+    UPDATE recipients SET next_attempt_at = min(?2, created_at + ?3), updated_at = ?4
+    WHERE id IN (
+      SELECT id FROM recipients
+      WHERE domain = ?1 AND state = 'queued' AND next_attempt_at < ?2 AND next_attempt_at < created_at + ?3
+      LIMIT ?5
+    )`);
+
+  const resumeDomain = stmt(`
+    UPDATE recipients SET next_attempt_at = ?3, updated_at = ?3
+    WHERE id IN (
+      SELECT id FROM recipients
+      WHERE domain = ?1 AND state = 'queued' AND next_attempt_at > ?3 AND next_attempt_at <= ?2
+      LIMIT ?4
+    )`);
+
   // A lease is claimable once locked_until < now, so 1 ms after it.
   const nextDueAt = stmt(`
     SELECT min(at) AS at FROM (
@@ -230,6 +249,14 @@ export function prepareQueries(db: DatabaseSync) {
 
     releaseOwner(owner: string, dueAt: number, now: number): number {
       return Number(releaseOwner.run(dueAt, now, owner).changes);
+    },
+
+    holdDomain(domain: string, until: number, maxAgeMs: number, now: number, limit: number): number {
+      return Number(holdDomain.run(domain, until, maxAgeMs, now, limit).changes);
+    },
+
+    resumeDomain(domain: string, until: number, now: number, limit: number): number {
+      return Number(resumeDomain.run(domain, until, now, limit).changes);
     },
 
     nextDueAt(): number | null {

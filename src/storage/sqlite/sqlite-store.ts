@@ -47,6 +47,8 @@ export interface SqliteStoreOptions {
 
 /** Messages purged per transaction, so a large purge never holds the write lock for long. */
 const PURGE_CHUNK = 500;
+/** Rows moved per transaction by holdDomains and resumeDomains, for the same reason. */
+const BULK_CHUNK = 5000;
 
 /**
  * The embedded queue: one SQLite file in WAL mode with synchronous=FULL, so a resolved enqueue
@@ -165,6 +167,28 @@ class SqliteStore implements Store {
     await this.write((q) => {
       for (const l of leases) q.releaseOne(l.recipientId, l.token, dueAt, now);
     });
+  }
+
+  async holdDomains(domains: string[], until: number, maxAgeMs: number): Promise<number> {
+    const now = this.clock.now();
+    return this.inChunks(domains, (q, domain) => q.holdDomain(domain, until, maxAgeMs, now, BULK_CHUNK));
+  }
+
+  async resumeDomains(domains: string[], until: number, now: number): Promise<number> {
+    return this.inChunks(domains, (q, domain) => q.resumeDomain(domain, until, now, BULK_CHUNK));
+  }
+
+  /** Runs a bulk update one domain and one chunk per transaction, so writes of others (acceptance) go in between. */
+  private async inChunks(domains: readonly string[], chunk: (q: SqliteQueries, domain: string) => number): Promise<number> {
+    let total = 0;
+    for (const domain of new Set(domains)) {
+      for (;;) {
+        const moved = await this.write((q) => chunk(q, domain));
+        total += moved;
+        if (moved < BULK_CHUNK) break;
+      }
+    }
+    return total;
   }
 
   async releaseAll(owner: string, dueAt: number): Promise<number> {
