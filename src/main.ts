@@ -5,6 +5,7 @@ import { createControlApi } from './control-api/server.ts';
 import { createDkimKeyStore, type TxtResolver } from './sender-domains/key-store.ts';
 import { createDkimSigner } from './sender-domains/signer.ts';
 import { returnPathFor } from './sender-domains/verp.ts';
+import { DeadSites } from './engine/dead-sites.ts';
 import { DeliveryEngine } from './engine/delivery-engine.ts';
 import { Queue, type Accepted, type Submission } from './engine/queue.ts';
 import { RetentionSweeper } from './engine/retention.ts';
@@ -81,7 +82,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const policy = createPoolPolicy(poolData, config.reputation);
     const backend = createPoolBackend({ store, redis: redis?.redis ?? null, keyPrefix: config.redis?.keyPrefix, clock });
     // Per (egress IP -> destination site) path: shaping, connection slots, rate buckets.
-    const queues = new ReadyQueues({ shaping: policy.shaping, limiter: backend.limiter, clock, idleConnectionTimeout: config.delivery.idleConnectionTimeout });
+    const queues = new ReadyQueues({
+      shaping: policy.shaping,
+      limiter: backend.limiter,
+      clock,
+      idleConnectionTimeout: config.delivery.idleConnectionTimeout,
+      deadSite: config.delivery.deadSite,
+    });
     const pool = new EgressPool({
       members: config.ips.map((ip) => ({
         address: ip.address,
@@ -115,8 +122,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const deliverer = createDeliverer({ logger, metrics, timeouts, queues, bounceRules: resolved.bounceRules });
     stack.push({ name: 'deliverer', stop: () => deliverer.close() });
 
+    // Sites no egress IP can reach: probed, their mail held in bulk. Started with the scheduler, which it wakes.
+    const sites = new DeadSites({
+      store,
+      paths: queues.health,
+      prober: deliverer,
+      clock,
+      logger,
+      metrics,
+      maxAgeMs: config.delivery.maxAge,
+      onResumed: () => scheduler.wake(),
+    });
     const engine = new DeliveryEngine({
       store,
+      sites,
       router: createRouter({ routes: config.delivery.routes, mxPort: config.delivery.mxPort, resolver: dns, clock }),
       deliverer,
       pool,
@@ -162,6 +181,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     await scheduler.start();
     stack.push({ name: 'scheduler', stop: () => scheduler.stop(config.delivery.shutdownTimeout) });
+    sites.start();
+    stack.push({ name: 'dead sites', stop: () => sites.stop() });
 
     const queue = new Queue({
       store,

@@ -7,6 +7,7 @@ import type { AttemptResult, ClaimedRecipient, FollowUp, NewMessage, StoredMessa
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { DkimSigner } from '../sender-domains/signer.ts';
 import { jobsBySite, type DeliveryJob } from './delivery-job.ts';
+import type { DeadSites } from './dead-sites.ts';
 import { buildDsn } from './dsn.ts';
 import { signAndCount } from './queue.ts';
 import { newQueueId } from './queue-id.ts';
@@ -62,6 +63,8 @@ export interface EngineDeps {
   router: Pick<Router, 'resolve'>;
   deliverer: Pick<Deliverer, 'deliver' | 'abort'>;
   pool: Pick<EgressPool, 'select' | 'afterDelivery'>;
+  /** Sites no egress IP can reach: their jobs are held instead of attempted. */
+  sites: Pick<DeadSites, 'holdJob' | 'review'>;
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
@@ -109,7 +112,8 @@ export class DeliveryEngine {
    * work due (a retry, or now for a queued DSN), if any.
    */
   async attempt(job: DeliveryJob, message: StoredMessage): Promise<number | null> {
-    const { outcomes, waitUntil } = await this.send(job, message);
+    const { sites } = this.deps;
+    const { outcomes, waitUntil } = sites.holdJob(job) ?? sites.review(job, await this.send(job, message));
     try {
       return await this.conclude(job, message, outcomes, waitUntil);
     } catch (err) {
@@ -310,7 +314,9 @@ export class DeliveryEngine {
       const final = result.newState === 'queued' ? 'deferred' : result.newState;
       metrics.recipientsFinal.inc({ egress_ip: ip, result: final });
       if (result.newState === 'delivered') metrics.deliveryLatency.observe((now - row.messageCreatedAt) / 1000);
-      this.log.info({ event: `delivery.${final}`, ...fields }, final);
+      // A wait that was not an attempt (throttled, held) is counted, not logged line by line.
+      const level = result.countsAsAttempt ? 'info' : 'debug';
+      this.log[level]({ event: `delivery.${final}`, ...fields }, final);
     });
   }
 }

@@ -6,12 +6,14 @@ import type { Shaping } from '../ippool/shaping.ts';
 import { takeTokens } from '../ippool/token-buckets.ts';
 import { ConnectionSlots, type Lease, type SlotStats } from './connection-slots.ts';
 import type { OutboundConnection } from './outbound-connection.ts';
+import { PathHealth } from './path-health.ts';
 
 /**
  * Ready queues: one per egress path (`source->site`, as KumoMTA names them), holding what is
  * limited per path: its shaping (from the path's provider), its connection slots with the idle
  * connections kept for reuse, the gate on new connections (connection rate) and the message
- * rate the pool asks about while choosing an IP. A queue is made when a path is first used and
+ * rate the pool asks about while choosing an IP, and whether the path reaches its site at all
+ * (PathHealth, which outlives the queues). A queue is made when a path is first used and
  * forgotten once it holds no connection; the rate buckets live in the pool backend, so
  * forgetting a queue loses nothing.
  */
@@ -24,6 +26,8 @@ export interface ReadyQueuesOptions {
   clock: Clock;
   /** How long a connection is kept open for reuse after a transaction. */
   idleConnectionTimeout: number;
+  /** delivery.deadSite: the first probe of a path that cannot reach its site, and the longest wait between probes. */
+  deadSite: { interval: number; maxInterval: number };
 }
 
 export class ReadyQueue {
@@ -73,10 +77,15 @@ export class ReadyQueue {
 }
 
 export class ReadyQueues implements PathRates {
+  /** Paths that cannot reach their site now. */
+  readonly health: PathHealth;
   private readonly queues = new Map<PathKey, ReadyQueue>();
   private draining = false;
 
-  constructor(private readonly options: ReadyQueuesOptions) {}
+  constructor(private readonly options: ReadyQueuesOptions) {
+    const { clock, deadSite } = options;
+    this.health = new PathHealth({ clock, intervalMs: deadSite.interval, maxIntervalMs: deadSite.maxInterval });
+  }
 
   /** Waits for a connection slot on `path` (see ReadyQueue.acquire); the queue is made on first use. */
   async acquire(path: EgressPath, prefer: (connection: OutboundConnection) => boolean): Promise<{ queue: ReadyQueue; lease: Lease<OutboundConnection> }> {
@@ -84,7 +93,10 @@ export class ReadyQueues implements PathRates {
     return { queue, lease: await queue.acquire(prefer) };
   }
 
-  takeMessages(path: EgressPath, count: number, now: number): Promise<{ allowed: boolean; retryAfterMs: number }> {
+  /** A down path takes nothing until its probe time: the pool chooses another IP for the site, or waits. */
+  async takeMessages(path: EgressPath, count: number, now: number): Promise<{ allowed: boolean; retryAfterMs: number }> {
+    const downUntil = this.health.retryAt(path, now);
+    if (downUntil !== null) return { allowed: false, retryAfterMs: downUntil - now };
     return takeTokens(this.options.limiter, bucketKeys.messages(path), this.options.shaping(path.provider).messageRate, now, count);
   }
 

@@ -10,14 +10,17 @@ import { pathLabels, type EgressPath } from '../ippool/egress-path.ts';
 import type { Egress } from '../ippool/egress.ts';
 import { OutboundConnection, type DeliveryTimeouts, type OpenFailure } from './outbound-connection.ts';
 import type { ReadyQueue, ReadyQueues } from './ready-queue.ts';
+import type { DownPath } from './path-health.ts';
+import { unreachable } from './path-health.ts';
 import type { NextHop } from './routing.ts';
-import { failureOutcomes, interrupted, localOutcome, moreRelevant, setupOutcome, shuttingDown, successOutcomes } from './transaction-outcomes.ts';
+import { failureOutcomes, interrupted, localOutcome, moreRelevant, pathDown, setupOutcome, shuttingDown, successOutcomes } from './transaction-outcomes.ts';
 
 /**
  * The SMTP client side: runs one mail transaction on a connection of the path's ready queue
  * (an idle one reused, or a new one opened, trying the next hops in order, with opportunistic
  * TLS) and returns one DeliveryOutcome per recipient (made in transaction-outcomes.ts). Never
- * throws for delivery failures.
+ * throws for delivery failures. It keeps the ready queues' PathHealth: a path whose every hop is
+ * unreachable goes down, and opens no new connection until a probe (probe()) gets through.
  */
 
 export interface DeliveryRequest {
@@ -46,6 +49,12 @@ export interface DelivererStats {
 
 export interface Deliverer {
   deliver(request: DeliveryRequest): Promise<DeliveryOutcome[]>;
+  /**
+   * Tries to open a connection on a down path (one probe: the hops in order). Success brings the
+   * path up and leaves the connection idle for the next delivery; failure is the probe's, and
+   * puts the next one further off. Returns whether it got through.
+   */
+  probe(down: DownPath): Promise<boolean>;
   /**
    * Shutdown ran out of time: cuts every connection at once. Deliveries in progress end with an
    * interrupted outcome (transient; a possible duplicate once the final dot was sent); those
@@ -102,6 +111,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       onSocketClose: () => metrics.outboundConnections.dec(gauge),
     });
     live.add(connection);
+    queues.health.connected(queue.path);
     void connection.whenClosed().then(() => live.delete(connection));
     connection.onEnd(() => queue.discard(connection));
     log.debug({ event: 'connection.opened', ip: egress.address, path: queue.key, host: hop.host, port: hop.port, secure: connection.secure }, 'connection opened');
@@ -131,9 +141,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     if (recipients.length === 0) return [];
     if (stopping) return all(shuttingDown(egress));
     const hops = reachableHops(request.hops, egress.address);
-    if (hops.length === 0) {
-      return all(localOutcome(egress, `no next hop for ${path.site} is reachable from egress address ${egress.address ?? '(default)'}`, '4.4.4', 'connection'));
-    }
+    if (hops.length === 0) return all(noReachableHop(path, egress));
 
     const { queue, lease } = await queues.acquire(path, (c) => hops.some((h) => sameHop(h, c.hop)));
     if (stopping) {
@@ -160,7 +168,12 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
         current = null;
       }
 
+      // The path went down while this delivery waited for its slot: no connection until its probe.
+      const down = queues.health.get(path);
+      if (down) return all(pathDown(egress, down));
       let last: DeliveryOutcome | null = null;
+      /** Some hop answered, or failed for a reason of its own rather than the site's: the path is not down. */
+      let reached = false;
       for (const hop of hops) {
         await queue.beforeConnect();
         if (aborting.signal.aborted) return all(shuttingDown(egress));
@@ -169,6 +182,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
           if (aborting.signal.aborted) return all(interrupted(opened.stage, hop.name, egress.address));
           const outcome = setupOutcome(opened, hop, egress, bounceRules);
           last = moreRelevant(last, outcome);
+          reached ||= !unreachable(outcome);
           log.info(hopLog(queue, hop, outcome), 'next hop failed');
           if (isAddressNotAvailable(opened.error)) break;
           continue;
@@ -181,9 +195,11 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
         }
         void current.close();
         current = null;
+        reached = true;
         last = moreRelevant(last, result.outcome);
         log.info(hopLog(queue, hop, result.outcome), 'next hop failed');
       }
+      if (!reached && !aborting.signal.aborted) queues.health.failed(path, { outcome: last!, hops, hostname: request.hostname });
       return all(last!);
     } finally {
       lease.release(current);
@@ -228,9 +244,48 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     return { kind: 'done', outcomes };
   }
 
+  async function probe(down: DownPath): Promise<boolean> {
+    const { path, hops, hostname } = down;
+    const egress: Egress = { address: path.ip, hostname };
+    const { queue, lease } = await queues.acquire(path, () => true);
+    let kept: OutboundConnection | null = lease.connection;
+    try {
+      if (stopping) return false;
+      if (kept?.usable) {
+        // An idle connection on the path (another node's delivery may have opened it): it is up.
+        queues.health.connected(path);
+        return true;
+      }
+      if (kept) void kept.close();
+      kept = null;
+      let last: DeliveryOutcome | null = null;
+      for (const hop of reachableHops(hops, path.ip)) {
+        await queue.beforeConnect();
+        if (aborting.signal.aborted) return false;
+        const opened = await openOnHop(hop, queue, egress);
+        if (opened instanceof OutboundConnection) {
+          kept = opened;
+          return true;
+        }
+        last = moreRelevant(last, setupOutcome(opened, hop, egress, bounceRules));
+      }
+      last ??= noReachableHop(path, egress);
+      if (!aborting.signal.aborted) queues.health.probeFailed(down, { outcome: last, hops, hostname });
+      return false;
+    } finally {
+      lease.release(kept);
+    }
+  }
+
   return {
     deliver(request) {
       const running = deliver(request);
+      inflight.add(running);
+      void running.finally(() => inflight.delete(running)).catch(() => {});
+      return running;
+    },
+    probe(down) {
+      const running = probe(down);
       inflight.add(running);
       void running.finally(() => inflight.delete(running)).catch(() => {});
       return running;
@@ -254,6 +309,10 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       return { connectionsOpened, connectionsOpen: live.size, idle, waiting, transactions };
     },
   };
+}
+
+function noReachableHop(path: EgressPath, egress: Egress): DeliveryOutcome {
+  return localOutcome(egress, `no next hop for ${path.site} is reachable from egress address ${egress.address ?? '(default)'}`, '4.4.4', 'connection');
 }
 
 function sameHop(a: NextHop, b: NextHop): boolean {

@@ -4,6 +4,7 @@ import type { SMTPError } from '../vendor/nodemailer.ts';
 import type { BounceRule } from './bounce-rules.ts';
 import { classifyError, classifyReply, parseReply, type ReplyContext } from './classify.ts';
 import type { OpenFailure, SendResult } from './outbound-connection.ts';
+import type { DownPath } from './path-health.ts';
 import type { NextHop } from './routing.ts';
 
 /**
@@ -15,6 +16,15 @@ import type { NextHop } from './routing.ts';
 /** Not an attempt: the message waits in the queue for the next start ('throttled' does not count as an attempt). */
 export function shuttingDown(egress: Egress): DeliveryOutcome {
   return { disposition: 'throttled', code: null, enhanced: '4.3.2', response: 'delivery is shutting down', stage: 'queue', bounceClass: 'other', remoteHost: null, egressIp: egress.address };
+}
+
+/**
+ * Not an attempt: the path's connections to the site failed moments ago (PathHealth), so none is
+ * opened; the delivery waits for the path's probe.
+ */
+export function pathDown(egress: Egress, down: DownPath): DeliveryOutcome {
+  const response = `not tried: ${down.path.site} cannot be reached from ${egress.address ?? 'the default address'} now (${down.outcome.response})`;
+  return { disposition: 'throttled', code: null, enhanced: '4.4.1', response, stage: 'connect', bounceClass: 'connection', remoteHost: null, egressIp: egress.address };
 }
 
 /**

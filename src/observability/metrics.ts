@@ -74,6 +74,32 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly sitesDown = new Gauge({
+    name: 'rookery_sites_down',
+    help: 'Destination sites no egress IP can reach now: their mail is held (deferred without attempts) until a probe gets through',
+    registers: [this.registry],
+  });
+
+  readonly pathsDown = new Gauge({
+    name: 'rookery_paths_down',
+    help: 'Destination sites an egress IP cannot reach now (connections refused, timed out, or refused at the greeting), by egress IP',
+    labelNames: ['egress_ip'] as const,
+    registers: [this.registry],
+  });
+
+  readonly siteHeld = new Counter({
+    name: 'rookery_site_held_total',
+    help: 'Recipients deferred without an attempt because their destination site is down (in bulk, or when claimed)',
+    registers: [this.registry],
+  });
+
+  readonly siteProbes = new Counter({
+    name: 'rookery_site_probes_total',
+    help: 'Probe connections to destination sites that could not be reached, by result (up, down)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
   readonly dsnsGenerated = new Counter({
     name: 'rookery_dsns_generated_total',
     help: 'Delivery status notifications queued to senders',

@@ -60,7 +60,7 @@ describe('egress pool (local backend)', () => {
       reputation: createReputationTracker({ windowMs: 3_600_000, minSamples: 20 }),
       reactions: new ReactionEngine(loadReactionRules(join(DEFAULT_CONFIG_DIR, DATA_FILES.reactionRules), reactionRulesConfigSchema.parse(operatorRules))),
       policy,
-      paths: new ReadyQueues({ shaping: policy.shaping, limiter: backend.limiter, clock, idleConnectionTimeout: 5_000 }),
+      paths: new ReadyQueues({ shaping: policy.shaping, limiter: backend.limiter, clock, idleConnectionTimeout: 5_000, deadSite: { interval: 60_000, maxInterval: 600_000 } }),
       defaultEgress: { address: null, hostname: 'mta.rookery.test' },
       clock,
       logger: createLogger('silent'),

@@ -13,7 +13,7 @@ const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 function readyQueues() {
   const clock = manualClock(1_000_000);
-  const queues = new ReadyQueues({ shaping: (provider) => SHAPING[provider]!, limiter: new LocalRateLimiter(), clock, idleConnectionTimeout: 1_000 });
+  const queues = new ReadyQueues({ shaping: (provider) => SHAPING[provider]!, limiter: new LocalRateLimiter(), clock, idleConnectionTimeout: 1_000, deadSite: { interval: 60_000, maxInterval: 600_000 } });
   return { clock, queues };
 }
 
