@@ -300,8 +300,8 @@ export class DeliveryEngine {
         ip: outcome.egressIp,
         remoteHost: outcome.remoteHost,
         code: outcome.code,
-        enhanced: outcome.enhanced,
-        stage: outcome.stage,
+        // A delivery is always accepted at the final dot: its line carries the reply, not the detail of where it failed.
+        ...(outcome.disposition !== 'delivered' ? { enhanced: outcome.enhanced, stage: outcome.stage } : {}),
         response: outcome.response,
         attempt: row.attempts + (result.countsAsAttempt ? 1 : 0),
       };

@@ -25,7 +25,8 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   return pino(
     {
       level,
-      base: { service: 'rookery' },
+      // No fields repeated in every line (pid, host name, service): the journal has them once.
+      base: null,
       redact: { paths: REDACT, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
       // Paths cannot reach a connection string inside a driver's error message or stack, or one

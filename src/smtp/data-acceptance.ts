@@ -131,7 +131,7 @@ async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServe
       messageId: accepted.id,
       messageIdHeader: accepted.messageIdHeader,
       sender: submission.sender,
-      submitter: submission.submitter,
+      ...(submission.submitter !== null ? { submitter: submission.submitter } : {}),
       recipients: submission.recipients.length,
       size: submission.body.length,
       pool: accepted.pool.pool,

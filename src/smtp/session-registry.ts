@@ -102,7 +102,8 @@ export class SessionRegistry {
     this.deps.metrics.smtpSessions.inc();
     this.deps.metrics.smtpSessionsActive.inc();
     const clientName = session.clientHostname === `[${ip}]` ? null : session.clientHostname;
-    state.log.info(
+    // Sessions are counted in metrics; their lines are debug, so mail costs its own lines only.
+    state.log.debug(
       { event: 'smtp.session.open', port: session.localPort, tls: listener.tls, clientName, trusted: state.trusted },
       'SMTP session opened',
     );
@@ -147,7 +148,7 @@ export class SessionRegistry {
     if (left > 0) this.perClient.set(state.client, left);
     else this.perClient.delete(state.client);
     this.deps.metrics.smtpSessionsActive.dec();
-    state.log.info({ event: 'smtp.session.close', messages: state.messages }, 'SMTP session closed');
+    state.log.debug({ event: 'smtp.session.close', messages: state.messages }, 'SMTP session closed');
   }
 
   /** The session time limit: a 421 now, or right after the reply to a message being committed. */
