@@ -102,6 +102,13 @@ describe('problems name their exact path', () => {
     expect(problemsOf({ delivery: { lease: 'soon' } })[0]).toMatch(/^delivery\.lease: not a duration/);
   });
 
+  it('takes dead-site probe intervals, the longest no shorter than the first', () => {
+    expect(parse({}).delivery.deadSite).toEqual({ interval: 60_000, maxInterval: 600_000 });
+    expect(parse({ delivery: { deadSite: { interval: '30s', maxInterval: '30s' } } }).delivery.deadSite).toEqual({ interval: 30_000, maxInterval: 30_000 });
+    expect(problemsOf({ delivery: { deadSite: { interval: '5m', maxInterval: '1m' } } })).toEqual(['delivery.deadSite.maxInterval: maxInterval is shorter than interval']);
+    expect(problemsOf({ delivery: { deadSite: { interval: '0s' } } })[0]).toMatch(/^delivery\.deadSite\.interval: /);
+  });
+
   it('rejects networks that are not CIDR', () => {
     const message = 'not a network in CIDR form (e.g. 10.0.0.0/8)';
     expect(problemsOf({ smtp: { trustedNetworks: ['10.0.0.0/8', '10.0.0.0/33'] } })).toEqual([`smtp.trustedNetworks[1]: ${message}`]);

@@ -70,4 +70,15 @@ describe('ready queues', () => {
     // Asking does not make a queue.
     expect(queues.stats().paths).toBe(0);
   });
+
+  it('take nothing on a path that cannot reach its site until its probe time: the pool chooses another IP', async () => {
+    const { clock, queues } = readyQueues();
+    const down = path('127.0.0.2');
+    const outcome = { disposition: 'transient', code: null, enhanced: '4.4.1', response: 'connection refused', stage: 'connect', bounceClass: 'connection', remoteHost: null, egressIp: '127.0.0.2' } as const;
+    queues.health.failed(down, { outcome, hops: [], hostname: 'mta.test' });
+    expect(await queues.takeMessages(down, 1, clock.now())).toEqual({ allowed: false, retryAfterMs: 60_000 });
+    expect(await queues.takeMessages(path('127.0.0.3'), 1, clock.now())).toMatchObject({ allowed: true });
+    queues.health.connected(down);
+    expect(await queues.takeMessages(down, 1, clock.now())).toMatchObject({ allowed: true });
+  });
 });
