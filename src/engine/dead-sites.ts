@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Clock } from '../clock.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -79,11 +80,13 @@ export class DeadSites {
   start(): void {
     if (this.unsubscribe) return;
     this.stopping = new AbortController();
+    // One listener per probe and pause under way: possibly many down paths at once.
+    setMaxListeners(0, this.stopping.signal);
     this.unsubscribe = this.deps.paths.subscribe({ down: (entry) => this.pathDown(entry), connected: (path, wasDown) => this.connected(path, wasDown) });
     this.arm();
   }
 
-  /** Stops probing; waits for the probes and store operations under way. */
+  /** Stops probing (probes under way are cut short); waits for them and for store operations under way. */
   async stop(): Promise<void> {
     this.unsubscribe?.();
     this.unsubscribe = null;
@@ -229,7 +232,7 @@ export class DeadSites {
       }
       entry.wanted = false;
       entry.probing = true;
-      const probe = prober.probe(entry).then(
+      const probe = prober.probe(entry, this.stopping.signal).then(
         (up) => {
           metrics.siteProbes.inc({ result: up ? 'up' : 'down' });
           if (!up) this.probeFailed(entry);

@@ -52,9 +52,9 @@ export interface Deliverer {
   /**
    * Tries to open a connection on a down path (one probe: the hops in order). Success brings the
    * path up and leaves the connection idle for the next delivery; failure is the probe's, and
-   * puts the next one further off. Returns whether it got through.
+   * puts the next one further off. Returns whether it got through; `cancel` cuts it short (false).
    */
-  probe(down: DownPath): Promise<boolean>;
+  probe(down: DownPath, cancel: AbortSignal): Promise<boolean>;
   /**
    * Shutdown ran out of time: cuts every connection at once. Deliveries in progress end with an
    * interrupted outcome (transient; a possible duplicate once the final dot was sent); those
@@ -96,14 +96,14 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
   let connectionsOpened = 0;
   let transactions = 0;
 
-  async function open(hop: NextHop, queue: ReadyQueue, egress: Egress, ignoreTLS: boolean): Promise<OutboundConnection> {
+  async function open(hop: NextHop, queue: ReadyQueue, egress: Egress, ignoreTLS: boolean, signal: AbortSignal): Promise<OutboundConnection> {
     const gauge = pathLabels(queue.path);
     const connection = await OutboundConnection.open({
       hop,
       egress,
       timeouts,
       ignoreTLS,
-      signal: aborting.signal,
+      signal,
       onSocketOpen: () => {
         connectionsOpened++;
         metrics.outboundConnections.inc(gauge);
@@ -119,15 +119,15 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
   }
 
   /** Opens a session on a hop; a failed TLS handshake is retried once in plaintext (opportunistic TLS). */
-  async function openOnHop(hop: NextHop, queue: ReadyQueue, egress: Egress): Promise<OutboundConnection | OpenFailure> {
+  async function openOnHop(hop: NextHop, queue: ReadyQueue, egress: Egress, signal = aborting.signal): Promise<OutboundConnection | OpenFailure> {
     try {
-      return await open(hop, queue, egress, false);
+      return await open(hop, queue, egress, false, signal);
     } catch (failure) {
       const f = failure as OpenFailure;
-      if (f.stage !== 'starttls' || aborting.signal.aborted) return f;
+      if (f.stage !== 'starttls' || signal.aborted) return f;
       log.info({ event: 'connection.tls.failed', ip: egress.address, host: hop.host, err: String((f.error as Error)?.message ?? f.error) }, 'TLS handshake failed, retrying in plaintext');
       try {
-        return await open(hop, queue, egress, true);
+        return await open(hop, queue, egress, true, signal);
       } catch (retryFailure) {
         return retryFailure as OpenFailure;
       }
@@ -244,8 +244,9 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     return { kind: 'done', outcomes };
   }
 
-  async function probe(down: DownPath): Promise<boolean> {
+  async function probe(down: DownPath, cancel: AbortSignal): Promise<boolean> {
     const { path, hops, hostname } = down;
+    const signal = AbortSignal.any([aborting.signal, cancel]);
     const egress: Egress = { address: path.ip, hostname };
     const { queue, lease } = await queues.acquire(path, () => true);
     let kept: OutboundConnection | null = lease.connection;
@@ -261,8 +262,8 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       let last: DeliveryOutcome | null = null;
       for (const hop of reachableHops(hops, path.ip)) {
         await queue.beforeConnect();
-        if (aborting.signal.aborted) return false;
-        const opened = await openOnHop(hop, queue, egress);
+        if (signal.aborted) return false;
+        const opened = await openOnHop(hop, queue, egress, signal);
         if (opened instanceof OutboundConnection) {
           kept = opened;
           return true;
@@ -270,7 +271,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
         last = moreRelevant(last, setupOutcome(opened, hop, egress, bounceRules));
       }
       last ??= noReachableHop(path, egress);
-      if (!aborting.signal.aborted) queues.health.probeFailed(down, { outcome: last, hops, hostname });
+      if (!signal.aborted) queues.health.probeFailed(down, { outcome: last, hops, hostname });
       return false;
     } finally {
       lease.release(kept);
@@ -284,8 +285,8 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       void running.finally(() => inflight.delete(running)).catch(() => {});
       return running;
     },
-    probe(down) {
-      const running = probe(down);
+    probe(down, cancel) {
+      const running = probe(down, cancel);
       inflight.add(running);
       void running.finally(() => inflight.delete(running)).catch(() => {});
       return running;
