@@ -10,8 +10,7 @@ import { pathLabels, type EgressPath } from '../ippool/egress-path.ts';
 import type { Egress } from '../ippool/egress.ts';
 import { OutboundConnection, type DeliveryTimeouts, type OpenFailure } from './outbound-connection.ts';
 import type { ReadyQueue, ReadyQueues } from './ready-queue.ts';
-import type { DownPath } from './path-health.ts';
-import { unreachable } from './path-health.ts';
+import { unreachable, type DownPath } from './path-health.ts';
 import type { NextHop } from './routing.ts';
 import { failureOutcomes, interrupted, localOutcome, moreRelevant, pathDown, setupOutcome, shuttingDown, successOutcomes } from './transaction-outcomes.ts';
 
@@ -253,7 +252,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     try {
       if (stopping) return false;
       if (kept?.usable) {
-        // An idle connection on the path (another node's delivery may have opened it): it is up.
+        // An idle connection on the path: it is up.
         queues.health.connected(path);
         return true;
       }
@@ -278,19 +277,16 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     }
   }
 
+  /** Counts work in flight, so close() can wait for it. */
+  function tracked<T>(running: Promise<T>): Promise<T> {
+    inflight.add(running);
+    void running.finally(() => inflight.delete(running)).catch(() => {});
+    return running;
+  }
+
   return {
-    deliver(request) {
-      const running = deliver(request);
-      inflight.add(running);
-      void running.finally(() => inflight.delete(running)).catch(() => {});
-      return running;
-    },
-    probe(down, cancel) {
-      const running = probe(down, cancel);
-      inflight.add(running);
-      void running.finally(() => inflight.delete(running)).catch(() => {});
-      return running;
-    },
+    deliver: (request) => tracked(deliver(request)),
+    probe: (down, cancel) => tracked(probe(down, cancel)),
     abort() {
       stopping = true;
       queues.drain();
