@@ -155,6 +155,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       owner,
       concurrency: config.delivery.concurrency,
       leaseMs: config.delivery.lease,
+      beforeClaim: () => sites.holdsDone(),
     });
 
     let shuttingDown = false;

@@ -25,6 +25,12 @@ import type { Deliverer } from './smtp-deliverer.ts';
 const HOLD_MS = 60 * 60_000;
 /** After a site came back, when held mail is resumed a second time (jobs held as it came back). */
 const RESUME_AGAIN_MS = 5_000;
+/**
+ * Rows held or resumed per store call. SQLite runs each call on the daemon's one thread (about
+ * 30 ms for this many), and the same time passes before the next, so acceptance keeps at least
+ * half of the thread while a large backlog is held.
+ */
+const BULK_CHUNK = 2_000;
 
 /** What an attempt of a job produced: per recipient, and for a wait when it ends. */
 export interface JobOutcomes {
@@ -68,6 +74,8 @@ export class DeadSites {
   private readonly held = new Map<string, HeldSite>();
   /** Probes and store operations under way, for stop(). */
   private readonly tasks = new Set<Promise<unknown>>();
+  /** Bulk holds under way. */
+  private readonly holding = new Set<Promise<unknown>>();
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopping = new AbortController();
@@ -121,6 +129,15 @@ export class DeadSites {
     return this.holdJob(job) ?? sent;
   }
 
+  /**
+   * Resolves once no bulk hold is under way. The scheduler waits for it before claiming: the rows
+   * a hold has not reached yet are the oldest due, and claiming them one by one meanwhile would
+   * cost far more than the hold itself (a claim, a result and an event each).
+   */
+  async holdsDone(): Promise<void> {
+    await Promise.all([...this.holding]);
+  }
+
   /** Sites held now (for tests and shutdown reports). */
   get size(): number {
     return this.held.size;
@@ -146,11 +163,13 @@ export class DeadSites {
   /** Defers the queued mail of `domains` to the site's hold time, in bulk. */
   private holdDomains(site: HeldSite, domains: string[]): void {
     for (const domain of domains) site.domains.add(domain);
-    this.enqueueWork(site, async () => {
-      const held = await this.deps.store.holdDomains(domains, site.until, this.deps.maxAgeMs);
+    const hold = this.enqueueWork(site, async () => {
+      const held = await this.inChunks((limit) => this.deps.store.holdDomains(domains, site.until, this.deps.maxAgeMs, limit));
       this.deps.metrics.siteHeld.inc(held);
       this.log.debug({ event: 'delivery.site.held', site: site.site, domains, recipients: held }, 'queued mail of a down site deferred');
     });
+    this.holding.add(hold);
+    void hold.finally(() => this.holding.delete(hold));
   }
 
   private pathDown(entry: DownPath): void {
@@ -183,10 +202,26 @@ export class DeadSites {
     });
   }
 
+  /** Makes the site's held mail due now; the scheduler is woken as soon as the first of it is. */
   private async resume(site: HeldSite): Promise<number> {
-    const resumed = await this.deps.store.resumeDomains([...site.domains], site.until, this.deps.clock.now());
-    if (resumed > 0) this.deps.onResumed();
-    return resumed;
+    const domains = [...site.domains];
+    return this.inChunks(async (limit) => {
+      const resumed = await this.deps.store.resumeDomains(domains, site.until, this.deps.clock.now(), limit);
+      if (resumed > 0) this.deps.onResumed();
+      return resumed;
+    });
+  }
+
+  /** Repeats a bulk store call until it moves fewer than BULK_CHUNK rows, pausing after each as long as it took. */
+  private async inChunks(chunk: (limit: number) => Promise<number>): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const started = performance.now();
+      const moved = await chunk(BULK_CHUNK);
+      total += moved;
+      if (moved < BULK_CHUNK || this.stopping.signal.aborted) return total;
+      await this.pause(performance.now() - started);
+    }
   }
 
   /** Waits `ms`, or less when stop() comes first. */
@@ -198,12 +233,13 @@ export class DeadSites {
   }
 
   /** Runs a store operation of the site after those before it; a failure is logged (held mail is due again after HOLD_MS anyway). */
-  private enqueueWork(site: HeldSite, work: () => Promise<void>): void {
+  private enqueueWork(site: HeldSite, work: () => Promise<void>): Promise<void> {
     const run = site.work.then(work).catch((err: unknown) => {
       this.log.error({ event: 'delivery.site.hold.failed', site: site.site, err }, 'holding or resuming the mail of a down site failed');
     });
     site.work = run;
     this.track(run);
+    return run;
   }
 
   private track(task: Promise<unknown>): void {

@@ -19,6 +19,8 @@ export interface SchedulerOptions {
   maxSleepMs?: number;
   /** Delay before a job that failed unexpectedly is tried again. */
   errorRetryMs?: number;
+  /** Awaited before each claim (DeadSites.holdsDone: a bulk hold of a down site's mail finishes first). */
+  beforeClaim?: () => Promise<void>;
 }
 
 /** After stop() interrupted the deliveries still running, how long it waits for them to be recorded. */
@@ -140,6 +142,8 @@ export class Scheduler {
       do {
         this.wakeAgain = false;
         while (this.running && this.slots < concurrency) {
+          await this.options.beforeClaim?.();
+          if (!this.running) break;
           const limit = concurrency - this.slots;
           const claimed = await store.claimDue({ now: clock.now(), limit, owner, leaseMs });
           this.backlog = claimed.length === limit;

@@ -208,16 +208,16 @@ export interface Store {
   release(leases: Lease[], dueAt: number): Promise<void>;
 
   /**
-   * Defers in bulk the queued recipients of `domains` (their destination site cannot be reached):
-   * each one due before `until` becomes due at `until`, or at its deadline (createdAt + maxAgeMs)
-   * when that comes first, without counting an attempt or writing an event; rows in delivery are
-   * left alone. Works in chunks of a few thousand rows, so a large backlog never holds the queue
-   * for long. Returns how many rows moved.
+   * Defers up to `limit` queued recipients of `domains` (their destination site cannot be reached)
+   * in one transaction: each one due before `until` becomes due at `until`, or at its deadline
+   * (createdAt + maxAgeMs) when that comes first, without counting an attempt or writing an event;
+   * rows in delivery are left alone. Returns how many moved; fewer than `limit` when none is left,
+   * so a caller repeats it for a large backlog, letting other writes go in between.
    */
-  holdDomains(domains: string[], until: number, maxAgeMs: number): Promise<number>;
+  holdDomains(domains: string[], until: number, maxAgeMs: number, limit: number): Promise<number>;
 
-  /** Makes the queued recipients of `domains` due after `now` and at or before `until` due at `now` (their site is back), in chunks. Returns how many. */
-  resumeDomains(domains: string[], until: number, now: number): Promise<number>;
+  /** Makes up to `limit` queued recipients of `domains` due after `now` and at or before `until` due at `now` (their site is back). Returns how many, as holdDomains. */
+  resumeDomains(domains: string[], until: number, now: number, limit: number): Promise<number>;
 
   /** Returns every row leased by `owner` to the queue (start-up after a crash of this node). */
   releaseAll(owner: string, dueAt: number): Promise<number>;

@@ -457,8 +457,8 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       expect(claimed?.recipient).toBe('f@dead.test');
 
       const until = T0 + 1.5 * HOUR;
-      expect(await store.holdDomains(['dead.test', 'dead2.test'], until, 6 * HOUR)).toBe(3);
-      expect(await store.holdDomains(['dead.test', 'dead2.test'], until, 6 * HOUR)).toBe(0);
+      expect(await store.holdDomains(['dead.test', 'dead2.test'], until, 6 * HOUR, 100)).toBe(3);
+      expect(await store.holdDomains(['dead.test', 'dead2.test'], until, 6 * HOUR, 100)).toBe(0);
       const due = async () => (await Promise.all([inFlight, old, m, later].map((x) => store.listRecipients(x.id)))).flat().map((r) => [r.recipient, r.state, r.attempts, r.nextAttemptAt]);
       expect(await due()).toEqual([
         ['f@dead.test', 'delivering', 0, T0 - 1],
@@ -471,7 +471,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       expect(await store.listEvents(m.id)).toEqual([]);
       expect((await store.claimDue({ now: T0, limit: 10, owner: OWNER, leaseMs: LEASE })).map((c) => c.recipient)).toEqual(['c@other.test']);
 
-      expect(await store.resumeDomains(['dead.test', 'dead2.test'], until, T0 + 1000)).toBe(3);
+      expect(await store.resumeDomains(['dead.test', 'dead2.test'], until, T0 + 1000, 100)).toBe(3);
       expect((await due()).filter(([, state]) => state === 'queued')).toEqual([
         ['a@dead.test', 'queued', 0, T0 + 1000],
         ['b@dead.test', 'queued', 0, T0 + 1000],
@@ -480,12 +480,17 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       ]);
     });
 
-    it('holds and resumes more rows than one chunk', async () => {
-      const messages = Array.from({ length: 12 }, (_, i) => message({ recipients: Array.from({ length: 1000 }, (_, r) => `u${i}-${r}@dead.test`) }));
-      await store.enqueue(messages);
-      expect(await store.holdDomains(['dead.test'], T0 + 60_000, 86_400_000)).toBe(12_000);
+    it('holds and resumes at most `limit` rows per call, over several domains', async () => {
+      await store.enqueue([message({ recipients: ['a@one.test', 'b@one.test', 'c@two.test', 'd@two.test', 'e@three.test'] })]);
+      const domains = ['one.test', 'two.test', 'three.test'];
+      const held: number[] = [];
+      do held.push(await store.holdDomains(domains, T0 + 60_000, 86_400_000, 2));
+      while (held.at(-1) === 2);
+      expect(held).toEqual([2, 2, 1]);
       expect(await store.nextDueAt()).toBe(T0 + 60_000);
-      expect(await store.resumeDomains(['dead.test'], T0 + 60_000, T0 + 10)).toBe(12_000);
+      expect(await store.resumeDomains(domains, T0 + 60_000, T0 + 10, 3)).toBe(3);
+      expect(await store.resumeDomains(domains, T0 + 60_000, T0 + 10, 3)).toBe(2);
+      expect(await store.resumeDomains(domains, T0 + 60_000, T0 + 10, 3)).toBe(0);
       expect(await store.nextDueAt()).toBe(T0 + 10);
     });
 

@@ -53,21 +53,9 @@ export interface PostgresStoreOptions {
 
 /** Messages purged per statement, so a large purge never holds many row locks for long. */
 const PURGE_CHUNK = 1000;
-/** Rows moved per statement by holdDomains and resumeDomains, so none holds many row locks for long. */
-const BULK_CHUNK = 5000;
 /** Looks at whether an uncertain commit stored the messages: tries, and the pause between them. */
 const UNCERTAIN_CHECKS = 3;
 const UNCERTAIN_CHECK_PAUSE_MS = 250;
-
-/** Repeats a bulk statement of up to BULK_CHUNK rows until it moves fewer; returns the rows moved. */
-async function inChunks(chunk: (limit: number) => Promise<number>): Promise<number> {
-  let total = 0;
-  for (;;) {
-    const moved = await chunk(BULK_CHUNK);
-    total += moved;
-    if (moved < BULK_CHUNK) return total;
-  }
-}
 
 /** The context of a batched write: the transaction's connection and whether to NOTIFY at commit. */
 interface PgTransaction {
@@ -194,15 +182,15 @@ class PostgresStore implements Store {
     });
   }
 
-  async holdDomains(domains: string[], until: number, maxAgeMs: number): Promise<number> {
+  /** One statement each: like claims, a bulk update holds its rows' locks for one statement only. */
+  async holdDomains(domains: string[], until: number, maxAgeMs: number, limit: number): Promise<number> {
     this.assertOpen();
-    const now = this.clock.now();
-    return inChunks((limit) => sql.holdDomains(this.pool, domains, until, maxAgeMs, now, limit));
+    return sql.holdDomains(this.pool, domains, until, maxAgeMs, this.clock.now(), limit);
   }
 
-  async resumeDomains(domains: string[], until: number, now: number): Promise<number> {
+  async resumeDomains(domains: string[], until: number, now: number, limit: number): Promise<number> {
     this.assertOpen();
-    const resumed = await inChunks((limit) => sql.resumeDomains(this.pool, domains, until, now, limit));
+    const resumed = await sql.resumeDomains(this.pool, domains, until, now, limit);
     // Due now: the other nodes may take them too.
     if (resumed > 0) await sql.notifyWork(this.pool, this.schema);
     return resumed;

@@ -217,9 +217,9 @@ export async function releaseOwner(db: Db, owner: string, dueAt: number, now: nu
 }
 
 /**
- * One chunk of a bulk deferral of queued rows of `domains` (recipients_domain). Rows a claim holds
+ * A bulk deferral of up to `limit` queued rows of `domains` (recipients_domain). Rows a claim holds
  * locked are skipped (they are being delivered); a row already at its target time is not picked
- * again, so repeating the statement until it moves fewer rows than the chunk ends.
+ * again, so repeating the statement until it moves fewer than `limit` ends.
  */
 export async function holdDomains(db: Db, domains: readonly string[], until: number, maxAgeMs: number, now: number, limit: number): Promise<number> {
   const result = await db.query({

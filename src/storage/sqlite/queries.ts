@@ -80,9 +80,8 @@ export function prepareQueries(db: DatabaseSync) {
       updated_at = ?
     WHERE state = 'delivering' AND locked_by = ?`);
 
-  // One chunk of a bulk deferral of a domain's queued rows (recipients_domain): a row already at
-  // its target time is not picked again, so repeating the statement until it moves fewer rows
-  // than the chunk ends.
+  // A bulk deferral of up to ?5 queued rows of a domain (recipients_domain): a row already at its
+  // target time is not picked again, so repeating the statement until it moves fewer ends.
   const holdDomain = stmt(`
     UPDATE recipients SET next_attempt_at = min(?2, created_at + ?3), updated_at = ?4
     WHERE id IN (

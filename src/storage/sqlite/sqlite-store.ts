@@ -47,8 +47,6 @@ export interface SqliteStoreOptions {
 
 /** Messages purged per transaction, so a large purge never holds the write lock for long. */
 const PURGE_CHUNK = 500;
-/** Rows moved per transaction by holdDomains and resumeDomains, for the same reason. */
-const BULK_CHUNK = 5000;
 
 /**
  * The embedded queue: one SQLite file in WAL mode with synchronous=FULL, so a resolved enqueue
@@ -169,26 +167,13 @@ class SqliteStore implements Store {
     });
   }
 
-  async holdDomains(domains: string[], until: number, maxAgeMs: number): Promise<number> {
+  async holdDomains(domains: string[], until: number, maxAgeMs: number, limit: number): Promise<number> {
     const now = this.clock.now();
-    return this.inChunks(domains, (q, domain) => q.holdDomain(domain, until, maxAgeMs, now, BULK_CHUNK));
+    return this.write((q) => eachDomain(domains, limit, (domain, left) => q.holdDomain(domain, until, maxAgeMs, now, left)));
   }
 
-  async resumeDomains(domains: string[], until: number, now: number): Promise<number> {
-    return this.inChunks(domains, (q, domain) => q.resumeDomain(domain, until, now, BULK_CHUNK));
-  }
-
-  /** Runs a bulk update one domain and one chunk per transaction, so writes of others (acceptance) go in between. */
-  private async inChunks(domains: readonly string[], chunk: (q: SqliteQueries, domain: string) => number): Promise<number> {
-    let total = 0;
-    for (const domain of new Set(domains)) {
-      for (;;) {
-        const moved = await this.write((q) => chunk(q, domain));
-        total += moved;
-        if (moved < BULK_CHUNK) break;
-      }
-    }
-    return total;
+  async resumeDomains(domains: string[], until: number, now: number, limit: number): Promise<number> {
+    return this.write((q) => eachDomain(domains, limit, (domain, left) => q.resumeDomain(domain, until, now, left)));
   }
 
   async releaseAll(owner: string, dueAt: number): Promise<number> {
@@ -313,6 +298,16 @@ class SqliteStore implements Store {
       throw err;
     }
   }
+}
+
+/** Runs a bulk statement per domain until `limit` rows moved in all; returns how many did. */
+function eachDomain(domains: readonly string[], limit: number, move: (domain: string, left: number) => number): number {
+  let moved = 0;
+  for (const domain of new Set(domains)) {
+    if (moved >= limit) break;
+    moved += move(domain, limit - moved);
+  }
+  return moved;
 }
 
 function insertMessages(q: SqliteQueries, messages: readonly NewMessage[]): void {
