@@ -110,23 +110,30 @@ export class DeadSites {
    */
   holdJob(job: DeliveryJob): JobOutcomes | null {
     const site = job.route.ok ? this.held.get(job.route.site) : undefined;
-    if (!site) return null;
-    const fresh = [...new Set(job.rows.map((row) => row.domain))].filter((domain) => !site.domains.has(domain));
-    if (fresh.length) this.holdDomains(site, fresh);
-    this.deps.metrics.siteHeld.inc(job.rows.length);
-    return { outcomes: job.rows.map(() => site.outcome), waitUntil: site.until };
+    return site ? this.hold(site, job) : null;
   }
 
   /**
-   * After an attempt: a job that found no egress IP (it waits) while paths to its site are down,
-   * and that no IP could take before their probes, holds the site; it is the first held job.
+   * After an attempt: a job whose recipients (or some of them) wait while paths to its site are
+   * down holds the site when no egress IP could take them before the paths' probes, or when it
+   * went out from the OS default address (no egress IPs configured: the one path there is).
    */
   review(job: DeliveryJob, sent: JobOutcomes): JobOutcomes {
-    if (sent.waitUntil === undefined || !job.route.ok) return sent;
+    if (!job.route.ok || !sent.outcomes.some((o) => o.disposition === 'throttled')) return sent;
     const down = this.deps.paths.ofSite(job.route.site);
-    if (!down.length || sent.waitUntil < Math.min(...down.map((d) => d.probeAt))) return sent;
-    if (!this.held.has(job.route.site)) this.holdSite(job.route.site, down);
-    return this.holdJob(job) ?? sent;
+    if (!down.length) return sent;
+    const noIp = sent.waitUntil !== undefined ? sent.waitUntil >= Math.min(...down.map((d) => d.probeAt)) : down.some((d) => d.path.ip === null);
+    if (!noIp) return sent;
+    return this.hold(this.held.get(job.route.site) ?? this.holdSite(job.route.site, down), job, sent.outcomes);
+  }
+
+  /** The job's outcomes on a held site: those that went out (of `outcomes`) stay, every wait becomes the site's. */
+  private hold(site: HeldSite, job: DeliveryJob, outcomes?: DeliveryOutcome[]): JobOutcomes {
+    const fresh = [...new Set(job.rows.map((row) => row.domain))].filter((domain) => !site.domains.has(domain));
+    if (fresh.length) this.holdDomains(site, fresh);
+    const held = job.rows.map((_, i) => (outcomes && outcomes[i]!.disposition !== 'throttled' ? outcomes[i]! : site.outcome));
+    this.deps.metrics.siteHeld.inc(held.filter((o) => o === site.outcome).length);
+    return { outcomes: held, waitUntil: site.until };
   }
 
   /**
@@ -143,10 +150,11 @@ export class DeadSites {
     return this.held.size;
   }
 
-  private holdSite(site: string, down: DownPath[]): void {
+  private holdSite(site: string, down: DownPath[]): HeldSite {
     const now = this.deps.clock.now();
     const cause = down[0]!.outcome;
-    this.held.set(site, { site, since: now, domains: new Set(), until: now + HOLD_MS, outcome: siteDown(site, cause), work: Promise.resolve() });
+    const held: HeldSite = { site, since: now, domains: new Set(), until: now + HOLD_MS, outcome: siteDown(site, cause), work: Promise.resolve() };
+    this.held.set(site, held);
     this.deps.metrics.sitesDown.set(this.held.size);
     this.log.warn(
       {
@@ -158,6 +166,7 @@ export class DeadSites {
       },
       `no egress IP can reach ${site}: its mail is held until a probe connection gets through`,
     );
+    return held;
   }
 
   /** Defers the queued mail of `domains` to the site's hold time, in bulk. */
