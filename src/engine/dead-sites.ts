@@ -13,9 +13,9 @@ import type { Deliverer } from './smtp-deliverer.ts';
  * Destination sites that no egress IP can reach, held as a whole (Postfix's dead destinations):
  * one event, not an attempt per message. A site is held once a delivery to it finds no egress IP
  * because its paths are down (PathHealth) and no other IP frees up before their probes. Held, the
- * queued mail of its domains is deferred in bulk by one store operation, a job claimed for it is
- * deferred without an attempt (a wait, as 'throttled' is), and only the probes connect: one per
- * down path and interval. The first probe (or delivery) that gets through resumes the held mail
+ * queued mail of its domains is deferred in bulk (a few store calls of BULK_CHUNK rows), a job
+ * claimed for it is deferred without an attempt (a wait, as 'throttled' is), and only the probes
+ * connect: one per down path and interval. The first probe (or delivery) that gets through resumes the held mail
  * at once. Held mail is due again after HOLD_MS anyway, so a hold this node forgets (a restart)
  * or one that outlives a site's domain moving elsewhere costs an hour at most; it still bounces at
  * delivery.maxAge.
@@ -145,27 +145,15 @@ export class DeadSites {
     await Promise.all([...this.holding]);
   }
 
-  /** Sites held now (for tests and shutdown reports). */
-  get size(): number {
-    return this.held.size;
-  }
-
   private holdSite(site: string, down: DownPath[]): HeldSite {
     const now = this.deps.clock.now();
     const cause = down[0]!.outcome;
     const held: HeldSite = { site, since: now, domains: new Set(), until: now + HOLD_MS, outcome: siteDown(site, cause), work: Promise.resolve() };
     this.held.set(site, held);
     this.deps.metrics.sitesDown.set(this.held.size);
-    this.log.warn(
-      {
-        event: 'delivery.site.down',
-        site,
-        ips: down.map((d) => ipLabel(d.path.ip)),
-        response: cause.response,
-        probeAt: new Date(Math.min(...down.map((d) => d.probeAt))).toISOString(),
-      },
-      `no egress IP can reach ${site}: its mail is held until a probe connection gets through`,
-    );
+    const probeAt = new Date(Math.min(...down.map((d) => d.probeAt))).toISOString();
+    const fields = { event: 'delivery.site.down', site, ips: down.map((d) => ipLabel(d.path.ip)), response: cause.response, probeAt };
+    this.log.warn(fields, `no egress IP can reach ${site}: its mail is held until a probe connection gets through`);
     return held;
   }
 
@@ -235,9 +223,15 @@ export class DeadSites {
 
   /** Waits `ms`, or less when stop() comes first. */
   private pause(ms: number): Promise<void> {
+    const { signal } = this.stopping;
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.stopping.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
     });
   }
 
@@ -280,9 +274,13 @@ export class DeadSites {
       const probe = prober.probe(entry, this.stopping.signal).then(
         (up) => {
           metrics.siteProbes.inc({ result: up ? 'up' : 'down' });
-          if (!up) this.probeFailed(entry);
+          if (!up) this.stillDown(entry);
         },
-        (err: unknown) => this.log.error({ event: 'delivery.probe.failed', ip: entry.path.ip, site: entry.path.site, err }, 'probing a down path failed'),
+        (err: unknown) => {
+          this.log.error({ event: 'delivery.probe.failed', ip: entry.path.ip, site: entry.path.site, err }, 'probing a down path failed');
+          // As a failed probe: the next one waits longer, rather than coming at once.
+          paths.probeFailed(entry, entry);
+        },
       );
       this.track(
         probe.finally(() => {
@@ -294,8 +292,8 @@ export class DeadSites {
     this.arm();
   }
 
-  /** The site stays down: its held mail is held for longer before its hold runs out. */
-  private probeFailed(entry: DownPath): void {
+  /** A probe failed, so its site stays down: its held mail is held for longer before its hold runs out. */
+  private stillDown(entry: DownPath): void {
     const site = this.held.get(entry.path.site);
     const now = this.deps.clock.now();
     if (!site || site.until - now > HOLD_MS / 2) return;
