@@ -156,6 +156,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       concurrency: config.delivery.concurrency,
       leaseMs: config.delivery.lease,
       beforeClaim: () => sites.holdsDone(),
+      // A delivery that could not start (storage or Redis unreachable) waits like a first retry.
+      errorRetryMs: config.delivery.retry.initial,
     });
 
     let shuttingDown = false;

@@ -101,3 +101,16 @@ export async function killDaemon(daemon: DaemonProcess | undefined): Promise<voi
   daemon.kill('SIGKILL');
   await daemon.exited;
 }
+
+/** GET on the daemon's control API: the status and the JSON body (null when it has none). */
+export async function apiGet(daemon: Pick<DaemonProcess, 'api'>, path: string): Promise<{ status: number; body: Record<string, unknown> | null }> {
+  const res = await fetch(`http://${daemon.api.host}:${daemon.api.port}${path}`);
+  const text = await res.text();
+  let body: Record<string, unknown> | null = null;
+  try {
+    body = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // /metrics is not JSON.
+  }
+  return { status: res.status, body };
+}

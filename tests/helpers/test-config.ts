@@ -22,3 +22,9 @@ export function testDaemonConfig(options: { dir: string; sink?: { port: number }
     delivery: { ...(sink ? { routes: { '*': `127.0.0.1:${sink.port}` } } : {}), ...extra.delivery },
   };
 }
+
+/**
+ * Shaping that never binds, for tests that push load through one loopback "site": the default
+ * (100 messages a second per IP and site) would make them wait for the limit, not the fault.
+ */
+export const UNSHAPED: ConfigInput = { shaping: { default: { messageRate: '1000000/s', connectionRate: '10000/s' } } };
