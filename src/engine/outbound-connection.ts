@@ -17,6 +17,11 @@ export type DeliveryTimeouts = Config['delivery']['timeouts'];
 
 /** How long a closing connection may take to answer QUIT and close before it is cut. */
 const QUIT_GRACE_MS = 2_000;
+/**
+ * The slowest a server may take the message data, for the transaction's deadline: the floor
+ * Rookery asks of its own submission clients (smtp.minDataRate's default).
+ */
+const MIN_BODY_BYTES_PER_SECOND = 1024;
 
 export interface OpenOptions {
   hop: NextHop;
@@ -50,6 +55,14 @@ export type SendResult =
       rejectedErrors: SMTPError[];
     };
 
+/**
+ * A reply's time limit (the socket timeout) measures silence, so a server that drips its replies
+ * a byte at a time would never trip it and could hold a connection for ever (a tarpit). Each
+ * phase therefore also has a deadline, the sum of its steps' limits: the session setup
+ * (greeting, EHLO, STARTTLS, EHLO again) and each transaction (MAIL, each RCPT, DATA, the data
+ * at MIN_BODY_BYTES_PER_SECOND, the reply to the final dot). Past it the connection is cut, as
+ * a timeout.
+ */
 export class OutboundConnection {
   /** Completed transactions on this connection. */
   transactions = 0;
@@ -108,6 +121,7 @@ export class OutboundConnection {
       logger: false,
     });
     const connection = new OutboundConnection(smtp, socket, hop, egress, timeouts, options.signal);
+    const disarm = connection.deadline(timeouts.greeting + 3 * timeouts.command);
     try {
       await new Promise<void>((resolve, reject) => {
         smtp.once('error', reject);
@@ -117,6 +131,8 @@ export class OutboundConnection {
       smtp.close();
       socket.destroy();
       throw { error, stage: setupStage(smtp, socket) } satisfies OpenFailure;
+    } finally {
+      disarm();
     }
     return connection;
   }
@@ -157,8 +173,11 @@ export class OutboundConnection {
       stage = 'dot';
       socket?.setTimeout(this.timeouts.dataDone);
     });
+    const { command, dataDone } = this.timeouts;
+    const disarm = this.deadline((recipients.length + 2) * command + dataDone + Math.ceil((body.length / MIN_BODY_BYTES_PER_SECOND) * 1000));
     return new Promise<SendResult>((resolve) => {
       this.smtp.send({ from: sender, to: recipients, size: body.length, use8BitMime: hasEightBit(body) }, message, (err, info) => {
+        disarm();
         if (socket && !socket.destroyed) socket.setTimeout(this.timeouts.command);
         if (!err) {
           this.transactions++;
@@ -197,6 +216,17 @@ export class OutboundConnection {
   destroy(): void {
     socketOf(this.smtp)?.destroy();
     this.socket.destroy();
+  }
+
+  /** Cuts the connection with a timeout error once `ms` have passed, unless the returned function is called first. */
+  private deadline(ms: number): () => void {
+    const timer = setTimeout(() => {
+      const error = Object.assign(new Error(`not done within ${ms} ms, the sum of its steps' time limits`), { code: 'ETIMEDOUT' });
+      // The socket SMTPConnection reads (TLS after STARTTLS) fails with the error; the TCP one goes too.
+      socketOf(this.smtp)?.destroy(error);
+      this.socket.destroy(error);
+    }, ms);
+    return () => clearTimeout(timer);
   }
 
   /** Settles when the TCP socket has closed, whoever closed it. */

@@ -28,14 +28,16 @@ export function pathDown(egress: Egress, down: DownPath): DeliveryOutcome {
 }
 
 /**
- * A transaction cut by abort(). A failed attempt, and once the final dot was sent, one the server
- * may have accepted: retrying it may deliver the message twice (Postfix warns the same way).
+ * Marks a failure after the final dot was sent, before the server's reply: the server may have
+ * accepted the message, so the retry may deliver it twice. Postfix logs the same ("message may
+ * be sent more than once"); the mark travels in the event and the log line.
  */
+const POSSIBLE_DUPLICATE = 'after the message was sent, before the reply: it may have been delivered (possible duplicate)';
+
+/** A transaction cut by abort(). A failed attempt, and once the final dot was sent, a possible duplicate. */
 export function interrupted(stage: DeliveryOutcome['stage'], remoteHost: string | null, egressIp: string | null): DeliveryOutcome {
   const response =
-    stage === 'dot'
-      ? 'delivery interrupted by shutdown after the message was sent, before the reply: it may have been delivered (possible duplicate)'
-      : 'delivery interrupted by shutdown before the message was sent';
+    stage === 'dot' ? `delivery interrupted by shutdown ${POSSIBLE_DUPLICATE}` : 'delivery interrupted by shutdown before the message was sent';
   return { disposition: 'transient', code: null, enhanced: '4.3.2', response, stage, bounceClass: 'other', remoteHost, egressIp };
 }
 
@@ -72,7 +74,9 @@ export function successOutcomes(
 }
 
 export function failureOutcomes(result: Extract<SendResult, { ok: false }>, recipients: string[], ctx: Omit<ReplyContext, 'stage'>, rules: readonly BounceRule[]): DeliveryOutcome[] {
-  const failure = classifyError(result.error, { ...ctx, stage: result.stage }, rules);
+  const classified = classifyError(result.error, { ...ctx, stage: result.stage }, rules);
+  // No reply to the final dot (the connection closed, reset or timed out): the server may have the message.
+  const failure = classified.stage === 'dot' && classified.code === null ? { ...classified, response: `${classified.response} ${POSSIBLE_DUPLICATE}` } : classified;
   // A refused MAIL FROM applies to everyone; otherwise recipients refused at RCPT keep their own reply.
   if (failure.stage === 'mail') return recipients.map(() => failure);
   const rejected = rejectionsByRecipient(result.rejectedErrors, ctx, rules);

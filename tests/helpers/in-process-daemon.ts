@@ -1,6 +1,6 @@
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { startDaemon, type Daemon, type DaemonOptions } from '../../src/main.ts';
-import { createLogger } from '../../src/observability/logger.ts';
+import { createLogger, type Logger } from '../../src/observability/logger.ts';
 import { resolveConfig } from '../../src/resolved-config.ts';
 import type { SmtpSink } from './smtp-sink.ts';
 import type { TempDir } from './temp-dir.ts';
@@ -9,7 +9,7 @@ import { testDaemonConfig } from './test-config.ts';
 /**
  * A daemon in this process for integration tests (see testDaemonConfig), delivering every MX hop
  * to the sink's port, with DNS from `resolver`. `config` is laid over it (delivery settings are
- * merged). A `clock` replaces the system's.
+ * merged). A `clock` replaces the system's. Silent unless given a logger.
  */
 export async function startTestDaemon(options: {
   dir: TempDir;
@@ -17,8 +17,9 @@ export async function startTestDaemon(options: {
   resolver: NonNullable<DaemonOptions['resolver']>;
   config?: ConfigInput;
   clock?: DaemonOptions['clock'];
+  logger?: Logger;
 }): Promise<Daemon> {
   const { dir, sink, resolver, config = {}, clock } = options;
   const input = testDaemonConfig({ dir: dir.path, extra: { ...config, delivery: { mxPort: sink.port, ...config.delivery } } });
-  return startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger: createLogger('silent'), resolver, clock });
+  return startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger: options.logger ?? createLogger('silent'), resolver, clock });
 }
