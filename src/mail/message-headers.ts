@@ -6,8 +6,12 @@
 const CRLF = Buffer.from('\r\n');
 const HEADER_END = Buffer.from('\r\n\r\n');
 
-/** Splits at the blank line; a message with no body is all header. */
+/**
+ * Splits at the blank line; a message with no body is all header, and one that starts with the
+ * blank line has no header (the body keeps the blank line, as it does after a header).
+ */
 export function splitHeader(message: Buffer): { header: string; body: Buffer } {
+  if (message[0] === 0x0d && message[1] === 0x0a) return { header: '', body: message };
   const end = message.indexOf(HEADER_END);
   if (end < 0) return { header: message.toString('latin1'), body: Buffer.alloc(0) };
   return { header: message.subarray(0, end + 2).toString('latin1'), body: message.subarray(end + 2) };

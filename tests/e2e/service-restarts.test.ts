@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { apiGet, killDaemon, startDaemonProcess, type DaemonProcess } from '../helpers/daemon-process.ts';
-import { startPrivatePostgres, startPrivateRedis, type PrivateServer } from '../helpers/private-services.ts';
+import { requirePrivatePostgres, requirePrivateRedis, startPrivatePostgres, startPrivateRedis, type PrivateServer } from '../helpers/private-services.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { startSubmissionLoad, undelivered, type SubmissionLoad } from '../helpers/submission-load.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
@@ -17,6 +17,8 @@ import { until } from '../helpers/until.ts';
  */
 
 const SESSIONS = 8;
+const postgresAvailable = requirePrivatePostgres();
+const redisAvailable = requirePrivateRedis();
 
 describe('services restarted under load', () => {
   let dir: TempDir;
@@ -66,7 +68,7 @@ describe('services restarted under load', () => {
     expect((await apiGet(daemon!, '/healthz')).status).toBe(200);
   }
 
-  it('PostgreSQL restarted twice under load (fast, then immediate): 451 while it is down, nothing acknowledged lost', { timeout: 180_000 }, async () => {
+  it.skipIf(!postgresAvailable)('PostgreSQL restarted twice under load (fast, then immediate): 451 while it is down, nothing acknowledged lost', { timeout: 180_000 }, async () => {
     server = await startPrivatePostgres();
     // A delivery whose rows could not even be handed back while the database was away waits for its
     // lease to run out: a short one keeps that wait short.
@@ -90,7 +92,7 @@ describe('services restarted under load', () => {
     await expectEveryAcknowledgedDelivered();
   });
 
-  it('Redis stopped and started under load: /readyz 503 while it is down, nothing acknowledged lost', { timeout: 120_000 }, async () => {
+  it.skipIf(!redisAvailable)('Redis stopped and started under load: /readyz 503 while it is down, nothing acknowledged lost', { timeout: 120_000 }, async () => {
     server = await startPrivateRedis();
     await start({ redis: { url: server.url } });
     load = startSubmissionLoad(daemon!.smtp[0]!, { sessions: SESSIONS, prefix: 'redis-restart' });

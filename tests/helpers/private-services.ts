@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { freePort } from './free-port.ts';
+import { requireCapability } from './services.ts';
 import { createTempDir, type TempDir } from './temp-dir.ts';
 
 /*
@@ -121,6 +122,22 @@ export function postgresBinDir(): string | null {
   const versions = readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'postgres')));
   versions.sort((a, b) => Number(b) - Number(a));
   return versions.length ? join(root, versions[0]!, 'bin') : null;
+}
+
+/** True when a private PostgreSQL can be started here; false locally when not; throws under CI. */
+export function requirePrivatePostgres(): boolean {
+  return requireCapability(postgresBinDir() ? null : 'PostgreSQL server programs (initdb, postgres) not found: set PG_BIN');
+}
+
+/** True when a private Redis can be started here; false locally when not; throws under CI. */
+export function requirePrivateRedis(): boolean {
+  let found = true;
+  try {
+    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
+  } catch {
+    found = false;
+  }
+  return requireCapability(found ? null : 'redis-server not found on PATH');
 }
 
 /**

@@ -60,9 +60,19 @@ export async function requireRedis(): Promise<boolean> {
 function unavailable(service: string, url: string, err: unknown): false {
   const reason = err instanceof Error ? err.message : String(err);
   const where = url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
-  if (process.env.CI === 'true') {
-    throw new Error(`${service} is required under CI but is not reachable at ${where}: ${reason}`);
-  }
-  console.warn(`${service} not reachable at ${where} (${reason}); skipping the tests that need it`);
+  return missing(`${service} is not reachable at ${where}: ${reason}`);
+}
+
+/**
+ * For what a test needs from the machine rather than from a service (a program, root to mount
+ * a filesystem): `problem` null when it is there; otherwise false locally, an error under CI.
+ */
+export function requireCapability(problem: string | null): boolean {
+  return problem === null || missing(problem);
+}
+
+function missing(problem: string): false {
+  if (process.env.CI === 'true') throw new Error(`required under CI: ${problem}`);
+  console.warn(`${problem}; skipping the tests that need it`);
   return false;
 }

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { requireCapability } from './services.ts';
 import { createTempDir } from './temp-dir.ts';
 
 /**
@@ -67,13 +68,9 @@ export async function mountSmallDisk(sizeBytes: number): Promise<SmallDisk> {
 
 /** True when a small disk can be mounted here; false locally (with a warning) when not; throws under CI. */
 export async function requireSmallDisk(): Promise<boolean> {
-  try {
-    await (await mountSmallDisk(1 << 20)).remove();
-    return true;
-  } catch (err) {
-    if (process.env.CI === 'true') throw new Error(`the disk-full tests are required under CI: ${(err as Error).message}`);
-    console.warn(`${(err as Error).message}; skipping the disk-full tests`);
-    return false;
-  }
+  const problem = await mountSmallDisk(1 << 20).then(
+    (disk) => disk.remove().then(() => null),
+    (err: unknown) => (err as Error).message,
+  );
+  return requireCapability(problem);
 }
-

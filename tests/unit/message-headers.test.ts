@@ -31,6 +31,12 @@ describe('message headers', () => {
     expect(out).toBe('Subject: x\r\nDate: y\r\n\r\n');
   });
 
+  it('adds fields to a message without header fields before its blank line, not into its body', () => {
+    const headerless = Buffer.from('\r\nbody line\r\nDate: in the body\r\n');
+    expect(splitHeader(headerless)).toEqual({ header: '', body: headerless });
+    expect(withHeaders(headerless, ['Received: r'], ['Message-ID: <1@h>']).toString()).toBe('Received: r\r\nMessage-ID: <1@h>\r\n\r\nbody line\r\nDate: in the body\r\n');
+  });
+
   it('formats dates per RFC 5322', () => {
     expect(rfc5322Date(Date.UTC(2026, 10, 22, 10, 0, 0))).toBe('Sun, 22 Nov 2026 10:00:00 +0000');
   });
