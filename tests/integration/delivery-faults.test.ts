@@ -1,5 +1,4 @@
 import { DatabaseSync } from 'node:sqlite';
-import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { startDaemon, type Daemon } from '../../src/main.ts';
@@ -8,6 +7,7 @@ import { resolveConfig } from '../../src/resolved-config.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { RecipientRow, Store } from '../../src/storage/store.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
+import { capturingLogger } from '../helpers/log-capture.ts';
 import { startSmtpSink, type SinkReply, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { testMessage } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
@@ -65,8 +65,9 @@ describe('delivery under faults', () => {
 
   async function start(extra: ConfigInput = {}, store?: Store): Promise<Daemon> {
     const input = testDaemonConfig({ dir: dir.path, sink, extra: { ...extra, storage: { path: queuePath() } } });
-    const logger = createLogger('info', new Writable({ write: (chunk, _enc, done) => (logs.push(JSON.parse(String(chunk))), done()) }));
-    daemon = await startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger, store, resolver: createFixtureResolver({}) });
+    const captured = capturingLogger();
+    logs = captured.logs;
+    daemon = await startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger: captured.logger, store, resolver: createFixtureResolver({}) });
     return daemon;
   }
 
