@@ -129,6 +129,12 @@ describe('remote faults', () => {
     return (await store.listEvents(queueId)).map((e) => e.outcome);
   }
 
+  /** The outcomes of a message's attempts, once `n` are recorded (a delivery reaches the sink just before its result is stored). */
+  async function recordedEvents(store: Store, queueId: string, n: number): Promise<AttemptEvent['outcome'][]> {
+    await until(async () => (await eventsOf(store, queueId)).length >= n, `${n} attempts of ${queueId} recorded`);
+    return eventsOf(store, queueId);
+  }
+
   it('a tarpit as the preferred MX (one byte a minute) costs the greeting timeout, then the backup MX takes the mail', async () => {
     const tarpit = await startTarpit({ host: HOSTS.tarpit, port: sink.port });
     cleanups.push(() => tarpit.close());
@@ -144,7 +150,7 @@ describe('remote faults', () => {
     // Each went out on its first attempt, through the backup.
     const store = await observer();
     for (const queueId of acknowledged.values()) {
-      expect(await eventsOf(store, queueId)).toEqual([expect.objectContaining({ disposition: 'delivered', remoteHost: 'mx2.tarpit.test' })]);
+      expect(await recordedEvents(store, queueId, 1)).toEqual([expect.objectContaining({ disposition: 'delivered', remoteHost: 'mx2.tarpit.test' })]);
     }
   });
 
@@ -170,8 +176,7 @@ describe('remote faults', () => {
     await until(() => copiesAtSink(acknowledged).get([...acknowledged.keys()][0]!) === 2, 'the message, then its retry, at the sink');
     const store = await observer();
     const queueId = [...acknowledged.values()][0]!;
-    await until(async () => (await eventsOf(store, queueId)).length === 2, 'both attempts recorded');
-    const [first, second] = await eventsOf(store, queueId);
+    const [first, second] = await recordedEvents(store, queueId, 2);
     expect(first).toMatchObject({ disposition: 'transient', stage: 'dot', code: null, response: expect.stringMatching(/timed out.*possible duplicate/) });
     expect(second).toMatchObject({ disposition: 'delivered' });
   });
@@ -187,7 +192,7 @@ describe('remote faults', () => {
     // The sink never accepted the cut transaction: one copy.
     expect([...copies.values()]).toEqual([1]);
     const store = await observer();
-    const [first, second] = await eventsOf(store, [...acknowledged.values()][0]!);
+    const [first, second] = await recordedEvents(store, [...acknowledged.values()][0]!, 2);
     expect(first).toMatchObject({ disposition: 'transient', bounceClass: 'connection', code: null });
     expect(second).toMatchObject({ disposition: 'delivered' });
   });
@@ -203,8 +208,7 @@ describe('remote faults', () => {
     expect(proxy.cuts()).toBe(1);
     const store = await observer();
     const queueId = [...acknowledged.values()][0]!;
-    await until(async () => (await eventsOf(store, queueId)).length === 2, 'both attempts recorded');
-    const [first, second] = await eventsOf(store, queueId);
+    const [first, second] = await recordedEvents(store, queueId, 2);
     expect(first).toMatchObject({ disposition: 'transient', stage: 'dot', code: null, response: expect.stringMatching(/possible duplicate/) });
     expect(second).toMatchObject({ disposition: 'delivered' });
     const deferred = logs.find((l) => l.event === 'delivery.deferred' && l.messageId === queueId);
