@@ -1,10 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { apiGet, killDaemon, startDaemonProcess, type DaemonProcess } from '../helpers/daemon-process.ts';
+import { createFaultHarness, type FaultHarness } from '../helpers/fault-harness.ts';
 import { mountSmallDisk, requireSmallDisk, type SmallDisk } from '../helpers/small-disk.ts';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
-import { startSubmissionLoad, undelivered, type SubmissionLoad } from '../helpers/submission-load.ts';
-import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
-import { testDaemonConfig, UNSHAPED } from '../helpers/test-config.ts';
 import { until } from '../helpers/until.ts';
 
 const canMount = await requireSmallDisk();
@@ -18,55 +14,37 @@ const SESSIONS = 8;
  * answered 250 is delivered.
  */
 describe.skipIf(!canMount)('disk full under the SQLite queue', () => {
-  let dir: TempDir;
+  let harness: FaultHarness;
   let disk: SmallDisk;
-  let sink: SmtpSink;
-  let daemon: DaemonProcess | undefined;
-  let load: SubmissionLoad | undefined;
 
   beforeEach(async () => {
-    dir = await createTempDir('rookery-disk-full');
+    harness = await createFaultHarness('disk-full');
     disk = await mountSmallDisk(64 << 20);
-    sink = await startSmtpSink();
   });
   afterEach(async () => {
-    await load?.stop();
-    load = undefined;
-    await killDaemon(daemon);
-    daemon = undefined;
-    await sink.close();
+    await harness.close();
     await disk.remove();
-    await dir.remove();
   });
 
-  const readiness = async () => (await apiGet(daemon!, '/readyz')) as { status: number; body: { checks: Record<string, { ok: boolean; error?: string }> } };
-
   it('451 while the disk is full, /readyz 503, and recovery the moment space returns', { timeout: 120_000 }, async () => {
-    const config = testDaemonConfig({
-      dir: dir.path,
-      sink,
-      extra: { ...UNSHAPED, storage: { path: `${disk.path}/queue.db` }, delivery: { retry: { initial: '200ms', max: '1s' } } },
-    });
-    daemon = await startDaemonProcess(dir.path, config);
-    load = startSubmissionLoad(daemon.smtp[0]!, { sessions: SESSIONS, prefix: 'disk-full' });
+    const { load } = await harness.start({ storage: { path: `${disk.path}/queue.db` } }, SESSIONS);
     await load.moreAcknowledged(100);
 
     disk.fill();
     await load.moreRefused(3 * SESSIONS);
-    const full = await readiness();
+    const full = await harness.readiness();
     expect(full.status).toBe(503);
-    expect(full.body.checks.storage).toEqual({ ok: false, error: expect.stringMatching(/full/) });
+    expect(full.checks.storage).toEqual({ ok: false, error: expect.stringMatching(/full/) });
 
     disk.free();
-    await until(async () => (await readiness()).status === 200, '/readyz 200 once space is back');
+    await until(async () => (await harness.readiness()).status === 200, '/readyz 200 once space is back');
     await load.moreAcknowledged(100);
-    await load.stop();
 
+    await harness.expectEveryAcknowledgedDelivered();
     // Refused while full with a temporary reply (the client keeps its copy), never a bounce.
     expect([...load.refusals.keys()].filter((k) => !/^45[12] /.test(k))).toEqual([]);
-    expect(await undelivered(sink, load.acknowledged, 30_000)).toEqual([]);
     // Deliveries made while the disk was full were recorded once it had room, not sent again.
-    expect(sink.messages).toHaveLength(new Set(sink.messages.map((m) => m.messageId)).size);
-    expect(daemon.child.exitCode).toBeNull();
+    const { messages } = harness.sink;
+    expect(messages).toHaveLength(new Set(messages.map((m) => m.messageId)).size);
   });
 });

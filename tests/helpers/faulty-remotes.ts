@@ -106,25 +106,25 @@ export type Cut =
  */
 export async function startCuttingProxy(upstream: { host: string; port: number }, cut: Cut, options: { host?: string; port?: number; sessions?: number } = {}): Promise<RawServer & { cuts(): number }> {
   let cuts = 0;
-  const server = await rawServer((client, index) => {
-    const server = net.connect(upstream.port, upstream.host);
-    server.on('error', () => client.destroy());
-    client.on('close', () => server.destroy());
-    server.on('close', () => client.destroy());
+  const proxy = await rawServer((client, index) => {
+    const remote = net.connect(upstream.port, upstream.host);
+    remote.on('error', () => client.destroy());
+    client.on('close', () => remote.destroy());
+    remote.on('close', () => client.destroy());
     if (index >= (options.sessions ?? 1)) {
-      client.pipe(server).pipe(client);
+      client.pipe(remote).pipe(client);
       return;
     }
     let inData = false;
     let dataBytes = 0;
     let finalDotSent = false;
     let tail = '';
-    server.on('data', (chunk: Buffer) => {
+    remote.on('data', (chunk: Buffer) => {
       const text = chunk.toString('latin1');
       if (finalDotSent && /^2\d\d /m.test(text) && cut.kind !== 'reset-in-data') {
         cuts++;
         finalDotSent = false;
-        server.removeAllListeners('data');
+        remote.removeAllListeners('data');
         if (cut.kind === 'close-before-final-reply') client.destroy();
         else drip(client, endlessReply(), cut.intervalMs);
         return;
@@ -134,10 +134,10 @@ export async function startCuttingProxy(upstream: { host: string; port: number }
     });
     client.on('data', (chunk: Buffer) => {
       if (inData && cut.kind === 'reset-in-data' && dataBytes + chunk.length > cut.afterBytes) {
-        server.write(chunk.subarray(0, Math.max(0, cut.afterBytes - dataBytes)));
+        remote.write(chunk.subarray(0, Math.max(0, cut.afterBytes - dataBytes)));
         cuts++;
         client.resetAndDestroy();
-        server.destroy();
+        remote.destroy();
         return;
       }
       if (inData) {
@@ -148,8 +148,8 @@ export async function startCuttingProxy(upstream: { host: string; port: number }
           finalDotSent = true;
         }
       }
-      server.write(chunk);
+      remote.write(chunk);
     });
   }, options);
-  return { ...server, cuts: () => cuts };
+  return { ...proxy, cuts: () => cuts };
 }
