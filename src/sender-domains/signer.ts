@@ -1,8 +1,7 @@
 import { createHash, sign } from 'node:crypto';
 import type { Clock } from '../clock.ts';
-import { headerValue, splitHeader } from '../mail/message-headers.ts';
+import { authorDomain } from '../mail/authors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { normalizeDomain, splitAddress } from '../mail/address.ts';
 import type { DkimConfig } from '../config/dkim-schema.ts';
 import type { DkimKey, DkimKeyStore } from './key-store.ts';
 import { toWireForm } from '../mail/wire-form.ts';
@@ -14,7 +13,6 @@ import {
   parseHeaders,
   type SigningHeaderLines,
 } from '../vendor/mailauth.ts';
-import { addressparser } from '../vendor/nodemailer.ts';
 
 /**
  * DKIM signing of outgoing messages with mailauth: d= is the From domain (or its configured
@@ -100,7 +98,7 @@ export function createDkimSigner(options: DkimSignerOptions): DkimSigner {
   return {
     async sign(input) {
       const message = toWireForm(input);
-      const fromDomain = fromHeaderDomain(message);
+      const fromDomain = authorDomain(message);
       if (!fromDomain) return unsigned(message, 'no-from-domain');
       const domain = signingDomain(fromDomain);
       const signingKeys = domain ? keys.keysFor(domain) : [];
@@ -172,19 +170,4 @@ function signatureFields(
     }
   }
   return fields;
-}
-
-/**
- * The domain of the (first) address in the From field, as a lower-case A-label, or null. Header
- * bytes are read as UTF-8 so that SMTPUTF8 addresses with U-label domains are found too.
- */
-export function fromHeaderDomain(message: Buffer): string | null {
-  // A message that starts with an empty line has no header at all: its From is body text.
-  if (message[0] === 0x0d && message[1] === 0x0a) return null;
-  const raw = headerValue(splitHeader(message).header, 'From');
-  if (raw === null) return null;
-  const [first] = addressparser(Buffer.from(raw, 'latin1').toString('utf8'), { flatten: true });
-  const address = first?.address ?? '';
-  const domain = splitAddress(address)?.domain;
-  return domain ? normalizeDomain(domain) : null;
 }

@@ -16,9 +16,9 @@ import type { UserDirectory } from './user-directory.ts';
 
 /**
  * DATA: the message is collected (size limit, CRLF line endings only, within the shared buffer
- * budget, at the minimum data rate), its author fields are checked (author-headers.ts), the
- * Received field is made, and the message is committed to the queue. The 250 reply, carrying
- * the queue id, goes out only after the commit.
+ * budget, at the minimum data rate), its header block is held to MAX_HEADER_BYTES and its author
+ * fields are checked (author-headers.ts), the Received field is made, and the message is
+ * committed to the queue. The 250 reply, carrying the queue id, goes out only after the commit.
  */
 
 export interface DataAcceptanceDeps {
@@ -38,6 +38,14 @@ export interface DataAcceptanceDeps {
   /** This node's name, in the Received field. */
   hostname: string;
 }
+
+/**
+ * Largest header block accepted, in bytes. Every step that reads or edits the header block (the
+ * author check, the queue's own fields, DKIM signing) costs time in proportion to it, on the
+ * thread that answers every client; no real message comes near this, and large mailbox providers
+ * refuse header blocks of this size themselves.
+ */
+export const MAX_HEADER_BYTES = 256 * 1024;
 
 /** smtp-server's onData. */
 export function dataAcceptance(deps: DataAcceptanceDeps): NonNullable<SMTPServerOptions['onData']> {
@@ -93,7 +101,12 @@ async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServe
   const { rejections } = deps;
   const envelope = session.envelope;
   const user = userOf(deps.users, session);
-  const refusal = checkAuthors(splitHeader(body).header, user ? user.allowedSenders : null);
+  const { header } = splitHeader(body);
+  if (header.length > MAX_HEADER_BYTES) {
+    rejections.reject(state, 'HEADER_TOO_LARGE', { bytes: header.length });
+    throw new RookeryError('HEADER_TOO_LARGE', `Message header block is larger than ${MAX_HEADER_BYTES} bytes`);
+  }
+  const refusal = checkAuthors(header, user ? user.allowedSenders : null);
   if (refusal) {
     rejections.reject(state, refusal.code, { header: refusal.address && logSafe(refusal.address), username: user?.username, detail: refusal.message });
     throw new RookeryError(refusal.code, refusal.message);

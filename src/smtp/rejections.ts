@@ -26,6 +26,7 @@ const REJECTION_EVENTS: Partial<Record<RejectionReason, string>> = {
   MESSAGE_TOO_LARGE: 'smtp.message.rejected',
   BARE_LINE_ENDING: 'smtp.message.rejected',
   BAD_AUTHOR_HEADER: 'smtp.message.rejected',
+  HEADER_TOO_LARGE: 'smtp.message.rejected',
   BUFFERS_FULL: 'smtp.message.rejected',
   SESSION_TIME_EXCEEDED: 'smtp.session.expired',
   COMMAND_TIMEOUT: 'smtp.session.expired',

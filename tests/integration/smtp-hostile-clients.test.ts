@@ -57,10 +57,11 @@ describe('author headers of an authenticated user', () => {
     const app = await h.connect();
     await app.ehlo();
     expect((await app.authPlain('app', APP_PASSWORD)).code).toBe(235);
-    const send = async (client: SmtpTestClient, headers: string) => {
+    /** A transaction whose message starts with `headers` (text as Latin-1, or raw bytes). */
+    const send = async (client: SmtpTestClient, headers: string | Buffer) => {
       expect((await client.send('MAIL FROM:<news@app.example>')).code).toBe(250);
       expect((await client.send('RCPT TO:<a@dest.example>')).code).toBe(250);
-      return client.data(`${headers}To: a@dest.example\r\nSubject: x\r\n\r\nbody\r\n`);
+      return client.data(Buffer.concat([typeof headers === 'string' ? Buffer.from(headers, 'latin1') : headers, Buffer.from('To: a@dest.example\r\nSubject: x\r\n\r\nbody\r\n')]));
     };
     return { h, app, send };
   }
@@ -93,6 +94,42 @@ describe('author headers of an authenticated user', () => {
     await trusted.ehlo();
     expect((await send(trusted, 'From: a@anywhere.example\r\nFrom: b@anywhere.example\r\n')).code).toBe(554);
     expect((await send(trusted, 'From: <a@anywhere.example> <b@anywhere.example>\r\n')).code).toBe(250);
+  });
+
+  // To this check (Latin-1) one address at app.example; to the signer and to receivers (UTF-8)
+  // two, the first at victim.example: it would be signed d=victim.example and pass DMARC there.
+  it.each([
+    ['U+2028', [0xe2, 0x80, 0xa8]],
+    ['U+3000', [0xe3, 0x80, 0x80]],
+    ['U+2003', [0xe2, 0x80, 0x83]],
+    ['U+205F', [0xe2, 0x81, 0x9f]],
+    ['U+FEFF', [0xef, 0xbb, 0xbf]],
+    ['U+00A0', [0xc2, 0xa0]],
+  ])('refuses a From where %s (UTF-8) separates a foreign address from an allowed one, from a user and from a trusted client', async (_name, bytes) => {
+    const { h, app, send } = await authenticated();
+    const trusted = await h.connect(0, { localAddress: '127.0.0.2' });
+    await trusted.ehlo();
+    const from = Buffer.concat([Buffer.from('From: ceo@victim.example'), Buffer.from(bytes), Buffer.from('news@app.example\r\n')]);
+    for (const client of [app, trusted]) {
+      expect(await send(client, from)).toMatchObject({ code: 554, text: '5.6.0 From header has non-ASCII characters outside quoted strings and comments' });
+    }
+    expect((await h.store.countByState()).queued).toBe(0);
+    // In a display name, quoted, the same text is fine.
+    expect((await send(app, Buffer.concat([Buffer.from('From: "Zo'), Buffer.from(bytes), Buffer.from('" <news@app.example>\r\n')]))).code).toBe(250);
+  });
+
+  it('refuses an oversized From, or header block, with a permanent error before parsing it', async () => {
+    const { h, app, send } = await authenticated();
+    expect(await send(app, `From: ${'news@app.example,'.repeat(1_000)}\r\n`)).toMatchObject({ code: 554, text: '5.6.0 From header is longer than 4096 bytes' });
+    // 200,000 addresses, and a 20 MB value that took seconds to parse: refused before any parsing.
+    expect(await send(app, `From: ${'a@b.c,'.repeat(200_000)}\r\n`)).toMatchObject({ code: 552, text: '5.3.4 Message header block is larger than 262144 bytes' });
+    expect((await send(app, `From: ${'"a'.repeat(10_000_000)}\r\n`)).code).toBe(552);
+    // A header block of many small fields (or of continuation lines) is refused the same way.
+    expect((await send(app, `From: news@app.example\r\n${'X-A: 1\r\n'.repeat(50_000)}`)).code).toBe(552);
+    expect((await send(app, `From: news@app.example\r\n${' x\r\n'.repeat(100_000)}`)).code).toBe(552);
+    expect((await h.store.countByState()).queued).toBe(0);
+    expect(await rejections(h.metrics, 'HEADER_TOO_LARGE')).toBe(4);
+    expect((await app.send('NOOP')).code).toBe(250);
   });
 });
 

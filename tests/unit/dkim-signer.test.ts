@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
 import { dkimConfigSchema, type DkimConfigInput } from '../../src/config/dkim-schema.ts';
 import { createDkimKeyStore, type DkimKeyStore } from '../../src/sender-domains/key-store.ts';
-import { createDkimSigner, fromHeaderDomain, OVER_SIGNED_HEADERS, type UnsignedReason } from '../../src/sender-domains/signer.ts';
+import { createDkimSigner, OVER_SIGNED_HEADERS, type UnsignedReason } from '../../src/sender-domains/signer.ts';
 import { createDkimKeyFiles, dkimSignatureTags, fixtureTxtResolver, readKeysOf, verifyWithMailauth, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 
@@ -100,19 +100,6 @@ describe('choosing the signing domain', () => {
     const { signer, unsigned } = setup({});
     expect((await signer.sign(message('alice@example.com'))).domain).toBeNull();
     expect(unsigned).toEqual(['no-key']);
-  });
-
-  it('reads the From domain from display names, comments, groups and UTF-8', () => {
-    const from = (value: string) => fromHeaderDomain(Buffer.from(`Subject: x\r\nFrom: ${value}\r\n\r\n`, 'utf8'));
-    expect(from('"Alice @ Work" <alice@Example.com>')).toBe('example.com');
-    expect(from('alice@example.com (Alice <x@other.example>)')).toBe('example.com');
-    expect(from('Team: alice@example.com, bob@example.com;')).toBe('example.com');
-    expect(from('Jöran <jöran@bücher.example>')).toBe('xn--bcher-kva.example');
-    expect(from('=?utf-8?q?J=C3=B6ran?= <joran@example.com>')).toBe('example.com');
-    expect(from('undisclosed')).toBeNull();
-    expect(fromHeaderDomain(Buffer.from('Subject: x\r\n\r\nFrom: a@example.com\r\n'))).toBeNull();
-    // An empty first line ends a header that has no fields: the From after it is body text.
-    expect(fromHeaderDomain(Buffer.from('\r\nFrom: a@example.com\r\n\r\nbody\r\n'))).toBeNull();
   });
 });
 
