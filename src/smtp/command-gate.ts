@@ -13,7 +13,8 @@ import type { SessionRegistry } from './session-registry.ts';
  * stopping, the command length limit, no control characters in MAIL and RCPT, no new DATA while
  * the message buffers are full, and whether AUTH may be used now (offered on this listener, not
  * inside a transaction, client not locked out). No smtp-server hook runs per command. Also the
- * replies to a client that talks before its greeting and to one whose next command is late.
+ * admission of each connection as it is accepted (session-registry.ts), and the replies to a
+ * client that talks before its greeting and to one whose next command is late.
  */
 
 export interface CommandGateDeps {
@@ -32,6 +33,8 @@ const CONTROL = /[\x00-\x1f\x7f]/;
 export function sessionGuard(deps: CommandGateDeps, offer: AuthOffer): SessionGuard {
   const { lockout, sessions, rejections } = deps;
   return {
+    admit: (remoteAddress) => sessions.admit(remoteAddress),
+
     command(line: Buffer, session: SMTPServerSession, inAuthExchange: boolean): GateReply | null {
       if (deps.isStopping()) return reply(ERRORS.SHUTTING_DOWN);
       const state = sessions.get(session.id);

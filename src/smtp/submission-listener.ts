@@ -52,7 +52,6 @@ export function createListener(listener: ListenerConfig, deps: ListenerDeps): Ga
     // Trusted networks send without AUTH; the relay policy decides at MAIL and RCPT.
     authOptional: true,
     size: smtp.maxMessageBytes,
-    maxClients: smtp.maxConnections,
     maxCommandLength: Math.max(HARD_LINE_LIMIT_MIN, 4 * smtp.maxCommandBytes),
     socketTimeout: smtp.idleTimeout,
     closeTimeout: deps.shutdownGraceMs,

@@ -13,6 +13,7 @@ import {
   startHarness,
   usersWithHash,
   waitFor,
+  type Harness,
 } from '../helpers/submission-harness.ts';
 
 /**
@@ -186,6 +187,62 @@ describe('slow clients', () => {
   });
 });
 
+describe('connections before their greeting', () => {
+  /** A raw socket from `localAddress` that says nothing; closed after the test. */
+  function silentSocket(h: Harness, localAddress: string): net.Socket {
+    const socket = net.connect({ ...h.at(), localAddress });
+    socket.on('error', () => undefined);
+    afterTest(async () => void socket.destroy());
+    return socket;
+  }
+
+  /** The first bytes the server sends on `socket`, or '' when it closes without a word. */
+  function firstWords(socket: net.Socket): Promise<string> {
+    return new Promise((resolve) => {
+      socket.once('data', (chunk: Buffer) => resolve(chunk.toString()));
+      socket.once('close', () => resolve(''));
+    });
+  }
+
+  it('count from their accept: silent sockets during the greeting delay cannot take the reserved share or pass the per-client limit', async () => {
+    const h = await startHarness({
+      listeners: [{ ...LISTENER, greetingDelay: '1s' }],
+      trustedNetworks: ['127.0.0.2/32'],
+      maxConnections: 10,
+      reservedConnectionShare: 0.5,
+      maxConnectionsPerClient: 3,
+    });
+    const codes = async (replies: Array<Promise<string>>) => (await Promise.all(replies)).map((reply) => reply.slice(0, 3)).sort();
+    // One stranger, far past its limit of 3: the rest are refused at once, not after the delay.
+    const stranger = Array.from({ length: 12 }, () => firstWords(silentSocket(h, '127.0.0.9')));
+    await waitFor(async () => (await rejections(h.metrics, 'TOO_MANY_CONNECTIONS')) === 9);
+    // Strangers from other addresses fill the unreserved share (5) and no more.
+    const others = Array.from({ length: 3 }, (_, i) => firstWords(silentSocket(h, `127.0.1.${i + 1}`)));
+    await waitFor(async () => (await rejections(h.metrics, 'TOO_MANY_CONNECTIONS')) === 10);
+    // The reserved share is still there for a trusted client; the admitted strangers are greeted too.
+    expect(await firstWords(silentSocket(h, '127.0.0.2'))).toMatch(/^220 /);
+    expect(await codes(stranger)).toEqual([...Array<string>(3).fill('220'), ...Array<string>(9).fill('421')]);
+    expect(await codes(others)).toEqual(['220', '220', '421']);
+    expect(await Promise.all(others)).toContain('421 4.7.0 Too many connections, try again later\r\n');
+    expect(await Promise.all(stranger)).toContain('421 4.7.0 Too many connections from your address\r\n');
+  });
+
+  it('on an implicit TLS listener, sockets that never start their handshake cannot keep a trusted client out', async () => {
+    const h = await startHarness({
+      listeners: [{ ...LISTENER, tls: 'implicit' }],
+      trustedNetworks: ['127.0.0.2/32'],
+      maxConnections: 10,
+      maxConnectionsPerClient: 2,
+    });
+    const silent = Array.from({ length: 10 }, () => firstWords(silentSocket(h, '127.0.0.9')));
+    // Past its limit a stranger's socket is closed unanswered: nothing can be said before the handshake.
+    expect(await Promise.all(silent.slice(2))).toEqual(Array.from({ length: 8 }, () => ''));
+    const trusted = await SmtpTestClient.connect({ ...h.at(), localAddress: '127.0.0.2', tls: true });
+    afterTest(() => trusted.close());
+    expect(trusted.greeting.code).toBe(220);
+  });
+});
+
 describe('greeting', () => {
   it('a client that talks before a listener\'s greetingDelay is over is refused with 421', async () => {
     const h = await startHarness({ listeners: [{ ...LISTENER, greetingDelay: '500ms' }] });
@@ -200,6 +257,18 @@ describe('greeting', () => {
 
     // One that waits is greeted.
     expect((await h.connect()).greeting.code).toBe(220);
+  });
+
+  it('a client that sends part of a line before the greeting (and its line end after) is an early talker too', async () => {
+    const h = await startHarness({ listeners: [{ ...LISTENER, greetingDelay: '500ms' }] });
+    const socket = net.connect(h.at());
+    afterTest(async () => void socket.destroy());
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    socket.once('connect', () => socket.write('EHLO early.test'));
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(Buffer.concat(received).toString()).toBe('421 4.5.0 Protocol error: data sent before the greeting\r\n');
+    expect(await rejections(h.metrics, 'EARLY_TALKER')).toBe(1);
   });
 
   it('a reverse lookup that hangs for one client does not hold another client\'s greeting', async () => {

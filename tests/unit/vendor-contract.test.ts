@@ -10,6 +10,7 @@ import { addressparser, connectionFlags, MimeNode, refusedRecipientErrors, SMTPC
 import { GatedSmtpServer, type GateReply, type GuardTiming, type SessionGuard } from '../../src/vendor/smtp-server.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
+import { tlsFixture } from '../helpers/tls-fixture.ts';
 
 /**
  * src/vendor/ is the one place that touches a library's private members or internal files. This
@@ -40,6 +41,7 @@ const TIMING: GuardTiming = { greetingDelayMs: 0, commandTimeoutMs: 60_000 };
 
 function guard(parts: Partial<SessionGuard>): SessionGuard {
   return {
+    admit: () => ({ started: () => undefined, release: () => undefined }),
     command: () => null,
     earlyTalker: () => ({ code: 421, text: '4.5.0 Spoke too soon' }),
     commandTimeout: () => ({ code: 421, text: '4.4.2 Too slow' }),
@@ -71,6 +73,67 @@ describe('smtp-server internals', () => {
     expect(proto.connectionReady).toBeTypeOf('function');
     expect(SMTPServer.prototype._onError).toBeTypeOf('function');
     expect(SMTPServer.prototype._onClientConnect).toBeTypeOf('function');
+    expect(SMTPServer.prototype._acceptSocket.length).toBe(2);
+    expect(SMTPServer.prototype._upgrade.length).toBe(2);
+    expect(new SMTPServer({ logger: false })._pendingSockets).toBeInstanceOf(Map);
+  });
+
+  it('every connection is admitted as it is accepted (before the TLS handshake), started with its session id, released when it closes', async () => {
+    const events: string[] = [];
+    const admit = (ip: string) => {
+      events.push(`admit ${ip}`);
+      return { started: (id: string) => events.push(`started ${id}`), release: () => events.push('release') };
+    };
+    const tls = await tlsFixture();
+    server = new GatedSmtpServer({ logger: false, secure: true, ...tls }, guard({ admit }), TIMING);
+    server.on('error', () => undefined);
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    const port = (server.server.address() as net.AddressInfo).port;
+    // A socket that never starts its handshake is admitted all the same.
+    const silent = net.connect({ host: '127.0.0.1', port });
+    await vi.waitFor(() => expect(events).toEqual(['admit 127.0.0.1']));
+    silent.destroy();
+    await vi.waitFor(() => expect(events).toEqual(['admit 127.0.0.1', 'release']));
+
+    client = await SmtpTestClient.connect({ host: '127.0.0.1', port, tls: true });
+    const [connection] = [...server.live];
+    expect(events.slice(2)).toEqual(['admit 127.0.0.1', `started ${connection!.id}`]);
+    await client.close();
+    await vi.waitFor(() => expect(events.at(-1)).toBe('release'));
+  });
+
+  it('a refused connection gets the refusal and is closed; on an implicit TLS listener it is closed unanswered', async () => {
+    const refusal = { code: 421, text: '4.7.0 Go away' };
+    server = new GatedSmtpServer({ logger: false, disabledCommands: ['STARTTLS'] }, guard({ admit: () => refusal }), TIMING);
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    client = await SmtpTestClient.connect({ host: '127.0.0.1', port: (server.server.address() as net.AddressInfo).port });
+    expect(client.greeting).toMatchObject(refusal);
+    await client.closed;
+    await new Promise<void>((resolve) => server!.close(() => resolve()));
+
+    server = new GatedSmtpServer({ logger: false, secure: true, ...(await tlsFixture()) }, guard({ admit: () => refusal }), TIMING);
+    server.on('error', () => undefined);
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    const socket = net.connect({ host: '127.0.0.1', port: (server.server.address() as net.AddressInfo).port });
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(Buffer.concat(received).length).toBe(0);
+  });
+
+  it('a connection not greeted within the greeting delay, the command time limit and the reverse lookup\'s limit is closed, handshake or not', async () => {
+    server = new GatedSmtpServer({ logger: false, secure: true, ...(await tlsFixture()) }, guard({}), { greetingDelayMs: 0, commandTimeoutMs: 200 });
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    server.on('error', () => undefined);
+    const socket = net.connect({ host: '127.0.0.1', port: (server.server.address() as net.AddressInfo).port });
+    socket.on('error', () => undefined);
+    // A TLS record header announcing 512 bytes, then one of them every 100 ms: the handshake never
+    // fails and never completes, and the library's idle timer never fires.
+    socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]));
+    const trickle = setInterval(() => socket.write(Buffer.from([0])), 100);
+    await new Promise((resolve) => socket.once('close', resolve));
+    clearInterval(trickle);
+    expect(socket.destroyed).toBe(true);
   });
 
   it('SMTPServer.connect is still what GatedSmtpServer.connect copies', () => {
@@ -85,7 +148,7 @@ describe('smtp-server internals', () => {
     ]);
   });
 
-  it('SMTPConnection.init is still what GatedConnection.init copies (but for the fixed 100 ms delay)', () => {
+  it('SMTPConnection.init is still what GatedConnection.init copies (but for the fixed 100 ms delay and the maxClients check)', () => {
     const source = ServerConnection.prototype.init.toString();
     const body = source.slice(source.indexOf('{') + 1, source.lastIndexOf('}'));
     const code = body.split('\n').map((line) => line.trim()).filter((line) => line && !line.startsWith('//'));
@@ -134,13 +197,13 @@ describe('smtp-server internals', () => {
     await vi.waitFor(() => expect(server!.live.size).toBe(0));
   });
 
-  it('the greeting waits for the delay; a client that talks before it gets the early-talker reply', async () => {
+  it.each(['EHLO early.test\r\n', 'EHLO early.test'])('the greeting waits for the delay; a client that sends %j before it gets the early-talker reply', async (early) => {
     server = new GatedSmtpServer({ logger: false, disabledCommands: ['STARTTLS'] }, guard({}), { ...TIMING, greetingDelayMs: 300 });
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
     const socket = net.connect({ host: '127.0.0.1', port: (server.server.address() as net.AddressInfo).port });
     const received: Buffer[] = [];
     socket.on('data', (chunk: Buffer) => received.push(chunk));
-    socket.once('connect', () => socket.write('EHLO early.test\r\n'));
+    socket.once('connect', () => socket.write(early));
     await new Promise((resolve) => socket.once('close', resolve));
     expect(Buffer.concat(received).toString()).toBe('421 4.5.0 Spoke too soon\r\n');
   });
