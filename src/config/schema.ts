@@ -127,6 +127,11 @@ export const configSchema = z.strictObject({
         .strictObject({ max: z.number().int().positive().default(5), window: positiveDurationSchema.default(900_000) })
         .prefault({}),
     })
+    // Below it, a message within the size limit would be refused for now (452) forever, even alone.
+    .refine((smtp) => smtp.maxBufferedBytes >= smtp.maxMessageBytes, {
+      message: 'less than maxMessageBytes: a message of the largest size accepted could never be received',
+      path: ['maxBufferedBytes'],
+    })
     .prefault({}),
   api: z
     .strictObject({

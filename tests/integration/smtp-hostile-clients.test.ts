@@ -324,7 +324,7 @@ describe('hostile EHLO names and parameters', () => {
 
 describe('buffered message bytes', () => {
   it('a message that would pass maxBufferedBytes is refused with 452 4.3.1, and new DATA too while 3/4 of it is held', async () => {
-    const h = await startHarness({ listeners: [LISTENER], trustedNetworks: ['127.0.0.0/8'], maxBufferedBytes: 100_000 });
+    const h = await startHarness({ listeners: [LISTENER], trustedNetworks: ['127.0.0.0/8'], maxMessageBytes: 100_000, maxBufferedBytes: 100_000 });
     const line = `${'x'.repeat(98)}\r\n`;
     const [a, b, c] = await Promise.all([h.connect(), h.connect(), h.connect()]);
     for (const client of [a, b, c]) await envelope(client!, 'a@app.example', ['b@dest.example']);
@@ -343,5 +343,8 @@ describe('buffered message bytes', () => {
     // a's message is committed and released: DATA is accepted again.
     expect((await c!.data('Subject: x\r\n\r\ny\r\n')).code).toBe(250);
     expect(await rejections(h.metrics, 'BUFFERS_FULL')).toBe(2);
+    // Alone, a message of the largest size accepted always fits (the config holds maxBufferedBytes to it).
+    await envelope(b!, 'a@app.example', ['b@dest.example']);
+    expect((await b!.data(`Subject: x\r\n\r\n${line.repeat(999)}`)).code).toBe(250);
   });
 });

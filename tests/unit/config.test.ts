@@ -109,6 +109,13 @@ describe('problems name their exact path', () => {
     expect(problemsOf({ delivery: { deadSite: { interval: '0s' } } })[0]).toMatch(/^delivery\.deadSite\.interval: /);
   });
 
+  it('takes maxBufferedBytes no smaller than maxMessageBytes', () => {
+    expect(parse({ smtp: { maxMessageBytes: 1_000, maxBufferedBytes: 1_000 } }).smtp.maxBufferedBytes).toBe(1_000);
+    const problem = 'smtp.maxBufferedBytes: less than maxMessageBytes: a message of the largest size accepted could never be received';
+    expect(problemsOf({ smtp: { maxBufferedBytes: 100_000 } })).toEqual([problem]);
+    expect(problemsOf({ smtp: { maxMessageBytes: 2_000, maxBufferedBytes: 1_999 } })).toEqual([problem]);
+  });
+
   it('rejects networks that are not CIDR', () => {
     const message = 'not a network in CIDR form (e.g. 10.0.0.0/8)';
     expect(problemsOf({ smtp: { trustedNetworks: ['10.0.0.0/8', '10.0.0.0/33'] } })).toEqual([`smtp.trustedNetworks[1]: ${message}`]);
