@@ -14,6 +14,7 @@ export const ERRORS = {
   AUTH_REQUIRED: { smtp: 530, enhanced: '5.7.0', http: 401, message: 'Authentication required' },
   AUTH_FAILED: { smtp: 535, enhanced: '5.7.8', http: 401, message: 'Authentication credentials invalid' },
   AUTH_LOCKED: { smtp: 454, enhanced: '4.7.0', http: 429, message: 'Too many failed authentications, try again later' },
+  AUTH_BUSY: { smtp: 454, enhanced: '4.7.0', http: 503, message: 'Too many logins in progress, try again later' },
   SENDER_NOT_ALLOWED: { smtp: 553, enhanced: '5.7.1', http: 403, message: 'Sender address not allowed for this user' },
   BAD_ADDRESS: { smtp: 553, enhanced: '5.1.3', http: 400, message: 'Bad address syntax' },
   TOO_MANY_RECIPIENTS: { smtp: 452, enhanced: '4.5.3', http: 400, message: 'Too many recipients' },

@@ -18,6 +18,7 @@ const REJECTION_EVENTS: Partial<Record<RejectionReason, string>> = {
   CONTROL_CHARACTER: 'smtp.command.rejected',
   AUTH_NOT_AVAILABLE: 'smtp.auth.refused',
   AUTH_LOCKED: 'smtp.auth.locked',
+  AUTH_BUSY: 'smtp.auth.busy',
   AUTH_FAILED: 'smtp.auth.failed',
   SENDER_NOT_ALLOWED: 'smtp.sender.rejected',
   RELAY_DENIED: 'smtp.relay.denied',

@@ -2,27 +2,30 @@ import type { SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { RookeryError } from '../errors.ts';
 import type { AuthLockout } from './auth-lockout.ts';
 import { clientKeyOf } from './client-key.ts';
+import type { CredentialChecks } from './credential-checks.ts';
 import { logSafe, type Rejections } from './rejections.ts';
 import type { SessionRegistry } from './session-registry.ts';
 import type { SubmissionUser, UserDirectory } from './user-directory.ts';
 
 /**
  * SMTP AUTH (PLAIN and LOGIN): the credentials against the user directory, each attempt counted
- * towards the client's lockout from the moment it starts (and taken back if it succeeds). The
- * authenticated username becomes session.user, which the relay policy and the header sender
- * check read back with userOf().
+ * towards the client's lockout from the moment it starts (and taken back if it succeeds), and
+ * checked in its turn among all clients' (credential-checks.ts). The authenticated username
+ * becomes session.user, which the relay policy and the header sender check read back with
+ * userOf().
  */
 
 export interface SubmissionAuthDeps {
   users: UserDirectory;
   lockout: AuthLockout;
+  checks: CredentialChecks;
   sessions: SessionRegistry;
   rejections: Rejections;
 }
 
 /** smtp-server's onAuth. */
 export function authHandler(deps: SubmissionAuthDeps): NonNullable<SMTPServerOptions['onAuth']> {
-  const { users, lockout, sessions, rejections } = deps;
+  const { users, lockout, checks, sessions, rejections } = deps;
   return (auth, session, callback) => {
     const state = sessions.get(session.id);
     const username = auth.username ?? '';
@@ -35,7 +38,14 @@ export function authHandler(deps: SubmissionAuthDeps): NonNullable<SMTPServerOpt
     }
     // PLAIN may ask to act as someone else (authzid); Rookery has no such delegation.
     const delegated = auth.method === 'PLAIN' && auth.authzid && auth.authcid && auth.authzid !== auth.authcid;
-    users.authenticate(username, auth.password ?? '').then(
+    const checked = checks.run(() => users.authenticate(username, auth.password ?? ''));
+    if (!checked) {
+      // Not checked, so not a failure.
+      attempt.undo();
+      rejections.reject(state, 'AUTH_BUSY', { username: logSafe(username) });
+      return callback(new RookeryError('AUTH_BUSY'));
+    }
+    checked.then(
       (user) => {
         if (!user || delegated) {
           rejections.reject(state, 'AUTH_FAILED', { username: logSafe(username), method: auth.method, locked: lockout.isLocked(client) });

@@ -8,6 +8,7 @@ import type { GatedSmtpServer } from '../vendor/smtp-server.ts';
 import { AuthLockout } from './auth-lockout.ts';
 import { BufferBudget } from './buffer-budget.ts';
 import { sessionGuard } from './command-gate.ts';
+import { CredentialChecks } from './credential-checks.ts';
 import { dataAcceptance } from './data-acceptance.ts';
 import { envelopeChecks } from './envelope-checks.ts';
 import { Rejections } from './rejections.ts';
@@ -57,6 +58,7 @@ class SmtpSubmissionServer implements SubmissionServer {
   private readonly log: Logger;
   private readonly rejections: Rejections;
   private readonly lockout: AuthLockout;
+  private readonly checks = new CredentialChecks();
   private readonly sessions: SessionRegistry;
   private readonly buffers: BufferBudget;
   private readonly servers: GatedSmtpServer[] = [];
@@ -126,13 +128,13 @@ class SmtpSubmissionServer implements SubmissionServer {
 
   private sessionHandlers(users: UserDirectory): SessionHandlers {
     const { config, queue, clock } = this.deps;
-    const { sessions, rejections, lockout, buffers, log } = this;
+    const { sessions, rejections, lockout, checks, buffers, log } = this;
     const isStopping = () => this.stopping;
     return {
       onConnect: (server, listener, session, callback) => sessions.open(server, listener, session, callback),
       onClose: (session) => sessions.close(session.id),
       guard: (offer) => sessionGuard({ maxCommandBytes: config.smtp.maxCommandBytes, lockout, sessions, rejections, buffers, isStopping }, offer),
-      onAuth: authHandler({ users, lockout, sessions, rejections }),
+      onAuth: authHandler({ users, lockout, checks, sessions, rejections }),
       ...envelopeChecks({ users, sessions, rejections, maxRecipients: config.smtp.maxRecipients }),
       onData: dataAcceptance({
         queue,

@@ -39,8 +39,9 @@ export function resolveSmtpUsers(users: readonly UserConfig[]): { users: SmtpUse
 }
 
 /**
- * The submission users. Plain `password` entries are hashed once here so that every check costs
- * one scrypt, whether the user has a hash or a password.
+ * The submission users. Plain `password` entries are hashed once here, at the cost of the
+ * costliest configured hash, so that every check costs one scrypt at the cost an unknown name is
+ * checked with: a clear-password user cannot be told from an unknown name by timing.
  */
 export class UserDirectory {
   private constructor(
@@ -50,12 +51,12 @@ export class UserDirectory {
   ) {}
 
   static async create(users: readonly SmtpUser[]): Promise<UserDirectory> {
+    const params = costliest(users.flatMap(({ secret }) => ('hash' in secret ? [secret.hash] : [])));
     const entries = new Map<string, SubmissionUser & { hash: ScryptHash }>();
     for (const { username, allowedSenders, secret } of users) {
-      const hash = 'hash' in secret ? secret.hash : parsePasswordHash(await hashPassword(secret.password));
+      const hash = 'hash' in secret ? secret.hash : parsePasswordHash(await hashPassword(secret.password, params));
       entries.set(username, { username, allowedSenders, hash });
     }
-    const params = costliest([...entries.values()].map((entry) => entry.hash));
     const dummy = parsePasswordHash(await hashPassword(randomBytes(16).toString('hex'), params));
     return new UserDirectory(entries, dummy);
   }
@@ -72,16 +73,16 @@ export class UserDirectory {
     return user && { username: user.username, allowedSenders: user.allowedSenders };
   }
 
-  /** The scrypt parameters an unknown username is checked with. */
-  get unknownUserParams(): ScryptParams {
-    const { N, r, p } = this.dummy;
+  /** The scrypt parameters a login as `username` is checked with (an unknown name: the dummy's). */
+  checkParams(username: string): ScryptParams {
+    const { N, r, p } = this.users.get(username)?.hash ?? this.dummy;
     return { N, r, p };
   }
 }
 
 /**
  * The parameters of the hash that costs most to check (time grows with N * r * p), or the default
- * with no users. An unknown username is checked with them. When users' costs differ, no single
+ * with no hashes. An unknown username is checked with them, and clear passwords are hashed with them. When users' costs differ, no single
  * choice makes every user look like an unknown name; the costliest is the one that holds up: a
  * cost is raised for new hashes and old ones are replaced, so the costliest is where every user
  * ends up, and a probe of unknown names is never answered faster than a real user's wrong password.

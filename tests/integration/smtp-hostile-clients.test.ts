@@ -52,6 +52,24 @@ describe('AUTH lockout under parallel attempts', () => {
   });
 });
 
+describe('AUTH floods from many addresses', () => {
+  it('60 parallel logins from 60 addresses: a few dozen are checked in turn, the rest refused for now (454 4.7.0) unchecked', async () => {
+    const h = await startHarness({ listeners: [LISTENER], users: await usersWithHash() });
+    const clients = await Promise.all(Array.from({ length: 60 }, (_, i) => h.connect(0, { localAddress: `127.0.2.${i + 1}` })));
+    await Promise.all(clients.map((c) => c.ehlo()));
+    clients.forEach((c, i) => c.write(`AUTH PLAIN ${Buffer.from(`\0app\0guess-${i}`).toString('base64')}\r\n`));
+    const replies = await Promise.all(clients.map((c) => c.read()));
+    const busy = replies.filter((r) => r.code === 454);
+    expect(busy.length).toBeGreaterThanOrEqual(20);
+    expect(busy[0]!.text).toBe('4.7.0 Too many logins in progress, try again later');
+    expect(replies.filter((r) => r.code === 535).length).toBe(60 - busy.length);
+    expect(await rejections(h.metrics, 'AUTH_BUSY')).toBe(busy.length);
+    // Refused unchecked is no failure: a client refused that way logs in at its next try.
+    const refused = clients[replies.indexOf(busy[0]!)]!;
+    expect((await refused.authPlain('app', APP_PASSWORD)).code).toBe(235);
+  });
+});
+
 describe('author headers of an authenticated user', () => {
   async function authenticated() {
     const h = await startHarness({ listeners: [LISTENER], users: await usersWithHash(), trustedNetworks: ['127.0.0.2/32'] });

@@ -19,7 +19,7 @@ describe('UserDirectory', () => {
     expect(directory.get('nobody')).toBeUndefined();
   });
 
-  it('checks an unknown username at the cost of the costliest user, so it cannot be told from a wrong password', async () => {
+  it('checks an unknown username, and a clear password, at the cost of the costliest user, so neither can be told from a wrong password', async () => {
     /** A directory of users whose hashes have these costs (null: a plain password). */
     const users = async (costs: Array<ScryptParams | null>) => {
       const entries = [];
@@ -29,13 +29,17 @@ describe('UserDirectory', () => {
       }
       return UserDirectory.create(resolveSmtpUsers(entries).users);
     };
-    // A plain password is hashed at the default cost; one user's hash costs twice that.
-    expect((await users([null, { N: 32_768, r: 8, p: 1 }])).unknownUserParams).toEqual({ N: 32_768, r: 8, p: 1 });
+    // One user's hash costs twice the default: the plain password is hashed at that cost too.
+    const mixed = await users([null, { N: 32_768, r: 8, p: 1 }]);
+    expect(['u0', 'u1', 'unknown'].map((name) => mixed.checkParams(name))).toEqual(Array.from({ length: 3 }, () => ({ N: 32_768, r: 8, p: 1 })));
     // Work grows with N * r * p, whichever parameter raises it.
-    expect((await users([{ N: 8_192, r: 8, p: 4 }, { N: 16_384, r: 8, p: 1 }])).unknownUserParams).toEqual({ N: 8_192, r: 8, p: 4 });
+    expect((await users([{ N: 8_192, r: 8, p: 4 }, { N: 16_384, r: 8, p: 1 }])).checkParams('unknown')).toEqual({ N: 8_192, r: 8, p: 4 });
     // Cheaper than the default: unknown names are not checked at a cost no user has.
-    expect((await users([{ N: 1_024, r: 8, p: 1 }])).unknownUserParams).toEqual({ N: 1_024, r: 8, p: 1 });
-    expect((await users([])).unknownUserParams).toEqual({ N: 16_384, r: 8, p: 1 });
+    const cheap = await users([{ N: 1_024, r: 8, p: 1 }, null]);
+    expect([cheap.checkParams('unknown'), cheap.checkParams('u1')]).toEqual([{ N: 1_024, r: 8, p: 1 }, { N: 1_024, r: 8, p: 1 }]);
+    // Plain passwords only: the default cost.
+    expect((await users([null])).checkParams('u0')).toEqual({ N: 16_384, r: 8, p: 1 });
+    expect((await users([])).checkParams('unknown')).toEqual({ N: 16_384, r: 8, p: 1 });
   });
 });
 
