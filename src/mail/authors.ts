@@ -14,8 +14,8 @@ import { splitHeader } from './message-headers.ts';
  *    that much;
  *  - non-ASCII outside quoted strings and comments: U+2028, U+3000, U+FEFF and their kind are
  *    whitespace to a UTF-8 reader and letters to a Latin-1 one, so
- *    `ceo@victim.example<U+2028>me@app.example` names another mailbox for each. (Encoded-words
- *    are ASCII by definition, so they need no exception.);
+ *    `ceo@victim.example<U+2028>me@app.example` names another mailbox for each (encoded-words
+ *    are ASCII by definition, so they need no exception);
  *  - addresses that come out differently when the bytes are decoded as Latin-1.
  */
 

@@ -13,7 +13,7 @@ export interface CredentialCheckLimits {
 }
 
 /** Half of libuv's default pool runs checks; a few dozen logins may queue behind them. */
-export const DEFAULT_CREDENTIAL_CHECK_LIMITS: CredentialCheckLimits = { running: 2, waiting: 30 };
+const DEFAULT_CREDENTIAL_CHECK_LIMITS: CredentialCheckLimits = { running: 2, waiting: 30 };
 
 export class CredentialChecks {
   private running = 0;
