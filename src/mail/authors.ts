@@ -12,10 +12,11 @@ import { splitHeader } from './message-headers.ts';
  *    other;
  *  - a field longer than MAX_AUTHOR_FIELD_BYTES: parsing cost grows with it, and no author needs
  *    that much;
- *  - non-ASCII outside quoted strings and comments: U+2028, U+3000, U+FEFF and their kind are
- *    whitespace to a UTF-8 reader and letters to a Latin-1 one, so
- *    `ceo@victim.example<U+2028>me@app.example` names another mailbox for each (encoded-words
- *    are ASCII by definition, so they need no exception);
+ *  - non-ASCII where it can be part of an address, outside quoted strings and comments: U+2028,
+ *    U+3000, U+FEFF and their kind are whitespace to a UTF-8 reader and letters to a Latin-1 one,
+ *    so `ceo@victim.example<U+2028>me@app.example` names another mailbox for each. Only a display
+ *    name before an <angle-addr>, holding no '@', may carry raw UTF-8 (`Jürgen <j@example.de>`:
+ *    not RFC 5322, but common, and it names no mailbox); encoded-words are ASCII;
  *  - addresses that come out differently when the bytes are decoded as Latin-1.
  */
 
@@ -56,7 +57,7 @@ export function readAuthors(header: string): Authors {
     if (span.end - span.start > MAX_AUTHOR_FIELD_BYTES) return { ok: false, problem: `${name} header is longer than ${MAX_AUTHOR_FIELD_BYTES} bytes` };
     const bytes = header.slice(span.start, span.end).replace(/\r\n/g, '').trim();
     const bare = withoutQuotesAndComments(bytes);
-    if (NON_ASCII.test(bare)) return { ok: false, problem: `${name} header has non-ASCII characters outside quoted strings and comments` };
+    if (nonAsciiNearAddresses(bare)) return { ok: false, problem: `${name} header has non-ASCII characters outside quoted strings, comments and display names` };
     const addresses = parsedAddresses(Buffer.from(bytes, 'latin1').toString('utf8'));
     if (!sameAddresses(addresses, parsedAddresses(bytes))) return { ok: false, problem: `${name} header reads differently as UTF-8 and as Latin-1` };
     fields.push({ name, addresses, written: writtenAddresses(bare) });
@@ -127,6 +128,20 @@ function writtenAddresses(bare: string): string[] {
   });
   for (const word of rest.split(/[\s,;:<>]+/)) if (word.includes('@')) written.push(word);
   return written;
+}
+
+/**
+ * Non-ASCII anywhere but in a display name: each mailbox (or group name) of the list, set apart at
+ * ',', ';' and ':', may hold it only before a '<' and only with no '@' before that '<'.
+ */
+function nonAsciiNearAddresses(bare: string): boolean {
+  return bare.split(/[,;:]/).some((part) => {
+    if (!NON_ASCII.test(part)) return false;
+    const angle = part.indexOf('<');
+    if (angle < 0) return part.includes('@');
+    const phrase = part.slice(0, angle);
+    return phrase.includes('@') || NON_ASCII.test(part.slice(angle));
+  });
 }
 
 /** The value with each quoted string and (nested) comment replaced by a space. */

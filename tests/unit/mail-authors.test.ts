@@ -58,10 +58,15 @@ describe('readAuthors', () => {
     const problem = (value: string | Buffer) => readAuthors(headerOf(withFrom(value)));
     expect(problem(`ceo@victim.example${SEPARATORS['U+2028']}me@app.example`)).toEqual({
       ok: false,
-      problem: 'From header has non-ASCII characters outside quoted strings and comments',
+      problem: 'From header has non-ASCII characters outside quoted strings, comments and display names',
     });
     // Latin-1 bytes that are not UTF-8: a Latin-1 reader sees a no-break space.
     expect(problem(Buffer.from('me@app.example\xa0ceo@victim.example', 'latin1'))).toMatchObject({ ok: false });
+    // A raw UTF-8 display name before <...> names no mailbox (common, if not RFC 5322); one with an '@' might.
+    expect(readAuthors(headerOf(withFrom('Jürgen Müller <juergen@app.example>')))).toMatchObject({ ok: true, fields: [{ addresses: ['juergen@app.example'] }] });
+    expect(readAuthors(headerOf(withFrom('Équipe: a@app.example, Zoë <b@app.example>;')))).toMatchObject({ ok: true, fields: [{ addresses: ['a@app.example', 'b@app.example'] }] });
+    expect(problem(`ceo@victim.example${SEPARATORS['U+2028']} <me@app.example>`)).toMatchObject({ ok: false });
+    expect(problem('Zoë <zoë@app.example>')).toMatchObject({ ok: false });
     // Inside quotes non-ASCII is text, but a quoted local part is the address itself.
     expect(problem('"jö"@x.example')).toEqual({ ok: false, problem: 'From header reads differently as UTF-8 and as Latin-1' });
     expect(readAuthors('From: a@x.example\r\nSubject: s\r\nfrom : b@x.example\r\n')).toEqual({ ok: false, problem: 'Message has more than one From header' });
