@@ -23,6 +23,17 @@ export interface Reply extends ReplyContext {
   text: string;
 }
 
+/** Control characters (C0, DEL, C1): a remote may put any of them in a reply, and PostgreSQL refuses NUL in text. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/**
+ * Remote text (a reply, a host name) made safe to store and log: each control character is
+ * written out as \xNN, so the text stays readable and shows what the remote sent.
+ */
+export function readable(text: string): string {
+  return text.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 const ENHANCED_AT_START = /^([245])\.(\d{1,3})\.(\d{1,3})(?=$|\s)/;
 const REPLY_LINE_PREFIX = /^(\d{3})([ -]|$)/;
 
@@ -99,7 +110,7 @@ export function classifyReply(reply: Reply, rules: readonly BounceRule[]): Deliv
     bounceClass = rule?.bounceClass ?? (code >= 400 && code < 600 ? 'other' : 'protocol');
     if (rule?.disposition) disposition = rule.disposition;
   }
-  return { disposition, code, enhanced, response: text, stage, bounceClass, remoteHost, egressIp };
+  return { disposition, code, enhanced, response: readable(text), stage, bounceClass, remoteHost: remoteHost && readable(remoteHost), egressIp };
 }
 
 /** The shape of errors raised by nodemailer's SMTPConnection and by Node sockets. */
@@ -274,5 +285,5 @@ function outcome(
   stage: DeliveryStage,
   ctx: ReplyContext,
 ): DeliveryOutcome {
-  return { disposition, code: null, enhanced, response, stage, bounceClass, remoteHost: ctx.remoteHost, egressIp: ctx.egressIp };
+  return { disposition, code: null, enhanced, response: readable(response), stage, bounceClass, remoteHost: ctx.remoteHost && readable(ctx.remoteHost), egressIp: ctx.egressIp };
 }

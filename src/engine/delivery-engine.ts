@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.ts';
 import type { EgressPool, Selection } from '../ippool/egress-pool.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ipLabel, type Metrics } from '../observability/metrics.ts';
-import type { AttemptResult, ClaimedRecipient, FollowUp, NewMessage, StoredMessage, Store } from '../storage/store.ts';
+import type { ClaimedRecipient, FollowUp, NewMessage, StoredMessage, Store } from '../storage/store.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { DkimSigner } from '../sender-domains/signer.ts';
 import { jobsBySite, type DeliveryJob } from './delivery-job.ts';
@@ -11,7 +11,7 @@ import type { DeadSites } from './dead-sites.ts';
 import { buildDsn } from './dsn.ts';
 import { signAndCount } from './queue.ts';
 import { newQueueId } from './queue-id.ts';
-import { ResultRecorder } from './result-recorder.ts';
+import { ResultRecorder, type Decided } from './result-recorder.ts';
 import { WaitLine } from './wait-line.ts';
 import { decide, expiredOutcome } from './retry-policy.ts';
 import type { Router } from './routing.ts';
@@ -233,7 +233,7 @@ export class DeliveryEngine {
 
   private decideAll(job: DeliveryJob, outcomes: DeliveryOutcome[], throttledUntil?: number) {
     const now = this.deps.clock.now();
-    const results: AttemptResult[] = [];
+    const results: Decided[] = [];
     const bounced: Bounced[] = [];
     job.rows.forEach((row, i) => {
       let outcome = outcomes[i]!;
@@ -251,8 +251,6 @@ export class DeliveryEngine {
       if (decision.expired) outcome = expiredOutcome(outcome);
       results.push({
         recipientId: row.recipientId,
-        // Read now, not at claim time: the lease keeper may have moved the delivery to a newer claim.
-        token: row.token,
         outcome,
         newState: decision.newState,
         nextAttemptAt: decision.nextAttemptAt,
@@ -288,7 +286,7 @@ export class DeliveryEngine {
     return null;
   }
 
-  private report(job: DeliveryJob, results: AttemptResult[], recorded: ReadonlySet<number>): void {
+  private report(job: DeliveryJob, results: Decided[], recorded: ReadonlySet<number>): void {
     const { metrics, clock } = this.deps;
     const now = clock.now();
     results.forEach((result, i) => {

@@ -12,6 +12,7 @@ import type {
   RecipientState,
   StoredMessage,
 } from './store.ts';
+import { DataRefusedError } from './store.ts';
 
 /*
  * Row shapes shared by the SQLite and PostgreSQL backends (both schemas use the same column
@@ -166,14 +167,14 @@ export function emptyCounts(): Record<RecipientState, number> {
 export function checkMessages(messages: readonly NewMessage[]): void {
   const ids = new Set<string>();
   for (const m of messages) {
-    if (typeof m.id !== 'string' || m.id === '') throw new Error('enqueue: message id must be a non-empty string');
-    if (ids.has(m.id)) throw new Error(`enqueue: message id ${m.id} appears twice in one call`);
+    if (typeof m.id !== 'string' || m.id === '') throw new DataRefusedError('enqueue: message id must be a non-empty string');
+    if (ids.has(m.id)) throw new DataRefusedError(`enqueue: message id ${m.id} appears twice in one call`);
     ids.add(m.id);
-    if (m.recipients.length === 0) throw new Error(`enqueue: message ${m.id} has no recipients`);
-    if (!Buffer.isBuffer(m.body)) throw new Error(`enqueue: message ${m.id} body must be a Buffer`);
-    if (typeof m.pool !== 'string' || m.pool === '') throw new Error(`enqueue: message ${m.id} needs an egress pool`);
+    if (m.recipients.length === 0) throw new DataRefusedError(`enqueue: message ${m.id} has no recipients`);
+    if (!Buffer.isBuffer(m.body)) throw new DataRefusedError(`enqueue: message ${m.id} body must be a Buffer`);
+    if (typeof m.pool !== 'string' || m.pool === '') throw new DataRefusedError(`enqueue: message ${m.id} needs an egress pool`);
     if (!Number.isSafeInteger(m.createdAt) || !Number.isSafeInteger(m.dueAt)) {
-      throw new Error(`enqueue: message ${m.id} createdAt and dueAt must be integer milliseconds`);
+      throw new DataRefusedError(`enqueue: message ${m.id} createdAt and dueAt must be integer milliseconds`);
     }
   }
 }
@@ -187,7 +188,7 @@ export function checkAttemptResults(results: readonly AttemptResult[]): AttemptR
   const out: AttemptResult[] = [];
   for (const r of results) {
     if (r.newState === 'queued' && !Number.isSafeInteger(r.nextAttemptAt)) {
-      throw new Error(`recordAttempts: recipient ${r.recipientId} is re-queued without an integer nextAttemptAt`);
+      throw new DataRefusedError(`recordAttempts: recipient ${r.recipientId} is re-queued without an integer nextAttemptAt`);
     }
     if (seen.has(r.recipientId)) continue;
     seen.add(r.recipientId);
@@ -203,8 +204,8 @@ export function followUpsToStore(followUps: readonly FollowUp[], applied: Readon
 
 export function checkClaimOptions(options: ClaimOptions): void {
   const { now, limit, owner, leaseMs } = options;
-  if (!Number.isSafeInteger(now)) throw new Error('claimDue: now must be integer milliseconds');
-  if (!Number.isSafeInteger(limit) || limit < 0) throw new Error('claimDue: limit must be a non-negative integer');
-  if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) throw new Error('claimDue: leaseMs must be a positive integer');
-  if (owner === '') throw new Error('claimDue: owner must be a non-empty string');
+  if (!Number.isSafeInteger(now)) throw new DataRefusedError('claimDue: now must be integer milliseconds');
+  if (!Number.isSafeInteger(limit) || limit < 0) throw new DataRefusedError('claimDue: limit must be a non-negative integer');
+  if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) throw new DataRefusedError('claimDue: leaseMs must be a positive integer');
+  if (owner === '') throw new DataRefusedError('claimDue: owner must be a non-empty string');
 }

@@ -8,6 +8,17 @@ import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 export type RecipientState = 'queued' | 'delivering' | 'delivered' | 'bounced';
 export const RECIPIENT_STATES: readonly RecipientState[] = ['queued', 'delivering', 'delivered', 'bounced'];
 
+/**
+ * The store refused the data of a write itself (a check of its input, a value the database cannot
+ * hold, a constraint): the same call can never succeed, however often it is repeated.
+ */
+export class DataRefusedError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'DataRefusedError';
+  }
+}
+
 /** A message handed to the queue: stored once, with one delivery row per recipient. */
 export interface NewMessage {
   /** Queue id, unique; chosen by the caller (see newQueueId). */
@@ -200,7 +211,8 @@ export interface Store {
    * the same token recorded (a call repeated after an uncertain commit applies nothing twice and
    * stores no follow-up twice). A repeated recipient id in one call counts once (the first).
    * Rejects, with nothing applied, when a 'queued' result lacks nextAttemptAt or a follow-up
-   * cannot be stored.
+   * cannot be stored; with DataRefusedError when the data itself is refused (the check above, a
+   * value the database cannot hold such as a NUL in PostgreSQL text, a constraint).
    */
   recordAttempts(results: AttemptResult[], followUps?: FollowUp[]): Promise<number[]>;
 

@@ -153,3 +153,42 @@ export async function startCuttingProxy(upstream: { host: string; port: number }
   }, options);
   return { ...proxy, cuts: () => cuts };
 }
+
+/**
+ * A bare SMTP server that accepts everything and answers the final dot with `finalReply` byte for
+ * byte (a NUL, control characters: what smtp-server would clean up before sending). Counts the
+ * messages it answered.
+ */
+export async function startRawReplyServer(finalReply: string, options: { host?: string; port?: number } = {}): Promise<RawServer & { messages(): number }> {
+  let messages = 0;
+  const server = await rawServer((socket) => {
+    socket.write('220 raw.dest.test ESMTP\r\n');
+    let inData = false;
+    let buffered = '';
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1');
+      for (;;) {
+        if (inData) {
+          const end = buffered.indexOf('\r\n.\r\n');
+          if (end < 0) return;
+          buffered = buffered.slice(end + 5);
+          inData = false;
+          messages++;
+          socket.write(Buffer.from(`${finalReply}\r\n`, 'latin1'));
+          continue;
+        }
+        const end = buffered.indexOf('\r\n');
+        if (end < 0) return;
+        const line = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        if (/^EHLO/i.test(line)) socket.write('250-raw.dest.test\r\n250 8BITMIME\r\n');
+        else if (/^DATA/i.test(line)) {
+          inData = true;
+          socket.write('354 go ahead\r\n');
+        } else if (/^QUIT/i.test(line)) socket.end('221 bye\r\n');
+        else socket.write('250 ok\r\n');
+      }
+    });
+  }, options);
+  return { ...server, messages: () => messages };
+}

@@ -9,17 +9,19 @@ import { testDaemonConfig } from './test-config.ts';
 /**
  * A daemon in this process for integration tests (see testDaemonConfig), delivering every MX hop
  * to the sink's port, with DNS from `resolver`. `config` is laid over it (delivery settings are
- * merged). A `clock` replaces the system's. Silent unless given a logger.
+ * merged). A `clock` replaces the system's, a `store` the SQLite queue. Silent unless given a logger.
  */
 export async function startTestDaemon(options: {
   dir: TempDir;
-  sink: SmtpSink;
+  sink: Pick<SmtpSink, 'port'>;
   resolver: NonNullable<DaemonOptions['resolver']>;
   config?: ConfigInput;
   clock?: DaemonOptions['clock'];
   logger?: Logger;
+  /** A queue of the test's own (else SQLite under `dir`). */
+  store?: DaemonOptions['store'];
 }): Promise<Daemon> {
-  const { dir, sink, resolver, config = {}, clock } = options;
+  const { dir, sink, resolver, config = {}, clock, store } = options;
   const input = testDaemonConfig({ dir: dir.path, extra: { ...config, delivery: { mxPort: sink.port, ...config.delivery } } });
-  return startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger: options.logger ?? createLogger('silent'), resolver, clock });
+  return startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger: options.logger ?? createLogger('silent'), resolver, clock, store });
 }

@@ -1,5 +1,6 @@
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Clock } from '../../src/clock.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { startDaemon, type Daemon } from '../../src/main.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -8,6 +9,7 @@ import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { RecipientRow, Store } from '../../src/storage/store.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { capturingLogger } from '../helpers/log-capture.ts';
+import { manualClock } from '../helpers/manual-clock.ts';
 import { startSmtpSink, type SinkReply, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { testMessage } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
@@ -16,7 +18,8 @@ import { testDaemonConfig } from '../helpers/test-config.ts';
 /**
  * Faults around one delivery, with the daemon in this process on a real SQLite queue and a
  * loopback sink that holds its reply to the final dot for as long as a test needs: an attempt
- * longer than the lease, a stop that runs out of time, a store that refuses the result.
+ * longer than the lease, a stop that runs out of time, a store that refuses the result (for longer
+ * than the lease).
  */
 
 /** A promise the test resolves when it chooses. */
@@ -63,11 +66,11 @@ describe('delivery under faults', () => {
     return sink;
   }
 
-  async function start(extra: ConfigInput = {}, store?: Store): Promise<Daemon> {
+  async function start(extra: ConfigInput = {}, store?: Store, clock?: Clock): Promise<Daemon> {
     const input = testDaemonConfig({ dir: dir.path, sink, extra: { ...extra, storage: { path: queuePath() } } });
     const captured = capturingLogger();
     logs = captured.logs;
-    daemon = await startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger: captured.logger, store, resolver: createFixtureResolver({}) });
+    daemon = await startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger: captured.logger, store, clock, resolver: createFixtureResolver({}) });
     return daemon;
   }
 
@@ -193,5 +196,37 @@ describe('delivery under faults', () => {
     expect(await rowOf(other, id)).toMatchObject({ state: 'delivered', attempts: 1 });
     expect((await other.listEvents(id)).map((e) => e.outcome.disposition)).toEqual(['delivered']);
     expect(sink!.messages).toHaveLength(1);
+  });
+
+  it('records a result retried past the lease under the claim this node took over meanwhile, and sends the message once', { timeout: 30_000 }, async () => {
+    const clock = manualClock();
+    // Another process takes SQLite's write lock when the first message arrives: neither its result
+    // nor a lease renewal can be written.
+    let lock: DatabaseSync | undefined;
+    cleanups.push(() => lock?.close());
+    await holdingSink(async () => {
+      if (!lock) {
+        lock = new DatabaseSync(queuePath());
+        lock.exec('BEGIN IMMEDIATE');
+      }
+      return undefined;
+    });
+    const store = createSqliteStore({ path: queuePath(), clock, logger: createLogger('silent'), busyTimeoutMs: 50 });
+    const d = await start({}, store, clock);
+    const id = await submit(d, '<outage@app.test>');
+    // Retries far enough apart for the claim below to come between two of them.
+    await until(() => logs.some((l) => l.event === 'delivery.record.retry' && Number(l.retryInMs) >= 800), 'retries a second apart');
+
+    // The lease ran out during the outage; once the store is back, this node's next claim takes
+    // the row over before the result is tried again.
+    clock.advance(61_000);
+    lock!.exec('ROLLBACK');
+    await submit(d, '<after-outage@app.test>');
+    await until(() => logs.some((l) => l.event === 'scheduler.lease.reclaimed'), 'the row to be claimed again');
+    const other = await observer();
+    await until(async () => (await rowOf(other, id)).state === 'delivered', 'the result to be recorded');
+    expect(logs.filter((l) => l.event === 'delivery.stale')).toEqual([]);
+    expect(await rowOf(other, id)).toMatchObject({ state: 'delivered', attempts: 1 });
+    expect(sink!.messages.filter((m) => m.messageId === '<outage@app.test>')).toHaveLength(1);
   });
 });

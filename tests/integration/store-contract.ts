@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/clock.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
-import type { AttemptResult, Lease, LeaseToken, NewMessage, Store } from '../../src/storage/store.ts';
+import { DataRefusedError, type AttemptResult, type Lease, type LeaseToken, type NewMessage, type Store } from '../../src/storage/store.ts';
 
 /**
  * The one behaviour contract every Store backend satisfies. Each test gets a fresh, empty
@@ -392,9 +392,10 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       expect(c?.messageId).toBe(m.id);
       const bounce: AttemptResult = { recipientId: c!.recipientId, token: c!.token, outcome: outcome('permanent'), newState: 'bounced', countsAsAttempt: true };
 
-      // A follow-up that cannot be stored takes the result down with it: nothing is applied.
+      // A follow-up that cannot be stored takes the result down with it: nothing is applied. The
+      // store says it refuses the data itself (a constraint): the same call can never succeed.
       const clash = message({ id: existing.id, sender: '', recipients: ['app@sender.test'], source: 'dsn' });
-      await expect(store.recordAttempts([bounce], [{ message: clash, reports: [c!.recipientId] }])).rejects.toThrow();
+      await expect(store.recordAttempts([bounce], [{ message: clash, reports: [c!.recipientId] }])).rejects.toThrow(DataRefusedError);
       expect((await store.listRecipients(m.id))[0]).toMatchObject({ state: 'delivering', attempts: 0 });
       expect(await store.listEvents(m.id)).toEqual([]);
 
@@ -409,9 +410,11 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       const m = message();
       await store.enqueue([m]);
       const [c] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
-      await expect(
-        store.recordAttempts([{ recipientId: c!.recipientId, token: c!.token, outcome: outcome('transient'), newState: 'queued', countsAsAttempt: true }]),
-      ).rejects.toThrow(/nextAttemptAt/);
+      const refused = await store
+        .recordAttempts([{ recipientId: c!.recipientId, token: c!.token, outcome: outcome('transient'), newState: 'queued', countsAsAttempt: true }])
+        .catch((err: unknown) => err);
+      expect(refused).toBeInstanceOf(DataRefusedError);
+      expect(refused).toHaveProperty('message', expect.stringMatching(/nextAttemptAt/));
       expect((await store.listRecipients(m.id))[0]?.state).toBe('delivering');
     });
 

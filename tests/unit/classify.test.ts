@@ -84,6 +84,11 @@ describe('classifyReply', () => {
     });
   });
 
+  it('writes out the control characters of a reply and of the host name, which the queue could not store as they are', () => {
+    const outcome = classifyReply({ code: 250, text: '250 2.0.0 queued as \u0000ABC\u0007', ...ctx, remoteHost: 'mx\u001b.dest.test' }, BOUNCE_RULES);
+    expect(outcome).toMatchObject({ response: '2.0.0 queued as \\x00ABC\\x07', remoteHost: 'mx\\x1b.dest.test' });
+  });
+
   it('applies the first matching rule of a caller-supplied table', () => {
     const rules: BounceRule[] = [{ name: 'banana', origin: 'operator', text: /banana/i, bounceClass: 'policy' }, ...BOUNCE_RULES];
     expect(classifyReply({ code: 550, text: '5.1.1 banana', ...ctx }, rules).bounceClass).toBe('policy');

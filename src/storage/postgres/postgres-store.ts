@@ -35,7 +35,7 @@ import { WriteBatcher, type WriteOp } from '../write-batcher.ts';
 import { postgresClientConfig } from './client-config.ts';
 import { checkSchemaName } from './identifiers.ts';
 import { migratePostgres } from './migrations.ts';
-import { UncertainCommitError, withTransaction } from './transaction.ts';
+import { asRefusal, UncertainCommitError, withTransaction } from './transaction.ts';
 import * as sql from './queries.ts';
 import { WorkListener } from './work-listener.ts';
 
@@ -170,6 +170,8 @@ class PostgresStore implements Store {
         tx.notify = true;
       }
       return recorded.map((r) => r.id);
+    }).catch((err: unknown) => {
+      throw asRefusal(err);
     });
   }
 

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { DataRefusedError } from '../store.ts';
 
 /**
  * COMMIT was sent but no answer came back (the connection was lost): the transaction may or may
@@ -47,4 +48,13 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
     client.off('error', onError);
     client.release(broken);
   }
+}
+
+/**
+ * An error of the data itself (SQLSTATE class 22, data exception, such as a NUL in text; class
+ * 23, integrity constraint violation) as DataRefusedError: repeating the statement cannot help.
+ * Other errors are returned as they are.
+ */
+export function asRefusal(err: unknown): unknown {
+  return err instanceof pg.DatabaseError && /^2[23]/.test(err.code ?? '') ? new DataRefusedError(err.message, { cause: err }) : err;
 }

@@ -4,6 +4,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { systemClock, type Clock } from '../../clock.ts';
 import type { Logger } from '../../observability/logger.ts';
 import {
+  DataRefusedError,
   type AttemptEvent,
   type AttemptResult,
   type ClaimedRecipient,
@@ -156,6 +157,8 @@ class SqliteStore implements Store {
       }
       insertMessages(q, followUpsToStore(followUps, applied));
       return recorded;
+    }).catch((err: unknown) => {
+      throw asRefusal(err);
     });
   }
 
@@ -298,6 +301,15 @@ class SqliteStore implements Store {
       throw err;
     }
   }
+}
+
+/** SQLite's primary result codes for data it refuses: SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH. */
+const REFUSED_DATA = new Set([18, 19, 20]);
+
+/** An error of the data itself as DataRefusedError (repeating the statement cannot help); others as they are. */
+function asRefusal(err: unknown): unknown {
+  const errcode = (err as { errcode?: unknown } | null)?.errcode;
+  return typeof errcode === 'number' && REFUSED_DATA.has(errcode & 0xff) ? new DataRefusedError((err as Error).message, { cause: err }) : err;
 }
 
 /** Runs a bulk statement per domain until `limit` rows moved in all; returns how many did. */
