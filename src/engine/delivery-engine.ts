@@ -16,6 +16,7 @@ import { WaitLine } from './wait-line.ts';
 import { decide, expiredOutcome } from './retry-policy.ts';
 import type { Router } from './routing.ts';
 import type { Deliverer, DeliveryRequest } from './smtp-deliverer.ts';
+import { notStarted } from './transaction-outcomes.ts';
 
 /** How many egress IPs one attempt tries when IPs turn out to be missing from the host. */
 const MAX_EGRESS_TRIES = 3;
@@ -201,11 +202,21 @@ export class DeliveryEngine {
     return this.lines.run(poolSiteLine(request.pool, request.site), () => this.selectHeld(request));
   }
 
-  /** Delivers `rows` of the message through the selected path, and feeds what happened to the pool. */
+  /**
+   * Delivers `rows` of the message through the selected path, and feeds what happened to the pool.
+   * Never throws: the deliverer does not for a delivery's own failures, and when it does all the
+   * same, its transaction is taken not to have started (a wait) while the others of the job
+   * (those already sent, and other VERP transactions) keep their outcomes, so none goes again.
+   */
   private async transact(message: StoredMessage, rows: ClaimedRecipient[], selection: Extract<Selection, { ok: true }>, hops: DeliveryRequest['hops']): Promise<DeliveryOutcome[]> {
     const { path, egress } = selection;
     const transaction = (sender: string, recipients: ClaimedRecipient[]) =>
-      this.deps.deliverer.deliver({ sender, recipients: recipients.map((r) => r.recipient), body: message.body, path, hostname: egress.hostname, hops });
+      this.deps.deliverer
+        .deliver({ sender, recipients: recipients.map((r) => r.recipient), body: message.body, path, hostname: egress.hostname, hops })
+        .catch((err: unknown) => {
+          this.log.error({ event: 'delivery.transaction.failed', messageId: message.id, ip: path.ip, err }, 'the transaction could not start; its recipients wait');
+          return recipients.map(() => notStarted(path.ip, `the delivery failed before its transaction started: ${(err as Error)?.message ?? String(err)}`));
+        });
     const senders = rows.map((row) => this.returnPath({ sender: message.sender, messageId: message.id, recipientId: row.recipientId }));
     // A return path per recipient (VERP) means a transaction per recipient.
     const delivered = senders.every((s) => s === senders[0])

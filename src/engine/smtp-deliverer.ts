@@ -12,14 +12,15 @@ import { OutboundConnection, type DeliveryTimeouts, type OpenFailure } from './o
 import type { ReadyQueue, ReadyQueues } from './ready-queue.ts';
 import { unreachable, type DownPath } from './path-health.ts';
 import type { NextHop } from './routing.ts';
-import { failureOutcomes, interrupted, localOutcome, moreRelevant, pathDown, setupOutcome, shuttingDown, successOutcomes } from './transaction-outcomes.ts';
+import { failureOutcomes, interrupted, localOutcome, moreRelevant, notStarted, pathDown, setupOutcome, shuttingDown, successOutcomes } from './transaction-outcomes.ts';
 
 /**
  * The SMTP client side: runs one mail transaction on a connection of the path's ready queue
  * (an idle one reused, or a new one opened, trying the next hops in order, with opportunistic
  * TLS) and returns one DeliveryOutcome per recipient (made in transaction-outcomes.ts). Never
- * throws for delivery failures. It keeps the ready queues' PathHealth: a path whose every hop is
- * unreachable goes down, and opens no new connection until a probe (probe()) gets through.
+ * throws for delivery failures, nor when the connection-rate limiter (Redis) fails: that is a
+ * wait. It keeps the ready queues' PathHealth: a path whose every hop is unreachable goes down,
+ * and opens no new connection until a probe (probe()) gets through.
  */
 
 export interface DeliveryRequest {
@@ -174,7 +175,8 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       /** Some hop answered, or failed for a reason of its own rather than the site's: the path is not down. */
       let reached = false;
       for (const hop of hops) {
-        await queue.beforeConnect();
+        const limited = await queue.beforeConnect().then(() => null, (err: unknown) => err);
+        if (limited) return all(notStarted(egress.address, `the connection rate of ${queue.key} could not be checked: ${(limited as Error)?.message ?? String(limited)}`));
         if (aborting.signal.aborted) return all(shuttingDown(egress));
         const opened = await openOnHop(hop, queue, egress);
         if (!(opened instanceof OutboundConnection)) {

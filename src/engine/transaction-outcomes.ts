@@ -2,7 +2,7 @@ import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { Egress } from '../ippool/egress.ts';
 import type { SMTPError } from '../vendor/nodemailer.ts';
 import type { BounceRule } from './bounce-rules.ts';
-import { classifyError, classifyReply, parseReply, type ReplyContext } from './classify.ts';
+import { classifyError, classifyReply, parseReply, readable, type ReplyContext } from './classify.ts';
 import type { OpenFailure, SendResult } from './outbound-connection.ts';
 import type { DownPath } from './path-health.ts';
 import type { NextHop } from './routing.ts';
@@ -16,6 +16,14 @@ import type { NextHop } from './routing.ts';
 /** Not an attempt: the message waits in the queue for the next start ('throttled' does not count as an attempt). */
 export function shuttingDown(egress: Egress): DeliveryOutcome {
   return { disposition: 'throttled', code: null, enhanced: '4.3.2', response: 'delivery is shutting down', stage: 'queue', bounceClass: 'other', remoteHost: null, egressIp: egress.address };
+}
+
+/**
+ * Not an attempt: the transaction could not start (a limiter or another part of this node failed
+ * before anything was sent); the message waits like a first retry.
+ */
+export function notStarted(egressIp: string | null, reason: string): DeliveryOutcome {
+  return { disposition: 'throttled', code: null, enhanced: '4.3.0', response: `not tried: ${readable(reason)}`, stage: 'queue', bounceClass: 'other', remoteHost: null, egressIp };
 }
 
 /**

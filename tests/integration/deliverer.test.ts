@@ -5,9 +5,12 @@ import { ReadyQueues } from '../../src/engine/ready-queue.ts';
 import type { NextHop } from '../../src/engine/routing.ts';
 import { createDeliverer, type Deliverer, type DeliveryRequest } from '../../src/engine/smtp-deliverer.ts';
 import { LocalRateLimiter } from '../../src/ippool/backend/local-rate-limiter.ts';
+import { RedisRateLimiter } from '../../src/ippool/backend/redis-rate-limiter.ts';
+import type { RateLimiter } from '../../src/ippool/contracts.ts';
 import type { EgressPath } from '../../src/ippool/egress-path.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
+import { createRedisClient } from '../../src/storage/redis-client.ts';
 import { startSmtpSink, type SmtpSink, type SmtpSinkOptions } from '../helpers/smtp-sink.ts';
 import { BOUNCE_RULES } from '../helpers/bounce-rules.ts';
 import { rawServer } from '../helpers/faulty-remotes.ts';
@@ -107,13 +110,15 @@ describe('smtp deliverer', () => {
     maxConnections?: number;
     maxMessagesPerConnection?: number;
     idleConnectionTimeout?: number;
+    /** The rate limiter of the ready queues (default: in process). */
+    limiter?: RateLimiter;
   }
 
   function deliverer(setup: DelivererSetup = {}): { deliverer: Deliverer; metrics: Metrics; queues: ReadyQueues } {
     const metrics = new Metrics({ processMetrics: false });
     const unlimited = { ratePerSecond: 10_000, burst: 10_000 };
     const shaping = { maxConnections: setup.maxConnections ?? 4, maxMessagesPerConnection: setup.maxMessagesPerConnection ?? 100, messageRate: unlimited, connectionRate: unlimited };
-    const queues = new ReadyQueues({ shaping: () => shaping, limiter: new LocalRateLimiter(), clock: systemClock, idleConnectionTimeout: setup.idleConnectionTimeout ?? 5_000, deadSite: { interval: 60_000, maxInterval: 600_000 } });
+    const queues = new ReadyQueues({ shaping: () => shaping, limiter: setup.limiter ?? new LocalRateLimiter(), clock: systemClock, idleConnectionTimeout: setup.idleConnectionTimeout ?? 5_000, deadSite: { interval: 60_000, maxInterval: 600_000 } });
     const d = createDeliverer({ logger: createLogger('silent'), metrics, timeouts: setup.timeouts ?? TIMEOUTS, queues, bounceRules: BOUNCE_RULES });
     cleanups.push(() => d.close());
     return { deliverer: d, metrics, queues };
@@ -516,6 +521,19 @@ describe('smtp deliverer', () => {
     d.abort();
     expect(await cut).toEqual([expect.objectContaining({ disposition: 'transient', stage: 'dot', response: expect.stringContaining('possible duplicate') })]);
     await until(() => d.stats().connectionsOpen === 0);
+  });
+
+  it('answers a wait, without connecting, when the connection-rate limiter cannot be reached (Redis down)', async () => {
+    const s = await sink();
+    const redis = createRedisClient(`redis://127.0.0.1:${await closedPort()}`, createLogger('silent'));
+    cleanups.push(() => redis.close());
+    const { deliverer: d } = deliverer({ limiter: new RedisRateLimiter(redis.redis, 'rookery-test:') });
+    const outcomes = await d.deliver(request([hopTo(s)], { recipients: ['a@dest.test', 'b@dest.test'] }));
+    expect(outcomes).toEqual([
+      expect.objectContaining({ disposition: 'throttled', code: null, response: expect.stringMatching(/^not tried: .*connection rate/) }),
+      expect.objectContaining({ disposition: 'throttled' }),
+    ]);
+    expect(s.connections).toHaveLength(0);
   });
 
   it('abort cuts a session whose server has not even greeted: the message was not sent', async () => {
