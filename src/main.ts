@@ -122,11 +122,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const deliverer = createDeliverer({ logger, metrics, timeouts, queues, bounceRules: resolved.bounceRules });
     stack.push({ name: 'deliverer', stop: () => deliverer.close() });
 
-    // Sites no egress IP can reach: probed, their mail held in bulk. Started with the scheduler, which it wakes.
+    const router = createRouter({ routes: config.delivery.routes, mxPort: config.delivery.mxPort, resolver: dns, clock });
+    // Sites no egress IP can reach: probed, their mail held. Started with the scheduler, which it wakes.
     const sites = new DeadSites({
       store,
       paths: queues.health,
       prober: deliverer,
+      router,
       clock,
       logger,
       metrics,
@@ -136,7 +138,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const engine = new DeliveryEngine({
       store,
       sites,
-      router: createRouter({ routes: config.delivery.routes, mxPort: config.delivery.mxPort, resolver: dns, clock }),
+      router,
       deliverer,
       pool,
       clock,

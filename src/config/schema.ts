@@ -166,9 +166,16 @@ export const configSchema = z.strictObject({
       /** How long a node's claim on a recipient lasts unless renewed (every third of it): a dead node's mail waits this long. */
       lease: durationSchema.refine((ms) => ms >= 3_000, { message: 'at least 3s (a lease is renewed every third of it)' }).default(60_000),
       dsn: z.strictObject({ enabled: z.boolean().default(true), from: z.string().optional() }).prefault({}),
-      /** A site whose connections fail from every egress IP is held: probed once per interval (doubling up to maxInterval), its mail deferred in bulk. */
+      /**
+       * A site whose connections fail from every egress IP is held: probed once per interval
+       * (doubling up to maxInterval), its mail deferred. A hold lasts an hour and is reviewed
+       * halfway through, so a path is probed at least once per half hour.
+       */
       deadSite: z
-        .strictObject({ interval: positiveDurationSchema.default(60_000), maxInterval: positiveDurationSchema.default(600_000) })
+        .strictObject({
+          interval: positiveDurationSchema.default(60_000),
+          maxInterval: positiveDurationSchema.refine((ms) => ms <= 30 * 60_000, { message: 'at most 30m (a held site is reviewed every half hour)' }).default(600_000),
+        })
         .refine((d) => d.maxInterval >= d.interval, { message: 'maxInterval is shorter than interval', path: ['maxInterval'] })
         .prefault({}),
     })

@@ -6,36 +6,50 @@ import { ipLabel, type Metrics } from '../observability/metrics.ts';
 import type { Store } from '../storage/store.ts';
 import type { EgressPath } from '../ippool/egress-path.ts';
 import type { DeliveryJob } from './delivery-job.ts';
+import { HeldMail } from './held-mail.ts';
 import type { DownPath, PathHealth } from './path-health.ts';
+import type { Router } from './routing.ts';
 import type { Deliverer } from './smtp-deliverer.ts';
 
 /**
  * Destination sites that no egress IP can reach, held as a whole (Postfix's dead destinations):
- * one event, not an attempt per message. A site is held once a delivery to it finds no egress IP
- * because its paths are down (PathHealth) and no other IP frees up before their probes. Held, the
- * queued mail of its domains is deferred in bulk (a few store calls of BULK_CHUNK rows), a job
- * claimed for it is deferred without an attempt (a wait, as 'throttled' is), and only the probes
- * connect: one per down path and interval. The first probe (or delivery) that gets through resumes the held mail
- * at once. Held mail is due again after HOLD_MS anyway, so a hold this node forgets (a restart)
- * or one that outlives a site's domain moving elsewhere costs an hour at most; it still bounces at
- * delivery.maxAge.
+ * one event, not an attempt per message. A site is held once a delivery to it waits with every
+ * egress IP the pool asked refused because its path to the site is down (PathHealth), or waits
+ * on a down path from the OS default address (no egress IPs). An IP that is only at a warm-up
+ * cap, throttled or suspended can still reach the site: its mail waits for that IP, the site is
+ * not held. Held, a job claimed for the site is deferred without an attempt or a connection (a
+ * wait, as 'throttled' is), and only the probes connect: one per down path and interval. The
+ * first probe (or delivery) that gets through ends the hold and makes its mail due at once.
+ *
+ * A hold lasts `holdMs` (an hour) and is never renewed on its own say. Halfway through, one held
+ * job goes through egress IP selection again, which passes over the down paths (the trial: one
+ * held row is made due, and the first job claimed for the site is let through): the hold is
+ * renewed only when that job finds no IP either, and for the domains that still route to the
+ * site; it ends at once when the job finds one. A hold whose trial never comes back (its domains
+ * moved to another MX, no mail left) ends on time, and the next job for the site decides afresh.
+ * So a hold this node forgets (a restart) or one that outlives its domains moving elsewhere costs
+ * an hour at most, and held mail still bounces at delivery.maxAge.
+ *
+ * Where the queue is this node's alone (SQLite), the queued mail of a held site's domains is
+ * deferred in bulk to the hold's end (HeldMail); the scheduler waits for a first bulk hold, whose
+ * rows are due now, while a renewal moves rows that are not due yet in the background. A queue
+ * that several nodes share (PostgreSQL) is never moved in bulk: each node sends from its own IPs,
+ * and one node's view of a site must not hold mail another node can deliver. There a job this
+ * node claims for a site it holds waits only until the site's next probe here, when any node may
+ * claim it again, and a hold simply ends on time (no trial: nothing was moved).
  */
 
-/** How long held mail stays deferred; renewed while the site stays down. */
+/** How long a hold lasts unless its trial renews it. */
 const HOLD_MS = 60 * 60_000;
 /** After a site came back, when held mail is resumed a second time (jobs held as it came back). */
 const RESUME_AGAIN_MS = 5_000;
-/**
- * Rows held or resumed per store call. SQLite runs each call on the daemon's one thread (about
- * 30 ms for this many), and the same time passes before the next, so acceptance keeps at least
- * half of the thread while a large backlog is held.
- */
-const BULK_CHUNK = 2_000;
 
-/** What an attempt of a job produced: per recipient, and for a wait when it ends. */
+/** What an attempt of a job produced: per recipient, and for a wait when it ends and which egress IPs it waits for. */
 export interface JobOutcomes {
   outcomes: DeliveryOutcome[];
   waitUntil?: number;
+  /** For a wait for an egress IP: the IPs the pool asked, each of which refused. */
+  asked?: readonly string[];
 }
 
 interface HeldSite {
@@ -43,18 +57,22 @@ interface HeldSite {
   since: number;
   /** The domains routed to the site that are held (those of the jobs that found it down). */
   domains: Set<string>;
-  /** Held mail is due again then, unless the site comes back first. */
+  /** When the hold ends, unless the site comes back first or its trial renews it. */
   until: number;
+  /** When its trial is due (halfway through the hold; never on a shared queue). */
+  trialAt: number;
+  /** 'wanted': the next job claimed for the site goes through selection; 'running': it is doing so. */
+  trial: 'wanted' | 'running' | null;
   outcome: DeliveryOutcome;
-  /** The site's store operations, one after the other. */
-  work: Promise<void>;
 }
 
 export interface DeadSitesDeps {
-  store: Pick<Store, 'holdDomains' | 'resumeDomains'>;
+  store: Pick<Store, 'driver' | 'holdDomains' | 'resumeDomains'>;
   /** The ready queues' path health, kept by the deliverer. */
   paths: PathHealth;
   prober: Pick<Deliverer, 'probe'>;
+  /** Where the held domains route now: a renewal keeps only those still routed to the site. */
+  router: Pick<Router, 'resolve'>;
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
@@ -62,6 +80,8 @@ export interface DeadSitesDeps {
   maxAgeMs: number;
   /** Held mail is due now: the scheduler should look at the queue. */
   onResumed: () => void;
+  /** How long a hold lasts (default an hour). */
+  holdMs?: number;
 }
 
 /** The outcome recorded for the mail of a held site: a wait, not an attempt. */
@@ -72,10 +92,12 @@ function siteDown(site: string, cause: DeliveryOutcome): DeliveryOutcome {
 
 export class DeadSites {
   private readonly held = new Map<string, HeldSite>();
-  /** Probes and store operations under way, for stop(). */
-  private readonly tasks = new Set<Promise<unknown>>();
-  /** Bulk holds under way. */
-  private readonly holding = new Set<Promise<unknown>>();
+  /** Probes under way, for stop(). */
+  private readonly probes = new Set<Promise<unknown>>();
+  private readonly mail: HeldMail;
+  /** The queue is this node's alone: held mail is moved in bulk (see the file's comment). */
+  private readonly bulk: boolean;
+  private readonly holdMs: number;
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopping = new AbortController();
@@ -83,13 +105,17 @@ export class DeadSites {
 
   constructor(private readonly deps: DeadSitesDeps) {
     this.log = deps.logger.child({ component: 'delivery' });
+    this.mail = new HeldMail({ store: deps.store, logger: this.log, maxAgeMs: deps.maxAgeMs });
+    this.bulk = deps.store.driver === 'sqlite';
+    this.holdMs = deps.holdMs ?? HOLD_MS;
   }
 
   start(): void {
     if (this.unsubscribe) return;
     this.stopping = new AbortController();
-    // One listener per probe and pause under way: possibly many down paths at once.
+    // One listener per probe under way: possibly many down paths at once.
     setMaxListeners(0, this.stopping.signal);
+    this.mail.start();
     this.unsubscribe = this.deps.paths.subscribe({ down: (entry) => this.pathDown(entry), connected: (path, wasDown) => this.connected(path, wasDown) });
     this.arm();
   }
@@ -101,72 +127,165 @@ export class DeadSites {
     this.stopping.abort();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    while (this.tasks.size) await Promise.allSettled([...this.tasks]);
+    while (this.probes.size) await Promise.allSettled([...this.probes]);
+    await this.mail.stop();
   }
 
   /**
-   * Before an attempt: when the job's site is held, what to record for it (a wait until the hold
-   * ends, no attempt) and its domains join the hold; null when the site is not held.
+   * Before an attempt: when the job's site is held, what to record for it (a wait, no attempt)
+   * and its domains join the hold; null when the site is not held, or when the job is the hold's
+   * trial (it goes through selection, and review() judges what it found).
    */
   holdJob(job: DeliveryJob): JobOutcomes | null {
-    const site = job.route.ok ? this.held.get(job.route.site) : undefined;
-    return site ? this.hold(site, job) : null;
+    const site = job.route.ok ? this.current(job.route.site) : undefined;
+    if (!site) return null;
+    if (site.trial === 'wanted') {
+      site.trial = 'running';
+      return null;
+    }
+    return this.hold(site, job);
   }
 
   /**
-   * After an attempt: a job whose recipients (or some of them) wait while paths to its site are
-   * down holds the site when no egress IP could take them before the paths' probes, or when it
-   * went out from the OS default address (no egress IPs configured: the one path there is).
+   * After an attempt: a job whose recipients (or some of them) wait because no egress IP can
+   * reach its site holds the site (see the file's comment). The answer of a held site's trial
+   * renews its hold, or ends it when the job found an IP that can reach the site.
    */
   review(job: DeliveryJob, sent: JobOutcomes): JobOutcomes {
-    if (!job.route.ok || !sent.outcomes.some((o) => o.disposition === 'throttled')) return sent;
-    const down = this.deps.paths.ofSite(job.route.site);
-    if (!down.length) return sent;
-    const noIp = sent.waitUntil !== undefined ? sent.waitUntil >= Math.min(...down.map((d) => d.probeAt)) : down.some((d) => d.path.ip === null);
-    if (!noIp) return sent;
-    return this.hold(this.held.get(job.route.site) ?? this.holdSite(job.route.site, down), job, sent.outcomes);
+    if (!job.route.ok) return sent;
+    const name = job.route.site;
+    const site = this.current(name);
+    const noIp = this.noIp(name, sent);
+    if (site?.trial === 'running') {
+      if (!noIp) {
+        this.release(site, { released: 'an egress IP can take its mail' });
+        return sent;
+      }
+      this.renew(site);
+    }
+    return noIp ? this.hold(site ?? this.holdSite(name), job, sent.outcomes) : sent;
+  }
+
+  /** Resolves once no bulk hold of due rows is under way: the scheduler waits for it before claiming (see HeldMail.holdsDone). */
+  holdsDone(): Promise<void> {
+    return this.mail.holdsDone();
+  }
+
+  /** Whether the attempt found no egress IP that can reach the site: every IP the pool asked has its path down, or the default address's is. */
+  private noIp(site: string, sent: JobOutcomes): boolean {
+    if (!sent.outcomes.some((o) => o.disposition === 'throttled')) return false;
+    const down = this.deps.paths.ofSite(site);
+    const isDown = (ip: string | null) => down.some((d) => d.path.ip === ip);
+    return sent.asked ? sent.asked.length > 0 && sent.asked.every(isDown) : isDown(null);
+  }
+
+  /** The held site, unless its hold has ended (then it is released: its mail goes through selection again). */
+  private current(name: string): HeldSite | undefined {
+    const site = this.held.get(name);
+    if (site && site.until <= this.deps.clock.now()) {
+      this.release(site, { released: 'its hold ended' });
+      return undefined;
+    }
+    return site;
   }
 
   /** The job's outcomes on a held site: those that went out (of `outcomes`) stay, every wait becomes the site's. */
   private hold(site: HeldSite, job: DeliveryJob, outcomes?: DeliveryOutcome[]): JobOutcomes {
     const fresh = [...new Set(job.rows.map((row) => row.domain))].filter((domain) => !site.domains.has(domain));
-    if (fresh.length) this.holdDomains(site, fresh);
+    for (const domain of fresh) site.domains.add(domain);
+    // Their queued mail is due now: the scheduler waits for this hold.
+    if (fresh.length && this.bulk) void this.moveHeld(site, fresh, true);
     const held = job.rows.map((_, i) => (outcomes && outcomes[i]!.disposition !== 'throttled' ? outcomes[i]! : site.outcome));
     this.deps.metrics.siteHeld.inc(held.filter((o) => o === site.outcome).length);
-    return { outcomes: held, waitUntil: site.until };
+    return { outcomes: held, waitUntil: this.waitFor(site) };
   }
 
   /**
-   * Resolves once no bulk hold is under way. The scheduler waits for it before claiming: the rows
-   * a hold has not reached yet are the oldest due, and claiming them one by one meanwhile would
-   * cost far more than the hold itself (a claim, a result and an event each).
+   * When a held job is due again: at the hold's end where held mail waits for it (never sooner
+   * than one probe interval from now); on a shared queue at the site's next probe here.
    */
-  async holdsDone(): Promise<void> {
-    await Promise.all([...this.holding]);
+  private waitFor(site: HeldSite): number {
+    const now = this.deps.clock.now();
+    const down = this.deps.paths.ofSite(site.site);
+    const soonest = down.length ? now + Math.min(...down.map((d) => d.intervalMs)) : now;
+    const probeAt = down.length ? Math.min(...down.map((d) => d.probeAt)) : now;
+    return Math.max(this.bulk ? site.until : probeAt, soonest);
   }
 
-  private holdSite(site: string, down: DownPath[]): HeldSite {
+  private holdSite(name: string): HeldSite {
     const now = this.deps.clock.now();
+    const down = this.deps.paths.ofSite(name);
     const cause = down[0]!.outcome;
-    const held: HeldSite = { site, since: now, domains: new Set(), until: now + HOLD_MS, outcome: siteDown(site, cause), work: Promise.resolve() };
-    this.held.set(site, held);
+    const site: HeldSite = { site: name, since: now, domains: new Set(), until: now + this.holdMs, trialAt: this.bulk ? now + this.holdMs / 2 : Infinity, trial: null, outcome: siteDown(name, cause) };
+    this.held.set(name, site);
     this.deps.metrics.sitesDown.set(this.held.size);
     const probeAt = new Date(Math.min(...down.map((d) => d.probeAt))).toISOString();
-    const fields = { event: 'delivery.site.down', site, ips: down.map((d) => ipLabel(d.path.ip)), response: cause.response, probeAt };
-    this.log.warn(fields, `no egress IP can reach ${site}: its mail is held until a probe connection gets through`);
-    return held;
+    const fields = { event: 'delivery.site.down', site: name, ips: down.map((d) => ipLabel(d.path.ip)), response: cause.response, probeAt };
+    this.log.warn(fields, `no egress IP can reach ${name}: its mail is held until a probe connection gets through`);
+    this.arm();
+    return site;
   }
 
-  /** Defers the queued mail of `domains` to the site's hold time, in bulk. */
-  private holdDomains(site: HeldSite, domains: string[]): void {
-    for (const domain of domains) site.domains.add(domain);
-    const hold = this.enqueueWork(site, async () => {
-      const held = await this.inChunks((limit) => this.deps.store.holdDomains(domains, site.until, this.deps.maxAgeMs, limit));
-      this.deps.metrics.siteHeld.inc(held);
-      this.log.debug({ event: 'delivery.site.held', site: site.site, domains, recipients: held }, 'queued mail of a down site deferred');
+  /** The trial found no IP either: the hold goes on for another holdMs, for the domains that still route to the site. */
+  private renew(site: HeldSite): void {
+    const now = this.deps.clock.now();
+    site.until = now + this.holdMs;
+    site.trialAt = now + this.holdMs / 2;
+    site.trial = null;
+    this.arm();
+    void this.stillRouted(site).then((domains) => {
+      // Released meanwhile (a probe got through): its mail is due, not to be held again.
+      if (this.held.get(site.site) !== site) return;
+      site.domains = new Set(domains);
+      this.log.debug({ event: 'delivery.site.renewed', site: site.site, domains, until: new Date(site.until).toISOString() }, 'no egress IP can reach the site yet: its hold goes on');
+      // Rows not due yet (held until the hold's previous end): moved in the background.
+      if (domains.length) return this.moveHeld(site, domains, false);
     });
-    this.holding.add(hold);
-    void hold.finally(() => this.holding.delete(hold));
+  }
+
+  /** The site's held domains that still route to it (a domain whose MX moved is let go). */
+  private async stillRouted(site: HeldSite): Promise<string[]> {
+    const domains = [...site.domains];
+    const routes = await Promise.all(domains.map((domain) => this.deps.router.resolve(domain).catch(() => null)));
+    return domains.filter((_, i) => routes[i]?.ok && routes[i].site === site.site);
+  }
+
+  /** Defers the queued mail of `domains` to the site's hold end, in bulk. */
+  private async moveHeld(site: HeldSite, domains: string[], due: boolean): Promise<void> {
+    const held = await this.mail.hold(site, domains, due);
+    this.deps.metrics.siteHeld.inc(held);
+    this.log.debug({ event: 'delivery.site.held', site: site.site, domains, recipients: held }, 'queued mail of a down site deferred');
+  }
+
+  /**
+   * Ends a hold. Its held mail is due now: a probe got through ('up'), or its trial found an IP
+   * ('released'); or at the hold's end, which has come ('released' too).
+   */
+  private release(site: HeldSite, how: { up: { ip: string | null } } | { released: string }): void {
+    if (this.held.get(site.site) !== site) return;
+    this.held.delete(site.site);
+    this.deps.metrics.sitesDown.set(this.held.size);
+    const now = this.deps.clock.now();
+    const fields =
+      'up' in how
+        ? { event: 'delivery.site.up', site: site.site, ip: how.up.ip, downForMs: now - site.since }
+        : { event: 'delivery.site.released', site: site.site, reason: how.released, heldForMs: now - site.since };
+    const message = 'up' in how ? `${site.site} is reachable again: its held mail is due` : `${site.site} is held no longer (${how.released}): its mail goes through egress IP selection again`;
+    if (!this.bulk || site.until <= now) {
+      this.log.info(fields, message);
+      return;
+    }
+    void (async () => {
+      this.log.info({ ...fields, resumed: await this.resume(site) }, message);
+      // A job held just before the hold ended records its wait just after: a second pass frees it too.
+      await this.mail.pause(site, RESUME_AGAIN_MS);
+      await this.resume(site);
+    })();
+  }
+
+  /** Makes the site's held mail due now (or `limit` rows of it); the scheduler is woken as soon as the first of it is. */
+  private resume(site: HeldSite, limit?: number): Promise<number> {
+    return this.mail.resume(site, () => this.deps.clock.now(), this.deps.onResumed, limit);
   }
 
   private pathDown(entry: DownPath): void {
@@ -187,83 +306,43 @@ export class DeadSites {
       this.log.info({ event: 'delivery.path.up', ip: path.ip, site: path.site, downForMs: now - wasDown.since }, `${path.site} reached from ${ipLabel(path.ip)} again`);
     }
     const site = this.held.get(path.site);
-    if (!site) return;
-    this.held.delete(path.site);
-    this.deps.metrics.sitesDown.set(this.held.size);
-    this.enqueueWork(site, async () => {
-      const resumed = await this.resume(site);
-      this.log.info({ event: 'delivery.site.up', site: site.site, ip: path.ip, downForMs: now - site.since, resumed }, `${site.site} is reachable again: its held mail is due`);
-      // A job held just before the site came back records its wait just after: a second pass frees it too.
-      await this.pause(RESUME_AGAIN_MS);
-      await this.resume(site);
-    });
+    if (site) this.release(site, { up: { ip: path.ip } });
   }
 
-  /** Makes the site's held mail due now; the scheduler is woken as soon as the first of it is. */
-  private async resume(site: HeldSite): Promise<number> {
-    const domains = [...site.domains];
-    return this.inChunks(async (limit) => {
-      const resumed = await this.deps.store.resumeDomains(domains, site.until, this.deps.clock.now(), limit);
-      if (resumed > 0) this.deps.onResumed();
-      return resumed;
-    });
-  }
-
-  /** Repeats a bulk store call until it moves fewer than BULK_CHUNK rows, pausing after each as long as it took. */
-  private async inChunks(chunk: (limit: number) => Promise<number>): Promise<number> {
-    let total = 0;
-    for (;;) {
-      const started = performance.now();
-      const moved = await chunk(BULK_CHUNK);
-      total += moved;
-      if (moved < BULK_CHUNK || this.stopping.signal.aborted) return total;
-      await this.pause(performance.now() - started);
-    }
-  }
-
-  /** Waits `ms`, or less when stop() comes first. */
-  private pause(ms: number): Promise<void> {
-    const { signal } = this.stopping;
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener('abort', done, { once: true });
-    });
-  }
-
-  /** Runs a store operation of the site after those before it; a failure is logged (held mail is due again after HOLD_MS anyway). */
-  private enqueueWork(site: HeldSite, work: () => Promise<void>): Promise<void> {
-    const run = site.work.then(work).catch((err: unknown) => {
-      this.log.error({ event: 'delivery.site.hold.failed', site: site.site, err }, 'holding or resuming the mail of a down site failed');
-    });
-    site.work = run;
-    this.track(run);
-    return run;
-  }
-
-  private track(task: Promise<unknown>): void {
-    this.tasks.add(task);
-    void task.finally(() => this.tasks.delete(task));
-  }
-
-  /** Wakes up for the next probe due. */
+  /** Wakes up for the next probe, trial or hold end due. */
   private arm(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const next = this.unsubscribe ? this.deps.paths.nextProbeAt() : null;
-    if (next === null) return;
-    this.timer = setTimeout(() => this.probeDue(), Math.max(next - this.deps.clock.now(), 10));
+    if (!this.unsubscribe) return;
+    const times = [...this.held.values()].map((site) => (site.trial === null ? Math.min(site.trialAt, site.until) : site.until));
+    const probe = this.deps.paths.nextProbeAt();
+    if (probe !== null) times.push(probe);
+    if (!times.length) return;
+    this.timer = setTimeout(() => this.due(), Math.max(Math.min(...times) - this.deps.clock.now(), 10));
     this.timer.unref();
   }
 
+  /** Runs what is due: probes, trials, the end of holds. */
+  private due(): void {
+    const now = this.deps.clock.now();
+    this.probeDue(now);
+    for (const site of [...this.held.values()]) {
+      if (site.until <= now) this.release(site, { released: 'its hold ended' });
+      else if (site.trial === null && site.trialAt <= now) this.startTrial(site);
+    }
+    this.arm();
+  }
+
+  /** Makes one held row due, so that a job for the site goes through selection (holdJob lets the first one pass). */
+  private startTrial(site: HeldSite): void {
+    site.trial = 'wanted';
+    void this.resume(site, 1);
+  }
+
   /** One probe for each down path whose time has come; a path nobody asked for since its last probe is forgotten instead. */
-  private probeDue(): void {
-    const { paths, prober, metrics, clock } = this.deps;
-    for (const entry of paths.dueProbes(clock.now())) {
+  private probeDue(now: number): void {
+    const { paths, prober, metrics } = this.deps;
+    for (const entry of paths.dueProbes(now)) {
       if (!entry.wanted && !this.held.has(entry.path.site)) {
         paths.forget(entry.path);
         metrics.pathsDown.dec({ egress_ip: ipLabel(entry.path.ip) });
@@ -272,32 +351,19 @@ export class DeadSites {
       entry.wanted = false;
       entry.probing = true;
       const probe = prober.probe(entry, this.stopping.signal).then(
-        (up) => {
-          metrics.siteProbes.inc({ result: up ? 'up' : 'down' });
-          if (!up) this.stillDown(entry);
-        },
+        (up) => metrics.siteProbes.inc({ result: up ? 'up' : 'down' }),
         (err: unknown) => {
           this.log.error({ event: 'delivery.probe.failed', ip: entry.path.ip, site: entry.path.site, err }, 'probing a down path failed');
           // As a failed probe: the next one waits longer, rather than coming at once.
           paths.probeFailed(entry, entry);
         },
       );
-      this.track(
-        probe.finally(() => {
-          entry.probing = false;
-          this.arm();
-        }),
-      );
+      const tracked = probe.finally(() => {
+        entry.probing = false;
+        this.probes.delete(tracked);
+        this.arm();
+      });
+      this.probes.add(tracked);
     }
-    this.arm();
-  }
-
-  /** A probe failed, so its site stays down: its held mail is held for longer before its hold runs out. */
-  private stillDown(entry: DownPath): void {
-    const site = this.held.get(entry.path.site);
-    const now = this.deps.clock.now();
-    if (!site || site.until - now > HOLD_MS / 2) return;
-    site.until = now + HOLD_MS;
-    this.holdDomains(site, [...site.domains]);
   }
 }

@@ -7,7 +7,7 @@ import type { ClaimedRecipient, FollowUp, NewMessage, StoredMessage, Store } fro
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { DkimSigner } from '../sender-domains/signer.ts';
 import { jobsBySite, type DeliveryJob } from './delivery-job.ts';
-import type { DeadSites } from './dead-sites.ts';
+import type { DeadSites, JobOutcomes } from './dead-sites.ts';
 import { buildDsn } from './dsn.ts';
 import { signAndCount } from './queue.ts';
 import { newQueueId } from './queue-id.ts';
@@ -166,7 +166,7 @@ export class DeliveryEngine {
    * (throttled) until `waitUntil`, as the whole job does when no IP may take any. An IP the host
    * turns out not to have is suspended by the pool and its recipients go out at once from another.
    */
-  private async send(job: DeliveryJob, message: StoredMessage): Promise<{ outcomes: DeliveryOutcome[]; waitUntil?: number }> {
+  private async send(job: DeliveryJob, message: StoredMessage): Promise<JobOutcomes> {
     const { route } = job;
     if (!route.ok) return { outcomes: job.rows.map(() => route.outcome) };
     const outcomes: DeliveryOutcome[] = [];
@@ -179,9 +179,9 @@ export class DeliveryEngine {
         // Part of the job went out: throwing would return those rows to the queue and send them again.
         if (outcomes.length === 0) throw err;
         this.log.error({ event: 'delivery.select.failed', messageId: job.messageId, err }, 'choosing an egress IP for the rest of the job failed; it waits');
-        return { ok: false, provider, reason: 'no-ip', retryAt: this.deps.clock.now() + SELECT_FAILED_RETRY_MS } as const;
+        return { ok: false, provider, reason: 'no-ip', retryAt: this.deps.clock.now() + SELECT_FAILED_RETRY_MS, asked: [] } as const;
       });
-      if (!selection.ok) return { outcomes: [...outcomes, ...rest.map(() => waiting(message.pool, selection))], waitUntil: selection.retryAt };
+      if (!selection.ok) return { outcomes: [...outcomes, ...rest.map(() => waiting(message.pool, selection))], waitUntil: selection.retryAt, asked: selection.asked };
       provider = selection.path.provider;
       const rows = rest.slice(0, selection.granted);
       const delivered = await this.transact(message, rows, selection, route.hops);

@@ -48,7 +48,8 @@ export interface PoolPolicy {
 export type Selection =
   /** `granted`: how many of the `count` messages may go in this transaction; the rest are to be selected again. */
   | { ok: true; egress: Egress; path: EgressPath; granted: number }
-  | { ok: false; provider: ProviderName; retryAt: number; reason: WaitReason };
+  /** `asked`: the IPs asked, each of which refused (the reason and retryAt are the earliest one's). */
+  | { ok: false; provider: ProviderName; retryAt: number; reason: WaitReason; asked: readonly string[] };
 
 /** How long an IP the host lacks stays suspended before it is tried again. */
 const UNAVAILABLE_RETRY_MS = 10 * 60_000;
@@ -137,10 +138,12 @@ export class EgressPool {
     let retryAt = Infinity;
     let reason: WaitReason = 'no-ip';
     let granted = 0;
+    const asked: string[] = [];
     const eligible = async (address: string) => {
       const verdict = await this.check(this.byAddress.get(address)!, { ip: address, site, provider }, request.count, now);
       if (verdict.ok) granted = verdict.granted;
-      else if (verdict.retryAt < retryAt) {
+      else asked.push(address);
+      if (!verdict.ok && verdict.retryAt < retryAt) {
         retryAt = verdict.retryAt;
         reason = verdict.reason;
       }
@@ -158,7 +161,7 @@ export class EgressPool {
 
     if (!chosen) {
       this.reporting.selectionWait(request.pool, reason);
-      return { ok: false, provider, reason, retryAt: Number.isFinite(retryAt) ? retryAt : now + 60_000 };
+      return { ok: false, provider, reason, retryAt: Number.isFinite(retryAt) ? retryAt : now + 60_000, asked };
     }
     const member = this.byAddress.get(chosen)!;
     this.state.recordSent(member.address, now);

@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Clock } from '../../src/clock.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { startDaemon, type Daemon } from '../../src/main.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -7,6 +8,7 @@ import { resolveConfig } from '../../src/resolved-config.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
+import { manualClock } from '../helpers/manual-clock.ts';
 import { startSmtpSink, type SinkSession, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { testMessage } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
@@ -51,7 +53,7 @@ describe('a dead destination site', () => {
     await dir.remove();
   });
 
-  async function start(store: Store, extra: ConfigInput = {}): Promise<Daemon> {
+  async function start(store: Store, extra: ConfigInput = {}, clock?: Clock): Promise<Daemon> {
     const input = testDaemonConfig({
       dir: dir.path,
       extra: {
@@ -66,7 +68,7 @@ describe('a dead destination site', () => {
       },
     });
     const logger = createLogger('info', new Writable({ write: (chunk, _enc, done) => (logs.push(JSON.parse(String(chunk))), done()) }));
-    daemon = await startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger, store, resolver: createFixtureResolver({}) });
+    daemon = await startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger, store, clock, resolver: createFixtureResolver({}) });
     return daemon;
   }
 
@@ -142,5 +144,39 @@ describe('a dead destination site', () => {
     expect(events('delivery.path.down')).toEqual([expect.objectContaining({ ip: '127.0.0.2', site: `route:127.0.0.1:${site.port}` })]);
     expect(events('delivery.site.down')).toEqual([]);
     expect(site.connections.filter((c) => c.remoteAddress === '127.0.0.2').length).toBeLessThanOrEqual(12);
+  });
+
+  it('does not hold the site when the IP that reaches it is only at its warm-up cap: the mail waits for an IP, not for an hour', { timeout: 30_000 }, async () => {
+    refuses = (session) => session.remoteAddress === '127.0.0.2';
+    // A fixed time, a minute into an hour: the warm-up cap of 127.0.0.3 (one message an hour) resets at 11:00.
+    const t0 = Date.UTC(2026, 10, 2, 10, 1);
+    const clock = manualClock(t0);
+    const store = createSqliteStore({ path: dir.file('queue.db'), logger: createLogger('silent') });
+    const d = await start(
+      store,
+      {
+        ips: [{ address: '127.0.0.2' }, { address: '127.0.0.3', warmup: { plan: 'one-an-hour', start: '2026-11-02' } }],
+        warmup: { activeHours: 24, plans: { 'one-an-hour': [24] } },
+        delivery: { deadSite: { interval: '1m', maxInterval: '2m' } },
+      },
+      clock,
+    );
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) ids.push(await submit(d, `user${i}@dead.test`, `<capped${i}@app.test>`));
+    const rows = async () => (await Promise.all(ids.map((id) => store.listRecipients(id)))).flat();
+    // The first attempts: 127.0.0.3 takes one message (its cap), 127.0.0.2 is refused and goes down.
+    await site.waitForMessages(1);
+    await until(async () => (await rows()).every((r) => r.state === 'delivered' || (r.state === 'queued' && r.lastOutcome !== null)), 'every first attempt');
+    // Their retries fall due: no IP may take them now, but one that can reach the site only waits for its cap.
+    clock.advance(1_000);
+    await until(async () => (await rows()).every((r) => r.state === 'delivered' || (r.state === 'queued' && r.lastOutcome?.disposition === 'throttled')), 'every retry to wait for an IP');
+    expect(events('delivery.path.down')).toEqual([expect.objectContaining({ ip: '127.0.0.2' })]);
+    expect(events('delivery.site.down')).toEqual([]);
+    expect(await metric(d, 'rookery_sites_down')).toBe(0);
+    // Each waits for the first IP that may take it (127.0.0.2 after its probe), not for an hour's hold.
+    const waiting = (await rows()).filter((r) => r.state === 'queued');
+    expect(waiting).toHaveLength(7);
+    for (const row of waiting) expect(row.nextAttemptAt).toBeLessThanOrEqual(t0 + 60_000);
+    expect(site.messages.map((m) => m.remoteAddress)).toEqual(['127.0.0.3']);
   });
 });

@@ -96,11 +96,12 @@ describe('the delivery engine when the deliverer throws', () => {
     });
     await pool.start();
     const deliverer = { deliver, abort: () => {}, probe: async () => false };
-    sites = new DeadSites({ store, paths: queues.health, prober: deliverer, clock, logger, metrics, maxAgeMs: config.delivery.maxAge, onResumed: () => scheduler?.wake() });
+    const router = createRouter({ routes: config.delivery.routes, mxPort: 25, resolver: createFixtureResolver({}), clock });
+    sites = new DeadSites({ store, paths: queues.health, prober: deliverer, router, clock, logger, metrics, maxAgeMs: config.delivery.maxAge, onResumed: () => scheduler?.wake() });
     const engine = new DeliveryEngine({
       store,
       sites,
-      router: createRouter({ routes: config.delivery.routes, mxPort: 25, resolver: createFixtureResolver({}), clock }),
+      router,
       deliverer,
       pool,
       clock,

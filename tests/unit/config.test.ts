@@ -107,6 +107,9 @@ describe('problems name their exact path', () => {
     expect(parse({ delivery: { deadSite: { interval: '30s', maxInterval: '30s' } } }).delivery.deadSite).toEqual({ interval: 30_000, maxInterval: 30_000 });
     expect(problemsOf({ delivery: { deadSite: { interval: '5m', maxInterval: '1m' } } })).toEqual(['delivery.deadSite.maxInterval: maxInterval is shorter than interval']);
     expect(problemsOf({ delivery: { deadSite: { interval: '0s' } } })[0]).toMatch(/^delivery\.deadSite\.interval: /);
+    // Probes rarer than the review of a hold would leave a held site unprobed between reviews.
+    expect(problemsOf({ delivery: { deadSite: { maxInterval: '2h' } } })).toEqual(['delivery.deadSite.maxInterval: at most 30m (a held site is reviewed every half hour)']);
+    expect(parse({ delivery: { deadSite: { maxInterval: '30m' } } }).delivery.deadSite.maxInterval).toBe(1_800_000);
   });
 
   it('takes maxBufferedBytes no smaller than maxMessageBytes', () => {
