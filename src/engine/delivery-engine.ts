@@ -52,6 +52,9 @@ function waiting(pool: string, selection: Extract<Selection, { ok: false }>): De
   };
 }
 
+/** Whether this node still holds the claim of a row (LeaseKeeper.holds): one another claim took over is not sent. */
+export type ClaimCheck = (row: ClaimedRecipient) => boolean;
+
 /** Jobs of one pool to one site wait in one line: they wait for any IP of the pool. */
 type PoolSiteLine = string & { readonly __brand: 'PoolSiteLine' };
 
@@ -112,9 +115,9 @@ export class DeliveryEngine {
    * so the caller may return the rows to the queue. Returns the earliest time this attempt made
    * work due (a retry, or now for a queued DSN), if any.
    */
-  async attempt(job: DeliveryJob, message: StoredMessage): Promise<number | null> {
+  async attempt(job: DeliveryJob, message: StoredMessage, claimed: ClaimCheck = () => true): Promise<number | null> {
     const { sites } = this.deps;
-    const { outcomes, waitUntil } = sites.holdJob(job) ?? sites.review(job, await this.send(job, message));
+    const { outcomes, waitUntil } = sites.holdJob(job) ?? sites.review(job, await this.send(job, message, claimed));
     try {
       return await this.conclude(job, message, outcomes, waitUntil);
     } catch (err) {
@@ -166,7 +169,7 @@ export class DeliveryEngine {
    * (throttled) until `waitUntil`, as the whole job does when no IP may take any. An IP the host
    * turns out not to have is suspended by the pool and its recipients go out at once from another.
    */
-  private async send(job: DeliveryJob, message: StoredMessage): Promise<JobOutcomes> {
+  private async send(job: DeliveryJob, message: StoredMessage, claimed: ClaimCheck): Promise<JobOutcomes> {
     const { route } = job;
     if (!route.ok) return { outcomes: job.rows.map(() => route.outcome) };
     const outcomes: DeliveryOutcome[] = [];
@@ -184,7 +187,7 @@ export class DeliveryEngine {
       if (!selection.ok) return { outcomes: [...outcomes, ...rest.map(() => waiting(message.pool, selection))], waitUntil: selection.retryAt, asked: selection.asked };
       provider = selection.path.provider;
       const rows = rest.slice(0, selection.granted);
-      const delivered = await this.transact(message, rows, selection, route.hops);
+      const delivered = await this.transact(message, rows, selection, route.hops, claimed);
       if (delivered.every((o) => o.bounceClass === 'egress-unavailable') && tries++ < MAX_EGRESS_TRIES) {
         previous = null;
         continue;
@@ -208,11 +211,11 @@ export class DeliveryEngine {
    * same, its transaction is taken not to have started (a wait) while the others of the job
    * (those already sent, and other VERP transactions) keep their outcomes, so none goes again.
    */
-  private async transact(message: StoredMessage, rows: ClaimedRecipient[], selection: Extract<Selection, { ok: true }>, hops: DeliveryRequest['hops']): Promise<DeliveryOutcome[]> {
+  private async transact(message: StoredMessage, rows: ClaimedRecipient[], selection: Extract<Selection, { ok: true }>, hops: DeliveryRequest['hops'], claimed: ClaimCheck): Promise<DeliveryOutcome[]> {
     const { path, egress } = selection;
     const transaction = (sender: string, recipients: ClaimedRecipient[]) =>
       this.deps.deliverer
-        .deliver({ sender, recipients: recipients.map((r) => r.recipient), body: message.body, path, hostname: egress.hostname, hops })
+        .deliver({ sender, recipients: recipients.map((r) => r.recipient), body: message.body, path, hostname: egress.hostname, hops, stillClaimed: (i) => claimed(recipients[i]!) })
         .catch((err: unknown) => {
           this.log.error({ event: 'delivery.transaction.failed', messageId: message.id, ip: path.ip, err }, 'the transaction could not start; its recipients wait');
           return recipients.map(() => notStarted(path.ip, `the delivery failed before its transaction started: ${(err as Error)?.message ?? String(err)}`));

@@ -15,7 +15,8 @@ export interface LeaseKeeperOptions {
  * Keeps this node's claims alive: every leaseMs/3 it extends the lease of each row whose delivery
  * still runs here, so a claim outlives an attempt of any length while the rows of a node that
  * dies are free again within one lease. A row that another claim took over (its lease ran out
- * while the store was unreachable) is logged and forgotten: its attempt's result will not apply.
+ * while the store was unreachable) is logged and forgotten: its attempt's result will not apply,
+ * and a delivery of it still waiting to start leaves it out (holds()).
  */
 export class LeaseKeeper {
   /** Rows in flight here by recipient id: the very objects the delivery jobs hold. */
@@ -40,6 +41,11 @@ export class LeaseKeeper {
 
   track(rows: readonly ClaimedRecipient[]): void {
     for (const row of rows) this.held.set(row.recipientId, row);
+  }
+
+  /** Whether this node still holds the claim of a row in flight here: false once another claim took it over (seen at a renewal). */
+  holds(row: ClaimedRecipient): boolean {
+    return this.held.get(row.recipientId) === row;
   }
 
   untrack(rows: readonly ClaimedRecipient[]): void {
@@ -83,7 +89,7 @@ export class LeaseKeeper {
       this.untrack(gone);
       log.warn(
         { event: 'scheduler.lease.lost', recipients: gone.map((r) => ({ messageId: r.messageId, recipientId: r.recipientId })) },
-        'another claim took over rows still being delivered here; their results will not be recorded',
+        'another claim took over rows still being delivered here; those not sent yet will not be, and no result of theirs is recorded',
       );
     } catch (err) {
       log.warn({ event: 'scheduler.lease.renew.failed', recipients: rows.length, err }, 'renewing leases failed; trying again');

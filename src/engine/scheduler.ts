@@ -268,7 +268,7 @@ export class Scheduler {
 
   private async runJob(job: DeliveryJob, message: StoredMessage): Promise<void> {
     try {
-      const due = await this.options.engine.attempt(job, message);
+      const due = await this.options.engine.attempt(job, message, (row) => this.leases.holds(row));
       if (due !== null) this.wakeAt(due);
     } catch (err) {
       await this.failed(job.rows, err, { messageId: job.messageId, site: job.route.ok ? job.route.site : job.rows[0]!.domain });

@@ -12,7 +12,7 @@ import { OutboundConnection, type DeliveryTimeouts, type OpenFailure } from './o
 import type { ReadyQueue, ReadyQueues } from './ready-queue.ts';
 import { unreachable, type DownPath } from './path-health.ts';
 import type { NextHop } from './routing.ts';
-import { failureOutcomes, interrupted, localOutcome, moreRelevant, notStarted, pathDown, setupOutcome, shuttingDown, successOutcomes } from './transaction-outcomes.ts';
+import { claimLost, failureOutcomes, interrupted, localOutcome, moreRelevant, notStarted, pathDown, setupOutcome, shuttingDown, successOutcomes } from './transaction-outcomes.ts';
 
 /**
  * The SMTP client side: runs one mail transaction on a connection of the path's ready queue
@@ -33,6 +33,12 @@ export interface DeliveryRequest {
   /** The EHLO name of the path's egress IP. */
   hostname: string;
   hops: NextHop[];
+  /**
+   * Whether this node still holds the claim of recipient `i`, asked right before the transaction
+   * starts (after the waits for a slot, the connection rate and the connection): a recipient whose
+   * claim another node took over meanwhile is left out, its outcome a wait that is not recorded.
+   */
+  stillClaimed?: (recipient: number) => boolean;
 }
 
 export interface DelivererStats {
@@ -156,7 +162,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
         current = null;
       }
       if (current) {
-        const result = await transact(current, request);
+        const result = await transactClaimed(current, request);
         if (result.kind === 'done') {
           if (!keepable(current, queue.maxMessagesPerConnection)) current = null;
           return result.outcomes;
@@ -189,7 +195,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
           continue;
         }
         current = opened;
-        const result = await transact(opened, request);
+        const result = await transactClaimed(opened, request);
         if (result.kind === 'done') {
           if (!keepable(opened, queue.maxMessagesPerConnection)) current = null;
           return result.outcomes;
@@ -215,6 +221,18 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       return false;
     }
     return true;
+  }
+
+  /** Runs the transaction for the recipients whose claim this node still holds (asked now); the others are left out. */
+  async function transactClaimed(connection: OutboundConnection, request: DeliveryRequest): Promise<TransactionResult> {
+    const claimed = request.recipients.map((_, i) => request.stillClaimed?.(i) ?? true);
+    if (claimed.every(Boolean)) return transact(connection, request);
+    const lost = claimLost(request.path.ip);
+    if (!claimed.some(Boolean)) return { kind: 'done', outcomes: request.recipients.map(() => lost) };
+    const result = await transact(connection, { ...request, recipients: request.recipients.filter((_, i) => claimed[i]) });
+    if (result.kind === 'elsewhere') return result;
+    const sent = result.outcomes.values();
+    return { kind: 'done', outcomes: claimed.map((held) => (held ? sent.next().value! : lost)) };
   }
 
   /**

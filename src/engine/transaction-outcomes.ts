@@ -26,6 +26,11 @@ export function notStarted(egressIp: string | null, reason: string): DeliveryOut
   return { disposition: 'throttled', code: null, enhanced: '4.3.0', response: `not tried: ${readable(reason)}`, stage: 'queue', bounceClass: 'other', remoteHost: null, egressIp };
 }
 
+/** Not an attempt: another node took the recipient's claim over while this delivery waited; it is left to that node. */
+export function claimLost(egressIp: string | null): DeliveryOutcome {
+  return { disposition: 'throttled', code: null, enhanced: '4.3.0', response: 'not sent: another claim took the recipient over while this delivery waited', stage: 'queue', bounceClass: 'other', remoteHost: null, egressIp };
+}
+
 /**
  * Not an attempt: the path's connections to the site failed moments ago (PathHealth), so none is
  * opened; the delivery waits for the path's probe.

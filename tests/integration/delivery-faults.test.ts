@@ -198,6 +198,34 @@ describe('delivery under faults', () => {
     expect(sink!.messages).toHaveLength(1);
   });
 
+  it('does not send a message whose claim another node took over while its delivery waited for a connection', { timeout: 30_000 }, async () => {
+    const clock = manualClock();
+    const firstData = latch();
+    const accept = latch();
+    await holdingSink(() => accept.promise.then(() => undefined), firstData.open);
+    // One connection per path: the second message waits for the first one's.
+    const d = await start({ delivery: { lease: '3s' }, shaping: { default: { maxConnections: 1 } } }, createSqliteStore({ path: queuePath(), clock, logger: createLogger('silent') }), clock);
+    await submit(d, '<first@app.test>');
+    await firstData.promise;
+    const second = await submit(d, '<second@app.test>');
+    const other = await observer();
+    await until(async () => (await rowOf(other, second)).state === 'delivering', 'the second message to be claimed');
+
+    // Another node takes both rows over once their leases ran out (renewals may come between: try again).
+    let taken: string[] = [];
+    await until(async () => {
+      clock.advance(4_000);
+      taken = [...taken, ...(await other.claimDue({ now: clock.now(), limit: 10, owner: 'node-b', leaseMs: 60_000 })).map((r) => r.messageId)];
+      return taken.includes(second);
+    }, 'the other node to take the second message over');
+    await until(() => logs.some((l) => l.event === 'scheduler.lease.lost' && JSON.stringify(l.recipients).includes(second)), 'this node to see the claim lost');
+
+    accept.open();
+    await until(() => logs.some((l) => l.event === 'delivery.stale' && l.messageId === second), 'the second delivery to end');
+    expect(sink!.messages.map((m) => m.messageId)).toEqual(['<first@app.test>']);
+    expect(await rowOf(other, second)).toMatchObject({ state: 'delivering', attempts: 0 });
+  });
+
   it('records a result retried past the lease under the claim this node took over meanwhile, and sends the message once', { timeout: 30_000 }, async () => {
     const clock = manualClock();
     // Another process takes SQLite's write lock when the first message arrives: neither its result
