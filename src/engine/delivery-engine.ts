@@ -139,26 +139,31 @@ export class DeliveryEngine {
   private async conclude(job: DeliveryJob, message: StoredMessage, outcomes: DeliveryOutcome[], waitUntil?: number): Promise<number | null> {
     const { results, bounced } = this.decideAll(job, outcomes, waitUntil);
     const dsn = await this.dsnFor(message, bounced);
-    const followUps: FollowUp[] = dsn ? [{ message: dsn, reports: bounced.map((b) => b.recipientId) }] : [];
-    const recorded = await this.recorder.record(job, results, followUps);
+    const recorded = await this.recorder.record(job, results, dsn ? [{ message: dsn, reports: bounced.map((b) => b.recipientId) }] : []);
     if (!recorded) return null;
-    this.report(job, results, recorded);
-    const due = results.filter((r) => recorded.has(r.recipientId)).map((r) => r.nextAttemptAt);
-    const reported = bounced.filter((b) => recorded.has(b.recipientId));
-    if (dsn && reported.length === bounced.length) {
-      this.deps.metrics.dsnsGenerated.inc();
-      due.push(dsn.dueAt);
-    } else if (dsn && reported.length > 0) {
-      // Some bounces were stale (another claim took those rows): the DSN was not stored with
-      // them, so the recorded ones get a DSN of their own.
-      const own = await this.dsnFor(message, reported);
-      if (own && (await this.deps.store.enqueue([own]).then(() => true, (err: unknown) => this.dsnFailed(message, err)))) {
-        this.deps.metrics.dsnsGenerated.inc();
-        due.push(own.dueAt);
-      }
+    let dsns = dsn ? [dsn] : [];
+    if (dsn && bounced.some((b) => !recorded.has(b.recipientId))) {
+      // Some bounce was stale (another claim took its row over), so the store held back every
+      // bounce the DSN reports: the others go in again, each with a DSN of its own, in one commit.
+      const again = await this.bounceEach(job, message, results, bounced.length > 1 ? bounced : []);
+      for (const id of again.recorded) recorded.add(id);
+      dsns = again.dsns;
     }
+    this.report(job, results, recorded);
+    this.deps.metrics.dsnsGenerated.inc(dsns.length);
+    const due = [...results.filter((r) => recorded.has(r.recipientId)).map((r) => r.nextAttemptAt), ...dsns.map((d) => d.dueAt)];
     const times = due.filter((t) => t !== undefined);
     return times.length ? Math.min(...times) : null;
+  }
+
+  /** Records the bounces of `bounced`, each with a DSN of its own; returns those recorded and the DSNs stored with them. */
+  private async bounceEach(job: DeliveryJob, message: StoredMessage, results: Decided[], bounced: Bounced[]): Promise<{ recorded: Set<number>; dsns: NewMessage[] }> {
+    if (!bounced.length) return { recorded: new Set(), dsns: [] };
+    const own = await Promise.all(bounced.map((b) => this.dsnFor(message, [b])));
+    const followUps = bounced.flatMap((b, i): FollowUp[] => (own[i] ? [{ message: own[i], reports: [b.recipientId] }] : []));
+    const ids = new Set(bounced.map((b) => b.recipientId));
+    const recorded = (await this.recorder.record(job, results.filter((r) => ids.has(r.recipientId)), followUps)) ?? new Set<number>();
+    return { recorded, dsns: followUps.filter((f) => recorded.has(f.reports[0]!)).map((f) => f.message) };
   }
 
   /**
@@ -291,13 +296,9 @@ export class DeliveryEngine {
       });
       return { ...dsn, body: await signAndCount(this.deps.dkim, this.deps.metrics, dsn.body) };
     } catch (err) {
-      return this.dsnFailed(message, err);
+      this.log.error({ event: 'dsn.failed', messageId: message.id, err }, 'the DSN could not be made');
+      return null;
     }
-  }
-
-  private dsnFailed(message: StoredMessage, err: unknown): null {
-    this.log.error({ event: 'dsn.failed', messageId: message.id, err }, 'the DSN could not be made or stored');
-    return null;
   }
 
   private report(job: DeliveryJob, results: Decided[], recorded: ReadonlySet<number>): void {

@@ -197,6 +197,17 @@ export function checkAttemptResults(results: readonly AttemptResult[]): AttemptR
   return out;
 }
 
+/**
+ * A follow-up and the results it reports are applied together or not at all, so that a bounce is
+ * never committed without its DSN: the ids of the results to hold back, those of every follow-up
+ * one of whose reports cannot apply now (`applies` is false: stale, or recorded before).
+ */
+export function heldBackResults(followUps: readonly FollowUp[], applies: (id: number) => boolean): Set<number> {
+  const heldBack = new Set<number>();
+  for (const f of followUps) if (!f.reports.every(applies)) for (const id of f.reports) heldBack.add(id);
+  return heldBack;
+}
+
 /** The follow-ups to store: those whose reported results were all applied by this call (`applied`). */
 export function followUpsToStore(followUps: readonly FollowUp[], applied: ReadonlySet<number>): NewMessage[] {
   return followUps.filter((f) => f.reports.every((id) => applied.has(id))).map((f) => f.message);

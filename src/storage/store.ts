@@ -121,7 +121,7 @@ export interface AttemptResult extends Lease {
 /** A message stored together with attempt results (a DSN), tied to the results it reports. */
 export interface FollowUp {
   message: NewMessage;
-  /** Recipient ids of the results it reports: it is stored only when every one of them is. */
+  /** Recipient ids of the results it reports: it and they are applied together, or none of them. */
   reports: number[];
 }
 
@@ -204,10 +204,11 @@ export interface Store {
   /**
    * Applies attempt results to rows still delivering under the result's token, writing one event
    * row each, and stores `followUps` (DSNs) in the same transaction, so a bounce never loses its
-   * DSN: a follow-up is stored only when every result it reports is applied by this call (never
-   * for a stale result). Results whose token the row no longer carries are ignored (no update, no
-   * event); a result arriving after the lease ran out still applies while no other claim took the
-   * row. Returns the recipient ids whose results are recorded, counting those an earlier call with
+   * DSN: a follow-up and the results it reports are applied together or not at all. When one of
+   * them cannot apply (stale), neither the follow-up nor any result it reports is (the caller may
+   * record those again with a follow-up that leaves the stale one out); other results apply.
+   * Results whose token the row no longer carries are ignored (no update, no event); a result
+   * arriving after the lease ran out still applies while no other claim took the row. Returns the recipient ids whose results are recorded, counting those an earlier call with
    * the same token recorded (a call repeated after an uncertain commit applies nothing twice and
    * stores no follow-up twice). A repeated recipient id in one call counts once (the first).
    * Rejects, with nothing applied, when a 'queued' result lacks nextAttemptAt or a follow-up

@@ -226,6 +226,55 @@ describe('delivery under faults', () => {
     expect(await rowOf(other, second)).toMatchObject({ state: 'delivering', attempts: 0 });
   });
 
+  it('bounces the recipients of a transaction whose other recipient another node took over, each with its DSN in the same commit', { timeout: 30_000 }, async () => {
+    const clock = manualClock();
+    const rcptSeen = latch();
+    const answer = latch();
+    sink = await startSmtpSink({
+      script: {
+        onRcptTo: async (address) => {
+          if (!address.endsWith('@dest.test')) return undefined;
+          rcptSeen.open();
+          await answer.promise;
+          return { code: 550, message: '5.1.1 no such user' };
+        },
+      },
+    });
+    const d = await start({ delivery: { lease: '3s' } }, createSqliteStore({ path: queuePath(), clock, logger: createLogger('silent') }), clock);
+    const { id } = await d.submit({
+      sender: 'app@sender.test',
+      recipients: ['gone1@dest.test', 'gone2@dest.test'],
+      body: testMessage({ from: 'app@sender.test', to: 'gone1@dest.test', messageId: '<bounce@app.test>' }),
+      submitter: null,
+      source: 'http',
+      clientAddress: null,
+    });
+    await rcptSeen.promise;
+
+    // While the transaction waits for its replies, another node takes one of its rows over.
+    const other = await observer();
+    let taken: number[] = [];
+    await until(async () => {
+      clock.advance(4_000);
+      taken = (await other.claimDue({ now: clock.now(), limit: 1, owner: 'node-b', leaseMs: 60_000 })).map((r) => r.recipientId);
+      return taken.length > 0;
+    }, 'the other node to take a row over');
+    answer.open();
+
+    const rows = () => other.listRecipients(id);
+    await until(async () => (await rows()).some((r) => r.state === 'bounced'), 'the bounce to be recorded');
+    const [kept] = (await rows()).filter((r) => r.recipientId !== taken[0]);
+    const [lost] = (await rows()).filter((r) => r.recipientId === taken[0]);
+    expect(kept).toMatchObject({ state: 'bounced', attempts: 1 });
+    expect(lost).toMatchObject({ state: 'delivering', attempts: 0 });
+    // The DSN reports the bounce that was recorded, and only it.
+    await until(() => sink!.messages.some((m) => m.from === ''), 'the DSN to arrive');
+    const dsns = sink!.messages.filter((m) => m.from === '');
+    expect(dsns).toHaveLength(1);
+    const reported = [...dsns[0]!.raw.toString().matchAll(/^Final-Recipient: rfc822; (\S+)/gm)].map((m) => m[1]);
+    expect(reported).toEqual([kept!.recipient]);
+  });
+
   it('records a result retried past the lease under the claim this node took over meanwhile, and sends the message once', { timeout: 30_000 }, async () => {
     const clock = manualClock();
     // Another process takes SQLite's write lock when the first message arrives: neither its result

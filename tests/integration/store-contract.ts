@@ -362,26 +362,34 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       expect(await store.listRecipients(dsn.id)).toHaveLength(1);
     });
 
-    it('stores a follow-up only when every result it reports applies', async () => {
-      const m = message({ recipients: ['a@x.test', 'b@x.test'] });
+    it('applies a follow-up and the results it reports together or not at all', async () => {
+      const m = message({ recipients: ['a@x.test', 'b@x.test', 'c@x.test'] });
       await store.enqueue([m]);
-      const [a, b] = await store.claimDue({ now: T0, limit: 2, owner: OWNER, leaseMs: 1000 });
+      const [a, b, c] = await store.claimDue({ now: T0, limit: 3, owner: OWNER, leaseMs: 1000 });
       // b's lease ran out and another node took it: this node's bounce of b is stale.
-      await store.renewLeases([a!], T0 + LEASE);
-      const [taken] = await store.claimDue({ now: T0 + 1001, limit: 2, owner: OTHER, leaseMs: LEASE });
+      await store.renewLeases([a!, c!], T0 + LEASE);
+      const [taken] = await store.claimDue({ now: T0 + 1001, limit: 3, owner: OTHER, leaseMs: LEASE });
       expect(taken?.recipientId).toBe(b!.recipientId);
 
       const bounce = (lease: Lease): AttemptResult => ({ ...lease, outcome: outcome('permanent'), newState: 'bounced', countsAsAttempt: true });
-      const both = message({ sender: '', recipients: ['app@sender.test'], source: 'dsn', submitter: null });
-      const onlyB = message({ sender: '', recipients: ['app@sender.test'], source: 'dsn', submitter: null });
-      const recorded = await store.recordAttempts([bounce(a!), bounce(b!)], [
-        { message: both, reports: [a!.recipientId, b!.recipientId] },
-        { message: onlyB, reports: [b!.recipientId] },
-      ]);
-      expect(recorded).toEqual([a!.recipientId]);
+      const dsn = () => message({ sender: '', recipients: ['app@sender.test'], source: 'dsn', submitter: null });
+      const both = dsn();
+      const delivered: AttemptResult = { ...c!, outcome: outcome('delivered'), newState: 'delivered', countsAsAttempt: true };
+      // The DSN reporting a and b cannot go with b, so a's bounce waits too (a bounce is never
+      // committed without its DSN); c, which no follow-up reports, is recorded.
+      expect(await store.recordAttempts([bounce(a!), bounce(b!), delivered], [{ message: both, reports: [a!.recipientId, b!.recipientId] }])).toEqual([c!.recipientId]);
       expect(await store.loadMessage(both.id)).toBeNull();
-      expect(await store.loadMessage(onlyB.id)).toBeNull();
-      expect((await store.listRecipients(m.id)).map((r) => r.state)).toEqual(['bounced', 'delivering']);
+      expect((await store.listRecipients(m.id)).map((r) => r.state)).toEqual(['delivering', 'delivering', 'delivered']);
+
+      // Recorded again with a DSN of its own, a's bounce goes in, in one commit with it.
+      const onlyA = dsn();
+      expect(await store.recordAttempts([bounce(a!)], [{ message: onlyA, reports: [a!.recipientId] }])).toEqual([a!.recipientId]);
+      expect(await store.listRecipients(onlyA.id)).toHaveLength(1);
+      expect((await store.listRecipients(m.id)).map((r) => r.state)).toEqual(['bounced', 'delivering', 'delivered']);
+      // The same call once more (after an uncertain commit): counted as recorded, nothing stored twice.
+      const again = dsn();
+      expect(await store.recordAttempts([bounce(a!)], [{ message: again, reports: [a!.recipientId] }])).toEqual([a!.recipientId]);
+      expect(await store.loadMessage(again.id)).toBeNull();
     });
 
     it('enqueues follow-up messages in the same transaction as the results', async () => {

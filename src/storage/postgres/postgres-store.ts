@@ -25,6 +25,7 @@ import {
   compareDue,
   emptyCounts,
   followUpsToStore,
+  heldBackResults,
   newLeaseToken,
   toAttemptEvent,
   toClaimedRecipient,
@@ -163,13 +164,19 @@ class PostgresStore implements Store {
     if (checked.length === 0 && followUps.length === 0) return [];
     const now = this.clock.now();
     return this.batcher.submit(async (tx) => {
-      const recorded = checked.length > 0 ? await sql.applyAttempts(tx.client, now, checked) : [];
+      // The rows a follow-up reports are locked first: it is stored with all of them or none.
+      const reported = new Set(followUps.flatMap((f) => f.reports));
+      const locked = reported.size > 0 ? await sql.lockLeases(tx.client, checked.filter((r) => reported.has(r.recipientId))) : [];
+      const heldBack = heldBackResults(followUps, (id) => locked.some((row) => row.id === id && row.delivering));
+      const toApply = checked.filter((r) => !heldBack.has(r.recipientId));
+      const recorded = toApply.length > 0 ? await sql.applyAttempts(tx.client, now, toApply) : [];
       const toStore = followUpsToStore(followUps, new Set(recorded.filter((r) => r.applied).map((r) => r.id)));
       if (toStore.length > 0) {
         await sql.insertMessages(tx.client, toStore);
         tx.notify = true;
       }
-      return recorded.map((r) => r.id);
+      const recordedBefore = locked.filter((row) => heldBack.has(row.id) && !row.delivering).map((row) => row.id);
+      return [...recorded.map((r) => r.id), ...recordedBefore];
     }).catch((err: unknown) => {
       throw asRefusal(err);
     });

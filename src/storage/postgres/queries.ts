@@ -133,6 +133,23 @@ export async function renewLeases(db: Db, leases: readonly Lease[], lockedUntil:
 }
 
 /**
+ * Locks the rows that still carry the leases' tokens, until the transaction ends (a claim by
+ * another node waits), and says of each whether it is still being delivered (a result under the
+ * token would apply) or its result is recorded already.
+ */
+export async function lockLeases(db: Db, leases: readonly Lease[]): Promise<{ id: number; delivering: boolean }[]> {
+  const { rows } = await db.query<{ id: number; delivering: boolean }>({
+    name: 'rookery_lock_leases',
+    text: `
+      SELECT r.id, r.state = 'delivering' AS delivering
+      FROM recipients r JOIN unnest($1::bigint[], $2::text[]) AS l(id, token) ON r.id = l.id AND r.lease_token = l.token
+      FOR UPDATE OF r`,
+    values: [leases.map((l) => l.recipientId), leases.map((l) => l.token)],
+  });
+  return rows;
+}
+
+/**
  * Applies attempt results to rows still delivering under the result's token and writes an event
  * for each row updated (a stale result leaves no trace). The token stays on the row, so a result
  * recorded by an earlier run of the same call (an uncertain commit) is found again: the last

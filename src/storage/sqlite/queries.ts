@@ -62,6 +62,9 @@ export function prepareQueries(db: DatabaseSync) {
     WHERE id = ? AND state = 'delivering' AND lease_token = ?
     RETURNING message_id, attempts`);
 
+  const claimedUnder = stmt(`
+    SELECT 1 AS yes FROM recipients WHERE id = ? AND lease_token = ? AND state = 'delivering'`);
+
   const recordedUnder = stmt(`
     SELECT 1 AS yes FROM recipients WHERE id = ? AND lease_token = ? AND state <> 'delivering'`);
 
@@ -231,6 +234,11 @@ export function prepareQueries(db: DatabaseSync) {
         a.id,
         a.token,
       ) as { message_id: string; attempts: number } | undefined;
+    },
+
+    /** True when the row is being delivered under `token` (a result under it would apply). */
+    claimedUnder(id: number, token: LeaseToken): boolean {
+      return claimedUnder.get(id, token) !== undefined;
     },
 
     /** True when a result under `token` is already recorded on the row. */

@@ -26,6 +26,7 @@ import {
   checkMessages,
   emptyCounts,
   followUpsToStore,
+  heldBackResults,
   newLeaseToken,
   toAttemptEvent,
   toClaimedRecipient,
@@ -137,8 +138,10 @@ class SqliteStore implements Store {
     return this.write((q) => {
       const recorded: number[] = [];
       const applied = new Set<number>();
+      const tokens = new Map(checked.map((r) => [r.recipientId, r.token]));
+      const heldBack = heldBackResults(followUps, (id) => tokens.has(id) && q.claimedUnder(id, tokens.get(id)!));
       for (const r of checked) {
-        const updated = q.applyAttempt({
+        const updated = !heldBack.has(r.recipientId) && q.applyAttempt({
           id: r.recipientId,
           token: r.token,
           state: r.newState,
