@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import type { Clock } from '../clock.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -8,6 +7,7 @@ import type { EgressPath } from '../ippool/egress-path.ts';
 import type { DeliveryJob } from './delivery-job.ts';
 import { HeldMail } from './held-mail.ts';
 import type { DownPath, PathHealth } from './path-health.ts';
+import { PathProbes } from './path-probes.ts';
 import type { Router } from './routing.ts';
 import type { Deliverer } from './smtp-deliverer.ts';
 
@@ -37,6 +37,10 @@ import type { Deliverer } from './smtp-deliverer.ts';
  * and one node's view of a site must not hold mail another node can deliver. There a job this
  * node claims for a site it holds waits only until the site's next probe here, when any node may
  * claim it again, and a hold simply ends on time (no trial: nothing was moved).
+ *
+ * Over 300 lines: a hold's whole life (decision, trial, renewal, end, and the timer that drives
+ * them) is one state machine, checked most easily in one place; its probes (PathProbes) and its
+ * bulk store moves (HeldMail) live in files of their own.
  */
 
 /** How long a hold lasts unless its trial renews it. */
@@ -92,29 +96,26 @@ function siteDown(site: string, cause: DeliveryOutcome): DeliveryOutcome {
 
 export class DeadSites {
   private readonly held = new Map<string, HeldSite>();
-  /** Probes under way, for stop(). */
-  private readonly probes = new Set<Promise<unknown>>();
+  private readonly probes: PathProbes;
   private readonly mail: HeldMail;
   /** The queue is this node's alone: held mail is moved in bulk (see the file's comment). */
   private readonly bulk: boolean;
   private readonly holdMs: number;
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
-  private stopping = new AbortController();
   private readonly log: Logger;
 
   constructor(private readonly deps: DeadSitesDeps) {
     this.log = deps.logger.child({ component: 'delivery' });
     this.mail = new HeldMail({ store: deps.store, logger: this.log, maxAgeMs: deps.maxAgeMs });
+    this.probes = new PathProbes({ paths: deps.paths, prober: deps.prober, metrics: deps.metrics, log: this.log, held: (site) => this.held.has(site), onSettled: () => this.arm() });
     this.bulk = deps.store.driver === 'sqlite';
     this.holdMs = deps.holdMs ?? HOLD_MS;
   }
 
   start(): void {
     if (this.unsubscribe) return;
-    this.stopping = new AbortController();
-    // One listener per probe under way: possibly many down paths at once.
-    setMaxListeners(0, this.stopping.signal);
+    this.probes.start();
     this.mail.start();
     this.unsubscribe = this.deps.paths.subscribe({ down: (entry) => this.pathDown(entry), connected: (path, wasDown) => this.connected(path, wasDown) });
     this.arm();
@@ -124,10 +125,9 @@ export class DeadSites {
   async stop(): Promise<void> {
     this.unsubscribe?.();
     this.unsubscribe = null;
-    this.stopping.abort();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    while (this.probes.size) await Promise.allSettled([...this.probes]);
+    await this.probes.stop();
     await this.mail.stop();
   }
 
@@ -233,21 +233,22 @@ export class DeadSites {
     site.trialAt = now + this.holdMs / 2;
     site.trial = null;
     this.arm();
-    void this.stillRouted(site).then((domains) => {
+    void this.movedAway(site).then((moved) => {
       // Released meanwhile (a probe got through): its mail is due, not to be held again.
       if (this.held.get(site.site) !== site) return;
-      site.domains = new Set(domains);
+      for (const domain of moved) site.domains.delete(domain);
+      const domains = [...site.domains];
       this.log.debug({ event: 'delivery.site.renewed', site: site.site, domains, until: new Date(site.until).toISOString() }, 'no egress IP can reach the site yet: its hold goes on');
       // Rows not due yet (held until the hold's previous end): moved in the background.
       if (domains.length) return this.moveHeld(site, domains, false);
     });
   }
 
-  /** The site's held domains that still route to it (a domain whose MX moved is let go). */
-  private async stillRouted(site: HeldSite): Promise<string[]> {
+  /** The site's held domains that no longer route to it (their MX moved, or cannot be resolved): they are let go. */
+  private async movedAway(site: HeldSite): Promise<string[]> {
     const domains = [...site.domains];
     const routes = await Promise.all(domains.map((domain) => this.deps.router.resolve(domain).catch(() => null)));
-    return domains.filter((_, i) => routes[i]?.ok && routes[i].site === site.site);
+    return domains.filter((_, i) => !(routes[i]?.ok && routes[i].site === site.site));
   }
 
   /** Defers the queued mail of `domains` to the site's hold end, in bulk. */
@@ -325,7 +326,7 @@ export class DeadSites {
   /** Runs what is due: probes, trials, the end of holds. */
   private due(): void {
     const now = this.deps.clock.now();
-    this.probeDue(now);
+    this.probes.run(now);
     for (const site of [...this.held.values()]) {
       if (site.until <= now) this.release(site, { released: 'its hold ended' });
       else if (site.trial === null && site.trialAt <= now) this.startTrial(site);
@@ -337,33 +338,5 @@ export class DeadSites {
   private startTrial(site: HeldSite): void {
     site.trial = 'wanted';
     void this.resume(site, 1);
-  }
-
-  /** One probe for each down path whose time has come; a path nobody asked for since its last probe is forgotten instead. */
-  private probeDue(now: number): void {
-    const { paths, prober, metrics } = this.deps;
-    for (const entry of paths.dueProbes(now)) {
-      if (!entry.wanted && !this.held.has(entry.path.site)) {
-        paths.forget(entry.path);
-        metrics.pathsDown.dec({ egress_ip: ipLabel(entry.path.ip) });
-        continue;
-      }
-      entry.wanted = false;
-      entry.probing = true;
-      const probe = prober.probe(entry, this.stopping.signal).then(
-        (up) => metrics.siteProbes.inc({ result: up ? 'up' : 'down' }),
-        (err: unknown) => {
-          this.log.error({ event: 'delivery.probe.failed', ip: entry.path.ip, site: entry.path.site, err }, 'probing a down path failed');
-          // As a failed probe: the next one waits longer, rather than coming at once.
-          paths.probeFailed(entry, entry);
-        },
-      );
-      const tracked = probe.finally(() => {
-        entry.probing = false;
-        this.probes.delete(tracked);
-        this.arm();
-      });
-      this.probes.add(tracked);
-    }
   }
 }
