@@ -111,11 +111,12 @@ export class DeliveryEngine {
   }
 
   /**
-   * Makes one attempt for the job and records it. Throws only when no transaction was started,
-   * so the caller may return the rows to the queue. Returns the earliest time this attempt made
-   * work due (a retry, or now for a queued DSN), if any.
+   * Makes one attempt for the job and records it; `claimed` is asked right before a transaction
+   * starts, and rows this node no longer holds are left out. Throws only when no transaction was
+   * started, so the caller may return the rows to the queue. Returns the earliest time this
+   * attempt made work due (a retry, or now for a queued DSN), if any.
    */
-  async attempt(job: DeliveryJob, message: StoredMessage, claimed: ClaimCheck = () => true): Promise<number | null> {
+  async attempt(job: DeliveryJob, message: StoredMessage, claimed: ClaimCheck): Promise<number | null> {
     const { sites } = this.deps;
     const { outcomes, waitUntil } = sites.holdJob(job) ?? sites.review(job, await this.send(job, message, claimed));
     try {
@@ -144,8 +145,9 @@ export class DeliveryEngine {
     let dsns = dsn ? [dsn] : [];
     if (dsn && bounced.some((b) => !recorded.has(b.recipientId))) {
       // Some bounce was stale (another claim took its row over), so the store held back every
-      // bounce the DSN reports: the others go in again, each with a DSN of its own, in one commit.
-      const again = await this.bounceEach(job, message, results, bounced.length > 1 ? bounced : []);
+      // bounce the DSN reports: the others go in again, each with a DSN of its own, in one commit
+      // (a lone bounce held back is the stale one).
+      const again = bounced.length > 1 ? await this.bounceEach(job, message, results, bounced) : { recorded: new Set<number>(), dsns: [] };
       for (const id of again.recorded) recorded.add(id);
       dsns = again.dsns;
     }
@@ -157,8 +159,7 @@ export class DeliveryEngine {
   }
 
   /** Records the bounces of `bounced`, each with a DSN of its own; returns those recorded and the DSNs stored with them. */
-  private async bounceEach(job: DeliveryJob, message: StoredMessage, results: Decided[], bounced: Bounced[]): Promise<{ recorded: Set<number>; dsns: NewMessage[] }> {
-    if (!bounced.length) return { recorded: new Set(), dsns: [] };
+  private async bounceEach(job: DeliveryJob, message: StoredMessage, results: Decided[], bounced: Bounced[]): Promise<{ recorded: ReadonlySet<number>; dsns: NewMessage[] }> {
     const own = await Promise.all(bounced.map((b) => this.dsnFor(message, [b])));
     const followUps = bounced.flatMap((b, i): FollowUp[] => (own[i] ? [{ message: own[i], reports: [b.recipientId] }] : []));
     const ids = new Set(bounced.map((b) => b.recipientId));

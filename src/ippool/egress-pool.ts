@@ -142,10 +142,12 @@ export class EgressPool {
     const eligible = async (address: string) => {
       const verdict = await this.check(this.byAddress.get(address)!, { ip: address, site, provider }, request.count, now);
       if (verdict.ok) granted = verdict.granted;
-      else asked.push(address);
-      if (!verdict.ok && verdict.retryAt < retryAt) {
-        retryAt = verdict.retryAt;
-        reason = verdict.reason;
+      else {
+        asked.push(address);
+        if (verdict.retryAt < retryAt) {
+          retryAt = verdict.retryAt;
+          reason = verdict.reason;
+        }
       }
       return verdict.ok;
     };

@@ -167,7 +167,8 @@ class PostgresStore implements Store {
       // The rows a follow-up reports are locked first: it is stored with all of them or none.
       const reported = new Set(followUps.flatMap((f) => f.reports));
       const locked = reported.size > 0 ? await sql.lockLeases(tx.client, checked.filter((r) => reported.has(r.recipientId))) : [];
-      const heldBack = heldBackResults(followUps, (id) => locked.some((row) => row.id === id && row.delivering));
+      const delivering = new Set(locked.filter((row) => row.delivering).map((row) => row.id));
+      const heldBack = heldBackResults(followUps, (id) => delivering.has(id));
       const toApply = checked.filter((r) => !heldBack.has(r.recipientId));
       const recorded = toApply.length > 0 ? await sql.applyAttempts(tx.client, now, toApply) : [];
       const toStore = followUpsToStore(followUps, new Set(recorded.filter((r) => r.applied).map((r) => r.id)));
