@@ -1,9 +1,11 @@
 import { Resolver } from 'node:dns/promises';
+import { availableParallelism } from 'node:os';
 import { systemClock, type Clock } from './clock.ts';
 import { apiExposureWarning } from './control-api/exposure.ts';
 import { createControlApi } from './control-api/server.ts';
 import { createDkimKeyStore, type TxtResolver } from './sender-domains/key-store.ts';
 import { createDkimSigner } from './sender-domains/signer.ts';
+import { createSigningPool } from './sender-domains/signing-pool.ts';
 import { returnPathFor } from './sender-domains/verp.ts';
 import { DeadSites } from './engine/dead-sites.ts';
 import { DeliveryEngine } from './engine/delivery-engine.ts';
@@ -116,7 +118,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const dkimKeys = createDkimKeyStore({ keys: resolved.dkimKeys, resolver: dns, clock, logger });
     await dkimKeys.start();
     stack.push({ name: 'dkim', stop: () => dkimKeys.stop() });
-    const dkim = createDkimSigner({ keys: dkimKeys, config: config.dkim, clock, logger, onUnsigned: (reason) => metrics.dkimUnsigned.inc({ reason }) });
+    const signingThreads = Object.keys(config.dkim.domains).length === 0 ? 0 : (config.dkim.workers ?? availableParallelism());
+    const signingPool = signingThreads > 0 ? createSigningPool({ size: signingThreads, logger }) : undefined;
+    if (signingPool) stack.push({ name: 'dkim signing threads', stop: () => signingPool.close() });
+    const dkim = createDkimSigner({
+      keys: dkimKeys,
+      config: config.dkim,
+      clock,
+      logger,
+      pool: signingPool,
+      onUnsigned: (reason) => metrics.dkimUnsigned.inc({ reason }),
+    });
 
     const { timeouts } = config.delivery;
     const deliverer = createDeliverer({ logger, metrics, timeouts, queues, bounceRules: resolved.bounceRules });

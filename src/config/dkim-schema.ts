@@ -15,6 +15,7 @@ import { positiveDurationSchema } from './duration.ts';
  *           subdomains: true       # mail From: any subdomain is signed with d=example.com
  *       fallback: example.net      # signs mail whose From domain has no key (default: unsigned)
  *       expiry: 7d                 # x= this long after signing (default: no x=)
+ *       workers: 2                 # signing threads (default: one per core; 0: on the event loop)
  *
  * An RSA and an Ed25519 key on one domain sign every message twice (dual signing). Several keys
  * of one algorithm are a rotation: the newest whose DNS record is published signs (see
@@ -43,6 +44,8 @@ export interface DkimConfig {
   fallback: string | null;
   /** Milliseconds from signing to the x= expiry; null: no x=. */
   expiry: number | null;
+  /** Worker threads that sign; null: one per core; 0: sign on the event loop. */
+  workers: number | null;
 }
 
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
@@ -67,6 +70,7 @@ export const dkimConfigSchema = z
       .default({}),
     fallback: z.string().optional(),
     expiry: positiveDurationSchema.optional(),
+    workers: z.number().int().min(0).max(64).optional(),
   })
   .transform((value, ctx): DkimConfig => {
     const domains: Record<string, DkimDomainConfig> = {};
@@ -98,7 +102,7 @@ export const dkimConfigSchema = z
         fallback = null;
       }
     }
-    return { domains, fallback, expiry: value.expiry ?? null };
+    return { domains, fallback, expiry: value.expiry ?? null, workers: value.workers ?? null };
   })
   .prefault({});
 

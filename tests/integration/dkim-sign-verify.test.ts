@@ -4,6 +4,7 @@ import { systemClock } from '../../src/clock.ts';
 import { dkimConfigSchema, type DkimConfigInput } from '../../src/config/dkim-schema.ts';
 import { createDkimKeyStore, type DkimKeyStore } from '../../src/sender-domains/key-store.ts';
 import { createDkimSigner, type DkimSigner } from '../../src/sender-domains/signer.ts';
+import { createSigningPool, type SigningPool } from '../../src/sender-domains/signing-pool.ts';
 import { toWireForm } from '../../src/mail/wire-form.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { createDkimKeyFiles, dkimSignatureTags, fixtureTxtResolver, readKeysOf, verifyWithMailauth, type DkimKeyFile, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
@@ -27,6 +28,7 @@ const logger = createLogger('silent');
 let files: DkimKeyFiles;
 let rsaNew: DkimKeyFile;
 const stores: DkimKeyStore[] = [];
+const pool = createSigningPool({ size: 2, logger });
 
 beforeAll(async () => {
   files = await createDkimKeyFiles();
@@ -34,6 +36,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await Promise.all(stores.map((s) => s.stop()));
+  await pool.close();
   await files.remove();
 });
 
@@ -49,12 +52,12 @@ function zone(): Record<string, string> {
   return records;
 }
 
-async function signerFor(dkim: DkimConfigInput): Promise<DkimSigner> {
+async function signerFor(dkim: DkimConfigInput, pool?: SigningPool): Promise<DkimSigner> {
   const config = dkimConfigSchema.parse(dkim);
   const keys = createDkimKeyStore({ keys: readKeysOf(config), resolver: fixtureTxtResolver(zone()), clock: systemClock, logger });
   stores.push(keys);
   await keys.start();
-  return createDkimSigner({ keys, config, clock: systemClock, logger });
+  return createDkimSigner({ keys, config, clock: systemClock, logger, pool });
 }
 
 /** Both verifiers pass every signature, and the signatures are the ones expected. */
@@ -170,11 +173,12 @@ describe.each([
   ['RSA-2048', { keys: [{ selector: 'rsa', privateKey: '{rsa}' }] }, ['rsa']],
   ['Ed25519', { keys: [{ selector: 'ed', privateKey: '{ed25519}' }] }, ['ed']],
   ['dual RSA + Ed25519', { keys: [{ selector: 'rsa', privateKey: '{rsa}' }, { selector: 'ed', privateKey: '{ed25519}' }] }, ['rsa', 'ed']],
+  ['dual RSA + Ed25519 on signing threads', { keys: [{ selector: 'rsa', privateKey: '{rsa}' }, { selector: 'ed', privateKey: '{ed25519}' }], threads: true }, ['rsa', 'ed']],
 ] as const)('signed with %s, verified by mailauth and python3-dkim', (_name, domainConfig, selectors) => {
   let signer: DkimSigner;
   beforeAll(async () => {
     const keys = domainConfig.keys.map((k) => ({ selector: k.selector, privateKey: k.privateKey === '{rsa}' ? files.rsa.path : files.ed25519.path }));
-    signer = await signerFor({ domains: { 'example.com': { keys } }, expiry: '7d' });
+    signer = await signerFor({ domains: { 'example.com': { keys } }, expiry: '7d' }, 'threads' in domainConfig ? pool : undefined);
   });
 
   it.each(corpus)('%s', async (_label, build) => {

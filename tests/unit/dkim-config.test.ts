@@ -22,11 +22,11 @@ const key = (selector: string) => ({ selector, privateKey: `/etc/rookery/dkim/${
 
 describe('dkim config', () => {
   it('signs nothing when absent or empty', () => {
-    expect(parse(undefined)).toEqual({ domains: {}, fallback: null, expiry: null });
-    expect(parse({})).toEqual({ domains: {}, fallback: null, expiry: null });
+    expect(parse(undefined)).toEqual({ domains: {}, fallback: null, expiry: null, workers: null });
+    expect(parse({})).toEqual({ domains: {}, fallback: null, expiry: null, workers: null });
   });
 
-  it('reads domains, keys in order, subdomains, fallback and expiry', () => {
+  it('reads domains, keys in order, subdomains, fallback, expiry and signing threads', () => {
     const config = parse({
       domains: {
         'Example.COM': { keys: [key('s2026a'), key('ed2026')], subdomains: true },
@@ -34,6 +34,7 @@ describe('dkim config', () => {
       },
       fallback: 'MAIL.example.net',
       expiry: '7d',
+      workers: 3,
     });
     expect(config).toEqual({
       domains: {
@@ -42,6 +43,7 @@ describe('dkim config', () => {
       },
       fallback: 'mail.example.net',
       expiry: 7 * 86_400_000,
+      workers: 3,
     });
   });
 
@@ -68,6 +70,8 @@ describe('dkim config', () => {
       'dkim.domains.example.com.keys[0].algorithm: unknown key',
     ]);
     expect(problems({ expiry: '0s' })[0]).toMatch(/^dkim\.expiry: not a duration above zero/);
+    expect(problems({ workers: -1 })[0]).toMatch(/^dkim\.workers: /);
+    expect(problems({ workers: 1.5 })[0]).toMatch(/^dkim\.workers: /);
     expect(problems({ selector: 'x' })).toEqual(['dkim.selector: unknown key']);
   });
 });

@@ -2,7 +2,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
 import { dkimConfigSchema, type DkimConfigInput } from '../../src/config/dkim-schema.ts';
 import { createDkimKeyStore, type DkimKeyStore } from '../../src/sender-domains/key-store.ts';
-import { createDkimSigner, OVER_SIGNED_HEADERS, type UnsignedReason } from '../../src/sender-domains/signer.ts';
+import { createDkimSigner, type UnsignedReason } from '../../src/sender-domains/signer.ts';
+import { OVER_SIGNED_HEADERS } from '../../src/sender-domains/signature-fields.ts';
 import { createDkimKeyFiles, dkimSignatureTags, fixtureTxtResolver, readKeysOf, verifyWithMailauth, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 
