@@ -8,16 +8,18 @@ import type { SignatureFields, SigningKey } from './signature-fields.ts';
  * every session's next reply by as much, and caps intake at what one core can sign).
  *
  * Each message goes to the thread with the fewest messages in hand. The message is copied once
- * into a buffer of its own that is handed over without another copy; the keys go with each
- * request (a KeyObject crosses as a handle to the same parsed key, so OpenSSL's per-key
- * precomputation is kept). A thread that dies fails the messages it held (the signer sends those
- * unsigned and counts them) and is replaced by a new one at the next message.
+ * into a buffer of its own that is handed over without another copy. A key crosses to a thread
+ * once, the first time that thread signs with it (a KeyObject crosses as a handle to the same
+ * parsed key, so OpenSSL's per-key precomputation is kept); after that requests name it by a
+ * number. A thread that dies fails the messages it held (the signer sends those unsigned and
+ * counts them) and is replaced by a new one at the next message.
  */
 
 export interface SigningRequest {
   id: number;
   message: Uint8Array;
-  keys: SigningKey[];
+  /** The keys by number; `key` only the first time this thread sees that number. */
+  keys: Array<{ ref: number; key?: SigningKey }>;
   now: number;
   expiry: number | null;
 }
@@ -48,6 +50,8 @@ interface Pending {
 interface Thread {
   worker: Worker;
   pending: Map<number, Pending>;
+  /** The key numbers this thread has been sent. */
+  known: Set<number>;
 }
 
 const WORKER_FILE = new URL('./signing-worker.ts', import.meta.url);
@@ -59,6 +63,14 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
   const threads: Array<Thread | null> = Array.from({ length: size }, () => null);
   let nextId = 1;
   let closed = false;
+  // A number per parsed key; a key the store reloads is a new KeyObject and gets a new number.
+  const keyRefs = new WeakMap<SigningKey['privateKey'], number>();
+  let nextRef = 1;
+  function refOf(privateKey: SigningKey['privateKey']): number {
+    let ref = keyRefs.get(privateKey);
+    if (ref === undefined) keyRefs.set(privateKey, (ref = nextRef++));
+    return ref;
+  }
 
   function failAll(thread: Thread, err: Error): void {
     for (const pending of thread.pending.values()) pending.reject(err);
@@ -69,7 +81,7 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
     const worker = new Worker(options.workerFile ?? WORKER_FILE);
     // An idle pool does not keep the process alive; close() still ends it on a stop.
     worker.unref();
-    const thread: Thread = { worker, pending: new Map() };
+    const thread: Thread = { worker, pending: new Map(), known: new Set() };
     worker.on('message', (reply: SigningReply) => {
       const pending = thread.pending.get(reply.id);
       thread.pending.delete(reply.id);
@@ -109,7 +121,13 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
       const id = nextId++;
       // A buffer of its own, sized to the message, handed over (not copied again) to the thread.
       const copy = new Uint8Array(message);
-      const request: SigningRequest = { id, message: copy, keys: keys.map(({ domain, selector, algorithm, privateKey }) => ({ domain, selector, algorithm, privateKey })), now, expiry };
+      const refs = keys.map(({ domain, selector, algorithm, privateKey }) => {
+        const ref = refOf(privateKey);
+        if (thread.known.has(ref)) return { ref };
+        thread.known.add(ref);
+        return { ref, key: { domain, selector, algorithm, privateKey } };
+      });
+      const request: SigningRequest = { id, message: copy, keys: refs, now, expiry };
       return new Promise<SignatureFields>((resolve, reject) => {
         thread.pending.set(id, { resolve, reject });
         // Referenced while it has work, so a stop waits for answers rather than losing them.
