@@ -10,6 +10,15 @@ export type WriteOp<C> = (tx: C) => unknown;
  */
 export type RunTransaction<C> = (ops: readonly WriteOp<C>[]) => Promise<unknown[]>;
 
+/**
+ * The transaction committed, but whether it is durable is unknown (the sync after COMMIT
+ * failed). Its operations must not run again (they did take effect): every caller of the batch
+ * gets this error.
+ */
+export class UncertainDurabilityError extends Error {
+  override readonly name = 'UncertainDurabilityError';
+}
+
 interface Pending<C> {
   op: WriteOp<C>;
   resolve: (value: unknown) => void;
@@ -104,9 +113,10 @@ export class WriteBatcher<C> {
         remaining[0]!.reject(outcome.error);
         return;
       }
-      if (!outcome.started) {
+      if (!outcome.started || outcome.error instanceof UncertainDurabilityError) {
         // Failed before any operation ran (BEGIN, no connection, database locked): nothing
         // here is specific to one operation, and retrying each alone would only wait N times.
+        // Or committed with its durability unknown: running the operations again would repeat them.
         for (const pending of remaining) pending.reject(outcome.error);
         return;
       }

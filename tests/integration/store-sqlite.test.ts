@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -53,6 +53,25 @@ describe('SQLite store', () => {
     } finally {
       db.close();
     }
+  });
+
+  it('answers a commit only once its WAL is synced; a failed sync fails the whole batch and runs nothing again', async () => {
+    const path = dir.file('rookery.db');
+    const store = createSqliteStore({ path, logger });
+    stores.push(store);
+    await store.migrate();
+    const message = (id: string) => ({
+      id, sender: 'app@sender.test', recipients: [`${id}@dest.test`], messageIdHeader: null, body: Buffer.from('Subject: x\r\n\r\nx\r\n'),
+      submitter: null, source: 'smtp' as const, clientAddress: null, pool: 'default', createdAt: 0, dueAt: 0,
+    });
+    await store.enqueue([message('m1')]);
+    // A WAL that cannot be opened to sync (removed under the open database): the batch did
+    // commit, but it cannot be called durable, so both callers hear so, and neither message is
+    // written a second time by a retry of each operation alone.
+    await rm(`${path}-wal`);
+    const results = await Promise.allSettled([store.enqueue([message('m2')]), store.enqueue([message('m3')])]);
+    expect(results.map((r) => r.status === 'rejected' && (r.reason as Error).name)).toEqual(['UncertainDurabilityError', 'UncertainDurabilityError']);
+    expect(await store.countByState()).toMatchObject({ queued: 3 });
   });
 
   it('refuses to be used before migrate()', async () => {
