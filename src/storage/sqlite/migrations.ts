@@ -134,6 +134,15 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX recipients_domain ON recipients (domain, state, next_attempt_at);
     `,
   },
+  {
+    version: 6,
+    name: 'leases by end',
+    sql: `
+      -- claimDue and the next due time look for leases that ran out; without this they read
+      -- every row in flight on each claim.
+      CREATE INDEX recipients_lease_end ON recipients (locked_until) WHERE state = 'delivering';
+    `,
+  },
 ];
 
 /**

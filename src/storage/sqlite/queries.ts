@@ -27,7 +27,7 @@ export function prepareQueries(db: DatabaseSync) {
            m.sender, m.created_at AS message_created_at, m.message_id_header, m.size
     FROM (
       SELECT id, next_attempt_at FROM (
-        SELECT id, next_attempt_at FROM recipients
+        SELECT id, next_attempt_at FROM recipients INDEXED BY recipients_lease_end
         WHERE state = 'delivering' AND locked_until < ?1
         ORDER BY next_attempt_at, id LIMIT ?2
       )
@@ -106,7 +106,7 @@ export function prepareQueries(db: DatabaseSync) {
     SELECT min(at) AS at FROM (
       SELECT min(next_attempt_at) AS at FROM recipients WHERE state = 'queued'
       UNION ALL
-      SELECT min(locked_until) + 1 FROM recipients WHERE state = 'delivering'
+      SELECT min(locked_until) + 1 FROM recipients INDEXED BY recipients_lease_end WHERE state = 'delivering'
     )`);
 
   const selectMessage = stmt(`
