@@ -59,5 +59,5 @@ describe('smtp.maxBufferedBytes', () => {
     // Every client got an answer: its message queued, or refused for now with 452 4.3.1.
     expect(replies.every((r) => r.code === 250 || (r.code === 452 && r.text.startsWith('4.3.1 ')))).toBe(true);
     expect(replies.some((r) => r.code === 452)).toBe(true);
-  });
+  }, 90_000);
 });
