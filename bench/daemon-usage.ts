@@ -46,3 +46,12 @@ export function countLog(stdout: Readable): { bytes: number; lines: number; leve
   });
   return counted;
 }
+
+/**
+ * CPU seconds of this process's children that have ended and been waited for (cutime + cstime of
+ * /proc/self/stat): a load generator run as a child process, once it has exited.
+ */
+export function endedChildrenCpuSeconds(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  return round((Number(stat[13]) + Number(stat[14])) / 100, 2);
+}

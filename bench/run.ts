@@ -1,13 +1,28 @@
 /**
  * End-to-end benchmark: a Rookery daemon (SQLite by default, durable commits) as a real process,
  * a loopback sink, N messages of ~size bytes over M concurrent submission sessions, delivered
- * through the given number of egress IPs (127.0.0.2 ...). Writes JSON to bench/results/ and
- * prints a table.
+ * through the given number of egress IPs (127.0.0.2 ...). Waits until every accepted message
+ * reached the sink, then writes JSON to bench/results/ and prints a table.
  *
  *   npm run bench -- --messages 20000 --sessions 32 --ips 4 --size 4096
  *   npm run bench -- --storage postgres     (a scratch database on DATABASE_URL's server)
  *   npm run bench -- --ips 8 --warmup       (every IP on a warm-up plan: caps counted per message)
  *   npm run bench -- --dkim rsa             (sign every message: rsa | ed25519 | dual)
+ *   npm run bench -- --connection new       (a fresh SMTP connection per message: connect, EHLO,
+ *                                            MAIL, RCPT, DATA, QUIT; default reuse: each session
+ *                                            keeps its connection, as a pooling client does)
+ *   npm run bench -- --client smtp-source   (load from Postfix's smtp-source instead of the
+ *                                            built-in client: -s sessions -m messages -l size,
+ *                                            with -d under --connection reuse)
+ *   npm run bench -- --sink smtp-sink       (deliver to Postfix's smtp-sink instead of the
+ *                                            built-in sink, which runs in this process)
+ *
+ * Accept latency is measured per message by the built-in client only: in `reuse` mode from MAIL
+ * FROM, in `new` mode from the start of the connection (what the application waits for), to the
+ * 250 after the data; the JSON says which. smtp-source reports no per-message times, so with it
+ * the latencies are null and the accepted rate comes from its wall time. Deliveries are matched
+ * to submissions by Message-ID with the built-in client and sink, and counted by number otherwise.
+ * `npm run bench:postfix` (bench/postfix.ts) runs the same smtp-source load against a stock Postfix.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,11 +32,12 @@ import { parseArgs } from 'node:util';
 import { startDaemonProcess } from '../tests/helpers/daemon-process.ts';
 import { createScratchDatabase } from '../tests/helpers/postgres.ts';
 import { postgresUrl } from '../tests/helpers/services.ts';
-import { startSmtpSink } from '../tests/helpers/smtp-sink.ts';
 import { testMessage } from '../tests/helpers/submit.ts';
 import { testDaemonConfig } from '../tests/helpers/test-config.ts';
-import { countLog, daemonMetrics, histogramMean, processUsage } from './daemon-usage.ts';
-import { submitLoad } from './smtp-load.ts';
+import { startBenchSink } from './bench-sink.ts';
+import { countLog, daemonMetrics, endedChildrenCpuSeconds, histogramMean, processUsage } from './daemon-usage.ts';
+import { submitLoad, type ConnectionMode } from './smtp-load.ts';
+import { runSmtpSource } from './smtp-source.ts';
 import { percentile, round } from './stats.ts';
 
 const { values: args } = parseArgs({
@@ -35,6 +51,12 @@ const { values: args } = parseArgs({
     warmup: { type: 'boolean', default: false },
     /** DKIM-sign every message at acceptance: rsa (2048), ed25519, or dual (both). */
     dkim: { type: 'string' },
+    /** reuse: each session keeps its connection; new: one connection per message. */
+    connection: { type: 'string', default: 'reuse' },
+    /** builtin (nodemailer, per-message latencies) or smtp-source (Postfix's load generator). */
+    client: { type: 'string', default: 'builtin' },
+    /** builtin (Node, in this process, keeps every message) or smtp-sink (Postfix's, counts). */
+    sink: { type: 'string', default: 'builtin' },
     name: { type: 'string' },
     /** Write a V8 CPU profile of the daemon to this folder (open it in Chrome DevTools). */
     profile: { type: 'string' },
@@ -46,7 +68,20 @@ const ipCount = Number(args.ips);
 const size = Number(args.size);
 if (args.storage !== 'sqlite' && args.storage !== 'postgres') throw new Error('--storage is sqlite or postgres');
 if (args.dkim && !['rsa', 'ed25519', 'dual'].includes(args.dkim)) throw new Error('--dkim is rsa, ed25519 or dual');
-const name = args.name ?? `${args.storage}-${ipCount}ips${args.warmup ? '-warmup' : ''}${args.dkim ? `-dkim-${args.dkim}` : ''}`;
+if (args.connection !== 'new' && args.connection !== 'reuse') throw new Error('--connection is new or reuse');
+if (args.client !== 'builtin' && args.client !== 'smtp-source') throw new Error('--client is builtin or smtp-source');
+if (args.sink !== 'builtin' && args.sink !== 'smtp-sink') throw new Error('--sink is builtin or smtp-sink');
+const connection: ConnectionMode = args.connection;
+const viaSmtpSource = args.client === 'smtp-source';
+const name =
+  args.name ??
+  [
+    `${args.storage}-${ipCount}ips-${connection}`,
+    args.warmup ? '-warmup' : '',
+    args.dkim ? `-dkim-${args.dkim}` : '',
+    viaSmtpSource ? '-smtp-source' : '',
+    args.sink === 'smtp-sink' ? '-smtp-sink' : '',
+  ].join('');
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-'));
 
@@ -62,14 +97,16 @@ function dkimKeys(kind: string): Array<{ selector: string; privateKey: string }>
 }
 
 const scratch = args.storage === 'postgres' ? await createScratchDatabase(postgresUrl(), 'bench') : null;
-const sink = await startSmtpSink();
+const sink = await startBenchSink(args.sink);
 const config = testDaemonConfig({
   dir,
   sink,
   extra: {
     hostname: 'bench.rookery.test',
     storage: scratch ? { driver: 'postgres', url: scratch.url } : { driver: 'sqlite', path: join(dir, 'queue.db') },
-    smtp: { maxConnectionsPerClient: sessions + 10 },
+    // Headroom over the sessions: with a connection per message, a session's previous connection
+    // may not be closed on the daemon's side yet when its next one arrives.
+    smtp: { maxConnectionsPerClient: 2 * sessions + 10 },
     ips: Array.from({ length: ipCount }, (_, i) => ({
       address: `127.0.0.${i + 2}`,
       hostname: `out${i + 1}.rookery.test`,
@@ -84,28 +121,46 @@ const config = testDaemonConfig({
 });
 const daemon = await startDaemonProcess(dir, config, { keepLogs: false, nodeArgs: args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [] });
 const log = countLog(daemon.child.stdout!);
+const target = { host: daemon.smtp[0]!.host, port: daemon.smtp[0]!.port };
 
-try {
+/** One shape for both clients; acked and latencies only from the built-in one. */
+async function load() {
+  if (viaSmtpSource) {
+    console.error(`smtp-source: ${messages} messages with ${size} body bytes over ${sessions} sessions (${connection} connections), ${ipCount} egress IPs`);
+    const run = await runSmtpSource({ ...target, sessions, messages, bodyBytes: size, from: 'app@sender.test', to: 'user@dest.test', connection });
+    return { accepted: run.accepted, startedAt: run.startedAt, endedAt: run.endedAt, failures: 0, acked: null, latencies: null, latencyFrom: null, command: run.command, messageBytes: null };
+  }
   const batch = Array.from({ length: messages }, (_, i) => {
     const messageId = `<bench-${i}@app.test>`;
     const to = `user${i % 50}@dest${i % 10}.test`;
     return { messageId, from: 'app@sender.test', to, raw: testMessage({ from: 'app@sender.test', to, messageId, bodyBytes: size - 250 }) };
   });
-  console.error(`submitting ${messages} messages of ~${batch[0]!.raw.length} bytes over ${sessions} sessions, ${ipCount} egress IPs`);
-  const load = await submitLoad({ host: daemon.smtp[0]!.host, port: daemon.smtp[0]!.port, sessions, messages: batch });
-  await sink.waitForMessages(load.ackedAt.size, 600_000);
+  console.error(`submitting ${messages} messages of ~${batch[0]!.raw.length} bytes over ${sessions} sessions (${connection} connections), ${ipCount} egress IPs`);
+  const run = await submitLoad({ ...target, sessions, connection, messages: batch });
+  return { accepted: run.ackedAt.size, startedAt: run.startedAt, endedAt: run.endedAt, failures: run.failures, acked: run.ackedAt, latencies: run.latencies, latencyFrom: run.latencyFrom, command: null, messageBytes: batch[0]!.raw.length };
+}
+
+try {
+  const submitted = await load();
+  await sink.waitForMessages(submitted.accepted, 600_000);
   const usage = processUsage(daemon.pid);
   const metricsText = await daemonMetrics(daemon.api);
   const selection = histogramMean(metricsText, 'rookery_selection_seconds');
   const signing = histogramMean(metricsText, 'rookery_dkim_sign_seconds');
-  const harnessCpu = process.cpuUsage();
+  const ownCpu = process.cpuUsage();
+  // smtp-source has ended (its CPU is in our children's); smtp-sink is still running.
+  const harnessCpuSeconds = (ownCpu.user + ownCpu.system) / 1e6 + endedChildrenCpuSeconds() + (sink.pid ? processUsage(sink.pid).cpuSeconds : 0);
 
-  const delivered = new Map(sink.messages.map((m) => [m.messageId ?? '', m.receivedAt]));
-  const lastDelivery = Math.max(...delivered.values());
-  const acceptToDelivered = [...load.ackedAt].map(([id, acked]) => delivered.get(id)! - acked);
-  const submitSeconds = (load.endedAt - load.startedAt) / 1000;
-  const totalSeconds = (lastDelivery - load.startedAt) / 1000;
-  const sources = new Set(sink.messages.map((m) => m.remoteAddress));
+  // Matched by Message-ID where both ends know them; otherwise counted at the sink.
+  const byId = submitted.acked && sink.messages ? new Map(sink.messages.map((m) => [m.messageId ?? '', m.receivedAt])) : null;
+  const delivered = byId ? [...submitted.acked!.keys()].filter((id) => byId.has(id)).length : sink.received();
+  const acceptToDelivered = byId ? [...submitted.acked!].map(([id, acked]) => byId.get(id)! - acked) : null;
+  const submitSeconds = (submitted.endedAt - submitted.startedAt) / 1000;
+  const totalSeconds = (sink.lastReceivedAt() - submitted.startedAt) / 1000;
+  const latency = (values: number[] | null, digits: number) => ({
+    p50: values ? round(percentile(values, 50), digits) : null,
+    p99: values ? round(percentile(values, 99), digits) : null,
+  });
 
   const result = {
     name,
@@ -115,25 +170,39 @@ try {
       messages,
       sessions,
       egressIps: ipCount,
-      messageBytes: batch[0]!.raw.length,
+      connection,
+      client: viaSmtpSource ? 'smtp-source (Postfix)' : 'builtin (nodemailer SMTPConnection)',
+      clientCommand: submitted.command,
+      sink: sink.kind === 'smtp-sink' ? 'smtp-sink (Postfix)' : 'builtin (tests/helpers/smtp-sink.ts, in the harness process)',
+      messageBytes: submitted.messageBytes,
+      // smtp-source -l: the body; it adds From, To, Date and Message-Id (about 130 bytes).
+      smtpSourceBodyBytes: viaSmtpSource ? size : null,
       storage: scratch ? 'postgres (synchronous_commit=on)' : 'sqlite (WAL, synchronous=FULL)',
       dkim: args.dkim ?? 'none',
     },
-    accepted: load.ackedAt.size,
-    failedSubmissions: load.failures,
-    delivered: delivered.size,
-    egressIpsSeen: sources.size,
-    acceptedPerSecond: round(load.ackedAt.size / submitSeconds),
-    deliveredPerSecondEndToEnd: round(delivered.size / totalSeconds),
-    acceptLatencyMs: { p50: round(percentile(load.latencies, 50), 2), p99: round(percentile(load.latencies, 99), 2) },
-    acceptToDeliveredMs: { p50: round(percentile(acceptToDelivered, 50), 1), p99: round(percentile(acceptToDelivered, 99), 1) },
+    accepted: submitted.accepted,
+    failedSubmissions: submitted.failures,
+    delivered,
+    deliveredCountedBy: byId ? 'Message-ID' : 'number of messages at the sink',
+    egressIpsSeen: sink.messages ? new Set(sink.messages.map((m) => m.remoteAddress)).size : null,
+    acceptedPerSecond: round(submitted.accepted / submitSeconds),
+    deliveredPerSecondEndToEnd: round(delivered / totalSeconds),
+    acceptLatencyMs: {
+      ...latency(submitted.latencies, 2),
+      from: submitted.latencyFrom ?? 'null: smtp-source reports no per-message times',
+    },
+    acceptToDeliveredMs: {
+      ...latency(acceptToDelivered, 1),
+      ...(acceptToDelivered ? {} : { why: 'null: needs per-message 250 times and arrivals by Message-ID (built-in client and sink)' }),
+    },
     daemon: { ...usage, cpuPerMessageMs: round((usage.cpuSeconds * 1000) / messages, 3) },
     // Everything the daemon logged (info level) from its start to the last delivery.
-    log: { bytesPerDelivered: round(log.bytes / delivered.size), linesPerDelivered: round(log.lines / delivered.size, 2), totalMb: round(log.bytes / 1e6, 2) },
+    log: { bytesPerDelivered: round(log.bytes / delivered), linesPerDelivered: round(log.lines / delivered, 2), totalMb: round(log.bytes / 1e6, 2) },
     egressSelectionUs: selection,
     dkimSignUs: signing,
-    // The load generator and the sink share the machine's other core; if this nears wallSeconds, they are the limit.
-    harnessCpuSeconds: round((harnessCpu.user + harnessCpu.system) / 1e6, 2),
+    // The load generator and the sink (whichever they are) share the machine with the daemon; if
+    // this nears wallSeconds, they are the limit.
+    harnessCpuSeconds: round(harnessCpuSeconds, 2),
     wallSeconds: round(totalSeconds, 2),
   };
 
@@ -141,10 +210,12 @@ try {
   const file = new URL(`results/${result.date.replace(/[:.]/g, '-')}-${name}.json`, import.meta.url);
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   console.table({
+    'connection (new: one per message)': connection,
+    'client -> sink': `${args.client} -> ${args.sink}`,
     'accepted msg/s': result.acceptedPerSecond,
     'delivered msg/s (end to end)': result.deliveredPerSecondEndToEnd,
-    'accept latency p50 ms': result.acceptLatencyMs.p50,
-    'accept latency p99 ms': result.acceptLatencyMs.p99,
+    [`accept latency p50 ms${connection === 'new' ? ' (from connect)' : ''}`]: result.acceptLatencyMs.p50,
+    [`accept latency p99 ms${connection === 'new' ? ' (from connect)' : ''}`]: result.acceptLatencyMs.p99,
     'accept->delivered p50 ms': result.acceptToDeliveredMs.p50,
     'accept->delivered p99 ms': result.acceptToDeliveredMs.p99,
     'daemon peak RSS MB': result.daemon.peakRssMb,
