@@ -69,9 +69,13 @@ export async function startPostfixSmtpSink(options: { host?: string; port?: numb
     }
   });
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  // A benchmark that dies on an error must not leave the sink behind (it would keep its port).
+  const killOnExit = () => void child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   const exited = new Promise<void>((resolve) =>
     child.once('close', (code, signal) => {
       exitedWith = String(code ?? signal);
+      process.off('exit', killOnExit);
       waiters.forEach((check) => check());
       resolve();
     }),

@@ -156,7 +156,9 @@ try {
   const delivered = byId ? [...submitted.acked!.keys()].filter((id) => byId.has(id)).length : sink.received();
   const acceptToDelivered = byId ? [...submitted.acked!].map(([id, acked]) => byId.get(id)! - acked) : null;
   const submitSeconds = (submitted.endedAt - submitted.startedAt) / 1000;
-  const totalSeconds = (sink.lastReceivedAt() - submitted.startedAt) / 1000;
+  // End to end: until every message was both answered and delivered (the last delivery can come
+  // before the client has closed its sessions).
+  const totalSeconds = (Math.max(sink.lastReceivedAt(), submitted.endedAt) - submitted.startedAt) / 1000;
   const latency = (values: number[] | null, digits: number) => ({
     p50: values ? round(percentile(values, 50), digits) : null,
     p99: values ? round(percentile(values, 99), digits) : null,

@@ -51,6 +51,9 @@ export function runSmtpSource(options: Parameters<typeof smtpSourceArgs>[0]): Pr
   return new Promise((resolve, reject) => {
     const startedAt = Date.now();
     const child = spawn(SMTP_SOURCE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // A benchmark that dies meanwhile must not leave the load generator running.
+    const killOnExit = () => void child.kill('SIGKILL');
+    process.once('exit', killOnExit);
     let tail = '';
     let stderr = '';
     // The counter is rewritten in place ("1\r2\r3\r..."): keep only the end of the stream.
@@ -59,6 +62,7 @@ export function runSmtpSource(options: Parameters<typeof smtpSourceArgs>[0]): Pr
     child.once('error', (err) => reject(new Error(`${SMTP_SOURCE} could not be started (${err.message}); install Postfix (apt-get install postfix) or set SMTP_SOURCE`)));
     child.once('close', (code, signal) => {
       const endedAt = Date.now();
+      process.off('exit', killOnExit);
       const counts = tail.match(/\d+/g);
       const accepted = counts ? Number(counts[counts.length - 1]) : 0;
       if (code === 0 && accepted === options.messages) return resolve({ accepted, startedAt, endedAt, command });
