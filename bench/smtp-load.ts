@@ -30,11 +30,10 @@ export const LATENCY_FROM: Record<ConnectionMode, string> = {
 function connect(host: string, port: number): Promise<SMTPConnection> {
   return new Promise((resolve, reject) => {
     const conn = new SMTPConnection({ host, port, secure: false, ignoreTLS: true, name: 'bench.client' });
-    conn.once('error', reject);
-    conn.connect(() => {
-      conn.off('error', reject);
-      resolve(conn);
-    });
+    // Stays attached (a no-op once connected): a later 'error' event, reported to the send
+    // callback as well, must not go unhandled and end the run.
+    conn.on('error', reject);
+    conn.connect(() => resolve(conn));
   });
 }
 
