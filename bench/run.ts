@@ -8,6 +8,7 @@
  *   npm run bench -- --storage postgres     (a scratch database on DATABASE_URL's server)
  *   npm run bench -- --ips 8 --warmup       (every IP on a warm-up plan: caps counted per message)
  *   npm run bench -- --dkim rsa             (sign every message: rsa | ed25519 | dual)
+ *   npm run bench -- --dkim rsa --dkim-workers 0   (signing threads; 0 signs on the event loop)
  *   npm run bench -- --connection new       (a fresh SMTP connection per message: connect, EHLO,
  *                                            MAIL, RCPT, DATA, QUIT; default reuse: each session
  *                                            keeps its connection, as a pooling client does)
@@ -51,6 +52,8 @@ const { values: args } = parseArgs({
     warmup: { type: 'boolean', default: false },
     /** DKIM-sign every message at acceptance: rsa (2048), ed25519, or dual (both). */
     dkim: { type: 'string' },
+    /** dkim.workers for the daemon (signing threads; 0: on the event loop); default: the daemon's. */
+    'dkim-workers': { type: 'string' },
     /** reuse: each session keeps its connection; new: one connection per message. */
     connection: { type: 'string', default: 'reuse' },
     /** builtin (nodemailer, per-message latencies) or smtp-source (Postfix's load generator). */
@@ -79,6 +82,7 @@ const name =
     `${args.storage}-${ipCount}ips-${connection}`,
     args.warmup ? '-warmup' : '',
     args.dkim ? `-dkim-${args.dkim}` : '',
+    args['dkim-workers'] !== undefined ? `-workers${args['dkim-workers']}` : '',
     viaSmtpSource ? '-smtp-source' : '',
     args.sink === 'smtp-sink' ? '-smtp-sink' : '',
   ].join('');
@@ -113,7 +117,9 @@ const config = testDaemonConfig({
       ...(args.warmup ? { warmup: { plan: 'bench', start: new Date().toISOString().slice(0, 10) } } : {}),
     })),
     ...(args.warmup ? { warmup: { activeHours: 1, plans: { bench: [10_000_000] } } } : {}),
-    ...(args.dkim ? { dkim: { domains: { 'sender.test': { keys: dkimKeys(args.dkim) } } } } : {}),
+    ...(args.dkim
+      ? { dkim: { domains: { 'sender.test': { keys: dkimKeys(args.dkim) } }, ...(args['dkim-workers'] !== undefined ? { workers: Number(args['dkim-workers']) } : {}) } }
+      : {}),
     // The sink is one loopback "site", not a mailbox provider: default shaping (100 msg/s per IP
     // and site) would cap the run at IPs x 100 msg/s and measure the limit, not the engine.
     ...(process.env.BENCH_SHAPING === 'default' ? {} : { shaping: { default: { messageRate: '1000000/s', connectionRate: '10000/s' } } }),
@@ -179,8 +185,9 @@ try {
       messageBytes: submitted.messageBytes,
       // smtp-source -l: the body; it adds From, To, Date and Message-Id (about 130 bytes).
       smtpSourceBodyBytes: viaSmtpSource ? size : null,
-      storage: scratch ? 'postgres (synchronous_commit=on)' : 'sqlite (WAL, synchronous=FULL)',
+      storage: scratch ? 'postgres (synchronous_commit=on)' : 'sqlite (WAL, synced before each answer)',
       dkim: args.dkim ?? 'none',
+      dkimWorkers: args.dkim ? (args['dkim-workers'] ?? 'one per core') : null,
     },
     accepted: submitted.accepted,
     failedSubmissions: submitted.failures,
