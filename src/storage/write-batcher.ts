@@ -12,7 +12,7 @@ export type RunTransaction<C> = (ops: readonly WriteOp<C>[]) => Promise<unknown[
 
 /**
  * The transaction committed, but whether it is durable is unknown (the sync after COMMIT
- * failed). Its operations must not run again (they did take effect): every caller of the batch
+ * failed). Its operations are not run again (they did take effect): every caller of the batch
  * gets this error.
  */
 export class UncertainDurabilityError extends Error {
@@ -27,6 +27,12 @@ interface Pending<C> {
 
 export interface WriteBatcherOptions<C> {
   run: RunTransaction<C>;
+  /**
+   * Makes what `run` committed durable (an fsync), for a backend whose COMMIT returns before the
+   * disk has it. The callers of a batch are answered once it resolves; the next batch is written
+   * meanwhile. Rejects with UncertainDurabilityError.
+   */
+  sync?: () => Promise<void>;
   logger: Logger;
   /** Upper bound of operations per transaction, so one commit never grows without limit. */
   maxBatch?: number;
@@ -45,19 +51,27 @@ export interface WriteBatcherOptions<C> {
  * database locked by another process) fails the whole batch at once.
  *
  * Operations must be safe to run again after a rollback, which every transactional write is.
+ *
+ * With `sync`, a committed batch is answered only when its sync resolves, but the next batch is
+ * written as soon as the COMMIT returns: the syncs of consecutive batches overlap instead of
+ * each batch waiting for the previous one's.
  */
 export class WriteBatcher<C> {
   private readonly run: RunTransaction<C>;
+  private readonly sync: (() => Promise<void>) | undefined;
   private readonly logger: Logger;
   private readonly maxBatch: number;
   private queue: Pending<C>[] = [];
   /** A flush is scheduled or running; new operations wait for it and go into the next batch. */
   private busy = false;
   private closed = false;
+  /** Committed batches whose sync has not settled yet. */
+  private syncing = 0;
   private idleWaiters: (() => void)[] = [];
 
   constructor(options: WriteBatcherOptions<C>) {
     this.run = options.run;
+    this.sync = options.sync;
     this.logger = options.logger;
     this.maxBatch = options.maxBatch ?? 500;
   }
@@ -73,8 +87,35 @@ export class WriteBatcher<C> {
   /** Stops accepting operations and waits until every queued one has been committed or failed. */
   close(): Promise<void> {
     this.closed = true;
-    if (!this.busy && this.queue.length === 0) return Promise.resolve();
+    if (this.idle()) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private idle(): boolean {
+    return !this.busy && this.queue.length === 0 && this.syncing === 0;
+  }
+
+  private wakeIdleWaiters(): void {
+    if (!this.idle()) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Answers the callers of a committed batch: at once, or once its sync resolves. */
+  private settle(batch: readonly Pending<C>[], results: readonly unknown[]): void {
+    if (!this.sync) {
+      batch.forEach((pending, i) => pending.resolve(results[i]));
+      return;
+    }
+    this.syncing++;
+    this.sync().then(
+      () => batch.forEach((pending, i) => pending.resolve(results[i])),
+      (err: unknown) => batch.forEach((pending) => pending.reject(err)),
+    ).finally(() => {
+      this.syncing--;
+      this.wakeIdleWaiters();
+    });
   }
 
   private schedule(): void {
@@ -91,13 +132,8 @@ export class WriteBatcher<C> {
       await this.commit(batch);
     } finally {
       this.busy = false;
-      if (this.queue.length > 0) {
-        this.schedule();
-      } else {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const wake of waiters) wake();
-      }
+      if (this.queue.length > 0) this.schedule();
+      else this.wakeIdleWaiters();
     }
   }
 
@@ -106,17 +142,16 @@ export class WriteBatcher<C> {
     while (remaining.length > 0) {
       const outcome = await this.attempt(remaining);
       if (outcome.ok) {
-        remaining.forEach((pending, i) => pending.resolve(outcome.results[i]));
+        this.settle(remaining, outcome.results);
         return;
       }
       if (remaining.length === 1) {
         remaining[0]!.reject(outcome.error);
         return;
       }
-      if (!outcome.started || outcome.error instanceof UncertainDurabilityError) {
+      if (!outcome.started) {
         // Failed before any operation ran (BEGIN, no connection, database locked): nothing
         // here is specific to one operation, and retrying each alone would only wait N times.
-        // Or committed with its durability unknown: running the operations again would repeat them.
         for (const pending of remaining) pending.reject(outcome.error);
         return;
       }
@@ -136,7 +171,7 @@ export class WriteBatcher<C> {
     this.logger.warn({ event: 'storage.batch.failed', operations: remaining.length }, 'write batch failed; retrying each operation alone');
     for (const pending of remaining) {
       const outcome = await this.attempt([pending]);
-      if (outcome.ok) pending.resolve(outcome.results[0]);
+      if (outcome.ok) this.settle([pending], outcome.results);
       else pending.reject(outcome.error);
     }
   }

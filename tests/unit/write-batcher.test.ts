@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
-import { WriteBatcher, type WriteOp } from '../../src/storage/write-batcher.ts';
+import { UncertainDurabilityError, WriteBatcher, type WriteOp } from '../../src/storage/write-batcher.ts';
 
 /**
  * A tiny transactional key set standing in for a database: ops write into a copy that replaces
@@ -123,5 +123,70 @@ describe('WriteBatcher', () => {
     await expect(pending).resolves.toBe('a');
     await expect(batcher.submit(insert('b'))).rejects.toThrow(/closed/);
     await batcher.close();
+  });
+
+  describe('with a sync after each commit', () => {
+    /** Syncs that settle only when the test says so, in the order they were asked for. */
+    function manualSyncs() {
+      const waiting: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
+      return {
+        waiting,
+        sync: () => new Promise<void>((resolve, reject) => waiting.push({ resolve, reject })),
+      };
+    }
+    const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+    it('answers a batch only once its sync resolves, and writes the next batch meanwhile', async () => {
+      const db = new KeySet();
+      const syncs = manualSyncs();
+      const batcher = new WriteBatcher<Set<string>>({ run: (ops) => db.run(ops), sync: syncs.sync, logger });
+      const answered: string[] = [];
+      const first = Promise.all(['a', 'b'].map((k) => batcher.submit(insert(k)).then((r) => answered.push(r))));
+      await tick();
+      await tick();
+      expect(db.transactions).toEqual([2]);
+      expect(answered).toEqual([]);
+
+      const second = batcher.submit(insert('c')).then((r) => answered.push(r));
+      await tick();
+      await tick();
+      // Written while the first batch's sync is still out.
+      expect(db.transactions).toEqual([2, 1]);
+      expect(syncs.waiting).toHaveLength(2);
+      syncs.waiting[1]!.resolve();
+      await second;
+      expect(answered).toEqual(['c']);
+      syncs.waiting[0]!.resolve();
+      await first;
+      expect(answered.sort()).toEqual(['a', 'b', 'c']);
+    });
+
+    it('fails every caller of a batch whose sync fails, and runs none of its operations again', async () => {
+      const db = new KeySet();
+      const syncs = manualSyncs();
+      const batcher = new WriteBatcher<Set<string>>({ run: (ops) => db.run(ops), sync: syncs.sync, logger });
+      const settled = Promise.allSettled(['a', 'b'].map((k) => batcher.submit(insert(k))));
+      await tick();
+      await tick();
+      syncs.waiting[0]!.reject(new UncertainDurabilityError('sync failed'));
+      expect((await settled).map((s) => s.status === 'rejected' && (s.reason as Error).name)).toEqual(['UncertainDurabilityError', 'UncertainDurabilityError']);
+      expect(db.transactions).toEqual([2]);
+    });
+
+    it('closes once every sync has settled', async () => {
+      const db = new KeySet();
+      const syncs = manualSyncs();
+      const batcher = new WriteBatcher<Set<string>>({ run: (ops) => db.run(ops), sync: syncs.sync, logger });
+      const write = batcher.submit(insert('a'));
+      await tick();
+      await tick();
+      let closed = false;
+      const closing = batcher.close().then(() => (closed = true));
+      await tick();
+      expect(closed).toBe(false);
+      syncs.waiting[0]!.resolve();
+      await Promise.all([write, closing]);
+      expect(closed).toBe(true);
+    });
   });
 });

@@ -60,8 +60,8 @@ const PURGE_CHUNK = 500;
  * kernel (enough for kill -9), then the WAL file is fsynced before any caller of the batch is
  * answered (enough for power loss), which is what synchronous=FULL does in WAL mode, with one
  * difference: the fsync runs on libuv's thread pool instead of inside COMMIT, so the event loop
- * serves SMTP sessions for the milliseconds a disk takes to sync, and what arrives meanwhile
- * joins the next batch. SQLite still syncs the WAL before each checkpoint and the database file
+ * serves SMTP sessions for the milliseconds a disk takes to sync, and the next batch is written
+ * meanwhile (WriteBatcher's `sync`). SQLite still syncs the WAL before each checkpoint and the database file
  * after it (synchronous=NORMAL), so a checkpoint never loses a frame.
  */
 export function createSqliteStore(options: SqliteStoreOptions): Store {
@@ -100,7 +100,12 @@ class SqliteStore implements Store {
       throw err;
     }
     this.walPath = options.path === ':memory:' ? null : `${options.path}-wal`;
-    this.batcher = new WriteBatcher<SqliteQueries>({ run: (ops) => this.runTransaction(ops), logger: this.logger });
+    const walPath = this.walPath;
+    this.batcher = new WriteBatcher<SqliteQueries>({
+      run: (ops) => this.runTransaction(ops),
+      ...(walPath ? { sync: () => syncWal(walPath, this.logger) } : {}),
+      logger: this.logger,
+    });
   }
 
   async migrate(): Promise<void> {
@@ -302,42 +307,36 @@ class SqliteStore implements Store {
     if (this.closing) throw new Error('storage is closed');
   }
 
-  /**
-   * The transaction is synchronous on purpose: nothing else can run on this connection while it
-   * is open. The sync after it is not: see the class comment.
-   */
+  /** Synchronous on purpose: nothing else can run on this connection while the transaction is open. */
   private async runTransaction(ops: readonly WriteOp<SqliteQueries>[]): Promise<unknown[]> {
     const q = this.queries!;
     this.db.exec('BEGIN IMMEDIATE');
-    let results: unknown[];
     try {
-      results = ops.map((op) => op(q));
+      const results = ops.map((op) => op(q));
       this.db.exec('COMMIT');
+      return results;
     } catch (err) {
       if (this.db.isTransaction) this.db.exec('ROLLBACK');
       throw err;
     }
-    await this.syncWal();
-    return results;
   }
+}
 
-  /**
-   * fsync of the WAL file, opened anew each time so that it is always the file SQLite writes (a
-   * descriptor kept open would still point at a WAL that was removed and made again).
-   */
-  private async syncWal(): Promise<void> {
-    if (!this.walPath) return;
+/**
+ * fsync of the WAL file, opened anew each time so that it is always the file SQLite writes (a
+ * descriptor kept open would still point at a WAL that was removed and made again).
+ */
+async function syncWal(walPath: string, logger: Logger): Promise<void> {
+  try {
+    const wal = await open(walPath, 'r');
     try {
-      const wal = await open(this.walPath, 'r');
-      try {
-        await wal.sync();
-      } finally {
-        await wal.close();
-      }
-    } catch (err) {
-      this.logger.error({ event: 'storage.sync.failed', err }, 'the WAL could not be synced after a commit; its writes are answered as failed');
-      throw new UncertainDurabilityError(`committed, but the WAL could not be synced: ${(err as Error).message}`, { cause: err });
+      await wal.sync();
+    } finally {
+      await wal.close();
     }
+  } catch (err) {
+    logger.error({ event: 'storage.sync.failed', err }, 'the WAL could not be synced after a commit; its writes are answered as failed');
+    throw new UncertainDurabilityError(`committed, but the WAL could not be synced: ${(err as Error).message}`, { cause: err });
   }
 }
 
