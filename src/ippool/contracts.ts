@@ -1,4 +1,5 @@
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
+import type { Scope } from './restriction-scope.ts';
 
 /**
  * Contracts between the parts of the egress IP pool. Each has a local implementation (one node,
@@ -73,6 +74,8 @@ export interface Reaction {
   durationMs: number;
   ip: string;
   provider: ProviderName;
+  /** What a throttle or `suspend-provider` restricts: the provider, or for the fallback provider the site that replied. */
+  scope: Scope;
   /** The remote reply that triggered it, for operators. */
   reason: string;
 }

@@ -5,9 +5,10 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { PoolBackend, ProviderName, Reaction, ReactionAction, ReputationFeed, Verdict, WaitReason } from './contracts.ts';
 import type { EgressPath, PathRates } from './egress-path.ts';
 import type { Egress } from './egress.ts';
-import { ALL_PROVIDERS, bucketKeys, type Scope } from './pool-keys.ts';
+import { bucketKeys } from './pool-keys.ts';
 import { PoolReporting } from './pool-reporting.ts';
 import { PoolStateCache } from './pool-state-cache.ts';
+import { ALL_PROVIDERS, rampScope, scopeProvider, scopesOf, type Scope } from './restriction-scope.ts';
 import type { Recovery, Restriction } from './restrictions.ts';
 import type { RateLimit, Shaping } from './shaping.ts';
 import { bucketSize, takeTokens, type Taken } from './token-buckets.ts';
@@ -60,7 +61,7 @@ export interface EgressPoolDeps {
   members: readonly PoolMember[];
   backend: PoolBackend;
   reputation: ReputationFeed;
-  reactions: { evaluate(input: { ip: string; provider: ProviderName; outcome: DeliveryOutcome; now: number }): Reaction[] };
+  reactions: { evaluate(input: { ip: string; provider: ProviderName; site: string; outcome: DeliveryOutcome; now: number }): Reaction[] };
   policy: PoolPolicy;
   /** Each path's message rate (the engine's ready queues). */
   paths: PathRates;
@@ -73,8 +74,9 @@ export interface EgressPoolDeps {
 
 /**
  * Chooses the egress IP for each delivery and reacts to what the remote servers answer.
- * Eligible: in the message's pool, weight above 0, not suspended (for the provider or at all),
- * within throttles, the path's message rate and warm-up caps; among those a smooth weighted
+ * Eligible: in the message's pool, weight above 0, not suspended (for the provider, for the site
+ * when the provider is the fallback one, or at all: restriction-scope.ts), within throttles, the
+ * path's message rate and warm-up caps; among those a smooth weighted
  * round-robin, with a retry staying on the IP used before while it is eligible (greylisting).
  * Usage, caps and restrictions live in the pool backend (Redis or the local store) so they
  * survive a restart and are shared by every node.
@@ -176,7 +178,7 @@ export class EgressPool {
    * makes an outcome permanent. An IP the host lacks is suspended so its mail goes elsewhere.
    */
   async afterDelivery(path: EgressPath, outcomes: DeliveryOutcome[]): Promise<DeliveryOutcome[]> {
-    const { ip, provider } = path;
+    const { ip, provider, site } = path;
     if (!ip || !this.byAddress.has(ip)) return outcomes;
     const now = this.deps.clock.now();
     const { reputation, reactions } = this.deps;
@@ -193,7 +195,7 @@ export class EgressPool {
       let final = reacted.get(outcome);
       if (!final) {
         final = outcome;
-        for (const reaction of reactions.evaluate({ ip, provider, outcome, now })) {
+        for (const reaction of reactions.evaluate({ ip, provider, site, outcome, now })) {
           if (reaction.action.kind === 'bounce') final = { ...final, disposition: 'permanent' };
           else await this.apply(reaction, now);
         }
@@ -215,8 +217,9 @@ export class EgressPool {
   private async check(member: PoolMember, path: EgressPath & { ip: string }, count: number, now: number): Promise<Verdict> {
     const { backend, policy } = this.deps;
     const { ip, provider } = path;
+    const scopes = scopesOf(path);
     let granted = count;
-    for (const scope of [ALL_PROVIDERS, provider]) {
+    for (const scope of scopes) {
       const restriction = this.state.restriction(ip, scope, now);
       if (restriction?.action === 'suspend') return { ok: false, retryAt: restriction.until, reason: 'suspended' };
       if (restriction?.action === 'throttle') {
@@ -227,10 +230,11 @@ export class EgressPool {
         granted = throttled.granted;
       }
     }
-    const recovering = this.state.recovery(ip, provider, now);
-    const ramp = recovering ? policy.recoveryRate({ ...recovering, now, normal: policy.shaping(provider).messageRate }) : null;
-    if (ramp) {
-      const ramped = await this.grant(granted, ramp, now, 'throttled', (cost) => takeTokens(backend.limiter, bucketKeys.recovery(ip, provider), ramp, now, cost));
+    const recovering = this.state.recovery(ip, scopes, now);
+    const ramp = recovering && policy.recoveryRate({ ...recovering.recovery, now, normal: policy.shaping(provider).messageRate });
+    if (recovering && ramp) {
+      const key = bucketKeys.recovery(ip, rampScope(recovering.scope, provider));
+      const ramped = await this.grant(granted, ramp, now, 'throttled', (cost) => takeTokens(backend.limiter, key, ramp, now, cost));
       if (!ramped.ok) return ramped;
       granted = ramped.granted;
     }
@@ -267,9 +271,9 @@ export class EgressPool {
     const base = { rule: reaction.rule, reason: reaction.reason, until };
     switch (reaction.action.kind) {
       case 'throttle':
-        return this.restrict(reaction.ip, reaction.provider, { ...base, action: 'throttle', ratePerHour: reaction.action.ratePerHour }, now);
+        return this.restrict(reaction.ip, reaction.scope, { ...base, action: 'throttle', ratePerHour: reaction.action.ratePerHour }, now);
       case 'suspend-provider':
-        return this.restrict(reaction.ip, reaction.provider, { ...base, action: 'suspend' }, now);
+        return this.restrict(reaction.ip, reaction.scope, { ...base, action: 'suspend' }, now);
       case 'suspend-ip':
         return this.restrict(reaction.ip, ALL_PROVIDERS, { ...base, action: 'suspend' }, now);
       case 'bounce':
@@ -278,7 +282,7 @@ export class EgressPool {
     }
   }
 
-  /** Records a restriction and the recovery ramp that follows it; logs and reports new ones. */
+  /** Records a restriction and the recovery ramp that follows it; reports new ones (gauge and log line). */
   private async restrict(ip: string, scope: Scope, restriction: Restriction, now: number): Promise<void> {
     const current = this.state.restriction(ip, scope, now);
     // A throttle never shortens a running suspension, and a repeat never shortens a restriction.
@@ -286,17 +290,12 @@ export class EgressPool {
     if (current && current.action === restriction.action && current.until >= restriction.until - 60_000) return;
     const action: ReactionAction = restriction.action === 'throttle' ? { kind: 'throttle', ratePerHour: restriction.ratePerHour ?? 0 } : { kind: 'suspend-provider' };
     const recovery: Recovery = { action, endedAt: restriction.until };
-    await this.state.restrict(ip, scope, restriction, recovery, this.deps.policy.recoveryEndsAt({ action, endedAt: restriction.until, provider: scope }));
-    this.reporting.restricted(ip, scope, restriction);
-    this.log.warn(
-      { event: `ippool.${restriction.action}`, ip, provider: scope, rule: restriction.rule, until: new Date(restriction.until).toISOString(), reply: restriction.reason, ratePerHour: restriction.ratePerHour },
-      `egress IP ${ip} ${restriction.action === 'suspend' ? 'suspended' : 'throttled'} for ${scope === ALL_PROVIDERS ? 'every provider' : scope}: ${restriction.rule}`,
-    );
+    await this.state.restrict(ip, scope, restriction, recovery, this.deps.policy.recoveryEndsAt({ action, endedAt: restriction.until, provider: scopeProvider(scope) }));
+    this.reporting.newRestriction(ip, scope, restriction);
   }
 
-  /** Re-reads pool state and refreshes the restriction gauges from it. */
+  /** Re-reads pool state and rebuilds the restriction gauges from it (from what is left when the backend cannot be read). */
   private async refresh(): Promise<void> {
-    await this.state.refresh(this.deps.clock.now());
-    this.reporting.restrictions(this.state);
+    await this.state.refresh(this.deps.clock.now()).finally(() => this.reporting.restrictions(this.state));
   }
 }

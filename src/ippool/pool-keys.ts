@@ -2,31 +2,68 @@ import { isIP } from 'node:net';
 import { ipLabel } from '../observability/metrics.ts';
 import type { ProviderName } from './contracts.ts';
 import type { EgressPath } from './egress-path.ts';
+import { ALL_PROVIDERS, ALL_PROVIDERS_LABEL, providerScope, siteScope, type Scope } from './restriction-scope.ts';
 
 /**
  * Every key the egress pool keeps in its backend (contracts.ts): pool state entries, rate
  * buckets and usage counters, made here and nowhere else. The strings are the ones earlier
  * versions wrote, so state they persisted (a suspension in Redis or the store) still applies
- * after an upgrade. An IP may be IPv6 and so contain ':'; a scope (a provider name or '*')
- * never does, which is why a state key splits at its first and its last ':'.
+ * after an upgrade.
+ *
+ * A scope (restriction-scope.ts) is written as one segment that never contains ':': '*', a
+ * provider name (letters, digits, '-' and '_', as before), or `<provider>@<site>` for a site,
+ * with '%', ':' and control characters of the site written as %XX. An IP may be IPv6 and so
+ * contain ':', which is why a state key splits at its first and its last ':'. A version that
+ * knows no site scopes reads `other@mx.example` as a provider nobody sends to, and so ignores it.
  */
 
-/** The scope of a restriction that applies to every provider. */
-export const ALL_PROVIDERS = '*';
-
-/** A provider name, or ALL_PROVIDERS. */
-export type Scope = ProviderName;
+export type { Scope } from './restriction-scope.ts';
 
 export type StateKey = string & { readonly __brand: 'StateKey' };
 export type BucketKey = string & { readonly __brand: 'BucketKey' };
 export type CounterKey = string & { readonly __brand: 'CounterKey' };
 
+/** Characters of a site escaped in a key: '%' (the escape itself), ':' (the separator) and controls (NUL is no text in PostgreSQL). */
+const ESCAPED = /[%:\u0000-\u001f\u007f]/g;
+
+function escapeSite(site: string): string {
+  return site.replace(ESCAPED, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}
+
+/** The site a segment's escaped form names; null unless it is exactly what escapeSite writes. */
+function unescapeSite(escaped: string): string | null {
+  const site = escaped.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  return site !== '' && escapeSite(site) === escaped ? site : null;
+}
+
+/** The key segment of a scope. */
+function scopeSegment(scope: Scope): string {
+  switch (scope.kind) {
+    case 'all':
+      return ALL_PROVIDERS_LABEL;
+    case 'provider':
+      return scope.provider;
+    case 'site':
+      return `${scope.provider}@${escapeSite(scope.site)}`;
+  }
+}
+
+/** The scope a key segment names; null for an empty or malformed one. */
+function parseScopeSegment(segment: string): Scope | null {
+  if (segment === '') return null;
+  if (segment === ALL_PROVIDERS_LABEL) return ALL_PROVIDERS;
+  const at = segment.indexOf('@');
+  if (at < 0) return providerScope(segment);
+  const site = unescapeSite(segment.slice(at + 1));
+  return at > 0 && site !== null ? siteScope(segment.slice(0, at), site) : null;
+}
+
 /** Pool state entries (PoolState): what each key holds is in pool-state-cache.ts. */
 export const stateKeys = {
   /** A running suspension or throttle of `ip` for `scope`. */
-  restriction: (ip: string, scope: Scope) => `restrict:${ip}:${scope}` as StateKey,
+  restriction: (ip: string, scope: Scope) => `restrict:${ip}:${scopeSegment(scope)}` as StateKey,
   /** The ramp back after a restriction of `ip` for `scope` ended. */
-  recovery: (ip: string, scope: Scope) => `recover:${ip}:${scope}` as StateKey,
+  recovery: (ip: string, scope: Scope) => `recover:${ip}:${scopeSegment(scope)}` as StateKey,
   /** When `ip` last sent (ms), for the idle restart of warm-up plans. */
   lastSent: (ip: string) => `last-sent:${ip}` as StateKey,
   /** The start of `ip`'s restarted warm-up plan (ms). */
@@ -48,18 +85,19 @@ export function parseStateKey(key: string): ParsedStateKey | null {
   if (prefix === 'last-sent' || prefix === 'warmup-restart') return isIP(rest) ? { kind: prefix, ip: rest } : null;
   if (prefix !== 'restrict' && prefix !== 'recover') return null;
   const last = rest.lastIndexOf(':');
+  if (last < 0) return null;
   const ip = rest.slice(0, last);
-  const scope = rest.slice(last + 1);
-  if (last < 0 || !isIP(ip) || scope === '') return null;
+  const scope = parseScopeSegment(rest.slice(last + 1));
+  if (!isIP(ip) || !scope) return null;
   return { kind: SCOPED_KINDS[prefix], ip, scope };
 }
 
 /** Token buckets (RateLimiter). */
 export const bucketKeys = {
   /** A throttle of `ip` for `scope`. */
-  throttle: (ip: string, scope: Scope) => `throttle:${ip}:${scope}` as BucketKey,
-  /** The reduced rate of `ip` for `provider` while it comes back from a restriction. */
-  recovery: (ip: string, provider: ProviderName) => `recover:${ip}:${provider}` as BucketKey,
+  throttle: (ip: string, scope: Scope) => `throttle:${ip}:${scopeSegment(scope)}` as BucketKey,
+  /** The reduced rate of `ip` toward `scope` (a provider, or a site) while it comes back from a restriction. */
+  recovery: (ip: string, scope: Scope) => `recover:${ip}:${scopeSegment(scope)}` as BucketKey,
   /** Messages on a path (shaping messageRate). */
   messages: (path: EgressPath) => `rate:${ipLabel(path.ip)}:${path.site}` as BucketKey,
   /** New connections on a path (shaping connectionRate). */

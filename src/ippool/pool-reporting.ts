@@ -1,13 +1,14 @@
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProviderName, ReputationSnapshot, WaitReason } from './contracts.ts';
-import type { Scope } from './pool-keys.ts';
 import type { PoolStateCache } from './pool-state-cache.ts';
+import { describeScope, scopeLabel, scopeProvider, type Scope } from './restriction-scope.ts';
 import type { Restriction } from './restrictions.ts';
 
 /**
  * What the egress pool tells operators: the gauges of restrictions, reputation, weights and
- * warm-up, the selection counters, and a log line when an IP's weight changes and why.
+ * warm-up, the selection counters, and a log line when an IP is restricted or its weight
+ * changes, and why.
  */
 export class PoolReporting {
   /** Why an (IP, provider)'s weight is lowered now, to log changes only. */
@@ -26,14 +27,28 @@ export class PoolReporting {
     this.metrics.selectionWaits.inc({ pool, reason });
   }
 
-  /** The gauge of restrictions, rebuilt from pool state. */
+  /**
+   * The gauge of restrictions, rebuilt from pool state: a restriction that has ended leaves it.
+   * Per-site restrictions (restriction-scope.ts) label it `other:<site>`; they exist only for
+   * sites that triggered a rule, and only while they last, which bounds the series.
+   */
   restrictions(state: PoolStateCache): void {
     this.metrics.ipRestricted.reset();
     for (const { ip, scope, restriction } of state.restrictions()) this.restricted(ip, scope, restriction);
   }
 
   restricted(ip: string, scope: Scope, restriction: Restriction): void {
-    this.metrics.ipRestricted.set({ egress_ip: ip, provider: scope, action: restriction.action, reason: restriction.rule }, 1);
+    this.metrics.ipRestricted.set({ egress_ip: ip, provider: scopeLabel(scope), action: restriction.action, reason: restriction.rule }, 1);
+  }
+
+  /** A restriction this process has just made: the gauge, and a warning naming its scope (`provider`, plus `site` for a site). */
+  newRestriction(ip: string, scope: Scope, restriction: Restriction): void {
+    this.restricted(ip, scope, restriction);
+    const site = scope.kind === 'site' ? scope.site : undefined;
+    this.log.warn(
+      { event: `ippool.${restriction.action}`, ip, provider: scopeProvider(scope), site, rule: restriction.rule, until: new Date(restriction.until).toISOString(), reply: restriction.reason, ratePerHour: restriction.ratePerHour },
+      `egress IP ${ip} ${restriction.action === 'suspend' ? 'suspended' : 'throttled'} for ${describeScope(scope)}: ${restriction.rule}`,
+    );
   }
 
   reputation(ip: string, provider: ProviderName, snapshot: ReputationSnapshot): void {

@@ -1,6 +1,7 @@
 import type { Logger } from '../observability/logger.ts';
-import type { PoolState, ProviderName } from './contracts.ts';
-import { ALL_PROVIDERS, parseStateKey, stateKeys, type Scope, type StateKey } from './pool-keys.ts';
+import type { PoolState } from './contracts.ts';
+import { parseStateKey, stateKeys, type StateKey } from './pool-keys.ts';
+import { scopeLabel, type Scope } from './restriction-scope.ts';
 import { decodeRecovery, decodeRestriction, decodeTime, encodeRecovery, encodeRestriction, type Recovery, type Restriction } from './restrictions.ts';
 
 /** How often last-sent times are written out (they only need day precision). */
@@ -8,14 +9,15 @@ const LAST_SENT_WRITE_MS = 5 * 60_000;
 
 interface Expiring<T> {
   value: T;
+  scope: Scope;
   /** null = never. */
   expiresAt: number | null;
 }
 
-/** What pool state says about one egress IP. */
+/** What pool state says about one egress IP; restrictions and recoveries by scope label. */
 interface IpState {
-  restrictions: Map<Scope, Expiring<Restriction>>;
-  recoveries: Map<Scope, Expiring<Recovery>>;
+  restrictions: Map<string, Expiring<Restriction>>;
+  recoveries: Map<string, Expiring<Recovery>>;
   lastSent: number | null;
   warmupRestart: number | null;
 }
@@ -39,16 +41,16 @@ export class PoolStateCache {
 
   /** The restriction of `ip` for `scope` in force at `now`, or null. */
   restriction(ip: string, scope: Scope, now: number): Restriction | null {
-    return live(this.byIp.get(ip)?.restrictions.get(scope), now);
+    return live(this.byIp.get(ip)?.restrictions.get(scopeLabel(scope)), now);
   }
 
-  /** The restriction `ip` is coming back from for `provider` (the latest that has ended), or null. */
-  recovery(ip: string, provider: ProviderName, now: number): Recovery | null {
+  /** The restriction `ip` is coming back from in any of `scopes` (the latest that has ended), with its scope; or null. */
+  recovery(ip: string, scopes: readonly Scope[], now: number): { recovery: Recovery; scope: Scope } | null {
     const recoveries = this.byIp.get(ip)?.recoveries;
-    let latest: Recovery | null = null;
-    for (const scope of [ALL_PROVIDERS, provider]) {
-      const recovery = live(recoveries?.get(scope), now);
-      if (recovery && recovery.endedAt <= now && (!latest || recovery.endedAt > latest.endedAt)) latest = recovery;
+    let latest: { recovery: Recovery; scope: Scope } | null = null;
+    for (const scope of scopes) {
+      const recovery = live(recoveries?.get(scopeLabel(scope)), now);
+      if (recovery && recovery.endedAt <= now && (!latest || recovery.endedAt > latest.recovery.endedAt)) latest = { recovery, scope };
     }
     return latest;
   }
@@ -61,18 +63,19 @@ export class PoolStateCache {
     return this.byIp.get(ip)?.warmupRestart ?? null;
   }
 
-  /** Every restriction held, expired ones included until the next refresh drops them. */
+  /** Every restriction held, ended ones included until the next refresh drops them. */
   *restrictions(): Iterable<{ ip: string; scope: Scope; restriction: Restriction }> {
     for (const [ip, state] of this.byIp) {
-      for (const [scope, { value }] of state.restrictions) yield { ip, scope, restriction: value };
+      for (const { scope, value } of state.restrictions.values()) yield { ip, scope, restriction: value };
     }
   }
 
   /** Records a restriction and the recovery ramp that follows it, which ends at `recoveryEndsAt`. */
   async restrict(ip: string, scope: Scope, restriction: Restriction, recovery: Recovery, recoveryEndsAt: number): Promise<void> {
     const state = this.ip(ip);
-    state.restrictions.set(scope, { value: restriction, expiresAt: restriction.until });
-    state.recoveries.set(scope, { value: recovery, expiresAt: recoveryEndsAt });
+    const label = scopeLabel(scope);
+    state.restrictions.set(label, { value: restriction, scope, expiresAt: restriction.until });
+    state.recoveries.set(label, { value: recovery, scope, expiresAt: recoveryEndsAt });
     await this.write(stateKeys.restriction(ip, scope), encodeRestriction(restriction), restriction.until);
     await this.write(stateKeys.recovery(ip, scope), encodeRecovery(recovery), recoveryEndsAt);
   }
@@ -93,9 +96,15 @@ export class PoolStateCache {
   /**
    * Re-reads pool state, to see changes made by operators or other processes. What this
    * process knows better survives: last-sent times not yet written out, and restrictions whose
-   * write failed or landed after the listing.
+   * write failed or landed after the listing. Entries that have ended are dropped first, even
+   * when the backend cannot be read: per-site restrictions come and go, and memory and the
+   * gauges built from restrictions() must not keep them.
    */
   async refresh(now: number): Promise<void> {
+    for (const state of this.byIp.values()) {
+      dropEnded(state.restrictions, now);
+      dropEnded(state.recoveries, now);
+    }
     const next = new Map<string, IpState>();
     for (const entry of await this.backend.list('', now)) this.decode(next, entry);
     for (const [ip, mine] of this.byIp) {
@@ -115,11 +124,11 @@ export class PoolStateCache {
     let valid = false;
     if (key.kind === 'restriction') {
       const value = decodeRestriction(entry.value);
-      if (value) state.restrictions.set(key.scope, { value, expiresAt });
+      if (value) state.restrictions.set(scopeLabel(key.scope), { value, scope: key.scope, expiresAt });
       valid = value !== null;
     } else if (key.kind === 'recovery') {
       const value = decodeRecovery(entry.value);
-      if (value) state.recoveries.set(key.scope, { value, expiresAt });
+      if (value) state.recoveries.set(scopeLabel(key.scope), { value, scope: key.scope, expiresAt });
       valid = value !== null;
     } else {
       const value = decodeTime(entry.value);
@@ -155,8 +164,12 @@ function ipIn(map: Map<string, IpState>, ip: string): IpState {
 }
 
 /** Entries of `mine` still in force that `theirs` lacks are copied over. */
-function keepLive<T>(mine: Map<Scope, Expiring<T>>, theirs: Map<Scope, Expiring<T>>, now: number): void {
-  for (const [scope, entry] of mine) if (live(entry, now) !== null && !theirs.has(scope)) theirs.set(scope, entry);
+function keepLive<T>(mine: Map<string, Expiring<T>>, theirs: Map<string, Expiring<T>>, now: number): void {
+  for (const [label, entry] of mine) if (live(entry, now) !== null && !theirs.has(label)) theirs.set(label, entry);
+}
+
+function dropEnded<T>(entries: Map<string, Expiring<T>>, now: number): void {
+  for (const [label, entry] of entries) if (live(entry, now) === null) entries.delete(label);
 }
 
 function live<T>(entry: Expiring<T> | undefined, now: number): T | null {

@@ -2,6 +2,7 @@ import { ConfigError } from '../config/config-error.ts';
 import { MATCH_FLAGS, reactionRuleListSchema, regexProblem, rulesInOrder, type ReactionRuleConfig, type RuleOrigin, type Trigger } from '../config/rule-schemas.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { ProviderName, Reaction, ReactionAction } from './contracts.ts';
+import { reactionScope, scopeLabel, type Scope } from './restriction-scope.ts';
 
 /**
  * Reaction rules: what the pool does when a remote reply says an IP is sending too fast or is
@@ -15,6 +16,10 @@ import type { ProviderName, Reaction, ReactionAction } from './contracts.ts';
  * "5 per 10m" rule is not also counted by a generic rule further down, and an operator rule
  * that matches a reply takes it over from the built-in rules. An operator rule with the name of
  * a built-in rule replaces that rule.
+ *
+ * A throttle or `suspend-provider` restricts the IP toward the provider that replied, or, when
+ * that is the fallback provider (every site no group names), toward the one site that replied:
+ * see restriction-scope.ts. `suspend-ip` restricts it everywhere.
  */
 
 // ---------------------------------------------------------------------------------------------
@@ -111,17 +116,21 @@ export interface EvaluateInput {
   ip: string;
   /** The destination provider of the attempt. */
   provider: ProviderName;
+  /** The destination site of the attempt (its MX set, see engine/routing.ts). */
+  site: string;
   outcome: DeliveryOutcome;
   now: number;
 }
 
 /**
  * Matches delivery outcomes against the rules and counts triggers. Trigger counts live in this
- * process: with several nodes, each counts the replies its own deliveries receive.
+ * process: with several nodes, each counts the replies its own deliveries receive. They are
+ * kept per scope of the reaction (restriction-scope.ts): per provider, and per site for the
+ * fallback provider, so five small sites that each answer once do not add up to a reaction.
  */
 export class ReactionEngine {
   readonly rules: readonly ReactionRule[];
-  /** (rule, IP, provider) -> times of recent matches, at most `count - 1` kept. */
+  /** (rule, IP, scope) -> times of recent matches, at most `count - 1` kept. */
   readonly #hits = new Map<string, number[]>();
   #lastSweep = -Infinity;
 
@@ -134,10 +143,12 @@ export class ReactionEngine {
    * trigger fires. Delivered outcomes and outcomes without a remote reply match nothing. A
    * `bounce` reaction means the caller turns this outcome permanent instead of retrying it.
    */
-  evaluate({ ip, provider, outcome, now }: EvaluateInput): Reaction[] {
+  evaluate({ ip, provider, site, outcome, now }: EvaluateInput): Reaction[] {
     this.#sweep(now);
     const rule = this.match({ provider, outcome });
-    if (!rule || !this.#fires(rule, ip, provider, now)) return [];
+    if (!rule) return [];
+    const scope = reactionScope({ provider, site });
+    if (!this.#fires(rule, ip, scope, now)) return [];
     const subject = replySubject(outcome)!;
     return [
       {
@@ -146,6 +157,7 @@ export class ReactionEngine {
         durationMs: rule.durationMs,
         ip,
         provider,
+        scope,
         reason: subject.length > MAX_REASON_LENGTH ? `${subject.slice(0, MAX_REASON_LENGTH)}...` : subject,
       },
     ];
@@ -164,10 +176,10 @@ export class ReactionEngine {
   }
 
   /** Counts a match; true when it is the Nth within the period (the count then starts again). */
-  #fires(rule: ReactionRule, ip: string, provider: ProviderName, now: number): boolean {
+  #fires(rule: ReactionRule, ip: string, scope: Scope, now: number): boolean {
     const { count, periodMs } = rule.trigger;
     if (count <= 1) return true;
-    const key = `${rule.name}\u0000${ip}\u0000${provider}`;
+    const key = `${rule.name}\u0000${ip}\u0000${scopeLabel(scope)}`;
     const recent = (this.#hits.get(key) ?? []).filter((t) => t > now - periodMs);
     recent.push(now);
     if (recent.length >= count) {
@@ -189,7 +201,7 @@ export class ReactionEngine {
     }
   }
 
-  /** Number of (rule, IP, provider) trigger counters held (for tests and metrics). */
+  /** Number of (rule, IP, scope) trigger counters held (for tests and metrics). */
   get pendingTriggers(): number {
     return this.#hits.size;
   }

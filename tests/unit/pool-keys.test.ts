@@ -1,32 +1,89 @@
 import { describe, expect, it } from 'vitest';
 import { bucketKeys, counterKeys, parseStateKey, stateKeys } from '../../src/ippool/pool-keys.ts';
+import { ALL_PROVIDERS, providerScope, siteScope } from '../../src/ippool/restriction-scope.ts';
 import { decodeRecovery, decodeRestriction, decodeTime } from '../../src/ippool/restrictions.ts';
+
+const gmail = providerScope('gmail');
 
 describe('pool state keys', () => {
   it('reads the keys earlier versions wrote', () => {
-    expect(parseStateKey('restrict:127.0.0.2:gmail')).toEqual({ kind: 'restriction', ip: '127.0.0.2', scope: 'gmail' });
-    expect(parseStateKey('restrict:192.0.2.10:*')).toEqual({ kind: 'restriction', ip: '192.0.2.10', scope: '*' });
-    expect(parseStateKey('recover:127.0.0.2:outlook')).toEqual({ kind: 'recovery', ip: '127.0.0.2', scope: 'outlook' });
+    expect(parseStateKey('restrict:127.0.0.2:gmail')).toEqual({ kind: 'restriction', ip: '127.0.0.2', scope: gmail });
+    expect(parseStateKey('restrict:192.0.2.10:*')).toEqual({ kind: 'restriction', ip: '192.0.2.10', scope: ALL_PROVIDERS });
+    expect(parseStateKey('recover:127.0.0.2:outlook')).toEqual({ kind: 'recovery', ip: '127.0.0.2', scope: providerScope('outlook') });
+    // Written for all of `other` before reactions to it were scoped per site: still a provider scope.
+    expect(parseStateKey('restrict:127.0.0.2:other')).toEqual({ kind: 'restriction', ip: '127.0.0.2', scope: providerScope('other') });
     expect(parseStateKey('last-sent:127.0.0.2')).toEqual({ kind: 'last-sent', ip: '127.0.0.2' });
     expect(parseStateKey('warmup-restart:127.0.0.2')).toEqual({ kind: 'warmup-restart', ip: '127.0.0.2' });
   });
 
-  it('keeps an IPv6 address whole: a scope never contains ":"', () => {
-    expect(parseStateKey('restrict:2001:db8::5:*')).toEqual({ kind: 'restriction', ip: '2001:db8::5', scope: '*' });
-    expect(parseStateKey('recover:::1:gmail')).toEqual({ kind: 'recovery', ip: '::1', scope: 'gmail' });
+  it('keeps an IPv6 address whole: a scope segment never contains ":"', () => {
+    expect(parseStateKey('restrict:2001:db8::5:*')).toEqual({ kind: 'restriction', ip: '2001:db8::5', scope: ALL_PROVIDERS });
+    expect(parseStateKey('recover:::1:gmail')).toEqual({ kind: 'recovery', ip: '::1', scope: gmail });
     expect(parseStateKey('last-sent:2001:db8::5')).toEqual({ kind: 'last-sent', ip: '2001:db8::5' });
   });
 
   it('makes the keys it parses, byte for byte as before', () => {
-    expect(stateKeys.restriction('127.0.0.2', 'gmail')).toBe('restrict:127.0.0.2:gmail');
-    expect(stateKeys.recovery('192.0.2.10', '*')).toBe('recover:192.0.2.10:*');
+    expect(stateKeys.restriction('127.0.0.2', gmail)).toBe('restrict:127.0.0.2:gmail');
+    expect(stateKeys.restriction('127.0.0.2', providerScope('other'))).toBe('restrict:127.0.0.2:other');
+    expect(stateKeys.recovery('192.0.2.10', ALL_PROVIDERS)).toBe('recover:192.0.2.10:*');
+    expect(stateKeys.restriction('2001:db8::5', ALL_PROVIDERS)).toBe('restrict:2001:db8::5:*');
     expect(stateKeys.lastSent('127.0.0.2')).toBe('last-sent:127.0.0.2');
     expect(stateKeys.warmupRestart('127.0.0.2')).toBe('warmup-restart:127.0.0.2');
+    for (const key of ['restrict:127.0.0.2:gmail', 'restrict:192.0.2.10:*', 'recover:127.0.0.2:outlook', 'recover:::1:gmail', 'restrict:2001:db8::5:*', 'restrict:127.0.0.2:other']) {
+      const parsed = parseStateKey(key)!;
+      expect(parsed.kind === 'restriction' || parsed.kind === 'recovery').toBe(true);
+      if (parsed.kind !== 'restriction' && parsed.kind !== 'recovery') continue;
+      expect(stateKeys[parsed.kind](parsed.ip, parsed.scope), key).toBe(key);
+    }
     for (const ip of ['127.0.0.2', '2001:db8::5', '::1']) {
-      expect(parseStateKey(stateKeys.restriction(ip, 'yahoo'))).toEqual({ kind: 'restriction', ip, scope: 'yahoo' });
-      expect(parseStateKey(stateKeys.recovery(ip, '*'))).toEqual({ kind: 'recovery', ip, scope: '*' });
+      expect(parseStateKey(stateKeys.restriction(ip, providerScope('yahoo')))).toEqual({ kind: 'restriction', ip, scope: providerScope('yahoo') });
+      expect(parseStateKey(stateKeys.recovery(ip, ALL_PROVIDERS))).toEqual({ kind: 'recovery', ip, scope: ALL_PROVIDERS });
       expect(parseStateKey(stateKeys.lastSent(ip))).toEqual({ kind: 'last-sent', ip });
       expect(parseStateKey(stateKeys.warmupRestart(ip))).toEqual({ kind: 'warmup-restart', ip });
+    }
+  });
+
+  it('writes a site of the fallback provider as <provider>@<site>, with ":" and "%" escaped', () => {
+    expect(stateKeys.restriction('127.0.0.2', siteScope('other', 'mx.tiny-isp.example'))).toBe('restrict:127.0.0.2:other@mx.tiny-isp.example');
+    expect(stateKeys.recovery('2001:db8::5', siteScope('other', 'mx1.a.example,mx2.a.example'))).toBe('recover:2001:db8::5:other@mx1.a.example,mx2.a.example');
+    expect(stateKeys.restriction('127.0.0.2', siteScope('other', 'route:[2001:db8::1]:25'))).toBe('restrict:127.0.0.2:other@route%3A[2001%3Adb8%3A%3A1]%3A25');
+    expect(stateKeys.restriction('127.0.0.2', siteScope('other', '100%:x'))).toBe('restrict:127.0.0.2:other@100%25%3Ax');
+    expect(bucketKeys.throttle('::1', siteScope('other', '2001:db8::25'))).toBe('throttle:::1:other@2001%3Adb8%3A%3A25');
+  });
+
+  it('reads back every site it writes, however awkward, for every kind of IP', () => {
+    const sites = [
+      'mx.tiny-isp.example',
+      'mx1.a.example,mx2.a.example,mx3.a.example',
+      '2001:db8::25',
+      '[IPv6:2001:db8::25]',
+      'route:[2001:db8::1]:2525',
+      'route:relay.example:587',
+      'user@host.example',
+      'a@b@c',
+      '%3A',
+      '%',
+      '%%41:',
+      ':',
+      '::',
+      'mx.example.:',
+      'tab\there',
+      'nul\u0000byte',
+      'ünïcödé.example',
+      '*',
+      'other',
+    ];
+    for (const ip of ['127.0.0.2', '2001:db8::5', '::1', '::']) {
+      for (const site of sites) {
+        const scope = siteScope('other', site);
+        for (const kind of ['restriction', 'recovery'] as const) {
+          const key = stateKeys[kind](ip, scope);
+          // Nothing PostgreSQL text cannot hold, and no ':' once the scope starts.
+          expect(key).not.toContain('\u0000');
+          expect(key.slice(key.indexOf('@')), key).not.toContain(':');
+          expect(parseStateKey(key), key).toEqual({ kind, ip, scope });
+        }
+      }
     }
   });
 
@@ -36,14 +93,30 @@ describe('pool state keys', () => {
     }
   });
 
+  it('refuses site segments it would not have written', () => {
+    // No site, no provider, an escape it writes differently (lower case, or of a character it leaves alone), a bare '%'.
+    for (const segment of ['other@', '@mx.example', 'other@route%3a25', 'other@%41', 'other@100%', 'other@%2']) {
+      expect(parseStateKey(`restrict:127.0.0.2:${segment}`), segment).toBeNull();
+    }
+  });
+
   it('names rate buckets and counters as before', () => {
     const path = { ip: '127.0.0.2', site: 'mx.dest.test', provider: 'other' };
     expect(bucketKeys.messages(path)).toBe('rate:127.0.0.2:mx.dest.test');
     expect(bucketKeys.connections(path)).toBe('connect:127.0.0.2:mx.dest.test');
     expect(bucketKeys.connections({ ...path, ip: null })).toBe('connect:default:mx.dest.test');
-    expect(bucketKeys.throttle('127.0.0.2', '*')).toBe('throttle:127.0.0.2:*');
-    expect(bucketKeys.recovery('127.0.0.2', 'gmail')).toBe('recover:127.0.0.2:gmail');
+    expect(bucketKeys.throttle('127.0.0.2', ALL_PROVIDERS)).toBe('throttle:127.0.0.2:*');
+    expect(bucketKeys.throttle('127.0.0.2', gmail)).toBe('throttle:127.0.0.2:gmail');
+    expect(bucketKeys.recovery('127.0.0.2', gmail)).toBe('recover:127.0.0.2:gmail');
+    expect(bucketKeys.recovery('127.0.0.2', providerScope('other'))).toBe('recover:127.0.0.2:other');
     expect(counterKeys.warmup('127.0.0.2', 'gmail', 'hour')).toBe('warmup:127.0.0.2:gmail:hour');
+  });
+
+  it('names the buckets of a site apart from those of its provider and of other sites', () => {
+    expect(bucketKeys.throttle('127.0.0.2', siteScope('other', 'mx.tiny-isp.example'))).toBe('throttle:127.0.0.2:other@mx.tiny-isp.example');
+    expect(bucketKeys.recovery('127.0.0.2', siteScope('other', 'mx.tiny-isp.example'))).toBe('recover:127.0.0.2:other@mx.tiny-isp.example');
+    // An IPv6 egress address and a site with ':' never run into each other.
+    expect(bucketKeys.throttle('2001:db8::5', siteScope('other', '6:x'))).not.toBe(bucketKeys.throttle('2001:db8::5:6', siteScope('other', 'x')));
   });
 });
 

@@ -12,6 +12,7 @@ import { BOUNCE_RULES } from '../helpers/bounce-rules.ts';
 const BUILTIN = fileURLToPath(new URL('../../config/reaction-rules.yaml', import.meta.url));
 const rules = loadReactionRules(BUILTIN);
 const IP = '203.0.113.7';
+const SITE = 'mx.example.net';
 
 function outcomeOf(raw: string) {
   const code = Number(raw.slice(0, 3));
@@ -327,7 +328,7 @@ describe('built-in reaction rules', () => {
   it("Gmail's authentication replies restrict nothing; from another provider the temporary ones would count as rate limits", () => {
     const engine = new ReactionEngine(rules);
     for (const reply of GMAIL_AUTHENTICATION) {
-      const [reaction] = engine.evaluate({ ip: IP, provider: 'gmail', outcome: outcomeOf(reply), now: 0 });
+      const [reaction] = engine.evaluate({ ip: IP, provider: 'gmail', site: SITE, outcome: outcomeOf(reply), now: 0 });
       expect(reaction?.action).toEqual({ kind: 'none' });
     }
     expect(ruleFor(GMAIL_AUTHENTICATION[0]!, 'other')).toBe('rate-limited');
@@ -387,6 +388,6 @@ describe('built-in reaction rules', () => {
     const outcome = outcomeOf('250 2.0.0 OK, rate limited next time (S3150) zen.spamhaus.org - gsmtp');
     expect(outcome.disposition).toBe('delivered');
     expect(engine.match({ provider: 'outlook', outcome })).toBeNull();
-    expect(engine.evaluate({ ip: IP, provider: 'outlook', outcome, now: 0 })).toEqual([]);
+    expect(engine.evaluate({ ip: IP, provider: 'outlook', site: SITE, outcome, now: 0 })).toEqual([]);
   });
 });

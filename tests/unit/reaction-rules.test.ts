@@ -46,6 +46,7 @@ function reply(raw: string): DeliveryOutcome {
 }
 
 const IP = '127.0.0.2';
+const SITE = 'mx.example.net';
 const MINUTE = 60_000;
 
 describe('reputation and reactionRules config', () => {
@@ -201,13 +202,14 @@ describe('ReactionEngine.evaluate', () => {
   it('returns the reaction of the first matching rule, with the reply as the reason', () => {
     const engine = engineOf(rules);
     const outcome = reply('421 4.7.28 Our system has detected an unusual rate');
-    expect(engine.evaluate({ ip: IP, provider: 'gmail', outcome, now: 0 })).toEqual([
+    expect(engine.evaluate({ ip: IP, provider: 'gmail', site: SITE, outcome, now: 0 })).toEqual([
       {
         rule: 'gmail-only',
         action: { kind: 'throttle', ratePerHour: 100 },
         durationMs: 3_600_000,
         ip: IP,
         provider: 'gmail',
+        scope: { kind: 'provider', provider: 'gmail' },
         reason: '421 4.7.28 Our system has detected an unusual rate',
       },
     ]);
@@ -215,7 +217,7 @@ describe('ReactionEngine.evaluate', () => {
 
   it('skips rules for another provider; the next matching rule decides', () => {
     const engine = engineOf(rules);
-    const [reaction] = engine.evaluate({ ip: IP, provider: 'outlook', outcome: reply('421 4.7.28 unusual rate'), now: 0 });
+    const [reaction] = engine.evaluate({ ip: IP, provider: 'outlook', site: SITE, outcome: reply('421 4.7.28 unusual rate'), now: 0 });
     expect(reaction?.rule).toBe('any-4728');
     expect(reaction?.action).toEqual({ kind: 'suspend-provider' });
     expect(reaction?.provider).toBe('outlook');
@@ -223,30 +225,30 @@ describe('ReactionEngine.evaluate', () => {
 
   it('matches case-insensitively', () => {
     const engine = engineOf(rules);
-    expect(engine.evaluate({ ip: IP, provider: 'other', outcome: reply('554 5.7.1 you are listed'), now: 0 })[0]?.action).toEqual({ kind: 'suspend-ip' });
+    expect(engine.evaluate({ ip: IP, provider: 'other', site: SITE, outcome: reply('554 5.7.1 you are listed'), now: 0 })[0]?.action).toEqual({ kind: 'suspend-ip' });
   });
 
   it('a bounce rule answers with a bounce reaction and no duration', () => {
     const engine = engineOf(rules);
-    expect(engine.evaluate({ ip: IP, provider: 'other', outcome: reply('450 4.1.2 No such domain here'), now: 0 })).toEqual([
-      { rule: 'bounce-it', action: { kind: 'bounce' }, durationMs: 0, ip: IP, provider: 'other', reason: '450 4.1.2 No such domain here' },
+    expect(engine.evaluate({ ip: IP, provider: 'other', site: SITE, outcome: reply('450 4.1.2 No such domain here'), now: 0 })).toEqual([
+      { rule: 'bounce-it', action: { kind: 'bounce' }, durationMs: 0, ip: IP, provider: 'other', scope: { kind: 'site', provider: 'other', site: SITE }, reason: '450 4.1.2 No such domain here' },
     ]);
   });
 
   it('ignores delivered outcomes and outcomes without a remote reply', () => {
     const engine = engineOf([{ name: 'everything', match: '.', action: 'suspend-ip', duration: '1h' }]);
-    expect(engine.evaluate({ ip: IP, provider: 'other', outcome: reply('250 2.0.0 Ok: queued'), now: 0 })).toEqual([]);
+    expect(engine.evaluate({ ip: IP, provider: 'other', site: SITE, outcome: reply('250 2.0.0 Ok: queued'), now: 0 })).toEqual([]);
     const timeout = classifyError(Object.assign(new Error('Connection timeout'), { code: 'ETIMEDOUT' }), { stage: 'connect', remoteHost: 'mx', egressIp: IP }, BOUNCE_RULES);
-    expect(engine.evaluate({ ip: IP, provider: 'other', outcome: timeout, now: 0 })).toEqual([]);
+    expect(engine.evaluate({ ip: IP, provider: 'other', site: SITE, outcome: timeout, now: 0 })).toEqual([]);
     const throttled: DeliveryOutcome = { ...timeout, disposition: 'throttled', code: null };
-    expect(engine.evaluate({ ip: IP, provider: 'other', outcome: throttled, now: 0 })).toEqual([]);
-    expect(engine.evaluate({ ip: IP, provider: 'other', outcome: reply('451 4.3.0 temporary'), now: 0 })).toHaveLength(1);
+    expect(engine.evaluate({ ip: IP, provider: 'other', site: SITE, outcome: throttled, now: 0 })).toEqual([]);
+    expect(engine.evaluate({ ip: IP, provider: 'other', site: SITE, outcome: reply('451 4.3.0 temporary'), now: 0 })).toHaveLength(1);
   });
 
   it('"N per period" fires on the Nth match within the period, then counts from zero', () => {
     const engine = engineOf(rules);
     const outcome = reply('451 4.3.0 Please try again later');
-    const fire = (now: number) => engine.evaluate({ ip: IP, provider: 'other', outcome, now }).map((r) => r.rule);
+    const fire = (now: number) => engine.evaluate({ ip: IP, provider: 'other', site: SITE, outcome, now }).map((r) => r.rule);
     expect(fire(0)).toEqual([]);
     expect(fire(1 * MINUTE)).toEqual([]);
     expect(fire(2 * MINUTE)).toEqual(['counted']);
@@ -261,14 +263,14 @@ describe('ReactionEngine.evaluate', () => {
     const outcome = reply('451 4.3.0 Please try again later');
     const fired: string[] = [];
     // One match every 6 minutes: never 3 within 10 minutes.
-    for (let i = 0; i < 10; i++) fired.push(...engine.evaluate({ ip: IP, provider: 'other', outcome, now: i * 6 * MINUTE }).map((r) => r.rule));
+    for (let i = 0; i < 10; i++) fired.push(...engine.evaluate({ ip: IP, provider: 'other', site: SITE, outcome, now: i * 6 * MINUTE }).map((r) => r.rule));
     expect(fired).toEqual([]);
   });
 
   it('counts per (rule, IP, provider)', () => {
     const engine = engineOf(rules);
     const outcome = reply('451 4.3.0 Please try again later');
-    const fire = (ip: string, provider: string, now: number) => engine.evaluate({ ip, provider, outcome, now }).length;
+    const fire = (ip: string, provider: string, now: number) => engine.evaluate({ ip, provider, site: SITE, outcome, now }).length;
     expect(fire('127.0.0.2', 'gmail', 0) + fire('127.0.0.3', 'gmail', 1) + fire('127.0.0.2', 'yahoo', 2)).toBe(0);
     expect(fire('127.0.0.2', 'gmail', 3) + fire('127.0.0.3', 'gmail', 4) + fire('127.0.0.2', 'yahoo', 5)).toBe(0);
     expect(fire('127.0.0.3', 'gmail', 6)).toBe(1);
@@ -276,21 +278,34 @@ describe('ReactionEngine.evaluate', () => {
     expect(fire('127.0.0.2', 'yahoo', 8)).toBe(1);
   });
 
+  it('for the fallback provider, scopes each reaction to the site that replied and counts per site', () => {
+    const engine = engineOf(rules);
+    const outcome = reply('451 4.3.0 Please try again later');
+    const fire = (site: string, now: number) => engine.evaluate({ ip: IP, provider: 'other', site, outcome, now });
+    // Two small sites answer twice each: four replies from `other`, but no site reached three.
+    for (const [i, site] of ['mx.a.test', 'mx.b.test', 'mx.a.test', 'mx.b.test'].entries()) expect(fire(site, i)).toEqual([]);
+    const [reaction] = fire('mx.b.test', 4);
+    expect(reaction).toMatchObject({ rule: 'counted', provider: 'other', scope: { kind: 'site', provider: 'other', site: 'mx.b.test' } });
+    expect(fire('mx.a.test', 5)[0]?.scope).toEqual({ kind: 'site', provider: 'other', site: 'mx.a.test' });
+    // A named provider's reaction covers the provider, whatever its site.
+    expect(engine.evaluate({ ip: IP, provider: 'gmail', site: 'aspmx.l.google.com', outcome: reply('421 4.7.28 unusual rate'), now: 6 })[0]?.scope).toEqual({ kind: 'provider', provider: 'gmail' });
+  });
+
   it('a reply taken by a counting rule is not seen by later rules', () => {
     const engine = engineOf([
       { name: 'counted', match: 'rate', trigger: '2 per 1h', action: 'throttle', rate: '10/h', duration: '1h' },
       { name: 'later', match: 'rate', action: 'suspend-ip', duration: '1h' },
     ]);
-    expect(engine.evaluate({ ip: IP, provider: 'other', outcome: reply('421 4.7.0 rate limited'), now: 0 })).toEqual([]);
+    expect(engine.evaluate({ ip: IP, provider: 'other', site: SITE, outcome: reply('421 4.7.0 rate limited'), now: 0 })).toEqual([]);
     expect(engine.match({ provider: 'other', outcome: reply('421 4.7.0 rate limited') })?.name).toBe('counted');
   });
 
   it('drops the counters of triggers whose period has passed', () => {
     const engine = engineOf(rules);
     const outcome = reply('451 4.3.0 Please try again later');
-    for (let i = 0; i < 50; i++) engine.evaluate({ ip: `10.0.0.${i}`, provider: 'other', outcome, now: 0 });
+    for (let i = 0; i < 50; i++) engine.evaluate({ ip: `10.0.0.${i}`, provider: 'other', site: SITE, outcome, now: 0 });
     expect(engine.pendingTriggers).toBe(50);
-    engine.evaluate({ ip: IP, provider: 'other', outcome: reply('250 2.0.0 Ok'), now: 11 * MINUTE });
+    engine.evaluate({ ip: IP, provider: 'other', site: SITE, outcome: reply('250 2.0.0 Ok'), now: 11 * MINUTE });
     expect(engine.pendingTriggers).toBe(0);
   });
 });
