@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DATA_FILES, DEFAULT_CONFIG_DIR } from '../../src/config/data-files.ts';
 import { reactionRulesConfigSchema } from '../../src/config/rule-schemas.ts';
 import { classifyReply } from '../../src/engine/classify.ts';
@@ -22,6 +22,8 @@ import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 
 const GMAIL = 'alt1.aspmx.l.google.com,aspmx.l.google.com';
 const OTHER = 'mx.dest.test';
+/** A small site of `other` too, with an awkward site string: several MX hosts, one an IPv6 literal. */
+const TINY = '2001:db8::25,mx.tiny-isp.test';
 const T0 = Date.UTC(2026, 10, 1);
 const CONSERVATIVE = [50, 100, 200, 400, 800, 1500, 3000, 5000, 7500, 10000, 12500, 15000, 20000, 25000, 30000, 35000, 40000, 45000, 50000, 55000, 60000, 70000, 80000, 90000, 100000, 110000, 120000, 135000, 150000, 175000];
 
@@ -168,6 +170,93 @@ describe('egress pool (local backend)', () => {
     expect(big).toMatchObject({ ok: true, egress: { address: '127.0.0.2' }, granted: 1 });
     expect(await p.select({ pool: 'default', site: GMAIL, count: 4, previous: '127.0.0.2' })).toMatchObject({ ok: true, egress: { address: '127.0.0.3' }, granted: 4 });
     p.stop();
+  });
+
+  /** What a small site of `other` answers an IP that sends too fast (the generic `rate-limited` rule: 5 in 10 minutes). */
+  const slowDown = (ip: string) => classifyReply({ code: 421, text: '4.7.0 Too many messages, slow down', stage: 'rcpt', remoteHost: 'mx.tiny-isp.test', egressIp: ip }, BOUNCE_RULES);
+
+  it("throttles an IP only toward the small site that said slow down: that IP's other small sites and Gmail keep their full rate", async () => {
+    const p = await pool([member('127.0.0.2')]);
+    for (let i = 0; i < 5; i++) await p.afterDelivery(path('127.0.0.2', TINY), [slowDown('127.0.0.2')]);
+    const stored = new Map((await backend.state.list('', clock.now())).map((e) => [e.key, e]));
+    expect([...stored.keys()].filter((k) => k.startsWith('restrict:') || k.startsWith('recover:')).sort()).toEqual([
+      'recover:127.0.0.2:other@2001%3Adb8%3A%3A25,mx.tiny-isp.test',
+      'restrict:127.0.0.2:other@2001%3Adb8%3A%3A25,mx.tiny-isp.test',
+    ]);
+    expect(JSON.parse(stored.get('restrict:127.0.0.2:other@2001%3Adb8%3A%3A25,mx.tiny-isp.test')!.value)).toMatchObject({ action: 'throttle', rule: 'rate-limited', ratePerHour: 300 });
+    // Every selection at one instant: the throttle (300/h, a bucket of one) lets one message to
+    // the site through; another small site and Gmail on the same IP take all 100 at once.
+    const atOnce = async (site: string) => {
+      let sent = 0;
+      for (let i = 0; i < 100; i++) if ((await p.select({ pool: 'default', site, count: 1, previous: null })).ok) sent++;
+      return sent;
+    };
+    expect(await atOnce(TINY)).toBe(1);
+    expect(await p.select({ pool: 'default', site: TINY, count: 1, previous: null })).toMatchObject({ ok: false, reason: 'throttled', retryAt: clock.now() + 12_000 });
+    expect(await atOnce(OTHER)).toBe(100);
+    expect(await atOnce(GMAIL)).toBe(100);
+    const gauge = await metrics.registry.getSingleMetricAsString('rookery_ip_restricted');
+    expect(gauge).toContain('rookery_ip_restricted{egress_ip="127.0.0.2",provider="other:2001:db8::25,mx.tiny-isp.test",action="throttle",reason="rate-limited"} 1');
+    expect(gauge).not.toContain('provider="other"');
+    // After the 30 minutes the site ramps back on a bucket of its own (300/h, doubling every 15
+    // minutes); the other small site was never on a ramp.
+    clock.advance(30 * 60_000 + 1);
+    expect(await atOnce(TINY)).toBe(1);
+    expect(await atOnce(OTHER)).toBe(100);
+    p.stop();
+  });
+
+  it('counts a rule\'s trigger per small site: five sites answering once each restrict nothing', async () => {
+    const p = await pool([member('127.0.0.2')]);
+    for (let i = 0; i < 5; i++) await p.afterDelivery(path('127.0.0.2', `mx${i}.small.test`), [slowDown('127.0.0.2')]);
+    expect((await backend.state.list('', clock.now())).filter((e) => e.key.startsWith('restrict:'))).toEqual([]);
+    p.stop();
+  });
+
+  it('suspends an IP toward one small site on its listing reply, and everywhere on a Spamhaus listing', async () => {
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
+    const refusal = (ip: string, text: string) => classifyReply({ code: 554, text, stage: 'rcpt', remoteHost: 'mx.tiny-isp.test', egressIp: ip }, BOUNCE_RULES);
+    // dnsbl-listing: suspend-provider for 6 hours, here for the site alone.
+    await p.afterDelivery(path('127.0.0.2', TINY), [refusal('127.0.0.2', '5.7.1 Service unavailable; client [127.0.0.2] blocked using bl.spamcop.net')]);
+    expect(Object.fromEntries(await spread(p, TINY, 10))).toEqual({ '127.0.0.3': 10 });
+    expect(Object.fromEntries(await spread(p, OTHER, 10))).toEqual({ '127.0.0.2': 5, '127.0.0.3': 5 });
+    // spamhaus-listing: suspend-ip, every destination, whichever site said it.
+    await p.afterDelivery(path('127.0.0.3', TINY), [refusal('127.0.0.3', '5.7.1 Service unavailable; client [127.0.0.3] blocked using zen.spamhaus.org')]);
+    expect(Object.fromEntries(await spread(p, GMAIL, 10))).toEqual({ '127.0.0.2': 10 });
+    expect(await metrics.registry.getSingleMetricAsString('rookery_ip_restricted')).toContain(
+      'rookery_ip_restricted{egress_ip="127.0.0.3",provider="*",action="suspend",reason="spamhaus-listing"} 1',
+    );
+    p.stop();
+  });
+
+  it("a small site's restriction is read back by the next start, and leaves memory and the gauge once it has ended", async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const members = [member('127.0.0.2'), member('127.0.0.3')];
+      const first = await pool(members);
+      for (let i = 0; i < 5; i++) await first.afterDelivery(path('127.0.0.2', TINY), [slowDown('127.0.0.2')]);
+      first.stop();
+      metrics.ipRestricted.reset();
+      const p = await pool(members);
+      const label = 'provider="other:2001:db8::25,mx.tiny-isp.test"';
+      expect(await metrics.registry.getSingleMetricAsString('rookery_ip_restricted')).toContain(label);
+      // Throttled for the site (one message, then the other IP), not for another small site.
+      expect(Object.fromEntries(await spread(p, TINY, 10))).toEqual({ '127.0.0.2': 1, '127.0.0.3': 9 });
+      expect(Object.fromEntries(await spread(p, OTHER, 10))).toEqual({ '127.0.0.2': 5, '127.0.0.3': 5 });
+      // The throttle ends after 30 minutes; at the next refresh of pool state its gauge is gone.
+      clock.advance(30 * 60_000);
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(await metrics.registry.getSingleMetricAsString('rookery_ip_restricted')).not.toContain(label);
+      // Its ramp ends 11 doublings later (300/h past 100/s); then nothing of it is left.
+      expect((await backend.state.list('', clock.now())).map((e) => e.key)).toContain('recover:127.0.0.2:other@2001%3Adb8%3A%3A25,mx.tiny-isp.test');
+      clock.advance(11 * 15 * 60_000);
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect((await backend.state.list('', clock.now())).filter((e) => !e.key.startsWith('last-sent:'))).toEqual([]);
+      expect(Object.fromEntries(await spread(p, TINY, 10))).toEqual({ '127.0.0.2': 5, '127.0.0.3': 5 });
+      p.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a throttled IP alone sends a transaction of 5 one message a throttle interval (60/h: one a minute)', async () => {

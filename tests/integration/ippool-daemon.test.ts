@@ -11,16 +11,25 @@ import { redisUrl, requirePostgres, requireRedis } from '../helpers/services.ts'
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { submissionClient, testMessage } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { until } from '../helpers/until.ts';
 
 const servicesAvailable = (await requirePostgres()) && (await requireRedis());
 
-/** gmail.test is hosted by Google (its MX matches the gmail provider); other.test is not. */
+/** Where the small site slow.test's MX listens: a sink of its own, on the main sink's port. */
+const SLOW_MX = '127.0.0.20';
+
+/**
+ * gmail.test is hosted by Google (its MX matches the gmail provider); other.test and slow.test
+ * are two small sites of `other`, each with an MX of its own.
+ */
 const resolver = createFixtureResolver({
   'gmail.test': { mx: [{ exchange: 'aspmx.l.google.com', priority: 5 }] },
   'other.test': { mx: [{ exchange: 'mx.other.test', priority: 10 }] },
+  'slow.test': { mx: [{ exchange: 'mx.slow.test', priority: 10 }] },
   'sender.test': { mx: [{ exchange: 'mx.other.test', priority: 10 }] },
   'aspmx.l.google.com': { a: ['127.0.0.1'] },
   'mx.other.test': { a: ['127.0.0.1'] },
+  'mx.slow.test': { a: [SLOW_MX] },
 });
 
 describe('egress pool in the daemon', () => {
@@ -28,9 +37,11 @@ describe('egress pool in the daemon', () => {
   let sink: SmtpSink | undefined;
   let scratch: ScratchDatabase | undefined;
   const daemons: Daemon[] = [];
+  const sinks: SmtpSink[] = [];
 
   afterEach(async () => {
     for (const d of daemons.splice(0)) await d.stop();
+    for (const s of sinks.splice(0)) await s.close();
     await sink?.close();
     await scratch?.drop();
     await dir?.remove();
@@ -84,6 +95,40 @@ describe('egress pool in the daemon', () => {
     const metrics = await metricsOf(d);
     expect(metrics).toContain('rookery_ip_restricted{egress_ip="127.0.0.2",provider="gmail",action="throttle",reason="gmail-unusual-rate"} 1');
     expect(metrics).not.toMatch(/rookery_ip_restricted\{egress_ip="127\.0\.0\.3"/);
+  });
+
+  it('throttles an IP only toward the small site that answered "slow down"; another small site on the same IP keeps its full rate', { timeout: 30_000 }, async () => {
+    sink = await startSmtpSink();
+    // A real rate-limit reply (the generic `rate-limited` rule: five within ten minutes throttle
+    // the IP to 300/h for 30 minutes) until the throttle is in place; then the site takes mail.
+    let slowingDown = true;
+    const slow = await startSmtpSink({
+      host: SLOW_MX,
+      port: sink.port,
+      script: { onRcptTo: () => (slowingDown ? { code: 421, message: '4.7.0 Too many messages, slow down' } : undefined) },
+    });
+    sinks.push(slow);
+    const d = await daemon({ hostname: 'slow.rookery.test', ips: [{ address: '127.0.0.2' }] });
+    await send(d, Array.from({ length: 10 }, (_, i) => `user${i}@slow.test`));
+    const throttle = 'rookery_ip_restricted{egress_ip="127.0.0.2",provider="other:mx.slow.test",action="throttle",reason="rate-limited"} 1';
+    await until(async () => (await metricsOf(d)).includes(throttle), 'the IP throttled toward slow.test');
+    // Attempts selected before the throttle was in place finish (refused) in the meantime.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    slowingDown = false;
+    const throttledAt = Date.now();
+
+    // Another small site, same IP, mail submitted while slow.test's throttle runs: all of it goes.
+    await send(d, Array.from({ length: 50 }, (_, i) => `user${i}@other.test`));
+    await sink.waitForMessages(50, 15_000);
+    const elapsed = Date.now() - throttledAt;
+    expect(new Set(sink.messages.map((m) => m.remoteAddress))).toEqual(new Set(['127.0.0.2']));
+    // Meanwhile slow.test, which now accepts everything, got at most the throttle's rate: one
+    // message at once (a bucket of one), then one per 12 seconds.
+    expect(slow.messages.length).toBeLessThanOrEqual(1 + Math.floor(elapsed / 12_000));
+    // Nothing restricts the IP for all of `other`.
+    const metrics = await metricsOf(d);
+    expect(metrics).toContain(throttle);
+    expect(metrics).not.toMatch(/rookery_ip_restricted\{[^}]*provider="other"[,}]/);
   });
 
   it('suspends an egress IP the host does not have, and its mail goes out from the others', async () => {

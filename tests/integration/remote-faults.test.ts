@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Clock } from '../../src/clock.ts';
 import type { Daemon } from '../../src/main.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
@@ -15,10 +16,10 @@ import { until } from '../helpers/until.ts';
 
 /**
  * Remote servers that misbehave: a tarpit, a connection reset in the middle of DATA, a server
- * that accepts the message and closes before its reply, 421 on connect, a storm of 4xx from one
- * site. Each destination is a loopback address on the sink's port (MX records from a fixture
- * resolver), with the fault in front of a real sink. Every message answered 250 must arrive;
- * every failure is a temporary one, retried.
+ * that accepts the message and closes before its reply, 421 on connect, a storm of rate-limit
+ * replies from one site. Each destination is a loopback address on the sink's port (MX records
+ * from a fixture resolver), with the fault in front of a real sink. Every message answered 250
+ * must arrive; every failure is a temporary one, retried.
  */
 
 /** Loopback addresses of the destinations (MX hosts); all listen on the sink's port. */
@@ -51,6 +52,12 @@ const resolver = createFixtureResolver({
   'mx.calm.test': { a: [SINK] },
 });
 
+/** The system's clock, which a test can move on: the daemon lives through half an hour at once. */
+function movableClock(): Clock & { advance(ms: number): void } {
+  let offset = 0;
+  return { now: () => Date.now() + offset, advance: (ms) => void (offset += ms) };
+}
+
 /** Short time limits: a misbehaving server costs the test a second, not the minutes of the defaults. */
 const DELIVERY = {
   timeouts: { connect: '1s', greeting: '1s', command: '1s', dataDone: '2s' },
@@ -78,10 +85,10 @@ describe('remote faults', () => {
     await dir.remove();
   });
 
-  async function start(): Promise<Daemon> {
+  async function start(clock?: Clock): Promise<Daemon> {
     const captured = capturingLogger();
     logs = captured.logs;
-    daemon = await startTestDaemon({ dir, sink, resolver, logger: captured.logger, config: { ...UNSHAPED, ips: [{ address: '127.0.0.2', hostname: 'out.rookery.test' }], delivery: DELIVERY } });
+    daemon = await startTestDaemon({ dir, sink, resolver, clock, logger: captured.logger, config: { ...UNSHAPED, ips: [{ address: '127.0.0.2', hostname: 'out.rookery.test' }], delivery: DELIVERY } });
     return daemon;
   }
 
@@ -240,22 +247,34 @@ describe('remote faults', () => {
     expect(attempts.slice(0, -1).every((e) => e.code === 421 && e.stage === 'greeting')).toBe(true);
   });
 
-  it('a storm of 4xx from one site defers its mail without holding back another site, and all of it goes once the storm ends', { timeout: 60_000 }, async () => {
+  it('a storm of rate-limit replies from one site throttles the IP toward that site only: another site on the IP gets its mail at once, and all of it goes once the throttle is over', { timeout: 60_000 }, async () => {
     let storming = true;
-    // A reply no reaction rule matches: the storm is the site's own trouble, not a verdict on the IP.
-    const script: SinkScript = { onRcptTo: () => (storming ? { code: 451, message: '4.3.2 System not accepting network messages' } : undefined) };
+    // A real rate-limit reply, counted by the generic `rate-limited` rule: five within ten
+    // minutes throttle the IP to 300/h for 30 minutes, toward this site (a site of `other`) alone.
+    const script: SinkScript = { onRcptTo: () => (storming ? { code: 421, message: '4.7.0 Too many messages, slow down' } : undefined) };
     const storm = await startSmtpSink({ host: HOSTS.storm, port: sink.port, script });
     cleanups.push(() => storm.close());
-    await start();
+    const clock = movableClock();
+    const d = await start(clock);
     const stormy = await submitAll(Array.from({ length: 20 }, (_, i) => `user${i}@storm.test`));
-    await until(() => logs.filter((l) => l.event === 'delivery.deferred').length >= 3 * stormy.size, 'the storm site to refuse every message three times');
+    await until(() => logs.some((l) => l.event === 'ippool.throttle'), 'the IP to be throttled');
 
-    // Mail for another site, submitted in the middle of the storm, goes out.
+    // Mail for another site, submitted in the middle of the storm, goes out at once from the same IP.
     const calm = await submitAll(Array.from({ length: 20 }, (_, i) => `user${i}@calm.test`));
     await expectAllDelivered(calm);
     expect(storm.messages).toHaveLength(0);
+    // The one restriction is the throttle toward the storm's site.
+    const restrictions = logs.filter((l) => l.event === 'ippool.throttle' || l.event === 'ippool.suspend');
+    expect(new Set(restrictions.map((l) => `${String(l.event)} ${String(l.provider)} ${String(l.site)} ${String(l.rule)}`))).toEqual(new Set(['ippool.throttle other mx.storm.test rate-limited']));
+    const { host, port } = d.apiAddress();
+    const metrics = await (await fetch(`http://${host}:${port}/metrics`)).text();
+    expect(metrics).toContain('rookery_ip_restricted{egress_ip="127.0.0.2",provider="other:mx.storm.test",action="throttle",reason="rate-limited"} 1');
+    expect(metrics).not.toMatch(/rookery_ip_restricted\{[^}]*provider="other"[,}]/);
 
+    // The storm ends. Rather than wait out the throttle's 30 minutes and the ramp after it (from
+    // 300/h, doubling every 15 minutes), the daemon's clock moves on by 30 minutes and 6 steps.
     storming = false;
+    clock.advance(30 * 60_000 + 6 * 15 * 60_000);
     await storm.waitForMessages(stormy.size, 30_000);
     expect(new Set(storm.messages.map((m) => m.messageId))).toEqual(new Set(stormy.keys()));
   });
