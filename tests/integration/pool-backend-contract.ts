@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/clock.ts';
 import type { PoolBackendHandle } from '../../src/ippool/backend/create-pool-backend.ts';
+import { parseStateKey, stateKeys } from '../../src/ippool/pool-keys.ts';
+import { ALL_PROVIDERS, providerScope, siteScope } from '../../src/ippool/restriction-scope.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 
 /**
@@ -419,6 +421,21 @@ export function runPoolBackendContract(name: string, makeFixture: () => Promise<
         await state.set('ip:2001:db8::1|größe', value, null);
         expect(await state.get('ip:2001:db8::1|größe')).toBe(value);
         expect(await state.list('ip:2001:db8::1|gr', T0)).toEqual([{ key: 'ip:2001:db8::1|größe', value, expiresAt: null }]);
+      });
+
+      it('keeps the restriction keys of providers and of single sites byte for byte, each apart', async () => {
+        const { state } = backend;
+        const scopes = [ALL_PROVIDERS, providerScope('other'), siteScope('other', 'mx.tiny-isp.example'), siteScope('other', 'route:[2001:db8::1]:25'), siteScope('other', '100%,ünï')];
+        const keys = ['127.0.0.2', '2001:db8::5'].flatMap((ip) => scopes.map((scope) => stateKeys.restriction(ip, scope)));
+        for (const key of keys) await state.set(key, key, T0 + HOUR);
+        const listed = await state.list('restrict:', T0);
+        expect(listed.map((e) => e.key).sort()).toEqual([...keys].sort());
+        for (const { key, value } of listed) {
+          expect(value).toBe(key);
+          const parsed = parseStateKey(key);
+          expect(parsed?.kind).toBe('restriction');
+          if (parsed?.kind === 'restriction') expect(stateKeys.restriction(parsed.ip, parsed.scope)).toBe(key);
+        }
       });
 
       it('shares entries between instances and keeps them across a restart', async () => {
