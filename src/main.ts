@@ -26,6 +26,7 @@ import { Metrics } from './observability/metrics.ts';
 import type { ResolvedConfig } from './resolved-config.ts';
 import { loadOrCreateSelfSignedTls } from './smtp/tls-material.ts';
 import { createSubmissionServer } from './smtp/submission-server.ts';
+import { cachedReverseLookup } from './smtp/reverse-lookup-cache.ts';
 import { createStore } from './storage/create-store.ts';
 import { createRedisClient } from './storage/redis-client.ts';
 import { RECIPIENT_STATES, type Store } from './storage/store.ts';
@@ -214,7 +215,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const tls =
       resolved.tls ??
       (config.smtp.listeners.some((l) => l.tls !== 'none') ? await loadOrCreateSelfSignedTls({ dataDir: config.dataDir, hostname: config.hostname }) : null);
-    const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, queue, tls, logger, metrics, clock });
+    // Clients' reverse names, remembered: an application with a connection per message comes
+    // back from one address many times a second, and each greeting waits for the lookup.
+    const reverseDns = new Resolver({ timeout: 1_500, tries: 1 });
+    const reverseLookup = cachedReverseLookup({ lookup: (ip) => reverseDns.reverse(ip), clock });
+    const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, queue, tls, logger, metrics, clock, reverseLookup });
     await smtp.start();
     stack.push({ name: 'smtp', stop: () => smtp.stop() });
     // Readiness turns false before anything closes, so load balancers drain first.
