@@ -56,6 +56,12 @@ export type Selection =
 const UNAVAILABLE_RETRY_MS = 10 * 60_000;
 /** Pool state is re-read this often, to see changes made by operators or other processes. */
 const STATE_REFRESH_MS = 10_000;
+/**
+ * Sites of the fallback provider one IP may be restricted toward at once. Each is a row of pool
+ * state that every node lists every refresh, and the sites are chosen by whoever answers: beyond
+ * this, a site's reaction is logged and not kept (its replies still defer its own mail).
+ */
+const MAX_SITE_RESTRICTIONS_PER_IP = 200;
 
 export interface EgressPoolDeps {
   members: readonly PoolMember[];
@@ -219,9 +225,12 @@ export class EgressPool {
     const { ip, provider } = path;
     const scopes = scopesOf(path);
     let granted = count;
-    for (const scope of scopes) {
-      const restriction = this.state.restriction(ip, scope, now);
-      if (restriction?.action === 'suspend') return { ok: false, retryAt: restriction.until, reason: 'suspended' };
+    const restrictions = scopes.map((scope) => ({ scope, restriction: this.state.restriction(ip, scope, now) }));
+    // Every suspension before any throttle: a throttle's token taken for a path that a narrower
+    // scope suspends would be lost to the paths that may use it.
+    const suspension = restrictions.find(({ restriction }) => restriction?.action === 'suspend')?.restriction;
+    if (suspension) return { ok: false, retryAt: suspension.until, reason: 'suspended' };
+    for (const { scope, restriction } of restrictions) {
       if (restriction?.action === 'throttle') {
         // A throttle charges per message: a bucket of one, so a larger transaction is split.
         const limit = { ratePerSecond: (restriction.ratePerHour ?? 0) / 3600, burst: 1 };
@@ -285,13 +294,17 @@ export class EgressPool {
   /** Records a restriction and the recovery ramp that follows it; reports new ones (gauge and log line). */
   private async restrict(ip: string, scope: Scope, restriction: Restriction, now: number): Promise<void> {
     const current = this.state.restriction(ip, scope, now);
+    if (scope.kind === 'site' && !current && this.state.siteRestrictions(ip, now) >= MAX_SITE_RESTRICTIONS_PER_IP) {
+      this.reporting.siteRestrictionsFull(ip, scope, restriction, MAX_SITE_RESTRICTIONS_PER_IP);
+      return;
+    }
     // A throttle never shortens a running suspension, and a repeat never shortens a restriction.
     if (current?.action === 'suspend' && restriction.action === 'throttle') return;
     if (current && current.action === restriction.action && current.until >= restriction.until - 60_000) return;
     const action: ReactionAction = restriction.action === 'throttle' ? { kind: 'throttle', ratePerHour: restriction.ratePerHour ?? 0 } : { kind: 'suspend-provider' };
     const recovery: Recovery = { action, endedAt: restriction.until };
     await this.state.restrict(ip, scope, restriction, recovery, this.deps.policy.recoveryEndsAt({ action, endedAt: restriction.until, provider: scopeProvider(scope) }));
-    this.reporting.newRestriction(ip, scope, restriction);
+    this.reporting.newRestriction(ip, scope, restriction, current);
   }
 
   /** Re-reads pool state and rebuilds the restriction gauges from it (from what is left when the backend cannot be read). */

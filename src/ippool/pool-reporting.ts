@@ -29,25 +29,40 @@ export class PoolReporting {
 
   /**
    * The gauge of restrictions, rebuilt from pool state: a restriction that has ended leaves it.
-   * Per-site restrictions (restriction-scope.ts) label it `other:<site>`; they exist only for
-   * sites that triggered a rule, and only while they last, which bounds the series.
+   * Restrictions toward single sites (restriction-scope.ts) are counted in one series per IP,
+   * action and rule, labelled `<provider>:sites`: the sites are named by whoever answers, so one
+   * series each would let them grow the metrics without bound. The log line names each site.
    */
   restrictions(state: PoolStateCache): void {
     this.metrics.ipRestricted.reset();
-    for (const { ip, scope, restriction } of state.restrictions()) this.restricted(ip, scope, restriction);
+    for (const { ip, scope, restriction } of state.restrictions()) {
+      const labels = { egress_ip: ip, provider: gaugeScope(scope), action: restriction.action, reason: restriction.rule };
+      if (scope.kind === 'site') this.metrics.ipRestricted.inc(labels);
+      else this.metrics.ipRestricted.set(labels, 1);
+    }
   }
 
-  restricted(ip: string, scope: Scope, restriction: Restriction): void {
-    this.metrics.ipRestricted.set({ egress_ip: ip, provider: scopeLabel(scope), action: restriction.action, reason: restriction.rule }, 1);
-  }
-
-  /** A restriction this process has just made: the gauge, and a warning naming its scope (`provider`, plus `site` for a site). */
-  newRestriction(ip: string, scope: Scope, restriction: Restriction): void {
-    this.restricted(ip, scope, restriction);
+  /**
+   * A restriction this process has just made (`replaced`: the one it replaces, or null): a
+   * warning naming its scope (`provider`, plus `site` for a site), and the gauge at once (the
+   * next refresh rebuilds it from pool state).
+   */
+  newRestriction(ip: string, scope: Scope, restriction: Restriction, replaced: Restriction | null): void {
+    const labels = { egress_ip: ip, provider: gaugeScope(scope), action: restriction.action, reason: restriction.rule };
+    if (scope.kind !== 'site') this.metrics.ipRestricted.set(labels, 1);
+    else if (!replaced) this.metrics.ipRestricted.inc(labels);
     const site = scope.kind === 'site' ? scope.site : undefined;
     this.log.warn(
       { event: `ippool.${restriction.action}`, ip, provider: scopeProvider(scope), site, rule: restriction.rule, until: new Date(restriction.until).toISOString(), reply: restriction.reason, ratePerHour: restriction.ratePerHour },
       `egress IP ${ip} ${restriction.action === 'suspend' ? 'suspended' : 'throttled'} for ${describeScope(scope)}: ${restriction.rule}`,
+    );
+  }
+
+  /** A reaction toward one more site that was not kept: the IP is restricted toward `max` sites already. */
+  siteRestrictionsFull(ip: string, scope: Scope, restriction: Restriction, max: number): void {
+    this.log.warn(
+      { event: 'ippool.site.restrictions.full', ip, provider: scopeProvider(scope), site: scope.kind === 'site' ? scope.site : undefined, rule: restriction.rule, max },
+      `egress IP ${ip} is restricted toward ${max} sites already; not kept for ${describeScope(scope)}: ${restriction.rule}`,
     );
   }
 
@@ -85,4 +100,9 @@ export class PoolReporting {
     this.metrics.ipWarmupCap.set(labels, cap);
     this.metrics.ipWarmupUsage.set(labels, used);
   }
+}
+
+/** The provider label of the restriction gauge: '*', the provider, or `<provider>:sites` for the count of sites. */
+function gaugeScope(scope: Scope): string {
+  return scope.kind === 'site' ? `${scope.provider}:sites` : scopeLabel(scope);
 }

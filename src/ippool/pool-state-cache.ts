@@ -63,6 +63,15 @@ export class PoolStateCache {
     return this.byIp.get(ip)?.warmupRestart ?? null;
   }
 
+  /** How many sites `ip` is restricted toward at `now` (restrictions of site scope in force). */
+  siteRestrictions(ip: string, now: number): number {
+    let count = 0;
+    for (const entry of this.byIp.get(ip)?.restrictions.values() ?? []) {
+      if (entry.scope.kind === 'site' && live(entry, now)) count++;
+    }
+    return count;
+  }
+
   /** Every restriction held, ended ones included until the next refresh drops them. */
   *restrictions(): Iterable<{ ip: string; scope: Scope; restriction: Restriction }> {
     for (const [ip, state] of this.byIp) {

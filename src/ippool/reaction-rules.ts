@@ -2,7 +2,7 @@ import { ConfigError } from '../config/config-error.ts';
 import { MATCH_FLAGS, reactionRuleListSchema, regexProblem, rulesInOrder, type ReactionRuleConfig, type RuleOrigin, type Trigger } from '../config/rule-schemas.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { ProviderName, Reaction, ReactionAction } from './contracts.ts';
-import { reactionScope, scopeLabel, type Scope } from './restriction-scope.ts';
+import { providerScope, reactionScope, scopeLabel, type Scope } from './restriction-scope.ts';
 
 /**
  * Reaction rules: what the pool does when a remote reply says an IP is sending too fast or is
@@ -148,7 +148,10 @@ export class ReactionEngine {
     const rule = this.match({ provider, outcome });
     if (!rule) return [];
     const scope = reactionScope({ provider, site });
-    if (!this.#fires(rule, ip, scope, now)) return [];
+    // A rule that suspends the whole IP counts its replies across the provider's sites: a
+    // blocklisted IP is refused by many small sites once each, not by one site N times.
+    const counted = rule.action.kind === 'suspend-ip' ? providerScope(provider) : scope;
+    if (!this.#fires(rule, ip, counted, now)) return [];
     const subject = replySubject(outcome)!;
     return [
       {

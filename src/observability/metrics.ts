@@ -150,7 +150,7 @@ export class Metrics {
 
   readonly ipRestricted = new Gauge({
     name: 'rookery_ip_restricted',
-    help: 'An egress IP suspended or throttled (1) for a provider ("*" = all, "other:<site>" = one site of the fallback provider), with the reason',
+    help: 'An egress IP suspended or throttled (1) for a provider ("*" = all), with the reason; "other:sites" counts the sites of the fallback provider it is restricted toward',
     labelNames: ['egress_ip', 'provider', 'action', 'reason'] as const,
     registers: [this.registry],
   });

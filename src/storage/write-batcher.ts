@@ -52,9 +52,8 @@ export interface WriteBatcherOptions<C> {
  *
  * Operations must be safe to run again after a rollback, which every transactional write is.
  *
- * With `sync`, a committed batch is answered only when its sync resolves, but the next batch is
- * written as soon as the COMMIT returns: the syncs of consecutive batches overlap instead of
- * each batch waiting for the previous one's.
+ * With `sync`, a committed batch is answered only when a sync started after its COMMIT resolves,
+ * but the next batch is written as soon as the COMMIT returns, while that sync runs.
  */
 export class WriteBatcher<C> {
   private readonly run: RunTransaction<C>;
@@ -65,8 +64,9 @@ export class WriteBatcher<C> {
   /** A flush is scheduled or running; new operations wait for it and go into the next batch. */
   private busy = false;
   private closed = false;
-  /** Committed batches whose sync has not settled yet. */
-  private syncing = 0;
+  /** Committed batches waiting for the next sync, and whether one is running. */
+  private unsynced: Array<{ batch: readonly Pending<C>[]; results: readonly unknown[] }> = [];
+  private syncRunning = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(options: WriteBatcherOptions<C>) {
@@ -92,7 +92,7 @@ export class WriteBatcher<C> {
   }
 
   private idle(): boolean {
-    return !this.busy && this.queue.length === 0 && this.syncing === 0;
+    return !this.busy && this.queue.length === 0 && !this.syncRunning;
   }
 
   private wakeIdleWaiters(): void {
@@ -102,20 +102,34 @@ export class WriteBatcher<C> {
     for (const wake of waiters) wake();
   }
 
-  /** Answers the callers of a committed batch: at once, or once its sync resolves. */
+  /**
+   * Answers the callers of a committed batch: at once, or once a sync started after its commit
+   * resolves. One sync runs at a time; the batches committed while it runs share the next one,
+   * so a slow disk gets fewer, larger syncs rather than a growing line of them.
+   */
   private settle(batch: readonly Pending<C>[], results: readonly unknown[]): void {
     if (!this.sync) {
       batch.forEach((pending, i) => pending.resolve(results[i]));
       return;
     }
-    this.syncing++;
-    this.sync().then(
-      () => batch.forEach((pending, i) => pending.resolve(results[i])),
-      (err: unknown) => batch.forEach((pending) => pending.reject(err)),
-    ).finally(() => {
-      this.syncing--;
-      this.wakeIdleWaiters();
-    });
+    this.unsynced.push({ batch, results });
+    if (!this.syncRunning) void this.runSync(this.sync);
+  }
+
+  private async runSync(sync: () => Promise<void>): Promise<void> {
+    this.syncRunning = true;
+    while (this.unsynced.length > 0) {
+      const committed = this.unsynced;
+      this.unsynced = [];
+      try {
+        await sync();
+        for (const { batch, results } of committed) batch.forEach((pending, i) => pending.resolve(results[i]));
+      } catch (err) {
+        for (const { batch } of committed) for (const pending of batch) pending.reject(err);
+      }
+    }
+    this.syncRunning = false;
+    this.wakeIdleWaiters();
   }
 
   private schedule(): void {

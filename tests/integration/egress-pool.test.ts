@@ -18,6 +18,7 @@ import { Metrics } from '../../src/observability/metrics.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
 import { BOUNCE_RULES } from '../helpers/bounce-rules.ts';
+import { capturingLogger } from '../helpers/log-capture.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 
 const GMAIL = 'alt1.aspmx.l.google.com,aspmx.l.google.com';
@@ -41,8 +42,10 @@ describe('egress pool (local backend)', () => {
   let clock: ManualClock;
   let metrics: Metrics;
   let backend: PoolBackend;
+  let logs: Array<Record<string, unknown>>;
 
   beforeEach(async () => {
+    logs = [];
     clock = manualClock(T0 + 8 * 3_600_000);
     // In memory: these tests make tens of thousands of selections; durability is the store's own suite.
     store = createSqliteStore({ path: ':memory:', clock, logger: createLogger('silent') });
@@ -56,6 +59,8 @@ describe('egress pool (local backend)', () => {
 
   async function pool(members: PoolMember[], operatorRules: unknown[] = []): Promise<EgressPool> {
     const policy = createPoolPolicy(loadPoolData(), { window: 3_600_000, minSamples: 20, floor: 0.7 });
+    const captured = capturingLogger('info');
+    logs = captured.logs;
     const p = new EgressPool({
       members,
       backend,
@@ -65,7 +70,7 @@ describe('egress pool (local backend)', () => {
       paths: new ReadyQueues({ shaping: policy.shaping, limiter: backend.limiter, clock, idleConnectionTimeout: 5_000, deadSite: { interval: 60_000, maxInterval: 600_000 } }),
       defaultEgress: { address: null, hostname: 'mta.rookery.test' },
       clock,
-      logger: createLogger('silent'),
+      logger: captured.logger,
       metrics,
     });
     await p.start();
@@ -196,7 +201,7 @@ describe('egress pool (local backend)', () => {
     expect(await atOnce(OTHER)).toBe(100);
     expect(await atOnce(GMAIL)).toBe(100);
     const gauge = await metrics.registry.getSingleMetricAsString('rookery_ip_restricted');
-    expect(gauge).toContain('rookery_ip_restricted{egress_ip="127.0.0.2",provider="other:2001:db8::25,mx.tiny-isp.test",action="throttle",reason="rate-limited"} 1');
+    expect(gauge).toContain('rookery_ip_restricted{egress_ip="127.0.0.2",provider="other:sites",action="throttle",reason="rate-limited"} 1');
     expect(gauge).not.toContain('provider="other"');
     // After the 30 minutes the site ramps back on a bucket of its own (300/h, doubling every 15
     // minutes); the other small site was never on a ramp.
@@ -210,6 +215,46 @@ describe('egress pool (local backend)', () => {
     const p = await pool([member('127.0.0.2')]);
     for (let i = 0; i < 5; i++) await p.afterDelivery(path('127.0.0.2', `mx${i}.small.test`), [slowDown('127.0.0.2')]);
     expect((await backend.state.list('', clock.now())).filter((e) => e.key.startsWith('restrict:'))).toEqual([]);
+    p.stop();
+  });
+
+  it('counts a suspend-ip rule across the small sites: a listed IP is refused by many sites once each', async () => {
+    const listed = { name: 'listed-ip', match: 'your ip is listed', trigger: '3 per 1h', action: 'suspend-ip', duration: '1h' };
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3')], [listed]);
+    const refusal = (site: string) =>
+      classifyReply({ code: 550, text: '5.7.1 your IP is listed', stage: 'rcpt', remoteHost: `mx.${site}`, egressIp: '127.0.0.2' }, BOUNCE_RULES);
+    for (const site of ['a.test', 'b.test']) await p.afterDelivery(path('127.0.0.2', `mx.${site}`), [refusal(site)]);
+    expect(Object.fromEntries(await spread(p, GMAIL, 10))).toEqual({ '127.0.0.2': 5, '127.0.0.3': 5 });
+    await p.afterDelivery(path('127.0.0.2', 'mx.c.test'), [refusal('c.test')]);
+    expect(Object.fromEntries(await spread(p, GMAIL, 10))).toEqual({ '127.0.0.3': 10 });
+    p.stop();
+  });
+
+  it('keeps at most 200 sites restricted per IP, counted in one gauge series; a reaction toward one more is logged, not kept', async () => {
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
+    const rateLimit = (site: string) =>
+      classifyReply({ code: 421, text: '4.7.0 Too many messages, slow down', stage: 'rcpt', remoteHost: site, egressIp: '127.0.0.2' }, BOUNCE_RULES);
+    for (let site = 0; site <= 200; site++) {
+      for (let i = 0; i < 5; i++) await p.afterDelivery(path('127.0.0.2', `mx.s${site}.test`), [rateLimit(`mx.s${site}.test`)]);
+    }
+    const restricted = (await backend.state.list('', clock.now())).filter((e) => e.key.startsWith('restrict:'));
+    expect(restricted).toHaveLength(200);
+    expect(restricted.some((e) => e.key.includes('mx.s200.test'))).toBe(false);
+    expect(logs.filter((l) => l.event === 'ippool.site.restrictions.full')).toMatchObject([{ ip: '127.0.0.2', site: 'mx.s200.test', max: 200 }]);
+    expect(await metrics.registry.getSingleMetricAsString('rookery_ip_restricted')).toContain(
+      'rookery_ip_restricted{egress_ip="127.0.0.2",provider="other:sites",action="throttle",reason="rate-limited"} 200',
+    );
+    p.stop();
+  });
+
+  it('a throttle of a broader scope keeps its token when a narrower scope suspends the path', async () => {
+    // A throttle of all of `other` (as an earlier version wrote it) and a suspension toward one site.
+    await backend.state.set('restrict:127.0.0.2:other', JSON.stringify({ action: 'throttle', rule: 'old', reason: 'x', until: clock.now() + 3_600_000, ratePerHour: 1 }), clock.now() + 3_600_000);
+    const p = await pool([member('127.0.0.2')]);
+    const refusal = classifyReply({ code: 554, text: '5.7.1 Service unavailable; client [127.0.0.2] blocked using bl.spamcop.net', stage: 'rcpt', remoteHost: 'mx.tiny-isp.test', egressIp: '127.0.0.2' }, BOUNCE_RULES);
+    await p.afterDelivery(path('127.0.0.2', TINY), [refusal]);
+    expect(await p.select({ pool: 'default', site: TINY, count: 1, previous: null })).toMatchObject({ ok: false, reason: 'suspended' });
+    expect(await p.select({ pool: 'default', site: OTHER, count: 1, previous: null })).toMatchObject({ ok: true });
     p.stop();
   });
 
@@ -238,7 +283,7 @@ describe('egress pool (local backend)', () => {
       first.stop();
       metrics.ipRestricted.reset();
       const p = await pool(members);
-      const label = 'provider="other:2001:db8::25,mx.tiny-isp.test"';
+      const label = 'provider="other:sites"';
       expect(await metrics.registry.getSingleMetricAsString('rookery_ip_restricted')).toContain(label);
       // Throttled for the site (one message, then the other IP), not for another small site.
       expect(Object.fromEntries(await spread(p, TINY, 10))).toEqual({ '127.0.0.2': 1, '127.0.0.3': 9 });

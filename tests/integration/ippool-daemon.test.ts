@@ -110,7 +110,7 @@ describe('egress pool in the daemon', () => {
     sinks.push(slow);
     const d = await daemon({ hostname: 'slow.rookery.test', ips: [{ address: '127.0.0.2' }] });
     await send(d, Array.from({ length: 10 }, (_, i) => `user${i}@slow.test`));
-    const throttle = 'rookery_ip_restricted{egress_ip="127.0.0.2",provider="other:mx.slow.test",action="throttle",reason="rate-limited"} 1';
+    const throttle = 'rookery_ip_restricted{egress_ip="127.0.0.2",provider="other:sites",action="throttle",reason="rate-limited"} 1';
     await until(async () => (await metricsOf(d)).includes(throttle), 'the IP throttled toward slow.test');
     // Attempts selected before the throttle was in place finish (refused) in the meantime.
     await new Promise((resolve) => setTimeout(resolve, 1000));

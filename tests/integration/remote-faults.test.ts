@@ -268,7 +268,7 @@ describe('remote faults', () => {
     expect(new Set(restrictions.map((l) => `${String(l.event)} ${String(l.provider)} ${String(l.site)} ${String(l.rule)}`))).toEqual(new Set(['ippool.throttle other mx.storm.test rate-limited']));
     const { host, port } = d.apiAddress();
     const metrics = await (await fetch(`http://${host}:${port}/metrics`)).text();
-    expect(metrics).toContain('rookery_ip_restricted{egress_ip="127.0.0.2",provider="other:mx.storm.test",action="throttle",reason="rate-limited"} 1');
+    expect(metrics).toContain('rookery_ip_restricted{egress_ip="127.0.0.2",provider="other:sites",action="throttle",reason="rate-limited"} 1');
     expect(metrics).not.toMatch(/rookery_ip_restricted\{[^}]*provider="other"[,}]/);
 
     // The storm ends. Rather than wait out the throttle's 30 minutes and the ramp after it (from

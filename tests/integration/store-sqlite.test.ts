@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -72,6 +72,23 @@ describe('SQLite store', () => {
     const results = await Promise.allSettled([store.enqueue([message('m2')]), store.enqueue([message('m3')])]);
     expect(results.map((r) => r.status === 'rejected' && (r.reason as Error).name)).toEqual(['UncertainDurabilityError', 'UncertainDurabilityError']);
     expect(await store.countByState()).toMatchObject({ queued: 3 });
+    // From then on nothing is written: later frames would follow ones the disk may not have.
+    await expect(store.enqueue([message('m4')])).rejects.toThrow(/no write is taken until the daemon restarts/);
+    await expect(store.checkWritable()).rejects.toThrow(/no write is taken/);
+    expect(await store.countByState()).toMatchObject({ queued: 3 });
+  });
+
+  it('syncs the WAL SQLite writes when the configured path goes through a symlink', async () => {
+    await mkdir(dir.file('real'));
+    await symlink(dir.file('real'), dir.file('link'));
+    const store = createSqliteStore({ path: dir.file('link', 'rookery.db'), logger });
+    stores.push(store);
+    await store.migrate();
+    await store.enqueue([{
+      id: 'm1', sender: 'app@sender.test', recipients: ['m1@dest.test'], messageIdHeader: null, body: Buffer.from('Subject: x\r\n\r\nx\r\n'),
+      submitter: null, source: 'smtp', clientAddress: null, pool: 'default', createdAt: 0, dueAt: 0,
+    }]);
+    expect(await store.countByState()).toMatchObject({ queued: 1 });
   });
 
   it('refuses to be used before migrate()', async () => {

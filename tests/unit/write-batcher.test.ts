@@ -136,7 +136,7 @@ describe('WriteBatcher', () => {
     }
     const tick = () => new Promise((resolve) => setImmediate(resolve));
 
-    it('answers a batch only once its sync resolves, and writes the next batch meanwhile', async () => {
+    it('answers a batch only once a sync after it resolves; writes the next batch meanwhile, and syncs it with the next sync', async () => {
       const db = new KeySet();
       const syncs = manualSyncs();
       const batcher = new WriteBatcher<Set<string>>({ run: (ops) => db.run(ops), sync: syncs.sync, logger });
@@ -147,18 +147,24 @@ describe('WriteBatcher', () => {
       expect(db.transactions).toEqual([2]);
       expect(answered).toEqual([]);
 
-      const second = batcher.submit(insert('c')).then((r) => answered.push(r));
+      const later = Promise.all(['c', 'd'].map((k) => batcher.submit(insert(k)).then((r) => answered.push(r))));
       await tick();
       await tick();
-      // Written while the first batch's sync is still out.
-      expect(db.transactions).toEqual([2, 1]);
-      expect(syncs.waiting).toHaveLength(2);
-      syncs.waiting[1]!.resolve();
-      await second;
-      expect(answered).toEqual(['c']);
+      const third = batcher.submit(insert('e')).then((r) => answered.push(r));
+      await tick();
+      await tick();
+      // Written while the first sync is out; one sync at a time, so none of its own yet.
+      expect(db.transactions).toEqual([2, 2, 1]);
+      expect(syncs.waiting).toHaveLength(1);
       syncs.waiting[0]!.resolve();
       await first;
-      expect(answered.sort()).toEqual(['a', 'b', 'c']);
+      expect(answered.sort()).toEqual(['a', 'b']);
+      // The batches committed meanwhile share the next sync.
+      await tick();
+      expect(syncs.waiting).toHaveLength(2);
+      syncs.waiting[1]!.resolve();
+      await Promise.all([later, third]);
+      expect(answered.sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
     });
 
     it('fails every caller of a batch whose sync fails, and runs none of its operations again', async () => {

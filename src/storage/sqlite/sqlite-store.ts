@@ -76,8 +76,8 @@ class SqliteStore implements Store {
   private readonly batcher: WriteBatcher<SqliteQueries>;
   private queries: SqliteQueries | null = null;
   private closing: Promise<void> | null = null;
-  /** The WAL file synced after each commit; null in memory. */
-  private readonly walPath: string | null;
+  /** Set by a failed sync: from then on no write is accepted (see syncWal). */
+  private syncFailure: UncertainDurabilityError | null = null;
 
   constructor(options: SqliteStoreOptions) {
     this.clock = options.clock ?? systemClock;
@@ -99,11 +99,12 @@ class SqliteStore implements Store {
       this.db.close();
       throw err;
     }
-    this.walPath = options.path === ':memory:' ? null : `${options.path}-wal`;
-    const walPath = this.walPath;
+    // The file SQLite opened (a symlink or URI resolved), beside which it keeps its WAL.
+    const file = this.db.location();
+    const walPath = file ? `${file}-wal` : null;
     this.batcher = new WriteBatcher<SqliteQueries>({
       run: (ops) => this.runTransaction(ops),
-      ...(walPath ? { sync: () => syncWal(walPath, this.logger) } : {}),
+      ...(walPath ? { sync: () => this.syncWal(walPath) } : {}),
       logger: this.logger,
     });
   }
@@ -309,6 +310,7 @@ class SqliteStore implements Store {
 
   /** Synchronous on purpose: nothing else can run on this connection while the transaction is open. */
   private async runTransaction(ops: readonly WriteOp<SqliteQueries>[]): Promise<unknown[]> {
+    if (this.syncFailure) throw this.syncFailure;
     const q = this.queries!;
     this.db.exec('BEGIN IMMEDIATE');
     try {
@@ -320,23 +322,34 @@ class SqliteStore implements Store {
       throw err;
     }
   }
-}
 
-/**
- * fsync of the WAL file, opened anew each time so that it is always the file SQLite writes (a
- * descriptor kept open would still point at a WAL that was removed and made again).
- */
-async function syncWal(walPath: string, logger: Logger): Promise<void> {
-  try {
-    const wal = await open(walPath, 'r');
+  /**
+   * fsync of the WAL file, opened anew each time so that it is always the file SQLite writes (a
+   * descriptor kept open would still point at a WAL that was removed and made again).
+   *
+   * A sync that fails ends writing for this process: the batches it covered are committed and
+   * later ones would be written after frames the disk may not have (Linux reports a failed
+   * writeback once, so a later sync could succeed over them), which a crash would cut off,
+   * acknowledged or not. So every write from then on fails, /readyz turns 503, and the operator
+   * restarts the daemon, whose SQLite recovery reads back what the disk really holds.
+   */
+  private async syncWal(walPath: string): Promise<void> {
+    if (this.syncFailure) throw this.syncFailure;
     try {
-      await wal.sync();
-    } finally {
-      await wal.close();
+      const wal = await open(walPath, 'r');
+      try {
+        await wal.sync();
+      } finally {
+        await wal.close();
+      }
+    } catch (err) {
+      this.syncFailure ??= new UncertainDurabilityError(
+        `the SQLite WAL could not be synced (${(err as Error).message}); no write is taken until the daemon restarts`,
+        { cause: err },
+      );
+      this.logger.fatal({ event: 'storage.sync.failed', err }, 'the WAL could not be synced after a commit: writes refused until restart');
+      throw this.syncFailure;
     }
-  } catch (err) {
-    logger.error({ event: 'storage.sync.failed', err }, 'the WAL could not be synced after a commit; its writes are answered as failed');
-    throw new UncertainDurabilityError(`committed, but the WAL could not be synced: ${(err as Error).message}`, { cause: err });
   }
 }
 
