@@ -119,9 +119,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const dkimKeys = createDkimKeyStore({ keys: resolved.dkimKeys, resolver: dns, clock, logger });
     await dkimKeys.start();
     stack.push({ name: 'dkim', stop: () => dkimKeys.stop() });
-    const signingThreads = Object.keys(config.dkim.domains).length === 0 ? 0 : (config.dkim.workers ?? availableParallelism());
+    // Signing threads: one per core up to four by default (each holds ~35 MB), none without keys.
+    const signingThreads = Object.keys(config.dkim.domains).length === 0 ? 0 : (config.dkim.workers ?? Math.min(availableParallelism(), 4));
     const signingPool = signingThreads > 0 ? createSigningPool({ size: signingThreads, logger }) : undefined;
-    if (signingPool) stack.push({ name: 'dkim signing threads', stop: () => signingPool.close() });
+    if (signingPool) {
+      stack.push({ name: 'dkim signing threads', stop: () => signingPool.close() });
+      await startPart('DKIM signing threads', () => signingPool.start());
+    }
     const dkim = createDkimSigner({
       keys: dkimKeys,
       config: config.dkim,

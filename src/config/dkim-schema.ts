@@ -15,7 +15,7 @@ import { positiveDurationSchema } from './duration.ts';
  *           subdomains: true       # mail From: any subdomain is signed with d=example.com
  *       fallback: example.net      # signs mail whose From domain has no key (default: unsigned)
  *       expiry: 7d                 # x= this long after signing (default: no x=)
- *       workers: 2                 # signing threads (default: one per core; 0: on the event loop)
+ *       workers: 2                 # signing threads (default: one per core, at most 4; 0: on the event loop)
  *
  * An RSA and an Ed25519 key on one domain sign every message twice (dual signing). Several keys
  * of one algorithm are a rotation: the newest whose DNS record is published signs (see
@@ -44,7 +44,7 @@ export interface DkimConfig {
   fallback: string | null;
   /** Milliseconds from signing to the x= expiry; null: no x=. */
   expiry: number | null;
-  /** Worker threads that sign; null: one per core; 0: sign on the event loop. */
+  /** Worker threads that sign; null: one per core, at most 4; 0: sign on the event loop. */
   workers: number | null;
 }
 

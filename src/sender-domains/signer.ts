@@ -2,7 +2,7 @@ import type { Clock } from '../clock.ts';
 import { authorDomain } from '../mail/authors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { DkimConfig } from '../config/dkim-schema.ts';
-import type { DkimKeyStore } from './key-store.ts';
+import type { DkimKey, DkimKeyStore } from './key-store.ts';
 import { toWireForm } from '../mail/wire-form.ts';
 import { signatureFields, type SignatureFields } from './signature-fields.ts';
 import type { SigningPool } from './signing-pool.ts';
@@ -11,7 +11,8 @@ import type { SigningPool } from './signing-pool.ts';
  * DKIM signing of outgoing messages with mailauth: d= is the From domain (or its configured
  * parent, or the fallback domain), one signature per key that signs for it (an RSA and an
  * Ed25519 key sign twice), relaxed/relaxed (signature-fields.ts). With a signing pool the
- * signatures are made on its worker threads; without one, on the event loop.
+ * signatures are made on its worker threads; without one, or when its threads cannot (one died
+ * with the message in hand), on the event loop: slower, but mail never leaves unsigned for it.
  */
 
 /** Why a message left unsigned; the caller counts it (rookery_dkim_unsigned_total{reason}). */
@@ -61,6 +62,16 @@ export function createDkimSigner(options: DkimSignerOptions): DkimSigner {
     return config.fallback;
   }
 
+  /** Signed on the pool's threads, or on this thread when the pool cannot (a thread died, none is running, it is closed). */
+  async function onThreads(threads: Pick<SigningPool, 'sign'>, message: Buffer, signingKeys: readonly DkimKey[], now: number): Promise<SignatureFields> {
+    try {
+      return await threads.sign(message, signingKeys, now, config.expiry);
+    } catch (err) {
+      log.warn({ event: 'dkim.sign.inline', error: (err as Error).message }, 'DKIM signing threads unavailable; signed on the event loop');
+      return signatureFields(message, signingKeys, now, config.expiry);
+    }
+  }
+
   return {
     async sign(input) {
       const message = toWireForm(input);
@@ -72,9 +83,7 @@ export function createDkimSigner(options: DkimSignerOptions): DkimSigner {
 
       try {
         const now = clock.now();
-        const made: SignatureFields = pool
-          ? await pool.sign(message, signingKeys, now, config.expiry)
-          : signatureFields(message, signingKeys, now, config.expiry);
+        const made = pool ? await onThreads(pool, message, signingKeys, now) : signatureFields(message, signingKeys, now, config.expiry);
         for (const { selector, error } of made.failures) {
           log.error({ event: 'dkim.sign.failed', domain, selector, error }, 'DKIM signature could not be made');
         }

@@ -11,8 +11,9 @@ import type { SignatureFields, SigningKey } from './signature-fields.ts';
  * into a buffer of its own that is handed over without another copy. A key crosses to a thread
  * once, the first time that thread signs with it (a KeyObject crosses as a handle to the same
  * parsed key, so OpenSSL's per-key precomputation is kept); after that requests name it by a
- * number. A thread that dies fails the messages it held (the signer sends those unsigned and
- * counts them) and is replaced by a new one at the next message.
+ * number. A thread that dies fails the messages it held (the signer signs those on the event
+ * loop instead) and its slot gets a new thread at the first message a second later, so a thread
+ * that cannot live costs a respawn a second, not one per message.
  */
 
 export interface SigningRequest {
@@ -28,8 +29,13 @@ export interface SigningReply extends SignatureFields {
   id: number;
 }
 
+/** What a thread posts once its code is loaded, before any request. */
+export const THREAD_READY = 'ready';
+
 export interface SigningPool {
   readonly size: number;
+  /** Starts every thread and waits until each has loaded; rejects when one cannot. */
+  start(): Promise<void>;
   sign(message: Uint8Array, keys: readonly SigningKey[], now: number, expiry: number | null): Promise<SignatureFields>;
   /** Ends every thread; messages still in hand fail. Safe to call twice. */
   close(): Promise<void>;
@@ -52,23 +58,33 @@ interface Thread {
   pending: Map<number, Pending>;
   /** The key numbers this thread has been sent. */
   known: Set<number>;
+  /** Settles once the thread has loaded its code (or failed to). */
+  ready: Promise<void>;
 }
 
 const WORKER_FILE = new URL('./signing-worker.ts', import.meta.url);
+/** How long a slot whose thread died stays empty. */
+const RESPAWN_DELAY_MS = 1_000;
 
 export function createSigningPool(options: SigningPoolOptions): SigningPool {
   const { size } = options;
   if (!Number.isInteger(size) || size < 1) throw new Error(`a signing pool needs at least one thread (got ${size})`);
   const log = options.logger.child({ component: 'dkim' });
   const threads: Array<Thread | null> = Array.from({ length: size }, () => null);
+  const diedAt: number[] = Array.from({ length: size }, () => 0);
   let nextId = 1;
   let closed = false;
-  // A number per parsed key; a key the store reloads is a new KeyObject and gets a new number.
-  const keyRefs = new WeakMap<SigningKey['privateKey'], number>();
+
+  // A number per key: a KeyObject with what it signs as. A key the store reloads is a new
+  // KeyObject and gets a new number.
+  const keyRefs = new WeakMap<SigningKey['privateKey'], Map<string, number>>();
   let nextRef = 1;
-  function refOf(privateKey: SigningKey['privateKey']): number {
-    let ref = keyRefs.get(privateKey);
-    if (ref === undefined) keyRefs.set(privateKey, (ref = nextRef++));
+  function refOf({ domain, selector, algorithm, privateKey }: SigningKey): number {
+    let byUse = keyRefs.get(privateKey);
+    if (!byUse) keyRefs.set(privateKey, (byUse = new Map()));
+    const use = `${domain}\n${selector}\n${algorithm}`;
+    let ref = byUse.get(use);
+    if (ref === undefined) byUse.set(use, (ref = nextRef++));
     return ref;
   }
 
@@ -77,12 +93,16 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
     thread.pending.clear();
   }
 
-  function start(slot: number): Thread {
+  function spawn(slot: number): Thread {
     const worker = new Worker(options.workerFile ?? WORKER_FILE);
     // An idle pool does not keep the process alive; close() still ends it on a stop.
     worker.unref();
-    const thread: Thread = { worker, pending: new Map(), known: new Set() };
-    worker.on('message', (reply: SigningReply) => {
+    let loaded!: () => void;
+    let lostBeforeLoad!: (err: Error) => void;
+    const thread: Thread = { worker, pending: new Map(), known: new Set(), ready: new Promise((resolve, reject) => ((loaded = resolve), (lostBeforeLoad = reject))) };
+    thread.ready.catch(() => {});
+    worker.on('message', (reply: SigningReply | typeof THREAD_READY) => {
+      if (reply === THREAD_READY) return loaded();
       const pending = thread.pending.get(reply.id);
       thread.pending.delete(reply.id);
       pending?.resolve({ fields: reply.fields, failures: reply.failures });
@@ -91,40 +111,55 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
     const lost = (why: string) => {
       if (gone) return;
       gone = true;
-      if (threads[slot] === thread) threads[slot] = null;
+      lostBeforeLoad(new Error(`DKIM signing thread could not start: ${why}`));
+      if (threads[slot] === thread) {
+        threads[slot] = null;
+        diedAt[slot] = Date.now();
+      }
       if (closed) return failAll(thread, new Error('the signing pool is closed'));
-      log.error({ event: 'dkim.worker.failed', inHand: thread.pending.size, error: why }, 'a DKIM signing thread stopped; its messages go unsigned');
+      log.error({ event: 'dkim.worker.failed', inHand: thread.pending.size, error: why }, 'a DKIM signing thread stopped; its messages are signed on the event loop');
       failAll(thread, new Error(`signing thread stopped: ${why}`));
+      void worker.terminate();
     };
     worker.on('error', (err) => lost(err.message));
+    // A message the thread could not read: it can never answer it.
+    worker.on('messageerror', (err) => lost(`a message could not be read: ${err.message}`));
     worker.on('exit', (code) => lost(`exited with code ${code}`));
     threads[slot] = thread;
     return thread;
   }
 
-  /** The live thread with the fewest messages in hand; a slot whose thread died gets a new one. */
-  function pick(): Thread {
+  /** The live thread with the fewest messages in hand; an empty slot gets a new thread unless its last one died just now. */
+  function pick(): Thread | null {
     let best: Thread | null = null;
+    const now = Date.now();
     for (let slot = 0; slot < size; slot++) {
-      const thread = threads[slot] ?? start(slot);
+      const thread = threads[slot] ?? (now - diedAt[slot]! >= RESPAWN_DELAY_MS ? spawn(slot) : null);
+      if (!thread) continue;
       if (!best || thread.pending.size < best.pending.size) best = thread;
       if (best.pending.size === 0) break;
     }
-    return best!;
+    return best;
   }
 
   return {
     size,
+    async start() {
+      for (let slot = 0; slot < size; slot++) if (!threads[slot]) spawn(slot);
+      await Promise.all(threads.map((thread) => thread?.ready));
+    },
     sign(message, keys, now, expiry) {
       if (closed) return Promise.reject(new Error('the signing pool is closed'));
       const thread = pick();
+      if (!thread) return Promise.reject(new Error('no signing thread is running'));
       const id = nextId++;
       // A buffer of its own, sized to the message, handed over (not copied again) to the thread.
       const copy = new Uint8Array(message);
-      const refs = keys.map(({ domain, selector, algorithm, privateKey }) => {
-        const ref = refOf(privateKey);
+      const refs = keys.map((key) => {
+        const ref = refOf(key);
         if (thread.known.has(ref)) return { ref };
         thread.known.add(ref);
+        const { domain, selector, algorithm, privateKey } = key;
         return { ref, key: { domain, selector, algorithm, privateKey } };
       });
       const request: SigningRequest = { id, message: copy, keys: refs, now, expiry };

@@ -1,6 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 import { signatureFields, type SigningKey } from './signature-fields.ts';
-import type { SigningReply, SigningRequest } from './signing-pool.ts';
+import { THREAD_READY, type SigningReply, type SigningRequest } from './signing-pool.ts';
 
 /**
  * A signing thread of the pool (signing-pool.ts): signs each message it is sent and answers with
@@ -11,8 +11,11 @@ const keys = new Map<number, SigningKey>();
 parentPort!.on('message', (request: SigningRequest) => {
   const signing = request.keys.map(({ ref, key }) => {
     if (key) keys.set(ref, key);
-    return keys.get(ref)!;
+    const known = keys.get(ref);
+    if (!known) throw new Error(`key ${ref} was never sent to this thread`);
+    return known;
   });
   const reply: SigningReply = { id: request.id, ...signatureFields(request.message, signing, request.now, request.expiry) };
   parentPort!.postMessage(reply);
 });
+parentPort!.postMessage(THREAD_READY);

@@ -9,8 +9,7 @@ import { capturingLogger } from '../helpers/log-capture.ts';
 
 /*
  * The signing threads: signatures made there verify, the event loop does not do the RSA work,
- * and a thread that dies costs only the messages it held (sent unsigned, counted, logged) while
- * the next message gets a new thread.
+ * and a thread that dies or a pool that cannot sign costs time, never a signature.
  */
 
 let files: DkimKeyFiles;
@@ -35,9 +34,9 @@ function message(i: number, body = 'Hello.'): Buffer {
   return Buffer.from(`From: alice@example.com\r\nTo: bob@example.org\r\nSubject: n${i}\r\nMessage-ID: <m${i}@example.com>\r\n\r\n${body}\r\n`);
 }
 
-function setup(workerFile?: URL) {
+function setup(workerFile?: URL, size = 2) {
   const { logger, logs } = capturingLogger();
-  const pool = createSigningPool({ size: 2, logger, ...(workerFile ? { workerFile } : {}) });
+  const pool = createSigningPool({ size, logger, ...(workerFile ? { workerFile } : {}) });
   pools.push(pool);
   const unsigned: UnsignedReason[] = [];
   const signer = createDkimSigner({ keys, config: config(), clock: systemClock, logger, pool, onUnsigned: (r) => unsigned.push(r) });
@@ -66,25 +65,36 @@ describe('DKIM signing threads', () => {
     expect(cpu(mainThread)).toBeLessThan(cpu(inlineCost) / 4);
   });
 
-  it('a thread that dies fails only the messages it held; the next message gets a new thread', async () => {
-    const { signer, unsigned, logs } = setup(new URL('../fixtures/workers/crashing-signing-worker.ts', import.meta.url));
+  it('a thread that dies costs nothing but time: its messages are signed on the event loop, and its slot waits before a new thread', async () => {
+    const { pool, signer, unsigned, logs } = setup(new URL('../fixtures/workers/crashing-signing-worker.ts', import.meta.url), 1);
+    await pool.start();
     const crashed = await signer.sign(message(1, 'CRASH'));
-    expect(crashed.domain).toBeNull();
+    expect(crashed.domain).toBe('example.com');
     expect(crashed.message.toString()).toContain('CRASH');
-    expect(unsigned).toEqual(['error']);
     expect(logs.filter((l) => l.event === 'dkim.worker.failed')).toMatchObject([{ inHand: 1, error: 'exited with code 3' }]);
+    // Within the second after: no thread to ask, so signed here without a new one.
+    const soon = await signer.sign(message(2));
+    expect(soon.domain).toBe('example.com');
+    expect(logs.filter((l) => l.event === 'dkim.sign.inline')).toHaveLength(2);
 
-    const results = await Promise.all([2, 3, 4, 5].map((i) => signer.sign(message(i))));
-    expect(results.map((r) => r.domain)).toEqual(['example.com', 'example.com', 'example.com', 'example.com']);
-    expect(unsigned).toEqual(['error']);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const results = await Promise.all([3, 4, 5].map((i) => signer.sign(message(i))));
+    expect(results.map((r) => r.domain)).toEqual(['example.com', 'example.com', 'example.com']);
+    expect(logs.filter((l) => l.event === 'dkim.sign.inline')).toHaveLength(2);
+    expect(unsigned).toEqual([]);
   });
 
-  it('once closed, signs nothing and leaves messages unsigned', async () => {
+  it('refuses to start when a thread cannot load its code', async () => {
+    const { pool } = setup(new URL('../fixtures/workers/no-such-worker.ts', import.meta.url));
+    await expect(pool.start()).rejects.toThrow(/DKIM signing thread could not start/);
+  });
+
+  it('once closed, its messages are signed on the event loop', async () => {
     const { pool, signer, unsigned } = setup();
     expect((await signer.sign(message(1))).domain).toBe('example.com');
     await pool.close();
     await pool.close();
-    expect((await signer.sign(message(2))).domain).toBeNull();
-    expect(unsigned).toEqual(['error']);
+    expect((await signer.sign(message(2))).domain).toBe('example.com');
+    expect(unsigned).toEqual([]);
   });
 });
