@@ -46,6 +46,7 @@ export interface DkimSignerOptions {
 export function createDkimSigner(options: DkimSignerOptions): DkimSigner {
   const { keys, config, clock, onUnsigned, pool } = options;
   const log = options.logger.child({ component: 'dkim' });
+  const hasDomains = Object.keys(config.domains).length > 0;
 
   function unsigned(message: Buffer, reason: UnsignedReason): SignResult {
     onUnsigned?.(reason);
@@ -75,6 +76,8 @@ export function createDkimSigner(options: DkimSignerOptions): DkimSigner {
   return {
     async sign(input) {
       const message = toWireForm(input);
+      // Nothing to sign with: the author fields need not be read.
+      if (!hasDomains) return unsigned(message, 'no-key');
       const fromDomain = authorDomain(message);
       if (!fromDomain) return unsigned(message, 'no-from-domain');
       const domain = signingDomain(fromDomain);
