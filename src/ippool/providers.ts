@@ -62,11 +62,17 @@ export class ProviderCatalog {
     Object.freeze(this);
   }
 
-  /** The provider of a set of MX host names: the first group with a pattern matching any of them. */
+  /**
+   * The provider of a set of MX host names: the first group whose patterns match every one of
+   * them. A set that mixes a provider's hosts with others is `other`: a domain's owner chooses
+   * its MX hosts, and one that lists a Gmail host beside its own must not have its own host's
+   * replies restrict an IP for all of Gmail.
+   */
   providerOf(mxHostNames: readonly string[]): ProviderName {
     const hosts = mxHostNames.map(normalizeHost);
+    if (hosts.length === 0) return FALLBACK_PROVIDER;
     for (const { name, regex } of this.#matchers) {
-      if (hosts.some((host) => regex.test(host))) return name;
+      if (hosts.every((host) => regex.test(host))) return name;
     }
     return FALLBACK_PROVIDER;
   }

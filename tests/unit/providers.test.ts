@@ -49,9 +49,15 @@ describe('patterns', () => {
 });
 
 describe('providerOf', () => {
-  it('the first group with a pattern matching any MX wins, in catalog order', () => {
+  it('the first group whose patterns match every MX wins, in catalog order', () => {
     expect(catalog.providerOf(['mx.corp.example.net'])).toBe('broad');
-    expect(catalog.providerOf(['mx.other.test', 'mx01.mail.me.com', 'smtp.google.com'])).toBe('google');
+    expect(catalog.providerOf(['aspmx.l.google.com', 'alt1.aspmx.l.google.com', 'smtp.google.com'])).toBe('google');
+  });
+
+  it("a set mixing a provider's hosts with others is other: a domain cannot borrow Gmail's standing for its own host", () => {
+    expect(catalog.providerOf(['mx.other.test', 'mx01.mail.me.com', 'smtp.google.com'])).toBe('other');
+    expect(catalog.providerOf(['aspmx.l.google.com', 'mx.evil.test'])).toBe('other');
+    expect(catalog.providerOfSite('aspmx.l.google.com,mx.evil.test')).toBe('other');
   });
 
   it('a set with no matching MX, or no MX at all, is other', () => {
