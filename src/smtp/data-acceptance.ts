@@ -134,7 +134,13 @@ async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServe
     accepted = await deps.queue.submit(submission);
   } catch (err) {
     rejections.count('STORAGE_FAILED');
-    log.error({ event: 'smtp.commit.failed', err: (err as Error).message, recipients: submission.recipients.length }, 'message could not be queued');
+    // Committed, but the disk did not confirm it (storage/write-batcher.ts): it may still be
+    // delivered, and a client that sends it again then causes a duplicate; never a loss.
+    const uncertain = (err as Error).name === 'UncertainDurabilityError';
+    log.error(
+      { event: 'smtp.commit.failed', err: (err as Error).message, recipients: submission.recipients.length, ...(uncertain ? { maybeStored: true } : {}) },
+      uncertain ? 'message stored but not confirmed on disk; answered as not queued' : 'message could not be queued',
+    );
     throw new RookeryError('STORAGE_FAILED');
   }
   if (state) state.messages++;
