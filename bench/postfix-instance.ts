@@ -1,11 +1,10 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { acceptingConnections } from './free-port.ts';
 
 /**
  * A throwaway stock Postfix for the comparison benchmark (bench/postfix.ts): its own
@@ -66,23 +65,6 @@ function instanceCpuSeconds(masterPid: number): number {
     }
   }
   return total / 100;
-}
-
-async function accepting(host: string, port: number, timeoutMs: number, alive: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (!alive()) throw new Error('postfix exited before it listened');
-    const socket = connect(port, host);
-    try {
-      await once(socket, 'connect');
-      socket.destroy();
-      return;
-    } catch {
-      socket.destroy();
-      if (Date.now() > deadline) throw new Error(`postfix did not listen on ${host}:${port} within ${timeoutMs} ms`);
-      await sleep(50);
-    }
-  }
 }
 
 /**
@@ -202,7 +184,7 @@ export async function startPostfixInstance(options: { port: number; relay: { hos
     })());
 
   try {
-    await accepting(host, options.port, 30_000, () => alive);
+    await acceptingConnections({ name: 'postfix', host, port: options.port, alive: () => alive, timeoutMs: 30_000, pollMs: 50 });
   } catch (err) {
     const log = existsSync(join(dir, 'postfix.log')) ? readFileSync(join(dir, 'postfix.log'), 'utf8') : '';
     await stop();

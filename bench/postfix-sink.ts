@@ -1,8 +1,5 @@
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { connect } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { freeLoopbackPort } from './free-port.ts';
+import { acceptingConnections, freeLoopbackPort } from './free-port.ts';
 
 /**
  * Postfix's smtp-sink(1) on a loopback port: a destination written in C that accepts every
@@ -25,24 +22,6 @@ export interface PostfixSmtpSink {
   /** Resolves once at least n messages arrived (rejects after timeoutMs, or if smtp-sink exits). */
   waitForMessages(n: number, timeoutMs: number): Promise<void>;
   close(): Promise<void>;
-}
-
-/** Resolves once something accepts connections on host:port (smtp-sink prints nothing when it is ready). */
-async function listening(host: string, port: number, exited: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (exited()) throw new Error(`${SMTP_SINK} exited before it listened on ${host}:${port}`);
-    const socket = connect(port, host);
-    try {
-      await once(socket, 'connect');
-      socket.destroy();
-      return;
-    } catch {
-      socket.destroy();
-      if (Date.now() > deadline) throw new Error(`${SMTP_SINK} did not listen on ${host}:${port} within ${timeoutMs} ms`);
-      await sleep(20);
-    }
-  }
 }
 
 export async function startPostfixSmtpSink(options: { host?: string; port?: number } = {}): Promise<PostfixSmtpSink> {
@@ -84,7 +63,7 @@ export async function startPostfixSmtpSink(options: { host?: string; port?: numb
     child.once('error', (err) => reject(new Error(`${SMTP_SINK} could not be started (${err.message}); install Postfix (apt-get install postfix) or set SMTP_SINK`))),
   );
   try {
-    await Promise.race([listening(host, port, () => exitedWith !== null), failedToStart]);
+    await Promise.race([acceptingConnections({ name: SMTP_SINK, host, port, alive: () => exitedWith === null, timeoutMs: 5_000, pollMs: 20 }), failedToStart]);
   } catch (err) {
     child.kill('SIGKILL');
     throw new Error(`${(err as Error).message}\n${stderr}`);
