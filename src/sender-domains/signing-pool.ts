@@ -13,7 +13,8 @@ import type { SignatureFields, SigningKey } from './signature-fields.ts';
  * parsed key, so OpenSSL's per-key precomputation is kept); after that requests name it by a
  * number. A thread that dies fails the messages it held (the signer signs those on the event
  * loop instead) and its slot gets a new thread at the first message a second later, so a thread
- * that cannot live costs a respawn a second, not one per message.
+ * that cannot live costs a respawn a second, not one per message. A thread that leaves a message
+ * unanswered for 10 seconds is ended the same way.
  */
 
 export interface SigningRequest {
@@ -46,6 +47,8 @@ export interface SigningPoolOptions {
   logger: Logger;
   /** The thread's entry file; tests give one that misbehaves. */
   workerFile?: URL;
+  /** How long a thread may leave a message unanswered before it counts as stuck (default 10 s). */
+  answerTimeoutMs?: number;
 }
 
 interface Pending {
@@ -60,14 +63,18 @@ interface Thread {
   known: Set<number>;
   /** Settles once the thread has loaded its code (or failed to). */
   ready: Promise<void>;
+  /** Ends the thread as failed: its messages in hand fail, its slot waits for a new one. */
+  lose: (why: string) => void;
 }
 
 const WORKER_FILE = new URL('./signing-worker.ts', import.meta.url);
 /** How long a slot whose thread died stays empty. */
 const RESPAWN_DELAY_MS = 1_000;
+/** A signature takes milliseconds; a thread that has not answered one in this long is stuck. */
+const ANSWER_TIMEOUT_MS = 10_000;
 
 export function createSigningPool(options: SigningPoolOptions): SigningPool {
-  const { size } = options;
+  const { size, answerTimeoutMs = ANSWER_TIMEOUT_MS } = options;
   if (!Number.isInteger(size) || size < 1) throw new Error(`a signing pool needs at least one thread (got ${size})`);
   const log = options.logger.child({ component: 'dkim' });
   const threads: Array<Thread | null> = Array.from({ length: size }, () => null);
@@ -99,7 +106,13 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
     worker.unref();
     let loaded!: () => void;
     let lostBeforeLoad!: (err: Error) => void;
-    const thread: Thread = { worker, pending: new Map(), known: new Set(), ready: new Promise((resolve, reject) => ((loaded = resolve), (lostBeforeLoad = reject))) };
+    const thread: Thread = {
+      worker,
+      pending: new Map(),
+      known: new Set(),
+      ready: new Promise((resolve, reject) => ((loaded = resolve), (lostBeforeLoad = reject))),
+      lose: (why) => lost(why),
+    };
     thread.ready.catch(() => {});
     worker.on('message', (reply: SigningReply | typeof THREAD_READY) => {
       if (reply === THREAD_READY) return loaded();
@@ -163,12 +176,16 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
         return { ref, key: { domain, selector, algorithm, privateKey } };
       });
       const request: SigningRequest = { id, message: copy, keys: refs, now, expiry };
+      let stuck: NodeJS.Timeout | undefined;
       return new Promise<SignatureFields>((resolve, reject) => {
         thread.pending.set(id, { resolve, reject });
         // Referenced while it has work, so a stop waits for answers rather than losing them.
         if (thread.pending.size === 1) thread.worker.ref();
         thread.worker.postMessage(request, [copy.buffer]);
+        // A thread that does not answer holds its sessions before their 250: it is ended.
+        stuck = setTimeout(() => thread.lose(`no answer within ${answerTimeoutMs} ms`), answerTimeoutMs);
       }).finally(() => {
+        clearTimeout(stuck);
         if (thread.pending.size === 0) thread.worker.unref();
       });
     },

@@ -84,6 +84,17 @@ describe('DKIM signing threads', () => {
     expect(unsigned).toEqual([]);
   });
 
+  it('ends a thread that leaves a message unanswered, and signs that message on the event loop', async () => {
+    const { logger, logs } = capturingLogger();
+    const pool = createSigningPool({ size: 1, logger, workerFile: new URL('../fixtures/workers/crashing-signing-worker.ts', import.meta.url), answerTimeoutMs: 300 });
+    pools.push(pool);
+    await pool.start();
+    const signer = createDkimSigner({ keys, config: config(), clock: systemClock, logger, pool });
+    const hung = await signer.sign(message(1, 'HANG'));
+    expect(hung.domain).toBe('example.com');
+    expect(logs.filter((l) => l.event === 'dkim.worker.failed')).toMatchObject([{ inHand: 1, error: 'no answer within 300 ms' }]);
+  });
+
   it('refuses to start when a thread cannot load its code', async () => {
     const { pool } = setup(new URL('../fixtures/workers/no-such-worker.ts', import.meta.url));
     await expect(pool.start()).rejects.toThrow(/DKIM signing thread could not start/);
