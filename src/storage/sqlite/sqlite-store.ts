@@ -61,8 +61,8 @@ const PURGE_CHUNK = 500;
  * answered (enough for power loss), which is what synchronous=FULL does in WAL mode, with one
  * difference: the fsync runs on libuv's thread pool instead of inside COMMIT, so the event loop
  * serves SMTP sessions for the milliseconds a disk takes to sync, and the next batch is written
- * meanwhile (WriteBatcher's `sync`). SQLite still syncs the WAL before each checkpoint and the database file
- * after it (synchronous=NORMAL), so a checkpoint never loses a frame.
+ * meanwhile (WriteBatcher's `sync`). SQLite still syncs the WAL before each checkpoint and the
+ * database file after it (synchronous=NORMAL), so a checkpoint never loses a frame.
  */
 export function createSqliteStore(options: SqliteStoreOptions): Store {
   return new SqliteStore(options);
@@ -90,7 +90,7 @@ class SqliteStore implements Store {
       if (mode !== 'wal' && options.path !== ':memory:') {
         throw new Error(`SQLite at ${options.path} refused WAL mode (got ${mode}); use a local filesystem`);
       }
-      // NORMAL: COMMIT does not sync; runTransaction syncs the WAL itself, off the event loop.
+      // NORMAL: COMMIT does not sync; syncWal does, off the event loop, before callers are answered.
       this.db.exec('PRAGMA synchronous = NORMAL');
       this.db.exec('PRAGMA foreign_keys = ON');
       // The WAL is reset after checkpoints; keep it from staying huge after a burst.
