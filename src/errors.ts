@@ -84,6 +84,12 @@ export const API_ERRORS = {
   NOT_FOUND: { http: 404, message: 'Route not found' },
   UNAVAILABLE: { http: 503, message: 'Service unavailable' },
   INTERNAL: { http: 500, message: 'Internal server error' },
+  /** A valid token whose role does not include the route (see src/control-api/v1/route-roles.ts). */
+  FORBIDDEN: { http: 403, message: 'The token\'s role does not allow this request' },
+  /** The request does not match the route's schema; the problem lists each failing path. */
+  INVALID_REQUEST: { http: 400, message: 'The request does not match its schema' },
+  PAYLOAD_TOO_LARGE: { http: 413, message: 'Request body too large' },
+  UNSUPPORTED_MEDIA_TYPE: { http: 415, message: 'Unsupported content type' },
 } as const satisfies Record<string, HttpErrorSpec>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;
@@ -110,8 +116,8 @@ export type OperatorErrorCode = keyof typeof OPERATOR_ERRORS;
  */
 
 export const OPERATOR_WARNINGS = {
-  /** api.listen.host is not a loopback address, and the control API has no authentication. */
-  API_EXPOSED: { message: 'the control API has no authentication and listens beyond this machine' },
+  /** api.listen.host is not a loopback address, and no API token is configured. */
+  API_EXPOSED: { message: 'the control API has no API tokens configured and listens beyond this machine' },
 } as const satisfies Record<string, Pick<ErrorSpec, 'message'>>;
 
 export type OperatorWarningCode = keyof typeof OPERATOR_WARNINGS;

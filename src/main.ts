@@ -182,6 +182,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     let shuttingDown = false;
     const api = createControlApi({
       config,
+      store,
       logger,
       metrics,
       // Ready means able to take mail: the store must commit a write, not only answer.

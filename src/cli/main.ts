@@ -66,6 +66,21 @@ prints its hash, ready for smtp.users[].passwordHash:
     options: {},
     load: () => import('./hash-password.ts'),
   },
+  'token create': {
+    summary: 'Make an API token and print it once, with the api.tokens entry holding its hash',
+    usage: `Usage: rookery token create --name NAME --role ROLE [--tenant TENANT] [--json]
+
+Makes a new random API token and prints it once, with the entry to add under api.tokens in the
+configuration. The configuration holds only the token's SHA-256 hash; the token itself is not
+stored anywhere, so copy it now. Callers send it as "Authorization: Bearer TOKEN".
+
+  --name NAME       the token's name, shown in logs and by GET /v1/whoami (unique in api.tokens)
+  --role ROLE       admin, operator, sender or viewer
+  --tenant TENANT   the tenant the token belongs to (optional)
+  --json            print {"token": ..., "entry": {...}} instead`,
+    options: { name: { type: 'string' }, role: { type: 'string' }, tenant: { type: 'string' }, json: { type: 'boolean' } },
+    load: () => import('./token-create.ts'),
+  },
   'dkim generate': {
     summary: 'Create a DKIM signing key and print the DNS record to publish',
     usage: `Usage: rookery dkim generate --domain DOMAIN --selector SELECTOR [options]

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { z } from 'zod';
+import { apiAuthFailuresSchema, apiTokensSchema } from './api-schema.ts';
 import { dkimConfigSchema } from './dkim-schema.ts';
 import { durationSchema, positiveDurationSchema } from './duration.ts';
 import { dataName, ipWarmupSchema, providersConfigSchema, reputationConfigSchema, shapingConfigSchema, warmupConfigSchema } from './pool-schemas.ts';
@@ -136,6 +137,9 @@ export const configSchema = z.strictObject({
   api: z
     .strictObject({
       listen: z.strictObject({ host: z.string().default('127.0.0.1'), port: port.default(8025) }).prefault({}),
+      /** Bearer tokens for the /v1 routes, stored as hashes; none means every /v1 request is refused. */
+      tokens: apiTokensSchema,
+      authFailures: apiAuthFailuresSchema,
     })
     .prefault({}),
   delivery: z

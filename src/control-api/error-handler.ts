@@ -1,50 +1,89 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
-import { API_ERRORS, ERRORS, RookeryError, type ApiErrorCode } from '../errors.ts';
-
-/** The body of every error response. `code` is a registry code (src/errors.ts) or a Fastify one. */
-export interface ErrorBody {
-  statusCode: number;
-  code: string;
-  message: string;
-}
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ERRORS, RookeryError, type ApiErrorCode, type ErrorCode } from '../errors.ts';
+import { problem, PROBLEM_CONTENT_TYPE, type Problem } from './problem.ts';
 
 /**
- * The one place errors become HTTP responses: RookeryError carries its own status, client
- * errors (4xx) keep their message, anything else is a 500 whose details go to the log only.
+ * The one place errors become HTTP responses, all as RFC 9457 problem documents (problem.ts):
+ * RookeryError carries its own code and status, a request that fails its route's schema is an
+ * INVALID_REQUEST naming each failing path, other client errors (4xx) keep their message, and
+ * anything else is a 500 whose details go to the log only.
  */
 export function registerErrorHandlers(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
-    const body = apiError('NOT_FOUND', `Route ${request.method} ${request.url.split('?')[0]} not found`);
-    return reply.code(body.statusCode).send(body);
+    const path = pathOf(request);
+    return sendProblem(reply, problem('NOT_FOUND', `Route ${request.method} ${path} not found`, { instance: path }));
   });
 
   app.setErrorHandler((error: FastifyError | RookeryError | Error, request, reply) => {
-    const body = toErrorBody(error);
-    if (body.statusCode >= 500) {
-      request.log.error({ event: 'api.error', err: error, url: request.url.split('?')[0] }, 'request failed');
+    const body = { ...toProblem(error), instance: pathOf(request) };
+    if (body.status >= 500) {
+      request.log.error({ event: 'api.error', err: error, url: pathOf(request) }, 'request failed');
     }
-    return reply.code(body.statusCode).send(body);
+    return sendProblem(reply, body);
   });
 }
 
-export function toErrorBody(error: unknown): ErrorBody {
+export function sendProblem(reply: FastifyReply, body: Problem): FastifyReply {
+  return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(body);
+}
+
+/** The path without the query string: a query may carry things not meant for logs or echoes. */
+export function pathOf(request: FastifyRequest): string {
+  return request.url.split('?')[0]!;
+}
+
+/** Fastify's client errors by status, as registry codes. */
+const CLIENT_ERRORS: Partial<Record<number, ErrorCode | ApiErrorCode>> = {
+  400: 'BAD_REQUEST',
+  404: 'NOT_FOUND',
+  413: 'PAYLOAD_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+};
+
+export function toProblem(error: unknown): Problem {
   if (error instanceof RookeryError) {
     // The enhanced status code prefix belongs to SMTP replies; HTTP clients get the text alone.
     const prefix = `${ERRORS[error.code].enhanced} `;
     const message = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
-    return { statusCode: error.statusCode, code: error.code, message };
+    return problem(error.code, message);
   }
-  const statusCode = (error as FastifyError).statusCode;
-  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
-    return { statusCode, code: (error as FastifyError).code ?? 'BAD_REQUEST', message: (error as Error).message };
+  const fastifyError = error as FastifyError;
+  if (fastifyError.validation) {
+    const errors = validationErrors(fastifyError);
+    return problem('INVALID_REQUEST', errors.map((e) => `${e.path}: ${e.message}`).join('; '), { errors });
   }
-  if (statusCode === 503) {
-    return { statusCode, code: (error as FastifyError).code ?? 'UNAVAILABLE', message: API_ERRORS.UNAVAILABLE.message };
+  const status = fastifyError.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return problem(CLIENT_ERRORS[status] ?? 'BAD_REQUEST', fastifyError.message, { status });
   }
-  return apiError('INTERNAL');
+  if (status === 503) return problem('UNAVAILABLE');
+  return problem('INTERNAL');
 }
 
-function apiError(code: ApiErrorCode, message?: string): ErrorBody {
-  const spec = API_ERRORS[code];
-  return { statusCode: spec.http, code, message: message ?? spec.message };
+/**
+ * Ajv's findings as config-style paths: where (body, querystring, params, headers) and the place
+ * inside, e.g. `body.to[2]` or `querystring.bogus` for an unknown parameter.
+ */
+export function validationErrors(error: Pick<FastifyError, 'validation' | 'validationContext'>): Array<{ path: string; message: string }> {
+  return (error.validation ?? []).map((v) => {
+    const parts = [error.validationContext ?? 'request', ...v.instancePath.split('/').slice(1).map(unescapePointer)];
+    const params = v.params as Record<string, unknown>;
+    let message = v.message ?? 'is invalid';
+    if (v.keyword === 'additionalProperties' && typeof params.additionalProperty === 'string') {
+      parts.push(params.additionalProperty);
+      message = 'unknown property';
+    } else if (v.keyword === 'required' && typeof params.missingProperty === 'string') {
+      parts.push(params.missingProperty);
+      message = 'required';
+    }
+    return { path: formatPath(parts), message };
+  });
+}
+
+function unescapePointer(part: string): string {
+  return part.replaceAll('~1', '/').replaceAll('~0', '~');
+}
+
+function formatPath(parts: string[]): string {
+  return parts.map((p, i) => (/^\d+$/.test(p) && i > 0 ? `[${p}]` : i > 0 ? `.${p}` : p)).join('');
 }

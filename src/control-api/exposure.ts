@@ -10,13 +10,14 @@ export interface ConfigWarning {
 }
 
 /**
- * The warning for a control API that listens beyond this machine. It has no authentication yet,
- * so whoever reaches the port reads /readyz and /metrics (egress addresses, queue sizes,
- * reputations per provider). Null on a loopback address.
+ * The warning for a control API that listens beyond this machine with no API token configured:
+ * then nothing on it asks who is calling. Null on a loopback address, and null once tokens are
+ * configured: every /v1 route then needs one, and /healthz, /readyz and /metrics are meant to be
+ * reached by probes and scrapers.
  */
-export function apiExposureWarning(api: Pick<Config['api'], 'listen'>): ConfigWarning | null {
+export function apiExposureWarning(api: Pick<Config['api'], 'listen' | 'tokens'>): ConfigWarning | null {
   const { host, port } = api.listen;
-  if (isLoopbackHost(host)) return null;
+  if (isLoopbackHost(host) || api.tokens.length > 0) return null;
   return {
     code: 'API_EXPOSED',
     path: 'api.listen.host',

@@ -8,9 +8,13 @@ import type { ReadinessChecks } from './readiness.ts';
 import { registerHealthzRoute } from './routes/healthz.ts';
 import { registerMetricsRoute } from './routes/metrics.ts';
 import { registerReadyzRoute } from './routes/readyz.ts';
+import { registerV1Api } from './v1/register.ts';
+import type { Store } from '../storage/store.ts';
 
 export interface ControlApiDeps {
-  config: { api: Pick<Config['api'], 'listen'> };
+  config: { api: Pick<Config['api'], 'listen' | 'tokens' | 'authFailures'> };
+  /** The queue the /v1 routes read. */
+  store: Pick<Store, 'countByState'>;
   logger: Logger;
   metrics: Metrics;
   /** Dependencies /readyz checks; each throws when its dependency does not answer. */
@@ -43,12 +47,16 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
     // Requests still arriving while closing get 503; idle keep-alive sockets are closed at once.
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // /v1 request schemas: an unknown property is refused with its path rather than dropped,
+    // and every failing path is reported, not only the first.
+    ajv: { customOptions: { removeAdditional: false, allErrors: true } },
   });
 
   registerErrorHandlers(app);
   registerHealthzRoute(app);
   registerReadyzRoute(app, { checks: deps.checks, isShuttingDown: deps.isShuttingDown, checkTimeoutMs: deps.checkTimeoutMs });
   registerMetricsRoute(app, { metrics: deps.metrics, logger, beforeMetrics: deps.beforeMetrics });
+  registerV1Api(app, { api: deps.config.api, store: deps.store });
 
   let starting: Promise<{ host: string; port: number }> | undefined;
   let stopping: Promise<void> | undefined;

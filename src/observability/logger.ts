@@ -15,6 +15,10 @@ const REDACT = [
   'config.storage.url',
   'config.redis.url',
   'config.returnPath.secret',
+  'config.api.tokens[*].hash',
+  // API bearer tokens, should a request's headers ever be logged.
+  'req.headers.authorization',
+  '*.headers.authorization',
   'auth.password',
   'credentials',
   // ioredis attaches the failed command to its errors, and AUTH and HELLO carry the password.

@@ -156,7 +156,7 @@ describe('rookery check-config', () => {
     expect(rookery(['check-config', '--config', exposed])).toEqual({
       code: 0,
       stdout: `configuration OK: ${exposed}\n`,
-      stderr: 'warning: api.listen.host: the control API has no authentication and listens beyond this machine (0.0.0.0, port 8025): whoever reaches it reads its health and metrics; bind it to 127.0.0.1, or keep the port behind a firewall\n',
+      stderr: 'warning: api.listen.host: the control API has no API tokens configured and listens beyond this machine (0.0.0.0, port 8025): whoever reaches it reads its health and metrics; bind it to 127.0.0.1, or keep the port behind a firewall\n',
     });
     const loopback = write('api-loopback.yaml', 'api:\n  listen:\n    host: "::1"\n');
     expect(rookery(['check-config', '--config', loopback])).toEqual({ code: 0, stdout: `configuration OK: ${loopback}\n`, stderr: '' });

@@ -89,7 +89,7 @@ describe('rookery run as a process', () => {
     daemon = await startDaemonProcess(dir.path, baseConfig({ api: { listen: { host: '0.0.0.0', port: 0 } } }));
     const warning = daemon.logs.find((entry) => entry.event === 'api.exposed');
     expect(warning).toMatchObject({ level: 40, component: 'daemon', code: 'API_EXPOSED', api: { host: '0.0.0.0', port: daemon.api.port } });
-    expect(warning!.msg).toMatch(/^api\.listen\.host: the control API has no authentication/);
+    expect(warning!.msg).toMatch(/^api\.listen\.host: the control API has no API tokens configured/);
   });
 
   it('exits 1 with a fatal log line when the daemon cannot start (port taken)', async () => {

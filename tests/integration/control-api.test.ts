@@ -40,7 +40,8 @@ afterAll(async () => {
 /** Starts a control API on a free loopback port with real dependencies; closed after each test. */
 async function startApi(overrides: Partial<ControlApiDeps> = {}, register?: (api: ControlApi) => void) {
   const api = createControlApi({
-    config: { api: { listen: { host: '127.0.0.1', port: 0 } } },
+    config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [], authFailures: { max: 10, window: 60_000 } } },
+    store,
     logger,
     metrics: new Metrics(),
     checks: { storage: () => store.ping() },
@@ -202,12 +203,19 @@ describe('GET /metrics', () => {
 });
 
 describe('errors', () => {
-  it('answers unknown routes with 404 JSON', async () => {
+  it('answers unknown routes with a 404 problem document', async () => {
     const { url } = await startApi();
     const res = await fetch(url('/nope?x=1'));
     expect(res.status).toBe(404);
-    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
-    expect(await res.json()).toEqual({ statusCode: 404, code: 'NOT_FOUND', message: 'Route GET /nope not found' });
+    expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(await res.json()).toEqual({
+      type: 'urn:rookery:problem:not-found',
+      title: 'Route not found',
+      status: 404,
+      detail: 'Route GET /nope not found',
+      code: 'NOT_FOUND',
+      instance: '/nope',
+    });
   });
 
   it('maps a RookeryError to its HTTP status and message', async () => {
@@ -221,10 +229,17 @@ describe('errors', () => {
     });
     const relay = await fetch(url('/test/relay'));
     expect(relay.status).toBe(403);
-    expect(await relay.json()).toEqual({ statusCode: 403, code: 'RELAY_DENIED', message: 'Relay access denied' });
+    expect(await relay.json()).toEqual({
+      type: 'urn:rookery:problem:relay-denied',
+      title: 'Relay access denied',
+      status: 403,
+      detail: 'Relay access denied',
+      code: 'RELAY_DENIED',
+      instance: '/test/relay',
+    });
     const busy = await fetch(url('/test/busy'));
     expect(busy.status).toBe(503);
-    expect(await busy.json()).toEqual({ statusCode: 503, code: 'STORAGE_FAILED', message: 'Queue unavailable, try again later' });
+    expect(await busy.json()).toMatchObject({ status: 503, code: 'STORAGE_FAILED', detail: 'Queue unavailable, try again later' });
   });
 
   it('keeps the message of client errors and hides the details of unexpected ones', async () => {
@@ -236,15 +251,23 @@ describe('errors', () => {
     });
     const bad = await fetch(url('/test/echo'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":' });
     expect(bad.status).toBe(400);
-    const badBody = (await bad.json()) as { statusCode: number; code: string; message: string };
-    expect(badBody.statusCode).toBe(400);
-    expect(badBody.code).toBe('FST_ERR_CTP_INVALID_JSON_BODY');
-    expect(badBody.message.length).toBeGreaterThan(0);
+    expect(bad.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    const badBody = (await bad.json()) as { status: number; code: string; detail: string };
+    expect(badBody.status).toBe(400);
+    expect(badBody.code).toBe('BAD_REQUEST');
+    expect(badBody.detail.length).toBeGreaterThan(0);
 
     const bug = await fetch(url('/test/bug'));
     expect(bug.status).toBe(500);
     const text = await bug.text();
-    expect(JSON.parse(text)).toEqual({ statusCode: 500, code: 'INTERNAL', message: 'Internal server error' });
+    expect(JSON.parse(text)).toEqual({
+      type: 'urn:rookery:problem:internal',
+      title: 'Internal server error',
+      status: 500,
+      detail: 'Internal server error',
+      code: 'INTERNAL',
+      instance: '/test/bug',
+    });
     expect(text).not.toContain('secret.key');
     expect(logLines.some((line) => line.includes('"event":"api.error"') && line.includes('"component":"api"'))).toBe(true);
   });
@@ -264,7 +287,8 @@ describe('lifecycle', () => {
 
   it('can be stopped without ever starting', async () => {
     const api = createControlApi({
-      config: { api: { listen: { host: '127.0.0.1', port: 0 } } },
+      config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [], authFailures: { max: 10, window: 60_000 } } },
+      store,
       logger,
       metrics: new Metrics({ processMetrics: false }),
       checks: { storage: () => store.ping() },

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { apiExposureWarning } from '../../src/control-api/exposure.ts';
 
-const on = (host: string) => apiExposureWarning({ listen: { host, port: 8025 } });
+const on = (host: string) => apiExposureWarning({ listen: { host, port: 8025 }, tokens: [] });
+const HASH = `sha256:${'ab'.repeat(32)}`;
 
 describe('apiExposureWarning', () => {
   it.each(['127.0.0.1', '127.8.9.10', '::1', '[::1]', '::ffff:127.0.0.1', 'localhost', 'LOCALHOST'])('is silent on loopback: %s', (host) => {
@@ -14,8 +15,12 @@ describe('apiExposureWarning', () => {
 
   it('says where it listens and what to do', () => {
     expect(on('0.0.0.0')!.message).toBe(
-      'the control API has no authentication and listens beyond this machine (0.0.0.0, port 8025): whoever reaches it reads its health and metrics; bind it to 127.0.0.1, or keep the port behind a firewall',
+      'the control API has no API tokens configured and listens beyond this machine (0.0.0.0, port 8025): whoever reaches it reads its health and metrics; bind it to 127.0.0.1, or keep the port behind a firewall',
     );
     expect(on('')!.message).toContain('(every address, port 8025)');
+  });
+
+  it('goes quiet once API tokens are configured', () => {
+    expect(apiExposureWarning({ listen: { host: '0.0.0.0', port: 8025 }, tokens: [{ name: 'ops', role: 'operator', hash: HASH }] })).toBeNull();
   });
 });

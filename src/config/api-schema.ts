@@ -1,0 +1,52 @@
+import { z } from 'zod';
+import { positiveDurationSchema } from './duration.ts';
+
+/**
+ * The control API's access settings: bearer tokens with a role, and the lockout of client
+ * addresses that keep presenting wrong ones. The roles are listed here, the lowest layer, so the
+ * config schema, the API's route table and the `rookery token create` command share one list.
+ */
+
+/** What a token may do; see src/control-api/v1/route-roles.ts for the routes each role reaches. */
+export const API_ROLES = ['admin', 'operator', 'sender', 'viewer'] as const;
+export type ApiRole = (typeof API_ROLES)[number];
+
+/** How a token is stored in the config: "sha256:" and 64 lowercase hex digits (src/access/api-token.ts). */
+export const API_TOKEN_HASH = /^sha256:[0-9a-f]{64}$/;
+
+/** Token and tenant names show in logs, metrics and the audit trail, so they are plain words. */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const NAME_MESSAGE = 'not a name (up to 64 letters, digits, ".", "-" and "_", starting with a letter or digit)';
+export const apiNameSchema = z.string().regex(NAME, { message: NAME_MESSAGE });
+
+const apiTokenSchema = z.strictObject({
+  name: apiNameSchema,
+  role: z.enum(API_ROLES, { error: () => `not a role: use one of ${API_ROLES.join(', ')}` }),
+  /** Stored and shown to the API now; confining a token to its tenant's data comes with tenants. */
+  tenant: apiNameSchema.optional(),
+  hash: z.string().regex(API_TOKEN_HASH, { message: 'not a token hash: "sha256:" and 64 hex digits (make one with `rookery token create`)' }),
+});
+
+export type ApiTokenConfig = z.output<typeof apiTokenSchema>;
+
+/** Names identify a token in logs and the audit trail; one token listed twice would be two names for one key. */
+export const apiTokensSchema = z
+  .array(apiTokenSchema)
+  .superRefine((tokens, ctx) => {
+    const names = new Map<string, number>();
+    const hashes = new Map<string, number>();
+    tokens.forEach((token, i) => {
+      const name = names.get(token.name);
+      if (name !== undefined) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate token name ${JSON.stringify(token.name)} (also api.tokens[${name}])` });
+      else names.set(token.name, i);
+      const hash = hashes.get(token.hash);
+      if (hash !== undefined) ctx.addIssue({ code: 'custom', path: [i, 'hash'], message: `the same token as api.tokens[${hash}]; give each token its own` });
+      else hashes.set(token.hash, i);
+    });
+  })
+  .default([]);
+
+/** Wrong tokens from one client address before it is refused (429) for the rest of the window. */
+export const apiAuthFailuresSchema = z
+  .strictObject({ max: z.number().int().positive().default(10), window: positiveDurationSchema.default(900_000) })
+  .prefault({});

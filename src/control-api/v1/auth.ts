@@ -1,0 +1,90 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
+import type { ApiPrincipal, TokenDirectory } from '../../access/api-token.ts';
+import type { ApiRole } from '../../config/api-schema.ts';
+import { pathOf, sendProblem } from '../error-handler.ts';
+import { problem } from '../problem.ts';
+import { rolesFor } from './route-roles.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The token that authenticated a /v1 request; null before authentication and elsewhere. */
+    principal: ApiPrincipal | null;
+  }
+}
+
+/** A limiter as @fastify/rate-limit's createRateLimit makes it: counts a request, or only reads the count. */
+export type FailureLimiter = (request: FastifyRequest, options?: { increment?: boolean }) => Promise<{ isAllowed: true } | { isAllowed: false; remaining: number; ttlInSeconds: number; isExceeded: boolean }>;
+
+export interface V1AuthDeps {
+  tokens: TokenDirectory;
+  /** Counts failed authentications per client address (IPv6: per /64). */
+  failures: FailureLimiter;
+}
+
+const REALM = 'Bearer realm="rookery"';
+
+/**
+ * Puts bearer authentication and the role check in front of every /v1 route registered in
+ * `app`'s context, and refuses to register a /v1 route the role table does not list.
+ *
+ * Order of the checks: an address locked out for failed authentications gets 429 whatever it
+ * presents (else a locked-out guesser could still tell a right guess by its 200), then a missing
+ * token 401, a wrong token 401 (counted), then a role that does not include the route 403. It
+ * runs at onRequest, before the body is read or validated, so nothing of an unauthenticated
+ * request is parsed.
+ */
+export function protectV1Routes(app: FastifyInstance, deps: V1AuthDeps): void {
+  app.decorateRequest('principal', null);
+  app.addHook('onRoute', (route: RouteOptions) => {
+    if (!route.url.startsWith('/v1/')) return;
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) {
+      if (method === 'HEAD') continue;
+      const roles = rolesFor(method, route.url);
+      if (!roles) throw new Error(`${method} ${route.url} is not in the /v1 role table (src/control-api/v1/route-roles.ts)`);
+      const check = authenticateFor(roles, deps);
+      const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
+      route.onRequest = [check, ...existing];
+    }
+  });
+}
+
+function authenticateFor(roles: readonly ApiRole[], deps: V1AuthDeps) {
+  return async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+    const lock = await deps.failures(request, { increment: false });
+    if (!lock.isAllowed && lock.remaining === 0) return locked(reply, lock.ttlInSeconds);
+
+    const token = bearerToken(request.headers.authorization);
+    if (token === null) {
+      reply.header('www-authenticate', REALM);
+      return sendProblem(reply, problem('AUTH_REQUIRED', 'Send an API token: Authorization: Bearer <token>', { instance: pathOf(request) }));
+    }
+    const principal = deps.tokens.authenticate(token);
+    if (!principal) {
+      const count = await deps.failures(request);
+      // The token is never logged, not even in part: a near-miss of a real token is still a secret.
+      request.log.warn({ event: 'api.auth.failed', client: request.ip, route: `${request.method} ${pathOf(request)}` }, 'API token not accepted');
+      if (!count.isAllowed && count.isExceeded) return locked(reply, count.ttlInSeconds);
+      reply.header('www-authenticate', `${REALM}, error="invalid_token"`);
+      return sendProblem(reply, problem('AUTH_FAILED', 'The API token is not valid', { instance: pathOf(request) }));
+    }
+    request.principal = principal;
+    if (!roles.includes(principal.role)) {
+      const detail = `Role "${principal.role}" may not ${request.method} ${request.routeOptions.url}; allowed: ${roles.join(', ')}`;
+      return sendProblem(reply, problem('FORBIDDEN', detail, { instance: pathOf(request) }));
+    }
+    return undefined;
+  };
+}
+
+function locked(reply: FastifyReply, retryAfterSeconds: number): FastifyReply {
+  const seconds = Math.max(1, retryAfterSeconds);
+  reply.header('retry-after', String(seconds));
+  return sendProblem(reply, problem('AUTH_LOCKED', `Too many failed authentications from this address; retry in ${seconds}s`, { instance: pathOf(reply.request) }));
+}
+
+/** The token of an `Authorization: Bearer <token>` header (scheme case-insensitive, RFC 6750), else null. */
+export function bearerToken(header: string | undefined): string | null {
+  const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header ?? '');
+  return match ? match[1]! : null;
+}

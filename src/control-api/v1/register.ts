@@ -1,0 +1,49 @@
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import type { FastifyInstance } from 'fastify';
+import { TokenDirectory } from '../../access/api-token.ts';
+import type { Config } from '../../config/schema.ts';
+import type { Store } from '../../storage/store.ts';
+import { protectV1Routes, type FailureLimiter } from './auth.ts';
+import { registerQueueRoute } from './routes/queue.ts';
+import { registerWhoamiRoute } from './routes/whoami.ts';
+import { BEARER_SCHEME, PROBLEM_SCHEMA } from './schemas.ts';
+
+export interface V1ApiDeps {
+  api: Pick<Config['api'], 'tokens' | 'authFailures'>;
+  store: Pick<Store, 'countByState'>;
+}
+
+/**
+ * The versioned API: /v1 routes behind bearer tokens and roles, and GET /openapi.json generated
+ * from their schemas. It is one encapsulated plugin, so the OpenAPI document lists exactly its
+ * routes (not /healthz, /readyz, /metrics, which stay open and unchanged) and the auth hooks
+ * reach nothing else.
+ */
+export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
+  app.register(async (v1) => {
+    await v1.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: {
+          title: 'Rookery control API',
+          version: '1',
+          description: 'Errors are RFC 9457 problem documents (application/problem+json) with a stable `code`.',
+        },
+        components: { securitySchemes: { [BEARER_SCHEME]: { type: 'http', scheme: 'bearer', description: 'A token from `rookery token create`.' } } },
+      },
+      // Shared schemas keep their $id as their name: components.schemas.Problem.
+      refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    });
+    // Only failed authentications are counted (by auth.ts), never ordinary requests.
+    await v1.register(rateLimit, { global: false });
+    const failures = v1.createRateLimit({ max: deps.api.authFailures.max, timeWindow: deps.api.authFailures.window }) as FailureLimiter;
+
+    v1.addSchema(PROBLEM_SCHEMA);
+    protectV1Routes(v1, { tokens: new TokenDirectory(deps.api.tokens), failures });
+    registerWhoamiRoute(v1);
+    registerQueueRoute(v1, { store: deps.store });
+
+    v1.get('/openapi.json', { schema: { hide: true } }, async () => v1.swagger());
+  });
+}

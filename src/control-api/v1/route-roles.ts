@@ -1,0 +1,21 @@
+import { API_ROLES, type ApiRole } from '../../config/api-schema.ts';
+
+/**
+ * Who may call each /v1 route: one table, keyed by method and Fastify route pattern. A /v1 route
+ * missing here cannot be registered (see auth.ts), so no route is ever open by oversight.
+ *
+ * The roles: admin (everything, every tenant), operator (queue, IP and domain operations and all
+ * reads; no tokens or config), sender (send mail, read its own messages), viewer (reads).
+ */
+const EVERY_ROLE: readonly ApiRole[] = API_ROLES;
+
+export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
+  'GET /v1/whoami': EVERY_ROLE,
+  'GET /v1/queue': EVERY_ROLE,
+};
+
+/** The roles allowed on a route, or undefined when the table does not list it. */
+export function rolesFor(method: string, url: string): readonly ApiRole[] | undefined {
+  const key = `${method} ${url}`;
+  return Object.hasOwn(ROUTE_ROLES, key) ? ROUTE_ROLES[key] : undefined;
+}
