@@ -29,21 +29,28 @@ const apiTokenSchema = z.strictObject({
 
 export type ApiTokenConfig = z.output<typeof apiTokenSchema>;
 
-/** Names identify a token in logs and the audit trail; one token listed twice would be two names for one key. */
+/**
+ * Names identify a token in logs and the audit trail; one token listed twice would be two names
+ * for one key. Checked even when an entry has other problems (`when`), so one run reports all.
+ */
 export const apiTokensSchema = z
   .array(apiTokenSchema)
-  .superRefine((tokens, ctx) => {
-    const names = new Map<string, number>();
-    const hashes = new Map<string, number>();
-    tokens.forEach((token, i) => {
-      const name = names.get(token.name);
-      if (name !== undefined) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate token name ${JSON.stringify(token.name)} (also api.tokens[${name}])` });
-      else names.set(token.name, i);
-      const hash = hashes.get(token.hash);
-      if (hash !== undefined) ctx.addIssue({ code: 'custom', path: [i, 'hash'], message: `the same token as api.tokens[${hash}]; give each token its own` });
-      else hashes.set(token.hash, i);
-    });
-  })
+  .superRefine(
+    (tokens, ctx) => {
+      const first = { name: new Map<unknown, number>(), hash: new Map<unknown, number>() };
+      tokens.forEach((token: Partial<ApiTokenConfig> | null, i) => {
+        for (const key of ['name', 'hash'] as const) {
+          const value = token?.[key];
+          if (typeof value !== 'string') continue;
+          const earlier = first[key].get(value);
+          if (earlier === undefined) first[key].set(value, i);
+          else if (key === 'name') ctx.addIssue({ code: 'custom', path: [i, key], message: `duplicate token name ${JSON.stringify(value)} (also api.tokens[${earlier}])` });
+          else ctx.addIssue({ code: 'custom', path: [i, key], message: `the same token as api.tokens[${earlier}]; give each token its own` });
+        }
+      });
+    },
+    { when: (payload) => Array.isArray(payload.value) },
+  )
   .default([]);
 
 /** Wrong tokens from one client address before it is refused (429) for the rest of the window. */

@@ -19,6 +19,8 @@ export interface V1AuthDeps {
   tokens: TokenDirectory;
   /** Counts failed authentications per client address (IPv6: per /64). */
   failures: FailureLimiter;
+  /** The roles allowed on a route; default the table of route-roles.ts. */
+  routeRoles?: (method: string, url: string) => readonly ApiRole[] | undefined;
 }
 
 const REALM = 'Bearer realm="rookery"';
@@ -40,7 +42,7 @@ export function protectV1Routes(app: FastifyInstance, deps: V1AuthDeps): void {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) {
       if (method === 'HEAD') continue;
-      const roles = rolesFor(method, route.url);
+      const roles = (deps.routeRoles ?? rolesFor)(method, route.url);
       if (!roles) throw new Error(`${method} ${route.url} is not in the /v1 role table (src/control-api/v1/route-roles.ts)`);
       const check = authenticateFor(roles, deps);
       const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];

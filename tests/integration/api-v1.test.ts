@@ -1,0 +1,311 @@
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import rateLimit from '@fastify/rate-limit';
+import { Validator } from '@seriousme/openapi-schema-validator';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { generateApiToken, hashApiToken, TokenDirectory } from '../../src/access/api-token.ts';
+import { systemClock } from '../../src/clock.ts';
+import type { ApiRole, ApiTokenConfig } from '../../src/config/api-schema.ts';
+import { registerErrorHandlers } from '../../src/control-api/error-handler.ts';
+import { createControlApi } from '../../src/control-api/server.ts';
+import { protectV1Routes, type FailureLimiter } from '../../src/control-api/v1/auth.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
+import { createStore } from '../../src/storage/create-store.ts';
+import type { Store } from '../../src/storage/store.ts';
+import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+
+/**
+ * The /v1 contract over real HTTP on loopback, against a SQLite queue: bearer tokens, roles,
+ * the lockout of failed authentications, problem documents and the OpenAPI document.
+ */
+
+const logLines: string[] = [];
+const logger = createLogger('info', new Writable({ write: (chunk, _enc, done) => (logLines.push(String(chunk)), done()) }));
+
+/** One token per role, and one with a tenant. */
+const TOKENS: Record<string, { token: string; config: ApiTokenConfig }> = Object.fromEntries(
+  (['admin', 'operator', 'sender', 'viewer'] as const).map((role) => {
+    const token = generateApiToken();
+    return [role, { token, config: { name: `${role}-token`, role, hash: hashApiToken(token) } }];
+  }),
+);
+const tenantToken = generateApiToken();
+const TENANT_TOKEN: ApiTokenConfig = { name: 'acme-app', role: 'sender', tenant: 'acme', hash: hashApiToken(tenantToken) };
+
+/**
+ * Who gets 2xx on which route: written out here, apart from the table in the source, so a
+ * change there that loosens or tightens a route shows up as a failing row.
+ */
+const EXPECTED: Array<{ route: string; allowed: readonly ApiRole[] }> = [
+  { route: 'GET /v1/whoami', allowed: ['admin', 'operator', 'sender', 'viewer'] },
+  { route: 'GET /v1/queue', allowed: ['admin', 'operator', 'sender', 'viewer'] },
+];
+const ROLES: readonly ApiRole[] = ['admin', 'operator', 'sender', 'viewer'];
+
+let dir: TempDir;
+let store: Store;
+const opened: Array<{ stop(): Promise<void> }> = [];
+
+beforeAll(async () => {
+  dir = await createTempDir('rookery-api-v1');
+  store = createStore({ driver: 'sqlite', path: dir.file('queue.db') }, { logger, clock: systemClock });
+  await store.migrate();
+});
+
+afterEach(async () => {
+  for (const item of opened.splice(0).reverse()) await item.stop();
+});
+
+afterAll(async () => {
+  await store.close();
+  await dir.remove();
+});
+
+async function startApi(options: { tokens?: ApiTokenConfig[]; authFailures?: { max: number; window: number } } = {}) {
+  const api = createControlApi({
+    config: {
+      api: {
+        listen: { host: '127.0.0.1', port: 0 },
+        tokens: options.tokens ?? [...Object.values(TOKENS).map((t) => t.config), TENANT_TOKEN],
+        authFailures: options.authFailures ?? { max: 100, window: 60_000 },
+      },
+    },
+    store,
+    logger,
+    metrics: new Metrics({ processMetrics: false }),
+    checks: { storage: () => store.ping() },
+  });
+  opened.push(api);
+  const { host, port } = await api.start();
+  const call = (route: string, token?: string, init: RequestInit = {}) => {
+    const [method, path] = route.split(' ') as [string, string];
+    const headers = new Headers(init.headers);
+    if (token !== undefined) headers.set('authorization', `Bearer ${token}`);
+    return fetch(`http://${host}:${port}${path}`, { ...init, method, headers });
+  };
+  return { call };
+}
+
+interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  instance?: string;
+  errors?: Array<{ path: string; message: string }>;
+}
+
+async function expectProblem(res: Response, status: number, code: string): Promise<ProblemBody> {
+  expect(res.status).toBe(status);
+  expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+  const body = (await res.json()) as ProblemBody;
+  expect(body).toMatchObject({ status, code, type: `urn:rookery:problem:${code.toLowerCase().replaceAll('_', '-')}` });
+  expect(body.title.length).toBeGreaterThan(0);
+  expect(body.detail.length).toBeGreaterThan(0);
+  return body;
+}
+
+describe('roles', () => {
+  const cases = EXPECTED.flatMap(({ route, allowed }) => ROLES.map((role) => ({ route, role, status: allowed.includes(role) ? 200 : 403 })));
+
+  it.each(cases)('$role on $route gets $status', async ({ route, role, status }) => {
+    const { call } = await startApi();
+    const res = await call(route, TOKENS[role]!.token);
+    if (status === 403) await expectProblem(res, 403, 'FORBIDDEN');
+    else expect(res.status).toBe(status);
+  });
+
+  it('covers every /v1 route of the OpenAPI document', async () => {
+    const { call } = await startApi();
+    const doc = (await (await call('GET /openapi.json')).json()) as { paths: Record<string, Record<string, unknown>> };
+    const routes = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`));
+    expect(routes.sort()).toEqual(EXPECTED.map((e) => e.route).sort());
+  });
+});
+
+describe('GET /v1/whoami', () => {
+  it("answers the calling token's name, role and tenant", async () => {
+    const { call } = await startApi();
+    const admin = await call('GET /v1/whoami', TOKENS.admin!.token);
+    expect(admin.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await admin.json()).toEqual({ name: 'admin-token', role: 'admin', tenant: null });
+    expect(await (await call('GET /v1/whoami', tenantToken)).json()).toEqual({ name: 'acme-app', role: 'sender', tenant: 'acme' });
+  });
+});
+
+describe('GET /v1/queue', () => {
+  it('counts recipients by state from the store', async () => {
+    const { call } = await startApi();
+    const before = (await (await call('GET /v1/queue', TOKENS.viewer!.token)).json()) as { counts: Record<string, number> };
+    expect(Object.keys(before.counts).sort()).toEqual(['bounced', 'delivered', 'delivering', 'queued']);
+    const now = Date.now();
+    const message = { id: `api-v1-${now}`, sender: 'a@example.com', recipients: ['b@example.net', 'c@example.net'], messageIdHeader: null };
+    await store.enqueue([{ ...message, body: Buffer.from('Subject: x\r\n\r\nx\r\n'), submitter: null, source: 'smtp', clientAddress: null, createdAt: now, dueAt: now, pool: 'default' }]);
+    const after = (await (await call('GET /v1/queue', TOKENS.viewer!.token)).json()) as { counts: Record<string, number> };
+    expect(after.counts.queued).toBe(before.counts.queued! + 2);
+    expect(after).toEqual({ counts: await store.countByState() });
+  });
+});
+
+describe('authentication', () => {
+  it('answers 401 with WWW-Authenticate without a token, with a wrong one, and with another scheme', async () => {
+    const { call } = await startApi();
+    const none = await call('GET /v1/queue');
+    expect(none.headers.get('www-authenticate')).toBe('Bearer realm="rookery"');
+    await expectProblem(none, 401, 'AUTH_REQUIRED');
+
+    const wrong = await call('GET /v1/queue', generateApiToken());
+    expect(wrong.headers.get('www-authenticate')).toBe('Bearer realm="rookery", error="invalid_token"');
+    const body = await expectProblem(wrong, 401, 'AUTH_FAILED');
+    expect(body.instance).toBe('/v1/queue');
+
+    const basic = await call('GET /v1/queue', undefined, { headers: { authorization: `Basic ${Buffer.from('admin:x').toString('base64')}` } });
+    await expectProblem(basic, 401, 'AUTH_REQUIRED');
+  });
+
+  it('refuses every /v1 request when no token is configured', async () => {
+    const { call } = await startApi({ tokens: [] });
+    await expectProblem(await call('GET /v1/whoami'), 401, 'AUTH_REQUIRED');
+    await expectProblem(await call('GET /v1/whoami', generateApiToken()), 401, 'AUTH_FAILED');
+  });
+
+  it('checks the token before the request: an unauthenticated bad request is 401, not 400', async () => {
+    const { call } = await startApi();
+    await expectProblem(await call('GET /v1/queue?bogus=1'), 401, 'AUTH_REQUIRED');
+  });
+
+  it('keeps /healthz, /readyz, /metrics and /openapi.json open', async () => {
+    const { call } = await startApi();
+    for (const route of ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /openapi.json']) expect((await call(route)).status, route).toBe(200);
+    expect(await (await call('GET /healthz')).json()).toEqual({ status: 'ok' });
+  });
+
+  it('locks an address out after too many wrong tokens, even for a right one, with Retry-After', async () => {
+    const { call } = await startApi({ authFailures: { max: 3, window: 60_000 } });
+    for (let i = 0; i < 3; i++) await expectProblem(await call('GET /v1/whoami', generateApiToken()), 401, 'AUTH_FAILED');
+    // Requests with a good token do not count as failures and pass until the lock.
+    const locked = await call('GET /v1/whoami', TOKENS.admin!.token);
+    const retryAfter = Number(locked.headers.get('retry-after'));
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    const body = await expectProblem(locked, 429, 'AUTH_LOCKED');
+    expect(body.detail).toContain(`retry in ${retryAfter}s`);
+    await expectProblem(await call('GET /v1/whoami', generateApiToken()), 429, 'AUTH_LOCKED');
+    await expectProblem(await call('GET /v1/whoami'), 429, 'AUTH_LOCKED');
+    // The open routes are no part of it.
+    expect((await call('GET /healthz')).status).toBe(200);
+  });
+
+  it('counts only failures, and lets the address in again once the window has passed', async () => {
+    const { call } = await startApi({ authFailures: { max: 2, window: 1_000 } });
+    for (let i = 0; i < 5; i++) expect((await call('GET /v1/whoami', TOKENS.viewer!.token)).status).toBe(200);
+    await call('GET /v1/whoami', 'rk_wrong1');
+    await call('GET /v1/whoami', 'rk_wrong2');
+    await expectProblem(await call('GET /v1/whoami', TOKENS.viewer!.token), 429, 'AUTH_LOCKED');
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect((await call('GET /v1/whoami', TOKENS.viewer!.token)).status).toBe(200);
+  });
+
+  it('never logs a token, right or wrong', async () => {
+    const { call } = await startApi();
+    const wrong = generateApiToken();
+    await call('GET /v1/whoami', TOKENS.admin!.token);
+    await call('GET /v1/whoami', wrong);
+    const log = logLines.join('');
+    expect(log).toContain('"event":"api.auth.failed"');
+    expect(log).not.toContain(wrong);
+    expect(log).not.toContain(TOKENS.admin!.token);
+    for (const { config } of Object.values(TOKENS)) expect(log).not.toContain(config.hash.slice(7));
+  });
+});
+
+describe('validation', () => {
+  it('answers a request that fails its schema with a 400 problem naming the path', async () => {
+    const { call } = await startApi();
+    const body = await expectProblem(await call('GET /v1/queue?bogus=1&other=2', TOKENS.admin!.token), 400, 'INVALID_REQUEST');
+    expect(body.errors).toEqual([
+      { path: 'querystring.bogus', message: 'unknown property' },
+      { path: 'querystring.other', message: 'unknown property' },
+    ]);
+    expect(body.detail).toBe('querystring.bogus: unknown property; querystring.other: unknown property');
+    expect(body.instance).toBe('/v1/queue');
+  });
+
+  it('answers an unknown /v1 route with a 404 problem', async () => {
+    const { call } = await startApi();
+    await expectProblem(await call('GET /v1/nope', TOKENS.admin!.token), 404, 'NOT_FOUND');
+  });
+});
+
+describe('GET /openapi.json', () => {
+  it('is a valid OpenAPI 3.1 document generated from the routes', async () => {
+    const { call } = await startApi();
+    const res = await call('GET /openapi.json');
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    const doc = (await res.json()) as Record<string, any>;
+    const validator = new Validator();
+    const result = await validator.validate(doc);
+    expect(result.errors ?? []).toEqual([]);
+    expect(result.valid).toBe(true);
+    expect(validator.version).toBe('3.1');
+    expect(doc.openapi).toBe('3.1.0');
+
+    expect(doc.components.securitySchemes).toEqual({ bearerAuth: expect.objectContaining({ type: 'http', scheme: 'bearer' }) });
+    expect(doc.components.schemas.Problem.required).toEqual(['type', 'title', 'status', 'detail', 'code']);
+    // Only the versioned routes: the probes and the document itself are not part of the contract.
+    expect(Object.keys(doc.paths).sort()).toEqual(['/v1/queue', '/v1/whoami']);
+    for (const [path, operations] of Object.entries(doc.paths as Record<string, Record<string, any>>)) {
+      for (const [method, op] of Object.entries(operations)) {
+        const where = `${method.toUpperCase()} ${path}`;
+        expect(op.security, where).toEqual([{ bearerAuth: [] }]);
+        expect(op.responses['200'].content['application/json'].schema, where).toBeTypeOf('object');
+        for (const status of ['400', '401', '403', '429']) {
+          expect(op.responses[status].content['application/problem+json'].schema, `${where} ${status}`).toEqual({ $ref: '#/components/schemas/Problem' });
+        }
+      }
+    }
+    expect(doc.paths['/v1/queue'].get.responses['200'].content['application/json'].schema.properties.counts.required).toEqual([
+      'queued',
+      'delivering',
+      'delivered',
+      'bounced',
+    ]);
+    expect(doc.paths['/v1/whoami'].get.responses['200'].content['application/json'].schema.properties.role.enum).toEqual(['admin', 'operator', 'sender', 'viewer']);
+  });
+});
+
+describe('a route that not every role may call', () => {
+  /** The auth hooks of the daemon with a table of the test's own, in front of a real listener. */
+  async function startGuarded(table: Record<string, readonly ApiRole[]>, register: (app: FastifyInstance) => void) {
+    const app = Fastify();
+    registerErrorHandlers(app);
+    await app.register(rateLimit, { global: false });
+    app.register(async (v1) => {
+      const failures = v1.createRateLimit({ max: 5, timeWindow: 60_000 }) as FailureLimiter;
+      protectV1Routes(v1, { tokens: new TokenDirectory(Object.values(TOKENS).map((t) => t.config)), failures, routeRoles: (method, url) => table[`${method} ${url}`] });
+      register(v1);
+    });
+    opened.push({ stop: () => app.close() });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as AddressInfo;
+    return (path: string, token: string) => fetch(`http://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${token}` } });
+  }
+
+  it('answers 403 with the roles that may, and 2xx to them', async () => {
+    const call = await startGuarded({ 'GET /v1/admin-only': ['admin', 'operator'] }, (app) => app.get('/v1/admin-only', async () => ({ ok: true })));
+    expect((await call('/v1/admin-only', TOKENS.admin!.token)).status).toBe(200);
+    expect((await call('/v1/admin-only', TOKENS.operator!.token)).status).toBe(200);
+    const body = await expectProblem(await call('/v1/admin-only', TOKENS.viewer!.token), 403, 'FORBIDDEN');
+    expect(body.detail).toBe('Role "viewer" may not GET /v1/admin-only; allowed: admin, operator');
+    await expectProblem(await call('/v1/admin-only', TOKENS.sender!.token), 403, 'FORBIDDEN');
+  });
+
+  it('refuses to register a /v1 route that the table does not list', async () => {
+    await expect(startGuarded({}, (app) => app.get('/v1/unlisted', async () => ({})))).rejects.toThrow(
+      'GET /v1/unlisted is not in the /v1 role table',
+    );
+  });
+});
