@@ -166,6 +166,15 @@ describe('authentication', () => {
     await expectProblem(basic, 401, 'AUTH_REQUIRED');
   });
 
+  it('guards the HEAD routes Fastify adds for each GET like the GET itself', async () => {
+    const { call } = await startApi();
+    for (const route of EXPECTED.map((e) => e.route.replace(/^GET /, 'HEAD '))) {
+      expect((await call(route)).status, route).toBe(401);
+      expect((await call(route, generateApiToken())).status, route).toBe(401);
+      expect((await call(route, TOKENS.viewer!.token)).status, route).toBe(200);
+    }
+  });
+
   it('refuses every /v1 request when no token is configured', async () => {
     const { call } = await startApi({ tokens: [] });
     await expectProblem(await call('GET /v1/whoami'), 401, 'AUTH_REQUIRED');

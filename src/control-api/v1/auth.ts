@@ -41,8 +41,8 @@ export function protectV1Routes(app: FastifyInstance, deps: V1AuthDeps): void {
     if (!route.url.startsWith('/v1/')) return;
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) {
-      if (method === 'HEAD') continue;
-      const roles = (deps.routeRoles ?? rolesFor)(method, route.url);
+      // Fastify adds a HEAD route for each GET; it runs the GET handler, so it needs the same roles.
+      const roles = (deps.routeRoles ?? rolesFor)(method === 'HEAD' ? 'GET' : method, route.url);
       if (!roles) throw new Error(`${method} ${route.url} is not in the /v1 role table (src/control-api/v1/route-roles.ts)`);
       const check = authenticateFor(roles, deps);
       const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
