@@ -10,19 +10,22 @@ export interface ConfigWarning {
 }
 
 /**
- * The warning for a control API that listens beyond this machine with no API token configured:
- * then nothing on it asks who is calling. Null on a loopback address, and null once tokens are
- * configured: every /v1 route then needs one, and /healthz, /readyz and /metrics are meant to be
- * reached by probes and scrapers.
+ * The warning for a control API that listens beyond this machine; null on a loopback address.
+ * Without API tokens nothing on it asks who is calling; with tokens, /healthz, /readyz and
+ * /metrics (egress IPs, providers, queue depth) still answer anyone, and the API speaks plain
+ * HTTP, so tokens cross the network readable. Either way it belongs on loopback or behind a
+ * TLS proxy and a firewall.
  */
 export function apiExposureWarning(api: Pick<Config['api'], 'listen' | 'tokens'>): ConfigWarning | null {
   const { host, port } = api.listen;
-  if (isLoopbackHost(host) || api.tokens.length > 0) return null;
+  if (isLoopbackHost(host)) return null;
+  const where = `(${host || 'every address'}, port ${port})`;
   return {
     code: 'API_EXPOSED',
     path: 'api.listen.host',
     message:
-      `${OPERATOR_WARNINGS.API_EXPOSED.message} (${host || 'every address'}, port ${port}): whoever reaches it reads its ` +
-      'health and metrics; bind it to 127.0.0.1, or keep the port behind a firewall',
+      api.tokens.length === 0
+        ? `${OPERATOR_WARNINGS.API_EXPOSED.message} ${where}: whoever reaches it reads its health and metrics; bind it to 127.0.0.1, or keep the port behind a firewall`
+        : `the control API listens beyond loopback ${where} over plain HTTP: API tokens cross the network readable and /metrics and /readyz answer anyone; bind it to 127.0.0.1, or put it behind a TLS proxy and a firewall`,
   };
 }

@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -8,6 +8,7 @@ import type { ReadinessChecks } from './readiness.ts';
 import { registerHealthzRoute } from './routes/healthz.ts';
 import { registerMetricsRoute } from './routes/metrics.ts';
 import { registerReadyzRoute } from './routes/readyz.ts';
+import { isV1Path } from './v1/auth.ts';
 import { registerV1Api } from './v1/register.ts';
 import type { Store } from '../storage/store.ts';
 
@@ -52,11 +53,21 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
     ajv: { customOptions: { removeAdditional: false, allErrors: true } },
   });
 
+  // Every /v1 route, wherever registered, must be one the v1 plugin guarded: checked before the
+  // API listens, so a route added beside the plugin fails the start instead of serving openly.
+  const v1Routes: RouteOptions[] = [];
+  const guarded = new WeakSet<RouteOptions>();
+  app.addHook('onRoute', (route) => void (isV1Path(route.url) && v1Routes.push(route)));
+  app.addHook('onReady', async () => {
+    const open = v1Routes.find((route) => !guarded.has(route));
+    if (open) throw new Error(`${String(open.method)} ${open.url} is registered outside the /v1 plugin (src/control-api/v1/register.ts), without authentication`);
+  });
+
   registerErrorHandlers(app);
   registerHealthzRoute(app);
   registerReadyzRoute(app, { checks: deps.checks, isShuttingDown: deps.isShuttingDown, checkTimeoutMs: deps.checkTimeoutMs });
   registerMetricsRoute(app, { metrics: deps.metrics, logger, beforeMetrics: deps.beforeMetrics });
-  registerV1Api(app, { api: deps.config.api, store: deps.store });
+  registerV1Api(app, { api: deps.config.api, store: deps.store, guarded });
 
   let starting: Promise<{ host: string; port: number }> | undefined;
   let stopping: Promise<void> | undefined;

@@ -20,7 +20,12 @@ describe('apiExposureWarning', () => {
     expect(on('')!.message).toContain('(every address, port 8025)');
   });
 
-  it('goes quiet once API tokens are configured', () => {
-    expect(apiExposureWarning({ listen: { host: '0.0.0.0', port: 8025 }, tokens: [{ name: 'ops', role: 'operator', hash: HASH }] })).toBeNull();
+  it('with API tokens, still warns that they cross the network readable and the probes answer anyone', () => {
+    const warning = apiExposureWarning({ listen: { host: '0.0.0.0', port: 8025 }, tokens: [{ name: 'ops', role: 'operator', hash: HASH }] });
+    expect(warning).toMatchObject({ code: 'API_EXPOSED', path: 'api.listen.host' });
+    expect(warning!.message).toBe(
+      'the control API listens beyond loopback (0.0.0.0, port 8025) over plain HTTP: API tokens cross the network readable and /metrics and /readyz answer anyone; bind it to 127.0.0.1, or put it behind a TLS proxy and a firewall',
+    );
+    expect(apiExposureWarning({ listen: { host: '127.0.0.1', port: 8025 }, tokens: [{ name: 'ops', role: 'operator', hash: HASH }] })).toBeNull();
   });
 });

@@ -16,6 +16,12 @@ describe('maskCredentials', () => {
     expect(maskCredentials('postgres://db/q?sslpassword=s3cret')).toBe('postgres://db/q?sslpassword=***');
   });
 
+  it('masks API tokens wherever they stand', () => {
+    const token = `rk_${'A'.repeat(20)}-_${'z'.repeat(21)}`;
+    expect(maskCredentials(`GET /v1/queue?api_key=${token}`)).toBe('GET /v1/queue?api_key=rk_***');
+    expect(maskCredentials(`{"url":"/v1/${token}/x"}`)).toBe('{"url":"/v1/rk_***/x"}');
+  });
+
   it('leaves text without credentials as it is', () => {
     for (const text of ['smtp://mx.example.com:25', 'user@example.com', 'redis://cache:6379 refused mail for user@example.com', '250 2.0.0 OK id=abc']) {
       expect(maskCredentials(text)).toBe(text);

@@ -27,35 +27,42 @@ const REALM = 'Bearer realm="rookery"';
 
 /**
  * Puts bearer authentication and the role check in front of every /v1 route registered in
- * `app`'s context, and refuses to register a /v1 route the role table does not list.
+ * `app`'s context, and refuses to register a /v1 route the role table does not list. Each
+ * guarded route is added to `guarded`, which the control API checks before it listens (no /v1
+ * route may be registered around this plugin).
  *
- * Order of the checks: an address locked out for failed authentications gets 429 whatever it
- * presents (else a locked-out guesser could still tell a right guess by its 200), then a missing
- * token 401, a wrong token 401 (counted), then a role that does not include the route 403. It
- * runs at onRequest, before the body is read or validated, so nothing of an unauthenticated
- * request is parsed.
+ * Order of the checks: a missing token 401; a wrong token 401 and counted, or 429 once its
+ * address has failed too often (further guesses are not even checked); a valid token passes
+ * whatever its address did before, so someone sharing the address (every local process on a
+ * loopback listener, every client behind one proxy) cannot lock a right token out; then a role
+ * that does not include the route 403. It runs at onRequest, before the body is read or
+ * validated, so nothing of an unauthenticated request is parsed.
  */
-export function protectV1Routes(app: FastifyInstance, deps: V1AuthDeps): void {
+export function protectV1Routes(app: FastifyInstance, deps: V1AuthDeps, guarded: WeakSet<RouteOptions>): void {
   app.decorateRequest('principal', null);
   app.addHook('onRoute', (route: RouteOptions) => {
-    if (!route.url.startsWith('/v1/')) return;
+    if (!isV1Path(route.url)) return;
     const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const rolesByMethod = new Map<string, readonly ApiRole[]>();
     for (const method of methods) {
       // Fastify adds a HEAD route for each GET; it runs the GET handler, so it needs the same roles.
       const roles = (deps.routeRoles ?? rolesFor)(method === 'HEAD' ? 'GET' : method, route.url);
       if (!roles) throw new Error(`${method} ${route.url} is not in the /v1 role table (src/control-api/v1/route-roles.ts)`);
-      const check = authenticateFor(roles, deps);
-      const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
-      route.onRequest = [check, ...existing];
+      rolesByMethod.set(method, roles);
     }
+    const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
+    route.onRequest = [authenticateFor(rolesByMethod, deps), ...existing];
+    guarded.add(route);
   });
 }
 
-function authenticateFor(roles: readonly ApiRole[], deps: V1AuthDeps) {
-  return async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
-    const lock = await deps.failures(request, { increment: false });
-    if (!lock.isAllowed && lock.remaining === 0) return locked(reply, lock.ttlInSeconds);
+/** Whether a route path belongs to the versioned API. */
+export function isV1Path(url: string): boolean {
+  return url === '/v1' || url.startsWith('/v1/');
+}
 
+function authenticateFor(rolesByMethod: ReadonlyMap<string, readonly ApiRole[]>, deps: V1AuthDeps) {
+  return async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const token = bearerToken(request.headers.authorization);
     if (token === null) {
       reply.header('www-authenticate', REALM);
@@ -63,6 +70,8 @@ function authenticateFor(roles: readonly ApiRole[], deps: V1AuthDeps) {
     }
     const principal = deps.tokens.authenticate(token);
     if (!principal) {
+      const lock = await deps.failures(request, { increment: false });
+      if (!lock.isAllowed && lock.remaining === 0) return locked(reply, lock.ttlInSeconds);
       const count = await deps.failures(request);
       // The token is never logged, not even in part: a near-miss of a real token is still a secret.
       request.log.warn({ event: 'api.auth.failed', client: request.ip, route: `${request.method} ${pathOf(request)}` }, 'API token not accepted');
@@ -71,6 +80,7 @@ function authenticateFor(roles: readonly ApiRole[], deps: V1AuthDeps) {
       return sendProblem(reply, problem('AUTH_FAILED', 'The API token is not valid', { instance: pathOf(request) }));
     }
     request.principal = principal;
+    const roles = rolesByMethod.get(request.method) ?? [];
     if (!roles.includes(principal.role)) {
       const detail = `Role "${principal.role}" may not ${request.method} ${request.routeOptions.url}; allowed: ${roles.join(', ')}`;
       return sendProblem(reply, problem('FORBIDDEN', detail, { instance: pathOf(request) }));

@@ -1,6 +1,6 @@
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, RouteOptions } from 'fastify';
 import { TokenDirectory } from '../../access/api-token.ts';
 import type { Config } from '../../config/schema.ts';
 import type { Store } from '../../storage/store.ts';
@@ -12,6 +12,8 @@ import { BEARER_SCHEME, PROBLEM_SCHEMA } from './schemas.ts';
 export interface V1ApiDeps {
   api: Pick<Config['api'], 'tokens' | 'authFailures'>;
   store: Pick<Store, 'countByState'>;
+  /** Receives every route the plugin guards (the control API refuses /v1 routes that are not). */
+  guarded: WeakSet<RouteOptions>;
 }
 
 /**
@@ -40,7 +42,7 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     const failures = v1.createRateLimit({ max: deps.api.authFailures.max, timeWindow: deps.api.authFailures.window }) as FailureLimiter;
 
     v1.addSchema(PROBLEM_SCHEMA);
-    protectV1Routes(v1, { tokens: new TokenDirectory(deps.api.tokens), failures });
+    protectV1Routes(v1, { tokens: new TokenDirectory(deps.api.tokens), failures }, deps.guarded);
     registerWhoamiRoute(v1);
     registerQueueRoute(v1, { store: deps.store });
 
