@@ -54,16 +54,14 @@ describe('rookery token create', () => {
     // Each run makes a new token.
     expect(readOutput(rookery(['token', 'create', '--name', 'ops-1', '--role', 'operator']).stdout).token).not.toBe(token);
 
-    // The line pasted under api.tokens: check-config takes it, and so does the daemon. Listening
-    // beyond loopback draws no api.exposed warning now that a token is required.
-    const config: ConfigInput = testDaemonConfig({ dir: temp.path, extra: { api: { listen: { host: '0.0.0.0', port: 0 } } } });
+    // The line pasted under api.tokens: check-config takes it, and so does the daemon.
+    const config: ConfigInput = testDaemonConfig({ dir: temp.path });
     const yaml = stringify(config).replace(/^api:\n {2}listen:\n(( {4}.*\n)+)/m, (block) => `${block}  tokens:\n    ${entryLine}\n`);
     const path = join(temp.path, 'with-token.yaml');
     writeFileSync(path, yaml);
     expect(rookery(['check-config', '--config', path])).toEqual({ code: 0, stdout: `configuration OK: ${path}\n`, stderr: '' });
 
     daemon = await startDaemonProcess(temp.path, parse(yaml) as ConfigInput);
-    expect(daemon.logs.some((line) => line.event === 'api.exposed')).toBe(false);
     const url = `http://127.0.0.1:${daemon.api.port}/v1/whoami`;
     const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
     expect(res.status).toBe(200);
