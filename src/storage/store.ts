@@ -162,7 +162,7 @@ export interface PoolStateEntry {
   expiresAt: number | null;
 }
 
-export interface Store {
+export interface Store extends MessageReads {
   readonly driver: 'sqlite' | 'postgres';
 
   /** Applies pending migrations. Safe to call on every start. */
@@ -302,4 +302,102 @@ export interface Store {
 
   /** Waits for pending writes, then closes. Safe to call twice. */
   close(): Promise<void>;
+}
+
+/*
+ * Reads for the control API (GET /v1/messages, /v1/queue): what an operator sees of a message
+ * and of the backlog. They never return a message body.
+ */
+
+/** A stored message without its body. */
+export interface MessageInfo {
+  id: string;
+  sender: string;
+  messageIdHeader: string | null;
+  /** Bytes of the message as stored. */
+  size: number;
+  submitter: string | null;
+  source: NewMessage['source'];
+  clientAddress: string | null;
+  createdAt: number;
+  pool: string;
+}
+
+/** A message of a listing, with how many of its recipients are in each state. */
+export interface MessageSummary extends MessageInfo {
+  states: Record<RecipientState, number>;
+}
+
+/** Filters of listMessages; null matches anything. Newest first: createdAt, then id, descending. */
+export interface MessageQuery {
+  /** Messages with a recipient in this state (with `recipient` and `domain`: the same recipient). */
+  state: RecipientState | null;
+  /** The envelope sender, compared without regard to ASCII case. */
+  sender: string | null;
+  /** A recipient address, compared without regard to ASCII case. */
+  recipient: string | null;
+  /** A recipient domain (lower case, as stored). */
+  domain: string | null;
+  pool: string | null;
+  /** Created at or after. */
+  since: number | null;
+  /** Created before. */
+  until: number | null;
+  /**
+   * Confinement to one tenant: null (every message) until messages record their tenant; then a
+   * token's tenant goes here and each backend adds it to its WHERE clause.
+   */
+  tenant: null;
+  /** Continue after this message of the previous page (its sort key). */
+  after: { createdAt: number; id: string } | null;
+  limit: number;
+}
+
+/** A DSN stored for a message: its queue id, when it was made, and the recipients it reports. */
+export interface DsnRecord {
+  id: string;
+  createdAt: number;
+  /** The Final-Recipient addresses of its delivery-status part. */
+  recipients: string[];
+}
+
+/** One group of the deferred backlog: its key (null: none, e.g. no egress IP yet), size and oldest message. */
+export interface BacklogGroup {
+  key: string | null;
+  count: number;
+  oldestCreatedAt: number;
+}
+
+/** The largest groups of one grouping, and how many groups there are in all. */
+export interface BacklogGrouping {
+  top: BacklogGroup[];
+  groups: number;
+}
+
+/**
+ * Queued recipients waiting for a retry: queued with at least one recorded result (deferred or
+ * throttled), as opposed to new mail not tried yet.
+ */
+export interface DeferredBacklog {
+  count: number;
+  oldestCreatedAt: number | null;
+  byDomain: BacklogGrouping;
+  byPool: BacklogGrouping;
+  /** By the egress IP of the last attempt. */
+  byEgressIp: BacklogGrouping;
+}
+
+/** The control API's reads; part of every Store. */
+export interface MessageReads {
+  /** The message without its body, or null for an unknown id. */
+  getMessageInfo(messageId: string): Promise<MessageInfo | null>;
+  listMessages(query: MessageQuery): Promise<MessageSummary[]>;
+  /**
+   * The DSNs reporting on `messageId` made between `from` and `to` (createdAt, inclusive): DSNs
+   * carry the original's queue id (X-Rookery-Queue-ID), and no column links them, so the window
+   * keeps the search to the DSNs of that time.
+   */
+  findDsns(messageId: string, from: number, to: number): Promise<DsnRecord[]>;
+  /** The deferred backlog, each grouping cut to its `top` largest groups. */
+  deferredBacklog(top: number): Promise<DeferredBacklog>;
 }

@@ -7,8 +7,13 @@ import type {
   AttemptResult,
   ClaimedRecipient,
   ClaimOptions,
+  DeferredBacklog,
+  DsnRecord,
   FollowUp,
   Lease,
+  MessageInfo,
+  MessageQuery,
+  MessageSummary,
   NewMessage,
   PoolStateEntry,
   RecipientRow,
@@ -38,6 +43,8 @@ import { checkSchemaName } from './identifiers.ts';
 import { migratePostgres } from './migrations.ts';
 import { asRefusal, UncertainCommitError, withTransaction } from './transaction.ts';
 import * as sql from './queries.ts';
+import * as reads from './message-queries.ts';
+import { messageQueryBounds, toBacklogGroups, toDsnRecord, toMessageInfo, toMessageSummaries } from '../message-rows.ts';
 import { WorkListener } from './work-listener.ts';
 
 export interface PostgresStoreOptions {
@@ -231,6 +238,28 @@ class PostgresStore implements Store {
   async listEvents(messageId: string): Promise<AttemptEvent[]> {
     this.assertOpen();
     return (await sql.selectEvents(this.pool, messageId)).map(toAttemptEvent);
+  }
+
+  async getMessageInfo(messageId: string): Promise<MessageInfo | null> {
+    this.assertOpen();
+    const row = await reads.selectMessageInfo(this.pool, messageId);
+    return row ? toMessageInfo(row) : null;
+  }
+
+  async listMessages(query: MessageQuery): Promise<MessageSummary[]> {
+    this.assertOpen();
+    return toMessageSummaries(await reads.selectMessagePage(this.pool, messageQueryBounds(query)));
+  }
+
+  async findDsns(messageId: string, from: number, to: number): Promise<DsnRecord[]> {
+    this.assertOpen();
+    return (await reads.selectDsns(this.pool, messageId, from, to)).map(toDsnRecord);
+  }
+
+  async deferredBacklog(top: number): Promise<DeferredBacklog> {
+    this.assertOpen();
+    const b = await reads.selectBacklog(this.pool, top);
+    return { count: b.n, oldestCreatedAt: b.oldest, byDomain: toBacklogGroups(b.byDomain), byPool: toBacklogGroups(b.byPool), byEgressIp: toBacklogGroups(b.byIp) };
   }
 
   async purgeFinished(before: number): Promise<number> {

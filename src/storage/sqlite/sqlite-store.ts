@@ -8,6 +8,11 @@ import {
   DataRefusedError,
   type AttemptEvent,
   type AttemptResult,
+  type DeferredBacklog,
+  type DsnRecord,
+  type MessageInfo,
+  type MessageQuery,
+  type MessageSummary,
   type ClaimedRecipient,
   type ClaimOptions,
   type FollowUp,
@@ -38,6 +43,8 @@ import { UncertainDurabilityError, WriteBatcher, type WriteOp } from '../write-b
 import { domainOf } from '../../mail/address.ts';
 import { migrateSqlite } from './migrations.ts';
 import { prepareQueries, type SqliteQueries } from './queries.ts';
+import { prepareMessageQueries, type SqliteMessageQueries } from './message-queries.ts';
+import { messageQueryBounds, toBacklogGroups, toDsnRecord, toMessageInfo, toMessageSummaries } from '../message-rows.ts';
 
 export interface SqliteStoreOptions {
   /** Database file; its directory is created when missing. */
@@ -75,6 +82,7 @@ class SqliteStore implements Store {
   private readonly logger: Logger;
   private readonly batcher: WriteBatcher<SqliteQueries>;
   private queries: SqliteQueries | null = null;
+  private messageQueries: SqliteMessageQueries | null = null;
   private closing: Promise<void> | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
@@ -113,6 +121,7 @@ class SqliteStore implements Store {
     this.assertOpen();
     migrateSqlite(this.db, this.clock.now(), this.logger);
     this.queries ??= prepareQueries(this.db);
+    this.messageQueries ??= prepareMessageQueries(this.db);
   }
 
   async enqueue(messages: NewMessage[]): Promise<void> {
@@ -218,6 +227,24 @@ class SqliteStore implements Store {
     return this.read().selectEvents(messageId).map(toAttemptEvent);
   }
 
+  async getMessageInfo(messageId: string): Promise<MessageInfo | null> {
+    const row = this.readMessages().selectInfo(messageId);
+    return row ? toMessageInfo(row) : null;
+  }
+
+  async listMessages(query: MessageQuery): Promise<MessageSummary[]> {
+    return toMessageSummaries(this.readMessages().selectPage(messageQueryBounds(query)));
+  }
+
+  async findDsns(messageId: string, from: number, to: number): Promise<DsnRecord[]> {
+    return this.readMessages().selectDsns(messageId, from, to).map(toDsnRecord);
+  }
+
+  async deferredBacklog(top: number): Promise<DeferredBacklog> {
+    const b = this.readMessages().selectBacklog(top);
+    return { count: b.n, oldestCreatedAt: b.oldest, byDomain: toBacklogGroups(b.byDomain), byPool: toBacklogGroups(b.byPool), byEgressIp: toBacklogGroups(b.byIp) };
+  }
+
   async purgeFinished(before: number): Promise<number> {
     let total = 0;
     for (;;) {
@@ -302,6 +329,11 @@ class SqliteStore implements Store {
     this.assertOpen();
     if (!this.queries) throw new Error('SQLite store used before migrate()');
     return this.queries;
+  }
+
+  private readMessages(): SqliteMessageQueries {
+    this.read();
+    return this.messageQueries!;
   }
 
   private assertOpen(): void {
