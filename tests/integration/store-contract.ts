@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/clock.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
+import { registerReadContract } from './store-contract-reads.ts';
 import { DataRefusedError, type AttemptResult, type Lease, type LeaseToken, type NewMessage, type Store } from '../../src/storage/store.ts';
 
 /**
@@ -82,6 +83,8 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       await Promise.all(opened.map((s) => s.close()));
       await backend.destroy();
     });
+
+    registerReadContract({ store: () => store, clock: () => clock });
 
     it('enqueues a message with one queued row per recipient', async () => {
       const m = message({ recipients: ['a@One.test', 'b@two.TEST', 'c@one.test'], dueAt: T0 + 5 });
