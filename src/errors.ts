@@ -90,6 +90,8 @@ export const API_ERRORS = {
   INVALID_REQUEST: { http: 400, message: 'The request does not match its schema' },
   PAYLOAD_TOO_LARGE: { http: 413, message: 'Request body too large' },
   UNSUPPORTED_MEDIA_TYPE: { http: 415, message: 'Unsupported content type' },
+  /** GET /v1/messages/{id} for an id the queue does not hold (never accepted, or purged after storage.retention). */
+  MESSAGE_NOT_FOUND: { http: 404, message: 'No such message' },
 } as const satisfies Record<string, HttpErrorSpec>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;

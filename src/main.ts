@@ -183,6 +183,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const api = createControlApi({
       config,
       store,
+      clock,
       logger,
       metrics,
       // Ready means able to take mail: the store must commit a write, not only answer.

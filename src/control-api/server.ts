@@ -9,13 +9,15 @@ import { registerHealthzRoute } from './routes/healthz.ts';
 import { registerMetricsRoute } from './routes/metrics.ts';
 import { registerReadyzRoute } from './routes/readyz.ts';
 import { isV1Path } from './v1/auth.ts';
-import { registerV1Api } from './v1/register.ts';
-import type { Store } from '../storage/store.ts';
+import { registerV1Api, type V1ApiDeps } from './v1/register.ts';
+import type { Clock } from '../clock.ts';
 
 export interface ControlApiDeps {
   config: { api: Pick<Config['api'], 'listen' | 'tokens' | 'authFailures'> };
   /** The queue the /v1 routes read. */
-  store: Pick<Store, 'countByState'>;
+  store: V1ApiDeps['store'];
+  /** The time the /v1 routes measure ages from; the system clock by default. */
+  clock?: Clock;
   logger: Logger;
   metrics: Metrics;
   /** Dependencies /readyz checks; each throws when its dependency does not answer. */
@@ -67,7 +69,7 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
   registerHealthzRoute(app);
   registerReadyzRoute(app, { checks: deps.checks, isShuttingDown: deps.isShuttingDown, checkTimeoutMs: deps.checkTimeoutMs });
   registerMetricsRoute(app, { metrics: deps.metrics, logger, beforeMetrics: deps.beforeMetrics });
-  registerV1Api(app, { api: deps.config.api, store: deps.store, guarded });
+  registerV1Api(app, { api: deps.config.api, store: deps.store, clock: deps.clock, guarded });
 
   let starting: Promise<{ host: string; port: number }> | undefined;
   let stopping: Promise<void> | undefined;

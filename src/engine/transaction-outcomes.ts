@@ -47,6 +47,11 @@ export function pathDown(egress: Egress, down: DownPath): DeliveryOutcome {
  */
 const POSSIBLE_DUPLICATE = 'after the message was sent, before the reply: it may have been delivered (possible duplicate)';
 
+/** Whether a recorded outcome carries the possible-duplicate mark (a failure after the final dot, before the reply). */
+export function isPossibleDuplicate(outcome: DeliveryOutcome): boolean {
+  return outcome.stage === 'dot' && outcome.code === null && outcome.response.endsWith(POSSIBLE_DUPLICATE);
+}
+
 /** A transaction cut by abort(). A failed attempt, and once the final dot was sent, a possible duplicate. */
 export function interrupted(stage: DeliveryOutcome['stage'], remoteHost: string | null, egressIp: string | null): DeliveryOutcome {
   const response =

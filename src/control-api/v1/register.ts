@@ -3,15 +3,18 @@ import swagger from '@fastify/swagger';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import { TokenDirectory } from '../../access/api-token.ts';
 import type { Config } from '../../config/schema.ts';
-import type { Store } from '../../storage/store.ts';
 import { protectV1Routes, type FailureLimiter } from './auth.ts';
-import { registerQueueRoute } from './routes/queue.ts';
+import type { Clock } from '../../clock.ts';
+import { registerMessagesRoutes, type MessagesRouteDeps } from './routes/messages.ts';
+import { registerQueueRoute, type QueueRouteDeps } from './routes/queue.ts';
 import { registerWhoamiRoute } from './routes/whoami.ts';
 import { BEARER_SCHEME, PROBLEM_SCHEMA } from './schemas.ts';
 
 export interface V1ApiDeps {
   api: Pick<Config['api'], 'tokens' | 'authFailures'>;
-  store: Pick<Store, 'countByState'>;
+  store: QueueRouteDeps['store'] & MessagesRouteDeps['store'];
+  /** The time /v1/queue measures ages from; the system clock by default. */
+  clock?: Clock;
   /** Receives every route the plugin guards (the control API refuses /v1 routes that are not). */
   guarded: WeakSet<RouteOptions>;
 }
@@ -44,7 +47,8 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     v1.addSchema(PROBLEM_SCHEMA);
     protectV1Routes(v1, { tokens: new TokenDirectory(deps.api.tokens), failures }, deps.guarded);
     registerWhoamiRoute(v1);
-    registerQueueRoute(v1, { store: deps.store });
+    registerQueueRoute(v1, { store: deps.store, clock: deps.clock });
+    registerMessagesRoutes(v1, { store: deps.store });
 
     v1.get('/openapi.json', { schema: { hide: true } }, async () => v1.swagger());
   });

@@ -12,6 +12,10 @@ const EVERY_ROLE: readonly ApiRole[] = API_ROLES;
 export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   'GET /v1/whoami': EVERY_ROLE,
   'GET /v1/queue': EVERY_ROLE,
+  // A sender reads its own messages (issue 9); until messages record their tenant, a sender
+  // token reads every message, as the other roles do.
+  'GET /v1/messages': EVERY_ROLE,
+  'GET /v1/messages/:id': EVERY_ROLE,
 };
 
 /** The roles allowed on a route, or undefined when the table does not list it. */

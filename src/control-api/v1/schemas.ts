@@ -14,6 +14,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: 'The request does not match its schema; `errors` names each failing path.',
   401: 'No API token, or one that is not valid (WWW-Authenticate: Bearer).',
   403: "The token's role does not allow this route.",
+  404: 'No such resource (the detail names it).',
   429: 'Too many failed authentications from this address (Retry-After).',
 };
 

@@ -1,0 +1,36 @@
+/**
+ * Opaque page cursors: base64url of the JSON of the last item's sort key. Clients pass them back
+ * unchanged; a cursor that does not decode to the expected key is refused (a 400 naming
+ * querystring.cursor), never read as "from the start".
+ */
+
+export class MalformedCursorError extends Error {
+  constructor() {
+    super('not a cursor this API gave out');
+    this.name = 'MalformedCursorError';
+  }
+}
+
+/** A message page's sort key: created time, then queue id (both descending). */
+export interface MessageCursor {
+  createdAt: number;
+  id: string;
+}
+
+export function encodeMessageCursor(key: MessageCursor): string {
+  return Buffer.from(JSON.stringify([key.createdAt, key.id])).toString('base64url');
+}
+
+export function decodeMessageCursor(cursor: string): MessageCursor {
+  let value: unknown;
+  try {
+    if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw new MalformedCursorError();
+    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw new MalformedCursorError();
+  }
+  if (!Array.isArray(value) || value.length !== 2) throw new MalformedCursorError();
+  const [createdAt, id] = value as unknown[];
+  if (!Number.isSafeInteger(createdAt) || (createdAt as number) < 0 || typeof id !== 'string' || id === '') throw new MalformedCursorError();
+  return { createdAt: createdAt as number, id };
+}

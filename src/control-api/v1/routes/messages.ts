@@ -1,0 +1,111 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { RECIPIENT_STATES, type RecipientState, type Store } from '../../../storage/store.ts';
+import { pathOf, sendProblem } from '../../error-handler.ts';
+import { problem } from '../../problem.ts';
+import { decodeMessageCursor, encodeMessageCursor, MalformedCursorError } from '../cursor.ts';
+import { dsnSearchWindow, messageDetailView, messageSummaryView } from '../message-view.ts';
+import { rolesFor } from '../route-roles.ts';
+import { AUTH_PROBLEMS, jsonResponse, problemResponses, v1Route } from '../schemas.ts';
+import { MESSAGE_DETAIL, MESSAGE_PAGE } from './message-schemas.ts';
+
+export interface MessagesRouteDeps {
+  store: Pick<Store, 'getMessageInfo' | 'listMessages' | 'listRecipients' | 'listEvents' | 'findDsns'>;
+}
+
+const ADDRESS = { type: 'string', minLength: 1, maxLength: 320 } as const;
+
+const LIST_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    state: { type: 'string', enum: [...RECIPIENT_STATES], description: 'Messages with a recipient in this state.' },
+    sender: { ...ADDRESS, description: 'Envelope sender (ASCII case ignored).' },
+    recipient: { ...ADDRESS, description: 'A recipient address (ASCII case ignored).' },
+    domain: { type: 'string', minLength: 1, maxLength: 255, description: 'A recipient domain.' },
+    pool: { type: 'string', minLength: 1, maxLength: 100, description: 'The egress pool.' },
+    since: { type: 'string', format: 'date-time', description: 'Created at or after (RFC 3339).' },
+    until: { type: 'string', format: 'date-time', description: 'Created before (RFC 3339).' },
+    cursor: { type: 'string', minLength: 1, maxLength: 400, description: 'nextCursor of the previous page.' },
+    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+  },
+} as const;
+
+interface ListQuery {
+  state?: RecipientState;
+  sender?: string;
+  recipient?: string;
+  domain?: string;
+  pool?: string;
+  since?: string;
+  until?: string;
+  cursor?: string;
+  limit: number;
+}
+
+const ID_PARAMS = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: { id: { type: 'string', minLength: 1, maxLength: 200, description: 'The queue id (the 250 reply to DATA carries it).' } },
+} as const;
+
+/**
+ * GET /v1/messages (newest first, filtered, by cursor) and GET /v1/messages/{id} (one message,
+ * its recipients and their attempts). Reads only; never the body. Tenants are not stored with
+ * messages yet: every caller reads every message (MessageQuery.tenant is null), which is where a
+ * token's tenant will confine the listing.
+ */
+export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRouteDeps): void {
+  app.get('/v1/messages', {
+    schema: {
+      ...v1Route({ summary: 'List messages, newest first', roles: rolesFor('GET', '/v1/messages') ?? [], tags: ['messages'] }),
+      querystring: LIST_QUERY,
+      response: { 200: jsonResponse('A page of messages; nextCursor is null on the last page.', MESSAGE_PAGE), ...problemResponses(...AUTH_PROBLEMS) },
+    },
+    handler: async (request: FastifyRequest<{ Querystring: ListQuery }>, reply: FastifyReply) => {
+      const q = request.query;
+      let after = null;
+      try {
+        after = q.cursor === undefined ? null : decodeMessageCursor(q.cursor);
+      } catch (err) {
+        if (!(err instanceof MalformedCursorError)) throw err;
+        const errors = [{ path: 'querystring.cursor', message: err.message }];
+        return sendProblem(reply, problem('INVALID_REQUEST', `querystring.cursor: ${err.message}`, { errors, instance: pathOf(request) }));
+      }
+      // One more than asked says whether another page follows, without an empty last page.
+      const found = await deps.store.listMessages({
+        state: q.state ?? null,
+        sender: q.sender ?? null,
+        recipient: q.recipient ?? null,
+        domain: q.domain ?? null,
+        pool: q.pool ?? null,
+        since: q.since === undefined ? null : Date.parse(q.since),
+        until: q.until === undefined ? null : Date.parse(q.until),
+        tenant: null,
+        after,
+        limit: q.limit + 1,
+      });
+      const items = found.slice(0, q.limit);
+      const last = items.at(-1);
+      const nextCursor = found.length > q.limit && last ? encodeMessageCursor({ createdAt: last.createdAt, id: last.id }) : null;
+      return { items: items.map(messageSummaryView), nextCursor };
+    },
+  });
+
+  app.get('/v1/messages/:id', {
+    schema: {
+      ...v1Route({ summary: 'One message: envelope, recipients, attempts', roles: rolesFor('GET', '/v1/messages/:id') ?? [], tags: ['messages'] }),
+      params: ID_PARAMS,
+      response: { 200: jsonResponse('The message without its body.', MESSAGE_DETAIL), ...problemResponses(...AUTH_PROBLEMS, 404) },
+    },
+    handler: async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
+      const { id } = request.params;
+      const message = await deps.store.getMessageInfo(id);
+      if (!message) return sendProblem(reply, problem('MESSAGE_NOT_FOUND', `No message with queue id ${id}`, { instance: pathOf(request) }));
+      const [recipients, events] = await Promise.all([deps.store.listRecipients(id), deps.store.listEvents(id)]);
+      const window = dsnSearchWindow(message, recipients, events);
+      const dsns = window ? await deps.store.findDsns(id, window.from, window.to) : [];
+      return messageDetailView(message, recipients, events, dsns);
+    },
+  });
+}
