@@ -23,12 +23,14 @@ export function prepareMessageQueries(db: DatabaseSync) {
   // messages_created_at, walked newest first from the cursor; the filters test each message on
   // the way (recipients through recipients_message), so a filter matching few messages reads
   // back until it fills the page or reaches `since`. One recipient must match every recipient
-  // filter. The page's recipient states come from recipients_message.
+  // filter. The page's recipient states come from recipients_message. Never the body column:
+  // reading it would load every scanned message.
   const selectPage = stmt(`
     SELECT p.id, p.sender, p.message_id_header, p.size, p.submitter, p.source, p.client_address, p.created_at, p.pool,
            r.state, count(*) AS n
     FROM (
-      SELECT m.* FROM messages m INDEXED BY messages_created_at
+      SELECT m.id, m.sender, m.message_id_header, m.size, m.submitter, m.source, m.client_address, m.created_at, m.pool
+      FROM messages m INDEXED BY messages_created_at
       WHERE m.created_at >= ?1 AND m.created_at <= ?2
         AND (?3 IS NULL OR m.created_at < ?2 OR m.id < ?3)
         AND (?4 IS NULL OR lower(m.sender) = lower(?4))
