@@ -3,7 +3,9 @@ import { availableParallelism } from 'node:os';
 import { systemClock, type Clock } from './clock.ts';
 import { apiExposureWarning } from './control-api/exposure.ts';
 import { createControlApi } from './control-api/server.ts';
+import { checkDomain } from './sender-domains/domain-check.ts';
 import { createDkimKeyStore, type TxtResolver } from './sender-domains/key-store.ts';
+import { createSenderDomains } from './sender-domains/sender-domains-view.ts';
 import { createDkimSigner } from './sender-domains/signer.ts';
 import { createSigningPool } from './sender-domains/signing-pool.ts';
 import { returnPathFor } from './sender-domains/verp.ts';
@@ -184,6 +186,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       config,
       store,
       clock,
+      pool,
+      domains: {
+        domains: createSenderDomains({ dkim: config.dkim, returnPath: config.returnPath, keys: dkimKeys }),
+        check: (domain) => checkDomain({ domain, config, resolver: dns, clock }),
+      },
       logger,
       metrics,
       // Ready means able to take mail: the store must commit a write, not only answer.

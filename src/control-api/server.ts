@@ -18,6 +18,10 @@ export interface ControlApiDeps {
   store: V1ApiDeps['store'];
   /** The time the /v1 routes measure ages from; the system clock by default. */
   clock?: Clock;
+  /** The egress pool the /v1/ips routes report on. */
+  pool: V1ApiDeps['pool'];
+  /** The sender domains and their check, for /v1/domains. */
+  domains: V1ApiDeps['domains'];
   logger: Logger;
   metrics: Metrics;
   /** Dependencies /readyz checks; each throws when its dependency does not answer. */
@@ -69,7 +73,7 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
   registerHealthzRoute(app);
   registerReadyzRoute(app, { checks: deps.checks, isShuttingDown: deps.isShuttingDown, checkTimeoutMs: deps.checkTimeoutMs });
   registerMetricsRoute(app, { metrics: deps.metrics, logger, beforeMetrics: deps.beforeMetrics });
-  registerV1Api(app, { api: deps.config.api, store: deps.store, clock: deps.clock, guarded });
+  registerV1Api(app, { api: deps.config.api, store: deps.store, clock: deps.clock, pool: deps.pool, domains: deps.domains, guarded });
 
   let starting: Promise<{ host: string; port: number }> | undefined;
   let stopping: Promise<void> | undefined;

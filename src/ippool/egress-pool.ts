@@ -7,6 +7,7 @@ import type { EgressPath, PathRates } from './egress-path.ts';
 import type { Egress } from './egress.ts';
 import { bucketKeys } from './pool-keys.ts';
 import { PoolReporting } from './pool-reporting.ts';
+import { snapshotIps, type IpSnapshot } from './pool-snapshot.ts';
 import { PoolStateCache } from './pool-state-cache.ts';
 import { ALL_PROVIDERS, rampScope, scopeProvider, scopesOf, type Scope } from './restriction-scope.ts';
 import type { Recovery, Restriction } from './restrictions.ts';
@@ -30,6 +31,8 @@ export interface PoolMember {
 /** The pool's rules, composed by the daemon from its configuration and the data in config/. */
 export interface PoolPolicy {
   providerOfSite(site: string): ProviderName;
+  /** Every destination provider, in match order (the fallback last). */
+  providers(): readonly ProviderName[];
   /** The day 0 a warming member's plan counts from now (a restart after a long idle time is flagged). */
   warmupStart(input: { configuredStart: number; lastSentAt: number | null; restartedAt: number | null; now: number }): EffectiveStart;
   warmupCaps(input: { plan: string; start: number; provider: ProviderName; now: number }): WarmupCaps;
@@ -125,6 +128,16 @@ export class EgressPool {
   /** Pool names with at least one member. */
   pools(): string[] {
     return [...this.byPool.keys()];
+  }
+
+  /**
+   * Each member as selection sees it now (GET /v1/ips): weights, warm-up, reputation,
+   * restrictions and recovery ramps; `address` picks one (an empty list when none has it).
+   * Read-only: reads the same state as select(), changes nothing, logs nothing.
+   */
+  async snapshot(filter: { address?: string } = {}): Promise<IpSnapshot[]> {
+    const { backend, reputation, policy, clock } = this.deps;
+    return snapshotIps({ members: this.deps.members, state: this.state, counters: backend.counters, reputation, policy, now: clock.now() }, filter);
   }
 
   /**

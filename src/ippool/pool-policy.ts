@@ -10,6 +10,7 @@ import { adjustedWeight } from './weight-adjustment.ts';
 export function createPoolPolicy(data: PoolData, reputation: Config['reputation']): PoolPolicy {
   return {
     providerOfSite: (site) => data.providers.providerOfSite(site),
+    providers: () => data.providers.groups.map((group) => group.name),
     warmupStart: (input) => effectiveStart({ ...input, idleRestartMs: data.warmup.idleRestartMs }),
     warmupCaps: ({ plan, start, provider, now }) => {
       const caps = data.plans.get(plan);

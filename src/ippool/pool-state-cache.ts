@@ -22,6 +22,14 @@ interface IpState {
   warmupRestart: number | null;
 }
 
+/** One IP's pool state as reports see it (PoolStateCache.view). */
+export interface IpStateView {
+  restrictions: Array<{ value: Restriction; scope: Scope; expiresAt: number | null }>;
+  recoveries: Array<{ value: Recovery; scope: Scope; expiresAt: number | null }>;
+  lastSent: number | null;
+  warmupRestart: number | null;
+}
+
 /**
  * This process's copy of pool state (restrictions, recoveries, last-sent times, plan restarts),
  * decoded once per refresh into typed maps so that eligibility checks read plain objects.
@@ -77,6 +85,22 @@ export class PoolStateCache {
     for (const [ip, state] of this.byIp) {
       for (const { scope, value } of state.restrictions.values()) yield { ip, scope, restriction: value };
     }
+  }
+
+  /**
+   * What pool state holds for `ip` at `now`, for reports (the control API): the restrictions in
+   * force and the recovery ramps not yet over, each with its scope and when its entry expires.
+   */
+  view(ip: string, now: number): IpStateView {
+    const state = this.byIp.get(ip);
+    const liveEntries = <T>(entries: Map<string, Expiring<T>> | undefined) =>
+      [...(entries?.values() ?? [])].filter((entry) => live(entry, now) !== null).map(({ value, scope, expiresAt }) => ({ value, scope, expiresAt }));
+    return {
+      restrictions: liveEntries(state?.restrictions),
+      recoveries: liveEntries(state?.recoveries),
+      lastSent: state?.lastSent ?? null,
+      warmupRestart: state?.warmupRestart ?? null,
+    };
   }
 
   /** Records a restriction and the recovery ramp that follows it, which ends at `recoveryEndsAt`. */

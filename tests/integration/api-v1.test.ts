@@ -14,6 +14,7 @@ import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { createStore } from '../../src/storage/create-store.ts';
 import type { Store } from '../../src/storage/store.ts';
+import { apiSources } from '../helpers/api-sources.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 
 /**
@@ -38,14 +39,25 @@ const TENANT_TOKEN: ApiTokenConfig = { name: 'acme-app', role: 'sender', tenant:
  * Who gets 2xx on which route: written out here, apart from the table in the source, so a
  * change there that loosens or tightens a route shows up as a failing row.
  */
-const EXPECTED: Array<{ route: string; allowed: readonly ApiRole[] }> = [
+const EXPECTED: Array<{ route: string; /** The path called, for a route with parameters. */ path?: string; allowed: readonly ApiRole[] }> = [
   { route: 'GET /v1/whoami', allowed: ['admin', 'operator', 'sender', 'viewer'] },
   { route: 'GET /v1/queue', allowed: ['admin', 'operator', 'sender', 'viewer'] },
   { route: 'GET /v1/messages', allowed: ['admin', 'operator', 'sender', 'viewer'] },
   { route: 'GET /v1/messages/{id}', allowed: ['admin', 'operator', 'sender', 'viewer'] },
+  { route: 'GET /v1/ips', allowed: ['admin', 'operator', 'viewer'] },
+  { route: 'GET /v1/ips/{address}', path: '/v1/ips/2001:db8::7', allowed: ['admin', 'operator', 'viewer'] },
+  { route: 'GET /v1/domains', allowed: ['admin', 'operator', 'viewer'] },
+  { route: 'POST /v1/domains/{domain}/check', path: '/v1/domains/example.com/check', allowed: ['admin', 'operator'] },
 ];
 /** The message `{id}` stands for in the routes above (enqueued before the tests). */
 const KNOWN_MESSAGE_ID = 'api-v1-known';
+/** The request a row of EXPECTED makes: its method and the path called. */
+const requestOf = (e: (typeof EXPECTED)[number]) => (e.path ? `${e.route.split(' ')[0]} ${e.path}` : e.route);
+/** What the /v1/ips and /v1/domains rows report on: two egress IPs (one IPv6) and a sender domain. */
+const SOURCES_CONFIG = {
+  ips: [{ address: '127.0.0.2' }, { address: '2001:db8::7', pool: 'v6' }],
+  returnPath: { secret: 'a-test-secret-of-at-least-32-characters', domains: { 'example.com': {} } },
+};
 const ROLES: readonly ApiRole[] = ['admin', 'operator', 'sender', 'viewer'];
 
 let dir: TempDir;
@@ -79,6 +91,7 @@ async function startApi(options: { tokens?: ApiTokenConfig[]; authFailures?: { m
       },
     },
     store,
+    ...apiSources({ store, config: SOURCES_CONFIG }),
     logger,
     metrics: new Metrics({ processMetrics: false }),
     checks: { storage: () => store.ping() },
@@ -116,11 +129,11 @@ async function expectProblem(res: Response, status: number, code: string): Promi
 }
 
 describe('roles', () => {
-  const cases = EXPECTED.flatMap(({ route, allowed }) => ROLES.map((role) => ({ route, role, status: allowed.includes(role) ? 200 : 403 })));
+  const cases = EXPECTED.flatMap((e) => ROLES.map((role) => ({ route: e.route, request: requestOf(e), role, status: e.allowed.includes(role) ? 200 : 403 })));
 
-  it.each(cases)('$role on $route gets $status', async ({ route, role, status }) => {
+  it.each(cases)('$role on $route gets $status', async ({ request, role, status }) => {
     const { call } = await startApi();
-    const res = await call(route, TOKENS[role]!.token);
+    const res = await call(request, TOKENS[role]!.token);
     if (status === 403) await expectProblem(res, 403, 'FORBIDDEN');
     else expect(res.status).toBe(status);
   });
@@ -175,7 +188,7 @@ describe('authentication', () => {
 
   it('guards the HEAD routes Fastify adds for each GET like the GET itself', async () => {
     const { call } = await startApi();
-    for (const route of EXPECTED.map((e) => e.route.replace(/^GET /, 'HEAD '))) {
+    for (const route of EXPECTED.filter((e) => e.route.startsWith('GET ')).map((e) => requestOf(e).replace(/^GET /, 'HEAD '))) {
       expect((await call(route)).status, route).toBe(401);
       expect((await call(route, generateApiToken())).status, route).toBe(401);
       expect((await call(route, TOKENS.viewer!.token)).status, route).toBe(200);
@@ -230,6 +243,7 @@ describe('authentication', () => {
     const api = createControlApi({
       config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [], authFailures: { max: 10, window: 60_000 } } },
       store,
+      ...apiSources({ store }),
       logger,
       metrics: new Metrics({ processMetrics: false }),
       checks: { storage: () => store.ping() },

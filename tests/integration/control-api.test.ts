@@ -9,6 +9,7 @@ import { Metrics } from '../../src/observability/metrics.ts';
 import { createStore } from '../../src/storage/create-store.ts';
 import { createRedisClient, type RedisClient } from '../../src/storage/redis-client.ts';
 import { RECIPIENT_STATES, type Store } from '../../src/storage/store.ts';
+import { apiSources } from '../helpers/api-sources.ts';
 import { redisUrl, requireRedis } from '../helpers/services.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 
@@ -42,6 +43,7 @@ async function startApi(overrides: Partial<ControlApiDeps> = {}, register?: (api
   const api = createControlApi({
     config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [], authFailures: { max: 10, window: 60_000 } } },
     store,
+    ...apiSources({ store }),
     logger,
     metrics: new Metrics(),
     checks: { storage: () => store.ping() },
@@ -289,6 +291,7 @@ describe('lifecycle', () => {
     const api = createControlApi({
       config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [], authFailures: { max: 10, window: 60_000 } } },
       store,
+      ...apiSources({ store }),
       logger,
       metrics: new Metrics({ processMetrics: false }),
       checks: { storage: () => store.ping() },

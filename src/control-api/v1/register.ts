@@ -5,6 +5,8 @@ import { TokenDirectory } from '../../access/api-token.ts';
 import type { Config } from '../../config/schema.ts';
 import { protectV1Routes, type FailureLimiter } from './auth.ts';
 import type { Clock } from '../../clock.ts';
+import { registerDomainsRoutes, type DomainsRouteDeps } from './routes/domains.ts';
+import { registerIpsRoutes, type IpsRouteDeps } from './routes/ips.ts';
 import { registerMessagesRoutes, type MessagesRouteDeps } from './routes/messages.ts';
 import { registerQueueRoute, type QueueRouteDeps } from './routes/queue.ts';
 import { registerWhoamiRoute } from './routes/whoami.ts';
@@ -15,6 +17,10 @@ export interface V1ApiDeps {
   store: QueueRouteDeps['store'] & MessagesRouteDeps['store'];
   /** The time /v1/queue measures ages from; the system clock by default. */
   clock?: Clock;
+  /** The egress pool, for GET /v1/ips. */
+  pool: IpsRouteDeps['pool'];
+  /** The sender domains and their check, for /v1/domains. */
+  domains: DomainsRouteDeps;
   /** Receives every route the plugin guards (the control API refuses /v1 routes that are not). */
   guarded: WeakSet<RouteOptions>;
 }
@@ -49,6 +55,8 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerWhoamiRoute(v1);
     registerQueueRoute(v1, { store: deps.store, clock: deps.clock });
     registerMessagesRoutes(v1, { store: deps.store });
+    registerIpsRoutes(v1, { pool: deps.pool });
+    registerDomainsRoutes(v1, deps.domains);
 
     v1.get('/openapi.json', { schema: { hide: true } }, async () => v1.swagger());
   });

@@ -16,6 +16,12 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   // token reads every message, as the other roles do.
   'GET /v1/messages': EVERY_ROLE,
   'GET /v1/messages/:id': EVERY_ROLE,
+  // IPs and sender domains: reads for every role but sender (not about its own messages); the
+  // domain check makes DNS queries on demand, so it is an operation, not a read.
+  'GET /v1/ips': ['admin', 'operator', 'viewer'],
+  'GET /v1/ips/:address': ['admin', 'operator', 'viewer'],
+  'GET /v1/domains': ['admin', 'operator', 'viewer'],
+  'POST /v1/domains/:domain/check': ['admin', 'operator'],
 };
 
 /** The roles allowed on a route, or undefined when the table does not list it. */

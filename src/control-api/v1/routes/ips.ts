@@ -1,0 +1,87 @@
+import type { FastifyInstance } from 'fastify';
+import { isIP } from 'node:net';
+import type { EgressPool } from '../../../ippool/egress-pool.ts';
+import type { IpSnapshot, WindowUsage } from '../../../ippool/pool-snapshot.ts';
+import { sendProblem } from '../../error-handler.ts';
+import { problem } from '../../problem.ts';
+import { rolesFor } from '../route-roles.ts';
+import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
+import { IP_SCHEMA } from './ip-schema.ts';
+
+export interface IpsRouteDeps {
+  pool: Pick<EgressPool, 'snapshot'>;
+}
+
+const IP_LIST = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['ips'],
+  properties: { ips: { type: 'array', items: IP_SCHEMA, description: 'Every configured egress IP, in configuration order.' } },
+} as const;
+
+const ADDRESS_PARAMS = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['address'],
+  properties: { address: { type: 'string', description: 'An IPv4 or IPv6 address of `ips[]` (any spelling; `:` may be sent as is or as %3A).' } },
+} as const;
+
+/**
+ * GET /v1/ips and GET /v1/ips/{address}: each egress IP as the pool selects with it now (its
+ * snapshot, src/ippool/pool-snapshot.ts). Restrictions made by other nodes show once this node
+ * has re-read pool state (every 10 s). Tenants are not built yet: when they are, a tenant's
+ * token sees the IPs of its pools only, filtered here by pool.
+ */
+export function registerIpsRoutes(app: FastifyInstance, deps: IpsRouteDeps): void {
+  app.get('/v1/ips', {
+    schema: {
+      ...v1Route({ summary: 'Egress IPs and their state', roles: rolesFor('GET', '/v1/ips') ?? [], tags: ['ips'] }),
+      querystring: NO_QUERY,
+      response: { 200: jsonResponse('Every egress IP with weights, warm-up, reputation and restrictions.', IP_LIST), ...problemResponses(...AUTH_PROBLEMS) },
+    },
+    handler: async () => ({ ips: (await deps.pool.snapshot()).map(ipJson) }),
+  });
+
+  app.get<{ Params: { address: string } }>('/v1/ips/:address', {
+    schema: {
+      ...v1Route({ summary: 'One egress IP and its state', roles: rolesFor('GET', '/v1/ips/:address') ?? [], tags: ['ips'] }),
+      params: ADDRESS_PARAMS,
+      querystring: NO_QUERY,
+      response: { 200: jsonResponse('The egress IP.', IP_SCHEMA), ...problemResponses(...AUTH_PROBLEMS, 404) },
+    },
+    handler: async (request, reply) => {
+      const { address } = request.params;
+      const instance = request.url.split('?')[0]!;
+      if (isIP(address) === 0) {
+        const errors = [{ path: 'params.address', message: 'not an IP address' }];
+        return sendProblem(reply, problem('INVALID_REQUEST', `params.address: not an IP address: ${JSON.stringify(address)}`, { errors, instance }));
+      }
+      const [ip] = await deps.pool.snapshot({ address });
+      if (!ip) return sendProblem(reply, problem('NOT_FOUND', `No egress IP ${address} is configured (ips[].address)`, { instance }));
+      return ipJson(ip);
+    },
+  });
+}
+
+/** The snapshot as the API shows it: times in RFC 3339. */
+function ipJson(ip: IpSnapshot): object {
+  const time = (ms: number) => new Date(ms).toISOString();
+  const maybe = (ms: number | null) => (ms === null ? null : time(ms));
+  const usage = (w: WindowUsage) => ({ cap: w.cap, used: w.used, windowStart: time(w.windowStart), windowEnd: time(w.windowEnd) });
+  return {
+    address: ip.address,
+    hostname: ip.hostname,
+    pool: ip.pool,
+    weight: ip.weight,
+    lastSentAt: maybe(ip.lastSentAt),
+    warmup: ip.warmup && {
+      ...ip.warmup,
+      configuredStart: time(ip.warmup.configuredStart),
+      restartedAt: maybe(ip.warmup.restartedAt),
+      start: time(ip.warmup.start),
+    },
+    providers: ip.providers.map((p) => ({ ...p, warmup: p.warmup && { hourly: usage(p.warmup.hourly), daily: usage(p.warmup.daily) } })),
+    restrictions: ip.restrictions.map((r) => ({ ...r, until: time(r.until) })),
+    recoveries: ip.recoveries.map((r) => ({ ...r, endedAt: time(r.endedAt), endsAt: maybe(r.endsAt) })),
+  };
+}
