@@ -111,7 +111,7 @@ describe('POST /v1/domains/{domain}/check', () => {
   it('runs the domain check against the running configuration and DNS', async () => {
     const res = await call('POST', '/v1/domains/SENDER.test/check', tokens.operator);
     expect(res.status).toBe(200);
-    const report = (await res.json()) as { domain: string; returnPathDomain: string; checkedAt: string; status: string; counts: Record<string, number>; checks: Array<Record<string, unknown>> };
+    const report = (await res.json()) as { domain: string; returnPathDomain: string; checkedAt: string; status: string; counts: { ok: number; warn: number; error: number }; checks: Array<Record<string, unknown>> };
     expect(report).toMatchObject({ domain: 'sender.test', returnPathDomain: 'bounces.sender.test' });
     expect(new Date(report.checkedAt).toISOString()).toBe(report.checkedAt);
     const dkimKey = (selector: string) => report.checks.find((c) => c.check === 'dkim-key' && c.selector === selector);

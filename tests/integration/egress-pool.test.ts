@@ -437,6 +437,36 @@ describe('egress pool (local backend)', () => {
     p.stop();
   });
 
+  it('snapshot: restrictions with their scope (every provider, a small site of other), and an idle restart reported, not made', async () => {
+    const warming = member('127.0.0.3', { warmup: { plan: 'conservative', start: utcDayStart(T0) } });
+    const p = await pool([member('127.0.0.2'), warming, member('192.0.2.10')]);
+    expect((await p.select({ pool: 'default', site: OTHER, count: 1, previous: '127.0.0.3' })).ok).toBe(true);
+    for (let i = 0; i < 5; i++) await p.afterDelivery(path('127.0.0.2', TINY), [slowDown('127.0.0.2')]);
+    const missing = { disposition: 'transient', code: null, enhanced: '4.4.0', response: 'egress address 192.0.2.10 is not configured on this host (EADDRNOTAVAIL)', stage: 'connect', bounceClass: 'egress-unavailable', remoteHost: 'mx.dest.test', egressIp: '192.0.2.10' } as const;
+    await p.afterDelivery(path('192.0.2.10', OTHER), [missing]);
+
+    const [a, w, gone] = await p.snapshot();
+    expect(a!.restrictions).toEqual([
+      { scope: 'site', provider: 'other', site: TINY, action: 'throttle', ratePerHour: 300, rule: 'rate-limited', reason: expect.stringContaining('slow down'), until: clock.now() + 30 * 60_000 },
+    ]);
+    expect(gone!.restrictions).toEqual([{ scope: 'all', provider: null, site: null, action: 'suspend', ratePerHour: null, rule: 'egress-unavailable', reason: missing.response, until: clock.now() + 10 * 60_000 }]);
+    expect(w!.warmup).toMatchObject({ plan: 'conservative', phase: 'warming', day: 0, restartsOnNextSend: false });
+    expect(w!.providers.find((x) => x.provider === 'other')!.warmup).toMatchObject({ hourly: { cap: 4, used: 1 }, daily: { cap: 50, used: 1 } });
+    expect(await p.snapshot({ address: '192.0.2.11' })).toEqual([]);
+
+    // 40 days idle: the plan would start again with the next message. The snapshot says so, and
+    // leaves the restart to that message: nothing written, nothing logged.
+    clock.advance(40 * 86_400_000);
+    const logged = logs.length;
+    const [idle] = await p.snapshot({ address: '127.0.0.3' });
+    expect(idle!.warmup).toMatchObject({ restartsOnNextSend: true, restartedAt: null, start: utcDayStart(clock.now()), phase: 'warming', day: 0 });
+    expect((await backend.state.list('warmup-restart:', clock.now())).length).toBe(0);
+    expect(logs.length).toBe(logged);
+    // Ended restrictions are gone, and their ramps too once back at the normal rate.
+    expect((await p.snapshot()).flatMap((ip) => [...ip.restrictions, ...ip.recoveries])).toEqual([]);
+    p.stop();
+  });
+
   it('starts the warm-up plan again for an IP idle for more than 30 days', async () => {
     const p = await pool([member('127.0.0.2', { warmup: { plan: 'conservative', start: utcDayStart(T0) } })]);
     expect((await p.select({ pool: 'default', site: OTHER, count: 1, previous: null })).ok).toBe(true);
