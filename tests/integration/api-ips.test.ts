@@ -1,13 +1,20 @@
+import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
+import type { ConfigInput } from '../../src/config/schema.ts';
+import { formatDate } from '../../src/ippool/warmup.ts';
 import type { Daemon } from '../../src/main.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { startTestDaemon } from '../helpers/in-process-daemon.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
+import { createScratchDatabase, type ScratchDatabase } from '../helpers/postgres.ts';
+import { redisUrl, requirePostgres, requireRedis } from '../helpers/services.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { testMessage } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { until } from '../helpers/until.ts';
+
+const servicesAvailable = (await requirePostgres()) && (await requireRedis());
 
 /**
  * GET /v1/ips over real HTTP, against a daemon in this process that delivered real mail to a
@@ -30,59 +37,75 @@ const HOUR = 3_600_000;
 const iso = (ms: number) => new Date(ms).toISOString();
 const GMAIL_REPLY = '4.7.28 [127.0.0.2] Our system has detected an unusual rate of unsolicited mail originating from your IP address.';
 
+/** Two pools: 127.0.0.2 for default.test's mail, 127.0.0.3 (warming, 3 an hour and 48 a day) for warming.test's; and an IPv6 address no mail uses. */
+function ipsConfig(planStart: string): ConfigInput {
+  return {
+    api: {
+      listen: { host: '127.0.0.1', port: 0 },
+      tokens: [
+        { name: 'ops', role: 'viewer', hash: hashApiToken(viewer) },
+        { name: 'app', role: 'sender', hash: hashApiToken(sender) },
+      ],
+    },
+    ips: [
+      { address: '127.0.0.2', hostname: 'a.ips.rookery.test' },
+      // 48 a day over 16 active hours: 3 an hour.
+      { address: '127.0.0.3', pool: 'warming', weight: 50, warmup: { plan: 'tiny', start: planStart } },
+      { address: '2001:db8::7', pool: 'v6' },
+    ],
+    pools: { warming: { senders: ['warming.test'] } },
+    warmup: { plans: { tiny: [48] } },
+    reputation: { minSamples: 1 },
+    // A deferred recipient is not tried again within the test.
+    delivery: { retry: { initial: '1h', jitter: 0 } },
+  };
+}
+
+/** Gmail answers 4.7.28: the built-in rule throttles the IP to 60/h toward gmail for an hour. */
+const gmailSink = () => startSmtpSink({ script: { onRcptTo: (address) => (address.endsWith('@gmail.test') ? { code: 421, message: GMAIL_REPLY } : undefined) } });
+
+function submitter(d: Daemon) {
+  return (from: string, to: string, i: number) =>
+    d.submit({ sender: from, recipients: [to], body: testMessage({ from, to, messageId: `<${i}.${to}>` }), submitter: null, source: 'http', clientAddress: null });
+}
+
+function client(d: Daemon) {
+  const { host, port } = d.apiAddress();
+  const get = (path: string, token = viewer) => fetch(`http://${host}:${port}${path}`, { headers: { authorization: `Bearer ${token}` } });
+  const ips = async () => ((await (await get('/v1/ips')).json()) as { ips: IpJson[] }).ips;
+  return { get, ips };
+}
+
+const provider = (ip: IpJson, name: string) => ip.providers.find((p) => p.provider === name)!;
+
 describe('GET /v1/ips', () => {
   let dir: TempDir | undefined;
   let sink: SmtpSink | undefined;
   let daemon: Daemon | undefined;
+  let other: Daemon | undefined;
+  let scratch: ScratchDatabase | undefined;
 
   afterEach(async () => {
     await daemon?.stop();
+    await other?.stop();
     await sink?.close();
+    await scratch?.drop();
     await dir?.remove();
-    daemon = sink = dir = undefined;
+    daemon = other = sink = scratch = dir = undefined;
   });
 
   it('reports the restriction, reputation, warm-up usage and recovery ramp that real deliveries produced', { timeout: 30_000 }, async () => {
-    // Gmail answers 127.0.0.2 with 4.7.28: the built-in rule throttles it to 60/h toward gmail for an hour.
-    sink = await startSmtpSink({ script: { onRcptTo: (address) => (address.endsWith('@gmail.test') ? { code: 421, message: GMAIL_REPLY } : undefined) } });
+    sink = await gmailSink();
     dir = await createTempDir();
     const clock = manualClock(T0);
-    daemon = await startTestDaemon({
-      dir,
-      sink,
-      resolver,
-      clock,
-      config: {
-        hostname: 'ips.rookery.test',
-        api: {
-          listen: { host: '127.0.0.1', port: 0 },
-          tokens: [
-            { name: 'ops', role: 'viewer', hash: hashApiToken(viewer) },
-            { name: 'app', role: 'sender', hash: hashApiToken(sender) },
-          ],
-        },
-        ips: [
-          { address: '127.0.0.2', hostname: 'a.ips.rookery.test' },
-          // 48 a day over 16 active hours: 3 an hour.
-          { address: '127.0.0.3', pool: 'warming', weight: 50, warmup: { plan: 'tiny', start: '2026-11-01' } },
-          { address: '2001:db8::7', pool: 'v6' },
-        ],
-        pools: { warming: { senders: ['warming.test'] } },
-        warmup: { plans: { tiny: [48] } },
-        reputation: { minSamples: 1 },
-        delivery: { retry: { initial: '1h', jitter: 0 } },
-      },
-    });
-    const submit = (from: string, to: string, i: number) =>
-      daemon!.submit({ sender: from, recipients: [to], body: testMessage({ from, to, messageId: `<${i}.${to}>` }), submitter: null, source: 'http', clientAddress: null });
+    daemon = await startTestDaemon({ dir, sink, resolver, clock, config: { hostname: 'ips.rookery.test', ...ipsConfig('2026-11-01') } });
+    const submit = submitter(daemon);
     for (let i = 0; i < 4; i++) await submit('app@default.test', `user${i}@other.test`, i);
     for (let i = 0; i < 2; i++) await submit('app@warming.test', `warm${i}@other.test`, 10 + i);
     await submit('app@default.test', 'user@gmail.test', 20);
     await sink.waitForMessages(6, 15_000);
 
-    const { host, port } = daemon.apiAddress();
-    const get = (path: string, token = viewer) => fetch(`http://${host}:${port}${path}`, { headers: { authorization: `Bearer ${token}` } });
-    const ipsNow = async () => ((await (await get('/v1/ips')).json()) as { ips: IpJson[] }).ips;
+    const { get, ips: ipsNow } = client(daemon);
     await until(async () => (await ipsNow())[0]!.restrictions.length > 0, 'the throttle toward gmail');
 
     const [a, warming, v6] = await ipsNow();
@@ -94,7 +117,6 @@ describe('GET /v1/ips', () => {
     expect(a!.restrictions).toEqual([
       { scope: 'provider', provider: 'gmail', site: null, action: 'throttle', ratePerHour: 60, rule: 'gmail-unusual-rate', reason: `421 ${GMAIL_REPLY}`, until: iso(T0 + HOUR) },
     ]);
-    const provider = (ip: IpJson, name: string) => ip.providers.find((p) => p.provider === name)!;
     // Gmail's deferral is all its window holds: score 0, the weight falls to the floor's minimum.
     expect(provider(a!, 'gmail')).toMatchObject({ reputation: { accepted: 0, deferred: 1, blocked: 0, complaints: 0, score: 0 }, effectiveWeight: 1, warmup: null });
     expect(provider(a!, 'gmail').weightReason).toMatch(/^score 0\.00 below floor 0\.70 for gmail: weight 100 -> 1$/);
@@ -150,11 +172,40 @@ describe('GET /v1/ips', () => {
     const warmingLater = ((await (await get('/v1/ips/127.0.0.3')).json()) as IpJson);
     expect(provider(warmingLater, 'other').warmup).toMatchObject({ hourly: { cap: 3, used: 0 }, daily: { cap: 48, used: 2 } });
   });
+
+  it.skipIf(!servicesAvailable)('shows on every node sharing PostgreSQL and Redis the restriction and the warm-up usage another node caused', { timeout: 40_000 }, async () => {
+    sink = await gmailSink();
+    dir = await createTempDir();
+    scratch = await createScratchDatabase(undefined, 'apiips');
+    const shared: ConfigInput = {
+      ...ipsConfig(formatDate(Date.now())),
+      storage: { driver: 'postgres', url: scratch.url },
+      redis: { url: redisUrl(), keyPrefix: `rookery-test-${randomBytes(4).toString('hex')}:` },
+    };
+    daemon = await startTestDaemon({ dir, sink, resolver, config: { hostname: 'node-a.rookery.test', ...shared } });
+    const submit = submitter(daemon);
+    for (let i = 0; i < 2; i++) await submit('app@warming.test', `warm${i}@other.test`, i);
+    await submit('app@default.test', 'user@gmail.test', 9);
+    await sink.waitForMessages(2, 15_000);
+    await until(async () => (await client(daemon!).ips())[0]!.restrictions.length > 0, 'the throttle on node A');
+
+    // Node B starts once node A has delivered everything (the deferred Gmail recipient waits an
+    // hour), so it delivers nothing itself: what it reports, it read from the shared state.
+    other = await startTestDaemon({ dir, sink, resolver, config: { hostname: 'node-b.rookery.test', ...shared } });
+    const [a2, warming] = await client(other).ips();
+    expect(a2!.restrictions).toEqual([expect.objectContaining({ scope: 'provider', provider: 'gmail', action: 'throttle', rule: 'gmail-unusual-rate' })]);
+    // Warm-up counts are shared (Redis): node B reports the two messages node A counted.
+    expect(provider(warming!, 'other').warmup).toMatchObject({ daily: { cap: 48, used: 2 } });
+    // Reputation is each node's own judgement of its deliveries: node B has seen none.
+    expect(provider(a2!, 'gmail').reputation).toMatchObject({ deferred: 0, score: null });
+    const [a1] = await client(daemon).ips();
+    expect(provider(a1!, 'gmail').reputation).toMatchObject({ deferred: 1, score: 0 });
+  });
 });
 
 interface IpJson {
   address: string;
   restrictions: unknown[];
   recoveries: Array<{ normalRatePerHour: number; endsAt: string | null }>;
-  providers: Array<{ provider: string; weightReason: string | null; warmup: unknown }>;
+  providers: Array<{ provider: string; weightReason: string | null; warmup: unknown; reputation: unknown }>;
 }
