@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { DomainReport } from '../../../sender-domains/domain-check.ts';
 import type { SenderDomain, SenderDomains } from '../../../sender-domains/sender-domains-view.ts';
-import { sendProblem } from '../../error-handler.ts';
+import { pathOf, sendProblem } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
@@ -118,7 +118,7 @@ export function registerDomainsRoutes(app: FastifyInstance, deps: DomainsRouteDe
     handler: async (request, reply) => {
       const found = deps.domains.find(request.params.domain);
       if (!found) {
-        const instance = request.url.split('?')[0]!;
+        const instance = pathOf(request);
         return sendProblem(reply, problem('NOT_FOUND', `${request.params.domain} is not a configured sender domain (dkim.domains, returnPath.domains)`, { instance }));
       }
       return deps.check(found.domain);

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { isIP } from 'node:net';
 import type { EgressPool } from '../../../ippool/egress-pool.ts';
 import type { IpSnapshot, WindowUsage } from '../../../ippool/pool-snapshot.ts';
-import { sendProblem } from '../../error-handler.ts';
+import { pathOf, sendProblem } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
@@ -51,7 +51,7 @@ export function registerIpsRoutes(app: FastifyInstance, deps: IpsRouteDeps): voi
     },
     handler: async (request, reply) => {
       const { address } = request.params;
-      const instance = request.url.split('?')[0]!;
+      const instance = pathOf(request);
       if (isIP(address) === 0) {
         const errors = [{ path: 'params.address', message: 'not an IP address' }];
         return sendProblem(reply, problem('INVALID_REQUEST', `params.address: not an IP address: ${JSON.stringify(address)}`, { errors, instance }));
