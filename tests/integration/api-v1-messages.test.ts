@@ -13,6 +13,7 @@ import { manualClock } from '../helpers/manual-clock.ts';
 import { createTestSchema } from '../helpers/postgres.ts';
 import { requirePostgres } from '../helpers/services.ts';
 import { createTempDir } from '../helpers/temp-dir.ts';
+import { apiSources } from '../helpers/api-sources.ts';
 
 /**
  * GET /v1/messages, GET /v1/messages/{id} and the deferred backlog of GET /v1/queue over real
@@ -98,6 +99,7 @@ for (const backend of backends) {
         logger,
         metrics: new Metrics({ processMetrics: false }),
         checks: { storage: () => store.ping() },
+        ...apiSources({ store }),
       });
       opened.push(api);
       const { host, port } = await api.start();
