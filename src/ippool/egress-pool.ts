@@ -5,6 +5,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { PoolBackend, ProviderName, Reaction, ReactionAction, ReputationFeed, Verdict, WaitReason } from './contracts.ts';
 import type { EgressPath, PathRates } from './egress-path.ts';
 import type { Egress } from './egress.ts';
+import { IpOperations } from './ip-operations.ts';
 import { bucketKeys } from './pool-keys.ts';
 import { PoolReporting } from './pool-reporting.ts';
 import { snapshotIps, type IpSnapshot } from './pool-snapshot.ts';
@@ -22,7 +23,7 @@ export interface PoolMember {
   address: string;
   hostname: string;
   pool: string;
-  /** Configured weight; 0 takes the IP out of rotation. */
+  /** Configured weight; 0 takes the IP out of rotation (an operator's override replaces it: ip-operations.ts). */
   weight: number;
   /** Warm-up plan and its configured start (00:00 UTC, ms); null for a warm IP. */
   warmup: { plan: string; start: number } | null;
@@ -100,12 +101,15 @@ export class EgressPool {
   private readonly warmup: WarmupReservation;
   private refreshTimer: NodeJS.Timeout | null = null;
   private readonly log: Logger;
+  /** The operator's run-time changes (the control API): suspensions and weights. */
+  readonly operations: IpOperations;
 
   constructor(private readonly deps: EgressPoolDeps) {
     this.log = deps.logger.child({ component: 'ippool' });
     this.state = new PoolStateCache(deps.backend.state, this.log);
     this.reporting = new PoolReporting(deps.metrics, this.log);
     this.warmup = new WarmupReservation({ counters: deps.backend.counters, policy: deps.policy, state: this.state, reporting: this.reporting, log: this.log });
+    this.operations = new IpOperations({ members: deps.members, state: this.state, providers: () => deps.policy.providers(), clock: deps.clock });
     for (const member of deps.members) {
       this.byAddress.set(member.address, member);
       const list = this.byPool.get(member.pool) ?? [];
@@ -241,7 +245,7 @@ export class EgressPool {
     const restrictions = scopes.map((scope) => ({ scope, restriction: this.state.restriction(ip, scope, now) }));
     // Every suspension before any throttle: a throttle's token taken for a path that a narrower
     // scope suspends would be lost to the paths that may use it.
-    const suspension = restrictions.find(({ restriction }) => restriction?.action === 'suspend')?.restriction;
+    const suspension = this.state.operatorSuspension(ip, scopes, now) ?? restrictions.find(({ restriction }) => restriction?.action === 'suspend')?.restriction;
     if (suspension) return { ok: false, retryAt: suspension.until, reason: 'suspended' };
     for (const { scope, restriction } of restrictions) {
       if (restriction?.action === 'throttle') {
@@ -273,9 +277,15 @@ export class EgressPool {
   }
 
   private effectiveWeight(member: PoolMember, provider: ProviderName, now: number): number {
-    if (member.weight === 0) return 0;
+    const override = this.state.weightOverride(member.address);
+    const baseWeight = override?.weight ?? member.weight;
+    if (baseWeight === 0) {
+      // The gauge follows an operator's drain; a configured 0 was never reported.
+      if (override) this.reporting.weight(member.address, provider, 0, null);
+      return 0;
+    }
     const { score } = this.deps.reputation.snapshot(member.address, provider, now);
-    const { weight, reason } = this.deps.policy.adjustWeight({ baseWeight: member.weight, score, provider });
+    const { weight, reason } = this.deps.policy.adjustWeight({ baseWeight, score, provider });
     this.reporting.weight(member.address, provider, weight, reason);
     return weight;
   }

@@ -68,13 +68,22 @@ export const stateKeys = {
   lastSent: (ip: string) => `last-sent:${ip}` as StateKey,
   /** The start of `ip`'s restarted warm-up plan (ms). */
   warmupRestart: (ip: string) => `warmup-restart:${ip}` as StateKey,
+  /**
+   * A suspension of `ip` for `scope` set by an operator (POST /v1/ips/{address}/suspend). A key
+   * of its own, apart from the reactions' `restrict:`, so neither overwrites the other and a
+   * resume removes only what an operator set. A version that knows no such key ignores it.
+   */
+  operatorSuspension: (ip: string, scope: Scope) => `operator-suspend:${ip}:${scopeSegment(scope)}` as StateKey,
+  /** The weight an operator set for `ip` in place of its configured one (PUT /v1/ips/{address}/weight). */
+  weightOverride: (ip: string) => `weight:${ip}` as StateKey,
 };
 
 export type ParsedStateKey =
-  | { kind: 'restriction' | 'recovery'; ip: string; scope: Scope }
-  | { kind: 'last-sent' | 'warmup-restart'; ip: string };
+  | { kind: 'restriction' | 'recovery' | 'operator-suspension'; ip: string; scope: Scope }
+  | { kind: 'last-sent' | 'warmup-restart' | 'weight-override'; ip: string };
 
-const SCOPED_KINDS = { restrict: 'restriction', recover: 'recovery' } as const;
+const SCOPED_KINDS = { restrict: 'restriction', recover: 'recovery', 'operator-suspend': 'operator-suspension' } as const;
+const IP_KINDS = { 'last-sent': 'last-sent', 'warmup-restart': 'warmup-restart', weight: 'weight-override' } as const;
 
 /** What a state key names; null for a key that is not one of stateKeys' (or names no IP). */
 export function parseStateKey(key: string): ParsedStateKey | null {
@@ -82,14 +91,14 @@ export function parseStateKey(key: string): ParsedStateKey | null {
   if (colon < 0) return null;
   const prefix = key.slice(0, colon);
   const rest = key.slice(colon + 1);
-  if (prefix === 'last-sent' || prefix === 'warmup-restart') return isIP(rest) ? { kind: prefix, ip: rest } : null;
-  if (prefix !== 'restrict' && prefix !== 'recover') return null;
+  if (Object.hasOwn(IP_KINDS, prefix)) return isIP(rest) ? { kind: IP_KINDS[prefix as keyof typeof IP_KINDS], ip: rest } : null;
+  if (!Object.hasOwn(SCOPED_KINDS, prefix)) return null;
   const last = rest.lastIndexOf(':');
   if (last < 0) return null;
   const ip = rest.slice(0, last);
   const scope = parseScopeSegment(rest.slice(last + 1));
   if (!isIP(ip) || !scope) return null;
-  return { kind: SCOPED_KINDS[prefix], ip, scope };
+  return { kind: SCOPED_KINDS[prefix as keyof typeof SCOPED_KINDS], ip, scope };
 }
 
 /** Token buckets (RateLimiter). */

@@ -4,6 +4,7 @@ import type { PoolMember, PoolPolicy } from './egress-pool.ts';
 import { counterKeys } from './pool-keys.ts';
 import type { PoolStateCache } from './pool-state-cache.ts';
 import { scopeProvider, type Scope } from './restriction-scope.ts';
+import type { Restriction, WeightOverride } from './restrictions.ts';
 import { dayWindow, hourWindow, type WarmupCaps } from './warmup.ts';
 
 /**
@@ -22,6 +23,8 @@ export interface IpSnapshot {
   pool: string;
   /** The configured weight; 0 takes the IP out of rotation. */
   weight: number;
+  /** The weight an operator set in its place (PUT /v1/ips/{address}/weight); null: the configured one applies. */
+  weightOverride: WeightOverride | null;
   /** When this IP last sent, as far as this node knows (written out every few minutes); null if never. */
   lastSentAt: number | null;
   warmup: WarmupSnapshot | null;
@@ -79,8 +82,10 @@ export interface RestrictionSnapshot extends ScopeSnapshot {
   action: 'suspend' | 'throttle';
   /** Messages per hour while throttled; null for a suspension. */
   ratePerHour: number | null;
-  /** The reaction rule behind it (or `egress-unavailable`). */
+  /** The reaction rule behind it (or `egress-unavailable`, or `operator` for an operator's suspension). */
   rule: string;
+  /** Who set an operator's suspension (the API token's name); null for a reaction's. */
+  by: string | null;
   /** The remote reply (or local error) that triggered it. */
   reason: string;
   until: number;
@@ -175,12 +180,14 @@ function snapshotOf(
     hostname: member.hostname,
     pool: member.pool,
     weight: member.weight,
+    weightOverride: view.weightOverride,
     lastSentAt: view.lastSent,
     warmup,
     providers: providers.map((provider) => {
       const score = reputation.snapshot(address, provider, now);
-      // As selection weighs it (EgressPool.effectiveWeight): weight 0 stays 0.
-      const adjusted = member.weight === 0 ? { weight: 0, reason: null } : policy.adjustWeight({ baseWeight: member.weight, score: score.score, provider });
+      // As selection weighs it (EgressPool.effectiveWeight): the operator's weight in place of the configured one; 0 stays 0.
+      const baseWeight = view.weightOverride?.weight ?? member.weight;
+      const adjusted = baseWeight === 0 ? { weight: 0, reason: null } : policy.adjustWeight({ baseWeight, score: score.score, provider });
       const counted = usage.get(provider);
       const caps = warmup && counted ? policy.warmupCaps({ plan: warmup.plan, start: warmup.start, provider, now }) : null;
       return {
@@ -197,9 +204,7 @@ function snapshotOf(
             : null,
       };
     }),
-    restrictions: view.restrictions
-      .map(({ value, scope }) => ({ ...scopeOf(scope), action: value.action, ratePerHour: value.ratePerHour ?? null, rule: value.rule, reason: value.reason, until: value.until }))
-      .sort((a, b) => a.until - b.until),
+    restrictions: [...view.operatorSuspensions, ...view.restrictions].map(({ value, scope }) => restrictionOf(value, scope)).sort((a, b) => a.until - b.until),
     recoveries: view.recoveries.flatMap(({ value, scope, expiresAt }) => {
       if (value.endedAt > now) return []; // the restriction still runs: it is listed above
       const normal = policy.shaping(scopeProvider(scope)).messageRate;
@@ -217,6 +222,10 @@ function snapshotOf(
       ];
     }),
   };
+}
+
+function restrictionOf(value: Restriction, scope: Scope): RestrictionSnapshot {
+  return { ...scopeOf(scope), action: value.action, ratePerHour: value.ratePerHour ?? null, rule: value.rule, by: value.by ?? null, reason: value.reason, until: value.until };
 }
 
 function scopeOf(scope: Scope): ScopeSnapshot {

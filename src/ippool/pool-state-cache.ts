@@ -2,7 +2,18 @@ import type { Logger } from '../observability/logger.ts';
 import type { PoolState } from './contracts.ts';
 import { parseStateKey, stateKeys, type StateKey } from './pool-keys.ts';
 import { scopeLabel, type Scope } from './restriction-scope.ts';
-import { decodeRecovery, decodeRestriction, decodeTime, encodeRecovery, encodeRestriction, type Recovery, type Restriction } from './restrictions.ts';
+import {
+  decodeRecovery,
+  decodeRestriction,
+  decodeTime,
+  decodeWeightOverride,
+  encodeRecovery,
+  encodeRestriction,
+  encodeWeightOverride,
+  type Recovery,
+  type Restriction,
+  type WeightOverride,
+} from './restrictions.ts';
 
 /** How often last-sent times are written out (they only need day precision). */
 const LAST_SENT_WRITE_MS = 5 * 60_000;
@@ -18,6 +29,9 @@ interface Expiring<T> {
 interface IpState {
   restrictions: Map<string, Expiring<Restriction>>;
   recoveries: Map<string, Expiring<Recovery>>;
+  /** Suspensions an operator set, apart from the reactions' restrictions. */
+  operatorSuspensions: Map<string, Expiring<Restriction>>;
+  weightOverride: WeightOverride | null;
   lastSent: number | null;
   warmupRestart: number | null;
 }
@@ -26,6 +40,8 @@ interface IpState {
 export interface IpStateView {
   restrictions: Array<{ value: Restriction; scope: Scope; expiresAt: number | null }>;
   recoveries: Array<{ value: Recovery; scope: Scope; expiresAt: number | null }>;
+  operatorSuspensions: Array<{ value: Restriction; scope: Scope; expiresAt: number | null }>;
+  weightOverride: WeightOverride | null;
   lastSent: number | null;
   warmupRestart: number | null;
 }
@@ -41,6 +57,8 @@ export class PoolStateCache {
   private readonly lastSentWritten = new Map<string, number>();
   /** Keys already reported as unreadable, so a bad entry is logged once, not every refresh. */
   private readonly reported = new Set<string>();
+  /** Counts operator changes, so a refresh whose listing may predate one lists again. */
+  private operatorChanges = 0;
 
   constructor(
     private readonly backend: PoolState,
@@ -61,6 +79,21 @@ export class PoolStateCache {
       if (recovery && recovery.endedAt <= now && (!latest || recovery.endedAt > latest.recovery.endedAt)) latest = { recovery, scope };
     }
     return latest;
+  }
+
+  /** An operator's suspension of `ip` in force at `now` in any of `scopes`, or null. */
+  operatorSuspension(ip: string, scopes: readonly Scope[], now: number): Restriction | null {
+    const held = this.byIp.get(ip)?.operatorSuspensions;
+    for (const scope of scopes) {
+      const suspension = live(held?.get(scopeLabel(scope)), now);
+      if (suspension) return suspension;
+    }
+    return null;
+  }
+
+  /** The weight an operator set for `ip`, or null for its configured one. */
+  weightOverride(ip: string): WeightOverride | null {
+    return this.byIp.get(ip)?.weightOverride ?? null;
   }
 
   lastSent(ip: string): number | null {
@@ -98,6 +131,8 @@ export class PoolStateCache {
     return {
       restrictions: liveEntries(state?.restrictions),
       recoveries: liveEntries(state?.recoveries),
+      operatorSuspensions: liveEntries(state?.operatorSuspensions),
+      weightOverride: state?.weightOverride ?? null,
       lastSent: state?.lastSent ?? null,
       warmupRestart: state?.warmupRestart ?? null,
     };
@@ -111,6 +146,40 @@ export class PoolStateCache {
     state.recoveries.set(label, { value: recovery, scope, expiresAt: recoveryEndsAt });
     await this.write(stateKeys.restriction(ip, scope), encodeRestriction(restriction), restriction.until);
     await this.write(stateKeys.recovery(ip, scope), encodeRecovery(recovery), recoveryEndsAt);
+  }
+
+  /**
+   * The operator's changes: written to the backend first, and a failure is thrown (the operator
+   * is told; nothing changes here), then applied to this copy. Unlike a reaction's restriction,
+   * they are never kept past a refresh that does not list them: the backend is the truth, so a
+   * resume on one node ends the suspension on every node.
+   */
+  async suspendByOperator(ip: string, scope: Scope, suspension: Restriction): Promise<void> {
+    await this.backend.set(stateKeys.operatorSuspension(ip, scope), encodeRestriction(suspension), suspension.until);
+    this.operatorChanges++;
+    this.ip(ip).operatorSuspensions.set(scopeLabel(scope), { value: suspension, scope, expiresAt: suspension.until });
+  }
+
+  /** Ends the operator's suspensions of `ip` in `scopes` (whether or not they exist). */
+  async resumeByOperator(ip: string, scopes: readonly Scope[]): Promise<void> {
+    for (const scope of scopes) {
+      await this.backend.delete(stateKeys.operatorSuspension(ip, scope));
+      this.operatorChanges++;
+      this.ip(ip).operatorSuspensions.delete(scopeLabel(scope));
+    }
+  }
+
+  /** The scopes `ip` has operator suspensions in, as this copy knows them (a resume of all ends these). */
+  operatorSuspensionScopes(ip: string): Scope[] {
+    return [...(this.byIp.get(ip)?.operatorSuspensions.values() ?? [])].map((entry) => entry.scope);
+  }
+
+  /** Sets (or with null removes) the operator's weight for `ip`. */
+  async overrideWeight(ip: string, override: WeightOverride | null): Promise<void> {
+    const key = stateKeys.weightOverride(ip);
+    await (override ? this.backend.set(key, encodeWeightOverride(override), null) : this.backend.delete(key));
+    this.operatorChanges++;
+    this.ip(ip).weightOverride = override;
   }
 
   /** Notes that `ip` sent at `now`; written out now and then (the idle restart needs days, not seconds). */
@@ -137,9 +206,17 @@ export class PoolStateCache {
     for (const state of this.byIp.values()) {
       dropEnded(state.restrictions, now);
       dropEnded(state.recoveries, now);
+      dropEnded(state.operatorSuspensions, now);
     }
-    const next = new Map<string, IpState>();
-    for (const entry of await this.backend.list('', now)) this.decode(next, entry);
+    let next = new Map<string, IpState>();
+    // An operator's change made here while the listing ran may be missing from it, and operator
+    // state is taken from the listing alone: list again (a few times at most) if one was made.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const changes = this.operatorChanges;
+      next = new Map<string, IpState>();
+      for (const entry of await this.backend.list('', now)) this.decode(next, entry);
+      if (changes === this.operatorChanges) break;
+    }
     for (const [ip, mine] of this.byIp) {
       const theirs = ipIn(next, ip);
       if (mine.lastSent !== null && mine.lastSent > (theirs.lastSent ?? 0)) theirs.lastSent = mine.lastSent;
@@ -159,6 +236,13 @@ export class PoolStateCache {
       const value = decodeRestriction(entry.value);
       if (value) state.restrictions.set(scopeLabel(key.scope), { value, scope: key.scope, expiresAt });
       valid = value !== null;
+    } else if (key.kind === 'operator-suspension') {
+      const value = decodeRestriction(entry.value);
+      if (value) state.operatorSuspensions.set(scopeLabel(key.scope), { value, scope: key.scope, expiresAt });
+      valid = value !== null;
+    } else if (key.kind === 'weight-override') {
+      state.weightOverride = decodeWeightOverride(entry.value);
+      valid = state.weightOverride !== null;
     } else if (key.kind === 'recovery') {
       const value = decodeRecovery(entry.value);
       if (value) state.recoveries.set(scopeLabel(key.scope), { value, scope: key.scope, expiresAt });
@@ -190,7 +274,7 @@ export class PoolStateCache {
 function ipIn(map: Map<string, IpState>, ip: string): IpState {
   let state = map.get(ip);
   if (!state) {
-    state = { restrictions: new Map(), recoveries: new Map(), lastSent: null, warmupRestart: null };
+    state = { restrictions: new Map(), recoveries: new Map(), operatorSuspensions: new Map(), weightOverride: null, lastSent: null, warmupRestart: null };
     map.set(ip, state);
   }
   return state;

@@ -12,11 +12,25 @@ export interface Restriction {
   action: 'suspend' | 'throttle';
   /** Messages per hour while throttled. */
   ratePerHour?: number;
-  /** The reaction rule behind it (or 'egress-unavailable'). */
+  /** The reaction rule behind it (or 'egress-unavailable', or OPERATOR_RULE). */
   rule: string;
+  /** Who set it: the API token's name, for an operator's suspension; absent for a reaction's. */
+  by?: string;
   /** The remote reply (or local error) that triggered it, for operators. */
   reason: string;
   until: number;
+}
+
+/** The rule name of a suspension an operator set through the control API. */
+export const OPERATOR_RULE = 'operator';
+
+/** The weight an operator set for an IP in place of its configured one, until removed. */
+export interface WeightOverride {
+  weight: number;
+  /** The API token's name. */
+  by: string;
+  reason: string;
+  setAt: number;
 }
 
 /** After a restriction ends, the IP ramps back up from a reduced rate. */
@@ -31,8 +45,16 @@ const restrictionSchema = z.object({
   action: z.enum(['suspend', 'throttle']),
   ratePerHour: z.number().nonnegative().optional(),
   rule: z.string(),
+  by: z.string().optional(),
   reason: z.string(),
   until: time,
+});
+
+const weightOverrideSchema = z.object({
+  weight: z.number().int().nonnegative(),
+  by: z.string(),
+  reason: z.string(),
+  setAt: time,
 });
 
 const recoverySchema = z.object({
@@ -47,6 +69,14 @@ const recoverySchema = z.object({
 
 export function encodeRestriction(restriction: Restriction): string {
   return JSON.stringify(restriction);
+}
+
+export function encodeWeightOverride(override: WeightOverride): string {
+  return JSON.stringify(override);
+}
+
+export function decodeWeightOverride(value: string): WeightOverride | null {
+  return decode(weightOverrideSchema, value);
 }
 
 export function encodeRecovery(recovery: Recovery): string {

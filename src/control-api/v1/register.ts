@@ -6,6 +6,7 @@ import type { Config } from '../../config/schema.ts';
 import { protectV1Routes, type FailureLimiter } from './auth.ts';
 import type { Clock } from '../../clock.ts';
 import { registerDomainsRoutes, type DomainsRouteDeps } from './routes/domains.ts';
+import { registerIpOperationsRoutes, type IpOperationsRouteDeps } from './routes/ip-operations.ts';
 import { registerIpsRoutes, type IpsRouteDeps } from './routes/ips.ts';
 import { registerMessagesRoutes, type MessagesRouteDeps } from './routes/messages.ts';
 import { registerQueueRoute, type QueueRouteDeps } from './routes/queue.ts';
@@ -17,8 +18,8 @@ export interface V1ApiDeps {
   store: QueueRouteDeps['store'] & MessagesRouteDeps['store'];
   /** The time /v1/queue measures ages from; the system clock by default. */
   clock?: Clock;
-  /** The egress pool, for GET /v1/ips. */
-  pool: IpsRouteDeps['pool'];
+  /** The egress pool, for GET /v1/ips and the IP operations. */
+  pool: IpsRouteDeps['pool'] & IpOperationsRouteDeps['pool'];
   /** The sender domains and their check, for /v1/domains. */
   domains: DomainsRouteDeps;
   /** Receives every route the plugin guards (the control API refuses /v1 routes that are not). */
@@ -56,6 +57,7 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerQueueRoute(v1, { store: deps.store, clock: deps.clock });
     registerMessagesRoutes(v1, { store: deps.store });
     registerIpsRoutes(v1, { pool: deps.pool });
+    registerIpOperationsRoutes(v1, { pool: deps.pool, clock: deps.clock });
     registerDomainsRoutes(v1, deps.domains);
 
     v1.get('/openapi.json', { schema: { hide: true } }, async () => v1.swagger());

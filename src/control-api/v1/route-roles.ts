@@ -22,6 +22,11 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   'GET /v1/ips/:address': ['admin', 'operator', 'viewer'],
   'GET /v1/domains': ['admin', 'operator', 'viewer'],
   'POST /v1/domains/:domain/check': ['admin', 'operator'],
+  // The operator's run-time changes to an egress IP: IP operations, so operator and admin.
+  'POST /v1/ips/:address/suspend': ['admin', 'operator'],
+  'POST /v1/ips/:address/resume': ['admin', 'operator'],
+  'PUT /v1/ips/:address/weight': ['admin', 'operator'],
+  'DELETE /v1/ips/:address/weight': ['admin', 'operator'],
 };
 
 /** The roles allowed on a route, or undefined when the table does not list it. */

@@ -60,13 +60,14 @@ const PROVIDER = {
 const RESTRICTION = {
   type: 'object',
   additionalProperties: false,
-  required: ['scope', 'provider', 'site', 'action', 'ratePerHour', 'rule', 'reason', 'until'],
+  required: ['scope', 'provider', 'site', 'action', 'ratePerHour', 'rule', 'by', 'reason', 'until'],
   properties: {
     ...SCOPE_FIELDS,
     action: { type: 'string', enum: ['suspend', 'throttle'] },
     ratePerHour: { type: ['number', 'null'], minimum: 0, description: 'Messages per hour while throttled; null for a suspension.' },
-    rule: { type: 'string', description: 'The reaction rule behind it, or `egress-unavailable`.' },
-    reason: { type: 'string', description: 'The remote reply (or local error) that triggered it.' },
+    rule: { type: 'string', description: 'The reaction rule behind it, `egress-unavailable`, or `operator` for a suspension set through POST /v1/ips/{address}/suspend.' },
+    by: { type: ['string', 'null'], description: "The API token that set an operator's suspension; null for a reaction's." },
+    reason: { type: 'string', description: "The remote reply (or local error) that triggered it, or the operator's reason." },
     until: TIME,
   },
 } as const;
@@ -88,12 +89,24 @@ const RECOVERY = {
 export const IP_SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['address', 'hostname', 'pool', 'weight', 'lastSentAt', 'warmup', 'providers', 'restrictions', 'recoveries'],
+  required: ['address', 'hostname', 'pool', 'weight', 'weightOverride', 'lastSentAt', 'warmup', 'providers', 'restrictions', 'recoveries'],
   properties: {
     address: { type: 'string' },
     hostname: { type: 'string', description: 'The EHLO name it greets with.' },
     pool: { type: 'string' },
     weight: { ...COUNT, description: 'The configured weight; 0 takes the IP out of rotation.' },
+    weightOverride: {
+      type: ['object', 'null'],
+      additionalProperties: false,
+      required: ['weight', 'by', 'reason', 'setAt'],
+      description: 'The weight an operator set in place of the configured one (PUT /v1/ips/{address}/weight), shared by every node; null: the configured weight applies.',
+      properties: {
+        weight: { ...COUNT, description: '0: the IP takes no new mail.' },
+        by: { type: 'string', description: 'The API token that set it.' },
+        reason: { type: 'string' },
+        setAt: TIME,
+      },
+    },
     lastSentAt: { ...MAYBE_TIME, description: 'When it last sent, as far as this node knows (to the minute); null if never.' },
     warmup: {
       type: ['object', 'null'],

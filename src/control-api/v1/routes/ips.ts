@@ -19,7 +19,7 @@ const IP_LIST = {
   properties: { ips: { type: 'array', items: IP_SCHEMA, description: 'Every configured egress IP, in configuration order.' } },
 } as const;
 
-const ADDRESS_PARAMS = {
+export const ADDRESS_PARAMS = {
   type: 'object',
   additionalProperties: false,
   required: ['address'],
@@ -64,7 +64,7 @@ export function registerIpsRoutes(app: FastifyInstance, deps: IpsRouteDeps): voi
 }
 
 /** The snapshot as the API shows it: times in RFC 3339. */
-function ipJson(ip: IpSnapshot): object {
+export function ipJson(ip: IpSnapshot): object {
   const time = (ms: number) => new Date(ms).toISOString();
   const maybe = (ms: number | null) => (ms === null ? null : time(ms));
   const usage = (w: WindowUsage) => ({ cap: w.cap, used: w.used, windowStart: time(w.windowStart), windowEnd: time(w.windowEnd) });
@@ -73,6 +73,7 @@ function ipJson(ip: IpSnapshot): object {
     hostname: ip.hostname,
     pool: ip.pool,
     weight: ip.weight,
+    weightOverride: ip.weightOverride && { ...ip.weightOverride, setAt: time(ip.weightOverride.setAt) },
     lastSentAt: maybe(ip.lastSentAt),
     warmup: ip.warmup && {
       ...ip.warmup,

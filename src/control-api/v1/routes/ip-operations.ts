@@ -1,0 +1,122 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isIP } from 'node:net';
+import { systemClock, type Clock } from '../../../clock.ts';
+import { parseDuration } from '../../../config/duration.ts';
+import type { EgressPool } from '../../../ippool/egress-pool.ts';
+import type { OperationResult } from '../../../ippool/ip-operations.ts';
+import { pathOf, sendProblem } from '../../error-handler.ts';
+import { problem } from '../../problem.ts';
+import { rolesFor } from '../route-roles.ts';
+import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
+import { IP_SCHEMA } from './ip-schema.ts';
+import { ADDRESS_PARAMS, ipJson } from './ips.ts';
+
+export interface IpOperationsRouteDeps {
+  pool: Pick<EgressPool, 'snapshot' | 'operations'>;
+  /** The time `for` counts from and `until` must lie after; the system clock by default. */
+  clock?: Clock;
+}
+
+const REASON = { type: 'string', minLength: 1, maxLength: 500, description: 'Why, for the other operators (shown in GET /v1/ips).' } as const;
+const PROVIDER = { type: 'string', minLength: 1, description: 'A destination provider (gmail, outlook, ..., other); omitted: every provider.' } as const;
+
+const SUSPEND_BODY = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['reason'],
+  properties: {
+    provider: PROVIDER,
+    until: { type: 'string', format: 'date-time', description: 'When the suspension ends (RFC 3339); give this or `for`.' },
+    for: { type: 'string', description: 'How long it lasts: 30m, 2h, 7d (a number with ms, s, m, h or d); give this or `until`.' },
+    reason: REASON,
+  },
+} as const;
+
+const RESUME_BODY = { type: 'object', additionalProperties: false, properties: { provider: PROVIDER } } as const;
+
+const WEIGHT_BODY = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['weight', 'reason'],
+  properties: { weight: { type: 'integer', minimum: 0, maximum: 10_000, description: 'In place of the configured weight (0..10000); 0 takes no new mail.' }, reason: REASON },
+} as const;
+
+type Params = { address: string };
+type SuspendBody = { provider?: string; until?: string; for?: string; reason: string };
+
+/**
+ * The operator's run-time changes to an egress IP (src/ippool/ip-operations.ts): suspend and
+ * resume, for one provider or every one, and a weight in place of the configured one. Each is
+ * persisted in the pool's shared state, applied by every node sharing it within its refresh
+ * (10 s; at once on the node that answers), and answered with the IP's snapshot after the
+ * change. A resume ends only what an operator set: a reaction's restriction runs to its end.
+ */
+export function registerIpOperationsRoutes(app: FastifyInstance, deps: IpOperationsRouteDeps): void {
+  const clock = deps.clock ?? systemClock;
+  const route = (method: 'POST' | 'PUT' | 'DELETE', url: string, summary: string, body: object | null) => ({
+    ...v1Route({ summary, roles: rolesFor(method, url) ?? [], tags: ['ips'] }),
+    params: ADDRESS_PARAMS,
+    querystring: NO_QUERY,
+    ...(body ? { body } : {}),
+    response: { 200: jsonResponse('The egress IP after the change.', IP_SCHEMA), ...problemResponses(...AUTH_PROBLEMS, 404) },
+  });
+
+  app.post<{ Params: Params; Body: SuspendBody }>('/v1/ips/:address/suspend', {
+    schema: route('POST', '/v1/ips/:address/suspend', 'Suspend an egress IP', SUSPEND_BODY),
+    handler: async (request, reply) => {
+      const until = suspensionEnd(request.body, clock.now());
+      if ('error' in until) return invalid(request, reply, until.error.path, until.error.message);
+      const { provider = null, reason } = request.body;
+      return answer(request, reply, deps, provider, (address) => deps.pool.operations.suspend(address, { provider, until: until.ms, reason, by: request.principal!.name }));
+    },
+  });
+
+  app.post<{ Params: Params; Body: { provider?: string } }>('/v1/ips/:address/resume', {
+    schema: route('POST', '/v1/ips/:address/resume', "End an operator's suspension of an egress IP", RESUME_BODY),
+    handler: async (request, reply) => {
+      const provider = request.body.provider ?? null;
+      return answer(request, reply, deps, provider, (address) => deps.pool.operations.resume(address, provider));
+    },
+  });
+
+  app.put<{ Params: Params; Body: { weight: number; reason: string } }>('/v1/ips/:address/weight', {
+    schema: route('PUT', '/v1/ips/:address/weight', 'Set the weight of an egress IP', WEIGHT_BODY),
+    handler: async (request, reply) => {
+      const { weight, reason } = request.body;
+      return answer(request, reply, deps, null, (address) => deps.pool.operations.setWeight(address, { weight, reason, by: request.principal!.name }));
+    },
+  });
+
+  app.delete<{ Params: Params }>('/v1/ips/:address/weight', {
+    schema: route('DELETE', '/v1/ips/:address/weight', 'Return an egress IP to its configured weight', null),
+    handler: async (request, reply) => answer(request, reply, deps, null, (address) => deps.pool.operations.setWeight(address, null)),
+  });
+}
+
+/** The end of a suspension as ms, from exactly one of `until` and `for`, after `now`. */
+function suspensionEnd(body: SuspendBody, now: number): { ms: number } | { error: { path: string; message: string } } {
+  if ((body.until === undefined) === (body.for === undefined)) return { error: { path: 'body', message: 'give exactly one of until and for' } };
+  if (body.for !== undefined) {
+    const ms = parseDuration(body.for);
+    if (ms === null || ms <= 0) return { error: { path: 'body.for', message: `not a duration above zero (30m, 2h, 7d): ${JSON.stringify(body.for)}` } };
+    return { ms: now + ms };
+  }
+  const ms = Date.parse(body.until!);
+  if (!(ms > now)) return { error: { path: 'body.until', message: `not in the future: ${body.until}` } };
+  return { ms };
+}
+
+/** Checks the address, runs the operation, and answers the IP's snapshot or the problem. */
+async function answer(request: FastifyRequest<{ Params: Params }>, reply: FastifyReply, deps: IpOperationsRouteDeps, provider: string | null, run: (address: string) => Promise<OperationResult>) {
+  const { address } = request.params;
+  if (isIP(address) === 0) return invalid(request, reply, 'params.address', `not an IP address: ${JSON.stringify(address)}`);
+  const result = await run(address);
+  if (result.refused === 'unknown-ip') return sendProblem(reply, problem('NOT_FOUND', `No egress IP ${address} is configured (ips[].address)`, { instance: pathOf(request) }));
+  if (result.refused === 'unknown-provider') return invalid(request, reply, 'body.provider', `unknown provider ${JSON.stringify(provider)} (known: ${result.known.join(', ')})`);
+  const [ip] = await deps.pool.snapshot({ address: result.address });
+  return ipJson(ip!);
+}
+
+function invalid(request: FastifyRequest, reply: FastifyReply, path: string, message: string) {
+  return sendProblem(reply, problem('INVALID_REQUEST', `${path}: ${message}`, { errors: [{ path, message }], instance: pathOf(request) }));
+}
