@@ -39,7 +39,7 @@ const TENANT_TOKEN: ApiTokenConfig = { name: 'acme-app', role: 'sender', tenant:
  * Who gets 2xx on which route: written out here, apart from the table in the source, so a
  * change there that loosens or tightens a route shows up as a failing row.
  */
-const EXPECTED: Array<{ route: string; /** The path called, for a route with parameters. */ path?: string; allowed: readonly ApiRole[] }> = [
+const EXPECTED: Array<{ route: string; /** The path called, for a route with parameters. */ path?: string; /** A JSON body to send. */ body?: object; allowed: readonly ApiRole[] }> = [
   { route: 'GET /v1/whoami', allowed: ['admin', 'operator', 'sender', 'viewer'] },
   { route: 'GET /v1/queue', allowed: ['admin', 'operator', 'sender', 'viewer'] },
   { route: 'GET /v1/messages', allowed: ['admin', 'operator', 'sender', 'viewer'] },
@@ -48,6 +48,10 @@ const EXPECTED: Array<{ route: string; /** The path called, for a route with par
   { route: 'GET /v1/ips/{address}', path: '/v1/ips/2001:db8::7', allowed: ['admin', 'operator', 'viewer'] },
   { route: 'GET /v1/domains', allowed: ['admin', 'operator', 'viewer'] },
   { route: 'POST /v1/domains/{domain}/check', path: '/v1/domains/example.com/check', allowed: ['admin', 'operator'] },
+  { route: 'POST /v1/ips/{address}/suspend', path: '/v1/ips/127.0.0.2/suspend', body: { provider: 'gmail', for: '1h', reason: 'role test' }, allowed: ['admin', 'operator'] },
+  { route: 'POST /v1/ips/{address}/resume', path: '/v1/ips/127.0.0.2/resume', body: {}, allowed: ['admin', 'operator'] },
+  { route: 'PUT /v1/ips/{address}/weight', path: '/v1/ips/127.0.0.2/weight', body: { weight: 50, reason: 'role test' }, allowed: ['admin', 'operator'] },
+  { route: 'DELETE /v1/ips/{address}/weight', path: '/v1/ips/127.0.0.2/weight', allowed: ['admin', 'operator'] },
 ];
 /** The message `{id}` stands for in the routes above (enqueued before the tests). */
 const KNOWN_MESSAGE_ID = 'api-v1-known';
@@ -129,11 +133,12 @@ async function expectProblem(res: Response, status: number, code: string): Promi
 }
 
 describe('roles', () => {
-  const cases = EXPECTED.flatMap((e) => ROLES.map((role) => ({ route: e.route, request: requestOf(e), role, status: e.allowed.includes(role) ? 200 : 403 })));
+  const cases = EXPECTED.flatMap((e) => ROLES.map((role) => ({ route: e.route, request: requestOf(e), body: e.body, role, status: e.allowed.includes(role) ? 200 : 403 })));
 
-  it.each(cases)('$role on $route gets $status', async ({ request, role, status }) => {
+  it.each(cases)('$role on $route gets $status', async ({ request, body, role, status }) => {
     const { call } = await startApi();
-    const res = await call(request, TOKENS[role]!.token);
+    const init = body ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {};
+    const res = await call(request, TOKENS[role]!.token, init);
     if (status === 403) await expectProblem(res, 403, 'FORBIDDEN');
     else expect(res.status).toBe(status);
   });

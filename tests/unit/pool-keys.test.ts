@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { bucketKeys, counterKeys, parseStateKey, stateKeys } from '../../src/ippool/pool-keys.ts';
 import { ALL_PROVIDERS, providerScope, siteScope } from '../../src/ippool/restriction-scope.ts';
-import { decodeRecovery, decodeRestriction, decodeTime } from '../../src/ippool/restrictions.ts';
+import { decodeRecovery, decodeRestriction, decodeTime, decodeWeightOverride, encodeRestriction, encodeWeightOverride, OPERATOR_RULE } from '../../src/ippool/restrictions.ts';
 
 const gmail = providerScope('gmail');
 
@@ -142,5 +142,33 @@ describe('pool state values', () => {
     expect(decodeRecovery('{"action":"throttle","endedAt":1}')).toBeNull();
     expect(decodeTime('')).toBeNull();
     expect(decodeTime('soon')).toBeNull();
+  });
+});
+
+describe("the operator's keys and values", () => {
+  it('keeps operator suspensions and weight overrides under keys of their own, read back for every kind of IP', () => {
+    expect(stateKeys.operatorSuspension('127.0.0.2', gmail)).toBe('operator-suspend:127.0.0.2:gmail');
+    expect(stateKeys.operatorSuspension('2001:db8::5', ALL_PROVIDERS)).toBe('operator-suspend:2001:db8::5:*');
+    expect(stateKeys.weightOverride('127.0.0.2')).toBe('weight:127.0.0.2');
+    for (const ip of ['127.0.0.2', '2001:db8::5', '::1']) {
+      for (const scope of [gmail, ALL_PROVIDERS]) {
+        expect(parseStateKey(stateKeys.operatorSuspension(ip, scope))).toEqual({ kind: 'operator-suspension', ip, scope });
+      }
+      expect(parseStateKey(stateKeys.weightOverride(ip))).toEqual({ kind: 'weight-override', ip });
+    }
+    // Not an IP after the prefix: no key of ours.
+    expect(parseStateKey('weight:pool-a')).toBeNull();
+    expect(parseStateKey('operator-suspend:nope:gmail')).toBeNull();
+  });
+
+  it("round-trips an operator's suspension (with who set it) and a weight override, and refuses bad shapes", () => {
+    const suspension = { action: 'suspend' as const, rule: OPERATOR_RULE, by: 'ops-token', reason: 'blocklisted at spamhaus', until: 1793527200000 };
+    expect(decodeRestriction(encodeRestriction(suspension))).toEqual(suspension);
+    const override = { weight: 0, by: 'ops-token', reason: 'draining before moving the IP', setAt: 1793520000000 };
+    expect(decodeWeightOverride(encodeWeightOverride(override))).toEqual(override);
+    expect(decodeWeightOverride('{"weight":-1,"by":"a","reason":"r","setAt":1}')).toBeNull();
+    expect(decodeWeightOverride('{"weight":1.5,"by":"a","reason":"r","setAt":1}')).toBeNull();
+    expect(decodeWeightOverride('{"weight":10,"reason":"r","setAt":1}')).toBeNull();
+    expect(decodeWeightOverride('10')).toBeNull();
   });
 });
