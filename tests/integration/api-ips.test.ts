@@ -115,7 +115,7 @@ describe('GET /v1/ips', () => {
 
     expect(a).toMatchObject({ address: '127.0.0.2', hostname: 'a.ips.rookery.test', pool: 'default', weight: 100, warmup: null, lastSentAt: iso(T0), recoveries: [] });
     expect(a!.restrictions).toEqual([
-      { scope: 'provider', provider: 'gmail', site: null, action: 'throttle', ratePerHour: 60, rule: 'gmail-unusual-rate', reason: `421 ${GMAIL_REPLY}`, until: iso(T0 + HOUR) },
+      { scope: 'provider', provider: 'gmail', site: null, action: 'throttle', ratePerHour: 60, rule: 'gmail-unusual-rate', by: null, reason: `421 ${GMAIL_REPLY}`, until: iso(T0 + HOUR) },
     ]);
     // Gmail's deferral is all its window holds: score 0, the weight falls to the floor's minimum.
     expect(provider(a!, 'gmail')).toMatchObject({ reputation: { accepted: 0, deferred: 1, blocked: 0, complaints: 0, score: 0 }, effectiveWeight: 1, warmup: null });
