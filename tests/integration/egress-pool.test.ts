@@ -447,9 +447,9 @@ describe('egress pool (local backend)', () => {
 
     const [a, w, gone] = await p.snapshot();
     expect(a!.restrictions).toEqual([
-      { scope: 'site', provider: 'other', site: TINY, action: 'throttle', ratePerHour: 300, rule: 'rate-limited', reason: expect.stringContaining('slow down'), until: clock.now() + 30 * 60_000 },
+      { scope: 'site', provider: 'other', site: TINY, action: 'throttle', ratePerHour: 300, rule: 'rate-limited', by: null, reason: expect.stringContaining('slow down'), until: clock.now() + 30 * 60_000 },
     ]);
-    expect(gone!.restrictions).toEqual([{ scope: 'all', provider: null, site: null, action: 'suspend', ratePerHour: null, rule: 'egress-unavailable', reason: missing.response, until: clock.now() + 10 * 60_000 }]);
+    expect(gone!.restrictions).toEqual([{ scope: 'all', provider: null, site: null, action: 'suspend', ratePerHour: null, rule: 'egress-unavailable', by: null, reason: missing.response, until: clock.now() + 10 * 60_000 }]);
     expect(w!.warmup).toMatchObject({ plan: 'conservative', phase: 'warming', day: 0, restartsOnNextSend: false });
     expect(w!.providers.find((x) => x.provider === 'other')!.warmup).toMatchObject({ hourly: { cap: 4, used: 1 }, daily: { cap: 50, used: 1 } });
     expect(await p.snapshot({ address: '192.0.2.11' })).toEqual([]);
