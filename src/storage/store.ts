@@ -162,7 +162,7 @@ export interface PoolStateEntry {
   expiresAt: number | null;
 }
 
-export interface Store extends MessageReads {
+export interface Store extends MessageReads, AuditLog {
   readonly driver: 'sqlite' | 'postgres';
 
   /** Applies pending migrations. Safe to call on every start. */
@@ -400,4 +400,69 @@ export interface MessageReads {
   findDsns(messageId: string, from: number, to: number): Promise<DsnRecord[]>;
   /** The deferred backlog, each grouping cut to its `top` largest groups. */
   deferredBacklog(top: number): Promise<DeferredBacklog>;
+}
+
+/*
+ * The audit log of the control API (GET /v1/audit): every mutating request and every failed
+ * authentication, kept for audit.retention. Written through each backend's write path.
+ */
+
+/** What a request changed, where a route says so: the state before and after. */
+export interface AuditChange {
+  before?: unknown;
+  after?: unknown;
+}
+
+/** One audited request. Never holds a token. */
+export interface AuditEntry {
+  at: number;
+  /** The token's name; null when no valid token was given. */
+  actor: string | null;
+  /** The token's tenant, if any. */
+  tenant: string | null;
+  clientAddress: string;
+  method: string;
+  /** The route pattern (/v1/domains/:domain/check), not the path. */
+  route: string;
+  /** What the request acted on (set by the route), else the request path. */
+  target: string | null;
+  change: AuditChange | null;
+  /** The HTTP status answered. */
+  status: number;
+  /** The problem code answered (AUTH_FAILED, FORBIDDEN, ...), or OK for a success. */
+  outcome: string;
+}
+
+/** A stored audit entry; ids grow with each entry. */
+export interface AuditRecord extends AuditEntry {
+  id: number;
+}
+
+/** Filters of listAudit; null matches anything. */
+export interface AuditFilters {
+  actor: string | null;
+  route: string | null;
+  status: number | null;
+  outcome: string | null;
+  /** At or after. */
+  since: number | null;
+  /** Before. */
+  until: number | null;
+  /** Confinement to one tenant: null (every entry) until tenants exist; then each backend adds it to its WHERE clause. */
+  tenant: null;
+}
+
+/** An audit page's sort key: time, then id (both descending). */
+export interface AuditCursor {
+  at: number;
+  id: number;
+}
+
+export interface AuditLog {
+  /** Stores one entry durably. */
+  recordAudit(entry: AuditEntry): Promise<void>;
+  /** Entries newest first (at, then id, descending), after `after` when given, at most `limit`. */
+  listAudit(filters: AuditFilters, after: AuditCursor | null, limit: number): Promise<AuditRecord[]>;
+  /** Deletes entries older than `before`, in chunks (other writes go in between); returns how many. */
+  purgeAudit(before: number): Promise<number>;
 }

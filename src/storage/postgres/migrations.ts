@@ -146,6 +146,31 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX recipients_lease_end ON recipients (locked_until) WHERE state = 'delivering';
     `,
   },
+  {
+    version: 7,
+    name: 'audit log of the control API',
+    sql: `
+      -- Every mutating request and failed authentication of /v1 (never a token). change is the
+      -- JSON of {before, after} where a route gives it, as text: jsonb refuses an escaped NUL.
+      CREATE TABLE audit (
+        id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at             bigint NOT NULL,
+        actor          text,
+        tenant         text,
+        client_address text NOT NULL,
+        method         text NOT NULL,
+        route          text NOT NULL,
+        target         text,
+        change         text,
+        status         integer NOT NULL,
+        outcome        text NOT NULL
+      );
+      -- GET /v1/audit newest first, and the retention purge by age.
+      CREATE INDEX audit_at ON audit (at, id);
+      -- GET /v1/audit?actor=: one token's entries, newest first.
+      CREATE INDEX audit_actor ON audit (actor, at, id);
+    `,
+  },
 ];
 
 /** First key of the two-key advisory lock taken while migrating ("rook"). */

@@ -5,6 +5,10 @@ import { maskCredentials } from '../../observability/mask-credentials.ts';
 import type {
   AttemptEvent,
   AttemptResult,
+  AuditCursor,
+  AuditEntry,
+  AuditFilters,
+  AuditRecord,
   ClaimedRecipient,
   ClaimOptions,
   DeferredBacklog,
@@ -44,6 +48,8 @@ import { migratePostgres } from './migrations.ts';
 import { asRefusal, UncertainCommitError, withTransaction } from './transaction.ts';
 import * as sql from './queries.ts';
 import * as reads from './message-queries.ts';
+import * as audit from './audit-queries.ts';
+import { AUDIT_PURGE_CHUNK, auditInsertValues, auditQueryBounds, toAuditRecord } from '../audit-rows.ts';
 import { messageQueryBounds, toBacklogGroups, toDsnRecord, toMessageInfo, toMessageSummaries } from '../message-rows.ts';
 import { WorkListener } from './work-listener.ts';
 
@@ -269,6 +275,31 @@ class PostgresStore implements Store {
       const deleted = await sql.purgeFinished(this.pool, before, PURGE_CHUNK);
       total += deleted;
       if (deleted < PURGE_CHUNK) return total;
+    }
+  }
+
+  /** Through the write batcher like every write: one transaction with whatever else is pending. */
+  async recordAudit(entry: AuditEntry): Promise<void> {
+    this.assertOpen();
+    const values = auditInsertValues(entry);
+    await this.batcher.submit((tx) => audit.insertAudit(tx.client, values)).catch((err: unknown) => {
+      throw asRefusal(err);
+    });
+  }
+
+  async listAudit(filters: AuditFilters, after: AuditCursor | null, limit: number): Promise<AuditRecord[]> {
+    this.assertOpen();
+    return (await audit.selectAuditPage(this.pool, auditQueryBounds(filters, after, limit))).map(toAuditRecord);
+  }
+
+  /** One statement per chunk, like purgeFinished: never many row locks for long. */
+  async purgeAudit(before: number): Promise<number> {
+    this.assertOpen();
+    let total = 0;
+    for (;;) {
+      const deleted = await audit.purgeAudit(this.pool, before, AUDIT_PURGE_CHUNK);
+      total += deleted;
+      if (deleted < AUDIT_PURGE_CHUNK) return total;
     }
   }
 

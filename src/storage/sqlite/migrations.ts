@@ -143,6 +143,31 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX recipients_lease_end ON recipients (locked_until) WHERE state = 'delivering';
     `,
   },
+  {
+    version: 7,
+    name: 'audit log of the control API',
+    sql: `
+      -- Every mutating request and failed authentication of /v1 (never a token). change is the
+      -- JSON of {before, after} where a route gives it.
+      CREATE TABLE audit (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        at             INTEGER NOT NULL,
+        actor          TEXT,
+        tenant         TEXT,
+        client_address TEXT NOT NULL,
+        method         TEXT NOT NULL,
+        route          TEXT NOT NULL,
+        target         TEXT,
+        change         TEXT,
+        status         INTEGER NOT NULL,
+        outcome        TEXT NOT NULL
+      ) STRICT;
+      -- GET /v1/audit newest first, and the retention purge by age.
+      CREATE INDEX audit_at ON audit (at, id);
+      -- GET /v1/audit?actor=: one token's entries, newest first.
+      CREATE INDEX audit_actor ON audit (actor, at, id);
+    `,
+  },
 ];
 
 /**

@@ -8,6 +8,10 @@ import {
   DataRefusedError,
   type AttemptEvent,
   type AttemptResult,
+  type AuditCursor,
+  type AuditEntry,
+  type AuditFilters,
+  type AuditRecord,
   type DeferredBacklog,
   type DsnRecord,
   type MessageInfo,
@@ -44,6 +48,8 @@ import { domainOf } from '../../mail/address.ts';
 import { migrateSqlite } from './migrations.ts';
 import { prepareQueries, type SqliteQueries } from './queries.ts';
 import { prepareMessageQueries, type SqliteMessageQueries } from './message-queries.ts';
+import { prepareAuditQueries, type SqliteAuditQueries } from './audit-queries.ts';
+import { AUDIT_PURGE_CHUNK, auditInsertValues, auditQueryBounds, toAuditRecord } from '../audit-rows.ts';
 import { messageQueryBounds, toBacklogGroups, toDsnRecord, toMessageInfo, toMessageSummaries } from '../message-rows.ts';
 
 export interface SqliteStoreOptions {
@@ -83,6 +89,7 @@ class SqliteStore implements Store {
   private readonly batcher: WriteBatcher<SqliteQueries>;
   private queries: SqliteQueries | null = null;
   private messageQueries: SqliteMessageQueries | null = null;
+  private auditQueries: SqliteAuditQueries | null = null;
   private closing: Promise<void> | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
@@ -122,6 +129,7 @@ class SqliteStore implements Store {
     migrateSqlite(this.db, this.clock.now(), this.logger);
     this.queries ??= prepareQueries(this.db);
     this.messageQueries ??= prepareMessageQueries(this.db);
+    this.auditQueries ??= prepareAuditQueries(this.db);
   }
 
   async enqueue(messages: NewMessage[]): Promise<void> {
@@ -258,6 +266,27 @@ class SqliteStore implements Store {
     }
   }
 
+  /** Through the write batcher like every write: one transaction with whatever else is pending. */
+  async recordAudit(entry: AuditEntry): Promise<void> {
+    const values = auditInsertValues(entry);
+    const audit = this.readAudit();
+    await this.write(() => audit.insert(values));
+  }
+
+  async listAudit(filters: AuditFilters, after: AuditCursor | null, limit: number): Promise<AuditRecord[]> {
+    return this.readAudit().selectPage(auditQueryBounds(filters, after, limit)).map(toAuditRecord);
+  }
+
+  async purgeAudit(before: number): Promise<number> {
+    const audit = this.readAudit();
+    let total = 0;
+    for (;;) {
+      const deleted = await this.write(() => audit.purge(before, AUDIT_PURGE_CHUNK));
+      total += deleted;
+      if (deleted < AUDIT_PURGE_CHUNK) return total;
+    }
+  }
+
   async reserveUsage(change: UsageChange, limit: number): Promise<{ ok: boolean; total: number }> {
     return this.write((q) => {
       const total = q.reserveUsage(change, limit);
@@ -334,6 +363,11 @@ class SqliteStore implements Store {
   private readMessages(): SqliteMessageQueries {
     this.read();
     return this.messageQueries!;
+  }
+
+  private readAudit(): SqliteAuditQueries {
+    this.read();
+    return this.auditQueries!;
   }
 
   private assertOpen(): void {
