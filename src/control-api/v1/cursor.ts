@@ -34,3 +34,32 @@ export function decodeMessageCursor(cursor: string): MessageCursor {
   if (!Number.isSafeInteger(createdAt) || (createdAt as number) < 0 || typeof id !== 'string' || id === '') throw new MalformedCursorError();
   return { createdAt: createdAt as number, id };
 }
+
+/** An audit page's sort key: time, then entry id (both descending). */
+export interface AuditPageCursor {
+  at: number;
+  id: number;
+}
+
+export function encodeAuditCursor(key: AuditPageCursor): string {
+  return Buffer.from(JSON.stringify(['a', key.at, key.id])).toString('base64url');
+}
+
+export function decodeAuditCursor(cursor: string): AuditPageCursor {
+  let value: unknown;
+  try {
+    if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw new MalformedCursorError();
+    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw new MalformedCursorError();
+  }
+  // The 'a' tag keeps a cursor of another listing (messages) from passing as one of this.
+  if (!Array.isArray(value) || value.length !== 3 || value[0] !== 'a') throw new MalformedCursorError();
+  const [, at, id] = value as unknown[];
+  if (!isNonNegativeInteger(at) || !isNonNegativeInteger(id)) throw new MalformedCursorError();
+  return { at, id };
+}
+
+function isNonNegativeInteger(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}

@@ -5,6 +5,8 @@ import { TokenDirectory } from '../../access/api-token.ts';
 import type { Config } from '../../config/schema.ts';
 import { protectV1Routes, type FailureLimiter } from './auth.ts';
 import type { Clock } from '../../clock.ts';
+import { recordAuditTrail, type AuditTrailDeps } from './audit-trail.ts';
+import { registerAuditRoute, type AuditRouteDeps } from './routes/audit.ts';
 import { registerDomainsRoutes, type DomainsRouteDeps } from './routes/domains.ts';
 import { registerIpOperationsRoutes, type IpOperationsRouteDeps } from './routes/ip-operations.ts';
 import { registerIpsRoutes, type IpsRouteDeps } from './routes/ips.ts';
@@ -15,7 +17,7 @@ import { BEARER_SCHEME, PROBLEM_SCHEMA } from './schemas.ts';
 
 export interface V1ApiDeps {
   api: Pick<Config['api'], 'tokens' | 'authFailures'>;
-  store: QueueRouteDeps['store'] & MessagesRouteDeps['store'];
+  store: QueueRouteDeps['store'] & MessagesRouteDeps['store'] & AuditTrailDeps['store'] & AuditRouteDeps['store'];
   /** The time /v1/queue measures ages from; the system clock by default. */
   clock?: Clock;
   /** The egress pool, for GET /v1/ips and the IP operations. */
@@ -52,6 +54,8 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     const failures = v1.createRateLimit({ max: deps.api.authFailures.max, timeWindow: deps.api.authFailures.window }) as FailureLimiter;
 
     v1.addSchema(PROBLEM_SCHEMA);
+    // Before the routes: the audit hooks apply to every route of this plugin.
+    recordAuditTrail(v1, { store: deps.store, clock: deps.clock });
     protectV1Routes(v1, { tokens: new TokenDirectory(deps.api.tokens), failures }, deps.guarded);
     registerWhoamiRoute(v1);
     registerQueueRoute(v1, { store: deps.store, clock: deps.clock });
@@ -59,6 +63,7 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerIpsRoutes(v1, { pool: deps.pool });
     registerIpOperationsRoutes(v1, { pool: deps.pool, clock: deps.clock });
     registerDomainsRoutes(v1, deps.domains);
+    registerAuditRoute(v1, { store: deps.store });
 
     v1.get('/openapi.json', { schema: { hide: true } }, async () => v1.swagger());
   });

@@ -27,6 +27,8 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   'POST /v1/ips/:address/resume': ['admin', 'operator'],
   'PUT /v1/ips/:address/weight': ['admin', 'operator'],
   'DELETE /v1/ips/:address/weight': ['admin', 'operator'],
+  // The audit log names every token and client address that changed something: admin only.
+  'GET /v1/audit': ['admin'],
 };
 
 /** The roles allowed on a route, or undefined when the table does not list it. */

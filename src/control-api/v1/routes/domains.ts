@@ -3,6 +3,7 @@ import type { DomainReport } from '../../../sender-domains/domain-check.ts';
 import type { SenderDomain, SenderDomains } from '../../../sender-domains/sender-domains-view.ts';
 import { pathOf, sendProblem } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
+import { auditRequest } from '../audit-trail.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
 
@@ -117,6 +118,7 @@ export function registerDomainsRoutes(app: FastifyInstance, deps: DomainsRouteDe
     },
     handler: async (request, reply) => {
       const found = deps.domains.find(request.params.domain);
+      auditRequest(request, { target: found?.domain ?? request.params.domain });
       if (!found) {
         const instance = pathOf(request);
         return sendProblem(reply, problem('NOT_FOUND', `${request.params.domain} is not a configured sender domain (dkim.domains, returnPath.domains)`, { instance }));

@@ -1,0 +1,92 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { systemClock, type Clock } from '../../clock.ts';
+import type { AuditChange, AuditEntry, AuditLog } from '../../storage/store.ts';
+import { pathOf } from '../error-handler.ts';
+import { PROBLEM_CONTENT_TYPE } from '../problem.ts';
+
+/**
+ * The audit trail of the /v1 API: every request that may change something (any method but GET
+ * and HEAD, whatever its result) and every failed authentication (a 401 to a request that
+ * presented credentials, a 429 lockout) is recorded in the store after it is answered: when, the
+ * token's name (never the token), the client address, the route, the target, the change where a
+ * route gives it, the status and the problem code. A read without credentials (401
+ * AUTH_REQUIRED) is not recorded: it is no attempt to log in, and anyone could fill the log with
+ * it. Recording never fails a request: a store that refuses the entry is logged.
+ */
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** What a route says it acted on, for the audit trail; null until auditRequest is called. */
+    auditNote: AuditNote | null;
+    /** The problem code answered, read from the response as it is sent. */
+    auditOutcome: string | null;
+  }
+}
+
+export interface AuditNote {
+  /** The thing acted on: a domain, an IP address, a message id, a token name. */
+  target: string;
+  /** The state before and after, for a route that changes one. */
+  change?: AuditChange;
+}
+
+/** Called by a route to name what it acts on (and what it changed) in the audit trail. */
+export function auditRequest(request: FastifyRequest, note: AuditNote): void {
+  request.auditNote = note;
+}
+
+export interface AuditTrailDeps {
+  store: Pick<AuditLog, 'recordAudit'>;
+  clock?: Clock;
+}
+
+/** Whether a request is recorded: see the opening comment. */
+export function isAudited(method: string, status: number, presentedCredentials: boolean): boolean {
+  if (method !== 'GET' && method !== 'HEAD') return true;
+  return status === 429 || (status === 401 && presentedCredentials);
+}
+
+/** Adds the audit hooks to every route of `app`'s context (the /v1 plugin); call before the routes are registered. */
+export function recordAuditTrail(app: FastifyInstance, deps: AuditTrailDeps): void {
+  const clock = deps.clock ?? systemClock;
+  app.decorateRequest('auditNote', null);
+  app.decorateRequest('auditOutcome', null);
+
+  app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+    if (typeof payload === 'string' && String(reply.getHeader('content-type') ?? '').startsWith(PROBLEM_CONTENT_TYPE)) {
+      request.auditOutcome = problemCode(payload);
+    }
+    return payload;
+  });
+
+  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
+    const status = reply.statusCode;
+    if (!isAudited(request.method, status, request.headers.authorization !== undefined)) return;
+    const entry: AuditEntry = {
+      at: clock.now(),
+      actor: request.principal?.name ?? null,
+      tenant: request.principal?.tenant ?? null,
+      clientAddress: request.ip,
+      method: request.method,
+      route: request.routeOptions.url ?? pathOf(request),
+      target: request.auditNote?.target ?? pathOf(request),
+      change: request.auditNote?.change ?? null,
+      status,
+      outcome: status < 400 ? 'OK' : (request.auditOutcome ?? `HTTP_${status}`),
+    };
+    try {
+      await deps.store.recordAudit(entry);
+    } catch (err) {
+      request.log.error({ event: 'api.audit.failed', err, route: entry.route, status }, 'could not record the request in the audit log');
+    }
+  });
+}
+
+function problemCode(payload: string): string | null {
+  try {
+    const code = (JSON.parse(payload) as { code?: unknown }).code;
+    return typeof code === 'string' ? code : null;
+  } catch {
+    return null;
+  }
+}
