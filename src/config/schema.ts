@@ -142,6 +142,8 @@ export const configSchema = z.strictObject({
       authFailures: apiAuthFailuresSchema,
     })
     .prefault({}),
+  /** The control API's audit log (GET /v1/audit): how long its entries are kept. */
+  audit: z.strictObject({ retention: positiveDurationSchema.default(365 * 86_400_000) }).prefault({}),
   delivery: z
     .strictObject({
       routes: z.record(z.string(), routeTarget).default({ '*': 'mx' }),

@@ -3,9 +3,9 @@ import type { Logger } from '../observability/logger.ts';
 import type { Store } from '../storage/store.ts';
 
 /**
- * Deletes finished messages older than the retention period, and expired pool counters and
- * state, once at start and then every `intervalMs`, so the queue database holds the live queue
- * and recent history, not all history.
+ * Deletes finished messages older than the retention period, audit entries older than theirs,
+ * and expired pool counters and state, once at start and then every `intervalMs`, so the queue
+ * database holds the live queue and recent history, not all history.
  */
 export class RetentionSweeper {
   private timer: NodeJS.Timeout | null = null;
@@ -13,7 +13,15 @@ export class RetentionSweeper {
   private readonly log: Logger;
 
   constructor(
-    private readonly deps: { store: Store; clock: Clock; logger: Logger; retentionMs: number; intervalMs?: number },
+    private readonly deps: {
+      store: Store;
+      clock: Clock;
+      logger: Logger;
+      retentionMs: number;
+      /** How long audit entries are kept (audit.retention); default 365 days. */
+      auditRetentionMs?: number;
+      intervalMs?: number;
+    },
   ) {
     this.log = deps.logger.child({ component: 'retention' });
   }
@@ -38,10 +46,13 @@ export class RetentionSweeper {
         const now = this.deps.clock.now();
         const deleted = await this.deps.store.purgeFinished(now - this.deps.retentionMs);
         if (deleted) this.log.info({ event: 'retention.purged', messages: deleted }, 'purged finished messages');
+        // In chunks, each its own transaction, so a year's first purge never holds the writes up.
+        const audited = await this.deps.store.purgeAudit(now - (this.deps.auditRetentionMs ?? 365 * 86_400_000));
+        if (audited) this.log.info({ event: 'retention.audit.purged', entries: audited }, 'purged old audit entries');
         // Warm-up counters of past windows and ended suspensions kept in the store.
         await this.deps.store.purgeExpiredPoolData(now);
       } catch (err) {
-        this.log.error({ event: 'retention.failed', err }, 'purging finished messages failed');
+        this.log.error({ event: 'retention.failed', err }, 'purging old data failed');
       } finally {
         this.sweeping = null;
       }

@@ -78,4 +78,23 @@ describe('retention', () => {
     expect(await store.listRecipients('half-done')).toHaveLength(2);
     expect(await store.loadMessage('half-done')).not.toBeNull();
   });
+
+  it('purges audit entries older than audit.retention, in chunks, and keeps younger ones', async () => {
+    const entry = (at: number, target: string) => ({
+      at, actor: 'ops', tenant: null, clientAddress: '127.0.0.1', method: 'POST', route: '/v1/domains/:domain/check', target, change: null, status: 200, outcome: 'OK',
+    });
+    // More old entries than one purge chunk (1000).
+    await Promise.all(Array.from({ length: 1500 }, (_, i) => store.recordAudit(entry(clock.now(), `old${i}`))));
+    clock.advance(20 * DAY);
+    await store.recordAudit(entry(clock.now(), 'young'));
+    const sweeper = new RetentionSweeper({ store, clock, logger: createLogger('silent'), retentionMs: 7 * DAY, auditRetentionMs: 30 * DAY });
+    const all = { actor: null, route: null, status: null, outcome: null, since: null, until: null, tenant: null };
+
+    await sweeper.sweep();
+    expect(await store.listAudit(all, null, 2000)).toHaveLength(1501);
+
+    clock.advance(11 * DAY);
+    await sweeper.sweep();
+    expect((await store.listAudit(all, null, 2000)).map((e) => e.target)).toEqual(['young']);
+  });
 });
