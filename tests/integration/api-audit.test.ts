@@ -229,6 +229,13 @@ describe('GET /v1/audit', () => {
     }
   });
 
+  it('shows the before and after a route recorded, whatever their shape', async () => {
+    const { audit } = await startApi();
+    const change = { before: { weight: 100, paused: false }, after: { weight: 0, paused: true, reason: ['manual', null] } };
+    await store.recordAudit({ at: T0, actor: 'ops-laptop', tenant: null, clientAddress: '192.0.2.7', method: 'PATCH', route: '/v1/ips/:address', target: '203.0.113.7', change, status: 200, outcome: 'OK' });
+    expect((await audit()).items).toEqual([expect.objectContaining({ method: 'PATCH', target: '203.0.113.7', change })]);
+  });
+
   it('is for admin tokens only, and its own reads are not recorded', async () => {
     const { call, audit } = await startApi();
     expect((await call('GET', '/v1/audit', OPERATOR.token)).status).toBe(403);
