@@ -21,7 +21,8 @@ export function encodeMessageCursor(key: MessageCursor): string {
   return Buffer.from(JSON.stringify([key.createdAt, key.id])).toString('base64url');
 }
 
-export function decodeMessageCursor(cursor: string): MessageCursor {
+/** The JSON array a cursor encodes; MalformedCursorError for anything else. */
+function decodeCursorArray(cursor: string): unknown[] {
   let value: unknown;
   try {
     if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw new MalformedCursorError();
@@ -29,8 +30,14 @@ export function decodeMessageCursor(cursor: string): MessageCursor {
   } catch {
     throw new MalformedCursorError();
   }
-  if (!Array.isArray(value) || value.length !== 2) throw new MalformedCursorError();
-  const [createdAt, id] = value as unknown[];
+  if (!Array.isArray(value)) throw new MalformedCursorError();
+  return value;
+}
+
+export function decodeMessageCursor(cursor: string): MessageCursor {
+  const value = decodeCursorArray(cursor);
+  if (value.length !== 2) throw new MalformedCursorError();
+  const [createdAt, id] = value;
   if (!Number.isSafeInteger(createdAt) || (createdAt as number) < 0 || typeof id !== 'string' || id === '') throw new MalformedCursorError();
   return { createdAt: createdAt as number, id };
 }
@@ -46,16 +53,10 @@ export function encodeAuditCursor(key: AuditPageCursor): string {
 }
 
 export function decodeAuditCursor(cursor: string): AuditPageCursor {
-  let value: unknown;
-  try {
-    if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw new MalformedCursorError();
-    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    throw new MalformedCursorError();
-  }
+  const value = decodeCursorArray(cursor);
   // The 'a' tag keeps a cursor of another listing (messages) from passing as one of this.
-  if (!Array.isArray(value) || value.length !== 3 || value[0] !== 'a') throw new MalformedCursorError();
-  const [, at, id] = value as unknown[];
+  if (value.length !== 3 || value[0] !== 'a') throw new MalformedCursorError();
+  const [, at, id] = value;
   if (!isNonNegativeInteger(at) || !isNonNegativeInteger(id)) throw new MalformedCursorError();
   return { at, id };
 }
