@@ -130,15 +130,15 @@ describe('recording', () => {
     ]);
   });
 
-  it('records refused POSTs with their problem code: an unknown domain, a role that may not, no token', async () => {
+  it('records refused POSTs with their problem code (an unknown domain, a role that may not), but not one without credentials', async () => {
     const { call, audit } = await startApi();
+    expect((await call('POST', '/v1/domains/example.com/check')).status).toBe(401);
     expect((await call('POST', '/v1/domains/unknown.example/check', ADMIN.token)).status).toBe(404);
     expect((await call('POST', '/v1/domains/example.com/check', VIEWER.token)).status).toBe(403);
-    expect((await call('POST', '/v1/domains/example.com/check')).status).toBe(401);
-    await entries(3);
+    await entries(2);
     const { items } = await audit();
+    // Anyone reaching the port could fill the log with requests that name nobody.
     expect(items.map((e) => [e.actor, e.target, e.status, e.outcome])).toEqual([
-      [null, '/v1/domains/example.com/check', 401, 'AUTH_REQUIRED'],
       ['dashboard', '/v1/domains/example.com/check', 403, 'FORBIDDEN'],
       ['audit-admin', 'unknown.example', 404, 'NOT_FOUND'],
     ]);

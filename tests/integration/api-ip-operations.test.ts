@@ -171,6 +171,12 @@ describe('IP operations', () => {
       ['PUT', '/v1/ips/127.0.0.2/weight', { weight: 2.5, reason: 'x' }, 'body.weight'],
       ['PUT', '/v1/ips/127.0.0.2/weight', { weight: 10 }, 'body.reason'],
       ['PUT', '/v1/ips/not-an-ip/weight', { weight: 10, reason: 'x' }, 'params.address'],
+      // A zone id names an interface, not an egress address.
+      ['POST', '/v1/ips/fe80::1%25eth0/suspend', { for: '1h', reason: 'x' }, 'params.address'],
+      // At most a year: a later end would be a date the API cannot show, on every node.
+      ['POST', '/v1/ips/127.0.0.2/suspend', { for: '100000000d', reason: 'x' }, 'body.for'],
+      ['POST', '/v1/ips/127.0.0.2/suspend', { until: '9999-12-31T23:59:59Z', reason: 'x' }, 'body.until'],
+      ['POST', '/v1/ips/127.0.0.2/suspend', { for: '1h', reason: 'x', provider: 'g'.repeat(200) }, 'body.provider'],
     ];
     for (const [method, path, body, errorPath] of cases) {
       const res = await problem(await call(method, path, body));
@@ -179,6 +185,7 @@ describe('IP operations', () => {
     const unknown = await problem(await call('POST', '/v1/ips/203.0.113.9/suspend', { for: '1h', reason: 'x' }));
     expect(unknown).toMatchObject({ status: 404, code: 'NOT_FOUND', detail: 'No egress IP 203.0.113.9 is configured (ips[].address)' });
     expect((await call('DELETE', '/v1/ips/203.0.113.9/weight')).status).toBe(404);
+    expect((await problem(await call('GET', '/v1/ips/fe80::1%25eth0'))).status).toBe(400);
     // Nothing was changed by any of them.
     const { ips } = (await (await call('GET', '/v1/ips')).json()) as { ips: IpJson[] };
     expect(ips.map((i) => [i.restrictions, i.weightOverride])).toEqual([[[], null], [[], null]]);

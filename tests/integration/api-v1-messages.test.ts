@@ -193,6 +193,10 @@ for (const backend of backends) {
       const limit = await get('/v1/messages?limit=1001');
       expect(limit.status).toBe(400);
       expect(limit.body.errors).toMatchObject([{ path: 'querystring.limit' }]);
+      // A leap second passes the date-time format but no Date reads it.
+      const leap = await get('/v1/messages?since=2016-12-31T23:59:60Z');
+      expect(leap.status).toBe(400);
+      expect(leap.body.errors).toMatchObject([{ path: 'querystring.since' }]);
       expect((await get('/v1/messages?since=yesterday')).body.errors).toMatchObject([{ path: 'querystring.since' }]);
     });
 

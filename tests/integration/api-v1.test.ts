@@ -42,8 +42,8 @@ const TENANT_TOKEN: ApiTokenConfig = { name: 'acme-app', role: 'sender', tenant:
 const EXPECTED: Array<{ route: string; /** The path called, for a route with parameters. */ path?: string; /** A JSON body to send. */ body?: object; allowed: readonly ApiRole[] }> = [
   { route: 'GET /v1/whoami', allowed: ['admin', 'operator', 'sender', 'viewer'] },
   { route: 'GET /v1/queue', allowed: ['admin', 'operator', 'sender', 'viewer'] },
-  { route: 'GET /v1/messages', allowed: ['admin', 'operator', 'sender', 'viewer'] },
-  { route: 'GET /v1/messages/{id}', allowed: ['admin', 'operator', 'sender', 'viewer'] },
+  { route: 'GET /v1/messages', allowed: ['admin', 'operator', 'viewer'] },
+  { route: 'GET /v1/messages/{id}', allowed: ['admin', 'operator', 'viewer'] },
   { route: 'GET /v1/ips', allowed: ['admin', 'operator', 'viewer'] },
   { route: 'GET /v1/ips/{address}', path: '/v1/ips/2001:db8::7', allowed: ['admin', 'operator', 'viewer'] },
   { route: 'GET /v1/domains', allowed: ['admin', 'operator', 'viewer'] },

@@ -42,8 +42,10 @@ export interface AuditTrailDeps {
 
 /** Whether a request is recorded: see the opening comment. */
 export function isAudited(method: string, status: number, presentedCredentials: boolean): boolean {
+  // Without credentials a request is nobody's: anyone could fill the log with them, whatever the method.
+  if (status === 401 && !presentedCredentials) return false;
   if (method !== 'GET' && method !== 'HEAD') return true;
-  return status === 429 || (status === 401 && presentedCredentials);
+  return status === 429 || status === 401;
 }
 
 /** Adds the audit hooks to every route of `app`'s context (the /v1 plugin); call before the routes are registered. */

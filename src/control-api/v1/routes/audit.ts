@@ -5,6 +5,7 @@ import { problem } from '../../problem.ts';
 import { decodeAuditCursor, encodeAuditCursor, MalformedCursorError } from '../cursor.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, problemResponses, v1Route } from '../schemas.ts';
+import { timeBounds } from '../time-bounds.ts';
 
 export interface AuditRouteDeps {
   store: Pick<AuditLog, 'listAudit'>;
@@ -93,13 +94,18 @@ export function registerAuditRoute(app: FastifyInstance, deps: AuditRouteDeps): 
         const errors = [{ path: 'querystring.cursor', message: err.message }];
         return sendProblem(reply, problem('INVALID_REQUEST', `querystring.cursor: ${err.message}`, { errors, instance: pathOf(request) }));
       }
+      const bounds = timeBounds(q);
+      if ('path' in bounds) {
+        const errors = [{ path: bounds.path, message: bounds.message }];
+        return sendProblem(reply, problem('INVALID_REQUEST', `${bounds.path}: ${bounds.message}`, { errors, instance: pathOf(request) }));
+      }
       const filters = {
         actor: q.actor ?? null,
         route: q.route ?? null,
         status: q.status ?? null,
         outcome: q.outcome ?? null,
-        since: q.since === undefined ? null : Date.parse(q.since),
-        until: q.until === undefined ? null : Date.parse(q.until),
+        since: bounds.since,
+        until: bounds.until,
         tenant: null,
       };
       // One more than asked says whether another page follows, without an empty last page.

@@ -18,7 +18,15 @@ export interface IpOperationsRouteDeps {
 }
 
 const REASON = { type: 'string', minLength: 1, maxLength: 500, description: 'Why, for the other operators (shown in GET /v1/ips).' } as const;
-const PROVIDER = { type: 'string', minLength: 1, description: 'A destination provider (gmail, outlook, ..., other); omitted: every provider.' } as const;
+const PROVIDER = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[a-z0-9][a-z0-9_-]*$',
+  description: 'A destination provider (gmail, outlook, ..., other); omitted: every provider.',
+} as const;
+/** The longest an operator suspension may last: a year; beyond it, a date the API cannot show. */
+const MAX_SUSPENSION_MS = 366 * 86_400_000;
 
 const SUSPEND_BODY = {
   type: 'object',
@@ -99,17 +107,20 @@ function suspensionEnd(body: SuspendBody, now: number): { ms: number } | { error
   if (body.for !== undefined) {
     const ms = parseDuration(body.for);
     if (ms === null || ms <= 0) return { error: { path: 'body.for', message: `not a duration above zero (30m, 2h, 7d): ${JSON.stringify(body.for)}` } };
+    if (ms > MAX_SUSPENSION_MS) return { error: { path: 'body.for', message: 'at most 366d' } };
     return { ms: now + ms };
   }
   const ms = Date.parse(body.until!);
   if (!(ms > now)) return { error: { path: 'body.until', message: `not in the future: ${body.until}` } };
+  if (ms - now > MAX_SUSPENSION_MS) return { error: { path: 'body.until', message: 'at most 366 days from now' } };
   return { ms };
 }
 
 /** Checks the address, runs the operation, and answers the IP's snapshot or the problem. */
 async function answer(request: FastifyRequest<{ Params: Params }>, reply: FastifyReply, deps: IpOperationsRouteDeps, provider: string | null, run: (address: string) => Promise<OperationResult>) {
   const { address } = request.params;
-  if (isIP(address) === 0) return invalid(request, reply, 'params.address', `not an IP address: ${JSON.stringify(address)}`);
+  // A zone id (fe80::1%eth0) names an interface, never a configured egress address.
+  if (isIP(address) === 0 || address.includes('%')) return invalid(request, reply, 'params.address', `not an IP address: ${JSON.stringify(address)}`);
   const result = await run(address);
   if (result.refused === 'unknown-ip') return sendProblem(reply, problem('NOT_FOUND', `No egress IP ${address} is configured (ips[].address)`, { instance: pathOf(request) }));
   if (result.refused === 'unknown-provider') return invalid(request, reply, 'body.provider', `unknown provider ${JSON.stringify(provider)} (known: ${result.known.join(', ')})`);

@@ -52,7 +52,7 @@ export function registerIpsRoutes(app: FastifyInstance, deps: IpsRouteDeps): voi
     handler: async (request, reply) => {
       const { address } = request.params;
       const instance = pathOf(request);
-      if (isIP(address) === 0) {
+      if (isIP(address) === 0 || address.includes('%')) {
         const errors = [{ path: 'params.address', message: 'not an IP address' }];
         return sendProblem(reply, problem('INVALID_REQUEST', `params.address: not an IP address: ${JSON.stringify(address)}`, { errors, instance }));
       }

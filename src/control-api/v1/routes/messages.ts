@@ -7,6 +7,7 @@ import { dsnSearchWindow, messageDetailView, messageSummaryView } from '../messa
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, problemResponses, v1Route } from '../schemas.ts';
 import { MESSAGE_DETAIL, MESSAGE_PAGE } from './message-schemas.ts';
+import { timeBounds } from '../time-bounds.ts';
 
 export interface MessagesRouteDeps {
   store: Pick<Store, 'getMessageInfo' | 'listMessages' | 'listRecipients' | 'listEvents' | 'findDsns'>;
@@ -73,14 +74,19 @@ export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRoute
         return sendProblem(reply, problem('INVALID_REQUEST', `querystring.cursor: ${err.message}`, { errors, instance: pathOf(request) }));
       }
       // One more than asked says whether another page follows, without an empty last page.
+      const bounds = timeBounds(q);
+      if ('path' in bounds) {
+        const errors = [{ path: bounds.path, message: bounds.message }];
+        return sendProblem(reply, problem('INVALID_REQUEST', `${bounds.path}: ${bounds.message}`, { errors, instance: pathOf(request) }));
+      }
       const found = await deps.store.listMessages({
         state: q.state ?? null,
         sender: q.sender ?? null,
         recipient: q.recipient ?? null,
         domain: q.domain ?? null,
         pool: q.pool ?? null,
-        since: q.since === undefined ? null : Date.parse(q.since),
-        until: q.until === undefined ? null : Date.parse(q.until),
+        since: bounds.since,
+        until: bounds.until,
         tenant: null,
         after,
         limit: q.limit + 1,
