@@ -27,6 +27,11 @@ export function sendProblem(reply: FastifyReply, body: Problem): FastifyReply {
   return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(body);
 }
 
+/** A 400 INVALID_REQUEST naming the one place of the request that is wrong, as schema failures do. */
+export function sendInvalid(request: FastifyRequest, reply: FastifyReply, path: string, message: string): FastifyReply {
+  return sendProblem(reply, problem('INVALID_REQUEST', `${path}: ${message}`, { errors: [{ path, message }], instance: pathOf(request) }));
+}
+
 /** The path without the query string: a query may carry things not meant for logs or echoes. */
 export function pathOf(request: FastifyRequest): string {
   return request.url.split('?')[0]!;

@@ -1,11 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditLog, AuditRecord } from '../../../storage/store.ts';
-import { pathOf, sendProblem } from '../../error-handler.ts';
-import { problem } from '../../problem.ts';
-import { decodeAuditCursor, encodeAuditCursor, MalformedCursorError } from '../cursor.ts';
+import { sendInvalid } from '../../error-handler.ts';
+import { decodeAuditCursor, encodeAuditCursor } from '../cursor.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, problemResponses, v1Route } from '../schemas.ts';
-import { timeBounds } from '../time-bounds.ts';
+import { readPageQuery } from '../page-query.ts';
 
 export interface AuditRouteDeps {
   store: Pick<AuditLog, 'listAudit'>;
@@ -86,30 +85,19 @@ export function registerAuditRoute(app: FastifyInstance, deps: AuditRouteDeps): 
     },
     handler: async (request: FastifyRequest<{ Querystring: ListQuery }>, reply: FastifyReply) => {
       const q = request.query;
-      let after = null;
-      try {
-        after = q.cursor === undefined ? null : decodeAuditCursor(q.cursor);
-      } catch (err) {
-        if (!(err instanceof MalformedCursorError)) throw err;
-        const errors = [{ path: 'querystring.cursor', message: err.message }];
-        return sendProblem(reply, problem('INVALID_REQUEST', `querystring.cursor: ${err.message}`, { errors, instance: pathOf(request) }));
-      }
-      const bounds = timeBounds(q);
-      if ('path' in bounds) {
-        const errors = [{ path: bounds.path, message: bounds.message }];
-        return sendProblem(reply, problem('INVALID_REQUEST', `${bounds.path}: ${bounds.message}`, { errors, instance: pathOf(request) }));
-      }
+      const page = readPageQuery(q, decodeAuditCursor);
+      if ('path' in page) return sendInvalid(request, reply, page.path, page.message);
       const filters = {
         actor: q.actor ?? null,
         route: q.route ?? null,
         status: q.status ?? null,
         outcome: q.outcome ?? null,
-        since: bounds.since,
-        until: bounds.until,
+        since: page.since,
+        until: page.until,
         tenant: null,
       };
       // One more than asked says whether another page follows, without an empty last page.
-      const found = await deps.store.listAudit(filters, after, q.limit + 1);
+      const found = await deps.store.listAudit(filters, page.after, q.limit + 1);
       const items = found.slice(0, q.limit);
       const last = items.at(-1);
       const nextCursor = found.length > q.limit && last ? encodeAuditCursor({ at: last.at, id: last.id }) : null;

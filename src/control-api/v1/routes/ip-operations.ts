@@ -1,15 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isIP } from 'node:net';
 import { systemClock, type Clock } from '../../../clock.ts';
 import { parseDuration } from '../../../config/duration.ts';
 import type { EgressPool } from '../../../ippool/egress-pool.ts';
 import type { OperationResult } from '../../../ippool/ip-operations.ts';
-import { pathOf, sendProblem } from '../../error-handler.ts';
-import { problem } from '../../problem.ts';
+import { sendInvalid } from '../../error-handler.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
 import { IP_SCHEMA } from './ip-schema.ts';
-import { ADDRESS_PARAMS, ipJson } from './ips.ts';
+import { ADDRESS_PARAMS, ipJson, isAddressParam, refuseAddress, unknownIp } from './ips.ts';
 
 export interface IpOperationsRouteDeps {
   pool: Pick<EgressPool, 'snapshot' | 'operations'>;
@@ -73,7 +71,7 @@ export function registerIpOperationsRoutes(app: FastifyInstance, deps: IpOperati
     schema: route('POST', '/v1/ips/:address/suspend', 'Suspend an egress IP', SUSPEND_BODY),
     handler: async (request, reply) => {
       const until = suspensionEnd(request.body, clock.now());
-      if ('error' in until) return invalid(request, reply, until.error.path, until.error.message);
+      if ('error' in until) return sendInvalid(request, reply, until.error.path, until.error.message);
       const { provider = null, reason } = request.body;
       return answer(request, reply, deps, provider, (address) => deps.pool.operations.suspend(address, { provider, until: until.ms, reason, by: request.principal!.name }));
     },
@@ -119,15 +117,10 @@ function suspensionEnd(body: SuspendBody, now: number): { ms: number } | { error
 /** Checks the address, runs the operation, and answers the IP's snapshot or the problem. */
 async function answer(request: FastifyRequest<{ Params: Params }>, reply: FastifyReply, deps: IpOperationsRouteDeps, provider: string | null, run: (address: string) => Promise<OperationResult>) {
   const { address } = request.params;
-  // A zone id (fe80::1%eth0) names an interface, never a configured egress address.
-  if (isIP(address) === 0 || address.includes('%')) return invalid(request, reply, 'params.address', `not an IP address: ${JSON.stringify(address)}`);
+  if (!isAddressParam(address)) return refuseAddress(request, reply);
   const result = await run(address);
-  if (result.refused === 'unknown-ip') return sendProblem(reply, problem('NOT_FOUND', `No egress IP ${address} is configured (ips[].address)`, { instance: pathOf(request) }));
-  if (result.refused === 'unknown-provider') return invalid(request, reply, 'body.provider', `unknown provider ${JSON.stringify(provider)} (known: ${result.known.join(', ')})`);
+  if (result.refused === 'unknown-ip') return unknownIp(request, reply);
+  if (result.refused === 'unknown-provider') return sendInvalid(request, reply, 'body.provider', `unknown provider ${JSON.stringify(provider)} (known: ${result.known.join(', ')})`);
   const [ip] = await deps.pool.snapshot({ address: result.address });
   return ipJson(ip!);
-}
-
-function invalid(request: FastifyRequest, reply: FastifyReply, path: string, message: string) {
-  return sendProblem(reply, problem('INVALID_REQUEST', `${path}: ${message}`, { errors: [{ path, message }], instance: pathOf(request) }));
 }

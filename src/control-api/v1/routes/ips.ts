@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isIP } from 'node:net';
 import type { EgressPool } from '../../../ippool/egress-pool.ts';
 import type { IpSnapshot, WindowUsage } from '../../../ippool/pool-snapshot.ts';
@@ -51,16 +51,29 @@ export function registerIpsRoutes(app: FastifyInstance, deps: IpsRouteDeps): voi
     },
     handler: async (request, reply) => {
       const { address } = request.params;
-      const instance = pathOf(request);
-      if (isIP(address) === 0 || address.includes('%')) {
-        const errors = [{ path: 'params.address', message: 'not an IP address' }];
-        return sendProblem(reply, problem('INVALID_REQUEST', `params.address: not an IP address: ${JSON.stringify(address)}`, { errors, instance }));
-      }
+      if (!isAddressParam(address)) return refuseAddress(request, reply);
       const [ip] = await deps.pool.snapshot({ address });
-      if (!ip) return sendProblem(reply, problem('NOT_FOUND', `No egress IP ${address} is configured (ips[].address)`, { instance }));
+      if (!ip) return unknownIp(request, reply);
       return ipJson(ip);
     },
   });
+}
+
+/** Whether an {address} parameter is an IP address; a zone id (fe80::1%eth0) names an interface, never an egress address. */
+export function isAddressParam(address: string): boolean {
+  return isIP(address) !== 0 && !address.includes('%');
+}
+
+/** The 400 for an {address} parameter that is not an IP address. */
+export function refuseAddress(request: FastifyRequest<{ Params: { address: string } }>, reply: FastifyReply): FastifyReply {
+  const { address } = request.params;
+  const errors = [{ path: 'params.address', message: 'not an IP address' }];
+  return sendProblem(reply, problem('INVALID_REQUEST', `params.address: not an IP address: ${JSON.stringify(address)}`, { errors, instance: pathOf(request) }));
+}
+
+/** The 404 for an {address} that is no configured egress IP. */
+export function unknownIp(request: FastifyRequest<{ Params: { address: string } }>, reply: FastifyReply): FastifyReply {
+  return sendProblem(reply, problem('NOT_FOUND', `No egress IP ${request.params.address} is configured (ips[].address)`, { instance: pathOf(request) }));
 }
 
 /** The snapshot as the API shows it: times in RFC 3339. */

@@ -1,13 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { RECIPIENT_STATES, type RecipientState, type Store } from '../../../storage/store.ts';
-import { pathOf, sendProblem } from '../../error-handler.ts';
+import { pathOf, sendInvalid, sendProblem } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
-import { decodeMessageCursor, encodeMessageCursor, MalformedCursorError } from '../cursor.ts';
+import { decodeMessageCursor, encodeMessageCursor } from '../cursor.ts';
 import { dsnSearchWindow, messageDetailView, messageSummaryView } from '../message-view.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, problemResponses, v1Route } from '../schemas.ts';
 import { MESSAGE_DETAIL, MESSAGE_PAGE } from './message-schemas.ts';
-import { timeBounds } from '../time-bounds.ts';
+import { readPageQuery } from '../page-query.ts';
 
 export interface MessagesRouteDeps {
   store: Pick<Store, 'getMessageInfo' | 'listMessages' | 'listRecipients' | 'listEvents' | 'findDsns'>;
@@ -65,30 +65,19 @@ export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRoute
     },
     handler: async (request: FastifyRequest<{ Querystring: ListQuery }>, reply: FastifyReply) => {
       const q = request.query;
-      let after = null;
-      try {
-        after = q.cursor === undefined ? null : decodeMessageCursor(q.cursor);
-      } catch (err) {
-        if (!(err instanceof MalformedCursorError)) throw err;
-        const errors = [{ path: 'querystring.cursor', message: err.message }];
-        return sendProblem(reply, problem('INVALID_REQUEST', `querystring.cursor: ${err.message}`, { errors, instance: pathOf(request) }));
-      }
+      const page = readPageQuery(q, decodeMessageCursor);
+      if ('path' in page) return sendInvalid(request, reply, page.path, page.message);
       // One more than asked says whether another page follows, without an empty last page.
-      const bounds = timeBounds(q);
-      if ('path' in bounds) {
-        const errors = [{ path: bounds.path, message: bounds.message }];
-        return sendProblem(reply, problem('INVALID_REQUEST', `${bounds.path}: ${bounds.message}`, { errors, instance: pathOf(request) }));
-      }
       const found = await deps.store.listMessages({
         state: q.state ?? null,
         sender: q.sender ?? null,
         recipient: q.recipient ?? null,
         domain: q.domain ?? null,
         pool: q.pool ?? null,
-        since: bounds.since,
-        until: bounds.until,
+        since: page.since,
+        until: page.until,
         tenant: null,
-        after,
+        after: page.after,
         limit: q.limit + 1,
       });
       const items = found.slice(0, q.limit);
