@@ -247,7 +247,7 @@ describe('remote faults', () => {
     expect(attempts.slice(0, -1).every((e) => e.code === 421 && e.stage === 'greeting')).toBe(true);
   });
 
-  it('a storm of rate-limit replies from one site throttles the IP toward that site only: another site on the IP gets its mail at once, and all of it goes once the throttle is over', { timeout: 60_000 }, async () => {
+  it('a storm of rate-limit replies from one site throttles the IP toward that site only: another site on the IP gets its mail at once, and all of it goes once the throttle is over', { timeout: 90_000 }, async () => {
     let storming = true;
     // A real rate-limit reply, counted by the generic `rate-limited` rule: five within ten
     // minutes throttle the IP to 300/h for 30 minutes, toward this site (a site of `other`) alone.
@@ -275,7 +275,8 @@ describe('remote faults', () => {
     // 300/h, doubling every 15 minutes), the daemon's clock moves on by 30 minutes and 6 steps.
     storming = false;
     clock.advance(30 * 60_000 + 6 * 15 * 60_000);
-    await storm.waitForMessages(stormy.size, 30_000);
+    // Up to a minute of real time: on a busy CI machine one of twenty once needed more than 30 s.
+    await storm.waitForMessages(stormy.size, 60_000);
     expect(new Set(storm.messages.map((m) => m.messageId))).toEqual(new Set(stormy.keys()));
   });
 });
