@@ -28,6 +28,12 @@ export const ERRORS = {
   BAD_AUTHOR_HEADER: { smtp: 554, enhanced: '5.6.0', http: 400, message: 'From or Sender header cannot be read one way only' },
   HEADER_TOO_LARGE: { smtp: 552, enhanced: '5.3.4', http: 413, message: 'Message header block exceeds the size limit' },
   BAD_REQUEST: { smtp: 501, enhanced: '5.5.4', http: 400, message: 'Bad request' },
+  /** The envelope sender's domain is not one of the tenant's senderDomains. */
+  TENANT_SENDER_NOT_ALLOWED: { smtp: 553, enhanced: '5.7.1', http: 403, message: 'Sender domain not allowed for this tenant' },
+  /** The tenant's `rate` is used up for now; the error says when to try again. */
+  TENANT_RATE_LIMITED: { smtp: 451, enhanced: '4.7.1', http: 429, message: 'Sending rate of this tenant exceeded, try again later' },
+  /** The tenant's `dailyQuota` is used up until the next UTC day. */
+  TENANT_QUOTA_EXCEEDED: { smtp: 451, enhanced: '4.7.1', http: 429, message: 'Daily quota of this tenant exceeded, try again tomorrow' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -37,12 +43,15 @@ export class RookeryError extends Error {
   readonly code: ErrorCode;
   readonly responseCode: number;
   readonly statusCode: number;
+  /** When the request may succeed if made again (a rate or quota refusal): HTTP answers it as Retry-After. */
+  readonly retryAfterMs: number | null;
 
-  constructor(code: ErrorCode, message?: string) {
+  constructor(code: ErrorCode, message?: string, options: { retryAfterMs?: number } = {}) {
     const spec = ERRORS[code];
     super(`${spec.enhanced} ${message ?? spec.message}`);
     this.name = 'RookeryError';
     this.code = code;
+    this.retryAfterMs = options.retryAfterMs ?? null;
     // smtp-server replies with `responseCode` and the error message.
     this.responseCode = spec.smtp;
     this.statusCode = spec.http;

@@ -12,6 +12,8 @@ import { returnPathFor } from './sender-domains/verp.ts';
 import { DeadSites } from './engine/dead-sites.ts';
 import { DeliveryEngine } from './engine/delivery-engine.ts';
 import { Queue, type Accepted, type Submission } from './engine/queue.ts';
+import { TenantLimits } from './engine/tenant-limits.ts';
+import { TenantDirectory } from './access/tenants.ts';
 import { RetentionSweeper } from './engine/retention.ts';
 import { createRouter, type Resolver as DnsResolver } from './engine/routing.ts';
 import { ReadyQueues } from './engine/ready-queue.ts';
@@ -84,6 +86,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // The egress pool: data from config/ with this config's overrides; counters, limits and
     // suspensions in Redis when configured (shared by every node), else in the store.
     const poolData = resolved.pool;
+    const tenants = new TenantDirectory(config.tenants);
     const policy = createPoolPolicy(poolData, config.reputation);
     const backend = createPoolBackend({ store, redis: redis?.redis ?? null, keyPrefix: config.redis?.keyPrefix, clock });
     // Per (egress IP -> destination site) path: shaping, connection slots, rate buckets.
@@ -187,6 +190,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       store,
       clock,
       pool,
+      tenants,
       domains: {
         domains: createSenderDomains({ dkim: config.dkim, returnPath: config.returnPath, keys: dkimKeys }),
         check: (domain) => checkDomain({ domain, config, resolver: dns, clock }),
@@ -222,6 +226,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       dkim,
       hostname: config.hostname,
       assignPool: poolAssignerFor(config),
+      tenants,
+      tenantLimits: new TenantLimits({ limiter: backend.limiter, counters: backend.counters, clock }),
       onEnqueued: () => scheduler.wake(),
     });
     // Without smtp.tls, a listener that needs TLS gets a self-signed pair made (once) in dataDir.

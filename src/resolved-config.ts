@@ -5,6 +5,7 @@ import { deepFreeze } from './config/deep-freeze.ts';
 import { parseConfig } from './config/load.ts';
 import type { Config } from './config/schema.ts';
 import { readYamlFile } from './config/yaml-config.ts';
+import { tenantReferenceProblems } from './config/tenant-schema.ts';
 import { loadBounceRules, type BounceRule } from './engine/bounce-rules.ts';
 import { loadPoolData, unknownPlans, type PoolData } from './ippool/pool-data.ts';
 import { loadReactionRules, type ReactionRule } from './ippool/reaction-rules.ts';
@@ -91,7 +92,7 @@ export function resolveConfig(raw: unknown, options: ResolveOptions = {}): Resol
       ),
     );
   }
-  problems.push(...users.problems, ...tls.problems, ...dkim.problems);
+  problems.push(...users.problems, ...tls.problems, ...dkim.problems, ...tenantReferenceProblems(config));
   if (problems.length || !pool || !reactionRules || !bounceRules) throw new ConfigError(source, problems);
 
   return deepFreeze({ source, config, pool, reactionRules, bounceRules, smtpUsers: users.users, tls: tls.tls, dkimKeys: dkim.keys });

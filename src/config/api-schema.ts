@@ -22,7 +22,7 @@ export const apiNameSchema = z.string().regex(NAME, { message: NAME_MESSAGE });
 const apiTokenSchema = z.strictObject({
   name: apiNameSchema,
   role: z.enum(API_ROLES, { error: () => `not a role: use one of ${API_ROLES.join(', ')}` }),
-  /** Stored and shown to the API now; confining a token to its tenant's data comes with tenants. */
+  /** The tenant whose messages the token sends and reads (see tenant-schema.ts); none: every tenant's. */
   tenant: apiNameSchema.optional(),
   hash: z.string().regex(API_TOKEN_HASH, { message: 'not a token hash: "sha256:" and 64 hex digits (make one with `rookery token create`)' }),
 });

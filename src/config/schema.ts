@@ -1,12 +1,13 @@
 import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { z } from 'zod';
-import { apiAuthFailuresSchema, apiTokensSchema } from './api-schema.ts';
+import { apiAuthFailuresSchema, apiNameSchema, apiTokensSchema } from './api-schema.ts';
 import { dkimConfigSchema } from './dkim-schema.ts';
 import { durationSchema, positiveDurationSchema } from './duration.ts';
 import { dataName, ipWarmupSchema, providersConfigSchema, reputationConfigSchema, shapingConfigSchema, warmupConfigSchema } from './pool-schemas.ts';
 import { verpConfigSchema } from './return-path-schema.ts';
 import { bounceRulesConfigSchema, reactionRulesConfigSchema } from './rule-schemas.ts';
+import { tenantsSchema } from './tenant-schema.ts';
 
 const ipAddress = z.string().refine((v) => isIP(v) !== 0, { message: 'not an IP address' });
 
@@ -79,6 +80,8 @@ const user = z
     pool: dataName.optional(),
     /** Further pools this user may choose per message with the X-Rookery-Pool header. */
     pools: z.array(dataName).optional(),
+    /** The tenant this user sends for (tenants:); required once tenants are configured. */
+    tenant: apiNameSchema.optional(),
   })
   .refine((u) => (u.password === undefined) !== (u.passwordHash === undefined), {
     message: 'give exactly one of password or passwordHash',
@@ -198,6 +201,8 @@ export const configSchema = z.strictObject({
       }),
     )
     .default([]),
+  /** The customers this platform sends for: sender domains, pools, rate and daily quota (tenant-schema.ts). */
+  tenants: tenantsSchema,
   /** Pool name -> options. A pool exists once an IP names it; here it gains sender domains. */
   pools: z.record(dataName, z.strictObject({ senders: z.array(z.string().regex(/^(\*\.)?[A-Za-z0-9.-]+$/, { message: 'not a domain or *.domain' })).default([]) })).default({}),
   warmup: warmupConfigSchema,

@@ -19,6 +19,8 @@ export function registerErrorHandlers(app: FastifyInstance): void {
     if (body.status >= 500) {
       request.log.error({ event: 'api.error', err: error, url: pathOf(request) }, 'request failed');
     }
+    // A rate or quota refusal says when to come back (RFC 9110 Retry-After, whole seconds).
+    if (error instanceof RookeryError && error.retryAfterMs !== null) reply.header('retry-after', String(Math.ceil(error.retryAfterMs / 1000)));
     return sendProblem(reply, body);
   });
 }

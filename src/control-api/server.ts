@@ -10,6 +10,7 @@ import { registerMetricsRoute } from './routes/metrics.ts';
 import { registerReadyzRoute } from './routes/readyz.ts';
 import { isV1Path } from './v1/auth.ts';
 import { registerV1Api, type V1ApiDeps } from './v1/register.ts';
+import { TenantDirectory } from '../access/tenants.ts';
 import type { Clock } from '../clock.ts';
 
 export interface ControlApiDeps {
@@ -22,6 +23,8 @@ export interface ControlApiDeps {
   pool: V1ApiDeps['pool'];
   /** The sender domains and their check, for /v1/domains. */
   domains: V1ApiDeps['domains'];
+  /** The configured tenants; none by default. */
+  tenants?: TenantDirectory;
   logger: Logger;
   metrics: Metrics;
   /** Dependencies /readyz checks; each throws when its dependency does not answer. */
@@ -73,7 +76,7 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
   registerHealthzRoute(app);
   registerReadyzRoute(app, { checks: deps.checks, isShuttingDown: deps.isShuttingDown, checkTimeoutMs: deps.checkTimeoutMs });
   registerMetricsRoute(app, { metrics: deps.metrics, logger, beforeMetrics: deps.beforeMetrics });
-  registerV1Api(app, { api: deps.config.api, store: deps.store, clock: deps.clock, pool: deps.pool, domains: deps.domains, guarded });
+  registerV1Api(app, { api: deps.config.api, store: deps.store, clock: deps.clock, pool: deps.pool, domains: deps.domains, tenants: deps.tenants ?? new TenantDirectory({}), guarded });
 
   let starting: Promise<{ host: string; port: number }> | undefined;
   let stopping: Promise<void> | undefined;

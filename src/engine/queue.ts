@@ -5,7 +5,10 @@ import { hasHeader, headerValue, rfc5322Date, splitHeader, withHeaders } from '.
 import type { DkimSigner } from '../sender-domains/signer.ts';
 import { toWireForm } from '../mail/wire-form.ts';
 import { newQueueId } from './queue-id.ts';
-import { POOL_HEADER, type PoolAssignment } from '../ippool/pool-assignment.ts';
+import { POOL_HEADER, type PoolAssigner, type PoolAssignment } from '../ippool/pool-assignment.ts';
+import { tenantMaySend, type TenantDirectory } from '../access/tenants.ts';
+import { RookeryError } from '../errors.ts';
+import type { TenantLimits } from './tenant-limits.ts';
 
 /**
  * Signs a message once, in the form it is stored and delivered in (every attempt sends these
@@ -28,6 +31,8 @@ export interface Submission {
   /** Wire form: CRLF line endings, dot-unstuffed. */
   body: Buffer;
   submitter: string | null;
+  /** The tenant the submitting user or token sends for; absent or null for none (trusted networks, tenantless configs). */
+  tenant?: string | null;
   source: 'smtp' | 'http';
   clientAddress: string | null;
   /** Trace field to prepend, without "Received:" and without trailing CRLF. */
@@ -57,7 +62,10 @@ export class Queue {
       /** Signs the message in its final wire form, once (see src/sender-domains/signer.ts). */
       dkim: Pick<DkimSigner, 'sign'>;
       /** Chooses the message's egress pool (see src/ippool/pool-assignment.ts). */
-      assignPool: (input: { header: string | null; submitter: string | null; sender: string }) => PoolAssignment;
+      assignPool: PoolAssigner;
+      tenants: TenantDirectory;
+      /** Each tenant's rate and daily quota (tenant-limits.ts). */
+      tenantLimits: TenantLimits;
       /** Called after each commit so the scheduler starts delivery at once. */
       onEnqueued: () => void;
     },
@@ -65,6 +73,18 @@ export class Queue {
 
   async submit(submission: Submission): Promise<Accepted> {
     const { store, clock, metrics, hostname } = this.deps;
+    const tenant = submission.tenant == null ? null : this.deps.tenants.get(submission.tenant);
+    // A user or token naming a tenant the config no longer has (removed by a reload) sends for no one.
+    if (tenant === undefined) throw new RookeryError('TENANT_SENDER_NOT_ALLOWED', `Tenant ${submission.tenant} is not configured`);
+    if (tenant) {
+      if (!tenantMaySend(tenant, submission.sender)) throw new RookeryError('TENANT_SENDER_NOT_ALLOWED');
+      try {
+        await this.deps.tenantLimits.admit(tenant, submission.recipients.length);
+      } catch (err) {
+        if (err instanceof RookeryError) metrics.tenantRefused.inc({ tenant: tenant.name, reason: err.code });
+        throw err;
+      }
+    }
     const now = clock.now();
     const id = newQueueId(now);
     // CRLF line endings throughout (the HTTP path may hand over LF-only text), before signing.
@@ -80,7 +100,7 @@ export class Queue {
     }
     if (!hasHeader(header, 'Date')) append.push(`Date: ${rfc5322Date(now)}`);
     const poolHeader = headerValue(header, POOL_HEADER);
-    const pool = this.deps.assignPool({ header: poolHeader, submitter: submission.submitter, sender: submission.sender });
+    const pool = this.deps.assignPool({ header: poolHeader, submitter: submission.submitter, tenant, sender: submission.sender });
     // The pool header is an instruction to Rookery, never part of the delivered message.
     const remove = poolHeader === null ? [] : [POOL_HEADER];
 
@@ -91,6 +111,7 @@ export class Queue {
       messageIdHeader,
       body: prepend.length || append.length || remove.length ? withHeaders(received, prepend, append, remove) : received,
       submitter: submission.submitter,
+      tenant: tenant?.name ?? null,
       source: submission.source,
       clientAddress: submission.clientAddress,
       createdAt: now,
@@ -101,6 +122,7 @@ export class Queue {
     await store.enqueue([message]);
     metrics.messagesAccepted.inc({ source: submission.source });
     metrics.recipientsAccepted.inc(submission.recipients.length);
+    if (tenant) metrics.tenantRecipientsAccepted.inc({ tenant: tenant.name }, submission.recipients.length);
     this.deps.onEnqueued();
     return { id, messageIdHeader, pool };
   }

@@ -1,4 +1,4 @@
-import { domainOf } from '../mail/address.ts';
+import { domainMatches, domainOf } from '../mail/address.ts';
 
 export const DEFAULT_POOL = 'default';
 export const POOL_HEADER = 'X-Rookery-Pool';
@@ -16,44 +16,52 @@ export interface PoolUser {
   pools?: readonly string[];
 }
 
-export type PoolAssignment = { pool: string; source: 'header' | 'user' | 'sender' | 'default'; refusedHeader: string | null };
+export type PoolAssignment = { pool: string; source: 'header' | 'user' | 'sender' | 'tenant' | 'default'; refusedHeader: string | null };
+
+/** A tenant as pool choice sees it: the pools its mail may use (its default first), or null for any. */
+export interface PoolTenant {
+  pools: readonly string[] | null;
+}
 
 /**
- * The pool a message sends from: the X-Rookery-Pool header when the submitting user may use
- * that pool; else the user's own pool; else the pool whose senders cover the envelope sender's
- * domain; else "default". A header the user may not use is ignored (and reported), never
- * honoured: clients without a user (trusted networks) cannot choose by header.
+ * The pool a message sends from: the X-Rookery-Pool header when the sender may choose that pool
+ * (a user: one of its pools; a client without a user but with a tenant, such as an API token: one
+ * of the tenant's pools); else the user's own pool; else the pool whose senders cover the envelope
+ * sender's domain; else "default". A tenant's mail stays within its pools: a choice outside them
+ * gives way to the tenant's first pool. A header that may not be used is ignored (and reported),
+ * never honoured: clients with neither user nor tenant (trusted networks) cannot choose by header.
  */
-export function assignPool(input: { header: string | null; user: PoolUser | null; sender: string; rules: PoolAssignmentRules }): PoolAssignment {
+export function assignPool(input: { header: string | null; user: PoolUser | null; tenant?: PoolTenant | null; sender: string; rules: PoolAssignmentRules }): PoolAssignment {
   const { header, user, sender, rules } = input;
+  const allowed = input.tenant?.pools ?? null;
+  const within = (assignment: PoolAssignment): PoolAssignment =>
+    allowed === null || allowed.includes(assignment.pool) ? assignment : { pool: allowed[0]!, source: 'tenant', refusedHeader: assignment.refusedHeader };
   let refusedHeader: string | null = null;
   if (header) {
     const wanted = header.trim();
-    const allowed = user ? [user.pool, ...(user.pools ?? [])].includes(wanted) : false;
-    if (allowed) return { pool: wanted, source: 'header', refusedHeader: null };
+    const choices = user ? [user.pool, ...(user.pools ?? [])] : (allowed ?? []);
+    if (choices.includes(wanted) && (allowed === null || allowed.includes(wanted))) return { pool: wanted, source: 'header', refusedHeader: null };
     refusedHeader = wanted;
   }
-  if (user?.pool) return { pool: user.pool, source: 'user', refusedHeader };
+  if (user?.pool) return within({ pool: user.pool, source: 'user', refusedHeader });
   const domain = domainOf(sender);
   if (domain) {
     for (const [pool, patterns] of rules.senders) {
-      if (patterns.some((p) => domainMatches(domain, p))) return { pool, source: 'sender', refusedHeader };
+      if ((allowed === null || allowed.includes(pool)) && patterns.some((p) => domainMatches(domain, p))) return { pool, source: 'sender', refusedHeader };
     }
   }
-  return { pool: DEFAULT_POOL, source: 'default', refusedHeader };
+  return within({ pool: DEFAULT_POOL, source: 'default', refusedHeader });
 }
 
-function domainMatches(domain: string, pattern: string): boolean {
-  const p = pattern.toLowerCase();
-  return p.startsWith('*.') ? domain.endsWith(p.slice(1)) : domain === p;
-}
+/** Chooses a message's pool; `submitter` is an SMTP username (or null). */
+export type PoolAssigner = (input: { header: string | null; submitter: string | null; tenant: PoolTenant | null; sender: string }) => PoolAssignment;
 
 /** The assignment function for a configuration: its users' pools and its pools' sender domains. */
 export function poolAssignerFor(config: {
   smtp: { users: readonly PoolUser[] };
   pools: Readonly<Record<string, { senders: readonly string[] }>>;
-}): (input: { header: string | null; submitter: string | null; sender: string }) => PoolAssignment {
+}): PoolAssigner {
   const users = new Map(config.smtp.users.map((u) => [u.username, u]));
   const rules: PoolAssignmentRules = { senders: new Map(Object.entries(config.pools).map(([name, pool]) => [name, pool.senders])) };
-  return ({ header, submitter, sender }) => assignPool({ header, user: submitter ? (users.get(submitter) ?? null) : null, sender, rules });
+  return ({ header, submitter, tenant, sender }) => assignPool({ header, user: submitter ? (users.get(submitter) ?? null) : null, tenant, sender, rules });
 }

@@ -111,10 +111,14 @@ export const bucketKeys = {
   messages: (path: EgressPath) => `rate:${ipLabel(path.ip)}:${path.site}` as BucketKey,
   /** New connections on a path (shaping connectionRate). */
   connections: (path: EgressPath) => `connect:${ipLabel(path.ip)}:${path.site}` as BucketKey,
+  /** Recipients accepted for a tenant (tenants.<name>.rate); a tenant name never holds ':'. */
+  tenant: (tenant: string) => `tenant:${tenant}` as BucketKey,
 };
 
 /** Usage counters per window (UsageCounters). */
 export const counterKeys = {
   /** Messages from `ip` to `provider` counted against the warm-up cap of the hour or the day. */
   warmup: (ip: string, provider: ProviderName, window: 'hour' | 'day') => `warmup:${ip}:${provider}:${window}` as CounterKey,
+  /** Recipients accepted for a tenant on a UTC day (tenants.<name>.dailyQuota). */
+  tenantDay: (tenant: string) => `tenant:${tenant}:day` as CounterKey,
 };

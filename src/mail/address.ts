@@ -11,6 +11,16 @@ export function domainOf(address: string): string {
   return at < 0 ? '' : address.slice(at + 1).toLowerCase();
 }
 
+/**
+ * Whether a lower-case domain matches a pattern of the config: "example.com" exactly, "*.example.com"
+ * any of its subdomains (not itself), "*" any domain. Case does not matter in the pattern.
+ */
+export function domainMatches(domain: string, pattern: string): boolean {
+  const p = pattern.toLowerCase();
+  if (p === '*') return domain !== '';
+  return p.startsWith('*.') ? domain.endsWith(p.slice(1)) : domain === p;
+}
+
 /** Local part (as given) and lower-cased domain, or null unless both are non-empty. */
 export function splitAddress(address: string): { local: string; domain: string } | null {
   const at = address.lastIndexOf('@');

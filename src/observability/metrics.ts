@@ -20,6 +20,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly tenantRecipientsAccepted = new Counter({
+    name: 'rookery_tenant_recipients_accepted_total',
+    help: 'Recipients committed to the queue for each tenant',
+    labelNames: ['tenant'] as const,
+    registers: [this.registry],
+  });
+
+  readonly tenantRefused = new Counter({
+    name: 'rookery_tenant_refused_total',
+    help: "Messages refused for a tenant's limit (TENANT_RATE_LIMITED, TENANT_QUOTA_EXCEEDED)",
+    labelNames: ['tenant', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly deliveryOutcomes = new Counter({
     name: 'rookery_delivery_outcomes_total',
     help: 'Delivery attempts per recipient, by egress IP and disposition (delivered, transient, permanent, throttled)',

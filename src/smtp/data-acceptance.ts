@@ -116,6 +116,7 @@ async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServe
     recipients: envelope.rcptTo.map((r) => r.address),
     body,
     submitter: typeof session.user === 'string' ? session.user : null,
+    tenant: user?.tenant ?? null,
     source: 'smtp',
     clientAddress: session.remoteAddress,
     received: receivedField({
@@ -133,6 +134,11 @@ async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServe
   try {
     accepted = await deps.queue.submit(submission);
   } catch (err) {
+    // The queue refused the message itself (the tenant's sender domains, rate or quota).
+    if (err instanceof RookeryError) {
+      rejections.reject(state, err.code, { sender: submission.sender, username: submission.submitter, tenant: submission.tenant, recipients: submission.recipients.length });
+      throw err;
+    }
     rejections.count('STORAGE_FAILED');
     // Committed, but the disk did not confirm it (storage/write-batcher.ts): it may still be
     // delivered, and a client that sends it again then causes a duplicate; never a loss.

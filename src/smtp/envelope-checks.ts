@@ -1,4 +1,5 @@
 import type { SMTPServerOptions, SMTPServerSession } from 'smtp-server';
+import { tenantMaySend, type TenantDirectory } from '../access/tenants.ts';
 import { RookeryError } from '../errors.ts';
 import type { Rejections } from './rejections.ts';
 import { checkMailFrom, checkRcptTo, type RelayClient } from './relay-policy.ts';
@@ -7,12 +8,15 @@ import { userOf } from './submission-auth.ts';
 import type { UserDirectory } from './user-directory.ts';
 
 /**
- * MAIL FROM and RCPT TO: the relay policy (relay-policy.ts) applied to the session, recipients
- * that need a domain, and the recipient limit.
+ * MAIL FROM and RCPT TO: the relay policy (relay-policy.ts) applied to the session, the sender
+ * domains of the user's tenant, recipients that need a domain, and the recipient limit. (The
+ * queue checks the tenant's sender domains again for every door; here a refusal comes before
+ * the message is sent.)
  */
 
 export interface EnvelopeCheckDeps {
   users: UserDirectory;
+  tenants: TenantDirectory;
   sessions: SessionRegistry;
   rejections: Rejections;
   maxRecipients: number;
@@ -32,6 +36,12 @@ export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServe
       if (refusal) {
         rejections.reject(state, refusal, { sender: address.address, username: session.user });
         return callback(new RookeryError(refusal));
+      }
+      const tenantName = userOf(deps.users, session)?.tenant;
+      const tenant = tenantName ? deps.tenants.get(tenantName) : null;
+      if (tenant && !tenantMaySend(tenant, address.address)) {
+        rejections.reject(state, 'TENANT_SENDER_NOT_ALLOWED', { sender: address.address, username: session.user, tenant: tenant.name });
+        return callback(new RookeryError('TENANT_SENDER_NOT_ALLOWED'));
       }
       callback();
     },

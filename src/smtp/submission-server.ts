@@ -10,6 +10,7 @@ import { BufferBudget } from './buffer-budget.ts';
 import { sessionGuard } from './command-gate.ts';
 import { CredentialChecks } from './credential-checks.ts';
 import { dataAcceptance } from './data-acceptance.ts';
+import { TenantDirectory } from '../access/tenants.ts';
 import { envelopeChecks } from './envelope-checks.ts';
 import { Rejections } from './rejections.ts';
 import { SessionRegistry } from './session-registry.ts';
@@ -135,7 +136,7 @@ class SmtpSubmissionServer implements SubmissionServer {
       onClose: (session) => sessions.close(session.id),
       guard: (offer) => sessionGuard({ maxCommandBytes: config.smtp.maxCommandBytes, lockout, sessions, rejections, buffers, isStopping }, offer),
       onAuth: authHandler({ users, lockout, checks, sessions, rejections }),
-      ...envelopeChecks({ users, sessions, rejections, maxRecipients: config.smtp.maxRecipients }),
+      ...envelopeChecks({ users, tenants: new TenantDirectory(config.tenants), sessions, rejections, maxRecipients: config.smtp.maxRecipients }),
       onData: dataAcceptance({
         queue,
         users,

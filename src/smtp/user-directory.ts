@@ -7,6 +7,8 @@ export interface SubmissionUser {
   username: string;
   /** "*", "*@domain" or exact addresses; see relay-policy.ts. */
   allowedSenders: readonly string[];
+  /** The tenant it sends for (tenants:), or null. */
+  tenant: string | null;
 }
 
 /** A user of config.smtp.users, checked: its passwordHash parsed, or its clear password. */
@@ -33,7 +35,7 @@ export function resolveSmtpUsers(users: readonly UserConfig[]): { users: SmtpUse
       problems.push(`smtp.users[${i}].passwordHash: ${(err as Error).message}`);
       return;
     }
-    resolved.push({ username: user.username, allowedSenders: [...user.allowedSenders], secret });
+    resolved.push({ username: user.username, allowedSenders: [...user.allowedSenders], tenant: user.tenant ?? null, secret });
   });
   return { users: resolved, problems };
 }
@@ -53,9 +55,9 @@ export class UserDirectory {
   static async create(users: readonly SmtpUser[]): Promise<UserDirectory> {
     const params = costliest(users.flatMap(({ secret }) => ('hash' in secret ? [secret.hash] : [])));
     const entries = new Map<string, SubmissionUser & { hash: ScryptHash }>();
-    for (const { username, allowedSenders, secret } of users) {
+    for (const { username, allowedSenders, tenant, secret } of users) {
       const hash = 'hash' in secret ? secret.hash : parsePasswordHash(await hashPassword(secret.password, params));
-      entries.set(username, { username, allowedSenders, hash });
+      entries.set(username, { username, allowedSenders, tenant, hash });
     }
     const dummy = parsePasswordHash(await hashPassword(randomBytes(16).toString('hex'), params));
     return new UserDirectory(entries, dummy);
@@ -65,12 +67,12 @@ export class UserDirectory {
   async authenticate(username: string, password: string): Promise<SubmissionUser | null> {
     const user = this.users.get(username);
     const ok = await verifyPassword(password, user ? user.hash : this.dummy);
-    return ok && user ? { username: user.username, allowedSenders: user.allowedSenders } : null;
+    return ok && user ? publicPart(user) : null;
   }
 
   get(username: string): SubmissionUser | undefined {
     const user = this.users.get(username);
-    return user && { username: user.username, allowedSenders: user.allowedSenders };
+    return user && publicPart(user);
   }
 
   /** The scrypt parameters a login as `username` is checked with (an unknown name: the dummy's). */
@@ -78,6 +80,11 @@ export class UserDirectory {
     const { N, r, p } = this.users.get(username)?.hash ?? this.dummy;
     return { N, r, p };
   }
+}
+
+/** A user without its hash. */
+function publicPart(user: SubmissionUser): SubmissionUser {
+  return { username: user.username, allowedSenders: user.allowedSenders, tenant: user.tenant };
 }
 
 /**

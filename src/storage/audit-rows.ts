@@ -77,6 +77,7 @@ export interface AuditQueryBounds {
   route: string | null;
   status: number | null;
   outcome: string | null;
+  tenant: string | null;
   limit: number;
 }
 
@@ -92,6 +93,7 @@ export function auditQueryBounds(f: AuditFilters, after: AuditCursor | null, lim
     route: f.route,
     status: f.status,
     outcome: f.outcome,
+    tenant: f.tenant,
     limit,
   };
 }

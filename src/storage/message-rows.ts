@@ -16,6 +16,7 @@ export interface MessageInfoDbRow {
   client_address: string | null;
   created_at: number;
   pool: string;
+  tenant: string | null;
 }
 
 /** A listed message with one of its recipient states and that state's count (a message spans several rows). */
@@ -42,6 +43,7 @@ export function toMessageInfo(row: MessageInfoDbRow): MessageInfo {
     clientAddress: row.client_address,
     createdAt: row.created_at,
     pool: row.pool,
+    tenant: row.tenant,
   };
 }
 
@@ -71,6 +73,7 @@ export interface MessageQueryBounds {
   recipient: string | null;
   domain: string | null;
   pool: string | null;
+  tenant: string | null;
   /** True when some recipient filter is set (the recipients are looked at only then). */
   byRecipient: boolean;
   limit: number;
@@ -89,6 +92,7 @@ export function messageQueryBounds(q: MessageQuery): MessageQueryBounds {
     recipient: q.recipient,
     domain: q.domain === null ? null : q.domain.toLowerCase(),
     pool: q.pool,
+    tenant: q.tenant,
     byRecipient: q.state !== null || q.recipient !== null || q.domain !== null,
     limit: q.limit,
   };

@@ -32,6 +32,8 @@ export interface NewMessage {
   body: Buffer;
   /** Submitting user, null for trusted-network or internal (DSN) mail. */
   submitter: string | null;
+  /** The tenant it was sent for; absent or null for none (DSNs Rookery writes belong to none). */
+  tenant?: string | null;
   /** How the message came in. */
   source: 'smtp' | 'http' | 'dsn';
   /** The egress pool it sends from (chosen at acceptance). */
@@ -321,6 +323,8 @@ export interface MessageInfo {
   clientAddress: string | null;
   createdAt: number;
   pool: string;
+  /** The tenant it was sent for; null for none. */
+  tenant: string | null;
 }
 
 /** A message of a listing, with how many of its recipients are in each state. */
@@ -343,11 +347,8 @@ export interface MessageQuery {
   since: number | null;
   /** Created before. */
   until: number | null;
-  /**
-   * Confinement to one tenant: null (every message) until messages record their tenant; then a
-   * token's tenant goes here and each backend adds it to its WHERE clause.
-   */
-  tenant: null;
+  /** Messages sent for this tenant: a tenant's token is confined to it, an admin may filter by it. */
+  tenant: string | null;
   /** Continue after this message of the previous page (its sort key). */
   after: { createdAt: number; id: string } | null;
   limit: number;
@@ -448,8 +449,8 @@ export interface AuditFilters {
   since: number | null;
   /** Before. */
   until: number | null;
-  /** Confinement to one tenant: null (every entry) until tenants exist; then each backend adds it to its WHERE clause. */
-  tenant: null;
+  /** Entries of requests made with a token of this tenant. */
+  tenant: string | null;
 }
 
 /** An audit page's sort key: time, then id (both descending). */

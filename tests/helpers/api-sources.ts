@@ -1,3 +1,4 @@
+import { TenantDirectory } from '../../src/access/tenants.ts';
 import type { Clock } from '../../src/clock.ts';
 import { systemClock } from '../../src/clock.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
@@ -23,7 +24,7 @@ import { createFixtureResolver, type FixtureResolver } from './fixture-resolver.
  * local backend over `store` (not started: it holds no timer), and a real DKIM key store (not
  * watching its files). DNS comes from `resolver`, by default an empty zone.
  */
-export function apiSources(options: { store: Store; config?: ConfigInput; clock?: Clock; resolver?: FixtureResolver }): Pick<ControlApiDeps, 'pool' | 'domains'> {
+export function apiSources(options: { store: Store; config?: ConfigInput; clock?: Clock; resolver?: FixtureResolver }): Pick<ControlApiDeps, 'pool' | 'domains' | 'tenants'> {
   const { store, clock = systemClock, resolver = createFixtureResolver() } = options;
   const resolved = resolveConfig(options.config ?? {}, { source: 'test', env: {} });
   const { config } = resolved;
@@ -45,6 +46,7 @@ export function apiSources(options: { store: Store; config?: ConfigInput; clock?
   const keys = createDkimKeyStore({ keys: resolved.dkimKeys, resolver, clock, logger });
   return {
     pool,
+    tenants: new TenantDirectory(config.tenants),
     domains: {
       domains: createSenderDomains({ dkim: config.dkim, returnPath: config.returnPath, keys }),
       check: (domain) => checkDomain({ domain, config, resolver, clock }),

@@ -11,6 +11,9 @@ import type { Store } from '../../src/storage/store.ts';
 import { createDkimKeyStore } from '../../src/sender-domains/key-store.ts';
 import { createDkimSigner } from '../../src/sender-domains/signer.ts';
 import { poolAssignerFor } from '../../src/ippool/pool-assignment.ts';
+import { createPoolBackend } from '../../src/ippool/backend/create-pool-backend.ts';
+import { TenantDirectory } from '../../src/access/tenants.ts';
+import { TenantLimits } from '../../src/engine/tenant-limits.ts';
 import { manualClock, type ManualClock } from './manual-clock.ts';
 import { SmtpTestClient, type SmtpClientOptions } from './smtp-client.ts';
 import { createTempDir, type TempDir } from './temp-dir.ts';
@@ -53,11 +56,11 @@ export function afterTest(close: () => Promise<void>): void {
 
 export async function startHarness(
   smtp: ConfigInput['smtp'],
-  options: Pick<SubmissionServerDeps, 'shutdownGraceMs' | 'reverseLookup'> = {},
+  options: Pick<SubmissionServerDeps, 'shutdownGraceMs' | 'reverseLookup'> & { config?: Omit<ConfigInput, 'smtp'> } = {},
 ): Promise<Harness> {
   const dir: TempDir = await createTempDir('rookery-smtp');
   cleanups.push(() => dir.remove());
-  const { config, smtpUsers, dkimKeys } = resolveConfig({ hostname: 'mta.rookery.test', dataDir: dir.path, smtp }, { source: 'test', env: {} });
+  const { config, smtpUsers, dkimKeys } = resolveConfig({ hostname: 'mta.rookery.test', dataDir: dir.path, ...options.config, smtp }, { source: 'test', env: {} });
   const logs: Array<Record<string, unknown>> = [];
   const logger = createLogger('debug', { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
   const metrics = new Metrics({ processMetrics: false });
@@ -73,9 +76,12 @@ export async function startHarness(
     // No keys configured: messages go through the real signer and come out unsigned.
     dkim: createDkimSigner({ keys: createDkimKeyStore({ keys: dkimKeys, resolver: { resolveTxt: async () => [] }, clock, logger }), config: config.dkim, clock, logger }),
     assignPool: poolAssignerFor(config),
+    tenants: new TenantDirectory(config.tenants),
+    tenantLimits: new TenantLimits({ ...createPoolBackend({ store, clock }), clock }),
     onEnqueued: () => undefined,
   });
-  const server = createSubmissionServer({ config, users: smtpUsers, queue, tls: await tlsFixture(), logger, metrics, clock, ...options });
+  const { config: _extra, ...serverOptions } = options;
+  const server = createSubmissionServer({ config, users: smtpUsers, queue, tls: await tlsFixture(), logger, metrics, clock, ...serverOptions });
   await server.start();
   cleanups.push(() => server.stop());
   const harness: Harness = {

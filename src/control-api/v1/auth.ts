@@ -3,7 +3,7 @@ import type { ApiPrincipal, TokenDirectory } from '../../access/api-token.ts';
 import type { ApiRole } from '../../config/api-schema.ts';
 import { pathOf, sendProblem } from '../error-handler.ts';
 import { problem } from '../problem.ts';
-import { rolesFor } from './route-roles.ts';
+import { rolesFor, TENANT_ROUTES } from './route-roles.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -21,6 +21,15 @@ export interface V1AuthDeps {
   failures: FailureLimiter;
   /** The roles allowed on a route; default the table of route-roles.ts. */
   routeRoles?: (method: string, url: string) => readonly ApiRole[] | undefined;
+  /** The routes a token of a tenant may call ("GET /v1/messages"); default TENANT_ROUTES. */
+  tenantRoutes?: ReadonlySet<string>;
+}
+
+/** Who may call one method of a route. */
+interface Access {
+  roles: readonly ApiRole[];
+  /** Whether a token bound to a tenant may. */
+  tenants: boolean;
 }
 
 const REALM = 'Bearer realm="rookery"';
@@ -35,23 +44,25 @@ const REALM = 'Bearer realm="rookery"';
  * address has failed too often (further guesses are not even checked); a valid token passes
  * whatever its address did before, so someone sharing the address (every local process on a
  * loopback listener, every client behind one proxy) cannot lock a right token out; then a role
- * that does not include the route 403. It runs at onRequest, before the body is read or
- * validated, so nothing of an unauthenticated request is parsed.
+ * that does not include the route 403, and a tenant's token on a route not for tenants 403. It
+ * runs at onRequest, before the body is read or validated, so nothing of an unauthenticated
+ * request is parsed.
  */
 export function protectV1Routes(app: FastifyInstance, deps: V1AuthDeps, guarded: WeakSet<RouteOptions>): void {
   app.decorateRequest('principal', null);
   app.addHook('onRoute', (route: RouteOptions) => {
     if (!isV1Path(route.url)) return;
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    const rolesByMethod = new Map<string, readonly ApiRole[]>();
+    const accessByMethod = new Map<string, Access>();
     for (const method of methods) {
       // Fastify adds a HEAD route for each GET; it runs the GET handler, so it needs the same roles.
-      const roles = (deps.routeRoles ?? rolesFor)(method === 'HEAD' ? 'GET' : method, route.url);
+      const asked = method === 'HEAD' ? 'GET' : method;
+      const roles = (deps.routeRoles ?? rolesFor)(asked, route.url);
       if (!roles) throw new Error(`${method} ${route.url} is not in the /v1 role table (src/control-api/v1/route-roles.ts)`);
-      rolesByMethod.set(method, roles);
+      accessByMethod.set(method, { roles, tenants: (deps.tenantRoutes ?? TENANT_ROUTES).has(`${asked} ${route.url}`) });
     }
     const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
-    route.onRequest = [authenticateFor(rolesByMethod, deps), ...existing];
+    route.onRequest = [authenticateFor(accessByMethod, deps), ...existing];
     guarded.add(route);
   });
 }
@@ -61,7 +72,7 @@ export function isV1Path(url: string): boolean {
   return url === '/v1' || url.startsWith('/v1/');
 }
 
-function authenticateFor(rolesByMethod: ReadonlyMap<string, readonly ApiRole[]>, deps: V1AuthDeps) {
+function authenticateFor(accessByMethod: ReadonlyMap<string, Access>, deps: V1AuthDeps) {
   return async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const token = bearerToken(request.headers.authorization);
     if (token === null) {
@@ -80,9 +91,14 @@ function authenticateFor(rolesByMethod: ReadonlyMap<string, readonly ApiRole[]>,
       return sendProblem(reply, problem('AUTH_FAILED', 'The API token is not valid', { instance: pathOf(request) }));
     }
     request.principal = principal;
-    const roles = rolesByMethod.get(request.method) ?? [];
+    const access = accessByMethod.get(request.method) ?? { roles: [], tenants: false };
+    const roles = access.roles;
     if (!roles.includes(principal.role)) {
       const detail = `Role "${principal.role}" may not ${request.method} ${request.routeOptions.url}; allowed: ${roles.join(', ')}`;
+      return sendProblem(reply, problem('FORBIDDEN', detail, { instance: pathOf(request) }));
+    }
+    if (principal.tenant !== null && !access.tenants) {
+      const detail = `A token of tenant "${principal.tenant}" may not ${request.method} ${request.routeOptions.url}: it acts on what every tenant shares`;
       return sendProblem(reply, problem('FORBIDDEN', detail, { instance: pathOf(request) }));
     }
     return undefined;

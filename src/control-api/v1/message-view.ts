@@ -23,6 +23,7 @@ function messageFields(m: MessageInfo) {
     id: m.id,
     sender: m.sender,
     pool: m.pool,
+    tenant: m.tenant,
     size: m.size,
     createdAt: rfc3339(m.createdAt),
     messageId: m.messageIdHeader,

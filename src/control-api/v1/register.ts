@@ -2,6 +2,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import { TokenDirectory } from '../../access/api-token.ts';
+import type { TenantDirectory } from '../../access/tenants.ts';
 import type { Config } from '../../config/schema.ts';
 import { protectV1Routes, type FailureLimiter } from './auth.ts';
 import type { Clock } from '../../clock.ts';
@@ -24,6 +25,8 @@ export interface V1ApiDeps {
   pool: IpsRouteDeps['pool'] & IpOperationsRouteDeps['pool'];
   /** The sender domains and their check, for /v1/domains. */
   domains: DomainsRouteDeps;
+  /** The configured tenants: a tenant's token sees its pools' IPs and its sender domains. */
+  tenants: TenantDirectory;
   /** Receives every route the plugin guards (the control API refuses /v1 routes that are not). */
   guarded: WeakSet<RouteOptions>;
 }
@@ -60,9 +63,9 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerWhoamiRoute(v1);
     registerQueueRoute(v1, { store: deps.store, clock: deps.clock });
     registerMessagesRoutes(v1, { store: deps.store });
-    registerIpsRoutes(v1, { pool: deps.pool });
+    registerIpsRoutes(v1, { pool: deps.pool, tenants: deps.tenants });
     registerIpOperationsRoutes(v1, { pool: deps.pool, clock: deps.clock });
-    registerDomainsRoutes(v1, deps.domains);
+    registerDomainsRoutes(v1, { ...deps.domains, tenants: deps.tenants });
     registerAuditRoute(v1, { store: deps.store });
 
     v1.get('/openapi.json', { schema: { hide: true } }, async () => v1.swagger());

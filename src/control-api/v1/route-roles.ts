@@ -11,11 +11,11 @@ const EVERY_ROLE: readonly ApiRole[] = API_ROLES;
 
 export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   'GET /v1/whoami': EVERY_ROLE,
-  'GET /v1/queue': EVERY_ROLE,
-  // A sender will read its own messages once messages record their tenant; until then it would
-  // read every tenant's, so these are for the roles that see all mail anyway.
-  'GET /v1/messages': ['admin', 'operator', 'viewer'],
-  'GET /v1/messages/:id': ['admin', 'operator', 'viewer'],
+  // Counts over every tenant's mail: not for a sender (see TENANT_ROUTES for tenants' tokens).
+  'GET /v1/queue': ['admin', 'operator', 'viewer'],
+  // A sender reads the messages of its tenant (every sender token has one).
+  'GET /v1/messages': EVERY_ROLE,
+  'GET /v1/messages/:id': EVERY_ROLE,
   // IPs and sender domains: reads for every role but sender (not about its own messages); the
   // domain check makes DNS queries on demand, so it is an operation, not a read.
   'GET /v1/ips': ['admin', 'operator', 'viewer'],
@@ -30,6 +30,21 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   // The audit log names every token and client address that changed something: admin only.
   'GET /v1/audit': ['admin'],
 };
+
+/**
+ * The routes a token bound to a tenant may call, each answering for that tenant only (its
+ * messages, the IPs of its pools, its sender domains). Every other route shows or changes what
+ * tenants share (queue totals, IP and domain operations, the audit log) and needs a token of no
+ * tenant: the platform's own staff.
+ */
+export const TENANT_ROUTES: ReadonlySet<string> = new Set([
+  'GET /v1/whoami',
+  'GET /v1/messages',
+  'GET /v1/messages/:id',
+  'GET /v1/ips',
+  'GET /v1/ips/:address',
+  'GET /v1/domains',
+]);
 
 /** The roles allowed on a route, or undefined when the table does not list it. */
 export function rolesFor(method: string, url: string): readonly ApiRole[] | undefined {

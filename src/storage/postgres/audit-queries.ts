@@ -28,9 +28,10 @@ export async function selectAuditPage(db: Db, b: AuditQueryBounds): Promise<Audi
         AND ($5::text IS NULL OR route = $5::text)
         AND ($6::integer IS NULL OR status = $6::integer)
         AND ($7::text IS NULL OR outcome = $7::text)
+        AND ($9::text IS NULL OR tenant = $9::text)
       ORDER BY at DESC, id DESC
       LIMIT $8`,
-    values: [b.since, b.latest, b.beforeId, b.actor, b.route, b.status, b.outcome, b.limit],
+    values: [b.since, b.latest, b.beforeId, b.actor, b.route, b.status, b.outcome, b.limit, b.tenant],
   });
   return rows;
 }

@@ -16,7 +16,7 @@ import type { Db } from './queries.ts';
 export async function selectMessageInfo(db: Db, id: string): Promise<MessageInfoDbRow | undefined> {
   const { rows } = await db.query<MessageInfoDbRow>({
     name: 'rookery_select_message_info',
-    text: `SELECT id, sender, message_id_header, size, submitter, source, client_address, created_at, pool FROM messages WHERE id = $1`,
+    text: `SELECT id, sender, message_id_header, size, submitter, source, client_address, created_at, pool, tenant FROM messages WHERE id = $1`,
     values: [id],
   });
   return rows[0];
@@ -30,12 +30,13 @@ export async function selectMessageInfo(db: Db, id: string): Promise<MessageInfo
 export async function selectMessagePage(db: Db, b: MessageQueryBounds): Promise<MessageStateDbRow[]> {
   const { rows } = await db.query<MessageStateDbRow>({
     text: `
-      SELECT p.id, p.sender, p.message_id_header, p.size, p.submitter, p.source, p.client_address, p.created_at, p.pool,
+      SELECT p.id, p.sender, p.message_id_header, p.size, p.submitter, p.source, p.client_address, p.created_at, p.pool, p.tenant,
              r.state, count(*)::int AS n
       FROM (
-        SELECT m.id, m.sender, m.message_id_header, m.size, m.submitter, m.source, m.client_address, m.created_at, m.pool
+        SELECT m.id, m.sender, m.message_id_header, m.size, m.submitter, m.source, m.client_address, m.created_at, m.pool, m.tenant
         FROM messages m
         WHERE m.created_at >= $1 AND m.created_at <= $2
+          AND ($11::text IS NULL OR m.tenant = $11::text)
           AND ($3::text IS NULL OR m.created_at < $2 OR m.id < $3::text)
           AND ($4::text IS NULL OR lower(m.sender) = lower($4::text))
           AND ($5::text IS NULL OR m.pool = $5::text)
@@ -47,9 +48,9 @@ export async function selectMessagePage(db: Db, b: MessageQueryBounds): Promise<
         LIMIT $10
       ) AS p
       JOIN recipients r ON r.message_id = p.id
-      GROUP BY p.id, p.sender, p.message_id_header, p.size, p.submitter, p.source, p.client_address, p.created_at, p.pool, r.state
+      GROUP BY p.id, p.sender, p.message_id_header, p.size, p.submitter, p.source, p.client_address, p.created_at, p.pool, p.tenant, r.state
       ORDER BY p.created_at DESC, p.id DESC`,
-    values: [b.since, b.latest, b.beforeId, b.sender, b.pool, b.state, b.recipient, b.domain, b.byRecipient, b.limit],
+    values: [b.since, b.latest, b.beforeId, b.sender, b.pool, b.state, b.recipient, b.domain, b.byRecipient, b.limit, b.tenant],
   });
   return rows;
 }

@@ -171,6 +171,16 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX audit_actor ON audit (actor, at, id);
     `,
   },
+  {
+    version: 8,
+    name: 'tenant of each message',
+    sql: `
+      -- The tenant a message was sent for (NULL: none); GET /v1/messages for a tenant's token
+      -- walks its messages newest first.
+      ALTER TABLE messages ADD COLUMN tenant text;
+      CREATE INDEX messages_tenant_created_at ON messages (tenant, created_at, id) WHERE tenant IS NOT NULL;
+    `,
+  },
 ];
 
 /** First key of the two-key advisory lock taken while migrating ("rook"). */

@@ -15,7 +15,7 @@ export type Db = pg.Pool | pg.PoolClient;
 /** The LISTEN/NOTIFY channel; the payload is the schema, so stores on other schemas ignore it. */
 export const WORK_CHANNEL = 'rookery_work';
 
-const MESSAGE_COLUMNS = 10;
+const MESSAGE_COLUMNS = 11;
 /** Messages per statement, well under PostgreSQL's 65535 bind parameters. */
 const MESSAGES_PER_INSERT = 1000;
 
@@ -31,7 +31,7 @@ export async function insertMessages(db: Db, messages: readonly NewMessage[]): P
     const values: unknown[] = [];
     const rows = chunk.map((m, i) => {
       // Buffers are sent as binary parameters: the body crosses the wire unescaped.
-      values.push(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt, m.pool);
+      values.push(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt, m.pool, m.tenant ?? null);
       const base = i * MESSAGE_COLUMNS;
       return `(${Array.from({ length: MESSAGE_COLUMNS }, (_, k) => `$${base + k + 1}`).join(', ')})`;
     });
@@ -53,11 +53,11 @@ export async function insertMessages(db: Db, messages: readonly NewMessage[]): P
     values.push(messageIds, recipients, domains, dueAts, createdAts);
     await db.query({
       // Named for the common small sizes (one message per SMTP transaction): parsed once per connection.
-      name: chunk.length <= 4 ? `rookery_insert_messages_v3_${chunk.length}` : undefined,
+      name: chunk.length <= 4 ? `rookery_insert_messages_v4_${chunk.length}` : undefined,
       // ORDER BY ordinality: recipient ids follow the order of the recipients as given.
       text: `
         WITH new_messages AS (
-          INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at, pool)
+          INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at, pool, tenant)
           VALUES ${rows.join(', ')}
         )
         INSERT INTO recipients (message_id, recipient, domain, state, attempts, next_attempt_at, created_at, updated_at)

@@ -22,6 +22,7 @@ export function prepareAuditQueries(db: DatabaseSync) {
       AND (?5 IS NULL OR route = ?5)
       AND (?6 IS NULL OR status = ?6)
       AND (?7 IS NULL OR outcome = ?7)
+      AND (?9 IS NULL OR tenant = ?9)
     ORDER BY at DESC, id DESC
     LIMIT ?8`);
 
@@ -35,7 +36,7 @@ export function prepareAuditQueries(db: DatabaseSync) {
     },
 
     selectPage(b: AuditQueryBounds): AuditDbRow[] {
-      return selectPage.all(b.since, b.latest, b.beforeId, b.actor, b.route, b.status, b.outcome, b.limit) as unknown as AuditDbRow[];
+      return selectPage.all(b.since, b.latest, b.beforeId, b.actor, b.route, b.status, b.outcome, b.limit, b.tenant) as unknown as AuditDbRow[];
     },
 
     purge(before: number, limit: number): number {

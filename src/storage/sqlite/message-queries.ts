@@ -17,7 +17,7 @@ export function prepareMessageQueries(db: DatabaseSync) {
   const stmt = (sql: string): StatementSync => db.prepare(sql);
 
   const selectInfo = stmt(`
-    SELECT id, sender, message_id_header, size, submitter, source, client_address, created_at, pool
+    SELECT id, sender, message_id_header, size, submitter, source, client_address, created_at, pool, tenant
     FROM messages WHERE id = ?`);
 
   // messages_created_at, walked newest first from the cursor; the filters test each message on
@@ -25,13 +25,14 @@ export function prepareMessageQueries(db: DatabaseSync) {
   // back until it fills the page or reaches `since`. One recipient must match every recipient
   // filter. The page's recipient states come from recipients_message. Never the body column:
   // reading it would load every scanned message.
-  const selectPage = stmt(`
-    SELECT p.id, p.sender, p.message_id_header, p.size, p.submitter, p.source, p.client_address, p.created_at, p.pool,
+  // A tenant's page walks messages_tenant_created_at instead: its messages only, in the same order.
+  const pageSql = (from: string, tenant: string) => `
+    SELECT p.id, p.sender, p.message_id_header, p.size, p.submitter, p.source, p.client_address, p.created_at, p.pool, p.tenant,
            r.state, count(*) AS n
     FROM (
-      SELECT m.id, m.sender, m.message_id_header, m.size, m.submitter, m.source, m.client_address, m.created_at, m.pool
-      FROM messages m INDEXED BY messages_created_at
-      WHERE m.created_at >= ?1 AND m.created_at <= ?2
+      SELECT m.id, m.sender, m.message_id_header, m.size, m.submitter, m.source, m.client_address, m.created_at, m.pool, m.tenant
+      FROM ${from}
+      WHERE ${tenant} m.created_at >= ?1 AND m.created_at <= ?2
         AND (?3 IS NULL OR m.created_at < ?2 OR m.id < ?3)
         AND (?4 IS NULL OR lower(m.sender) = lower(?4))
         AND (?5 IS NULL OR m.pool = ?5)
@@ -44,7 +45,9 @@ export function prepareMessageQueries(db: DatabaseSync) {
     ) AS p
     JOIN recipients r ON r.message_id = p.id
     GROUP BY p.id, r.state
-    ORDER BY p.created_at DESC, p.id DESC`);
+    ORDER BY p.created_at DESC, p.id DESC`;
+  const selectPage = stmt(pageSql('messages m INDEXED BY messages_created_at', ''));
+  const selectTenantPage = stmt(pageSql('messages m INDEXED BY messages_tenant_created_at', 'm.tenant = ?11 AND'));
 
   // messages_created_at bounds the search to the window; the body is read for DSNs only.
   const selectDsns = stmt(`
@@ -73,7 +76,8 @@ export function prepareMessageQueries(db: DatabaseSync) {
 
     selectPage(b: MessageQueryBounds): MessageStateDbRow[] {
       const args = [b.since, b.latest, b.beforeId, b.sender, b.pool, b.state, b.recipient, b.domain, b.byRecipient ? 1 : 0, b.limit];
-      return selectPage.all(...args) as unknown as MessageStateDbRow[];
+      const rows = b.tenant === null ? selectPage.all(...args) : selectTenantPage.all(...args, b.tenant);
+      return rows as unknown as MessageStateDbRow[];
     },
 
     selectDsns(messageId: string, from: number, to: number): { id: string; created_at: number; body: Uint8Array }[] {

@@ -12,8 +12,8 @@ export function prepareQueries(db: DatabaseSync) {
   const stmt = (sql: string): StatementSync => db.prepare(sql);
 
   const insertMessage = stmt(`
-    INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at, pool)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at, pool, tenant)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
 
   const insertRecipient = stmt(`
     INSERT INTO recipients (message_id, recipient, domain, state, attempts, next_attempt_at, created_at, updated_at)
@@ -186,7 +186,7 @@ export function prepareQueries(db: DatabaseSync) {
 
   return {
     insertMessage(m: NewMessage): void {
-      insertMessage.run(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt, m.pool);
+      insertMessage.run(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt, m.pool, m.tenant ?? null);
     },
 
     insertRecipient(messageId: string, recipient: string, domain: string, dueAt: number, createdAt: number): void {

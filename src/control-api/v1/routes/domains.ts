@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify';
+import type { TenantDirectory } from '../../../access/tenants.ts';
+import { domainMatches } from '../../../mail/address.ts';
 import type { DomainReport } from '../../../sender-domains/domain-check.ts';
 import type { SenderDomain, SenderDomains } from '../../../sender-domains/sender-domains-view.ts';
 import { pathOf, sendProblem } from '../../error-handler.ts';
@@ -96,17 +98,23 @@ const DOMAIN_PARAMS = {
  * GET /v1/domains: the sender domains with their DKIM keys' states; POST
  * /v1/domains/{domain}/check: the DNS check of one (DKIM records, SPF of each egress IP, DMARC,
  * the bounce domain's MX). The check changes nothing; it is a POST because it is an action that
- * makes DNS queries each time, never a cached read. Tenants are not built yet: when they are, a
- * tenant's token sees its own sender domains only, filtered here.
+ * makes DNS queries each time, never a cached read. A tenant's token sees its own sender domains
+ * only (and may not run checks: route-roles.ts).
  */
-export function registerDomainsRoutes(app: FastifyInstance, deps: DomainsRouteDeps): void {
+export function registerDomainsRoutes(app: FastifyInstance, deps: DomainsRouteDeps & { tenants: TenantDirectory }): void {
   app.get('/v1/domains', {
     schema: {
       ...v1Route({ summary: 'Sender domains and their DKIM keys', roles: rolesFor('GET', '/v1/domains') ?? [], tags: ['domains'] }),
       querystring: NO_QUERY,
       response: { 200: jsonResponse('Every configured sender domain.', DOMAIN_LIST), ...problemResponses(...AUTH_PROBLEMS) },
     },
-    handler: async () => ({ domains: deps.domains.list().map(domainJson) }),
+    handler: async (request) => {
+      // A token of a tenant sees the domains that tenant may send as.
+      const own = request.principal!.tenant;
+      const tenant = own === null ? null : deps.tenants.get(own);
+      const visible = deps.domains.list().filter((d) => !tenant || tenant.senderDomains.some((pattern) => domainMatches(d.domain, pattern)));
+      return { domains: visible.map(domainJson) };
+    },
   });
 
   app.post<{ Params: { domain: string } }>('/v1/domains/:domain/check', {

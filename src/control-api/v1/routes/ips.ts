@@ -1,5 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isIP } from 'node:net';
+import type { ApiPrincipal } from '../../../access/api-token.ts';
+import type { TenantDirectory } from '../../../access/tenants.ts';
 import type { EgressPool } from '../../../ippool/egress-pool.ts';
 import type { IpSnapshot, WindowUsage } from '../../../ippool/pool-snapshot.ts';
 import { pathOf, sendProblem } from '../../error-handler.ts';
@@ -10,6 +12,7 @@ import { IP_SCHEMA } from './ip-schema.ts';
 
 export interface IpsRouteDeps {
   pool: Pick<EgressPool, 'snapshot'>;
+  tenants: TenantDirectory;
 }
 
 const IP_LIST = {
@@ -29,8 +32,7 @@ export const ADDRESS_PARAMS = {
 /**
  * GET /v1/ips and GET /v1/ips/{address}: each egress IP as the pool selects with it now (its
  * snapshot, src/ippool/pool-snapshot.ts). Restrictions made by other nodes show once this node
- * has re-read pool state (every 10 s). Tenants are not built yet: when they are, a tenant's
- * token sees the IPs of its pools only, filtered here by pool.
+ * has re-read pool state (every 10 s). A tenant's token sees the IPs of its pools only.
  */
 export function registerIpsRoutes(app: FastifyInstance, deps: IpsRouteDeps): void {
   app.get('/v1/ips', {
@@ -39,7 +41,7 @@ export function registerIpsRoutes(app: FastifyInstance, deps: IpsRouteDeps): voi
       querystring: NO_QUERY,
       response: { 200: jsonResponse('Every egress IP with weights, warm-up, reputation and restrictions.', IP_LIST), ...problemResponses(...AUTH_PROBLEMS) },
     },
-    handler: async () => ({ ips: (await deps.pool.snapshot()).map(ipJson) }),
+    handler: async (request) => ({ ips: (await deps.pool.snapshot()).filter(visibleTo(deps.tenants, request.principal!)).map(ipJson) }),
   });
 
   app.get<{ Params: { address: string } }>('/v1/ips/:address', {
@@ -53,10 +55,16 @@ export function registerIpsRoutes(app: FastifyInstance, deps: IpsRouteDeps): voi
       const { address } = request.params;
       if (!isAddressParam(address)) return refuseAddress(request, reply);
       const [ip] = await deps.pool.snapshot({ address });
-      if (!ip) return unknownIp(request, reply);
+      if (!ip || !visibleTo(deps.tenants, request.principal!)(ip)) return unknownIp(request, reply);
       return ipJson(ip);
     },
   });
+}
+
+/** Whether the caller sees an IP: a token of a tenant sees the IPs of that tenant's pools only. */
+function visibleTo(tenants: TenantDirectory, principal: ApiPrincipal): (ip: IpSnapshot) => boolean {
+  const pools = principal.tenant === null ? null : (tenants.get(principal.tenant)?.pools ?? null);
+  return (ip) => pools === null || pools.includes(ip.pool);
 }
 
 /** Whether an {address} parameter is an IP address; a zone id (fe80::1%eth0) names an interface, never an egress address. */

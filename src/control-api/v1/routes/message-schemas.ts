@@ -9,6 +9,7 @@ const MESSAGE_FIELDS = {
   id: { type: 'string', description: 'Queue id.' },
   sender: { type: 'string', description: "Envelope sender; '' is the null reverse-path (DSNs)." },
   pool: { type: 'string', description: 'The egress pool chosen at acceptance.' },
+  tenant: { ...NULLABLE_STRING, description: 'The tenant it was sent for; null for none.' },
   size: { type: 'integer', minimum: 0, description: 'Bytes as stored.' },
   createdAt: { ...TIME, description: 'When the message was accepted.' },
   messageId: { ...NULLABLE_STRING, description: 'The Message-ID header.' },

@@ -24,6 +24,7 @@ const LIST_QUERY = {
     recipient: { ...ADDRESS, description: 'A recipient address (ASCII case ignored).' },
     domain: { type: 'string', minLength: 1, maxLength: 255, description: 'A recipient domain.' },
     pool: { type: 'string', minLength: 1, maxLength: 100, description: 'The egress pool.' },
+    tenant: { type: 'string', minLength: 1, maxLength: 64, description: "The tenant (a tenant's token reads its own messages only)." },
     since: { type: 'string', format: 'date-time', description: 'Created at or after (RFC 3339).' },
     until: { type: 'string', format: 'date-time', description: 'Created before (RFC 3339).' },
     cursor: { type: 'string', minLength: 1, maxLength: 400, description: 'nextCursor of the previous page.' },
@@ -37,6 +38,7 @@ interface ListQuery {
   recipient?: string;
   domain?: string;
   pool?: string;
+  tenant?: string;
   since?: string;
   until?: string;
   cursor?: string;
@@ -52,9 +54,8 @@ const ID_PARAMS = {
 
 /**
  * GET /v1/messages (newest first, filtered, by cursor) and GET /v1/messages/{id} (one message,
- * its recipients and their attempts). Reads only; never the body. Tenants are not stored with
- * messages yet: every caller reads every message (MessageQuery.tenant is null), which is where a
- * token's tenant will confine the listing.
+ * its recipients and their attempts). Reads only; never the body. A token of a tenant reads that
+ * tenant's messages only; others may filter by tenant.
  */
 export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRouteDeps): void {
   app.get('/v1/messages', {
@@ -67,6 +68,10 @@ export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRoute
       const q = request.query;
       const page = readPageQuery(q, decodeMessageCursor);
       if ('path' in page) return sendInvalid(request, reply, page.path, page.message);
+      const own = request.principal!.tenant;
+      if (own !== null && q.tenant !== undefined && q.tenant !== own) {
+        return sendProblem(reply, problem('FORBIDDEN', `A token of tenant "${own}" reads that tenant's messages only`, { instance: pathOf(request) }));
+      }
       // One more than asked says whether another page follows, without an empty last page.
       const found = await deps.store.listMessages({
         state: q.state ?? null,
@@ -76,7 +81,7 @@ export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRoute
         pool: q.pool ?? null,
         since: page.since,
         until: page.until,
-        tenant: null,
+        tenant: own ?? q.tenant ?? null,
         after: page.after,
         limit: q.limit + 1,
       });
@@ -95,7 +100,10 @@ export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRoute
     },
     handler: async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
       const { id } = request.params;
-      const message = await deps.store.getMessageInfo(id);
+      const found = await deps.store.getMessageInfo(id);
+      // Another tenant's message is answered as unknown: its existence is not the caller's to learn.
+      const own = request.principal!.tenant;
+      const message = found && (own === null || found.tenant === own) ? found : null;
       if (!message) return sendProblem(reply, problem('MESSAGE_NOT_FOUND', `No message with queue id ${id}`, { instance: pathOf(request) }));
       const [recipients, events] = await Promise.all([deps.store.listRecipients(id), deps.store.listEvents(id)]);
       const window = dsnSearchWindow(message, recipients, events);

@@ -77,8 +77,7 @@ const QUEUE_QUERY = {
 /**
  * GET /v1/queue: recipients by state, and the deferred backlog grouped by destination domain,
  * pool and egress IP with the age of each group's oldest message: what an operator looks at
- * first when mail is late. Tenants are not stored with messages yet; the store's backlog query
- * is where a tenant filter will go.
+ * first when mail is late. Totals over every tenant: for tokens of no tenant (route-roles.ts).
  */
 export function registerQueueRoute(app: FastifyInstance, deps: QueueRouteDeps): void {
   const clock = deps.clock ?? systemClock;

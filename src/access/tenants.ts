@@ -1,0 +1,38 @@
+import type { TenantConfig, TenantRate, TenantsConfig } from '../config/tenant-schema.ts';
+import { domainMatches, domainOf } from '../mail/address.ts';
+
+/**
+ * The tenants of the config, as the doors and the queue ask about them: may this tenant send as
+ * this envelope sender, from which pools, at what rate and daily quota.
+ */
+export interface Tenant {
+  readonly name: string;
+  readonly senderDomains: readonly string[];
+  /** The pools its mail may send from, its default first; null: any pool. */
+  readonly pools: readonly string[] | null;
+  readonly rate: TenantRate | null;
+  readonly dailyQuota: number | null;
+}
+
+export class TenantDirectory {
+  private readonly tenants: ReadonlyMap<string, Tenant>;
+
+  constructor(config: TenantsConfig) {
+    this.tenants = new Map(Object.entries(config).map(([name, t]: [string, TenantConfig]) => [name, Object.freeze({ name, senderDomains: t.senderDomains, pools: t.pools ?? null, rate: t.rate ?? null, dailyQuota: t.dailyQuota ?? null })]));
+  }
+
+  /** The tenant of that name; undefined for one the config does not have (resolution refuses such references). */
+  get(name: string): Tenant | undefined {
+    return this.tenants.get(name);
+  }
+
+  names(): string[] {
+    return [...this.tenants.keys()];
+  }
+}
+
+/** Whether `tenant` may send with this envelope sender: its domain is one of the tenant's. The null sender never is. */
+export function tenantMaySend(tenant: Tenant, sender: string): boolean {
+  const domain = domainOf(sender);
+  return domain !== '' && tenant.senderDomains.some((pattern) => domainMatches(domain, pattern));
+}
