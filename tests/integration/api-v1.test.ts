@@ -25,11 +25,11 @@ import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 const logLines: string[] = [];
 const logger = createLogger('info', new Writable({ write: (chunk, _enc, done) => (logLines.push(String(chunk)), done()) }));
 
-/** One token per role, and one with a tenant. */
+/** One token per role (a sender always sends for a tenant), and another of a tenant. */
 const TOKENS: Record<string, { token: string; config: ApiTokenConfig }> = Object.fromEntries(
   (['admin', 'operator', 'sender', 'viewer'] as const).map((role) => {
     const token = generateApiToken();
-    return [role, { token, config: { name: `${role}-token`, role, hash: hashApiToken(token) } }];
+    return [role, { token, config: { name: `${role}-token`, role, hash: hashApiToken(token), ...(role === 'sender' ? { tenant: 'acme' } : {}) } }];
   }),
 );
 const tenantToken = generateApiToken();
@@ -41,9 +41,9 @@ const TENANT_TOKEN: ApiTokenConfig = { name: 'acme-app', role: 'sender', tenant:
  */
 const EXPECTED: Array<{ route: string; /** The path called, for a route with parameters. */ path?: string; /** A JSON body to send. */ body?: object; allowed: readonly ApiRole[] }> = [
   { route: 'GET /v1/whoami', allowed: ['admin', 'operator', 'sender', 'viewer'] },
-  { route: 'GET /v1/queue', allowed: ['admin', 'operator', 'sender', 'viewer'] },
-  { route: 'GET /v1/messages', allowed: ['admin', 'operator', 'viewer'] },
-  { route: 'GET /v1/messages/{id}', allowed: ['admin', 'operator', 'viewer'] },
+  { route: 'GET /v1/queue', allowed: ['admin', 'operator', 'viewer'] },
+  { route: 'GET /v1/messages', allowed: ['admin', 'operator', 'sender', 'viewer'] },
+  { route: 'GET /v1/messages/{id}', allowed: ['admin', 'operator', 'sender', 'viewer'] },
   { route: 'GET /v1/ips', allowed: ['admin', 'operator', 'viewer'] },
   { route: 'GET /v1/ips/{address}', path: '/v1/ips/2001:db8::7', allowed: ['admin', 'operator', 'viewer'] },
   { route: 'GET /v1/domains', allowed: ['admin', 'operator', 'viewer'] },
@@ -54,7 +54,7 @@ const EXPECTED: Array<{ route: string; /** The path called, for a route with par
   { route: 'DELETE /v1/ips/{address}/weight', path: '/v1/ips/127.0.0.2/weight', allowed: ['admin', 'operator'] },
   { route: 'GET /v1/audit', allowed: ['admin'] },
 ];
-/** The message `{id}` stands for in the routes above (enqueued before the tests). */
+/** The message `{id}` stands for in the routes above (enqueued before the tests, sent for the sender's tenant). */
 const KNOWN_MESSAGE_ID = 'api-v1-known';
 /** The request a row of EXPECTED makes: its method and the path called. */
 const requestOf = (e: (typeof EXPECTED)[number]) => (e.path ? `${e.route.split(' ')[0]} ${e.path}` : e.route);
@@ -74,7 +74,7 @@ beforeAll(async () => {
   store = createStore({ driver: 'sqlite', path: dir.file('queue.db') }, { logger, clock: systemClock });
   await store.migrate();
   const now = Date.now();
-  await store.enqueue([{ id: KNOWN_MESSAGE_ID, sender: 'a@example.com', recipients: ['b@example.net'], messageIdHeader: null, body: Buffer.from('Subject: x\r\n\r\nx\r\n'), submitter: null, source: 'smtp', clientAddress: null, createdAt: now, dueAt: now, pool: 'default' }]);
+  await store.enqueue([{ id: KNOWN_MESSAGE_ID, sender: 'a@example.com', recipients: ['b@example.net'], messageIdHeader: null, body: Buffer.from('Subject: x\r\n\r\nx\r\n'), submitter: null, tenant: 'acme', source: 'smtp', clientAddress: null, createdAt: now, dueAt: now, pool: 'default' }]);
 });
 
 afterEach(async () => {

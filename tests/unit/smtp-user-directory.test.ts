@@ -10,8 +10,8 @@ describe('UserDirectory', () => {
     ]);
     expect(problems).toEqual([]);
     const directory = await UserDirectory.create(users);
-    expect(await directory.authenticate('app', 'app-secret')).toEqual({ username: 'app', allowedSenders: ['*@app.example'] });
-    expect(await directory.authenticate('shop', 'shop-secret')).toEqual({ username: 'shop', allowedSenders: ['*'] });
+    expect(await directory.authenticate('app', 'app-secret')).toEqual({ username: 'app', allowedSenders: ['*@app.example'], tenant: null });
+    expect(await directory.authenticate('shop', 'shop-secret')).toEqual({ username: 'shop', allowedSenders: ['*'], tenant: null });
     expect(await directory.authenticate('app', 'shop-secret')).toBeNull();
     expect(await directory.authenticate('App', 'app-secret')).toBeNull();
     expect(await directory.authenticate('nobody', 'app-secret')).toBeNull();
