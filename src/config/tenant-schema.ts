@@ -52,12 +52,16 @@ export type TenantConfig = z.output<typeof tenantSchema>;
 /** Tenant names become audit fields, metric labels and counter keys, so they are API names. */
 export const tenantsSchema = z
   .record(z.string(), tenantSchema)
-  .superRefine((tenants, ctx) => {
-    for (const name of Object.keys(tenants)) {
-      const checked = apiNameSchema.safeParse(name);
-      if (!checked.success) ctx.addIssue({ code: 'custom', path: [name], message: checked.error.issues[0]!.message });
-    }
-  })
+  .superRefine(
+    (tenants, ctx) => {
+      for (const name of Object.keys(tenants)) {
+        const checked = apiNameSchema.safeParse(name);
+        if (!checked.success) ctx.addIssue({ code: 'custom', path: [name], message: checked.error.issues[0]!.message });
+      }
+    },
+    // Also when an entry has other problems, so one run reports them all.
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  )
   .default({});
 
 export type TenantsConfig = z.output<typeof tenantsSchema>;

@@ -71,7 +71,7 @@ export function registerAuditContract(ctx: { store: () => Store; clock: () => Ma
   it('filters by actor, route, status, outcome and time, each combined with the cursor', async () => {
     const store = ctx.store();
     await store.recordAudit(entry({ at: T0, actor: 'a', target: '1' }));
-    await store.recordAudit(entry({ at: T0 + 10, actor: 'b', target: '2', status: 404, outcome: 'NOT_FOUND' }));
+    await store.recordAudit(entry({ at: T0 + 10, actor: 'b', tenant: 'acme', target: '2', status: 404, outcome: 'NOT_FOUND' }));
     await store.recordAudit(entry({ at: T0 + 20, actor: 'a', target: '3', route: '/v1/other', method: 'DELETE' }));
     await store.recordAudit(entry({ at: T0 + 30, actor: 'a', target: '4' }));
     await store.recordAudit(entry({ at: T0 + 40, actor: null, target: '5', status: 401, outcome: 'AUTH_FAILED' }));
@@ -84,6 +84,8 @@ export function registerAuditContract(ctx: { store: () => Store; clock: () => Ma
     expect(await targets({ since: T0 + 10, until: T0 + 40 })).toEqual(['4', '3', '2']);
     expect(await targets({ actor: 'a', since: T0 + 20 })).toEqual(['4', '3']);
     expect(await targets({ actor: 'nobody' })).toEqual([]);
+    expect(await targets({ tenant: 'acme' })).toEqual(['2']);
+    expect(await targets({ tenant: 'acme', actor: 'a' })).toEqual([]);
     // A cursor newer than `until` starts the page at `until`.
     expect((await store.listAudit({ ...ALL, until: T0 + 20 }, { at: T0 + 40, id: Number.MAX_SAFE_INTEGER }, 10)).map((r) => r.target)).toEqual(['2', '1']);
   });

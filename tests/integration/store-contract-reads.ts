@@ -54,8 +54,10 @@ export function registerReadContract(ctx: { store: () => Store; clock: () => Man
     await store.enqueue([m]);
     expect(await store.getMessageInfo('info-1')).toEqual({
       id: 'info-1', sender: 'app@sender.test', messageIdHeader: '<info-1@sender.test>', size: m.body.length,
-      submitter: null, source: 'http', clientAddress: '192.0.2.1', createdAt: T0, pool: 'bulk',
+      submitter: null, source: 'http', clientAddress: '192.0.2.1', createdAt: T0, pool: 'bulk', tenant: null,
     });
+    await store.enqueue([newMessage('info-2', T0, { tenant: 'acme' })]);
+    expect((await store.getMessageInfo('info-2'))!.tenant).toBe('acme');
     expect(await store.getMessageInfo('nope')).toBeNull();
   });
 
@@ -89,10 +91,31 @@ export function registerReadContract(ctx: { store: () => Store; clock: () => Man
     // One recipient matches every recipient filter: a's two.test recipient bounced, its queued one is at one.test.
     expect(await ids({ domain: 'two.test', state: 'queued' })).toEqual(['c']);
     expect(await ids({ pool: 'bulk' })).toEqual(['b']);
+    expect(await ids({ tenant: 'acme' })).toEqual([]);
     expect(await ids({ since: T0 + 10, until: T0 + 20 })).toEqual(['c', 'b']);
     // `until` before the cursor's time takes over; a cursor older than `until` binds.
     expect(await ids({ until: T0 + 10, after: { createdAt: T0 + 20, id: 'd' } })).toEqual(['a']);
     expect(await ids({ until: T0 + 21, after: { createdAt: T0 + 10, id: 'c' } })).toEqual(['b', 'a']);
+  });
+
+  it("lists one tenant's messages, newest first, with the other filters and the cursor", async () => {
+    const store = ctx.store();
+    await store.enqueue([
+      newMessage('t1', T0, { tenant: 'acme' }),
+      newMessage('t2', T0 + 10, { tenant: 'beta' }),
+      newMessage('t3', T0 + 10, { tenant: 'acme', pool: 'bulk' }),
+      newMessage('t4', T0 + 20),
+      newMessage('t5', T0 + 30, { tenant: 'acme', recipients: ['q@three.test'] }),
+    ]);
+    const ids = async (q: Partial<MessageQuery>) => (await store.listMessages({ ...ANY, ...q })).map((m) => m.id);
+    expect(await ids({ tenant: 'acme' })).toEqual(['t5', 't3', 't1']);
+    expect((await store.listMessages({ ...ANY, tenant: 'acme', limit: 1 }))[0]).toMatchObject({ id: 't5', tenant: 'acme', states: { queued: 1, delivering: 0, delivered: 0, bounced: 0 } });
+    expect(await ids({ tenant: 'acme', after: { createdAt: T0 + 30, id: 't5' }, limit: 1 })).toEqual(['t3']);
+    expect(await ids({ tenant: 'acme', pool: 'bulk' })).toEqual(['t3']);
+    expect(await ids({ tenant: 'acme', domain: 'three.test' })).toEqual(['t5']);
+    expect(await ids({ tenant: 'acme', since: T0 + 5, until: T0 + 30 })).toEqual(['t3']);
+    expect(await ids({ tenant: 'beta' })).toEqual(['t2']);
+    expect(await ids({ tenant: 'nobody' })).toEqual([]);
   });
 
   it('finds the DSNs stored with a message\'s bounces, with the recipients they report', async () => {

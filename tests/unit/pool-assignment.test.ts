@@ -27,3 +27,23 @@ describe('pool assignment', () => {
     expect(assignPool({ header: null, user: null, sender: '', rules })).toMatchObject({ pool: 'default', source: 'default' });
   });
 });
+
+describe('pool assignment for a tenant', () => {
+  const acme = { pools: ['acme', 'shared'] };
+
+  it("keeps a tenant's mail within its pools: a choice outside them gives way to its first pool", () => {
+    // The user's pool and the sender-domain rule name pools the tenant may not use.
+    expect(assignPool({ header: null, user: alice, tenant: acme, sender: 'a@x.test', rules })).toEqual({ pool: 'acme', source: 'tenant', refusedHeader: null });
+    expect(assignPool({ header: null, user: null, tenant: acme, sender: 'a@news.example.com', rules })).toMatchObject({ pool: 'acme', source: 'tenant' });
+    expect(assignPool({ header: null, user: null, tenant: { pools: ['marketing'] }, sender: 'a@news.example.com', rules })).toMatchObject({ pool: 'marketing', source: 'sender' });
+    // A tenant with no pools listed may use any.
+    expect(assignPool({ header: null, user: bob, tenant: { pools: null }, sender: 'a@news.example.com', rules }).pool).toBe('marketing');
+  });
+
+  it('lets a client with a tenant and no user (an API token) choose among the tenant\'s pools by header', () => {
+    expect(assignPool({ header: 'shared', user: null, tenant: acme, sender: 'a@x.test', rules })).toEqual({ pool: 'shared', source: 'header', refusedHeader: null });
+    expect(assignPool({ header: 'marketing', user: null, tenant: acme, sender: 'a@x.test', rules })).toEqual({ pool: 'acme', source: 'tenant', refusedHeader: 'marketing' });
+    // A user's header choice must be the user's and the tenant's.
+    expect(assignPool({ header: 'marketing', user: alice, tenant: acme, sender: 'a@x.test', rules })).toMatchObject({ pool: 'acme', refusedHeader: 'marketing' });
+  });
+});
