@@ -6,7 +6,7 @@ import type { DkimSigner } from '../sender-domains/signer.ts';
 import { toWireForm } from '../mail/wire-form.ts';
 import { newQueueId } from './queue-id.ts';
 import { POOL_HEADER, type PoolAssigner, type PoolAssignment } from '../ippool/pool-assignment.ts';
-import { tenantMaySend, type TenantDirectory } from '../access/tenants.ts';
+import { tenantMaySend, type Tenant, type TenantDirectory } from '../access/tenants.ts';
 import { RookeryError } from '../errors.ts';
 import type { TenantLimits } from './tenant-limits.ts';
 
@@ -73,18 +73,7 @@ export class Queue {
 
   async submit(submission: Submission): Promise<Accepted> {
     const { store, clock, metrics, hostname } = this.deps;
-    const tenant = submission.tenant == null ? null : this.deps.tenants.get(submission.tenant);
-    // A user or token naming a tenant the config no longer has (removed by a reload) sends for no one.
-    if (tenant === undefined) throw new RookeryError('TENANT_SENDER_NOT_ALLOWED', `Tenant ${submission.tenant} is not configured`);
-    if (tenant) {
-      if (!tenantMaySend(tenant, submission.sender)) throw new RookeryError('TENANT_SENDER_NOT_ALLOWED');
-      try {
-        await this.deps.tenantLimits.admit(tenant, submission.recipients.length);
-      } catch (err) {
-        if (err instanceof RookeryError) metrics.tenantRefused.inc({ tenant: tenant.name, reason: err.code });
-        throw err;
-      }
-    }
+    const tenant = await this.admitTenant(submission);
     const now = clock.now();
     const id = newQueueId(now);
     // CRLF line endings throughout (the HTTP path may hand over LF-only text), before signing.
@@ -125,5 +114,21 @@ export class Queue {
     if (tenant) metrics.tenantRecipientsAccepted.inc({ tenant: tenant.name }, submission.recipients.length);
     this.deps.onEnqueued();
     return { id, messageIdHeader, pool };
+  }
+
+  /** The submission's tenant once its sender domain, rate and quota allow the message; throws the RookeryError to answer otherwise. */
+  private async admitTenant(submission: Submission): Promise<Tenant | null> {
+    if (submission.tenant == null) return null;
+    const tenant = this.deps.tenants.get(submission.tenant);
+    // A user or token naming a tenant the config no longer has (removed by a reload) sends for no one.
+    if (!tenant) throw new RookeryError('TENANT_SENDER_NOT_ALLOWED', `Tenant ${submission.tenant} is not configured`);
+    if (!tenantMaySend(tenant, submission.sender)) throw new RookeryError('TENANT_SENDER_NOT_ALLOWED');
+    try {
+      await this.deps.tenantLimits.admit(tenant, submission.recipients.length);
+    } catch (err) {
+      if (err instanceof RookeryError) this.deps.metrics.tenantRefused.inc({ tenant: tenant.name, reason: err.code });
+      throw err;
+    }
+    return tenant;
   }
 }

@@ -157,6 +157,7 @@ async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServe
       messageIdHeader: accepted.messageIdHeader,
       sender: submission.sender,
       ...(submission.submitter !== null ? { submitter: submission.submitter } : {}),
+      ...(submission.tenant ? { tenant: submission.tenant } : {}),
       recipients: submission.recipients.length,
       size: submission.body.length,
       pool: accepted.pool.pool,
