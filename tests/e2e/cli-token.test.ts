@@ -55,7 +55,7 @@ describe('rookery token create', () => {
     expect(readOutput(rookery(['token', 'create', '--name', 'ops-1', '--role', 'operator']).stdout).token).not.toBe(token);
 
     // The line pasted under api.tokens: check-config takes it, and so does the daemon.
-    const config: ConfigInput = testDaemonConfig({ dir: temp.path });
+    const config: ConfigInput = testDaemonConfig({ dir: temp.path, extra: { tenants: { acme: { senderDomains: ['*'] } } } });
     const yaml = stringify(config).replace(/^api:\n {2}listen:\n(( {4}.*\n)+)/m, (block) => `${block}  tokens:\n    ${entryLine}\n`);
     const path = join(temp.path, 'with-token.yaml');
     writeFileSync(path, yaml);

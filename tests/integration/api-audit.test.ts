@@ -27,7 +27,7 @@ function tokenFor(name: string, role: ApiTokenConfig['role'], tenant?: string): 
   return { token, config: { name, role, hash: hashApiToken(token), ...(tenant ? { tenant } : {}) } };
 }
 const ADMIN = tokenFor('audit-admin', 'admin');
-const OPERATOR = tokenFor('ops-laptop', 'operator', 'acme');
+const OPERATOR = tokenFor('ops-laptop', 'operator');
 const VIEWER = tokenFor('dashboard', 'viewer');
 const SOURCES_CONFIG = { returnPath: { secret: 'a-test-secret-of-at-least-32-characters', domains: { 'example.com': {} } } };
 const T0 = Date.parse('2026-11-30T10:00:00.000Z');
@@ -118,7 +118,7 @@ describe('recording', () => {
         id: expect.any(Number),
         at: '2026-11-30T10:00:00.000Z',
         actor: 'ops-laptop',
-        tenant: 'acme',
+        tenant: null,
         clientAddress: '127.0.0.1',
         method: 'POST',
         route: '/v1/domains/:domain/check',

@@ -42,7 +42,7 @@ beforeAll(async () => {
       hostname: 'domains.rookery.test',
       api: {
         listen: { host: '127.0.0.1', port: 0 },
-        tokens: (['viewer', 'operator', 'admin', 'sender'] as const).map((role) => ({ name: role, role, hash: hashApiToken(tokens[role]) })),
+        tokens: (['viewer', 'operator', 'admin', 'sender'] as const).map((role) => ({ name: role, role, hash: hashApiToken(tokens[role]), ...(role === 'sender' ? { tenant: 'app' } : {}) })),
       },
       ips: [{ address: '127.0.0.2' }],
       dkim: {
@@ -59,6 +59,7 @@ beforeAll(async () => {
         fallback: 'parent.test',
         workers: 0,
       },
+      tenants: { app: { senderDomains: ['sender.test'] } },
       returnPath: { secret: 'a-test-secret-of-at-least-32-characters', domains: { 'sender.test': {}, 'verp-only.test': { domain: 'b.verp-only.test' } } },
     },
   });

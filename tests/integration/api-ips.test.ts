@@ -44,9 +44,10 @@ function ipsConfig(planStart: string): ConfigInput {
       listen: { host: '127.0.0.1', port: 0 },
       tokens: [
         { name: 'ops', role: 'viewer', hash: hashApiToken(viewer) },
-        { name: 'app', role: 'sender', hash: hashApiToken(sender) },
+        { name: 'app', role: 'sender', tenant: 'app', hash: hashApiToken(sender) },
       ],
     },
+    tenants: { app: { senderDomains: ['*'] } },
     ips: [
       { address: '127.0.0.2', hostname: 'a.ips.rookery.test' },
       // 48 a day over 16 active hours: 3 an hour.
