@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { maskCredentials } from '../observability/mask-credentials.ts';
+import { apiCommandEntries, parseOptions } from './api/api-command.ts';
+import { API_COMMANDS, REMOTE_DOMAIN_CHECK } from './api/api-commands.ts';
 
 /**
  * The `rookery` command. Each subcommand lives in its own module and is loaded only when used,
@@ -15,7 +17,7 @@ export interface CommandContext {
 /** A number is the exit code; undefined means the command keeps running (the daemon). */
 export type CommandResult = number | undefined;
 
-interface Command {
+export interface Command {
   summary: string;
   usage: string;
   options: NonNullable<ParseArgsConfig['options']>;
@@ -29,7 +31,8 @@ interface Command {
 const CONFIG_OPTION = { config: { type: 'string', short: 'c' } } as const;
 const CONFIG_HELP = `  -c, --config PATH   YAML configuration file (default: $ROOKERY_CONFIG; without either, built-in defaults)`;
 
-const COMMANDS: Record<string, Command> = {
+/** The commands that run here; those that call the control API follow (api/api-commands.ts). */
+const LOCAL_COMMANDS: Record<string, Command> = {
   run: {
     summary: 'Run the daemon in the foreground until SIGTERM or SIGINT',
     usage: `Usage: rookery run [--config PATH]
@@ -112,20 +115,34 @@ ${CONFIG_HELP}`,
   'domains check': {
     summary: "Check a sender domain's DNS: DKIM, SPF for every egress IP, DMARC, return path",
     usage: `Usage: rookery domains check DOMAIN [--selector S]... [--json] [--config PATH]
+       rookery domains check DOMAIN --remote [--api URL] [--token-file PATH] [--json]
 
 Looks up, with the configuration in use: the DKIM record of each configured selector and
 whether it matches the key file; SPF evaluated for every egress IP that sends DOMAIN's mail;
 the DMARC policy and alignment; whether bounces can reach the return-path domain. Prints one
 line per check (✓ ok, ! warning, ✗ error) with the fix. Exit 0 when nothing is an error, 1 otherwise.
 
-  --selector S   also look for this selector (presence only when no configured key uses it)
-  --json         print the report as JSON
+The check runs here, from the configuration file, unless --remote is given: then the running
+daemon runs it with the configuration it has loaded (${REMOTE_DOMAIN_CHECK.route}), through the
+control API, as the other API commands do (see rookery domains --help); a refusal exits 3 and
+no usable answer 4.
+
+  --selector S        also look for this selector (presence only when no configured key uses it)
+  --json              print the report as JSON
+  --remote            ask the running daemon to check (needs an operator or admin token)
+  --api URL           with --remote: the control API (default: $ROOKERY_API_URL, else http://127.0.0.1:8025)
+  --token-file PATH   with --remote: read the API token from this file (default: $ROOKERY_API_TOKEN)
 ${CONFIG_HELP}`,
-    options: { ...CONFIG_OPTION, selector: { type: 'string', multiple: true }, json: { type: 'boolean' } },
+    options: { ...CONFIG_OPTION, ...parseOptions(REMOTE_DOMAIN_CHECK), selector: { type: 'string', multiple: true }, remote: { type: 'boolean' } },
     positionals: true,
     load: () => import('./domains-check.ts'),
   },
 };
+
+const COMMANDS: Record<string, Command> = { ...LOCAL_COMMANDS, ...apiCommandEntries(API_COMMANDS) };
+
+/** Command names have up to this many words (`ips weight set`). */
+const MAX_WORDS = 3;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -134,24 +151,43 @@ function version(): string {
 
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
-  const lines = Object.entries(COMMANDS).map(([name, command]) => `  ${name.padEnd(width)}  ${command.summary}`);
+  const list = (commands: Record<string, Command>) => Object.entries(commands).map(([name, command]) => `  ${name.padEnd(width)}  ${command.summary}`).join('\n');
   return `Usage: rookery <command> [options]
 
 Rookery: self-hosted outbound SMTP sending engine.
 
 Commands:
-${lines.join('\n')}
+${list(LOCAL_COMMANDS)}
+
+Commands that call the control API (--api URL or $ROOKERY_API_URL, token in $ROOKERY_API_TOKEN
+or --token-file PATH; --json prints the API's answer as it came):
+${list(apiCommandEntries(API_COMMANDS))}
 
 Options:
   -h, --help      Show help (also: rookery <command> --help)
   -V, --version   Print the version
 
-Exit codes: 0 success, 1 failure (invalid configuration, daemon error), 2 usage error.
+Exit codes: 0 success, 1 failure (invalid configuration, daemon error, no API token), 2 usage error,
+3 the control API refused the request (4xx), 4 no usable answer from it (5xx, unreachable).
 `;
 }
 
+/** The command named by the first words of argv, the longest name first (`ips weight set` before `ips`). */
+function findCommand(argv: readonly string[]): { name: string; command: Command; args: string[] } | undefined {
+  for (let words = Math.min(MAX_WORDS, argv.length); words > 0; words--) {
+    const name = argv.slice(0, words).join(' ');
+    if (Object.hasOwn(COMMANDS, name)) return { name, command: COMMANDS[name]!, args: argv.slice(words) };
+  }
+  return undefined;
+}
+
+/** The commands whose names continue `prefix` with more words. */
+function subcommandsOf(prefix: string): string[] {
+  return Object.keys(COMMANDS).filter((n) => n.startsWith(`${prefix} `));
+}
+
 export async function main(argv: string[], context: CommandContext = { env: process.env }): Promise<CommandResult> {
-  const [name, ...rest] = argv;
+  const [name] = argv;
   if (name === undefined) {
     process.stderr.write(usage());
     return 2;
@@ -164,14 +200,21 @@ export async function main(argv: string[], context: CommandContext = { env: proc
     process.stdout.write(`${version()}\n`);
     return 0;
   }
-  // Commands of two words ("dkim generate") are looked up before commands of one.
-  const [sub, ...subRest] = rest;
-  const pair = sub === undefined ? undefined : `${name} ${sub}`;
-  const [commandName, args] = pair !== undefined && Object.hasOwn(COMMANDS, pair) ? [pair, subRest] : [name, rest];
-  const command = Object.hasOwn(COMMANDS, commandName) ? COMMANDS[commandName] : undefined;
-  if (!command) {
-    const what = Object.keys(COMMANDS).some((n) => n.startsWith(`${name} `)) ? `unknown or missing subcommand of "${name}"` : `unknown command "${name}"`;
+  const found = findCommand(argv);
+  if (!found) {
+    const what = subcommandsOf(name).length > 0 ? `unknown or missing subcommand of "${name}"` : `unknown command "${name}"`;
     process.stderr.write(`rookery: ${what}\n\n${usage()}`);
+    return 2;
+  }
+  const { name: commandName, command, args } = found;
+  // `rookery ips bogus`: a word where a command of more words was meant, not an argument.
+  const [word] = args;
+  if (!command.positionals && word !== undefined && !word.startsWith('-') && subcommandsOf(commandName).length > 0) {
+    const longer = `${commandName} ${word}`;
+    const what = subcommandsOf(longer).length > 0 ? `missing subcommand of "${longer}"` : `unknown subcommand "${longer}"`;
+    const prefix = subcommandsOf(longer).length > 0 ? longer : commandName;
+    const list = subcommandsOf(prefix).map((n) => `  rookery ${n.padEnd(20)}  ${COMMANDS[n]!.summary}`);
+    process.stderr.write(`rookery: ${what}; one of:\n${list.join('\n')}\n`);
     return 2;
   }
 

@@ -160,7 +160,8 @@ describe('rookery domains check: arguments', () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("Unknown option '--verbose'");
     expect(unknown.stderr).toContain('Usage: rookery domains check DOMAIN');
-    expect(rookery(['domains'])).toMatchObject({ code: 2, stderr: expect.stringContaining('unknown or missing subcommand of "domains"') });
+    // `rookery domains` alone lists the domains through the control API; a word after it must be a subcommand.
+    expect(rookery(['domains', 'rotate'])).toMatchObject({ code: 2, stderr: expect.stringContaining('unknown subcommand "domains rotate"') });
     expect(rookery(['dkim', 'rotate'])).toMatchObject({ code: 2, stderr: expect.stringContaining('unknown or missing subcommand of "dkim"') });
   });
 

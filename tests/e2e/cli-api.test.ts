@@ -1,0 +1,385 @@
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
+import type { ApiRole } from '../../src/config/api-schema.ts';
+import type { ConfigInput } from '../../src/config/schema.ts';
+import { createControlApi, type ControlApi } from '../../src/control-api/server.ts';
+import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
+import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import type { NewMessage, Store } from '../../src/storage/store.ts';
+import { apiSources } from '../helpers/api-sources.ts';
+import { freePort } from '../helpers/free-port.ts';
+import { manualClock } from '../helpers/manual-clock.ts';
+import { createTempDir } from '../helpers/temp-dir.ts';
+import { until } from '../helpers/until.ts';
+
+/**
+ * The `rookery` API commands as an operator runs them: the real command in its own process
+ * against a real control API on loopback over a SQLite queue holding delivered, deferred and new
+ * mail. Human output, --json (the API's JSON as it came), paging with --cursor and --all, the IP
+ * operations, and the exit codes scripts rely on: 1 no token, 2 usage, 3 a refusal (400, 401,
+ * 403, 404), 4 no usable answer (a 500, an API that is not there).
+ */
+
+const ROOT = new URL('../..', import.meta.url).pathname;
+const NODE = join(ROOT, 'node_modules/.bin/node');
+const CLI = join(ROOT, 'src/cli/main.ts');
+const T0 = Date.parse('2026-11-30T10:00:00.000Z');
+const logger = createLogger('silent');
+
+const tokens = Object.fromEntries((['admin', 'operator', 'viewer', 'sender'] as const).map((role) => [role, generateApiToken()])) as Record<ApiRole, string>;
+const SOURCES: ConfigInput = {
+  ips: [{ address: '127.0.0.2', hostname: 'a.mta.test' }, { address: '2001:db8::7', pool: 'v6' }],
+  returnPath: { secret: 'a-test-secret-of-at-least-32-characters', domains: { 'sender.test': {} } },
+};
+
+const temp = await createTempDir('rookery-cli-api');
+const clock = manualClock(T0);
+let store: Store;
+let api: ControlApi;
+let apiUrl: string;
+const opened: Array<{ stop(): Promise<void> }> = [];
+
+function startApi(on: Store): ControlApi {
+  const control = createControlApi({
+    config: {
+      api: {
+        listen: { host: '127.0.0.1', port: 0 },
+        tokens: Object.entries(tokens).map(([role, token]) => ({ name: `${role}-token`, role: role as ApiRole, hash: hashApiToken(token) })),
+        authFailures: { max: 100, window: 60_000 },
+      },
+    },
+    store: on,
+    clock,
+    logger,
+    metrics: new Metrics({ processMetrics: false }),
+    checks: { storage: () => on.ping() },
+    ...apiSources({ store: on, clock, config: SOURCES }),
+  });
+  opened.push(control);
+  return control;
+}
+
+beforeAll(async () => {
+  store = createSqliteStore({ path: temp.file('queue.db'), clock, logger });
+  await store.migrate();
+  await fill(store);
+  api = startApi(store);
+  const { host, port } = await api.start();
+  apiUrl = `http://${host}:${port}`;
+});
+
+afterAll(async () => {
+  for (const item of opened.reverse()) await item.stop();
+  await store?.close();
+  await temp.remove();
+});
+
+/** Runs the real command in a fresh process, against the test's API with the operator's token unless `env` says otherwise. */
+function rookery(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('ROOKERY_')));
+  const merged = { ...base, ROOKERY_API_URL: apiUrl, ROOKERY_API_TOKEN: tokens.operator, ...env };
+  const childEnv = Object.fromEntries(Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== undefined));
+  return new Promise((resolve, reject) => {
+    // Not spawnSync: the API answering it runs in this process.
+    const child = spawn(NODE, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: childEnv });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function apiJson(path: string, token = tokens.admin): Promise<unknown> {
+  return (await fetch(`${apiUrl}${path}`, { headers: { authorization: `Bearer ${token}` } })).json();
+}
+
+describe('rookery API commands: who, where and with which token', () => {
+  it('shows the token in use, for a person and as the API JSON', async () => {
+    const human = await rookery(['whoami']);
+    expect(human).toEqual({ code: 0, stdout: 'Name    operator-token\nRole    operator\nTenant  (none)\n', stderr: '' });
+    const json = await rookery(['whoami', '--json'], { ROOKERY_API_TOKEN: tokens.viewer });
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual({ name: 'viewer-token', role: 'viewer', tenant: null });
+  });
+
+  it('reads the token from --token-file before ROOKERY_API_TOKEN, and the API from --api before ROOKERY_API_URL', async () => {
+    const file = temp.file('admin.token');
+    writeFileSync(file, `${tokens.admin}\n`, { mode: 0o600 });
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const result = await rookery(['whoami', '--json', '--token-file', file, '--api', apiUrl], { ROOKERY_API_URL: closed, ROOKERY_API_TOKEN: tokens.viewer });
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ name: 'admin-token', role: 'admin' });
+    // Behind a proxy at a path prefix: the routes are found below it (here, not found: 404, exit 3).
+    expect(await rookery(['whoami', '--api', `${apiUrl}/rookery`])).toMatchObject({ code: 3, stderr: 'rookery whoami: 404 NOT_FOUND: Route GET /rookery/v1/whoami not found\n' });
+  });
+
+  it('has no way to give a token as an argument, where ps would show it', async () => {
+    const result = await rookery(['whoami', '--token', tokens.admin], { ROOKERY_API_TOKEN: undefined });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("Unknown option '--token'");
+    expect(result.stderr).not.toContain(tokens.admin);
+  });
+
+  it('exits 1 without a usable token or API URL, naming what to fix', async () => {
+    expect(await rookery(['queue'], { ROOKERY_API_TOKEN: undefined })).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'rookery queue: no API token: set ROOKERY_API_TOKEN or give --token-file PATH (rookery token create makes one)\n',
+    });
+    expect(await rookery(['queue', '--token-file', temp.file('missing.token')])).toEqual({ code: 1, stdout: '', stderr: `rookery queue: --token-file ${temp.file('missing.token')}: no such file\n` });
+    const notToken = temp.file('not-a.token');
+    writeFileSync(notToken, 'password: hunter2 and more\n');
+    const bad = await rookery(['queue', '--token-file', notToken]);
+    expect(bad).toMatchObject({ code: 1, stderr: `rookery queue: --token-file ${notToken}: does not hold an API token (one line, as rookery token create prints it)\n` });
+    expect(bad.stderr).not.toContain('hunter2');
+    expect(await rookery(['queue'], { ROOKERY_API_URL: 'ftp://127.0.0.1' })).toMatchObject({ code: 1, stderr: 'rookery queue: ROOKERY_API_URL: not an http or https URL: ftp:\n' });
+    expect(await rookery(['queue', '--api', 'http://ops:secret@127.0.0.1:8025'])).toMatchObject({
+      code: 1,
+      stderr: 'rookery queue: --api: a user or password in the URL is not used; give the token with ROOKERY_API_TOKEN or --token-file\n',
+    });
+  });
+
+  it('exits 3 on a refusal: a wrong token (401) and a role that may not (403), one line each', async () => {
+    const wrong = await rookery(['queue'], { ROOKERY_API_TOKEN: generateApiToken() });
+    expect(wrong).toEqual({ code: 3, stdout: '', stderr: 'rookery queue: 401 AUTH_FAILED: The API token is not valid\n' });
+    const forbidden = await rookery(['ips', 'suspend', '127.0.0.2', '--for', '1h', '--reason', 'test'], { ROOKERY_API_TOKEN: tokens.viewer });
+    expect(forbidden).toEqual({
+      code: 3,
+      stdout: '',
+      stderr: 'rookery ips suspend: 403 FORBIDDEN: Role "viewer" may not POST /v1/ips/:address/suspend; allowed: admin, operator\n',
+    });
+    // --json: the problem document as the API sent it, for a script to read its code.
+    const json = await rookery(['audit', '--json'], { ROOKERY_API_TOKEN: tokens.viewer });
+    expect(json.code).toBe(3);
+    expect(JSON.parse(json.stdout)).toMatchObject({ status: 403, code: 'FORBIDDEN', instance: '/v1/audit' });
+  });
+
+  it('exits 4 when there is no usable answer: nothing listening, a server error', async () => {
+    const port = await freePort();
+    expect(await rookery(['queue'], { ROOKERY_API_URL: `http://127.0.0.1:${port}` })).toEqual({
+      code: 4,
+      stdout: '',
+      stderr: `rookery queue: cannot reach the API at http://127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port}\n`,
+    });
+    // An API whose queue is gone answers 500.
+    const broken = createSqliteStore({ path: temp.file('broken.db'), clock, logger });
+    await broken.migrate();
+    const brokenApi = startApi(broken);
+    const { host, port: brokenPort } = await brokenApi.start();
+    await broken.close();
+    const failed = await rookery(['queue', '--json'], { ROOKERY_API_URL: `http://${host}:${brokenPort}` });
+    expect(failed.code).toBe(4);
+    expect(failed.stderr).toBe('rookery queue: 500 INTERNAL: Internal server error\n');
+    expect(JSON.parse(failed.stdout)).toMatchObject({ status: 500, code: 'INTERNAL' });
+  });
+
+  it('refuses bad arguments as usage errors (exit 2) before sending anything', async () => {
+    expect(await rookery(['ips', 'show'])).toEqual({ code: 2, stdout: '', stderr: 'rookery ips show: give ADDRESS\n(see rookery ips show --help)\n' });
+    expect(await rookery(['ips', 'suspend', '127.0.0.2', '--for', '2h'])).toMatchObject({ code: 2, stderr: 'rookery ips suspend: --reason is required\n(see rookery ips suspend --help)\n' });
+    expect(await rookery(['ips', 'weight', 'set', '127.0.0.2', 'lots', '--reason', 'x'])).toMatchObject({ code: 2, stderr: expect.stringContaining('WEIGHT "lots": not a whole number') });
+    expect(await rookery(['messages', '--limit', 'ten'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--limit "ten": not a whole number') });
+    expect(await rookery(['ips', 'weight'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/^rookery: missing subcommand of "ips weight"; one of:\n {2}rookery ips weight set /) });
+    expect(await rookery(['domains', 'check', 'sender.test', '--api', apiUrl])).toMatchObject({ code: 2, stderr: expect.stringContaining('--api is for the check asked of the daemon: add --remote') });
+    expect(await rookery(['domains', 'check', 'sender.test', '--remote', '--selector', 's1'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--selector is for the check run here') });
+  });
+});
+
+describe('rookery queue and messages', () => {
+  it('shows the counts and the deferred backlog, times in UTC', async () => {
+    const result = await rookery(['queue']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(
+      [
+        'Recipients: 2 queued, 0 delivering, 1 delivered, 1 bounced',
+        '',
+        'Deferred: 1 recipient, oldest accepted 2026-11-30T10:00:00Z (1h ago)',
+        '',
+        'DOMAIN     DEFERRED  OLDEST                AGE',
+        'dest.test         1  2026-11-30T10:00:00Z  1h',
+        '',
+        'POOL     DEFERRED  OLDEST                AGE',
+        'default         1  2026-11-30T10:00:00Z  1h',
+        '',
+        'EGRESS IP  DEFERRED  OLDEST                AGE',
+        '127.0.0.2         1  2026-11-30T10:00:00Z  1h',
+        '',
+      ].join('\n'),
+    );
+    const json = await rookery(['queue', '--json', '--top', '5']);
+    expect(JSON.parse(json.stdout)).toEqual(await apiJson('/v1/queue?top=5'));
+  });
+
+  it('lists messages with filters, a page at a time, and every page with --all', async () => {
+    const all = await rookery(['messages']);
+    expect(all.code).toBe(0);
+    expect(all.stdout.split('\n')[0]).toMatch(/^ID +CREATED +SENDER +POOL +SIZE +RECIPIENTS$/);
+    expect(all.stdout).toMatch(/^m-1 +2026-11-30T10:00:00Z +app@sender\.test +default +\d+ +1 queued, 1 delivered$/m);
+    expect(all.stdout.trim().split('\n').slice(1).map((line) => line.split(' ')[0])).toEqual(['m-3', 'm-2', 'm-1']);
+    expect(all.stderr).toBe('');
+
+    const filtered = await rookery(['messages', '--sender', 'news@sender.test']);
+    expect(filtered.stdout.trim().split('\n').slice(1).map((line) => line.split(' ')[0])).toEqual(['m-2']);
+
+    const first = await rookery(['messages', '--limit', '2']);
+    expect(first.stdout.trim().split('\n')).toHaveLength(3);
+    const cursor = /^\(more: add --cursor (\S+), or --all for every page\)$/.exec(first.stderr.trim())?.[1];
+    expect(cursor, first.stderr).toBeDefined();
+    const second = await rookery(['messages', '--limit', '2', '--cursor', cursor!, '--json']);
+    expect(JSON.parse(second.stdout)).toMatchObject({ items: [{ id: 'm-1' }], nextCursor: null });
+
+    const every = await rookery(['messages', '--all', '--limit', '1', '--json']);
+    expect(every.code).toBe(0);
+    expect(JSON.parse(every.stdout)).toEqual(await apiJson('/v1/messages'));
+
+    const bad = await rookery(['messages', '--since', 'yesterday']);
+    expect(bad).toMatchObject({ code: 3, stderr: 'rookery messages: 400 INVALID_REQUEST: querystring.since: must match format "date-time"\n' });
+  });
+
+  it('shows one message: envelope, recipients, each attempt with its reply', async () => {
+    const result = await rookery(['messages', 'show', 'm-1']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('ID          m-1\nCreated     2026-11-30T10:00:00Z\nSender      app@sender.test\nMessage-ID  <m-1@sender.test>\nPool        default\n');
+    expect(result.stdout).toMatch(/^later@dest\.test +queued +1 +2026-11-30T10:11:00Z +2026-11-30T10:01:00Z +-$/m);
+    expect(result.stdout).toMatch(/^2026-11-30T10:01:00Z +later@dest\.test +1 +transient +127\.0\.0\.2 +mx1\.dest\.test +451 4\.7\.1 Greylisted, try later$/m);
+    expect(result.stdout).toMatch(/^2026-11-30T10:01:00Z +ok@dest\.test +1 +delivered +127\.0\.0\.2 +mx1\.dest\.test +250 2\.0\.0 Ok: queued as ABC$/m);
+    // A remote reply cannot reach the terminal as control characters.
+    const hostile = await rookery(['messages', 'show', 'm-3']);
+    expect(hostile.stdout).toContain('550 5.1.1 ?[31mred?[0m no such user');
+    expect(hostile.stdout).not.toContain('\u001b');
+
+    expect(await rookery(['messages', 'show', 'nope'])).toEqual({ code: 3, stdout: '', stderr: 'rookery messages show: 404 MESSAGE_NOT_FOUND: No message with queue id nope\n' });
+  });
+});
+
+describe('rookery ips', () => {
+  it('lists the IPs and shows one, an IPv6 address as typed', async () => {
+    const list = await rookery(['ips']);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^ADDRESS +POOL +WEIGHT +WARM-UP +RESTRICTED +LAST SENT\n127\.0\.0\.2 +default +100 +- +- +-\n2001:db8::7 +v6 +100 +- +- +-\n$/);
+    const v6 = await rookery(['ips', 'show', '2001:db8::7']);
+    expect(v6.code).toBe(0);
+    expect(v6.stdout).toContain('Address    2001:db8::7\nHostname   ');
+    expect(v6.stdout).toMatch(/^gmail +100 +- +0 +0 +0 +0 +- +- +-$/m);
+    expect(await rookery(['ips', 'show', '192.0.2.9'])).toMatchObject({ code: 3, stderr: 'rookery ips show: 404 NOT_FOUND: No egress IP 192.0.2.9 is configured (ips[].address)\n' });
+    expect(await rookery(['ips', 'show', 'mail.example'])).toMatchObject({ code: 3, stderr: 'rookery ips show: 400 INVALID_REQUEST: params.address: not an IP address: "mail.example"\n' });
+  });
+
+  it('suspends for a provider and resumes, sets a weight and clears it, each answered with the IP after the change', async () => {
+    const suspended = await rookery(['ips', 'suspend', '127.0.0.2', '--provider', 'gmail', '--for', '2h', '--reason', 'Gmail postmaster ticket 4711']);
+    expect(suspended.code).toBe(0);
+    expect(suspended.stdout).toMatch(/^RESTRICTION +SCOPE +UNTIL +RULE +BY +REASON\nsuspend +gmail +2026-11-30T13:00:00Z +operator +operator-token +Gmail postmaster ticket 4711$/m);
+    expect((await rookery(['ips'])).stdout).toMatch(/^127\.0\.0\.2 +default +100 +- +suspend gmail +-$/m);
+    const json = JSON.parse((await rookery(['ips', 'show', '127.0.0.2', '--json'])).stdout) as { restrictions: unknown[] };
+    expect(json.restrictions).toEqual([expect.objectContaining({ scope: 'provider', provider: 'gmail', action: 'suspend', until: '2026-11-30T13:00:00.000Z', by: 'operator-token' })]);
+
+    const unknown = await rookery(['ips', 'suspend', '127.0.0.2', '--provider', 'nosuch', '--for', '2h', '--reason', 'x']);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toMatch(/^rookery ips suspend: 400 INVALID_REQUEST: body\.provider: unknown provider "nosuch" \(known: .*gmail.*\)\n$/);
+    const both = await rookery(['ips', 'suspend', '127.0.0.2', '--for', '2h', '--until', '2026-12-01T00:00:00Z', '--reason', 'x']);
+    expect(both).toMatchObject({ code: 3, stderr: 'rookery ips suspend: 400 INVALID_REQUEST: body: give exactly one of until and for\n' });
+
+    const resumed = await rookery(['ips', 'resume', '127.0.0.2', '--provider', 'gmail']);
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toContain('No restrictions.\n');
+
+    const drained = await rookery(['ips', 'weight', 'set', '127.0.0.2', '0', '--reason', 'draining before the move']);
+    expect(drained.code).toBe(0);
+    expect(drained.stdout).toMatch(/^Weight +0, set by operator-token at 2026-11-30T11:00:00Z: draining before the move \(configured 100\)$/m);
+    expect((await rookery(['ips'])).stdout).toMatch(/^127\.0\.0\.2 +default +0 \(set; configured 100\) +/m);
+    const cleared = await rookery(['ips', 'weight', 'clear', '127.0.0.2', '--json']);
+    expect(cleared.code).toBe(0);
+    expect(JSON.parse(cleared.stdout)).toMatchObject({ address: '127.0.0.2', weight: 100, weightOverride: null });
+  });
+});
+
+describe('rookery domains', () => {
+  it('lists the sender domains', async () => {
+    const result = await rookery(['domains']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^DOMAIN +RETURN PATH +SELECTOR +ALGORITHM +SIGNING +IN DNS +LOADED +ERROR\nsender\.test +bounces\.sender\.test +- +- +- +- +- +-\n$/);
+  });
+
+  it('asks the daemon to check a domain with --remote: the report, exit 1 for its errors', async () => {
+    const result = await rookery(['domains', 'check', 'sender.test', '--remote']);
+    expect(result.stdout).toMatch(/^Domain sender\.test \(return path bounces\.sender\.test\), checked 2026-11-30T11:00:00\.000Z\n/);
+    expect(result.stdout).toMatch(/^sender\.test: not ready \(/m);
+    expect(result.code).toBe(1);
+    const json = await rookery(['domains', 'check', 'sender.test', '--remote', '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ domain: 'sender.test', status: 'error' });
+    expect(await rookery(['domains', 'check', 'other.test', '--remote'])).toMatchObject({
+      code: 3,
+      stderr: 'rookery domains check: 404 NOT_FOUND: other.test is not a configured sender domain (dkim.domains, returnPath.domains)\n',
+    });
+    expect(await rookery(['domains', 'check', 'sender.test', '--remote'], { ROOKERY_API_TOKEN: tokens.viewer })).toMatchObject({ code: 3, stderr: expect.stringContaining('403 FORBIDDEN') });
+  });
+});
+
+describe('rookery audit', () => {
+  it("lists what was changed, by whom, newest first; --all --json is every page as one answer", async () => {
+    await rookery(['ips', 'weight', 'clear', '2001:db8::7']);
+    await until(async () => ((await apiJson('/v1/audit?route=/v1/ips/:address/weight')) as { items: unknown[] }).items.length >= 3, 'the audit entries');
+    const result = await rookery(['audit', '--route', '/v1/ips/:address/weight'], { ROOKERY_API_TOKEN: tokens.admin });
+    expect(result.code).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^AT +ACTOR +CLIENT +REQUEST +TARGET +STATUS +OUTCOME$/);
+    expect(lines[1]).toMatch(/^2026-11-30T11:00:00Z +operator-token +127\.0\.0\.1 +DELETE \/v1\/ips\/:address\/weight +\/v1\/ips\/2001:db8::7\/weight +200 +OK$/);
+    expect(lines.slice(1).map((line) => line.split(/ {2,}/)[3])).toEqual(['DELETE /v1/ips/:address/weight', 'DELETE /v1/ips/:address/weight', 'PUT /v1/ips/:address/weight']);
+
+    const every = await rookery(['audit', '--all', '--limit', '2', '--json'], { ROOKERY_API_TOKEN: tokens.admin });
+    expect(every.code).toBe(0);
+    expect(JSON.parse(every.stdout)).toEqual(await apiJson('/v1/audit?limit=1000'));
+    expect(await rookery(['audit', '--status', '2xx'], { ROOKERY_API_TOKEN: tokens.admin })).toMatchObject({ code: 2, stderr: expect.stringContaining('--status "2xx": not a whole number') });
+  });
+});
+
+const DELIVERED: DeliveryOutcome = { disposition: 'delivered', code: 250, enhanced: '2.0.0', response: '250 2.0.0 Ok: queued as ABC', stage: 'dot', bounceClass: 'none', remoteHost: 'mx1.dest.test', egressIp: '127.0.0.2' };
+const DEFERRED: DeliveryOutcome = { disposition: 'transient', code: 451, enhanced: '4.7.1', response: '451 4.7.1 Greylisted, try later', stage: 'rcpt', bounceClass: 'policy', remoteHost: 'mx1.dest.test', egressIp: '127.0.0.2' };
+/** A remote reply with a terminal escape in it. */
+const HOSTILE: DeliveryOutcome = { ...DELIVERED, disposition: 'permanent', code: 550, enhanced: '5.1.1', response: '550 5.1.1 \u001b[31mred\u001b[0m no such user', bounceClass: 'unknown-user' };
+
+function message(id: string, createdAt: number, from: string, recipients: string[]): NewMessage {
+  return {
+    id,
+    sender: from,
+    recipients,
+    messageIdHeader: `<${id}@sender.test>`,
+    body: Buffer.from(`Subject: ${id}\r\n\r\nbody\r\n`),
+    submitter: 'app',
+    source: 'smtp',
+    clientAddress: '192.0.2.7',
+    createdAt,
+    dueAt: createdAt,
+    pool: 'default',
+  };
+}
+
+/**
+ * m-1: one recipient delivered, one deferred (greylisted); m-3: bounced with a hostile reply;
+ * m-2: not tried yet. The clock stops an hour after m-1 was accepted.
+ */
+async function fill(on: Store): Promise<void> {
+  await on.enqueue([message('m-1', T0, 'app@sender.test', ['ok@dest.test', 'later@dest.test']), message('m-3', T0 + 20_000, 'app@sender.test', ['gone@far.test'])]);
+  clock.set(T0 + 60_000);
+  const claimed = await on.claimDue({ now: clock.now(), limit: 10, owner: 'node-a', leaseMs: 60_000 });
+  const lease = (rcpt: string) => {
+    const c = claimed.find((row) => row.recipient === rcpt)!;
+    return { recipientId: c.recipientId, token: c.token };
+  };
+  await on.recordAttempts(
+    [
+      { ...lease('ok@dest.test'), outcome: DELIVERED, newState: 'delivered', countsAsAttempt: true },
+      { ...lease('later@dest.test'), outcome: DEFERRED, newState: 'queued', nextAttemptAt: T0 + 660_000, countsAsAttempt: true },
+      { ...lease('gone@far.test'), outcome: HOSTILE, newState: 'bounced', countsAsAttempt: true },
+    ],
+    [],
+  );
+  await on.enqueue([message('m-2', T0 + 10_000, 'news@sender.test', ['a@other.test'])]);
+  clock.set(T0 + 3_600_000);
+}
