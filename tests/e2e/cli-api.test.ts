@@ -185,6 +185,8 @@ describe('rookery API commands: who, where and with which token', () => {
     expect(await rookery(['ips', 'suspend', '127.0.0.2', '--for', '2h'])).toMatchObject({ code: 2, stderr: 'rookery ips suspend: --reason is required\n(see rookery ips suspend --help)\n' });
     expect(await rookery(['ips', 'weight', 'set', '127.0.0.2', 'lots', '--reason', 'x'])).toMatchObject({ code: 2, stderr: expect.stringContaining('WEIGHT "lots": not a whole number') });
     expect(await rookery(['messages', '--limit', 'ten'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--limit "ten": not a whole number') });
+    // URL resolution would drop a `..` segment and ask another route.
+    expect(await rookery(['messages', 'show', '..'])).toMatchObject({ code: 2, stderr: expect.stringContaining('"..": not a value a route can take') });
     expect(await rookery(['ips', 'weight'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/^rookery: missing subcommand of "ips weight"; one of:\n {2}rookery ips weight set /) });
     expect(await rookery(['domains', 'check', 'sender.test', '--api', apiUrl])).toMatchObject({ code: 2, stderr: expect.stringContaining('--api is for the check asked of the daemon: add --remote') });
     expect(await rookery(['domains', 'check', 'sender.test', '--remote', '--selector', 's1'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--selector is for the check run here') });

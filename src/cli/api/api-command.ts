@@ -60,7 +60,13 @@ export function pick(values: OptionValues, ...names: string[]): Record<string, s
  * address reaches the audit log's target as the operator typed it.
  */
 export function route(...parts: string[]): string {
-  return parts.map((part, i) => (i === 0 ? part : encodeURIComponent(part).replace(/%3A/gi, ':').replace(/%40/gi, '@'))).join('/');
+  return parts.map((part, i) => (i === 0 ? part : segment(part))).join('/');
+}
+
+function segment(part: string): string {
+  // URL resolution drops `.` and `..` segments (encoded or not): `messages show ..` must not ask for another route.
+  if (part === '' || part === '.' || part === '..') throw new UsageError(`${JSON.stringify(part)}: not a value a route can take`);
+  return encodeURIComponent(part).replace(/%3A/gi, ':').replace(/%40/gi, '@');
 }
 
 const PAGE_OPTIONS: Readonly<Record<string, ApiOption>> = {
