@@ -10,10 +10,11 @@ import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
-import type { NewMessage, Store } from '../../src/storage/store.ts';
+import type { Store } from '../../src/storage/store.ts';
 import { apiSources } from '../helpers/api-sources.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
+import { newMessage } from '../helpers/new-message.ts';
 import { createTempDir } from '../helpers/temp-dir.ts';
 import { until } from '../helpers/until.ts';
 
@@ -346,28 +347,12 @@ const DEFERRED: DeliveryOutcome = { disposition: 'transient', code: 451, enhance
 /** A remote reply with a terminal escape in it. */
 const HOSTILE: DeliveryOutcome = { ...DELIVERED, disposition: 'permanent', code: 550, enhanced: '5.1.1', response: '550 5.1.1 \u001b[31mred\u001b[0m no such user', bounceClass: 'unknown-user' };
 
-function message(id: string, createdAt: number, from: string, recipients: string[]): NewMessage {
-  return {
-    id,
-    sender: from,
-    recipients,
-    messageIdHeader: `<${id}@sender.test>`,
-    body: Buffer.from(`Subject: ${id}\r\n\r\nbody\r\n`),
-    submitter: 'app',
-    source: 'smtp',
-    clientAddress: '192.0.2.7',
-    createdAt,
-    dueAt: createdAt,
-    pool: 'default',
-  };
-}
-
 /**
  * m-1: one recipient delivered, one deferred (greylisted); m-3: bounced with a hostile reply;
  * m-2: not tried yet. The clock stops an hour after m-1 was accepted.
  */
 async function fill(on: Store): Promise<void> {
-  await on.enqueue([message('m-1', T0, 'app@sender.test', ['ok@dest.test', 'later@dest.test']), message('m-3', T0 + 20_000, 'app@sender.test', ['gone@far.test'])]);
+  await on.enqueue([newMessage('m-1', T0, { recipients: ['ok@dest.test', 'later@dest.test'] }), newMessage('m-3', T0 + 20_000, { recipients: ['gone@far.test'] })]);
   clock.set(T0 + 60_000);
   const claimed = await on.claimDue({ now: clock.now(), limit: 10, owner: 'node-a', leaseMs: 60_000 });
   const lease = (rcpt: string) => {
@@ -382,6 +367,6 @@ async function fill(on: Store): Promise<void> {
     ],
     [],
   );
-  await on.enqueue([message('m-2', T0 + 10_000, 'news@sender.test', ['a@other.test'])]);
+  await on.enqueue([newMessage('m-2', T0 + 10_000, { sender: 'news@sender.test', recipients: ['a@other.test'] })]);
   clock.set(T0 + 3_600_000);
 }
