@@ -7,7 +7,9 @@ import { API_COMMANDS, REMOTE_DOMAIN_CHECK } from './api/api-commands.ts';
 /**
  * The `rookery` command. Each subcommand lives in its own module and is loaded only when used,
  * so `check-config` (systemd ExecStartPre) stays fast and works even without the daemon's
- * heavier dependencies loaded.
+ * heavier dependencies loaded. The table of API commands (api/api-commands.ts) is read at start
+ * for their names and usage; it holds only option lists and text formatting, and the code that
+ * talks to the API loads when one of them runs.
  */
 
 export interface CommandContext {
