@@ -101,6 +101,8 @@ export const API_ERRORS = {
   UNSUPPORTED_MEDIA_TYPE: { http: 415, message: 'Unsupported content type' },
   /** GET /v1/messages/{id} for an id the queue does not hold (never accepted, or purged after storage.retention). */
   MESSAGE_NOT_FOUND: { http: 404, message: 'No such message' },
+  /** POST /v1/reload found problems in the configuration file (each listed with its config path); nothing changed. */
+  CONFIG_INVALID: { http: 422, message: 'The configuration has problems; nothing was changed' },
 } as const satisfies Record<string, HttpErrorSpec>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;

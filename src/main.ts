@@ -3,34 +3,32 @@ import { availableParallelism } from 'node:os';
 import { systemClock, type Clock } from './clock.ts';
 import { apiExposureWarning } from './control-api/exposure.ts';
 import { createControlApi } from './control-api/server.ts';
+import type { ReloadOutcome } from './config/reload-scope.ts';
+import { makeConfigParts, type ConfigParts } from './config-parts.ts';
+import { LiveConfig } from './live-config.ts';
 import { checkDomain } from './sender-domains/domain-check.ts';
 import { createDkimKeyStore, type TxtResolver } from './sender-domains/key-store.ts';
-import { createSenderDomains } from './sender-domains/sender-domains-view.ts';
-import { createDkimSigner } from './sender-domains/signer.ts';
 import { createSigningPool } from './sender-domains/signing-pool.ts';
-import { returnPathFor } from './sender-domains/verp.ts';
 import { DeadSites } from './engine/dead-sites.ts';
 import { DeliveryEngine } from './engine/delivery-engine.ts';
 import { Queue, type Accepted, type Submission } from './engine/queue.ts';
 import { TenantLimits } from './engine/tenant-limits.ts';
-import { TenantDirectory } from './access/tenants.ts';
+import type { TenantLookup } from './access/tenants.ts';
 import { RetentionSweeper } from './engine/retention.ts';
-import { createRouter, type Resolver as DnsResolver } from './engine/routing.ts';
+import type { Resolver as DnsResolver } from './engine/routing.ts';
 import { ReadyQueues } from './engine/ready-queue.ts';
 import { Scheduler } from './engine/scheduler.ts';
 import { createDeliverer } from './engine/smtp-deliverer.ts';
 import { createPoolBackend } from './ippool/backend/create-pool-backend.ts';
 import { EgressPool } from './ippool/egress-pool.ts';
-import { createPoolPolicy } from './ippool/pool-policy.ts';
-import { ReactionEngine } from './ippool/reaction-rules.ts';
 import { createReputationTracker } from './ippool/reputation.ts';
-import { poolAssignerFor } from './ippool/pool-assignment.ts';
 import type { Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 import type { ResolvedConfig } from './resolved-config.ts';
 import { loadOrCreateSelfSignedTls } from './smtp/tls-material.ts';
 import { createSubmissionServer } from './smtp/submission-server.ts';
 import { cachedReverseLookup } from './smtp/reverse-lookup-cache.ts';
+import { UserDirectory } from './smtp/user-directory.ts';
 import { createStore } from './storage/create-store.ts';
 import { createRedisClient } from './storage/redis-client.ts';
 import { RECIPIENT_STATES, type Store } from './storage/store.ts';
@@ -43,6 +41,11 @@ export interface DaemonOptions {
   resolver?: DnsResolver & TxtResolver;
   /** The queue, instead of one made from config.storage; the daemon migrates it and closes it when it stops. */
   store?: Store;
+  /**
+   * Reads and resolves the configuration again for a reload (SIGHUP, POST /v1/reload), as `run`
+   * read it at start; throws ConfigError. Default: `resolved` again, so a reload changes nothing.
+   */
+  reread?: () => ResolvedConfig;
 }
 
 export interface Daemon {
@@ -50,8 +53,11 @@ export interface Daemon {
   submit(submission: Submission): Promise<Accepted>;
   smtpAddresses(): { host: string; port: number }[];
   apiAddress(): { host: string; port: number };
-  /** Rereads what can change without a restart (DKIM key files); returns the problems found. */
-  reload(): Promise<string[]>;
+  /**
+   * Reads the configuration again and applies it whole, or changes nothing and returns every
+   * problem (see LiveConfig); `trigger` (signal, api) is logged. Reloads run one at a time.
+   */
+  reload(trigger: string): Promise<ReloadOutcome>;
   /** Graceful stop; safe to call twice (the second call waits for the first). */
   stop(reason?: string): Promise<void>;
 }
@@ -59,6 +65,12 @@ export interface Daemon {
 /**
  * Composition root: builds every component with its dependencies, starts them in order
  * (storage, API, delivery, then SMTP intake) and stops them in reverse.
+ *
+ * `config` is the configuration at start: what it decides needs a restart to change
+ * (config/reload-scope.ts). What a reload may change is read from `live.current` per use, or
+ * from `parts` (made from it, swapped whole with it), or handed to a component that swaps it in
+ * one call (the pool's setup, the SMTP users, the API tokens, the DKIM keys): all in one
+ * synchronous commit, so nothing sees half an old and half a new configuration.
  */
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { resolved, logger } = options;
@@ -83,42 +95,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const redis = config.redis ? createRedisClient(config.redis.url, logger) : null;
     if (redis) stack.push({ name: 'redis', stop: () => redis.close() });
 
-    // The egress pool: data from config/ with this config's overrides; counters, limits and
-    // suspensions in Redis when configured (shared by every node), else in the store.
-    const poolData = resolved.pool;
-    const tenants = new TenantDirectory(config.tenants);
-    const policy = createPoolPolicy(poolData, config.reputation);
-    const backend = createPoolBackend({ store, redis: redis?.redis ?? null, keyPrefix: config.redis?.keyPrefix, clock });
-    // Per (egress IP -> destination site) path: shaping, connection slots, rate buckets.
-    const queues = new ReadyQueues({
-      shaping: policy.shaping,
-      limiter: backend.limiter,
-      clock,
-      idleConnectionTimeout: config.delivery.idleConnectionTimeout,
-      deadSite: config.delivery.deadSite,
-    });
-    const pool = new EgressPool({
-      members: config.ips.map((ip) => ({
-        address: ip.address,
-        hostname: ip.hostname ?? config.hostname,
-        pool: ip.pool,
-        weight: ip.weight,
-        warmup: ip.warmup ?? null,
-      })),
-      backend,
-      reputation: createReputationTracker({ windowMs: config.reputation.window, minSamples: config.reputation.minSamples }),
-      reactions: new ReactionEngine(resolved.reactionRules),
-      policy,
-      paths: queues,
-      defaultEgress: { address: null, hostname: config.hostname },
-      clock,
-      logger,
-      metrics,
-    });
-    // The pool reads its state from its backend: a Redis that cannot be reached fails here, named.
-    await startPart(redis ? 'egress pool state in Redis' : 'egress pool state', () => pool.start());
-    stack.push({ name: 'ippool', stop: async () => pool.stop() });
-
     // The DKIM keys as the resolution read them, watched for changes from now on. They sign
     // accepted mail and DSNs alike.
     const dkimKeys = createDkimKeyStore({ keys: resolved.dkimKeys, resolver: dns, clock, logger });
@@ -131,20 +107,64 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       stack.push({ name: 'dkim signing threads', stop: () => signingPool.close() });
       await startPart('DKIM signing threads', () => signingPool.start());
     }
-    const dkim = createDkimSigner({
-      keys: dkimKeys,
-      config: config.dkim,
-      clock,
+
+    const partDeps = { dns, clock, logger, dkimKeys, signingPool, onUnsigned: (reason: string) => metrics.dkimUnsigned.inc({ reason }) };
+    let parts: ConfigParts = makeConfigParts(resolved, partDeps);
+    // The tenants of the configuration in effect, for every door and the queue.
+    const tenants: TenantLookup = { get: (name) => parts.tenants.get(name) };
+    const live = new LiveConfig({
+      initial: resolved,
+      reread: options.reread ?? (() => resolved),
       logger,
-      pool: signingPool,
-      onUnsigned: (reason) => metrics.dkimUnsigned.inc({ reason }),
+      // What takes time or may fail is made first; the commit only swaps (see LiveConfig).
+      prepare: async (next, plan) => {
+        const changed = (path: string) => plan.changed.some((p) => p === path || p.startsWith(`${path}.`));
+        const users = changed('smtp.users') ? await UserDirectory.create(next.smtpUsers) : null;
+        const commitKeys = await dkimKeys.stage(next.dkimKeys);
+        const nextParts = makeConfigParts(next, partDeps, { parts, changed });
+        return () => {
+          parts = nextParts;
+          pool.reconfigure(nextParts.pool);
+          commitKeys();
+          if (users) smtp.replaceUsers(users);
+          api.replaceTokens(next.config.api.tokens);
+        };
+      },
     });
 
+    // The egress pool: data from config/ with this config's overrides; counters, limits and
+    // suspensions in Redis when configured (shared by every node), else in the store.
+    const backend = createPoolBackend({ store, redis: redis?.redis ?? null, keyPrefix: config.redis?.keyPrefix, clock });
+    // Per (egress IP -> destination site) path: shaping, connection slots, rate buckets.
+    const queues = new ReadyQueues({
+      shaping: (provider) => parts.pool.policy.shaping(provider),
+      limiter: backend.limiter,
+      clock,
+      idleConnectionTimeout: config.delivery.idleConnectionTimeout,
+      deadSite: config.delivery.deadSite,
+    });
+    const pool = new EgressPool({
+      ...parts.pool,
+      backend,
+      reputation: createReputationTracker({ windowMs: config.reputation.window, minSamples: config.reputation.minSamples }),
+      paths: queues,
+      defaultEgress: { address: null, hostname: config.hostname },
+      clock,
+      logger,
+      metrics,
+    });
+    // The pool reads its state from its backend: a Redis that cannot be reached fails here, named.
+    await startPart(redis ? 'egress pool state in Redis' : 'egress pool state', () => pool.start());
+    stack.push({ name: 'ippool', stop: async () => pool.stop() });
+
+    // Stable faces of the parts a reload replaces, for the components that keep them.
+    const dkim = { sign: (message: Buffer) => parts.signer.sign(message) };
+    const router = { resolve: (domain: string) => parts.router.resolve(domain) };
+
     const { timeouts } = config.delivery;
-    const deliverer = createDeliverer({ logger, metrics, timeouts, queues, bounceRules: resolved.bounceRules });
+    const deliverer = createDeliverer({ logger, metrics, timeouts, queues, bounceRules: () => live.current.bounceRules });
     stack.push({ name: 'deliverer', stop: () => deliverer.close() });
 
-    const router = createRouter({ routes: config.delivery.routes, mxPort: config.delivery.mxPort, resolver: dns, clock });
     // Sites no egress IP can reach: probed, their mail held. Started with the scheduler, which it wakes.
     const sites = new DeadSites({
       store,
@@ -154,7 +174,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       clock,
       logger,
       metrics,
-      maxAgeMs: config.delivery.maxAge,
+      maxAgeMs: () => live.current.config.delivery.maxAge,
       onResumed: () => scheduler.wake(),
     });
     const engine = new DeliveryEngine({
@@ -167,9 +187,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger,
       metrics,
       hostname: config.hostname,
-      delivery: config.delivery,
+      settings: () => parts.engine,
       dkim,
-      returnPath: ({ sender, messageId, recipientId }) => returnPathFor({ sender, messageId, recipientId, config: config.returnPath }),
     });
     const scheduler = new Scheduler({
       store,
@@ -181,20 +200,25 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       leaseMs: config.delivery.lease,
       beforeClaim: () => sites.holdsDone(),
       // A delivery that could not start (storage or Redis unreachable) waits like a first retry.
-      errorRetryMs: config.delivery.retry.initial,
+      errorRetryMs: () => live.current.config.delivery.retry.initial,
     });
 
     let shuttingDown = false;
+    let stopping: Promise<void> | null = null;
+    // A reload while stopping would swap parts into components that are closing.
+    const reload = (trigger: string): Promise<ReloadOutcome> =>
+      stopping ? Promise.resolve({ ok: false, source: live.current.source, problems: ['(root): the daemon is stopping'] }) : live.reload(trigger);
     const api = createControlApi({
       config,
       store,
       clock,
-      pool,
       tenants,
+      pool,
       domains: {
-        domains: createSenderDomains({ dkim: config.dkim, returnPath: config.returnPath, keys: dkimKeys }),
-        check: (domain) => checkDomain({ domain, config, resolver: dns, clock }),
+        domains: { list: () => parts.senderDomains.list(), find: (name) => parts.senderDomains.find(name) },
+        check: (domain) => checkDomain({ domain, config: live.current.config, resolver: dns, clock }),
       },
+      reload: () => reload('api'),
       logger,
       metrics,
       // Ready means able to take mail: the store must commit a write, not only answer.
@@ -215,7 +239,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     stack.push({ name: 'retention', stop: () => retention.stop() });
 
     await scheduler.start();
-    stack.push({ name: 'scheduler', stop: () => scheduler.stop(config.delivery.shutdownTimeout) });
+    stack.push({ name: 'scheduler', stop: () => scheduler.stop(live.current.config.delivery.shutdownTimeout) });
     sites.start();
     stack.push({ name: 'dead sites', stop: () => sites.stop() });
 
@@ -225,7 +249,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       metrics,
       dkim,
       hostname: config.hostname,
-      assignPool: poolAssignerFor(config),
+      assignPool: (input) => parts.assignPool(input),
       tenants,
       tenantLimits: new TenantLimits({ limiter: backend.limiter, counters: backend.counters, clock }),
       onEnqueued: () => scheduler.wake(),
@@ -238,7 +262,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // back from one address many times a second, and each greeting waits for the lookup.
     const reverseDns = new Resolver({ timeout: 1_500, tries: 1 });
     const reverseLookup = cachedReverseLookup({ lookup: (ip) => reverseDns.reverse(ip), clock });
-    const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, queue, tls, logger, metrics, clock, reverseLookup });
+    const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, tenants, queue, tls, logger, metrics, clock, reverseLookup });
     await smtp.start();
     stack.push({ name: 'smtp', stop: () => smtp.stop() });
     // Readiness turns false before anything closes, so load balancers drain first.
@@ -249,14 +273,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       'rookery started',
     );
 
-    let stopping: Promise<void> | null = null;
     return {
       submit: (submission) => queue.submit(submission),
-      async reload() {
-        const problems = await dkimKeys.reload();
-        log.info({ event: 'daemon.reloaded', problems }, problems.length ? 'reloaded, with problems (old keys kept)' : 'reloaded');
-        return problems;
-      },
+      reload,
       smtpAddresses: () => smtp.addresses(),
       apiAddress: () => apiAddress,
       stop(reason = 'stop requested') {

@@ -14,7 +14,12 @@ export interface Tenant {
   readonly dailyQuota: number | null;
 }
 
-export class TenantDirectory {
+/** Finds a tenant by name; the daemon's lookup follows reloads (src/config-parts.ts). */
+export interface TenantLookup {
+  get(name: string): Tenant | undefined;
+}
+
+export class TenantDirectory implements TenantLookup {
   private readonly tenants: ReadonlyMap<string, Tenant>;
 
   constructor(config: TenantsConfig) {

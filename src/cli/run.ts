@@ -7,8 +7,8 @@ import { handleShutdownSignals } from './shutdown-signals.ts';
 
 /**
  * `rookery run`: resolves the configuration as `rookery check-config` does (refusing to start on
- * any problem), starts the daemon and hands SIGTERM / SIGINT to its graceful stop. Logs go to
- * stdout as JSON lines.
+ * any problem), starts the daemon, hands SIGTERM / SIGINT to its graceful stop and SIGHUP to its
+ * reload. Logs go to stdout as JSON lines.
  */
 export async function execute(values: Record<string, unknown>, context: CommandContext): Promise<CommandResult> {
   let loaded;
@@ -38,12 +38,13 @@ export async function execute(values: Record<string, unknown>, context: CommandC
 
   log.info({ event: 'config.loaded', path: path ?? '(built-in defaults)' }, 'configuration loaded');
   // Handlers go in before start-up so a signal during start-up is not the default instant kill.
-  const daemon = startDaemon({ resolved, logger });
+  // A reload reads the same file (or the defaults) through the same resolution as this start.
+  const daemon = startDaemon({ resolved, logger, reread: () => resolveCliConfig(values, context.env).resolved });
   handleShutdownSignals({ daemon, logger: log, exit });
-  // SIGHUP rereads the DKIM key files (systemd: ExecReload); a bad file keeps the old key.
+  // SIGHUP reloads the configuration (systemd: ExecReload), once the daemon is up; the daemon
+  // logs one line saying what changed, or every problem found while the running one stays.
   process.on('SIGHUP', () => {
-    log.info({ event: 'reload.signal', signal: 'SIGHUP' }, 'SIGHUP received, reloading');
-    daemon.then((d) => d.reload()).catch((err: unknown) => log.error({ event: 'reload.failed', err }, 'reload failed'));
+    daemon.then((d) => d.reload('signal')).catch((err: unknown) => log.error({ event: 'reload.failed', err }, 'reload failed'));
   });
   try {
     await daemon;

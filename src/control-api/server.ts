@@ -1,5 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
 import type { AddressInfo } from 'node:net';
+import { TokenDirectory } from '../access/api-token.ts';
+import type { ApiTokenConfig } from '../config/api-schema.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -10,7 +12,7 @@ import { registerMetricsRoute } from './routes/metrics.ts';
 import { registerReadyzRoute } from './routes/readyz.ts';
 import { isV1Path } from './v1/auth.ts';
 import { registerV1Api, type V1ApiDeps } from './v1/register.ts';
-import { TenantDirectory } from '../access/tenants.ts';
+import { TenantDirectory, type TenantLookup } from '../access/tenants.ts';
 import type { Clock } from '../clock.ts';
 
 export interface ControlApiDeps {
@@ -23,8 +25,10 @@ export interface ControlApiDeps {
   pool: V1ApiDeps['pool'];
   /** The sender domains and their check, for /v1/domains. */
   domains: V1ApiDeps['domains'];
+  /** Reloads the configuration, for POST /v1/reload. */
+  reload: V1ApiDeps['reload'];
   /** The configured tenants; none by default. */
-  tenants?: TenantDirectory;
+  tenants?: TenantLookup;
   logger: Logger;
   metrics: Metrics;
   /** Dependencies /readyz checks; each throws when its dependency does not answer. */
@@ -44,6 +48,8 @@ export interface ControlApi {
   start(): Promise<{ host: string; port: number }>;
   /** Stops accepting, lets in-flight requests finish, closes idle keep-alive sockets. */
   stop(): Promise<void>;
+  /** Takes a reloaded configuration's API tokens (api.tokens) from the next request on. */
+  replaceTokens(tokens: readonly ApiTokenConfig[]): void;
 }
 
 /** Probe and scrape traffic arrives every few seconds; logging each request would drown the log. */
@@ -76,7 +82,10 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
   registerHealthzRoute(app);
   registerReadyzRoute(app, { checks: deps.checks, isShuttingDown: deps.isShuttingDown, checkTimeoutMs: deps.checkTimeoutMs });
   registerMetricsRoute(app, { metrics: deps.metrics, logger, beforeMetrics: deps.beforeMetrics });
-  registerV1Api(app, { api: deps.config.api, store: deps.store, clock: deps.clock, pool: deps.pool, domains: deps.domains, tenants: deps.tenants ?? new TenantDirectory({}), guarded });
+  let tokens = new TokenDirectory(deps.config.api.tokens);
+  const { store, clock, pool, domains, reload } = deps;
+  const tenants = deps.tenants ?? new TenantDirectory({});
+  registerV1Api(app, { api: deps.config.api, tokens: () => tokens, reload, store, clock, pool, domains, tenants, guarded });
 
   let starting: Promise<{ host: string; port: number }> | undefined;
   let stopping: Promise<void> | undefined;
@@ -94,6 +103,10 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
         return { host: address.address, port: address.port };
       })();
       return starting;
+    },
+
+    replaceTokens(next) {
+      tokens = new TokenDirectory(next);
     },
 
     stop() {

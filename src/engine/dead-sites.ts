@@ -80,8 +80,8 @@ export interface DeadSitesDeps {
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
-  /** delivery.maxAge: held mail still bounces on time. */
-  maxAgeMs: number;
+  /** delivery.maxAge, read at each hold: held mail still bounces on time. */
+  maxAgeMs: () => number;
   /** Held mail is due now: the scheduler should look at the queue. */
   onResumed: () => void;
   /** How long a hold lasts (default an hour). */

@@ -62,6 +62,20 @@ function poolSiteLine(pool: string, site: string): PoolSiteLine {
   return `${pool}\n${site}` as PoolSiteLine;
 }
 
+/**
+ * The settings of an attempt that a reload may change: read once when the attempt starts, so it
+ * finishes under the settings it started with.
+ */
+export interface EngineSettings {
+  /** Retries, expiry and DSNs. */
+  delivery: Pick<Config['delivery'], 'maxAge' | 'retry' | 'dsn'>;
+  /**
+   * The envelope sender for one recipient's delivery: a VERP address where configured, else the
+   * message's sender. Default: the message's sender.
+   */
+  returnPath?: (input: { sender: string; messageId: string; recipientId: number }) => string;
+}
+
 export interface EngineDeps {
   store: Store;
   router: Pick<Router, 'resolve'>;
@@ -73,14 +87,10 @@ export interface EngineDeps {
   logger: Logger;
   metrics: Metrics;
   hostname: string;
-  delivery: Config['delivery'];
+  /** The settings in effect now (see EngineSettings). */
+  settings: () => EngineSettings;
   /** Signs DSNs as the accept path signs every message (see Queue). */
   dkim: Pick<DkimSigner, 'sign'>;
-  /**
-   * The envelope sender for one recipient's delivery: a VERP address where configured, else the
-   * message's sender. Default: the message's sender.
-   */
-  returnPath?: (input: { sender: string; messageId: string; recipientId: number }) => string;
   random?: () => number;
 }
 
@@ -95,12 +105,10 @@ export class DeliveryEngine {
   private readonly random: () => number;
   private readonly log: Logger;
   private readonly lines = new WaitLine<PoolSiteLine>();
-  private readonly returnPath: NonNullable<EngineDeps['returnPath']>;
   private readonly recorder: ResultRecorder;
 
   constructor(private readonly deps: EngineDeps) {
     this.random = deps.random ?? Math.random;
-    this.returnPath = deps.returnPath ?? (({ sender }) => sender);
     this.log = deps.logger.child({ component: 'delivery' });
     this.recorder = new ResultRecorder({ store: deps.store, clock: deps.clock, log: this.log });
   }
@@ -118,9 +126,10 @@ export class DeliveryEngine {
    */
   async attempt(job: DeliveryJob, message: StoredMessage, claimed: ClaimCheck): Promise<number | null> {
     const { sites } = this.deps;
-    const { outcomes, waitUntil } = sites.holdJob(job) ?? sites.review(job, await this.send(job, message, claimed));
+    const settings = this.deps.settings();
+    const { outcomes, waitUntil } = sites.holdJob(job) ?? sites.review(job, await this.send(job, message, claimed, settings));
     try {
-      return await this.conclude(job, message, outcomes, waitUntil);
+      return await this.conclude(job, message, outcomes, settings, waitUntil);
     } catch (err) {
       // A bug after the transaction: the rows keep their lease until it runs out (a release would send again).
       this.log.error({ event: 'delivery.record.failed', messageId: job.messageId, err }, 'recording the attempt failed; the lease will run out');
@@ -137,9 +146,9 @@ export class DeliveryEngine {
     this.recorder.interrupt();
   }
 
-  private async conclude(job: DeliveryJob, message: StoredMessage, outcomes: DeliveryOutcome[], waitUntil?: number): Promise<number | null> {
-    const { results, bounced } = this.decideAll(job, outcomes, waitUntil);
-    const dsn = await this.dsnFor(message, bounced);
+  private async conclude(job: DeliveryJob, message: StoredMessage, outcomes: DeliveryOutcome[], settings: EngineSettings, waitUntil?: number): Promise<number | null> {
+    const { results, bounced } = this.decideAll(job, outcomes, settings, waitUntil);
+    const dsn = await this.dsnFor(message, bounced, settings);
     const recorded = await this.recorder.record(job, results, dsn ? [{ message: dsn, reports: bounced.map((b) => b.recipientId) }] : []);
     if (!recorded) return null;
     let dsns = dsn ? [dsn] : [];
@@ -147,7 +156,7 @@ export class DeliveryEngine {
       // Some bounce was stale (another claim took its row over), so the store held back every
       // bounce the DSN reports: the others go in again, each with a DSN of its own, in one commit
       // (a lone bounce held back is the stale one).
-      const again = bounced.length > 1 ? await this.bounceEach(job, message, results, bounced) : { recorded: new Set<number>(), dsns: [] };
+      const again = bounced.length > 1 ? await this.bounceEach(job, message, results, bounced, settings) : { recorded: new Set<number>(), dsns: [] };
       for (const id of again.recorded) recorded.add(id);
       dsns = again.dsns;
     }
@@ -159,8 +168,8 @@ export class DeliveryEngine {
   }
 
   /** Records the bounces of `bounced`, each with a DSN of its own; returns those recorded and the DSNs stored with them. */
-  private async bounceEach(job: DeliveryJob, message: StoredMessage, results: Decided[], bounced: Bounced[]): Promise<{ recorded: ReadonlySet<number>; dsns: NewMessage[] }> {
-    const own = await Promise.all(bounced.map((b) => this.dsnFor(message, [b])));
+  private async bounceEach(job: DeliveryJob, message: StoredMessage, results: Decided[], bounced: Bounced[], settings: EngineSettings): Promise<{ recorded: ReadonlySet<number>; dsns: NewMessage[] }> {
+    const own = await Promise.all(bounced.map((b) => this.dsnFor(message, [b], settings)));
     const followUps = bounced.flatMap((b, i): FollowUp[] => (own[i] ? [{ message: own[i], reports: [b.recipientId] }] : []));
     const ids = new Set(bounced.map((b) => b.recipientId));
     const recorded = (await this.recorder.record(job, results.filter((r) => ids.has(r.recipientId)), followUps)) ?? new Set<number>();
@@ -175,7 +184,7 @@ export class DeliveryEngine {
    * (throttled) until `waitUntil`, as the whole job does when no IP may take any. An IP the host
    * turns out not to have is suspended by the pool and its recipients go out at once from another.
    */
-  private async send(job: DeliveryJob, message: StoredMessage, claimed: ClaimCheck): Promise<JobOutcomes> {
+  private async send(job: DeliveryJob, message: StoredMessage, claimed: ClaimCheck, settings: EngineSettings): Promise<JobOutcomes> {
     const { route } = job;
     if (!route.ok) return { outcomes: job.rows.map(() => route.outcome) };
     const outcomes: DeliveryOutcome[] = [];
@@ -193,7 +202,7 @@ export class DeliveryEngine {
       if (!selection.ok) return { outcomes: [...outcomes, ...rest.map(() => waiting(message.pool, selection))], waitUntil: selection.retryAt, asked: selection.asked };
       provider = selection.path.provider;
       const rows = rest.slice(0, selection.granted);
-      const delivered = await this.transact(message, rows, selection, route.hops, claimed);
+      const delivered = await this.transact(message, rows, selection, route.hops, claimed, settings);
       if (delivered.every((o) => o.bounceClass === 'egress-unavailable') && tries++ < MAX_EGRESS_TRIES) {
         previous = null;
         continue;
@@ -217,7 +226,14 @@ export class DeliveryEngine {
    * same, its transaction is taken not to have started (a wait) while the others of the job
    * (those already sent, and other VERP transactions) keep their outcomes, so none goes again.
    */
-  private async transact(message: StoredMessage, rows: ClaimedRecipient[], selection: Extract<Selection, { ok: true }>, hops: DeliveryRequest['hops'], claimed: ClaimCheck): Promise<DeliveryOutcome[]> {
+  private async transact(
+    message: StoredMessage,
+    rows: ClaimedRecipient[],
+    selection: Extract<Selection, { ok: true }>,
+    hops: DeliveryRequest['hops'],
+    claimed: ClaimCheck,
+    settings: EngineSettings,
+  ): Promise<DeliveryOutcome[]> {
     const { path, egress } = selection;
     const transaction = (sender: string, recipients: ClaimedRecipient[]) =>
       this.deps.deliverer
@@ -226,7 +242,8 @@ export class DeliveryEngine {
           this.log.error({ event: 'delivery.transaction.failed', messageId: message.id, ip: path.ip, err }, 'the transaction could not start; its recipients wait');
           return recipients.map(() => notStarted(path.ip, `the delivery failed before its transaction started: ${(err as Error)?.message ?? String(err)}`));
         });
-    const senders = rows.map((row) => this.returnPath({ sender: message.sender, messageId: message.id, recipientId: row.recipientId }));
+    const returnPath = settings.returnPath ?? (({ sender }) => sender);
+    const senders = rows.map((row) => returnPath({ sender: message.sender, messageId: message.id, recipientId: row.recipientId }));
     // A return path per recipient (VERP) means a transaction per recipient.
     const delivered = senders.every((s) => s === senders[0])
       ? await transaction(senders[0]!, rows)
@@ -251,7 +268,7 @@ export class DeliveryEngine {
     }
   }
 
-  private decideAll(job: DeliveryJob, outcomes: DeliveryOutcome[], throttledUntil?: number) {
+  private decideAll(job: DeliveryJob, outcomes: DeliveryOutcome[], { delivery }: EngineSettings, throttledUntil?: number) {
     const now = this.deps.clock.now();
     const results: Decided[] = [];
     const bounced: Bounced[] = [];
@@ -263,8 +280,8 @@ export class DeliveryEngine {
         attempts: row.attempts + (counts ? 1 : 0),
         createdAt: row.messageCreatedAt,
         now,
-        maxAge: this.deps.delivery.maxAge,
-        retry: this.deps.delivery.retry,
+        maxAge: delivery.maxAge,
+        retry: delivery.retry,
         random: this.random,
         throttledUntil,
       });
@@ -282,9 +299,9 @@ export class DeliveryEngine {
   }
 
   /** The DSN reporting `bounced`, signed; null when none is due, or when it could not be made (logged: the bounces still count). */
-  private async dsnFor(message: StoredMessage, bounced: Bounced[]): Promise<NewMessage | null> {
+  private async dsnFor(message: StoredMessage, bounced: Bounced[], { delivery }: EngineSettings): Promise<NewMessage | null> {
     // Never answer the null sender (RFC 5321 6.1: no bounce loops), and honour the operator's switch.
-    if (!bounced.length || message.sender === '' || !this.deps.delivery.dsn.enabled) return null;
+    if (!bounced.length || message.sender === '' || !delivery.dsn.enabled) return null;
     const now = this.deps.clock.now();
     try {
       const dsn = await buildDsn({
@@ -293,7 +310,7 @@ export class DeliveryEngine {
         failed: bounced,
         now,
         id: newQueueId(now),
-        from: this.deps.delivery.dsn.from,
+        from: delivery.dsn.from,
       });
       return { ...dsn, body: await signAndCount(this.deps.dkim, this.deps.metrics, dsn.body) };
     } catch (err) {

@@ -25,8 +25,8 @@ export interface HeldMailSite {
 export interface HeldMailDeps {
   store: Pick<Store, 'holdDomains' | 'resumeDomains'>;
   logger: Logger;
-  /** delivery.maxAge: held mail still bounces on time. */
-  maxAgeMs: number;
+  /** delivery.maxAge, read at each hold: held mail still bounces on time. */
+  maxAgeMs: () => number;
 }
 
 export class HeldMail {
@@ -58,7 +58,8 @@ export class HeldMail {
    * moves rows that are not due yet, in the background.
    */
   hold(site: HeldMailSite, domains: readonly string[], due: boolean): Promise<number> {
-    const { store, maxAgeMs } = this.deps;
+    const { store } = this.deps;
+    const maxAgeMs = this.deps.maxAgeMs();
     const moved = this.inLine(site, () => this.inChunks((limit) => store.holdDomains([...domains], site.until, maxAgeMs, limit)), 0);
     if (due) {
       this.holding.add(moved);

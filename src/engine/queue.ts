@@ -6,7 +6,7 @@ import type { DkimSigner } from '../sender-domains/signer.ts';
 import { toWireForm } from '../mail/wire-form.ts';
 import { newQueueId } from './queue-id.ts';
 import { POOL_HEADER, type PoolAssigner, type PoolAssignment } from '../ippool/pool-assignment.ts';
-import { tenantMaySend, type Tenant, type TenantDirectory } from '../access/tenants.ts';
+import { tenantMaySend, type Tenant, type TenantLookup } from '../access/tenants.ts';
 import { RookeryError } from '../errors.ts';
 import type { TenantLimits } from './tenant-limits.ts';
 
@@ -63,7 +63,7 @@ export class Queue {
       dkim: Pick<DkimSigner, 'sign'>;
       /** Chooses the message's egress pool (see src/ippool/pool-assignment.ts). */
       assignPool: PoolAssigner;
-      tenants: TenantDirectory;
+      tenants: TenantLookup;
       /** Each tenant's rate and daily quota (tenant-limits.ts). */
       tenantLimits: TenantLimits;
       /** Called after each commit so the scheduler starts delivery at once. */

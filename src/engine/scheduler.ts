@@ -17,8 +17,8 @@ export interface SchedulerOptions {
   leaseMs: number;
   /** Longest sleep between queue checks even when nothing is due (other nodes' work). */
   maxSleepMs?: number;
-  /** Delay before a job that failed unexpectedly is tried again. */
-  errorRetryMs?: number;
+  /** Delay before a job that failed unexpectedly is tried again (delivery.retry.initial, read when it fails). */
+  errorRetryMs?: () => number;
   /** Awaited before each claim (DeadSites.holdsDone: a bulk hold of a down site's mail finishes first). */
   beforeClaim?: () => Promise<void>;
 }
@@ -59,13 +59,13 @@ export class Scheduler {
   private readonly log: Logger;
   private readonly leases: LeaseKeeper;
   private readonly maxSleepMs: number;
-  private readonly errorRetryMs: number;
+  private readonly errorRetryMs: () => number;
 
   constructor(private readonly options: SchedulerOptions) {
     this.log = options.logger.child({ component: 'scheduler' });
     this.leases = new LeaseKeeper({ store: options.store, clock: options.clock, log: this.log, leaseMs: options.leaseMs });
     this.maxSleepMs = options.maxSleepMs ?? 30_000;
-    this.errorRetryMs = options.errorRetryMs ?? 60_000;
+    this.errorRetryMs = options.errorRetryMs ?? (() => 60_000);
   }
 
   async start(): Promise<void> {
@@ -282,7 +282,7 @@ export class Scheduler {
     const { store, clock } = this.options;
     this.log.error({ event: 'delivery.job.failed', ...fields, err }, 'delivery job failed; will retry');
     this.leases.untrack(rows);
-    const retryAt = clock.now() + this.errorRetryMs;
+    const retryAt = clock.now() + this.errorRetryMs();
     await store.release(rows, retryAt).then(
       () => this.wakeAt(retryAt),
       (releaseErr: unknown) => this.log.error({ event: 'scheduler.release.failed', err: releaseErr }, 'returning deliveries failed; the lease will expire'),

@@ -78,8 +78,11 @@ export interface DelivererOptions {
   timeouts: DeliveryTimeouts;
   /** Connection slots, idle connections and connection rate per path. */
   queues: ReadyQueues;
-  /** What the replies of failed deliveries mean (config/bounce-rules.yaml and the operator's). */
-  bounceRules: readonly BounceRule[];
+  /**
+   * What the replies of failed deliveries mean (config/bounce-rules.yaml and the operator's): the
+   * rules in effect, read once per delivery or probe, so a reload applies from the next one.
+   */
+  bounceRules: () => readonly BounceRule[];
 }
 
 /** What a transaction on one connection produced. */
@@ -144,6 +147,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     const { path, recipients } = request;
     const egress: Egress = { address: path.ip, hostname: request.hostname };
     const all = (outcome: DeliveryOutcome) => recipients.map(() => outcome);
+    const rules = bounceRules();
     if (recipients.length === 0) return [];
     if (stopping) return all(shuttingDown(egress));
     const hops = reachableHops(request.hops, egress.address);
@@ -162,7 +166,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
         current = null;
       }
       if (current) {
-        const result = await transactClaimed(current, request);
+        const result = await transactClaimed(current, request, rules);
         if (result.kind === 'done') {
           if (!keepable(current, queue.maxMessagesPerConnection)) current = null;
           return result.outcomes;
@@ -187,7 +191,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
         const opened = await openOnHop(hop, queue, egress);
         if (!(opened instanceof OutboundConnection)) {
           if (aborting.signal.aborted) return all(interrupted(opened.stage, hop.name, egress.address));
-          const outcome = setupOutcome(opened, hop, egress, bounceRules);
+          const outcome = setupOutcome(opened, hop, egress, rules);
           last = moreRelevant(last, outcome);
           reached ||= !unreachable(outcome);
           log.info(hopLog(queue, hop, outcome), 'next hop failed');
@@ -195,7 +199,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
           continue;
         }
         current = opened;
-        const result = await transactClaimed(opened, request);
+        const result = await transactClaimed(opened, request, rules);
         if (result.kind === 'done') {
           if (!keepable(opened, queue.maxMessagesPerConnection)) current = null;
           return result.outcomes;
@@ -224,12 +228,12 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
   }
 
   /** Runs the transaction for the recipients whose claim this node still holds (asked now); the others are left out. */
-  async function transactClaimed(connection: OutboundConnection, request: DeliveryRequest): Promise<TransactionResult> {
+  async function transactClaimed(connection: OutboundConnection, request: DeliveryRequest, rules: readonly BounceRule[]): Promise<TransactionResult> {
     const claimed = request.recipients.map((_, i) => request.stillClaimed?.(i) ?? true);
-    if (claimed.every(Boolean)) return transact(connection, request);
+    if (claimed.every(Boolean)) return transact(connection, request, rules);
     const lost = claimLost(request.path.ip);
     if (!claimed.some(Boolean)) return { kind: 'done', outcomes: request.recipients.map(() => lost) };
-    const result = await transact(connection, { ...request, recipients: request.recipients.filter((_, i) => claimed[i]) });
+    const result = await transact(connection, { ...request, recipients: request.recipients.filter((_, i) => claimed[i]) }, rules);
     if (result.kind === 'elsewhere') return result;
     const sent = result.outcomes.values();
     return { kind: 'done', outcomes: claimed.map((held) => (held ? sent.next().value! : lost)) };
@@ -240,12 +244,12 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
    * failed before any of the message was sent (a pooled connection the server dropped while
    * idle, a 421), the result is 'elsewhere': the caller tries a fresh connection or the next hop.
    */
-  async function transact(connection: OutboundConnection, request: DeliveryRequest): Promise<TransactionResult> {
+  async function transact(connection: OutboundConnection, request: DeliveryRequest, rules: readonly BounceRule[]): Promise<TransactionResult> {
     const ctx = { remoteHost: connection.hop.name, egressIp: request.path.ip };
     const result = await connection.send(request.sender, request.recipients, request.body);
     if (result.ok) {
       transactions++;
-      return { kind: 'done', outcomes: successOutcomes(result.info, request.recipients, ctx, bounceRules) };
+      return { kind: 'done', outcomes: successOutcomes(result.info, request.recipients, ctx, rules) };
     }
     const { error } = result;
     if (aborting.signal.aborted && isConnectionError(error)) {
@@ -253,9 +257,9 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     }
     const closingReply = error.responseCode === 421;
     if (!result.bodyStarted && (closingReply || isConnectionError(error))) {
-      return { kind: 'elsewhere', outcome: classifyError(error, { ...ctx, stage: result.stage }, bounceRules) };
+      return { kind: 'elsewhere', outcome: classifyError(error, { ...ctx, stage: result.stage }, rules) };
     }
-    const outcomes = failureOutcomes(result, request.recipients, ctx, bounceRules);
+    const outcomes = failureOutcomes(result, request.recipients, ctx, rules);
     // The server refused this message; the session itself is fine after RSET.
     const refused = (error.code === 'EENVELOPE' || error.code === 'EMESSAGE') && !closingReply && connection.usable;
     if (refused && !(await connection.reset())) void connection.close();
@@ -267,6 +271,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     const { path, hops, hostname } = down;
     const signal = AbortSignal.any([aborting.signal, cancel]);
     const egress: Egress = { address: path.ip, hostname };
+    const rules = bounceRules();
     const { queue, lease } = await queues.acquire(path, () => true);
     let kept: OutboundConnection | null = lease.connection;
     try {
@@ -287,7 +292,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
           kept = opened;
           return true;
         }
-        last = moreRelevant(last, setupOutcome(opened, hop, egress, bounceRules));
+        last = moreRelevant(last, setupOutcome(opened, hop, egress, rules));
       }
       last ??= noReachableHop(path, egress);
       if (!signal.aborted) queues.health.probeFailed(down, { outcome: last, hops, hostname });

@@ -67,12 +67,24 @@ const STATE_REFRESH_MS = 10_000;
  */
 const MAX_SITE_RESTRICTIONS_PER_IP = 200;
 
-export interface EgressPoolDeps {
+/** What the configuration decides of the pool: replaced whole when it is reloaded (reconfigure). */
+export interface PoolSetup {
   members: readonly PoolMember[];
+  policy: PoolPolicy;
+  reactions: { evaluate(input: { ip: string; provider: ProviderName; site: string; outcome: DeliveryOutcome; now: number }): Reaction[] };
+}
+
+/** A setup with what is made from it: its members by pool and by address, and the parts that read its policy or members. */
+interface ActiveSetup extends PoolSetup {
+  byPool: ReadonlyMap<string, readonly PoolMember[]>;
+  byAddress: ReadonlyMap<string, PoolMember>;
+  warmup: WarmupReservation;
+  operations: IpOperations;
+}
+
+export interface EgressPoolDeps extends PoolSetup {
   backend: PoolBackend;
   reputation: ReputationFeed;
-  reactions: { evaluate(input: { ip: string; provider: ProviderName; site: string; outcome: DeliveryOutcome; now: number }): Reaction[] };
-  policy: PoolPolicy;
   /** Each path's message rate (the engine's ready queues). */
   paths: PathRates;
   /** The egress when no IPs are configured at all: the OS default source address. */
@@ -90,32 +102,56 @@ export interface EgressPoolDeps {
  * round-robin, with a retry staying on the IP used before while it is eligible (greylisting).
  * Usage, caps and restrictions live in the pool backend (Redis or the local store) so they
  * survive a restart and are shared by every node.
+ *
+ * The members, policy and reaction rules (the setup) are replaced whole when the configuration
+ * is reloaded; each selection and each delivery's feedback reads one setup from start to end.
+ * What the pool learned (restrictions, usage, reputation, the rotations' places) is kept.
  */
 export class EgressPool {
-  private readonly byPool = new Map<string, PoolMember[]>();
-  private readonly byAddress = new Map<string, PoolMember>();
+  private setup: ActiveSetup;
   /** Per pool, per provider. */
   private readonly rotations = new Map<string, Map<ProviderName, WeightedRoundRobin<string>>>();
   private readonly state: PoolStateCache;
   private readonly reporting: PoolReporting;
-  private readonly warmup: WarmupReservation;
   private refreshTimer: NodeJS.Timeout | null = null;
   private readonly log: Logger;
-  /** The operator's run-time changes (the control API): suspensions and weights. */
-  readonly operations: IpOperations;
 
   constructor(private readonly deps: EgressPoolDeps) {
     this.log = deps.logger.child({ component: 'ippool' });
     this.state = new PoolStateCache(deps.backend.state, this.log);
     this.reporting = new PoolReporting(deps.metrics, this.log);
-    this.warmup = new WarmupReservation({ counters: deps.backend.counters, policy: deps.policy, state: this.state, reporting: this.reporting, log: this.log });
-    this.operations = new IpOperations({ members: deps.members, state: this.state, providers: () => deps.policy.providers(), clock: deps.clock });
-    for (const member of deps.members) {
-      this.byAddress.set(member.address, member);
-      const list = this.byPool.get(member.pool) ?? [];
+    this.setup = this.activate(deps);
+  }
+
+  /** The operator's run-time changes (the control API): suspensions and weights. */
+  get operations(): IpOperations {
+    return this.setup.operations;
+  }
+
+  /** Takes a reloaded configuration's members, policy and reaction rules, from the next selection on. */
+  reconfigure(setup: PoolSetup): void {
+    this.setup = this.activate(setup);
+  }
+
+  private activate({ members, policy, reactions }: PoolSetup): ActiveSetup {
+    const byPool = new Map<string, PoolMember[]>();
+    const byAddress = new Map<string, PoolMember>();
+    for (const member of members) {
+      byAddress.set(member.address, member);
+      const list = byPool.get(member.pool) ?? [];
       list.push(member);
-      this.byPool.set(member.pool, list);
+      byPool.set(member.pool, list);
     }
+    const { backend, clock } = this.deps;
+    return {
+      members,
+      policy,
+      reactions,
+      byPool,
+      byAddress,
+      warmup: new WarmupReservation({ counters: backend.counters, policy, state: this.state, reporting: this.reporting, log: this.log }),
+      operations: new IpOperations({ members, state: this.state, providers: () => policy.providers(), clock }),
+    };
   }
 
   async start(): Promise<void> {
@@ -131,7 +167,7 @@ export class EgressPool {
 
   /** Pool names with at least one member. */
   pools(): string[] {
-    return [...this.byPool.keys()];
+    return [...this.setup.byPool.keys()];
   }
 
   /**
@@ -140,8 +176,9 @@ export class EgressPool {
    * Read-only: reads the same state as select(), changes nothing, logs nothing.
    */
   async snapshot(filter: { address?: string } = {}): Promise<IpSnapshot[]> {
-    const { backend, reputation, policy, clock } = this.deps;
-    return snapshotIps({ members: this.deps.members, state: this.state, counters: backend.counters, reputation, policy, now: clock.now() }, filter);
+    const { backend, reputation, clock } = this.deps;
+    const { members, policy } = this.setup;
+    return snapshotIps({ members, state: this.state, counters: backend.counters, reputation, policy, now: clock.now() }, filter);
   }
 
   /**
@@ -153,19 +190,20 @@ export class EgressPool {
   async select(request: { pool: string; site: string; count: number; previous: string | null }): Promise<Selection> {
     const started = performance.now();
     const now = this.deps.clock.now();
+    const setup = this.setup;
     const { site } = request;
-    const provider = this.deps.policy.providerOfSite(site);
-    if (this.byAddress.size === 0) return { ok: true, egress: this.deps.defaultEgress, path: { ip: this.deps.defaultEgress.address, site, provider }, granted: request.count };
-    const members = this.byPool.get(request.pool) ?? [];
+    const provider = setup.policy.providerOfSite(site);
+    if (setup.byAddress.size === 0) return { ok: true, egress: this.deps.defaultEgress, path: { ip: this.deps.defaultEgress.address, site, provider }, granted: request.count };
+    const members = setup.byPool.get(request.pool) ?? [];
     const weights = new Map<string, number>();
-    for (const member of members) weights.set(member.address, this.effectiveWeight(member, provider, now));
+    for (const member of members) weights.set(member.address, this.effectiveWeight(setup.policy, member, provider, now));
 
     let retryAt = Infinity;
     let reason: WaitReason = 'no-ip';
     let granted = 0;
     const asked: string[] = [];
     const eligible = async (address: string) => {
-      const verdict = await this.check(this.byAddress.get(address)!, { ip: address, site, provider }, request.count, now);
+      const verdict = await this.check(setup, setup.byAddress.get(address)!, { ip: address, site, provider }, request.count, now);
       if (verdict.ok) granted = verdict.granted;
       else {
         asked.push(address);
@@ -190,7 +228,7 @@ export class EgressPool {
       this.reporting.selectionWait(request.pool, reason);
       return { ok: false, provider, reason, retryAt: Number.isFinite(retryAt) ? retryAt : now + 60_000, asked };
     }
-    const member = this.byAddress.get(chosen)!;
+    const member = setup.byAddress.get(chosen)!;
     this.state.recordSent(member.address, now);
     return { ok: true, egress: { address: member.address, hostname: member.hostname }, path: { ip: member.address, site, provider }, granted };
   }
@@ -202,14 +240,16 @@ export class EgressPool {
    */
   async afterDelivery(path: EgressPath, outcomes: DeliveryOutcome[]): Promise<DeliveryOutcome[]> {
     const { ip, provider, site } = path;
-    if (!ip || !this.byAddress.has(ip)) return outcomes;
+    const setup = this.setup;
+    if (!ip || !setup.byAddress.has(ip)) return outcomes;
     const now = this.deps.clock.now();
-    const { reputation, reactions } = this.deps;
+    const { reputation } = this.deps;
+    const { reactions, policy } = setup;
     const reacted = new Map<DeliveryOutcome, DeliveryOutcome>();
     const result: DeliveryOutcome[] = [];
     for (const outcome of outcomes) {
       if (outcome.bounceClass === 'egress-unavailable') {
-        await this.restrict(ip, ALL_PROVIDERS, { action: 'suspend', rule: 'egress-unavailable', reason: outcome.response, until: now + UNAVAILABLE_RETRY_MS }, now);
+        await this.restrict(policy, ip, ALL_PROVIDERS, { action: 'suspend', rule: 'egress-unavailable', reason: outcome.response, until: now + UNAVAILABLE_RETRY_MS }, now);
         result.push(outcome);
         continue;
       }
@@ -220,7 +260,7 @@ export class EgressPool {
         final = outcome;
         for (const reaction of reactions.evaluate({ ip, provider, site, outcome, now })) {
           if (reaction.action.kind === 'bounce') final = { ...final, disposition: 'permanent' };
-          else await this.apply(reaction, now);
+          else await this.apply(policy, reaction, now);
         }
         reacted.set(outcome, final);
       }
@@ -237,8 +277,9 @@ export class EgressPool {
    * counted (a bucket followed by a limit that grants fewer keeps the difference taken: tokens,
    * which refill, never a warm-up count, which is asked last).
    */
-  private async check(member: PoolMember, path: EgressPath & { ip: string }, count: number, now: number): Promise<Verdict> {
-    const { backend, policy } = this.deps;
+  private async check(setup: ActiveSetup, member: PoolMember, path: EgressPath & { ip: string }, count: number, now: number): Promise<Verdict> {
+    const { backend } = this.deps;
+    const { policy } = setup;
     const { ip, provider } = path;
     const scopes = scopesOf(path);
     let granted = count;
@@ -266,7 +307,7 @@ export class EgressPool {
     }
     const paced = await this.grant(granted, policy.shaping(provider).messageRate, now, 'rate', (cost) => this.deps.paths.takeMessages(path, cost, now));
     if (!paced.ok || !member.warmup) return paced;
-    return this.warmup.reserve(member, member.warmup, provider, paced.granted, now);
+    return setup.warmup.reserve(member, member.warmup, provider, paced.granted, now);
   }
 
   /** Takes up to `count` tokens of a bucket of `limit`, at most its size: the messages that may go now, or a wait. */
@@ -276,7 +317,7 @@ export class EgressPool {
     return taken.allowed ? { ok: true, granted } : { ok: false, retryAt: now + taken.retryAfterMs, reason };
   }
 
-  private effectiveWeight(member: PoolMember, provider: ProviderName, now: number): number {
+  private effectiveWeight(policy: PoolPolicy, member: PoolMember, provider: ProviderName, now: number): number {
     const override = this.state.weightOverride(member.address);
     const baseWeight = override?.weight ?? member.weight;
     if (baseWeight === 0) {
@@ -285,7 +326,7 @@ export class EgressPool {
       return 0;
     }
     const { score } = this.deps.reputation.snapshot(member.address, provider, now);
-    const { weight, reason } = this.deps.policy.adjustWeight({ baseWeight, score, provider });
+    const { weight, reason } = policy.adjustWeight({ baseWeight, score, provider });
     this.reporting.weight(member.address, provider, weight, reason);
     return weight;
   }
@@ -298,16 +339,16 @@ export class EgressPool {
     return rotation;
   }
 
-  private async apply(reaction: Reaction, now: number): Promise<void> {
+  private async apply(policy: PoolPolicy, reaction: Reaction, now: number): Promise<void> {
     const until = now + reaction.durationMs;
     const base = { rule: reaction.rule, reason: reaction.reason, until };
     switch (reaction.action.kind) {
       case 'throttle':
-        return this.restrict(reaction.ip, reaction.scope, { ...base, action: 'throttle', ratePerHour: reaction.action.ratePerHour }, now);
+        return this.restrict(policy, reaction.ip, reaction.scope, { ...base, action: 'throttle', ratePerHour: reaction.action.ratePerHour }, now);
       case 'suspend-provider':
-        return this.restrict(reaction.ip, reaction.scope, { ...base, action: 'suspend' }, now);
+        return this.restrict(policy, reaction.ip, reaction.scope, { ...base, action: 'suspend' }, now);
       case 'suspend-ip':
-        return this.restrict(reaction.ip, ALL_PROVIDERS, { ...base, action: 'suspend' }, now);
+        return this.restrict(policy, reaction.ip, ALL_PROVIDERS, { ...base, action: 'suspend' }, now);
       case 'bounce':
       case 'none':
         return;
@@ -315,7 +356,7 @@ export class EgressPool {
   }
 
   /** Records a restriction and the recovery ramp that follows it; reports new ones (gauge and log line). */
-  private async restrict(ip: string, scope: Scope, restriction: Restriction, now: number): Promise<void> {
+  private async restrict(policy: PoolPolicy, ip: string, scope: Scope, restriction: Restriction, now: number): Promise<void> {
     const current = this.state.restriction(ip, scope, now);
     if (scope.kind === 'site' && !current && this.state.siteRestrictions(ip, now) >= MAX_SITE_RESTRICTIONS_PER_IP) {
       this.reporting.siteRestrictionsFull(ip, scope, restriction, MAX_SITE_RESTRICTIONS_PER_IP);
@@ -326,7 +367,7 @@ export class EgressPool {
     if (current && current.action === restriction.action && current.until >= restriction.until - 60_000) return;
     const action: ReactionAction = restriction.action === 'throttle' ? { kind: 'throttle', ratePerHour: restriction.ratePerHour ?? 0 } : { kind: 'suspend-provider' };
     const recovery: Recovery = { action, endedAt: restriction.until };
-    await this.state.restrict(ip, scope, restriction, recovery, this.deps.policy.recoveryEndsAt({ action, endedAt: restriction.until, provider: scopeProvider(scope) }));
+    await this.state.restrict(ip, scope, restriction, recovery, policy.recoveryEndsAt({ action, endedAt: restriction.until, provider: scopeProvider(scope) }));
     this.reporting.newRestriction(ip, scope, restriction, current);
   }
 

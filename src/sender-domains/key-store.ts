@@ -8,8 +8,9 @@ import type { Logger } from '../observability/logger.ts';
 import { dkimPublicKeyData, publicKeyMatches } from './dns-record.ts';
 
 /**
- * The DKIM private keys: read with the configuration (readDkimKeys), reloaded when their files
- * change or on reload(), and for each domain the keys that sign now.
+ * The DKIM private keys: read with the configuration (readDkimKeys), reread when their files
+ * change, replaced with a reloaded configuration's (stage()), and for each domain the keys that
+ * sign now.
  *
  * Rotation: when a domain lists several keys of one algorithm, the newest (last listed) whose
  * DNS record `<selector>._domainkey.<domain>` is seen published with the matching p= signs, so
@@ -63,8 +64,12 @@ export interface DkimKeyStore {
   keysFor(domain: string): readonly DkimKey[];
   /** Every configured key with its state, for the control API and logs. */
   status(): DkimKeyStatus[];
-  /** Rereads every key file and looks DNS up again. Returns the problems (each key that failed). */
-  reload(): Promise<string[]>;
+  /**
+   * Readies the keys of a reloaded configuration, read by readDkimKeys: each key already in use
+   * keeps what DNS said of it, and a new key in a rotation is looked up now, so it signs from the
+   * first message only if its record is published. Returns the commit that swaps them in.
+   */
+  stage(keys: readonly ConfiguredDkimKey[]): Promise<() => void>;
   /** Rereads the key files that changed since the last look (what the file timer runs). */
   checkFiles(): Promise<void>;
   /** Looks up the DNS records of keys in rotation (what the DNS timer runs). */
@@ -145,8 +150,7 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
   const fileCheckIntervalMs = options.fileCheckIntervalMs ?? 5_000;
   const dnsCheckIntervalMs = options.dnsCheckIntervalMs ?? 600_000;
 
-  const loadedAt = clock.now();
-  const slots: Slot[] = options.keys.map((file) => ({ ...file, loadedAt, published: null, error: null }));
+  let slots = slotsOf(options.keys, [], clock.now());
   for (const slot of slots) warnIfWeak(log, slot.key, slot.where);
   /** Per domain, the slots of each algorithm in config order (rebuilt when a reload changes an algorithm). */
   let groups = groupSlots(slots);
@@ -177,11 +181,11 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
   }
 
   /**
-   * Rereads one slot's file when it changed (or always, with force). Keeps the old key, and logs
-   * once per state of the file, when the file is bad. Returns the problem, if any, and whether a
-   * different key is now in use.
+   * Rereads one slot's file when it changed. Keeps the old key, and logs once per state of the
+   * file, when the file is bad. Returns the problem, if any, and whether a different key is now
+   * in use.
    */
-  async function reloadSlot(slot: Slot, force: boolean): Promise<{ problem: string | null; changed: boolean }> {
+  async function reloadSlot(slot: Slot): Promise<{ problem: string | null; changed: boolean }> {
     let stats: Stats;
     try {
       stats = await stat(slot.file);
@@ -189,7 +193,7 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
       return failSlot(slot, 'missing', `cannot read file: ${(err as Error).message}`);
     }
     const stamp = stampOf(stats);
-    if (!force && stamp === slot.stamp) return { problem: slot.error, changed: false };
+    if (stamp === slot.stamp) return { problem: slot.error, changed: false };
     let pem: Buffer;
     try {
       pem = await readFile(slot.file);
@@ -226,16 +230,20 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
     return { problem: message, changed: false };
   }
 
-  async function rereadFiles(force: boolean): Promise<string[]> {
-    const results = await Promise.all(slots.map((slot) => reloadSlot(slot, force)));
+  async function rereadFiles(): Promise<void> {
+    const checked = slots;
+    const results = await Promise.all(checked.map((slot) => reloadSlot(slot)));
     refresh();
     // A new key in rotation signs only once DNS is seen to publish it.
-    if (started && results.some((r, i) => r.changed && inRotation(slots[i]!))) void checkDns();
-    return results.flatMap((r) => (r.problem === null ? [] : [r.problem]));
+    if (started && results.some((r, i) => r.changed && inRotation(checked[i]!))) void checkDns();
   }
 
-  function inRotation(slot: Slot): boolean {
-    return (groups.get(slot.domain)?.get(slot.key.algorithm)?.length ?? 0) > 1;
+  function inRotation(slot: Slot, of = groups): boolean {
+    return (of.get(slot.domain)?.get(slot.key.algorithm)?.length ?? 0) > 1;
+  }
+
+  function startDnsTimer(): void {
+    if (started && !dnsTimer && slots.some((slot) => inRotation(slot))) dnsTimer = setInterval(() => void checkDns(), dnsCheckIntervalMs).unref();
   }
 
   async function lookUp(slot: Slot): Promise<void> {
@@ -264,7 +272,7 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
     // One lookup round at a time; a caller during a round waits for that round.
     dnsCheck ??= (async () => {
       try {
-        await Promise.all(slots.filter(inRotation).map(lookUp));
+        await Promise.all(slots.filter((slot) => inRotation(slot)).map(lookUp));
         refresh();
       } finally {
         dnsCheck = null;
@@ -276,7 +284,7 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
   function checkFiles(): Promise<void> {
     fileCheck ??= (async () => {
       try {
-        await rereadFiles(false);
+        await rereadFiles();
       } finally {
         fileCheck = null;
       }
@@ -300,12 +308,16 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
         error: slot.error,
       })),
 
-    async reload() {
-      await fileCheck;
-      const problems = await rereadFiles(true);
-      await dnsCheck;
-      await checkDns();
-      return problems;
+    async stage(keys) {
+      const staged = slotsOf(keys, slots, clock.now());
+      const stagedGroups = groupSlots(staged);
+      await Promise.all(staged.filter((slot) => slot.published === null && inRotation(slot, stagedGroups)).map(lookUp));
+      return () => {
+        for (const slot of staged) if (!slots.some((s) => s.key === slot.key)) warnIfWeak(log, slot.key, slot.where);
+        slots = staged;
+        refresh();
+        startDnsTimer();
+      };
     },
 
     checkFiles,
@@ -318,7 +330,7 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
       if (!started) return;
       // unref: the timers must not keep the process alive on their own.
       fileTimer = setInterval(() => void checkFiles(), fileCheckIntervalMs).unref();
-      if (slots.some(inRotation)) dnsTimer = setInterval(() => void checkDns(), dnsCheckIntervalMs).unref();
+      startDnsTimer();
     },
 
     async stop() {
@@ -329,6 +341,17 @@ export function createDkimKeyStore(options: DkimKeyStoreOptions): DkimKeyStore {
       await Promise.all([fileCheck, dnsCheck]);
     },
   };
+}
+
+/**
+ * Slots for configured keys. A key the store already holds (same domain, selector and key)
+ * keeps its slot's state: when it was loaded and what DNS said of it.
+ */
+function slotsOf(keys: readonly ConfiguredDkimKey[], held: readonly Slot[], now: number): Slot[] {
+  return keys.map((file) => {
+    const same = held.find((slot) => slot.domain === file.domain && slot.selector === file.selector && slot.key.privateKey.equals(file.key.privateKey));
+    return same ? { ...file, key: same.key, loadedAt: same.loadedAt, published: same.published, error: null } : { ...file, loadedAt: now, published: null, error: null };
+  });
 }
 
 /** The key in a PEM file, or why it cannot sign. */

@@ -23,7 +23,8 @@ import type { UserDirectory } from './user-directory.ts';
 
 export interface DataAcceptanceDeps {
   queue: { submit(submission: Submission): Promise<Accepted> };
-  users: UserDirectory;
+  /** The user directory in effect, asked at each command: a reload replaces it (SubmissionServer.replaceUsers). */
+  users: () => UserDirectory;
   sessions: SessionRegistry;
   rejections: Rejections;
   clock: Clock;
@@ -100,7 +101,7 @@ async function receive(deps: DataAcceptanceDeps, stream: SMTPServerDataStream, s
 async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServerSession, state: SessionState | undefined, log: Logger): Promise<string> {
   const { rejections } = deps;
   const envelope = session.envelope;
-  const user = userOf(deps.users, session);
+  const user = userOf(deps.users(), session);
   const { header } = splitHeader(body);
   if (header.length > MAX_HEADER_BYTES) {
     rejections.reject(state, 'HEADER_TOO_LARGE', { bytes: header.length });

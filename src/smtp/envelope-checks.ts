@@ -1,5 +1,5 @@
 import type { SMTPServerOptions, SMTPServerSession } from 'smtp-server';
-import { tenantMaySend, type TenantDirectory } from '../access/tenants.ts';
+import { tenantMaySend, type TenantLookup } from '../access/tenants.ts';
 import { RookeryError } from '../errors.ts';
 import type { Rejections } from './rejections.ts';
 import { checkMailFrom, checkRcptTo, type RelayClient } from './relay-policy.ts';
@@ -15,8 +15,10 @@ import type { UserDirectory } from './user-directory.ts';
  */
 
 export interface EnvelopeCheckDeps {
-  users: UserDirectory;
-  tenants: TenantDirectory;
+  /** The user directory in effect, asked at each command: a reload replaces it (SubmissionServer.replaceUsers). */
+  users: () => UserDirectory;
+  /** The tenants in effect (a reload replaces them). */
+  tenants: TenantLookup;
   sessions: SessionRegistry;
   rejections: Rejections;
   maxRecipients: number;
@@ -25,7 +27,7 @@ export interface EnvelopeCheckDeps {
 export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServerOptions, 'onMailFrom' | 'onRcptTo'>> {
   const { sessions, rejections } = deps;
   const relayClient = (session: SMTPServerSession, state: SessionState | undefined): RelayClient => {
-    const user = userOf(deps.users, session);
+    const user = userOf(deps.users(), session);
     return { allowedSenders: user ? user.allowedSenders : null, trusted: state?.trusted ?? false };
   };
 
@@ -37,7 +39,7 @@ export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServe
         rejections.reject(state, refusal, { sender: address.address, username: session.user });
         return callback(new RookeryError(refusal));
       }
-      const tenantName = userOf(deps.users, session)?.tenant;
+      const tenantName = userOf(deps.users(), session)?.tenant;
       const tenant = tenantName ? deps.tenants.get(tenantName) : null;
       if (tenant && !tenantMaySend(tenant, address.address)) {
         rejections.reject(state, 'TENANT_SENDER_NOT_ALLOWED', { sender: address.address, username: session.user, tenant: tenant.name });

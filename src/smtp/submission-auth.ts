@@ -16,7 +16,8 @@ import type { SubmissionUser, UserDirectory } from './user-directory.ts';
  */
 
 export interface SubmissionAuthDeps {
-  users: UserDirectory;
+  /** The user directory in effect, asked at each command: a reload replaces it (SubmissionServer.replaceUsers). */
+  users: () => UserDirectory;
   lockout: AuthLockout;
   checks: CredentialChecks;
   sessions: SessionRegistry;
@@ -38,7 +39,8 @@ export function authHandler(deps: SubmissionAuthDeps): NonNullable<SMTPServerOpt
     }
     // PLAIN may ask to act as someone else (authzid); Rookery has no such delegation.
     const delegated = auth.method === 'PLAIN' && auth.authzid && auth.authcid && auth.authzid !== auth.authcid;
-    const checked = checks.run(() => users.authenticate(username, auth.password ?? ''));
+    const directory = users();
+    const checked = checks.run(() => directory.authenticate(username, auth.password ?? ''));
     if (!checked) {
       // Not checked, so not a failure.
       attempt.undo();

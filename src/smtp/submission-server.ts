@@ -10,7 +10,7 @@ import { BufferBudget } from './buffer-budget.ts';
 import { sessionGuard } from './command-gate.ts';
 import { CredentialChecks } from './credential-checks.ts';
 import { dataAcceptance } from './data-acceptance.ts';
-import { TenantDirectory } from '../access/tenants.ts';
+import type { TenantLookup } from '../access/tenants.ts';
 import { envelopeChecks } from './envelope-checks.ts';
 import { Rejections } from './rejections.ts';
 import { SessionRegistry } from './session-registry.ts';
@@ -30,6 +30,8 @@ export interface SubmissionServerDeps {
   config: Config;
   /** config.smtp.users as the resolution checked them (src/resolved-config.ts). */
   users: readonly SmtpUser[];
+  /** The tenants in effect (config.tenants; the daemon's lookup follows reloads). */
+  tenants: TenantLookup;
   queue: { submit(submission: Submission): Promise<Accepted> };
   /** Key and certificate; needed only when a listener uses TLS (starttls or implicit). */
   tls: { key: Buffer | string; cert: Buffer | string } | null;
@@ -47,6 +49,11 @@ export interface SubmissionServer {
   stop(): Promise<void>;
   /** The bound address of each listener, in config order (real ports when config says 0). */
   addresses(): { host: string; port: number }[];
+  /**
+   * Takes a reloaded configuration's users (smtp.users) from the next command on: a new user can
+   * log in, and a session logged in as a user that is gone sends nothing more.
+   */
+  replaceUsers(users: UserDirectory): void;
 }
 
 export function createSubmissionServer(deps: SubmissionServerDeps): SubmissionServer {
@@ -64,6 +71,8 @@ class SmtpSubmissionServer implements SubmissionServer {
   private readonly buffers: BufferBudget;
   private readonly servers: GatedSmtpServer[] = [];
   private readonly shutdownGraceMs: number;
+  /** Made from deps.users at start; replaced whole by replaceUsers. */
+  private users: UserDirectory | null = null;
   private stopping = false;
   private starting: Promise<void> | null = null;
   private stopped: Promise<void> | null = null;
@@ -104,8 +113,13 @@ class SmtpSubmissionServer implements SubmissionServer {
     });
   }
 
+  replaceUsers(users: UserDirectory): void {
+    this.users = users;
+  }
+
   private async listenAll(): Promise<void> {
-    const handlers = this.sessionHandlers(await UserDirectory.create(this.deps.users));
+    this.users = await UserDirectory.create(this.deps.users);
+    const handlers = this.sessionHandlers(() => this.users!);
     try {
       for (const listener of this.deps.config.smtp.listeners) {
         const server = createListener(listener, {
@@ -127,7 +141,7 @@ class SmtpSubmissionServer implements SubmissionServer {
     }
   }
 
-  private sessionHandlers(users: UserDirectory): SessionHandlers {
+  private sessionHandlers(users: () => UserDirectory): SessionHandlers {
     const { config, queue, clock } = this.deps;
     const { sessions, rejections, lockout, checks, buffers, log } = this;
     const isStopping = () => this.stopping;
@@ -136,7 +150,7 @@ class SmtpSubmissionServer implements SubmissionServer {
       onClose: (session) => sessions.close(session.id),
       guard: (offer) => sessionGuard({ maxCommandBytes: config.smtp.maxCommandBytes, lockout, sessions, rejections, buffers, isStopping }, offer),
       onAuth: authHandler({ users, lockout, checks, sessions, rejections }),
-      ...envelopeChecks({ users, tenants: new TenantDirectory(config.tenants), sessions, rejections, maxRecipients: config.smtp.maxRecipients }),
+      ...envelopeChecks({ users, tenants: this.deps.tenants, sessions, rejections, maxRecipients: config.smtp.maxRecipients }),
       onData: dataAcceptance({
         queue,
         users,

@@ -81,7 +81,7 @@ export async function startHarness(
     onEnqueued: () => undefined,
   });
   const { config: _extra, ...serverOptions } = options;
-  const server = createSubmissionServer({ config, users: smtpUsers, queue, tls: await tlsFixture(), logger, metrics, clock, ...serverOptions });
+  const server = createSubmissionServer({ config, users: smtpUsers, tenants: new TenantDirectory(config.tenants), queue, tls: await tlsFixture(), logger, metrics, clock, ...serverOptions });
   await server.start();
   cleanups.push(() => server.stop());
   const harness: Harness = {

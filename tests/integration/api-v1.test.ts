@@ -53,6 +53,7 @@ const EXPECTED: Array<{ route: string; /** The path called, for a route with par
   { route: 'PUT /v1/ips/{address}/weight', path: '/v1/ips/127.0.0.2/weight', body: { weight: 50, reason: 'role test' }, allowed: ['admin', 'operator'] },
   { route: 'DELETE /v1/ips/{address}/weight', path: '/v1/ips/127.0.0.2/weight', allowed: ['admin', 'operator'] },
   { route: 'GET /v1/audit', allowed: ['admin'] },
+  { route: 'POST /v1/reload', allowed: ['admin'] },
 ];
 /** The message `{id}` stands for in the routes above (enqueued before the tests, sent for the sender's tenant). */
 const KNOWN_MESSAGE_ID = 'api-v1-known';
@@ -338,7 +339,8 @@ describe('a route that not every role may call', () => {
     await app.register(rateLimit, { global: false });
     app.register(async (v1) => {
       const failures = v1.createRateLimit({ max: 5, timeWindow: 60_000 }) as FailureLimiter;
-      protectV1Routes(v1, { tokens: new TokenDirectory(Object.values(TOKENS).map((t) => t.config)), failures, routeRoles: (method, url) => table[`${method} ${url}`] }, new WeakSet());
+      const tokens = new TokenDirectory(Object.values(TOKENS).map((t) => t.config));
+      protectV1Routes(v1, { tokens: () => tokens, failures, routeRoles: (method, url) => table[`${method} ${url}`] }, new WeakSet());
       register(v1);
     });
     opened.push({ stop: () => app.close() });

@@ -75,9 +75,9 @@ describe('holds on a dead site', () => {
       idleConnectionTimeout: 1_000,
       deadSite: { interval: 200, maxInterval: 400 },
     });
-    const deliverer = createDeliverer({ logger, metrics, timeouts: { connect: 1_000, greeting: 1_000, command: 1_000, dataDone: 1_000 }, queues, bounceRules: BOUNCE_RULES });
+    const deliverer = createDeliverer({ logger, metrics, timeouts: { connect: 1_000, greeting: 1_000, command: 1_000, dataDone: 1_000 }, queues, bounceRules: () => BOUNCE_RULES });
     cleanups.push(() => deliverer.close());
-    const sites = new DeadSites({ store, paths: queues.health, prober: deliverer, router, clock: systemClock, logger, metrics, maxAgeMs: 5 * 86_400_000, onResumed: () => {}, holdMs: HOLD_MS });
+    const sites = new DeadSites({ store, paths: queues.health, prober: deliverer, router, clock: systemClock, logger, metrics, maxAgeMs: () => 5 * 86_400_000, onResumed: () => {}, holdMs: HOLD_MS });
     sites.start();
     cleanups.push(() => sites.stop());
 

@@ -119,7 +119,7 @@ describe('smtp deliverer', () => {
     const unlimited = { ratePerSecond: 10_000, burst: 10_000 };
     const shaping = { maxConnections: setup.maxConnections ?? 4, maxMessagesPerConnection: setup.maxMessagesPerConnection ?? 100, messageRate: unlimited, connectionRate: unlimited };
     const queues = new ReadyQueues({ shaping: () => shaping, limiter: setup.limiter ?? new LocalRateLimiter(), clock: systemClock, idleConnectionTimeout: setup.idleConnectionTimeout ?? 5_000, deadSite: { interval: 60_000, maxInterval: 600_000 } });
-    const d = createDeliverer({ logger: createLogger('silent'), metrics, timeouts: setup.timeouts ?? TIMEOUTS, queues, bounceRules: BOUNCE_RULES });
+    const d = createDeliverer({ logger: createLogger('silent'), metrics, timeouts: setup.timeouts ?? TIMEOUTS, queues, bounceRules: () => BOUNCE_RULES });
     cleanups.push(() => d.close());
     return { deliverer: d, metrics, queues };
   }

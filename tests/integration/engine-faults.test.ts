@@ -97,7 +97,7 @@ describe('the delivery engine when the deliverer throws', () => {
     await pool.start();
     const deliverer = { deliver, abort: () => {}, probe: async () => false };
     const router = createRouter({ routes: config.delivery.routes, mxPort: 25, resolver: createFixtureResolver({}), clock });
-    sites = new DeadSites({ store, paths: queues.health, prober: deliverer, router, clock, logger, metrics, maxAgeMs: config.delivery.maxAge, onResumed: () => scheduler?.wake() });
+    sites = new DeadSites({ store, paths: queues.health, prober: deliverer, router, clock, logger, metrics, maxAgeMs: () => config.delivery.maxAge, onResumed: () => scheduler?.wake() });
     const engine = new DeliveryEngine({
       store,
       sites,
@@ -108,12 +108,14 @@ describe('the delivery engine when the deliverer throws', () => {
       logger,
       metrics,
       hostname: config.hostname,
-      delivery: config.delivery,
+      settings: () => ({
+        delivery: config.delivery,
+        returnPath: ({ sender, messageId, recipientId }) => returnPathFor({ sender, messageId, recipientId, config: config.returnPath }),
+      }),
       // No bounce, so no DSN to sign in these tests.
       dkim: { sign: async (message) => ({ message, domain: null, selectors: [] }) },
-      returnPath: ({ sender, messageId, recipientId }) => returnPathFor({ sender, messageId, recipientId, config: config.returnPath }),
     });
-    scheduler = new Scheduler({ store, engine, clock, logger, owner: 'node-a', concurrency: 4, leaseMs: config.delivery.lease, errorRetryMs: 200 });
+    scheduler = new Scheduler({ store, engine, clock, logger, owner: 'node-a', concurrency: 4, leaseMs: config.delivery.lease, errorRetryMs: () => 200 });
     sites.start();
     await scheduler.start();
   }

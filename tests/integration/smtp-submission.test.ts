@@ -1,3 +1,4 @@
+import { TenantDirectory } from '../../src/access/tenants.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { headerValue, splitHeader } from '../../src/mail/message-headers.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -521,6 +522,7 @@ describe('SMTP submission: lifecycle', () => {
     const clash = createSubmissionServer({
       config,
       users: [],
+      tenants: new TenantDirectory({}),
       queue: { submit: () => Promise.reject(new Error('unused')) },
       tls: await tlsFixture(),
       logger: createLogger('silent'),

@@ -167,21 +167,67 @@ describe('reloading keys', () => {
     expect(s.status()[0]!.error).toBeNull();
   });
 
-  it('reload() rereads every file and reports what failed; a deleted file keeps its key', async () => {
+  it('keeps the key of a deleted file, and reports it once', async () => {
     const file = await ownKey('reload-deleted.pem');
     const { store: s, log } = store({
       domains: { 'example.com': { keys: [{ selector: 'k', privateKey: file.path }, { selector: 'r', privateKey: files.rsa.path }] } },
     });
     await rm(file.path);
-    const problems = await s.reload();
-    expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(/^dkim\.domains\.example\.com\.keys\[0\]\.privateKey: cannot read file: ENOENT/);
+    await s.checkFiles();
+    expect(s.status()[0]!.error).toMatch(/^dkim\.domains\.example\.com\.keys\[0\]\.privateKey: cannot read file: ENOENT/);
     expect(selectors(s)).toEqual(['k', 'r']);
     expect(s.keysFor('example.com')[0]!.publicKey).toBe(pOf(file.record));
     // Every later file check finds it missing too; that is not worth another error line.
     await s.checkFiles();
     await s.checkFiles();
     expect(log.events('dkim.reload.failed')).toHaveLength(1);
+  });
+});
+
+describe('stage (a reloaded configuration)', () => {
+  const name = (selector: string) => `${selector}._domainkey.example.com`;
+
+  it('swaps the keys only at the commit, and a new domain signs from then on', async () => {
+    const { store: s } = store({ domains: { 'example.com': { keys: [{ selector: 'r', privateKey: files.rsa.path }] } } });
+    const commit = await s.stage(readKeysOf(dkimConfigSchema.parse({ domains: { 'example.org': { keys: [{ selector: 'e', privateKey: files.ed25519.path }] } } })));
+    expect(selectors(s)).toEqual(['r']);
+    expect(selectors(s, 'example.org')).toEqual([]);
+    commit();
+    expect(selectors(s)).toEqual([]);
+    expect(selectors(s, 'example.org')).toEqual(['e']);
+    expect(s.status().map((k) => [k.domain, k.selector])).toEqual([['example.org', 'e']]);
+  });
+
+  it('looks a new key of a rotation up before the commit, and keeps what DNS said of the keys it held', async () => {
+    const resolver = fixtureTxtResolver({ [name('old')]: files.rsa.record, [name('new')]: rsa2.record });
+    const clock = manualClock(1_000_000);
+    const { store: s } = store({ domains: { 'example.com': { keys: [{ selector: 'old', privateKey: files.rsa.path }, { selector: 'ed', privateKey: files.ed25519.path }] } } }, { resolver, clock });
+    await s.start();
+    clock.advance(60_000);
+    const commit = await s.stage(
+      readKeysOf(
+        dkimConfigSchema.parse({
+          domains: {
+            'example.com': {
+              keys: [
+                { selector: 'old', privateKey: files.rsa.path },
+                { selector: 'ed', privateKey: files.ed25519.path },
+                { selector: 'new', privateKey: rsa2.path },
+              ],
+            },
+          },
+        }),
+      ),
+    );
+    expect(resolver.lookups.sort()).toEqual([name('new'), name('old')]);
+    commit();
+    // The new key's record is published: it signs from the first message after the commit.
+    expect(selectors(s)).toEqual(['new', 'ed']);
+    expect(s.status().map((k) => [k.selector, k.loadedAt])).toEqual([
+      ['old', 1_000_000],
+      ['ed', 1_000_000],
+      ['new', 1_060_000],
+    ]);
   });
 });
 

@@ -16,7 +16,8 @@ declare module 'fastify' {
 export type FailureLimiter = (request: FastifyRequest, options?: { increment?: boolean }) => Promise<{ isAllowed: true } | { isAllowed: false; remaining: number; ttlInSeconds: number; isExceeded: boolean }>;
 
 export interface V1AuthDeps {
-  tokens: TokenDirectory;
+  /** The tokens in effect, asked at each request. */
+  tokens: () => TokenDirectory;
   /** Counts failed authentications per client address (IPv6: per /64). */
   failures: FailureLimiter;
   /** The roles allowed on a route; default the table of route-roles.ts. */
@@ -79,7 +80,7 @@ function authenticateFor(accessByMethod: ReadonlyMap<string, Access>, deps: V1Au
       reply.header('www-authenticate', REALM);
       return sendProblem(reply, problem('AUTH_REQUIRED', 'Send an API token: Authorization: Bearer <token>', { instance: pathOf(request) }));
     }
-    const principal = deps.tokens.authenticate(token);
+    const principal = deps.tokens().authenticate(token);
     if (!principal) {
       const lock = await deps.failures(request, { increment: false });
       if (!lock.isAllowed && lock.remaining === 0) return locked(reply, lock.ttlInSeconds);

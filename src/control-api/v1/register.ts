@@ -1,8 +1,8 @@
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import type { FastifyInstance, RouteOptions } from 'fastify';
-import { TokenDirectory } from '../../access/api-token.ts';
-import type { TenantDirectory } from '../../access/tenants.ts';
+import type { TokenDirectory } from '../../access/api-token.ts';
+import type { TenantLookup } from '../../access/tenants.ts';
 import type { Config } from '../../config/schema.ts';
 import { protectV1Routes, type FailureLimiter } from './auth.ts';
 import type { Clock } from '../../clock.ts';
@@ -13,11 +13,16 @@ import { registerIpOperationsRoutes, type IpOperationsRouteDeps } from './routes
 import { registerIpsRoutes, type IpsRouteDeps } from './routes/ips.ts';
 import { registerMessagesRoutes, type MessagesRouteDeps } from './routes/messages.ts';
 import { registerQueueRoute, type QueueRouteDeps } from './routes/queue.ts';
+import { registerReloadRoute, type ReloadRouteDeps } from './routes/reload.ts';
 import { registerWhoamiRoute } from './routes/whoami.ts';
 import { BEARER_SCHEME, PROBLEM_SCHEMA } from './schemas.ts';
 
 export interface V1ApiDeps {
-  api: Pick<Config['api'], 'tokens' | 'authFailures'>;
+  api: Pick<Config['api'], 'authFailures'>;
+  /** The API tokens in effect, asked at each request: a reload replaces them. */
+  tokens: () => TokenDirectory;
+  /** POST /v1/reload. */
+  reload: ReloadRouteDeps['reload'];
   store: QueueRouteDeps['store'] & MessagesRouteDeps['store'] & AuditTrailDeps['store'] & AuditRouteDeps['store'];
   /** The time /v1/queue measures ages from; the system clock by default. */
   clock?: Clock;
@@ -26,7 +31,7 @@ export interface V1ApiDeps {
   /** The sender domains and their check, for /v1/domains. */
   domains: DomainsRouteDeps;
   /** The configured tenants: a tenant's token sees its pools' IPs and its sender domains. */
-  tenants: TenantDirectory;
+  tenants: TenantLookup;
   /** Receives every route the plugin guards (the control API refuses /v1 routes that are not). */
   guarded: WeakSet<RouteOptions>;
 }
@@ -59,7 +64,7 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     v1.addSchema(PROBLEM_SCHEMA);
     // Before the routes: the audit hooks apply to every route of this plugin.
     recordAuditTrail(v1, { store: deps.store, clock: deps.clock });
-    protectV1Routes(v1, { tokens: new TokenDirectory(deps.api.tokens), failures }, deps.guarded);
+    protectV1Routes(v1, { tokens: deps.tokens, failures }, deps.guarded);
     registerWhoamiRoute(v1);
     registerQueueRoute(v1, { store: deps.store, clock: deps.clock });
     registerMessagesRoutes(v1, { store: deps.store });
@@ -67,6 +72,7 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerIpOperationsRoutes(v1, { pool: deps.pool, clock: deps.clock });
     registerDomainsRoutes(v1, { ...deps.domains, tenants: deps.tenants });
     registerAuditRoute(v1, { store: deps.store });
+    registerReloadRoute(v1, { reload: deps.reload });
 
     v1.get('/openapi.json', { schema: { hide: true } }, async () => v1.swagger());
   });

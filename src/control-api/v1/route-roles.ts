@@ -29,6 +29,8 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   'DELETE /v1/ips/:address/weight': ['admin', 'operator'],
   // The audit log names every token and client address that changed something: admin only.
   'GET /v1/audit': ['admin'],
+  // The configuration (tokens among it) is the admin's.
+  'POST /v1/reload': ['admin'],
 };
 
 /**

@@ -15,6 +15,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   401: 'No API token, or one that is not valid (WWW-Authenticate: Bearer).',
   403: "The token's role does not allow this route.",
   404: 'No such resource (the detail names it).',
+  422: 'The configuration has problems, each listed in `errors` with its config path; nothing was changed.',
   429: 'Too many failed authentications from this address (Retry-After).',
 };
 

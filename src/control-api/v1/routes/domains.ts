@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { TenantDirectory } from '../../../access/tenants.ts';
+import type { TenantLookup } from '../../../access/tenants.ts';
 import { domainMatches } from '../../../mail/address.ts';
 import type { DomainReport } from '../../../sender-domains/domain-check.ts';
 import type { SenderDomain, SenderDomains } from '../../../sender-domains/sender-domains-view.ts';
@@ -101,7 +101,7 @@ const DOMAIN_PARAMS = {
  * makes DNS queries each time, never a cached read. A tenant's token sees its own sender domains
  * only (and may not run checks: route-roles.ts).
  */
-export function registerDomainsRoutes(app: FastifyInstance, deps: DomainsRouteDeps & { tenants: TenantDirectory }): void {
+export function registerDomainsRoutes(app: FastifyInstance, deps: DomainsRouteDeps & { tenants: TenantLookup }): void {
   app.get('/v1/domains', {
     schema: {
       ...v1Route({ summary: 'Sender domains and their DKIM keys', roles: rolesFor('GET', '/v1/domains') ?? [], tags: ['domains'] }),

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isIP } from 'node:net';
 import type { ApiPrincipal } from '../../../access/api-token.ts';
-import type { TenantDirectory } from '../../../access/tenants.ts';
+import type { TenantLookup } from '../../../access/tenants.ts';
 import type { EgressPool } from '../../../ippool/egress-pool.ts';
 import type { IpSnapshot, WindowUsage } from '../../../ippool/pool-snapshot.ts';
 import { pathOf, sendProblem } from '../../error-handler.ts';
@@ -12,7 +12,7 @@ import { IP_SCHEMA } from './ip-schema.ts';
 
 export interface IpsRouteDeps {
   pool: Pick<EgressPool, 'snapshot'>;
-  tenants: TenantDirectory;
+  tenants: TenantLookup;
 }
 
 const IP_LIST = {
@@ -62,7 +62,7 @@ export function registerIpsRoutes(app: FastifyInstance, deps: IpsRouteDeps): voi
 }
 
 /** Whether the caller sees an IP: a token of a tenant sees the IPs of that tenant's pools only. */
-function visibleTo(tenants: TenantDirectory, principal: ApiPrincipal): (ip: IpSnapshot) => boolean {
+function visibleTo(tenants: TenantLookup, principal: ApiPrincipal): (ip: IpSnapshot) => boolean {
   const pools = principal.tenant === null ? null : (tenants.get(principal.tenant)?.pools ?? null);
   return (ip) => pools === null || pools.includes(ip.pool);
 }

@@ -1,0 +1,61 @@
+import type { FastifyInstance } from 'fastify';
+import type { ReloadOutcome } from '../../../config/reload-scope.ts';
+import { pathOf, sendProblem } from '../../error-handler.ts';
+import { problem } from '../../problem.ts';
+import { auditRequest } from '../audit-trail.ts';
+import { rolesFor } from '../route-roles.ts';
+import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
+
+export interface ReloadRouteDeps {
+  /** Reads the configuration file again and applies it whole, or changes nothing (the daemon's LiveConfig). */
+  reload(): Promise<ReloadOutcome>;
+}
+
+const PATHS = { type: 'array', items: { type: 'string' } } as const;
+
+const RELOADED = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['source', 'changed', 'restartRequired'],
+  properties: {
+    source: { type: 'string', description: 'The configuration file read.' },
+    changed: { ...PATHS, description: 'The settings applied with a new value (config paths, e.g. `ips`, `smtp.users`); empty when nothing changed.' },
+    restartRequired: {
+      ...PATHS,
+      description: 'Settings whose new value waits for a restart (listeners, storage, `hostname`, ...): the running value stays in effect until then.',
+    },
+  },
+} as const;
+
+/**
+ * POST /v1/reload: the configuration file read again, as SIGHUP does. Answers what changed and
+ * what waits for a restart, or a 422 listing every problem of the file (each with its config
+ * path), in which case nothing changed. The audit trail records the summary as the change.
+ */
+export function registerReloadRoute(app: FastifyInstance, deps: ReloadRouteDeps): void {
+  app.post('/v1/reload', {
+    schema: {
+      ...v1Route({ summary: 'Reload the configuration', roles: rolesFor('POST', '/v1/reload') ?? [], tags: ['config'] }),
+      querystring: NO_QUERY,
+      response: { 200: jsonResponse('The configuration was applied.', RELOADED), ...problemResponses(...AUTH_PROBLEMS, 422) },
+    },
+    handler: async (request, reply) => {
+      const outcome = await deps.reload();
+      if (!outcome.ok) {
+        auditRequest(request, { target: outcome.source });
+        const count = outcome.problems.length === 1 ? 'a problem' : `${outcome.problems.length} problems`;
+        const detail = `${outcome.source} has ${count}; the running configuration stays in effect`;
+        return sendProblem(reply, problem('CONFIG_INVALID', detail, { errors: outcome.problems.map(problemEntry), instance: pathOf(request) }));
+      }
+      const { source, changed, restartRequired } = outcome;
+      auditRequest(request, { target: source, change: { after: { changed, restartRequired } } });
+      return { source, changed, restartRequired };
+    },
+  });
+}
+
+/** A problem line of the configuration ("ips[0].address: not an IP address") as a path and a message; a whole-file problem has the path "(root)". */
+function problemEntry(line: string): { path: string; message: string } {
+  const match = /^([^\s:]+): ([\s\S]*)$/.exec(line);
+  return match ? { path: match[1]!, message: match[2]! } : { path: '(root)', message: line };
+}

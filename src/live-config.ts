@@ -1,0 +1,90 @@
+import { ConfigError } from './config/config-error.ts';
+import { deepFreeze } from './config/deep-freeze.ts';
+import { planReload, type ReloadOutcome, type ReloadPlan } from './config/reload-scope.ts';
+import type { Logger } from './observability/logger.ts';
+import type { ResolvedConfig } from './resolved-config.ts';
+
+/**
+ * Readies the daemon's components for a new configuration without changing any of them (building
+ * what takes time or may fail: user directories, DNS lookups of new DKIM keys) and returns the
+ * commit that swaps them all. The commit is synchronous, so no delivery, session or request sees
+ * some components on the old configuration and others on the new one.
+ */
+export type PrepareReload = (next: ResolvedConfig, plan: ReloadPlan) => Promise<() => void>;
+
+export interface LiveConfigDeps {
+  initial: ResolvedConfig;
+  /** Reads and resolves the configuration again, as `run` did at start; throws ConfigError listing every problem. */
+  reread: () => ResolvedConfig;
+  prepare: PrepareReload;
+  logger: Logger;
+}
+
+/**
+ * The configuration the daemon runs with, and the one way to change it: reload() reads the file
+ * again through the same resolution as `run` and `check-config`, and either applies it whole or
+ * changes nothing and returns every problem. Settings that need a restart keep their running
+ * value (config/reload-scope.ts) and are reported. Reloads run one after the other, and each
+ * logs one line saying what changed.
+ */
+export class LiveConfig {
+  #current: ResolvedConfig;
+  #last: Promise<unknown> = Promise.resolve();
+  readonly #log: Logger;
+
+  constructor(private readonly deps: LiveConfigDeps) {
+    this.#current = deps.initial;
+    this.#log = deps.logger.child({ component: 'config' });
+  }
+
+  /** The configuration in effect: replaced whole by a reload, never changed in place. */
+  get current(): ResolvedConfig {
+    return this.#current;
+  }
+
+  /** Reloads after any reload under way; `trigger` (signal, api) is logged. */
+  reload(trigger: string): Promise<ReloadOutcome> {
+    const run = this.#last.then(() => this.#reload(trigger));
+    this.#last = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reload(trigger: string): Promise<ReloadOutcome> {
+    const running = this.#current;
+    let next: ResolvedConfig;
+    try {
+      next = this.deps.reread();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      return this.#refused(trigger, err.source, err.problems);
+    }
+    const plan = planReload(running.config, next.config);
+    if (!plan.changed.includes('dkim.domains') && keyFilesChanged(running, next)) plan.changed.push('dkim key files');
+    // The TLS material follows smtp.tls and the listeners, which need a restart.
+    const applied = deepFreeze({ ...next, config: plan.config, tls: running.tls });
+    let commit: () => void;
+    try {
+      commit = await this.deps.prepare(applied, plan);
+    } catch (err) {
+      return this.#refused(trigger, next.source, [`(root): the new configuration could not be applied: ${(err as Error).message}`]);
+    }
+    commit();
+    this.#current = applied;
+    const { changed, restartRequired } = plan;
+    const fields = { event: 'daemon.reloaded', trigger, source: next.source, changed, restartRequired };
+    if (restartRequired.length) this.#log.warn(fields, `configuration reloaded; waiting for a restart: ${restartRequired.join(', ')}`);
+    else this.#log.info(fields, changed.length ? `configuration reloaded: ${changed.join(', ')}` : 'configuration reloaded: no change');
+    return { ok: true, source: next.source, changed, restartRequired };
+  }
+
+  #refused(trigger: string, source: string, problems: string[]): ReloadOutcome {
+    this.#log.error({ event: 'daemon.reload.refused', trigger, source, problems }, 'configuration not reloaded: the running one stays in effect');
+    return { ok: false, source, problems };
+  }
+}
+
+/** Whether a DKIM key file was replaced since the running configuration read it. */
+function keyFilesChanged(running: ResolvedConfig, next: ResolvedConfig): boolean {
+  const stamps = (resolved: ResolvedConfig) => resolved.dkimKeys.map((key) => `${key.where}\n${key.stamp}`).join('\n');
+  return stamps(running) !== stamps(next);
+}
