@@ -1,10 +1,29 @@
 import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
+import type { ConfigInput } from '../../src/config/schema.ts';
 import { generateDkimKey } from '../helpers/dkim-keys.ts';
 import { killDaemon, startDaemonProcess, type DaemonProcess } from '../helpers/daemon-process.ts';
+import { SmtpTestClient } from '../helpers/smtp-client.ts';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
+import { submissionClient, testMessage } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { testDaemonConfig } from '../helpers/test-config.ts';
 
+/**
+ * Reloading the configuration of a running daemon process: SIGHUP and POST /v1/reload read the
+ * file again; what may change is applied whole, what needs a restart is reported, and a file
+ * with problems changes nothing.
+ */
+
+const ADMIN = { token: generateApiToken(), name: 'ops' };
+const adminEntry = { name: ADMIN.name, role: 'admin' as const, hash: hashApiToken(ADMIN.token) };
+/** The control API on a free port, as the test defaults have it, with these tokens. */
+const apiWith = (...tokens: Array<{ name: string; role: 'admin' | 'viewer'; hash: string }>) => ({ listen: { host: '127.0.0.1', port: 0 }, tokens });
+
+/** The `n`th log line (from 1) with this event, waiting for it. */
 async function logged(daemon: DaemonProcess, event: string, count: number): Promise<Record<string, unknown>> {
   const deadline = Date.now() + 10_000;
   for (;;) {
@@ -15,36 +34,185 @@ async function logged(daemon: DaemonProcess, event: string, count: number): Prom
   }
 }
 
-describe('SIGHUP', () => {
+describe('reloading the configuration', () => {
   let dir: TempDir;
   let daemon: DaemonProcess | undefined;
+  const sinks: SmtpSink[] = [];
 
   afterEach(async () => {
     await killDaemon(daemon);
+    daemon = undefined;
+    for (const sink of sinks.splice(0)) await sink.close();
     await dir?.remove();
   });
 
-  it('rereads the DKIM key files: a broken one is reported and the old key kept, a good one is taken', async () => {
+  /** Starts a daemon process on `config` (over the test defaults); `rewrite` replaces its file. */
+  async function start(extra: ConfigInput, sink?: SmtpSink) {
+    dir = await createTempDir('rookery-reload');
+    const config = (next: ConfigInput) => testDaemonConfig({ dir: dir.path, sink, extra: next });
+    daemon = await startDaemonProcess(dir.path, config(extra));
+    const running = daemon;
+    const api = (method: string, path: string, token = ADMIN.token) =>
+      fetch(`http://${running.api.host}:${running.api.port}${path}`, { method, headers: { authorization: `Bearer ${token}` } });
+    return {
+      daemon: running,
+      api,
+      rewrite: (next: ConfigInput) => writeFileSync(join(dir.path, 'rookery.yaml'), stringify(config(next))),
+      reload: async () => {
+        const res = await api('POST', '/v1/reload');
+        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+      },
+    };
+  }
+
+  it('SIGHUP: a new SMTP user can log in, a removed one cannot, and a session of the removed one sends nothing more', async () => {
+    const users = (...names: string[]) => names.map((name) => ({ username: name, password: `${name}-secret`, allowedSenders: ['*'] }));
+    const { daemon: d, rewrite } = await start({ smtp: { trustedNetworks: [], users: users('alice') } });
+    const smtp = d.smtp[0]!;
+    const session = await SmtpTestClient.connect(smtp);
+    await session.ehlo();
+    expect((await session.authPlain('alice', 'alice-secret')).code).toBe(235);
+
+    rewrite({ smtp: { trustedNetworks: [], users: users('bob') } });
+    d.kill('SIGHUP');
+    expect(await logged(d, 'daemon.reloaded', 1)).toMatchObject({ trigger: 'signal', changed: ['smtp.users'], restartRequired: [] });
+
+    const login = async (name: string) => {
+      const client = await SmtpTestClient.connect(smtp);
+      await client.ehlo();
+      const reply = await client.authPlain(name, `${name}-secret`);
+      await client.close();
+      return reply.code;
+    };
+    expect(await login('bob')).toBe(235);
+    expect(await login('alice')).toBe(535);
+    // The session that logged in as alice before is no longer anyone's: no relaying.
+    await session.send('MAIL FROM:<app@sender.test>');
+    expect((await session.send('RCPT TO:<user@dest.test>')).code).toBe(554);
+    await session.close();
+  });
+
+  it('POST /v1/reload: a new API token works, a removed one gets 401, and the reload is in the audit log', async () => {
+    const viewer = generateApiToken();
+    const next = generateApiToken();
+    const { api, rewrite, reload } = await start({ api: apiWith(adminEntry, { name: 'old-viewer', role: 'viewer', hash: hashApiToken(viewer) }) });
+    expect((await api('GET', '/v1/whoami', viewer)).status).toBe(200);
+
+    rewrite({ api: apiWith(adminEntry, { name: 'new-viewer', role: 'viewer', hash: hashApiToken(next) }) });
+    expect(await reload()).toEqual({ status: 200, body: { source: expect.stringMatching(/rookery\.yaml$/), changed: ['api.tokens'], restartRequired: [] } });
+    expect(await (await api('GET', '/v1/whoami', next)).json()).toMatchObject({ name: 'new-viewer', role: 'viewer' });
+    expect((await api('GET', '/v1/whoami', viewer)).status).toBe(401);
+
+    const audit = (await (await api('GET', '/v1/audit?route=/v1/reload')).json()) as { items: Array<Record<string, unknown>> };
+    expect(audit.items).toMatchObject([{ actor: 'ops', method: 'POST', status: 200, outcome: 'OK', change: { after: { changed: ['api.tokens'], restartRequired: [] } } }]);
+  });
+
+  it("an IP's new weight, a new IP and a new pool show in GET /v1/ips after the reload", async () => {
+    const { api, rewrite, reload } = await start({ api: apiWith(adminEntry), ips: [{ address: '127.0.0.2' }] });
+    rewrite({ api: apiWith(adminEntry), ips: [{ address: '127.0.0.2', weight: 30 }, { address: '127.0.0.3', pool: 'bulk', hostname: 'bulk1.rookery.test' }] });
+    expect((await reload()).body).toMatchObject({ changed: ['ips'], restartRequired: [] });
+    const ips = (await (await api('GET', '/v1/ips')).json()) as { ips: Array<Record<string, unknown>> };
+    expect(ips.ips.map((ip) => [ip.address, ip.pool, ip.weight, ip.hostname])).toEqual([
+      ['127.0.0.2', 'default', 30, 'mta.rookery.test'],
+      ['127.0.0.3', 'bulk', 100, 'bulk1.rookery.test'],
+    ]);
+  });
+
+  it('a file with problems changes nothing: the API answers 422 listing each with its path, SIGHUP logs them, the daemon runs on', async () => {
+    const { daemon: d, api, rewrite, reload } = await start({ api: apiWith(adminEntry), ips: [{ address: '127.0.0.2', weight: 40 }] });
+    rewrite({ api: apiWith(), ips: [{ address: 'not-an-ip' }], bogus: true } as ConfigInput);
+    const refused = await reload();
+    expect(refused.status).toBe(422);
+    expect(refused.body).toMatchObject({
+      code: 'CONFIG_INVALID',
+      status: 422,
+      errors: expect.arrayContaining([
+        { path: 'ips[0].address', message: 'not an IP address' },
+        { path: 'bogus', message: 'unknown key' },
+      ]),
+    });
+    expect(await logged(d, 'daemon.reload.refused', 1)).toMatchObject({ trigger: 'api', problems: expect.arrayContaining(['ips[0].address: not an IP address']) });
+
+    d.kill('SIGHUP');
+    expect(await logged(d, 'daemon.reload.refused', 2)).toMatchObject({ trigger: 'signal', problems: expect.arrayContaining(['bogus: unknown key']) });
+    // The token the broken file would have removed still works; the IP keeps its weight.
+    const ips = (await (await api('GET', '/v1/ips')).json()) as { ips: Array<Record<string, unknown>> };
+    expect(ips.ips.map((ip) => [ip.address, ip.weight])).toEqual([['127.0.0.2', 40]]);
+    expect(d.logs.filter((l) => l.event === 'daemon.reloaded')).toEqual([]);
+    expect(d.child.exitCode).toBeNull();
+  });
+
+  it('a DKIM key file that cannot be read refuses the reload; a good one is taken', async () => {
     dir = await createTempDir('rookery-reload');
     const keyPath = dir.file('example.com.s1.pem');
     writeFileSync(keyPath, generateDkimKey('ed25519').pem);
-    daemon = await startDaemonProcess(
-      dir.path,
-      testDaemonConfig({
-        dir: dir.path,
-        extra: { hostname: 'reload.rookery.test', dkim: { domains: { 'example.com': { keys: [{ selector: 's1', privateKey: keyPath }] } } } },
-      }),
-    );
+    const dkim = { domains: { 'example.com': { keys: [{ selector: 's1', privateKey: keyPath }] } } };
+    daemon = await startDaemonProcess(dir.path, testDaemonConfig({ dir: dir.path, extra: { dkim } }));
 
     writeFileSync(keyPath, 'not a key\n');
     daemon.kill('SIGHUP');
-    const broken = await logged(daemon, 'daemon.reloaded', 1);
+    const broken = await logged(daemon, 'daemon.reload.refused', 1);
     expect(broken.problems).toEqual([expect.stringMatching(/^dkim\.domains\.example\.com\.keys\[0\]\.privateKey: /)]);
 
     writeFileSync(keyPath, generateDkimKey('ed25519').pem);
     daemon.kill('SIGHUP');
-    expect((await logged(daemon, 'daemon.reloaded', 2)).problems).toEqual([]);
-    // Still running: a reload is not a stop.
+    expect(await logged(daemon, 'daemon.reloaded', 1)).toMatchObject({ changed: ['dkim key files'], restartRequired: [] });
     expect(daemon.child.exitCode).toBeNull();
+  });
+
+  it('a new listener port, API port, hostname or storage is reported as waiting for a restart, and the rest is applied', async () => {
+    const { daemon: d, api, rewrite, reload } = await start({ api: apiWith(adminEntry) });
+    const token = generateApiToken();
+    const moved: ConfigInput = {
+      hostname: 'moved.rookery.test',
+      api: { listen: { host: '127.0.0.1', port: d.api.port + 1 }, tokens: [adminEntry, { name: 'added', role: 'viewer', hash: hashApiToken(token) }] },
+      smtp: { listeners: [{ host: '127.0.0.1', port: d.smtp[0]!.port + 1 }] },
+    };
+    rewrite(moved);
+    // The test config names the SQLite file after the hostname: storage moves too.
+    const expected = { changed: ['api.tokens'], restartRequired: ['hostname', 'storage', 'smtp.listeners', 'api.listen'] };
+    expect((await reload()).body).toMatchObject(expected);
+    expect(await logged(d, 'daemon.reloaded', 1)).toMatchObject({ level: 40, ...expected });
+    // Still where it was, with the token applied.
+    expect((await api('GET', '/v1/whoami', token)).status).toBe(200);
+    const client = await SmtpTestClient.connect(d.smtp[0]!);
+    expect(client.greeting.text).toContain('mta.rookery.test');
+    await client.close();
+    // Until the restart, every reload says so again.
+    expect((await reload()).body).toMatchObject({ changed: [], restartRequired: expected.restartRequired });
+  });
+
+  it('a delivery in flight during a reload completes where it started; mail accepted after it follows the new routes', async () => {
+    let release!: () => void;
+    const released = new Promise<undefined>((resolve) => (release = () => resolve(undefined)));
+    let inFlight!: () => void;
+    const reachedData = new Promise<void>((resolve) => (inFlight = resolve));
+    const first = await startSmtpSink({
+      script: {
+        onData: () => {
+          inFlight();
+          return released;
+        },
+      },
+    });
+    const second = await startSmtpSink();
+    sinks.push(first, second);
+    const { daemon: d, rewrite, reload } = await start({ api: apiWith(adminEntry), ips: [{ address: '127.0.0.2', hostname: 'before.rookery.test' }] }, first);
+    const client = submissionClient(d.smtp[0]!);
+    await client.send('app@sender.test', ['user@dest.test'], testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: '<in-flight@app.test>' }));
+    await reachedData;
+
+    rewrite({ api: apiWith(adminEntry), ips: [{ address: '127.0.0.2', hostname: 'after.rookery.test' }], delivery: { routes: { '*': `127.0.0.1:${second.port}` } } });
+    expect((await reload()).body).toMatchObject({ changed: ['delivery.routes', 'ips'], restartRequired: [] });
+    release();
+    const [delivered] = await first.waitForMessages(1, 15_000);
+    expect(delivered).toMatchObject({ messageId: '<in-flight@app.test>', helo: 'before.rookery.test' });
+    expect(await logged(d, 'delivery.delivered', 1)).toMatchObject({ recipient: 'user@dest.test', ip: '127.0.0.2' });
+
+    await client.send('app@sender.test', ['user@dest.test'], testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: '<after@app.test>' }));
+    client.close();
+    const [after] = await second.waitForMessages(1, 15_000);
+    expect(after).toMatchObject({ messageId: '<after@app.test>', helo: 'after.rookery.test' });
+    expect(first.messages).toHaveLength(1);
   });
 });

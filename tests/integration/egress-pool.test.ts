@@ -97,6 +97,29 @@ describe('egress pool (local backend)', () => {
     p.stop();
   });
 
+  it('takes a reloaded setup from the next selection on, keeping what it learned (suspensions, the operator\'s weights)', async () => {
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
+    await p.operations.suspend('127.0.0.3', { provider: null, until: clock.now() + 3_600_000, reason: 'listed', by: 'ops' });
+    await p.operations.setWeight('127.0.0.2', { weight: 10, reason: 'draining', by: 'ops' });
+    p.reconfigure({
+      members: [member('127.0.0.2'), member('127.0.0.3'), member('127.0.0.4', { weight: 30 })],
+      policy: createPoolPolicy(loadPoolData(), { window: 3_600_000, minSamples: 20, floor: 0.7 }),
+      reactions: new ReactionEngine([]),
+    });
+    // 10 : 30 between the overridden IP and the new one; the suspended one stays out.
+    expect(Object.fromEntries(await spread(p, OTHER, 40))).toEqual({ '127.0.0.2': 10, '127.0.0.4': 30 });
+    expect((await p.snapshot()).map((ip) => [ip.address, ip.weight, ip.weightOverride?.weight ?? null, ip.restrictions.length])).toEqual([
+      ['127.0.0.2', 100, 10, 0],
+      ['127.0.0.3', 100, null, 1],
+      ['127.0.0.4', 30, null, 0],
+    ]);
+    // An IP the reload removed is no longer the operations' to change.
+    p.reconfigure({ members: [member('127.0.0.4')], policy: createPoolPolicy(loadPoolData(), { window: 3_600_000, minSamples: 20, floor: 0.7 }), reactions: new ReactionEngine([]) });
+    expect(await p.operations.setWeight('127.0.0.2', null)).toEqual({ refused: 'unknown-ip' });
+    expect(Object.fromEntries(await spread(p, OTHER, 5))).toEqual({ '127.0.0.4': 5 });
+    p.stop();
+  });
+
   it('keeps a retry on the IP used before while it is eligible', async () => {
     const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
     expect(Object.fromEntries(await spread(p, OTHER, 10, '127.0.0.3'))).toEqual({ '127.0.0.3': 10 });

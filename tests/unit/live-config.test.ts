@@ -1,0 +1,79 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import type { ConfigInput } from '../../src/config/schema.ts';
+import { LiveConfig, type PrepareReload } from '../../src/live-config.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { resolveConfig } from '../../src/resolved-config.ts';
+
+/**
+ * LiveConfig over real resolutions: `file` stands for the configuration file, read again at
+ * each reload; `prepare` is the daemon's part, here recording what it was asked to apply.
+ */
+function live(initial: ConfigInput, prepare?: PrepareReload) {
+  let file: ConfigInput = initial;
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger('info', new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
+  const read = () => resolveConfig(file, { source: 'rookery.yaml', env: {} });
+  const applied: string[][] = [];
+  const config = new LiveConfig({
+    initial: read(),
+    reread: read,
+    logger,
+    prepare: prepare ?? (async (_next, plan) => () => void applied.push(plan.changed)),
+  });
+  return { config, lines, applied, write: (next: ConfigInput) => void (file = next) };
+}
+
+const BASE: ConfigInput = { hostname: 'mta1.example.com', ips: [{ address: '203.0.113.7' }] };
+
+describe('LiveConfig', () => {
+  it('applies a new file whole, with the running value of what needs a restart, and logs one line', async () => {
+    const { config, lines, applied, write } = live(BASE);
+    const before = config.current;
+    write({ ...BASE, hostname: 'mta2.example.com', ips: [{ address: '203.0.113.7', weight: 5 }] });
+    expect(await config.reload('signal')).toEqual({ ok: true, source: 'rookery.yaml', changed: ['ips'], restartRequired: ['hostname'] });
+    expect(applied).toEqual([['ips']]);
+    expect(config.current).not.toBe(before);
+    expect(config.current.config.ips[0]!.weight).toBe(5);
+    expect(config.current.config.hostname).toBe('mta1.example.com');
+    expect(Object.isFrozen(config.current.config)).toBe(true);
+    expect(lines).toMatchObject([{ event: 'daemon.reloaded', trigger: 'signal', changed: ['ips'], restartRequired: ['hostname'], level: 40 }]);
+  });
+
+  it('changes nothing for a file with problems, and answers every one', async () => {
+    const { config, lines, applied, write } = live(BASE);
+    const before = config.current;
+    write({ ...BASE, ips: [{ address: 'nowhere' }], smtp: { maxRecipients: 0 } });
+    const outcome = await config.reload('api');
+    expect(outcome).toEqual({ ok: false, source: 'rookery.yaml', problems: ['smtp.maxRecipients: Too small: expected number to be >0', 'ips[0].address: not an IP address'] });
+    expect(config.current).toBe(before);
+    expect(applied).toEqual([]);
+    expect(lines).toMatchObject([{ event: 'daemon.reload.refused', trigger: 'api', level: 50 }]);
+  });
+
+  it('changes nothing when the components cannot take the new configuration', async () => {
+    const { config, write } = live(BASE, async () => {
+      throw new Error('no room');
+    });
+    const before = config.current;
+    write({ ...BASE, ips: [] });
+    expect(await config.reload('api')).toMatchObject({ ok: false, problems: ['(root): the new configuration could not be applied: no room'] });
+    expect(config.current).toBe(before);
+  });
+
+  it('runs reloads one after the other', async () => {
+    const events: string[] = [];
+    let count = 0;
+    const { config, write } = live(BASE, async (_next, plan) => {
+      const n = ++count;
+      events.push(`prepare ${n}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return () => void events.push(`commit ${n}: ${plan.changed.join(',') || '-'}`);
+    });
+    write({ ...BASE, ips: [{ address: '203.0.113.7', weight: 1 }] });
+    const [first, second] = await Promise.all([config.reload('api'), config.reload('signal')]);
+    expect(events).toEqual(['prepare 1', 'commit 1: ips', 'prepare 2', 'commit 2: -']);
+    expect(first).toMatchObject({ ok: true, changed: ['ips'] });
+    expect(second).toMatchObject({ ok: true, changed: [] });
+  });
+});
