@@ -32,7 +32,7 @@ export async function execute(values: Record<string, unknown>, _context: Command
   const line = stringify([entry], { collectionStyle: 'flow', lineWidth: 0 }).trim().replace(/^\[\s*(.*?)\s*\]$/, '- $1');
   process.stdout.write(
     `API token (shown only now; store it where its user keeps secrets):\n\n  ${token}\n\n` +
-      `Add this entry under api.tokens in the configuration, then restart the daemon:\n\n  ${line}\n`,
+      `Add this entry under api.tokens in the configuration, then reload the daemon (systemctl reload rookery):\n\n  ${line}\n`,
   );
   return 0;
 }

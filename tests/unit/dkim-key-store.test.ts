@@ -52,6 +52,20 @@ function store(dkim: DkimConfigInput, extra: Partial<DkimKeyStoreOptions> = {}) 
 }
 
 const pOf = (record: string) => /p=([^;]+)/.exec(record)![1];
+/** Where DNS publishes a selector of example.com. */
+const name = (selector: string) => `${selector}._domainkey.example.com`;
+/** example.com rotating its RSA key from `old` to `new`, beside an Ed25519 key (made in beforeAll, so read when called). */
+const rotationConfig = (): DkimConfigInput => ({
+  domains: {
+    'example.com': {
+      keys: [
+        { selector: 'old', privateKey: files.rsa.path },
+        { selector: 'ed', privateKey: files.ed25519.path },
+        { selector: 'new', privateKey: rsa2.path },
+      ],
+    },
+  },
+});
 const selectors = (s: DkimKeyStore, domain = 'example.com') => s.keysFor(domain).map((k) => k.selector);
 
 /** The problems reading the keys of a `dkim:` config finds, as the resolution reads them. */
@@ -185,8 +199,6 @@ describe('reloading keys', () => {
 });
 
 describe('stage (a reloaded configuration)', () => {
-  const name = (selector: string) => `${selector}._domainkey.example.com`;
-
   it('swaps the keys only at the commit, and a new domain signs from then on', async () => {
     const { store: s } = store({ domains: { 'example.com': { keys: [{ selector: 'r', privateKey: files.rsa.path }] } } });
     const commit = await s.stage(readKeysOf(dkimConfigSchema.parse({ domains: { 'example.org': { keys: [{ selector: 'e', privateKey: files.ed25519.path }] } } })));
@@ -204,21 +216,7 @@ describe('stage (a reloaded configuration)', () => {
     const { store: s } = store({ domains: { 'example.com': { keys: [{ selector: 'old', privateKey: files.rsa.path }, { selector: 'ed', privateKey: files.ed25519.path }] } } }, { resolver, clock });
     await s.start();
     clock.advance(60_000);
-    const commit = await s.stage(
-      readKeysOf(
-        dkimConfigSchema.parse({
-          domains: {
-            'example.com': {
-              keys: [
-                { selector: 'old', privateKey: files.rsa.path },
-                { selector: 'ed', privateKey: files.ed25519.path },
-                { selector: 'new', privateKey: rsa2.path },
-              ],
-            },
-          },
-        }),
-      ),
-    );
+    const commit = await s.stage(readKeysOf(dkimConfigSchema.parse(rotationConfig())));
     expect(resolver.lookups.sort()).toEqual([name('new'), name('old')]);
     commit();
     // The new key's record is published: it signs from the first message after the commit.
@@ -232,24 +230,9 @@ describe('stage (a reloaded configuration)', () => {
 });
 
 describe('rotation', () => {
-  const name = (selector: string) => `${selector}._domainkey.example.com`;
-
   function rotating(records: Record<string, string | Error>, extra: Partial<DkimKeyStoreOptions> = {}) {
     const resolver = fixtureTxtResolver(records);
-    const created = store(
-      {
-        domains: {
-          'example.com': {
-            keys: [
-              { selector: 'old', privateKey: files.rsa.path },
-              { selector: 'ed', privateKey: files.ed25519.path },
-              { selector: 'new', privateKey: rsa2.path },
-            ],
-          },
-        },
-      },
-      { resolver, ...extra },
-    );
+    const created = store(rotationConfig(), { resolver, ...extra });
     return { ...created, resolver };
   }
 
