@@ -2,7 +2,7 @@ import { TenantDirectory } from './access/tenants.ts';
 import type { Clock } from './clock.ts';
 import type { EngineSettings } from './engine/delivery-engine.ts';
 import { createRouter, type Resolver as DnsResolver, type Router } from './engine/routing.ts';
-import type { PoolSetup } from './ippool/egress-pool.ts';
+import type { PoolSetup } from './ippool/pool-setup.ts';
 import { poolAssignerFor } from './ippool/pool-assignment.ts';
 import { createPoolPolicy } from './ippool/pool-policy.ts';
 import { ReactionEngine } from './ippool/reaction-rules.ts';

@@ -5,17 +5,17 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { PoolBackend, ProviderName, Reaction, ReactionAction, ReputationFeed, Verdict, WaitReason } from './contracts.ts';
 import type { EgressPath, PathRates } from './egress-path.ts';
 import type { Egress } from './egress.ts';
-import { IpOperations } from './ip-operations.ts';
+import type { IpOperations } from './ip-operations.ts';
 import { bucketKeys } from './pool-keys.ts';
 import { PoolReporting } from './pool-reporting.ts';
 import { snapshotIps, type IpSnapshot } from './pool-snapshot.ts';
+import { activateSetup, type ActiveSetup, type PoolSetup } from './pool-setup.ts';
 import { PoolStateCache } from './pool-state-cache.ts';
 import { ALL_PROVIDERS, rampScope, scopeProvider, scopesOf, type Scope } from './restriction-scope.ts';
 import type { Recovery, Restriction } from './restrictions.ts';
 import type { RateLimit, Shaping } from './shaping.ts';
 import { bucketSize, takeTokens, type Taken } from './token-buckets.ts';
 import type { EffectiveStart, WarmupCaps } from './warmup.ts';
-import { WarmupReservation } from './warmup-reservation.ts';
 import { WeightedRoundRobin } from './weighted-round-robin.ts';
 
 /** An egress IP as the pool sees it. */
@@ -67,21 +67,6 @@ const STATE_REFRESH_MS = 10_000;
  */
 const MAX_SITE_RESTRICTIONS_PER_IP = 200;
 
-/** What the configuration decides of the pool: replaced whole when it is reloaded (reconfigure). */
-export interface PoolSetup {
-  members: readonly PoolMember[];
-  policy: PoolPolicy;
-  reactions: { evaluate(input: { ip: string; provider: ProviderName; site: string; outcome: DeliveryOutcome; now: number }): Reaction[] };
-}
-
-/** A setup with what is made from it: its members by pool and by address, and the parts that read its policy or members. */
-interface ActiveSetup extends PoolSetup {
-  byPool: ReadonlyMap<string, readonly PoolMember[]>;
-  byAddress: ReadonlyMap<string, PoolMember>;
-  warmup: WarmupReservation;
-  operations: IpOperations;
-}
-
 export interface EgressPoolDeps extends PoolSetup {
   backend: PoolBackend;
   reputation: ReputationFeed;
@@ -123,6 +108,10 @@ export class EgressPool {
     this.setup = this.activate(deps);
   }
 
+  private activate(setup: PoolSetup): ActiveSetup {
+    return activateSetup(setup, { counters: this.deps.backend.counters, state: this.state, reporting: this.reporting, log: this.log, clock: this.deps.clock });
+  }
+
   /** The operator's run-time changes (the control API): suspensions and weights. */
   get operations(): IpOperations {
     return this.setup.operations;
@@ -131,27 +120,6 @@ export class EgressPool {
   /** Takes a reloaded configuration's members, policy and reaction rules, from the next selection on. */
   reconfigure(setup: PoolSetup): void {
     this.setup = this.activate(setup);
-  }
-
-  private activate({ members, policy, reactions }: PoolSetup): ActiveSetup {
-    const byPool = new Map<string, PoolMember[]>();
-    const byAddress = new Map<string, PoolMember>();
-    for (const member of members) {
-      byAddress.set(member.address, member);
-      const list = byPool.get(member.pool) ?? [];
-      list.push(member);
-      byPool.set(member.pool, list);
-    }
-    const { backend, clock } = this.deps;
-    return {
-      members,
-      policy,
-      reactions,
-      byPool,
-      byAddress,
-      warmup: new WarmupReservation({ counters: backend.counters, policy, state: this.state, reporting: this.reporting, log: this.log }),
-      operations: new IpOperations({ members, state: this.state, providers: () => policy.providers(), clock }),
-    };
   }
 
   async start(): Promise<void> {
