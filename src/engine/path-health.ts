@@ -109,7 +109,7 @@ export class PathHealth {
     const entry = this.down.get(pathKey(path));
     if (!entry) return null;
     entry.wanted = true;
-    return entry.probeAt > now ? entry.probeAt : now + entry.intervalMs;
+    return downUntil(entry, now);
   }
 
   /** The down paths to `site`. */
@@ -137,4 +137,9 @@ export class PathHealth {
   get size(): number {
     return this.down.size;
   }
+}
+
+/** When a delivery on a down path may be tried again (see PathHealth.retryAt); read without marking the path wanted. */
+export function downUntil(entry: Pick<DownPath, 'probeAt' | 'intervalMs'>, now: number): number {
+  return entry.probeAt > now ? entry.probeAt : now + entry.intervalMs;
 }

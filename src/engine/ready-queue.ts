@@ -1,12 +1,12 @@
 import type { Clock } from '../clock.ts';
 import type { ProviderName, RateLimiter } from '../ippool/contracts.ts';
-import { pathKey, type EgressPath, type PathKey, type PathRates } from '../ippool/egress-path.ts';
+import { pathKey, type EgressPath, type PathDown, type PathKey, type PathRates } from '../ippool/egress-path.ts';
 import { bucketKeys } from '../ippool/pool-keys.ts';
 import type { Shaping } from '../ippool/shaping.ts';
-import { takeTokens } from '../ippool/token-buckets.ts';
+import { peekTokens, takeTokens } from '../ippool/token-buckets.ts';
 import { ConnectionSlots, type Lease, type SlotStats } from './connection-slots.ts';
 import type { OutboundConnection } from './outbound-connection.ts';
-import { PathHealth } from './path-health.ts';
+import { downUntil, PathHealth } from './path-health.ts';
 
 /**
  * Ready queues: one per egress path (`source->site`, as KumoMTA names them), holding what is
@@ -98,6 +98,16 @@ export class ReadyQueues implements PathRates {
     const downUntil = this.health.retryAt(path, now);
     if (downUntil !== null) return { allowed: false, retryAfterMs: downUntil - now };
     return takeTokens(this.options.limiter, bucketKeys.messages(path), this.options.shaping(path.provider).messageRate, now, count);
+  }
+
+  async peekMessages(path: EgressPath, now: number): Promise<{ allowed: boolean; retryAfterMs: number; down: PathDown | null }> {
+    const entry = this.health.get(path);
+    if (entry) {
+      const retryAt = downUntil(entry, now);
+      return { allowed: false, retryAfterMs: retryAt - now, down: { since: entry.since, reason: entry.outcome.response, probeAt: retryAt } };
+    }
+    const taken = await peekTokens(this.options.limiter, bucketKeys.messages(path), this.options.shaping(path.provider).messageRate, now);
+    return { ...taken, down: null };
   }
 
   /** Closes idle connections; from now on released connections are closed rather than kept. */

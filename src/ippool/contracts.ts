@@ -28,6 +28,11 @@ export interface RateLimiter {
    * `burst` tokens. `allowed: false` takes nothing and says how long until it would be allowed.
    */
   take(key: string, limit: { ratePerSecond: number; burst: number }, now: number, cost?: number): Promise<{ allowed: boolean; retryAfterMs: number }>;
+  /**
+   * What take would decide for `cost` tokens at `now`, taking nothing: how an explanation of
+   * selection (GET /v1/explain) reads a bucket without spending what deliveries need.
+   */
+  peek(key: string, limit: { ratePerSecond: number; burst: number }, now: number, cost?: number): Promise<{ allowed: boolean; retryAfterMs: number }>;
 }
 
 /** Small shared state that must outlive a restart and expire by itself: suspensions, plan restarts. */

@@ -34,4 +34,16 @@ export function pathLabels(path: EgressPath): { egress_ip: string } {
 export interface PathRates {
   /** Takes `count` messages from the path's bucket if they may go at `now`; otherwise takes nothing. */
   takeMessages(path: EgressPath, count: number, now: number): Promise<{ allowed: boolean; retryAfterMs: number }>;
+  /**
+   * What takeMessages would answer for one message at `now`, taking nothing and marking nothing,
+   * with the reason a down path refuses (GET /v1/explain).
+   */
+  peekMessages(path: EgressPath, now: number): Promise<{ allowed: boolean; retryAfterMs: number; down: PathDown | null }>;
+}
+
+/** A path that cannot reach its site: since when, the failure that took it down (or its last probe's), and its next probe. */
+export interface PathDown {
+  since: number;
+  reason: string;
+  probeAt: number;
 }

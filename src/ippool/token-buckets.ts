@@ -18,7 +18,16 @@ export function bucketSize(limit: RateLimit): number {
  * bucketSize and send only that many). A rate of zero never allows.
  */
 export function takeTokens(limiter: RateLimiter, key: BucketKey, limit: RateLimit, now: number, count: number): Promise<Taken> {
+  return onBucket(limiter.take.bind(limiter), key, limit, now, count);
+}
+
+/** What takeTokens would answer for `count` tokens at `now`, taking nothing (an explanation, not a delivery). */
+export function peekTokens(limiter: RateLimiter, key: BucketKey, limit: RateLimit, now: number, count = 1): Promise<Taken> {
+  return onBucket(limiter.peek.bind(limiter), key, limit, now, count);
+}
+
+function onBucket(ask: RateLimiter['take'], key: BucketKey, limit: RateLimit, now: number, count: number): Promise<Taken> {
   if (!(limit.ratePerSecond > 0)) return Promise.resolve({ allowed: false, retryAfterMs: ZERO_RATE_RETRY_MS });
   const burst = bucketSize(limit);
-  return limiter.take(key, { ratePerSecond: limit.ratePerSecond, burst }, now, Math.min(count, burst));
+  return ask(key, { ratePerSecond: limit.ratePerSecond, burst }, now, Math.min(count, burst));
 }

@@ -28,6 +28,11 @@ export class LocalRateLimiter implements RateLimiter {
     return { allowed: decision.allowed, retryAfterMs: decision.retryAfterMs };
   }
 
+  async peek(key: string, limit: GcraLimit, now: number, cost = 1): Promise<{ allowed: boolean; retryAfterMs: number }> {
+    const decision = gcraTake(this.tats.get(key) ?? null, toMicros(now), gcraIntervalUs(limit, now, cost), limit.burst, cost);
+    return { allowed: decision.allowed, retryAfterMs: decision.retryAfterMs };
+  }
+
   /** Keys currently held (for tests and metrics). */
   get size(): number {
     return this.tats.size;

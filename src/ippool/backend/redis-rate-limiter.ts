@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { RateLimiter } from '../contracts.ts';
-import { gcraIntervalUs, toMicros, type GcraLimit } from './gcra.ts';
+import { gcraIntervalUs, gcraTake, toMicros, type GcraLimit } from './gcra.ts';
 import { RedisScript } from './redis-script.ts';
 
 /**
@@ -37,9 +37,21 @@ export class RedisRateLimiter implements RateLimiter {
     const interval = gcraIntervalUs(limit, now, cost);
     const [allowed, retryAfterMs] = (await TAKE_SCRIPT.run(
       this.redis,
-      [`${this.prefix}gcra:${key}`],
+      [this.keyOf(key)],
       [toMicros(now), interval, limit.burst, cost],
     )) as [number, number];
     return { allowed: allowed === 1, retryAfterMs };
+  }
+
+  /** A plain read of the TAT, decided by gcraTake: the same arithmetic the script mirrors, and nothing written. */
+  async peek(key: string, limit: GcraLimit, now: number, cost = 1): Promise<{ allowed: boolean; retryAfterMs: number }> {
+    const interval = gcraIntervalUs(limit, now, cost);
+    const stored = await this.redis.get(this.keyOf(key));
+    const decision = gcraTake(stored === null ? null : Number(stored), toMicros(now), interval, limit.burst, cost);
+    return { allowed: decision.allowed, retryAfterMs: decision.retryAfterMs };
+  }
+
+  private keyOf(key: string): string {
+    return `${this.prefix}gcra:${key}`;
   }
 }
