@@ -5,13 +5,15 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { PoolBackend, ProviderName, Reaction, ReactionAction, ReputationFeed, Verdict, WaitReason } from './contracts.ts';
 import type { EgressPath, PathRates } from './egress-path.ts';
 import type { Egress } from './egress.ts';
+import { gatesOf } from './eligibility.ts';
 import type { IpOperations } from './ip-operations.ts';
-import { bucketKeys } from './pool-keys.ts';
+import { weightOf } from './member-settings.ts';
+import { explainPool, type PoolExplanation } from './pool-explanation.ts';
 import { PoolReporting } from './pool-reporting.ts';
 import { snapshotIps, type IpSnapshot } from './pool-snapshot.ts';
 import { activateSetup, type ActiveSetup, type PoolSetup } from './pool-setup.ts';
 import { PoolStateCache } from './pool-state-cache.ts';
-import { ALL_PROVIDERS, rampScope, scopeProvider, scopesOf, type Scope } from './restriction-scope.ts';
+import { ALL_PROVIDERS, scopeProvider, type Scope } from './restriction-scope.ts';
 import type { Recovery, Restriction } from './restrictions.ts';
 import type { RateLimit, Shaping } from './shaping.ts';
 import { bucketSize, takeTokens, type Taken } from './token-buckets.ts';
@@ -37,6 +39,8 @@ export interface PoolPolicy {
   /** The day 0 a warming member's plan counts from now (a restart after a long idle time is flagged). */
   warmupStart(input: { configuredStart: number; lastSentAt: number | null; restartedAt: number | null; now: number }): EffectiveStart;
   warmupCaps(input: { plan: string; start: number; provider: ProviderName; now: number }): WarmupCaps;
+  /** The names of the warm-up plans (config/warmup-plans.yaml and warmup.plans). */
+  warmupPlans(): readonly string[];
   /** Limits per (egress IP, destination site) for a provider. */
   shaping(provider: ProviderName): Shaping;
   /** Configured weight lowered by a reputation score below the floor; the reason says why. */
@@ -150,6 +154,17 @@ export class EgressPool {
   }
 
   /**
+   * Why each IP of `pool` may or may not take a delivery to `site` now (GET /v1/explain): every
+   * gate selection asks, read without spending a token or a warm-up count, restarting a plan or
+   * reporting a metric; selection itself is not touched (its rotation included).
+   */
+  async explain(request: { pool: string; site: string }): Promise<PoolExplanation> {
+    const { backend, paths, reputation, clock } = this.deps;
+    const { members, policy, warmup } = this.setup;
+    return explainPool(request, { members, state: this.state, limiter: backend.limiter, paths, warmup, reputation, policy, now: clock.now() });
+  }
+
+  /**
    * Chooses the egress for up to `count` messages of one transaction to `site`, and says how many
    * it may take: a warm-up cap or a bucket may have room for fewer (then the first ones go, and
    * the rest are selected again). When no IP may send now, says when to look again: the delivery
@@ -239,43 +254,34 @@ export class EgressPool {
   }
 
   /**
-   * Why an IP may not send on a path now, or how many of `count` messages it may send. Checked in
-   * this order: restrictions, the recovery ramp, the path's message rate, warm-up caps; each is
-   * asked only for what the ones before granted. Side effect when ok: the granted usage is
-   * counted (a bucket followed by a limit that grants fewer keeps the difference taken: tokens,
-   * which refill, never a warm-up count, which is asked last).
+   * Why an IP may not send on a path now, or how many of `count` messages it may send: its gates
+   * (eligibility.ts) in order, each asked only for what the ones before granted. Side effect when
+   * ok: the granted usage is counted (a bucket followed by a limit that grants fewer keeps the
+   * difference taken: tokens, which refill, never a warm-up count, which is asked last).
    */
   private async check(setup: ActiveSetup, member: PoolMember, path: EgressPath & { ip: string }, count: number, now: number): Promise<Verdict> {
-    const { backend } = this.deps;
-    const { policy } = setup;
-    const { ip, provider } = path;
-    const scopes = scopesOf(path);
+    const { backend, paths } = this.deps;
     let granted = count;
-    const restrictions = scopes.map((scope) => ({ scope, restriction: this.state.restriction(ip, scope, now) }));
-    // Every suspension before any throttle: a throttle's token taken for a path that a narrower
-    // scope suspends would be lost to the paths that may use it.
-    const suspension = this.state.operatorSuspension(ip, scopes, now) ?? restrictions.find(({ restriction }) => restriction?.action === 'suspend')?.restriction;
-    if (suspension) return { ok: false, retryAt: suspension.until, reason: 'suspended' };
-    for (const { scope, restriction } of restrictions) {
-      if (restriction?.action === 'throttle') {
-        // A throttle charges per message: a bucket of one, so a larger transaction is split.
-        const limit = { ratePerSecond: (restriction.ratePerHour ?? 0) / 3600, burst: 1 };
-        const throttled = await this.grant(granted, limit, now, 'throttled', (cost) => takeTokens(backend.limiter, bucketKeys.throttle(ip, scope), limit, now, cost));
-        if (!throttled.ok) return throttled;
-        granted = throttled.granted;
+    for (const gate of gatesOf(member, path, { state: this.state, policy: setup.policy }, now)) {
+      let verdict: Verdict;
+      switch (gate.kind) {
+        case 'suspension':
+          return { ok: false, retryAt: gate.restriction.until, reason: 'suspended' };
+        case 'throttle':
+        case 'recovery':
+          verdict = await this.grant(granted, gate.limit, now, 'throttled', (cost) => takeTokens(backend.limiter, gate.key, gate.limit, now, cost));
+          break;
+        case 'rate':
+          verdict = await this.grant(granted, gate.limit, now, 'rate', (cost) => paths.takeMessages(path, cost, now));
+          break;
+        case 'warmup':
+          verdict = await setup.warmup.reserve(member, gate.warmup, path.provider, granted, now);
+          break;
       }
+      if (!verdict.ok) return verdict;
+      granted = verdict.granted;
     }
-    const recovering = this.state.recovery(ip, scopes, now);
-    const ramp = recovering && policy.recoveryRate({ ...recovering.recovery, now, normal: policy.shaping(provider).messageRate });
-    if (recovering && ramp) {
-      const key = bucketKeys.recovery(ip, rampScope(recovering.scope, provider));
-      const ramped = await this.grant(granted, ramp, now, 'throttled', (cost) => takeTokens(backend.limiter, key, ramp, now, cost));
-      if (!ramped.ok) return ramped;
-      granted = ramped.granted;
-    }
-    const paced = await this.grant(granted, policy.shaping(provider).messageRate, now, 'rate', (cost) => this.deps.paths.takeMessages(path, cost, now));
-    if (!paced.ok || !member.warmup) return paced;
-    return setup.warmup.reserve(member, member.warmup, provider, paced.granted, now);
+    return { ok: true, granted };
   }
 
   /** Takes up to `count` tokens of a bucket of `limit`, at most its size: the messages that may go now, or a wait. */
@@ -287,15 +293,9 @@ export class EgressPool {
 
   private effectiveWeight(policy: PoolPolicy, member: PoolMember, provider: ProviderName, now: number): number {
     const override = this.state.weightOverride(member.address);
-    const baseWeight = override?.weight ?? member.weight;
-    if (baseWeight === 0) {
-      // The gauge follows an operator's drain; a configured 0 was never reported.
-      if (override) this.reporting.weight(member.address, provider, 0, null);
-      return 0;
-    }
-    const { score } = this.deps.reputation.snapshot(member.address, provider, now);
-    const { weight, reason } = policy.adjustWeight({ baseWeight, score, provider });
-    this.reporting.weight(member.address, provider, weight, reason);
+    const { base, weight, reason } = weightOf({ member, override, provider, reputation: this.deps.reputation, policy, now });
+    // The gauge follows an operator's drain; a configured 0 was never reported.
+    if (base > 0 || override) this.reporting.weight(member.address, provider, weight, reason);
     return weight;
   }
 

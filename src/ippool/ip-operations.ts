@@ -1,15 +1,17 @@
 import type { Clock } from '../clock.ts';
 import type { ProviderName } from './contracts.ts';
-import type { PoolMember } from './egress-pool.ts';
+import type { PoolMember, PoolPolicy } from './egress-pool.ts';
 import { canonicalIp } from './pool-snapshot.ts';
 import type { PoolStateCache } from './pool-state-cache.ts';
 import { ALL_PROVIDERS, providerScope, type Scope } from './restriction-scope.ts';
 import { OPERATOR_RULE } from './restrictions.ts';
+import { utcDayStart } from './warmup.ts';
 
 /**
  * What an operator changes on an egress IP at run time (POST /v1/ips/{address}/suspend and
- * /resume, PUT and DELETE /v1/ips/{address}/weight): written to pool state, so every node
- * sharing the backend applies it after its next refresh and it survives a restart.
+ * /resume, PUT and DELETE /v1/ips/{address}/weight, POST and DELETE /v1/ips/{address}/warmup):
+ * written to pool state, so every node sharing the backend applies it after its next refresh
+ * and it survives a restart.
  *
  * An operator's suspension is kept under a key of its own (pool-keys.ts), beside whatever the
  * reaction rules restrict: suspending does not replace a reaction's throttle, and resuming ends
@@ -18,7 +20,12 @@ import { OPERATOR_RULE } from './restrictions.ts';
  */
 
 /** Why an operation was not done; the caller words it for its client. */
-export type OperationRefusal = { refused: 'unknown-ip' } | { refused: 'unknown-provider'; known: readonly ProviderName[] };
+export type OperationRefusal =
+  | { refused: 'unknown-ip' }
+  | { refused: 'unknown-provider'; known: readonly ProviderName[] }
+  | { refused: 'unknown-plan'; known: readonly string[] }
+  /** A warm-up restart without a plan for an IP configured warm: there is no plan to restart. */
+  | { refused: 'no-plan'; known: readonly string[] };
 
 /** The member the operation changed (its configured spelling of the address). */
 export type OperationResult = { refused: null; address: string } | OperationRefusal;
@@ -26,7 +33,7 @@ export type OperationResult = { refused: null; address: string } | OperationRefu
 export interface IpOperationsDeps {
   members: readonly PoolMember[];
   state: PoolStateCache;
-  providers(): readonly ProviderName[];
+  policy: Pick<PoolPolicy, 'providers' | 'warmupPlans'>;
   clock: Clock;
 }
 
@@ -47,7 +54,7 @@ export class IpOperations {
     const found = this.target(address, provider);
     if (found.refused) return found;
     // Every scope the operator may have used (this node's copy may lag another node's change).
-    const scopes: Scope[] = provider === null ? [ALL_PROVIDERS, ...this.deps.providers().map(providerScope)] : [found.scope];
+    const scopes: Scope[] = provider === null ? [ALL_PROVIDERS, ...this.deps.policy.providers().map(providerScope)] : [found.scope];
     await this.deps.state.resumeByOperator(found.address, scopes);
     return { refused: null, address: found.address };
   }
@@ -60,12 +67,37 @@ export class IpOperations {
     return { refused: null, address: found.address };
   }
 
+  /**
+   * Starts `address`'s warm-up plan again from today (00:00 UTC): `plan`, or with null its
+   * configured one, in place of the configured plan until removed. Today's counts stay counted.
+   */
+  async restartWarmup(address: string, request: { plan: string | null; reason: string; by: string }): Promise<OperationResult> {
+    const found = this.target(address, null);
+    if (found.refused) return found;
+    const known = this.deps.policy.warmupPlans();
+    const member = this.deps.members.find((m) => m.address === found.address)!;
+    const plan = request.plan ?? member.warmup?.plan ?? null;
+    if (plan === null) return { refused: 'no-plan', known };
+    if (!known.includes(plan)) return { refused: 'unknown-plan', known };
+    const now = this.deps.clock.now();
+    await this.deps.state.overrideWarmup(found.address, { plan, start: utcDayStart(now), by: request.by, reason: request.reason, setAt: now });
+    return { refused: null, address: found.address };
+  }
+
+  /** Removes the operator's warm-up plan of `address`: its configured plan (or none) applies again. */
+  async removeWarmup(address: string): Promise<OperationResult> {
+    const found = this.target(address, null);
+    if (found.refused) return found;
+    await this.deps.state.overrideWarmup(found.address, null);
+    return { refused: null, address: found.address };
+  }
+
   private target(address: string, provider: ProviderName | null): OperationRefusal | { refused: null; address: string; scope: Scope } {
     const wanted = canonicalIp(address);
     const member = this.deps.members.find((m) => canonicalIp(m.address) === wanted);
     if (!member) return { refused: 'unknown-ip' };
     if (provider === null) return { refused: null, address: member.address, scope: ALL_PROVIDERS };
-    const known = this.deps.providers();
+    const known = this.deps.policy.providers();
     if (!known.includes(provider)) return { refused: 'unknown-provider', known };
     return { refused: null, address: member.address, scope: providerScope(provider) };
   }

@@ -76,14 +76,20 @@ export const stateKeys = {
   operatorSuspension: (ip: string, scope: Scope) => `operator-suspend:${ip}:${scopeSegment(scope)}` as StateKey,
   /** The weight an operator set for `ip` in place of its configured one (PUT /v1/ips/{address}/weight). */
   weightOverride: (ip: string) => `weight:${ip}` as StateKey,
+  /**
+   * The warm-up plan an operator (re)started for `ip` in place of its configured one (POST
+   * /v1/ips/{address}/warmup). Apart from `warmup-restart:`, which holds a bare time an earlier
+   * version reads, so neither version misreads the other's value.
+   */
+  warmupOverride: (ip: string) => `warmup-plan:${ip}` as StateKey,
 };
 
 export type ParsedStateKey =
   | { kind: 'restriction' | 'recovery' | 'operator-suspension'; ip: string; scope: Scope }
-  | { kind: 'last-sent' | 'warmup-restart' | 'weight-override'; ip: string };
+  | { kind: 'last-sent' | 'warmup-restart' | 'weight-override' | 'warmup-override'; ip: string };
 
 const SCOPED_KINDS = { restrict: 'restriction', recover: 'recovery', 'operator-suspend': 'operator-suspension' } as const;
-const IP_KINDS = { 'last-sent': 'last-sent', 'warmup-restart': 'warmup-restart', weight: 'weight-override' } as const;
+const IP_KINDS = { 'last-sent': 'last-sent', 'warmup-restart': 'warmup-restart', weight: 'weight-override', 'warmup-plan': 'warmup-override' } as const;
 
 /** What a state key names; null for a key that is not one of stateKeys' (or names no IP). */
 export function parseStateKey(key: string): ParsedStateKey | null {

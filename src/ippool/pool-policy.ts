@@ -18,6 +18,7 @@ export function createPoolPolicy(data: PoolData, reputation: Config['reputation'
       if (!caps) throw new Error(`unknown warm-up plan ${JSON.stringify(plan)}`);
       return warmupCaps({ plan: caps, start, now, activeHours: data.warmup.activeHours, scale: data.providers.warmupScale(provider) });
     },
+    warmupPlans: () => [...data.plans.keys()],
     shaping: (provider) => data.shaping.shapingFor(provider),
     adjustWeight: ({ baseWeight, score, provider }) => adjustedWeight({ baseWeight, score, floor: reputation.floor, provider }),
     recoveryRate: ({ action, endedAt, now, normal }: { action: ReactionAction; endedAt: number; now: number; normal: { ratePerSecond: number; burst: number } }) => {

@@ -49,6 +49,6 @@ export function activateSetup({ members, policy, reactions }: PoolSetup, deps: S
     byPool,
     byAddress,
     warmup: new WarmupReservation({ counters, policy, state, reporting, log }),
-    operations: new IpOperations({ members, state, providers: () => policy.providers(), clock }),
+    operations: new IpOperations({ members, state, policy, clock }),
   };
 }

@@ -4,7 +4,8 @@ import type { PoolMember, PoolPolicy } from './egress-pool.ts';
 import { counterKeys } from './pool-keys.ts';
 import type { PoolStateCache } from './pool-state-cache.ts';
 import { scopeProvider, type Scope } from './restriction-scope.ts';
-import type { Restriction, WeightOverride } from './restrictions.ts';
+import { warmupOf as planInForce, weightOf } from './member-settings.ts';
+import type { Restriction, WarmupOverride, WeightOverride } from './restrictions.ts';
 import { dayWindow, hourWindow, type WarmupCaps } from './warmup.ts';
 
 /**
@@ -27,6 +28,9 @@ export interface IpSnapshot {
   weightOverride: WeightOverride | null;
   /** When this IP last sent, as far as this node knows (written out every few minutes); null if never. */
   lastSentAt: number | null;
+  /** The warm-up plan an operator (re)started in place of the configured one (POST /v1/ips/{address}/warmup); null: the configured plan applies. */
+  warmupOverride: WarmupOverride | null;
+  /** The plan in force (the operator's, else the configured one); null for a warm IP. */
   warmup: WarmupSnapshot | null;
   /** Every destination provider, in match order (`other` last). */
   providers: ProviderSnapshot[];
@@ -38,7 +42,7 @@ export interface IpSnapshot {
 
 export interface WarmupSnapshot {
   plan: string;
-  /** `ips[].warmup.start`, 00:00 UTC. */
+  /** `ips[].warmup.start`, or the day an operator (re)started the plan; 00:00 UTC. */
   configuredStart: number;
   /** The restart persisted after an idle time; null if the plan never restarted. */
   restartedAt: number | null;
@@ -129,12 +133,13 @@ export function canonicalIp(address: string): string {
 }
 
 function warmupOf(member: PoolMember, { state, policy, now }: SnapshotSources): WarmupSnapshot | null {
-  if (!member.warmup) return null;
+  const warmup = planInForce(member, state.warmupOverride(member.address));
+  if (!warmup) return null;
   const restartedAt = state.warmupRestart(member.address);
-  const { start, restarted } = policy.warmupStart({ configuredStart: member.warmup.start, lastSentAt: state.lastSent(member.address), restartedAt, now });
+  const { start, restarted } = policy.warmupStart({ configuredStart: warmup.start, lastSentAt: state.lastSent(member.address), restartedAt, now });
   // The phase and day do not depend on the provider (only the caps' scale does).
-  const caps = policy.warmupCaps({ plan: member.warmup.plan, start, provider: policy.providers()[0]!, now });
-  return { plan: member.warmup.plan, configuredStart: member.warmup.start, restartedAt, start, restartsOnNextSend: restarted, phase: caps.phase, day: caps.day };
+  const caps = policy.warmupCaps({ plan: warmup.plan, start, provider: policy.providers()[0]!, now });
+  return { plan: warmup.plan, configuredStart: warmup.start, restartedAt, start, restartsOnNextSend: restarted, phase: caps.phase, day: caps.day };
 }
 
 /** The hour's and day's counts of every warming member and provider, in one read of the counters. */
@@ -182,12 +187,12 @@ function snapshotOf(
     weight: member.weight,
     weightOverride: view.weightOverride,
     lastSentAt: view.lastSent,
+    warmupOverride: view.warmupOverride,
     warmup,
     providers: providers.map((provider) => {
       const score = reputation.snapshot(address, provider, now);
-      // As selection weighs it (EgressPool.effectiveWeight): the operator's weight in place of the configured one; 0 stays 0.
-      const baseWeight = view.weightOverride?.weight ?? member.weight;
-      const adjusted = baseWeight === 0 ? { weight: 0, reason: null } : policy.adjustWeight({ baseWeight, score: score.score, provider });
+      // As selection weighs it: the operator's weight in place of the configured one; 0 stays 0.
+      const adjusted = weightOf({ member, override: view.weightOverride, provider, reputation, policy, now });
       const counted = usage.get(provider);
       const caps = warmup && counted ? policy.warmupCaps({ plan: warmup.plan, start: warmup.start, provider, now }) : null;
       return {
@@ -224,7 +229,7 @@ function snapshotOf(
   };
 }
 
-function restrictionOf(value: Restriction, scope: Scope): RestrictionSnapshot {
+export function restrictionOf(value: Restriction, scope: Scope): RestrictionSnapshot {
   return { ...scopeOf(scope), action: value.action, ratePerHour: value.ratePerHour ?? null, rule: value.rule, by: value.by ?? null, reason: value.reason, until: value.until };
 }
 

@@ -6,12 +6,15 @@ import {
   decodeRecovery,
   decodeRestriction,
   decodeTime,
+  decodeWarmupOverride,
   decodeWeightOverride,
   encodeRecovery,
   encodeRestriction,
+  encodeWarmupOverride,
   encodeWeightOverride,
   type Recovery,
   type Restriction,
+  type WarmupOverride,
   type WeightOverride,
 } from './restrictions.ts';
 
@@ -32,6 +35,7 @@ interface IpState {
   /** Suspensions an operator set, apart from the reactions' restrictions. */
   operatorSuspensions: Map<string, Expiring<Restriction>>;
   weightOverride: WeightOverride | null;
+  warmupOverride: WarmupOverride | null;
   lastSent: number | null;
   warmupRestart: number | null;
 }
@@ -42,6 +46,7 @@ export interface IpStateView {
   recoveries: Array<{ value: Recovery; scope: Scope; expiresAt: number | null }>;
   operatorSuspensions: Array<{ value: Restriction; scope: Scope; expiresAt: number | null }>;
   weightOverride: WeightOverride | null;
+  warmupOverride: WarmupOverride | null;
   lastSent: number | null;
   warmupRestart: number | null;
 }
@@ -96,6 +101,11 @@ export class PoolStateCache {
     return this.byIp.get(ip)?.weightOverride ?? null;
   }
 
+  /** The warm-up plan an operator (re)started for `ip`, or null for its configured one. */
+  warmupOverride(ip: string): WarmupOverride | null {
+    return this.byIp.get(ip)?.warmupOverride ?? null;
+  }
+
   lastSent(ip: string): number | null {
     return this.byIp.get(ip)?.lastSent ?? null;
   }
@@ -133,6 +143,7 @@ export class PoolStateCache {
       recoveries: liveEntries(state?.recoveries),
       operatorSuspensions: liveEntries(state?.operatorSuspensions),
       weightOverride: state?.weightOverride ?? null,
+      warmupOverride: state?.warmupOverride ?? null,
       lastSent: state?.lastSent ?? null,
       warmupRestart: state?.warmupRestart ?? null,
     };
@@ -180,6 +191,14 @@ export class PoolStateCache {
     await (override ? this.backend.set(key, encodeWeightOverride(override), null) : this.backend.delete(key));
     this.operatorChanges++;
     this.ip(ip).weightOverride = override;
+  }
+
+  /** Sets (or with null removes) the warm-up plan an operator (re)started for `ip`. */
+  async overrideWarmup(ip: string, override: WarmupOverride | null): Promise<void> {
+    const key = stateKeys.warmupOverride(ip);
+    await (override ? this.backend.set(key, encodeWarmupOverride(override), null) : this.backend.delete(key));
+    this.operatorChanges++;
+    this.ip(ip).warmupOverride = override;
   }
 
   /** Notes that `ip` sent at `now`; written out now and then (the idle restart needs days, not seconds). */
@@ -243,6 +262,9 @@ export class PoolStateCache {
     } else if (key.kind === 'weight-override') {
       state.weightOverride = decodeWeightOverride(entry.value);
       valid = state.weightOverride !== null;
+    } else if (key.kind === 'warmup-override') {
+      state.warmupOverride = decodeWarmupOverride(entry.value);
+      valid = state.warmupOverride !== null;
     } else if (key.kind === 'recovery') {
       const value = decodeRecovery(entry.value);
       if (value) state.recoveries.set(scopeLabel(key.scope), { value, scope: key.scope, expiresAt });
@@ -274,7 +296,7 @@ export class PoolStateCache {
 function ipIn(map: Map<string, IpState>, ip: string): IpState {
   let state = map.get(ip);
   if (!state) {
-    state = { restrictions: new Map(), recoveries: new Map(), operatorSuspensions: new Map(), weightOverride: null, lastSent: null, warmupRestart: null };
+    state = { restrictions: new Map(), recoveries: new Map(), operatorSuspensions: new Map(), weightOverride: null, warmupOverride: null, lastSent: null, warmupRestart: null };
     map.set(ip, state);
   }
   return state;

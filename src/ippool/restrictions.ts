@@ -33,6 +33,20 @@ export interface WeightOverride {
   setAt: number;
 }
 
+/**
+ * The warm-up plan an operator (re)started for an IP in place of its configured one
+ * (POST /v1/ips/{address}/warmup), until removed: day 0 is the UTC day it was set.
+ */
+export interface WarmupOverride {
+  plan: string;
+  /** 00:00 UTC of day 0 (ms). */
+  start: number;
+  /** The API token's name. */
+  by: string;
+  reason: string;
+  setAt: number;
+}
+
 /** After a restriction ends, the IP ramps back up from a reduced rate. */
 export interface Recovery {
   action: ReactionAction;
@@ -52,6 +66,14 @@ const restrictionSchema = z.object({
 
 const weightOverrideSchema = z.object({
   weight: z.number().int().nonnegative(),
+  by: z.string(),
+  reason: z.string(),
+  setAt: time,
+});
+
+const warmupOverrideSchema = z.object({
+  plan: z.string().min(1),
+  start: time,
   by: z.string(),
   reason: z.string(),
   setAt: time,
@@ -77,6 +99,14 @@ export function encodeWeightOverride(override: WeightOverride): string {
 
 export function decodeWeightOverride(value: string): WeightOverride | null {
   return decode(weightOverrideSchema, value);
+}
+
+export function encodeWarmupOverride(override: WarmupOverride): string {
+  return JSON.stringify(override);
+}
+
+export function decodeWarmupOverride(value: string): WarmupOverride | null {
+  return decode(warmupOverrideSchema, value);
 }
 
 export function encodeRecovery(recovery: Recovery): string {

@@ -4,7 +4,18 @@ import type { PoolMember, PoolPolicy } from './egress-pool.ts';
 import { counterKeys, type CounterKey } from './pool-keys.ts';
 import type { PoolReporting } from './pool-reporting.ts';
 import type { PoolStateCache } from './pool-state-cache.ts';
-import { dayWindow, hourWindow, type TimeWindow } from './warmup.ts';
+import { dayWindow, hourWindow, type TimeWindow, type WarmupCaps } from './warmup.ts';
+
+/** A warming member's caps toward a provider now and what they have counted (WarmupReservation.read). */
+export interface WarmupReading {
+  /** The day 0 the plan counts from now. */
+  start: number;
+  /** Idle longer than warmup.idleRestart: the next message restarts the plan from today (`start` is today's already). */
+  restartsOnNextSend: boolean;
+  caps: WarmupCaps;
+  /** The hour's and the day's window with its cap and count; empty once the IP is warm. */
+  windows: Array<{ name: 'hour' | 'day'; window: TimeWindow; cap: number; used: number }>;
+}
 
 export interface WarmupReservationDeps {
   counters: UsageCounters;
@@ -38,17 +49,25 @@ export class WarmupReservation {
     // count is untouched. When the day grants fewer than the hour, the hour stays counted for the
     // difference, which costs nothing: the day is full then, and the hour lies within it.
     let granted = count;
-    for (const [name, window, cap] of [
-      ['hour', hourWindow(now), caps.hourly],
-      ['day', dayWindow(now), caps.daily],
-    ] as const) {
-      if (cap === null) continue;
+    for (const { name, window, cap } of capWindows(caps, now)) {
       const reserved = await this.reserveUpTo(counterKeys.warmup(member.address, provider, name), window, granted, cap);
       reporting.warmupWindow(member.address, provider, name, cap, reserved.total);
       if (reserved.granted === 0) return { ok: false, retryAt: window.start + window.ms, reason: 'warmup-cap' };
       granted = reserved.granted;
     }
     return { ok: true, granted };
+  }
+
+  /**
+   * The member's caps toward `provider` at `now` and their counts, read without reserving,
+   * restarting or reporting anything (GET /v1/explain): what reserve() would measure against.
+   */
+  async read(member: PoolMember, warmup: NonNullable<PoolMember['warmup']>, provider: ProviderName, now: number): Promise<WarmupReading> {
+    const { start, restarted } = this.startOf(member.address, warmup, now);
+    const caps = this.deps.policy.warmupCaps({ plan: warmup.plan, start, provider, now });
+    const windows = caps.phase === 'warm' ? [] : capWindows(caps, now);
+    const used = await this.deps.counters.get(windows.map(({ name, window }) => ({ key: counterKeys.warmup(member.address, provider, name), windowStart: window.start })));
+    return { start, restartsOnNextSend: restarted, caps, windows: windows.map((w, i) => ({ ...w, used: used[i] ?? 0 })) };
   }
 
   /**
@@ -68,12 +87,27 @@ export class WarmupReservation {
 
   /** The plan's start: the configured one, or a restart after the IP was idle too long (persisted). */
   private start(ip: string, warmup: NonNullable<PoolMember['warmup']>, now: number): number {
-    const { state, policy, log } = this.deps;
-    const { start, restarted } = policy.warmupStart({ configuredStart: warmup.start, lastSentAt: state.lastSent(ip), restartedAt: state.warmupRestart(ip), now });
+    const { state, log } = this.deps;
+    const { start, restarted } = this.startOf(ip, warmup, now);
     if (restarted) {
       log.warn({ event: 'ippool.warmup.restarted', ip, plan: warmup.plan }, 'egress IP was idle too long: its warm-up plan starts again');
       void state.restartWarmup(ip, start);
     }
     return start;
   }
+
+  /** The day 0 the plan counts from at `now`, and whether that is a restart after an idle time (not yet persisted). */
+  private startOf(ip: string, warmup: NonNullable<PoolMember['warmup']>, now: number): { start: number; restarted: boolean } {
+    const { state, policy } = this.deps;
+    return policy.warmupStart({ configuredStart: warmup.start, lastSentAt: state.lastSent(ip), restartedAt: state.warmupRestart(ip), now });
+  }
+}
+
+/** The windows a warming IP's caps count in at `now`: the hour's, then the day's (a null cap counts in none). */
+function capWindows(caps: WarmupCaps, now: number): Array<{ name: 'hour' | 'day'; window: TimeWindow; cap: number }> {
+  const windows = [
+    { name: 'hour' as const, window: hourWindow(now), cap: caps.hourly },
+    { name: 'day' as const, window: dayWindow(now), cap: caps.daily },
+  ];
+  return windows.filter((w): w is { name: 'hour' | 'day'; window: TimeWindow; cap: number } => w.cap !== null);
 }

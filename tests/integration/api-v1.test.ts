@@ -52,6 +52,8 @@ const EXPECTED: Array<{ route: string; /** The path called, for a route with par
   { route: 'POST /v1/ips/{address}/resume', path: '/v1/ips/127.0.0.2/resume', body: {}, allowed: ['admin', 'operator'] },
   { route: 'PUT /v1/ips/{address}/weight', path: '/v1/ips/127.0.0.2/weight', body: { weight: 50, reason: 'role test' }, allowed: ['admin', 'operator'] },
   { route: 'DELETE /v1/ips/{address}/weight', path: '/v1/ips/127.0.0.2/weight', allowed: ['admin', 'operator'] },
+  { route: 'POST /v1/ips/{address}/warmup', path: '/v1/ips/127.0.0.2/warmup', body: { plan: 'conservative', reason: 'role test' }, allowed: ['admin', 'operator'] },
+  { route: 'DELETE /v1/ips/{address}/warmup', path: '/v1/ips/127.0.0.2/warmup', allowed: ['admin', 'operator'] },
   { route: 'GET /v1/audit', allowed: ['admin'] },
   { route: 'POST /v1/reload', allowed: ['admin'] },
 ];

@@ -27,6 +27,10 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   'POST /v1/ips/:address/resume': ['admin', 'operator'],
   'PUT /v1/ips/:address/weight': ['admin', 'operator'],
   'DELETE /v1/ips/:address/weight': ['admin', 'operator'],
+  'POST /v1/ips/:address/warmup': ['admin', 'operator'],
+  'DELETE /v1/ips/:address/warmup': ['admin', 'operator'],
+  // Why mail would go where it goes: a read (DNS lookups included, as the daemon's own router makes them).
+  'GET /v1/explain': ['admin', 'operator', 'viewer'],
   // The audit log names every token and client address that changed something: admin only.
   'GET /v1/audit': ['admin'],
   // The configuration (tokens among it) is the admin's.

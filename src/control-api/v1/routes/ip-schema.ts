@@ -89,7 +89,7 @@ const RECOVERY = {
 export const IP_SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['address', 'hostname', 'pool', 'weight', 'weightOverride', 'lastSentAt', 'warmup', 'providers', 'restrictions', 'recoveries'],
+  required: ['address', 'hostname', 'pool', 'weight', 'weightOverride', 'lastSentAt', 'warmupOverride', 'warmup', 'providers', 'restrictions', 'recoveries'],
   properties: {
     address: { type: 'string' },
     hostname: { type: 'string', description: 'The EHLO name it greets with.' },
@@ -108,14 +108,27 @@ export const IP_SCHEMA = {
       },
     },
     lastSentAt: { ...MAYBE_TIME, description: 'When it last sent, as far as this node knows (to the minute); null if never.' },
+    warmupOverride: {
+      type: ['object', 'null'],
+      additionalProperties: false,
+      required: ['plan', 'start', 'by', 'reason', 'setAt'],
+      description: 'The warm-up plan an operator (re)started in place of the configured one (POST /v1/ips/{address}/warmup), shared by every node; null: the configured plan applies.',
+      properties: {
+        plan: { type: 'string' },
+        start: { ...TIME, description: 'Day 0: the UTC day it was set.' },
+        by: { type: 'string', description: 'The API token that set it.' },
+        reason: { type: 'string' },
+        setAt: TIME,
+      },
+    },
     warmup: {
       type: ['object', 'null'],
       additionalProperties: false,
       required: ['plan', 'configuredStart', 'restartedAt', 'start', 'restartsOnNextSend', 'phase', 'day'],
-      description: 'The warm-up plan; null for an IP configured warm.',
+      description: "The warm-up plan in force (the operator's, else the configured one); null for a warm IP.",
       properties: {
         plan: { type: 'string' },
-        configuredStart: TIME,
+        configuredStart: { ...TIME, description: 'ips[].warmup.start, or the day an operator (re)started the plan.' },
         restartedAt: { ...MAYBE_TIME, description: 'When the plan restarted after an idle time; null if never.' },
         start: { ...TIME, description: 'The day 0 the plan counts from now.' },
         restartsOnNextSend: { type: 'boolean', description: 'Idle longer than warmup.idleRestart: the plan starts again from today with the next message.' },

@@ -85,7 +85,7 @@ export function unknownIp(request: FastifyRequest<{ Params: { address: string } 
 }
 
 /** The snapshot as the API shows it: times in RFC 3339. */
-export function ipJson(ip: IpSnapshot): object {
+export function ipJson(ip: IpSnapshot): Record<string, unknown> {
   const time = (ms: number) => new Date(ms).toISOString();
   const maybe = (ms: number | null) => (ms === null ? null : time(ms));
   const usage = (w: WindowUsage) => ({ cap: w.cap, used: w.used, windowStart: time(w.windowStart), windowEnd: time(w.windowEnd) });
@@ -96,6 +96,7 @@ export function ipJson(ip: IpSnapshot): object {
     weight: ip.weight,
     weightOverride: ip.weightOverride && { ...ip.weightOverride, setAt: time(ip.weightOverride.setAt) },
     lastSentAt: maybe(ip.lastSentAt),
+    warmupOverride: ip.warmupOverride && { ...ip.warmupOverride, start: time(ip.warmupOverride.start), setAt: time(ip.warmupOverride.setAt) },
     warmup: ip.warmup && {
       ...ip.warmup,
       configuredStart: time(ip.warmup.configuredStart),
