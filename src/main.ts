@@ -8,6 +8,7 @@ import { makeConfigParts, type ConfigParts } from './config-parts.ts';
 import { LiveConfig } from './live-config.ts';
 import { checkDomain } from './sender-domains/domain-check.ts';
 import { createDkimKeyStore, type TxtResolver } from './sender-domains/key-store.ts';
+import { explainSender } from './sender-domains/sender-explanation.ts';
 import { createSigningPool } from './sender-domains/signing-pool.ts';
 import { DeadSites } from './engine/dead-sites.ts';
 import { DeliveryEngine } from './engine/delivery-engine.ts';
@@ -15,6 +16,7 @@ import { Queue, type Accepted, type Submission } from './engine/queue.ts';
 import { TenantLimits } from './engine/tenant-limits.ts';
 import type { TenantLookup } from './access/tenants.ts';
 import { RetentionSweeper } from './engine/retention.ts';
+import { createRouteExplainer } from './engine/route-explanation.ts';
 import type { Resolver as DnsResolver } from './engine/routing.ts';
 import { ReadyQueues } from './engine/ready-queue.ts';
 import { Scheduler } from './engine/scheduler.ts';
@@ -219,6 +221,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         check: (domain) => checkDomain({ domain, config: live.current.config, resolver: dns, clock }),
       },
       reload: () => reload('api'),
+      // Made for each question from the configuration in effect, so a reload shows at once.
+      explainer: {
+        explain: (request) => {
+          const { config: current } = live.current;
+          return createRouteExplainer({
+            router: parts.router,
+            pool,
+            sites,
+            assignPool: (input) => parts.assignPool({ ...input, tenant: null }),
+            users: current.smtp.users.map((user) => user.username),
+            sender: (sender) => explainSender(sender, { dkim: current.dkim, keys: dkimKeys, returnPath: current.returnPath }),
+            clock,
+          }).explain(request);
+        },
+      },
       logger,
       metrics,
       // Ready means able to take mail: the store must commit a write, not only answer.

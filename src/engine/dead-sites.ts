@@ -166,6 +166,12 @@ export class DeadSites {
     return noIp ? this.hold(site ?? this.holdSite(name), job, sent.outcomes) : sent;
   }
 
+  /** The hold of `site` in force at `now`, read without ending one that ran out (GET /v1/explain); null when not held. */
+  heldSite(site: string, now: number): { since: number; until: number; reason: string } | null {
+    const held = this.held.get(site);
+    return held && held.until > now ? { since: held.since, until: held.until, reason: held.outcome.response } : null;
+  }
+
   /** Resolves once no bulk hold of due rows is under way: the scheduler waits for it before claiming (see HeldMail.holdsDone). */
   holdsDone(): Promise<void> {
     return this.mail.holdsDone();

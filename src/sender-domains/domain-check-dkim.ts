@@ -4,6 +4,7 @@ import type { DkimConfig } from '../config/dkim-schema.ts';
 import { dkimRecordName, dkimTxtValue, DkimRecordError, parseDkimTxt, publicKeyMatches, type DkimRecord } from './dns-record.ts';
 import { describeFailure, lookupTxt, type DomainCheckResolver, type Lookup } from './domain-check-dns.ts';
 import type { DkimKeyCheck, DkimSigningCheck } from './domain-check-report.ts';
+import { signingChoice, type SigningChoice } from './signing-choice.ts';
 
 /**
  * DKIM of a sender domain: which configured domain signs its mail (itself, a parent that covers
@@ -12,23 +13,6 @@ import type { DkimKeyCheck, DkimSigningCheck } from './domain-check-report.ts';
  */
 
 const MIN_RSA_BITS = 1024;
-
-export interface SigningChoice {
-  /** d= of the signatures; null when mail leaves unsigned. */
-  domain: string | null;
-  source: DkimSigningCheck['source'];
-}
-
-/** The configured domain whose keys sign mail From: `domain` (the signer's rule). */
-export function signingChoice(domain: string, dkim: DkimConfig | undefined): SigningChoice {
-  if (!dkim) return { domain: null, source: 'none' };
-  if (Object.hasOwn(dkim.domains, domain)) return { domain, source: 'domain' };
-  for (let dot = domain.indexOf('.'); dot !== -1; dot = domain.indexOf('.', dot + 1)) {
-    const parent = domain.slice(dot + 1);
-    if (dkim.domains[parent]?.subdomains) return { domain: parent, source: 'parent' };
-  }
-  return dkim.fallback ? { domain: dkim.fallback, source: 'fallback' } : { domain: null, source: 'none' };
-}
 
 export async function checkDkim(input: {
   domain: string;

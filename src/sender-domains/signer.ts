@@ -5,6 +5,7 @@ import type { DkimConfig } from '../config/dkim-schema.ts';
 import type { DkimKey, DkimKeyStore } from './key-store.ts';
 import { toWireForm } from '../mail/wire-form.ts';
 import { signatureFields, type SignatureFields } from './signature-fields.ts';
+import { signingChoice } from './signing-choice.ts';
 import type { SigningPool } from './signing-pool.ts';
 
 /**
@@ -53,16 +54,6 @@ export function createDkimSigner(options: DkimSignerOptions): DkimSigner {
     return { message, domain: null, selectors: [] };
   }
 
-  /** The configured domain that signs for a From domain: itself, a parent with subdomains, or the fallback. */
-  function signingDomain(fromDomain: string): string | null {
-    if (Object.hasOwn(config.domains, fromDomain)) return fromDomain;
-    for (let dot = fromDomain.indexOf('.'); dot !== -1; dot = fromDomain.indexOf('.', dot + 1)) {
-      const parent = fromDomain.slice(dot + 1);
-      if (config.domains[parent]?.subdomains) return parent;
-    }
-    return config.fallback;
-  }
-
   /** Signed on the pool's threads, or on this thread when the pool cannot (a thread died, none is running, it is closed). */
   async function onThreads(threads: Pick<SigningPool, 'sign'>, message: Buffer, signingKeys: readonly DkimKey[], now: number): Promise<SignatureFields> {
     try {
@@ -80,7 +71,7 @@ export function createDkimSigner(options: DkimSignerOptions): DkimSigner {
       if (!hasDomains) return unsigned(message, 'no-key');
       const fromDomain = authorDomain(message);
       if (!fromDomain) return unsigned(message, 'no-from-domain');
-      const domain = signingDomain(fromDomain);
+      const { domain } = signingChoice(fromDomain, config);
       const signingKeys = domain ? keys.keysFor(domain) : [];
       if (!domain || signingKeys.length === 0) return unsigned(message, 'no-key');
 

@@ -3,7 +3,10 @@ import { systemClock } from '../../src/clock.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { makeConfigParts } from '../../src/config-parts.ts';
 import type { ControlApiDeps } from '../../src/control-api/server.ts';
+import { DeadSites } from '../../src/engine/dead-sites.ts';
 import { ReadyQueues } from '../../src/engine/ready-queue.ts';
+import { createRouteExplainer } from '../../src/engine/route-explanation.ts';
+import { createDeliverer } from '../../src/engine/smtp-deliverer.ts';
 import { createPoolBackend } from '../../src/ippool/backend/create-pool-backend.ts';
 import { EgressPool } from '../../src/ippool/egress-pool.ts';
 import { createReputationTracker } from '../../src/ippool/reputation.ts';
@@ -13,35 +16,41 @@ import { Metrics } from '../../src/observability/metrics.ts';
 import { resolveConfig } from '../../src/resolved-config.ts';
 import { checkDomain } from '../../src/sender-domains/domain-check.ts';
 import { createDkimKeyStore } from '../../src/sender-domains/key-store.ts';
+import { explainSender } from '../../src/sender-domains/sender-explanation.ts';
 import type { Store } from '../../src/storage/store.ts';
 import { createFixtureResolver, type FixtureResolver } from './fixture-resolver.ts';
 
 /**
- * The egress pool and sender domains a control API reports on, built from `config` as the
- * daemon builds them (src/main.ts, src/config-parts.ts), for tests that start the API alone: a
- * real pool on the local backend over `store` (not started: it holds no timer), and a real DKIM
- * key store (not watching its files). DNS comes from `resolver`, by default an empty zone. Its
- * reload reads `config` again and has no component to swap, so it answers that nothing changed.
+ * The egress pool, sender domains and route explainer a control API reports on, built from
+ * `config` as the daemon builds them (src/main.ts, src/config-parts.ts), for tests that start
+ * the API alone: a real pool on the local backend over `store` (not started: it holds no timer),
+ * a real DKIM key store (not watching its files), the real router, and dead sites that are not
+ * started (none is held). DNS comes from `resolver`, by default an empty zone. Its reload reads
+ * `config` again and has no component to swap, so it answers that nothing changed.
  */
-export function apiSources(options: { store: Store; config?: ConfigInput; clock?: Clock; resolver?: FixtureResolver }): Pick<ControlApiDeps, 'pool' | 'domains' | 'reload' | 'tenants'> {
+export function apiSources(options: { store: Store; config?: ConfigInput; clock?: Clock; resolver?: FixtureResolver }): Pick<ControlApiDeps, 'pool' | 'domains' | 'reload' | 'tenants' | 'explainer'> {
   const { store, clock = systemClock, resolver = createFixtureResolver() } = options;
   const read = () => resolveConfig(options.config ?? {}, { source: 'test', env: {} });
   const resolved = read();
   const { config } = resolved;
   const logger = createLogger('silent');
+  const metrics = new Metrics({ processMetrics: false });
   const dkimKeys = createDkimKeyStore({ keys: resolved.dkimKeys, resolver, clock, logger });
   const parts = makeConfigParts(resolved, { dns: resolver, clock, logger, dkimKeys, signingPool: undefined, onUnsigned: () => {} });
   const backend = createPoolBackend({ store, clock });
+  const queues = new ReadyQueues({ shaping: parts.pool.policy.shaping, limiter: backend.limiter, clock, idleConnectionTimeout: 5_000, deadSite: config.delivery.deadSite });
   const pool = new EgressPool({
     ...parts.pool,
     backend,
     reputation: createReputationTracker({ windowMs: config.reputation.window, minSamples: config.reputation.minSamples }),
-    paths: new ReadyQueues({ shaping: parts.pool.policy.shaping, limiter: backend.limiter, clock, idleConnectionTimeout: 5_000, deadSite: config.delivery.deadSite }),
+    paths: queues,
     defaultEgress: { address: null, hostname: config.hostname },
     clock,
     logger,
-    metrics: new Metrics({ processMetrics: false }),
+    metrics,
   });
+  const deliverer = createDeliverer({ logger, metrics, timeouts: config.delivery.timeouts, queues, bounceRules: () => resolved.bounceRules });
+  const sites = new DeadSites({ store, paths: queues.health, prober: deliverer, router: parts.router, clock, logger, metrics, maxAgeMs: () => config.delivery.maxAge, onResumed: () => {} });
   const live = new LiveConfig({ initial: resolved, reread: read, logger, prepare: async () => () => {} });
   return {
     pool,
@@ -51,5 +60,14 @@ export function apiSources(options: { store: Store; config?: ConfigInput; clock?
       check: (domain) => checkDomain({ domain, config, resolver, clock }),
     },
     reload: () => live.reload('api'),
+    explainer: createRouteExplainer({
+      router: parts.router,
+      pool,
+      sites,
+      assignPool: (input) => parts.assignPool({ ...input, tenant: null }),
+      users: config.smtp.users.map((user) => user.username),
+      sender: (sender) => explainSender(sender, { dkim: config.dkim, keys: dkimKeys, returnPath: config.returnPath }),
+      clock,
+    }),
   };
 }

@@ -54,6 +54,7 @@ const EXPECTED: Array<{ route: string; /** The path called, for a route with par
   { route: 'DELETE /v1/ips/{address}/weight', path: '/v1/ips/127.0.0.2/weight', allowed: ['admin', 'operator'] },
   { route: 'POST /v1/ips/{address}/warmup', path: '/v1/ips/127.0.0.2/warmup', body: { plan: 'conservative', reason: 'role test' }, allowed: ['admin', 'operator'] },
   { route: 'DELETE /v1/ips/{address}/warmup', path: '/v1/ips/127.0.0.2/warmup', allowed: ['admin', 'operator'] },
+  { route: 'GET /v1/explain', path: '/v1/explain?sender=a@example.com&recipient=b@example.net', allowed: ['admin', 'operator', 'viewer'] },
   { route: 'GET /v1/audit', allowed: ['admin'] },
   { route: 'POST /v1/reload', allowed: ['admin'] },
 ];

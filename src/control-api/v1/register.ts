@@ -9,6 +9,7 @@ import type { Clock } from '../../clock.ts';
 import { recordAuditTrail, type AuditTrailDeps } from './audit-trail.ts';
 import { registerAuditRoute, type AuditRouteDeps } from './routes/audit.ts';
 import { registerDomainsRoutes, type DomainsRouteDeps } from './routes/domains.ts';
+import { registerExplainRoute, type ExplainRouteDeps } from './routes/explain.ts';
 import { registerIpOperationsRoutes, type IpOperationsRouteDeps } from './routes/ip-operations.ts';
 import { registerIpsRoutes, type IpsRouteDeps } from './routes/ips.ts';
 import { registerMessagesRoutes, type MessagesRouteDeps } from './routes/messages.ts';
@@ -32,6 +33,8 @@ export interface V1ApiDeps {
   domains: DomainsRouteDeps;
   /** The configured tenants: a tenant's token sees its pools' IPs and its sender domains. */
   tenants: TenantLookup;
+  /** Why a message would go where it goes, for /v1/explain. */
+  explainer: ExplainRouteDeps['explainer'];
   /** Receives every route the plugin guards (the control API refuses /v1 routes that are not). */
   guarded: WeakSet<RouteOptions>;
 }
@@ -71,6 +74,7 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerIpsRoutes(v1, { pool: deps.pool, tenants: deps.tenants });
     registerIpOperationsRoutes(v1, { pool: deps.pool, clock: deps.clock });
     registerDomainsRoutes(v1, { ...deps.domains, tenants: deps.tenants });
+    registerExplainRoute(v1, { explainer: deps.explainer });
     registerAuditRoute(v1, { store: deps.store });
     registerReloadRoute(v1, { reload: deps.reload });
 

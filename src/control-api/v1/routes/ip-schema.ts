@@ -4,11 +4,11 @@
  * not describe.
  */
 
-const TIME = { type: 'string', format: 'date-time' } as const;
-const MAYBE_TIME = { type: ['string', 'null'], format: 'date-time' } as const;
-const COUNT = { type: 'integer', minimum: 0 } as const;
+export const TIME = { type: 'string', format: 'date-time' } as const;
+export const MAYBE_TIME = { type: ['string', 'null'], format: 'date-time' } as const;
+export const COUNT = { type: 'integer', minimum: 0 } as const;
 
-const WINDOW = {
+export const WINDOW = {
   type: 'object',
   additionalProperties: false,
   required: ['cap', 'used', 'windowStart', 'windowEnd'],
@@ -57,7 +57,7 @@ const PROVIDER = {
   },
 } as const;
 
-const RESTRICTION = {
+export const RESTRICTION = {
   type: 'object',
   additionalProperties: false,
   required: ['scope', 'provider', 'site', 'action', 'ratePerHour', 'rule', 'by', 'reason', 'until'],

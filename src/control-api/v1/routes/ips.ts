@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import type { ApiPrincipal } from '../../../access/api-token.ts';
 import type { TenantLookup } from '../../../access/tenants.ts';
 import type { EgressPool } from '../../../ippool/egress-pool.ts';
-import type { IpSnapshot, WindowUsage } from '../../../ippool/pool-snapshot.ts';
+import type { IpSnapshot, RestrictionSnapshot, WindowUsage } from '../../../ippool/pool-snapshot.ts';
 import { pathOf, sendProblem } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
 import { rolesFor } from '../route-roles.ts';
@@ -84,27 +84,37 @@ export function unknownIp(request: FastifyRequest<{ Params: { address: string } 
   return sendProblem(reply, problem('NOT_FOUND', `No egress IP ${request.params.address} is configured (ips[].address)`, { instance: pathOf(request) }));
 }
 
+/** A time as the API shows it: RFC 3339. */
+export const rfc3339 = (ms: number) => new Date(ms).toISOString();
+export const rfc3339OrNull = (ms: number | null) => (ms === null ? null : rfc3339(ms));
+
+/** A warm-up counting window as the API shows it. */
+export function usageJson(w: WindowUsage): object {
+  return { cap: w.cap, used: w.used, windowStart: rfc3339(w.windowStart), windowEnd: rfc3339(w.windowEnd) };
+}
+
+export function restrictionJson(r: RestrictionSnapshot): object {
+  return { ...r, until: rfc3339(r.until) };
+}
+
 /** The snapshot as the API shows it: times in RFC 3339. */
 export function ipJson(ip: IpSnapshot): Record<string, unknown> {
-  const time = (ms: number) => new Date(ms).toISOString();
-  const maybe = (ms: number | null) => (ms === null ? null : time(ms));
-  const usage = (w: WindowUsage) => ({ cap: w.cap, used: w.used, windowStart: time(w.windowStart), windowEnd: time(w.windowEnd) });
   return {
     address: ip.address,
     hostname: ip.hostname,
     pool: ip.pool,
     weight: ip.weight,
-    weightOverride: ip.weightOverride && { ...ip.weightOverride, setAt: time(ip.weightOverride.setAt) },
-    lastSentAt: maybe(ip.lastSentAt),
-    warmupOverride: ip.warmupOverride && { ...ip.warmupOverride, start: time(ip.warmupOverride.start), setAt: time(ip.warmupOverride.setAt) },
+    weightOverride: ip.weightOverride && { ...ip.weightOverride, setAt: rfc3339(ip.weightOverride.setAt) },
+    lastSentAt: rfc3339OrNull(ip.lastSentAt),
+    warmupOverride: ip.warmupOverride && { ...ip.warmupOverride, start: rfc3339(ip.warmupOverride.start), setAt: rfc3339(ip.warmupOverride.setAt) },
     warmup: ip.warmup && {
       ...ip.warmup,
-      configuredStart: time(ip.warmup.configuredStart),
-      restartedAt: maybe(ip.warmup.restartedAt),
-      start: time(ip.warmup.start),
+      configuredStart: rfc3339(ip.warmup.configuredStart),
+      restartedAt: rfc3339OrNull(ip.warmup.restartedAt),
+      start: rfc3339(ip.warmup.start),
     },
-    providers: ip.providers.map((p) => ({ ...p, warmup: p.warmup && { hourly: usage(p.warmup.hourly), daily: usage(p.warmup.daily) } })),
-    restrictions: ip.restrictions.map((r) => ({ ...r, until: time(r.until) })),
-    recoveries: ip.recoveries.map((r) => ({ ...r, endedAt: time(r.endedAt), endsAt: maybe(r.endsAt) })),
+    providers: ip.providers.map((p) => ({ ...p, warmup: p.warmup && { hourly: usageJson(p.warmup.hourly), daily: usageJson(p.warmup.daily) } })),
+    restrictions: ip.restrictions.map(restrictionJson),
+    recoveries: ip.recoveries.map((r) => ({ ...r, endedAt: rfc3339(r.endedAt), endsAt: rfc3339OrNull(r.endsAt) })),
   };
 }

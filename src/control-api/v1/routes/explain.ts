@@ -1,0 +1,66 @@
+import type { FastifyInstance } from 'fastify';
+import type { RouteExplainer, RouteExplanation } from '../../../engine/route-explanation.ts';
+import type { IpCheck } from '../../../ippool/gate-description.ts';
+import { splitAddress } from '../../../mail/address.ts';
+import { sendInvalid } from '../../error-handler.ts';
+import { rolesFor } from '../route-roles.ts';
+import { AUTH_PROBLEMS, jsonResponse, problemResponses, v1Route } from '../schemas.ts';
+import { EXPLAIN_QUERY, EXPLANATION } from './explain-schema.ts';
+import { restrictionJson, rfc3339, rfc3339OrNull, usageJson } from './ips.ts';
+
+export interface ExplainRouteDeps {
+  explainer: RouteExplainer;
+}
+
+type Query = { sender: string; recipient: string; pool?: string; user?: string };
+
+/**
+ * GET /v1/explain?sender=&recipient=[&pool=&user=]: the route a message would take now and why
+ * (src/engine/route-explanation.ts), read without side effects. A lookup failure is part of the
+ * answer, never an error of the request. Tenants are not built yet: when they are, a `tenant`
+ * parameter names whose pools and domains confine the choice, and a tenant's token is held to
+ * its own.
+ */
+export function registerExplainRoute(app: FastifyInstance, deps: ExplainRouteDeps): void {
+  app.get<{ Querystring: Query }>('/v1/explain', {
+    schema: {
+      ...v1Route({ summary: 'Why a message would take the route it would take', roles: rolesFor('GET', '/v1/explain') ?? [], tags: ['explain'] }),
+      querystring: EXPLAIN_QUERY,
+      response: { 200: jsonResponse('The pool, route, egress IPs, DKIM signature and return path, each with why.', EXPLANATION), ...problemResponses(...AUTH_PROBLEMS) },
+    },
+    handler: async (request, reply) => {
+      const { sender, recipient, pool = null, user = null } = request.query;
+      for (const [name, value] of [['sender', sender], ['recipient', recipient]] as const) {
+        if (!splitAddress(value) || /[\s\u0000-\u001f\u007f]/.test(value)) return sendInvalid(request, reply, `querystring.${name}`, `not an address (local@domain): ${JSON.stringify(value)}`);
+      }
+      const answer = await deps.explainer.explain({ sender, recipient, pool, user });
+      if ('refused' in answer) {
+        const known = answer.known.join(', ') || 'none';
+        return answer.refused === 'unknown-user'
+          ? sendInvalid(request, reply, 'querystring.user', `no SMTP user ${JSON.stringify(user)} (smtp.users[].username: ${known})`)
+          : sendInvalid(request, reply, 'querystring.pool', `no pool ${JSON.stringify(pool)} (pools with egress IPs: ${known})`);
+      }
+      return explanationJson(answer);
+    },
+  });
+}
+
+/** The explanation as the API shows it: times in RFC 3339. */
+function explanationJson(e: RouteExplanation): object {
+  return {
+    ...e,
+    at: rfc3339(e.at),
+    route: { ...e.route, held: e.route.held && { ...e.route.held, since: rfc3339(e.route.held.since), until: rfc3339(e.route.held.until) } },
+    egress: e.egress && { ...e.egress, ips: e.egress.ips.map((ip) => ({ ...ip, checks: ip.checks.map(checkJson) })) },
+  };
+}
+
+function checkJson(check: IpCheck): object {
+  const { restriction, warmup } = check;
+  return {
+    ...check,
+    retryAt: rfc3339OrNull(check.retryAt),
+    restriction: restriction && restrictionJson(restriction),
+    warmup: warmup && { ...warmup, start: rfc3339(warmup.start), hourly: warmup.hourly && usageJson(warmup.hourly), daily: warmup.daily && usageJson(warmup.daily) },
+  };
+}
