@@ -6,7 +6,8 @@ import { sendInvalid } from '../../error-handler.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, problemResponses, v1Route } from '../schemas.ts';
 import { EXPLAIN_QUERY, EXPLANATION } from './explain-schema.ts';
-import { restrictionJson, rfc3339, rfc3339OrNull, usageJson } from './ips.ts';
+import { rfc3339 } from '../message-view.ts';
+import { restrictionJson, rfc3339OrNull, usageJson } from './ips.ts';
 
 export interface ExplainRouteDeps {
   explainer: RouteExplainer;

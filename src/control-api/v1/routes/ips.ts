@@ -6,6 +6,7 @@ import type { EgressPool } from '../../../ippool/egress-pool.ts';
 import type { IpSnapshot, RestrictionSnapshot, WindowUsage } from '../../../ippool/pool-snapshot.ts';
 import { pathOf, sendProblem } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
+import { rfc3339 } from '../message-view.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
 import { IP_SCHEMA } from './ip-schema.ts';
@@ -84,8 +85,7 @@ export function unknownIp(request: FastifyRequest<{ Params: { address: string } 
   return sendProblem(reply, problem('NOT_FOUND', `No egress IP ${request.params.address} is configured (ips[].address)`, { instance: pathOf(request) }));
 }
 
-/** A time as the API shows it: RFC 3339. */
-export const rfc3339 = (ms: number) => new Date(ms).toISOString();
+/** A time the API may not have, as it shows times (RFC 3339), or null. */
 export const rfc3339OrNull = (ms: number | null) => (ms === null ? null : rfc3339(ms));
 
 /** A warm-up counting window as the API shows it. */
