@@ -327,6 +327,21 @@ export function runPoolBackendContract(name: string, makeFixture: () => Promise<
         });
       }
 
+      it('peeks at a bucket as a take would decide, taking nothing', async () => {
+        const { limiter } = backend;
+        // Before, between and after takes, a peek answers what a take would, and never changes the next take's answer.
+        for (const table of GCRA_TABLES) {
+          const key = `peek:${table.name}`;
+          for (const step of table.steps) {
+            const expected = { allowed: step.allowed, retryAfterMs: step.retryAfterMs };
+            for (let i = 0; i < 3; i++) expect(await limiter.peek(key, table.limit, T0 + step.t, step.cost)).toEqual(expected);
+            expect(await limiter.take(key, table.limit, T0 + step.t, step.cost)).toEqual(expected);
+          }
+        }
+        expect(await limiter.peek('never-taken', limit, T0)).toEqual({ allowed: true, retryAfterMs: 0 });
+        await expect(limiter.peek('k', limit, T0, 6)).rejects.toThrow(/exceeds the burst/);
+      });
+
       it('copes with an interval below the resolution of the clock', async () => {
         // 1e-6 ms per token vanishes when added to an epoch time: the TAT stays at now.
         const fast = { ratePerSecond: 1e9, burst: 1000 };
@@ -347,6 +362,7 @@ export function runPoolBackendContract(name: string, makeFixture: () => Promise<
         const other = (await open()).backend;
         for (let i = 0; i < 5; i++) expect((await backend.limiter.take('ip-a>gmail', limit, T0)).allowed).toBe(true);
         expect((await other.limiter.take('ip-a>gmail', limit, T0)).allowed).toBe(!fixture.sharedLimiter);
+        expect((await other.limiter.peek('ip-a>gmail', limit, T0)).allowed).toBe(!fixture.sharedLimiter);
       });
     });
 

@@ -1,7 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { bucketKeys, counterKeys, parseStateKey, stateKeys } from '../../src/ippool/pool-keys.ts';
 import { ALL_PROVIDERS, providerScope, siteScope } from '../../src/ippool/restriction-scope.ts';
-import { decodeRecovery, decodeRestriction, decodeTime, decodeWeightOverride, encodeRestriction, encodeWeightOverride, OPERATOR_RULE } from '../../src/ippool/restrictions.ts';
+import {
+  decodeRecovery,
+  decodeRestriction,
+  decodeTime,
+  decodeWarmupOverride,
+  decodeWeightOverride,
+  encodeRestriction,
+  encodeWarmupOverride,
+  encodeWeightOverride,
+  OPERATOR_RULE,
+} from '../../src/ippool/restrictions.ts';
 
 const gmail = providerScope('gmail');
 
@@ -170,5 +180,17 @@ describe("the operator's keys and values", () => {
     expect(decodeWeightOverride('{"weight":1.5,"by":"a","reason":"r","setAt":1}')).toBeNull();
     expect(decodeWeightOverride('{"weight":10,"reason":"r","setAt":1}')).toBeNull();
     expect(decodeWeightOverride('10')).toBeNull();
+  });
+
+  it("keeps an operator's warm-up plan under a key of its own, apart from the idle restart's bare time", () => {
+    expect(stateKeys.warmupOverride('127.0.0.2')).toBe('warmup-plan:127.0.0.2');
+    for (const ip of ['127.0.0.2', '2001:db8::5']) expect(parseStateKey(stateKeys.warmupOverride(ip))).toEqual({ kind: 'warmup-override', ip });
+    expect(parseStateKey(stateKeys.warmupRestart('127.0.0.2'))).toEqual({ kind: 'warmup-restart', ip: '127.0.0.2' });
+    expect(parseStateKey('warmup-plan:pool-a')).toBeNull();
+    const override = { plan: 'conservative', start: 1793491200000, by: 'ops-token', reason: 'new range', setAt: 1793520000000 };
+    expect(decodeWarmupOverride(encodeWarmupOverride(override))).toEqual(override);
+    expect(decodeWarmupOverride('{"plan":"","start":1,"by":"a","reason":"r","setAt":1}')).toBeNull();
+    expect(decodeWarmupOverride('{"plan":"p","start":1.5,"by":"a","reason":"r","setAt":1}')).toBeNull();
+    expect(decodeWarmupOverride('1793491200000')).toBeNull();
   });
 });
