@@ -5,14 +5,16 @@ import { reactionRulesConfigSchema } from '../../src/config/rule-schemas.ts';
 import { classifyReply } from '../../src/engine/classify.ts';
 import { ReadyQueues } from '../../src/engine/ready-queue.ts';
 import { createPoolBackend } from '../../src/ippool/backend/create-pool-backend.ts';
+import type { LocalRateLimiter } from '../../src/ippool/backend/local-rate-limiter.ts';
 import type { PoolBackend } from '../../src/ippool/contracts.ts';
 import { EgressPool, type PoolMember } from '../../src/ippool/egress-pool.ts';
 import type { EgressPath } from '../../src/ippool/egress-path.ts';
 import { loadPoolData } from '../../src/ippool/pool-data.ts';
+import { counterKeys } from '../../src/ippool/pool-keys.ts';
 import { createPoolPolicy } from '../../src/ippool/pool-policy.ts';
 import { ReactionEngine, loadReactionRules } from '../../src/ippool/reaction-rules.ts';
 import { createReputationTracker } from '../../src/ippool/reputation.ts';
-import { dayIndex, utcDayStart } from '../../src/ippool/warmup.ts';
+import { dayIndex, dayWindow, hourWindow, utcDayStart } from '../../src/ippool/warmup.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
@@ -560,5 +562,77 @@ describe('egress pool (local backend)', () => {
       expect(byDay.get(`${warming}|${provider}|30`)).toBe((perHour * 24) / 2);
     }
     p.stop();
+  });
+
+  describe('explanations (GET /v1/explain)', () => {
+    const HOUR = 3_600_000;
+    const iso = (ms: number) => new Date(ms).toISOString();
+    const gmailReply = (ip: string) => classifyReply({ code: 421, text: '4.7.28 unusual rate of unsolicited mail', stage: 'rcpt', remoteHost: 'aspmx.l.google.com', egressIp: ip }, BOUNCE_RULES);
+    const checksOf = async (p: EgressPool, site: string, address: string) => (await p.explain({ pool: 'default', site })).ips.find((i) => i.address === address)!.checks;
+
+    it('describes the ramp back after a throttle, a throttle toward one small site, a plan not started and an idle restart to come', async () => {
+      const now = clock.now();
+      const pending = utcDayStart(now) + 2 * 86_400_000;
+      const p = await pool([
+        member('127.0.0.2'),
+        member('127.0.0.3', { warmup: { plan: 'conservative', start: pending } }),
+        member('127.0.0.4', { warmup: { plan: 'conservative', start: utcDayStart(now) - 60 * 86_400_000 } }),
+      ]);
+
+      // Gmail's 4.7.28 throttles 127.0.0.2 for an hour; once it ends, the IP ramps back from 60/h.
+      await p.afterDelivery(path('127.0.0.2', GMAIL), [gmailReply('127.0.0.2')]);
+      expect((await checksOf(p, GMAIL, '127.0.0.2')).map((c) => c.check)).toEqual(['weight', 'throttled', 'rate']);
+      clock.set(now + HOUR + 60_000);
+      const ramp = (await checksOf(p, GMAIL, '127.0.0.2')).find((c) => c.check === 'recovering')!;
+      expect(ramp).toMatchObject({ ok: true, retryAt: null, restriction: null });
+      expect(ramp.detail).toBe(`coming back after a throttle for gmail ended at ${iso(now + HOUR)}: 60/h now, rising to the normal rate: a message may go now`);
+
+      // A small site says slow down five times: 127.0.0.2 is throttled toward that site alone.
+      for (let i = 0; i < 5; i++) await p.afterDelivery(path('127.0.0.2', TINY), [slowDown('127.0.0.2')]);
+      const tiny = (await checksOf(p, TINY, '127.0.0.2')).find((c) => c.check === 'throttled')!;
+      expect(tiny.restriction).toMatchObject({ scope: 'site', provider: 'other', site: TINY, action: 'throttle' });
+      expect(tiny.detail).toContain(`for site ${TINY} (other)`);
+      expect((await checksOf(p, OTHER, '127.0.0.2')).map((c) => c.check)).toEqual(['weight', 'rate']);
+
+      // A plan that starts the day after tomorrow: nothing before.
+      const notYet = (await checksOf(p, OTHER, '127.0.0.3')).find((c) => c.check === 'warmup')!;
+      expect(notYet).toMatchObject({ ok: false, retryAt: pending, detail: 'warm-up plan conservative starts on 2026-11-03: nothing before', warmup: { phase: 'pending', day: -2 } });
+
+      // Idle for sixty days: the next message restarts the plan from today; explaining does not.
+      const idle = (await checksOf(p, OTHER, '127.0.0.4')).find((c) => c.check === 'warmup')!;
+      expect(idle).toMatchObject({ ok: true, warmup: { restartsOnNextSend: true, start: utcDayStart(clock.now()), phase: 'warming', day: 0 } });
+      expect(await backend.state.list('warmup-restart:', clock.now())).toEqual([]);
+      p.stop();
+    });
+
+    it('changes nothing selection, the counters or the metrics see', async () => {
+      const now = clock.now();
+      const p = await pool([member('127.0.0.2', { warmup: { plan: 'conservative', start: utcDayStart(now) } }), member('127.0.0.3')]);
+      await p.afterDelivery(path('127.0.0.3', GMAIL), [gmailReply('127.0.0.3')]);
+      const limiter = backend.limiter as LocalRateLimiter;
+      const windows = (['hour', 'day'] as const).map((w) => ({ key: counterKeys.warmup('127.0.0.2', 'gmail', w), windowStart: (w === 'hour' ? hourWindow(now) : dayWindow(now)).start }));
+      const seen = async () => ({ buckets: limiter.size, counts: await backend.counters.get(windows), metrics: await metrics.registry.metrics() });
+      const before = await seen();
+      for (let i = 0; i < 20; i++) await p.explain({ pool: 'default', site: GMAIL });
+      expect(await seen()).toEqual(before);
+
+      // Selection then finds what it would have found: the throttle's one token, the plan's whole hour (50 a day: 4 an hour).
+      const chosen: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const selection = await p.select({ pool: 'default', site: GMAIL, count: 1, previous: '127.0.0.3' });
+        chosen.push(selection.ok ? selection.egress.address! : `wait:${selection.reason}`);
+      }
+      expect(chosen).toEqual(['127.0.0.3', '127.0.0.2', '127.0.0.2', '127.0.0.2', '127.0.0.2', 'wait:throttled']);
+      p.stop();
+    });
+
+    it("reports the system's default address when no IPs are configured, and no IPs for a pool without any", async () => {
+      const none = await pool([]);
+      expect(await none.explain({ pool: 'default', site: OTHER })).toMatchObject({ provider: 'other', defaultEgress: true, ips: [] });
+      none.stop();
+      const some = await pool([member('127.0.0.2')]);
+      expect(await some.explain({ pool: 'marketing', site: GMAIL })).toMatchObject({ pool: 'marketing', provider: 'gmail', defaultEgress: false, ips: [] });
+      some.stop();
+    });
   });
 });

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
 import { dkimConfigSchema, type DkimConfigInput } from '../../src/config/dkim-schema.ts';
 import { createDkimKeyStore, type DkimKeyStore } from '../../src/sender-domains/key-store.ts';
+import { explainSender } from '../../src/sender-domains/sender-explanation.ts';
 import { createDkimSigner, type UnsignedReason } from '../../src/sender-domains/signer.ts';
 import { OVER_SIGNED_HEADERS } from '../../src/sender-domains/signature-fields.ts';
 import { createDkimKeyFiles, dkimSignatureTags, fixtureTxtResolver, readKeysOf, verifyWithMailauth, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
@@ -28,7 +29,9 @@ function setup(dkim: DkimConfigInput) {
   stores.push(keys);
   const unsigned: UnsignedReason[] = [];
   const signer = createDkimSigner({ keys, config, clock, logger, onUnsigned: (reason) => unsigned.push(reason) });
-  return { signer, unsigned, clock };
+  // What GET /v1/explain says a sender's mail would get (no return paths configured here).
+  const explain = (sender: string) => explainSender(sender, { dkim: config, keys, returnPath: { secret: null, domains: {} } }).dkim;
+  return { signer, unsigned, clock, explain };
 }
 
 /** One RSA key per domain, selector "s1"; the records every test's verifier is given. */
@@ -101,6 +104,44 @@ describe('choosing the signing domain', () => {
     const { signer, unsigned } = setup({});
     expect((await signer.sign(message('alice@example.com'))).domain).toBeNull();
     expect(unsigned).toEqual(['no-key']);
+  });
+});
+
+describe('explaining the signature a sender would get (GET /v1/explain)', () => {
+  it('names the domain and selectors the signer then uses: its own keys, a parent covering subdomains, the fallback', async () => {
+    const { explain, signer } = setup({
+      domains: {
+        'example.com': { keys: [{ selector: 'rsa1', privateKey: files.rsa.path }, { selector: 'ed1', privateKey: files.ed25519.path }] },
+        'parent.example': { ...rsaKey(), subdomains: true },
+      },
+      fallback: 'parent.example',
+    });
+    const cases: Array<[string, string, string, string[]]> = [
+      ['news@example.com', 'domain', 'example.com', ['rsa1', 'ed1']],
+      ['app@mail.parent.example', 'parent', 'parent.example', ['s1']],
+      ['app@elsewhere.example', 'fallback', 'parent.example', ['s1']],
+    ];
+    for (const [sender, source, domain, selectors] of cases) {
+      const explained = explain(sender);
+      expect(explained, sender).toMatchObject({ fromDomain: sender.split('@')[1], source, domain, selectors });
+      const signed = await signer.sign(message(sender));
+      expect({ domain: signed.domain, selectors: signed.selectors }, sender).toEqual({ domain: explained.domain, selectors: explained.selectors });
+    }
+    expect(explain('news@example.com').detail).toBe("signed with d=example.com, its own key: rsa1 (rsa-sha256), ed1 (ed25519-sha256) (assuming the From header's domain is example.com)");
+    expect(explain('app@mail.parent.example').detail).toContain('dkim.domains.parent.example.subdomains');
+    expect(explain('app@elsewhere.example').detail).toContain('dkim.fallback: elsewhere.example has no key of its own');
+  });
+
+  it('says when the mail leaves unsigned', async () => {
+    const { explain, signer } = setup({ domains: { 'example.com': rsaKey() } });
+    expect(explain('app@other.example')).toEqual({
+      fromDomain: 'other.example',
+      domain: null,
+      source: 'none',
+      selectors: [],
+      detail: "no DKIM key for other.example and no dkim.fallback: unsigned (assuming the From header's domain is other.example)",
+    });
+    expect((await signer.sign(message('app@other.example'))).domain).toBeNull();
   });
 });
 

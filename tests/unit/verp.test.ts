@@ -1,6 +1,12 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { newQueueId } from '../../src/engine/queue-id.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { createDkimKeyStore } from '../../src/sender-domains/key-store.ts';
+import { explainSender } from '../../src/sender-domains/sender-explanation.ts';
+import { fixtureTxtResolver } from '../helpers/dkim-keys.ts';
+import { manualClock } from '../helpers/manual-clock.ts';
+import { dkimConfigSchema } from '../../src/config/dkim-schema.ts';
 import { MAX_VERP_LOCAL_PART_LENGTH, type ReturnPathConfig } from '../../src/config/return-path-schema.ts';
 import {
   bounceDomains,
@@ -223,5 +229,16 @@ describe('returnPathDomainOf and bounceDomains', () => {
     expect(returnPathDomainOf('example.net', config)).toBeNull();
     expect(returnPathDomainOf('toString', config)).toBeNull();
     expect(bounceDomains(config)).toEqual(new Set(['bounces.example.com', 'rp.mail.example.org']));
+  });
+});
+
+describe('explaining the return path a sender would carry (GET /v1/explain)', () => {
+  it('is the VERP form at the bounce domain of a listed sender domain, else the sender as given', () => {
+    const dkim = dkimConfigSchema.parse({});
+    const keys = createDkimKeyStore({ keys: [], resolver: fixtureTxtResolver({}), clock: manualClock(), logger: createLogger('silent') });
+    const explain = (sender: string) => explainSender(sender, { dkim, keys, returnPath: config }).returnPath;
+    expect(explain('news@Example.com')).toMatchObject({ verp: true, domain: 'bounces.example.com', address: 'b+<queue id>.<recipient id>.<tag>@bounces.example.com' });
+    expect(explain('alerts@example.org')).toMatchObject({ verp: true, domain: 'rp.mail.example.org' });
+    expect(explain('news@example.net')).toEqual({ verp: false, domain: null, address: 'news@example.net', detail: 'the sender as given: returnPath.domains does not list example.net' });
   });
 });
