@@ -187,18 +187,20 @@ export class PoolStateCache {
 
   /** Sets (or with null removes) the operator's weight for `ip`. */
   async overrideWeight(ip: string, override: WeightOverride | null): Promise<void> {
-    const key = stateKeys.weightOverride(ip);
-    await (override ? this.backend.set(key, encodeWeightOverride(override), null) : this.backend.delete(key));
-    this.operatorChanges++;
+    await this.writeOverride(stateKeys.weightOverride(ip), override && encodeWeightOverride(override));
     this.ip(ip).weightOverride = override;
   }
 
   /** Sets (or with null removes) the warm-up plan an operator (re)started for `ip`. */
   async overrideWarmup(ip: string, override: WarmupOverride | null): Promise<void> {
-    const key = stateKeys.warmupOverride(ip);
-    await (override ? this.backend.set(key, encodeWarmupOverride(override), null) : this.backend.delete(key));
-    this.operatorChanges++;
+    await this.writeOverride(stateKeys.warmupOverride(ip), override && encodeWarmupOverride(override));
     this.ip(ip).warmupOverride = override;
+  }
+
+  /** An operator's override, kept until removed (null removes it); a failure is thrown, before this copy changes. */
+  private async writeOverride(key: StateKey, value: string | null): Promise<void> {
+    await (value === null ? this.backend.delete(key) : this.backend.set(key, value, null));
+    this.operatorChanges++;
   }
 
   /** Notes that `ip` sent at `now`; written out now and then (the idle restart needs days, not seconds). */
