@@ -81,4 +81,23 @@ describe('ready queues', () => {
     queues.health.connected(down);
     expect(await queues.takeMessages(down, 1, clock.now())).toMatchObject({ allowed: true });
   });
+
+  it("let a path's message rate and health be read without taking a message or marking the path wanted (GET /v1/explain)", async () => {
+    const { clock, queues } = readyQueues();
+    const gmail = path('127.0.0.2', 'aspmx.l.google.com', 'gmail');
+    const now = clock.now();
+    for (let i = 0; i < 5; i++) expect(await queues.peekMessages(gmail, now)).toEqual({ allowed: true, retryAfterMs: 0, down: null });
+    expect(await queues.takeMessages(gmail, 2, now)).toMatchObject({ allowed: true });
+    expect(await queues.peekMessages(gmail, now)).toEqual({ allowed: false, retryAfterMs: 500, down: null });
+
+    const down = path('127.0.0.3');
+    const outcome = { disposition: 'transient', code: null, enhanced: '4.4.1', response: 'connection refused by mx.dest.test', stage: 'connect', bounceClass: 'connection', remoteHost: null, egressIp: '127.0.0.3' } as const;
+    queues.health.failed(down, { outcome, hops: [], hostname: 'mta.test' });
+    clock.advance(10_000);
+    expect(await queues.peekMessages(down, clock.now())).toEqual({ allowed: false, retryAfterMs: 50_000, down: { since: now, reason: 'connection refused by mx.dest.test', probeAt: now + 60_000 } });
+    // Only a delivery that asks makes the path wanted (worth a probe); an explanation does not.
+    expect(queues.health.get(down)!.wanted).toBe(false);
+    await queues.takeMessages(down, 1, clock.now());
+    expect(queues.health.get(down)!.wanted).toBe(true);
+  });
 });
