@@ -113,7 +113,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const partDeps = { dns, clock, logger, dkimKeys, signingPool, onUnsigned: (reason: string) => metrics.dkimUnsigned.inc({ reason }) };
     let parts: ConfigParts = makeConfigParts(resolved, partDeps);
     // The tenants of the configuration in effect, for every door and the queue.
-    const tenants: TenantLookup = { get: (name) => parts.tenants.get(name) };
+    const tenants: TenantLookup = { get: (name) => parts.tenants.get(name), names: () => parts.tenants.names() };
     const live = new LiveConfig({
       initial: resolved,
       reread: options.reread ?? (() => resolved),
@@ -229,8 +229,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             router: parts.router,
             pool,
             sites,
-            assignPool: (input) => parts.assignPool({ ...input, tenant: null }),
-            users: current.smtp.users.map((user) => user.username),
+            assignPool: parts.assignPool,
+            tenants,
+            users: current.smtp.users,
             sender: (sender) => explainSender(sender, { dkim: current.dkim, keys: dkimKeys, returnPath: current.returnPath }),
             clock,
           }).explain(request);

@@ -17,6 +17,7 @@ export interface Tenant {
 /** Finds a tenant by name; the daemon's lookup follows reloads (src/config-parts.ts). */
 export interface TenantLookup {
   get(name: string): Tenant | undefined;
+  names(): string[];
 }
 
 export class TenantDirectory implements TenantLookup {

@@ -1,6 +1,7 @@
 import type { Clock } from '../clock.ts';
 import type { EgressPool } from '../ippool/egress-pool.ts';
-import { DEFAULT_POOL, POOL_HEADER, type PoolAssignment } from '../ippool/pool-assignment.ts';
+import { tenantMaySend, type Tenant, type TenantLookup } from '../access/tenants.ts';
+import { DEFAULT_POOL, POOL_HEADER, type PoolAssigner, type PoolAssignment } from '../ippool/pool-assignment.ts';
 import type { PoolExplanation } from '../ippool/pool-explanation.ts';
 import { domainOf } from '../mail/address.ts';
 import type { SenderExplanation } from '../sender-domains/sender-explanation.ts';
@@ -24,8 +25,15 @@ export interface ExplainRequest {
   pool: string | null;
   /** The SMTP user that submits it (smtp.users[].username); null: a trusted network's client, or none. */
   user: string | null;
-  // Tenants (issue 9, section 2) will confine the pools and sender domains a message may use:
-  // the tenant's name belongs here, and the pool choice below asks it.
+  /** The tenant it is sent for; null: the user's tenant, or none. */
+  tenant: string | null;
+}
+
+/** The tenant a message is sent for, and whether it may use this sender. */
+export interface TenantChoice {
+  name: string;
+  senderAllowed: boolean;
+  detail: string;
 }
 
 export interface PoolChoice {
@@ -55,6 +63,8 @@ export interface RouteExplanation {
   at: number;
   sender: string;
   recipient: string;
+  /** The tenant it is sent for; null for none. */
+  tenant: TenantChoice | null;
   pool: PoolChoice;
   route: RouteChoice;
   /** The pool's egress IPs toward the site; null when there is no route, hence no site to judge them for. */
@@ -63,17 +73,18 @@ export interface RouteExplanation {
   returnPath: SenderExplanation['returnPath'];
 }
 
-/** Why a request cannot be explained: it names a user or a pool the configuration does not have. */
-export type ExplainRefusal = { refused: 'unknown-user' | 'unknown-pool'; known: readonly string[] };
+/** Why a request cannot be explained: it names a user, a pool or a tenant the configuration does not have. */
+export type ExplainRefusal = { refused: 'unknown-user' | 'unknown-pool' | 'unknown-tenant'; known: readonly string[] };
 
 export interface RouteExplainerDeps {
   router: Pick<Router, 'resolve'>;
   pool: Pick<EgressPool, 'explain' | 'pools'>;
   sites: Pick<DeadSites, 'heldSite'>;
   /** The pool assignment of the queue (poolAssignerFor of the configuration). */
-  assignPool(input: { header: string | null; submitter: string | null; sender: string }): PoolAssignment;
-  /** The SMTP users' names. */
-  users: readonly string[];
+  assignPool: PoolAssigner;
+  tenants: TenantLookup;
+  /** The SMTP users (smtp.users). */
+  users: ReadonlyArray<{ username: string; tenant?: string | undefined }>;
   /** What the sender's mail would carry (sender-domains/sender-explanation.ts). */
   sender(sender: string): SenderExplanation;
   clock: Clock;
@@ -87,11 +98,16 @@ export function createRouteExplainer(deps: RouteExplainerDeps): RouteExplainer {
   return {
     async explain(request) {
       const { user, pool: requested } = request;
-      if (user !== null && !deps.users.includes(user)) return { refused: 'unknown-user', known: deps.users };
+      const known = deps.users.find((u) => u.username === user);
+      if (user !== null && !known) return { refused: 'unknown-user', known: deps.users.map((u) => u.username) };
       const pools = [...new Set([DEFAULT_POOL, ...deps.pool.pools()])];
       if (requested !== null && !pools.includes(requested)) return { refused: 'unknown-pool', known: pools };
+      // As the queue does: the user's tenant, unless the request names one.
+      const tenantName = request.tenant ?? known?.tenant ?? null;
+      const tenant = tenantName === null ? null : deps.tenants.get(tenantName);
+      if (tenant === undefined) return { refused: 'unknown-tenant', known: deps.tenants.names() };
       const at = deps.clock.now();
-      const assignment = deps.assignPool({ header: requested, submitter: user, sender: request.sender });
+      const assignment = deps.assignPool({ header: requested, submitter: user, tenant, sender: request.sender });
       const route = await routeOf(domainOf(request.recipient), deps, at);
       const egress = route.site === null ? null : await deps.pool.explain({ pool: assignment.pool, site: route.site });
       const { dkim, returnPath } = deps.sender(request.sender);
@@ -99,6 +115,7 @@ export function createRouteExplainer(deps: RouteExplainerDeps): RouteExplainer {
         at,
         sender: request.sender,
         recipient: request.recipient,
+        tenant: tenant && tenantChoice(tenant, request.sender),
         pool: poolChoice(assignment, request),
         route: { ...route, provider: egress?.provider ?? null },
         egress,
@@ -120,6 +137,13 @@ async function routeOf(domain: string, deps: RouteExplainerDeps, now: number): P
     // The router answers lookup failures itself; anything thrown is reported as one too, never a 500.
     return failed({ disposition: 'transient', enhanced: '4.4.3', message: `routing ${domain} failed: ${(err as Error).message}` });
   }
+}
+
+function tenantChoice(tenant: Tenant, sender: string): TenantChoice {
+  const senderAllowed = tenantMaySend(tenant, sender);
+  const domains = tenant.senderDomains.join(', ');
+  const detail = senderAllowed ? `tenant ${tenant.name} may send as ${sender} (senderDomains: ${domains})` : `tenant ${tenant.name} may not send as ${sender}: refused at acceptance (senderDomains: ${domains})`;
+  return { name: tenant.name, senderAllowed, detail };
 }
 
 function poolChoice(assignment: PoolAssignment, request: ExplainRequest): PoolChoice {

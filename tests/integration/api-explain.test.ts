@@ -52,7 +52,8 @@ function config(sink: SmtpSink, keys: DkimKeyFiles): ConfigInput {
         { name: 'night-shift', role: 'operator', hash: hashApiToken(operator) },
       ],
     },
-    smtp: { users: [{ username: 'alice', password: 'alice-password', allowedSenders: ['*'], pool: 'news', pools: ['default'] }] },
+    smtp: { users: [{ username: 'alice', password: 'alice-password', allowedSenders: ['*'], pool: 'news', pools: ['default'], tenant: 'acme' }] },
+    tenants: { acme: { senderDomains: ['example.test', 'news.test'], pools: ['news', 'default'] }, beta: { senderDomains: ['beta.test'], pools: ['default'] } },
     ips: [
       { address: '127.0.0.2', hostname: 'a.explain.test' },
       { address: '127.0.0.3', hostname: 'b.explain.test', weight: 50 },
@@ -163,6 +164,17 @@ describe.each([{ driver: 'sqlite' as const }, { driver: 'postgres' as const }])(
     expect(unasked.detail).toContain('X-Rookery-Pool: news is ignored: only a user that may use a pool can ask for it');
     const news = await explain({ sender: 'app@news.test', recipient: 'x@other.test' });
     expect(news.egress!.ips.map((i) => i.address)).toEqual(['127.0.0.4']);
+    expect(news.tenant).toBeNull();
+
+    // A tenant keeps the choice within its pools, as at acceptance, and says whether the sender is its.
+    const beta = await explain({ sender: 'app@news.test', recipient: 'x@other.test', tenant: 'beta' });
+    // pools.news.senders covers news.test, but news is not one of beta's pools.
+    expect(beta.pool).toMatchObject({ name: 'default', rule: 'default' });
+    expect((await explain({ sender: 'app@news.test', recipient: 'x@other.test', tenant: 'beta', user: 'alice' })).pool).toMatchObject({ name: 'default', rule: 'tenant' });
+    expect(beta.tenant).toEqual({ name: 'beta', senderAllowed: false, detail: 'tenant beta may not send as app@news.test: refused at acceptance (senderDomains: beta.test)' });
+    expect(beta.egress!.ips.map((i) => i.address)).toEqual(['127.0.0.2', '127.0.0.3']);
+    // A user's tenant applies when none is named.
+    expect((await explain({ sender: 'app@news.test', recipient: 'x@other.test', user: 'alice' })).tenant).toMatchObject({ name: 'acme', senderAllowed: true });
 
     const problem = async (query: string) => {
       const res = await call('GET', `/v1/explain?${query}`);
@@ -174,12 +186,13 @@ describe.each([{ driver: 'sqlite' as const }, { driver: 'postgres' as const }])(
       ['sender=app@example.test&recipient=x@', 'querystring.recipient'],
       ['sender=app@example.test&recipient=x@other.test&user=mallory', 'querystring.user'],
       ['sender=app@example.test&recipient=x@other.test&pool=vip', 'querystring.pool'],
-      ['sender=app@example.test&recipient=x@other.test&tenant=acme', 'querystring.tenant'],
+      ['sender=app@example.test&recipient=x@other.test&tenant=nobody', 'querystring.tenant'],
     ];
     for (const [query, path] of cases) {
       expect(await problem(query), query).toMatchObject({ status: 400, code: 'INVALID_REQUEST', errors: [expect.objectContaining({ path })] });
     }
     expect((await problem('sender=a@example.test&recipient=x@other.test&user=mallory')).errors[0]!.message).toBe('no SMTP user "mallory" (smtp.users[].username: alice)');
+    expect((await problem('sender=a@example.test&recipient=x@other.test&tenant=nobody')).errors[0]!.message).toBe('no tenant "nobody" (tenants: acme, beta)');
     expect((await call('GET', '/v1/explain?sender=a@example.test&recipient=x@other.test', 'not-a-token')).status).toBe(401);
   });
 
@@ -299,6 +312,7 @@ interface Check {
 
 interface Explanation {
   at: string;
+  tenant: { name: string; senderAllowed: boolean; detail: string } | null;
   pool: { name: string; rule: string; requested: string | null; refused: string | null; detail: string };
   route: { via: string | null; site: string | null; provider: string | null; nextHops: unknown[]; error: unknown; held: { since: string; until: string; reason: string } | null };
   egress: { ips: Array<{ address: string; hostname: string; eligible: boolean; share: number; weight: object; checks: Check[] }> } | null;

@@ -18,6 +18,7 @@ export const EXPLAIN_QUERY = {
     recipient: { ...ADDRESS, description: 'One recipient (local@domain, or local@[address literal]).' },
     pool: { type: 'string', minLength: 1, maxLength: 64, description: 'The pool the message asks for (X-Rookery-Pool), honoured only when `user` may use it.' },
     user: { type: 'string', minLength: 1, maxLength: 256, description: 'The SMTP user that submits it (smtp.users[].username); omitted: no user.' },
+    tenant: { type: 'string', minLength: 1, maxLength: 64, description: "The tenant it is sent for (tenants); omitted: the user's tenant, or none." },
   },
 } as const;
 
@@ -122,18 +123,25 @@ const EGRESS = {
 export const EXPLANATION = {
   type: 'object',
   additionalProperties: false,
-  required: ['at', 'sender', 'recipient', 'pool', 'route', 'egress', 'dkim', 'returnPath'],
+  required: ['at', 'sender', 'recipient', 'tenant', 'pool', 'route', 'egress', 'dkim', 'returnPath'],
   properties: {
     at: TIME,
     sender: { type: 'string' },
     recipient: { type: 'string' },
+    tenant: {
+      type: ['object', 'null'],
+      additionalProperties: false,
+      required: ['name', 'senderAllowed', 'detail'],
+      description: 'The tenant it is sent for, and whether its senderDomains allow the sender; null for none.',
+      properties: { name: { type: 'string' }, senderAllowed: { type: 'boolean' }, detail: DETAIL },
+    },
     pool: {
       type: 'object',
       additionalProperties: false,
       required: ['name', 'rule', 'requested', 'refused', 'detail'],
       properties: {
         name: { type: 'string' },
-        rule: { type: 'string', enum: ['header', 'user', 'sender', 'default'], description: "The message's request, its user's pool, its sender's domain (pools.*.senders), or the default." },
+        rule: { type: 'string', enum: ['header', 'user', 'sender', 'tenant', 'default'], description: "The message's request, its user's pool, its sender's domain (pools.*.senders), its tenant's first pool, or the default." },
         requested: { type: ['string', 'null'] },
         refused: { type: ['string', 'null'], description: 'The requested pool when it was not honoured.' },
         detail: DETAIL,

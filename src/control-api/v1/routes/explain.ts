@@ -13,14 +13,13 @@ export interface ExplainRouteDeps {
   explainer: RouteExplainer;
 }
 
-type Query = { sender: string; recipient: string; pool?: string; user?: string };
+type Query = { sender: string; recipient: string; pool?: string; user?: string; tenant?: string };
 
 /**
- * GET /v1/explain?sender=&recipient=[&pool=&user=]: the route a message would take now and why
- * (src/engine/route-explanation.ts), read without side effects. A lookup failure is part of the
- * answer, never an error of the request. Tenants are not built yet: when they are, a `tenant`
- * parameter names whose pools and domains confine the choice, and a tenant's token is held to
- * its own.
+ * GET /v1/explain?sender=&recipient=[&pool=&user=&tenant=]: the route a message would take now and
+ * why (src/engine/route-explanation.ts), read without side effects. A lookup failure is part of
+ * the answer, never an error of the request. A tenant (named, or the user's) confines the pool as
+ * at acceptance, and the answer says whether its sender domains allow the sender.
  */
 export function registerExplainRoute(app: FastifyInstance, deps: ExplainRouteDeps): void {
   app.get<{ Querystring: Query }>('/v1/explain', {
@@ -30,16 +29,21 @@ export function registerExplainRoute(app: FastifyInstance, deps: ExplainRouteDep
       response: { 200: jsonResponse('The pool, route, egress IPs, DKIM signature and return path, each with why.', EXPLANATION), ...problemResponses(...AUTH_PROBLEMS) },
     },
     handler: async (request, reply) => {
-      const { sender, recipient, pool = null, user = null } = request.query;
+      const { sender, recipient, pool = null, user = null, tenant = null } = request.query;
       for (const [name, value] of [['sender', sender], ['recipient', recipient]] as const) {
         if (!splitAddress(value) || /[\s\u0000-\u001f\u007f]/.test(value)) return sendInvalid(request, reply, `querystring.${name}`, `not an address (local@domain): ${JSON.stringify(value)}`);
       }
-      const answer = await deps.explainer.explain({ sender, recipient, pool, user });
+      const answer = await deps.explainer.explain({ sender, recipient, pool, user, tenant });
       if ('refused' in answer) {
         const known = answer.known.join(', ') || 'none';
-        return answer.refused === 'unknown-user'
-          ? sendInvalid(request, reply, 'querystring.user', `no SMTP user ${JSON.stringify(user)} (smtp.users[].username: ${known})`)
-          : sendInvalid(request, reply, 'querystring.pool', `no pool ${JSON.stringify(pool)} (pools with egress IPs: ${known})`);
+        switch (answer.refused) {
+          case 'unknown-user':
+            return sendInvalid(request, reply, 'querystring.user', `no SMTP user ${JSON.stringify(user)} (smtp.users[].username: ${known})`);
+          case 'unknown-pool':
+            return sendInvalid(request, reply, 'querystring.pool', `no pool ${JSON.stringify(pool)} (pools with egress IPs: ${known})`);
+          case 'unknown-tenant':
+            return sendInvalid(request, reply, 'querystring.tenant', `no tenant ${JSON.stringify(tenant)} (tenants: ${known})`);
+        }
       }
       return explanationJson(answer);
     },
