@@ -33,6 +33,8 @@ export type BounceClass =
   | 'egress-unavailable'
   | 'protocol'
   | 'expired'
+  /** An operator cancelled it (POST /v1/queue/bounce, DELETE /v1/messages/{id}): never attempted again. */
+  | 'cancelled'
   | 'other';
 
 export interface DeliveryOutcome {

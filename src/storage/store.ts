@@ -1,4 +1,5 @@
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
+import type { PausedScopes, QueueControl } from './queue-control.ts';
 
 /**
  * The durable queue. Every backend (SQLite, PostgreSQL) satisfies the same contract test suite
@@ -134,6 +135,8 @@ export interface ClaimOptions {
   owner: string;
   /** The lease: the claim expires after this long unless renewed (renewLeases). */
   leaseMs: number;
+  /** Scopes an operator paused: their rows are left where they are, due or not. */
+  paused?: PausedScopes;
 }
 
 /**
@@ -164,7 +167,7 @@ export interface PoolStateEntry {
   expiresAt: number | null;
 }
 
-export interface Store extends MessageReads, AuditLog {
+export interface Store extends MessageReads, AuditLog, QueueControl {
   readonly driver: 'sqlite' | 'postgres';
 
   /** Applies pending migrations. Safe to call on every start. */
@@ -182,7 +185,8 @@ export interface Store extends MessageReads, AuditLog {
    * until now + leaseMs, under a new lease token (one per call). Several daemons may claim
    * concurrently without claiming the same row. Order: nextAttemptAt, then recipient id; a row
    * taken over from an expired lease keeps the nextAttemptAt it had when first claimed. A lease is
-   * expired when locked_until < now.
+   * expired when locked_until < now. Rows of `paused` scopes are not claimed (queued or with an
+   * expired lease).
    */
   claimDue(options: ClaimOptions): Promise<ClaimedRecipient[]>;
 
@@ -197,9 +201,10 @@ export interface Store extends MessageReads, AuditLog {
 
   /**
    * Earliest time a row becomes claimable: a queued row's nextAttemptAt, or just after a lease
-   * runs out (its holder may have died); null when no row is queued or delivering.
+   * runs out (its holder may have died); null when no row is queued or delivering. Rows of
+   * `paused` scopes do not count (claimDue would leave them).
    */
-  nextDueAt(): Promise<number | null>;
+  nextDueAt(paused?: PausedScopes): Promise<number | null>;
 
   loadMessage(messageId: string): Promise<StoredMessage | null>;
 

@@ -4,6 +4,7 @@ import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import { registerReadContract } from './store-contract-reads.ts';
 import { registerAuditContract } from './store-contract-audit.ts';
+import { registerQueueControlContract } from './store-contract-queue-control.ts';
 import { DataRefusedError, type AttemptResult, type Lease, type LeaseToken, type NewMessage, type Store } from '../../src/storage/store.ts';
 
 /**
@@ -87,6 +88,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
 
     registerReadContract({ store: () => store, clock: () => clock });
     registerAuditContract({ store: () => store, clock: () => clock });
+    registerQueueControlContract({ store: () => store, open, clock: () => clock });
 
     it('enqueues a message with one queued row per recipient', async () => {
       const m = message({ recipients: ['a@One.test', 'b@two.TEST', 'c@one.test'], dueAt: T0 + 5 });

@@ -105,7 +105,7 @@ describe.skipIf(!available)('PostgreSQL store', () => {
       await client.connect();
       try {
         const { rows } = await client.query(`SELECT version FROM "${schema.schema}".schema_migrations ORDER BY version`);
-        expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+        expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
       } finally {
         await client.end();
       }

@@ -49,7 +49,7 @@ describe('SQLite store', () => {
     const db = new DatabaseSync(path, { readOnly: true });
     try {
       expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
-      expect(db.prepare('SELECT version FROM schema_migrations').all().map((r) => r.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(db.prepare('SELECT version FROM schema_migrations').all().map((r) => r.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     } finally {
       db.close();
     }

@@ -181,6 +181,25 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX messages_tenant_created_at ON messages (tenant, created_at, id) WHERE tenant IS NOT NULL;
     `,
   },
+  {
+    version: 9,
+    name: 'queue pauses',
+    sql: `
+      -- An operator's pause of a destination domain, an egress pool or an egress IP, one per scope,
+      -- read by every node a few seconds apart. kind has no CHECK: a later scope (tenant) is one
+      -- more value, not a rebuilt table; a kind a node does not know is ignored by it.
+      CREATE TABLE queue_pauses (
+        kind       text NOT NULL,
+        value      text NOT NULL,
+        reason     text NOT NULL,
+        paused_by  text NOT NULL,
+        created_at bigint NOT NULL,
+        -- NULL: until resumed.
+        ends_at    bigint,
+        PRIMARY KEY (kind, value)
+      );
+    `,
+  },
 ];
 
 /** First key of the two-key advisory lock taken while migrating ("rook"). */

@@ -49,6 +49,9 @@ import { asRefusal, UncertainCommitError, withTransaction } from './transaction.
 import * as sql from './queries.ts';
 import * as reads from './message-queries.ts';
 import * as audit from './audit-queries.ts';
+import * as control from './queue-control-queries.ts';
+import type { PausedScopes, QueuePause, QueueScope, QueueSelection } from '../queue-control.ts';
+import { checkBulk, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
 import { AUDIT_PURGE_CHUNK, auditInsertValues, auditQueryBounds, toAuditRecord } from '../audit-rows.ts';
 import { messageQueryBounds, toBacklogGroups, toDsnRecord, toMessageInfo, toMessageSummaries } from '../message-rows.ts';
 import { WorkListener } from './work-listener.ts';
@@ -146,10 +149,10 @@ class PostgresStore implements Store {
   async claimDue(options: ClaimOptions): Promise<ClaimedRecipient[]> {
     this.assertOpen();
     checkClaimOptions(options);
-    const { now, limit, owner, leaseMs } = options;
+    const { now, limit, owner, leaseMs, paused } = options;
     if (limit === 0) return [];
     const token = newLeaseToken();
-    const rows = await sql.claimDue(this.pool, now, limit, owner, now + leaseMs, token);
+    const rows = await sql.claimDue(this.pool, now, limit, owner, now + leaseMs, token, paused);
     return rows.sort(compareDue).map((row) => toClaimedRecipient(row, token));
   }
 
@@ -159,9 +162,9 @@ class PostgresStore implements Store {
     return sql.renewLeases(this.pool, leases, lockedUntil);
   }
 
-  async nextDueAt(): Promise<number | null> {
+  async nextDueAt(paused?: PausedScopes): Promise<number | null> {
     this.assertOpen();
-    return sql.nextDueAt(this.pool);
+    return sql.nextDueAt(this.pool, paused);
   }
 
   async loadMessage(messageId: string): Promise<StoredMessage | null> {
@@ -301,6 +304,62 @@ class PostgresStore implements Store {
       total += deleted;
       if (deleted < AUDIT_PURGE_CHUNK) return total;
     }
+  }
+
+  /*
+   * Queue control: pauses and the bulk moves and claims of a selection are single statements on
+   * the pool, like claims and holds (queue-control-queries.ts).
+   */
+
+  async setPause(pause: QueuePause, now: number): Promise<QueuePause | null> {
+    this.assertOpen();
+    const values = pauseInsertValues(pause);
+    const replaced = await control.upsertPause(this.pool, values, now).catch((err: unknown) => {
+      throw asRefusal(err);
+    });
+    return replaced ? toQueuePause(replaced) : null;
+  }
+
+  async deletePause(scope: QueueScope, now: number): Promise<QueuePause | null> {
+    this.assertOpen();
+    const { kind, value } = scopeKey(scope);
+    const ended = await control.deletePause(this.pool, kind, value, now);
+    return ended ? toQueuePause(ended) : null;
+  }
+
+  async listPauses(now: number): Promise<QueuePause[]> {
+    this.assertOpen();
+    return (await control.listPauses(this.pool, now)).flatMap((row) => toQueuePause(row) ?? []);
+  }
+
+  async purgeEndedPauses(now: number): Promise<number> {
+    this.assertOpen();
+    return control.purgeEndedPauses(this.pool, now);
+  }
+
+  async retryQueued(selection: QueueSelection, now: number, limit: number): Promise<number> {
+    this.assertOpen();
+    checkBulk('retryQueued', now, limit);
+    if (limit === 0) return 0;
+    const moved = await control.retryQueued(this.pool, selection.kind, selectionValue(selection), now, limit);
+    // Due now: the other nodes may take them too.
+    if (moved > 0) await sql.notifyWork(this.pool, this.schema);
+    return moved;
+  }
+
+  async claimQueued(selection: QueueSelection, options: Omit<ClaimOptions, 'paused'>): Promise<ClaimedRecipient[]> {
+    this.assertOpen();
+    checkClaimOptions(options);
+    const { now, limit, owner, leaseMs } = options;
+    if (limit === 0) return [];
+    const token = newLeaseToken();
+    const rows = await control.claimQueued(this.pool, selection.kind, selectionValue(selection), now, limit, owner, now + leaseMs, token);
+    return rows.map((row) => toClaimedRecipient(row, token));
+  }
+
+  async countDelivering(selection: QueueSelection): Promise<number> {
+    this.assertOpen();
+    return control.countDelivering(this.pool, selection.kind, selectionValue(selection));
   }
 
   /*

@@ -2,6 +2,8 @@ import type pg from 'pg';
 import type { AttemptResult, Lease, LeaseToken, NewMessage, PoolStateEntry, UsageChange, UsageWindow } from '../store.ts';
 import { domainOf } from '../../mail/address.ts';
 import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../store-rows.ts';
+import { anyPaused, type PausedScopes } from '../queue-control.ts';
+import { pausedLists } from '../queue-control-rows.ts';
 
 /**
  * Every SQL statement of the PostgreSQL backend, one function per query. Statements with a
@@ -71,24 +73,50 @@ export async function insertMessages(db: Db, messages: readonly NewMessage[]): P
 }
 
 /**
+ * Paused domains and pools as arrays, tested on each row a claim's scan passes: the scan stays
+ * the index walk in due order that stops at the limit (a join with the pauses table could be
+ * planned as a hash anti-join, which reads and sorts every due row), and nothing is moved on a
+ * pause or a resume. The price is that the due rows of paused scopes are walked past each claim.
+ * The pool is a scalar subquery, so it is read per row through the messages' primary key (as an
+ * anti-join, the planner may read every message of the table instead), and only when a pool is
+ * paused. Returns the filter, the statement name's suffix and the values it binds.
+ */
+function unpaused(paused: PausedScopes, first: number): { filter: string; suffix: string; values: string[][] } {
+  const { domains, pools } = pausedLists(paused);
+  const parts: string[] = [];
+  const values: string[][] = [];
+  if (domains.length > 0) {
+    values.push(domains);
+    parts.push(`AND NOT (domain = ANY($${first + values.length - 1}::text[]))`);
+  }
+  if (pools.length > 0) {
+    values.push(pools);
+    parts.push(`AND (SELECT pm.pool FROM messages pm WHERE pm.id = recipients.message_id) <> ALL($${first + values.length - 1}::text[])`);
+  }
+  return { filter: parts.join(' '), suffix: `${domains.length > 0 ? 'd' : ''}${pools.length > 0 ? 'p' : ''}`, values };
+}
+
+/**
  * Claims due rows. Each candidate set is locked with FOR UPDATE SKIP LOCKED, so concurrent
  * claimers (other daemons) skip each other's rows instead of waiting or double-claiming; a row
  * changed by a committed claim after this statement's snapshot is re-checked and dropped.
  * Two limited scans (expired leases, due queued rows in order) avoid sorting a whole backlog.
+ * Rows of `paused` scopes are left alone (see unpaused).
  */
-export async function claimDue(db: Db, now: number, limit: number, owner: string, lockedUntil: number, token: LeaseToken): Promise<ClaimedRow[]> {
+export async function claimDue(db: Db, now: number, limit: number, owner: string, lockedUntil: number, token: LeaseToken, paused?: PausedScopes): Promise<ClaimedRow[]> {
+  const { filter, suffix, values } = anyPaused(paused) ? unpaused(paused, 6) : { filter: '', suffix: '', values: [] };
   const { rows } = await db.query<ClaimedRow>({
-    name: 'rookery_claim_due_v2',
+    name: suffix ? `rookery_claim_due_unpaused_${suffix}` : 'rookery_claim_due_v2',
     text: `
       WITH expired AS (
         SELECT id, next_attempt_at FROM recipients
-        WHERE state = 'delivering' AND locked_until < $1
+        WHERE state = 'delivering' AND locked_until < $1 ${filter}
         ORDER BY next_attempt_at, id
         LIMIT $2
         FOR UPDATE SKIP LOCKED
       ), queued AS (
         SELECT id, next_attempt_at FROM recipients
-        WHERE state = 'queued' AND next_attempt_at <= $1
+        WHERE state = 'queued' AND next_attempt_at <= $1 ${filter}
         ORDER BY next_attempt_at, id
         LIMIT $2
         FOR UPDATE SKIP LOCKED
@@ -103,7 +131,7 @@ export async function claimDue(db: Db, now: number, limit: number, owner: string
       WHERE r.id = p.id AND m.id = r.message_id
       RETURNING r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
                 m.sender, m.created_at AS message_created_at, m.message_id_header, m.size`,
-    values: [now, limit, owner, lockedUntil, token],
+    values: [now, limit, owner, lockedUntil, token, ...values],
   });
   return rows;
 }
@@ -276,8 +304,25 @@ export async function notifyWork(db: Db, schema: string): Promise<void> {
   await db.query({ name: 'rookery_notify_work', text: 'SELECT pg_notify($1, $2)', values: [WORK_CHANNEL, schema] });
 }
 
-/** The earliest queued due time, or 1 ms after the earliest lease end (claimable once locked_until < now). */
-export async function nextDueAt(db: Db): Promise<number | null> {
+/**
+ * The earliest queued due time, or 1 ms after the earliest lease end (claimable once locked_until
+ * < now); rows of `paused` scopes do not count. With pauses, each side is the first row its index
+ * walk finds that a claim would take.
+ */
+export async function nextDueAt(db: Db, paused?: PausedScopes): Promise<number | null> {
+  if (anyPaused(paused)) {
+    const { filter, suffix, values } = unpaused(paused, 1);
+    const { rows } = await db.query<{ at: number | null }>({
+      name: `rookery_next_due_at_unpaused_${suffix}`,
+      text: `
+        SELECT least(
+          (SELECT next_attempt_at FROM recipients WHERE state = 'queued' ${filter} ORDER BY next_attempt_at LIMIT 1),
+          (SELECT locked_until + 1 FROM recipients WHERE state = 'delivering' ${filter} ORDER BY locked_until LIMIT 1)
+        ) AS at`,
+      values,
+    });
+    return rows[0]?.at ?? null;
+  }
   const { rows } = await db.query<{ at: number | null }>({
     name: 'rookery_next_due_at_v2',
     text: `

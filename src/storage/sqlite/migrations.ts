@@ -178,6 +178,25 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX messages_tenant_created_at ON messages (tenant, created_at, id) WHERE tenant IS NOT NULL;
     `,
   },
+  {
+    version: 9,
+    name: 'queue pauses',
+    sql: `
+      -- An operator's pause of a destination domain, an egress pool or an egress IP, one per scope,
+      -- read by every node a few seconds apart. kind has no CHECK: a later scope (tenant) is one
+      -- more value, not a rebuilt table; a kind a node does not know is ignored by it.
+      CREATE TABLE queue_pauses (
+        kind       TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        paused_by  TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        -- NULL: until resumed.
+        ends_at    INTEGER,
+        PRIMARY KEY (kind, value)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ];
 
 /**

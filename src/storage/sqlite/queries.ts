@@ -2,6 +2,8 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
 import type { LeaseToken, NewMessage, PoolStateEntry, UsageChange } from '../store.ts';
 import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../store-rows.ts';
+import { anyPaused, type PausedScopes } from '../queue-control.ts';
+import { pausedLists } from '../queue-control-rows.ts';
 
 /**
  * Every SQL statement of the SQLite backend, prepared once, one function per query. The write
@@ -21,20 +23,20 @@ export function prepareQueries(db: DatabaseSync) {
 
   // Two range scans of recipients_due, each limited, merged: expired leases (the few rows in
   // flight) and due queued rows in next_attempt_at order. A single OR query would have to sort
-  // every due row of a backlog to take the first n.
-  const selectDue = stmt(`
+  // every due row of a backlog to take the first n. `filter` narrows both scans (see unpaused below).
+  const dueSql = (filter: string) => `
     SELECT r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
            m.sender, m.created_at AS message_created_at, m.message_id_header, m.size
     FROM (
       SELECT id, next_attempt_at FROM (
         SELECT id, next_attempt_at FROM recipients INDEXED BY recipients_lease_end
-        WHERE state = 'delivering' AND locked_until < ?1
+        WHERE state = 'delivering' AND locked_until < ?1 ${filter}
         ORDER BY next_attempt_at, id LIMIT ?2
       )
       UNION ALL
       SELECT id, next_attempt_at FROM (
         SELECT id, next_attempt_at FROM recipients
-        WHERE state = 'queued' AND next_attempt_at <= ?1
+        WHERE state = 'queued' AND next_attempt_at <= ?1 ${filter}
         ORDER BY next_attempt_at, id LIMIT ?2
       )
       ORDER BY next_attempt_at, id
@@ -42,7 +44,32 @@ export function prepareQueries(db: DatabaseSync) {
     ) AS due
     JOIN recipients r ON r.id = due.id
     JOIN messages m ON m.id = r.message_id
-    ORDER BY due.next_attempt_at, due.id`);
+    ORDER BY due.next_attempt_at, due.id`;
+
+  // Paused domains and pools as JSON arrays, tested on each row the scan passes: the scan stays
+  // the same index walk in due order that stops at the limit, and nothing is moved on a pause or
+  // a resume. The price is that the due rows of paused scopes are walked past on each claim. The
+  // pool is read per row through the messages' primary key, and only when a pool is paused.
+  const unpaused = (paused: PausedScopes, domains: string, pools: string) =>
+    [
+      paused.domains.length > 0 ? `AND domain NOT IN (SELECT value FROM json_each(${domains}))` : '',
+      paused.pools.length > 0 ? `AND (SELECT pm.pool FROM messages pm WHERE pm.id = recipients.message_id) NOT IN (SELECT value FROM json_each(${pools}))` : '',
+    ].join(' ');
+  /** A statement per combination of paused kinds, prepared on first use. */
+  const variants = new Map<string, StatementSync>();
+  const variant = (name: string, paused: PausedScopes, sql: (filter: string) => string, params: [string, string]) => {
+    const key = `${name}:${paused.domains.length > 0}:${paused.pools.length > 0}`;
+    let statement = variants.get(key);
+    if (!statement) variants.set(key, (statement = stmt(sql(unpaused(paused, ...params)))));
+    return statement;
+  };
+  /** The bound values of the paused lists: the pools' only when its parameter is in the text. */
+  const pausedValues = (paused: PausedScopes) => {
+    const { domains, pools } = pausedLists(paused);
+    return pools.length > 0 ? [JSON.stringify(domains), JSON.stringify(pools)] : [JSON.stringify(domains)];
+  };
+
+  const selectDue = stmt(dueSql(''));
 
   const lease = stmt(`
     UPDATE recipients SET state = 'delivering', locked_by = ?, locked_until = ?, lease_token = ?, updated_at = ?
@@ -108,6 +135,21 @@ export function prepareQueries(db: DatabaseSync) {
       UNION ALL
       SELECT min(locked_until) + 1 FROM recipients INDEXED BY recipients_lease_end WHERE state = 'delivering'
     )`);
+
+  // With pauses: the first row of each scan that a claim would take (min() with a filter would
+  // read every queued row; ORDER BY ... LIMIT 1 walks the index and stops at the first).
+  const nextDueAtSql = (filter: string) => `
+    SELECT min(at) AS at FROM (
+      SELECT * FROM (
+        SELECT next_attempt_at AS at FROM recipients INDEXED BY recipients_due
+        WHERE state = 'queued' ${filter} ORDER BY next_attempt_at LIMIT 1
+      )
+      UNION ALL
+      SELECT * FROM (
+        SELECT locked_until + 1 AS at FROM recipients INDEXED BY recipients_lease_end
+        WHERE state = 'delivering' ${filter} ORDER BY locked_until LIMIT 1
+      )
+    )`;
 
   const selectMessage = stmt(`
     SELECT id, sender, message_id_header, body, submitter, source, created_at, pool FROM messages WHERE id = ?`);
@@ -193,8 +235,9 @@ export function prepareQueries(db: DatabaseSync) {
       insertRecipient.run(messageId, recipient, domain, dueAt, createdAt, createdAt);
     },
 
-    selectDue(now: number, limit: number): ClaimedRow[] {
-      return selectDue.all(now, limit) as unknown as ClaimedRow[];
+    selectDue(now: number, limit: number, paused?: PausedScopes): ClaimedRow[] {
+      if (!anyPaused(paused)) return selectDue.all(now, limit) as unknown as ClaimedRow[];
+      return variant('due', paused, dueSql, ['?3', '?4']).all(now, limit, ...pausedValues(paused)) as unknown as ClaimedRow[];
     },
 
     lease(id: number, owner: string, lockedUntil: number, token: LeaseToken, now: number): void {
@@ -266,8 +309,9 @@ export function prepareQueries(db: DatabaseSync) {
       return Number(resumeDomain.run(domain, until, now, limit).changes);
     },
 
-    nextDueAt(): number | null {
-      return (nextDueAt.get() as { at: number | null }).at;
+    nextDueAt(paused?: PausedScopes): number | null {
+      if (!anyPaused(paused)) return (nextDueAt.get() as { at: number | null }).at;
+      return (variant('next', paused, nextDueAtSql, ['?1', '?2']).get(...pausedValues(paused)) as { at: number | null }).at;
     },
 
     selectMessage(id: string): MessageDbRow | undefined {

@@ -49,6 +49,9 @@ import { migrateSqlite } from './migrations.ts';
 import { prepareQueries, type SqliteQueries } from './queries.ts';
 import { prepareMessageQueries, type SqliteMessageQueries } from './message-queries.ts';
 import { prepareAuditQueries, type SqliteAuditQueries } from './audit-queries.ts';
+import { prepareQueueControlQueries, type SqliteQueueControlQueries } from './queue-control-queries.ts';
+import type { PausedScopes, QueuePause, QueueScope, QueueSelection } from '../queue-control.ts';
+import { checkBulk, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
 import { AUDIT_PURGE_CHUNK, auditInsertValues, auditQueryBounds, toAuditRecord } from '../audit-rows.ts';
 import { messageQueryBounds, toBacklogGroups, toDsnRecord, toMessageInfo, toMessageSummaries } from '../message-rows.ts';
 
@@ -90,6 +93,7 @@ class SqliteStore implements Store {
   private queries: SqliteQueries | null = null;
   private messageQueries: SqliteMessageQueries | null = null;
   private auditQueries: SqliteAuditQueries | null = null;
+  private controlQueries: SqliteQueueControlQueries | null = null;
   private closing: Promise<void> | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
@@ -130,6 +134,7 @@ class SqliteStore implements Store {
     this.queries ??= prepareQueries(this.db);
     this.messageQueries ??= prepareMessageQueries(this.db);
     this.auditQueries ??= prepareAuditQueries(this.db);
+    this.controlQueries ??= prepareQueueControlQueries(this.db);
   }
 
   async enqueue(messages: NewMessage[]): Promise<void> {
@@ -140,11 +145,11 @@ class SqliteStore implements Store {
 
   async claimDue(options: ClaimOptions): Promise<ClaimedRecipient[]> {
     checkClaimOptions(options);
-    const { now, limit, owner, leaseMs } = options;
+    const { now, limit, owner, leaseMs, paused } = options;
     if (limit === 0) return [];
     const token = newLeaseToken();
     return this.write((q) => {
-      const rows = q.selectDue(now, limit);
+      const rows = q.selectDue(now, limit, paused);
       for (const row of rows) q.lease(row.id, owner, now + leaseMs, token, now);
       return rows.map((row) => toClaimedRecipient(row, token));
     });
@@ -155,8 +160,8 @@ class SqliteStore implements Store {
     return this.write((q) => leases.filter((l) => !q.renewLease(l.recipientId, l.token, lockedUntil)).map((l) => l.recipientId));
   }
 
-  async nextDueAt(): Promise<number | null> {
-    return this.read().nextDueAt();
+  async nextDueAt(paused?: PausedScopes): Promise<number | null> {
+    return this.read().nextDueAt(paused);
   }
 
   async loadMessage(messageId: string): Promise<StoredMessage | null> {
@@ -287,6 +292,59 @@ class SqliteStore implements Store {
     }
   }
 
+  async setPause(pause: QueuePause, now: number): Promise<QueuePause | null> {
+    const values = pauseInsertValues(pause);
+    const control = this.readControl();
+    return this.write(() => {
+      const replaced = control.selectPause(values[0], values[1], now);
+      control.upsertPause(values);
+      return replaced ? toQueuePause(replaced) : null;
+    });
+  }
+
+  async deletePause(scope: QueueScope, now: number): Promise<QueuePause | null> {
+    const { kind, value } = scopeKey(scope);
+    const control = this.readControl();
+    return this.write(() => {
+      const ended = control.selectPause(kind, value, now);
+      control.deletePause(kind, value);
+      return ended ? toQueuePause(ended) : null;
+    });
+  }
+
+  async listPauses(now: number): Promise<QueuePause[]> {
+    return this.readControl().listPauses(now).flatMap((row) => toQueuePause(row) ?? []);
+  }
+
+  async purgeEndedPauses(now: number): Promise<number> {
+    const control = this.readControl();
+    return this.write(() => control.purgeEnded(now));
+  }
+
+  async retryQueued(selection: QueueSelection, now: number, limit: number): Promise<number> {
+    checkBulk('retryQueued', now, limit);
+    const control = this.readControl();
+    if (limit === 0) return 0;
+    return this.write(() => control.retry(selection.kind, selectionValue(selection), now, limit));
+  }
+
+  async claimQueued(selection: QueueSelection, options: Omit<ClaimOptions, 'paused'>): Promise<ClaimedRecipient[]> {
+    checkClaimOptions(options);
+    const { now, limit, owner, leaseMs } = options;
+    const control = this.readControl();
+    if (limit === 0) return [];
+    const token = newLeaseToken();
+    return this.write((q) => {
+      const rows = control.selectQueued(selection.kind, selectionValue(selection), limit);
+      for (const row of rows) q.lease(row.id, owner, now + leaseMs, token, now);
+      return rows.map((row) => toClaimedRecipient(row, token));
+    });
+  }
+
+  async countDelivering(selection: QueueSelection): Promise<number> {
+    return this.readControl().countDelivering(selection.kind, selectionValue(selection));
+  }
+
   async reserveUsage(change: UsageChange, limit: number): Promise<{ ok: boolean; total: number }> {
     return this.write((q) => {
       const total = q.reserveUsage(change, limit);
@@ -368,6 +426,11 @@ class SqliteStore implements Store {
   private readAudit(): SqliteAuditQueries {
     this.read();
     return this.auditQueries!;
+  }
+
+  private readControl(): SqliteQueueControlQueries {
+    this.read();
+    return this.controlQueries!;
   }
 
   private assertOpen(): void {

@@ -1,0 +1,113 @@
+import type { LeaseToken } from '../store.ts';
+import type { QueueSelection } from '../queue-control.ts';
+import { selectionPredicate, type PauseDbRow } from '../queue-control-rows.ts';
+import type { ClaimedRow } from '../store-rows.ts';
+import type { Db } from './queries.ts';
+
+/**
+ * The PostgreSQL statements of queue control (QueueControl): pauses, and the bulk moves and
+ * claims of a selection's queued rows. Each is one statement on the pool, like claims: a bulk
+ * update holds its rows' locks for one statement only, and skips the rows a claim holds locked
+ * (they are being delivered). A selection's statements are named per kind (one text each).
+ */
+
+const PAUSE_COLUMNS = 'kind, value, reason, paused_by, created_at, ends_at';
+
+/** Creates or replaces the pause of a scope; returns the one replaced when it was in force at `now`. */
+export async function upsertPause(db: Db, values: [string, string, string, string, number, number | null], now: number): Promise<PauseDbRow | undefined> {
+  const { rows } = await db.query<PauseDbRow>({
+    name: 'rookery_upsert_pause',
+    // Every part of the statement reads one snapshot: `replaced` is the row as it was before the upsert.
+    text: `
+      WITH replaced AS (
+        SELECT ${PAUSE_COLUMNS} FROM queue_pauses WHERE kind = $1 AND value = $2
+      ), written AS (
+        INSERT INTO queue_pauses (${PAUSE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT (kind, value) DO UPDATE SET
+          reason = excluded.reason, paused_by = excluded.paused_by, created_at = excluded.created_at, ends_at = excluded.ends_at
+      )
+      SELECT ${PAUSE_COLUMNS} FROM replaced WHERE ends_at IS NULL OR ends_at > $7`,
+    values: [...values, now],
+  });
+  return rows[0];
+}
+
+/** Deletes the pause of a scope; returns it when it was in force at `now`. */
+export async function deletePause(db: Db, kind: string, value: string, now: number): Promise<PauseDbRow | undefined> {
+  const { rows } = await db.query<PauseDbRow>({
+    name: 'rookery_delete_pause',
+    text: `
+      WITH ended AS (DELETE FROM queue_pauses WHERE kind = $1 AND value = $2 RETURNING ${PAUSE_COLUMNS})
+      SELECT ${PAUSE_COLUMNS} FROM ended WHERE ends_at IS NULL OR ends_at > $3`,
+    values: [kind, value, now],
+  });
+  return rows[0];
+}
+
+/** Ordered by bytes (COLLATE "C") after the time, as SQLite orders text. */
+export async function listPauses(db: Db, now: number): Promise<PauseDbRow[]> {
+  const { rows } = await db.query<PauseDbRow>({
+    name: 'rookery_list_pauses',
+    text: `
+      SELECT ${PAUSE_COLUMNS} FROM queue_pauses
+      WHERE ends_at IS NULL OR ends_at > $1
+      ORDER BY created_at, kind COLLATE "C", value COLLATE "C"`,
+    values: [now],
+  });
+  return rows;
+}
+
+export async function purgeEndedPauses(db: Db, now: number): Promise<number> {
+  const { rowCount } = await db.query({ name: 'rookery_purge_ended_pauses', text: 'DELETE FROM queue_pauses WHERE ends_at <= $1', values: [now] });
+  return rowCount ?? 0;
+}
+
+/** Makes up to `limit` queued rows of the selection due after `now` due at `now` (so the next chunk does not pick them again). */
+export async function retryQueued(db: Db, kind: QueueSelection['kind'], value: string, now: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query({
+    name: `rookery_retry_queued_${kind}`,
+    text: `
+      WITH picked AS (
+        SELECT r.id FROM recipients r
+        WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued' AND r.next_attempt_at > $2
+        LIMIT $3
+        FOR UPDATE OF r SKIP LOCKED
+      )
+      UPDATE recipients r SET next_attempt_at = $2, updated_at = $2
+      FROM picked p WHERE r.id = p.id`,
+    values: [value, now, limit],
+  });
+  return rowCount ?? 0;
+}
+
+/** Claims up to `limit` queued rows of the selection, due or not, lowest id first (see claimDue for the locking). */
+export async function claimQueued(db: Db, kind: QueueSelection['kind'], value: string, now: number, limit: number, owner: string, lockedUntil: number, token: LeaseToken): Promise<ClaimedRow[]> {
+  const { rows } = await db.query<ClaimedRow>({
+    name: `rookery_claim_queued_${kind}`,
+    text: `
+      WITH picked AS (
+        SELECT r.id FROM recipients r
+        WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued'
+        ORDER BY r.id
+        LIMIT $2
+        FOR UPDATE OF r SKIP LOCKED
+      )
+      UPDATE recipients r
+      SET state = 'delivering', locked_by = $3, locked_until = $4, lease_token = $5, updated_at = $6
+      FROM picked p, messages m
+      WHERE r.id = p.id AND m.id = r.message_id
+      RETURNING r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
+                m.sender, m.created_at AS message_created_at, m.message_id_header, m.size`,
+    values: [value, limit, owner, lockedUntil, token, now],
+  });
+  return rows.sort((a, b) => a.id - b.id);
+}
+
+export async function countDelivering(db: Db, kind: QueueSelection['kind'], value: string): Promise<number> {
+  const { rows } = await db.query<{ n: number }>({
+    name: `rookery_count_delivering_${kind}`,
+    text: `SELECT count(*) AS n FROM recipients r WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'delivering'`,
+    values: [value],
+  });
+  return rows[0]!.n;
+}

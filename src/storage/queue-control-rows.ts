@@ -1,0 +1,80 @@
+import { QUEUE_SCOPE_KINDS, type PausedScopes, type QueuePause, type QueueScope, type QueueScopeKind, type QueueSelection } from './queue-control.ts';
+import { DataRefusedError } from './store.ts';
+
+/*
+ * Rows of queue pauses and the SQL of a queue selection, shared by the SQLite and PostgreSQL
+ * backends (same column names, same predicates), so the two act on the same rows.
+ */
+
+export interface PauseDbRow {
+  kind: string;
+  value: string;
+  reason: string;
+  paused_by: string;
+  created_at: number;
+  ends_at: number | null;
+}
+
+/** The stored key of a scope: its kind and the one value that names it. */
+export function scopeKey(scope: QueueScope): { kind: QueueScopeKind; value: string } {
+  switch (scope.kind) {
+    case 'domain':
+      return { kind: 'domain', value: scope.domain };
+    case 'pool':
+      return { kind: 'pool', value: scope.pool };
+    case 'egress-ip':
+      return { kind: 'egress-ip', value: scope.ip };
+  }
+}
+
+/** A stored pause; null for a kind this version does not know (written by a newer one), which it leaves alone. */
+export function toQueuePause(row: PauseDbRow): QueuePause | null {
+  const kind = row.kind as QueueScopeKind;
+  if (!QUEUE_SCOPE_KINDS.includes(kind)) return null;
+  const scope: QueueScope = kind === 'domain' ? { kind, domain: row.value } : kind === 'pool' ? { kind, pool: row.value } : { kind, ip: row.value };
+  return { scope, reason: row.reason, by: row.paused_by, createdAt: row.created_at, until: row.ends_at };
+}
+
+/** The values of one pause row, in the column order of the INSERT statements; throws for a pause no backend could store. */
+export function pauseInsertValues(p: QueuePause): [string, string, string, string, number, number | null] {
+  const { kind, value } = scopeKey(p.scope);
+  if (value === '') throw new DataRefusedError(`setPause: the ${kind} of a pause must not be empty`);
+  if (!Number.isSafeInteger(p.createdAt) || (p.until !== null && !Number.isSafeInteger(p.until))) {
+    throw new DataRefusedError('setPause: createdAt and until must be integer milliseconds');
+  }
+  return [kind, value, p.reason, p.by, p.createdAt, p.until];
+}
+
+/**
+ * The predicate that picks the recipient rows (alias `r`) of a selection, with its one value
+ * bound at `param` (`?1`, `$1`). Each kind reads an index where one exists: recipients_domain,
+ * recipients_message; a pool is a property of the message, an egress IP of the last attempt.
+ */
+export function selectionPredicate(kind: QueueSelection['kind'], param: string): string {
+  switch (kind) {
+    case 'domain':
+      return `r.domain = ${param}`;
+    case 'message':
+      return `r.message_id = ${param}`;
+    case 'egress-ip':
+      return `r.last_egress_ip = ${param}`;
+    case 'pool':
+      return `EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id AND m.pool = ${param})`;
+  }
+}
+
+/** The value a selection's predicate is bound to. */
+export function selectionValue(selection: QueueSelection): string {
+  return selection.kind === 'message' ? selection.messageId : scopeKey(selection).value;
+}
+
+/** Bulk moves and cancellations act in chunks; a bad limit or time fails alone, before any write. */
+export function checkBulk(operation: string, now: number, limit: number): void {
+  if (!Number.isSafeInteger(now)) throw new DataRefusedError(`${operation}: now must be integer milliseconds`);
+  if (!Number.isSafeInteger(limit) || limit < 0) throw new DataRefusedError(`${operation}: limit must be a non-negative integer`);
+}
+
+/** The paused scopes without repeats, as the claims bind them. */
+export function pausedLists(paused: PausedScopes): { domains: string[]; pools: string[] } {
+  return { domains: [...new Set(paused.domains)], pools: [...new Set(paused.pools)] };
+}

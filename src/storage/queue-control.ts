@@ -1,0 +1,92 @@
+import type { ClaimedRecipient, ClaimOptions } from './store.ts';
+
+/*
+ * The operator's hold on the queue (POST /v1/queue/pause, /resume, /retry, /bounce and DELETE
+ * /v1/messages/{id}): pauses kept in the store, so every node sharing it sees them and they
+ * survive a restart, and bulk moves of queued rows. Part of every Store.
+ */
+
+/**
+ * What a pause, a retry or a bounce applies to: the recipients of one destination domain, the
+ * messages of one egress pool, or one egress IP. A tenant scope joins them as one more case once
+ * messages record their tenant (its claim filter beside `pools` in PausedScopes).
+ */
+export type QueueScope =
+  /** Recipients of this domain (lower case, as stored). */
+  | { readonly kind: 'domain'; readonly domain: string }
+  /** Messages of this egress pool. */
+  | { readonly kind: 'pool'; readonly pool: string }
+  /**
+   * An egress IP (canonical spelling): paused, it is out of selection for every destination; for
+   * a retry or a bounce, the queued recipients whose last attempt went out from it.
+   */
+  | { readonly kind: 'egress-ip'; readonly ip: string };
+
+export type QueueScopeKind = QueueScope['kind'];
+export const QUEUE_SCOPE_KINDS: readonly QueueScopeKind[] = ['domain', 'pool', 'egress-ip'];
+
+/** The queued rows a bulk move or a cancellation acts on: a scope, or the recipients of one message. */
+export type QueueSelection = QueueScope | { readonly kind: 'message'; readonly messageId: string };
+
+/** An operator's pause of a scope: its mail stays queued and is not attempted until it ends. */
+export interface QueuePause {
+  scope: QueueScope;
+  reason: string;
+  /** The API token's name. */
+  by: string;
+  createdAt: number;
+  /** When it ends on its own; null: when resumed. */
+  until: number | null;
+}
+
+/**
+ * The paused scopes a claim leaves alone (ClaimOptions.paused): their due rows stay queued. Egress
+ * IP pauses are not here: they act on the choice of an IP, not on the claim.
+ */
+export interface PausedScopes {
+  domains: readonly string[];
+  pools: readonly string[];
+}
+
+export const NOTHING_PAUSED: PausedScopes = Object.freeze({ domains: [], pools: [] });
+
+/** Whether a claim has anything to leave alone (else the plain claim runs). */
+export function anyPaused(paused: PausedScopes | undefined): paused is PausedScopes {
+  return paused !== undefined && (paused.domains.length > 0 || paused.pools.length > 0);
+}
+
+export interface QueueControl {
+  /**
+   * Creates the pause of its scope, or replaces the one in force (one per scope); returns the one
+   * it replaced, if any was in force at `now`.
+   */
+  setPause(pause: QueuePause, now: number): Promise<QueuePause | null>;
+
+  /** Ends the pause of `scope`; returns it when one was in force at `now` (else null: nothing to end). */
+  deletePause(scope: QueueScope, now: number): Promise<QueuePause | null>;
+
+  /** The pauses in force at `now` (not ended), oldest first. */
+  listPauses(now: number): Promise<QueuePause[]>;
+
+  /** Deletes pauses that ended at or before `now`; returns how many. */
+  purgeEndedPauses(now: number): Promise<number>;
+
+  /**
+   * Makes up to `limit` queued recipients of `selection` that are due after `now` due at `now`,
+   * in one transaction, without counting an attempt or writing an event. Returns how many moved;
+   * fewer than `limit` when none is left (a moved row is not picked again), so a caller repeats
+   * it for a large backlog, letting other writes go in between. Rows in delivery are left alone.
+   */
+  retryQueued(selection: QueueSelection, now: number, limit: number): Promise<number>;
+
+  /**
+   * Claims up to `options.limit` queued recipients of `selection`, due or not (rows in delivery
+   * are left to finish), as claimDue does: delivering for `owner` under one new lease token, so
+   * their results (a cancellation, with its DSN as a follow-up) are recorded by recordAttempts.
+   * Pauses do not apply. Lowest recipient id first.
+   */
+  claimQueued(selection: QueueSelection, options: Omit<ClaimOptions, 'paused'>): Promise<ClaimedRecipient[]>;
+
+  /** How many recipients of `selection` are in delivery now (claimed, their lease running or not). */
+  countDelivering(selection: QueueSelection): Promise<number>;
+}
