@@ -15,6 +15,8 @@ import { DeliveryEngine } from './engine/delivery-engine.ts';
 import { Queue, type Accepted, type Submission } from './engine/queue.ts';
 import { TenantLimits } from './engine/tenant-limits.ts';
 import type { TenantLookup } from './access/tenants.ts';
+import { QueueOperations } from './engine/queue-operations.ts';
+import { QueuePauses } from './engine/queue-pauses.ts';
 import { RetentionSweeper } from './engine/retention.ts';
 import { createRouteExplainer } from './engine/route-explanation.ts';
 import type { Resolver as DnsResolver } from './engine/routing.ts';
@@ -137,6 +139,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // The egress pool: data from config/ with this config's overrides; counters, limits and
     // suspensions in Redis when configured (shared by every node), else in the store.
     const backend = createPoolBackend({ store, redis: redis?.redis ?? null, keyPrefix: config.redis?.keyPrefix, clock });
+    // The operator's pauses, from the store (shared by every node): the claims leave paused
+    // domains and pools alone, the pool leaves paused IPs out. A resume wakes the scheduler.
+    const pauses = new QueuePauses({ store, clock, logger, metrics, onEnded: () => scheduler.wake() });
+    await startPart('queue pauses', () => pauses.load());
     // Per (egress IP -> destination site) path: shaping, connection slots, rate buckets.
     const queues = new ReadyQueues({
       shaping: (provider) => parts.pool.policy.shaping(provider),
@@ -154,6 +160,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       clock,
       logger,
       metrics,
+      pauses,
     });
     // The pool reads its state from its backend: a Redis that cannot be reached fails here, named.
     await startPart(redis ? 'egress pool state in Redis' : 'egress pool state', () => pool.start());
@@ -201,8 +208,19 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       concurrency: config.delivery.concurrency,
       leaseMs: config.delivery.lease,
       beforeClaim: () => sites.holdsDone(),
+      paused: () => pauses.claimFilter(),
       // A delivery that could not start (storage or Redis unreachable) waits like a first retry.
       errorRetryMs: () => live.current.config.delivery.retry.initial,
+    });
+
+    const operations = new QueueOperations({
+      store,
+      clock,
+      logger,
+      dsn: { hostname: config.hostname, dsn: () => live.current.config.delivery.dsn, dkim, metrics },
+      owner,
+      leaseMs: config.delivery.lease,
+      onDue: () => scheduler.wake(),
     });
 
     let shuttingDown = false;
@@ -216,6 +234,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       clock,
       tenants,
       pool,
+      queue: { pauses, operations },
       domains: {
         domains: { list: () => parts.senderDomains.list(), find: (name) => parts.senderDomains.find(name) },
         check: (domain) => checkDomain({ domain, config: live.current.config, resolver: dns, clock }),
@@ -249,6 +268,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     });
     const apiAddress = await startPart('control API', () => api.start());
     stack.push({ name: 'api', stop: () => api.stop() });
+    // Before the API closes (it waits for requests in flight): a bulk change answers what it did so far.
+    stack.push({ name: 'queue operations', stop: async () => operations.stop() });
     const exposure = apiExposureWarning(config.api);
     if (exposure) log.warn({ event: 'api.exposed', code: exposure.code, api: apiAddress }, `${exposure.path}: ${exposure.message}`);
 
@@ -258,6 +279,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     await scheduler.start();
     stack.push({ name: 'scheduler', stop: () => scheduler.stop(live.current.config.delivery.shutdownTimeout) });
+    pauses.start();
+    stack.push({ name: 'queue pauses', stop: async () => pauses.stop() });
     sites.start();
     stack.push({ name: 'dead sites', stop: () => sites.stop() });
 

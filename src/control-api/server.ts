@@ -31,6 +31,8 @@ export interface ControlApiDeps {
   tenants?: TenantLookup;
   /** Why a message would go where it goes, for /v1/explain (src/engine/route-explanation.ts). */
   explainer: V1ApiDeps['explainer'];
+  /** The operator's pauses, retries and cancellations of queued mail. */
+  queue: V1ApiDeps['queue'];
   logger: Logger;
   metrics: Metrics;
   /** Dependencies /readyz checks; each throws when its dependency does not answer. */
@@ -87,7 +89,7 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
   let tokens = new TokenDirectory(deps.config.api.tokens);
   const { store, clock, pool, domains, reload } = deps;
   const tenants = deps.tenants ?? new TenantDirectory({});
-  registerV1Api(app, { api: deps.config.api, tokens: () => tokens, reload, store, clock, pool, domains, tenants, explainer: deps.explainer, guarded });
+  registerV1Api(app, { api: deps.config.api, tokens: () => tokens, reload, store, clock, pool, domains, tenants, explainer: deps.explainer, queue: deps.queue, guarded });
 
   let starting: Promise<{ host: string; port: number }> | undefined;
   let stopping: Promise<void> | undefined;

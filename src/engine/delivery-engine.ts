@@ -8,9 +8,7 @@ import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { DkimSigner } from '../sender-domains/signer.ts';
 import { jobsBySite, type DeliveryJob } from './delivery-job.ts';
 import type { DeadSites, JobOutcomes } from './dead-sites.ts';
-import { buildDsn } from './dsn.ts';
-import { signAndCount } from './queue.ts';
-import { newQueueId } from './queue-id.ts';
+import { makeDsn, type DsnMakerDeps } from './dsn-maker.ts';
 import { ResultRecorder, type Decided } from './result-recorder.ts';
 import { WaitLine } from './wait-line.ts';
 import { decide, expiredOutcome } from './retry-policy.ts';
@@ -106,11 +104,13 @@ export class DeliveryEngine {
   private readonly log: Logger;
   private readonly lines = new WaitLine<PoolSiteLine>();
   private readonly recorder: ResultRecorder;
+  private readonly dsnDeps: DsnMakerDeps;
 
   constructor(private readonly deps: EngineDeps) {
     this.random = deps.random ?? Math.random;
     this.log = deps.logger.child({ component: 'delivery' });
     this.recorder = new ResultRecorder({ store: deps.store, clock: deps.clock, log: this.log });
+    this.dsnDeps = { hostname: deps.hostname, dsn: () => deps.settings().delivery.dsn, dkim: deps.dkim, metrics: deps.metrics, clock: deps.clock, log: this.log };
   }
 
   /** One job per destination site of one message's claimed recipients. */
@@ -148,7 +148,7 @@ export class DeliveryEngine {
 
   private async conclude(job: DeliveryJob, message: StoredMessage, outcomes: DeliveryOutcome[], settings: EngineSettings, waitUntil?: number): Promise<number | null> {
     const { results, bounced } = this.decideAll(job, outcomes, settings, waitUntil);
-    const dsn = await this.dsnFor(message, bounced, settings);
+    const dsn = await this.dsnFor(message, bounced);
     const recorded = await this.recorder.record(job, results, dsn ? [{ message: dsn, reports: bounced.map((b) => b.recipientId) }] : []);
     if (!recorded) return null;
     let dsns = dsn ? [dsn] : [];
@@ -169,7 +169,7 @@ export class DeliveryEngine {
 
   /** Records the bounces of `bounced`, each with a DSN of its own; returns those recorded and the DSNs stored with them. */
   private async bounceEach(job: DeliveryJob, message: StoredMessage, results: Decided[], bounced: Bounced[], settings: EngineSettings): Promise<{ recorded: ReadonlySet<number>; dsns: NewMessage[] }> {
-    const own = await Promise.all(bounced.map((b) => this.dsnFor(message, [b], settings)));
+    const own = await Promise.all(bounced.map((b) => this.dsnFor(message, [b])));
     const followUps = bounced.flatMap((b, i): FollowUp[] => (own[i] ? [{ message: own[i], reports: [b.recipientId] }] : []));
     const ids = new Set(bounced.map((b) => b.recipientId));
     const recorded = (await this.recorder.record(job, results.filter((r) => ids.has(r.recipientId)), followUps)) ?? new Set<number>();
@@ -298,25 +298,9 @@ export class DeliveryEngine {
     return { results, bounced };
   }
 
-  /** The DSN reporting `bounced`, signed; null when none is due, or when it could not be made (logged: the bounces still count). */
-  private async dsnFor(message: StoredMessage, bounced: Bounced[], { delivery }: EngineSettings): Promise<NewMessage | null> {
-    // Never answer the null sender (RFC 5321 6.1: no bounce loops), and honour the operator's switch.
-    if (!bounced.length || message.sender === '' || !delivery.dsn.enabled) return null;
-    const now = this.deps.clock.now();
-    try {
-      const dsn = await buildDsn({
-        reportingMta: this.deps.hostname,
-        original: message,
-        failed: bounced,
-        now,
-        id: newQueueId(now),
-        from: delivery.dsn.from,
-      });
-      return { ...dsn, body: await signAndCount(this.deps.dkim, this.deps.metrics, dsn.body) };
-    } catch (err) {
-      this.log.error({ event: 'dsn.failed', messageId: message.id, err }, 'the DSN could not be made');
-      return null;
-    }
+  /** The DSN reporting `bounced`, signed; null when none is due, or when it could not be made (see makeDsn). */
+  private dsnFor(message: StoredMessage, bounced: Bounced[]): Promise<NewMessage | null> {
+    return makeDsn(this.dsnDeps, message, bounced);
   }
 
   private report(job: DeliveryJob, results: Decided[], recorded: ReadonlySet<number>): void {

@@ -144,6 +144,7 @@ const REASONS: Partial<Record<DeliveryOutcome['bounceClass'], string>> = {
   'no-mail-domain': 'the destination domain does not accept mail',
   connection: 'the receiving server could not be reached',
   protocol: 'the receiving server did not follow the SMTP protocol',
+  cancelled: 'the operator of this mail system cancelled its delivery',
 };
 
 function humanText(input: DsnInput): string {

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import type { Logger } from '../observability/logger.ts';
 import type { Store } from '../storage/store.ts';
+import { inChunks, waitUnlessAborted } from './bulk-chunks.ts';
 
 /**
  * The queued mail of held sites' domains, moved in the store in bulk (DeadSites decides when):
@@ -113,29 +114,12 @@ export class HeldMail {
   }
 
   /** Repeats a bulk store call until it moves fewer rows than asked (or `limit` in all), pausing after each as long as it took. */
-  private async inChunks(chunk: (limit: number) => Promise<number>, limit = Infinity): Promise<number> {
-    let total = 0;
-    for (;;) {
-      const started = performance.now();
-      const asked = Math.min(BULK_CHUNK, limit - total);
-      const moved = await chunk(asked);
-      total += moved;
-      if (moved < asked || total >= limit || this.stopping.signal.aborted) return total;
-      await this.wait(performance.now() - started);
-    }
+  private inChunks(chunk: (limit: number) => Promise<number>, limit = Infinity): Promise<number> {
+    return inChunks(chunk, { size: BULK_CHUNK, limit, pause: (ms) => this.wait(ms), stopped: () => this.stopping.signal.aborted });
   }
 
   /** Waits `ms`, or less when stop() comes first. */
   private wait(ms: number): Promise<void> {
-    const { signal } = this.stopping;
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener('abort', done, { once: true });
-    });
+    return waitUnlessAborted(ms, this.stopping.signal);
   }
 }

@@ -4,7 +4,7 @@ import type { Store } from '../storage/store.ts';
 
 /**
  * Deletes finished messages older than the retention period, audit entries older than theirs,
- * and expired pool counters and state, once at start and then every `intervalMs`, so the queue
+ * expired pool counters and state, and queue pauses that have ended, once at start and then every `intervalMs`, so the queue
  * database holds the live queue and recent history, not all history.
  */
 export class RetentionSweeper {
@@ -49,8 +49,9 @@ export class RetentionSweeper {
         // In chunks, each its own transaction, so a year's first purge never holds the writes up.
         const audited = await this.deps.store.purgeAudit(now - (this.deps.auditRetentionMs ?? 365 * 86_400_000));
         if (audited) this.log.info({ event: 'retention.audit.purged', entries: audited }, 'purged old audit entries');
-        // Warm-up counters of past windows and ended suspensions kept in the store.
+        // Warm-up counters of past windows and ended suspensions kept in the store, and ended queue pauses.
         await this.deps.store.purgeExpiredPoolData(now);
+        await this.deps.store.purgeEndedPauses(now);
       } catch (err) {
         this.log.error({ event: 'retention.failed', err }, 'purging old data failed');
       } finally {

@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { PausedScopes } from '../storage/queue-control.ts';
 import type { ClaimedRecipient, StoredMessage, Store } from '../storage/store.ts';
 import type { DeliveryEngine } from './delivery-engine.ts';
 import { groupByMessage, type DeliveryJob } from './delivery-job.ts';
@@ -21,6 +22,8 @@ export interface SchedulerOptions {
   errorRetryMs?: () => number;
   /** Awaited before each claim (DeadSites.holdsDone: a bulk hold of a down site's mail finishes first). */
   beforeClaim?: () => Promise<void>;
+  /** The domains and pools an operator paused now (QueuePauses.claimFilter): claims and the timer leave their mail alone. */
+  paused?: () => PausedScopes;
 }
 
 /** After stop() interrupted the deliveries still running, how long it waits for them to be recorded. */
@@ -145,7 +148,7 @@ export class Scheduler {
           await this.options.beforeClaim?.();
           if (!this.running) break;
           const limit = concurrency - this.slots;
-          const claimed = await store.claimDue({ now: clock.now(), limit, owner, leaseMs });
+          const claimed = await store.claimDue({ now: clock.now(), limit, owner, leaseMs, paused: this.options.paused?.() });
           this.backlog = claimed.length === limit;
           const rows = this.leases.adopt(claimed);
           if (!this.running) {
@@ -175,7 +178,7 @@ export class Scheduler {
     }
     let next = this.options.clock.now() + this.maxSleepMs;
     try {
-      const due = await this.options.store.nextDueAt();
+      const due = await this.options.store.nextDueAt(this.options.paused?.());
       if (due !== null) next = Math.min(next, due);
     } catch (err) {
       this.log.error({ event: 'scheduler.due.failed', err }, 'reading the next due time failed');

@@ -56,7 +56,16 @@ export interface PoolBackend {
 export type ProviderName = string;
 
 /** Why no egress IP may take a delivery now. */
-export type WaitReason = 'no-ip' | 'suspended' | 'throttled' | 'rate' | 'warmup-cap';
+export type WaitReason = 'no-ip' | 'paused' | 'suspended' | 'throttled' | 'rate' | 'warmup-cap';
+
+/**
+ * Egress IPs an operator paused (POST /v1/queue/pause with an egress IP scope; kept in the store
+ * by src/engine/queue-pauses.ts): out of selection for every destination while paused.
+ */
+export interface IpPauses {
+  /** When the pause of `ip` in force at `now` ends (null: when resumed), or undefined when it is not paused. */
+  pauseOf(ip: string, now: number): { until: number | null } | undefined;
+}
 
 /**
  * Whether one IP may take a delivery now: how many of its messages (at least one, perhaps fewer

@@ -2,7 +2,7 @@ import type { Clock } from '../clock.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { PoolBackend, ProviderName, Reaction, ReactionAction, ReputationFeed, Verdict, WaitReason } from './contracts.ts';
+import type { IpPauses, PoolBackend, ProviderName, Reaction, ReactionAction, ReputationFeed, Verdict, WaitReason } from './contracts.ts';
 import type { EgressPath, PathRates } from './egress-path.ts';
 import type { Egress } from './egress.ts';
 import { gatesOf } from './eligibility.ts';
@@ -62,6 +62,11 @@ export type Selection =
 
 /** How long an IP the host lacks stays suspended before it is tried again. */
 const UNAVAILABLE_RETRY_MS = 10 * 60_000;
+/**
+ * While an operator's pause of an IP leaves a pool without one, its mail looks again this often
+ * (or at the pause's end, when sooner): a resume is not announced to the rows that wait.
+ */
+const PAUSED_IP_RECHECK_MS = 60_000;
 /** Pool state is re-read this often, to see changes made by operators or other processes. */
 const STATE_REFRESH_MS = 10_000;
 /**
@@ -81,11 +86,13 @@ export interface EgressPoolDeps extends PoolSetup {
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
+  /** The operator's pauses of egress IPs; none by default. */
+  pauses?: IpPauses;
 }
 
 /**
  * Chooses the egress IP for each delivery and reacts to what the remote servers answer.
- * Eligible: in the message's pool, weight above 0, not suspended (for the provider, for the site
+ * Eligible: in the message's pool, weight above 0, not paused by an operator, not suspended (for the provider, for the site
  * when the provider is the fallback one, or at all: restriction-scope.ts), within throttles, the
  * path's message rate and warm-up caps; among those a smooth weighted
  * round-robin, with a retry staying on the IP used before while it is eligible (greylisting).
@@ -161,7 +168,7 @@ export class EgressPool {
   async explain(request: { pool: string; site: string }): Promise<PoolExplanation> {
     const { backend, paths, reputation, clock } = this.deps;
     const { members, policy, warmup } = this.setup;
-    return explainPool(request, { members, state: this.state, limiter: backend.limiter, paths, warmup, reputation, policy, now: clock.now() });
+    return explainPool(request, { members, state: this.state, limiter: backend.limiter, paths, warmup, reputation, policy, pauses: this.deps.pauses, now: clock.now() });
   }
 
   /**
@@ -255,16 +262,19 @@ export class EgressPool {
 
   /**
    * Why an IP may not send on a path now, or how many of `count` messages it may send: its gates
-   * (eligibility.ts) in order, each asked only for what the ones before granted. Side effect when
+   * (eligibility.ts: an operator's pause of the IP first) in order, each asked only for what the ones before granted. Side effect when
    * ok: the granted usage is counted (a bucket followed by a limit that grants fewer keeps the
    * difference taken: tokens, which refill, never a warm-up count, which is asked last).
    */
   private async check(setup: ActiveSetup, member: PoolMember, path: EgressPath & { ip: string }, count: number, now: number): Promise<Verdict> {
     const { backend, paths } = this.deps;
     let granted = count;
-    for (const gate of gatesOf(member, path, { state: this.state, policy: setup.policy }, now)) {
+    for (const gate of gatesOf(member, path, { state: this.state, policy: setup.policy, pauses: this.deps.pauses }, now)) {
       let verdict: Verdict;
       switch (gate.kind) {
+        case 'pause':
+          // Looked at again now and then: a resume on another node ends it without telling this one.
+          return { ok: false, retryAt: Math.min(gate.until ?? Infinity, now + PAUSED_IP_RECHECK_MS), reason: 'paused' };
         case 'suspension':
           return { ok: false, retryAt: gate.restriction.until, reason: 'suspended' };
         case 'throttle':

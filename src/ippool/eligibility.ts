@@ -1,3 +1,4 @@
+import type { IpPauses } from './contracts.ts';
 import type { EgressPath } from './egress-path.ts';
 import type { PoolMember, PoolPolicy } from './egress-pool.ts';
 import { warmupOf } from './member-settings.ts';
@@ -9,7 +10,7 @@ import type { RateLimit } from './shaping.ts';
 
 /**
  * What an egress IP must pass to take a delivery on a path now: the gates, in the order
- * selection asks them. Every suspension first (a throttle's token taken for a path that a
+ * selection asks them. An operator's pause of the IP, then every suspension (a throttle's token taken for a path that a
  * narrower scope suspends would be lost to the paths that may use it), then each throttle, the
  * ramp back after a restriction ended, the path's message rate (shaping; a path that cannot reach
  * its site passes nothing), and the warm-up caps.
@@ -20,6 +21,8 @@ import type { RateLimit } from './shaping.ts';
  * GET /v1/explain says is what selection does.
  */
 export type Gate =
+  /** An operator's pause of the IP (POST /v1/queue/pause): out of selection for every destination. */
+  | { kind: 'pause'; until: number | null }
   /** An operator's suspension (rule `operator`) or a reaction's, in force for one of the path's scopes. */
   | { kind: 'suspension'; scope: Scope; restriction: Restriction }
   /** A reaction's throttle: a bucket of one at its rate per hour, so a larger transaction is split. */
@@ -34,13 +37,16 @@ export type Gate =
 export interface GateSources {
   state: PoolStateCache;
   policy: Pick<PoolPolicy, 'shaping' | 'recoveryRate'>;
+  pauses?: IpPauses | undefined;
 }
 
 /** The gates `member` must pass to send on `path` at `now`. */
-export function gatesOf(member: PoolMember, path: EgressPath & { ip: string }, { state, policy }: GateSources, now: number): Gate[] {
+export function gatesOf(member: PoolMember, path: EgressPath & { ip: string }, { state, policy, pauses }: GateSources, now: number): Gate[] {
   const { ip, provider } = path;
   const scopes = scopesOf(path);
   const gates: Gate[] = [];
+  const paused = pauses?.pauseOf(ip, now);
+  if (paused) gates.push({ kind: 'pause', until: paused.until });
   const restrictions = scopes.map((scope) => ({ scope, restriction: state.restriction(ip, scope, now) }));
   for (const scope of scopes) {
     const restriction = state.operatorSuspension(ip, [scope], now);

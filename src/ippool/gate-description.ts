@@ -17,6 +17,7 @@ type GateOf<K extends Gate['kind']> = Extract<Gate, { kind: K }>;
 
 /** A gate and what reading it found (the gate's kind repeated, so a switch narrows both). */
 export type GateReading =
+  | { kind: 'pause'; gate: GateOf<'pause'> }
   | { kind: 'suspension'; gate: GateOf<'suspension'> }
   | { kind: 'throttle'; gate: GateOf<'throttle'>; taken: Taken }
   | { kind: 'recovery'; gate: GateOf<'recovery'>; taken: Taken }
@@ -24,7 +25,7 @@ export type GateReading =
   | { kind: 'warmup'; gate: GateOf<'warmup'>; warmup: WarmupReading };
 
 export interface IpCheck {
-  check: 'weight' | 'suspended' | 'throttled' | 'recovering' | 'rate' | 'unreachable' | 'warmup';
+  check: 'weight' | 'paused' | 'suspended' | 'throttled' | 'recovering' | 'rate' | 'unreachable' | 'warmup';
   /** Whether it lets a message through now. */
   ok: boolean;
   detail: string;
@@ -63,6 +64,10 @@ export function describeWeight(weight: MemberWeight & { configured: number }, ov
 export function describeCheck(reading: GateReading, now: number): IpCheck {
   const none = { restriction: null, warmup: null };
   switch (reading.kind) {
+    case 'pause': {
+      const { until } = reading.gate;
+      return { check: 'paused', ok: false, detail: `paused by an operator ${until === null ? 'until resumed' : `until ${iso(until)}`} (GET /v1/queue/pauses)`, retryAt: until, ...none };
+    }
     case 'suspension': {
       const { restriction, scope } = reading.gate;
       const who = restriction.by ? `by ${restriction.by}` : `by rule ${restriction.rule}`;

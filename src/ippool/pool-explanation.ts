@@ -1,4 +1,4 @@
-import type { ProviderName, RateLimiter, ReputationFeed } from './contracts.ts';
+import type { IpPauses, ProviderName, RateLimiter, ReputationFeed } from './contracts.ts';
 import type { EgressPath, PathRates } from './egress-path.ts';
 import type { PoolMember, PoolPolicy } from './egress-pool.ts';
 import { gatesOf, type Gate } from './eligibility.ts';
@@ -48,6 +48,7 @@ export interface ExplanationSources {
   warmup: Pick<WarmupReservation, 'read'>;
   reputation: Pick<ReputationFeed, 'snapshot'>;
   policy: PoolPolicy;
+  pauses?: IpPauses | undefined;
   now: number;
 }
 
@@ -77,6 +78,8 @@ async function explainMember(member: PoolMember, site: string, provider: Provide
 async function readGate(gate: Gate, member: PoolMember, path: EgressPath & { ip: string }, sources: ExplanationSources): Promise<GateReading> {
   const { limiter, now } = sources;
   switch (gate.kind) {
+    case 'pause':
+      return { kind: gate.kind, gate };
     case 'suspension':
       return { kind: gate.kind, gate };
     case 'throttle':

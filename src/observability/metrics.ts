@@ -114,6 +114,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly queuePauses = new Gauge({
+    name: 'rookery_queue_pauses',
+    help: 'Operator pauses in force, by scope (domain, pool, egress-ip), as this node last read them',
+    labelNames: ['scope'] as const,
+    registers: [this.registry],
+  });
+
+  readonly recipientsCancelled = new Counter({
+    name: 'rookery_recipients_cancelled_total',
+    help: 'Queued recipients an operator cancelled (POST /v1/queue/bounce, DELETE /v1/messages/{id})',
+    registers: [this.registry],
+  });
+
   readonly dsnsGenerated = new Counter({
     name: 'rookery_dsns_generated_total',
     help: 'Delivery status notifications queued to senders',

@@ -4,6 +4,8 @@ import type { ConfigInput } from '../../src/config/schema.ts';
 import { makeConfigParts } from '../../src/config-parts.ts';
 import type { ControlApiDeps } from '../../src/control-api/server.ts';
 import { DeadSites } from '../../src/engine/dead-sites.ts';
+import { QueueOperations } from '../../src/engine/queue-operations.ts';
+import { QueuePauses } from '../../src/engine/queue-pauses.ts';
 import { ReadyQueues } from '../../src/engine/ready-queue.ts';
 import { createRouteExplainer } from '../../src/engine/route-explanation.ts';
 import { createDeliverer } from '../../src/engine/smtp-deliverer.ts';
@@ -21,14 +23,16 @@ import type { Store } from '../../src/storage/store.ts';
 import { createFixtureResolver, type FixtureResolver } from './fixture-resolver.ts';
 
 /**
- * The egress pool, sender domains and route explainer a control API reports on, built from
- * `config` as the daemon builds them (src/main.ts, src/config-parts.ts), for tests that start
- * the API alone: a real pool on the local backend over `store` (not started: it holds no timer),
- * a real DKIM key store (not watching its files), the real router, and dead sites that are not
- * started (none is held). DNS comes from `resolver`, by default an empty zone. Its reload reads
- * `config` again and has no component to swap, so it answers that nothing changed.
+ * The egress pool, sender domains, route explainer and queue operations a control API reports on
+ * and acts with, built from `config` as the daemon builds them (src/main.ts,
+ * src/config-parts.ts), for tests that start the API alone: a real pool on the local backend over
+ * `store` (not started: it holds no timer), a real DKIM key store (not watching its files), the
+ * real router, dead sites that are not started (none is held), and the queue's pauses and
+ * operations over `store` (no scheduler to wake). DNS comes from `resolver`, by default an empty
+ * zone. Its reload reads `config` again and has no component to swap, so it answers that nothing
+ * changed.
  */
-export function apiSources(options: { store: Store; config?: ConfigInput; clock?: Clock; resolver?: FixtureResolver }): Pick<ControlApiDeps, 'pool' | 'domains' | 'reload' | 'tenants' | 'explainer'> {
+export function apiSources(options: { store: Store; config?: ConfigInput; clock?: Clock; resolver?: FixtureResolver }): Pick<ControlApiDeps, 'pool' | 'domains' | 'reload' | 'tenants' | 'explainer' | 'queue'> {
   const { store, clock = systemClock, resolver = createFixtureResolver() } = options;
   const read = () => resolveConfig(options.config ?? {}, { source: 'test', env: {} });
   const resolved = read();
@@ -52,9 +56,19 @@ export function apiSources(options: { store: Store; config?: ConfigInput; clock?
   const deliverer = createDeliverer({ logger, metrics, timeouts: config.delivery.timeouts, queues, bounceRules: () => resolved.bounceRules });
   const sites = new DeadSites({ store, paths: queues.health, prober: deliverer, router: parts.router, clock, logger, metrics, maxAgeMs: () => config.delivery.maxAge, onResumed: () => {} });
   const live = new LiveConfig({ initial: resolved, reread: read, logger, prepare: async () => () => {} });
+  const operations = new QueueOperations({
+    store,
+    clock,
+    logger,
+    dsn: { hostname: config.hostname, dsn: () => config.delivery.dsn, dkim: parts.signer, metrics },
+    owner: config.hostname,
+    leaseMs: config.delivery.lease,
+    onDue: () => {},
+  });
   return {
     pool,
     tenants: parts.tenants,
+    queue: { pauses: new QueuePauses({ store, clock, logger, metrics, onEnded: () => {} }), operations },
     domains: {
       domains: parts.senderDomains,
       check: (domain) => checkDomain({ domain, config, resolver, clock }),

@@ -35,6 +35,9 @@ const TOKENS: Record<string, { token: string; config: ApiTokenConfig }> = Object
 const tenantToken = generateApiToken();
 const TENANT_TOKEN: ApiTokenConfig = { name: 'acme-app', role: 'sender', tenant: 'acme', hash: hashApiToken(tenantToken) };
 
+/** The message DELETE /v1/messages/{id} cancels (enqueued before the tests). */
+const CANCELLED_MESSAGE_ID = 'api-v1-cancelled';
+
 /**
  * Who gets 2xx on which route: written out here, apart from the table in the source, so a
  * change there that loosens or tightens a route shows up as a failing row.
@@ -44,6 +47,12 @@ const EXPECTED: Array<{ route: string; /** The path called, for a route with par
   { route: 'GET /v1/queue', allowed: ['admin', 'operator', 'viewer'] },
   { route: 'GET /v1/messages', allowed: ['admin', 'operator', 'sender', 'viewer'] },
   { route: 'GET /v1/messages/{id}', allowed: ['admin', 'operator', 'sender', 'viewer'] },
+  { route: 'DELETE /v1/messages/{id}', path: `/v1/messages/${CANCELLED_MESSAGE_ID}`, allowed: ['admin', 'operator'] },
+  { route: 'GET /v1/queue/pauses', allowed: ['admin', 'operator', 'viewer'] },
+  { route: 'POST /v1/queue/pause', body: { scope: { domain: 'role-test.invalid' }, for: '1h', reason: 'role test' }, allowed: ['admin', 'operator'] },
+  { route: 'POST /v1/queue/resume', body: { scope: { domain: 'role-test.invalid' } }, allowed: ['admin', 'operator'] },
+  { route: 'POST /v1/queue/retry', body: { scope: { pool: 'role-test' } }, allowed: ['admin', 'operator'] },
+  { route: 'POST /v1/queue/bounce', body: { scope: { domain: 'role-test.invalid' }, reason: 'role test', dsn: false }, allowed: ['admin', 'operator'] },
   { route: 'GET /v1/ips', allowed: ['admin', 'operator', 'viewer'] },
   { route: 'GET /v1/ips/{address}', path: '/v1/ips/2001:db8::7', allowed: ['admin', 'operator', 'viewer'] },
   { route: 'GET /v1/domains', allowed: ['admin', 'operator', 'viewer'] },
@@ -78,7 +87,8 @@ beforeAll(async () => {
   store = createStore({ driver: 'sqlite', path: dir.file('queue.db') }, { logger, clock: systemClock });
   await store.migrate();
   const now = Date.now();
-  await store.enqueue([{ id: KNOWN_MESSAGE_ID, sender: 'a@example.com', recipients: ['b@example.net'], messageIdHeader: null, body: Buffer.from('Subject: x\r\n\r\nx\r\n'), submitter: null, tenant: 'acme', source: 'smtp', clientAddress: null, createdAt: now, dueAt: now, pool: 'default' }]);
+  const known = { sender: 'a@example.com', recipients: ['b@example.net'], messageIdHeader: null, body: Buffer.from('Subject: x\r\n\r\nx\r\n'), submitter: null, tenant: 'acme', source: 'smtp' as const, clientAddress: null, createdAt: now, dueAt: now, pool: 'default' };
+  await store.enqueue([{ ...known, id: KNOWN_MESSAGE_ID }, { ...known, id: CANCELLED_MESSAGE_ID }]);
 });
 
 afterEach(async () => {

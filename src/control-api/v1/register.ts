@@ -12,7 +12,9 @@ import { registerDomainsRoutes, type DomainsRouteDeps } from './routes/domains.t
 import { registerExplainRoute, type ExplainRouteDeps } from './routes/explain.ts';
 import { registerIpOperationsRoutes, type IpOperationsRouteDeps } from './routes/ip-operations.ts';
 import { registerIpsRoutes, type IpsRouteDeps } from './routes/ips.ts';
+import { registerMessageCancelRoute } from './routes/message-cancel.ts';
 import { registerMessagesRoutes, type MessagesRouteDeps } from './routes/messages.ts';
+import { registerQueueOperationsRoutes, type QueueOperationsRouteDeps } from './routes/queue-operations.ts';
 import { registerQueueRoute, type QueueRouteDeps } from './routes/queue.ts';
 import { registerReloadRoute, type ReloadRouteDeps } from './routes/reload.ts';
 import { registerWhoamiRoute } from './routes/whoami.ts';
@@ -35,6 +37,8 @@ export interface V1ApiDeps {
   tenants: TenantLookup;
   /** Why a message would go where it goes, for /v1/explain. */
   explainer: ExplainRouteDeps['explainer'];
+  /** Pauses, retries and cancellations of queued mail (/v1/queue/..., DELETE /v1/messages/{id}). */
+  queue: Pick<QueueOperationsRouteDeps, 'pauses' | 'operations'>;
   /** Receives every route the plugin guards (the control API refuses /v1 routes that are not). */
   guarded: WeakSet<RouteOptions>;
 }
@@ -71,6 +75,8 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerWhoamiRoute(v1);
     registerQueueRoute(v1, { store: deps.store, clock: deps.clock });
     registerMessagesRoutes(v1, { store: deps.store });
+    registerMessageCancelRoute(v1, { store: deps.store, operations: deps.queue.operations });
+    registerQueueOperationsRoutes(v1, { ...deps.queue, clock: deps.clock });
     registerIpsRoutes(v1, { pool: deps.pool, tenants: deps.tenants });
     registerIpOperationsRoutes(v1, { pool: deps.pool, clock: deps.clock });
     registerDomainsRoutes(v1, { ...deps.domains, tenants: deps.tenants });

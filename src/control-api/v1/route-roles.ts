@@ -16,6 +16,14 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   // A sender reads the messages of its tenant (every sender token has one).
   'GET /v1/messages': EVERY_ROLE,
   'GET /v1/messages/:id': EVERY_ROLE,
+  // Queue operations: pauses, retries and cancellations change what is delivered, for every
+  // tenant; the pauses are read by the roles that read all mail.
+  'GET /v1/queue/pauses': ['admin', 'operator', 'viewer'],
+  'POST /v1/queue/pause': ['admin', 'operator'],
+  'POST /v1/queue/resume': ['admin', 'operator'],
+  'POST /v1/queue/retry': ['admin', 'operator'],
+  'POST /v1/queue/bounce': ['admin', 'operator'],
+  'DELETE /v1/messages/:id': ['admin', 'operator'],
   // IPs and sender domains: reads for every role but sender (not about its own messages); the
   // domain check makes DNS queries on demand, so it is an operation, not a read.
   'GET /v1/ips': ['admin', 'operator', 'viewer'],

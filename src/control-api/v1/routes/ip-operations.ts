@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { systemClock, type Clock } from '../../../clock.ts';
-import { parseDuration } from '../../../config/duration.ts';
 import type { EgressPool } from '../../../ippool/egress-pool.ts';
 import type { OperationResult } from '../../../ippool/ip-operations.ts';
 import { sendInvalid } from '../../error-handler.ts';
 import { auditRequest } from '../audit-trail.ts';
+import { expiryProperties, readExpiry, type ExpiryFields } from '../expiry.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
 import { IP_SCHEMA } from './ip-schema.ts';
@@ -24,8 +24,6 @@ const PROVIDER = {
   pattern: '^[a-z0-9][a-z0-9_-]*$',
   description: 'A destination provider (gmail, outlook, ..., other); omitted: every provider.',
 } as const;
-/** The longest an operator suspension may last: a year; beyond it, a date the API cannot show. */
-const MAX_SUSPENSION_MS = 366 * 86_400_000;
 
 const SUSPEND_BODY = {
   type: 'object',
@@ -33,8 +31,7 @@ const SUSPEND_BODY = {
   required: ['reason'],
   properties: {
     provider: PROVIDER,
-    until: { type: 'string', format: 'date-time', description: 'When the suspension ends (RFC 3339); give this or `for`.' },
-    for: { type: 'string', description: 'How long it lasts: 30m, 2h, 7d (a number with ms, s, m, h or d); give this or `until`.' },
+    ...expiryProperties('suspension'),
     reason: REASON,
   },
 } as const;
@@ -64,7 +61,7 @@ const WEIGHT_BODY = {
 } as const;
 
 type Params = { address: string };
-type SuspendBody = { provider?: string; until?: string; for?: string; reason: string };
+type SuspendBody = ExpiryFields & { provider?: string; reason: string };
 
 /**
  * The operator's run-time changes to an egress IP (src/ippool/ip-operations.ts): suspend and
@@ -88,10 +85,10 @@ export function registerIpOperationsRoutes(app: FastifyInstance, deps: IpOperati
   app.post<{ Params: Params; Body: SuspendBody }>('/v1/ips/:address/suspend', {
     schema: route('POST', '/v1/ips/:address/suspend', 'Suspend an egress IP', SUSPEND_BODY),
     handler: async (request, reply) => {
-      const until = suspensionEnd(request.body, clock.now());
+      const until = readExpiry(request.body, clock.now(), false);
       if ('error' in until) return sendInvalid(request, reply, until.error.path, until.error.message);
       const { provider = null, reason } = request.body;
-      return answer(request, reply, deps, RESTRICTIONS, (address) => deps.pool.operations.suspend(address, { provider, until: until.ms, reason, by: request.principal!.name }));
+      return answer(request, reply, deps, RESTRICTIONS, (address) => deps.pool.operations.suspend(address, { provider, until: until.ms!, reason, by: request.principal!.name }));
     },
   });
 
@@ -134,21 +131,6 @@ export function registerIpOperationsRoutes(app: FastifyInstance, deps: IpOperati
 const RESTRICTIONS = ['restrictions'] as const;
 const WEIGHT = ['weightOverride'] as const;
 const WARMUP = ['warmupOverride', 'warmup'] as const;
-
-/** The end of a suspension as ms, from exactly one of `until` and `for`, after `now`. */
-function suspensionEnd(body: SuspendBody, now: number): { ms: number } | { error: { path: string; message: string } } {
-  if ((body.until === undefined) === (body.for === undefined)) return { error: { path: 'body', message: 'give exactly one of until and for' } };
-  if (body.for !== undefined) {
-    const ms = parseDuration(body.for);
-    if (ms === null || ms <= 0) return { error: { path: 'body.for', message: `not a duration above zero (30m, 2h, 7d): ${JSON.stringify(body.for)}` } };
-    if (ms > MAX_SUSPENSION_MS) return { error: { path: 'body.for', message: 'at most 366d' } };
-    return { ms: now + ms };
-  }
-  const ms = Date.parse(body.until!);
-  if (!(ms > now)) return { error: { path: 'body.until', message: `not in the future: ${body.until}` } };
-  if (ms - now > MAX_SUSPENSION_MS) return { error: { path: 'body.until', message: 'at most 366 days from now' } };
-  return { ms };
-}
 
 /**
  * Checks the address, runs the operation, and answers the IP's snapshot or the problem; the

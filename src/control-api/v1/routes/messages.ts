@@ -45,7 +45,7 @@ interface ListQuery {
   limit: number;
 }
 
-const ID_PARAMS = {
+export const ID_PARAMS = {
   type: 'object',
   additionalProperties: false,
   required: ['id'],
@@ -104,11 +104,16 @@ export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRoute
       // Another tenant's message is answered as unknown: its existence is not the caller's to learn.
       const own = request.principal!.tenant;
       const message = found && (own === null || found.tenant === own) ? found : null;
-      if (!message) return sendProblem(reply, problem('MESSAGE_NOT_FOUND', `No message with queue id ${id}`, { instance: pathOf(request) }));
+      if (!message) return messageNotFound(request, reply);
       const [recipients, events] = await Promise.all([deps.store.listRecipients(id), deps.store.listEvents(id)]);
       const window = dsnSearchWindow(message, recipients, events);
       const dsns = window ? await deps.store.findDsns(id, window.from, window.to) : [];
       return messageDetailView(message, recipients, events, dsns);
     },
   });
+}
+
+/** The 404 for a queue id the store does not hold (never accepted, or purged). */
+export function messageNotFound(request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply): FastifyReply {
+  return sendProblem(reply, problem('MESSAGE_NOT_FOUND', `No message with queue id ${request.params.id}`, { instance: pathOf(request) }));
 }

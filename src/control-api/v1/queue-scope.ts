@@ -1,0 +1,66 @@
+import { canonicalIp } from '../../ippool/pool-snapshot.ts';
+import type { QueuePause, QueueScope } from '../../storage/queue-control.ts';
+import { rfc3339 } from './message-view.ts';
+import { isAddressParam } from './routes/ips.ts';
+
+/**
+ * A queue scope as the API reads and shows it: an object with exactly one of `domain`, `pool`
+ * and `egressIp` (a tenant will be one more property). The same names in requests and answers.
+ */
+
+export const SCOPE_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  maxProperties: 1,
+  description: 'Exactly one of: a destination domain, an egress pool, an egress IP.',
+  properties: {
+    domain: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[^\\s@]+$', description: 'Recipients of this domain (ASCII case ignored).' },
+    pool: { type: 'string', minLength: 1, maxLength: 100, description: 'Messages of this egress pool.' },
+    egressIp: {
+      type: 'string',
+      minLength: 2,
+      maxLength: 64,
+      description: 'An egress IP, of any node. Paused: out of selection for every destination. Retried or bounced: the queued recipients whose last attempt went out from it.',
+    },
+  },
+} as const;
+
+export type ScopeJson = { domain?: string; pool?: string; egressIp?: string };
+
+export const PAUSE_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['scope', 'reason', 'by', 'createdAt', 'until'],
+  properties: {
+    scope: SCOPE_SCHEMA,
+    reason: { type: 'string' },
+    by: { type: 'string', description: 'The API token that paused it.' },
+    createdAt: { type: 'string', format: 'date-time' },
+    until: { type: ['string', 'null'], format: 'date-time', description: 'When it ends on its own; null: when resumed.' },
+  },
+} as const;
+
+/** The scope a request names, or the problem with it (its path in the request). */
+export function readScope(json: ScopeJson): QueueScope | { path: string; message: string } {
+  if (json.domain !== undefined) return { kind: 'domain', domain: json.domain.toLowerCase() };
+  if (json.pool !== undefined) return { kind: 'pool', pool: json.pool };
+  const ip = json.egressIp!;
+  if (!isAddressParam(ip)) return { path: 'body.scope.egressIp', message: `not an IP address: ${JSON.stringify(ip)}` };
+  return { kind: 'egress-ip', ip: canonicalIp(ip) };
+}
+
+export function scopeJson(scope: QueueScope): ScopeJson {
+  switch (scope.kind) {
+    case 'domain':
+      return { domain: scope.domain };
+    case 'pool':
+      return { pool: scope.pool };
+    case 'egress-ip':
+      return { egressIp: scope.ip };
+  }
+}
+
+export function pauseJson(pause: QueuePause): object {
+  return { scope: scopeJson(pause.scope), reason: pause.reason, by: pause.by, createdAt: rfc3339(pause.createdAt), until: pause.until === null ? null : rfc3339(pause.until) };
+}

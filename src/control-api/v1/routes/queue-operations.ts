@@ -1,0 +1,169 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { systemClock, type Clock } from '../../../clock.ts';
+import type { QueueOperations } from '../../../engine/queue-operations.ts';
+import { describeQueueScope, type QueuePauses } from '../../../engine/queue-pauses.ts';
+import type { QueueScope } from '../../../storage/queue-control.ts';
+import { sendInvalid } from '../../error-handler.ts';
+import { auditRequest } from '../audit-trail.ts';
+import { expiryProperties, readExpiry, type ExpiryFields } from '../expiry.ts';
+import { PAUSE_SCHEMA, pauseJson, readScope, SCOPE_SCHEMA, scopeJson, type ScopeJson } from '../queue-scope.ts';
+import { rolesFor } from '../route-roles.ts';
+import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
+
+export interface QueueOperationsRouteDeps {
+  pauses: Pick<QueuePauses, 'pause' | 'resume' | 'list'>;
+  operations: Pick<QueueOperations, 'retry' | 'cancel'>;
+  /** The time `for` counts from and `until` must lie after; the system clock by default. */
+  clock?: Clock;
+}
+
+const REASON = { type: 'string', minLength: 1, maxLength: 500 } as const;
+
+const PAUSE_BODY = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['scope', 'reason'],
+  properties: {
+    scope: SCOPE_SCHEMA,
+    reason: { ...REASON, description: 'Why, for the other operators (shown in GET /v1/queue/pauses).' },
+    ...expiryProperties('pause'),
+  },
+  description: 'Without `until` or `for`, the pause lasts until resumed.',
+} as const;
+
+const SCOPE_BODY = { type: 'object', additionalProperties: false, required: ['scope'], properties: { scope: SCOPE_SCHEMA } } as const;
+
+const BOUNCE_BODY = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['scope', 'reason', 'dsn'],
+  properties: {
+    scope: SCOPE_SCHEMA,
+    reason: { ...REASON, description: 'Recorded with each recipient ("cancelled by an operator: <reason>"), and told to the sender in the DSN.' },
+    dsn: { type: 'boolean', description: 'Send each message\'s sender a DSN for its cancelled recipients (never to the null sender, nor with delivery.dsn.enabled off).' },
+  },
+} as const;
+
+const PAUSE_ANSWER = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['pause', 'replaced'],
+  properties: { pause: PAUSE_SCHEMA, replaced: { anyOf: [PAUSE_SCHEMA, { type: 'null' }], description: 'The pause of the same scope this one replaced.' } },
+} as const;
+
+const RESUME_ANSWER = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['ended'],
+  properties: { ended: { anyOf: [PAUSE_SCHEMA, { type: 'null' }], description: 'The pause ended; null when none was in force.' } },
+} as const;
+
+const PAUSES_ANSWER = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['pauses'],
+  properties: { pauses: { type: 'array', items: PAUSE_SCHEMA, description: 'The pauses in force, oldest first.' } },
+} as const;
+
+const RETRY_ANSWER = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['scope', 'retried'],
+  properties: { scope: SCOPE_SCHEMA, retried: { type: 'integer', minimum: 0, description: 'Queued recipients made due now.' } },
+} as const;
+
+/** What a cancellation answers (also DELETE /v1/messages/{id}). */
+export const CANCELLED_PROPERTIES = {
+  cancelled: { type: 'integer', minimum: 0, description: 'Queued recipients cancelled: bounced, never attempted again.' },
+  inDelivery: { type: 'integer', minimum: 0, description: 'Recipients being delivered now, left to finish.' },
+  dsns: { type: 'integer', minimum: 0, description: 'DSNs queued to the senders.' },
+} as const;
+
+const BOUNCE_ANSWER = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['scope', 'cancelled', 'inDelivery', 'dsns'],
+  properties: { scope: SCOPE_SCHEMA, ...CANCELLED_PROPERTIES },
+} as const;
+
+type PauseBody = ExpiryFields & { scope: ScopeJson; reason: string };
+
+/**
+ * The operator's hold on the queue: POST /v1/queue/pause and /resume of a destination domain, an
+ * egress pool or an egress IP (src/engine/queue-pauses.ts: kept in the store, applied by every
+ * node within seconds and at once by this one), GET /v1/queue/pauses, POST /v1/queue/retry (due
+ * now) and /bounce (cancel what is queued), both in chunks (src/engine/queue-operations.ts).
+ * Each change is audited with its scope as the target, and the state before and after.
+ */
+export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueOperationsRouteDeps): void {
+  const clock = deps.clock ?? systemClock;
+  const route = (method: 'GET' | 'POST', url: string, summary: string, answer: object, description: string) => ({
+    ...v1Route({ summary, roles: rolesFor(method, url) ?? [], tags: ['queue'] }),
+    querystring: NO_QUERY,
+    response: { 200: jsonResponse(description, answer), ...problemResponses(...AUTH_PROBLEMS) },
+  });
+
+  app.post<{ Body: PauseBody }>('/v1/queue/pause', {
+    schema: { ...route('POST', '/v1/queue/pause', 'Pause the mail of a domain, pool or egress IP', PAUSE_ANSWER, 'The pause in force, and the one it replaced.'), body: PAUSE_BODY },
+    handler: async (request, reply) => {
+      const scope = scopeOf(request, reply);
+      if (!scope) return reply;
+      const now = clock.now();
+      const until = readExpiry(request.body, now, true);
+      if ('error' in until) return sendInvalid(request, reply, until.error.path, until.error.message);
+      const pause = { scope, reason: request.body.reason, by: request.principal!.name, createdAt: now, until: until.ms };
+      const replaced = await deps.pauses.pause(pause);
+      const answer = { pause: pauseJson(pause), replaced: replaced && pauseJson(replaced) };
+      auditRequest(request, { target: describeQueueScope(scope), change: { before: answer.replaced, after: answer.pause } });
+      return answer;
+    },
+  });
+
+  app.post<{ Body: { scope: ScopeJson } }>('/v1/queue/resume', {
+    schema: { ...route('POST', '/v1/queue/resume', 'End the pause of a domain, pool or egress IP', RESUME_ANSWER, 'The pause ended, if one was in force.'), body: SCOPE_BODY },
+    handler: async (request, reply) => {
+      const scope = scopeOf(request, reply);
+      if (!scope) return reply;
+      const ended = await deps.pauses.resume(scope, request.principal!.name);
+      const answer = { ended: ended && pauseJson(ended) };
+      auditRequest(request, { target: describeQueueScope(scope), change: { before: answer.ended, after: null } });
+      return answer;
+    },
+  });
+
+  app.get('/v1/queue/pauses', {
+    schema: route('GET', '/v1/queue/pauses', 'The pauses in force', PAUSES_ANSWER, 'Every pause in force on any node, oldest first.'),
+    handler: async () => ({ pauses: (await deps.pauses.list()).map(pauseJson) }),
+  });
+
+  app.post<{ Body: { scope: ScopeJson } }>('/v1/queue/retry', {
+    schema: { ...route('POST', '/v1/queue/retry', 'Make the queued mail of a domain, pool or egress IP due now', RETRY_ANSWER, 'How many queued recipients were made due now.'), body: SCOPE_BODY },
+    handler: async (request, reply) => {
+      const scope = scopeOf(request, reply);
+      if (!scope) return reply;
+      const retried = await deps.operations.retry(scope, request.principal!.name);
+      auditRequest(request, { target: describeQueueScope(scope), change: { after: { retried } } });
+      return { scope: scopeJson(scope), retried };
+    },
+  });
+
+  app.post<{ Body: { scope: ScopeJson; reason: string; dsn: boolean } }>('/v1/queue/bounce', {
+    schema: { ...route('POST', '/v1/queue/bounce', 'Cancel the queued mail of a domain, pool or egress IP', BOUNCE_ANSWER, 'What was cancelled, and what was left to finish.'), body: BOUNCE_BODY },
+    handler: async (request, reply) => {
+      const scope = scopeOf(request, reply);
+      if (!scope) return reply;
+      const { reason, dsn } = request.body;
+      const result = await deps.operations.cancel(scope, { reason, dsn, by: request.principal!.name });
+      auditRequest(request, { target: describeQueueScope(scope), change: { after: result } });
+      return { scope: scopeJson(scope), ...result };
+    },
+  });
+}
+
+/** The request's scope, or null once a 400 naming its problem is sent. */
+function scopeOf(request: FastifyRequest<{ Body: { scope: ScopeJson } }>, reply: FastifyReply): QueueScope | null {
+  const scope = readScope(request.body.scope);
+  if (!('path' in scope)) return scope;
+  sendInvalid(request, reply, scope.path, scope.message);
+  return null;
+}
