@@ -22,7 +22,7 @@ export interface QueueOperationsDeps {
   /** This node's claims (config hostname): a cancellation claims the rows it cancels. */
   owner: string;
   leaseMs: number;
-  /** Mail was made due now: wakes the scheduler. */
+  /** Mail was made due now (a retry, or the DSNs of a cancellation): wakes the scheduler. */
   onDue: () => void;
 }
 
@@ -85,6 +85,8 @@ export class QueueOperations {
         const recorded = await this.record(rows, outcome, request.dsn);
         cancelled += recorded.cancelled;
         dsns += recorded.dsns;
+        // The DSNs are due now (PostgreSQL's NOTIFY wakes the other nodes; this one is told here).
+        if (recorded.dsns > 0) this.deps.onDue();
       } catch (err) {
         // Nothing was recorded: the rows go back to the queue, due now (their earlier time is not kept).
         await store.release(rows, now).catch((releaseErr: unknown) => this.log.error({ event: 'queue.cancel.release.failed', err: releaseErr }, 'returning rows to the queue failed; their lease will run out'));
