@@ -67,7 +67,13 @@ function client(d: Daemon) {
   };
   const message = (id: string): Promise<MessageJson> => ok('GET', `/v1/messages/${id}`, undefined, viewer);
   const state = async (id: string) => Object.fromEntries((await message(id)).recipients.map((r) => [r.address, `${r.state}/${r.attempts}`]));
-  return { call, ok, audit, message, state };
+  /** Waits for the recipients' states ("state/attempts"): a result is recorded just after the sink's reply. */
+  const states = async (id: string, expected: Record<string, string>) => {
+    let last: Record<string, string> = {};
+    await until(async () => JSON.stringify((last = await state(id))) === JSON.stringify(expected), `${id} to be ${JSON.stringify(expected)}`).catch(() => {});
+    expect(last).toEqual(expected);
+  };
+  return { call, ok, audit, message, state, states };
 }
 
 /** Submits one message as the HTTP API does; its queue id. */
@@ -135,8 +141,8 @@ for (const backend of backends) {
       const first = await submit(daemon!, 'app@sender.test', ['a@paused.test', 'b@open.test'], 'first');
       // b@ was claimed after both were queued: the paused rows were left alone by that claim.
       await arrivedAll(['b@open.test']);
-      expect(await api.state(first)).toEqual({ 'a@paused.test': 'queued/0', 'b@open.test': 'delivered/1' });
-      expect(await api.state(bulk)).toEqual({ 'c@open.test': 'queued/0' });
+      await api.states(first, { 'a@paused.test': 'queued/0', 'b@open.test': 'delivered/1' });
+      await api.states(bulk, { 'c@open.test': 'queued/0' });
 
       // A restart on the same queue keeps both pauses.
       await daemon!.stop();
@@ -145,14 +151,14 @@ for (const backend of backends) {
       expect(listed.pauses[0]).toEqual(again.pause);
       const second = await submit(daemon!, 'app@sender.test', ['d@paused.test', 'e@open.test'], 'second');
       await arrivedAll(['e@open.test']);
-      expect(await api.state(second)).toEqual({ 'd@paused.test': 'queued/0', 'e@open.test': 'delivered/1' });
+      await api.states(second, { 'd@paused.test': 'queued/0', 'e@open.test': 'delivered/1' });
       expect(arrived().has('a@paused.test') || arrived().has('c@open.test')).toBe(false);
 
       const resumed = await api.ok('POST', '/v1/queue/resume', { scope: { domain: 'paused.test' } });
       expect(resumed).toEqual({ ended: again.pause });
       expect(await api.ok('POST', '/v1/queue/resume', { scope: { domain: 'paused.test' } })).toEqual({ ended: null });
       await arrivedAll(['a@paused.test', 'd@paused.test']);
-      expect(await api.state(bulk)).toEqual({ 'c@open.test': 'queued/0' });
+      await api.states(bulk, { 'c@open.test': 'queued/0' });
       await api.ok('POST', '/v1/queue/resume', { scope: { pool: 'bulk' } });
       await arrivedAll(['c@open.test']);
       expect(arrived().get('c@open.test')).toBe('127.0.0.3');
@@ -206,7 +212,7 @@ for (const backend of backends) {
       expect(await api.ok('POST', '/v1/queue/retry', { scope: { egressIp: '127.0.0.9' } })).toEqual({ scope: { egressIp: '127.0.0.9' }, retried: 0 });
       expect(await api.ok('POST', '/v1/queue/retry', { scope: { domain: 'defer.test' } })).toEqual({ scope: { domain: 'defer.test' }, retried: 1 });
       await arrivedAll(['r@defer.test']);
-      expect(await api.state(id)).toEqual({ 'r@defer.test': 'delivered/2' });
+      await api.states(id, { 'r@defer.test': 'delivered/2' });
     });
 
     it('bounces what is queued in a scope, with a DSN to each sender, and leaves mail in delivery to finish', { timeout: 60_000 }, async () => {
@@ -227,7 +233,7 @@ for (const backend of backends) {
       expect(await api.ok('POST', '/v1/queue/bounce', { scope: { domain: 'hold.test' }, reason: 'too late', dsn: false })).toEqual({ scope: { domain: 'hold.test' }, cancelled: 0, inDelivery: 1, dsns: 0 });
       release();
       await arrivedAll(['h@hold.test']);
-      expect(await api.state(inFlight)).toEqual({ 'h@hold.test': 'delivered/1' });
+      await api.states(inFlight, { 'h@hold.test': 'delivered/1' });
 
       // Recorded as cancelled, never attempted, each with the DSN that reports it.
       const detail = await api.message(m1);
@@ -238,8 +244,8 @@ for (const backend of backends) {
       expect(detail.recipients[0]!.events).toEqual([
         expect.objectContaining({ attempt: 0, disposition: 'permanent', enhanced: '5.0.0', response: 'cancelled by an operator: spam run', stage: 'queue', bounceClass: 'cancelled', egressIp: null }),
       ]);
-      expect(await api.state(m2)).toEqual({ 'z@gone.test': 'bounced/0', 'k@keep.test': 'delivered/1' });
-      expect(await api.state(nullSender)).toEqual({ 'n@gone.test': 'bounced/0' });
+      await api.states(m2, { 'z@gone.test': 'bounced/0', 'k@keep.test': 'delivered/1' });
+      await api.states(nullSender, { 'n@gone.test': 'bounced/0' });
 
       // The DSNs go out like any mail: one per message, none to the null sender.
       await until(() => sink!.messages.filter((m) => m.from === '').length === 2, 'the two DSNs');
@@ -267,7 +273,7 @@ for (const backend of backends) {
 
       expect(await api.ok('DELETE', `/v1/messages/${id}?dsn=true&reason=customer%20asked`)).toEqual({ id, cancelled: 2, inDelivery: 0, dsns: 1 });
       expect(await api.ok('DELETE', `/v1/messages/${id}`)).toEqual({ id, cancelled: 0, inDelivery: 0, dsns: 0 });
-      expect(await api.state(id)).toEqual({ 'p@later.test': 'bounced/0', 'q@later.test': 'bounced/0', 'o@open.test': 'delivered/1' });
+      await api.states(id, { 'p@later.test': 'bounced/0', 'q@later.test': 'bounced/0', 'o@open.test': 'delivered/1' });
       const events = (await api.message(id)).recipients[0]!.events;
       expect(events.map((e) => e.response)).toEqual(['cancelled by an operator: customer asked']);
       await until(() => sink!.messages.some((m) => m.from === '' && m.raw.toString().includes('customer asked')), 'the DSN');
