@@ -34,6 +34,10 @@ export interface ClaimedRow {
   size: number;
 }
 
+/** The columns of a ClaimedRow, read from recipients `r` joined to their messages `m` (every claim statement of both backends). */
+export const CLAIMED_ROW_COLUMNS = `r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
+           m.sender, m.created_at AS message_created_at, m.message_id_header, m.size`;
+
 export interface RecipientDbRow {
   id: number;
   message_id: string;

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { AttemptResult, Lease, LeaseToken, NewMessage, PoolStateEntry, UsageChange, UsageWindow } from '../store.ts';
 import { domainOf } from '../../mail/address.ts';
-import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../store-rows.ts';
+import { CLAIMED_ROW_COLUMNS, type ClaimedRow, type EventDbRow, type MessageDbRow, type RecipientDbRow } from '../store-rows.ts';
 import { anyPaused, type PausedScopes } from '../queue-control.ts';
 import { pausedLists } from '../queue-control-rows.ts';
 
@@ -129,8 +129,7 @@ export async function claimDue(db: Db, now: number, limit: number, owner: string
       SET state = 'delivering', locked_by = $3, locked_until = $4, lease_token = $5, updated_at = $1
       FROM picked p, messages m
       WHERE r.id = p.id AND m.id = r.message_id
-      RETURNING r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
-                m.sender, m.created_at AS message_created_at, m.message_id_header, m.size`,
+      RETURNING ${CLAIMED_ROW_COLUMNS}`,
     values: [now, limit, owner, lockedUntil, token, ...values],
   });
   return rows;

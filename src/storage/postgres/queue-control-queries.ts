@@ -1,7 +1,7 @@
 import type { LeaseToken } from '../store.ts';
 import type { QueueSelection } from '../queue-control.ts';
 import { selectionPredicate, type PauseDbRow } from '../queue-control-rows.ts';
-import type { ClaimedRow } from '../store-rows.ts';
+import { CLAIMED_ROW_COLUMNS, type ClaimedRow } from '../store-rows.ts';
 import type { Db } from './queries.ts';
 
 /**
@@ -96,8 +96,7 @@ export async function claimQueued(db: Db, kind: QueueSelection['kind'], value: s
       SET state = 'delivering', locked_by = $3, locked_until = $4, lease_token = $5, updated_at = $6
       FROM picked p, messages m
       WHERE r.id = p.id AND m.id = r.message_id
-      RETURNING r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
-                m.sender, m.created_at AS message_created_at, m.message_id_header, m.size`,
+      RETURNING ${CLAIMED_ROW_COLUMNS}`,
     values: [value, limit, owner, lockedUntil, token, now],
   });
   return rows.sort((a, b) => a.id - b.id);

@@ -1,7 +1,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
 import type { LeaseToken, NewMessage, PoolStateEntry, UsageChange } from '../store.ts';
-import type { ClaimedRow, EventDbRow, MessageDbRow, RecipientDbRow } from '../store-rows.ts';
+import { CLAIMED_ROW_COLUMNS, type ClaimedRow, type EventDbRow, type MessageDbRow, type RecipientDbRow } from '../store-rows.ts';
 import { anyPaused, type PausedScopes } from '../queue-control.ts';
 import { pausedLists } from '../queue-control-rows.ts';
 
@@ -25,8 +25,7 @@ export function prepareQueries(db: DatabaseSync) {
   // flight) and due queued rows in next_attempt_at order. A single OR query would have to sort
   // every due row of a backlog to take the first n. `filter` narrows both scans (see unpaused below).
   const dueSql = (filter: string) => `
-    SELECT r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
-           m.sender, m.created_at AS message_created_at, m.message_id_header, m.size
+    SELECT ${CLAIMED_ROW_COLUMNS}
     FROM (
       SELECT id, next_attempt_at FROM (
         SELECT id, next_attempt_at FROM recipients INDEXED BY recipients_lease_end

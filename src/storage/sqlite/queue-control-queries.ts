@@ -1,7 +1,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { QueueSelection } from '../queue-control.ts';
 import { selectionPredicate, type PauseDbRow } from '../queue-control-rows.ts';
-import type { ClaimedRow } from '../store-rows.ts';
+import { CLAIMED_ROW_COLUMNS, type ClaimedRow } from '../store-rows.ts';
 
 /**
  * The SQLite statements of queue control (QueueControl): pauses, and the bulk moves and claims
@@ -40,8 +40,7 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
           UPDATE recipients SET next_attempt_at = ?2, updated_at = ?2
           WHERE id IN (SELECT r.id FROM recipients r WHERE ${picks} AND r.state = 'queued' AND r.next_attempt_at > ?2 LIMIT ?3)`),
         claim: stmt(`
-          SELECT r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
-                 m.sender, m.created_at AS message_created_at, m.message_id_header, m.size
+          SELECT ${CLAIMED_ROW_COLUMNS}
           FROM recipients r JOIN messages m ON m.id = r.message_id
           WHERE ${picks} AND r.state = 'queued'
           ORDER BY r.id LIMIT ?2`),
