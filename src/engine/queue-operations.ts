@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import type { Clock } from '../clock.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { QueueSelection } from '../storage/queue-control.ts';
 import type { ClaimedRecipient, FollowUp, Store } from '../storage/store.ts';
 import { inChunks, waitUnlessAborted } from './bulk-chunks.ts';
@@ -17,8 +18,9 @@ export interface QueueOperationsDeps {
   store: Pick<Store, 'retryQueued' | 'claimQueued' | 'countDelivering' | 'loadMessage' | 'recordAttempts' | 'release'>;
   clock: Clock;
   logger: Logger;
-  /** Makes the DSNs of cancelled mail, as deliveries make those of bounces. */
-  dsn: Omit<DsnMakerDeps, 'clock' | 'log'>;
+  metrics: Metrics;
+  /** What the DSNs of cancelled mail are made with, as deliveries make those of bounces. */
+  dsn: Pick<DsnMakerDeps, 'hostname' | 'dsn' | 'dkim'>;
   /** This node's claims (config hostname): a cancellation claims the rows it cancels. */
   owner: string;
   leaseMs: number;
@@ -46,10 +48,12 @@ export interface Cancelled {
  */
 export class QueueOperations {
   private readonly log: Logger;
-  private stopping = new AbortController();
+  private readonly dsnDeps: DsnMakerDeps;
+  private readonly stopping = new AbortController();
 
   constructor(private readonly deps: QueueOperationsDeps) {
     this.log = deps.logger.child({ component: 'queue-operations' });
+    this.dsnDeps = { ...deps.dsn, metrics: deps.metrics, clock: deps.clock, log: this.log };
     // One listener per pause between chunks: possibly several operations at once.
     setMaxListeners(0, this.stopping.signal);
   }
@@ -95,20 +99,20 @@ export class QueueOperations {
       return rows.length;
     }, this.chunks(CANCEL_CHUNK));
     const inDelivery = await this.deps.store.countDelivering(selection);
-    this.deps.dsn.metrics.recipientsCancelled.inc(cancelled);
-    this.deps.dsn.metrics.dsnsGenerated.inc(dsns);
+    this.deps.metrics.recipientsCancelled.inc(cancelled);
+    this.deps.metrics.dsnsGenerated.inc(dsns);
     this.log.info({ event: 'queue.cancelled', selection, by: request.by, reason: request.reason ?? null, recipients: cancelled, dsns, inDelivery }, `cancelled ${cancelled} queued recipients`);
     return { cancelled, dsns, inDelivery };
   }
 
   /** Records one chunk's cancellations, each message's with its DSN when asked. */
   private async record(rows: ClaimedRecipient[], outcome: DeliveryOutcome, withDsn: boolean): Promise<{ cancelled: number; dsns: number }> {
-    const { store, clock } = this.deps;
+    const { store } = this.deps;
     const followUps: FollowUp[] = [];
     if (withDsn) {
       for (const group of groupByMessage(rows)) {
         const message = await store.loadMessage(group[0]!.messageId);
-        const dsn = message && (await makeDsn({ ...this.deps.dsn, clock, log: this.log }, message, group.map((row) => ({ recipient: row.recipient, outcome }))));
+        const dsn = message && (await makeDsn(this.dsnDeps, message, group.map((row) => ({ recipient: row.recipient, outcome }))));
         if (dsn) followUps.push({ message: dsn, reports: group.map((row) => row.recipientId) });
       }
     }

@@ -4,8 +4,9 @@ import type { Store } from '../storage/store.ts';
 
 /**
  * Deletes finished messages older than the retention period, audit entries older than theirs,
- * expired pool counters and state, and queue pauses that have ended, once at start and then every `intervalMs`, so the queue
- * database holds the live queue and recent history, not all history.
+ * expired pool counters and state, and queue pauses that have ended, once at start and then
+ * every `intervalMs`, so the queue database holds the live queue and recent history, not all
+ * history.
  */
 export class RetentionSweeper {
   private timer: NodeJS.Timeout | null = null;

@@ -92,10 +92,11 @@ export interface EgressPoolDeps extends PoolSetup {
 
 /**
  * Chooses the egress IP for each delivery and reacts to what the remote servers answer.
- * Eligible: in the message's pool, weight above 0, not paused by an operator, not suspended (for the provider, for the site
- * when the provider is the fallback one, or at all: restriction-scope.ts), within throttles, the
- * path's message rate and warm-up caps; among those a smooth weighted
- * round-robin, with a retry staying on the IP used before while it is eligible (greylisting).
+ * Eligible: in the message's pool, weight above 0, not paused by an operator, not suspended (for
+ * the provider, for the site when the provider is the fallback one, or at all:
+ * restriction-scope.ts), within throttles, the path's message rate and warm-up caps; among those
+ * a smooth weighted round-robin, with a retry staying on the IP used before while it is eligible
+ * (greylisting).
  * Usage, caps and restrictions live in the pool backend (Redis or the local store) so they
  * survive a restart and are shared by every node.
  *
@@ -262,9 +263,10 @@ export class EgressPool {
 
   /**
    * Why an IP may not send on a path now, or how many of `count` messages it may send: its gates
-   * (eligibility.ts: an operator's pause of the IP first) in order, each asked only for what the ones before granted. Side effect when
-   * ok: the granted usage is counted (a bucket followed by a limit that grants fewer keeps the
-   * difference taken: tokens, which refill, never a warm-up count, which is asked last).
+   * (eligibility.ts: an operator's pause of the IP first) in order, each asked only for what the
+   * ones before granted. Side effect when ok: the granted usage is counted (a bucket followed by a
+   * limit that grants fewer keeps the difference taken: tokens, which refill, never a warm-up
+   * count, which is asked last).
    */
   private async check(setup: ActiveSetup, member: PoolMember, path: EgressPath & { ip: string }, count: number, now: number): Promise<Verdict> {
     const { backend, paths } = this.deps;
