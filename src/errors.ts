@@ -34,6 +34,8 @@ export const ERRORS = {
   TENANT_RATE_LIMITED: { smtp: 451, enhanced: '4.7.1', http: 429, message: 'Sending rate of this tenant exceeded, try again later' },
   /** The tenant's `dailyQuota` is used up until the next UTC day. */
   TENANT_QUOTA_EXCEEDED: { smtp: 451, enhanced: '4.7.1', http: 429, message: 'Daily quota of this tenant exceeded, try again tomorrow' },
+  /** More recipients in one message than the tenant's rate burst or daily quota: it could never be accepted, so it is refused for good. */
+  TENANT_LIMIT_TOO_SMALL: { smtp: 554, enhanced: '5.7.1', http: 422, message: 'Message has more recipients than this tenant may send at once' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

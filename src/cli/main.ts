@@ -81,7 +81,7 @@ stored anywhere, so copy it now. Callers send it as "Authorization: Bearer TOKEN
 
   --name NAME       the token's name, shown in logs and by GET /v1/whoami (unique in api.tokens)
   --role ROLE       admin, operator, sender or viewer
-  --tenant TENANT   the tenant the token belongs to (optional)
+  --tenant TENANT   the tenant the token acts for (required for sender, refused for admin)
   --json            print {"token": ..., "entry": {...}} instead`,
     options: { name: { type: 'string' }, role: { type: 'string' }, tenant: { type: 'string' }, json: { type: 'boolean' } },
     load: () => import('./token-create.ts'),

@@ -18,6 +18,9 @@ export async function execute(values: Record<string, unknown>, _context: Command
   if (role === undefined) problems.push(`--role is required (${API_ROLES.join(', ')})`);
   else if (!(API_ROLES as readonly string[]).includes(role)) problems.push(`--role ${JSON.stringify(role)}: not a role: use one of ${API_ROLES.join(', ')}`);
   if (tenant !== undefined && !apiNameSchema.safeParse(tenant).success) problems.push(`--tenant ${JSON.stringify(tenant)}: ${apiNameSchema.safeParse(tenant).error!.issues[0]!.message}`);
+  // The same rules as the configuration's (config/tenant-schema.ts), so the line printed is one it takes.
+  if (role === 'sender' && tenant === undefined) problems.push('--tenant is required for role sender (a sender sends for one tenant)');
+  if (role === 'admin' && tenant !== undefined) problems.push('--tenant: an admin token belongs to no tenant (it acts for all)');
   if (problems.length) {
     process.stderr.write(problems.map((p) => `rookery token create: ${p}\n`).join(''));
     return 2;

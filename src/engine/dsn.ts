@@ -22,6 +22,8 @@ export interface DsnInput {
     createdAt?: number;
     /** The original's egress pool: the report goes back through the same sender's IPs. */
     pool: string;
+    /** The original's tenant, whose report it is. */
+    tenant?: string | null;
   };
   failed: Array<{ recipient: string; outcome: DeliveryOutcome }>;
   now: number;
@@ -76,6 +78,8 @@ export async function buildDsn(input: DsnInput): Promise<NewMessage> {
     createdAt: now,
     dueAt: now,
     pool: original.pool,
+    // The tenant whose mail bounced reads its DSN (GET /v1/messages/{id}).
+    tenant: original.tenant ?? null,
   };
 }
 

@@ -81,6 +81,7 @@ export interface MessageDbRow {
   source: string;
   created_at: number;
   pool: string;
+  tenant: string | null;
 }
 
 /** A new claim's token: random, so no two claims (of any node) share one. */
@@ -160,6 +161,7 @@ export function toStoredMessage(row: MessageDbRow): StoredMessage {
     source: row.source as StoredMessage['source'],
     createdAt: row.created_at,
     pool: row.pool,
+    tenant: row.tenant,
   };
 }
 

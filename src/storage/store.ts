@@ -33,7 +33,7 @@ export interface NewMessage {
   body: Buffer;
   /** Submitting user, null for trusted-network or internal (DSN) mail. */
   submitter: string | null;
-  /** The tenant it was sent for; absent or null for none (DSNs Rookery writes belong to none). */
+  /** The tenant it was sent for; absent or null for none (a DSN belongs to its original's). */
   tenant?: string | null;
   /** How the message came in. */
   source: 'smtp' | 'http' | 'dsn';
@@ -84,6 +84,8 @@ export interface StoredMessage {
   source: NewMessage['source'];
   createdAt: number;
   pool: string;
+  /** The tenant it was sent for; null for none. */
+  tenant: string | null;
 }
 
 export interface RecipientRow {

@@ -86,6 +86,9 @@ describe('rookery token create', () => {
     expect(bad.stderr).toContain('--name "a b": not a name');
     expect(bad.stderr).toContain('--role "root": not a role: use one of admin, operator, sender, viewer');
     expect(bad.stderr).toContain('--tenant "-x": not a name');
+    // The configuration's own rules: a sender acts for a tenant, an admin for none.
+    expect(rookery(['token', 'create', '--name', 'app', '--role', 'sender'])).toEqual({ code: 2, stdout: '', stderr: 'rookery token create: --tenant is required for role sender (a sender sends for one tenant)\n' });
+    expect(rookery(['token', 'create', '--name', 'root', '--role', 'admin', '--tenant', 'acme'])).toEqual({ code: 2, stdout: '', stderr: 'rookery token create: --tenant: an admin token belongs to no tenant (it acts for all)\n' });
   });
 });
 

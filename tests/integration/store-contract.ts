@@ -113,6 +113,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
         source: 'smtp',
         createdAt: T0,
         pool: 'default',
+        tenant: null,
       });
       expect(Buffer.isBuffer(stored!.body)).toBe(true);
       expect(await store.loadMessage('no-such-message')).toBeNull();
@@ -121,10 +122,10 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
 
     it('stores the null sender, null fields and a binary body unchanged', async () => {
       const body = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-      const m = message({ sender: '', messageIdHeader: null, submitter: null, clientAddress: null, source: 'dsn', body, pool: 'marketing' });
+      const m = message({ sender: '', messageIdHeader: null, submitter: null, clientAddress: null, source: 'dsn', body, pool: 'marketing', tenant: 'acme' });
       await store.enqueue([m]);
       const stored = await store.loadMessage(m.id);
-      expect(stored).toMatchObject({ sender: '', messageIdHeader: null, submitter: null, source: 'dsn', pool: 'marketing' });
+      expect(stored).toMatchObject({ sender: '', messageIdHeader: null, submitter: null, source: 'dsn', pool: 'marketing', tenant: 'acme' });
       expect(stored!.body.equals(body)).toBe(true);
       const [claimed] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
       expect(claimed).toMatchObject({ sender: '', messageIdHeader: null, size: 256 });

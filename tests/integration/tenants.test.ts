@@ -89,6 +89,32 @@ describe.skipIf(!redisAvailable)('tenant limits through Redis', () => {
   });
 });
 
+describe('tenant limits on one node', () => {
+  it('refuses for good a message with more recipients than the rate lets through at once or the day allows', async () => {
+    const dir = await createTempDir('rookery-tenant-limits-local');
+    const clock = manualClock(MIDNIGHT + 3_600_000);
+    const store = createSqliteStore({ path: dir.file('queue.db'), clock, logger });
+    try {
+      await store.migrate();
+      const limits = new TenantLimits({ ...createPoolBackend({ store, clock }), clock });
+      const tenants = new TenantDirectory({ small: { senderDomains: ['*'], rate: { ratePerSecond: 10 / 3600, burst: 10 }, dailyQuota: 50 }, quota: { senderDomains: ['*'], dailyQuota: 5 } });
+      const tooMany = await refusal(limits.admit(tenants.get('small')!, 11));
+      expect(tooMany.code).toBe('TENANT_LIMIT_TOO_SMALL');
+      expect(tooMany.responseCode).toBe(554);
+      expect(tooMany.message).toBe('5.7.1 Message has 11 recipients; this tenant may send to at most 10 at once');
+      expect((await refusal(limits.admit(tenants.get('quota')!, 6))).code).toBe('TENANT_LIMIT_TOO_SMALL');
+      // Every recipient costs a token: ten recipients use the hour's ten, the next waits six minutes.
+      await limits.admit(tenants.get('small')!, 10);
+      const next = await refusal(limits.admit(tenants.get('small')!, 1));
+      expect(next.code).toBe('TENANT_RATE_LIMITED');
+      expect(next.retryAfterMs).toBe(360_000);
+    } finally {
+      await store.close();
+      await dir.remove();
+    }
+  });
+});
+
 describe('tenants at SMTP acceptance', () => {
   const tenants = { acme: { senderDomains: ['acme.example'], pools: ['acme'], rate: '3/m' } };
   const ips = [{ address: '127.0.0.2', pool: 'acme' }, { address: '127.0.0.3' }];

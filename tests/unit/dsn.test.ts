@@ -92,7 +92,11 @@ describe('buildDsn', () => {
       dueAt: input().now,
       // Back through the pool of the message it reports on.
       pool: 'marketing',
+      tenant: null,
     });
+    // A tenant's bounce report is the tenant's: its token reads it.
+    const base = input();
+    expect((await buildDsn({ ...base, original: { ...base.original, tenant: 'acme' } })).tenant).toBe('acme');
   });
 
   it('is wire form: CRLF line endings only, ASCII, lines within limits', async () => {

@@ -335,8 +335,8 @@ export async function nextDueAt(db: Db, paused?: PausedScopes): Promise<number |
 
 export async function selectMessage(db: Db, id: string): Promise<MessageDbRow | undefined> {
   const { rows } = await db.query<MessageDbRow>({
-    name: 'rookery_select_message',
-    text: `SELECT id, sender, message_id_header, body, submitter, source, created_at, pool FROM messages WHERE id = $1`,
+    name: 'rookery_select_message_v2',
+    text: `SELECT id, sender, message_id_header, body, submitter, source, created_at, pool, tenant FROM messages WHERE id = $1`,
     values: [id],
   });
   return rows[0];

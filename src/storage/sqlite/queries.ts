@@ -151,7 +151,7 @@ export function prepareQueries(db: DatabaseSync) {
     )`;
 
   const selectMessage = stmt(`
-    SELECT id, sender, message_id_header, body, submitter, source, created_at, pool FROM messages WHERE id = ?`);
+    SELECT id, sender, message_id_header, body, submitter, source, created_at, pool, tenant FROM messages WHERE id = ?`);
 
   const countByState = stmt(`SELECT state, count(*) AS n FROM recipients GROUP BY state`);
 
