@@ -36,3 +36,24 @@ export function normalizeDomain(domain: string): string | null {
   const ascii = domainToASCII(domain.trim().replace(/\.$/, '').toLowerCase());
   return ascii && ascii.length <= 253 && DOMAIN.test(ascii) ? ascii : null;
 }
+
+/** RFC 5321 dot-atom local part: atext words joined by single dots. */
+const DOT_ATOM = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
+
+/**
+ * Why `address` cannot be an envelope address handed over outside SMTP (the HTTP API), or null.
+ * SMTP's own command parser never lets a line break, a space or an angle bracket into MAIL FROM
+ * or RCPT TO; an address from JSON could carry any of them into the commands Rookery sends on
+ * (a CR LF would start a command of its own), so only the plain form is taken: a dot-atom local
+ * part, '@', a domain name in ASCII (an IDN as its A-label).
+ */
+export function envelopeAddressProblem(address: string): string | null {
+  const at = address.lastIndexOf('@');
+  if (at <= 0) return 'not an address (local@domain)';
+  const local = address.slice(0, at);
+  const domain = address.slice(at + 1);
+  if (!DOT_ATOM.test(local)) return 'not an address: the part before @ may hold letters, digits, dots (not two in a row, not first or last) and !#$%&\'*+/=?^_`{|}~-';
+  if (local.length > 64) return 'the part before @ is longer than 64 characters';
+  if (!/^[A-Za-z0-9.-]+$/.test(domain) || normalizeDomain(domain) !== domain.toLowerCase()) return `not a domain name: ${JSON.stringify(domain)} (an internationalized one as its A-label, xn--...)`;
+  return null;
+}

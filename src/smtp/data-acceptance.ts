@@ -1,10 +1,10 @@
 import type { SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import type { Clock } from '../clock.ts';
+import { checkHeaderBlock } from '../access/submission-policy.ts';
 import type { Accepted, Submission } from '../engine/queue.ts';
 import { RookeryError, SMTP_REPLIES, smtpReplyText } from '../errors.ts';
 import { splitHeader } from '../mail/message-headers.ts';
 import type { Logger } from '../observability/logger.ts';
-import { checkAuthors } from './author-headers.ts';
 import type { BufferBudget } from './buffer-budget.ts';
 import { watchDataRate } from './data-rate.ts';
 import { collectMessage } from './message-collector.ts';
@@ -17,7 +17,7 @@ import type { UserDirectory } from './user-directory.ts';
 /**
  * DATA: the message is collected (size limit, CRLF line endings only, within the shared buffer
  * budget, at the minimum data rate), its header block is held to MAX_HEADER_BYTES and its author
- * fields are checked (author-headers.ts), the Received field is made, and the message is
+ * fields are checked (src/access/submission-policy.ts, as the HTTP API checks them), the Received field is made, and the message is
  * committed to the queue. The 250 reply, carrying the queue id, goes out only after the commit.
  */
 
@@ -39,14 +39,6 @@ export interface DataAcceptanceDeps {
   /** This node's name, in the Received field. */
   hostname: string;
 }
-
-/**
- * Largest header block accepted, in bytes. Every step that reads or edits the header block (the
- * author check, the queue's own fields, DKIM signing) costs time in proportion to it, on the
- * thread that answers every client (a 20 MB block of tiny fields costs seconds); real messages
- * stay far below this.
- */
-const MAX_HEADER_BYTES = 256 * 1024;
 
 /** smtp-server's onData. */
 export function dataAcceptance(deps: DataAcceptanceDeps): NonNullable<SMTPServerOptions['onData']> {
@@ -103,11 +95,11 @@ async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServe
   const envelope = session.envelope;
   const user = userOf(deps.users(), session);
   const { header } = splitHeader(body);
-  if (header.length > MAX_HEADER_BYTES) {
-    rejections.reject(state, 'HEADER_TOO_LARGE', { bytes: header.length });
-    throw new RookeryError('HEADER_TOO_LARGE', `Message header block is larger than ${MAX_HEADER_BYTES} bytes`);
+  const refusal = checkHeaderBlock(header, user ? user.allowedSenders : null);
+  if (refusal?.code === 'HEADER_TOO_LARGE') {
+    rejections.reject(state, refusal.code, { bytes: refusal.bytes });
+    throw new RookeryError(refusal.code, refusal.message);
   }
-  const refusal = checkAuthors(header, user ? user.allowedSenders : null);
   if (refusal) {
     rejections.reject(state, refusal.code, { header: refusal.address && logSafe(refusal.address), username: user?.username, detail: refusal.message });
     throw new RookeryError(refusal.code, refusal.message);

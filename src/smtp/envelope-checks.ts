@@ -1,5 +1,6 @@
 import type { SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { tenantMaySend, type TenantLookup } from '../access/tenants.ts';
+import { checkRecipient } from '../access/submission-policy.ts';
 import { RookeryError } from '../errors.ts';
 import type { Rejections } from './rejections.ts';
 import { checkMailFrom, checkRcptTo, type RelayClient } from './relay-policy.ts';
@@ -9,9 +10,9 @@ import type { UserDirectory } from './user-directory.ts';
 
 /**
  * MAIL FROM and RCPT TO: the relay policy (relay-policy.ts) applied to the session, the sender
- * domains of the user's tenant, recipients that need a domain, and the recipient limit. (The
- * queue checks the tenant's sender domains again for every door; here a refusal comes before
- * the message is sent.)
+ * domains of the user's tenant, recipients that need a domain, and the recipient limit
+ * (src/access/submission-policy.ts, shared with the HTTP API). (The queue checks the tenant's
+ * sender domains again for every door; here a refusal comes before the message is sent.)
  */
 
 export interface EnvelopeCheckDeps {
@@ -56,16 +57,11 @@ export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServe
         return callback(new RookeryError(refusal));
       }
       // smtp-server accepts a bare "postmaster"; an outbound relay has no local mailbox for it.
-      if (!address.address.includes('@')) {
-        rejections.reject(state, 'BAD_ADDRESS', { recipient: address.address });
-        return callback(new RookeryError('BAD_ADDRESS', 'Recipient address must have a domain'));
-      }
       const recipients = session.envelope.rcptTo;
-      const key = address.address.toLowerCase();
-      const repeated = recipients.some((r) => r.address.toLowerCase() === key);
-      if (!repeated && recipients.length >= deps.maxRecipients) {
-        rejections.reject(state, 'TOO_MANY_RECIPIENTS', { recipients: recipients.length });
-        return callback(new RookeryError('TOO_MANY_RECIPIENTS'));
+      const problem = checkRecipient(address.address, recipients.map((r) => r.address), deps.maxRecipients);
+      if (problem) {
+        rejections.reject(state, problem.code, problem.code === 'BAD_ADDRESS' ? { recipient: address.address } : { recipients: recipients.length });
+        return callback(new RookeryError(problem.code, problem.message));
       }
       callback();
     },

@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import type { ErrorCode } from '../errors.ts';
-import { splitAddress } from '../mail/address.ts';
+import { senderAllowed } from '../access/allowed-senders.ts';
 
 /**
  * Who may hand mail to Rookery. A transaction is accepted when
@@ -32,23 +32,6 @@ export function checkMailFrom(client: RelayClient, sender: string): ErrorCode | 
 /** Decision at RCPT TO: null accepts, otherwise the error to answer with. */
 export function checkRcptTo(client: RelayClient): ErrorCode | null {
   return client.trusted || client.allowedSenders !== null ? null : 'RELAY_DENIED';
-}
-
-/**
- * True when `sender` matches one of the patterns: "*" (anything, including the null sender <>),
- * "*@domain" (any local part at exactly that domain) or an exact address. Domains compare
- * case-insensitively; local parts exactly, as RFC 5321 leaves their case to the owner.
- */
-export function senderAllowed(patterns: readonly string[], sender: string): boolean {
-  if (patterns.includes('*')) return true;
-  if (sender === '') return false;
-  const address = splitAddress(sender);
-  if (!address) return false;
-  return patterns.some((pattern) => {
-    const wanted = splitAddress(pattern);
-    if (!wanted) return false;
-    return wanted.domain === address.domain && (wanted.local === '*' || wanted.local === address.local);
-  });
 }
 
 /**

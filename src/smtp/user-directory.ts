@@ -5,7 +5,7 @@ import { DEFAULT_SCRYPT, hashPassword, parsePasswordHash, verifyPassword, type S
 /** A user that may submit mail, as the relay policy sees it. */
 export interface SubmissionUser {
   username: string;
-  /** "*", "*@domain" or exact addresses; see relay-policy.ts. */
+  /** "*", "*@domain" or exact addresses; see src/access/allowed-senders.ts. */
   allowedSenders: readonly string[];
   /** The tenant it sends for (tenants:), or null. */
   tenant: string | null;

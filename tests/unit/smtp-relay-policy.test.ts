@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { checkMailFrom, checkRcptTo, NetworkMatcher, senderAllowed } from '../../src/smtp/relay-policy.ts';
+import { senderAllowed } from '../../src/access/allowed-senders.ts';
+import { checkMailFrom, checkRcptTo, NetworkMatcher } from '../../src/smtp/relay-policy.ts';
 
 describe('senderAllowed', () => {
   it('"*" allows any sender, including the null sender', () => {

@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../errors.ts';
 import { readAuthors, sameAddresses } from '../mail/authors.ts';
-import { senderAllowed } from './relay-policy.ts';
+import { senderAllowed } from './allowed-senders.ts';
 
 /**
  * The author fields of a submitted message, From and Sender: what recipients see and what DKIM

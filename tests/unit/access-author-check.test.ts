@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkAuthors } from '../../src/smtp/author-headers.ts';
+import { checkAuthors } from '../../src/access/author-check.ts';
 
 const ALLOWED = ['*@app.example'];
 const from = (value: string) => `From: ${value}\r\nSubject: x\r\n`;
