@@ -1,4 +1,4 @@
-import type { BacklogGroup, DsnRecord, MessageInfo, MessageQuery, MessageSummary, RecipientState } from './store.ts';
+import type { BacklogGroup, DsnRecord, MessageInfo, MessageQuery, MessageSummary, NewMessage, RecipientState } from './store.ts';
 import { emptyCounts } from './store-rows.ts';
 
 /*
@@ -17,6 +17,20 @@ export interface MessageInfoDbRow {
   created_at: number;
   pool: string;
   tenant: string | null;
+  send_at: number | null;
+  /** JSON text of an array of strings (PostgreSQL's text[] is read as array_to_json); null: none. */
+  tags: string | null;
+  /** JSON text of an object of strings; null: none. */
+  metadata: string | null;
+}
+
+/** The columns of a message's row besides the envelope, as both backends store them. */
+export function messageExtras(m: NewMessage): { sendAt: number | null; tags: string[] | null; metadata: string | null } {
+  return {
+    sendAt: m.dueAt > m.createdAt ? m.dueAt : null,
+    tags: m.tags && m.tags.length > 0 ? [...m.tags] : null,
+    metadata: m.metadata && Object.keys(m.metadata).length > 0 ? JSON.stringify(m.metadata) : null,
+  };
 }
 
 /** A listed message with one of its recipient states and that state's count (a message spans several rows). */
@@ -44,6 +58,9 @@ export function toMessageInfo(row: MessageInfoDbRow): MessageInfo {
     createdAt: row.created_at,
     pool: row.pool,
     tenant: row.tenant,
+    sendAt: row.send_at,
+    tags: row.tags === null ? [] : (JSON.parse(row.tags) as string[]),
+    metadata: row.metadata === null ? {} : (JSON.parse(row.metadata) as Record<string, string>),
   };
 }
 
@@ -74,6 +91,7 @@ export interface MessageQueryBounds {
   domain: string | null;
   pool: string | null;
   tenant: string | null;
+  tag: string | null;
   /** True when some recipient filter is set (the recipients are looked at only then). */
   byRecipient: boolean;
   limit: number;
@@ -93,6 +111,7 @@ export function messageQueryBounds(q: MessageQuery): MessageQueryBounds {
     domain: q.domain === null ? null : q.domain.toLowerCase(),
     pool: q.pool,
     tenant: q.tenant,
+    tag: q.tag,
     byRecipient: q.state !== null || q.recipient !== null || q.domain !== null,
     limit: q.limit,
   };

@@ -34,9 +34,13 @@ export interface ClaimedRow {
   size: number;
 }
 
-/** The columns of a ClaimedRow, read from recipients `r` joined to their messages `m` (every claim statement of both backends). */
+/**
+ * The columns of a ClaimedRow, read from recipients `r` joined to their messages `m` (every claim
+ * statement of both backends). A scheduled message's age (delivery.maxAge) counts from its
+ * scheduled time.
+ */
 export const CLAIMED_ROW_COLUMNS = `r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
-           m.sender, m.created_at AS message_created_at, m.message_id_header, m.size`;
+           m.sender, CASE WHEN m.send_at > m.created_at THEN m.send_at ELSE m.created_at END AS message_created_at, m.message_id_header, m.size`;
 
 export interface RecipientDbRow {
   id: number;

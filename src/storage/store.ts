@@ -41,8 +41,15 @@ export interface NewMessage {
   pool: string;
   clientAddress: string | null;
   createdAt: number;
-  /** When the first attempt is due; normally createdAt. */
+  /**
+   * When the first attempt is due; normally createdAt. A later time is a scheduled send: it is
+   * stored as the message's sendAt, and delivery.maxAge counts from it.
+   */
   dueAt: number;
+  /** Labels the client gave (the HTTP API's `tags`), for finding the message again; none when absent. */
+  tags?: readonly string[];
+  /** The client's own key-value data about the message (the HTTP API's `metadata`); none when absent. */
+  metadata?: Readonly<Record<string, string>> | null;
 }
 
 /**
@@ -70,6 +77,11 @@ export interface ClaimedRecipient extends Lease {
   attempts: number;
   /** The egress IP of the previous attempt, if any (a retry prefers it). */
   lastEgressIp: string | null;
+  /**
+   * When the message was accepted, or its scheduled time (sendAt) when that is later: the
+   * message's time in the queue, against delivery.maxAge and in the delivery latency, counts
+   * from it.
+   */
   messageCreatedAt: number;
   messageIdHeader: string | null;
   size: number;
@@ -169,7 +181,7 @@ export interface PoolStateEntry {
   expiresAt: number | null;
 }
 
-export interface Store extends MessageReads, AuditLog, QueueControl {
+export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys {
   readonly driver: 'sqlite' | 'postgres';
 
   /** Applies pending migrations. Safe to call on every start. */
@@ -332,6 +344,10 @@ export interface MessageInfo {
   pool: string;
   /** The tenant it was sent for; null for none. */
   tenant: string | null;
+  /** The scheduled time of a message sent later (NewMessage.dueAt after createdAt); null otherwise. */
+  sendAt: number | null;
+  tags: string[];
+  metadata: Record<string, string>;
 }
 
 /** A message of a listing, with how many of its recipients are in each state. */
@@ -350,6 +366,8 @@ export interface MessageQuery {
   /** A recipient domain (lower case, as stored). */
   domain: string | null;
   pool: string | null;
+  /** Messages carrying this tag (exactly, case included). */
+  tag: string | null;
   /** Created at or after. */
   since: number | null;
   /** Created before. */
@@ -473,4 +491,40 @@ export interface AuditLog {
   listAudit(filters: AuditFilters, after: AuditCursor | null, limit: number): Promise<AuditRecord[]>;
   /** Deletes entries older than `before`, in chunks (other writes go in between); returns how many. */
   purgeAudit(before: number): Promise<number>;
+}
+
+/*
+ * Idempotency keys of the HTTP API (Idempotency-Key on POST /v1/messages and /batch): the first
+ * answer to a request, kept with the messages it stored, so a client that repeats the request
+ * (after a timeout) gets that answer again instead of a second copy of its mail.
+ */
+
+/** A key and the first answer given under it. */
+export interface IdempotencyRecord {
+  /** Whose key it is (an API token's name): keys of different callers never meet. */
+  scope: string;
+  key: string;
+  /** Hash of the canonical request that first used the key. */
+  requestHash: string;
+  /** The answer given to it: HTTP status and JSON body. */
+  status: number;
+  response: string;
+  createdAt: number;
+}
+
+export type EnqueueOnceResult = { stored: true } | { stored: false; existing: IdempotencyRecord };
+
+export interface IdempotencyKeys {
+  /**
+   * Stores `record` and `messages` in one transaction, durably, unless (scope, key) already holds
+   * a record created at or after `notBefore`: then nothing is stored and that record returned.
+   * An older record is replaced. The key is unique in the database, so of two calls with one key,
+   * on one node or several sharing PostgreSQL, one stores and the other gets its record: on
+   * PostgreSQL a call whose key another open transaction holds waits for that one's outcome.
+   */
+  enqueueOnce(messages: NewMessage[], record: IdempotencyRecord, notBefore: number): Promise<EnqueueOnceResult>;
+  /** The record of (scope, key) created at or after `notBefore`, or null. */
+  getIdempotencyRecord(scope: string, key: string, notBefore: number): Promise<IdempotencyRecord | null>;
+  /** Deletes records created before `before`, in chunks (other writes go in between); returns how many. */
+  purgeIdempotencyKeys(before: number): Promise<number>;
 }

@@ -28,7 +28,7 @@ function newMessage(id: string, createdAt: number, overrides: Partial<NewMessage
   };
 }
 
-const ANY: MessageQuery = { state: null, sender: null, recipient: null, domain: null, pool: null, since: null, until: null, tenant: null, after: null, limit: 100 };
+const ANY: MessageQuery = { state: null, sender: null, recipient: null, domain: null, pool: null, tag: null, since: null, until: null, tenant: null, after: null, limit: 100 };
 
 function failure(disposition: 'transient' | 'permanent' | 'throttled', egressIp: string | null): DeliveryOutcome {
   const code = disposition === 'permanent' ? 550 : disposition === 'transient' ? 451 : null;
@@ -54,7 +54,7 @@ export function registerReadContract(ctx: { store: () => Store; clock: () => Man
     await store.enqueue([m]);
     expect(await store.getMessageInfo('info-1')).toEqual({
       id: 'info-1', sender: 'app@sender.test', messageIdHeader: '<info-1@sender.test>', size: m.body.length,
-      submitter: null, source: 'http', clientAddress: '192.0.2.1', createdAt: T0, pool: 'bulk', tenant: null,
+      submitter: null, source: 'http', clientAddress: '192.0.2.1', createdAt: T0, pool: 'bulk', tenant: null, sendAt: null, tags: [], metadata: {},
     });
     await store.enqueue([newMessage('info-2', T0, { tenant: 'acme' })]);
     expect((await store.getMessageInfo('info-2'))!.tenant).toBe('acme');

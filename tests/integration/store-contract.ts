@@ -5,6 +5,7 @@ import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import { registerReadContract } from './store-contract-reads.ts';
 import { registerAuditContract } from './store-contract-audit.ts';
 import { registerQueueControlContract } from './store-contract-queue-control.ts';
+import { registerIdempotencyContract } from './store-contract-idempotency.ts';
 import { DataRefusedError, type AttemptResult, type Lease, type LeaseToken, type NewMessage, type Store } from '../../src/storage/store.ts';
 
 /**
@@ -89,6 +90,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
     registerReadContract({ store: () => store, clock: () => clock });
     registerAuditContract({ store: () => store, clock: () => clock });
     registerQueueControlContract({ store: () => store, open, clock: () => clock });
+    registerIdempotencyContract({ store: () => store, clock: () => clock, open });
 
     it('enqueues a message with one queued row per recipient', async () => {
       const m = message({ recipients: ['a@One.test', 'b@two.TEST', 'c@one.test'], dueAt: T0 + 5 });

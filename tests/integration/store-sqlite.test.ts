@@ -4,6 +4,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
+import { SQLITE_MIGRATIONS } from '../../src/storage/sqlite/migrations.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
@@ -49,7 +50,7 @@ describe('SQLite store', () => {
     const db = new DatabaseSync(path, { readOnly: true });
     try {
       expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
-      expect(db.prepare('SELECT version FROM schema_migrations').all().map((r) => r.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      expect(db.prepare('SELECT version FROM schema_migrations').all().map((r) => r.version)).toEqual(SQLITE_MIGRATIONS.map((m) => m.version));
     } finally {
       db.close();
     }

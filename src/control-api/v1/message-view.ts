@@ -30,6 +30,9 @@ function messageFields(m: MessageInfo) {
     source: m.source,
     submitter: m.submitter,
     clientAddress: m.clientAddress,
+    sendAt: m.sendAt === null ? null : rfc3339(m.sendAt),
+    tags: m.tags,
+    metadata: m.metadata,
   };
 }
 

@@ -15,8 +15,11 @@ import type { Db } from './queries.ts';
 
 export async function selectMessageInfo(db: Db, id: string): Promise<MessageInfoDbRow | undefined> {
   const { rows } = await db.query<MessageInfoDbRow>({
-    name: 'rookery_select_message_info',
-    text: `SELECT id, sender, message_id_header, size, submitter, source, client_address, created_at, pool, tenant FROM messages WHERE id = $1`,
+    name: 'rookery_select_message_info_v3',
+    text: `
+      SELECT id, sender, message_id_header, size, submitter, source, client_address, created_at, pool, tenant,
+             send_at, array_to_json(tags)::text AS tags, metadata
+      FROM messages WHERE id = $1`,
     values: [id],
   });
   return rows[0];
@@ -31,15 +34,17 @@ export async function selectMessagePage(db: Db, b: MessageQueryBounds): Promise<
   const { rows } = await db.query<MessageStateDbRow>({
     text: `
       SELECT p.id, p.sender, p.message_id_header, p.size, p.submitter, p.source, p.client_address, p.created_at, p.pool, p.tenant,
-             r.state, count(*)::int AS n
+             p.send_at, array_to_json(p.tags)::text AS tags, p.metadata, r.state, count(*)::int AS n
       FROM (
-        SELECT m.id, m.sender, m.message_id_header, m.size, m.submitter, m.source, m.client_address, m.created_at, m.pool, m.tenant
+        SELECT m.id, m.sender, m.message_id_header, m.size, m.submitter, m.source, m.client_address, m.created_at, m.pool, m.tenant,
+               m.send_at, m.tags, m.metadata
         FROM messages m
         WHERE m.created_at >= $1 AND m.created_at <= $2
           AND ($11::text IS NULL OR m.tenant = $11::text)
           AND ($3::text IS NULL OR m.created_at < $2 OR m.id < $3::text)
           AND ($4::text IS NULL OR lower(m.sender) = lower($4::text))
           AND ($5::text IS NULL OR m.pool = $5::text)
+          AND ($12::text IS NULL OR $12::text = ANY (m.tags))
           AND (NOT $9::boolean OR EXISTS (
             SELECT 1 FROM recipients x
             WHERE x.message_id = m.id AND ($6::text IS NULL OR x.state = $6::text)
@@ -48,9 +53,10 @@ export async function selectMessagePage(db: Db, b: MessageQueryBounds): Promise<
         LIMIT $10
       ) AS p
       JOIN recipients r ON r.message_id = p.id
-      GROUP BY p.id, p.sender, p.message_id_header, p.size, p.submitter, p.source, p.client_address, p.created_at, p.pool, p.tenant, r.state
+      GROUP BY p.id, p.sender, p.message_id_header, p.size, p.submitter, p.source, p.client_address, p.created_at, p.pool, p.tenant,
+               p.send_at, p.tags, p.metadata, r.state
       ORDER BY p.created_at DESC, p.id DESC`,
-    values: [b.since, b.latest, b.beforeId, b.sender, b.pool, b.state, b.recipient, b.domain, b.byRecipient, b.limit, b.tenant],
+    values: [b.since, b.latest, b.beforeId, b.sender, b.pool, b.state, b.recipient, b.domain, b.byRecipient, b.limit, b.tenant, b.tag],
   });
   return rows;
 }

@@ -200,6 +200,32 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 10,
+    name: 'messages sent over HTTP: schedule, tags, metadata, idempotency keys',
+    sql: `
+      -- A scheduled send's time (the first attempt's, and where delivery.maxAge starts); NULL: at once.
+      ALTER TABLE messages ADD COLUMN send_at bigint;
+      -- NULL: none given. metadata is the JSON of an object of strings, as text (jsonb refuses an escaped NUL).
+      ALTER TABLE messages ADD COLUMN tags text[];
+      ALTER TABLE messages ADD COLUMN metadata text;
+
+      -- Idempotency-Key of POST /v1/messages and /batch: the first answer, stored in the same
+      -- transaction as the messages it reports. The primary key decides between two requests,
+      -- also from two daemons: the second insert waits for the first transaction's outcome.
+      CREATE TABLE idempotency_keys (
+        scope        text NOT NULL,
+        key          text NOT NULL,
+        request_hash text NOT NULL,
+        status       integer NOT NULL,
+        response     text NOT NULL,
+        created_at   bigint NOT NULL,
+        PRIMARY KEY (scope, key)
+      );
+      -- The retention purge by age.
+      CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);
+    `,
+  },
 ];
 
 /** First key of the two-key advisory lock taken while migrating ("rook"). */

@@ -13,7 +13,9 @@ import type {
   ClaimOptions,
   DeferredBacklog,
   DsnRecord,
+  EnqueueOnceResult,
   FollowUp,
+  IdempotencyRecord,
   Lease,
   MessageInfo,
   MessageQuery,
@@ -52,6 +54,8 @@ import * as audit from './audit-queries.ts';
 import * as control from './queue-control-queries.ts';
 import type { PausedScopes, QueuePause, QueueScope, QueueSelection } from '../queue-control.ts';
 import { checkBulk, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
+import * as idempotency from './idempotency-queries.ts';
+import { IDEMPOTENCY_PURGE_CHUNK, idempotencyInsertValues, toIdempotencyRecord } from '../idempotency-rows.ts';
 import { AUDIT_PURGE_CHUNK, auditInsertValues, auditQueryBounds, toAuditRecord } from '../audit-rows.ts';
 import { messageQueryBounds, toBacklogGroups, toDsnRecord, toMessageInfo, toMessageSummaries } from '../message-rows.ts';
 import { WorkListener } from './work-listener.ts';
@@ -143,6 +147,59 @@ class PostgresStore implements Store {
         { event: 'storage.commit.uncertain', messages: messages.map((m) => m.id) },
         'connection lost during COMMIT; the messages were stored',
       );
+    }
+  }
+
+  /**
+   * The key and the messages in one batched transaction. When the key is another open
+   * transaction's (a request with the same key on another node, or in another batch here), the
+   * claim waits for that transaction, then finds its record; the batch waits with it, for as long
+   * as a commit takes.
+   */
+  async enqueueOnce(messages: NewMessage[], record: IdempotencyRecord, notBefore: number): Promise<EnqueueOnceResult> {
+    this.assertOpen();
+    checkMessages(messages);
+    const values = idempotencyInsertValues(record);
+    const attempts: PgTransaction[] = [];
+    try {
+      return await this.batcher.submit(async (tx): Promise<EnqueueOnceResult> => {
+        attempts.push(tx);
+        if (!(await idempotency.claimIdempotencyKey(tx.client, values, notBefore))) {
+          const existing = await idempotency.selectIdempotencyKey(tx.client, record.scope, record.key, notBefore);
+          if (!existing) throw new Error(`idempotency key ${record.key} is neither free nor held`);
+          return { stored: false, existing: toIdempotencyRecord(existing) };
+        }
+        if (messages.length > 0) {
+          await sql.insertMessages(tx.client, messages);
+          tx.notify = true;
+        }
+        return { stored: true };
+      });
+    } catch (err) {
+      // As in enqueue: after a COMMIT without an answer, the database says what it holds. The
+      // record names this request's messages (their queue ids), so finding it is finding them.
+      if (!attempts.some((tx) => tx.uncertain)) throw err;
+      const found = await this.getIdempotencyRecord(record.scope, record.key, notBefore).catch(() => null);
+      if (found?.response !== record.response) throw err;
+      this.logger.warn({ event: 'storage.commit.uncertain', messages: messages.map((m) => m.id) }, 'connection lost during COMMIT; the messages were stored');
+      return { stored: true };
+    }
+  }
+
+  async getIdempotencyRecord(scope: string, key: string, notBefore: number): Promise<IdempotencyRecord | null> {
+    this.assertOpen();
+    const row = await idempotency.selectIdempotencyKey(this.pool, scope, key, notBefore);
+    return row ? toIdempotencyRecord(row) : null;
+  }
+
+  /** One statement per chunk, like purgeAudit. */
+  async purgeIdempotencyKeys(before: number): Promise<number> {
+    this.assertOpen();
+    let total = 0;
+    for (;;) {
+      const deleted = await idempotency.purgeIdempotencyKeys(this.pool, before, IDEMPOTENCY_PURGE_CHUNK);
+      total += deleted;
+      if (deleted < IDEMPOTENCY_PURGE_CHUNK) return total;
     }
   }
 

@@ -4,6 +4,7 @@ import { domainOf } from '../../mail/address.ts';
 import { CLAIMED_ROW_COLUMNS, type ClaimedRow, type EventDbRow, type MessageDbRow, type RecipientDbRow } from '../store-rows.ts';
 import { anyPaused, type PausedScopes } from '../queue-control.ts';
 import { pausedLists } from '../queue-control-rows.ts';
+import { messageExtras } from '../message-rows.ts';
 
 /**
  * Every SQL statement of the PostgreSQL backend, one function per query. Statements with a
@@ -17,7 +18,7 @@ export type Db = pg.Pool | pg.PoolClient;
 /** The LISTEN/NOTIFY channel; the payload is the schema, so stores on other schemas ignore it. */
 export const WORK_CHANNEL = 'rookery_work';
 
-const MESSAGE_COLUMNS = 11;
+const MESSAGE_COLUMNS = 14;
 /** Messages per statement, well under PostgreSQL's 65535 bind parameters. */
 const MESSAGES_PER_INSERT = 1000;
 
@@ -33,7 +34,8 @@ export async function insertMessages(db: Db, messages: readonly NewMessage[]): P
     const values: unknown[] = [];
     const rows = chunk.map((m, i) => {
       // Buffers are sent as binary parameters: the body crosses the wire unescaped.
-      values.push(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt, m.pool, m.tenant ?? null);
+      const { sendAt, tags, metadata } = messageExtras(m);
+      values.push(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt, m.pool, m.tenant ?? null, sendAt, tags, metadata);
       const base = i * MESSAGE_COLUMNS;
       return `(${Array.from({ length: MESSAGE_COLUMNS }, (_, k) => `$${base + k + 1}`).join(', ')})`;
     });
@@ -55,11 +57,11 @@ export async function insertMessages(db: Db, messages: readonly NewMessage[]): P
     values.push(messageIds, recipients, domains, dueAts, createdAts);
     await db.query({
       // Named for the common small sizes (one message per SMTP transaction): parsed once per connection.
-      name: chunk.length <= 4 ? `rookery_insert_messages_v4_${chunk.length}` : undefined,
+      name: chunk.length <= 4 ? `rookery_insert_messages_v5_${chunk.length}` : undefined,
       // ORDER BY ordinality: recipient ids follow the order of the recipients as given.
       text: `
         WITH new_messages AS (
-          INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at, pool, tenant)
+          INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at, pool, tenant, send_at, tags, metadata)
           VALUES ${rows.join(', ')}
         )
         INSERT INTO recipients (message_id, recipient, domain, state, attempts, next_attempt_at, created_at, updated_at)
@@ -106,7 +108,7 @@ function unpaused(paused: PausedScopes, first: number): { filter: string; suffix
 export async function claimDue(db: Db, now: number, limit: number, owner: string, lockedUntil: number, token: LeaseToken, paused?: PausedScopes): Promise<ClaimedRow[]> {
   const { filter, suffix, values } = anyPaused(paused) ? unpaused(paused, 6) : { filter: '', suffix: '', values: [] };
   const { rows } = await db.query<ClaimedRow>({
-    name: suffix ? `rookery_claim_due_unpaused_${suffix}` : 'rookery_claim_due_v2',
+    name: suffix ? `rookery_claim_due_unpaused_v2_${suffix}` : 'rookery_claim_due_v3',
     text: `
       WITH expired AS (
         SELECT id, next_attempt_at FROM recipients

@@ -17,7 +17,7 @@ export function prepareMessageQueries(db: DatabaseSync) {
   const stmt = (sql: string): StatementSync => db.prepare(sql);
 
   const selectInfo = stmt(`
-    SELECT id, sender, message_id_header, size, submitter, source, client_address, created_at, pool, tenant
+    SELECT id, sender, message_id_header, size, submitter, source, client_address, created_at, pool, tenant, send_at, tags, metadata
     FROM messages WHERE id = ?`);
 
   // messages_created_at, walked newest first from the cursor; the filters test each message on
@@ -28,14 +28,16 @@ export function prepareMessageQueries(db: DatabaseSync) {
   // A tenant's page walks messages_tenant_created_at instead: its messages only, in the same order.
   const pageSql = (from: string, tenant: string) => `
     SELECT p.id, p.sender, p.message_id_header, p.size, p.submitter, p.source, p.client_address, p.created_at, p.pool, p.tenant,
-           r.state, count(*) AS n
+           p.send_at, p.tags, p.metadata, r.state, count(*) AS n
     FROM (
-      SELECT m.id, m.sender, m.message_id_header, m.size, m.submitter, m.source, m.client_address, m.created_at, m.pool, m.tenant
+      SELECT m.id, m.sender, m.message_id_header, m.size, m.submitter, m.source, m.client_address, m.created_at, m.pool, m.tenant,
+             m.send_at, m.tags, m.metadata
       FROM ${from}
       WHERE ${tenant} m.created_at >= ?1 AND m.created_at <= ?2
         AND (?3 IS NULL OR m.created_at < ?2 OR m.id < ?3)
         AND (?4 IS NULL OR lower(m.sender) = lower(?4))
         AND (?5 IS NULL OR m.pool = ?5)
+        AND (?11 IS NULL OR EXISTS (SELECT 1 FROM json_each(m.tags) WHERE json_each.value = ?11))
         AND (?9 = 0 OR EXISTS (
           SELECT 1 FROM recipients x
           WHERE x.message_id = m.id AND (?6 IS NULL OR x.state = ?6)
@@ -47,7 +49,7 @@ export function prepareMessageQueries(db: DatabaseSync) {
     GROUP BY p.id, r.state
     ORDER BY p.created_at DESC, p.id DESC`;
   const selectPage = stmt(pageSql('messages m INDEXED BY messages_created_at', ''));
-  const selectTenantPage = stmt(pageSql('messages m INDEXED BY messages_tenant_created_at', 'm.tenant = ?11 AND'));
+  const selectTenantPage = stmt(pageSql('messages m INDEXED BY messages_tenant_created_at', 'm.tenant = ?12 AND'));
 
   // messages_created_at bounds the search to the window; the body is read for DSNs only.
   const selectDsns = stmt(`
@@ -75,7 +77,7 @@ export function prepareMessageQueries(db: DatabaseSync) {
     },
 
     selectPage(b: MessageQueryBounds): MessageStateDbRow[] {
-      const args = [b.since, b.latest, b.beforeId, b.sender, b.pool, b.state, b.recipient, b.domain, b.byRecipient ? 1 : 0, b.limit];
+      const args = [b.since, b.latest, b.beforeId, b.sender, b.pool, b.state, b.recipient, b.domain, b.byRecipient ? 1 : 0, b.limit, b.tag];
       const rows = b.tenant === null ? selectPage.all(...args) : selectTenantPage.all(...args, b.tenant);
       return rows as unknown as MessageStateDbRow[];
     },

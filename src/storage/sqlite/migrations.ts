@@ -197,6 +197,31 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
     `,
   },
+  {
+    version: 10,
+    name: 'messages sent over HTTP: schedule, tags, metadata, idempotency keys',
+    sql: `
+      -- A scheduled send's time (the first attempt's, and where delivery.maxAge starts); NULL: at once.
+      ALTER TABLE messages ADD COLUMN send_at INTEGER;
+      -- JSON: an array of strings, an object of strings; NULL: none given.
+      ALTER TABLE messages ADD COLUMN tags TEXT;
+      ALTER TABLE messages ADD COLUMN metadata TEXT;
+
+      -- Idempotency-Key of POST /v1/messages and /batch: the first answer, stored in the same
+      -- transaction as the messages it reports; the primary key decides between two requests.
+      CREATE TABLE idempotency_keys (
+        scope        TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        status       INTEGER NOT NULL,
+        response     TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+      ) STRICT, WITHOUT ROWID;
+      -- The retention purge by age.
+      CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);
+    `,
+  },
 ];
 
 /**

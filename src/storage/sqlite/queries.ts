@@ -4,6 +4,7 @@ import type { LeaseToken, NewMessage, PoolStateEntry, UsageChange } from '../sto
 import { CLAIMED_ROW_COLUMNS, type ClaimedRow, type EventDbRow, type MessageDbRow, type RecipientDbRow } from '../store-rows.ts';
 import { anyPaused, type PausedScopes } from '../queue-control.ts';
 import { pausedLists } from '../queue-control-rows.ts';
+import { messageExtras } from '../message-rows.ts';
 
 /**
  * Every SQL statement of the SQLite backend, prepared once, one function per query. The write
@@ -14,8 +15,8 @@ export function prepareQueries(db: DatabaseSync) {
   const stmt = (sql: string): StatementSync => db.prepare(sql);
 
   const insertMessage = stmt(`
-    INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at, pool, tenant)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at, pool, tenant, send_at, tags, metadata)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
 
   const insertRecipient = stmt(`
     INSERT INTO recipients (message_id, recipient, domain, state, attempts, next_attempt_at, created_at, updated_at)
@@ -227,7 +228,8 @@ export function prepareQueries(db: DatabaseSync) {
 
   return {
     insertMessage(m: NewMessage): void {
-      insertMessage.run(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt, m.pool, m.tenant ?? null);
+      const { sendAt, tags, metadata } = messageExtras(m);
+      insertMessage.run(m.id, m.sender, m.messageIdHeader, m.body.length, m.body, m.submitter, m.source, m.clientAddress, m.createdAt, m.pool, m.tenant ?? null, sendAt, tags && JSON.stringify(tags), metadata);
     },
 
     insertRecipient(messageId: string, recipient: string, domain: string, dueAt: number, createdAt: number): void {

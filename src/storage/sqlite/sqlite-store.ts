@@ -14,6 +14,8 @@ import {
   type AuditRecord,
   type DeferredBacklog,
   type DsnRecord,
+  type EnqueueOnceResult,
+  type IdempotencyRecord,
   type MessageInfo,
   type MessageQuery,
   type MessageSummary,
@@ -52,6 +54,8 @@ import { prepareAuditQueries, type SqliteAuditQueries } from './audit-queries.ts
 import { prepareQueueControlQueries, type SqliteQueueControlQueries } from './queue-control-queries.ts';
 import type { PausedScopes, QueuePause, QueueScope, QueueSelection } from '../queue-control.ts';
 import { checkBulk, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
+import { prepareIdempotencyQueries, type SqliteIdempotencyQueries } from './idempotency-queries.ts';
+import { IDEMPOTENCY_PURGE_CHUNK, idempotencyInsertValues, toIdempotencyRecord } from '../idempotency-rows.ts';
 import { AUDIT_PURGE_CHUNK, auditInsertValues, auditQueryBounds, toAuditRecord } from '../audit-rows.ts';
 import { messageQueryBounds, toBacklogGroups, toDsnRecord, toMessageInfo, toMessageSummaries } from '../message-rows.ts';
 
@@ -94,6 +98,7 @@ class SqliteStore implements Store {
   private messageQueries: SqliteMessageQueries | null = null;
   private auditQueries: SqliteAuditQueries | null = null;
   private controlQueries: SqliteQueueControlQueries | null = null;
+  private idempotencyQueries: SqliteIdempotencyQueries | null = null;
   private closing: Promise<void> | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
@@ -135,12 +140,44 @@ class SqliteStore implements Store {
     this.messageQueries ??= prepareMessageQueries(this.db);
     this.auditQueries ??= prepareAuditQueries(this.db);
     this.controlQueries ??= prepareQueueControlQueries(this.db);
+    this.idempotencyQueries ??= prepareIdempotencyQueries(this.db);
   }
 
   async enqueue(messages: NewMessage[]): Promise<void> {
     if (messages.length === 0) return;
     checkMessages(messages);
     await this.write((q) => insertMessages(q, messages));
+  }
+
+  /** The key's check and the messages in one write op: in one transaction, and no other op runs between them. */
+  async enqueueOnce(messages: NewMessage[], record: IdempotencyRecord, notBefore: number): Promise<EnqueueOnceResult> {
+    checkMessages(messages);
+    const values = idempotencyInsertValues(record);
+    const keys = this.readIdempotency();
+    return this.write((q): EnqueueOnceResult => {
+      if (!keys.claim(values, notBefore)) {
+        const existing = keys.select(record.scope, record.key, notBefore);
+        if (!existing) throw new Error(`idempotency key ${record.key} is neither free nor held`);
+        return { stored: false, existing: toIdempotencyRecord(existing) };
+      }
+      insertMessages(q, messages);
+      return { stored: true };
+    });
+  }
+
+  async getIdempotencyRecord(scope: string, key: string, notBefore: number): Promise<IdempotencyRecord | null> {
+    const row = this.readIdempotency().select(scope, key, notBefore);
+    return row ? toIdempotencyRecord(row) : null;
+  }
+
+  async purgeIdempotencyKeys(before: number): Promise<number> {
+    const keys = this.readIdempotency();
+    let total = 0;
+    for (;;) {
+      const deleted = await this.write(() => keys.purge(before, IDEMPOTENCY_PURGE_CHUNK));
+      total += deleted;
+      if (deleted < IDEMPOTENCY_PURGE_CHUNK) return total;
+    }
   }
 
   async claimDue(options: ClaimOptions): Promise<ClaimedRecipient[]> {
@@ -431,6 +468,11 @@ class SqliteStore implements Store {
   private readControl(): SqliteQueueControlQueries {
     this.read();
     return this.controlQueries!;
+  }
+
+  private readIdempotency(): SqliteIdempotencyQueries {
+    this.read();
+    return this.idempotencyQueries!;
   }
 
   private assertOpen(): void {

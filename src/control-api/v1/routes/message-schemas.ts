@@ -16,6 +16,9 @@ const MESSAGE_FIELDS = {
   source: { type: 'string', enum: ['smtp', 'http', 'dsn'] },
   submitter: { ...NULLABLE_STRING, description: 'The SMTP user (or token) that submitted it; null for trusted networks and DSNs.' },
   clientAddress: { ...NULLABLE_STRING, description: 'The submitting client address.' },
+  sendAt: { type: ['string', 'null'], format: 'date-time', description: 'A scheduled send: when its first attempt was due. Null: sent at once.' },
+  tags: { type: 'array', items: { type: 'string' }, description: 'The tags it was sent with (POST /v1/messages).' },
+  metadata: { type: 'object', additionalProperties: { type: 'string' }, description: 'The metadata it was sent with (POST /v1/messages).' },
 } as const;
 
 const STATE_COUNTS = {

@@ -25,6 +25,7 @@ const LIST_QUERY = {
     domain: { type: 'string', minLength: 1, maxLength: 255, description: 'A recipient domain.' },
     pool: { type: 'string', minLength: 1, maxLength: 100, description: 'The egress pool.' },
     tenant: { type: 'string', minLength: 1, maxLength: 64, description: "The tenant (a tenant's token reads its own messages only)." },
+    tag: { type: 'string', minLength: 1, maxLength: 128, description: 'Messages sent with this tag (POST /v1/messages `tags`; case counts).' },
     since: { type: 'string', format: 'date-time', description: 'Created at or after (RFC 3339).' },
     until: { type: 'string', format: 'date-time', description: 'Created before (RFC 3339).' },
     cursor: { type: 'string', minLength: 1, maxLength: 400, description: 'nextCursor of the previous page.' },
@@ -39,6 +40,7 @@ interface ListQuery {
   domain?: string;
   pool?: string;
   tenant?: string;
+  tag?: string;
   since?: string;
   until?: string;
   cursor?: string;
@@ -79,6 +81,7 @@ export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRoute
         recipient: q.recipient ?? null,
         domain: q.domain ?? null,
         pool: q.pool ?? null,
+        tag: q.tag ?? null,
         since: page.since,
         until: page.until,
         tenant: own ?? q.tenant ?? null,
