@@ -36,6 +36,8 @@ export const ERRORS = {
   TENANT_QUOTA_EXCEEDED: { smtp: 451, enhanced: '4.7.1', http: 429, message: 'Daily quota of this tenant exceeded, try again tomorrow' },
   /** More recipients in one message than the tenant's rate burst or daily quota: it could never be accepted, so it is refused for good. */
   TENANT_LIMIT_TOO_SMALL: { smtp: 554, enhanced: '5.7.1', http: 422, message: 'Message has more recipients than this tenant may send at once' },
+  /** A pool named in the request that its client may not choose (the HTTP API's `pool`). */
+  POOL_NOT_ALLOWED: { smtp: 550, enhanced: '5.7.1', http: 403, message: 'Pool not allowed for this client' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -36,6 +36,8 @@ export interface ApiPrincipal {
   readonly role: ApiRole;
   /** The tenant the token belongs to; null for one that belongs to none. */
   readonly tenant: string | null;
+  /** Who its mail may come from (api.tokens[].allowedSenders); null: it may not send. */
+  readonly allowedSenders: readonly string[] | null;
 }
 
 /** The configured tokens, with their digests decoded once. */
@@ -44,7 +46,7 @@ export class TokenDirectory {
 
   constructor(tokens: readonly ApiTokenConfig[]) {
     this.entries = tokens.map((t) => ({
-      principal: Object.freeze({ name: t.name, role: t.role, tenant: t.tenant ?? null }),
+      principal: Object.freeze({ name: t.name, role: t.role, tenant: t.tenant ?? null, allowedSenders: t.allowedSenders ? Object.freeze([...t.allowedSenders]) : null }),
       digest: Buffer.from(t.hash.slice('sha256:'.length), 'hex'),
     }));
   }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { positiveDurationSchema } from './duration.ts';
+import { dataName } from './pool-schemas.ts';
 
 /**
  * The control API's access settings: bearer tokens with a role, and the lockout of client
@@ -25,6 +26,15 @@ const apiTokenSchema = z.strictObject({
   /** The tenant whose messages the token sends and reads (see tenant-schema.ts); none: every tenant's. */
   tenant: apiNameSchema.optional(),
   hash: z.string().regex(API_TOKEN_HASH, { message: 'not a token hash: "sha256:" and 64 hex digits (make one with `rookery token create`)' }),
+  /**
+   * Who mail sent with this token (POST /v1/messages) may come from, as smtp.users[].allowedSenders:
+   * addresses, "*@domain", or "*". Never implied: a token without it sends nothing, whatever its role.
+   */
+  allowedSenders: z.array(z.string().min(1)).optional(),
+  /** The pool this token's mail sends from (else by sender domain, else "default"). */
+  pool: dataName.optional(),
+  /** Further pools the token may choose per message (`pool` in the request). */
+  pools: z.array(dataName).optional(),
 });
 
 export type ApiTokenConfig = z.output<typeof apiTokenSchema>;

@@ -20,7 +20,7 @@ export function registerErrorHandlers(app: FastifyInstance): void {
       request.log.error({ event: 'api.error', err: error, url: pathOf(request) }, 'request failed');
     }
     // A rate or quota refusal says when to come back (RFC 9110 Retry-After, whole seconds).
-    if (error instanceof RookeryError && error.retryAfterMs !== null) reply.header('retry-after', String(Math.ceil(error.retryAfterMs / 1000)));
+    if (error instanceof RookeryError && error.retryAfterMs !== null) reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))));
     return sendProblem(reply, body);
   });
 }

@@ -1,13 +1,13 @@
 import type { Clock } from '../clock.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { NewMessage, Store } from '../storage/store.ts';
+import { RookeryError } from '../errors.ts';
+import type { EnqueueOnceResult, IdempotencyRecord, NewMessage, Store } from '../storage/store.ts';
 import { hasHeader, headerValue, rfc5322Date, splitHeader, withHeaders } from '../mail/message-headers.ts';
 import type { DkimSigner } from '../sender-domains/signer.ts';
 import { toWireForm } from '../mail/wire-form.ts';
 import { newQueueId } from './queue-id.ts';
 import { POOL_HEADER, type PoolAssigner, type PoolAssignment } from '../ippool/pool-assignment.ts';
 import { tenantMaySend, type Tenant, type TenantLookup } from '../access/tenants.ts';
-import { RookeryError } from '../errors.ts';
 import type { TenantLimits } from './tenant-limits.ts';
 
 /**
@@ -30,6 +30,7 @@ export interface Submission {
   recipients: string[];
   /** Wire form: CRLF line endings, dot-unstuffed. */
   body: Buffer;
+  /** The SMTP user, or the API token's name; null for a trusted network. */
   submitter: string | null;
   /** The tenant the submitting user or token sends for; absent or null for none (trusted networks, tenantless configs). */
   tenant?: string | null;
@@ -37,6 +38,17 @@ export interface Submission {
   clientAddress: string | null;
   /** Trace field to prepend, without "Received:" and without trailing CRLF. */
   received?: string;
+  /**
+   * A pool named in the request itself (the HTTP API's `pool`). Unlike an X-Rookery-Pool header,
+   * which is ignored when the submitter may not use the pool, this is refused (POOL_NOT_ALLOWED):
+   * the client asked for it in so many words, and sending from another pool would not be what
+   * it asked.
+   */
+  pool?: string | null;
+  /** When the first attempt is due (a scheduled send); at once when absent or not in the future. */
+  sendAt?: number | null;
+  tags?: readonly string[];
+  metadata?: Readonly<Record<string, string>> | null;
 }
 
 export interface Accepted {
@@ -44,13 +56,29 @@ export interface Accepted {
   messageIdHeader: string;
   /** The egress pool the message sends from, and an X-Rookery-Pool value that was not allowed. */
   pool: PoolAssignment;
+  /** When its first attempt is due: now, or its scheduled time. */
+  dueAt: number;
 }
 
+/** A message completed and signed, not stored yet: what commit() stores, and what it will answer. */
+export interface PreparedMessage {
+  message: NewMessage;
+  accepted: Accepted;
+}
+
+/** How long an Idempotency-Key of the HTTP API holds its first answer (the retention sweeper purges older ones). */
+export const IDEMPOTENCY_WINDOW_MS = 24 * 3_600_000;
+
 /**
- * The accept path shared by SMTP and HTTP: completes the headers, commits message and recipients
- * durably, and only then reports success. A storage failure rejects, and the caller answers
- * 451 / 503 so the client keeps its copy. The caller logs the acceptance with its own context
- * (SMTP session, API request), so each message has one acceptance line.
+ * The accept path shared by SMTP and HTTP: completes the headers, chooses the pool, signs, and
+ * commits message and recipients durably, and only then reports success. A storage failure
+ * rejects, and the caller answers 451 / 503 so the client keeps its copy. The caller logs the
+ * acceptance with its own context (SMTP session, API request), so each message has one
+ * acceptance line.
+ *
+ * submit() is prepare() and commit() of one message. The HTTP API calls the two itself: a batch
+ * prepares each message on its own (a refusal fails that message alone) and commits them all in
+ * one transaction, and a request with an Idempotency-Key commits its answer with its messages.
  */
 export class Queue {
   constructor(
@@ -72,7 +100,17 @@ export class Queue {
   ) {}
 
   async submit(submission: Submission): Promise<Accepted> {
-    const { store, clock, metrics, hostname } = this.deps;
+    const prepared = await this.prepare(submission);
+    await this.commit([prepared]);
+    return prepared.accepted;
+  }
+
+  /**
+   * The message as it will be stored: its tenant's checks passed (and its rate and quota taken),
+   * headers completed, pool chosen, signed. Throws a RookeryError for a refusal.
+   */
+  async prepare(submission: Submission): Promise<PreparedMessage> {
+    const { clock, metrics, hostname } = this.deps;
     const tenant = await this.admitTenant(submission);
     const now = clock.now();
     const id = newQueueId(now);
@@ -89,9 +127,15 @@ export class Queue {
     }
     if (!hasHeader(header, 'Date')) append.push(`Date: ${rfc5322Date(now)}`);
     const poolHeader = headerValue(header, POOL_HEADER);
-    const pool = this.deps.assignPool({ header: poolHeader, submitter: submission.submitter, tenant, sender: submission.sender });
+    const submitter = { source: submission.source, name: submission.submitter };
+    const requested = submission.pool ?? null;
+    const pool = this.deps.assignPool({ header: requested ?? poolHeader, submitter, tenant, sender: submission.sender });
+    if (requested !== null && pool.source !== 'header') {
+      throw new RookeryError('POOL_NOT_ALLOWED', `Pool ${JSON.stringify(requested)} is not one this client may choose`);
+    }
     // The pool header is an instruction to Rookery, never part of the delivered message.
     const remove = poolHeader === null ? [] : [POOL_HEADER];
+    const dueAt = Math.max(now, submission.sendAt ?? now);
 
     const message: NewMessage = {
       id,
@@ -104,16 +148,38 @@ export class Queue {
       source: submission.source,
       clientAddress: submission.clientAddress,
       createdAt: now,
-      dueAt: now,
+      dueAt,
       pool: pool.pool,
+      ...(submission.tags?.length ? { tags: submission.tags } : {}),
+      ...(submission.metadata ? { metadata: submission.metadata } : {}),
     };
     message.body = await signAndCount(this.deps.dkim, metrics, message.body);
-    await store.enqueue([message]);
-    metrics.messagesAccepted.inc({ source: submission.source });
-    metrics.recipientsAccepted.inc(submission.recipients.length);
-    if (tenant) metrics.tenantRecipientsAccepted.inc({ tenant: tenant.name }, submission.recipients.length);
+    return { message, accepted: { id, messageIdHeader, pool, dueAt } };
+  }
+
+  /**
+   * Stores prepared messages in one transaction, durably, with the idempotency record when
+   * given: then either all of it is stored, or (the key already answered another request within
+   * IDEMPOTENCY_WINDOW_MS) none of it, and the record found is returned.
+   */
+  async commit(prepared: readonly PreparedMessage[], idempotency?: Omit<IdempotencyRecord, 'createdAt'>): Promise<EnqueueOnceResult> {
+    const { store, clock, metrics } = this.deps;
+    const messages = prepared.map((p) => p.message);
+    let result: EnqueueOnceResult = { stored: true };
+    if (idempotency) {
+      const now = clock.now();
+      result = await store.enqueueOnce(messages, { ...idempotency, createdAt: now }, now - IDEMPOTENCY_WINDOW_MS);
+    } else if (messages.length > 0) {
+      await store.enqueue(messages);
+    }
+    if (!result.stored || messages.length === 0) return result;
+    for (const m of messages) {
+      metrics.messagesAccepted.inc({ source: m.source });
+      metrics.recipientsAccepted.inc(m.recipients.length);
+      if (m.tenant) metrics.tenantRecipientsAccepted.inc({ tenant: m.tenant }, m.recipients.length);
+    }
     this.deps.onEnqueued();
-    return { id, messageIdHeader, pool };
+    return result;
   }
 
   /** The submission's tenant once its sender domain, rate and quota allow the message; throws the RookeryError to answer otherwise. */
@@ -130,5 +196,10 @@ export class Queue {
       throw err;
     }
     return tenant;
+  }
+
+  /** The answer an Idempotency-Key gave within IDEMPOTENCY_WINDOW_MS, or null. */
+  findIdempotent(scope: string, key: string): Promise<IdempotencyRecord | null> {
+    return this.deps.store.getIdempotencyRecord(scope, key, this.deps.clock.now() - IDEMPOTENCY_WINDOW_MS);
   }
 }

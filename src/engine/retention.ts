@@ -1,12 +1,13 @@
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Store } from '../storage/store.ts';
+import { IDEMPOTENCY_WINDOW_MS } from './queue.ts';
 
 /**
  * Deletes finished messages older than the retention period, audit entries older than theirs,
- * expired pool counters and state, and queue pauses that have ended, once at start and then
- * every `intervalMs`, so the queue database holds the live queue and recent history, not all
- * history.
+ * expired pool counters and state, queue pauses that have ended, and idempotency keys older than
+ * IDEMPOTENCY_WINDOW_MS, once at start and then every `intervalMs`, so the queue database holds
+ * the live queue and recent history, not all history.
  */
 export class RetentionSweeper {
   private timer: NodeJS.Timeout | null = null;
@@ -53,6 +54,9 @@ export class RetentionSweeper {
         // Warm-up counters of past windows and ended suspensions kept in the store, and ended queue pauses.
         await this.deps.store.purgeExpiredPoolData(now);
         await this.deps.store.purgeEndedPauses(now);
+        // Idempotency keys of the HTTP API past the time they hold their answer.
+        const keys = await this.deps.store.purgeIdempotencyKeys(now - IDEMPOTENCY_WINDOW_MS);
+        if (keys) this.log.debug({ event: 'retention.idempotency.purged', keys }, 'purged old idempotency keys');
       } catch (err) {
         this.log.error({ event: 'retention.failed', err }, 'purging old data failed');
       } finally {

@@ -107,7 +107,7 @@ export function createRouteExplainer(deps: RouteExplainerDeps): RouteExplainer {
       const tenant = tenantName === null ? null : deps.tenants.get(tenantName);
       if (tenant === undefined) return { refused: 'unknown-tenant', known: deps.tenants.names() };
       const at = deps.clock.now();
-      const assignment = deps.assignPool({ header: requested, submitter: user, tenant, sender: request.sender });
+      const assignment = deps.assignPool({ header: requested, submitter: { source: 'smtp', name: user }, tenant, sender: request.sender });
       const route = await routeOf(domainOf(request.recipient), deps, at);
       const egress = route.site === null ? null : await deps.pool.explain({ pool: assignment.pool, site: route.site });
       const { dkim, returnPath } = deps.sender(request.sender);

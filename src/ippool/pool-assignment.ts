@@ -39,7 +39,9 @@ export function assignPool(input: { header: string | null; user: PoolUser | null
   let refusedHeader: string | null = null;
   if (header) {
     const wanted = header.trim();
-    const choices = user ? [user.pool, ...(user.pools ?? [])] : (allowed ?? []);
+    // A user or token with pools of its own chooses among them; one without, among its tenant's.
+    const own = user ? [user.pool, ...(user.pools ?? [])].filter((p) => p !== undefined) : [];
+    const choices = own.length > 0 ? own : (allowed ?? []);
     if (choices.includes(wanted) && (allowed === null || allowed.includes(wanted))) return { pool: wanted, source: 'header', refusedHeader: null };
     refusedHeader = wanted;
   }
@@ -53,15 +55,30 @@ export function assignPool(input: { header: string | null; user: PoolUser | null
   return within({ pool: DEFAULT_POOL, source: 'default', refusedHeader });
 }
 
-/** Chooses a message's pool; `submitter` is an SMTP username (or null). */
-export type PoolAssigner = (input: { header: string | null; submitter: string | null; tenant: PoolTenant | null; sender: string }) => PoolAssignment;
+/** Chooses a message's pool for its submitter (an SMTP user or an API token) and tenant. */
+export type PoolAssigner = (input: { header: string | null; submitter: PoolSubmitter; tenant: PoolTenant | null; sender: string }) => PoolAssignment;
 
-/** The assignment function for a configuration: its users' pools and its pools' sender domains. */
+/** Who submitted a message, as pool assignment looks it up: an SMTP user, or an API token by its name. */
+export interface PoolSubmitter {
+  source: 'smtp' | 'http';
+  name: string | null;
+}
+
+/**
+ * The assignment function for a configuration: its SMTP users' and API tokens' pools, and its
+ * pools' sender domains. Users and tokens are looked up apart (by the door the message came
+ * in), so a token never gets the pools of an SMTP user that happens to share its name.
+ */
 export function poolAssignerFor(config: {
   smtp: { users: readonly PoolUser[] };
+  api: { tokens: ReadonlyArray<{ name: string; pool?: string; pools?: readonly string[] }> };
   pools: Readonly<Record<string, { senders: readonly string[] }>>;
 }): PoolAssigner {
   const users = new Map(config.smtp.users.map((u) => [u.username, u]));
+  const tokens = new Map(config.api.tokens.map((t) => [t.name, { username: t.name, pool: t.pool, pools: t.pools }]));
   const rules: PoolAssignmentRules = { senders: new Map(Object.entries(config.pools).map(([name, pool]) => [name, pool.senders])) };
-  return ({ header, submitter, tenant, sender }) => assignPool({ header, user: submitter ? (users.get(submitter) ?? null) : null, tenant, sender, rules });
+  return ({ header, submitter, tenant, sender }) => {
+    const known = submitter.source === 'smtp' ? users : tokens;
+    return assignPool({ header, user: submitter.name === null ? null : (known.get(submitter.name) ?? null), tenant, sender, rules });
+  };
 }

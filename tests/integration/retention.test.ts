@@ -97,4 +97,18 @@ describe('retention', () => {
     await sweeper.sweep();
     expect((await store.listAudit(all, null, 2000)).map((e) => e.target)).toEqual(['young']);
   });
+
+  it('purges idempotency keys once their 24 hours are over, with their answers, keeping the messages', async () => {
+    const record = (key: string) => ({ scope: 'app-token', key, requestHash: 'h', status: 202, response: '{}', createdAt: clock.now() });
+    await store.enqueueOnce([message('kept-1', clock.now())], record('old'), clock.now() - DAY);
+    clock.advance(23 * 3_600_000);
+    await store.enqueueOnce([message('kept-2', clock.now())], record('young'), clock.now() - DAY);
+    const sweeper = new RetentionSweeper({ store, clock, logger: createLogger('silent'), retentionMs: 7 * DAY });
+
+    clock.advance(2 * 3_600_000);
+    await sweeper.sweep();
+    expect(await store.getIdempotencyRecord('app-token', 'old', 0)).toBeNull();
+    expect(await store.getIdempotencyRecord('app-token', 'young', 0)).not.toBeNull();
+    expect(await store.loadMessage('kept-1')).not.toBeNull();
+  });
 });

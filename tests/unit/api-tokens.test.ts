@@ -27,10 +27,10 @@ describe('API tokens', () => {
     const [a, b] = [generateApiToken(), generateApiToken()];
     const directory = new TokenDirectory([
       { name: 'a', role: 'admin', hash: hashApiToken(a) },
-      { name: 'b', role: 'sender', tenant: 'acme', hash: hashApiToken(b) },
+      { name: 'b', role: 'sender', tenant: 'acme', hash: hashApiToken(b), allowedSenders: ['*@acme.example'] },
     ]);
-    expect(directory.authenticate(a)).toEqual({ name: 'a', role: 'admin', tenant: null });
-    expect(directory.authenticate(b)).toEqual({ name: 'b', role: 'sender', tenant: 'acme' });
+    expect(directory.authenticate(a)).toEqual({ name: 'a', role: 'admin', tenant: null, allowedSenders: null });
+    expect(directory.authenticate(b)).toEqual({ name: 'b', role: 'sender', tenant: 'acme', allowedSenders: ['*@acme.example'] });
     expect(directory.authenticate(`${a}x`)).toBeNull();
     expect(directory.authenticate(hashApiToken(a))).toBeNull();
     expect(new TokenDirectory([]).authenticate(a)).toBeNull();

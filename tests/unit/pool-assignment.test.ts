@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assignPool } from '../../src/ippool/pool-assignment.ts';
+import { assignPool, poolAssignerFor } from '../../src/ippool/pool-assignment.ts';
 
 const rules = { senders: new Map([['marketing', ['news.example.com', '*.promo.example.com']], ['transactional', ['example.com']]]) };
 const alice = { username: 'alice', pool: 'transactional', pools: ['marketing'] };
@@ -25,6 +25,19 @@ describe('pool assignment', () => {
     expect(assignPool({ header: null, user: null, sender: 'a@promo.example.com', rules }).pool).toBe('default');
     expect(assignPool({ header: null, user: null, sender: 'a@example.com', rules }).pool).toBe('transactional');
     expect(assignPool({ header: null, user: null, sender: '', rules })).toMatchObject({ pool: 'default', source: 'default' });
+  });
+
+  it('looks an API token up among the tokens and an SMTP user among the users, never one for the other', () => {
+    const assign = poolAssignerFor({
+      smtp: { users: [{ username: 'shared-name', pool: 'transactional' }] },
+      api: { tokens: [{ name: 'shared-name', pool: 'marketing', pools: ['vip'] }, { name: 'plain' }] },
+      pools: { marketing: { senders: [] }, transactional: { senders: ['example.com'] } },
+    });
+    expect(assign({ header: null, submitter: { source: 'smtp', name: 'shared-name' }, tenant: null, sender: 'a@x.test' })).toMatchObject({ pool: 'transactional', source: 'user' });
+    expect(assign({ header: null, submitter: { source: 'http', name: 'shared-name' }, tenant: null, sender: 'a@x.test' })).toMatchObject({ pool: 'marketing', source: 'user' });
+    expect(assign({ header: 'vip', submitter: { source: 'http', name: 'shared-name' }, tenant: null, sender: 'a@x.test' })).toMatchObject({ pool: 'vip', source: 'header' });
+    expect(assign({ header: 'vip', submitter: { source: 'smtp', name: 'shared-name' }, tenant: null, sender: 'a@x.test' })).toMatchObject({ pool: 'transactional', refusedHeader: 'vip' });
+    expect(assign({ header: null, submitter: { source: 'http', name: 'plain' }, tenant: null, sender: 'a@example.com' })).toMatchObject({ pool: 'transactional', source: 'sender' });
   });
 });
 
