@@ -224,6 +224,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       onDue: () => scheduler.wake(),
     });
 
+    // The one accept path, for SMTP and the HTTP API alike. Mail taken before the scheduler
+    // runs is stored all the same, and claimed when it starts.
+    const queue = new Queue({
+      store,
+      clock,
+      metrics,
+      dkim,
+      hostname: config.hostname,
+      assignPool: (input) => parts.assignPool(input),
+      tenants,
+      tenantLimits: new TenantLimits({ limiter: backend.limiter, counters: backend.counters, clock }),
+      onEnqueued: () => scheduler.wake(),
+    });
+
     let shuttingDown = false;
     let stopping: Promise<void> | null = null;
     // A reload while stopping would swap parts into components that are closing.
@@ -257,6 +271,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           }).explain(request);
         },
       },
+      intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients } },
       logger,
       metrics,
       // Ready means able to take mail: the store must commit a write, not only answer.
@@ -285,17 +300,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     sites.start();
     stack.push({ name: 'dead sites', stop: () => sites.stop() });
 
-    const queue = new Queue({
-      store,
-      clock,
-      metrics,
-      dkim,
-      hostname: config.hostname,
-      assignPool: (input) => parts.assignPool(input),
-      tenants,
-      tenantLimits: new TenantLimits({ limiter: backend.limiter, counters: backend.counters, clock }),
-      onEnqueued: () => scheduler.wake(),
-    });
     // Without smtp.tls, a listener that needs TLS gets a self-signed pair made (once) in dataDir.
     const tls =
       resolved.tls ??

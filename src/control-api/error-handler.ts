@@ -72,7 +72,10 @@ export function toProblem(error: unknown): Problem {
  * inside, e.g. `body.to[2]` or `querystring.bogus` for an unknown parameter.
  */
 export function validationErrors(error: Pick<FastifyError, 'validation' | 'validationContext'>): Array<{ path: string; message: string }> {
-  return (error.validation ?? []).map((v) => {
+  // A name refused by propertyNames comes twice: as the failing keyword on the name, and as the
+  // propertyNames summary; the summary says it better (names are not values).
+  const found = (error.validation ?? []).filter((v) => (v as { propertyName?: string }).propertyName === undefined);
+  return found.map((v) => {
     const parts = [error.validationContext ?? 'request', ...v.instancePath.split('/').slice(1).map(unescapePointer)];
     const params = v.params as Record<string, unknown>;
     let message = v.message ?? 'is invalid';
@@ -82,6 +85,9 @@ export function validationErrors(error: Pick<FastifyError, 'validation' | 'valid
     } else if (v.keyword === 'required' && typeof params.missingProperty === 'string') {
       parts.push(params.missingProperty);
       message = 'required';
+    } else if (v.keyword === 'propertyNames' && typeof params.propertyName === 'string') {
+      parts.push(params.propertyName);
+      message = 'not an allowed name here';
     }
     return { path: formatPath(parts), message };
   });

@@ -33,6 +33,8 @@ export interface ControlApiDeps {
   explainer: V1ApiDeps['explainer'];
   /** The operator's pauses, retries and cancellations of queued mail. */
   queue: V1ApiDeps['queue'];
+  /** The queue's accept path and the limits of a message, for POST /v1/messages and /batch. */
+  intake: V1ApiDeps['intake'];
   logger: Logger;
   metrics: Metrics;
   /** Dependencies /readyz checks; each throws when its dependency does not answer. */
@@ -89,7 +91,7 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
   let tokens = new TokenDirectory(deps.config.api.tokens);
   const { store, clock, pool, domains, reload } = deps;
   const tenants = deps.tenants ?? new TenantDirectory({});
-  registerV1Api(app, { api: deps.config.api, tokens: () => tokens, reload, store, clock, pool, domains, tenants, explainer: deps.explainer, queue: deps.queue, guarded });
+  registerV1Api(app, { api: deps.config.api, tokens: () => tokens, reload, store, clock, pool, domains, tenants, explainer: deps.explainer, queue: deps.queue, intake: deps.intake, isShuttingDown: deps.isShuttingDown, guarded });
 
   let starting: Promise<{ host: string; port: number }> | undefined;
   let stopping: Promise<void> | undefined;

@@ -6,6 +6,8 @@ import type { ControlApiDeps } from '../../src/control-api/server.ts';
 import { DeadSites } from '../../src/engine/dead-sites.ts';
 import { QueueOperations } from '../../src/engine/queue-operations.ts';
 import { QueuePauses } from '../../src/engine/queue-pauses.ts';
+import { Queue } from '../../src/engine/queue.ts';
+import { TenantLimits } from '../../src/engine/tenant-limits.ts';
 import { ReadyQueues } from '../../src/engine/ready-queue.ts';
 import { createRouteExplainer } from '../../src/engine/route-explanation.ts';
 import { createDeliverer } from '../../src/engine/smtp-deliverer.ts';
@@ -23,16 +25,16 @@ import type { Store } from '../../src/storage/store.ts';
 import { createFixtureResolver, type FixtureResolver } from './fixture-resolver.ts';
 
 /**
- * The egress pool, sender domains, route explainer and queue operations a control API reports on
- * and acts with, built from `config` as the daemon builds them (src/main.ts,
- * src/config-parts.ts), for tests that start the API alone: a real pool on the local backend over
- * `store` (not started: it holds no timer), a real DKIM key store (not watching its files), the
- * real router, dead sites that are not started (none is held), and the queue's pauses and
- * operations over `store` (no scheduler to wake). DNS comes from `resolver`, by default an empty
- * zone. Its reload reads `config` again and has no component to swap, so it answers that nothing
- * changed.
+ * The egress pool, sender domains, route explainer, queue operations and the queue's accept path
+ * a control API reports on, acts with and sends into, built from `config` as the daemon builds
+ * them (src/main.ts, src/config-parts.ts), for tests that start the API alone: a real pool on the
+ * local backend over `store` (not started: it holds no timer), a real DKIM key store (not
+ * watching its files), the real router, dead sites that are not started (none is held), the
+ * queue's pauses and operations over `store`, and a real queue signing on the event loop (no
+ * scheduler to wake). DNS comes from `resolver`, by default an empty zone. Its reload reads
+ * `config` again and has no component to swap, so it answers that nothing changed.
  */
-export function apiSources(options: { store: Store; config?: ConfigInput; clock?: Clock; resolver?: FixtureResolver }): Pick<ControlApiDeps, 'pool' | 'domains' | 'reload' | 'tenants' | 'explainer' | 'queue'> {
+export function apiSources(options: { store: Store; config?: ConfigInput; clock?: Clock; resolver?: FixtureResolver }): Pick<ControlApiDeps, 'pool' | 'domains' | 'reload' | 'tenants' | 'explainer' | 'queue' | 'intake'> {
   const { store, clock = systemClock, resolver = createFixtureResolver() } = options;
   const read = () => resolveConfig(options.config ?? {}, { source: 'test', env: {} });
   const resolved = read();
@@ -66,7 +68,19 @@ export function apiSources(options: { store: Store; config?: ConfigInput; clock?
     leaseMs: config.delivery.lease,
     onDue: () => {},
   });
+  const queue = new Queue({
+    store,
+    clock,
+    metrics,
+    hostname: config.hostname,
+    dkim: parts.signer,
+    assignPool: parts.assignPool,
+    tenants: parts.tenants,
+    tenantLimits: new TenantLimits({ ...backend, clock }),
+    onEnqueued: () => undefined,
+  });
   return {
+    intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients } },
     pool,
     tenants: parts.tenants,
     queue: { pauses: new QueuePauses({ store, clock, logger, metrics, onEnded: () => {} }), operations },

@@ -17,6 +17,7 @@ import { registerMessagesRoutes, type MessagesRouteDeps } from './routes/message
 import { registerQueueOperationsRoutes, type QueueOperationsRouteDeps } from './routes/queue-operations.ts';
 import { registerQueueRoute, type QueueRouteDeps } from './routes/queue.ts';
 import { registerReloadRoute, type ReloadRouteDeps } from './routes/reload.ts';
+import { registerSendRoutes, type SendRouteDeps } from './routes/send.ts';
 import { registerWhoamiRoute } from './routes/whoami.ts';
 import { BEARER_SCHEME, PROBLEM_SCHEMA } from './schemas.ts';
 
@@ -39,6 +40,10 @@ export interface V1ApiDeps {
   explainer: ExplainRouteDeps['explainer'];
   /** Pauses, retries and cancellations of queued mail (/v1/queue/..., DELETE /v1/messages/{id}). */
   queue: Pick<QueueOperationsRouteDeps, 'pauses' | 'operations'>;
+  /** The accept path and its limits, for POST /v1/messages and /batch. */
+  intake: Pick<SendRouteDeps, 'queue' | 'limits'>;
+  /** True once the daemon stops: sends are refused (503). */
+  isShuttingDown?: () => boolean;
   /** Receives every route the plugin guards (the control API refuses /v1 routes that are not). */
   guarded: WeakSet<RouteOptions>;
 }
@@ -77,6 +82,7 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerMessagesRoutes(v1, { store: deps.store });
     registerMessageCancelRoute(v1, { store: deps.store, operations: deps.queue.operations });
     registerQueueOperationsRoutes(v1, { ...deps.queue, clock: deps.clock });
+    registerSendRoutes(v1, { ...deps.intake, clock: deps.clock, isShuttingDown: deps.isShuttingDown });
     registerIpsRoutes(v1, { pool: deps.pool, tenants: deps.tenants });
     registerIpOperationsRoutes(v1, { pool: deps.pool, clock: deps.clock });
     registerDomainsRoutes(v1, { ...deps.domains, tenants: deps.tenants });

@@ -24,6 +24,11 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   'POST /v1/queue/retry': ['admin', 'operator'],
   'POST /v1/queue/bounce': ['admin', 'operator'],
   'DELETE /v1/messages/:id': ['admin', 'operator'],
+  // Sending mail: what sender tokens are for, and admin (everything). Not operator: operators
+  // steer the queue, IPs and domains; a token that can pause a destination need not be one that
+  // can mail as the platform's customers. Each token is held to its allowedSenders besides.
+  'POST /v1/messages': ['admin', 'sender'],
+  'POST /v1/messages/batch': ['admin', 'sender'],
   // IPs and sender domains: reads for every role but sender (not about its own messages); the
   // domain check makes DNS queries on demand, so it is an operation, not a read.
   'GET /v1/ips': ['admin', 'operator', 'viewer'],

@@ -15,8 +15,11 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   401: 'No API token, or one that is not valid (WWW-Authenticate: Bearer).',
   403: "The token's role does not allow this route.",
   404: 'No such resource (the detail names it).',
-  422: 'The configuration has problems, each listed in `errors` with its config path; nothing was changed.',
-  429: 'Too many failed authentications from this address (Retry-After).',
+  413: 'The request body, or the message it makes, is larger than allowed (smtp.maxMessageBytes).',
+  415: 'A body of a type the route does not take.',
+  422: 'The request cannot be done as asked: see `code` (CONFIG_INVALID, IDEMPOTENCY_KEY_REUSED, TENANT_LIMIT_TOO_SMALL) and `errors`.',
+  429: "Too many failed authentications from this address, or a tenant's rate or daily quota used up (Retry-After says when to come back).",
+  503: 'Nothing was stored (storage failed, or the node is stopping): send again, with the same Idempotency-Key.',
 };
 
 /** The problem responses a /v1 route can give, each as application/problem+json. */

@@ -1,0 +1,121 @@
+import { envelopeAddressProblem } from '../../mail/address.ts';
+import { toWireForm } from '../../mail/wire-form.ts';
+import { MailComposer, type MailComposerOptions } from '../../vendor/nodemailer.ts';
+import { envelopeRecipients, invalid, refusedAt, scheduledAt, type Draft, type Refusal, type SendLimits } from './message-draft.ts';
+
+/**
+ * A JSON message (the body of POST /v1/messages, or an item of a batch) made into MIME by
+ * nodemailer's MailComposer. The schema (routes/send-schemas.ts) has checked its shape; this
+ * checks what a schema cannot: each address's syntax, base64, the number of recipients, header
+ * fields the message makes itself, and the size of the result. MailComposer reads no file and no
+ * URL here: attachments come inline, as base64.
+ */
+
+export type Mailbox = string | { name?: string; address: string };
+
+export interface JsonMessage {
+  from: Mailbox;
+  to?: Mailbox | Mailbox[];
+  cc?: Mailbox | Mailbox[];
+  bcc?: Mailbox | Mailbox[];
+  replyTo?: Mailbox | Mailbox[];
+  subject?: string;
+  text?: string;
+  html?: string;
+  attachments?: Array<{ filename: string; contentType?: string; content: string; cid?: string }>;
+  headers?: Record<string, string>;
+  tags?: string[];
+  metadata?: Record<string, string>;
+  pool?: string;
+  sendAt?: string;
+}
+
+/**
+ * Fields the message's own properties make (or Rookery adds: Date follows sendAt), and the MIME
+ * structure MailComposer builds: given again in `headers`, they would contradict or duplicate
+ * them. X-Rookery-Pool has `pool`.
+ */
+const RESERVED_HEADERS = new Set([
+  'from', 'sender', 'to', 'cc', 'bcc', 'reply-to', 'subject', 'date',
+  'mime-version', 'content-type', 'content-transfer-encoding', 'content-disposition', 'x-rookery-pool',
+]);
+
+/** Standard base64 with its padding: what `content` must be (Buffer.from would skip anything else silently). */
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** The mailboxes of a field, each with its request path (`body.to[1].address`). */
+function mailboxes(value: Mailbox | Mailbox[] | undefined, path: string): Array<{ path: string; address: string; name?: string }> {
+  if (value === undefined) return [];
+  const one = (m: Mailbox, at: string) => (typeof m === 'string' ? { path: at, address: m } : { path: `${at}.address`, address: m.address, ...(m.name ? { name: m.name } : {}) });
+  return Array.isArray(value) ? value.map((m, i) => one(m, `${path}[${i}]`)) : [one(value, path)];
+}
+
+/** The addresses of a header-only field (Reply-To), checked like envelope addresses. */
+function checkedMailboxes(list: ReturnType<typeof mailboxes>): Refusal | null {
+  for (const { path, address } of list) {
+    const problem = envelopeAddressProblem(address);
+    if (problem) return invalid(path, problem);
+  }
+  return null;
+}
+
+function asComposerAddress(list: ReturnType<typeof mailboxes>) {
+  return list.map(({ name, address }) => (name ? { name, address } : address));
+}
+
+/** The message as a draft for the queue, or the refusal naming the place at fault; `at` is the item's path (`body`, `body.messages[3]`). */
+export async function composeJsonMessage(message: JsonMessage, at: string, limits: SendLimits, now: number): Promise<Draft | Refusal> {
+  const [from] = mailboxes(message.from, `${at}.from`);
+  const fromProblem = envelopeAddressProblem(from!.address);
+  if (fromProblem) return invalid(from!.path, fromProblem);
+  const to = mailboxes(message.to, `${at}.to`);
+  const cc = mailboxes(message.cc, `${at}.cc`);
+  const bcc = mailboxes(message.bcc, `${at}.bcc`);
+  const replyTo = mailboxes(message.replyTo, `${at}.replyTo`);
+  const recipients = envelopeRecipients([...to, ...cc, ...bcc], limits, `${at}.to`);
+  if (!Array.isArray(recipients)) return recipients;
+  const replyToProblem = checkedMailboxes(replyTo);
+  if (replyToProblem) return replyToProblem;
+  if (message.text === undefined && message.html === undefined && !message.attachments?.length) return invalid(at, 'no content: give text, html or attachments');
+  for (const name of Object.keys(message.headers ?? {})) {
+    if (RESERVED_HEADERS.has(name.toLowerCase())) return invalid(`${at}.headers.${name}`, 'made by the message\'s own fields; give it there (pool for X-Rookery-Pool, sendAt for Date)');
+  }
+  const attachments: NonNullable<MailComposerOptions['attachments']> = [];
+  for (const [i, a] of (message.attachments ?? []).entries()) {
+    if (a.content.length % 4 !== 0 || !BASE64.test(a.content)) return invalid(`${at}.attachments[${i}].content`, 'not base64 (A-Z, a-z, 0-9, +, / with = padding; no line breaks)');
+    attachments.push({ filename: a.filename, content: Buffer.from(a.content, 'base64'), ...(a.contentType ? { contentType: a.contentType } : {}), ...(a.cid ? { cid: a.cid } : {}) });
+  }
+  const sendAt = scheduledAt(message.sendAt, `${at}.sendAt`, now);
+  if (sendAt !== null && typeof sendAt === 'object') return sendAt;
+
+  const composer = new MailComposer({
+    from: asComposerAddress([from!])[0],
+    ...(to.length ? { to: asComposerAddress(to) } : {}),
+    ...(cc.length ? { cc: asComposerAddress(cc) } : {}),
+    // Not written into the message (MimeNode leaves Bcc out); the envelope carries them.
+    ...(bcc.length ? { bcc: asComposerAddress(bcc) } : {}),
+    ...(replyTo.length ? { replyTo: asComposerAddress(replyTo) } : {}),
+    ...(message.subject !== undefined ? { subject: message.subject } : {}),
+    ...(message.text !== undefined ? { text: message.text } : {}),
+    ...(message.html !== undefined ? { html: message.html } : {}),
+    ...(attachments.length ? { attachments } : {}),
+    ...(message.headers ? { headers: message.headers } : {}),
+    // A scheduled message is dated when it goes.
+    date: new Date(sendAt ?? now),
+    disableFileAccess: true,
+    disableUrlAccess: true,
+  });
+  const body = toWireForm(await composer.compile().build());
+  if (body.length > limits.maxMessageBytes) {
+    return refusedAt('MESSAGE_TOO_LARGE', at, `the message comes to ${body.length} bytes, more than ${limits.maxMessageBytes} (smtp.maxMessageBytes)`);
+  }
+  return {
+    sender: from!.address,
+    recipients,
+    body,
+    pool: message.pool ?? null,
+    sendAt,
+    tags: message.tags ?? [],
+    metadata: message.metadata ?? null,
+  };
+}
