@@ -52,12 +52,13 @@ function poolProblems(config: Config): string[] {
   const unknown = (name: string) => `no IP in ips belongs to pool ${JSON.stringify(name)}`;
   const problems: string[] = [];
   for (const name of Object.keys(config.pools)) if (!pools.has(name)) problems.push(`pools.${name}: ${unknown(name)}`);
-  config.smtp.users.forEach((user, i) => {
-    if (user.pool && !pools.has(user.pool)) problems.push(`smtp.users[${i}].pool: ${unknown(user.pool)}`);
+  const clients = [...config.smtp.users.map((user, i) => ({ user, path: `smtp.users[${i}]` })), ...config.api.tokens.map((user, i) => ({ user, path: `api.tokens[${i}]` }))];
+  for (const { user, path } of clients) {
+    if (user.pool && !pools.has(user.pool)) problems.push(`${path}.pool: ${unknown(user.pool)}`);
     user.pools?.forEach((name, j) => {
-      if (!pools.has(name)) problems.push(`smtp.users[${i}].pools[${j}]: ${unknown(name)}`);
+      if (!pools.has(name)) problems.push(`${path}.pools[${j}]: ${unknown(name)}`);
     });
-  });
+  }
   // Mail with no user pool and no sender match goes to "default".
   if (!pools.has('default')) problems.push(`ips: no IP belongs to pool "default", which mail without a pool of its own uses`);
   return problems;

@@ -215,11 +215,13 @@ describe('egress pools', () => {
         ips,
         pools: { bulk: { senders: [] } },
         smtp: { users: [{ username: 'a', password: 'p', allowedSenders: ['*'], pool: 'vip', pools: ['marketing', 'other'] }] },
+        api: { tokens: [{ name: 'app', role: 'sender', hash: `sha256:${'0'.repeat(64)}`, allowedSenders: ['*'], pool: 'gone', pools: ['marketing'] }] },
       }),
     ).toEqual([
       'pools.bulk: no IP in ips belongs to pool "bulk"',
       'smtp.users[0].pool: no IP in ips belongs to pool "vip"',
       'smtp.users[0].pools[1]: no IP in ips belongs to pool "other"',
+      'api.tokens[0].pool: no IP in ips belongs to pool "gone"',
     ]);
     expect(problemsOf({ ips: [{ address: '192.0.2.10', pool: 'marketing' }] })).toEqual([
       'ips: no IP belongs to pool "default", which mail without a pool of its own uses',

@@ -59,7 +59,8 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
       body: {
         content: {
           'application/json': { schema: SEND_MESSAGE },
-          'message/rfc822': { schema: { type: 'string', format: 'binary', description: 'A whole message (RFC 5322); its envelope in the query: from, to (repeated).' } },
+          // Any bytes: the message is read by the checks of message-draft.ts, not by a schema.
+          'message/rfc822': { schema: { description: 'A whole message (RFC 5322), LF or CRLF line endings; its envelope in the query: from, to (repeated).' } },
         },
       },
       response: { 202: jsonResponse('Stored; delivery follows. Location: the message at /v1/messages/{id}.', ACCEPTED), ...sendProblems() },
