@@ -6,7 +6,7 @@ import { SMTPConnection as ServerConnection } from 'smtp-server/lib/smtp-connect
 import ts from 'typescript';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import * as mailauth from '../../src/vendor/mailauth.ts';
-import { addressparser, connectionFlags, MimeNode, refusedRecipientErrors, SMTPConnection, socketOf } from '../../src/vendor/nodemailer.ts';
+import { addressparser, connectionFlags, MailComposer, MimeNode, refusedRecipientErrors, SMTPConnection, socketOf } from '../../src/vendor/nodemailer.ts';
 import { GatedSmtpServer, type GateReply, type GuardTiming, type SessionGuard } from '../../src/vendor/smtp-server.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
@@ -31,7 +31,7 @@ describe('library internals stay in src/vendor', () => {
 
   it('the scan finds what src/vendor does (so the check above can fail)', () => {
     const found = sourceFiles(join(SRC, 'vendor')).flatMap(internalAccesses).join('\n');
-    for (const access of ['._onCommand', '._setListeners', '._socket', '._envelope', 'smtp-server/lib/smtp-connection', 'nodemailer/lib/addressparser', 'mailauth/lib/tools.js', 'createRequire']) {
+    for (const access of ['._onCommand', '._setListeners', '._socket', '._envelope', 'smtp-server/lib/smtp-connection', 'nodemailer/lib/addressparser', 'nodemailer/lib/mail-composer', 'mailauth/lib/tools.js', 'createRequire']) {
       expect(found).toContain(access);
     }
   });
@@ -301,6 +301,31 @@ describe('nodemailer internals', () => {
     expect(built).toMatch(/^Content-Type: multipart\/report; report-type=delivery-status;\r\n boundary=/m);
     expect(built).toContain('Subject: Report\r\n');
     expect(built).toContain('\r\nHello\r\n');
+  });
+
+  it('MailComposer builds a message from options: Bcc only in the envelope, header values kept to one line, no file or URL read', async () => {
+    const composed = new MailComposer({
+      from: { name: 'Ann', address: 'ann@a.test' },
+      to: ['bob@b.test'],
+      bcc: ['hidden@c.test'],
+      subject: 'Hi',
+      text: 'Hello',
+      attachments: [{ filename: 'a.bin', content: Buffer.from([0, 1, 2]) }],
+      headers: { 'X-One': 'value' },
+      date: new Date(0),
+      disableFileAccess: true,
+      disableUrlAccess: true,
+    }).compile();
+    expect(composed.getEnvelope()).toEqual({ from: 'ann@a.test', to: ['bob@b.test', 'hidden@c.test'] });
+    const built = (await composed.build()).toString();
+    expect(built).toMatch(/^From: Ann <ann@a\.test>\r?$/m);
+    expect(built).toMatch(/^X-One: value\r?$/m);
+    expect(built).toMatch(/^Date: Thu, 01 Jan 1970 00:00:00 \+0000\r?$/m);
+    expect(built).not.toContain('hidden@c.test');
+    expect(built).toContain('AAEC');
+    // With file and URL access off, a path is refused rather than read.
+    const withPath = new MailComposer({ from: 'ann@a.test', text: 'x', attachments: [{ path: '/etc/hostname' }], disableFileAccess: true }).compile();
+    await expect(withPath.build()).rejects.toThrow();
   });
 });
 
