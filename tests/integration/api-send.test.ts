@@ -99,8 +99,9 @@ for (const backend of backends) {
     });
 
     /** An API on its own port over `on` (default: the file's store). */
-    async function startApi(on: Store = store) {
+    async function startApi(on: Store = store, isShuttingDown?: () => boolean) {
       const api = createControlApi({
+        isShuttingDown,
         config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: config.api.tokens, authFailures: { max: 100, window: 60_000 } } },
         store: on,
         ...apiSources({ store: on, config: CONFIG }),
@@ -366,6 +367,15 @@ for (const backend of backends) {
         expect(answers.filter((a) => a.headers.get('idempotent-replayed') === null)).toHaveLength(1);
         const listed = await callA(`/v1/messages?tag=${key}`, { token: tokens.viewer });
         expect(listed.body.items.map((m: { id: string }) => m.id)).toEqual([answers[0]!.body.id]);
+      }
+    });
+
+    it('refuses new mail with 503 and Retry-After once the node stops', async () => {
+      const call = await startApi(store, () => true);
+      for (const [path, json] of [['/v1/messages', simple()], ['/v1/messages/batch', { messages: [simple()] }]] as const) {
+        const res = await call(path, { json });
+        expect(res).toMatchObject({ status: 503, body: { code: 'SHUTTING_DOWN' } });
+        expect(res.headers.get('retry-after')).toBe('30');
       }
     });
 
