@@ -17,6 +17,10 @@
  *                                            with -d under --connection reuse)
  *   npm run bench -- --sink smtp-sink       (deliver to Postfix's smtp-sink instead of the
  *                                            built-in sink, which runs in this process)
+ *   npm run bench -- --http                 (submit over the HTTP API instead: POST /v1/messages,
+ *                                            JSON composed by the daemon, one request per message
+ *                                            over --sessions keep-alive connections)
+ *   npm run bench -- --http --batch 100     (POST /v1/messages/batch, 100 messages a request)
  *
  * Accept latency is measured per message by the built-in client only: in `reuse` mode from MAIL
  * FROM, in `new` mode from the start of the connection (what the application waits for), to the
@@ -38,6 +42,8 @@ import { testDaemonConfig } from '../tests/helpers/test-config.ts';
 import { startBenchSink } from './bench-sink.ts';
 import { countLog, daemonMetrics, endedChildrenCpuSeconds, histogramMean, processUsage } from './daemon-usage.ts';
 import { submitLoad, type ConnectionMode } from './smtp-load.ts';
+import { httpLoad } from './http-load.ts';
+import { generateApiToken, hashApiToken } from '../src/access/api-token.ts';
 import { runSmtpSource } from './smtp-source.ts';
 import { percentile, round } from './stats.ts';
 
@@ -60,6 +66,10 @@ const { values: args } = parseArgs({
     client: { type: 'string', default: 'builtin' },
     /** builtin (Node, in this process, keeps every message) or smtp-sink (Postfix's, counts). */
     sink: { type: 'string', default: 'builtin' },
+    /** Submit over the HTTP API (POST /v1/messages, or /batch with --batch above 1) instead of SMTP. */
+    http: { type: 'boolean', default: false },
+    /** Messages per HTTP request (with --http): 1 is POST /v1/messages, more is /v1/messages/batch. */
+    batch: { type: 'string', default: '1' },
     name: { type: 'string' },
     /** Write a V8 CPU profile of the daemon to this folder (open it in Chrome DevTools). */
     profile: { type: 'string' },
@@ -76,10 +86,14 @@ if (args.client !== 'builtin' && args.client !== 'smtp-source') throw new Error(
 if (args.sink !== 'builtin' && args.sink !== 'smtp-sink') throw new Error('--sink is builtin or smtp-sink');
 const connection: ConnectionMode = args.connection;
 const viaSmtpSource = args.client === 'smtp-source';
+const batchSize = Number(args.batch);
+if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 1000) throw new Error('--batch is 1 to 1000');
+if (args.http && viaSmtpSource) throw new Error('--http sends with its own client; leave out --client');
+const httpToken = generateApiToken();
 const name =
   args.name ??
   [
-    `${args.storage}-${ipCount}ips-${connection}`,
+    `${args.storage}-${ipCount}ips-${args.http ? `http${batchSize > 1 ? `-batch${batchSize}` : ''}` : connection}`,
     args.warmup ? '-warmup' : '',
     args.dkim ? `-dkim-${args.dkim}` : '',
     args['dkim-workers'] !== undefined ? `-workers${args['dkim-workers']}` : '',
@@ -111,6 +125,7 @@ const config = testDaemonConfig({
     // Headroom over the sessions: with a connection per message, a session's previous connection
     // may not be closed on the daemon's side yet when its next one arrives.
     smtp: { maxConnectionsPerClient: 2 * sessions + 10 },
+    api: { tokens: [{ name: 'bench', role: 'sender', hash: hashApiToken(httpToken), allowedSenders: ['*@sender.test'] }] },
     ips: Array.from({ length: ipCount }, (_, i) => ({
       address: `127.0.0.${i + 2}`,
       hostname: `out${i + 1}.rookery.test`,
@@ -135,6 +150,17 @@ async function load() {
     console.error(`smtp-source: ${messages} messages with ${size} body bytes over ${sessions} sessions (${connection} connections), ${ipCount} egress IPs`);
     const run = await runSmtpSource({ ...target, sessions, messages, bodyBytes: size, from: 'app@sender.test', to: 'user@dest.test', connection });
     return { accepted: run.accepted, startedAt: run.startedAt, endedAt: run.endedAt, failures: 0, acked: null, latencies: null, latencyFrom: null, command: run.command, messageBytes: null };
+  }
+  if (args.http) {
+    // The same size as the SMTP runs' messages: the composed MIME (headers, text part) comes to about `size` bytes.
+    const text = `${'Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\n'.repeat(Math.ceil((size - 450) / 73))}`.slice(0, size - 450);
+    const load = Array.from({ length: messages }, (_, i) => {
+      const messageId = `<bench-${i}@app.test>`;
+      return { messageId, json: { from: 'app@sender.test', to: `user${i % 50}@dest${i % 10}.test`, subject: `Bench message ${i}`, text, headers: { 'Message-ID': messageId } } };
+    });
+    console.error(`posting ${messages} JSON messages of ~${size} bytes, ${batchSize} a request, over ${sessions} keep-alive connections, ${ipCount} egress IPs`);
+    const run = await httpLoad({ ...daemon.api, token: httpToken, clients: sessions, batch: batchSize, messages: load });
+    return { accepted: run.ackedAt.size, startedAt: run.startedAt, endedAt: run.endedAt, failures: run.failures, acked: run.ackedAt, latencies: run.latencies, latencyFrom: run.latencyFrom, command: null, messageBytes: null };
   }
   const batch = Array.from({ length: messages }, (_, i) => {
     const messageId = `<bench-${i}@app.test>`;
@@ -178,8 +204,8 @@ try {
       messages,
       sessions,
       egressIps: ipCount,
-      connection,
-      client: viaSmtpSource ? 'smtp-source (Postfix)' : 'builtin (nodemailer SMTPConnection)',
+      connection: args.http ? 'HTTP keep-alive' : connection,
+      client: args.http ? `builtin HTTP (node:http, ${batchSize === 1 ? 'POST /v1/messages' : `POST /v1/messages/batch, ${batchSize} a request`})` : viaSmtpSource ? 'smtp-source (Postfix)' : 'builtin (nodemailer SMTPConnection)',
       clientCommand: submitted.command,
       sink: sink.kind === 'smtp-sink' ? 'smtp-sink (Postfix)' : 'builtin (tests/helpers/smtp-sink.ts, in the harness process)',
       messageBytes: submitted.messageBytes,
@@ -219,8 +245,8 @@ try {
   const file = new URL(`results/${result.date.replace(/[:.]/g, '-')}-${name}.json`, import.meta.url);
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   console.table({
-    'connection (new: one per message)': connection,
-    'client -> sink': `${args.client} -> ${args.sink}`,
+    'connection (new: one per message)': result.parameters.connection,
+    'client -> sink': `${args.http ? `http, ${batchSize} a request` : args.client} -> ${args.sink}`,
     'accepted msg/s': result.acceptedPerSecond,
     'delivered msg/s (end to end)': result.deliveredPerSecondEndToEnd,
     [`accept latency p50 ms${connection === 'new' ? ' (from connect)' : ''}`]: result.acceptLatencyMs.p50,

@@ -60,12 +60,22 @@ export interface ControlApi {
 
 /** Probe and scrape traffic arrives every few seconds; logging each request would drown the log. */
 const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+/**
+ * Sends: each message taken is logged already (api.message.accepted) and each request is in the
+ * audit log, so two more lines per request, thousands a second, would say nothing new.
+ */
+const QUIET_POSTS = new Set(['/v1/messages', '/v1/messages/batch']);
+
+function quietRequest(method: string, url: string): boolean {
+  const path = url.split('?')[0]!;
+  return QUIET_PATHS.has(path) || (method === 'POST' && QUIET_POSTS.has(path));
+}
 
 export function createControlApi(deps: ControlApiDeps): ControlApi {
   const logger = deps.logger.child({ component: 'api' });
   const app: FastifyInstance = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: (request) => QUIET_PATHS.has(request.url.split('?')[0]!) }),
+    logController: new LogController({ disableRequestLogging: (request) => quietRequest(request.method, request.url) }),
     // Requests still arriving while closing get 503; idle keep-alive sockets are closed at once.
     return503OnClosing: true,
     forceCloseConnections: 'idle',
