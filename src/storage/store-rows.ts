@@ -230,3 +230,17 @@ export function checkClaimOptions(options: ClaimOptions): void {
   if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) throw new DataRefusedError('claimDue: leaseMs must be a positive integer');
   if (owner === '') throw new DataRefusedError('claimDue: owner must be a non-empty string');
 }
+
+/**
+ * Deletes in chunks: `purgeChunk` deletes up to `chunk` rows in one transaction or statement, and
+ * runs again until a chunk comes back short, so other writes go in between and no purge holds
+ * a lock for long. Returns how many rows went in all.
+ */
+export async function purgeInChunks(chunk: number, purgeChunk: (limit: number) => Promise<number>): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const deleted = await purgeChunk(chunk);
+    total += deleted;
+    if (deleted < chunk) return total;
+  }
+}

@@ -27,19 +27,16 @@ describe('sending over HTTP through a running daemon', () => {
   let daemon: Daemon;
   let post: (path: string, body: string | Buffer, contentType?: string, key?: string) => Promise<{ status: number; body: any; headers: Headers }>;
 
-  beforeAll(async () => {
-    keys = await createDkimKeyFiles();
-    records = { 'rsa1._domainkey.sender.test': keys.rsa.record, 'ed1._domainkey.sender.test': keys.ed25519.record };
-  });
-  afterAll(async () => keys.remove());
-
+  beforeAll(async () => void (keys = await createDkimKeyFiles()));
+  afterAll(() => keys.remove());
   afterEach(async () => {
-    await daemon?.stop();
-    await sink?.close();
-    await dir?.remove();
+    // In reverse order of start().
+    for (const stop of [() => daemon?.stop(), () => sink?.close(), () => dir?.remove()]) await stop();
   });
 
+  /** A daemon signing for sender.test with an RSA and an Ed25519 key, its MX the sink. */
   async function start(): Promise<void> {
+    records = { 'rsa1._domainkey.sender.test': keys.rsa.record, 'ed1._domainkey.sender.test': keys.ed25519.record };
     dir = await createTempDir('rookery-api-delivery');
     sink = await startSmtpSink();
     const resolver = createFixtureResolver({

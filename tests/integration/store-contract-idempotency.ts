@@ -1,6 +1,7 @@
 import { expect, it } from 'vitest';
 import type { ManualClock } from '../helpers/manual-clock.ts';
 import type { IdempotencyRecord, NewMessage, Store } from '../../src/storage/store.ts';
+import { newMessage as readsMessage } from './store-contract-reads.ts';
 
 /**
  * Messages sent over HTTP in the store contract: their schedule, tags and metadata, and the
@@ -11,21 +12,9 @@ import type { IdempotencyRecord, NewMessage, Store } from '../../src/storage/sto
 const T0 = 1_700_000_000_000;
 const DAY = 86_400_000;
 
+/** A message as the HTTP API stores it. */
 function newMessage(id: string, overrides: Partial<NewMessage> = {}): NewMessage {
-  return {
-    id,
-    sender: 'app@sender.test',
-    recipients: ['user@dest.test'],
-    messageIdHeader: `<${id}@sender.test>`,
-    body: Buffer.from(`Subject: ${id}\r\n\r\nbody\r\n`),
-    submitter: 'app-token',
-    source: 'http',
-    clientAddress: '192.0.2.1',
-    createdAt: T0,
-    dueAt: T0,
-    pool: 'default',
-    ...overrides,
-  };
+  return readsMessage(id, overrides.createdAt ?? T0, { submitter: 'app-token', source: 'http', ...overrides });
 }
 
 function record(overrides: Partial<IdempotencyRecord> = {}): IdempotencyRecord {

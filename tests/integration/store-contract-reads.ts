@@ -11,7 +11,8 @@ import type { MessageQuery, NewMessage, Store } from '../../src/storage/store.ts
 
 const T0 = 1_700_000_000_000;
 
-function newMessage(id: string, createdAt: number, overrides: Partial<NewMessage> = {}): NewMessage {
+/** A message of the read contracts, created at `createdAt` (and due then). */
+export function newMessage(id: string, createdAt: number, overrides: Partial<NewMessage> = {}): NewMessage {
   return {
     id,
     sender: 'app@sender.test',

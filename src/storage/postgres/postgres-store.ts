@@ -38,6 +38,7 @@ import {
   followUpsToStore,
   heldBackResults,
   newLeaseToken,
+  purgeInChunks,
   toAttemptEvent,
   toClaimedRecipient,
   toRecipientRow,
@@ -195,12 +196,7 @@ class PostgresStore implements Store {
   /** One statement per chunk, like purgeAudit. */
   async purgeIdempotencyKeys(before: number): Promise<number> {
     this.assertOpen();
-    let total = 0;
-    for (;;) {
-      const deleted = await idempotency.purgeIdempotencyKeys(this.pool, before, IDEMPOTENCY_PURGE_CHUNK);
-      total += deleted;
-      if (deleted < IDEMPOTENCY_PURGE_CHUNK) return total;
-    }
+    return purgeInChunks(IDEMPOTENCY_PURGE_CHUNK, (limit) => idempotency.purgeIdempotencyKeys(this.pool, before, limit));
   }
 
   async claimDue(options: ClaimOptions): Promise<ClaimedRecipient[]> {
@@ -330,12 +326,7 @@ class PostgresStore implements Store {
 
   async purgeFinished(before: number): Promise<number> {
     this.assertOpen();
-    let total = 0;
-    for (;;) {
-      const deleted = await sql.purgeFinished(this.pool, before, PURGE_CHUNK);
-      total += deleted;
-      if (deleted < PURGE_CHUNK) return total;
-    }
+    return purgeInChunks(PURGE_CHUNK, (limit) => sql.purgeFinished(this.pool, before, limit));
   }
 
   /** Through the write batcher like every write: one transaction with whatever else is pending. */
@@ -355,12 +346,7 @@ class PostgresStore implements Store {
   /** One statement per chunk, like purgeFinished: never many row locks for long. */
   async purgeAudit(before: number): Promise<number> {
     this.assertOpen();
-    let total = 0;
-    for (;;) {
-      const deleted = await audit.purgeAudit(this.pool, before, AUDIT_PURGE_CHUNK);
-      total += deleted;
-      if (deleted < AUDIT_PURGE_CHUNK) return total;
-    }
+    return purgeInChunks(AUDIT_PURGE_CHUNK, (limit) => audit.purgeAudit(this.pool, before, limit));
   }
 
   /*

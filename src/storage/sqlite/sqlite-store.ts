@@ -40,6 +40,7 @@ import {
   followUpsToStore,
   heldBackResults,
   newLeaseToken,
+  purgeInChunks,
   toAttemptEvent,
   toClaimedRecipient,
   toRecipientRow,
@@ -172,12 +173,7 @@ class SqliteStore implements Store {
 
   async purgeIdempotencyKeys(before: number): Promise<number> {
     const keys = this.readIdempotency();
-    let total = 0;
-    for (;;) {
-      const deleted = await this.write(() => keys.purge(before, IDEMPOTENCY_PURGE_CHUNK));
-      total += deleted;
-      if (deleted < IDEMPOTENCY_PURGE_CHUNK) return total;
-    }
+    return purgeInChunks(IDEMPOTENCY_PURGE_CHUNK, (limit) => this.write(() => keys.purge(before, limit)));
   }
 
   async claimDue(options: ClaimOptions): Promise<ClaimedRecipient[]> {
@@ -296,16 +292,13 @@ class SqliteStore implements Store {
   }
 
   async purgeFinished(before: number): Promise<number> {
-    let total = 0;
-    for (;;) {
-      const deleted = await this.write((q) => {
-        const ids = q.selectPurgeable(before, PURGE_CHUNK);
+    return purgeInChunks(PURGE_CHUNK, (limit) =>
+      this.write((q) => {
+        const ids = q.selectPurgeable(before, limit);
         for (const id of ids) q.deleteMessage(id);
         return ids.length;
-      });
-      total += deleted;
-      if (deleted < PURGE_CHUNK) return total;
-    }
+      }),
+    );
   }
 
   /** Through the write batcher like every write: one transaction with whatever else is pending. */
@@ -321,12 +314,7 @@ class SqliteStore implements Store {
 
   async purgeAudit(before: number): Promise<number> {
     const audit = this.readAudit();
-    let total = 0;
-    for (;;) {
-      const deleted = await this.write(() => audit.purge(before, AUDIT_PURGE_CHUNK));
-      total += deleted;
-      if (deleted < AUDIT_PURGE_CHUNK) return total;
-    }
+    return purgeInChunks(AUDIT_PURGE_CHUNK, (limit) => this.write(() => audit.purge(before, limit)));
   }
 
   async setPause(pause: QueuePause, now: number): Promise<QueuePause | null> {
