@@ -80,8 +80,9 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     // /v1 request schemas: an unknown property is refused with its path rather than dropped,
-    // and every failing path is reported, not only the first.
-    ajv: { customOptions: { removeAdditional: false, allErrors: true } },
+    // and every failing path is reported, not only the first. A type may be a list (OpenAPI
+    // 3.1): a mailbox is an address string or an object with a name.
+    ajv: { customOptions: { removeAdditional: false, allErrors: true, allowUnionTypes: true } },
   });
 
   // Every /v1 route, wherever registered, must be one the v1 plugin guarded: checked before the
