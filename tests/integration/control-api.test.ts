@@ -228,6 +228,9 @@ describe('errors', () => {
       app.get('/test/busy', async () => {
         throw new RookeryError('STORAGE_FAILED', 'Queue unavailable, try again later');
       });
+      app.get('/test/later', async () => {
+        throw new RookeryError('SHUTTING_DOWN', undefined, { retryAfterSeconds: 2.5 });
+      });
     });
     const relay = await fetch(url('/test/relay'));
     expect(relay.status).toBe(403);
@@ -242,6 +245,11 @@ describe('errors', () => {
     const busy = await fetch(url('/test/busy'));
     expect(busy.status).toBe(503);
     expect(await busy.json()).toMatchObject({ status: 503, code: 'STORAGE_FAILED', detail: 'Queue unavailable, try again later' });
+    expect(busy.headers.get('retry-after')).toBeNull();
+    // A refusal that passes with time says when, in whole seconds.
+    const later = await fetch(url('/test/later'));
+    expect(later.status).toBe(503);
+    expect(later.headers.get('retry-after')).toBe('3');
   });
 
   it('keeps the message of client errors and hides the details of unexpected ones', async () => {
