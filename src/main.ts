@@ -232,8 +232,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       metrics,
       dkim,
       hostname: config.hostname,
-      assignPool: (input) => parts.assignPool(input),
-      tenants,
+      policy: () => parts,
       tenantLimits: new TenantLimits({ limiter: backend.limiter, counters: backend.counters, clock }),
       onEnqueued: () => scheduler.wake(),
     });

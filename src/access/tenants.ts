@@ -1,5 +1,6 @@
 import type { TenantConfig, TenantRate, TenantsConfig } from '../config/tenant-schema.ts';
 import { domainMatches, domainOf } from '../mail/address.ts';
+import { readAuthors } from '../mail/authors.ts';
 
 /**
  * The tenants of the config, as the doors and the queue ask about them: may this tenant send as
@@ -41,4 +42,21 @@ export class TenantDirectory implements TenantLookup {
 export function tenantMaySend(tenant: Tenant, sender: string): boolean {
   const domain = domainOf(sender);
   return domain !== '' && tenant.senderDomains.some((pattern) => domainMatches(domain, pattern));
+}
+
+/**
+ * The first From or Sender address of `header` outside the tenant's sender domains, or null when
+ * every one is the tenant's. Receivers show the From, and the signer signs with d= of its domain:
+ * a tenant bound only in its envelope could send as another tenant, signed with that tenant's
+ * key. A header that cannot be read one way only is refused by the author check before this.
+ */
+export function foreignAuthor(tenant: Tenant, header: string): string | null {
+  const authors = readAuthors(header);
+  if (!authors.ok) return null;
+  for (const field of authors.fields) {
+    for (const address of [...field.addresses, ...field.written]) {
+      if (!tenantMaySend(tenant, address)) return address;
+    }
+  }
+  return null;
 }

@@ -7,7 +7,7 @@ import type { DkimSigner } from '../sender-domains/signer.ts';
 import { toWireForm } from '../mail/wire-form.ts';
 import { newQueueId } from './queue-id.ts';
 import { POOL_HEADER, type PoolAssigner, type PoolAssignment } from '../ippool/pool-assignment.ts';
-import { tenantMaySend, type Tenant, type TenantLookup } from '../access/tenants.ts';
+import { foreignAuthor, tenantMaySend, type Tenant, type TenantLookup } from '../access/tenants.ts';
 import type { TenantLimits } from './tenant-limits.ts';
 
 /**
@@ -60,6 +60,12 @@ export interface Accepted {
   dueAt: number;
 }
 
+/** What the configuration decides of a message at acceptance (src/config-parts.ts makes it). */
+export interface AcceptPolicy {
+  assignPool: PoolAssigner;
+  tenants: TenantLookup;
+}
+
 /** A message completed and signed, not stored yet: what commit() stores, and what it will answer. */
 export interface PreparedMessage {
   message: NewMessage;
@@ -90,8 +96,11 @@ export class Queue {
       /** Signs the message in its final wire form, once (see src/sender-domains/signer.ts). */
       dkim: Pick<DkimSigner, 'sign'>;
       /** Chooses the message's egress pool (see src/ippool/pool-assignment.ts). */
-      assignPool: PoolAssigner;
-      tenants: TenantLookup;
+      /**
+       * The pool assignment and the tenants of the configuration in effect, asked once per
+       * message: a reload during its acceptance cannot give it one's tenant and the other's pools.
+       */
+      policy: () => AcceptPolicy;
       /** Each tenant's rate and daily quota (tenant-limits.ts). */
       tenantLimits: TenantLimits;
       /** Called after each commit so the scheduler starts delivery at once. */
@@ -111,12 +120,13 @@ export class Queue {
    */
   async prepare(submission: Submission): Promise<PreparedMessage> {
     const { clock, metrics, hostname } = this.deps;
-    const tenant = await this.admitTenant(submission);
-    const now = clock.now();
-    const id = newQueueId(now);
+    const policy = this.deps.policy();
     // CRLF line endings throughout (the HTTP path may hand over LF-only text), before signing.
     const received = toWireForm(submission.body);
     const { header } = splitHeader(received);
+    const tenant = await this.admitTenant(submission, header, policy.tenants);
+    const now = clock.now();
+    const id = newQueueId(now);
 
     const prepend = submission.received ? [`Received: ${submission.received}`] : [];
     const append: string[] = [];
@@ -129,7 +139,7 @@ export class Queue {
     const poolHeader = headerValue(header, POOL_HEADER);
     const submitter = { source: submission.source, name: submission.submitter };
     const requested = submission.pool ?? null;
-    const pool = this.deps.assignPool({ header: requested ?? poolHeader, submitter, tenant, sender: submission.sender });
+    const pool = policy.assignPool({ header: requested ?? poolHeader, submitter, tenant, sender: submission.sender });
     if (requested !== null && pool.source !== 'header') {
       throw new RookeryError('POOL_NOT_ALLOWED', `Pool ${JSON.stringify(requested)} is not one this client may choose`);
     }
@@ -182,13 +192,18 @@ export class Queue {
     return result;
   }
 
-  /** The submission's tenant once its sender domain, rate and quota allow the message; throws the RookeryError to answer otherwise. */
-  private async admitTenant(submission: Submission): Promise<Tenant | null> {
+  /**
+   * The submission's tenant once its envelope sender and author fields are the tenant's and its
+   * rate and quota allow the message (checked in that order: a refused message takes nothing of
+   * the budgets); throws the RookeryError to answer otherwise.
+   */
+  private async admitTenant(submission: Submission, header: string, tenants: TenantLookup): Promise<Tenant | null> {
     if (submission.tenant == null) return null;
-    const tenant = this.deps.tenants.get(submission.tenant);
+    const tenant = tenants.get(submission.tenant);
     // A user or token naming a tenant the config no longer has (removed by a reload) sends for no one.
     if (!tenant) throw new RookeryError('TENANT_SENDER_NOT_ALLOWED', `Tenant ${submission.tenant} is not configured`);
     if (!tenantMaySend(tenant, submission.sender)) throw new RookeryError('TENANT_SENDER_NOT_ALLOWED');
+    if (foreignAuthor(tenant, header) !== null) throw new RookeryError('TENANT_SENDER_NOT_ALLOWED', 'From or Sender header address not allowed for this tenant');
     try {
       await this.deps.tenantLimits.admit(tenant, submission.recipients.length);
     } catch (err) {

@@ -94,6 +94,12 @@ async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServe
   const { rejections } = deps;
   const envelope = session.envelope;
   const user = userOf(deps.users(), session);
+  // A user a reload removed while this transaction was open sends nothing more: without its
+  // entry the message would go out unchecked, with no tenant and none of its limits.
+  if (typeof session.user === 'string' && !user) {
+    rejections.reject(state, 'RELAY_DENIED', { username: session.user, detail: 'user removed by a reload' });
+    throw new RookeryError('RELAY_DENIED');
+  }
   const { header } = splitHeader(body);
   const refusal = checkHeaderBlock(header, user ? user.allowedSenders : null);
   if (refusal?.code === 'HEADER_TOO_LARGE') {

@@ -29,6 +29,8 @@ export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServe
   const { sessions, rejections } = deps;
   const relayClient = (session: SMTPServerSession, state: SessionState | undefined): RelayClient => {
     const user = userOf(deps.users(), session);
+    // A session whose user a reload removed is neither a user's nor the trusted network's: refused.
+    if (typeof session.user === 'string' && !user) return { allowedSenders: [], trusted: false, removed: true };
     return { allowedSenders: user ? user.allowedSenders : null, trusted: state?.trusted ?? false };
   };
 

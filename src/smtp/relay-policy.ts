@@ -21,16 +21,20 @@ export interface RelayClient {
   allowedSenders: readonly string[] | null;
   /** The client address is in smtp.trustedNetworks. */
   trusted: boolean;
+  /** The session logged in as a user the configuration no longer has (a reload removed it). */
+  removed?: boolean;
 }
 
 /** Decision at MAIL FROM: null accepts, otherwise the error to answer with. */
 export function checkMailFrom(client: RelayClient, sender: string): ErrorCode | null {
+  if (client.removed) return 'RELAY_DENIED';
   if (client.allowedSenders === null) return null;
   return senderAllowed(client.allowedSenders, sender) ? null : 'SENDER_NOT_ALLOWED';
 }
 
 /** Decision at RCPT TO: null accepts, otherwise the error to answer with. */
 export function checkRcptTo(client: RelayClient): ErrorCode | null {
+  if (client.removed) return 'RELAY_DENIED';
   return client.trusted || client.allowedSenders !== null ? null : 'RELAY_DENIED';
 }
 

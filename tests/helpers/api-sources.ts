@@ -74,8 +74,7 @@ export function apiSources(options: { store: Store; config?: ConfigInput; clock?
     metrics,
     hostname: config.hostname,
     dkim: parts.signer,
-    assignPool: parts.assignPool,
-    tenants: parts.tenants,
+    policy: () => parts,
     tenantLimits: new TenantLimits({ ...backend, clock }),
     onEnqueued: () => undefined,
   });

@@ -68,6 +68,7 @@ export async function startHarness(
   const store = createSqliteStore({ path: dir.file('rookery.db'), clock, logger });
   await store.migrate();
   cleanups.push(() => store.close());
+  const policy = { assignPool: poolAssignerFor(config), tenants: new TenantDirectory(config.tenants) };
   const queue = new Queue({
     store,
     clock,
@@ -75,8 +76,7 @@ export async function startHarness(
     hostname: config.hostname,
     // No keys configured: messages go through the real signer and come out unsigned.
     dkim: createDkimSigner({ keys: createDkimKeyStore({ keys: dkimKeys, resolver: { resolveTxt: async () => [] }, clock, logger }), config: config.dkim, clock, logger }),
-    assignPool: poolAssignerFor(config),
-    tenants: new TenantDirectory(config.tenants),
+    policy: () => policy,
     tenantLimits: new TenantLimits({ ...createPoolBackend({ store, clock }), clock }),
     onEnqueued: () => undefined,
   });

@@ -229,7 +229,7 @@ describe('errors', () => {
         throw new RookeryError('STORAGE_FAILED', 'Queue unavailable, try again later');
       });
       app.get('/test/later', async () => {
-        throw new RookeryError('SHUTTING_DOWN', undefined, { retryAfterSeconds: 2.5 });
+        throw new RookeryError('SHUTTING_DOWN', undefined, { retryAfterMs: 2_500 });
       });
     });
     const relay = await fetch(url('/test/relay'));

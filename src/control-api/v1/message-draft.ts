@@ -123,6 +123,7 @@ export function toSubmission(draft: Draft, principal: ApiPrincipal, clientAddres
     recipients: draft.recipients,
     body: draft.body,
     submitter: principal.name,
+    tenant: principal.tenant,
     source: 'http',
     clientAddress,
     pool: draft.pool,

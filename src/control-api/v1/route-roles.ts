@@ -60,6 +60,8 @@ export const TENANT_ROUTES: ReadonlySet<string> = new Set([
   'GET /v1/whoami',
   'GET /v1/messages',
   'GET /v1/messages/:id',
+  'POST /v1/messages',
+  'POST /v1/messages/batch',
   'GET /v1/ips',
   'GET /v1/ips/:address',
   'GET /v1/domains',

@@ -66,6 +66,7 @@ export function logAccepted(log: FastifyBaseLogger, prepared: PreparedMessage): 
       messageIdHeader: accepted.messageIdHeader,
       sender: message.sender,
       submitter: message.submitter,
+      ...(message.tenant ? { tenant: message.tenant } : {}),
       recipients: message.recipients.length,
       size: message.body.length,
       pool: accepted.pool.pool,
