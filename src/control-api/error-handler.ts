@@ -19,10 +19,14 @@ export function registerErrorHandlers(app: FastifyInstance): void {
     if (body.status >= 500) {
       request.log.error({ event: 'api.error', err: error, url: pathOf(request) }, 'request failed');
     }
-    // A rate or quota refusal says when to come back (RFC 9110 Retry-After, whole seconds).
-    if (error instanceof RookeryError && error.retryAfterMs !== null) reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))));
+    if (error instanceof RookeryError) setRetryAfter(reply, error.retryAfterMs);
     return sendProblem(reply, body);
   });
+}
+
+/** A refusal that passes with time (a rate or quota) says when to come back: RFC 9110 Retry-After, whole seconds. */
+export function setRetryAfter(reply: FastifyReply, ms: number | null | undefined): void {
+  if (ms) reply.header('retry-after', String(Math.max(1, Math.ceil(ms / 1000))));
 }
 
 export function sendProblem(reply: FastifyReply, body: Problem): FastifyReply {

@@ -51,7 +51,8 @@ describe('sending over HTTP through a running daemon', () => {
       config: {
         ips: [{ address: '127.0.0.2' }, { address: '127.0.0.3', pool: 'bulk' }],
         dkim: { domains: { 'sender.test': { keys: [{ selector: 'rsa1', privateKey: keys.rsa.path }, { selector: 'ed1', privateKey: keys.ed25519.path }] } } },
-        api: { tokens: [{ name: 'shop', role: 'sender', hash: hashApiToken(token), allowedSenders: ['*@sender.test'], pools: ['bulk'] }] },
+        api: { tokens: [{ name: 'shop', role: 'sender', tenant: 'shop', hash: hashApiToken(token), allowedSenders: ['*@sender.test'], pools: ['bulk'] }] },
+        tenants: { shop: { senderDomains: ['sender.test'] } },
       },
     });
     const { host, port } = daemon.apiAddress();

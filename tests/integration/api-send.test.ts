@@ -29,12 +29,13 @@ const CONFIG: ConfigInput = {
   ips: [{ address: '127.0.0.2', pool: 'transactional' }, { address: '127.0.0.3', pool: 'marketing' }, { address: '127.0.0.4', pool: 'vip' }, { address: '127.0.0.5' }],
   api: {
     tokens: [
-      { name: 'app', role: 'sender', hash: hashApiToken(tokens.app), allowedSenders: ['*@app.example'], pool: 'transactional', pools: ['marketing'] },
-      { name: 'mute', role: 'sender', hash: hashApiToken(tokens.mute) },
+      { name: 'app', role: 'sender', tenant: 'app', hash: hashApiToken(tokens.app), allowedSenders: ['*@app.example'], pool: 'transactional', pools: ['marketing'] },
+      { name: 'mute', role: 'sender', tenant: 'app', hash: hashApiToken(tokens.mute) },
       { name: 'admin', role: 'admin', hash: hashApiToken(tokens.admin), allowedSenders: ['*'] },
       { name: 'viewer', role: 'viewer', hash: hashApiToken(tokens.viewer) },
     ],
   },
+  tenants: { app: { senderDomains: ['*'] } },
 };
 const { config } = resolveConfig(CONFIG, { source: 'test', env: {} });
 

@@ -76,6 +76,7 @@ const requestOf = (e: (typeof EXPECTED)[number]) => (e.path ? `${e.route.split('
 /** What the /v1/ips and /v1/domains rows report on: two egress IPs (one IPv6) and a sender domain. */
 const SOURCES_CONFIG = {
   ips: [{ address: '127.0.0.2' }, { address: '2001:db8::7', pool: 'v6' }],
+  tenants: { acme: { senderDomains: ['example.com'] } },
   returnPath: { secret: 'a-test-secret-of-at-least-32-characters', domains: { 'example.com': {} } },
 };
 const ROLES: readonly ApiRole[] = ['admin', 'operator', 'sender', 'viewer'];

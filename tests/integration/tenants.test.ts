@@ -20,6 +20,8 @@ import { createTestSchema } from '../helpers/postgres.ts';
 import { redisUrl, requirePostgres, requireRedis } from '../helpers/services.ts';
 import { APP_PASSWORD, message, queueIdOf, rejections, runCleanups, startHarness } from '../helpers/submission-harness.ts';
 import { createTempDir } from '../helpers/temp-dir.ts';
+import { resolveConfig } from '../../src/resolved-config.ts';
+import { UserDirectory } from '../../src/smtp/user-directory.ts';
 import { until } from '../helpers/until.ts';
 
 /**
@@ -158,6 +160,40 @@ describe('tenants at SMTP acceptance', () => {
     expect((await client.send('RCPT TO:<e@dest.example>')).code).toBe(250);
     expect((await client.data(message('news@acme.example', 'e@dest.example'))).code).toBe(250);
   });
+
+  it("refuses a From or Sender address outside the tenant's domains, so a tenant cannot send as another", async () => {
+    const h = await startHarness({ listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], users }, { config: { ips, tenants: { ...tenants, beta: { senderDomains: ['beta.example'] } } } });
+    const client = await h.connect();
+    await client.ehlo();
+    expect((await client.authPlain('app', APP_PASSWORD)).code).toBe(235);
+    for (const author of ['From: CEO <ceo@beta.example>\r\nTo: <a@dest.example>\r\n', 'From: <news@acme.example>\r\nSender: <ceo@beta.example>\r\n']) {
+      expect((await client.send('MAIL FROM:<news@acme.example>')).code).toBe(250);
+      expect((await client.send('RCPT TO:<a@dest.example>')).code).toBe(250);
+      const refused = await client.data(Buffer.from(`${author}Subject: hello\r\n\r\nHello.\r\n`));
+      expect(refused.code).toBe(553);
+      expect(refused.text).toBe('5.7.1 From or Sender header address not allowed for this tenant');
+    }
+    expect((await h.store.countByState()).queued).toBe(0);
+  });
+
+  it('refuses a session whose user a reload removed at MAIL, RCPT and DATA, from a trusted network too', async () => {
+    const h = await startHarness({ listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], users, trustedNetworks: ['127.0.0.1/32'] }, { config: { ips, tenants: { ...tenants, beta: { senderDomains: ['beta.example'] } } } });
+    const early = await h.connect();
+    const late = await h.connect();
+    for (const client of [early, late]) {
+      await client.ehlo();
+      expect((await client.authPlain('app', APP_PASSWORD)).code).toBe(235);
+    }
+    expect((await late.send('MAIL FROM:<news@acme.example>')).code).toBe(250);
+    expect((await late.send('RCPT TO:<a@dest.example>')).code).toBe(250);
+    // The reload: app is gone, its tenant's limits no longer reach its sessions.
+    const { smtpUsers } = resolveConfig({ smtp: { users: [users[1]!] }, tenants: { ...tenants, beta: { senderDomains: ['beta.example'] } }, ips }, { source: 'test', env: {} });
+    h.server.replaceUsers(await UserDirectory.create(smtpUsers));
+    expect((await early.send('MAIL FROM:<news@acme.example>')).code).toBe(554);
+    const data = await late.data(message('news@acme.example', 'a@dest.example'));
+    expect(data.code).toBe(554);
+    expect((await h.store.countByState()).queued).toBe(0);
+  });
 });
 
 const TOKENS = Object.fromEntries(
@@ -169,16 +205,22 @@ const TOKENS = Object.fromEntries(
       ['acme-ops', 'operator', 'acme'],
       ['acme-viewer', 'viewer', 'acme'],
       ['beta-sender', 'sender', 'beta'],
+      ['slow-sender', 'sender', 'slow'],
     ] as const
   ).map(([name, role, tenant]) => {
     const token = generateApiToken();
-    return [name, { token, config: { name, role: role as ApiRole, hash: hashApiToken(token), ...(tenant ? { tenant } : {}) } }];
+    const sends = role === 'sender' ? { allowedSenders: ['*'] } : {};
+    return [name, { token, config: { name, role: role as ApiRole, hash: hashApiToken(token), ...sends, ...(tenant ? { tenant } : {}) } }];
   }),
 );
 
 const API_CONFIG = {
   ips: [{ address: '127.0.0.2', pool: 'acme' }, { address: '127.0.0.3' }, { address: '127.0.0.4', pool: 'beta' }],
-  tenants: { acme: { senderDomains: ['acme.example', '*.acme.example'], pools: ['acme'] }, beta: { senderDomains: ['beta.example'], pools: ['beta'] } },
+  tenants: {
+    acme: { senderDomains: ['acme.example', '*.acme.example'], pools: ['acme'] },
+    beta: { senderDomains: ['beta.example'], pools: ['beta'] },
+    slow: { senderDomains: ['slow.example'], rate: '1/h' },
+  },
   returnPath: { secret: 'a-test-secret-of-at-least-32-characters', domains: { 'acme.example': {}, 'beta.example': {}, 'mail.acme.example': {} } },
 };
 
@@ -214,7 +256,8 @@ for (const backend of backends) {
   describe.skipIf(backend.skip)(`the API confined to a token's tenant on ${backend.name}`, () => {
     let store: Store;
     let drop: () => Promise<void>;
-    let call: (name: string, path: string, method?: string) => Promise<{ status: number; body: any }>;
+    let call: (name: string, path: string, method?: string, body?: object) => Promise<{ status: number; body: any; retryAfter: string | null }>;
+    let rawSend: (name: string, from: string, message: string) => Promise<{ status: number; body: any }>;
     let stop: () => Promise<void>;
 
     beforeAll(async () => {
@@ -231,8 +274,15 @@ for (const backend of backends) {
       });
       const { host, port } = await api.start();
       stop = () => api.stop();
-      call = async (name, path, method = 'GET') => {
-        const res = await fetch(`http://${host}:${port}${path}`, { method, headers: { authorization: `Bearer ${TOKENS[name]!.token}` } });
+      call = async (name, path, method = 'GET', body) => {
+        const headers: Record<string, string> = { authorization: `Bearer ${TOKENS[name]!.token}`, ...(body ? { 'content-type': 'application/json' } : {}) };
+        const res = await fetch(`http://${host}:${port}${path}`, { method, headers, body: body && JSON.stringify(body) });
+        return { status: res.status, body: await res.json(), retryAfter: res.headers.get('retry-after') };
+      };
+      rawSend = async (name, from, message) => {
+        const query = new URLSearchParams({ from, to: 'u@dest.example' });
+        const headers = { authorization: `Bearer ${TOKENS[name]!.token}`, 'content-type': 'message/rfc822' };
+        const res = await fetch(`http://${host}:${port}/v1/messages?${query}`, { method: 'POST', headers, body: message });
         return { status: res.status, body: await res.json() };
       };
     });
@@ -291,12 +341,36 @@ for (const backend of backends) {
       expect((await call('staff', '/v1/queue')).status).toBe(200);
     });
 
+    it("sends for the token's tenant: from its domains and pools, within its rate", async () => {
+      const send = (name: string, from: string, extra: object = {}) => call(name, '/v1/messages', 'POST', { from, to: 'u@dest.example', subject: 'hello', text: 'Hello.', ...extra });
+      const sent = await send('acme-sender', 'news@mail.acme.example');
+      expect(sent.status).toBe(202);
+      expect((await call('acme-sender', `/v1/messages/${sent.body.id}`)).body).toMatchObject({ tenant: 'acme', pool: 'acme', submitter: 'acme-sender' });
+      expect((await call('beta-sender', `/v1/messages/${sent.body.id}`)).status).toBe(404);
+
+      const foreign = await send('acme-sender', 'ceo@beta.example');
+      expect(foreign).toMatchObject({ status: 403, body: { code: 'TENANT_SENDER_NOT_ALLOWED' } });
+      // A whole message: its envelope is the tenant's, its From another tenant's.
+      const raw = await rawSend('acme-sender', 'news@acme.example', 'From: CEO <ceo@beta.example>\r\nTo: <u@dest.example>\r\nSubject: hello\r\n\r\nHello.\r\n');
+      expect(raw).toMatchObject({ status: 403, body: { code: 'TENANT_SENDER_NOT_ALLOWED', detail: 'From or Sender header address not allowed for this tenant' } });
+      // A pool outside the tenant's is refused when asked for by name.
+      expect((await send('acme-sender', 'news@acme.example', { pool: 'beta' })).body.code).toBe('POOL_NOT_ALLOWED');
+
+      // One recipient an hour: the first goes, the next is told when to come back.
+      expect((await send('slow-sender', 'a@slow.example')).status).toBe(202);
+      const limited = await send('slow-sender', 'a@slow.example');
+      expect(limited).toMatchObject({ status: 429, body: { code: 'TENANT_RATE_LIMITED' } });
+      expect(Number(limited.retryAfter)).toBeGreaterThan(3_500);
+      expect(Number(limited.retryAfter)).toBeLessThanOrEqual(3_600);
+    });
+
     it('filters the audit log by tenant', async () => {
       await call('acme-ops', '/v1/ips/127.0.0.2/resume', 'POST');
       // The trail is written after the answer.
       let entries: Array<{ actor: string; tenant: string; status: number }> = [];
-      await until(async () => (entries = (await call('root', '/v1/audit?tenant=acme')).body.items).length > 0, 'the audit entry');
+      await until(async () => (entries = (await call('root', '/v1/audit?tenant=acme&actor=acme-ops')).body.items).length > 0, 'the audit entry');
       expect(entries.every((e) => e.tenant === 'acme' && e.actor === 'acme-ops' && e.status === 403)).toBe(true);
+      expect(((await call('root', '/v1/audit?tenant=acme')).body.items as Array<{ tenant: string }>).every((e) => e.tenant === 'acme')).toBe(true);
       expect((await call('root', '/v1/audit?tenant=beta')).body.items).toEqual([]);
     });
   });

@@ -12,7 +12,8 @@ import { checkDraft, refusedAt, toSubmission, type Draft, type Refusal } from '.
  * single route and each item of a batch go through the same steps.
  */
 
-export type Intake = { prepared: PreparedMessage } | { problem: Problem };
+/** A message prepared, or its refusal (with when to come back, for a tenant's rate or quota). */
+export type Intake = { prepared: PreparedMessage } | { problem: Problem; retryAfterMs?: number | null };
 
 /** Where the request named the envelope sender and the pool: for the paths of their refusals. */
 export interface IntakePlaces {
@@ -36,7 +37,7 @@ export async function intake(
   } catch (err) {
     if (!(err instanceof RookeryError)) throw err;
     const { detail } = toProblem(err);
-    return { problem: problemOf(err.code === 'POOL_NOT_ALLOWED' ? refusedAt(err.code, places.pool, detail) : { code: err.code, detail }) };
+    return { problem: problemOf(err.code === 'POOL_NOT_ALLOWED' ? refusedAt(err.code, places.pool, detail) : { code: err.code, detail }), retryAfterMs: err.retryAfterMs };
   }
 }
 

@@ -3,7 +3,7 @@ import { systemClock, type Clock } from '../../../clock.ts';
 import type { PreparedMessage, Queue } from '../../../engine/queue.ts';
 import { RookeryError } from '../../../errors.ts';
 import type { EnqueueOnceResult } from '../../../storage/store.ts';
-import { pathOf, sendInvalid, sendProblem, validationErrors } from '../../error-handler.ts';
+import { pathOf, sendInvalid, sendProblem, setRetryAfter, validationErrors } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
 import { auditRequest } from '../audit-trail.ts';
 import { composeJsonMessage, type JsonMessage } from '../compose-message.ts';
@@ -79,7 +79,10 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
       const item = raw
         ? await intake(request, deps.queue, rawDraft(query, body, deps.limits, now), { from: 'querystring.from', pool: 'querystring.pool' })
         : await intake(request, deps.queue, await composeJsonMessage(body, 'body', deps.limits, now), { from: 'body.from', pool: 'body.pool' });
-      if ('problem' in item) return sendProblem(reply, { ...item.problem, instance: pathOf(request) });
+      if ('problem' in item) {
+        setRetryAfter(reply, item.retryAfterMs);
+        return sendProblem(reply, { ...item.problem, instance: pathOf(request) });
+      }
       const view = acceptedView(item.prepared);
       const committed = await commit(request, deps, [item.prepared], key, JSON.stringify(view));
       if (!committed.stored) return answerFromRecord(request, reply, key!, committed.existing);
