@@ -140,7 +140,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // suspensions in Redis when configured (shared by every node), else in the store.
     const backend = createPoolBackend({ store, redis: redis?.redis ?? null, keyPrefix: config.redis?.keyPrefix, clock });
     // The operator's pauses, from the store (shared by every node): the claims leave paused
-    // domains and pools alone, the pool leaves paused IPs out. A resume wakes the scheduler.
+    // domains, pools and tenants alone, the pool leaves paused IPs out. A resume wakes the scheduler.
     const pauses = new QueuePauses({ store, clock, logger, metrics, onEnded: () => scheduler.wake() });
     await startPart('queue pauses', () => pauses.load());
     // Per (egress IP -> destination site) path: shaping, connection slots, rate buckets.

@@ -22,7 +22,7 @@ export interface QueuePausesDeps {
 /**
  * The operator's pauses (POST /v1/queue/pause, /resume): kept in the store, so they survive a
  * restart and every node sharing it applies them, and read by each node into a copy that its
- * claims (paused domains and pools: claimFilter) and its egress pool (paused IPs: pauseOf) ask
+ * claims (paused domains, pools and tenants: claimFilter) and its egress pool (paused IPs: pauseOf) ask
  * without a round trip. The copy is re-read every few seconds and changed at once by this
  * node's own pauses and resumes. A pause ends on its own at its `until`: the copy stops applying
  * it then, and the next re-read wakes the scheduler for the mail it held.
@@ -84,15 +84,17 @@ export class QueuePauses implements IpPauses {
     return pauses;
   }
 
-  /** The paused domains and pools a claim leaves alone now. */
+  /** The paused domains, pools and tenants a claim leaves alone now. */
   claimFilter(): PausedScopes {
     const domains: string[] = [];
     const pools: string[] = [];
+    const tenants: string[] = [];
     for (const { scope } of this.inForce(this.deps.clock.now())) {
       if (scope.kind === 'domain') domains.push(scope.domain);
       else if (scope.kind === 'pool') pools.push(scope.pool);
+      else if (scope.kind === 'tenant') tenants.push(scope.tenant);
     }
-    return { domains, pools };
+    return { domains, pools, tenants };
   }
 
   pauseOf(ip: string, now: number): { until: number | null } | undefined {
@@ -140,13 +142,15 @@ export function sameScope(a: QueueScope, b: QueueScope): boolean {
   return describeQueueScope(a) === describeQueueScope(b);
 }
 
-/** A scope in logs, the audit trail and messages: "domain gmail.com", "pool bulk", "egress IP 192.0.2.7". */
+/** A scope in logs, the audit trail and messages: "domain gmail.com", "pool bulk", "tenant acme", "egress IP 192.0.2.7". */
 export function describeQueueScope(scope: QueueScope): string {
   switch (scope.kind) {
     case 'domain':
       return `domain ${scope.domain}`;
     case 'pool':
       return `pool ${scope.pool}`;
+    case 'tenant':
+      return `tenant ${scope.tenant}`;
     case 'egress-ip':
       return `egress IP ${scope.ip}`;
   }

@@ -22,7 +22,7 @@ export interface SchedulerOptions {
   errorRetryMs?: () => number;
   /** Awaited before each claim (DeadSites.holdsDone: a bulk hold of a down site's mail finishes first). */
   beforeClaim?: () => Promise<void>;
-  /** The domains and pools an operator paused now (QueuePauses.claimFilter): claims and the timer leave their mail alone. */
+  /** The domains, pools and tenants an operator paused now (QueuePauses.claimFilter): claims and the timer leave their mail alone. */
   paused?: () => PausedScopes;
 }
 

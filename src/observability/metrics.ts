@@ -116,7 +116,7 @@ export class Metrics {
 
   readonly queuePauses = new Gauge({
     name: 'rookery_queue_pauses',
-    help: 'Operator pauses in force, by scope (domain, pool, egress-ip), as this node last read them',
+    help: 'Operator pauses in force, by scope (domain, pool, tenant, egress-ip), as this node last read them',
     labelNames: ['scope'] as const,
     registers: [this.registry],
   });

@@ -22,6 +22,8 @@ export function scopeKey(scope: QueueScope): { kind: QueueScopeKind; value: stri
       return { kind: 'domain', value: scope.domain };
     case 'pool':
       return { kind: 'pool', value: scope.pool };
+    case 'tenant':
+      return { kind: 'tenant', value: scope.tenant };
     case 'egress-ip':
       return { kind: 'egress-ip', value: scope.ip };
   }
@@ -31,8 +33,21 @@ export function scopeKey(scope: QueueScope): { kind: QueueScopeKind; value: stri
 export function toQueuePause(row: PauseDbRow): QueuePause | null {
   const kind = row.kind as QueueScopeKind;
   if (!QUEUE_SCOPE_KINDS.includes(kind)) return null;
-  const scope: QueueScope = kind === 'domain' ? { kind, domain: row.value } : kind === 'pool' ? { kind, pool: row.value } : { kind, ip: row.value };
-  return { scope, reason: row.reason, by: row.paused_by, createdAt: row.created_at, until: row.ends_at };
+  return { scope: scopeOf(kind, row.value), reason: row.reason, by: row.paused_by, createdAt: row.created_at, until: row.ends_at };
+}
+
+/** The scope a stored key names (scopeKey's inverse). */
+function scopeOf(kind: QueueScopeKind, value: string): QueueScope {
+  switch (kind) {
+    case 'domain':
+      return { kind, domain: value };
+    case 'pool':
+      return { kind, pool: value };
+    case 'tenant':
+      return { kind, tenant: value };
+    case 'egress-ip':
+      return { kind, ip: value };
+  }
 }
 
 /** The values of one pause row, in the column order of the INSERT statements; throws for a pause no backend could store. */
@@ -48,7 +63,8 @@ export function pauseInsertValues(p: QueuePause): [string, string, string, strin
 /**
  * The predicate that picks the recipient rows (alias `r`) of a selection, with its one value
  * bound at `param` (`?1`, `$1`). Each kind reads an index where one exists: recipients_domain,
- * recipients_message; a pool is a property of the message, an egress IP of the last attempt.
+ * recipients_message; a pool and a tenant are properties of the message, an egress IP of the
+ * last attempt.
  */
 export function selectionPredicate(kind: QueueSelection['kind'], param: string): string {
   switch (kind) {
@@ -60,6 +76,8 @@ export function selectionPredicate(kind: QueueSelection['kind'], param: string):
       return `r.last_egress_ip = ${param}`;
     case 'pool':
       return `EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id AND m.pool = ${param})`;
+    case 'tenant':
+      return `EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id AND m.tenant = ${param})`;
   }
 }
 
@@ -75,6 +93,6 @@ export function checkBulk(operation: string, now: number, limit: number): void {
 }
 
 /** The paused scopes without repeats, as the claims bind them. */
-export function pausedLists(paused: PausedScopes): { domains: string[]; pools: string[] } {
-  return { domains: [...new Set(paused.domains)], pools: [...new Set(paused.pools)] };
+export function pausedLists(paused: PausedScopes): { domains: string[]; pools: string[]; tenants: string[] } {
+  return { domains: [...new Set(paused.domains)], pools: [...new Set(paused.pools)], tenants: [...new Set(paused.tenants)] };
 }

@@ -8,14 +8,15 @@ import type { ClaimedRecipient, ClaimOptions } from './store.ts';
 
 /**
  * What a pause, a retry or a bounce applies to: the recipients of one destination domain, the
- * messages of one egress pool, or one egress IP. A tenant scope joins them as one more case once
- * messages record their tenant (its claim filter beside `pools` in PausedScopes).
+ * messages of one egress pool or of one tenant, or one egress IP.
  */
 export type QueueScope =
   /** Recipients of this domain (lower case, as stored). */
   | { readonly kind: 'domain'; readonly domain: string }
   /** Messages of this egress pool. */
   | { readonly kind: 'pool'; readonly pool: string }
+  /** Messages sent for this tenant (messages.tenant); mail of no tenant is never in one. */
+  | { readonly kind: 'tenant'; readonly tenant: string }
   /**
    * An egress IP (canonical spelling): paused, it is out of selection for every destination; for
    * a retry or a bounce, the queued recipients whose last attempt went out from it.
@@ -23,7 +24,7 @@ export type QueueScope =
   | { readonly kind: 'egress-ip'; readonly ip: string };
 
 export type QueueScopeKind = QueueScope['kind'];
-export const QUEUE_SCOPE_KINDS: readonly QueueScopeKind[] = ['domain', 'pool', 'egress-ip'];
+export const QUEUE_SCOPE_KINDS: readonly QueueScopeKind[] = ['domain', 'pool', 'tenant', 'egress-ip'];
 
 /** The queued rows a bulk move or a cancellation acts on: a scope, or the recipients of one message. */
 export type QueueSelection = QueueScope | { readonly kind: 'message'; readonly messageId: string };
@@ -46,13 +47,14 @@ export interface QueuePause {
 export interface PausedScopes {
   domains: readonly string[];
   pools: readonly string[];
+  tenants: readonly string[];
 }
 
-export const NOTHING_PAUSED: PausedScopes = Object.freeze({ domains: [], pools: [] });
+export const NOTHING_PAUSED: PausedScopes = Object.freeze({ domains: [], pools: [], tenants: [] });
 
 /** Whether a claim has anything to leave alone (else the plain claim runs). */
 export function anyPaused(paused: PausedScopes | undefined): paused is PausedScopes {
-  return paused !== undefined && (paused.domains.length > 0 || paused.pools.length > 0);
+  return paused !== undefined && (paused.domains.length > 0 || paused.pools.length > 0 || paused.tenants.length > 0);
 }
 
 export interface QueueControl {

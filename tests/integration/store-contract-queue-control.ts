@@ -6,7 +6,7 @@ import type { NewMessage, Store } from '../../src/storage/store.ts';
 
 /**
  * Queue control (QueueControl) in the store contract: pauses kept per scope, claims that leave
- * paused scopes alone, and the bulk moves and claims of a selection's queued rows. Called from
+ * paused scopes (domains, pools, tenants) alone, and the bulk moves and claims of a selection's queued rows. Called from
  * runStoreContract, so every backend acts on real rows.
  */
 
@@ -76,7 +76,7 @@ export function registerQueueControlContract(ctx: { store: () => Store; open: ()
 
   it('leaves the rows of paused domains and pools alone when claiming, and in the next due time', async () => {
     const store = ctx.store();
-    const paused = { domains: ['gmail.test'], pools: ['bulk'] };
+    const paused = { domains: ['gmail.test'], pools: ['bulk'], tenants: [] };
     const gmail = message(['a@gmail.test', 'b@other.test'], { dueAt: T0 - 30 });
     const bulk = message(['c@other.test'], { pool: 'bulk', dueAt: T0 - 20 });
     const free = message(['d@other.test'], { dueAt: T0 - 10 });
@@ -90,14 +90,48 @@ export function registerQueueControlContract(ctx: { store: () => Store; open: ()
     const claimed = await store.claimDue({ now: T0 + 20, limit: 10, owner: OWNER, leaseMs: LEASE, paused });
     expect(claimed.map((c) => c.recipient)).toEqual(['b@other.test', 'd@other.test']);
     expect(await store.nextDueAt(paused)).toBe(T0 + 50);
-    expect(await store.claimDue({ now: T0 + 100, limit: 10, owner: OWNER, leaseMs: LEASE, paused: { domains: ['gmail.test', 'gmail.test'], pools: ['bulk'] } })).toMatchObject([{ recipient: 'f@other.test' }]);
+    expect(await store.claimDue({ now: T0 + 100, limit: 10, owner: OWNER, leaseMs: LEASE, paused: { domains: ['gmail.test', 'gmail.test'], pools: ['bulk'], tenants: [] } })).toMatchObject([{ recipient: 'f@other.test' }]);
     // Only the leases of the rows claimed above are left to run out.
     expect(await store.nextDueAt(paused)).toBe(T0 + 20 + LEASE + 1);
 
     // Nothing paused: the same as no pauses at all.
-    expect(await store.nextDueAt({ domains: [], pools: [] })).toBe(T0 - 30);
-    const rest = await store.claimDue({ now: T0 + 100, limit: 10, owner: OWNER, leaseMs: LEASE, paused: { domains: [], pools: [] } });
+    expect(await store.nextDueAt({ domains: [], pools: [], tenants: [] })).toBe(T0 - 30);
+    const rest = await store.claimDue({ now: T0 + 100, limit: 10, owner: OWNER, leaseMs: LEASE, paused: { domains: [], pools: [], tenants: [] } });
     expect(rest.map((c) => c.recipient)).toEqual(['a@gmail.test', 'c@other.test', 'e@gmail.test']);
+  });
+
+  it("leaves the rows of paused tenants alone when claiming, never mail of no tenant, alone or beside paused domains and pools", async () => {
+    const store = ctx.store();
+    const tenantPause = pause({ scope: { kind: 'tenant', tenant: 'acme' }, until: T0 + HOUR });
+    expect(await store.setPause(tenantPause, T0)).toBeNull();
+    expect(await store.listPauses(T0)).toEqual([tenantPause]);
+    expect(await store.deletePause({ kind: 'tenant', tenant: 'acme' }, T0)).toEqual(tenantPause);
+
+    const acme = message(['a@x.test'], { tenant: 'acme', dueAt: T0 - 50 });
+    const noTenant = message(['b@gmail.test'], { dueAt: T0 - 40 });
+    const betaBulk = message(['c@x.test'], { tenant: 'beta', pool: 'bulk', dueAt: T0 - 30 });
+    const beta = message(['d@x.test'], { tenant: 'beta', dueAt: T0 - 20 });
+    const free = message(['e@x.test'], { tenant: null, dueAt: T0 - 10 });
+    const acmeLater = message(['f@x.test'], { tenant: 'acme', dueAt: T0 + 50 });
+    await store.enqueue([acme, noTenant, betaBulk, beta, free, acmeLater]);
+
+    // Every kind at once: each list is bound in its own place.
+    const every = { domains: ['gmail.test'], pools: ['bulk'], tenants: ['acme', 'acme'] };
+    expect(await store.nextDueAt(every)).toBe(T0 - 20);
+    const first = await store.claimDue({ now: T0 + 100, limit: 10, owner: OWNER, leaseMs: LEASE, paused: every });
+    expect(first.map((c) => c.recipient)).toEqual(['d@x.test', 'e@x.test']);
+
+    // Tenants alone (the lists before theirs are empty): mail of no tenant and of another tenant goes.
+    const acmeOnly = { domains: [], pools: [], tenants: ['acme'] };
+    expect(await store.nextDueAt(acmeOnly)).toBe(T0 - 40);
+    const second = await store.claimDue({ now: T0 + 100, limit: 10, owner: OWNER, leaseMs: LEASE, paused: acmeOnly });
+    expect(second.map((c) => c.recipient)).toEqual(['b@gmail.test', 'c@x.test']);
+    // Only the leases of the rows claimed above are left to run out.
+    expect(await store.nextDueAt(acmeOnly)).toBe(T0 + 100 + LEASE + 1);
+    expect(await store.claimDue({ now: T0 + 100, limit: 10, owner: OWNER, leaseMs: LEASE, paused: { domains: [], pools: [], tenants: ['acme', 'beta'] } })).toEqual([]);
+
+    const rest = await store.claimDue({ now: T0 + 100, limit: 10, owner: OWNER, leaseMs: LEASE, paused: { domains: [], pools: [], tenants: ['beta'] } });
+    expect(rest.map((c) => c.recipient)).toEqual(['a@x.test', 'f@x.test']);
   });
 
   it('makes the queued rows of a domain, pool, egress IP or message due now in chunks, leaving rows in delivery alone', async () => {
@@ -133,6 +167,34 @@ export function registerQueueControlContract(ctx: { store: () => Store; open: ()
     ]);
     expect(await store.listEvents(m1.id)).toEqual([]);
     expect(await store.nextDueAt()).toBe(now);
+  });
+
+  it("selects a tenant's queued rows for a retry and a cancellation, never another tenant's or mail of no tenant", async () => {
+    const store = ctx.store();
+    const acme = message(['a@one.test', 'b@two.test'], { tenant: 'acme', dueAt: T0 + HOUR });
+    const beta = message(['c@one.test'], { tenant: 'beta', dueAt: T0 + HOUR });
+    const noTenant = message(['d@one.test'], { dueAt: T0 + HOUR });
+    const acmeDue = message(['e@one.test'], { tenant: 'acme', dueAt: T0 - 5 });
+    await store.enqueue([acme, beta, noTenant, acmeDue]);
+    const [inFlight] = await store.claimQueued({ kind: 'message', messageId: acmeDue.id }, { now: T0, limit: 1, owner: 'node-b', leaseMs: LEASE });
+    expect(inFlight?.recipient).toBe('e@one.test');
+
+    const now = T0 + 100;
+    expect(await store.retryQueued({ kind: 'tenant', tenant: 'acme' }, now, 1)).toBe(1);
+    expect(await store.retryQueued({ kind: 'tenant', tenant: 'acme' }, now, 10)).toBe(1);
+    expect(await store.retryQueued({ kind: 'tenant', tenant: 'acme' }, now, 10)).toBe(0);
+    expect(await store.retryQueued({ kind: 'tenant', tenant: 'gamma' }, now, 10)).toBe(0);
+    const due = async (m: NewMessage) => (await store.listRecipients(m.id)).map((r) => r.nextAttemptAt);
+    expect([await due(acme), await due(beta), await due(noTenant)]).toEqual([[now, now], [T0 + HOUR], [T0 + HOUR]]);
+
+    expect(await store.countDelivering({ kind: 'tenant', tenant: 'acme' })).toBe(1);
+    expect(await store.countDelivering({ kind: 'tenant', tenant: 'beta' })).toBe(0);
+    const claimed = await store.claimQueued({ kind: 'tenant', tenant: 'acme' }, { now, limit: 10, owner: OWNER, leaseMs: LEASE });
+    expect(claimed.map((c) => c.recipient)).toEqual(['a@one.test', 'b@two.test']);
+    expect(await store.countDelivering({ kind: 'tenant', tenant: 'acme' })).toBe(3);
+    expect(await store.claimQueued({ kind: 'tenant', tenant: 'acme' }, { now, limit: 10, owner: OWNER, leaseMs: LEASE })).toEqual([]);
+    expect((await store.claimQueued({ kind: 'tenant', tenant: 'beta' }, { now, limit: 10, owner: OWNER, leaseMs: LEASE })).map((c) => c.recipient)).toEqual(['c@one.test']);
+    expect((await store.listRecipients(noTenant.id)).map((r) => r.state)).toEqual(['queued']);
   });
 
   it('claims the queued rows of a selection, due or not, for a cancellation recorded with its DSN', async () => {

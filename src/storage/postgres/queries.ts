@@ -75,27 +75,30 @@ export async function insertMessages(db: Db, messages: readonly NewMessage[]): P
 }
 
 /**
- * Paused domains and pools as arrays, tested on each row a claim's scan passes: the scan stays
- * the index walk in due order that stops at the limit (a join with the pauses table could be
- * planned as a hash anti-join, which reads and sorts every due row), and nothing is moved on a
+ * Paused domains, pools and tenants as arrays, tested on each row a claim's scan passes: the scan
+ * stays the index walk in due order that stops at the limit (a join with the pauses table could
+ * be planned as a hash anti-join, which reads and sorts every due row), and nothing is moved on a
  * pause or a resume. The price is that the due rows of paused scopes are walked past each claim.
- * The pool is a scalar subquery, so it is read per row through the messages' primary key (as an
- * anti-join, the planner may read every message of the table instead), and only when a pool is
- * paused. Returns the filter, the statement name's suffix and the values it binds.
+ * The pool and the tenant are scalar subqueries, so each is read per row through the messages'
+ * primary key (as an anti-join, the planner may read every message of the table instead), and
+ * only when one of its kind is paused. The tenant is coalesced: mail of no tenant (NULL) would
+ * fail `<> ALL` and be held by every tenant's pause. Returns the filter, the statement name's suffix and the values it binds.
  */
 function unpaused(paused: PausedScopes, first: number): { filter: string; suffix: string; values: string[][] } {
-  const { domains, pools } = pausedLists(paused);
+  const { domains, pools, tenants } = pausedLists(paused);
   const parts: string[] = [];
   const values: string[][] = [];
-  if (domains.length > 0) {
-    values.push(domains);
-    parts.push(`AND NOT (domain = ANY($${first + values.length - 1}::text[]))`);
-  }
-  if (pools.length > 0) {
-    values.push(pools);
-    parts.push(`AND (SELECT pm.pool FROM messages pm WHERE pm.id = recipients.message_id) <> ALL($${first + values.length - 1}::text[])`);
-  }
-  return { filter: parts.join(' '), suffix: `${domains.length > 0 ? 'd' : ''}${pools.length > 0 ? 'p' : ''}`, values };
+  let suffix = '';
+  const add = (list: string[], letter: string, test: (param: string) => string) => {
+    if (list.length === 0) return;
+    values.push(list);
+    parts.push(`AND ${test(`$${first + values.length - 1}::text[]`)}`);
+    suffix += letter;
+  };
+  add(domains, 'd', (param) => `NOT (domain = ANY(${param}))`);
+  add(pools, 'p', (param) => `(SELECT pm.pool FROM messages pm WHERE pm.id = recipients.message_id) <> ALL(${param})`);
+  add(tenants, 't', (param) => `coalesce((SELECT tm.tenant FROM messages tm WHERE tm.id = recipients.message_id), '') <> ALL(${param})`);
+  return { filter: parts.join(' '), suffix, values };
 }
 
 /**

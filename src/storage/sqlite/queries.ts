@@ -46,27 +46,32 @@ export function prepareQueries(db: DatabaseSync) {
     JOIN messages m ON m.id = r.message_id
     ORDER BY due.next_attempt_at, due.id`;
 
-  // Paused domains and pools as JSON arrays, tested on each row the scan passes: the scan stays
-  // the same index walk in due order that stops at the limit, and nothing is moved on a pause or
-  // a resume. The price is that the due rows of paused scopes are walked past on each claim. The
-  // pool is read per row through the messages' primary key, and only when a pool is paused.
-  const unpaused = (paused: PausedScopes, domains: string, pools: string) =>
+  // Paused domains, pools and tenants as JSON arrays, tested on each row the scan passes: the scan
+  // stays the same index walk in due order that stops at the limit, and nothing is moved on a
+  // pause or a resume. The price is that the due rows of paused scopes are walked past on each
+  // claim. The pool and the tenant are read per row through the messages' primary key, each only
+  // when one is paused. The tenant is coalesced: mail of no tenant (NULL) would fail NOT IN and be
+  // held by every tenant's pause.
+  const unpaused = (paused: PausedScopes, [domains, pools, tenants]: readonly [string, string, string]) =>
     [
       paused.domains.length > 0 ? `AND domain NOT IN (SELECT value FROM json_each(${domains}))` : '',
       paused.pools.length > 0 ? `AND (SELECT pm.pool FROM messages pm WHERE pm.id = recipients.message_id) NOT IN (SELECT value FROM json_each(${pools}))` : '',
+      paused.tenants.length > 0 ? `AND coalesce((SELECT tm.tenant FROM messages tm WHERE tm.id = recipients.message_id), '') NOT IN (SELECT value FROM json_each(${tenants}))` : '',
     ].join(' ');
+  const pausedKinds = (paused: PausedScopes) => [paused.domains, paused.pools, paused.tenants].map((list) => list.length > 0);
   /** A statement per combination of paused kinds, prepared on first use. */
   const variants = new Map<string, StatementSync>();
-  const variant = (name: string, paused: PausedScopes, sql: (filter: string) => string, params: [string, string]) => {
-    const key = `${name}:${paused.domains.length > 0}:${paused.pools.length > 0}`;
+  const variant = (name: string, paused: PausedScopes, sql: (filter: string) => string, params: readonly [string, string, string]) => {
+    const key = `${name}:${pausedKinds(paused).join(':')}`;
     let statement = variants.get(key);
-    if (!statement) variants.set(key, (statement = stmt(sql(unpaused(paused, ...params)))));
+    if (!statement) variants.set(key, (statement = stmt(sql(unpaused(paused, params)))));
     return statement;
   };
-  /** The bound values of the paused lists: the pools' only when its parameter is in the text. */
+  /** The bound values of the paused lists, up to the last whose parameter is in the text (SQLite refuses one past it). */
   const pausedValues = (paused: PausedScopes) => {
-    const { domains, pools } = pausedLists(paused);
-    return pools.length > 0 ? [JSON.stringify(domains), JSON.stringify(pools)] : [JSON.stringify(domains)];
+    const { domains, pools, tenants } = pausedLists(paused);
+    const lists = [domains, pools, tenants];
+    return lists.slice(0, pausedKinds(paused).lastIndexOf(true) + 1).map((list) => JSON.stringify(list));
   };
 
   const selectDue = stmt(dueSql(''));
@@ -238,7 +243,7 @@ export function prepareQueries(db: DatabaseSync) {
 
     selectDue(now: number, limit: number, paused?: PausedScopes): ClaimedRow[] {
       if (!anyPaused(paused)) return selectDue.all(now, limit) as unknown as ClaimedRow[];
-      return variant('due', paused, dueSql, ['?3', '?4']).all(now, limit, ...pausedValues(paused)) as unknown as ClaimedRow[];
+      return variant('due', paused, dueSql, ['?3', '?4', '?5']).all(now, limit, ...pausedValues(paused)) as unknown as ClaimedRow[];
     },
 
     lease(id: number, owner: string, lockedUntil: number, token: LeaseToken, now: number): void {
@@ -312,7 +317,7 @@ export function prepareQueries(db: DatabaseSync) {
 
     nextDueAt(paused?: PausedScopes): number | null {
       if (!anyPaused(paused)) return (nextDueAt.get() as { at: number | null }).at;
-      return (variant('next', paused, nextDueAtSql, ['?1', '?2']).get(...pausedValues(paused)) as { at: number | null }).at;
+      return (variant('next', paused, nextDueAtSql, ['?1', '?2', '?3']).get(...pausedValues(paused)) as { at: number | null }).at;
     },
 
     selectMessage(id: string): MessageDbRow | undefined {
