@@ -17,8 +17,9 @@ import { until } from '../helpers/until.ts';
 /**
  * The queue operations of the control API over real HTTP, against a daemon in this process that
  * delivers real mail to a loopback sink from two egress IPs, on SQLite and on PostgreSQL: pauses
- * of a domain, a pool and an egress IP (kept across a restart, ended by a resume or on their
- * own), a retry, a bounce with DSNs, and the cancellation of one message.
+ * of a domain, a pool, a tenant and an egress IP (kept across a restart, ended by a resume or on
+ * their own), a retry, a bounce with DSNs, the cancellation of one message, and the tokens of a
+ * tenant confined to their own tenant's mail.
  */
 
 const postgres = await requirePostgres();
@@ -26,18 +27,33 @@ const resolver = createFixtureResolver({});
 const operator = generateApiToken();
 const viewer = generateApiToken();
 const admin = generateApiToken();
+const STAFF_TOKENS = [
+  { name: 'night-shift', role: 'operator', hash: hashApiToken(operator) },
+  { name: 'dashboard', role: 'viewer', hash: hashApiToken(viewer) },
+  { name: 'root', role: 'admin', hash: hashApiToken(admin) },
+] as const;
+/** Tokens of the tenants acme and beta (TENANTS). */
+const acmeOps = generateApiToken();
+const acmeViewer = generateApiToken();
+const betaOps = generateApiToken();
+const TENANT_TOKENS = [
+  { name: 'acme-ops', role: 'operator', tenant: 'acme', hash: hashApiToken(acmeOps) },
+  { name: 'acme-viewer', role: 'viewer', tenant: 'acme', hash: hashApiToken(acmeViewer) },
+  { name: 'beta-ops', role: 'operator', tenant: 'beta', hash: hashApiToken(betaOps) },
+] as const;
+
+/** Two tenants and their tokens beside the staff's; without beta (as a reload that removed it would leave it). */
+function tenantsConfig(tenants: ReadonlyArray<'acme' | 'beta'> = ['acme', 'beta']): ConfigInput {
+  return {
+    tenants: Object.fromEntries(tenants.map((name) => [name, { senderDomains: [`${name}.test`] }])),
+    api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [...STAFF_TOKENS, ...TENANT_TOKENS.filter((t) => tenants.includes(t.tenant))] },
+  };
+}
 
 function config(sink: SmtpSink, extra: ConfigInput = {}): ConfigInput {
   return {
     hostname: 'queue-ops.rookery.test',
-    api: {
-      listen: { host: '127.0.0.1', port: 0 },
-      tokens: [
-        { name: 'night-shift', role: 'operator', hash: hashApiToken(operator) },
-        { name: 'dashboard', role: 'viewer', hash: hashApiToken(viewer) },
-        { name: 'root', role: 'admin', hash: hashApiToken(admin) },
-      ],
-    },
+    api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [...STAFF_TOKENS] },
     ips: [{ address: '127.0.0.2' }, { address: '127.0.0.3' }],
     ...extra,
     // Every domain to the sink; a deferred recipient is not tried again within a test.
@@ -76,10 +92,10 @@ function client(d: Daemon) {
   return { call, ok, audit, message, state, states };
 }
 
-/** Submits one message as the HTTP API does; its queue id. */
-async function submit(d: Daemon, sender: string, recipients: string[], tag: string): Promise<string> {
+/** Submits one message as the HTTP API does (for a tenant when given); its queue id. */
+async function submit(d: Daemon, sender: string, recipients: string[], tag: string, tenant: string | null = null): Promise<string> {
   const body = testMessage({ from: sender || 'mailer@sender.test', to: recipients[0]!, messageId: `<${tag}@t>`, subject: tag });
-  return (await d.submit({ sender, recipients, body, submitter: null, source: 'http', clientAddress: null })).id;
+  return (await d.submit({ sender, recipients, body, submitter: null, tenant, source: 'http', clientAddress: null })).id;
 }
 
 const backends = [
@@ -286,6 +302,111 @@ for (const backend of backends) {
         ['DELETE', id, 200, { after: { cancelled: 0, inDelivery: 0, dsns: 0 } }],
         ['DELETE', id, 200, { after: { cancelled: 2, inDelivery: 0, dsns: 1 } }],
       ]);
+    });
+
+    it("pauses a tenant: its mail stays queued while another tenant's and mail of no tenant go; a tenant's token acts on its own tenant only", { timeout: 60_000 }, async () => {
+      const api = await start(tenantsConfig());
+      const paused = await api.ok('POST', '/v1/queue/pause', { scope: { tenant: 'acme' }, reason: 'customer asked to hold' }, acmeOps);
+      expect(paused.pause).toMatchObject({ scope: { tenant: 'acme' }, by: 'acme-ops', until: null });
+
+      const acmeA = await submit(daemon!, 'news@acme.test', ['a1@open.test', 'a2@open.test'], 'acme-a', 'acme');
+      const acmeB = await submit(daemon!, 'news@acme.test', ['a3@open.test'], 'acme-b', 'acme');
+      const beta = await submit(daemon!, 'news@beta.test', ['c1@open.test'], 'beta', 'beta');
+      const none = await submit(daemon!, 'app@sender.test', ['n1@open.test'], 'none');
+      await arrivedAll(['c1@open.test', 'n1@open.test']);
+      await api.states(beta, { 'c1@open.test': 'delivered/1' });
+      await api.states(none, { 'n1@open.test': 'delivered/1' });
+      await api.states(acmeA, { 'a1@open.test': 'queued/0', 'a2@open.test': 'queued/0' });
+
+      // Beta holds and cancels its own mail; acme's stays as it is.
+      await api.ok('POST', '/v1/queue/pause', { scope: { tenant: 'beta' }, reason: 'list cleaning' }, betaOps);
+      const beta2 = await submit(daemon!, 'news@beta.test', ['c2@open.test'], 'beta-2', 'beta');
+      expect(await api.ok('POST', '/v1/queue/bounce', { scope: { tenant: 'beta' }, reason: 'stale list', dsn: false }, betaOps)).toEqual({ scope: { tenant: 'beta' }, cancelled: 1, inDelivery: 0, dsns: 0 });
+      await api.states(beta2, { 'c2@open.test': 'bounced/0' });
+      await api.states(acmeA, { 'a1@open.test': 'queued/0', 'a2@open.test': 'queued/0' });
+
+      // Each sees its own tenant's pauses; the staff see every one.
+      await api.ok('POST', '/v1/queue/pause', { scope: { domain: 'elsewhere.test' }, reason: 'staff hold' });
+      const scopes = async (token: string) => (await api.ok('GET', '/v1/queue/pauses', undefined, token)).pauses.map((p: { scope: object }) => p.scope);
+      expect(await scopes(acmeViewer)).toEqual([{ tenant: 'acme' }]);
+      expect(await scopes(betaOps)).toEqual([{ tenant: 'beta' }]);
+      expect(await scopes(viewer)).toEqual([{ tenant: 'acme' }, { tenant: 'beta' }, { domain: 'elsewhere.test' }]);
+      expect((await api.ok('POST', '/v1/queue/resume', { scope: { tenant: 'beta' } }, betaOps)).ended).toMatchObject({ scope: { tenant: 'beta' }, by: 'beta-ops' });
+
+      // Any other scope is refused to a tenant's token, whatever exists; a viewer of a tenant changes nothing.
+      for (const [path, body] of [
+        ['/v1/queue/pause', { scope: { domain: 'open.test' }, reason: 'x' }],
+        ['/v1/queue/pause', { scope: { tenant: 'beta' }, reason: 'x' }],
+        ['/v1/queue/pause', { scope: { tenant: 'no-such-tenant' }, reason: 'x' }],
+        ['/v1/queue/resume', { scope: { pool: 'default' } }],
+        ['/v1/queue/retry', { scope: { egressIp: '127.0.0.2' } }],
+        ['/v1/queue/bounce', { scope: { tenant: 'beta' }, reason: 'x', dsn: false }],
+      ] as const) {
+        const res = await api.call('POST', path, body, acmeOps);
+        const problem = (await res.json()) as object;
+        expect({ status: res.status, ...problem }, `${path} ${JSON.stringify(body)}`).toMatchObject({
+          status: 403,
+          code: 'FORBIDDEN',
+          detail: `A token of tenant "acme" acts on that tenant's mail only: {"scope":{"tenant":"acme"}}`,
+        });
+      }
+      const viewerPause = await api.call('POST', '/v1/queue/pause', { scope: { tenant: 'acme' }, reason: 'x' }, acmeViewer);
+      expect(viewerPause.status).toBe(403);
+      expect(((await viewerPause.json()) as { detail: string }).detail).toMatch(/^Role "viewer" may not POST/);
+
+      // A message of another tenant is unknown to a tenant's token; its own it cancels.
+      const foreign = await api.call('DELETE', `/v1/messages/${acmeB}`, undefined, betaOps);
+      expect(foreign.status).toBe(404);
+      expect(await foreign.json()).toMatchObject({ code: 'MESSAGE_NOT_FOUND' });
+      expect(await api.ok('DELETE', `/v1/messages/${acmeB}`, undefined, acmeOps)).toEqual({ id: acmeB, cancelled: 1, inDelivery: 0, dsns: 0 });
+
+      // Paused mail is due already: nothing to make due now.
+      expect(await api.ok('POST', '/v1/queue/retry', { scope: { tenant: 'acme' } }, acmeOps)).toEqual({ scope: { tenant: 'acme' }, retried: 0 });
+      expect([...arrived().keys()].filter((to) => to.startsWith('a'))).toEqual([]);
+      expect((await api.ok('POST', '/v1/queue/resume', { scope: { tenant: 'acme' } }, acmeOps)).ended).toEqual(paused.pause);
+      await arrivedAll(['a1@open.test', 'a2@open.test']);
+      await api.states(acmeA, { 'a1@open.test': 'delivered/1', 'a2@open.test': 'delivered/1' });
+      await api.states(acmeB, { 'a3@open.test': 'bounced/0' });
+      expect(arrived().has('a3@open.test') || arrived().has('c2@open.test')).toBe(false);
+
+      // Audited under the scope asked for, refusals included.
+      const pauses = await api.audit('/v1/queue/pause', 7);
+      expect(pauses.filter((e: any) => e.actor === 'acme-ops').map((e: any) => [e.target, e.status])).toEqual([
+        ['tenant no-such-tenant', 403],
+        ['tenant beta', 403],
+        ['domain open.test', 403],
+        ['tenant acme', 200],
+      ]);
+    });
+
+    it('refuses a tenant the configuration does not have, but ends the pause of one it no longer has', { timeout: 60_000 }, async () => {
+      let api = await start(tenantsConfig());
+      await api.ok('POST', '/v1/queue/pause', { scope: { tenant: 'beta' }, reason: 'hold' });
+      const held = await submit(daemon!, 'news@beta.test', ['b1@open.test'], 'beta-held', 'beta');
+      for (const [path, body] of [
+        ['/v1/queue/pause', { scope: { tenant: 'gamma' }, reason: 'x' }],
+        ['/v1/queue/resume', { scope: { tenant: 'gamma' } }],
+        ['/v1/queue/retry', { scope: { tenant: 'gamma' } }],
+        ['/v1/queue/bounce', { scope: { tenant: 'gamma' }, reason: 'x', dsn: false }],
+      ] as const) {
+        const res = await api.call('POST', path, body);
+        expect({ status: res.status, ...((await res.json()) as object) }, path).toMatchObject({
+          status: 400,
+          code: 'INVALID_REQUEST',
+          errors: [{ path: 'body.scope.tenant', message: 'no tenant named "gamma" in the configuration' }],
+        });
+      }
+
+      // Beta leaves the configuration with its mail paused: the pause can still be ended.
+      await daemon!.stop();
+      api = await start(tenantsConfig(['acme']));
+      expect((await api.ok('GET', '/v1/queue/pauses', undefined, viewer)).pauses.map((p: { scope: object }) => p.scope)).toEqual([{ tenant: 'beta' }]);
+      const again = await api.call('POST', '/v1/queue/pause', { scope: { tenant: 'beta' }, reason: 'x' });
+      expect(again.status).toBe(400);
+      expect((await api.ok('POST', '/v1/queue/resume', { scope: { tenant: 'beta' } })).ended).toMatchObject({ scope: { tenant: 'beta' } });
+      expect((await api.call('POST', '/v1/queue/resume', { scope: { tenant: 'beta' } })).status).toBe(400);
+      await arrivedAll(['b1@open.test']);
+      await api.states(held, { 'b1@open.test': 'delivered/1' });
     });
 
     it('refuses bad requests with a problem naming the path, and changes nothing', { timeout: 30_000 }, async () => {

@@ -34,30 +34,53 @@ const TOKENS: Record<string, { token: string; config: ApiTokenConfig }> = Object
 );
 const tenantToken = generateApiToken();
 const TENANT_TOKEN: ApiTokenConfig = { name: 'acme-app', role: 'sender', tenant: 'acme', hash: hashApiToken(tenantToken) };
+/** An operator of a tenant: its role reaches the queue operations, its tenant confines them. */
+const tenantOperator = generateApiToken();
+const TENANT_OPERATOR: ApiTokenConfig = { name: 'acme-ops', role: 'operator', tenant: 'acme', hash: hashApiToken(tenantOperator) };
 
 /** The message DELETE /v1/messages/{id} cancels (enqueued before the tests). */
 const CANCELLED_MESSAGE_ID = 'api-v1-cancelled';
 
 /**
  * Who gets 2xx on which route: written out here, apart from the table in the source, so a
- * change there that loosens or tightens a route shows up as a failing row.
+ * change there that loosens or tightens a route shows up as a failing row. `tenant`: a token of
+ * a tenant may call the route too (for its own tenant, with `tenant.body` when given); without
+ * it, such a token is refused whatever its role.
  */
-const EXPECTED: Array<{ route: string; /** The path called, for a route with parameters. */ path?: string; /** A JSON body to send. */ body?: object; allowed: readonly ApiRole[] }> = [
-  { route: 'GET /v1/whoami', allowed: ['admin', 'operator', 'sender', 'viewer'] },
+const EXPECTED: Array<{
+  route: string;
+  /** The path called, for a route with parameters. */
+  path?: string;
+  /** A JSON body to send. */
+  body?: object;
+  allowed: readonly ApiRole[];
+  tenant?: { body?: object };
+}> = [
+  { route: 'GET /v1/whoami', allowed: ['admin', 'operator', 'sender', 'viewer'], tenant: {} },
   { route: 'GET /v1/queue', allowed: ['admin', 'operator', 'viewer'] },
-  { route: 'GET /v1/messages', allowed: ['admin', 'operator', 'sender', 'viewer'] },
-  { route: 'GET /v1/messages/{id}', allowed: ['admin', 'operator', 'sender', 'viewer'] },
-  { route: 'DELETE /v1/messages/{id}', path: `/v1/messages/${CANCELLED_MESSAGE_ID}`, allowed: ['admin', 'operator'] },
-  { route: 'GET /v1/queue/pauses', allowed: ['admin', 'operator', 'viewer'] },
-  { route: 'POST /v1/queue/pause', body: { scope: { domain: 'role-test.invalid' }, for: '1h', reason: 'role test' }, allowed: ['admin', 'operator'] },
-  { route: 'POST /v1/queue/resume', body: { scope: { domain: 'role-test.invalid' } }, allowed: ['admin', 'operator'] },
-  { route: 'POST /v1/queue/retry', body: { scope: { pool: 'role-test' } }, allowed: ['admin', 'operator'] },
-  { route: 'POST /v1/queue/bounce', body: { scope: { domain: 'role-test.invalid' }, reason: 'role test', dsn: false }, allowed: ['admin', 'operator'] },
-  { route: 'POST /v1/messages', body: { from: 'app@example.com', to: 'user@example.net', subject: 'role test', text: 'x' }, allowed: ['admin', 'sender'] },
-  { route: 'POST /v1/messages/batch', body: { messages: [{ from: 'app@example.com', to: 'user@example.net', subject: 'role test', text: 'x' }] }, allowed: ['admin', 'sender'] },
-  { route: 'GET /v1/ips', allowed: ['admin', 'operator', 'viewer'] },
-  { route: 'GET /v1/ips/{address}', path: '/v1/ips/2001:db8::7', allowed: ['admin', 'operator', 'viewer'] },
-  { route: 'GET /v1/domains', allowed: ['admin', 'operator', 'viewer'] },
+  { route: 'GET /v1/messages', allowed: ['admin', 'operator', 'sender', 'viewer'], tenant: {} },
+  { route: 'GET /v1/messages/{id}', allowed: ['admin', 'operator', 'sender', 'viewer'], tenant: {} },
+  { route: 'DELETE /v1/messages/{id}', path: `/v1/messages/${CANCELLED_MESSAGE_ID}`, allowed: ['admin', 'operator'], tenant: {} },
+  { route: 'GET /v1/queue/pauses', allowed: ['admin', 'operator', 'viewer'], tenant: {} },
+  {
+    route: 'POST /v1/queue/pause',
+    body: { scope: { domain: 'role-test.invalid' }, for: '1h', reason: 'role test' },
+    allowed: ['admin', 'operator'],
+    tenant: { body: { scope: { tenant: 'acme' }, for: '1h', reason: 'role test' } },
+  },
+  { route: 'POST /v1/queue/resume', body: { scope: { domain: 'role-test.invalid' } }, allowed: ['admin', 'operator'], tenant: { body: { scope: { tenant: 'acme' } } } },
+  { route: 'POST /v1/queue/retry', body: { scope: { pool: 'role-test' } }, allowed: ['admin', 'operator'], tenant: { body: { scope: { tenant: 'acme' } } } },
+  {
+    route: 'POST /v1/queue/bounce',
+    body: { scope: { domain: 'role-test.invalid' }, reason: 'role test', dsn: false },
+    allowed: ['admin', 'operator'],
+    tenant: { body: { scope: { tenant: 'acme' }, reason: 'role test', dsn: false } },
+  },
+  { route: 'POST /v1/messages', body: { from: 'app@example.com', to: 'user@example.net', subject: 'role test', text: 'x' }, allowed: ['admin', 'sender'], tenant: {} },
+  { route: 'POST /v1/messages/batch', body: { messages: [{ from: 'app@example.com', to: 'user@example.net', subject: 'role test', text: 'x' }] }, allowed: ['admin', 'sender'], tenant: {} },
+  { route: 'GET /v1/ips', allowed: ['admin', 'operator', 'viewer'], tenant: {} },
+  { route: 'GET /v1/ips/{address}', path: '/v1/ips/2001:db8::7', allowed: ['admin', 'operator', 'viewer'], tenant: {} },
+  { route: 'GET /v1/domains', allowed: ['admin', 'operator', 'viewer'], tenant: {} },
   { route: 'POST /v1/domains/{domain}/check', path: '/v1/domains/example.com/check', allowed: ['admin', 'operator'] },
   { route: 'POST /v1/ips/{address}/suspend', path: '/v1/ips/127.0.0.2/suspend', body: { provider: 'gmail', for: '1h', reason: 'role test' }, allowed: ['admin', 'operator'] },
   { route: 'POST /v1/ips/{address}/resume', path: '/v1/ips/127.0.0.2/resume', body: {}, allowed: ['admin', 'operator'] },
@@ -73,7 +96,7 @@ const EXPECTED: Array<{ route: string; /** The path called, for a route with par
 const KNOWN_MESSAGE_ID = 'api-v1-known';
 /** The request a row of EXPECTED makes: its method and the path called. */
 const requestOf = (e: (typeof EXPECTED)[number]) => (e.path ? `${e.route.split(' ')[0]} ${e.path}` : e.route);
-/** What the /v1/ips and /v1/domains rows report on: two egress IPs (one IPv6) and a sender domain. */
+/** What the /v1/ips and /v1/domains rows report on: two egress IPs (one IPv6) and a sender domain; the tenant of the tenants' tokens. */
 const SOURCES_CONFIG = {
   ips: [{ address: '127.0.0.2' }, { address: '2001:db8::7', pool: 'v6' }],
   tenants: { acme: { senderDomains: ['example.com'] } },
@@ -108,7 +131,7 @@ async function startApi(options: { tokens?: ApiTokenConfig[]; authFailures?: { m
     config: {
       api: {
         listen: { host: '127.0.0.1', port: 0 },
-        tokens: options.tokens ?? [...Object.values(TOKENS).map((t) => t.config), TENANT_TOKEN],
+        tokens: options.tokens ?? [...Object.values(TOKENS).map((t) => t.config), TENANT_TOKEN, TENANT_OPERATOR],
         authFailures: options.authFailures ?? { max: 100, window: 60_000 },
       },
     },
@@ -159,6 +182,17 @@ describe('roles', () => {
     const res = await call(request, TOKENS[role]!.token, init);
     if (status === '403') await expectProblem(res, 403, 'FORBIDDEN');
     else expect(res.status, await res.clone().text()).toBeGreaterThanOrEqual(200), expect(res.status).toBeLessThan(300);
+  });
+
+  // A token of a tenant whose role reaches every operator route: `tenant` decides.
+  const tenantCases = EXPECTED.filter((e) => e.allowed.includes('operator')).map((e) => ({ route: e.route, request: requestOf(e), body: e.tenant?.body ?? e.body, status: e.tenant ? 200 : 403 }));
+
+  it.each(tenantCases)("a tenant's operator on $route gets $status", async ({ request, body, status }) => {
+    const { call } = await startApi();
+    const init = body ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {};
+    const res = await call(request, tenantOperator, init);
+    if (status === 403) expect((await expectProblem(res, 403, 'FORBIDDEN')).detail).toMatch(/^A token of tenant "acme" may not /);
+    else expect(res.status).toBe(status);
   });
 
   it('covers every /v1 route of the OpenAPI document', async () => {

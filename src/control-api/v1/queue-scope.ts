@@ -1,11 +1,12 @@
+import type { ApiPrincipal } from '../../access/api-token.ts';
 import { canonicalIp } from '../../ippool/pool-snapshot.ts';
 import type { QueuePause, QueueScope } from '../../storage/queue-control.ts';
 import { rfc3339 } from './message-view.ts';
 import { isAddressParam } from './routes/ips.ts';
 
 /**
- * A queue scope as the API reads and shows it: an object with exactly one of `domain`, `pool`
- * and `egressIp` (a tenant will be one more property). The same names in requests and answers.
+ * A queue scope as the API reads and shows it: an object with exactly one of `domain`, `pool`,
+ * `tenant` and `egressIp`. The same names in requests and answers.
  */
 
 export const SCOPE_SCHEMA = {
@@ -13,10 +14,11 @@ export const SCOPE_SCHEMA = {
   additionalProperties: false,
   minProperties: 1,
   maxProperties: 1,
-  description: 'Exactly one of: a destination domain, an egress pool, an egress IP.',
+  description: 'Exactly one of: a destination domain, an egress pool, a tenant, an egress IP.',
   properties: {
     domain: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[^\\s@]+$', description: 'Recipients of this domain (ASCII case ignored).' },
     pool: { type: 'string', minLength: 1, maxLength: 100, description: 'Messages of this egress pool.' },
+    tenant: { type: 'string', minLength: 1, maxLength: 64, description: "Messages sent for this configured tenant (the only scope a tenant's token may name: its own)." },
     egressIp: {
       type: 'string',
       minLength: 2,
@@ -26,7 +28,7 @@ export const SCOPE_SCHEMA = {
   },
 } as const;
 
-export type ScopeJson = { domain?: string; pool?: string; egressIp?: string };
+export type ScopeJson = { domain?: string; pool?: string; tenant?: string; egressIp?: string };
 
 export const PAUSE_SCHEMA = {
   type: 'object',
@@ -45,6 +47,7 @@ export const PAUSE_SCHEMA = {
 export function readScope(json: ScopeJson): QueueScope | { path: string; message: string } {
   if (json.domain !== undefined) return { kind: 'domain', domain: json.domain.toLowerCase() };
   if (json.pool !== undefined) return { kind: 'pool', pool: json.pool };
+  if (json.tenant !== undefined) return { kind: 'tenant', tenant: json.tenant };
   const ip = json.egressIp!;
   if (!isAddressParam(ip)) return { path: 'body.scope.egressIp', message: `not an IP address: ${JSON.stringify(ip)}` };
   return { kind: 'egress-ip', ip: canonicalIp(ip) };
@@ -56,6 +59,8 @@ export function scopeJson(scope: QueueScope): ScopeJson {
       return { domain: scope.domain };
     case 'pool':
       return { pool: scope.pool };
+    case 'tenant':
+      return { tenant: scope.tenant };
     case 'egress-ip':
       return { egressIp: scope.ip };
   }
@@ -63,4 +68,13 @@ export function scopeJson(scope: QueueScope): ScopeJson {
 
 export function pauseJson(pause: QueuePause): object {
   return { scope: scopeJson(pause.scope), reason: pause.reason, by: pause.by, createdAt: rfc3339(pause.createdAt), until: pause.until === null ? null : rfc3339(pause.until) };
+}
+
+/**
+ * Whether the caller may act on (and see the pauses of) a scope: a token of no tenant on any, a
+ * token of a tenant on its own tenant's mail only. A domain, a pool or an egress IP carries every
+ * tenant's mail that goes there, so none of them is a tenant's to hold or cancel.
+ */
+export function ownsScope(principal: ApiPrincipal, scope: QueueScope): boolean {
+  return principal.tenant === null || (scope.kind === 'tenant' && scope.tenant === principal.tenant);
 }

@@ -34,7 +34,7 @@ export interface V1ApiDeps {
   pool: IpsRouteDeps['pool'] & IpOperationsRouteDeps['pool'];
   /** The sender domains and their check, for /v1/domains. */
   domains: DomainsRouteDeps;
-  /** The configured tenants: a tenant's token sees its pools' IPs and its sender domains. */
+  /** The configured tenants: a tenant's token sees its pools' IPs and its sender domains; a queue scope may name one. */
   tenants: TenantLookup;
   /** Why a message would go where it goes, for /v1/explain. */
   explainer: ExplainRouteDeps['explainer'];
@@ -81,7 +81,7 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerQueueRoute(v1, { store: deps.store, clock: deps.clock });
     registerMessagesRoutes(v1, { store: deps.store });
     registerMessageCancelRoute(v1, { store: deps.store, operations: deps.queue.operations });
-    registerQueueOperationsRoutes(v1, { ...deps.queue, clock: deps.clock });
+    registerQueueOperationsRoutes(v1, { ...deps.queue, tenants: deps.tenants, clock: deps.clock });
     registerSendRoutes(v1, { ...deps.intake, clock: deps.clock, isShuttingDown: deps.isShuttingDown });
     registerIpsRoutes(v1, { pool: deps.pool, tenants: deps.tenants });
     registerIpOperationsRoutes(v1, { pool: deps.pool, clock: deps.clock });

@@ -16,8 +16,9 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   // A sender reads the messages of its tenant (every sender token has one).
   'GET /v1/messages': EVERY_ROLE,
   'GET /v1/messages/:id': EVERY_ROLE,
-  // Queue operations: pauses, retries and cancellations change what is delivered, for every
-  // tenant; the pauses are read by the roles that read all mail.
+  // Queue operations: pauses, retries and cancellations change what is delivered; the pauses
+  // are read by the roles that read all mail. A tenant's token is confined to its own tenant's
+  // mail by the routes themselves (see TENANT_ROUTES).
   'GET /v1/queue/pauses': ['admin', 'operator', 'viewer'],
   'POST /v1/queue/pause': ['admin', 'operator'],
   'POST /v1/queue/resume': ['admin', 'operator'],
@@ -52,9 +53,11 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
 
 /**
  * The routes a token bound to a tenant may call, each answering for that tenant only (its
- * messages, the IPs of its pools, its sender domains). Every other route shows or changes what
- * tenants share (queue totals, IP and domain operations, the audit log) and needs a token of no
- * tenant: the platform's own staff.
+ * messages, the IPs of its pools, its sender domains) or acting on that tenant's mail only (the
+ * queue operations take its tenant as their one scope, and show it that tenant's pauses; a
+ * message of another tenant is unknown to it). Every other route shows or changes what tenants
+ * share (queue totals, IP and domain operations, the audit log) and needs a token of no tenant:
+ * the platform's own staff. The role still applies: a tenant's sender never pauses or cancels.
  */
 export const TENANT_ROUTES: ReadonlySet<string> = new Set([
   'GET /v1/whoami',
@@ -62,6 +65,12 @@ export const TENANT_ROUTES: ReadonlySet<string> = new Set([
   'GET /v1/messages/:id',
   'POST /v1/messages',
   'POST /v1/messages/batch',
+  'DELETE /v1/messages/:id',
+  'GET /v1/queue/pauses',
+  'POST /v1/queue/pause',
+  'POST /v1/queue/resume',
+  'POST /v1/queue/retry',
+  'POST /v1/queue/bounce',
   'GET /v1/ips',
   'GET /v1/ips/:address',
   'GET /v1/domains',

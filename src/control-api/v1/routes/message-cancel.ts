@@ -4,7 +4,7 @@ import type { Store } from '../../../storage/store.ts';
 import { auditRequest } from '../audit-trail.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, problemResponses, v1Route } from '../schemas.ts';
-import { ID_PARAMS, messageNotFound } from './messages.ts';
+import { ID_PARAMS, messageNotFound, visibleMessage } from './messages.ts';
 import { CANCELLED_PROPERTIES } from './queue-operations.ts';
 
 export interface MessageCancelRouteDeps {
@@ -33,6 +33,7 @@ const CANCEL_ANSWER = {
  * for a scope: its queued recipients are bounced as cancelled by an operator (with a DSN when
  * asked), those in delivery are left to finish. The message stays readable (GET) until
  * storage.retention purges it. A message with nothing left to cancel answers 0s, not an error.
+ * A token of a tenant cancels its own tenant's messages; another's is unknown to it, as for GET.
  */
 export function registerMessageCancelRoute(app: FastifyInstance, deps: MessageCancelRouteDeps): void {
   app.delete('/v1/messages/:id', {
@@ -45,7 +46,7 @@ export function registerMessageCancelRoute(app: FastifyInstance, deps: MessageCa
     handler: async (request: FastifyRequest<{ Params: { id: string }; Querystring: { reason?: string; dsn: boolean } }>, reply: FastifyReply) => {
       const { id } = request.params;
       auditRequest(request, { target: id });
-      if (!(await deps.store.getMessageInfo(id))) return messageNotFound(request, reply);
+      if (!visibleMessage(await deps.store.getMessageInfo(id), request.principal!)) return messageNotFound(request, reply);
       const { reason, dsn } = request.query;
       const result = await deps.operations.cancel({ kind: 'message', messageId: id }, { reason, dsn, by: request.principal!.name });
       auditRequest(request, { target: id, change: { after: result } });

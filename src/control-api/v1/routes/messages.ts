@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { RECIPIENT_STATES, type RecipientState, type Store } from '../../../storage/store.ts';
+import type { ApiPrincipal } from '../../../access/api-token.ts';
+import { RECIPIENT_STATES, type MessageInfo, type RecipientState, type Store } from '../../../storage/store.ts';
 import { pathOf, sendInvalid, sendProblem } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
 import { decodeMessageCursor, encodeMessageCursor } from '../cursor.ts';
@@ -103,10 +104,7 @@ export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRoute
     },
     handler: async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
       const { id } = request.params;
-      const found = await deps.store.getMessageInfo(id);
-      // Another tenant's message is answered as unknown: its existence is not the caller's to learn.
-      const own = request.principal!.tenant;
-      const message = found && (own === null || found.tenant === own) ? found : null;
+      const message = visibleMessage(await deps.store.getMessageInfo(id), request.principal!);
       if (!message) return messageNotFound(request, reply);
       const [recipients, events] = await Promise.all([deps.store.listRecipients(id), deps.store.listEvents(id)]);
       const window = dsnSearchWindow(message, recipients, events);
@@ -114,6 +112,14 @@ export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRoute
       return messageDetailView(message, recipients, events, dsns);
     },
   });
+}
+
+/**
+ * The message as the caller may know it: a token of a tenant knows its own tenant's messages
+ * only. Another tenant's is answered as unknown (404): its existence is not the caller's to learn.
+ */
+export function visibleMessage(found: MessageInfo | null, principal: ApiPrincipal): MessageInfo | null {
+  return found && (principal.tenant === null || found.tenant === principal.tenant) ? found : null;
 }
 
 /** The 404 for a queue id the store does not hold (never accepted, or purged). */

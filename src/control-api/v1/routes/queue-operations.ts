@@ -1,18 +1,22 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { TenantLookup } from '../../../access/tenants.ts';
 import { systemClock, type Clock } from '../../../clock.ts';
 import type { QueueOperations } from '../../../engine/queue-operations.ts';
-import { describeQueueScope, type QueuePauses } from '../../../engine/queue-pauses.ts';
+import { describeQueueScope, sameScope, type QueuePauses } from '../../../engine/queue-pauses.ts';
 import type { QueueScope } from '../../../storage/queue-control.ts';
-import { sendInvalid } from '../../error-handler.ts';
+import { pathOf, sendInvalid, sendProblem } from '../../error-handler.ts';
+import { problem } from '../../problem.ts';
 import { auditRequest } from '../audit-trail.ts';
 import { expiryProperties, readExpiry, type ExpiryFields } from '../expiry.ts';
-import { PAUSE_SCHEMA, pauseJson, readScope, SCOPE_SCHEMA, scopeJson, type ScopeJson } from '../queue-scope.ts';
+import { ownsScope, PAUSE_SCHEMA, pauseJson, readScope, SCOPE_SCHEMA, scopeJson, type ScopeJson } from '../queue-scope.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
 
 export interface QueueOperationsRouteDeps {
   pauses: Pick<QueuePauses, 'pause' | 'resume' | 'list'>;
   operations: Pick<QueueOperations, 'retry' | 'cancel'>;
+  /** The configured tenants: a tenant scope names one of them. */
+  tenants: TenantLookup;
   /** The time `for` counts from and `until` must lie after; the system clock by default. */
   clock?: Clock;
 }
@@ -90,13 +94,15 @@ type PauseBody = ExpiryFields & { scope: ScopeJson; reason: string };
 
 /**
  * The operator's hold on the queue: POST /v1/queue/pause and /resume of a destination domain, an
- * egress pool or an egress IP (src/engine/queue-pauses.ts: kept in the store, applied by every
- * node within seconds and at once by this one), GET /v1/queue/pauses, POST /v1/queue/retry (due
- * now) and /bounce (cancel what is queued), both in chunks (src/engine/queue-operations.ts).
- * Each change is audited with its scope as the target, and the state before and after.
+ * egress pool, a tenant or an egress IP (src/engine/queue-pauses.ts: kept in the store, applied
+ * by every node within seconds and at once by this one), GET /v1/queue/pauses, POST
+ * /v1/queue/retry (due now) and /bounce (cancel what is queued), both in chunks
+ * (src/engine/queue-operations.ts). Each change is audited with its scope as the target, and the
+ * state before and after. A token of a tenant acts on, and sees the pauses of, its own tenant only.
  */
 export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueOperationsRouteDeps): void {
   const clock = deps.clock ?? systemClock;
+  const scopeOf = scopeReader(deps);
   const route = (method: 'GET' | 'POST', url: string, summary: string, answer: object, description: string) => ({
     ...v1Route({ summary, roles: rolesFor(method, url) ?? [], tags: ['queue'] }),
     querystring: NO_QUERY,
@@ -104,9 +110,9 @@ export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueO
   });
 
   app.post<{ Body: PauseBody }>('/v1/queue/pause', {
-    schema: { ...route('POST', '/v1/queue/pause', 'Pause the mail of a domain, pool or egress IP', PAUSE_ANSWER, 'The pause in force, and the one it replaced.'), body: PAUSE_BODY },
+    schema: { ...route('POST', '/v1/queue/pause', 'Pause the mail of a domain, pool, tenant or egress IP', PAUSE_ANSWER, 'The pause in force, and the one it replaced.'), body: PAUSE_BODY },
     handler: async (request, reply) => {
-      const scope = scopeOf(request, reply);
+      const scope = await scopeOf(request, reply);
       if (!scope) return reply;
       const now = clock.now();
       const until = readExpiry(request.body, now, true);
@@ -120,9 +126,9 @@ export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueO
   });
 
   app.post<{ Body: { scope: ScopeJson } }>('/v1/queue/resume', {
-    schema: { ...route('POST', '/v1/queue/resume', 'End the pause of a domain, pool or egress IP', RESUME_ANSWER, 'The pause ended, if one was in force.'), body: SCOPE_BODY },
+    schema: { ...route('POST', '/v1/queue/resume', 'End the pause of a domain, pool, tenant or egress IP', RESUME_ANSWER, 'The pause ended, if one was in force.'), body: SCOPE_BODY },
     handler: async (request, reply) => {
-      const scope = scopeOf(request, reply);
+      const scope = await scopeOf(request, reply, { endsPause: true });
       if (!scope) return reply;
       const ended = await deps.pauses.resume(scope, request.principal!.name);
       const answer = { ended: ended && pauseJson(ended) };
@@ -132,14 +138,14 @@ export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueO
   });
 
   app.get('/v1/queue/pauses', {
-    schema: route('GET', '/v1/queue/pauses', 'The pauses in force', PAUSES_ANSWER, 'Every pause in force on any node, oldest first.'),
-    handler: async () => ({ pauses: (await deps.pauses.list()).map(pauseJson) }),
+    schema: route('GET', '/v1/queue/pauses', 'The pauses in force', PAUSES_ANSWER, "Every pause in force on any node (a tenant's token: its tenant's), oldest first."),
+    handler: async (request) => ({ pauses: (await deps.pauses.list()).filter((p) => ownsScope(request.principal!, p.scope)).map(pauseJson) }),
   });
 
   app.post<{ Body: { scope: ScopeJson } }>('/v1/queue/retry', {
-    schema: { ...route('POST', '/v1/queue/retry', 'Make the queued mail of a domain, pool or egress IP due now', RETRY_ANSWER, 'How many queued recipients were made due now.'), body: SCOPE_BODY },
+    schema: { ...route('POST', '/v1/queue/retry', 'Make the queued mail of a domain, pool, tenant or egress IP due now', RETRY_ANSWER, 'How many queued recipients were made due now.'), body: SCOPE_BODY },
     handler: async (request, reply) => {
-      const scope = scopeOf(request, reply);
+      const scope = await scopeOf(request, reply);
       if (!scope) return reply;
       const retried = await deps.operations.retry(scope, request.principal!.name);
       auditRequest(request, { target: describeQueueScope(scope), change: { after: { retried } } });
@@ -148,9 +154,9 @@ export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueO
   });
 
   app.post<{ Body: { scope: ScopeJson; reason: string; dsn: boolean } }>('/v1/queue/bounce', {
-    schema: { ...route('POST', '/v1/queue/bounce', 'Cancel the queued mail of a domain, pool or egress IP', BOUNCE_ANSWER, 'What was cancelled, and what was left to finish.'), body: BOUNCE_BODY },
+    schema: { ...route('POST', '/v1/queue/bounce', 'Cancel the queued mail of a domain, pool, tenant or egress IP', BOUNCE_ANSWER, 'What was cancelled, and what was left to finish.'), body: BOUNCE_BODY },
     handler: async (request, reply) => {
-      const scope = scopeOf(request, reply);
+      const scope = await scopeOf(request, reply);
       if (!scope) return reply;
       const { reason, dsn } = request.body;
       const result = await deps.operations.cancel(scope, { reason, dsn, by: request.principal!.name });
@@ -160,10 +166,31 @@ export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueO
   });
 }
 
-/** The request's scope, or null once a 400 naming its problem is sent. */
-function scopeOf(request: FastifyRequest<{ Body: { scope: ScopeJson } }>, reply: FastifyReply): QueueScope | null {
-  const scope = readScope(request.body.scope);
-  if (!('path' in scope)) return scope;
-  sendInvalid(request, reply, scope.path, scope.message);
-  return null;
+/**
+ * Reads a request's scope: the scope, or null once its refusal is sent. A scope the caller does
+ * not own is 403 before anything else is said of it (a tenant's token learns nothing of other
+ * tenants); a tenant the configuration does not have is 400, except to end a pause still in force
+ * (a tenant removed from the configuration with its mail paused must not stay held for good).
+ */
+function scopeReader(deps: Pick<QueueOperationsRouteDeps, 'pauses' | 'tenants'>) {
+  return async (request: FastifyRequest<{ Body: { scope: ScopeJson } }>, reply: FastifyReply, options: { endsPause?: boolean } = {}): Promise<QueueScope | null> => {
+    const scope = readScope(request.body.scope);
+    if ('path' in scope) {
+      sendInvalid(request, reply, scope.path, scope.message);
+      return null;
+    }
+    auditRequest(request, { target: describeQueueScope(scope) });
+    const principal = request.principal!;
+    if (!ownsScope(principal, scope)) {
+      const detail = `A token of tenant "${principal.tenant}" acts on that tenant's mail only: {"scope":{"tenant":"${principal.tenant}"}}`;
+      sendProblem(reply, problem('FORBIDDEN', detail, { instance: pathOf(request) }));
+      return null;
+    }
+    if (scope.kind === 'tenant' && !deps.tenants.get(scope.tenant)) {
+      if (options.endsPause && (await deps.pauses.list()).some((p) => sameScope(p.scope, scope))) return scope;
+      sendInvalid(request, reply, 'body.scope.tenant', `no tenant named ${JSON.stringify(scope.tenant)} in the configuration`);
+      return null;
+    }
+    return scope;
+  };
 }
