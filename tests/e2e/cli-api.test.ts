@@ -12,6 +12,7 @@ import { Metrics } from '../../src/observability/metrics.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
 import { apiSources } from '../helpers/api-sources.ts';
+import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { freePort } from '../helpers/free-port.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 import { newMessage } from '../helpers/new-message.ts';
@@ -21,9 +22,11 @@ import { until } from '../helpers/until.ts';
 /**
  * The `rookery` API commands as an operator runs them: the real command in its own process
  * against a real control API on loopback over a SQLite queue holding delivered, deferred and new
- * mail. Human output, --json (the API's JSON as it came), paging with --cursor and --all, the IP
- * operations, and the exit codes scripts rely on: 1 no token, 2 usage, 3 a refusal (400, 401,
- * 403, 404), 4 no usable answer (a 500, an API that is not there).
+ * mail, with DNS from a fixture zone. Human output, --json (the API's JSON as it came), paging
+ * with --cursor and --all, the IP operations and warm-up restarts, explain, the queue's pauses,
+ * retries and cancellations, reload, and the exit codes scripts rely on: 1 no token, 2 usage, 3 a
+ * refusal (400, 401, 403, 404, a configuration's 422), 4 no usable answer (a 500, an API that is
+ * not there).
  */
 
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -33,10 +36,16 @@ const T0 = Date.parse('2026-11-30T10:00:00.000Z');
 const logger = createLogger('silent');
 
 const tokens = Object.fromEntries((['admin', 'operator', 'viewer', 'sender'] as const).map((role) => [role, generateApiToken()])) as Record<ApiRole, string>;
+/** Read again by each reload: the reload tests change it, and put it back. */
 const SOURCES: ConfigInput = {
   ips: [{ address: '127.0.0.2', hostname: 'a.mta.test' }, { address: '2001:db8::7', pool: 'v6' }],
+  tenants: { acme: { senderDomains: ['sender.test'], pools: ['default'] } },
   returnPath: { secret: 'a-test-secret-of-at-least-32-characters', domains: { 'sender.test': {} } },
 };
+const resolver = createFixtureResolver({
+  'dest.test': { mx: [{ exchange: 'mx1.dest.test', priority: 10 }] },
+  'mx1.dest.test': { a: ['192.0.2.10'] },
+});
 
 const temp = await createTempDir('rookery-cli-api');
 const clock = manualClock(T0);
@@ -59,7 +68,7 @@ function startApi(on: Store): ControlApi {
     logger,
     metrics: new Metrics({ processMetrics: false }),
     checks: { storage: () => on.ping() },
-    ...apiSources({ store: on, clock, config: SOURCES }),
+    ...apiSources({ store: on, clock, config: SOURCES, resolver }),
   });
   opened.push(control);
   return control;
@@ -332,13 +341,236 @@ describe('rookery audit', () => {
     expect(result.code).toBe(0);
     const lines = result.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^AT +ACTOR +CLIENT +REQUEST +TARGET +STATUS +OUTCOME$/);
-    expect(lines[1]).toMatch(/^2026-11-30T11:00:00Z +operator-token +127\.0\.0\.1 +DELETE \/v1\/ips\/:address\/weight +\/v1\/ips\/2001:db8::7\/weight +200 +OK$/);
+    // The target is the IP the request acted on; `(changed)`: the entry holds the change, before and after (--json).
+    expect(lines[1]).toMatch(/^2026-11-30T11:00:00Z +operator-token +127\.0\.0\.1 +DELETE \/v1\/ips\/:address\/weight +2001:db8::7 +200 +OK \(changed\)$/);
     expect(lines.slice(1).map((line) => line.split(/ {2,}/)[3])).toEqual(['DELETE /v1/ips/:address/weight', 'DELETE /v1/ips/:address/weight', 'PUT /v1/ips/:address/weight']);
 
     const every = await rookery(['audit', '--all', '--limit', '2', '--json'], { ROOKERY_API_TOKEN: tokens.admin });
     expect(every.code).toBe(0);
     expect(JSON.parse(every.stdout)).toEqual(await apiJson('/v1/audit?limit=1000'));
     expect(await rookery(['audit', '--status', '2xx'], { ROOKERY_API_TOKEN: tokens.admin })).toMatchObject({ code: 2, stderr: expect.stringContaining('--status "2xx": not a whole number') });
+  });
+});
+
+describe('rookery ips warmup', () => {
+  it('restarts a warm-up plan from today in place of the configured one, and clears it', async () => {
+    // 127.0.0.2 has no plan of its own: the API names the plans to choose from.
+    const none = await rookery(['ips', 'warmup', 'restart', '127.0.0.2', '--reason', 'moved to a new /24']);
+    expect(none).toMatchObject({ code: 3, stdout: '' });
+    expect(none.stderr).toMatch(/^rookery ips warmup restart: 400 INVALID_REQUEST: body\.plan: required: 127\.0\.0\.2 has no warm-up plan configured \(ips\[\]\.warmup\); name one of .*conservative.*\n$/);
+    expect(await rookery(['ips', 'warmup', 'restart', '127.0.0.2', '--plan', 'conservative'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--reason is required') });
+    expect(await rookery(['ips', 'warmup', 'restart', '127.0.0.2', '--plan', 'conservative', '--reason', 'x'], { ROOKERY_API_TOKEN: tokens.viewer })).toMatchObject({
+      code: 3,
+      stderr: 'rookery ips warmup restart: 403 FORBIDDEN: Role "viewer" may not POST /v1/ips/:address/warmup; allowed: admin, operator\n',
+    });
+
+    const restarted = await rookery(['ips', 'warmup', 'restart', '127.0.0.2', '--plan', 'conservative', '--reason', 'moved to a new /24']);
+    expect(restarted.code).toBe(0);
+    expect(restarted.stdout).toContain(
+      'Warm-up       conservative: warming, day 0 (counted from 2026-11-30T00:00:00Z)\nRestarted by  operator-token at 2026-11-30T11:00:00Z, plan conservative: moved to a new /24\n',
+    );
+    expect(restarted.stdout).toMatch(/^gmail +100 +- +0 +0 +0 +0 +0\/\d+ +0\/\d+ +-$/m);
+    expect((await rookery(['ips'])).stdout).toMatch(/^127\.0\.0\.2 +default +100 +conservative: warming, day 0 +- +-$/m);
+
+    const cleared = await rookery(['ips', 'warmup', 'clear', '127.0.0.2']);
+    expect(cleared.code).toBe(0);
+    expect(cleared.stdout).toContain('Warm-up    none (warm)\n');
+    expect(cleared.stdout).not.toContain('Restarted by');
+    const json = await rookery(['ips', 'warmup', 'clear', '127.0.0.2', '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ address: '127.0.0.2', warmupOverride: null, warmup: null });
+  });
+});
+
+describe('rookery explain', () => {
+  it('reports the tenant, the pool and its rule, the next hops, each egress IP with what keeps it from sending, DKIM and the return path', async () => {
+    const sender = ['explain', 'app@sender.test', 'someone@dest.test', '--tenant', 'acme'];
+    const head = [
+      'Sender       app@sender.test',
+      'Recipient    someone@dest.test',
+      'At           2026-11-30T11:00:00Z',
+      'Tenant       tenant acme may send as app@sender.test (senderDomains: sender.test)',
+      'Pool         pool default: no pool of its user, and no pools.*.senders covers sender.test (rule: default)',
+      'Route        MX to site mx1.dest.test, provider other',
+      "DKIM         no DKIM key for sender.test and no dkim.fallback: unsigned (assuming the From header's domain is sender.test)",
+      'Return path  b+<queue id>.<recipient id>.<tag>@bounces.sender.test: VERP (returnPath.domains.sender.test): an envelope sender per recipient naming it, so each recipient goes in a transaction of its own',
+      '',
+      'NEXT HOP    PORT  PREFERENCE  NAME',
+      '192.0.2.10    25          10  mx1.dest.test',
+      '',
+      'Egress IPs of pool default toward mx1.dest.test (provider other):',
+      'ADDRESS    HOSTNAME    ELIGIBLE  SHARE  WEIGHT  CONFIGURED',
+    ];
+    expect(await rookery(sender)).toEqual({ code: 0, stdout: [...head, '127.0.0.2  a.mta.test  yes        100%     100         100', ''].join('\n'), stderr: '' });
+
+    // Every check that fails is listed under the table.
+    expect((await rookery(['ips', 'suspend', '127.0.0.2', '--for', '1h', '--reason', 'ticket 9'])).code).toBe(0);
+    try {
+      const suspended = await rookery(sender);
+      expect(suspended.stdout).toBe(
+        [
+          ...head,
+          '127.0.0.2  a.mta.test  no           0%     100         100',
+          '127.0.0.2 may not send now:',
+          '  suspended: suspended for every provider until 2026-11-30T12:00:00.000Z by operator-token: ticket 9',
+          '',
+        ].join('\n'),
+      );
+      const json = await rookery([...sender, '--json']);
+      expect(JSON.parse(json.stdout)).toEqual(await apiJson('/v1/explain?sender=app@sender.test&recipient=someone@dest.test&tenant=acme'));
+    } finally {
+      await rookery(['ips', 'resume', '127.0.0.2']);
+    }
+  });
+
+  it('reports a lookup failure as the route, and refuses what the configuration does not have', async () => {
+    const nowhere = await rookery(['explain', 'app@sender.test', 'someone@nowhere.test'], { ROOKERY_API_TOKEN: tokens.viewer });
+    expect(nowhere.code).toBe(0);
+    expect(nowhere.stdout).toContain('Tenant       (none)\n');
+    expect(nowhere.stdout).toContain('Route        none: 5.1.2 domain nowhere.test does not exist (NXDOMAIN) (the recipient would bounce)\n');
+    expect(nowhere.stdout).not.toContain('NEXT HOP');
+    expect(nowhere.stdout).not.toContain('Egress IPs');
+
+    expect(await rookery(['explain', 'app@sender.test', 'someone@dest.test', '--user', 'bob'])).toEqual({
+      code: 3,
+      stdout: '',
+      stderr: 'rookery explain: 400 INVALID_REQUEST: querystring.user: no SMTP user "bob" (smtp.users[].username: none)\n',
+    });
+    expect(await rookery(['explain', 'not-an-address', 'someone@dest.test'])).toMatchObject({ code: 3, stderr: 'rookery explain: 400 INVALID_REQUEST: querystring.sender: not an address (local@domain): "not-an-address"\n' });
+    expect(await rookery(['explain', 'app@sender.test'])).toMatchObject({ code: 2, stderr: 'rookery explain: give RECIPIENT\n(see rookery explain --help)\n' });
+    expect(await rookery(['explain', 'app@sender.test', 'someone@dest.test'], { ROOKERY_API_TOKEN: tokens.sender })).toMatchObject({ code: 3, stderr: expect.stringContaining('403 FORBIDDEN') });
+  });
+});
+
+describe('rookery queue pause, resume, retry and bounce; rookery messages cancel', () => {
+  it('pauses a domain, a pool and an egress IP, lists the pauses and resumes them', async () => {
+    expect(await rookery(['queue', 'pauses'])).toEqual({ code: 0, stdout: 'No pauses in force.\n', stderr: '' });
+    const paused = await rookery(['queue', 'pause', '--domain', 'dest.test', '--for', '2h', '--reason', 'Outlook deferring everything']);
+    expect(paused).toEqual({ code: 0, stdout: 'Paused domain dest.test until 2026-11-30T13:00:00Z, by operator-token at 2026-11-30T11:00:00Z: Outlook deferring everything\n', stderr: '' });
+    const longer = await rookery(['queue', 'pause', '--domain', 'dest.test', '--until', '2026-12-01T08:00:00Z', '--reason', 'ticket 4711']);
+    expect(longer.stdout).toBe(
+      'Paused domain dest.test until 2026-12-01T08:00:00Z, by operator-token at 2026-11-30T11:00:00Z: ticket 4711\n' +
+        'It replaces the pause of domain dest.test until 2026-11-30T13:00:00Z, by operator-token at 2026-11-30T11:00:00Z: Outlook deferring everything\n',
+    );
+    // Without --for or --until: until resumed.
+    expect((await rookery(['queue', 'pause', '--pool', 'default', '--reason', 'list cleaning'])).stdout).toBe(
+      'Paused pool default until resumed, by operator-token at 2026-11-30T11:00:00Z: list cleaning\n',
+    );
+    const ip = await rookery(['queue', 'pause', '--ip', '2001:db8::7', '--for', '30m', '--reason', 'moving the IP', '--json']);
+    expect(JSON.parse(ip.stdout)).toEqual({ pause: { scope: { egressIp: '2001:db8::7' }, reason: 'moving the IP', by: 'operator-token', createdAt: '2026-11-30T11:00:00.000Z', until: '2026-11-30T11:30:00.000Z' }, replaced: null });
+
+    // Oldest first; those of one instant (the clock stands still here) by kind, then value.
+    const list = await rookery(['queue', 'pauses'], { ROOKERY_API_TOKEN: tokens.viewer });
+    expect(list).toEqual({
+      code: 0,
+      stdout: [
+        'SCOPE                  UNTIL                 SINCE                 BY              REASON',
+        'domain dest.test       2026-12-01T08:00:00Z  2026-11-30T11:00:00Z  operator-token  ticket 4711',
+        'egress IP 2001:db8::7  2026-11-30T11:30:00Z  2026-11-30T11:00:00Z  operator-token  moving the IP',
+        'pool default           resumed               2026-11-30T11:00:00Z  operator-token  list cleaning',
+        '',
+      ].join('\n'),
+      stderr: '',
+    });
+    expect(JSON.parse((await rookery(['queue', 'pauses', '--json'])).stdout)).toEqual(await apiJson('/v1/queue/pauses'));
+
+    expect(await rookery(['queue', 'resume', '--domain', 'dest.test'])).toEqual({ code: 0, stdout: 'Resumed domain dest.test: ended its pause, by operator-token at 2026-11-30T11:00:00Z: ticket 4711\n', stderr: '' });
+    expect((await rookery(['queue', 'resume', '--domain', 'dest.test'])).stdout).toBe('No pause of domain dest.test was in force.\n');
+    expect((await rookery(['queue', 'resume', '--pool', 'default'])).code).toBe(0);
+    expect(JSON.parse((await rookery(['queue', 'resume', '--ip', '2001:db8::7', '--json'])).stdout)).toMatchObject({ ended: { scope: { egressIp: '2001:db8::7' } } });
+    expect((await rookery(['queue', 'pauses'])).stdout).toBe('No pauses in force.\n');
+  });
+
+  it('refuses a scope that is not exactly one, before sending; the API refuses a bad value or role', async () => {
+    const usage = 'give one of --domain, --pool, --ip';
+    expect(await rookery(['queue', 'pause', '--reason', 'x'])).toEqual({ code: 2, stdout: '', stderr: `rookery queue pause: ${usage}\n(see rookery queue pause --help)\n` });
+    expect(await rookery(['queue', 'retry', '--domain', 'dest.test', '--pool', 'default'])).toMatchObject({ code: 2, stderr: `rookery queue retry: ${usage}, not 2\n(see rookery queue retry --help)\n` });
+    expect(await rookery(['queue', 'pause', '--domain', 'dest.test'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--reason is required') });
+    expect(await rookery(['queue', 'bounce', '--domain', 'dest.test'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--reason is required') });
+
+    expect(await rookery(['queue', 'pause', '--ip', 'nonsense', '--reason', 'x'])).toEqual({ code: 3, stdout: '', stderr: 'rookery queue pause: 400 INVALID_REQUEST: body.scope.egressIp: not an IP address: "nonsense"\n' });
+    expect(await rookery(['queue', 'pause', '--domain', 'dest.test', '--for', '2h', '--until', '2026-12-01T00:00:00Z', '--reason', 'x'])).toMatchObject({
+      code: 3,
+      stderr: 'rookery queue pause: 400 INVALID_REQUEST: body: give at most one of until and for\n',
+    });
+    const forbidden = await rookery(['queue', 'bounce', '--pool', 'default', '--reason', 'x', '--json'], { ROOKERY_API_TOKEN: tokens.viewer });
+    expect(forbidden).toMatchObject({ code: 3, stderr: 'rookery queue bounce: 403 FORBIDDEN: Role "viewer" may not POST /v1/queue/bounce; allowed: admin, operator\n' });
+    expect(JSON.parse(forbidden.stdout)).toMatchObject({ status: 403, code: 'FORBIDDEN', instance: '/v1/queue/bounce' });
+  });
+
+  it('makes waiting mail due now, and cancels the queued mail of a scope and of one message, with a DSN when asked', async () => {
+    const now = clock.now();
+    await store.enqueue([
+      newMessage('m-4', now, { dueAt: now + 3_600_000, recipients: ['a@retry.test', 'b@retry.test'] }),
+      newMessage('m-5', now, { recipients: ['a@cancel.test', 'b@cancel.test'] }),
+      newMessage('m-6', now, { recipients: ['c@other.test'] }),
+      newMessage('m-7', now, { recipients: ['d@other.test'] }),
+    ]);
+    expect(await rookery(['queue', 'retry', '--domain', 'retry.test'])).toEqual({ code: 0, stdout: 'Made 2 queued recipients of domain retry.test due now.\n', stderr: '' });
+    expect(JSON.parse((await rookery(['queue', 'retry', '--domain', 'retry.test', '--json'])).stdout)).toEqual({ scope: { domain: 'retry.test' }, retried: 0 });
+
+    const bounced = await rookery(['queue', 'bounce', '--domain', 'cancel.test', '--reason', 'spam run from a compromised account', '--dsn']);
+    expect(bounced).toEqual({
+      code: 0,
+      stdout: [
+        'Cancelled    2 queued recipients of domain cancel.test: bounced, never attempted again',
+        'In delivery  0, left to finish',
+        'DSNs         1 queued to the senders',
+        '',
+      ].join('\n'),
+      stderr: '',
+    });
+    expect((await rookery(['messages', 'show', 'm-5'])).stdout).toMatch(/^a@cancel\.test +bounced +/m);
+
+    const cancelled = await rookery(['messages', 'cancel', 'm-6', '--reason', 'sent by mistake']);
+    expect(cancelled).toEqual({
+      code: 0,
+      stdout: ['Cancelled    1 queued recipient of message m-6: bounced, never attempted again', 'In delivery  0, left to finish', 'DSNs         0 queued to the senders', ''].join('\n'),
+      stderr: '',
+    });
+    expect(JSON.parse((await rookery(['messages', 'cancel', 'm-7', '--dsn', '--json'])).stdout)).toEqual({ id: 'm-7', cancelled: 1, inDelivery: 0, dsns: 1 });
+    // Nothing left to cancel is not an error.
+    expect(JSON.parse((await rookery(['messages', 'cancel', 'm-7', '--json'])).stdout)).toEqual({ id: 'm-7', cancelled: 0, inDelivery: 0, dsns: 0 });
+
+    expect(await rookery(['messages', 'cancel', 'nope'])).toEqual({ code: 3, stdout: '', stderr: 'rookery messages cancel: 404 MESSAGE_NOT_FOUND: No message with queue id nope\n' });
+    expect(await rookery(['messages', 'cancel', 'm-4'], { ROOKERY_API_TOKEN: tokens.sender })).toMatchObject({ code: 3, stderr: expect.stringContaining('403 FORBIDDEN') });
+    expect(await rookery(['messages', 'cancel'])).toMatchObject({ code: 2, stderr: 'rookery messages cancel: give ID\n(see rookery messages cancel --help)\n' });
+  });
+});
+
+describe('rookery reload', () => {
+  const admin = { ROOKERY_API_TOKEN: tokens.admin };
+
+  it('prints what changed and what waits for a restart; every problem on its own line, exit 3, when the file has problems', async () => {
+    const original = structuredClone(SOURCES);
+    try {
+      expect(await rookery(['reload'], admin)).toEqual({ code: 0, stdout: 'Reloaded test\nChanged: nothing\n', stderr: '' });
+
+      Object.assign(SOURCES, { hostname: 'mta.changed.test', ips: [{ address: '127.0.0.2', hostname: 'a.mta.test', weight: 50 }, { address: '2001:db8::7', pool: 'v6' }] });
+      expect(await rookery(['reload'], admin)).toEqual({
+        code: 0,
+        stdout: 'Reloaded test\nChanged: ips\nWaiting for a restart (the running value stays until then): hostname\n',
+        stderr: '',
+      });
+      expect(JSON.parse((await rookery(['reload', '--json'], admin)).stdout)).toEqual({ source: 'test', changed: [], restartRequired: ['hostname'] });
+
+      Object.assign(SOURCES, { ips: [{ address: 'not-an-ip' }, { address: '2001:db8::7', pool: 'v6', weight: -1 }] });
+      const refused = await rookery(['reload'], admin);
+      expect(refused).toMatchObject({ code: 3, stdout: '' });
+      expect(refused.stderr.split('\n')).toEqual([
+        'rookery reload: 422 CONFIG_INVALID: test has 2 problems; the running configuration stays in effect',
+        '  ips[0].address: not an IP address',
+        expect.stringMatching(/^ {2}ips\[1\]\.weight: \S/),
+        '',
+      ]);
+      const json = await rookery(['reload', '--json'], admin);
+      expect(json.code).toBe(3);
+      expect(JSON.parse(json.stdout)).toMatchObject({ status: 422, code: 'CONFIG_INVALID', errors: [{ path: 'ips[0].address' }, { path: 'ips[1].weight' }] });
+    } finally {
+      for (const key of Object.keys(SOURCES)) delete (SOURCES as Record<string, unknown>)[key];
+      Object.assign(SOURCES, original);
+    }
+    // Other refusals stay one line.
+    expect(await rookery(['reload'])).toEqual({ code: 3, stdout: '', stderr: 'rookery reload: 403 FORBIDDEN: Role "operator" may not POST /v1/reload; allowed: admin\n' });
   });
 });
 

@@ -34,10 +34,15 @@ export interface ApiCommand {
   /** A listing answered a page at a time ({items, nextCursor}): adds --limit, --cursor and --all. */
   paged?: boolean;
   request(values: OptionValues, args: readonly string[]): ApiRequest;
-  /** The 2xx answer for a person. */
-  text(body: unknown): string;
+  /** The 2xx answer for a person; the options and arguments say what was asked (an answer may not repeat it). */
+  text(body: unknown, values: OptionValues, args: readonly string[]): string;
   /** The exit code of a 2xx answer, when it is not 0 (a domain check that found errors). */
   exitCode?(body: unknown): number;
+  /**
+   * A refusal lists its problem's errors[] one a line below it, in place of one line: a
+   * configuration's problems are many and each names its own path.
+   */
+  problemPerLine?: boolean;
 }
 
 /** A bad argument found before anything is sent: exit 2 with the usage. */

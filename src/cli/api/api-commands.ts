@@ -6,7 +6,11 @@ import { domainListText, type DomainListJson } from './domains-text.ts';
 import { EXIT } from './exit-codes.ts';
 import { ipListText, ipText, type IpJson } from './ips-text.ts';
 import { messagePageText, messageText, type MessageJson, type MessagePageJson } from './messages-text.ts';
+import { explanationText, type ExplanationJson } from './explain-text.ts';
+import { cancelledText, pausedText, pausesText, resumedText, retriedText, type CancelledJson, type PauseJson } from './queue-operations-text.ts';
+import { SCOPE_OPTIONS, scopeOf, scopeText, type ScopeJson } from './queue-scope.ts';
 import { queueText, type QueueJson } from './queue-text.ts';
+import { reloadText, type ReloadJson } from './reload-text.ts';
 import { fields } from './text-table.ts';
 
 /**
@@ -20,6 +24,12 @@ const SINCE = { value: TIME, help: 'at or after this time (RFC 3339: 2026-11-30T
 const UNTIL = { value: TIME, help: 'before this time (RFC 3339)' };
 const PROVIDER = { value: 'NAME', help: 'one destination provider (gmail, outlook, ..., other); without it every provider' };
 const REASON = { value: 'TEXT', help: 'why, for the other operators (shown by rookery ips show)', required: true };
+/** When a suspension or pause ends: --for or --until; `other` says how they go together. */
+const FOR = (other: string) => ({ value: 'DURATION', help: `how long: 30m, 2h, 7d (at most 366d); ${other}` });
+const ENDS = (other: string) => ({ value: TIME, help: `when it ends (RFC 3339); ${other}` });
+/** A cancellation's reason, told to the sender in the DSN. */
+const CANCEL_REASON = { value: 'TEXT', help: 'why: recorded with each recipient and told to the sender in the DSN' };
+const DSN = { help: "send each message's sender a DSN for its cancelled recipients" };
 
 export const API_COMMANDS: Readonly<Record<string, ApiCommand>> = {
   whoami: {
@@ -34,6 +44,45 @@ export const API_COMMANDS: Readonly<Record<string, ApiCommand>> = {
     options: { top: { value: 'N', help: 'groups shown per grouping (1 to 1000; default 50)', integer: true } },
     request: (v) => ({ method: 'GET', path: 'v1/queue', query: pick(v, 'top') }),
     text: (q: QueueJson) => queueText(q),
+  },
+  'queue pauses': {
+    summary: 'List the pauses of the queue in force, on every node',
+    route: 'GET /v1/queue/pauses',
+    request: () => ({ method: 'GET', path: 'v1/queue/pauses' }),
+    text: (list: { pauses: PauseJson[] }) => pausesText(list),
+  },
+  'queue pause': {
+    summary: 'Hold back the queued mail of a destination domain, an egress pool or an egress IP',
+    route: 'POST /v1/queue/pause',
+    options: {
+      ...SCOPE_OPTIONS,
+      for: FOR('or --until; without either, until resumed'),
+      until: ENDS('or --for'),
+      reason: { ...REASON, help: 'why, for the other operators (shown by rookery queue pauses)' },
+    },
+    request: (v) => ({ method: 'POST', path: 'v1/queue/pause', body: { scope: scopeOf(v), ...pick(v, 'for', 'until', 'reason') } }),
+    text: (answer: { pause: PauseJson; replaced: PauseJson | null }) => pausedText(answer),
+  },
+  'queue resume': {
+    summary: 'End the pause of a domain, pool or egress IP: its mail is due again at once',
+    route: 'POST /v1/queue/resume',
+    options: SCOPE_OPTIONS,
+    request: (v) => ({ method: 'POST', path: 'v1/queue/resume', body: { scope: scopeOf(v) } }),
+    text: (answer: { ended: PauseJson | null }, v) => resumedText(answer, scopeOf(v)),
+  },
+  'queue retry': {
+    summary: 'Make the queued mail of a domain, pool or egress IP due now',
+    route: 'POST /v1/queue/retry',
+    options: SCOPE_OPTIONS,
+    request: (v) => ({ method: 'POST', path: 'v1/queue/retry', body: { scope: scopeOf(v) } }),
+    text: (answer: { scope: ScopeJson; retried: number }) => retriedText(answer),
+  },
+  'queue bounce': {
+    summary: 'Cancel the queued mail of a domain, pool or egress IP (mail in delivery finishes)',
+    route: 'POST /v1/queue/bounce',
+    options: { ...SCOPE_OPTIONS, reason: { ...CANCEL_REASON, required: true }, dsn: DSN },
+    request: (v) => ({ method: 'POST', path: 'v1/queue/bounce', body: { scope: scopeOf(v), ...pick(v, 'reason'), dsn: v.dsn === true } }),
+    text: (answer: CancelledJson & { scope: ScopeJson }) => cancelledText(scopeText(answer.scope), answer),
   },
   messages: {
     summary: 'List messages, newest first, a page at a time',
@@ -58,6 +107,15 @@ export const API_COMMANDS: Readonly<Record<string, ApiCommand>> = {
     request: (_v, [id]) => ({ method: 'GET', path: route('v1/messages', id!) }),
     text: (m: MessageJson) => messageText(m),
   },
+  'messages cancel': {
+    summary: 'Cancel the queued recipients of a message (those in delivery finish)',
+    route: 'DELETE /v1/messages/{id}',
+    args: ['ID'],
+    options: { reason: CANCEL_REASON, dsn: { help: 'send the sender a DSN for the cancelled recipients' } },
+    // The route reads them from the query: a DELETE has no body.
+    request: (v, [id]) => ({ method: 'DELETE', path: route('v1/messages', id!), query: { ...pick(v, 'reason'), dsn: v.dsn === true ? 'true' : undefined } }),
+    text: (answer: CancelledJson & { id: string }) => cancelledText(`message ${answer.id}`, answer),
+  },
   ips: {
     summary: 'List the egress IPs: pool, weight, warm-up, restrictions',
     route: 'GET /v1/ips',
@@ -77,8 +135,8 @@ export const API_COMMANDS: Readonly<Record<string, ApiCommand>> = {
     args: ['ADDRESS'],
     options: {
       provider: PROVIDER,
-      for: { value: 'DURATION', help: 'how long: 30m, 2h, 7d (at most 366d); give this or --until' },
-      until: { value: TIME, help: 'when it ends (RFC 3339); give this or --for' },
+      for: FOR('give this or --until'),
+      until: ENDS('give this or --for'),
       reason: REASON,
     },
     request: (v, [address]) => ({ method: 'POST', path: route('v1/ips', address!, 'suspend'), body: pick(v, 'provider', 'for', 'until', 'reason') }),
@@ -111,6 +169,36 @@ export const API_COMMANDS: Readonly<Record<string, ApiCommand>> = {
     request: (_v, [address]) => ({ method: 'DELETE', path: route('v1/ips', address!, 'weight') }),
     text: (ip: IpJson) => ipText(ip),
   },
+  'ips warmup restart': {
+    summary: "Start an egress IP's warm-up plan (or another) again from today",
+    route: 'POST /v1/ips/{address}/warmup',
+    args: ['ADDRESS'],
+    options: {
+      plan: { value: 'PLAN', help: "a warm-up plan (config/warmup-plans.yaml or warmup.plans); without it the IP's configured plan" },
+      reason: REASON,
+    },
+    request: (v, [address]) => ({ method: 'POST', path: route('v1/ips', address!, 'warmup'), body: pick(v, 'plan', 'reason') }),
+    text: (ip: IpJson) => ipText(ip),
+  },
+  'ips warmup clear': {
+    summary: 'Return an egress IP to its configured warm-up plan (or none)',
+    route: 'DELETE /v1/ips/{address}/warmup',
+    args: ['ADDRESS'],
+    request: (_v, [address]) => ({ method: 'DELETE', path: route('v1/ips', address!, 'warmup') }),
+    text: (ip: IpJson) => ipText(ip),
+  },
+  explain: {
+    summary: 'Show the route a message would take now and why: pool, next hops, each egress IP, DKIM',
+    route: 'GET /v1/explain',
+    args: ['SENDER', 'RECIPIENT'],
+    options: {
+      pool: { value: 'POOL', help: 'the pool the message asks for (X-Rookery-Pool), honoured only when --user may use it' },
+      user: { value: 'USER', help: 'the SMTP user that submits it (smtp.users[].username)' },
+      tenant: { value: 'TENANT', help: "the tenant it is sent for; without it the user's tenant, or none" },
+    },
+    request: (v, [sender, recipient]) => ({ method: 'GET', path: 'v1/explain', query: { sender, recipient, ...pick(v, 'pool', 'user', 'tenant') } }),
+    text: (e: ExplanationJson) => explanationText(e),
+  },
   domains: {
     summary: 'List the sender domains and their DKIM keys',
     route: 'GET /v1/domains',
@@ -131,6 +219,13 @@ export const API_COMMANDS: Readonly<Record<string, ApiCommand>> = {
     paged: true,
     request: (v) => ({ method: 'GET', path: 'v1/audit', query: pick(v, 'actor', 'route', 'status', 'outcome', 'since', 'until') }),
     text: (page: AuditPageJson) => auditPageText(page),
+  },
+  reload: {
+    summary: 'Read the configuration file again and apply it, as SIGHUP does (admin tokens)',
+    route: 'POST /v1/reload',
+    request: () => ({ method: 'POST', path: 'v1/reload' }),
+    text: (answer: ReloadJson) => reloadText(answer),
+    problemPerLine: true,
   },
 };
 

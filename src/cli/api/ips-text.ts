@@ -47,6 +47,8 @@ export interface IpJson {
   weight: number;
   weightOverride: { weight: number; by: string; reason: string; setAt: string } | null;
   lastSentAt: string | null;
+  /** A plan an operator (re)started in place of the configured one (rookery ips warmup restart). */
+  warmupOverride: { plan: string; start: string; by: string; reason: string; setAt: string } | null;
   warmup: { plan: string; start: string; phase: string; day: number | null; restartsOnNextSend: boolean } | null;
   providers: Provider[];
   restrictions: Restriction[];
@@ -83,6 +85,7 @@ export function ipText(ip: IpJson): string {
       ['Pool', ip.pool],
       ['Weight', override ? `${override.weight}, set by ${override.by} at ${utc(override.setAt)}: ${override.reason} (configured ${ip.weight})` : String(ip.weight)],
       ['Warm-up', ip.warmup ? `${warmup(ip)} (counted from ${utc(ip.warmup.start)}${ip.warmup.restartsOnNextSend ? '; restarts with the next message' : ''})` : 'none (warm)'],
+      ['Restarted by', ip.warmupOverride && `${ip.warmupOverride.by} at ${utc(ip.warmupOverride.setAt)}, plan ${ip.warmupOverride.plan}: ${ip.warmupOverride.reason}`],
       ['Last sent', utc(ip.lastSentAt)],
     ]),
     table(

@@ -25,7 +25,14 @@ export function readProblem(body: unknown): ProblemDocument | null {
  * lists them all; one added by a route may not).
  */
 export function describeProblem(problem: ProblemDocument): string {
-  const extra = (problem.errors ?? []).map((e) => `${e.path}: ${e.message}`).filter((entry) => !problem.detail.includes(entry));
-  const detail = [problem.detail, ...extra].filter(Boolean).join('; ');
-  return clean(`${problem.status} ${problem.code}${detail ? `: ${detail}` : ''}`);
+  const extra = errorLines(problem).filter((entry) => !problem.detail.includes(entry));
+  return headLine(problem, [problem.detail, ...extra].filter(Boolean).join('; '));
 }
+
+/** The problem's status, code and detail, then each `errors[]` entry on a line of its own (a configuration's many problems). */
+export function problemLines(problem: ProblemDocument): string[] {
+  return [headLine(problem, problem.detail), ...errorLines(problem).map(clean)];
+}
+
+const headLine = (problem: ProblemDocument, detail: string) => clean(`${problem.status} ${problem.code}${detail ? `: ${detail}` : ''}`);
+const errorLines = (problem: ProblemDocument) => (problem.errors ?? []).map((e) => `${e.path}: ${e.message}`);

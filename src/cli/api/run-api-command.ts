@@ -3,13 +3,15 @@ import { ApiFailure, ApiRefusal, callApi, type ApiAnswer, type ApiRequest } from
 import { allOptions, UsageError, wholeNumber, type ApiCommand, type OptionValues } from './api-command.ts';
 import { ConnectionSetupError, resolveConnection, type ApiConnection } from './api-connection.ts';
 import { EXIT } from './exit-codes.ts';
+import { problemLines } from './problem-line.ts';
 import { clean } from './text-table.ts';
 
 /**
  * Runs one API command: checks its arguments (exit 2), finds the API and the token (exit 1),
  * sends the request (a paged listing's --all follows nextCursor to the last page) and prints the
  * answer for a person, or as the API's JSON with --json. A refusal (4xx) exits 3 and no usable
- * answer exits 4, each with one line on stderr; with --json the problem document is printed too.
+ * answer exits 4, each with one line on stderr (a refusal of a command with problemPerLine: and
+ * a line for each of its errors); with --json the problem document is printed too.
  */
 export async function runApiCommand(name: string, command: ApiCommand, values: OptionValues, context: CommandContext, positionals: readonly string[]): Promise<CommandResult> {
   const say = (line: string) => process.stderr.write(`rookery ${name}: ${clean(line)}\n`);
@@ -49,14 +51,20 @@ export async function runApiCommand(name: string, command: ApiCommand, values: O
     if (values.json) {
       process.stdout.write(answer.text.endsWith('\n') ? answer.text : `${answer.text}\n`);
     } else {
-      process.stdout.write(command.text(answer.body));
+      process.stdout.write(command.text(answer.body, values, positionals));
       if (more) process.stderr.write(`(more: add --cursor ${more}, or --all for every page)\n`);
     }
     return command.exitCode?.(answer.body) ?? EXIT.ok;
   } catch (err) {
     if (!(err instanceof ApiRefusal) && !(err instanceof ApiFailure)) throw err;
     if (values.json && err.text !== null) process.stdout.write(`${err.text.trimEnd()}\n`);
-    say(err.message);
+    if (command.problemPerLine && err instanceof ApiRefusal && err.problem) {
+      const [head, ...entries] = problemLines(err.problem);
+      say(head!);
+      for (const entry of entries) process.stderr.write(`  ${entry}\n`);
+    } else {
+      say(err.message);
+    }
     return err instanceof ApiRefusal ? EXIT.refused : EXIT.unavailable;
   }
 }
