@@ -200,6 +200,10 @@ for (const backend of backends) {
       await arrivedAll(['ip0@open.test', 'ip1@open.test', 'ip2@open.test', 'ip3@open.test']);
       expect(new Set([0, 1, 2, 3].map((i) => arrived().get(`ip${i}@open.test`)))).toEqual(new Set(['127.0.0.2']));
       expect(ids).toHaveLength(4);
+      // What selection does, explain says: the paused IP's first check is the pause.
+      const explained = await api.ok('GET', '/v1/explain?sender=app@sender.test&recipient=x@open.test', undefined, viewer);
+      const paused = explained.egress.ips.find((ip: { address: string }) => ip.address === '127.0.0.3');
+      expect(paused).toMatchObject({ eligible: false, checks: expect.arrayContaining([expect.objectContaining({ check: 'paused', ok: false, retryAt: null })]) });
 
       // None left: the mail waits (not an attempt) until the pause of .2 runs out on its own.
       await api.ok('POST', '/v1/queue/pause', { scope: { egressIp: '127.0.0.2' }, for: '5s', reason: 'short maintenance' });

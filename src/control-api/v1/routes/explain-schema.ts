@@ -56,7 +56,7 @@ const CHECK = {
   properties: {
     check: {
       type: 'string',
-      enum: ['weight', 'suspended', 'throttled', 'recovering', 'rate', 'unreachable', 'warmup'],
+      enum: ['weight', 'paused', 'suspended', 'throttled', 'recovering', 'rate', 'unreachable', 'warmup'],
       description: '`unreachable`: the path to the site is down (a dead destination); `rate`: the shaping message rate.',
     },
     ok: { type: 'boolean', description: 'Whether it lets a message through now.' },
