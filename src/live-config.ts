@@ -26,10 +26,15 @@ export interface LiveConfigDeps {
  * changes nothing and returns every problem. Settings that need a restart keep their running
  * value (config/reload-scope.ts) and are reported. Reloads run one after the other, and each
  * logs one line saying what changed.
+ *
+ * Reloads are taken only while every component the commit swaps into exists and runs: from
+ * open() (start-up complete) until close() (stop began). Before and after, a reload is refused
+ * as unavailable, and one that was being prepared when close() came is not committed.
  */
 export class LiveConfig {
   #current: ResolvedConfig;
   #last: Promise<unknown> = Promise.resolve();
+  #phase: 'starting' | 'running' | 'stopping' = 'starting';
   readonly #log: Logger;
 
   constructor(private readonly deps: LiveConfigDeps) {
@@ -42,14 +47,28 @@ export class LiveConfig {
     return this.#current;
   }
 
+  /** Start-up is complete: every component a reload swaps into is built and started. */
+  open(): void {
+    if (this.#phase === 'starting') this.#phase = 'running';
+  }
+
+  /** Stop began: no reload is taken or committed from now on. */
+  close(): void {
+    this.#phase = 'stopping';
+  }
+
   /** Reloads after any reload under way; `trigger` (signal, api) is logged. */
   reload(trigger: string): Promise<ReloadOutcome> {
+    const refused = this.#unavailable(trigger);
+    if (refused) return Promise.resolve(refused);
     const run = this.#last.then(() => this.#reload(trigger));
     this.#last = run.catch(() => undefined);
     return run;
   }
 
   async #reload(trigger: string): Promise<ReloadOutcome> {
+    const queued = this.#unavailable(trigger);
+    if (queued) return queued;
     const running = this.#current;
     let next: ResolvedConfig;
     try {
@@ -68,6 +87,9 @@ export class LiveConfig {
     } catch (err) {
       return this.#refused(trigger, next.source, [`(root): the new configuration could not be applied: ${(err as Error).message}`]);
     }
+    // Stop may have begun while the new configuration was being prepared.
+    const late = this.#unavailable(trigger);
+    if (late) return late;
     commit();
     this.#current = applied;
     const { changed, restartRequired } = plan;
@@ -75,6 +97,15 @@ export class LiveConfig {
     if (restartRequired.length) this.#log.warn(fields, `configuration reloaded; waiting for a restart: ${restartRequired.join(', ')}`);
     else this.#log.info(fields, changed.length ? `configuration reloaded: ${changed.join(', ')}` : 'configuration reloaded: no change');
     return { ok: true, source: next.source, changed, restartRequired };
+  }
+
+  /** The refusal while the daemon is starting or stopping; null while it runs. */
+  #unavailable(trigger: string): ReloadOutcome | null {
+    if (this.#phase === 'running') return null;
+    const unavailable = this.#phase === 'starting' ? 'the daemon is still starting' : 'the daemon is stopping';
+    const { source } = this.#current;
+    this.#log.warn({ event: 'daemon.reload.unavailable', trigger, source, reason: unavailable }, `configuration not reloaded: ${unavailable}`);
+    return { ok: false, source, unavailable };
   }
 
   #refused(trigger: string, source: string, problems: string[]): ReloadOutcome {

@@ -239,9 +239,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     let shuttingDown = false;
     let stopping: Promise<void> | null = null;
-    // A reload while stopping would swap parts into components that are closing.
-    const reload = (trigger: string): Promise<ReloadOutcome> =>
-      stopping ? Promise.resolve({ ok: false, source: live.current.source, problems: ['(root): the daemon is stopping'] }) : live.reload(trigger);
     const api = createControlApi({
       config,
       store,
@@ -253,7 +250,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         domains: { list: () => parts.senderDomains.list(), find: (name) => parts.senderDomains.find(name) },
         check: (domain) => checkDomain({ domain, config: live.current.config, resolver: dns, clock }),
       },
-      reload: () => reload('api'),
+      reload: () => live.reload('api'),
       // Made for each question from the configuration in effect, so a reload shows at once.
       explainer: {
         explain: (request) => {
@@ -313,6 +310,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // Readiness turns false before anything closes, so load balancers drain first.
     stack.push({ name: 'readiness', stop: async () => void (shuttingDown = true) });
 
+    // Reloads are taken from here until stop begins: before, the components a reload swaps
+    // into are not all built; after, they are closing.
+    live.open();
     log.info(
       { event: 'daemon.started', smtp: smtp.addresses(), api: apiAddress, storage: config.storage.driver, ips: config.ips.length },
       'rookery started',
@@ -320,10 +320,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     return {
       submit: (submission) => queue.submit(submission),
-      reload,
+      reload: (trigger) => live.reload(trigger),
       smtpAddresses: () => smtp.addresses(),
       apiAddress: () => apiAddress,
       stop(reason = 'stop requested') {
+        live.close();
         stopping ??= (async () => {
           log.info({ event: 'daemon.stopping', reason, inFlight: scheduler.activeJobs }, 'rookery stopping');
           await stopAll();

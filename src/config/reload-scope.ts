@@ -109,7 +109,12 @@ export function planReload(running: Config, next: Config): ReloadPlan {
   return { config: config as Config, changed, restartRequired };
 }
 
-/** What a reload did: applied (what changed, what waits for a restart), or refused with every problem. */
+/**
+ * What a reload did: applied (what changed, what waits for a restart), refused with every
+ * problem of the file, or not tried because the daemon is starting or stopping (`unavailable`
+ * says which).
+ */
 export type ReloadOutcome =
   | { ok: true; source: string; changed: string[]; restartRequired: string[] }
-  | { ok: false; source: string; problems: string[] };
+  | { ok: false; source: string; problems: string[] }
+  | { ok: false; source: string; unavailable: string };

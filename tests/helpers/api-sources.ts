@@ -58,6 +58,7 @@ export function apiSources(options: { store: Store; config?: ConfigInput; clock?
   const deliverer = createDeliverer({ logger, metrics, timeouts: config.delivery.timeouts, queues, bounceRules: () => resolved.bounceRules });
   const sites = new DeadSites({ store, paths: queues.health, prober: deliverer, router: parts.router, clock, logger, metrics, maxAgeMs: () => config.delivery.maxAge, onResumed: () => {} });
   const live = new LiveConfig({ initial: resolved, reread: read, logger, prepare: async () => () => {} });
+  live.open();
   const operations = new QueueOperations({
     store,
     clock,

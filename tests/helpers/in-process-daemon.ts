@@ -20,8 +20,19 @@ export async function startTestDaemon(options: {
   logger?: Logger;
   /** A queue of the test's own (else SQLite under `dir`). */
   store?: DaemonOptions['store'];
+  /** What a reload reads (laid over the same defaults as `config`); else `config` again. */
+  reread?: () => ConfigInput;
 }): Promise<Daemon> {
   const { dir, sink, resolver, config = {}, clock, store } = options;
-  const input = testDaemonConfig({ dir: dir.path, extra: { ...config, delivery: { mxPort: sink.port, ...config.delivery } } });
-  return startDaemon({ resolved: resolveConfig(input, { source: 'test', env: {} }), logger: options.logger ?? createLogger('silent'), resolver, clock, store });
+  const resolve = (extra: ConfigInput) =>
+    resolveConfig(testDaemonConfig({ dir: dir.path, extra: { ...extra, delivery: { mxPort: sink.port, ...extra.delivery } } }), { source: 'test', env: {} });
+  const { reread } = options;
+  return startDaemon({
+    resolved: resolve(config),
+    reread: reread && (() => resolve(reread())),
+    logger: options.logger ?? createLogger('silent'),
+    resolver,
+    clock,
+    store,
+  });
 }

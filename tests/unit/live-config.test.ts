@@ -9,7 +9,7 @@ import { resolveConfig } from '../../src/resolved-config.ts';
  * LiveConfig over real resolutions: `file` stands for the configuration file, read again at
  * each reload; `prepare` is the daemon's part, here recording what it was asked to apply.
  */
-function live(initial: ConfigInput, prepare?: PrepareReload) {
+function live(initial: ConfigInput, prepare?: PrepareReload, options: { started?: boolean } = {}) {
   let file: ConfigInput = initial;
   const lines: Array<Record<string, unknown>> = [];
   const logger = createLogger('info', new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
@@ -21,6 +21,7 @@ function live(initial: ConfigInput, prepare?: PrepareReload) {
     logger,
     prepare: prepare ?? (async (_next, plan) => () => void applied.push(plan.changed)),
   });
+  if (options.started ?? true) config.open();
   return { config, lines, applied, write: (next: ConfigInput) => void (file = next) };
 }
 
@@ -75,5 +76,45 @@ describe('LiveConfig', () => {
     expect(events).toEqual(['prepare 1', 'commit 1: ips', 'prepare 2', 'commit 2: -']);
     expect(first).toMatchObject({ ok: true, changed: ['ips'] });
     expect(second).toMatchObject({ ok: true, changed: [] });
+  });
+
+  it('refuses reloads as unavailable until start-up completed, and from the moment stop began', async () => {
+    const { config, lines, applied, write } = live(BASE, undefined, { started: false });
+    write({ ...BASE, ips: [{ address: '203.0.113.7', weight: 5 }] });
+    expect(await config.reload('api')).toEqual({ ok: false, source: 'rookery.yaml', unavailable: 'the daemon is still starting' });
+    config.open();
+    expect(await config.reload('api')).toMatchObject({ ok: true, changed: ['ips'] });
+    config.close();
+    expect(await config.reload('signal')).toEqual({ ok: false, source: 'rookery.yaml', unavailable: 'the daemon is stopping' });
+    expect(applied).toEqual([['ips']]);
+    expect(lines.map((l) => [l.event, l.reason])).toEqual([
+      ['daemon.reload.unavailable', 'the daemon is still starting'],
+      ['daemon.reloaded', undefined],
+      ['daemon.reload.unavailable', 'the daemon is stopping'],
+    ]);
+  });
+
+  it('does not commit a reload that was being prepared, or waiting for another, when stop began', async () => {
+    let prepared!: () => void;
+    const preparing = new Promise<void>((resolve) => (prepared = resolve));
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => (finish = resolve));
+    const commits: string[][] = [];
+    const { config, write } = live(BASE, async (_next, plan) => {
+      prepared();
+      await finished;
+      return () => void commits.push(plan.changed);
+    });
+    const before = config.current;
+    write({ ...BASE, ips: [{ address: '203.0.113.7', weight: 5 }] });
+    const first = config.reload('api');
+    const queued = config.reload('signal');
+    await preparing;
+    config.close();
+    finish();
+    expect(await first).toMatchObject({ ok: false, unavailable: 'the daemon is stopping' });
+    expect(await queued).toMatchObject({ ok: false, unavailable: 'the daemon is stopping' });
+    expect(commits).toEqual([]);
+    expect(config.current).toBe(before);
   });
 });

@@ -19,7 +19,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   415: 'A body of a type the route does not take.',
   422: 'The request cannot be done as asked: see `code` (CONFIG_INVALID, IDEMPOTENCY_KEY_REUSED, TENANT_LIMIT_TOO_SMALL) and `errors`.',
   429: "Too many failed authentications from this address, or a tenant's rate or daily quota used up (Retry-After says when to come back).",
-  503: 'Nothing was stored (storage failed, or the node is stopping): send again, with the same Idempotency-Key.',
+  503: 'The node cannot take the request now (storage failed, or it is starting or stopping); nothing was changed or stored: try again (a send with the same Idempotency-Key).',
 };
 
 /** The problem responses a /v1 route can give, each as application/problem+json. */

@@ -30,17 +30,23 @@ const RELOADED = {
 /**
  * POST /v1/reload: the configuration file read again, as SIGHUP does. Answers what changed and
  * what waits for a restart, or a 422 listing every problem of the file (each with its config
- * path), in which case nothing changed. The audit trail records the summary as the change.
+ * path), in which case nothing changed, or a 503 while the daemon is starting or stopping. The
+ * audit trail records the summary as the change.
  */
 export function registerReloadRoute(app: FastifyInstance, deps: ReloadRouteDeps): void {
   app.post('/v1/reload', {
     schema: {
       ...v1Route({ summary: 'Reload the configuration', roles: rolesFor('POST', '/v1/reload') ?? [], tags: ['config'] }),
       querystring: NO_QUERY,
-      response: { 200: jsonResponse('The configuration was applied.', RELOADED), ...problemResponses(...AUTH_PROBLEMS, 422) },
+      response: { 200: jsonResponse('The configuration was applied.', RELOADED), ...problemResponses(...AUTH_PROBLEMS, 422, 503) },
     },
     handler: async (request, reply) => {
       const outcome = await deps.reload();
+      if (!outcome.ok && 'unavailable' in outcome) {
+        auditRequest(request, { target: outcome.source });
+        const detail = `${outcome.unavailable}; nothing was reloaded, try again once it runs`;
+        return sendProblem(reply, problem('UNAVAILABLE', detail, { instance: pathOf(request) }));
+      }
       if (!outcome.ok) {
         auditRequest(request, { target: outcome.source });
         const count = outcome.problems.length === 1 ? 'a problem' : `${outcome.problems.length} problems`;
