@@ -1,6 +1,7 @@
 import { ConfigError } from './config/config-error.ts';
 import { deepFreeze } from './config/deep-freeze.ts';
 import { planReload, type ReloadOutcome, type ReloadPlan } from './config/reload-scope.ts';
+import { reloadWarnings } from './config/reload-warnings.ts';
 import type { Logger } from './observability/logger.ts';
 import type { ResolvedConfig } from './resolved-config.ts';
 
@@ -93,10 +94,16 @@ export class LiveConfig {
     commit();
     this.#current = applied;
     const { changed, restartRequired } = plan;
-    const fields = { event: 'daemon.reloaded', trigger, source: next.source, changed, restartRequired };
-    if (restartRequired.length) this.#log.warn(fields, `configuration reloaded; waiting for a restart: ${restartRequired.join(', ')}`);
-    else this.#log.info(fields, changed.length ? `configuration reloaded: ${changed.join(', ')}` : 'configuration reloaded: no change');
-    return { ok: true, source: next.source, changed, restartRequired };
+    const warnings = reloadWarnings(running.config, applied.config);
+    const fields = { event: 'daemon.reloaded', trigger, source: next.source, changed, restartRequired, warnings };
+    const message = [
+      `configuration reloaded: ${changed.length ? changed.join(', ') : 'no change'}`,
+      ...(restartRequired.length ? [`waiting for a restart: ${restartRequired.join(', ')}`] : []),
+      ...warnings,
+    ].join('; ');
+    if (restartRequired.length || warnings.length) this.#log.warn(fields, message);
+    else this.#log.info(fields, message);
+    return { ok: true, source: next.source, changed, restartRequired, warnings };
   }
 
   /** The refusal while the daemon is starting or stopping; null while it runs. */

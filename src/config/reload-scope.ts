@@ -110,11 +110,11 @@ export function planReload(running: Config, next: Config): ReloadPlan {
 }
 
 /**
- * What a reload did: applied (what changed, what waits for a restart), refused with every
- * problem of the file, or not tried because the daemon is starting or stopping (`unavailable`
- * says which).
+ * What a reload did: applied (what changed, what waits for a restart, what the operator should
+ * know of its effect: config/reload-warnings.ts), refused with every problem of the file, or not
+ * tried because the daemon is starting or stopping (`unavailable` says which).
  */
 export type ReloadOutcome =
-  | { ok: true; source: string; changed: string[]; restartRequired: string[] }
+  | { ok: true; source: string; changed: string[]; restartRequired: string[]; warnings: string[] }
   | { ok: false; source: string; problems: string[] }
   | { ok: false; source: string; unavailable: string };

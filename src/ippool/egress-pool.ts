@@ -11,7 +11,7 @@ import { weightOf } from './member-settings.ts';
 import { explainPool, type PoolExplanation } from './pool-explanation.ts';
 import { PoolReporting } from './pool-reporting.ts';
 import { snapshotIps, type IpSnapshot } from './pool-snapshot.ts';
-import { activateSetup, type ActiveSetup, type PoolSetup } from './pool-setup.ts';
+import { activateSetup, sendingPool, type ActiveSetup, type PoolSetup } from './pool-setup.ts';
 import { PoolStateCache } from './pool-state-cache.ts';
 import { ALL_PROVIDERS, scopeProvider, type Scope } from './restriction-scope.ts';
 import type { Recovery, Restriction } from './restrictions.ts';
@@ -92,11 +92,11 @@ export interface EgressPoolDeps extends PoolSetup {
 
 /**
  * Chooses the egress IP for each delivery and reacts to what the remote servers answer.
- * Eligible: in the message's pool, weight above 0, not paused by an operator, not suspended (for
- * the provider, for the site when the provider is the fallback one, or at all:
- * restriction-scope.ts), within throttles, the path's message rate and warm-up caps; among those
- * a smooth weighted round-robin, with a retry staying on the IP used before while it is eligible
- * (greylisting).
+ * Eligible: in the message's pool (the default pool when the message's pool has no IP:
+ * pool-setup.ts), weight above 0, not paused by an operator, not suspended (for the provider,
+ * for the site when the provider is the fallback one, or at all: restriction-scope.ts), within
+ * throttles, the path's message rate and warm-up caps; among those a smooth weighted
+ * round-robin, with a retry staying on the IP used before while it is eligible (greylisting).
  * Usage, caps and restrictions live in the pool backend (Redis or the local store) so they
  * survive a restart and are shared by every node.
  *
@@ -132,6 +132,7 @@ export class EgressPool {
   /** Takes a reloaded configuration's members, policy and reaction rules, from the next selection on. */
   reconfigure(setup: PoolSetup): void {
     this.setup = this.activate(setup);
+    this.reporting.reconfigured();
   }
 
   async start(): Promise<void> {
@@ -162,14 +163,15 @@ export class EgressPool {
   }
 
   /**
-   * Why each IP of `pool` may or may not take a delivery to `site` now (GET /v1/explain): every
-   * gate selection asks, read without spending a token or a warm-up count, restarting a plan or
-   * reporting a metric; selection itself is not touched (its rotation included).
+   * Why each IP of `pool` (of `default` when `pool` has none, as select() does) may or may not
+   * take a delivery to `site` now (GET /v1/explain): every gate selection asks, read without
+   * spending a token or a warm-up count, restarting a plan or reporting a metric; selection
+   * itself is not touched (its rotation included).
    */
   async explain(request: { pool: string; site: string }): Promise<PoolExplanation> {
     const { backend, paths, reputation, clock } = this.deps;
     const { members, policy, warmup } = this.setup;
-    return explainPool(request, { members, state: this.state, limiter: backend.limiter, paths, warmup, reputation, policy, pauses: this.deps.pauses, now: clock.now() });
+    return explainPool({ ...request, pool: sendingPool(this.setup, request.pool) }, { members, state: this.state, limiter: backend.limiter, paths, warmup, reputation, policy, pauses: this.deps.pauses, now: clock.now() });
   }
 
   /**
@@ -185,7 +187,9 @@ export class EgressPool {
     const { site } = request;
     const provider = setup.policy.providerOfSite(site);
     if (setup.byAddress.size === 0) return { ok: true, egress: this.deps.defaultEgress, path: { ip: this.deps.defaultEgress.address, site, provider }, granted: request.count };
-    const members = setup.byPool.get(request.pool) ?? [];
+    const pool = sendingPool(setup, request.pool);
+    if (pool !== request.pool) this.reporting.poolFallback(request.pool, pool);
+    const members = setup.byPool.get(pool) ?? [];
     const weights = new Map<string, number>();
     for (const member of members) weights.set(member.address, this.effectiveWeight(setup.policy, member, provider, now));
 
@@ -212,11 +216,11 @@ export class EgressPool {
       if (await eligible(previous)) chosen = previous;
       else weights.delete(previous);
     }
-    chosen ??= await this.rotation(request.pool, provider).pick(weights, eligible);
+    chosen ??= await this.rotation(pool, provider).pick(weights, eligible);
     this.reporting.selection((performance.now() - started) / 1000);
 
     if (!chosen) {
-      this.reporting.selectionWait(request.pool, reason);
+      this.reporting.selectionWait(pool, reason);
       return { ok: false, provider, reason, retryAt: Number.isFinite(retryAt) ? retryAt : now + 60_000, asked };
     }
     const member = setup.byAddress.get(chosen)!;

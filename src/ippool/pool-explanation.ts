@@ -36,7 +36,10 @@ export interface PoolExplanation {
   shaping: Shaping;
   /** No egress IPs are configured at all: the operating system's default source address sends, unchecked. */
   defaultEgress: boolean;
-  /** The pool's members in configuration order; empty when the pool has none (its mail waits). */
+  /**
+   * The pool's members in configuration order; empty when the pool has none and its mail waits
+   * (`default`, which takes the mail of a pool without members, has none either).
+   */
   ips: IpExplanation[];
 }
 

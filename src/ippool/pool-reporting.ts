@@ -13,6 +13,8 @@ import type { Restriction } from './restrictions.ts';
 export class PoolReporting {
   /** Why an (IP, provider)'s weight is lowered now, to log changes only. */
   private readonly weightReasons = new Map<string, Map<ProviderName, string>>();
+  /** Pools without members whose mail was sent through another pool since the last reconfigure, to warn once each. */
+  private readonly fallbacks = new Set<string>();
 
   constructor(
     private readonly metrics: Metrics,
@@ -25,6 +27,19 @@ export class PoolReporting {
 
   selectionWait(pool: string, reason: WaitReason): void {
     this.metrics.selectionWaits.inc({ pool, reason });
+  }
+
+  /** Mail of `pool`, which has no egress IP, is sent through `instead`: counted, and a warning the first time. */
+  poolFallback(pool: string, instead: string): void {
+    this.metrics.poolFallbacks.inc({ pool });
+    if (this.fallbacks.has(pool)) return;
+    this.fallbacks.add(pool);
+    this.log.warn({ event: 'ippool.pool.fallback', pool, instead }, `pool ${pool} has no egress IP: its mail goes through pool ${instead}`);
+  }
+
+  /** A new setup: a pool still (or again) without members is warned about once more. */
+  reconfigured(): void {
+    this.fallbacks.clear();
   }
 
   /**

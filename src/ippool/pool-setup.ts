@@ -4,6 +4,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { ProviderName, Reaction, UsageCounters } from './contracts.ts';
 import type { PoolMember, PoolPolicy } from './egress-pool.ts';
 import { IpOperations } from './ip-operations.ts';
+import { DEFAULT_POOL } from './pool-assignment.ts';
 import type { PoolReporting } from './pool-reporting.ts';
 import type { PoolStateCache } from './pool-state-cache.ts';
 import { WarmupReservation } from './warmup-reservation.ts';
@@ -51,4 +52,13 @@ export function activateSetup({ members, policy, reactions }: PoolSetup, deps: S
     warmup: new WarmupReservation({ counters, policy, state, reporting, log }),
     operations: new IpOperations({ members, state, policy, clock }),
   };
+}
+
+/**
+ * The pool whose members send mail assigned to `pool`: that pool, or `default` when it has no
+ * member. Mail keeps the pool it was given at acceptance, and a reload may remove that pool's
+ * last IP: waiting for one would hold the mail until delivery.maxAge bounces it.
+ */
+export function sendingPool(setup: Pick<ActiveSetup, 'byPool'>, pool: string): string {
+  return setup.byPool.has(pool) ? pool : DEFAULT_POOL;
 }

@@ -189,6 +189,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly poolFallbacks = new Counter({
+    name: 'rookery_pool_fallbacks_total',
+    help: 'Egress IP choices for mail of a pool that has no egress IP (a reload removed its last), made in the default pool instead, by the pool of the mail',
+    labelNames: ['pool'] as const,
+    registers: [this.registry],
+  });
+
   readonly selectionSeconds = new Histogram({
     name: 'rookery_selection_seconds',
     help: 'Time to choose an egress IP for a delivery (eligibility checks included)',

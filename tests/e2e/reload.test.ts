@@ -52,8 +52,12 @@ describe('reloading the configuration', () => {
     const config = (next: ConfigInput) => testDaemonConfig({ dir: dir.path, sink, extra: next });
     daemon = await startDaemonProcess(dir.path, config(extra));
     const running = daemon;
-    const api = (method: string, path: string, token = ADMIN.token) =>
-      fetch(`http://${running.api.host}:${running.api.port}${path}`, { method, headers: { authorization: `Bearer ${token}` } });
+    const api = (method: string, path: string, token = ADMIN.token, body?: object) =>
+      fetch(`http://${running.api.host}:${running.api.port}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body && JSON.stringify(body),
+      });
     return {
       daemon: running,
       api,
@@ -98,12 +102,12 @@ describe('reloading the configuration', () => {
     expect((await api('GET', '/v1/whoami', viewer)).status).toBe(200);
 
     rewrite({ api: apiWith(adminEntry, { name: 'new-viewer', role: 'viewer', hash: hashApiToken(next) }) });
-    expect(await reload()).toEqual({ status: 200, body: { source: expect.stringMatching(/rookery\.yaml$/), changed: ['api.tokens'], restartRequired: [] } });
+    expect(await reload()).toEqual({ status: 200, body: { source: expect.stringMatching(/rookery\.yaml$/), changed: ['api.tokens'], restartRequired: [], warnings: [] } });
     expect(await (await api('GET', '/v1/whoami', next)).json()).toMatchObject({ name: 'new-viewer', role: 'viewer' });
     expect((await api('GET', '/v1/whoami', viewer)).status).toBe(401);
 
     const audit = (await (await api('GET', '/v1/audit?route=/v1/reload')).json()) as { items: Array<Record<string, unknown>> };
-    expect(audit.items).toMatchObject([{ actor: 'ops', method: 'POST', status: 200, outcome: 'OK', change: { after: { changed: ['api.tokens'], restartRequired: [] } } }]);
+    expect(audit.items).toMatchObject([{ actor: 'ops', method: 'POST', status: 200, outcome: 'OK', change: { after: { changed: ['api.tokens'], restartRequired: [], warnings: [] } } }]);
   });
 
   it("an IP's new weight, a new IP and a new pool show in GET /v1/ips after the reload", async () => {
@@ -213,5 +217,36 @@ describe('reloading the configuration', () => {
     const [after] = await second.waitForMessages(1, 15_000);
     expect(after).toMatchObject({ messageId: '<after@app.test>', helo: 'after.rookery.test' });
     expect(first.messages).toHaveLength(1);
+  });
+
+  it('mail queued in a pool whose last IP a reload removed goes out through the default pool, and the reload says so', async () => {
+    let attempts = 0;
+    const sink = await startSmtpSink({ script: { onRcptTo: () => (attempts++ === 0 ? { code: 451, message: '4.2.1 mailbox busy, try again later' } : undefined) } });
+    sinks.push(sink);
+    const settings = (extra: ConfigInput): ConfigInput => ({
+      api: apiWith(adminEntry),
+      // A deferred recipient waits for the operator's retry below, not for the clock.
+      delivery: { retry: { initial: '1h', jitter: 0 } },
+      ...extra,
+    });
+    const { daemon: d, api, rewrite, reload } = await start(
+      settings({ ips: [{ address: '127.0.0.2' }, { address: '127.0.0.3', pool: 'bulk' }], pools: { bulk: { senders: ['bulk.test'] } } }),
+      sink,
+    );
+    const client = submissionClient(d.smtp[0]!);
+    await client.send('news@bulk.test', ['user@dest.test'], testMessage({ from: 'news@bulk.test', to: 'user@dest.test', messageId: '<stranded@app.test>' }));
+    client.close();
+    expect(await logged(d, 'delivery.deferred', 1)).toMatchObject({ ip: '127.0.0.3' });
+
+    rewrite(settings({ ips: [{ address: '127.0.0.2' }] }));
+    const warnings = ['ips: pool bulk lost its last IP; its mail, queued or new, goes through pool default'];
+    expect((await reload()).body).toMatchObject({ changed: ['ips', 'pools'], restartRequired: [], warnings });
+    expect(await logged(d, 'daemon.reloaded', 1)).toMatchObject({ level: 40, warnings, msg: expect.stringContaining('pool bulk lost its last IP') });
+
+    expect((await api('POST', '/v1/queue/retry', ADMIN.token, { scope: { domain: 'dest.test' } })).status).toBe(200);
+    const [delivered] = await sink.waitForMessages(1, 15_000);
+    expect(delivered).toMatchObject({ messageId: '<stranded@app.test>', remoteAddress: '127.0.0.2' });
+    expect(await logged(d, 'delivery.delivered', 1)).toMatchObject({ ip: '127.0.0.2' });
+    expect(d.logs.filter((l) => l.event === 'ippool.pool.fallback')).toMatchObject([{ level: 40, pool: 'bulk', instead: 'default' }]);
   });
 });

@@ -73,7 +73,7 @@ describe('reloading a daemon in this process', () => {
     expect(early.body).toMatchObject({ code: 'UNAVAILABLE', status: 503, detail: expect.stringContaining('the daemon is still starting'), instance: '/v1/reload' });
 
     const daemon: Daemon = await starting;
-    expect(await reloadAt(port)).toMatchObject({ status: 200, body: { changed: [], restartRequired: [] } });
+    expect(await reloadAt(port)).toMatchObject({ status: 200, body: { changed: [], restartRequired: [], warnings: [] } });
 
     // A delivery in flight holds the stop (up to delivery.shutdownTimeout) with the API still up.
     await daemon.submit({ sender: 'app@sender.test', recipients: ['user@dest.test'], body: testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: '<held@t>' }), submitter: null, source: 'http', clientAddress: null });

@@ -122,6 +122,27 @@ describe('egress pool (local backend)', () => {
     p.stop();
   });
 
+  it('sends the mail of a pool a reload left without IPs through the default pool: counted, and a warning once per pool and setup', async () => {
+    const policy = createPoolPolicy(loadPoolData(), { window: 3_600_000, minSamples: 20, floor: 0.7 });
+    const p = await pool([member('127.0.0.2'), member('127.0.0.3', { pool: 'bulk' })]);
+    const bulk = async () => {
+      const selection = await p.select({ pool: 'bulk', site: OTHER, count: 1, previous: '127.0.0.3' });
+      return selection.ok ? selection.egress.address : selection.reason;
+    };
+    expect(await bulk()).toBe('127.0.0.3');
+    p.reconfigure({ members: [member('127.0.0.2')], policy, reactions: new ReactionEngine([]) });
+    // The IP used before is gone with its pool: the retry goes through the default pool too.
+    expect([await bulk(), await bulk()]).toEqual(['127.0.0.2', '127.0.0.2']);
+    expect(await metrics.registry.getSingleMetricAsString('rookery_pool_fallbacks_total')).toContain('rookery_pool_fallbacks_total{pool="bulk"} 2');
+    const warnings = () => logs.filter((l) => l.event === 'ippool.pool.fallback');
+    expect(warnings()).toMatchObject([{ level: 40, pool: 'bulk', instead: 'default', msg: 'pool bulk has no egress IP: its mail goes through pool default' }]);
+    // Another reload that leaves it without IPs warns again.
+    p.reconfigure({ members: [member('127.0.0.2'), member('127.0.0.4')], policy, reactions: new ReactionEngine([]) });
+    expect(await bulk()).toMatch(/^127\.0\.0\.[24]$/);
+    expect(warnings()).toHaveLength(2);
+    p.stop();
+  });
+
   it('keeps a retry on the IP used before while it is eligible', async () => {
     const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
     expect(Object.fromEntries(await spread(p, OTHER, 10, '127.0.0.3'))).toEqual({ '127.0.0.3': 10 });
@@ -626,12 +647,12 @@ describe('egress pool (local backend)', () => {
       p.stop();
     });
 
-    it("reports the system's default address when no IPs are configured, and no IPs for a pool without any", async () => {
+    it("reports the system's default address when no IPs are configured, and the default pool's IPs for a pool without any", async () => {
       const none = await pool([]);
       expect(await none.explain({ pool: 'default', site: OTHER })).toMatchObject({ provider: 'other', defaultEgress: true, ips: [] });
       none.stop();
       const some = await pool([member('127.0.0.2')]);
-      expect(await some.explain({ pool: 'marketing', site: GMAIL })).toMatchObject({ pool: 'marketing', provider: 'gmail', defaultEgress: false, ips: [] });
+      expect(await some.explain({ pool: 'marketing', site: GMAIL })).toMatchObject({ pool: 'default', provider: 'gmail', defaultEgress: false, ips: [{ address: '127.0.0.2' }] });
       some.stop();
     });
   });

@@ -32,7 +32,7 @@ describe('LiveConfig', () => {
     const { config, lines, applied, write } = live(BASE);
     const before = config.current;
     write({ ...BASE, hostname: 'mta2.example.com', ips: [{ address: '203.0.113.7', weight: 5 }] });
-    expect(await config.reload('signal')).toEqual({ ok: true, source: 'rookery.yaml', changed: ['ips'], restartRequired: ['hostname'] });
+    expect(await config.reload('signal')).toEqual({ ok: true, source: 'rookery.yaml', changed: ['ips'], restartRequired: ['hostname'], warnings: [] });
     expect(applied).toEqual([['ips']]);
     expect(config.current).not.toBe(before);
     expect(config.current.config.ips[0]!.weight).toBe(5);
@@ -116,5 +116,14 @@ describe('LiveConfig', () => {
     expect(await queued).toMatchObject({ ok: false, unavailable: 'the daemon is stopping' });
     expect(commits).toEqual([]);
     expect(config.current).toBe(before);
+  });
+
+  it('warns, in its answer and its log line, of each pool that lost its last IP and where its mail goes', async () => {
+    const pools: ConfigInput = { ...BASE, ips: [{ address: '203.0.113.7' }, { address: '203.0.113.8', pool: 'bulk' }, { address: '203.0.113.9', pool: 'news' }] };
+    const { config, lines, write } = live(pools);
+    write({ ...BASE, ips: [{ address: '203.0.113.7' }, { address: '203.0.113.8', pool: 'news' }] });
+    const warnings = ['ips: pool bulk lost its last IP; its mail, queued or new, goes through pool default'];
+    expect(await config.reload('api')).toEqual({ ok: true, source: 'rookery.yaml', changed: ['ips'], restartRequired: [], warnings });
+    expect(lines.at(-1)).toMatchObject({ event: 'daemon.reloaded', level: 40, warnings, msg: `configuration reloaded: ips; ${warnings[0]}` });
   });
 });

@@ -16,13 +16,17 @@ const PATHS = { type: 'array', items: { type: 'string' } } as const;
 const RELOADED = {
   type: 'object',
   additionalProperties: false,
-  required: ['source', 'changed', 'restartRequired'],
+  required: ['source', 'changed', 'restartRequired', 'warnings'],
   properties: {
     source: { type: 'string', description: 'The configuration file read.' },
     changed: { ...PATHS, description: 'The settings applied with a new value (config paths, e.g. `ips`, `smtp.users`); empty when nothing changed.' },
     restartRequired: {
       ...PATHS,
       description: 'Settings whose new value waits for a restart (listeners, storage, `hostname`, ...): the running value stays in effect until then.',
+    },
+    warnings: {
+      ...PATHS,
+      description: 'What the applied configuration does that needs attention, each starting with its config path (e.g. a pool that lost its last IP, whose mail goes through the default pool).',
     },
   },
 } as const;
@@ -53,9 +57,9 @@ export function registerReloadRoute(app: FastifyInstance, deps: ReloadRouteDeps)
         const detail = `${outcome.source} has ${count}; the running configuration stays in effect`;
         return sendProblem(reply, problem('CONFIG_INVALID', detail, { errors: outcome.problems.map(problemEntry), instance: pathOf(request) }));
       }
-      const { source, changed, restartRequired } = outcome;
-      auditRequest(request, { target: source, change: { after: { changed, restartRequired } } });
-      return { source, changed, restartRequired };
+      const { source, changed, restartRequired, warnings } = outcome;
+      auditRequest(request, { target: source, change: { after: { changed, restartRequired, warnings } } });
+      return { source, changed, restartRequired, warnings };
     },
   });
 }
