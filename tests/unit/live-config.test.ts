@@ -126,4 +126,25 @@ describe('LiveConfig', () => {
     expect(await config.reload('api')).toEqual({ ok: true, source: 'rookery.yaml', changed: ['ips'], restartRequired: [], warnings });
     expect(lines.at(-1)).toMatchObject({ event: 'daemon.reloaded', level: 40, warnings, msg: `configuration reloaded: ips; ${warnings[0]}` });
   });
+
+  it('warns when it empties ips while pools, users or tenants still name pools: everything leaves from the default address', async () => {
+    const named: ConfigInput = {
+      ...BASE,
+      ips: [{ address: '203.0.113.7' }, { address: '203.0.113.8', pool: 'bulk' }],
+      pools: { bulk: { senders: ['news.example.com'] } },
+      smtp: { users: [{ username: 'app', password: 'secret', allowedSenders: ['*'], pool: 'bulk', pools: ['default'], tenant: 'acme' }] },
+      tenants: { acme: { senderDomains: ['*'], pools: ['bulk', 'default'] } },
+    };
+    const { config, lines, write } = live(named);
+    write({ ...named, ips: [] });
+    const warning =
+      "ips: empty: every message now goes out from the host's default address, whatever its pool; pools are still named at pools.bulk, smtp.users[0].pool, smtp.users[0].pools[0], tenants.acme.pools";
+    expect(await config.reload('signal')).toMatchObject({ ok: true, changed: ['ips'], warnings: [warning] });
+    expect(lines.at(-1)).toMatchObject({ event: 'daemon.reloaded', level: 40, warnings: [warning] });
+
+    // Emptied without any pool named: nothing to warn of.
+    const { config: plain, write: writePlain } = live(BASE);
+    writePlain({ ...BASE, ips: [] });
+    expect(await plain.reload('signal')).toMatchObject({ ok: true, changed: ['ips'], warnings: [] });
+  });
 });
