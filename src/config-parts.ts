@@ -1,6 +1,7 @@
 import { TenantDirectory } from './access/tenants.ts';
 import type { Clock } from './clock.ts';
 import type { EngineSettings } from './engine/delivery-engine.ts';
+import { isDeepStrictEqual } from 'node:util';
 import { createRouter, type Resolver as DnsResolver, type Router } from './engine/routing.ts';
 import type { PoolSetup } from './ippool/pool-setup.ts';
 import { poolAssignerFor } from './ippool/pool-assignment.ts';
@@ -41,18 +42,25 @@ export interface ConfigPartsDeps {
 }
 
 /**
- * The parts of `resolved`. With the parts of the running configuration (`previous`) and what a
- * reload changes, a part whose settings did not change is kept with what it has learned: the
- * router its cache of MX lookups, the reaction rules their counts of recent replies.
+ * The parts of `resolved`. With the parts of the running configuration (`previous`, made from
+ * `previous.resolved`) and what a reload changes, a part whose settings did not change is kept
+ * with what it has learned: the router its cache of MX lookups, the reaction rules their counts
+ * of recent replies (kept while the rules, config's and config/reaction-rules.yaml's alike, are
+ * the same).
  */
-export function makeConfigParts(resolved: ResolvedConfig, deps: ConfigPartsDeps, previous?: { parts: ConfigParts; changed: (path: string) => boolean }): ConfigParts {
+export function makeConfigParts(
+  resolved: ResolvedConfig,
+  deps: ConfigPartsDeps,
+  previous?: { parts: ConfigParts; resolved: ResolvedConfig; changed: (path: string) => boolean },
+): ConfigParts {
   const { config } = resolved;
   const keep = (paths: string[]) => (previous && !paths.some(previous.changed) ? previous.parts : null);
+  const sameRules = previous && isDeepStrictEqual(previous.resolved.reactionRules, resolved.reactionRules);
   return {
     pool: {
       members: config.ips.map((ip) => ({ address: ip.address, hostname: ip.hostname ?? config.hostname, pool: ip.pool, weight: ip.weight, warmup: ip.warmup ?? null })),
       policy: createPoolPolicy(resolved.pool, config.reputation),
-      reactions: keep(['reactionRules'])?.pool.reactions ?? new ReactionEngine(resolved.reactionRules),
+      reactions: sameRules ? previous.parts.pool.reactions : new ReactionEngine(resolved.reactionRules),
     },
     router: keep(['delivery.routes', 'delivery.mxPort'])?.router ?? createRouter({ routes: config.delivery.routes, mxPort: config.delivery.mxPort, resolver: deps.dns, clock: deps.clock }),
     assignPool: poolAssignerFor(config),

@@ -1,4 +1,6 @@
+import { isDeepStrictEqual } from 'node:util';
 import { ConfigError } from './config/config-error.ts';
+import { DATA_FILES } from './config/data-files.ts';
 import { deepFreeze } from './config/deep-freeze.ts';
 import { planReload, type ReloadOutcome, type ReloadPlan } from './config/reload-scope.ts';
 import { reloadWarnings } from './config/reload-warnings.ts';
@@ -80,6 +82,7 @@ export class LiveConfig {
     }
     const plan = planReload(running.config, next.config);
     if (!plan.changed.includes('dkim.domains') && keyFilesChanged(running, next)) plan.changed.push('dkim key files');
+    plan.changed.push(...dataFilesChanged(running, next, plan.changed));
     // The TLS material follows smtp.tls and the listeners, which need a restart.
     const applied = deepFreeze({ ...next, config: plan.config, tls: running.tls });
     let commit: () => void;
@@ -125,4 +128,22 @@ export class LiveConfig {
 function keyFilesChanged(running: ResolvedConfig, next: ResolvedConfig): boolean {
   const stamps = (resolved: ResolvedConfig) => resolved.dkimKeys.map((key) => `${key.where}\n${key.stamp}`).join('\n');
   return stamps(running) !== stamps(next);
+}
+
+/** Each shipped data file, what the resolution made of it, and the config section laid over it. */
+const DATA_PARTS: ReadonlyArray<{ file: string; section: string; data: (resolved: ResolvedConfig) => unknown }> = [
+  { file: DATA_FILES.plans, section: 'warmup', data: (r) => r.pool.plans },
+  { file: DATA_FILES.providers, section: 'providers', data: (r) => r.pool.providers },
+  { file: DATA_FILES.shaping, section: 'shaping', data: (r) => r.pool.shaping },
+  { file: DATA_FILES.reactionRules, section: 'reactionRules', data: (r) => r.reactionRules },
+  { file: DATA_FILES.bounceRules, section: 'bounceRules', data: (r) => r.bounceRules },
+];
+
+/**
+ * The shipped data files (config/*.yaml) whose resolved content differs from the running one,
+ * named as `config/<file>`. Where the config section laid over a file changed too, the
+ * section's path says it already: the two cannot be told apart from what they resolve to.
+ */
+function dataFilesChanged(running: ResolvedConfig, next: ResolvedConfig, changed: readonly string[]): string[] {
+  return DATA_PARTS.filter(({ section, data }) => !changed.includes(section) && !isDeepStrictEqual(data(running), data(next))).map(({ file }) => `config/${file}`);
 }

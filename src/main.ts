@@ -125,7 +125,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         const changed = (path: string) => plan.changed.some((p) => p === path || p.startsWith(`${path}.`));
         const users = changed('smtp.users') ? await UserDirectory.create(next.smtpUsers) : null;
         const commitKeys = await dkimKeys.stage(next.dkimKeys);
-        const nextParts = makeConfigParts(next, partDeps, { parts, changed });
+        const nextParts = makeConfigParts(next, partDeps, { parts, resolved: live.current, changed });
         return () => {
           parts = nextParts;
           pool.reconfigure(nextParts.pool);

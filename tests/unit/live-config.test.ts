@@ -1,19 +1,21 @@
 import { Writable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { LiveConfig, type PrepareReload } from '../../src/live-config.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { resolveConfig } from '../../src/resolved-config.ts';
+import { copyDataFiles } from '../helpers/data-files.ts';
+import { createTempDir } from '../helpers/temp-dir.ts';
 
 /**
  * LiveConfig over real resolutions: `file` stands for the configuration file, read again at
  * each reload; `prepare` is the daemon's part, here recording what it was asked to apply.
  */
-function live(initial: ConfigInput, prepare?: PrepareReload, options: { started?: boolean } = {}) {
+function live(initial: ConfigInput, prepare?: PrepareReload, options: { started?: boolean; configDir?: string } = {}) {
   let file: ConfigInput = initial;
   const lines: Array<Record<string, unknown>> = [];
   const logger = createLogger('info', new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
-  const read = () => resolveConfig(file, { source: 'rookery.yaml', env: {} });
+  const read = () => resolveConfig(file, { source: 'rookery.yaml', env: {}, configDir: options.configDir });
   const applied: string[][] = [];
   const config = new LiveConfig({
     initial: read(),
@@ -27,7 +29,12 @@ function live(initial: ConfigInput, prepare?: PrepareReload, options: { started?
 
 const BASE: ConfigInput = { hostname: 'mta1.example.com', ips: [{ address: '203.0.113.7' }] };
 
+/** Copies of the shipped data files, edited by the tests. */
+const temp = await createTempDir('rookery-live-config');
+
 describe('LiveConfig', () => {
+  afterAll(() => temp.remove());
+
   it('applies a new file whole, with the running value of what needs a restart, and logs one line', async () => {
     const { config, lines, applied, write } = live(BASE);
     const before = config.current;
@@ -146,5 +153,26 @@ describe('LiveConfig', () => {
     const { config: plain, write: writePlain } = live(BASE);
     writePlain({ ...BASE, ips: [] });
     expect(await plain.reload('signal')).toMatchObject({ ok: true, changed: ['ips'], warnings: [] });
+  });
+
+  it('reports each edited shipped data file in changed, unless its config section changed too; an edit that changes nothing is no change', async () => {
+    const data = copyDataFiles(temp.file('data-files'));
+    const { config, write } = live(BASE, undefined, { configDir: data.configDir });
+    data.edit('plans', (text) => `${text}\nextra: [5, 10]\n`);
+    data.edit('shaping', (text) => text.replace('maxConnections: 10', 'maxConnections: 8'));
+    data.edit('reactionRules', (text) => text.replace('duration: 24h', 'duration: 12h'));
+    data.edit('bounceRules', (text) => `${text}\n- name: local-rule\n  codes: [599]\n  bounceClass: other\n`);
+    data.edit('providers', (text) => `${text}\n# A comment changes nothing.\n`);
+    expect(await config.reload('signal')).toMatchObject({
+      ok: true,
+      changed: ['config/warmup-plans.yaml', 'config/shaping.yaml', 'config/reaction-rules.yaml', 'config/bounce-rules.yaml'],
+    });
+    expect(config.current.pool.shaping.default.maxConnections).toBe(8);
+    expect(await config.reload('signal')).toMatchObject({ ok: true, changed: [] });
+
+    data.edit('shaping', (text) => text.replace('maxConnections: 8', 'maxConnections: 6'));
+    write({ ...BASE, shaping: { default: { maxMessagesPerConnection: 40 } } });
+    expect(await config.reload('signal')).toMatchObject({ ok: true, changed: ['shaping'] });
+    expect(config.current.pool.shaping.default).toMatchObject({ maxConnections: 6, maxMessagesPerConnection: 40 });
   });
 });

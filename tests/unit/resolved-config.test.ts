@@ -1,13 +1,14 @@
-import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/config-error.ts';
-import { DATA_FILES, DEFAULT_CONFIG_DIR } from '../../src/config/data-files.ts';
+import { DATA_FILES } from '../../src/config/data-files.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { resolveConfig, type ResolveOptions } from '../../src/resolved-config.ts';
 import { hashPassword } from '../../src/smtp/password-hash.ts';
 import { BOUNCE_RULES } from '../helpers/bounce-rules.ts';
+import { copyDataFiles } from '../helpers/data-files.ts';
 import { generateDkimKey } from '../helpers/dkim-keys.ts';
 import { createTempDir } from '../helpers/temp-dir.ts';
 import { tlsFixture } from '../helpers/tls-fixture.ts';
@@ -191,8 +192,7 @@ describe('bounce rules', () => {
   });
 
   it('names the built-in file and the item of a bad built-in rule', () => {
-    const configDir = mkdtempSync(join(dir, 'config-'));
-    for (const name of Object.values(DATA_FILES)) copyFileSync(join(DEFAULT_CONFIG_DIR, name), join(configDir, name));
+    const { configDir } = copyDataFiles(mkdtempSync(join(dir, 'config-')));
     const file = join(configDir, DATA_FILES.bounceRules);
     writeFileSync(file, '- name: ok\n  codes: [421]\n  bounceClass: connection\n- name: bad\n  enhanced: "^5\\\\.(1"\n  bounceClass: dns\n');
     let error: unknown;
