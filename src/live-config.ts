@@ -83,8 +83,9 @@ export class LiveConfig {
     const plan = planReload(running.config, next.config);
     if (!plan.changed.includes('dkim.domains') && keyFilesChanged(running, next)) plan.changed.push('dkim key files');
     plan.changed.push(...dataFilesChanged(running, next, plan.changed));
-    // The TLS material follows smtp.tls and the listeners, which need a restart.
-    const applied = deepFreeze({ ...next, config: plan.config, tls: running.tls });
+    const tls = renewedTls(running, next, plan);
+    if (tls !== running.tls) plan.changed.push('smtp.tls files');
+    const applied = deepFreeze({ ...next, config: plan.config, tls });
     let commit: () => void;
     try {
       commit = await this.deps.prepare(applied, plan);
@@ -128,6 +129,16 @@ export class LiveConfig {
 function keyFilesChanged(running: ResolvedConfig, next: ResolvedConfig): boolean {
   const stamps = (resolved: ResolvedConfig) => resolved.dkimKeys.map((key) => `${key.where}\n${key.stamp}`).join('\n');
   return stamps(running) !== stamps(next);
+}
+
+/**
+ * The TLS key and certificate to run with: the running ones, or the files of smtp.tls read
+ * again when they were renewed at the same paths (a certificate renewal). Other paths, or
+ * listeners that change whether TLS is used, wait for the restart with smtp.tls itself.
+ */
+function renewedTls(running: ResolvedConfig, next: ResolvedConfig, plan: ReloadPlan): ResolvedConfig['tls'] {
+  if (!running.tls || !next.tls || plan.restartRequired.includes('smtp.tls')) return running.tls;
+  return isDeepStrictEqual(running.tls, next.tls) ? running.tls : next.tls;
 }
 
 /** Each shipped data file, what the resolution made of it, and the config section laid over it. */

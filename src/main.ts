@@ -125,11 +125,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         const changed = (path: string) => plan.changed.some((p) => p === path || p.startsWith(`${path}.`));
         const users = changed('smtp.users') ? await UserDirectory.create(next.smtpUsers) : null;
         const commitKeys = await dkimKeys.stage(next.dkimKeys);
+        // Renewed smtp.tls files (the same object otherwise: LiveConfig keeps the running one).
+        const commitTls = next.tls && next.tls !== live.current.tls ? smtp.stageTls(next.tls) : null;
         const nextParts = makeConfigParts(next, partDeps, { parts, resolved: live.current, changed });
         return () => {
           parts = nextParts;
           pool.reconfigure(nextParts.pool);
           commitKeys();
+          commitTls?.();
           if (users) smtp.replaceUsers(users);
           api.replaceTokens(next.config.api.tokens);
         };

@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/schema.ts';
 import type { Accepted, Submission } from '../engine/queue.ts';
@@ -54,6 +55,12 @@ export interface SubmissionServer {
    * log in, and a session logged in as a user that is gone sends nothing more.
    */
   replaceUsers(users: UserDirectory): void;
+  /**
+   * Readies a renewed key and certificate (smtp.tls read again) and returns the commit that
+   * hands them to every listener for the TLS handshakes that start after it; sessions already
+   * encrypted keep theirs. Throws, changing nothing, for a pair no TLS context can be made of.
+   */
+  stageTls(tls: { key: Buffer | string; cert: Buffer | string }): () => void;
 }
 
 export function createSubmissionServer(deps: SubmissionServerDeps): SubmissionServer {
@@ -115,6 +122,16 @@ class SmtpSubmissionServer implements SubmissionServer {
 
   replaceUsers(users: UserDirectory): void {
     this.users = users;
+  }
+
+  stageTls(tls: { key: Buffer | string; cert: Buffer | string }): () => void {
+    const material = { key: tls.key, cert: tls.cert };
+    // Made once here so that a failure refuses the reload: updateSecureContext replaces the
+    // server's contexts before it makes the new one, and one that failed would leave none.
+    createSecureContext(material);
+    return () => {
+      for (const server of this.servers) server.updateSecureContext(material);
+    };
   }
 
   private async listenAll(): Promise<void> {

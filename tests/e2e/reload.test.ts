@@ -11,6 +11,7 @@ import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { submissionClient, testMessage } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { testDaemonConfig } from '../helpers/test-config.ts';
+import { selfSignedPair } from '../helpers/tls-fixture.ts';
 
 /**
  * Reloading the configuration of a running daemon process: SIGHUP and POST /v1/reload read the
@@ -248,5 +249,41 @@ describe('reloading the configuration', () => {
     expect(delivered).toMatchObject({ messageId: '<stranded@app.test>', remoteAddress: '127.0.0.2' });
     expect(await logged(d, 'delivery.delivered', 1)).toMatchObject({ ip: '127.0.0.2' });
     expect(d.logs.filter((l) => l.event === 'ippool.pool.fallback')).toMatchObject([{ level: 40, pool: 'bulk', instead: 'default' }]);
+  });
+
+  it('a key and certificate renewed at the smtp.tls paths are applied: new STARTTLS handshakes get the new certificate', async () => {
+    dir = await createTempDir('rookery-reload');
+    const [before, after] = await Promise.all([selfSignedPair('before.rookery.test'), selfSignedPair('after.rookery.test')]);
+    const tls = { key: dir.file('smtp-key.pem'), cert: dir.file('smtp-cert.pem') };
+    const install = (pair: { key: Buffer; cert: Buffer }) => {
+      writeFileSync(tls.key, pair.key);
+      writeFileSync(tls.cert, pair.cert);
+    };
+    install(before);
+    daemon = await startDaemonProcess(dir.path, testDaemonConfig({ dir: dir.path, extra: { smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'starttls' }], tls } } }));
+    const smtp = daemon.smtp[0]!;
+    const encrypted = async () => {
+      const client = await SmtpTestClient.connect(smtp);
+      await client.ehlo();
+      expect((await client.startTls()).code).toBe(220);
+      return client;
+    };
+    const presented = async () => {
+      const client = await encrypted();
+      const name = client.peerCertificate()?.subject.CN;
+      await client.close();
+      return name;
+    };
+    expect(await presented()).toBe('before.rookery.test');
+    const session = await encrypted();
+
+    install(after);
+    daemon.kill('SIGHUP');
+    expect(await logged(daemon, 'daemon.reloaded', 1)).toMatchObject({ level: 30, changed: ['smtp.tls files'], restartRequired: [] });
+    expect(await presented()).toBe('after.rookery.test');
+    // A session encrypted before the reload goes on with the certificate it was given.
+    expect((await session.ehlo()).code).toBe(250);
+    expect(session.peerCertificate()?.subject.CN).toBe('before.rookery.test');
+    await session.close();
   });
 });

@@ -61,6 +61,11 @@ export class SmtpTestClient {
     return this.socket instanceof tls.TLSSocket;
   }
 
+  /** The certificate the server presented, once the connection is encrypted; null before. */
+  peerCertificate(): tls.PeerCertificate | null {
+    return this.socket instanceof tls.TLSSocket ? this.socket.getPeerCertificate() : null;
+  }
+
   get isOpen(): boolean {
     return !this.isClosed;
   }

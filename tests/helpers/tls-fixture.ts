@@ -8,13 +8,16 @@ let material: Promise<TlsMaterial> | null = null;
  * through the same code the daemon uses) in a temporary directory that is removed at once.
  */
 export function tlsFixture(): Promise<TlsMaterial> {
-  material ??= (async () => {
-    const dir = await createTempDir('rookery-tls');
-    try {
-      return await loadOrCreateSelfSignedTls({ dataDir: dir.path, hostname: 'mta.rookery.test' });
-    } finally {
-      await dir.remove();
-    }
-  })();
+  material ??= selfSignedPair('mta.rookery.test');
   return material;
+}
+
+/** A new self-signed key and certificate for `hostname` (its subject's CN), made as tlsFixture() makes its own. */
+export async function selfSignedPair(hostname: string): Promise<TlsMaterial> {
+  const dir = await createTempDir('rookery-tls');
+  try {
+    return await loadOrCreateSelfSignedTls({ dataDir: dir.path, hostname });
+  } finally {
+    await dir.remove();
+  }
 }

@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.ts';
@@ -6,6 +7,7 @@ import { createLogger } from '../../src/observability/logger.ts';
 import { resolveConfig } from '../../src/resolved-config.ts';
 import { copyDataFiles } from '../helpers/data-files.ts';
 import { createTempDir } from '../helpers/temp-dir.ts';
+import { selfSignedPair } from '../helpers/tls-fixture.ts';
 
 /**
  * LiveConfig over real resolutions: `file` stands for the configuration file, read again at
@@ -174,5 +176,27 @@ describe('LiveConfig', () => {
     write({ ...BASE, shaping: { default: { maxMessagesPerConnection: 40 } } });
     expect(await config.reload('signal')).toMatchObject({ ok: true, changed: ['shaping'] });
     expect(config.current.pool.shaping.default).toMatchObject({ maxConnections: 6, maxMessagesPerConnection: 40 });
+  });
+
+  it('takes smtp.tls files renewed at the same paths; new paths wait for a restart', async () => {
+    const [first, renewed] = await Promise.all([selfSignedPair('first.example.com'), selfSignedPair('renewed.example.com')]);
+    const at = (name: string, pair: { key: Buffer; cert: Buffer }) => {
+      const paths = { key: temp.file(`${name}-key.pem`), cert: temp.file(`${name}-cert.pem`) };
+      writeFileSync(paths.key, pair.key);
+      writeFileSync(paths.cert, pair.cert);
+      return paths;
+    };
+    const listeners = [{ host: '127.0.0.1', port: 2525, tls: 'starttls' as const }];
+    const paths = at('smtp', first);
+    const { config, write } = live({ ...BASE, smtp: { listeners, tls: paths } });
+    expect(await config.reload('signal')).toMatchObject({ ok: true, changed: [] });
+
+    at('smtp', renewed);
+    expect(await config.reload('signal')).toMatchObject({ ok: true, changed: ['smtp.tls files'], restartRequired: [] });
+    expect(config.current.tls?.cert.equals(renewed.cert)).toBe(true);
+
+    write({ ...BASE, smtp: { listeners, tls: at('elsewhere', first) } });
+    expect(await config.reload('signal')).toMatchObject({ ok: true, changed: [], restartRequired: ['smtp.tls'] });
+    expect(config.current.tls?.cert.equals(renewed.cert)).toBe(true);
   });
 });
