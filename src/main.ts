@@ -32,7 +32,6 @@ import type { ResolvedConfig } from './resolved-config.ts';
 import { loadOrCreateSelfSignedTls } from './smtp/tls-material.ts';
 import { createSubmissionServer } from './smtp/submission-server.ts';
 import { cachedReverseLookup } from './smtp/reverse-lookup-cache.ts';
-import { UserDirectory } from './smtp/user-directory.ts';
 import { createStore } from './storage/create-store.ts';
 import { createRedisClient } from './storage/redis-client.ts';
 import { RECIPIENT_STATES, type Store } from './storage/store.ts';
@@ -123,7 +122,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       // What takes time or may fail is made first; the commit only swaps (see LiveConfig).
       prepare: async (next, plan) => {
         const changed = (path: string) => plan.changed.some((p) => p === path || p.startsWith(`${path}.`));
-        const users = changed('smtp.users') ? await UserDirectory.create(next.smtpUsers) : null;
+        const users = changed('smtp.users') ? await smtp.prepareUsers(next.smtpUsers) : null;
         const commitKeys = await dkimKeys.stage(next.dkimKeys);
         // Renewed smtp.tls files (the same object otherwise: LiveConfig keeps the running one).
         const commitTls = next.tls && next.tls !== live.current.tls ? smtp.stageTls(next.tls) : null;

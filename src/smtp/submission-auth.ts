@@ -54,6 +54,8 @@ export function authHandler(deps: SubmissionAuthDeps): NonNullable<SMTPServerOpt
           return callback(new RookeryError('AUTH_FAILED'));
         }
         attempt.undo();
+        // With the directory the password was checked against: a reload meanwhile that changed it ends the session.
+        directory.recordLogin(session, user.username);
         sessions.authenticated(state);
         state?.log.info({ event: 'smtp.auth.succeeded', username: user.username, method: auth.method }, 'SMTP client authenticated');
         callback(null, { user: user.username });
@@ -67,7 +69,10 @@ export function authHandler(deps: SubmissionAuthDeps): NonNullable<SMTPServerOpt
   };
 }
 
-/** The user the session authenticated as; undefined when it has not. */
+/**
+ * The user the session authenticated as; undefined when it has not, or when a reload removed
+ * that user or changed its credentials since (the session is then nobody's).
+ */
 export function userOf(users: UserDirectory, session: SMTPServerSession): SubmissionUser | undefined {
-  return typeof session.user === 'string' ? users.get(session.user) : undefined;
+  return typeof session.user === 'string' ? users.sessionUser(session, session.user) : undefined;
 }

@@ -51,8 +51,14 @@ export interface SubmissionServer {
   /** The bound address of each listener, in config order (real ports when config says 0). */
   addresses(): { host: string; port: number }[];
   /**
+   * The user directory of a reloaded configuration's users (smtp.users), made from the one in
+   * effect so that it knows the open sessions' logins: hand it to replaceUsers.
+   */
+  prepareUsers(users: readonly SmtpUser[]): Promise<UserDirectory>;
+  /**
    * Takes a reloaded configuration's users (smtp.users) from the next command on: a new user can
-   * log in, and a session logged in as a user that is gone sends nothing more.
+   * log in, and a session logged in as a user that is gone, or whose password changed, sends
+   * nothing more.
    */
   replaceUsers(users: UserDirectory): void;
   /**
@@ -118,6 +124,10 @@ class SmtpSubmissionServer implements SubmissionServer {
       const address = server.server.address() as AddressInfo | null;
       return { host: address?.address ?? '', port: address?.port ?? 0 };
     });
+  }
+
+  prepareUsers(users: readonly SmtpUser[]): Promise<UserDirectory> {
+    return UserDirectory.create(users, this.users ?? undefined);
   }
 
   replaceUsers(users: UserDirectory): void {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import type { UserConfig } from '../config/schema.ts';
 import { DEFAULT_SCRYPT, hashPassword, parsePasswordHash, verifyPassword, type ScryptHash, type ScryptParams } from './password-hash.ts';
 
@@ -41,26 +42,49 @@ export function resolveSmtpUsers(users: readonly UserConfig[]): { users: SmtpUse
 }
 
 /**
+ * The credentials a user logs in with, as one value: the same object while the user's configured
+ * password or hash stays the same (across reloads too), a new one when it changes.
+ */
+interface Credential {
+  readonly secret: SmtpUser['secret'];
+}
+
+interface Entry extends SubmissionUser {
+  hash: ScryptHash;
+  credential: Credential;
+}
+
+/**
  * The submission users. Plain `password` entries are hashed once here, at the cost of the
  * costliest configured hash, so that every check costs one scrypt at the cost an unknown name is
  * checked with: a clear-password user cannot be told from an unknown name by timing.
+ *
+ * It also remembers which credentials each SMTP session logged in with (recordLogin), over every
+ * directory a reload makes from this one: a session is its user's only while that user's
+ * credentials are the ones it logged in with, so a password change ends what an old password
+ * opened, as removing the user does.
  */
 export class UserDirectory {
   private constructor(
-    private readonly users: ReadonlyMap<string, SubmissionUser & { hash: ScryptHash }>,
+    private readonly users: ReadonlyMap<string, Entry>,
     /** Checked for unknown users, so they cost the same as a known user with a wrong password. */
     private readonly dummy: ScryptHash,
+    /** Session (smtp-server's object, one per connection) -> the credentials it logged in with. */
+    private readonly logins: WeakMap<object, Credential>,
   ) {}
 
-  static async create(users: readonly SmtpUser[]): Promise<UserDirectory> {
+  /** The directory of `users`; after a reload, made from the one in effect (`previous`), whose sessions it takes over. */
+  static async create(users: readonly SmtpUser[], previous?: UserDirectory): Promise<UserDirectory> {
     const params = costliest(users.flatMap(({ secret }) => ('hash' in secret ? [secret.hash] : [])));
-    const entries = new Map<string, SubmissionUser & { hash: ScryptHash }>();
+    const entries = new Map<string, Entry>();
     for (const { username, allowedSenders, tenant, secret } of users) {
       const hash = 'hash' in secret ? secret.hash : parsePasswordHash(await hashPassword(secret.password, params));
-      entries.set(username, { username, allowedSenders, tenant, hash });
+      const before = previous?.users.get(username)?.credential;
+      const credential = before && isDeepStrictEqual(before.secret, secret) ? before : { secret };
+      entries.set(username, { username, allowedSenders, tenant, hash, credential });
     }
     const dummy = parsePasswordHash(await hashPassword(randomBytes(16).toString('hex'), params));
-    return new UserDirectory(entries, dummy);
+    return new UserDirectory(entries, dummy, previous?.logins ?? new WeakMap());
   }
 
   /** The user when the credentials are right, otherwise null (unknown user or wrong password alike). */
@@ -73,6 +97,18 @@ export class UserDirectory {
   get(username: string): SubmissionUser | undefined {
     const user = this.users.get(username);
     return user && publicPart(user);
+  }
+
+  /** `session` has just logged in as `username`, with the credentials this directory holds. */
+  recordLogin(session: object, username: string): void {
+    const user = this.users.get(username);
+    if (user) this.logins.set(session, user.credential);
+  }
+
+  /** The user `session` logged in as, while that user exists with the credentials it logged in with. */
+  sessionUser(session: object, username: string): SubmissionUser | undefined {
+    const user = this.users.get(username);
+    return user && this.logins.get(session) === user.credential ? publicPart(user) : undefined;
   }
 
   /** The scrypt parameters a login as `username` is checked with (an unknown name: the dummy's). */

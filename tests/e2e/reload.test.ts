@@ -286,4 +286,37 @@ describe('reloading the configuration', () => {
     expect(session.peerCertificate()?.subject.CN).toBe('before.rookery.test');
     await session.close();
   });
+
+  it("a changed password ends the sessions logged in with the old one; other users' sessions go on", async () => {
+    const users = (alicePassword: string) => [
+      { username: 'alice', password: alicePassword, allowedSenders: ['*'] },
+      { username: 'bob', password: 'bob-secret', allowedSenders: ['*'] },
+    ];
+    const { daemon: d, rewrite } = await start({ smtp: { trustedNetworks: [], users: users('old-secret') } });
+    const smtp = d.smtp[0]!;
+    const loggedIn = async (name: string, password: string) => {
+      const client = await SmtpTestClient.connect(smtp);
+      await client.ehlo();
+      expect((await client.authPlain(name, password)).code).toBe(235);
+      return client;
+    };
+    const alice = await loggedIn('alice', 'old-secret');
+    const bob = await loggedIn('bob', 'bob-secret');
+
+    rewrite({ smtp: { trustedNetworks: [], users: users('new-secret') } });
+    d.kill('SIGHUP');
+    expect(await logged(d, 'daemon.reloaded', 1)).toMatchObject({ changed: ['smtp.users'] });
+
+    // As for a removed user: the session is nobody's, and nobody may relay.
+    await alice.send('MAIL FROM:<app@sender.test>');
+    expect((await alice.send('RCPT TO:<user@dest.test>')).code).toBe(554);
+    await alice.close();
+    expect((await bob.send('MAIL FROM:<app@sender.test>')).code).toBe(250);
+    expect((await bob.send('RCPT TO:<user@dest.test>')).code).toBe(250);
+    await bob.close();
+    const again = await loggedIn('alice', 'new-secret');
+    expect((await again.send('MAIL FROM:<app@sender.test>')).code).toBe(250);
+    expect((await again.send('RCPT TO:<user@dest.test>')).code).toBe(250);
+    await again.close();
+  });
 });

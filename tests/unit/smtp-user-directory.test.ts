@@ -43,6 +43,46 @@ describe('UserDirectory', () => {
   });
 });
 
+describe('UserDirectory across reloads', () => {
+  it("keeps a session its user's while the user's password or hash stays the same, and ends it when it changes or the user goes", async () => {
+    const hash = await hashPassword('hashed-secret');
+    const directory = (entries: Array<{ username: string; password?: string; passwordHash?: string }>, previous?: UserDirectory) =>
+      UserDirectory.create(resolveSmtpUsers(entries.map((entry) => ({ ...entry, allowedSenders: ['*'] }))).users, previous);
+    const first = await directory([
+      { username: 'clear', password: 'one' },
+      { username: 'hashed', passwordHash: hash },
+      { username: 'changing', password: 'old' },
+      { username: 'leaving', password: 'bye' },
+    ]);
+    // smtp-server's session objects, one per connection.
+    const [clear, hashed, changing, leaving, never] = [{}, {}, {}, {}, {}];
+    first.recordLogin(clear, 'clear');
+    first.recordLogin(hashed, 'hashed');
+    first.recordLogin(changing, 'changing');
+    first.recordLogin(leaving, 'leaving');
+    expect(first.sessionUser(changing, 'changing')?.username).toBe('changing');
+    expect(first.sessionUser(never, 'clear')).toBeUndefined();
+
+    const second = await directory(
+      [
+        { username: 'clear', password: 'one' },
+        { username: 'hashed', passwordHash: hash },
+        { username: 'changing', password: 'new' },
+      ],
+      first,
+    );
+    expect(second.sessionUser(clear, 'clear')?.username).toBe('clear');
+    expect(second.sessionUser(hashed, 'hashed')?.username).toBe('hashed');
+    expect(second.sessionUser(changing, 'changing')).toBeUndefined();
+    expect(second.sessionUser(leaving, 'leaving')).toBeUndefined();
+    // A new login with the new password is the user's again, in this directory and the next.
+    second.recordLogin(changing, 'changing');
+    expect(second.sessionUser(changing, 'changing')?.username).toBe('changing');
+    const third = await directory([{ username: 'changing', password: 'new' }], second);
+    expect(third.sessionUser(changing, 'changing')?.username).toBe('changing');
+  });
+});
+
 describe('resolveSmtpUsers', () => {
   it('parses each hash once, and keeps a clear password for the directory to hash', async () => {
     const hash = await hashPassword('shop-secret');
