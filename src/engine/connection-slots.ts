@@ -1,7 +1,9 @@
 /**
- * The connection slots of one egress path: at most `limit` connections open at once, idle ones
+ * The connection slots of one egress path: at most `limit()` connections open at once, idle ones
  * kept for reuse for `idleTimeoutMs`, and callers beyond the limit queued in arrival order until
- * a slot or an idle connection frees up.
+ * a slot or an idle connection frees up. The limit is asked each time a slot could be given, so
+ * a lower one (a reload) takes effect as connections are released: above it, a released
+ * connection is closed rather than kept or handed on.
  */
 
 export interface Poolable {
@@ -35,7 +37,8 @@ interface IdleEntry<C> {
 }
 
 export interface ConnectionSlotsOptions {
-  limit: number;
+  /** The most connections open at once, as it is now. */
+  limit: () => number;
   idleTimeoutMs: number;
   /** Called each time the last connection is gone and nobody waits (the owner may forget these slots). */
   onEmpty?: () => void;
@@ -61,7 +64,7 @@ export class ConnectionSlots<C extends Poolable> {
       void entry.connection.close();
       this.open--;
     }
-    if (this.open < this.options.limit) {
+    if (this.open < this.options.limit()) {
       this.open++;
       return Promise.resolve(this.lease(null));
     }
@@ -98,7 +101,7 @@ export class ConnectionSlots<C extends Poolable> {
       release: (keep) => {
         if (released) throw new Error('connection lease released twice');
         released = true;
-        if (keep && keep.usable && !this.draining) this.keep(keep);
+        if (keep && keep.usable && !this.draining && this.open <= this.options.limit()) this.keep(keep);
         else {
           if (keep) void keep.close();
           this.freeSlot();
@@ -122,16 +125,14 @@ export class ConnectionSlots<C extends Poolable> {
     this.idle.push({ connection, timer });
   }
 
-  /** A connection is gone: hand its slot to a waiter, or tell the owner nothing is left. */
+  /** A connection is gone: hand the slots under the limit to waiters, or tell the owner nothing is left. */
   private freeSlot(): void {
     this.open--;
-    const waiter = this.waiters.shift();
-    if (waiter) {
+    while (this.waiters.length > 0 && this.open < this.options.limit()) {
       this.open++;
-      waiter(this.lease(null));
-      return;
+      this.waiters.shift()!(this.lease(null));
     }
-    if (this.open === 0 && this.idle.length === 0) this.options.onEmpty?.();
+    if (this.open === 0 && this.idle.length === 0 && this.waiters.length === 0) this.options.onEmpty?.();
   }
 
   /** The most recently used idle connection that `prefer` accepts, else the most recent one. */

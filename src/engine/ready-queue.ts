@@ -32,18 +32,29 @@ export interface ReadyQueuesOptions {
 
 export class ReadyQueue {
   readonly key: PathKey;
-  readonly maxMessagesPerConnection: number;
   private readonly slots: ConnectionSlots<OutboundConnection>;
 
   constructor(
     readonly path: EgressPath,
-    private readonly shaping: Shaping,
     private readonly options: ReadyQueuesOptions,
     onEmpty: () => void,
   ) {
     this.key = pathKey(path);
-    this.maxMessagesPerConnection = shaping.maxMessagesPerConnection;
-    this.slots = new ConnectionSlots({ limit: shaping.maxConnections, idleTimeoutMs: options.idleConnectionTimeout, onEmpty });
+    this.slots = new ConnectionSlots({ limit: () => this.shaping().maxConnections, idleTimeoutMs: options.idleConnectionTimeout, onEmpty });
+  }
+
+  /**
+   * The path's limits as the configuration in effect says now: read at each use, so a reload's
+   * shaping reaches a path that stays busy (its queue is never made again while it holds a
+   * connection).
+   */
+  private shaping(): Shaping {
+    return this.options.shaping(this.path.provider);
+  }
+
+  /** The most transactions one connection of this path carries before it is closed. */
+  get maxMessagesPerConnection(): number {
+    return this.shaping().maxMessagesPerConnection;
   }
 
   /** Waits for a connection slot of this path, with an idle connection (one `prefer` accepts first) when there is one. */
@@ -61,7 +72,7 @@ export class ReadyQueue {
     const { limiter, clock } = this.options;
     const key = bucketKeys.connections(this.path);
     for (;;) {
-      const taken = await takeTokens(limiter, key, this.shaping.connectionRate, clock.now(), 1);
+      const taken = await takeTokens(limiter, key, this.shaping().connectionRate, clock.now(), 1);
       if (taken.allowed) return;
       await new Promise((resolve) => setTimeout(resolve, Math.max(taken.retryAfterMs, 1)));
     }
@@ -121,7 +132,7 @@ export class ReadyQueues implements PathRates {
     const key = pathKey(path);
     let queue = this.queues.get(key);
     if (!queue) {
-      const made = new ReadyQueue(path, this.options.shaping(path.provider), this.options, () => {
+      const made = new ReadyQueue(path, this.options, () => {
         if (this.queues.get(key) === made) this.queues.delete(key);
       });
       if (this.draining) made.drain();

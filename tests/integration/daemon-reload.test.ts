@@ -65,6 +65,8 @@ describe('reloading a daemon in this process', () => {
     let started = false;
     const starting = startTestDaemon({ dir, sink, resolver, config }).then((d) => ((started = true), d));
     cleanups.push(() => starting.then((d) => d.stop()));
+    // Before the stop: a held delivery would make it wait for delivery.shutdownTimeout.
+    cleanups.push(async () => release());
 
     let early: Awaited<ReturnType<typeof reloadAt>> | undefined;
     while (!early) early = await reloadAt(port).catch(() => undefined);
@@ -83,5 +85,57 @@ describe('reloading a daemon in this process', () => {
     expect(late).toMatchObject({ status: 503, body: { code: 'UNAVAILABLE', detail: expect.stringContaining('the daemon is stopping') } });
     release();
     await stopped;
+  });
+
+  it("a reload's lower shaping.maxConnections holds new deliveries on a path whose connections are open", async () => {
+    let release!: () => void;
+    const released = new Promise<undefined>((resolve) => (release = () => resolve(undefined)));
+    let held = 0;
+    let bothHeld!: () => void;
+    const holding = new Promise<void>((resolve) => (bothHeld = resolve));
+    const { dir, sink } = await setup({
+      script: {
+        onData: (message) => {
+          if (!message.messageId?.startsWith('<held')) return undefined;
+          if (++held === 2) bothHeld();
+          return released;
+        },
+      },
+    });
+    const settings = (maxConnections: number): ConfigInput => ({ api: { listen: { host: '127.0.0.1', port: 0 }, tokens }, ips: [{ address: '127.0.0.2' }], shaping: { default: { maxConnections } } });
+    // Room for a third connection, until the reload.
+    let current = settings(3);
+    const daemon = await startTestDaemon({ dir, sink, resolver, config: current, reread: () => current });
+    cleanups.push(() => daemon.stop());
+    cleanups.push(async () => release());
+    const { host, port } = daemon.apiAddress();
+    const send = (tag: string) =>
+      daemon.submit({ sender: 'app@sender.test', recipients: ['user@dest.test'], body: testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: `<${tag}@t>` }), submitter: null, source: 'http', clientAddress: null });
+    /** Egress IP choices made so far: each delivery makes one right before it asks for a connection. */
+    const selections = async () => {
+      const text = await (await fetch(`http://${host}:${port}/metrics`)).text();
+      return Number(/^rookery_selection_seconds_count (\d+)$/m.exec(text)?.[1] ?? 0);
+    };
+
+    await send('held1');
+    await send('held2');
+    await holding;
+    expect(sink.connections).toHaveLength(2);
+
+    current = settings(1);
+    expect(await reloadAt(port)).toMatchObject({ status: 200, body: { changed: ['shaping'] } });
+    await send('after');
+    while ((await selections()) < 3) await new Promise((resolve) => setTimeout(resolve, 20));
+    // Given time to open a third connection, it has not: two are open, against a limit of one.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(sink.messages).toEqual([]);
+    expect(sink.connections).toHaveLength(2);
+
+    release();
+    const messages = await sink.waitForMessages(3, 15_000);
+    // The first connection released was over the limit and closed; the message waiting took the other.
+    const after = messages.find((m) => m.messageId === '<after@t>')!;
+    expect(sink.connections).toHaveLength(2);
+    expect(messages.filter((m) => m.connectionId === after.connectionId)).toHaveLength(2);
   });
 });

@@ -11,9 +11,10 @@ const SHAPING: Record<string, Shaping> = {
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
-function readyQueues() {
+/** Ready queues over `shaping`, read at each use as the daemon reads the configuration in effect. */
+function readyQueues(shaping: () => Record<string, Shaping> = () => SHAPING) {
   const clock = manualClock(1_000_000);
-  const queues = new ReadyQueues({ shaping: (provider) => SHAPING[provider]!, limiter: new LocalRateLimiter(), clock, idleConnectionTimeout: 1_000, deadSite: { interval: 60_000, maxInterval: 600_000 } });
+  const queues = new ReadyQueues({ shaping: (provider) => shaping()[provider]!, limiter: new LocalRateLimiter(), clock, idleConnectionTimeout: 1_000, deadSite: { interval: 60_000, maxInterval: 600_000 } });
   return { clock, queues };
 }
 
@@ -41,6 +42,33 @@ describe('ready queues', () => {
     expect(second?.queue).toBe(first.queue);
     for (const taken of [second!, otherIp, otherSite, defaultSource]) taken.lease.release(null);
     // Nothing open and nobody waiting: every queue is forgotten.
+    expect(queues.stats()).toEqual({ paths: 0, open: 0, idle: 0, waiting: 0 });
+  });
+
+  it("take a reload's shaping on a path that stays busy: a lower connection limit holds new acquires, a new message limit applies at once", async () => {
+    let shaping = SHAPING;
+    const { queues } = readyQueues(() => shaping);
+    const gmail = path('127.0.0.2', 'aspmx.l.google.com', 'gmail');
+    const first = await queues.acquire(gmail, () => true);
+    const second = await queues.acquire(gmail, () => true);
+
+    // The reload: gmail gets one connection per path and 10 messages per connection.
+    shaping = { ...SHAPING, gmail: { ...SHAPING.gmail!, maxConnections: 1, maxMessagesPerConnection: 10 } };
+    expect(first.queue.maxMessagesPerConnection).toBe(10);
+    let third: Awaited<ReturnType<typeof queues.acquire>> | undefined;
+    void queues.acquire(gmail, () => true).then((taken) => (third = taken));
+    await tick();
+    expect(third).toBeUndefined();
+    // A slot freed above the new limit is not handed on: one is still open.
+    second.lease.release(null);
+    await tick();
+    expect(third).toBeUndefined();
+    expect(queues.stats()).toMatchObject({ open: 1, waiting: 1 });
+
+    first.lease.release(null);
+    await tick();
+    expect(third?.queue).toBe(first.queue);
+    third!.lease.release(null);
     expect(queues.stats()).toEqual({ paths: 0, open: 0, idle: 0, waiting: 0 });
   });
 
