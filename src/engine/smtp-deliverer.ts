@@ -153,7 +153,10 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     const hops = reachableHops(request.hops, egress.address);
     if (hops.length === 0) return all(noReachableHop(path, egress));
 
-    const { queue, lease } = await queues.acquire(path, (c) => hops.some((h) => sameHop(h, c.hop)));
+    // An idle connection serves this delivery when it reaches one of its hops and greeted with
+    // the EHLO name it would give now (a reload may change an IP's hostname).
+    const reusable = (c: OutboundConnection) => c.egress.hostname === egress.hostname && hops.some((h) => sameHop(h, c.hop));
+    const { queue, lease } = await queues.acquire(path, reusable);
     if (stopping) {
       // Waited for a slot while shutting down: leave the message for the next start.
       lease.release(lease.connection);
@@ -161,7 +164,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     }
     let current: OutboundConnection | null = lease.connection;
     try {
-      if (current && !hops.some((h) => sameHop(h, current!.hop))) {
+      if (current && !reusable(current)) {
         void current.close();
         current = null;
       }

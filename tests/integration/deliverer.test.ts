@@ -191,6 +191,17 @@ describe('smtp deliverer', () => {
     expect(d.stats()).toMatchObject({ connectionsOpened: 1, transactions: 12, idle: 1 });
   });
 
+  it('opens a new connection for a new EHLO name of the egress IP (a reload changed its hostname) rather than reuse one', async () => {
+    const s = await sink();
+    const { deliverer: d } = deliverer();
+    await d.deliver(request([hopTo(s)], { body: message('before'), hostname: 'before.rookery.test' }));
+    await d.deliver(request([hopTo(s)], { body: message('after'), hostname: 'after.rookery.test' }));
+    await d.deliver(request([hopTo(s)], { body: message('again'), hostname: 'after.rookery.test' }));
+    expect(s.messages.map((m) => `${m.messageId} ${m.helo}`)).toEqual(['<before@sender.test> before.rookery.test', '<after@sender.test> after.rookery.test', '<again@sender.test> after.rookery.test']);
+    expect(s.connections.map((c) => c.transactions)).toEqual([1, 2]);
+    expect(d.stats()).toMatchObject({ connectionsOpened: 2, idle: 1 });
+  });
+
   it('opens a new connection after maxMessagesPerConnection transactions', async () => {
     const s = await sink();
     const { deliverer: d } = deliverer({ maxMessagesPerConnection: 5 });
