@@ -132,7 +132,7 @@ export class EgressPool {
   /** Takes a reloaded configuration's members, policy and reaction rules, from the next selection on. */
   reconfigure(setup: PoolSetup): void {
     this.setup = this.activate(setup);
-    this.reporting.reconfigured();
+    this.reporting.reconfigured(this.setup.byAddress, this.state);
   }
 
   async start(): Promise<void> {
@@ -357,6 +357,6 @@ export class EgressPool {
 
   /** Re-reads pool state and rebuilds the restriction gauges from it (from what is left when the backend cannot be read). */
   private async refresh(): Promise<void> {
-    await this.state.refresh(this.deps.clock.now()).finally(() => this.reporting.restrictions(this.state));
+    await this.state.refresh(this.deps.clock.now()).finally(() => this.reporting.restrictions(this.state, this.setup.byAddress));
   }
 }

@@ -1,3 +1,4 @@
+import type { Gauge, LabelValues } from 'prom-client';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProviderName, ReputationSnapshot, WaitReason } from './contracts.ts';
@@ -8,13 +9,15 @@ import type { Restriction } from './restrictions.ts';
 /**
  * What the egress pool tells operators: the gauges of restrictions, reputation, weights and
  * warm-up, the selection counters, and a log line when an IP is restricted or its weight
- * changes, and why.
+ * changes, and why. The per-IP gauges cover the members of the setup in effect: an IP a reload
+ * removes leaves them at once.
  */
 export class PoolReporting {
   /** Why an (IP, provider)'s weight is lowered now, to log changes only. */
   private readonly weightReasons = new Map<string, Map<ProviderName, string>>();
   /** Pools without members whose mail was sent through another pool since the last reconfigure, to warn once each. */
   private readonly fallbacks = new Set<string>();
+  private readonly series = new IpSeries();
 
   constructor(
     private readonly metrics: Metrics,
@@ -37,9 +40,16 @@ export class PoolReporting {
     this.log.warn({ event: 'ippool.pool.fallback', pool, instead }, `pool ${pool} has no egress IP: its mail goes through pool ${instead}`);
   }
 
-  /** A new setup: a pool still (or again) without members is warned about once more. */
-  reconfigured(): void {
+  /**
+   * A new setup with these `members`: the series of IPs no longer among them are removed (the
+   * restriction gauge is rebuilt from `state`), and a pool still (or again) without members is
+   * warned about once more.
+   */
+  reconfigured(members: ReadonlyMap<string, unknown>, state: PoolStateCache): void {
     this.fallbacks.clear();
+    this.series.keepOnly(members);
+    for (const ip of this.weightReasons.keys()) if (!members.has(ip)) this.weightReasons.delete(ip);
+    this.restrictions(state, members);
   }
 
   /**
@@ -47,10 +57,12 @@ export class PoolReporting {
    * Restrictions toward single sites (restriction-scope.ts) are counted in one series per IP,
    * action and rule, labelled `<provider>:sites`: the sites are named by whoever answers, so one
    * series each would let them grow the metrics without bound. The log line names each site.
+   * Only `members` are reported: pool state shared with other nodes holds their IPs too.
    */
-  restrictions(state: PoolStateCache): void {
+  restrictions(state: PoolStateCache, members: ReadonlyMap<string, unknown>): void {
     this.metrics.ipRestricted.reset();
     for (const { ip, scope, restriction } of state.restrictions()) {
+      if (!members.has(ip)) continue;
       const labels = { egress_ip: ip, provider: gaugeScope(scope), action: restriction.action, reason: restriction.rule };
       if (scope.kind === 'site') this.metrics.ipRestricted.inc(labels);
       else this.metrics.ipRestricted.set(labels, 1);
@@ -83,15 +95,15 @@ export class PoolReporting {
 
   reputation(ip: string, provider: ProviderName, snapshot: ReputationSnapshot): void {
     const labels = { egress_ip: ip, provider };
-    if (snapshot.score !== null) this.metrics.ipReputationScore.set(labels, snapshot.score);
+    if (snapshot.score !== null) this.series.set(this.metrics.ipReputationScore, labels, snapshot.score);
     for (const kind of ['accepted', 'deferred', 'blocked', 'complaints'] as const) {
-      this.metrics.ipReputationInputs.set({ ...labels, kind }, snapshot[kind]);
+      this.series.set(this.metrics.ipReputationInputs, { ...labels, kind }, snapshot[kind]);
     }
   }
 
   /** The weight an IP has for a provider now; a change of the reason is logged, so operators see why an IP gets less traffic (and when it recovers). */
   weight(ip: string, provider: ProviderName, weight: number, reason: string | null): void {
-    this.metrics.ipWeight.set({ egress_ip: ip, provider }, weight);
+    this.series.set(this.metrics.ipWeight, { egress_ip: ip, provider }, weight);
     const reasons = this.weightReasons.get(ip);
     if ((reasons?.get(provider) ?? null) === reason) return;
     if (reason) {
@@ -106,18 +118,47 @@ export class PoolReporting {
 
   /** The plan day of a warming IP; null once it is warm (the gauge goes away). */
   warmupDay(ip: string, plan: string, day: number | null): void {
-    if (day === null) this.metrics.ipWarmupDay.remove({ egress_ip: ip, plan });
-    else this.metrics.ipWarmupDay.set({ egress_ip: ip, plan }, day);
+    if (day === null) this.series.remove(this.metrics.ipWarmupDay, { egress_ip: ip, plan });
+    else this.series.set(this.metrics.ipWarmupDay, { egress_ip: ip, plan }, day);
   }
 
   warmupWindow(ip: string, provider: ProviderName, window: 'hour' | 'day', cap: number, used: number): void {
     const labels = { egress_ip: ip, provider, window };
-    this.metrics.ipWarmupCap.set(labels, cap);
-    this.metrics.ipWarmupUsage.set(labels, used);
+    this.series.set(this.metrics.ipWarmupCap, labels, cap);
+    this.series.set(this.metrics.ipWarmupUsage, labels, used);
   }
 }
 
 /** The provider label of the restriction gauge: '*', the provider, or `<provider>:sites` for the count of sites. */
 function gaugeScope(scope: Scope): string {
   return scope.kind === 'site' ? `${scope.provider}:sites` : scopeLabel(scope);
+}
+
+/** The series of per-IP gauges written for each egress IP, so that an IP's series can go with it. */
+class IpSeries {
+  /** IP -> gauge -> its labels (as JSON) -> how to remove that series. */
+  private readonly written = new Map<string, Map<object, Map<string, () => void>>>();
+
+  set<T extends string>(gauge: Gauge<T>, labels: LabelValues<T> & { egress_ip: string }, value: number): void {
+    gauge.set(labels, value);
+    let byGauge = this.written.get(labels.egress_ip);
+    if (!byGauge) this.written.set(labels.egress_ip, (byGauge = new Map()));
+    let series = byGauge.get(gauge);
+    if (!series) byGauge.set(gauge, (series = new Map()));
+    series.set(JSON.stringify(labels), () => gauge.remove(labels));
+  }
+
+  remove<T extends string>(gauge: Gauge<T>, labels: LabelValues<T> & { egress_ip: string }): void {
+    gauge.remove(labels);
+    this.written.get(labels.egress_ip)?.get(gauge)?.delete(JSON.stringify(labels));
+  }
+
+  /** Removes every series of the IPs that are not `members`. */
+  keepOnly(members: ReadonlyMap<string, unknown>): void {
+    for (const [ip, byGauge] of this.written) {
+      if (members.has(ip)) continue;
+      for (const series of byGauge.values()) for (const remove of series.values()) remove();
+      this.written.delete(ip);
+    }
+  }
 }

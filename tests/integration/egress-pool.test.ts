@@ -143,6 +143,34 @@ describe('egress pool (local backend)', () => {
     p.stop();
   });
 
+  it('drops every per-IP series of an IP a reload removed from /metrics, and keeps it out at later refreshes of pool state', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const policy = createPoolPolicy(loadPoolData(), { window: 3_600_000, minSamples: 20, floor: 0.7 });
+      const gone = member('127.0.0.3', { warmup: { plan: 'conservative', start: utcDayStart(T0) } });
+      const p = await pool([member('127.0.0.2'), gone]);
+      await spread(p, OTHER, 4);
+      const refusal = classifyReply({ code: 554, text: '5.7.1 Service unavailable; client [127.0.0.3] blocked using zen.spamhaus.org', stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.3' }, BOUNCE_RULES);
+      await p.afterDelivery(path('127.0.0.3', OTHER), [refusal]);
+      const ipSeries = async (ip: string) =>
+        (await metrics.registry.metrics()).split('\n').filter((line) => line.startsWith('rookery_ip_') && line.includes(`egress_ip="${ip}"`)).map((line) => line.split('{')[0]);
+      // (No reputation score yet: one reply is below minSamples; its inputs are there.)
+      expect(new Set(await ipSeries('127.0.0.3'))).toEqual(
+        new Set(['rookery_ip_warmup_day', 'rookery_ip_warmup_usage', 'rookery_ip_warmup_cap', 'rookery_ip_reputation_inputs', 'rookery_ip_weight', 'rookery_ip_restricted']),
+      );
+
+      p.reconfigure({ members: [member('127.0.0.2')], policy, reactions: new ReactionEngine([]) });
+      expect(await ipSeries('127.0.0.3')).toEqual([]);
+      expect(await ipSeries('127.0.0.2')).toContain('rookery_ip_weight');
+      // Its suspension is still in pool state (shared with other nodes): the refresh leaves it out of the gauge.
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(await ipSeries('127.0.0.3')).toEqual([]);
+      p.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('keeps a retry on the IP used before while it is eligible', async () => {
     const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
     expect(Object.fromEntries(await spread(p, OTHER, 10, '127.0.0.3'))).toEqual({ '127.0.0.3': 10 });
