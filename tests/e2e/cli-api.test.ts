@@ -551,7 +551,7 @@ describe('rookery reload', () => {
         stdout: 'Reloaded test\nChanged: ips\nWaiting for a restart (the running value stays until then): hostname\n',
         stderr: '',
       });
-      expect(JSON.parse((await rookery(['reload', '--json'], admin)).stdout)).toEqual({ source: 'test', changed: [], restartRequired: ['hostname'] });
+      expect(JSON.parse((await rookery(['reload', '--json'], admin)).stdout)).toEqual({ source: 'test', changed: [], restartRequired: ['hostname'], warnings: [] });
 
       Object.assign(SOURCES, { ips: [{ address: 'not-an-ip' }, { address: '2001:db8::7', pool: 'v6', weight: -1 }] });
       const refused = await rookery(['reload'], admin);
