@@ -96,3 +96,23 @@ export function checkBulk(operation: string, now: number, limit: number): void {
 export function pausedLists(paused: PausedScopes): { domains: string[]; pools: string[]; tenants: string[] } {
   return { domains: [...new Set(paused.domains)], pools: [...new Set(paused.pools)], tenants: [...new Set(paused.tenants)] };
 }
+
+/*
+ * A retry (retryQueued) and a dead site's resume (resumeDomains) make waiting rows due now, but
+ * never a first attempt scheduled for later (sendAt): a row with no recorded result keeps its
+ * message's send time, and one a hold moved past it goes back to it. Both read the row `r` and its
+ * message `m`, with `now` bound at `param`.
+ */
+
+/** The due time such a move gives a row: `now`, or the send time of a first attempt scheduled after it. */
+export function movedDueAt(param: string): string {
+  return `CASE WHEN r.last_disposition IS NULL AND m.send_at > ${param} THEN m.send_at ELSE ${param} END`;
+}
+
+/**
+ * The rows due after `now` that such a move changes (movedDueAt is earlier than their due time),
+ * so a moved row is not picked again and repeating the move until it moves fewer ends.
+ */
+export function waitsPastItsTime(param: string): string {
+  return `r.next_attempt_at > ${param} AND (r.last_disposition IS NOT NULL OR m.send_at IS NULL OR m.send_at < r.next_attempt_at)`;
+}

@@ -75,7 +75,9 @@ export interface QueueControl {
 
   /**
    * Makes up to `limit` queued recipients of `selection` that are due after `now` due at `now`,
-   * in one transaction, without counting an attempt or writing an event. Returns how many moved;
+   * in one transaction, without counting an attempt or writing an event. A first attempt scheduled
+   * for later (sendAt, no result recorded yet) is never made due before its send time: it is left
+   * alone, or, moved past it by a hold, due at it again. Returns how many moved;
    * fewer than `limit` when none is left (a moved row is not picked again), so a caller repeats
    * it for a large backlog, letting other writes go in between. Rows in delivery are left alone.
    */

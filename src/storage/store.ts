@@ -250,7 +250,11 @@ export interface Store extends MessageReads, AuditLog, QueueControl, Idempotency
    */
   holdDomains(domains: string[], until: number, maxAgeMs: number, limit: number): Promise<number>;
 
-  /** Makes up to `limit` queued recipients of `domains` due after `now` and at or before `until` due at `now` (their site is back). Returns how many, as holdDomains. */
+  /**
+   * Makes up to `limit` queued recipients of `domains` due after `now` and at or before `until` due
+   * at `now` (their site is back); a first attempt scheduled after `now` (sendAt) is due at its send
+   * time instead, never earlier. Returns how many, as holdDomains.
+   */
   resumeDomains(domains: string[], until: number, now: number, limit: number): Promise<number>;
 
   /** Returns every row leased by `owner` to the queue (start-up after a crash of this node). */

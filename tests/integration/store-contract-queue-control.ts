@@ -136,10 +136,12 @@ export function registerQueueControlContract(ctx: { store: () => Store; open: ()
 
   it('makes the queued rows of a domain, pool, egress IP or message due now in chunks, leaving rows in delivery alone', async () => {
     const store = ctx.store();
-    const m1 = message(['a@slow.test', 'b@slow.test', 'c@fast.test'], { dueAt: T0 + HOUR });
-    const m2 = message(['d@slow.test'], { dueAt: T0 + HOUR, pool: 'bulk' });
+    const m1 = message(['a@slow.test', 'b@slow.test', 'c@fast.test']);
+    const m2 = message(['d@slow.test'], { pool: 'bulk' });
     const m3 = message(['e@other.test', 'f@other.test'], { dueAt: T0 - 5 });
     await store.enqueue([m1, m2, m3]);
+    // a@ to d@ wait for a later time without an attempt: held (a dead site's hold) for an hour.
+    expect(await store.holdDomains(['slow.test', 'fast.test'], T0 + HOUR, 24 * HOUR, 10)).toBe(4);
     // e@ and f@ deferred after an attempt from .2 and .3, then b@ claimed (in delivery).
     const tried = await store.claimDue({ now: T0, limit: 10, owner: OWNER, leaseMs: LEASE });
     await store.recordAttempts(tried.map((c) => ({ recipientId: c.recipientId, token: c.token, outcome: deferred(c.recipient.startsWith('e') ? '127.0.0.2' : '127.0.0.3'), newState: 'queued', nextAttemptAt: T0 + 2 * HOUR, countsAsAttempt: true })));
@@ -169,15 +171,62 @@ export function registerQueueControlContract(ctx: { store: () => Store; open: ()
     expect(await store.nextDueAt()).toBe(now);
   });
 
+  it('never makes a first attempt scheduled for later due before its send time, on a retry or a resume', async () => {
+    const store = ctx.store();
+    const now = T0 + 100;
+    // Scheduled for tomorrow, and for half an hour from now (which a hold moves to its end).
+    const tomorrow = message(['a@sched.test'], { dueAt: T0 + 24 * HOUR });
+    const soon = message(['b@sched.test'], { dueAt: T0 + HOUR / 2 });
+    // Sent at once, then deferred after an attempt; and sent at once, then held untried.
+    const tried = message(['c@sched.test']);
+    const held = message(['d@sched.test']);
+    await store.enqueue([tomorrow, soon, tried]);
+    const [claimed] = await store.claimDue({ now: T0, limit: 10, owner: OWNER, leaseMs: LEASE });
+    await store.recordAttempts([{ recipientId: claimed!.recipientId, token: claimed!.token, outcome: deferred('127.0.0.2'), newState: 'queued', nextAttemptAt: T0 + 2 * HOUR, countsAsAttempt: true }]);
+    await store.enqueue([held]);
+    expect(await store.holdDomains(['sched.test'], T0 + HOUR, 24 * HOUR, 10)).toBe(2);
+    const due = async () => (await Promise.all([tomorrow, soon, tried, held].map((m) => store.listRecipients(m.id)))).flat().map((r) => [r.recipient, r.nextAttemptAt]);
+    expect(await due()).toEqual([
+      ['a@sched.test', T0 + 24 * HOUR],
+      ['b@sched.test', T0 + HOUR],
+      ['c@sched.test', T0 + 2 * HOUR],
+      ['d@sched.test', T0 + HOUR],
+    ]);
+
+    // The dead site is back: held mail is due now, the held scheduled row at its send time.
+    expect(await store.resumeDomains(['sched.test'], T0 + HOUR, now, 10)).toBe(2);
+    expect(await store.resumeDomains(['sched.test'], T0 + HOUR, now, 10)).toBe(0);
+    expect(await due()).toEqual([
+      ['a@sched.test', T0 + 24 * HOUR],
+      ['b@sched.test', T0 + HOUR / 2],
+      ['c@sched.test', T0 + 2 * HOUR],
+      ['d@sched.test', now],
+    ]);
+
+    // A retry: the deferred row is due now; the scheduled ones keep their send times.
+    expect(await store.retryQueued({ kind: 'domain', domain: 'sched.test' }, now, 10)).toBe(1);
+    expect(await store.retryQueued({ kind: 'pool', pool: 'default' }, now, 10)).toBe(0);
+    expect(await store.retryQueued({ kind: 'message', messageId: tomorrow.id }, now, 10)).toBe(0);
+    expect(await due()).toEqual([
+      ['a@sched.test', T0 + 24 * HOUR],
+      ['b@sched.test', T0 + HOUR / 2],
+      ['c@sched.test', now],
+      ['d@sched.test', now],
+    ]);
+    expect((await store.claimDue({ now, limit: 10, owner: OWNER, leaseMs: LEASE })).map((c) => c.recipient)).toEqual(['c@sched.test', 'd@sched.test']);
+  });
+
   it("selects a tenant's queued rows for a retry and a cancellation, never another tenant's or mail of no tenant", async () => {
     const store = ctx.store();
-    const acme = message(['a@one.test', 'b@two.test'], { tenant: 'acme', dueAt: T0 + HOUR });
-    const beta = message(['c@one.test'], { tenant: 'beta', dueAt: T0 + HOUR });
-    const noTenant = message(['d@one.test'], { dueAt: T0 + HOUR });
+    const acme = message(['a@one.test', 'b@two.test'], { tenant: 'acme' });
+    const beta = message(['c@one.test'], { tenant: 'beta' });
+    const noTenant = message(['d@one.test']);
     const acmeDue = message(['e@one.test'], { tenant: 'acme', dueAt: T0 - 5 });
     await store.enqueue([acme, beta, noTenant, acmeDue]);
     const [inFlight] = await store.claimQueued({ kind: 'message', messageId: acmeDue.id }, { now: T0, limit: 1, owner: 'node-b', leaseMs: LEASE });
     expect(inFlight?.recipient).toBe('e@one.test');
+    // The queued rows wait for a later time: held for an hour.
+    expect(await store.holdDomains(['one.test', 'two.test'], T0 + HOUR, 24 * HOUR, 10)).toBe(4);
 
     const now = T0 + 100;
     expect(await store.retryQueued({ kind: 'tenant', tenant: 'acme' }, now, 1)).toBe(1);

@@ -3,7 +3,7 @@ import type { AttemptResult, Lease, LeaseToken, NewMessage, PoolStateEntry, Usag
 import { domainOf } from '../../mail/address.ts';
 import { CLAIMED_ROW_COLUMNS, type ClaimedRow, type EventDbRow, type MessageDbRow, type RecipientDbRow } from '../store-rows.ts';
 import { anyPaused, type PausedScopes } from '../queue-control.ts';
-import { pausedLists } from '../queue-control-rows.ts';
+import { movedDueAt, pausedLists, waitsPastItsTime } from '../queue-control-rows.ts';
 import { messageExtras } from '../message-rows.ts';
 
 /**
@@ -287,17 +287,18 @@ export async function holdDomains(db: Db, domains: readonly string[], until: num
   return result.rowCount ?? 0;
 }
 
+/** Held mail due again, but a first attempt scheduled for later only at its send time (movedDueAt). */
 export async function resumeDomains(db: Db, domains: readonly string[], until: number, now: number, limit: number): Promise<number> {
   const result = await db.query({
     name: 'rookery_resume_domains',
     text: `
       WITH picked AS (
-        SELECT id FROM recipients
-        WHERE domain = ANY($1::text[]) AND state = 'queued' AND next_attempt_at > $3 AND next_attempt_at <= $2
+        SELECT r.id, ${movedDueAt('$3::bigint')} AS due FROM recipients r JOIN messages m ON m.id = r.message_id
+        WHERE r.domain = ANY($1::text[]) AND r.state = 'queued' AND r.next_attempt_at <= $2 AND ${waitsPastItsTime('$3::bigint')}
         LIMIT $4
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF r SKIP LOCKED
       )
-      UPDATE recipients r SET next_attempt_at = $3, updated_at = $3
+      UPDATE recipients r SET next_attempt_at = p.due, updated_at = $3
       FROM picked p WHERE r.id = p.id`,
     values: [domains, until, now, limit],
   });

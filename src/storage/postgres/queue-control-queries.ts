@@ -1,6 +1,6 @@
 import type { LeaseToken } from '../store.ts';
 import type { QueueSelection } from '../queue-control.ts';
-import { selectionPredicate, type PauseDbRow } from '../queue-control-rows.ts';
+import { movedDueAt, selectionPredicate, waitsPastItsTime, type PauseDbRow } from '../queue-control-rows.ts';
 import { CLAIMED_ROW_COLUMNS, type ClaimedRow } from '../store-rows.ts';
 import type { Db } from './queries.ts';
 
@@ -62,18 +62,21 @@ export async function purgeEndedPauses(db: Db, now: number): Promise<number> {
   return rowCount ?? 0;
 }
 
-/** Makes up to `limit` queued rows of the selection due after `now` due at `now` (so the next chunk does not pick them again). */
+/**
+ * Makes up to `limit` queued rows of the selection that wait past their time due at `now` (a first
+ * attempt scheduled for later at its send time), so the next chunk does not pick them again.
+ */
 export async function retryQueued(db: Db, kind: QueueSelection['kind'], value: string, now: number, limit: number): Promise<number> {
   const { rowCount } = await db.query({
     name: `rookery_retry_queued_${kind}`,
     text: `
       WITH picked AS (
-        SELECT r.id FROM recipients r
-        WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued' AND r.next_attempt_at > $2
+        SELECT r.id, ${movedDueAt('$2::bigint')} AS due FROM recipients r JOIN messages m ON m.id = r.message_id
+        WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued' AND ${waitsPastItsTime('$2::bigint')}
         LIMIT $3
         FOR UPDATE OF r SKIP LOCKED
       )
-      UPDATE recipients r SET next_attempt_at = $2, updated_at = $2
+      UPDATE recipients r SET next_attempt_at = p.due, updated_at = $2
       FROM picked p WHERE r.id = p.id`,
     values: [value, now, limit],
   });

@@ -3,7 +3,7 @@ import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
 import type { LeaseToken, NewMessage, PoolStateEntry, UsageChange } from '../store.ts';
 import { CLAIMED_ROW_COLUMNS, type ClaimedRow, type EventDbRow, type MessageDbRow, type RecipientDbRow } from '../store-rows.ts';
 import { anyPaused, type PausedScopes } from '../queue-control.ts';
-import { pausedLists } from '../queue-control-rows.ts';
+import { movedDueAt, pausedLists, waitsPastItsTime } from '../queue-control-rows.ts';
 import { messageExtras } from '../message-rows.ts';
 
 /**
@@ -125,11 +125,13 @@ export function prepareQueries(db: DatabaseSync) {
       LIMIT ?5
     )`);
 
+  // Held mail due again, but a first attempt scheduled for later only at its send time (movedDueAt).
   const resumeDomain = stmt(`
-    UPDATE recipients SET next_attempt_at = ?3, updated_at = ?3
-    WHERE id IN (
-      SELECT id FROM recipients
-      WHERE domain = ?1 AND state = 'queued' AND next_attempt_at > ?3 AND next_attempt_at <= ?2
+    UPDATE recipients AS r SET next_attempt_at = ${movedDueAt('?3')}, updated_at = ?3
+    FROM messages m
+    WHERE m.id = r.message_id AND r.id IN (
+      SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
+      WHERE r.domain = ?1 AND r.state = 'queued' AND r.next_attempt_at <= ?2 AND ${waitsPastItsTime('?3')}
       LIMIT ?4
     )`);
 

@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { QueueSelection } from '../queue-control.ts';
-import { selectionPredicate, type PauseDbRow } from '../queue-control-rows.ts';
+import { movedDueAt, selectionPredicate, waitsPastItsTime, type PauseDbRow } from '../queue-control-rows.ts';
 import { CLAIMED_ROW_COLUMNS, type ClaimedRow } from '../store-rows.ts';
 
 /**
@@ -35,10 +35,13 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
     if (!statements) {
       const picks = selectionPredicate(kind, '?1');
       statements = {
-        // A moved row is due at ?2, so the next chunk does not pick it again.
+        // A moved row is at its earliest time, so the next chunk does not pick it again.
         retry: stmt(`
-          UPDATE recipients SET next_attempt_at = ?2, updated_at = ?2
-          WHERE id IN (SELECT r.id FROM recipients r WHERE ${picks} AND r.state = 'queued' AND r.next_attempt_at > ?2 LIMIT ?3)`),
+          UPDATE recipients AS r SET next_attempt_at = ${movedDueAt('?2')}, updated_at = ?2
+          FROM messages m
+          WHERE m.id = r.message_id AND r.id IN (
+            SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
+            WHERE ${picks} AND r.state = 'queued' AND ${waitsPastItsTime('?2')} LIMIT ?3)`),
         claim: stmt(`
           SELECT ${CLAIMED_ROW_COLUMNS}
           FROM recipients r JOIN messages m ON m.id = r.message_id
