@@ -1,4 +1,4 @@
-import { QUEUE_SCOPE_KINDS, type PausedScopes, type QueuePause, type QueueScope, type QueueScopeKind, type QueueSelection } from './queue-control.ts';
+import { QUEUE_SCOPE_KINDS, type PausedScopes, type QueuedClaimOptions, type QueuePause, type QueueScope, type QueueScopeKind, type QueueSelection } from './queue-control.ts';
 import { DataRefusedError } from './store.ts';
 
 /*
@@ -81,6 +81,15 @@ export function selectionPredicate(kind: QueueSelection['kind'], param: string):
   }
 }
 
+/**
+ * The rows of a selection a cancellation claims (claimQueued), with `now` bound at `param`: queued,
+ * or in delivery under a lease that ran out (its node died). The state list keeps recipients_domain
+ * on its second column.
+ */
+export function claimableQueued(param: string): string {
+  return `r.state IN ('queued', 'delivering') AND (r.state = 'queued' OR r.locked_until < ${param})`;
+}
+
 /** The value a selection's predicate is bound to. */
 export function selectionValue(selection: QueueSelection): string {
   return selection.kind === 'message' ? selection.messageId : scopeKey(selection).value;
@@ -90,6 +99,13 @@ export function selectionValue(selection: QueueSelection): string {
 export function checkBulk(operation: string, now: number, limit: number): void {
   if (!Number.isSafeInteger(now)) throw new DataRefusedError(`${operation}: now must be integer milliseconds`);
   if (!Number.isSafeInteger(limit) || limit < 0) throw new DataRefusedError(`${operation}: limit must be a non-negative integer`);
+}
+
+/** The id range of a cancellation's claim, its defaults filled in; throws for a bound that is not an integer. */
+export function claimRange(options: QueuedClaimOptions): { after: number; through: number } {
+  const { after = 0, through = Number.MAX_SAFE_INTEGER } = options;
+  if (!Number.isSafeInteger(after) || !Number.isSafeInteger(through)) throw new DataRefusedError('claimQueued: after and through must be integer recipient ids');
+  return { after, through };
 }
 
 /** The paused scopes without repeats, as the claims bind them. */

@@ -50,6 +50,20 @@ export interface PausedScopes {
   tenants: readonly string[];
 }
 
+/** A cancellation's claim of queued rows (claimQueued): the claim's options, and the range of recipient ids it reads. */
+export interface QueuedClaimOptions extends Omit<ClaimOptions, 'paused'> {
+  /**
+   * Only rows of a higher recipient id (default 0): each chunk of a cancellation goes on after
+   * the last row of the one before, so the whole cancellation reads each row once.
+   */
+  after?: number;
+  /**
+   * Only rows up to this recipient id (default: no bound): a cancellation acts on the rows there
+   * were when it began (lastRecipientId), never on mail made meanwhile, its own DSNs first.
+   */
+  through?: number;
+}
+
 export const NOTHING_PAUSED: PausedScopes = Object.freeze({ domains: [], pools: [], tenants: [] });
 
 /** Whether a claim has anything to leave alone (else the plain claim runs). */
@@ -84,12 +98,18 @@ export interface QueueControl {
   retryQueued(selection: QueueSelection, now: number, limit: number): Promise<number>;
 
   /**
-   * Claims up to `options.limit` queued recipients of `selection`, due or not (rows in delivery
-   * are left to finish), as claimDue does: delivering for `owner` under one new lease token, so
-   * their results (a cancellation, with its DSN as a follow-up) are recorded by recordAttempts.
-   * Pauses do not apply. Lowest recipient id first.
+   * Claims up to `options.limit` queued recipients of `selection`, due or not, in the id range of
+   * `options`, as claimDue does: delivering for `owner` under one new lease token, so their
+   * results (a cancellation, with its DSN as a follow-up) are recorded by recordAttempts. Rows in
+   * delivery are left to finish, but one whose lease ran out is claimed too: its node died, and
+   * a pause of its scope keeps every delivery claim from taking it. Pauses do not apply. Lowest
+   * recipient id first; on a shared store, rows another claim holds locked at that moment are
+   * passed over (a later claim from the start finds them).
    */
-  claimQueued(selection: QueueSelection, options: Omit<ClaimOptions, 'paused'>): Promise<ClaimedRecipient[]>;
+  claimQueued(selection: QueueSelection, options: QueuedClaimOptions): Promise<ClaimedRecipient[]>;
+
+  /** The highest recipient id there is (0: none): every recipient made later has a higher one. */
+  lastRecipientId(): Promise<number>;
 
   /** How many recipients of `selection` are in delivery now (claimed, their lease running or not). */
   countDelivering(selection: QueueSelection): Promise<number>;

@@ -104,6 +104,7 @@ export function toClaimedRecipient(row: ClaimedRow, token: LeaseToken): ClaimedR
     attempts: row.attempts,
     lastEgressIp: row.last_egress_ip,
     messageCreatedAt: row.message_created_at,
+    dueAt: row.next_attempt_at,
     messageIdHeader: row.message_id_header,
     size: row.size,
   };

@@ -83,6 +83,8 @@ export interface ClaimedRecipient extends Lease {
    * from it.
    */
   messageCreatedAt: number;
+  /** When the row was due as it was claimed: given back without a result, it is due then again. */
+  dueAt: number;
   messageIdHeader: string | null;
   size: number;
 }

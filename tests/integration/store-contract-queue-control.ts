@@ -246,6 +246,48 @@ export function registerQueueControlContract(ctx: { store: () => Store; open: ()
     expect((await store.listRecipients(noTenant.id)).map((r) => r.state)).toEqual(['queued']);
   });
 
+  it('claims the queued rows of a selection in an id range, and the rows of a dead claim, each with its due time', async () => {
+    const store = ctx.store();
+    const clock = ctx.clock();
+    expect(await store.lastRecipientId()).toBe(0);
+    const m1 = message(['a@range.test', 'b@range.test', 'c@range.test'], { dueAt: T0 + HOUR });
+    const m2 = message(['d@range.test', 'e@range.test']);
+    await store.enqueue([m1, m2]);
+    const ids = (await store.listRecipients(m1.id)).concat(await store.listRecipients(m2.id)).map((r) => r.recipientId);
+    const through = await store.lastRecipientId();
+    expect(through).toBe(Math.max(...ids));
+    const selection = { kind: 'domain', domain: 'range.test' } as const;
+
+    // e@ claimed by a node that then dies; its lease runs out while the domain is paused.
+    const [dead] = await store.claimQueued({ kind: 'message', messageId: m2.id }, { now: T0, limit: 1, owner: 'node-dead', leaseMs: 10, after: ids[3]! });
+    expect(dead?.recipient).toBe('e@range.test');
+    const paused = { domains: ['range.test'], pools: [], tenants: [] };
+    clock.advance(100);
+    const now = clock.now();
+    expect(await store.claimDue({ now, limit: 10, owner: OWNER, leaseMs: LEASE, paused })).toEqual([]);
+    // Made after the cancellation began: beyond its bound.
+    const later = message(['f@range.test']);
+    await store.enqueue([later]);
+    expect(await store.lastRecipientId()).toBeGreaterThan(through);
+
+    // Keyset chunks: each after the last id of the one before, never past `through`.
+    const first = await store.claimQueued(selection, { now, limit: 2, owner: OWNER, leaseMs: LEASE, after: 0, through });
+    const second = await store.claimQueued(selection, { now, limit: 2, owner: OWNER, leaseMs: LEASE, after: first.at(-1)!.recipientId, through });
+    const third = await store.claimQueued(selection, { now, limit: 2, owner: OWNER, leaseMs: LEASE, after: second.at(-1)!.recipientId, through });
+    expect([first, second, third].map((chunk) => chunk.map((c) => [c.recipient, c.dueAt]))).toEqual([
+      [['a@range.test', T0 + HOUR], ['b@range.test', T0 + HOUR]],
+      [['c@range.test', T0 + HOUR], ['d@range.test', T0]],
+      // The dead node's row, under a new token: the dead node's result no longer applies.
+      [['e@range.test', T0]],
+    ]);
+    expect(third[0]!.token).not.toBe(dead!.token);
+    expect(await store.recordAttempts([{ recipientId: dead!.recipientId, token: dead!.token, outcome: deferred('127.0.0.2'), newState: 'queued', nextAttemptAt: T0, countsAsAttempt: true }])).toEqual([]);
+    // A live lease is left alone; the row made later is found without the bound.
+    expect(await store.claimQueued(selection, { now, limit: 10, owner: OWNER, leaseMs: LEASE, through })).toEqual([]);
+    expect((await store.claimQueued(selection, { now, limit: 10, owner: OWNER, leaseMs: LEASE })).map((c) => c.recipient)).toEqual(['f@range.test']);
+    await expect(store.claimQueued(selection, { now, limit: 1, owner: OWNER, leaseMs: LEASE, after: 1.5 })).rejects.toThrow(/after and through/);
+  });
+
   it('claims the queued rows of a selection, due or not, for a cancellation recorded with its DSN', async () => {
     const store = ctx.store();
     const m1 = message(['a@gone.test', 'b@gone.test', 'c@kept.test'], { dueAt: T0 + HOUR });

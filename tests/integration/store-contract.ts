@@ -150,6 +150,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
           attempts: 0,
           lastEgressIp: null,
           messageCreatedAt: T0,
+          dueAt: T0,
           messageIdHeader: due.messageIdHeader,
           size: due.body.length,
         },

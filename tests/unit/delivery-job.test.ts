@@ -22,7 +22,7 @@ const resolver = createFixtureResolver({
 let nextId = 1;
 function row(messageId: string, recipient: string): ClaimedRecipient {
   const domain = recipient.slice(recipient.indexOf('@') + 1);
-  return { recipientId: nextId++, token: 'claim-1' as LeaseToken, messageId, sender: 'app@sender.test', recipient, domain, attempts: 0, lastEgressIp: null, messageCreatedAt: 0, messageIdHeader: null, size: 100 };
+  return { recipientId: nextId++, token: 'claim-1' as LeaseToken, messageId, sender: 'app@sender.test', recipient, domain, attempts: 0, lastEgressIp: null, messageCreatedAt: 0, dueAt: 0, messageIdHeader: null, size: 100 };
 }
 
 describe('delivery jobs', () => {

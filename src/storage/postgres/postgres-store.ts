@@ -53,8 +53,8 @@ import * as sql from './queries.ts';
 import * as reads from './message-queries.ts';
 import * as audit from './audit-queries.ts';
 import * as control from './queue-control-queries.ts';
-import type { PausedScopes, QueuePause, QueueScope, QueueSelection } from '../queue-control.ts';
-import { checkBulk, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
+import type { PausedScopes, QueuePause, QueuedClaimOptions, QueueScope, QueueSelection } from '../queue-control.ts';
+import { checkBulk, claimRange, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
 import * as idempotency from './idempotency-queries.ts';
 import { IDEMPOTENCY_PURGE_CHUNK, idempotencyInsertValues, toIdempotencyRecord } from '../idempotency-rows.ts';
 import { AUDIT_PURGE_CHUNK, auditInsertValues, auditQueryBounds, toAuditRecord } from '../audit-rows.ts';
@@ -390,14 +390,20 @@ class PostgresStore implements Store {
     return moved;
   }
 
-  async claimQueued(selection: QueueSelection, options: Omit<ClaimOptions, 'paused'>): Promise<ClaimedRecipient[]> {
+  async claimQueued(selection: QueueSelection, options: QueuedClaimOptions): Promise<ClaimedRecipient[]> {
     this.assertOpen();
     checkClaimOptions(options);
+    const range = claimRange(options);
     const { now, limit, owner, leaseMs } = options;
     if (limit === 0) return [];
     const token = newLeaseToken();
-    const rows = await control.claimQueued(this.pool, selection.kind, selectionValue(selection), now, limit, owner, now + leaseMs, token);
+    const rows = await control.claimQueued(this.pool, selection.kind, selectionValue(selection), range, now, limit, owner, now + leaseMs, token);
     return rows.map((row) => toClaimedRecipient(row, token));
+  }
+
+  async lastRecipientId(): Promise<number> {
+    this.assertOpen();
+    return control.lastRecipientId(this.pool);
   }
 
   async countDelivering(selection: QueueSelection): Promise<number> {

@@ -1,6 +1,6 @@
 import type { LeaseToken } from '../store.ts';
 import type { QueueSelection } from '../queue-control.ts';
-import { movedDueAt, selectionPredicate, waitsPastItsTime, type PauseDbRow } from '../queue-control-rows.ts';
+import { claimableQueued, movedDueAt, selectionPredicate, waitsPastItsTime, type PauseDbRow } from '../queue-control-rows.ts';
 import { CLAIMED_ROW_COLUMNS, type ClaimedRow } from '../store-rows.ts';
 import type { Db } from './queries.ts';
 
@@ -83,14 +83,17 @@ export async function retryQueued(db: Db, kind: QueueSelection['kind'], value: s
   return rowCount ?? 0;
 }
 
-/** Claims up to `limit` queued rows of the selection, due or not, lowest id first (see claimDue for the locking). */
-export async function claimQueued(db: Db, kind: QueueSelection['kind'], value: string, now: number, limit: number, owner: string, lockedUntil: number, token: LeaseToken): Promise<ClaimedRow[]> {
+/**
+ * Claims up to `limit` queued rows of the selection, due or not, and rows whose lease ran out, in
+ * the id range (after, through], lowest id first (see claimDue for the locking).
+ */
+export async function claimQueued(db: Db, kind: QueueSelection['kind'], value: string, range: { after: number; through: number }, now: number, limit: number, owner: string, lockedUntil: number, token: LeaseToken): Promise<ClaimedRow[]> {
   const { rows } = await db.query<ClaimedRow>({
     name: `rookery_claim_queued_${kind}`,
     text: `
       WITH picked AS (
         SELECT r.id FROM recipients r
-        WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued'
+        WHERE ${selectionPredicate(kind, '$1')} AND ${claimableQueued('$6')} AND r.id > $7 AND r.id <= $8
         ORDER BY r.id
         LIMIT $2
         FOR UPDATE OF r SKIP LOCKED
@@ -100,9 +103,14 @@ export async function claimQueued(db: Db, kind: QueueSelection['kind'], value: s
       FROM picked p, messages m
       WHERE r.id = p.id AND m.id = r.message_id
       RETURNING ${CLAIMED_ROW_COLUMNS}`,
-    values: [value, limit, owner, lockedUntil, token, now],
+    values: [value, limit, owner, lockedUntil, token, now, range.after, range.through],
   });
   return rows.sort((a, b) => a.id - b.id);
+}
+
+export async function lastRecipientId(db: Db): Promise<number> {
+  const { rows } = await db.query<{ id: number }>({ name: 'rookery_last_recipient_id', text: 'SELECT coalesce(max(id), 0) AS id FROM recipients' });
+  return rows[0]!.id;
 }
 
 export async function countDelivering(db: Db, kind: QueueSelection['kind'], value: string): Promise<number> {

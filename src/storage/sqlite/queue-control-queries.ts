@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { QueueSelection } from '../queue-control.ts';
-import { movedDueAt, selectionPredicate, waitsPastItsTime, type PauseDbRow } from '../queue-control-rows.ts';
+import { claimableQueued, movedDueAt, selectionPredicate, waitsPastItsTime, type PauseDbRow } from '../queue-control-rows.ts';
 import { CLAIMED_ROW_COLUMNS, type ClaimedRow } from '../store-rows.ts';
 
 /**
@@ -29,6 +29,8 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
 
   const purgeEnded = stmt(`DELETE FROM queue_pauses WHERE ends_at <= ?`);
 
+  const lastRecipientId = stmt(`SELECT coalesce(max(id), 0) AS id FROM recipients`);
+
   const bySelection = new Map<QueueSelection['kind'], { retry: StatementSync; claim: StatementSync; delivering: StatementSync }>();
   const selection = (kind: QueueSelection['kind']) => {
     let statements = bySelection.get(kind);
@@ -42,10 +44,11 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
           WHERE m.id = r.message_id AND r.id IN (
             SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
             WHERE ${picks} AND r.state = 'queued' AND ${waitsPastItsTime('?2')} LIMIT ?3)`),
+        // Queued rows, and rows whose lease ran out (?3: now), in the id range (?4, ?5].
         claim: stmt(`
           SELECT ${CLAIMED_ROW_COLUMNS}
           FROM recipients r JOIN messages m ON m.id = r.message_id
-          WHERE ${picks} AND r.state = 'queued'
+          WHERE ${picks} AND ${claimableQueued('?3')} AND r.id > ?4 AND r.id <= ?5
           ORDER BY r.id LIMIT ?2`),
         delivering: stmt(`SELECT count(*) AS n FROM recipients r WHERE ${picks} AND r.state = 'delivering'`),
       };
@@ -79,8 +82,12 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
       return Number(selection(kind).retry.run(value, now, limit).changes);
     },
 
-    selectQueued(kind: QueueSelection['kind'], value: string, limit: number): ClaimedRow[] {
-      return selection(kind).claim.all(value, limit) as unknown as ClaimedRow[];
+    selectQueued(kind: QueueSelection['kind'], value: string, limit: number, now: number, after: number, through: number): ClaimedRow[] {
+      return selection(kind).claim.all(value, limit, now, after, through) as unknown as ClaimedRow[];
+    },
+
+    lastRecipientId(): number {
+      return (lastRecipientId.get() as { id: number }).id;
     },
 
     countDelivering(kind: QueueSelection['kind'], value: string): number {

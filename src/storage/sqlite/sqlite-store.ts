@@ -53,8 +53,8 @@ import { prepareQueries, type SqliteQueries } from './queries.ts';
 import { prepareMessageQueries, type SqliteMessageQueries } from './message-queries.ts';
 import { prepareAuditQueries, type SqliteAuditQueries } from './audit-queries.ts';
 import { prepareQueueControlQueries, type SqliteQueueControlQueries } from './queue-control-queries.ts';
-import type { PausedScopes, QueuePause, QueueScope, QueueSelection } from '../queue-control.ts';
-import { checkBulk, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
+import type { PausedScopes, QueuePause, QueuedClaimOptions, QueueScope, QueueSelection } from '../queue-control.ts';
+import { checkBulk, claimRange, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
 import { prepareIdempotencyQueries, type SqliteIdempotencyQueries } from './idempotency-queries.ts';
 import { IDEMPOTENCY_PURGE_CHUNK, idempotencyInsertValues, toIdempotencyRecord } from '../idempotency-rows.ts';
 import { AUDIT_PURGE_CHUNK, auditInsertValues, auditQueryBounds, toAuditRecord } from '../audit-rows.ts';
@@ -353,17 +353,22 @@ class SqliteStore implements Store {
     return this.write(() => control.retry(selection.kind, selectionValue(selection), now, limit));
   }
 
-  async claimQueued(selection: QueueSelection, options: Omit<ClaimOptions, 'paused'>): Promise<ClaimedRecipient[]> {
+  async claimQueued(selection: QueueSelection, options: QueuedClaimOptions): Promise<ClaimedRecipient[]> {
     checkClaimOptions(options);
+    const { after, through } = claimRange(options);
     const { now, limit, owner, leaseMs } = options;
     const control = this.readControl();
     if (limit === 0) return [];
     const token = newLeaseToken();
     return this.write((q) => {
-      const rows = control.selectQueued(selection.kind, selectionValue(selection), limit);
+      const rows = control.selectQueued(selection.kind, selectionValue(selection), limit, now, after, through);
       for (const row of rows) q.lease(row.id, owner, now + leaseMs, token, now);
       return rows.map((row) => toClaimedRecipient(row, token));
     });
+  }
+
+  async lastRecipientId(): Promise<number> {
+    return this.readControl().lastRecipientId();
   }
 
   async countDelivering(selection: QueueSelection): Promise<number> {
