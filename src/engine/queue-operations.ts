@@ -8,14 +8,21 @@ import type { ClaimedRecipient, FollowUp, Store } from '../storage/store.ts';
 import { inChunks, waitUnlessAborted } from './bulk-chunks.ts';
 import { groupByMessage } from './delivery-job.ts';
 import { makeDsn, type DsnMakerDeps } from './dsn-maker.ts';
+import { LeaseKeeper } from './lease-keeper.ts';
 
 /** Rows made due per store call: a bulk update, as HeldMail moves them. */
 const RETRY_CHUNK = 2_000;
 /** Rows cancelled per store call: each message of a chunk is loaded (and, when asked, reported in a signed DSN). */
 const CANCEL_CHUNK = 500;
+/**
+ * Passes of a cancellation over its selection, each from its first row: on PostgreSQL a claim
+ * passes over rows another statement holds locked at that moment (a retry's, a hold's), which a
+ * later pass finds. The passes end at the first that finds nothing (SQLite: the second).
+ */
+const CANCEL_PASSES = 3;
 
 export interface QueueOperationsDeps {
-  store: Pick<Store, 'retryQueued' | 'claimQueued' | 'countDelivering' | 'loadMessage' | 'recordAttempts' | 'release'>;
+  store: Pick<Store, 'retryQueued' | 'claimQueued' | 'lastRecipientId' | 'countDelivering' | 'loadMessage' | 'recordAttempts' | 'release' | 'renewLeases'>;
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
@@ -38,13 +45,27 @@ export interface Cancelled {
   inDelivery: number;
 }
 
+/** One cancellation under way: what it asked, the rows it acts on and what it did so far. */
+interface CancelRun {
+  selection: QueueSelection;
+  outcome: DeliveryOutcome;
+  withDsn: boolean;
+  /** The highest recipient id when it began: mail made later (its own DSNs first) is not its to cancel. */
+  through: number;
+  /** Keeps the lease of every row claimed and not recorded yet, however long its DSNs take. */
+  leases: LeaseKeeper;
+  cancelled: number;
+  dsns: number;
+}
+
 /**
  * The operator's bulk changes of queued mail (POST /v1/queue/retry, /bounce, DELETE
  * /v1/messages/{id}), each in chunks with pauses between them (bulk-chunks.ts) so other writes
- * go in between. A retry makes the selection's queued rows due now. A cancellation claims its
- * queued rows (rows in delivery are left to finish and counted) and records each as bounced with
- * an outcome that says an operator cancelled it, and, when asked, a DSN per message stored with
- * those results in one commit (recordAttempts' follow-ups), as a delivery's bounce is.
+ * go in between. A retry makes the selection's waiting rows due now. A cancellation claims its
+ * queued rows (rows in delivery are left to finish and counted; those of a dead node are taken)
+ * and records each as bounced with an outcome that says an operator cancelled it, and, when asked,
+ * one DSN per message stored with those results in one commit (recordAttempts' follow-ups), as a
+ * delivery's bounce is.
  */
 export class QueueOperations {
   private readonly log: Logger;
@@ -77,32 +98,90 @@ export class QueueOperations {
 
   /** Cancels the queued rows of `selection`: see the class comment. */
   async cancel(selection: QueueSelection, request: { reason?: string; dsn: boolean; by: string }): Promise<Cancelled> {
-    const outcome = cancelledOutcome(request.reason);
-    let cancelled = 0;
-    let dsns = 0;
-    await inChunks(async (limit) => {
-      const { store, clock, owner, leaseMs } = this.deps;
-      const now = clock.now();
-      const rows = await store.claimQueued(selection, { now, limit, owner, leaseMs });
-      if (rows.length === 0) return 0;
-      try {
-        const recorded = await this.record(rows, outcome, request.dsn);
-        cancelled += recorded.cancelled;
-        dsns += recorded.dsns;
-        // The DSNs are due now (PostgreSQL's NOTIFY wakes the other nodes; this one is told here).
-        if (recorded.dsns > 0) this.deps.onDue();
-      } catch (err) {
-        // Nothing was recorded: the rows go back to the queue, due now (their earlier time is not kept).
-        await store.release(rows, now).catch((releaseErr: unknown) => this.log.error({ event: 'queue.cancel.release.failed', err: releaseErr }, 'returning rows to the queue failed; their lease will run out'));
-        throw err;
+    const { store, clock, leaseMs } = this.deps;
+    const leases = new LeaseKeeper({ store, clock, log: this.log, leaseMs });
+    const run: CancelRun = { selection, outcome: cancelledOutcome(request.reason), withDsn: request.dsn, through: await store.lastRecipientId(), leases, cancelled: 0, dsns: 0 };
+    leases.start();
+    try {
+      for (let pass = 0; pass < CANCEL_PASSES && !this.stopping.signal.aborted; pass++) {
+        if ((await this.cancelPass(run)) === 0) break;
       }
-      return rows.length;
-    }, this.chunks(CANCEL_CHUNK));
-    const inDelivery = await this.deps.store.countDelivering(selection);
+    } finally {
+      await leases.stop();
+    }
+    const { cancelled, dsns } = run;
+    const inDelivery = await store.countDelivering(selection);
     this.deps.metrics.recipientsCancelled.inc(cancelled);
     this.deps.metrics.dsnsGenerated.inc(dsns);
     this.log.info({ event: 'queue.cancelled', selection, by: request.by, reason: request.reason ?? null, recipients: cancelled, dsns, inDelivery }, `cancelled ${cancelled} queued recipients`);
     return { cancelled, dsns, inDelivery };
+  }
+
+  /**
+   * One pass over the selection, in chunks of ascending recipient id, each after the last row of
+   * the one before (so the pass reads each row once), until a chunk comes back short. The rows of
+   * a chunk's last message wait for the next chunk, where that message may go on: each message
+   * gets one DSN. Returns how many rows the pass claimed.
+   */
+  private async cancelPass(run: CancelRun): Promise<number> {
+    const { store, clock, owner, leaseMs } = this.deps;
+    let after = 0;
+    let claimed = 0;
+    let waiting: ClaimedRecipient[] = [];
+    for (;;) {
+      const started = performance.now();
+      let rows: ClaimedRecipient[];
+      try {
+        rows = await store.claimQueued(run.selection, { now: clock.now(), limit: CANCEL_CHUNK, owner, leaseMs, after, through: run.through });
+      } catch (err) {
+        await this.giveBack(run, waiting);
+        throw err;
+      }
+      run.leases.track(rows);
+      claimed += rows.length;
+      const last = rows.at(-1);
+      const more = rows.length === CANCEL_CHUNK && !this.stopping.signal.aborted;
+      const chunk = [...waiting, ...rows];
+      waiting = more && last ? chunk.filter((row) => row.messageId === last.messageId) : [];
+      await this.cancelRows(run, waiting.length ? chunk.filter((row) => row.messageId !== last!.messageId) : chunk, waiting);
+      if (!more || !last) return claimed;
+      after = last.recipientId;
+      await this.chunks(CANCEL_CHUNK).pause(performance.now() - started);
+    }
+  }
+
+  /** Records `rows` as cancelled; on a failure gives them (and the rows `waiting` for the next chunk) back to the queue. */
+  private async cancelRows(run: CancelRun, rows: ClaimedRecipient[], waiting: ClaimedRecipient[]): Promise<void> {
+    if (rows.length === 0) return;
+    try {
+      const recorded = await this.record(rows, run.outcome, run.withDsn);
+      run.cancelled += recorded.cancelled;
+      run.dsns += recorded.dsns;
+      // The DSNs are due now (PostgreSQL's NOTIFY wakes the other nodes; this one is told here).
+      if (recorded.dsns > 0) this.deps.onDue();
+    } catch (err) {
+      await this.giveBack(run, [...rows, ...waiting]);
+      throw err;
+    } finally {
+      run.leases.untrack(rows);
+    }
+  }
+
+  /**
+   * Nothing was recorded: the rows go back to the queue, each due when it was before the claim
+   * (a cancelled message scheduled for tomorrow is not sent now).
+   */
+  private async giveBack(run: CancelRun, rows: ClaimedRecipient[]): Promise<void> {
+    run.leases.untrack(rows);
+    const byDueAt = new Map<number, ClaimedRecipient[]>();
+    for (const row of rows) {
+      const group = byDueAt.get(row.dueAt);
+      if (group) group.push(row);
+      else byDueAt.set(row.dueAt, [row]);
+    }
+    await Promise.all([...byDueAt].map(([dueAt, group]) => this.deps.store.release(group, dueAt))).catch((err: unknown) =>
+      this.log.error({ event: 'queue.cancel.release.failed', err }, 'returning rows to the queue failed; their lease will run out'),
+    );
   }
 
   /** Records one chunk's cancellations, each message's with its DSN when asked. */
