@@ -84,10 +84,10 @@ export function selectionPredicate(kind: QueueSelection['kind'], param: string):
 /**
  * The rows of a selection a cancellation claims (claimQueued), with `now` bound at `param`: queued,
  * or in delivery under a lease that ran out (its node died). The state list keeps recipients_domain
- * on its second column.
+ * on its second column; `state` is how the column is read (SQLite: see its claim).
  */
-export function claimableQueued(param: string): string {
-  return `r.state IN ('queued', 'delivering') AND (r.state = 'queued' OR r.locked_until < ${param})`;
+export function claimableQueued(param: string, state = 'r.state'): string {
+  return `${state} IN ('queued', 'delivering') AND (${state} = 'queued' OR r.locked_until < ${param})`;
 }
 
 /** The value a selection's predicate is bound to. */

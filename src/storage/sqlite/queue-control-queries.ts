@@ -44,11 +44,13 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
           WHERE m.id = r.message_id AND r.id IN (
             SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
             WHERE ${picks} AND r.state = 'queued' AND ${waitsPastItsTime('?2')} LIMIT ?3)`),
-        // Queued rows, and rows whose lease ran out (?3: now), in the id range (?4, ?5].
+        // Queued rows, and rows whose lease ran out (?3: now), in the id range (?4, ?5]. A kind
+        // with no index of its own walks the ids from ?4 (`+r.state` keeps recipients_due out):
+        // through recipients_due, each chunk would read and sort every queued row of the queue.
         claim: stmt(`
           SELECT ${CLAIMED_ROW_COLUMNS}
           FROM recipients r JOIN messages m ON m.id = r.message_id
-          WHERE ${picks} AND ${claimableQueued('?3')} AND r.id > ?4 AND r.id <= ?5
+          WHERE ${picks} AND ${claimableQueued('?3', kind === 'domain' || kind === 'message' ? 'r.state' : '+r.state')} AND r.id > ?4 AND r.id <= ?5
           ORDER BY r.id LIMIT ?2`),
         delivering: stmt(`SELECT count(*) AS n FROM recipients r WHERE ${picks} AND r.state = 'delivering'`),
       };
