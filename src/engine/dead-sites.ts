@@ -54,6 +54,8 @@ export interface JobOutcomes {
   waitUntil?: number;
   /** For a wait for an egress IP: the IPs the pool asked, each of which refused. */
   asked?: readonly string[];
+  /** The wait is for an operator's pause of the pool's egress IPs: it does not age the mail out (retry-policy.ts). */
+  paused?: boolean;
 }
 
 interface HeldSite {

@@ -50,6 +50,12 @@ function waiting(pool: string, selection: Extract<Selection, { ok: false }>): De
   };
 }
 
+/** For the recipients of a job that wait: until when, and whether for an operator's pause of the pool's egress IPs. */
+interface Wait {
+  throttledUntil?: number;
+  paused?: boolean;
+}
+
 /** Whether this node still holds the claim of a row (LeaseKeeper.holds): one another claim took over is not sent. */
 export type ClaimCheck = (row: ClaimedRecipient) => boolean;
 
@@ -127,9 +133,9 @@ export class DeliveryEngine {
   async attempt(job: DeliveryJob, message: StoredMessage, claimed: ClaimCheck): Promise<number | null> {
     const { sites } = this.deps;
     const settings = this.deps.settings();
-    const { outcomes, waitUntil } = sites.holdJob(job) ?? sites.review(job, await this.send(job, message, claimed, settings));
+    const { outcomes, waitUntil, paused } = sites.holdJob(job) ?? sites.review(job, await this.send(job, message, claimed, settings));
     try {
-      return await this.conclude(job, message, outcomes, settings, waitUntil);
+      return await this.conclude(job, message, outcomes, settings, { throttledUntil: waitUntil, paused });
     } catch (err) {
       // A bug after the transaction: the rows keep their lease until it runs out (a release would send again).
       this.log.error({ event: 'delivery.record.failed', messageId: job.messageId, err }, 'recording the attempt failed; the lease will run out');
@@ -146,8 +152,8 @@ export class DeliveryEngine {
     this.recorder.interrupt();
   }
 
-  private async conclude(job: DeliveryJob, message: StoredMessage, outcomes: DeliveryOutcome[], settings: EngineSettings, waitUntil?: number): Promise<number | null> {
-    const { results, bounced } = this.decideAll(job, outcomes, settings, waitUntil);
+  private async conclude(job: DeliveryJob, message: StoredMessage, outcomes: DeliveryOutcome[], settings: EngineSettings, wait: Wait): Promise<number | null> {
+    const { results, bounced } = this.decideAll(job, outcomes, settings, wait);
     const dsn = await this.dsnFor(message, bounced);
     const recorded = await this.recorder.record(job, results, dsn ? [{ message: dsn, reports: bounced.map((b) => b.recipientId) }] : []);
     if (!recorded) return null;
@@ -199,7 +205,10 @@ export class DeliveryEngine {
         this.log.error({ event: 'delivery.select.failed', messageId: job.messageId, err }, 'choosing an egress IP for the rest of the job failed; it waits');
         return { ok: false, provider, reason: 'no-ip', retryAt: this.deps.clock.now() + SELECT_FAILED_RETRY_MS, asked: [] } as const;
       });
-      if (!selection.ok) return { outcomes: [...outcomes, ...rest.map(() => waiting(message.pool, selection))], waitUntil: selection.retryAt, asked: selection.asked };
+      if (!selection.ok) {
+        const paused = selection.reason === 'paused';
+        return { outcomes: [...outcomes, ...rest.map(() => waiting(message.pool, selection))], waitUntil: selection.retryAt, asked: selection.asked, paused };
+      }
       provider = selection.path.provider;
       const rows = rest.slice(0, selection.granted);
       const delivered = await this.transact(message, rows, selection, route.hops, claimed, settings);
@@ -268,7 +277,7 @@ export class DeliveryEngine {
     }
   }
 
-  private decideAll(job: DeliveryJob, outcomes: DeliveryOutcome[], { delivery }: EngineSettings, throttledUntil?: number) {
+  private decideAll(job: DeliveryJob, outcomes: DeliveryOutcome[], { delivery }: EngineSettings, { throttledUntil, paused }: Wait) {
     const now = this.deps.clock.now();
     const results: Decided[] = [];
     const bounced: Bounced[] = [];
@@ -284,6 +293,7 @@ export class DeliveryEngine {
         retry: delivery.retry,
         random: this.random,
         throttledUntil,
+        paused,
       });
       if (decision.expired) outcome = expiredOutcome(outcome);
       results.push({

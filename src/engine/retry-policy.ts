@@ -30,6 +30,12 @@ export interface RetryDecisionInput {
   random: () => number;
   /** For a throttled outcome: when the throttle lifts, if the throttle knows. */
   throttledUntil?: number;
+  /**
+   * For a throttled outcome: the wait is for an operator's pause (no IP of the pool may send,
+   * and the first to come back is a paused one). Mail does not run out of time while an operator holds it, as paused domains, pools
+   * and tenants are never claimed at all: the first try after the pause decides.
+   */
+  paused?: boolean;
 }
 
 export interface RetryDecision {
@@ -50,8 +56,9 @@ export function decide(input: RetryDecisionInput): RetryDecision {
       return { newState: 'bounced', expired: false };
     case 'throttled': {
       // A throttle is our own wait, not a failure: it never bounces a message before maxAge.
-      if (now >= deadline) return { newState: 'bounced', expired: true };
       const at = input.throttledUntil ?? now + nextAttemptDelay(1, retry, random);
+      if (input.paused) return { newState: 'queued', nextAttemptAt: Math.max(at, now), expired: false };
+      if (now >= deadline) return { newState: 'bounced', expired: true };
       return { newState: 'queued', nextAttemptAt: Math.min(Math.max(at, now), deadline), expired: false };
     }
     case 'transient': {

@@ -64,9 +64,11 @@ export type Selection =
 const UNAVAILABLE_RETRY_MS = 10 * 60_000;
 /**
  * While an operator's pause of an IP leaves a pool without one, its mail looks again this often
- * (or at the pause's end, when sooner): a resume is not announced to the rows that wait.
+ * (or at the pause's end, when sooner): a resume is not announced to the rows that wait. Each look
+ * is an event row per recipient, so not every minute: a large backlog held through a long pause
+ * would write that many rows a minute. POST /v1/queue/retry of the pool sends it at once.
  */
-const PAUSED_IP_RECHECK_MS = 60_000;
+const PAUSED_IP_RECHECK_MS = 10 * 60_000;
 /** Pool state is re-read this often, to see changes made by operators or other processes. */
 const STATE_REFRESH_MS = 10_000;
 /**

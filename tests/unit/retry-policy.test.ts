@@ -85,6 +85,15 @@ describe('decide', () => {
     const near = decide({ ...base, now: base.maxAge - 1_000, outcome: outcome('throttled'), attempts: 1 });
     expect(near).toEqual({ newState: 'queued', nextAttemptAt: base.maxAge, expired: false });
   });
+
+  it("never expires mail that waits for an operator's pause of its egress IPs, even past the deadline", () => {
+    const late = decide({ ...base, now: base.maxAge + HOUR, outcome: outcome('throttled'), attempts: 1, throttledUntil: base.maxAge + 2 * HOUR, paused: true });
+    expect(late).toEqual({ newState: 'queued', nextAttemptAt: base.maxAge + 2 * HOUR, expired: false });
+    const near = decide({ ...base, now: base.maxAge - 1_000, outcome: outcome('throttled'), attempts: 1, throttledUntil: base.maxAge + 10 * MIN, paused: true });
+    expect(near.nextAttemptAt).toBe(base.maxAge + 10 * MIN);
+    // After the pause, the first try decides: a failure past the deadline bounces as expired.
+    expect(decide({ ...base, now: base.maxAge + 3 * HOUR, outcome: outcome('transient'), attempts: 1 })).toEqual({ newState: 'bounced', expired: true });
+  });
 });
 
 describe('expiredOutcome', () => {
