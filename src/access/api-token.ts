@@ -55,6 +55,11 @@ export class TokenDirectory {
     return this.entries.length;
   }
 
+  /** The configured token of this name (names are unique), or null: who made a pause, for instance. */
+  named(name: string): ApiPrincipal | null {
+    return this.entries.find((e) => e.principal.name === name)?.principal ?? null;
+  }
+
   /** The principal whose token this is, or null. Every entry is compared, without an early exit. */
   authenticate(token: string): ApiPrincipal | null {
     const presented = digest(token);

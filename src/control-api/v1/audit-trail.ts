@@ -12,6 +12,12 @@ import { PROBLEM_CONTENT_TYPE } from '../problem.ts';
  * route gives it, the status and the problem code. A read without credentials (401
  * AUTH_REQUIRED) is not recorded: it is no attempt to log in, and anyone could fill the log with
  * it. Recording never fails a request: a store that refuses the entry is logged.
+ *
+ * A client that gives up first (the CLI's timeout during a large bounce) does not stop the route:
+ * it goes on to the end, and what it did must still be on record. Fastify runs no onResponse hook
+ * for an answer nobody received, so the entry is then written once the route has answered
+ * (onSend), or when the connection closes if that comes after the answer was handed over, with
+ * the outcome CLIENT_GONE. Each request is recorded at most once, whichever way it ends.
  */
 
 declare module 'fastify' {
@@ -20,6 +26,14 @@ declare module 'fastify' {
     auditNote: AuditNote | null;
     /** The problem code answered, read from the response as it is sent. */
     auditOutcome: string | null;
+    /** The status the route answered, once it has (onSend ran): its change is final then. */
+    auditStatus: number | null;
+    /** The client closed the connection before the answer reached it. */
+    auditAborted: boolean;
+    /** The entry is written (or being written): never twice. */
+    auditRecorded: boolean;
+    /** The client's address, read as the request comes in: a closed socket no longer has one. */
+    auditClientAddress: string;
   }
 }
 
@@ -40,6 +54,9 @@ export interface AuditTrailDeps {
   clock?: Clock;
 }
 
+/** The outcome of a request whose client left before the answer: the status says what the route answered. */
+export const CLIENT_GONE = 'CLIENT_GONE';
+
 /** Whether a request is recorded: see the opening comment. */
 export function isAudited(method: string, status: number, presentedCredentials: boolean): boolean {
   // Without credentials a request is nobody's: anyone could fill the log with them, whatever the method.
@@ -53,35 +70,56 @@ export function recordAuditTrail(app: FastifyInstance, deps: AuditTrailDeps): vo
   const clock = deps.clock ?? systemClock;
   app.decorateRequest('auditNote', null);
   app.decorateRequest('auditOutcome', null);
+  app.decorateRequest('auditStatus', null);
+  app.decorateRequest('auditAborted', false);
+  app.decorateRequest('auditRecorded', false);
+  app.decorateRequest('auditClientAddress', '');
 
-  app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
-    if (typeof payload === 'string' && String(reply.getHeader('content-type') ?? '').startsWith(PROBLEM_CONTENT_TYPE)) {
-      request.auditOutcome = problemCode(payload);
-    }
-    return payload;
-  });
-
-  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
-    const status = reply.statusCode;
-    if (!isAudited(request.method, status, request.headers.authorization !== undefined)) return;
+  const record = async (request: FastifyRequest, status: number): Promise<void> => {
+    if (request.auditRecorded || !isAudited(request.method, status, request.headers.authorization !== undefined)) return;
+    request.auditRecorded = true;
     const entry: AuditEntry = {
       at: clock.now(),
       actor: request.principal?.name ?? null,
       tenant: request.principal?.tenant ?? null,
-      clientAddress: request.ip,
+      clientAddress: request.auditClientAddress || (request.ip ?? ''),
       method: request.method,
       route: request.routeOptions.url ?? pathOf(request),
       target: request.auditNote?.target ?? pathOf(request),
       change: request.auditNote?.change ?? null,
       status,
-      outcome: status < 400 ? 'OK' : (request.auditOutcome ?? `HTTP_${status}`),
+      outcome: request.auditAborted ? CLIENT_GONE : status < 400 ? 'OK' : (request.auditOutcome ?? `HTTP_${status}`),
     };
     try {
       await deps.store.recordAudit(entry);
     } catch (err) {
       request.log.error({ event: 'api.audit.failed', err, route: entry.route, status }, 'could not record the request in the audit log');
     }
+  };
+
+  app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+    if (typeof payload === 'string' && String(reply.getHeader('content-type') ?? '').startsWith(PROBLEM_CONTENT_TYPE)) {
+      request.auditOutcome = problemCode(payload);
+    }
+    request.auditStatus = reply.statusCode;
+    // The client left while the route worked: no onResponse will come; record what it did now.
+    if (request.auditAborted) await record(request, reply.statusCode);
+    return payload;
   });
+
+  // Fastify's onRequestAbort only sees a client that leaves before its request body is read; the
+  // response's close sees one that leaves at any time before the answer is written whole.
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    request.auditClientAddress = request.ip;
+    reply.raw.once('close', () => {
+      if (reply.raw.writableFinished) return;
+      request.auditAborted = true;
+      // Left while the answer was being written: the route is done, and no onResponse will come either.
+      if (request.auditStatus !== null) void record(request, request.auditStatus);
+    });
+  });
+
+  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => record(request, reply.statusCode));
 }
 
 function problemCode(payload: string): string | null {

@@ -31,7 +31,7 @@ export interface V1ApiDeps {
   /** The time /v1/queue measures ages from; the system clock by default. */
   clock?: Clock;
   /** The egress pool, for GET /v1/ips and the IP operations. */
-  pool: IpsRouteDeps['pool'] & IpOperationsRouteDeps['pool'];
+  pool: IpsRouteDeps['pool'] & IpOperationsRouteDeps['pool'] & QueueOperationsRouteDeps['pools'];
   /** The sender domains and their check, for /v1/domains. */
   domains: DomainsRouteDeps;
   /** The configured tenants: a tenant's token sees its pools' IPs and its sender domains; a queue scope may name one. */
@@ -81,7 +81,7 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerQueueRoute(v1, { store: deps.store, clock: deps.clock });
     registerMessagesRoutes(v1, { store: deps.store });
     registerMessageCancelRoute(v1, { store: deps.store, operations: deps.queue.operations });
-    registerQueueOperationsRoutes(v1, { ...deps.queue, tenants: deps.tenants, clock: deps.clock });
+    registerQueueOperationsRoutes(v1, { ...deps.queue, tenants: deps.tenants, tokens: deps.tokens, pools: deps.pool, clock: deps.clock });
     registerSendRoutes(v1, { ...deps.intake, clock: deps.clock, isShuttingDown: deps.isShuttingDown });
     registerIpsRoutes(v1, { pool: deps.pool, tenants: deps.tenants });
     registerIpOperationsRoutes(v1, { pool: deps.pool, clock: deps.clock });

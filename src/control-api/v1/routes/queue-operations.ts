@@ -1,14 +1,17 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { TokenDirectory } from '../../../access/api-token.ts';
 import type { TenantLookup } from '../../../access/tenants.ts';
 import { systemClock, type Clock } from '../../../clock.ts';
 import type { QueueOperations } from '../../../engine/queue-operations.ts';
+import type { EgressPool } from '../../../ippool/egress-pool.ts';
+import { DEFAULT_POOL } from '../../../ippool/pool-assignment.ts';
 import { describeQueueScope, sameScope, type QueuePauses } from '../../../engine/queue-pauses.ts';
 import type { QueueScope } from '../../../storage/queue-control.ts';
 import { pathOf, sendInvalid, sendProblem } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
 import { auditRequest } from '../audit-trail.ts';
 import { expiryProperties, readExpiry, type ExpiryFields } from '../expiry.ts';
-import { ownsScope, PAUSE_SCHEMA, pauseJson, readScope, SCOPE_SCHEMA, scopeJson, type ScopeJson } from '../queue-scope.ts';
+import { ownsScope, PAUSE_SCHEMA, pauseJson, pausedByTenant, readScope, SCOPE_SCHEMA, scopeJson, type ScopeJson } from '../queue-scope.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
 
@@ -17,6 +20,10 @@ export interface QueueOperationsRouteDeps {
   operations: Pick<QueueOperations, 'retry' | 'cancel'>;
   /** The configured tenants: a tenant scope names one of them. */
   tenants: TenantLookup;
+  /** The API tokens in effect: which of them made a pause (a tenant's, or the platform's). */
+  tokens: () => TokenDirectory;
+  /** The egress pool: a pool scope names one of its pools (or a tenant's). */
+  pools: Pick<EgressPool, 'pools'>;
   /** The time `for` counts from and `until` must lie after; the system clock by default. */
   clock?: Clock;
 }
@@ -103,6 +110,7 @@ type PauseBody = ExpiryFields & { scope: ScopeJson; reason: string };
 export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueOperationsRouteDeps): void {
   const clock = deps.clock ?? systemClock;
   const scopeOf = scopeReader(deps);
+  const mayChangePause = pauseGuard(deps);
   const route = (method: 'GET' | 'POST', url: string, summary: string, answer: object, description: string) => ({
     ...v1Route({ summary, roles: rolesFor(method, url) ?? [], tags: ['queue'] }),
     querystring: NO_QUERY,
@@ -113,7 +121,7 @@ export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueO
     schema: { ...route('POST', '/v1/queue/pause', 'Pause the mail of a domain, pool, tenant or egress IP', PAUSE_ANSWER, 'The pause in force, and the one it replaced.'), body: PAUSE_BODY },
     handler: async (request, reply) => {
       const scope = await scopeOf(request, reply);
-      if (!scope) return reply;
+      if (!scope || !(await mayChangePause(request, reply, scope))) return reply;
       const now = clock.now();
       const until = readExpiry(request.body, now, true);
       if ('error' in until) return sendInvalid(request, reply, until.error.path, until.error.message);
@@ -129,7 +137,7 @@ export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueO
     schema: { ...route('POST', '/v1/queue/resume', 'End the pause of a domain, pool, tenant or egress IP', RESUME_ANSWER, 'The pause ended, if one was in force.'), body: SCOPE_BODY },
     handler: async (request, reply) => {
       const scope = await scopeOf(request, reply, { endsPause: true });
-      if (!scope) return reply;
+      if (!scope || !(await mayChangePause(request, reply, scope))) return reply;
       const ended = await deps.pauses.resume(scope, request.principal!.name);
       const answer = { ended: ended && pauseJson(ended) };
       auditRequest(request, { target: describeQueueScope(scope), change: { before: answer.ended, after: null } });
@@ -139,7 +147,10 @@ export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueO
 
   app.get('/v1/queue/pauses', {
     schema: route('GET', '/v1/queue/pauses', 'The pauses in force', PAUSES_ANSWER, "Every pause in force on any node (a tenant's token: its tenant's), oldest first."),
-    handler: async (request) => ({ pauses: (await deps.pauses.list()).filter((p) => ownsScope(request.principal!, p.scope)).map(pauseJson) }),
+    handler: async (request) => {
+      const viewer = { principal: request.principal!, tokens: deps.tokens() };
+      return { pauses: (await deps.pauses.list()).filter((p) => ownsScope(viewer.principal, p.scope)).map((p) => pauseJson(p, viewer)) };
+    },
   });
 
   app.post<{ Body: { scope: ScopeJson } }>('/v1/queue/retry', {
@@ -172,7 +183,7 @@ export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueO
  * tenants); a tenant the configuration does not have is 400, except to end a pause still in force
  * (a tenant removed from the configuration with its mail paused must not stay held for good).
  */
-function scopeReader(deps: Pick<QueueOperationsRouteDeps, 'pauses' | 'tenants'>) {
+function scopeReader(deps: Pick<QueueOperationsRouteDeps, 'pauses' | 'tenants' | 'pools'>) {
   return async (request: FastifyRequest<{ Body: { scope: ScopeJson } }>, reply: FastifyReply, options: { endsPause?: boolean } = {}): Promise<QueueScope | null> => {
     const scope = readScope(request.body.scope);
     if ('path' in scope) {
@@ -186,11 +197,43 @@ function scopeReader(deps: Pick<QueueOperationsRouteDeps, 'pauses' | 'tenants'>)
       sendProblem(reply, problem('FORBIDDEN', detail, { instance: pathOf(request) }));
       return null;
     }
-    if (scope.kind === 'tenant' && !deps.tenants.get(scope.tenant)) {
+    const unknown = unknownScope(deps, scope);
+    if (unknown) {
       if (options.endsPause && (await deps.pauses.list()).some((p) => sameScope(p.scope, scope))) return scope;
-      sendInvalid(request, reply, 'body.scope.tenant', `no tenant named ${JSON.stringify(scope.tenant)} in the configuration`);
+      sendInvalid(request, reply, unknown.path, unknown.message);
       return null;
     }
     return scope;
+  };
+}
+
+/** Why a tenant or pool scope names nothing the configuration has (mail of it could not exist), or null. */
+function unknownScope(deps: Pick<QueueOperationsRouteDeps, 'tenants' | 'pools'>, scope: QueueScope): { path: string; message: string } | null {
+  if (scope.kind === 'tenant' && !deps.tenants.get(scope.tenant)) {
+    return { path: 'body.scope.tenant', message: `no tenant named ${JSON.stringify(scope.tenant)} in the configuration` };
+  }
+  if (scope.kind === 'pool') {
+    const tenantPools = deps.tenants.names().flatMap((name) => deps.tenants.get(name)?.pools ?? []);
+    const known = [...new Set([DEFAULT_POOL, ...deps.pools.pools(), ...tenantPools])];
+    if (!known.includes(scope.pool)) return { path: 'body.scope.pool', message: `no pool named ${JSON.stringify(scope.pool)}; the pools: ${known.join(', ')}` };
+  }
+  return null;
+}
+
+/**
+ * Whether the caller may replace or end the pause of `scope`, or false once the refusal is sent:
+ * a pause the platform's staff (a token of no tenant) put on a tenant is theirs to lift, not the
+ * tenant's. Read from the store as the caller asks; a pause made between the check and the
+ * change is not seen, as with any two operators acting at once.
+ */
+function pauseGuard(deps: Pick<QueueOperationsRouteDeps, 'pauses' | 'tokens'>) {
+  return async (request: FastifyRequest, reply: FastifyReply, scope: QueueScope): Promise<boolean> => {
+    const tenant = request.principal!.tenant;
+    if (tenant === null) return true;
+    const current = (await deps.pauses.list()).find((p) => sameScope(p.scope, scope));
+    if (!current || pausedByTenant(current, deps.tokens(), tenant)) return true;
+    const detail = `The pause of ${describeQueueScope(scope)} was made by a token of no tenant (the platform's): only such a token may replace or end it`;
+    sendProblem(reply, problem('FORBIDDEN', detail, { instance: pathOf(request) }));
+    return false;
   };
 }
