@@ -69,7 +69,7 @@ const EXPECTED: Array<{
     tenant: { body: { scope: { tenant: 'acme' }, for: '1h', reason: 'role test' } },
   },
   { route: 'POST /v1/queue/resume', body: { scope: { domain: 'role-test.invalid' } }, allowed: ['admin', 'operator'], tenant: { body: { scope: { tenant: 'acme' } } } },
-  { route: 'POST /v1/queue/retry', body: { scope: { pool: 'role-test' } }, allowed: ['admin', 'operator'], tenant: { body: { scope: { tenant: 'acme' } } } },
+  { route: 'POST /v1/queue/retry', body: { scope: { pool: 'default' } }, allowed: ['admin', 'operator'], tenant: { body: { scope: { tenant: 'acme' } } } },
   {
     route: 'POST /v1/queue/bounce',
     body: { scope: { domain: 'role-test.invalid' }, reason: 'role test', dsn: false },
