@@ -529,7 +529,11 @@ export interface IdempotencyKeys {
    * PostgreSQL a call whose key another open transaction holds waits for that one's outcome.
    */
   enqueueOnce(messages: NewMessage[], record: IdempotencyRecord, notBefore: number): Promise<EnqueueOnceResult>;
-  /** The record of (scope, key) created at or after `notBefore`, or null. */
+  /**
+   * The record of (scope, key) created at or after `notBefore`, or null. A record is returned
+   * only once the commit that stored it is durable; a store that can no longer promise that
+   * (a failed sync) rejects instead.
+   */
   getIdempotencyRecord(scope: string, key: string, notBefore: number): Promise<IdempotencyRecord | null>;
   /** Deletes records created before `before`, in chunks (other writes go in between); returns how many. */
   purgeIdempotencyKeys(before: number): Promise<number>;

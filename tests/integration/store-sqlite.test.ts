@@ -79,6 +79,23 @@ describe('SQLite store', () => {
     expect(await store.countByState()).toMatchObject({ queued: 3 });
   });
 
+  it('never answers an idempotency record whose commit failed to sync', async () => {
+    const path = dir.file('rookery.db');
+    const store = createSqliteStore({ path, logger });
+    stores.push(store);
+    await store.migrate();
+    const record = (key: string) => ({ scope: 'app', key, requestHash: 'h', status: 202, response: '{}', createdAt: 1000 });
+    await store.enqueueOnce([], record('synced'), 0);
+    expect(await store.getIdempotencyRecord('app', 'synced', 0)).toMatchObject({ key: 'synced' });
+    await rm(`${path}-wal`);
+    // Committed and visible on the connection, but the disk never confirmed it: the first
+    // caller heard 503, and a retry must not hear 202 from the same row.
+    await expect(store.enqueueOnce([], record('unsynced'), 0)).rejects.toThrow(/could not be synced/);
+    await expect(store.getIdempotencyRecord('app', 'unsynced', 0)).rejects.toThrow(/no write is taken until the daemon restarts/);
+    await expect(store.getIdempotencyRecord('app', 'synced', 0)).rejects.toThrow(/no write is taken/);
+    expect(await store.getIdempotencyRecord('app', 'never', 0)).toBeNull();
+  });
+
   it('syncs the WAL SQLite writes when the configured path goes through a symlink', async () => {
     await mkdir(dir.file('real'));
     await symlink(dir.file('real'), dir.file('link'));

@@ -166,8 +166,17 @@ class SqliteStore implements Store {
     });
   }
 
+  /**
+   * A row read off the connection is committed but maybe not yet on disk (its batch waits for
+   * the WAL sync) or on a disk that failed to sync: answering a retry from it could promise mail
+   * a crash then loses. So a record found is read again through the write path, which answers
+   * only after a sync started after that read, and fails once the store refuses writes. The
+   * common case, no record, stays a plain read: enqueueOnce settles any race after it.
+   */
   async getIdempotencyRecord(scope: string, key: string, notBefore: number): Promise<IdempotencyRecord | null> {
-    const row = this.readIdempotency().select(scope, key, notBefore);
+    const keys = this.readIdempotency();
+    if (!keys.select(scope, key, notBefore)) return null;
+    const row = await this.write(() => keys.select(scope, key, notBefore));
     return row ? toIdempotencyRecord(row) : null;
   }
 

@@ -2,7 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { systemClock, type Clock } from '../../../clock.ts';
 import type { PreparedMessage, Queue } from '../../../engine/queue.ts';
 import { RookeryError } from '../../../errors.ts';
-import type { EnqueueOnceResult } from '../../../storage/store.ts';
+import type { EnqueueOnceResult, IdempotencyRecord } from '../../../storage/store.ts';
 import { pathOf, sendInvalid, sendProblem, setRetryAfter, validationErrors } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
 import { auditRequest } from '../audit-trail.ts';
@@ -72,7 +72,7 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
       const stray = raw ? undefined : Object.keys(query)[0];
       if (stray !== undefined) return sendInvalid(request, reply, `querystring.${stray}`, 'only with a message/rfc822 body (JSON gives it in the body)');
       const key = idempotencyKeyOf(request, { query, body });
-      const earlier = key && (await deps.queue.findIdempotent(key.scope, key.key));
+      const earlier = key && (await findEarlier(request, deps, key));
       if (key && earlier) return answerFromRecord(request, reply, key, earlier);
 
       const now = clock.now();
@@ -104,7 +104,7 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
     handler: async (request: FastifyRequest<{ Body: { messages: unknown[] } }>, reply: FastifyReply) => {
       if (deps.isShuttingDown?.()) return refuseWhileStopping(request, reply);
       const key = idempotencyKeyOf(request, { query: request.query, body: request.body });
-      const earlier = key && (await deps.queue.findIdempotent(key.scope, key.key));
+      const earlier = key && (await findEarlier(request, deps, key));
       if (key && earlier) return answerFromRecord(request, reply, key, earlier);
 
       const now = clock.now();
@@ -131,6 +131,20 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
       return reply.code(202).type(JSON_TYPE).send(text);
     },
   });
+}
+
+/**
+ * The record the key holds. A store that cannot read it durably (SQLite after a failed sync:
+ * the first request was answered 503) answers 503 too: a replayed 202 would promise mail the
+ * disk may not hold.
+ */
+async function findEarlier(request: FastifyRequest, deps: SendRouteDeps, key: IdempotencyKey): Promise<IdempotencyRecord | null> {
+  try {
+    return await deps.queue.findIdempotent(key.scope, key.key);
+  } catch (err) {
+    request.log.error({ event: 'api.idempotency.failed', err: (err as Error).message }, 'the Idempotency-Key record could not be read durably');
+    throw new RookeryError('STORAGE_FAILED');
+  }
 }
 
 /**
