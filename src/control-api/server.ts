@@ -45,14 +45,38 @@ export interface ControlApiDeps {
   beforeMetrics?: () => Promise<void>;
   /** Upper bound for each readiness check; default 5 s. */
   checkTimeoutMs?: number;
+  /** How long a client may take over its requests and sockets; the defaults of API_TIMEOUTS otherwise. */
+  timeouts?: Partial<ApiTimeouts>;
 }
+
+export interface ApiTimeouts {
+  /** From a request's first byte to its last: its headers and its whole body. */
+  requestMs: number;
+  /** A socket with no byte either way for this long is closed. */
+  idleMs: number;
+  /** An idle keep-alive socket is closed after this long. */
+  keepAliveMs: number;
+  /** stop() lets requests in progress finish for this long, then closes their sockets. */
+  closeGraceMs: number;
+}
+
+/**
+ * Without bounds a client dribbling a body (a byte every few seconds, with or without a token)
+ * holds its socket and memory forever, and stop() waits for it until systemd kills the daemon.
+ * requestMs: the largest body a send may carry (4/3 of a 32 MiB message, ~43 MB) arrives within
+ * two minutes at 3 Mbit/s; a slower client is cut and retries (with its Idempotency-Key).
+ * idleMs: 30 s with no byte at all is a dead or stalling peer. keepAliveMs: 10 s, above the
+ * usual client pool's 4-5 s so a client rarely reuses a socket the server is closing.
+ * closeGraceMs: a request already read gets 10 s to commit and be answered at shutdown.
+ */
+export const API_TIMEOUTS: ApiTimeouts = { requestMs: 120_000, idleMs: 30_000, keepAliveMs: 10_000, closeGraceMs: 10_000 };
 
 export interface ControlApi {
   /** The Fastify instance; more routes may be registered on it before start(). */
   readonly app: FastifyInstance;
   /** Listens on config.api.listen (port 0 picks a free port) and returns the bound address. */
   start(): Promise<{ host: string; port: number }>;
-  /** Stops accepting, lets in-flight requests finish, closes idle keep-alive sockets. */
+  /** Stops accepting, closes idle keep-alive sockets, lets in-flight requests finish within closeGraceMs, then closes theirs. */
   stop(): Promise<void>;
   /** Takes a reloaded configuration's API tokens (api.tokens) from the next request on. */
   replaceTokens(tokens: readonly ApiTokenConfig[]): void;
@@ -73,7 +97,13 @@ function quietRequest(method: string, url: string): boolean {
 
 export function createControlApi(deps: ControlApiDeps): ControlApi {
   const logger = deps.logger.child({ component: 'api' });
+  const timeouts = { ...API_TIMEOUTS, ...deps.timeouts };
   const app: FastifyInstance = Fastify({
+    requestTimeout: timeouts.requestMs,
+    connectionTimeout: timeouts.idleMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    // Node checks requestTimeout only every connectionsCheckingInterval (30 s by default).
+    http: { headersTimeout: Math.min(60_000, timeouts.requestMs), connectionsCheckingInterval: Math.min(5_000, Math.max(100, Math.floor(timeouts.requestMs / 4))) },
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: (request) => quietRequest(request.method, request.url) }),
     // Requests still arriving while closing get 503; idle keep-alive sockets are closed at once.
@@ -130,7 +160,18 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
       stopping ??= (async () => {
         // Wait for a start in progress so its socket is not left open behind us.
         await starting?.catch(() => undefined);
-        await app.close();
+        const closed = app.close();
+        // A request still in progress after the grace (a client still sending) is cut: its
+        // client retries, and shutdown never waits on a peer.
+        const grace = setTimeout(() => {
+          logger.warn({ event: 'api.connections.closed', graceMs: timeouts.closeGraceMs }, 'requests still in progress at shutdown; their connections closed');
+          app.server.closeAllConnections();
+        }, timeouts.closeGraceMs);
+        try {
+          await closed;
+        } finally {
+          clearTimeout(grace);
+        }
         logger.info({ event: 'api.stopped' }, 'control API stopped');
       })();
       return stopping;

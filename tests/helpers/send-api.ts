@@ -1,5 +1,5 @@
 import type { ConfigInput } from '../../src/config/schema.ts';
-import { createControlApi, type ControlApi } from '../../src/control-api/server.ts';
+import { createControlApi, type ApiTimeouts, type ControlApi } from '../../src/control-api/server.ts';
 import type { Logger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { resolveConfig } from '../../src/resolved-config.ts';
@@ -28,7 +28,7 @@ export interface CallOptions {
  * A control API over `store` on a free loopback port, built from `config` as the daemon builds
  * it, and a function that calls it with a bearer token (JSON, a raw message, or any body).
  */
-export async function startSendApi(options: { store: Store; config: ConfigInput; logger: Logger; isShuttingDown?: () => boolean }): Promise<{
+export async function startSendApi(options: { store: Store; config: ConfigInput; logger: Logger; isShuttingDown?: () => boolean; timeouts?: Partial<ApiTimeouts> }): Promise<{
   api: ControlApi;
   host: string;
   port: number;
@@ -38,6 +38,7 @@ export async function startSendApi(options: { store: Store; config: ConfigInput;
   const { config } = resolveConfig(options.config, { source: 'test', env: {} });
   const api = createControlApi({
     isShuttingDown: options.isShuttingDown,
+    ...(options.timeouts ? { timeouts: options.timeouts } : {}),
     config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: config.api.tokens, authFailures: { max: 100, window: 60_000 } } },
     store,
     ...apiSources({ store, config: options.config }),

@@ -1,10 +1,12 @@
 import { rm } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
+import type { ApiTimeouts } from '../../src/control-api/server.ts';
 import { startSendApi, type Answer, type CallOptions } from '../helpers/send-api.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 
@@ -43,8 +45,8 @@ describe('sending over HTTP: limits and edges', () => {
     await dir.remove();
   });
 
-  async function startApi(config: ConfigInput = CONFIG) {
-    const started = await startSendApi({ store, config, logger });
+  async function startApi(config: ConfigInput = CONFIG, timeouts?: Partial<ApiTimeouts>) {
+    const started = await startSendApi({ store, config, logger, ...(timeouts ? { timeouts } : {}) });
     closing.push(() => started.api.stop());
     return { ...started, call: (path: string, options: Omit<CallOptions, 'token'> = {}): Promise<Answer> => started.call(path, { token, ...options }) };
   }
@@ -57,5 +59,41 @@ describe('sending over HTTP: limits and edges', () => {
     const again = await call('/v1/messages', { json: simple(), key: 'unsynced' });
     expect(again).toMatchObject({ status: 503, body: { code: 'STORAGE_FAILED' } });
     expect(again.headers.get('idempotent-replayed')).toBeNull();
+  });
+
+  /** A POST announcing a large body and sending a byte of it every 100 ms; resolves with what it heard when its socket closes. */
+  function dribble(host: string, port: number, auth: boolean): { socket: Socket; closed: Promise<string> } {
+    const socket = connect(port, host);
+    let heard = '';
+    socket.on('data', (chunk) => (heard += chunk.toString()));
+    socket.on('error', () => undefined);
+    socket.write(`POST /v1/messages HTTP/1.1\r\nHost: x\r\n${auth ? `Authorization: Bearer ${token}\r\n` : ''}Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{`);
+    const drip = setInterval(() => socket.write(' '), 100);
+    const closed = new Promise<string>((resolve) => socket.on('close', () => (clearInterval(drip), resolve(heard))));
+    closing.push(async () => void socket.destroy());
+    return { socket, closed };
+  }
+
+  /** `promise`, or a failure naming `what` once `ms` passed without it settling. */
+  function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)));
+    return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+  }
+
+  it('cuts a client that dribbles its body, with or without a token, once the request timeout passes', async () => {
+    const { host, port } = await startApi(CONFIG, { requestMs: 1000 });
+    const [withToken, without] = [dribble(host, port, true), dribble(host, port, false)];
+    const heard = await within(10_000, 'the dribbling requests cut', Promise.all([withToken.closed, without.closed]));
+    // Without a token the 401 comes at once, but the socket stayed open while the body dribbled.
+    expect(heard.map((h) => h.split('\r\n')[0])).toEqual(['HTTP/1.1 408 Request Timeout', 'HTTP/1.1 401 Unauthorized']);
+  });
+
+  it('stops within its grace while a client is still sending, closing that connection', async () => {
+    const { api, host, port } = await startApi(CONFIG, { closeGraceMs: 300 });
+    const slow = dribble(host, port, true);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await within(10_000, 'api.stop()', api.stop());
+    await within(1_000, 'the dribbling connection closed', slow.closed);
   });
 });
