@@ -2,7 +2,7 @@ import type { SMTPServerSession } from 'smtp-server';
 import { ERRORS, SMTP_REPLIES, smtpReplyText, type SmtpReplySpec } from '../errors.ts';
 import type { GateReply, SessionGuard } from '../vendor/smtp-server.ts';
 import type { AuthLockout } from './auth-lockout.ts';
-import type { BufferBudget } from './buffer-budget.ts';
+import type { BufferBudget } from '../engine/buffer-budget.ts';
 import { clientKeyOf } from './client-key.ts';
 import { authAvailable, type AuthOffer } from './listener-policy.ts';
 import type { Rejections } from './rejections.ts';

@@ -5,7 +5,7 @@ import type { Accepted, Submission } from '../engine/queue.ts';
 import { RookeryError, SMTP_REPLIES, smtpReplyText } from '../errors.ts';
 import { splitHeader } from '../mail/message-headers.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { BufferBudget } from './buffer-budget.ts';
+import type { BufferBudget } from '../engine/buffer-budget.ts';
 import { watchDataRate } from './data-rate.ts';
 import { collectMessage } from './message-collector.ts';
 import { receivedField } from './received-header.ts';

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { BufferBudget } from './buffer-budget.ts';
+import type { BufferBudget } from '../engine/buffer-budget.ts';
 import { BareLineEndingScanner } from './line-ending-scanner.ts';
 
 export type CollectedMessage =

@@ -7,7 +7,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { GatedSmtpServer } from '../vendor/smtp-server.ts';
 import { AuthLockout } from './auth-lockout.ts';
-import { BufferBudget } from './buffer-budget.ts';
+import { BufferBudget } from '../engine/buffer-budget.ts';
 import { sessionGuard } from './command-gate.ts';
 import { CredentialChecks } from './credential-checks.ts';
 import { dataAcceptance } from './data-acceptance.ts';

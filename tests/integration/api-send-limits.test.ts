@@ -61,13 +61,13 @@ describe('sending over HTTP: limits and edges', () => {
     expect(again.headers.get('idempotent-replayed')).toBeNull();
   });
 
-  /** A POST announcing a large body and sending a byte of it every 100 ms; resolves with what it heard when its socket closes. */
-  function dribble(host: string, port: number, auth: boolean): { socket: Socket; closed: Promise<string> } {
+  /** A POST announcing a body of `length` bytes and sending a byte of it every 100 ms; resolves with what it heard when its socket closes. */
+  function dribble(host: string, port: number, auth: boolean, length = 100_000): { socket: Socket; closed: Promise<string> } {
     const socket = connect(port, host);
     let heard = '';
     socket.on('data', (chunk) => (heard += chunk.toString()));
     socket.on('error', () => undefined);
-    socket.write(`POST /v1/messages HTTP/1.1\r\nHost: x\r\n${auth ? `Authorization: Bearer ${token}\r\n` : ''}Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{`);
+    socket.write(`POST /v1/messages HTTP/1.1\r\nHost: x\r\n${auth ? `Authorization: Bearer ${token}\r\n` : ''}Content-Type: application/json\r\nContent-Length: ${length}\r\n\r\n{`);
     const drip = setInterval(() => socket.write(' '), 100);
     const closed = new Promise<string>((resolve) => socket.on('close', () => (clearInterval(drip), resolve(heard))));
     closing.push(async () => void socket.destroy());
@@ -95,5 +95,27 @@ describe('sending over HTTP: limits and edges', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     await within(10_000, 'api.stop()', api.stop());
     await within(1_000, 'the dribbling connection closed', slow.closed);
+  });
+
+  it('refuses a send with 503 and Retry-After while large requests hold the memory budget, and takes it once they are gone', async () => {
+    // Each 80 kB request may hold its body and a 64 KiB message: two do not fit in 200 kB.
+    const { host, port, call } = await startApi({ ...CONFIG, smtp: { ...CONFIG.smtp, maxBufferedBytes: 200_000 } });
+    const large = simple({ text: 'x'.repeat(40_000), attachments: [{ filename: 'a.bin', content: Buffer.alloc(12_000).toString('base64') }] });
+    const slow = dribble(host, port, true, 80_000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const refused = await call('/v1/messages', { json: large });
+    expect(refused).toMatchObject({ status: 503, body: { code: 'BUFFERS_FULL' } });
+    expect(refused.headers.get('retry-after')).toBe('5');
+    expect((await call('/v1/messages', { json: simple() })).status).toBe(202);
+    slow.socket.destroy();
+    await slow.closed;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await call('/v1/messages', { json: large })).status).toBe(202);
+  });
+
+  it('stops composing a message once it passes smtp.maxMessageBytes: quoted-printable that triples is refused 413', async () => {
+    const { call } = await startApi();
+    const tripled = await call('/v1/messages', { json: simple({ text: undefined, html: `<p>${'='.repeat(40_000)}</p>` }) });
+    expect(tripled).toMatchObject({ status: 413, body: { code: 'MESSAGE_TOO_LARGE', errors: [{ path: 'body' }] } });
   });
 });

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { BufferBudget } from '../../src/smtp/buffer-budget.ts';
+import { BufferBudget } from '../../src/engine/buffer-budget.ts';
 import { BareLineEndingScanner } from '../../src/smtp/line-ending-scanner.ts';
 import { collectMessage } from '../../src/smtp/message-collector.ts';
 

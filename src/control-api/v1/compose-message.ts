@@ -110,9 +110,10 @@ export async function composeJsonMessage(message: JsonMessage, at: string, limit
     disableFileAccess: true,
     disableUrlAccess: true,
   });
-  const body = toWireForm(await composer.compile().build());
-  if (body.length > limits.maxMessageBytes) {
-    return refusedAt('MESSAGE_TOO_LARGE', at, `the message comes to ${body.length} bytes, more than ${limits.maxMessageBytes} (smtp.maxMessageBytes)`);
+  const composed = await composeWithin(composer, limits.maxMessageBytes);
+  const body = composed && toWireForm(composed);
+  if (body === null || body.length > limits.maxMessageBytes) {
+    return refusedAt('MESSAGE_TOO_LARGE', at, `the message comes to more than ${limits.maxMessageBytes} bytes (smtp.maxMessageBytes)`);
   }
   return {
     sender: from!.address,
@@ -123,4 +124,26 @@ export async function composeJsonMessage(message: JsonMessage, at: string, limit
     tags: message.tags ?? [],
     metadata: message.metadata ?? null,
   };
+}
+
+/**
+ * The composed message, or null as soon as it passes `maxBytes`: text or html of characters
+ * quoted-printable writes as three bytes each can triple, and a request within its body limit
+ * must not make a message several times smtp.maxMessageBytes before being refused.
+ */
+function composeWithin(composer: MailComposer, maxBytes: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const stream = composer.compile().createReadStream();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= maxBytes) return void chunks.push(chunk);
+      chunks.length = 0;
+      stream.destroy();
+      resolve(null);
+    });
+    stream.on('end', () => resolve(Buffer.concat(chunks, size)));
+    stream.on('error', reject);
+  });
 }

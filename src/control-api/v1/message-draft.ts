@@ -19,6 +19,8 @@ import { toWireForm } from '../../mail/wire-form.ts';
 export interface SendLimits {
   maxMessageBytes: number;
   maxRecipients: number;
+  /** smtp.maxBufferedBytes: the memory requests being composed may hold at once. */
+  maxBufferedBytes: number;
 }
 
 /** The furthest ahead a send may be scheduled: a month of mail waiting is already a lot to keep. */

@@ -11,6 +11,7 @@ import { answerFromRecord, idempotencyKeyOf, type IdempotencyKey } from '../idem
 import { rawDraft, type SendLimits } from '../message-draft.ts';
 import { rolesFor } from '../route-roles.ts';
 import { jsonResponse, v1Route } from '../schemas.ts';
+import { sendBudget } from '../send-budget.ts';
 import { acceptedView, intake, logAccepted, type Intake } from '../send-intake.ts';
 import { ACCEPTED, BATCH_BODY, BATCH_RESULT, IDEMPOTENCY_HEADERS, RAW_QUERY, SEND_MESSAGE, sendProblems } from './send-schemas.ts';
 
@@ -48,10 +49,14 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): void {
   const clock = deps.clock ?? systemClock;
   const bodyLimit = requestBodyLimit(deps.limits.maxMessageBytes);
+  const memory = sendBudget({ ...deps.limits, bodyLimit });
   app.addContentTypeParser('message/rfc822', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   app.post('/v1/messages', {
     bodyLimit,
+    preParsing: memory.hold(true),
+    onResponse: async (request) => memory.release(request),
+    onRequestAbort: async (request) => memory.release(request),
     schema: {
       ...v1Route({ summary: 'Send a message', roles: rolesFor('POST', '/v1/messages') ?? [], tags: ['messages'] }),
       headers: IDEMPOTENCY_HEADERS,
@@ -94,6 +99,9 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
 
   app.post('/v1/messages/batch', {
     bodyLimit,
+    preParsing: memory.hold(false),
+    onResponse: async (request) => memory.release(request),
+    onRequestAbort: async (request) => memory.release(request),
     schema: {
       ...v1Route({ summary: 'Send up to 1,000 messages in one request', roles: rolesFor('POST', '/v1/messages/batch') ?? [], tags: ['messages'] }),
       headers: IDEMPOTENCY_HEADERS,
