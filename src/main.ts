@@ -269,7 +269,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           }).explain(request);
         },
       },
-      intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, maxBufferedBytes: config.smtp.maxBufferedBytes } },
+      intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, maxBufferedBytes: config.smtp.maxBufferedBytes, dkimExpiryMs: config.dkim.expiry } },
       logger,
       metrics,
       // Ready means able to take mail: the store must commit a write, not only answer.

@@ -80,7 +80,7 @@ export function apiSources(options: { store: Store; config?: ConfigInput; clock?
     onEnqueued: () => undefined,
   });
   return {
-    intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, maxBufferedBytes: config.smtp.maxBufferedBytes } },
+    intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, maxBufferedBytes: config.smtp.maxBufferedBytes, dkimExpiryMs: config.dkim.expiry } },
     pool,
     tenants: parts.tenants,
     queue: { pauses: new QueuePauses({ store, clock, logger, metrics, onEnded: () => {} }), operations },

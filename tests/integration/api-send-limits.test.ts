@@ -118,4 +118,15 @@ describe('sending over HTTP: limits and edges', () => {
     const tripled = await call('/v1/messages', { json: simple({ text: undefined, html: `<p>${'='.repeat(40_000)}</p>` }) });
     expect(tripled).toMatchObject({ status: 413, body: { code: 'MESSAGE_TOO_LARGE', errors: [{ path: 'body' }] } });
   });
+
+  it('refuses a send scheduled past dkim.expiry less an hour, naming sendAt and why: it is signed at acceptance', async () => {
+    const { call } = await startApi({ ...CONFIG, dkim: { expiry: '1d' } });
+    const late = new Date(Date.now() + 23.5 * 3_600_000).toISOString();
+    const json = await call('/v1/messages', { json: simple({ sendAt: late }) });
+    expect(json).toMatchObject({ status: 400, body: { code: 'INVALID_REQUEST', errors: [{ path: 'body.sendAt', message: expect.stringContaining('dkim.expiry') }] } });
+    const raw = await call(`/v1/messages?from=news@app.example&to=a@dest.example&sendAt=${late}`, { raw: 'From: news@app.example\r\nSubject: x\r\n\r\nx\r\n' });
+    expect(raw.body.errors[0].path).toBe('querystring.sendAt');
+    const soon = new Date(Date.now() + 22 * 3_600_000).toISOString();
+    expect((await call('/v1/messages', { json: simple({ sendAt: soon }) })).status).toBe(202);
+  });
 });

@@ -86,7 +86,7 @@ export async function composeJsonMessage(message: JsonMessage, at: string, limit
     if (a.content.length % 4 !== 0 || !BASE64.test(a.content)) return invalid(`${at}.attachments[${i}].content`, 'not base64 (A-Z, a-z, 0-9, +, / with = padding; no line breaks)');
     attachments.push({ filename: a.filename, content: Buffer.from(a.content, 'base64'), ...(a.contentType ? { contentType: a.contentType } : {}), ...(a.cid ? { cid: a.cid } : {}) });
   }
-  const sendAt = scheduledAt(message.sendAt, `${at}.sendAt`, now);
+  const sendAt = scheduledAt(message.sendAt, `${at}.sendAt`, now, limits);
   if (sendAt !== null && typeof sendAt === 'object') return sendAt;
 
   const given = Object.keys(message.headers ?? {}).some((name) => name.toLowerCase() === 'message-id');

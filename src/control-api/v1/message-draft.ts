@@ -21,7 +21,15 @@ export interface SendLimits {
   maxRecipients: number;
   /** smtp.maxBufferedBytes: the memory requests being composed may hold at once. */
   maxBufferedBytes: number;
+  /** dkim.expiry (x=) in ms, or null for none: a scheduled send must go out before it passes. */
+  dkimExpiryMs?: number | null;
 }
+
+/**
+ * A scheduled message is signed when it is accepted, so its signature must still hold when it
+ * goes: a sendAt is at most dkim.expiry ahead less this margin (for the first attempt's delay).
+ */
+export const DKIM_EXPIRY_MARGIN_MS = 3_600_000;
 
 /** The furthest ahead a send may be scheduled: a month of mail waiting is already a lot to keep. */
 export const MAX_SCHEDULE_MS = 30 * 86_400_000;
@@ -74,11 +82,15 @@ export function envelopeRecipients(places: ReadonlyArray<{ path: string; address
 }
 
 /** A sendAt as milliseconds: null for none or a time already past (sent at once); at most MAX_SCHEDULE_MS ahead. */
-export function scheduledAt(value: string | undefined, path: string, now: number): number | null | Refusal {
+export function scheduledAt(value: string | undefined, path: string, now: number, limits: Pick<SendLimits, 'dkimExpiryMs'>): number | null | Refusal {
   if (value === undefined) return null;
   const ms = Date.parse(value);
   if (Number.isNaN(ms)) return invalid(path, `not a time this API can read: ${JSON.stringify(value)}`);
   if (ms - now > MAX_SCHEDULE_MS) return invalid(path, 'at most 30 days ahead');
+  const expiry = limits.dkimExpiryMs ?? null;
+  if (expiry !== null && ms > now && ms - now > expiry - DKIM_EXPIRY_MARGIN_MS) {
+    return invalid(path, `at most ${Math.max(0, Math.floor((expiry - DKIM_EXPIRY_MARGIN_MS) / 60_000))} minutes ahead: the message is DKIM-signed now and its signature expires after dkim.expiry, less an hour for the first attempt`);
+  }
   return ms > now ? ms : null;
 }
 
@@ -97,7 +109,7 @@ export function rawDraft(
   if (senderProblem) return invalid('querystring.from', senderProblem);
   const recipients = envelopeRecipients((query.to ?? []).map((address, i) => ({ path: `querystring.to[${i}]`, address })), limits, 'querystring.to');
   if (!Array.isArray(recipients)) return recipients;
-  const sendAt = scheduledAt(query.sendAt, 'querystring.sendAt', now);
+  const sendAt = scheduledAt(query.sendAt, 'querystring.sendAt', now, limits);
   if (sendAt !== null && typeof sendAt === 'object') return sendAt;
   return { sender: query.from, recipients, body: toWireForm(body), pool: query.pool ?? null, sendAt, tags: query.tag ?? [], metadata: null };
 }
