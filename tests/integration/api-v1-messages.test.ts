@@ -14,6 +14,7 @@ import { createTestSchema } from '../helpers/postgres.ts';
 import { requirePostgres } from '../helpers/services.ts';
 import { createTempDir } from '../helpers/temp-dir.ts';
 import { apiSources } from '../helpers/api-sources.ts';
+import { newMessage } from '../helpers/new-message.ts';
 
 /**
  * GET /v1/messages, GET /v1/messages/{id} and the deferred backlog of GET /v1/queue over real
@@ -30,21 +31,9 @@ const DELIVERED: DeliveryOutcome = { disposition: 'delivered', code: 250, enhanc
 const DEFERRED: DeliveryOutcome = { disposition: 'transient', code: 451, enhanced: '4.7.1', response: '451 4.7.1 Greylisted, try later', stage: 'rcpt', bounceClass: 'policy', remoteHost: 'mx1.dest.test', egressIp: '127.0.0.3' };
 const BOUNCED: DeliveryOutcome = { disposition: 'permanent', code: 550, enhanced: '5.1.1', response: '550 5.1.1 No such user', stage: 'rcpt', bounceClass: 'unknown-user', remoteHost: 'mx1.dest.test', egressIp: '127.0.0.2' };
 
+/** A stored message whose subject and body the API must never show. */
 function message(id: string, createdAt: number, overrides: Partial<NewMessage> = {}): NewMessage {
-  return {
-    id,
-    sender: 'app@sender.test',
-    recipients: ['user@dest.test'],
-    messageIdHeader: `<${id}@sender.test>`,
-    body: Buffer.from(`Subject: secret subject ${id}\r\n\r\nsecret body\r\n`),
-    submitter: 'app',
-    source: 'smtp',
-    clientAddress: '192.0.2.7',
-    createdAt,
-    dueAt: createdAt,
-    pool: 'default',
-    ...overrides,
-  };
+  return newMessage(id, createdAt, { body: Buffer.from(`Subject: secret subject ${id}\r\n\r\nsecret body\r\n`), ...overrides });
 }
 
 const backends: Array<{ name: string; skip: boolean; open: (clock: ReturnType<typeof manualClock>) => Promise<{ store: Store; drop(): Promise<void> }> }> = [

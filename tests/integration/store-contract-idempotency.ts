@@ -1,7 +1,7 @@
 import { expect, it } from 'vitest';
 import type { ManualClock } from '../helpers/manual-clock.ts';
 import type { IdempotencyRecord, NewMessage, Store } from '../../src/storage/store.ts';
-import { newMessage as readsMessage } from './store-contract-reads.ts';
+import { newMessage as readsMessage } from '../helpers/new-message.ts';
 
 /**
  * Messages sent over HTTP in the store contract: their schedule, tags and metadata, and the

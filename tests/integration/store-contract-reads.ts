@@ -3,6 +3,7 @@ import type { ManualClock } from '../helpers/manual-clock.ts';
 import { buildDsn } from '../../src/engine/dsn.ts';
 import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import type { MessageQuery, NewMessage, Store } from '../../src/storage/store.ts';
+import { newMessage } from '../helpers/new-message.ts';
 
 /**
  * The control API's reads (MessageReads) in the store contract: called from runStoreContract,
@@ -11,23 +12,6 @@ import type { MessageQuery, NewMessage, Store } from '../../src/storage/store.ts
 
 const T0 = 1_700_000_000_000;
 
-/** A message of the read contracts, created at `createdAt` (and due then). */
-export function newMessage(id: string, createdAt: number, overrides: Partial<NewMessage> = {}): NewMessage {
-  return {
-    id,
-    sender: 'app@sender.test',
-    recipients: ['user@dest.test'],
-    messageIdHeader: `<${id}@sender.test>`,
-    body: Buffer.from(`Subject: ${id}\r\n\r\nbody\r\n`),
-    submitter: 'app',
-    source: 'smtp',
-    clientAddress: '192.0.2.1',
-    createdAt,
-    dueAt: createdAt,
-    pool: 'default',
-    ...overrides,
-  };
-}
 
 const ANY: MessageQuery = { state: null, sender: null, recipient: null, domain: null, pool: null, tag: null, since: null, until: null, tenant: null, after: null, limit: 100 };
 
@@ -55,7 +39,7 @@ export function registerReadContract(ctx: { store: () => Store; clock: () => Man
     await store.enqueue([m]);
     expect(await store.getMessageInfo('info-1')).toEqual({
       id: 'info-1', sender: 'app@sender.test', messageIdHeader: '<info-1@sender.test>', size: m.body.length,
-      submitter: null, source: 'http', clientAddress: '192.0.2.1', createdAt: T0, pool: 'bulk', tenant: null, sendAt: null, tags: [], metadata: {},
+      submitter: null, source: 'http', clientAddress: '192.0.2.7', createdAt: T0, pool: 'bulk', tenant: null, sendAt: null, tags: [], metadata: {},
     });
     await store.enqueue([newMessage('info-2', T0, { tenant: 'acme' })]);
     expect((await store.getMessageInfo('info-2'))!.tenant).toBe('acme');
