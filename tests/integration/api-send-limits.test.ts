@@ -119,6 +119,32 @@ describe('sending over HTTP: limits and edges', () => {
     expect(tripled).toMatchObject({ status: 413, body: { code: 'MESSAGE_TOO_LARGE', errors: [{ path: 'body' }] } });
   });
 
+  it('takes a raw message as a mail server does: Bcc removed, a From and a blank line required, measured in CRLF, dated at its sendAt', async () => {
+    const { call } = await startApi();
+    const url = '/v1/messages?from=news@app.example&to=seen@dest.example&to=secret@hidden.example';
+    const bcc = await call(url, { raw: 'From: news@app.example\r\nTo: seen@dest.example\r\nBcc: secret@hidden.example,\r\n other@hidden.example\r\nSubject: x\r\n\r\nbody\r\n' });
+    expect(bcc.status, bcc.text).toBe(202);
+    const stored = (await store.loadMessage(bcc.body.id))!.body.toString('latin1');
+    expect(stored).not.toMatch(/^Bcc:/im);
+    expect(stored).not.toContain('hidden.example');
+    expect(stored).toContain('To: seen@dest.example\r\nSubject: x\r\n');
+
+    const authorless = await call(url, { raw: 'To: seen@dest.example\r\nSubject: x\r\n\r\nbody\r\n' });
+    expect(authorless).toMatchObject({ status: 400, body: { code: 'BAD_AUTHOR_HEADER', errors: [{ path: 'body', message: expect.stringContaining('From') }] } });
+    const unseparated = await call(url, { raw: 'From: news@app.example\nSubject: x\nhello, no blank line here\n' });
+    expect(unseparated).toMatchObject({ status: 400, body: { code: 'INVALID_REQUEST', errors: [{ path: 'body', message: expect.stringContaining('blank line') }] } });
+
+    // 60 KiB of LF lines is 120 KiB stored: past the 64 KiB smtp.maxMessageBytes.
+    const lines = await call(url, { raw: `From: news@app.example\n\n${'\n'.repeat(60 * 1024)}` });
+    expect(lines).toMatchObject({ status: 413, body: { code: 'MESSAGE_TOO_LARGE', errors: [{ path: 'body', message: expect.stringContaining('CRLF') }] } });
+
+    const at = new Date(Date.now() + 5 * 86_400_000);
+    at.setUTCMilliseconds(0);
+    const scheduled = await call(`${url}&sendAt=${at.toISOString()}`, { raw: 'From: news@app.example\r\nSubject: x\r\n\r\nx\r\n' });
+    expect(scheduled.status, scheduled.text).toBe(202);
+    expect((await store.loadMessage(scheduled.body.id))!.body.toString()).toContain(`Date: ${at.toUTCString().replace('GMT', '+0000')}\r\n`);
+  });
+
   it('refuses a send scheduled past dkim.expiry less an hour, naming sendAt and why: it is signed at acceptance', async () => {
     const { call } = await startApi({ ...CONFIG, dkim: { expiry: '1d' } });
     const late = new Date(Date.now() + 23.5 * 3_600_000).toISOString();

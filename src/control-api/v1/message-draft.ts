@@ -4,7 +4,7 @@ import { checkHeaderBlock, checkRecipient } from '../../access/submission-policy
 import type { Submission } from '../../engine/queue.ts';
 import type { ApiErrorCode, ErrorCode } from '../../errors.ts';
 import { envelopeAddressProblem } from '../../mail/address.ts';
-import { splitHeader } from '../../mail/message-headers.ts';
+import { hasHeader, rfc5322Date, splitHeader, withHeaders } from '../../mail/message-headers.ts';
 import { toWireForm } from '../../mail/wire-form.ts';
 
 /**
@@ -94,15 +94,23 @@ export function scheduledAt(value: string | undefined, path: string, now: number
   return ms > now ? ms : null;
 }
 
-/** A message/rfc822 body with its envelope from the query. */
+/**
+ * A message/rfc822 body with its envelope from the query, as a mail server takes one: measured
+ * in the CRLF form it is stored in (a message of LF lines grows by a byte a line), with a header
+ * block ended by a blank line and a From field, and without its Bcc fields (the envelope carries
+ * those recipients; a stored Bcc would show them to everyone, as Postfix's cleanup removes it).
+ * Scheduled without a Date, it is dated when it goes.
+ */
 export function rawDraft(
   query: { from?: string; to?: string[]; pool?: string; sendAt?: string; tag?: string[] },
   body: Buffer,
   limits: SendLimits,
   now: number,
 ): Draft | Refusal {
-  if (body.length > limits.maxMessageBytes) {
-    return refusedAt('MESSAGE_TOO_LARGE', 'body', `${body.length} bytes, more than ${limits.maxMessageBytes} (smtp.maxMessageBytes)`);
+  const wire = toWireForm(body);
+  if (wire.length > limits.maxMessageBytes) {
+    const grown = wire.length > body.length ? ` once its lines end in CRLF (${body.length} as sent)` : '';
+    return refusedAt('MESSAGE_TOO_LARGE', 'body', `${wire.length} bytes${grown}, more than ${limits.maxMessageBytes} (smtp.maxMessageBytes)`);
   }
   if (query.from === undefined) return invalid('querystring.from', 'required with a message/rfc822 body: the envelope sender');
   const senderProblem = envelopeAddressProblem(query.from);
@@ -111,7 +119,13 @@ export function rawDraft(
   if (!Array.isArray(recipients)) return recipients;
   const sendAt = scheduledAt(query.sendAt, 'querystring.sendAt', now, limits);
   if (sendAt !== null && typeof sendAt === 'object') return sendAt;
-  return { sender: query.from, recipients, body: toWireForm(body), pool: query.pool ?? null, sendAt, tags: query.tag ?? [], metadata: null };
+  const { header, body: text } = splitHeader(wire);
+  // splitHeader takes a message without the blank line as all header: text would become fields.
+  if (text.length === 0) return invalid('body', 'no blank line after the header fields: a message is its header fields, an empty line, then its text');
+  if (!hasHeader(header, 'From')) return refusedAt('BAD_AUTHOR_HEADER', 'body', 'no From header field: a message names its author (RFC 5322 section 3.6)');
+  const date = sendAt !== null && !hasHeader(header, 'Date') ? [`Date: ${rfc5322Date(sendAt)}`] : [];
+  const stored = date.length || hasHeader(header, 'Bcc') ? withHeaders(wire, [], date, ['Bcc']) : wire;
+  return { sender: query.from, recipients, body: stored, pool: query.pool ?? null, sendAt, tags: query.tag ?? [], metadata: null };
 }
 
 /**
