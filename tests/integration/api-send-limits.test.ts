@@ -145,6 +145,15 @@ describe('sending over HTTP: limits and edges', () => {
     expect((await store.loadMessage(scheduled.body.id))!.body.toString()).toContain(`Date: ${at.toUTCString().replace('GMT', '+0000')}\r\n`);
   });
 
+  it('refuses a body of a type the route does not take with 415, naming the types it does, with or without a key', async () => {
+    const { call } = await startApi();
+    for (const key of [undefined, 'plain-1']) {
+      const plain = await call('/v1/messages', { body: JSON.stringify(simple()), contentType: 'text/plain', ...(key ? { key } : {}) });
+      expect(plain).toMatchObject({ status: 415, body: { code: 'UNSUPPORTED_MEDIA_TYPE', detail: expect.stringContaining('message/rfc822') } });
+    }
+    expect((await store.countByState()).queued ?? 0).toBe(0);
+  });
+
   it('refuses a send scheduled past dkim.expiry less an hour, naming sendAt and why: it is signed at acceptance', async () => {
     const { call } = await startApi({ ...CONFIG, dkim: { expiry: '1d' } });
     const late = new Date(Date.now() + 23.5 * 3_600_000).toISOString();

@@ -74,6 +74,8 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
       if (deps.isShuttingDown?.()) return refuseWhileStopping(request, reply);
       const { body, query } = request;
       const raw = Buffer.isBuffer(body);
+      // Fastify's own parser gives text/plain as a string, which the schemas (keyed by type) never see.
+      if (!raw && (typeof body !== 'object' || body === null)) return refuseMediaType(request, reply);
       const stray = raw ? undefined : Object.keys(query)[0];
       if (stray !== undefined) return sendInvalid(request, reply, `querystring.${stray}`, 'only with a message/rfc822 body (JSON gives it in the body)');
       const key = idempotencyKeyOf(request, { query, body });
@@ -171,6 +173,11 @@ async function commit(request: FastifyRequest, deps: SendRouteDeps, prepared: Pr
     );
     throw new RookeryError('STORAGE_FAILED');
   }
+}
+
+function refuseMediaType(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const type = JSON.stringify((request.headers['content-type'] ?? '').split(';')[0]!.trim());
+  return sendProblem(reply, problem('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${type}: send application/json or message/rfc822`, { instance: pathOf(request) }));
 }
 
 function refuseWhileStopping(request: FastifyRequest, reply: FastifyReply): FastifyReply {
