@@ -154,6 +154,17 @@ describe('sending over HTTP: limits and edges', () => {
     expect((await store.countByState()).queued ?? 0).toBe(0);
   });
 
+  it('answers a batch item nested deeper than the call stack the same with an Idempotency-Key as without', async () => {
+    const { call } = await startApi();
+    const depth = 60_000;
+    const body = `{"messages":[{"a":${'['.repeat(depth)}1${']'.repeat(depth)}}]}`;
+    const without = await call('/v1/messages/batch', { body, contentType: 'application/json' });
+    const keyed = await call('/v1/messages/batch', { body, contentType: 'application/json', key: 'deep-1' });
+    expect(without.status, without.text).toBe(202);
+    expect(without.body).toMatchObject({ accepted: 0, failed: 1, results: [{ error: { code: 'INVALID_REQUEST', errors: expect.arrayContaining([expect.objectContaining({ path: 'body.messages[0].a' })]) } }] });
+    expect({ status: keyed.status, body: keyed.body }).toEqual({ status: without.status, body: without.body });
+  });
+
   it('refuses a send scheduled past dkim.expiry less an hour, naming sendAt and why: it is signed at acceptance', async () => {
     const { call } = await startApi({ ...CONFIG, dkim: { expiry: '1d' } });
     const late = new Date(Date.now() + 23.5 * 3_600_000).toISOString();
