@@ -319,6 +319,7 @@ for (const backend of backends) {
       expect(again.status).toBe(202);
       expect(again.text).toBe(first.text);
       expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(again.headers.get('location')).toBe(`/v1/messages/${first.body.id}`);
       const listed = await call(`/v1/messages?tag=${key}`, { token: tokens.viewer });
       expect(listed.body.items).toHaveLength(1);
 
@@ -366,6 +367,7 @@ for (const backend of backends) {
         expect(answers.map((a) => a.status)).toEqual(Array(6).fill(202));
         expect(new Set(answers.map((a) => a.text)).size).toBe(1);
         expect(answers.filter((a) => a.headers.get('idempotent-replayed') === null)).toHaveLength(1);
+        expect(answers.map((a) => a.headers.get('location'))).toEqual(Array(6).fill(`/v1/messages/${answers[0]!.body.id}`));
         const listed = await callA(`/v1/messages?tag=${key}`, { token: tokens.viewer });
         expect(listed.body.items.map((m: { id: string }) => m.id)).toEqual([answers[0]!.body.id]);
       }

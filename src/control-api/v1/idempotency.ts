@@ -81,9 +81,16 @@ export function canonicalJson(value: unknown): string {
 
 /**
  * Answers a request whose key already holds a record: the first answer again, marked as a
- * replay, when it is the same request; 422 when it is another.
+ * replay, when it is the same request; 422 when it is another. `locationOf` gives the Location
+ * the first answer had, from its stored body (the record keeps the body, not the headers).
  */
-export function answerFromRecord(request: FastifyRequest, reply: FastifyReply, key: IdempotencyKey, record: IdempotencyRecord): FastifyReply {
+export function answerFromRecord(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  key: IdempotencyKey,
+  record: IdempotencyRecord,
+  locationOf?: (response: string) => string,
+): FastifyReply {
   if (record.requestHash !== key.requestHash) {
     return sendProblem(
       reply,
@@ -92,5 +99,6 @@ export function answerFromRecord(request: FastifyRequest, reply: FastifyReply, k
       }),
     );
   }
+  if (locationOf && record.status === 202) reply.header('location', locationOf(record.response));
   return reply.code(record.status).header('idempotent-replayed', 'true').type('application/json; charset=utf-8').send(record.response);
 }

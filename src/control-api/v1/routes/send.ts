@@ -36,6 +36,12 @@ export function requestBodyLimit(maxMessageBytes: number): number {
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
+/** Where an accepted message is read: the Location of a 202. */
+const messageLocation = (id: string): string => `/v1/messages/${id}`;
+
+/** The Location of a stored single-route answer (its body is acceptedView's). */
+const locationOfAccepted = (response: string): string => messageLocation((JSON.parse(response) as { id: string }).id);
+
 /**
  * POST /v1/messages (JSON composed by MailComposer, or a message/rfc822 body with its envelope
  * in the query) and POST /v1/messages/batch (up to 1,000 JSON messages, one commit, a result per
@@ -80,7 +86,7 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
       if (stray !== undefined) return sendInvalid(request, reply, `querystring.${stray}`, 'only with a message/rfc822 body (JSON gives it in the body)');
       const key = idempotencyKeyOf(request, { query, body });
       const earlier = key && (await findEarlier(request, deps, key));
-      if (key && earlier) return answerFromRecord(request, reply, key, earlier);
+      if (key && earlier) return answerFromRecord(request, reply, key, earlier, locationOfAccepted);
 
       const now = clock.now();
       const item = raw
@@ -92,10 +98,10 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
       }
       const view = acceptedView(item.prepared);
       const committed = await commit(request, deps, [item.prepared], key, JSON.stringify(view));
-      if (!committed.stored) return answerFromRecord(request, reply, key!, committed.existing);
+      if (!committed.stored) return answerFromRecord(request, reply, key!, committed.existing, locationOfAccepted);
       logAccepted(request.log, item.prepared);
       auditRequest(request, { target: view.id });
-      return reply.code(202).header('location', `/v1/messages/${view.id}`).type(JSON_TYPE).send(JSON.stringify(view));
+      return reply.code(202).header('location', messageLocation(view.id)).type(JSON_TYPE).send(JSON.stringify(view));
     },
   });
 
