@@ -26,7 +26,12 @@ export function registerErrorHandlers(app: FastifyInstance): void {
 
 /** A refusal that passes with time (a rate or quota) says when to come back: RFC 9110 Retry-After, whole seconds. */
 export function setRetryAfter(reply: FastifyReply, ms: number | null | undefined): void {
-  if (ms) reply.header('retry-after', String(Math.max(1, Math.ceil(ms / 1000))));
+  if (ms) reply.header('retry-after', String(retryAfterSeconds(ms)));
+}
+
+/** A wait in ms as the whole seconds of a Retry-After: rounded up, at least one. */
+export function retryAfterSeconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
 }
 
 export function sendProblem(reply: FastifyReply, body: Problem): FastifyReply {

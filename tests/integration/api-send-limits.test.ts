@@ -165,6 +165,22 @@ describe('sending over HTTP: limits and edges', () => {
     expect({ status: keyed.status, body: keyed.body }).toEqual({ status: without.status, body: without.body });
   });
 
+  it('spends no key on a batch of which nothing was accepted, and tells a rate-limited item when to come back', async () => {
+    const { call } = await startApi({ ...CONFIG, tenants: { app: { senderDomains: ['*'], rate: '2/m' } } });
+    const refused = await call('/v1/messages/batch', { json: { messages: [simple({ to: 'bad' })] }, key: 'all-failed' });
+    expect(refused).toMatchObject({ status: 202, body: { accepted: 0, failed: 1 } });
+    const mended = await call('/v1/messages/batch', { json: { messages: [simple()] }, key: 'all-failed' });
+    expect(mended).toMatchObject({ status: 202, body: { accepted: 1, failed: 0 } });
+    expect(mended.headers.get('idempotent-replayed')).toBeNull();
+
+    const limited = await call('/v1/messages/batch', { json: { messages: [simple({ to: 'a@dest.example' }), simple({ to: 'b@dest.example' })] } });
+    expect(limited.body).toMatchObject({ accepted: 1, failed: 1 });
+    const failed = limited.body.results.find((r: { status: string }) => r.status === 'failed');
+    expect(failed).toMatchObject({ error: { status: 429, code: 'TENANT_RATE_LIMITED' }, retryAfter: expect.any(Number) });
+    expect(failed.retryAfter).toBeGreaterThanOrEqual(1);
+    expect(failed.retryAfter).toBeLessThanOrEqual(60);
+  });
+
   it('refuses a send scheduled past dkim.expiry less an hour, naming sendAt and why: it is signed at acceptance', async () => {
     const { call } = await startApi({ ...CONFIG, dkim: { expiry: '1d' } });
     const late = new Date(Date.now() + 23.5 * 3_600_000).toISOString();

@@ -175,7 +175,13 @@ export const BATCH_RESULT = {
       items: {
         type: 'object',
         required: ['index', 'status'],
-        properties: { index: { type: 'integer' }, status: { type: 'string', enum: ['accepted', 'failed'] }, ...ACCEPTED_FIELDS, error: ITEM_PROBLEM },
+        properties: {
+          index: { type: 'integer' },
+          status: { type: 'string', enum: ['accepted', 'failed'] },
+          ...ACCEPTED_FIELDS,
+          error: ITEM_PROBLEM,
+          retryAfter: { type: 'integer', minimum: 1, description: 'With a failure of the tenant\'s rate or quota: seconds to wait before sending this message again (the Retry-After the single route would answer).' },
+        },
       },
     },
   },

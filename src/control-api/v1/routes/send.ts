@@ -3,7 +3,7 @@ import { systemClock, type Clock } from '../../../clock.ts';
 import type { PreparedMessage, Queue } from '../../../engine/queue.ts';
 import { RookeryError } from '../../../errors.ts';
 import type { EnqueueOnceResult, IdempotencyRecord } from '../../../storage/store.ts';
-import { pathOf, sendInvalid, sendProblem, setRetryAfter, validationErrors } from '../../error-handler.ts';
+import { pathOf, retryAfterSeconds, sendInvalid, sendProblem, setRetryAfter, validationErrors } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
 import { auditRequest } from '../audit-trail.ts';
 import { composeJsonMessage, type JsonMessage } from '../compose-message.ts';
@@ -137,9 +137,14 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
         }),
       );
       const prepared = items.flatMap((item) => ('prepared' in item ? [item.prepared] : []));
-      const results = items.map((item, index) => ('prepared' in item ? { index, status: 'accepted' as const, ...acceptedView(item.prepared) } : { index, status: 'failed' as const, error: item.problem }));
+      const results = items.map((item, index) =>
+        'prepared' in item
+          ? { index, status: 'accepted' as const, ...acceptedView(item.prepared) }
+          : { index, status: 'failed' as const, error: item.problem, ...(item.retryAfterMs ? { retryAfter: retryAfterSeconds(item.retryAfterMs) } : {}) },
+      );
       const text = JSON.stringify({ accepted: prepared.length, failed: items.length - prepared.length, results });
-      const committed = await commit(request, deps, prepared, key, text);
+      // A batch of which nothing was accepted stored nothing: like a refused request, it spends no key.
+      const committed = await commit(request, deps, prepared, prepared.length > 0 ? key : null, text);
       if (!committed.stored) return answerFromRecord(request, reply, key!, committed.existing);
       for (const p of prepared) logAccepted(request.log, p);
       const ids = prepared.map((p) => p.accepted.id);
