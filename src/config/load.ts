@@ -27,10 +27,12 @@ export function parseConfig(raw: unknown, source = 'config', env: NodeJS.Process
     // Only PostgreSQL uses the URL: an unrelated DATABASE_URL does not stop a SQLite node.
     problems.push('storage.url: not a postgres:// URL (postgres://user:password@host:5432/database)');
   }
-  const seen = new Set<string>();
+  // Addresses are canonical by now, so "::7" and "0:0::7" are found to be the same one.
+  const seen = new Map<string, number>();
   config.ips.forEach((ip, i) => {
-    if (seen.has(ip.address)) problems.push(`ips[${i}].address: duplicate address ${ip.address}`);
-    seen.add(ip.address);
+    const earlier = seen.get(ip.address);
+    if (earlier !== undefined) problems.push(`ips[${i}].address: duplicate address ${ip.address} (also ips[${earlier}].address)`);
+    else seen.set(ip.address, i);
   });
   problems.push(...poolProblems(config), ...listenerProblems(config));
   if (problems.length) throw new ConfigError(source, problems);

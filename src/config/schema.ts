@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { z } from 'zod';
+import { canonicalIp } from '../mail/ip-address.ts';
 import { apiAuthFailuresSchema, apiNameSchema, apiTokensSchema } from './api-schema.ts';
 import { dkimConfigSchema } from './dkim-schema.ts';
 import { durationSchema, positiveDurationSchema } from './duration.ts';
@@ -10,6 +11,9 @@ import { bounceRulesConfigSchema, reactionRulesConfigSchema } from './rule-schem
 import { tenantsSchema } from './tenant-schema.ts';
 
 const ipAddress = z.string().refine((v) => isIP(v) !== 0, { message: 'not an IP address' });
+
+/** An egress address in its one spelling, so recipients, pool state and API requests that name it compare equal. */
+const egressAddress = ipAddress.transform(canonicalIp);
 
 const cidr = z.string().refine(
   (v) => {
@@ -192,7 +196,7 @@ export const configSchema = z.strictObject({
   ips: z
     .array(
       z.strictObject({
-        address: ipAddress,
+        address: egressAddress,
         hostname: hostName.optional(),
         pool: dataName.default('default'),
         /** Share of the pool's traffic; 0 takes the IP out of rotation. */

@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.ts';
 import type { IpPauses } from '../ippool/contracts.ts';
-import { canonicalIp } from '../ippool/pool-snapshot.ts';
+import { canonicalIp } from '../mail/ip-address.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { QUEUE_SCOPE_KINDS, type PausedScopes, type QueuePause, type QueueScope } from '../storage/queue-control.ts';

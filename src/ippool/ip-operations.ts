@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.ts';
 import type { ProviderName } from './contracts.ts';
 import type { PoolMember, PoolPolicy } from './egress-pool.ts';
-import { canonicalIp } from './pool-snapshot.ts';
+import { canonicalIp } from '../mail/ip-address.ts';
 import type { PoolStateCache } from './pool-state-cache.ts';
 import { ALL_PROVIDERS, providerScope, type Scope } from './restriction-scope.ts';
 import { OPERATOR_RULE } from './restrictions.ts';

@@ -1,4 +1,4 @@
-import { isIPv6 } from 'node:net';
+import { canonicalIp } from '../mail/ip-address.ts';
 import type { ProviderName, ReputationFeed, ReputationSnapshot, UsageCounters } from './contracts.ts';
 import type { PoolMember, PoolPolicy } from './egress-pool.ts';
 import { counterKeys } from './pool-keys.ts';
@@ -124,12 +124,6 @@ export async function snapshotIps(sources: SnapshotSources, filter: { address?: 
   const warmups = members.map((member) => warmupOf(member, sources));
   const usage = await warmupUsage(members, warmups, providers, sources);
   return members.map((member, i) => snapshotOf(member, warmups[i]!, usage[i]!, providers, sources));
-}
-
-/** One spelling per address: IPv6 compressed and lower-case, so `2001:DB8:0::1` finds `2001:db8::1`. */
-export function canonicalIp(address: string): string {
-  if (!isIPv6(address)) return address;
-  return new URL(`http://[${address}]/`).hostname.slice(1, -1);
 }
 
 function warmupOf(member: PoolMember, { state, policy, now }: SnapshotSources): WarmupSnapshot | null {

@@ -235,6 +235,29 @@ for (const backend of backends) {
       await api.states(id, { 'r@defer.test': 'delivered/2' });
     });
 
+    it('finds the mail of an egress IP however the config and the request spell it: a retry and a bounce by egressIp', { timeout: 60_000 }, async () => {
+      const refused = new Set<string>();
+      // An IPv6 egress IP written long-hand in the config, mail to a sink on the same loopback.
+      sink = await startSmtpSink({ host: '::1', script: { onRcptTo: (address) => (refused.has(address) ? undefined : (refused.add(address), { code: 451, message: '4.7.1 Greylisted, try later' })) } });
+      const api = await start({ ips: [{ address: '0:0:0:0:0:0:0:1' }], delivery: { routes: { '*': `[::1]:${sink.port}` } } });
+      const retried = await submit(daemon!, 'app@sender.test', ['r@defer.test'], 'retried');
+      await api.states(retried, { 'r@defer.test': 'queued/1' });
+      expect((await api.message(retried)).recipients[0]!.events.map((e) => e.egressIp)).toEqual(['::1']);
+      expect(await api.ok('POST', '/v1/queue/retry', { scope: { egressIp: '0:0::1' } })).toEqual({ scope: { egressIp: '::1' }, retried: 1 });
+      await arrivedAll(['r@defer.test']);
+      await api.states(retried, { 'r@defer.test': 'delivered/2' });
+
+      const bounced = await submit(daemon!, 'app@sender.test', ['b@defer.test'], 'bounced');
+      await api.states(bounced, { 'b@defer.test': 'queued/1' });
+      expect(await api.ok('POST', '/v1/queue/bounce', { scope: { egressIp: '0::0:1' }, reason: 'moving off this address', dsn: false })).toEqual({
+        scope: { egressIp: '::1' },
+        cancelled: 1,
+        inDelivery: 0,
+        dsns: 0,
+      });
+      await api.states(bounced, { 'b@defer.test': 'bounced/1' });
+    });
+
     it('bounces what is queued in a scope, with a DSN to each sender, and leaves mail in delivery to finish', { timeout: 60_000 }, async () => {
       let release: () => void = () => {};
       const held = new Promise<undefined>((resolve) => (release = () => resolve(undefined)));

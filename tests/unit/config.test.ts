@@ -158,8 +158,17 @@ describe('problems name their exact path', () => {
     expect(written.smtp.users.map((u) => u.allowedSenders)).toEqual([['*@app.example'], ['*']]);
   });
 
-  it('rejects the same egress address twice', () => {
-    expect(problemsOf({ ips: [{ address: '127.0.0.2' }, { address: '127.0.0.2' }] })).toEqual(['ips[1].address: duplicate address 127.0.0.2']);
+  it('rejects the same egress address twice, however it is spelled', () => {
+    expect(problemsOf({ ips: [{ address: '127.0.0.2' }, { address: '127.0.0.2' }] })).toEqual(['ips[1].address: duplicate address 127.0.0.2 (also ips[0].address)']);
+    expect(problemsOf({ ips: [{ address: '::7' }, { address: '127.0.0.2' }, { address: '0:0::7' }] })).toEqual([
+      'ips[2].address: duplicate address ::7 (also ips[0].address)',
+    ]);
+  });
+
+  it('keeps every egress address in one spelling: IPv6 compressed and lower-case', () => {
+    const config = parse({ ips: [{ address: '2001:DB8:0:0::7' }, { address: '127.0.0.2' }, { address: 'FE80:0::1%eth0' }] });
+    expect(config.ips.map((ip) => ip.address)).toEqual(['2001:db8::7', '127.0.0.2', 'fe80::1%eth0']);
+    expect(problemsOf({ ips: [{ address: '2001:db8::zz' }] })).toEqual(['ips[0].address: not an IP address']);
   });
 
   it('rejects addresses of the wrong kind for PostgreSQL and Redis, and takes every form their clients take', () => {

@@ -1,5 +1,5 @@
 import type { ApiPrincipal, TokenDirectory } from '../../access/api-token.ts';
-import { canonicalIp } from '../../ippool/pool-snapshot.ts';
+import { canonicalIp } from '../../mail/ip-address.ts';
 import { normalizeDomain } from '../../mail/address.ts';
 import type { QueuePause, QueueScope } from '../../storage/queue-control.ts';
 import { rfc3339 } from './message-view.ts';
