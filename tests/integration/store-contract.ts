@@ -297,6 +297,25 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       expect(await store.listEvents(m.id)).toEqual([{ recipientId: c!.recipientId, messageId: m.id, attempt: 0, at: T0, outcome: throttled }]);
     });
 
+    it('keeps the last egress IP when a result has none: a wait neither drops the row from its IP nor its stickiness', async () => {
+      const m = message();
+      await store.enqueue([m]);
+      const [first] = await store.claimDue({ now: T0, limit: 1, owner: OWNER, leaseMs: LEASE });
+      await store.recordAttempts([{ recipientId: first!.recipientId, token: first!.token, outcome: outcome('transient'), newState: 'queued', nextAttemptAt: T0 + 1000, countsAsAttempt: true }]);
+      const [second] = await store.claimDue({ now: T0 + 1000, limit: 1, owner: OWNER, leaseMs: LEASE });
+      const throttled = outcome('throttled');
+      await store.recordAttempts([{ recipientId: second!.recipientId, token: second!.token, outcome: throttled, newState: 'queued', nextAttemptAt: T0 + 2000, countsAsAttempt: false }]);
+
+      const [row] = await store.listRecipients(m.id);
+      expect(row).toMatchObject({ state: 'queued', attempts: 1, lastOutcome: { ...throttled, egressIp: '127.0.0.2' } });
+      // The event is the wait's own, with no IP.
+      expect((await store.listEvents(m.id)).map((e) => e.outcome.egressIp)).toEqual(['127.0.0.2', null]);
+      // Still in the IP's scope, and handed out with it for the sticky choice.
+      expect(await store.retryQueued({ kind: 'egress-ip', ip: '127.0.0.2' }, T0 + 1500, 10)).toBe(1);
+      const [third] = await store.claimDue({ now: T0 + 1500, limit: 1, owner: OWNER, leaseMs: LEASE });
+      expect(third).toMatchObject({ recipientId: first!.recipientId, lastEgressIp: '127.0.0.2' });
+    });
+
     it('ignores results under a token the row does not carry', async () => {
       const m = message({ recipients: ['a@x.test', 'b@x.test'] });
       await store.enqueue([m]);

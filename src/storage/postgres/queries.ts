@@ -190,7 +190,7 @@ export async function lockLeases(db: Db, leases: readonly Lease[]): Promise<{ id
  */
 export async function applyAttempts(db: Db, now: number, results: readonly AttemptResult[]): Promise<{ id: number; applied: boolean }[]> {
   const { rows } = await db.query<{ id: number; applied: boolean }>({
-    name: 'rookery_apply_attempts_v2',
+    name: 'rookery_apply_attempts_v3',
     text: `
       WITH input AS (
         SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::integer[], $6::bigint[], $7::text[], $8::integer[],
@@ -203,7 +203,9 @@ export async function applyAttempts(db: Db, now: number, results: readonly Attem
           locked_by = NULL, locked_until = NULL,
           last_disposition = i.disposition, last_code = i.code, last_enhanced = i.enhanced,
           last_response = i.response, last_stage = i.stage, last_bounce_class = i.bounce_class,
-          last_remote_host = i.remote_host, last_egress_ip = i.egress_ip, updated_at = $1
+          -- A result with no egress IP (a wait) keeps the last one: the row stays in that IP's
+          -- queue scope and a retry still prefers it.
+          last_remote_host = i.remote_host, last_egress_ip = COALESCE(i.egress_ip, r.last_egress_ip), updated_at = $1
         FROM input i
         WHERE r.id = i.id AND r.state = 'delivering' AND r.lease_token = i.token
         RETURNING r.id, r.message_id, r.attempts, i.disposition, i.code, i.enhanced, i.response, i.stage,

@@ -86,11 +86,13 @@ export function prepareQueries(db: DatabaseSync) {
   const carriesToken = stmt(`SELECT 1 AS yes FROM recipients WHERE id = ? AND lease_token = ?`);
 
   // The token stays: recording the same result again finds it with the row no longer delivering.
+  // A result with no egress IP (a wait: throttled before any IP sent) keeps the last one, so the
+  // row stays in its IP's queue scope and a retry still prefers that IP.
   const applyAttempt = stmt(`
     UPDATE recipients SET
       state = ?, attempts = attempts + ?, next_attempt_at = ?, locked_by = NULL, locked_until = NULL,
       last_disposition = ?, last_code = ?, last_enhanced = ?, last_response = ?, last_stage = ?,
-      last_bounce_class = ?, last_remote_host = ?, last_egress_ip = ?, updated_at = ?
+      last_bounce_class = ?, last_remote_host = ?, last_egress_ip = COALESCE(?, last_egress_ip), updated_at = ?
     WHERE id = ? AND state = 'delivering' AND lease_token = ?
     RETURNING message_id, attempts`);
 
