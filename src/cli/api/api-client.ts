@@ -16,6 +16,8 @@ export interface ApiRequest {
   query?: Readonly<Record<string, string | number | undefined>>;
   /** Sent as JSON; without one nothing is sent. */
   body?: object;
+  /** How long to wait for the answer; REQUEST_TIMEOUT_MS unless the operation is known to take longer. */
+  timeoutMs?: number;
 }
 
 export interface ApiAnswer {
@@ -49,12 +51,20 @@ export class ApiFailure extends Error {
 }
 
 /** Long enough for a domain check's DNS lookups; a hung connection must not hang a script for ever. */
-const TIMEOUT_MS = 60_000;
+export const REQUEST_TIMEOUT_MS = 60_000;
+
+/**
+ * A bulk operation (a retry or a bounce of a scope, a message's cancellation) works through its
+ * rows in chunks and answers once all are done, which on a queue of millions takes minutes.
+ * Giving up sooner would only leave the operator unsure whether it ran.
+ */
+export const BULK_TIMEOUT_MS = 15 * 60_000;
 
 export async function callApi(connection: ApiConnection, request: ApiRequest): Promise<ApiAnswer> {
   const url = new URL(request.path, connection.base);
   for (const [name, value] of Object.entries(request.query ?? {})) if (value !== undefined) url.searchParams.set(name, String(value));
   const where = `the API at ${connection.base.origin}`;
+  const timeoutMs = request.timeoutMs ?? REQUEST_TIMEOUT_MS;
 
   let res: Response;
   let text: string;
@@ -65,12 +75,14 @@ export async function callApi(connection: ApiConnection, request: ApiRequest): P
       body: request.body ? JSON.stringify(request.body) : undefined,
       // A redirect is reported, never followed: it could take the token to another host.
       redirect: 'manual',
-      signal: AbortSignal.timeout(TIMEOUT_MS),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     text = await res.text();
   } catch (err) {
-    if ((err as Error).name === 'TimeoutError') throw new ApiFailure(`no answer from ${where} within ${TIMEOUT_MS / 1000} s`);
+    if ((err as Error).name === 'TimeoutError') throw new ApiFailure(`no answer from ${where} within ${waitText(timeoutMs)}${mayStillRun(request)}`);
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    // The API closed the connection after taking the request: it may have carried it out.
+    if (cause?.code === 'UND_ERR_SOCKET') throw new ApiFailure(`${where} closed the connection before answering${mayStillRun(request)}`);
     throw new ApiFailure(`cannot reach ${where}: ${cause?.message ?? cause?.code ?? (err as Error).message}`);
   }
 
@@ -85,6 +97,20 @@ export async function callApi(connection: ApiConnection, request: ApiRequest): P
   }
   if (json === undefined) throw new ApiFailure(`${where} answered ${res.status} with ${res.headers.get('content-type') ?? 'no content type'}, not JSON: is this Rookery's control API?`);
   return { status: res.status, text, body: json };
+}
+
+/**
+ * What an operator should know when a change got no answer: the daemon goes on with a request
+ * it took after the client gave up, and the audit log records it once done, so running it again
+ * blindly could bounce or retry twice. A read has nothing to check.
+ */
+function mayStillRun(request: ApiRequest): string {
+  if (request.method === 'GET') return '';
+  return '; the operation may still be running, or be done: check `rookery audit` before running it again';
+}
+
+function waitText(ms: number): string {
+  return ms >= 120_000 && ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`;
 }
 
 /** The body as JSON when it says it is JSON (application/json, application/problem+json); else undefined. */

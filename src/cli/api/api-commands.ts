@@ -1,5 +1,6 @@
 import { formatDomainReport } from '../../sender-domains/domain-check-format.ts';
 import type { DomainReport } from '../../sender-domains/domain-check-report.ts';
+import { BULK_TIMEOUT_MS } from './api-client.ts';
 import { pick, route, wholeNumber, type ApiCommand } from './api-command.ts';
 import { auditPageText, type AuditPageJson } from './audit-text.ts';
 import { domainListText, type DomainListJson } from './domains-text.ts';
@@ -74,14 +75,14 @@ export const API_COMMANDS: Readonly<Record<string, ApiCommand>> = {
     summary: 'Make the queued mail of a domain, pool or egress IP due now',
     route: 'POST /v1/queue/retry',
     options: SCOPE_OPTIONS,
-    request: (v) => ({ method: 'POST', path: 'v1/queue/retry', body: { scope: scopeOf(v) } }),
+    request: (v) => ({ method: 'POST', path: 'v1/queue/retry', body: { scope: scopeOf(v) }, timeoutMs: BULK_TIMEOUT_MS }),
     text: (answer: { scope: ScopeJson; retried: number }) => retriedText(answer),
   },
   'queue bounce': {
     summary: 'Cancel the queued mail of a domain, pool or egress IP (mail in delivery finishes)',
     route: 'POST /v1/queue/bounce',
     options: { ...SCOPE_OPTIONS, reason: { ...CANCEL_REASON, required: true }, dsn: DSN },
-    request: (v) => ({ method: 'POST', path: 'v1/queue/bounce', body: { scope: scopeOf(v), ...pick(v, 'reason'), dsn: v.dsn === true } }),
+    request: (v) => ({ method: 'POST', path: 'v1/queue/bounce', body: { scope: scopeOf(v), ...pick(v, 'reason'), dsn: v.dsn === true }, timeoutMs: BULK_TIMEOUT_MS }),
     text: (answer: CancelledJson & { scope: ScopeJson }) => cancelledText(scopeText(answer.scope), answer),
   },
   messages: {
@@ -113,7 +114,7 @@ export const API_COMMANDS: Readonly<Record<string, ApiCommand>> = {
     args: ['ID'],
     options: { reason: CANCEL_REASON, dsn: { help: 'send the sender a DSN for the cancelled recipients' } },
     // The route reads them from the query: a DELETE has no body.
-    request: (v, [id]) => ({ method: 'DELETE', path: route('v1/messages', id!), query: { ...pick(v, 'reason'), dsn: v.dsn === true ? 'true' : undefined } }),
+    request: (v, [id]) => ({ method: 'DELETE', path: route('v1/messages', id!), query: { ...pick(v, 'reason'), dsn: v.dsn === true ? 'true' : undefined }, timeoutMs: BULK_TIMEOUT_MS }),
     text: (answer: CancelledJson & { id: string }) => cancelledText(`message ${answer.id}`, answer),
   },
   ips: {
