@@ -499,8 +499,13 @@ describe('rookery queue pause, resume, retry and bounce; rookery messages cancel
 
   it('makes waiting mail due now, and cancels the queued mail of a scope and of one message, with a DSN when asked', async () => {
     const now = clock.now();
+    await store.enqueue([newMessage('m-4', now, { recipients: ['a@retry.test', 'b@retry.test'] })]);
+    // Deferred an hour: what a retry makes due now (a first attempt scheduled later it leaves alone).
+    const claimed = await store.claimDue({ now, limit: 100, owner: 'node-a', leaseMs: 60_000 });
+    const deferred = claimed.filter((r) => r.messageId === 'm-4');
+    await store.release(claimed.filter((r) => r.messageId !== 'm-4'), now);
+    await store.recordAttempts(deferred.map((r) => ({ recipientId: r.recipientId, token: r.token, outcome: DEFERRED, newState: 'queued' as const, nextAttemptAt: now + 3_600_000, countsAsAttempt: true })));
     await store.enqueue([
-      newMessage('m-4', now, { dueAt: now + 3_600_000, recipients: ['a@retry.test', 'b@retry.test'] }),
       newMessage('m-5', now, { recipients: ['a@cancel.test', 'b@cancel.test'] }),
       newMessage('m-6', now, { recipients: ['c@other.test'] }),
       newMessage('m-7', now, { recipients: ['d@other.test'] }),
