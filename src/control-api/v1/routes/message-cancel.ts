@@ -1,3 +1,4 @@
+import { allowLongWork } from '../long-request.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { QueueOperations } from '../../../engine/queue-operations.ts';
 import type { Store } from '../../../storage/store.ts';
@@ -48,6 +49,7 @@ export function registerMessageCancelRoute(app: FastifyInstance, deps: MessageCa
       auditRequest(request, { target: id });
       if (!visibleMessage(await deps.store.getMessageInfo(id), request.principal!)) return messageNotFound(request, reply);
       const { reason, dsn } = request.query;
+      allowLongWork(request);
       const result = await deps.operations.cancel({ kind: 'message', messageId: id }, { reason, dsn, by: request.principal!.name });
       auditRequest(request, { target: id, change: { after: result } });
       return { id, ...result };

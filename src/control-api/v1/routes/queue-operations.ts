@@ -1,3 +1,4 @@
+import { allowLongWork } from '../long-request.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TokenDirectory } from '../../../access/api-token.ts';
 import type { TenantLookup } from '../../../access/tenants.ts';
@@ -158,6 +159,7 @@ export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueO
     handler: async (request, reply) => {
       const scope = await scopeOf(request, reply);
       if (!scope) return reply;
+      allowLongWork(request);
       const retried = await deps.operations.retry(scope, request.principal!.name);
       auditRequest(request, { target: describeQueueScope(scope), change: { after: { retried } } });
       return { scope: scopeJson(scope), retried };
@@ -170,6 +172,7 @@ export function registerQueueOperationsRoutes(app: FastifyInstance, deps: QueueO
       const scope = await scopeOf(request, reply);
       if (!scope) return reply;
       const { reason, dsn } = request.body;
+      allowLongWork(request);
       const result = await deps.operations.cancel(scope, { reason, dsn, by: request.principal!.name });
       auditRequest(request, { target: describeQueueScope(scope), change: { after: result } });
       return { scope: scopeJson(scope), ...result };
