@@ -125,7 +125,9 @@ const config = testDaemonConfig({
     // Headroom over the sessions: with a connection per message, a session's previous connection
     // may not be closed on the daemon's side yet when its next one arrives.
     smtp: { maxConnectionsPerClient: 2 * sessions + 10 },
-    api: { tokens: [{ name: 'bench', role: 'sender', hash: hashApiToken(httpToken), allowedSenders: ['*@sender.test'] }] },
+    // A sender token sends for a tenant: the HTTP runs take the tenant's checks (no rate or quota).
+    api: { tokens: [{ name: 'bench', role: 'sender', tenant: 'bench', hash: hashApiToken(httpToken), allowedSenders: ['*@sender.test'] }] },
+    tenants: { bench: { senderDomains: ['sender.test'] } },
     ips: Array.from({ length: ipCount }, (_, i) => ({
       address: `127.0.0.${i + 2}`,
       hostname: `out${i + 1}.rookery.test`,
