@@ -13,6 +13,7 @@ import { createSigningPool } from './sender-domains/signing-pool.ts';
 import { DeadSites } from './engine/dead-sites.ts';
 import { DeliveryEngine } from './engine/delivery-engine.ts';
 import { Queue, type Accepted, type Submission } from './engine/queue.ts';
+import { BufferBudget } from './engine/buffer-budget.ts';
 import { TenantLimits } from './engine/tenant-limits.ts';
 import type { TenantLookup } from './access/tenants.ts';
 import { QueueOperations } from './engine/queue-operations.ts';
@@ -228,6 +229,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     // The one accept path, for SMTP and the HTTP API alike. Mail taken before the scheduler
     // runs is stored all the same, and claimed when it starts.
+    // The memory of messages being received, one budget for both doors (smtp.maxBufferedBytes).
+    const buffers = new BufferBudget(config.smtp.maxBufferedBytes);
     const queue = new Queue({
       store,
       clock,
@@ -269,7 +272,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           }).explain(request);
         },
       },
-      intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, maxBufferedBytes: config.smtp.maxBufferedBytes, dkimExpiryMs: config.dkim.expiry } },
+      intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, buffers, dkimExpiryMs: config.dkim.expiry } },
       logger,
       metrics,
       // Ready means able to take mail: the store must commit a write, not only answer.
@@ -306,7 +309,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // back from one address many times a second, and each greeting waits for the lookup.
     const reverseDns = new Resolver({ timeout: 1_500, tries: 1 });
     const reverseLookup = cachedReverseLookup({ lookup: (ip) => reverseDns.reverse(ip), clock });
-    const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, tenants, queue, tls, logger, metrics, clock, reverseLookup });
+    const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, tenants, queue, tls, logger, metrics, clock, reverseLookup, buffers });
     await smtp.start();
     stack.push({ name: 'smtp', stop: () => smtp.stop() });
     // Readiness turns false before anything closes, so load balancers drain first.

@@ -3,8 +3,8 @@ const ADMISSION_SHARE = 0.75;
 
 /**
  * The bytes of messages being received, held in memory from their first byte until they are
- * committed (or refused), counted over every session against smtp.maxBufferedBytes. The SMTP
- * door and the HTTP send routes each count against a budget of that size (here, below both). A message
+ * committed (or refused), counted over every session against smtp.maxBufferedBytes: one budget
+ * for the SMTP door and the HTTP send routes together (here, below both). A message
  * that would take the total past the limit stops being held (it is read to its end and refused
  * with 452 4.3.1), so many clients streaming large messages at once cannot push the daemon's
  * memory past the limit. New DATA is refused while more than three quarters of the limit is

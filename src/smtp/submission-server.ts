@@ -41,6 +41,8 @@ export interface SubmissionServerDeps {
   clock: Clock;
   /** How long open sessions may finish their transaction at stop() before they are dropped. */
   shutdownGraceMs?: number;
+  /** The memory of messages being received, shared with the HTTP API's sends; made from smtp.maxBufferedBytes when not given. */
+  buffers?: BufferBudget;
   /** Reverse lookups of client addresses (for Received and logs); node's resolver when not given. */
   reverseLookup?: ReverseLookup;
 }
@@ -96,7 +98,7 @@ class SmtpSubmissionServer implements SubmissionServer {
     this.shutdownGraceMs = deps.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
     this.rejections = new Rejections(deps.metrics, this.log);
     this.lockout = new AuthLockout({ max: smtp.authFailures.max, windowMs: smtp.authFailures.window, clock: deps.clock });
-    this.buffers = new BufferBudget(smtp.maxBufferedBytes);
+    this.buffers = deps.buffers ?? new BufferBudget(smtp.maxBufferedBytes);
     this.sessions = new SessionRegistry({
       smtp,
       log: this.log,

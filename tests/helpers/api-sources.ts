@@ -3,6 +3,7 @@ import { systemClock } from '../../src/clock.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { makeConfigParts } from '../../src/config-parts.ts';
 import type { ControlApiDeps } from '../../src/control-api/server.ts';
+import { BufferBudget } from '../../src/engine/buffer-budget.ts';
 import { DeadSites } from '../../src/engine/dead-sites.ts';
 import { QueueOperations } from '../../src/engine/queue-operations.ts';
 import { QueuePauses } from '../../src/engine/queue-pauses.ts';
@@ -80,7 +81,7 @@ export function apiSources(options: { store: Store; config?: ConfigInput; clock?
     onEnqueued: () => undefined,
   });
   return {
-    intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, maxBufferedBytes: config.smtp.maxBufferedBytes, dkimExpiryMs: config.dkim.expiry } },
+    intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, buffers: new BufferBudget(config.smtp.maxBufferedBytes), dkimExpiryMs: config.dkim.expiry } },
     pool,
     tenants: parts.tenants,
     queue: { pauses: new QueuePauses({ store, clock, logger, metrics, onEnded: () => {} }), operations },

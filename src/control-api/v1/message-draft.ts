@@ -1,3 +1,4 @@
+import type { BufferBudget } from '../../engine/buffer-budget.ts';
 import type { ApiPrincipal } from '../../access/api-token.ts';
 import { senderAllowed } from '../../access/allowed-senders.ts';
 import { checkHeaderBlock, checkRecipient } from '../../access/submission-policy.ts';
@@ -19,8 +20,11 @@ import { toWireForm } from '../../mail/wire-form.ts';
 export interface SendLimits {
   maxMessageBytes: number;
   maxRecipients: number;
-  /** smtp.maxBufferedBytes: the memory requests being composed may hold at once. */
-  maxBufferedBytes: number;
+  /**
+   * The memory of messages being received (smtp.maxBufferedBytes), shared with the SMTP door:
+   * what requests being composed hold counts against the same budget as SMTP's DATA.
+   */
+  buffers: BufferBudget;
   /** dkim.expiry (x=) in ms, or null for none: a scheduled send must go out before it passes. */
   dkimExpiryMs?: number | null;
 }

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { BufferBudget } from '../../engine/buffer-budget.ts';
+import type { BufferBudget } from '../../engine/buffer-budget.ts';
 import { RookeryError } from '../../errors.ts';
 
 /** How soon a client refused for memory is told to come back: requests in progress finish in seconds. */
@@ -8,16 +8,16 @@ const RETRY_AFTER_MS = 5_000;
 const HELD = Symbol('bytes held for this send request');
 
 /**
- * The memory of the send routes, counted against a budget of smtp.maxBufferedBytes as SMTP
- * counts its messages: each request holds, from before its body is read until its answer is
+ * The memory of the send routes, counted against the budget of smtp.maxBufferedBytes that SMTP
+ * counts its messages against too (one budget for both doors): each request holds, from before its body is read until its answer is
  * sent, its body and what composing can make of it (quoted-printable writes a byte as up to
  * three), at most the body and smtp.maxMessageBytes for a single message, which
  * compose-message.ts stops composing past. A request that would pass the budget is refused
  * unread with 503 BUFFERS_FULL and Retry-After, so many large requests at once cannot push the
  * daemon past the memory the operator gave it.
  */
-export function sendBudget(options: { maxBufferedBytes: number; maxMessageBytes: number; bodyLimit: number }) {
-  const budget = new BufferBudget(options.maxBufferedBytes);
+export function sendBudget(options: { buffers: BufferBudget; maxMessageBytes: number; bodyLimit: number }) {
+  const budget = options.buffers;
   const heldBy = (request: FastifyRequest) => request as FastifyRequest & { [HELD]?: number };
 
   /** The bytes a request may come to hold: `single` for POST /v1/messages, a batch otherwise. */
