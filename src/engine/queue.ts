@@ -115,8 +115,8 @@ export class Queue {
   }
 
   /**
-   * The message as it will be stored: its tenant's checks passed (and its rate and quota taken),
-   * headers completed, pool chosen, signed. Throws a RookeryError for a refusal.
+   * The message as it will be stored: its tenant's checks passed, headers completed, pool chosen,
+   * its tenant's rate and quota taken, signed. Throws a RookeryError for a refusal.
    */
   async prepare(submission: Submission): Promise<PreparedMessage> {
     const { clock, metrics, hostname } = this.deps;
@@ -124,7 +124,7 @@ export class Queue {
     // CRLF line endings throughout (the HTTP path may hand over LF-only text), before signing.
     const received = toWireForm(submission.body);
     const { header } = splitHeader(received);
-    const tenant = await this.admitTenant(submission, header, policy.tenants);
+    const tenant = this.tenantOf(submission, header, policy.tenants);
     const now = clock.now();
     const id = newQueueId(now);
 
@@ -143,6 +143,8 @@ export class Queue {
     if (requested !== null && pool.source !== 'header') {
       throw new RookeryError('POOL_NOT_ALLOWED', `Pool ${JSON.stringify(requested)} is not one this client may choose`);
     }
+    // Last of the checks: a message refused by any of them takes nothing of the tenant's budgets.
+    if (tenant) await this.takeBudget(tenant, submission.recipients.length);
     // The pool header is an instruction to Rookery, never part of the delivered message.
     const remove = poolHeader === null ? [] : [POOL_HEADER];
     const dueAt = Math.max(now, submission.sendAt ?? now);
@@ -192,25 +194,25 @@ export class Queue {
     return result;
   }
 
-  /**
-   * The submission's tenant once its envelope sender and author fields are the tenant's and its
-   * rate and quota allow the message (checked in that order: a refused message takes nothing of
-   * the budgets); throws the RookeryError to answer otherwise.
-   */
-  private async admitTenant(submission: Submission, header: string, tenants: TenantLookup): Promise<Tenant | null> {
+  /** The submission's tenant once its envelope sender and author fields are the tenant's; throws the RookeryError to answer otherwise. */
+  private tenantOf(submission: Submission, header: string, tenants: TenantLookup): Tenant | null {
     if (submission.tenant == null) return null;
     const tenant = tenants.get(submission.tenant);
     // A user or token naming a tenant the config no longer has (removed by a reload) sends for no one.
     if (!tenant) throw new RookeryError('TENANT_SENDER_NOT_ALLOWED', `Tenant ${submission.tenant} is not configured`);
     if (!tenantMaySend(tenant, submission.sender)) throw new RookeryError('TENANT_SENDER_NOT_ALLOWED');
     if (foreignAuthor(tenant, header) !== null) throw new RookeryError('TENANT_SENDER_NOT_ALLOWED', 'From or Sender header address not allowed for this tenant');
+    return tenant;
+  }
+
+  /** Takes the message's recipients from its tenant's rate and quota, or throws the RookeryError to answer (counted). */
+  private async takeBudget(tenant: Tenant, recipients: number): Promise<void> {
     try {
-      await this.deps.tenantLimits.admit(tenant, submission.recipients.length);
+      await this.deps.tenantLimits.admit(tenant, recipients);
     } catch (err) {
       if (err instanceof RookeryError) this.deps.metrics.tenantRefused.inc({ tenant: tenant.name, reason: err.code });
       throw err;
     }
-    return tenant;
   }
 
   /** The answer an Idempotency-Key gave within IDEMPOTENCY_WINDOW_MS, or null. */

@@ -356,7 +356,9 @@ for (const backend of backends) {
       // A pool outside the tenant's is refused when asked for by name.
       expect((await send('acme-sender', 'news@acme.example', { pool: 'beta' })).body.code).toBe('POOL_NOT_ALLOWED');
 
-      // One recipient an hour: the first goes, the next is told when to come back.
+      // One recipient an hour. A message refused for its pool takes none of it; the first that
+      // goes takes it, and the next is told when to come back.
+      expect((await send('slow-sender', 'a@slow.example', { pool: 'beta' })).body.code).toBe('POOL_NOT_ALLOWED');
       expect((await send('slow-sender', 'a@slow.example')).status).toBe(202);
       const limited = await send('slow-sender', 'a@slow.example');
       expect(limited).toMatchObject({ status: 429, body: { code: 'TENANT_RATE_LIMITED' } });
