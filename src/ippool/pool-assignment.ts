@@ -25,8 +25,8 @@ export interface PoolTenant {
 
 /**
  * The pool a message sends from: the X-Rookery-Pool header when the sender may choose that pool
- * (a user: one of its pools; a client without a user but with a tenant, such as an API token: one
- * of the tenant's pools); else the user's own pool; else the pool whose senders cover the envelope
+ * (a user or API token with pools of its own: one of them; one without: one of its tenant's
+ * pools); else the user's own pool; else the pool whose senders cover the envelope
  * sender's domain; else "default". A tenant's mail stays within its pools: a choice outside them
  * gives way to the tenant's first pool. A header that may not be used is ignored (and reported),
  * never honoured: clients with neither user nor tenant (trusted networks) cannot choose by header.
@@ -34,22 +34,23 @@ export interface PoolTenant {
 export function assignPool(input: { header: string | null; user: PoolUser | null; tenant?: PoolTenant | null; sender: string; rules: PoolAssignmentRules }): PoolAssignment {
   const { header, user, sender, rules } = input;
   const allowed = input.tenant?.pools ?? null;
+  const mayUse = (pool: string) => allowed === null || allowed.includes(pool);
   const within = (assignment: PoolAssignment): PoolAssignment =>
-    allowed === null || allowed.includes(assignment.pool) ? assignment : { pool: allowed[0]!, source: 'tenant', refusedHeader: assignment.refusedHeader };
+    mayUse(assignment.pool) ? assignment : { pool: allowed![0]!, source: 'tenant', refusedHeader: assignment.refusedHeader };
   let refusedHeader: string | null = null;
   if (header) {
     const wanted = header.trim();
     // A user or token with pools of its own chooses among them; one without, among its tenant's.
     const own = user ? [user.pool, ...(user.pools ?? [])].filter((p) => p !== undefined) : [];
     const choices = own.length > 0 ? own : (allowed ?? []);
-    if (choices.includes(wanted) && (allowed === null || allowed.includes(wanted))) return { pool: wanted, source: 'header', refusedHeader: null };
+    if (choices.includes(wanted) && mayUse(wanted)) return { pool: wanted, source: 'header', refusedHeader: null };
     refusedHeader = wanted;
   }
   if (user?.pool) return within({ pool: user.pool, source: 'user', refusedHeader });
   const domain = domainOf(sender);
   if (domain) {
     for (const [pool, patterns] of rules.senders) {
-      if ((allowed === null || allowed.includes(pool)) && patterns.some((p) => domainMatches(domain, p))) return { pool, source: 'sender', refusedHeader };
+      if (mayUse(pool) && patterns.some((p) => domainMatches(domain, p))) return { pool, source: 'sender', refusedHeader };
     }
   }
   return within({ pool: DEFAULT_POOL, source: 'default', refusedHeader });

@@ -192,7 +192,7 @@ function refuseMediaType(request: FastifyRequest, reply: FastifyReply): FastifyR
 }
 
 function refuseWhileStopping(request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  reply.header('retry-after', '30');
+  setRetryAfter(reply, 30_000);
   return sendProblem(reply, problem('SHUTTING_DOWN', 'This node is stopping; send the message to another node or again shortly', { instance: pathOf(request) }));
 }
 
