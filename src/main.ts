@@ -290,7 +290,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const exposure = apiExposureWarning(config.api);
     if (exposure) log.warn({ event: 'api.exposed', code: exposure.code, api: apiAddress }, `${exposure.path}: ${exposure.message}`);
 
-    const retention = new RetentionSweeper({ store, clock, logger, retentionMs: config.storage.retention, auditRetentionMs: config.audit.retention });
+    const retention = new RetentionSweeper({ store, clock, logger, retentionMs: config.storage.retention, bodyRetentionMs: config.storage.bodyRetention, auditRetentionMs: config.audit.retention });
     retention.start();
     stack.push({ name: 'retention', stop: () => retention.stop() });
 

@@ -101,6 +101,12 @@ export const configSchema = z.strictObject({
       url: z.string().optional(),
       /** How long finished messages (every recipient delivered or bounced) and their events are kept. */
       retention: durationSchema.default(7 * 86_400_000),
+      /**
+       * How long the body of a finished message is kept, when shorter than `retention`: after it
+       * only the envelope, recipient rows and events remain (keep as little personal data as
+       * needed). Absent: the body goes with the message.
+       */
+      bodyRetention: durationSchema.optional(),
     })
     .prefault({}),
   redis: z

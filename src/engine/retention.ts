@@ -4,7 +4,8 @@ import type { Store } from '../storage/store.ts';
 import { IDEMPOTENCY_WINDOW_MS } from './queue.ts';
 
 /**
- * Deletes finished messages older than the retention period, audit entries older than theirs,
+ * Deletes finished messages older than the retention period (and empties their bodies earlier,
+ * after the body retention period, when one is set), audit entries older than theirs,
  * expired pool counters and state, queue pauses that have ended, and idempotency keys older than
  * IDEMPOTENCY_WINDOW_MS, once at start and then every `intervalMs`, so the queue database holds
  * the live queue and recent history, not all history.
@@ -20,6 +21,8 @@ export class RetentionSweeper {
       clock: Clock;
       logger: Logger;
       retentionMs: number;
+      /** How long the body of a finished message is kept (storage.bodyRetention); null: as long as the message. */
+      bodyRetentionMs?: number | null;
       /** How long audit entries are kept (audit.retention); default 365 days. */
       auditRetentionMs?: number;
       intervalMs?: number;
@@ -48,6 +51,11 @@ export class RetentionSweeper {
         const now = this.deps.clock.now();
         const deleted = await this.deps.store.purgeFinished(now - this.deps.retentionMs);
         if (deleted) this.log.info({ event: 'retention.purged', messages: deleted }, 'purged finished messages');
+        const { bodyRetentionMs } = this.deps;
+        if (bodyRetentionMs != null && bodyRetentionMs < this.deps.retentionMs) {
+          const emptied = await this.deps.store.dropFinishedBodies(now - bodyRetentionMs);
+          if (emptied) this.log.info({ event: 'retention.bodies.dropped', messages: emptied }, 'dropped the bodies of finished messages');
+        }
         // In chunks, each its own transaction, so a year's first purge never holds the writes up.
         const audited = await this.deps.store.purgeAudit(now - (this.deps.auditRetentionMs ?? 365 * 86_400_000));
         if (audited) this.log.info({ event: 'retention.audit.purged', entries: audited }, 'purged old audit entries');

@@ -277,6 +277,14 @@ export interface Store extends MessageReads, AuditLog, QueueControl, Idempotency
    */
   purgeFinished(before: number): Promise<number>;
 
+  /**
+   * Empties the body of messages finished before `before` (as purgeFinished decides it), keeping
+   * the message, its recipients and events until purgeFinished takes them (storage.bodyRetention:
+   * keep as little as needed). A finished message is never sent again, so nothing reads the body
+   * after this. Returns the number of bodies emptied.
+   */
+  dropFinishedBodies(before: number): Promise<number>;
+
   /*
    * Egress IP pool data (src/ippool/backend uses these when no Redis is configured): usage
    * counters per (key, window) and small state entries, both with an expiry. An entry whose

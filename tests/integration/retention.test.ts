@@ -79,6 +79,26 @@ describe('retention', () => {
     expect(await store.loadMessage('half-done')).not.toBeNull();
   });
 
+  it('with a body retention, empties the bodies of finished messages first and deletes the messages later', async () => {
+    await store.enqueue([message('finished', clock.now())]);
+    const claimed = await store.claimDue({ now: clock.now(), limit: 10, owner: 'n', leaseMs: 60_000 });
+    await store.recordAttempts(claimed.map((row) => ({ ...row, outcome: delivered, newState: 'delivered' as const, countsAsAttempt: true })));
+    const sweeper = new RetentionSweeper({ store, clock, logger: createLogger('silent'), retentionMs: 30 * DAY, bodyRetentionMs: DAY });
+
+    clock.advance(DAY / 2);
+    await sweeper.sweep();
+    expect((await store.loadMessage('finished'))?.body.length).toBeGreaterThan(0);
+
+    clock.advance(DAY);
+    await sweeper.sweep();
+    expect((await store.loadMessage('finished'))?.body.length).toBe(0);
+    expect(await store.listEvents('finished')).toHaveLength(2);
+
+    clock.advance(30 * DAY);
+    await sweeper.sweep();
+    expect(await store.loadMessage('finished')).toBeNull();
+  });
+
   it('purges audit entries older than audit.retention, in chunks, and keeps younger ones', async () => {
     const entry = (at: number, target: string) => ({
       at, actor: 'ops', tenant: null, clientAddress: '127.0.0.1', method: 'POST', route: '/v1/domains/:domain/check', target, change: null, status: 200, outcome: 'OK',

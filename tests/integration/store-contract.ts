@@ -602,6 +602,31 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       expect(await store.purgeFinished(T0 + 5000)).toBe(1);
     });
 
+    it('empties the bodies of finished messages older than the cut-off, keeping their rows and events', async () => {
+      const finished = message({ recipients: ['a@x.test', 'b@x.test'] });
+      const waiting = message({ recipients: ['c@x.test', 'd@x.test'] });
+      await store.enqueue([finished, waiting]);
+      const claimed = await store.claimDue({ now: T0, limit: 10, owner: OWNER, leaseMs: LEASE });
+      const result = (rcpt: string, newState: 'delivered' | 'bounced') => {
+        const { recipientId, token } = claimed.find((c) => c.recipient === rcpt)!;
+        return { recipientId, token, outcome: outcome(newState === 'delivered' ? 'delivered' : 'permanent'), newState, countsAsAttempt: true };
+      };
+      clock.set(T0 + 1000);
+      await store.recordAttempts([result('a@x.test', 'delivered'), result('b@x.test', 'bounced'), result('c@x.test', 'delivered')]);
+
+      expect(await store.dropFinishedBodies(T0 + 1000)).toBe(0);
+      expect(await store.dropFinishedBodies(T0 + 2000)).toBe(1);
+      const emptied = await store.loadMessage(finished.id);
+      expect(emptied?.body.length).toBe(0);
+      expect((await store.getMessageInfo(finished.id))?.size).toBe(finished.body.length);
+      expect(await store.listRecipients(finished.id)).toHaveLength(2);
+      expect(await store.listEvents(finished.id)).toHaveLength(2);
+      // d@x.test is still queued: its message keeps the body it will be sent with.
+      expect((await store.loadMessage(waiting.id))?.body).toEqual(waiting.body);
+      expect(await store.dropFinishedBodies(T0 + 2000)).toBe(0);
+      expect(await store.purgeFinished(T0 + 2000)).toBe(1);
+    });
+
     it('commits many concurrent enqueues, and a failing one fails alone', async () => {
       const first = message();
       await store.enqueue([first]);

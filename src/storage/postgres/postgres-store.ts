@@ -329,6 +329,11 @@ class PostgresStore implements Store {
     return purgeInChunks(PURGE_CHUNK, (limit) => sql.purgeFinished(this.pool, before, limit));
   }
 
+  async dropFinishedBodies(before: number): Promise<number> {
+    this.assertOpen();
+    return purgeInChunks(PURGE_CHUNK, (limit) => sql.dropFinishedBodies(this.pool, before, limit));
+  }
+
   /** Through the write batcher like every write: one transaction with whatever else is pending. */
   async recordAudit(entry: AuditEntry): Promise<void> {
     this.assertOpen();

@@ -406,6 +406,29 @@ export async function purgeFinished(db: Db, before: number, limit: number): Prom
 }
 
 /**
+ * Empties the body of up to `limit` finished messages older than the cut-off (as purgeFinished
+ * decides it) that still have one. Rows another statement holds are left for the next chunk.
+ */
+export async function dropFinishedBodies(db: Db, before: number, limit: number): Promise<number> {
+  const result = await db.query({
+    name: 'rookery_drop_finished_bodies',
+    text: `
+      UPDATE messages SET body = ''::bytea WHERE id IN (
+        SELECT m.id FROM messages m
+        WHERE octet_length(m.body) > 0 AND m.created_at < $1
+          AND NOT EXISTS (
+            SELECT 1 FROM recipients r
+            WHERE r.message_id = m.id AND (r.state IN ('queued', 'delivering') OR r.updated_at >= $1)
+          )
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+      )`,
+    values: [before, limit],
+  });
+  return result.rowCount ?? 0;
+}
+
+/**
  * Adds to a usage counter only when the total stays within the limit, in one statement: the
  * SELECT ... WHERE refuses a first insert above the limit, and DO UPDATE ... WHERE (evaluated on
  * the latest row version, under its row lock) refuses an addition that would pass it. A counter

@@ -222,6 +222,15 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);
     `,
   },
+  {
+    version: 14,
+    name: 'message bodies still kept',
+    sql: `
+      -- dropFinishedBodies (storage.bodyRetention): the messages whose body is still there, oldest
+      -- first, so each sweep reads only those, not every message the retention period keeps.
+      CREATE INDEX messages_body_kept ON messages (created_at) WHERE length(body) > 0;
+    `,
+  },
 ];
 
 /**

@@ -188,6 +188,18 @@ export function prepareQueries(db: DatabaseSync) {
 
   const deleteMessage = stmt(`DELETE FROM messages WHERE id = ?`);
 
+  // The same finished-and-old test as selectPurgeable, over the messages that still have a body.
+  const selectBodiesToDrop = stmt(`
+    SELECT m.id FROM messages m
+    WHERE length(m.body) > 0 AND m.created_at < ?1
+      AND NOT EXISTS (
+        SELECT 1 FROM recipients r
+        WHERE r.message_id = m.id AND (r.state IN ('queued', 'delivering') OR r.updated_at >= ?1)
+      )
+    LIMIT ?2`);
+
+  const dropBody = stmt(`UPDATE messages SET body = X'' WHERE id = ?`);
+
   // A counter expired at ?6 starts again from the amount instead of adding to a stale total.
   // The SELECT ... WHERE refuses a first insert above the limit; DO UPDATE ... WHERE refuses an
   // addition that would pass it (nothing is returned then).
@@ -346,6 +358,14 @@ export function prepareQueries(db: DatabaseSync) {
 
     deleteMessage(id: string): void {
       deleteMessage.run(id);
+    },
+
+    selectBodiesToDrop(before: number, limit: number): string[] {
+      return (selectBodiesToDrop.all(before, limit) as { id: string }[]).map((r) => r.id);
+    },
+
+    dropBody(id: string): void {
+      dropBody.run(id);
     },
 
     /** The new total, or undefined when adding would pass `limit`. */

@@ -310,6 +310,16 @@ class SqliteStore implements Store {
     );
   }
 
+  async dropFinishedBodies(before: number): Promise<number> {
+    return purgeInChunks(PURGE_CHUNK, (limit) =>
+      this.write((q) => {
+        const ids = q.selectBodiesToDrop(before, limit);
+        for (const id of ids) q.dropBody(id);
+        return ids.length;
+      }),
+    );
+  }
+
   /** Through the write batcher like every write: one transaction with whatever else is pending. */
   async recordAudit(entry: AuditEntry): Promise<void> {
     const values = auditInsertValues(entry);
