@@ -13,6 +13,7 @@ import type { DkimKeyStore } from './sender-domains/key-store.ts';
 import { createSenderDomains, type SenderDomains } from './sender-domains/sender-domains-view.ts';
 import { createDkimSigner, type DkimSigner, type UnsignedReason } from './sender-domains/signer.ts';
 import type { SigningPool } from './sender-domains/signing-pool.ts';
+import { createUnsubscribeLinks, type UnsubscribeLinks } from './sender-domains/unsubscribe-links.ts';
 import { returnPathFor } from './sender-domains/verp.ts';
 
 /**
@@ -30,6 +31,8 @@ export interface ConfigParts {
   senderDomains: SenderDomains;
   engine: EngineSettings;
   tenants: TenantDirectory;
+  /** The List-Unsubscribe fields of accepted mail, and reading their links back. */
+  unsubscribe: UnsubscribeLinks;
 }
 
 export interface ConfigPartsDeps {
@@ -65,6 +68,7 @@ export function makeConfigParts(
     router: keep(['delivery.routes', 'delivery.mxPort'])?.router ?? createRouter({ routes: config.delivery.routes, mxPort: config.delivery.mxPort, resolver: deps.dns, clock: deps.clock }),
     assignPool: poolAssignerFor(config),
     tenants: new TenantDirectory(config.tenants),
+    unsubscribe: createUnsubscribeLinks(config),
     signer: createDkimSigner({ keys: deps.dkimKeys, config: config.dkim, clock: deps.clock, logger: deps.logger, pool: deps.signingPool, onUnsigned: deps.onUnsigned }),
     senderDomains: createSenderDomains({ dkim: config.dkim, returnPath: config.returnPath, keys: deps.dkimKeys }),
     engine: {

@@ -109,6 +109,14 @@ export const API_ERRORS = {
   CONFIG_INVALID: { http: 422, message: 'The configuration has problems; nothing was changed' },
   /** The Idempotency-Key of a send was used with another request within its 24 hours (src/control-api/v1/idempotency.ts). */
   IDEMPOTENCY_KEY_REUSED: { http: 422, message: 'The Idempotency-Key was used with another request' },
+  /** The unsubscribe listener (src/feedback/unsubscribe-server.ts): a token that is no token Rookery makes (wrong length, alphabet or version). */
+  UNSUBSCRIBE_LINK_MALFORMED: { http: 400, message: 'This is not an unsubscribe link' },
+  /** A well-formed unsubscribe token that does not authenticate: forged, altered, or made with a secret no longer configured. */
+  UNSUBSCRIBE_LINK_UNKNOWN: { http: 404, message: 'This unsubscribe link is not valid' },
+  /** A POST to an unsubscribe link without the body List-Unsubscribe=One-Click (RFC 8058). */
+  UNSUBSCRIBE_NOT_ONE_CLICK: { http: 400, message: 'Send List-Unsubscribe=One-Click to unsubscribe' },
+  /** Too many requests from one client address to the unsubscribe listener (unsubscribe.rateLimit). */
+  RATE_LIMITED: { http: 429, message: 'Too many requests from this address, try again later' },
 } as const satisfies Record<string, HttpErrorSpec>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;

@@ -33,6 +33,9 @@ import type { ResolvedConfig } from './resolved-config.ts';
 import { loadOrCreateSelfSignedTls } from './smtp/tls-material.ts';
 import { createSubmissionServer } from './smtp/submission-server.ts';
 import { cachedReverseLookup } from './smtp/reverse-lookup-cache.ts';
+import { createMailtoUnsubscribe, type MailtoUnsubscribe } from './feedback/unsubscribe-mailto.ts';
+import { createUnsubscribeRecorder, type RecipientUnsubscribed, type SuppressionWriter } from './feedback/unsubscribe-recorder.ts';
+import { createUnsubscribeServer } from './feedback/unsubscribe-server.ts';
 import { createStore } from './storage/create-store.ts';
 import { createRedisClient } from './storage/redis-client.ts';
 import { RECIPIENT_STATES, type Store } from './storage/store.ts';
@@ -50,6 +53,13 @@ export interface DaemonOptions {
    * read it at start; throws ConfigError. Default: `resolved` again, so a reload changes nothing.
    */
   reread?: () => ResolvedConfig;
+  /**
+   * The suppression list unsubscribes are recorded in. Without one, the unsubscribe listener
+   * (unsubscribe.listen) refuses to start and the mailto form is not taken.
+   */
+  suppressions?: SuppressionWriter;
+  /** Hands webhook events (recipient.unsubscribed) to the outbox; absent: none. */
+  emit?: (event: RecipientUnsubscribed) => void | Promise<void>;
 }
 
 export interface Daemon {
@@ -57,6 +67,10 @@ export interface Daemon {
   submit(submission: Submission): Promise<Accepted>;
   smtpAddresses(): { host: string; port: number }[];
   apiAddress(): { host: string; port: number };
+  /** Where the unsubscribe listener listens; null without unsubscribe.listen. */
+  unsubscribeAddress(): { host: string; port: number } | null;
+  /** The mailto: unsubscribe addresses, for the inbound SMTP listener; null without a suppression list. */
+  mailtoUnsubscribe: MailtoUnsubscribe | null;
   /**
    * Reads the configuration again and applies it whole, or changes nothing and returns every
    * problem (see LiveConfig); `trigger` (signal, api) is logged. Reloads run one at a time.
@@ -309,6 +323,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // back from one address many times a second, and each greeting waits for the lookup.
     const reverseDns = new Resolver({ timeout: 1_500, tries: 1 });
     const reverseLookup = cachedReverseLookup({ lookup: (ip) => reverseDns.reverse(ip), clock });
+    // Unsubscribes, by the https link (this listener) or by mail (the inbound listener calls
+    // mailtoUnsubscribe), both recorded in the suppression list.
+    const recorder = options.suppressions ? createUnsubscribeRecorder({ suppressions: options.suppressions, emit: options.emit, metrics, logger }) : null;
+    const links = () => parts.unsubscribe;
+    const mailtoUnsubscribe = recorder ? createMailtoUnsubscribe({ links, store, recorder, metrics, logger }) : null;
+    let unsubscribeAddress: { host: string; port: number } | null = null;
+    const { unsubscribe: unsubscribeConfig } = config;
+    if (unsubscribeConfig.listen) {
+      if (!recorder) throw new Error('unsubscribe listener: no suppression list to record unsubscribes in');
+      const server = createUnsubscribeServer({ ...unsubscribeConfig, listen: unsubscribeConfig.listen, links, recorder, clock, metrics, logger });
+      stack.push({ name: 'unsubscribe listener', stop: () => server.stop() });
+      unsubscribeAddress = await startPart('unsubscribe listener', () => server.start());
+    }
+
     const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, tenants, queue, tls, logger, metrics, clock, reverseLookup, buffers });
     await smtp.start();
     stack.push({ name: 'smtp', stop: () => smtp.stop() });
@@ -319,7 +347,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // into are not all built; after, they are closing.
     live.open();
     log.info(
-      { event: 'daemon.started', smtp: smtp.addresses(), api: apiAddress, storage: config.storage.driver, ips: config.ips.length },
+      { event: 'daemon.started', smtp: smtp.addresses(), api: apiAddress, ...(unsubscribeAddress ? { unsubscribe: unsubscribeAddress } : {}), storage: config.storage.driver, ips: config.ips.length },
       'rookery started',
     );
 
@@ -328,6 +356,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       reload: (trigger) => live.reload(trigger),
       smtpAddresses: () => smtp.addresses(),
       apiAddress: () => apiAddress,
+      unsubscribeAddress: () => unsubscribeAddress,
+      mailtoUnsubscribe,
       stop(reason = 'stop requested') {
         live.close();
         stopping ??= (async () => {

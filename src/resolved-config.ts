@@ -44,7 +44,7 @@ export interface ResolvedConfig {
 export interface ResolveOptions {
   /** Names the config in problems (default "config"). */
   source?: string;
-  /** DATABASE_URL, REDIS_URL and ROOKERY_VERP_SECRET override the config (default process.env). */
+  /** DATABASE_URL, REDIS_URL, ROOKERY_VERP_SECRET and ROOKERY_UNSUBSCRIBE_SECRET override the config (default process.env). */
   env?: NodeJS.ProcessEnv;
   /** The folder of the shipped data files (default the repository's config/). */
   configDir?: string;

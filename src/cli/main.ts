@@ -51,10 +51,10 @@ ${CONFIG_HELP}`,
     usage: `Usage: rookery check-config [--config PATH]
 
 Validates the configuration exactly as \`rookery run\` would, environment overrides
-(DATABASE_URL, REDIS_URL, ROOKERY_VERP_SECRET) and the files it names (DKIM keys, TLS key and
-certificate) included, without starting or writing anything. Prints "configuration OK: PATH"
-and exits 0, or prints every problem with its path (e.g. "ips[2].address: not an IP address")
-and exits 1.
+(DATABASE_URL, REDIS_URL, ROOKERY_VERP_SECRET, ROOKERY_UNSUBSCRIBE_SECRET) and the files it
+names (DKIM keys, TLS key and certificate) included, without starting or writing anything.
+Prints "configuration OK: PATH" and exits 0, or prints every problem with its path (e.g.
+"ips[2].address: not an IP address") and exits 1.
 
 ${CONFIG_HELP}`,
     options: CONFIG_OPTION,

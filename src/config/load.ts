@@ -2,6 +2,7 @@ import { ConfigError } from './config-error.ts';
 import { deepFreeze } from './deep-freeze.ts';
 import { listenerProblems } from './listeners.ts';
 import { configSchema, isPostgresAddress, type Config } from './schema.ts';
+import { unsubscribeProblems } from './unsubscribe-schema.ts';
 import { parseWith, readYamlFile } from './yaml-config.ts';
 
 /**
@@ -17,6 +18,7 @@ export function parseConfig(raw: unknown, source = 'config', env: NodeJS.Process
   if (env.DATABASE_URL) withEnv.storage = { ...(input.storage as object | undefined), url: env.DATABASE_URL };
   if (env.REDIS_URL) withEnv.redis = { ...(input.redis as object | undefined), url: env.REDIS_URL };
   if (env.ROOKERY_VERP_SECRET) withEnv.returnPath = { ...(input.returnPath as object | undefined), secret: env.ROOKERY_VERP_SECRET };
+  if (env.ROOKERY_UNSUBSCRIBE_SECRET) withEnv.unsubscribe = { ...(input.unsubscribe as object | undefined), secret: env.ROOKERY_UNSUBSCRIBE_SECRET };
 
   const config = parseWith(configSchema, withEnv, source);
   const problems: string[] = [];
@@ -34,7 +36,7 @@ export function parseConfig(raw: unknown, source = 'config', env: NodeJS.Process
     if (earlier !== undefined) problems.push(`ips[${i}].address: duplicate address ${ip.address} (also ips[${earlier}].address)`);
     else seen.set(ip.address, i);
   });
-  problems.push(...poolProblems(config), ...listenerProblems(config));
+  problems.push(...poolProblems(config), ...listenerProblems(config), ...unsubscribeProblems(config));
   if (problems.length) throw new ConfigError(source, problems);
   return deepFreeze(config);
 }

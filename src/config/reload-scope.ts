@@ -70,6 +70,19 @@ export const RELOAD_SCOPE: { readonly [K in keyof Config]-?: SectionScope<Config
   bounceRules: 'reload',
   dkim: { domains: 'reload', fallback: 'reload', expiry: 'reload', workers: 'restart' },
   returnPath: 'reload',
+  // The listener's socket and the Fastify instance made with its rate limit and proxies; the
+  // links (secret, URLs, entries) are read per message and per request.
+  unsubscribe: {
+    listen: 'restart',
+    rateLimit: 'restart',
+    trustedProxies: 'restart',
+    secret: 'reload',
+    previousSecrets: 'reload',
+    enabled: 'reload',
+    publicBaseUrl: 'reload',
+    mailto: 'reload',
+    domains: 'reload',
+  },
   log: 'restart',
 };
 

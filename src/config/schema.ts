@@ -9,6 +9,7 @@ import { dataName, ipWarmupSchema, providersConfigSchema, reputationConfigSchema
 import { verpConfigSchema } from './return-path-schema.ts';
 import { bounceRulesConfigSchema, reactionRulesConfigSchema } from './rule-schemas.ts';
 import { tenantsSchema } from './tenant-schema.ts';
+import { unsubscribeConfigSchema } from './unsubscribe-schema.ts';
 
 const ipAddress = z.string().refine((v) => isIP(v) !== 0, { message: 'not an IP address' });
 
@@ -227,6 +228,8 @@ export const configSchema = z.strictObject({
   dkim: dkimConfigSchema,
   /** VERP return paths per sender domain, so bounces can be tied to their recipient. */
   returnPath: verpConfigSchema,
+  /** One-click unsubscribe links in accepted mail, and the public listener that takes them (unsubscribe-schema.ts). */
+  unsubscribe: unsubscribeConfigSchema,
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .prefault({}),

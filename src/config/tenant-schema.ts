@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { apiNameSchema } from './api-schema.ts';
 import { dataName, parseRate } from './pool-schemas.ts';
+import { unsubscribeSettingsSchema } from './unsubscribe-schema.ts';
 
 /**
  * The config's `tenants:` key: the customers a platform sends for. Every SMTP user and API token
@@ -45,6 +46,8 @@ const tenantSchema = z.strictObject({
   pools: z.array(dataName).min(1).optional(),
   rate: tenantRateSchema.optional(),
   dailyQuota: z.number().int().positive().optional(),
+  /** List-Unsubscribe for its mail (unsubscribe-schema.ts); a From domain's entry comes first. */
+  unsubscribe: unsubscribeSettingsSchema.optional(),
 });
 
 export type TenantConfig = z.output<typeof tenantSchema>;

@@ -9,6 +9,7 @@ import { newQueueId } from './queue-id.ts';
 import { POOL_HEADER, type PoolAssigner, type PoolAssignment } from '../ippool/pool-assignment.ts';
 import { foreignAuthor, tenantMaySend, type Tenant, type TenantLookup } from '../access/tenants.ts';
 import type { TenantLimits } from './tenant-limits.ts';
+import type { UnsubscribeLinks } from '../sender-domains/unsubscribe-links.ts';
 
 /**
  * Signs a message once, in the form it is stored and delivered in (every attempt sends these
@@ -52,7 +53,10 @@ export interface Submission {
 }
 
 export interface Accepted {
+  /** The queue id; with a copy per recipient (see Queue.prepare), the first copy's. */
   id: string;
+  /** Every queue id the message was stored under, one per copy, in the order of its recipients. */
+  ids: string[];
   messageIdHeader: string;
   /** The egress pool the message sends from, and an X-Rookery-Pool value that was not allowed. */
   pool: PoolAssignment;
@@ -64,11 +68,16 @@ export interface Accepted {
 export interface AcceptPolicy {
   assignPool: PoolAssigner;
   tenants: TenantLookup;
+  /** The List-Unsubscribe fields a message gets (src/sender-domains/unsubscribe-links.ts); absent: none. */
+  unsubscribe?: Pick<UnsubscribeLinks, 'fieldsFor'>;
 }
 
-/** A message completed and signed, not stored yet: what commit() stores, and what it will answer. */
+/**
+ * A message completed and signed, not stored yet: what commit() stores, and what it will answer.
+ * One stored message, or one per recipient when each gets a List-Unsubscribe of its own.
+ */
 export interface PreparedMessage {
-  message: NewMessage;
+  messages: NewMessage[];
   accepted: Accepted;
 }
 
@@ -117,6 +126,11 @@ export class Queue {
   /**
    * The message as it will be stored: its tenant's checks passed, headers completed, pool chosen,
    * its tenant's rate and quota taken, signed. Throws a RookeryError for a refusal.
+   *
+   * A message that gets List-Unsubscribe fields is split into one copy per recipient, each with
+   * its own queue id, fields and signature: the link names one recipient, while a message is
+   * stored and signed once for all of its recipients. The copies share the Message-ID (they are
+   * one message to the client) and are committed together.
    */
   async prepare(submission: Submission): Promise<PreparedMessage> {
     const { clock, metrics, hostname } = this.deps;
@@ -149,24 +163,40 @@ export class Queue {
     const remove = poolHeader === null ? [] : [POOL_HEADER];
     const dueAt = Math.max(now, submission.sendAt ?? now);
 
-    const message: NewMessage = {
-      id,
-      sender: submission.sender,
-      recipients: submission.recipients,
-      messageIdHeader,
-      body: prepend.length || append.length || remove.length ? withHeaders(received, prepend, append, remove) : received,
-      submitter: submission.submitter,
-      tenant: tenant?.name ?? null,
-      source: submission.source,
-      clientAddress: submission.clientAddress,
-      createdAt: now,
-      dueAt,
-      pool: pool.pool,
-      ...(submission.tags?.length ? { tags: submission.tags } : {}),
-      ...(submission.metadata ? { metadata: submission.metadata } : {}),
-    };
-    message.body = await signAndCount(this.deps.dkim, metrics, message.body);
-    return { message, accepted: { id, messageIdHeader, pool, dueAt } };
+    const unsubscribe = policy.unsubscribe?.fieldsFor(tenant?.name ?? null, received) ?? null;
+    const copies =
+      unsubscribe && submission.recipients.length > 0
+        ? submission.recipients.map((recipient, i) => {
+            const copyId = i === 0 ? id : newQueueId(now);
+            return { id: copyId, recipients: [recipient], fields: unsubscribe(recipient, copyId, now) };
+          })
+        : [{ id, recipients: submission.recipients, fields: [] as string[] }];
+    // Side by side: with a signing pool the copies are signed on its threads at once.
+    const bodies = await Promise.all(
+      copies.map((copy) => {
+        const edited = prepend.length || append.length || remove.length || copy.fields.length;
+        return signAndCount(this.deps.dkim, metrics, edited ? withHeaders(received, prepend, [...append, ...copy.fields], remove) : received);
+      }),
+    );
+    const messages = copies.map(
+      (copy, i): NewMessage => ({
+        id: copy.id,
+        sender: submission.sender,
+        recipients: copy.recipients,
+        messageIdHeader,
+        body: bodies[i]!,
+        submitter: submission.submitter,
+        tenant: tenant?.name ?? null,
+        source: submission.source,
+        clientAddress: submission.clientAddress,
+        createdAt: now,
+        dueAt,
+        pool: pool.pool,
+        ...(submission.tags?.length ? { tags: submission.tags } : {}),
+        ...(submission.metadata ? { metadata: submission.metadata } : {}),
+      }),
+    );
+    return { messages, accepted: { id, ids: messages.map((m) => m.id), messageIdHeader, pool, dueAt } };
   }
 
   /**
@@ -176,7 +206,7 @@ export class Queue {
    */
   async commit(prepared: readonly PreparedMessage[], idempotency?: Omit<IdempotencyRecord, 'createdAt'>): Promise<EnqueueOnceResult> {
     const { store, clock, metrics } = this.deps;
-    const messages = prepared.map((p) => p.message);
+    const messages = prepared.flatMap((p) => p.messages);
     let result: EnqueueOnceResult = { stored: true };
     if (idempotency) {
       const now = clock.now();
@@ -185,10 +215,13 @@ export class Queue {
       await store.enqueue(messages);
     }
     if (!result.stored || messages.length === 0) return result;
-    for (const m of messages) {
-      metrics.messagesAccepted.inc({ source: m.source });
-      metrics.recipientsAccepted.inc(m.recipients.length);
-      if (m.tenant) metrics.tenantRecipientsAccepted.inc({ tenant: m.tenant }, m.recipients.length);
+    // Counted as the clients handed them over: a message split per recipient is one message.
+    for (const { messages: copies } of prepared) {
+      const { source, tenant } = copies[0]!;
+      const recipients = copies.reduce((sum, m) => sum + m.recipients.length, 0);
+      metrics.messagesAccepted.inc({ source });
+      metrics.recipientsAccepted.inc(recipients);
+      if (tenant) metrics.tenantRecipientsAccepted.inc({ tenant }, recipients);
     }
     this.deps.onEnqueued();
     return result;

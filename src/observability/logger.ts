@@ -15,6 +15,8 @@ const REDACT = [
   'config.storage.url',
   'config.redis.url',
   'config.returnPath.secret',
+  'config.unsubscribe.secret',
+  'config.unsubscribe.previousSecrets',
   'config.api.tokens[*].hash',
   // API bearer tokens, should a request's headers ever be logged.
   'req.headers.authorization',

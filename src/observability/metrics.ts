@@ -224,6 +224,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly unsubscribes = new Counter({
+    name: 'rookery_unsubscribes_total',
+    help: 'Recipients newly suppressed for their tenant by an unsubscribe, by channel: https (one-click link) or mailto',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
+
+  readonly unsubscribesRefused = new Counter({
+    name: 'rookery_unsubscribes_refused_total',
+    help: 'Unsubscribe requests that recorded nothing, by channel and reason (malformed, forged, expired, not-one-click, rate-limited...)',
+    labelNames: ['channel', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'rookery_' });
   }

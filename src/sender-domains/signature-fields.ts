@@ -40,6 +40,13 @@ export const SIGNED_HEADERS: readonly string[] = [
  */
 export const OVER_SIGNED_HEADERS: readonly string[] = ['From', 'To', 'Subject', 'Date', 'Message-ID', 'Reply-To', 'MIME-Version', 'Content-Type'];
 
+/**
+ * Over-signed only when the message has them: a copy with a second List-Unsubscribe (a link of
+ * someone else's, shown first) fails verification, as RFC 8058 wants the fields bound to the
+ * signature; mail without them (most of it) is not made to break when a mailing list adds its own.
+ */
+export const OVER_SIGNED_WHEN_PRESENT: readonly string[] = ['List-Unsubscribe', 'List-Unsubscribe-Post'];
+
 const SIGNED_HEADER_LIST = SIGNED_HEADERS.join(':');
 const CANONICALIZATION = 'relaxed/relaxed';
 const HEADER_END = Buffer.from('\r\n\r\n');
@@ -69,7 +76,8 @@ export function signatureFields(message: Uint8Array, keys: readonly SigningKey[]
   // Every instance of the signed fields, bottom-up, then the over-signed names once more: for
   // these a verifier finds no instance left and hashes nothing (RFC 6376 5.4.2).
   const selected = getSigningHeaderLines(parseHeaders(header).parsed, SIGNED_HEADER_LIST);
-  const lines: SigningHeaderLines = { keys: [selected.keys, ...OVER_SIGNED_HEADERS].join(': '), headers: selected.headers };
+  const present = OVER_SIGNED_WHEN_PRESENT.filter((name) => selected.headers.some((field) => field.key === name.toLowerCase()));
+  const lines: SigningHeaderLines = { keys: [selected.keys, ...OVER_SIGNED_HEADERS, ...present].join(': '), headers: selected.headers };
 
   const timestamp = Math.floor(now / 1000);
   const expiration = expiry === null ? false : Math.floor((now + expiry) / 1000);

@@ -114,8 +114,8 @@ function tagOf(messageId: string, recipientId: number, secret: string): string {
   return base32(mac).slice(0, VERP_TAG_LENGTH);
 }
 
-/** RFC 4648 base32 in lower case, without padding. */
-function base32(bytes: Uint8Array): string {
+/** RFC 4648 base32 in lower case, without padding (also the unsubscribe mailto tag's alphabet). */
+export function base32(bytes: Uint8Array): string {
   let out = '';
   let bits = 0;
   let value = 0;

@@ -153,6 +153,7 @@ async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServe
     {
       event: 'smtp.message.accepted',
       messageId: accepted.id,
+      ...(accepted.ids.length > 1 ? { copies: accepted.ids } : {}),
       messageIdHeader: accepted.messageIdHeader,
       sender: submission.sender,
       ...(submission.submitter !== null ? { submitter: submission.submitter } : {}),
@@ -169,5 +170,21 @@ async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServe
       'X-Rookery-Pool names a pool this client may not use; ignored',
     );
   }
-  return `2.0.0 Ok: queued as ${accepted.id}`;
+  return queuedReply(accepted.ids);
+}
+
+/**
+ * Queue ids listed in a 250 at most: 16 of 22 characters keep the line well inside the 512
+ * octets RFC 5321 (4.5.3.1.5) allows a reply line.
+ */
+const MAX_LISTED_IDS = 16;
+
+/**
+ * The 250 text: the queue id, or the ids of the copies a message split per recipient was
+ * stored as (each with its own List-Unsubscribe), as many as fit on the line.
+ */
+export function queuedReply(ids: readonly string[]): string {
+  const listed = ids.slice(0, MAX_LISTED_IDS).join(' ');
+  const more = ids.length - MAX_LISTED_IDS;
+  return more > 0 ? `2.0.0 Ok: queued as ${listed} and ${more} more (one per recipient)` : `2.0.0 Ok: queued as ${listed}`;
 }

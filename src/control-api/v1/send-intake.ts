@@ -45,30 +45,37 @@ export function problemOf(refusal: Refusal): Problem {
   return problem(refusal.code, refusal.detail, refusal.errors ? { errors: refusal.errors } : {});
 }
 
-/** What the answer says of an accepted message. */
+/**
+ * What the answer says of an accepted message: `id` is the queue id (the first copy's when it
+ * was split per recipient), `ids` every queue id, and each recipient the id of the copy it is in.
+ */
 export function acceptedView(prepared: PreparedMessage) {
-  const { message, accepted } = prepared;
+  const { messages, accepted } = prepared;
+  const { dueAt, createdAt } = messages[0]!;
   return {
     id: accepted.id,
+    ids: accepted.ids,
     messageId: accepted.messageIdHeader,
     pool: accepted.pool.pool,
-    sendAt: message.dueAt > message.createdAt ? rfc3339(message.dueAt) : null,
-    recipients: message.recipients.map((address) => ({ address, status: 'queued' as const })),
+    sendAt: dueAt > createdAt ? rfc3339(dueAt) : null,
+    recipients: messages.flatMap((m) => m.recipients.map((address) => ({ address, status: 'queued' as const, id: m.id }))),
   };
 }
 
 /** One line per message taken, as the SMTP door writes one; and a pool header that was not honoured. */
 export function logAccepted(log: FastifyBaseLogger, prepared: PreparedMessage): void {
-  const { message, accepted } = prepared;
+  const { messages, accepted } = prepared;
+  const message = messages[0]!;
   log.info(
     {
       event: 'api.message.accepted',
       messageId: accepted.id,
+      ...(accepted.ids.length > 1 ? { copies: accepted.ids } : {}),
       messageIdHeader: accepted.messageIdHeader,
       sender: message.sender,
       submitter: message.submitter,
       ...(message.tenant ? { tenant: message.tenant } : {}),
-      recipients: message.recipients.length,
+      recipients: messages.reduce((sum, m) => sum + m.recipients.length, 0),
       size: message.body.length,
       pool: accepted.pool.pool,
       ...(message.dueAt > message.createdAt ? { sendAt: rfc3339(message.dueAt) } : {}),

@@ -129,12 +129,21 @@ export const IDEMPOTENCY_HEADERS = {
 const RECIPIENT_STATUS = {
   type: 'object',
   additionalProperties: false,
-  required: ['address', 'status'],
-  properties: { address: { type: 'string' }, status: { type: 'string', enum: ['queued'], description: 'queued: stored; delivery follows (or waits for sendAt).' } },
+  required: ['address', 'status', 'id'],
+  properties: {
+    address: { type: 'string' },
+    status: { type: 'string', enum: ['queued'], description: 'queued: stored; delivery follows (or waits for sendAt).' },
+    id: { type: 'string', description: 'The queue id of the message holding this recipient (see `ids`).' },
+  },
 } as const;
 
 const ACCEPTED_FIELDS = {
-  id: { type: 'string', description: 'The queue id (GET /v1/messages/{id}).' },
+  id: { type: 'string', description: 'The queue id (GET /v1/messages/{id}); of the first copy when the message was split per recipient.' },
+  ids: {
+    type: 'array',
+    items: { type: 'string' },
+    description: 'Every queue id: one, or one per recipient when each recipient got its own List-Unsubscribe link (a copy with its own id and signature).',
+  },
   messageId: { type: 'string', description: 'The Message-ID header.' },
   pool: { type: 'string', description: 'The egress pool it sends from.' },
   sendAt: { type: ['string', 'null'], format: 'date-time', description: 'When its first attempt is due, for a scheduled send; null: at once.' },

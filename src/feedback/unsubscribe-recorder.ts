@@ -1,0 +1,83 @@
+import { domainOf } from '../mail/address.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+
+/**
+ * What an unsubscribe does, whichever way it came (the https link or the mailto address): the
+ * recipient is suppressed for the tenant the message was sent for, counted, logged (the
+ * recipient's domain only: the address stays out of the log), and reported to the tenant's
+ * webhooks when it is new.
+ */
+
+/** An entry of the suppression list, as the suppression store takes it. */
+export interface NewSuppression {
+  tenant: string | null;
+  address: string;
+  reason: 'hard-bounce' | 'complaint' | 'unsubscribe' | 'manual';
+  source: object | null;
+  createdAt: number;
+  expiresAt: number | null;
+}
+
+/** The suppression list: adds the entries not there yet and answers how many were new. */
+export interface SuppressionWriter {
+  addSuppressions(entries: NewSuppression[]): Promise<number>;
+}
+
+export type UnsubscribeChannel = 'https' | 'mailto';
+
+/** The webhook event of an unsubscribe. */
+export interface RecipientUnsubscribed {
+  type: 'recipient.unsubscribed';
+  tenant: string | null;
+  recipient: string;
+  /** The queue id of the message whose link or address was used. */
+  messageId: string;
+  channel: UnsubscribeChannel;
+  at: number;
+}
+
+export interface UnsubscribeRequest {
+  tenant: string | null;
+  address: string;
+  messageId: string;
+  channel: UnsubscribeChannel;
+  /** When the link was made (https tokens carry it); null when unknown. */
+  issued: number | null;
+  at: number;
+}
+
+export interface UnsubscribeRecorderDeps {
+  suppressions: SuppressionWriter;
+  /** Hands an event to the webhook outbox; absent: none sent. */
+  emit?: (event: RecipientUnsubscribed) => void | Promise<void>;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+export interface UnsubscribeRecorder {
+  /** Suppresses the recipient; rejects when the suppression list cannot be written (nothing was recorded). */
+  record(request: UnsubscribeRequest): Promise<void>;
+}
+
+export function createUnsubscribeRecorder(deps: UnsubscribeRecorderDeps): UnsubscribeRecorder {
+  const log = deps.logger.child({ component: 'unsubscribe' });
+  return {
+    async record(request) {
+      const { tenant, address, messageId, channel, issued, at } = request;
+      const source = { channel, messageId, ...(issued !== null ? { issued } : {}) };
+      const added = await deps.suppressions.addSuppressions([{ tenant, address, reason: 'unsubscribe', source, createdAt: at, expiresAt: null }]);
+      const repeated = added === 0;
+      if (!repeated) deps.metrics.unsubscribes.inc({ channel });
+      log.info({ event: 'unsubscribe.recorded', channel, tenant, messageId, domain: domainOf(address), repeated }, repeated ? 'recipient was already suppressed' : 'recipient unsubscribed');
+      // A repeat (a second click, a provider retrying its POST) changed nothing: no second event.
+      if (repeated || !deps.emit) return;
+      try {
+        await deps.emit({ type: 'recipient.unsubscribed', tenant, recipient: address, messageId, channel, at });
+      } catch (err) {
+        // The suppression holds whatever the webhook does; the person gets their answer.
+        log.error({ event: 'unsubscribe.emit.failed', messageId, err: (err as Error).message }, 'unsubscribe webhook event not recorded');
+      }
+    },
+  };
+}
