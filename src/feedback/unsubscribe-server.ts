@@ -1,5 +1,5 @@
 import rateLimit from '@fastify/rate-limit';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '../clock.ts';
 import { problem, PROBLEM_CONTENT_TYPE } from '../control-api/problem.ts';
@@ -66,7 +66,7 @@ export function createUnsubscribeServer(deps: UnsubscribeServerDeps): Unsubscrib
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     trustProxy: deps.trustedProxies.length > 0 ? [...deps.trustedProxies] : false,
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });

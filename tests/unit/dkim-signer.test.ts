@@ -217,6 +217,24 @@ describe('over-signing', () => {
     expect(await verifyWithMailauth(signed.message, records('example.com'), at)).toMatchObject([{ result: 'pass' }]);
   });
 
+  it('over-signs List-Unsubscribe and List-Unsubscribe-Post when present, so another link added fails verification', async () => {
+    const { signer } = setup({ domains: { 'example.com': rsaKey() } });
+    const fields = 'List-Unsubscribe: <https://example.com/u/TOKEN>,\r\n <mailto:unsub@example.com>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n';
+    const signed = (await signer.sign(message('a@example.com', fields))).message;
+    const names = dkimSignatureTags(signed)[0]!.h!.toLowerCase().split(':');
+    expect([count(names, 'list-unsubscribe'), count(names, 'list-unsubscribe-post')]).toEqual([2, 2]);
+    const result = async (m: Buffer) => (await verifyWithMailauth(m, records('example.com'), at))[0]!.result;
+    expect(await result(signed)).toBe('pass');
+    const split = signed.indexOf('\r\n\r\n') + 2;
+    for (const field of ['List-Unsubscribe: <https://evil.example/u/1>', 'List-Unsubscribe-Post: List-Unsubscribe=One-Click']) {
+      expect([field, await result(Buffer.concat([Buffer.from(`${field}\r\n`), signed]))]).toEqual([field, 'fail']);
+      expect([field, await result(Buffer.concat([signed.subarray(0, split), Buffer.from(`${field}\r\n`), signed.subarray(split)]))]).toEqual([field, 'fail']);
+    }
+    // Mail without them does not name them: a list that adds its own does not break the signature for that.
+    const plain = dkimSignatureTags((await signer.sign(message('a@example.com'))).message)[0]!.h!.toLowerCase().split(':');
+    expect([count(plain, 'list-unsubscribe'), count(plain, 'list-unsubscribe-post')]).toEqual([0, 0]);
+  });
+
   it('fails verification when a Subject, From, To or Reply-To is added, anywhere in the header', async () => {
     const { signer } = setup({ domains: { 'example.com': rsaKey() } });
     const signed = (await signer.sign(message('a@example.com'))).message;
