@@ -153,10 +153,11 @@ for (const backend of backends) {
       expect(sent.headers.get('content-type')).toMatch(/^application\/json/);
       expect(sent.body).toEqual({
         id: expect.any(String),
+        ids: [sent.body.id],
         messageId: '<given-1@app.example>',
         pool: 'transactional',
         sendAt: null,
-        recipients: ['a@dest.example', 'b@dest.example', 'c@dest.example', 'hidden@dest.example'].map((address) => ({ address, status: 'queued' })),
+        recipients: ['a@dest.example', 'b@dest.example', 'c@dest.example', 'hidden@dest.example'].map((address) => ({ address, status: 'queued', id: sent.body.id })),
       });
       expect(sent.headers.get('location')).toBe(`/v1/messages/${sent.body.id}`);
 
