@@ -3,6 +3,7 @@ import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import type { NewSuppression, RecipientUnsubscribed } from '../../src/feedback/unsubscribe-recorder.ts';
 import type { Daemon } from '../../src/main.ts';
 import { headerValue, headerValues, splitHeader } from '../../src/mail/message-headers.ts';
+import { createMailtoAddresses } from '../../src/sender-domains/unsubscribe-mailto-address.ts';
 import { createUnsubscribeTokens, type UnsubscribeClaims } from '../../src/sender-domains/unsubscribe-token.ts';
 import { createDkimKeyFiles, dkimSignatureTags, verifyWithMailauth, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
@@ -190,7 +191,14 @@ describe('one-click unsubscribe through a running daemon', () => {
       ['recipient.unsubscribed', 'y@dest.test', 'mailto'],
     ]);
 
+    // An authentic address whose message the store no longer holds (purged after storage.retention): nothing recorded.
+    const purged = createMailtoAddresses(SECRET).address('0'.repeat(22), 'unsub.sender.test');
+    expect(mailto.accepts(purged)).toBe(true);
+    await mailto.handle(purged, Buffer.alloc(0), 1_800_000_000_000);
+    expect(entries).toHaveLength(2);
+
     const metrics = await (await fetch(`http://${api.host}:${api.port}/metrics`)).text();
+    expect(metrics).toContain('rookery_unsubscribes_refused_total{channel="mailto",reason="expired"} 1');
     expect(metrics).toContain('rookery_unsubscribes_total{channel="https"} 1');
     expect(metrics).toContain('rookery_unsubscribes_total{channel="mailto"} 1');
     // One message handed over, two recipients, two copies signed.
