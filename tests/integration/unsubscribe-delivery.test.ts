@@ -3,6 +3,8 @@ import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import type { NewSuppression, RecipientUnsubscribed } from '../../src/feedback/unsubscribe-recorder.ts';
 import type { Daemon } from '../../src/main.ts';
 import { headerValue, headerValues, splitHeader } from '../../src/mail/message-headers.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { createPostgresStore } from '../../src/storage/postgres/postgres-store.ts';
 import { createMailtoAddresses } from '../../src/sender-domains/unsubscribe-mailto-address.ts';
 import { createUnsubscribeTokens, type UnsubscribeClaims } from '../../src/sender-domains/unsubscribe-token.ts';
 import { createDkimKeyFiles, dkimSignatureTags, verifyWithMailauth, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
@@ -12,6 +14,8 @@ import { inCi, pythonDkimAvailability, verifyWithPythonDkim } from '../helpers/p
 import { startSmtpSink, type SinkMessage, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { submissionClient, testMessage } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { createTestSchema, type TestSchema } from '../helpers/postgres.ts';
+import { requirePostgres } from '../helpers/services.ts';
 
 /**
  * One-click unsubscribe through a whole daemon (in this process): mail accepted over SMTP and
@@ -23,6 +27,7 @@ import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 const python = pythonDkimAvailability();
 if (!python.available && inCi) throw new Error(`DKIM verification needs python3-dkim under CI: ${python.reason}`);
 
+const postgres = await requirePostgres();
 const SECRET = 'an-unsubscribe-secret-of-at-least-32-characters';
 const PASSWORD = 'app-password-for-tests';
 const token = generateApiToken();
@@ -46,6 +51,7 @@ describe('one-click unsubscribe through a running daemon', () => {
   let dir: TempDir | undefined;
   let sink: SmtpSink | undefined;
   let daemon: Daemon | undefined;
+  let schema: TestSchema | undefined;
   let entries: NewSuppression[];
   let events: RecipientUnsubscribed[];
 
@@ -55,11 +61,15 @@ describe('one-click unsubscribe through a running daemon', () => {
   });
   afterAll(() => keys.remove());
   afterEach(async () => {
-    for (const stop of [() => daemon?.stop(), () => sink?.close(), () => dir?.remove()]) await stop();
+    for (const stop of [() => daemon?.stop(), () => sink?.close(), () => dir?.remove(), () => schema?.drop()]) await stop();
+    schema = undefined;
   });
 
-  async function start(): Promise<Daemon> {
+  /** A daemon on SQLite, or on a PostgreSQL schema of its own (the mailto form reads the message back from the store). */
+  async function start(backend: 'sqlite' | 'postgres' = 'sqlite'): Promise<Daemon> {
     dir = await createTempDir('rookery-unsubscribe');
+    if (backend === 'postgres') schema = await createTestSchema('unsubscribe-delivery');
+    const store = schema && createPostgresStore({ url: schema.url, schema: schema.schema, logger: createLogger('silent') });
     sink = await startSmtpSink();
     entries = [];
     events = [];
@@ -72,6 +82,7 @@ describe('one-click unsubscribe through a running daemon', () => {
       dir,
       sink,
       resolver,
+      store,
       suppressions: { addSuppressions: async (list) => (entries.push(...list), list.length) },
       emit: (event) => void events.push(event),
       config: {
@@ -136,8 +147,9 @@ describe('one-click unsubscribe through a running daemon', () => {
     expect((await verifyWithMailauth(kept.raw, records)).map((v) => v.result)).toEqual(['pass', 'pass']);
   });
 
-  it('answers an HTTP send with every copy, and the delivered links unsubscribe by POST and by mail', async () => {
-    const started = await start();
+  it.each(['sqlite', 'postgres'] as const)('answers an HTTP send with every copy, and the delivered links unsubscribe by POST and by mail (%s)', async (backend) => {
+    if (backend === 'postgres' && !postgres) return;
+    const started = await start(backend);
     const api = started.apiAddress();
     const res = await fetch(`http://${api.host}:${api.port}/v1/messages`, {
       method: 'POST',
