@@ -1,5 +1,6 @@
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { PausedScopes, QueueControl } from './queue-control.ts';
+import type { FeedbackEvents } from './feedback-events.ts';
 
 /**
  * The durable queue. Every backend (SQLite, PostgreSQL) satisfies the same contract test suite
@@ -183,7 +184,7 @@ export interface PoolStateEntry {
   expiresAt: number | null;
 }
 
-export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys {
+export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents {
   readonly driver: 'sqlite' | 'postgres';
 
   /** Applies pending migrations. Safe to call on every start. */

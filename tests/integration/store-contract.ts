@@ -6,6 +6,7 @@ import { registerReadContract } from './store-contract-reads.ts';
 import { registerAuditContract } from './store-contract-audit.ts';
 import { registerQueueControlContract } from './store-contract-queue-control.ts';
 import { registerIdempotencyContract } from './store-contract-idempotency.ts';
+import { registerFeedbackContract } from './store-contract-feedback.ts';
 import { DataRefusedError, type AttemptResult, type Lease, type LeaseToken, type NewMessage, type Store } from '../../src/storage/store.ts';
 
 /**
@@ -91,6 +92,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
     registerAuditContract({ store: () => store, clock: () => clock });
     registerQueueControlContract({ store: () => store, open, clock: () => clock });
     registerIdempotencyContract({ store: () => store, clock: () => clock, open });
+    registerFeedbackContract({ store: () => store, clock: () => clock });
 
     it('enqueues a message with one queued row per recipient', async () => {
       const m = message({ recipients: ['a@One.test', 'b@two.TEST', 'c@one.test'], dueAt: T0 + 5 });

@@ -227,6 +227,39 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 13,
+    name: 'feedback events: asynchronous bounces, complaints, unsubscribes',
+    sql: `
+      -- What came back about a recipient after delivery (src/feedback/). details is JSON, as text
+      -- (jsonb refuses an escaped NUL). fingerprint identifies the report: one delivered twice (the remote retried after a 451)
+      -- is recorded once. kind has no CHECK, as queue_pauses: a later kind is one more value.
+      CREATE TABLE feedback_events (
+        id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        message_id   text NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        recipient_id bigint NOT NULL REFERENCES recipients (id) ON DELETE CASCADE,
+        recipient    text NOT NULL,
+        kind         text NOT NULL,
+        at           bigint NOT NULL,
+        action       text,
+        code         integer,
+        enhanced     text,
+        diagnostic   text,
+        bounce_class text,
+        reporter     text,
+        details      text NOT NULL,
+        egress_ip    text,
+        fingerprint  text NOT NULL UNIQUE
+      );
+      -- GET /v1/messages/{id}: a message's events oldest first.
+      CREATE INDEX feedback_events_message ON feedback_events (message_id, at, id);
+      -- Cascading deletes from recipients look events up by recipient.
+      CREATE INDEX feedback_events_recipient ON feedback_events (recipient_id);
+      -- A complaint names its original by the Message-ID header of the copy it attaches. By its
+      -- md5: a client may send a Message-ID longer than a btree entry may be.
+      CREATE INDEX messages_message_id_header ON messages (md5(message_id_header)) WHERE message_id_header IS NOT NULL;
+    `,
+  },
+  {
     version: 14,
     name: 'message bodies still kept',
     sql: `

@@ -60,6 +60,10 @@ import { IDEMPOTENCY_PURGE_CHUNK, idempotencyInsertValues, toIdempotencyRecord }
 import { AUDIT_PURGE_CHUNK, auditInsertValues, auditQueryBounds, toAuditRecord } from '../audit-rows.ts';
 import { messageQueryBounds, toBacklogGroups, toDsnRecord, toMessageInfo, toMessageSummaries } from '../message-rows.ts';
 import { WorkListener } from './work-listener.ts';
+import * as feedback from './feedback-queries.ts';
+import type { FeedbackEvent, FeedbackRecipient, FeedbackRecorded, NewFeedbackEvent } from '../feedback-events.ts';
+import { feedbackInsertValues, recipientBounce, toFeedbackEvent, toFeedbackRecipient } from '../feedback-rows.ts';
+import { DataRefusedError } from '../store.ts';
 
 export interface PostgresStoreOptions {
   url: string;
@@ -352,6 +356,46 @@ class PostgresStore implements Store {
   async purgeAudit(before: number): Promise<number> {
     this.assertOpen();
     return purgeInChunks(AUDIT_PURGE_CHUNK, (limit) => audit.purgeAudit(this.pool, before, limit));
+  }
+
+  /**
+   * The event and the bounce of its recipient in one batched transaction. The recipient row is
+   * locked first, so a result the engine records for it meanwhile waits (or went first).
+   */
+  async recordFeedback(event: NewFeedbackEvent): Promise<FeedbackRecorded> {
+    this.assertOpen();
+    const values = feedbackInsertValues(event);
+    return this.batcher.submit(async (tx): Promise<FeedbackRecorded> => {
+      if (!(await feedback.lockFeedbackRecipient(tx.client, event.recipientId, event.messageId))) {
+        throw new DataRefusedError(`recordFeedback: message ${event.messageId} has no recipient ${event.recipientId}`);
+      }
+      const id = await feedback.insertFeedback(tx.client, values);
+      if (id === undefined) return { id: (await feedback.selectFeedbackIdByFingerprint(tx.client, event.fingerprint))!, duplicate: true, bounced: false };
+      const change = recipientBounce(event, values);
+      const bounced = change !== null && (await feedback.bounceDelivered(tx.client, change));
+      return { id, duplicate: false, bounced };
+    }).catch((err: unknown) => {
+      throw asRefusal(err);
+    });
+  }
+
+  async listFeedback(messageId: string): Promise<FeedbackEvent[]> {
+    this.assertOpen();
+    return (await feedback.selectFeedback(this.pool, messageId)).map(toFeedbackEvent);
+  }
+
+  async findRecipientForFeedback(messageId: string, recipient: number | string): Promise<FeedbackRecipient | null> {
+    this.assertOpen();
+    const row =
+      typeof recipient === 'number'
+        ? await feedback.selectFeedbackRecipientById(this.pool, messageId, recipient)
+        : await feedback.selectFeedbackRecipientByAddress(this.pool, messageId, recipient);
+    return row ? toFeedbackRecipient(row) : null;
+  }
+
+  async findMessageByHeaderId(messageIdHeader: string): Promise<string | null> {
+    this.assertOpen();
+    return feedback.selectMessageIdByHeader(this.pool, messageIdHeader);
   }
 
   /*

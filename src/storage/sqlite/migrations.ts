@@ -223,6 +223,38 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 13,
+    name: 'feedback events: asynchronous bounces, complaints, unsubscribes',
+    sql: `
+      -- What came back about a recipient after delivery (src/feedback/). details is JSON text.
+      -- fingerprint identifies the report: one delivered twice (the remote retried after a 451)
+      -- is recorded once. kind has no CHECK, as queue_pauses: a later kind is one more value.
+      CREATE TABLE feedback_events (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id   TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        recipient_id INTEGER NOT NULL REFERENCES recipients (id) ON DELETE CASCADE,
+        recipient    TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        at           INTEGER NOT NULL,
+        action       TEXT,
+        code         INTEGER,
+        enhanced     TEXT,
+        diagnostic   TEXT,
+        bounce_class TEXT,
+        reporter     TEXT,
+        details      TEXT NOT NULL,
+        egress_ip    TEXT,
+        fingerprint  TEXT NOT NULL UNIQUE
+      ) STRICT;
+      -- GET /v1/messages/{id}: a message's events oldest first.
+      CREATE INDEX feedback_events_message ON feedback_events (message_id, at, id);
+      -- Cascading deletes from recipients look events up by recipient.
+      CREATE INDEX feedback_events_recipient ON feedback_events (recipient_id);
+      -- A complaint names its original by the Message-ID header of the copy it attaches.
+      CREATE INDEX messages_message_id_header ON messages (message_id_header) WHERE message_id_header IS NOT NULL;
+    `,
+  },
+  {
     version: 14,
     name: 'message bodies still kept',
     sql: `

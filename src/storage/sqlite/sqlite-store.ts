@@ -59,6 +59,9 @@ import { prepareIdempotencyQueries, type SqliteIdempotencyQueries } from './idem
 import { IDEMPOTENCY_PURGE_CHUNK, idempotencyInsertValues, toIdempotencyRecord } from '../idempotency-rows.ts';
 import { AUDIT_PURGE_CHUNK, auditInsertValues, auditQueryBounds, toAuditRecord } from '../audit-rows.ts';
 import { messageQueryBounds, toBacklogGroups, toDsnRecord, toMessageInfo, toMessageSummaries } from '../message-rows.ts';
+import type { FeedbackEvent, FeedbackRecipient, FeedbackRecorded, NewFeedbackEvent } from '../feedback-events.ts';
+import { feedbackInsertValues, recipientBounce, toFeedbackEvent, toFeedbackRecipient } from '../feedback-rows.ts';
+import { prepareFeedbackQueries, type SqliteFeedbackQueries } from './feedback-queries.ts';
 
 export interface SqliteStoreOptions {
   /** Database file; its directory is created when missing. */
@@ -100,6 +103,7 @@ class SqliteStore implements Store {
   private auditQueries: SqliteAuditQueries | null = null;
   private controlQueries: SqliteQueueControlQueries | null = null;
   private idempotencyQueries: SqliteIdempotencyQueries | null = null;
+  private feedbackQueries: SqliteFeedbackQueries | null = null;
   private closing: Promise<void> | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
@@ -142,6 +146,7 @@ class SqliteStore implements Store {
     this.auditQueries ??= prepareAuditQueries(this.db);
     this.controlQueries ??= prepareQueueControlQueries(this.db);
     this.idempotencyQueries ??= prepareIdempotencyQueries(this.db);
+    this.feedbackQueries ??= prepareFeedbackQueries(this.db);
   }
 
   async enqueue(messages: NewMessage[]): Promise<void> {
@@ -336,6 +341,37 @@ class SqliteStore implements Store {
     return purgeInChunks(AUDIT_PURGE_CHUNK, (limit) => this.write(() => audit.purge(before, limit)));
   }
 
+  /** The event and the bounce of its recipient in one write op: one transaction. */
+  async recordFeedback(event: NewFeedbackEvent): Promise<FeedbackRecorded> {
+    const values = feedbackInsertValues(event);
+    const feedback = this.readFeedback();
+    return this.write((): FeedbackRecorded => {
+      if (!feedback.recipientExists(event.recipientId, event.messageId)) {
+        throw new DataRefusedError(`recordFeedback: message ${event.messageId} has no recipient ${event.recipientId}`);
+      }
+      const id = feedback.insert(values);
+      if (id === undefined) return { id: feedback.selectIdByFingerprint(event.fingerprint)!, duplicate: true, bounced: false };
+      const change = recipientBounce(event, values);
+      const bounced = change !== null && feedback.bounceDelivered(change);
+      return { id, duplicate: false, bounced };
+    }).catch((err: unknown) => {
+      throw asRefusal(err);
+    });
+  }
+
+  async listFeedback(messageId: string): Promise<FeedbackEvent[]> {
+    return this.readFeedback().selectByMessage(messageId).map(toFeedbackEvent);
+  }
+
+  async findRecipientForFeedback(messageId: string, recipient: number | string): Promise<FeedbackRecipient | null> {
+    const row = this.readFeedback().selectRecipient(messageId, recipient);
+    return row ? toFeedbackRecipient(row) : null;
+  }
+
+  async findMessageByHeaderId(messageIdHeader: string): Promise<string | null> {
+    return this.readFeedback().selectMessageIdByHeader(messageIdHeader);
+  }
+
   async setPause(pause: QueuePause, now: number): Promise<QueuePause | null> {
     const values = pauseInsertValues(pause);
     const control = this.readControl();
@@ -485,6 +521,11 @@ class SqliteStore implements Store {
   private readIdempotency(): SqliteIdempotencyQueries {
     this.read();
     return this.idempotencyQueries!;
+  }
+
+  private readFeedback(): SqliteFeedbackQueries {
+    this.read();
+    return this.feedbackQueries!;
   }
 
   private assertOpen(): void {
