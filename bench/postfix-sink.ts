@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { acceptingConnections, freeLoopbackPort } from './free-port.ts';
+import { acceptingConnections, freePort } from '../tests/helpers/free-port.ts';
 
 /**
  * Postfix's smtp-sink(1) on a loopback port: a destination written in C that accepts every
@@ -26,7 +26,7 @@ export interface PostfixSmtpSink {
 
 export async function startPostfixSmtpSink(options: { host?: string; port?: number } = {}): Promise<PostfixSmtpSink> {
   const host = options.host ?? '127.0.0.1';
-  const port = options.port ?? (await freeLoopbackPort(host));
+  const port = options.port ?? (await freePort(host));
   // Run as root, smtp-sink insists on dropping privileges to a user of our choice.
   const user = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
   // Backlog 1000: a burst of new connections must wait in the kernel, not be refused.

@@ -1,7 +1,7 @@
 /**
  * Comparison benchmark: a stock Postfix on this machine, loaded the way `npm run bench --
  * --client smtp-source --sink smtp-sink` loads Rookery. For each connection mode it sets up a
- * throwaway Postfix instance (bench/postfix-instance.ts) relaying to Postfix's smtp-sink on
+ * throwaway Postfix instance (tests/helpers/postfix-instance.ts) relaying to Postfix's smtp-sink on
  * loopback, drives it with smtp-source (-s sessions, -m messages, -l size; -d in `reuse` mode,
  * which in smtp-source means "send the next message over the same connection"), waits until the
  * sink has received every message, writes JSON to bench/results/ and prints a table, then stops
@@ -17,8 +17,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { endedChildrenCpuSeconds, processUsage } from './daemon-usage.ts';
-import { freeLoopbackPort } from './free-port.ts';
-import { startPostfixInstance, type PostfixInstance } from './postfix-instance.ts';
+import { freePort } from '../tests/helpers/free-port.ts';
+import { startPostfixInstance, type PostfixInstance } from '../tests/helpers/postfix-instance.ts';
 import { startPostfixSmtpSink, type PostfixSmtpSink } from './postfix-sink.ts';
 import type { ConnectionMode } from './smtp-load.ts';
 import { runSmtpSource } from './smtp-source.ts';
@@ -52,7 +52,7 @@ async function measure(connection: ConnectionMode) {
   const sink = await startPostfixSmtpSink();
   let postfix: PostfixInstance | undefined;
   try {
-    postfix = await startPostfixInstance({ port: await freeLoopbackPort(), relay: sink });
+    postfix = await startPostfixInstance({ port: await freePort(), relay: sink });
     return await measureWith(postfix, sink, connection);
   } finally {
     await postfix?.stop();

@@ -7,7 +7,8 @@ import { promisify } from 'node:util';
 import { acceptingConnections } from './free-port.ts';
 
 /**
- * A throwaway stock Postfix for the comparison benchmark (bench/postfix.ts): its own
+ * A throwaway stock Postfix, for the comparison benchmark (bench/postfix.ts) and for tests that
+ * need a real MTA's behaviour (tests/integration/feedback-postfix.test.ts): its own
  * config_directory, queue_directory and data_directory in a temporary folder (on the same
  * filesystem as the benchmark's SQLite queue), listening on a loopback port, relaying everything
  * to a loopback sink. It runs beside the system's Postfix, which it never touches.
@@ -73,7 +74,7 @@ function instanceCpuSeconds(masterPid: number): number {
  * chroot (a chroot would need copies of /etc files inside the temporary queue folder, which
  * Debian's init script makes for the system instance only).
  */
-async function writeInstance(dir: string, listener: string, relay: { host: string; port: number }): Promise<{ settings: string[]; version: string }> {
+async function writeInstance(dir: string, listener: string, relay: { host: string; port: number }, extra: readonly string[]): Promise<{ settings: string[]; version: string }> {
   const owner = systemUser('postfix');
   // mkdtemp makes it 0700; Postfix's daemons (user postfix) must reach the queue and data folders.
   chmodSync(dir, 0o755);
@@ -99,6 +100,7 @@ async function writeInstance(dir: string, listener: string, relay: { host: strin
     // Its log in its folder (through postlogd), as a system instance would log through syslog.
     `maillog_file = ${join(dir, 'postfix.log')}`,
     `maillog_file_prefixes = ${dir}`,
+    ...extra,
   ];
   writeFileSync(join(etc, 'main.cf'), settings.join('\n') + '\n');
   copyFileSync('/etc/postfix/master.cf', join(etc, 'master.cf'));
@@ -110,7 +112,16 @@ async function writeInstance(dir: string, listener: string, relay: { host: strin
   return { settings, version };
 }
 
-export async function startPostfixInstance(options: { port: number; relay: { host: string; port: number }; host?: string }): Promise<PostfixInstance> {
+export interface PostfixInstanceOptions {
+  port: number;
+  /** Where everything is relayed (no MX lookups). */
+  relay: { host: string; port: number };
+  host?: string;
+  /** More main.cf lines, after (and so overriding) the ones above: a transport map, a bounce setting. */
+  settings?: readonly string[];
+}
+
+export async function startPostfixInstance(options: PostfixInstanceOptions): Promise<PostfixInstance> {
   if (process.getuid?.() !== 0) {
     throw new Error('a private Postfix instance needs root: its master binds as root and runs its daemons as the postfix user');
   }
@@ -120,7 +131,7 @@ export async function startPostfixInstance(options: { port: number; relay: { hos
   const spool = join(dir, 'spool');
   let written: { settings: string[]; version: string };
   try {
-    written = await writeInstance(dir, `${host}:${options.port}`, options.relay);
+    written = await writeInstance(dir, `${host}:${options.port}`, options.relay, options.settings ?? []);
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
