@@ -80,6 +80,10 @@ export const SMTP_REPLIES = {
   EARLY_TALKER: { smtp: 421, enhanced: '4.5.0', message: 'Protocol error: data sent before the greeting' },
   COMMAND_TIMEOUT: { smtp: 421, enhanced: '4.4.2', message: 'Timeout waiting for the next command' },
   DATA_TOO_SLOW: { smtp: 421, enhanced: '4.4.2', message: 'Message data arriving too slowly' },
+  /** The inbound listener (feedback/) takes mail for its VERP return paths, feedback-loop and unsubscribe addresses only. */
+  RECIPIENT_NOT_ACCEPTED: { smtp: 550, enhanced: '5.7.1', message: 'Recipient address rejected: relay access denied' },
+  /** The inbound listener could not read and record a message within inbound.processingTimeout. */
+  PROCESSING_TIMEOUT: { smtp: 451, enhanced: '4.3.0', message: 'Message could not be processed in time, try again later' },
 } as const satisfies Record<string, SmtpReplySpec>;
 
 export type SmtpReplyCode = keyof typeof SMTP_REPLIES;

@@ -27,6 +27,9 @@ import { createDeliverer } from './engine/smtp-deliverer.ts';
 import { createPoolBackend } from './ippool/backend/create-pool-backend.ts';
 import { EgressPool } from './ippool/egress-pool.ts';
 import { createReputationTracker } from './ippool/reputation.ts';
+import { FALLBACK_PROVIDER } from './ippool/providers.ts';
+import { FeedbackRecorder } from './feedback/feedback-recorder.ts';
+import { InboundServer } from './feedback/inbound-listener.ts';
 import type { Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 import type { ResolvedConfig } from './resolved-config.ts';
@@ -66,6 +69,8 @@ export interface Daemon {
   /** Hands a message to the queue directly, as the HTTP API does: the same checks, headers, signing and commit as SMTP. */
   submit(submission: Submission): Promise<Accepted>;
   smtpAddresses(): { host: string; port: number }[];
+  /** The inbound listeners (bounces, complaints), in config order. */
+  inboundAddresses(): { host: string; port: number }[];
   apiAddress(): { host: string; port: number };
   /** Where the unsubscribe listener listens; null without unsubscribe.listen. */
   unsubscribeAddress(): { host: string; port: number } | null;
@@ -147,6 +152,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           pool.reconfigure(nextParts.pool);
           commitKeys();
           commitTls?.();
+          if (commitTls) inbound.updateTls(next.tls!);
           if (users) smtp.replaceUsers(users);
           api.replaceTokens(next.config.api.tokens);
         };
@@ -168,10 +174,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       idleConnectionTimeout: config.delivery.idleConnectionTimeout,
       deadSite: config.delivery.deadSite,
     });
+    // Fed by every delivery, and by the complaints and asynchronous bounces that come back later.
+    const reputation = createReputationTracker({ windowMs: config.reputation.window, minSamples: config.reputation.minSamples });
     const pool = new EgressPool({
       ...parts.pool,
       backend,
-      reputation: createReputationTracker({ windowMs: config.reputation.window, minSamples: config.reputation.minSamples }),
+      reputation,
       paths: queues,
       defaultEgress: { address: null, hostname: config.hostname },
       clock,
@@ -340,6 +348,23 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, tenants, queue, tls, logger, metrics, clock, reverseLookup, buffers });
     await smtp.start();
     stack.push({ name: 'smtp', stop: () => smtp.stop() });
+
+    // What comes back: bounces to the VERP return paths, complaints to the feedback-loop
+    // addresses. Suppression (suppress) and webhook events (emit) are handed to the recorder here.
+    const recorder = new FeedbackRecorder({
+      store,
+      reputation,
+      providerOf: async (domain) => {
+        const route = await router.resolve(domain).catch(() => null);
+        return route?.ok ? parts.pool.policy.providerOfSite(route.site) : FALLBACK_PROVIDER;
+      },
+      clock,
+      logger,
+      metrics,
+    });
+    const inbound = new InboundServer({ config, current: () => live.current, store, recorder, tls, buffers, reverseLookup, logger, metrics, clock });
+    await startPart('inbound listener', () => inbound.start());
+    stack.push({ name: 'inbound', stop: () => inbound.stop() });
     // Readiness turns false before anything closes, so load balancers drain first.
     stack.push({ name: 'readiness', stop: async () => void (shuttingDown = true) });
 
@@ -347,7 +372,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // into are not all built; after, they are closing.
     live.open();
     log.info(
+<<<<<<< HEAD
       { event: 'daemon.started', smtp: smtp.addresses(), api: apiAddress, ...(unsubscribeAddress ? { unsubscribe: unsubscribeAddress } : {}), storage: config.storage.driver, ips: config.ips.length },
+=======
+      { event: 'daemon.started', smtp: smtp.addresses(), inbound: inbound.addresses(), api: apiAddress, storage: config.storage.driver, ips: config.ips.length },
+>>>>>>> 363286c (Inbound listener: bounces to VERP return paths and complaints to feedback-loop addresses are read and recorded before the 250)
       'rookery started',
     );
 
@@ -355,6 +384,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       submit: (submission) => queue.submit(submission),
       reload: (trigger) => live.reload(trigger),
       smtpAddresses: () => smtp.addresses(),
+      inboundAddresses: () => inbound.addresses(),
       apiAddress: () => apiAddress,
       unsubscribeAddress: () => unsubscribeAddress,
       mailtoUnsubscribe,

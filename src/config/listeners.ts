@@ -2,15 +2,17 @@ import { BlockList, isIP } from 'node:net';
 import type { Config } from './schema.ts';
 
 /**
- * Sockets the configuration asks for that cannot all be bound: two SMTP listeners, or an SMTP
- * listener and the control API (or the unsubscribe listener), on the same port of overlapping addresses. The daemon would fail
- * half-way through its start with EADDRINUSE; checking here names both config paths instead.
+ * Sockets the configuration asks for that cannot all be bound: two SMTP listeners (submission or
+ * inbound), or an SMTP listener and the control API or the unsubscribe listener, on the same port
+ * of overlapping addresses. The daemon would fail half-way through its start with EADDRINUSE;
+ * checking here names both config paths instead.
  * Port 0 (any free port) never clashes. Host names are compared as written, since resolving
  * them needs DNS.
  */
-export function listenerProblems(config: Pick<Config, 'smtp' | 'api'> & { unsubscribe?: Pick<Config['unsubscribe'], 'listen'> }): string[] {
+export function listenerProblems(config: Pick<Config, 'smtp' | 'api' | 'inbound'> & { unsubscribe?: Pick<Config['unsubscribe'], 'listen'> }): string[] {
   const sockets = [
     ...config.smtp.listeners.map((l, i) => ({ path: `smtp.listeners[${i}]`, host: bindHost(l.host), port: l.port })),
+    ...config.inbound.listeners.map((l, i) => ({ path: `inbound.listeners[${i}]`, host: bindHost(l.host), port: l.port })),
     { path: 'api.listen', host: bindHost(config.api.listen.host), port: config.api.listen.port },
     ...(config.unsubscribe?.listen ? [{ path: 'unsubscribe.listen', host: bindHost(config.unsubscribe.listen.host), port: config.unsubscribe.listen.port }] : []),
   ];

@@ -83,6 +83,17 @@ export const RELOAD_SCOPE: { readonly [K in keyof Config]-?: SectionScope<Config
     mailto: 'reload',
     domains: 'reload',
   },
+  // The listeners' sockets, and the limits of the sessions made with them; what a message may
+  // be for and how long it may take are read per message.
+  inbound: {
+    listeners: 'restart',
+    maxMessageBytes: 'restart',
+    maxConnections: 'restart',
+    maxConnectionsPerClient: 'restart',
+    maxRecipients: 'reload',
+    fblAddresses: 'reload',
+    processingTimeout: 'reload',
+  },
   log: 'restart',
 };
 

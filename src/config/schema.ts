@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { canonicalIp } from '../mail/ip-address.ts';
 import { apiAuthFailuresSchema, apiNameSchema, apiTokensSchema } from './api-schema.ts';
 import { dkimConfigSchema } from './dkim-schema.ts';
+import { inboundConfigSchema } from './inbound-schema.ts';
 import { durationSchema, positiveDurationSchema } from './duration.ts';
 import { dataName, ipWarmupSchema, providersConfigSchema, reputationConfigSchema, shapingConfigSchema, warmupConfigSchema } from './pool-schemas.ts';
 import { verpConfigSchema } from './return-path-schema.ts';
@@ -230,6 +231,8 @@ export const configSchema = z.strictObject({
   returnPath: verpConfigSchema,
   /** One-click unsubscribe links in accepted mail, and the public listener that takes them (unsubscribe-schema.ts). */
   unsubscribe: unsubscribeConfigSchema,
+  /** The listener where bounces, complaints and unsubscribe mail come back (inbound-schema.ts). */
+  inbound: inboundConfigSchema,
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .prefault({}),

@@ -81,6 +81,39 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly inboundSessions = new Counter({
+    name: 'rookery_inbound_sessions_total',
+    help: 'Sessions on the inbound listener (where bounces, complaints and unsubscribe mail come back)',
+    registers: [this.registry],
+  });
+
+  readonly inboundSessionsActive = new Gauge({
+    name: 'rookery_inbound_sessions_active',
+    help: 'Sessions on the inbound listener open now',
+    registers: [this.registry],
+  });
+
+  readonly inboundRejections = new Counter({
+    name: 'rookery_inbound_rejections_total',
+    help: 'Commands or messages the inbound listener refused, by reason code (RECIPIENT_NOT_ACCEPTED: not a VERP, FBL or unsubscribe address)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly feedbackReports = new Counter({
+    name: 'rookery_feedback_reports_total',
+    help: 'Messages the inbound listener read, by what they were (dsn, plain-bounce, arf, unsubscribe, other) and what came of them (recorded, duplicate, unmatched, ignored, malformed, failed)',
+    labelNames: ['kind', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly feedbackEvents = new Counter({
+    name: 'rookery_feedback_events_total',
+    help: 'Feedback events recorded on recipients: bounce (by RFC 3464 action: failed, delayed), complaint, unsubscribe',
+    labelNames: ['kind', 'action'] as const,
+    registers: [this.registry],
+  });
+
   readonly outboundConnections = new Gauge({
     name: 'rookery_outbound_connections',
     help: 'Open outbound SMTP connections, by egress IP',

@@ -24,6 +24,8 @@ const REJECTION_EVENTS: Partial<Record<RejectionReason, string>> = {
   RELAY_DENIED: 'smtp.relay.denied',
   BAD_ADDRESS: 'smtp.recipient.rejected',
   TOO_MANY_RECIPIENTS: 'smtp.recipient.rejected',
+  RECIPIENT_NOT_ACCEPTED: 'smtp.recipient.rejected',
+  PROCESSING_TIMEOUT: 'smtp.message.rejected',
   MESSAGE_TOO_LARGE: 'smtp.message.rejected',
   BARE_LINE_ENDING: 'smtp.message.rejected',
   BAD_AUTHOR_HEADER: 'smtp.message.rejected',
@@ -40,7 +42,8 @@ const REJECTION_EVENTS: Partial<Record<RejectionReason, string>> = {
 /** Counts and logs the submission server's refusals; the caller sends the reply. */
 export class Rejections {
   constructor(
-    private readonly metrics: Metrics,
+    /** The counter of refusals: smtpRejections, or another door's own with the same labels (feedback/). */
+    private readonly metrics: Pick<Metrics, 'smtpRejections'>,
     /** The log of refusals outside a session (a connection refused before it got one). */
     private readonly log: Logger,
   ) {}

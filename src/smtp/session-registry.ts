@@ -49,7 +49,8 @@ export interface SessionState {
 export interface SessionRegistryDeps {
   smtp: Pick<Config['smtp'], 'maxConnections' | 'maxConnectionsPerClient' | 'reservedConnectionShare' | 'sessionTimeout' | 'trustedNetworks'>;
   log: Logger;
-  metrics: Metrics;
+  /** The session counters: the submission's, or another door's own (feedback/). */
+  metrics: Pick<Metrics, 'smtpSessions' | 'smtpSessionsActive'>;
   rejections: Rejections;
   /** True once the server is stopping: no new session is admitted. */
   isStopping: () => boolean;

@@ -36,7 +36,7 @@ export interface ListenerDeps {
  * smtp-server buffers a command line before anyone can judge it; beyond this the session is
  * ended (421) instead of answered, so a client cannot make the server hold an endless line.
  */
-const HARD_LINE_LIMIT_MIN = 16 * 1024;
+export const HARD_LINE_LIMIT_MIN = 16 * 1024;
 
 export function createListener(listener: ListenerConfig, deps: ListenerDeps): GatedSmtpServer {
   const { config, tls, handlers } = deps;
@@ -87,7 +87,7 @@ export function createListener(listener: ListenerConfig, deps: ListenerDeps): Ga
 }
 
 /** smtp-server's resolver option, answered by `lookup`. */
-function resolverFor(lookup: ReverseLookup): NonNullable<SMTPServerOptions['resolver']> {
+export function resolverFor(lookup: ReverseLookup): NonNullable<SMTPServerOptions['resolver']> {
   return { reverse: (ip, callback) => void lookup(ip).then((names) => callback(null, names), (err: Error) => callback(err, [])) };
 }
 

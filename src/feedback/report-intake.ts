@@ -1,0 +1,206 @@
+import { createHash } from 'node:crypto';
+import type { ReturnPathConfig } from '../config/return-path-schema.ts';
+import type { BounceRule } from '../engine/bounce-rules.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { FeedbackRecipient } from '../storage/feedback-events.ts';
+import type { Store } from '../storage/store.ts';
+import { parseArfReport, type ArfReport } from './arf-report.ts';
+import { bounceVerdict, type BounceVerdict } from './bounce-verdict.ts';
+import { dsnEvidence, parseDsnReport, type DsnRecipient, type DsnReport } from './dsn-report.ts';
+import type { FeedbackRecorder, FeedbackReport } from './feedback-recorder.ts';
+import type { InboundTarget, UnsubscribeMailbox } from './inbound-recipients.ts';
+import { findOriginalRecipient } from './original-lookup.ts';
+import { parsePlainBounce } from './plain-bounce.ts';
+import { MalformedReportError, readReportMessage, type ReportLimits, type ReportMessage } from './report-message.ts';
+
+/**
+ * One message the inbound listener accepted, handled for each of its recipients: to an
+ * unsubscribe address, the unsubscribe handler takes it; to a VERP return path, a DSN or a
+ * plain-text bounce is recorded on the recipient the address names (a complaint sent there too);
+ * to a feedback-loop address, an ARF complaint on the recipient the returned original names.
+ * What cannot be read, is not a report (an out-of-office reply), or names no recipient we hold is
+ * logged, counted and dropped: telling the sender to retry cannot make it readable. What could
+ * not be recorded (the store, an effect) rejects, so the listener answers 451 and the sender
+ * retries; the report's fingerprint keeps a retried one from counting twice.
+ */
+
+export interface ReportIntakeDeps {
+  store: Pick<Store, 'findRecipientForFeedback' | 'findMessageByHeaderId' | 'listRecipients'>;
+  recorder: Pick<FeedbackRecorder, 'record'>;
+  /** The bounce rules in effect (a reload may change them). */
+  bounceRules: () => readonly BounceRule[];
+  /** returnPath of the configuration in effect. */
+  returnPath: () => ReturnPathConfig;
+  unsubscribe?: UnsubscribeMailbox;
+  limits: ReportLimits;
+  metrics: Pick<Metrics, 'feedbackReports'>;
+  clock: { now(): number };
+}
+
+export interface InboundMessage {
+  raw: Buffer;
+  targets: readonly InboundTarget[];
+  /** Session logger (session id, client IP). */
+  log: Logger;
+}
+
+type ReportKind = 'dsn' | 'plain-bounce' | 'arf' | 'other';
+type Outcome = 'recorded' | 'duplicate' | 'unmatched' | 'ignored' | 'malformed';
+
+export async function takeInboundMessage(deps: ReportIntakeDeps, message: InboundMessage): Promise<void> {
+  const { raw, log } = message;
+  const digest = createHash('sha256').update(raw).digest('hex');
+  let report: Promise<ReportMessage> | null = null;
+  for (const target of message.targets) {
+    if (target.kind === 'unsubscribe') {
+      // Only a target the handler accepted at RCPT exists, so the handler is there.
+      await deps.unsubscribe!.handle(target.address, raw, deps.clock.now());
+      deps.metrics.feedbackReports.inc({ kind: 'unsubscribe', result: 'recorded' });
+      continue;
+    }
+    report ??= readReportMessage(raw, deps.limits);
+    let read: ReportMessage;
+    try {
+      read = await report;
+    } catch (err) {
+      if (!(err instanceof MalformedReportError)) throw err;
+      deps.metrics.feedbackReports.inc({ kind: 'other', result: 'malformed' });
+      log.warn({ event: 'feedback.report.malformed', reason: err.reason, err: err.message, bytes: raw.length }, 'message to a feedback address could not be read; dropped');
+      return;
+    }
+    const { kind, outcome } = await takeReport(deps, target, read, digest, log);
+    deps.metrics.feedbackReports.inc({ kind, result: outcome });
+  }
+}
+
+async function takeReport(deps: ReportIntakeDeps, target: Exclude<InboundTarget, { kind: 'unsubscribe' }>, message: ReportMessage, digest: string, log: Logger): Promise<{ kind: ReportKind; outcome: Outcome }> {
+  const arf = parseArfReport(message);
+  if (arf) return { kind: 'arf', outcome: await takeComplaint(deps, target, arf, message, digest, log) };
+  // DSNs and plain bounces are taken at return paths only: those name the recipient, and no one has reason to send one to a feedback-loop address.
+  if (target.kind !== 'verp') return ignored(log, 'other', target, 'not a complaint (no message/feedback-report part)');
+  const dsn = parseDsnReport(message);
+  if (dsn) return { kind: 'dsn', outcome: await takeDsn(deps, target, dsn, message, digest, log) };
+  const plain = parsePlainBounce(message, deps.bounceRules());
+  if (!plain) return ignored(log, 'plain-bounce', target, 'neither a DSN nor a bounce notice (an automatic reply?)');
+  const recipient = await byVerp(deps, target, log);
+  if (!recipient) return { kind: 'plain-bounce', outcome: 'unmatched' };
+  const details = { format: 'plain', subject: message.subject.slice(0, 200), from: message.from, failedRecipients: plain.recipients };
+  return { kind: 'plain-bounce', outcome: await recordBounce(deps, recipient, plain, message.from, details, digest) };
+}
+
+async function takeDsn(deps: ReportIntakeDeps, target: Extract<InboundTarget, { kind: 'verp' }>, dsn: DsnReport, message: ReportMessage, digest: string, log: Logger): Promise<Outcome> {
+  const recipient = await byVerp(deps, target, log);
+  if (!recipient) return 'unmatched';
+  const entry = dsnEntryFor(dsn, recipient.recipient);
+  if (!entry) {
+    log.info({ event: 'feedback.report.ignored', messageId: recipient.messageId, recipientId: recipient.recipientId, actions: dsn.recipients.map((r) => r.action) }, 'DSN reports no failure or delay');
+    return 'ignored';
+  }
+  const details = {
+    format: 'dsn',
+    reportingMta: dsn.reportingMta,
+    remoteMta: entry.remoteMta,
+    finalRecipient: entry.finalRecipient,
+    originalRecipient: entry.originalRecipient,
+    status: entry.status,
+    diagnosticType: entry.diagnostic?.type ?? null,
+    arrivalDate: dsn.arrivalDate,
+  };
+  const verdict = bounceVerdict(dsnEvidence(entry), deps.bounceRules());
+  return recordBounce(deps, recipient, { ...verdict, disposition: entry.action === 'failed' ? 'permanent' : 'transient' }, dsn.reportingMta ?? message.from, details, digest);
+}
+
+/**
+ * The DSN's entry for our recipient: the one naming its address (Original- or Final-Recipient:
+ * a relay may have rewritten the final one), else the first failure or delay (the VERP address
+ * already says which recipient it is). Other actions (delivered, relayed, expanded) are not bounces.
+ */
+function dsnEntryFor(dsn: DsnReport, address: string): DsnRecipient | null {
+  const bounces = dsn.recipients.filter((r) => r.action === 'failed' || r.action === 'delayed');
+  const lower = address.toLowerCase();
+  return bounces.find((r) => r.originalRecipient?.toLowerCase() === lower || r.finalRecipient?.toLowerCase() === lower) ?? bounces[0] ?? null;
+}
+
+async function recordBounce(
+  deps: ReportIntakeDeps,
+  recipient: FeedbackRecipient,
+  verdict: BounceVerdict,
+  reporter: string | null,
+  details: Record<string, unknown>,
+  digest: string,
+): Promise<Outcome> {
+  const report: FeedbackReport = {
+    recipient,
+    kind: 'bounce',
+    action: verdict.disposition === 'permanent' ? 'failed' : 'delayed',
+    code: verdict.code,
+    enhanced: verdict.enhanced,
+    diagnostic: verdict.text,
+    bounceClass: verdict.bounceClass,
+    reporter,
+    details,
+    fingerprint: fingerprintOf(digest, recipient, 'bounce'),
+  };
+  return (await deps.recorder.record(report)).duplicate ? 'duplicate' : 'recorded';
+}
+
+async function takeComplaint(deps: ReportIntakeDeps, target: Exclude<InboundTarget, { kind: 'unsubscribe' }>, arf: ArfReport, message: ReportMessage, digest: string, log: Logger): Promise<Outcome> {
+  const recipient =
+    target.kind === 'verp'
+      ? await byVerp(deps, target, log)
+      : await findOriginalRecipient({ store: deps.store, returnPath: deps.returnPath() }, { original: arf.original, recipients: arf.originalRcptTo, mailFrom: arf.originalMailFrom });
+  if (!recipient) {
+    log.info(
+      { event: 'feedback.report.unmatched', kind: 'complaint', messageIdHeader: arf.original?.messageId ?? null, userAgent: arf.userAgent },
+      'complaint about no message this node holds (another sender, or purged)',
+    );
+    return 'unmatched';
+  }
+  const details = {
+    format: 'arf',
+    feedbackType: arf.feedbackType,
+    userAgent: arf.userAgent,
+    sourceIp: arf.sourceIp,
+    arrivalDate: arf.arrivalDate,
+    originalMailFrom: arf.originalMailFrom,
+    originalRcptTo: arf.originalRcptTo.slice(0, 10),
+    reportingMta: arf.reportingMta,
+    from: message.from,
+  };
+  const report: FeedbackReport = {
+    recipient,
+    kind: 'complaint',
+    action: null,
+    code: null,
+    enhanced: null,
+    diagnostic: arf.feedbackType,
+    bounceClass: null,
+    reporter: message.from ?? arf.userAgent,
+    details,
+    fingerprint: fingerprintOf(digest, recipient, 'complaint'),
+  };
+  return (await deps.recorder.record(report)).duplicate ? 'duplicate' : 'recorded';
+}
+
+/** The recipient a VERP address names; null (logged) when the message is gone (purged) or never was. */
+async function byVerp(deps: ReportIntakeDeps, target: Extract<InboundTarget, { kind: 'verp' }>, log: Logger): Promise<FeedbackRecipient | null> {
+  const found = await deps.store.findRecipientForFeedback(target.messageId, target.recipientId);
+  if (!found) {
+    log.info({ event: 'feedback.report.unmatched', messageId: target.messageId, recipientId: target.recipientId }, 'report for a recipient this node no longer holds (purged)');
+  }
+  return found;
+}
+
+/**
+ * One report about one recipient: the message's digest with the recipient and the kind, so the
+ * same message delivered again (or to a second feedback address) is recorded once per recipient.
+ */
+function fingerprintOf(digest: string, recipient: FeedbackRecipient, kind: FeedbackReport['kind']): string {
+  return `${digest}:${recipient.messageId}:${recipient.recipientId}:${kind}`;
+}
+
+function ignored(log: Logger, kind: ReportKind, target: InboundTarget, why: string): { kind: ReportKind; outcome: Outcome } {
+  log.info({ event: 'feedback.report.ignored', kind, to: target.kind }, `message dropped: ${why}`);
+  return { kind, outcome: 'ignored' };
+}

@@ -1,0 +1,118 @@
+import { join } from 'node:path';
+import { parseConfig } from '../../src/config/load.ts';
+import type { ConfigInput } from '../../src/config/schema.ts';
+import { DATA_FILES, DEFAULT_CONFIG_DIR } from '../../src/config/data-files.ts';
+import { loadBounceRules } from '../../src/engine/bounce-rules.ts';
+import { BufferBudget } from '../../src/engine/buffer-budget.ts';
+import type { EmitWebhookEvent, FeedbackWebhookEvent, Suppress, SuppressionRequest } from '../../src/feedback/feedback-effects.ts';
+import { FeedbackRecorder } from '../../src/feedback/feedback-recorder.ts';
+import type { UnsubscribeMailbox } from '../../src/feedback/inbound-recipients.ts';
+import { InboundServer } from '../../src/feedback/inbound-listener.ts';
+import { createReputationTracker, type ReputationTracker } from '../../src/ippool/reputation.ts';
+import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
+import type { Logger } from '../../src/observability/logger.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
+import type { Store } from '../../src/storage/store.ts';
+import { SmtpTestClient, type SmtpReply } from './smtp-client.ts';
+
+/**
+ * The inbound listener (src/feedback/inbound-listener.ts) on a loopback port with a real store,
+ * a real recorder and reputation tracker, and the suppression and webhook hand-offs collected
+ * for the test to read, as the daemon wires them.
+ */
+
+export interface InboundHarness {
+  server: InboundServer;
+  port: number;
+  metrics: Metrics;
+  reputation: ReputationTracker;
+  suppressed: SuppressionRequest[];
+  emitted: FeedbackWebhookEvent[];
+  stop(): Promise<void>;
+}
+
+export interface InboundHarnessOptions {
+  /** The store the listener reads; `recordStore` (default: the same) is the one the recorder writes. */
+  store: Store;
+  recordStore?: Store;
+  logger: Logger;
+  /** Laid over the harness's inbound and returnPath settings. */
+  config?: ConfigInput;
+  unsubscribe?: UnsubscribeMailbox;
+  tls?: { key: Buffer; cert: Buffer } | null;
+  suppress?: Suppress;
+  emit?: EmitWebhookEvent;
+}
+
+export const HARNESS_VERP_SECRET = 'inbound-harness-secret-0123456789abcdefgh';
+const BOUNCE_RULES = loadBounceRules(join(DEFAULT_CONFIG_DIR, DATA_FILES.bounceRules));
+
+export async function startInboundHarness(options: InboundHarnessOptions): Promise<InboundHarness> {
+  const config = parseConfig(
+    {
+      hostname: 'mx.rookery.test',
+      returnPath: { secret: HARNESS_VERP_SECRET, domains: { 'sender.test': {} } },
+      ...options.config,
+      inbound: { listeners: [{ host: '127.0.0.1', port: 0 }], fblAddresses: ['fbl@sender.test'], ...options.config?.inbound },
+    },
+    'test',
+    {},
+  );
+  const metrics = new Metrics();
+  const reputation = createReputationTracker({ windowMs: 3_600_000, minSamples: 1 });
+  const suppressed: SuppressionRequest[] = [];
+  const emitted: FeedbackWebhookEvent[] = [];
+  const clock = { now: () => Date.now() };
+  const recorder = new FeedbackRecorder({
+    store: options.recordStore ?? options.store,
+    reputation,
+    providerOf: async (domain) => (domain === 'gmail.test' ? 'gmail' : 'other'),
+    suppress: options.suppress ?? (async (entry) => void suppressed.push(entry)),
+    emit: options.emit ?? (async (event) => void emitted.push(event)),
+    clock,
+    logger: options.logger,
+    metrics,
+  });
+  const server = new InboundServer({
+    config,
+    current: () => ({ config, bounceRules: BOUNCE_RULES }),
+    store: options.store,
+    recorder,
+    unsubscribe: options.unsubscribe,
+    tls: options.tls ?? null,
+    buffers: new BufferBudget(config.smtp.maxBufferedBytes),
+    reverseLookup: async () => [],
+    logger: options.logger,
+    metrics,
+    clock,
+    shutdownGraceMs: 500,
+  });
+  await server.start();
+  return { server, port: server.addresses()[0]!.port, metrics, reputation, suppressed, emitted, stop: () => server.stop() };
+}
+
+/** One SMTP transaction: each RCPT's reply, and DATA's when any recipient was taken. */
+export async function deliver(port: number, envelope: { from: string; to: string[] }, message: Buffer | string): Promise<{ rcpt: SmtpReply[]; data: SmtpReply | null }> {
+  const client = await SmtpTestClient.connect({ host: '127.0.0.1', port });
+  try {
+    await client.ehlo('mx.remote.test');
+    const mail = await client.send(`MAIL FROM:<${envelope.from}>`);
+    if (mail.code !== 250) throw new Error(`MAIL refused: ${mail.code} ${mail.text}`);
+    const rcpt: SmtpReply[] = [];
+    for (const to of envelope.to) rcpt.push(await client.send(`RCPT TO:<${to}>`));
+    if (!rcpt.some((r) => r.code === 250)) return { rcpt, data: null };
+    const body = Buffer.isBuffer(message) ? message : Buffer.from(message, 'latin1');
+    // Dot-stuffing, as any client does.
+    const stuffed = Buffer.from(body.toString('latin1').replace(/(^|\r\n)\./g, '$1..'), 'latin1');
+    const data = await client.data(stuffed.at(-1) === 0x0a ? stuffed.subarray(0, -2) : stuffed);
+    await client.send('QUIT').catch(() => undefined);
+    return { rcpt, data };
+  } finally {
+    await client.close();
+  }
+}
+
+/** A delivery of the recipient row from `egressIp`: the state the feedback tests start from. */
+export function deliveredFrom(egressIp: string): DeliveryOutcome {
+  return { disposition: 'delivered', code: 250, enhanced: '2.0.0', response: '2.0.0 Ok', stage: 'dot', bounceClass: 'none', remoteHost: 'mx.dest.test', egressIp };
+}

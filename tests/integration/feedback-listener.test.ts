@@ -1,0 +1,298 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildDsn } from '../../src/engine/dsn.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { verpAddress } from '../../src/sender-domains/verp.ts';
+import { createPostgresStore } from '../../src/storage/postgres/postgres-store.ts';
+import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import type { RecipientRow, Store } from '../../src/storage/store.ts';
+import { feedbackFixture } from '../helpers/feedback-fixtures.ts';
+import { deliver, deliveredFrom, HARNESS_VERP_SECRET, startInboundHarness, type InboundHarness, type InboundHarnessOptions } from '../helpers/inbound-harness.ts';
+import { newMessage } from '../helpers/new-message.ts';
+import { createTestSchema, type TestSchema } from '../helpers/postgres.ts';
+import { requirePostgres } from '../helpers/services.ts';
+import { SmtpTestClient } from '../helpers/smtp-client.ts';
+import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { tlsFixture } from '../helpers/tls-fixture.ts';
+
+/**
+ * The inbound listener over real sockets, recording on real SQLite and PostgreSQL stores: who it
+ * takes mail for, the guards it shares with submission, and what a DSN, a plain bounce or a
+ * complaint leaves behind (the event, the recipient's state, reputation, suppression, webhooks).
+ */
+
+const postgres = await requirePostgres();
+const logger = createLogger('silent');
+/** The VERP address of the fixtures (tests/fixtures/feedback/), replaced by the one of the test's recipient. */
+const FIXTURE_VERP = 'b+0190a4c2e6f1a3b5c7d9e1.7.xa5znjwbpn@bounces.sender.test';
+const FIXTURE_MESSAGE_ID = '<0190a4c2e6f1a3b5c7d9e1.7@sender.test>';
+
+const backends = [
+  { name: 'sqlite', skip: false },
+  { name: 'postgres', skip: !postgres },
+];
+
+for (const backend of backends) {
+  describe.skipIf(backend.skip)(`inbound listener on ${backend.name}`, () => {
+    let dir: TempDir | undefined;
+    let schema: TestSchema | undefined;
+    const stores: Store[] = [];
+    const harnesses: InboundHarness[] = [];
+    let sequence = 0;
+
+    afterEach(async () => {
+      await Promise.all(harnesses.splice(0).map((h) => h.stop()));
+      await Promise.all(stores.splice(0).map((s) => s.close()));
+      await schema?.drop();
+      await dir?.remove();
+      schema = dir = undefined;
+    });
+
+    async function openStore(): Promise<Store> {
+      const store =
+        backend.name === 'postgres'
+          ? createPostgresStore({ url: (schema ??= await createTestSchema('feedback-listener')).url, schema: schema.schema, logger, poolSize: 4 })
+          : createSqliteStore({ path: (dir ??= await createTempDir('rookery-feedback-listener')).file('rookery.db'), logger });
+      stores.push(store);
+      await store.migrate();
+      return store;
+    }
+
+    async function harness(options: Omit<InboundHarnessOptions, 'logger'>): Promise<InboundHarness> {
+      const h = await startInboundHarness({ logger, ...options });
+      harnesses.push(h);
+      return h;
+    }
+
+    /** A message delivered to `recipients` from 127.0.0.2, with the VERP return path of each. */
+    async function deliveredMessage(store: Store, recipients: string[], tenant: string | null = 'acme'): Promise<{ id: string; rows: RecipientRow[]; verp: string[]; messageIdHeader: string }> {
+      const id = `0190f00d${(++sequence).toString(16).padStart(6, '0')}`;
+      const messageIdHeader = `<${id}@sender.test>`;
+      await store.enqueue([newMessage(id, Date.now(), { recipients, tenant, messageIdHeader })]);
+      const claimed = await store.claimDue({ now: Date.now() + 1, limit: 100, owner: 'node-a', leaseMs: 60_000 });
+      await store.recordAttempts(claimed.filter((c) => c.messageId === id).map((c) => ({ recipientId: c.recipientId, token: c.token, outcome: deliveredFrom('127.0.0.2'), newState: 'delivered', countsAsAttempt: true })));
+      const rows = await store.listRecipients(id);
+      const verp = rows.map((r) => verpAddress({ messageId: id, recipientId: r.recipientId, domain: 'bounces.sender.test', secret: HARNESS_VERP_SECRET }));
+      return { id, rows, verp, messageIdHeader };
+    }
+
+    /** A fixture addressed to our recipient: its VERP address and Message-ID in place of the fixture's. */
+    function adapted(name: string, verp: string, messageIdHeader: string): Buffer {
+      return Buffer.from(feedbackFixture(name).toString('latin1').replaceAll(FIXTURE_VERP, verp).replaceAll(FIXTURE_MESSAGE_ID, messageIdHeader), 'latin1');
+    }
+
+    it('takes mail only for verified VERP return paths and the feedback-loop addresses: anyone else gets 550 5.7.1', async () => {
+      const store = await openStore();
+      const h = await harness({ store });
+      const m = await deliveredMessage(store, ['user@dest.test']);
+      const forged = m.verp[0]!.replace(/\.([a-z2-7]{10})@/, (_all, tag: string) => `.${tag.startsWith('a') ? 'b' : 'a'}${tag.slice(1)}@`);
+      const { rcpt, data } = await deliver(h.port, { from: '', to: ['someone@elsewhere.test', forged, `postmaster@bounces.sender.test`, 'FBL@Sender.test', m.verp[0]!] }, 'Subject: x\r\n\r\nhello\r\n');
+      expect(rcpt.map((r) => `${r.code} ${r.text.slice(0, 5)}`)).toEqual(['550 5.7.1', '550 5.7.1', '550 5.7.1', '250 2.1.5', '250 2.1.5']);
+      expect(rcpt[0]!.text).toMatch(/relay access denied/);
+      // A message that is neither a report nor a bounce is taken and dropped.
+      expect(data?.code).toBe(250);
+      expect(await store.listFeedback(m.id)).toEqual([]);
+      const refused = await h.metrics.inboundRejections.get();
+      expect(refused.values).toEqual([expect.objectContaining({ labels: { reason: 'RECIPIENT_NOT_ACCEPTED' }, value: 3 })]);
+    });
+
+    it("records an asynchronous bounce from Postfix's DSN: the recipient bounces, the address is suppressed, a webhook event made", async () => {
+      const store = await openStore();
+      const h = await harness({ store });
+      const m = await deliveredMessage(store, ['unknown.user@dest.test', 'other@dest.test']);
+      const { data } = await deliver(h.port, { from: '', to: [m.verp[0]!] }, adapted('postfix-user-unknown.eml', m.verp[0]!, m.messageIdHeader));
+      expect(data).toMatchObject({ code: 250 });
+
+      const [bounced, other] = await store.listRecipients(m.id);
+      expect(bounced).toMatchObject({ state: 'bounced', lastOutcome: { disposition: 'permanent', code: 550, enhanced: '5.1.1', bounceClass: 'unknown-user', egressIp: '127.0.0.2' } });
+      expect(other!.state).toBe('delivered');
+      const [event] = await store.listFeedback(m.id);
+      expect(event).toMatchObject({
+        kind: 'bounce', action: 'failed', recipientId: bounced!.recipientId, code: 550, enhanced: '5.1.1', bounceClass: 'unknown-user', reporter: 'mx1.relay.test', egressIp: '127.0.0.2',
+        details: { format: 'dsn', reportingMta: 'mx1.relay.test', remoteMta: '127.0.0.1', status: '5.1.1' },
+      });
+      expect(event!.diagnostic).toBe('5.1.1 <unknown.user@dest.test>: Recipient address rejected: User unknown in virtual mailbox table');
+      expect(h.suppressed).toEqual([
+        { tenant: 'acme', address: 'unknown.user@dest.test', reason: 'hard-bounce', source: { kind: 'feedback', feedbackId: event!.id, messageId: m.id, recipientId: bounced!.recipientId }, createdAt: expect.any(Number), expiresAt: null },
+      ]);
+      expect(h.emitted).toEqual([expect.objectContaining({ type: 'recipient.bounced', async: true, feedbackId: event!.id, recipient: 'unknown.user@dest.test', enhanced: '5.1.1', bounceClass: 'unknown-user' })]);
+      // An unknown user says nothing about the IP.
+      expect(h.reputation.snapshot('127.0.0.2', 'other', Date.now())).toMatchObject({ blocked: 0, complaints: 0 });
+    });
+
+    it("counts a spam refusal in our own DSN against the egress IP, without suppressing the address", async () => {
+      const store = await openStore();
+      const h = await harness({ store });
+      const m = await deliveredMessage(store, ['trap@gmail.test']);
+      const dsn = await buildDsn({
+        reportingMta: 'relay.partner.test',
+        original: { id: m.id, sender: m.verp[0]!, messageIdHeader: m.messageIdHeader, body: Buffer.from(`Message-ID: ${m.messageIdHeader}\r\n\r\nx\r\n`), pool: 'default' },
+        failed: [{ recipient: 'trap@gmail.test', outcome: { disposition: 'permanent', code: 554, enhanced: '5.7.1', response: '5.7.1 Message rejected: spam detected', stage: 'dot', bounceClass: 'spam', remoteHost: 'mx.gmail.test', egressIp: '192.0.2.9' } }],
+        now: Date.now(),
+        id: 'partner-dsn-1',
+      });
+      expect((await deliver(h.port, { from: '', to: [m.verp[0]!] }, dsn.body)).data?.code).toBe(250);
+      expect(await store.listFeedback(m.id)).toEqual([expect.objectContaining({ action: 'failed', code: 554, enhanced: '5.7.1', bounceClass: 'spam', reporter: 'relay.partner.test' })]);
+      expect((await store.listRecipients(m.id))[0]!.state).toBe('bounced');
+      expect(h.reputation.snapshot('127.0.0.2', 'gmail', Date.now())).toMatchObject({ blocked: 1 });
+      expect(h.suppressed).toEqual([]);
+    });
+
+    it('records a delay notice without changing the recipient, and a plain-text bounce as a failure', async () => {
+      const store = await openStore();
+      const h = await harness({ store });
+      const m = await deliveredMessage(store, ['grey.listed@dest.test', 'user@dest.test']);
+      expect((await deliver(h.port, { from: '', to: [m.verp[0]!] }, adapted('postfix-delayed.eml', m.verp[0]!, m.messageIdHeader))).data?.code).toBe(250);
+      expect((await deliver(h.port, { from: '', to: [m.verp[1]!] }, adapted('exim-user-unknown.eml', m.verp[1]!, m.messageIdHeader))).data?.code).toBe(250);
+
+      const events = await store.listFeedback(m.id);
+      expect(events.map((e) => [e.recipient, e.action, e.enhanced, e.bounceClass])).toEqual([
+        ['grey.listed@dest.test', 'delayed', '4.7.1', 'policy'],
+        ['user@dest.test', 'failed', '5.1.1', 'unknown-user'],
+      ]);
+      expect((await store.listRecipients(m.id)).map((r) => r.state)).toEqual(['delivered', 'bounced']);
+      expect(h.suppressed.map((s) => s.address)).toEqual(['user@dest.test']);
+      expect(h.emitted.map((e) => e.recipient)).toEqual(['user@dest.test']);
+    });
+
+    it('records a complaint to the feedback-loop address on the recipient its returned original names', async () => {
+      const store = await openStore();
+      const h = await harness({ store });
+      const m = await deliveredMessage(store, ['first@gmail.test', 'user@dest.test']);
+      // Yahoo's report: found by the VERP return path of the original.
+      expect((await deliver(h.port, { from: 'feedback@arf.mail.yahoo.test', to: ['fbl@sender.test'] }, adapted('arf-yahoo.eml', m.verp[0]!, m.messageIdHeader))).data?.code).toBe(250);
+      // RFC 5965's minimal report: by the Message-ID header, then the To of the original.
+      const minimal = feedbackFixture('arf-rfc5965-minimal.eml').toString('latin1').replace('<arf-minimal.1@sender.test>', m.messageIdHeader).replace('To: <user@example.com>', 'To: <User@Dest.test>');
+      expect((await deliver(h.port, { from: 'abusedesk@example.com', to: ['fbl@sender.test'] }, minimal)).data?.code).toBe(250);
+
+      const events = await store.listFeedback(m.id);
+      expect(events.map((e) => [e.kind, e.recipient, e.diagnostic])).toEqual([
+        ['complaint', 'first@gmail.test', 'abuse'],
+        ['complaint', 'user@dest.test', 'abuse'],
+      ]);
+      expect(events[0]).toMatchObject({ reporter: 'feedback@arf.mail.yahoo.test', details: { userAgent: 'Yahoo!-Mail-Feedback/2.0', sourceIp: '127.0.0.2', format: 'arf' }, egressIp: '127.0.0.2' });
+      // A complaint leaves the recipient's state alone.
+      expect((await store.listRecipients(m.id)).map((r) => r.state)).toEqual(['delivered', 'delivered']);
+      expect(h.reputation.snapshot('127.0.0.2', 'gmail', Date.now()).complaints).toBe(1);
+      expect(h.reputation.snapshot('127.0.0.2', 'other', Date.now()).complaints).toBe(1);
+      expect(h.suppressed.map((s) => [s.address, s.reason, s.tenant])).toEqual([
+        ['first@gmail.test', 'complaint', 'acme'],
+        ['user@dest.test', 'complaint', 'acme'],
+      ]);
+      expect(h.emitted.map((e) => e.type)).toEqual(['recipient.complained', 'recipient.complained']);
+    });
+
+    it('records a report delivered twice once, completing its suppression and webhook event again, counting it once', async () => {
+      const store = await openStore();
+      const h = await harness({ store });
+      const m = await deliveredMessage(store, ['user@gmail.test']);
+      const report = adapted('arf-rfc5965-full.eml', m.verp[0]!, m.messageIdHeader);
+      for (let i = 0; i < 2; i++) expect((await deliver(h.port, { from: 'abusedesk@example.com', to: ['fbl@sender.test'] }, report)).data?.code).toBe(250);
+
+      const events = await store.listFeedback(m.id);
+      expect(events).toHaveLength(1);
+      expect(h.suppressed.map((s) => s.source.feedbackId)).toEqual([events[0]!.id, events[0]!.id]);
+      expect(h.emitted.map((e) => e.feedbackId)).toEqual([events[0]!.id, events[0]!.id]);
+      expect(h.reputation.snapshot('127.0.0.2', 'gmail', Date.now()).complaints).toBe(1);
+      const reports = await h.metrics.feedbackReports.get();
+      expect(reports.values.map((v) => [v.labels, v.value])).toEqual([
+        [{ kind: 'arf', result: 'recorded' }, 1],
+        [{ kind: 'arf', result: 'duplicate' }, 1],
+      ]);
+    });
+
+    it('answers 451 when the report cannot be recorded, so the sender keeps it and retries', async () => {
+      const store = await openStore();
+      const failing = new Proxy(store, { get: (target, key) => (key === 'recordFeedback' ? () => Promise.reject(new Error('database unreachable')) : Reflect.get(target, key, target)) });
+      const h = await harness({ store, recordStore: failing });
+      const m = await deliveredMessage(store, ['unknown.user@dest.test']);
+      const { data } = await deliver(h.port, { from: '', to: [m.verp[0]!] }, adapted('postfix-user-unknown.eml', m.verp[0]!, m.messageIdHeader));
+      expect(data).toMatchObject({ code: 451 });
+      expect(data!.text).toMatch(/^4\.3\.0 /);
+      expect(await store.listFeedback(m.id)).toEqual([]);
+      expect((await store.listRecipients(m.id))[0]!.state).toBe('delivered');
+    });
+
+    it('answers 451 when the message takes longer than processingTimeout, and waits for it at stop', async () => {
+      const store = await openStore();
+      let handled = 0;
+      const h = await harness({
+        store,
+        config: { inbound: { processingTimeout: '100ms' } },
+        unsubscribe: {
+          accepts: (address) => address.toLowerCase() === 'unsubscribe@sender.test',
+          handle: async () => {
+            await new Promise((resolve) => setTimeout(resolve, 400));
+            handled++;
+          },
+        },
+      });
+      const { data } = await deliver(h.port, { from: 'person@dest.test', to: ['unsubscribe@sender.test'] }, 'Subject: unsubscribe\r\n\r\n\r\n');
+      expect(data).toMatchObject({ code: 451 });
+      expect(data!.text).toMatch(/^4\.3\.0 Message could not be processed in time/);
+      await h.stop();
+      expect(handled).toBe(1);
+    });
+
+    it('hands mail to the unsubscribe addresses to their handler', async () => {
+      const store = await openStore();
+      const received: Array<{ address: string; text: string }> = [];
+      const h = await harness({ store, unsubscribe: { accepts: (a) => a.startsWith('unsub+'), handle: async (address, message) => void received.push({ address, text: message.toString() }) } });
+      const { rcpt, data } = await deliver(h.port, { from: 'person@dest.test', to: ['unsub+token123@sender.test'] }, 'Subject: unsubscribe\r\n\r\nplease\r\n');
+      expect([rcpt[0]!.code, data?.code]).toEqual([250, 250]);
+      expect(received).toEqual([{ address: 'unsub+token123@sender.test', text: 'Subject: unsubscribe\r\n\r\nplease\r\n' }]);
+    });
+
+    it('drops what cannot be read or is not a report, and bounces for recipients it no longer holds', async () => {
+      const store = await openStore();
+      const h = await harness({ store, config: { inbound: { maxMessageBytes: 200_000 } } });
+      const m = await deliveredMessage(store, ['user@dest.test']);
+      const parts = Array.from({ length: 150 }, (_, i) => `--b\r\nContent-Type: text/plain\r\n\r\npart ${i}\r\n`).join('');
+      const tooManyParts = `Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n${parts}--b--\r\n`;
+      expect((await deliver(h.port, { from: '', to: [m.verp[0]!] }, tooManyParts)).data?.code).toBe(250);
+      expect((await deliver(h.port, { from: 'user@dest.test', to: [m.verp[0]!] }, adapted('out-of-office.eml', m.verp[0]!, m.messageIdHeader))).data?.code).toBe(250);
+      // A VERP address that verifies, for a message this store does not hold (purged).
+      const gone = verpAddress({ messageId: '0190deadbeef00', recipientId: 424242, domain: 'bounces.sender.test', secret: HARNESS_VERP_SECRET });
+      expect((await deliver(h.port, { from: '', to: [gone] }, adapted('postfix-user-unknown.eml', gone, m.messageIdHeader))).data?.code).toBe(250);
+
+      expect(await store.listFeedback(m.id)).toEqual([]);
+      const reports = await h.metrics.feedbackReports.get();
+      expect(reports.values.map((v) => [v.labels, v.value])).toEqual([
+        [{ kind: 'other', result: 'malformed' }, 1],
+        [{ kind: 'plain-bounce', result: 'ignored' }, 1],
+        [{ kind: 'dsn', result: 'unmatched' }, 1],
+      ]);
+    });
+
+    it('keeps the size limit, the recipient limit and the bare line ending guard of submission', async () => {
+      const store = await openStore();
+      const h = await harness({ store, config: { inbound: { maxMessageBytes: 4096, maxRecipients: 2 } } });
+      const m = await deliveredMessage(store, ['a@dest.test', 'b@dest.test', 'c@dest.test']);
+      const big = await deliver(h.port, { from: '', to: [m.verp[0]!] }, `Subject: big\r\n\r\n${'x'.repeat(70)}\r\n`.repeat(80));
+      expect(big.data?.code).toBe(552);
+      const bare = await deliver(h.port, { from: '', to: [m.verp[0]!] }, 'Subject: smuggled\r\n\r\nline\n.\r\nMAIL FROM:<x@y.test>\r\n');
+      expect(bare.data).toMatchObject({ code: 554 });
+      expect(bare.data!.text).toMatch(/^5\.6\.0 /);
+      const many = await deliver(h.port, { from: '', to: m.verp }, 'Subject: x\r\n\r\nx\r\n');
+      expect(many.rcpt.map((r) => r.code)).toEqual([250, 250, 452]);
+      expect(await store.listFeedback(m.id)).toEqual([]);
+    });
+
+    it('offers STARTTLS when there is TLS material, and AUTH never', async () => {
+      const store = await openStore();
+      const h = await harness({ store, tls: await tlsFixture() });
+      const client = await SmtpTestClient.connect({ host: '127.0.0.1', port: h.port });
+      try {
+        const ehlo = await client.ehlo('mx.remote.test');
+        expect(ehlo.lines).toContain('STARTTLS');
+        expect(ehlo.lines.some((l) => l.startsWith('AUTH'))).toBe(false);
+        expect((await client.startTls()).code).toBe(220);
+        const secured = await client.ehlo('mx.remote.test');
+        expect(secured.lines).not.toContain('STARTTLS');
+        expect(secured.lines.some((l) => l.startsWith('AUTH'))).toBe(false);
+        expect((await client.send('AUTH PLAIN AGFwcABzZWNyZXQ=')).code).toBe(503);
+      } finally {
+        await client.close();
+      }
+    });
+  });
+}
