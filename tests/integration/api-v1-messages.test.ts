@@ -80,15 +80,15 @@ for (const backend of backends) {
       await drop();
     });
 
-    async function get(path: string): Promise<{ status: number; type: string | null; body: any; text: string }> {
+    async function get(path: string, over: Store = store): Promise<{ status: number; type: string | null; body: any; text: string }> {
       const api = createControlApi({
         config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [{ name: 'viewer', role: 'viewer', hash: hashApiToken(token) }], authFailures: { max: 10, window: 60_000 } } },
-        store,
+        store: over,
         clock,
         logger,
         metrics: new Metrics({ processMetrics: false }),
         checks: { storage: () => store.ping() },
-        ...apiSources({ store }),
+        ...apiSources({ store: over }),
       });
       opened.push(api);
       const { host, port } = await api.start();
@@ -127,6 +127,7 @@ for (const backend of backends) {
             stage: 'dot', bounceClass: 'none', remoteHost: 'mx1.dest.test', egressIp: '127.0.0.2', possibleDuplicate: false,
           },
         ],
+        feedback: [],
       });
       expect(later).toMatchObject({ address: 'later@dest.test', state: 'queued', attempts: 1, nextAttemptAt: '2026-11-30T10:11:00.000Z', dsn: null });
       expect(later.events).toMatchObject([{ disposition: 'transient', enhanced: '4.7.1', response: '451 4.7.1 Greylisted, try later', egressIp: '127.0.0.3' }]);
@@ -187,6 +188,38 @@ for (const backend of backends) {
       expect(leap.status).toBe(400);
       expect(leap.body.errors).toMatchObject([{ path: 'querystring.since' }]);
       expect((await get('/v1/messages?since=yesterday')).body.errors).toMatchObject([{ path: 'querystring.since' }]);
+    });
+
+    it('shows what came back about a recipient after delivery: a complaint, then an asynchronous bounce', async () => {
+      // A store of its own: the other tests read the one filled for them.
+      const own = await backend.open(manualClock(T0));
+      opened.push({ stop: async () => (await own.store.close(), await own.drop()) });
+      const store = own.store;
+      await store.enqueue([message('m-feedback', T0, { recipients: ['fan@dest.test', 'quiet@dest.test'] })]);
+      const claimed = await store.claimDue({ now: T0 + 60_000, limit: 10, owner: 'node-a', leaseMs: 60_000 });
+      await store.recordAttempts(claimed.map((c) => ({ recipientId: c.recipientId, token: c.token, outcome: DELIVERED, newState: 'delivered', countsAsAttempt: true })));
+      const [fan] = await store.listRecipients('m-feedback');
+      const base = { messageId: 'm-feedback', recipientId: fan!.recipientId, recipient: 'fan@dest.test', egressIp: '127.0.0.2', code: null, enhanced: null, bounceClass: null };
+      await store.recordFeedback({ ...base, kind: 'complaint', at: T0 + 120_000, action: null, diagnostic: 'abuse', reporter: 'feedback@arf.mail.yahoo.test', details: { sourceIp: '127.0.0.2' }, fingerprint: 'f1' });
+      await store.recordFeedback({
+        ...base, kind: 'bounce', at: T0 + 180_000, action: 'failed', code: 550, enhanced: '5.1.1', diagnostic: '5.1.1 gone', bounceClass: 'unknown-user', reporter: 'relay.dest.test',
+        details: { remoteMta: 'mailbox.dest.test' }, fingerprint: 'f2',
+      });
+
+      const { body } = await get('/v1/messages/m-feedback', store);
+      const [shown, quiet] = body.recipients;
+      expect(shown).toMatchObject({ address: 'fan@dest.test', state: 'bounced' });
+      expect(shown.feedback).toEqual([
+        {
+          id: expect.any(Number), kind: 'complaint', at: '2026-11-30T10:02:00.000Z', action: null, code: null, enhanced: null, diagnostic: 'abuse', bounceClass: null,
+          reporter: 'feedback@arf.mail.yahoo.test', egressIp: '127.0.0.2', details: { sourceIp: '127.0.0.2' },
+        },
+        {
+          id: expect.any(Number), kind: 'bounce', at: '2026-11-30T10:03:00.000Z', action: 'failed', code: 550, enhanced: '5.1.1', diagnostic: '5.1.1 gone', bounceClass: 'unknown-user',
+          reporter: 'relay.dest.test', egressIp: '127.0.0.2', details: { remoteMta: 'mailbox.dest.test' },
+        },
+      ]);
+      expect(quiet).toMatchObject({ state: 'delivered', feedback: [] });
     });
 
     it('shows the deferred backlog by domain, pool and egress IP, cut to the top groups, with ages', async () => {

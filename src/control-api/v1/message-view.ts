@@ -1,4 +1,5 @@
 import { isPossibleDuplicate } from '../../engine/transaction-outcomes.ts';
+import type { FeedbackEvent } from '../../storage/feedback-events.ts';
 import type { AttemptEvent, DsnRecord, MessageInfo, MessageSummary, RecipientRow } from '../../storage/store.ts';
 
 /**
@@ -57,6 +58,23 @@ function eventView(e: AttemptEvent) {
   };
 }
 
+/** What came back about a recipient after delivery: an asynchronous bounce, a complaint, an unsubscribe. */
+function feedbackView(f: FeedbackEvent) {
+  return {
+    id: f.id,
+    kind: f.kind,
+    at: rfc3339(f.at),
+    action: f.action,
+    code: f.code,
+    enhanced: f.enhanced,
+    diagnostic: f.diagnostic,
+    bounceClass: f.bounceClass,
+    reporter: f.reporter,
+    egressIp: f.egressIp,
+    details: f.details,
+  };
+}
+
 /**
  * The window (createdAt) in which the DSNs of a message's bounces were made, or null when none
  * can exist: no recipient bounced, or the message has the null sender (never answered).
@@ -69,7 +87,13 @@ export function dsnSearchWindow(message: MessageInfo, recipients: readonly Recip
   return { from: Math.max(message.createdAt, Math.min(...times) - DSN_SEARCH_MS), to: Math.max(...times) };
 }
 
-export function messageDetailView(message: MessageInfo, recipients: readonly RecipientRow[], events: readonly AttemptEvent[], dsns: readonly DsnRecord[]) {
+export function messageDetailView(
+  message: MessageInfo,
+  recipients: readonly RecipientRow[],
+  events: readonly AttemptEvent[],
+  dsns: readonly DsnRecord[],
+  feedback: readonly FeedbackEvent[],
+) {
   return {
     ...messageFields(message),
     recipients: recipients.map((r) => {
@@ -83,6 +107,7 @@ export function messageDetailView(message: MessageInfo, recipients: readonly Rec
         updatedAt: rfc3339(r.updatedAt),
         dsn: dsn ? { id: dsn.id, createdAt: rfc3339(dsn.createdAt) } : null,
         events: events.filter((e) => e.recipientId === r.recipientId).map(eventView),
+        feedback: feedback.filter((f) => f.recipientId === r.recipientId).map(feedbackView),
       };
     }),
   };

@@ -64,10 +64,29 @@ const EVENT = {
   },
 } as const;
 
+const FEEDBACK = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'kind', 'at', 'action', 'code', 'enhanced', 'diagnostic', 'bounceClass', 'reporter', 'egressIp', 'details'],
+  properties: {
+    id: { type: 'integer' },
+    kind: { type: 'string', enum: ['bounce', 'complaint', 'unsubscribe'] },
+    at: { ...TIME, description: 'When it was received.' },
+    action: { ...NULLABLE_STRING, description: "A bounce's RFC 3464 Action: failed (the recipient is bounced) or delayed (recorded only)." },
+    code: { type: ['integer', 'null'], description: 'The SMTP reply code the bounce quotes.' },
+    enhanced: { ...NULLABLE_STRING, description: 'Enhanced status code (RFC 3463).' },
+    diagnostic: { ...NULLABLE_STRING, description: "The remote's wording for a bounce; the feedback type (abuse, ...) for a complaint." },
+    bounceClass: { ...NULLABLE_STRING, description: 'The bounce class the bounce rules give it.' },
+    reporter: { ...NULLABLE_STRING, description: 'Who reported it: the Reporting-MTA of a DSN, the sender of a complaint.' },
+    egressIp: { ...NULLABLE_STRING, description: 'The egress IP that delivered the message.' },
+    details: { type: 'object', additionalProperties: true, description: 'Further fields of the report (Remote-MTA, Source-IP, Arrival-Date, ...).' },
+  },
+} as const;
+
 const RECIPIENT = {
   type: 'object',
   additionalProperties: false,
-  required: ['address', 'domain', 'state', 'attempts', 'nextAttemptAt', 'updatedAt', 'dsn', 'events'],
+  required: ['address', 'domain', 'state', 'attempts', 'nextAttemptAt', 'updatedAt', 'dsn', 'events', 'feedback'],
   properties: {
     address: { type: 'string' },
     domain: { type: 'string' },
@@ -84,6 +103,7 @@ const RECIPIENT = {
       properties: { id: { type: 'string' }, createdAt: TIME },
     },
     events: { type: 'array', items: EVENT, description: 'Every recorded result, oldest first.' },
+    feedback: { type: 'array', items: FEEDBACK, description: 'What came back after delivery (asynchronous bounces, complaints, unsubscribes), oldest first.' },
   },
 } as const;
 

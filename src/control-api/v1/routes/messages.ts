@@ -11,7 +11,7 @@ import { MESSAGE_DETAIL, MESSAGE_PAGE } from './message-schemas.ts';
 import { readPageQuery } from '../page-query.ts';
 
 export interface MessagesRouteDeps {
-  store: Pick<Store, 'getMessageInfo' | 'listMessages' | 'listRecipients' | 'listEvents' | 'findDsns'>;
+  store: Pick<Store, 'getMessageInfo' | 'listMessages' | 'listRecipients' | 'listEvents' | 'findDsns' | 'listFeedback'>;
 }
 
 const ADDRESS = { type: 'string', minLength: 1, maxLength: 320 } as const;
@@ -98,7 +98,7 @@ export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRoute
 
   app.get('/v1/messages/:id', {
     schema: {
-      ...v1Route({ summary: 'One message: envelope, recipients, attempts', roles: rolesFor('GET', '/v1/messages/:id') ?? [], tags: ['messages'] }),
+      ...v1Route({ summary: 'One message: envelope, recipients, attempts, bounces and complaints after delivery', roles: rolesFor('GET', '/v1/messages/:id') ?? [], tags: ['messages'] }),
       params: ID_PARAMS,
       response: { 200: jsonResponse('The message without its body.', MESSAGE_DETAIL), ...problemResponses(...AUTH_PROBLEMS, 404) },
     },
@@ -106,10 +106,10 @@ export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRoute
       const { id } = request.params;
       const message = visibleMessage(await deps.store.getMessageInfo(id), request.principal!);
       if (!message) return messageNotFound(request, reply);
-      const [recipients, events] = await Promise.all([deps.store.listRecipients(id), deps.store.listEvents(id)]);
+      const [recipients, events, feedback] = await Promise.all([deps.store.listRecipients(id), deps.store.listEvents(id), deps.store.listFeedback(id)]);
       const window = dsnSearchWindow(message, recipients, events);
       const dsns = window ? await deps.store.findDsns(id, window.from, window.to) : [];
-      return messageDetailView(message, recipients, events, dsns);
+      return messageDetailView(message, recipients, events, dsns, feedback);
     },
   });
 }
