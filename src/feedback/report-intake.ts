@@ -4,6 +4,7 @@ import type { BounceRule } from '../engine/bounce-rules.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { FeedbackRecipient } from '../storage/feedback-events.ts';
+import { logSafe } from '../smtp/rejections.ts';
 import type { Store } from '../storage/store.ts';
 import { parseArfReport, type ArfReport } from './arf-report.ts';
 import { bounceVerdict, type BounceVerdict } from './bounce-verdict.ts';
@@ -94,7 +95,7 @@ async function takeDsn(deps: ReportIntakeDeps, target: Extract<InboundTarget, { 
   if (!recipient) return 'unmatched';
   const entry = dsnEntryFor(dsn, recipient.recipient);
   if (!entry) {
-    log.info({ event: 'feedback.report.ignored', messageId: recipient.messageId, recipientId: recipient.recipientId, actions: dsn.recipients.map((r) => r.action) }, 'DSN reports no failure or delay');
+    log.info({ event: 'feedback.report.ignored', messageId: recipient.messageId, recipientId: recipient.recipientId, actions: dsn.recipients.slice(0, 5).map((r) => r.action && logSafe(r.action)) }, 'DSN reports no failure or delay');
     return 'ignored';
   }
   const details = {
@@ -152,7 +153,7 @@ async function takeComplaint(deps: ReportIntakeDeps, target: Exclude<InboundTarg
       : await findOriginalRecipient({ store: deps.store, returnPath: deps.returnPath() }, { original: arf.original, recipients: arf.originalRcptTo, mailFrom: arf.originalMailFrom });
   if (!recipient) {
     log.info(
-      { event: 'feedback.report.unmatched', kind: 'complaint', messageIdHeader: arf.original?.messageId ?? null, userAgent: arf.userAgent },
+      { event: 'feedback.report.unmatched', kind: 'complaint', messageIdHeader: arf.original?.messageId ? logSafe(arf.original.messageId) : null, userAgent: arf.userAgent && logSafe(arf.userAgent) },
       'complaint about no message this node holds (another sender, or purged)',
     );
     return 'unmatched';

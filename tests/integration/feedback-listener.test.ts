@@ -119,14 +119,18 @@ for (const backend of backends) {
       expect(h.reputation.snapshot('127.0.0.2', 'other', Date.now())).toMatchObject({ blocked: 0, complaints: 0 });
     });
 
-    it("counts a spam refusal in our own DSN against the egress IP, without suppressing the address", async () => {
+    it("counts a spam refusal in our own DSN against the egress IP, without suppressing the address, taking the DSN's entry for the VERP recipient", async () => {
       const store = await openStore();
       const h = await harness({ store });
       const m = await deliveredMessage(store, ['trap@gmail.test']);
       const dsn = await buildDsn({
         reportingMta: 'relay.partner.test',
         original: { id: m.id, sender: m.verp[0]!, messageIdHeader: m.messageIdHeader, body: Buffer.from(`Message-ID: ${m.messageIdHeader}\r\n\r\nx\r\n`), pool: 'default' },
-        failed: [{ recipient: 'trap@gmail.test', outcome: { disposition: 'permanent', code: 554, enhanced: '5.7.1', response: '5.7.1 Message rejected: spam detected', stage: 'dot', bounceClass: 'spam', remoteHost: 'mx.gmail.test', egressIp: '192.0.2.9' } }],
+        failed: [
+          // A relay reporting on another recipient too: the VERP address names which entry is ours.
+          { recipient: 'someone.else@gmail.test', outcome: { disposition: 'permanent', code: 550, enhanced: '5.1.1', response: '5.1.1 no such user', stage: 'rcpt', bounceClass: 'unknown-user', remoteHost: 'mx.gmail.test', egressIp: '192.0.2.9' } },
+          { recipient: 'Trap@gmail.test', outcome: { disposition: 'permanent', code: 554, enhanced: '5.7.1', response: '5.7.1 Message rejected: spam detected', stage: 'dot', bounceClass: 'spam', remoteHost: 'mx.gmail.test', egressIp: '192.0.2.9' } },
+        ],
         now: Date.now(),
         id: 'partner-dsn-1',
       });
