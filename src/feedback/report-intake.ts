@@ -52,7 +52,8 @@ type Outcome = 'recorded' | 'duplicate' | 'unmatched' | 'ignored' | 'malformed';
 export async function takeInboundMessage(deps: ReportIntakeDeps, message: InboundMessage): Promise<void> {
   const { raw, log } = message;
   const digest = createHash('sha256').update(raw).digest('hex');
-  let report: Promise<ReportMessage> | null = null;
+  // Read once, for the first recipient that needs it; null once it proved unreadable.
+  let report: ReportMessage | null | undefined;
   for (const target of message.targets) {
     if (target.kind === 'unsubscribe') {
       // Only a target the handler accepted at RCPT exists, so the handler is there.
@@ -60,18 +61,22 @@ export async function takeInboundMessage(deps: ReportIntakeDeps, message: Inboun
       deps.metrics.feedbackReports.inc({ kind: 'unsubscribe', result: 'recorded' });
       continue;
     }
-    report ??= readReportMessage(raw, deps.limits);
-    let read: ReportMessage;
-    try {
-      read = await report;
-    } catch (err) {
-      if (!(err instanceof MalformedReportError)) throw err;
-      deps.metrics.feedbackReports.inc({ kind: 'other', result: 'malformed' });
-      log.warn({ event: 'feedback.report.malformed', reason: err.reason, err: err.message, bytes: raw.length }, 'message to a feedback address could not be read; dropped');
-      return;
-    }
-    const { kind, outcome } = await takeReport(deps, target, read, digest, log);
+    if (report === undefined) report = await readOrDrop(deps, raw, log);
+    if (report === null) continue;
+    const { kind, outcome } = await takeReport(deps, target, report, digest, log);
     deps.metrics.feedbackReports.inc({ kind, result: outcome });
+  }
+}
+
+/** The message read as a report, or null (logged, counted) when it cannot be. */
+async function readOrDrop(deps: ReportIntakeDeps, raw: Buffer, log: Logger): Promise<ReportMessage | null> {
+  try {
+    return await readReportMessage(raw, deps.limits);
+  } catch (err) {
+    if (!(err instanceof MalformedReportError)) throw err;
+    deps.metrics.feedbackReports.inc({ kind: 'other', result: 'malformed' });
+    log.warn({ event: 'feedback.report.malformed', reason: err.reason, err: err.message, bytes: raw.length }, 'message to a feedback address could not be read; dropped');
+    return null;
   }
 }
 
