@@ -333,14 +333,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const reverseLookup = cachedReverseLookup({ lookup: (ip) => reverseDns.reverse(ip), clock });
     // Unsubscribes, by the https link (this listener) or by mail (the inbound listener calls
     // mailtoUnsubscribe), both recorded in the suppression list.
-    const recorder = options.suppressions ? createUnsubscribeRecorder({ suppressions: options.suppressions, emit: options.emit, metrics, logger }) : null;
+    const unsubscribes = options.suppressions ? createUnsubscribeRecorder({ suppressions: options.suppressions, emit: options.emit, metrics, logger }) : null;
     const links = () => parts.unsubscribe;
-    const mailtoUnsubscribe = recorder ? createMailtoUnsubscribe({ links, store, recorder, metrics, logger }) : null;
+    const mailtoUnsubscribe = unsubscribes ? createMailtoUnsubscribe({ links, store, recorder: unsubscribes, metrics, logger }) : null;
     let unsubscribeAddress: { host: string; port: number } | null = null;
     const { unsubscribe: unsubscribeConfig } = config;
     if (unsubscribeConfig.listen) {
-      if (!recorder) throw new Error('unsubscribe listener: no suppression list to record unsubscribes in');
-      const server = createUnsubscribeServer({ ...unsubscribeConfig, listen: unsubscribeConfig.listen, links, recorder, clock, metrics, logger });
+      if (!unsubscribes) throw new Error('unsubscribe listener: no suppression list to record unsubscribes in');
+      const server = createUnsubscribeServer({ ...unsubscribeConfig, listen: unsubscribeConfig.listen, links, recorder: unsubscribes, clock, metrics, logger });
       stack.push({ name: 'unsubscribe listener', stop: () => server.stop() });
       unsubscribeAddress = await startPart('unsubscribe listener', () => server.start());
     }
@@ -351,7 +351,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     // What comes back: bounces to the VERP return paths, complaints to the feedback-loop
     // addresses. Suppression (suppress) and webhook events (emit) are handed to the recorder here.
-    const recorder = new FeedbackRecorder({
+    const feedback = new FeedbackRecorder({
       store,
       reputation,
       providerOf: async (domain) => {
@@ -362,7 +362,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger,
       metrics,
     });
-    const inbound = new InboundServer({ config, current: () => live.current, store, recorder, tls, buffers, reverseLookup, logger, metrics, clock });
+    const inbound = new InboundServer({ config, current: () => live.current, store, recorder: feedback, unsubscribe: mailtoUnsubscribe ?? undefined, tls, buffers, reverseLookup, logger, metrics, clock });
     await startPart('inbound listener', () => inbound.start());
     stack.push({ name: 'inbound', stop: () => inbound.stop() });
     // Readiness turns false before anything closes, so load balancers drain first.
@@ -372,11 +372,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // into are not all built; after, they are closing.
     live.open();
     log.info(
-<<<<<<< HEAD
-      { event: 'daemon.started', smtp: smtp.addresses(), api: apiAddress, ...(unsubscribeAddress ? { unsubscribe: unsubscribeAddress } : {}), storage: config.storage.driver, ips: config.ips.length },
-=======
-      { event: 'daemon.started', smtp: smtp.addresses(), inbound: inbound.addresses(), api: apiAddress, storage: config.storage.driver, ips: config.ips.length },
->>>>>>> 363286c (Inbound listener: bounces to VERP return paths and complaints to feedback-loop addresses are read and recorded before the 250)
+      {
+        event: 'daemon.started',
+        smtp: smtp.addresses(),
+        inbound: inbound.addresses(),
+        api: apiAddress,
+        ...(unsubscribeAddress ? { unsubscribe: unsubscribeAddress } : {}),
+        storage: config.storage.driver,
+        ips: config.ips.length,
+      },
       'rookery started',
     );
 

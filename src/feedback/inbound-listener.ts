@@ -16,7 +16,7 @@ import { closeListener, HARD_LINE_LIMIT_MIN, listen, resolverFor, type ReverseLo
 import type { Store } from '../storage/store.ts';
 import { GatedSmtpServer } from '../vendor/smtp-server.ts';
 import type { FeedbackRecorder } from './feedback-recorder.ts';
-import type { UnsubscribeMailbox } from './inbound-recipients.ts';
+import type { MailtoUnsubscribe } from './unsubscribe-mailto.ts';
 import { inboundSessionHandlers } from './inbound-session.ts';
 import { takeInboundMessage } from './report-intake.ts';
 import { DEFAULT_REPORT_LIMITS } from './report-message.ts';
@@ -39,7 +39,7 @@ export interface InboundServerDeps {
   store: Pick<Store, 'findRecipientForFeedback' | 'findMessageByHeaderId' | 'listRecipients'>;
   recorder: Pick<FeedbackRecorder, 'record'>;
   /** The unsubscribe addresses' handler; without it no unsubscribe address is taken. */
-  unsubscribe?: UnsubscribeMailbox;
+  unsubscribe?: MailtoUnsubscribe;
   /** The smtp TLS material: STARTTLS is offered when there is some. */
   tls: { key: Buffer | string; cert: Buffer | string } | null;
   /** The memory of messages being received, shared with the other doors. */

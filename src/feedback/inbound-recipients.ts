@@ -1,3 +1,4 @@
+import type { MailtoUnsubscribe } from './unsubscribe-mailto.ts';
 import type { ReturnPathConfig } from '../config/return-path-schema.ts';
 import { domainOf } from '../mail/address.ts';
 import { bounceDomains, parseVerpAddress, type VerpIds } from '../sender-domains/verp.ts';
@@ -9,20 +10,12 @@ import { bounceDomains, parseVerpAddress, type VerpIds } from '../sender-domains
  * else is refused, so the listener is never a relay. Pure.
  */
 
-/** Mail to the unsubscribe addresses (RFC 2369 List-Unsubscribe mailto:), handled elsewhere. */
-export interface UnsubscribeMailbox {
-  /** Whether `address` is one of the unsubscribe addresses. */
-  accepts(address: string): boolean;
-  /** Acts on one message to `address`, received at `at`; rejects to have the sender retry (451). */
-  handle(address: string, message: Buffer, at: number): Promise<void>;
-}
-
 /** What the recipient checks read, from the configuration in effect (a reload may change it). */
 export interface InboundAddressing {
   returnPath: ReturnPathConfig;
   /** Lower case. */
   fblAddresses: readonly string[];
-  unsubscribe?: Pick<UnsubscribeMailbox, 'accepts'>;
+  unsubscribe?: Pick<MailtoUnsubscribe, 'accepts'>;
 }
 
 export type InboundTarget =

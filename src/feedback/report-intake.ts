@@ -10,7 +10,8 @@ import { parseArfReport, type ArfReport } from './arf-report.ts';
 import { bounceVerdict, type BounceVerdict } from './bounce-verdict.ts';
 import { dsnEvidence, parseDsnReport, type DsnRecipient, type DsnReport } from './dsn-report.ts';
 import type { FeedbackRecorder, FeedbackReport } from './feedback-recorder.ts';
-import type { InboundTarget, UnsubscribeMailbox } from './inbound-recipients.ts';
+import type { InboundTarget } from './inbound-recipients.ts';
+import type { MailtoUnsubscribe } from './unsubscribe-mailto.ts';
 import { findOriginalRecipient } from './original-lookup.ts';
 import { parsePlainBounce } from './plain-bounce.ts';
 import { MalformedReportError, readReportMessage, type ReportLimits, type ReportMessage } from './report-message.ts';
@@ -33,7 +34,7 @@ export interface ReportIntakeDeps {
   bounceRules: () => readonly BounceRule[];
   /** returnPath of the configuration in effect. */
   returnPath: () => ReturnPathConfig;
-  unsubscribe?: UnsubscribeMailbox;
+  unsubscribe?: MailtoUnsubscribe;
   limits: ReportLimits;
   metrics: Pick<Metrics, 'feedbackReports'>;
   clock: { now(): number };

@@ -6,7 +6,7 @@ import { loadBounceRules } from '../../src/engine/bounce-rules.ts';
 import { BufferBudget } from '../../src/engine/buffer-budget.ts';
 import type { EmitWebhookEvent, FeedbackWebhookEvent, Suppress, SuppressionRequest } from '../../src/feedback/feedback-effects.ts';
 import { FeedbackRecorder } from '../../src/feedback/feedback-recorder.ts';
-import type { UnsubscribeMailbox } from '../../src/feedback/inbound-recipients.ts';
+import type { MailtoUnsubscribe } from '../../src/feedback/unsubscribe-mailto.ts';
 import { InboundServer } from '../../src/feedback/inbound-listener.ts';
 import { createReputationTracker, type ReputationTracker } from '../../src/ippool/reputation.ts';
 import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
@@ -38,7 +38,7 @@ export interface InboundHarnessOptions {
   logger: Logger;
   /** Laid over the harness's inbound and returnPath settings. */
   config?: ConfigInput;
-  unsubscribe?: UnsubscribeMailbox;
+  unsubscribe?: MailtoUnsubscribe;
   tls?: { key: Buffer; cert: Buffer } | null;
   suppress?: Suppress;
   emit?: EmitWebhookEvent;

@@ -115,6 +115,26 @@ describe('SQLite store', () => {
     await expect(store.countByState()).rejects.toThrow(/before migrate/);
   });
 
+  it('applies a migration a database lacks even when a later one is applied (versions added side by side)', async () => {
+    const path = dir.file('rookery.db');
+    const first = createSqliteStore({ path, logger });
+    await first.migrate();
+    await first.close();
+    const db = new DatabaseSync(path);
+    db.exec('DROP TABLE feedback_events; DROP INDEX messages_message_id_header; DELETE FROM schema_migrations WHERE version = 13');
+    db.close();
+
+    const store = createSqliteStore({ path, logger });
+    stores.push(store);
+    await store.migrate();
+    const check = new DatabaseSync(path, { readOnly: true });
+    const table = check.prepare(`SELECT name FROM sqlite_schema WHERE name = 'feedback_events'`).get();
+    const versions = check.prepare('SELECT version FROM schema_migrations ORDER BY version').all().map((r) => r.version);
+    check.close();
+    expect(table).toEqual({ name: 'feedback_events' });
+    expect(versions).toContain(13);
+  });
+
   it('refuses a database migrated by a newer version', async () => {
     const path = dir.file('rookery.db');
     const first = createSqliteStore({ path, logger });

@@ -289,7 +289,7 @@ export async function migratePostgres(pool: pg.Pool, schema: string, now: number
     );
     const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
     const applied = new Set(rows.map((r) => r.version));
-    const latest = POSTGRES_MIGRATIONS.at(-1)!.version;
+    const latest = Math.max(...POSTGRES_MIGRATIONS.map((m) => m.version));
     const newest = Math.max(0, ...applied);
     if (newest > latest) {
       throw new Error(

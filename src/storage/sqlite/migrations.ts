@@ -267,22 +267,24 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
 
 /**
  * Applies pending migrations, each in its own IMMEDIATE transaction (which holds SQLite's
- * write lock, so two processes opening the same file cannot both apply one).
+ * write lock, so two processes opening the same file cannot both apply one). Each version is
+ * looked up on its own, as on PostgreSQL, not compared with the newest applied: a database that
+ * has a later version can still lack an earlier one added beside it.
  */
 export function migrateSqlite(db: DatabaseSync, now: number, logger: Logger): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
-  const latest = SQLITE_MIGRATIONS.at(-1)!.version;
+  const latest = Math.max(...SQLITE_MIGRATIONS.map((m) => m.version));
   for (const migration of SQLITE_MIGRATIONS) {
     db.exec('BEGIN IMMEDIATE');
     try {
       const row = db.prepare('SELECT max(version) AS version FROM schema_migrations').get() as { version: number | null };
-      const current = row.version ?? 0;
-      if (current > latest) {
+      const newest = row.version ?? 0;
+      if (newest > latest) {
         throw new Error(
-          `SQLite database schema is at version ${current}, newer than this Rookery supports (${latest}); upgrade Rookery`,
+          `SQLite database schema is at version ${newest}, newer than this Rookery supports (${latest}); upgrade Rookery`,
         );
       }
-      if (current >= migration.version) {
+      if (db.prepare('SELECT 1 FROM schema_migrations WHERE version = ?').get(migration.version)) {
         db.exec('COMMIT');
         continue;
       }
