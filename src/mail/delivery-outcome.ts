@@ -35,6 +35,8 @@ export type BounceClass =
   | 'expired'
   /** An operator cancelled it (POST /v1/queue/bounce, DELETE /v1/messages/{id}): never attempted again. */
   | 'cancelled'
+  /** The recipient was on the suppression list at acceptance (the drop action): never attempted. */
+  | 'suppressed'
   | 'other';
 
 export interface DeliveryOutcome {

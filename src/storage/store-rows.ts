@@ -187,6 +187,7 @@ export function checkMessages(messages: readonly NewMessage[]): void {
     if (!Number.isSafeInteger(m.createdAt) || !Number.isSafeInteger(m.dueAt)) {
       throw new DataRefusedError(`enqueue: message ${m.id} createdAt and dueAt must be integer milliseconds`);
     }
+    if (m.suppressed?.some((s) => !m.recipients.includes(s.recipient))) throw new DataRefusedError(`enqueue: message ${m.id} suppresses a recipient it does not have`);
   }
 }
 

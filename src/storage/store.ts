@@ -1,6 +1,7 @@
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { PausedScopes, QueueControl } from './queue-control.ts';
 import type { FeedbackEvents } from './feedback-events.ts';
+import type { Suppressions } from './suppressions.ts';
 
 /**
  * The durable queue. Every backend (SQLite, PostgreSQL) satisfies the same contract test suite
@@ -51,6 +52,12 @@ export interface NewMessage {
   tags?: readonly string[];
   /** The client's own key-value data about the message (the HTTP API's `metadata`); none when absent. */
   metadata?: Readonly<Record<string, string>> | null;
+  /**
+   * Recipients (as given in `recipients`, each once) found on the suppression list at acceptance
+   * under the drop action: stored bounced with their outcome and an event (attempt 0) in the same
+   * transaction, so they are final at once, never attempted, and get no DSN.
+   */
+  suppressed?: ReadonlyArray<{ recipient: string; outcome: DeliveryOutcome }>;
 }
 
 /**
@@ -184,7 +191,7 @@ export interface PoolStateEntry {
   expiresAt: number | null;
 }
 
-export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents {
+export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents, Suppressions {
   readonly driver: 'sqlite' | 'postgres';
 
   /** Applies pending migrations. Safe to call on every start. */

@@ -7,6 +7,7 @@ import { registerAuditContract } from './store-contract-audit.ts';
 import { registerQueueControlContract } from './store-contract-queue-control.ts';
 import { registerIdempotencyContract } from './store-contract-idempotency.ts';
 import { registerFeedbackContract } from './store-contract-feedback.ts';
+import { registerSuppressionContract } from './store-contract-suppressions.ts';
 import { DataRefusedError, type AttemptResult, type Lease, type LeaseToken, type NewMessage, type Store } from '../../src/storage/store.ts';
 
 /**
@@ -93,6 +94,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
     registerQueueControlContract({ store: () => store, open, clock: () => clock });
     registerIdempotencyContract({ store: () => store, clock: () => clock, open });
     registerFeedbackContract({ store: () => store, clock: () => clock });
+    registerSuppressionContract({ store: () => store, clock: () => clock, open });
 
     it('enqueues a message with one queued row per recipient', async () => {
       const m = message({ recipients: ['a@One.test', 'b@two.TEST', 'c@one.test'], dueAt: T0 + 5 });

@@ -227,6 +227,43 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 11,
+    name: 'suppression list',
+    sql: `
+      -- Secrets made once per database, read at open by every node: the salt that keys suppressed
+      -- addresses (two random UUIDs: gen_random_uuid draws from the server's strong random source).
+      CREATE TABLE store_secrets (
+        name  text PRIMARY KEY,
+        value text NOT NULL
+      );
+      INSERT INTO store_secrets (name, value)
+      VALUES ('suppression-address-salt', replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''));
+
+      -- One entry per tenant ('' for mail of no tenant) and address, keyed by HMAC-SHA256 of the
+      -- lower-cased address: address may be nulled (erasure) and the opt-out stays. tenant sorts
+      -- in byte order (COLLATE "C"), as SQLite's does, so both backends page alike. reason has no
+      -- CHECK (a later reason is one more value); the store checks it. source is the JSON of the
+      -- event that caused the entry, as text (jsonb refuses an escaped NUL).
+      CREATE TABLE suppressions (
+        tenant       text COLLATE "C" NOT NULL,
+        address_hash bytea NOT NULL,
+        address      text,
+        reason       text NOT NULL,
+        source       text,
+        created_at   bigint NOT NULL,
+        -- NULL: never expires.
+        expires_at   bigint,
+        PRIMARY KEY (tenant, address_hash)
+      );
+      -- GET /v1/suppressions and the export: a tenant's entries newest first, walked from the cursor.
+      CREATE INDEX suppressions_listing ON suppressions (tenant, created_at, address_hash);
+      -- An address's entries over every tenant (the listing's address filter, erasure).
+      CREATE INDEX suppressions_address ON suppressions (address_hash);
+      -- The retention sweeper's purge of expired entries.
+      CREATE INDEX suppressions_expires_at ON suppressions (expires_at) WHERE expires_at IS NOT NULL;
+    `,
+  },
+  {
     version: 13,
     name: 'feedback events: asynchronous bounces, complaints, unsubscribes',
     sql: `

@@ -64,6 +64,18 @@ import * as feedback from './feedback-queries.ts';
 import type { FeedbackEvent, FeedbackRecipient, FeedbackRecorded, NewFeedbackEvent } from '../feedback-events.ts';
 import { feedbackInsertValues, recipientBounce, toFeedbackEvent, toFeedbackRecipient } from '../feedback-rows.ts';
 import { DataRefusedError } from '../store.ts';
+import * as suppression from './suppression-queries.ts';
+import {
+  AddressHasher,
+  addressesByHash,
+  SUPPRESSION_CHUNK,
+  SUPPRESSION_PURGE_CHUNK,
+  suppressionQueryBounds,
+  suppressionRows,
+  tenantKey,
+  toSuppressionRecord,
+} from '../suppression-rows.ts';
+import type { NewSuppression, SuppressionCursor, SuppressionFilters, SuppressionRecord } from '../suppressions.ts';
 
 export interface PostgresStoreOptions {
   url: string;
@@ -111,6 +123,8 @@ class PostgresStore implements Store {
   private readonly batcher: WriteBatcher<PgTransaction>;
   private readonly listener: WorkListener;
   private closing: Promise<void> | null = null;
+  /** Keys suppressed addresses with the database's salt, read at migrate(): every node reads the same. */
+  private hasher: AddressHasher | null = null;
 
   constructor(options: PostgresStoreOptions) {
     this.schema = checkSchemaName(options.schema ?? 'public');
@@ -130,6 +144,7 @@ class PostgresStore implements Store {
   async migrate(): Promise<void> {
     this.assertOpen();
     await migratePostgres(this.pool, this.schema, this.clock.now(), this.logger);
+    this.hasher ??= new AddressHasher((await suppression.selectSalt(this.pool)) ?? '');
   }
 
   async enqueue(messages: NewMessage[]): Promise<void> {
@@ -399,6 +414,49 @@ class PostgresStore implements Store {
   }
 
   /*
+   * The suppression list: single statements on the pool, like the pool counters; an import's
+   * chunks are one statement (one transaction) each.
+   */
+
+  async addSuppressions(entries: readonly NewSuppression[]): Promise<number> {
+    const rows = suppressionRows(entries, this.readHasher());
+    let written = 0;
+    for (let i = 0; i < rows.length; i += SUPPRESSION_CHUNK) {
+      written += await suppression.upsertSuppressions(this.pool, rows.slice(i, i + SUPPRESSION_CHUNK)).catch((err: unknown) => {
+        throw asRefusal(err);
+      });
+    }
+    return written;
+  }
+
+  async suppressedAmong(tenant: string | null, addresses: readonly string[], now: number): Promise<Set<string>> {
+    const byHash = addressesByHash(addresses, this.readHasher());
+    if (byHash.size === 0) return new Set();
+    const hashes = [...byHash.keys()].map((hex) => Buffer.from(hex, 'hex'));
+    const found = await suppression.selectSuppressedAmong(this.pool, tenantKey(tenant), hashes, now);
+    return new Set(found.flatMap((hash) => byHash.get(hash) ?? []));
+  }
+
+  async getSuppression(tenant: string | null, address: string, now: number): Promise<SuppressionRecord | null> {
+    const row = await suppression.selectSuppression(this.pool, tenantKey(tenant), this.readHasher().hash(address), now);
+    return row ? toSuppressionRecord(row) : null;
+  }
+
+  async listSuppressions(filters: SuppressionFilters, after: SuppressionCursor | null, limit: number): Promise<SuppressionRecord[]> {
+    const bounds = suppressionQueryBounds(filters, after, limit, this.readHasher());
+    return (await suppression.selectSuppressionPage(this.pool, bounds)).map(toSuppressionRecord);
+  }
+
+  async deleteSuppression(tenant: string | null, address: string): Promise<boolean> {
+    return suppression.deleteSuppression(this.pool, tenantKey(tenant), this.readHasher().hash(address));
+  }
+
+  async purgeExpiredSuppressions(now: number): Promise<number> {
+    this.assertOpen();
+    return purgeInChunks(SUPPRESSION_PURGE_CHUNK, (limit) => suppression.purgeExpiredSuppressions(this.pool, now, limit));
+  }
+
+  /*
    * Queue control: pauses and the bulk moves and claims of a selection are single statements on
    * the pool, like claims and holds (queue-control-queries.ts).
    */
@@ -538,6 +596,12 @@ class PostgresStore implements Store {
 
   private assertOpen(): void {
     if (this.closing) throw new Error('storage is closed');
+  }
+
+  private readHasher(): AddressHasher {
+    this.assertOpen();
+    if (!this.hasher) throw new Error('PostgreSQL store used before migrate()');
+    return this.hasher;
   }
 
   private async runTransaction(ops: readonly WriteOp<PgTransaction>[]): Promise<unknown[]> {

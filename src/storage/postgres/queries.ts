@@ -5,6 +5,7 @@ import { CLAIMED_ROW_COLUMNS, type ClaimedRow, type EventDbRow, type MessageDbRo
 import { anyPaused, type PausedScopes } from '../queue-control.ts';
 import { movedDueAt, pausedLists, waitsPastItsTime } from '../queue-control-rows.ts';
 import { messageExtras } from '../message-rows.ts';
+import { settleSuppressedRecipients } from './suppression-queries.ts';
 
 /**
  * Every SQL statement of the PostgreSQL backend, one function per query. Statements with a
@@ -71,6 +72,7 @@ export async function insertMessages(db: Db, messages: readonly NewMessage[]): P
         ORDER BY ordinality`,
       values,
     });
+    await settleSuppressedRecipients(db, chunk);
   }
 }
 

@@ -223,6 +223,40 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 11,
+    name: 'suppression list',
+    sql: `
+      -- Secrets made once per database, read at open: the salt that keys suppressed addresses.
+      CREATE TABLE store_secrets (
+        name  TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO store_secrets (name, value) VALUES ('suppression-address-salt', lower(hex(randomblob(32))));
+
+      -- One entry per tenant ('' for mail of no tenant) and address, keyed by HMAC-SHA256 of the
+      -- lower-cased address: address may be nulled (erasure) and the opt-out stays. reason has no
+      -- CHECK (a later reason is one more value, not a rebuilt table); the store checks it.
+      -- source is the JSON of the event that caused the entry.
+      CREATE TABLE suppressions (
+        tenant       TEXT NOT NULL,
+        address_hash BLOB NOT NULL,
+        address      TEXT,
+        reason       TEXT NOT NULL,
+        source       TEXT,
+        created_at   INTEGER NOT NULL,
+        -- NULL: never expires.
+        expires_at   INTEGER,
+        PRIMARY KEY (tenant, address_hash)
+      ) STRICT, WITHOUT ROWID;
+      -- GET /v1/suppressions and the export: a tenant's entries newest first, walked from the cursor.
+      CREATE INDEX suppressions_listing ON suppressions (tenant, created_at, address_hash);
+      -- An address's entries over every tenant (the listing's address filter, erasure).
+      CREATE INDEX suppressions_address ON suppressions (address_hash);
+      -- The retention sweeper's purge of expired entries.
+      CREATE INDEX suppressions_expires_at ON suppressions (expires_at) WHERE expires_at IS NOT NULL;
+    `,
+  },
+  {
     version: 13,
     name: 'feedback events: asynchronous bounces, complaints, unsubscribes',
     sql: `

@@ -62,6 +62,19 @@ import { messageQueryBounds, toBacklogGroups, toDsnRecord, toMessageInfo, toMess
 import type { FeedbackEvent, FeedbackRecipient, FeedbackRecorded, NewFeedbackEvent } from '../feedback-events.ts';
 import { feedbackInsertValues, recipientBounce, toFeedbackEvent, toFeedbackRecipient } from '../feedback-rows.ts';
 import { prepareFeedbackQueries, type SqliteFeedbackQueries } from './feedback-queries.ts';
+import { prepareSuppressionQueries, type SqliteSuppressionQueries } from './suppression-queries.ts';
+import {
+  AddressHasher,
+  addressesByHash,
+  SUPPRESSION_CHUNK,
+  SUPPRESSION_PURGE_CHUNK,
+  SUPPRESSION_SALT,
+  suppressionQueryBounds,
+  suppressionRows,
+  tenantKey,
+  toSuppressionRecord,
+} from '../suppression-rows.ts';
+import type { NewSuppression, SuppressionCursor, SuppressionFilters, SuppressionRecord } from '../suppressions.ts';
 
 export interface SqliteStoreOptions {
   /** Database file; its directory is created when missing. */
@@ -104,6 +117,9 @@ class SqliteStore implements Store {
   private controlQueries: SqliteQueueControlQueries | null = null;
   private idempotencyQueries: SqliteIdempotencyQueries | null = null;
   private feedbackQueries: SqliteFeedbackQueries | null = null;
+  private suppressionQueries: SqliteSuppressionQueries | null = null;
+  /** Keys suppressed addresses with the database's salt, read at migrate(). */
+  private hasher: AddressHasher | null = null;
   private closing: Promise<void> | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
@@ -147,12 +163,15 @@ class SqliteStore implements Store {
     this.controlQueries ??= prepareQueueControlQueries(this.db);
     this.idempotencyQueries ??= prepareIdempotencyQueries(this.db);
     this.feedbackQueries ??= prepareFeedbackQueries(this.db);
+    this.suppressionQueries ??= prepareSuppressionQueries(this.db);
+    const salt = this.db.prepare('SELECT value FROM store_secrets WHERE name = ?').get(SUPPRESSION_SALT) as { value: string } | undefined;
+    this.hasher ??= new AddressHasher(salt?.value ?? '');
   }
 
   async enqueue(messages: NewMessage[]): Promise<void> {
     if (messages.length === 0) return;
     checkMessages(messages);
-    await this.write((q) => insertMessages(q, messages));
+    await this.write((q) => insertMessages(q, this.suppressionQueries!, messages));
   }
 
   /** The key's check and the messages in one write op: in one transaction, and no other op runs between them. */
@@ -166,7 +185,7 @@ class SqliteStore implements Store {
         if (!existing) throw new Error(`idempotency key ${record.key} is neither free nor held`);
         return { stored: false, existing: toIdempotencyRecord(existing) };
       }
-      insertMessages(q, messages);
+      insertMessages(q, this.suppressionQueries!, messages);
       return { stored: true };
     });
   }
@@ -244,7 +263,7 @@ class SqliteStore implements Store {
           recorded.push(r.recipientId);
         }
       }
-      insertMessages(q, followUpsToStore(followUps, applied));
+      insertMessages(q, this.suppressionQueries!, followUpsToStore(followUps, applied));
       return recorded;
     }).catch((err: unknown) => {
       throw asRefusal(err);
@@ -370,6 +389,50 @@ class SqliteStore implements Store {
 
   async findMessageByHeaderId(messageIdHeader: string): Promise<string | null> {
     return this.readFeedback().selectMessageIdByHeader(messageIdHeader);
+  }
+
+  /** A chunk per write op (one transaction each), so an import of 100,000 entries never holds the writes up for long. */
+  async addSuppressions(entries: readonly NewSuppression[]): Promise<number> {
+    const rows = suppressionRows(entries, this.readHasher());
+    const suppression = this.suppressionQueries!;
+    let written = 0;
+    for (let i = 0; i < rows.length; i += SUPPRESSION_CHUNK) {
+      const chunk = rows.slice(i, i + SUPPRESSION_CHUNK);
+      written += await this.write(() => suppression.upsert(chunk)).catch((err: unknown) => {
+        throw asRefusal(err);
+      });
+    }
+    return written;
+  }
+
+  async suppressedAmong(tenant: string | null, addresses: readonly string[], now: number): Promise<Set<string>> {
+    const byHash = addressesByHash(addresses, this.readHasher());
+    if (byHash.size === 0) return new Set();
+    const found = this.suppressionQueries!.selectAmong(tenantKey(tenant), [...byHash.keys()], now);
+    return new Set(found.flatMap((hash) => byHash.get(hash) ?? []));
+  }
+
+  async getSuppression(tenant: string | null, address: string, now: number): Promise<SuppressionRecord | null> {
+    const row = this.suppressionQueries!.selectOne(tenantKey(tenant), this.readHasher().hash(address), now);
+    return row ? toSuppressionRecord(row) : null;
+  }
+
+  async listSuppressions(filters: SuppressionFilters, after: SuppressionCursor | null, limit: number): Promise<SuppressionRecord[]> {
+    const bounds = suppressionQueryBounds(filters, after, limit, this.readHasher());
+    return this.suppressionQueries!.selectPage(bounds).map(toSuppressionRecord);
+  }
+
+  async deleteSuppression(tenant: string | null, address: string): Promise<boolean> {
+    const key = tenantKey(tenant);
+    const hash = this.readHasher().hash(address);
+    const suppression = this.suppressionQueries!;
+    return this.write(() => suppression.deleteOne(key, hash));
+  }
+
+  async purgeExpiredSuppressions(now: number): Promise<number> {
+    this.readHasher();
+    const suppression = this.suppressionQueries!;
+    return purgeInChunks(SUPPRESSION_PURGE_CHUNK, (limit) => this.write(() => suppression.purge(now, limit)));
   }
 
   async setPause(pause: QueuePause, now: number): Promise<QueuePause | null> {
@@ -518,6 +581,11 @@ class SqliteStore implements Store {
     return this.controlQueries!;
   }
 
+  private readHasher(): AddressHasher {
+    this.read();
+    return this.hasher!;
+  }
+
   private readIdempotency(): SqliteIdempotencyQueries {
     this.read();
     return this.idempotencyQueries!;
@@ -596,9 +664,13 @@ function eachDomain(domains: readonly string[], limit: number, move: (domain: st
   return moved;
 }
 
-function insertMessages(q: SqliteQueries, messages: readonly NewMessage[]): void {
+function insertMessages(q: SqliteQueries, suppression: SqliteSuppressionQueries, messages: readonly NewMessage[]): void {
   for (const m of messages) {
     q.insertMessage(m);
     for (const rcpt of m.recipients) q.insertRecipient(m.id, rcpt, domainOf(rcpt), m.dueAt, m.createdAt);
+    // Suppressed under the drop action: final at once, with the event that says why.
+    for (const { recipient, outcome } of m.suppressed ?? []) {
+      for (const id of suppression.settleRecipient(m.id, recipient, outcome, m.createdAt)) q.insertEvent(id, m.id, 0, m.createdAt, outcome);
+    }
   }
 }
