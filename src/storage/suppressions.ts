@@ -1,3 +1,5 @@
+import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
+
 /*
  * The suppression list: addresses mail is no longer sent to, per tenant. Part of every Store, so
  * every node sharing PostgreSQL refuses the same recipients. An entry is keyed by a keyed hash of
@@ -102,4 +104,12 @@ export interface Suppressions {
 
   /** Deletes entries expired at `now`, in chunks (other writes go in between); returns how many. */
   purgeExpiredSuppressions(now: number): Promise<number>;
+
+  /**
+   * The final results (delivered or bounced) of the tenant's messages to `address` (ASCII case
+   * ignored), newest first, at most `limit`, from the recipient rows the queue keeps (for
+   * storage.retention): what the automatic rules count consecutive permanent failures in.
+   * Recipients cancelled or suppressed at acceptance were never tried and are left out.
+   */
+  finalResultsOf(tenant: string | null, address: string, limit: number): Promise<DeliveryOutcome[]>;
 }

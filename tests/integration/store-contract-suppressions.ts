@@ -199,6 +199,42 @@ export function registerSuppressionContract(ctx: { store: () => Store; clock: ()
     expect(theirs!.addressHash).toBe(mine!.addressHash);
   });
 
+  it("reads an address's final results for a tenant, newest first, leaving out those never tried", async () => {
+    const store = ctx.store();
+    const clock = ctx.clock();
+    const result = (disposition: 'delivered' | 'permanent', bounceClass: DeliveryOutcome['bounceClass'], enhanced: string): DeliveryOutcome => ({
+      disposition, code: disposition === 'delivered' ? 250 : 550, enhanced, response: `${enhanced} reply`, stage: 'rcpt', bounceClass, remoteHost: 'mx.dest.test', egressIp: '127.0.0.2',
+    });
+    // One message at a time: enqueued, claimed and given its result a second apart.
+    const send = async (id: string, recipient: string, tenant: string | null, outcome: DeliveryOutcome) => {
+      clock.advance(1000);
+      await store.enqueue([newMessage(id, clock.now(), { recipients: [recipient, 'bystander@dest.test'], tenant })]);
+      const claimed = await store.claimDue({ now: clock.now(), limit: 10, owner: 'node-a', leaseMs: 60_000 });
+      const row = claimed.find((c) => c.messageId === id && c.recipient === recipient)!;
+      const others = claimed.filter((c) => c !== row);
+      await store.recordAttempts([
+        { recipientId: row.recipientId, token: row.token, outcome, newState: outcome.disposition === 'delivered' ? 'delivered' : 'bounced', countsAsAttempt: true },
+        ...others.map((c) => ({ recipientId: c.recipientId, token: c.token, outcome: result('delivered', 'none', '2.0.0'), newState: 'delivered' as const, countsAsAttempt: true })),
+      ]);
+    };
+    const full = result('permanent', 'mailbox-full', '5.2.2');
+    await send('r1', 'box@dest.test', 'acme', result('delivered', 'none', '2.0.0'));
+    await send('r2', 'Box@Dest.test', 'acme', full);
+    await send('r3', 'box@dest.test', 'beta', result('permanent', 'unknown-user', '5.1.1'));
+    await send('r4', 'box@dest.test', 'acme', { ...full, bounceClass: 'cancelled', enhanced: '5.0.0' });
+    await send('r5', 'BOX@dest.test', 'acme', full);
+    // Still queued: not a result yet.
+    clock.advance(1000);
+    await store.enqueue([newMessage('r6', clock.now(), { recipients: ['box@dest.test'], tenant: 'acme' })]);
+
+    const acme = await store.finalResultsOf('acme', 'box@DEST.test', 10);
+    expect(acme.map((o) => [o.disposition, o.bounceClass])).toEqual([['permanent', 'mailbox-full'], ['permanent', 'mailbox-full'], ['delivered', 'none']]);
+    expect(await store.finalResultsOf('acme', 'box@dest.test', 2)).toEqual([full, full]);
+    expect((await store.finalResultsOf('beta', 'box@dest.test', 10)).map((o) => o.enhanced)).toEqual(['5.1.1']);
+    expect(await store.finalResultsOf(null, 'box@dest.test', 10)).toEqual([]);
+    expect(await store.finalResultsOf('acme', 'nobody@dest.test', 10)).toEqual([]);
+  });
+
   it('stores the recipients a message suppresses bounced at once, with their event, never claimed', async () => {
     const store = ctx.store();
     const outcome: DeliveryOutcome = {

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { systemClock, type Clock } from '../../clock.ts';
 import type { Logger } from '../../observability/logger.ts';
+import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
 import { maskCredentials } from '../../observability/mask-credentials.ts';
 import type {
   AttemptEvent,
@@ -454,6 +455,11 @@ class PostgresStore implements Store {
   async purgeExpiredSuppressions(now: number): Promise<number> {
     this.assertOpen();
     return purgeInChunks(SUPPRESSION_PURGE_CHUNK, (limit) => suppression.purgeExpiredSuppressions(this.pool, now, limit));
+  }
+
+  async finalResultsOf(tenant: string | null, address: string, limit: number): Promise<DeliveryOutcome[]> {
+    this.assertOpen();
+    return (await suppression.selectFinalResults(this.pool, tenantKey(tenant), address, limit)).flatMap((row) => toRecipientRow(row).lastOutcome ?? []);
   }
 
   /*

@@ -1,5 +1,6 @@
 import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
 import type { NewMessage } from '../store.ts';
+import type { RecipientDbRow } from '../store-rows.ts';
 import { SUPPRESSION_SALT, type SuppressionDbRow, type SuppressionInsertValues, type SuppressionQueryBounds } from '../suppression-rows.ts';
 import type { Db } from './queries.ts';
 
@@ -107,6 +108,23 @@ export async function purgeExpiredSuppressions(db: Db, now: number, limit: numbe
     values: [now, limit],
   });
   return rowCount ?? 0;
+}
+
+/** The address's final results, newest first (recipients_final_address), each joined to its message's tenant. */
+export async function selectFinalResults(db: Db, tenant: string, address: string, limit: number): Promise<RecipientDbRow[]> {
+  const { rows } = await db.query<RecipientDbRow>({
+    name: 'rookery_select_final_results',
+    text: `
+      SELECT r.id, r.message_id, r.recipient, r.domain, r.state, r.attempts, r.next_attempt_at, r.last_disposition, r.last_code,
+             r.last_enhanced, r.last_response, r.last_stage, r.last_bounce_class, r.last_remote_host, r.last_egress_ip, r.updated_at
+      FROM recipients r JOIN messages m ON m.id = r.message_id
+      WHERE lower(r.recipient) = lower($1) AND r.state IN ('delivered', 'bounced') AND coalesce(m.tenant, '') = $2
+        AND coalesce(r.last_bounce_class, '') NOT IN ('cancelled', 'suppressed')
+      ORDER BY r.updated_at DESC, r.id DESC
+      LIMIT $3`,
+    values: [address, tenant, limit],
+  });
+  return rows;
 }
 
 /**

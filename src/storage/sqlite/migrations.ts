@@ -254,6 +254,11 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX suppressions_address ON suppressions (address_hash);
       -- The retention sweeper's purge of expired entries.
       CREATE INDEX suppressions_expires_at ON suppressions (expires_at) WHERE expires_at IS NOT NULL;
+
+      -- The automatic rules count an address's consecutive permanent failures from its final
+      -- results, newest first. Partial: a row enters it when it is final, so accepting mail
+      -- (queued rows) never pays for it.
+      CREATE INDEX recipients_final_address ON recipients (lower(recipient), updated_at) WHERE state IN ('delivered', 'bounced');
     `,
   },
   {

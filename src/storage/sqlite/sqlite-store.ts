@@ -48,6 +48,7 @@ import {
 } from '../store-rows.ts';
 import { UncertainDurabilityError, WriteBatcher, type WriteOp } from '../write-batcher.ts';
 import { domainOf } from '../../mail/address.ts';
+import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
 import { migrateSqlite } from './migrations.ts';
 import { prepareQueries, type SqliteQueries } from './queries.ts';
 import { prepareMessageQueries, type SqliteMessageQueries } from './message-queries.ts';
@@ -433,6 +434,12 @@ class SqliteStore implements Store {
     this.readHasher();
     const suppression = this.suppressionQueries!;
     return purgeInChunks(SUPPRESSION_PURGE_CHUNK, (limit) => this.write(() => suppression.purge(now, limit)));
+  }
+
+  async finalResultsOf(tenant: string | null, address: string, limit: number): Promise<DeliveryOutcome[]> {
+    const key = tenantKey(tenant);
+    this.read();
+    return this.suppressionQueries!.selectFinalResults(address, key, limit).flatMap((row) => toRecipientRow(row).lastOutcome ?? []);
   }
 
   async setPause(pause: QueuePause, now: number): Promise<QueuePause | null> {

@@ -1,5 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
+import type { RecipientDbRow } from '../store-rows.ts';
 import type { SuppressionDbRow, SuppressionInsertValues, SuppressionQueryBounds } from '../suppression-rows.ts';
 
 const COLUMNS = 'tenant, address_hash, address, reason, source, created_at, expires_at';
@@ -74,6 +75,16 @@ export function prepareSuppressionQueries(db: DatabaseSync) {
     WHERE message_id = ?1 AND recipient = ?2 AND state = 'queued'
     RETURNING id`);
 
+  // recipients_final_address: the address's few final rows, each joined to its message's tenant.
+  const selectFinalResults = stmt(`
+    SELECT r.id, r.message_id, r.recipient, r.domain, r.state, r.attempts, r.next_attempt_at, r.last_disposition, r.last_code,
+           r.last_enhanced, r.last_response, r.last_stage, r.last_bounce_class, r.last_remote_host, r.last_egress_ip, r.updated_at
+    FROM recipients r INDEXED BY recipients_final_address JOIN messages m ON m.id = r.message_id
+    WHERE lower(r.recipient) = lower(?1) AND r.state IN ('delivered', 'bounced') AND coalesce(m.tenant, '') = ?2
+      AND coalesce(r.last_bounce_class, '') NOT IN ('cancelled', 'suppressed')
+    ORDER BY r.updated_at DESC, r.id DESC
+    LIMIT ?3`);
+
   return {
     /** Writes the rows (one chunk, inside a write batch); returns how many were added or replaced. */
     upsert(rows: readonly SuppressionInsertValues[]): number {
@@ -105,6 +116,10 @@ export function prepareSuppressionQueries(db: DatabaseSync) {
 
     purge(now: number, limit: number): number {
       return Number(purge.run(now, limit).changes);
+    },
+
+    selectFinalResults(address: string, tenant: string, limit: number): RecipientDbRow[] {
+      return selectFinalResults.all(address, tenant, limit) as unknown as RecipientDbRow[];
     },
 
     /** Stores the queued row of `recipient` bounced with `outcome`; the ids of the rows settled. */
