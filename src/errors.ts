@@ -38,6 +38,11 @@ export const ERRORS = {
   TENANT_LIMIT_TOO_SMALL: { smtp: 554, enhanced: '5.7.1', http: 422, message: 'Message has more recipients than this tenant may send at once' },
   /** A pool named in the request that its client may not choose (the HTTP API's `pool`). */
   POOL_NOT_ALLOWED: { smtp: 550, enhanced: '5.7.1', http: 403, message: 'Pool not allowed for this client' },
+  /**
+   * The recipient is on the suppression list of the mail's tenant (suppression.action reject):
+   * SMTP refuses it at RCPT; HTTP refuses a message only when every recipient is (else it answers per recipient).
+   */
+  RECIPIENT_SUPPRESSED: { smtp: 550, enhanced: '5.7.1', http: 422, message: 'Recipient suppressed' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -148,6 +148,7 @@ const DATA_PARTS: ReadonlyArray<{ file: string; section: string; data: (resolved
   { file: DATA_FILES.shaping, section: 'shaping', data: (r) => r.pool.shaping },
   { file: DATA_FILES.reactionRules, section: 'reactionRules', data: (r) => r.reactionRules },
   { file: DATA_FILES.bounceRules, section: 'bounceRules', data: (r) => r.bounceRules },
+  { file: DATA_FILES.suppressionRules, section: 'suppression', data: (r) => r.suppressionRules },
 ];
 
 /**

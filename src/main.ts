@@ -19,6 +19,8 @@ import type { TenantLookup } from './access/tenants.ts';
 import { QueueOperations } from './engine/queue-operations.ts';
 import { QueuePauses } from './engine/queue-pauses.ts';
 import { RetentionSweeper } from './engine/retention.ts';
+import { AutoSuppression } from './engine/auto-suppression.ts';
+import { SuppressionCheck, suppressionActionFor } from './engine/suppression-check.ts';
 import { createRouteExplainer } from './engine/route-explanation.ts';
 import type { Resolver as DnsResolver } from './engine/routing.ts';
 import { ReadyQueues } from './engine/ready-queue.ts';
@@ -211,6 +213,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       maxAgeMs: () => live.current.config.delivery.maxAge,
       onResumed: () => scheduler.wake(),
     });
+    // Permanent failures the suppression rules take put their recipient on the list, after the
+    // result is recorded and never waited for. Stopped after the scheduler, before the store.
+    const autoSuppression = new AutoSuppression({ store, rules: () => live.current.suppressionRules, clock, logger, metrics });
+    stack.push({ name: 'suppression', stop: () => autoSuppression.stop() });
     const engine = new DeliveryEngine({
       store,
       sites,
@@ -223,6 +229,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       hostname: config.hostname,
       settings: () => parts.engine,
       dkim,
+      suppression: autoSuppression,
     });
     const scheduler = new Scheduler({
       store,
@@ -253,6 +260,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // runs is stored all the same, and claimed when it starts.
     // The memory of messages being received, one budget for both doors (smtp.maxBufferedBytes).
     const buffers = new BufferBudget(config.smtp.maxBufferedBytes);
+    // The suppression list as both doors and the queue ask it, with the action in effect per tenant.
+    const suppressions = new SuppressionCheck({ store, clock, action: (tenant) => suppressionActionFor(live.current.config, tenant) });
     const queue = new Queue({
       store,
       clock,
@@ -261,6 +270,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       hostname: config.hostname,
       policy: () => parts,
       tenantLimits: new TenantLimits({ limiter: backend.limiter, counters: backend.counters, clock }),
+      suppressions,
       onEnqueued: () => scheduler.wake(),
     });
 
@@ -345,7 +355,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       unsubscribeAddress = await startPart('unsubscribe listener', () => server.start());
     }
 
-    const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, tenants, queue, tls, logger, metrics, clock, reverseLookup, buffers });
+    const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, tenants, queue, suppressions, tls, logger, metrics, clock, reverseLookup, buffers });
     await smtp.start();
     stack.push({ name: 'smtp', stop: () => smtp.stop() });
 

@@ -7,6 +7,7 @@ import type { Config } from './config/schema.ts';
 import { readYamlFile } from './config/yaml-config.ts';
 import { tenantReferenceProblems } from './config/tenant-schema.ts';
 import { loadBounceRules, type BounceRule } from './engine/bounce-rules.ts';
+import { loadSuppressionRules, type SuppressionRule } from './engine/suppression-rules.ts';
 import { loadPoolData, unknownPlans, type PoolData } from './ippool/pool-data.ts';
 import { loadReactionRules, type ReactionRule } from './ippool/reaction-rules.ts';
 import { readDkimKeys, type ConfiguredDkimKey } from './sender-domains/key-store.ts';
@@ -31,6 +32,8 @@ export interface ResolvedConfig {
   readonly reactionRules: readonly ReactionRule[];
   /** Operator rules first, then config/bounce-rules.yaml. */
   readonly bounceRules: readonly BounceRule[];
+  /** Operator rules (suppression.rules) first, then config/suppression-rules.yaml. */
+  readonly suppressionRules: readonly SuppressionRule[];
   readonly smtpUsers: readonly SmtpUser[];
   /**
    * smtp.tls read and checked, when a listener uses TLS. Null when no listener does, or when
@@ -74,6 +77,7 @@ export function resolveConfig(raw: unknown, options: ResolveOptions = {}): Resol
   const pool = step(() => loadPoolData({ configDir: dir, overrides: { warmup: config.warmup, providers: config.providers, shaping: config.shaping }, source }));
   const reactionRules = step(() => loadReactionRules(join(dir, DATA_FILES.reactionRules), config.reactionRules));
   const bounceRules = step(() => loadBounceRules(join(dir, DATA_FILES.bounceRules), config.bounceRules));
+  const suppressionRules = step(() => loadSuppressionRules(join(dir, DATA_FILES.suppressionRules), config.suppression.rules));
   const users = resolveSmtpUsers(config.smtp.users);
   const needsTls = config.smtp.listeners.some((l) => l.tls !== 'none');
   const tls = !needsTls
@@ -93,9 +97,9 @@ export function resolveConfig(raw: unknown, options: ResolveOptions = {}): Resol
     );
   }
   problems.push(...users.problems, ...tls.problems, ...dkim.problems, ...tenantReferenceProblems(config));
-  if (problems.length || !pool || !reactionRules || !bounceRules) throw new ConfigError(source, problems);
+  if (problems.length || !pool || !reactionRules || !bounceRules || !suppressionRules) throw new ConfigError(source, problems);
 
-  return deepFreeze({ source, config, pool, reactionRules, bounceRules, smtpUsers: users.users, tls: tls.tls, dkimKeys: dkim.keys });
+  return deepFreeze({ source, config, pool, reactionRules, bounceRules, suppressionRules, smtpUsers: users.users, tls: tls.tls, dkimKeys: dkim.keys });
 }
 
 /** Reads a YAML config file and resolves it; the file's path names it in problems. */

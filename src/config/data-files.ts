@@ -15,4 +15,5 @@ export const DATA_FILES = {
   shaping: 'shaping.yaml',
   reactionRules: 'reaction-rules.yaml',
   bounceRules: 'bounce-rules.yaml',
+  suppressionRules: 'suppression-rules.yaml',
 } as const;

@@ -68,6 +68,8 @@ export const RELOAD_SCOPE: { readonly [K in keyof Config]-?: SectionScope<Config
   reputation: { floor: 'reload', window: 'restart', minSamples: 'restart' },
   reactionRules: 'reload',
   bounceRules: 'reload',
+  // Read per message (the action) and per failure (the rules).
+  suppression: 'reload',
   dkim: { domains: 'reload', fallback: 'reload', expiry: 'reload', workers: 'restart' },
   returnPath: 'reload',
   // The listener's socket and the Fastify instance made with its rate limit and proxies; the

@@ -5,11 +5,13 @@ import { parseRate } from './pool-schemas.ts';
 import { parseWith, readYamlFile } from './yaml-config.ts';
 
 /**
- * The two rule tables that interpret remote replies, as written in config/ and in the config:
+ * The rule tables that interpret remote replies, as written in config/ and in the config:
  * reaction rules (`reactionRules:`, config/reaction-rules.yaml; compiled in
- * src/ippool/reaction-rules.ts) and bounce rules (`bounceRules:`, config/bounce-rules.yaml;
- * compiled in src/engine/bounce-rules.ts). Both are lists of named rules built on regular
- * expressions; the operator's rules come first, and one with a built-in rule's name replaces it.
+ * src/ippool/reaction-rules.ts), bounce rules (`bounceRules:`, config/bounce-rules.yaml;
+ * compiled in src/engine/bounce-rules.ts) and suppression rules (`suppression.rules:`,
+ * config/suppression-rules.yaml; compiled in src/engine/suppression-rules.ts). All are lists of
+ * named rules built on regular expressions; the operator's rules come first, and one with a
+ * built-in rule's name replaces it.
  */
 
 const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -203,3 +205,36 @@ export const bounceRuleListSchema = ruleList(bounceRuleSchema);
 export const bounceRulesConfigSchema = bounceRuleListSchema.default([]);
 
 export type BounceRuleConfig = z.output<typeof bounceRuleSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// Suppression rules: which permanent failures put the recipient on the suppression list
+// ---------------------------------------------------------------------------------------------
+
+/** One rule as written in config/suppression-rules.yaml or the config's `suppression.rules:`. */
+export const suppressionRuleSchema = z
+  .strictObject({
+    name: ruleName,
+    /** The failure's bounce class is one of these. */
+    bounceClass: z.array(z.enum(RULE_BOUNCE_CLASSES)).min(1).optional(),
+    /** Tested against the failure's enhanced status code ("5.1.1"). */
+    enhanced: regexSchema.optional(),
+    /** false: a failure this rule takes never suppresses (the rules after it are not tried). */
+    suppress: z.boolean().default(true),
+    /** Consecutive permanent failures of the address (this one included) before it is suppressed; default 1. */
+    after: z.number().int().min(1).max(20).optional(),
+    /** How long the entry lasts; absent: until removed. */
+    expiresIn: positiveDurationSchema.optional(),
+  })
+  .refine((rule) => rule.bounceClass !== undefined || rule.enhanced !== undefined, {
+    message: 'give bounceClass or enhanced (a rule without them would take every failure)',
+  })
+  .superRefine((rule, ctx) => {
+    if (rule.suppress) return;
+    for (const key of ['after', 'expiresIn'] as const) {
+      if (rule[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'not used by a rule with suppress: false' });
+    }
+  });
+
+export const suppressionRuleListSchema = ruleList(suppressionRuleSchema);
+
+export type SuppressionRuleConfig = z.output<typeof suppressionRuleSchema>;

@@ -9,6 +9,7 @@ import { durationSchema, positiveDurationSchema } from './duration.ts';
 import { dataName, ipWarmupSchema, providersConfigSchema, reputationConfigSchema, shapingConfigSchema, warmupConfigSchema } from './pool-schemas.ts';
 import { verpConfigSchema } from './return-path-schema.ts';
 import { bounceRulesConfigSchema, reactionRulesConfigSchema } from './rule-schemas.ts';
+import { suppressionConfigSchema } from './suppression-schema.ts';
 import { tenantsSchema } from './tenant-schema.ts';
 import { unsubscribeConfigSchema } from './unsubscribe-schema.ts';
 
@@ -225,6 +226,8 @@ export const configSchema = z.strictObject({
   reactionRules: reactionRulesConfigSchema,
   /** Operator bounce rules, tried before config/bounce-rules.yaml. */
   bounceRules: bounceRulesConfigSchema,
+  /** The suppression list: the action on a suppressed recipient, operator rules tried before config/suppression-rules.yaml. */
+  suppression: suppressionConfigSchema,
   /** DKIM signing keys per sender domain, a fallback signing domain, optional x= expiry. */
   dkim: dkimConfigSchema,
   /** VERP return paths per sender domain, so bounces can be tied to their recipient. */

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { apiNameSchema } from './api-schema.ts';
 import { dataName, parseRate } from './pool-schemas.ts';
 import { unsubscribeSettingsSchema } from './unsubscribe-schema.ts';
+import { tenantSuppressionSchema } from './suppression-schema.ts';
 
 /**
  * The config's `tenants:` key: the customers a platform sends for. Every SMTP user and API token
@@ -13,6 +14,7 @@ import { unsubscribeSettingsSchema } from './unsubscribe-schema.ts';
  *         pools: [acme, shared]        # pools its mail may send from; the first is its default
  *         rate: 1000/m                 # recipients accepted, over every node
  *         dailyQuota: 200000           # recipients accepted per UTC day, over every node
+ *         suppression: { action: drop } # its suppressed recipients (default: suppression.action)
  *
  * Rate and quota count recipients, not messages: a message to 50 people is 50 deliveries, which
  * is what a mailbox provider sees and what a customer's plan is sold by.
@@ -48,6 +50,8 @@ const tenantSchema = z.strictObject({
   dailyQuota: z.number().int().positive().optional(),
   /** List-Unsubscribe for its mail (unsubscribe-schema.ts); a From domain's entry comes first. */
   unsubscribe: unsubscribeSettingsSchema.optional(),
+  /** What acceptance does with its suppressed recipients, instead of `suppression.action`. */
+  suppression: tenantSuppressionSchema.optional(),
 });
 
 export type TenantConfig = z.output<typeof tenantSchema>;

@@ -10,6 +10,7 @@ import { jobsBySite, type DeliveryJob } from './delivery-job.ts';
 import type { DeadSites, JobOutcomes } from './dead-sites.ts';
 import { makeDsn, type DsnMakerDeps } from './dsn-maker.ts';
 import { ResultRecorder, type Decided } from './result-recorder.ts';
+import type { AutoSuppression } from './auto-suppression.ts';
 import { WaitLine } from './wait-line.ts';
 import { decide, expiredOutcome } from './retry-policy.ts';
 import type { Router } from './routing.ts';
@@ -95,6 +96,8 @@ export interface EngineDeps {
   settings: () => EngineSettings;
   /** Signs DSNs as the accept path signs every message (see Queue). */
   dkim: Pick<DkimSigner, 'sign'>;
+  /** Adds recipients to the suppression list after their permanent failures are recorded (never waited for). */
+  suppression?: Pick<AutoSuppression, 'afterBounces'>;
   random?: () => number;
 }
 
@@ -168,6 +171,8 @@ export class DeliveryEngine {
     }
     this.report(job, results, recorded);
     this.deps.metrics.dsnsGenerated.inc(dsns.length);
+    const final = bounced.filter((b) => recorded.has(b.recipientId));
+    if (final.length > 0) this.deps.suppression?.afterBounces(message, final);
     const due = [...results.filter((r) => recorded.has(r.recipientId)).map((r) => r.nextAttemptAt), ...dsns.map((d) => d.dueAt)];
     const times = due.filter((t) => t !== undefined);
     return times.length ? Math.min(...times) : null;

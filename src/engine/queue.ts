@@ -10,6 +10,8 @@ import { POOL_HEADER, type PoolAssigner, type PoolAssignment } from '../ippool/p
 import { foreignAuthor, tenantMaySend, type Tenant, type TenantLookup } from '../access/tenants.ts';
 import type { TenantLimits } from './tenant-limits.ts';
 import type { UnsubscribeLinks } from '../sender-domains/unsubscribe-links.ts';
+import type { SuppressionReason } from '../storage/suppressions.ts';
+import { suppressedOutcome, type SuppressionCheck } from './suppression-check.ts';
 
 /**
  * Signs a message once, in the form it is stored and delivered in (every attempt sends these
@@ -50,6 +52,25 @@ export interface Submission {
   sendAt?: number | null;
   tags?: readonly string[];
   metadata?: Readonly<Record<string, string>> | null;
+  /**
+   * Whether the door answers for each recipient after the message is prepared (HTTP), so that
+   * under the reject action a suppressed recipient is refused there. Absent or false (SMTP, whose
+   * RCPTs were answered before): one found suppressed now is dropped, as under the drop action.
+   */
+  refusesRecipients?: boolean;
+}
+
+/**
+ * What became of each recipient given: queued (stored; delivery follows), suppressed (on the
+ * suppression list and refused: not stored) or dropped (on the list; stored final, never attempted).
+ */
+export interface RecipientStatus {
+  address: string;
+  status: 'queued' | 'suppressed' | 'dropped';
+  /** The suppression entry's reason, for suppressed and dropped. */
+  reason?: SuppressionReason;
+  /** The queue id of the message holding it (see Accepted.ids); none for a suppressed recipient, which is not stored. */
+  id?: string;
 }
 
 export interface Accepted {
@@ -62,6 +83,8 @@ export interface Accepted {
   pool: PoolAssignment;
   /** When its first attempt is due: now, or its scheduled time. */
   dueAt: number;
+  /** Every recipient given, in order, with what became of it. */
+  recipients: RecipientStatus[];
 }
 
 /** What the configuration decides of a message at acceptance (src/config-parts.ts makes it). */
@@ -112,6 +135,8 @@ export class Queue {
       policy: () => AcceptPolicy;
       /** Each tenant's rate and daily quota (tenant-limits.ts). */
       tenantLimits: TenantLimits;
+      /** The suppression list and the action on its recipients (suppression-check.ts). */
+      suppressions: Pick<SuppressionCheck, 'find' | 'action'>;
       /** Called after each commit so the scheduler starts delivery at once. */
       onEnqueued: () => void;
     },
@@ -157,20 +182,25 @@ export class Queue {
     if (requested !== null && pool.source !== 'header') {
       throw new RookeryError('POOL_NOT_ALLOWED', `Pool ${JSON.stringify(requested)} is not one this client may choose`);
     }
+    // One lookup for every recipient; a message whose every recipient is refused goes no further.
+    const screened = await this.screen(submission, tenant?.name ?? null);
     // Last of the checks: a message refused by any of them takes nothing of the tenant's budgets.
-    if (tenant) await this.takeBudget(tenant, submission.recipients.length);
+    // Only recipients that will be attempted count.
+    const attempted = screened.recipients.length - screened.dropped.length;
+    if (tenant && attempted > 0) await this.takeBudget(tenant, attempted);
     // The pool header is an instruction to Rookery, never part of the delivered message.
     const remove = poolHeader === null ? [] : [POOL_HEADER];
     const dueAt = Math.max(now, submission.sendAt ?? now);
 
     const unsubscribe = policy.unsubscribe?.fieldsFor(tenant?.name ?? null, received) ?? null;
+    const stored = screened.recipients;
     const copies =
-      unsubscribe && submission.recipients.length > 0
-        ? submission.recipients.map((recipient, i) => {
+      unsubscribe && stored.length > 0
+        ? stored.map((recipient, i) => {
             const copyId = i === 0 ? id : newQueueId(now);
             return { id: copyId, recipients: [recipient], fields: unsubscribe(recipient, copyId, now) };
           })
-        : [{ id, recipients: submission.recipients, fields: [] as string[] }];
+        : [{ id, recipients: stored, fields: [] as string[] }];
     // Side by side: with a signing pool the copies are signed on its threads at once.
     const bodies = await Promise.all(
       copies.map((copy) => {
@@ -179,7 +209,9 @@ export class Queue {
       }),
     );
     const messages = copies.map(
-      (copy, i): NewMessage => ({
+      (copy, i): NewMessage => {
+        const dropped = screened.dropped.filter((d) => copy.recipients.includes(d.recipient));
+        return {
         id: copy.id,
         sender: submission.sender,
         recipients: copy.recipients,
@@ -194,9 +226,42 @@ export class Queue {
         pool: pool.pool,
         ...(submission.tags?.length ? { tags: submission.tags } : {}),
         ...(submission.metadata ? { metadata: submission.metadata } : {}),
-      }),
+        ...(dropped.length ? { suppressed: dropped } : {}),
+        };
+      },
     );
-    return { messages, accepted: { id, ids: messages.map((m) => m.id), messageIdHeader, pool, dueAt } };
+    const holder = new Map(messages.flatMap((m) => m.recipients.map((r) => [r, m.id] as const)));
+    const recipients = screened.statuses.map((s) => (s.status === 'suppressed' ? s : { ...s, id: holder.get(s.address)! }));
+    return { messages, accepted: { id, ids: messages.map((m) => m.id), messageIdHeader, pool, dueAt, recipients } };
+  }
+
+  /**
+   * The submission's recipients checked against its tenant's suppression list in one lookup: the
+   * ones to store, those of them stored final at once (dropped), and what became of each. Under
+   * the reject action a door that answers per recipient (Submission.refusesRecipients) refuses
+   * them; a message left with none is refused whole (RECIPIENT_SUPPRESSED).
+   */
+  private async screen(submission: Submission, tenant: string | null) {
+    const given = submission.recipients;
+    const queued = (address: string): RecipientStatus => ({ address, status: 'queued' });
+    const found = await this.deps.suppressions.find(tenant, given);
+    if (found.length === 0) return { recipients: given, dropped: [], statuses: given.map(queued) };
+    const reasons = new Map(found.map((f) => [f.address, f.reason]));
+    const refuse = submission.refusesRecipients === true && this.deps.suppressions.action(tenant) === 'reject';
+    this.deps.metrics.recipientsSuppressed.inc({ door: submission.source, action: refuse ? 'reject' : 'drop' }, given.filter((r) => reasons.has(r)).length);
+    const statuses = given.map((address): RecipientStatus => {
+      const reason = reasons.get(address);
+      return reason === undefined ? queued(address) : { address, status: refuse ? 'suppressed' : 'dropped', reason };
+    });
+    if (refuse) {
+      const recipients = given.filter((r) => !reasons.has(r));
+      if (recipients.length === 0) {
+        const listed = found.map((f) => `${f.address} (${f.reason})`).join(', ');
+        throw new RookeryError('RECIPIENT_SUPPRESSED', `Every recipient is on the suppression list: ${listed}`);
+      }
+      return { recipients, dropped: [], statuses };
+    }
+    return { recipients: given, dropped: found.map((f) => ({ recipient: f.address, outcome: suppressedOutcome(f.reason) })), statuses };
   }
 
   /**

@@ -6,9 +6,9 @@ import { IDEMPOTENCY_WINDOW_MS } from './queue.ts';
 /**
  * Deletes finished messages older than the retention period (and empties their bodies earlier,
  * after the body retention period, when one is set), audit entries older than theirs,
- * expired pool counters and state, queue pauses that have ended, and idempotency keys older than
- * IDEMPOTENCY_WINDOW_MS, once at start and then every `intervalMs`, so the queue database holds
- * the live queue and recent history, not all history.
+ * expired pool counters and state, queue pauses that have ended, idempotency keys older than
+ * IDEMPOTENCY_WINDOW_MS and expired suppression entries, once at start and then every
+ * `intervalMs`, so the queue database holds the live queue and recent history, not all history.
  */
 export class RetentionSweeper {
   private timer: NodeJS.Timeout | null = null;
@@ -65,6 +65,9 @@ export class RetentionSweeper {
         // Idempotency keys of the HTTP API past the time they hold their answer.
         const keys = await this.deps.store.purgeIdempotencyKeys(now - IDEMPOTENCY_WINDOW_MS);
         if (keys) this.log.debug({ event: 'retention.idempotency.purged', keys }, 'purged old idempotency keys');
+        // Suppression entries past their expiry (they stopped applying then; this frees the rows).
+        const suppressions = await this.deps.store.purgeExpiredSuppressions(now);
+        if (suppressions) this.log.info({ event: 'retention.suppressions.purged', entries: suppressions }, 'purged expired suppression entries');
       } catch (err) {
         this.log.error({ event: 'retention.failed', err }, 'purging old data failed');
       } finally {

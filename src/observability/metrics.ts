@@ -160,6 +160,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly suppressionsAdded = new Counter({
+    name: 'rookery_suppressions_added_total',
+    help: 'Entries written to the suppression list, by reason and by what caused them (attempt: a permanent failure; api: a request or an import)',
+    labelNames: ['reason', 'source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly recipientsSuppressed = new Counter({
+    name: 'rookery_recipients_suppressed_total',
+    help: 'Recipients found on the suppression list at acceptance, by door (smtp, http) and what was done (reject: refused; drop: stored final, never attempted)',
+    labelNames: ['door', 'action'] as const,
+    registers: [this.registry],
+  });
+
   readonly dsnsGenerated = new Counter({
     name: 'rookery_dsns_generated_total',
     help: 'Delivery status notifications queued to senders',

@@ -7,12 +7,16 @@ import { checkMailFrom, checkRcptTo, type RelayClient } from './relay-policy.ts'
 import type { SessionRegistry, SessionState } from './session-registry.ts';
 import { userOf } from './submission-auth.ts';
 import type { UserDirectory } from './user-directory.ts';
+import type { SuppressionCheck } from '../engine/suppression-check.ts';
+import type { Logger } from '../observability/logger.ts';
 
 /**
  * MAIL FROM and RCPT TO: the relay policy (relay-policy.ts) applied to the session, the sender
  * domains of the user's tenant, recipients that need a domain, and the recipient limit
- * (src/access/submission-policy.ts, shared with the HTTP API). (The queue checks the tenant's
- * sender domains again for every door; here a refusal comes before the message is sent.)
+ * (src/access/submission-policy.ts, shared with the HTTP API), and under the reject action the
+ * suppression list of the user's tenant (550 5.7.1 for a suppressed recipient; the others of the
+ * transaction are taken). (The queue checks the tenant's sender domains and the suppression list
+ * again for every door; here a refusal comes before the message is sent.)
  */
 
 export interface EnvelopeCheckDeps {
@@ -23,6 +27,10 @@ export interface EnvelopeCheckDeps {
   sessions: SessionRegistry;
   rejections: Rejections;
   maxRecipients: number;
+  /** The server's log, for a session no longer known. */
+  log: Logger;
+  /** The suppression list: under the reject action a suppressed recipient is refused here. */
+  suppressions: Pick<SuppressionCheck, 'action' | 'isSuppressed'>;
 }
 
 export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServerOptions, 'onMailFrom' | 'onRcptTo'>> {
@@ -65,7 +73,22 @@ export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServe
         rejections.reject(state, problem.code, problem.code === 'BAD_ADDRESS' ? { recipient: address.address } : { recipients: recipients.length });
         return callback(new RookeryError(problem.code, problem.message));
       }
-      callback();
+      // Under the drop action the queue looks the recipients up with the message, after DATA.
+      const tenant = userOf(deps.users(), session)?.tenant ?? null;
+      if (deps.suppressions.action(tenant) !== 'reject') return callback();
+      deps.suppressions.isSuppressed(tenant, address.address).then(
+        (suppressed) => {
+          if (!suppressed) return callback();
+          rejections.reject(state, 'RECIPIENT_SUPPRESSED', { recipient: address.address, ...(tenant ? { tenant } : {}) });
+          callback(new RookeryError('RECIPIENT_SUPPRESSED'));
+        },
+        (err: unknown) => {
+          // The list could not be read: the client tries this recipient again later.
+          rejections.count('STORAGE_FAILED');
+          (state?.log ?? deps.log).error({ event: 'smtp.suppression.failed', err: (err as Error).message }, 'the suppression list could not be read');
+          callback(new RookeryError('STORAGE_FAILED'));
+        },
+      );
     },
   };
 }

@@ -3,6 +3,7 @@ import { createSecureContext } from 'node:tls';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/schema.ts';
 import type { Accepted, Submission } from '../engine/queue.ts';
+import type { SuppressionCheck } from '../engine/suppression-check.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { GatedSmtpServer } from '../vendor/smtp-server.ts';
@@ -34,6 +35,8 @@ export interface SubmissionServerDeps {
   /** The tenants in effect (config.tenants; the daemon's lookup follows reloads). */
   tenants: TenantLookup;
   queue: { submit(submission: Submission): Promise<Accepted> };
+  /** The suppression list, asked at RCPT under the reject action. */
+  suppressions: Pick<SuppressionCheck, 'action' | 'isSuppressed'>;
   /** Key and certificate; needed only when a listener uses TLS (starttls or implicit). */
   tls: { key: Buffer | string; cert: Buffer | string } | null;
   logger: Logger;
@@ -179,7 +182,7 @@ class SmtpSubmissionServer implements SubmissionServer {
       onClose: (session) => sessions.close(session.id),
       guard: (offer) => sessionGuard({ maxCommandBytes: config.smtp.maxCommandBytes, lockout, sessions, rejections, buffers, isStopping }, offer),
       onAuth: authHandler({ users, lockout, checks, sessions, rejections }),
-      ...envelopeChecks({ users, tenants: this.deps.tenants, sessions, rejections, maxRecipients: config.smtp.maxRecipients }),
+      ...envelopeChecks({ users, tenants: this.deps.tenants, sessions, rejections, maxRecipients: config.smtp.maxRecipients, suppressions: this.deps.suppressions, log }),
       onData: dataAcceptance({
         queue,
         users,

@@ -9,6 +9,7 @@ import { QueueOperations } from '../../src/engine/queue-operations.ts';
 import { QueuePauses } from '../../src/engine/queue-pauses.ts';
 import { Queue } from '../../src/engine/queue.ts';
 import { TenantLimits } from '../../src/engine/tenant-limits.ts';
+import { SuppressionCheck, suppressionActionFor } from '../../src/engine/suppression-check.ts';
 import { ReadyQueues } from '../../src/engine/ready-queue.ts';
 import { createRouteExplainer } from '../../src/engine/route-explanation.ts';
 import { createDeliverer } from '../../src/engine/smtp-deliverer.ts';
@@ -78,6 +79,7 @@ export function apiSources(options: { store: Store; config?: ConfigInput; clock?
     dkim: parts.signer,
     policy: () => parts,
     tenantLimits: new TenantLimits({ ...backend, clock }),
+    suppressions: new SuppressionCheck({ store, clock, action: (tenant) => suppressionActionFor(config, tenant) }),
     onEnqueued: () => undefined,
   });
   return {

@@ -14,6 +14,7 @@ import { poolAssignerFor } from '../../src/ippool/pool-assignment.ts';
 import { createPoolBackend } from '../../src/ippool/backend/create-pool-backend.ts';
 import { TenantDirectory } from '../../src/access/tenants.ts';
 import { TenantLimits } from '../../src/engine/tenant-limits.ts';
+import { SuppressionCheck, suppressionActionFor } from '../../src/engine/suppression-check.ts';
 import { manualClock, type ManualClock } from './manual-clock.ts';
 import { SmtpTestClient, type SmtpClientOptions } from './smtp-client.ts';
 import { createTempDir, type TempDir } from './temp-dir.ts';
@@ -69,6 +70,7 @@ export async function startHarness(
   await store.migrate();
   cleanups.push(() => store.close());
   const policy = { assignPool: poolAssignerFor(config), tenants: new TenantDirectory(config.tenants) };
+  const suppressions = new SuppressionCheck({ store, clock, action: (tenant) => suppressionActionFor(config, tenant) });
   const queue = new Queue({
     store,
     clock,
@@ -78,10 +80,11 @@ export async function startHarness(
     dkim: createDkimSigner({ keys: createDkimKeyStore({ keys: dkimKeys, resolver: { resolveTxt: async () => [] }, clock, logger }), config: config.dkim, clock, logger }),
     policy: () => policy,
     tenantLimits: new TenantLimits({ ...createPoolBackend({ store, clock }), clock }),
+    suppressions,
     onEnqueued: () => undefined,
   });
   const { config: _extra, ...serverOptions } = options;
-  const server = createSubmissionServer({ config, users: smtpUsers, tenants: new TenantDirectory(config.tenants), queue, tls: await tlsFixture(), logger, metrics, clock, ...serverOptions });
+  const server = createSubmissionServer({ config, users: smtpUsers, tenants: new TenantDirectory(config.tenants), queue, suppressions, tls: await tlsFixture(), logger, metrics, clock, ...serverOptions });
   await server.start();
   cleanups.push(() => server.stop());
   const harness: Harness = {

@@ -480,7 +480,8 @@ describe('SMTP submission: smuggling guard', () => {
 
 describe('SMTP submission: storage failure', () => {
   it('answers 451 4.3.0 when the queue cannot commit, logs it, and keeps the session', async () => {
-    const h = await startHarness({ listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.0/8'] });
+    // Under the drop action RCPT does not read the suppression list: the store fails at the commit.
+    const h = await startHarness({ listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], trustedNetworks: ['127.0.0.0/8'] }, { config: { suppression: { action: 'drop' } } });
     await h.store.close();
     const client = await h.connect();
     await envelope(client, 'a@app.example', ['b@dest.example']);
@@ -524,6 +525,7 @@ describe('SMTP submission: lifecycle', () => {
       users: [],
       tenants: new TenantDirectory({}),
       queue: { submit: () => Promise.reject(new Error('unused')) },
+      suppressions: { action: () => 'reject', isSuppressed: () => Promise.reject(new Error('unused')) },
       tls: await tlsFixture(),
       logger: createLogger('silent'),
       metrics: new Metrics({ processMetrics: false }),

@@ -162,5 +162,7 @@ export function toSubmission(draft: Draft, principal: ApiPrincipal, clientAddres
     sendAt: draft.sendAt,
     tags: draft.tags,
     metadata: draft.metadata,
+    // The answer lists each recipient: a suppressed one is refused there (suppression.action reject).
+    refusesRecipients: true,
   };
 }

@@ -58,7 +58,7 @@ export function acceptedView(prepared: PreparedMessage) {
     messageId: accepted.messageIdHeader,
     pool: accepted.pool.pool,
     sendAt: dueAt > createdAt ? rfc3339(dueAt) : null,
-    recipients: messages.flatMap((m) => m.recipients.map((address) => ({ address, status: 'queued' as const, id: m.id }))),
+    recipients: accepted.recipients,
   };
 }
 

@@ -1,3 +1,4 @@
+import { SUPPRESSION_REASONS } from '../../../storage/suppressions.ts';
 import { problemResponses } from '../schemas.ts';
 
 /**
@@ -129,11 +130,17 @@ export const IDEMPOTENCY_HEADERS = {
 const RECIPIENT_STATUS = {
   type: 'object',
   additionalProperties: false,
-  required: ['address', 'status', 'id'],
+  required: ['address', 'status'],
   properties: {
     address: { type: 'string' },
-    status: { type: 'string', enum: ['queued'], description: 'queued: stored; delivery follows (or waits for sendAt).' },
-    id: { type: 'string', description: 'The queue id of the message holding this recipient (see `ids`).' },
+    status: {
+      type: 'string',
+      enum: ['queued', 'suppressed', 'dropped'],
+      description:
+        'queued: stored; delivery follows (or waits for sendAt). suppressed: on the suppression list of the tenant and refused (suppression action reject); not stored. dropped: on the list (action drop); stored as bounced, never attempted.',
+    },
+    reason: { type: 'string', enum: [...SUPPRESSION_REASONS], description: 'With suppressed and dropped: why the address is on the list.' },
+    id: { type: 'string', description: 'The queue id of the message holding this recipient (see `ids`); none for a suppressed recipient, which is not stored.' },
   },
 } as const;
 
