@@ -116,6 +116,8 @@ export const API_ERRORS = {
   MESSAGE_NOT_FOUND: { http: 404, message: 'No such message' },
   /** POST /v1/reload found problems in the configuration file (each listed with its config path); nothing changed. */
   CONFIG_INVALID: { http: 422, message: 'The configuration has problems; nothing was changed' },
+  /** GET or DELETE /v1/suppressions/{address} for an address the tenant's list does not hold. */
+  SUPPRESSION_NOT_FOUND: { http: 404, message: 'No such suppression entry' },
   /** The Idempotency-Key of a send was used with another request within its 24 hours (src/control-api/v1/idempotency.ts). */
   IDEMPOTENCY_KEY_REUSED: { http: 422, message: 'The Idempotency-Key was used with another request' },
   /** The unsubscribe listener (src/feedback/unsubscribe-server.ts): a token that is no token Rookery makes (wrong length, alphabet or version). */

@@ -132,7 +132,7 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
   let tokens = new TokenDirectory(deps.config.api.tokens);
   const { store, clock, pool, domains, reload } = deps;
   const tenants = deps.tenants ?? new TenantDirectory({});
-  registerV1Api(app, { api: deps.config.api, tokens: () => tokens, reload, store, clock, pool, domains, tenants, explainer: deps.explainer, queue: deps.queue, intake: deps.intake, isShuttingDown: deps.isShuttingDown, guarded });
+  registerV1Api(app, { api: deps.config.api, tokens: () => tokens, reload, store, clock, pool, domains, tenants, explainer: deps.explainer, queue: deps.queue, intake: deps.intake, isShuttingDown: deps.isShuttingDown, guarded, metrics: deps.metrics });
 
   let starting: Promise<{ host: string; port: number }> | undefined;
   let stopping: Promise<void> | undefined;

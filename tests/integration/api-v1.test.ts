@@ -38,6 +38,9 @@ const TENANT_TOKEN: ApiTokenConfig = { name: 'acme-app', role: 'sender', tenant:
 const tenantOperator = generateApiToken();
 const TENANT_OPERATOR: ApiTokenConfig = { name: 'acme-ops', role: 'operator', tenant: 'acme', hash: hashApiToken(tenantOperator) };
 
+/** The address GET /v1/suppressions/{address} reads: on the list of mail of no tenant and on acme's. */
+const SUPPRESSED_ADDRESS = 'known-suppressed@example.net';
+
 /** The message DELETE /v1/messages/{id} cancels (enqueued before the tests). */
 const CANCELLED_MESSAGE_ID = 'api-v1-cancelled';
 
@@ -55,6 +58,8 @@ const EXPECTED: Array<{
   body?: object;
   allowed: readonly ApiRole[];
   tenant?: { body?: object };
+  /** A body that is not JSON (the suppression import's CSV), instead of `body`. */
+  raw?: { contentType: string; body: string };
 }> = [
   { route: 'GET /v1/whoami', allowed: ['admin', 'operator', 'sender', 'viewer'], tenant: {} },
   { route: 'GET /v1/queue', allowed: ['admin', 'operator', 'viewer'] },
@@ -91,6 +96,12 @@ const EXPECTED: Array<{
   { route: 'GET /v1/explain', path: '/v1/explain?sender=a@example.com&recipient=b@example.net', allowed: ['admin', 'operator', 'viewer'] },
   { route: 'GET /v1/audit', allowed: ['admin'] },
   { route: 'POST /v1/reload', allowed: ['admin'] },
+  { route: 'GET /v1/suppressions', allowed: ['admin', 'operator', 'sender', 'viewer'], tenant: {} },
+  { route: 'GET /v1/suppressions/export', path: '/v1/suppressions/export?format=ndjson', allowed: ['admin', 'operator', 'sender', 'viewer'], tenant: {} },
+  { route: 'GET /v1/suppressions/{address}', path: `/v1/suppressions/${SUPPRESSED_ADDRESS}`, allowed: ['admin', 'operator', 'sender', 'viewer'], tenant: {} },
+  { route: 'POST /v1/suppressions', body: { address: 'role-test@example.net' }, allowed: ['admin', 'operator', 'sender'], tenant: {} },
+  { route: 'POST /v1/suppressions/import', raw: { contentType: 'text/csv', body: 'address\nrole-import@example.net\n' }, allowed: ['admin', 'operator', 'sender'], tenant: {} },
+  { route: 'DELETE /v1/suppressions/{address}', path: '/v1/suppressions/role-test@example.net', allowed: ['admin', 'operator'], tenant: {} },
 ];
 /** The message `{id}` stands for in the routes above (enqueued before the tests, sent for the sender's tenant). */
 const KNOWN_MESSAGE_ID = 'api-v1-known';
@@ -115,6 +126,8 @@ beforeAll(async () => {
   const now = Date.now();
   const known = { sender: 'a@example.com', recipients: ['b@example.net'], messageIdHeader: null, body: Buffer.from('Subject: x\r\n\r\nx\r\n'), submitter: null, tenant: 'acme', source: 'smtp' as const, clientAddress: null, createdAt: now, dueAt: now, pool: 'default' };
   await store.enqueue([{ ...known, id: KNOWN_MESSAGE_ID }, { ...known, id: CANCELLED_MESSAGE_ID }]);
+  const suppressed = { address: SUPPRESSED_ADDRESS, reason: 'manual' as const, source: null, createdAt: now, expiresAt: null };
+  await store.addSuppressions([{ ...suppressed, tenant: null }, { ...suppressed, tenant: 'acme' }]);
 });
 
 afterEach(async () => {
@@ -174,22 +187,24 @@ async function expectProblem(res: Response, status: number, code: string): Promi
 }
 
 describe('roles', () => {
-  const cases = EXPECTED.flatMap((e) => ROLES.map((role) => ({ route: e.route, request: requestOf(e), body: e.body, role, status: e.allowed.includes(role) ? '2xx' : '403' })));
+  const cases = EXPECTED.flatMap((e) => ROLES.map((role) => ({ route: e.route, request: requestOf(e), body: e.body, raw: e.raw, role, status: e.allowed.includes(role) ? '2xx' : '403' })));
+  const initOf = (body: object | undefined, raw: (typeof EXPECTED)[number]['raw']): RequestInit =>
+    raw ? { body: raw.body, headers: { 'content-type': raw.contentType } } : body ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {};
 
-  it.each(cases)('$role on $route gets $status', async ({ request, body, role, status }) => {
+  it.each(cases)('$role on $route gets $status', async ({ request, body, raw, role, status }) => {
     const { call } = await startApi();
-    const init = body ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {};
+    const init = initOf(body, raw);
     const res = await call(request, TOKENS[role]!.token, init);
     if (status === '403') await expectProblem(res, 403, 'FORBIDDEN');
     else expect(res.status, await res.clone().text()).toBeGreaterThanOrEqual(200), expect(res.status).toBeLessThan(300);
   });
 
   // A token of a tenant whose role reaches every operator route: `tenant` decides.
-  const tenantCases = EXPECTED.filter((e) => e.allowed.includes('operator')).map((e) => ({ route: e.route, request: requestOf(e), body: e.tenant?.body ?? e.body, status: e.tenant ? 200 : 403 }));
+  const tenantCases = EXPECTED.filter((e) => e.allowed.includes('operator')).map((e) => ({ route: e.route, request: requestOf(e), body: e.tenant?.body ?? e.body, raw: e.raw, status: e.tenant ? 200 : 403 }));
 
-  it.each(tenantCases)("a tenant's operator on $route gets $status", async ({ request, body, status }) => {
+  it.each(tenantCases)("a tenant's operator on $route gets $status", async ({ request, body, raw, status }) => {
     const { call } = await startApi();
-    const init = body ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {};
+    const init = initOf(body, raw);
     const res = await call(request, tenantOperator, init);
     if (status === 403) expect((await expectProblem(res, 403, 'FORBIDDEN')).detail).toMatch(/^A token of tenant "acme" may not /);
     else expect(res.status).toBe(status);
@@ -371,8 +386,9 @@ describe('GET /openapi.json', () => {
       for (const [method, op] of Object.entries(operations)) {
         const where = `${method.toUpperCase()} ${path}`;
         expect(op.security, where).toEqual([{ bearerAuth: [] }]);
-        // 200, or 202 for a send (stored, delivered later).
-        expect((op.responses['200'] ?? op.responses['202']).content['application/json'].schema, where).toBeTypeOf('object');
+        // 200, or 202 for a send (stored, delivered later); JSON but for a file (the suppression export).
+        const ok = op.responses['200'] ?? op.responses['202'];
+        expect((ok.content['application/json'] ?? ok.content['text/csv']).schema, where).toBeTypeOf('object');
         for (const status of ['400', '401', '403', '429']) {
           expect(op.responses[status].content['application/problem+json'].schema, `${where} ${status}`).toEqual({ $ref: '#/components/schemas/Problem' });
         }

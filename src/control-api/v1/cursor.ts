@@ -64,3 +64,24 @@ export function decodeAuditCursor(cursor: string): AuditPageCursor {
 function isNonNegativeInteger(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0;
 }
+
+/** A suppression page's sort key: tenant ('' for none), created time, address hash (all descending). */
+export interface SuppressionPageCursor {
+  tenant: string;
+  createdAt: number;
+  addressHash: string;
+}
+
+export function encodeSuppressionCursor(key: SuppressionPageCursor): string {
+  return Buffer.from(JSON.stringify(['s', key.tenant, key.createdAt, key.addressHash])).toString('base64url');
+}
+
+export function decodeSuppressionCursor(cursor: string): SuppressionPageCursor {
+  const value = decodeCursorArray(cursor);
+  // The 's' tag keeps a cursor of another listing from passing as one of this.
+  if (value.length !== 4 || value[0] !== 's') throw new MalformedCursorError();
+  const [, tenant, createdAt, addressHash] = value;
+  if (typeof tenant !== 'string' || !/^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$/.test(tenant)) throw new MalformedCursorError();
+  if (!isNonNegativeInteger(createdAt) || typeof addressHash !== 'string' || !/^[0-9a-f]{64}$/.test(addressHash)) throw new MalformedCursorError();
+  return { tenant, createdAt, addressHash };
+}

@@ -41,7 +41,8 @@ export function messageSummaryView(m: MessageSummary) {
   return { ...messageFields(m), recipientStates: m.states };
 }
 
-function eventView(e: AttemptEvent) {
+/** One attempt as the API shows it (also in GET /v1/suppressions/{address}, for the attempt that caused an entry). */
+export function eventView(e: AttemptEvent) {
   const o = e.outcome;
   return {
     at: rfc3339(e.at),

@@ -19,6 +19,8 @@ import { registerQueueRoute, type QueueRouteDeps } from './routes/queue.ts';
 import { registerReloadRoute, type ReloadRouteDeps } from './routes/reload.ts';
 import { registerSendRoutes, type SendRouteDeps } from './routes/send.ts';
 import { registerWhoamiRoute } from './routes/whoami.ts';
+import { registerSuppressionRoutes, type SuppressionRouteDeps } from './routes/suppressions.ts';
+import { registerSuppressionTransferRoutes } from './routes/suppression-transfer.ts';
 import { BEARER_SCHEME, PROBLEM_SCHEMA } from './schemas.ts';
 
 export interface V1ApiDeps {
@@ -27,7 +29,9 @@ export interface V1ApiDeps {
   tokens: () => TokenDirectory;
   /** POST /v1/reload. */
   reload: ReloadRouteDeps['reload'];
-  store: QueueRouteDeps['store'] & MessagesRouteDeps['store'] & AuditTrailDeps['store'] & AuditRouteDeps['store'];
+  store: QueueRouteDeps['store'] & MessagesRouteDeps['store'] & AuditTrailDeps['store'] & AuditRouteDeps['store'] & SuppressionRouteDeps['store'];
+  /** Counts the suppression entries the API writes. */
+  metrics: SuppressionRouteDeps['metrics'];
   /** The time /v1/queue measures ages from; the system clock by default. */
   clock?: Clock;
   /** The egress pool, for GET /v1/ips and the IP operations. */
@@ -89,6 +93,8 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerExplainRoute(v1, { explainer: deps.explainer });
     registerAuditRoute(v1, { store: deps.store });
     registerReloadRoute(v1, { reload: deps.reload });
+    registerSuppressionRoutes(v1, { store: deps.store, tenants: deps.tenants, metrics: deps.metrics, clock: deps.clock });
+    registerSuppressionTransferRoutes(v1, { store: deps.store, tenants: deps.tenants, metrics: deps.metrics, clock: deps.clock });
 
     v1.get('/openapi.json', { schema: { hide: true } }, async () => v1.swagger());
   });

@@ -49,11 +49,20 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   'GET /v1/audit': ['admin'],
   // The configuration (tokens among it) is the admin's.
   'POST /v1/reload': ['admin'],
+  // The suppression list: every role reads; a sender adds to its tenant's list (its own
+  // unsubscribes and complaints) but never removes an entry: taking an address off is the
+  // platform's call, as it may be a complaint.
+  'GET /v1/suppressions': EVERY_ROLE,
+  'GET /v1/suppressions/export': EVERY_ROLE,
+  'GET /v1/suppressions/:address': EVERY_ROLE,
+  'POST /v1/suppressions': ['admin', 'operator', 'sender'],
+  'POST /v1/suppressions/import': ['admin', 'operator', 'sender'],
+  'DELETE /v1/suppressions/:address': ['admin', 'operator'],
 };
 
 /**
  * The routes a token bound to a tenant may call, each answering for that tenant only (its
- * messages, the IPs of its pools, its sender domains) or acting on that tenant's mail only (the
+ * messages, the IPs of its pools, its sender domains, its suppression list) or acting on that tenant's mail only (the
  * queue operations take its tenant as their one scope, and show it that tenant's pauses; a
  * message of another tenant is unknown to it). Every other route shows or changes what tenants
  * share (queue totals, IP and domain operations, the audit log) and needs a token of no tenant:
@@ -74,6 +83,12 @@ export const TENANT_ROUTES: ReadonlySet<string> = new Set([
   'GET /v1/ips',
   'GET /v1/ips/:address',
   'GET /v1/domains',
+  'GET /v1/suppressions',
+  'GET /v1/suppressions/export',
+  'GET /v1/suppressions/:address',
+  'POST /v1/suppressions',
+  'POST /v1/suppressions/import',
+  'DELETE /v1/suppressions/:address',
 ]);
 
 /** The roles allowed on a route, or undefined when the table does not list it. */

@@ -45,7 +45,7 @@ export const MESSAGE_PAGE = {
   },
 } as const;
 
-const EVENT = {
+export const EVENT = {
   type: 'object',
   additionalProperties: false,
   required: ['at', 'attempt', 'disposition', 'code', 'enhanced', 'response', 'stage', 'bounceClass', 'remoteHost', 'egressIp', 'possibleDuplicate'],
