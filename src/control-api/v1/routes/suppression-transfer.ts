@@ -72,7 +72,12 @@ export function registerSuppressionTransferRoutes(app: FastifyInstance, deps: Su
         response: { 200: jsonResponse('Every line stored.', IMPORT_RESULT), ...problemResponses(...AUTH_PROBLEMS, 413, 415) },
       },
       handler: async (request: ImportRequest, reply: FastifyReply) => {
-        const format: FileFormat = String(request.headers['content-type']).startsWith(FILE_TYPES.csv) ? 'csv' : 'ndjson';
+        const type = String(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+        const format = (Object.keys(FILE_TYPES) as FileFormat[]).find((f) => FILE_TYPES[f] === type);
+        // Fastify's own parsers take text/plain and JSON too; only the two file types are imports.
+        if (format === undefined || typeof request.body !== 'string') {
+          return sendProblem(reply, problem('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${JSON.stringify(type)}: send ${FILE_TYPES.csv} or ${FILE_TYPES.ndjson}`, { instance: pathOf(request) }));
+        }
         const principal = request.principal!;
         const whose = tenantOf(principal, request.query.tenant, { path: 'querystring.tenant', otherwise: '', tenants: deps.tenants });
         if ('problem' in whose) return refuse(request, reply, whose.problem);
