@@ -16,6 +16,8 @@ export interface ApiRequest {
   query?: Readonly<Record<string, string | number | undefined>>;
   /** Sent as JSON; without one nothing is sent. */
   body?: object;
+  /** Sent as it is, with its type, instead of `body` (a file to import). */
+  upload?: { contentType: string; data: Buffer };
   /** How long to wait for the answer; REQUEST_TIMEOUT_MS unless the operation is known to take longer. */
   timeoutMs?: number;
 }
@@ -61,23 +63,43 @@ export const REQUEST_TIMEOUT_MS = 60_000;
 export const BULK_TIMEOUT_MS = 15 * 60_000;
 
 export async function callApi(connection: ApiConnection, request: ApiRequest): Promise<ApiAnswer> {
+  return answerOf(connection, request, (res) => res.text());
+}
+
+/**
+ * A request whose 2xx answer is a file (the suppression export): its body is written to `out` as
+ * it arrives, never held whole. A refusal or failure is reported as callApi reports it.
+ */
+export async function downloadApi(connection: ApiConnection, request: ApiRequest, out: NodeJS.WritableStream): Promise<void> {
+  await answerOf(connection, request, async (res) => {
+    if (!res.ok || !res.body) return res.text();
+    for await (const chunk of res.body) {
+      if (!out.write(chunk)) await new Promise((resolve) => out.once('drain', resolve));
+    }
+    return null;
+  });
+}
+
+/** Sends the request; `read` reads the body (null: consumed as a file, nothing to parse). */
+async function answerOf(connection: ApiConnection, request: ApiRequest, read: (res: Response) => Promise<string | null>): Promise<ApiAnswer> {
   const url = new URL(request.path, connection.base);
   for (const [name, value] of Object.entries(request.query ?? {})) if (value !== undefined) url.searchParams.set(name, String(value));
   const where = `the API at ${connection.base.origin}`;
   const timeoutMs = request.timeoutMs ?? REQUEST_TIMEOUT_MS;
+  const contentType = request.upload?.contentType ?? (request.body ? 'application/json' : undefined);
 
   let res: Response;
-  let text: string;
+  let text: string | null;
   try {
     res = await fetch(url, {
       method: request.method,
-      headers: { authorization: `Bearer ${connection.token}`, accept: 'application/json', ...(request.body ? { 'content-type': 'application/json' } : {}) },
-      body: request.body ? JSON.stringify(request.body) : undefined,
+      headers: { authorization: `Bearer ${connection.token}`, accept: 'application/json', ...(contentType ? { 'content-type': contentType } : {}) },
+      body: request.upload ? request.upload.data : request.body ? JSON.stringify(request.body) : undefined,
       // A redirect is reported, never followed: it could take the token to another host.
       redirect: 'manual',
       signal: AbortSignal.timeout(timeoutMs),
     });
-    text = await res.text();
+    text = await read(res);
   } catch (err) {
     if ((err as Error).name === 'TimeoutError') throw new ApiFailure(`no answer from ${where} within ${waitText(timeoutMs)}${mayStillRun(request)}`);
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
@@ -86,6 +108,7 @@ export async function callApi(connection: ApiConnection, request: ApiRequest): P
     throw new ApiFailure(`cannot reach ${where}: ${cause?.message ?? cause?.code ?? (err as Error).message}`);
   }
 
+  if (text === null) return { status: res.status, text: '', body: null };
   if (res.status >= 300 && res.status < 400) {
     throw new ApiFailure(`${where} answered ${res.status}, a redirect to ${res.headers.get('location') ?? '(nowhere)'}: give the API's own address with --api or ROOKERY_API_URL`);
   }

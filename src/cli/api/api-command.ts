@@ -33,6 +33,8 @@ export interface ApiCommand {
   options?: Readonly<Record<string, ApiOption>>;
   /** A listing answered a page at a time ({items, nextCursor}): adds --limit, --cursor and --all. */
   paged?: boolean;
+  /** The answer is a file, written to stdout as it arrives (`text` is not used, nor --json). */
+  download?: boolean;
   request(values: OptionValues, args: readonly string[]): ApiRequest;
   /** The 2xx answer for a person; the options and arguments say what was asked (an answer may not repeat it). */
   text(body: unknown, values: OptionValues, args: readonly string[]): string;

@@ -1,5 +1,5 @@
 import type { CommandContext, CommandResult } from '../main.ts';
-import { ApiFailure, ApiRefusal, callApi, type ApiAnswer, type ApiRequest } from './api-client.ts';
+import { ApiFailure, ApiRefusal, callApi, downloadApi, type ApiAnswer, type ApiRequest } from './api-client.ts';
 import { allOptions, UsageError, wholeNumber, type ApiCommand, type OptionValues } from './api-command.ts';
 import { ConnectionSetupError, resolveConnection, type ApiConnection } from './api-connection.ts';
 import { EXIT } from './exit-codes.ts';
@@ -9,9 +9,10 @@ import { clean } from './text-table.ts';
 /**
  * Runs one API command: checks its arguments (exit 2), finds the API and the token (exit 1),
  * sends the request (a paged listing's --all follows nextCursor to the last page) and prints the
- * answer for a person, or as the API's JSON with --json. A refusal (4xx) exits 3 and no usable
- * answer exits 4, each with one line on stderr (a refusal of a command with problemPerLine: and
- * a line for each of its errors); with --json the problem document is printed too.
+ * answer for a person, or as the API's JSON with --json (a file, such as an export, as it comes).
+ * A refusal (4xx) exits 3 and no usable answer exits 4, each with one line on stderr (a refusal
+ * of a command with problemPerLine: and a line for each of its errors); with --json the problem
+ * document is printed too.
  */
 export async function runApiCommand(name: string, command: ApiCommand, values: OptionValues, context: CommandContext, positionals: readonly string[]): Promise<CommandResult> {
   const say = (line: string) => process.stderr.write(`rookery ${name}: ${clean(line)}\n`);
@@ -47,6 +48,10 @@ export async function runApiCommand(name: string, command: ApiCommand, values: O
   }
 
   try {
+    if (command.download) {
+      await downloadApi(connection, request, process.stdout);
+      return EXIT.ok;
+    }
     const { answer, more } = command.paged ? await fetchPages(connection, request, values) : { answer: await callApi(connection, request), more: null };
     if (values.json) {
       process.stdout.write(answer.text.endsWith('\n') ? answer.text : `${answer.text}\n`);
