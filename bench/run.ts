@@ -21,6 +21,8 @@
  *                                            JSON composed by the daemon, one request per message
  *                                            over --sessions keep-alive connections)
  *   npm run bench -- --http --batch 100     (POST /v1/messages/batch, 100 messages a request)
+ *   npm run bench -- --suppressed 1000000   (that many entries on the suppression list of the
+ *                                            run's tenant first, none of them the run's recipients)
  *
  * Accept latency is measured per message by the built-in client only: in `reuse` mode from MAIL
  * FROM, in `new` mode from the start of the connection (what the application waits for), to the
@@ -46,6 +48,9 @@ import { httpLoad } from './http-load.ts';
 import { generateApiToken, hashApiToken } from '../src/access/api-token.ts';
 import { runSmtpSource } from './smtp-source.ts';
 import { percentile, round } from './stats.ts';
+import { systemClock } from '../src/clock.ts';
+import { createLogger } from '../src/observability/logger.ts';
+import { createStore } from '../src/storage/create-store.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -70,6 +75,11 @@ const { values: args } = parseArgs({
     http: { type: 'boolean', default: false },
     /** Messages per HTTP request (with --http): 1 is POST /v1/messages, more is /v1/messages/batch. */
     batch: { type: 'string', default: '1' },
+    /**
+     * Entries on the suppression list before the run, for the tenant the run sends for (SMTP: none,
+     * HTTP: bench); the run's recipients are not among them, so it measures the lookups' cost.
+     */
+    suppressed: { type: 'string', default: '0' },
     name: { type: 'string' },
     /** Write a V8 CPU profile of the daemon to this folder (open it in Chrome DevTools). */
     profile: { type: 'string' },
@@ -89,6 +99,8 @@ const viaSmtpSource = args.client === 'smtp-source';
 const batchSize = Number(args.batch);
 if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 1000) throw new Error('--batch is 1 to 1000');
 if (args.http && viaSmtpSource) throw new Error('--http sends with its own client; leave out --client');
+const suppressed = Number(args.suppressed);
+if (!Number.isSafeInteger(suppressed) || suppressed < 0) throw new Error('--suppressed is a count of entries');
 const httpToken = generateApiToken();
 const name =
   args.name ??
@@ -99,6 +111,7 @@ const name =
     args['dkim-workers'] !== undefined ? `-workers${args['dkim-workers']}` : '',
     viaSmtpSource ? '-smtp-source' : '',
     args.sink === 'smtp-sink' ? '-smtp-sink' : '',
+    suppressed > 0 ? `-suppressed${suppressed}` : '',
   ].join('');
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-'));
@@ -115,13 +128,47 @@ function dkimKeys(kind: string): Array<{ selector: string; privateKey: string }>
 }
 
 const scratch = args.storage === 'postgres' ? await createScratchDatabase(postgresUrl(), 'bench') : null;
+const storage = scratch ? ({ driver: 'postgres', url: scratch.url } as const) : ({ driver: 'sqlite', path: join(dir, 'queue.db') } as const);
+
+/**
+ * Fills the suppression list through the store, in chunks, before the daemon starts: addresses
+ * at the run's destination domains that the run never sends to.
+ */
+async function preloadSuppressions(count: number): Promise<number> {
+  if (count === 0) return 0;
+  const started = performance.now();
+  const store = createStore({ ...storage, path: storage.driver === 'sqlite' ? storage.path : '' }, { logger: createLogger('silent'), clock: systemClock });
+  try {
+    await store.migrate();
+    const tenant = args.http ? 'bench' : null;
+    for (let from = 0; from < count; from += PRELOAD_CHUNK) {
+      const createdAt = Date.now();
+      const entries = Array.from({ length: Math.min(PRELOAD_CHUNK, count - from) }, (_, k) => ({
+        tenant,
+        address: `suppressed-${from + k}@dest${(from + k) % 10}.test`,
+        reason: 'hard-bounce' as const,
+        source: null,
+        createdAt,
+        expiresAt: null,
+      }));
+      await store.addSuppressions(entries);
+      if ((from / PRELOAD_CHUNK) % 10 === 9) console.error(`suppression list: ${from + entries.length} of ${count}`);
+    }
+  } finally {
+    await store.close();
+  }
+  return (performance.now() - started) / 1000;
+}
+const PRELOAD_CHUNK = 50_000;
+const preloadSeconds = await preloadSuppressions(suppressed);
+if (suppressed > 0) console.error(`suppression list: ${suppressed} entries loaded in ${round(preloadSeconds, 1)} s`);
 const sink = await startBenchSink(args.sink);
 const config = testDaemonConfig({
   dir,
   sink,
   extra: {
     hostname: 'bench.rookery.test',
-    storage: scratch ? { driver: 'postgres', url: scratch.url } : { driver: 'sqlite', path: join(dir, 'queue.db') },
+    storage,
     // Headroom over the sessions: with a connection per message, a session's previous connection
     // may not be closed on the daemon's side yet when its next one arrives.
     smtp: { maxConnectionsPerClient: 2 * sessions + 10 },
@@ -216,6 +263,8 @@ try {
       storage: scratch ? 'postgres (synchronous_commit=on)' : 'sqlite (WAL, synced before each answer)',
       dkim: args.dkim ?? 'none',
       dkimWorkers: args.dkim ? (args['dkim-workers'] ?? 'one per core') : null,
+      suppressionEntries: suppressed,
+      suppressionPreloadSeconds: suppressed > 0 ? round(preloadSeconds, 1) : null,
     },
     accepted: submitted.accepted,
     failedSubmissions: submitted.failures,
