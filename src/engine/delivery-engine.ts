@@ -171,8 +171,9 @@ export class DeliveryEngine {
     }
     this.report(job, results, recorded);
     this.deps.metrics.dsnsGenerated.inc(dsns.length);
+    // A DSN that bounces says nothing of the tenant's recipients: only its own mail's failures count.
     const final = bounced.filter((b) => recorded.has(b.recipientId));
-    if (final.length > 0) this.deps.suppression?.afterBounces(message, final);
+    if (final.length > 0 && message.source !== 'dsn') this.deps.suppression?.afterBounces(message, final);
     const due = [...results.filter((r) => recorded.has(r.recipientId)).map((r) => r.nextAttemptAt), ...dsns.map((d) => d.dueAt)];
     const times = due.filter((t) => t !== undefined);
     return times.length ? Math.min(...times) : null;

@@ -9,6 +9,7 @@ import { userOf } from './submission-auth.ts';
 import type { UserDirectory } from './user-directory.ts';
 import type { SuppressionCheck } from '../engine/suppression-check.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
 
 /**
  * MAIL FROM and RCPT TO: the relay policy (relay-policy.ts) applied to the session, the sender
@@ -29,6 +30,7 @@ export interface EnvelopeCheckDeps {
   maxRecipients: number;
   /** The server's log, for a session no longer known. */
   log: Logger;
+  metrics: Metrics;
   /** The suppression list: under the reject action a suppressed recipient is refused here. */
   suppressions: Pick<SuppressionCheck, 'action' | 'isSuppressed'>;
 }
@@ -80,6 +82,7 @@ export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServe
         (suppressed) => {
           if (!suppressed) return callback();
           rejections.reject(state, 'RECIPIENT_SUPPRESSED', { recipient: address.address, ...(tenant ? { tenant } : {}) });
+          deps.metrics.recipientsSuppressed.inc({ door: 'smtp', action: 'reject' });
           callback(new RookeryError('RECIPIENT_SUPPRESSED'));
         },
         (err: unknown) => {

@@ -182,7 +182,7 @@ class SmtpSubmissionServer implements SubmissionServer {
       onClose: (session) => sessions.close(session.id),
       guard: (offer) => sessionGuard({ maxCommandBytes: config.smtp.maxCommandBytes, lockout, sessions, rejections, buffers, isStopping }, offer),
       onAuth: authHandler({ users, lockout, checks, sessions, rejections }),
-      ...envelopeChecks({ users, tenants: this.deps.tenants, sessions, rejections, maxRecipients: config.smtp.maxRecipients, suppressions: this.deps.suppressions, log }),
+      ...envelopeChecks({ users, tenants: this.deps.tenants, sessions, rejections, maxRecipients: config.smtp.maxRecipients, suppressions: this.deps.suppressions, log, metrics: this.deps.metrics }),
       onData: dataAcceptance({
         queue,
         users,

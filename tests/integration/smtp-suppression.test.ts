@@ -36,6 +36,7 @@ describe('SMTP submission: the suppression list', () => {
       ['acme-only@dest.example', 'queued', null],
     ]);
     expect(await rejections(h.metrics, 'RECIPIENT_SUPPRESSED')).toBe(1);
+    expect((await h.metrics.recipientsSuppressed.get()).values).toEqual([expect.objectContaining({ labels: { door: 'smtp', action: 'reject' }, value: 1 })]);
     expect(h.logs.find((l) => l.event === 'smtp.recipient.rejected')).toMatchObject({ reason: 'RECIPIENT_SUPPRESSED', recipient: 'gone@DEST.example' });
 
     // Every recipient refused: the transaction has none, and DATA is refused as SMTP refuses it.
