@@ -131,4 +131,20 @@ describe('retention', () => {
     expect(await store.getIdempotencyRecord('app-token', 'young', 0)).not.toBeNull();
     expect(await store.loadMessage('kept-1')).not.toBeNull();
   });
+
+  it('purges suppression entries once expired, in chunks, keeping those without an end', async () => {
+    const entry = (address: string, expiresAt: number | null) => ({ tenant: null, address, reason: 'manual' as const, source: null, createdAt: clock.now(), expiresAt });
+    // More expiring entries than one purge chunk (5000).
+    await store.addSuppressions([
+      ...Array.from({ length: 6000 }, (_, i) => entry(`brief-${i}@dest.test`, clock.now() + DAY)),
+      entry('later@dest.test', clock.now() + 3 * DAY),
+      entry('always@dest.test', null),
+    ]);
+    const sweeper = new RetentionSweeper({ store, clock, logger: createLogger('silent'), retentionMs: 7 * DAY });
+    const all = { tenant: null, reason: null, address: null, since: null, until: null, now: null };
+
+    clock.advance(2 * DAY);
+    await sweeper.sweep();
+    expect((await store.listSuppressions(all, null, 10)).map((e) => e.address).sort()).toEqual(['always@dest.test', 'later@dest.test']);
+  });
 });
