@@ -69,10 +69,9 @@ import * as suppression from './suppression-queries.ts';
 import {
   AddressHasher,
   addressesByHash,
-  SUPPRESSION_CHUNK,
   SUPPRESSION_PURGE_CHUNK,
   suppressionQueryBounds,
-  suppressionRows,
+  suppressionChunks,
   tenantKey,
   toSuppressionRecord,
 } from '../suppression-rows.ts';
@@ -420,10 +419,10 @@ class PostgresStore implements Store {
    */
 
   async addSuppressions(entries: readonly NewSuppression[]): Promise<number> {
-    const rows = suppressionRows(entries, this.readHasher());
+    const chunks = await suppressionChunks(entries, this.readHasher());
     let written = 0;
-    for (let i = 0; i < rows.length; i += SUPPRESSION_CHUNK) {
-      written += await suppression.upsertSuppressions(this.pool, rows.slice(i, i + SUPPRESSION_CHUNK)).catch((err: unknown) => {
+    for (const chunk of chunks) {
+      written += await suppression.upsertSuppressions(this.pool, chunk).catch((err: unknown) => {
         throw asRefusal(err);
       });
     }

@@ -24,7 +24,7 @@ export async function selectSalt(db: Db): Promise<string | undefined> {
 /**
  * Writes one chunk with one statement (the rows as arrays, so any number fits the bind limit);
  * the newer entry wins (suppressions.ts). Returns how many rows were added or replaced. The rows
- * must be distinct keys: one statement cannot upsert a row twice (suppressionRows sees to it).
+ * must be distinct keys: one statement cannot upsert a row twice (suppressionChunks sees to it).
  */
 export async function upsertSuppressions(db: Db, rows: readonly SuppressionInsertValues[]): Promise<number> {
   const { rowCount } = await db.query({

@@ -67,11 +67,10 @@ import { prepareSuppressionQueries, type SqliteSuppressionQueries } from './supp
 import {
   AddressHasher,
   addressesByHash,
-  SUPPRESSION_CHUNK,
   SUPPRESSION_PURGE_CHUNK,
   SUPPRESSION_SALT,
   suppressionQueryBounds,
-  suppressionRows,
+  suppressionChunks,
   tenantKey,
   toSuppressionRecord,
 } from '../suppression-rows.ts';
@@ -394,11 +393,10 @@ class SqliteStore implements Store {
 
   /** A chunk per write op (one transaction each), so an import of 100,000 entries never holds the writes up for long. */
   async addSuppressions(entries: readonly NewSuppression[]): Promise<number> {
-    const rows = suppressionRows(entries, this.readHasher());
+    const chunks = await suppressionChunks(entries, this.readHasher());
     const suppression = this.suppressionQueries!;
     let written = 0;
-    for (let i = 0; i < rows.length; i += SUPPRESSION_CHUNK) {
-      const chunk = rows.slice(i, i + SUPPRESSION_CHUNK);
+    for (const chunk of chunks) {
       written += await this.write(() => suppression.upsert(chunk)).catch((err: unknown) => {
         throw asRefusal(err);
       });
