@@ -173,7 +173,8 @@ const config = testDaemonConfig({
     // may not be closed on the daemon's side yet when its next one arrives.
     smtp: { maxConnectionsPerClient: 2 * sessions + 10 },
     // A sender token sends for a tenant: the HTTP runs take the tenant's checks (no rate or quota).
-    api: { tokens: [{ name: 'bench', role: 'sender', tenant: 'bench', hash: hashApiToken(httpToken), allowedSenders: ['*@sender.test'] }] },
+    // A port of its own (this replaces the test config's api section): 8025 may be taken.
+    api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [{ name: 'bench', role: 'sender', tenant: 'bench', hash: hashApiToken(httpToken), allowedSenders: ['*@sender.test'] }] },
     tenants: { bench: { senderDomains: ['sender.test'] } },
     ips: Array.from({ length: ipCount }, (_, i) => ({
       address: `127.0.0.${i + 2}`,
