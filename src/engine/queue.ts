@@ -53,11 +53,12 @@ export interface Submission {
   tags?: readonly string[];
   metadata?: Readonly<Record<string, string>> | null;
   /**
-   * Whether the door answers for each recipient after the message is prepared (HTTP), so that
-   * under the reject action a suppressed recipient is refused there. Absent or false (SMTP, whose
-   * RCPTs were answered before): one found suppressed now is dropped, as under the drop action.
+   * What the door does with suppressed recipients under the reject action. `refuse`: it answers
+   * for each recipient after the message is prepared (HTTP), so the queue refuses them there.
+   * `refused-at-rcpt`: it refused each one already (SMTP RCPT), so the queue does not look them
+   * up again. Absent: one found suppressed is dropped, as under the drop action.
    */
-  refusesRecipients?: boolean;
+  suppressedRecipients?: 'refuse' | 'refused-at-rcpt';
 }
 
 /**
@@ -238,16 +239,21 @@ export class Queue {
   /**
    * The submission's recipients checked against its tenant's suppression list in one lookup: the
    * ones to store, those of them stored final at once (dropped), and what became of each. Under
-   * the reject action a door that answers per recipient (Submission.refusesRecipients) refuses
-   * them; a message left with none is refused whole (RECIPIENT_SUPPRESSED).
+   * the reject action a door that answers per recipient refuses them (Submission.suppressedRecipients);
+   * a message left with none is refused whole (RECIPIENT_SUPPRESSED).
    */
   private async screen(submission: Submission, tenant: string | null) {
     const given = submission.recipients;
     const queued = (address: string): RecipientStatus => ({ address, status: 'queued' });
+    const reject = this.deps.suppressions.action(tenant) === 'reject';
+    // Looked up at RCPT a moment ago: a second lookup would only catch an entry made since, as
+    // likely to come a moment after the message as before it. (A reload that turns drop into
+    // reject between a transaction's RCPTs and its DATA lets that one transaction through.)
+    if (reject && submission.suppressedRecipients === 'refused-at-rcpt') return { recipients: given, dropped: [], statuses: given.map(queued) };
     const found = await this.deps.suppressions.find(tenant, given);
     if (found.length === 0) return { recipients: given, dropped: [], statuses: given.map(queued) };
     const reasons = new Map(found.map((f) => [f.address, f.reason]));
-    const refuse = submission.refusesRecipients === true && this.deps.suppressions.action(tenant) === 'reject';
+    const refuse = reject && submission.suppressedRecipients === 'refuse';
     this.deps.metrics.recipientsSuppressed.inc({ door: submission.source, action: refuse ? 'reject' : 'drop' }, given.filter((r) => reasons.has(r)).length);
     const statuses = given.map((address): RecipientStatus => {
       const reason = reasons.get(address);

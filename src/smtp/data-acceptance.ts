@@ -117,6 +117,8 @@ async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServe
     submitter: typeof session.user === 'string' ? session.user : null,
     tenant: user?.tenant ?? null,
     source: 'smtp',
+    // Under the reject action each RCPT was looked up and answered (envelope-checks.ts).
+    suppressedRecipients: 'refused-at-rcpt',
     clientAddress: session.remoteAddress,
     received: receivedField({
       helo: session.hostNameAppearsAs || '',

@@ -163,6 +163,6 @@ export function toSubmission(draft: Draft, principal: ApiPrincipal, clientAddres
     tags: draft.tags,
     metadata: draft.metadata,
     // The answer lists each recipient: a suppressed one is refused there (suppression.action reject).
-    refusesRecipients: true,
+    suppressedRecipients: 'refuse',
   };
 }
