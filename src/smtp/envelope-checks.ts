@@ -16,8 +16,9 @@ import type { Metrics } from '../observability/metrics.ts';
  * domains of the user's tenant, recipients that need a domain, and the recipient limit
  * (src/access/submission-policy.ts, shared with the HTTP API), and under the reject action the
  * suppression list of the user's tenant (550 5.7.1 for a suppressed recipient; the others of the
- * transaction are taken). (The queue checks the tenant's sender domains and the suppression list
- * again for every door; here a refusal comes before the message is sent.)
+ * transaction are taken; under the drop action the queue looks them up with the message). (The
+ * queue checks the tenant's sender domains again for every door; here a refusal comes before the
+ * message is sent.)
  */
 
 export interface EnvelopeCheckDeps {
