@@ -39,7 +39,7 @@ import { loadOrCreateSelfSignedTls } from './smtp/tls-material.ts';
 import { createSubmissionServer } from './smtp/submission-server.ts';
 import { cachedReverseLookup } from './smtp/reverse-lookup-cache.ts';
 import { createMailtoUnsubscribe, type MailtoUnsubscribe } from './feedback/unsubscribe-mailto.ts';
-import { createUnsubscribeRecorder, type RecipientUnsubscribed, type SuppressionWriter } from './feedback/unsubscribe-recorder.ts';
+import { createUnsubscribeRecorder, type RecipientUnsubscribed } from './feedback/unsubscribe-recorder.ts';
 import { createUnsubscribeServer } from './feedback/unsubscribe-server.ts';
 import { createStore } from './storage/create-store.ts';
 import { createRedisClient } from './storage/redis-client.ts';
@@ -58,11 +58,6 @@ export interface DaemonOptions {
    * read it at start; throws ConfigError. Default: `resolved` again, so a reload changes nothing.
    */
   reread?: () => ResolvedConfig;
-  /**
-   * The suppression list unsubscribes are recorded in. Without one, the unsubscribe listener
-   * (unsubscribe.listen) refuses to start and the mailto form is not taken.
-   */
-  suppressions?: SuppressionWriter;
   /** Hands webhook events (recipient.unsubscribed) to the outbox; absent: none. */
   emit?: (event: RecipientUnsubscribed) => void | Promise<void>;
 }
@@ -77,7 +72,7 @@ export interface Daemon {
   /** Where the unsubscribe listener listens; null without unsubscribe.listen. */
   unsubscribeAddress(): { host: string; port: number } | null;
   /** The mailto: unsubscribe addresses, for the inbound SMTP listener; null without a suppression list. */
-  mailtoUnsubscribe: MailtoUnsubscribe | null;
+  mailtoUnsubscribe: MailtoUnsubscribe;
   /**
    * Reads the configuration again and applies it whole, or changes nothing and returns every
    * problem (see LiveConfig); `trigger` (signal, api) is logged. Reloads run one at a time.
@@ -343,13 +338,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const reverseLookup = cachedReverseLookup({ lookup: (ip) => reverseDns.reverse(ip), clock });
     // Unsubscribes, by the https link (this listener) or by mail (the inbound listener calls
     // mailtoUnsubscribe), both recorded in the suppression list.
-    const unsubscribes = options.suppressions ? createUnsubscribeRecorder({ suppressions: options.suppressions, emit: options.emit, metrics, logger }) : null;
+    const unsubscribes = createUnsubscribeRecorder({ suppressions: store, emit: options.emit, metrics, logger });
     const links = () => parts.unsubscribe;
-    const mailtoUnsubscribe = unsubscribes ? createMailtoUnsubscribe({ links, store, recorder: unsubscribes, metrics, logger }) : null;
+    const mailtoUnsubscribe = createMailtoUnsubscribe({ links, store, recorder: unsubscribes, metrics, logger });
     let unsubscribeAddress: { host: string; port: number } | null = null;
     const { unsubscribe: unsubscribeConfig } = config;
     if (unsubscribeConfig.listen) {
-      if (!unsubscribes) throw new Error('unsubscribe listener: no suppression list to record unsubscribes in');
       const server = createUnsubscribeServer({ ...unsubscribeConfig, listen: unsubscribeConfig.listen, links, recorder: unsubscribes, clock, metrics, logger });
       stack.push({ name: 'unsubscribe listener', stop: () => server.stop() });
       unsubscribeAddress = await startPart('unsubscribe listener', () => server.start());
@@ -360,10 +354,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     stack.push({ name: 'smtp', stop: () => smtp.stop() });
 
     // What comes back: bounces to the VERP return paths, complaints to the feedback-loop
-    // addresses. Suppression (suppress) and webhook events (emit) are handed to the recorder here.
+    // addresses: recorded on the recipient, counted against the egress IP, and the address
+    // suppressed for its tenant after a complaint or a hard bounce.
     const feedback = new FeedbackRecorder({
       store,
       reputation,
+      suppress: async (entry) => void (await store.addSuppressions([entry])),
       providerOf: async (domain) => {
         const route = await router.resolve(domain).catch(() => null);
         return route?.ok ? parts.pool.policy.providerOfSite(route.site) : FALLBACK_PROVIDER;
@@ -372,7 +368,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger,
       metrics,
     });
-    const inbound = new InboundServer({ config, current: () => live.current, store, recorder: feedback, unsubscribe: mailtoUnsubscribe ?? undefined, tls, buffers, reverseLookup, logger, metrics, clock });
+    const inbound = new InboundServer({ config, current: () => live.current, store, recorder: feedback, unsubscribe: mailtoUnsubscribe, tls, buffers, reverseLookup, logger, metrics, clock });
     await startPart('inbound listener', () => inbound.start());
     stack.push({ name: 'inbound', stop: () => inbound.stop() });
     // Readiness turns false before anything closes, so load balancers drain first.

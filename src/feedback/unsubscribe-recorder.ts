@@ -1,6 +1,7 @@
 import { domainOf } from '../mail/address.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { Suppressions } from '../storage/suppressions.ts';
 
 /**
  * What an unsubscribe does, whichever way it came (the https link or the mailto address): the
@@ -9,20 +10,8 @@ import type { Metrics } from '../observability/metrics.ts';
  * webhooks when it is new.
  */
 
-/** An entry of the suppression list, as the suppression store takes it. */
-export interface NewSuppression {
-  tenant: string | null;
-  address: string;
-  reason: 'hard-bounce' | 'complaint' | 'unsubscribe' | 'manual';
-  source: object | null;
-  createdAt: number;
-  expiresAt: number | null;
-}
-
-/** The suppression list: adds the entries not there yet and answers how many were new. */
-export interface SuppressionWriter {
-  addSuppressions(entries: NewSuppression[]): Promise<number>;
-}
+/** What an unsubscribe reads and writes of the suppression list (the store). */
+export type SuppressionWriter = Pick<Suppressions, 'getSuppression' | 'addSuppressions'>;
 
 export type UnsubscribeChannel = 'https' | 'mailto';
 
@@ -65,10 +54,14 @@ export function createUnsubscribeRecorder(deps: UnsubscribeRecorderDeps): Unsubs
   return {
     async record(request) {
       const { tenant, address, messageId, channel, issued, at } = request;
-      const source = { channel, messageId, ...(issued !== null ? { issued } : {}) };
-      const added = await deps.suppressions.addSuppressions([{ tenant, address, reason: 'unsubscribe', source, createdAt: at, expiresAt: null }]);
-      const repeated = added === 0;
-      if (!repeated) deps.metrics.unsubscribes.inc({ channel });
+      // An address already suppressed stays as it is (a complaint stays a complaint): a second
+      // click, or a provider retrying its POST, changes nothing and makes no second event.
+      const repeated = (await deps.suppressions.getSuppression(tenant, address, at)) !== null;
+      if (!repeated) {
+        const source = { kind: 'feedback' as const, channel, messageId, ...(issued !== null ? { issued } : {}) };
+        await deps.suppressions.addSuppressions([{ tenant, address, reason: 'unsubscribe', source, createdAt: at, expiresAt: null }]);
+        deps.metrics.unsubscribes.inc({ channel });
+      }
       log.info({ event: 'unsubscribe.recorded', channel, tenant, messageId, domain: domainOf(address), repeated }, repeated ? 'recipient was already suppressed' : 'recipient unsubscribed');
       // A repeat (a second click, a provider retrying its POST) changed nothing: no second event.
       if (repeated || !deps.emit) return;

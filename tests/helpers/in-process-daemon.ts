@@ -22,8 +22,7 @@ export async function startTestDaemon(options: {
   store?: DaemonOptions['store'];
   /** What a reload reads (laid over the same defaults as `config`); else `config` again. */
   reread?: () => ConfigInput;
-  /** Where unsubscribes are recorded, and webhook events go (see DaemonOptions). */
-  suppressions?: DaemonOptions['suppressions'];
+  /** Where webhook events go (see DaemonOptions). */
   emit?: DaemonOptions['emit'];
 }): Promise<Daemon> {
   const { dir, sink, resolver, config = {}, clock, store } = options;
@@ -37,7 +36,6 @@ export async function startTestDaemon(options: {
     resolver,
     clock,
     store,
-    suppressions: options.suppressions,
     emit: options.emit,
   });
 }

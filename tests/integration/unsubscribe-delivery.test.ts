@@ -1,10 +1,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
-import type { NewSuppression, RecipientUnsubscribed } from '../../src/feedback/unsubscribe-recorder.ts';
+import type { RecipientUnsubscribed } from '../../src/feedback/unsubscribe-recorder.ts';
 import type { Daemon } from '../../src/main.ts';
 import { headerValue, headerValues, splitHeader } from '../../src/mail/message-headers.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { createPostgresStore } from '../../src/storage/postgres/postgres-store.ts';
+import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import type { Store } from '../../src/storage/store.ts';
 import { createMailtoAddresses } from '../../src/sender-domains/unsubscribe-mailto-address.ts';
 import { createUnsubscribeTokens, type UnsubscribeClaims } from '../../src/sender-domains/unsubscribe-token.ts';
 import { createDkimKeyFiles, dkimSignatureTags, verifyWithMailauth, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
@@ -52,7 +54,7 @@ describe('one-click unsubscribe through a running daemon', () => {
   let sink: SmtpSink | undefined;
   let daemon: Daemon | undefined;
   let schema: TestSchema | undefined;
-  let entries: NewSuppression[];
+  let store: Store;
   let events: RecipientUnsubscribed[];
 
   beforeAll(async () => {
@@ -69,9 +71,10 @@ describe('one-click unsubscribe through a running daemon', () => {
   async function start(backend: 'sqlite' | 'postgres' = 'sqlite'): Promise<Daemon> {
     dir = await createTempDir('rookery-unsubscribe');
     if (backend === 'postgres') schema = await createTestSchema('unsubscribe-delivery');
-    const store = schema && createPostgresStore({ url: schema.url, schema: schema.schema, logger: createLogger('silent') });
+    store = schema
+      ? createPostgresStore({ url: schema.url, schema: schema.schema, logger: createLogger('silent') })
+      : createSqliteStore({ path: dir.file('queue.db'), logger: createLogger('silent') });
     sink = await startSmtpSink();
-    entries = [];
     events = [];
     const resolver = createFixtureResolver({
       'dest.test': { mx: [{ exchange: 'mx.dest.test', priority: 10 }] },
@@ -83,7 +86,6 @@ describe('one-click unsubscribe through a running daemon', () => {
       sink,
       resolver,
       store,
-      suppressions: { addSuppressions: async (list) => (entries.push(...list), list.length) },
       emit: (event) => void events.push(event),
       config: {
         ips: [{ address: '127.0.0.2' }],
@@ -95,6 +97,13 @@ describe('one-click unsubscribe through a running daemon', () => {
       },
     });
     return daemon;
+  }
+
+  /** The tenant's suppression list as stored, oldest first. */
+  async function suppressed() {
+    const all = { tenant: 'shop', reason: null, address: null, since: null, until: null, now: null };
+    const records = await store.listSuppressions(all, null, 100);
+    return records.reverse().map(({ tenant, address, reason, source, createdAt, expiresAt }) => ({ tenant, address, reason, source, createdAt, expiresAt }));
   }
 
   /** Both signatures of a delivered copy verify in mailauth and python3-dkim, and h= over-signs the unsubscribe fields. */
@@ -182,11 +191,11 @@ describe('one-click unsubscribe through a running daemon', () => {
     const page = await fetch(local, { headers: { accept: 'text/html' } });
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('<button type="submit">Unsubscribe</button>');
-    expect(entries).toEqual([]);
+    expect(await suppressed()).toEqual([]);
     const click = await fetch(local, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click' });
     expect(click.status).toBe(200);
-    expect(entries).toEqual([
-      { tenant: 'shop', address: 'x@dest.test', reason: 'unsubscribe', source: { channel: 'https', messageId: answer.ids[0], issued: x.claims.issued }, createdAt: expect.any(Number), expiresAt: null },
+    expect(await suppressed()).toEqual([
+      { tenant: 'shop', address: 'x@dest.test', reason: 'unsubscribe', source: { kind: 'feedback', channel: 'https', messageId: answer.ids[0], issued: x.claims.issued }, createdAt: expect.any(Number), expiresAt: null },
     ]);
 
     // y answers by mail: the inbound listener asks the daemon's mailto handler.
@@ -197,7 +206,7 @@ describe('one-click unsubscribe through a running daemon', () => {
     expect(mailto.accepts(y.mailto.replace('unsub.sender.test', 'sender.test'))).toBe(false);
     expect(mailto.accepts(y.mailto.replace(/\.([a-z2-7])/, (_m, c: string) => `.${c === 'a' ? 'b' : 'a'}`))).toBe(false);
     await mailto.handle(y.mailto, Buffer.from('From: <y@dest.test>\r\nSubject: unsubscribe\r\n\r\n'), 1_800_000_000_000);
-    expect(entries[1]).toEqual({ tenant: 'shop', address: 'y@dest.test', reason: 'unsubscribe', source: { channel: 'mailto', messageId: answer.ids[1] }, createdAt: 1_800_000_000_000, expiresAt: null });
+    expect((await suppressed())[1]).toEqual({ tenant: 'shop', address: 'y@dest.test', reason: 'unsubscribe', source: { kind: 'feedback', channel: 'mailto', messageId: answer.ids[1] }, createdAt: 1_800_000_000_000, expiresAt: null });
     expect(events.map((e) => [e.type, e.recipient, e.channel])).toEqual([
       ['recipient.unsubscribed', 'x@dest.test', 'https'],
       ['recipient.unsubscribed', 'y@dest.test', 'mailto'],
@@ -207,7 +216,7 @@ describe('one-click unsubscribe through a running daemon', () => {
     const purged = createMailtoAddresses(SECRET).address('0'.repeat(22), 'unsub.sender.test');
     expect(mailto.accepts(purged)).toBe(true);
     await mailto.handle(purged, Buffer.alloc(0), 1_800_000_000_000);
-    expect(entries).toHaveLength(2);
+    expect(await suppressed()).toHaveLength(2);
 
     const metrics = await (await fetch(`http://${api.host}:${api.port}/metrics`)).text();
     expect(metrics).toContain('rookery_unsubscribes_refused_total{channel="mailto",reason="expired"} 1');
