@@ -245,7 +245,7 @@ describe('a send to suppressed recipients', () => {
     const sent = await send(tokens.acme, ['kept@dest.example', 'Gone@dest.example']);
     expect(sent.status).toBe(202);
     expect(sent.body.recipients).toEqual([
-      { address: 'kept@dest.example', status: 'queued' },
+      { address: 'kept@dest.example', status: 'queued', id: sent.body.id },
       { address: 'Gone@dest.example', status: 'suppressed', reason: 'hard-bounce' },
     ]);
     expect((await store.listRecipients(sent.body.id)).map((r) => r.recipient)).toEqual(['kept@dest.example']);
@@ -262,8 +262,8 @@ describe('a send to suppressed recipients', () => {
     const sent = await send(tokens.beta, ['kept@dest.example', 'gone@dest.example'], 'news@beta.example');
     expect(sent.status).toBe(202);
     expect(sent.body.recipients).toEqual([
-      { address: 'kept@dest.example', status: 'queued' },
-      { address: 'gone@dest.example', status: 'dropped', reason: 'complaint' },
+      { address: 'kept@dest.example', status: 'queued', id: sent.body.id },
+      { address: 'gone@dest.example', status: 'dropped', reason: 'complaint', id: sent.body.id },
     ]);
     const shown = await call('GET', `/v1/messages/${sent.body.id}`, tokens.beta);
     expect(shown.body.recipients.map((r: { address: string; state: string; events: Array<{ bounceClass: string }> }) => [r.address, r.state, r.events.map((e) => e.bounceClass)])).toEqual([
