@@ -2,6 +2,7 @@ import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { PausedScopes, QueueControl } from './queue-control.ts';
 import type { FeedbackEvents } from './feedback-events.ts';
 import type { Suppressions } from './suppressions.ts';
+import type { WebhookOutbox } from './webhook-outbox.ts';
 
 /**
  * The durable queue. Every backend (SQLite, PostgreSQL) satisfies the same contract test suite
@@ -191,7 +192,7 @@ export interface PoolStateEntry {
   expiresAt: number | null;
 }
 
-export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents, Suppressions {
+export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents, Suppressions, WebhookOutbox {
   readonly driver: 'sqlite' | 'postgres';
 
   /** Applies pending migrations. Safe to call on every start. */

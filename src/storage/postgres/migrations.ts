@@ -269,6 +269,83 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 12,
+    name: 'webhooks: endpoints, subscriptions, outbox',
+    sql: `
+      -- Tenants' endpoints. tenant '' is mail of no tenant; event_types is a JSON array (text, as
+      -- on SQLite); secret is the signing key (whsec_...), needed in clear to sign.
+      CREATE TABLE webhooks (
+        id              text PRIMARY KEY,
+        tenant          text NOT NULL,
+        url             text NOT NULL,
+        event_types     text NOT NULL,
+        description     text,
+        secret          text NOT NULL,
+        enabled         boolean NOT NULL,
+        disabled_reason text,
+        disabled_at     bigint,
+        -- The first failure since the last success: the endpoint is disabled after failing for 3 days.
+        failing_since   bigint,
+        created_at      bigint NOT NULL,
+        updated_at      bigint NOT NULL
+      );
+      CREATE INDEX webhooks_tenant ON webhooks (tenant, id);
+
+      -- One row per (tenant, event type) an enabled endpoint listens to: the writes that emit
+      -- events join it, so an event nobody listens to costs one index probe and writes nothing.
+      CREATE TABLE webhook_subscriptions (
+        tenant     text NOT NULL,
+        event_type text NOT NULL,
+        webhook_id text NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+        PRIMARY KEY (tenant, event_type, webhook_id)
+      );
+      CREATE INDEX webhook_subscriptions_webhook ON webhook_subscriptions (webhook_id);
+
+      -- The outbox: one row per event and subscribed endpoint, written in the transaction of the
+      -- change that caused it. The event's data is copied in (tags and metadata from the message,
+      -- which retention may purge first). No foreign key to messages for the same reason.
+      CREATE TABLE webhook_deliveries (
+        id              text PRIMARY KEY,
+        webhook_id      text NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+        event_type      text NOT NULL,
+        tenant          text NOT NULL,
+        message_id      text,
+        recipient       text,
+        occurred_at     bigint NOT NULL,
+        egress_ip       text,
+        reply_code      integer,
+        reply_enhanced  text,
+        reply_text      text,
+        remote_host     text,
+        bounce_class    text,
+        attempt         integer,
+        tags            text[],
+        metadata        text,
+        data            text,
+        state           text NOT NULL CHECK (state IN ('pending', 'delivering', 'delivered', 'failed', 'held')),
+        attempts        integer NOT NULL DEFAULT 0,
+        next_attempt_at bigint NOT NULL,
+        retry_until     bigint NOT NULL,
+        locked_by       text,
+        locked_until    bigint,
+        lease_token     text,
+        last_attempt_at bigint,
+        last_status     integer,
+        last_error      text,
+        finished_at     bigint,
+        created_at      bigint NOT NULL,
+        CHECK (state <> 'delivering' OR (locked_by IS NOT NULL AND locked_until IS NOT NULL))
+      );
+      -- The dispatcher's claims: due rows in order, and leases that ran out.
+      CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at, id) WHERE state = 'pending';
+      CREATE INDEX webhook_deliveries_lease_end ON webhook_deliveries (locked_until) WHERE state = 'delivering';
+      -- An endpoint's history newest first, its replays by range, holding and releasing its rows.
+      CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, created_at, id);
+      -- The retention purge of finished rows.
+      CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at) WHERE finished_at IS NOT NULL;
+    `,
+  },
+  {
     version: 13,
     name: 'feedback events: asynchronous bounces, complaints, unsubscribes',
     sql: `

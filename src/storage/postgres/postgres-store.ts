@@ -76,6 +76,23 @@ import {
   toSuppressionRecord,
 } from '../suppression-rows.ts';
 import type { NewSuppression, SuppressionCursor, SuppressionFilters, SuppressionRecord } from '../suppressions.ts';
+import * as hooks from './webhook-queries.ts';
+import type { ClaimedWebhookDelivery, DisabledWebhook, NewWebhookEndpoint, WebhookAttemptResult, WebhookChange, WebhookClaimOptions, WebhookDelivery, WebhookDeliveryQuery, WebhookEndpoint, WebhookEvent, WebhookLease, WebhookOutboxStats, WebhookReplayRange } from '../webhook-outbox.ts';
+import {
+  WEBHOOK_PURGE_CHUNK,
+  changedWebhookRow,
+  checkWebhookEndpoint,
+  compareWebhookDue,
+  disabledForFailingReason,
+  errorText,
+  newWebhookLeaseToken,
+  normalEventTypes,
+  resultsByWebhook,
+  toClaimedWebhookDelivery,
+  toWebhookDelivery,
+  toWebhookEndpoint,
+  webhookEventValues,
+} from '../webhook-rows.ts';
 
 export interface PostgresStoreOptions {
   url: string;
@@ -571,6 +588,149 @@ class PostgresStore implements Store {
   async purgeExpiredPoolData(now: number): Promise<number> {
     this.assertOpen();
     return sql.purgeExpiredPoolData(this.pool, now);
+  }
+
+  /*
+   * Webhooks (webhook-outbox.ts): endpoint changes and results go through the write batcher (one
+   * transaction with what else is pending); claims and renewals are single statements on the
+   * pool, like the queue's.
+   */
+
+  async createWebhook(endpoint: NewWebhookEndpoint): Promise<void> {
+    this.assertOpen();
+    checkWebhookEndpoint(endpoint);
+    const stored = { ...endpoint, eventTypes: normalEventTypes(endpoint.eventTypes) };
+    await this.batcher.submit(async (tx) => {
+      await hooks.insertWebhook(tx.client, stored);
+      await hooks.subscribe(tx.client, [stored.id], stored.tenant ?? '', stored.eventTypes);
+    }).catch((err: unknown) => {
+      throw asRefusal(err);
+    });
+  }
+
+  async getWebhook(id: string): Promise<WebhookEndpoint | null> {
+    this.assertOpen();
+    const row = await hooks.selectWebhook(this.pool, id);
+    return row ? toWebhookEndpoint(row) : null;
+  }
+
+  async listWebhooks(tenant: string | null | undefined, after: string | null, limit: number): Promise<WebhookEndpoint[]> {
+    this.assertOpen();
+    return (await hooks.listWebhooks(this.pool, tenant === undefined ? null : (tenant ?? ''), after ?? '', limit)).map(toWebhookEndpoint);
+  }
+
+  async updateWebhook(id: string, change: WebhookChange, now: number): Promise<WebhookEndpoint | null> {
+    this.assertOpen();
+    return this.batcher.submit(async (tx) => {
+      const row = await hooks.selectWebhook(tx.client, id, true);
+      if (!row) return null;
+      const next = changedWebhookRow(row, change, now);
+      checkWebhookEndpoint(toWebhookEndpoint(next));
+      await hooks.updateWebhook(tx.client, next);
+      const wasEnabled = Boolean(row.enabled);
+      const enabled = Boolean(next.enabled);
+      await hooks.subscribe(tx.client, [id], next.tenant, enabled ? (JSON.parse(next.event_types) as string[]) : []);
+      if (wasEnabled && !enabled) await hooks.holdPending(tx.client, [id]);
+      if (!wasEnabled && enabled) await hooks.releaseHeld(tx.client, id, now);
+      return toWebhookEndpoint(next);
+    }).catch((err: unknown) => {
+      throw asRefusal(err);
+    });
+  }
+
+  async deleteWebhook(id: string): Promise<boolean> {
+    this.assertOpen();
+    return this.batcher.submit((tx) => hooks.deleteWebhook(tx.client, id));
+  }
+
+  async recordWebhookEvents(events: WebhookEvent[]): Promise<void> {
+    this.assertOpen();
+    webhookEventValues(events);
+    if (events.length === 0) return;
+    const now = this.clock.now();
+    await this.batcher.submit((tx) => hooks.insertWebhookEvents(tx.client, events, now)).catch((err: unknown) => {
+      throw asRefusal(err);
+    });
+  }
+
+  async claimWebhookDeliveries(options: WebhookClaimOptions): Promise<ClaimedWebhookDelivery[]> {
+    this.assertOpen();
+    const { now, limit, perWebhook, skip, owner, leaseMs } = options;
+    if (limit <= 0) return [];
+    const token = newWebhookLeaseToken();
+    const rows = await hooks.claimWebhookDeliveries(this.pool, { now, limit, perWebhook, skip, owner, lockedUntil: now + leaseMs, token });
+    return rows.sort(compareWebhookDue).map((row) => toClaimedWebhookDelivery(row, token));
+  }
+
+  async renewWebhookLeases(leases: WebhookLease[], lockedUntil: number): Promise<string[]> {
+    this.assertOpen();
+    if (leases.length === 0) return [];
+    return hooks.renewWebhookLeases(this.pool, leases, lockedUntil);
+  }
+
+  async recordWebhookAttempts(results: WebhookAttemptResult[], disableAfterMs: number): Promise<{ recorded: string[]; disabled: DisabledWebhook[] }> {
+    this.assertOpen();
+    if (results.length === 0) return { recorded: [], disabled: [] };
+    const now = this.clock.now();
+    return this.batcher.submit(async (tx) => {
+      const rows = await hooks.applyWebhookResults(tx.client, results.map((r) => ({ ...r, error: errorText(r.error) })));
+      const { succeeded, failed } = resultsByWebhook(rows.filter((r) => r.applied).map((r) => ({ webhookId: r.webhook_id, ok: r.ok, at: r.at })));
+      if (succeeded.length > 0) await hooks.clearFailing(tx.client, succeeded);
+      const disabled: DisabledWebhook[] = [];
+      if (failed.size > 0) {
+        await hooks.markFailing(tx.client, failed);
+        const off = await hooks.disableFailing(tx.client, [...failed.keys()], now - disableAfterMs, disabledForFailingReason(disableAfterMs), now);
+        if (off.length > 0) {
+          const ids = off.map((o) => o.id);
+          await hooks.subscribe(tx.client, ids, '', []);
+          await hooks.holdPending(tx.client, ids);
+          for (const o of off) disabled.push({ id: o.id, tenant: o.tenant === '' ? null : o.tenant, url: o.url, failingSince: o.failing_since });
+        }
+      }
+      return { recorded: rows.map((r) => r.id), disabled };
+    });
+  }
+
+  async releaseWebhookDeliveries(leases: WebhookLease[]): Promise<void> {
+    this.assertOpen();
+    if (leases.length === 0) return;
+    await this.batcher.submit((tx) => hooks.releaseWebhookDeliveries(tx.client, leases));
+  }
+
+  async releaseAllWebhookDeliveries(owner: string): Promise<number> {
+    this.assertOpen();
+    return this.batcher.submit((tx) => hooks.releaseOwnerWebhookDeliveries(tx.client, owner));
+  }
+
+  async listWebhookDeliveries(webhookId: string, query: WebhookDeliveryQuery): Promise<WebhookDelivery[]> {
+    this.assertOpen();
+    return (await hooks.selectWebhookDeliveries(this.pool, webhookId, query.state, query.after, query.limit)).map(toWebhookDelivery);
+  }
+
+  async replayWebhookDelivery(webhookId: string, deliveryId: string, now: number): Promise<WebhookDelivery | null> {
+    this.assertOpen();
+    return this.batcher.submit(async (tx) => {
+      await hooks.replayWebhookDelivery(tx.client, webhookId, deliveryId, now);
+      const row = await hooks.selectWebhookDelivery(tx.client, webhookId, deliveryId);
+      return row ? toWebhookDelivery(row) : null;
+    });
+  }
+
+  /** One statement, like the queue's bulk moves: its rows' locks are held for that statement only. */
+  async replayWebhookDeliveries(webhookId: string, range: WebhookReplayRange, now: number, limit: number): Promise<number> {
+    this.assertOpen();
+    return hooks.replayWebhookRange(this.pool, webhookId, range.since, range.until ?? now + 1, range.state, now, limit);
+  }
+
+  async purgeWebhookDeliveries(before: number): Promise<number> {
+    this.assertOpen();
+    return purgeInChunks(WEBHOOK_PURGE_CHUNK, (limit) => hooks.purgeWebhookDeliveries(this.pool, before, limit));
+  }
+
+  async webhookOutboxStats(): Promise<WebhookOutboxStats> {
+    this.assertOpen();
+    const s = await hooks.webhookStats(this.pool);
+    return { pending: s.pending, held: s.held, disabledEndpoints: s.disabled };
   }
 
   onWork(listener: () => void): () => void {

@@ -6,6 +6,8 @@ import { anyPaused, type PausedScopes } from '../queue-control.ts';
 import { movedDueAt, pausedLists, waitsPastItsTime } from '../queue-control-rows.ts';
 import { messageExtras } from '../message-rows.ts';
 import { settleSuppressedRecipients } from './suppression-queries.ts';
+import { webhookEventOfResult } from '../webhook-rows.ts';
+import { NEW_WEBHOOK_DELIVERY_ID, WEBHOOK_INSERT_COLUMNS, WEBHOOK_WINDOW } from './webhook-queries.ts';
 
 /**
  * Every SQL statement of the PostgreSQL backend, one function per query. Statements with a
@@ -27,7 +29,9 @@ const MESSAGES_PER_INSERT = 1000;
  * Inserts messages and their queued recipient rows with one statement per chunk (one round
  * trip for the usual single message): a multi-row VALUES for the messages in a data-modifying
  * CTE, and the recipients from arrays. Foreign keys are checked at the end of the statement,
- * when the messages exist.
+ * when the messages exist. The same statement writes the message.accepted events of the
+ * messages an endpoint of their tenant subscribes to (none for DSNs), so nobody listening costs
+ * nothing but the join.
  */
 export async function insertMessages(db: Db, messages: readonly NewMessage[]): Promise<void> {
   for (let start = 0; start < messages.length; start += MESSAGES_PER_INSERT) {
@@ -58,12 +62,24 @@ export async function insertMessages(db: Db, messages: readonly NewMessage[]): P
     values.push(messageIds, recipients, domains, dueAts, createdAts);
     await db.query({
       // Named for the common small sizes (one message per SMTP transaction): parsed once per connection.
-      name: chunk.length <= 4 ? `rookery_insert_messages_v5_${chunk.length}` : undefined,
+      name: chunk.length <= 4 ? `rookery_insert_messages_v6_${chunk.length}` : undefined,
       // ORDER BY ordinality: recipient ids follow the order of the recipients as given.
       text: `
         WITH new_messages AS (
           INSERT INTO messages (id, sender, message_id_header, size, body, submitter, source, client_address, created_at, pool, tenant, send_at, tags, metadata)
           VALUES ${rows.join(', ')}
+          RETURNING id, sender, tenant, source, created_at, tags, metadata
+        ), accepted AS (
+          INSERT INTO webhook_deliveries (${WEBHOOK_INSERT_COLUMNS})
+          SELECT ${NEW_WEBHOOK_DELIVERY_ID}, s.webhook_id, 'message.accepted', s.tenant, nm.id, NULL, nm.created_at, NULL, NULL, NULL, NULL,
+                 NULL, NULL, NULL, nm.tags, nm.metadata,
+                 json_build_object('sender', nm.sender, 'recipients', (
+                   SELECT json_agg(r.recipient ORDER BY r.ordinality)
+                   FROM unnest($${p + 1}::text[], $${p + 2}::text[]) WITH ORDINALITY AS r(message_id, recipient, ordinality)
+                   WHERE r.message_id = nm.id))::text,
+                 'pending', 0, nm.created_at, nm.created_at + ${WEBHOOK_WINDOW}, nm.created_at
+          FROM new_messages nm JOIN webhook_subscriptions s ON s.tenant = coalesce(nm.tenant, '') AND s.event_type = 'message.accepted'
+          WHERE nm.source <> 'dsn'
         )
         INSERT INTO recipients (message_id, recipient, domain, state, attempts, next_attempt_at, created_at, updated_at)
         SELECT message_id, recipient, domain, 'queued', 0, due_at, created_at, created_at
@@ -187,18 +203,19 @@ export async function lockLeases(db: Db, leases: readonly Lease[]): Promise<{ id
  * Applies attempt results to rows still delivering under the result's token and writes an event
  * for each row updated (a stale result leaves no trace). The token stays on the row, so a result
  * recorded by an earlier run of the same call (an uncertain commit) is found again: the last
- * SELECT reads the statement's snapshot, from before this update. Returns each recorded id, and
- * whether this call applied it.
+ * SELECT reads the statement's snapshot, from before this update. The webhook events of the
+ * rows updated (webhookEventOfResult) are fanned out to their subscribers in the same statement.
+ * Returns each recorded id, and whether this call applied it.
  */
 export async function applyAttempts(db: Db, now: number, results: readonly AttemptResult[]): Promise<{ id: number; applied: boolean }[]> {
   const { rows } = await db.query<{ id: number; applied: boolean }>({
-    name: 'rookery_apply_attempts_v3',
+    name: 'rookery_apply_attempts_v4',
     text: `
       WITH input AS (
         SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::integer[], $6::bigint[], $7::text[], $8::integer[],
-                             $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+                             $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
           AS t(id, token, state, increment, next_attempt_at, disposition, code, enhanced, response, stage, bounce_class,
-               remote_host, egress_ip)
+               remote_host, egress_ip, event_type)
       ), updated AS (
         UPDATE recipients r SET
           state = i.state, attempts = r.attempts + i.increment, next_attempt_at = i.next_attempt_at,
@@ -211,7 +228,14 @@ export async function applyAttempts(db: Db, now: number, results: readonly Attem
         FROM input i
         WHERE r.id = i.id AND r.state = 'delivering' AND r.lease_token = i.token
         RETURNING r.id, r.message_id, r.attempts, i.disposition, i.code, i.enhanced, i.response, i.stage,
-                  i.bounce_class, i.remote_host, i.egress_ip
+                  i.bounce_class, i.remote_host, i.egress_ip, i.event_type, r.recipient, r.last_egress_ip
+      ), hooks AS (
+        INSERT INTO webhook_deliveries (${WEBHOOK_INSERT_COLUMNS})
+        SELECT ${NEW_WEBHOOK_DELIVERY_ID}, s.webhook_id, u.event_type, s.tenant, u.message_id, u.recipient, $1, u.last_egress_ip, u.code,
+               u.enhanced, u.response, u.remote_host, u.bounce_class, u.attempts, m.tags, m.metadata, NULL, 'pending', 0, $1,
+               $1 + ${WEBHOOK_WINDOW}, $1
+        FROM updated u JOIN messages m ON m.id = u.message_id AND m.source <> 'dsn'
+        JOIN webhook_subscriptions s ON s.tenant = coalesce(m.tenant, '') AND s.event_type = u.event_type
       ), events AS (
         INSERT INTO events (recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage,
                             bounce_class, remote_host, egress_ip)
@@ -239,6 +263,7 @@ export async function applyAttempts(db: Db, now: number, results: readonly Attem
       results.map((r) => r.outcome.bounceClass),
       results.map((r) => r.outcome.remoteHost),
       results.map((r) => r.outcome.egressIp),
+      results.map((r) => webhookEventOfResult(r)),
     ],
   });
   return rows;

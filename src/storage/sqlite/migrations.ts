@@ -262,6 +262,83 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 12,
+    name: 'webhooks: endpoints, subscriptions, outbox',
+    sql: `
+      -- Tenants' endpoints. tenant '' is mail of no tenant; event_types is a JSON array; secret is
+      -- the signing key (whsec_...), needed in clear to sign.
+      CREATE TABLE webhooks (
+        id              TEXT PRIMARY KEY NOT NULL,
+        tenant          TEXT NOT NULL,
+        url             TEXT NOT NULL,
+        event_types     TEXT NOT NULL,
+        description     TEXT,
+        secret          TEXT NOT NULL,
+        enabled         INTEGER NOT NULL,
+        disabled_reason TEXT,
+        disabled_at     INTEGER,
+        -- The first failure since the last success: the endpoint is disabled after failing for 3 days.
+        failing_since   INTEGER,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX webhooks_tenant ON webhooks (tenant, id);
+
+      -- One row per (tenant, event type) an enabled endpoint listens to: the writes that emit
+      -- events join it, so an event nobody listens to costs one index probe and writes nothing.
+      CREATE TABLE webhook_subscriptions (
+        tenant     TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        webhook_id TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+        PRIMARY KEY (tenant, event_type, webhook_id)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX webhook_subscriptions_webhook ON webhook_subscriptions (webhook_id);
+
+      -- The outbox: one row per event and subscribed endpoint, written in the transaction of the
+      -- change that caused it. The event's data is copied in (tags and metadata from the message,
+      -- which retention may purge first). No foreign key to messages for the same reason.
+      CREATE TABLE webhook_deliveries (
+        id              TEXT PRIMARY KEY NOT NULL,
+        webhook_id      TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+        event_type      TEXT NOT NULL,
+        tenant          TEXT NOT NULL,
+        message_id      TEXT,
+        recipient       TEXT,
+        occurred_at     INTEGER NOT NULL,
+        egress_ip       TEXT,
+        reply_code      INTEGER,
+        reply_enhanced  TEXT,
+        reply_text      TEXT,
+        remote_host     TEXT,
+        bounce_class    TEXT,
+        attempt         INTEGER,
+        tags            TEXT,
+        metadata        TEXT,
+        data            TEXT,
+        state           TEXT NOT NULL CHECK (state IN ('pending', 'delivering', 'delivered', 'failed', 'held')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        retry_until     INTEGER NOT NULL,
+        locked_by       TEXT,
+        locked_until    INTEGER,
+        lease_token     TEXT,
+        last_attempt_at INTEGER,
+        last_status     INTEGER,
+        last_error      TEXT,
+        finished_at     INTEGER,
+        created_at      INTEGER NOT NULL,
+        CHECK (state <> 'delivering' OR (locked_by IS NOT NULL AND locked_until IS NOT NULL))
+      ) STRICT;
+      -- The dispatcher's claims: due rows in order, and leases that ran out.
+      CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at, id) WHERE state = 'pending';
+      CREATE INDEX webhook_deliveries_lease_end ON webhook_deliveries (locked_until) WHERE state = 'delivering';
+      -- An endpoint's history newest first, its replays by range, holding and releasing its rows.
+      CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, created_at, id);
+      -- The retention purge of finished rows.
+      CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at) WHERE finished_at IS NOT NULL;
+    `,
+  },
+  {
     version: 13,
     name: 'feedback events: asynchronous bounces, complaints, unsubscribes',
     sql: `

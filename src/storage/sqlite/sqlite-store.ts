@@ -75,6 +75,24 @@ import {
   toSuppressionRecord,
 } from '../suppression-rows.ts';
 import type { NewSuppression, SuppressionCursor, SuppressionFilters, SuppressionRecord } from '../suppressions.ts';
+import { insertWebhookEvents, prepareWebhookQueries, type SqliteWebhookQueries } from './webhook-queries.ts';
+import type { ClaimedWebhookDelivery, DisabledWebhook, NewWebhookEndpoint, WebhookAttemptResult, WebhookChange, WebhookClaimOptions, WebhookDelivery, WebhookDeliveryQuery, WebhookEndpoint, WebhookEvent, WebhookLease, WebhookOutboxStats, WebhookReplayRange } from '../webhook-outbox.ts';
+import {
+  WEBHOOK_PURGE_CHUNK,
+  changedWebhookRow,
+  checkWebhookEndpoint,
+  compareWebhookDue,
+  disabledForFailingReason,
+  errorText,
+  newWebhookLeaseToken,
+  normalEventTypes,
+  resultsByWebhook,
+  toClaimedWebhookDelivery,
+  toWebhookDelivery,
+  toWebhookEndpoint,
+  webhookEventOfResult,
+  webhookEventValues,
+} from '../webhook-rows.ts';
 
 export interface SqliteStoreOptions {
   /** Database file; its directory is created when missing. */
@@ -120,6 +138,7 @@ class SqliteStore implements Store {
   private suppressionQueries: SqliteSuppressionQueries | null = null;
   /** Keys suppressed addresses with the database's salt, read at migrate(). */
   private hasher: AddressHasher | null = null;
+  private webhookQueries: SqliteWebhookQueries | null = null;
   private closing: Promise<void> | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
@@ -166,12 +185,14 @@ class SqliteStore implements Store {
     this.suppressionQueries ??= prepareSuppressionQueries(this.db);
     const salt = this.db.prepare('SELECT value FROM store_secrets WHERE name = ?').get(SUPPRESSION_SALT) as { value: string } | undefined;
     this.hasher ??= new AddressHasher(salt?.value ?? '');
+    this.webhookQueries ??= prepareWebhookQueries(this.db);
   }
 
   async enqueue(messages: NewMessage[]): Promise<void> {
     if (messages.length === 0) return;
     checkMessages(messages);
-    await this.write((q) => insertMessages(q, this.suppressionQueries!, messages));
+    const w = this.readWebhooks();
+    await this.write((q) => insertMessages(q, this.suppressionQueries!, w, messages));
   }
 
   /** The key's check and the messages in one write op: in one transaction, and no other op runs between them. */
@@ -179,13 +200,14 @@ class SqliteStore implements Store {
     checkMessages(messages);
     const values = idempotencyInsertValues(record);
     const keys = this.readIdempotency();
+    const w = this.readWebhooks();
     return this.write((q): EnqueueOnceResult => {
       if (!keys.claim(values, notBefore)) {
         const existing = keys.select(record.scope, record.key, notBefore);
         if (!existing) throw new Error(`idempotency key ${record.key} is neither free nor held`);
         return { stored: false, existing: toIdempotencyRecord(existing) };
       }
-      insertMessages(q, this.suppressionQueries!, messages);
+      insertMessages(q, this.suppressionQueries!, w, messages);
       return { stored: true };
     });
   }
@@ -240,6 +262,7 @@ class SqliteStore implements Store {
     checkMessages(followUps.map((f) => f.message));
     if (checked.length === 0 && followUps.length === 0) return [];
     const now = this.clock.now();
+    const w = this.readWebhooks();
     return this.write((q) => {
       const recorded: number[] = [];
       const applied = new Set<number>();
@@ -257,13 +280,15 @@ class SqliteStore implements Store {
         });
         if (updated) {
           q.insertEvent(r.recipientId, updated.message_id, updated.attempts, now, r.outcome);
+          const type = webhookEventOfResult(r);
+          if (type) w.insertAttemptEvent(r.recipientId, type, now, r.outcome);
           applied.add(r.recipientId);
           recorded.push(r.recipientId);
         } else if (q.recordedUnder(r.recipientId, r.token)) {
           recorded.push(r.recipientId);
         }
       }
-      insertMessages(q, this.suppressionQueries!, followUpsToStore(followUps, applied));
+      insertMessages(q, this.suppressionQueries!, w, followUpsToStore(followUps, applied));
       return recorded;
     }).catch((err: unknown) => {
       throw asRefusal(err);
@@ -535,6 +560,155 @@ class SqliteStore implements Store {
     return this.write((q) => q.purgeExpiredPoolData(now));
   }
 
+  /*
+   * Webhooks (webhook-outbox.ts): endpoints and their subscriptions change in one write op; the
+   * dispatcher's claims, renewals and results go through the write path like the queue's.
+   */
+
+  async createWebhook(endpoint: NewWebhookEndpoint): Promise<void> {
+    checkWebhookEndpoint(endpoint);
+    const w = this.readWebhooks();
+    const stored = { ...endpoint, eventTypes: normalEventTypes(endpoint.eventTypes) };
+    await this.write(() => {
+      w.insertWebhook(stored);
+      w.subscribe(stored.id, stored.tenant ?? '', stored.eventTypes);
+    }).catch((err: unknown) => {
+      throw asRefusal(err);
+    });
+  }
+
+  async getWebhook(id: string): Promise<WebhookEndpoint | null> {
+    const row = this.readWebhooks().selectWebhook(id);
+    return row ? toWebhookEndpoint(row) : null;
+  }
+
+  async listWebhooks(tenant: string | null | undefined, after: string | null, limit: number): Promise<WebhookEndpoint[]> {
+    return this.readWebhooks().listWebhooks(tenant === undefined ? null : (tenant ?? ''), after ?? '', limit).map(toWebhookEndpoint);
+  }
+
+  async updateWebhook(id: string, change: WebhookChange, now: number): Promise<WebhookEndpoint | null> {
+    const w = this.readWebhooks();
+    return this.write(() => {
+      const row = w.selectWebhook(id);
+      if (!row) return null;
+      const next = changedWebhookRow(row, change, now);
+      checkWebhookEndpoint(toWebhookEndpoint(next));
+      w.updateWebhook(next);
+      const wasEnabled = Boolean(row.enabled);
+      const enabled = Boolean(next.enabled);
+      w.subscribe(id, next.tenant, enabled ? JSON.parse(next.event_types) : []);
+      if (wasEnabled && !enabled) w.holdPending(id);
+      if (!wasEnabled && enabled) w.releaseHeld(id, now);
+      return toWebhookEndpoint(next);
+    }).catch((err: unknown) => {
+      throw asRefusal(err);
+    });
+  }
+
+  async deleteWebhook(id: string): Promise<boolean> {
+    const w = this.readWebhooks();
+    return this.write(() => w.deleteWebhook(id));
+  }
+
+  async recordWebhookEvents(events: WebhookEvent[]): Promise<void> {
+    webhookEventValues(events);
+    if (events.length === 0) return;
+    const w = this.readWebhooks();
+    const now = this.clock.now();
+    await this.write(() => insertWebhookEvents(w, events, now));
+  }
+
+  async claimWebhookDeliveries(options: WebhookClaimOptions): Promise<ClaimedWebhookDelivery[]> {
+    const { now, limit, perWebhook, skip, owner, leaseMs } = options;
+    const w = this.readWebhooks();
+    // Most polls find nothing: a read answers them without a write transaction and its sync.
+    if (limit <= 0 || !w.anyDue(now)) return [];
+    const token = newWebhookLeaseToken();
+    return this.write(() => {
+      const rows = w.selectDue(now, limit, perWebhook, skip);
+      for (const row of rows) w.lease(row.id, owner, now + leaseMs, token);
+      return rows.sort(compareWebhookDue).map((row) => toClaimedWebhookDelivery(row, token));
+    });
+  }
+
+  async renewWebhookLeases(leases: WebhookLease[], lockedUntil: number): Promise<string[]> {
+    if (leases.length === 0) return [];
+    const w = this.readWebhooks();
+    return this.write(() => leases.filter((l) => !w.renewLease(l.id, l.token, lockedUntil)).map((l) => l.id));
+  }
+
+  async recordWebhookAttempts(results: WebhookAttemptResult[], disableAfterMs: number): Promise<{ recorded: string[]; disabled: DisabledWebhook[] }> {
+    if (results.length === 0) return { recorded: [], disabled: [] };
+    const w = this.readWebhooks();
+    const now = this.clock.now();
+    return this.write(() => {
+      const recorded: string[] = [];
+      const applied: Array<{ webhookId: string; ok: boolean; at: number }> = [];
+      for (const r of results) {
+        const webhookId = w.applyResult({ ...r, error: errorText(r.error) });
+        if (webhookId !== undefined) {
+          recorded.push(r.id);
+          applied.push({ webhookId, ok: r.ok, at: r.at });
+        } else if (w.recordedUnder(r.id, r.token)) {
+          recorded.push(r.id);
+        }
+      }
+      const { succeeded, failed } = resultsByWebhook(applied);
+      for (const id of succeeded) w.clearFailing(id);
+      const disabled: DisabledWebhook[] = [];
+      for (const [id, at] of failed) {
+        w.markFailing(id, at);
+        const off = w.disableFailing(id, now - disableAfterMs, disabledForFailingReason(disableAfterMs), now);
+        if (!off) continue;
+        w.subscribe(id, off.tenant, []);
+        w.holdPending(id);
+        disabled.push({ id, tenant: off.tenant === '' ? null : off.tenant, url: off.url, failingSince: off.failing_since });
+      }
+      return { recorded, disabled };
+    });
+  }
+
+  async releaseWebhookDeliveries(leases: WebhookLease[]): Promise<void> {
+    if (leases.length === 0) return;
+    const w = this.readWebhooks();
+    await this.write(() => {
+      for (const l of leases) w.releaseOne(l.id, l.token);
+    });
+  }
+
+  async releaseAllWebhookDeliveries(owner: string): Promise<number> {
+    const w = this.readWebhooks();
+    return this.write(() => w.releaseOwner(owner));
+  }
+
+  async listWebhookDeliveries(webhookId: string, query: WebhookDeliveryQuery): Promise<WebhookDelivery[]> {
+    return this.readWebhooks().selectDeliveries(webhookId, query.state, query.after, query.limit).map(toWebhookDelivery);
+  }
+
+  async replayWebhookDelivery(webhookId: string, deliveryId: string, now: number): Promise<WebhookDelivery | null> {
+    const w = this.readWebhooks();
+    return this.write(() => {
+      w.replayOne(webhookId, deliveryId, now);
+      const row = w.selectDelivery(webhookId, deliveryId);
+      return row ? toWebhookDelivery(row) : null;
+    });
+  }
+
+  async replayWebhookDeliveries(webhookId: string, range: WebhookReplayRange, now: number, limit: number): Promise<number> {
+    const w = this.readWebhooks();
+    return this.write(() => w.replayRange(webhookId, range.since, range.until ?? now + 1, range.state, now, limit));
+  }
+
+  async purgeWebhookDeliveries(before: number): Promise<number> {
+    const w = this.readWebhooks();
+    return purgeInChunks(WEBHOOK_PURGE_CHUNK, (limit) => this.write(() => w.purge(before, limit)));
+  }
+
+  async webhookOutboxStats(): Promise<WebhookOutboxStats> {
+    const s = this.readWebhooks().stats();
+    return { pending: s.pending, held: s.held, disabledEndpoints: s.disabled };
+  }
+
   /** Single node: work is only enqueued by this process, whose queue calls the scheduler directly. */
   onWork(_listener: () => void): () => void {
     return () => {};
@@ -599,6 +773,11 @@ class SqliteStore implements Store {
   private readFeedback(): SqliteFeedbackQueries {
     this.read();
     return this.feedbackQueries!;
+  }
+
+  private readWebhooks(): SqliteWebhookQueries {
+    this.read();
+    return this.webhookQueries!;
   }
 
   private assertOpen(): void {
@@ -669,13 +848,18 @@ function eachDomain(domains: readonly string[], limit: number, move: (domain: st
   return moved;
 }
 
-function insertMessages(q: SqliteQueries, suppression: SqliteSuppressionQueries, messages: readonly NewMessage[]): void {
+/** Messages, their recipients (those suppressed under the drop action final at once), and the webhook events of those someone listens to. */
+function insertMessages(q: SqliteQueries, suppression: SqliteSuppressionQueries, w: SqliteWebhookQueries, messages: readonly NewMessage[]): void {
   for (const m of messages) {
     q.insertMessage(m);
     for (const rcpt of m.recipients) q.insertRecipient(m.id, rcpt, domainOf(rcpt), m.dueAt, m.createdAt);
+    w.insertAccepted(m.id);
     // Suppressed under the drop action: final at once, with the event that says why.
     for (const { recipient, outcome } of m.suppressed ?? []) {
-      for (const id of suppression.settleRecipient(m.id, recipient, outcome, m.createdAt)) q.insertEvent(id, m.id, 0, m.createdAt, outcome);
+      for (const id of suppression.settleRecipient(m.id, recipient, outcome, m.createdAt)) {
+        q.insertEvent(id, m.id, 0, m.createdAt, outcome);
+        w.insertAttemptEvent(id, 'recipient.suppressed', m.createdAt, outcome);
+      }
     }
   }
 }

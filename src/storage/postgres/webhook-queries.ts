@@ -1,0 +1,362 @@
+import { WEBHOOK_RETRY_WINDOW_MS, type NewWebhookEndpoint, type WebhookAttemptResult, type WebhookEvent, type WebhookLease, type WebhookLeaseToken } from '../webhook-outbox.ts';
+import { webhookEventValues, type ClaimedWebhookDbRow, type WebhookDbRow, type WebhookDeliveryDbRow } from '../webhook-rows.ts';
+import type { Db } from './queries.ts';
+
+/**
+ * The PostgreSQL statements of webhooks, one function per query. The events a change emits are
+ * inserted in its transaction (the enqueue's and the attempts' statements in queries.ts carry
+ * theirs); claims are single statements with FOR UPDATE SKIP LOCKED, like the queue's. Over 300
+ * lines on purpose: the outbox's whole SQL in one place.
+ */
+
+/** A delivery's id: the webhook-id header, random so no two nodes make the same. */
+export const NEW_WEBHOOK_DELIVERY_ID = `'msg_' || replace(gen_random_uuid()::text, '-', '')`;
+export const WEBHOOK_WINDOW = String(WEBHOOK_RETRY_WINDOW_MS);
+
+export const WEBHOOK_INSERT_COLUMNS = `id, webhook_id, event_type, tenant, message_id, recipient, occurred_at, egress_ip, reply_code, reply_enhanced,
+  reply_text, remote_host, bounce_class, attempt, tags, metadata, data, state, attempts, next_attempt_at, retry_until, created_at`;
+
+const EVENT_COLUMNS = `d.event_type, d.tenant, d.message_id, d.recipient, d.occurred_at, d.egress_ip, d.reply_code, d.reply_enhanced,
+  d.reply_text, d.remote_host, d.bounce_class, d.attempt, array_to_json(d.tags)::text AS tags, d.metadata, d.data`;
+
+const DELIVERY_COLUMNS = `d.id, d.webhook_id, ${EVENT_COLUMNS}, d.state, d.attempts, d.next_attempt_at, d.retry_until, d.last_attempt_at,
+  d.last_status, d.last_error, d.finished_at, d.created_at`;
+
+const WEBHOOK_COLUMNS = `id, tenant, url, event_types, description, secret, enabled, disabled_reason, disabled_at, failing_since, created_at, updated_at`;
+
+/** The state a delivery goes back to: pending while its endpoint is enabled, held while it is not. */
+const WAITING_STATE = `CASE WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = webhook_deliveries.webhook_id) THEN 'pending' ELSE 'held' END`;
+
+/**
+ * Fans `events` out to their subscribers in one statement: call with the transaction's client
+ * inside a write op of the PostgreSQL store, so they commit or roll back with the change that
+ * caused them. Throws DataRefusedError for an event no backend could store (before any query).
+ */
+export async function insertWebhookEvents(db: Db, events: readonly WebhookEvent[], now: number): Promise<void> {
+  const values = webhookEventValues(events);
+  if (values.length === 0) return;
+  const column = (i: number) => values.map((v) => v[i]);
+  await db.query({
+    name: 'rookery_insert_webhook_events',
+    text: `
+      INSERT INTO webhook_deliveries (${WEBHOOK_INSERT_COLUMNS})
+      SELECT ${NEW_WEBHOOK_DELIVERY_ID}, s.webhook_id, e.type, s.tenant, e.message_id, e.recipient, e.at, e.egress_ip, e.code, e.enhanced,
+             e.text, e.remote_host, NULL, NULL, m.tags, m.metadata, e.data, 'pending', 0, $12, $12 + ${WEBHOOK_WINDOW}, $12
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::integer[], $8::text[], $9::text[],
+                  $10::text[], $11::text[])
+        AS e(type, tenant, message_id, recipient, at, egress_ip, code, enhanced, text, remote_host, data)
+      JOIN webhook_subscriptions s ON s.tenant = e.tenant AND s.event_type = e.type
+      LEFT JOIN messages m ON m.id = e.message_id`,
+    values: [...Array.from({ length: 11 }, (_, i) => column(i)), now],
+  });
+}
+
+export async function insertWebhook(db: Db, e: NewWebhookEndpoint): Promise<void> {
+  await db.query({
+    name: 'rookery_insert_webhook',
+    text: `INSERT INTO webhooks (${WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, true, NULL, NULL, NULL, $7, $7)`,
+    values: [e.id, e.tenant ?? '', e.url, JSON.stringify(e.eventTypes), e.description, e.secret, e.createdAt],
+  });
+}
+
+/** The endpoint; `lock` holds its row until the transaction ends (a change reads and writes it). */
+export async function selectWebhook(db: Db, id: string, lock = false): Promise<WebhookDbRow | undefined> {
+  const { rows } = await db.query<WebhookDbRow>({
+    name: lock ? 'rookery_select_webhook_for_update' : 'rookery_select_webhook',
+    text: `SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1${lock ? ' FOR UPDATE' : ''}`,
+    values: [id],
+  });
+  return rows[0];
+}
+
+/** By id (COLLATE "C": bytes, as SQLite orders), of one tenant or, with null, of all. */
+export async function listWebhooks(db: Db, tenant: string | null, after: string, limit: number): Promise<WebhookDbRow[]> {
+  const { rows } = await db.query<WebhookDbRow>({
+    name: 'rookery_list_webhooks',
+    text: `
+      SELECT ${WEBHOOK_COLUMNS} FROM webhooks
+      WHERE ($1::text IS NULL OR tenant = $1::text) AND id COLLATE "C" > $2
+      ORDER BY id COLLATE "C" LIMIT $3`,
+    values: [tenant, after, limit],
+  });
+  return rows;
+}
+
+export async function updateWebhook(db: Db, row: WebhookDbRow): Promise<void> {
+  await db.query({
+    name: 'rookery_update_webhook',
+    text: `
+      UPDATE webhooks SET url = $2, event_types = $3, description = $4, secret = $5, enabled = $6, disabled_reason = $7, disabled_at = $8,
+        failing_since = $9, updated_at = $10
+      WHERE id = $1`,
+    values: [row.id, row.url, row.event_types, row.description, row.secret, Boolean(row.enabled), row.disabled_reason, row.disabled_at, row.failing_since, row.updated_at],
+  });
+}
+
+export async function deleteWebhook(db: Db, id: string): Promise<boolean> {
+  const { rowCount } = await db.query({ name: 'rookery_delete_webhook', text: `DELETE FROM webhooks WHERE id = $1`, values: [id] });
+  return (rowCount ?? 0) > 0;
+}
+
+/** Replaces the endpoints' subscriptions with one per event type of `types` (none: unsubscribed). */
+export async function subscribe(db: Db, webhookIds: readonly string[], tenant: string, types: readonly string[]): Promise<void> {
+  await db.query({
+    name: 'rookery_delete_webhook_subscriptions',
+    text: `DELETE FROM webhook_subscriptions WHERE webhook_id = ANY($1::text[])`,
+    values: [webhookIds],
+  });
+  if (types.length === 0) return;
+  await db.query({
+    name: 'rookery_insert_webhook_subscriptions',
+    text: `INSERT INTO webhook_subscriptions (tenant, event_type, webhook_id) SELECT $1, t, w FROM unnest($2::text[]) t, unnest($3::text[]) w`,
+    values: [tenant, types, webhookIds],
+  });
+}
+
+export async function holdPending(db: Db, webhookIds: readonly string[]): Promise<void> {
+  await db.query({
+    name: 'rookery_hold_webhook_deliveries',
+    text: `UPDATE webhook_deliveries SET state = 'held' WHERE webhook_id = ANY($1::text[]) AND state = 'pending'`,
+    values: [webhookIds],
+  });
+}
+
+export async function releaseHeld(db: Db, webhookId: string, now: number): Promise<void> {
+  await db.query({
+    name: 'rookery_release_held_webhook_deliveries',
+    text: `UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $2 WHERE webhook_id = $1 AND state = 'held'`,
+    values: [webhookId, now],
+  });
+}
+
+/**
+ * Claims due deliveries in one statement. Each candidate scan (leases that ran out, due rows in
+ * order) is limited and locked with FOR UPDATE SKIP LOCKED, so nodes claiming at once skip each
+ * other's rows; a row another claim committed meanwhile is re-checked and dropped. Then at most
+ * `perWebhook` rows per endpoint, oldest due first.
+ */
+export async function claimWebhookDeliveries(
+  db: Db,
+  o: { now: number; limit: number; perWebhook: number; skip: readonly string[]; owner: string; lockedUntil: number; token: WebhookLeaseToken },
+): Promise<ClaimedWebhookDbRow[]> {
+  const { rows } = await db.query<ClaimedWebhookDbRow>({
+    name: 'rookery_claim_webhook_deliveries',
+    text: `
+      WITH expired AS (
+        SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries
+        WHERE state = 'delivering' AND locked_until < $1 AND webhook_id <> ALL($4::text[])
+        ORDER BY locked_until LIMIT $5
+        FOR UPDATE SKIP LOCKED
+      ), due AS (
+        SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries
+        WHERE state = 'pending' AND next_attempt_at <= $1 AND webhook_id <> ALL($4::text[])
+        ORDER BY next_attempt_at, id LIMIT $5
+        FOR UPDATE SKIP LOCKED
+      ), ranked AS (
+        SELECT id, next_attempt_at, row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS n
+        FROM (SELECT * FROM expired UNION ALL SELECT * FROM due) AS candidates
+      ), picked AS (
+        SELECT id FROM ranked WHERE n <= $3 ORDER BY next_attempt_at, id LIMIT $2
+      )
+      UPDATE webhook_deliveries d SET state = 'delivering', locked_by = $6, locked_until = $7, lease_token = $8
+      FROM picked p, webhooks w
+      WHERE d.id = p.id AND w.id = d.webhook_id
+      RETURNING d.id, d.webhook_id, w.url, w.secret, d.attempts, d.retry_until, d.next_attempt_at, ${EVENT_COLUMNS}`,
+    values: [o.now, o.limit, o.perWebhook, o.skip, o.limit * 4, o.owner, o.lockedUntil, o.token],
+  });
+  return rows;
+}
+
+/** Extends the leases still held; returns the ids that no longer carry their token. */
+export async function renewWebhookLeases(db: Db, leases: readonly WebhookLease[], lockedUntil: number): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>({
+    name: 'rookery_renew_webhook_leases',
+    text: `
+      WITH leases AS (
+        SELECT * FROM unnest($1::text[], $2::text[]) AS l(id, token)
+      ), renewed AS (
+        UPDATE webhook_deliveries d SET locked_until = $3
+        FROM leases l
+        WHERE d.id = l.id AND d.state = 'delivering' AND d.lease_token = l.token
+        RETURNING d.id
+      )
+      SELECT l.id FROM leases l
+      WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = l.id AND d.lease_token = l.token)`,
+    values: [leases.map((l) => l.id), leases.map((l) => l.token), lockedUntil],
+  });
+  return rows.map((r) => r.id);
+}
+
+/**
+ * Applies results to rows still delivering under their tokens (the token stays, so a result
+ * recorded by an earlier run of the same call is found again), and ends the run of failures of
+ * each endpoint a result of the batch reached. Returns each recorded id and whether this call
+ * applied it.
+ */
+export async function applyWebhookResults(db: Db, results: readonly (WebhookAttemptResult & { error: string | null })[]): Promise<Array<{ id: string; webhook_id: string; ok: boolean; at: number; applied: boolean }>> {
+  const { rows } = await db.query<{ id: string; webhook_id: string; ok: boolean; at: number; applied: boolean }>({
+    name: 'rookery_apply_webhook_results',
+    text: `
+      WITH input AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::integer[], $5::text[], $6::bigint[], $7::bigint[])
+          AS t(id, token, ok, status, error, at, next_attempt_at)
+      ), updated AS (
+        UPDATE webhook_deliveries d SET
+          state = CASE WHEN i.ok THEN 'delivered' WHEN i.next_attempt_at IS NULL THEN 'failed' WHEN w.enabled THEN 'pending' ELSE 'held' END,
+          attempts = d.attempts + 1,
+          next_attempt_at = CASE WHEN NOT i.ok AND i.next_attempt_at IS NOT NULL THEN i.next_attempt_at ELSE d.next_attempt_at END,
+          locked_by = NULL, locked_until = NULL,
+          last_attempt_at = i.at, last_status = i.status, last_error = i.error,
+          finished_at = CASE WHEN i.ok OR i.next_attempt_at IS NULL THEN i.at END
+        FROM input i, webhooks w
+        WHERE d.id = i.id AND d.state = 'delivering' AND d.lease_token = i.token AND w.id = d.webhook_id
+        RETURNING d.id, d.webhook_id, i.ok, i.at
+      )
+      SELECT id, webhook_id, ok, at, true AS applied FROM updated
+      UNION ALL
+      SELECT d.id, d.webhook_id, i.ok, i.at, false FROM webhook_deliveries d JOIN input i ON d.id = i.id AND d.lease_token = i.token
+      WHERE d.state <> 'delivering'`,
+    values: [
+      results.map((r) => r.id),
+      results.map((r) => r.token),
+      results.map((r) => r.ok),
+      results.map((r) => r.status),
+      results.map((r) => r.error),
+      results.map((r) => r.at),
+      results.map((r) => (r.ok ? null : r.nextAttemptAt)),
+    ],
+  });
+  return rows;
+}
+
+export async function clearFailing(db: Db, webhookIds: readonly string[]): Promise<void> {
+  await db.query({
+    name: 'rookery_clear_webhook_failing',
+    text: `UPDATE webhooks SET failing_since = NULL WHERE id = ANY($1::text[]) AND failing_since IS NOT NULL`,
+    values: [webhookIds],
+  });
+}
+
+/** Starts each endpoint's run of failures at its first failure here, unless one runs already. */
+export async function markFailing(db: Db, failed: ReadonlyMap<string, number>): Promise<void> {
+  await db.query({
+    name: 'rookery_mark_webhook_failing',
+    text: `
+      UPDATE webhooks w SET failing_since = coalesce(w.failing_since, f.at)
+      FROM unnest($1::text[], $2::bigint[]) AS f(id, at) WHERE w.id = f.id`,
+    values: [[...failed.keys()], [...failed.values()]],
+  });
+}
+
+/** Disables the endpoints among `webhookIds` failing since `cutoff` or before; returns those. */
+export async function disableFailing(db: Db, webhookIds: readonly string[], cutoff: number, reason: string, now: number): Promise<Array<{ id: string; tenant: string; url: string; failing_since: number }>> {
+  const { rows } = await db.query<{ id: string; tenant: string; url: string; failing_since: number }>({
+    name: 'rookery_disable_failing_webhooks',
+    text: `
+      UPDATE webhooks SET enabled = false, disabled_reason = $3, disabled_at = $4, updated_at = $4
+      WHERE id = ANY($1::text[]) AND enabled AND failing_since <= $2
+      RETURNING id, tenant, url, failing_since`,
+    values: [webhookIds, cutoff, reason, now],
+  });
+  return rows;
+}
+
+export async function releaseWebhookDeliveries(db: Db, leases: readonly WebhookLease[]): Promise<void> {
+  await db.query({
+    name: 'rookery_release_webhook_deliveries',
+    text: `
+      UPDATE webhook_deliveries SET state = ${WAITING_STATE}, locked_by = NULL, locked_until = NULL, lease_token = NULL
+      FROM unnest($1::text[], $2::text[]) AS l(id, token)
+      WHERE webhook_deliveries.id = l.id AND webhook_deliveries.state = 'delivering' AND webhook_deliveries.lease_token = l.token`,
+    values: [leases.map((l) => l.id), leases.map((l) => l.token)],
+  });
+}
+
+export async function releaseOwnerWebhookDeliveries(db: Db, owner: string): Promise<number> {
+  const { rowCount } = await db.query({
+    name: 'rookery_release_owner_webhook_deliveries',
+    text: `
+      UPDATE webhook_deliveries SET state = ${WAITING_STATE}, locked_by = NULL, locked_until = NULL, lease_token = NULL
+      WHERE state = 'delivering' AND locked_by = $1`,
+    values: [owner],
+  });
+  return rowCount ?? 0;
+}
+
+/** Newest first through webhook_deliveries_webhook, from the cursor; the state is tested on the way. */
+export async function selectWebhookDeliveries(db: Db, webhookId: string, state: string | null, after: { createdAt: number; id: string } | null, limit: number): Promise<WebhookDeliveryDbRow[]> {
+  const { rows } = await db.query<WebhookDeliveryDbRow>({
+    name: 'rookery_select_webhook_deliveries',
+    text: `
+      SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d
+      WHERE d.webhook_id = $1 AND ($2::text IS NULL OR d.state = $2::text)
+        AND ($3::bigint IS NULL OR d.created_at < $3::bigint OR (d.created_at = $3::bigint AND d.id COLLATE "C" < $4::text))
+      ORDER BY d.created_at DESC, d.id COLLATE "C" DESC
+      LIMIT $5`,
+    values: [webhookId, state, after?.createdAt ?? null, after?.id ?? null, limit],
+  });
+  return rows;
+}
+
+export async function selectWebhookDelivery(db: Db, webhookId: string, id: string): Promise<WebhookDeliveryDbRow | undefined> {
+  const { rows } = await db.query<WebhookDeliveryDbRow>({
+    name: 'rookery_select_webhook_delivery',
+    text: `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.webhook_id = $1 AND d.id = $2`,
+    values: [webhookId, id],
+  });
+  return rows[0];
+}
+
+/** Due now, tried for the window from now; a row in flight is its claim's. */
+export async function replayWebhookDelivery(db: Db, webhookId: string, id: string, now: number): Promise<void> {
+  await db.query({
+    name: 'rookery_replay_webhook_delivery',
+    text: `
+      UPDATE webhook_deliveries SET state = ${WAITING_STATE}, next_attempt_at = $3, retry_until = $3 + ${WEBHOOK_WINDOW}, finished_at = NULL,
+        lease_token = NULL
+      WHERE webhook_id = $1 AND id = $2 AND state <> 'delivering'`,
+    values: [webhookId, id, now],
+  });
+}
+
+export async function replayWebhookRange(db: Db, webhookId: string, since: number, until: number, state: string | null, now: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query({
+    name: 'rookery_replay_webhook_range',
+    text: `
+      WITH picked AS (
+        SELECT id FROM webhook_deliveries
+        WHERE webhook_id = $1 AND created_at >= $2 AND created_at < $3 AND state <> 'delivering' AND ($4::text IS NULL OR state = $4::text)
+        ORDER BY created_at, id LIMIT $6
+        FOR UPDATE SKIP LOCKED
+      )
+      UPDATE webhook_deliveries SET state = ${WAITING_STATE}, next_attempt_at = $5, retry_until = $5 + ${WEBHOOK_WINDOW}, finished_at = NULL,
+        lease_token = NULL
+      FROM picked p WHERE webhook_deliveries.id = p.id`,
+    values: [webhookId, since, until, state, now, limit],
+  });
+  return rowCount ?? 0;
+}
+
+export async function purgeWebhookDeliveries(db: Db, before: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query({
+    name: 'rookery_purge_webhook_deliveries',
+    text: `
+      DELETE FROM webhook_deliveries WHERE id IN (
+        SELECT id FROM webhook_deliveries WHERE finished_at IS NOT NULL AND finished_at < $1 ORDER BY finished_at LIMIT $2)`,
+    values: [before, limit],
+  });
+  return rowCount ?? 0;
+}
+
+/** Held rows are counted per disabled endpoint (webhook_deliveries_webhook), never by a scan. */
+export async function webhookStats(db: Db): Promise<{ pending: number; held: number; disabled: number }> {
+  const { rows } = await db.query<{ pending: number; held: number; disabled: number }>({
+    name: 'rookery_webhook_stats',
+    text: `
+      SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending')::integer AS pending,
+             (SELECT count(*) FROM webhook_deliveries
+              WHERE webhook_id IN (SELECT id FROM webhooks WHERE NOT enabled) AND state = 'held')::integer AS held,
+             (SELECT count(*) FROM webhooks WHERE NOT enabled)::integer AS disabled`,
+  });
+  return rows[0]!;
+}

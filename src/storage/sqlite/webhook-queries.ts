@@ -1,0 +1,317 @@
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
+import { WEBHOOK_RETRY_WINDOW_MS, type NewWebhookEndpoint, type WebhookEvent, type WebhookEventType, type WebhookLeaseToken } from '../webhook-outbox.ts';
+import { webhookEventValues, type ClaimedWebhookDbRow, type WebhookDbRow, type WebhookDeliveryDbRow } from '../webhook-rows.ts';
+
+/**
+ * The SQLite statements of webhooks, prepared once, one function per query. The writes run
+ * inside the store's write batches (WriteBatcher), so the events an enqueue or a recorded
+ * attempt emits commit with it. Over 300 lines on purpose: the outbox's whole SQL in one place.
+ */
+
+/** A delivery's id: the webhook-id header, random so no two nodes make the same. */
+const NEW_ID = `'msg_' || lower(hex(randomblob(16)))`;
+const WINDOW = String(WEBHOOK_RETRY_WINDOW_MS);
+
+const INSERT_COLUMNS = `id, webhook_id, event_type, tenant, message_id, recipient, occurred_at, egress_ip, reply_code, reply_enhanced,
+  reply_text, remote_host, bounce_class, attempt, tags, metadata, data, state, attempts, next_attempt_at, retry_until, created_at`;
+
+const EVENT_COLUMNS = `d.event_type, d.tenant, d.message_id, d.recipient, d.occurred_at, d.egress_ip, d.reply_code, d.reply_enhanced,
+  d.reply_text, d.remote_host, d.bounce_class, d.attempt, d.tags, d.metadata, d.data`;
+
+const DELIVERY_COLUMNS = `d.id, d.webhook_id, ${EVENT_COLUMNS}, d.state, d.attempts, d.next_attempt_at, d.retry_until, d.last_attempt_at,
+  d.last_status, d.last_error, d.finished_at, d.created_at`;
+
+const WEBHOOK_COLUMNS = `id, tenant, url, event_types, description, secret, enabled, disabled_reason, disabled_at, failing_since, created_at, updated_at`;
+
+/** The state a delivery goes back to: pending while its endpoint is enabled, held while it is not. */
+const WAITING_STATE = `CASE WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = webhook_deliveries.webhook_id) = 1 THEN 'pending' ELSE 'held' END`;
+
+export function prepareWebhookQueries(db: DatabaseSync) {
+  const stmt = (sql: string): StatementSync => db.prepare(sql);
+
+  // After the message and its recipients are inserted: one row per subscribed endpoint of its
+  // tenant, none for a DSN (Rookery's own mail) or when nobody listens.
+  const insertAccepted = stmt(`
+    INSERT INTO webhook_deliveries (${INSERT_COLUMNS})
+    SELECT ${NEW_ID}, s.webhook_id, 'message.accepted', s.tenant, m.id, NULL, m.created_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           m.tags, m.metadata,
+           json_object('sender', m.sender, 'recipients',
+             json((SELECT json_group_array(recipient) FROM (SELECT recipient FROM recipients WHERE message_id = m.id ORDER BY id)))),
+           'pending', 0, m.created_at, m.created_at + ${WINDOW}, m.created_at
+    FROM messages m JOIN webhook_subscriptions s ON s.tenant = coalesce(m.tenant, '') AND s.event_type = 'message.accepted'
+    WHERE m.id = ? AND m.source <> 'dsn'`);
+
+  // After an attempt's result is applied to its recipient row (which holds the last egress IP).
+  const insertAttemptEvent = stmt(`
+    INSERT INTO webhook_deliveries (${INSERT_COLUMNS})
+    SELECT ${NEW_ID}, s.webhook_id, ?2, s.tenant, m.id, r.recipient, ?3, r.last_egress_ip, ?4, ?5, ?6, ?7, ?8, r.attempts,
+           m.tags, m.metadata, NULL, 'pending', 0, ?3, ?3 + ${WINDOW}, ?3
+    FROM recipients r JOIN messages m ON m.id = r.message_id
+    JOIN webhook_subscriptions s ON s.tenant = coalesce(m.tenant, '') AND s.event_type = ?2
+    WHERE r.id = ?1 AND m.source <> 'dsn'`);
+
+  // An event another part emits; tags and metadata from its message while that is stored.
+  const insertEvent = stmt(`
+    INSERT INTO webhook_deliveries (${INSERT_COLUMNS})
+    SELECT ${NEW_ID}, s.webhook_id, ?1, s.tenant, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL,
+           m.tags, m.metadata, ?11, 'pending', 0, ?12, ?12 + ${WINDOW}, ?12
+    FROM webhook_subscriptions s LEFT JOIN messages m ON m.id = ?3
+    WHERE s.tenant = ?2 AND s.event_type = ?1`);
+
+  const insertWebhook = stmt(`INSERT INTO webhooks (${WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+
+  const selectWebhook = stmt(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?`);
+
+  const listWebhooks = stmt(`
+    SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE (?1 IS NULL OR tenant = ?1) AND id > ?2 ORDER BY id LIMIT ?3`);
+
+  const updateWebhook = stmt(`
+    UPDATE webhooks SET url = ?, event_types = ?, description = ?, secret = ?, enabled = ?, disabled_reason = ?, disabled_at = ?,
+      failing_since = ?, updated_at = ?
+    WHERE id = ?`);
+
+  const deleteWebhook = stmt(`DELETE FROM webhooks WHERE id = ?`);
+
+  const deleteSubscriptions = stmt(`DELETE FROM webhook_subscriptions WHERE webhook_id = ?`);
+
+  const insertSubscription = stmt(`INSERT INTO webhook_subscriptions (tenant, event_type, webhook_id) VALUES (?, ?, ?)`);
+
+  const holdPending = stmt(`UPDATE webhook_deliveries SET state = 'held' WHERE webhook_id = ? AND state = 'pending'`);
+
+  const releaseHeld = stmt(`UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?2 WHERE webhook_id = ?1 AND state = 'held'`);
+
+  // Two scans, each limited (leases that ran out, due rows in order), then at most ?3 per endpoint.
+  const selectDue = stmt(`
+    SELECT d.id, d.webhook_id, w.url, w.secret, d.attempts, d.retry_until, d.next_attempt_at, ${EVENT_COLUMNS}
+    FROM (
+      SELECT id, next_attempt_at, row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS n FROM (
+        SELECT * FROM (
+          SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries INDEXED BY webhook_deliveries_lease_end
+          WHERE state = 'delivering' AND locked_until < ?1 AND webhook_id NOT IN (SELECT value FROM json_each(?4))
+          ORDER BY locked_until LIMIT ?5
+        )
+        UNION ALL
+        SELECT * FROM (
+          SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries INDEXED BY webhook_deliveries_due
+          WHERE state = 'pending' AND next_attempt_at <= ?1 AND webhook_id NOT IN (SELECT value FROM json_each(?4))
+          ORDER BY next_attempt_at, id LIMIT ?5
+        )
+      )
+    ) AS due
+    JOIN webhook_deliveries d ON d.id = due.id
+    JOIN webhooks w ON w.id = d.webhook_id
+    WHERE due.n <= ?3
+    ORDER BY due.next_attempt_at, due.id
+    LIMIT ?2`);
+
+  const anyDue = stmt(`
+    SELECT EXISTS (SELECT 1 FROM webhook_deliveries INDEXED BY webhook_deliveries_due WHERE state = 'pending' AND next_attempt_at <= ?1)
+        OR EXISTS (SELECT 1 FROM webhook_deliveries INDEXED BY webhook_deliveries_lease_end WHERE state = 'delivering' AND locked_until < ?1) AS due`);
+
+  const lease = stmt(`
+    UPDATE webhook_deliveries SET state = 'delivering', locked_by = ?, locked_until = ?, lease_token = ? WHERE id = ?`);
+
+  const renewLease = stmt(`
+    UPDATE webhook_deliveries SET locked_until = ? WHERE id = ? AND state = 'delivering' AND lease_token = ?`);
+
+  const carriesToken = stmt(`SELECT 1 AS yes FROM webhook_deliveries WHERE id = ? AND lease_token = ?`);
+
+  // The token stays, so recording the same result again is recognised (recordedUnder).
+  const applyResult = stmt(`
+    UPDATE webhook_deliveries SET
+      state = CASE WHEN ?1 = 1 THEN 'delivered' WHEN ?5 IS NULL THEN 'failed' ELSE ${WAITING_STATE} END,
+      attempts = attempts + 1,
+      next_attempt_at = CASE WHEN ?1 = 0 AND ?5 IS NOT NULL THEN ?5 ELSE next_attempt_at END,
+      locked_by = NULL, locked_until = NULL,
+      last_attempt_at = ?4, last_status = ?2, last_error = ?3,
+      finished_at = CASE WHEN ?1 = 1 OR ?5 IS NULL THEN ?4 END
+    WHERE id = ?6 AND state = 'delivering' AND lease_token = ?7
+    RETURNING webhook_id`);
+
+  const recordedUnder = stmt(`SELECT 1 AS yes FROM webhook_deliveries WHERE id = ? AND lease_token = ? AND state <> 'delivering'`);
+
+  const clearFailing = stmt(`UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL`);
+
+  const markFailing = stmt(`UPDATE webhooks SET failing_since = coalesce(failing_since, ?2) WHERE id = ?1`);
+
+  const disableFailing = stmt(`
+    UPDATE webhooks SET enabled = 0, disabled_reason = ?3, disabled_at = ?4, updated_at = ?4
+    WHERE id = ?1 AND enabled = 1 AND failing_since <= ?2
+    RETURNING id, tenant, url, failing_since`);
+
+  const releaseOne = stmt(`
+    UPDATE webhook_deliveries SET state = ${WAITING_STATE}, locked_by = NULL, locked_until = NULL, lease_token = NULL
+    WHERE id = ? AND state = 'delivering' AND lease_token = ?`);
+
+  const releaseOwner = stmt(`
+    UPDATE webhook_deliveries SET state = ${WAITING_STATE}, locked_by = NULL, locked_until = NULL, lease_token = NULL
+    WHERE state = 'delivering' AND locked_by = ?`);
+
+  // Newest first through webhook_deliveries_webhook, from the cursor; the state is tested on the way.
+  const selectDeliveries = stmt(`
+    SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d
+    WHERE d.webhook_id = ?1 AND (?2 IS NULL OR d.state = ?2)
+      AND (?3 IS NULL OR d.created_at < ?3 OR (d.created_at = ?3 AND d.id < ?4))
+    ORDER BY d.created_at DESC, d.id DESC
+    LIMIT ?5`);
+
+  const selectDelivery = stmt(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.webhook_id = ? AND d.id = ?`);
+
+  // Due now, tried for the window from now; a row in flight is its claim's.
+  const replayOne = stmt(`
+    UPDATE webhook_deliveries SET state = ${WAITING_STATE}, next_attempt_at = ?3, retry_until = ?3 + ${WINDOW}, finished_at = NULL,
+      lease_token = NULL
+    WHERE webhook_id = ?1 AND id = ?2 AND state <> 'delivering'`);
+
+  const replayRange = stmt(`
+    UPDATE webhook_deliveries SET state = ${WAITING_STATE}, next_attempt_at = ?5, retry_until = ?5 + ${WINDOW}, finished_at = NULL,
+      lease_token = NULL
+    WHERE id IN (
+      SELECT id FROM webhook_deliveries
+      WHERE webhook_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND state <> 'delivering' AND (?4 IS NULL OR state = ?4)
+      ORDER BY created_at, id LIMIT ?6
+    )`);
+
+  const purge = stmt(`
+    DELETE FROM webhook_deliveries WHERE id IN (
+      SELECT id FROM webhook_deliveries WHERE finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?)`);
+
+  // Held rows are counted per disabled endpoint (webhook_deliveries_webhook), never by a scan.
+  const stats = stmt(`
+    SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending') AS pending,
+           (SELECT count(*) FROM webhook_deliveries
+            WHERE webhook_id IN (SELECT id FROM webhooks WHERE enabled = 0) AND state = 'held') AS held,
+           (SELECT count(*) FROM webhooks WHERE enabled = 0) AS disabled`);
+
+  return {
+    insertAccepted(messageId: string): void {
+      insertAccepted.run(messageId);
+    },
+
+    insertAttemptEvent(recipientId: number, type: WebhookEventType, now: number, o: DeliveryOutcome): void {
+      insertAttemptEvent.run(recipientId, type, now, o.code, o.enhanced, o.response, o.remoteHost, o.bounceClass);
+    },
+
+    insertEvent(values: ReturnType<typeof webhookEventValues>[number], now: number): void {
+      insertEvent.run(...values, now);
+    },
+
+    insertWebhook(e: NewWebhookEndpoint): void {
+      insertWebhook.run(e.id, e.tenant ?? '', e.url, JSON.stringify(e.eventTypes), e.description, e.secret, 1, null, null, null, e.createdAt, e.createdAt);
+    },
+
+    selectWebhook(id: string): WebhookDbRow | undefined {
+      return selectWebhook.get(id) as WebhookDbRow | undefined;
+    },
+
+    listWebhooks(tenant: string | null, after: string, limit: number): WebhookDbRow[] {
+      return listWebhooks.all(tenant, after, limit) as unknown as WebhookDbRow[];
+    },
+
+    updateWebhook(row: WebhookDbRow): void {
+      updateWebhook.run(row.url, row.event_types, row.description, row.secret, row.enabled ? 1 : 0, row.disabled_reason, row.disabled_at, row.failing_since, row.updated_at, row.id);
+    },
+
+    deleteWebhook(id: string): boolean {
+      return Number(deleteWebhook.run(id).changes) > 0;
+    },
+
+    /** Replaces the endpoint's subscriptions with one per event type (none while disabled). */
+    subscribe(webhookId: string, tenant: string, types: readonly string[]): void {
+      deleteSubscriptions.run(webhookId);
+      for (const type of types) insertSubscription.run(tenant, type, webhookId);
+    },
+
+    holdPending(webhookId: string): void {
+      holdPending.run(webhookId);
+    },
+
+    releaseHeld(webhookId: string, now: number): void {
+      releaseHeld.run(webhookId, now);
+    },
+
+    anyDue(now: number): boolean {
+      return (anyDue.get(now) as { due: number }).due === 1;
+    },
+
+    selectDue(now: number, limit: number, perWebhook: number, skip: readonly string[]): ClaimedWebhookDbRow[] {
+      return selectDue.all(now, limit, perWebhook, JSON.stringify(skip), limit * 4) as unknown as ClaimedWebhookDbRow[];
+    },
+
+    lease(id: string, owner: string, lockedUntil: number, token: WebhookLeaseToken): void {
+      lease.run(owner, lockedUntil, token, id);
+    },
+
+    /** False when the row no longer carries `token`. */
+    renewLease(id: string, token: WebhookLeaseToken, lockedUntil: number): boolean {
+      renewLease.run(lockedUntil, id, token);
+      return carriesToken.get(id, token) !== undefined;
+    },
+
+    /** The endpoint of the row the result applied to; undefined when it no longer carries the token. */
+    applyResult(r: { id: string; token: WebhookLeaseToken; ok: boolean; status: number | null; error: string | null; at: number; nextAttemptAt: number | null }): string | undefined {
+      const row = applyResult.get(r.ok ? 1 : 0, r.status, r.error, r.at, r.nextAttemptAt, r.id, r.token) as { webhook_id: string } | undefined;
+      return row?.webhook_id;
+    },
+
+    recordedUnder(id: string, token: WebhookLeaseToken): boolean {
+      return recordedUnder.get(id, token) !== undefined;
+    },
+
+    clearFailing(webhookId: string): void {
+      clearFailing.run(webhookId);
+    },
+
+    markFailing(webhookId: string, at: number): void {
+      markFailing.run(webhookId, at);
+    },
+
+    disableFailing(webhookId: string, cutoff: number, reason: string, now: number): { id: string; tenant: string; url: string; failing_since: number } | undefined {
+      return disableFailing.get(webhookId, cutoff, reason, now) as { id: string; tenant: string; url: string; failing_since: number } | undefined;
+    },
+
+    releaseOne(id: string, token: WebhookLeaseToken): void {
+      releaseOne.run(id, token);
+    },
+
+    releaseOwner(owner: string): number {
+      return Number(releaseOwner.run(owner).changes);
+    },
+
+    selectDeliveries(webhookId: string, state: string | null, after: { createdAt: number; id: string } | null, limit: number): WebhookDeliveryDbRow[] {
+      return selectDeliveries.all(webhookId, state, after?.createdAt ?? null, after?.id ?? null, limit) as unknown as WebhookDeliveryDbRow[];
+    },
+
+    selectDelivery(webhookId: string, id: string): WebhookDeliveryDbRow | undefined {
+      return selectDelivery.get(webhookId, id) as WebhookDeliveryDbRow | undefined;
+    },
+
+    replayOne(webhookId: string, id: string, now: number): void {
+      replayOne.run(webhookId, id, now);
+    },
+
+    replayRange(webhookId: string, since: number, until: number, state: string | null, now: number, limit: number): number {
+      return Number(replayRange.run(webhookId, since, until, state, now, limit).changes);
+    },
+
+    purge(before: number, limit: number): number {
+      return Number(purge.run(before, limit).changes);
+    },
+
+    stats(): { pending: number; held: number; disabled: number } {
+      return stats.get() as { pending: number; held: number; disabled: number };
+    },
+  };
+}
+
+export type SqliteWebhookQueries = ReturnType<typeof prepareWebhookQueries>;
+
+/**
+ * Fans `events` out to their subscribers: call inside a write op of the SQLite store, so they
+ * commit or roll back with the change that caused them. Throws DataRefusedError for an event no
+ * backend could store (checked before anything is written).
+ */
+export function insertWebhookEvents(w: SqliteWebhookQueries, events: readonly WebhookEvent[], now: number): void {
+  for (const values of webhookEventValues(events)) w.insertEvent(values, now);
+}
