@@ -8,6 +8,7 @@ import { registerQueueControlContract } from './store-contract-queue-control.ts'
 import { registerIdempotencyContract } from './store-contract-idempotency.ts';
 import { registerFeedbackContract } from './store-contract-feedback.ts';
 import { registerSuppressionContract } from './store-contract-suppressions.ts';
+import { registerWebhookContract } from './store-contract-webhooks.ts';
 import { DataRefusedError, type AttemptResult, type Lease, type LeaseToken, type NewMessage, type Store } from '../../src/storage/store.ts';
 
 /**
@@ -95,6 +96,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
     registerIdempotencyContract({ store: () => store, clock: () => clock, open });
     registerFeedbackContract({ store: () => store, clock: () => clock });
     registerSuppressionContract({ store: () => store, clock: () => clock, open });
+    registerWebhookContract({ store: () => store, clock: () => clock, open });
 
     it('enqueues a message with one queued row per recipient', async () => {
       const m = message({ recipients: ['a@One.test', 'b@two.TEST', 'c@one.test'], dueAt: T0 + 5 });

@@ -41,7 +41,7 @@ export async function insertWebhookEvents(db: Db, events: readonly WebhookEvent[
     text: `
       INSERT INTO webhook_deliveries (${WEBHOOK_INSERT_COLUMNS})
       SELECT ${NEW_WEBHOOK_DELIVERY_ID}, s.webhook_id, e.type, s.tenant, e.message_id, e.recipient, e.at, e.egress_ip, e.code, e.enhanced,
-             e.text, e.remote_host, NULL, NULL, m.tags, m.metadata, e.data, 'pending', 0, $12, $12 + ${WEBHOOK_WINDOW}, $12
+             e.text, e.remote_host, NULL, NULL, m.tags, m.metadata, e.data, 'pending', 0, $12::bigint, $12::bigint + ${WEBHOOK_WINDOW}, $12::bigint
       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::integer[], $8::text[], $9::text[],
                   $10::text[], $11::text[])
         AS e(type, tenant, message_id, recipient, at, egress_ip, code, enhanced, text, remote_host, data)
@@ -312,7 +312,7 @@ export async function replayWebhookDelivery(db: Db, webhookId: string, id: strin
   await db.query({
     name: 'rookery_replay_webhook_delivery',
     text: `
-      UPDATE webhook_deliveries SET state = ${WAITING_STATE}, next_attempt_at = $3, retry_until = $3 + ${WEBHOOK_WINDOW}, finished_at = NULL,
+      UPDATE webhook_deliveries SET state = ${WAITING_STATE}, next_attempt_at = $3::bigint, retry_until = $3::bigint + ${WEBHOOK_WINDOW}, finished_at = NULL,
         lease_token = NULL
       WHERE webhook_id = $1 AND id = $2 AND state <> 'delivering'`,
     values: [webhookId, id, now],
@@ -329,7 +329,7 @@ export async function replayWebhookRange(db: Db, webhookId: string, since: numbe
         ORDER BY created_at, id LIMIT $6
         FOR UPDATE SKIP LOCKED
       )
-      UPDATE webhook_deliveries SET state = ${WAITING_STATE}, next_attempt_at = $5, retry_until = $5 + ${WEBHOOK_WINDOW}, finished_at = NULL,
+      UPDATE webhook_deliveries SET state = ${WAITING_STATE}, next_attempt_at = $5::bigint, retry_until = $5::bigint + ${WEBHOOK_WINDOW}, finished_at = NULL,
         lease_token = NULL
       FROM picked p WHERE webhook_deliveries.id = p.id`,
     values: [webhookId, since, until, state, now, limit],
