@@ -128,6 +128,10 @@ export const API_ERRORS = {
   UNSUBSCRIBE_NOT_ONE_CLICK: { http: 400, message: 'Send List-Unsubscribe=One-Click to unsubscribe' },
   /** Too many requests from one client address to the unsubscribe listener (unsubscribe.rateLimit). */
   RATE_LIMITED: { http: 429, message: 'Too many requests from this address, try again later' },
+  /** A webhook endpoint id the store does not hold, or one of another tenant (/v1/webhooks/{id}). */
+  WEBHOOK_NOT_FOUND: { http: 404, message: 'No such webhook endpoint' },
+  /** A delivery id the endpoint does not have (purged after webhooks.retention, or never made). */
+  WEBHOOK_DELIVERY_NOT_FOUND: { http: 404, message: 'No such webhook delivery' },
 } as const satisfies Record<string, HttpErrorSpec>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;

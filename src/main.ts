@@ -44,6 +44,9 @@ import { createUnsubscribeServer } from './feedback/unsubscribe-server.ts';
 import { createStore } from './storage/create-store.ts';
 import { createRedisClient } from './storage/redis-client.ts';
 import { RECIPIENT_STATES, type Store } from './storage/store.ts';
+import { WebhookDispatcher } from './webhooks/dispatcher.ts';
+import { createWebhookPoster } from './webhooks/http-poster.ts';
+import { WebhookMetrics } from './webhooks/webhook-metrics.ts';
 
 export interface DaemonOptions {
   /** The configuration, resolved by resolveConfig: nothing is read or parsed again here. */
@@ -271,6 +274,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     let shuttingDown = false;
     let stopping: Promise<void> | null = null;
+    // Started after the API (webhooks.enabled); the API wakes it when deliveries fall due.
+    let webhooks: WebhookDispatcher | null = null;
+    const webhookMetrics = new WebhookMetrics(metrics.registry);
     const api = createControlApi({
       config,
       store,
@@ -300,6 +306,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         },
       },
       intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, buffers, dkimExpiryMs: config.dkim.expiry } },
+      webhooks: { allowPrivateNetworks: config.webhooks.allowPrivateNetworks, onDue: () => webhooks?.wake() },
       logger,
       metrics,
       // Ready means able to take mail: the store must commit a write, not only answer.
@@ -308,6 +315,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       beforeMetrics: async () => {
         const counts = await store.countByState();
         for (const state of RECIPIENT_STATES) metrics.queueDepth.set({ state }, counts[state]);
+        webhookMetrics.show(await store.webhookOutboxStats());
       },
     });
     const apiAddress = await startPart('control API', () => api.start());
@@ -317,9 +325,42 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const exposure = apiExposureWarning(config.api);
     if (exposure) log.warn({ event: 'api.exposed', code: exposure.code, api: apiAddress }, `${exposure.path}: ${exposure.message}`);
 
-    const retention = new RetentionSweeper({ store, clock, logger, retentionMs: config.storage.retention, bodyRetentionMs: config.storage.bodyRetention, auditRetentionMs: config.audit.retention });
+    const retention = new RetentionSweeper({
+      store,
+      clock,
+      logger,
+      retentionMs: config.storage.retention,
+      bodyRetentionMs: config.storage.bodyRetention,
+      auditRetentionMs: config.audit.retention,
+      webhookRetentionMs: config.webhooks.retention,
+    });
     retention.start();
     stack.push({ name: 'retention', stop: () => retention.stop() });
+
+    // The webhook outbox's sender. It stops after the scheduler (whose last results may add
+    // events) and before storage: deliveries not sent are given back, those in flight recorded.
+    if (config.webhooks.enabled) {
+      const poster = createWebhookPoster({ timeoutMs: config.webhooks.timeout, allowPrivateNetworks: config.webhooks.allowPrivateNetworks });
+      const dispatcher = new WebhookDispatcher({
+        store,
+        poster,
+        clock,
+        logger,
+        metrics: webhookMetrics,
+        owner,
+        concurrency: config.webhooks.concurrency,
+        timeoutMs: config.webhooks.timeout,
+      });
+      stack.push({
+        name: 'webhooks',
+        stop: async () => {
+          await dispatcher.stop();
+          poster.close();
+        },
+      });
+      await startPart('webhooks', () => dispatcher.start());
+      webhooks = dispatcher;
+    }
 
     await scheduler.start();
     stack.push({ name: 'scheduler', stop: () => scheduler.stop(live.current.config.delivery.shutdownTimeout) });

@@ -96,6 +96,8 @@ export const RELOAD_SCOPE: { readonly [K in keyof Config]-?: SectionScope<Config
     fblAddresses: 'reload',
     processingTimeout: 'reload',
   },
+  // Bound into the dispatcher and its HTTP agents at start.
+  webhooks: 'restart',
   log: 'restart',
 };
 

@@ -12,6 +12,7 @@ import { bounceRulesConfigSchema, reactionRulesConfigSchema } from './rule-schem
 import { suppressionConfigSchema } from './suppression-schema.ts';
 import { tenantsSchema } from './tenant-schema.ts';
 import { unsubscribeConfigSchema } from './unsubscribe-schema.ts';
+import { webhooksConfigSchema } from './webhooks-schema.ts';
 
 const ipAddress = z.string().refine((v) => isIP(v) !== 0, { message: 'not an IP address' });
 
@@ -236,6 +237,8 @@ export const configSchema = z.strictObject({
   unsubscribe: unsubscribeConfigSchema,
   /** The listener where bounces, complaints and unsubscribe mail come back (inbound-schema.ts). */
   inbound: inboundConfigSchema,
+  /** Signed POSTs of events to tenants' endpoints: the dispatcher's limits and the SSRF rule (webhooks-schema.ts). */
+  webhooks: webhooksConfigSchema,
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .prefault({}),

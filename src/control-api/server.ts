@@ -35,6 +35,8 @@ export interface ControlApiDeps {
   queue: V1ApiDeps['queue'];
   /** The queue's accept path and the limits of a message, for POST /v1/messages and /batch. */
   intake: V1ApiDeps['intake'];
+  /** /v1/webhooks: whether URLs may name private addresses, and the dispatcher to wake. */
+  webhooks?: V1ApiDeps['webhooks'];
   logger: Logger;
   metrics: Metrics;
   /** Dependencies /readyz checks; each throws when its dependency does not answer. */
@@ -132,7 +134,7 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
   let tokens = new TokenDirectory(deps.config.api.tokens);
   const { store, clock, pool, domains, reload } = deps;
   const tenants = deps.tenants ?? new TenantDirectory({});
-  registerV1Api(app, { api: deps.config.api, tokens: () => tokens, reload, store, clock, pool, domains, tenants, explainer: deps.explainer, queue: deps.queue, intake: deps.intake, isShuttingDown: deps.isShuttingDown, guarded, metrics: deps.metrics });
+  registerV1Api(app, { api: deps.config.api, tokens: () => tokens, reload, store, clock, pool, domains, tenants, explainer: deps.explainer, queue: deps.queue, intake: deps.intake, webhooks: deps.webhooks, isShuttingDown: deps.isShuttingDown, guarded, metrics: deps.metrics });
 
   let starting: Promise<{ host: string; port: number }> | undefined;
   let stopping: Promise<void> | undefined;

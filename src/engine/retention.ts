@@ -7,8 +7,9 @@ import { IDEMPOTENCY_WINDOW_MS } from './queue.ts';
  * Deletes finished messages older than the retention period (and empties their bodies earlier,
  * after the body retention period, when one is set), audit entries older than theirs,
  * expired pool counters and state, queue pauses that have ended, idempotency keys older than
- * IDEMPOTENCY_WINDOW_MS and expired suppression entries, once at start and then every
- * `intervalMs`, so the queue database holds the live queue and recent history, not all history.
+ * IDEMPOTENCY_WINDOW_MS, expired suppression entries and finished webhook deliveries older than
+ * theirs (webhooks.retention), once at start and then every `intervalMs`, so the queue database
+ * holds the live queue and recent history, not all history.
  */
 export class RetentionSweeper {
   private timer: NodeJS.Timeout | null = null;
@@ -25,6 +26,8 @@ export class RetentionSweeper {
       bodyRetentionMs?: number | null;
       /** How long audit entries are kept (audit.retention); default 365 days. */
       auditRetentionMs?: number;
+      /** How long delivered and given-up webhook deliveries are kept (webhooks.retention); default 7 days. */
+      webhookRetentionMs?: number;
       intervalMs?: number;
     },
   ) {
@@ -68,6 +71,8 @@ export class RetentionSweeper {
         // Suppression entries past their expiry (they stopped applying then; this frees the rows).
         const suppressions = await this.deps.store.purgeExpiredSuppressions(now);
         if (suppressions) this.log.info({ event: 'retention.suppressions.purged', entries: suppressions }, 'purged expired suppression entries');
+        const deliveries = await this.deps.store.purgeWebhookDeliveries(now - (this.deps.webhookRetentionMs ?? 7 * 86_400_000));
+        if (deliveries) this.log.info({ event: 'retention.webhooks.purged', deliveries }, 'purged finished webhook deliveries');
       } catch (err) {
         this.log.error({ event: 'retention.failed', err }, 'purging old data failed');
       } finally {

@@ -85,3 +85,27 @@ export function decodeSuppressionCursor(cursor: string): SuppressionPageCursor {
   if (!isNonNegativeInteger(createdAt) || typeof addressHash !== 'string' || !/^[0-9a-f]{64}$/.test(addressHash)) throw new MalformedCursorError();
   return { tenant, createdAt, addressHash };
 }
+
+/** A webhook listing's sort key: the last endpoint id. */
+export function encodeWebhookCursor(id: string): string {
+  return Buffer.from(JSON.stringify(['w', id])).toString('base64url');
+}
+
+export function decodeWebhookCursor(cursor: string): string {
+  const value = decodeCursorArray(cursor);
+  if (value.length !== 2 || value[0] !== 'w' || typeof value[1] !== 'string' || value[1] === '') throw new MalformedCursorError();
+  return value[1];
+}
+
+/** A delivery listing's sort key: created time, then delivery id (both descending). */
+export function encodeDeliveryCursor(key: MessageCursor): string {
+  return Buffer.from(JSON.stringify(['d', key.createdAt, key.id])).toString('base64url');
+}
+
+export function decodeDeliveryCursor(cursor: string): MessageCursor {
+  const value = decodeCursorArray(cursor);
+  if (value.length !== 3 || value[0] !== 'd') throw new MalformedCursorError();
+  const [, createdAt, id] = value;
+  if (!isNonNegativeInteger(createdAt) || typeof id !== 'string' || id === '') throw new MalformedCursorError();
+  return { createdAt, id };
+}

@@ -21,6 +21,8 @@ import { registerSendRoutes, type SendRouteDeps } from './routes/send.ts';
 import { registerWhoamiRoute } from './routes/whoami.ts';
 import { registerSuppressionRoutes, type SuppressionRouteDeps } from './routes/suppressions.ts';
 import { registerSuppressionTransferRoutes } from './routes/suppression-transfer.ts';
+import { registerWebhookDeliveryRoutes } from './routes/webhook-deliveries.ts';
+import { registerWebhookRoutes, type WebhookRouteDeps } from './routes/webhooks.ts';
 import { BEARER_SCHEME, PROBLEM_SCHEMA } from './schemas.ts';
 
 export interface V1ApiDeps {
@@ -29,7 +31,7 @@ export interface V1ApiDeps {
   tokens: () => TokenDirectory;
   /** POST /v1/reload. */
   reload: ReloadRouteDeps['reload'];
-  store: QueueRouteDeps['store'] & MessagesRouteDeps['store'] & AuditTrailDeps['store'] & AuditRouteDeps['store'] & SuppressionRouteDeps['store'];
+  store: QueueRouteDeps['store'] & MessagesRouteDeps['store'] & AuditTrailDeps['store'] & AuditRouteDeps['store'] & SuppressionRouteDeps['store'] & WebhookRouteDeps['store'];
   /** Counts the suppression entries the API writes. */
   metrics: SuppressionRouteDeps['metrics'];
   /** The time /v1/queue measures ages from; the system clock by default. */
@@ -46,6 +48,8 @@ export interface V1ApiDeps {
   queue: Pick<QueueOperationsRouteDeps, 'pauses' | 'operations'>;
   /** The accept path and its limits, for POST /v1/messages and /batch. */
   intake: Pick<SendRouteDeps, 'queue' | 'limits'>;
+  /** /v1/webhooks: the SSRF rule of URLs, and the dispatcher to wake when deliveries fall due. Default: private networks refused. */
+  webhooks?: Pick<WebhookRouteDeps, 'allowPrivateNetworks' | 'onDue'>;
   /** True once the daemon stops: sends are refused (503). */
   isShuttingDown?: () => boolean;
   /** Receives every route the plugin guards (the control API refuses /v1 routes that are not). */
@@ -95,6 +99,9 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerReloadRoute(v1, { reload: deps.reload });
     registerSuppressionRoutes(v1, { store: deps.store, tenants: deps.tenants, metrics: deps.metrics, clock: deps.clock });
     registerSuppressionTransferRoutes(v1, { store: deps.store, tenants: deps.tenants, metrics: deps.metrics, clock: deps.clock });
+    const webhooks = { store: deps.store, tenants: deps.tenants, clock: deps.clock, allowPrivateNetworks: false, ...deps.webhooks };
+    registerWebhookRoutes(v1, webhooks);
+    registerWebhookDeliveryRoutes(v1, webhooks);
 
     v1.get('/openapi.json', { schema: { hide: true } }, async () => v1.swagger());
   });

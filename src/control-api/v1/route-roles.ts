@@ -58,6 +58,17 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   'POST /v1/suppressions': ['admin', 'operator', 'sender'],
   'POST /v1/suppressions/import': ['admin', 'operator', 'sender'],
   'DELETE /v1/suppressions/:address': ['admin', 'operator'],
+  // Webhooks: applications (sender) subscribe for their tenant, admin for any; operators read
+  // them and their deliveries. Not viewer: a URL may carry the receiver's own credentials.
+  'POST /v1/webhooks': ['admin', 'sender'],
+  'GET /v1/webhooks': ['admin', 'operator', 'sender'],
+  'GET /v1/webhooks/:id': ['admin', 'operator', 'sender'],
+  'PATCH /v1/webhooks/:id': ['admin', 'sender'],
+  'DELETE /v1/webhooks/:id': ['admin', 'sender'],
+  'POST /v1/webhooks/:id/rotate-secret': ['admin', 'sender'],
+  'GET /v1/webhooks/:id/deliveries': ['admin', 'operator', 'sender'],
+  'POST /v1/webhooks/:id/deliveries/:deliveryId/replay': ['admin', 'sender'],
+  'POST /v1/webhooks/:id/replay': ['admin', 'sender'],
 };
 
 /**
@@ -89,6 +100,16 @@ export const TENANT_ROUTES: ReadonlySet<string> = new Set([
   'POST /v1/suppressions',
   'POST /v1/suppressions/import',
   'DELETE /v1/suppressions/:address',
+  // A tenant's token sees and changes its own tenant's endpoints only; another's is unknown to it.
+  'POST /v1/webhooks',
+  'GET /v1/webhooks',
+  'GET /v1/webhooks/:id',
+  'PATCH /v1/webhooks/:id',
+  'DELETE /v1/webhooks/:id',
+  'POST /v1/webhooks/:id/rotate-secret',
+  'GET /v1/webhooks/:id/deliveries',
+  'POST /v1/webhooks/:id/deliveries/:deliveryId/replay',
+  'POST /v1/webhooks/:id/replay',
 ]);
 
 /** The roles allowed on a route, or undefined when the table does not list it. */

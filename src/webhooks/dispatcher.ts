@@ -1,0 +1,279 @@
+import { systemClock, type Clock } from '../clock.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Store } from '../storage/store.ts';
+import { WEBHOOK_RETRY_WINDOW_MS, type ClaimedWebhookDelivery, type WebhookAttemptResult } from '../storage/webhook-outbox.ts';
+import type { WebhookPoster } from './http-poster.ts';
+import { webhookBody } from './payload.ts';
+import { nextWebhookAttempt } from './retry-schedule.ts';
+import { signatureHeaders } from './signature.ts';
+import type { WebhookMetrics } from './webhook-metrics.ts';
+
+export interface WebhookDispatcherOptions {
+  store: Pick<Store, 'claimWebhookDeliveries' | 'renewWebhookLeases' | 'recordWebhookAttempts' | 'releaseWebhookDeliveries' | 'releaseAllWebhookDeliveries'>;
+  poster: WebhookPoster;
+  /** Due times, retries, the retry window. */
+  clock: Clock;
+  /**
+   * The time signed into webhook-timestamp, which receivers hold against their own clock (five
+   * minutes either way): the system's. Only a test that moves `clock` by days sets it apart.
+   */
+  signingClock?: Clock;
+  logger: Logger;
+  metrics: WebhookMetrics;
+  /** Identifies this node's claims (given back at its next start after a crash). */
+  owner: string;
+  /** POSTs in flight at once per endpoint. */
+  concurrency: number;
+  /** One POST's limit: the leases are three times it, renewed every third. */
+  timeoutMs: number;
+  /** How often the outbox is looked at when nothing woke the dispatcher. Default 250 ms. */
+  pollMs?: number;
+  /** Deliveries held at once, in flight or waiting for a slot of their endpoint. Default 1000. */
+  maxHeld?: number;
+  /** Jitter of the retry times, in [0, 1). */
+  random?: () => number;
+}
+
+/** Rows claimed per call at most. */
+const CLAIM_BATCH = 200;
+
+interface Endpoint {
+  waiting: ClaimedWebhookDelivery[];
+  inFlight: number;
+}
+
+/**
+ * Sends the outbox: claims due deliveries in batches (several nodes share the outbox without
+ * sending a row twice while their leases run), POSTs each, signed, with at most `concurrency` in
+ * flight per endpoint, and records the results in batches. A claim takes at most four rounds of
+ * an endpoint's slots, and an endpoint holding two rounds is left out of the next claim, so a
+ * receiver that is slow or down never takes the others' turn. Claimed rows not yet sent and those
+ * in flight are renewed every third of the lease. A failure is retried with exponential backoff
+ * (retry-schedule.ts) until its retry window ends; the store disables an endpoint whose every
+ * delivery failed for that window, and that is logged here.
+ *
+ * Stopping never loses a claimed delivery: rows not yet sent are given back, and the POSTs in
+ * flight (each within the timeout) end with their results recorded.
+ */
+export class WebhookDispatcher {
+  private running = false;
+  private pumping: Promise<void> | null = null;
+  private wakeAgain = false;
+  private timer: NodeJS.Timeout | null = null;
+  private renewTimer: NodeJS.Timeout | null = null;
+  private renewing: Promise<void> | null = null;
+  private readonly endpoints = new Map<string, Endpoint>();
+  /** Every row this node holds a claim of, by delivery id: waiting or in flight. */
+  private readonly held = new Map<string, ClaimedWebhookDelivery>();
+  private readonly posts = new Set<Promise<void>>();
+  private results: WebhookAttemptResult[] = [];
+  private flushScheduled = false;
+  private recording: Promise<void> = Promise.resolve();
+  private readonly log: Logger;
+  private readonly leaseMs: number;
+  private readonly maxHeld: number;
+
+  constructor(private readonly options: WebhookDispatcherOptions) {
+    this.log = options.logger.child({ component: 'webhooks' });
+    this.leaseMs = Math.max(30_000, options.timeoutMs * 3);
+    this.maxHeld = options.maxHeld ?? 1000;
+  }
+
+  async start(): Promise<void> {
+    if (this.running) return;
+    const released = await this.options.store.releaseAllWebhookDeliveries(this.options.owner);
+    if (released) this.log.info({ event: 'webhooks.recovered', deliveries: released }, 'returned unfinished webhook deliveries to the outbox');
+    this.running = true;
+    this.renewTimer = setInterval(() => void this.renew(), Math.floor(this.leaseMs / 3));
+    this.renewTimer.unref();
+    this.wake();
+  }
+
+  /** Asks for an outbox check now (a replay, an endpoint enabled); calls coalesce. */
+  wake(): void {
+    if (!this.running) return;
+    if (this.pumping) {
+      this.wakeAgain = true;
+      return;
+    }
+    this.clearTimer();
+    this.pumping = this.pump();
+  }
+
+  /** Deliveries this node holds now: in flight, or waiting for a slot. */
+  get inProgress(): number {
+    return this.held.size;
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running && this.held.size === 0) return;
+    this.running = false;
+    this.clearTimer();
+    await this.pumping;
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = null;
+    await this.renewing;
+    const waiting = [...this.endpoints.values()].flatMap((e) => e.waiting.splice(0));
+    for (const row of waiting) this.held.delete(row.id);
+    if (waiting.length > 0) {
+      await this.options.store.releaseWebhookDeliveries(waiting).catch((err: unknown) => {
+        this.log.error({ event: 'webhooks.release.failed', deliveries: waiting.length, err }, 'could not give back the webhook deliveries not sent; they are claimable when their leases run out');
+      });
+    }
+    while (this.posts.size > 0) await Promise.allSettled([...this.posts]);
+    this.flushResults();
+    await this.recording;
+  }
+
+  private async pump(): Promise<void> {
+    const { store, clock, owner, concurrency } = this.options;
+    try {
+      do {
+        this.wakeAgain = false;
+        while (this.running && this.held.size < this.maxHeld) {
+          const limit = Math.min(CLAIM_BATCH, this.maxHeld - this.held.size);
+          const rows = await store.claimWebhookDeliveries({ now: clock.now(), limit, perWebhook: concurrency * 4, skip: this.busyEndpoints(), owner, leaseMs: this.leaseMs });
+          if (!this.running) {
+            await store.releaseWebhookDeliveries(rows);
+            break;
+          }
+          for (const row of rows) this.take(row);
+          if (rows.length < limit) break;
+        }
+      } while (this.wakeAgain && this.running);
+    } catch (err) {
+      this.log.error({ event: 'webhooks.claim.failed', err }, 'could not claim webhook deliveries; trying again shortly');
+    } finally {
+      this.pumping = null;
+      this.arm();
+    }
+  }
+
+  /** Endpoints holding two rounds of their slots: the next claim leaves them out. */
+  private busyEndpoints(): string[] {
+    const full = this.options.concurrency * 2;
+    return [...this.endpoints].filter(([, e]) => e.waiting.length + e.inFlight >= full).map(([id]) => id);
+  }
+
+  private arm(): void {
+    if (!this.running) return;
+    this.clearTimer();
+    this.timer = setTimeout(() => this.wake(), this.options.pollMs ?? 250);
+    this.timer.unref();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private take(row: ClaimedWebhookDelivery): void {
+    // Claimed again while this node still holds it (its lease ran out here): the new claim's
+    // token replaces the old one on the row, so the old claim's send would not apply.
+    const had = this.held.get(row.id);
+    if (had) {
+      had.token = row.token;
+      return;
+    }
+    this.held.set(row.id, row);
+    let endpoint = this.endpoints.get(row.webhookId);
+    if (!endpoint) this.endpoints.set(row.webhookId, (endpoint = { waiting: [], inFlight: 0 }));
+    endpoint.waiting.push(row);
+    this.startNext(row.webhookId, endpoint);
+  }
+
+  private startNext(webhookId: string, endpoint: Endpoint): void {
+    while (this.running && endpoint.inFlight < this.options.concurrency && endpoint.waiting.length > 0) {
+      const row = endpoint.waiting.shift()!;
+      endpoint.inFlight += 1;
+      const post: Promise<void> = this.send(row).finally(() => {
+        this.posts.delete(post);
+        this.held.delete(row.id);
+        endpoint.inFlight -= 1;
+        this.startNext(webhookId, endpoint);
+        const held = endpoint.waiting.length + endpoint.inFlight;
+        if (held === 0) this.endpoints.delete(webhookId);
+        // One round left: claim more of it (and of the others) before it runs dry.
+        if (held === this.options.concurrency) this.wake();
+      });
+      this.posts.add(post);
+    }
+  }
+
+  private async send(row: ClaimedWebhookDelivery): Promise<void> {
+    const { clock, poster, metrics } = this.options;
+    let outcome: Awaited<ReturnType<WebhookPoster['post']>>;
+    try {
+      const body = webhookBody(row.event);
+      const timestamp = Math.floor((this.options.signingClock ?? systemClock).now() / 1000);
+      outcome = await poster.post(row.url, { ...signatureHeaders(row.secret, row.id, timestamp, body) }, body);
+    } catch (err) {
+      outcome = { status: null, error: (err as Error).message, ms: 0 };
+    }
+    const at = clock.now();
+    const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
+    const nextAttemptAt = ok ? null : nextWebhookAttempt(row.attempts + 1, at, row.retryUntil, this.options.random);
+    metrics.deliveries.inc({ outcome: ok ? 'delivered' : nextAttemptAt === null ? 'failed' : 'retry' });
+    metrics.latency.observe(outcome.ms / 1000);
+    if (!ok) {
+      const fields = { event: nextAttemptAt === null ? 'webhooks.delivery.failed' : 'webhooks.delivery.retry', webhook: row.webhookId, delivery: row.id, type: row.event.type, attempt: row.attempts + 1, status: outcome.status, error: outcome.error };
+      if (nextAttemptAt === null) this.log.warn(fields, 'webhook delivery given up after its retry window');
+      else this.log.debug({ ...fields, retryAt: new Date(nextAttemptAt).toISOString() }, 'webhook delivery failed; retrying later');
+    }
+    this.results.push({ id: row.id, token: row.token, webhookId: row.webhookId, ok, status: outcome.status, error: ok ? null : outcome.error, at, nextAttemptAt });
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      // The results of POSTs ending in the same turn go to the store in one call.
+      setImmediate(() => this.flushResults());
+    }
+  }
+
+  /** Records the results gathered so far, one call after another (so a stop can wait for all). */
+  private flushResults(): void {
+    this.flushScheduled = false;
+    const batch = this.results.splice(0);
+    if (batch.length === 0) return;
+    this.recording = this.recording.then(() => this.record(batch));
+  }
+
+  private async record(batch: WebhookAttemptResult[]): Promise<void> {
+    try {
+      const { recorded, disabled } = await this.options.store.recordWebhookAttempts(batch, WEBHOOK_RETRY_WINDOW_MS);
+      if (recorded.length < batch.length) {
+        this.log.debug({ event: 'webhooks.results.stale', deliveries: batch.length - recorded.length }, 'results of deliveries another claim took over were not recorded');
+      }
+      for (const d of disabled) {
+        this.log.error(
+          { event: 'webhooks.endpoint.disabled', webhook: d.id, tenant: d.tenant, url: d.url, failingSince: new Date(d.failingSince).toISOString() },
+          'webhook endpoint disabled: every delivery failed for 3 days; its pending deliveries are held until it is enabled again (PATCH enabled: true)',
+        );
+      }
+    } catch (err) {
+      // The rows keep this node's claim until their leases run out; then they are sent again.
+      this.log.error({ event: 'webhooks.record.failed', deliveries: batch.length, err }, 'could not record webhook results; those deliveries will be sent again');
+    }
+  }
+
+  /** Extends the leases of every row held here; forgets rows another claim took over that were not sent yet. */
+  private async renew(): Promise<void> {
+    if (this.renewing || this.held.size === 0) return;
+    const leases = [...this.held.values()];
+    this.renewing = (async () => {
+      try {
+        const lost = new Set(await this.options.store.renewWebhookLeases(leases, this.options.clock.now() + this.leaseMs));
+        if (lost.size === 0) return;
+        this.log.warn({ event: 'webhooks.lease.lost', deliveries: lost.size }, 'webhook deliveries were claimed by another node; not sending them here');
+        for (const endpoint of this.endpoints.values()) {
+          const kept = endpoint.waiting.filter((row) => !lost.has(row.id));
+          for (const row of endpoint.waiting) if (lost.has(row.id)) this.held.delete(row.id);
+          endpoint.waiting = kept;
+        }
+      } catch (err) {
+        this.log.warn({ event: 'webhooks.lease.renew.failed', err }, 'could not renew webhook leases');
+      } finally {
+        this.renewing = null;
+      }
+    })();
+    await this.renewing;
+  }
+}

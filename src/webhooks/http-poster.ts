@@ -1,0 +1,129 @@
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { restrictedAddressCheck } from './address-policy.ts';
+
+/**
+ * The POST of one webhook delivery over kept-alive connections (one agent per scheme, shared by
+ * every endpoint). Redirects are not followed (a 3xx is an answer like any other non-2xx), the
+ * answer's body is read only up to a small cap, and each POST ends within the timeout. Unless
+ * private networks are allowed, every connection's address is checked after DNS (a custom
+ * lookup), so a name that resolves to a restricted address, at registration or later, is refused.
+ */
+
+export interface PostOutcome {
+  /** The HTTP status; null when no answer came (refused, unreachable, timed out, restricted). */
+  status: number | null;
+  /** Why it failed, for the delivery's history: the error, or the status and the start of the body. */
+  error: string | null;
+  /** How long it took. */
+  ms: number;
+}
+
+export interface WebhookPoster {
+  post(url: string, headers: Record<string, string>, body: string): Promise<PostOutcome>;
+  /** Closes the kept-alive connections. */
+  close(): void;
+}
+
+export interface WebhookPosterOptions {
+  timeoutMs: number;
+  allowPrivateNetworks: boolean;
+  /** Bytes of an answer's body read; the rest is not (the connection is dropped). Default 4 KiB. */
+  maxResponseBytes?: number;
+  /** Name resolution; the system's by default. */
+  lookup?: typeof dnsLookup;
+}
+
+/** What a receiver's answer may add to the error kept for it. */
+const ERROR_BODY_CHARS = 200;
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+
+export function createWebhookPoster(options: WebhookPosterOptions): WebhookPoster {
+  const check = restrictedAddressCheck();
+  const cap = options.maxResponseBytes ?? 4096;
+  const resolve = options.lookup ?? dnsLookup;
+  const agentOptions = { keepAlive: true, scheduling: 'lifo' as const };
+  const agents = { http: new http.Agent(agentOptions), https: new https.Agent(agentOptions) };
+
+  /** The system's answer without the restricted addresses; an error when none is left. */
+  const guardedLookup = (hostname: string, lookupOptions: LookupOptions, callback: LookupCallback): void => {
+    resolve(hostname, { ...lookupOptions, all: true }, (err, addresses) => {
+      if (err) return callback(err, '');
+      const allowed = addresses.filter((a) => check(a.address) === null);
+      if (allowed.length === 0) {
+        const first = addresses[0];
+        const why = first ? `${hostname} resolves to ${first.address}, which is ${check(first.address)}` : `${hostname} resolves to no address`;
+        return callback(Object.assign(new Error(`${why}: refused (webhooks.allowPrivateNetworks)`), { code: 'ERESTRICTED' }), '');
+      }
+      if (lookupOptions.all) return callback(null, allowed);
+      return callback(null, allowed[0]!.address, allowed[0]!.family);
+    });
+  };
+
+  const attempt = (target: URL, headers: Record<string, string>, body: string, started: number): Promise<PostOutcome & { retryOnFreshSocket?: boolean }> =>
+    new Promise((settle) => {
+      let status: number | null = null;
+      let text = '';
+      let done = false;
+      const finish = (error: string | null, extra: { retryOnFreshSocket?: boolean } = {}) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        const ok = status !== null && status >= 200 && status < 300;
+        const why = error ?? (ok ? null : `HTTP ${status}${text ? `: ${text.slice(0, ERROR_BODY_CHARS)}` : ''}`);
+        settle({ status, error: why, ms: performance.now() - started, ...extra });
+      };
+      const secure = target.protocol === 'https:';
+      const request = (secure ? https : http).request(target, {
+        method: 'POST',
+        agent: secure ? agents.https : agents.http,
+        headers: { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': 'Rookery-Webhooks/1' },
+        ...(options.allowPrivateNetworks ? {} : { lookup: guardedLookup as never }),
+      });
+      const timer = setTimeout(() => request.destroy(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+      request.on('response', (response) => {
+        status = response.statusCode ?? null;
+        let received = 0;
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => {
+          received += Buffer.byteLength(chunk);
+          if (received > cap) return response.destroy();
+          text += chunk;
+        });
+        // The status decides; a body cut at the cap, or ended by the timeout, changes nothing.
+        response.on('end', () => finish(null));
+        response.on('close', () => finish(null));
+        response.on('error', () => finish(null));
+      });
+      request.on('error', (err: NodeJS.ErrnoException) => {
+        if (status !== null) return finish(null);
+        // A kept-alive connection the receiver closed as it was reused: not the receiver's failure.
+        finish(err.message, { retryOnFreshSocket: request.reusedSocket && err.code === 'ECONNRESET' });
+      });
+      request.end(body);
+    });
+
+  return {
+    async post(url, headers, body) {
+      const started = performance.now();
+      const target = new URL(url);
+      const host = target.hostname.replace(/^\[|\]$/g, '');
+      // An address in the URL is connected to without a lookup: checked here instead.
+      const why = !options.allowPrivateNetworks && isIP(host) ? check(host) : null;
+      if (why) return { status: null, error: `${host} is ${why}: refused (webhooks.allowPrivateNetworks)`, ms: 0 };
+      const first = await attempt(target, headers, body, started);
+      if (!first.retryOnFreshSocket) return { status: first.status, error: first.error, ms: first.ms };
+      const second = await attempt(target, headers, body, started);
+      return { status: second.status, error: second.error, ms: second.ms };
+    },
+
+    close() {
+      agents.http.destroy();
+      agents.https.destroy();
+    },
+  };
+}
