@@ -74,7 +74,7 @@ export function createWebhookPoster(options: WebhookPosterOptions): WebhookPoste
         done = true;
         clearTimeout(timer);
         const ok = status !== null && status >= 200 && status < 300;
-        const why = error ?? (ok ? null : `HTTP ${status}${text ? `: ${text.slice(0, ERROR_BODY_CHARS)}` : ''}`);
+        const why = error ?? (ok ? null : `HTTP ${status}${text ? `: ${text}` : ''}`);
         settle({ status, error: why, ms: performance.now() - started, ...extra });
       };
       const secure = target.protocol === 'https:';
@@ -82,7 +82,7 @@ export function createWebhookPoster(options: WebhookPosterOptions): WebhookPoste
         method: 'POST',
         agent: secure ? agents.https : agents.http,
         headers: { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': 'Rookery-Webhooks/1' },
-        ...(options.allowPrivateNetworks ? {} : { lookup: guardedLookup as never }),
+        ...(options.allowPrivateNetworks ? (options.lookup ? { lookup: options.lookup as never } : {}) : { lookup: guardedLookup as never }),
       });
       const timer = setTimeout(() => request.destroy(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
       request.on('response', (response) => {
@@ -90,9 +90,10 @@ export function createWebhookPoster(options: WebhookPosterOptions): WebhookPoste
         let received = 0;
         response.setEncoding('utf8');
         response.on('data', (chunk: string) => {
+          if (text.length < ERROR_BODY_CHARS) text += chunk.slice(0, ERROR_BODY_CHARS - text.length);
           received += Buffer.byteLength(chunk);
-          if (received > cap) return response.destroy();
-          text += chunk;
+          // Past the cap the rest is not read: the connection is dropped instead of kept.
+          if (received > cap) response.destroy();
         });
         // The status decides; a body cut at the cap, or ended by the timeout, changes nothing.
         response.on('end', () => finish(null));
