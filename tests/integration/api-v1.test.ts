@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { generateApiToken, hashApiToken, TokenDirectory } from '../../src/access/api-token.ts';
 import { systemClock } from '../../src/clock.ts';
 import type { ApiRole, ApiTokenConfig } from '../../src/config/api-schema.ts';
@@ -43,6 +43,10 @@ const SUPPRESSED_ADDRESS = 'known-suppressed@example.net';
 
 /** The message DELETE /v1/messages/{id} cancels (enqueued before the tests). */
 const CANCELLED_MESSAGE_ID = 'api-v1-cancelled';
+/** A webhook endpoint of tenant acme with one delivery (`{deliveryId}`), and one DELETE removes (made again before each test). */
+const KNOWN_WEBHOOK_ID = 'wh_apiv1known';
+const DELETED_WEBHOOK_ID = 'wh_apiv1deleted';
+let knownDeliveryId = '';
 
 /**
  * Who gets 2xx on which route: written out here, apart from the table in the source, so a
@@ -102,6 +106,20 @@ const EXPECTED: Array<{
   { route: 'POST /v1/suppressions', body: { address: 'role-test@example.net' }, allowed: ['admin', 'operator', 'sender'], tenant: {} },
   { route: 'POST /v1/suppressions/import', raw: { contentType: 'text/csv', body: 'address\nrole-import@example.net\n' }, allowed: ['admin', 'operator', 'sender'], tenant: {} },
   { route: 'DELETE /v1/suppressions/{address}', path: '/v1/suppressions/role-test@example.net', allowed: ['admin', 'operator'], tenant: {} },
+  { route: 'POST /v1/webhooks', body: { url: 'https://hooks.example.com/role-test', eventTypes: ['message.accepted'] }, allowed: ['admin', 'sender'], tenant: {} },
+  { route: 'GET /v1/webhooks', allowed: ['admin', 'operator', 'sender'], tenant: {} },
+  { route: 'GET /v1/webhooks/{id}', path: `/v1/webhooks/${KNOWN_WEBHOOK_ID}`, allowed: ['admin', 'operator', 'sender'], tenant: {} },
+  { route: 'PATCH /v1/webhooks/{id}', path: `/v1/webhooks/${KNOWN_WEBHOOK_ID}`, body: { description: 'role test' }, allowed: ['admin', 'sender'], tenant: {} },
+  { route: 'DELETE /v1/webhooks/{id}', path: `/v1/webhooks/${DELETED_WEBHOOK_ID}`, allowed: ['admin', 'sender'], tenant: {} },
+  { route: 'POST /v1/webhooks/{id}/rotate-secret', path: `/v1/webhooks/${KNOWN_WEBHOOK_ID}/rotate-secret`, allowed: ['admin', 'sender'], tenant: {} },
+  { route: 'GET /v1/webhooks/{id}/deliveries', path: `/v1/webhooks/${KNOWN_WEBHOOK_ID}/deliveries`, allowed: ['admin', 'operator', 'sender'], tenant: {} },
+  {
+    route: 'POST /v1/webhooks/{id}/deliveries/{deliveryId}/replay',
+    path: `/v1/webhooks/${KNOWN_WEBHOOK_ID}/deliveries/{deliveryId}/replay`,
+    allowed: ['admin', 'sender'],
+    tenant: {},
+  },
+  { route: 'POST /v1/webhooks/{id}/replay', path: `/v1/webhooks/${KNOWN_WEBHOOK_ID}/replay`, body: { since: '2020-01-01T00:00:00Z' }, allowed: ['admin', 'sender'], tenant: {} },
 ];
 /** The message `{id}` stands for in the routes above (enqueued before the tests, sent for the sender's tenant). */
 const KNOWN_MESSAGE_ID = 'api-v1-known';
@@ -128,6 +146,15 @@ beforeAll(async () => {
   await store.enqueue([{ ...known, id: KNOWN_MESSAGE_ID }, { ...known, id: CANCELLED_MESSAGE_ID }]);
   const suppressed = { address: SUPPRESSED_ADDRESS, reason: 'manual' as const, source: null, createdAt: now, expiresAt: null };
   await store.addSuppressions([{ ...suppressed, tenant: null }, { ...suppressed, tenant: 'acme' }]);
+  const hook = { tenant: 'acme', url: 'https://hooks.example.com/known', eventTypes: ['recipient.complained' as const], description: null, secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', createdAt: now };
+  await store.createWebhook({ ...hook, id: KNOWN_WEBHOOK_ID });
+  await store.recordWebhookEvents([{ type: 'recipient.complained', tenant: 'acme', messageId: KNOWN_MESSAGE_ID, recipient: 'b@example.net', at: now, egressIp: null }]);
+  knownDeliveryId = (await store.listWebhookDeliveries(KNOWN_WEBHOOK_ID, { state: null, after: null, limit: 1 }))[0]!.id;
+});
+
+beforeEach(async () => {
+  if (await store.getWebhook(DELETED_WEBHOOK_ID)) return;
+  await store.createWebhook({ id: DELETED_WEBHOOK_ID, tenant: 'acme', url: 'https://hooks.example.com/gone', eventTypes: ['message.accepted'], description: null, secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', createdAt: Date.now() });
 });
 
 afterEach(async () => {
@@ -158,7 +185,7 @@ async function startApi(options: { tokens?: ApiTokenConfig[]; authFailures?: { m
   const { host, port } = await api.start();
   const call = (route: string, token?: string, init: RequestInit = {}) => {
     const [method, pattern] = route.split(' ') as [string, string];
-    const path = pattern.replace('{id}', KNOWN_MESSAGE_ID);
+    const path = pattern.replace('{id}', KNOWN_MESSAGE_ID).replace('{deliveryId}', knownDeliveryId);
     const headers = new Headers(init.headers);
     if (token !== undefined) headers.set('authorization', `Bearer ${token}`);
     return fetch(`http://${host}:${port}${path}`, { ...init, method, headers });
@@ -386,8 +413,9 @@ describe('GET /openapi.json', () => {
       for (const [method, op] of Object.entries(operations)) {
         const where = `${method.toUpperCase()} ${path}`;
         expect(op.security, where).toEqual([{ bearerAuth: [] }]);
-        // 200, or 202 for a send (stored, delivered later); JSON but for a file (the suppression export).
-        const ok = op.responses['200'] ?? op.responses['202'];
+        // 200, 202 for a send (stored, delivered later), or 201 for a webhook endpoint made; JSON but
+        // for a file (the suppression export).
+        const ok = op.responses['200'] ?? op.responses['202'] ?? op.responses['201'];
         expect((ok.content['application/json'] ?? ok.content['text/csv']).schema, where).toBeTypeOf('object');
         for (const status of ['400', '401', '403', '429']) {
           expect(op.responses[status].content['application/problem+json'].schema, `${where} ${status}`).toEqual({ $ref: '#/components/schemas/Problem' });

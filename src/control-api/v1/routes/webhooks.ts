@@ -181,7 +181,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       ...schema('DELETE', '/v1/webhooks/:id', 'Remove a webhook endpoint and its delivery history'),
       params: ID_PARAMS,
       querystring: NO_QUERY,
-      response: { 204: { description: 'Removed; deliveries not yet sent are not sent.', type: 'null' }, ...problemResponses(...AUTH_PROBLEMS, 404) },
+      response: { 200: jsonResponse('The endpoint removed; its deliveries not yet sent are not sent.', WEBHOOK), ...problemResponses(...AUTH_PROBLEMS, 404) },
     },
     handler: async (request: IdRequest, reply: FastifyReply) => {
       auditRequest(request, { target: request.params.id });
@@ -189,7 +189,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       if (!found) return reply;
       if (!(await deps.store.deleteWebhook(found.id))) return webhookNotFound(request, reply);
       auditRequest(request, { target: found.id, change: { before: webhookView(found) } });
-      return reply.code(204).send();
+      return webhookView(found);
     },
   });
 
