@@ -96,6 +96,16 @@ describe('problems name their exact path', () => {
     expect(problemsOf({ delivery: { shutdownTimeout: -5 } })[0]).toMatch(/^delivery\.shutdownTimeout: not a duration/);
   });
 
+  it('takes webhook settings with their defaults, and names a bad one by its path', () => {
+    expect(parse({}).webhooks).toEqual({ enabled: true, concurrency: 8, timeout: 10_000, retention: 7 * 86_400_000, allowPrivateNetworks: false });
+    expect(parse({ webhooks: { timeout: '2s', allowPrivateNetworks: true } }).webhooks).toMatchObject({ timeout: 2_000, allowPrivateNetworks: true });
+    expect(problemsOf({ webhooks: { timeout: '2m', concurrency: 0, secret: 'x' } })).toEqual([
+      'webhooks.concurrency: Too small: expected number to be >=1',
+      'webhooks.timeout: at most 60s',
+      'webhooks.secret: unknown key',
+    ]);
+  });
+
   it('takes a delivery lease of at least 3s', () => {
     expect(parse({ delivery: { lease: '3s' } }).delivery.lease).toBe(3_000);
     expect(problemsOf({ delivery: { lease: '2s' } })).toEqual(['delivery.lease: at least 3s (a lease is renewed every third of it)']);

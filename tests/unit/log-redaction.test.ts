@@ -22,6 +22,11 @@ describe('maskCredentials', () => {
     expect(maskCredentials(`{"url":"/v1/${token}/x"}`)).toBe('{"url":"/v1/rk_***/x"}');
   });
 
+  it('masks webhook signing secrets wherever they stand', () => {
+    expect(maskCredentials('{"secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw","id":"wh_1"}')).toBe('{"secret":"whsec_***","id":"wh_1"}');
+    expect(maskCredentials('key whsec_bmV3+c2Vj/cmV0==.')).toBe('key whsec_***.');
+  });
+
   it('leaves text without credentials as it is', () => {
     for (const text of ['smtp://mx.example.com:25', 'user@example.com', 'redis://cache:6379 refused mail for user@example.com', '250 2.0.0 OK id=abc']) {
       expect(maskCredentials(text)).toBe(text);
