@@ -13,6 +13,15 @@ export function processUsage(pid: number): { peakRssMb: number; cpuSeconds: numb
   return { peakRssMb: round(hwm / 1024), cpuSeconds: round(ticks / 100, 2) };
 }
 
+/**
+ * CPU seconds used so far by a process's main thread (its event loop), from /proc: where the
+ * daemon's own work runs, apart from its worker threads (DKIM signing, webhook POSTs).
+ */
+export function mainThreadCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return round((Number(stat[11]) + Number(stat[12])) / 100, 2);
+}
+
 /** The daemon's metrics text. */
 export async function daemonMetrics(api: { host: string; port: number }): Promise<string> {
   return (await fetch(`http://${api.host}:${api.port}/metrics`)).text();

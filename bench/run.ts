@@ -23,6 +23,10 @@
  *   npm run bench -- --http --batch 100     (POST /v1/messages/batch, 100 messages a request)
  *   npm run bench -- --suppressed 1000000   (that many entries on the suppression list of the
  *                                            run's tenant first, none of them the run's recipients)
+ *   npm run bench -- --webhooks             (an endpoint on a receiver in this process subscribed
+ *                                            to every event: message.accepted and
+ *                                            recipient.delivered for each message; reports the
+ *                                            events/s dispatched beside the delivered msg/s)
  *
  * Accept latency is measured per message by the built-in client only: in `reuse` mode from MAIL
  * FROM, in `new` mode from the start of the connection (what the application waits for), to the
@@ -44,11 +48,12 @@ import { postgresUrl } from '../tests/helpers/services.ts';
 import { testMessage } from '../tests/helpers/submit.ts';
 import { testDaemonConfig } from '../tests/helpers/test-config.ts';
 import { startBenchSink } from './bench-sink.ts';
-import { countLog, daemonMetrics, endedChildrenCpuSeconds, histogramMean, processUsage } from './daemon-usage.ts';
+import { countLog, daemonMetrics, endedChildrenCpuSeconds, histogramMean, mainThreadCpuSeconds, metricSum, processUsage } from './daemon-usage.ts';
 import { submitLoad, type ConnectionMode } from './smtp-load.ts';
 import { httpLoad } from './http-load.ts';
 import { generateApiToken, hashApiToken } from '../src/access/api-token.ts';
 import { runSmtpSource } from './smtp-source.ts';
+import { startBenchWebhookReceiver } from './webhook-receiver.ts';
 import { percentile, round } from './stats.ts';
 import { systemClock } from '../src/clock.ts';
 import { createLogger } from '../src/observability/logger.ts';
@@ -82,6 +87,10 @@ const { values: args } = parseArgs({
      * HTTP: bench); the run's recipients are not among them, so it measures the lookups' cost.
      */
     suppressed: { type: 'string', default: '0' },
+    /** Register a webhook endpoint for every event on a receiver in this process. */
+    webhooks: { type: 'boolean', default: false },
+    /** webhooks.concurrency of the run: POSTs in flight to the one endpoint. */
+    'webhook-concurrency': { type: 'string', default: '8' },
     name: { type: 'string' },
     /** Write a V8 CPU profile of the daemon to this folder (open it in Chrome DevTools). */
     profile: { type: 'string' },
@@ -104,6 +113,8 @@ if (args.http && viaSmtpSource) throw new Error('--http sends with its own clien
 const suppressed = Number(args.suppressed);
 if (!Number.isSafeInteger(suppressed) || suppressed < 0) throw new Error('--suppressed is a count of entries');
 const httpToken = generateApiToken();
+/** Registers the webhook endpoint (a token of no tenant: SMTP mail of the run has none). */
+const adminToken = generateApiToken();
 const name =
   args.name ??
   [
@@ -114,6 +125,7 @@ const name =
     viaSmtpSource ? '-smtp-source' : '',
     args.sink === 'smtp-sink' ? '-smtp-sink' : '',
     suppressed > 0 ? `-suppressed${suppressed}` : '',
+    args.webhooks ? '-webhooks' : '',
   ].join('');
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-'));
@@ -178,6 +190,7 @@ const preloadSeconds = await preloadSuppressions(suppressed);
 const preloadCpu = process.cpuUsage(cpuBeforePreload);
 if (suppressed > 0) console.error(`suppression list: ${suppressed} entries loaded in ${round(preloadSeconds, 1)} s`);
 const sink = await startBenchSink(args.sink);
+const receiver = args.webhooks ? await startBenchWebhookReceiver() : null;
 const config = testDaemonConfig({
   dir,
   sink,
@@ -188,8 +201,14 @@ const config = testDaemonConfig({
     // may not be closed on the daemon's side yet when its next one arrives.
     smtp: { maxConnectionsPerClient: 2 * sessions + 10 },
     // A sender token sends for a tenant: the HTTP runs take the tenant's checks (no rate or quota).
-    // A port of its own (this replaces the test config's api section): 8025 may be taken.
-    api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [{ name: 'bench', role: 'sender', tenant: 'bench', hash: hashApiToken(httpToken), allowedSenders: ['*@sender.test'] }] },
+    api: {
+      tokens: [
+        { name: 'bench', role: 'sender', tenant: 'bench', hash: hashApiToken(httpToken), allowedSenders: ['*@sender.test'] },
+        { name: 'bench-admin', role: 'admin', hash: hashApiToken(adminToken) },
+      ],
+    },
+    // The receiver is on loopback.
+    ...(args.webhooks ? { webhooks: { allowPrivateNetworks: true, concurrency: Number(args['webhook-concurrency']) } } : {}),
     tenants: { bench: { senderDomains: ['sender.test'] } },
     ips: Array.from({ length: ipCount }, (_, i) => ({
       address: `127.0.0.${i + 2}`,
@@ -208,6 +227,16 @@ const config = testDaemonConfig({
 const daemon = await startDaemonProcess(dir, config, { keepLogs: false, nodeArgs: args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [] });
 const log = countLog(daemon.child.stdout!);
 const target = { host: daemon.smtp[0]!.host, port: daemon.smtp[0]!.port };
+if (receiver) {
+  // Every event, for the tenant the run's mail is sent for (SMTP: none; HTTP: the token's).
+  const res = await fetch(`http://${daemon.api.host}:${daemon.api.port}/v1/webhooks`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ url: receiver.url, eventTypes: ['message.accepted', 'recipient.delivered', 'recipient.deferred', 'recipient.bounced', 'message.cancelled'], ...(args.http ? { tenant: 'bench' } : {}) }),
+  });
+  if (res.status !== 201) throw new Error(`POST /v1/webhooks: ${res.status} ${await res.text()}`);
+  receiver.verifyWith(((await res.json()) as { secret: string }).secret);
+}
 
 /** One shape for both clients; acked and latencies only from the built-in one. */
 async function load() {
@@ -240,7 +269,10 @@ async function load() {
 try {
   const submitted = await load();
   await sink.waitForMessages(submitted.accepted, 600_000);
+  // Two events a message: accepted and delivered.
+  await receiver?.waitFor(2 * submitted.accepted, 600_000);
   const usage = processUsage(daemon.pid);
+  const mainThreadCpu = mainThreadCpuSeconds(daemon.pid);
   const metricsText = await daemonMetrics(daemon.api);
   const selection = histogramMean(metricsText, 'rookery_selection_seconds');
   const signing = histogramMean(metricsText, 'rookery_dkim_sign_seconds');
@@ -297,7 +329,7 @@ try {
       ...latency(acceptToDelivered, 1),
       ...(acceptToDelivered ? {} : { why: 'null: needs per-message 250 times and arrivals by Message-ID (built-in client and sink)' }),
     },
-    daemon: { ...usage, cpuPerMessageMs: round((usage.cpuSeconds * 1000) / messages, 3) },
+    daemon: { ...usage, cpuPerMessageMs: round((usage.cpuSeconds * 1000) / messages, 3), mainThreadCpuPerMessageMs: round((mainThreadCpu * 1000) / messages, 3) },
     // Everything the daemon logged (info level) from its start to the last delivery.
     log: { bytesPerDelivered: round(log.bytes / delivered), linesPerDelivered: round(log.lines / delivered, 2), totalMb: round(log.bytes / 1e6, 2) },
     egressSelectionUs: selection,
@@ -306,6 +338,20 @@ try {
     // this nears wallSeconds, they are the limit.
     harnessCpuSeconds: round(harnessCpuSeconds, 2),
     wallSeconds: round(totalSeconds, 2),
+    webhooks: receiver
+      ? {
+          concurrency: Number(args['webhook-concurrency']),
+          events: receiver.received(),
+          byType: Object.fromEntries(receiver.byType),
+          // From the first event to the last: the rate the dispatcher kept while mail flowed.
+          eventsPerSecond: round(receiver.received() / ((receiver.lastAt() - receiver.firstAt()) / 1000)),
+          // How long after the last message reached the sink its last event reached the receiver.
+          lastEventAfterLastDeliveryMs: receiver.lastAt() - sink.lastReceivedAt(),
+          verified: receiver.verified(),
+          outcomes: { delivered: metricSum(metricsText, 'rookery_webhook_deliveries_total', 'outcome="delivered"'), retry: metricSum(metricsText, 'rookery_webhook_deliveries_total', 'outcome="retry"') },
+          postMeanUs: histogramMean(metricsText, 'rookery_webhook_delivery_seconds'),
+        }
+      : null,
   };
 
   mkdirSync(new URL('results/', import.meta.url), { recursive: true });
@@ -322,6 +368,7 @@ try {
     'accept->delivered p99 ms': result.acceptToDeliveredMs.p99,
     'daemon peak RSS MB': result.daemon.peakRssMb,
     'daemon CPU ms / message': result.daemon.cpuPerMessageMs,
+    'main thread CPU ms / message': result.daemon.mainThreadCpuPerMessageMs,
     'egress selection µs / message (mean)': result.egressSelectionUs.mean,
     'DKIM signing µs / message (mean)': result.dkimSignUs.mean,
     'log bytes / delivered message': result.log.bytesPerDelivered,
@@ -329,12 +376,21 @@ try {
     'harness (client + sink) CPU s': result.harnessCpuSeconds,
     'wall s': result.wallSeconds,
     'failed submissions': result.failedSubmissions,
+    ...(result.webhooks
+      ? {
+          'webhook events received': result.webhooks.events,
+          'webhook events/s (first to last)': result.webhooks.eventsPerSecond,
+          'last event after last delivery ms': result.webhooks.lastEventAfterLastDeliveryMs,
+          'webhook signatures checked / failed': `${result.webhooks.verified.checked} / ${result.webhooks.verified.failed}`,
+        }
+      : {}),
   });
   console.log(`written ${file.pathname}`);
 } finally {
   daemon.kill('SIGTERM');
   await daemon.exited;
   await sink.close();
+  await receiver?.close();
   await scratch?.drop();
   rmSync(dir, { recursive: true, force: true });
 }

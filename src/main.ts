@@ -45,7 +45,7 @@ import { createStore } from './storage/create-store.ts';
 import { createRedisClient } from './storage/redis-client.ts';
 import { RECIPIENT_STATES, type Store } from './storage/store.ts';
 import { WebhookDispatcher } from './webhooks/dispatcher.ts';
-import { createWebhookPoster } from './webhooks/http-poster.ts';
+import { createThreadedWebhookSender } from './webhooks/sender-thread.ts';
 import { WebhookMetrics } from './webhooks/webhook-metrics.ts';
 
 export interface DaemonOptions {
@@ -337,13 +337,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     retention.start();
     stack.push({ name: 'retention', stop: () => retention.stop() });
 
-    // The webhook outbox's sender. It stops after the scheduler (whose last results may add
-    // events) and before storage: deliveries not sent are given back, those in flight recorded.
+    // The webhook outbox's sender, its POSTs on a thread of their own. It stops after the
+    // scheduler (whose last results may add events) and before storage: deliveries not sent are
+    // given back, those in flight recorded.
     if (config.webhooks.enabled) {
-      const poster = createWebhookPoster({ timeoutMs: config.webhooks.timeout, allowPrivateNetworks: config.webhooks.allowPrivateNetworks });
+      const sender = createThreadedWebhookSender({ timeoutMs: config.webhooks.timeout, allowPrivateNetworks: config.webhooks.allowPrivateNetworks, logger });
       const dispatcher = new WebhookDispatcher({
         store,
-        poster,
+        sender,
         clock,
         logger,
         metrics: webhookMetrics,
@@ -355,9 +356,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         name: 'webhooks',
         stop: async () => {
           await dispatcher.stop();
-          poster.close();
+          sender.close();
         },
       });
+      await startPart('webhook thread', () => sender.start());
       await startPart('webhooks', () => dispatcher.start());
       webhooks = dispatcher;
     }

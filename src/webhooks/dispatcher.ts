@@ -1,23 +1,18 @@
-import { systemClock, type Clock } from '../clock.ts';
+import type { Clock } from '../clock.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Store } from '../storage/store.ts';
 import { WEBHOOK_RETRY_WINDOW_MS, type ClaimedWebhookDelivery, type WebhookAttemptResult } from '../storage/webhook-outbox.ts';
-import type { WebhookPoster } from './http-poster.ts';
-import { webhookBody } from './payload.ts';
+import type { PostOutcome } from './http-poster.ts';
 import { nextWebhookAttempt } from './retry-schedule.ts';
-import { signatureHeaders } from './signature.ts';
+import type { WebhookSender } from './webhook-sender.ts';
 import type { WebhookMetrics } from './webhook-metrics.ts';
 
 export interface WebhookDispatcherOptions {
   store: Pick<Store, 'claimWebhookDeliveries' | 'renewWebhookLeases' | 'recordWebhookAttempts' | 'releaseWebhookDeliveries' | 'releaseAllWebhookDeliveries'>;
-  poster: WebhookPoster;
-  /** Due times, retries, the retry window. */
+  /** Renders, signs and POSTs a delivery (webhook-sender.ts; on its own thread in the daemon). */
+  sender: WebhookSender;
+  /** Due times, retries, the retry window. The signatures' time is the sender's (the system's). */
   clock: Clock;
-  /**
-   * The time signed into webhook-timestamp, which receivers hold against their own clock (five
-   * minutes either way): the system's. Only a test that moves `clock` by days sets it apart.
-   */
-  signingClock?: Clock;
   logger: Logger;
   metrics: WebhookMetrics;
   /** Identifies this node's claims (given back at its next start after a crash). */
@@ -36,6 +31,19 @@ export interface WebhookDispatcherOptions {
 
 /** Rows claimed per call at most. */
 const CLAIM_BATCH = 200;
+/**
+ * Rows of one endpoint per claim, and what it may hold before it is left out of claims: a busy
+ * endpoint is claimed for in large batches (each claim and its transaction cost more than the
+ * rows it hands out), yet one endpoint's backlog takes at most half a claim.
+ */
+const PER_ENDPOINT = CLAIM_BATCH / 2;
+/**
+ * Results are recorded in batches of up to this many, or after RESULT_DELAY_MS: each write
+ * transaction costs far more than the rows it updates, and a result recorded a little later only
+ * keeps its row claimed a little longer (its POST is done).
+ */
+const RESULT_BATCH = 200;
+const RESULT_DELAY_MS = 20;
 
 interface Endpoint {
   waiting: ClaimedWebhookDelivery[];
@@ -45,8 +53,8 @@ interface Endpoint {
 /**
  * Sends the outbox: claims due deliveries in batches (several nodes share the outbox without
  * sending a row twice while their leases run), POSTs each, signed, with at most `concurrency` in
- * flight per endpoint, and records the results in batches. A claim takes at most four rounds of
- * an endpoint's slots, and an endpoint holding two rounds is left out of the next claim, so a
+ * flight per endpoint, and records the results in batches. A claim takes at most half its rows
+ * of one endpoint, and an endpoint holding that many is left out of the next claim, so a
  * receiver that is slow or down never takes the others' turn. Claimed rows not yet sent and those
  * in flight are renewed every third of the lease. A failure is retried with exponential backoff
  * (retry-schedule.ts) until its retry window ends; the store disables an endpoint whose every
@@ -67,7 +75,7 @@ export class WebhookDispatcher {
   private readonly held = new Map<string, ClaimedWebhookDelivery>();
   private readonly posts = new Set<Promise<void>>();
   private results: WebhookAttemptResult[] = [];
-  private flushScheduled = false;
+  private flushTimer: NodeJS.Timeout | null = null;
   private recording: Promise<void> = Promise.resolve();
   private readonly log: Logger;
   private readonly leaseMs: number;
@@ -132,7 +140,7 @@ export class WebhookDispatcher {
         this.wakeAgain = false;
         while (this.running && this.held.size < this.maxHeld) {
           const limit = Math.min(CLAIM_BATCH, this.maxHeld - this.held.size);
-          const rows = await store.claimWebhookDeliveries({ now: clock.now(), limit, perWebhook: concurrency * 4, skip: this.busyEndpoints(), owner, leaseMs: this.leaseMs });
+          const rows = await store.claimWebhookDeliveries({ now: clock.now(), limit, perWebhook: Math.max(PER_ENDPOINT, concurrency), skip: this.busyEndpoints(), owner, leaseMs: this.leaseMs });
           if (!this.running) {
             await store.releaseWebhookDeliveries(rows);
             break;
@@ -149,9 +157,9 @@ export class WebhookDispatcher {
     }
   }
 
-  /** Endpoints holding two rounds of their slots: the next claim leaves them out. */
+  /** Endpoints holding a claim's worth: the next claim leaves them out. */
   private busyEndpoints(): string[] {
-    const full = this.options.concurrency * 2;
+    const full = Math.max(PER_ENDPOINT, this.options.concurrency * 2);
     return [...this.endpoints].filter(([, e]) => e.waiting.length + e.inFlight >= full).map(([id]) => id);
   }
 
@@ -193,20 +201,18 @@ export class WebhookDispatcher {
         this.startNext(webhookId, endpoint);
         const held = endpoint.waiting.length + endpoint.inFlight;
         if (held === 0) this.endpoints.delete(webhookId);
-        // One round left: claim more of it (and of the others) before it runs dry.
-        if (held === this.options.concurrency) this.wake();
+        // Two rounds left: claim more of it (and of the others) before it runs dry.
+        if (held === this.options.concurrency * 2) this.wake();
       });
       this.posts.add(post);
     }
   }
 
   private async send(row: ClaimedWebhookDelivery): Promise<void> {
-    const { clock, poster, metrics } = this.options;
-    let outcome: Awaited<ReturnType<WebhookPoster['post']>>;
+    const { clock, sender, metrics } = this.options;
+    let outcome: PostOutcome;
     try {
-      const body = webhookBody(row.event);
-      const timestamp = Math.floor((this.options.signingClock ?? systemClock).now() / 1000);
-      outcome = await poster.post(row.url, { ...signatureHeaders(row.secret, row.id, timestamp, body) }, body);
+      outcome = await sender.send({ url: row.url, secret: row.secret, id: row.id, event: row.event });
     } catch (err) {
       outcome = { status: null, error: (err as Error).message, ms: 0 };
     }
@@ -221,16 +227,14 @@ export class WebhookDispatcher {
       else this.log.debug({ ...fields, retryAt: new Date(nextAttemptAt).toISOString() }, 'webhook delivery failed; retrying later');
     }
     this.results.push({ id: row.id, token: row.token, webhookId: row.webhookId, ok, status: outcome.status, error: ok ? null : outcome.error, at, nextAttemptAt });
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      // The results of POSTs ending in the same turn go to the store in one call.
-      setImmediate(() => this.flushResults());
-    }
+    if (this.results.length >= RESULT_BATCH) this.flushResults();
+    else this.flushTimer ??= setTimeout(() => this.flushResults(), RESULT_DELAY_MS);
   }
 
   /** Records the results gathered so far, one call after another (so a stop can wait for all). */
   private flushResults(): void {
-    this.flushScheduled = false;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
     const batch = this.results.splice(0);
     if (batch.length === 0) return;
     this.recording = this.recording.then(() => this.record(batch));

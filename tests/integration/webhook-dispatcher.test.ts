@@ -8,6 +8,8 @@ import type { Store } from '../../src/storage/store.ts';
 import type { WebhookDelivery, WebhookEventType } from '../../src/storage/webhook-outbox.ts';
 import { WebhookDispatcher } from '../../src/webhooks/dispatcher.ts';
 import { createWebhookPoster, type WebhookPoster } from '../../src/webhooks/http-poster.ts';
+import { createThreadedWebhookSender } from '../../src/webhooks/sender-thread.ts';
+import { createWebhookSender, type WebhookSender } from '../../src/webhooks/webhook-sender.ts';
 import { newWebhookId, newWebhookSecret } from '../../src/webhooks/signature.ts';
 import { WebhookMetrics } from '../../src/webhooks/webhook-metrics.ts';
 import { capturingLogger } from '../helpers/log-capture.ts';
@@ -39,7 +41,7 @@ interface Rig {
   logs: Array<Record<string, unknown>>;
   metrics: WebhookMetrics;
   registry: Registry;
-  dispatcher(options?: { concurrency?: number; allowPrivateNetworks?: boolean; owner?: string; store?: Store; poster?: WebhookPoster }): WebhookDispatcher;
+  dispatcher(options?: { concurrency?: number; allowPrivateNetworks?: boolean; owner?: string; store?: Store; poster?: WebhookPoster; sender?: WebhookSender }): WebhookDispatcher;
   endpoint(eventTypes?: WebhookEventType[], url?: string): Promise<{ id: string; secret: string }>;
   events(count: number, prefix?: string): Promise<void>;
   deliveries(webhookId: string): Promise<WebhookDelivery[]>;
@@ -73,7 +75,7 @@ async function rig(storeFactory?: (clock: ManualClock) => Promise<Store>): Promi
       const poster = options.poster ?? createWebhookPoster({ timeoutMs: 5_000, allowPrivateNetworks: options.allowPrivateNetworks ?? true });
       const dispatcher = new WebhookDispatcher({
         store: options.store ?? store,
-        poster,
+        sender: options.sender ?? createWebhookSender({ poster }),
         clock,
         logger,
         metrics,
@@ -286,6 +288,29 @@ describe('webhook dispatcher', () => {
     expect(answer).toMatchObject({ status: 500, error: `HTTP 500: ${'x'.repeat(200)}` });
     await until(() => finishedWriting !== null, 'the receiver to see its connection end');
     expect(finishedWriting).toBe(false);
+  });
+
+  it('sends from a thread of its own as the daemon does: signed, verified, and the address rule applied there', async () => {
+    const r = await rig();
+    const { logger } = capturingLogger('silent');
+    const allowed = await r.endpoint();
+    const refused = await r.endpoint(undefined, `http://127.0.0.1:${r.receiver.port}/refused`);
+    r.receiver.verifyWith(refused.secret, '/refused');
+    await r.events(10);
+    const open = createThreadedWebhookSender({ timeoutMs: 5_000, allowPrivateNetworks: true, logger });
+    opened.push(() => open.close());
+    await open.start();
+    await r.dispatcher({ sender: open }).start();
+    await r.receiver.waitFor(20);
+    expect(r.receiver.received.map((p) => p.verifyError)).toEqual(Array(20).fill(null));
+    await until(async () => [...(await r.deliveries(allowed.id)), ...(await r.deliveries(refused.id))].every((d) => d.state === 'delivered'), 'all 20 recorded');
+
+    const guarded = createThreadedWebhookSender({ timeoutMs: 5_000, allowPrivateNetworks: false, logger });
+    opened.push(() => guarded.close());
+    const [delivery] = await r.deliveries(refused.id);
+    const outcome = await guarded.send({ url: `http://127.0.0.1:${r.receiver.port}/refused`, secret: refused.secret, id: delivery!.id, event: delivery!.event });
+    expect(outcome).toMatchObject({ status: null, error: '127.0.0.1 is loopback: refused (webhooks.allowPrivateNetworks)' });
+    expect(r.receiver.received).toHaveLength(20);
   });
 
   it('stops without losing a claimed delivery: the POST in flight is recorded, those waiting are given back', async () => {

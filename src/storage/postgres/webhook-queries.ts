@@ -162,7 +162,7 @@ export async function claimWebhookDeliveries(
       FROM picked p, webhooks w
       WHERE d.id = p.id AND w.id = d.webhook_id
       RETURNING d.id, d.webhook_id, w.url, w.secret, d.attempts, d.retry_until, d.next_attempt_at, ${EVENT_COLUMNS}`,
-    values: [o.now, o.limit, o.perWebhook, o.skip, o.limit * 4, o.owner, o.lockedUntil, o.token],
+    values: [o.now, o.limit, o.perWebhook, o.skip, o.limit * 2, o.owner, o.lockedUntil, o.token],
   });
   return rows;
 }

@@ -624,11 +624,7 @@ class SqliteStore implements Store {
     // Most polls find nothing: a read answers them without a write transaction and its sync.
     if (limit <= 0 || !w.anyDue(now)) return [];
     const token = newWebhookLeaseToken();
-    return this.write(() => {
-      const rows = w.selectDue(now, limit, perWebhook, skip);
-      for (const row of rows) w.lease(row.id, owner, now + leaseMs, token);
-      return rows.sort(compareWebhookDue).map((row) => toClaimedWebhookDelivery(row, token));
-    });
+    return this.write(() => w.claim({ now, limit, perWebhook, skip, owner, lockedUntil: now + leaseMs, token }).sort(compareWebhookDue).map((row) => toClaimedWebhookDelivery(row, token)));
   }
 
   async renewWebhookLeases(leases: WebhookLease[], lockedUntil: number): Promise<string[]> {

@@ -81,36 +81,38 @@ export function prepareWebhookQueries(db: DatabaseSync) {
 
   const releaseHeld = stmt(`UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?2 WHERE webhook_id = ?1 AND state = 'held'`);
 
-  // Two scans, each limited (leases that ran out, due rows in order), then at most ?3 per endpoint.
-  const selectDue = stmt(`
-    SELECT d.id, d.webhook_id, w.url, w.secret, d.attempts, d.retry_until, d.next_attempt_at, ${EVENT_COLUMNS}
-    FROM (
-      SELECT id, next_attempt_at, row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS n FROM (
-        SELECT * FROM (
-          SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries INDEXED BY webhook_deliveries_lease_end
-          WHERE state = 'delivering' AND locked_until < ?1 AND webhook_id NOT IN (SELECT value FROM json_each(?4))
-          ORDER BY locked_until LIMIT ?5
-        )
-        UNION ALL
-        SELECT * FROM (
-          SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries INDEXED BY webhook_deliveries_due
-          WHERE state = 'pending' AND next_attempt_at <= ?1 AND webhook_id NOT IN (SELECT value FROM json_each(?4))
-          ORDER BY next_attempt_at, id LIMIT ?5
+  // One statement: two scans, each limited (leases that ran out, due rows in order), at most ?3
+  // per endpoint, leased as they are picked. The endpoint's URL and secret are read apart
+  // (RETURNING names only the updated table), once per endpoint.
+  const claim = stmt(`
+    UPDATE webhook_deliveries AS d SET state = 'delivering', locked_by = ?6, locked_until = ?7, lease_token = ?8
+    WHERE d.id IN (
+      SELECT id FROM (
+        SELECT id, next_attempt_at, row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS n FROM (
+          SELECT * FROM (
+            SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries INDEXED BY webhook_deliveries_lease_end
+            WHERE state = 'delivering' AND locked_until < ?1 AND webhook_id NOT IN (SELECT value FROM json_each(?4))
+            ORDER BY locked_until LIMIT ?5
+          )
+          UNION ALL
+          SELECT * FROM (
+            SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries INDEXED BY webhook_deliveries_due
+            WHERE state = 'pending' AND next_attempt_at <= ?1 AND webhook_id NOT IN (SELECT value FROM json_each(?4))
+            ORDER BY next_attempt_at, id LIMIT ?5
+          )
         )
       )
-    ) AS due
-    JOIN webhook_deliveries d ON d.id = due.id
-    JOIN webhooks w ON w.id = d.webhook_id
-    WHERE due.n <= ?3
-    ORDER BY due.next_attempt_at, due.id
-    LIMIT ?2`);
+      WHERE n <= ?3
+      ORDER BY next_attempt_at, id
+      LIMIT ?2
+    )
+    RETURNING id, webhook_id, attempts, retry_until, next_attempt_at, ${EVENT_COLUMNS.replaceAll('d.', '')}`);
+
+  const selectEndpointAddress = stmt(`SELECT url, secret FROM webhooks WHERE id = ?`);
 
   const anyDue = stmt(`
     SELECT EXISTS (SELECT 1 FROM webhook_deliveries INDEXED BY webhook_deliveries_due WHERE state = 'pending' AND next_attempt_at <= ?1)
         OR EXISTS (SELECT 1 FROM webhook_deliveries INDEXED BY webhook_deliveries_lease_end WHERE state = 'delivering' AND locked_until < ?1) AS due`);
-
-  const lease = stmt(`
-    UPDATE webhook_deliveries SET state = 'delivering', locked_by = ?, locked_until = ?, lease_token = ? WHERE id = ?`);
 
   const renewLease = stmt(`
     UPDATE webhook_deliveries SET locked_until = ? WHERE id = ? AND state = 'delivering' AND lease_token = ?`);
@@ -235,12 +237,15 @@ export function prepareWebhookQueries(db: DatabaseSync) {
       return (anyDue.get(now) as { due: number }).due === 1;
     },
 
-    selectDue(now: number, limit: number, perWebhook: number, skip: readonly string[]): ClaimedWebhookDbRow[] {
-      return selectDue.all(now, limit, perWebhook, JSON.stringify(skip), limit * 4) as unknown as ClaimedWebhookDbRow[];
-    },
-
-    lease(id: string, owner: string, lockedUntil: number, token: WebhookLeaseToken): void {
-      lease.run(owner, lockedUntil, token, id);
+    /** Leases the due rows under `token` and returns them with their endpoint's URL and secret. */
+    claim(o: { now: number; limit: number; perWebhook: number; skip: readonly string[]; owner: string; lockedUntil: number; token: WebhookLeaseToken }): ClaimedWebhookDbRow[] {
+      const rows = claim.all(o.now, o.limit, o.perWebhook, JSON.stringify(o.skip), o.limit, o.owner, o.lockedUntil, o.token) as unknown as Array<Omit<ClaimedWebhookDbRow, 'url' | 'secret'>>;
+      const addresses = new Map<string, { url: string; secret: string } | undefined>();
+      return rows.flatMap((row) => {
+        if (!addresses.has(row.webhook_id)) addresses.set(row.webhook_id, selectEndpointAddress.get(row.webhook_id) as { url: string; secret: string } | undefined);
+        const address = addresses.get(row.webhook_id);
+        return address ? [{ ...row, ...address }] : [];
+      });
     },
 
     /** False when the row no longer carries `token`. */

@@ -1,0 +1,51 @@
+import type { KeyObject } from 'node:crypto';
+import { systemClock, type Clock } from '../clock.ts';
+import type { StoredWebhookEvent } from '../storage/webhook-outbox.ts';
+import type { PostOutcome, WebhookPoster } from './http-poster.ts';
+import { webhookBody } from './payload.ts';
+import { signatureHeaders, signingKey } from './signature.ts';
+
+/** One attempt of one delivery: where, with which secret, as which webhook-id, what. */
+export interface DeliveryRequest {
+  url: string;
+  secret: string;
+  /** The delivery id: webhook-id, the same on every attempt. */
+  id: string;
+  event: StoredWebhookEvent;
+}
+
+/** Renders, signs and POSTs deliveries (here, or on the webhook thread: sender-thread.ts). */
+export interface WebhookSender {
+  send(request: DeliveryRequest): Promise<PostOutcome>;
+  /** Closes the kept-alive connections (and the thread). */
+  close(): void;
+}
+
+/** Past this many secrets (rotated, or of deleted endpoints) the cache of keys starts over. */
+const MAX_KEYS = 10_000;
+
+/**
+ * The body (payload.ts) and the Standard Webhooks headers (signature.ts) of an attempt, POSTed.
+ * The timestamp is `clock`'s: the system's, which receivers hold against their own (five minutes
+ * either way). Each secret's HMAC key is made once: decoding it each time cost more than the HMAC.
+ */
+export function createWebhookSender(options: { poster: WebhookPoster; clock?: Clock }): WebhookSender {
+  const clock = options.clock ?? systemClock;
+  const keys = new Map<string, KeyObject>();
+  return {
+    async send({ url, secret, id, event }) {
+      try {
+        let key = keys.get(secret);
+        if (!key) {
+          if (keys.size >= MAX_KEYS) keys.clear();
+          keys.set(secret, (key = signingKey(secret)));
+        }
+        const body = webhookBody(event);
+        return await options.poster.post(url, { ...signatureHeaders(key, id, Math.floor(clock.now() / 1000), body) }, body);
+      } catch (err) {
+        return { status: null, error: (err as Error).message, ms: 0 };
+      }
+    },
+    close: () => options.poster.close(),
+  };
+}
