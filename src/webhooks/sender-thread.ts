@@ -30,7 +30,7 @@ const WORKER_FILE = new URL('./sender-worker.ts', import.meta.url);
  * the answers: each message wakes the other thread, which on a busy machine costs more than the
  * requests it holds.
  */
-export const CROSSING_DELAY_MS = 5;
+export const CROSSING_DELAY_MS = 1;
 export const CROSSING_BATCH = 100;
 /** Past the POST's own timeout, how long a thread may leave one unanswered before it is ended. */
 const GRACE_MS = 5_000;
