@@ -200,7 +200,8 @@ export interface Store extends MessageReads, AuditLog, QueueControl, Idempotency
 
   /**
    * Stores messages and their recipient rows atomically and durably: when the promise resolves
-   * the data survives a crash (kill -9, power loss with honest disks).
+   * the data survives a crash (kill -9, power loss with honest disks). The message.accepted
+   * webhook events of the messages (none for DSNs) are written in the same transaction.
    */
   enqueue(messages: NewMessage[]): Promise<void>;
 
@@ -245,7 +246,8 @@ export interface Store extends MessageReads, AuditLog, QueueControl, Idempotency
    * stores no follow-up twice). A repeated recipient id in one call counts once (the first).
    * Rejects, with nothing applied, when a 'queued' result lacks nextAttemptAt or a follow-up
    * cannot be stored; with DataRefusedError when the data itself is refused (the check above, a
-   * value the database cannot hold such as a NUL in PostgreSQL text, a constraint).
+   * value the database cannot hold such as a NUL in PostgreSQL text, a constraint). Each result
+   * applied writes its webhook event in the same transaction (webhookEventOfResult).
    */
   recordAttempts(results: AttemptResult[], followUps?: FollowUp[]): Promise<number[]>;
 

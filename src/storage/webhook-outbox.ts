@@ -211,7 +211,7 @@ export interface WebhookOutbox {
   /** Stores an enabled endpoint and its subscriptions. */
   createWebhook(endpoint: NewWebhookEndpoint): Promise<void>;
   getWebhook(id: string): Promise<WebhookEndpoint | null>;
-  /** Endpoints oldest first, after the id `after`; of one tenant ('' for none) or, with undefined, of all. */
+  /** Endpoints by id, after the id `after`; of one tenant (null: those of no tenant) or, with undefined, of all. */
   listWebhooks(tenant: string | null | undefined, after: string | null, limit: number): Promise<WebhookEndpoint[]>;
   /**
    * Applies `change` at `now` and answers the endpoint as it is then (null for an unknown id). A

@@ -147,4 +147,18 @@ describe('retention', () => {
     await sweeper.sweep();
     expect((await store.listSuppressions(all, null, 10)).map((e) => e.address).sort()).toEqual(['always@dest.test', 'later@dest.test']);
   });
+
+  it('purges webhook deliveries finished longer than webhooks.retention ago, never pending ones', async () => {
+    await store.createWebhook({ id: 'wh_r', tenant: null, url: 'https://hooks.example/x', eventTypes: ['message.accepted'], description: null, secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', createdAt: clock.now() });
+    await store.enqueue([message('w1', clock.now()), message('w2', clock.now())]);
+    const [done] = await store.claimWebhookDeliveries({ now: clock.now(), limit: 1, perWebhook: 1, skip: [], owner: 'n', leaseMs: 30_000 });
+    await store.recordWebhookAttempts([{ id: done!.id, token: done!.token, webhookId: 'wh_r', ok: true, status: 200, error: null, at: clock.now(), nextAttemptAt: null }], 3 * DAY);
+    const sweeper = new RetentionSweeper({ store, clock, logger: createLogger('silent'), retentionMs: 7 * DAY, webhookRetentionMs: 2 * DAY });
+    clock.advance(2 * DAY);
+    await sweeper.sweep();
+    expect((await store.listWebhookDeliveries('wh_r', { state: null, after: null, limit: 10 })).map((d) => d.state).sort()).toEqual(['delivered', 'pending']);
+    clock.advance(1);
+    await sweeper.sweep();
+    expect((await store.listWebhookDeliveries('wh_r', { state: null, after: null, limit: 10 })).map((d) => d.state)).toEqual(['pending']);
+  });
 });
