@@ -39,7 +39,7 @@ import { loadOrCreateSelfSignedTls } from './smtp/tls-material.ts';
 import { createSubmissionServer } from './smtp/submission-server.ts';
 import { cachedReverseLookup } from './smtp/reverse-lookup-cache.ts';
 import { createMailtoUnsubscribe, type MailtoUnsubscribe } from './feedback/unsubscribe-mailto.ts';
-import { createUnsubscribeRecorder, type RecipientUnsubscribed } from './feedback/unsubscribe-recorder.ts';
+import { createUnsubscribeRecorder } from './feedback/unsubscribe-recorder.ts';
 import { createUnsubscribeServer } from './feedback/unsubscribe-server.ts';
 import { createStore } from './storage/create-store.ts';
 import { createRedisClient } from './storage/redis-client.ts';
@@ -61,8 +61,6 @@ export interface DaemonOptions {
    * read it at start; throws ConfigError. Default: `resolved` again, so a reload changes nothing.
    */
   reread?: () => ResolvedConfig;
-  /** Hands webhook events (recipient.unsubscribed) to the outbox; absent: none. */
-  emit?: (event: RecipientUnsubscribed) => void | Promise<void>;
 }
 
 export interface Daemon {
@@ -381,7 +379,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const reverseLookup = cachedReverseLookup({ lookup: (ip) => reverseDns.reverse(ip), clock });
     // Unsubscribes, by the https link (this listener) or by mail (the inbound listener calls
     // mailtoUnsubscribe), both recorded in the suppression list.
-    const unsubscribes = createUnsubscribeRecorder({ suppressions: store, emit: options.emit, metrics, logger });
+    const unsubscribes = createUnsubscribeRecorder({ suppressions: store, metrics, logger });
     const links = () => parts.unsubscribe;
     const mailtoUnsubscribe = createMailtoUnsubscribe({ links, store, recorder: unsubscribes, metrics, logger });
     let unsubscribeAddress: { host: string; port: number } | null = null;
@@ -402,7 +400,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const feedback = new FeedbackRecorder({
       store,
       reputation,
-      suppress: async (entry) => void (await store.addSuppressions([entry])),
       providerOf: async (domain) => {
         const route = await router.resolve(domain).catch(() => null);
         return route?.ok ? parts.pool.policy.providerOfSite(route.site) : FALLBACK_PROVIDER;

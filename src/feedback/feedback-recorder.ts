@@ -5,31 +5,27 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { FeedbackKind, FeedbackRecipient, FeedbackRecorded } from '../storage/feedback-events.ts';
 import type { Store } from '../storage/store.ts';
-import type { EmitWebhookEvent, Suppress } from './feedback-effects.ts';
+import type { WebhookEvent } from '../storage/webhook-outbox.ts';
 
 /**
- * What a bounce or complaint about one recipient sets off, each through a dependency handed in:
- *  1. the event is recorded on the recipient (a failed bounce bounces a delivered recipient);
+ * What a bounce or complaint about one recipient sets off:
+ *  1. the event is recorded on the recipient (a failed bounce bounces a delivered recipient),
+ *     with its webhook event (recipient.bounced, recipient.complained) in the same transaction;
  *  2. reputation: a complaint counts against the egress IP that delivered the message with the
  *     recipient's provider (recordComplaint); a failed bounce is fed as that IP's outcome, so a
  *     policy or spam refusal counts as blocked and an unknown user does not (reputationInputOf);
  *  3. suppression: a complaint, and a hard bounce (5.1.x: no such mailbox), suppress the address
- *     for the message's tenant;
- *  4. the webhook event (recipient.bounced, recipient.complained).
- * A report delivered twice is recorded once (its fingerprint); suppression and the webhook event
- * are asked again with the same feedback id (both are idempotent by it), so a retry after a
- * failure of either completes them; reputation counts it once.
+ *     for the message's tenant.
+ * A report delivered twice is recorded once (its fingerprint), with one webhook event; the
+ * suppression is written again (an upsert), so a retry after it failed completes it; reputation
+ * counts the report once.
  */
 
 export interface FeedbackRecorderDeps {
-  store: Pick<Store, 'recordFeedback'>;
+  store: Pick<Store, 'recordFeedback' | 'addSuppressions'>;
   reputation: Pick<ReputationFeed, 'record' | 'recordComplaint'>;
   /** The provider group of a recipient domain, as the egress pool groups providers (by its MX hosts). */
   providerOf: (domain: string) => Promise<ProviderName>;
-  /** The tenant's suppression list; without it nothing is suppressed. */
-  suppress?: Suppress;
-  /** The webhook outbox; without it no webhook event is made. */
-  emit?: EmitWebhookEvent;
   clock: Clock;
   logger: Logger;
   metrics: Pick<Metrics, 'feedbackEvents'>;
@@ -80,7 +76,7 @@ export class FeedbackRecorder {
       details: report.details,
       egressIp: recipient.egressIp,
       fingerprint: report.fingerprint,
-    });
+    }, webhookEventOf(report, at));
     const fields = { messageId: recipient.messageId, recipientId: recipient.recipientId, feedbackId: recorded.id, ip: recipient.egressIp };
     if (recorded.duplicate) {
       this.log.info({ event: 'feedback.report.duplicate', ...fields, kind: report.kind }, 'report seen before; its effects are completed, not repeated');
@@ -94,7 +90,6 @@ export class FeedbackRecorder {
     }
     if (report.action === 'delayed') return recorded;
     await this.suppress(report, recorded.id, at);
-    await this.emit(report, recorded.id, at);
     return recorded;
   }
 
@@ -118,34 +113,32 @@ export class FeedbackRecorder {
 
   private async suppress(report: FeedbackReport, feedbackId: number, at: number): Promise<void> {
     const hard = report.kind === 'bounce' && report.enhanced !== null && HARD_BOUNCE.test(report.enhanced);
-    if (!this.deps.suppress || (report.kind !== 'complaint' && !hard)) return;
+    if (report.kind !== 'complaint' && !hard) return;
     const { recipient } = report;
-    await this.deps.suppress({
+    await this.deps.store.addSuppressions([{
       tenant: recipient.tenant,
       address: recipient.recipient,
       reason: report.kind === 'complaint' ? 'complaint' : 'hard-bounce',
       source: { kind: 'feedback', feedbackId, messageId: recipient.messageId, recipientId: recipient.recipientId },
       createdAt: at,
       expiresAt: null,
-    });
+    }]);
   }
+}
 
-  private async emit(report: FeedbackReport, feedbackId: number, at: number): Promise<void> {
-    if (!this.deps.emit) return;
-    const { recipient } = report;
-    const base = {
-      feedbackId,
-      messageId: recipient.messageId,
-      recipientId: recipient.recipientId,
-      recipient: recipient.recipient,
-      tenant: recipient.tenant,
-      at,
-      reporter: report.reporter,
-    };
-    if (report.kind === 'complaint') {
-      const sourceIp = typeof report.details.sourceIp === 'string' ? report.details.sourceIp : null;
-      return this.deps.emit({ type: 'recipient.complained', ...base, feedbackType: report.diagnostic, sourceIp });
-    }
-    await this.deps.emit({ type: 'recipient.bounced', async: true, ...base, code: report.code, enhanced: report.enhanced, diagnostic: report.diagnostic, bounceClass: report.bounceClass });
+/** The webhook event of a report: recipient.complained, or recipient.bounced (asynchronous); none for a delay. */
+function webhookEventOf(report: FeedbackReport, at: number): WebhookEvent | null {
+  if (report.action === 'delayed') return null;
+  const { recipient } = report;
+  const base = { tenant: recipient.tenant, messageId: recipient.messageId, recipient: recipient.recipient, at, egressIp: recipient.egressIp };
+  if (report.kind === 'complaint') {
+    const sourceIp = typeof report.details.sourceIp === 'string' ? report.details.sourceIp : null;
+    return { type: 'recipient.complained', ...base, data: { feedbackType: report.diagnostic, sourceIp, reporter: report.reporter } };
   }
+  return {
+    type: 'recipient.bounced',
+    ...base,
+    reply: { code: report.code, enhanced: report.enhanced, text: report.diagnostic ?? '' },
+    data: { async: true, bounceClass: report.bounceClass, reporter: report.reporter },
+  };
 }

@@ -7,24 +7,13 @@ import type { Suppressions } from '../storage/suppressions.ts';
  * What an unsubscribe does, whichever way it came (the https link or the mailto address): the
  * recipient is suppressed for the tenant the message was sent for, counted, logged (the
  * recipient's domain only: the address stays out of the log), and reported to the tenant's
- * webhooks when it is new.
+ * webhooks (recipient.unsubscribed) when it is new.
  */
 
 /** What an unsubscribe reads and writes of the suppression list (the store). */
 export type SuppressionWriter = Pick<Suppressions, 'getSuppression' | 'addSuppressions'>;
 
 export type UnsubscribeChannel = 'https' | 'mailto';
-
-/** The webhook event of an unsubscribe. */
-export interface RecipientUnsubscribed {
-  type: 'recipient.unsubscribed';
-  tenant: string | null;
-  recipient: string;
-  /** The queue id of the message whose link or address was used. */
-  messageId: string;
-  channel: UnsubscribeChannel;
-  at: number;
-}
 
 export interface UnsubscribeRequest {
   tenant: string | null;
@@ -38,8 +27,6 @@ export interface UnsubscribeRequest {
 
 export interface UnsubscribeRecorderDeps {
   suppressions: SuppressionWriter;
-  /** Hands an event to the webhook outbox; absent: none sent. */
-  emit?: (event: RecipientUnsubscribed) => void | Promise<void>;
   metrics: Metrics;
   logger: Logger;
 }
@@ -59,18 +46,12 @@ export function createUnsubscribeRecorder(deps: UnsubscribeRecorderDeps): Unsubs
       const repeated = (await deps.suppressions.getSuppression(tenant, address, at)) !== null;
       if (!repeated) {
         const source = { kind: 'feedback' as const, channel, messageId, ...(issued !== null ? { issued } : {}) };
-        await deps.suppressions.addSuppressions([{ tenant, address, reason: 'unsubscribe', source, createdAt: at, expiresAt: null }]);
+        // The webhook event (recipient.unsubscribed) is written with the entry, in one transaction.
+        const event = { type: 'recipient.unsubscribed' as const, tenant, messageId, recipient: address, at, egressIp: null, data: { channel } };
+        await deps.suppressions.addSuppressions([{ tenant, address, reason: 'unsubscribe', source, createdAt: at, expiresAt: null }], [event]);
         deps.metrics.unsubscribes.inc({ channel });
       }
       log.info({ event: 'unsubscribe.recorded', channel, tenant, messageId, domain: domainOf(address), repeated }, repeated ? 'recipient was already suppressed' : 'recipient unsubscribed');
-      // A repeat (a second click, a provider retrying its POST) changed nothing: no second event.
-      if (repeated || !deps.emit) return;
-      try {
-        await deps.emit({ type: 'recipient.unsubscribed', tenant, recipient: address, messageId, channel, at });
-      } catch (err) {
-        // The suppression holds whatever the webhook does; the person gets their answer.
-        log.error({ event: 'unsubscribe.emit.failed', messageId, err: (err as Error).message }, 'unsubscribe webhook event not recorded');
-      }
     },
   };
 }

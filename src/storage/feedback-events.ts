@@ -1,3 +1,4 @@
+import type { WebhookEvent } from './webhook-outbox.ts';
 import type { BounceClass } from '../mail/delivery-outcome.ts';
 import type { RecipientState } from './store.ts';
 
@@ -81,7 +82,7 @@ export interface FeedbackEvents {
    * recipient. A fingerprint recorded before returns that event's id with `duplicate` and writes
    * nothing. Rejects with DataRefusedError when the recipient row does not exist.
    */
-  recordFeedback(event: NewFeedbackEvent): Promise<FeedbackRecorded>;
+  recordFeedback(event: NewFeedbackEvent, webhook?: WebhookEvent | null): Promise<FeedbackRecorded>;
   /** The message's feedback events, oldest first. */
   listFeedback(messageId: string): Promise<FeedbackEvent[]>;
   /**

@@ -1,4 +1,5 @@
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
+import type { WebhookEvent } from './webhook-outbox.ts';
 
 /*
  * The suppression list: addresses mail is no longer sent to, per tenant. Part of every Store, so
@@ -80,7 +81,7 @@ export interface Suppressions {
    * entry no backend could store (an empty or over-long address, a tenant that is not a tenant
    * name, a source too large).
    */
-  addSuppressions(entries: readonly NewSuppression[]): Promise<number>;
+  addSuppressions(entries: readonly NewSuppression[], webhooks?: readonly WebhookEvent[]): Promise<number>;
 
   /**
    * Which of `addresses` (as given: every spelling of a suppressed address) the tenant's list

@@ -22,8 +22,6 @@ export async function startTestDaemon(options: {
   store?: DaemonOptions['store'];
   /** What a reload reads (laid over the same defaults as `config`); else `config` again. */
   reread?: () => ConfigInput;
-  /** Where webhook events go (see DaemonOptions). */
-  emit?: DaemonOptions['emit'];
 }): Promise<Daemon> {
   const { dir, sink, resolver, config = {}, clock, store } = options;
   const resolve = (extra: ConfigInput) =>
@@ -36,6 +34,5 @@ export async function startTestDaemon(options: {
     resolver,
     clock,
     store,
-    emit: options.emit,
   });
 }

@@ -4,7 +4,6 @@ import type { ConfigInput } from '../../src/config/schema.ts';
 import { DATA_FILES, DEFAULT_CONFIG_DIR } from '../../src/config/data-files.ts';
 import { loadBounceRules } from '../../src/engine/bounce-rules.ts';
 import { BufferBudget } from '../../src/engine/buffer-budget.ts';
-import type { EmitWebhookEvent, FeedbackWebhookEvent, Suppress, SuppressionRequest } from '../../src/feedback/feedback-effects.ts';
 import { FeedbackRecorder } from '../../src/feedback/feedback-recorder.ts';
 import type { MailtoUnsubscribe } from '../../src/feedback/unsubscribe-mailto.ts';
 import { InboundServer } from '../../src/feedback/inbound-listener.ts';
@@ -13,12 +12,16 @@ import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import type { Logger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import type { Store } from '../../src/storage/store.ts';
+import type { NewSuppression } from '../../src/storage/suppressions.ts';
+import type { StoredWebhookEvent } from '../../src/storage/webhook-outbox.ts';
 import { SmtpTestClient, type SmtpReply } from './smtp-client.ts';
+import { outboxEvents, subscribeToEverything } from './webhook-events.ts';
 
 /**
  * The inbound listener (src/feedback/inbound-listener.ts) on a loopback port with a real store,
- * a real recorder and reputation tracker, and the suppression and webhook hand-offs collected
- * for the test to read, as the daemon wires them.
+ * a real recorder and reputation tracker, as the daemon wires them; the suppression list and
+ * the webhook events of tenant acme (an endpoint subscribed to bounces and complaints) read back
+ * from the store.
  */
 
 export interface InboundHarness {
@@ -26,8 +29,10 @@ export interface InboundHarness {
   port: number;
   metrics: Metrics;
   reputation: ReputationTracker;
-  suppressed: SuppressionRequest[];
-  emitted: FeedbackWebhookEvent[];
+  /** Every tenant's suppression entries, oldest first. */
+  suppressed(): Promise<NewSuppression[]>;
+  /** The recipient.bounced and recipient.complained events written for tenant acme, oldest first. */
+  emitted(): Promise<StoredWebhookEvent[]>;
   stop(): Promise<void>;
 }
 
@@ -40,8 +45,6 @@ export interface InboundHarnessOptions {
   config?: ConfigInput;
   unsubscribe?: MailtoUnsubscribe;
   tls?: { key: Buffer; cert: Buffer } | null;
-  suppress?: Suppress;
-  emit?: EmitWebhookEvent;
 }
 
 export const HARNESS_VERP_SECRET = 'inbound-harness-secret-0123456789abcdefgh';
@@ -60,15 +63,19 @@ export async function startInboundHarness(options: InboundHarnessOptions): Promi
   );
   const metrics = new Metrics();
   const reputation = createReputationTracker({ windowMs: 3_600_000, minSamples: 1 });
-  const suppressed: SuppressionRequest[] = [];
-  const emitted: FeedbackWebhookEvent[] = [];
   const clock = { now: () => Date.now() };
+  const recordStore = options.recordStore ?? options.store;
+  const hook = await subscribeToEverything(options.store, 'acme', ['recipient.bounced', 'recipient.complained']);
+  const all = { tenant: null, reason: null, address: null, since: null, until: null, now: null };
+  const suppressed = async () =>
+    (await options.store.listSuppressions(all, null, 1000))
+      .reverse()
+      .map(({ tenant, address, reason, source, createdAt, expiresAt }) => ({ tenant, address: address!, reason, source, createdAt, expiresAt }));
+  const emitted = () => outboxEvents(options.store, hook);
   const recorder = new FeedbackRecorder({
-    store: options.recordStore ?? options.store,
+    store: recordStore,
     reputation,
     providerOf: async (domain) => (domain === 'gmail.test' ? 'gmail' : 'other'),
-    suppress: options.suppress ?? (async (entry) => void suppressed.push(entry)),
-    emit: options.emit ?? (async (event) => void emitted.push(event)),
     clock,
     logger: options.logger,
     metrics,

@@ -459,4 +459,35 @@ export function registerWebhookContract(ctx: { store: () => Store; clock: () => 
     await expect(store.createWebhook(endpoint({ eventTypes: [] }))).rejects.toThrow(DataRefusedError);
     await expect(store.createWebhook({ ...endpoint(), id: none.id })).rejects.toThrow(DataRefusedError);
   });
+  it('writes the events of a dropped recipient, an unsubscribe and a report with their change, in its transaction', async () => {
+    const store = ctx.store();
+    const hook = endpoint({ eventTypes: ['recipient.suppressed', 'recipient.unsubscribed', 'recipient.complained'] });
+    await store.createWebhook(hook);
+    const dropped = outcome('permanent', { code: null, enhanced: null, response: 'recipient suppressed (complaint)', stage: 'queue', bounceClass: 'suppressed', remoteHost: null, egressIp: null });
+    await store.enqueue([message('m-drop', { recipients: ['kept@dest.test', 'gone@dest.test'], suppressed: [{ recipient: 'gone@dest.test', outcome: dropped }] })]);
+
+    const unsubscribed = { type: 'recipient.unsubscribed' as const, tenant: 'acme', messageId: 'm-drop', recipient: 'kept@dest.test', at: T0 + 1, egressIp: null, data: { channel: 'https' } };
+    await store.addSuppressions([{ tenant: 'acme', address: 'kept@dest.test', reason: 'unsubscribe', source: null, createdAt: T0 + 1, expiresAt: null }], [unsubscribed]);
+    // An event the store refuses (an unknown type) refuses the entry it came with.
+    const bad = { ...unsubscribed, type: 'recipient.unknown' as WebhookEventType };
+    await expect(store.addSuppressions([{ tenant: 'acme', address: 'other@dest.test', reason: 'manual', source: null, createdAt: T0, expiresAt: null }], [bad])).rejects.toThrow(DataRefusedError);
+    expect(await store.getSuppression('acme', 'other@dest.test', T0)).toBeNull();
+
+    const [row] = await store.listRecipients('m-drop');
+    const complaint = {
+      messageId: 'm-drop', recipientId: row!.recipientId, recipient: 'kept@dest.test', kind: 'complaint' as const, at: T0 + 2, action: null, code: null, enhanced: null,
+      diagnostic: 'abuse', bounceClass: null, reporter: 'fbl.example', details: {}, egressIp: null, fingerprint: 'report-1',
+    };
+    const complained = { type: 'recipient.complained' as const, tenant: 'acme', messageId: 'm-drop', recipient: 'kept@dest.test', at: T0 + 2, egressIp: null };
+    await store.recordFeedback(complaint, complained);
+    // The same report again: recorded once, so its event is written once.
+    expect((await store.recordFeedback(complaint, complained)).duplicate).toBe(true);
+
+    const events = (await deliveries(store, hook.id)).map((d) => [d.event.type, d.event.recipient]);
+    expect(events.sort()).toEqual([
+      ['recipient.complained', 'kept@dest.test'],
+      ['recipient.suppressed', 'gone@dest.test'],
+      ['recipient.unsubscribed', 'kept@dest.test'],
+    ]);
+  });
 }

@@ -1,6 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
-import type { RecipientUnsubscribed } from '../../src/feedback/unsubscribe-recorder.ts';
 import type { Daemon } from '../../src/main.ts';
 import { headerValue, headerValues, splitHeader } from '../../src/mail/message-headers.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -16,6 +15,7 @@ import { inCi, pythonDkimAvailability, verifyWithPythonDkim } from '../helpers/p
 import { startSmtpSink, type SinkMessage, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { submissionClient, testMessage } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { outboxEvents, subscribeToEverything } from '../helpers/webhook-events.ts';
 import { createTestSchema, type TestSchema } from '../helpers/postgres.ts';
 import { requirePostgres } from '../helpers/services.ts';
 
@@ -55,7 +55,7 @@ describe('one-click unsubscribe through a running daemon', () => {
   let daemon: Daemon | undefined;
   let schema: TestSchema | undefined;
   let store: Store;
-  let events: RecipientUnsubscribed[];
+  let hook: string;
 
   beforeAll(async () => {
     keys = await createDkimKeyFiles();
@@ -75,7 +75,9 @@ describe('one-click unsubscribe through a running daemon', () => {
       ? createPostgresStore({ url: schema.url, schema: schema.schema, logger: createLogger('silent') })
       : createSqliteStore({ path: dir.file('queue.db'), logger: createLogger('silent') });
     sink = await startSmtpSink();
-    events = [];
+    // An endpoint of the tenant's, to read the events the outbox holds (no dispatcher runs: webhooks.enabled false).
+    await store.migrate();
+    hook = await subscribeToEverything(store, 'shop');
     const resolver = createFixtureResolver({
       'dest.test': { mx: [{ exchange: 'mx.dest.test', priority: 10 }] },
       'mx.dest.test': { a: ['127.0.0.1'] },
@@ -86,13 +88,13 @@ describe('one-click unsubscribe through a running daemon', () => {
       sink,
       resolver,
       store,
-      emit: (event) => void events.push(event),
       config: {
         ips: [{ address: '127.0.0.2' }],
         dkim: { domains: { 'sender.test': { keys: [{ selector: 'rsa1', privateKey: keys.rsa.path }, { selector: 'ed1', privateKey: keys.ed25519.path }] } } },
         smtp: { users: [{ username: 'app', password: PASSWORD, allowedSenders: ['*@sender.test'], tenant: 'shop' }] },
         api: { tokens: [{ name: 'shop', role: 'sender', tenant: 'shop', hash: hashApiToken(token), allowedSenders: ['*@sender.test'] }] },
         tenants: { shop: { senderDomains: ['sender.test'], unsubscribe: { enabled: true } } },
+        webhooks: { enabled: false },
         unsubscribe: { listen: { host: '127.0.0.1', port: 0 }, secret: SECRET, publicBaseUrl: 'https://unsub.example.com', mailto: 'unsub.sender.test' },
       },
     });
@@ -207,7 +209,8 @@ describe('one-click unsubscribe through a running daemon', () => {
     expect(mailto.accepts(y.mailto.replace(/\.([a-z2-7])/, (_m, c: string) => `.${c === 'a' ? 'b' : 'a'}`))).toBe(false);
     await mailto.handle(y.mailto, Buffer.from('From: <y@dest.test>\r\nSubject: unsubscribe\r\n\r\n'), 1_800_000_000_000);
     expect((await suppressed())[1]).toEqual({ tenant: 'shop', address: 'y@dest.test', reason: 'unsubscribe', source: { kind: 'feedback', channel: 'mailto', messageId: answer.ids[1] }, createdAt: 1_800_000_000_000, expiresAt: null });
-    expect(events.map((e) => [e.type, e.recipient, e.channel])).toEqual([
+    const unsubscribed = (await outboxEvents(store, hook)).filter((e) => e.type === 'recipient.unsubscribed');
+    expect(unsubscribed.map((e) => [e.type, e.recipient, e.data?.channel])).toEqual([
       ['recipient.unsubscribed', 'x@dest.test', 'https'],
       ['recipient.unsubscribed', 'y@dest.test', 'mailto'],
     ]);

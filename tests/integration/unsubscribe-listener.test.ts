@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { createUnsubscribeRecorder, type RecipientUnsubscribed } from '../../src/feedback/unsubscribe-recorder.ts';
+import { createUnsubscribeRecorder } from '../../src/feedback/unsubscribe-recorder.ts';
 import { createUnsubscribeServer, type UnsubscribeServer } from '../../src/feedback/unsubscribe-server.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
@@ -11,6 +11,7 @@ import { createUnsubscribeTokens } from '../../src/sender-domains/unsubscribe-to
 import { capturingLogger } from '../helpers/log-capture.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { outboxEvents, subscribeToEverything } from '../helpers/webhook-events.ts';
 
 /**
  * The public unsubscribe listener over real HTTP on loopback: the page, the one-click POST in
@@ -35,7 +36,6 @@ afterEach(async () => {
 async function start(options: { rateLimit?: { max: number; window: number }; failWrites?: boolean } = {}) {
   const config = parseConfig({ unsubscribe: { secret: SECRET } }, 'test', {});
   const links = createUnsubscribeLinks(config);
-  const events: RecipientUnsubscribed[] = [];
   const metrics = new Metrics({ processMetrics: false });
   const { logger, logs } = capturingLogger('debug');
   const clock = manualClock(ISSUED + 86_400_000);
@@ -43,6 +43,9 @@ async function start(options: { rateLimit?: { max: number; window: number }; fai
   const list = createSqliteStore({ path: dir.file('queue.db'), clock, logger: createLogger('silent') });
   store = list;
   await list.migrate();
+  const hook = await subscribeToEverything(list, 'acme');
+  /** The webhook events written for tenant acme, oldest first. */
+  const events = () => outboxEvents(list, hook);
   // A closed store refuses every write, as one that cannot write does.
   if (options.failWrites) await list.close();
   /** The suppression list as stored, oldest first. */
@@ -53,7 +56,6 @@ async function start(options: { rateLimit?: { max: number; window: number }; fai
   };
   const recorder = createUnsubscribeRecorder({
     suppressions: list,
-    emit: (event) => void events.push(event),
     metrics,
     logger,
   });
@@ -102,14 +104,16 @@ describe('the unsubscribe listener', () => {
     expect(first.headers.get('referrer-policy')).toBe('no-referrer');
     const entry = { tenant: 'acme', address: 'jane@dest.example', reason: 'unsubscribe', source: { kind: 'feedback', channel: 'https', messageId: CLAIMS.messageId, issued: ISSUED }, createdAt: ISSUED + 86_400_000, expiresAt: null };
     expect(await entries()).toEqual([entry]);
-    expect(events).toEqual([{ type: 'recipient.unsubscribed', tenant: 'acme', recipient: 'jane@dest.example', messageId: CLAIMS.messageId, channel: 'https', at: ISSUED + 86_400_000 }]);
+    expect(await events()).toEqual([
+      expect.objectContaining({ type: 'recipient.unsubscribed', tenant: 'acme', recipient: 'jane@dest.example', messageId: CLAIMS.messageId, at: ISSUED + 86_400_000, data: { channel: 'https' } }),
+    ]);
 
     // A browser's form post (the page's button): a page back.
     const second = await fetch(url(), { method: 'POST', headers: { ...ONE_CLICK, accept: 'text/html' }, body: 'List-Unsubscribe=One-Click' });
     expect(second.status).toBe(200);
     expect(await second.text()).toContain('<h1>Unsubscribed</h1>');
     expect(await entries()).toEqual([entry]);
-    expect(events).toHaveLength(1);
+    expect(await events()).toHaveLength(1);
     expect(await metrics.registry.getSingleMetricAsString('rookery_unsubscribes_total')).toContain('rookery_unsubscribes_total{channel="https"} 1');
 
     // The log names the message and the domain, never the address or the token.
@@ -180,11 +184,10 @@ describe('the unsubscribe listener', () => {
   });
 
   it('answers 503 when the suppression list cannot be written, so the client tries again', async () => {
-    const { events, logs, url } = await start({ failWrites: true });
+    const { logs, url } = await start({ failWrites: true });
     const res = await fetch(url(), { method: 'POST', headers: ONE_CLICK, body: 'List-Unsubscribe=One-Click' });
     expect(res.status).toBe(503);
     expect(res.headers.get('retry-after')).toBe('60');
-    expect(events).toEqual([]);
     expect(logs.find((l) => l.event === 'unsubscribe.record.failed')).toMatchObject({ messageId: CLAIMS.messageId, err: expect.any(String) });
   });
 });

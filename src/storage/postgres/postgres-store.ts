@@ -394,9 +394,11 @@ class PostgresStore implements Store {
    * The event and the bounce of its recipient in one batched transaction. The recipient row is
    * locked first, so a result the engine records for it meanwhile waits (or went first).
    */
-  async recordFeedback(event: NewFeedbackEvent): Promise<FeedbackRecorded> {
+  async recordFeedback(event: NewFeedbackEvent, webhook: WebhookEvent | null = null): Promise<FeedbackRecorded> {
     this.assertOpen();
     const values = feedbackInsertValues(event);
+    if (webhook) webhookEventValues([webhook]);
+    const now = this.clock.now();
     return this.batcher.submit(async (tx): Promise<FeedbackRecorded> => {
       if (!(await feedback.lockFeedbackRecipient(tx.client, event.recipientId, event.messageId))) {
         throw new DataRefusedError(`recordFeedback: message ${event.messageId} has no recipient ${event.recipientId}`);
@@ -405,6 +407,7 @@ class PostgresStore implements Store {
       if (id === undefined) return { id: (await feedback.selectFeedbackIdByFingerprint(tx.client, event.fingerprint))!, duplicate: true, bounced: false };
       const change = recipientBounce(event, values);
       const bounced = change !== null && (await feedback.bounceDelivered(tx.client, change));
+      if (webhook) await hooks.insertWebhookEvents(tx.client, [webhook], now);
       return { id, duplicate: false, bounced };
     }).catch((err: unknown) => {
       throw asRefusal(err);
@@ -435,11 +438,22 @@ class PostgresStore implements Store {
    * chunks are one statement (one transaction) each.
    */
 
-  async addSuppressions(entries: readonly NewSuppression[]): Promise<number> {
+  async addSuppressions(entries: readonly NewSuppression[], webhooks: readonly WebhookEvent[] = []): Promise<number> {
+    webhookEventValues(webhooks);
     const chunks = await suppressionChunks(entries, this.readHasher());
+    const now = this.clock.now();
     let written = 0;
-    for (const chunk of chunks) {
-      written += await suppression.upsertSuppressions(this.pool, chunk).catch((err: unknown) => {
+    for (const [i, chunk] of chunks.entries()) {
+      // The events go with the first chunk, in its transaction.
+      const write =
+        i === 0 && webhooks.length
+          ? this.batcher.submit(async (tx) => {
+              const n = await suppression.upsertSuppressions(tx.client, chunk);
+              await hooks.insertWebhookEvents(tx.client, webhooks, now);
+              return n;
+            })
+          : suppression.upsertSuppressions(this.pool, chunk);
+      written += await write.catch((err: unknown) => {
         throw asRefusal(err);
       });
     }

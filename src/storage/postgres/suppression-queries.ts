@@ -1,4 +1,5 @@
 import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
+import { NEW_WEBHOOK_DELIVERY_ID, WEBHOOK_INSERT_COLUMNS, WEBHOOK_WINDOW } from './webhook-queries.ts';
 import type { NewMessage } from '../store.ts';
 import type { RecipientDbRow } from '../store-rows.ts';
 import { SUPPRESSION_SALT, type SuppressionDbRow, type SuppressionInsertValues, type SuppressionQueryBounds } from '../suppression-rows.ts';
@@ -129,15 +130,16 @@ export async function selectFinalResults(db: Db, tenant: string, address: string
 
 /**
  * Stores the recipients of `messages` suppressed at acceptance under the drop action
- * (NewMessage.suppressed) bounced with their outcome and an event, in the transaction that
- * inserted them queued: final at once, never claimed. One statement for the chunk.
+ * (NewMessage.suppressed) bounced with their outcome, an event and their recipient.suppressed
+ * webhook events, in the transaction that inserted them queued: final at once, never claimed.
+ * One statement for the chunk.
  */
 export async function settleSuppressedRecipients(db: Db, messages: readonly NewMessage[]): Promise<void> {
   const settled = messages.flatMap((m) => (m.suppressed ?? []).map((s) => ({ messageId: m.id, at: m.createdAt, ...s })));
   if (settled.length === 0) return;
   const column = <T>(get: (o: DeliveryOutcome) => T) => settled.map((s) => get(s.outcome));
   await db.query({
-    name: 'rookery_settle_suppressed_recipients',
+    name: 'rookery_settle_suppressed_recipients_v2',
     text: `
       WITH input AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::integer[], $6::text[], $7::text[], $8::text[],
@@ -150,8 +152,15 @@ export async function settleSuppressedRecipients(db: Db, messages: readonly NewM
           last_egress_ip = i.egress_ip, updated_at = i.at
         FROM input i
         WHERE r.message_id = i.message_id AND r.recipient = i.recipient AND r.state = 'queued'
-        RETURNING r.id, r.message_id, i.at, i.disposition, i.code, i.enhanced, i.response, i.stage, i.bounce_class,
+        RETURNING r.id, r.message_id, r.recipient, i.at, i.disposition, i.code, i.enhanced, i.response, i.stage, i.bounce_class,
                   i.remote_host, i.egress_ip
+      ), hooks AS (
+        INSERT INTO webhook_deliveries (${WEBHOOK_INSERT_COLUMNS})
+        SELECT ${NEW_WEBHOOK_DELIVERY_ID}, s.webhook_id, 'recipient.suppressed', s.tenant, st.message_id, st.recipient, st.at, NULL, st.code,
+               st.enhanced, st.response, st.remote_host, st.bounce_class, 0, m.tags, m.metadata, NULL, 'pending', 0, st.at,
+               st.at + ${WEBHOOK_WINDOW}, st.at
+        FROM settled st JOIN messages m ON m.id = st.message_id
+        JOIN webhook_subscriptions s ON s.tenant = coalesce(m.tenant, '') AND s.event_type = 'recipient.suppressed'
       )
       INSERT INTO events (recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage,
                           bounce_class, remote_host, egress_ip)

@@ -386,9 +386,12 @@ class SqliteStore implements Store {
   }
 
   /** The event and the bounce of its recipient in one write op: one transaction. */
-  async recordFeedback(event: NewFeedbackEvent): Promise<FeedbackRecorded> {
+  async recordFeedback(event: NewFeedbackEvent, webhook: WebhookEvent | null = null): Promise<FeedbackRecorded> {
     const values = feedbackInsertValues(event);
+    if (webhook) webhookEventValues([webhook]);
     const feedback = this.readFeedback();
+    const w = this.readWebhooks();
+    const now = this.clock.now();
     return this.write((): FeedbackRecorded => {
       if (!feedback.recipientExists(event.recipientId, event.messageId)) {
         throw new DataRefusedError(`recordFeedback: message ${event.messageId} has no recipient ${event.recipientId}`);
@@ -397,6 +400,7 @@ class SqliteStore implements Store {
       if (id === undefined) return { id: feedback.selectIdByFingerprint(event.fingerprint)!, duplicate: true, bounced: false };
       const change = recipientBounce(event, values);
       const bounced = change !== null && feedback.bounceDelivered(change);
+      if (webhook) insertWebhookEvents(w, [webhook], now);
       return { id, duplicate: false, bounced };
     }).catch((err: unknown) => {
       throw asRefusal(err);
@@ -417,12 +421,21 @@ class SqliteStore implements Store {
   }
 
   /** A chunk per write op (one transaction each), so an import of 100,000 entries never holds the writes up for long. */
-  async addSuppressions(entries: readonly NewSuppression[]): Promise<number> {
+  async addSuppressions(entries: readonly NewSuppression[], webhooks: readonly WebhookEvent[] = []): Promise<number> {
+    webhookEventValues(webhooks);
     const chunks = await suppressionChunks(entries, this.readHasher());
     const suppression = this.suppressionQueries!;
+    const w = this.readWebhooks();
+    const now = this.clock.now();
     let written = 0;
-    for (const chunk of chunks) {
-      written += await this.write(() => suppression.upsert(chunk)).catch((err: unknown) => {
+    for (const [i, chunk] of chunks.entries()) {
+      // The events go with the first chunk, in its transaction.
+      const events = i === 0 ? webhooks : [];
+      written += await this.write(() => {
+        const n = suppression.upsert(chunk);
+        if (events.length) insertWebhookEvents(w, events, now);
+        return n;
+      }).catch((err: unknown) => {
         throw asRefusal(err);
       });
     }
