@@ -36,7 +36,7 @@ export interface InboundServerDeps {
   config: Pick<Config, 'inbound' | 'smtp' | 'hostname'>;
   /** What a reload may change, read per use: the addresses taken, the bounce rules. */
   current: () => { config: Pick<Config, 'inbound' | 'returnPath'>; bounceRules: readonly BounceRule[] };
-  store: Pick<Store, 'findRecipientForFeedback' | 'findMessageByHeaderId' | 'listRecipients'>;
+  store: Pick<Store, 'findRecipientForFeedback' | 'findMessagesByHeaderId' | 'listRecipients'>;
   recorder: Pick<FeedbackRecorder, 'record'>;
   /** The unsubscribe addresses' handler; without it no unsubscribe address is taken. */
   unsubscribe?: MailtoUnsubscribe;

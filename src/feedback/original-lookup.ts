@@ -9,11 +9,12 @@ import type { OriginalHeaders } from './report-message.ts';
  * complaint to a feedback-loop address): the message by the VERP return path of the original
  * the report returns (or its Original-Mail-From), else by its X-Rookery-Queue-ID header, else by
  * its Message-ID header; then the recipient by its VERP id, else by the addresses the report
- * names (Original-Rcpt-To), else by the original's To, else the message's only recipient.
+ * names (Original-Rcpt-To), else by the original's To, else the only recipient of the only
+ * message with that Message-ID.
  */
 
 export interface OriginalLookupDeps {
-  store: Pick<Store, 'findRecipientForFeedback' | 'findMessageByHeaderId' | 'listRecipients'>;
+  store: Pick<Store, 'findRecipientForFeedback' | 'findMessagesByHeaderId' | 'listRecipients'>;
   returnPath: ReturnPathConfig;
 }
 
@@ -25,8 +26,9 @@ export interface OriginalClues {
   mailFrom: string | null;
 }
 
-/** Most candidate addresses tried for one report: each is a store read. */
+/** Most candidate addresses tried for one report, and messages of one Message-ID: each pair is a store read. */
 const MAX_CANDIDATES = 10;
+const MAX_MESSAGES = 50;
 
 export async function findOriginalRecipient(deps: OriginalLookupDeps, clues: OriginalClues): Promise<FeedbackRecipient | null> {
   const { store } = deps;
@@ -38,14 +40,21 @@ export async function findOriginalRecipient(deps: OriginalLookupDeps, clues: Ori
   }
   // A queue id is ours only in its own shape; anything else in that header is not looked up.
   const queueId = original?.queueId && /^[0-9a-f]{1,64}$/.test(original.queueId) ? original.queueId : null;
-  const messageId = queueId ?? (original?.messageId ? await store.findMessageByHeaderId(original.messageId) : null);
-  if (!messageId) return null;
+  const messageIds = queueId ? [queueId] : original?.messageId ? await store.findMessagesByHeaderId(original.messageId, MAX_MESSAGES) : [];
+  if (messageIds.length === 0) return null;
+  // The recipient must be one the report names, on a message it names: a Message-ID is shared by
+  // the copies of a message split per recipient (and clients may reuse one), so the message alone
+  // never says whose complaint it is.
   const candidates = [...new Set([...clues.recipients, ...(original?.to ?? [])])].slice(0, MAX_CANDIDATES);
   for (const address of candidates) {
-    const found = await store.findRecipientForFeedback(messageId, address);
-    if (found) return found;
+    for (const messageId of messageIds) {
+      const found = await store.findRecipientForFeedback(messageId, address);
+      if (found) return found;
+    }
   }
-  // A reporter that redacts the recipient still names the message: with one recipient, it is that one.
-  const rows = await store.listRecipients(messageId);
-  return rows.length === 1 ? store.findRecipientForFeedback(messageId, rows[0]!.recipientId) : null;
+  // A reporter that redacts the recipient still names the message: with one message of that
+  // Message-ID and one recipient on it, it is that one; anything else is a guess, and none is made.
+  if (messageIds.length > 1) return null;
+  const rows = await store.listRecipients(messageIds[0]!);
+  return rows.length === 1 ? store.findRecipientForFeedback(messageIds[0]!, rows[0]!.recipientId) : null;
 }

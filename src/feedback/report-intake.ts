@@ -28,7 +28,7 @@ import { MalformedReportError, readReportMessage, type ReportLimits, type Report
  */
 
 export interface ReportIntakeDeps {
-  store: Pick<Store, 'findRecipientForFeedback' | 'findMessageByHeaderId' | 'listRecipients'>;
+  store: Pick<Store, 'findRecipientForFeedback' | 'findMessagesByHeaderId' | 'listRecipients'>;
   recorder: Pick<FeedbackRecorder, 'record'>;
   /** The bounce rules in effect (a reload may change them). */
   bounceRules: () => readonly BounceRule[];
@@ -137,17 +137,18 @@ async function recordBounce(
   details: Record<string, unknown>,
   digest: string,
 ): Promise<Outcome> {
+  const action = verdict.disposition === 'permanent' ? 'failed' : 'delayed';
   const report: FeedbackReport = {
     recipient,
     kind: 'bounce',
-    action: verdict.disposition === 'permanent' ? 'failed' : 'delayed',
+    action,
     code: verdict.code,
     enhanced: verdict.enhanced,
     diagnostic: verdict.text,
     bounceClass: verdict.bounceClass,
     reporter,
     details,
-    fingerprint: fingerprintOf(digest, recipient, 'bounce'),
+    fingerprint: fingerprintOf(digest, recipient, 'bounce', action),
   };
   return (await deps.recorder.record(report)).duplicate ? 'duplicate' : 'recorded';
 }
@@ -185,7 +186,7 @@ async function takeComplaint(deps: ReportIntakeDeps, target: Exclude<InboundTarg
     bounceClass: null,
     reporter: message.from ?? arf.userAgent,
     details,
-    fingerprint: fingerprintOf(digest, recipient, 'complaint'),
+    fingerprint: fingerprintOf(digest, recipient, 'complaint', null),
   };
   return (await deps.recorder.record(report)).duplicate ? 'duplicate' : 'recorded';
 }
@@ -200,11 +201,15 @@ async function byVerp(deps: ReportIntakeDeps, target: Extract<InboundTarget, { k
 }
 
 /**
- * One report about one recipient: the message's digest with the recipient and the kind, so the
- * same message delivered again (or to a second feedback address) is recorded once per recipient.
+ * What makes a report the same as one recorded before. A complaint, and a failed bounce, count
+ * once per recipient whatever their wording: reports that differ in a byte (a Subject, a
+ * Received line) would otherwise each count against the egress IP again, which anyone who can
+ * mail the feedback address could repeat at will. A delay notice is the same only as the same
+ * message delivered again (it changes nothing, so several are kept).
  */
-function fingerprintOf(digest: string, recipient: FeedbackRecipient, kind: FeedbackReport['kind']): string {
-  return `${digest}:${recipient.messageId}:${recipient.recipientId}:${kind}`;
+function fingerprintOf(digest: string, recipient: FeedbackRecipient, kind: FeedbackReport['kind'], action: FeedbackReport['action']): string {
+  const once = kind === 'complaint' || action === 'failed';
+  return once ? `${kind}:${action ?? ''}:${recipient.messageId}:${recipient.recipientId}` : `${digest}:${recipient.messageId}:${recipient.recipientId}:${kind}`;
 }
 
 function ignored(log: Logger, kind: ReportKind, target: InboundTarget, why: string): { kind: ReportKind; outcome: Outcome } {

@@ -91,8 +91,9 @@ export interface FeedbackEvents {
    */
   findRecipientForFeedback(messageId: string, recipient: number | string): Promise<FeedbackRecipient | null>;
   /**
-   * The queue id of the newest message (not a DSN) whose Message-ID header is `messageIdHeader`
-   * exactly (with its angle brackets), or null.
+   * The queue ids of the messages (not DSNs) whose Message-ID header is `messageIdHeader` exactly
+   * (with its angle brackets), newest first, at most `limit`: several when a message was stored
+   * as a copy per recipient, or when clients reuse a Message-ID.
    */
-  findMessageByHeaderId(messageIdHeader: string): Promise<string | null>;
+  findMessagesByHeaderId(messageIdHeader: string, limit: number): Promise<string[]>;
 }

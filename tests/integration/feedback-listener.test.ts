@@ -187,6 +187,40 @@ for (const backend of backends) {
       expect((await h.emitted()).map((e) => e.type)).toEqual(['recipient.complained', 'recipient.complained']);
     });
 
+    it('never guesses whose complaint it is: copies of one Message-ID are told apart by the recipient the report names, or left alone', async () => {
+      const store = await openStore();
+      const h = await harness({ store });
+      // Two copies of one mailing (a copy per recipient shares the Message-ID).
+      const alice = await deliveredMessage(store, ['alice@dest.test']);
+      const victim = await deliveredMessage(store, ['victim@gmail.test']);
+      const shared = '<shared-newsletter-1@sender.test>';
+      const minimal = (to: string) =>
+        feedbackFixture('arf-rfc5965-minimal.eml').toString('latin1').replace('<arf-minimal.1@sender.test>', shared).replace('To: <user@example.com>', `To: <${to}>`);
+      for (const m of [alice, victim]) {
+        await store.enqueue([newMessage(`${m.id}ff`, Date.now(), { recipients: m.rows.map((r) => r.recipient), messageIdHeader: shared, tenant: 'acme' })]);
+      }
+      // Naming Alice: her copy, never the newest copy's recipient.
+      expect((await deliver(h.port, { from: 'abuse@example.com', to: ['fbl@sender.test'] }, minimal('alice@dest.test'))).data?.code).toBe(250);
+      // Naming nobody on the mailing (a redacted or forged report): nothing is recorded.
+      expect((await deliver(h.port, { from: 'x@attacker.test', to: ['fbl@sender.test'] }, minimal('redacted@example.com'))).data?.code).toBe(250);
+      expect((await h.suppressed()).map((s) => s.address)).toEqual(['alice@dest.test']);
+      expect(await store.listFeedback(`${victim.id}ff`)).toEqual([]);
+    });
+
+    it('counts one complaint per recipient, however many differently worded reports arrive', async () => {
+      const store = await openStore();
+      const h = await harness({ store });
+      const m = await deliveredMessage(store, ['user@gmail.test']);
+      const report = adapted('arf-rfc5965-full.eml', m.verp[0]!, m.messageIdHeader).toString('latin1');
+      for (let i = 0; i < 5; i++) {
+        const variant = Buffer.from(report.replace(/^Subject: .*$/m, `Subject: complaint ${i}`), 'latin1');
+        expect((await deliver(h.port, { from: 'abusedesk@example.com', to: [m.verp[0]!] }, variant)).data?.code).toBe(250);
+      }
+      expect(await store.listFeedback(m.id)).toHaveLength(1);
+      expect(h.reputation.snapshot('127.0.0.2', 'gmail', Date.now()).complaints).toBe(1);
+      expect(await h.emitted()).toHaveLength(1);
+    });
+
     it('records a report delivered twice once, with one webhook event, writing its suppression again, counting it once', async () => {
       const store = await openStore();
       const h = await harness({ store });

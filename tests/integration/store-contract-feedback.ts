@@ -161,7 +161,7 @@ export function registerFeedbackContract(ctx: { store: () => Store; clock: () =>
     expect(Object.keys(event!.details)[0]).toBe('field0');
   });
 
-  it('finds the newest message with a Message-ID header, leaving DSNs out', async () => {
+  it('finds the messages with a Message-ID header, newest first, leaving DSNs out', async () => {
     const store = ctx.store();
     await store.enqueue([
       newMessage('fb-h1', T0, { messageIdHeader: '<same@sender.test>' }),
@@ -169,10 +169,11 @@ export function registerFeedbackContract(ctx: { store: () => Store; clock: () =>
       newMessage('fb-h3', T0 + 9, { messageIdHeader: '<same@sender.test>', source: 'dsn', sender: '' }),
       newMessage('fb-h4', T0, { messageIdHeader: `<${'long'.repeat(1000)}@sender.test>` }),
     ]);
-    expect(await store.findMessageByHeaderId('<same@sender.test>')).toBe('fb-h2');
-    expect(await store.findMessageByHeaderId(`<${'long'.repeat(1000)}@sender.test>`)).toBe('fb-h4');
-    expect(await store.findMessageByHeaderId('<SAME@sender.test>')).toBeNull();
-    expect(await store.findMessageByHeaderId('<unknown@sender.test>')).toBeNull();
+    expect(await store.findMessagesByHeaderId('<same@sender.test>', 10)).toEqual(['fb-h2', 'fb-h1']);
+    expect(await store.findMessagesByHeaderId('<same@sender.test>', 1)).toEqual(['fb-h2']);
+    expect(await store.findMessagesByHeaderId(`<${'long'.repeat(1000)}@sender.test>`, 10)).toEqual(['fb-h4']);
+    expect(await store.findMessagesByHeaderId('<SAME@sender.test>', 10)).toEqual([]);
+    expect(await store.findMessagesByHeaderId('<unknown@sender.test>', 10)).toEqual([]);
   });
 
   it('purges the feedback events with their finished message', async () => {

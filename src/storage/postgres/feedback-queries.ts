@@ -88,13 +88,13 @@ export async function selectFeedbackRecipientByAddress(db: Db, messageId: string
 }
 
 /** Through messages_message_id_header (an index on the md5 of the header). */
-export async function selectMessageIdByHeader(db: Db, messageIdHeader: string): Promise<string | null> {
+export async function selectMessageIdsByHeader(db: Db, messageIdHeader: string, limit: number): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>({
-    name: 'rookery_select_message_by_header',
+    name: 'rookery_select_messages_by_header',
     text: `SELECT id FROM messages
            WHERE md5(message_id_header) = md5($1) AND message_id_header = $1 AND source <> 'dsn'
-           ORDER BY created_at DESC, id DESC LIMIT 1`,
-    values: [messageIdHeader],
+           ORDER BY created_at DESC, id DESC LIMIT $2`,
+    values: [messageIdHeader, limit],
   });
-  return rows[0]?.id ?? null;
+  return rows.map((r) => r.id);
 }

@@ -428,9 +428,9 @@ class PostgresStore implements Store {
     return row ? toFeedbackRecipient(row) : null;
   }
 
-  async findMessageByHeaderId(messageIdHeader: string): Promise<string | null> {
+  async findMessagesByHeaderId(messageIdHeader: string, limit: number): Promise<string[]> {
     this.assertOpen();
-    return feedback.selectMessageIdByHeader(this.pool, messageIdHeader);
+    return feedback.selectMessageIdsByHeader(this.pool, messageIdHeader, limit);
   }
 
   /*

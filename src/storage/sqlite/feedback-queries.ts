@@ -43,7 +43,7 @@ export function prepareFeedbackQueries(db: DatabaseSync) {
 
   const selectMessageByHeader = db.prepare(`
     SELECT id FROM messages WHERE message_id_header = ? AND source <> 'dsn'
-    ORDER BY created_at DESC, id DESC LIMIT 1`);
+    ORDER BY created_at DESC, id DESC LIMIT ?`);
 
   return {
     /** The new event's id, or undefined when its fingerprint was recorded before. */
@@ -73,8 +73,8 @@ export function prepareFeedbackQueries(db: DatabaseSync) {
       return row as FeedbackRecipientDbRow | undefined;
     },
 
-    selectMessageIdByHeader(messageIdHeader: string): string | null {
-      return (selectMessageByHeader.get(messageIdHeader) as { id: string } | undefined)?.id ?? null;
+    selectMessageIdsByHeader(messageIdHeader: string, limit: number): string[] {
+      return (selectMessageByHeader.all(messageIdHeader, limit) as { id: string }[]).map((r) => r.id);
     },
   };
 }

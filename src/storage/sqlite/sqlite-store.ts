@@ -416,8 +416,8 @@ class SqliteStore implements Store {
     return row ? toFeedbackRecipient(row) : null;
   }
 
-  async findMessageByHeaderId(messageIdHeader: string): Promise<string | null> {
-    return this.readFeedback().selectMessageIdByHeader(messageIdHeader);
+  async findMessagesByHeaderId(messageIdHeader: string, limit: number): Promise<string[]> {
+    return this.readFeedback().selectMessageIdsByHeader(messageIdHeader, limit);
   }
 
   /** A chunk per write op (one transaction each), so an import of 100,000 entries never holds the writes up for long. */
