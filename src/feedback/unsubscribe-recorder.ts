@@ -41,9 +41,11 @@ export function createUnsubscribeRecorder(deps: UnsubscribeRecorderDeps): Unsubs
   return {
     async record(request) {
       const { tenant, address, messageId, channel, issued, at } = request;
-      // An address already suppressed stays as it is (a complaint stays a complaint): a second
-      // click, or a provider retrying its POST, changes nothing and makes no second event.
-      const repeated = (await deps.suppressions.getSuppression(tenant, address, at)) !== null;
+      // An address suppressed for good stays as it is (a complaint stays a complaint): a second
+      // click, or a provider retrying its POST, changes nothing and makes no second event. An
+      // entry that would lapse (a manual one with an expiry) gives way to the unsubscribe.
+      const existing = await deps.suppressions.getSuppression(tenant, address, at);
+      const repeated = existing !== null && existing.expiresAt === null;
       if (!repeated) {
         const source = { kind: 'feedback' as const, channel, messageId, ...(issued !== null ? { issued } : {}) };
         // The webhook event (recipient.unsubscribed) is written with the entry, in one transaction.

@@ -72,9 +72,12 @@ export interface Suppressions {
   /**
    * Adds entries, or replaces the entry of the same tenant and address (case ignored) when the
    * one given is at least as new (its createdAt is at or after the stored one's; of two in one
-   * call with the same createdAt, the later in the list): the newer entry's reason, source,
-   * expiry, createdAt and spelling of the address win, whatever they are. An older entry given
-   * changes nothing. Written in chunks of a few thousand rows, each chunk one transaction (a
+   * call with the same createdAt, the later in the list) and does not weaken it: the newer
+   * entry's reason, source, expiry, createdAt and spelling of the address win, except that an
+   * entry with an expiry never replaces one in force that never expires or expires later (a
+   * complaint cannot be turned into something that lapses; removing it is deleteSuppression's).
+   * An older entry given changes nothing. Webhook events given are written with the first chunk,
+   * in its transaction. Written in chunks of a few thousand rows, each chunk one transaction (a
    * multi-row statement), so 100,000 entries take seconds and other writes go in between; when
    * a chunk fails, the chunks before it stay written (adding again is safe). Returns how many
    * entries were written (added or replaced). DataRefusedError, with nothing written, for an

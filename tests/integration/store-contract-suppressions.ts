@@ -69,15 +69,21 @@ export function registerSuppressionContract(ctx: { store: () => Store; clock: ()
     expect(await store.getSuppression('beta', 'shared@dest.test', T0)).not.toBeNull();
   });
 
-  it('lets the newer entry replace reason, source and expiry, and an older one change nothing', async () => {
+  it('lets the newer entry replace reason, source and expiry, never weakening one, and an older one change nothing', async () => {
     const store = ctx.store();
-    await store.addSuppressions([entry({ reason: 'hard-bounce', createdAt: T0 })]);
+    await store.addSuppressions([entry({ reason: 'hard-bounce', createdAt: T0, expiresAt: T0 + 500 })]);
     const newer = entry({ address: 'USER@dest.test', reason: 'unsubscribe', source: { kind: 'feedback', messageId: 'm-2', report: 'list-unsubscribe' }, createdAt: T0 + 10, expiresAt: T0 + 1000 });
     expect(await store.addSuppressions([newer])).toBe(1);
     expect(await store.getSuppression('acme', 'user@dest.test', T0)).toMatchObject({ address: 'USER@dest.test', reason: 'unsubscribe', source: newer.source, createdAt: T0 + 10, expiresAt: T0 + 1000 });
+    // An entry that would lapse sooner does not replace it, however new.
+    expect(await store.addSuppressions([entry({ reason: 'manual', createdAt: T0 + 11, expiresAt: T0 + 20 })])).toBe(0);
+    expect(await store.addSuppressions([entry({ reason: 'unsubscribe', createdAt: T0 + 12, expiresAt: null })])).toBe(1);
+    // Nor one that lapses at all an entry for good (a complaint cannot be made to expire by adding).
+    expect(await store.addSuppressions([entry({ reason: 'manual', createdAt: T0 + 13, expiresAt: T0 + 1_000_000 })])).toBe(0);
+    expect(await store.getSuppression('acme', 'user@dest.test', T0)).toMatchObject({ reason: 'unsubscribe', createdAt: T0 + 12, expiresAt: null });
 
     expect(await store.addSuppressions([entry({ reason: 'manual', createdAt: T0 + 5 })])).toBe(0);
-    expect(await store.getSuppression('acme', 'user@dest.test', T0)).toMatchObject({ reason: 'unsubscribe', createdAt: T0 + 10 });
+    expect(await store.getSuppression('acme', 'user@dest.test', T0)).toMatchObject({ reason: 'unsubscribe', createdAt: T0 + 12 });
 
     // In one call: the newest of the repeats, the later one on a tie.
     const written = await store.addSuppressions([

@@ -72,7 +72,7 @@ async function start(options: { rateLimit?: { max: number; window: number }; fai
   const { host, port } = await server.start();
   const token = createUnsubscribeTokens(SECRET).seal(CLAIMS);
   const url = (t = token) => `http://${host}:${port}/u/${t}`;
-  return { entries, events, metrics, logs, url, token, clock };
+  return { entries, events, metrics, logs, url, token, clock, store: list };
 }
 
 describe('the unsubscribe listener', () => {
@@ -94,6 +94,15 @@ describe('the unsubscribe listener', () => {
       expect(res.headers.get('cache-control')).toBe('no-store');
     }
     expect(await entries()).toEqual([]);
+  });
+
+  it('turns an entry that would lapse into an unsubscribe for good', async () => {
+    const { entries, events, url, store: list, clock } = await start();
+    await list.addSuppressions([{ tenant: 'acme', address: 'jane@dest.example', reason: 'manual', source: null, createdAt: clock.now() - 1000, expiresAt: clock.now() + 60_000 }]);
+    const res = await fetch(url(), { method: 'POST', headers: ONE_CLICK, body: 'List-Unsubscribe=One-Click' });
+    expect(res.status).toBe(200);
+    expect(await entries()).toMatchObject([{ address: 'jane@dest.example', reason: 'unsubscribe', expiresAt: null }]);
+    expect((await events()).map((e) => e.type)).toEqual(['recipient.unsubscribed']);
   });
 
   it('suppresses the recipient on a one-click POST, and answers a repeat 200 without a second event', async () => {

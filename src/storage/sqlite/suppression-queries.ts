@@ -22,7 +22,12 @@ export function prepareSuppressionQueries(db: DatabaseSync) {
     ON CONFLICT (tenant, address_hash) DO UPDATE SET
       address = excluded.address, reason = excluded.reason, source = excluded.source,
       created_at = excluded.created_at, expires_at = excluded.expires_at
-    WHERE excluded.created_at >= suppressions.created_at`);
+    WHERE excluded.created_at >= suppressions.created_at
+      -- Never weakened: an entry that ends replaces one that never does (or ends later) only once
+      -- that one has run out.
+      AND (excluded.expires_at IS NULL
+        OR (suppressions.expires_at IS NOT NULL
+          AND (excluded.expires_at >= suppressions.expires_at OR suppressions.expires_at <= excluded.created_at)))`);
 
   // Primary-key lookups, one per hash of the JSON list (hex), in one statement.
   const selectAmong = stmt(`
