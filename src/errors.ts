@@ -132,6 +132,8 @@ export const API_ERRORS = {
   WEBHOOK_NOT_FOUND: { http: 404, message: 'No such webhook endpoint' },
   /** A delivery id the endpoint does not have (purged after webhooks.retention, or never made). */
   WEBHOOK_DELIVERY_NOT_FOUND: { http: 404, message: 'No such webhook delivery' },
+  /** A tenant (or mail of no tenant) has webhooks.maxEndpointsPerTenant endpoints already. */
+  WEBHOOK_LIMIT_REACHED: { http: 409, message: 'No more webhook endpoints for this tenant' },
 } as const satisfies Record<string, HttpErrorSpec>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;

@@ -304,7 +304,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         },
       },
       intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, buffers, dkimExpiryMs: config.dkim.expiry } },
-      webhooks: { allowPrivateNetworks: config.webhooks.allowPrivateNetworks, onDue: () => webhooks?.wake() },
+      webhooks: { allowPrivateNetworks: config.webhooks.allowPrivateNetworks, maxEndpointsPerTenant: config.webhooks.maxEndpointsPerTenant, onDue: () => webhooks?.wake() },
       logger,
       metrics,
       // Ready means able to take mail: the store must commit a write, not only answer.

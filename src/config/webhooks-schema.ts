@@ -21,6 +21,13 @@ export const webhooksConfigSchema = z
      * make this node POST into the network it stands in.
      */
     allowPrivateNetworks: z.boolean().default(false),
+    /**
+     * Endpoints one tenant (or mail of no tenant) may have. Each event is written once per
+     * subscribed endpoint, in the transaction of the change that caused it, and each endpoint
+     * holds deliveries in flight: endpoints without bound would let one tenant slow every send
+     * and fill the dispatcher.
+     */
+    maxEndpointsPerTenant: z.number().int().min(1).max(1000).default(10),
   })
   .prefault({});
 

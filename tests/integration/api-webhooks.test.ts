@@ -59,13 +59,13 @@ afterEach(async () => {
   await dir.remove();
 });
 
-async function startApi(allowPrivateNetworks = false) {
+async function startApi(allowPrivateNetworks = false, maxEndpointsPerTenant = 10) {
   const api = createControlApi({
     config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [ADMIN, OPERATOR, VIEWER, ACME, ACME_OPS, BETA].map((t) => t.config), authFailures: { max: 100, window: 60_000 } } },
     store,
     clock,
     ...apiSources({ store, config: CONFIG, clock }),
-    webhooks: { allowPrivateNetworks, onDue: () => void (due += 1) },
+    webhooks: { allowPrivateNetworks, maxEndpointsPerTenant, onDue: () => void (due += 1) },
     logger,
     metrics: new Metrics({ processMetrics: false }),
     checks: { storage: () => store.ping() },
@@ -170,6 +170,13 @@ describe('/v1/webhooks', () => {
     const second = await call('GET', `/v1/webhooks?limit=2&cursor=${first.body.nextCursor}`, ADMIN);
     expect(second.body).toMatchObject({ items: [expect.anything()], nextCursor: null });
     expect(await call('GET', '/v1/webhooks?cursor=bm9wZQ', ADMIN)).toMatchObject({ status: 400, body: { errors: [{ path: 'querystring.cursor' }] } });
+  });
+
+  it('refuses an endpoint past webhooks.maxEndpointsPerTenant, counting each tenant alone', async () => {
+    const call = await startApi(false, 2);
+    for (let i = 0; i < 2; i++) expect((await call('POST', '/v1/webhooks', ACME, HOOK)).status).toBe(201);
+    expect(await call('POST', '/v1/webhooks', ACME, HOOK)).toMatchObject({ status: 409, body: { code: 'WEBHOOK_LIMIT_REACHED', detail: expect.stringContaining('tenant "acme" has 2') } });
+    expect((await call('POST', '/v1/webhooks', BETA, HOOK)).status).toBe(201);
   });
 
   it('refuses URLs that are not http(s), hold credentials or name this network, unless private networks are allowed', async () => {

@@ -97,7 +97,7 @@ describe('problems name their exact path', () => {
   });
 
   it('takes webhook settings with their defaults, and names a bad one by its path', () => {
-    expect(parse({}).webhooks).toEqual({ enabled: true, concurrency: 8, timeout: 10_000, retention: 7 * 86_400_000, allowPrivateNetworks: false });
+    expect(parse({}).webhooks).toEqual({ enabled: true, concurrency: 8, timeout: 10_000, retention: 7 * 86_400_000, allowPrivateNetworks: false, maxEndpointsPerTenant: 10 });
     expect(parse({ webhooks: { timeout: '2s', allowPrivateNetworks: true } }).webhooks).toMatchObject({ timeout: 2_000, allowPrivateNetworks: true });
     expect(problemsOf({ webhooks: { timeout: '2m', concurrency: 0, secret: 'x' } })).toEqual([
       'webhooks.concurrency: Too small: expected number to be >=1',

@@ -49,7 +49,7 @@ export interface V1ApiDeps {
   /** The accept path and its limits, for POST /v1/messages and /batch. */
   intake: Pick<SendRouteDeps, 'queue' | 'limits'>;
   /** /v1/webhooks: the SSRF rule of URLs, and the dispatcher to wake when deliveries fall due. Default: private networks refused. */
-  webhooks?: Pick<WebhookRouteDeps, 'allowPrivateNetworks' | 'onDue'>;
+  webhooks?: Pick<WebhookRouteDeps, 'allowPrivateNetworks' | 'maxEndpointsPerTenant' | 'onDue'>;
   /** True once the daemon stops: sends are refused (503). */
   isShuttingDown?: () => boolean;
   /** Receives every route the plugin guards (the control API refuses /v1 routes that are not). */
@@ -99,7 +99,7 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     registerReloadRoute(v1, { reload: deps.reload });
     registerSuppressionRoutes(v1, { store: deps.store, tenants: deps.tenants, metrics: deps.metrics, clock: deps.clock });
     registerSuppressionTransferRoutes(v1, { store: deps.store, tenants: deps.tenants, metrics: deps.metrics, clock: deps.clock });
-    const webhooks = { store: deps.store, tenants: deps.tenants, clock: deps.clock, allowPrivateNetworks: false, ...deps.webhooks };
+    const webhooks = { store: deps.store, tenants: deps.tenants, clock: deps.clock, allowPrivateNetworks: false, maxEndpointsPerTenant: 10, ...deps.webhooks };
     registerWebhookRoutes(v1, webhooks);
     registerWebhookDeliveryRoutes(v1, webhooks);
 

@@ -22,6 +22,8 @@ export interface WebhookRouteDeps {
   clock?: Clock;
   /** webhooks.allowPrivateNetworks: whether a URL may name a private address. */
   allowPrivateNetworks: boolean;
+  /** webhooks.maxEndpointsPerTenant. */
+  maxEndpointsPerTenant: number;
   /** Called when deliveries became due (an endpoint enabled, a replay): the dispatcher looks at once. */
   onDue?: () => void;
 }
@@ -107,6 +109,12 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       if (typeof tenant === 'object' && tenant !== null) return tenant.forbidden ? forbidden(request, reply, tenant.message) : sendInvalid(request, reply, 'body.tenant', tenant.message);
       const why = urlProblem(body.url, deps.allowPrivateNetworks);
       if (why) return sendInvalid(request, reply, 'body.url', why);
+      // Checked before the insert: two creations at once may pass it together, by one endpoint.
+      const max = deps.maxEndpointsPerTenant;
+      if ((await deps.store.listWebhooks(tenant, null, max)).length >= max) {
+        const whose = tenant === null ? 'mail of no tenant' : `tenant "${tenant}"`;
+        return sendProblem(reply, problem('WEBHOOK_LIMIT_REACHED', `${whose} has ${max} webhook endpoints (webhooks.maxEndpointsPerTenant)`, { instance: pathOf(request) }));
+      }
       const endpoint = { id: newWebhookId(), tenant, url: body.url, eventTypes: body.eventTypes, description: body.description ?? null, secret: newWebhookSecret(), createdAt: clock.now() };
       await deps.store.createWebhook(endpoint);
       const stored = (await deps.store.getWebhook(endpoint.id))!;
