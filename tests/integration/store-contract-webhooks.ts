@@ -2,7 +2,7 @@ import { expect, it } from 'vitest';
 import type { ManualClock } from '../helpers/manual-clock.ts';
 import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import { DataRefusedError, type NewMessage, type Store } from '../../src/storage/store.ts';
-import { WEBHOOK_RETRY_WINDOW_MS, type NewWebhookEndpoint, type WebhookAttemptResult, type WebhookEventType, type WebhookLeaseToken } from '../../src/storage/webhook-outbox.ts';
+import { WEBHOOK_RETRY_WINDOW_MS, type ClaimedWebhookDelivery, type NewWebhookEndpoint, type WebhookAttemptResult, type WebhookEventType, type WebhookLeaseToken } from '../../src/storage/webhook-outbox.ts';
 import { newMessage } from '../helpers/new-message.ts';
 
 /**
@@ -241,6 +241,28 @@ export function registerWebhookContract(ctx: { store: () => Store; clock: () => 
     expect(rest.map((c) => c.event.recipient)).toEqual(['acme2@d.test', 'acme3@d.test', 'acme4@d.test']);
     expect(await store.claimWebhookDeliveries({ ...claimOptions, now: T0 + 10, limit: 0 })).toEqual([]);
     expect((await deliveries(store, a.id)).every((d) => d.state === 'delivering')).toBe(true);
+  });
+
+  it('records the crossed results of two owners at once (one endpoint failing for one, succeeding for the other) without a deadlock', async () => {
+    const store = ctx.store();
+    const other = await ctx.open();
+    const hooks = [endpoint({ eventTypes: ['recipient.complained'] }), endpoint({ eventTypes: ['recipient.complained'] })];
+    for (const h of hooks) await store.createWebhook(h);
+    const event = (i: number) => ({ type: 'recipient.complained', tenant: 'acme', messageId: null, recipient: `r${i}@d.test`, at: T0, egressIp: null }) as const;
+    const result = (c: ClaimedWebhookDelivery, ok: boolean) => ({ id: c.id, token: c.token, webhookId: c.webhookId, ok, status: ok ? 204 : 500, error: null, at: T0 + 10, nextAttemptAt: ok ? null : T0 + 60_000 });
+    for (let round = 0; round < 10; round++) {
+      await store.recordWebhookEvents([event(2 * round), event(2 * round + 1)]);
+      // Each owner holds one delivery of each endpoint.
+      const mine = await store.claimWebhookDeliveries({ ...claimOptions, now: T0 + 10, perWebhook: 1 });
+      const theirs = await other.claimWebhookDeliveries({ ...claimOptions, now: T0 + 10, perWebhook: 1, owner: 'node-b' });
+      expect(mine.length + theirs.length).toBe(4);
+      const [x, y] = hooks.map((h) => h.id);
+      const recorded = await Promise.all([
+        store.recordWebhookAttempts(mine.map((c) => result(c, c.webhookId === x)), DAY),
+        other.recordWebhookAttempts(theirs.map((c) => result(c, c.webhookId === y)), DAY),
+      ]);
+      expect(recorded.flatMap((r) => r.recorded)).toHaveLength(4);
+    }
   });
 
   it('never hands one delivery to two owners claiming at once', async () => {

@@ -689,6 +689,7 @@ class PostgresStore implements Store {
     return this.batcher.submit(async (tx) => {
       const rows = await hooks.applyWebhookResults(tx.client, results.map((r) => ({ ...r, error: errorText(r.error) })));
       const { succeeded, failed } = resultsByWebhook(rows.filter((r) => r.applied).map((r) => ({ webhookId: r.webhook_id, ok: r.ok, at: r.at })));
+      if (succeeded.length + failed.size > 0) await hooks.lockWebhooks(tx.client, [...succeeded, ...failed.keys()]);
       if (succeeded.length > 0) await hooks.clearFailing(tx.client, succeeded);
       const disabled: DisabledWebhook[] = [];
       if (failed.size > 0) {

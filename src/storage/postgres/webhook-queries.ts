@@ -229,6 +229,19 @@ export async function applyWebhookResults(db: Db, results: readonly (WebhookAtte
   return rows;
 }
 
+/**
+ * Locks the endpoints' rows in id order. Taken before their failure runs change: two nodes
+ * recording results of the same endpoints (one's success, the other's failure) would otherwise
+ * lock them in opposite orders and deadlock.
+ */
+export async function lockWebhooks(db: Db, webhookIds: readonly string[]): Promise<void> {
+  await db.query({
+    name: 'rookery_lock_webhooks',
+    text: `SELECT id FROM webhooks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
+    values: [webhookIds],
+  });
+}
+
 export async function clearFailing(db: Db, webhookIds: readonly string[]): Promise<void> {
   await db.query({
     name: 'rookery_clear_webhook_failing',
