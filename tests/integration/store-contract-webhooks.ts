@@ -384,6 +384,8 @@ export function registerWebhookContract(ctx: { store: () => Store; clock: () => 
     const enabled = await store.updateWebhook(hook.id, { enabled: true }, at + 100);
     expect(enabled).toMatchObject({ enabled: true, disabledReason: null, disabledAt: null, failingSince: null, updatedAt: at + 100 });
     expect((await deliveries(store, hook.id)).filter((d) => d.state === 'pending').map((d) => d.nextAttemptAt)).toEqual([at + 100, at + 100, at + 100, at + 100, at + 100]);
+    // Each gets a retry window from its release: held past its own, it would have one try only.
+    expect((await deliveries(store, hook.id)).filter((d) => d.state === 'pending').every((d) => d.retryUntil === at + 100 + WEBHOOK_RETRY_WINDOW_MS)).toBe(true);
     await store.recordWebhookEvents([event('h@d.test')]);
     expect(await deliveries(store, hook.id)).toHaveLength(7);
 

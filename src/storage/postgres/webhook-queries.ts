@@ -124,7 +124,10 @@ export async function holdPending(db: Db, webhookIds: readonly string[]): Promis
 export async function releaseHeld(db: Db, webhookId: string, now: number): Promise<void> {
   await db.query({
     name: 'rookery_release_held_webhook_deliveries',
-    text: `UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $2 WHERE webhook_id = $1 AND state = 'held'`,
+    // Due now, with a retry window of their own from now: held rows may be older than theirs.
+    text: `
+      UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $2, retry_until = greatest(retry_until, $2::bigint + ${WEBHOOK_WINDOW})
+      WHERE webhook_id = $1 AND state = 'held'`,
     values: [webhookId, now],
   });
 }

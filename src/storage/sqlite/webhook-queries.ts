@@ -79,7 +79,10 @@ export function prepareWebhookQueries(db: DatabaseSync) {
 
   const holdPending = stmt(`UPDATE webhook_deliveries SET state = 'held' WHERE webhook_id = ? AND state = 'pending'`);
 
-  const releaseHeld = stmt(`UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?2 WHERE webhook_id = ?1 AND state = 'held'`);
+  // Due now, with a retry window of their own from now: held rows may be older than theirs.
+  const releaseHeld = stmt(`
+    UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?2, retry_until = max(retry_until, ?2 + ${WINDOW})
+    WHERE webhook_id = ?1 AND state = 'held'`);
 
   // One statement: two scans, each limited (leases that ran out, due rows in order), at most ?3
   // per endpoint, leased as they are picked. The endpoint's URL and secret are read apart
