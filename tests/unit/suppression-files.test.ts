@@ -28,6 +28,17 @@ describe('CSV lines', () => {
     expect(ndjson).toMatchObject({ lines: [{ line: 1, fields: { address: '"odd,one"@x.example', createdAt: '2026-12-01T09:59:55.000Z' }, tenant: null }], problems: [] });
   });
 
+  it('writes an address a spreadsheet would take for a formula behind a quote mark, and reads it back as it was', () => {
+    const entry: SuppressionRecord = { tenant: 'acme', address: '=1+2*cmd|x!A0@x.test', addressHash: 'ab'.repeat(32), reason: 'manual', source: null, createdAt: NOW, expiresAt: null };
+    const line = exportLine('csv', entry);
+    expect(line.startsWith("'=1+2*cmd|x!A0@x.test,")).toBe(true);
+    expect(exportLine('csv', { ...entry, address: '@home@x.test' }).startsWith("'@home@x.test,")).toBe(true);
+    const read = parseImport('csv', csvHeader() + line);
+    expect(read).toMatchObject({ lines: [{ fields: { address: '=1+2*cmd|x!A0@x.test' } }], problems: [] });
+    // A quote mark before anything else is part of the address.
+    expect(parseImport('csv', "address\n'bob@x.test\n")).toMatchObject({ lines: [{ fields: { address: "'bob@x.test" } }] });
+  });
+
   it('refuses a file whose header cannot be read, and counts lines from 1 with CRLF or LF', () => {
     expect(parseImport('csv', 'reason\r\nmanual\r\n')).toEqual({ problem: { line: 1, message: 'the header line needs an address column (address,reason,expires_at)' } });
     expect(parseImport('csv', 'address,address\nx@y.example,x@y.example\n')).toEqual({ problem: { line: 1, message: 'a column is named twice' } });

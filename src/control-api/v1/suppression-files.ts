@@ -47,7 +47,7 @@ function parseCsv(raw: string[]) {
     const cell = (name: CsvColumn): string | null | undefined => {
       const at = names.indexOf(name);
       if (at < 0) return undefined;
-      const value = cells[at]!.trim();
+      const value = fromCsvCell(cells[at]!.trim());
       return value === '' ? null : value;
     };
     lines.push({
@@ -119,8 +119,20 @@ export function splitCsvLine(text: string): string[] | null {
   }
 }
 
+/**
+ * A spreadsheet takes a cell starting with = + - @ (or a tab or CR) for a formula, and an address
+ * can start with any of them: such a cell is written behind a ' (OWASP's advice against CSV
+ * injection), which an import of the file takes off again.
+ */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
 function csvCell(value: string): string {
-  return /[",\r\n]/.test(value) || value !== value.trim() ? `"${value.replaceAll('"', '""')}"` : value;
+  const safe = FORMULA_START.test(value) ? `'${value}` : value;
+  return /[",\r\n]/.test(safe) || safe !== safe.trim() ? `"${safe.replaceAll('"', '""')}"` : safe;
+}
+
+function fromCsvCell(value: string): string {
+  return value.startsWith("'") && FORMULA_START.test(value.slice(1)) ? value.slice(1) : value;
 }
 
 const rfc3339 = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
