@@ -126,12 +126,14 @@ export function createThreadedWebhookSender(options: Omit<WebhookPosterOptions, 
           resolve(outcome);
         };
         const queued: Queued = { request: { ...request, n }, settle };
-        // A POST ends within its timeout on the thread; a thread that does not answer is stuck.
+        // A POST ends within two timeouts on the thread (a reset on a reused socket is tried once
+        // more on a fresh one, http-poster.ts); a thread that does not answer by then is stuck.
+        const limit = 2 * options.timeoutMs + GRACE_MS;
         const stuck = setTimeout(() => {
-          const why = `the webhook thread left a POST unanswered for ${options.timeoutMs + GRACE_MS} ms`;
+          const why = `the webhook thread left a POST unanswered for ${limit} ms`;
           if (queued.sentTo) queued.sentTo.lose(why);
           settle({ status: null, error: why, ms: 0 });
-        }, options.timeoutMs + GRACE_MS);
+        }, limit);
         stuck.unref();
         outbox.push(queued);
         if (outbox.length >= CROSSING_BATCH) flush();
