@@ -3,6 +3,7 @@ import type { PausedScopes, QueueControl } from './queue-control.ts';
 import type { FeedbackEvents } from './feedback-events.ts';
 import type { Suppressions } from './suppressions.ts';
 import type { WebhookOutbox } from './webhook-outbox.ts';
+import type { PersonalData } from './personal-data.ts';
 
 /**
  * The durable queue. Every backend (SQLite, PostgreSQL) satisfies the same contract test suite
@@ -192,7 +193,7 @@ export interface PoolStateEntry {
   expiresAt: number | null;
 }
 
-export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents, Suppressions, WebhookOutbox {
+export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents, Suppressions, WebhookOutbox, PersonalData {
   readonly driver: 'sqlite' | 'postgres';
 
   /** Applies pending migrations. Safe to call on every start. */

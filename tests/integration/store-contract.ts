@@ -9,6 +9,7 @@ import { registerIdempotencyContract } from './store-contract-idempotency.ts';
 import { registerFeedbackContract } from './store-contract-feedback.ts';
 import { registerSuppressionContract } from './store-contract-suppressions.ts';
 import { registerWebhookContract } from './store-contract-webhooks.ts';
+import { registerErasureContract } from './store-contract-erasure.ts';
 import { DataRefusedError, type AttemptResult, type Lease, type LeaseToken, type NewMessage, type Store } from '../../src/storage/store.ts';
 
 /**
@@ -97,6 +98,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
     registerFeedbackContract({ store: () => store, clock: () => clock });
     registerSuppressionContract({ store: () => store, clock: () => clock, open });
     registerWebhookContract({ store: () => store, clock: () => clock, open });
+    registerErasureContract({ store: () => store, clock: () => clock });
 
     it('enqueues a message with one queued row per recipient', async () => {
       const m = message({ recipients: ['a@One.test', 'b@two.TEST', 'c@one.test'], dueAt: T0 + 5 });

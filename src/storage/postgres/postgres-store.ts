@@ -77,6 +77,8 @@ import {
 } from '../suppression-rows.ts';
 import type { NewSuppression, SuppressionCursor, SuppressionFilters, SuppressionRecord } from '../suppressions.ts';
 import * as hooks from './webhook-queries.ts';
+import { postgresEraseRecipient, postgresPurgeErasedMessages, postgresRecipientData, type PostgresPersonalDataDeps } from './postgres-personal-data.ts';
+import type { ErasureCounts, RecipientData } from '../personal-data.ts';
 import type { ClaimedWebhookDelivery, DisabledWebhook, NewWebhookEndpoint, WebhookAttemptResult, WebhookChange, WebhookClaimOptions, WebhookDelivery, WebhookDeliveryQuery, WebhookEndpoint, WebhookEvent, WebhookLease, WebhookOutboxStats, WebhookReplayRange } from '../webhook-outbox.ts';
 import {
   WEBHOOK_PURGE_CHUNK,
@@ -753,6 +755,20 @@ class PostgresStore implements Store {
     return this.listener.subscribe(listener);
   }
 
+  /* Personal data (personal-data.ts): postgres-personal-data.ts does the work. */
+
+  async recipientData(address: string, tenant: string | null, limit: number): Promise<RecipientData> {
+    return postgresRecipientData(this.personalData(), address, tenant, limit);
+  }
+
+  async eraseRecipient(address: string, tenant: string | null, now: number): Promise<{ counts: ErasureCounts; addressHash: string }> {
+    return postgresEraseRecipient(this.personalData(), address, tenant, now);
+  }
+
+  async purgeErasedMessages(now: number): Promise<number> {
+    return postgresPurgeErasedMessages(this.personalData(), now);
+  }
+
   async ping(): Promise<void> {
     this.assertOpen();
     await sql.ping(this.pool);
@@ -782,6 +798,10 @@ class PostgresStore implements Store {
     this.assertOpen();
     if (!this.hasher) throw new Error('PostgreSQL store used before migrate()');
     return this.hasher;
+  }
+
+  private personalData(): PostgresPersonalDataDeps {
+    return { pool: this.pool, hasher: this.readHasher(), listSuppressions: (filters, after, limit) => this.listSuppressions(filters, after, limit) };
   }
 
   private async runTransaction(ops: readonly WriteOp<PgTransaction>[]): Promise<unknown[]> {

@@ -379,6 +379,19 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX messages_body_kept ON messages (created_at) WHERE length(body) > 0;
     `,
   },
+  {
+    version: 15,
+    name: 'messages an erasure left pending',
+    sql: `
+      -- A message an erasure took a recipient's rows from while another recipient still waited:
+      -- its body names the erased address, so it goes as soon as the others are final
+      -- (purgeErasedMessages). erased_at bounds the search for the DSNs made about it since.
+      CREATE TABLE erasure_pending (
+        message_id TEXT PRIMARY KEY NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        erased_at  INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ];
 
 /**

@@ -76,6 +76,9 @@ import {
 } from '../suppression-rows.ts';
 import type { NewSuppression, SuppressionCursor, SuppressionFilters, SuppressionRecord } from '../suppressions.ts';
 import { insertWebhookEvents, prepareWebhookQueries, type SqliteWebhookQueries } from './webhook-queries.ts';
+import { preparePersonalDataQueries, type SqlitePersonalDataQueries } from './personal-data-queries.ts';
+import { sqliteEraseRecipient, sqlitePurgeErasedMessages, sqliteRecipientData, type SqlitePersonalDataDeps } from './sqlite-personal-data.ts';
+import type { ErasureCounts, RecipientData } from '../personal-data.ts';
 import type { ClaimedWebhookDelivery, DisabledWebhook, NewWebhookEndpoint, WebhookAttemptResult, WebhookChange, WebhookClaimOptions, WebhookDelivery, WebhookDeliveryQuery, WebhookEndpoint, WebhookEvent, WebhookLease, WebhookOutboxStats, WebhookReplayRange } from '../webhook-outbox.ts';
 import {
   WEBHOOK_PURGE_CHUNK,
@@ -139,6 +142,7 @@ class SqliteStore implements Store {
   /** Keys suppressed addresses with the database's salt, read at migrate(). */
   private hasher: AddressHasher | null = null;
   private webhookQueries: SqliteWebhookQueries | null = null;
+  private personalDataQueries: SqlitePersonalDataQueries | null = null;
   private closing: Promise<void> | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
@@ -186,6 +190,7 @@ class SqliteStore implements Store {
     const salt = this.db.prepare('SELECT value FROM store_secrets WHERE name = ?').get(SUPPRESSION_SALT) as { value: string } | undefined;
     this.hasher ??= new AddressHasher(salt?.value ?? '');
     this.webhookQueries ??= prepareWebhookQueries(this.db);
+    this.personalDataQueries ??= preparePersonalDataQueries(this.db);
   }
 
   async enqueue(messages: NewMessage[]): Promise<void> {
@@ -718,6 +723,20 @@ class SqliteStore implements Store {
     return { pending: s.pending, held: s.held, disabledEndpoints: s.disabled };
   }
 
+  /* Personal data (personal-data.ts): sqlite-personal-data.ts does the work, through this store's write path. */
+
+  async recipientData(address: string, tenant: string | null, limit: number): Promise<RecipientData> {
+    return sqliteRecipientData(this.personalData(), address, tenant, limit);
+  }
+
+  async eraseRecipient(address: string, tenant: string | null, now: number): Promise<{ counts: ErasureCounts; addressHash: string }> {
+    return sqliteEraseRecipient(this.personalData(), address, tenant, now);
+  }
+
+  async purgeErasedMessages(now: number): Promise<number> {
+    return sqlitePurgeErasedMessages(this.personalData(), now);
+  }
+
   /** Single node: work is only enqueued by this process, whose queue calls the scheduler directly. */
   onWork(_listener: () => void): () => void {
     return () => {};
@@ -787,6 +806,19 @@ class SqliteStore implements Store {
   private readWebhooks(): SqliteWebhookQueries {
     this.read();
     return this.webhookQueries!;
+  }
+
+  private personalData(): SqlitePersonalDataDeps {
+    const q = this.read();
+    return {
+      q,
+      messages: this.messageQueries!,
+      feedback: this.feedbackQueries!,
+      pd: this.personalDataQueries!,
+      hasher: this.hasher!,
+      write: (op) => this.write(op),
+      listSuppressions: (filters, after, limit) => this.listSuppressions(filters, after, limit),
+    };
   }
 
   private assertOpen(): void {

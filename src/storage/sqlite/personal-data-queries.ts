@@ -1,0 +1,153 @@
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+
+/**
+ * The SQLite statements of personal data (personal-data.ts), prepared once. `?tenant` is null for
+ * every tenant's data, else a tenant key ('' for mail of no tenant).
+ *
+ * The address's messages come through indexes (its final rows through recipients_final_address,
+ * the live ones through recipients_due). What else may name it (DSN bodies, webhook deliveries,
+ * audit entries, idempotency answers) has no index to find it by, so those tables are read in
+ * pages of their key (pageEnd, then the statement over that key range): each page is one short
+ * synchronous step, and the event loop serves SMTP sessions between two.
+ */
+export function preparePersonalDataQueries(db: DatabaseSync) {
+  const stmt = (sql: string): StatementSync => db.prepare(sql);
+
+  // Both halves on an index: recipients_final_address needs its partial condition written out.
+  const selectAddressMessages = stmt(`
+    SELECT m.id FROM messages m
+    WHERE m.id IN (
+        SELECT r.message_id FROM recipients r INDEXED BY recipients_final_address
+        WHERE lower(r.recipient) = lower(?1) AND r.state IN ('delivered', 'bounced')
+        UNION
+        SELECT r.message_id FROM recipients r INDEXED BY recipients_due
+        WHERE r.state IN ('queued', 'delivering') AND lower(r.recipient) = lower(?1))
+      AND (?2 IS NULL OR coalesce(m.tenant, '') = ?2)
+    ORDER BY m.created_at DESC, m.id DESC
+    LIMIT ?3`);
+
+  // Recipients of the message still waiting or in flight, other than the address (null: any).
+  const countLive = stmt(`
+    SELECT count(*) AS n FROM recipients INDEXED BY recipients_message
+    WHERE message_id = ?1 AND state IN ('queued', 'delivering') AND (?2 IS NULL OR lower(recipient) <> lower(?2))`);
+
+  // Events and feedback events go with their rows (ON DELETE CASCADE).
+  const deleteAddressRows = stmt(`
+    DELETE FROM recipients WHERE message_id = ?1 AND lower(recipient) = lower(?2) RETURNING state`);
+
+  const insertPending = stmt(`
+    INSERT INTO erasure_pending (message_id, erased_at) VALUES (?, ?) ON CONFLICT (message_id) DO NOTHING`);
+
+  const selectPending = stmt(`
+    SELECT message_id, erased_at FROM erasure_pending WHERE message_id > ? ORDER BY message_id LIMIT ?`);
+
+  // The last key of the next page of a table read in pages (rowid; audit's id is its rowid).
+  const pageEnds = {
+    messages: stmt(`SELECT max(k) AS last FROM (SELECT rowid AS k FROM messages WHERE rowid > ? ORDER BY rowid LIMIT ?)`),
+    webhook_deliveries: stmt(`SELECT max(k) AS last FROM (SELECT rowid AS k FROM webhook_deliveries WHERE rowid > ? ORDER BY rowid LIMIT ?)`),
+    audit: stmt(`SELECT max(id) AS last FROM (SELECT id FROM audit WHERE id > ? ORDER BY id LIMIT ?)`),
+  };
+  // idempotency_keys has no rowid: its pages go by (scope, key).
+  const keyPageEnd = stmt(`
+    SELECT scope, key FROM (
+      SELECT scope, key FROM idempotency_keys WHERE (scope, key) > (?1, ?2) ORDER BY scope, key LIMIT ?3)
+    ORDER BY scope DESC, key DESC LIMIT 1`);
+
+  // A message body is a blob: read as text, it is searched as findInSqlite searches it. Only
+  // DSNs' bodies are read (source is tested first).
+  const selectDsnsQuoting = stmt(`
+    SELECT id FROM messages
+    WHERE rowid > ?1 AND rowid <= ?2 AND source = 'dsn' AND (?4 IS NULL OR coalesce(tenant, '') = ?4)
+      AND instr(lower(CAST(body AS TEXT)), lower(?3)) > 0`);
+
+  const NAMES_IN_DELIVERY = `
+      AND (?4 IS NULL OR tenant = ?4)
+      AND (instr(lower(recipient), lower(?3)) > 0 OR instr(lower(reply_text), lower(?3)) > 0 OR instr(lower(data), lower(?3)) > 0
+        OR instr(lower(tags), lower(?3)) > 0 OR instr(lower(metadata), lower(?3)) > 0)`;
+  const countDeliveriesNaming = stmt(`SELECT count(*) AS n FROM webhook_deliveries WHERE rowid > ?1 AND rowid <= ?2 ${NAMES_IN_DELIVERY}`);
+  const deleteDeliveriesNaming = stmt(`DELETE FROM webhook_deliveries WHERE rowid > ?1 AND rowid <= ?2 ${NAMES_IN_DELIVERY}`);
+
+  const selectAuditNaming = stmt(`
+    SELECT id, target, change FROM audit
+    WHERE id > ?1 AND id <= ?2 AND (?4 IS NULL OR coalesce(tenant, '') = ?4)
+      AND (instr(lower(target), lower(?3)) > 0 OR instr(lower(change), lower(?3)) > 0)`);
+  const updateAudit = stmt(`UPDATE audit SET target = ?, change = ? WHERE id = ?`);
+
+  const selectAnswersNaming = stmt(`
+    SELECT scope, key, response FROM idempotency_keys
+    WHERE (scope, key) > (?1, ?2) AND (scope, key) <= (?3, ?4) AND instr(lower(response), lower(?5)) > 0`);
+  const deleteAnswer = stmt(`DELETE FROM idempotency_keys WHERE scope = ? AND key = ?`);
+
+  // Through suppressions_address: the address's few entries over every tenant.
+  const forgetSuppressedAddress = stmt(`
+    UPDATE suppressions SET address = NULL
+    WHERE address_hash = ?1 AND (?2 IS NULL OR tenant = ?2) AND address IS NOT NULL`);
+
+  return {
+    /** The messages `address` is a recipient of, newest first. */
+    selectAddressMessages(address: string, tenant: string | null, limit: number): string[] {
+      return (selectAddressMessages.all(address, tenant, limit) as { id: string }[]).map((r) => r.id);
+    },
+
+    countLive(messageId: string, except: string | null): number {
+      return (countLive.get(messageId, except) as { n: number }).n;
+    },
+
+    /** Deletes the address's rows of the message; the states they had. */
+    deleteAddressRows(messageId: string, address: string): string[] {
+      return (deleteAddressRows.all(messageId, address) as { state: string }[]).map((r) => r.state);
+    },
+
+    insertPending(messageId: string, at: number): void {
+      insertPending.run(messageId, at);
+    },
+
+    selectPending(after: string, limit: number): { message_id: string; erased_at: number }[] {
+      return selectPending.all(after, limit) as unknown as { message_id: string; erased_at: number }[];
+    },
+
+    /** The last rowid of the page after `after`; null when no row is left. */
+    pageEnd(table: keyof typeof pageEnds, after: number, size: number): number | null {
+      return (pageEnds[table].get(after, size) as { last: number | null }).last;
+    },
+
+    keyPageEnd(after: readonly [string, string], size: number): [string, string] | null {
+      const row = keyPageEnd.get(after[0], after[1], size) as { scope: string; key: string } | undefined;
+      return row ? [row.scope, row.key] : null;
+    },
+
+    selectDsnsQuoting(from: number, to: number, address: string, tenant: string | null): string[] {
+      return (selectDsnsQuoting.all(from, to, address, tenant) as { id: string }[]).map((r) => r.id);
+    },
+
+    countDeliveriesNaming(from: number, to: number, address: string, tenant: string | null): number {
+      return (countDeliveriesNaming.get(from, to, address, tenant) as { n: number }).n;
+    },
+
+    deleteDeliveriesNaming(from: number, to: number, address: string, tenant: string | null): number {
+      return Number(deleteDeliveriesNaming.run(from, to, address, tenant).changes);
+    },
+
+    selectAuditNaming(from: number, to: number, address: string, tenant: string | null): { id: number; target: string | null; change: string | null }[] {
+      return selectAuditNaming.all(from, to, address, tenant) as unknown as { id: number; target: string | null; change: string | null }[];
+    },
+
+    updateAudit(id: number, target: string | null, change: string | null): void {
+      updateAudit.run(target, change, id);
+    },
+
+    selectAnswersNaming(from: readonly [string, string], to: readonly [string, string], address: string): { scope: string; key: string; response: string }[] {
+      return selectAnswersNaming.all(from[0], from[1], to[0], to[1], address) as unknown as { scope: string; key: string; response: string }[];
+    },
+
+    deleteAnswer(scope: string, key: string): void {
+      deleteAnswer.run(scope, key);
+    },
+
+    forgetSuppressedAddress(hash: Buffer, tenant: string | null): number {
+      return Number(forgetSuppressedAddress.run(hash, tenant).changes);
+    },
+  };
+}
+
+export type SqlitePersonalDataQueries = ReturnType<typeof preparePersonalDataQueries>;
