@@ -8,8 +8,9 @@ import { IDEMPOTENCY_WINDOW_MS } from './queue.ts';
  * after the body retention period, when one is set), audit entries older than theirs,
  * expired pool counters and state, queue pauses that have ended, idempotency keys older than
  * IDEMPOTENCY_WINDOW_MS, expired suppression entries and finished webhook deliveries older than
- * theirs (webhooks.retention), once at start and then every `intervalMs`, so the queue database
- * holds the live queue and recent history, not all history.
+ * theirs (webhooks.retention), and the messages an erasure left pending once their other
+ * recipients are final (Store.purgeErasedMessages), once at start and then every `intervalMs`, so
+ * the queue database holds the live queue and recent history, not all history.
  */
 export class RetentionSweeper {
   private timer: NodeJS.Timeout | null = null;
@@ -73,6 +74,9 @@ export class RetentionSweeper {
         if (suppressions) this.log.info({ event: 'retention.suppressions.purged', entries: suppressions }, 'purged expired suppression entries');
         const deliveries = await this.deps.store.purgeWebhookDeliveries(now - (this.deps.webhookRetentionMs ?? 7 * 86_400_000));
         if (deliveries) this.log.info({ event: 'retention.webhooks.purged', deliveries }, 'purged finished webhook deliveries');
+        // Messages an erasure left until their other recipients were final: they name the erased address.
+        const erased = await this.deps.store.purgeErasedMessages(now);
+        if (erased) this.log.info({ event: 'retention.erased.purged', messages: erased }, 'deleted the messages erasures left pending');
       } catch (err) {
         this.log.error({ event: 'retention.failed', err }, 'purging old data failed');
       } finally {

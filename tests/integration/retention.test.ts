@@ -161,4 +161,17 @@ describe('retention', () => {
     await sweeper.sweep();
     expect((await store.listWebhookDeliveries('wh_r', { state: null, after: null, limit: 10 })).map((d) => d.state)).toEqual(['pending']);
   });
+
+  it('deletes a message an erasure left pending once its other recipient is final, whatever the retention period', async () => {
+    await store.enqueue([message('erased', clock.now())]);
+    expect((await store.eraseRecipient('A@dest.test', null, clock.now())).counts.pending).toBe(1);
+    const sweeper = new RetentionSweeper({ store, clock, logger: createLogger('silent'), retentionMs: 7 * DAY });
+    await sweeper.sweep();
+    expect(await store.loadMessage('erased')).not.toBeNull();
+
+    const [other] = await store.claimDue({ now: clock.now(), limit: 10, owner: 'n', leaseMs: 60_000 });
+    await store.recordAttempts([{ ...other!, outcome: delivered, newState: 'delivered', countsAsAttempt: true }]);
+    await sweeper.sweep();
+    expect(await store.loadMessage('erased')).toBeNull();
+  });
 });
