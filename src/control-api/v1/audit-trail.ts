@@ -35,6 +35,14 @@ declare module 'fastify' {
     /** The client's address, read as the request comes in: a closed socket no longer has one. */
     auditClientAddress: string;
   }
+  interface FastifyContextConfig {
+    /**
+     * The route's path names a person (/v1/recipients/{address}): a request the route did not
+     * name a target for (refused before it ran) is recorded under the route's pattern, so the
+     * audit log never keeps an address an erasure took away.
+     */
+    personalPath?: boolean;
+  }
 }
 
 export interface AuditNote {
@@ -85,7 +93,7 @@ export function recordAuditTrail(app: FastifyInstance, deps: AuditTrailDeps): vo
       clientAddress: request.auditClientAddress || (request.ip ?? ''),
       method: request.method,
       route: request.routeOptions.url ?? pathOf(request),
-      target: request.auditNote?.target ?? pathOf(request),
+      target: request.auditNote?.target ?? (request.routeOptions.config?.personalPath ? (request.routeOptions.url ?? null) : pathOf(request)),
       change: request.auditNote?.change ?? null,
       status,
       outcome: request.auditAborted ? CLIENT_GONE : status < 400 ? 'OK' : (request.auditOutcome ?? `HTTP_${status}`),

@@ -16,6 +16,7 @@ import { registerMessageCancelRoute } from './routes/message-cancel.ts';
 import { registerMessagesRoutes, type MessagesRouteDeps } from './routes/messages.ts';
 import { registerQueueOperationsRoutes, type QueueOperationsRouteDeps } from './routes/queue-operations.ts';
 import { registerQueueRoute, type QueueRouteDeps } from './routes/queue.ts';
+import { registerRecipientRoutes, type RecipientRouteDeps } from './routes/recipients.ts';
 import { registerReloadRoute, type ReloadRouteDeps } from './routes/reload.ts';
 import { registerSendRoutes, type SendRouteDeps } from './routes/send.ts';
 import { registerWhoamiRoute } from './routes/whoami.ts';
@@ -31,7 +32,7 @@ export interface V1ApiDeps {
   tokens: () => TokenDirectory;
   /** POST /v1/reload. */
   reload: ReloadRouteDeps['reload'];
-  store: QueueRouteDeps['store'] & MessagesRouteDeps['store'] & AuditTrailDeps['store'] & AuditRouteDeps['store'] & SuppressionRouteDeps['store'] & WebhookRouteDeps['store'];
+  store: QueueRouteDeps['store'] & MessagesRouteDeps['store'] & AuditTrailDeps['store'] & AuditRouteDeps['store'] & SuppressionRouteDeps['store'] & WebhookRouteDeps['store'] & RecipientRouteDeps['store'];
   /** Counts the suppression entries the API writes. */
   metrics: SuppressionRouteDeps['metrics'];
   /** The time /v1/queue measures ages from; the system clock by default. */
@@ -102,6 +103,7 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     const webhooks = { store: deps.store, tenants: deps.tenants, clock: deps.clock, allowPrivateNetworks: false, maxEndpointsPerTenant: 10, ...deps.webhooks };
     registerWebhookRoutes(v1, webhooks);
     registerWebhookDeliveryRoutes(v1, webhooks);
+    registerRecipientRoutes(v1, { store: deps.store, clock: deps.clock });
 
     v1.get('/openapi.json', { schema: { hide: true } }, async () => v1.swagger());
   });
