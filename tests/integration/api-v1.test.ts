@@ -121,7 +121,7 @@ const EXPECTED: Array<{
   },
   { route: 'POST /v1/webhooks/{id}/replay', path: `/v1/webhooks/${KNOWN_WEBHOOK_ID}/replay`, body: { since: '2020-01-01T00:00:00Z' }, allowed: ['admin', 'sender'], tenant: {} },
   { route: 'GET /v1/recipients/{address}', path: `/v1/recipients/${SUPPRESSED_ADDRESS}`, allowed: ['admin', 'operator'], tenant: {} },
-  { route: 'DELETE /v1/recipients/{address}', path: '/v1/recipients/role-erased@example.net', allowed: ['admin'], tenant: {} },
+  { route: 'DELETE /v1/recipients/{address}', path: '/v1/recipients/role-erased@example.net', allowed: ['admin'] },
 ];
 /** The message `{id}` stands for in the routes above (enqueued before the tests, sent for the sender's tenant). */
 const KNOWN_MESSAGE_ID = 'api-v1-known';

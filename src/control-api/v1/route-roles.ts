@@ -70,7 +70,7 @@ export const ROUTE_ROLES: Readonly<Record<string, readonly ApiRole[]>> = {
   'POST /v1/webhooks/:id/deliveries/:deliveryId/replay': ['admin', 'sender'],
   'POST /v1/webhooks/:id/replay': ['admin', 'sender'],
   // Personal data of a recipient (data-subject requests): read by those who read all mail but
-  // viewers (it gathers one person's data in one answer); erased by admin only.
+  // viewers (it gathers one person's data in one answer); erased by admin only (?tenant= confines it).
   'GET /v1/recipients/:address': ['admin', 'operator'],
   'DELETE /v1/recipients/:address': ['admin'],
 };
@@ -114,9 +114,9 @@ export const TENANT_ROUTES: ReadonlySet<string> = new Set([
   'GET /v1/webhooks/:id/deliveries',
   'POST /v1/webhooks/:id/deliveries/:deliveryId/replay',
   'POST /v1/webhooks/:id/replay',
-  // A tenant's token reads and erases what its own tenant's mail holds about an address.
+  // A tenant's token reads what its own tenant's mail holds about an address. Erasing is the
+  // admin's, and an admin token belongs to no tenant: it names the tenant to erase for.
   'GET /v1/recipients/:address',
-  'DELETE /v1/recipients/:address',
 ]);
 
 /** The roles allowed on a route, or undefined when the table does not list it. */

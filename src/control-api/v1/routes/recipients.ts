@@ -24,7 +24,8 @@ type RecipientRequest<Q> = FastifyRequest<{ Params: { address: string }; Queryst
  * answers what Rookery holds about it (the messages it is a recipient of, their attempts and
  * feedback, its suppression entries, how many DSNs and webhook deliveries name it), DELETE erases
  * it (Store.eraseRecipient), keeping its suppression entries by their keyed hash only. A token of
- * a tenant sees and erases its tenant's data only; others name a tenant, or act on every tenant's.
+ * a tenant reads its tenant's data only (and never erases: admin tokens belong to no tenant);
+ * others name a tenant, or act on every tenant's.
  * The erasure is audited under the address's hash, never the address; both routes are marked
  * personalPath, so a refused request is audited under the route's pattern, not its path.
  */
@@ -40,7 +41,7 @@ export function registerRecipientRoutes(app: FastifyInstance, deps: RecipientRou
       response: { 200: jsonResponse('Its messages (never their bodies), suppression entries, and what else names it.', RECIPIENT_DATA), ...problemResponses(...AUTH_PROBLEMS) },
     },
     handler: async (request: RecipientRequest<{ tenant?: string; limit: number }>, reply: FastifyReply) => {
-      const scope = scopeOf(request, reply, 'reads');
+      const scope = scopeOf(request, reply);
       if (!('tenant' in scope)) return scope;
       const { address } = request.params;
       const data = await deps.store.recipientData(address, scope.tenant, request.query.limit);
@@ -71,7 +72,7 @@ export function registerRecipientRoutes(app: FastifyInstance, deps: RecipientRou
       response: { 200: jsonResponse('Erased; what went, by kind. Repeating it is safe (and completes one cut short).', ERASURE), ...problemResponses(...AUTH_PROBLEMS) },
     },
     handler: async (request: RecipientRequest<{ tenant?: string }>, reply: FastifyReply) => {
-      const scope = scopeOf(request, reply, 'erases');
+      const scope = scopeOf(request, reply);
       if (!('tenant' in scope)) return scope;
       // Named before the work starts: an erasure that fails half-way is on record without the address.
       auditRequest(request, { target: ERASED });
@@ -88,14 +89,14 @@ export function registerRecipientRoutes(app: FastifyInstance, deps: RecipientRou
  * another token the tenant it names ('' for mail of no tenant), else every tenant's (null). The
  * address must be one (local@domain): a part of one would match other people's data.
  */
-function scopeOf(request: RecipientRequest<{ tenant?: string }>, reply: FastifyReply, verb: string): { tenant: string | null } | FastifyReply {
+function scopeOf(request: RecipientRequest<{ tenant?: string }>, reply: FastifyReply): { tenant: string | null } | FastifyReply {
   const bad = addressProblem(request.params.address);
   if (bad) return sendInvalid(request, reply, 'params.address', bad);
   const own = request.principal!.tenant;
   const named = request.query.tenant;
   if (own === null) return { tenant: named ?? null };
   if (named !== undefined && named !== own) {
-    return sendProblem(reply, problem('FORBIDDEN', `A token of tenant "${own}" ${verb} that tenant's data only`, { instance: pathOf(request) }));
+    return sendProblem(reply, problem('FORBIDDEN', `A token of tenant "${own}" reads that tenant's data only`, { instance: pathOf(request) }));
   }
   return { tenant: own };
 }
