@@ -3,6 +3,7 @@ import type { DomainReport } from '../../sender-domains/domain-check-report.ts';
 import { BULK_TIMEOUT_MS } from './api-client.ts';
 import { pick, route, wholeNumber, type ApiCommand } from './api-command.ts';
 import { SUPPRESSION_COMMANDS } from './suppression-commands.ts';
+import { RECIPIENT_COMMANDS } from './recipient-commands.ts';
 import { auditPageText, type AuditPageJson } from './audit-text.ts';
 import { domainListText, type DomainListJson } from './domains-text.ts';
 import { EXIT } from './exit-codes.ts';
@@ -230,6 +231,7 @@ export const API_COMMANDS: Readonly<Record<string, ApiCommand>> = {
     problemPerLine: true,
   },
   ...SUPPRESSION_COMMANDS,
+  ...RECIPIENT_COMMANDS,
 };
 
 /**
