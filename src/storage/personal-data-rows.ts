@@ -27,7 +27,8 @@ const MAX_ADDRESS = 320;
  * person's data (every row holding "@"), so anything that is not local@domain is refused.
  */
 export function checkedAddress(address: string): string {
-  if (typeof address !== 'string' || address.length > MAX_ADDRESS || !/^[^@\s]+@[^@\s]+$/.test(address)) {
+  // The domain follows the last @: a quoted local part may hold one.
+  if (typeof address !== 'string' || address.length > MAX_ADDRESS || !/^\S+@[^@\s]+$/.test(address)) {
     throw new DataRefusedError('personal data: the address must be local@domain, at most 320 characters, without spaces');
   }
   return address;

@@ -99,6 +99,16 @@ export function registerErasureContract(ctx: { store: () => Store; clock: () => 
     expect([beta.suppressions.length, beta.dsns, beta.webhookDeliveries]).toEqual([0, 0, 0]);
   });
 
+  it('finds and erases a DSN quoting an address beyond ASCII, as the bytes of its body hold it', async () => {
+    const store = ctx.store();
+    const address = 'jürgen.müller@dest.test';
+    await store.enqueue([dsn('pd-dsn-utf8', 'pd-orig', address, null, T0), dsn('pd-dsn-ascii', 'pd-orig', 'jurgen.muller@dest.test', null, T0)]);
+    expect((await store.recipientData('Jürgen.Müller@dest.test', null, 10)).dsns).toBe(1);
+    expect((await store.eraseRecipient(address, null, T0 + 10)).counts.dsns).toBe(1);
+    expect(await store.getMessageInfo('pd-dsn-utf8')).toBeNull();
+    expect(await store.getMessageInfo('pd-dsn-ascii')).not.toBeNull();
+  });
+
   it('erases: deletes its messages, cancels its waiting rows without a DSN, keeps the suppression hash, and leaves the others', async () => {
     const store = ctx.store();
     const hook = await subscribeToEverything(store, 'acme');
