@@ -92,9 +92,16 @@ const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
  */
 const QUIET_POSTS = new Set(['/v1/messages', '/v1/messages/batch']);
 
+/**
+ * A path naming a person (GET/DELETE /v1/recipients/{address}, /v1/suppressions/{address}): the
+ * journal would keep the address an erasure takes away. The audit log records the request under
+ * the route's pattern.
+ */
+const PERSONAL_PATH = /^\/v1\/(?:recipients|suppressions)\/[^/]*(?:@|%40)/i;
+
 function quietRequest(method: string, url: string): boolean {
   const path = url.split('?')[0]!;
-  return QUIET_PATHS.has(path) || (method === 'POST' && QUIET_POSTS.has(path));
+  return QUIET_PATHS.has(path) || (method === 'POST' && QUIET_POSTS.has(path)) || PERSONAL_PATH.test(path);
 }
 
 export function createControlApi(deps: ControlApiDeps): ControlApi {

@@ -68,12 +68,40 @@ export function wasLive(state: string): boolean {
 }
 
 /**
- * `text` with every occurrence of the address, in any case (at least every spelling the query
- * that found the row matches), replaced by ERASED; null stays null.
+ * What may stand right before an address inside a longer one (its local part), and right after
+ * (its domain). The local part's `/ = & ?` are left out: they stand before an address in a path or
+ * a query string far more often than inside one.
  */
+const LOCAL_CHARS = "A-Za-z0-9.!#$%'*+^_`{|}~-";
+const DOMAIN_CHARS = 'A-Za-z0-9';
+
+/** The address as stored text holds it: as given, and inside JSON (a quoted local part's quotes escaped). */
+function spellings(address: string): string {
+  const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  return [...new Set([address, JSON.stringify(address).slice(1, -1)])].map(escape).join('|');
+}
+
+/**
+ * A regular expression (PostgreSQL's and JavaScript's alike) finding the address as a whole, in
+ * any case: not inside a longer address, neither jimbob@example.com for bob@example.com nor
+ * bob@example.com.au. PostgreSQL tests it with ~* (no lookaround there), so the characters around
+ * the address are matched, not looked at.
+ */
+export function addressPattern(address: string): string {
+  // A '-' in a bracket stands last: PostgreSQL reads it inside as the start of a range.
+  return `(^|[^${LOCAL_CHARS}])(${spellings(address)})($|[^${DOMAIN_CHARS}.-]|\\.($|[^${DOMAIN_CHARS}-]))`;
+}
+
+/** Whether `text` names the address as a whole (see addressPattern). */
+export function mentions(text: string | null, address: string): boolean {
+  return text !== null && new RegExp(addressPattern(address), 'i').test(text);
+}
+
+/** `text` with every whole occurrence of the address, in any case, replaced by ERASED; null stays null. */
 export function redacted(text: string | null, address: string): string | null {
   if (text === null) return null;
-  return text.replace(new RegExp(address.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'), 'giu'), ERASED);
+  const whole = new RegExp(`(?<![${LOCAL_CHARS}])(?:${spellings(address)})(?![${DOMAIN_CHARS}-]|\\.[${DOMAIN_CHARS}-])`, 'gi');
+  return text.replace(whole, ERASED);
 }
 
 /**

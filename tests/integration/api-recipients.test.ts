@@ -3,6 +3,7 @@ import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { createControlApi } from '../../src/control-api/server.ts';
 import { createLogger } from '../../src/observability/logger.ts';
+import { capturingLogger } from '../helpers/log-capture.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { resolveConfig } from '../../src/resolved-config.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
@@ -18,6 +19,8 @@ import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
  */
 
 const logger = createLogger('silent');
+/** The API's own log, read for addresses. */
+const { logger: apiLogger, logs: apiLogs } = capturingLogger('info');
 const tokens = { admin: generateApiToken(), operator: generateApiToken(), acmeOps: generateApiToken() };
 const CONFIG: ConfigInput = {
   api: {
@@ -52,7 +55,7 @@ beforeEach(async () => {
     config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: resolveConfig(CONFIG, { source: 'test', env: {} }).config.api.tokens, authFailures: { max: 100, window: 60_000 } } },
     store,
     ...apiSources({ store, config: CONFIG }),
-    logger,
+    logger: apiLogger,
     metrics: new Metrics({ processMetrics: false }),
     checks: { storage: () => store.ping() },
   });
@@ -116,14 +119,19 @@ describe('/v1/recipients/{address}', () => {
     expect((await call('DELETE', `/v1/recipients/${SUBJECT}`, tokens.acmeOps)).status).toBe(403);
     expect((await call('DELETE', `/v1/recipients/${SUBJECT}`, generateApiToken())).status).toBe(401);
     expect((await call('GET', `/v1/recipients/${SUBJECT}`, generateApiToken())).status).toBe(401);
+    // Any route with an address in its path, in any encoding of it.
+    expect((await call('DELETE', `/v1/suppressions/${encodeURIComponent(SUBJECT)}`, generateApiToken())).status).toBe(401);
     const entries = await store.listAudit(everyEntry, null, 10);
     expect(entries.map((e) => [e.method, e.status, e.target])).toEqual([
+      ['DELETE', 401, '/v1/suppressions/:address'],
       ['GET', 401, '/v1/recipients/:address'],
       ['DELETE', 401, '/v1/recipients/:address'],
       ['DELETE', 403, '/v1/recipients/:address'],
       ['DELETE', 403, '/v1/recipients/:address'],
     ]);
     expect(JSON.stringify(entries).toLowerCase()).not.toContain('erin.subject');
+    // Nor does the API's log (its request lines leave out paths that name a person).
+    expect(JSON.stringify(apiLogs).toLowerCase()).not.toContain('erin.subject');
 
     // An admin of no tenant erases every tenant's data.
     const erased = await call('DELETE', `/v1/recipients/${SUBJECT}`, tokens.admin);

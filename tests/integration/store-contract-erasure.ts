@@ -187,6 +187,28 @@ export function registerErasureContract(ctx: { store: () => Store; clock: () => 
     expect((await store.listEvents('er-flight')).map((e) => e.recipientId)).toEqual(recorded);
   });
 
+  it('erases the address as a whole: another address containing it, or it with a longer domain, stays; a quoted local part goes in JSON too', async () => {
+    const store = ctx.store();
+    const longer = ['jimbob@example.com', 'bob@example.com.au', 'x.bob@example.com'];
+    for (const other of longer) {
+      await store.recordAudit(audit(`/v1/suppressions/${other}`, { after: { address: other } }));
+      await store.enqueue([dsn(`dsn-${other}`, 'someone-else', other, null, T0)]);
+    }
+    await store.recordAudit(audit('/v1/suppressions/bob@example.com', { after: { address: 'Bob@Example.com' } }));
+    await store.recordAudit(audit('/v1/suppressions/"a@b"@x.com', { after: { address: '"a@b"@x.com' } }));
+
+    const { counts } = await store.eraseRecipient('bob@example.com', null, T0 + 10);
+    expect(counts).toMatchObject({ dsns: 0, auditEntries: 1 });
+    expect((await store.eraseRecipient('"a@b"@x.com', null, T0 + 20)).counts.auditEntries).toBe(1);
+
+    const entries = await store.listAudit({ actor: null, route: null, status: null, outcome: null, since: null, until: null, tenant: null }, null, 10);
+    const text = JSON.stringify(entries);
+    for (const other of longer) expect(text).toContain(other);
+    expect(text.toLowerCase()).not.toContain('/bob@example.com"');
+    expect(text).not.toContain('a@b');
+    for (const other of longer) expect(await store.loadMessage(`dsn-${other}`)).not.toBeNull();
+  });
+
   it("confines a tenant's erasure to its own data", async () => {
     const store = ctx.store();
     await store.enqueue([

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { systemClock, type Clock } from '../../clock.ts';
 import type { AuditChange, AuditEntry, AuditLog } from '../../storage/store.ts';
-import { pathOf } from '../error-handler.ts';
+import { pathOf, recordedPath } from '../error-handler.ts';
 import { PROBLEM_CONTENT_TYPE } from '../problem.ts';
 
 /**
@@ -34,14 +34,6 @@ declare module 'fastify' {
     auditRecorded: boolean;
     /** The client's address, read as the request comes in: a closed socket no longer has one. */
     auditClientAddress: string;
-  }
-  interface FastifyContextConfig {
-    /**
-     * The route's path names a person (/v1/recipients/{address}): a request the route did not
-     * name a target for (refused before it ran) is recorded under the route's pattern, so the
-     * audit log never keeps an address an erasure took away.
-     */
-    personalPath?: boolean;
   }
 }
 
@@ -93,7 +85,7 @@ export function recordAuditTrail(app: FastifyInstance, deps: AuditTrailDeps): vo
       clientAddress: request.auditClientAddress || (request.ip ?? ''),
       method: request.method,
       route: request.routeOptions.url ?? pathOf(request),
-      target: request.auditNote?.target ?? (request.routeOptions.config?.personalPath ? (request.routeOptions.url ?? null) : pathOf(request)),
+      target: request.auditNote?.target ?? recordedPath(request),
       change: request.auditNote?.change ?? null,
       status,
       outcome: request.auditAborted ? CLIENT_GONE : status < 400 ? 'OK' : (request.auditOutcome ?? `HTTP_${status}`),

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import type { ApiPrincipal, TokenDirectory } from '../../access/api-token.ts';
 import type { ApiRole } from '../../config/api-schema.ts';
-import { pathOf, sendProblem } from '../error-handler.ts';
+import { pathOf, recordedPath, sendProblem } from '../error-handler.ts';
 import { problem } from '../problem.ts';
 import { rolesFor, TENANT_ROUTES } from './route-roles.ts';
 
@@ -86,7 +86,7 @@ function authenticateFor(accessByMethod: ReadonlyMap<string, Access>, deps: V1Au
       if (!lock.isAllowed && lock.remaining === 0) return locked(reply, lock.ttlInSeconds);
       const count = await deps.failures(request);
       // The token is never logged, not even in part: a near-miss of a real token is still a secret.
-      request.log.warn({ event: 'api.auth.failed', client: request.ip, route: `${request.method} ${pathOf(request)}` }, 'API token not accepted');
+      request.log.warn({ event: 'api.auth.failed', client: request.ip, route: `${request.method} ${recordedPath(request)}` }, 'API token not accepted');
       if (!count.isAllowed && count.isExceeded) return locked(reply, count.ttlInSeconds);
       reply.header('www-authenticate', `${REALM}, error="invalid_token"`);
       return sendProblem(reply, problem('AUTH_FAILED', 'The API token is not valid', { instance: pathOf(request) }));

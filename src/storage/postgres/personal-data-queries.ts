@@ -1,3 +1,4 @@
+import { addressPattern } from '../personal-data-rows.ts';
 import type { Db } from './queries.ts';
 
 /**
@@ -94,9 +95,9 @@ export async function selectDsnsQuoting(db: Db, escaped: string, tenant: string 
     text: `
       SELECT id FROM messages
       WHERE source = 'dsn' AND ($2::text IS NULL OR coalesce(tenant, '') = $2)
-        AND position(lower($1) IN lower(encode(body, 'escape'))) > 0
+        AND encode(body, 'escape') ~* $1
       LIMIT $3`,
-    values: [escaped, tenant, limit],
+    values: [addressPattern(escaped), tenant, limit],
   });
   return rows.map((r) => r.id);
 }
@@ -107,23 +108,21 @@ export async function countDsnsQuoting(db: Db, escaped: string, tenant: string |
     text: `
       SELECT count(*)::int AS n FROM messages
       WHERE source = 'dsn' AND ($2::text IS NULL OR coalesce(tenant, '') = $2)
-        AND position(lower($1) IN lower(encode(body, 'escape'))) > 0`,
-    values: [escaped, tenant],
+        AND encode(body, 'escape') ~* $1`,
+    values: [addressPattern(escaped), tenant],
   });
   return rows[0]!.n;
 }
 
 const NAMES_IN_DELIVERY = `
         ($2::text IS NULL OR tenant = $2)
-        AND (position(lower($1) IN lower(recipient)) > 0 OR position(lower($1) IN lower(reply_text)) > 0
-          OR position(lower($1) IN lower(data)) > 0 OR position(lower($1) IN lower(array_to_string(tags, ' '))) > 0
-          OR position(lower($1) IN lower(metadata)) > 0)`;
+        AND (recipient ~* $1 OR reply_text ~* $1 OR data ~* $1 OR array_to_string(tags, ' ') ~* $1 OR metadata ~* $1)`;
 
 export async function countDeliveriesNaming(db: Db, address: string, tenant: string | null): Promise<number> {
   const { rows } = await db.query<{ n: number }>({
     name: 'rookery_count_deliveries_naming',
     text: `SELECT count(*)::int AS n FROM webhook_deliveries WHERE ${NAMES_IN_DELIVERY}`,
-    values: [address, tenant],
+    values: [addressPattern(address), tenant],
   });
   return rows[0]!.n;
 }
@@ -133,7 +132,7 @@ export async function deleteDeliveriesNaming(db: Db, address: string, tenant: st
   const { rowCount } = await db.query({
     name: 'rookery_delete_deliveries_naming',
     text: `DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries WHERE ${NAMES_IN_DELIVERY} LIMIT $3)`,
-    values: [address, tenant, limit],
+    values: [addressPattern(address), tenant, limit],
   });
   return rowCount ?? 0;
 }
@@ -151,9 +150,9 @@ export async function selectAuditNaming(
     text: `
       SELECT id, target, change FROM audit
       WHERE id > $3 AND ($2::text IS NULL OR coalesce(tenant, '') = $2)
-        AND (position(lower($1) IN lower(target)) > 0 OR position(lower($1) IN lower(change)) > 0)
+        AND (target ~* $1 OR change ~* $1)
       ORDER BY id LIMIT $4`,
-    values: [address, tenant, afterId, limit],
+    values: [addressPattern(address), tenant, afterId, limit],
   });
   return rows.map((r) => ({ ...r, id: Number(r.id) }));
 }
@@ -170,8 +169,8 @@ export async function updateAudit(db: Db, id: number, target: string | null, cha
 export async function selectAnswersNaming(db: Db, address: string): Promise<{ scope: string; key: string; response: string }[]> {
   const { rows } = await db.query<{ scope: string; key: string; response: string }>({
     name: 'rookery_select_answers_naming',
-    text: `SELECT scope, key, response FROM idempotency_keys WHERE position(lower($1) IN lower(response)) > 0`,
-    values: [address],
+    text: `SELECT scope, key, response FROM idempotency_keys WHERE response ~* $1`,
+    values: [addressPattern(address)],
   });
   return rows;
 }

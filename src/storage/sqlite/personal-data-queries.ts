@@ -1,4 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { mentions } from '../personal-data-rows.ts';
 
 /**
  * The SQLite statements of personal data (personal-data.ts), prepared once. `?tenant` is null for
@@ -12,6 +13,8 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
  */
 export function preparePersonalDataQueries(db: DatabaseSync) {
   const stmt = (sql: string): StatementSync => db.prepare(sql);
+  // The address as a whole, in any case (personal-data-rows.ts): SQLite has no regular expressions.
+  db.function('rookery_mentions', { deterministic: true }, (text, address) => (mentions(typeof text === 'string' ? text : null, String(address)) ? 1 : 0));
 
   // Both halves on an index: recipients_final_address needs its partial condition written out.
   const selectAddressMessages = stmt(`
@@ -58,24 +61,24 @@ export function preparePersonalDataQueries(db: DatabaseSync) {
   const selectDsnsQuoting = stmt(`
     SELECT id FROM messages
     WHERE rowid > ?1 AND rowid <= ?2 AND source = 'dsn' AND (?4 IS NULL OR coalesce(tenant, '') = ?4)
-      AND instr(lower(CAST(body AS TEXT)), lower(?3)) > 0`);
+      AND rookery_mentions(CAST(body AS TEXT), ?3)`);
 
   const NAMES_IN_DELIVERY = `
       AND (?4 IS NULL OR tenant = ?4)
-      AND (instr(lower(recipient), lower(?3)) > 0 OR instr(lower(reply_text), lower(?3)) > 0 OR instr(lower(data), lower(?3)) > 0
-        OR instr(lower(tags), lower(?3)) > 0 OR instr(lower(metadata), lower(?3)) > 0)`;
+      AND (rookery_mentions(recipient, ?3) OR rookery_mentions(reply_text, ?3) OR rookery_mentions(data, ?3)
+        OR rookery_mentions(tags, ?3) OR rookery_mentions(metadata, ?3))`;
   const countDeliveriesNaming = stmt(`SELECT count(*) AS n FROM webhook_deliveries WHERE rowid > ?1 AND rowid <= ?2 ${NAMES_IN_DELIVERY}`);
   const deleteDeliveriesNaming = stmt(`DELETE FROM webhook_deliveries WHERE rowid > ?1 AND rowid <= ?2 ${NAMES_IN_DELIVERY}`);
 
   const selectAuditNaming = stmt(`
     SELECT id, target, change FROM audit
     WHERE id > ?1 AND id <= ?2 AND (?4 IS NULL OR coalesce(tenant, '') = ?4)
-      AND (instr(lower(target), lower(?3)) > 0 OR instr(lower(change), lower(?3)) > 0)`);
+      AND (rookery_mentions(target, ?3) OR rookery_mentions(change, ?3))`);
   const updateAudit = stmt(`UPDATE audit SET target = ?, change = ? WHERE id = ?`);
 
   const selectAnswersNaming = stmt(`
     SELECT scope, key, response FROM idempotency_keys
-    WHERE (scope, key) > (?1, ?2) AND (scope, key) <= (?3, ?4) AND instr(lower(response), lower(?5)) > 0`);
+    WHERE (scope, key) > (?1, ?2) AND (scope, key) <= (?3, ?4) AND rookery_mentions(response, ?5)`);
   const deleteAnswer = stmt(`DELETE FROM idempotency_keys WHERE scope = ? AND key = ?`);
 
   // Through suppressions_address: the address's few entries over every tenant.

@@ -26,14 +26,13 @@ type RecipientRequest<Q> = FastifyRequest<{ Params: { address: string }; Queryst
  * it (Store.eraseRecipient), keeping its suppression entries by their keyed hash only. A token of
  * a tenant reads its tenant's data only (and never erases: admin tokens belong to no tenant);
  * others name a tenant, or act on every tenant's.
- * The erasure is audited under the address's hash, never the address; both routes are marked
- * personalPath, so a refused request is audited under the route's pattern, not its path.
+ * The erasure is audited under the address's hash, never the address; a refused request under
+ * the route's pattern, not its path (audit-trail.ts).
  */
 export function registerRecipientRoutes(app: FastifyInstance, deps: RecipientRouteDeps): void {
   const clock = deps.clock ?? systemClock;
 
   app.get('/v1/recipients/:address', {
-    config: { personalPath: true },
     schema: {
       ...v1Route({ summary: 'What Rookery holds about a recipient address', roles: rolesFor('GET', '/v1/recipients/:address') ?? [], tags: ['recipients'] }),
       params: ADDRESS_PARAMS,
@@ -64,7 +63,6 @@ export function registerRecipientRoutes(app: FastifyInstance, deps: RecipientRou
   });
 
   app.delete('/v1/recipients/:address', {
-    config: { personalPath: true },
     schema: {
       ...v1Route({ summary: 'Erase a recipient address: its messages, events and deliveries; its suppression kept by hash only', roles: rolesFor('DELETE', '/v1/recipients/:address') ?? [], tags: ['recipients'] }),
       params: ADDRESS_PARAMS,
