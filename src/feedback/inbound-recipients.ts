@@ -28,7 +28,10 @@ export type RefusedRecipient = { kind: 'refused'; reason: 'verp-tag-invalid' | '
 
 export function inboundTarget(address: string, addressing: InboundAddressing): InboundTarget | RefusedRecipient {
   const lower = address.toLowerCase();
-  if (addressing.fblAddresses.includes(lower)) return { kind: 'fbl', address };
+  // postmaster of a bounce domain (RFC 5321 4.5.1 requires it) is read as a feedback address:
+  // abuse reports are what arrives there; anything else is dropped as a feedback address's is.
+  const postmaster = lower.startsWith('postmaster@') && bounceDomains(addressing.returnPath).has(domainOf(lower));
+  if (addressing.fblAddresses.includes(lower) || postmaster) return { kind: 'fbl', address };
   const verp = verpIdsOf(address, addressing.returnPath);
   if (verp) return { kind: 'verp', address, ...verp };
   if (addressing.unsubscribe?.accepts(address)) return { kind: 'unsubscribe', address };

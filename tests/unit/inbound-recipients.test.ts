@@ -28,10 +28,11 @@ describe('whom the inbound listener takes mail for', () => {
     expect(inboundTarget(verp.replace('@bounces.example.com', '@example.com'), addressing)).toEqual({ kind: 'refused', reason: 'not-ours' });
   });
 
-  it('the feedback-loop addresses and the unsubscribe addresses; nobody else', () => {
+  it('the feedback-loop addresses, postmaster of a bounce domain, and the unsubscribe addresses; nobody else', () => {
     expect(inboundTarget('FBL@example.com', addressing)).toEqual({ kind: 'fbl', address: 'FBL@example.com' });
+    expect(inboundTarget('PostMaster@Bounces.example.com', addressing)).toEqual({ kind: 'fbl', address: 'PostMaster@Bounces.example.com' });
     expect(inboundTarget('unsubscribe+abc123@example.com', addressing)).toEqual({ kind: 'unsubscribe', address: 'unsubscribe+abc123@example.com' });
-    for (const address of ['postmaster@bounces.example.com', 'someone@elsewhere.test', 'fbl@example.com.evil.test', 'postmaster']) {
+    for (const address of ['postmaster@example.com', 'postmaster@elsewhere.test', 'someone@elsewhere.test', 'fbl@example.com.evil.test', 'postmaster']) {
       expect(inboundTarget(address, addressing).kind).toBe('refused');
     }
   });
