@@ -48,15 +48,17 @@ export function pathOf(request: FastifyRequest): string {
   return request.url.split('?')[0]!;
 }
 
+/** Routes whose path names a person (a recipient's address). */
+const PERSONAL_ROUTES = new Set(['/v1/recipients/:address', '/v1/suppressions/:address']);
+
 /**
- * The path as logs and the audit log keep it: the path, except where it names a person (a route
- * with an :address parameter: /v1/recipients/{address}, /v1/suppressions/{address}, in any
- * percent-encoding), which is kept as the route's pattern, so no record outlives an erasure with
- * the address in it.
+ * The path as logs and the audit log keep it: the path, except where it names a person
+ * (PERSONAL_ROUTES, in any percent-encoding), which is kept as the route's pattern, so no record
+ * outlives an erasure with the address in it.
  */
 export function recordedPath(request: FastifyRequest): string {
   const pattern = request.routeOptions.url;
-  return pattern?.includes(':address') ? pattern : pathOf(request);
+  return pattern !== undefined && PERSONAL_ROUTES.has(pattern) ? pattern : pathOf(request);
 }
 
 /** Fastify's client errors by status, as registry codes. */
