@@ -5,6 +5,7 @@ import { DataRefusedError, type AuditEntry, type NewMessage, type Store } from '
 import type { SuppressionFilters } from '../../src/storage/suppressions.ts';
 import type { ManualClock } from '../helpers/manual-clock.ts';
 import { newMessage } from '../helpers/new-message.ts';
+import { buildDsn } from '../../src/engine/dsn.ts';
 import { outboxEvents, subscribeToEverything } from '../helpers/webhook-events.ts';
 
 /**
@@ -107,6 +108,28 @@ export function registerErasureContract(ctx: { store: () => Store; clock: () => 
     expect((await store.eraseRecipient(address, null, T0 + 10)).counts.dsns).toBe(1);
     expect(await store.getMessageInfo('pd-dsn-utf8')).toBeNull();
     expect(await store.getMessageInfo('pd-dsn-ascii')).not.toBeNull();
+  });
+
+  it('erases the DSNs about its messages, also where their encoding splits the address across lines', async () => {
+    const store = ctx.store();
+    const colleagues = Array.from({ length: 6 }, (_, i) => `colleague${i}@dest.test`);
+    const person = 'erased.person@dest.test';
+    const body = Buffer.from(`From: app@sender.test\r\nTo: ${[...colleagues, person].join(', ')}\r\nSubject: Grüße aus München\r\n\r\nhello\r\n`);
+    await store.enqueue([newMessage('pd-qp', T0, { recipients: [...colleagues, person], body })]);
+    const report = await buildDsn({
+      reportingMta: 'mx.rookery.test',
+      original: { id: 'pd-qp', sender: 'app@sender.test', messageIdHeader: '<pd-qp@sender.test>', body, pool: 'default' },
+      failed: [{ recipient: colleagues[0]!, outcome: { ...delivered, disposition: 'permanent', code: 550, enhanced: '5.1.1', response: '550 5.1.1 no such user', bounceClass: 'unknown-user' } }],
+      now: T0 + 5,
+      id: 'pd-qp-dsn',
+    });
+    await store.enqueue([report]);
+    // The DSN quotes the original's header block quoted-printable: the address is not there as written.
+    expect(report.body.toString('latin1').toLowerCase()).not.toContain(person);
+
+    const { counts } = await store.eraseRecipient(person, null, T0 + 10);
+    expect(counts).toMatchObject({ pending: 1, dsns: 1 });
+    expect(await store.getMessageInfo('pd-qp-dsn')).toBeNull();
   });
 
   it('erases: deletes its messages, cancels its waiting rows without a DSN, keeps the suppression hash, and leaves the others', async () => {

@@ -1,3 +1,4 @@
+import { dsnQueueIdLine } from '../message-rows.ts';
 import { addressPattern } from '../personal-data-rows.ts';
 import type { Db } from './queries.ts';
 
@@ -88,16 +89,20 @@ export async function selectPending(db: Db, after: string, limit: number): Promi
   return rows;
 }
 
-/** DSNs whose body quotes the address (given as byteaEscapeText), at most `limit`. */
-export async function selectDsnsQuoting(db: Db, escaped: string, tenant: string | null, limit: number): Promise<string[]> {
+/**
+ * DSNs whose body quotes the address (given as byteaEscapeText), or that report on one of
+ * `reportingOn` (queue ids: one whose quoted headers are quoted-printable may hold the address
+ * split across lines, where no search finds it), at most `limit`.
+ */
+export async function selectDsnsQuoting(db: Db, escaped: string, tenant: string | null, limit: number, reportingOn: readonly string[] = []): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>({
-    name: 'rookery_select_dsns_quoting',
+    name: 'rookery_select_dsns_quoting_v2',
     text: `
       SELECT id FROM messages
       WHERE source = 'dsn' AND ($2::text IS NULL OR coalesce(tenant, '') = $2)
-        AND encode(body, 'escape') ~* $1
+        AND (encode(body, 'escape') ~* $1 OR EXISTS (SELECT 1 FROM unnest($4::bytea[]) AS l(line) WHERE position(l.line IN body) > 0))
       LIMIT $3`,
-    values: [addressPattern(escaped), tenant, limit],
+    values: [addressPattern(escaped), tenant, limit, reportingOn.map((id) => dsnQueueIdLine(id))],
   });
   return rows.map((r) => r.id);
 }

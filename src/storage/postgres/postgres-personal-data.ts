@@ -92,8 +92,11 @@ export async function postgresEraseRecipient(d: PostgresPersonalDataDeps, addres
     if (done.ids.length < ERASURE_CHUNK) break;
   }
 
+  // The DSNs quoting it, and those about the messages erased, whatever their encoding of it.
   const escaped = pd.byteaEscapeText(address);
-  for (let dsns = await pd.selectDsnsQuoting(pool, escaped, key, ERASURE_DELETE_CHUNK); dsns.length > 0; dsns = await pd.selectDsnsQuoting(pool, escaped, key, ERASURE_DELETE_CHUNK)) {
+  const reportingOn = [...erased];
+  const dsnsToDelete = () => pd.selectDsnsQuoting(pool, escaped, key, ERASURE_DELETE_CHUNK, reportingOn);
+  for (let dsns = await dsnsToDelete(); dsns.length > 0; dsns = await dsnsToDelete()) {
     counts.dsns += await pd.deleteMessages(pool, dsns);
   }
   for (let n = ERASURE_DELETE_CHUNK; n === ERASURE_DELETE_CHUNK; ) {

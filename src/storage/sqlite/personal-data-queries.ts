@@ -1,4 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { dsnQueueIdLine } from '../message-rows.ts';
 import { mentions } from '../personal-data-rows.ts';
 
 /**
@@ -57,11 +58,14 @@ export function preparePersonalDataQueries(db: DatabaseSync) {
     ORDER BY scope DESC, key DESC LIMIT 1`);
 
   // A message body is a blob: read as text, it is searched as findInSqlite searches it. Only
-  // DSNs' bodies are read (source is tested first).
+  // DSNs' bodies are read (source is tested first). ?5, a JSON list of X-Rookery-Queue-ID lines,
+  // also takes the DSNs reporting on those messages: one whose quoted headers are
+  // quoted-printable may hold the address split across lines, where no search finds it.
   const selectDsnsQuoting = stmt(`
     SELECT id FROM messages
     WHERE rowid > ?1 AND rowid <= ?2 AND source = 'dsn' AND (?4 IS NULL OR coalesce(tenant, '') = ?4)
-      AND rookery_mentions(CAST(body AS TEXT), ?3)`);
+      AND (rookery_mentions(CAST(body AS TEXT), ?3)
+        OR EXISTS (SELECT 1 FROM json_each(?5) WHERE instr(CAST(body AS TEXT), json_each.value) > 0))`);
 
   const NAMES_IN_DELIVERY = `
       AND (?4 IS NULL OR tenant = ?4)
@@ -119,8 +123,10 @@ export function preparePersonalDataQueries(db: DatabaseSync) {
       return row ? [row.scope, row.key] : null;
     },
 
-    selectDsnsQuoting(from: number, to: number, address: string, tenant: string | null): string[] {
-      return (selectDsnsQuoting.all(from, to, address, tenant) as { id: string }[]).map((r) => r.id);
+    /** The DSNs of the page quoting the address, or reporting on one of `reportingOn` (queue ids). */
+    selectDsnsQuoting(from: number, to: number, address: string, tenant: string | null, reportingOn: readonly string[] = []): string[] {
+      const lines = JSON.stringify(reportingOn.map((id) => dsnQueueIdLine(id).toString()));
+      return (selectDsnsQuoting.all(from, to, address, tenant, lines) as { id: string }[]).map((r) => r.id);
     },
 
     countDeliveriesNaming(from: number, to: number, address: string, tenant: string | null): number {

@@ -97,9 +97,11 @@ export async function sqliteEraseRecipient(d: SqlitePersonalDataDeps, address: s
     if (done.ids.length < ERASURE_CHUNK) break;
   }
 
-  // What else names it, read a page at a time; a page is written only when it holds some.
+  // What else names it, read a page at a time; a page is written only when it holds some. The
+  // DSNs about the messages erased go too, whatever their encoding of the address.
+  const reportingOn = [...erased];
   await eachPage(d, 'messages', async (from, to) => {
-    const dsns = d.pd.selectDsnsQuoting(from, to, address, key);
+    const dsns = d.pd.selectDsnsQuoting(from, to, address, key, reportingOn);
     if (dsns.length === 0) return;
     await d.write((q) => dsns.forEach((id) => q.deleteMessage(id)));
     counts.dsns += dsns.length;
