@@ -43,6 +43,12 @@ export function jsonResponse(description: string, schema: object): object {
 /** No query parameters: an unknown one is an error rather than silently ignored. */
 export const NO_QUERY = { type: 'object', additionalProperties: false, properties: {} } as const;
 
+/** The query fields of every paged listing (read by readPageQuery): where the last page ended, and its size. */
+export const PAGE_QUERY = {
+  cursor: { type: 'string', minLength: 1, maxLength: 400, description: 'nextCursor of the previous page.' },
+  limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+} as const;
+
 /** The schema fields every /v1 route shares: its roles in the description, bearer security. */
 export function v1Route(options: { summary: string; roles: readonly string[]; tags: string[] }): object {
   return {

@@ -3,7 +3,7 @@ import type { AuditLog, AuditRecord } from '../../../storage/store.ts';
 import { sendInvalid } from '../../error-handler.ts';
 import { decodeAuditCursor, encodeAuditCursor } from '../cursor.ts';
 import { rolesFor } from '../route-roles.ts';
-import { AUTH_PROBLEMS, jsonResponse, problemResponses, v1Route } from '../schemas.ts';
+import { AUTH_PROBLEMS, jsonResponse, PAGE_QUERY, problemResponses, v1Route } from '../schemas.ts';
 import { readPageQuery } from '../page-query.ts';
 
 export interface AuditRouteDeps {
@@ -21,8 +21,7 @@ const LIST_QUERY = {
     outcome: { type: 'string', minLength: 1, maxLength: 100, description: 'The problem code answered (`AUTH_FAILED`, `FORBIDDEN`, ...), or `OK`.' },
     since: { type: 'string', format: 'date-time', description: 'At or after (RFC 3339).' },
     until: { type: 'string', format: 'date-time', description: 'Before (RFC 3339).' },
-    cursor: { type: 'string', minLength: 1, maxLength: 400, description: 'nextCursor of the previous page.' },
-    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+    ...PAGE_QUERY,
   },
 } as const;
 

@@ -6,7 +6,7 @@ import { problem } from '../../problem.ts';
 import { decodeMessageCursor, encodeMessageCursor } from '../cursor.ts';
 import { dsnSearchWindow, messageDetailView, messageSummaryView } from '../message-view.ts';
 import { rolesFor } from '../route-roles.ts';
-import { AUTH_PROBLEMS, jsonResponse, problemResponses, v1Route } from '../schemas.ts';
+import { AUTH_PROBLEMS, jsonResponse, PAGE_QUERY, problemResponses, v1Route } from '../schemas.ts';
 import { MESSAGE_DETAIL, MESSAGE_PAGE } from './message-schemas.ts';
 import { readPageQuery } from '../page-query.ts';
 
@@ -29,8 +29,7 @@ const LIST_QUERY = {
     tag: { type: 'string', minLength: 1, maxLength: 128, description: 'Messages sent with this tag (POST /v1/messages `tags`; case counts).' },
     since: { type: 'string', format: 'date-time', description: 'Created at or after (RFC 3339).' },
     until: { type: 'string', format: 'date-time', description: 'Created before (RFC 3339).' },
-    cursor: { type: 'string', minLength: 1, maxLength: 400, description: 'nextCursor of the previous page.' },
-    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+    ...PAGE_QUERY,
   },
 } as const;
 

@@ -12,7 +12,7 @@ import { decodeSuppressionCursor, encodeSuppressionCursor } from '../cursor.ts';
 import { eventView } from '../message-view.ts';
 import { readPageQuery } from '../page-query.ts';
 import { rolesFor } from '../route-roles.ts';
-import { AUTH_PROBLEMS, jsonResponse, problemResponses, v1Route } from '../schemas.ts';
+import { AUTH_PROBLEMS, jsonResponse, PAGE_QUERY, problemResponses, v1Route } from '../schemas.ts';
 import { readEntry, tenantOf, type InputProblem } from '../suppression-input.ts';
 import { visibleMessage } from './messages.ts';
 import { ADD_BODY, ADD_RESULT, ADDRESS_PARAMS, addedView, ENTRY, ENTRY_DETAIL, ENTRY_PAGE, entryView, TENANT_QUERY } from './suppression-schemas.ts';
@@ -37,8 +37,7 @@ const LIST_QUERY = {
     address: { type: 'string', minLength: 3, maxLength: 320, description: 'The entries of this address (case ignored).' },
     since: { type: 'string', format: 'date-time', description: 'Created at or after (RFC 3339).' },
     until: { type: 'string', format: 'date-time', description: 'Created before (RFC 3339).' },
-    cursor: { type: 'string', minLength: 1, maxLength: 400, description: 'nextCursor of the previous page.' },
-    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+    ...PAGE_QUERY,
   },
 } as const;
 

@@ -7,7 +7,7 @@ import { auditRequest } from '../audit-trail.ts';
 import { decodeDeliveryCursor, encodeDeliveryCursor } from '../cursor.ts';
 import { readPageQuery } from '../page-query.ts';
 import { rolesFor } from '../route-roles.ts';
-import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
+import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, PAGE_QUERY, problemResponses, v1Route } from '../schemas.ts';
 import { DELIVERY, DELIVERY_PAGE, DELIVERY_PARAMS, deliveryView, ID_PARAMS, visibleWebhook } from './webhook-schemas.ts';
 import { webhookNotFound, type WebhookRouteDeps } from './webhooks.ts';
 
@@ -21,8 +21,7 @@ const LIST_QUERY = {
   additionalProperties: false,
   properties: {
     state: { ...STATE, description: 'Deliveries in this state.' },
-    cursor: { type: 'string', minLength: 1, maxLength: 400, description: 'nextCursor of the previous page.' },
-    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+    ...PAGE_QUERY,
   },
 } as const;
 

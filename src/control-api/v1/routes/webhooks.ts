@@ -12,7 +12,7 @@ import { auditRequest } from '../audit-trail.ts';
 import { decodeWebhookCursor, encodeWebhookCursor } from '../cursor.ts';
 import { readPageQuery } from '../page-query.ts';
 import { rolesFor } from '../route-roles.ts';
-import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, problemResponses, v1Route } from '../schemas.ts';
+import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, PAGE_QUERY, problemResponses, v1Route } from '../schemas.ts';
 import { DESCRIPTION, EVENT_TYPES, ID_PARAMS, visibleWebhook, WEBHOOK, WEBHOOK_PAGE, WEBHOOK_URL, WEBHOOK_WITH_SECRET, webhookView } from './webhook-schemas.ts';
 
 export interface WebhookRouteDeps {
@@ -57,8 +57,7 @@ const LIST_QUERY = {
   additionalProperties: false,
   properties: {
     tenant: { type: 'string', minLength: 1, maxLength: 64, description: "This tenant's endpoints (a tenant's token lists its own only)." },
-    cursor: { type: 'string', minLength: 1, maxLength: 400, description: 'nextCursor of the previous page.' },
-    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+    ...PAGE_QUERY,
   },
 } as const;
 
