@@ -2,7 +2,7 @@ import type { SMTPServerOptions } from 'smtp-server';
 import type { BufferBudget } from '../engine/buffer-budget.ts';
 import { RookeryError, SMTP_REPLIES, smtpReplyText, type SmtpReplySpec } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { watchDataRate } from '../smtp/data-rate.ts';
+import { watchSessionDataRate } from '../smtp/data-rate.ts';
 import { collectMessage } from '../smtp/message-collector.ts';
 import { logSafe, type Rejections } from '../smtp/rejections.ts';
 import type { SessionRegistry } from '../smtp/session-registry.ts';
@@ -67,16 +67,7 @@ export function inboundSessionHandlers(deps: InboundSessionDeps): Required<Pick<
     onData(stream, session, callback) {
       const state = sessions.get(session.id);
       const log = state?.log ?? deps.log;
-      const stopWatch = state
-        ? watchDataRate(stream, {
-            graceMs: deps.dataGraceMs,
-            minBytesPerSecond: deps.minDataRate,
-            onTooSlow: (bytes) => {
-              rejections.reject(state, 'DATA_TOO_SLOW', { bytes });
-              state.server.endSession(state.id, smtpReplyText(SMTP_REPLIES.DATA_TOO_SLOW));
-            },
-          })
-        : () => undefined;
+      const stopWatch = watchSessionDataRate(stream, state, { graceMs: deps.dataGraceMs, minBytesPerSecond: deps.minDataRate, rejections });
       collectMessage(stream, deps.maxMessageBytes, deps.buffers)
         .finally(stopWatch)
         .then(async (collected) => {

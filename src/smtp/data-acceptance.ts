@@ -6,7 +6,7 @@ import { RookeryError, SMTP_REPLIES, smtpReplyText } from '../errors.ts';
 import { splitHeader } from '../mail/message-headers.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { BufferBudget } from '../engine/buffer-budget.ts';
-import { watchDataRate } from './data-rate.ts';
+import { watchSessionDataRate } from './data-rate.ts';
 import { collectMessage } from './message-collector.ts';
 import { receivedField } from './received-header.ts';
 import { logSafe, type Rejections } from './rejections.ts';
@@ -58,16 +58,7 @@ async function receive(deps: DataAcceptanceDeps, stream: SMTPServerDataStream, s
   const { rejections } = deps;
   const log = state?.log ?? deps.log;
   // The session is ended (421) when the message falls behind the minimum rate.
-  const stopWatch = state
-    ? watchDataRate(stream, {
-        graceMs: deps.dataGraceMs,
-        minBytesPerSecond: deps.minDataRate,
-        onTooSlow: (bytes) => {
-          rejections.reject(state, 'DATA_TOO_SLOW', { bytes });
-          state.server.endSession(state.id, smtpReplyText(SMTP_REPLIES.DATA_TOO_SLOW));
-        },
-      })
-    : () => undefined;
+  const stopWatch = watchSessionDataRate(stream, state, { graceMs: deps.dataGraceMs, minBytesPerSecond: deps.minDataRate, rejections });
   let collected;
   try {
     collected = await collectMessage(stream, deps.maxMessageBytes, deps.buffers);

@@ -1,4 +1,7 @@
 import type { Readable } from 'node:stream';
+import { SMTP_REPLIES, smtpReplyText } from '../errors.ts';
+import type { Rejections } from './rejections.ts';
+import type { SessionState } from './session-registry.ts';
 
 /**
  * The time limit of a DATA transfer: `graceMs`, plus one second for every `minBytesPerSecond`
@@ -26,4 +29,25 @@ export function watchDataRate(stream: Readable, options: { graceMs: number; minB
     if (timer) clearTimeout(timer);
     timer = null;
   };
+}
+
+/**
+ * A session's DATA held to the minimum rate, for every listener: a client that falls behind is
+ * refused (DATA_TOO_SLOW) and its session ended with a 421. Without the session's state (it has
+ * ended already) there is nothing to watch.
+ */
+export function watchSessionDataRate(
+  stream: Readable,
+  state: SessionState | undefined,
+  options: { graceMs: number; minBytesPerSecond: number; rejections: Rejections },
+): () => void {
+  if (!state) return () => undefined;
+  return watchDataRate(stream, {
+    graceMs: options.graceMs,
+    minBytesPerSecond: options.minBytesPerSecond,
+    onTooSlow: (bytes) => {
+      options.rejections.reject(state, 'DATA_TOO_SLOW', { bytes });
+      state.server.endSession(state.id, smtpReplyText(SMTP_REPLIES.DATA_TOO_SLOW));
+    },
+  });
 }
