@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import type { ApiRole } from '../../src/config/api-schema.ts';
@@ -17,6 +15,7 @@ import { freePort } from '../helpers/free-port.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 import { newMessage } from '../helpers/new-message.ts';
 import { createTempDir } from '../helpers/temp-dir.ts';
+import { runRookery, type CliRun } from '../helpers/rookery-cli.ts';
 import { until } from '../helpers/until.ts';
 
 /**
@@ -29,9 +28,6 @@ import { until } from '../helpers/until.ts';
  * not there).
  */
 
-const ROOT = new URL('../..', import.meta.url).pathname;
-const NODE = join(ROOT, 'node_modules/.bin/node');
-const CLI = join(ROOT, 'src/cli/main.ts');
 const T0 = Date.parse('2026-11-30T10:00:00.000Z');
 const logger = createLogger('silent');
 
@@ -90,20 +86,8 @@ afterAll(async () => {
 });
 
 /** Runs the real command in a fresh process, against the test's API with the operator's token unless `env` says otherwise. */
-function rookery(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('ROOKERY_')));
-  const merged = { ...base, ROOKERY_API_URL: apiUrl, ROOKERY_API_TOKEN: tokens.operator, ...env };
-  const childEnv = Object.fromEntries(Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== undefined));
-  return new Promise((resolve, reject) => {
-    // Not spawnSync: the API answering it runs in this process.
-    const child = spawn(NODE, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: childEnv });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function rookery(args: string[], env: Record<string, string | undefined> = {}): Promise<CliRun> {
+  return runRookery(args, { ROOKERY_API_URL: apiUrl, ROOKERY_API_TOKEN: tokens.operator, ...env });
 }
 
 async function apiJson(path: string, token = tokens.admin): Promise<unknown> {

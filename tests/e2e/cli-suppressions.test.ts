@@ -1,16 +1,13 @@
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
-import { createControlApi, type ControlApi } from '../../src/control-api/server.ts';
+import type { ControlApi } from '../../src/control-api/server.ts';
 import { createLogger } from '../../src/observability/logger.ts';
-import { Metrics } from '../../src/observability/metrics.ts';
-import { resolveConfig } from '../../src/resolved-config.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
-import { apiSources } from '../helpers/api-sources.ts';
+import { runRookery, type CliRun } from '../helpers/rookery-cli.ts';
+import { startSendApi } from '../helpers/send-api.ts';
 import { createTempDir } from '../helpers/temp-dir.ts';
 
 /**
@@ -18,9 +15,6 @@ import { createTempDir } from '../helpers/temp-dir.ts';
  * command in its own process against a real control API on loopback over a SQLite queue.
  */
 
-const ROOT = new URL('../..', import.meta.url).pathname;
-const NODE = join(ROOT, 'node_modules/.bin/node');
-const CLI = join(ROOT, 'src/cli/main.ts');
 const logger = createLogger('silent');
 const tokens = { operator: generateApiToken(), sender: generateApiToken() };
 const CONFIG: ConfigInput = {
@@ -41,16 +35,9 @@ let apiUrl: string;
 beforeAll(async () => {
   store = createSqliteStore({ path: temp.file('queue.db'), logger });
   await store.migrate();
-  api = createControlApi({
-    config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: resolveConfig(CONFIG, { env: {} }).config.api.tokens, authFailures: { max: 100, window: 60_000 } } },
-    store,
-    logger,
-    metrics: new Metrics({ processMetrics: false }),
-    checks: { storage: () => store.ping() },
-    ...apiSources({ store, config: CONFIG }),
-  });
-  const { host, port } = await api.start();
-  apiUrl = `http://${host}:${port}`;
+  const started = await startSendApi({ store, config: CONFIG, logger });
+  api = started.api;
+  apiUrl = `http://${started.host}:${started.port}`;
 });
 
 afterAll(async () => {
@@ -59,18 +46,8 @@ afterAll(async () => {
   await temp.remove();
 });
 
-function rookery(args: string[], token = tokens.operator, stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('ROOKERY_')));
-  return new Promise((resolve, reject) => {
-    const child = spawn(NODE, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...base, ROOKERY_API_URL: apiUrl, ROOKERY_API_TOKEN: token } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(stdin ?? '');
-  });
+function rookery(args: string[], token = tokens.operator, stdin?: string): Promise<CliRun> {
+  return runRookery(args, { ROOKERY_API_URL: apiUrl, ROOKERY_API_TOKEN: token }, stdin);
 }
 
 describe('rookery suppressions', () => {

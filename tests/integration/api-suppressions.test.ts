@@ -1,15 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
-import { createControlApi } from '../../src/control-api/server.ts';
+import type { ControlApi } from '../../src/control-api/server.ts';
 import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import { createLogger } from '../../src/observability/logger.ts';
-import { Metrics } from '../../src/observability/metrics.ts';
-import { resolveConfig } from '../../src/resolved-config.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
-import { apiSources } from '../helpers/api-sources.ts';
 import { newMessage } from '../helpers/new-message.ts';
+import { startSendApi } from '../helpers/send-api.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 
 /**
@@ -35,7 +33,7 @@ const CONFIG: ConfigInput = {
 
 let dir: TempDir;
 let store: Store;
-let api: ReturnType<typeof createControlApi>;
+let api: ControlApi;
 let base: string;
 
 interface Answer {
@@ -64,16 +62,9 @@ beforeEach(async () => {
   dir = await createTempDir('rookery-api-suppressions');
   store = createSqliteStore({ path: dir.file('queue.db'), logger });
   await store.migrate();
-  api = createControlApi({
-    config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: resolveConfig(CONFIG, { source: 'test', env: {} }).config.api.tokens, authFailures: { max: 100, window: 60_000 } } },
-    store,
-    ...apiSources({ store, config: CONFIG }),
-    logger,
-    metrics: new Metrics({ processMetrics: false }),
-    checks: { storage: () => store.ping() },
-  });
-  const { host, port } = await api.start();
-  base = `http://${host}:${port}`;
+  const started = await startSendApi({ store, config: CONFIG, logger: logger });
+  api = started.api;
+  base = `http://${started.host}:${started.port}`;
 });
 
 afterEach(async () => {
