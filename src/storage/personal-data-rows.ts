@@ -92,9 +92,9 @@ export function addressPattern(address: string): string {
   return `(^|[^${LOCAL_CHARS}])(${spellings(address)})($|[^${DOMAIN_CHARS}.-]|\\.($|[^${DOMAIN_CHARS}-]))`;
 }
 
-/** Whether `text` names the address as a whole (see addressPattern). */
-export function mentions(text: string | null, address: string): boolean {
-  return text !== null && new RegExp(addressPattern(address), 'i').test(text);
+/** addressPattern as a JavaScript expression: `.test(text)` says whether text names the address as a whole. */
+export function addressRegExp(address: string): RegExp {
+  return new RegExp(addressPattern(address), 'i');
 }
 
 /** `text` with every whole occurrence of the address, in any case, replaced by ERASED; null stays null. */

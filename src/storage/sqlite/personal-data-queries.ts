@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { dsnQueueIdLine } from '../message-rows.ts';
-import { mentions } from '../personal-data-rows.ts';
+import { addressRegExp } from '../personal-data-rows.ts';
 
 /**
  * The SQLite statements of personal data (personal-data.ts), prepared once. `?tenant` is null for
@@ -14,8 +14,14 @@ import { mentions } from '../personal-data-rows.ts';
  */
 export function preparePersonalDataQueries(db: DatabaseSync) {
   const stmt = (sql: string): StatementSync => db.prepare(sql);
-  // The address as a whole, in any case (personal-data-rows.ts): SQLite has no regular expressions.
-  db.function('rookery_mentions', { deterministic: true }, (text, address) => (mentions(typeof text === 'string' ? text : null, String(address)) ? 1 : 0));
+  // The address as a whole, in any case (personal-data-rows.ts): SQLite has no regular
+  // expressions. A scan asks about one address row after row: its expression is made once.
+  let matcher: { address: string; expression: RegExp } | null = null;
+  db.function('rookery_mentions', { deterministic: true }, (text, address) => {
+    const wanted = String(address);
+    if (matcher?.address !== wanted) matcher = { address: wanted, expression: addressRegExp(wanted) };
+    return typeof text === 'string' && matcher.expression.test(text) ? 1 : 0;
+  });
 
   // Both halves on an index: recipients_final_address needs its partial condition written out.
   const selectAddressMessages = stmt(`
