@@ -111,6 +111,24 @@ export function registerWebhookContract(ctx: { store: () => Store; clock: () => 
     expect(await store.webhookOutboxStats()).toEqual({ pending: 2, held: 0, disabledEndpoints: 0 });
   });
 
+  it('makes delivery ids that start with the time they were made, so later rows sort after earlier ones', async () => {
+    const store = ctx.store();
+    const hook = endpoint();
+    await store.createWebhook(hook);
+    const ids: string[] = [];
+    for (const id of ['m-first', 'm-second', 'm-third']) {
+      const before = Date.now();
+      await store.enqueue([message(id)]);
+      const [made] = (await deliveries(store, hook.id)).filter((d) => d.event.messageId === id);
+      ids.push(made!.id);
+      // The system's time in ms, in 12 hex digits, then random.
+      expect(parseInt(made!.id.slice(4, 16), 16)).toBeGreaterThanOrEqual(before - 1000);
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+    expect([...ids].sort()).toEqual(ids);
+    expect(new Set(ids.map((id) => id.slice(16))).size).toBe(3);
+  });
+
   it('writes no event for a change that fails: the event is in its transaction', async () => {
     const store = ctx.store();
     const hook = endpoint();
