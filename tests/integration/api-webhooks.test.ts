@@ -218,7 +218,8 @@ describe('/v1/webhooks', () => {
     clock.set(T0 + 120_000);
     const on = await call('PATCH', `/v1/webhooks/${id}`, ACME, { enabled: true, url: 'https://hooks.acme.example/v2' });
     expect(on).toMatchObject({ status: 200, body: { enabled: true, disabledReason: null, disabledAt: null, url: 'https://hooks.acme.example/v2' } });
-    expect((await store.listWebhookDeliveries(id, { state: null, after: null, limit: 10 })).map((d) => [d.state, d.nextAttemptAt])).toEqual([['pending', T0 + 120_000]]);
+    // Due (it was before the endpoint was disabled), with a retry window from the enabling.
+    expect((await store.listWebhookDeliveries(id, { state: null, after: null, limit: 10 })).map((d) => [d.state, d.nextAttemptAt <= T0 + 120_000, d.retryUntil])).toEqual([['pending', true, T0 + 120_000 + WEBHOOK_RETRY_WINDOW_MS]]);
     expect(due).toBe(1);
 
     await until(async () => (await store.listAudit({ actor: null, route: '/v1/webhooks/:id', status: null, outcome: null, since: null, until: null, tenant: null }, null, 10)).length === 2, 'the changes audited');

@@ -401,7 +401,8 @@ export function registerWebhookContract(ctx: { store: () => Store; clock: () => 
 
     const enabled = await store.updateWebhook(hook.id, { enabled: true }, at + 100);
     expect(enabled).toMatchObject({ enabled: true, disabledReason: null, disabledAt: null, failingSince: null, updatedAt: at + 100 });
-    expect((await deliveries(store, hook.id)).filter((d) => d.state === 'pending').map((d) => d.nextAttemptAt)).toEqual([at + 100, at + 100, at + 100, at + 100, at + 100]);
+    // Due now: those waiting for a later retry are brought forward.
+    expect((await deliveries(store, hook.id)).filter((d) => d.state === 'pending').map((d) => d.nextAttemptAt <= at + 100)).toEqual([true, true, true, true, true]);
     // Each gets a retry window from its release: held past its own, it would have one try only.
     expect((await deliveries(store, hook.id)).filter((d) => d.state === 'pending').every((d) => d.retryUntil === at + 100 + WEBHOOK_RETRY_WINDOW_MS)).toBe(true);
     await store.recordWebhookEvents([event('h@d.test')]);
@@ -410,6 +411,38 @@ export function registerWebhookContract(ctx: { store: () => Store; clock: () => 
     // An operator's disabling holds the same way, with its own reason.
     expect(await store.updateWebhook(hook.id, { enabled: false, disabledReason: 'receiver moving' }, at + 200)).toMatchObject({ enabled: false, disabledReason: 'receiver moving' });
     expect((await deliveries(store, hook.id)).filter((d) => d.state === 'held')).toHaveLength(6);
+  });
+
+  it('disables, enables and deletes an endpoint with more deliveries than one transaction changes, and claims leave a disabled one\'s', async () => {
+    const store = ctx.store();
+    const busy = endpoint({ eventTypes: ['recipient.complained'] });
+    const quiet = endpoint({ eventTypes: ['recipient.complained'], tenant: 'other' });
+    await store.createWebhook(busy);
+    await store.createWebhook(quiet);
+    const event = (tenant: string, i: number) => ({ type: 'recipient.complained', tenant, messageId: null, recipient: `r${i}@d.test`, at: T0, egressIp: null }) as const;
+    await store.recordWebhookEvents(Array.from({ length: 2_500 }, (_, i) => event('acme', i)));
+    await store.recordWebhookEvents([event('other', 0)]);
+    // Half of them failed once and wait for a retry a day later.
+    const claimed = await store.claimWebhookDeliveries({ ...claimOptions, now: T0, limit: 1_000, perWebhook: 1_000, skip: [quiet.id] });
+    await store.recordWebhookAttempts(claimed.map((c) => ({ id: c.id, token: c.token, webhookId: busy.id, ok: false, status: 503, error: 'HTTP 503', at: T0, nextAttemptAt: T0 + DAY })), WEBHOOK_RETRY_WINDOW_MS);
+
+    await store.updateWebhook(busy.id, { enabled: false }, T0 + 1);
+    expect(await store.webhookOutboxStats()).toEqual({ pending: 1, held: 2_500, disabledEndpoints: 1 });
+    expect((await store.claimWebhookDeliveries({ ...claimOptions, now: T0 + 2 * DAY, limit: 1_000 })).map((c) => c.webhookId)).toEqual([quiet.id]);
+    expect(await store.listWebhookDeliveries(busy.id, { state: 'pending', after: null, limit: 10 })).toEqual([]);
+    expect(await store.listWebhookDeliveries(busy.id, { state: 'held', after: null, limit: 10 })).toHaveLength(10);
+
+    await store.updateWebhook(busy.id, { enabled: true }, T0 + 2);
+    expect(await store.webhookOutboxStats()).toEqual({ pending: 2_500, held: 0, disabledEndpoints: 0 });
+    const due = await store.claimWebhookDeliveries({ ...claimOptions, now: T0 + 2, limit: 3_000, perWebhook: 3_000 });
+    expect(due).toHaveLength(2_500);
+    expect(due.every((d) => d.retryUntil >= T0 + 2 + WEBHOOK_RETRY_WINDOW_MS)).toBe(true);
+    await store.releaseWebhookDeliveries(due);
+
+    expect(await store.deleteWebhook(busy.id)).toBe(true);
+    expect(await store.getWebhook(busy.id)).toBeNull();
+    expect(await deliveries(store, busy.id)).toEqual([]);
+    expect(await store.webhookOutboxStats()).toEqual({ pending: 0, held: 0, disabledEndpoints: 0 });
   });
 
   it('replays one delivery or a range of them, never one in flight, and holds a replay for a disabled endpoint', async () => {

@@ -400,6 +400,20 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 19,
+    name: 'webhook deliveries claimed per endpoint',
+    sql: `
+      -- Claims look up each enabled endpoint's due rows, so a disabled endpoint's backlog (held:
+      -- pending rows of a disabled endpoint) is never scanned or rewritten, and disabling or
+      -- enabling an endpoint changes one row however many deliveries it has.
+      CREATE INDEX webhook_deliveries_endpoint_due ON webhook_deliveries (webhook_id, next_attempt_at, id) WHERE state = 'pending';
+      DROP INDEX webhook_deliveries_due;
+      UPDATE webhook_deliveries SET state = 'pending' WHERE state = 'held';
+      -- When the endpoint was last enabled: a delivery claimed after it has its retry window from then at least.
+      ALTER TABLE webhooks ADD COLUMN enabled_at bigint;
+    `,
+  },
 ];
 
 /** First key of the two-key advisory lock taken while migrating ("rook"). */

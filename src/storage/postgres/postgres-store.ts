@@ -635,27 +635,41 @@ class PostgresStore implements Store {
     return (await hooks.listWebhooks(this.pool, tenant === undefined ? null : (tenant ?? ''), after ?? '', limit)).map(toWebhookEndpoint);
   }
 
+  /**
+   * Disabling changes the endpoint alone: its pending rows are held by that (claims leave them).
+   * Enabling makes the ones waiting for a later retry due now, a chunk per transaction.
+   */
   async updateWebhook(id: string, change: WebhookChange, now: number): Promise<WebhookEndpoint | null> {
     this.assertOpen();
-    return this.batcher.submit(async (tx) => {
+    const changed = await this.batcher.submit(async (tx) => {
       const row = await hooks.selectWebhook(tx.client, id, true);
       if (!row) return null;
       const next = changedWebhookRow(row, change, now);
       checkWebhookEndpoint(toWebhookEndpoint(next));
       await hooks.updateWebhook(tx.client, next);
-      const wasEnabled = Boolean(row.enabled);
-      const enabled = Boolean(next.enabled);
-      await hooks.subscribe(tx.client, [id], next.tenant, enabled ? (JSON.parse(next.event_types) as string[]) : []);
-      if (wasEnabled && !enabled) await hooks.holdPending(tx.client, [id]);
-      if (!wasEnabled && enabled) await hooks.releaseHeld(tx.client, id, now);
-      return toWebhookEndpoint(next);
+      const enabling = !row.enabled && Boolean(next.enabled);
+      if (enabling) await hooks.markEnabled(tx.client, id, now);
+      await hooks.subscribe(tx.client, [id], next.tenant, next.enabled ? (JSON.parse(next.event_types) as string[]) : []);
+      return { endpoint: toWebhookEndpoint(next), enabling };
     }).catch((err: unknown) => {
       throw asRefusal(err);
     });
+    if (changed?.enabling) await purgeInChunks(WEBHOOK_PURGE_CHUNK, (limit) => hooks.webhookDueNow(this.pool, id, now, limit));
+    return changed?.endpoint ?? null;
   }
 
+  /** Unsubscribed and disabled first (nothing new comes, claims leave it), then emptied a chunk per statement. */
   async deleteWebhook(id: string): Promise<boolean> {
     this.assertOpen();
+    const found = await this.batcher.submit(async (tx) => {
+      const row = await hooks.selectWebhook(tx.client, id, true);
+      if (!row) return false;
+      await hooks.subscribe(tx.client, [id], row.tenant, []);
+      await hooks.updateWebhook(tx.client, { ...row, enabled: false, disabled_reason: 'being deleted', disabled_at: this.clock.now() });
+      return true;
+    });
+    if (!found) return false;
+    await purgeInChunks(WEBHOOK_PURGE_CHUNK, (limit) => hooks.deleteWebhookDeliveries(this.pool, id, limit));
     return this.batcher.submit((tx) => hooks.deleteWebhook(tx.client, id));
   }
 
@@ -700,7 +714,6 @@ class PostgresStore implements Store {
         if (off.length > 0) {
           const ids = off.map((o) => o.id);
           await hooks.subscribe(tx.client, ids, '', []);
-          await hooks.holdPending(tx.client, ids);
           for (const o of off) disabled.push({ id: o.id, tenant: o.tenant === '' ? null : o.tenant, url: o.url, failingSince: o.failing_since });
         }
       }

@@ -23,13 +23,16 @@ export const WEBHOOK_INSERT_COLUMNS = `id, webhook_id, event_type, tenant, messa
 const EVENT_COLUMNS = `d.event_type, d.tenant, d.message_id, d.recipient, d.occurred_at, d.egress_ip, d.reply_code, d.reply_enhanced,
   d.reply_text, d.remote_host, d.bounce_class, d.attempt, array_to_json(d.tags)::text AS tags, d.metadata, d.data`;
 
-const DELIVERY_COLUMNS = `d.id, d.webhook_id, ${EVENT_COLUMNS}, d.state, d.attempts, d.next_attempt_at, d.retry_until, d.last_attempt_at,
+/** A pending row of a disabled endpoint is shown as held: claims never take it, and enabling makes it pending again. */
+const SHOWN_STATE = `CASE WHEN d.state = 'pending' AND NOT w.enabled THEN 'held' ELSE d.state END`;
+
+/** A waiting row's retry window runs at least until the window from its endpoint's last enabling (the claim makes it so). */
+const SHOWN_RETRY_UNTIL = `CASE WHEN d.state = 'pending' THEN greatest(d.retry_until, coalesce(w.enabled_at, 0) + ${WEBHOOK_WINDOW}) ELSE d.retry_until END`;
+
+const DELIVERY_COLUMNS = `d.id, d.webhook_id, ${EVENT_COLUMNS}, ${SHOWN_STATE} AS state, d.attempts, d.next_attempt_at, ${SHOWN_RETRY_UNTIL} AS retry_until, d.last_attempt_at,
   d.last_status, d.last_error, d.finished_at, d.created_at`;
 
 const WEBHOOK_COLUMNS = `id, tenant, url, event_types, description, secret, enabled, disabled_reason, disabled_at, failing_since, created_at, updated_at`;
-
-/** The state a delivery goes back to: pending while its endpoint is enabled, held while it is not. */
-const WAITING_STATE = `CASE WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = webhook_deliveries.webhook_id) THEN 'pending' ELSE 'held' END`;
 
 /**
  * Fans `events` out to their subscribers in one statement: call with the transaction's client
@@ -117,30 +120,40 @@ export async function subscribe(db: Db, webhookIds: readonly string[], tenant: s
   });
 }
 
-export async function holdPending(db: Db, webhookIds: readonly string[]): Promise<void> {
-  await db.query({
-    name: 'rookery_hold_webhook_deliveries',
-    text: `UPDATE webhook_deliveries SET state = 'held' WHERE webhook_id = ANY($1::text[]) AND state = 'pending'`,
-    values: [webhookIds],
-  });
+export async function markEnabled(db: Db, webhookId: string, now: number): Promise<void> {
+  await db.query({ name: 'rookery_mark_webhook_enabled', text: `UPDATE webhooks SET enabled_at = $2 WHERE id = $1`, values: [webhookId, now] });
 }
 
-export async function releaseHeld(db: Db, webhookId: string, now: number): Promise<void> {
-  await db.query({
-    name: 'rookery_release_held_webhook_deliveries',
-    // Due now, with a retry window of their own from now: held rows may be older than theirs.
+/** One chunk of making an enabled endpoint's waiting rows due now (each chunk leaves the rows it changed behind). */
+export async function webhookDueNow(db: Db, webhookId: string, now: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query({
+    name: 'rookery_webhook_due_now',
     text: `
-      UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $2, retry_until = greatest(retry_until, $2::bigint + ${WEBHOOK_WINDOW})
-      WHERE webhook_id = $1 AND state = 'held'`,
-    values: [webhookId, now],
+      UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE id IN (
+        SELECT id FROM webhook_deliveries WHERE webhook_id = $1 AND state = 'pending' AND next_attempt_at > $2
+        ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)`,
+    values: [webhookId, now, limit],
   });
+  return rowCount ?? 0;
+}
+
+/** One chunk of an endpoint's deliveries deleted. */
+export async function deleteWebhookDeliveries(db: Db, webhookId: string, limit: number): Promise<number> {
+  const { rowCount } = await db.query({
+    name: 'rookery_delete_webhook_deliveries',
+    text: `DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = $1 LIMIT $2)`,
+    values: [webhookId, limit],
+  });
+  return rowCount ?? 0;
 }
 
 /**
- * Claims due deliveries in one statement. Each candidate scan (leases that ran out, due rows in
- * order) is limited and locked with FOR UPDATE SKIP LOCKED, so nodes claiming at once skip each
- * other's rows; a row another claim committed meanwhile is re-checked and dropped. Then at most
- * `perWebhook` rows per endpoint, oldest due first.
+ * Claims due deliveries in one statement: per enabled endpoint not skipped, its oldest due rows
+ * (at most `perWebhook`, through its own range of webhook_deliveries_endpoint_due, so a disabled
+ * endpoint's backlog is never read), and leases that ran out; each scan locked with FOR UPDATE
+ * SKIP LOCKED, so nodes claiming at once skip each other's rows. Then oldest due first. A lease
+ * that ran out on a row of an endpoint disabled since gives the row back. A delivery claimed after
+ * its endpoint was enabled again has its retry window from then at least.
  */
 export async function claimWebhookDeliveries(
   db: Db,
@@ -149,23 +162,35 @@ export async function claimWebhookDeliveries(
   const { rows } = await db.query<ClaimedWebhookDbRow>({
     name: 'rookery_claim_webhook_deliveries',
     text: `
-      WITH expired AS (
+      WITH endpoints AS (
+        SELECT id FROM webhooks WHERE enabled AND id <> ALL($4::text[])
+      ), given_back AS (
+        UPDATE webhook_deliveries SET state = 'pending', locked_by = NULL, locked_until = NULL, lease_token = NULL
+        WHERE id IN (
+          SELECT id FROM webhook_deliveries
+          WHERE state = 'delivering' AND locked_until < $1 AND webhook_id IN (SELECT id FROM webhooks WHERE NOT enabled)
+          ORDER BY locked_until LIMIT $5
+          FOR UPDATE SKIP LOCKED)
+      ), expired AS (
         SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries
-        WHERE state = 'delivering' AND locked_until < $1 AND webhook_id <> ALL($4::text[])
+        WHERE state = 'delivering' AND locked_until < $1 AND webhook_id IN (SELECT id FROM endpoints)
         ORDER BY locked_until LIMIT $5
         FOR UPDATE SKIP LOCKED
       ), due AS (
-        SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries
-        WHERE state = 'pending' AND next_attempt_at <= $1 AND webhook_id <> ALL($4::text[])
-        ORDER BY next_attempt_at, id LIMIT $5
-        FOR UPDATE SKIP LOCKED
+        SELECT c.* FROM endpoints e CROSS JOIN LATERAL (
+          SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries
+          WHERE webhook_id = e.id AND state = 'pending' AND next_attempt_at <= $1
+          ORDER BY next_attempt_at, id LIMIT $3
+          FOR UPDATE SKIP LOCKED
+        ) c
       ), ranked AS (
         SELECT id, next_attempt_at, row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS n
         FROM (SELECT * FROM expired UNION ALL SELECT * FROM due) AS candidates
       ), picked AS (
         SELECT id FROM ranked WHERE n <= $3 ORDER BY next_attempt_at, id LIMIT $2
       )
-      UPDATE webhook_deliveries d SET state = 'delivering', locked_by = $6, locked_until = $7, lease_token = $8
+      UPDATE webhook_deliveries d SET state = 'delivering', locked_by = $6, locked_until = $7, lease_token = $8,
+        retry_until = greatest(d.retry_until, coalesce(w.enabled_at, 0) + ${WEBHOOK_WINDOW})
       FROM picked p, webhooks w
       WHERE d.id = p.id AND w.id = d.webhook_id
       RETURNING d.id, d.webhook_id, w.url, w.secret, d.attempts, d.retry_until, d.next_attempt_at, ${EVENT_COLUMNS}`,
@@ -209,7 +234,7 @@ export async function applyWebhookResults(db: Db, results: readonly (WebhookAtte
           AS t(id, token, ok, status, error, at, next_attempt_at)
       ), updated AS (
         UPDATE webhook_deliveries d SET
-          state = CASE WHEN i.ok THEN 'delivered' WHEN i.next_attempt_at IS NULL THEN 'failed' WHEN w.enabled THEN 'pending' ELSE 'held' END,
+          state = CASE WHEN i.ok THEN 'delivered' WHEN i.next_attempt_at IS NULL THEN 'failed' ELSE 'pending' END,
           attempts = d.attempts + 1,
           next_attempt_at = CASE WHEN NOT i.ok AND i.next_attempt_at IS NOT NULL THEN i.next_attempt_at ELSE d.next_attempt_at END,
           locked_by = NULL, locked_until = NULL,
@@ -285,7 +310,7 @@ export async function releaseWebhookDeliveries(db: Db, leases: readonly WebhookL
   await db.query({
     name: 'rookery_release_webhook_deliveries',
     text: `
-      UPDATE webhook_deliveries SET state = ${WAITING_STATE}, locked_by = NULL, locked_until = NULL, lease_token = NULL
+      UPDATE webhook_deliveries SET state = 'pending', locked_by = NULL, locked_until = NULL, lease_token = NULL
       FROM unnest($1::text[], $2::text[]) AS l(id, token)
       WHERE webhook_deliveries.id = l.id AND webhook_deliveries.state = 'delivering' AND webhook_deliveries.lease_token = l.token`,
     values: [leases.map((l) => l.id), leases.map((l) => l.token)],
@@ -296,7 +321,7 @@ export async function releaseOwnerWebhookDeliveries(db: Db, owner: string): Prom
   const { rowCount } = await db.query({
     name: 'rookery_release_owner_webhook_deliveries',
     text: `
-      UPDATE webhook_deliveries SET state = ${WAITING_STATE}, locked_by = NULL, locked_until = NULL, lease_token = NULL
+      UPDATE webhook_deliveries SET state = 'pending', locked_by = NULL, locked_until = NULL, lease_token = NULL
       WHERE state = 'delivering' AND locked_by = $1`,
     values: [owner],
   });
@@ -308,8 +333,8 @@ export async function selectWebhookDeliveries(db: Db, webhookId: string, state: 
   const { rows } = await db.query<WebhookDeliveryDbRow>({
     name: 'rookery_select_webhook_deliveries',
     text: `
-      SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d
-      WHERE d.webhook_id = $1 AND ($2::text IS NULL OR d.state = $2::text)
+      SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+      WHERE d.webhook_id = $1 AND ($2::text IS NULL OR ${SHOWN_STATE} = $2::text)
         AND ($3::bigint IS NULL OR d.created_at < $3::bigint OR (d.created_at = $3::bigint AND d.id COLLATE "C" < $4::text))
       ORDER BY d.created_at DESC, d.id COLLATE "C" DESC
       LIMIT $5`,
@@ -321,7 +346,7 @@ export async function selectWebhookDeliveries(db: Db, webhookId: string, state: 
 export async function selectWebhookDelivery(db: Db, webhookId: string, id: string): Promise<WebhookDeliveryDbRow | undefined> {
   const { rows } = await db.query<WebhookDeliveryDbRow>({
     name: 'rookery_select_webhook_delivery',
-    text: `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.webhook_id = $1 AND d.id = $2`,
+    text: `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.webhook_id = $1 AND d.id = $2`,
     values: [webhookId, id],
   });
   return rows[0];
@@ -332,7 +357,7 @@ export async function replayWebhookDelivery(db: Db, webhookId: string, id: strin
   await db.query({
     name: 'rookery_replay_webhook_delivery',
     text: `
-      UPDATE webhook_deliveries SET state = ${WAITING_STATE}, next_attempt_at = $3::bigint, retry_until = $3::bigint + ${WEBHOOK_WINDOW}, finished_at = NULL,
+      UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $3::bigint, retry_until = $3::bigint + ${WEBHOOK_WINDOW}, finished_at = NULL,
         lease_token = NULL
       WHERE webhook_id = $1 AND id = $2 AND state <> 'delivering'`,
     values: [webhookId, id, now],
@@ -349,7 +374,7 @@ export async function replayWebhookRange(db: Db, webhookId: string, since: numbe
         ORDER BY created_at, id LIMIT $6
         FOR UPDATE SKIP LOCKED
       )
-      UPDATE webhook_deliveries SET state = ${WAITING_STATE}, next_attempt_at = $5::bigint, retry_until = $5::bigint + ${WEBHOOK_WINDOW}, finished_at = NULL,
+      UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $5::bigint, retry_until = $5::bigint + ${WEBHOOK_WINDOW}, finished_at = NULL,
         lease_token = NULL
       FROM picked p WHERE webhook_deliveries.id = p.id`,
     values: [webhookId, since, until, state, now, limit],
@@ -368,15 +393,16 @@ export async function purgeWebhookDeliveries(db: Db, before: number, limit: numb
   return rowCount ?? 0;
 }
 
-/** Held rows are counted per disabled endpoint (webhook_deliveries_webhook), never by a scan. */
+/** Counted per endpoint through its range of webhook_deliveries_endpoint_due. */
 export async function webhookStats(db: Db): Promise<{ pending: number; held: number; disabled: number }> {
   const { rows } = await db.query<{ pending: number; held: number; disabled: number }>({
     name: 'rookery_webhook_stats',
     text: `
-      SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending')::integer AS pending,
-             (SELECT count(*) FROM webhook_deliveries
-              WHERE webhook_id IN (SELECT id FROM webhooks WHERE NOT enabled) AND state = 'held')::integer AS held,
-             (SELECT count(*) FROM webhooks WHERE NOT enabled)::integer AS disabled`,
+      SELECT coalesce(sum(n) FILTER (WHERE w.enabled), 0)::integer AS pending,
+             coalesce(sum(n) FILTER (WHERE NOT w.enabled), 0)::integer AS held,
+             count(*) FILTER (WHERE NOT w.enabled)::integer AS disabled
+      FROM webhooks w
+      CROSS JOIN LATERAL (SELECT count(*) AS n FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'pending') c`,
   });
   return rows[0]!;
 }

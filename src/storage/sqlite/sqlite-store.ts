@@ -604,27 +604,41 @@ class SqliteStore implements Store {
     return this.readWebhooks().listWebhooks(tenant === undefined ? null : (tenant ?? ''), after ?? '', limit).map(toWebhookEndpoint);
   }
 
+  /**
+   * Disabling changes the endpoint alone: its pending rows are held by that (claims leave them).
+   * Enabling makes the ones waiting for a later retry due now, a chunk per transaction.
+   */
   async updateWebhook(id: string, change: WebhookChange, now: number): Promise<WebhookEndpoint | null> {
     const w = this.readWebhooks();
-    return this.write(() => {
+    const changed = await this.write(() => {
       const row = w.selectWebhook(id);
       if (!row) return null;
       const next = changedWebhookRow(row, change, now);
       checkWebhookEndpoint(toWebhookEndpoint(next));
       w.updateWebhook(next);
-      const wasEnabled = Boolean(row.enabled);
-      const enabled = Boolean(next.enabled);
-      w.subscribe(id, next.tenant, enabled ? JSON.parse(next.event_types) : []);
-      if (wasEnabled && !enabled) w.holdPending(id);
-      if (!wasEnabled && enabled) w.releaseHeld(id, now);
-      return toWebhookEndpoint(next);
+      const enabling = !row.enabled && Boolean(next.enabled);
+      if (enabling) w.markEnabled(id, now);
+      w.subscribe(id, next.tenant, next.enabled ? JSON.parse(next.event_types) : []);
+      return { endpoint: toWebhookEndpoint(next), enabling };
     }).catch((err: unknown) => {
       throw asRefusal(err);
     });
+    if (changed?.enabling) await purgeInChunks(WEBHOOK_PURGE_CHUNK, (limit) => this.write(() => w.dueNow(id, now, limit)));
+    return changed?.endpoint ?? null;
   }
 
+  /** Unsubscribed and disabled first (nothing new comes, claims leave it), then emptied a chunk per transaction. */
   async deleteWebhook(id: string): Promise<boolean> {
     const w = this.readWebhooks();
+    const found = await this.write(() => {
+      const row = w.selectWebhook(id);
+      if (!row) return false;
+      w.subscribe(id, row.tenant, []);
+      w.updateWebhook({ ...row, enabled: 0, disabled_reason: 'being deleted', disabled_at: this.clock.now() });
+      return true;
+    });
+    if (!found) return false;
+    await purgeInChunks(WEBHOOK_PURGE_CHUNK, (limit) => this.write(() => w.deleteDeliveries(id, limit)));
     return this.write(() => w.deleteWebhook(id));
   }
 
@@ -675,7 +689,6 @@ class SqliteStore implements Store {
         const off = w.disableFailing(id, now - disableAfterMs, disabledForFailingReason(disableAfterMs), now);
         if (!off) continue;
         w.subscribe(id, off.tenant, []);
-        w.holdPending(id);
         disabled.push({ id, tenant: off.tenant === '' ? null : off.tenant, url: off.url, failingSince: off.failing_since });
       }
       return { recorded, disabled };

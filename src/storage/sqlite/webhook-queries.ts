@@ -23,13 +23,30 @@ const INSERT_COLUMNS = `id, webhook_id, event_type, tenant, message_id, recipien
 const EVENT_COLUMNS = `d.event_type, d.tenant, d.message_id, d.recipient, d.occurred_at, d.egress_ip, d.reply_code, d.reply_enhanced,
   d.reply_text, d.remote_host, d.bounce_class, d.attempt, d.tags, d.metadata, d.data`;
 
-const DELIVERY_COLUMNS = `d.id, d.webhook_id, ${EVENT_COLUMNS}, d.state, d.attempts, d.next_attempt_at, d.retry_until, d.last_attempt_at,
+/** A pending row of a disabled endpoint is shown as held: claims never take it, and enabling makes it pending again. */
+const SHOWN_STATE = `CASE WHEN d.state = 'pending' AND w.enabled = 0 THEN 'held' ELSE d.state END`;
+
+/** A waiting row's retry window runs at least until the window from its endpoint's last enabling (the claim makes it so). */
+const SHOWN_RETRY_UNTIL = `CASE WHEN d.state = 'pending' THEN max(d.retry_until, coalesce(w.enabled_at, 0) + ${WINDOW}) ELSE d.retry_until END`;
+
+const DELIVERY_COLUMNS = `d.id, d.webhook_id, ${EVENT_COLUMNS}, ${SHOWN_STATE} AS state, d.attempts, d.next_attempt_at, ${SHOWN_RETRY_UNTIL} AS retry_until, d.last_attempt_at,
   d.last_status, d.last_error, d.finished_at, d.created_at`;
 
 const WEBHOOK_COLUMNS = `id, tenant, url, event_types, description, secret, enabled, disabled_reason, disabled_at, failing_since, created_at, updated_at`;
 
-/** The state a delivery goes back to: pending while its endpoint is enabled, held while it is not. */
-const WAITING_STATE = `CASE WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = webhook_deliveries.webhook_id) = 1 THEN 'pending' ELSE 'held' END`;
+
+interface ClaimableEndpoint {
+  id: string;
+  url: string;
+  secret: string;
+  enabled_at: number;
+}
+
+interface Candidate {
+  id: string;
+  webhook_id: string;
+  next_attempt_at: number;
+}
 
 export function prepareWebhookQueries(db: DatabaseSync) {
   const stmt = (sql: string): StatementSync => db.prepare(sql);
@@ -81,45 +98,48 @@ export function prepareWebhookQueries(db: DatabaseSync) {
 
   const insertSubscription = stmt(`INSERT INTO webhook_subscriptions (tenant, event_type, webhook_id) VALUES (?, ?, ?)`);
 
-  const holdPending = stmt(`UPDATE webhook_deliveries SET state = 'held' WHERE webhook_id = ? AND state = 'pending'`);
+  const markEnabled = stmt(`UPDATE webhooks SET enabled_at = ? WHERE id = ?`);
 
-  // Due now, with a retry window of their own from now: held rows may be older than theirs.
-  const releaseHeld = stmt(`
-    UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?2, retry_until = max(retry_until, ?2 + ${WINDOW})
-    WHERE webhook_id = ?1 AND state = 'held'`);
+  // Enabling: the endpoint's rows waiting for a later retry come due now, a chunk at a time
+  // (each chunk leaves the rows it changed behind, so none is read twice).
+  const dueNow = stmt(`
+    UPDATE webhook_deliveries SET next_attempt_at = ?2
+    WHERE id IN (
+      SELECT id FROM webhook_deliveries INDEXED BY webhook_deliveries_endpoint_due
+      WHERE webhook_id = ?1 AND state = 'pending' AND next_attempt_at > ?2 ORDER BY next_attempt_at LIMIT ?3
+    )`);
 
-  // One statement: two scans, each limited (leases that ran out, due rows in order), at most ?3
-  // per endpoint, leased as they are picked. The endpoint's URL and secret are read apart
-  // (RETURNING names only the updated table), once per endpoint.
-  const claim = stmt(`
-    UPDATE webhook_deliveries AS d SET state = 'delivering', locked_by = ?6, locked_until = ?7, lease_token = ?8
-    WHERE d.id IN (
-      SELECT id FROM (
-        SELECT id, next_attempt_at, row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS n FROM (
-          SELECT * FROM (
-            SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries INDEXED BY webhook_deliveries_lease_end
-            WHERE state = 'delivering' AND locked_until < ?1 AND webhook_id NOT IN (SELECT value FROM json_each(?4))
-            ORDER BY locked_until LIMIT ?5
-          )
-          UNION ALL
-          SELECT * FROM (
-            SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries INDEXED BY webhook_deliveries_due
-            WHERE state = 'pending' AND next_attempt_at <= ?1 AND webhook_id NOT IN (SELECT value FROM json_each(?4))
-            ORDER BY next_attempt_at, id LIMIT ?5
-          )
-        )
-      )
-      WHERE n <= ?3
-      ORDER BY next_attempt_at, id
-      LIMIT ?2
-    )
+  const deleteDeliveries = stmt(`
+    DELETE FROM webhook_deliveries WHERE id IN (
+      SELECT id FROM webhook_deliveries INDEXED BY webhook_deliveries_webhook WHERE webhook_id = ? LIMIT ?)`);
+
+  // A claim's candidates: per enabled endpoint, its oldest due rows (its own index range, so a
+  // disabled endpoint's backlog is never read), and the leases that ran out.
+  const claimableEndpoints = stmt(`SELECT id, url, secret, coalesce(enabled_at, 0) AS enabled_at FROM webhooks WHERE enabled = 1`);
+
+  const endpointDue = stmt(`
+    SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries INDEXED BY webhook_deliveries_endpoint_due
+    WHERE webhook_id = ?1 AND state = 'pending' AND next_attempt_at <= ?2
+    ORDER BY next_attempt_at, id LIMIT ?3`);
+
+  const endpointAnyDue = stmt(`
+    SELECT 1 AS yes FROM webhook_deliveries INDEXED BY webhook_deliveries_endpoint_due
+    WHERE webhook_id = ?1 AND state = 'pending' AND next_attempt_at <= ?2 LIMIT 1`);
+
+  const leasesEnded = stmt(`
+    SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries INDEXED BY webhook_deliveries_lease_end
+    WHERE state = 'delivering' AND locked_until < ?1 ORDER BY locked_until LIMIT ?2`);
+
+  // A lease that ran out on a row of an endpoint disabled since: back to waiting.
+  const releaseEnded = stmt(`
+    UPDATE webhook_deliveries SET state = 'pending', locked_by = NULL, locked_until = NULL, lease_token = NULL
+    WHERE id = ?1 AND state = 'delivering' AND locked_until < ?2`);
+
+  // Claimed after its endpoint was enabled again, a delivery has a retry window from then at least.
+  const leaseOne = stmt(`
+    UPDATE webhook_deliveries SET state = 'delivering', locked_by = ?2, locked_until = ?3, lease_token = ?4, retry_until = max(retry_until, ?5)
+    WHERE id = ?1
     RETURNING id, webhook_id, attempts, retry_until, next_attempt_at, ${EVENT_COLUMNS.replaceAll('d.', '')}`);
-
-  const selectEndpointAddress = stmt(`SELECT url, secret FROM webhooks WHERE id = ?`);
-
-  const anyDue = stmt(`
-    SELECT EXISTS (SELECT 1 FROM webhook_deliveries INDEXED BY webhook_deliveries_due WHERE state = 'pending' AND next_attempt_at <= ?1)
-        OR EXISTS (SELECT 1 FROM webhook_deliveries INDEXED BY webhook_deliveries_lease_end WHERE state = 'delivering' AND locked_until < ?1) AS due`);
 
   const renewLease = stmt(`
     UPDATE webhook_deliveries SET locked_until = ? WHERE id = ? AND state = 'delivering' AND lease_token = ?`);
@@ -129,7 +149,7 @@ export function prepareWebhookQueries(db: DatabaseSync) {
   // The token stays, so recording the same result again is recognised (recordedUnder).
   const applyResult = stmt(`
     UPDATE webhook_deliveries SET
-      state = CASE WHEN ?1 = 1 THEN 'delivered' WHEN ?5 IS NULL THEN 'failed' ELSE ${WAITING_STATE} END,
+      state = CASE WHEN ?1 = 1 THEN 'delivered' WHEN ?5 IS NULL THEN 'failed' ELSE 'pending' END,
       attempts = attempts + 1,
       next_attempt_at = CASE WHEN ?1 = 0 AND ?5 IS NOT NULL THEN ?5 ELSE next_attempt_at END,
       locked_by = NULL, locked_until = NULL,
@@ -150,31 +170,31 @@ export function prepareWebhookQueries(db: DatabaseSync) {
     RETURNING id, tenant, url, failing_since`);
 
   const releaseOne = stmt(`
-    UPDATE webhook_deliveries SET state = ${WAITING_STATE}, locked_by = NULL, locked_until = NULL, lease_token = NULL
+    UPDATE webhook_deliveries SET state = 'pending', locked_by = NULL, locked_until = NULL, lease_token = NULL
     WHERE id = ? AND state = 'delivering' AND lease_token = ?`);
 
   const releaseOwner = stmt(`
-    UPDATE webhook_deliveries SET state = ${WAITING_STATE}, locked_by = NULL, locked_until = NULL, lease_token = NULL
+    UPDATE webhook_deliveries SET state = 'pending', locked_by = NULL, locked_until = NULL, lease_token = NULL
     WHERE state = 'delivering' AND locked_by = ?`);
 
   // Newest first through webhook_deliveries_webhook, from the cursor; the state is tested on the way.
   const selectDeliveries = stmt(`
-    SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d
-    WHERE d.webhook_id = ?1 AND (?2 IS NULL OR d.state = ?2)
+    SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+    WHERE d.webhook_id = ?1 AND (?2 IS NULL OR ${SHOWN_STATE} = ?2)
       AND (?3 IS NULL OR d.created_at < ?3 OR (d.created_at = ?3 AND d.id < ?4))
     ORDER BY d.created_at DESC, d.id DESC
     LIMIT ?5`);
 
-  const selectDelivery = stmt(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.webhook_id = ? AND d.id = ?`);
+  const selectDelivery = stmt(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.webhook_id = ? AND d.id = ?`);
 
   // Due now, tried for the window from now; a row in flight is its claim's.
   const replayOne = stmt(`
-    UPDATE webhook_deliveries SET state = ${WAITING_STATE}, next_attempt_at = ?3, retry_until = ?3 + ${WINDOW}, finished_at = NULL,
+    UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?3, retry_until = ?3 + ${WINDOW}, finished_at = NULL,
       lease_token = NULL
     WHERE webhook_id = ?1 AND id = ?2 AND state <> 'delivering'`);
 
   const replayRange = stmt(`
-    UPDATE webhook_deliveries SET state = ${WAITING_STATE}, next_attempt_at = ?5, retry_until = ?5 + ${WINDOW}, finished_at = NULL,
+    UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?5, retry_until = ?5 + ${WINDOW}, finished_at = NULL,
       lease_token = NULL
     WHERE id IN (
       SELECT id FROM webhook_deliveries
@@ -186,11 +206,12 @@ export function prepareWebhookQueries(db: DatabaseSync) {
     DELETE FROM webhook_deliveries WHERE id IN (
       SELECT id FROM webhook_deliveries WHERE finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?)`);
 
-  // Held rows are counted per disabled endpoint (webhook_deliveries_webhook), never by a scan.
+  // Counted per endpoint through its range of webhook_deliveries_endpoint_due.
   const stats = stmt(`
-    SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending') AS pending,
-           (SELECT count(*) FROM webhook_deliveries
-            WHERE webhook_id IN (SELECT id FROM webhooks WHERE enabled = 0) AND state = 'held') AS held,
+    SELECT (SELECT count(*) FROM webhooks w JOIN webhook_deliveries d INDEXED BY webhook_deliveries_endpoint_due ON d.webhook_id = w.id AND d.state = 'pending'
+            WHERE w.enabled = 1) AS pending,
+           (SELECT count(*) FROM webhooks w JOIN webhook_deliveries d INDEXED BY webhook_deliveries_endpoint_due ON d.webhook_id = w.id AND d.state = 'pending'
+            WHERE w.enabled = 0) AS held,
            (SELECT count(*) FROM webhooks WHERE enabled = 0) AS disabled`);
 
   return {
@@ -232,27 +253,53 @@ export function prepareWebhookQueries(db: DatabaseSync) {
       for (const type of types) insertSubscription.run(tenant, type, webhookId);
     },
 
-    holdPending(webhookId: string): void {
-      holdPending.run(webhookId);
+    markEnabled(webhookId: string, now: number): void {
+      markEnabled.run(now, webhookId);
     },
 
-    releaseHeld(webhookId: string, now: number): void {
-      releaseHeld.run(webhookId, now);
+    /** One chunk of making an enabled endpoint's waiting rows due now; the rows it changed. */
+    dueNow(webhookId: string, now: number, limit: number): number {
+      return Number(dueNow.run(webhookId, now, limit).changes);
     },
 
+    /** One chunk of an endpoint's deliveries deleted; how many. */
+    deleteDeliveries(webhookId: string, limit: number): number {
+      return Number(deleteDeliveries.run(webhookId, limit).changes);
+    },
+
+    /** Whether a claim would find anything: read, so an idle poll costs no write transaction. */
     anyDue(now: number): boolean {
-      return (anyDue.get(now) as { due: number }).due === 1;
+      if (leasesEnded.get(now, 1)) return true;
+      return (claimableEndpoints.all() as Array<{ id: string }>).some((e) => endpointAnyDue.get(e.id, now) !== undefined);
     },
 
-    /** Leases the due rows under `token` and returns them with their endpoint's URL and secret. */
+    /**
+     * Leases due rows under `token`: oldest due first, at most `perWebhook` of one endpoint, none
+     * of the endpoints in `skip` or of a disabled one, and returns them with their endpoint's URL
+     * and secret. A lease that ran out on a disabled endpoint's row gives the row back.
+     */
     claim(o: { now: number; limit: number; perWebhook: number; skip: readonly string[]; owner: string; lockedUntil: number; token: WebhookLeaseToken }): ClaimedWebhookDbRow[] {
-      const rows = claim.all(o.now, o.limit, o.perWebhook, JSON.stringify(o.skip), o.limit, o.owner, o.lockedUntil, o.token) as unknown as Array<Omit<ClaimedWebhookDbRow, 'url' | 'secret'>>;
-      const addresses = new Map<string, { url: string; secret: string } | undefined>();
-      return rows.flatMap((row) => {
-        if (!addresses.has(row.webhook_id)) addresses.set(row.webhook_id, selectEndpointAddress.get(row.webhook_id) as { url: string; secret: string } | undefined);
-        const address = addresses.get(row.webhook_id);
-        return address ? [{ ...row, ...address }] : [];
-      });
+      const skip = new Set(o.skip);
+      const endpoints = new Map((claimableEndpoints.all() as unknown as ClaimableEndpoint[]).filter((e) => !skip.has(e.id)).map((e) => [e.id, e]));
+      const candidates: Candidate[] = [];
+      for (const row of leasesEnded.all(o.now, o.limit) as unknown as Candidate[]) {
+        if (endpoints.has(row.webhook_id)) candidates.push(row);
+        else if (!skip.has(row.webhook_id)) releaseEnded.run(row.id, o.now);
+      }
+      for (const e of endpoints.values()) candidates.push(...(endpointDue.all(e.id, o.now, o.perWebhook) as unknown as Candidate[]));
+      candidates.sort((a, b) => a.next_attempt_at - b.next_attempt_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      const taken = new Map<string, number>();
+      const rows: ClaimedWebhookDbRow[] = [];
+      for (const c of candidates) {
+        if (rows.length >= o.limit) break;
+        const n = taken.get(c.webhook_id) ?? 0;
+        if (n >= o.perWebhook) continue;
+        taken.set(c.webhook_id, n + 1);
+        const e = endpoints.get(c.webhook_id)!;
+        const row = leaseOne.get(c.id, o.owner, o.lockedUntil, o.token, e.enabled_at + WEBHOOK_RETRY_WINDOW_MS) as unknown as Omit<ClaimedWebhookDbRow, 'url' | 'secret'>;
+        rows.push({ ...row, url: e.url, secret: e.secret });
+      }
+      return rows;
     },
 
     /** False when the row no longer carries `token`. */
