@@ -424,11 +424,14 @@ export function registerWebhookContract(ctx: { store: () => Store; clock: () => 
     await store.recordWebhookEvents([event('other', 0)]);
     // Half of them failed once and wait for a retry a day later.
     const claimed = await store.claimWebhookDeliveries({ ...claimOptions, now: T0, limit: 1_000, perWebhook: 1_000, skip: [quiet.id] });
-    await store.recordWebhookAttempts(claimed.map((c) => ({ id: c.id, token: c.token, webhookId: busy.id, ok: false, status: 503, error: 'HTTP 503', at: T0, nextAttemptAt: T0 + DAY })), WEBHOOK_RETRY_WINDOW_MS);
+    await store.recordWebhookAttempts(claimed.slice(1).map((c) => ({ id: c.id, token: c.token, webhookId: busy.id, ok: false, status: 503, error: 'HTTP 503', at: T0, nextAttemptAt: T0 + DAY })), WEBHOOK_RETRY_WINDOW_MS);
 
+    // One is in flight when the endpoint is disabled; its lease runs out.
     await store.updateWebhook(busy.id, { enabled: false }, T0 + 1);
-    expect(await store.webhookOutboxStats()).toEqual({ pending: 1, held: 2_500, disabledEndpoints: 1 });
+    expect(await store.webhookOutboxStats()).toEqual({ pending: 1, held: 2_499, disabledEndpoints: 1 });
     expect((await store.claimWebhookDeliveries({ ...claimOptions, now: T0 + 2 * DAY, limit: 1_000 })).map((c) => c.webhookId)).toEqual([quiet.id]);
+    // The claim gave the row whose lease ran out back: held with the others, not sent.
+    expect(await store.webhookOutboxStats()).toEqual({ pending: 0, held: 2_500, disabledEndpoints: 1 });
     expect(await store.listWebhookDeliveries(busy.id, { state: 'pending', after: null, limit: 10 })).toEqual([]);
     expect(await store.listWebhookDeliveries(busy.id, { state: 'held', after: null, limit: 10 })).toHaveLength(10);
 
