@@ -44,8 +44,8 @@ import { createUnsubscribeServer } from './feedback/unsubscribe-server.ts';
 import { createStore } from './storage/create-store.ts';
 import { createRedisClient } from './storage/redis-client.ts';
 import { RECIPIENT_STATES, type Store } from './storage/store.ts';
-import { WebhookDispatcher } from './webhooks/dispatcher.ts';
-import { createThreadedWebhookSender } from './webhooks/sender-thread.ts';
+import type { WebhookThread } from './webhooks/dispatcher-thread.ts';
+import { createWebhookDispatching } from './webhooks/webhook-dispatching.ts';
 import { WebhookMetrics } from './webhooks/webhook-metrics.ts';
 
 export interface DaemonOptions {
@@ -273,7 +273,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     let shuttingDown = false;
     let stopping: Promise<void> | null = null;
     // Started after the API (webhooks.enabled); the API wakes it when deliveries fall due.
-    let webhooks: WebhookDispatcher | null = null;
+    let webhooks: WebhookThread | null = null;
     const webhookMetrics = new WebhookMetrics(metrics.registry);
     const api = createControlApi({
       config,
@@ -335,31 +335,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     retention.start();
     stack.push({ name: 'retention', stop: () => retention.stop() });
 
-    // The webhook outbox's sender, its POSTs on a thread of their own. It stops after the
-    // scheduler (whose last results may add events) and before storage: deliveries not sent are
-    // given back, those in flight recorded.
+    // The webhook dispatcher, on a thread of its own. It stops after the scheduler (whose last
+    // results may add events) and before storage: deliveries not sent are given back, those in
+    // flight recorded.
     if (config.webhooks.enabled) {
-      const sender = createThreadedWebhookSender({ timeoutMs: config.webhooks.timeout, allowPrivateNetworks: config.webhooks.allowPrivateNetworks, logger });
-      const dispatcher = new WebhookDispatcher({
-        store,
-        sender,
-        clock,
-        logger,
-        metrics: webhookMetrics,
-        owner,
-        concurrency: config.webhooks.concurrency,
-        timeoutMs: config.webhooks.timeout,
-      });
-      stack.push({
-        name: 'webhooks',
-        stop: async () => {
-          await dispatcher.stop();
-          sender.close();
-        },
-      });
-      await startPart('webhook thread', () => sender.start());
-      await startPart('webhooks', () => dispatcher.start());
-      webhooks = dispatcher;
+      const dispatching = createWebhookDispatching({ config, handedStore: options.store, clock, logger, metrics: webhookMetrics, owner });
+      stack.push({ name: 'webhooks', stop: () => dispatching.stop() });
+      await startPart('webhooks', () => dispatching.start());
+      webhooks = dispatching;
     }
 
     await scheduler.start();

@@ -42,7 +42,11 @@ const NO_HASH = new Uint8Array(0);
 
 /** Keys addresses with the database's salt: every node sharing the database agrees. */
 export class AddressHasher {
-  constructor(private readonly salt: string) {
+  private readonly salt: string;
+
+  // A field, not a parameter property: the webhook dispatcher thread loads the store with type stripping.
+  constructor(salt: string) {
+    this.salt = salt;
     if (salt.length < 32) throw new Error('the suppression salt of the store is missing or too short');
   }
 

@@ -5,7 +5,7 @@ import { WEBHOOK_RETRY_WINDOW_MS, type ClaimedWebhookDelivery, type WebhookAttem
 import type { PostOutcome } from './http-poster.ts';
 import { nextWebhookAttempt } from './retry-schedule.ts';
 import type { WebhookSender } from './webhook-sender.ts';
-import type { WebhookMetrics } from './webhook-metrics.ts';
+import type { WebhookAttemptMetrics } from './webhook-metrics.ts';
 
 export interface WebhookDispatcherOptions {
   store: Pick<Store, 'claimWebhookDeliveries' | 'renewWebhookLeases' | 'recordWebhookAttempts' | 'releaseWebhookDeliveries' | 'releaseAllWebhookDeliveries'>;
@@ -14,7 +14,7 @@ export interface WebhookDispatcherOptions {
   /** Due times, retries, the retry window. The signatures' time is the sender's (the system's). */
   clock: Clock;
   logger: Logger;
-  metrics: WebhookMetrics;
+  metrics: WebhookAttemptMetrics;
   /** Identifies this node's claims (given back at its next start after a crash). */
   owner: string;
   /** POSTs in flight at once per endpoint. */
@@ -77,11 +77,14 @@ export class WebhookDispatcher {
   private results: WebhookAttemptResult[] = [];
   private flushTimer: NodeJS.Timeout | null = null;
   private recording: Promise<void> = Promise.resolve();
+  private readonly options: WebhookDispatcherOptions;
   private readonly log: Logger;
   private readonly leaseMs: number;
   private readonly maxHeld: number;
 
-  constructor(private readonly options: WebhookDispatcherOptions) {
+  // A field, not a parameter property: the dispatcher thread loads this file with type stripping.
+  constructor(options: WebhookDispatcherOptions) {
+    this.options = options;
     this.log = options.logger.child({ component: 'webhooks' });
     this.leaseMs = Math.max(30_000, options.timeoutMs * 3);
     this.maxHeld = options.maxHeld ?? 1000;
@@ -219,8 +222,7 @@ export class WebhookDispatcher {
     const at = clock.now();
     const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
     const nextAttemptAt = ok ? null : nextWebhookAttempt(row.attempts + 1, at, row.retryUntil, this.options.random);
-    metrics.deliveries.inc({ outcome: ok ? 'delivered' : nextAttemptAt === null ? 'failed' : 'retry' });
-    metrics.latency.observe(outcome.ms / 1000);
+    metrics.attempted(ok ? 'delivered' : nextAttemptAt === null ? 'failed' : 'retry', outcome.ms / 1000);
     if (!ok) {
       const fields = { event: nextAttemptAt === null ? 'webhooks.delivery.failed' : 'webhooks.delivery.retry', webhook: row.webhookId, delivery: row.id, type: row.event.type, attempt: row.attempts + 1, status: outcome.status, error: outcome.error };
       if (nextAttemptAt === null) this.log.warn(fields, 'webhook delivery given up after its retry window');

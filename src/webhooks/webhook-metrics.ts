@@ -1,8 +1,15 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { WebhookOutboxStats } from '../storage/webhook-outbox.ts';
 
+export type WebhookAttemptOutcome = 'delivered' | 'retry' | 'failed';
+
+/** What the dispatcher counts of each POST (on the dispatcher thread, a tally sent to the daemon's registry). */
+export interface WebhookAttemptMetrics {
+  attempted(outcome: WebhookAttemptOutcome, seconds: number): void;
+}
+
 /** The webhook metrics, on the daemon's registry (Metrics.registry). */
-export class WebhookMetrics {
+export class WebhookMetrics implements WebhookAttemptMetrics {
   readonly deliveries: Counter<'outcome'>;
   readonly latency: Histogram;
   readonly pending: Gauge;
@@ -37,6 +44,11 @@ export class WebhookMetrics {
       help: 'Webhook endpoints disabled (every delivery failed for 3 days, or by an operator), read at each scrape',
       registers: [registry],
     });
+  }
+
+  attempted(outcome: WebhookAttemptOutcome, seconds: number): void {
+    this.deliveries.inc({ outcome });
+    this.latency.observe(seconds);
   }
 
   /** Sets the gauges from the store's counts (before a scrape). */

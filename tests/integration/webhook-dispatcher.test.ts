@@ -8,7 +8,7 @@ import type { Store } from '../../src/storage/store.ts';
 import type { WebhookDelivery, WebhookEventType } from '../../src/storage/webhook-outbox.ts';
 import { WebhookDispatcher } from '../../src/webhooks/dispatcher.ts';
 import { createWebhookPoster, type WebhookPoster } from '../../src/webhooks/http-poster.ts';
-import { createThreadedWebhookSender } from '../../src/webhooks/sender-thread.ts';
+import { createWebhookThread, type WebhookThreadSettings } from '../../src/webhooks/dispatcher-thread.ts';
 import { createWebhookSender, type WebhookSender } from '../../src/webhooks/webhook-sender.ts';
 import { newWebhookId, newWebhookSecret } from '../../src/webhooks/signature.ts';
 import { WebhookMetrics } from '../../src/webhooks/webhook-metrics.ts';
@@ -36,6 +36,8 @@ afterEach(async () => {
 
 interface Rig {
   store: Store;
+  /** The SQLite file of the store (the default rig's), for a dispatcher thread's own connection. */
+  path: string | null;
   clock: ManualClock;
   receiver: WebhookReceiver;
   logs: Array<Record<string, unknown>>;
@@ -51,11 +53,13 @@ async function rig(storeFactory?: (clock: ManualClock) => Promise<Store>): Promi
   const clock = manualClock(Date.now());
   const { logger, logs } = capturingLogger('debug');
   let store: Store;
+  let path: string | null = null;
   if (storeFactory) {
     store = await storeFactory(clock);
   } else {
     const dir: TempDir = await createTempDir('rookery-webhook-dispatcher');
-    store = createSqliteStore({ path: dir.file('queue.db'), clock, logger });
+    path = dir.file('queue.db');
+    store = createSqliteStore({ path, clock, logger });
     await store.migrate();
     opened.push(() => dir.remove());
   }
@@ -66,6 +70,7 @@ async function rig(storeFactory?: (clock: ManualClock) => Promise<Store>): Promi
   const metrics = new WebhookMetrics(registry);
   return {
     store,
+    path,
     clock,
     receiver,
     logs,
@@ -290,27 +295,60 @@ describe('webhook dispatcher', () => {
     expect(finishedWriting).toBe(false);
   });
 
-  it('sends from a thread of its own as the daemon does: signed, verified, and the address rule applied there', async () => {
+  it('dispatches from a thread of its own as the daemon does: its own connection to the store, signed, recorded, counted, the address rule applied there', async () => {
     const r = await rig();
     const { logger } = capturingLogger('silent');
     const allowed = await r.endpoint();
     const refused = await r.endpoint(undefined, `http://127.0.0.1:${r.receiver.port}/refused`);
     r.receiver.verifyWith(refused.secret, '/refused');
     await r.events(10);
-    const open = createThreadedWebhookSender({ timeoutMs: 5_000, allowPrivateNetworks: true, logger });
-    opened.push(() => open.close());
+    const settings: WebhookThreadSettings = { storage: { driver: 'sqlite', path: r.path! }, owner: 'node-t', concurrency: 4, timeoutMs: 5_000, allowPrivateNetworks: true, logLevel: 'silent' };
+    const open = createWebhookThread({ settings, metrics: r.metrics, logger });
+    opened.push(() => open.stop());
     await open.start();
-    await r.dispatcher({ sender: open }).start();
     await r.receiver.waitFor(20);
     expect(r.receiver.received.map((p) => p.verifyError)).toEqual(Array(20).fill(null));
     await until(async () => [...(await r.deliveries(allowed.id)), ...(await r.deliveries(refused.id))].every((d) => d.state === 'delivered'), 'all 20 recorded');
+    // What the thread counted reaches the daemon's registry.
+    await until(async () => (await metricValue(r.registry, 'rookery_webhook_deliveries_total', { outcome: 'delivered' })) === 20, 'the 20 counted');
+    await open.stop();
 
-    const guarded = createThreadedWebhookSender({ timeoutMs: 5_000, allowPrivateNetworks: false, logger });
-    opened.push(() => guarded.close());
-    const [delivery] = await r.deliveries(refused.id);
-    const outcome = await guarded.send({ url: `http://127.0.0.1:${r.receiver.port}/refused`, secret: refused.secret, id: delivery!.id, event: delivery!.event });
-    expect(outcome).toMatchObject({ status: null, error: '127.0.0.1 is loopback: refused (webhooks.allowPrivateNetworks)' });
+    const guarded = createWebhookThread({ settings: { ...settings, allowPrivateNetworks: false }, metrics: r.metrics, logger });
+    opened.push(() => guarded.stop());
+    await r.events(1, 'late');
+    await guarded.start();
+    const failed = async () => [...(await r.deliveries(allowed.id)), ...(await r.deliveries(refused.id))].filter((d) => d.event.recipient === 'late0@dest.test');
+    await until(async () => (await failed()).every((d) => d.attempts === 1), 'both tried once');
+    expect((await failed()).map((d) => d.lastError)).toEqual(Array(2).fill('127.0.0.1 is loopback: refused (webhooks.allowPrivateNetworks)'));
     expect(r.receiver.received).toHaveLength(20);
+  });
+
+  it('starts the dispatcher thread again when it dies, and the new one sends what the dead one had claimed', async () => {
+    const r = await rig();
+    const { logger, logs } = capturingLogger('info');
+    const hook = await r.endpoint();
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    r.receiver.answer(async () => (await answered, 200));
+    await r.events(3);
+    const thread = createWebhookThread({
+      settings: { storage: { driver: 'sqlite', path: r.path! }, owner: 'node-t', concurrency: 4, timeoutMs: 5_000, allowPrivateNetworks: true, logLevel: 'silent' },
+      metrics: r.metrics,
+      logger,
+      workerFile: new URL('../fixtures/workers/dying-webhook-worker.ts', import.meta.url),
+    });
+    opened.push(() => thread.stop());
+    await thread.start();
+    // Every delivery claimed and in flight, then the thread dies (this one, when woken).
+    await r.receiver.waitFor(3);
+    expect((await r.deliveries(hook.id)).map((d) => d.state)).toEqual(['delivering', 'delivering', 'delivering']);
+    thread.wake();
+    await until(() => logs.some((l) => l.event === 'webhooks.thread.restart'), 'the restart logged');
+    answer();
+    // The new thread gives the dead one's claims back and sends them again.
+    await until(async () => (await r.deliveries(hook.id)).every((d) => d.state === 'delivered'), 'all delivered by the new thread', 15_000);
+    expect(logs.find((l) => l.event === 'webhooks.thread.restart')).toMatchObject({ level: 50, why: 'exited with code 3', inMs: 1_000 });
+    expect(r.receiver.received.length).toBeGreaterThanOrEqual(6);
   });
 
   it('stops without losing a claimed delivery: the POST in flight is recorded, those waiting are given back', async () => {

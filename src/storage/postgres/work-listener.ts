@@ -20,14 +20,17 @@ export class WorkListener {
   private reconnectDelay = RECONNECT_MIN_MS;
   private connecting: Promise<void> | null = null;
 
-  constructor(
-    private readonly options: {
-      clientConfig: pg.ClientConfig;
-      /** Only notifications with this payload (the schema) are for this store. */
-      payload: string;
-      logger: Logger;
-    },
-  ) {}
+  private readonly options: {
+    clientConfig: pg.ClientConfig;
+    /** Only notifications with this payload (the schema) are for this store. */
+    payload: string;
+    logger: Logger;
+  };
+
+  // A field, not a parameter property: the webhook dispatcher thread loads the store with type stripping.
+  constructor(options: WorkListener['options']) {
+    this.options = options;
+  }
 
   subscribe(listener: () => void): () => void {
     if (this.closed) return () => {};

@@ -1,0 +1,72 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { systemClock } from '../clock.ts';
+import { createLogger } from '../observability/logger.ts';
+import { createPostgresStore } from '../storage/postgres/postgres-store.ts';
+import { createSqliteStore } from '../storage/sqlite/sqlite-store.ts';
+import type { Store } from '../storage/store.ts';
+import { WebhookDispatcher } from './dispatcher.ts';
+import type { ThreadMessage, WebhookThreadSettings } from './dispatcher-thread.ts';
+import { createWebhookPoster } from './http-poster.ts';
+import { createWebhookSender } from './webhook-sender.ts';
+import type { WebhookAttemptOutcome } from './webhook-metrics.ts';
+
+/**
+ * The webhook dispatcher's thread (dispatcher-thread.ts): its own connection to the queue's
+ * store, its own kept-alive HTTP connections, the dispatcher of dispatcher.ts. What it counts of
+ * each POST crosses to the daemon's metrics every TALLY_MS.
+ */
+const TALLY_MS = 250;
+/** Connections of this thread to PostgreSQL: a claim, a batch of results and a renewal at once. */
+const POSTGRES_CONNECTIONS = 3;
+
+const settings = workerData as WebhookThreadSettings;
+const port = parentPort!;
+const send = (message: ThreadMessage) => port.postMessage(message);
+const logger = createLogger(settings.logLevel);
+const clock = systemClock;
+
+function openStore(): Store {
+  const { storage } = settings;
+  if (storage.driver === 'sqlite') return createSqliteStore({ path: storage.path, clock, logger });
+  return createPostgresStore({ url: storage.url, clock, logger, poolSize: POSTGRES_CONNECTIONS });
+}
+
+let tally: Array<[WebhookAttemptOutcome, number]> = [];
+const flushTally = () => {
+  if (tally.length === 0) return;
+  send({ kind: 'attempts', tally });
+  tally = [];
+};
+
+try {
+  const store = openStore();
+  // The daemon applied every migration before it started this thread: this prepares statements.
+  await store.migrate();
+  const sender = createWebhookSender({ poster: createWebhookPoster({ timeoutMs: settings.timeoutMs, allowPrivateNetworks: settings.allowPrivateNetworks }) });
+  const dispatcher = new WebhookDispatcher({
+    store,
+    sender,
+    clock,
+    logger,
+    metrics: { attempted: (outcome, seconds) => tally.push([outcome, seconds]) },
+    owner: settings.owner,
+    concurrency: settings.concurrency,
+    timeoutMs: settings.timeoutMs,
+  });
+  await dispatcher.start();
+  const tallyTimer = setInterval(flushTally, TALLY_MS);
+  port.on('message', (message: 'wake' | 'stop') => {
+    if (message === 'wake') return dispatcher.wake();
+    void (async () => {
+      clearInterval(tallyTimer);
+      await dispatcher.stop();
+      sender.close();
+      flushTally();
+      await store.close();
+      send({ kind: 'stopped' });
+    })();
+  });
+  send({ kind: 'started' });
+} catch (err) {
+  send({ kind: 'start-failed', error: (err as Error).message });
+}
