@@ -656,7 +656,8 @@ class SqliteStore implements Store {
     // Most polls find nothing: a read answers them without a write transaction and its sync.
     if (limit <= 0 || !w.anyDue(now)) return [];
     const token = newWebhookLeaseToken();
-    return this.write(() => w.claim({ now, limit, perWebhook, skip, owner, lockedUntil: now + leaseMs, token }).sort(compareWebhookDue).map((row) => toClaimedWebhookDelivery(row, token)));
+    const leased = await this.write(() => w.claim({ now, limit, perWebhook, skip, owner, lockedUntil: now + leaseMs, token }));
+    return w.withEvents(leased).sort(compareWebhookDue).map((row) => toClaimedWebhookDelivery(row, token));
   }
 
   async renewWebhookLeases(leases: WebhookLease[], lockedUntil: number): Promise<string[]> {

@@ -1,7 +1,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
 import { WEBHOOK_RETRY_WINDOW_MS, type NewWebhookEndpoint, type WebhookEvent, type WebhookEventType, type WebhookLeaseToken } from '../webhook-outbox.ts';
-import { webhookEventValues, type ClaimedWebhookDbRow, type WebhookDbRow, type WebhookDeliveryDbRow } from '../webhook-rows.ts';
+import { webhookEventValues, type ClaimedWebhookDbRow, type WebhookDbRow, type WebhookDeliveryDbRow, type WebhookEventDbRow } from '../webhook-rows.ts';
 
 /**
  * The SQLite statements of webhooks, prepared once, one function per query. The writes run
@@ -41,6 +41,9 @@ interface ClaimableEndpoint {
   secret: string;
   enabled_at: number;
 }
+
+/** A row a claim leased, with its endpoint's URL and secret, before its event is read. */
+export type LeasedWebhookRow = Omit<ClaimedWebhookDbRow, keyof WebhookEventDbRow>;
 
 interface Candidate {
   id: string;
@@ -139,7 +142,10 @@ export function prepareWebhookQueries(db: DatabaseSync) {
   const leaseOne = stmt(`
     UPDATE webhook_deliveries SET state = 'delivering', locked_by = ?2, locked_until = ?3, lease_token = ?4, retry_until = max(retry_until, ?5)
     WHERE id = ?1
-    RETURNING id, webhook_id, attempts, retry_until, next_attempt_at, ${EVENT_COLUMNS.replaceAll('d.', '')}`);
+    RETURNING id, webhook_id, attempts, retry_until, next_attempt_at`);
+
+  // Read after the claim commits: the write lock is held for the leases alone.
+  const selectEvents = stmt(`SELECT d.id, ${EVENT_COLUMNS} FROM webhook_deliveries d WHERE d.id IN (SELECT value FROM json_each(?))`);
 
   const renewLease = stmt(`
     UPDATE webhook_deliveries SET locked_until = ? WHERE id = ? AND state = 'delivering' AND lease_token = ?`);
@@ -278,7 +284,7 @@ export function prepareWebhookQueries(db: DatabaseSync) {
      * of the endpoints in `skip` or of a disabled one, and returns them with their endpoint's URL
      * and secret. A lease that ran out on a disabled endpoint's row gives the row back.
      */
-    claim(o: { now: number; limit: number; perWebhook: number; skip: readonly string[]; owner: string; lockedUntil: number; token: WebhookLeaseToken }): ClaimedWebhookDbRow[] {
+    claim(o: { now: number; limit: number; perWebhook: number; skip: readonly string[]; owner: string; lockedUntil: number; token: WebhookLeaseToken }): LeasedWebhookRow[] {
       const skip = new Set(o.skip);
       const endpoints = new Map((claimableEndpoints.all() as unknown as ClaimableEndpoint[]).filter((e) => !skip.has(e.id)).map((e) => [e.id, e]));
       const candidates: Candidate[] = [];
@@ -289,17 +295,27 @@ export function prepareWebhookQueries(db: DatabaseSync) {
       for (const e of endpoints.values()) candidates.push(...(endpointDue.all(e.id, o.now, o.perWebhook) as unknown as Candidate[]));
       candidates.sort((a, b) => a.next_attempt_at - b.next_attempt_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       const taken = new Map<string, number>();
-      const rows: ClaimedWebhookDbRow[] = [];
+      const rows: LeasedWebhookRow[] = [];
       for (const c of candidates) {
         if (rows.length >= o.limit) break;
         const n = taken.get(c.webhook_id) ?? 0;
         if (n >= o.perWebhook) continue;
         taken.set(c.webhook_id, n + 1);
         const e = endpoints.get(c.webhook_id)!;
-        const row = leaseOne.get(c.id, o.owner, o.lockedUntil, o.token, e.enabled_at + WEBHOOK_RETRY_WINDOW_MS) as unknown as Omit<ClaimedWebhookDbRow, 'url' | 'secret'>;
+        const row = leaseOne.get(c.id, o.owner, o.lockedUntil, o.token, e.enabled_at + WEBHOOK_RETRY_WINDOW_MS) as unknown as Omit<LeasedWebhookRow, 'url' | 'secret'>;
         rows.push({ ...row, url: e.url, secret: e.secret });
       }
       return rows;
+    },
+
+    /** The events of leased rows (a read, after the claim's commit); a row gone since (erased) is left out. */
+    withEvents(rows: readonly LeasedWebhookRow[]): ClaimedWebhookDbRow[] {
+      if (rows.length === 0) return [];
+      const events = new Map((selectEvents.all(JSON.stringify(rows.map((r) => r.id))) as unknown as Array<WebhookEventDbRow & { id: string }>).map((e) => [e.id, e]));
+      return rows.flatMap((row) => {
+        const event = events.get(row.id);
+        return event ? [{ ...event, ...row }] : [];
+      });
     },
 
     /** False when the row no longer carries `token`. */
