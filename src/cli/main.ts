@@ -139,6 +139,47 @@ ${CONFIG_HELP}`,
     positionals: true,
     load: () => import('./domains-check.ts'),
   },
+  'ips detect': {
+    summary: "List this host's addresses with their PTR names, and print an ips: block for them",
+    usage: `Usage: rookery ips detect [--pool NAME] [--interface IF]... [--json]
+
+Lists the IPv4 and IPv6 addresses of the interfaces that are up, loopback and link-local ones
+left out, private ones (RFC 1918, CGNAT, IPv6 unique local) marked. For each it looks up the PTR
+record and whether the PTR name resolves back to the address (forward-confirmed reverse DNS,
+which receivers check against the HELO name). Then it prints an ips: block for the
+configuration, hostname set to each PTR name, with a comment on every address whose PTR is
+missing or does not resolve back. Reads the interfaces and DNS only; changes nothing.
+
+  --pool NAME       the pool of every entry (default: default)
+  --interface IF    only the addresses of this interface (repeat for more)
+  --json            print {"addresses": [...], "config": {"ips": [...]}} instead`,
+    options: { pool: { type: 'string' }, interface: { type: 'string', multiple: true }, json: { type: 'boolean' } },
+    load: () => import('./ips-detect.ts'),
+  },
+  backup: {
+    summary: 'Copy the SQLite queue to a file, consistently, while the daemon runs',
+    usage: `Usage: rookery backup --to FILE [--force] [--json] [--config PATH]
+
+Writes a consistent copy of the SQLite store (storage.path of the configuration, relative to
+the current directory as it is for the daemon) to FILE, while the daemon goes on accepting and
+delivering: one read transaction of SQLite's VACUUM INTO, which never blocks the daemon's
+writes. The copy is written beside FILE under a temporary name, readable by its owner only,
+checked (PRAGMA integrity_check, schema version) and synced, then renamed to FILE. An existing
+FILE is never replaced without --force. Prints what it wrote: size, schema version, messages,
+recipients by state.
+
+To restore: stop the daemon, put the copy at storage.path, start it (same hostname, so it takes
+back the deliveries that were in flight).
+
+A PostgreSQL store is backed up with pg_dump instead (the command says how and exits 1).
+
+  --to FILE   where to write the copy (its directory must exist)
+  --force     replace FILE if it exists
+  --json      print the result as JSON
+${CONFIG_HELP}`,
+    options: { ...CONFIG_OPTION, to: { type: 'string' }, force: { type: 'boolean' }, json: { type: 'boolean' } },
+    load: () => import('./backup.ts'),
+  },
 };
 
 const COMMANDS: Record<string, Command> = { ...LOCAL_COMMANDS, ...apiCommandEntries(API_COMMANDS) };
