@@ -33,14 +33,15 @@ export async function execute(values: Record<string, unknown>, context: CommandC
     return 1;
   }
 
-  const refusal = await ownerRefusal(resolve(storage.path));
+  const path = resolve(storage.path);
+  const refusal = ownerProblem(path, (await stat(path).catch(() => null))?.uid, process.getuid?.());
   if (refusal) {
     process.stderr.write(`rookery backup: ${refusal}\n`);
     return 1;
   }
   let result: SqliteBackupResult;
   try {
-    result = await backupSqlite({ source: storage.path, target: given.to, force: given.force === true });
+    result = await backupSqlite({ source: path, target: given.to, force: given.force === true });
   } catch (err) {
     if (!(err instanceof BackupError)) throw err;
     process.stderr.write(`rookery backup: ${err.message}\n`);
@@ -53,15 +54,13 @@ export async function execute(values: Record<string, unknown>, context: CommandC
 /**
  * Root must not open another user's database: SQLite creates its -wal and -shm files beside it
  * when they are missing (the daemon stopped), and files left owned by root lock the daemon's
- * user out of its own queue at the next start.
+ * user out of its own queue at the next start. Null when the process may go ahead.
  */
-async function ownerRefusal(path: string): Promise<string | null> {
-  if (process.getuid?.() !== 0) return null;
-  const owner = (await stat(path).catch(() => null))?.uid;
-  if (owner === undefined || owner === 0) return null;
+export function ownerProblem(path: string, fileUid: number | undefined, processUid: number | undefined): string | null {
+  if (processUid !== 0 || fileUid === undefined || fileUid === 0) return null;
   return (
-    `${path} belongs to uid ${owner}, and this runs as root: files SQLite makes beside the database would ` +
-    'belong to root and lock the daemon out. Run it as the database\'s owner, e.g. sudo -u rookery rookery backup ...'
+    `${path} belongs to uid ${fileUid}, and this runs as root: files SQLite makes beside the database would ` +
+    "belong to root and lock the daemon out. Run it as the database's owner, e.g. sudo -u rookery rookery backup ..."
   );
 }
 
