@@ -1,7 +1,8 @@
 import { generateKeyPair, randomUUID, type KeyObject } from 'node:crypto';
-import { open, link, mkdir, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { moveIntoPlace, syncPath } from '../storage/durable-file.ts';
 
 /**
  * New DKIM signing keys and their private key files. RSA-2048 is the default: RFC 8301 requires
@@ -88,26 +89,9 @@ export async function writePrivateKeyFile(path: string, pem: string, options: { 
   }
   await handle.close();
   try {
-    if (options.force) {
-      await rename(temporary, path);
-    } else {
-      // link() fails with EEXIST instead of replacing, which rename() would do silently.
-      await link(temporary, path).catch((err: NodeJS.ErrnoException) => {
-        throw err.code === 'EEXIST' ? new KeyFileExistsError(path) : err;
-      });
-    }
+    if (!(await moveIntoPlace(temporary, path, options))) throw new KeyFileExistsError(path);
   } finally {
     await unlink(temporary).catch(() => {});
   }
-  await syncDirectory(dirname(path));
-}
-
-/** Makes the new directory entry durable across a power loss. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await syncPath(dirname(path));
 }

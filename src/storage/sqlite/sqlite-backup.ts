@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { open, realpath, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { moveIntoPlace, syncPath } from '../durable-file.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 
 /**
@@ -44,7 +45,7 @@ export async function backupSqlite(options: { source: string; target: string; fo
   if (!sourceStat?.isFile()) throw new BackupError(`no database at ${source} (storage.path, relative to the current directory)`);
   const targetStat = await stat(target).catch(() => null);
   if (targetStat?.isDirectory()) throw new BackupError(`${target} is a directory; give the file to write`);
-  if (targetStat && !options.force) throw new BackupError(`${target} already exists; nothing was written (--force replaces it)`);
+  if (targetStat && !options.force) throw existsError(target);
   if (!(await stat(dirname(target)).catch(() => null))?.isDirectory()) throw new BackupError(`the directory ${dirname(target)} does not exist`);
   if (targetStat && (await realpath(target)) === (await realpath(source))) throw new BackupError(`${target} is the database itself`);
 
@@ -54,14 +55,18 @@ export async function backupSqlite(options: { source: string; target: string; fo
   try {
     copyInto(source, temp, options.busyTimeoutMs ?? 30_000);
     const facts = inspectCopy(temp);
-    await syncFile(temp);
-    await rename(temp, target);
-    await syncFile(dirname(target));
+    await syncPath(temp);
+    // A file that appeared at the target meanwhile is kept, as one there at the start would be.
+    if (!(await moveIntoPlace(temp, target, { force: options.force }))) throw existsError(target);
+    await syncPath(dirname(target));
     return { path: target, source, bytes: (await stat(target)).size, ...facts, supportedVersion: Math.max(...SQLITE_MIGRATIONS.map((m) => m.version)) };
-  } catch (err) {
+  } finally {
     await unlink(temp).catch(() => undefined);
-    throw err;
   }
+}
+
+function existsError(target: string): BackupError {
+  return new BackupError(`${target} already exists; nothing was written (--force replaces it)`);
 }
 
 /** One read transaction: read-only, so the backup can never write to the daemon's database. */
@@ -93,15 +98,5 @@ function inspectCopy(path: string): Pick<SqliteBackupResult, 'schemaVersion' | '
     return { schemaVersion: version, messages, recipients: Object.fromEntries(rows.map((row) => [row.state, row.n])) };
   } finally {
     db.close();
-  }
-}
-
-/** fsync, so the rename never makes a copy whose bytes are still only in the page cache. */
-async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
