@@ -39,7 +39,7 @@ describe('rookery backup under SMTP load, and a restore from the copy', () => {
     await restoreDir.remove();
   });
 
-  it('copies every acknowledged message while the daemon accepts mail, and the copy delivers them', async () => {
+  it('copies every acknowledged message while the daemon accepts mail, and the copy delivers them', { timeout: 120_000 }, async () => {
     deferring = await startSmtpSink({ script: { onRcptTo: () => ({ code: 451, message: '4.2.0 mailbox busy' }) } });
     const extra = { ...UNSHAPED, hostname: HOSTNAME, delivery: { retry: { initial: '300ms', max: '1s' } } };
     daemon = await startDaemonProcess(dir.path, testDaemonConfig({ dir: dir.path, sink: deferring, extra }));
@@ -85,7 +85,7 @@ describe('rookery backup under SMTP load, and a restore from the copy', () => {
     expect([...before].filter((id) => !delivered().has(id))).toEqual([]);
   });
 
-  it('refuses to replace a file without --force, and names pg_dump for a PostgreSQL store', async () => {
+  it('refuses to replace a file without --force, and names pg_dump for a PostgreSQL store', { timeout: 60_000 }, async () => {
     const config = testDaemonConfig({ dir: dir.path, extra: { hostname: HOSTNAME } });
     daemon = await startDaemonProcess(dir.path, config);
     const configPath = join(dir.path, 'rookery.yaml');
