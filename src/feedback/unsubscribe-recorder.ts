@@ -11,7 +11,7 @@ import type { Suppressions } from '../storage/suppressions.ts';
  */
 
 /** What an unsubscribe reads and writes of the suppression list (the store). */
-export type SuppressionWriter = Pick<Suppressions, 'getSuppression' | 'addSuppressions'>;
+export type SuppressionWriter = Pick<Suppressions, 'addSuppressions'>;
 
 export type UnsubscribeChannel = 'https' | 'mailto';
 
@@ -42,17 +42,15 @@ export function createUnsubscribeRecorder(deps: UnsubscribeRecorderDeps): Unsubs
     async record(request) {
       const { tenant, address, messageId, channel, issued, at } = request;
       // An address suppressed for good stays as it is (a complaint stays a complaint): a second
-      // click, or a provider retrying its POST, changes nothing and makes no second event. An
+      // click, or a provider retrying its POST, even at the same moment on another node, changes
+      // nothing and makes no second event (keepPermanent decides in the write's transaction). An
       // entry that would lapse (a manual one with an expiry) gives way to the unsubscribe.
-      const existing = await deps.suppressions.getSuppression(tenant, address, at);
-      const repeated = existing !== null && existing.expiresAt === null;
-      if (!repeated) {
-        const source = { kind: 'feedback' as const, channel, messageId, ...(issued !== null ? { issued } : {}) };
-        // The webhook event (recipient.unsubscribed) is written with the entry, in one transaction.
-        const event = { type: 'recipient.unsubscribed' as const, tenant, messageId, recipient: address, at, egressIp: null, data: { channel } };
-        await deps.suppressions.addSuppressions([{ tenant, address, reason: 'unsubscribe', source, createdAt: at, expiresAt: null }], [event]);
-        deps.metrics.unsubscribes.inc({ channel });
-      }
+      const source = { kind: 'feedback' as const, channel, messageId, ...(issued !== null ? { issued } : {}) };
+      // The webhook event (recipient.unsubscribed) is written with the entry, in one transaction.
+      const event = { type: 'recipient.unsubscribed' as const, tenant, messageId, recipient: address, at, egressIp: null, data: { channel } };
+      const written = await deps.suppressions.addSuppressions([{ tenant, address, reason: 'unsubscribe', source, createdAt: at, expiresAt: null }], [event], { keepPermanent: true });
+      const repeated = written === 0;
+      if (!repeated) deps.metrics.unsubscribes.inc({ channel });
       log.info({ event: 'unsubscribe.recorded', channel, tenant, messageId, domain: domainOf(address), repeated }, repeated ? 'recipient was already suppressed' : 'recipient unsubscribed');
     },
   };

@@ -68,6 +68,15 @@ export interface SuppressionCursor {
   addressHash: string;
 }
 
+export interface AddSuppressionOptions {
+  /**
+   * An entry that never expires is left as it is (its reason and source too), and the webhook
+   * events are written only when an entry was written: a repeated unsubscribe, even two at once
+   * on two nodes, changes nothing and reports nothing a second time.
+   */
+  keepPermanent?: boolean;
+}
+
 export interface Suppressions {
   /**
    * Adds entries, or replaces the entry of the same tenant and address (case ignored) when the
@@ -84,7 +93,7 @@ export interface Suppressions {
    * entry no backend could store (an empty or over-long address, a tenant that is not a tenant
    * name, a source too large).
    */
-  addSuppressions(entries: readonly NewSuppression[], webhooks?: readonly WebhookEvent[]): Promise<number>;
+  addSuppressions(entries: readonly NewSuppression[], webhooks?: readonly WebhookEvent[], options?: AddSuppressionOptions): Promise<number>;
 
   /**
    * Which of `addresses` (as given: every spelling of a suppressed address) the tenant's list

@@ -12,6 +12,7 @@ import type { NewSuppression, SuppressionCursor, SuppressionFilters, Suppression
  */
 
 const T0 = 1_700_000_000_000;
+const DAY_MS = 86_400_000;
 const ALL: SuppressionFilters = { tenant: null, reason: null, address: null, since: null, until: null, now: null };
 
 function entry(overrides: Partial<NewSuppression> = {}): NewSuppression {
@@ -94,6 +95,27 @@ export function registerSuppressionContract(ctx: { store: () => Store; clock: ()
     expect(written).toBe(1);
     expect(await store.getSuppression('acme', 'user@dest.test', T0)).toMatchObject({ reason: 'hard-bounce', source: null, createdAt: T0 + 30, expiresAt: null });
     expect(await store.listSuppressions(ALL, null, 10)).toHaveLength(1);
+  });
+
+  it('keeps an entry for good as it is when asked (keepPermanent), and writes the events only with an entry, once for two calls at once', async () => {
+    const store = ctx.store();
+    await store.createWebhook({ id: 'wh_unsub', tenant: 'acme', url: 'https://hooks.example/u', eventTypes: ['recipient.unsubscribed'], description: null, secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', createdAt: T0 });
+    const unsubscribe = (at: number, address = 'user@dest.test') =>
+      store.addSuppressions([entry({ address, reason: 'unsubscribe', createdAt: at })], [{ type: 'recipient.unsubscribed', tenant: 'acme', messageId: null, recipient: address, at, egressIp: null, data: { channel: 'https' } }], { keepPermanent: true });
+    const events = async () => (await store.listWebhookDeliveries('wh_unsub', { state: null, after: null, limit: 10 })).map((d) => d.event.recipient);
+
+    // Two at once: one entry, one event.
+    expect((await Promise.all([unsubscribe(T0 + 1), unsubscribe(T0 + 2)])).sort()).toEqual([0, 1]);
+    expect(await events()).toEqual(['user@dest.test']);
+    // A complaint stays a complaint.
+    await store.addSuppressions([entry({ address: 'angry@dest.test', reason: 'complaint', createdAt: T0 })]);
+    expect(await unsubscribe(T0 + 3, 'angry@dest.test')).toBe(0);
+    expect(await store.getSuppression('acme', 'angry@dest.test', T0 + 3)).toMatchObject({ reason: 'complaint', createdAt: T0 });
+    // An entry that would lapse gives way, with its event.
+    await store.addSuppressions([entry({ address: 'paused@dest.test', reason: 'manual', createdAt: T0, expiresAt: T0 + DAY_MS })]);
+    expect(await unsubscribe(T0 + 4, 'paused@dest.test')).toBe(1);
+    expect(await store.getSuppression('acme', 'paused@dest.test', T0 + 4)).toMatchObject({ reason: 'unsubscribe', expiresAt: null });
+    expect((await events()).sort()).toEqual(['paused@dest.test', 'user@dest.test']);
   });
 
   it('stops applying an entry when it expires, and purges it then', async () => {

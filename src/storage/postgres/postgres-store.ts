@@ -75,7 +75,7 @@ import {
   tenantKey,
   toSuppressionRecord,
 } from '../suppression-rows.ts';
-import type { NewSuppression, SuppressionCursor, SuppressionFilters, SuppressionRecord } from '../suppressions.ts';
+import type { AddSuppressionOptions, NewSuppression, SuppressionCursor, SuppressionFilters, SuppressionRecord } from '../suppressions.ts';
 import * as hooks from './webhook-queries.ts';
 import { postgresEraseRecipient, postgresPurgeErasedMessages, postgresRecipientData, type PostgresPersonalDataDeps } from './postgres-personal-data.ts';
 import type { ErasureCounts, RecipientData } from '../personal-data.ts';
@@ -440,7 +440,7 @@ class PostgresStore implements Store {
    * chunks are one statement (one transaction) each.
    */
 
-  async addSuppressions(entries: readonly NewSuppression[], webhooks: readonly WebhookEvent[] = []): Promise<number> {
+  async addSuppressions(entries: readonly NewSuppression[], webhooks: readonly WebhookEvent[] = [], options: AddSuppressionOptions = {}): Promise<number> {
     webhookEventValues(webhooks);
     const chunks = await suppressionChunks(entries, this.readHasher());
     const now = this.clock.now();
@@ -450,11 +450,11 @@ class PostgresStore implements Store {
       const write =
         i === 0 && webhooks.length
           ? this.batcher.submit(async (tx) => {
-              const n = await suppression.upsertSuppressions(tx.client, chunk);
-              await hooks.insertWebhookEvents(tx.client, webhooks, now);
+              const n = await suppression.upsertSuppressions(tx.client, chunk, options.keepPermanent);
+              if (n > 0 || !options.keepPermanent) await hooks.insertWebhookEvents(tx.client, webhooks, now);
               return n;
             })
-          : suppression.upsertSuppressions(this.pool, chunk);
+          : suppression.upsertSuppressions(this.pool, chunk, options.keepPermanent);
       written += await write.catch((err: unknown) => {
         throw asRefusal(err);
       });

@@ -27,9 +27,9 @@ export async function selectSalt(db: Db): Promise<string | undefined> {
  * the newer entry wins (suppressions.ts). Returns how many rows were added or replaced. The rows
  * must be distinct keys: one statement cannot upsert a row twice (suppressionChunks sees to it).
  */
-export async function upsertSuppressions(db: Db, rows: readonly SuppressionInsertValues[]): Promise<number> {
+export async function upsertSuppressions(db: Db, rows: readonly SuppressionInsertValues[], keepPermanent = false): Promise<number> {
   const { rowCount } = await db.query({
-    name: 'rookery_upsert_suppressions',
+    name: keepPermanent ? 'rookery_upsert_suppressions_keeping_permanent' : 'rookery_upsert_suppressions',
     text: `
       INSERT INTO suppressions (${COLUMNS})
       SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
@@ -41,7 +41,8 @@ export async function upsertSuppressions(db: Db, rows: readonly SuppressionInser
         -- once that one has run out.
         AND (excluded.expires_at IS NULL
           OR (suppressions.expires_at IS NOT NULL
-            AND (excluded.expires_at >= suppressions.expires_at OR suppressions.expires_at <= excluded.created_at)))`,
+            AND (excluded.expires_at >= suppressions.expires_at OR suppressions.expires_at <= excluded.created_at)))
+        ${keepPermanent ? 'AND suppressions.expires_at IS NOT NULL' : ''}`,
     values: [0, 1, 2, 3, 4, 5, 6].map((column) => rows.map((row) => row[column])),
   });
   return rowCount ?? 0;

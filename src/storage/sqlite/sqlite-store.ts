@@ -74,7 +74,7 @@ import {
   tenantKey,
   toSuppressionRecord,
 } from '../suppression-rows.ts';
-import type { NewSuppression, SuppressionCursor, SuppressionFilters, SuppressionRecord } from '../suppressions.ts';
+import type { AddSuppressionOptions, NewSuppression, SuppressionCursor, SuppressionFilters, SuppressionRecord } from '../suppressions.ts';
 import { insertWebhookEvents, prepareWebhookQueries, type SqliteWebhookQueries } from './webhook-queries.ts';
 import { preparePersonalDataQueries, type SqlitePersonalDataQueries } from './personal-data-queries.ts';
 import { sqliteEraseRecipient, sqlitePurgeErasedMessages, sqliteRecipientData, type SqlitePersonalDataDeps } from './sqlite-personal-data.ts';
@@ -426,7 +426,7 @@ class SqliteStore implements Store {
   }
 
   /** A chunk per write op (one transaction each), so an import of 100,000 entries never holds the writes up for long. */
-  async addSuppressions(entries: readonly NewSuppression[], webhooks: readonly WebhookEvent[] = []): Promise<number> {
+  async addSuppressions(entries: readonly NewSuppression[], webhooks: readonly WebhookEvent[] = [], options: AddSuppressionOptions = {}): Promise<number> {
     webhookEventValues(webhooks);
     const chunks = await suppressionChunks(entries, this.readHasher());
     const suppression = this.suppressionQueries!;
@@ -437,8 +437,8 @@ class SqliteStore implements Store {
       // The events go with the first chunk, in its transaction.
       const events = i === 0 ? webhooks : [];
       written += await this.write(() => {
-        const n = suppression.upsert(chunk);
-        if (events.length) insertWebhookEvents(w, events, now);
+        const n = suppression.upsert(chunk, options.keepPermanent);
+        if (events.length && (n > 0 || !options.keepPermanent)) insertWebhookEvents(w, events, now);
         return n;
       }).catch((err: unknown) => {
         throw asRefusal(err);

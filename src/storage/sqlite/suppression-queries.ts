@@ -16,7 +16,7 @@ export function prepareSuppressionQueries(db: DatabaseSync) {
   // The newer entry wins (suppressions.ts): an older one given leaves the row as it is. One row a
   // run, a chunk per transaction: in-process, a prepared single-row statement is faster than a
   // multi-row VALUES (measured: binding hundreds of parameters per call costs more than it saves).
-  const upsert = stmt(`
+  const UPSERT = `
     INSERT INTO suppressions (${COLUMNS})
     VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (tenant, address_hash) DO UPDATE SET
@@ -27,7 +27,10 @@ export function prepareSuppressionQueries(db: DatabaseSync) {
       -- that one has run out.
       AND (excluded.expires_at IS NULL
         OR (suppressions.expires_at IS NOT NULL
-          AND (excluded.expires_at >= suppressions.expires_at OR suppressions.expires_at <= excluded.created_at)))`);
+          AND (excluded.expires_at >= suppressions.expires_at OR suppressions.expires_at <= excluded.created_at)))`;
+  const upsert = stmt(UPSERT);
+  // keepPermanent: an entry that never expires stays as it is.
+  const upsertKeepingPermanent = stmt(`${UPSERT} AND suppressions.expires_at IS NOT NULL`);
 
   // Primary-key lookups, one per hash of the JSON list (hex), in one statement.
   const selectAmong = stmt(`
@@ -92,9 +95,10 @@ export function prepareSuppressionQueries(db: DatabaseSync) {
 
   return {
     /** Writes the rows (one chunk, inside a write batch); returns how many were added or replaced. */
-    upsert(rows: readonly SuppressionInsertValues[]): number {
+    upsert(rows: readonly SuppressionInsertValues[], keepPermanent = false): number {
+      const statement = keepPermanent ? upsertKeepingPermanent : upsert;
       let written = 0;
-      for (const row of rows) written += Number(upsert.run(...row).changes);
+      for (const row of rows) written += Number(statement.run(...row).changes);
       return written;
     },
 
