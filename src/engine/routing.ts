@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import type { Clock } from '../clock.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
+import { asciiDomain } from '../mail/address.ts';
 
 /**
  * Where mail for a domain goes: static routes from config (`delivery.routes`), or the domain's
@@ -124,8 +125,9 @@ export function createRouter(options: RouterOptions): Router {
   };
 }
 
+/** Lower case, no final dot, an IDN as its A-label: what DNS is asked and static routes are keyed by. */
 function normalizeName(name: string): string {
-  return name.trim().toLowerCase().replace(/\.$/, '');
+  return asciiDomain(name.trim().replace(/\.$/, ''));
 }
 
 function normalizeRoutes(routes: Record<string, string>): Map<string, StaticTarget> {

@@ -15,6 +15,7 @@ import type { MailtoUnsubscribe } from './unsubscribe-mailto.ts';
 import { findOriginalRecipient } from './original-lookup.ts';
 import { parsePlainBounce } from './plain-bounce.ts';
 import { MalformedReportError, readReportMessage, type ReportLimits, type ReportMessage } from './report-message.ts';
+import { addressKey } from '../mail/address.ts';
 
 /**
  * One message the inbound listener accepted, handled for each of its recipients: to an
@@ -125,8 +126,9 @@ async function takeDsn(deps: ReportIntakeDeps, target: Extract<InboundTarget, { 
  */
 function dsnEntryFor(dsn: DsnReport, address: string): DsnRecipient | null {
   const bounces = dsn.recipients.filter((r) => r.action === 'failed' || r.action === 'delayed');
-  const lower = address.toLowerCase();
-  return bounces.find((r) => r.originalRecipient?.toLowerCase() === lower || r.finalRecipient?.toLowerCase() === lower) ?? bounces[0] ?? null;
+  // By key (mail/address.ts): a remote that got the address downgraded reports its domain as the A-label.
+  const key = addressKey(address);
+  return bounces.find((r) => (r.originalRecipient && addressKey(r.originalRecipient) === key) || (r.finalRecipient && addressKey(r.finalRecipient) === key)) ?? bounces[0] ?? null;
 }
 
 async function recordBounce(

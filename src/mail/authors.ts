@@ -12,12 +12,15 @@ import { splitHeader } from './message-headers.ts';
  *    other;
  *  - a field longer than MAX_AUTHOR_FIELD_BYTES: parsing cost grows with it, and no author needs
  *    that much;
- *  - non-ASCII where it can be part of an address, outside quoted strings and comments: U+2028,
- *    U+3000, U+FEFF and their kind are whitespace to a UTF-8 reader and letters to a Latin-1 one,
- *    so `ceo@victim.example<U+2028>me@app.example` names another mailbox for each. Only a display
- *    name before an <angle-addr>, holding no '@', may carry raw UTF-8 (`Jürgen <j@example.de>`:
- *    not RFC 5322, but common, and it names no mailbox); encoded-words are ASCII;
- *  - addresses that come out differently when the bytes are decoded as Latin-1.
+ *  - non-ASCII other than UTF-8 letters, marks and digits where it can be part of an address,
+ *    outside quoted strings and comments: U+2028, U+3000, U+FEFF and their kind are whitespace
+ *    to a UTF-8 reader and letters to a Latin-1 one, so `ceo@victim.example<U+2028>me@app.example`
+ *    names another mailbox for each. An internationalized address (RFC 6532: `jörg@bücher.de`)
+ *    is made of letters, so it is read; a display name before an <angle-addr>, holding no '@',
+ *    may carry any raw UTF-8 (`Jürgen <j@example.de>`: common, and it names no mailbox);
+ *    encoded-words are ASCII;
+ *  - addresses that come out differently when the bytes are decoded as Latin-1 (the UTF-8
+ *    reading's addresses, as bytes, must be what a Latin-1 reader finds).
  */
 
 /** Longest From or Sender field value (with its folding), in bytes. */
@@ -42,7 +45,8 @@ export type Authors = { ok: true; fields: AuthorField[] } | { ok: false; problem
 const AUTHOR_FIELDS: readonly AuthorFieldName[] = ['From', 'Sender'];
 /** The start of an author field's line: its name, optional blanks, the colon. */
 const AUTHOR_FIELD_START = /^(from|sender)[ \t]*:/i;
-const NON_ASCII = /[^\x00-\x7f]/;
+/** Non-ASCII that is no letter, mark or digit: never part of an address (see above). */
+const NON_ADDRESS_CHARACTER = /[^\x00-\x7f\p{L}\p{M}\p{N}]/u;
 
 /** The From and Sender fields of a header block (as splitHeader gives it, one char per byte). */
 export function readAuthors(header: string): Authors {
@@ -56,10 +60,14 @@ export function readAuthors(header: string): Authors {
     if (!span) continue;
     if (span.end - span.start > MAX_AUTHOR_FIELD_BYTES) return { ok: false, problem: `${name} header is longer than ${MAX_AUTHOR_FIELD_BYTES} bytes` };
     const bytes = header.slice(span.start, span.end).replace(/\r\n/g, '').trim();
-    const bare = withoutQuotesAndComments(bytes);
-    if (nonAsciiNearAddresses(bare)) return { ok: false, problem: `${name} header has non-ASCII characters outside quoted strings, comments and display names` };
-    const addresses = parsedAddresses(Buffer.from(bytes, 'latin1').toString('utf8'));
-    if (!sameAddresses(addresses, parsedAddresses(bytes))) return { ok: false, problem: `${name} header reads differently as UTF-8 and as Latin-1` };
+    const text = Buffer.from(bytes, 'latin1').toString('utf8');
+    const bare = withoutQuotesAndComments(text);
+    if (nonAsciiNearAddresses(bare)) return { ok: false, problem: `${name} header has non-ASCII characters other than letters outside quoted strings, comments and display names` };
+    const addresses = parsedAddresses(text);
+    // A quoted local part is set aside above, yet it is the address itself: held to letters too.
+    if (addresses.some((address) => NON_ADDRESS_CHARACTER.test(address))) return { ok: false, problem: `${name} header has an address with non-ASCII characters other than letters` };
+    const asBytes = addresses.map((address) => Buffer.from(address, 'utf8').toString('latin1'));
+    if (!sameAddresses(asBytes, parsedAddresses(bytes))) return { ok: false, problem: `${name} header reads differently as UTF-8 and as Latin-1` };
     fields.push({ name, addresses, written: writtenAddresses(bare) });
   }
   return { ok: true, fields };
@@ -131,16 +139,17 @@ function writtenAddresses(bare: string): string[] {
 }
 
 /**
- * Non-ASCII anywhere but in a display name: each mailbox (or group name) of the list, set apart at
- * ',', ';' and ':', may hold it only before a '<' and only with no '@' before that '<'.
+ * Non-ASCII that is no letter, mark or digit anywhere but in a display name: each mailbox (or
+ * group name) of the list, set apart at ',', ';' and ':', may hold it only before a '<' and only
+ * with no '@' before that '<'. UTF-8 letters may stand anywhere (RFC 6532 addresses).
  */
 function nonAsciiNearAddresses(bare: string): boolean {
   return bare.split(/[,;:]/).some((part) => {
-    if (!NON_ASCII.test(part)) return false;
+    if (!NON_ADDRESS_CHARACTER.test(part)) return false;
     const angle = part.indexOf('<');
     if (angle < 0) return part.includes('@');
     const phrase = part.slice(0, angle);
-    return phrase.includes('@') || NON_ASCII.test(part.slice(angle));
+    return phrase.includes('@') || NON_ADDRESS_CHARACTER.test(part.slice(angle));
   });
 }
 

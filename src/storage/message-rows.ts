@@ -1,5 +1,6 @@
 import type { BacklogGroup, DsnRecord, MessageInfo, MessageQuery, MessageSummary, NewMessage, RecipientState } from './store.ts';
 import { emptyCounts } from './store-rows.ts';
+import { asciiDomain } from '../mail/address.ts';
 
 /*
  * Rows of the control API's reads (MessageReads), shared by the SQLite and PostgreSQL backends,
@@ -108,7 +109,8 @@ export function messageQueryBounds(q: MessageQuery): MessageQueryBounds {
     state: q.state,
     sender: q.sender,
     recipient: q.recipient,
-    domain: q.domain === null ? null : q.domain.toLowerCase(),
+    // Recipients' domains are stored as domainOf gives them (A-labels): either form of an IDN finds them.
+    domain: q.domain === null ? null : asciiDomain(q.domain),
     pool: q.pool,
     tenant: q.tenant,
     tag: q.tag,

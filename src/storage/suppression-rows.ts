@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { addressKey } from '../mail/address.ts';
 import { DataRefusedError } from './store.ts';
 import {
   SUPPRESSION_REASONS,
@@ -50,9 +51,13 @@ export class AddressHasher {
     if (salt.length < 32) throw new Error('the suppression salt of the store is missing or too short');
   }
 
-  /** HMAC-SHA256 of the lower-cased address. */
+  /**
+   * HMAC-SHA256 of the address's key (mail/address.ts addressKey): lower case, a UTF-8 local
+   * part folded too, the domain as its A-label, so either form of an IDN finds one entry. For an
+   * ASCII address the key is its lower case, as it always was.
+   */
   hash(address: string): Buffer {
-    return createHmac('sha256', this.salt).update(address.toLowerCase()).digest();
+    return createHmac('sha256', this.salt).update(addressKey(address)).digest();
   }
 }
 

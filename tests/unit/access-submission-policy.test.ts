@@ -30,7 +30,7 @@ describe('checkRecipient', () => {
 });
 
 describe('envelopeAddressProblem', () => {
-  it.each(['user@example.com', "o'brien+tag@mail.example.co.uk", 'a.b-c@xn--bcher-kva.example', 'UPPER@Example.COM'])('takes %j', (address) => {
+  it.each(['user@example.com', "o'brien+tag@mail.example.co.uk", 'a.b-c@xn--bcher-kva.example', 'UPPER@Example.COM', 'user@bücher.example', 'jörg.müller@bücher.example', 'δοκιμή@παράδειγμα.δοκιμή', '用户@例子.广告'])('takes %j', (address) => {
     expect(envelopeAddressProblem(address)).toBeNull();
   });
 
@@ -46,7 +46,12 @@ describe('envelopeAddressProblem', () => {
     ['a@b@example.com', 'the part before @'],
     ['user@example.com\r\nRCPT TO:<x@evil.example>', 'not an address'],
     ['user@exa mple.com', 'not a domain name'],
-    ['user@bücher.example', 'not a domain name'],
+    ['user@bü cher.example', 'not a domain name'],
+    ['user@bücher.example.', 'not a domain name'],
+    ['jö\u3000rg@bücher.example', 'the part before @'],
+    ['jörg\u200b@bücher.example', 'the part before @'],
+    ['a\u2028b@example.com', 'the part before @'],
+    [`${'ü'.repeat(33)}@example.com`, 'longer than 64'],
     ['<user@example.com>', 'the part before @'],
     [`${'a'.repeat(65)}@example.com`, 'longer than 64'],
   ])('refuses %j', (address, problem) => {

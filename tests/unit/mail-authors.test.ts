@@ -20,6 +20,8 @@ describe('authorDomain (the signer\'s d=)', () => {
     expect(from('Team: alice@example.com, bob@example.com;')).toBe('example.com');
     expect(from('=?utf-8?q?J=C3=B6ran?= <joran@example.com>')).toBe('example.com');
     expect(from('"Jöran Müller" <joran@example.com>')).toBe('example.com');
+    // RFC 6532: an internationalized address, signed for its domain's A-label.
+    expect(from('Jöran <jöran@Bücher.example>')).toBe('xn--bcher-kva.example');
     expect(from('undisclosed')).toBeNull();
     expect(authorDomain(Buffer.from('Subject: x\r\n\r\nFrom: a@example.com\r\n'))).toBeNull();
     // An empty first line ends a header that has no fields: the From after it is body text.
@@ -32,7 +34,7 @@ describe('authorDomain (the signer\'s d=)', () => {
   });
 
   it('signs for no domain when the author cannot be read one way only', () => {
-    expect(authorDomain(withFrom('Jöran <jöran@bücher.example>'))).toBeNull();
+    expect(authorDomain(withFrom(`Jöran <jöran@bücher.example>${SEPARATORS['U+3000']}<x@y.example>`))).toBeNull();
     expect(authorDomain(Buffer.from('From: a@one.example\r\nFrom: b@two.example\r\n\r\n'))).toBeNull();
     expect(authorDomain(withFrom(`a@one.example (${'x'.repeat(MAX_AUTHOR_FIELD_BYTES)})`))).toBeNull();
   });
@@ -58,7 +60,7 @@ describe('readAuthors', () => {
     const problem = (value: string | Buffer) => readAuthors(headerOf(withFrom(value)));
     expect(problem(`ceo@victim.example${SEPARATORS['U+2028']}me@app.example`)).toEqual({
       ok: false,
-      problem: 'From header has non-ASCII characters outside quoted strings, comments and display names',
+      problem: 'From header has non-ASCII characters other than letters outside quoted strings, comments and display names',
     });
     // Latin-1 bytes that are not UTF-8: a Latin-1 reader sees a no-break space.
     expect(problem(Buffer.from('me@app.example\xa0ceo@victim.example', 'latin1'))).toMatchObject({ ok: false });
@@ -66,9 +68,14 @@ describe('readAuthors', () => {
     expect(readAuthors(headerOf(withFrom('Jürgen Müller <juergen@app.example>')))).toMatchObject({ ok: true, fields: [{ addresses: ['juergen@app.example'] }] });
     expect(readAuthors(headerOf(withFrom('Équipe: a@app.example, Zoë <b@app.example>;')))).toMatchObject({ ok: true, fields: [{ addresses: ['a@app.example', 'b@app.example'] }] });
     expect(problem(`ceo@victim.example${SEPARATORS['U+2028']} <me@app.example>`)).toMatchObject({ ok: false });
-    expect(problem('Zoë <zoë@app.example>')).toMatchObject({ ok: false });
-    // Inside quotes non-ASCII is text, but a quoted local part is the address itself.
-    expect(problem('"jö"@x.example')).toEqual({ ok: false, problem: 'From header reads differently as UTF-8 and as Latin-1' });
+    // UTF-8 letters in an address are RFC 6532 mail: read, in the UTF-8 reading.
+    expect(problem('Zoë <zoë@bücher.example>')).toEqual({ ok: true, fields: [{ name: 'From', addresses: ['zoë@bücher.example'], written: ['zoë@bücher.example'] }] });
+    expect(problem('"jö"@x.example')).toMatchObject({ ok: true, fields: [{ addresses: ['jö@x.example'] }] });
+    // Inside quotes non-ASCII is text, but a quoted local part is the address itself: letters only.
+    expect(problem(`"ceo${SEPARATORS['U+2028']}"@x.example`)).toMatchObject({ ok: false });
+    expect(problem(`"ceo${SEPARATORS['U+3000']}x"@x.example`)).toEqual({ ok: false, problem: 'From header has an address with non-ASCII characters other than letters' });
+    // Letters that are not UTF-8 (Latin-1 bytes) are no address either.
+    expect(problem(Buffer.from('J\xf6ran <j\xf6ran@x.example>', 'latin1'))).toMatchObject({ ok: false });
     expect(readAuthors('From: a@x.example\r\nSubject: s\r\nfrom : b@x.example\r\n')).toEqual({ ok: false, problem: 'Message has more than one From header' });
     expect(readAuthors('Sender: a@x.example\r\nSENDER: a@x.example\r\n')).toEqual({ ok: false, problem: 'Message has more than one Sender header' });
   });
