@@ -89,6 +89,12 @@ export const SMTP_REPLIES = {
   RECIPIENT_NOT_ACCEPTED: { smtp: 550, enhanced: '5.7.1', message: 'Recipient address rejected: relay access denied' },
   /** The inbound listener could not read and record a message within inbound.processingTimeout. */
   PROCESSING_TIMEOUT: { smtp: 451, enhanced: '4.3.0', message: 'Message could not be processed in time, try again later' },
+  /** RFC 6531 3.6.1: a non-ASCII address in a transaction not opened with MAIL FROM ... SMTPUTF8. */
+  SMTPUTF8_REQUIRED: { smtp: 553, enhanced: '5.6.7', message: 'Non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM' },
+  /** The SMTPUTF8 parameter on a listener that does not offer the extension (RFC 5321 4.1.1.11: 555). */
+  SMTPUTF8_NOT_OFFERED: { smtp: 555, enhanced: '5.5.4', message: 'SMTPUTF8 is not offered here' },
+  /** Bytes beyond ASCII in MAIL or RCPT that are not UTF-8. */
+  NOT_UTF8: { smtp: 501, enhanced: '5.6.7', message: 'Address is not valid UTF-8' },
 } as const satisfies Record<string, SmtpReplySpec>;
 
 export type SmtpReplyCode = keyof typeof SMTP_REPLIES;

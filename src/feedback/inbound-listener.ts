@@ -195,7 +195,7 @@ export class InboundServer {
     // The gate asks the lockout about AUTH only, which is never available here.
     const lockout = new AuthLockout({ max: 1, windowMs: 1, clock });
     const guard = sessionGuard(
-      { maxCommandBytes: smtp.maxCommandBytes, lockout, sessions: this.sessions, rejections: this.rejections, buffers: this.deps.buffers, isStopping: () => this.stopping },
+      { maxCommandBytes: smtp.maxCommandBytes, lockout, sessions: this.sessions, rejections: this.rejections, buffers: this.deps.buffers, isStopping: () => this.stopping, smtpUtf8: false },
       'never',
     );
     const server: GatedSmtpServer = new GatedSmtpServer(options, guard, { greetingDelayMs: listener.greetingDelay, commandTimeoutMs: smtp.commandTimeout });

@@ -7,10 +7,12 @@ import { clientKeyOf } from './client-key.ts';
 import { authAvailable, type AuthOffer } from './listener-policy.ts';
 import type { Rejections } from './rejections.ts';
 import type { SessionRegistry } from './session-registry.ts';
+import { utf8EnvelopeRefusal } from './utf8-envelope.ts';
 
 /**
  * What every command line passes before smtp-server handles it: no command once the server is
- * stopping, the command length limit, no control characters in MAIL and RCPT, no new DATA while
+ * stopping, the command length limit, no control characters in MAIL and RCPT, UTF-8 in them only
+ * under SMTPUTF8 (utf8-envelope.ts), no new DATA while
  * the message buffers are full, and whether AUTH may be used now (offered on this listener, not
  * inside a transaction, client not locked out). No smtp-server hook runs per command. Also the
  * admission of each connection as it is accepted (session-registry.ts), and the replies to a
@@ -24,6 +26,8 @@ export interface CommandGateDeps {
   rejections: Rejections;
   buffers: BufferBudget;
   isStopping: () => boolean;
+  /** The listener offers SMTPUTF8 (RFC 6531): UTF-8 addresses are taken in transactions that ask for it. */
+  smtpUtf8: boolean;
 }
 
 /** C0 controls (CR, LF, NUL, TAB, ...) and DEL. */
@@ -50,6 +54,11 @@ export function sessionGuard(deps: CommandGateDeps, offer: AuthOffer): SessionGu
       if ((verb === 'MAIL' || verb === 'RCPT') && CONTROL.test(text)) {
         rejections.reject(state, 'CONTROL_CHARACTER', { command: verb });
         return reply(SMTP_REPLIES.CONTROL_CHARACTER);
+      }
+      const utf8 = verb === 'MAIL' || verb === 'RCPT' ? utf8EnvelopeRefusal(verb, line, session, deps.smtpUtf8) : null;
+      if (utf8) {
+        rejections.reject(state, utf8, { command: verb });
+        return reply(SMTP_REPLIES[utf8]);
       }
       if (verb === 'DATA' && session.envelope.rcptTo.length > 0 && deps.buffers.exhausted) {
         rejections.reject(state, 'BUFFERS_FULL', { buffered: deps.buffers.used });

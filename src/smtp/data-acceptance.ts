@@ -116,7 +116,8 @@ async function commit(deps: DataAcceptanceDeps, body: Buffer, session: SMTPServe
       reverseName: session.clientHostname && session.clientHostname !== `[${session.remoteAddress}]` ? session.clientHostname : null,
       clientIp: session.remoteAddress,
       hostname: deps.hostname,
-      protocol: session.transmissionType,
+      // RFC 6531 3.7.3: a transaction under SMTPUTF8 is received "with UTF8SMTP" (UTF8SMTPSA ...).
+      protocol: session.envelope.smtpUtf8 ? session.transmissionType.replace(/^E?SMTP/, 'UTF8SMTP') : session.transmissionType,
       id: session.id,
       at: deps.clock.now(),
     }),

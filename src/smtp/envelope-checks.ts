@@ -2,6 +2,7 @@ import type { SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { tenantMaySend, type TenantLookup } from '../access/tenants.ts';
 import { checkRecipient } from '../access/submission-policy.ts';
 import { RookeryError } from '../errors.ts';
+import { envelopeAddressProblem, isAscii } from '../mail/address.ts';
 import type { Rejections } from './rejections.ts';
 import { checkMailFrom, checkRcptTo, type RelayClient } from './relay-policy.ts';
 import type { SessionRegistry, SessionState } from './session-registry.ts';
@@ -12,7 +13,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
 /**
- * MAIL FROM and RCPT TO: the relay policy (relay-policy.ts) applied to the session, the sender
+ * MAIL FROM and RCPT TO: a UTF-8 address held to letters (see internationalAddressProblem), the relay policy (relay-policy.ts) applied to the session, the sender
  * domains of the user's tenant, recipients that need a domain, and the recipient limit
  * (src/access/submission-policy.ts, shared with the HTTP API), and under the reject action the
  * suppression list of the user's tenant (550 5.7.1 for a suppressed recipient; the others of the
@@ -48,6 +49,11 @@ export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServe
   return {
     onMailFrom(address, session, callback) {
       const state = sessions.get(session.id);
+      const unreadable = internationalAddressProblem(address.address);
+      if (unreadable) {
+        rejections.reject(state, 'BAD_ADDRESS', { sender: address.address, detail: unreadable });
+        return callback(new RookeryError('BAD_ADDRESS', `Bad sender address: ${unreadable}`));
+      }
       const refusal = checkMailFrom(relayClient(session, state), address.address);
       if (refusal) {
         rejections.reject(state, refusal, { sender: address.address, username: session.user });
@@ -71,7 +77,8 @@ export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServe
       }
       // smtp-server accepts a bare "postmaster"; an outbound relay has no local mailbox for it.
       const recipients = session.envelope.rcptTo;
-      const problem = checkRecipient(address.address, recipients.map((r) => r.address), deps.maxRecipients);
+      const unreadable = internationalAddressProblem(address.address);
+      const problem = unreadable ? { code: 'BAD_ADDRESS' as const, message: `Bad recipient address: ${unreadable}` } : checkRecipient(address.address, recipients.map((r) => r.address), deps.maxRecipients);
       if (problem) {
         rejections.reject(state, problem.code, problem.code === 'BAD_ADDRESS' ? { recipient: address.address } : { recipients: recipients.length });
         return callback(new RookeryError(problem.code, problem.message));
@@ -95,4 +102,15 @@ export function envelopeChecks(deps: EnvelopeCheckDeps): Required<Pick<SMTPServe
       );
     },
   };
+}
+
+/**
+ * Why a non-ASCII address (the command gate let it in under SMTPUTF8) is no address Rookery
+ * relays, or null. smtp-server takes any UTF-8 but controls and a few invisible characters; held
+ * here to what the HTTP API takes (mail/address.ts): UTF-8 letters, marks and digits, so that no
+ * space-like character (U+3000, U+2028) splits one mailbox into two for some reader further on.
+ * An ASCII address keeps smtp-server's own reading (quoted local parts and all).
+ */
+function internationalAddressProblem(address: string): string | null {
+  return address === '' || isAscii(address) ? null : envelopeAddressProblem(address);
 }

@@ -16,6 +16,9 @@ export type RejectionReason =
 const REJECTION_EVENTS: Partial<Record<RejectionReason, string>> = {
   COMMAND_TOO_LONG: 'smtp.command.rejected',
   CONTROL_CHARACTER: 'smtp.command.rejected',
+  SMTPUTF8_REQUIRED: 'smtp.command.rejected',
+  SMTPUTF8_NOT_OFFERED: 'smtp.command.rejected',
+  NOT_UTF8: 'smtp.command.rejected',
   AUTH_NOT_AVAILABLE: 'smtp.auth.refused',
   AUTH_LOCKED: 'smtp.auth.locked',
   AUTH_BUSY: 'smtp.auth.busy',

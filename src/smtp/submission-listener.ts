@@ -56,8 +56,10 @@ export function createListener(listener: ListenerConfig, deps: ListenerDeps): Ga
     socketTimeout: smtp.idleTimeout,
     closeTimeout: deps.shutdownGraceMs,
     hideENHANCEDSTATUSCODES: false,
-    // Nothing downstream carries SMTPUTF8 or DSN parameters, so they are not offered.
-    hideSMTPUTF8: true,
+    // RFC 6531: UTF-8 addresses and headers are taken (the command gate holds them to
+    // transactions that asked for it) and relayed with SMTPUTF8 (src/engine/international-mail.ts).
+    hideSMTPUTF8: false,
+    // Nothing downstream carries DSN parameters, so they are not offered.
     hideDSN: true,
     logger: false,
     ...(deps.reverseLookup ? { resolver: resolverFor(deps.reverseLookup) } : {}),

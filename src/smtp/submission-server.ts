@@ -180,7 +180,7 @@ class SmtpSubmissionServer implements SubmissionServer {
     return {
       onConnect: (server, listener, session, callback) => sessions.open(server, listener, session, callback),
       onClose: (session) => sessions.close(session.id),
-      guard: (offer) => sessionGuard({ maxCommandBytes: config.smtp.maxCommandBytes, lockout, sessions, rejections, buffers, isStopping }, offer),
+      guard: (offer) => sessionGuard({ maxCommandBytes: config.smtp.maxCommandBytes, lockout, sessions, rejections, buffers, isStopping, smtpUtf8: true }, offer),
       onAuth: authHandler({ users, lockout, checks, sessions, rejections }),
       ...envelopeChecks({ users, tenants: this.deps.tenants, sessions, rejections, maxRecipients: config.smtp.maxRecipients, suppressions: this.deps.suppressions, log, metrics: this.deps.metrics }),
       onData: dataAcceptance({

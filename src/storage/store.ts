@@ -389,7 +389,7 @@ export interface MessageQuery {
   sender: string | null;
   /** A recipient address, compared without regard to ASCII case. */
   recipient: string | null;
-  /** A recipient domain (lower case, as stored). */
+  /** A recipient domain, either form of an IDN (stored as domainOf gives it: lower case, A-labels). */
   domain: string | null;
   pool: string | null;
   /** Messages carrying this tag (exactly, case included). */

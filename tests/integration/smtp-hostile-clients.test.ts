@@ -130,7 +130,7 @@ describe('author headers of an authenticated user', () => {
     await trusted.ehlo();
     const from = Buffer.concat([Buffer.from('From: ceo@victim.example'), Buffer.from(bytes), Buffer.from('news@app.example\r\n')]);
     for (const client of [app, trusted]) {
-      expect(await send(client, from)).toMatchObject({ code: 554, text: '5.6.0 From header has non-ASCII characters outside quoted strings, comments and display names' });
+      expect(await send(client, from)).toMatchObject({ code: 554, text: '5.6.0 From header has non-ASCII characters other than letters outside quoted strings, comments and display names' });
     }
     expect((await h.store.countByState()).queued).toBe(0);
     // In a display name, quoted or not, the same text is fine: it names no mailbox.
