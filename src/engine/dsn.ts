@@ -2,6 +2,7 @@ import { MimeNode } from '../vendor/nodemailer.ts';
 import type { NewMessage } from '../storage/store.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import { rfc5322Date, splitHeader } from '../mail/message-headers.ts';
+import { hasUtf8Headers } from './international-mail.ts';
 
 /**
  * Delivery status notifications (RFC 3464, in the multipart/report container of RFC 6522):
@@ -59,11 +60,16 @@ export async function buildDsn(input: DsnInput): Promise<NewMessage> {
   }
 
   root.createChild('text/plain; charset=utf-8').setContent(humanText(input));
-  // RFC 6533: addresses that are not ASCII need the "utf-8" address type and the global report type.
-  root
-    .createChild(international ? 'message/global-delivery-status' : 'message/delivery-status')
-    .setContent(deliveryStatus(input, international));
-  appendHeadersPart(root, original.body);
+  // RFC 6533: addresses that are not ASCII need the "utf-8" address type and the global report
+  // type, whose UTF-8 goes as it is (8bit, 6.2); MimeNode would send a message/* part unencoded
+  // and unlabelled.
+  const status = deliveryStatus(input, international);
+  if (international) {
+    root.createChild('message/global-delivery-status').setRaw(`Content-Type: message/global-delivery-status${CRLF}Content-Transfer-Encoding: 8bit${CRLF}${CRLF}${status}`);
+  } else {
+    root.createChild('message/delivery-status').setContent(status);
+  }
+  appendHeadersPart(root, original.body, international);
 
   const body = await root.build();
   return {
@@ -194,17 +200,21 @@ function wrap(text: string, indent: string): string[] {
 }
 
 /**
- * The text/rfc822-headers part. A plain ASCII header block goes as it is (7bit), so it reads
- * like the original; anything else is left to MimeNode to encode.
+ * The original's header block. A plain ASCII one goes as it is (text/rfc822-headers, 7bit), so it
+ * reads like the original. A UTF-8 one (RFC 6532) in a report that is international anyway goes
+ * as message/global-headers (RFC 6533 6.3), 8bit, as it is too; otherwise (legacy 8-bit, over-long
+ * lines, or a report that is ASCII but for it) MimeNode encodes it, so the report stays 7-bit.
  */
-function appendHeadersPart(root: MimeNode, body: Buffer): void {
+function appendHeadersPart(root: MimeNode, body: Buffer, international: boolean): void {
   const { header } = splitHeader(body);
   const headerBytes = Buffer.from(header, 'latin1');
-  const plain = /^[\x09\x0a\x0d\x20-\x7e]*$/.test(header) && header.split(CRLF).every((line) => line.length <= 998);
-  const part = root.createChild('text/rfc822-headers');
-  if (plain) {
-    part.setRaw(`Content-Type: text/rfc822-headers${CRLF}Content-Transfer-Encoding: 7bit${CRLF}${CRLF}${header}`);
+  const fits = header.split(CRLF).every((line) => line.length <= 998);
+  if (fits && /^[\x09\x0a\x0d\x20-\x7e]*$/.test(header)) {
+    root.createChild('text/rfc822-headers').setRaw(`Content-Type: text/rfc822-headers${CRLF}Content-Transfer-Encoding: 7bit${CRLF}${CRLF}${header}`);
+  } else if (fits && international && hasUtf8Headers(headerBytes)) {
+    const raw = Buffer.concat([Buffer.from(`Content-Type: message/global-headers${CRLF}Content-Transfer-Encoding: 8bit${CRLF}${CRLF}`), headerBytes]);
+    root.createChild('message/global-headers').setRaw(raw);
   } else {
-    part.setContent(headerBytes);
+    root.createChild('text/rfc822-headers').setContent(headerBytes);
   }
 }

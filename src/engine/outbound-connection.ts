@@ -4,7 +4,16 @@ import type { Config } from '../config/schema.ts';
 import type { DeliveryStage } from '../mail/delivery-outcome.ts';
 import type { NextHop } from './routing.ts';
 import type { Egress } from '../ippool/egress.ts';
-import { connectionFlags, refusedRecipientErrors, SMTPConnection, socketOf, type SMTPConnectionSendInfo, type SMTPError } from '../vendor/nodemailer.ts';
+import {
+  askSmtpUtf8OnNextMail,
+  connectionFlags,
+  refusedRecipientErrors,
+  serverExtensions,
+  SMTPConnection,
+  socketOf,
+  type SMTPConnectionSendInfo,
+  type SMTPError,
+} from '../vendor/nodemailer.ts';
 
 /**
  * One outbound SMTP session to a next hop, bound to an egress address and greeting with that
@@ -147,14 +156,22 @@ export class OutboundConnection {
     return connectionFlags(this.smtp).secure;
   }
 
+  /** The server announced SMTPUTF8 (RFC 6531) in its EHLO reply. */
+  get offersSmtpUtf8(): boolean {
+    return serverExtensions(this.smtp).includes('SMTPUTF8');
+  }
+
   /** Calls `listener` once the connection is gone (closed by either side or failed). */
   onEnd(listener: () => void): void {
     if (this.ended) listener();
     else this.endListeners.push(listener);
   }
 
-  /** One mail transaction: MAIL FROM, RCPT TO for each recipient, DATA. Never rejects. */
-  send(sender: string, recipients: string[], body: Buffer): Promise<SendResult> {
+  /**
+   * One mail transaction: MAIL FROM, RCPT TO for each recipient, DATA. Never rejects. With
+   * `smtpUtf8` MAIL FROM carries the SMTPUTF8 parameter (the caller has seen offersSmtpUtf8).
+   */
+  send(sender: string, recipients: string[], body: Buffer, options: { smtpUtf8?: boolean } = {}): Promise<SendResult> {
     let stage: DeliveryStage = 'mail';
     let bodyStarted = false;
     const socket = socketOf(this.smtp);
@@ -175,9 +192,11 @@ export class OutboundConnection {
     });
     const { command, dataDone } = this.timeouts;
     const disarm = this.deadline((recipients.length + 2) * command + dataDone + Math.ceil((body.length / MIN_BODY_BYTES_PER_SECOND) * 1000));
+    const unask = options.smtpUtf8 ? askSmtpUtf8OnNextMail(this.smtp) : () => undefined;
     return new Promise<SendResult>((resolve) => {
       this.smtp.send({ from: sender, to: recipients, size: body.length, use8BitMime: hasEightBit(body) }, message, (err, info) => {
         disarm();
+        unask();
         if (socket && !socket.destroyed) socket.setTimeout(this.timeouts.command);
         if (!err) {
           this.transactions++;

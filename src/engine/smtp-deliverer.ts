@@ -8,6 +8,7 @@ import { classifyError } from './classify.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import { pathLabels, type EgressPath } from '../ippool/egress-path.ts';
 import type { Egress } from '../ippool/egress.ts';
+import { envelopeForServer } from './international-mail.ts';
 import { OutboundConnection, type DeliveryTimeouts, type OpenFailure } from './outbound-connection.ts';
 import type { ReadyQueue, ReadyQueues } from './ready-queue.ts';
 import { unreachable, type DownPath } from './path-health.ts';
@@ -230,16 +231,21 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     return true;
   }
 
-  /** Runs the transaction for the recipients whose claim this node still holds (asked now); the others are left out. */
+  /**
+   * Runs the transaction for the recipients whose claim this node still holds (asked now), in the
+   * envelope this server can take (international-mail.ts: SMTPUTF8, or A-labels and a 5.6.7
+   * bounce for what has no ASCII form); the others are left out with their own outcome.
+   */
   async function transactClaimed(connection: OutboundConnection, request: DeliveryRequest, rules: readonly BounceRule[]): Promise<TransactionResult> {
-    const claimed = request.recipients.map((_, i) => request.stillClaimed?.(i) ?? true);
-    if (claimed.every(Boolean)) return transact(connection, request, rules);
     const lost = claimLost(request.path.ip);
-    if (!claimed.some(Boolean)) return { kind: 'done', outcomes: request.recipients.map(() => lost) };
-    const result = await transact(connection, { ...request, recipients: request.recipients.filter((_, i) => claimed[i]) }, rules);
+    const envelope = envelopeForServer(request, connection.offersSmtpUtf8, { remoteHost: connection.hop.name, egressIp: request.path.ip });
+    const plan = envelope.recipients.map((recipient, i) => ((request.stillClaimed?.(i) ?? true) ? recipient : lost));
+    const sending = plan.filter((p): p is string => typeof p === 'string');
+    if (sending.length === 0) return { kind: 'done', outcomes: plan as DeliveryOutcome[] };
+    const result = await transact(connection, { ...request, sender: envelope.sender, recipients: sending }, rules, envelope.smtpUtf8);
     if (result.kind === 'elsewhere') return result;
     const sent = result.outcomes.values();
-    return { kind: 'done', outcomes: claimed.map((held) => (held ? sent.next().value! : lost)) };
+    return { kind: 'done', outcomes: plan.map((p) => (typeof p === 'string' ? sent.next().value! : p)) };
   }
 
   /**
@@ -247,9 +253,9 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
    * failed before any of the message was sent (a pooled connection the server dropped while
    * idle, a 421), the result is 'elsewhere': the caller tries a fresh connection or the next hop.
    */
-  async function transact(connection: OutboundConnection, request: DeliveryRequest, rules: readonly BounceRule[]): Promise<TransactionResult> {
+  async function transact(connection: OutboundConnection, request: DeliveryRequest, rules: readonly BounceRule[], smtpUtf8: boolean): Promise<TransactionResult> {
     const ctx = { remoteHost: connection.hop.name, egressIp: request.path.ip };
-    const result = await connection.send(request.sender, request.recipients, request.body);
+    const result = await connection.send(request.sender, request.recipients, request.body, { smtpUtf8 });
     if (result.ok) {
       transactions++;
       return { kind: 'done', outcomes: successOutcomes(result.info, request.recipients, ctx, rules) };

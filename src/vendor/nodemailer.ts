@@ -10,8 +10,10 @@ import SMTPConnection, { type SMTPConnectionEnvelope, type SMTPConnectionSendInf
  * (nodemailer/lib/mail-composer: what the HTTP API builds a message from JSON with), and two members of
  * the connection that are not public: its socket (_socket, for per-phase timeouts and the
  * liveness test), its envelope state (_envelope, which lists the recipients refused at RCPT TO
- * when the transaction fails later), and the flags its declarations mark @private (destroyed,
- * secure, upgrading). tests/unit/vendor-contract.test.ts checks each of them.
+ * when the transaction fails later), the flags its declarations mark @private (destroyed,
+ * secure, upgrading), the extensions the server announced (_supportedExtensions) and the
+ * command writer (_sendCommand, to ask for SMTPUTF8 on MAIL FROM for a message whose headers
+ * alone are UTF-8). tests/unit/vendor-contract.test.ts checks each of them.
  */
 
 export { addressparser, MailComposer, MimeNode, SMTPConnection };
@@ -35,4 +37,31 @@ export function refusedRecipientErrors(connection: SMTPConnection): SMTPError[] 
 /** The connection's own flags: closed for good, running over TLS, in the middle of STARTTLS. */
 export function connectionFlags(connection: SMTPConnection): { destroyed: boolean; secure: boolean; upgrading: boolean } {
   return { destroyed: connection.destroyed, secure: connection.secure, upgrading: !!connection.upgrading };
+}
+
+/** The ESMTP extensions the server announced in its EHLO reply, as nodemailer recognized them (upper case). */
+export function serverExtensions(connection: SMTPConnection): readonly string[] {
+  return (connection as unknown as { _supportedExtensions?: string[] })._supportedExtensions ?? [];
+}
+
+/**
+ * Makes the next MAIL FROM the connection writes carry the SMTPUTF8 parameter. nodemailer adds it
+ * by itself only when an envelope address is not ASCII (and the server offers it); RFC 6531 3.4
+ * asks for it for UTF-8 header fields too. The caller has checked that the server offers it.
+ * Returns the undo, for a transaction that ended before it wrote MAIL FROM.
+ */
+export function askSmtpUtf8OnNextMail(connection: SMTPConnection): () => void {
+  const internals = connection as unknown as { _sendCommand: (command: string, logged?: string) => void };
+  const write = internals._sendCommand;
+  const undo = () => {
+    // The prototype's writer serves every later command again.
+    if (internals._sendCommand === asking) delete (internals as Partial<typeof internals>)._sendCommand;
+  };
+  const asking = function (this: unknown, command: string, logged?: string) {
+    if (!/^MAIL FROM:/i.test(command)) return write.call(this, command, logged);
+    undo();
+    return write.call(this, / SMTPUTF8(?: |$)/i.test(command) ? command : `${command} SMTPUTF8`, logged);
+  };
+  internals._sendCommand = asking;
+  return undo;
 }

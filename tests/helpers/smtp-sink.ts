@@ -49,6 +49,13 @@ export interface SinkMessage {
   connectionId: string;
   /** True when the message came over TLS (STARTTLS). */
   secure: boolean;
+  /** MAIL FROM carried the SMTPUTF8 parameter (RFC 6531). */
+  smtpUtf8: boolean;
+  /**
+   * The MAIL FROM and RCPT TO lines of its transaction as they came over the wire (UTF-8; plain
+   * connections only): smtp-server hands an A-label domain on as U-labels, these say which was sent.
+   */
+  commands: string[];
   receivedAt: number;
 }
 
@@ -68,6 +75,8 @@ export interface SmtpSinkOptions {
   tls?: boolean;
   /** The name in the greeting. */
   hostname?: string;
+  /** Offer SMTPUTF8 (RFC 6531); default true, as smtp-server does. */
+  smtpUtf8?: boolean;
   script?: SinkScript;
 }
 
@@ -158,6 +167,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
     hideENHANCEDSTATUSCODES: true,
     disabledCommands: tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
     hideSTARTTLS: !tls,
+    hideSMTPUTF8: options.smtpUtf8 === false,
     ...(tls ? { key: tls.key, cert: tls.cert } : {}),
     closeTimeout: 250,
     onConnect(session, callback) {
@@ -191,6 +201,8 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
           helo: connection.helo,
           connectionId: connection.id,
           secure: session.secure,
+          smtpUtf8: envelope.smtpUtf8 === true,
+          commands: envelopeLines.get(session.remotePort)?.splice(0) ?? [],
           receivedAt: Date.now(),
         };
         const accept = () => {
@@ -217,6 +229,26 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
   });
   server.on('error', () => {
     // Client-side resets are normal in tests that kill connections; nothing to report.
+  });
+  // The raw MAIL and RCPT lines of each plain connection (by client port), read beside smtp-server's parser.
+  const envelopeLines = new Map<number, string[]>();
+  server.server.prependListener('connection', (socket: import('node:net').Socket) => {
+    const port = socket.remotePort ?? 0;
+    const lines: string[] = [];
+    envelopeLines.set(port, lines);
+    let pending = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      // A large chunk is message data: passed over uncopied, so the sink stays lean for the benchmark.
+      if (pending.length === 0 && chunk.length > 4096) return;
+      pending = Buffer.concat([pending, chunk]);
+      for (let end = pending.indexOf('\r\n'); end >= 0; end = pending.indexOf('\r\n')) {
+        const line = pending.subarray(0, end).toString('utf8');
+        pending = pending.subarray(end + 2);
+        if (/^(MAIL FROM|RCPT TO):/i.test(line)) lines.push(line);
+      }
+      if (pending.length > 4096) pending = Buffer.alloc(0);
+    });
+    socket.once('close', () => envelopeLines.delete(port));
   });
 
   await new Promise<void>((resolve, reject) => {

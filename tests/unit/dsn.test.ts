@@ -205,3 +205,35 @@ describe('buildDsn', () => {
     await expect(buildDsn(input({ failed: [] }))).rejects.toThrow(/no failed recipients/);
   });
 });
+
+describe('DSNs about internationalised mail (RFC 6533)', () => {
+  const header = 'From: Jörg <news@sender.test>\r\nTo: ünï@dest.test\r\nSubject: Grüße\r\nMessage-ID: <intl@sender.test>\r\n';
+  const original = { ...input().original, body: Buffer.from(`${header}\r\nbody\r\n`, 'utf8') };
+  const refused = failure({ code: null, enhanced: '5.6.7', response: 'not sent: the recipient address needs SMTPUTF8 (RFC 6531), which mx1.dest.test does not offer', stage: 'mail', bounceClass: 'other' });
+
+  it('reports a UTF-8 recipient with the utf-8 address type in message/global-delivery-status, and the UTF-8 header block as message/global-headers, both 8bit', async () => {
+    const dsn = await buildDsn(input({ original, failed: [{ recipient: 'ünï@dest.test', outcome: refused }, { recipient: 'plain@dest.test', outcome: failure({}) }] }));
+    const { parts } = parseMultipart(dsn.body.toString('latin1'));
+    expect(parts.map((p) => [headerValue(p.headers, 'Content-Type'), headerValue(p.headers, 'Content-Transfer-Encoding')])).toEqual([
+      ['text/plain; charset=utf-8', 'quoted-printable'],
+      ['message/global-delivery-status', '8bit'],
+      ['message/global-headers', '8bit'],
+    ]);
+    const status = Buffer.from(parts[1]!.body, 'latin1').toString('utf8');
+    const [, utf8, plain] = statusGroups(status);
+    expect(utf8).toMatchObject({ 'final-recipient': 'utf-8; ünï@dest.test', action: 'failed', status: '5.6.7', 'remote-mta': 'dns; mx1.dest.test' });
+    expect(utf8!['diagnostic-code']).toBe('X-Rookery; not sent: the recipient address needs SMTPUTF8 (RFC 6531), which mx1.dest.test does not offer');
+    expect(plain).toMatchObject({ 'final-recipient': 'utf-8; plain@dest.test' });
+    expect(Buffer.from(parts[2]!.body, 'latin1').toString('utf8')).toBe(header);
+    // Lines within limits, CRLF only, and the report's own header block stays ASCII.
+    const raw = dsn.body.toString('latin1');
+    expect(raw).not.toMatch(/[^\r]\n/);
+    expect(splitHeader(dsn.body).header).toMatch(/^[\x09\x0a\x0d\x20-\x7e]*$/);
+  });
+
+  it('goes to a UTF-8 sender with the address as it is', async () => {
+    const dsn = await buildDsn(input({ original: { ...original, sender: 'jörg@sender.test' }, failed: [{ recipient: 'plain@dest.test', outcome: failure({}) }] }));
+    expect(dsn.recipients).toEqual(['jörg@sender.test']);
+    expect(Buffer.from(headerValue(splitHeader(dsn.body).header, 'To')!, 'latin1').toString('utf8')).toBe('jörg@sender.test');
+  });
+});

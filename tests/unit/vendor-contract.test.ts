@@ -6,7 +6,17 @@ import { SMTPConnection as ServerConnection } from 'smtp-server/lib/smtp-connect
 import ts from 'typescript';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import * as mailauth from '../../src/vendor/mailauth.ts';
-import { addressparser, connectionFlags, MailComposer, MimeNode, refusedRecipientErrors, SMTPConnection, socketOf } from '../../src/vendor/nodemailer.ts';
+import {
+  addressparser,
+  askSmtpUtf8OnNextMail,
+  connectionFlags,
+  MailComposer,
+  MimeNode,
+  refusedRecipientErrors,
+  serverExtensions,
+  SMTPConnection,
+  socketOf,
+} from '../../src/vendor/nodemailer.ts';
 import { GatedSmtpServer, type GateReply, type GuardTiming, type SessionGuard } from '../../src/vendor/smtp-server.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
@@ -262,6 +272,46 @@ describe('nodemailer internals', () => {
     connection.quit();
     await closed;
     expect(connectionFlags(connection).destroyed).toBe(true);
+  });
+
+  it('the extensions the server announced, and SMTPUTF8 asked for on the next MAIL FROM only', async () => {
+    const offering = await startSmtpSink();
+    const plain = await startSmtpSink({ smtpUtf8: false });
+    const send = (connection: SMTPConnection, from: string) =>
+      new Promise<Error | null>((resolve) => connection.send({ from, to: ['a@rookery.test'] }, 'Subject: x\r\n\r\nx\r\n', (err) => resolve(err)));
+    try {
+      for (const [s, offers] of [[offering, true], [plain, false]] as const) {
+        const connection = new SMTPConnection({ host: s.host, port: s.port, logger: false, name: 'client.test' });
+        connection.on('error', () => undefined);
+        expect(serverExtensions(connection)).toEqual([]);
+        await new Promise<void>((resolve, reject) => connection.connect((err) => (err ? reject(err) : resolve())));
+        expect(serverExtensions(connection)).toContain('PIPELINING');
+        expect(serverExtensions(connection).includes('SMTPUTF8')).toBe(offers);
+        if (!offers) {
+          connection.quit();
+          continue;
+        }
+        askSmtpUtf8OnNextMail(connection);
+        expect(await send(connection, 'b@rookery.test')).toBeNull();
+        expect(await send(connection, 'c@rookery.test')).toBeNull();
+        // Undone before MAIL FROM (a transaction that ended first), the request is taken back.
+        const undo = askSmtpUtf8OnNextMail(connection);
+        undo();
+        expect(await send(connection, 'd@rookery.test')).toBeNull();
+        // nodemailer asks by itself for a UTF-8 address, and the request adds no second parameter.
+        askSmtpUtf8OnNextMail(connection);
+        expect(await send(connection, 'jörg@rookery.test')).toBeNull();
+        expect(s.messages.map((m) => [m.smtpUtf8, m.commands[0]])).toEqual([
+          [true, 'MAIL FROM:<b@rookery.test> SMTPUTF8'],
+          [false, 'MAIL FROM:<c@rookery.test>'],
+          [false, 'MAIL FROM:<d@rookery.test>'],
+          [true, 'MAIL FROM:<jörg@rookery.test> SMTPUTF8'],
+        ]);
+        connection.quit();
+      }
+    } finally {
+      await Promise.all([offering.close(), plain.close()]);
+    }
   });
 
   it('the connection flags through a STARTTLS upgrade', async () => {
