@@ -1,4 +1,5 @@
 import type { ErrorCode } from '../errors.ts';
+import { addressKey } from '../mail/address.ts';
 import { checkAuthors, type AuthorRefusal } from './author-check.ts';
 
 /**
@@ -33,13 +34,13 @@ export type RecipientRefusal = { code: Extract<ErrorCode, 'BAD_ADDRESS' | 'TOO_M
 
 /**
  * null when `address` may join the recipients already `accepted`: it needs a domain (Rookery
- * relays out, it has no local mailbox for a bare "postmaster"), and a new address (ASCII case
- * ignored) may not take the count past `max`. A repeated address is no new recipient.
+ * relays out, it has no local mailbox for a bare "postmaster"), and a new address (case ignored,
+ * an IDN in either form: mail/address.ts addressKey) may not take the count past `max`. A repeated address is no new recipient.
  */
 export function checkRecipient(address: string, accepted: readonly string[], max: number): RecipientRefusal | null {
   if (!address.includes('@')) return { code: 'BAD_ADDRESS', message: 'Recipient address must have a domain' };
-  const key = address.toLowerCase();
-  const repeated = accepted.some((r) => r.toLowerCase() === key);
+  const key = addressKey(address);
+  const repeated = accepted.some((r) => addressKey(r) === key);
   if (!repeated && accepted.length >= max) return { code: 'TOO_MANY_RECIPIENTS', message: 'Too many recipients' };
   return null;
 }

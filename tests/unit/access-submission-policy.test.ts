@@ -27,6 +27,12 @@ describe('checkRecipient', () => {
     expect(checkRecipient('B@X.example', accepted, 2)).toBeNull();
     expect(checkRecipient('c@x.example', accepted, 3)).toBeNull();
   });
+
+  it('takes an IDN in either form, and a UTF-8 local part in any case, for one address', () => {
+    const accepted = ['jörg@bücher.example'];
+    expect(checkRecipient('JÖRG@xn--bcher-kva.example', accepted, 1)).toBeNull();
+    expect(checkRecipient('jorg@bücher.example', accepted, 1)).toMatchObject({ code: 'TOO_MANY_RECIPIENTS' });
+  });
 });
 
 describe('envelopeAddressProblem', () => {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { domainOf, envelopeAddressProblem } from '../../mail/address.ts';
+import { asciiAddress, domainOf, envelopeAddressProblem } from '../../mail/address.ts';
 import { toWireForm } from '../../mail/wire-form.ts';
 import { MailComposer, type MailComposerOptions } from '../../vendor/nodemailer.ts';
 import { envelopeRecipients, invalid, refusedAt, scheduledAt, type Draft, type Refusal, type SendLimits } from './message-draft.ts';
@@ -60,8 +60,17 @@ function checkedMailboxes(list: ReturnType<typeof mailboxes>): Refusal | null {
   return null;
 }
 
+/**
+ * The mailboxes as the header fields name them. An address whose local part is ASCII is written
+ * with its domain as the A-label: the header block stays ASCII, so the message needs no SMTPUTF8
+ * (src/engine/international-mail.ts) for a domain name alone. A UTF-8 local part stays as it is
+ * (RFC 6532).
+ */
 function asComposerAddress(list: ReturnType<typeof mailboxes>) {
-  return list.map(({ name, address }) => (name ? { name, address } : address));
+  return list.map(({ name, address }) => {
+    const written = asciiAddress(address) ?? address;
+    return name ? { name, address: written } : written;
+  });
 }
 
 /** The message as a draft for the queue, or the refusal naming the place at fault; `at` is the item's path (`body`, `body.messages[3]`). */

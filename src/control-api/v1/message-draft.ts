@@ -4,7 +4,7 @@ import { senderAllowed } from '../../access/allowed-senders.ts';
 import { checkHeaderBlock, checkRecipient } from '../../access/submission-policy.ts';
 import type { Submission } from '../../engine/queue.ts';
 import type { ApiErrorCode, ErrorCode } from '../../errors.ts';
-import { envelopeAddressProblem } from '../../mail/address.ts';
+import { addressKey, envelopeAddressProblem } from '../../mail/address.ts';
 import { hasHeader, rfc5322Date, splitHeader, withHeaders } from '../../mail/message-headers.ts';
 import { toWireForm } from '../../mail/wire-form.ts';
 
@@ -69,7 +69,7 @@ export function refusedAt(code: ErrorCode | ApiErrorCode, path: string, message:
 /**
  * The envelope recipients from addresses at `places` (each with its request path), checked one
  * by one as SMTP checks each RCPT TO: a plain address, and no more than maxRecipients different
- * ones. An address given twice (ASCII case aside) is one recipient.
+ * ones. An address given twice (case aside, an IDN in either form) is one recipient.
  */
 export function envelopeRecipients(places: ReadonlyArray<{ path: string; address: string }>, limits: SendLimits, at: string): string[] | Refusal {
   if (places.length === 0) return invalid(at, 'no recipient: give at least one');
@@ -79,8 +79,8 @@ export function envelopeRecipients(places: ReadonlyArray<{ path: string; address
     if (problem) return invalid(path, problem);
     const refusal = checkRecipient(address, recipients, limits.maxRecipients);
     if (refusal) return refusedAt(refusal.code, path, `${refusal.message} (at most ${limits.maxRecipients}, smtp.maxRecipients)`);
-    const key = address.toLowerCase();
-    if (!recipients.some((r) => r.toLowerCase() === key)) recipients.push(address);
+    const key = addressKey(address);
+    if (!recipients.some((r) => addressKey(r) === key)) recipients.push(address);
   }
   return recipients;
 }
