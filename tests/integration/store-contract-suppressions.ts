@@ -49,6 +49,22 @@ export function registerSuppressionContract(ctx: { store: () => Store; clock: ()
     expect(await store.suppressedAmong('acme', [], T0)).toEqual(new Set());
   });
 
+  it('keys a UTF-8 address by its folded local part and the A-label of its domain (RFC 6531), an IDN in either form finding the entry', async () => {
+    const store = ctx.store();
+    expect(await store.addSuppressions([entry({ address: 'Jörg@Bücher.test' })])).toBe(1);
+    const found = await store.getSuppression('acme', 'jörg@xn--bcher-kva.test', T0);
+    expect(found).toMatchObject({ address: 'Jörg@Bücher.test', reason: 'hard-bounce' });
+    expect(await store.getSuppression('acme', 'JÖRG@BÜCHER.test', T0)).toEqual(found);
+    expect(await store.getSuppression('acme', 'jorg@bücher.test', T0)).toBeNull();
+    const among = await store.suppressedAmong('acme', ['jörg@bücher.test', 'JÖRG@xn--bcher-kva.test', 'joerg@bücher.test'], T0);
+    expect([...among].sort()).toEqual(['JÖRG@xn--bcher-kva.test', 'jörg@bücher.test']);
+    // The same entry in the other form replaces it: one row.
+    expect(await store.addSuppressions([entry({ address: 'jörg@xn--bcher-kva.test', createdAt: T0 + 1 })])).toBe(1);
+    expect((await store.listSuppressions(ALL, null, 10)).map((e) => e.address)).toEqual(['jörg@xn--bcher-kva.test']);
+    expect(await store.deleteSuppression('acme', 'Jörg@bücher.test')).toBe(true);
+    expect(await store.getSuppression('acme', 'jörg@bücher.test', T0)).toBeNull();
+  });
+
   it('keeps tenants apart, with mail of no tenant as a tenant of its own', async () => {
     const store = ctx.store();
     await store.addSuppressions([

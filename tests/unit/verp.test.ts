@@ -217,6 +217,20 @@ describe('returnPathFor', () => {
     expect(returnPathFor({ ...ids, sender: 'news@example.com', config: { secret: null, domains: {} } })).toBe('news@example.com');
   });
 
+  it('gives a UTF-8 sender, or one whose domain is written in U-labels, an ASCII VERP address that parses back to the recipient row', () => {
+    const idn: ReturnPathConfig = { secret: SECRET, domains: { 'xn--bcher-kva.example': { domain: 'bounces.xn--bcher-kva.example' } } };
+    for (const sender of ['jörg@bücher.example', 'news@BÜCHER.example', 'news@xn--bcher-kva.example']) {
+      const verp = returnPathFor({ ...ids, sender, config: idn });
+      expect(verp).toBe(address(ids.messageId, ids.recipientId, 'bounces.xn--bcher-kva.example'));
+      expect(verp).toMatch(/^[\x21-\x7e]+$/);
+      expect(parseVerpAddress(verp, SECRET, { domains: bounceDomains(idn) })).toEqual(ids);
+    }
+    const utf8 = returnPathFor({ ...ids, sender: 'jörg@example.com', config });
+    expect(parseVerpAddress(utf8, SECRET, { domains: bounceDomains(config) })).toEqual(ids);
+    // A bounce that comes back with the address's domain in U-labels is no VERP address of ours.
+    expect(parseVerpAddress(utf8.replace('example.com', 'exämple.com'), SECRET)).toBeNull();
+  });
+
   it('uses the domain after the last @', () => {
     const sender = returnPathFor({ ...ids, sender: '"a@example.net"@example.com', config });
     expect(sender.endsWith('@bounces.example.com')).toBe(true);
