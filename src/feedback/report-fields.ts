@@ -58,10 +58,21 @@ export function typedValue(value: string | null): { type: string; value: string 
   return { type: value.slice(0, semicolon).trim().toLowerCase(), value: value.slice(semicolon + 1).trim() };
 }
 
-/** An address from a typed field or a bare one: "rfc822; <a@b>" -> "a@b". */
+/**
+ * An address from a typed field or a bare one: "rfc822; <a@b>" -> "a@b". The "utf-8" type (RFC
+ * 6533) may write a character as \x{HEX} (its xtext form, the only one a message/delivery-status
+ * part may carry); it is read back to the character.
+ */
 export function addressValue(value: string | null): string | null {
   const typed = typedValue(value);
   if (!typed) return null;
-  const address = typed.value.replace(/^<(.*)>$/, '$1').trim();
+  const written = typed.value.replace(/^<(.*)>$/, '$1').trim();
+  const address = typed.type === 'utf-8' ? written.replace(/\\x\{([0-9A-Fa-f]{1,6})\}/g, (escape, hex: string) => utf8Character(parseInt(hex, 16)) ?? escape) : written;
   return address.includes('@') ? address : null;
+}
+
+/** The character of a code point an address may hold: none for controls, surrogates and beyond Unicode. */
+function utf8Character(codePoint: number): string | null {
+  const valid = codePoint > 0x1f && codePoint !== 0x7f && codePoint <= 0x10ffff && (codePoint < 0xd800 || codePoint > 0xdfff);
+  return valid ? String.fromCodePoint(codePoint) : null;
 }

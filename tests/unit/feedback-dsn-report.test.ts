@@ -103,6 +103,28 @@ describe('DSN reports (RFC 3464)', () => {
     expect(report.recipients).toHaveLength(MAX_DSN_RECIPIENTS);
   });
 
+  it('reads a UTF-8 recipient (RFC 6533): in its own DSN as it is, in a remote one in the xtext form', async () => {
+    const original = Buffer.from('From: app@sender.test\r\nTo: ünï@dest.test\r\nSubject: hi\r\n\r\nbody\r\n', 'utf8');
+    const own = await buildDsn({
+      reportingMta: 'mx.rookery.test',
+      original: { id: '0190aaaabbbbccccddddeeee', sender: 'app@sender.test', messageIdHeader: null, body: original, pool: 'default' },
+      failed: [{ recipient: 'ünï@dest.test', outcome: failure({}) }],
+      now: Date.UTC(2026, 10, 30, 1),
+      id: 'dsn-1',
+    });
+    expect((await dsnOf(own.body)).recipients).toMatchObject([{ finalRecipient: 'ünï@dest.test', action: 'failed', status: '5.1.1' }]);
+
+    const remote = Buffer.from(
+      'From: MAILER-DAEMON@mx.dest.test\r\nTo: b+x@bounces.sender.test\r\nSubject: failure\r\nMIME-Version: 1.0\r\n' +
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n' +
+        '--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n' +
+        '--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.dest.test\r\n\r\n' +
+        'Final-Recipient: utf-8; \\x{FC}n\\x{EF}@dest.test\r\nOriginal-Recipient: utf-8; j\\x{0}x@dest.test\r\nAction: failed\r\nStatus: 5.1.1\r\n' +
+        '--b--\r\n',
+    );
+    expect((await dsnOf(remote)).recipients).toMatchObject([{ finalRecipient: 'ünï@dest.test', originalRecipient: 'j\\x{0}x@dest.test' }]);
+  });
+
   it('is no DSN without a delivery-status part', async () => {
     expect(parseDsnReport(await readReportMessage(feedbackFixture('exim-user-unknown.eml')))).toBeNull();
     expect(parseDsnReport(await readReportMessage(feedbackFixture('arf-yahoo.eml')))).toBeNull();
