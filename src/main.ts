@@ -26,6 +26,7 @@ import type { Resolver as DnsResolver } from './engine/routing.ts';
 import { ReadyQueues } from './engine/ready-queue.ts';
 import { Scheduler } from './engine/scheduler.ts';
 import { createDeliverer } from './engine/smtp-deliverer.ts';
+import { createOutboundTls, type TlsTrust } from './engine/tls/outbound-tls.ts';
 import { createPoolBackend } from './ippool/backend/create-pool-backend.ts';
 import { EgressPool } from './ippool/egress-pool.ts';
 import { createReputationTracker } from './ippool/reputation.ts';
@@ -54,6 +55,8 @@ export interface DaemonOptions {
   logger: Logger;
   clock?: Clock;
   resolver?: DnsResolver & TxtResolver;
+  /** Roots and name resolution for outbound TLS checks and MTA-STS fetches (tests); the system's by default. */
+  tlsTrust?: TlsTrust;
   /** The queue, instead of one made from config.storage; the daemon migrates it and closes it when it stops. */
   store?: Store;
   /**
@@ -194,7 +197,19 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const router = { resolve: (domain: string) => parts.router.resolve(domain) };
 
     const { timeouts } = config.delivery;
-    const deliverer = createDeliverer({ logger, metrics, timeouts, queues, bounceRules: () => live.current.bounceRules });
+    // The TLS each domain is held to (MTA-STS), and TLS-RPT: stopped after the deliverer, so its last sessions are counted.
+    const trust = options.tlsTrust;
+    const outboundTls = createOutboundTls({ config, delivery: () => live.current.config.delivery, store, resolver: dns, dkim, metrics, clock, logger, owner, ...(trust ? { trust } : {}) });
+    stack.push({ name: 'outbound TLS', stop: () => outboundTls.stop() });
+    const deliverer = createDeliverer({
+      logger,
+      metrics,
+      timeouts,
+      queues,
+      bounceRules: () => live.current.bounceRules,
+      ...(trust?.ca ? { ca: trust.ca } : {}),
+      ...(outboundTls.sessions ? { tlsSessions: outboundTls.sessions } : {}),
+    });
     stack.push({ name: 'deliverer', stop: () => deliverer.close() });
 
     // Sites no egress IP can reach: probed, their mail held. Started with the scheduler, which it wakes.
@@ -217,6 +232,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       store,
       sites,
       router,
+      tls: outboundTls.policies,
       deliverer,
       pool,
       clock,
@@ -346,6 +362,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
 
     await scheduler.start();
+    outboundTls.start();
     stack.push({ name: 'scheduler', stop: () => scheduler.stop(live.current.config.delivery.shutdownTimeout) });
     pauses.start();
     stack.push({ name: 'queue pauses', stop: async () => pauses.stop() });

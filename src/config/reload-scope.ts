@@ -57,6 +57,12 @@ export const RELOAD_SCOPE: { readonly [K in keyof Config]-?: SectionScope<Config
     timeouts: 'restart',
     lease: 'restart',
     deadSite: 'restart',
+    // Read per delivery: a new mode or domain policy applies to the next attempt.
+    tls: 'reload',
+    tlsPolicies: 'reload',
+    // Bound into the policy resolver and the report sender made at start.
+    mtaSts: 'restart',
+    tlsReports: 'restart',
   },
   ips: 'reload',
   pools: 'reload',

@@ -5,6 +5,7 @@ import { canonicalIp } from '../mail/ip-address.ts';
 import { apiAuthFailuresSchema, apiNameSchema, apiTokensSchema } from './api-schema.ts';
 import { dkimConfigSchema } from './dkim-schema.ts';
 import { inboundConfigSchema } from './inbound-schema.ts';
+import { mtaStsConfigSchema, tlsModeSchema, tlsPoliciesSchema, tlsReportsConfigSchema } from './outbound-tls-schema.ts';
 import { durationSchema, positiveDurationSchema } from './duration.ts';
 import { dataName, ipWarmupSchema, providersConfigSchema, reputationConfigSchema, shapingConfigSchema, warmupConfigSchema } from './pool-schemas.ts';
 import { verpConfigSchema } from './return-path-schema.ts';
@@ -201,6 +202,12 @@ export const configSchema = z.strictObject({
         })
         .refine((d) => d.maxInterval >= d.interval, { message: 'maxInterval is shorter than interval', path: ['maxInterval'] })
         .prefault({}),
+      /** The TLS every recipient domain is held to, unless tlsPolicies or its MTA-STS policy says otherwise (outbound-tls-schema.ts). */
+      tls: tlsModeSchema.default('opportunistic'),
+      /** Recipient domain patterns (as routes: "domain", ".parent.domain", "*") -> TLS mode. */
+      tlsPolicies: tlsPoliciesSchema,
+      mtaSts: mtaStsConfigSchema,
+      tlsReports: tlsReportsConfigSchema,
     })
     .prefault({}),
   ips: z

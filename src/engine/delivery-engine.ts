@@ -15,6 +15,7 @@ import { WaitLine } from './wait-line.ts';
 import { decide, expiredOutcome } from './retry-policy.ts';
 import type { Router } from './routing.ts';
 import type { Deliverer, DeliveryRequest } from './smtp-deliverer.ts';
+import type { TlsPolicies } from './tls/tls-policies.ts';
 import { notStarted } from './transaction-outcomes.ts';
 
 /** How many egress IPs one attempt tries when IPs turn out to be missing from the host. */
@@ -84,6 +85,8 @@ export interface EngineSettings {
 export interface EngineDeps {
   store: Store;
   router: Pick<Router, 'resolve'>;
+  /** The TLS requirement of each recipient domain (delivery.tls, tlsPolicies, MTA-STS); without it, opportunistic. */
+  tls?: Pick<TlsPolicies, 'requirementFor'>;
   deliverer: Pick<Deliverer, 'deliver' | 'abort'>;
   pool: Pick<EgressPool, 'select' | 'afterDelivery'>;
   /** Sites no egress IP can reach: their jobs are held instead of attempted. */
@@ -124,7 +127,7 @@ export class DeliveryEngine {
 
   /** One job per destination site of one message's claimed recipients. */
   plan(messageId: string, rows: ClaimedRecipient[]): Promise<DeliveryJob[]> {
-    return jobsBySite(messageId, rows, this.deps.router);
+    return jobsBySite(messageId, rows, this.deps.router, this.deps.tls);
   }
 
   /**
@@ -217,7 +220,7 @@ export class DeliveryEngine {
       }
       provider = selection.path.provider;
       const rows = rest.slice(0, selection.granted);
-      const delivered = await this.transact(message, rows, selection, route.hops, claimed, settings);
+      const delivered = await this.transact(message, rows, selection, { hops: route.hops, ...(job.tls ? { tls: job.tls } : {}) }, claimed, settings);
       if (delivered.every((o) => o.bounceClass === 'egress-unavailable') && tries++ < MAX_EGRESS_TRIES) {
         previous = null;
         continue;
@@ -245,14 +248,14 @@ export class DeliveryEngine {
     message: StoredMessage,
     rows: ClaimedRecipient[],
     selection: Extract<Selection, { ok: true }>,
-    hops: DeliveryRequest['hops'],
+    target: Pick<DeliveryRequest, 'hops' | 'tls'>,
     claimed: ClaimCheck,
     settings: EngineSettings,
   ): Promise<DeliveryOutcome[]> {
     const { path, egress } = selection;
     const transaction = (sender: string, recipients: ClaimedRecipient[]) =>
       this.deps.deliverer
-        .deliver({ sender, recipients: recipients.map((r) => r.recipient), body: message.body, path, hostname: egress.hostname, hops, stillClaimed: (i) => claimed(recipients[i]!) })
+        .deliver({ sender, recipients: recipients.map((r) => r.recipient), body: message.body, path, hostname: egress.hostname, ...target, stillClaimed: (i) => claimed(recipients[i]!) })
         .catch((err: unknown) => {
           this.log.error({ event: 'delivery.transaction.failed', messageId: message.id, ip: path.ip, err }, 'the transaction could not start; its recipients wait');
           return recipients.map(() => notStarted(path.ip, `the delivery failed before its transaction started: ${(err as Error)?.message ?? String(err)}`));

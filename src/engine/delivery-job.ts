@@ -1,5 +1,7 @@
 import type { ClaimedRecipient } from '../storage/store.ts';
 import type { NextHop, Route, Router } from './routing.ts';
+import type { TlsPolicies } from './tls/tls-policies.ts';
+import { requirementKey, type TlsRequirement } from './tls/tls-requirement.ts';
 
 /**
  * Recipients of one message at one destination site, delivered together in one SMTP
@@ -11,6 +13,8 @@ export interface DeliveryJob {
   /** Where the recipients' domains route to; a failed route is a job of its own per domain. */
   route: Route;
   rows: ClaimedRecipient[];
+  /** What its connections must achieve in TLS; absent: opportunistic. */
+  tls?: TlsRequirement;
 }
 
 /** Groups claimed rows by message, keeping claim order. */
@@ -29,20 +33,35 @@ export function groupByMessage(rows: readonly ClaimedRecipient[]): ClaimedRecipi
  * them into one job per destination site, in claim order. Domains of one site share a job only
  * when they also try the site's hosts in the same order: two domains may list the same MX hosts
  * with different preferences, and each must go to its own most preferred host first (RFC 5321
- * 5.1). Each domain that cannot be routed is a job of its own, carrying the failure.
+ * 5.1), and when they are held to the same TLS requirement (a domain with an MTA-STS policy
+ * has a job of its own). Each domain that cannot be routed is a job of its own, carrying the failure.
  */
-export async function jobsBySite(messageId: string, rows: readonly ClaimedRecipient[], router: Pick<Router, 'resolve'>): Promise<DeliveryJob[]> {
+export async function jobsBySite(
+  messageId: string,
+  rows: readonly ClaimedRecipient[],
+  router: Pick<Router, 'resolve'>,
+  tlsPolicies?: Pick<TlsPolicies, 'requirementFor'>,
+): Promise<DeliveryJob[]> {
   const domains = [...new Set(rows.map((row) => row.domain))];
-  const routes = new Map(await Promise.all(domains.map(async (domain) => [domain, await router.resolve(domain)] as const)));
+  const routed = async (domain: string) => {
+    const route = await router.resolve(domain);
+    const tls = route.ok && tlsPolicies ? await tlsPolicies.requirementFor(domain, route.viaMx === true) : undefined;
+    return [domain, { route, tls }] as const;
+  };
+  const routes = new Map(await Promise.all(domains.map(routed)));
   const jobs: DeliveryJob[] = [];
   const byDomain = new Map<string, DeliveryJob>();
   for (const row of rows) {
     let job = byDomain.get(row.domain);
     if (!job) {
-      const route = routes.get(row.domain)!;
-      job = jobs.find((other) => route.ok && other.route.ok && other.route.site === route.site && samePreferences(other.route.hops, route.hops));
+      const { route, tls } = routes.get(row.domain)!;
+      const key = tls ? requirementKey(tls) : '';
+      job = jobs.find(
+        (other) => route.ok && other.route.ok && other.route.site === route.site && samePreferences(other.route.hops, route.hops) && (other.tls ? requirementKey(other.tls) : '') === key,
+      );
+      if (job?.tls && tls) job.tls = { ...job.tls, reports: [...job.tls.reports, ...tls.reports] };
       if (!job) {
-        job = { messageId, route, rows: [] };
+        job = { messageId, route, rows: [], ...(tls ? { tls } : {}) };
         jobs.push(job);
       }
       byDomain.set(row.domain, job);

@@ -4,6 +4,7 @@ import type { Config } from '../config/schema.ts';
 import type { DeliveryStage } from '../mail/delivery-outcome.ts';
 import type { NextHop } from './routing.ts';
 import type { Egress } from '../ippool/egress.ts';
+import { inspectTlsSocket, type TlsSession } from './tls/tls-session.ts';
 import {
   askSmtpUtf8OnNextMail,
   connectionFlags,
@@ -38,6 +39,8 @@ export interface OpenOptions {
   timeouts: DeliveryTimeouts;
   /** Skip STARTTLS (used for the plaintext retry after a failed TLS handshake). */
   ignoreTLS?: boolean;
+  /** Roots the MX certificate is checked against (tests); the system's by default. */
+  ca?: string | Buffer | Array<string | Buffer>;
   /** Aborting it destroys the connection at once, at any stage (a shutdown out of time). */
   signal?: AbortSignal;
   /** Called once the TCP connection is up, and once when it is gone. */
@@ -117,12 +120,12 @@ export class OutboundConnection {
       port: hop.port,
       servername,
       name: egress.hostname,
-      // MTA-to-MTA practice: encrypt when offered, without verifying the certificate (there is
-      // no name to verify against without DANE/MTA-STS), and go on in plaintext when the server
-      // refuses STARTTLS.
+      // MTA-to-MTA practice: encrypt when offered, and go on in plaintext when the server refuses
+      // STARTTLS. The certificate is checked after the handshake (tlsSession), not by it: a
+      // policy that needs it valid (tls-requirement.ts) refuses the session with the reason.
       opportunisticTLS: true,
       ignoreTLS: options.ignoreTLS === true,
-      tls: { rejectUnauthorized: false, servername },
+      tls: { rejectUnauthorized: false, servername, ...(options.ca ? { ca: options.ca } : {}) },
       // The socket is already connected: the setup budget (greeting, STARTTLS) is the greeting timeout.
       connectionTimeout: timeouts.greeting,
       greetingTimeout: timeouts.greeting,
@@ -160,6 +163,13 @@ export class OutboundConnection {
   get offersSmtpUtf8(): boolean {
     return serverExtensions(this.smtp).includes('SMTPUTF8');
   }
+
+  /** The session's TLS (version, cipher, certificate checked against the MX name), null in plaintext; read once. */
+  get tlsSession(): TlsSession | null {
+    if (this.tlsChecked === undefined) this.tlsChecked = inspectTlsSocket(socketOf(this.smtp), this.hop.name);
+    return this.tlsChecked;
+  }
+  private tlsChecked: TlsSession | null | undefined;
 
   /** Calls `listener` once the connection is gone (closed by either side or failed). */
   onEnd(listener: () => void): void {

@@ -32,6 +32,8 @@ export type Route =
       /** Destination site: domains that share an MX set share a site (and its connection limits). */
       site: string;
       hops: NextHop[];
+      /** The hops are the domain's MX hosts (not a static route's host): its MTA-STS policy applies. */
+      viaMx?: boolean;
     }
   | { ok: false; outcome: DeliveryOutcome };
 
@@ -116,11 +118,13 @@ export function createRouter(options: RouterOptions): Router {
           ok: true,
           site: `route:${target.label}`,
           hops: [{ host: target.host, port: target.port, preference: 0, name: target.host }],
+          viaMx: false,
         };
       }
       const resolved = await lookup(domain);
       if (!resolved.ok) return resolved;
-      return { ok: true, site: resolved.site, hops: toHops(orderHosts(resolved.hosts, random), mxPort, maxHops, maxAddressesPerHost) };
+      const hops = toHops(orderHosts(resolved.hosts, random), mxPort, maxHops, maxAddressesPerHost);
+      return { ok: true, site: resolved.site, hops, viaMx: addressLiteral(domain) === null };
     },
   };
 }
@@ -131,10 +135,15 @@ function normalizeName(name: string): string {
 }
 
 function normalizeRoutes(routes: Record<string, string>): Map<string, StaticTarget> {
-  const result = new Map<string, StaticTarget>();
-  for (const [key, value] of Object.entries(routes)) {
+  return domainPatterns(routes, parseTarget);
+}
+
+/** A table keyed by domain patterns (a domain, ".parent.domain" or "*"), its keys in one spelling for byDomainPattern. */
+export function domainPatterns<V, T>(table: Record<string, V>, parse: (value: V) => T): Map<string, T> {
+  const result = new Map<string, T>();
+  for (const [key, value] of Object.entries(table)) {
     const pattern = key === '*' ? '*' : key.startsWith('.') ? `.${normalizeName(key.slice(1))}` : normalizeName(key);
-    result.set(pattern, parseTarget(value));
+    result.set(pattern, parse(value));
   }
   return result;
 }
@@ -158,14 +167,19 @@ export function parseTarget(value: string): StaticTarget {
  * parent up (as Postfix transport maps), then "*". Without any entry, MX lookup.
  */
 function staticTarget(routes: Map<string, StaticTarget>, domain: string): StaticTarget {
-  const exact = routes.get(domain);
-  if (exact) return exact;
+  return byDomainPattern(routes, domain) ?? { kind: 'mx' };
+}
+
+/** The entry for a domain (lower case): the exact domain, then ".parent" entries from the nearest parent up, then "*". */
+export function byDomainPattern<T>(table: Map<string, T>, domain: string): T | undefined {
+  const exact = table.get(domain);
+  if (exact !== undefined) return exact;
   const labels = domain.split('.');
   for (let i = 1; i < labels.length; i++) {
-    const parent = routes.get(`.${labels.slice(i).join('.')}`);
-    if (parent) return parent;
+    const parent = table.get(`.${labels.slice(i).join('.')}`);
+    if (parent !== undefined) return parent;
   }
-  return routes.get('*') ?? { kind: 'mx' };
+  return table.get('*');
 }
 
 function dnsCode(err: unknown): string {

@@ -13,6 +13,9 @@ import { OutboundConnection, type DeliveryTimeouts, type OpenFailure } from './o
 import type { ReadyQueue, ReadyQueues } from './ready-queue.ts';
 import { unreachable, type DownPath } from './path-health.ts';
 import type { NextHop } from './routing.ts';
+import { judgeSession, mxAllowed, OPPORTUNISTIC, outcomeTls, tlsRefusedOutcome, type TlsRequirement } from './tls/tls-requirement.ts';
+import type { TlsFailureType } from './tls/tls-rpt-report.ts';
+import type { TlsSessionRecorder } from './tls/tls-session-counter.ts';
 import { claimLost, failureOutcomes, interrupted, localOutcome, moreRelevant, notStarted, pathDown, setupOutcome, shuttingDown, successOutcomes } from './transaction-outcomes.ts';
 
 /**
@@ -34,6 +37,8 @@ export interface DeliveryRequest {
   /** The EHLO name of the path's egress IP. */
   hostname: string;
   hops: NextHop[];
+  /** What the connections must achieve in TLS (tls-requirement.ts); opportunistic by default. */
+  tls?: TlsRequirement;
   /**
    * Whether this node still holds the claim of recipient `i`, asked right before the transaction
    * starts (after the waits for a slot, the connection rate and the connection): a recipient whose
@@ -84,6 +89,10 @@ export interface DelivererOptions {
    * rules in effect, read once per delivery or probe, so a reload applies from the next one.
    */
   bounceRules: () => readonly BounceRule[];
+  /** Roots MX certificates are checked against (tests); the system's by default. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Counts each new session's TLS result for TLS-RPT. */
+  tlsSessions?: TlsSessionRecorder;
 }
 
 /** What a transaction on one connection produced. */
@@ -114,6 +123,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       timeouts,
       ignoreTLS,
       signal,
+      ...(options.ca ? { ca: options.ca } : {}),
       onSocketOpen: () => {
         connectionsOpened++;
         metrics.outboundConnections.inc(gauge);
@@ -128,13 +138,16 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     return connection;
   }
 
-  /** Opens a session on a hop; a failed TLS handshake is retried once in plaintext (opportunistic TLS). */
-  async function openOnHop(hop: NextHop, queue: ReadyQueue, egress: Egress, signal = aborting.signal): Promise<OutboundConnection | OpenFailure> {
+  /**
+   * Opens a session on a hop; a failed TLS handshake is retried once in plaintext when the policy
+   * allows clear text (opportunistic TLS).
+   */
+  async function openOnHop(hop: NextHop, queue: ReadyQueue, egress: Egress, signal = aborting.signal, inClear = true): Promise<OutboundConnection | OpenFailure> {
     try {
       return await open(hop, queue, egress, false, signal);
     } catch (failure) {
       const f = failure as OpenFailure;
-      if (f.stage !== 'starttls' || signal.aborted) return f;
+      if (f.stage !== 'starttls' || signal.aborted || !inClear) return f;
       log.info({ event: 'connection.tls.failed', ip: egress.address, host: hop.host, err: String((f.error as Error)?.message ?? f.error) }, 'TLS handshake failed, retrying in plaintext');
       try {
         return await open(hop, queue, egress, true, signal);
@@ -149,14 +162,19 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     const egress: Egress = { address: path.ip, hostname: request.hostname };
     const all = (outcome: DeliveryOutcome) => recipients.map(() => outcome);
     const rules = bounceRules();
+    const tls = request.tls ?? OPPORTUNISTIC;
     if (recipients.length === 0) return [];
     if (stopping) return all(shuttingDown(egress));
-    const hops = reachableHops(request.hops, egress.address);
-    if (hops.length === 0) return all(noReachableHop(path, egress));
+    const reachable = reachableHops(request.hops, egress.address);
+    if (reachable.length === 0) return all(noReachableHop(path, egress));
+    // An enforced MTA-STS policy names the MX hosts mail may go to; the others are not tried.
+    const hops = reachable.filter((hop) => mxAllowed(tls, hop.name));
+    if (hops.length === 0) return all(noAllowedMx(tls, reachable, egress));
 
-    // An idle connection serves this delivery when it reaches one of its hops and greeted with
-    // the EHLO name it would give now (a reload may change an IP's hostname).
-    const reusable = (c: OutboundConnection) => c.egress.hostname === egress.hostname && hops.some((h) => sameHop(h, c.hop));
+    // An idle connection serves this delivery when it reaches one of its hops, greeted with the
+    // EHLO name it would give now (a reload may change an IP's hostname) and its TLS meets the policy.
+    const reusable = (c: OutboundConnection) =>
+      c.egress.hostname === egress.hostname && hops.some((h) => sameHop(h, c.hop)) && judgeSession(tls, c.tlsSession, c.hop.name).refusal === null;
     const { queue, lease } = await queues.acquire(path, reusable);
     if (stopping) {
       // Waited for a slot while shutting down: leave the message for the next start.
@@ -186,20 +204,34 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
       const down = queues.health.get(path);
       if (down) return all(pathDown(egress, down));
       let last: DeliveryOutcome | null = null;
+      /** The last hop the TLS policy refused: reported rather than a later hop's connection failure. */
+      let refused: DeliveryOutcome | null = null;
       /** Some hop answered, or failed for a reason of its own rather than the site's: the path is not down. */
       let reached = false;
       for (const hop of hops) {
         const limited = await queue.beforeConnect().then(() => null, (err: unknown) => err);
         if (limited) return all(notStarted(egress.address, `the connection rate of ${queue.key} could not be checked: ${(limited as Error)?.message ?? String(limited)}`));
         if (aborting.signal.aborted) return all(shuttingDown(egress));
-        const opened = await openOnHop(hop, queue, egress);
+        const opened = await openOnHop(hop, queue, egress, aborting.signal, tls.mode === 'opportunistic');
         if (!(opened instanceof OutboundConnection)) {
           if (aborting.signal.aborted) return all(interrupted(opened.stage, hop.name, egress.address));
-          const outcome = setupOutcome(opened, hop, egress, rules);
+          const outcome = handshakeRefused(tls, opened, hop, egress) ?? setupOutcome(opened, hop, egress, rules);
+          if (outcome.bounceClass === 'tls-policy') refused = outcome;
           last = moreRelevant(last, outcome);
           reached ||= !unreachable(outcome);
           log.info(hopLog(queue, hop, outcome), 'next hop failed');
           if (isAddressNotAvailable(opened.error)) break;
+          continue;
+        }
+        const verdict = judgeSession(tls, opened.tlsSession, hop.name);
+        countSession(tls, verdict.result, hop, egress);
+        if (verdict.refusal !== null) {
+          // Never in clear, nor under a certificate the policy refuses: the next hop may do better.
+          void opened.close();
+          refused = tlsRefusedOutcome(tls, verdict.refusal, hop.name, egress.address, outcomeTls(tls, opened.tlsSession, verdict.result as TlsFailureType));
+          last = moreRelevant(last, refused);
+          reached = true;
+          log.info(hopLog(queue, hop, refused), 'next hop failed');
           continue;
         }
         current = opened;
@@ -215,10 +247,40 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
         log.info(hopLog(queue, hop, result.outcome), 'next hop failed');
       }
       if (!reached && !aborting.signal.aborted) queues.health.failed(path, { outcome: last!, hops, hostname: request.hostname });
-      return all(last!);
+      return all(refused && last!.code === null ? refused : last!);
     } finally {
       lease.release(current);
     }
+  }
+
+  /** Counts a new session for TLS-RPT, under each policy domain of the delivery. */
+  function countSession(tls: TlsRequirement, result: 'success' | TlsFailureType, hop: NextHop, egress: Egress): void {
+    if (tls.reports.length === 0 || !options.tlsSessions) return;
+    const counted = tls.policyFailure ?? result;
+    const failed = counted !== 'success';
+    options.tlsSessions.record({
+      policies: tls.reports,
+      result: counted,
+      sendingIp: failed ? (egress.address ?? '') : '',
+      receivingIp: failed ? hop.host : '',
+      receivingMx: failed ? hop.name : '',
+    });
+  }
+
+  /** No MX host of the site is one an enforced MTA-STS policy allows: each counts as a failed session. */
+  function noAllowedMx(tls: TlsRequirement, hops: NextHop[], egress: Egress): DeliveryOutcome {
+    const names = [...new Set(hops.map((h) => h.name))];
+    for (const name of names) countSession(tls, 'validation-failure', hops.find((h) => h.name === name)!, egress);
+    const reason = `no MX host (${names.join(', ')}) is listed by the MTA-STS policy of ${tls.sts!.domain} (mx: ${tls.sts!.mx.join(', ')})`;
+    return tlsRefusedOutcome(tls, reason, null, egress.address, outcomeTls(tls, null, 'validation-failure'));
+  }
+
+  /** A failed TLS handshake where the policy allows no clear text: a refusal of the policy, counted for TLS-RPT. */
+  function handshakeRefused(tls: TlsRequirement, failure: OpenFailure, hop: NextHop, egress: Egress): DeliveryOutcome | null {
+    if (failure.stage !== 'starttls' || tls.mode === 'opportunistic') return null;
+    countSession(tls, 'validation-failure', hop, egress);
+    const reason = `the TLS handshake with ${hop.name} failed (${(failure.error as Error)?.message ?? String(failure.error)})`;
+    return tlsRefusedOutcome(tls, reason, hop.name, egress.address, outcomeTls(tls, null, 'validation-failure'));
   }
 
   /** After a transaction: reusable unless closed or at its message limit. */
@@ -256,9 +318,12 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
   async function transact(connection: OutboundConnection, request: DeliveryRequest, rules: readonly BounceRule[], smtpUtf8: boolean): Promise<TransactionResult> {
     const ctx = { remoteHost: connection.hop.name, egressIp: request.path.ip };
     const result = await connection.send(request.sender, request.recipients, request.body, { smtpUtf8 });
+    // The session's TLS goes on every outcome of its transaction (GET /v1/messages/{id} shows it).
+    const tls = outcomeTls(request.tls ?? OPPORTUNISTIC, connection.tlsSession, null);
+    const withTls = (outcomes: DeliveryOutcome[]) => outcomes.map((o) => ({ ...o, tls }));
     if (result.ok) {
       transactions++;
-      return { kind: 'done', outcomes: successOutcomes(result.info, request.recipients, ctx, rules) };
+      return { kind: 'done', outcomes: withTls(successOutcomes(result.info, request.recipients, ctx, rules)) };
     }
     const { error } = result;
     if (aborting.signal.aborted && isConnectionError(error)) {
@@ -268,7 +333,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     if (!result.bodyStarted && (closingReply || isConnectionError(error))) {
       return { kind: 'elsewhere', outcome: classifyError(error, { ...ctx, stage: result.stage }, rules) };
     }
-    const outcomes = failureOutcomes(result, request.recipients, ctx, rules);
+    const outcomes = withTls(failureOutcomes(result, request.recipients, ctx, rules));
     // The server refused this message; the session itself is fine after RSET.
     const refused = (error.code === 'EENVELOPE' || error.code === 'EMESSAGE') && !closingReply && connection.usable;
     if (refused && !(await connection.reset())) void connection.close();

@@ -32,6 +32,8 @@ export type BounceClass =
   /** The egress IP is not configured on this host (EADDRNOTAVAIL): the pool suspends it. */
   | 'egress-unavailable'
   | 'protocol'
+  /** The recipient domain's TLS policy (delivery.tls, delivery.tlsPolicies, MTA-STS) was not met: never sent in clear. */
+  | 'tls-policy'
   | 'expired'
   /** An operator cancelled it (POST /v1/queue/bounce, DELETE /v1/messages/{id}): never attempted again. */
   | 'cancelled'
@@ -53,4 +55,22 @@ export interface DeliveryOutcome {
   remoteHost: string | null;
   /** The egress IP the attempt used; null for the OS default source address. */
   egressIp: string | null;
+  /** The TLS of the session that carried (or refused) the mail; absent or null when no session was reached. */
+  tls?: OutcomeTls | null;
+}
+
+/** The TLS policy a delivery was held to: a mode of delivery.tls, or the domain's MTA-STS policy (enforce, testing). */
+export type TlsPolicyName = 'opportunistic' | 'required' | 'verify' | 'mta-sts' | 'mta-sts-testing';
+
+/** What TLS a session had, recorded on the delivery event. */
+export interface OutcomeTls {
+  policy: TlsPolicyName;
+  /** Protocol, e.g. "TLSv1.3"; null when the session was in clear. */
+  version: string | null;
+  /** The cipher suite's standard name; null in clear. */
+  cipher: string | null;
+  /** The certificate was valid for the MX host name. */
+  verified: boolean;
+  /** Why the policy was not met (TLS-RPT's result type); null when it was. */
+  failure: string | null;
 }

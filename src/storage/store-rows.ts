@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { BounceClass, DeliveryOutcome, DeliveryStage, Disposition } from '../mail/delivery-outcome.ts';
+import type { BounceClass, DeliveryOutcome, DeliveryStage, Disposition, OutcomeTls } from '../mail/delivery-outcome.ts';
 import type {
   AttemptEvent,
   AttemptResult,
@@ -74,6 +74,13 @@ export interface EventDbRow {
   bounce_class: string;
   remote_host: string | null;
   egress_ip: string | null;
+  /** OutcomeTls as JSON; null without a TLS record (and on events of no session). */
+  tls: string | null;
+}
+
+/** The events.tls value of an outcome: its TLS as JSON, null without. */
+export function eventTls(outcome: DeliveryOutcome): string | null {
+  return outcome.tls ? JSON.stringify(outcome.tls) : null;
 }
 
 export interface MessageDbRow {
@@ -151,6 +158,7 @@ export function toAttemptEvent(row: EventDbRow): AttemptEvent {
     bounceClass: row.bounce_class as BounceClass,
     remoteHost: row.remote_host,
     egressIp: row.egress_ip,
+    ...(row.tls ? { tls: JSON.parse(row.tls) as OutcomeTls } : {}),
   };
   return { recipientId: row.recipient_id, messageId: row.message_id, attempt: row.attempt, at: row.at, outcome };
 }

@@ -4,6 +4,7 @@ import type { FeedbackEvents } from './feedback-events.ts';
 import type { Suppressions } from './suppressions.ts';
 import type { WebhookOutbox } from './webhook-outbox.ts';
 import type { PersonalData } from './personal-data.ts';
+import type { TlsReportStore } from './tls-reports.ts';
 
 /**
  * The durable queue. Every backend (SQLite, PostgreSQL) satisfies the same contract test suite
@@ -193,7 +194,7 @@ export interface PoolStateEntry {
   expiresAt: number | null;
 }
 
-export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents, Suppressions, WebhookOutbox, PersonalData {
+export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents, Suppressions, WebhookOutbox, PersonalData, TlsReportStore {
   readonly driver: 'sqlite' | 'postgres';
 
   /** Applies pending migrations. Safe to call on every start. */

@@ -23,7 +23,8 @@ export interface PostOutcome {
 }
 
 export interface WebhookPoster {
-  post(url: string, headers: Record<string, string>, body: string): Promise<PostOutcome>;
+  /** A JSON body unless `headers` give another content-type (TLS-RPT posts gzip). */
+  post(url: string, headers: Record<string, string>, body: string | Buffer): Promise<PostOutcome>;
   /** Closes the kept-alive connections. */
   close(): void;
 }
@@ -35,6 +36,10 @@ export interface WebhookPosterOptions {
   maxResponseBytes?: number;
   /** Name resolution; the system's by default. */
   lookup?: typeof dnsLookup;
+  /** Trusted roots for https (tests: a test CA); the system's by default. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** The User-Agent header. */
+  userAgent?: string;
 }
 
 /** What a receiver's answer may add to the error kept for it. */
@@ -47,7 +52,7 @@ export function createWebhookPoster(options: WebhookPosterOptions): WebhookPoste
   const cap = options.maxResponseBytes ?? 4096;
   const resolve = options.lookup ?? dnsLookup;
   const agentOptions = { keepAlive: true, scheduling: 'lifo' as const };
-  const agents = { http: new http.Agent(agentOptions), https: new https.Agent(agentOptions) };
+  const agents = { http: new http.Agent(agentOptions), https: new https.Agent({ ...agentOptions, ...(options.ca ? { ca: options.ca } : {}) }) };
 
   /** The system's answer without the restricted addresses; an error when none is left. */
   const guardedLookup = (hostname: string, lookupOptions: LookupOptions, callback: LookupCallback): void => {
@@ -64,7 +69,7 @@ export function createWebhookPoster(options: WebhookPosterOptions): WebhookPoste
     });
   };
 
-  const attempt = (target: URL, headers: Record<string, string>, body: string, started: number): Promise<PostOutcome & { retryOnFreshSocket?: boolean }> =>
+  const attempt = (target: URL, headers: Record<string, string>, body: string | Buffer, started: number): Promise<PostOutcome & { retryOnFreshSocket?: boolean }> =>
     new Promise((settle) => {
       let status: number | null = null;
       let text = '';
@@ -81,7 +86,7 @@ export function createWebhookPoster(options: WebhookPosterOptions): WebhookPoste
       const request = (secure ? https : http).request(target, {
         method: 'POST',
         agent: secure ? agents.https : agents.http,
-        headers: { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': 'Rookery-Webhooks/1' },
+        headers: { 'content-type': 'application/json', ...headers, 'content-length': String(Buffer.byteLength(body)), 'user-agent': options.userAgent ?? 'Rookery-Webhooks/1' },
         ...(options.allowPrivateNetworks ? (options.lookup ? { lookup: options.lookup as never } : {}) : { lookup: guardedLookup as never }),
       });
       const timer = setTimeout(() => request.destroy(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);

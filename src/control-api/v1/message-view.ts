@@ -56,6 +56,7 @@ export function eventView(e: AttemptEvent) {
     remoteHost: o.remoteHost,
     egressIp: o.egressIp,
     possibleDuplicate: isPossibleDuplicate(o),
+    tls: o.tls ?? null,
   };
 }
 

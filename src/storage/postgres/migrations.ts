@@ -401,6 +401,52 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 16,
+    name: 'outbound TLS: MTA-STS policies, TLS-RPT session counts and reports',
+    sql: `
+      -- MTA-STS policies as fetched (RFC 8461), shared so every node applies the same one and
+      -- one fetch serves all. mx and lines are JSON arrays of text.
+      CREATE TABLE mta_sts_policies (
+        domain     text PRIMARY KEY,
+        policy_id  text NOT NULL,
+        mode       text NOT NULL,
+        mx         text NOT NULL,
+        max_age    bigint NOT NULL,
+        lines      text NOT NULL,
+        fetched_at bigint NOT NULL,
+        expires_at bigint NOT NULL
+      );
+      -- TLS-RPT (RFC 8460) session counts per UTC day and policy domain; failures keep where
+      -- (empty strings for successes, which are only counted).
+      CREATE TABLE tls_session_counts (
+        day           text NOT NULL,
+        policy_domain text NOT NULL,
+        policy_type   text NOT NULL,
+        policy_id     text NOT NULL,
+        result        text NOT NULL,
+        sending_ip    text NOT NULL,
+        receiving_ip  text NOT NULL,
+        receiving_mx  text NOT NULL,
+        policy_lines  text NOT NULL,
+        policy_mx     text NOT NULL,
+        sessions      bigint NOT NULL,
+        PRIMARY KEY (day, policy_domain, policy_type, policy_id, result, sending_ip, receiving_ip, receiving_mx)
+      );
+      -- One report per domain and day: claimed by a node (until claimed_until), then sent or skipped.
+      CREATE TABLE tls_reports (
+        day           text NOT NULL,
+        policy_domain text NOT NULL,
+        state         text NOT NULL CHECK (state IN ('claimed', 'sent', 'skipped')),
+        claimed_by    text NOT NULL,
+        claimed_until bigint NOT NULL,
+        finished_at   bigint,
+        PRIMARY KEY (day, policy_domain)
+      );
+      -- The events' TLS: the session's version, cipher, verification and policy (JSON), null without one.
+      ALTER TABLE events ADD COLUMN tls text;
+    `,
+  },
+  {
     version: 19,
     name: 'webhook deliveries claimed per endpoint',
     sql: `

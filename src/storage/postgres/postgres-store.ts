@@ -57,6 +57,9 @@ import * as control from './queue-control-queries.ts';
 import type { PausedScopes, QueuePause, QueuedClaimOptions, QueueScope, QueueSelection } from '../queue-control.ts';
 import { checkBulk, claimRange, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
 import * as idempotency from './idempotency-queries.ts';
+import * as tlsReports from './tls-report-queries.ts';
+import { checkDay, stsPolicyValues, tlsCountValues, toStsPolicy, toTlsCount } from '../tls-report-rows.ts';
+import type { StoredStsPolicy, TlsReportEnd, TlsSessionCount } from '../tls-reports.ts';
 import { IDEMPOTENCY_PURGE_CHUNK, idempotencyInsertValues, toIdempotencyRecord } from '../idempotency-rows.ts';
 import { AUDIT_PURGE_CHUNK, auditInsertValues, auditQueryBounds, toAuditRecord } from '../audit-rows.ts';
 import { messageQueryBounds, toBacklogGroups, toDsnRecord, toMessageInfo, toMessageSummaries } from '../message-rows.ts';
@@ -223,6 +226,50 @@ class PostgresStore implements Store {
       this.logger.warn({ event: 'storage.commit.uncertain', messages: messages.map((m) => m.id) }, 'connection lost during COMMIT; the messages were stored');
       return { stored: true };
     }
+  }
+
+  /* Outbound TLS (tls-reports.ts): MTA-STS policies, TLS-RPT counts and report claims. */
+
+  async getStsPolicy(domain: string): Promise<StoredStsPolicy | null> {
+    this.assertOpen();
+    const row = await tlsReports.selectStsPolicy(this.pool, domain.toLowerCase());
+    return row ? toStsPolicy(row) : null;
+  }
+
+  async saveStsPolicy(policy: StoredStsPolicy): Promise<void> {
+    this.assertOpen();
+    await tlsReports.upsertStsPolicy(this.pool, stsPolicyValues(policy));
+  }
+
+  async addTlsSessionCounts(counts: readonly TlsSessionCount[]): Promise<void> {
+    this.assertOpen();
+    const rows = tlsCountValues(counts);
+    if (rows.length) await tlsReports.addTlsCounts(this.pool, rows);
+  }
+
+  async tlsReportsDue(day: string, now: number, limit: number): Promise<string[]> {
+    this.assertOpen();
+    return tlsReports.selectTlsReportsDue(this.pool, checkDay(day), now, limit);
+  }
+
+  async tlsSessionCounts(domain: string, day: string): Promise<TlsSessionCount[]> {
+    this.assertOpen();
+    return (await tlsReports.selectTlsCounts(this.pool, domain.toLowerCase(), checkDay(day))).map(toTlsCount);
+  }
+
+  async claimTlsReport(domain: string, day: string, owner: string, until: number, now: number): Promise<boolean> {
+    this.assertOpen();
+    return tlsReports.claimTlsReport(this.pool, domain.toLowerCase(), checkDay(day), owner, until, now);
+  }
+
+  async finishTlsReport(domain: string, day: string, owner: string, end: TlsReportEnd, now: number): Promise<boolean> {
+    this.assertOpen();
+    return tlsReports.finishTlsReport(this.pool, domain.toLowerCase(), checkDay(day), owner, end, now);
+  }
+
+  async purgeTlsReports(beforeDay: string, expiredBefore: number): Promise<number> {
+    this.assertOpen();
+    return tlsReports.purgeTlsReports(this.pool, checkDay(beforeDay), expiredBefore);
   }
 
   async getIdempotencyRecord(scope: string, key: string, notBefore: number): Promise<IdempotencyRecord | null> {

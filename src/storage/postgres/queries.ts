@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { AttemptResult, Lease, LeaseToken, NewMessage, PoolStateEntry, UsageChange, UsageWindow } from '../store.ts';
 import { domainOf } from '../../mail/address.ts';
-import { CLAIMED_ROW_COLUMNS, type ClaimedRow, type EventDbRow, type MessageDbRow, type RecipientDbRow } from '../store-rows.ts';
+import { CLAIMED_ROW_COLUMNS, eventTls, type ClaimedRow, type EventDbRow, type MessageDbRow, type RecipientDbRow } from '../store-rows.ts';
 import { anyPaused, type PausedScopes } from '../queue-control.ts';
 import { movedDueAt, pausedLists, waitsPastItsTime } from '../queue-control-rows.ts';
 import { messageExtras } from '../message-rows.ts';
@@ -209,13 +209,13 @@ export async function lockLeases(db: Db, leases: readonly Lease[]): Promise<{ id
  */
 export async function applyAttempts(db: Db, now: number, results: readonly AttemptResult[]): Promise<{ id: number; applied: boolean }[]> {
   const { rows } = await db.query<{ id: number; applied: boolean }>({
-    name: 'rookery_apply_attempts_v4',
+    name: 'rookery_apply_attempts_v5',
     text: `
       WITH input AS (
         SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::integer[], $6::bigint[], $7::text[], $8::integer[],
-                             $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
+                             $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
           AS t(id, token, state, increment, next_attempt_at, disposition, code, enhanced, response, stage, bounce_class,
-               remote_host, egress_ip, event_type)
+               remote_host, egress_ip, event_type, tls)
       ), updated AS (
         UPDATE recipients r SET
           state = i.state, attempts = r.attempts + i.increment, next_attempt_at = i.next_attempt_at,
@@ -228,7 +228,7 @@ export async function applyAttempts(db: Db, now: number, results: readonly Attem
         FROM input i
         WHERE r.id = i.id AND r.state = 'delivering' AND r.lease_token = i.token
         RETURNING r.id, r.message_id, r.attempts, i.disposition, i.code, i.enhanced, i.response, i.stage,
-                  i.bounce_class, i.remote_host, i.egress_ip, i.event_type, r.recipient, r.last_egress_ip
+                  i.bounce_class, i.remote_host, i.egress_ip, i.event_type, r.recipient, r.last_egress_ip, i.tls
       ), hooks AS (
         INSERT INTO webhook_deliveries (${WEBHOOK_INSERT_COLUMNS})
         SELECT ${NEW_WEBHOOK_DELIVERY_ID}, s.webhook_id, u.event_type, s.tenant, u.message_id, u.recipient, $1, u.last_egress_ip, u.code,
@@ -238,9 +238,9 @@ export async function applyAttempts(db: Db, now: number, results: readonly Attem
         JOIN webhook_subscriptions s ON s.tenant = coalesce(m.tenant, '') AND s.event_type = u.event_type
       ), events AS (
         INSERT INTO events (recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage,
-                            bounce_class, remote_host, egress_ip)
+                            bounce_class, remote_host, egress_ip, tls)
         SELECT id, message_id, attempts, $1, disposition, code, enhanced, response, stage, bounce_class,
-               remote_host, egress_ip
+               remote_host, egress_ip, tls
         FROM updated
         ORDER BY id
       )
@@ -264,6 +264,7 @@ export async function applyAttempts(db: Db, now: number, results: readonly Attem
       results.map((r) => r.outcome.remoteHost),
       results.map((r) => r.outcome.egressIp),
       results.map((r) => webhookEventOfResult(r)),
+      results.map((r) => eventTls(r.outcome)),
     ],
   });
   return rows;
@@ -399,10 +400,10 @@ export async function selectRecipients(db: Db, messageId: string): Promise<Recip
 
 export async function selectEvents(db: Db, messageId: string): Promise<EventDbRow[]> {
   const { rows } = await db.query<EventDbRow>({
-    name: 'rookery_select_events',
+    name: 'rookery_select_events_v2',
     text: `
       SELECT recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage, bounce_class,
-             remote_host, egress_ip
+             remote_host, egress_ip, tls
       FROM events WHERE message_id = $1 ORDER BY at, id`,
     values: [messageId],
   });

@@ -393,6 +393,52 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 16,
+    name: 'outbound TLS: MTA-STS policies, TLS-RPT session counts and reports',
+    sql: `
+      -- MTA-STS policies as fetched (RFC 8461), shared so every node applies the same one and
+      -- one fetch serves all. mx and lines are JSON arrays of text.
+      CREATE TABLE mta_sts_policies (
+        domain     TEXT PRIMARY KEY NOT NULL,
+        policy_id  TEXT NOT NULL,
+        mode       TEXT NOT NULL,
+        mx         TEXT NOT NULL,
+        max_age    INTEGER NOT NULL,
+        lines      TEXT NOT NULL,
+        fetched_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      -- TLS-RPT (RFC 8460) session counts per UTC day and policy domain; failures keep where
+      -- (empty strings for successes, which are only counted).
+      CREATE TABLE tls_session_counts (
+        day           TEXT NOT NULL,
+        policy_domain TEXT NOT NULL,
+        policy_type   TEXT NOT NULL,
+        policy_id     TEXT NOT NULL,
+        result        TEXT NOT NULL,
+        sending_ip    TEXT NOT NULL,
+        receiving_ip  TEXT NOT NULL,
+        receiving_mx  TEXT NOT NULL,
+        policy_lines  TEXT NOT NULL,
+        policy_mx     TEXT NOT NULL,
+        sessions      INTEGER NOT NULL,
+        PRIMARY KEY (day, policy_domain, policy_type, policy_id, result, sending_ip, receiving_ip, receiving_mx)
+      ) STRICT, WITHOUT ROWID;
+      -- One report per domain and day: claimed by a node (until claimed_until), then sent or skipped.
+      CREATE TABLE tls_reports (
+        day           TEXT NOT NULL,
+        policy_domain TEXT NOT NULL,
+        state         TEXT NOT NULL CHECK (state IN ('claimed', 'sent', 'skipped')),
+        claimed_by    TEXT NOT NULL,
+        claimed_until INTEGER NOT NULL,
+        finished_at   INTEGER,
+        PRIMARY KEY (day, policy_domain)
+      ) STRICT, WITHOUT ROWID;
+      -- The events' TLS: the session's version, cipher, verification and policy (JSON), null without one.
+      ALTER TABLE events ADD COLUMN tls TEXT;
+    `,
+  },
+  {
     version: 19,
     name: 'webhook deliveries claimed per endpoint',
     sql: `

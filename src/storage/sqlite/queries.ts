@@ -1,7 +1,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
 import type { LeaseToken, NewMessage, PoolStateEntry, UsageChange } from '../store.ts';
-import { CLAIMED_ROW_COLUMNS, type ClaimedRow, type EventDbRow, type MessageDbRow, type RecipientDbRow } from '../store-rows.ts';
+import { CLAIMED_ROW_COLUMNS, eventTls, type ClaimedRow, type EventDbRow, type MessageDbRow, type RecipientDbRow } from '../store-rows.ts';
 import { anyPaused, type PausedScopes } from '../queue-control.ts';
 import { movedDueAt, pausedLists, waitsPastItsTime } from '../queue-control-rows.ts';
 import { messageExtras } from '../message-rows.ts';
@@ -104,8 +104,8 @@ export function prepareQueries(db: DatabaseSync) {
 
   const insertEvent = stmt(`
     INSERT INTO events (recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage,
-                        bounce_class, remote_host, egress_ip)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+                        bounce_class, remote_host, egress_ip, tls)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
 
   const releaseOne = stmt(`
     UPDATE recipients SET state = 'queued', next_attempt_at = ?, locked_by = NULL, locked_until = NULL, lease_token = NULL,
@@ -172,7 +172,7 @@ export function prepareQueries(db: DatabaseSync) {
 
   const selectEvents = stmt(`
     SELECT recipient_id, message_id, attempt, at, disposition, code, enhanced, response, stage, bounce_class,
-           remote_host, egress_ip
+           remote_host, egress_ip, tls
     FROM events WHERE message_id = ? ORDER BY at, id`);
 
   // A message is finished when no recipient is waiting or in flight, and old enough when its
@@ -312,7 +312,7 @@ export function prepareQueries(db: DatabaseSync) {
     },
 
     insertEvent(recipientId: number, messageId: string, attempt: number, at: number, o: DeliveryOutcome): void {
-      insertEvent.run(recipientId, messageId, attempt, at, o.disposition, o.code, o.enhanced, o.response, o.stage, o.bounceClass, o.remoteHost, o.egressIp);
+      insertEvent.run(recipientId, messageId, attempt, at, o.disposition, o.code, o.enhanced, o.response, o.stage, o.bounceClass, o.remoteHost, o.egressIp, eventTls(o));
     },
 
     releaseOne(id: number, token: LeaseToken, dueAt: number, now: number): number {

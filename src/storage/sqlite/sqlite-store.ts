@@ -77,6 +77,9 @@ import {
 import type { AddSuppressionOptions, NewSuppression, SuppressionCursor, SuppressionFilters, SuppressionRecord } from '../suppressions.ts';
 import { insertWebhookEvents, prepareWebhookQueries, type SqliteWebhookQueries } from './webhook-queries.ts';
 import { preparePersonalDataQueries, type SqlitePersonalDataQueries } from './personal-data-queries.ts';
+import { prepareTlsReportQueries, type SqliteTlsReportQueries } from './tls-report-queries.ts';
+import { checkDay, stsPolicyValues, tlsCountValues, toStsPolicy, toTlsCount } from '../tls-report-rows.ts';
+import type { StoredStsPolicy, TlsReportEnd, TlsSessionCount } from '../tls-reports.ts';
 import { sqliteEraseRecipient, sqlitePurgeErasedMessages, sqliteRecipientData, type SqlitePersonalDataDeps } from './sqlite-personal-data.ts';
 import type { ErasureCounts, RecipientData } from '../personal-data.ts';
 import type { ClaimedWebhookDelivery, DisabledWebhook, NewWebhookEndpoint, WebhookAttemptResult, WebhookChange, WebhookClaimOptions, WebhookDelivery, WebhookDeliveryQuery, WebhookEndpoint, WebhookEvent, WebhookLease, WebhookOutboxStats, WebhookReplayRange } from '../webhook-outbox.ts';
@@ -143,6 +146,7 @@ class SqliteStore implements Store {
   private hasher: AddressHasher | null = null;
   private webhookQueries: SqliteWebhookQueries | null = null;
   private personalDataQueries: SqlitePersonalDataQueries | null = null;
+  private tlsQueries: SqliteTlsReportQueries | null = null;
   private closing: Promise<void> | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
@@ -191,6 +195,50 @@ class SqliteStore implements Store {
     this.hasher ??= new AddressHasher(salt?.value ?? '');
     this.webhookQueries ??= prepareWebhookQueries(this.db);
     this.personalDataQueries ??= preparePersonalDataQueries(this.db);
+    this.tlsQueries ??= prepareTlsReportQueries(this.db);
+  }
+
+  /* Outbound TLS (tls-reports.ts): MTA-STS policies, TLS-RPT counts and report claims. */
+
+  async getStsPolicy(domain: string): Promise<StoredStsPolicy | null> {
+    const row = this.readTls().selectPolicy(domain.toLowerCase());
+    return row ? toStsPolicy(row) : null;
+  }
+
+  async saveStsPolicy(policy: StoredStsPolicy): Promise<void> {
+    const values = stsPolicyValues(policy);
+    const t = this.readTls();
+    await this.write(() => t.upsertPolicy(values));
+  }
+
+  async addTlsSessionCounts(counts: readonly TlsSessionCount[]): Promise<void> {
+    const rows = tlsCountValues(counts);
+    if (rows.length === 0) return;
+    const t = this.readTls();
+    await this.write(() => t.addCounts(rows));
+  }
+
+  async tlsReportsDue(day: string, now: number, limit: number): Promise<string[]> {
+    return this.readTls().due(checkDay(day), now, limit);
+  }
+
+  async tlsSessionCounts(domain: string, day: string): Promise<TlsSessionCount[]> {
+    return this.readTls().selectCounts(domain.toLowerCase(), checkDay(day)).map(toTlsCount);
+  }
+
+  async claimTlsReport(domain: string, day: string, owner: string, until: number, now: number): Promise<boolean> {
+    const t = this.readTls();
+    return this.write(() => t.claim(domain.toLowerCase(), checkDay(day), owner, until, now));
+  }
+
+  async finishTlsReport(domain: string, day: string, owner: string, end: TlsReportEnd, now: number): Promise<boolean> {
+    const t = this.readTls();
+    return this.write(() => t.finish(domain.toLowerCase(), checkDay(day), owner, end, now));
+  }
+
+  async purgeTlsReports(beforeDay: string, expiredBefore: number): Promise<number> {
+    const t = this.readTls();
+    return this.write(() => t.purge(checkDay(beforeDay), expiredBefore));
   }
 
   async enqueue(messages: NewMessage[]): Promise<void> {
@@ -815,6 +863,11 @@ class SqliteStore implements Store {
   private readFeedback(): SqliteFeedbackQueries {
     this.read();
     return this.feedbackQueries!;
+  }
+
+  private readTls(): SqliteTlsReportQueries {
+    this.read();
+    return this.tlsQueries!;
   }
 
   private readWebhooks(): SqliteWebhookQueries {

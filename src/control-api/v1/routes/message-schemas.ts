@@ -48,7 +48,7 @@ export const MESSAGE_PAGE = {
 export const EVENT = {
   type: 'object',
   additionalProperties: false,
-  required: ['at', 'attempt', 'disposition', 'code', 'enhanced', 'response', 'stage', 'bounceClass', 'remoteHost', 'egressIp', 'possibleDuplicate'],
+  required: ['at', 'attempt', 'disposition', 'code', 'enhanced', 'response', 'stage', 'bounceClass', 'remoteHost', 'egressIp', 'possibleDuplicate', 'tls'],
   properties: {
     at: TIME,
     attempt: { type: 'integer', minimum: 0, description: "The recipient's attempt count after this result (a throttled wait does not count)." },
@@ -61,6 +61,19 @@ export const EVENT = {
     remoteHost: { ...NULLABLE_STRING, description: 'The host that answered or failed.' },
     egressIp: { ...NULLABLE_STRING, description: 'The egress IP of the attempt.' },
     possibleDuplicate: { type: 'boolean', description: 'Failed after the message was sent, before the reply: the server may have it.' },
+    tls: {
+      type: ['object', 'null'],
+      description: 'The TLS of the session that carried (or refused) the mail; null when no session was reached.',
+      additionalProperties: false,
+      required: ['policy', 'version', 'cipher', 'verified', 'failure'],
+      properties: {
+        policy: { type: 'string', enum: ['opportunistic', 'required', 'verify', 'mta-sts', 'mta-sts-testing'], description: 'The TLS policy the delivery was held to.' },
+        version: { ...NULLABLE_STRING, description: 'TLS protocol (TLSv1.3); null in clear.' },
+        cipher: { ...NULLABLE_STRING, description: 'Cipher suite; null in clear.' },
+        verified: { type: 'boolean', description: 'The certificate was valid for the MX host name.' },
+        failure: { ...NULLABLE_STRING, description: 'Why the policy was not met (an RFC 8460 result type); null when it was.' },
+      },
+    },
   },
 } as const;
 
