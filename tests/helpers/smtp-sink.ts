@@ -71,8 +71,8 @@ export interface SinkConnection {
 export interface SmtpSinkOptions {
   host?: string;
   port?: number;
-  /** Offer STARTTLS with a self-signed certificate. */
-  tls?: boolean;
+  /** Offer STARTTLS: with a self-signed certificate (true), or with the key and certificate given. */
+  tls?: boolean | { key: Buffer; cert: Buffer };
   /** The name in the greeting. */
   hostname?: string;
   /** Offer SMTPUTF8 (RFC 6531); default true, as smtp-server does. */
@@ -123,7 +123,7 @@ function replyError(reply: SinkReply): Error {
 export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<SmtpSink> {
   const host = options.host ?? '127.0.0.1';
   const script = options.script ?? {};
-  const tls = options.tls ? await selfSignedCertificate() : undefined;
+  const tls = options.tls === true ? await selfSignedCertificate() : options.tls || undefined;
   const messages: SinkMessage[] = [];
   const connections: SinkConnection[] = [];
   const byId = new Map<string, SinkConnection>();

@@ -10,6 +10,7 @@ import { registerFeedbackContract } from './store-contract-feedback.ts';
 import { registerSuppressionContract } from './store-contract-suppressions.ts';
 import { registerWebhookContract } from './store-contract-webhooks.ts';
 import { registerErasureContract } from './store-contract-erasure.ts';
+import { registerTlsContract } from './store-contract-tls.ts';
 import { DataRefusedError, type AttemptResult, type Lease, type LeaseToken, type NewMessage, type Store } from '../../src/storage/store.ts';
 
 /**
@@ -99,6 +100,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
     registerSuppressionContract({ store: () => store, clock: () => clock, open });
     registerWebhookContract({ store: () => store, clock: () => clock, open });
     registerErasureContract({ store: () => store, clock: () => clock });
+    registerTlsContract({ store: () => store, clock: () => clock, open });
 
     it('enqueues a message with one queued row per recipient', async () => {
       const m = message({ recipients: ['a@One.test', 'b@two.TEST', 'c@one.test'], dueAt: T0 + 5 });
