@@ -22,6 +22,8 @@ export async function startTestDaemon(options: {
   store?: DaemonOptions['store'];
   /** What a reload reads (laid over the same defaults as `config`); else `config` again. */
   reread?: () => ConfigInput;
+  /** Roots and name resolution for outbound TLS and MTA-STS (a test CA, loopback policy hosts). */
+  tlsTrust?: DaemonOptions['tlsTrust'];
 }): Promise<Daemon> {
   const { dir, sink, resolver, config = {}, clock, store } = options;
   const resolve = (extra: ConfigInput) =>
@@ -34,5 +36,6 @@ export async function startTestDaemon(options: {
     resolver,
     clock,
     store,
+    ...(options.tlsTrust ? { tlsTrust: options.tlsTrust } : {}),
   });
 }

@@ -27,7 +27,9 @@ const postgres = await requirePostgres();
 const T0 = Date.parse('2026-11-30T10:00:00.000Z');
 const token = generateApiToken();
 
-const DELIVERED: DeliveryOutcome = { disposition: 'delivered', code: 250, enhanced: '2.0.0', response: '250 2.0.0 Ok: queued as ABC', stage: 'dot', bounceClass: 'none', remoteHost: 'mx1.dest.test', egressIp: '127.0.0.2' };
+/** The session that carried the delivery: MTA-STS enforced, the certificate valid for mx1.dest.test. */
+const TLS = { policy: 'mta-sts' as const, version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', verified: true, failure: null };
+const DELIVERED: DeliveryOutcome = { disposition: 'delivered', code: 250, enhanced: '2.0.0', response: '250 2.0.0 Ok: queued as ABC', stage: 'dot', bounceClass: 'none', remoteHost: 'mx1.dest.test', egressIp: '127.0.0.2', tls: TLS };
 const DEFERRED: DeliveryOutcome = { disposition: 'transient', code: 451, enhanced: '4.7.1', response: '451 4.7.1 Greylisted, try later', stage: 'rcpt', bounceClass: 'policy', remoteHost: 'mx1.dest.test', egressIp: '127.0.0.3' };
 const BOUNCED: DeliveryOutcome = { disposition: 'permanent', code: 550, enhanced: '5.1.1', response: '550 5.1.1 No such user', stage: 'rcpt', bounceClass: 'unknown-user', remoteHost: 'mx1.dest.test', egressIp: '127.0.0.2' };
 
@@ -124,13 +126,13 @@ for (const backend of backends) {
         events: [
           {
             at: '2026-11-30T10:01:00.000Z', attempt: 1, disposition: 'delivered', code: 250, enhanced: '2.0.0', response: '250 2.0.0 Ok: queued as ABC',
-            stage: 'dot', bounceClass: 'none', remoteHost: 'mx1.dest.test', egressIp: '127.0.0.2', possibleDuplicate: false,
+            stage: 'dot', bounceClass: 'none', remoteHost: 'mx1.dest.test', egressIp: '127.0.0.2', possibleDuplicate: false, tls: TLS,
           },
         ],
         feedback: [],
       });
       expect(later).toMatchObject({ address: 'later@dest.test', state: 'queued', attempts: 1, nextAttemptAt: '2026-11-30T10:11:00.000Z', dsn: null });
-      expect(later.events).toMatchObject([{ disposition: 'transient', enhanced: '4.7.1', response: '451 4.7.1 Greylisted, try later', egressIp: '127.0.0.3' }]);
+      expect(later.events).toMatchObject([{ disposition: 'transient', enhanced: '4.7.1', response: '451 4.7.1 Greylisted, try later', egressIp: '127.0.0.3', tls: null }]);
       expect(gone).toMatchObject({ address: 'gone@dest.test', state: 'bounced', dsn: { id: 'dsn-of-m-mixed', createdAt: '2026-11-30T10:01:00.000Z' } });
       expect(gone.events).toMatchObject([{ disposition: 'permanent', code: 550, enhanced: '5.1.1', remoteHost: 'mx1.dest.test' }]);
       expect(cut).toMatchObject({ address: 'cut@dest.test', state: 'queued', dsn: null });

@@ -60,7 +60,7 @@ describe('router: static routes', () => {
 
   it('uses the exact domain first', async () => {
     const route = await router.resolve('Exact.Test.');
-    expect(route).toEqual({ ok: true, site: 'route:127.0.0.9:2525', hops: [{ host: '127.0.0.9', port: 2525, preference: 0, name: '127.0.0.9' }] });
+    expect(route).toEqual({ ok: true, site: 'route:127.0.0.9:2525', hops: [{ host: '127.0.0.9', port: 2525, preference: 0, name: '127.0.0.9' }], viaMx: false });
   });
 
   it('matches subdomains with a ".parent" entry, but not the parent itself', async () => {
@@ -156,7 +156,7 @@ describe('router: MX lookup', () => {
   it('uses the domain itself when it has no MX (implicit MX)', async () => {
     const { router: r } = router();
     const route = await r.resolve('implicit.test');
-    expect(route).toEqual({ ok: true, site: 'implicit.test', hops: [{ host: '198.51.100.7', port: 2525, preference: 0, name: 'implicit.test' }] });
+    expect(route).toEqual({ ok: true, site: 'implicit.test', hops: [{ host: '198.51.100.7', port: 2525, preference: 0, name: 'implicit.test' }], viaMx: true });
   });
 
   it('bounces a null MX domain with 5.1.10 no-mail-domain', async () => {

@@ -43,7 +43,9 @@ export function inspectTlsSocket(socket: net.Socket | null, hostName: string): T
   const base = { version, cipher };
   if (!socket.authorized) {
     const reason = String(socket.authorizationError ?? 'not authorized');
-    const failure = EXPIRED.has(reason) ? 'certificate-expired' : UNTRUSTED.has(reason) ? 'certificate-not-trusted' : 'validation-failure';
+    // Given a servername, Node checks the name too: a chain that verifies under another name fails as ERR_TLS_CERT_ALTNAME_INVALID.
+    const failure =
+      reason === 'ERR_TLS_CERT_ALTNAME_INVALID' ? 'certificate-host-mismatch' : EXPIRED.has(reason) ? 'certificate-expired' : UNTRUSTED.has(reason) ? 'certificate-not-trusted' : 'validation-failure';
     return { ...base, verified: false, failure, error: reason };
   }
   const mismatch = tls.checkServerIdentity(hostName.replace(/\.$/, ''), socket.getPeerCertificate());
