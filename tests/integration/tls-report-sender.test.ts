@@ -1,0 +1,140 @@
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
+import { simpleParser } from 'mailparser';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { TlsReportSender } from '../../src/engine/tls/tls-report-sender.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
+import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import type { Store } from '../../src/storage/store.ts';
+import type { TlsSessionCount } from '../../src/storage/tls-reports.ts';
+import { createWebhookPoster, type WebhookPoster } from '../../src/webhooks/http-poster.ts';
+import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
+import { startHttpsFixture, type HttpsFixture } from '../helpers/https-fixture.ts';
+import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
+import { createTestCa, type TestCa } from '../helpers/test-ca.ts';
+import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+
+/**
+ * The daily TLS reports (RFC 8460) of two nodes sharing one store: sent once per domain and day,
+ * after the day, by HTTPS POST (to a loopback server with a test CA) and by mail through the
+ * queue; none for a domain without a TLSRPT record; a failed POST tried again once its claim runs out.
+ */
+
+const logger = createLogger('silent');
+const DAY = '2026-11-29';
+const reporter = { organization: 'Rookery Test Org', contact: 'postmaster@mta.rookery.test', submitter: 'mta.rookery.test' };
+const sts = (domain: string) => ({ type: 'sts' as const, domain, id: 'v1', lines: ['version: STSv1', 'mode: enforce', `mx: mx.${domain}`, 'max_age: 86400'], mx: [`mx.${domain}`] });
+
+describe('TLS report sender', () => {
+  let ca: TestCa;
+  let server: HttpsFixture;
+  let failing: Set<string>;
+  let dir: TempDir;
+  let store: Store;
+  let clock: ManualClock;
+  let posters: WebhookPoster[];
+
+  beforeAll(async () => {
+    ca = await createTestCa();
+    server = await startHttpsFixture(await ca.issue(['reports.both.test', 'reports.down.test']), (req, res) => {
+      res.writeHead(failing.has(req.host) ? 500 : 200).end();
+    });
+  });
+
+  afterAll(async () => {
+    await server.close();
+    await ca.remove();
+  });
+
+  beforeEach(async () => {
+    failing = new Set();
+    server.requests.length = 0;
+    posters = [];
+    clock = manualClock(Date.parse('2026-11-30T00:30:00Z'));
+    dir = await createTempDir('rookery-tls-reports');
+    store = createSqliteStore({ path: dir.file('queue.db'), logger, clock });
+    await store.migrate();
+  });
+
+  afterEach(async () => {
+    posters.forEach((p) => p.close());
+    await store.close();
+    await dir.remove();
+  });
+
+  function sender(owner: string): TlsReportSender {
+    const resolver = createFixtureResolver({
+      '_smtp._tls.both.test': { txt: [`v=TLSRPTv1; rua=mailto:tls-reports@both.test,https://reports.both.test:${server.port}/v1/tlsrpt`] },
+      '_smtp._tls.down.test': { txt: [`v=TLSRPTv1; rua=https://reports.down.test:${server.port}/tlsrpt`] },
+      '_smtp._tls.none.test': { txt: ['v=spf1 -all'] },
+    });
+    const poster = createWebhookPoster({ timeoutMs: 5_000, allowPrivateNetworks: true, ca: ca.cert, lookup: server.lookup as never, userAgent: 'Rookery-TLSRPT/1' });
+    posters.push(poster);
+    return new TlsReportSender({
+      store, resolver, poster, dkim: { sign: async (message: Buffer) => ({ message, domain: null }) } as never, metrics: new Metrics({ processMetrics: false }),
+      clock, logger, reporter, from: 'noreply-tlsrpt@mta.rookery.test', pool: 'default', owner, claimMs: 600_000,
+    });
+  }
+
+  async function countSessions(): Promise<void> {
+    const counts: TlsSessionCount[] = [];
+    for (const domain of ['both.test', 'down.test', 'none.test']) {
+      counts.push({ day: DAY, policy: sts(domain), result: 'success', sendingIp: '', receivingIp: '', receivingMx: '', count: 12 });
+      counts.push({ day: DAY, policy: sts(domain), result: 'certificate-expired', sendingIp: '192.0.2.7', receivingIp: '198.51.100.1', receivingMx: `mx.${domain}`, count: 2 });
+    }
+    // Today's sessions are not reported before the day ends.
+    counts.push({ day: '2026-11-30', policy: sts('today.test'), result: 'success', sendingIp: '', receivingIp: '', receivingMx: '', count: 1 });
+    await store.addTlsSessionCounts(counts);
+  }
+
+  it('sends each domain\'s report once though two nodes run at once: POSTed gzipped, mailed through the queue with the RFC 8460 headers and attachment', async () => {
+    await countSessions();
+    failing.add('reports.down.test');
+    const [a, b] = await Promise.all([sender('node-a').runOnce(), sender('node-b').runOnce()]);
+    const outcomes = new Map([...a, ...b].filter(([, r]) => r !== 'taken'));
+    expect(Object.fromEntries(outcomes)).toEqual({ [`${DAY} both.test`]: 'sent', [`${DAY} down.test`]: 'failed', [`${DAY} none.test`]: 'skipped' });
+
+    const posts = server.requests.filter((r) => r.host === 'reports.both.test');
+    expect(posts).toHaveLength(1);
+    expect(posts[0]).toMatchObject({ method: 'POST', path: '/v1/tlsrpt', headers: { 'content-type': 'application/tlsrpt+gzip', 'user-agent': 'Rookery-TLSRPT/1' } });
+    const report = JSON.parse((await promisify(gunzip)(posts[0]!.body)).toString());
+    expect(report).toEqual({
+      'organization-name': 'Rookery Test Org',
+      'date-range': { 'start-datetime': '2026-11-29T00:00:00Z', 'end-datetime': '2026-11-29T23:59:59Z' },
+      'contact-info': 'postmaster@mta.rookery.test',
+      'report-id': '2026-11-29.both.test@mta.rookery.test',
+      policies: [
+        {
+          policy: { 'policy-type': 'sts', 'policy-string': sts('both.test').lines, 'mx-host': ['mx.both.test'], 'policy-domain': 'both.test' },
+          summary: { 'total-successful-session-count': 12, 'total-failure-session-count': 2 },
+          'failure-details': [{ 'result-type': 'certificate-expired', 'sending-mta-ip': '192.0.2.7', 'receiving-ip': '198.51.100.1', 'receiving-mx-hostname': 'mx.both.test', 'failed-session-count': 2 }],
+        },
+      ],
+    });
+
+    const queued = await store.listMessages({ state: null, sender: null, recipient: 'tls-reports@both.test', domain: null, pool: null, since: null, until: null, tenant: null, tag: null, after: null, limit: 10 });
+    expect(queued).toHaveLength(1);
+    const mail = (await store.loadMessage(queued[0]!.id))!;
+    expect(mail).toMatchObject({ sender: '', source: 'dsn', pool: 'default' });
+    const parsed = await simpleParser(mail.body);
+    expect(parsed.subject).toBe('Report Domain: both.test Submitter: mta.rookery.test Report-ID: <2026-11-29.both.test@mta.rookery.test>');
+    expect(parsed.headers.get('tls-report-domain')).toBe('both.test');
+    expect(parsed.headers.get('tls-report-submitter')).toBe('mta.rookery.test');
+    expect((parsed.headers.get('content-type') as { value: string; params: Record<string, string> })).toMatchObject({ value: 'multipart/report', params: { 'report-type': 'tlsrpt' } });
+    expect(parsed.attachments).toHaveLength(1);
+    const [attachment] = parsed.attachments;
+    expect(attachment).toMatchObject({ contentType: 'application/tlsrpt+gzip', filename: 'mta.rookery.test!both.test!1795910400!1795996800!20261129.json.gz' });
+    expect(JSON.parse((await promisify(gunzip)(attachment!.content)).toString())).toEqual(report);
+
+    // Sent and skipped are final; the failed POST waits for its claim to run out, then goes once.
+    failing.clear();
+    clock.advance(300_000);
+    expect(Object.fromEntries(await sender('node-b').runOnce())).toEqual({});
+    clock.advance(300_000);
+    expect(Object.fromEntries(await sender('node-b').runOnce())).toEqual({ [`${DAY} down.test`]: 'sent' });
+    expect(server.requests.filter((r) => r.host === 'reports.down.test')).toHaveLength(2);
+    expect(server.requests.filter((r) => r.host === 'reports.both.test')).toHaveLength(1);
+    expect(await store.listMessages({ state: null, sender: null, recipient: null, domain: null, pool: null, since: null, until: null, tenant: null, tag: null, after: null, limit: 10 })).toHaveLength(1);
+  });
+});
