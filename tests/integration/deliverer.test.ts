@@ -151,6 +151,8 @@ describe('smtp deliverer', () => {
         bounceClass: 'none',
         remoteHost: 'mx.dest.test',
         egressIp: '127.0.0.2',
+        // The sink offers no STARTTLS: in clear, as opportunistic TLS allows.
+        tls: { policy: 'opportunistic', version: null, cipher: null, verified: false, failure: null },
       },
       expect.objectContaining({ disposition: 'delivered' }),
     ]);
