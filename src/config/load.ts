@@ -63,6 +63,9 @@ function poolProblems(config: Config): string[] {
       if (!pools.has(name)) problems.push(`${path}.pools[${j}]: ${unknown(name)}`);
     });
   }
+  const reports = config.delivery.tlsReports;
+  // "default" missing is said once, below.
+  if (reports.enabled && reports.pool !== 'default' && !pools.has(reports.pool)) problems.push(`delivery.tlsReports.pool: ${unknown(reports.pool)}`);
   // Mail with no user pool and no sender match goes to "default".
   if (!pools.has('default')) problems.push(`ips: no IP belongs to pool "default", which mail without a pool of its own uses`);
   return problems;

@@ -10,9 +10,17 @@ import { positiveDurationSchema } from './duration.ts';
 export const tlsModeSchema = z.enum(['opportunistic', 'required', 'verify']);
 
 /** A recipient domain, ".parent.domain" (its subdomains) or "*", as delivery.routes keys. */
-const domainPattern = z.string().regex(/^(\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$/, { message: 'not a domain, ".parent.domain" or "*"' });
+const DOMAIN_PATTERN = /^(\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$/;
 
-export const tlsPoliciesSchema = z.record(domainPattern, tlsModeSchema).default({});
+/** Keys are checked here rather than by a key schema, so a bad one is named by its own path. */
+export const tlsPoliciesSchema = z
+  .record(z.string(), tlsModeSchema)
+  .superRefine((policies, ctx) => {
+    for (const key of Object.keys(policies)) {
+      if (!DOMAIN_PATTERN.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: 'not a domain, ".parent.domain" or "*"' });
+    }
+  })
+  .default({});
 
 export const mtaStsConfigSchema = z
   .strictObject({

@@ -112,6 +112,27 @@ describe('problems name their exact path', () => {
     expect(problemsOf({ delivery: { lease: 'soon' } })[0]).toMatch(/^delivery\.lease: not a duration/);
   });
 
+  it('takes the outbound TLS mode, per-domain modes, MTA-STS and TLS reporting, with defaults', () => {
+    expect(parse({}).delivery).toMatchObject({
+      tls: 'opportunistic',
+      tlsPolicies: {},
+      mtaSts: { enabled: true, fetchTimeout: 10_000, recheck: 300_000 },
+      tlsReports: { enabled: true, pool: 'default', allowPrivateNetworks: false },
+    });
+    const delivery = parse({
+      delivery: { tls: 'required', tlsPolicies: { 'bank.example': 'verify', '.health.example': 'required', '*': 'opportunistic' }, tlsReports: { organization: 'Example', contact: 'tls@example.com', from: 'tlsrpt@example.com' } },
+    }).delivery;
+    expect(delivery).toMatchObject({ tls: 'required', tlsPolicies: { 'bank.example': 'verify' }, tlsReports: { organization: 'Example', contact: 'tls@example.com' } });
+    expect(problemsOf({ delivery: { tls: 'strict', tlsPolicies: { 'bank.example': 'dane' }, mtaSts: { fetchTimeout: '2m', cache: true }, tlsReports: { from: 'nobody' } } })).toEqual([
+      expect.stringMatching(/^delivery\.tls: Invalid option: expected one of "opportunistic"\|"required"\|"verify"/),
+      expect.stringMatching(/^delivery\.tlsPolicies\.bank\.example: Invalid option/),
+      'delivery.mtaSts.fetchTimeout: at most 60s',
+      'delivery.mtaSts.cache: unknown key',
+      'delivery.tlsReports.from: not an email address',
+    ]);
+    expect(problemsOf({ delivery: { tlsPolicies: { 'bad domain': 'verify', '.ok.example': 'verify' } } })).toEqual(['delivery.tlsPolicies.bad domain: not a domain, ".parent.domain" or "*"']);
+  });
+
   it('takes dead-site probe intervals, the longest no shorter than the first', () => {
     expect(parse({}).delivery.deadSite).toEqual({ interval: 60_000, maxInterval: 600_000 });
     expect(parse({ delivery: { deadSite: { interval: '30s', maxInterval: '30s' } } }).delivery.deadSite).toEqual({ interval: 30_000, maxInterval: 30_000 });
@@ -235,12 +256,14 @@ describe('egress pools', () => {
         pools: { bulk: { senders: [] } },
         smtp: { users: [{ username: 'a', password: 'p', allowedSenders: ['*'], pool: 'vip', pools: ['marketing', 'other'] }] },
         api: { tokens: [{ name: 'app', role: 'sender', hash: `sha256:${'0'.repeat(64)}`, allowedSenders: ['*'], pool: 'gone', pools: ['marketing'] }] },
+        delivery: { tlsReports: { pool: 'reports' } },
       }),
     ).toEqual([
       'pools.bulk: no IP in ips belongs to pool "bulk"',
       'smtp.users[0].pool: no IP in ips belongs to pool "vip"',
       'smtp.users[0].pools[1]: no IP in ips belongs to pool "other"',
       'api.tokens[0].pool: no IP in ips belongs to pool "gone"',
+      'delivery.tlsReports.pool: no IP in ips belongs to pool "reports"',
     ]);
     expect(problemsOf({ ips: [{ address: '192.0.2.10', pool: 'marketing' }] })).toEqual([
       'ips: no IP belongs to pool "default", which mail without a pool of its own uses',
