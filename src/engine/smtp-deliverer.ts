@@ -13,7 +13,7 @@ import { OutboundConnection, type DeliveryTimeouts, type OpenFailure } from './o
 import type { ReadyQueue, ReadyQueues } from './ready-queue.ts';
 import { unreachable, type DownPath } from './path-health.ts';
 import type { NextHop } from './routing.ts';
-import { judgeSession, mxAllowed, OPPORTUNISTIC, outcomeTls, tlsRefusedOutcome, type TlsRequirement } from './tls/tls-requirement.ts';
+import { judgeSession, mxAllowed, OPPORTUNISTIC, outcomeTls, policyName, tlsRefusedOutcome, type TlsRequirement } from './tls/tls-requirement.ts';
 import type { TlsFailureType } from './tls/tls-rpt-report.ts';
 import type { TlsSessionRecorder } from './tls/tls-session-counter.ts';
 import { claimLost, failureOutcomes, interrupted, localOutcome, moreRelevant, notStarted, pathDown, setupOutcome, shuttingDown, successOutcomes } from './transaction-outcomes.ts';
@@ -255,8 +255,9 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
 
   /** Counts a new session for TLS-RPT, under each policy domain of the delivery. */
   function countSession(tls: TlsRequirement, result: 'success' | TlsFailureType, hop: NextHop, egress: Egress): void {
-    if (tls.reports.length === 0 || !options.tlsSessions) return;
     const counted = tls.policyFailure ?? result;
+    metrics.outboundTlsSessions.inc({ policy: policyName(tls), result: counted });
+    if (tls.reports.length === 0 || !options.tlsSessions) return;
     const failed = counted !== 'success';
     options.tlsSessions.record({
       policies: tls.reports,

@@ -174,6 +174,27 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly outboundTlsSessions = new Counter({
+    name: 'rookery_outbound_tls_sessions_total',
+    help: 'New outbound SMTP sessions by the TLS policy they were held to and their TLS result (success, or an RFC 8460 failure type)',
+    labelNames: ['policy', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly mtaStsFetches = new Counter({
+    name: 'rookery_mta_sts_fetches_total',
+    help: 'MTA-STS policy fetches by result: fetched, or the failure (sts-policy-fetch-error, sts-policy-invalid, sts-webpki-invalid)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly tlsReports = new Counter({
+    name: 'rookery_tls_reports_total',
+    help: 'Daily TLS reports (RFC 8460) by result: sent, skipped (the domain asks for none), failed (tried again later)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
   readonly dsnsGenerated = new Counter({
     name: 'rookery_dsns_generated_total',
     help: 'Delivery status notifications queued to senders',

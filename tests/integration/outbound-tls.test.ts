@@ -207,6 +207,12 @@ describe('outbound TLS policies', () => {
     expect(events['sts-none.test']).toMatchObject({ disposition: 'delivered', tls: { policy: 'opportunistic', version: null } });
     expect(events['sts-down.test']).toMatchObject({ disposition: 'delivered', tls: { policy: 'opportunistic' } });
     expect(await store.getStsPolicy('sts.test')).toMatchObject({ id: '1', mode: 'enforce', mx: ['*.good.test'] });
+    const { host, port } = d.apiAddress();
+    const metrics = await (await fetch(`http://${host}:${port}/metrics`)).text();
+    expect(metrics).toContain('rookery_outbound_tls_sessions_total{policy="mta-sts",result="success"} 1');
+    expect(metrics).toContain('rookery_outbound_tls_sessions_total{policy="mta-sts",result="certificate-host-mismatch"} 1');
+    expect(metrics).toContain('rookery_mta_sts_fetches_total{result="fetched"} 5');
+    expect(metrics).toContain('rookery_mta_sts_fetches_total{result="sts-policy-fetch-error"} 1');
 
     // TLS-RPT: the sessions counted per policy domain, flushed to the store as the daemon stops.
     await d.stop();

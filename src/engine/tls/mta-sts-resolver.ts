@@ -1,5 +1,6 @@
 import type { Clock } from '../../clock.ts';
 import type { Logger } from '../../observability/logger.ts';
+import type { Metrics } from '../../observability/metrics.ts';
 import type { StoredStsPolicy, TlsReportStore } from '../../storage/tls-reports.ts';
 import type { StsFetcher } from './mta-sts-fetcher.ts';
 import { parseStsPolicy, parseStsRecord } from './mta-sts-policy.ts';
@@ -27,6 +28,8 @@ export interface StsResolverDeps {
   resolver: { resolveTxt(name: string): Promise<string[][]> };
   fetch: StsFetcher;
   store: Pick<TlsReportStore, 'getStsPolicy' | 'saveStsPolicy'>;
+  /** Counts fetches by result. */
+  metrics?: Pick<Metrics, 'mtaStsFetches'>;
   clock: Clock;
   logger: Logger;
   /** How long an answer is reused before the TXT record is asked again (default five minutes). */
@@ -72,10 +75,12 @@ export function createStsResolver(deps: StsResolverDeps): StsResolver {
 
     const fetched = await deps.fetch(domain);
     if (!fetched.ok) {
+      deps.metrics?.mtaStsFetches.inc({ result: fetched.failure });
       log.warn({ event: 'mta-sts.fetch.failed', domain, id: record.id, failure: fetched.failure, reason: fetched.reason }, 'MTA-STS policy fetch failed');
       return current ? keep(fetched.reason) : { kind: 'failed', failure: fetched.failure, reason: fetched.reason };
     }
     const parsed = parseStsPolicy(fetched.body);
+    deps.metrics?.mtaStsFetches.inc({ result: parsed.ok ? 'fetched' : 'sts-policy-invalid' });
     if (!parsed.ok) {
       log.warn({ event: 'mta-sts.policy.invalid', domain, id: record.id, reason: parsed.reason }, 'MTA-STS policy invalid');
       return current ? keep(parsed.reason) : { kind: 'failed', failure: 'sts-policy-invalid', reason: parsed.reason };

@@ -57,7 +57,7 @@ export function createOutboundTls(deps: OutboundTlsDeps): OutboundTls {
     ...(trust?.stsPort ? { port: trust.stsPort } : {}),
     ...(trust?.lookup ? { lookup: trust.lookup } : {}),
   });
-  const sts = createStsResolver({ resolver: deps.resolver, fetch, store, clock, logger, recheckMs: mtaSts.recheck });
+  const sts = createStsResolver({ resolver: deps.resolver, fetch, store, metrics: deps.metrics, clock, logger, recheckMs: mtaSts.recheck });
   const policies = createTlsPolicies({
     sts,
     settings: () => {

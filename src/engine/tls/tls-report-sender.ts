@@ -81,7 +81,11 @@ export class TlsReportSender {
     const now = clock.now();
     for (let back = 1; back <= DAYS_TRIED; back++) {
       const day = utcDay(now - back * DAY_MS);
-      for (const domain of await store.tlsReportsDue(day, now, BATCH)) results.set(`${day} ${domain}`, await this.report(domain, day));
+      for (const domain of await store.tlsReportsDue(day, now, BATCH)) {
+        const result = await this.report(domain, day);
+        results.set(`${day} ${domain}`, result);
+        if (result !== 'taken') this.deps.metrics.tlsReports.inc({ result });
+      }
     }
     await store.purgeTlsReports(utcDay(now - KEPT_DAYS * DAY_MS), now - KEPT_DAYS * DAY_MS);
     return results;
