@@ -1,6 +1,6 @@
 import type { ClaimedRecipient } from '../storage/store.ts';
 import type { NextHop, Route, Router } from './routing.ts';
-import type { TlsPolicies } from './tls/tls-policies.ts';
+import { policyPending, type TlsPolicies } from './tls/tls-policies.ts';
 import { requirementKey, type TlsRequirement } from './tls/tls-requirement.ts';
 
 /**
@@ -43,10 +43,12 @@ export async function jobsBySite(
   tlsPolicies?: Pick<TlsPolicies, 'requirementFor'>,
 ): Promise<DeliveryJob[]> {
   const domains = [...new Set(rows.map((row) => row.domain))];
-  const routed = async (domain: string) => {
+  const routed = async (domain: string): Promise<readonly [string, { route: Route; tls?: TlsRequirement | undefined }]> => {
     const route = await router.resolve(domain);
-    const tls = route.ok && tlsPolicies ? await tlsPolicies.requirementFor(domain, route.viaMx === true) : undefined;
-    return [domain, { route, tls }] as const;
+    if (!route.ok || !tlsPolicies) return [domain, { route }];
+    const tls = await tlsPolicies.requirementFor(domain, route.viaMx === true);
+    // Its MTA-STS policy is still being fetched: the domain's mail waits for it, a job of its own.
+    return [domain, tls ? { route, tls } : { route: { ok: false, outcome: policyPending(domain) } }];
   };
   const routes = new Map(await Promise.all(domains.map(routed)));
   const jobs: DeliveryJob[] = [];

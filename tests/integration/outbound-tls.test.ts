@@ -50,6 +50,7 @@ const DOMAINS: Record<string, [string, keyof typeof HOSTS]> = {
   'sts-testing.test': ['mx.wrong.test', 'wrongName'],
   'sts-none.test': ['mx.plain.test', 'plain'],
   'sts-down.test': ['mx.plain.test', 'plain'],
+  'sts-slow.test': ['mx.good.test', 'good'],
 };
 
 const POLICIES: Record<string, string> = {
@@ -58,6 +59,7 @@ const POLICIES: Record<string, string> = {
   'sts-badcert.test': 'version: STSv1\nmode: enforce\nmx: mx.wrong.test\nmax_age: 86400\n',
   'sts-testing.test': 'version: STSv1\nmode: testing\nmx: mx.wrong.test\nmax_age: 86400\n',
   'sts-none.test': 'version: STSv1\nmode: none\nmax_age: 86400\n',
+  'sts-slow.test': 'version: STSv1\nmode: enforce\nmx: mx.good.test\nmax_age: 86400\n',
 };
 
 function zone(): FixtureZone {
@@ -74,6 +76,8 @@ describe('outbound TLS policies', () => {
   let ca: TestCa;
   let sinks: SmtpSink[];
   let policyServer: HttpsFixture;
+  /** Answers the policy server holds back (of sts-slow.test) until a test sends them. */
+  const heldBack: Array<() => void> = [];
   let dir: TempDir;
   let store: Store;
   let daemon: Daemon | undefined;
@@ -96,11 +100,14 @@ describe('outbound TLS policies', () => {
     policyServer = await startHttpsFixture(await ca.issue([...policyHosts, 'mta-sts.sts-down.test']), (req, res) => {
       const policy = POLICIES[req.host.replace(/^mta-sts\./, '')];
       if (!policy) return void res.writeHead(503).end('down');
-      res.writeHead(200, { 'content-type': 'text/plain' }).end(policy);
+      const answer = () => res.writeHead(200, { 'content-type': 'text/plain' }).end(policy);
+      if (req.host === 'mta-sts.sts-slow.test') heldBack.push(answer);
+      else answer();
     });
   });
 
   afterAll(async () => {
+    heldBack.splice(0).forEach((answer) => answer());
     await Promise.all(sinks.map((s) => s.close()));
     await policyServer.close();
     await ca.remove();
@@ -231,5 +238,26 @@ describe('outbound TLS policies', () => {
     } finally {
       await reopened.close();
     }
+  });
+
+  it('a slow policy host holds only its own domain: its mail waits (not an attempt) while the fetch goes on, the rest of the message goes', async () => {
+    const d = await start();
+    const accepted = await d.submit({
+      sender: 'app@sender.test', recipients: ['user@sts-slow.test', 'user@sts.test'],
+      body: testMessage({ from: 'app@sender.test', to: 'user@sts.test', messageId: '<slow@app.test>' }), submitter: null, source: 'smtp', clientAddress: '127.0.0.1',
+    });
+    await until(async () => (await store.listEvents(accepted.id)).length === 2, 'both recipients\' first events');
+    const byRecipient = new Map((await store.listRecipients(accepted.id)).map((r) => [r.recipientId, r.recipient]));
+    const events = Object.fromEntries((await store.listEvents(accepted.id)).map((e) => [byRecipient.get(e.recipientId), e]));
+    expect(events['user@sts.test']!.outcome).toMatchObject({ disposition: 'delivered', tls: { policy: 'mta-sts', verified: true } });
+    expect(events['user@sts-slow.test']).toMatchObject({
+      attempt: 0,
+      outcome: { disposition: 'throttled', enhanced: '4.7.0', bounceClass: 'tls-policy', response: 'not tried: the MTA-STS policy of sts-slow.test is still being fetched' },
+    });
+    expect(received('sts-slow.test')).toEqual([]);
+    // The fetch went on: once answered, the policy is there for the retry.
+    expect(await store.getStsPolicy('sts-slow.test')).toBeNull();
+    heldBack.splice(0).forEach((answer) => answer());
+    await until(async () => (await store.getStsPolicy('sts-slow.test')) !== null, 'the slow policy stored');
   });
 });

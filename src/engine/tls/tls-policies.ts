@@ -1,3 +1,4 @@
+import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
 import type { TlsReportPolicy } from '../../storage/tls-reports.ts';
 import { byDomainPattern, domainPatterns } from '../routing.ts';
 import type { StsResolver } from './mta-sts-resolver.ts';
@@ -21,11 +22,25 @@ export interface TlsPolicySettings {
 }
 
 export interface TlsPolicies {
-  /** `viaMx`: the domain's mail goes to its MX hosts (a static route to a host has no MTA-STS). */
-  requirementFor(domain: string, viaMx: boolean): Promise<TlsRequirement>;
+  /**
+   * `viaMx`: the domain's mail goes to its MX hosts (a static route to a host has no MTA-STS).
+   * Null while the domain's MTA-STS policy is still being fetched after `waitMs`: its mail waits
+   * (policyPending) and the fetch goes on, so a slow policy host holds no delivery slot.
+   */
+  requirementFor(domain: string, viaMx: boolean): Promise<TlsRequirement | null>;
 }
 
-export function createTlsPolicies(deps: { settings: () => TlsPolicySettings; sts: StsResolver }): TlsPolicies {
+/** How long routing waits for a policy lookup before the domain's mail is left to wait for it (default 2s). */
+const POLICY_WAIT_MS = 2_000;
+
+/** Not an attempt: the recipient waits for its domain's MTA-STS policy, whose fetch goes on. */
+export function policyPending(domain: string): DeliveryOutcome {
+  const response = `not tried: the MTA-STS policy of ${domain} is still being fetched`;
+  return { disposition: 'throttled', code: null, enhanced: '4.7.0', response, stage: 'queue', bounceClass: 'tls-policy', remoteHost: null, egressIp: null };
+}
+
+export function createTlsPolicies(deps: { settings: () => TlsPolicySettings; sts: StsResolver; waitMs?: number }): TlsPolicies {
+  const waitMs = deps.waitMs ?? POLICY_WAIT_MS;
   // The settings are read per lookup (a reload applies at once); the pattern table is rebuilt only when they change.
   let table: { source: Record<string, TlsMode>; patterns: Map<string, TlsMode> } | null = null;
   const configured = (settings: TlsPolicySettings, domain: string): TlsMode => {
@@ -41,7 +56,8 @@ export function createTlsPolicies(deps: { settings: () => TlsPolicySettings; sts
       const noPolicy: TlsReportPolicy = { type: 'no-policy-found', domain, id: '', lines: [], mx: [] };
       const reports = (policy: TlsReportPolicy) => (settings.reports ? [policy] : []);
       if (!viaMx || !settings.mtaSts) return { mode, sts: null, reports: viaMx ? reports(noPolicy) : [] };
-      const found = await deps.sts.lookup(domain);
+      const found = await within(deps.sts.lookup(domain), waitMs);
+      if (found === null) return null;
       if (found.kind === 'failed') {
         // A published policy that could not be had: mail goes as without one (RFC 8461 5), and each session reports why.
         return { mode, sts: null, reports: reports({ type: 'sts', domain, id: '', lines: [], mx: [] }), policyFailure: found.failure };
@@ -52,4 +68,17 @@ export function createTlsPolicies(deps: { settings: () => TlsPolicySettings; sts
       return { mode: joinSts(mode, sts), sts, reports: reports({ type: 'sts', domain, id: policy.id, lines: policy.lines, mx: policy.mx }) };
     },
   };
+}
+
+/** The promise's value, or null once `ms` passed first (the promise goes on). */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
