@@ -2,6 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { groupByMessage, jobsBySite } from '../../src/engine/delivery-job.ts';
 import { createRouter } from '../../src/engine/routing.ts';
 import type { ClaimedRecipient, LeaseToken } from '../../src/storage/store.ts';
+import { createStsResolver } from '../../src/engine/tls/mta-sts-resolver.ts';
+import { createTlsPolicies } from '../../src/engine/tls/tls-policies.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 
@@ -17,6 +21,9 @@ const resolver = createFixtureResolver({
   'mx1.hoster.test': { a: ['192.0.2.1'] },
   'mx2.hoster.test': { a: ['192.0.2.2'] },
   'mx.three.test': { a: ['192.0.2.3'] },
+  '_mta-sts.one.test': { txt: ['v=STSv1; id=1;'] },
+  '_mta-sts.slow.test': { txt: ['v=STSv1; id=1;'] },
+  'slow.test': { mx: [{ exchange: 'mx.three.test', priority: 10 }] },
 });
 
 let nextId = 1;
@@ -52,5 +59,34 @@ describe('delivery jobs', () => {
       ['mx1.hoster.test,mx2.hoster.test', 'mx1.hoster.test', ['a@one.test', 'c@two.test']],
       ['mx1.hoster.test,mx2.hoster.test', 'mx2.hoster.test', ['b@four.test']],
     ]);
+  });
+
+  it('keeps domains under different TLS requirements apart, each job with the TLS-RPT policies of its domains; a policy still being fetched makes a waiting job', async () => {
+    const logger = createLogger('silent');
+    const store = createSqliteStore({ path: ':memory:', logger });
+    await store.migrate();
+    try {
+      // The policy hosts of the internet: one.test answers at once, slow.test not before the wait is over.
+      const fetch = (domain: string) =>
+        domain === 'one.test'
+          ? Promise.resolve({ ok: true as const, body: 'version: STSv1\nmode: enforce\nmx: *.hoster.test\nmax_age: 600\n' })
+          : new Promise<never>(() => {});
+      const sts = createStsResolver({ resolver, fetch, store, clock: manualClock(0), logger });
+      const tls = createTlsPolicies({ sts, waitMs: 20, settings: () => ({ mode: 'opportunistic', policies: { 'three.test': 'verify' }, mtaSts: true, reports: true }) });
+      const router = createRouter({ routes: {}, mxPort: 25, resolver, clock: manualClock(0) });
+      const rows = [row('m3', 'a@one.test'), row('m3', 'b@two.test'), row('m3', 'c@three.test'), row('m3', 'd@slow.test'), row('m3', 'e@two.test')];
+      const jobs = await jobsBySite('m3', rows, router, tls);
+      expect(
+        jobs.map((job) => [job.rows.map((r) => r.recipient), job.tls?.mode ?? null, job.tls?.sts?.mode ?? null, job.tls?.reports.map((r) => `${r.type} ${r.domain}`) ?? null]),
+      ).toEqual([
+        [['a@one.test'], 'verify', 'enforce', ['sts one.test']],
+        [['b@two.test', 'e@two.test'], 'opportunistic', null, ['no-policy-found two.test']],
+        [['c@three.test'], 'verify', null, ['no-policy-found three.test']],
+        [['d@slow.test'], null, null, null],
+      ]);
+      expect(jobs[3]!.route).toMatchObject({ ok: false, outcome: { disposition: 'throttled', response: 'not tried: the MTA-STS policy of slow.test is still being fetched' } });
+    } finally {
+      await store.close();
+    }
   });
 });
