@@ -182,14 +182,15 @@ export function byDomainPattern<T>(table: Map<string, T>, domain: string): T | u
   return table.get('*');
 }
 
-function dnsCode(err: unknown): string {
+/** The error code of a failed DNS query ('EUNKNOWN' when it has none). */
+export function dnsCode(err: unknown): string {
   return typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string'
     ? (err as { code: string }).code
     : 'EUNKNOWN';
 }
 
 /** NODATA and NXDOMAIN are answers; anything else (SERVFAIL, timeout, refused) is a failure to get one. */
-const isNoRecords = (code: string) => code === 'ENODATA' || code === 'ENOTFOUND';
+export const isNoRecords = (code: string) => code === 'ENODATA' || code === 'ENOTFOUND';
 
 function dnsOutcome(disposition: 'transient' | 'permanent', enhanced: string, bounceClass: DeliveryOutcome['bounceClass'], response: string): DeliveryOutcome {
   return { disposition, code: null, enhanced, response, stage: 'dns', bounceClass, remoteHost: null, egressIp: null };

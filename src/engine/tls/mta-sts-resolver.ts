@@ -1,8 +1,10 @@
 import type { Clock } from '../../clock.ts';
+import type { TxtResolver } from '../../sender-domains/key-store.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { StoredStsPolicy, TlsReportStore } from '../../storage/tls-reports.ts';
 import type { StsFetcher } from './mta-sts-fetcher.ts';
+import { dnsCode, isNoRecords } from '../routing.ts';
 import { parseStsPolicy, parseStsRecord } from './mta-sts-policy.ts';
 
 /**
@@ -25,7 +27,7 @@ export interface StsResolver {
 }
 
 export interface StsResolverDeps {
-  resolver: { resolveTxt(name: string): Promise<string[][]> };
+  resolver: TxtResolver;
   fetch: StsFetcher;
   store: Pick<TlsReportStore, 'getStsPolicy' | 'saveStsPolicy'>;
   /** Counts fetches by result. */
@@ -37,8 +39,6 @@ export interface StsResolverDeps {
   /** Most domains remembered; the oldest go first. */
   maxEntries?: number;
 }
-
-const isNoRecords = (err: unknown) => ['ENODATA', 'ENOTFOUND'].includes((err as { code?: string } | null)?.code ?? '');
 
 export function createStsResolver(deps: StsResolverDeps): StsResolver {
   const { clock } = deps;
@@ -67,7 +67,7 @@ export function createStsResolver(deps: StsResolverDeps): StsResolver {
       records = await deps.resolver.resolveTxt(`_mta-sts.${domain}`);
     } catch (err) {
       // No record: no policy, unless one is cached. A failed lookup says nothing either way.
-      return keep(isNoRecords(err) ? 'no TXT record' : `TXT lookup failed (${(err as { code?: string })?.code ?? String(err)})`);
+      return keep(isNoRecords(dnsCode(err)) ? 'no TXT record' : `TXT lookup failed (${dnsCode(err)})`);
     }
     const record = parseStsRecord(records);
     if (!record) return keep('no valid TXT record');

@@ -1,6 +1,7 @@
 import type { LookupFunction } from 'node:net';
 import type { Clock } from '../../clock.ts';
 import type { Config } from '../../config/schema.ts';
+import type { TxtResolver } from '../../sender-domains/key-store.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { DkimSigner } from '../../sender-domains/signer.ts';
@@ -32,7 +33,7 @@ export interface OutboundTlsDeps {
   /** delivery of the configuration in effect (a reload may change tls and tlsPolicies). */
   delivery: () => Config['delivery'];
   store: Store;
-  resolver: { resolveTxt(name: string): Promise<string[][]> };
+  resolver: TxtResolver;
   dkim: Pick<DkimSigner, 'sign'>;
   metrics: Metrics;
   clock: Clock;

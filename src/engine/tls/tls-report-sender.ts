@@ -1,6 +1,7 @@
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { Clock } from '../../clock.ts';
+import type { TxtResolver } from '../../sender-domains/key-store.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { DkimSigner } from '../../sender-domains/signer.ts';
@@ -8,6 +9,7 @@ import type { Store } from '../../storage/store.ts';
 import type { WebhookPoster } from '../../webhooks/http-poster.ts';
 import { signAndCount } from '../queue.ts';
 import { newQueueId } from '../queue-id.ts';
+import { dnsCode, isNoRecords } from '../routing.ts';
 import { buildTlsReportMail } from './tls-report-mail.ts';
 import { buildTlsReport, parseTlsRptRecord, tlsReportFileName, utcDay, type TlsReporter } from './tls-rpt-report.ts';
 
@@ -21,7 +23,7 @@ import { buildTlsReport, parseTlsRptRecord, tlsReportFileName, utcDay, type TlsR
 
 export interface TlsReportSenderDeps {
   store: Pick<Store, 'tlsReportsDue' | 'tlsSessionCounts' | 'claimTlsReport' | 'finishTlsReport' | 'purgeTlsReports' | 'enqueue'>;
-  resolver: { resolveTxt(name: string): Promise<string[][]> };
+  resolver: TxtResolver;
   poster: Pick<WebhookPoster, 'post'>;
   dkim: Pick<DkimSigner, 'sign'>;
   metrics: Metrics;
@@ -100,9 +102,8 @@ export class TlsReportSender {
     try {
       records = await this.deps.resolver.resolveTxt(`_smtp._tls.${domain}`);
     } catch (err) {
-      const code = (err as { code?: string } | null)?.code ?? '';
-      if (code !== 'ENODATA' && code !== 'ENOTFOUND') {
-        this.log.warn({ event: 'tls-report.lookup.failed', domain, day, code }, 'TLS-RPT record lookup failed; tried again later');
+      if (!isNoRecords(dnsCode(err))) {
+        this.log.warn({ event: 'tls-report.lookup.failed', domain, day, code: dnsCode(err) }, 'TLS-RPT record lookup failed; tried again later');
         return 'failed';
       }
       records = [];
