@@ -13,8 +13,8 @@ import { OutboundConnection, type DeliveryTimeouts, type OpenFailure } from './o
 import type { ReadyQueue, ReadyQueues } from './ready-queue.ts';
 import { unreachable, type DownPath } from './path-health.ts';
 import type { NextHop } from './routing.ts';
-import { judgeSession, mxAllowed, OPPORTUNISTIC, outcomeTls, policyName, tlsRefusedOutcome, type TlsRequirement } from './tls/tls-requirement.ts';
-import type { TlsFailureType } from './tls/tls-rpt-report.ts';
+import { createTlsGate } from './tls/tls-gate.ts';
+import { judgeSession, OPPORTUNISTIC, outcomeTls, type TlsRequirement } from './tls/tls-requirement.ts';
 import type { TlsSessionRecorder } from './tls/tls-session-counter.ts';
 import { claimLost, failureOutcomes, interrupted, localOutcome, moreRelevant, notStarted, pathDown, setupOutcome, shuttingDown, successOutcomes } from './transaction-outcomes.ts';
 
@@ -105,6 +105,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
   const { metrics, timeouts, queues, bounceRules } = options;
   const log = options.logger.child({ component: 'deliverer' });
   const live = new Set<OutboundConnection>();
+  const gate = createTlsGate({ metrics, sessions: options.tlsSessions });
   const inflight = new Set<Promise<unknown>>();
   const aborting = new AbortController();
   // One listener per connection open or being opened: far more than EventTarget's warning threshold.
@@ -168,8 +169,8 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     const reachable = reachableHops(request.hops, egress.address);
     if (reachable.length === 0) return all(noReachableHop(path, egress));
     // An enforced MTA-STS policy names the MX hosts mail may go to; the others are not tried.
-    const hops = reachable.filter((hop) => mxAllowed(tls, hop.name));
-    if (hops.length === 0) return all(noAllowedMx(tls, reachable, egress));
+    const { hops, refused: noMx } = gate.admitHops(tls, reachable, egress);
+    if (noMx) return all(noMx);
 
     // An idle connection serves this delivery when it reaches one of its hops, greeted with the
     // EHLO name it would give now (a reload may change an IP's hostname) and its TLS meets the policy.
@@ -215,7 +216,7 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
         const opened = await openOnHop(hop, queue, egress, aborting.signal, tls.mode === 'opportunistic');
         if (!(opened instanceof OutboundConnection)) {
           if (aborting.signal.aborted) return all(interrupted(opened.stage, hop.name, egress.address));
-          const outcome = handshakeRefused(tls, opened, hop, egress) ?? setupOutcome(opened, hop, egress, rules);
+          const outcome = gate.handshakeRefused(tls, opened, hop, egress) ?? setupOutcome(opened, hop, egress, rules);
           if (outcome.bounceClass === 'tls-policy') refused = outcome;
           last = moreRelevant(last, outcome);
           reached ||= !unreachable(outcome);
@@ -223,12 +224,11 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
           if (isAddressNotAvailable(opened.error)) break;
           continue;
         }
-        const verdict = judgeSession(tls, opened.tlsSession, hop.name);
-        countSession(tls, verdict.result, hop, egress);
-        if (verdict.refusal !== null) {
+        const tlsRefused = gate.admitSession(tls, opened.tlsSession, hop, egress);
+        if (tlsRefused) {
           // Never in clear, nor under a certificate the policy refuses: the next hop may do better.
           void opened.close();
-          refused = tlsRefusedOutcome(tls, verdict.refusal, hop.name, egress.address, outcomeTls(tls, opened.tlsSession, verdict.result as TlsFailureType));
+          refused = tlsRefused;
           last = moreRelevant(last, refused);
           reached = true;
           log.info(hopLog(queue, hop, refused), 'next hop failed');
@@ -251,37 +251,6 @@ export function createDeliverer(options: DelivererOptions): Deliverer {
     } finally {
       lease.release(current);
     }
-  }
-
-  /** Counts a new session for TLS-RPT, under each policy domain of the delivery. */
-  function countSession(tls: TlsRequirement, result: 'success' | TlsFailureType, hop: NextHop, egress: Egress): void {
-    const counted = tls.policyFailure ?? result;
-    metrics.outboundTlsSessions.inc({ policy: policyName(tls), result: counted });
-    if (tls.reports.length === 0 || !options.tlsSessions) return;
-    const failed = counted !== 'success';
-    options.tlsSessions.record({
-      policies: tls.reports,
-      result: counted,
-      sendingIp: failed ? (egress.address ?? '') : '',
-      receivingIp: failed ? hop.host : '',
-      receivingMx: failed ? hop.name : '',
-    });
-  }
-
-  /** No MX host of the site is one an enforced MTA-STS policy allows: each counts as a failed session. */
-  function noAllowedMx(tls: TlsRequirement, hops: NextHop[], egress: Egress): DeliveryOutcome {
-    const names = [...new Set(hops.map((h) => h.name))];
-    for (const name of names) countSession(tls, 'validation-failure', hops.find((h) => h.name === name)!, egress);
-    const reason = `no MX host (${names.join(', ')}) is listed by the MTA-STS policy of ${tls.sts!.domain} (mx: ${tls.sts!.mx.join(', ')})`;
-    return tlsRefusedOutcome(tls, reason, null, egress.address, outcomeTls(tls, null, 'validation-failure'));
-  }
-
-  /** A failed TLS handshake where the policy allows no clear text: a refusal of the policy, counted for TLS-RPT. */
-  function handshakeRefused(tls: TlsRequirement, failure: OpenFailure, hop: NextHop, egress: Egress): DeliveryOutcome | null {
-    if (failure.stage !== 'starttls' || tls.mode === 'opportunistic') return null;
-    countSession(tls, 'validation-failure', hop, egress);
-    const reason = `the TLS handshake with ${hop.name} failed (${(failure.error as Error)?.message ?? String(failure.error)})`;
-    return tlsRefusedOutcome(tls, reason, hop.name, egress.address, outcomeTls(tls, null, 'validation-failure'));
   }
 
   /** After a transaction: reusable unless closed or at its message limit. */
