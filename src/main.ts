@@ -311,6 +311,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             router: parts.router,
             pool,
             sites,
+            tls: outboundTls.policies,
             assignPool: parts.assignPool,
             tenants,
             users: current.smtp.users,

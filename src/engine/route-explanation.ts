@@ -7,6 +7,7 @@ import { domainOf } from '../mail/address.ts';
 import type { SenderExplanation } from '../sender-domains/sender-explanation.ts';
 import type { DeadSites } from './dead-sites.ts';
 import type { NextHop, Router } from './routing.ts';
+import type { TlsExplanation, TlsPolicies } from './tls/tls-policies.ts';
 
 /**
  * The route a message would take now and why (GET /v1/explain): its pool and the rule that chose
@@ -57,6 +58,8 @@ export interface RouteChoice {
   error: { disposition: 'transient' | 'permanent'; enhanced: string | null; message: string } | null;
   /** The site is held because no egress IP can reach it (a dead destination): its mail waits for a probe to get through. */
   held: { since: number; until: number; reason: string } | null;
+  /** The TLS the domain's mail would be held to (delivery.tls, tlsPolicies, its cached MTA-STS policy); null without a route or TLS policies. */
+  tls: TlsExplanation | null;
 }
 
 export interface RouteExplanation {
@@ -80,6 +83,8 @@ export interface RouteExplainerDeps {
   router: Pick<Router, 'resolve'>;
   pool: Pick<EgressPool, 'explain' | 'pools'>;
   sites: Pick<DeadSites, 'heldSite'>;
+  /** The TLS of each domain (read only: no policy is fetched). */
+  tls?: Pick<TlsPolicies, 'explain'>;
   /** The pool assignment of the queue (poolAssignerFor of the configuration). */
   assignPool: PoolAssigner;
   tenants: TenantLookup;
@@ -127,12 +132,13 @@ export function createRouteExplainer(deps: RouteExplainerDeps): RouteExplainer {
 }
 
 async function routeOf(domain: string, deps: RouteExplainerDeps, now: number): Promise<Omit<RouteChoice, 'provider'>> {
-  const failed = (error: RouteChoice['error']) => ({ via: null, site: null, nextHops: [], error, held: null });
+  const failed = (error: RouteChoice['error']) => ({ via: null, site: null, nextHops: [], error, held: null, tls: null });
   try {
     const route = await deps.router.resolve(domain);
     if (!route.ok) return failed({ disposition: route.outcome.disposition === 'permanent' ? 'permanent' : 'transient', enhanced: route.outcome.enhanced, message: route.outcome.response });
     const via = route.site.startsWith('route:') ? 'route' : 'mx';
-    return { via, site: route.site, nextHops: route.hops, error: null, held: deps.sites.heldSite(route.site, now) };
+    const tls = deps.tls ? await deps.tls.explain(domain, route.viaMx === true, now) : null;
+    return { via, site: route.site, nextHops: route.hops, error: null, held: deps.sites.heldSite(route.site, now), tls };
   } catch (err) {
     // The router answers lookup failures itself; anything thrown is reported as one too, never a 500.
     return failed({ disposition: 'transient', enhanced: '4.4.3', message: `routing ${domain} failed: ${(err as Error).message}` });

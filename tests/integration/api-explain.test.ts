@@ -126,6 +126,7 @@ describe.each([{ driver: 'sqlite' as const }, { driver: 'postgres' as const }])(
       nextHops: [{ host: '127.0.0.1', port: sink.port, preference: 5, name: 'aspmx.l.google.com' }],
       error: null,
       held: null,
+      tls: { mode: 'opportunistic', mtaSts: null, detail: 'opportunistic (delivery.tls); no MTA-STS policy cached (one is looked up at the next delivery)' },
     });
     expect(e.egress).toMatchObject({ pool: 'default', site: 'aspmx.l.google.com', provider: 'gmail', defaultEgress: false, shaping: { maxConnections: 5, maxMessagesPerConnection: 50 } });
     expect(e.egress!.ips.map((i) => [i.address, i.hostname, i.eligible, i.share])).toEqual([
@@ -151,6 +152,8 @@ describe.each([{ driver: 'sqlite' as const }, { driver: 'postgres' as const }])(
     expect(unsigned.dkim).toMatchObject({ domain: null, source: 'none', selectors: [] });
     expect(unsigned.returnPath).toMatchObject({ verp: false, domain: null, address: 'app@news.test' });
     expect(unsigned.route).toMatchObject({ via: 'mx', site: 'mx.other.test', provider: 'other' });
+    // No policy of other.test is cached, and none is fetched to answer.
+    expect(unsigned.route.tls).toEqual({ mode: 'opportunistic', mtaSts: null, detail: 'opportunistic (delivery.tls); no MTA-STS policy cached (one is looked up at the next delivery)' });
   });
 
   it.skipIf(skip)('names the rule that chose the pool, and refuses a user or pool it does not know', async () => {
@@ -205,6 +208,7 @@ describe.each([{ driver: 'sqlite' as const }, { driver: 'postgres' as const }])(
       nextHops: [],
       error: { disposition: 'transient', enhanced: '4.4.3', message: 'MX lookup for slow.test failed (ETIMEOUT)' },
       held: null,
+      tls: null,
     });
     expect(timedOut.egress).toBeNull();
     expect(timedOut.dkim.domain).toBe('example.test');
@@ -214,6 +218,7 @@ describe.each([{ driver: 'sqlite' as const }, { driver: 'postgres' as const }])(
     const routed = await explain({ sender: 'app@example.test', recipient: 'x@routed.test' });
     expect(routed.route).toMatchObject({ via: 'route', site: `route:127.0.0.1:${sink.port}`, provider: 'other', nextHops: [{ host: '127.0.0.1', port: sink.port, preference: 0, name: '127.0.0.1' }] });
     expect(routed.egress!.ips.every((i) => i.eligible)).toBe(true);
+    expect(routed.route.tls).toMatchObject({ mode: 'opportunistic', mtaSts: null, detail: 'opportunistic (delivery.tls); MTA-STS does not apply to a configured route' });
   });
 
   it.skipIf(skip)('reports every reason an IP may not send, and explaining spends nothing a delivery needs', { timeout: 60_000 }, async () => {
@@ -314,7 +319,15 @@ interface Explanation {
   at: string;
   tenant: { name: string; senderAllowed: boolean; detail: string } | null;
   pool: { name: string; rule: string; requested: string | null; refused: string | null; detail: string };
-  route: { via: string | null; site: string | null; provider: string | null; nextHops: unknown[]; error: unknown; held: { since: string; until: string; reason: string } | null };
+  route: {
+    via: string | null;
+    site: string | null;
+    provider: string | null;
+    nextHops: unknown[];
+    error: unknown;
+    held: { since: string; until: string; reason: string } | null;
+    tls: { mode: string; mtaSts: unknown; detail: string } | null;
+  };
   egress: { ips: Array<{ address: string; hostname: string; eligible: boolean; share: number; weight: object; checks: Check[] }> } | null;
   dkim: { domain: string | null };
   returnPath: unknown;

@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createStsFetcher } from '../../src/engine/tls/mta-sts-fetcher.ts';
 import { createStsResolver, type StsResolver } from '../../src/engine/tls/mta-sts-resolver.ts';
+import { createTlsPolicies } from '../../src/engine/tls/tls-policies.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
@@ -144,5 +145,23 @@ describe('MTA-STS policy discovery', () => {
     expect(await failureOf('broken.test')).toMatch(/^sts-policy-invalid: no mx line/);
     // The server's certificate does not name mta-sts.stranger.test.
     expect(await failureOf('stranger.test')).toMatch(/^sts-webpki-invalid: the certificate of mta-sts\.stranger\.test is not valid/);
+  });
+
+  it('explains the TLS a domain would be held to from the cached policy, fetching nothing', async () => {
+    const tls = createTlsPolicies({ sts: resolver, settings: () => ({ mode: 'opportunistic', policies: { '.bank.test': 'required' }, mtaSts: true, reports: true }) });
+    expect(await tls.explain('dest.test', true, T0)).toEqual({ mode: 'opportunistic', mtaSts: null, detail: 'opportunistic (delivery.tls); no MTA-STS policy cached (one is looked up at the next delivery)' });
+    expect((await tls.explain('a.bank.test', true, T0)).detail).toBe('required (delivery.tlsPolicies); no MTA-STS policy cached (one is looked up at the next delivery)');
+    expect(server.requests).toHaveLength(0);
+    serve('mta-sts.dest.test', POLICY);
+    await resolver.lookup('dest.test');
+    expect(await tls.explain('dest.test', true, T0)).toEqual({
+      mode: 'verify',
+      mtaSts: { id: 'first', mode: 'enforce', mx: ['mx.dest.test', '*.backup.dest.test'], expiresAt: T0 + 3_600_000 },
+      detail: 'verify: opportunistic (delivery.tls), MTA-STS policy first (enforce, mx: mx.dest.test, *.backup.dest.test) valid until 2026-11-30T09:00:00.000Z; only the listed MX hosts, with a certificate valid for them',
+    });
+    expect((await tls.explain('dest.test', true, T0 + 3_600_000)).detail).toBe(
+      'opportunistic: opportunistic (delivery.tls), MTA-STS policy first (enforce, mx: mx.dest.test, *.backup.dest.test) expired: fetched again at the next delivery',
+    );
+    expect((await tls.explain('dest.test', false, T0)).detail).toBe('opportunistic (delivery.tls); MTA-STS does not apply to a configured route');
   });
 });

@@ -96,6 +96,7 @@ describe('answers the test API does not give', () => {
         nextHops: [],
         error: null,
         held: { since: '2026-11-30T09:00:00.000Z', until: '2026-11-30T10:30:00.000Z', reason: 'connection refused' },
+        tls: { detail: 'required (delivery.tlsPolicies); MTA-STS does not apply to a configured route' },
       },
       egress: { pool: 'default', site: 'route:127.0.0.1:2525', provider: 'other', defaultEgress: true, ips: [] },
       dkim: { detail: 'unsigned' },
@@ -103,6 +104,7 @@ describe('answers the test API does not give', () => {
     };
     const text = explanationText(explanation);
     expect(text).toContain('Route        a configured route (delivery.routes) to site route:127.0.0.1:2525, provider other\n');
+    expect(text).toContain('TLS          required (delivery.tlsPolicies); MTA-STS does not apply to a configured route\n');
     expect(text).toContain('Held         since 2026-11-30T09:00:00Z until 2026-11-30T10:30:00Z: connection refused (its mail waits for a probe to get through)\n');
     expect(text).toMatch(/\n\nEgress IPs of pool default toward route:127\.0\.0\.1:2525 \(provider other\):\nnone configured: the system's default source address sends, unchecked\.\n$/);
   });

@@ -43,6 +43,7 @@ export interface ExplanationJson {
     nextHops: Hop[];
     error: { disposition: 'transient' | 'permanent'; enhanced: string | null; message: string } | null;
     held: { since: string; until: string; reason: string } | null;
+    tls?: { detail: string } | null;
   };
   egress: { pool: string; site: string; provider: string; defaultEgress: boolean; ips: Ip[] } | null;
   dkim: { detail: string };
@@ -61,6 +62,7 @@ export function explanationText(e: ExplanationJson): string {
       ['Pool', `${e.pool.detail} (rule: ${e.pool.rule})`],
       ['Route', routeLine(route)],
       ['Held', held && `since ${utc(held.since)} until ${utc(held.until)}: ${held.reason} (its mail waits for a probe to get through)`],
+      ['TLS', route.tls?.detail ?? null],
       ['DKIM', e.dkim.detail],
       ['Return path', `${e.returnPath.address}: ${e.returnPath.detail}`],
     ]),

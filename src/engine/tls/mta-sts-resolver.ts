@@ -24,6 +24,8 @@ export type StsLookup =
 
 export interface StsResolver {
   lookup(domain: string): Promise<StsLookup>;
+  /** The policy the store holds for the domain, expired or not, without any lookup or fetch (GET /v1/explain). */
+  cached(domain: string): Promise<StoredStsPolicy | null>;
 }
 
 export interface StsResolverDeps {
@@ -93,6 +95,7 @@ export function createStsResolver(deps: StsResolverDeps): StsResolver {
   }
 
   return {
+    cached: (domain) => deps.store.getStsPolicy(domain.toLowerCase().replace(/\.$/, '')),
     lookup(rawDomain) {
       const domain = rawDomain.toLowerCase().replace(/\.$/, '');
       const known = remembered.get(domain);

@@ -21,7 +21,16 @@ export interface TlsPolicySettings {
   reports: boolean;
 }
 
+/** The TLS a domain's mail would be held to now, read without a lookup (GET /v1/explain). */
+export interface TlsExplanation {
+  mode: TlsMode;
+  /** The MTA-STS policy the store holds for the domain, when its mail goes to its MX hosts. */
+  mtaSts: { id: string; mode: 'enforce' | 'testing' | 'none'; mx: string[]; expiresAt: number } | null;
+  detail: string;
+}
+
 export interface TlsPolicies {
+  explain(domain: string, viaMx: boolean, now: number): Promise<TlsExplanation>;
   /**
    * `viaMx`: the domain's mail goes to its MX hosts (a static route to a host has no MTA-STS).
    * Null while the domain's MTA-STS policy is still being fetched after `waitMs`: its mail waits
@@ -43,16 +52,35 @@ export function createTlsPolicies(deps: { settings: () => TlsPolicySettings; sts
   const waitMs = deps.waitMs ?? POLICY_WAIT_MS;
   // The settings are read per lookup (a reload applies at once); the pattern table is rebuilt only when they change.
   let table: { source: Record<string, TlsMode>; patterns: Map<string, TlsMode> } | null = null;
-  const configured = (settings: TlsPolicySettings, domain: string): TlsMode => {
+  /** The domain's delivery.tlsPolicies entry, if any. */
+  const configured = (settings: TlsPolicySettings, domain: string): TlsMode | undefined => {
     if (table?.source !== settings.policies) table = { source: settings.policies, patterns: domainPatterns(settings.policies, (mode) => mode) };
-    return byDomainPattern(table.patterns, domain) ?? settings.mode;
+    return byDomainPattern(table.patterns, domain);
   };
 
   return {
+    async explain(rawDomain, viaMx, now) {
+      const domain = rawDomain.toLowerCase().replace(/\.$/, '');
+      const settings = deps.settings();
+      const entry = configured(settings, domain);
+      const own = entry ?? settings.mode;
+      const base = `${own} (${entry ? 'delivery.tlsPolicies' : 'delivery.tls'})`;
+      if (!viaMx) return { mode: own, mtaSts: null, detail: `${base}; MTA-STS does not apply to a configured route` };
+      if (!settings.mtaSts) return { mode: own, mtaSts: null, detail: `${base}; MTA-STS is off (delivery.mtaSts.enabled)` };
+      const held = await deps.sts.cached(domain);
+      if (!held) return { mode: own, mtaSts: null, detail: `${base}; no MTA-STS policy cached (one is looked up at the next delivery)` };
+      const valid = held.expiresAt > now;
+      const mode = valid && held.mode === 'enforce' ? 'verify' : own;
+      const policy = `MTA-STS policy ${held.id} (${held.mode}, mx: ${held.mx.join(', ') || '-'})`;
+      const state = valid ? `valid until ${new Date(held.expiresAt).toISOString()}` : 'expired: fetched again at the next delivery';
+      const effect = valid && held.mode === 'enforce' ? '; only the listed MX hosts, with a certificate valid for them' : '';
+      return { mode, mtaSts: { id: held.id, mode: held.mode, mx: held.mx, expiresAt: held.expiresAt }, detail: `${mode}: ${base}, ${policy} ${state}${effect}` };
+    },
+
     async requirementFor(rawDomain, viaMx) {
       const domain = rawDomain.toLowerCase().replace(/\.$/, '');
       const settings = deps.settings();
-      const mode = configured(settings, domain);
+      const mode = configured(settings, domain) ?? settings.mode;
       const noPolicy: TlsReportPolicy = { type: 'no-policy-found', domain, id: '', lines: [], mx: [] };
       const reports = (policy: TlsReportPolicy) => (settings.reports ? [policy] : []);
       if (!viaMx || !settings.mtaSts) return { mode, sts: null, reports: viaMx ? reports(noPolicy) : [] };

@@ -150,7 +150,7 @@ export const EXPLANATION = {
     route: {
       type: 'object',
       additionalProperties: false,
-      required: ['via', 'site', 'provider', 'nextHops', 'error', 'held'],
+      required: ['via', 'site', 'provider', 'nextHops', 'error', 'held', 'tls'],
       properties: {
         via: { type: ['string', 'null'], enum: ['route', 'mx', null], description: '`route`: a delivery.routes entry; `mx`: the MX records; null when no route was found.' },
         site: { type: ['string', 'null'], description: 'The destination site (its MX set, or `route:host:port`).' },
@@ -169,6 +169,22 @@ export const EXPLANATION = {
           required: ['since', 'until', 'reason'],
           description: 'The site is held because no egress IP can reach it: its mail waits for a probe to get through.',
           properties: { since: TIME, until: TIME, reason: { type: 'string' } },
+        },
+        tls: {
+          type: ['object', 'null'],
+          additionalProperties: false,
+          required: ['mode', 'mtaSts', 'detail'],
+          description: "The TLS the domain's mail would be held to: delivery.tls or tlsPolicies, raised to verify by an enforced MTA-STS policy (the one cached; none is fetched to answer). Null without a route.",
+          properties: {
+            mode: { type: 'string', enum: ['opportunistic', 'required', 'verify'] },
+            mtaSts: {
+              type: ['object', 'null'],
+              additionalProperties: false,
+              required: ['id', 'mode', 'mx', 'expiresAt'],
+              properties: { id: { type: 'string' }, mode: { type: 'string', enum: ['enforce', 'testing', 'none'] }, mx: { type: 'array', items: { type: 'string' } }, expiresAt: TIME },
+            },
+            detail: DETAIL,
+          },
         },
       },
     },

@@ -55,7 +55,11 @@ function explanationJson(e: RouteExplanation): object {
   return {
     ...e,
     at: rfc3339(e.at),
-    route: { ...e.route, held: e.route.held && { ...e.route.held, since: rfc3339(e.route.held.since), until: rfc3339(e.route.held.until) } },
+    route: {
+      ...e.route,
+      held: e.route.held && { ...e.route.held, since: rfc3339(e.route.held.since), until: rfc3339(e.route.held.until) },
+      tls: e.route.tls && { ...e.route.tls, mtaSts: e.route.tls.mtaSts && { ...e.route.tls.mtaSts, expiresAt: rfc3339(e.route.tls.mtaSts.expiresAt) } },
+    },
     egress: e.egress && { ...e.egress, ips: e.egress.ips.map((ip) => ({ ...ip, checks: ip.checks.map(checkJson) })) },
   };
 }
