@@ -1,3 +1,4 @@
+import { unknownBlocklistProviders } from './config/blocklist-schema.ts';
 import { join } from 'node:path';
 import { ConfigError } from './config/config-error.ts';
 import { DATA_FILES, DEFAULT_CONFIG_DIR } from './config/data-files.ts';
@@ -94,6 +95,7 @@ export function resolveConfig(raw: unknown, options: ResolveOptions = {}): Resol
       ...config.reactionRules.flatMap((rule, i) =>
         rule.provider && !providers.has(rule.provider) ? [`reactionRules[${i}].provider: unknown provider ${JSON.stringify(rule.provider)}`] : [],
       ),
+      ...unknownBlocklistProviders(config.blocklists, providers),
     );
   }
   problems.push(...users.problems, ...tls.problems, ...dkim.problems, ...tenantReferenceProblems(config));

@@ -72,6 +72,8 @@ export const RELOAD_SCOPE: { readonly [K in keyof Config]-?: SectionScope<Config
   shaping: 'reload',
   // The score's window and sample count shape the counts kept since start.
   reputation: { floor: 'reload', window: 'restart', minSamples: 'restart' },
+  // The watch reads the lists, interval and timeout at each check; the resolver and its servers are made at start.
+  blocklists: { enabled: 'reload', interval: 'reload', timeout: 'reload', lists: 'reload', servers: 'restart' },
   reactionRules: 'reload',
   bounceRules: 'reload',
   // Read per message (the action) and per failure (the rules).

@@ -3,6 +3,7 @@ import { hostname as osHostname } from 'node:os';
 import { z } from 'zod';
 import { canonicalIp } from '../mail/ip-address.ts';
 import { apiAuthFailuresSchema, apiNameSchema, apiTokensSchema } from './api-schema.ts';
+import { blocklistsConfigSchema } from './blocklist-schema.ts';
 import { dkimConfigSchema } from './dkim-schema.ts';
 import { inboundConfigSchema } from './inbound-schema.ts';
 import { mtaStsConfigSchema, tlsModeSchema, tlsPoliciesSchema, tlsReportsConfigSchema } from './outbound-tls-schema.ts';
@@ -230,6 +231,8 @@ export const configSchema = z.strictObject({
   providers: providersConfigSchema,
   shaping: shapingConfigSchema,
   reputation: reputationConfigSchema,
+  /** The DNS blocklists every egress IP is looked up in, and what a listing does (blocklist-schema.ts). */
+  blocklists: blocklistsConfigSchema,
   /** Operator reaction rules, tried before config/reaction-rules.yaml. */
   reactionRules: reactionRulesConfigSchema,
   /** Operator bounce rules, tried before config/bounce-rules.yaml. */

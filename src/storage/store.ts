@@ -1,4 +1,5 @@
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
+import type { BlocklistStates } from './blocklist-states.ts';
 import type { PausedScopes, QueueControl } from './queue-control.ts';
 import type { FeedbackEvents } from './feedback-events.ts';
 import type { Suppressions } from './suppressions.ts';
@@ -194,7 +195,7 @@ export interface PoolStateEntry {
   expiresAt: number | null;
 }
 
-export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents, Suppressions, WebhookOutbox, PersonalData, TlsReportStore {
+export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents, Suppressions, WebhookOutbox, PersonalData, TlsReportStore, BlocklistStates {
   readonly driver: 'sqlite' | 'postgres';
 
   /** Applies pending migrations. Safe to call on every start. */

@@ -11,6 +11,7 @@ import { registerSuppressionContract } from './store-contract-suppressions.ts';
 import { registerWebhookContract } from './store-contract-webhooks.ts';
 import { registerErasureContract } from './store-contract-erasure.ts';
 import { registerTlsContract } from './store-contract-tls.ts';
+import { registerBlocklistContract } from './store-contract-blocklists.ts';
 import { DataRefusedError, type AttemptResult, type Lease, type LeaseToken, type NewMessage, type Store } from '../../src/storage/store.ts';
 
 /**
@@ -101,6 +102,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
     registerWebhookContract({ store: () => store, clock: () => clock, open });
     registerErasureContract({ store: () => store, clock: () => clock });
     registerTlsContract({ store: () => store, clock: () => clock, open });
+    registerBlocklistContract({ store: () => store, open });
 
     it('enqueues a message with one queued row per recipient', async () => {
       const m = message({ recipients: ['a@One.test', 'b@two.TEST', 'c@one.test'], dueAt: T0 + 5 });

@@ -447,6 +447,25 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 17,
+    name: 'blocklist states',
+    sql: `
+      -- What the blocklist watch last found for each (egress IP, list name), shared by every
+      -- node: codes is a JSON array of the A answers; times in ms. One row per pair.
+      CREATE TABLE blocklist_states (
+        ip              text NOT NULL,
+        list            text NOT NULL,
+        listed          boolean NOT NULL,
+        codes           text NOT NULL,
+        reason          text,
+        first_listed_at bigint,
+        last_checked_at bigint,
+        last_error      text,
+        PRIMARY KEY (ip, list)
+      );
+    `,
+  },
+  {
     version: 19,
     name: 'webhook deliveries claimed per endpoint',
     sql: `

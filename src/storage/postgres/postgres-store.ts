@@ -53,6 +53,8 @@ import { asRefusal, UncertainCommitError, withTransaction } from './transaction.
 import * as sql from './queries.ts';
 import * as reads from './message-queries.ts';
 import * as audit from './audit-queries.ts';
+import * as blocklists from './blocklist-queries.ts';
+import { toBlocklistState, type BlocklistState } from '../blocklist-states.ts';
 import * as control from './queue-control-queries.ts';
 import type { PausedScopes, QueuePause, QueuedClaimOptions, QueueScope, QueueSelection } from '../queue-control.ts';
 import { checkBulk, claimRange, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
@@ -646,6 +648,16 @@ class PostgresStore implements Store {
   async listPoolState(prefix: string, now: number): Promise<PoolStateEntry[]> {
     this.assertOpen();
     return sql.listPoolState(this.pool, prefix, now);
+  }
+
+  async saveBlocklistState(state: BlocklistState): Promise<void> {
+    this.assertOpen();
+    await blocklists.upsertBlocklistState(this.pool, state);
+  }
+
+  async listBlocklistStates(ips: readonly string[] | null): Promise<BlocklistState[]> {
+    this.assertOpen();
+    return (await blocklists.selectBlocklistStates(this.pool, ips)).map(toBlocklistState);
   }
 
   async purgeExpiredPoolData(now: number): Promise<number> {

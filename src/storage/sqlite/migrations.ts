@@ -439,6 +439,25 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 17,
+    name: 'blocklist states',
+    sql: `
+      -- What the blocklist watch last found for each (egress IP, list name): codes is a JSON
+      -- array of the A answers; times in ms. One row per pair, replaced by each lookup.
+      CREATE TABLE blocklist_states (
+        ip              TEXT NOT NULL,
+        list            TEXT NOT NULL,
+        listed          INTEGER NOT NULL CHECK (listed IN (0, 1)),
+        codes           TEXT NOT NULL,
+        reason          TEXT,
+        first_listed_at INTEGER,
+        last_checked_at INTEGER,
+        last_error      TEXT,
+        PRIMARY KEY (ip, list)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
+  {
     version: 19,
     name: 'webhook deliveries claimed per endpoint',
     sql: `

@@ -53,6 +53,8 @@ import { migrateSqlite } from './migrations.ts';
 import { prepareQueries, type SqliteQueries } from './queries.ts';
 import { prepareMessageQueries, type SqliteMessageQueries } from './message-queries.ts';
 import { prepareAuditQueries, type SqliteAuditQueries } from './audit-queries.ts';
+import { prepareBlocklistQueries, type SqliteBlocklistQueries } from './blocklist-queries.ts';
+import { toBlocklistState, type BlocklistState } from '../blocklist-states.ts';
 import { prepareQueueControlQueries, type SqliteQueueControlQueries } from './queue-control-queries.ts';
 import type { PausedScopes, QueuePause, QueuedClaimOptions, QueueScope, QueueSelection } from '../queue-control.ts';
 import { checkBulk, claimRange, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
@@ -147,6 +149,7 @@ class SqliteStore implements Store {
   private webhookQueries: SqliteWebhookQueries | null = null;
   private personalDataQueries: SqlitePersonalDataQueries | null = null;
   private tlsQueries: SqliteTlsReportQueries | null = null;
+  private blocklistQueries: SqliteBlocklistQueries | null = null;
   private closing: Promise<void> | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
@@ -196,6 +199,7 @@ class SqliteStore implements Store {
     this.webhookQueries ??= prepareWebhookQueries(this.db);
     this.personalDataQueries ??= preparePersonalDataQueries(this.db);
     this.tlsQueries ??= prepareTlsReportQueries(this.db);
+    this.blocklistQueries ??= prepareBlocklistQueries(this.db);
   }
 
   /* Outbound TLS (tls-reports.ts): MTA-STS policies, TLS-RPT counts and report claims. */
@@ -622,6 +626,15 @@ class SqliteStore implements Store {
     return this.read().listPoolState(prefix, now);
   }
 
+  async saveBlocklistState(state: BlocklistState): Promise<void> {
+    const blocklists = this.readBlocklists();
+    await this.write(() => blocklists.upsert(state));
+  }
+
+  async listBlocklistStates(ips: readonly string[] | null): Promise<BlocklistState[]> {
+    return this.readBlocklists().select(ips).map(toBlocklistState);
+  }
+
   async purgeExpiredPoolData(now: number): Promise<number> {
     return this.write((q) => q.purgeExpiredPoolData(now));
   }
@@ -838,6 +851,11 @@ class SqliteStore implements Store {
   private readMessages(): SqliteMessageQueries {
     this.read();
     return this.messageQueries!;
+  }
+
+  private readBlocklists(): SqliteBlocklistQueries {
+    this.read();
+    return this.blocklistQueries!;
   }
 
   private readAudit(): SqliteAuditQueries {
