@@ -1,4 +1,6 @@
 import { Resolver } from 'node:dns/promises';
+import type { BlocklistsConfig } from './config/blocklist-schema.ts';
+import { BlocklistWatch, blocklistStatesOf } from './ippool/blocklist-watch.ts';
 import { availableParallelism } from 'node:os';
 import { systemClock, type Clock } from './clock.ts';
 import { apiExposureWarning } from './control-api/exposure.ts';
@@ -48,6 +50,17 @@ import { RECIPIENT_STATES, type Store } from './storage/store.ts';
 import type { WebhookThread } from './webhooks/dispatcher-thread.ts';
 import { createWebhookDispatching } from './webhooks/webhook-dispatching.ts';
 import { WebhookMetrics } from './webhooks/webhook-metrics.ts';
+
+/**
+ * The resolver of blocklist lookups: its own, so `blocklists.servers` (a local resolver that
+ * Spamhaus answers, unlike a public one) never changes how mail is routed. One try: the watch
+ * keeps the state a lookup without an answer leaves, and asks again next interval.
+ */
+function blocklistResolver(settings: BlocklistsConfig): Resolver {
+  const resolver = new Resolver({ timeout: settings.timeout, tries: 1 });
+  if (settings.servers.length) resolver.setServers(settings.servers);
+  return resolver;
+}
 
 export interface DaemonOptions {
   /** The configuration, resolved by resolveConfig: nothing is read or parsed again here. */
@@ -187,10 +200,24 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger,
       metrics,
       pauses,
+      blocklistStates: (ips) => blocklistStatesOf(store, live.current.config.blocklists, ips),
     });
     // The pool reads its state from its backend: a Redis that cannot be reached fails here, named.
     await startPart(redis ? 'egress pool state in Redis' : 'egress pool state', () => pool.start());
     stack.push({ name: 'ippool', stop: async () => pool.stop() });
+    // This node's egress IPs looked up in the DNS blocklists; a listing acts through the pool.
+    const blocklists = new BlocklistWatch({
+      settings: () => live.current.config.blocklists,
+      ips: () => live.current.config.ips.map((ip) => ip.address),
+      resolver: options.resolver ?? blocklistResolver(config.blocklists),
+      store,
+      pool,
+      clock,
+      logger,
+      metrics,
+    });
+    await startPart('blocklist watch', () => blocklists.start());
+    stack.push({ name: 'blocklist watch', stop: () => blocklists.stop() });
 
     // Stable faces of the parts a reload replaces, for the components that keep them.
     const dkim = { sign: (message: Buffer) => parts.signer.sign(message) };

@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.ts';
+import type { BlocklistState } from '../storage/blocklist-states.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -14,7 +15,7 @@ import { snapshotIps, type IpSnapshot } from './pool-snapshot.ts';
 import { activateSetup, sendingPool, type ActiveSetup, type PoolSetup } from './pool-setup.ts';
 import { PoolStateCache } from './pool-state-cache.ts';
 import { ALL_PROVIDERS, scopeProvider, type Scope } from './restriction-scope.ts';
-import type { Recovery, Restriction } from './restrictions.ts';
+import type { BlocklistRestriction, Recovery, Restriction } from './restrictions.ts';
 import type { RateLimit, Shaping } from './shaping.ts';
 import { bucketSize, takeTokens, type Taken } from './token-buckets.ts';
 import type { EffectiveStart, WarmupCaps } from './warmup.ts';
@@ -90,6 +91,8 @@ export interface EgressPoolDeps extends PoolSetup {
   metrics: Metrics;
   /** The operator's pauses of egress IPs; none by default. */
   pauses?: IpPauses;
+  /** What the blocklist watch last found for these IPs (blocklistStatesOf), for snapshots; none by default. */
+  blocklistStates?: (ips: readonly string[]) => Promise<BlocklistState[]>;
 }
 
 /**
@@ -131,6 +134,15 @@ export class EgressPool {
     return this.setup.operations;
   }
 
+  /**
+   * What the blocklist listing of `ip` on `list` does to it (blocklist-watch.ts): a suspension or
+   * a lower weight for some providers, or null when it is delisted (or the list's reaction is
+   * none). In pool state, so it applies here at once and survives a restart.
+   */
+  async setBlocklistRestriction(ip: string, list: string, restriction: BlocklistRestriction | null): Promise<void> {
+    await this.state.setBlocklistRestriction(ip, list, restriction);
+  }
+
   /** Takes a reloaded configuration's members, policy and reaction rules, from the next selection on. */
   reconfigure(setup: PoolSetup): void {
     this.setup = this.activate(setup);
@@ -161,7 +173,8 @@ export class EgressPool {
   async snapshot(filter: { address?: string } = {}): Promise<IpSnapshot[]> {
     const { backend, reputation, clock } = this.deps;
     const { members, policy } = this.setup;
-    return snapshotIps({ members, state: this.state, counters: backend.counters, reputation, policy, now: clock.now() }, filter);
+    const blocklists = (await this.deps.blocklistStates?.(members.map((m) => m.address))) ?? [];
+    return snapshotIps({ members, state: this.state, counters: backend.counters, reputation, policy, blocklists, now: clock.now() }, filter);
   }
 
   /**
@@ -311,7 +324,8 @@ export class EgressPool {
 
   private effectiveWeight(policy: PoolPolicy, member: PoolMember, provider: ProviderName, now: number): number {
     const override = this.state.weightOverride(member.address);
-    const { base, weight, reason } = weightOf({ member, override, provider, reputation: this.deps.reputation, policy, now });
+    const blocklists = this.state.blocklistRestrictions(member.address, now);
+    const { base, weight, reason } = weightOf({ member, override, blocklists, provider, reputation: this.deps.reputation, policy, now });
     // The gauge follows an operator's drain; a configured 0 was never reported.
     if (base > 0 || override) this.reporting.weight(member.address, provider, weight, reason);
     return weight;

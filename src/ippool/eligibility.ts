@@ -1,3 +1,4 @@
+import { blocklistSuspensions } from './blocklist-effects.ts';
 import type { IpPauses } from './contracts.ts';
 import type { EgressPath } from './egress-path.ts';
 import type { PoolMember, PoolPolicy } from './egress-pool.ts';
@@ -10,7 +11,8 @@ import type { RateLimit } from './shaping.ts';
 
 /**
  * What an egress IP must pass to take a delivery on a path now: the gates, in the order
- * selection asks them. An operator's pause of the IP, then every suspension (a throttle's token taken for a path that a
+ * selection asks them. An operator's pause of the IP, then every suspension (the operator's, the
+ * reaction rules', the blocklist listings'; a throttle's token taken for a path that a
  * narrower scope suspends would be lost to the paths that may use it), then each throttle, the
  * ramp back after a restriction ended, the path's message rate (shaping; a path that cannot reach
  * its site passes nothing), and the warm-up caps.
@@ -23,7 +25,7 @@ import type { RateLimit } from './shaping.ts';
 export type Gate =
   /** An operator's pause of the IP (POST /v1/queue/pause): out of selection for every destination. */
   | { kind: 'pause'; until: number | null }
-  /** An operator's suspension (rule `operator`) or a reaction's, in force for one of the path's scopes. */
+  /** An operator's suspension (rule `operator`), a reaction's, or a blocklist listing's (rule `blocklist:<list>`), in force for one of the path's scopes. */
   | { kind: 'suspension'; scope: Scope; restriction: Restriction }
   /** A reaction's throttle: a bucket of one at its rate per hour, so a larger transaction is split. */
   | { kind: 'throttle'; scope: Scope; restriction: Restriction; key: BucketKey; limit: RateLimit }
@@ -55,6 +57,7 @@ export function gatesOf(member: PoolMember, path: EgressPath & { ip: string }, {
   for (const { scope, restriction } of restrictions) {
     if (restriction?.action === 'suspend') gates.push({ kind: 'suspension', scope, restriction });
   }
+  for (const suspension of blocklistSuspensions(state.blocklistRestrictions(ip, now), provider)) gates.push({ kind: 'suspension', ...suspension });
   for (const { scope, restriction } of restrictions) {
     if (restriction?.action !== 'throttle') continue;
     const limit = { ratePerSecond: (restriction.ratePerHour ?? 0) / 3600, burst: 1 };

@@ -70,7 +70,8 @@ export async function explainPool(request: { pool: string; site: string }, sourc
 async function explainMember(member: PoolMember, site: string, provider: ProviderName, sources: ExplanationSources): Promise<IpExplanation> {
   const { state, now } = sources;
   const override = state.weightOverride(member.address);
-  const weight = { ...weightOf({ member, override, provider, reputation: sources.reputation, policy: sources.policy, now }), configured: member.weight };
+  const blocklists = state.blocklistRestrictions(member.address, now);
+  const weight = { ...weightOf({ member, override, blocklists, provider, reputation: sources.reputation, policy: sources.policy, now }), configured: member.weight };
   const path = { ip: member.address, site, provider };
   const readings = await Promise.all(gatesOf(member, path, sources, now).map((gate) => readGate(gate, member, path, sources)));
   const checks = [describeWeight(weight, override), ...readings.map((reading) => describeCheck(reading, now))];

@@ -82,10 +82,17 @@ export const stateKeys = {
    * version reads, so neither version misreads the other's value.
    */
   warmupOverride: (ip: string) => `warmup-plan:${ip}` as StateKey,
+  /**
+   * What a listing of `ip` on the blocklist named `list` does to it (blocklist-watch.ts): a key
+   * per list, so a delisting from one list lifts only its own reaction, and a key apart from the
+   * reactions' and the operator's, so it never shortens or ends theirs. List names hold no ':'.
+   */
+  blocklist: (ip: string, list: string) => `blocklist:${ip}:${list}` as StateKey,
 };
 
 export type ParsedStateKey =
   | { kind: 'restriction' | 'recovery' | 'operator-suspension'; ip: string; scope: Scope }
+  | { kind: 'blocklist'; ip: string; list: string }
   | { kind: 'last-sent' | 'warmup-restart' | 'weight-override' | 'warmup-override'; ip: string };
 
 const SCOPED_KINDS = { restrict: 'restriction', recover: 'recovery', 'operator-suspend': 'operator-suspension' } as const;
@@ -98,10 +105,14 @@ export function parseStateKey(key: string): ParsedStateKey | null {
   const prefix = key.slice(0, colon);
   const rest = key.slice(colon + 1);
   if (Object.hasOwn(IP_KINDS, prefix)) return isIP(rest) ? { kind: IP_KINDS[prefix as keyof typeof IP_KINDS], ip: rest } : null;
-  if (!Object.hasOwn(SCOPED_KINDS, prefix)) return null;
   const last = rest.lastIndexOf(':');
   if (last < 0) return null;
   const ip = rest.slice(0, last);
+  if (prefix === 'blocklist') {
+    const list = rest.slice(last + 1);
+    return isIP(ip) && list !== '' ? { kind: 'blocklist', ip, list } : null;
+  }
+  if (!Object.hasOwn(SCOPED_KINDS, prefix)) return null;
   const scope = parseScopeSegment(rest.slice(last + 1));
   if (!isIP(ip) || !scope) return null;
   return { kind: SCOPED_KINDS[prefix as keyof typeof SCOPED_KINDS], ip, scope };

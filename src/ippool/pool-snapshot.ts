@@ -1,11 +1,13 @@
 import { canonicalIp } from '../mail/ip-address.ts';
+import type { BlocklistState } from '../storage/blocklist-states.ts';
 import type { ProviderName, ReputationFeed, ReputationSnapshot, UsageCounters } from './contracts.ts';
 import type { PoolMember, PoolPolicy } from './egress-pool.ts';
 import { counterKeys } from './pool-keys.ts';
 import type { PoolStateCache } from './pool-state-cache.ts';
 import { scopeProvider, type Scope } from './restriction-scope.ts';
 import { warmupOf as planInForce, weightOf } from './member-settings.ts';
-import type { Restriction, WarmupOverride, WeightOverride } from './restrictions.ts';
+import { asRestriction, blocklistScopes } from './blocklist-effects.ts';
+import type { BlocklistRestriction, Restriction, WarmupOverride, WeightOverride } from './restrictions.ts';
 import { dayWindow, hourWindow, type WarmupCaps } from './warmup.ts';
 
 /**
@@ -38,6 +40,8 @@ export interface IpSnapshot {
   restrictions: RestrictionSnapshot[];
   /** Ramps back after a restriction that has ended, still below the normal rate. */
   recoveries: RecoverySnapshot[];
+  /** What the blocklist watch last found on each list the IP is looked up in (none for a private address, or with the watch off). */
+  blocklists: BlocklistState[];
 }
 
 export interface WarmupSnapshot {
@@ -113,6 +117,8 @@ export interface SnapshotSources {
   counters: UsageCounters;
   reputation: ReputationFeed;
   policy: PoolPolicy;
+  /** The blocklist states of the members (the store's, shared by every node). */
+  blocklists: readonly BlocklistState[];
   now: number;
 }
 
@@ -168,7 +174,7 @@ function snapshotOf(
   warmup: WarmupSnapshot | null,
   usage: Map<ProviderName, { hour: number; day: number }>,
   providers: readonly ProviderName[],
-  { state, reputation, policy, now }: SnapshotSources,
+  { state, reputation, policy, blocklists, now }: SnapshotSources,
 ): IpSnapshot {
   const { address } = member;
   const view = state.view(address, now);
@@ -186,7 +192,7 @@ function snapshotOf(
     providers: providers.map((provider) => {
       const score = reputation.snapshot(address, provider, now);
       // As selection weighs it: the operator's weight in place of the configured one; 0 stays 0.
-      const adjusted = weightOf({ member, override: view.weightOverride, provider, reputation, policy, now });
+      const adjusted = weightOf({ member, override: view.weightOverride, blocklists: state.blocklistRestrictions(address, now), provider, reputation, policy, now });
       const counted = usage.get(provider);
       const caps = warmup && counted ? policy.warmupCaps({ plan: warmup.plan, start: warmup.start, provider, now }) : null;
       return {
@@ -203,7 +209,11 @@ function snapshotOf(
             : null,
       };
     }),
-    restrictions: [...view.operatorSuspensions, ...view.restrictions].map(({ value, scope }) => restrictionOf(value, scope)).sort((a, b) => a.until - b.until),
+    restrictions: [
+      ...[...view.operatorSuspensions, ...view.restrictions].map(({ value, scope }) => restrictionOf(value, scope)),
+      ...blocklistRestrictionsOf(state.blocklistRestrictions(address, now)),
+    ].sort((a, b) => a.until - b.until),
+    blocklists: blocklists.filter((b) => b.ip === address),
     recoveries: view.recoveries.flatMap(({ value, scope, expiresAt }) => {
       if (value.endedAt > now) return []; // the restriction still runs: it is listed above
       const normal = policy.shaping(scopeProvider(scope)).messageRate;
@@ -221,6 +231,11 @@ function snapshotOf(
       ];
     }),
   };
+}
+
+/** The blocklist suspensions as restrictions (rule `blocklist:<list>`), one per scope; weight reactions show in the providers' weights. */
+function blocklistRestrictionsOf(entries: readonly BlocklistRestriction[]): RestrictionSnapshot[] {
+  return entries.filter((entry) => entry.action === 'suspend').flatMap((entry) => blocklistScopes(entry).map((scope) => restrictionOf(asRestriction(entry), scope)));
 }
 
 export function restrictionOf(value: Restriction, scope: Scope): RestrictionSnapshot {

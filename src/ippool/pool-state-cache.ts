@@ -3,15 +3,18 @@ import type { PoolState } from './contracts.ts';
 import { parseStateKey, stateKeys, type StateKey } from './pool-keys.ts';
 import { scopeLabel, type Scope } from './restriction-scope.ts';
 import {
+  decodeBlocklistRestriction,
   decodeRecovery,
   decodeRestriction,
   decodeTime,
   decodeWarmupOverride,
   decodeWeightOverride,
+  encodeBlocklistRestriction,
   encodeRecovery,
   encodeRestriction,
   encodeWarmupOverride,
   encodeWeightOverride,
+  type BlocklistRestriction,
   type Recovery,
   type Restriction,
   type WarmupOverride,
@@ -21,11 +24,14 @@ import {
 /** How often last-sent times are written out (they only need day precision). */
 const LAST_SENT_WRITE_MS = 5 * 60_000;
 
-interface Expiring<T> {
+interface Timed<T> {
   value: T;
-  scope: Scope;
   /** null = never. */
   expiresAt: number | null;
+}
+
+interface Expiring<T> extends Timed<T> {
+  scope: Scope;
 }
 
 /** What pool state says about one egress IP; restrictions and recoveries by scope label. */
@@ -34,6 +40,8 @@ interface IpState {
   recoveries: Map<string, Expiring<Recovery>>;
   /** Suspensions an operator set, apart from the reactions' restrictions. */
   operatorSuspensions: Map<string, Expiring<Restriction>>;
+  /** What blocklist listings do to the IP, by list name. */
+  blocklists: Map<string, Timed<BlocklistRestriction>>;
   weightOverride: WeightOverride | null;
   warmupOverride: WarmupOverride | null;
   lastSent: number | null;
@@ -62,7 +70,7 @@ export class PoolStateCache {
   private readonly lastSentWritten = new Map<string, number>();
   /** Keys already reported as unreadable, so a bad entry is logged once, not every refresh. */
   private readonly reported = new Set<string>();
-  /** Counts operator changes, so a refresh whose listing may predate one lists again. */
+  /** Counts operator changes and blocklist reactions, so a refresh whose listing may predate one lists again. */
   private operatorChanges = 0;
 
   constructor(
@@ -94,6 +102,12 @@ export class PoolStateCache {
       if (suspension) return suspension;
     }
     return null;
+  }
+
+  /** What blocklist listings of `ip` do to it at `now`, by list. */
+  blocklistRestrictions(ip: string, now: number): BlocklistRestriction[] {
+    const entries = this.byIp.get(ip)?.blocklists.values() ?? [];
+    return [...entries].flatMap((entry) => live(entry, now) ?? []);
   }
 
   /** The weight an operator set for `ip`, or null for its configured one. */
@@ -171,6 +185,21 @@ export class PoolStateCache {
     this.ip(ip).operatorSuspensions.set(scopeLabel(scope), { value: suspension, scope, expiresAt: suspension.until });
   }
 
+  /**
+   * Sets (null: removes) what the listing of `ip` on `list` does to it. Like an operator's
+   * change, written to the backend first (a failure is thrown) and then taken from the backend
+   * alone: the watch renews it with each lookup, and a delisting on this node ends it everywhere.
+   */
+  async setBlocklistRestriction(ip: string, list: string, restriction: BlocklistRestriction | null): Promise<void> {
+    const key = stateKeys.blocklist(ip, list);
+    // Every lookup of a clean IP lifts its reaction: only write when there is one to lift.
+    if (restriction === null && !this.byIp.get(ip)?.blocklists.has(list)) return;
+    await (restriction === null ? this.backend.delete(key) : this.backend.set(key, encodeBlocklistRestriction(restriction), restriction.until));
+    this.operatorChanges++;
+    if (restriction === null) this.ip(ip).blocklists.delete(list);
+    else this.ip(ip).blocklists.set(list, { value: restriction, expiresAt: restriction.until });
+  }
+
   /** Ends the operator's suspensions of `ip` in `scopes` (whether or not they exist). */
   async resumeByOperator(ip: string, scopes: readonly Scope[]): Promise<void> {
     for (const scope of scopes) {
@@ -228,6 +257,7 @@ export class PoolStateCache {
       dropEnded(state.restrictions, now);
       dropEnded(state.recoveries, now);
       dropEnded(state.operatorSuspensions, now);
+      dropEnded(state.blocklists, now);
     }
     let next = new Map<string, IpState>();
     // An operator's change made here while the listing ran may be missing from it, and operator
@@ -260,6 +290,10 @@ export class PoolStateCache {
     } else if (key.kind === 'operator-suspension') {
       const value = decodeRestriction(entry.value);
       if (value) state.operatorSuspensions.set(scopeLabel(key.scope), { value, scope: key.scope, expiresAt });
+      valid = value !== null;
+    } else if (key.kind === 'blocklist') {
+      const value = decodeBlocklistRestriction(entry.value);
+      if (value) state.blocklists.set(key.list, { value, expiresAt });
       valid = value !== null;
     } else if (key.kind === 'weight-override') {
       state.weightOverride = decodeWeightOverride(entry.value);
@@ -298,7 +332,7 @@ export class PoolStateCache {
 function ipIn(map: Map<string, IpState>, ip: string): IpState {
   let state = map.get(ip);
   if (!state) {
-    state = { restrictions: new Map(), recoveries: new Map(), operatorSuspensions: new Map(), weightOverride: null, warmupOverride: null, lastSent: null, warmupRestart: null };
+    state = { restrictions: new Map(), recoveries: new Map(), operatorSuspensions: new Map(), blocklists: new Map(), weightOverride: null, warmupOverride: null, lastSent: null, warmupRestart: null };
     map.set(ip, state);
   }
   return state;
@@ -309,11 +343,11 @@ function keepLive<T>(mine: Map<string, Expiring<T>>, theirs: Map<string, Expirin
   for (const [label, entry] of mine) if (live(entry, now) !== null && !theirs.has(label)) theirs.set(label, entry);
 }
 
-function dropEnded<T>(entries: Map<string, Expiring<T>>, now: number): void {
+function dropEnded<T>(entries: Map<string, Timed<T>>, now: number): void {
   for (const [label, entry] of entries) if (live(entry, now) === null) entries.delete(label);
 }
 
-function live<T>(entry: Expiring<T> | undefined, now: number): T | null {
+function live<T>(entry: Timed<T> | undefined, now: number): T | null {
   if (!entry || (entry.expiresAt !== null && entry.expiresAt <= now)) return null;
   return entry.value;
 }

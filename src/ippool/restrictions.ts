@@ -47,6 +47,25 @@ export interface WarmupOverride {
   setAt: number;
 }
 
+/**
+ * What a blocklist listing does to an IP (src/ippool/blocklist-watch.ts), kept in pool state
+ * while the IP is listed and removed when it is delisted: a suspension or a lowered weight for
+ * some providers ('*': every one). Renewed by each lookup, so it ends by itself (at `until`)
+ * when nobody checks the IP any more.
+ */
+export interface BlocklistRestriction {
+  /** The list's configured name. */
+  list: string;
+  action: 'suspend' | 'weight';
+  /** What the weight is multiplied by; `weight` only. */
+  factor?: number;
+  /** The providers it applies to, or ['*'] for every one. */
+  providers: string[];
+  /** The listing in words: the list, its codes and its TXT reason. */
+  reason: string;
+  until: number;
+}
+
 /** After a restriction ends, the IP ramps back up from a reduced rate. */
 export interface Recovery {
   action: ReactionAction;
@@ -60,6 +79,15 @@ const restrictionSchema = z.object({
   ratePerHour: z.number().nonnegative().optional(),
   rule: z.string(),
   by: z.string().optional(),
+  reason: z.string(),
+  until: time,
+});
+
+const blocklistRestrictionSchema = z.object({
+  list: z.string().min(1),
+  action: z.enum(['suspend', 'weight']),
+  factor: z.number().gt(0).lt(1).optional(),
+  providers: z.array(z.string().min(1)).min(1),
   reason: z.string(),
   until: time,
 });
@@ -107,6 +135,14 @@ export function encodeWarmupOverride(override: WarmupOverride): string {
 
 export function decodeWarmupOverride(value: string): WarmupOverride | null {
   return decode(warmupOverrideSchema, value);
+}
+
+export function encodeBlocklistRestriction(restriction: BlocklistRestriction): string {
+  return JSON.stringify(restriction);
+}
+
+export function decodeBlocklistRestriction(value: string): BlocklistRestriction | null {
+  return decode(blocklistRestrictionSchema, value);
 }
 
 export function encodeRecovery(recovery: Recovery): string {

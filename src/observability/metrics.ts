@@ -250,6 +250,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly ipBlocklisted = new Gauge({
+    name: 'rookery_ip_blocklisted',
+    help: 'An egress IP listed (1) or not (0) on a DNS blocklist, as its last answered lookup found (a failed or refused lookup changes nothing)',
+    labelNames: ['egress_ip', 'list'] as const,
+    registers: [this.registry],
+  });
+
+  readonly blocklistLookups = new Counter({
+    name: 'rookery_blocklist_lookups_total',
+    help: 'DNS blocklist lookups of egress IPs by list and result: listed, clear, refused (the list refused to answer, 127.255.255.x: no listing can be seen), error (timeout, SERVFAIL, unexpected answer)',
+    labelNames: ['list', 'result'] as const,
+    registers: [this.registry],
+  });
+
   readonly selectionWaits = new Counter({
     name: 'rookery_selection_waits_total',
     help: 'Deliveries that found no eligible egress IP and wait in the queue (throttled, not failed), by pool and reason',

@@ -40,6 +40,16 @@ interface Recovery extends Scoped {
   endsAt: string | null;
 }
 
+interface Blocklist {
+  list: string;
+  listed: boolean;
+  codes: string[];
+  reason: string | null;
+  firstListedAt: string | null;
+  lastCheckedAt: string | null;
+  lastError: string | null;
+}
+
 export interface IpJson {
   address: string;
   hostname: string;
@@ -53,6 +63,8 @@ export interface IpJson {
   providers: Provider[];
   restrictions: Restriction[];
   recoveries: Recovery[];
+  /** Absent from a daemon older than the blocklist watch. */
+  blocklists?: Blocklist[];
 }
 
 /** `all`, `gmail`, `other:mx.example.net`. */
@@ -70,6 +82,7 @@ export function ipListText(list: { ips: IpJson[] }): string {
       { title: 'WEIGHT', value: weight },
       { title: 'WARM-UP', value: warmup },
       { title: 'RESTRICTED', value: (ip) => ip.restrictions.map((r) => `${r.action} ${scope(r)}`).join(', ') || '-' },
+      { title: 'BLOCKLISTED', value: (ip) => (ip.blocklists ?? []).filter((b) => b.listed).map((b) => b.list).join(', ') || '-' },
       { title: 'LAST SENT', value: (ip) => utc(ip.lastSentAt) },
     ],
     list.ips,
@@ -117,6 +130,22 @@ export function ipText(ip: IpJson): string {
           ip.restrictions,
         ),
   ];
+  const blocklists = ip.blocklists ?? [];
+  if (blocklists.length > 0) {
+    parts.push(
+      table(
+        [
+          { title: 'BLOCKLIST', value: (b: Blocklist) => b.list },
+          { title: 'LISTED', value: (b) => (b.listed ? `yes (${b.codes.join(', ')})` : b.lastCheckedAt === null ? 'not checked yet' : 'no') },
+          { title: 'SINCE', value: (b) => utc(b.firstListedAt) },
+          { title: 'CHECKED', value: (b) => utc(b.lastCheckedAt) },
+          { title: 'LAST ERROR', value: (b) => orDash(b.lastError) },
+          { title: 'REASON', value: (b) => orDash(b.reason) },
+        ],
+        blocklists,
+      ),
+    );
+  }
   if (ip.recoveries.length > 0) {
     parts.push(
       table(

@@ -65,7 +65,7 @@ export const RESTRICTION = {
     ...SCOPE_FIELDS,
     action: { type: 'string', enum: ['suspend', 'throttle'] },
     ratePerHour: { type: ['number', 'null'], minimum: 0, description: 'Messages per hour while throttled; null for a suspension.' },
-    rule: { type: 'string', description: 'The reaction rule behind it, `egress-unavailable`, or `operator` for a suspension set through POST /v1/ips/{address}/suspend.' },
+    rule: { type: 'string', description: 'The reaction rule behind it, `egress-unavailable`, `blocklist:<list>` for a listing on a DNS blocklist (lifted at the delisting), or `operator` for a suspension set through POST /v1/ips/{address}/suspend.' },
     by: { type: ['string', 'null'], description: "The API token that set an operator's suspension; null for a reaction's." },
     reason: { type: 'string', description: "The remote reply (or local error) that triggered it, or the operator's reason." },
     until: TIME,
@@ -86,10 +86,25 @@ const RECOVERY = {
   },
 } as const;
 
+const BLOCKLIST = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['list', 'listed', 'codes', 'reason', 'firstListedAt', 'lastCheckedAt', 'lastError'],
+  properties: {
+    list: { type: 'string', description: 'The list\'s name (blocklists.lists[].name).' },
+    listed: { type: 'boolean', description: 'As the last answered lookup found; a failed or refused lookup leaves it as it was.' },
+    codes: { type: 'array', items: { type: 'string' }, description: 'The A answers of the listing (127.0.0.x: the list says what each means); empty when not listed.' },
+    reason: { type: ['string', 'null'], description: "The list's TXT record for the listing (often a removal link); null when none or not listed." },
+    firstListedAt: { ...MAYBE_TIME, description: 'Since when it is listed without a break; null when not listed.' },
+    lastCheckedAt: { ...MAYBE_TIME, description: 'The last lookup, answered or not; null before the first.' },
+    lastError: { type: ['string', 'null'], description: 'Why the last lookup gave no answer (a timeout, SERVFAIL, or the list refusing the query); null when it was answered.' },
+  },
+} as const;
+
 export const IP_SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['address', 'hostname', 'pool', 'weight', 'weightOverride', 'lastSentAt', 'warmupOverride', 'warmup', 'providers', 'restrictions', 'recoveries'],
+  required: ['address', 'hostname', 'pool', 'weight', 'weightOverride', 'lastSentAt', 'warmupOverride', 'warmup', 'providers', 'restrictions', 'recoveries', 'blocklists'],
   properties: {
     address: { type: 'string' },
     hostname: { type: 'string', description: 'The EHLO name it greets with.' },
@@ -139,5 +154,6 @@ export const IP_SCHEMA = {
     providers: { type: 'array', items: PROVIDER, description: 'Every destination provider, in match order (`other` last).' },
     restrictions: { type: 'array', items: RESTRICTION, description: 'Suspensions and throttles in force, soonest to end first.' },
     recoveries: { type: 'array', items: RECOVERY, description: 'Ramps back to the normal rate after a restriction ended.' },
+    blocklists: { type: 'array', items: BLOCKLIST, description: 'Each DNS blocklist the IP is looked up in (blocklists.lists; none for a private address or with the watch off), as the store holds it for every node.' },
   },
 } as const;

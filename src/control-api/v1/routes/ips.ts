@@ -116,5 +116,6 @@ export function ipJson(ip: IpSnapshot): Record<string, unknown> {
     providers: ip.providers.map((p) => ({ ...p, warmup: p.warmup && { hourly: usageJson(p.warmup.hourly), daily: usageJson(p.warmup.daily) } })),
     restrictions: ip.restrictions.map(restrictionJson),
     recoveries: ip.recoveries.map((r) => ({ ...r, endedAt: rfc3339(r.endedAt), endsAt: rfc3339OrNull(r.endsAt) })),
+    blocklists: ip.blocklists.map(({ ip: _, firstListedAt, lastCheckedAt, ...rest }) => ({ ...rest, firstListedAt: rfc3339OrNull(firstListedAt), lastCheckedAt: rfc3339OrNull(lastCheckedAt) })),
   };
 }

@@ -1,0 +1,46 @@
+import { errorCode } from '../sender-domains/domain-check-dns.ts';
+import { classifyFailure, classifyRecords, type BlocklistAnswer } from './blocklist-query.ts';
+
+/**
+ * One DNSBL lookup under a time limit: the A query of the name, and for a listing the TXT query
+ * of the same name (the list's reason, often with a removal link). The resolver is
+ * node:dns/promises' Resolver in the daemon and a fixture in tests.
+ *
+ * A failed query's error message names the query, and with a Spamhaus DQS zone the name holds
+ * the customer's key: only the error's code ever leaves this file.
+ */
+
+export interface BlocklistResolver {
+  resolve4(name: string): Promise<string[]>;
+  resolveTxt(name: string): Promise<string[][]>;
+}
+
+export type BlocklistLookup = BlocklistAnswer & { reason?: string | null };
+
+export async function lookUpListing(resolver: BlocklistResolver, name: string, timeoutMs: number): Promise<BlocklistLookup> {
+  let answer: BlocklistAnswer;
+  try {
+    answer = classifyRecords(await withTimeout(resolver.resolve4(name), timeoutMs));
+  } catch (err) {
+    answer = classifyFailure(errorCode(err));
+  }
+  if (answer.kind !== 'listed') return answer;
+  // The reason is a courtesy of the list: a listing stands without it.
+  try {
+    const records = await withTimeout(resolver.resolveTxt(name), timeoutMs);
+    const text = records.map((chunks) => chunks.join('')).filter((record) => record !== '');
+    return { ...answer, reason: text.length ? text.join(' / ') : null };
+  } catch {
+    return { ...answer, reason: null };
+  }
+}
+
+class LookupTimeout extends Error {
+  readonly code = 'ETIMEOUT';
+}
+
+function withTimeout<T>(query: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new LookupTimeout(`no answer within ${ms} ms`)), ms)));
+  return Promise.race([query, limit]).finally(() => clearTimeout(timer));
+}
