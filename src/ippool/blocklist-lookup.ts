@@ -1,4 +1,3 @@
-import { errorCode } from '../sender-domains/domain-check-dns.ts';
 import { classifyFailure, classifyRecords, type BlocklistAnswer } from './blocklist-query.ts';
 
 /**
@@ -22,7 +21,7 @@ export async function lookUpListing(resolver: BlocklistResolver, name: string, t
   try {
     answer = classifyRecords(await withTimeout(resolver.resolve4(name), timeoutMs));
   } catch (err) {
-    answer = classifyFailure(errorCode(err));
+    answer = classifyFailure(codeOf(err));
   }
   if (answer.kind !== 'listed') return answer;
   // The reason is a courtesy of the list: a listing stands without it.
@@ -43,4 +42,10 @@ function withTimeout<T>(query: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const limit = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new LookupTimeout(`no answer within ${ms} ms`)), ms)));
   return Promise.race([query, limit]).finally(() => clearTimeout(timer));
+}
+
+/** A node:dns error's code (ETIMEOUT, ESERVFAIL, ENOTFOUND, ...). */
+function codeOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
 }
