@@ -27,7 +27,7 @@ export const blocklistReactionSchema = z.discriminatedUnion('action', [
   }),
   /** The IP suspended for `providers`: their mail goes from the pool's other IPs, or waits. */
   z.strictObject({ action: z.literal('suspend'), providers: providersSchema }),
-]);
+], { error: 'not a reaction: action is none, weight or suspend' });
 
 export type BlocklistReactionConfig = z.output<typeof blocklistReactionSchema>;
 
