@@ -84,6 +84,8 @@ export class BlocklistWatch {
   private plannedFor = '';
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
+  /** The lifting of reactions of pairs a reload stopped watching. */
+  private lifting: Promise<unknown> = Promise.resolve();
   private started = false;
 
   constructor(private readonly deps: BlocklistWatchDeps) {
@@ -104,6 +106,7 @@ export class BlocklistWatch {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.running;
+    await this.lifting;
   }
 
   /** Reads the stored states of the watched pairs into this process (start() does it). */
@@ -120,6 +123,7 @@ export class BlocklistWatch {
   /** Looks up every pair due at the clock's now, one after another; returns how many it looked up. */
   async checkDue(): Promise<number> {
     this.replanIfChanged();
+    await this.lifting;
     const { interval } = this.deps.settings();
     let count = 0;
     for (const entry of this.schedule) {
@@ -160,11 +164,9 @@ export class BlocklistWatch {
     if (plan === this.plannedFor) return;
     this.plannedFor = plan;
     const now = this.deps.clock.now();
-    for (const { pair } of this.schedule) {
-      if (pairs.some((p) => p.ip === pair.ip && p.list.name === pair.list.name)) continue;
-      this.deps.metrics.ipBlocklisted.remove({ egress_ip: pair.ip, list: pair.list.name });
-      void this.react(pair, null);
-    }
+    const gone = this.schedule.filter(({ pair }) => !pairs.some((p) => p.ip === pair.ip && p.list.name === pair.list.name));
+    for (const { pair } of gone) this.deps.metrics.ipBlocklisted.remove({ egress_ip: pair.ip, list: pair.list.name });
+    this.lifting = Promise.all([this.lifting, ...gone.map(({ pair }) => this.react(pair, null))]);
     this.schedule = spreadOver(pairs, settings.interval, now);
     this.log.info({ event: 'blocklist.watch.planned', pairs: pairs.length, intervalMs: settings.interval }, `${pairs.length} blocklist lookups spread over each ${settings.interval / 60_000} min`);
   }

@@ -56,7 +56,7 @@ export function describeWeight(weight: MemberWeight & { configured: number }, ov
   const none = { retryAt: null, restriction: null, warmup: null };
   const set = override ? `set by ${override.by} (${override.reason}) in place of the configured ${weight.configured}` : 'configured (ips[].weight)';
   if (weight.weight === 0) return { check: 'weight', ok: false, detail: `weight 0, ${set}: out of rotation`, ...none };
-  const lowered = weight.reason ? `; lowered to ${weight.weight}: ${weight.reason}` : '';
+  const lowered = weight.reason ? `; lowered: ${weight.reason}` : '';
   return { check: 'weight', ok: true, detail: `weight ${weight.base}, ${set}${lowered}`, ...none };
 }
 

@@ -11,10 +11,12 @@ const iso = (ms: number) => new Date(ms).toISOString();
 const gmail = providerScope('gmail');
 
 describe('the weight check', () => {
-  it('passes a weight above 0 and says where it comes from and what reputation did to it', () => {
+  it('passes a weight above 0 and says where it comes from and what reputation or a blocklist listing did to it', () => {
     expect(describeWeight({ configured: 100, base: 100, weight: 100, reason: null }, null)).toMatchObject({ check: 'weight', ok: true, detail: 'weight 100, configured (ips[].weight)' });
     const lowered = describeWeight({ configured: 100, base: 100, weight: 60, reason: 'score 0.42 below floor 0.70 for gmail: weight 100 -> 60' }, null);
-    expect(lowered).toMatchObject({ ok: true, detail: 'weight 100, configured (ips[].weight); reputation lowers it: score 0.42 below floor 0.70 for gmail: weight 100 -> 60' });
+    expect(lowered).toMatchObject({ ok: true, detail: 'weight 100, configured (ips[].weight); lowered: score 0.42 below floor 0.70 for gmail: weight 100 -> 60' });
+    const listed = describeWeight({ configured: 100, base: 100, weight: 50, reason: 'listed on barracuda: weight 100 -> 50' }, null);
+    expect(listed).toMatchObject({ ok: true, detail: 'weight 100, configured (ips[].weight); lowered: listed on barracuda: weight 100 -> 50' });
   });
 
   it("refuses weight 0, an operator's or the configuration's", () => {
