@@ -184,8 +184,7 @@ export class BlocklistWatch {
     this.report(pair, before, after, found);
     await this.deps.store.saveBlocklistState(after).catch((err: unknown) => this.log.error({ event: 'blocklist.state.failed', ip, list: list.name, err }, 'storing the blocklist state failed'));
     if (found.kind === 'listed' || found.kind === 'clear') this.gauge(after);
-    const reaction = list.reaction;
-    await this.react(pair, after.listed && reaction.action !== 'none' ? { list: list.name, ...reaction, providers: reaction.providers.map(providerLabel), reason: describeListing(list.name, after), until: now + interval * REACTION_INTERVALS } : null);
+    await this.react(pair, reactionTo(list, after, now + Math.round(interval * REACTION_INTERVALS)));
   }
 
   private async react(pair: WatchedPair, restriction: BlocklistRestriction | null): Promise<void> {
@@ -254,11 +253,12 @@ function unchecked(ip: string, list: string): BlocklistState {
   return { ip, list, listed: false, codes: [], reason: null, firstListedAt: null, lastCheckedAt: null, lastError: null };
 }
 
-/** The config's `all` as pool state writes every provider. */
-function providerLabel(provider: string): string {
-  return provider === 'all' ? ALL_PROVIDERS_LABEL : provider;
-}
-
-function describeListing(list: string, state: BlocklistState): string {
-  return `listed on ${list} (${state.codes.join(', ')})${state.reason ? `: ${state.reason}` : ''}`;
+/** What the state of a pair makes the pool do until `until`: the list's reaction while listed, else nothing. */
+function reactionTo(list: BlocklistConfig, state: BlocklistState, until: number): BlocklistRestriction | null {
+  const { reaction } = list;
+  if (!state.listed || reaction.action === 'none') return null;
+  // The config's `all` is written as pool state writes every provider.
+  const providers = reaction.providers.map((provider) => (provider === 'all' ? ALL_PROVIDERS_LABEL : provider));
+  const reason = `listed on ${list.name} (${state.codes.join(', ')})${state.reason ? `: ${state.reason}` : ''}`;
+  return { list: list.name, ...reaction, providers, reason, until };
 }

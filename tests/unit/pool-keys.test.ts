@@ -53,6 +53,13 @@ describe('pool state keys', () => {
     }
   });
 
+  it('keeps a blocklist reaction under a key per (IP, list), an IPv6 address whole', () => {
+    expect(stateKeys.blocklist('192.0.2.10', 'spamhaus-zen')).toBe('blocklist:192.0.2.10:spamhaus-zen');
+    for (const ip of ['127.0.0.2', '2001:db8::5', '::1']) expect(parseStateKey(stateKeys.blocklist(ip, 'zen'))).toEqual({ kind: 'blocklist', ip, list: 'zen' });
+    expect(parseStateKey('blocklist:127.0.0.2:')).toBeNull();
+    expect(parseStateKey('blocklist:not-an-ip:zen')).toBeNull();
+  });
+
   it('writes a site of the fallback provider as <provider>@<site>, with ":" and "%" escaped', () => {
     expect(stateKeys.restriction('127.0.0.2', siteScope('other', 'mx.tiny-isp.example'))).toBe('restrict:127.0.0.2:other@mx.tiny-isp.example');
     expect(stateKeys.recovery('2001:db8::5', siteScope('other', 'mx1.a.example,mx2.a.example'))).toBe('recover:2001:db8::5:other@mx1.a.example,mx2.a.example');
