@@ -183,8 +183,9 @@ export class BlocklistWatch {
     this.remember(after);
     this.report(pair, before, after, found);
     await this.deps.store.saveBlocklistState(after).catch((err: unknown) => this.log.error({ event: 'blocklist.state.failed', ip, list: list.name, err }, 'storing the blocklist state failed'));
-    if (found.kind === 'listed' || found.kind === 'clear') this.gauge(after);
     await this.react(pair, reactionTo(list, after, now + Math.round(interval * REACTION_INTERVALS)));
+    // Last: once the gauge shows a listing, its reaction is in force.
+    if (found.kind === 'listed' || found.kind === 'clear') this.gauge(after);
   }
 
   private async react(pair: WatchedPair, restriction: BlocklistRestriction | null): Promise<void> {

@@ -137,10 +137,13 @@ export class EgressPool {
   /**
    * What the blocklist listing of `ip` on `list` does to it (blocklist-watch.ts): a suspension or
    * a lower weight for some providers, or null when it is delisted (or the list's reaction is
-   * none). In pool state, so it applies here at once and survives a restart.
+   * none). In pool state, so it applies here at once and survives a restart; its suspensions
+   * show in rookery_ip_restricted like the reaction rules' ones.
    */
   async setBlocklistRestriction(ip: string, list: string, restriction: BlocklistRestriction | null): Promise<void> {
     await this.state.setBlocklistRestriction(ip, list, restriction);
+    // The restriction gauge shows a blocklist suspension (reason blocklist:<list>) at once.
+    this.reporting.restrictions(this.state, this.setup.byAddress);
   }
 
   /** Takes a reloaded configuration's members, policy and reaction rules, from the next selection on. */

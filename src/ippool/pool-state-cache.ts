@@ -1,4 +1,5 @@
 import type { Logger } from '../observability/logger.ts';
+import { asRestriction, blocklistScopes } from './blocklist-effects.ts';
 import type { PoolState } from './contracts.ts';
 import { parseStateKey, stateKeys, type StateKey } from './pool-keys.ts';
 import { scopeLabel, type Scope } from './restriction-scope.ts';
@@ -137,10 +138,14 @@ export class PoolStateCache {
     return count;
   }
 
-  /** Every restriction held, ended ones included until the next refresh drops them. */
+  /** Every restriction held (blocklist suspensions too, one per scope), ended ones included until the next refresh drops them. */
   *restrictions(): Iterable<{ ip: string; scope: Scope; restriction: Restriction }> {
     for (const [ip, state] of this.byIp) {
       for (const { scope, value } of state.restrictions.values()) yield { ip, scope, restriction: value };
+      for (const { value } of state.blocklists.values()) {
+        if (value.action !== 'suspend') continue;
+        for (const scope of blocklistScopes(value)) yield { ip, scope, restriction: asRestriction(value) };
+      }
     }
   }
 

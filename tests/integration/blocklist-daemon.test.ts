@@ -46,6 +46,7 @@ describe('blocklist watch in the daemon', () => {
     const { host, port } = daemon.apiAddress();
     const get = (path: string) => fetch(`http://${host}:${port}${path}`, { headers: { authorization: `Bearer ${token}` } });
     await until(async () => (await (await get('/metrics')).text()).includes(`rookery_ip_blocklisted{egress_ip="${IP}",list="zen"} 1`), 'the listing in /metrics');
+    expect(await (await get('/metrics')).text()).toContain(`rookery_ip_restricted{egress_ip="${IP}",provider="*",action="suspend",reason="blocklist:zen"} 1`);
     // The loopback address is never looked up.
     expect(resolver.queries).toEqual(['A 44.33.22.11.dqs-key.zen.test', 'TXT 44.33.22.11.dqs-key.zen.test']);
 
