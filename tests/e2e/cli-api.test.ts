@@ -258,7 +258,7 @@ describe('rookery ips', () => {
   it('lists the IPs and shows one, an IPv6 address as typed', async () => {
     const list = await rookery(['ips']);
     expect(list.code).toBe(0);
-    expect(list.stdout).toMatch(/^ADDRESS +POOL +WEIGHT +WARM-UP +RESTRICTED +LAST SENT\n127\.0\.0\.2 +default +100 +- +- +-\n2001:db8::7 +v6 +100 +- +- +-\n$/);
+    expect(list.stdout).toMatch(/^ADDRESS +POOL +WEIGHT +WARM-UP +RESTRICTED +BLOCKLISTED +LAST SENT\n127\.0\.0\.2 +default +100 +- +- +- +-\n2001:db8::7 +v6 +100 +- +- +- +-\n$/);
     const v6 = await rookery(['ips', 'show', '2001:db8::7']);
     expect(v6.code).toBe(0);
     expect(v6.stdout).toContain('Address    2001:db8::7\nHostname   ');
@@ -271,7 +271,7 @@ describe('rookery ips', () => {
     const suspended = await rookery(['ips', 'suspend', '127.0.0.2', '--provider', 'gmail', '--for', '2h', '--reason', 'Gmail postmaster ticket 4711']);
     expect(suspended.code).toBe(0);
     expect(suspended.stdout).toMatch(/^RESTRICTION +SCOPE +UNTIL +RULE +BY +REASON\nsuspend +gmail +2026-11-30T13:00:00Z +operator +operator-token +Gmail postmaster ticket 4711$/m);
-    expect((await rookery(['ips'])).stdout).toMatch(/^127\.0\.0\.2 +default +100 +- +suspend gmail +-$/m);
+    expect((await rookery(['ips'])).stdout).toMatch(/^127\.0\.0\.2 +default +100 +- +suspend gmail +- +-$/m);
     const json = JSON.parse((await rookery(['ips', 'show', '127.0.0.2', '--json'])).stdout) as { restrictions: unknown[] };
     expect(json.restrictions).toEqual([expect.objectContaining({ scope: 'provider', provider: 'gmail', action: 'suspend', until: '2026-11-30T13:00:00.000Z', by: 'operator-token' })]);
 
@@ -354,7 +354,7 @@ describe('rookery ips warmup', () => {
       'Warm-up       conservative: warming, day 0 (counted from 2026-11-30T00:00:00Z)\nRestarted by  operator-token at 2026-11-30T11:00:00Z, plan conservative: moved to a new /24\n',
     );
     expect(restarted.stdout).toMatch(/^gmail +100 +- +0 +0 +0 +0 +0\/\d+ +0\/\d+ +-$/m);
-    expect((await rookery(['ips'])).stdout).toMatch(/^127\.0\.0\.2 +default +100 +conservative: warming, day 0 +- +-$/m);
+    expect((await rookery(['ips'])).stdout).toMatch(/^127\.0\.0\.2 +default +100 +conservative: warming, day 0 +- +- +-$/m);
 
     const cleared = await rookery(['ips', 'warmup', 'clear', '127.0.0.2']);
     expect(cleared.code).toBe(0);
