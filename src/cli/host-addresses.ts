@@ -1,6 +1,6 @@
 import type { NetworkInterfaceInfo } from 'node:os';
 import { canonicalIp } from '../mail/ip-address.ts';
-import { restrictedAddressCheck } from '../webhooks/address-policy.ts';
+import { restrictedAddressCheck } from '../mail/special-addresses.ts';
 
 /**
  * The addresses of this host that could send mail: those os.networkInterfaces() reports (the

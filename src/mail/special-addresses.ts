@@ -3,8 +3,8 @@ import { BlockList, isIP } from 'node:net';
 /**
  * Addresses that are no public internet host: of the network a node stands in (private,
  * loopback, link-local, CGNAT, ULA), or of no host at all (unspecified, multicast, reserved).
- * Webhooks refuse them (webhooks/address-policy.ts); the blocklist watch skips them, since no
- * public list judges them.
+ * Webhooks refuse them (webhooks/address-policy.ts), `rookery ips detect` leaves them out, and
+ * the blocklist watch skips them, since no public list judges them.
  */
 const RESTRICTED: ReadonlyArray<readonly [network: string, prefix: number, kind: 'ipv4' | 'ipv6', what: string]> = [
   ['0.0.0.0', 8, 'ipv4', 'unspecified'],
