@@ -20,6 +20,7 @@ import { TenantLimits } from './engine/tenant-limits.ts';
 import type { TenantLookup } from './access/tenants.ts';
 import { QueueOperations } from './engine/queue-operations.ts';
 import { QueuePauses } from './engine/queue-pauses.ts';
+import { QueueAge } from './engine/queue-age.ts';
 import { RetentionSweeper } from './engine/retention.ts';
 import { AutoSuppression } from './engine/auto-suppression.ts';
 import { SuppressionCheck, suppressionActionFor } from './engine/suppression-check.ts';
@@ -39,6 +40,7 @@ import type { Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 import type { ResolvedConfig } from './resolved-config.ts';
 import { loadOrCreateSelfSignedTls } from './smtp/tls-material.ts';
+import { showTlsExpiry, type TlsExpiryDeps } from './smtp/tls-expiry.ts';
 import { createSubmissionServer } from './smtp/submission-server.ts';
 import { cachedReverseLookup } from './smtp/reverse-lookup-cache.ts';
 import { createMailtoUnsubscribe, type MailtoUnsubscribe } from './feedback/unsubscribe-mailto.ts';
@@ -167,6 +169,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           commitKeys();
           commitTls?.();
           if (commitTls) inbound.updateTls(next.tls!);
+          if (commitTls) showTlsExpiry(tlsExpiry, next.tls!.cert);
           if (users) smtp.replaceUsers(users);
           api.replaceTokens(next.config.api.tokens);
         };
@@ -313,6 +316,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       onEnqueued: () => scheduler.wake(),
     });
 
+    const queueAge = new QueueAge({ store, clock });
     let shuttingDown = false;
     let stopping: Promise<void> | null = null;
     // Started after the API (webhooks.enabled); the API wakes it when deliveries fall due.
@@ -355,6 +359,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       checks: { storage: () => store.checkWritable(), ...(redis ? { redis: () => redis.ping() } : {}) },
       isShuttingDown: () => shuttingDown,
       beforeMetrics: async () => {
+        metrics.queueOldestAge.set(await queueAge.refresh());
         const counts = await store.countByState();
         for (const state of RECIPIENT_STATES) metrics.queueDepth.set({ state }, counts[state]);
         webhookMetrics.show(await store.webhookOutboxStats());
@@ -439,6 +444,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const inbound = new InboundServer({ config, current: () => live.current, store, recorder: feedback, unsubscribe: mailtoUnsubscribe, tls, buffers, reverseLookup, logger, metrics, clock });
     await startPart('inbound listener', () => inbound.start());
     stack.push({ name: 'inbound', stop: () => inbound.stop() });
+    const tlsExpiry: TlsExpiryDeps = { gauge: metrics.tlsCertificateExpiry, config, smtp: smtp.addresses(), inbound: inbound.addresses() };
+    showTlsExpiry(tlsExpiry, tls?.cert ?? null);
     // Readiness turns false before anything closes, so load balancers drain first.
     stack.push({ name: 'readiness', stop: async () => void (shuttingDown = true) });
 

@@ -137,7 +137,7 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
   registerErrorHandlers(app);
   registerHealthzRoute(app);
   registerReadyzRoute(app, { checks: deps.checks, isShuttingDown: deps.isShuttingDown, checkTimeoutMs: deps.checkTimeoutMs });
-  registerMetricsRoute(app, { metrics: deps.metrics, logger, beforeMetrics: deps.beforeMetrics });
+  registerMetricsRoute(app, { metrics: deps.metrics, logger, checks: deps.checks, checkTimeoutMs: deps.checkTimeoutMs, beforeMetrics: deps.beforeMetrics });
   let tokens = new TokenDirectory(deps.config.api.tokens);
   const { store, clock, pool, domains, reload } = deps;
   const tenants = deps.tenants ?? new TenantDirectory({});

@@ -291,6 +291,7 @@ export class Queue {
       const { source, tenant } = copies[0]!;
       const recipients = copies.reduce((sum, m) => sum + m.recipients.length, 0);
       metrics.messagesAccepted.inc({ source });
+      metrics.bytesAccepted.inc({ source }, copies.reduce((sum, m) => sum + m.body.length, 0));
       metrics.recipientsAccepted.inc(recipients);
       if (tenant) metrics.tenantRecipientsAccepted.inc({ tenant }, recipients);
     }

@@ -277,6 +277,7 @@ export class EgressPool {
         }
         reacted.set(outcome, final);
       }
+      this.reporting.attempt(ip, provider, final.disposition);
       result.push(final);
     }
     this.reporting.reputation(ip, provider, reputation.snapshot(ip, provider, now));

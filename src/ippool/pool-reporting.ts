@@ -93,6 +93,11 @@ export class PoolReporting {
     );
   }
 
+  /** An attempt through `ip` to `provider`, with its disposition after the reaction rules: volume per IP and provider. */
+  attempt(ip: string, provider: ProviderName, disposition: string): void {
+    this.metrics.ipAttempts.inc({ egress_ip: ip, provider, disposition });
+  }
+
   reputation(ip: string, provider: ProviderName, snapshot: ReputationSnapshot): void {
     const labels = { egress_ip: ip, provider };
     if (snapshot.score !== null) this.series.set(this.metrics.ipReputationScore, labels, snapshot.score);

@@ -2,7 +2,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 /**
  * Every metric Rookery exports, on a registry owned by the composition root (no global
- * registry, so several daemons can run in one test process).
+ * registry, so several daemons can run in one test process). Over 300 lines on purpose: the
+ * catalogue of names the dashboard and alert rules in deploy/ are checked against, in one place.
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -10,6 +11,13 @@ export class Metrics {
   readonly messagesAccepted = new Counter({
     name: 'rookery_messages_accepted_total',
     help: 'Messages committed to the queue, by source',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly bytesAccepted = new Counter({
+    name: 'rookery_bytes_accepted_total',
+    help: 'Bytes of the messages committed to the queue (as stored, signatures included), by source',
     labelNames: ['source'] as const,
     registers: [this.registry],
   });
@@ -52,6 +60,26 @@ export class Metrics {
     name: 'rookery_queue_recipients',
     help: 'Recipient rows by state',
     labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly queueOldestAge = new Gauge({
+    name: 'rookery_queue_oldest_age_seconds',
+    help: 'How long the oldest recipient still queued or being delivered has waited, from acceptance (a scheduled send: from its send time); 0 when none waits. Read from the queue at each scrape',
+    registers: [this.registry],
+  });
+
+  readonly dependencyReady = new Gauge({
+    name: 'rookery_dependency_ready',
+    help: 'Whether a dependency passed its readiness check at the last scrape (1) or not (0): storage (a write commits), redis (it answers; only when configured)',
+    labelNames: ['dependency'] as const,
+    registers: [this.registry],
+  });
+
+  readonly tlsCertificateExpiry = new Gauge({
+    name: 'rookery_tls_certificate_expiry_timestamp_seconds',
+    help: 'When the certificate a TLS listener presents expires (notAfter, Unix seconds), by listener (its config path) and address',
+    labelNames: ['listener', 'address'] as const,
     registers: [this.registry],
   });
 
@@ -198,6 +226,13 @@ export class Metrics {
   readonly dsnsGenerated = new Counter({
     name: 'rookery_dsns_generated_total',
     help: 'Delivery status notifications queued to senders',
+    registers: [this.registry],
+  });
+
+  readonly ipAttempts = new Counter({
+    name: 'rookery_ip_attempts_total',
+    help: 'Delivery attempts per recipient through an egress IP of the pool, by provider and disposition (delivered, transient, permanent) after the reaction rules',
+    labelNames: ['egress_ip', 'provider', 'disposition'] as const,
     registers: [this.registry],
   });
 

@@ -126,6 +126,11 @@ async function readPem(path: string, what: string): Promise<Buffer> {
   }
 }
 
+/** When the certificate expires (its notAfter), in Unix seconds: what rookery_tls_certificate_expiry_timestamp_seconds shows. */
+export function certificateExpiry(cert: Buffer | string): number {
+  return new X509Certificate(cert).validToDate.getTime() / 1000;
+}
+
 /** Why the pair cannot serve TLS, naming the file at fault; null when it can. */
 function pairProblem(material: TlsMaterial, keyPath: string, certPath: string): string | null {
   let cert: X509Certificate;

@@ -6,6 +6,7 @@ import type { Suppressions } from './suppressions.ts';
 import type { WebhookOutbox } from './webhook-outbox.ts';
 import type { PersonalData } from './personal-data.ts';
 import type { TlsReportStore } from './tls-reports.ts';
+import type { QueueAgeReads } from './queue-age.ts';
 
 /**
  * The durable queue. Every backend (SQLite, PostgreSQL) satisfies the same contract test suite
@@ -195,7 +196,7 @@ export interface PoolStateEntry {
   expiresAt: number | null;
 }
 
-export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents, Suppressions, WebhookOutbox, PersonalData, TlsReportStore, BlocklistStates {
+export interface Store extends MessageReads, AuditLog, QueueControl, IdempotencyKeys, FeedbackEvents, Suppressions, WebhookOutbox, PersonalData, TlsReportStore, BlocklistStates, QueueAgeReads {
   readonly driver: 'sqlite' | 'postgres';
 
   /** Applies pending migrations. Safe to call on every start. */

@@ -82,6 +82,8 @@ import {
 } from '../suppression-rows.ts';
 import type { AddSuppressionOptions, NewSuppression, SuppressionCursor, SuppressionFilters, SuppressionRecord } from '../suppressions.ts';
 import * as hooks from './webhook-queries.ts';
+import * as queueAge from './queue-age-queries.ts';
+import type { UnfinishedScan } from '../queue-age.ts';
 import { postgresEraseRecipient, postgresPurgeErasedMessages, postgresRecipientData, type PostgresPersonalDataDeps } from './postgres-personal-data.ts';
 import type { ErasureCounts, RecipientData } from '../personal-data.ts';
 import type { ClaimedWebhookDelivery, DisabledWebhook, NewWebhookEndpoint, WebhookAttemptResult, WebhookChange, WebhookClaimOptions, WebhookDelivery, WebhookDeliveryQuery, WebhookEndpoint, WebhookEvent, WebhookLease, WebhookOutboxStats, WebhookReplayRange } from '../webhook-outbox.ts';
@@ -820,6 +822,15 @@ class PostgresStore implements Store {
     this.assertOpen();
     const s = await hooks.webhookStats(this.pool);
     return { pending: s.pending, held: s.held, disabledEndpoints: s.disabled };
+  }
+
+  /* The oldest-queued gauge's read (queue-age.ts): bounded by an id range. */
+
+  async scanUnfinished(fromId: number, toId: number, now: number): Promise<UnfinishedScan> {
+    this.assertOpen();
+    const first = await queueAge.firstUnfinishedRecipient(this.pool, fromId, toId);
+    if (first === null) return { firstUnfinished: null, oldest: null };
+    return { firstUnfinished: first, oldest: await queueAge.oldestWaitingRecipient(this.pool, fromId, toId, now) };
   }
 
   onWork(listener: () => void): () => void {

@@ -82,6 +82,8 @@ import { preparePersonalDataQueries, type SqlitePersonalDataQueries } from './pe
 import { prepareTlsReportQueries, type SqliteTlsReportQueries } from './tls-report-queries.ts';
 import { checkDay, stsPolicyValues, tlsCountValues, toStsPolicy, toTlsCount } from '../tls-report-rows.ts';
 import type { StoredStsPolicy, TlsReportEnd, TlsSessionCount } from '../tls-reports.ts';
+import { prepareQueueAgeQueries, type SqliteQueueAgeQueries } from './queue-age-queries.ts';
+import type { UnfinishedScan } from '../queue-age.ts';
 import { sqliteEraseRecipient, sqlitePurgeErasedMessages, sqliteRecipientData, type SqlitePersonalDataDeps } from './sqlite-personal-data.ts';
 import type { ErasureCounts, RecipientData } from '../personal-data.ts';
 import type { ClaimedWebhookDelivery, DisabledWebhook, NewWebhookEndpoint, WebhookAttemptResult, WebhookChange, WebhookClaimOptions, WebhookDelivery, WebhookDeliveryQuery, WebhookEndpoint, WebhookEvent, WebhookLease, WebhookOutboxStats, WebhookReplayRange } from '../webhook-outbox.ts';
@@ -150,6 +152,7 @@ class SqliteStore implements Store {
   private personalDataQueries: SqlitePersonalDataQueries | null = null;
   private tlsQueries: SqliteTlsReportQueries | null = null;
   private blocklistQueries: SqliteBlocklistQueries | null = null;
+  private queueAgeQueries: SqliteQueueAgeQueries | null = null;
   private closing: Promise<void> | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
@@ -200,6 +203,7 @@ class SqliteStore implements Store {
     this.personalDataQueries ??= preparePersonalDataQueries(this.db);
     this.tlsQueries ??= prepareTlsReportQueries(this.db);
     this.blocklistQueries ??= prepareBlocklistQueries(this.db);
+    this.queueAgeQueries ??= prepareQueueAgeQueries(this.db);
   }
 
   /* Outbound TLS (tls-reports.ts): MTA-STS policies, TLS-RPT counts and report claims. */
@@ -796,6 +800,13 @@ class SqliteStore implements Store {
   async webhookOutboxStats(): Promise<WebhookOutboxStats> {
     const s = this.readWebhooks().stats();
     return { pending: s.pending, held: s.held, disabledEndpoints: s.disabled };
+  }
+
+  /* The oldest-queued gauge's read (queue-age.ts): bounded by an id range. */
+
+  async scanUnfinished(fromId: number, toId: number, now: number): Promise<UnfinishedScan> {
+    this.read();
+    return this.queueAgeQueries!.scanUnfinished(fromId, toId, now);
   }
 
   /* Personal data (personal-data.ts): sqlite-personal-data.ts does the work, through this store's write path. */

@@ -1,0 +1,73 @@
+import type { Clock } from '../clock.ts';
+import type { Store } from '../storage/store.ts';
+
+/** Ids read per query: the most one statement walks, so a scrape never holds the database long. */
+const SPAN = 10_000;
+/**
+ * Longer than any transaction that gives recipient ids stays open. On PostgreSQL ids are taken
+ * when rows are inserted and become visible at commit, so a lower id can appear after a higher
+ * one was seen; the floor only moves past ids given out at least this long ago.
+ */
+const SETTLE_MS = 5 * 60_000;
+
+export interface QueueAgeDeps {
+  store: Pick<Store, 'lastRecipientId' | 'scanUnfinished'>;
+  clock: Clock;
+}
+
+/**
+ * How long the oldest recipient still in the queue (queued or being delivered) has waited, for
+ * rookery_queue_oldest_age_seconds: from its acceptance, or from its send time for a scheduled
+ * send (one scheduled later is not waiting yet). "Oldest" is by acceptance order.
+ *
+ * There is no index on the acceptance time of unfinished rows, and a min() over the queued rows
+ * would read all of them at each scrape. Instead a floor is kept below which every recipient is
+ * final (a final row never returns to the queue), and each refresh walks the primary key up from
+ * it, SPAN ids per query, to the first unfinished row. The first refresh walks the finished rows
+ * that retention keeps; later ones walk the few finished since, so a scrape costs little however
+ * long the queue or the history.
+ */
+export class QueueAge {
+  /** Every recipient with a lower id is final. */
+  private floor = 0;
+  /** A bound seen at `at`; it may become the floor once ids given before then are all visible. */
+  private pending: { bound: number; at: number } | null = null;
+  private running: Promise<number> | null = null;
+
+  constructor(private readonly deps: QueueAgeDeps) {}
+
+  /** Seconds the oldest recipient in the queue has waited; 0 when none waits. Concurrent calls share one walk. */
+  refresh(): Promise<number> {
+    this.running ??= this.walk().finally(() => (this.running = null));
+    return this.running;
+  }
+
+  private async walk(): Promise<number> {
+    const { store, clock } = this.deps;
+    const now = clock.now();
+    const last = await store.lastRecipientId();
+    let firstUnfinished: number | null = null;
+    let oldest: { id: number; since: number } | null = null;
+    for (let from = this.floor; from <= last && !oldest; from += SPAN) {
+      const scan = await store.scanUnfinished(from, from + SPAN, now);
+      firstUnfinished ??= scan.firstUnfinished;
+      oldest = scan.oldest;
+    }
+    this.advance(firstUnfinished ?? last + 1, now);
+    return oldest ? Math.max(0, now - oldest.since) / 1000 : 0;
+  }
+
+  /**
+   * Rows below `bound` were final when read now; rows below a bound read SETTLE_MS ago were all
+   * visible to this walk (committed by then), which found those above the floor final: so the
+   * lower of the two is the new floor.
+   */
+  private advance(bound: number, now: number): void {
+    if (!this.pending) {
+      this.pending = { bound, at: now };
+    } else if (now - this.pending.at >= SETTLE_MS) {
+      this.floor = Math.max(this.floor, Math.min(this.pending.bound, bound));
+      this.pending = { bound, at: now };
+    }
+  }
+}

@@ -1,0 +1,24 @@
+/*
+ * What the oldest-queued gauge (src/engine/queue-age.ts) reads from the store. There is no index
+ * on the creation time of unfinished recipients; but recipient ids are given in acceptance order
+ * and a finished row never goes back to the queue, so the oldest unfinished row is found by
+ * walking the primary key from a point below which every row is known to be finished. Each read
+ * is bounded by an id range, so no call scans more than that range. Part of every Store.
+ */
+
+/** What one id range holds of unfinished (queued or delivering) recipients. */
+export interface UnfinishedScan {
+  /** The lowest id in the range still queued or being delivered, scheduled or not; null when none. */
+  firstUnfinished: number | null;
+  /**
+   * Of those, the lowest id whose message is in the queue by `now` (not scheduled later), and
+   * since when: its acceptance or, for a scheduled send, its send time. Null when none.
+   */
+  oldest: { id: number; since: number } | null;
+}
+
+/** With QueueControl's lastRecipientId, which bounds the walk. */
+export interface QueueAgeReads {
+  /** The unfinished recipients with an id in [fromId, toId), as of `now`. */
+  scanUnfinished(fromId: number, toId: number, now: number): Promise<UnfinishedScan>;
+}
