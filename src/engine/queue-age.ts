@@ -13,6 +13,8 @@ const SETTLE_MS = 5 * 60_000;
 export interface QueueAgeDeps {
   store: Pick<Store, 'lastRecipientId' | 'scanUnfinished'>;
   clock: Clock;
+  /** Ids per query (default SPAN). */
+  span?: number;
 }
 
 /**
@@ -48,8 +50,9 @@ export class QueueAge {
     const last = await store.lastRecipientId();
     let firstUnfinished: number | null = null;
     let oldest: { id: number; since: number } | null = null;
-    for (let from = this.floor; from <= last && !oldest; from += SPAN) {
-      const scan = await store.scanUnfinished(from, from + SPAN, now);
+    const span = this.deps.span ?? SPAN;
+    for (let from = this.floor; from <= last && !oldest; from += span) {
+      const scan = await store.scanUnfinished(from, from + span, now);
       firstUnfinished ??= scan.firstUnfinished;
       oldest = scan.oldest;
     }

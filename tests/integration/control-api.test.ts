@@ -193,6 +193,30 @@ describe('GET /metrics', () => {
     expect(text).toContain('rookery_process_cpu_seconds_total');
   });
 
+  it('shows each readiness check as rookery_dependency_ready, and leaves the store reads alone while storage fails its check', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    let refreshed = 0;
+    const port = await closedPort();
+    const redis = redisClient(`redis://127.0.0.1:${port}/0`);
+    let storageUp = true;
+    const { url } = await startApi({
+      metrics,
+      checks: { storage: () => (storageUp ? store.ping() : Promise.reject(new Error('disk full'))), redis: () => redis.ping() },
+      beforeMetrics: async () => void refreshed++,
+    });
+    let text = await (await fetch(url('/metrics'))).text();
+    expect(text).toContain('rookery_dependency_ready{dependency="storage"} 1');
+    expect(text).toContain('rookery_dependency_ready{dependency="redis"} 0');
+    expect(refreshed).toBe(1);
+
+    storageUp = false;
+    const res = await fetch(url('/metrics'));
+    expect(res.status).toBe(200);
+    text = await res.text();
+    expect(text).toContain('rookery_dependency_ready{dependency="storage"} 0');
+    expect(refreshed).toBe(1);
+  });
+
   it('still serves metrics when refreshing the gauges fails, and logs why', async () => {
     const metrics = new Metrics({ processMetrics: false });
     metrics.dsnsGenerated.inc(3);

@@ -12,6 +12,7 @@ import { registerWebhookContract } from './store-contract-webhooks.ts';
 import { registerErasureContract } from './store-contract-erasure.ts';
 import { registerTlsContract } from './store-contract-tls.ts';
 import { registerBlocklistContract } from './store-contract-blocklists.ts';
+import { registerQueueAgeContract } from './store-contract-queue-age.ts';
 import { DataRefusedError, type AttemptResult, type Lease, type LeaseToken, type NewMessage, type Store } from '../../src/storage/store.ts';
 
 /**
@@ -103,6 +104,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
     registerErasureContract({ store: () => store, clock: () => clock });
     registerTlsContract({ store: () => store, clock: () => clock, open });
     registerBlocklistContract({ store: () => store, open });
+    registerQueueAgeContract({ store: () => store });
 
     it('enqueues a message with one queued row per recipient', async () => {
       const m = message({ recipients: ['a@One.test', 'b@two.TEST', 'c@one.test'], dueAt: T0 + 5 });
