@@ -123,6 +123,7 @@ export class EgressPool {
     this.state = new PoolStateCache(deps.backend.state, this.log);
     this.reporting = new PoolReporting(deps.metrics, this.log);
     this.setup = this.activate(deps);
+    this.reporting.membership(this.setup.members);
   }
 
   private activate(setup: PoolSetup): ActiveSetup {
@@ -150,6 +151,7 @@ export class EgressPool {
   reconfigure(setup: PoolSetup): void {
     this.setup = this.activate(setup);
     this.reporting.reconfigured(this.setup.byAddress, this.state);
+    this.reporting.membership(this.setup.members);
   }
 
   async start(): Promise<void> {

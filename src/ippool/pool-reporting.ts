@@ -93,6 +93,15 @@ export class PoolReporting {
     );
   }
 
+  /**
+   * Which pool each egress IP is in and the name it greets with (rookery_ip_info, 1 per IP), so
+   * a dashboard can pick the other per-IP series of one pool; rebuilt whole for each setup.
+   */
+  membership(members: Iterable<{ address: string; pool: string; hostname: string }>): void {
+    this.metrics.ipInfo.reset();
+    for (const m of members) this.metrics.ipInfo.set({ egress_ip: m.address, pool: m.pool, hostname: m.hostname }, 1);
+  }
+
   /** An attempt through `ip` to `provider`, with its disposition after the reaction rules: volume per IP and provider. */
   attempt(ip: string, provider: ProviderName, disposition: string): void {
     this.metrics.ipAttempts.inc({ egress_ip: ip, provider, disposition });

@@ -229,6 +229,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly ipInfo = new Gauge({
+    name: 'rookery_ip_info',
+    help: 'Always 1: the pool of each egress IP of this node and the name it greets with, to select the per-IP series of a pool (join on egress_ip)',
+    labelNames: ['egress_ip', 'pool', 'hostname'] as const,
+    registers: [this.registry],
+  });
+
   readonly ipAttempts = new Counter({
     name: 'rookery_ip_attempts_total',
     help: 'Delivery attempts per recipient through an egress IP of the pool, by provider and disposition (delivered, transient, permanent) after the reaction rules',

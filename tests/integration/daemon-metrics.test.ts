@@ -91,6 +91,8 @@ describe('operations metrics of a running daemon', () => {
     expect(sample(text, 'rookery_ip_attempts_total', { egress_ip: '127.0.0.2', disposition: 'delivered' })).toBe(1);
     expect(text).toMatch(/^rookery_ip_attempts_total\{egress_ip="127\.0\.0\.2",provider="[a-z]+",disposition="transient"\} 1$/m);
 
+    expect(text).toMatch(/^rookery_ip_info\{egress_ip="127\.0\.0\.2",pool="default",hostname="[^"]+"\} 1$/m);
+
     const oldest = sample(text, 'rookery_queue_oldest_age_seconds')!;
     const later = stored.find((m) => m.states.queued === 1)!;
     expect(oldest).toBeGreaterThan(0);
