@@ -1,4 +1,4 @@
-import type { Gauge, LabelValues } from 'prom-client';
+import type { Counter, Gauge, LabelValues } from 'prom-client';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProviderName, ReputationSnapshot, WaitReason } from './contracts.ts';
@@ -104,7 +104,7 @@ export class PoolReporting {
 
   /** An attempt through `ip` to `provider`, with its disposition after the reaction rules: volume per IP and provider. */
   attempt(ip: string, provider: ProviderName, disposition: string): void {
-    this.metrics.ipAttempts.inc({ egress_ip: ip, provider, disposition });
+    this.series.inc(this.metrics.ipAttempts, { egress_ip: ip, provider, disposition });
   }
 
   reputation(ip: string, provider: ProviderName, snapshot: ReputationSnapshot): void {
@@ -148,18 +148,28 @@ function gaugeScope(scope: Scope): string {
   return scope.kind === 'site' ? `${scope.provider}:sites` : scopeLabel(scope);
 }
 
-/** The series of per-IP gauges written for each egress IP, so that an IP's series can go with it. */
+/** The series of per-IP metrics written for each egress IP, so that an IP's series can go with it. */
 class IpSeries {
-  /** IP -> gauge -> its labels (as JSON) -> how to remove that series. */
+  /** IP -> metric -> its labels (as JSON) -> how to remove that series. */
   private readonly written = new Map<string, Map<object, Map<string, () => void>>>();
 
   set<T extends string>(gauge: Gauge<T>, labels: LabelValues<T> & { egress_ip: string }, value: number): void {
     gauge.set(labels, value);
-    let byGauge = this.written.get(labels.egress_ip);
-    if (!byGauge) this.written.set(labels.egress_ip, (byGauge = new Map()));
-    let series = byGauge.get(gauge);
-    if (!series) byGauge.set(gauge, (series = new Map()));
-    series.set(JSON.stringify(labels), () => gauge.remove(labels));
+    this.track(gauge, labels, () => gauge.remove(labels));
+  }
+
+  /** Counters too: an IP's attempts leave /metrics with it (rate() over the gap is what it was). */
+  inc<T extends string>(counter: Counter<T>, labels: LabelValues<T> & { egress_ip: string }): void {
+    counter.inc(labels);
+    this.track(counter, labels, () => counter.remove(labels));
+  }
+
+  private track(metric: object, labels: { egress_ip: string }, remove: () => void): void {
+    let byMetric = this.written.get(labels.egress_ip);
+    if (!byMetric) this.written.set(labels.egress_ip, (byMetric = new Map()));
+    let series = byMetric.get(metric);
+    if (!series) byMetric.set(metric, (series = new Map()));
+    series.set(JSON.stringify(labels), remove);
   }
 
   remove<T extends string>(gauge: Gauge<T>, labels: LabelValues<T> & { egress_ip: string }): void {

@@ -156,7 +156,7 @@ describe('egress pool (local backend)', () => {
         (await metrics.registry.metrics()).split('\n').filter((line) => line.startsWith('rookery_ip_') && line.includes(`egress_ip="${ip}"`)).map((line) => line.split('{')[0]);
       // (No reputation score yet: one reply is below minSamples; its inputs are there.)
       expect(new Set(await ipSeries('127.0.0.3'))).toEqual(
-        new Set(['rookery_ip_warmup_day', 'rookery_ip_warmup_usage', 'rookery_ip_warmup_cap', 'rookery_ip_reputation_inputs', 'rookery_ip_weight', 'rookery_ip_restricted']),
+        new Set(['rookery_ip_info', 'rookery_ip_attempts_total', 'rookery_ip_warmup_day', 'rookery_ip_warmup_usage', 'rookery_ip_warmup_cap', 'rookery_ip_reputation_inputs', 'rookery_ip_weight', 'rookery_ip_restricted']),
       );
 
       p.reconfigure({ members: [member('127.0.0.2')], policy, reactions: new ReactionEngine([]) });
