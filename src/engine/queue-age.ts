@@ -6,12 +6,13 @@ const SPAN = 10_000;
 /**
  * Longer than any transaction that gives recipient ids stays open. On PostgreSQL ids are taken
  * when rows are inserted and become visible at commit, so a lower id can appear after a higher
- * one was seen; the floor only moves past ids given out at least this long ago.
+ * one was seen; the floor only moves past ids given out at least this long ago. SQLite commits
+ * one transaction at a time, in id order: nothing to wait for.
  */
-const SETTLE_MS = 5 * 60_000;
+const POSTGRES_SETTLE_MS = 5 * 60_000;
 
 export interface QueueAgeDeps {
-  store: Pick<Store, 'lastRecipientId' | 'scanUnfinished'>;
+  store: Pick<Store, 'driver' | 'lastRecipientId' | 'scanUnfinished'>;
   clock: Clock;
   /** Ids per query (default SPAN). */
   span?: number;
@@ -25,9 +26,9 @@ export interface QueueAgeDeps {
  * There is no index on the acceptance time of unfinished rows, and a min() over the queued rows
  * would read all of them at each scrape. Instead a floor is kept below which every recipient is
  * final (a final row never returns to the queue), and each refresh walks the primary key up from
- * it, SPAN ids per query, to the first unfinished row. The first refresh walks the finished rows
- * that retention keeps; later ones walk the few finished since, so a scrape costs little however
- * long the queue or the history.
+ * it, SPAN ids per query, to the first unfinished row. The first refreshes walk the finished rows
+ * that retention keeps (on PostgreSQL, those of the first five minutes after a start); later ones
+ * walk the few finished since, so a scrape costs little however long the queue or the history.
  */
 export class QueueAge {
   /** Every recipient with a lower id is final. */
@@ -61,14 +62,16 @@ export class QueueAge {
   }
 
   /**
-   * Rows below `bound` were final when read now; rows below a bound read SETTLE_MS ago were all
-   * visible to this walk (committed by then), which found those above the floor final: so the
-   * lower of the two is the new floor.
+   * Rows below `bound` were final when read now. On SQLite that makes it the floor. On PostgreSQL
+   * rows below a bound read the settling time ago were all visible to this walk (committed by
+   * then), which found those above the floor final: so the lower of the two is the new floor.
    */
   private advance(bound: number, now: number): void {
-    if (!this.pending) {
+    if (this.deps.store.driver !== 'postgres') {
+      this.floor = bound;
+    } else if (!this.pending) {
       this.pending = { bound, at: now };
-    } else if (now - this.pending.at >= SETTLE_MS) {
+    } else if (now - this.pending.at >= POSTGRES_SETTLE_MS) {
       this.floor = Math.max(this.floor, Math.min(this.pending.bound, bound));
       this.pending = { bound, at: now };
     }
