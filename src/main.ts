@@ -168,8 +168,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           pool.reconfigure(nextParts.pool);
           commitKeys();
           commitTls?.();
-          if (commitTls) inbound.updateTls(next.tls!);
-          if (commitTls) showTlsExpiry(tlsExpiry, next.tls!.cert);
+          if (commitTls) {
+            inbound.updateTls(next.tls!);
+            showTlsExpiry(tlsExpiry, next.tls!.cert);
+          }
           if (users) smtp.replaceUsers(users);
           api.replaceTokens(next.config.api.tokens);
         };
