@@ -6,7 +6,7 @@ import { createSqliteStore } from '../storage/sqlite/sqlite-store.ts';
 import type { Store } from '../storage/store.ts';
 import { WebhookDispatcher } from './dispatcher.ts';
 import type { ThreadMessage, WebhookThreadSettings } from './dispatcher-thread.ts';
-import { createWebhookPoster } from './http-poster.ts';
+import { createHttpPoster } from '../engine/http-poster.ts';
 import { createWebhookSender } from './webhook-sender.ts';
 import type { WebhookAttemptOutcome } from './webhook-metrics.ts';
 
@@ -42,7 +42,7 @@ try {
   const store = openStore();
   // The daemon applied every migration before it started this thread: this prepares statements.
   await store.migrate();
-  const sender = createWebhookSender({ poster: createWebhookPoster({ timeoutMs: settings.timeoutMs, allowPrivateNetworks: settings.allowPrivateNetworks }) });
+  const sender = createWebhookSender({ poster: createHttpPoster({ timeoutMs: settings.timeoutMs, allowPrivateNetworks: settings.allowPrivateNetworks }) });
   const dispatcher = new WebhookDispatcher({
     store,
     sender,

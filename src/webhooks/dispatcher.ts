@@ -2,7 +2,7 @@ import type { Clock } from '../clock.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Store } from '../storage/store.ts';
 import { WEBHOOK_RETRY_WINDOW_MS, type ClaimedWebhookDelivery, type WebhookAttemptResult } from '../storage/webhook-outbox.ts';
-import type { PostOutcome } from './http-poster.ts';
+import type { PostOutcome } from '../engine/http-poster.ts';
 import { nextWebhookAttempt } from './retry-schedule.ts';
 import type { WebhookSender } from './webhook-sender.ts';
 import type { WebhookAttemptMetrics } from './webhook-metrics.ts';

@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Store } from '../storage/store.ts';
 import { WebhookDispatcher } from './dispatcher.ts';
 import { createWebhookThread, type WebhookThread } from './dispatcher-thread.ts';
-import { createWebhookPoster } from './http-poster.ts';
+import { createHttpPoster } from '../engine/http-poster.ts';
 import { createWebhookSender } from './webhook-sender.ts';
 import type { WebhookMetrics } from './webhook-metrics.ts';
 
@@ -28,7 +28,7 @@ export function createWebhookDispatching(deps: {
     const storage = config.storage.driver === 'sqlite' ? { driver: 'sqlite' as const, path: config.storage.path } : { driver: 'postgres' as const, url: config.storage.url! };
     return createWebhookThread({ settings: { storage, owner, concurrency, timeoutMs, allowPrivateNetworks, logLevel: logger.level }, metrics, logger });
   }
-  const sender = createWebhookSender({ poster: createWebhookPoster({ timeoutMs, allowPrivateNetworks }) });
+  const sender = createWebhookSender({ poster: createHttpPoster({ timeoutMs, allowPrivateNetworks }) });
   const dispatcher = new WebhookDispatcher({ store: deps.handedStore, sender, clock: deps.clock, logger, metrics, owner, concurrency, timeoutMs });
   return {
     start: () => dispatcher.start(),

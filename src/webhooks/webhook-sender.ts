@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { systemClock, type Clock } from '../clock.ts';
 import type { StoredWebhookEvent } from '../storage/webhook-outbox.ts';
-import type { PostOutcome, WebhookPoster } from './http-poster.ts';
+import type { PostOutcome, HttpPoster } from '../engine/http-poster.ts';
 import { webhookBody } from './payload.ts';
 import { signatureHeaders, signingKey } from './signature.ts';
 
@@ -29,7 +29,7 @@ const MAX_KEYS = 10_000;
  * The timestamp is `clock`'s: the system's, which receivers hold against their own (five minutes
  * either way). Each secret's HMAC key is made once: decoding it each time cost more than the HMAC.
  */
-export function createWebhookSender(options: { poster: WebhookPoster; clock?: Clock }): WebhookSender {
+export function createWebhookSender(options: { poster: HttpPoster; clock?: Clock }): WebhookSender {
   const clock = options.clock ?? systemClock;
   const keys = new Map<string, KeyObject>();
   return {

@@ -8,7 +8,7 @@ import { Metrics } from '../../src/observability/metrics.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
 import type { TlsSessionCount } from '../../src/storage/tls-reports.ts';
-import { createWebhookPoster, type WebhookPoster } from '../../src/webhooks/http-poster.ts';
+import { createHttpPoster, type HttpPoster } from '../../src/engine/http-poster.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { startHttpsFixture, type HttpsFixture } from '../helpers/https-fixture.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
@@ -33,7 +33,7 @@ describe('TLS report sender', () => {
   let dir: TempDir;
   let store: Store;
   let clock: ManualClock;
-  let posters: WebhookPoster[];
+  let posters: HttpPoster[];
 
   beforeAll(async () => {
     ca = await createTestCa();
@@ -69,7 +69,7 @@ describe('TLS report sender', () => {
       '_smtp._tls.down.test': { txt: [`v=TLSRPTv1; rua=https://reports.down.test:${server.port}/tlsrpt`] },
       '_smtp._tls.none.test': { txt: ['v=spf1 -all'] },
     });
-    const poster = createWebhookPoster({ timeoutMs: 5_000, allowPrivateNetworks: true, ca: ca.cert, lookup: server.lookup as never, userAgent: 'Rookery-TLSRPT/1' });
+    const poster = createHttpPoster({ timeoutMs: 5_000, allowPrivateNetworks: true, ca: ca.cert, lookup: server.lookup as never, userAgent: 'Rookery-TLSRPT/1' });
     posters.push(poster);
     return new TlsReportSender({
       store, resolver, poster, dkim: { sign: async (message: Buffer) => ({ message, domain: null }) } as never, metrics: new Metrics({ processMetrics: false }),

@@ -7,7 +7,7 @@ import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
 import type { WebhookDelivery, WebhookEventType } from '../../src/storage/webhook-outbox.ts';
 import { WebhookDispatcher } from '../../src/webhooks/dispatcher.ts';
-import { createWebhookPoster, type WebhookPoster } from '../../src/webhooks/http-poster.ts';
+import { createHttpPoster, type HttpPoster } from '../../src/engine/http-poster.ts';
 import { createWebhookThread, type WebhookThreadSettings } from '../../src/webhooks/dispatcher-thread.ts';
 import { createWebhookSender, type WebhookSender } from '../../src/webhooks/webhook-sender.ts';
 import { newWebhookId, newWebhookSecret } from '../../src/webhooks/signature.ts';
@@ -43,7 +43,7 @@ interface Rig {
   logs: Array<Record<string, unknown>>;
   metrics: WebhookMetrics;
   registry: Registry;
-  dispatcher(options?: { concurrency?: number; allowPrivateNetworks?: boolean; owner?: string; store?: Store; poster?: WebhookPoster; sender?: WebhookSender }): WebhookDispatcher;
+  dispatcher(options?: { concurrency?: number; allowPrivateNetworks?: boolean; owner?: string; store?: Store; poster?: HttpPoster; sender?: WebhookSender }): WebhookDispatcher;
   endpoint(eventTypes?: WebhookEventType[], url?: string): Promise<{ id: string; secret: string }>;
   events(count: number, prefix?: string): Promise<void>;
   deliveries(webhookId: string): Promise<WebhookDelivery[]>;
@@ -77,7 +77,7 @@ async function rig(storeFactory?: (clock: ManualClock) => Promise<Store>): Promi
     metrics,
     registry,
     dispatcher(options = {}) {
-      const poster = options.poster ?? createWebhookPoster({ timeoutMs: 5_000, allowPrivateNetworks: options.allowPrivateNetworks ?? true });
+      const poster = options.poster ?? createHttpPoster({ timeoutMs: 5_000, allowPrivateNetworks: options.allowPrivateNetworks ?? true });
       const dispatcher = new WebhookDispatcher({
         store: options.store ?? store,
         sender: options.sender ?? createWebhookSender({ poster }),
@@ -251,8 +251,8 @@ describe('webhook dispatcher', () => {
     const rebinding = (_host: string, options: object, callback: (...args: unknown[]) => void) =>
       (options as { all?: boolean }).all ? callback(null, [{ address: '127.0.0.1', family: 4 }]) : callback(null, '127.0.0.1', 4);
     const url = `http://hooks.rebind.test:${r.receiver.port}/rebind`;
-    const guarded = createWebhookPoster({ timeoutMs: 5_000, allowPrivateNetworks: false, lookup: rebinding as never });
-    const open = createWebhookPoster({ timeoutMs: 5_000, allowPrivateNetworks: true, lookup: rebinding as never });
+    const guarded = createHttpPoster({ timeoutMs: 5_000, allowPrivateNetworks: false, lookup: rebinding as never });
+    const open = createHttpPoster({ timeoutMs: 5_000, allowPrivateNetworks: true, lookup: rebinding as never });
     opened.push(() => guarded.close(), () => open.close());
     expect(await guarded.post(url, {}, '{}')).toMatchObject({ status: null, error: 'hooks.rebind.test resolves to 127.0.0.1, which is loopback: refused (webhooks.allowPrivateNetworks)' });
     expect(r.receiver.received).toEqual([]);
@@ -262,7 +262,7 @@ describe('webhook dispatcher', () => {
 
   it('reads at most a few KiB of an answer, follows no redirect, and gives up on a receiver that does not answer in time', async () => {
     const r = await rig();
-    const poster = createWebhookPoster({ timeoutMs: 300, allowPrivateNetworks: true });
+    const poster = createHttpPoster({ timeoutMs: 300, allowPrivateNetworks: true });
     opened.push(() => poster.close());
     r.receiver.answer(async (req) => {
       if (req.path === '/slow') await new Promise((resolve) => setTimeout(resolve, 1_000));

@@ -52,7 +52,7 @@ export function createStsResolver(deps: StsResolverDeps): StsResolver {
 
   async function cached(domain: string): Promise<StoredStsPolicy | null> {
     const policy = await deps.store.getStsPolicy(domain).catch((err: unknown) => {
-      log.warn({ event: 'mta-sts.cache.failed', domain, err }, 'reading the cached MTA-STS policy failed');
+      log.warn({ event: 'mtasts.cache.failed', domain, err }, 'reading the cached MTA-STS policy failed');
       return null;
     });
     return policy && policy.expiresAt > clock.now() ? policy : null;
@@ -61,7 +61,7 @@ export function createStsResolver(deps: StsResolverDeps): StsResolver {
   async function resolve(domain: string): Promise<StsLookup> {
     const current = await cached(domain);
     const keep = (why: string): StsLookup => {
-      if (current) log.info({ event: 'mta-sts.kept', domain, id: current.id, why }, 'kept the cached MTA-STS policy');
+      if (current) log.info({ event: 'mtasts.kept', domain, id: current.id, why }, 'kept the cached MTA-STS policy');
       return current ? { kind: 'policy', policy: current } : { kind: 'none' };
     };
     let records: string[][];
@@ -78,19 +78,19 @@ export function createStsResolver(deps: StsResolverDeps): StsResolver {
     const fetched = await deps.fetch(domain);
     if (!fetched.ok) {
       deps.metrics?.mtaStsFetches.inc({ result: fetched.failure });
-      log.warn({ event: 'mta-sts.fetch.failed', domain, id: record.id, failure: fetched.failure, reason: fetched.reason }, 'MTA-STS policy fetch failed');
+      log.warn({ event: 'mtasts.fetch.failed', domain, id: record.id, failure: fetched.failure, reason: fetched.reason }, 'MTA-STS policy fetch failed');
       return current ? keep(fetched.reason) : { kind: 'failed', failure: fetched.failure, reason: fetched.reason };
     }
     const parsed = parseStsPolicy(fetched.body);
     deps.metrics?.mtaStsFetches.inc({ result: parsed.ok ? 'fetched' : 'sts-policy-invalid' });
     if (!parsed.ok) {
-      log.warn({ event: 'mta-sts.policy.invalid', domain, id: record.id, reason: parsed.reason }, 'MTA-STS policy invalid');
+      log.warn({ event: 'mtasts.policy.invalid', domain, id: record.id, reason: parsed.reason }, 'MTA-STS policy invalid');
       return current ? keep(parsed.reason) : { kind: 'failed', failure: 'sts-policy-invalid', reason: parsed.reason };
     }
     const now = clock.now();
     const policy: StoredStsPolicy = { domain, id: record.id, ...parsed.policy, fetchedAt: now, expiresAt: now + parsed.policy.maxAge * 1000 };
-    await deps.store.saveStsPolicy(policy).catch((err: unknown) => log.warn({ event: 'mta-sts.cache.failed', domain, err }, 'storing the MTA-STS policy failed'));
-    log.info({ event: 'mta-sts.fetched', domain, id: policy.id, mode: policy.mode, maxAge: policy.maxAge }, 'fetched MTA-STS policy');
+    await deps.store.saveStsPolicy(policy).catch((err: unknown) => log.warn({ event: 'mtasts.cache.failed', domain, err }, 'storing the MTA-STS policy failed'));
+    log.info({ event: 'mtasts.fetched', domain, id: policy.id, mode: policy.mode, maxAge: policy.maxAge }, 'fetched MTA-STS policy');
     return { kind: 'policy', policy };
   }
 

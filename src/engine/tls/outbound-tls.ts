@@ -6,7 +6,7 @@ import type { Logger } from '../../observability/logger.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { DkimSigner } from '../../sender-domains/signer.ts';
 import type { Store } from '../../storage/store.ts';
-import { createWebhookPoster, type WebhookPoster } from '../../webhooks/http-poster.ts';
+import { createHttpPoster, type HttpPoster } from '../http-poster.ts';
 import { createStsFetcher } from './mta-sts-fetcher.ts';
 import { createStsResolver } from './mta-sts-resolver.ts';
 import { createTlsPolicies, type TlsPolicies } from './tls-policies.ts';
@@ -69,7 +69,7 @@ export function createOutboundTls(deps: OutboundTlsDeps): OutboundTls {
   if (!tlsReports.enabled) return { policies, sessions: null, start() {}, stop: async () => {} };
 
   const sessions = new TlsSessionCounter({ store, clock, logger });
-  const poster: WebhookPoster = createWebhookPoster({
+  const poster: HttpPoster = createHttpPoster({
     timeoutMs: 30_000,
     allowPrivateNetworks: tlsReports.allowPrivateNetworks,
     userAgent: 'Rookery-TLSRPT/1',

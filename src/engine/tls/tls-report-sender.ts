@@ -6,7 +6,7 @@ import type { Logger } from '../../observability/logger.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { DkimSigner } from '../../sender-domains/signer.ts';
 import type { Store } from '../../storage/store.ts';
-import type { WebhookPoster } from '../../webhooks/http-poster.ts';
+import type { HttpPoster } from '../http-poster.ts';
 import { signAndCount } from '../queue.ts';
 import { newQueueId } from '../queue-id.ts';
 import { dnsCode, isNoRecords } from '../routing.ts';
@@ -24,7 +24,7 @@ import { buildTlsReport, parseTlsRptRecord, tlsReportFileName, utcDay, type TlsR
 export interface TlsReportSenderDeps {
   store: Pick<Store, 'tlsReportsDue' | 'tlsSessionCounts' | 'claimTlsReport' | 'finishTlsReport' | 'purgeTlsReports' | 'enqueue'>;
   resolver: TxtResolver;
-  poster: Pick<WebhookPoster, 'post'>;
+  poster: Pick<HttpPoster, 'post'>;
   dkim: Pick<DkimSigner, 'sign'>;
   metrics: Metrics;
   clock: Clock;
@@ -63,7 +63,7 @@ export class TlsReportSender {
   start(): void {
     if (this.timer) return;
     const tick = () => {
-      this.running = this.runOnce().catch((err: unknown) => this.log.error({ event: 'tls-report.pass.failed', err }, 'TLS report pass failed'));
+      this.running = this.runOnce().catch((err: unknown) => this.log.error({ event: 'tlsrpt.pass.failed', err }, 'TLS report pass failed'));
     };
     this.timer = setInterval(tick, this.deps.intervalMs ?? 15 * 60_000);
     this.timer.unref();
@@ -103,7 +103,7 @@ export class TlsReportSender {
       records = await this.deps.resolver.resolveTxt(`_smtp._tls.${domain}`);
     } catch (err) {
       if (!isNoRecords(dnsCode(err))) {
-        this.log.warn({ event: 'tls-report.lookup.failed', domain, day, code: dnsCode(err) }, 'TLS-RPT record lookup failed; tried again later');
+        this.log.warn({ event: 'tlsrpt.lookup.failed', domain, day, code: dnsCode(err) }, 'TLS-RPT record lookup failed; tried again later');
         return 'failed';
       }
       records = [];
@@ -121,7 +121,7 @@ export class TlsReportSender {
     for (const url of rua.https) {
       const posted = await this.deps.poster.post(url, { 'content-type': 'application/tlsrpt+gzip' }, gzipped);
       if (posted.error === null) delivered++;
-      else this.log.warn({ event: 'tls-report.post.failed', domain, day, url, status: posted.status, error: posted.error }, 'TLS report POST failed');
+      else this.log.warn({ event: 'tlsrpt.post.failed', domain, day, url, status: posted.status, error: posted.error }, 'TLS report POST failed');
     }
     if (rua.mailto.length) {
       const id = newQueueId(clock.now());
@@ -132,7 +132,7 @@ export class TlsReportSender {
     // Not one way took it: the claim runs out and a later pass tries again.
     if (delivered === 0) return 'failed';
     await store.finishTlsReport(domain, day, owner, 'sent', clock.now());
-    this.log.info({ event: 'tls-report.sent', domain, day, https: rua.https.length, mailto: rua.mailto.length }, 'TLS report sent');
+    this.log.info({ event: 'tlsrpt.sent', domain, day, https: rua.https.length, mailto: rua.mailto.length }, 'TLS report sent');
     return 'sent';
   }
 }

@@ -69,7 +69,7 @@ export class TlsSessionCounter implements TlsSessionRecorder {
       try {
         await this.deps.store.addTlsSessionCounts([...taken.values()]);
       } catch (err) {
-        this.log.warn({ event: 'tls-report.count.failed', err, counts: taken.size }, 'TLS session counts could not be stored; kept for the next flush');
+        this.log.warn({ event: 'tlsrpt.count.failed', err, counts: taken.size }, 'TLS session counts could not be stored; kept for the next flush');
         for (const [key, count] of taken) {
           const later = this.pending.get(key);
           if (later) later.count += count.count;

@@ -3,11 +3,11 @@ import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { restrictedAddressCheck } from './address-policy.ts';
+import { restrictedAddressCheck } from '../mail/special-addresses.ts';
 
 /**
- * The POST of one webhook delivery over kept-alive connections (one agent per scheme, shared by
- * every endpoint). Redirects are not followed (a 3xx is an answer like any other non-2xx), the
+ * One POST (a webhook delivery, a TLS report) over kept-alive connections (one agent per scheme,
+ * shared by every endpoint). Redirects are not followed (a 3xx is an answer like any other non-2xx), the
  * answer's body is read only up to a small cap, and each POST ends within the timeout. Unless
  * private networks are allowed, every connection's address is checked after DNS (a custom
  * lookup), so a name that resolves to a restricted address, at registration or later, is refused.
@@ -22,14 +22,14 @@ export interface PostOutcome {
   ms: number;
 }
 
-export interface WebhookPoster {
+export interface HttpPoster {
   /** A JSON body unless `headers` give another content-type (TLS-RPT posts gzip). */
   post(url: string, headers: Record<string, string>, body: string | Buffer): Promise<PostOutcome>;
   /** Closes the kept-alive connections. */
   close(): void;
 }
 
-export interface WebhookPosterOptions {
+export interface HttpPosterOptions {
   timeoutMs: number;
   allowPrivateNetworks: boolean;
   /** Bytes of an answer's body read; the rest is not (the connection is dropped). Default 4 KiB. */
@@ -47,7 +47,7 @@ const ERROR_BODY_CHARS = 200;
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
-export function createWebhookPoster(options: WebhookPosterOptions): WebhookPoster {
+export function createHttpPoster(options: HttpPosterOptions): HttpPoster {
   const check = restrictedAddressCheck();
   const cap = options.maxResponseBytes ?? 4096;
   const resolve = options.lookup ?? dnsLookup;
