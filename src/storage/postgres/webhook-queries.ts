@@ -148,12 +148,14 @@ export async function deleteWebhookDeliveries(db: Db, webhookId: string, limit: 
 }
 
 /**
- * Claims due deliveries in one statement: per enabled endpoint not skipped, its oldest due rows
- * (at most `perWebhook`, through its own range of webhook_deliveries_endpoint_due, so a disabled
- * endpoint's backlog is never read), and leases that ran out; each scan locked with FOR UPDATE
- * SKIP LOCKED, so nodes claiming at once skip each other's rows. Then oldest due first. A lease
- * that ran out on a row of an endpoint disabled since gives the row back. A delivery claimed after
- * its endpoint was enabled again has its retry window from then at least.
+ * Claims due deliveries in one statement. The candidates are read without locks: per enabled
+ * endpoint not skipped, its oldest due rows (at most `perWebhook`, through its own range of
+ * webhook_deliveries_endpoint_due, so a disabled endpoint's backlog is never read), and leases
+ * that ran out; then oldest due first up to `limit`. Only those picked are locked, FOR UPDATE SKIP
+ * LOCKED, and taken if they are still as read (another node's claim skips them or finds them
+ * changed), so a claim locks the rows it leases and no others. A lease that ran out on a row of
+ * an endpoint disabled since gives the row back. A delivery claimed after its endpoint was
+ * enabled again has its retry window from then at least.
  */
 export async function claimWebhookDeliveries(
   db: Db,
@@ -175,24 +177,27 @@ export async function claimWebhookDeliveries(
         SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries
         WHERE state = 'delivering' AND locked_until < $1 AND webhook_id IN (SELECT id FROM endpoints)
         ORDER BY locked_until LIMIT $5
-        FOR UPDATE SKIP LOCKED
       ), due AS (
         SELECT c.* FROM endpoints e CROSS JOIN LATERAL (
           SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries
           WHERE webhook_id = e.id AND state = 'pending' AND next_attempt_at <= $1
           ORDER BY next_attempt_at, id LIMIT $3
-          FOR UPDATE SKIP LOCKED
         ) c
       ), ranked AS (
         SELECT id, next_attempt_at, row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS n
         FROM (SELECT * FROM expired UNION ALL SELECT * FROM due) AS candidates
       ), picked AS (
         SELECT id FROM ranked WHERE n <= $3 ORDER BY next_attempt_at, id LIMIT $2
+      ), locked AS (
+        SELECT d.id FROM webhook_deliveries d
+        WHERE d.id IN (SELECT id FROM picked)
+          AND ((d.state = 'pending' AND d.next_attempt_at <= $1) OR (d.state = 'delivering' AND d.locked_until < $1))
+        FOR UPDATE SKIP LOCKED
       )
       UPDATE webhook_deliveries d SET state = 'delivering', locked_by = $6, locked_until = $7, lease_token = $8,
         retry_until = greatest(d.retry_until, coalesce(w.enabled_at, 0) + ${WEBHOOK_WINDOW})
-      FROM picked p, webhooks w
-      WHERE d.id = p.id AND w.id = d.webhook_id
+      FROM locked p, webhooks w
+      WHERE d.id = p.id AND w.id = d.webhook_id AND w.enabled
       RETURNING d.id, d.webhook_id, w.url, w.secret, d.attempts, d.retry_until, d.next_attempt_at, ${EVENT_COLUMNS}`,
     values: [o.now, o.limit, o.perWebhook, o.skip, o.limit * 2, o.owner, o.lockedUntil, o.token],
   });

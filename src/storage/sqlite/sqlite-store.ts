@@ -719,10 +719,14 @@ class SqliteStore implements Store {
   async claimWebhookDeliveries(options: WebhookClaimOptions): Promise<ClaimedWebhookDelivery[]> {
     const { now, limit, perWebhook, skip, owner, leaseMs } = options;
     const w = this.readWebhooks();
-    // Most polls find nothing: a read answers them without a write transaction and its sync.
-    if (limit <= 0 || !w.anyDue(now)) return [];
+    if (limit <= 0) return [];
+    // Chosen by a read, so the write lock is held for the leases alone (a claimer that took a
+    // row meanwhile leaves it out of this one's leases), and a poll that finds nothing costs no
+    // write transaction.
+    const picked = w.pick({ now, limit, perWebhook, skip });
+    if (picked.picked.length === 0 && picked.giveBack.length === 0) return [];
     const token = newWebhookLeaseToken();
-    const leased = await this.write(() => w.claim({ now, limit, perWebhook, skip, owner, lockedUntil: now + leaseMs, token }));
+    const leased = await this.write(() => w.lease(picked, { now, owner, lockedUntil: now + leaseMs, token }));
     return w.withEvents(leased).sort(compareWebhookDue).map((row) => toClaimedWebhookDelivery(row, token));
   }
 

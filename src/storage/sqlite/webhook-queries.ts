@@ -51,6 +51,16 @@ interface Candidate {
   next_attempt_at: number;
 }
 
+/** A row a claim means to lease, with its endpoint. */
+export interface PickedWebhookRow extends Candidate {
+  endpoint: ClaimableEndpoint;
+}
+
+/** Oldest due first; the id breaks ties. */
+function compareDue(a: Candidate, b: Candidate): number {
+  return a.next_attempt_at - b.next_attempt_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
 export function prepareWebhookQueries(db: DatabaseSync) {
   const stmt = (sql: string): StatementSync => db.prepare(sql);
 
@@ -125,10 +135,6 @@ export function prepareWebhookQueries(db: DatabaseSync) {
     WHERE webhook_id = ?1 AND state = 'pending' AND next_attempt_at <= ?2
     ORDER BY next_attempt_at, id LIMIT ?3`);
 
-  const endpointAnyDue = stmt(`
-    SELECT 1 AS yes FROM webhook_deliveries INDEXED BY webhook_deliveries_endpoint_due
-    WHERE webhook_id = ?1 AND state = 'pending' AND next_attempt_at <= ?2 LIMIT 1`);
-
   const leasesEnded = stmt(`
     SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries INDEXED BY webhook_deliveries_lease_end
     WHERE state = 'delivering' AND locked_until < ?1 ORDER BY locked_until LIMIT ?2`);
@@ -141,7 +147,7 @@ export function prepareWebhookQueries(db: DatabaseSync) {
   // Claimed after its endpoint was enabled again, a delivery has a retry window from then at least.
   const leaseOne = stmt(`
     UPDATE webhook_deliveries SET state = 'delivering', locked_by = ?2, locked_until = ?3, lease_token = ?4, retry_until = max(retry_until, ?5)
-    WHERE id = ?1
+    WHERE id = ?1 AND ((state = 'pending' AND next_attempt_at <= ?6) OR (state = 'delivering' AND locked_until < ?6))
     RETURNING id, webhook_id, attempts, retry_until, next_attempt_at`);
 
   // Read after the claim commits: the write lock is held for the leases alone.
@@ -273,39 +279,53 @@ export function prepareWebhookQueries(db: DatabaseSync) {
       return Number(deleteDeliveries.run(webhookId, limit).changes);
     },
 
-    /** Whether a claim would find anything: read, so an idle poll costs no write transaction. */
-    anyDue(now: number): boolean {
-      if (leasesEnded.get(now, 1)) return true;
-      return (claimableEndpoints.all() as Array<{ id: string }>).some((e) => endpointAnyDue.get(e.id, now) !== undefined);
+    /**
+     * What a claim would take, read outside any write transaction (a WAL read): the leases that
+     * ran out, then from the endpoints whose oldest due row is oldest, at most `perWebhook` rows
+     * each, until `limit`; none of the endpoints in `skip` or of a disabled one. Each endpoint is
+     * looked at once for its oldest due row, and rows are read only from those picked, so the
+     * cost follows `limit`, not the endpoints' backlogs. `giveBack`: leases that ran out on rows
+     * of disabled endpoints.
+     */
+    pick(o: { now: number; limit: number; perWebhook: number; skip: readonly string[] }): { picked: PickedWebhookRow[]; giveBack: string[] } {
+      const skip = new Set(o.skip);
+      const endpoints = new Map((claimableEndpoints.all() as unknown as ClaimableEndpoint[]).filter((e) => !skip.has(e.id)).map((e) => [e.id, e]));
+      const picked: PickedWebhookRow[] = [];
+      const giveBack: string[] = [];
+      const taken = new Map<string, number>();
+      const take = (row: Candidate, e: ClaimableEndpoint) => {
+        taken.set(e.id, (taken.get(e.id) ?? 0) + 1);
+        picked.push({ ...row, endpoint: e });
+      };
+      for (const row of leasesEnded.all(o.now, o.limit) as unknown as Candidate[]) {
+        const e = endpoints.get(row.webhook_id);
+        if (e && (taken.get(e.id) ?? 0) < o.perWebhook) take(row, e);
+        else if (!e && !skip.has(row.webhook_id)) giveBack.push(row.id);
+      }
+      const heads = [...endpoints.values()].flatMap((e) => {
+        const head = endpointDue.get(e.id, o.now, 1) as Candidate | undefined;
+        return head ? [{ e, head }] : [];
+      });
+      heads.sort((a, b) => compareDue(a.head, b.head));
+      for (const { e } of heads) {
+        const room = Math.min(o.limit - picked.length, o.perWebhook - (taken.get(e.id) ?? 0));
+        if (room <= 0) continue;
+        for (const row of endpointDue.all(e.id, o.now, room) as unknown as Candidate[]) take(row, e);
+      }
+      return { picked: picked.sort(compareDue).slice(0, o.limit), giveBack };
     },
 
     /**
-     * Leases due rows under `token`: oldest due first, at most `perWebhook` of one endpoint, none
-     * of the endpoints in `skip` or of a disabled one, and returns them with their endpoint's URL
-     * and secret. A lease that ran out on a disabled endpoint's row gives the row back.
+     * Leases the picked rows still as they were read (pending and due, or their lease run out)
+     * under `token`, with their endpoint's URL and secret; gives back the ones `pick` found on
+     * disabled endpoints.
      */
-    claim(o: { now: number; limit: number; perWebhook: number; skip: readonly string[]; owner: string; lockedUntil: number; token: WebhookLeaseToken }): LeasedWebhookRow[] {
-      const skip = new Set(o.skip);
-      const endpoints = new Map((claimableEndpoints.all() as unknown as ClaimableEndpoint[]).filter((e) => !skip.has(e.id)).map((e) => [e.id, e]));
-      const candidates: Candidate[] = [];
-      for (const row of leasesEnded.all(o.now, o.limit) as unknown as Candidate[]) {
-        if (endpoints.has(row.webhook_id)) candidates.push(row);
-        else if (!skip.has(row.webhook_id)) releaseEnded.run(row.id, o.now);
-      }
-      for (const e of endpoints.values()) candidates.push(...(endpointDue.all(e.id, o.now, o.perWebhook) as unknown as Candidate[]));
-      candidates.sort((a, b) => a.next_attempt_at - b.next_attempt_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      const taken = new Map<string, number>();
-      const rows: LeasedWebhookRow[] = [];
-      for (const c of candidates) {
-        if (rows.length >= o.limit) break;
-        const n = taken.get(c.webhook_id) ?? 0;
-        if (n >= o.perWebhook) continue;
-        taken.set(c.webhook_id, n + 1);
-        const e = endpoints.get(c.webhook_id)!;
-        const row = leaseOne.get(c.id, o.owner, o.lockedUntil, o.token, e.enabled_at + WEBHOOK_RETRY_WINDOW_MS) as unknown as Omit<LeasedWebhookRow, 'url' | 'secret'>;
-        rows.push({ ...row, url: e.url, secret: e.secret });
-      }
-      return rows;
+    lease(pick: { picked: readonly PickedWebhookRow[]; giveBack: readonly string[] }, o: { now: number; owner: string; lockedUntil: number; token: WebhookLeaseToken }): LeasedWebhookRow[] {
+      for (const id of pick.giveBack) releaseEnded.run(id, o.now);
+      return pick.picked.flatMap(({ id, endpoint: e }) => {
+        const row = leaseOne.get(id, o.owner, o.lockedUntil, o.token, e.enabled_at + WEBHOOK_RETRY_WINDOW_MS, o.now) as unknown as Omit<LeasedWebhookRow, 'url' | 'secret'> | undefined;
+        return row ? [{ ...row, url: e.url, secret: e.secret }] : [];
+      });
     },
 
     /** The events of leased rows (a read, after the claim's commit); a row gone since (erased) is left out. */
