@@ -3,7 +3,7 @@ import type { BlocklistState } from '../storage/blocklist-states.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { IpPauses, PoolBackend, ProviderName, Reaction, ReactionAction, ReputationFeed, Verdict, WaitReason } from './contracts.ts';
+import type { IpPauses, PoolBackend, ProviderName, Reaction, ReactionAction, Verdict, WaitReason } from './contracts.ts';
 import type { EgressPath, PathRates } from './egress-path.ts';
 import type { Egress } from './egress.ts';
 import { gatesOf } from './eligibility.ts';
@@ -15,6 +15,7 @@ import { snapshotIps, type IpSnapshot } from './pool-snapshot.ts';
 import { activateSetup, sendingPool, type ActiveSetup, type PoolSetup } from './pool-setup.ts';
 import { PoolStateCache } from './pool-state-cache.ts';
 import { ALL_PROVIDERS, scopeProvider, type Scope } from './restriction-scope.ts';
+import type { ReputationTracker } from './reputation.ts';
 import type { BlocklistRestriction, Recovery, Restriction } from './restrictions.ts';
 import type { RateLimit, Shaping } from './shaping.ts';
 import { bucketSize, takeTokens, type Taken } from './token-buckets.ts';
@@ -81,7 +82,8 @@ const MAX_SITE_RESTRICTIONS_PER_IP = 200;
 
 export interface EgressPoolDeps extends PoolSetup {
   backend: PoolBackend;
-  reputation: ReputationFeed;
+  /** Its entries() refresh the reputation gauges with the pool's periodic work. */
+  reputation: ReputationTracker;
   /** Each path's message rate (the engine's ready queues). */
   paths: PathRates;
   /** The egress when no IPs are configured at all: the OS default source address. */
@@ -377,8 +379,13 @@ export class EgressPool {
     this.reporting.newRestriction(ip, scope, restriction, current);
   }
 
-  /** Re-reads pool state and rebuilds the restriction gauges from it (from what is left when the backend cannot be read). */
+  /**
+   * Re-reads pool state and rebuilds the restriction gauges from it (from what is left when the
+   * backend cannot be read); refreshes the reputation gauges, whose window slides without deliveries.
+   */
   private async refresh(): Promise<void> {
-    await this.state.refresh(this.deps.clock.now()).finally(() => this.reporting.restrictions(this.state, this.setup.byAddress));
+    const now = this.deps.clock.now();
+    this.reporting.reputations(this.deps.reputation.entries(now), this.setup.byAddress);
+    await this.state.refresh(now).finally(() => this.reporting.restrictions(this.state, this.setup.byAddress));
   }
 }

@@ -3,6 +3,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProviderName, ReputationSnapshot, WaitReason } from './contracts.ts';
 import type { PoolStateCache } from './pool-state-cache.ts';
+import type { ReputationEntry } from './reputation.ts';
 import { describeScope, scopeLabel, scopeProvider, type Scope } from './restriction-scope.ts';
 import type { Restriction } from './restrictions.ts';
 
@@ -18,6 +19,8 @@ export class PoolReporting {
   /** Pools without members whose mail was sent through another pool since the last reconfigure, to warn once each. */
   private readonly fallbacks = new Set<string>();
   private readonly series = new IpSeries();
+  /** The (IP, provider) pairs whose reputation gauges are written, keyed by JSON of the pair. */
+  private readonly reputationReported = new Map<string, { ip: string; provider: ProviderName }>();
 
   constructor(
     private readonly metrics: Metrics,
@@ -49,6 +52,7 @@ export class PoolReporting {
     this.fallbacks.clear();
     this.series.keepOnly(members);
     for (const ip of this.weightReasons.keys()) if (!members.has(ip)) this.weightReasons.delete(ip);
+    for (const [key, { ip }] of this.reputationReported) if (!members.has(ip)) this.reputationReported.delete(key);
     this.restrictions(state, members);
   }
 
@@ -107,11 +111,36 @@ export class PoolReporting {
     this.series.inc(this.metrics.ipAttempts, { egress_ip: ip, provider, disposition });
   }
 
+  /**
+   * The reputation of `ip` with `provider` now. A null score (fewer outcomes in the window than
+   * reputation.minSamples) removes the score's series: a low value left standing would keep
+   * RookeryIpReputationLow firing after the pool stopped judging the IP by it.
+   */
   reputation(ip: string, provider: ProviderName, snapshot: ReputationSnapshot): void {
     const labels = { egress_ip: ip, provider };
     if (snapshot.score !== null) this.series.set(this.metrics.ipReputationScore, labels, snapshot.score);
-    for (const kind of ['accepted', 'deferred', 'blocked', 'complaints'] as const) {
-      this.series.set(this.metrics.ipReputationInputs, { ...labels, kind }, snapshot[kind]);
+    else this.series.remove(this.metrics.ipReputationScore, labels);
+    for (const kind of REPUTATION_INPUTS) this.series.set(this.metrics.ipReputationInputs, { ...labels, kind }, snapshot[kind]);
+    this.reputationReported.set(JSON.stringify([ip, provider]), { ip, provider });
+  }
+
+  /**
+   * Every (IP, provider) the reputation tracker holds now, for the `members`: the window slides
+   * without any delivery, so a score is refreshed here (with the pool's periodic work), and a
+   * pair the tracker has dropped (nothing left in its window) leaves the gauges.
+   */
+  reputations(entries: readonly ReputationEntry[], members: ReadonlyMap<string, unknown>): void {
+    const held = new Set<string>();
+    for (const { ip, provider, snapshot } of entries) {
+      if (!members.has(ip)) continue;
+      held.add(JSON.stringify([ip, provider]));
+      this.reputation(ip, provider, snapshot);
+    }
+    for (const [key, { ip, provider }] of this.reputationReported) {
+      if (held.has(key)) continue;
+      this.series.remove(this.metrics.ipReputationScore, { egress_ip: ip, provider });
+      for (const kind of REPUTATION_INPUTS) this.series.remove(this.metrics.ipReputationInputs, { egress_ip: ip, provider, kind });
+      this.reputationReported.delete(key);
     }
   }
 
@@ -142,6 +171,8 @@ export class PoolReporting {
     this.series.set(this.metrics.ipWarmupUsage, labels, used);
   }
 }
+
+const REPUTATION_INPUTS = ['accepted', 'deferred', 'blocked', 'complaints'] as const;
 
 /** The provider label of the restriction gauge: '*', the provider, or `<provider>:sites` for the count of sites. */
 function gaugeScope(scope: Scope): string {

@@ -430,6 +430,36 @@ describe('egress pool (local backend)', () => {
     p.stop();
   });
 
+  it('takes a reputation score out of /metrics once the window no longer judges the IP: at the next delivery, or at the next refresh without one', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const p = await pool([member('127.0.0.2'), member('127.0.0.3')]);
+      const outcome = (ip: string, code: number, text: string) => classifyReply({ code, text, stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: ip }, BOUNCE_RULES);
+      const lowScore = (ip: string) => [...Array.from({ length: 10 }, () => outcome(ip, 250, '2.0.0 ok')), ...Array.from({ length: 20 }, () => outcome(ip, 554, '5.7.1 rejected by local policy'))];
+      const series = async (name: string) => (await metrics.registry.metrics()).split('\n').filter((line) => line.startsWith(`${name}{`));
+      // 10 accepted, 20 refused by policy: 0.2 for each IP.
+      await p.afterDelivery(path('127.0.0.2', OTHER), lowScore('127.0.0.2'));
+      await p.afterDelivery(path('127.0.0.3', OTHER), lowScore('127.0.0.3'));
+      expect(await series('rookery_ip_reputation_score')).toEqual(['rookery_ip_reputation_score{egress_ip="127.0.0.2",provider="other"} 0.2', 'rookery_ip_reputation_score{egress_ip="127.0.0.3",provider="other"} 0.2']);
+
+      // An hour later the window has slid past those outcomes. One new acceptance through
+      // 127.0.0.2 is below minSamples (20): no score, so its series goes at once.
+      clock.advance(61 * 60_000);
+      await p.afterDelivery(path('127.0.0.2', OTHER), [outcome('127.0.0.2', 250, '2.0.0 ok')]);
+      expect(await series('rookery_ip_reputation_score')).toEqual(['rookery_ip_reputation_score{egress_ip="127.0.0.3",provider="other"} 0.2']);
+      expect(await series('rookery_ip_reputation_inputs')).toContain('rookery_ip_reputation_inputs{egress_ip="127.0.0.2",provider="other",kind="accepted"} 1');
+
+      // 127.0.0.3 sent nothing since: the pool's periodic refresh drops its score and inputs.
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(await series('rookery_ip_reputation_score')).toEqual([]);
+      expect((await series('rookery_ip_reputation_inputs')).filter((line) => line.includes('127.0.0.3'))).toEqual([]);
+      expect(await series('rookery_ip_reputation_inputs')).toContain('rookery_ip_reputation_inputs{egress_ip="127.0.0.2",provider="other",kind="accepted"} 1');
+      p.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('turns an outcome permanent when a bounce rule matches it', async () => {
     const p = await pool([member('127.0.0.2')], [{ name: 'no-such-list', match: 'list does not exist', action: 'bounce' }]);
     const reply = classifyReply({ code: 451, text: '4.3.0 this list does not exist any more', stage: 'rcpt', remoteHost: 'mx.dest.test', egressIp: '127.0.0.2' }, BOUNCE_RULES);
