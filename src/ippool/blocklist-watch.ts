@@ -169,6 +169,19 @@ export class BlocklistWatch {
     this.lifting = Promise.all([this.lifting, ...gone.map(({ pair }) => this.react(pair, null))]);
     this.schedule = spreadOver(pairs, settings.interval, now);
     this.log.info({ event: 'blocklist.watch.planned', pairs: pairs.length, intervalMs: settings.interval }, `${pairs.length} blocklist lookups spread over each ${settings.interval / 60_000} min`);
+    if (pairs.length === 0) this.warnIdle(settings);
+  }
+
+  /**
+   * Lists enabled and nothing to look up: no `ips`, or only addresses no list judges (a cloud
+   * server behind NAT knows its private address alone). Said once per plan, since the watch then
+   * shows no listing and its alerts cannot fire; a list of public IPs would be watched.
+   */
+  private warnIdle(settings: BlocklistsConfig): void {
+    if (!settings.enabled || settings.lists.length === 0) return;
+    const ips = this.deps.ips();
+    const why = ips.length === 0 ? 'no egress IP is configured (ips)' : `no egress IP is a public address (${ips.join(', ')})`;
+    this.log.warn({ event: 'blocklist.watch.idle', ips, lists: settings.lists.map((list) => list.name) }, `the blocklist watch looks up nothing: ${why}; see "Blocklist watch" in the README`);
   }
 
   /** One lookup of one pair: the state it leaves, stored, shown, logged and acted on. */

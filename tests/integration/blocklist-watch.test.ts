@@ -334,6 +334,30 @@ describe('blocklist watch (SQLite store, local pool backend)', () => {
     expect((await pool.snapshot({ address: A }))[0]!.blocklists).toEqual([]);
   });
 
+  it('warns once per plan when lists are enabled and no IP can be looked up (none, or only private ones behind NAT)', async () => {
+    const { watch, logs } = await node(['10.1.2.3', '192.168.7.8']);
+    expect(watch.nextDueAt()).toBeNull();
+    expect(events(logs, 'blocklist.watch.idle')).toMatchObject([{ level: 40, ips: ['10.1.2.3', '192.168.7.8'], lists: ['zen', 'cop'] }]);
+    expect(await watch.checkDue()).toBe(0);
+    expect(events(logs, 'blocklist.watch.idle')).toHaveLength(1);
+    // Said again when a reload makes a new plan that still watches nothing; not when the lists are off.
+    settings = settingsOf({ interval: '1h', lists: LISTS.lists });
+    await watch.checkDue();
+    expect(events(logs, 'blocklist.watch.idle')).toHaveLength(2);
+    settings = settingsOf({ enabled: false });
+    await watch.checkDue();
+    expect(events(logs, 'blocklist.watch.idle')).toHaveLength(2);
+
+    settings = LISTS;
+    const none = await node([]);
+    expect(none.watch.nextDueAt()).toBeNull();
+    expect(events(none.logs, 'blocklist.watch.idle')).toMatchObject([{ ips: [], msg: expect.stringContaining('no egress IP is configured') }]);
+    // A node with one public IP is watched: no warning.
+    const watched = await node([A, '10.1.2.3']);
+    expect(watched.watch.nextDueAt()).toBe(T0);
+    expect(events(watched.logs, 'blocklist.watch.idle')).toEqual([]);
+  });
+
   it('looks up on its own timer once started, and stops it', async () => {
     const { watch } = await node([A]);
     await watch.start();
