@@ -1,4 +1,5 @@
 import { Resolver } from 'node:dns/promises';
+import { zeroAlertedSeries } from './alerted-series.ts';
 import type { BlocklistsConfig } from './config/blocklist-schema.ts';
 import { BlocklistWatch, blocklistStatesOf } from './ippool/blocklist-watch.ts';
 import { availableParallelism } from 'node:os';
@@ -148,6 +149,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
 
     const partDeps = { dns, clock, logger, dkimKeys, signingPool, onUnsigned: (reason: string) => metrics.dkimUnsigned.inc({ reason }) };
+    zeroAlertedSeries(metrics, config.ips.map((ip) => ip.address));
     let parts: ConfigParts = makeConfigParts(resolved, partDeps);
     // The tenants of the configuration in effect, for every door and the queue.
     const tenants: TenantLookup = { get: (name) => parts.tenants.get(name), names: () => parts.tenants.names() };
@@ -166,6 +168,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         return () => {
           parts = nextParts;
           pool.reconfigure(nextParts.pool);
+          zeroAlertedSeries(metrics, next.config.ips.map((ip) => ip.address));
           commitKeys();
           commitTls?.();
           if (commitTls) {

@@ -50,6 +50,8 @@ export interface WatchedPair {
   list: BlocklistConfig;
 }
 
+/** Every result of a lookup (rookery_blocklist_lookups_total's `result`): a record, so a new kind must be added. */
+const LOOKUP_RESULTS = Object.keys({ listed: null, clear: null, refused: null, error: null } satisfies Record<BlocklistLookup['kind'], null>);
 /** How long a reaction outlives the lookup that set it, in intervals: the next lookup renews it. */
 const REACTION_INTERVALS = 1.5;
 /** The longest sleep between looks at the schedule, so a reload's new lists or IPs are seen soon. */
@@ -168,6 +170,8 @@ export class BlocklistWatch {
     for (const { pair } of gone) this.deps.metrics.ipBlocklisted.remove({ egress_ip: pair.ip, list: pair.list.name });
     this.lifting = Promise.all([this.lifting, ...gone.map(({ pair }) => this.react(pair, null))]);
     this.schedule = spreadOver(pairs, settings.interval, now);
+    // Each watched list's results at 0, so the first refusal or failure after a start shows in increase().
+    for (const name of new Set(pairs.map((p) => p.list.name))) for (const result of LOOKUP_RESULTS) this.deps.metrics.blocklistLookups.inc({ list: name, result }, 0);
     this.log.info({ event: 'blocklist.watch.planned', pairs: pairs.length, intervalMs: settings.interval }, `${pairs.length} blocklist lookups spread over each ${settings.interval / 60_000} min`);
     if (pairs.length === 0) this.warnIdle(settings);
   }

@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { WebhookOutboxStats } from '../storage/webhook-outbox.ts';
 
-export type WebhookAttemptOutcome = 'delivered' | 'retry' | 'failed';
+export const WEBHOOK_ATTEMPT_OUTCOMES = ['delivered', 'retry', 'failed'] as const;
+export type WebhookAttemptOutcome = (typeof WEBHOOK_ATTEMPT_OUTCOMES)[number];
 
 /** What the dispatcher counts of each POST (on the dispatcher thread, a tally sent to the daemon's registry). */
 export interface WebhookAttemptMetrics {
@@ -44,6 +45,8 @@ export class WebhookMetrics implements WebhookAttemptMetrics {
       help: 'Webhook endpoints disabled (every delivery failed for 3 days, or by an operator), read at each scrape',
       registers: [registry],
     });
+    // At 0 from the start: increase() sees the first failure after a start only over a series that was there before it.
+    for (const outcome of WEBHOOK_ATTEMPT_OUTCOMES) this.deliveries.inc({ outcome }, 0);
   }
 
   attempted(outcome: WebhookAttemptOutcome, seconds: number): void {

@@ -145,9 +145,10 @@ describe('blocklist watch (SQLite store, local pool backend)', () => {
   };
 
   it('looks each public egress IP up in each list of its family, the pairs spread over the interval', async () => {
-    const { watch } = await node([A, '127.0.0.2', V6, '10.1.2.3', '2001:db8::7']);
+    const { watch, metrics } = await node([A, '127.0.0.2', V6, '10.1.2.3', '2001:db8::7']);
     // A in zen and cop, V6 in zen only (cop takes no IPv6); loopback, private and documentation addresses never.
     expect(await watch.checkDue()).toBe(1);
+    expect(Object.values(await lookups(metrics)).filter((n) => n === 0)).toHaveLength(7);
     expect(resolver.queries).toEqual(['A 44.33.22.11.zen.test']);
     expect(watch.nextDueAt()).toBe(T0 + 10 * MIN);
     clock.advance(10 * MIN - 1);
@@ -246,7 +247,9 @@ describe('blocklist watch (SQLite store, local pool backend)', () => {
       { ip: A, list: 'zen', listed: true, codes: ['127.0.0.2'], reason: null, firstListedAt: T0, lastCheckedAt: T0 + 60 * MIN, lastError: 'ETIMEOUT' },
     ]);
     expect(await gauge(metrics)).toEqual({ [`${A} zen`]: 1, [`${A} cop`]: 0 });
-    expect(await lookups(metrics)).toEqual({ 'zen listed': 1, 'cop clear': 1, 'zen error': 2, 'cop error': 2 });
+    // Every result of each watched list has a series from the start (at 0 until counted), so
+    // the alerts' increase() sees the first refusal or failure.
+    expect(await lookups(metrics)).toEqual({ 'zen listed': 1, 'zen clear': 0, 'zen refused': 0, 'zen error': 2, 'cop listed': 0, 'cop clear': 1, 'cop refused': 0, 'cop error': 2 });
     expect(events(logs, 'blocklist.ip.delisted')).toEqual([]);
     // Warned when the failure starts, debug while it lasts.
     expect(events(logs, 'blocklist.lookup.failed').map((l) => [l.list, l.level, l.error])).toEqual([
