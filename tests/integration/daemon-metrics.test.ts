@@ -118,4 +118,27 @@ describe('operations metrics of a running daemon', () => {
     expect(sample(after, 'rookery_tls_certificate_expiry_timestamp_seconds', { listener: 'smtp.listeners[1]' })).toBe(renewed);
     expect(sample(after, 'rookery_tls_certificate_expiry_timestamp_seconds', { listener: 'inbound.listeners[0]' })).toBe(renewed);
   });
+
+  it('shows the counters the alerts take increase() of at 0 from the start, and those of an IP a reload adds', async () => {
+    dir = await createTempDir('rookery-daemon-metrics');
+    sink = await startSmtpSink();
+    let config: ConfigInput = { ips: [{ address: '127.0.0.2' }] };
+    store = createSqliteStore({ path: dir.file('queue.db'), logger: createLogger('silent') });
+    daemon = await startTestDaemon({ dir, sink, store, resolver: createFixtureResolver(), config, reread: () => config });
+
+    const text = await scrape();
+    expect(sample(text, 'rookery_dkim_unsigned_total', { reason: 'no-key' })).toBe(0);
+    expect(sample(text, 'rookery_feedback_events_total', { kind: 'complaint' })).toBe(0);
+    expect(sample(text, 'rookery_mta_sts_fetches_total', { result: 'sts-policy-fetch-error' })).toBe(0);
+    expect(sample(text, 'rookery_webhook_deliveries_total', { outcome: 'failed' })).toBe(0);
+    expect(sample(text, 'rookery_recipients_final_total', { egress_ip: '127.0.0.2', result: 'bounced' })).toBe(0);
+    expect(sample(text, 'rookery_delivery_outcomes_total', { egress_ip: '127.0.0.2', disposition: 'transient' })).toBe(0);
+    expect(sample(text, 'rookery_delivery_outcomes_total', { egress_ip: '127.0.0.3' })).toBeNull();
+
+    config = { ips: [{ address: '127.0.0.2' }, { address: '127.0.0.3' }] };
+    expect(await daemon.reload('test')).toMatchObject({ ok: true });
+    const after = await scrape();
+    expect(sample(after, 'rookery_delivery_outcomes_total', { egress_ip: '127.0.0.3', disposition: 'delivered' })).toBe(0);
+    expect(sample(after, 'rookery_recipients_final_total', { egress_ip: '127.0.0.3', result: 'delivered' })).toBe(0);
+  });
 });
