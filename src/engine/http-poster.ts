@@ -1,9 +1,10 @@
-import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import { lookup as dnsLookup } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { restrictedAddressCheck } from '../mail/special-addresses.ts';
+import { createGuardedLookup } from './guarded-lookup.ts';
 
 /**
  * One POST (a webhook delivery, a TLS report) over kept-alive connections (one agent per scheme,
@@ -23,8 +24,8 @@ export interface PostOutcome {
 }
 
 export interface HttpPoster {
-  /** A JSON body unless `headers` give another content-type (TLS-RPT posts gzip). */
-  post(url: string, headers: Record<string, string>, body: string | Buffer): Promise<PostOutcome>;
+  /** A JSON body unless `headers` give another content-type (TLS-RPT posts gzip). `signal` ends it early (a stop). */
+  post(url: string, headers: Record<string, string>, body: string | Buffer, signal?: AbortSignal): Promise<PostOutcome>;
   /** Closes the kept-alive connections. */
   close(): void;
 }
@@ -40,36 +41,23 @@ export interface HttpPosterOptions {
   ca?: string | Buffer | Array<string | Buffer>;
   /** The User-Agent header. */
   userAgent?: string;
+  /** The setting that allows private networks, named in a refusal (default webhooks.allowPrivateNetworks). */
+  setting?: string;
 }
 
 /** What a receiver's answer may add to the error kept for it. */
 const ERROR_BODY_CHARS = 200;
 
-type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
-
 export function createHttpPoster(options: HttpPosterOptions): HttpPoster {
   const check = restrictedAddressCheck();
   const cap = options.maxResponseBytes ?? 4096;
-  const resolve = options.lookup ?? dnsLookup;
+  const setting = options.setting ?? 'webhooks.allowPrivateNetworks';
   const agentOptions = { keepAlive: true, scheduling: 'lifo' as const };
   const agents = { http: new http.Agent(agentOptions), https: new https.Agent({ ...agentOptions, ...(options.ca ? { ca: options.ca } : {}) }) };
 
-  /** The system's answer without the restricted addresses; an error when none is left. */
-  const guardedLookup = (hostname: string, lookupOptions: LookupOptions, callback: LookupCallback): void => {
-    resolve(hostname, { ...lookupOptions, all: true }, (err, addresses) => {
-      if (err) return callback(err, '');
-      const allowed = addresses.filter((a) => check(a.address) === null);
-      if (allowed.length === 0) {
-        const first = addresses[0];
-        const why = first ? `${hostname} resolves to ${first.address}, which is ${check(first.address)}` : `${hostname} resolves to no address`;
-        return callback(Object.assign(new Error(`${why}: refused (webhooks.allowPrivateNetworks)`), { code: 'ERESTRICTED' }), '');
-      }
-      if (lookupOptions.all) return callback(null, allowed);
-      return callback(null, allowed[0]!.address, allowed[0]!.family);
-    });
-  };
+  const guardedLookup = createGuardedLookup(setting, options.lookup ?? dnsLookup);
 
-  const attempt = (target: URL, headers: Record<string, string>, body: string | Buffer, started: number): Promise<PostOutcome & { retryOnFreshSocket?: boolean }> =>
+  const attempt = (target: URL, headers: Record<string, string>, body: string | Buffer, started: number, signal: AbortSignal | undefined): Promise<PostOutcome & { retryOnFreshSocket?: boolean }> =>
     new Promise((settle) => {
       let status: number | null = null;
       let text = '';
@@ -90,6 +78,10 @@ export function createHttpPoster(options: HttpPosterOptions): HttpPoster {
         ...(options.allowPrivateNetworks ? (options.lookup ? { lookup: options.lookup as never } : {}) : { lookup: guardedLookup as never }),
       });
       const timer = setTimeout(() => request.destroy(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+      const abort = () => request.destroy(new Error('aborted (stopping)'));
+      if (signal?.aborted) abort();
+      else signal?.addEventListener('abort', abort, { once: true });
+      request.on('close', () => signal?.removeEventListener('abort', abort));
       request.on('response', (response) => {
         status = response.statusCode ?? null;
         let received = 0;
@@ -114,16 +106,16 @@ export function createHttpPoster(options: HttpPosterOptions): HttpPoster {
     });
 
   return {
-    async post(url, headers, body) {
+    async post(url, headers, body, signal) {
       const started = performance.now();
       const target = new URL(url);
       const host = target.hostname.replace(/^\[|\]$/g, '');
       // An address in the URL is connected to without a lookup: checked here instead.
       const why = !options.allowPrivateNetworks && isIP(host) ? check(host) : null;
-      if (why) return { status: null, error: `${host} is ${why}: refused (webhooks.allowPrivateNetworks)`, ms: 0 };
-      const first = await attempt(target, headers, body, started);
-      if (!first.retryOnFreshSocket) return { status: first.status, error: first.error, ms: first.ms };
-      const second = await attempt(target, headers, body, started);
+      if (why) return { status: null, error: `${host} is ${why}: refused (${setting})`, ms: 0 };
+      const first = await attempt(target, headers, body, started, signal);
+      if (!first.retryOnFreshSocket || signal?.aborted) return { status: first.status, error: first.error, ms: first.ms };
+      const second = await attempt(target, headers, body, started, signal);
       return { status: second.status, error: second.error, ms: second.ms };
     },
 

@@ -73,6 +73,7 @@ export function createOutboundTls(deps: OutboundTlsDeps): OutboundTls {
     timeoutMs: 30_000,
     allowPrivateNetworks: tlsReports.allowPrivateNetworks,
     userAgent: 'Rookery-TLSRPT/1',
+    setting: 'delivery.tlsReports.allowPrivateNetworks',
     ...(trust?.ca ? { ca: trust.ca } : {}),
     ...(trust?.lookup ? { lookup: trust.lookup as never } : {}),
   });
@@ -101,8 +102,8 @@ export function createOutboundTls(deps: OutboundTlsDeps): OutboundTls {
       sender.start();
     },
     async stop() {
-      await sender.stop();
-      await sessions.stop();
+      // The counts go to the store at once, while the sender ends its pass (its POSTs and lookups cut off).
+      await Promise.all([sessions.stop(), sender.stop()]);
       poster.close();
     },
   };
