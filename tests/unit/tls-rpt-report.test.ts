@@ -11,8 +11,38 @@ describe('TLSRPT record (RFC 8460 3)', () => {
     expect(parseTlsRptRecord([['v=TLSRPTv1; rua=mailto:tls@dest.test,https://reports.dest.test/v1/tlsrpt']])).toEqual({
       mailto: ['tls@dest.test'],
       https: ['https://reports.dest.test/v1/tlsrpt'],
+      ignored: [],
     });
-    expect(parseTlsRptRecord([['v=TLSRPTv1;rua=mailto:a%2Bb@dest.test'], ['spf']])).toEqual({ mailto: ['a+b@dest.test'], https: [] });
+    expect(parseTlsRptRecord([['v=TLSRPTv1;rua=mailto:a%2Bb@dest.test'], ['spf']])).toEqual({ mailto: ['a+b@dest.test'], https: [], ignored: [] });
+  });
+
+  it('skips a malformed escape instead of throwing, and takes only plain local@domain addresses and https URLs', () => {
+    expect(parseTlsRptRecord([['v=TLSRPTv1; rua=mailto:%E0%A4%A@evil.test,https://r.dest.test/x']])).toEqual({
+      mailto: [],
+      https: ['https://r.dest.test/x'],
+      ignored: [{ uri: 'mailto:%E0%A4%A@evil.test', why: 'a malformed %-escape' }],
+    });
+    expect(parseTlsRptRecord([['v=TLSRPTv1; rua=mailto:%zz@evil.test']])).toBeNull();
+    const odd = ['mailto:a%00b@evil.test', 'mailto:a%2Cb@x.test', 'mailto:root@[127.0.0.1]', 'mailto:a%0D%0ABcc:x@y.test', 'mailto:"q"@x.test', 'mailto:a@localhost', 'https://user:pw@r.dest.test/'];
+    const parsed = parseTlsRptRecord([[`v=TLSRPTv1; rua=${[...odd, 'mailto:x@y.test'].join(',')}`]]);
+    expect(parsed?.mailto).toEqual(['x@y.test']);
+    expect(parsed?.https).toEqual([]);
+    expect(parsed?.ignored.map((i) => i.uri)).toEqual(odd);
+  });
+
+  it('takes each destination once and at most five of them', () => {
+    const many = Array.from({ length: 8 }, (_, i) => `mailto:r${i}@dest.test`);
+    const parsed = parseTlsRptRecord([[`v=TLSRPTv1; rua=mailto:r0@dest.test,mailto:r0@DEST.test,https://r.dest.test/a,https://R.dest.test/a,${many.join(',')}`]]);
+    expect(parsed).toEqual({
+      mailto: ['r0@dest.test', 'r1@dest.test', 'r2@dest.test', 'r3@dest.test'],
+      https: ['https://r.dest.test/a'],
+      ignored: [
+        { uri: 'mailto:r0@DEST.test', why: 'a repeat' },
+        { uri: 'https://R.dest.test/a', why: 'a repeat' },
+        { uri: 'mailto:r0@dest.test', why: 'a repeat' },
+        ...many.slice(4).map((uri) => ({ uri, why: 'past the first 5' })),
+      ],
+    });
   });
 
   it('has none without exactly one record with a usable rua (http is not https)', () => {
