@@ -124,6 +124,40 @@ describe('MTA-STS policy discovery', () => {
     expect(await resolver.lookup('dest.test')).toEqual({ kind: 'failed', failure: 'sts-policy-fetch-error', reason: expect.stringMatching(/HTTP 500/) });
   });
 
+  it('refreshes a policy in use before it expires, so blocking DNS at its first max_age turns nothing off', async () => {
+    const daily = POLICY.replace('max_age: 3600', 'max_age: 86400');
+    serve('mta-sts.dest.test', daily);
+    await resolver.lookup('dest.test');
+    // A day of mail to the domain, DNS and HTTPS healthy, the TXT id unchanged.
+    for (let minutes = 5; minutes < 24 * 60; minutes += 5) {
+      clock.advance(300_000);
+      expect(await resolver.lookup('dest.test')).toMatchObject({ kind: 'policy', policy: { id: 'first' } });
+      await resolver.settled();
+    }
+    expect(fetchesOf('dest.test')).toBe(2);
+    expect((await store.getStsPolicy('dest.test'))!.expiresAt).toBe(T0 + 12 * 3_600_000 + 86_400_000);
+    // The first fetch's max_age has passed; an attacker now blocks the TXT lookup.
+    clock.advance(301_000);
+    dns.set('_mta-sts.dest.test', { txt: 'ETIMEOUT' });
+    expect(await resolver.lookup('dest.test')).toMatchObject({ kind: 'policy', policy: { id: 'first', mode: 'enforce' } });
+  });
+
+  it('keeps the cached policy until it expires when its refresh fails', async () => {
+    serve('mta-sts.dest.test', POLICY);
+    await resolver.lookup('dest.test');
+    serve('mta-sts.dest.test', 'oops', 500);
+    clock.advance(1_800_000);
+    expect(await resolver.lookup('dest.test')).toMatchObject({ kind: 'policy', policy: { id: 'first', expiresAt: T0 + 3_600_000 } });
+    await resolver.settled();
+    expect(fetchesOf('dest.test')).toBe(2);
+    expect((await store.getStsPolicy('dest.test'))!.expiresAt).toBe(T0 + 3_600_000);
+    clock.advance(60_000);
+    expect(await resolver.lookup('dest.test')).toMatchObject({ kind: 'policy', policy: { id: 'first' } });
+    await resolver.settled();
+    clock.advance(1_740_000);
+    expect(await resolver.lookup('dest.test')).toMatchObject({ kind: 'failed', failure: 'sts-policy-fetch-error' });
+  });
+
   it('has no policy without a TXT record, and fetches nothing then', async () => {
     expect(await resolver.lookup('none.test')).toEqual({ kind: 'none' });
     expect(server.requests).toHaveLength(0);

@@ -66,7 +66,7 @@ export function createOutboundTls(deps: OutboundTlsDeps): OutboundTls {
       return { mode: delivery.tls, policies: delivery.tlsPolicies, mtaSts: mtaSts.enabled, reports: tlsReports.enabled };
     },
   });
-  if (!tlsReports.enabled) return { policies, sessions: null, start() {}, stop: async () => {} };
+  if (!tlsReports.enabled) return { policies, sessions: null, start() {}, stop: () => sts.settled() };
 
   const sessions = new TlsSessionCounter({ store, clock, logger });
   const poster: HttpPoster = createHttpPoster({
@@ -103,7 +103,7 @@ export function createOutboundTls(deps: OutboundTlsDeps): OutboundTls {
     },
     async stop() {
       // The counts go to the store at once, while the sender ends its pass (its POSTs and lookups cut off).
-      await Promise.all([sessions.stop(), sender.stop()]);
+      await Promise.all([sessions.stop(), sender.stop(), sts.settled()]);
       poster.close();
     },
   };
