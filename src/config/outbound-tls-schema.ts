@@ -30,6 +30,8 @@ export const mtaStsConfigSchema = z
     fetchTimeout: positiveDurationSchema.refine((ms) => ms <= 60_000, { message: 'at most 60s' }).default(10_000),
     /** How long a domain's answer (policy or none) is reused before its _mta-sts TXT record is asked again. */
     recheck: positiveDurationSchema.default(300_000),
+    /** Fetch policies from hosts that resolve to private or loopback addresses (off: only public ones). */
+    allowPrivateNetworks: z.boolean().default(false),
   })
   .prefault({});
 

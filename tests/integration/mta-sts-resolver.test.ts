@@ -11,6 +11,7 @@ import { startHttpsFixture, type HttpsFixture, type RecordedRequest } from '../h
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 import { createTestCa, type TestCa } from '../helpers/test-ca.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * MTA-STS discovery against a real HTTPS policy server on loopback (a test CA's certificate for
@@ -59,7 +60,7 @@ describe('MTA-STS policy discovery', () => {
     store = createSqliteStore({ path: dir.file('rookery.db'), logger, clock });
     await store.migrate();
     dns = createFixtureResolver({ '_mta-sts.dest.test': { txt: ['v=STSv1; id=first;'] } });
-    const fetch = createStsFetcher({ timeoutMs: 2_000, ca: ca.cert, port: server.port, lookup: server.lookup });
+    const fetch = createStsFetcher({ timeoutMs: 2_000, ca: ca.cert, port: server.port, lookup: server.lookup, allowPrivateNetworks: true });
     resolver = createStsResolver({ resolver: dns, fetch, store, clock, logger, recheckMs: 60_000 });
   });
 
@@ -156,6 +157,49 @@ describe('MTA-STS policy discovery', () => {
     await resolver.settled();
     clock.advance(1_740_000);
     expect(await resolver.lookup('dest.test')).toMatchObject({ kind: 'failed', failure: 'sts-policy-fetch-error' });
+  });
+
+  it('fetches no policy from a host at a private address unless allowed, and only a few at once', async () => {
+    serve('mta-sts.dest.test', POLICY);
+    const guarded = createStsResolver({
+      resolver: dns, clock, logger, store,
+      fetch: createStsFetcher({ timeoutMs: 2_000, ca: ca.cert, port: server.port, lookup: server.lookup, allowPrivateNetworks: false }),
+    });
+    expect(await guarded.lookup('dest.test')).toEqual({
+      kind: 'failed', failure: 'sts-policy-fetch-error', reason: expect.stringMatching(/127\.0\.0\.1, which is .*refused \(delivery\.mtaSts\.allowPrivateNetworks\)/),
+    });
+    expect(server.requests).toHaveLength(0);
+
+    // Five domains at once through a fetcher of two slots: two requests reach the server until answers come.
+    const held: Array<() => void> = [];
+    const domains = ['dest.test', 'moved.test', 'big.test', 'html.test', 'broken.test'];
+    for (const domain of domains) answers.set(`mta-sts.${domain}`, (res) => held.push(() => res.writeHead(200, { 'content-type': 'text/plain' }).end(POLICY)));
+    const fetch = createStsFetcher({ timeoutMs: 10_000, ca: ca.cert, port: server.port, lookup: server.lookup, allowPrivateNetworks: true, maxConcurrent: 2 });
+    const fetched = Promise.all(domains.map((domain) => fetch(domain)));
+    await until(() => held.length === 2, 'two fetches at the server');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(server.requests).toHaveLength(2);
+    await until(() => {
+      held.splice(0).forEach((answer) => answer());
+      return server.requests.length === 5;
+    }, 'every fetch at the server');
+    held.splice(0).forEach((answer) => answer());
+    expect((await fetched).every((r) => r.ok)).toBe(true);
+    expect(server.requests).toHaveLength(5);
+  });
+
+  it('remembers answers up to a number of bytes, the oldest forgotten first', async () => {
+    serve('mta-sts.dest.test', POLICY);
+    serve('mta-sts.moved.test', POLICY.replace('dest.test', 'moved.test'));
+    dns.set('_mta-sts.moved.test', { txt: ['v=STSv1; id=first;'] });
+    const fetch = createStsFetcher({ timeoutMs: 2_000, ca: ca.cert, port: server.port, lookup: server.lookup, allowPrivateNetworks: true });
+    const small = createStsResolver({ resolver: dns, fetch, store, clock, logger, recheckMs: 60_000, maxBytes: 150 });
+    await small.lookup('dest.test');
+    await small.lookup('dest.test');
+    expect(dns.queries.filter((q) => q === 'TXT _mta-sts.dest.test')).toHaveLength(1);
+    await small.lookup('moved.test');
+    await small.lookup('dest.test');
+    expect(dns.queries.filter((q) => q === 'TXT _mta-sts.dest.test')).toHaveLength(2);
   });
 
   it('has no policy without a TXT record, and fetches nothing then', async () => {

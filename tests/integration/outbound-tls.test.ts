@@ -127,7 +127,8 @@ describe('outbound TLS policies', () => {
       sink: sinks[0]!,
       resolver: createFixtureResolver(zone()),
       store,
-      config,
+      // The policy server is on loopback: allowed here, refused by default.
+      config: { ...config, delivery: { ...config.delivery, mtaSts: { allowPrivateNetworks: true, ...config.delivery?.mtaSts } } },
       tlsTrust: { ca: ca.cert, stsPort: policyServer.port, lookup: policyServer.lookup },
     });
     return daemon;

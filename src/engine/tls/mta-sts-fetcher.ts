@@ -1,11 +1,18 @@
+import { lookup as dnsLookup } from 'node:dns';
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
+import { createSemaphore } from '../concurrency-limit.ts';
+import { createGuardedLookup } from '../guarded-lookup.ts';
 import { STS_MAX_POLICY_BYTES } from './mta-sts-policy.ts';
 
 /**
  * Fetches an MTA-STS policy body (RFC 8461 3.3): GET https://mta-sts.<domain>/.well-known/mta-sts.txt
  * over HTTPS with a certificate valid for that name (the system's roots unless `ca` is given),
- * no redirects, a 200 with text/plain, at most 64 KiB, within the timeout.
+ * no redirects, a 200 with text/plain, at most 64 KiB, within the timeout. The policy host is
+ * named by the recipient domain's owner: unless private networks are allowed, it is connected to
+ * only at a public address (else mta-sts.<domain> pointed at 127.0.0.1 or 10.x would have us
+ * probe our own network, the result reported back to the owner by TLS-RPT), and only a few
+ * fetches run at once whatever the number of domains being delivered to.
  */
 
 export type StsFetchResult =
@@ -25,6 +32,10 @@ export interface StsFetcherOptions {
   port?: number;
   /** Name resolution for the policy host (tests: loopback); the system's by default. */
   lookup?: LookupFunction;
+  /** Connect to policy hosts at private, loopback or link-local addresses (delivery.mtaSts.allowPrivateNetworks; tests). */
+  allowPrivateNetworks: boolean;
+  /** Fetches at once (default 8); the others wait their turn (a delivery does not wait for them: tls-policies.ts). */
+  maxConcurrent?: number;
 }
 
 /** TLS errors from the certificate check, as opposed to a network or HTTP failure. */
@@ -32,7 +43,11 @@ const CERTIFICATE_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUE
 
 export function createStsFetcher(options: StsFetcherOptions): StsFetcher {
   const maxBytes = options.maxBytes ?? STS_MAX_POLICY_BYTES;
-  return (domain) =>
+  const slots = createSemaphore(options.maxConcurrent ?? 8);
+  const lookup = options.allowPrivateNetworks
+    ? options.lookup
+    : (createGuardedLookup('delivery.mtaSts.allowPrivateNetworks', (options.lookup as typeof dnsLookup | undefined) ?? dnsLookup) as unknown as LookupFunction);
+  const fetchNow = (domain: string) =>
     new Promise<StsFetchResult>((resolve) => {
       const host = `mta-sts.${domain}`;
       let settled = false;
@@ -55,7 +70,7 @@ export function createStsFetcher(options: StsFetcherOptions): StsFetcher {
           // A fresh connection per fetch: an agent's pool would outlive the fetch, and fetches are rare.
           agent: false,
           ...(options.ca ? { ca: options.ca } : {}),
-          ...(options.lookup ? { lookup: options.lookup } : {}),
+          ...(lookup ? { lookup } : {}),
         },
         (response) => {
           const status = response.statusCode ?? 0;
@@ -77,8 +92,10 @@ export function createStsFetcher(options: StsFetcherOptions): StsFetcher {
       request.on('error', (err: Error & { code?: string }) => {
         const certificate = CERTIFICATE_ERROR.test(err.code ?? '') || CERTIFICATE_ERROR.test(err.message);
         if (certificate) done({ ok: false, failure: 'sts-webpki-invalid', reason: `the certificate of ${host} is not valid: ${err.message}` });
-        else fail(`fetching the policy from ${host} failed: ${err.code ?? err.message}`);
+        // A refused address is said in full (which address, which setting allows it); other errors by their code.
+        else fail(`fetching the policy from ${host} failed: ${err.code === 'ERESTRICTED' ? err.message : (err.code ?? err.message)}`);
       });
       const timer = setTimeout(() => fail(`fetching the policy from ${host} took longer than ${options.timeoutMs} ms`), options.timeoutMs);
     });
+  return (domain) => slots.run(() => fetchNow(domain));
 }

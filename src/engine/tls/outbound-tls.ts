@@ -54,6 +54,7 @@ export function createOutboundTls(deps: OutboundTlsDeps): OutboundTls {
   const { mtaSts, tlsReports } = config.delivery;
   const fetch = createStsFetcher({
     timeoutMs: mtaSts.fetchTimeout,
+    allowPrivateNetworks: mtaSts.allowPrivateNetworks,
     ...(trust?.ca ? { ca: trust.ca } : {}),
     ...(trust?.stsPort ? { port: trust.stsPort } : {}),
     ...(trust?.lookup ? { lookup: trust.lookup } : {}),
