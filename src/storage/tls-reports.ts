@@ -71,8 +71,12 @@ export interface TlsReportStore {
   getStsPolicy(domain: string): Promise<StoredStsPolicy | null>;
   /** Stores the policy of a domain, replacing the one it had. */
   saveStsPolicy(policy: StoredStsPolicy): Promise<void>;
-  /** Adds sessions to the day's counts (a count already there grows; the policy's lines and mx are the last given). */
-  addTlsSessionCounts(counts: readonly TlsSessionCount[]): Promise<void>;
+  /**
+   * Adds sessions to the day's counts (a count already there grows; the policy's lines and mx are
+   * the last given). Counts of a (domain, day) whose report is finished (sent or skipped) are
+   * dropped, as they can no longer be reported; returns how many counts (distinct keys) were.
+   */
+  addTlsSessionCounts(counts: readonly TlsSessionCount[]): Promise<number>;
   /** Up to `limit` domains with sessions counted on `day` whose report is neither finished nor claimed (a claim past its time counts as none). */
   tlsReportsDue(day: string, now: number, limit: number): Promise<string[]>;
   tlsSessionCounts(domain: string, day: string): Promise<TlsSessionCount[]>;

@@ -91,6 +91,21 @@ export function registerTlsContract(ctx: { store: () => Store; clock: () => Manu
     expect(await store.tlsReportsDue(day, T0 + 5_000_000, 10)).toEqual([]);
   });
 
+  it('drops counts of a day whose report is finished, and says how many', async () => {
+    const store = ctx.store();
+    const a = { ...sts, domain: 'a.test' };
+    await store.addTlsSessionCounts([count({ policy: a, count: 2 })]);
+    await store.claimTlsReport('a.test', '2026-11-29', 'node-a', T0 + 10, T0);
+    // Claimed, not finished: counts still go in.
+    expect(await store.addTlsSessionCounts([count({ policy: a, count: 3 })])).toBe(0);
+    await store.finishTlsReport('a.test', '2026-11-29', 'node-a', 'sent', T0 + 1);
+    const late = [count({ policy: a, count: 4 }), count({ policy: a, result: 'certificate-expired', count: 1 }), count({ policy: a, day: '2026-11-30' }), count({ policy: { ...sts, domain: 'b.test' } })];
+    expect(await store.addTlsSessionCounts(late)).toBe(2);
+    expect(await store.tlsSessionCounts('a.test', '2026-11-29')).toEqual([count({ policy: a, count: 5 })]);
+    expect(await store.tlsSessionCounts('a.test', '2026-11-30')).toEqual([count({ policy: a, day: '2026-11-30' })]);
+    expect(await store.tlsSessionCounts('b.test', '2026-11-29')).toEqual([count({ policy: { ...sts, domain: 'b.test' } })]);
+  });
+
   it('purges the counts and reports of days before the cut-off and policies expired before it', async () => {
     const store = ctx.store();
     await store.addTlsSessionCounts([count({ day: '2026-11-20' }), count({ day: '2026-11-21', count: 2 })]);

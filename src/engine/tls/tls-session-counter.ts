@@ -67,7 +67,9 @@ export class TlsSessionCounter implements TlsSessionRecorder {
       const taken = this.pending;
       this.pending = new Map();
       try {
-        await this.deps.store.addTlsSessionCounts([...taken.values()]);
+        const dropped = await this.deps.store.addTlsSessionCounts([...taken.values()]);
+        // Late counts (a flush that waited out a store outage) of a day already reported.
+        if (dropped > 0) this.log.warn({ event: 'tlsrpt.count.dropped', counts: dropped }, 'TLS session counts of a day whose report was already made were dropped');
       } catch (err) {
         this.log.warn({ event: 'tlsrpt.count.failed', err, counts: taken.size }, 'TLS session counts could not be stored; kept for the next flush');
         for (const [key, count] of taken) {

@@ -245,10 +245,10 @@ class PostgresStore implements Store {
     await tlsReports.upsertStsPolicy(this.pool, stsPolicyValues(policy));
   }
 
-  async addTlsSessionCounts(counts: readonly TlsSessionCount[]): Promise<void> {
+  async addTlsSessionCounts(counts: readonly TlsSessionCount[]): Promise<number> {
     this.assertOpen();
     const rows = tlsCountValues(counts);
-    if (rows.length) await tlsReports.addTlsCounts(this.pool, rows);
+    return rows.length ? rows.length - (await tlsReports.addTlsCounts(this.pool, rows)) : 0;
   }
 
   async tlsReportsDue(day: string, now: number, limit: number): Promise<string[]> {

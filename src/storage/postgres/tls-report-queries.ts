@@ -24,20 +24,26 @@ export async function upsertStsPolicy(db: Db, values: StsPolicyValues): Promise<
   });
 }
 
-/** All rows in one statement from arrays; their keys are distinct (tlsCountValues adds duplicates up). */
-export async function addTlsCounts(db: Db, rows: readonly TlsCountValues[]): Promise<void> {
+/**
+ * All rows in one statement from arrays; their keys are distinct (tlsCountValues adds duplicates
+ * up). Rows of a finished report are left out; returns the rows added or grown.
+ */
+export async function addTlsCounts(db: Db, rows: readonly TlsCountValues[]): Promise<number> {
   const column = (i: number) => rows.map((r) => r[i]);
-  await db.query({
+  const { rowCount } = await db.query({
     name: 'rookery_add_tls_counts',
     text: `
       INSERT INTO tls_session_counts (day, policy_domain, policy_type, policy_id, result, sending_ip, receiving_ip, receiving_mx,
                                       policy_lines, policy_mx, sessions)
       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                            $9::text[], $10::text[], $11::bigint[])
+        AS u (day, policy_domain, policy_type, policy_id, result, sending_ip, receiving_ip, receiving_mx, policy_lines, policy_mx, sessions)
+      WHERE NOT EXISTS (SELECT 1 FROM tls_reports r WHERE r.day = u.day AND r.policy_domain = u.policy_domain AND r.state <> 'claimed')
       ON CONFLICT (day, policy_domain, policy_type, policy_id, result, sending_ip, receiving_ip, receiving_mx) DO UPDATE SET
         sessions = tls_session_counts.sessions + excluded.sessions, policy_lines = excluded.policy_lines, policy_mx = excluded.policy_mx`,
     values: Array.from({ length: 11 }, (_, i) => column(i)),
   });
+  return rowCount ?? 0;
 }
 
 /** A claim that ran out counts as none: the node that held it stopped before it finished. */

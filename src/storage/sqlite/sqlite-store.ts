@@ -220,11 +220,11 @@ class SqliteStore implements Store {
     await this.write(() => t.upsertPolicy(values));
   }
 
-  async addTlsSessionCounts(counts: readonly TlsSessionCount[]): Promise<void> {
+  async addTlsSessionCounts(counts: readonly TlsSessionCount[]): Promise<number> {
     const rows = tlsCountValues(counts);
-    if (rows.length === 0) return;
+    if (rows.length === 0) return 0;
     const t = this.readTls();
-    await this.write(() => t.addCounts(rows));
+    return this.write(() => t.addCounts(rows));
   }
 
   async tlsReportsDue(day: string, now: number, limit: number): Promise<string[]> {

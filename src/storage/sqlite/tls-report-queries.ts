@@ -19,6 +19,9 @@ export function prepareTlsReportQueries(db: DatabaseSync) {
     ON CONFLICT (day, policy_domain, policy_type, policy_id, result, sending_ip, receiving_ip, receiving_mx) DO UPDATE SET
       sessions = sessions + excluded.sessions, policy_lines = excluded.policy_lines, policy_mx = excluded.policy_mx`);
 
+  // A finished report takes no more counts: they could no longer be reported.
+  const finished = db.prepare(`SELECT 1 FROM tls_reports WHERE day = ? AND policy_domain = ? AND state <> 'claimed'`);
+
   // A claim that ran out counts as none: the node that held it stopped before it finished.
   const due = db.prepare(`
     SELECT DISTINCT c.policy_domain AS domain FROM tls_session_counts c
@@ -47,8 +50,14 @@ export function prepareTlsReportQueries(db: DatabaseSync) {
   return {
     selectPolicy: (domain: string) => selectPolicy.get(domain) as StsPolicyDbRow | undefined,
     upsertPolicy: (values: StsPolicyValues) => void upsertPolicy.run(...values),
-    addCounts(rows: readonly TlsCountValues[]): void {
-      for (const values of rows) addCount.run(...values);
+    /** Returns how many rows were dropped, their report finished. */
+    addCounts(rows: readonly TlsCountValues[]): number {
+      let dropped = 0;
+      for (const values of rows) {
+        if (finished.get(values[0], values[1])) dropped++;
+        else addCount.run(...values);
+      }
+      return dropped;
     },
     due: (day: string, now: number, limit: number) => (due.all(day, now, limit) as { domain: string }[]).map((r) => r.domain),
     selectCounts: (domain: string, day: string) => selectCounts.all(domain, day) as unknown as TlsCountDbRow[],
