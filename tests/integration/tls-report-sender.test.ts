@@ -194,4 +194,15 @@ describe('TLS report sender', () => {
     expect(await store.tlsReportsDue(DAY, clock.now(), 10)).toEqual(['b.test']);
     expect(await store.listMessages({ state: null, sender: null, recipient: null, domain: null, pool: null, since: null, until: null, tenant: null, tag: null, after: null, limit: 10 })).toEqual([]);
   });
+
+  it('cuts a report off before its claim runs out, so another node taking the claim over never sends it at the same time', async () => {
+    await store.addTlsSessionCounts([counted('a.test')]);
+    const zone = { '_smtp._tls.a.test': { txt: [`v=TLSRPTv1; rua=https://reports.stall.test:${server.port}/tlsrpt`] } };
+    // A claim of 31 s leaves the report one second of work (30 s are kept as a margin).
+    expect(Object.fromEntries(await sender('node-a', zone, { claimMs: 31_000 }).runOnce())).toEqual({ [`${DAY} a.test`]: 'failed' });
+    expect(stalled).toHaveLength(1);
+    expect(await store.tlsReportsDue(DAY, clock.now(), 10)).toEqual([]);
+    clock.advance(31_000);
+    expect(await store.tlsReportsDue(DAY, clock.now(), 10)).toEqual(['a.test']);
+  });
 });
