@@ -116,7 +116,7 @@ describe('problems name their exact path', () => {
     expect(parse({}).delivery).toMatchObject({
       tls: 'opportunistic',
       tlsPolicies: {},
-      mtaSts: { enabled: true, fetchTimeout: 10_000, recheck: 300_000 },
+      mtaSts: { enabled: true, fetchTimeout: 10_000, recheck: 300_000, allowPrivateNetworks: false },
       tlsReports: { enabled: true, pool: 'default', allowPrivateNetworks: false },
     });
     const delivery = parse({
