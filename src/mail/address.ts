@@ -15,7 +15,10 @@ import { domainToASCII } from 'node:url';
  */
 export function asciiDomain(domain: string): string {
   const lower = domain.toLowerCase();
-  return isAscii(lower) ? lower : domainToASCII(lower) || lower;
+  if (isAscii(lower)) return lower;
+  // IDNA maps to NFC itself; a name it refuses stays as given, so it is put in NFC here first.
+  const nfc = lower.normalize('NFC');
+  return domainToASCII(nfc) || nfc;
 }
 
 /** The domain of an address as asciiDomain gives it ("" for the null address or one without '@'). */
@@ -43,12 +46,20 @@ export function splitAddress(address: string): { local: string; domain: string }
 
 /**
  * The key an address is known by (the suppression list, repeated recipients): the local part
- * lower-cased (Unicode case folding of a UTF-8 one, the same on every node) and the domain as
- * asciiDomain gives it. For an ASCII address it is its lower case, as the key always was.
+ * lower-cased (Unicode case folding of a UTF-8 one, the same on every node) in Unicode NFC
+ * (RFC 6532 3.1), and the domain as asciiDomain gives it. Without NFC, `jörg@` written with a
+ * precomposed ö and `jo\u0308rg@` (o and a combining diaeresis) are one mailbox with two keys, and a
+ * suppressed address would be mailed again by spelling it the other way. For an ASCII address
+ * it is its lower case, as the key always was.
  */
 export function addressKey(address: string): string {
   const at = address.lastIndexOf('@');
-  return at < 0 ? address.toLowerCase() : `${address.slice(0, at).toLowerCase()}@${asciiDomain(address.slice(at + 1))}`;
+  return at < 0 ? foldLocal(address) : `${foldLocal(address.slice(0, at))}@${asciiDomain(address.slice(at + 1))}`;
+}
+
+/** Lower case in NFC; NFC again after lower-casing, whose mappings need not keep a string in NFC. */
+function foldLocal(local: string): string {
+  return isAscii(local) ? local.toLowerCase() : local.normalize('NFC').toLowerCase().normalize('NFC');
 }
 
 /** No character beyond ASCII. */
@@ -93,11 +104,15 @@ const DOMAIN_CHARACTERS = /^[A-Za-z0-9.\p{L}\p{M}\p{N}-]+$/u;
  * or RCPT TO; an address from JSON could carry any of them into the commands Rookery sends on
  * (a CR LF would start a command of its own), so only the plain form is taken: a dot-atom local
  * part (UTF-8 letters allowed, RFC 6531), '@', a domain name (an IDN as its A-label or its
- * U-labels). A local part of at most 64 octets of UTF-8.
+ * U-labels), in Unicode NFC. A local part of at most 64 octets of UTF-8.
  */
 export function envelopeAddressProblem(address: string): string | null {
   const at = address.lastIndexOf('@');
   if (at <= 0) return 'not an address (local@domain)';
+  // One mailbox, one spelling (RFC 6532 3.1): what is kept, compared in SQL, logged and sent on
+  // is in NFC, so no reader further on can take two spellings of it for two mailboxes.
+  const nfc = address.normalize('NFC');
+  if (nfc !== address) return `not in Unicode normalization form C (RFC 6532 3.1): write it as ${JSON.stringify(nfc)}`;
   const local = address.slice(0, at);
   const domain = address.slice(at + 1);
   if (!DOT_ATOM.test(local)) return 'not an address: the part before @ may hold letters, digits, dots (not two in a row, not first or last) and !#$%&\'*+/=?^_`{|}~-';

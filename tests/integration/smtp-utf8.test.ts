@@ -90,6 +90,10 @@ describe('SMTP submission: SMTPUTF8', () => {
     expect((await sendUtf8(client, 'RCPT TO:<a\u3000b@dest.example>')).code).toBe(501);
     expect((await sendUtf8(client, 'RCPT TO:<snow\u2603@dest.example>')).code).toBe(553);
     expect((await sendUtf8(client, 'RCPT TO:<ünï@dest.example>')).code).toBe(250);
+    // The decomposed spelling of a mailbox (o + U+0308) is refused, naming the one to write (RFC 6532 3.1).
+    const decomposed = await sendUtf8(client, 'RCPT TO:<jo\u0308rg@dest.example>');
+    expect(decomposed.code).toBe(553);
+    expect(decomposed.text).toContain('normalization form C');
   });
 
   it("holds UTF-8 senders to allowedSenders and the tenant's sender domains, an IDN in either form", async () => {

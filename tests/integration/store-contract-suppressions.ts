@@ -65,6 +65,21 @@ export function registerSuppressionContract(ctx: { store: () => Store; clock: ()
     expect(await store.getSuppression('acme', 'jörg@bücher.test', T0)).toBeNull();
   });
 
+  it('keys the precomposed and the decomposed spelling of one UTF-8 address alike (NFC, RFC 6532 3.1)', async () => {
+    const store = ctx.store();
+    const precomposed = 'j\u00f6rg@b\u00fccher.test';
+    const decomposed = 'jo\u0308rg@bu\u0308cher.test';
+    expect(await store.addSuppressions([entry({ address: precomposed, reason: 'unsubscribe' })])).toBe(1);
+    expect(await store.getSuppression('acme', decomposed, T0)).toMatchObject({ address: precomposed, reason: 'unsubscribe' });
+    expect(await store.getSuppression('acme', 'JO\u0308RG@xn--bcher-kva.test', T0)).toMatchObject({ address: precomposed });
+    expect([...(await store.suppressedAmong('acme', [decomposed, 'other@bücher.test'], T0))]).toEqual([decomposed]);
+    // Added the other way round, it is the same entry: one row.
+    expect(await store.addSuppressions([entry({ address: decomposed, createdAt: T0 + 1 })])).toBe(1);
+    expect((await store.listSuppressions(ALL, null, 10)).map((e) => e.address)).toEqual([decomposed]);
+    expect(await store.deleteSuppression('acme', precomposed)).toBe(true);
+    expect(await store.getSuppression('acme', decomposed, T0)).toBeNull();
+  });
+
   it('keeps tenants apart, with mail of no tenant as a tenant of its own', async () => {
     const store = ctx.store();
     await store.addSuppressions([

@@ -60,6 +60,9 @@ describe('envelopeAddressProblem', () => {
     [`${'ü'.repeat(33)}@example.com`, 'longer than 64'],
     ['<user@example.com>', 'the part before @'],
     [`${'a'.repeat(65)}@example.com`, 'longer than 64'],
+    // The decomposed spelling of jörg@ / bücher.: the precomposed one is the address.
+    ['jo\u0308rg@example.com', 'normalization form C'],
+    ['user@bu\u0308cher.example', 'normalization form C'],
   ])('refuses %j', (address, problem) => {
     expect(envelopeAddressProblem(address)).toContain(problem);
   });

@@ -22,6 +22,18 @@ describe('addresses in one form for comparing', () => {
     expect(addressKey('Plain.User@Example.COM')).toBe('plain.user@example.com');
   });
 
+  it('keys the two Unicode spellings of one mailbox alike (NFC, RFC 6532 3.1), local part and domain', () => {
+    const precomposed = 'j\u00f6rg@b\u00fccher.example';
+    const decomposed = 'jo\u0308rg@bu\u0308cher.example';
+    expect(addressKey(decomposed)).toBe(addressKey(precomposed));
+    expect(addressKey('JO\u0308RG@example.com')).toBe('j\u00f6rg@example.com');
+    expect(domainOf(decomposed)).toBe('xn--bcher-kva.example');
+    // A name IDNA refuses is kept as given, in NFC all the same.
+    expect(asciiDomain('bu\u0308cher\u3000.example')).toBe(asciiDomain('b\u00fccher\u3000.example'));
+    // ASCII keys are what they always were (entries already stored are found by them).
+    expect(addressKey('Mixed.Case+Tag@Sub.Example.COM')).toBe('mixed.case+tag@sub.example.com');
+  });
+
   it('has an ASCII form for an ASCII local part only', () => {
     expect(asciiAddress('user@bücher.example')).toBe('user@xn--bcher-kva.example');
     expect(asciiAddress('jörg@example.com')).toBeNull();
