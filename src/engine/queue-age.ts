@@ -1,5 +1,8 @@
 import type { Clock } from '../clock.ts';
+import type { UnfinishedScan } from '../storage/queue-age.ts';
 import type { Store } from '../storage/store.ts';
+
+type Scheduled = NonNullable<UnfinishedScan['scheduled']>;
 
 /** Ids read per query: the most one statement walks, so a scrape never holds the database long. */
 const SPAN = 10_000;
@@ -25,14 +28,24 @@ export interface QueueAgeDeps {
  *
  * There is no index on the acceptance time of unfinished rows, and a min() over the queued rows
  * would read all of them at each scrape. Instead a floor is kept below which every recipient is
- * final (a final row never returns to the queue), and each refresh walks the primary key up from
- * it, SPAN ids per query, to the first unfinished row. The first refreshes walk the finished rows
- * that retention keeps (on PostgreSQL, those of the first five minutes after a start); later ones
- * walk the few finished since, so a scrape costs little however long the queue or the history.
+ * final (a final row never returns to the queue) or scheduled for later, and each refresh walks
+ * the primary key up from it, SPAN ids per query, to the first waiting row. The first refreshes
+ * walk the finished rows that retention keeps (on PostgreSQL, those of the first five minutes
+ * after a start); later ones walk the few finished since, so a scrape costs little however long
+ * the queue or the history.
+ *
+ * A recipient scheduled for later (up to the API's 30 days) is not waiting, and must not hold the
+ * floor: every scrape would walk all the history accepted after it. The floor moves past it, and
+ * what it passed is kept as two numbers: the lowest such id and the earliest send time among them
+ * (a send time never changes). When that time comes the floor goes back down to that id, and one
+ * walk counts what now waits and passes again what is still for later: one walk per send time
+ * reached, not one per scrape.
  */
 export class QueueAge {
-  /** Every recipient with a lower id is final. */
+  /** Every recipient with a lower id is final, or scheduled for later (see `scheduled`). */
   private floor = 0;
+  /** Of the unfinished rows the floor moved past: the lowest id, and the earliest send time of any. */
+  private scheduled: Scheduled | null = null;
   /** A bound seen at `at`; it may become the floor once ids given before then are all visible. */
   private pending: { bound: number; at: number } | null = null;
   private running: Promise<number> | null = null;
@@ -48,21 +61,25 @@ export class QueueAge {
   private async walk(): Promise<number> {
     const { store, clock } = this.deps;
     const now = clock.now();
+    if (this.scheduled && this.scheduled.sendAt <= now) {
+      // A send the floor moved past is due: walk again from the lowest such row.
+      this.floor = Math.min(this.floor, this.scheduled.firstId);
+      this.scheduled = null;
+    }
     const last = await store.lastRecipientId();
-    let firstUnfinished: number | null = null;
     let oldest: { id: number; since: number } | null = null;
     const span = this.deps.span ?? SPAN;
     for (let from = this.floor; from <= last && !oldest; from += span) {
       const scan = await store.scanUnfinished(from, from + span, now);
-      firstUnfinished ??= scan.firstUnfinished;
       oldest = scan.oldest;
+      if (scan.scheduled) this.scheduled = earliest(this.scheduled, scan.scheduled);
     }
-    this.advance(firstUnfinished ?? last + 1, now);
+    this.advance(oldest?.id ?? last + 1, now);
     return oldest ? Math.max(0, now - oldest.since) / 1000 : 0;
   }
 
   /**
-   * Rows below `bound` were final when read now. On SQLite that makes it the floor. On PostgreSQL
+   * Rows below `bound` were final or scheduled for later when read now (those noted in `scheduled`). On SQLite that makes it the floor. On PostgreSQL
    * rows below a bound read the settling time ago were all visible to this walk (committed by
    * then), which found those above the floor final: so the lower of the two is the new floor.
    */
@@ -76,4 +93,9 @@ export class QueueAge {
       this.pending = { bound, at: now };
     }
   }
+}
+
+/** Both sets of rows passed, as one: the lower first id, the earlier send time. */
+function earliest(a: Scheduled | null, b: Scheduled): Scheduled {
+  return a ? { firstId: Math.min(a.firstId, b.firstId), sendAt: Math.min(a.sendAt, b.sendAt) } : b;
 }

@@ -8,13 +8,19 @@
 
 /** What one id range holds of unfinished (queued or delivering) recipients. */
 export interface UnfinishedScan {
-  /** The lowest id in the range still queued or being delivered, scheduled or not; null when none. */
-  firstUnfinished: number | null;
   /**
-   * Of those, the lowest id whose message is in the queue by `now` (not scheduled later), and
-   * since when: its acceptance or, for a scheduled send, its send time. Null when none.
+   * The lowest id still queued or being delivered whose message is in the queue by `now` (not
+   * scheduled later), and since when: its acceptance or, for a scheduled send, its send time.
+   * Null when none.
    */
   oldest: { id: number; since: number } | null;
+  /**
+   * The unfinished recipients below `oldest` (in the whole range when there is none), all of
+   * them scheduled for later than `now`: the lowest id among them and the earliest send time
+   * (of any of them, not necessarily of that id). Null when there are none. A send time never
+   * changes, so until the earliest comes no row below `oldest` waits.
+   */
+  scheduled: { firstId: number; sendAt: number } | null;
 }
 
 /** With QueueControl's lastRecipientId, which bounds the walk. */

@@ -104,6 +104,31 @@ describe.each(backends.filter((b) => b.available))('oldest queued age on $name',
     expect(await age.refresh()).toBe(15 * 60);
   });
 
+  it('moves the floor past a recipient scheduled for later, and walks back down to it at its send time', async () => {
+    await store.enqueue([newMessage('later', T0, { dueAt: T0 + 60 * MINUTE }), ...Array.from({ length: 6 }, (_, i) => newMessage(`m${i}`, T0 + (i + 1) * MINUTE))]);
+    const idOf = async (message: string) => (await store.listRecipients(message))[0]!.recipientId;
+    clock.set(T0 + 10 * MINUTE);
+    await deliver('m0', 'm1', 'm2', 'm3');
+    await age.refresh();
+    // Once the ids below are visible (at once on SQLite, five minutes on PostgreSQL), a scrape
+    // starts at the first waiting row: the scheduled one, accepted first, no longer holds it back.
+    clock.advance(5 * MINUTE);
+    await age.refresh();
+    reads = [];
+    expect(await age.refresh()).toBe((15 - 5) * 60);
+    expect(reads).toEqual([await idOf('m4')]);
+
+    await deliver('m4', 'm5');
+    expect(await age.refresh()).toBe(0);
+    // Its send time has come: it waits from then, found by a walk from its own id.
+    clock.set(T0 + 75 * MINUTE);
+    reads = [];
+    expect(await age.refresh()).toBe(15 * 60);
+    expect(reads[0]).toBe(await idOf('later'));
+    await deliver('later');
+    expect(await age.refresh()).toBe(0);
+  });
+
   it('walks from a floor below which every row is final, once the ids below it are all visible', async () => {
     const ids = await fill();
     clock.set(T0 + 20 * MINUTE);

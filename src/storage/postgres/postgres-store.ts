@@ -828,9 +828,12 @@ class PostgresStore implements Store {
 
   async scanUnfinished(fromId: number, toId: number, now: number): Promise<UnfinishedScan> {
     this.assertOpen();
+    // The cheap read first: most ranges the walk meets hold only finished rows.
     const first = await queueAge.firstUnfinishedRecipient(this.pool, fromId, toId);
-    if (first === null) return { firstUnfinished: null, oldest: null };
-    return { firstUnfinished: first, oldest: await queueAge.oldestWaitingRecipient(this.pool, fromId, toId, now) };
+    if (first === null) return { oldest: null, scheduled: null };
+    const oldest = await queueAge.oldestWaitingRecipient(this.pool, first, toId, now);
+    const below = oldest?.id ?? toId;
+    return { oldest, scheduled: first < below ? await queueAge.scheduledRecipients(this.pool, first, below, now) : null };
   }
 
   onWork(listener: () => void): () => void {

@@ -31,3 +31,17 @@ export async function oldestWaitingRecipient(db: Db, fromId: number, toId: numbe
   });
   return rows[0] ?? null;
 }
+
+/** The unfinished recipients of the range scheduled for later than `now`: lowest id, earliest send time. */
+export async function scheduledRecipients(db: Db, fromId: number, toId: number, now: number): Promise<UnfinishedScan['scheduled']> {
+  const { rows } = await db.query<{ first_id: number | null; send_at: number | null }>({
+    name: 'rookery_scheduled_unfinished_recipients',
+    text: `
+      SELECT min(r.id)::bigint AS first_id, min(m.send_at)::bigint AS send_at
+      FROM recipients r JOIN messages m ON m.id = r.message_id
+      WHERE r.id >= $1 AND r.id < $2 AND r.state IN ('queued', 'delivering') AND m.send_at > $3`,
+    values: [fromId, toId, now],
+  });
+  const row = rows[0];
+  return row?.first_id == null || row.send_at == null ? null : { firstId: row.first_id, sendAt: row.send_at };
+}

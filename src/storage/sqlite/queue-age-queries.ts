@@ -19,12 +19,24 @@ export function prepareQueueAgeQueries(db: DatabaseSync) {
     WHERE r.id >= ?1 AND r.id < ?2 AND r.state IN ('queued', 'delivering') AND coalesce(m.send_at, 0) <= ?3
     ORDER BY r.id LIMIT 1`);
 
+  // The unfinished rows scheduled for later: lowest id, earliest send time.
+  const scheduled = db.prepare(`
+    SELECT min(r.id) AS first_id, min(m.send_at) AS send_at
+    FROM recipients AS r NOT INDEXED JOIN messages AS m ON m.id = r.message_id
+    WHERE r.id >= ?1 AND r.id < ?2 AND r.state IN ('queued', 'delivering') AND m.send_at > ?3`);
+
   return {
     scanUnfinished(fromId: number, toId: number, now: number): UnfinishedScan {
+      // The cheap read first: most ranges the walk meets hold only finished rows.
       const first = firstUnfinished.get(fromId, toId) as { id: number } | undefined;
-      if (!first) return { firstUnfinished: null, oldest: null };
-      const row = oldest.get(fromId, toId, now) as { id: number; since: number } | undefined;
-      return { firstUnfinished: first.id, oldest: row ? { id: row.id, since: row.since } : null };
+      if (!first) return { oldest: null, scheduled: null };
+      const row = oldest.get(first.id, toId, now) as { id: number; since: number } | undefined;
+      const below = row?.id ?? toId;
+      const later = first.id < below ? (scheduled.get(first.id, below, now) as { first_id: number | null; send_at: number | null }) : null;
+      return {
+        oldest: row ? { id: row.id, since: row.since } : null,
+        scheduled: later?.first_id != null && later.send_at != null ? { firstId: later.first_id, sendAt: later.send_at } : null,
+      };
     },
   };
 }
