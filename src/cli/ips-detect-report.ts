@@ -1,5 +1,6 @@
 import { Document, isMap, isSeq } from 'yaml';
 import { checkReverseDns, type ReverseDns, type ReverseDnsResolver } from '../sender-domains/reverse-dns.ts';
+import { clean } from './api/text-table.ts';
 import type { HostAddress } from './host-addresses.ts';
 
 /**
@@ -77,7 +78,11 @@ export function ipsConfigYaml(report: IpsDetectReport): string {
 
 const MARK: Record<ReverseDns['status'], string> = { confirmed: '✓', unconfirmed: '✗', missing: '✗', failed: '!' };
 
-/** The report for a person: one line an address, then the configuration block and what to do next. */
+/**
+ * The report for a person: one line an address, then the configuration block and what to do next.
+ * PTR names are whatever the address's DNS answers: no control character of theirs reaches the
+ * terminal (each line is cleaned, the line breaks are the report's own).
+ */
 export function formatIpsDetect(report: IpsDetectReport): string {
   const width = Math.max(...report.addresses.map((ip) => ip.address.length));
   const ifWidth = Math.max(...report.addresses.map((ip) => ip.interface.length));
@@ -93,11 +98,13 @@ export function formatIpsDetect(report: IpsDetectReport): string {
     '',
     attention === 0 ? 'Configuration for them:' : `Configuration for them (${attention} need${attention === 1 ? 's' : ''} attention, see the comments):`,
     '',
-    ipsConfigYaml(report).trimEnd(),
+    ...ipsConfigYaml(report).trimEnd().split('\n'),
     '',
     ...(pools.has('default') ? [] : ['The "default" pool needs an address too when ips are configured: move one there, or keep an entry of yours.']),
     'Next: add the block to the configuration, run rookery check-config, and check that SPF covers every',
     'address with rookery domains check DOMAIN for each sender domain.',
     '',
-  ].join('\n');
+  ]
+    .map(clean)
+    .join('\n');
 }

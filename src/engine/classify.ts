@@ -1,4 +1,5 @@
 import type { BounceClass, DeliveryOutcome, DeliveryStage, Disposition } from '../mail/delivery-outcome.ts';
+import { readable } from '../mail/remote-text.ts';
 import type { BounceRule } from './bounce-rules.ts';
 
 /**
@@ -21,17 +22,6 @@ export interface Reply extends ReplyContext {
   code: number;
   /** The reply text; may be the whole reply ("550 5.1.1 ...", multi-line) or only what follows the code. */
   text: string;
-}
-
-/** Control characters (C0, DEL, C1): a remote may put any of them in a reply, and PostgreSQL refuses NUL in text. */
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
-
-/**
- * Remote text (a reply, a host name) made safe to store and log: each control character is
- * written out as \xNN, so the text stays readable and shows what the remote sent.
- */
-export function readable(text: string): string {
-  return text.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 const ENHANCED_AT_START = /^([245])\.(\d{1,3})\.(\d{1,3})(?=$|\s)/;

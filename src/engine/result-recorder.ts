@@ -2,7 +2,7 @@ import type { Clock } from '../clock.ts';
 import type { DeliveryOutcome } from '../mail/delivery-outcome.ts';
 import type { Logger } from '../observability/logger.ts';
 import { DataRefusedError, type AttemptResult, type FollowUp, type Store } from '../storage/store.ts';
-import { readable } from './classify.ts';
+import { readable } from '../mail/remote-text.ts';
 import type { DeliveryJob } from './delivery-job.ts';
 
 /** Backoff between tries to record a result whose transaction went out. */

@@ -1,3 +1,4 @@
+import { readableBounded } from '../mail/remote-text.ts';
 import { classifyFailure, classifyRecords, type BlocklistAnswer } from './blocklist-query.ts';
 
 /**
@@ -7,7 +8,14 @@ import { classifyFailure, classifyRecords, type BlocklistAnswer } from './blockl
  *
  * A failed query's error message names the query, and with a Spamhaus DQS zone the name holds
  * the customer's key: only the error's code ever leaves this file.
+ *
+ * The TXT reason is written by whoever runs the list's DNS (or answers in its place): it is
+ * stored, logged, put in restrictions and shown in an operator's terminal, so its control
+ * characters are written out and it is cut to REASON_MAX characters here, where it comes in.
  */
+
+/** Longest reason kept: a list's text with its removal link fits, a flood does not. */
+export const REASON_MAX = 300;
 
 export interface BlocklistResolver {
   resolve4(name: string): Promise<string[]>;
@@ -28,7 +36,7 @@ export async function lookUpListing(resolver: BlocklistResolver, name: string, t
   try {
     const records = await withTimeout(resolver.resolveTxt(name), timeoutMs);
     const text = records.map((chunks) => chunks.join('')).filter((record) => record !== '');
-    return { ...answer, reason: text.length ? text.join(' / ') : null };
+    return { ...answer, reason: text.length ? readableBounded(text.join(' / '), REASON_MAX) : null };
   } catch {
     return { ...answer, reason: null };
   }

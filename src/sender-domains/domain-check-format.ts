@@ -1,9 +1,11 @@
+import { readable } from '../mail/remote-text.ts';
 import type { CheckArea, CheckStatus, DomainReport } from './domain-check-report.ts';
 
 /**
  * The report as `rookery domains check` prints it for a person: the checks grouped by area, one
  * line each with a mark (✓ ok, ! warning, ✗ error) and the message, the fix indented below it,
- * and a last line with the totals.
+ * and a last line with the totals. A message may quote what DNS answered, which whoever runs the
+ * zone wrote: its control characters are written out before they reach the terminal.
  */
 
 const MARK: Record<CheckStatus, string> = { ok: '✓', warn: '!', error: '✗' };
@@ -21,8 +23,8 @@ export function formatDomainReport(report: DomainReport): string {
     if (checks.length === 0) continue;
     lines.push('', title);
     for (const check of checks) {
-      lines.push(`  ${MARK[check.status]} ${check.message}`);
-      if (check.fix) lines.push(`      fix: ${check.fix}`);
+      lines.push(`  ${MARK[check.status]} ${readable(check.message)}`);
+      if (check.fix) lines.push(`      fix: ${readable(check.fix)}`);
     }
   }
   const { ok, warn, error } = report.counts;

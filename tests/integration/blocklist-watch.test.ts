@@ -4,6 +4,7 @@ import { blocklistsConfigSchema, type BlocklistsConfig } from '../../src/config/
 import { ReadyQueues } from '../../src/engine/ready-queue.ts';
 import { createPoolBackend } from '../../src/ippool/backend/create-pool-backend.ts';
 import { BlocklistWatch, blocklistStatesOf } from '../../src/ippool/blocklist-watch.ts';
+import { REASON_MAX } from '../../src/ippool/blocklist-lookup.ts';
 import { queryName } from '../../src/ippool/blocklist-query.ts';
 import { EgressPool, type PoolMember } from '../../src/ippool/egress-pool.ts';
 import { loadPoolData } from '../../src/ippool/pool-data.ts';
@@ -169,6 +170,23 @@ describe('blocklist watch (SQLite store, local pool backend)', () => {
     settings = settingsOf({ interval: '1h', lists: [...LISTS.lists, { name: 'psbl', zone: 'psbl.test' }] });
     expect(watch.nextDueAt()).toBe(clock.now());
     expect(await fullInterval(watch)).toBe(4);
+  });
+
+  it("keeps a list's TXT reason printable and short: control characters written out, cut at REASON_MAX", async () => {
+    const { watch, pool } = await node([A]);
+    // Whoever answers for the zone writes the reason: an ESC sequence that clears an operator's screen, a forged row, a flood.
+    list(A, 'zen.test', { a: ['127.0.0.2'], txt: [`\u001b[2J\u001b[31mListed\r\nX-Forged: row\u0000 ${'x'.repeat(1_000)}`] });
+    await fullInterval(watch);
+
+    const [state] = (await store.listBlocklistStates([A])).filter((s) => s.list === 'zen');
+    expect(state!.reason!.startsWith('\\x1b[2J\\x1b[31mListed\\x0d\\x0aX-Forged: row\\x00 xxx')).toBe(true);
+    expect(state!.reason).toHaveLength(REASON_MAX);
+    expect(state!.reason!.endsWith('x…')).toBe(true);
+    const [snapshot] = await pool.snapshot({ address: A });
+    const reason = snapshot!.restrictions[0]!.reason;
+    expect(reason).toBe(`listed on zen (127.0.0.2): ${state!.reason}`);
+    // eslint-disable-next-line no-control-regex
+    expect(reason).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
   });
 
   it('stores, shows and logs a listing, suspends the IP for the providers of the list, and lifts it at the delisting', async () => {

@@ -73,6 +73,13 @@ describe('domain report output', () => {
     );
   });
 
+  it('writes out the control characters of what DNS answered, never passing them to the terminal', () => {
+    const dkim = report.checks[1]!;
+    const hostile = { ...report, checks: [{ ...dkim, message: 'the TXT record at s1._domainkey.example.com is not a DKIM key record (\u001b[2Jv=\r\nX)', fix: 'publish \u009b31m' }] };
+    const lines = formatDomainReport(hostile).split('\n');
+    expect(lines.slice(2, 5)).toEqual(['DKIM', '  ✗ the TXT record at s1._domainkey.example.com is not a DKIM key record (\\x1b[2Jv=\\x0d\\x0aX)', '      fix: publish \\x9b31m']);
+  });
+
   it('says ready, or ready with warnings, when nothing is an error', () => {
     const warnOnly = { ...report, returnPathDomain: 'example.com', status: 'warn' as const, counts: { ok: 4, warn: 2, error: 0 }, checks: [] };
     const text = formatDomainReport(warnOnly);

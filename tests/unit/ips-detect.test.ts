@@ -130,6 +130,15 @@ describe('the ips: block', () => {
     expect(text).toMatch(/^ {2}✗ 203\.0\.113\.10 {2}eth0 {2}PTR does not resolve back/m);
   });
 
+  it('passes no control character of a PTR name to the terminal', async () => {
+    const resolver = createFixtureResolver({ '10.113.0.203.in-addr.arpa': { ptr: ['mta\u001b[2j\u001b]0;owned\u0007.example.com'] } });
+    const report = await detectIps({ addresses: [{ address: '203.0.113.10', family: 4, interface: 'eth0', private: null }], resolver, pool: 'default' });
+    const text = formatIpsDetect(report);
+    expect(text).toMatch(/^ {2}✗ 203\.0\.113\.10 {2}eth0 {2}.*mta\?\[2j\?\]0;owned\?\.example\.com/m);
+    // eslint-disable-next-line no-control-regex
+    expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  });
+
   it('says nothing needs attention when every address is forward-confirmed', async () => {
     const report = await detectIps({ addresses: hostAddresses({ eth0: [v4('203.0.113.10')] }), resolver: createFixtureResolver(ZONE), pool: 'default' });
     const text = formatIpsDetect(report);
