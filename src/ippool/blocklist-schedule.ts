@@ -25,3 +25,34 @@ export function nextDue(dueAt: number, intervalMs: number, now: number): number 
   const next = dueAt + intervalMs;
   return next > now ? next : now + intervalMs;
 }
+
+/**
+ * The schedule of `pairs` made again (a start, or a reload that changed the pairs or the
+ * interval). A pair `previous` holds keeps its due time (no later than one new interval from
+ * now): spreading every pair from now again could put a listed pair's next lookup after the end
+ * of the reaction its last lookup set, and the IP would send while listed. The new pairs are
+ * spread from now, each no later than `dueBy` says (when known: a stored listing, whose reaction
+ * runs from its last lookup), and never before now.
+ */
+export function replan<T>(
+  pairs: readonly T[],
+  previous: readonly Scheduled<T>[],
+  same: (a: T, b: T) => boolean,
+  intervalMs: number,
+  now: number,
+  dueBy: (pair: T) => number | null,
+): Scheduled<T>[] {
+  const kept = (pair: T) => previous.find((entry) => same(entry.pair, pair));
+  const fresh = spreadOver(
+    pairs.filter((pair) => !kept(pair)),
+    intervalMs,
+    now,
+  );
+  return pairs.map((pair) => {
+    const before = kept(pair);
+    if (before) return { pair, dueAt: Math.min(before.dueAt, now + intervalMs) };
+    const spread = fresh.find((entry) => entry.pair === pair)!.dueAt;
+    const by = dueBy(pair);
+    return { pair, dueAt: by === null ? spread : Math.min(spread, Math.max(now, by)) };
+  });
+}

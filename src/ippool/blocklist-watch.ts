@@ -7,7 +7,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { BlocklistState, BlocklistStates } from '../storage/blocklist-states.ts';
 import { lookUpListing, type BlocklistLookup, type BlocklistResolver } from './blocklist-lookup.ts';
 import { queryName } from './blocklist-query.ts';
-import { nextDue, spreadOver, type Scheduled } from './blocklist-schedule.ts';
+import { nextDue, replan, type Scheduled } from './blocklist-schedule.ts';
 import { ALL_PROVIDERS_LABEL } from './restriction-scope.ts';
 import type { BlocklistRestriction } from './restrictions.ts';
 
@@ -111,13 +111,24 @@ export class BlocklistWatch {
     await this.lifting;
   }
 
-  /** Reads the stored states of the watched pairs into this process (start() does it). */
+  /**
+   * Reads the stored states of the watched pairs into this process (start() does it), and puts
+   * each stored listing's reaction in force again for as long as its last lookup set it: pool
+   * state may have lost it (a Redis that restarted empty), and the listing stands until a lookup
+   * says otherwise. The first schedule then looks such a pair up before that time ends.
+   */
   async load(): Promise<void> {
-    const pairs = watchedPairs(this.deps.settings(), this.deps.ips());
+    const settings = this.deps.settings();
+    const pairs = watchedPairs(settings, this.deps.ips());
     const stored = await this.deps.store.listBlocklistStates([...new Set(pairs.map((p) => p.ip))]);
     for (const state of stored) {
-      if (!pairs.some((p) => p.ip === state.ip && p.list.name === state.list)) continue;
+      const pair = pairs.find((p) => p.ip === state.ip && p.list.name === state.list);
+      if (!pair) continue;
       this.remember(state);
+      if (state.listed && state.lastCheckedAt !== null) {
+        const until = state.lastCheckedAt + Math.round(settings.interval * REACTION_INTERVALS);
+        if (until > this.deps.clock.now()) await this.react(pair, reactionTo(pair.list, state, until));
+      }
       if (state.listed || (state.lastCheckedAt !== null && state.lastError === null)) this.gauge(state);
     }
   }
@@ -169,7 +180,7 @@ export class BlocklistWatch {
     const gone = this.schedule.filter(({ pair }) => !pairs.some((p) => p.ip === pair.ip && p.list.name === pair.list.name));
     for (const { pair } of gone) this.deps.metrics.ipBlocklisted.remove({ egress_ip: pair.ip, list: pair.list.name });
     this.lifting = Promise.all([this.lifting, ...gone.map(({ pair }) => this.react(pair, null))]);
-    this.schedule = spreadOver(pairs, settings.interval, now);
+    this.schedule = replan(pairs, this.schedule, samePair, settings.interval, now, (pair) => this.listedDueBy(pair, settings.interval));
     // Each watched list's results at 0, so the first refusal or failure after a start shows in increase().
     for (const name of new Set(pairs.map((p) => p.list.name))) for (const result of LOOKUP_RESULTS) this.deps.metrics.blocklistLookups.inc({ list: name, result }, 0);
     this.log.info({ event: 'blocklist.watch.planned', pairs: pairs.length, intervalMs: settings.interval }, `${pairs.length} blocklist lookups spread over each ${settings.interval / 60_000} min`);
@@ -231,6 +242,12 @@ export class BlocklistWatch {
     }
   }
 
+  /** A pair known listed is due again one interval after its last lookup, inside its reaction's time. */
+  private listedDueBy(pair: WatchedPair, interval: number): number | null {
+    const state = this.known.get(pair.ip)?.get(pair.list.name);
+    return state?.listed && state.lastCheckedAt !== null ? state.lastCheckedAt + interval : null;
+  }
+
   private gauge(state: BlocklistState): void {
     this.deps.metrics.ipBlocklisted.set({ egress_ip: state.ip, list: state.list }, state.listed ? 1 : 0);
   }
@@ -265,6 +282,10 @@ export function nextState(before: BlocklistState, found: BlocklistLookup, now: n
     case 'error':
       return { ...before, lastCheckedAt: now, lastError: found.error };
   }
+}
+
+function samePair(a: WatchedPair, b: WatchedPair): boolean {
+  return a.ip === b.ip && a.list.name === b.list.name;
 }
 
 function unchecked(ip: string, list: string): BlocklistState {

@@ -166,7 +166,7 @@ describe('blocklist watch (SQLite store, local pool backend)', () => {
     expect(await watch.checkDue()).toBe(1);
     expect(resolver.queries.at(-1)).toBe('A 44.33.22.11.zen.test');
 
-    // A reload that adds a list spreads the new set of pairs from now.
+    // A reload that adds a list looks its pairs up from now; the others keep their times.
     settings = settingsOf({ interval: '1h', lists: [...LISTS.lists, { name: 'psbl', zone: 'psbl.test' }] });
     expect(watch.nextDueAt()).toBe(clock.now());
     expect(await fullInterval(watch)).toBe(4);
@@ -338,6 +338,44 @@ describe('blocklist watch (SQLite store, local pool backend)', () => {
     await fullInterval(second.watch);
     expect(events(second.logs, 'blocklist.ip.listed')).toEqual([]);
     expect((await store.listBlocklistStates([A]))[1]).toMatchObject({ list: 'zen', listed: true, firstListedAt: T0, lastCheckedAt: T0 + 35 * MIN });
+  });
+
+  it("keeps a stored listing's reaction in force after a restart that lost it, and looks the pair up before it ends", async () => {
+    const first = await node([A, B]);
+    list(B, 'zen.test', { a: ['127.0.0.2'] });
+    // B on zen is the third of four pairs: looked up at T0 + 15 min, suspended until T0 + 60 min.
+    await fullInterval(first.watch);
+    // Pool state lost meanwhile (a Redis that restarted empty), and the process restarts late in the interval.
+    await first.pool.setBlocklistRestriction(B, 'zen', null);
+    await first.watch.stop();
+    first.pool.stop();
+    clock.set(T0 + 50 * MIN);
+
+    const second = await node([A, B]);
+    expect((await second.pool.snapshot({ address: B }))[0]!.restrictions).toMatchObject([{ rule: 'blocklist:zen', until: T0 + 60 * MIN }]);
+    // Every minute of the next hour B is suspended for `other`: the lookup renews the reaction before it ends.
+    for (let t = 50; t <= 110; t++) {
+      clock.set(T0 + t * MIN);
+      await second.watch.checkDue();
+      expect(await spread(second.pool, OTHER, 1), `at T0 + ${t} min`).toEqual({ [A]: 1 });
+    }
+    expect(resolver.queries.filter((q) => q === `A ${queryName(B, 'zen.test')}`)).toHaveLength(4);
+  });
+
+  it('keeps the lookup times of the pairs a reload leaves, so a listed pair is renewed before its reaction ends', async () => {
+    const { watch, pool } = await node([A, B]);
+    list(B, 'zen.test', { a: ['127.0.0.2'] });
+    // B on zen: looked up at T0 + 15 min, suspended until T0 + 60 min, due again at T0 + 45 min.
+    await fullInterval(watch);
+    clock.set(T0 + 40 * MIN);
+    // Two lists more, zen moved last: spread from now again, B on zen would come last of eight, 26 minutes on.
+    settings = settingsOf({ lists: [LISTS.lists[1], { name: 'psbl', zone: 'psbl.test' }, { name: 'x', zone: 'x.test' }, LISTS.lists[0]] });
+    for (let t = 40; t <= 100; t++) {
+      clock.set(T0 + t * MIN);
+      await watch.checkDue();
+      expect(await spread(pool, OTHER, 1), `at T0 + ${t} min`).toEqual({ [A]: 1 });
+    }
+    expect((await store.listBlocklistStates([B])).find((s) => s.list === 'zen')).toMatchObject({ listed: true, lastCheckedAt: T0 + 75 * MIN });
   });
 
   it('lifts the reaction of a list a reload removes, and its gauge series', async () => {

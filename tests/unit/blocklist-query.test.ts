@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { classifyFailure, classifyRecords, queryName } from '../../src/ippool/blocklist-query.ts';
-import { nextDue, spreadOver } from '../../src/ippool/blocklist-schedule.ts';
+import { nextDue, replan, spreadOver } from '../../src/ippool/blocklist-schedule.ts';
 
 describe('blocklist query names', () => {
   it('reverses the octets of an IPv4 address', () => {
@@ -77,5 +77,27 @@ describe('blocklist schedule', () => {
   it('moves a pair one interval on, or one interval from now when it fell behind', () => {
     expect(nextDue(16_000, 60_000, 17_000)).toBe(76_000);
     expect(nextDue(16_000, 60_000, 200_000)).toBe(260_000);
+  });
+
+  it('makes the schedule again keeping the times of the pairs still there, spreading the new ones from now', () => {
+    const same = (a: string, b: string) => a === b;
+    const none = () => null;
+    const before = [{ pair: 'a', dueAt: 50_000 }, { pair: 'b', dueAt: 20_000 }, { pair: 'gone', dueAt: 30_000 }];
+    expect(replan(['a', 'new1', 'b', 'new2'], before, same, 60_000, 10_000, none)).toEqual([
+      { pair: 'a', dueAt: 50_000 },
+      { pair: 'new1', dueAt: 10_000 },
+      { pair: 'b', dueAt: 20_000 },
+      { pair: 'new2', dueAt: 40_000 },
+    ]);
+    // A shorter interval: none waits longer than one of it from now.
+    expect(replan(['a', 'b'], before, same, 30_000, 10_000, none)).toEqual([{ pair: 'a', dueAt: 40_000 }, { pair: 'b', dueAt: 20_000 }]);
+    // A new pair known listed is due by the time given, and not before now.
+    const dueBy = (pair: string) => ({ late: 25_000, stale: 1_000 })[pair] ?? null;
+    expect(replan(['x', 'y', 'late', 'stale'], [], same, 60_000, 10_000, dueBy)).toEqual([
+      { pair: 'x', dueAt: 10_000 },
+      { pair: 'y', dueAt: 25_000 },
+      { pair: 'late', dueAt: 25_000 },
+      { pair: 'stale', dueAt: 10_000 },
+    ]);
   });
 });
