@@ -1,9 +1,10 @@
 /*
  * What the oldest-queued gauge (src/engine/queue-age.ts) reads from the store. There is no index
  * on the creation time of unfinished recipients; but recipient ids are given in acceptance order
- * and a finished row never goes back to the queue, so the oldest unfinished row is found by
- * walking the primary key from a point below which every row is known to be finished. Each read
- * is bounded by an id range, so no call scans more than that range. Part of every Store.
+ * and a finished row never goes back to the queue, so the oldest waiting row is found by walking
+ * the primary key from a point below which every row is known to be finished or scheduled for
+ * later (what is scheduled is reported, so the walk can come back to it at its send time). Each
+ * read is bounded by an id range, so no call scans more than that range. Part of every Store.
  */
 
 /** What one id range holds of unfinished (queued or delivering) recipients. */
