@@ -26,11 +26,19 @@ describe('webhook address policy', () => {
     ['ff02::1', 'multicast'],
     ['::ffff:127.0.0.1', 'loopback'],
     ['::ffff:a9fe:a9fe', 'link-local'],
+    // IPv4 carried in IPv6: judged as that IPv4 address.
+    ['64:ff9b::127.0.0.1', 'loopback (NAT64 of 127.0.0.1)'],
+    ['64:ff9b::a00:1', 'private (NAT64 of 10.0.0.1)'],
+    ['2002:7f00:1::1', 'loopback (6to4 of 127.0.0.1)'],
+    ['2002:a9fe:a9fe::', 'link-local (6to4 of 169.254.169.254)'],
+    ['::127.0.0.1', 'loopback (IPv4-compatible of 127.0.0.1)'],
+    ['64:ff9b:1::8.8.8.8', 'NAT64 for local use'],
+    ['2001:0:4136:e378:8000:63bf:3fff:fdd2', 'Teredo'],
   ])('refuses %s (%s)', (address, why) => {
     expect(check(address)).toBe(why);
   });
 
-  it.each(['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '192.0.2.10', '2001:db8::1', '2606:4700::1111', '::ffff:8.8.8.8'])('allows %s', (address) => {
+  it.each(['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '192.0.2.10', '2001:db8::1', '2606:4700::1111', '::ffff:8.8.8.8', '64:ff9b::8.8.8.8', '2002:808:808::1'])('allows %s', (address) => {
     expect(check(address)).toBeNull();
   });
 
