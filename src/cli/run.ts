@@ -21,7 +21,7 @@ export async function execute(values: Record<string, unknown>, context: CommandC
   }
   const { resolved, path } = loaded;
   const { config } = resolved;
-  const logger = createLogger(config.log.level, undefined, { gather: true });
+  const logger = createLogger(config.log.level);
   const log = logger.child({ component: 'cli' });
   const exit = (code: number) => process.exit(code);
 

@@ -27,27 +27,7 @@ const REDACT = [
   '*.command.args',
 ];
 
-/** Bytes of log lines the daemon's stdout gathers before a write, and the longest a line waits. */
-const GATHER_BYTES = 8_192;
-const GATHER_MS = 100;
-
-/**
- * `gather`: lines to stdout are written GATHER_BYTES at a time, or every GATHER_MS, instead of
- * one write each (the daemon logs a few thousand lines a second under load, and each write cost
- * the event loop a system call's hand-off); what is gathered is written when the process exits.
- */
-export function createLogger(level: string, destination?: DestinationStream, options: { gather?: boolean } = {}): Logger {
-  if (!destination && options.gather) {
-    const stdout = pino.destination({ dest: 1, sync: false, minLength: GATHER_BYTES });
-    setInterval(() => {
-      try {
-        stdout.flush();
-      } catch {
-        // Closed (the process is ending, or stdout's reader went away): nothing to write to.
-      }
-    }, GATHER_MS).unref();
-    destination = stdout;
-  }
+export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {
       level,
