@@ -59,11 +59,16 @@ try {
     if (message === 'wake') return dispatcher.wake();
     void (async () => {
       clearInterval(tallyTimer);
-      await dispatcher.stop();
-      sender.close();
-      flushTally();
-      await store.close();
-      send({ kind: 'stopped' });
+      try {
+        await dispatcher.stop();
+        sender.close();
+        flushTally();
+        await store.close();
+      } catch (err) {
+        logger.error({ event: 'webhooks.thread.stop.failed', err }, 'the webhook dispatcher thread could not stop cleanly');
+      } finally {
+        send({ kind: 'stopped' });
+      }
     })();
   });
   send({ kind: 'started' });
