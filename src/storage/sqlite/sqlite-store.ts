@@ -1,4 +1,5 @@
-import { closeSync, fstatSync, fsync, mkdirSync, openSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { systemClock, type Clock } from '../../clock.ts';
@@ -153,8 +154,6 @@ class SqliteStore implements Store {
   private blocklistQueries: SqliteBlocklistQueries | null = null;
   private queueAgeQueries: SqliteQueueAgeQueries | null = null;
   private closing: Promise<void> | null = null;
-  /** The WAL's descriptor, opened at the first sync (syncWal). */
-  private walFd: number | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
 
@@ -847,7 +846,6 @@ class SqliteStore implements Store {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.batcher.close();
-      if (this.walFd !== null) closeSync(this.walFd);
       this.db.close();
       this.logger.debug({ event: 'storage.closed' }, 'storage closed');
     })();
@@ -952,20 +950,15 @@ class SqliteStore implements Store {
    * acknowledged or not. So every write from then on fails, /readyz turns 503, and the operator
    * restarts the daemon, whose SQLite recovery reads back what the disk really holds.
    */
-  /**
-   * The WAL stays open between syncs, as a plain descriptor (opening and closing a file handle
-   * for each batch cost the event loop more than the sync): SQLite keeps the one file while this
-   * connection is open, truncating it in place after checkpoints. A WAL removed under the open
-   * database (no link left) fails the sync: what was synced would be gone at the next start.
-   */
   private async syncWal(walPath: string): Promise<void> {
     if (this.syncFailure) throw this.syncFailure;
     try {
-      this.walFd ??= openSync(walPath, 'r');
-      const fd = this.walFd;
-      await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
-      // Metadata of an open file, in memory: a direct call costs less than handing it to a thread.
-      if (fstatSync(fd).nlink === 0) throw new Error(`${walPath} was removed`);
+      const wal = await open(walPath, 'r');
+      try {
+        await wal.sync();
+      } finally {
+        await wal.close();
+      }
     } catch (err) {
       this.syncFailure ??= new UncertainDurabilityError(
         `the SQLite WAL could not be synced (${(err as Error).message}); no write is taken until the daemon restarts`,
