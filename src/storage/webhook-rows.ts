@@ -231,7 +231,7 @@ export function toClaimedWebhookDelivery(row: ClaimedWebhookDbRow, token: Webhoo
 }
 
 /** Oldest due first; the id breaks ties. */
-export function compareWebhookDue(a: ClaimedWebhookDbRow, b: ClaimedWebhookDbRow): number {
+export function compareWebhookDue(a: { next_attempt_at: number; id: string }, b: { next_attempt_at: number; id: string }): number {
   return a.next_attempt_at - b.next_attempt_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 

@@ -91,7 +91,6 @@ import {
   WEBHOOK_PURGE_CHUNK,
   changedWebhookRow,
   checkWebhookEndpoint,
-  compareWebhookDue,
   disabledForFailingReason,
   errorText,
   newWebhookLeaseToken,
@@ -726,7 +725,8 @@ class SqliteStore implements Store {
     if (picked.picked.length === 0 && picked.giveBack.length === 0) return [];
     const token = newWebhookLeaseToken();
     const leased = await this.write(() => w.lease(picked, { now, owner, lockedUntil: now + leaseMs, token }));
-    return w.withEvents(leased).sort(compareWebhookDue).map((row) => toClaimedWebhookDelivery(row, token));
+    // Oldest due first already: leased and read back in the order picked.
+    return w.withEvents(leased).map((row) => toClaimedWebhookDelivery(row, token));
   }
 
   async renewWebhookLeases(leases: WebhookLease[], lockedUntil: number): Promise<string[]> {

@@ -1,7 +1,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
 import { WEBHOOK_RETRY_WINDOW_MS, type NewWebhookEndpoint, type WebhookEvent, type WebhookEventType, type WebhookLeaseToken } from '../webhook-outbox.ts';
-import { webhookEventValues, type ClaimedWebhookDbRow, type WebhookDbRow, type WebhookDeliveryDbRow, type WebhookEventDbRow } from '../webhook-rows.ts';
+import { compareWebhookDue, webhookEventValues, type ClaimedWebhookDbRow, type WebhookDbRow, type WebhookDeliveryDbRow, type WebhookEventDbRow } from '../webhook-rows.ts';
 
 /**
  * The SQLite statements of webhooks, prepared once, one function per query. The writes run
@@ -54,11 +54,6 @@ interface Candidate {
 /** A row a claim means to lease, with its endpoint. */
 export interface PickedWebhookRow extends Candidate {
   endpoint: ClaimableEndpoint;
-}
-
-/** Oldest due first; the id breaks ties. */
-function compareDue(a: Candidate, b: Candidate): number {
-  return a.next_attempt_at - b.next_attempt_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
 export function prepareWebhookQueries(db: DatabaseSync) {
@@ -306,13 +301,13 @@ export function prepareWebhookQueries(db: DatabaseSync) {
         const head = endpointDue.get(e.id, o.now, 1) as Candidate | undefined;
         return head ? [{ e, head }] : [];
       });
-      heads.sort((a, b) => compareDue(a.head, b.head));
+      heads.sort((a, b) => compareWebhookDue(a.head, b.head));
       for (const { e } of heads) {
         const room = Math.min(o.limit - picked.length, o.perWebhook - (taken.get(e.id) ?? 0));
         if (room <= 0) continue;
         for (const row of endpointDue.all(e.id, o.now, room) as unknown as Candidate[]) take(row, e);
       }
-      return { picked: picked.sort(compareDue).slice(0, o.limit), giveBack };
+      return { picked: picked.sort(compareWebhookDue).slice(0, o.limit), giveBack };
     },
 
     /**
