@@ -1,3 +1,4 @@
+import type { ErasureCounts } from '../../storage/personal-data.ts';
 import { suppressionPageText, type SuppressionJson } from './suppressions-text.ts';
 import { fields, table, utc } from './text-table.ts';
 
@@ -32,16 +33,8 @@ export interface RecipientDataJson {
 
 export interface ErasureJson {
   addressHash: string;
-  counts: {
-    messages: number;
-    pending: number;
-    cancelled: number;
-    dsns: number;
-    suppressions: number;
-    webhookDeliveries: number;
-    idempotencyRecords: number;
-    auditEntries: number;
-  };
+  /** Numbers only: the same on the wire as in the store. */
+  counts: ErasureCounts;
 }
 
 /** Whose data was searched or erased. */
