@@ -89,6 +89,8 @@ export const SMTP_REPLIES = {
   RECIPIENT_NOT_ACCEPTED: { smtp: 550, enhanced: '5.7.1', message: 'Recipient address rejected: relay access denied' },
   /** The inbound listener could not read and record a message within inbound.processingTimeout. */
   PROCESSING_TIMEOUT: { smtp: 451, enhanced: '4.3.0', message: 'Message could not be processed in time, try again later' },
+  /** The key of a trusted feedback loop's DKIM signature could not be looked up (a DNS failure): the report comes again. */
+  SIGNATURE_LOOKUP_FAILED: { smtp: 451, enhanced: '4.4.3', message: 'DKIM key of the report could not be looked up, try again later' },
   /** RFC 6531 3.6.1: a non-ASCII address in a transaction not opened with MAIL FROM ... SMTPUTF8. */
   SMTPUTF8_REQUIRED: { smtp: 553, enhanced: '5.6.7', message: 'Non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM' },
   /** The SMTPUTF8 parameter on a listener that does not offer the extension (RFC 5321 4.1.1.11: 555). */

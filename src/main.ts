@@ -446,7 +446,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger,
       metrics,
     });
-    const inbound = new InboundServer({ config, current: () => live.current, store, recorder: feedback, unsubscribe: mailtoUnsubscribe, tls, buffers, reverseLookup, logger, metrics, clock });
+    const inbound = new InboundServer({ config, current: () => live.current, store, recorder: feedback, unsubscribe: mailtoUnsubscribe, tls, buffers, reverseLookup, resolver: dns, logger, metrics, clock });
     await startPart('inbound listener', () => inbound.start());
     stack.push({ name: 'inbound', stop: () => inbound.stop() });
     const tlsExpiry: TlsExpiryDeps = { gauge: metrics.tlsCertificateExpiry, config, smtp: smtp.addresses(), inbound: inbound.addresses() };

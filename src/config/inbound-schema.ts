@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { normalizeDomain } from '../mail/address.ts';
 import { durationSchema, positiveDurationSchema } from './duration.ts';
 
 /**
@@ -10,6 +11,7 @@ import { durationSchema, positiveDurationSchema } from './duration.ts';
  *     inbound:
  *       listeners: [{ host: 203.0.113.10, port: 25 }]
  *       fblAddresses: [fbl@example.com]
+ *       fblReporters: [yahoo.com, hotmail.com]
  */
 
 /** An address as RCPT TO would carry it; compared without regard to case. */
@@ -17,6 +19,14 @@ const address = z
   .string()
   .regex(/^[^\s@<>"]+@[A-Za-z0-9.-]+$/, { message: 'not an email address (local@domain)' })
   .transform((value) => value.toLowerCase());
+
+/** A domain name, in the form every comparison uses (lower case, an IDN as its A-label). */
+const domain = z.string().transform((value, ctx) => {
+  const normalized = normalizeDomain(value);
+  if (normalized) return normalized;
+  ctx.addIssue({ code: 'custom', message: `not a domain name: ${JSON.stringify(value)}` });
+  return z.NEVER;
+});
 
 const listener = z.strictObject({
   host: z.string().default('127.0.0.1'),
@@ -34,10 +44,23 @@ export const inboundConfigSchema = z
     maxRecipients: z.number().int().positive().default(10),
     /** Where feedback loops (Yahoo, Microsoft JMRP, ...) send their ARF complaints. */
     fblAddresses: z.array(address).default([]),
+    /**
+     * The feedback loops whose reports are believed: a report to a feedback-loop address counts
+     * only with a DKIM signature that verifies, by one of these domains or a subdomain, aligned
+     * with its From (src/feedback/report-authentication.ts). Anyone can write an ARF report.
+     */
+    fblReporters: z.array(domain).default([]),
     maxConnections: z.number().int().positive().default(200),
     maxConnectionsPerClient: z.number().int().positive().default(10),
     /** How long reading and recording one message may take before the sender is told to retry (451). */
     processingTimeout: positiveDurationSchema.default(30_000),
+  })
+  .superRefine((value, ctx) => {
+    // No default trusts anyone: addresses without reporters would take every complaint unchecked
+    // (a configuration written before reports were authenticated), or, checked, none at all.
+    if (value.fblAddresses.length > 0 && value.fblReporters.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['fblReporters'], message: 'required when inbound.fblAddresses lists an address: list the domains whose DKIM-signed feedback reports are trusted (e.g. [yahoo.com, hotmail.com])' });
+    }
   })
   .prefault({});
 

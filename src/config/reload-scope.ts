@@ -102,6 +102,7 @@ export const RELOAD_SCOPE: { readonly [K in keyof Config]-?: SectionScope<Config
     maxConnectionsPerClient: 'restart',
     maxRecipients: 'reload',
     fblAddresses: 'reload',
+    fblReporters: 'reload',
     processingTimeout: 'reload',
   },
   // Bound into the dispatcher and its HTTP agents at start.

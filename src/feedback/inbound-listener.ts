@@ -13,6 +13,7 @@ import { sessionGuard } from '../smtp/command-gate.ts';
 import { Rejections } from '../smtp/rejections.ts';
 import { SessionRegistry } from '../smtp/session-registry.ts';
 import { closeListener, HARD_LINE_LIMIT_MIN, listen, resolverFor, type ReverseLookup } from '../smtp/submission-listener.ts';
+import type { DomainCheckResolver } from '../sender-domains/domain-check-dns.ts';
 import type { Store } from '../storage/store.ts';
 import { GatedSmtpServer } from '../vendor/smtp-server.ts';
 import type { FeedbackRecorder } from './feedback-recorder.ts';
@@ -45,6 +46,8 @@ export interface InboundServerDeps {
   /** The memory of messages being received, shared with the other doors. */
   buffers: BufferBudget;
   reverseLookup?: ReverseLookup;
+  /** Looks up the DKIM keys that sign feedback reports (the daemon's resolver). */
+  resolver: Pick<DomainCheckResolver, 'resolveTxt'>;
   logger: Logger;
   metrics: Metrics;
   clock: Clock;
@@ -156,6 +159,8 @@ export class InboundServer {
             limits: { ...DEFAULT_REPORT_LIMITS, maxBytes: inbound.maxMessageBytes },
             metrics: this.deps.metrics,
             clock,
+            resolver: this.deps.resolver,
+            fblReporters: () => this.deps.current().config.inbound.fblReporters,
           },
           message,
         ),

@@ -8,14 +8,16 @@ import { logSafe, type Rejections } from '../smtp/rejections.ts';
 import type { SessionRegistry } from '../smtp/session-registry.ts';
 import { inboundTarget, type InboundAddressing, type InboundTarget } from './inbound-recipients.ts';
 import type { InboundMessage } from './report-intake.ts';
+import { SignatureLookupError } from './report-authentication.ts';
 
 /**
  * MAIL, RCPT and DATA of the inbound listener. Any sender, the null one included (bounces come
  * from it). A recipient must be one of ours (inbound-recipients.ts): anyone else gets 550 5.7.1.
  * DATA is collected with the submission side's guards (size limit, CRLF line endings only, the
  * shared buffer budget, the minimum data rate), then read and recorded before the reply: 250 once
- * it is recorded (or dropped as unreadable), 451 when the store failed or processingTimeout
- * passed, so the sender keeps the message and tries again.
+ * it is recorded (or dropped as unreadable or unauthenticated), 451 when the store failed, a
+ * trusted reporter's DKIM key could not be looked up or processingTimeout passed, so the sender
+ * keeps the message and tries again.
  */
 
 /** What the session checks read per command, from the configuration in effect. */
@@ -88,6 +90,11 @@ export function inboundSessionHandlers(deps: InboundSessionDeps): Required<Pick<
             if (err instanceof TimeoutError) {
               rejections.reject(state, 'PROCESSING_TIMEOUT', { bytes: collected.body.length, timeoutMs: settings.processingTimeoutMs });
               throw refusal(SMTP_REPLIES.PROCESSING_TIMEOUT);
+            }
+            if (err instanceof SignatureLookupError) {
+              const { fromDomain, signatures } = err.authentication;
+              rejections.reject(state, 'SIGNATURE_LOOKUP_FAILED', { fromDomain: fromDomain && logSafe(fromDomain), dkim: signatures.map((s) => ({ domain: logSafe(s.domain), result: s.result })) });
+              throw refusal(SMTP_REPLIES.SIGNATURE_LOOKUP_FAILED);
             }
             rejections.count('STORAGE_FAILED');
             log.error({ event: 'feedback.record.failed', err: (err as Error).message, bytes: collected.body.length }, 'message could not be recorded; the sender is told to retry');

@@ -15,16 +15,19 @@ import type { MailtoUnsubscribe } from './unsubscribe-mailto.ts';
 import { findOriginalRecipient } from './original-lookup.ts';
 import { parsePlainBounce } from './plain-bounce.ts';
 import { MalformedReportError, readReportMessage, type ReportLimits, type ReportMessage } from './report-message.ts';
-import { addressKey } from '../mail/address.ts';
+import { addressKey, domainOf } from '../mail/address.ts';
+import type { DomainCheckResolver } from '../sender-domains/domain-check-dns.ts';
+import { authenticateReport, SignatureLookupError, type ReportAuthentication } from './report-authentication.ts';
 
 /**
  * One message the inbound listener accepted, handled for each of its recipients: to an
  * unsubscribe address, the unsubscribe handler takes it; to a VERP return path, a DSN or a
  * plain-text bounce is recorded on the recipient the address names (a complaint sent there too);
- * to a feedback-loop address, an ARF complaint on the recipient the returned original names.
- * What cannot be read, is not a report (an out-of-office reply), or names no recipient we hold is
- * logged, counted and dropped: telling the sender to retry cannot make it readable. What could
- * not be recorded (the store, an effect) rejects, so the listener answers 451 and the sender
+ * to a feedback-loop address, an ARF complaint on the recipient the returned original names, when
+ * a trusted feedback loop signed it (report-authentication.ts). What cannot be read, is not a report (an out-of-office reply), or names no recipient we hold is
+ * logged, counted and dropped: telling the sender to retry cannot make it readable, nor a report
+ * no trusted reporter signed believable. What could not be recorded (the store, an effect), or
+ * checked (a trusted signer's key lookup failed: SignatureLookupError) rejects, so the listener answers 451 and the sender
  * retries; the report's fingerprint keeps a retried one from counting twice.
  */
 
@@ -39,6 +42,10 @@ export interface ReportIntakeDeps {
   limits: ReportLimits;
   metrics: Pick<Metrics, 'feedbackReports'>;
   clock: { now(): number };
+  /** Looks up the keys that sign reports to feedback-loop addresses. */
+  resolver: Pick<DomainCheckResolver, 'resolveTxt'>;
+  /** inbound.fblReporters in effect: whose signed reports to feedback-loop addresses count. */
+  fblReporters: () => readonly string[];
 }
 
 export interface InboundMessage {
@@ -49,13 +56,15 @@ export interface InboundMessage {
 }
 
 type ReportKind = 'dsn' | 'plain-bounce' | 'arf' | 'other';
-type Outcome = 'recorded' | 'duplicate' | 'unmatched' | 'ignored' | 'malformed';
+type Outcome = 'recorded' | 'duplicate' | 'unmatched' | 'ignored' | 'malformed' | 'unauthenticated';
 
 export async function takeInboundMessage(deps: ReportIntakeDeps, message: InboundMessage): Promise<void> {
   const { raw, log } = message;
   const digest = createHash('sha256').update(raw).digest('hex');
   // Read once, for the first recipient that needs it; null once it proved unreadable.
   let report: ReportMessage | null | undefined;
+  // Checked once, for the first feedback-loop address that needs it.
+  let authentication: Promise<ReportAuthentication> | undefined;
   for (const target of message.targets) {
     if (target.kind === 'unsubscribe') {
       // Only a target the handler accepted at RCPT exists, so the handler is there.
@@ -65,7 +74,9 @@ export async function takeInboundMessage(deps: ReportIntakeDeps, message: Inboun
     }
     if (report === undefined) report = await readOrDrop(deps, raw, log);
     if (report === null) continue;
-    const { kind, outcome } = await takeReport(deps, target, report, digest, log);
+    const read = report;
+    const authenticate = () => (authentication ??= authenticated(deps, raw, read, log));
+    const { kind, outcome } = await takeReport(deps, target, read, digest, authenticate, log);
     deps.metrics.feedbackReports.inc({ kind, result: outcome });
   }
 }
@@ -82,9 +93,35 @@ async function readOrDrop(deps: ReportIntakeDeps, raw: Buffer, log: Logger): Pro
   }
 }
 
-async function takeReport(deps: ReportIntakeDeps, target: Exclude<InboundTarget, { kind: 'unsubscribe' }>, message: ReportMessage, digest: string, log: Logger): Promise<{ kind: ReportKind; outcome: Outcome }> {
+/** Who signed the report (once per message): logged when it is not believed, thrown when it could not be checked. */
+async function authenticated(deps: ReportIntakeDeps, raw: Buffer, message: ReportMessage, log: Logger): Promise<ReportAuthentication> {
+  const result = await authenticateReport(raw, { resolver: deps.resolver, reporters: deps.fblReporters(), now: deps.clock.now() });
+  if (result.verdict === 'unauthenticated') {
+    // Without a verified From (nothing was checked), the From as the report reads it; both are the sender's words.
+    const fromDomain = result.fromDomain ?? (message.from ? domainOf(message.from) : null);
+    log.warn(
+      {
+        event: 'feedback.report.unauthenticated',
+        reason: result.reason,
+        fromDomain: fromDomain && logSafe(fromDomain),
+        dkim: result.signatures.map((s) => ({ domain: logSafe(s.domain), result: s.result })),
+      },
+      'complaint to a feedback-loop address not signed by a trusted reporter (inbound.fblReporters); dropped',
+    );
+  }
+  return result;
+}
+
+async function takeReport(
+  deps: ReportIntakeDeps,
+  target: Exclude<InboundTarget, { kind: 'unsubscribe' }>,
+  message: ReportMessage,
+  digest: string,
+  authenticate: () => Promise<ReportAuthentication>,
+  log: Logger,
+): Promise<{ kind: ReportKind; outcome: Outcome }> {
   const arf = parseArfReport(message);
-  if (arf) return { kind: 'arf', outcome: await takeComplaint(deps, target, arf, message, digest, log) };
+  if (arf) return { kind: 'arf', outcome: await takeComplaint(deps, target, arf, message, digest, authenticate, log) };
   // DSNs and plain bounces are taken at return paths only: those name the recipient, and no one has reason to send one to a feedback-loop address.
   if (target.kind !== 'verp') return ignored(log, 'other', target, 'not a complaint (no message/feedback-report part)');
   const dsn = parseDsnReport(message);
@@ -155,7 +192,22 @@ async function recordBounce(
   return (await deps.recorder.record(report)).duplicate ? 'duplicate' : 'recorded';
 }
 
-async function takeComplaint(deps: ReportIntakeDeps, target: Exclude<InboundTarget, { kind: 'unsubscribe' }>, arf: ArfReport, message: ReportMessage, digest: string, log: Logger): Promise<Outcome> {
+async function takeComplaint(
+  deps: ReportIntakeDeps,
+  target: Exclude<InboundTarget, { kind: 'unsubscribe' }>,
+  arf: ArfReport,
+  message: ReportMessage,
+  digest: string,
+  authenticate: () => Promise<ReportAuthentication>,
+  log: Logger,
+): Promise<Outcome> {
+  // At a feedback-loop address the report alone names the recipient, so who wrote it decides.
+  // A VERP return path names it itself, under an HMAC tag only we can make: no check there.
+  if (target.kind === 'fbl') {
+    const authentication = await authenticate();
+    if (authentication.verdict === 'temperror') throw new SignatureLookupError(authentication);
+    if (authentication.verdict === 'unauthenticated') return 'unauthenticated';
+  }
   const recipient =
     target.kind === 'verp'
       ? await byVerp(deps, target, log)

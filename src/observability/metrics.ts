@@ -130,7 +130,7 @@ export class Metrics {
 
   readonly feedbackReports = new Counter({
     name: 'rookery_feedback_reports_total',
-    help: 'Messages the inbound listener read, by what they were (dsn, plain-bounce, arf, unsubscribe, other) and what came of them (recorded, duplicate, unmatched, ignored, malformed, failed)',
+    help: 'Messages the inbound listener read, by what they were (dsn, plain-bounce, arf, unsubscribe, other) and what came of them (recorded, duplicate, unmatched, ignored, malformed, unauthenticated: a complaint to a feedback-loop address no trusted reporter signed)',
     labelNames: ['kind', 'result'] as const,
     registers: [this.registry],
   });

@@ -41,19 +41,23 @@ export async function lookupTxt(resolver: DomainCheckResolver, name: string): Pr
 /**
  * The resolver as the single function mailauth calls, `(name, type)` like `dns.promises.resolve`.
  * A type the resolver cannot answer is an error, which mailauth turns into temperror rather than
- * mistaking it for an empty answer.
+ * mistaking it for an empty answer. DKIM verification asks for TXT records only, so a TXT lookup
+ * alone will do there.
  */
-export function mailauthResolver(resolver: DomainCheckResolver): (name: string, type: string) => Promise<unknown[]> {
+export function mailauthResolver(resolver: Pick<DomainCheckResolver, 'resolveTxt'> & Partial<DomainCheckResolver>): (name: string, type: string) => Promise<unknown[]> {
   return async (name, type) => {
     switch (type.toUpperCase()) {
       case 'TXT':
         return resolver.resolveTxt(name);
       case 'MX':
-        return resolver.resolveMx(name);
+        if (resolver.resolveMx) return resolver.resolveMx(name);
+        break;
       case 'A':
-        return resolver.resolve4(name);
+        if (resolver.resolve4) return resolver.resolve4(name);
+        break;
       case 'AAAA':
-        return resolver.resolve6(name);
+        if (resolver.resolve6) return resolver.resolve6(name);
+        break;
       case 'PTR':
         if (resolver.resolvePtr) return resolver.resolvePtr(name);
         break;

@@ -29,6 +29,7 @@ const REJECTION_EVENTS: Partial<Record<RejectionReason, string>> = {
   TOO_MANY_RECIPIENTS: 'smtp.recipient.rejected',
   RECIPIENT_NOT_ACCEPTED: 'smtp.recipient.rejected',
   PROCESSING_TIMEOUT: 'smtp.message.rejected',
+  SIGNATURE_LOOKUP_FAILED: 'smtp.message.rejected',
   RECIPIENT_SUPPRESSED: 'smtp.recipient.rejected',
   MESSAGE_TOO_LARGE: 'smtp.message.rejected',
   BARE_LINE_ENDING: 'smtp.message.rejected',

@@ -8,11 +8,16 @@ import { createRequire } from 'node:module';
  *    parsed keys (see src/sender-domains/signer.ts);
  *  - the DMARC record lookup with its tree walk, the policy tags, and alignment;
  *  - the SPF evaluator with its declared options (lib/spf has the strict and time-limit options
- *    the package's main entry does not declare).
+ *    the package's main entry does not declare);
+ *  - DKIM verification alone (lib/dkim/verify), without the SPF, DMARC and ARC checks of the
+ *    main entry's authenticate(), for the feedback reports whose signer decides whether they
+ *    are trusted (see src/feedback/report-authentication.ts).
  * tests/unit/vendor-contract.test.ts checks that each export still exists with this shape.
  */
 
 export { spf, type SPFOptions } from 'mailauth/lib/spf/index.js';
+export { dkimVerify } from 'mailauth/lib/dkim/verify.js';
+export type { DKIMVerifyOptions, DKIMVerifyResult } from 'mailauth';
 
 /** A header field as mailauth's parseHeaders returns it. */
 export interface ParsedHeader {

@@ -11,9 +11,11 @@ import { createReputationTracker, type ReputationTracker } from '../../src/ippoo
 import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import type { Logger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
+import type { DomainCheckResolver } from '../../src/sender-domains/domain-check-dns.ts';
 import type { Store } from '../../src/storage/store.ts';
 import type { NewSuppression } from '../../src/storage/suppressions.ts';
 import type { StoredWebhookEvent } from '../../src/storage/webhook-outbox.ts';
+import { createFixtureResolver } from './fixture-resolver.ts';
 import { SmtpTestClient, type SmtpReply } from './smtp-client.ts';
 import { outboxEvents, subscribeToEverything } from './webhook-events.ts';
 
@@ -21,7 +23,8 @@ import { outboxEvents, subscribeToEverything } from './webhook-events.ts';
  * The inbound listener (src/feedback/inbound-listener.ts) on a loopback port with a real store,
  * a real recorder and reputation tracker, as the daemon wires them; the suppression list and
  * the webhook events of tenant acme (an endpoint subscribed to bounces and complaints) read back
- * from the store.
+ * from the store. Complaints to fbl@sender.test count when signed by one of HARNESS_FBL_REPORTERS
+ * (or a subdomain), with its key in `resolver` (tests/helpers/signed-reports.ts).
  */
 
 export interface InboundHarness {
@@ -45,9 +48,13 @@ export interface InboundHarnessOptions {
   config?: ConfigInput;
   unsubscribe?: MailtoUnsubscribe;
   tls?: { key: Buffer; cert: Buffer } | null;
+  /** The DKIM key lookups of reports (default: no name exists). */
+  resolver?: Pick<DomainCheckResolver, 'resolveTxt'>;
 }
 
 export const HARNESS_VERP_SECRET = 'inbound-harness-secret-0123456789abcdefgh';
+/** inbound.fblReporters of the harness: the feedback loops of tests/fixtures/feedback/. */
+export const HARNESS_FBL_REPORTERS = ['yahoo.test', 'hotmail.test', 'fastmail.test', 'example.com'];
 const BOUNCE_RULES = loadBounceRules(join(DEFAULT_CONFIG_DIR, DATA_FILES.bounceRules));
 
 export async function startInboundHarness(options: InboundHarnessOptions): Promise<InboundHarness> {
@@ -56,7 +63,7 @@ export async function startInboundHarness(options: InboundHarnessOptions): Promi
       hostname: 'mx.rookery.test',
       returnPath: { secret: HARNESS_VERP_SECRET, domains: { 'sender.test': {} } },
       ...options.config,
-      inbound: { listeners: [{ host: '127.0.0.1', port: 0 }], fblAddresses: ['fbl@sender.test'], ...options.config?.inbound },
+      inbound: { listeners: [{ host: '127.0.0.1', port: 0 }], fblAddresses: ['fbl@sender.test'], fblReporters: HARNESS_FBL_REPORTERS, ...options.config?.inbound },
     },
     'test',
     {},
@@ -89,6 +96,7 @@ export async function startInboundHarness(options: InboundHarnessOptions): Promi
     tls: options.tls ?? null,
     buffers: new BufferBudget(config.smtp.maxBufferedBytes),
     reverseLookup: async () => [],
+    resolver: options.resolver ?? createFixtureResolver(),
     logger: options.logger,
     metrics,
     clock,

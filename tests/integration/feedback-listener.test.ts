@@ -4,12 +4,15 @@ import { createLogger } from '../../src/observability/logger.ts';
 import { verpAddress } from '../../src/sender-domains/verp.ts';
 import { createPostgresStore } from '../../src/storage/postgres/postgres-store.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import type { Logger } from '../../src/observability/logger.ts';
 import type { RecipientRow, Store } from '../../src/storage/store.ts';
 import { feedbackFixture } from '../helpers/feedback-fixtures.ts';
+import { capturingLogger } from '../helpers/log-capture.ts';
 import { deliver, deliveredFrom, HARNESS_VERP_SECRET, startInboundHarness, type InboundHarness, type InboundHarnessOptions } from '../helpers/inbound-harness.ts';
 import { newMessage } from '../helpers/new-message.ts';
 import { createTestSchema, type TestSchema } from '../helpers/postgres.ts';
 import { requirePostgres } from '../helpers/services.ts';
+import { createReportSigner } from '../helpers/signed-reports.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { tlsFixture } from '../helpers/tls-fixture.ts';
@@ -17,7 +20,8 @@ import { tlsFixture } from '../helpers/tls-fixture.ts';
 /**
  * The inbound listener over real sockets, recording on real SQLite and PostgreSQL stores: who it
  * takes mail for, the guards it shares with submission, and what a DSN, a plain bounce or a
- * complaint leaves behind (the event, the recipient's state, reputation, suppression, webhooks).
+ * complaint leaves behind (the event, the recipient's state, reputation, suppression, webhooks),
+ * and which complaints to a feedback-loop address are believed (signed by a trusted reporter).
  */
 
 const postgres = await requirePostgres();
@@ -25,6 +29,8 @@ const logger = createLogger('silent');
 /** The VERP address of the fixtures (tests/fixtures/feedback/), replaced by the one of the test's recipient. */
 const FIXTURE_VERP = 'b+0190a4c2e6f1a3b5c7d9e1.7.xa5znjwbpn@bounces.sender.test';
 const FIXTURE_MESSAGE_ID = '<0190a4c2e6f1a3b5c7d9e1.7@sender.test>';
+/** Signs reports as the feedback loops of the harness (HARNESS_FBL_REPORTERS) and others; its resolver holds their keys. */
+const signer = createReportSigner();
 
 const backends = [
   { name: 'sqlite', skip: false },
@@ -57,8 +63,8 @@ for (const backend of backends) {
       return store;
     }
 
-    async function harness(options: Omit<InboundHarnessOptions, 'logger'>): Promise<InboundHarness> {
-      const h = await startInboundHarness({ logger, ...options });
+    async function harness(options: Omit<InboundHarnessOptions, 'logger'> & { logger?: Logger }): Promise<InboundHarness> {
+      const h = await startInboundHarness({ logger, resolver: signer.resolver, ...options });
       harnesses.push(h);
       return h;
     }
@@ -165,11 +171,12 @@ for (const backend of backends) {
       const store = await openStore();
       const h = await harness({ store });
       const m = await deliveredMessage(store, ['first@gmail.test', 'user@dest.test']);
-      // Yahoo's report: found by the VERP return path of the original.
-      expect((await deliver(h.port, { from: 'feedback@arf.mail.yahoo.test', to: ['fbl@sender.test'] }, adapted('arf-yahoo.eml', m.verp[0]!, m.messageIdHeader))).data?.code).toBe(250);
+      // Yahoo's report (signed by yahoo.test, From arf.mail.yahoo.test): found by the VERP return path of the original.
+      const yahoo = await signer.sign(adapted('arf-yahoo.eml', m.verp[0]!, m.messageIdHeader), 'yahoo.test');
+      expect((await deliver(h.port, { from: 'feedback@arf.mail.yahoo.test', to: ['fbl@sender.test'] }, yahoo)).data?.code).toBe(250);
       // RFC 5965's minimal report: by the Message-ID header, then the To of the original.
       const minimal = feedbackFixture('arf-rfc5965-minimal.eml').toString('latin1').replace('<arf-minimal.1@sender.test>', m.messageIdHeader).replace('To: <user@example.com>', 'To: <User@Dest.test>');
-      expect((await deliver(h.port, { from: 'abusedesk@example.com', to: ['fbl@sender.test'] }, minimal)).data?.code).toBe(250);
+      expect((await deliver(h.port, { from: 'abusedesk@example.com', to: ['fbl@sender.test'] }, await signer.sign(minimal, 'example.com'))).data?.code).toBe(250);
 
       const events = await store.listFeedback(m.id);
       expect(events.map((e) => [e.kind, e.recipient, e.diagnostic])).toEqual([
@@ -196,14 +203,14 @@ for (const backend of backends) {
       const victim = await deliveredMessage(store, ['victim@gmail.test']);
       const shared = '<shared-newsletter-1@sender.test>';
       const minimal = (to: string) =>
-        feedbackFixture('arf-rfc5965-minimal.eml').toString('latin1').replace('<arf-minimal.1@sender.test>', shared).replace('To: <user@example.com>', `To: <${to}>`);
+        signer.sign(feedbackFixture('arf-rfc5965-minimal.eml').toString('latin1').replace('<arf-minimal.1@sender.test>', shared).replace('To: <user@example.com>', `To: <${to}>`), 'example.com');
       for (const m of [alice, victim]) {
         await store.enqueue([newMessage(`${m.id}ff`, Date.now(), { recipients: m.rows.map((r) => r.recipient), messageIdHeader: shared, tenant: 'acme' })]);
       }
       // Naming Alice: her copy, never the newest copy's recipient.
-      expect((await deliver(h.port, { from: 'abuse@example.com', to: ['fbl@sender.test'] }, minimal('alice@dest.test'))).data?.code).toBe(250);
-      // Naming nobody on the mailing (a redacted or forged report): nothing is recorded.
-      expect((await deliver(h.port, { from: 'x@attacker.test', to: ['fbl@sender.test'] }, minimal('redacted@example.com'))).data?.code).toBe(250);
+      expect((await deliver(h.port, { from: 'abuse@example.com', to: ['fbl@sender.test'] }, await minimal('alice@dest.test'))).data?.code).toBe(250);
+      // Naming nobody on the mailing (a redacted report): nothing is recorded.
+      expect((await deliver(h.port, { from: 'abuse@example.com', to: ['fbl@sender.test'] }, await minimal('redacted@example.com'))).data?.code).toBe(250);
       expect((await h.suppressed()).map((s) => s.address)).toEqual(['alice@dest.test']);
       expect(await store.listFeedback(`${victim.id}ff`)).toEqual([]);
     });
@@ -212,6 +219,7 @@ for (const backend of backends) {
       const store = await openStore();
       const h = await harness({ store });
       const m = await deliveredMessage(store, ['user@gmail.test']);
+      // Unsigned, to the VERP return path: its HMAC tag names the recipient, so no signature is asked for.
       const report = adapted('arf-rfc5965-full.eml', m.verp[0]!, m.messageIdHeader).toString('latin1');
       for (let i = 0; i < 5; i++) {
         const variant = Buffer.from(report.replace(/^Subject: .*$/m, `Subject: complaint ${i}`), 'latin1');
@@ -226,7 +234,7 @@ for (const backend of backends) {
       const store = await openStore();
       const h = await harness({ store });
       const m = await deliveredMessage(store, ['user@gmail.test']);
-      const report = adapted('arf-rfc5965-full.eml', m.verp[0]!, m.messageIdHeader);
+      const report = await signer.sign(adapted('arf-rfc5965-full.eml', m.verp[0]!, m.messageIdHeader), 'example.com');
       for (let i = 0; i < 2; i++) expect((await deliver(h.port, { from: 'abusedesk@example.com', to: ['fbl@sender.test'] }, report)).data?.code).toBe(250);
 
       const events = await store.listFeedback(m.id);
@@ -239,6 +247,83 @@ for (const backend of backends) {
         [{ kind: 'arf', result: 'recorded' }, 1],
         [{ kind: 'arf', result: 'duplicate' }, 1],
       ]);
+    });
+
+    it('believes a complaint to a feedback-loop address only when a trusted reporter signed it, aligned with its From', async () => {
+      const store = await openStore();
+      const { logger: captured, logs } = capturingLogger();
+      const h = await harness({ store, logger: captured });
+      const m = await deliveredMessage(store, ['user@dest.test', 'other@dest.test']);
+      const report = (to: string, from = 'abusedesk@example.com') =>
+        feedbackFixture('arf-rfc5965-minimal.eml').toString('latin1').replace('<arf-minimal.1@sender.test>', m.messageIdHeader).replace('To: <user@example.com>', `To: <${to}>`).replace('From: <abusedesk@example.com>', `From: <${from}>`);
+      const send = async (message: Buffer | string) => (await deliver(h.port, { from: 'fbl-sender@relay.test', to: ['fbl@sender.test'] }, message)).data?.code;
+
+      // Anyone can write one: unsigned.
+      expect(await send(report('user@dest.test'))).toBe(250);
+      // Signed, by a domain nobody trusts.
+      expect(await send(await signer.sign(report('user@dest.test', 'abuse@attacker.test'), 'attacker.test'))).toBe(250);
+      // Signed by a trusted reporter, on someone else's From (mail a reporter's users can send).
+      expect(await send(await signer.sign(report('user@dest.test', 'abuse@attacker.test'), 'yahoo.test'))).toBe(250);
+      // A trusted reporter's report about another recipient, re-aimed: the body no longer verifies.
+      const genuine = await signer.sign(report('other@dest.test'), 'example.com');
+      expect(await send(Buffer.from(genuine.toString('latin1').replace('To: <other@dest.test>', 'To: <user@dest.test>'), 'latin1'))).toBe(250);
+      expect(await store.listFeedback(m.id)).toEqual([]);
+      expect(await h.suppressed()).toEqual([]);
+      expect(h.reputation.snapshot('127.0.0.2', 'other', Date.now()).complaints).toBe(0);
+
+      // The genuine one, as signed, counts.
+      expect(await send(genuine)).toBe(250);
+      expect((await store.listFeedback(m.id)).map((e) => [e.kind, e.recipient])).toEqual([['complaint', 'other@dest.test']]);
+      expect((await h.suppressed()).map((s) => s.address)).toEqual(['other@dest.test']);
+      expect(h.reputation.snapshot('127.0.0.2', 'other', Date.now()).complaints).toBe(1);
+
+      const reports = await h.metrics.feedbackReports.get();
+      expect(reports.values.map((v) => [v.labels, v.value])).toEqual([
+        [{ kind: 'arf', result: 'unauthenticated' }, 4],
+        [{ kind: 'arf', result: 'recorded' }, 1],
+      ]);
+      const dropped = logs.filter((l) => l.event === 'feedback.report.unauthenticated');
+      expect(dropped.map((l) => [l.level, l.reason, l.fromDomain, l.dkim])).toEqual([
+        [40, 'no-signature', 'example.com', []],
+        [40, 'signer-not-trusted', 'attacker.test', [{ domain: 'attacker.test', result: 'pass' }]],
+        [40, 'from-not-aligned', 'attacker.test', [{ domain: 'yahoo.test', result: 'pass' }]],
+        [40, 'signature-failed', 'example.com', [{ domain: 'example.com', result: 'neutral' }]],
+      ]);
+      // Domains and verdicts only: nothing of what the report says.
+      expect(JSON.stringify(dropped)).not.toMatch(/dest\.test|sender\.test|abuse@|abusedesk@/);
+    });
+
+    it('answers 451 when the key of a trusted reporter cannot be looked up, and records the report when it comes again', async () => {
+      const store = await openStore();
+      const own = createReportSigner();
+      const h = await harness({ store, resolver: own.resolver });
+      const m = await deliveredMessage(store, ['user@dest.test']);
+      const report = adapted('arf-rfc5965-full.eml', m.verp[0]!, m.messageIdHeader);
+      const signed = await own.sign(report, 'example.com');
+      own.resolver.set('fbl._domainkey.example.com', { txt: 'ETIMEOUT' });
+      const { data } = await deliver(h.port, { from: 'abusedesk@example.com', to: ['fbl@sender.test'] }, signed);
+      expect(data).toMatchObject({ code: 451 });
+      expect(data!.text).toMatch(/^4\.4\.3 DKIM key of the report could not be looked up/);
+      expect(await store.listFeedback(m.id)).toEqual([]);
+      expect((await h.metrics.inboundRejections.get()).values).toEqual([expect.objectContaining({ labels: { reason: 'SIGNATURE_LOOKUP_FAILED' }, value: 1 })]);
+
+      // DNS answers again (signing publishes the key anew): the retry is recorded.
+      expect((await deliver(h.port, { from: 'abusedesk@example.com', to: ['fbl@sender.test'] }, await own.sign(report, 'example.com'))).data?.code).toBe(250);
+      expect((await store.listFeedback(m.id)).map((e) => e.kind)).toEqual(['complaint']);
+    });
+
+    it('drops complaints to postmaster@ a bounce domain when no reporter is trusted, without a lookup', async () => {
+      const store = await openStore();
+      const own = createReportSigner();
+      const { logger: captured, logs } = capturingLogger();
+      const h = await harness({ store, logger: captured, resolver: own.resolver, config: { inbound: { fblAddresses: [], fblReporters: [] } } });
+      const m = await deliveredMessage(store, ['user@dest.test']);
+      const signed = await own.sign(adapted('arf-rfc5965-full.eml', m.verp[0]!, m.messageIdHeader), 'example.com');
+      expect((await deliver(h.port, { from: 'abusedesk@example.com', to: ['postmaster@bounces.sender.test'] }, signed)).data?.code).toBe(250);
+      expect(await store.listFeedback(m.id)).toEqual([]);
+      expect(own.resolver.queries).toEqual([]);
+      expect(logs.filter((l) => l.event === 'feedback.report.unauthenticated').map((l) => [l.reason, l.fromDomain])).toEqual([['no-reporters', 'example.com']]);
+      expect((await h.metrics.feedbackReports.get()).values.map((v) => [v.labels, v.value])).toEqual([[{ kind: 'arf', result: 'unauthenticated' }, 1]]);
     });
 
     it('answers 451 when the report cannot be recorded, so the sender keeps it and retries', async () => {
