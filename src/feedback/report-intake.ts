@@ -24,11 +24,12 @@ import { authenticateReport, SignatureLookupError, type ReportAuthentication } f
  * unsubscribe address, the unsubscribe handler takes it; to a VERP return path, a DSN or a
  * plain-text bounce is recorded on the recipient the address names (a complaint sent there too);
  * to a feedback-loop address, an ARF complaint on the recipient the returned original names, when
- * a trusted feedback loop signed it (report-authentication.ts). What cannot be read, is not a report (an out-of-office reply), or names no recipient we hold is
- * logged, counted and dropped: telling the sender to retry cannot make it readable, nor a report
- * no trusted reporter signed believable. What could not be recorded (the store, an effect), or
- * checked (a trusted signer's key lookup failed: SignatureLookupError) rejects, so the listener answers 451 and the sender
- * retries; the report's fingerprint keeps a retried one from counting twice.
+ * a trusted feedback loop signed it (report-authentication.ts). What cannot be read, is not a
+ * report (an out-of-office reply), names no recipient we hold, or is a complaint no trusted
+ * reporter signed is logged, counted and dropped: telling the sender to retry cannot change it.
+ * What could not be recorded (the store, an effect) or checked (a trusted signer's key lookup
+ * failed: SignatureLookupError) rejects, so the listener answers 451 and the sender retries; the
+ * report's fingerprint keeps a retried one from counting twice.
  */
 
 export interface ReportIntakeDeps {
@@ -93,7 +94,7 @@ async function readOrDrop(deps: ReportIntakeDeps, raw: Buffer, log: Logger): Pro
   }
 }
 
-/** Who signed the report (once per message): logged when it is not believed, thrown when it could not be checked. */
+/** Who signed the report (asked once per message), logged when it is not believed. */
 async function authenticated(deps: ReportIntakeDeps, raw: Buffer, message: ReportMessage, log: Logger): Promise<ReportAuthentication> {
   const result = await authenticateReport(raw, { resolver: deps.resolver, reporters: deps.fblReporters(), now: deps.clock.now() });
   if (result.verdict === 'unauthenticated') {

@@ -11,6 +11,7 @@ import { startTestDaemon } from '../helpers/in-process-daemon.ts';
 import { deliver } from '../helpers/inbound-harness.ts';
 import { createTestSchema, type TestSchema } from '../helpers/postgres.ts';
 import { requirePostgres } from '../helpers/services.ts';
+import { createReportSigner } from '../helpers/signed-reports.ts';
 import { startSmtpSink, type SinkMessage, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { until } from '../helpers/until.ts';
@@ -107,11 +108,14 @@ for (const backend of backends) {
       // Every event of the tenant stays in the outbox: no dispatcher runs (webhooks.enabled false).
       await subscribeToEverything(store, 'shop');
       const mx = { mx: [{ exchange: 'mx.dest.test', priority: 10 }] };
+      const resolver = createFixtureResolver({ 'dest.test': mx, 'sender.test': mx, 'mx.dest.test': { a: ['127.0.0.1'] } });
+      // The feedback loop signs its complaint; the daemon looks its key up with its own resolver.
+      const signer = createReportSigner(resolver);
       daemon = await startTestDaemon({
         dir,
         sink,
         store,
-        resolver: createFixtureResolver({ 'dest.test': mx, 'sender.test': mx, 'mx.dest.test': { a: ['127.0.0.1'] } }),
+        resolver,
         config: {
           ips: [{ address: '127.0.0.2' }],
           delivery: { retry: { initial: 3_600_000 } },
@@ -123,7 +127,7 @@ for (const backend of backends) {
           },
           tenants: { shop: { senderDomains: ['sender.test'] } },
           webhooks: { enabled: false },
-          inbound: { listeners: [{ host: '127.0.0.1', port: 0 }], fblAddresses: ['fbl@sender.test'] },
+          inbound: { listeners: [{ host: '127.0.0.1', port: 0 }], fblAddresses: ['fbl@sender.test'], fblReporters: ['dest.test'] },
         },
       });
       const { host, port } = daemon.apiAddress();
@@ -154,7 +158,7 @@ for (const backend of backends) {
       // With a co-recipient deferred: it still waits when the address is erased.
       const waiting = await send([SUBJECT, 'later@dest.test']);
       await until(async () => (await store.listRecipients(waiting)).some((r) => r.state === 'delivered'), 'the address delivered', 20_000);
-      const { data } = await deliver(daemon.inboundAddresses()[0]!.port, { from: 'abuse@dest.test', to: ['fbl@sender.test'] }, complaint(delivered));
+      const { data } = await deliver(daemon.inboundAddresses()[0]!.port, { from: 'abuse@dest.test', to: ['fbl@sender.test'] }, await signer.sign(complaint(delivered), 'dest.test'));
       expect(data?.code).toBe(250);
       await until(async () => (await store.getSuppression('shop', SUBJECT, Date.now())) !== null, 'the complaint suppressed it');
       // An operator's own entry for mail of no tenant: audited with the address.

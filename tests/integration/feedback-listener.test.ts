@@ -32,6 +32,11 @@ const FIXTURE_MESSAGE_ID = '<0190a4c2e6f1a3b5c7d9e1.7@sender.test>';
 /** Signs reports as the feedback loops of the harness (HARNESS_FBL_REPORTERS) and others; its resolver holds their keys. */
 const signer = createReportSigner();
 
+/** feedback_reports_total of a harness: each label set with its count. */
+async function reportCounts(h: InboundHarness): Promise<Array<[Record<string, unknown>, number]>> {
+  return (await h.metrics.feedbackReports.get()).values.map((v) => [v.labels, v.value]);
+}
+
 const backends = [
   { name: 'sqlite', skip: false },
   { name: 'postgres', skip: !postgres },
@@ -242,8 +247,7 @@ for (const backend of backends) {
       expect((await h.suppressed()).map((s) => s.source)).toEqual([expect.objectContaining({ feedbackId: events[0]!.id })]);
       expect((await h.emitted()).map((e) => e.type)).toEqual(['recipient.complained']);
       expect(h.reputation.snapshot('127.0.0.2', 'gmail', Date.now()).complaints).toBe(1);
-      const reports = await h.metrics.feedbackReports.get();
-      expect(reports.values.map((v) => [v.labels, v.value])).toEqual([
+      expect(await reportCounts(h)).toEqual([
         [{ kind: 'arf', result: 'recorded' }, 1],
         [{ kind: 'arf', result: 'duplicate' }, 1],
       ]);
@@ -277,8 +281,7 @@ for (const backend of backends) {
       expect((await h.suppressed()).map((s) => s.address)).toEqual(['other@dest.test']);
       expect(h.reputation.snapshot('127.0.0.2', 'other', Date.now()).complaints).toBe(1);
 
-      const reports = await h.metrics.feedbackReports.get();
-      expect(reports.values.map((v) => [v.labels, v.value])).toEqual([
+      expect(await reportCounts(h)).toEqual([
         [{ kind: 'arf', result: 'unauthenticated' }, 4],
         [{ kind: 'arf', result: 'recorded' }, 1],
       ]);
@@ -323,7 +326,7 @@ for (const backend of backends) {
       expect(await store.listFeedback(m.id)).toEqual([]);
       expect(own.resolver.queries).toEqual([]);
       expect(logs.filter((l) => l.event === 'feedback.report.unauthenticated').map((l) => [l.reason, l.fromDomain])).toEqual([['no-reporters', 'example.com']]);
-      expect((await h.metrics.feedbackReports.get()).values.map((v) => [v.labels, v.value])).toEqual([[{ kind: 'arf', result: 'unauthenticated' }, 1]]);
+      expect(await reportCounts(h)).toEqual([[{ kind: 'arf', result: 'unauthenticated' }, 1]]);
     });
 
     it('answers 451 when the report cannot be recorded, so the sender keeps it and retries', async () => {
@@ -381,8 +384,7 @@ for (const backend of backends) {
       expect((await deliver(h.port, { from: '', to: [gone] }, adapted('postfix-user-unknown.eml', gone, m.messageIdHeader))).data?.code).toBe(250);
 
       expect(await store.listFeedback(m.id)).toEqual([]);
-      const reports = await h.metrics.feedbackReports.get();
-      expect(reports.values.map((v) => [v.labels, v.value])).toEqual([
+      expect(await reportCounts(h)).toEqual([
         [{ kind: 'other', result: 'malformed' }, 1],
         [{ kind: 'plain-bounce', result: 'ignored' }, 1],
         [{ kind: 'dsn', result: 'unmatched' }, 1],

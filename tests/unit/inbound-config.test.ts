@@ -21,6 +21,7 @@ describe('inbound: the listener for bounces and complaints', () => {
       maxMessageBytes: 2 * 1024 * 1024,
       maxRecipients: 10,
       fblAddresses: [],
+      fblReporters: [],
       maxConnections: 200,
       maxConnectionsPerClient: 10,
       processingTimeout: 30_000,
@@ -28,20 +29,35 @@ describe('inbound: the listener for bounces and complaints', () => {
   });
 
   it('takes listeners and feedback-loop addresses, the addresses in lower case', () => {
-    const { inbound } = parseConfig({ inbound: { listeners: [{ host: '0.0.0.0', port: 25 }], fblAddresses: ['FBL@Example.com'], processingTimeout: '10s' } }, 'test', {});
+    const { inbound } = parseConfig(
+      { inbound: { listeners: [{ host: '0.0.0.0', port: 25 }], fblAddresses: ['FBL@Example.com'], fblReporters: ['Yahoo.COM', 'hotmail.com.', 'bücher.example'], processingTimeout: '10s' } },
+      'test',
+      {},
+    );
     expect(inbound.listeners).toEqual([{ host: '0.0.0.0', port: 25, greetingDelay: 0 }]);
     expect(inbound.fblAddresses).toEqual(['fbl@example.com']);
+    // In the form signing domains are compared in: lower case, A-labels.
+    expect(inbound.fblReporters).toEqual(['yahoo.com', 'hotmail.com', 'xn--bcher-kva.example']);
     expect(inbound.processingTimeout).toBe(10_000);
   });
 
   it('names each problem by its path', () => {
-    expect(problemsOf({ inbound: { listeners: [{ host: '0.0.0.0' }], fblAddresses: ['not an address'], processingTimeout: '0s', maxRecipients: 0, tls: 'starttls' } })).toEqual([
+    expect(problemsOf({ inbound: { listeners: [{ host: '0.0.0.0' }], fblAddresses: ['not an address'], fblReporters: ['yahoo.com', 'not a domain'], processingTimeout: '0s', maxRecipients: 0, tls: 'starttls' } })).toEqual([
       'inbound.listeners[0].port: Invalid input: expected number, received undefined',
       'inbound.maxRecipients: Too small: expected number to be >0',
       'inbound.fblAddresses[0]: not an email address (local@domain)',
+      'inbound.fblReporters[1]: not a domain name: "not a domain"',
       'inbound.processingTimeout: not a duration above zero (use e.g. 500ms, 25s, 10m, 1h, 5d): "0s"',
       'inbound.tls: unknown key',
     ]);
+  });
+
+  it('refuses feedback-loop addresses without reporters to trust, so no complaint is taken unchecked', () => {
+    expect(problemsOf({ inbound: { fblAddresses: ['fbl@example.com'] } })).toEqual([
+      'inbound.fblReporters: required when inbound.fblAddresses lists an address: list the domains whose DKIM-signed feedback reports are trusted (e.g. [yahoo.com, hotmail.com])',
+    ]);
+    // Reporters alone are fine: they are asked about the reports to postmaster@ the bounce domains.
+    expect(parseConfig({ inbound: { fblReporters: ['yahoo.com'] } }, 'test', {}).inbound.fblReporters).toEqual(['yahoo.com']);
   });
 
   it('refuses an inbound listener on the socket of a submission listener or the API', () => {
@@ -51,12 +67,12 @@ describe('inbound: the listener for bounces and complaints', () => {
     expect(problemsOf({ api: { listen: { port: 2526 } }, inbound: { listeners: [{ port: 2526 }] } })[0]).toMatch(/^api\.listen: .* overlaps inbound\.listeners\[0\]/);
   });
 
-  it('reloads the addresses taken and the time limit; the sockets and their limits wait for a restart', () => {
+  it('reloads the addresses taken, the reporters trusted and the time limit; the sockets and their limits wait for a restart', () => {
     const running = parseConfig({ inbound: { listeners: [{ port: 25 }] } }, 'test', {});
-    const next = parseConfig({ inbound: { listeners: [{ port: 26 }], fblAddresses: ['fbl@example.com'], maxConnections: 5 } }, 'test', {});
+    const next = parseConfig({ inbound: { listeners: [{ port: 26 }], fblAddresses: ['fbl@example.com'], fblReporters: ['yahoo.com'], maxConnections: 5 } }, 'test', {});
     const plan = planReload(running, next);
-    expect(plan.changed).toEqual(['inbound.fblAddresses']);
+    expect(plan.changed).toEqual(['inbound.fblAddresses', 'inbound.fblReporters']);
     expect(plan.restartRequired).toEqual(['inbound.listeners', 'inbound.maxConnections']);
-    expect(plan.config.inbound).toMatchObject({ listeners: [{ port: 25 }], fblAddresses: ['fbl@example.com'], maxConnections: 200 });
+    expect(plan.config.inbound).toMatchObject({ listeners: [{ port: 25 }], fblAddresses: ['fbl@example.com'], fblReporters: ['yahoo.com'], maxConnections: 200 });
   });
 });

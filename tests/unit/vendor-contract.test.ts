@@ -440,6 +440,18 @@ describe('mailauth internals', () => {
     expect(mailauth.getAlignment('a.test', ['b.test'], false)).toBeFalsy();
   });
 
+  it('verifies DKIM signatures alone (lib/dkim/verify), reporting the From and each signature', async () => {
+    const resolver = async () => {
+      throw Object.assign(new Error('no record'), { code: 'ENOTFOUND' });
+    };
+    const signed = Buffer.from('DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=a.test; s=s1; h=From; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=c2lnbmF0dXJl\r\nFrom: ann@a.test\r\n\r\n');
+    const result = await mailauth.dkimVerify(signed, { resolver, curTime: new Date(), rejectRsaSha1: true });
+    expect(result).toMatchObject({ headerFrom: ['ann@a.test'], fromFields: 1 });
+    expect(result.results.map((r) => [r.signingDomain, r.status.result, r.status.comment])).toEqual([['a.test', 'neutral', 'no key']]);
+    const unsigned = await mailauth.dkimVerify(Buffer.from('From: ann@a.test\r\n\r\n'), { resolver });
+    expect(unsigned.results.map((r) => r.status.result)).toEqual(['none']);
+  });
+
   it('evaluates SPF with the options lib/spf declares', async () => {
     const resolver = async (name: string, type: string) => {
       if (type === 'TXT' && name === 'a.test') return [['v=spf1 ip4:192.0.2.1 -all']];
