@@ -1,13 +1,15 @@
 import type net from 'node:net';
 import addressparser from 'nodemailer/lib/addressparser';
 import MailComposer, { type MailComposerOptions } from 'nodemailer/lib/mail-composer';
+import { detectMimeType } from 'nodemailer/lib/mime-funcs';
 import MimeNode from 'nodemailer/lib/mime-node';
 import SMTPConnection, { type SMTPConnectionEnvelope, type SMTPConnectionSendInfo, type SMTPError } from 'nodemailer/lib/smtp-connection';
 
 /**
  * What Rookery takes from nodemailer below its transport API: the SMTP client connection
  * (nodemailer/lib/smtp-connection), the address parser, the MIME builder and the message composer
- * (nodemailer/lib/mail-composer: what the HTTP API builds a message from JSON with), and two members of
+ * (nodemailer/lib/mail-composer: what the HTTP API builds a message from JSON with, and the
+ * content type it gives an attachment by its filename), and two members of
  * the connection that are not public: its socket (_socket, for per-phase timeouts and the
  * liveness test), its envelope state (_envelope, which lists the recipients refused at RCPT TO
  * when the transaction fails later), the flags its declarations mark @private (destroyed,
@@ -16,7 +18,7 @@ import SMTPConnection, { type SMTPConnectionEnvelope, type SMTPConnectionSendInf
  * alone are UTF-8). tests/unit/vendor-contract.test.ts checks each of them.
  */
 
-export { addressparser, MailComposer, MimeNode, SMTPConnection };
+export { addressparser, detectMimeType, MailComposer, MimeNode, SMTPConnection };
 export type { MailComposerOptions, SMTPConnectionSendInfo, SMTPError };
 
 /** The connection's TCP (or TLS) socket; null before connect and after close. */

@@ -188,6 +188,26 @@ for (const backend of backends) {
       expect((await call('/v1/messages?tag=Spring', { token: tokens.viewer })).body.items).toEqual([]);
     });
 
+    it('writes a forwarded message as it is when it fits the line limits, and message/global base64-encoded whatever its lines', async () => {
+      const call = await startApi();
+      const forwarded = `From: a@elsewhere.example\r\nSubject: fwd\r\n\r\n${'y'.repeat(998)}\r\nlast\r\n`;
+      const long = `From: a@elsewhere.example\r\nSubject: long\r\n\r\n${'z'.repeat(5000)}\r\nGrüße\r\n`;
+      const sent = await call('/v1/messages', {
+        json: simple({
+          attachments: [
+            { filename: 'fwd.eml', content: Buffer.from(forwarded).toString('base64') },
+            { filename: 'long.eml', contentType: 'message/global', content: Buffer.from(long).toString('base64') },
+          ],
+        }),
+      });
+      expect(sent.status, sent.text).toBe(202);
+      const text = (await store.loadMessage(sent.body.id))!.body.toString('latin1');
+      expect(text.split('\r\n').every((line) => line.length <= 998)).toBe(true);
+      expect(text).toMatch(/Content-Type: message\/rfc822[^]*?Content-Transfer-Encoding: 7bit[^]*?\r\n\r\nFrom: a@elsewhere\.example\r\nSubject: fwd\r\n/);
+      const global = /Content-Type: message\/global; name=long\.eml\r\nContent-Transfer-Encoding: base64\r\n[^]*?\r\n\r\n([A-Za-z0-9+/=\r\n]+?)\r\n--/.exec(text);
+      expect(Buffer.from(global![1]!.replace(/\r\n/g, ''), 'base64').toString('utf8')).toBe(long);
+    });
+
     it('takes a raw message with its envelope in the query, in CRLF form, with a pool it may choose', async () => {
       const call = await startApi();
       const raw = 'From: news@app.example\nTo: someone@dest.example\nSubject: raw\nX-Rookery-Pool: vip\n\nline one\nline two\n';
@@ -235,6 +255,8 @@ for (const backend of backends) {
       ['a header the message makes itself', 400, 'INVALID_REQUEST', 'body.headers.from', simple({ headers: { from: 'ceo@victim.example' } })],
       ['a header name with a colon', 400, 'INVALID_REQUEST', 'body.headers.Bad:Name', simple({ headers: { 'Bad:Name': 'x' } })],
       ['an attachment that is not base64', 400, 'INVALID_REQUEST', 'body.attachments[0].content', simple({ attachments: [{ filename: 'a.bin', content: 'not*base64' }] })],
+      ['a message/rfc822 attachment with a line over 998 octets', 400, 'INVALID_REQUEST', 'body.attachments[0].content', simple({ attachments: [{ filename: 'fwd.eml', contentType: 'message/rfc822', content: Buffer.from(`Subject: x\r\n\r\n${'y'.repeat(999)}\r\n`).toString('base64') }] })],
+      ['an .eml attachment (message/rfc822 by its name) with a bare CR', 400, 'INVALID_REQUEST', 'body.attachments[0].content', simple({ attachments: [{ filename: 'fwd.eml', content: Buffer.from('Subject: x\r\n\r\na\rb\r\n').toString('base64') }] })],
       ['a send more than 30 days ahead', 400, 'INVALID_REQUEST', 'body.sendAt', simple({ sendAt: new Date(Date.now() + 31 * 86_400_000).toISOString() })],
       ['a metadata key of odd characters', 400, 'INVALID_REQUEST', 'body.metadata.a b', simple({ metadata: { 'a b': 'x' } })],
       ['more recipients than smtp.maxRecipients', 400, 'TOO_MANY_RECIPIENTS', 'body.to[5]', simple({ to: ['1', '2', '3', '4', '5', '6'].map((n) => `u${n}@dest.example`) })],

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { asciiAddress, domainOf, envelopeAddressProblem } from '../../mail/address.ts';
 import { toWireForm } from '../../mail/wire-form.ts';
-import { MailComposer, type MailComposerOptions } from '../../vendor/nodemailer.ts';
+import { detectMimeType, MailComposer, type MailComposerOptions } from '../../vendor/nodemailer.ts';
 import { envelopeRecipients, invalid, refusedAt, scheduledAt, type Draft, type Refusal, type SendLimits } from './message-draft.ts';
 
 /**
@@ -93,7 +93,18 @@ export async function composeJsonMessage(message: JsonMessage, at: string, limit
   const attachments: NonNullable<MailComposerOptions['attachments']> = [];
   for (const [i, a] of (message.attachments ?? []).entries()) {
     if (a.content.length % 4 !== 0 || !BASE64.test(a.content)) return invalid(`${at}.attachments[${i}].content`, 'not base64 (A-Z, a-z, 0-9, +, / with = padding; no line breaks)');
-    attachments.push({ filename: a.filename, content: Buffer.from(a.content, 'base64'), ...(a.contentType ? { contentType: a.contentType } : {}), ...(a.cid ? { cid: a.cid } : {}) });
+    const content = Buffer.from(a.content, 'base64');
+    const type = (a.contentType ?? detectMimeType(a.filename)).toLowerCase();
+    const problem = type === 'message/global' ? null : type.startsWith('message/') ? unencodedMessageProblem(content) : null;
+    if (problem) return invalid(`${at}.attachments[${i}].content`, `${problem}; a ${type} attachment goes as it is (MIME allows it no base64): attach it as message/global, or as application/octet-stream`);
+    attachments.push({
+      filename: a.filename,
+      content,
+      ...(a.contentType ? { contentType: a.contentType } : {}),
+      // RFC 6532 3.5: message/global may be encoded, and so carries any line and any octet safely.
+      ...(type === 'message/global' ? { contentTransferEncoding: 'base64' as const } : {}),
+      ...(a.cid ? { cid: a.cid } : {}),
+    });
   }
   const sendAt = scheduledAt(message.sendAt, `${at}.sendAt`, now, limits);
   if (sendAt !== null && typeof sendAt === 'object') return sendAt;
@@ -155,4 +166,30 @@ function composeWithin(composer: MailComposer, maxBytes: number): Promise<Buffer
     stream.on('end', () => resolve(Buffer.concat(chunks, size)));
     stream.on('error', reject);
   });
+}
+
+/**
+ * Why a message/* attachment cannot be written as it is, or null. MailComposer writes such a part
+ * unencoded (RFC 2046 5.2.1 allows it 7bit, 8bit or binary only), so its lines are the message's:
+ * one over RFC 5322's 998 octets, a NUL or a bare CR would be refused, or rewritten, by the
+ * servers it passes through.
+ */
+export function unencodedMessageProblem(content: Buffer): string | null {
+  let start = 0;
+  for (let i = 0; i <= content.length; i++) {
+    const byte = content[i];
+    if (byte === 0) return 'it holds a NUL octet';
+    if (byte === 0x0d && content[i + 1] !== 0x0a) return 'it holds a CR that ends no line';
+    if (byte !== 0x0a && i < content.length) continue;
+    const end = i > start && content[i - 1] === 0x0d ? i - 1 : i;
+    if (end - start > 998) return `its line ${lineNumber(content, start)} is longer than 998 octets`;
+    start = i + 1;
+  }
+  return null;
+}
+
+function lineNumber(content: Buffer, offset: number): number {
+  let lines = 1;
+  for (let i = 0; i < offset; i++) if (content[i] === 0x0a) lines++;
+  return lines;
 }
