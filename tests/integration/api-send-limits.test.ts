@@ -150,6 +150,10 @@ describe('sending over HTTP: limits and edges', () => {
     for (const key of [undefined, 'plain-1']) {
       const plain = await call('/v1/messages', { body: JSON.stringify(simple()), contentType: 'text/plain', ...(key ? { key } : {}) });
       expect(plain).toMatchObject({ status: 415, body: { code: 'UNSUPPORTED_MEDIA_TYPE', detail: expect.stringContaining('message/rfc822') } });
+      const batch = await call('/v1/messages/batch', { body: JSON.stringify({ messages: [simple()] }), contentType: 'text/plain', ...(key ? { key: `batch-${key}` } : {}) });
+      expect(batch).toMatchObject({ status: 415, body: { code: 'UNSUPPORTED_MEDIA_TYPE', detail: expect.stringContaining('application/json') } });
+      const rawBatch = await call('/v1/messages/batch', { body: 'From: news@app.example\r\n\r\nx\r\n', contentType: 'message/rfc822', ...(key ? { key: `raw-${key}` } : {}) });
+      expect(rawBatch).toMatchObject({ status: 415, body: { code: 'UNSUPPORTED_MEDIA_TYPE' } });
     }
     expect((await store.countByState()).queued ?? 0).toBe(0);
   });
@@ -163,6 +167,22 @@ describe('sending over HTTP: limits and edges', () => {
     expect(without.status, without.text).toBe(202);
     expect(without.body).toMatchObject({ accepted: 0, failed: 1, results: [{ error: { code: 'INVALID_REQUEST', errors: expect.arrayContaining([expect.objectContaining({ path: 'body.messages[0].a' })]) } }] });
     expect({ status: keyed.status, body: keyed.body }).toEqual({ status: without.status, body: without.body });
+  });
+
+  it('answers batch items keyed like Object.prototype members with a result of their own, and refuses a __proto__ key outright', async () => {
+    const { call } = await startApi();
+    const body = `{"messages":[{"constructor":{"x":1}},${JSON.stringify(simple())},${JSON.stringify(simple({ metadata: { constructor: 'c', toString: 't' } }))}]}`;
+    const res = await call('/v1/messages/batch', { body, contentType: 'application/json' });
+    expect(res.status, res.text).toBe(202);
+    expect(res.body).toMatchObject({ accepted: 2, failed: 1 });
+    expect(res.body.results.map((r: { error?: { code: string } }) => r.error?.code ?? 'accepted')).toEqual(['INVALID_REQUEST', 'accepted', 'accepted']);
+    const kept = await call(`/v1/messages/${res.body.results[2].id}`);
+    expect(kept.body.metadata).toEqual({ constructor: 'c', toString: 't' });
+    // The JSON parser's guard against prototype poisoning: the whole request is a 400, nothing stored.
+    const before = await store.countByState();
+    const poisoned = await call('/v1/messages/batch', { body: `{"messages":[${JSON.stringify(simple())},{"__proto__":{"from":"news@app.example"}}]}`, contentType: 'application/json' });
+    expect(poisoned).toMatchObject({ status: 400, body: { code: 'BAD_REQUEST' } });
+    expect(await store.countByState()).toEqual(before);
   });
 
   it('spends no key on a batch of which nothing was accepted, and tells a rate-limited item when to come back', async () => {

@@ -110,6 +110,10 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
     preParsing: memory.hold(false),
     onResponse: async (request) => memory.release(request),
     onRequestAbort: async (request) => memory.release(request),
+    // Before the schema, which would call text or a raw message a malformed batch (400): a batch is JSON only.
+    preValidation: async (request, reply) => {
+      if (mediaTypeOf(request) !== 'application/json') return refuseMediaType(request, reply, 'send application/json');
+    },
     schema: {
       ...v1Route({ summary: 'Send up to 1,000 messages in one request', roles: rolesFor('POST', '/v1/messages/batch') ?? [], tags: ['messages'] }),
       headers: IDEMPOTENCY_HEADERS,
@@ -186,9 +190,12 @@ async function commit(request: FastifyRequest, deps: SendRouteDeps, prepared: Pr
   }
 }
 
-function refuseMediaType(request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const type = JSON.stringify((request.headers['content-type'] ?? '').split(';')[0]!.trim());
-  return sendProblem(reply, problem('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${type}: send application/json or message/rfc822`, { instance: pathOf(request) }));
+function mediaTypeOf(request: FastifyRequest): string {
+  return (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+function refuseMediaType(request: FastifyRequest, reply: FastifyReply, what = 'send application/json or message/rfc822'): FastifyReply {
+  return sendProblem(reply, problem('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${JSON.stringify(mediaTypeOf(request))}: ${what}`, { instance: pathOf(request) }));
 }
 
 function refuseWhileStopping(request: FastifyRequest, reply: FastifyReply): FastifyReply {
