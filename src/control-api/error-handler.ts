@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, RookeryError, type ApiErrorCode, type ErrorCode } from '../errors.ts';
 import { problem, PROBLEM_CONTENT_TYPE, type Problem } from './problem.ts';
@@ -22,6 +23,26 @@ export function registerErrorHandlers(app: FastifyInstance): void {
     if (error instanceof RookeryError) setRetryAfter(reply, error.retryAfterMs);
     return sendProblem(reply, body);
   });
+}
+
+/**
+ * Fastify's clientErrorHandler: what Node's HTTP parser refuses before any route sees it (header
+ * fields or a URL too large, a request line it cannot read, a request that took too long) is a
+ * problem document too, written on the socket, which then closes.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, reason, detail] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', 'The request line and header fields are larger than this API takes']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'The request did not arrive in time']
+        : [400, 'Bad Request', 'Not an HTTP request this API can read'];
+  const body = JSON.stringify(problem('BAD_REQUEST', detail, { status }));
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 
 /** A refusal that passes with time (a rate or quota) says when to come back: RFC 9110 Retry-After, whole seconds. */

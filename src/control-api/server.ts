@@ -5,7 +5,7 @@ import type { ApiTokenConfig } from '../config/api-schema.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { registerErrorHandlers } from './error-handler.ts';
+import { answerClientError, registerErrorHandlers } from './error-handler.ts';
 import type { ReadinessChecks } from './readiness.ts';
 import { registerHealthzRoute } from './routes/healthz.ts';
 import { registerMetricsRoute } from './routes/metrics.ts';
@@ -117,6 +117,7 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
     logController: new LogController({ disableRequestLogging: (request) => quietRequest(request.method, request.url) }),
     // Requests still arriving while closing get 503; idle keep-alive sockets are closed at once.
     return503OnClosing: true,
+    clientErrorHandler: answerClientError,
     forceCloseConnections: 'idle',
     // /v1 request schemas: an unknown property is refused with its path rather than dropped,
     // and every failing path is reported, not only the first. A type may be a list (OpenAPI

@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import { Validator } from '@seriousme/openapi-schema-validator';
@@ -386,6 +386,27 @@ describe('validation', () => {
     ]);
     expect(body.detail).toBe('querystring.bogus: unknown property; querystring.other: unknown property');
     expect(body.instance).toBe('/v1/queue');
+  });
+
+  it("answers what Node's HTTP parser refuses with a problem too: header fields too large (431) and a request it cannot read (400)", async () => {
+    const { call } = await startApi();
+    const { port } = new URL((await call('GET /healthz')).url);
+    const exchange = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1', () => socket.end(request));
+        let answer = '';
+        socket.on('data', (chunk) => (answer += chunk));
+        socket.on('close', () => resolve(answer));
+        socket.on('error', reject);
+      });
+    const problemOf = (answer: string) => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as ProblemBody;
+    const large = await exchange(`GET /v1/queue HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+    expect(large).toMatch(/^HTTP\/1\.1 431 /);
+    expect(large).toMatch(/\r\nContent-Type: application\/problem\+json\r\n/i);
+    expect(problemOf(large)).toMatchObject({ status: 431, code: 'BAD_REQUEST', type: 'urn:rookery:problem:bad-request' });
+    const garbled = await exchange('HELO example.com\r\n\r\n');
+    expect(garbled).toMatch(/^HTTP\/1\.1 400 /);
+    expect(problemOf(garbled)).toMatchObject({ status: 400, code: 'BAD_REQUEST' });
   });
 
   it('answers an unknown /v1 route with a 404 problem', async () => {
