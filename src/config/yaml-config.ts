@@ -25,7 +25,20 @@ export function parseYaml(text: string, source: string): unknown {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   // prettyErrors appends a code frame after "at line L, column C:"; keep the first line, without the colon.
   if (doc.errors.length) throw new ConfigError(source, doc.errors.map((e) => e.message.split('\n')[0]!.replace(/:$/, '')));
-  return doc.toJS();
+  const value: unknown = doc.toJS();
+  const reserved = reservedKeyPaths(value, []);
+  if (reserved.length) throw new ConfigError(source, reserved.map((path) => `${formatPath(path)}: a key of this name cannot be used (it names a member of every object)`));
+  return value;
+}
+
+/**
+ * Where a mapping has the key `__proto__`: the schemas would drop it without a word (a tenant
+ * so named would vanish with its settings), so it is refused with its path instead.
+ */
+function reservedKeyPaths(value: unknown, path: (string | number)[]): (string | number)[][] {
+  if (Array.isArray(value)) return value.flatMap((item, i) => reservedKeyPaths(item, [...path, i]));
+  if (typeof value !== 'object' || value === null) return [];
+  return Object.entries(value).flatMap(([key, item]) => (key === '__proto__' ? [[...path, key]] : reservedKeyPaths(item, [...path, key])));
 }
 
 /** Validates `value` against `schema`; each problem names its path, e.g. `ips[2].address: not an IP address`. */

@@ -344,6 +344,19 @@ describe('loading YAML files', () => {
     expect(() => loadConfigFile(path, {})).toThrow(/Map keys must be unique at line 3, column 1/);
   });
 
+  it('refuses a __proto__ key with its path, which the schemas would drop without a word', () => {
+    const path = writeYaml('proto.yaml', 'tenants:\n  __proto__:\n    senderDomains: [a.example]\n  acme:\n    senderDomains: [b.example]\nsmtp:\n  users:\n    - {__proto__: {x: 1}}\n');
+    expect(() => loadConfigFile(path, {})).toThrow(ConfigError);
+    try {
+      loadConfigFile(path, {});
+    } catch (err) {
+      expect((err as ConfigError).problems).toEqual([
+        'tenants.__proto__: a key of this name cannot be used (it names a member of every object)',
+        'smtp.users[0].__proto__: a key of this name cannot be used (it names a member of every object)',
+      ]);
+    }
+  });
+
   it('reports a missing file as a configuration problem', () => {
     const path = join(dir, 'missing.yaml');
     expect(() => loadConfigFile(path, {})).toThrow(ConfigError);
