@@ -7,7 +7,7 @@ import type { UnsignedReason } from './sender-domains/signer.ts';
  * The labelled counters the alert rules and the dashboard in deploy/ take increase() or rate()
  * of, created at 0 before their first event. prom-client shows a labelled series only from its
  * first inc, and increase() over a series that appears at 1 sees no increase: the first unsigned
- * message, complaint or failed MTA-STS fetch after a start would never alert. The records below
+ * message, complaint, dropped complaint or failed MTA-STS fetch after a start would never alert. The records below
  * list every label value of their type, so a new one fails to compile until it is added here.
  * (The blocklist watch zeroes its lookups per configured list, WebhookMetrics its outcomes.)
  */
@@ -22,6 +22,8 @@ const FEEDBACK_EVENTS = [
   { kind: 'bounce', action: 'failed' },
   { kind: 'bounce', action: 'delayed' },
 ] as const;
+/** Complaints to a feedback-loop address that no trusted reporter signed (RookeryComplaintsUnauthenticated). */
+const UNAUTHENTICATED_REPORTS = { kind: 'arf', result: 'unauthenticated' } as const;
 const STS_FETCH_RESULTS: Record<Extract<StsLookup, { kind: 'failed' }>['failure'] | 'fetched', null> = {
   fetched: null,
   'sts-policy-fetch-error': null,
@@ -37,6 +39,7 @@ const STS_FETCH_RESULTS: Record<Extract<StsLookup, { kind: 'failed' }>['failure'
 export function zeroAlertedSeries(metrics: Metrics, egressIps: readonly string[]): void {
   for (const reason of Object.keys(UNSIGNED_REASONS)) metrics.dkimUnsigned.inc({ reason }, 0);
   for (const labels of FEEDBACK_EVENTS) metrics.feedbackEvents.inc(labels, 0);
+  metrics.feedbackReports.inc(UNAUTHENTICATED_REPORTS, 0);
   for (const result of Object.keys(STS_FETCH_RESULTS)) metrics.mtaStsFetches.inc({ result }, 0);
   const ips = egressIps.length ? egressIps : [ipLabel(null)];
   for (const egress_ip of ips) {

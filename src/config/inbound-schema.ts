@@ -11,7 +11,7 @@ import { durationSchema, positiveDurationSchema } from './duration.ts';
  *     inbound:
  *       listeners: [{ host: 203.0.113.10, port: 25 }]
  *       fblAddresses: [fbl@example.com]
- *       fblReporters: [yahoo.com, hotmail.com]
+ *       fblReporters: [fbl.example.net, staff@mail.example.org]
  */
 
 /** An address as RCPT TO would carry it; compared without regard to case. */
@@ -20,11 +20,18 @@ const address = z
   .regex(/^[^\s@<>"]+@[A-Za-z0-9.-]+$/, { message: 'not an email address (local@domain)' })
   .transform((value) => value.toLowerCase());
 
-/** A domain name, in the form every comparison uses (lower case, an IDN as its A-label). */
-const domain = z.string().transform((value, ctx) => {
-  const normalized = normalizeDomain(value);
-  if (normalized) return normalized;
-  ctx.addIssue({ code: 'custom', message: `not a domain name: ${JSON.stringify(value)}` });
+/**
+ * A trusted feedback loop: a domain name, in the form every comparison uses (lower case, an IDN as
+ * its A-label), or one address that sends the reports (local@domain), for a domain that also hosts
+ * mailboxes whose users could sign a report of their own. The local part stays as written: the
+ * report's From must carry it so.
+ */
+const reporter = z.string().transform((value, ctx) => {
+  const at = value.lastIndexOf('@');
+  const normalized = normalizeDomain(value.slice(at + 1));
+  if (at < 0 && normalized) return normalized;
+  if (at > 0 && normalized && /^[^\s@<>"]+$/.test(value.slice(0, at))) return `${value.slice(0, at)}@${normalized}`;
+  ctx.addIssue({ code: 'custom', message: `${at < 0 ? 'not a domain name' : 'not an address (local@domain)'}: ${JSON.stringify(value)}` });
   return z.NEVER;
 });
 
@@ -47,9 +54,10 @@ export const inboundConfigSchema = z
     /**
      * The feedback loops whose reports are believed: a report to a feedback-loop address counts
      * only with a DKIM signature that verifies, by one of these domains or a subdomain, aligned
-     * with its From (src/feedback/report-authentication.ts). Anyone can write an ARF report.
+     * with its From; or, for an address here, from that address with an aligned signature
+     * (src/feedback/report-authentication.ts). Anyone can write an ARF report.
      */
-    fblReporters: z.array(domain).default([]),
+    fblReporters: z.array(reporter).default([]),
     maxConnections: z.number().int().positive().default(200),
     maxConnectionsPerClient: z.number().int().positive().default(10),
     /** How long reading and recording one message may take before the sender is told to retry (451). */
@@ -59,7 +67,7 @@ export const inboundConfigSchema = z
     // No default trusts anyone: addresses without reporters would take every complaint unchecked
     // (a configuration written before reports were authenticated), or, checked, none at all.
     if (value.fblAddresses.length > 0 && value.fblReporters.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['fblReporters'], message: 'required when inbound.fblAddresses lists an address: list the domains whose DKIM-signed feedback reports are trusted (e.g. [yahoo.com, hotmail.com])' });
+      ctx.addIssue({ code: 'custom', path: ['fblReporters'], message: 'required when inbound.fblAddresses lists an address: list the domains, or the addresses, whose DKIM-signed feedback reports are trusted (e.g. [fbl.example.net, reports@example.org])' });
     }
   })
   .prefault({});

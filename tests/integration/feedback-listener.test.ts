@@ -296,6 +296,31 @@ for (const backend of backends) {
       expect(JSON.stringify(dropped)).not.toMatch(/dest\.test|sender\.test|abuse@|abusedesk@/);
     });
 
+    it('believes a provider that hosts mailboxes only from the address listed: another mailbox there is dropped, however signed', async () => {
+      const store = await openStore();
+      const { logger: captured, logs } = capturingLogger();
+      const h = await harness({ store, logger: captured, config: { inbound: { fblReporters: ['Reports@Mailbox.test', 'example.com'] } } });
+      const m = await deliveredMessage(store, ['user@dest.test']);
+      const report = (from: string) =>
+        signer.sign(feedbackFixture('arf-rfc5965-minimal.eml').toString('latin1').replace('<arf-minimal.1@sender.test>', m.messageIdHeader).replace('To: <user@example.com>', 'To: <user@dest.test>').replace('From: <abusedesk@example.com>', `From: <${from}>`), 'mailbox.test');
+      const send = async (message: Buffer) => (await deliver(h.port, { from: 'fbl-sender@relay.test', to: ['fbl@sender.test'] }, message)).data?.code;
+
+      // A user of the provider, signed by it as all its mail is.
+      expect(await send(await report('someone@mailbox.test'))).toBe(250);
+      expect(await store.listFeedback(m.id)).toEqual([]);
+      expect(await h.suppressed()).toEqual([]);
+      expect(logs.filter((l) => l.event === 'feedback.report.unauthenticated').map((l) => [l.reason, l.fromDomain, l.dkim])).toEqual([
+        ['reporter-address-mismatch', 'mailbox.test', [{ domain: 'mailbox.test', result: 'pass' }]],
+      ]);
+      // The address listed (its domain in any case).
+      expect(await send(await report('Reports@MAILBOX.test'))).toBe(250);
+      expect((await store.listFeedback(m.id)).map((e) => [e.kind, e.recipient])).toEqual([['complaint', 'user@dest.test']]);
+      expect(await reportCounts(h)).toEqual([
+        [{ kind: 'arf', result: 'unauthenticated' }, 1],
+        [{ kind: 'arf', result: 'recorded' }, 1],
+      ]);
+    });
+
     it('answers 451 when the key of a trusted reporter cannot be looked up, and records the report when it comes again', async () => {
       const store = await openStore();
       const own = createReportSigner();

@@ -10,7 +10,7 @@ async function series(registry: Registry, name: string): Promise<string[]> {
 }
 
 describe('counters the alerts take increase() of exist at 0 before their first event', () => {
-  it('DKIM reasons, feedback events, MTA-STS results, and each egress IP\'s outcomes and final results', async () => {
+  it('DKIM reasons, feedback events, dropped complaints, MTA-STS results, and each egress IP\'s outcomes and final results', async () => {
     const metrics = new Metrics({ processMetrics: false });
     zeroAlertedSeries(metrics, ['203.0.113.7', '2001:db8::25']);
     expect(await series(metrics.registry, 'rookery_dkim_unsigned_total')).toEqual([
@@ -23,6 +23,7 @@ describe('counters the alerts take increase() of exist at 0 before their first e
       'rookery_feedback_events_total{kind="bounce",action="failed"} 0',
       'rookery_feedback_events_total{kind="bounce",action="delayed"} 0',
     ]);
+    expect(await series(metrics.registry, 'rookery_feedback_reports_total')).toEqual(['rookery_feedback_reports_total{kind="arf",result="unauthenticated"} 0']);
     expect(await series(metrics.registry, 'rookery_mta_sts_fetches_total')).toHaveLength(4);
     expect(await series(metrics.registry, 'rookery_delivery_outcomes_total')).toHaveLength(8);
     expect(await series(metrics.registry, 'rookery_recipients_final_total')).toEqual([

@@ -14,12 +14,12 @@ const sig = (domain: string, result = 'pass', underSized = 0): SignatureVerdict 
 
 describe('judgeReport', () => {
   it('believes a passing signature by a reporter or its subdomain, aligned with the From', () => {
-    expect(judgeReport('yahoo.test', [sig('yahoo.test')], REPORTERS)).toEqual({ verdict: 'trusted', fromDomain: 'yahoo.test', signer: 'yahoo.test' });
+    expect(judgeReport('fbl@yahoo.test', [sig('yahoo.test')], REPORTERS)).toEqual({ verdict: 'trusted', fromDomain: 'yahoo.test', signer: 'yahoo.test' });
     // Relaxed alignment: one organizational domain, either way round.
-    expect(judgeReport('arf.mail.yahoo.test', [sig('yahoo.test')], REPORTERS)).toMatchObject({ verdict: 'trusted', signer: 'yahoo.test' });
-    expect(judgeReport('yahoo.test', [sig('fbl.yahoo.test')], REPORTERS)).toMatchObject({ verdict: 'trusted', signer: 'fbl.yahoo.test' });
+    expect(judgeReport('fbl@arf.mail.yahoo.test', [sig('yahoo.test')], REPORTERS)).toMatchObject({ verdict: 'trusted', signer: 'yahoo.test' });
+    expect(judgeReport('fbl@yahoo.test', [sig('fbl.yahoo.test')], REPORTERS)).toMatchObject({ verdict: 'trusted', signer: 'fbl.yahoo.test' });
     // Any one of several will do.
-    expect(judgeReport('example.com', [sig('relay.test'), sig('example.com', 'fail'), sig('example.com')], REPORTERS)).toMatchObject({ verdict: 'trusted' });
+    expect(judgeReport('fbl@example.com', [sig('relay.test'), sig('example.com', 'fail'), sig('example.com')], REPORTERS)).toMatchObject({ verdict: 'trusted' });
   });
 
   it('says why it does not believe one', () => {
@@ -27,28 +27,67 @@ describe('judgeReport', () => {
       const judged = judgeReport(from, signatures, reporters);
       return judged.verdict === 'unauthenticated' ? judged.reason : judged.verdict;
     };
-    expect(reason('yahoo.test', [sig('yahoo.test')], [])).toBe('no-reporters');
+    expect(reason('fbl@yahoo.test', [sig('yahoo.test')], [])).toBe('no-reporters');
     expect(reason(null, [sig('yahoo.test')])).toBe('from-unclear');
-    expect(reason('yahoo.test', [])).toBe('no-signature');
+    expect(reason('undisclosed-recipients', [sig('yahoo.test')])).toBe('from-unclear');
+    expect(reason('fbl@yahoo.test', [])).toBe('no-signature');
     // A reporter's name inside another domain is not the reporter.
-    expect(reason('notyahoo.test', [sig('notyahoo.test')])).toBe('signer-not-trusted');
-    expect(reason('yahoo.test.attacker.test', [sig('yahoo.test.attacker.test')])).toBe('signer-not-trusted');
+    expect(reason('fbl@notyahoo.test', [sig('notyahoo.test')])).toBe('signer-not-trusted');
+    expect(reason('fbl@yahoo.test.attacker.test', [sig('yahoo.test.attacker.test')])).toBe('signer-not-trusted');
     // A reporter's signature on someone else's From: mail its own users can send.
-    expect(reason('attacker.test', [sig('yahoo.test')])).toBe('from-not-aligned');
-    expect(reason('hotmail.test', [sig('yahoo.test')])).toBe('from-not-aligned');
-    expect(reason('yahoo.test', [sig('yahoo.test', 'fail')])).toBe('signature-failed');
-    expect(reason('yahoo.test', [sig('yahoo.test', 'neutral')])).toBe('signature-failed');
-    expect(reason('yahoo.test', [sig('yahoo.test', 'policy')])).toBe('signature-failed');
+    expect(reason('fbl@attacker.test', [sig('yahoo.test')])).toBe('from-not-aligned');
+    expect(reason('fbl@hotmail.test', [sig('yahoo.test')])).toBe('from-not-aligned');
+    expect(reason('fbl@yahoo.test', [sig('yahoo.test', 'fail')])).toBe('signature-failed');
+    expect(reason('fbl@yahoo.test', [sig('yahoo.test', 'neutral')])).toBe('signature-failed');
+    expect(reason('fbl@yahoo.test', [sig('yahoo.test', 'policy')])).toBe('signature-failed');
     // l= left body bytes unsigned: anyone could have written them.
-    expect(reason('yahoo.test', [sig('yahoo.test', 'pass', 120)])).toBe('signature-failed');
+    expect(reason('fbl@yahoo.test', [sig('yahoo.test', 'pass', 120)])).toBe('signature-failed');
   });
 
   it('asks for a retry only when a trusted, aligned signer could not be checked', () => {
-    expect(judgeReport('yahoo.test', [sig('yahoo.test', 'temperror')], REPORTERS)).toEqual({ verdict: 'temperror', fromDomain: 'yahoo.test', signatures: [sig('yahoo.test', 'temperror')] });
-    expect(judgeReport('yahoo.test', [sig('yahoo.test', 'temperror'), sig('yahoo.test')], REPORTERS)).toMatchObject({ verdict: 'trusted' });
+    expect(judgeReport('fbl@yahoo.test', [sig('yahoo.test', 'temperror')], REPORTERS)).toEqual({ verdict: 'temperror', fromDomain: 'yahoo.test', signatures: [sig('yahoo.test', 'temperror')] });
+    expect(judgeReport('fbl@yahoo.test', [sig('yahoo.test', 'temperror'), sig('yahoo.test')], REPORTERS)).toMatchObject({ verdict: 'trusted' });
     // No retry could make these count.
-    expect(judgeReport('attacker.test', [sig('attacker.test', 'temperror')], REPORTERS)).toMatchObject({ verdict: 'unauthenticated', reason: 'signer-not-trusted' });
-    expect(judgeReport('attacker.test', [sig('yahoo.test', 'temperror')], REPORTERS)).toMatchObject({ verdict: 'unauthenticated', reason: 'from-not-aligned' });
+    expect(judgeReport('fbl@attacker.test', [sig('attacker.test', 'temperror')], REPORTERS)).toMatchObject({ verdict: 'unauthenticated', reason: 'signer-not-trusted' });
+    expect(judgeReport('fbl@attacker.test', [sig('yahoo.test', 'temperror')], REPORTERS)).toMatchObject({ verdict: 'unauthenticated', reason: 'from-not-aligned' });
+  });
+});
+
+describe('judgeReport with reporter addresses', () => {
+  // As the config gives them: the local part as written, the domain lower case.
+  const ENTRIES = ['reports@mail.test', 'Staff@fbl.hotmail.test', 'example.com'];
+  const judge = (from: string, signatures: SignatureVerdict[]) => judgeReport(from, signatures, ENTRIES);
+
+  it('believes a report from the address itself, signed by its organization', () => {
+    expect(judge('reports@mail.test', [sig('mail.test')])).toEqual({ verdict: 'trusted', fromDomain: 'mail.test', signer: 'mail.test' });
+    // The domain in any case; a parent or a subdomain of it signing (relaxed alignment).
+    expect(judge('reports@MAIL.Test', [sig('mail.test')])).toMatchObject({ verdict: 'trusted', fromDomain: 'mail.test' });
+    expect(judge('Staff@fbl.hotmail.test', [sig('hotmail.test')])).toMatchObject({ verdict: 'trusted', signer: 'hotmail.test' });
+    expect(judge('reports@mail.test', [sig('dkim.mail.test')])).toMatchObject({ verdict: 'trusted', signer: 'dkim.mail.test' });
+    // A domain entry beside them still takes any of its addresses.
+    expect(judge('whoever@example.com', [sig('example.com')])).toMatchObject({ verdict: 'trusted' });
+  });
+
+  it('drops a report from another mailbox of that domain, however well signed', () => {
+    const reason = (from: string, signatures: SignatureVerdict[]) => {
+      const judged = judge(from, signatures);
+      return judged.verdict === 'unauthenticated' ? judged.reason : judged.verdict;
+    };
+    // A user of the provider signing a report of their own.
+    expect(reason('someone@mail.test', [sig('mail.test')])).toBe('reporter-address-mismatch');
+    expect(reason('reports@other.mail.test', [sig('mail.test')])).toBe('reporter-address-mismatch');
+    expect(reason('Staff@hotmail.test', [sig('hotmail.test')])).toBe('reporter-address-mismatch');
+    // The local part as the entry writes it: only the domain is compared without regard to case.
+    expect(reason('staff@fbl.hotmail.test', [sig('hotmail.test')])).toBe('reporter-address-mismatch');
+    // The address, signed by someone else or not aligned, or not verified.
+    expect(reason('reports@mail.test', [sig('attacker.test')])).toBe('signer-not-trusted');
+    expect(reason('reports@attacker.test', [sig('mail.test')])).toBe('from-not-aligned');
+    expect(reason('reports@mail.test', [sig('mail.test', 'fail')])).toBe('signature-failed');
+  });
+
+  it('asks for a retry only for the address itself', () => {
+    expect(judge('reports@mail.test', [sig('mail.test', 'temperror')])).toMatchObject({ verdict: 'temperror' });
+    expect(judge('someone@mail.test', [sig('mail.test', 'temperror')])).toMatchObject({ verdict: 'unauthenticated', reason: 'reporter-address-mismatch' });
   });
 });
 

@@ -41,6 +41,17 @@ describe('inbound: the listener for bounces and complaints', () => {
     expect(inbound.processingTimeout).toBe(10_000);
   });
 
+  it('takes a reporter address for a domain that also hosts mailboxes: its local part as written, its domain as a domain entry', () => {
+    const { inbound } = parseConfig({ inbound: { fblReporters: ['Staff@FBL.Hotmail.com', 'reports@bücher.example', 'yahoo.com'] } }, 'test', {});
+    expect(inbound.fblReporters).toEqual(['Staff@fbl.hotmail.com', 'reports@xn--bcher-kva.example', 'yahoo.com']);
+    expect(problemsOf({ inbound: { fblReporters: ['yahoo.com', '@hotmail.com', 'staff@', 'st aff@hotmail.com', 'staff@not a domain'] } })).toEqual([
+      'inbound.fblReporters[1]: not an address (local@domain): "@hotmail.com"',
+      'inbound.fblReporters[2]: not an address (local@domain): "staff@"',
+      'inbound.fblReporters[3]: not an address (local@domain): "st aff@hotmail.com"',
+      'inbound.fblReporters[4]: not an address (local@domain): "staff@not a domain"',
+    ]);
+  });
+
   it('names each problem by its path', () => {
     expect(problemsOf({ inbound: { listeners: [{ host: '0.0.0.0' }], fblAddresses: ['not an address'], fblReporters: ['yahoo.com', 'not a domain'], processingTimeout: '0s', maxRecipients: 0, tls: 'starttls' } })).toEqual([
       'inbound.listeners[0].port: Invalid input: expected number, received undefined',
@@ -54,7 +65,7 @@ describe('inbound: the listener for bounces and complaints', () => {
 
   it('refuses feedback-loop addresses without reporters to trust, so no complaint is taken unchecked', () => {
     expect(problemsOf({ inbound: { fblAddresses: ['fbl@example.com'] } })).toEqual([
-      'inbound.fblReporters: required when inbound.fblAddresses lists an address: list the domains whose DKIM-signed feedback reports are trusted (e.g. [yahoo.com, hotmail.com])',
+      'inbound.fblReporters: required when inbound.fblAddresses lists an address: list the domains, or the addresses, whose DKIM-signed feedback reports are trusted (e.g. [fbl.example.net, reports@example.org])',
     ]);
     // Reporters alone are fine: they are asked about the reports to postmaster@ the bounce domains.
     expect(parseConfig({ inbound: { fblReporters: ['yahoo.com'] } }, 'test', {}).inbound.fblReporters).toEqual(['yahoo.com']);
