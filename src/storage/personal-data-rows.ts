@@ -1,3 +1,4 @@
+import { foldCase } from './case-folding.ts';
 import type { FeedbackEvent } from './feedback-events.ts';
 import { ERASED, type ErasureCounts, type RecipientMessage } from './personal-data.ts';
 import type { AttemptEvent, MessageInfo, RecipientRow } from './store.ts';
@@ -39,11 +40,6 @@ export function scopeKey(tenant: string | null): string | null {
   return tenant === null ? null : tenantKey(tenant === '' ? null : tenant);
 }
 
-/** Lower case of ASCII letters only, as SQL lower() of SQLite and the address comparisons of the store. */
-export function asciiLower(text: string): string {
-  return text.replace(/[A-Z]+/g, (s) => s.toLowerCase());
-}
-
 /** The address's part of a message: its rows and their events and feedback. */
 export function recipientMessage(
   address: string,
@@ -52,8 +48,8 @@ export function recipientMessage(
   events: readonly AttemptEvent[],
   feedback: readonly FeedbackEvent[],
 ): RecipientMessage {
-  const wanted = asciiLower(address);
-  const rows = recipients.filter((r) => asciiLower(r.recipient) === wanted);
+  const wanted = foldCase(address);
+  const rows = recipients.filter((r) => foldCase(r.recipient) === wanted);
   const ids = new Set(rows.map((r) => r.recipientId));
   return { message, recipients: rows, events: events.filter((e) => ids.has(e.recipientId)), feedback: feedback.filter((f) => ids.has(f.recipientId)) };
 }

@@ -4,8 +4,8 @@ import type { SuppressionRecord } from './suppressions.ts';
 
 /*
  * Personal data: what the store holds about one recipient address, for a data-subject request,
- * and its erasure. Part of every Store. The address is compared without regard to ASCII case
- * everywhere, as the suppression list keys it.
+ * and its erasure. Part of every Store. The address is compared without regard to case, of
+ * every script's letters (JÖRG@ is jörg@), as PostgreSQL's lower() compares them (case-folding.ts).
  *
  * `tenant` confines both to one tenant's data: a name, '' for mail of no tenant, or null for
  * every tenant's. A message, a DSN and a webhook delivery belong to the tenant of their mail, a

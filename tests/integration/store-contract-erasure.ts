@@ -110,6 +110,32 @@ export function registerErasureContract(ctx: { store: () => Store; clock: () => 
     expect(await store.getMessageInfo('pd-dsn-ascii')).not.toBeNull();
   });
 
+  it('finds and erases an address beyond ASCII in any case, letters of every script folded as lower() folds them', async () => {
+    const store = ctx.store();
+    await store.enqueue([
+      newMessage('pd-u-final', T0, { recipients: ['jörg.öst@dest.test'] }),
+      newMessage('pd-u-waiting', T0 + 1, { recipients: ['JÖRG.ÖST@dest.test', 'later@dest.test'] }),
+      // Another address of ASCII look-alikes, and one starting with a letter beyond ASCII.
+      newMessage('pd-u-other', T0 + 2, { recipients: ['jorg.ost@dest.test'] }),
+      newMessage('pd-u-cyrillic', T0 + 3, { recipients: ['Ёлка@dest.test'] }),
+    ]);
+    await settle(store, T0 + 10, (r) => r === 'jörg.öst@dest.test' || r === 'Ёлка@dest.test');
+
+    const found = await store.recipientData('Jörg.Öst@DEST.test', null, 10);
+    expect(found.messages.map((m) => [m.message.id, m.recipients.map((r) => [r.recipient, r.state])])).toEqual([
+      ['pd-u-waiting', [['JÖRG.ÖST@dest.test', 'queued']]],
+      ['pd-u-final', [['jörg.öst@dest.test', 'delivered']]],
+    ]);
+    expect((await store.recipientData('ёЛКА@dest.test', null, 10)).messages.map((m) => m.message.id)).toEqual(['pd-u-cyrillic']);
+
+    expect((await store.eraseRecipient('jÖrg.öST@dest.test', null, T0 + 20)).counts).toMatchObject({ messages: 1, pending: 1, cancelled: 1 });
+    expect(await store.getMessageInfo('pd-u-final')).toBeNull();
+    expect((await store.listRecipients('pd-u-waiting')).map((r) => r.recipient)).toEqual(['later@dest.test']);
+    expect(await store.getMessageInfo('pd-u-other')).not.toBeNull();
+    expect((await store.eraseRecipient('ЁЛКА@dest.test', null, T0 + 30)).counts.messages).toBe(1);
+    expect(await store.getMessageInfo('pd-u-cyrillic')).toBeNull();
+  });
+
   it('erases the DSNs about its messages, also where their encoding splits the address across lines', async () => {
     const store = ctx.store();
     const colleagues = Array.from({ length: 6 }, (_, i) => `colleague${i}@dest.test`);

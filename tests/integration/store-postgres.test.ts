@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
+import { foldCase } from '../../src/storage/case-folding.ts';
 import { postgresClientConfig } from '../../src/storage/postgres/client-config.ts';
 import { POSTGRES_MIGRATIONS } from '../../src/storage/postgres/migrations.ts';
 import { createPostgresStore } from '../../src/storage/postgres/postgres-store.ts';
@@ -144,6 +145,18 @@ describe.skipIf(!available)('PostgreSQL store', () => {
       }
       unsubscribe();
       expect(wakeUps).toBeGreaterThan(0);
+    });
+
+    it("folds case in lower() as foldCase does, which SQLite and the store's own filters of an address use", async () => {
+      const client = new pg.Client({ connectionString: postgresUrl() });
+      await client.connect();
+      try {
+        const samples = ['Erin.Subject@Dest.TEST', 'JÖRG.ÄHNLICH@dest.test', 'ЁЛКА@dest.test', 'İLKER@dest.test', 'ΟΔΥΣΣΕΥΣ@dest.test', 'ǅ\u1e9e\u212a@dest.test'];
+        const { rows } = await client.query<{ lower: string }>('SELECT lower(s) FROM unnest($1::text[]) AS s', [samples]);
+        expect(rows.map((r) => r.lower)).toEqual(samples.map(foldCase));
+      } finally {
+        await client.end();
+      }
     });
 
     it('commits durably on every connection, whatever the database default says', async () => {

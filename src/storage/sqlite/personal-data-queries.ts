@@ -1,4 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { caseVariants, foldCase, foldedAddress, type CaseVariants, type FoldedAddress } from '../case-folding.ts';
 import { dsnQueueIdLine } from '../message-rows.ts';
 import { addressRegExp } from '../personal-data-rows.ts';
 
@@ -7,10 +8,13 @@ import { addressRegExp } from '../personal-data-rows.ts';
  * every tenant's data, else a tenant key ('' for mail of no tenant).
  *
  * The address's messages come through indexes (its final rows through recipients_final_address,
- * the live ones through recipients_due). What else may name it (DSN bodies, webhook deliveries,
- * audit entries, idempotency answers) has no index to find it by, so those tables are read in
- * pages of their key (pageEnd, then the statement over that key range): each page is one short
- * synchronous step, and the event loop serves SMTP sessions between two.
+ * the live ones through recipients_due), in any case as PostgreSQL's lower() finds them
+ * (case-folding.ts): a range of the first index per spelling the address may have, then
+ * rookery_fold on the rows found; on the live rows, which are scanned, a built-in LIKE first.
+ * What else may name it (DSN bodies, webhook deliveries, audit entries, idempotency answers) has
+ * no index to find it by, so those tables are read in pages of their key (pageEnd, then the
+ * statement over that key range): each page is one short synchronous step, and the event loop
+ * serves SMTP sessions between two.
  */
 export function preparePersonalDataQueries(db: DatabaseSync) {
   const stmt = (sql: string): StatementSync => db.prepare(sql);
@@ -23,27 +27,39 @@ export function preparePersonalDataQueries(db: DatabaseSync) {
     return typeof text === 'string' && matcher.expression.test(text) ? 1 : 0;
   });
 
-  // Both halves on an index: recipients_final_address needs its partial condition written out.
+  // lower() of every script's letters, as PostgreSQL's. Every connection a store opens has it (the
+  // webhook thread's too), but no index or view uses it: the sqlite3 shell or a restore need not.
+  db.function('rookery_fold', { deterministic: true }, (text) => (typeof text === 'string' ? foldCase(text) : null));
+  // The code points other characters fold to, asked of every code point: made on the first lookup.
+  let variants: CaseVariants | null = null;
+  const folded = (address: string): FoldedAddress => foldedAddress(address, (variants ??= caseVariants()));
+
+  // The address's row, in any case: LIKE (built in) first, so the function sees only the rows that may match.
+  const IS_ADDRESS = `r.recipient LIKE ?1 ESCAPE '\\' AND rookery_fold(r.recipient) = ?2`;
+
+  // Both halves on an index: the final rows a range of recipients_final_address per spelling
+  // (?3, a JSON list of prefixes), which needs its partial condition written out.
   const selectAddressMessages = stmt(`
     SELECT m.id FROM messages m
     WHERE m.id IN (
-        SELECT r.message_id FROM recipients r INDEXED BY recipients_final_address
-        WHERE lower(r.recipient) = lower(?1) AND r.state IN ('delivered', 'bounced')
+        SELECT r.message_id FROM json_each(?3) AS p CROSS JOIN recipients r INDEXED BY recipients_final_address
+        WHERE lower(r.recipient) >= p.value AND lower(r.recipient) < p.value || char(1114111)
+          AND r.state IN ('delivered', 'bounced') AND ${IS_ADDRESS}
         UNION
         SELECT r.message_id FROM recipients r INDEXED BY recipients_due
-        WHERE r.state IN ('queued', 'delivering') AND lower(r.recipient) = lower(?1))
-      AND (?2 IS NULL OR coalesce(m.tenant, '') = ?2)
+        WHERE r.state IN ('queued', 'delivering') AND ${IS_ADDRESS})
+      AND (?4 IS NULL OR coalesce(m.tenant, '') = ?4)
     ORDER BY m.created_at DESC, m.id DESC
-    LIMIT ?3`);
+    LIMIT ?5`);
 
-  // Recipients of the message still waiting or in flight, other than the address (null: any).
+  // Recipients of the message still waiting or in flight, other than the address (?1 null: any).
   const countLive = stmt(`
-    SELECT count(*) AS n FROM recipients INDEXED BY recipients_message
-    WHERE message_id = ?1 AND state IN ('queued', 'delivering') AND (?2 IS NULL OR lower(recipient) <> lower(?2))`);
+    SELECT count(*) AS n FROM recipients r INDEXED BY recipients_message
+    WHERE r.message_id = ?3 AND r.state IN ('queued', 'delivering') AND (?1 IS NULL OR NOT (${IS_ADDRESS}))`);
 
   // Events and feedback events go with their rows (ON DELETE CASCADE).
   const deleteAddressRows = stmt(`
-    DELETE FROM recipients WHERE message_id = ?1 AND lower(recipient) = lower(?2) RETURNING state`);
+    DELETE FROM recipients AS r WHERE r.message_id = ?3 AND ${IS_ADDRESS} RETURNING state`);
 
   const insertPending = stmt(`
     INSERT INTO erasure_pending (message_id, erased_at) VALUES (?, ?) ON CONFLICT (message_id) DO NOTHING`);
@@ -99,16 +115,19 @@ export function preparePersonalDataQueries(db: DatabaseSync) {
   return {
     /** The messages `address` is a recipient of, newest first. */
     selectAddressMessages(address: string, tenant: string | null, limit: number): string[] {
-      return (selectAddressMessages.all(address, tenant, limit) as { id: string }[]).map((r) => r.id);
+      const { like, folded: wanted, prefixes } = folded(address);
+      return (selectAddressMessages.all(like, wanted, JSON.stringify(prefixes), tenant, limit) as { id: string }[]).map((r) => r.id);
     },
 
     countLive(messageId: string, except: string | null): number {
-      return (countLive.get(messageId, except) as { n: number }).n;
+      const address = except === null ? null : folded(except);
+      return (countLive.get(address?.like ?? null, address?.folded ?? null, messageId) as { n: number }).n;
     },
 
     /** Deletes the address's rows of the message; the states they had. */
     deleteAddressRows(messageId: string, address: string): string[] {
-      return (deleteAddressRows.all(messageId, address) as { state: string }[]).map((r) => r.state);
+      const { like, folded: wanted } = folded(address);
+      return (deleteAddressRows.all(like, wanted, messageId) as { state: string }[]).map((r) => r.state);
     },
 
     insertPending(messageId: string, at: number): void {
