@@ -9,7 +9,10 @@ import type { SuppressionRecord } from './suppressions.ts';
  *
  * `tenant` confines both to one tenant's data: a name, '' for mail of no tenant, or null for
  * every tenant's. A message, a DSN and a webhook delivery belong to the tenant of their mail, a
- * suppression entry to its list, an audit entry to the tenant of the token that made it.
+ * suppression entry to its list, an audit entry to the tenant of the token that made it; an entry
+ * made by a token of no tenant (the platform's staff) to every tenant: it does not record which
+ * tenant's mail a request concerned, and it is the platform's own record of the address, so a
+ * tenant's erasure rewrites it too.
  *
  * In scope: messages where the address is a recipient. A message where it is the envelope sender,
  * or that names it only in its headers or body (Cc without the envelope, the text), is not found

@@ -273,15 +273,23 @@ export function registerErasureContract(ctx: { store: () => Store; clock: () => 
     await store.enqueueOnce([], { scope: 'beta-app', key: 'b', requestHash: 'h', status: 202, response: answer('er-beta'), createdAt: T0 }, 0);
     await store.recordAudit(audit(SUBJECT, null, 'acme'));
     await store.recordAudit(audit(SUBJECT, null, 'beta'));
+    // The platform's staff (a token of no tenant): the entry does not say which tenant it concerned.
+    await store.recordAudit({ ...audit(`/v1/suppressions/${SUBJECT.toLowerCase()}`, { before: { address: SUBJECT, tenant: 'acme' } }), method: 'DELETE' });
+    await store.recordAudit(audit('/v1/suppressions/other@dest.test', { after: { address: 'other@dest.test' } }));
 
     const { counts } = await store.eraseRecipient(SUBJECT, 'acme', T0 + 10);
-    expect(counts).toMatchObject({ messages: 1, dsns: 1, suppressions: 1, idempotencyRecords: 1, auditEntries: 1 });
+    expect(counts).toMatchObject({ messages: 1, dsns: 1, suppressions: 1, idempotencyRecords: 1, auditEntries: 2 });
     expect(await store.getMessageInfo('er-acme')).toBeNull();
     for (const id of ['er-beta', 'er-none', 'er-dsn-beta']) expect(await store.getMessageInfo(id), id).not.toBeNull();
     expect((await store.listSuppressions(ALL, null, 10)).map((e) => [e.tenant, e.address]).sort()).toEqual([['acme', null], ['beta', SUBJECT]]);
     expect(await store.getIdempotencyRecord('beta-app', 'b', 0)).not.toBeNull();
     const audited = await store.listAudit({ actor: null, route: null, status: null, outcome: null, since: null, until: null, tenant: null }, null, 10);
-    expect(audited.map((e) => [e.tenant, e.target]).sort()).toEqual([['acme', ERASED], ['beta', SUBJECT]]);
+    expect(audited.map((e) => [e.tenant, e.target, e.change])).toEqual([
+      [null, '/v1/suppressions/other@dest.test', { after: { address: 'other@dest.test' } }],
+      [null, `/v1/suppressions/${ERASED}`, { before: { address: ERASED, tenant: 'acme' } }],
+      ['beta', SUBJECT, null],
+      ['acme', ERASED, null],
+    ]);
 
     // Mail of no tenant is a tenant of its own: ''.
     expect((await store.eraseRecipient(SUBJECT, '', T0 + 20)).counts.messages).toBe(1);

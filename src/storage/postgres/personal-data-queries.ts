@@ -142,7 +142,10 @@ export async function deleteDeliveriesNaming(db: Db, address: string, tenant: st
   return rowCount ?? 0;
 }
 
-/** Audit entries after `afterId` whose target or change names the address, by id, at most `limit`. */
+/**
+ * Audit entries after `afterId` whose target or change names the address, by id, at most `limit`:
+ * of a tenant's erasure, its tokens' entries and those of tokens of no tenant (personal-data.ts).
+ */
 export async function selectAuditNaming(
   db: Db,
   address: string,
@@ -151,10 +154,10 @@ export async function selectAuditNaming(
   limit: number,
 ): Promise<{ id: number; target: string | null; change: string | null }[]> {
   const { rows } = await db.query<{ id: string; target: string | null; change: string | null }>({
-    name: 'rookery_select_audit_naming',
+    name: 'rookery_select_audit_naming_v2',
     text: `
       SELECT id, target, change FROM audit
-      WHERE id > $3 AND ($2::text IS NULL OR coalesce(tenant, '') = $2)
+      WHERE id > $3 AND ($2::text IS NULL OR tenant IS NULL OR tenant = $2)
         AND (target ~* $1 OR change ~* $1)
       ORDER BY id LIMIT $4`,
     values: [addressPattern(address), tenant, afterId, limit],

@@ -96,9 +96,10 @@ export function preparePersonalDataQueries(db: DatabaseSync) {
   const countDeliveriesNaming = stmt(`SELECT count(*) AS n FROM webhook_deliveries WHERE rowid > ?1 AND rowid <= ?2 ${NAMES_IN_DELIVERY}`);
   const deleteDeliveriesNaming = stmt(`DELETE FROM webhook_deliveries WHERE rowid > ?1 AND rowid <= ?2 ${NAMES_IN_DELIVERY}`);
 
+  // Of a tenant's erasure, its tokens' entries and those of tokens of no tenant (personal-data.ts).
   const selectAuditNaming = stmt(`
     SELECT id, target, change FROM audit
-    WHERE id > ?1 AND id <= ?2 AND (?4 IS NULL OR coalesce(tenant, '') = ?4)
+    WHERE id > ?1 AND id <= ?2 AND (?4 IS NULL OR tenant IS NULL OR tenant = ?4)
       AND (rookery_mentions(target, ?3) OR rookery_mentions(change, ?3))`);
   const updateAudit = stmt(`UPDATE audit SET target = ?, change = ? WHERE id = ?`);
 

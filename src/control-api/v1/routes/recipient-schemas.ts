@@ -48,7 +48,7 @@ const ERASURE_COUNTS = {
   suppressions: 'Suppression entries kept with their hash only: the address stays refused.',
   webhookDeliveries: 'Webhook deliveries naming it, deleted (sent or not).',
   idempotencyRecords: 'Stored answers of idempotent sends naming it, deleted.',
-  auditEntries: 'Audit entries naming it: kept, the address replaced by [erased].',
+  auditEntries: "Audit entries naming it: kept, the address replaced by [erased]. With a tenant, those of its tokens and of tokens of no tenant (the platform's own).",
 };
 
 export const ERASURE = {
