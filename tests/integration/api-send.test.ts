@@ -257,6 +257,7 @@ for (const backend of backends) {
       ['an attachment that is not base64', 400, 'INVALID_REQUEST', 'body.attachments[0].content', simple({ attachments: [{ filename: 'a.bin', content: 'not*base64' }] })],
       ['a message/rfc822 attachment with a line over 998 octets', 400, 'INVALID_REQUEST', 'body.attachments[0].content', simple({ attachments: [{ filename: 'fwd.eml', contentType: 'message/rfc822', content: Buffer.from(`Subject: x\r\n\r\n${'y'.repeat(999)}\r\n`).toString('base64') }] })],
       ['an .eml attachment (message/rfc822 by its name) with a bare CR', 400, 'INVALID_REQUEST', 'body.attachments[0].content', simple({ attachments: [{ filename: 'fwd.eml', content: Buffer.from('Subject: x\r\n\r\na\rb\r\n').toString('base64') }] })],
+      ['a multipart attachment', 400, 'INVALID_REQUEST', 'body.attachments[0].contentType', simple({ attachments: [{ filename: 'parts.bin', contentType: 'multipart/mixed', content: Buffer.from('x').toString('base64') }] })],
       ['a send more than 30 days ahead', 400, 'INVALID_REQUEST', 'body.sendAt', simple({ sendAt: new Date(Date.now() + 31 * 86_400_000).toISOString() })],
       ['a metadata key of odd characters', 400, 'INVALID_REQUEST', 'body.metadata.a b', simple({ metadata: { 'a b': 'x' } })],
       ['more recipients than smtp.maxRecipients', 400, 'TOO_MANY_RECIPIENTS', 'body.to[5]', simple({ to: ['1', '2', '3', '4', '5', '6'].map((n) => `u${n}@dest.example`) })],

@@ -95,6 +95,8 @@ export async function composeJsonMessage(message: JsonMessage, at: string, limit
     if (a.content.length % 4 !== 0 || !BASE64.test(a.content)) return invalid(`${at}.attachments[${i}].content`, 'not base64 (A-Z, a-z, 0-9, +, / with = padding; no line breaks)');
     const content = Buffer.from(a.content, 'base64');
     const type = (a.contentType ?? detectMimeType(a.filename)).toLowerCase();
+    // MailComposer would write it as one base64 part, which RFC 2045 6.4 forbids and readers show empty.
+    if (type.startsWith('multipart/')) return invalid(`${at}.attachments[${i}].contentType`, `${type} is a structure of parts, not a file: attach its parts one by one`);
     const problem = type === 'message/global' ? null : type.startsWith('message/') ? unencodedMessageProblem(content) : null;
     if (problem) return invalid(`${at}.attachments[${i}].content`, `${problem}; a ${type} attachment goes as it is (MIME allows it no base64): attach it as message/global, or as application/octet-stream`);
     attachments.push({
