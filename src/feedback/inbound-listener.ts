@@ -161,6 +161,7 @@ export class InboundServer {
             clock,
             resolver: this.deps.resolver,
             fblReporters: () => this.deps.current().config.inbound.fblReporters,
+            fblAddresses: () => this.deps.current().config.inbound.fblAddresses,
           },
           message,
         ),

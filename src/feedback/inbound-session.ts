@@ -8,7 +8,7 @@ import { logSafe, type Rejections } from '../smtp/rejections.ts';
 import type { SessionRegistry } from '../smtp/session-registry.ts';
 import { inboundTarget, type InboundAddressing, type InboundTarget } from './inbound-recipients.ts';
 import type { InboundMessage } from './report-intake.ts';
-import { SignatureLookupError } from './report-authentication.ts';
+import { SignatureLookupError, signatureLog } from './report-authentication.ts';
 
 /**
  * MAIL, RCPT and DATA of the inbound listener. Any sender, the null one included (bounces come
@@ -17,7 +17,8 @@ import { SignatureLookupError } from './report-authentication.ts';
  * shared buffer budget, the minimum data rate), then read and recorded before the reply: 250 once
  * it is recorded (or dropped as unreadable or unauthenticated), 451 when the store failed, a
  * trusted reporter's DKIM key could not be looked up or processingTimeout passed, so the sender
- * keeps the message and tries again.
+ * keeps the message and tries again. Past processingTimeout the work is aborted (its key lookups
+ * end), so a message the sender was told failed does not stay in the shared buffer budget.
  */
 
 /** What the session checks read per command, from the configuration in effect. */
@@ -80,20 +81,24 @@ export function inboundSessionHandlers(deps: InboundSessionDeps): Required<Pick<
           const settings = deps.settings();
           // Checked again: a reload since RCPT may have taken an address away.
           const targets = session.envelope.rcptTo.map((r) => inboundTarget(r.address, settings.addressing)).filter((t): t is InboundTarget => t.kind !== 'refused');
-          const work = deps.take({ raw: collected.body, targets, log });
-          // The body is held until the work is done, also when the sender was told to retry first.
+          // Aborted when the sender is told to retry: the work's DNS lookups (the one part of it a
+          // sender can make slow, with signatures whose keys' DNS never answers) end at once.
+          const processing = new AbortController();
+          const work = deps.take({ raw: collected.body, targets, log, signal: processing.signal });
+          // The body is held until the work is done, which an abort makes soon after a 451.
           deps.track(work.finally(() => deps.buffers.release(collected.body.length)));
           sessions.beginCommit(state);
           try {
             await withinTime(work, settings.processingTimeoutMs);
           } catch (err) {
             if (err instanceof TimeoutError) {
+              processing.abort();
               rejections.reject(state, 'PROCESSING_TIMEOUT', { bytes: collected.body.length, timeoutMs: settings.processingTimeoutMs });
               throw refusal(SMTP_REPLIES.PROCESSING_TIMEOUT);
             }
             if (err instanceof SignatureLookupError) {
               const { fromDomain, signatures } = err.authentication;
-              rejections.reject(state, 'SIGNATURE_LOOKUP_FAILED', { fromDomain: fromDomain && logSafe(fromDomain), dkim: signatures.map((s) => ({ domain: logSafe(s.domain), result: s.result })) });
+              rejections.reject(state, 'SIGNATURE_LOOKUP_FAILED', { fromDomain: fromDomain && logSafe(fromDomain), dkim: signatureLog(signatures) });
               throw refusal(SMTP_REPLIES.SIGNATURE_LOOKUP_FAILED);
             }
             rejections.count('STORAGE_FAILED');
@@ -122,7 +127,7 @@ function refusal(spec: SmtpReplySpec): Error & { responseCode: number } {
 
 class TimeoutError extends Error {}
 
-/** Resolves as `work` does, or rejects with TimeoutError after `ms` (the work goes on). */
+/** Resolves as `work` does, or rejects with TimeoutError after `ms` (the work goes on unless aborted). */
 function withinTime(work: Promise<void>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

@@ -1,7 +1,10 @@
 import { domainOf, normalizeDomain, splitAddress } from '../mail/address.ts';
-import { headerValues, splitHeader } from '../mail/message-headers.ts';
+import { parsedAddresses } from '../mail/authors.ts';
+import { splitHeader } from '../mail/message-headers.ts';
+import { logSafe } from '../smtp/rejections.ts';
 import { mailauthResolver, type DomainCheckResolver } from '../sender-domains/domain-check-dns.ts';
-import { dkimVerify, getAlignment, type DKIMVerifyOptions } from '../vendor/mailauth.ts';
+import { dkimVerify, getAlignment, parseHeaders, type DKIMVerifyOptions, type ParsedHeader } from '../vendor/mailauth.ts';
+import { reportKeyResolver } from './report-key-lookups.ts';
 
 /**
  * Who sent a report that came to a feedback-loop address. Anyone can write an ARF report, and
@@ -12,8 +15,14 @@ import { dkimVerify, getAlignment, type DKIMVerifyOptions } from '../vendor/mail
  * From (relaxed, by organizational domain), so a reporter's signature on someone else's From
  * does not count. A domain that also hosts mailboxes signs its users' mail as well, so an entry
  * may be one address instead (local@domain): then the report's From must be that address, and
- * the signature, aligned with it, is what proves it came from there. A DNS failure while looking
- * up a trusted signer's key is neither: the report is answered 451 and comes again.
+ * the signature, by its domain or a parent of it, is what proves it came from there. The
+ * signature must also cover the report's To, which must name one of our feedback addresses: a
+ * feedback loop sends every subscriber signed reports, and one it sent to someone else (about a
+ * message they wrote, naming our Message-ID and another's address) would otherwise count here
+ * when passed on unchanged. A report with two From, To, Subject or Content-Type fields is not
+ * checked: DKIM verifies the bottom one, the report reader reads the top one. A DNS failure
+ * while looking up a trusted signer's key is neither: the report is answered 451 and comes again.
+ * Only keys of trusted signers are looked up, within the report's time (report-key-lookups.ts).
  *
  * Reports to a VERP return path are not checked here: the HMAC tag of that address already
  * names the recipient, which no one without the secret can forge.
@@ -27,17 +36,22 @@ export interface SignatureVerdict {
   result: string;
   /** Body bytes an l= tag left unsigned: content anyone could have added. */
   underSized: number;
+  /** The header fields it covers (lower case): those h= names that the message has. */
+  signedFields: readonly string[];
 }
 
 /** Why a report is not believed (the log's `reason`). */
 export type UnauthenticatedReason =
   | 'no-reporters'
   | 'too-many-signatures'
+  | 'duplicate-fields'
   | 'from-unclear'
   | 'no-signature'
   | 'signer-not-trusted'
   | 'from-not-aligned'
   | 'reporter-address-mismatch'
+  | 'not-addressed-to-us'
+  | 'to-not-signed'
   | 'signature-failed'
   | 'unverifiable';
 
@@ -48,55 +62,90 @@ export type ReportAuthentication =
 
 /**
  * More signatures than a feedback loop puts on a report: each is a key lookup (one after the
- * other), on names the sender chooses, so a report with more is not checked at all.
+ * other), so a report with more is not checked at all.
  */
 export const MAX_REPORT_SIGNATURES = 10;
+
+/**
+ * Fields a report may have once only. DKIM verifies the bottom-most instance of a field, the
+ * report reader (mailparser) reads the top one: an unsigned Content-Type put on top would split
+ * the signed body into other parts, an unsigned From or To would be read in place of the signed.
+ */
+const SINGLE_FIELDS = ['from', 'to', 'subject', 'content-type', 'content-transfer-encoding'];
 
 export interface ReportAuthenticationDeps {
   /** TXT lookups of the signers' keys (the daemon's resolver). */
   resolver: Pick<DomainCheckResolver, 'resolveTxt'>;
   /** inbound.fblReporters in effect: domains (lower-case A-labels) and addresses (local@A-label). */
   reporters: readonly string[];
+  /** Whether an address is one feedback reports come to here (inbound.fblAddresses, postmaster@ a bounce domain). */
+  isFeedbackAddress(address: string): boolean;
   /** The time t= and x= are checked against. */
   now: number;
+  /** Aborted when the report's time is up (inbound.processingTimeout): key lookups end then. */
+  signal?: AbortSignal;
 }
 
-export async function authenticateReport(raw: Buffer, deps: ReportAuthenticationDeps): Promise<ReportAuthentication> {
+/**
+ * `raw` as received; `readFields`, the names (lower case) of its header fields as the report
+ * reader found them, which may see a field where mailauth sees the continuation of another.
+ */
+export async function authenticateReport(raw: Buffer, deps: ReportAuthenticationDeps, readFields: readonly string[] = []): Promise<ReportAuthentication> {
+  const refused = (reason: UnauthenticatedReason): ReportAuthentication => ({ verdict: 'unauthenticated', reason, fromDomain: null, signatures: [] });
   // Nobody to trust (postmaster@ a bounce domain without fblReporters): no lookups for nothing.
-  if (deps.reporters.length === 0) return { verdict: 'unauthenticated', reason: 'no-reporters', fromDomain: null, signatures: [] };
-  if (headerValues(splitHeader(raw).header, 'DKIM-Signature').length > MAX_REPORT_SIGNATURES) {
-    return { verdict: 'unauthenticated', reason: 'too-many-signatures', fromDomain: null, signatures: [] };
-  }
+  if (deps.reporters.length === 0) return refused('no-reporters');
+  // The fields as mailauth reads them (a field name may be folded before its colon), before it looks anything up.
+  const fields = parseHeaders(Buffer.from(splitHeader(raw).header, 'latin1')).parsed;
+  const count = (names: readonly string[], name: string) => names.filter((key) => key === name).length;
+  const keys = fields.map((field) => field.key);
+  if (count(keys, 'dkim-signature') > MAX_REPORT_SIGNATURES) return refused('too-many-signatures');
+  if (SINGLE_FIELDS.some((name) => count(keys, name) > 1 || count(readFields, name) > 1)) return refused('duplicate-fields');
+  const entries = deps.reporters.map(reporterEntry);
   let verified: Awaited<ReturnType<typeof dkimVerify>>;
   try {
     verified = await dkimVerify(raw, {
-      // mailauth's resolver type names only TXT-like answers, which is all DKIM asks for.
-      resolver: mailauthResolver(deps.resolver) as DKIMVerifyOptions['resolver'],
+      // Keys of trusted signers only, in time; mailauth's resolver type names only TXT-like answers, which is all DKIM asks for.
+      resolver: mailauthResolver(
+        reportKeyResolver({ resolver: deps.resolver, mayLookUp: (domain) => entries.some((entry) => vouchesFor(entry, domain)), signal: deps.signal }),
+      ) as DKIMVerifyOptions['resolver'],
       curTime: new Date(deps.now),
       // RFC 8301 3.1: rsa-sha1 must not be taken as valid.
       rejectRsaSha1: true,
     });
   } catch {
     // Lookup failures come back as temperror results; a throw is a message mailauth cannot read.
-    return { verdict: 'unauthenticated', reason: 'unverifiable', fromDomain: null, signatures: [] };
+    return refused('unverifiable');
   }
   // One From field with one address, or there is no single author for a signature to align with.
   const from = verified.fromFields === 1 && verified.headerFrom.length === 1 ? verified.headerFrom[0]! : null;
+  const to = fields.find((field) => field.key === 'to');
+  const addressedToUs = to !== undefined && addressesOf(to).some((address) => deps.isFeedbackAddress(address));
   // An unsigned message has one result, `none`: no signature at all.
   const signatures = verified.results.filter((r) => r.status.result !== 'none').map((r) => ({
     domain: (r.signingDomain && normalizeDomain(r.signingDomain)) || (r.signingDomain ?? ''),
     result: r.status.result,
     underSized: r.status.underSized ?? 0,
+    signedFields: (r.signingHeaders?.keys ?? '').split(':').map((name) => name.trim().toLowerCase()).filter(Boolean),
   }));
-  return judgeReport(from, signatures, deps.reporters);
+  return judgeReport({ from, addressedToUs }, signatures, deps.reporters);
+}
+
+/** What the decision reads of the report besides its signatures. */
+export interface ReportSender {
+  /** The From address; null when the report has not exactly one. */
+  from: string | null;
+  /** Whether its To names one of our feedback addresses. */
+  addressedToUs: boolean;
 }
 
 /**
- * The decision, from the From address (null when not one address) and each signature's verdict.
- * Each reason narrows the one before: no signer the entries vouch for, none aligned with the From,
- * none whose entry admits this From (an address entry and another address of its domain).
+ * The decision, from the report's From and To and each signature's verdict. Each reason narrows
+ * the one before: no signer the entries vouch for, none aligned with the From, none whose entry
+ * admits this From (an address entry and another address of its domain), a report to someone
+ * else, none covering the To.
  */
-export function judgeReport(from: string | null, signatures: readonly SignatureVerdict[], reporters: readonly string[]): ReportAuthentication {
+export function judgeReport(report: ReportSender, signatures: readonly SignatureVerdict[], reporters: readonly string[]): ReportAuthentication {
+  const { from } = report;
   const fromDomain = (from && domainOf(from)) || null;
   const all = [...signatures];
   const unauthenticated = (reason: UnauthenticatedReason): ReportAuthentication => ({ verdict: 'unauthenticated', reason, fromDomain, signatures: all });
@@ -109,8 +158,12 @@ export function judgeReport(from: string | null, signatures: readonly SignatureV
   const aligned = trusted.filter((s) => Boolean(getAlignment(fromDomain, [s.domain], false)));
   if (aligned.length === 0) return unauthenticated('from-not-aligned');
   const sender = splitAddress(from);
-  const candidates = aligned.filter((s) => entries.some((e) => vouchesFor(e, s.domain) && admits(e, sender)));
-  if (candidates.length === 0) return unauthenticated('reporter-address-mismatch');
+  const admitted = aligned.filter((s) => entries.some((e) => vouchesFor(e, s.domain) && admits(e, sender)));
+  if (admitted.length === 0) return unauthenticated('reporter-address-mismatch');
+  // Whatever the signatures, a report to someone else never counts here: no retry either.
+  if (!report.addressedToUs) return unauthenticated('not-addressed-to-us');
+  const candidates = admitted.filter((s) => s.signedFields.includes('to'));
+  if (candidates.length === 0) return unauthenticated('to-not-signed');
   const passed = candidates.find((s) => s.result === 'pass' && s.underSized === 0);
   if (passed) return { verdict: 'trusted', fromDomain, signer: passed.domain };
   // Only a trusted signer's failed lookup is worth a retry: no other signature could count.
@@ -128,17 +181,32 @@ function reporterEntry(entry: string): ReporterEntry {
 
 /**
  * Whether a signature by `signer` can speak for the entry: a domain entry's domain or a subdomain
- * of it; for an address, any signer of the address's organization (relaxed alignment), since a
- * feedback loop may sign with its parent domain (d=example.com on From: fbl@mail.example.com).
+ * of it; for an address, its domain or a parent of it within its organization, since a feedback
+ * loop may sign with its parent domain (d=example.com on From: fbl@mail.example.com). A sibling
+ * (d=customer.example.com) or a subdomain is another party of that organization, one that may
+ * host or sign for others.
  */
 function vouchesFor(entry: ReporterEntry, signer: string): boolean {
   if (entry.local === null) return signer === entry.domain || signer.endsWith(`.${entry.domain}`);
-  return Boolean(getAlignment(entry.domain, [signer], false));
+  const parent = signer === entry.domain || entry.domain.endsWith(`.${signer}`);
+  return parent && Boolean(getAlignment(entry.domain, [signer], false));
 }
 
 /** Whether the report's From is one the entry trusts: any, for a domain; that address (its domain in any case) for an address. */
 function admits(entry: ReporterEntry, from: { local: string; domain: string } | null): boolean {
   return entry.local === null || (from !== null && from.local === entry.local && from.domain === entry.domain);
+}
+
+/** The addresses of an address field as mailauth parsed it: its value unfolded, read as UTF-8. */
+function addressesOf(field: ParsedHeader): string[] {
+  const line = field.line.toString('latin1');
+  const value = line.slice(line.indexOf(':') + 1).replace(/\r\n/g, '');
+  return parsedAddresses(Buffer.from(value, 'latin1').toString('utf8')).filter(Boolean);
+}
+
+/** The signatures as a log line shows them: each one's domain and result, no more of them than a report may have. */
+export function signatureLog(signatures: readonly SignatureVerdict[]): Array<{ domain: string; result: string }> {
+  return signatures.slice(0, MAX_REPORT_SIGNATURES).map((s) => ({ domain: logSafe(s.domain), result: logSafe(s.result) }));
 }
 
 /** A report whose trusted signer's key could not be looked up: the listener answers 451 and it comes again. */

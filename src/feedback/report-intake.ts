@@ -10,14 +10,14 @@ import { parseArfReport, type ArfReport } from './arf-report.ts';
 import { bounceVerdict, type BounceVerdict } from './bounce-verdict.ts';
 import { dsnEvidence, parseDsnReport, type DsnRecipient, type DsnReport } from './dsn-report.ts';
 import type { FeedbackRecorder, FeedbackReport } from './feedback-recorder.ts';
-import type { InboundTarget } from './inbound-recipients.ts';
+import { inboundTarget, type InboundTarget } from './inbound-recipients.ts';
 import type { MailtoUnsubscribe } from './unsubscribe-mailto.ts';
 import { findOriginalRecipient } from './original-lookup.ts';
 import { parsePlainBounce } from './plain-bounce.ts';
 import { MalformedReportError, readReportMessage, type ReportLimits, type ReportMessage } from './report-message.ts';
 import { addressKey, domainOf } from '../mail/address.ts';
 import type { DomainCheckResolver } from '../sender-domains/domain-check-dns.ts';
-import { authenticateReport, SignatureLookupError, type ReportAuthentication } from './report-authentication.ts';
+import { authenticateReport, SignatureLookupError, signatureLog, type ReportAuthentication } from './report-authentication.ts';
 
 /**
  * One message the inbound listener accepted, handled for each of its recipients: to an
@@ -47,6 +47,8 @@ export interface ReportIntakeDeps {
   resolver: Pick<DomainCheckResolver, 'resolveTxt'>;
   /** inbound.fblReporters in effect: whose signed reports to feedback-loop addresses count. */
   fblReporters: () => readonly string[];
+  /** inbound.fblAddresses in effect (lower case): a believed report is addressed To one of them (or postmaster@ a bounce domain). */
+  fblAddresses: () => readonly string[];
 }
 
 export interface InboundMessage {
@@ -54,6 +56,8 @@ export interface InboundMessage {
   targets: readonly InboundTarget[];
   /** Session logger (session id, client IP). */
   log: Logger;
+  /** Aborted when the sender has been told to retry (processingTimeout): the DKIM key lookups end then. */
+  signal?: AbortSignal;
 }
 
 type ReportKind = 'dsn' | 'plain-bounce' | 'arf' | 'other';
@@ -76,7 +80,7 @@ export async function takeInboundMessage(deps: ReportIntakeDeps, message: Inboun
     if (report === undefined) report = await readOrDrop(deps, raw, log);
     if (report === null) continue;
     const read = report;
-    const authenticate = () => (authentication ??= authenticated(deps, raw, read, log));
+    const authenticate = () => (authentication ??= authenticated(deps, message, read));
     const { kind, outcome } = await takeReport(deps, target, read, digest, authenticate, log);
     deps.metrics.feedbackReports.inc({ kind, result: outcome });
   }
@@ -95,18 +99,18 @@ async function readOrDrop(deps: ReportIntakeDeps, raw: Buffer, log: Logger): Pro
 }
 
 /** Who signed the report (asked once per message), logged when it is not believed. */
-async function authenticated(deps: ReportIntakeDeps, raw: Buffer, message: ReportMessage, log: Logger): Promise<ReportAuthentication> {
-  const result = await authenticateReport(raw, { resolver: deps.resolver, reporters: deps.fblReporters(), now: deps.clock.now() });
+async function authenticated(deps: ReportIntakeDeps, { raw, log, signal }: InboundMessage, message: ReportMessage): Promise<ReportAuthentication> {
+  const addressing = { returnPath: deps.returnPath(), fblAddresses: deps.fblAddresses() };
+  const result = await authenticateReport(
+    raw,
+    { resolver: deps.resolver, reporters: deps.fblReporters(), isFeedbackAddress: (address) => inboundTarget(address, addressing).kind === 'fbl', now: deps.clock.now(), signal },
+    message.fieldNames,
+  );
   if (result.verdict === 'unauthenticated') {
     // Without a verified From (nothing was checked), the From as the report reads it; both are the sender's words.
     const fromDomain = result.fromDomain ?? (message.from ? domainOf(message.from) : null);
     log.warn(
-      {
-        event: 'feedback.report.unauthenticated',
-        reason: result.reason,
-        fromDomain: fromDomain && logSafe(fromDomain),
-        dkim: result.signatures.map((s) => ({ domain: logSafe(s.domain), result: s.result })),
-      },
+      { event: 'feedback.report.unauthenticated', reason: result.reason, fromDomain: fromDomain && logSafe(fromDomain), dkim: signatureLog(result.signatures) },
       'complaint to a feedback-loop address not signed by a trusted reporter (inbound.fblReporters); dropped',
     );
   }

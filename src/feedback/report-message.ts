@@ -70,6 +70,8 @@ export interface ReportMessage {
   parts: ReportPart[];
   /** The headers of the attached original, when the report returns one. */
   original: OriginalHeaders | null;
+  /** The names (lower case) of the message's own header fields as mailparser read them, in order. */
+  fieldNames: string[];
 }
 
 /** The text read by heuristics (plain bounces); the reply that matters is near the top. */
@@ -91,6 +93,7 @@ export async function readReportMessage(raw: Buffer, limits: ReportLimits = DEFA
     text: (parsed.text ?? '').slice(0, MAX_TEXT_LENGTH),
     parts,
     original: attached ? await readOriginalHeaders(attached.content, limits) : null,
+    fieldNames: parsed.headerLines.map((line) => line.key),
   };
 }
 

@@ -114,8 +114,8 @@ function locateAuthorFields(header: string): Record<AuthorFieldName, Array<{ sta
   return found;
 }
 
-/** The addresses the parser finds (groups flattened); an entry without an address is ''. */
-function parsedAddresses(value: string): string[] {
+/** The addresses nodemailer's addressparser finds in a field value (groups flattened); an entry without an address is ''. */
+export function parsedAddresses(value: string): string[] {
   const addresses: string[] = [];
   const flatten = (list: ReturnType<typeof addressparser>): void => {
     for (const entry of list) {

@@ -2,10 +2,14 @@ import type { DomainCheckResolver } from '../../src/sender-domains/domain-check-
 
 /**
  * DNS from a table, answering like node:dns/promises: a name absent from the table is
- * NXDOMAIN (ENOTFOUND), a name without records of the asked type is NODATA (ENODATA), and an
- * error code given in place of records (e.g. 'ETIMEOUT', 'ESERVFAIL') is thrown as that error.
- * No network. Every query is recorded, as "TYPE name".
+ * NXDOMAIN (ENOTFOUND), a name without records of the asked type is NODATA (ENODATA), an
+ * error code given in place of records (e.g. 'ETIMEOUT', 'ESERVFAIL') is thrown as that error,
+ * and SILENT is a server that never answers: the query never settles, so only the caller's own
+ * time limit ends it. No network. Every query is recorded, as "TYPE name".
  */
+
+/** In place of records: the query never settles. */
+export const SILENT = 'SILENT';
 
 type Answer<T> = T[] | string;
 
@@ -38,6 +42,7 @@ export function createFixtureResolver(zone: FixtureZone = {}): FixtureResolver {
     const records = names.get(key(name));
     if (!records) return Promise.reject(dnsError('ENOTFOUND', type, name));
     const value = records[field] as Answer<T> | undefined;
+    if (value === SILENT) return new Promise<never>(() => undefined);
     if (typeof value === 'string') return Promise.reject(dnsError(value, type, name));
     if (!value || value.length === 0) return Promise.reject(dnsError('ENODATA', type, name));
     return Promise.resolve(structuredClone(value));
