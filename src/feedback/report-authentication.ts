@@ -32,7 +32,7 @@ import { reportKeyResolver } from './report-key-lookups.ts';
 export interface SignatureVerdict {
   /** d=, as the comparison uses it (lower case, A-label); as written when it is no domain name. */
   domain: string;
-  /** mailauth's result: pass, fail, neutral, policy, temperror, ... */
+  /** mailauth's result: pass, fail, neutral, policy, temperror, ...; NOT_CHECKED for a signer no entry vouches for. */
   result: string;
   /** Body bytes an l= tag left unsigned: content anyone could have added. */
   underSized: number;
@@ -65,6 +65,9 @@ export type ReportAuthentication =
  * other), so a report with more is not checked at all.
  */
 export const MAX_REPORT_SIGNATURES = 10;
+
+/** The result of a signature by a domain no entry vouches for: its key is not looked up. */
+export const NOT_CHECKED = 'not-checked';
 
 /**
  * Fields a report may have once only. DKIM verifies the bottom-most instance of a field, the
@@ -121,12 +124,16 @@ export async function authenticateReport(raw: Buffer, deps: ReportAuthentication
   const to = fields.find((field) => field.key === 'to');
   const addressedToUs = to !== undefined && addressesOf(to).some((address) => deps.isFeedbackAddress(address));
   // An unsigned message has one result, `none`: no signature at all.
-  const signatures = verified.results.filter((r) => r.status.result !== 'none').map((r) => ({
-    domain: (r.signingDomain && normalizeDomain(r.signingDomain)) || (r.signingDomain ?? ''),
-    result: r.status.result,
-    underSized: r.status.underSized ?? 0,
-    signedFields: (r.signingHeaders?.keys ?? '').split(':').map((name) => name.trim().toLowerCase()).filter(Boolean),
-  }));
+  const signatures = verified.results.filter((r) => r.status.result !== 'none').map((r) => {
+    const domain = (r.signingDomain && normalizeDomain(r.signingDomain)) || (r.signingDomain ?? '');
+    return {
+      domain,
+      // Another signer's key was not looked up: its result would read as if it had no key.
+      result: entries.some((entry) => vouchesFor(entry, domain)) ? r.status.result : NOT_CHECKED,
+      underSized: r.status.underSized ?? 0,
+      signedFields: (r.signingHeaders?.keys ?? '').split(':').map((name) => name.trim().toLowerCase()).filter(Boolean),
+    };
+  });
   return judgeReport({ from, addressedToUs }, signatures, deps.reporters);
 }
 

@@ -32,6 +32,8 @@ export interface InboundHarness {
   port: number;
   metrics: Metrics;
   reputation: ReputationTracker;
+  /** The memory budget of messages being received (smtp.maxBufferedBytes), which the daemon shares with submission. */
+  buffers: BufferBudget;
   /** Every tenant's suppression entries, oldest first. */
   suppressed(): Promise<NewSuppression[]>;
   /** The recipient.bounced and recipient.complained events written for tenant acme, oldest first. */
@@ -87,6 +89,7 @@ export async function startInboundHarness(options: InboundHarnessOptions): Promi
     logger: options.logger,
     metrics,
   });
+  const buffers = new BufferBudget(config.smtp.maxBufferedBytes);
   const server = new InboundServer({
     config,
     current: () => ({ config, bounceRules: BOUNCE_RULES }),
@@ -94,7 +97,7 @@ export async function startInboundHarness(options: InboundHarnessOptions): Promi
     recorder,
     unsubscribe: options.unsubscribe,
     tls: options.tls ?? null,
-    buffers: new BufferBudget(config.smtp.maxBufferedBytes),
+    buffers,
     reverseLookup: async () => [],
     resolver: options.resolver ?? createFixtureResolver(),
     logger: options.logger,
@@ -103,7 +106,7 @@ export async function startInboundHarness(options: InboundHarnessOptions): Promi
     shutdownGraceMs: 500,
   });
   await server.start();
-  return { server, port: server.addresses()[0]!.port, metrics, reputation, suppressed, emitted, stop: () => server.stop() };
+  return { server, port: server.addresses()[0]!.port, metrics, reputation, buffers, suppressed, emitted, stop: () => server.stop() };
 }
 
 /** One SMTP transaction: each RCPT's reply, and DATA's when any recipient was taken. */

@@ -12,10 +12,12 @@ import { deliver, deliveredFrom, HARNESS_VERP_SECRET, startInboundHarness, type 
 import { newMessage } from '../helpers/new-message.ts';
 import { createTestSchema, type TestSchema } from '../helpers/postgres.ts';
 import { requirePostgres } from '../helpers/services.ts';
-import { createReportSigner } from '../helpers/signed-reports.ts';
+import { SILENT } from '../helpers/fixture-resolver.ts';
+import { createReportSigner, REPORT_SELECTOR } from '../helpers/signed-reports.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { tlsFixture } from '../helpers/tls-fixture.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * The inbound listener over real sockets, recording on real SQLite and PostgreSQL stores: who it
@@ -288,7 +290,8 @@ for (const backend of backends) {
       const dropped = logs.filter((l) => l.event === 'feedback.report.unauthenticated');
       expect(dropped.map((l) => [l.level, l.reason, l.fromDomain, l.dkim])).toEqual([
         [40, 'no-signature', 'example.com', []],
-        [40, 'signer-not-trusted', 'attacker.test', [{ domain: 'attacker.test', result: 'pass' }]],
+        // Its key is not even looked up.
+        [40, 'signer-not-trusted', 'attacker.test', [{ domain: 'attacker.test', result: 'not-checked' }]],
         [40, 'from-not-aligned', 'attacker.test', [{ domain: 'yahoo.test', result: 'pass' }]],
         [40, 'signature-failed', 'example.com', [{ domain: 'example.com', result: 'neutral' }]],
       ]);
@@ -338,6 +341,81 @@ for (const backend of backends) {
       // DNS answers again (signing publishes the key anew): the retry is recorded.
       expect((await deliver(h.port, { from: 'abusedesk@example.com', to: ['fbl@sender.test'] }, await own.sign(report, 'example.com'))).data?.code).toBe(250);
       expect((await store.listFeedback(m.id)).map((e) => e.kind)).toEqual(['complaint']);
+    });
+
+    it("drops a trusted feedback loop's report to another subscriber, passed on unchanged to postmaster@ a bounce domain", async () => {
+      const store = await openStore();
+      const { logger: captured, logs } = capturingLogger();
+      const h = await harness({ store, logger: captured });
+      const m = await deliveredMessage(store, ['attacker@dest.test', 'victim@dest.test']);
+      // Signed by yahoo.test as its reports are, sent To the subscriber's own address, about an
+      // "original" the subscriber wrote: our Message-ID, another recipient's address.
+      const report = [
+        'From: Yahoo Feedback <feedback@yahoo.test>',
+        'To: <fbl@attacker.test>',
+        'Subject: Complaint',
+        'Date: Thu, 8 Mar 2026 17:40:36 +0000',
+        'MIME-Version: 1.0',
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="b1"',
+        '',
+        '--b1', 'Content-Type: text/plain', '', 'This is an email abuse report.', '',
+        '--b1', 'Content-Type: message/feedback-report', '', 'Feedback-Type: abuse', 'User-Agent: Yahoo!-Mail-Feedback/2.0', 'Version: 1', '',
+        '--b1', 'Content-Type: text/rfc822-headers', '',
+        'From: <app@sender.test>', 'To: <victim@dest.test>', `Message-ID: ${m.messageIdHeader}`, 'Subject: newsletter', '',
+        '--b1--', '',
+      ].join('\r\n');
+      const signed = await signer.sign(report, 'yahoo.test');
+      expect((await deliver(h.port, { from: '', to: ['postmaster@bounces.sender.test'] }, signed)).data?.code).toBe(250);
+      expect(await store.listFeedback(m.id)).toEqual([]);
+      expect(await h.suppressed()).toEqual([]);
+      expect(logs.filter((l) => l.event === 'feedback.report.unauthenticated').map((l) => [l.reason, l.fromDomain, l.dkim])).toEqual([
+        ['not-addressed-to-us', 'yahoo.test', [{ domain: 'yahoo.test', result: 'pass' }]],
+      ]);
+      // The same report sent to us is believed, at postmaster@ as at the feedback-loop address.
+      const ours = await signer.sign(report.replace('To: <fbl@attacker.test>', 'To: <postmaster@bounces.sender.test>'), 'yahoo.test');
+      expect((await deliver(h.port, { from: '', to: ['postmaster@bounces.sender.test'] }, ours)).data?.code).toBe(250);
+      expect((await h.suppressed()).map((s) => s.address)).toEqual(['victim@dest.test']);
+      expect(await reportCounts(h)).toEqual([
+        [{ kind: 'arf', result: 'unauthenticated' }, 1],
+        [{ kind: 'arf', result: 'recorded' }, 1],
+      ]);
+    });
+
+    it('answers at once a report signed by domains no reporter vouches for, however their DNS answers, folded signature names counted', async () => {
+      const store = await openStore();
+      const own = createReportSigner();
+      const h = await harness({ store, resolver: own.resolver });
+      const m = await deliveredMessage(store, ['user@dest.test']);
+      let report: Buffer = adapted('arf-rfc5965-full.eml', m.verp[0]!, m.messageIdHeader);
+      const attackers = Array.from({ length: 4 }, (_, i) => `c${i}.attacker.test`);
+      for (const domain of attackers) {
+        report = await own.sign(report, domain);
+        own.resolver.set(`${REPORT_SELECTOR}._domainkey.${domain}`, { txt: SILENT });
+      }
+      const folded = (raw: Buffer) => Buffer.from(raw.toString('latin1').replace(/^DKIM-Signature:/gm, 'DKIM-Signature\r\n :'), 'latin1');
+      expect((await deliver(h.port, { from: 'x@attacker.test', to: ['fbl@sender.test'] }, folded(report))).data?.code).toBe(250);
+      // Past the cap, as mailauth counts them.
+      for (let i = 4; i <= 10; i++) report = await own.sign(report, `c${i}.attacker.test`);
+      expect((await deliver(h.port, { from: 'x@attacker.test', to: ['fbl@sender.test'] }, folded(report))).data?.code).toBe(250);
+      expect(own.resolver.queries).toEqual([]);
+      expect(h.buffers.used).toBe(0);
+      expect(await reportCounts(h)).toEqual([[{ kind: 'arf', result: 'unauthenticated' }, 2]]);
+    });
+
+    it("ends a trusted reporter's key lookups when the sender is told to retry: the memory budget is not held by work that failed", async () => {
+      const store = await openStore();
+      const own = createReportSigner();
+      const h = await harness({ store, resolver: own.resolver, config: { inbound: { processingTimeout: '200ms' } } });
+      const m = await deliveredMessage(store, ['user@dest.test']);
+      const signed = await own.sign(adapted('arf-rfc5965-full.eml', m.verp[0]!, m.messageIdHeader), 'example.com');
+      // The reporter's DNS never answers (the daemon's resolver would wait 10 s, twice).
+      own.resolver.set(`${REPORT_SELECTOR}._domainkey.example.com`, { txt: SILENT });
+      const { data } = await deliver(h.port, { from: 'abusedesk@example.com', to: ['fbl@sender.test'] }, signed);
+      expect(data).toMatchObject({ code: 451 });
+      expect(data!.text).toMatch(/^4\.3\.0 Message could not be processed in time/);
+      await until(() => h.buffers.used === 0, 'the message released from the buffer budget');
+      expect(own.resolver.queries).toEqual([`TXT ${REPORT_SELECTOR}._domainkey.example.com`]);
+      expect(await store.listFeedback(m.id)).toEqual([]);
     });
 
     it('drops complaints to postmaster@ a bounce domain when no reporter is trusted, without a lookup', async () => {

@@ -171,6 +171,10 @@ describe('authenticateReport', () => {
     signed = await own.sign(signed, 'attacker.test', { selector: `${REPORT_SELECTOR}._domainkey.example.com` });
     expect(await authenticateReport(signed, deps(own.resolver))).toMatchObject({ verdict: 'trusted', signer: 'example.com' });
     expect(own.resolver.queries).toEqual([`TXT ${REPORT_SELECTOR}._domainkey.example.com`]);
+    // Their verdicts say so.
+    const untrusted = await authenticateReport(signed, deps(own.resolver, ['yahoo.test']));
+    expect(untrusted).toMatchObject({ verdict: 'unauthenticated', reason: 'signer-not-trusted' });
+    expect(untrusted.verdict === 'unauthenticated' && new Set(untrusted.signatures.map((s) => s.result))).toEqual(new Set(['not-checked']));
   });
 
   it('counts the signatures as mailauth reads the header: a field name folded before its colon is one too', async () => {
