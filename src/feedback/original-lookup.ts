@@ -6,11 +6,11 @@ import type { OriginalHeaders } from './report-message.ts';
 
 /**
  * Which of our recipients a report is about, when its envelope recipient does not say (a
- * complaint to a feedback-loop address): the message by the VERP return path of the original
- * the report returns (or its Original-Mail-From), else by its X-Rookery-Queue-ID header, else by
- * its Message-ID header; then the recipient by its VERP id, else by the addresses the report
- * names (Original-Rcpt-To), else by the original's To, else the only recipient of the only
- * message with that Message-ID.
+ * complaint to a feedback-loop address): the one the VERP return path of the returned original
+ * (or the report's Original-Mail-From) names, when its tag verifies, and no other. Without one,
+ * the message by the original's X-Rookery-Queue-ID header, else by its Message-ID header; then
+ * the recipient by the addresses the report names (Original-Rcpt-To), else by the original's To,
+ * else the only recipient of the only message with that Message-ID.
  */
 
 export interface OriginalLookupDeps {
@@ -35,8 +35,10 @@ export async function findOriginalRecipient(deps: OriginalLookupDeps, clues: Ori
   const { original } = clues;
   for (const path of [original?.returnPath, clues.mailFrom]) {
     const ids = path ? verpIdsOf(path, deps.returnPath) : null;
-    const found = ids && (await store.findRecipientForFeedback(ids.messageId, ids.recipientId));
-    if (found) return found;
+    // A return path whose tag verifies is our own word on the recipient: the report's other
+    // clues (its words, or the original's headers, which whoever sent the original wrote) never
+    // name another, also when that recipient is no longer held.
+    if (ids) return store.findRecipientForFeedback(ids.messageId, ids.recipientId);
   }
   // A queue id is ours only in its own shape; anything else in that header is not looked up.
   const queueId = original?.queueId && /^[0-9a-f]{1,64}$/.test(original.queueId) ? original.queueId : null;

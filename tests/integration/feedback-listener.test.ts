@@ -222,6 +222,22 @@ for (const backend of backends) {
       expect(await store.listFeedback(`${victim.id}ff`)).toEqual([]);
     });
 
+    it('takes the recipient a verified VERP return path of the original names, and no other the report names', async () => {
+      const store = await openStore();
+      const h = await harness({ store });
+      const m = await deliveredMessage(store, ['user@dest.test', 'other@dest.test']);
+      // Our return path of a recipient this node no longer holds, on an original naming another of the message.
+      const gone = verpAddress({ messageId: '0190deadbeef00', recipientId: 424242, domain: 'bounces.sender.test', secret: HARNESS_VERP_SECRET });
+      const report = adapted('arf-rfc5965-full.eml', gone, m.messageIdHeader).toString('latin1').replace('To: <user@dest.test>', 'To: <other@dest.test>');
+      expect((await deliver(h.port, { from: 'abusedesk@example.com', to: ['fbl@sender.test'] }, await signer.sign(report, 'example.com'))).data?.code).toBe(250);
+      expect(await store.listFeedback(m.id)).toEqual([]);
+      expect(await reportCounts(h)).toEqual([[{ kind: 'arf', result: 'unmatched' }, 1]]);
+      // The return path of one of its recipients: that one, whatever the original's To says.
+      const named = adapted('arf-rfc5965-full.eml', m.verp[0]!, m.messageIdHeader).toString('latin1').replace('To: <user@dest.test>', 'To: <other@dest.test>');
+      expect((await deliver(h.port, { from: 'abusedesk@example.com', to: ['fbl@sender.test'] }, await signer.sign(named, 'example.com'))).data?.code).toBe(250);
+      expect((await store.listFeedback(m.id)).map((e) => e.recipient)).toEqual(['user@dest.test']);
+    });
+
     it('counts one complaint per recipient, however many differently worded reports arrive', async () => {
       const store = await openStore();
       const h = await harness({ store });
