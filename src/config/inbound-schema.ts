@@ -54,8 +54,9 @@ export const inboundConfigSchema = z
     /**
      * The feedback loops whose reports are believed: a report to a feedback-loop address counts
      * only with a DKIM signature that verifies, by one of these domains or a subdomain, aligned
-     * with its From; or, for an address here, from that address with an aligned signature
-     * (src/feedback/report-authentication.ts). Anyone can write an ARF report.
+     * with its From; or, for an address here, from that address signed by its domain or a parent
+     * of it (src/feedback/report-authentication.ts). Anyone can write an ARF report. Only these
+     * signers' keys are looked up.
      */
     fblReporters: z.array(reporter).default([]),
     maxConnections: z.number().int().positive().default(200),
