@@ -42,7 +42,7 @@ export function reportKeyResolver(options: ReportKeyLookupOptions): Pick<DomainC
       const domain = signingDomainOf(name);
       if (domain === null || !mayLookUp(domain)) throw dnsError('ENOTFOUND', name, 'not the key of a trusted reporter: not looked up');
       try {
-        return await answeredInTime(resolver.resolveTxt(name), name, timeoutMs, signal);
+        return await answeredInTime(() => resolver.resolveTxt(name), name, timeoutMs, signal);
       } catch (err) {
         const code = errorCode(err);
         if (code !== undefined && PERMANENT_ERRORS.has(code)) throw dnsError('ENOTFOUND', name, `cannot be asked (${code})`);
@@ -62,9 +62,13 @@ function signingDomainOf(name: string): string | null {
   return at < 0 ? null : normalizeDomain(name.slice(at + KEY_LABEL.length));
 }
 
-/** The answer, or ETIMEOUT once `ms` passed or `signal` aborted (a query itself cannot be called back). */
-function answeredInTime<T>(query: Promise<T>, name: string, ms: number, signal: AbortSignal | undefined): Promise<T> {
+/**
+ * The answer of `ask`, or ETIMEOUT once `ms` passed or `signal` aborted; nothing is asked once it
+ * has. A query cannot be called back: its late answer, or failure, is taken and dropped.
+ */
+function answeredInTime<T>(ask: () => Promise<T>, name: string, ms: number, signal: AbortSignal | undefined): Promise<T> {
   if (signal?.aborted) return Promise.reject(dnsError('ETIMEOUT', name, "the report's time is up"));
+  const query = ask();
   return new Promise<T>((resolve, reject) => {
     const settle = (finish: () => void) => {
       clearTimeout(timer);

@@ -46,6 +46,16 @@ describe('reportKeyResolver', () => {
     expect(await codeOf(bounded.resolveTxt('s1._domainkey.yahoo.test'))).toBe('ETIMEOUT');
   });
 
+  it("asks nothing once the report's time is up, so no late failure goes unheard", async () => {
+    const dns = fixture();
+    dns.set('s3._domainkey.yahoo.test', { txt: 'ESERVFAIL' });
+    const deadline = new AbortController();
+    deadline.abort();
+    const keys = reportKeyResolver({ resolver: dns, mayLookUp: trusted, signal: deadline.signal });
+    expect(await codeOf(keys.resolveTxt('s3._domainkey.yahoo.test'))).toBe('ETIMEOUT');
+    expect(dns.queries).toEqual([]);
+  });
+
   it('takes a question refused as asked for a key that is not there, and keeps other failures', async () => {
     const dns = fixture();
     const keys = reportKeyResolver({ resolver: dns, mayLookUp: trusted });
