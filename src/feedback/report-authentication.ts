@@ -19,10 +19,11 @@ import { reportKeyResolver } from './report-key-lookups.ts';
  * signature must also cover the report's To, which must name one of our feedback addresses: a
  * feedback loop sends every subscriber signed reports, and one it sent to someone else (about a
  * message they wrote, naming our Message-ID and another's address) would otherwise count here
- * when passed on unchanged. A report with two From, To, Subject or Content-Type fields is not
- * checked: DKIM verifies the bottom one, the report reader reads the top one. A DNS failure
- * while looking up a trusted signer's key is neither: the report is answered 451 and comes again.
- * Only keys of trusted signers are looked up, within the report's time (report-key-lookups.ts).
+ * when passed on unchanged. A report with two of a field that says what it is (SINGLE_FIELDS)
+ * is not checked: DKIM verifies the bottom one, the report reader reads the top one. A DNS
+ * failure while looking up a trusted signer's key is neither: the report is answered 451 and
+ * comes again. Only keys of trusted signers are looked up, within the report's time
+ * (report-key-lookups.ts).
  *
  * Reports to a VERP return path are not checked here: the HMAC tag of that address already
  * names the recipient, which no one without the secret can forge.

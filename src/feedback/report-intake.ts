@@ -111,7 +111,7 @@ async function authenticated(deps: ReportIntakeDeps, { raw, log, signal }: Inbou
     const fromDomain = result.fromDomain ?? (message.from ? domainOf(message.from) : null);
     log.warn(
       { event: 'feedback.report.unauthenticated', reason: result.reason, fromDomain: fromDomain && logSafe(fromDomain), dkim: signatureLog(result.signatures) },
-      'complaint to a feedback-loop address not signed by a trusted reporter (inbound.fblReporters); dropped',
+      'complaint to a feedback-loop address not signed by a trusted reporter (inbound.fblReporters) for us; dropped',
     );
   }
   return result;
