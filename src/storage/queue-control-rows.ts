@@ -120,15 +120,61 @@ export function pausedLists(paused: PausedScopes): { domains: string[]; pools: s
  * message `m`, with `now` bound at `param`.
  */
 
-/** The due time such a move gives a row: `now`, or the send time of a first attempt scheduled after it. */
+/**
+ * The due time such a move gives a row: `now`, or the send time of a first attempt scheduled after
+ * it. A release of parked rows gives `param` = their own due time, for the same floor.
+ */
 export function movedDueAt(param: string): string {
   return `CASE WHEN r.last_disposition IS NULL AND m.send_at > ${param} THEN m.send_at ELSE ${param} END`;
 }
 
 /**
  * The rows due after `now` that such a move changes (movedDueAt is earlier than their due time),
- * so a moved row is not picked again and repeating the move until it moves fewer ends.
+ * so a moved row is not picked again and repeating the move until it moves fewer ends. `due` is
+ * the column read as the row's due time: next_attempt_at, or parked_due_at for parked rows.
  */
-export function waitsPastItsTime(param: string): string {
-  return `r.next_attempt_at > ${param} AND (r.last_disposition IS NOT NULL OR m.send_at IS NULL OR m.send_at < r.next_attempt_at)`;
+export function waitsPastItsTime(param: string, due = 'r.next_attempt_at'): string {
+  return `${due} > ${param} AND (r.last_disposition IS NOT NULL OR m.send_at IS NULL OR m.send_at < ${due})`;
+}
+
+/*
+ * Parked mail (QueueControl.parkPaused, releaseParked): the queued rows of a paused domain, pool
+ * or tenant are moved out of the due order, as Postfix's hold queue takes mail out of the active
+ * one: next_attempt_at is set to PARKED_DUE_AT and their own due time kept in parked_due_at. Every
+ * due-order read (claims, nextDueAt, retries, dead-site holds) stops before PARKED_DUE_AT, so a
+ * large paused backlog costs them nothing; the rows stay queued for every count and the queue-age
+ * gauge. A release gives the rows no pause in force holds their own due time back.
+ */
+
+/** The due time of a parked row: past any real time (2^52 ms, year 142,000), still a safe integer. */
+export const PARKED_DUE_AT = 2 ** 52;
+
+/**
+ * Whether a pause in force at `param` holds the row `r` of its message `m`: a pause of its domain,
+ * of its message's pool or of its tenant (mail of no tenant is in no tenant's). Each test is one
+ * lookup of queue_pauses' primary key.
+ */
+export function heldByPause(param: string): string {
+  const inForce = `(p.ends_at IS NULL OR p.ends_at > ${param})`;
+  return `(EXISTS (SELECT 1 FROM queue_pauses p WHERE p.kind = 'domain' AND p.value = r.domain AND ${inForce})
+    OR EXISTS (SELECT 1 FROM queue_pauses p WHERE p.kind = 'pool' AND p.value = m.pool AND ${inForce})
+    OR EXISTS (SELECT 1 FROM queue_pauses p WHERE p.kind = 'tenant' AND p.value = m.tenant AND ${inForce}))`;
+}
+
+/** Whether the pause of one scope (kind at `kind`, value at `value`) is in force at `now`: a park acts only then. */
+export function scopePausedAt(kind: string, value: string, now: string): string {
+  return `EXISTS (SELECT 1 FROM queue_pauses p WHERE p.kind = ${kind} AND p.value = ${value} AND (p.ends_at IS NULL OR p.ends_at > ${now}))`;
+}
+
+/** A park's input checks: a scope whose mail a claim leaves alone (not an egress IP), integer times. */
+export function checkPark(scope: QueueScope, before: number, now: number, limit: number): void {
+  checkBulk('parkPaused', now, limit);
+  if (scope.kind === 'egress-ip') throw new DataRefusedError('parkPaused: the mail of a paused egress IP waits in selection, it is not parked');
+  if (!Number.isSafeInteger(before) || before > PARKED_DUE_AT) throw new DataRefusedError('parkPaused: before must be integer milliseconds, at most PARKED_DUE_AT');
+}
+
+/** A release's input checks: a non-negative integer cursor. */
+export function checkRelease(now: number, limit: number, after: number): void {
+  checkBulk('releaseParked', now, limit);
+  if (!Number.isSafeInteger(after) || after < 0) throw new DataRefusedError('releaseParked: after must be a recipient id');
 }

@@ -64,6 +64,20 @@ export interface QueuedClaimOptions extends Omit<ClaimOptions, 'paused'> {
   through?: number;
 }
 
+/** What one chunk of a release of parked mail did (QueueControl.releaseParked). */
+export interface ParkedRelease {
+  /** Rows given their own due time back. */
+  released: number;
+  /** The last recipient id read, where the next chunk goes on; null once every parked row was read. */
+  next: number | null;
+}
+
+/** Whether a pause in `paused` holds a queued recipient of `domain` whose message has `pool` and `tenant`. */
+export function pausedFor(paused: PausedScopes, recipient: { domain: string; pool: string; tenant: string | null }): boolean {
+  const { domain, pool, tenant } = recipient;
+  return paused.domains.includes(domain) || paused.pools.includes(pool) || (tenant !== null && paused.tenants.includes(tenant));
+}
+
 export const NOTHING_PAUSED: PausedScopes = Object.freeze({ domains: [], pools: [], tenants: [] });
 
 /** Whether a claim has anything to leave alone (else the plain claim runs). */
@@ -107,6 +121,26 @@ export interface QueueControl {
    * passed over (a later claim from the start finds them).
    */
   claimQueued(selection: QueueSelection, options: QueuedClaimOptions): Promise<ClaimedRecipient[]>;
+
+  /**
+   * Parks up to `limit` queued recipients of `scope` (a domain, a pool or a tenant, not an egress
+   * IP) due before `before`, in one transaction, while the pause of that scope is in force at
+   * `now`: each keeps its own due time aside and leaves the due order, so no claim, next due
+   * time, retry or hold reads it, until releaseParked gives its time back. It stays queued (counts,
+   * the queue-age gauge, cancellations and GET of its message are as before). Rows in delivery are
+   * left alone. Returns how many; fewer than `limit` when none is left (a parked row is not picked
+   * again). A retry (retryQueued) of a parked row moves its own due time, and it stays parked.
+   */
+  parkPaused(scope: QueueScope, before: number, now: number, limit: number): Promise<number>;
+
+  /**
+   * Reads up to `limit` parked recipients with an id above `after`, lowest first, and gives those
+   * that no pause in force at `now` holds (of their domain, pool or tenant) their own due time
+   * back: never earlier than the send time of a first attempt scheduled for later. Others stay
+   * parked. `next` is the last id read when there may be more (the next chunk's `after`), else
+   * null. On a shared store, rows another statement holds locked are passed over.
+   */
+  releaseParked(now: number, limit: number, after?: number): Promise<ParkedRelease>;
 
   /** The highest recipient id there is (0: none): every recipient made later has a higher one. */
   lastRecipientId(): Promise<number>;

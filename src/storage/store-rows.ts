@@ -37,9 +37,10 @@ export interface ClaimedRow {
 /**
  * The columns of a ClaimedRow, read from recipients `r` joined to their messages `m` (every claim
  * statement of both backends). A scheduled message's age (delivery.maxAge) counts from its
- * scheduled time.
+ * scheduled time. A parked row (a cancellation claims those too) is due at its own time, kept in
+ * parked_due_at: given back unrecorded, it is due then.
  */
-export const CLAIMED_ROW_COLUMNS = `r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, r.next_attempt_at,
+export const CLAIMED_ROW_COLUMNS = `r.id, r.message_id, r.recipient, r.domain, r.attempts, r.last_egress_ip, coalesce(r.parked_due_at, r.next_attempt_at) AS next_attempt_at,
            m.sender, CASE WHEN m.send_at > m.created_at THEN m.send_at ELSE m.created_at END AS message_created_at, m.message_id_header, m.size`;
 
 export interface RecipientDbRow {

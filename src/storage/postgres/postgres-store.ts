@@ -56,8 +56,8 @@ import * as audit from './audit-queries.ts';
 import * as blocklists from './blocklist-queries.ts';
 import { toBlocklistState, type BlocklistState } from '../blocklist-states.ts';
 import * as control from './queue-control-queries.ts';
-import type { PausedScopes, QueuePause, QueuedClaimOptions, QueueScope, QueueSelection } from '../queue-control.ts';
-import { checkBulk, claimRange, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
+import type { ParkedRelease, PausedScopes, QueuePause, QueuedClaimOptions, QueueScope, QueueSelection } from '../queue-control.ts';
+import { checkBulk, checkPark, checkRelease, claimRange, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
 import * as idempotency from './idempotency-queries.ts';
 import * as tlsReports from './tls-report-queries.ts';
 import { checkDay, stsPolicyValues, tlsCountValues, toStsPolicy, toTlsCount } from '../tls-report-rows.ts';
@@ -580,10 +580,31 @@ class PostgresStore implements Store {
     this.assertOpen();
     checkBulk('retryQueued', now, limit);
     if (limit === 0) return 0;
-    const moved = await control.retryQueued(this.pool, selection.kind, selectionValue(selection), now, limit);
+    const value = selectionValue(selection);
+    // Parked rows first (their own due time moves, they stay parked), then the others, `limit` in all.
+    const parked = await control.retryParked(this.pool, selection.kind, value, now, limit);
+    const moved = parked < limit ? await control.retryQueued(this.pool, selection.kind, value, now, limit - parked) : 0;
     // Due now: the other nodes may take them too.
     if (moved > 0) await sql.notifyWork(this.pool, this.schema);
-    return moved;
+    return parked + moved;
+  }
+
+  async parkPaused(scope: QueueScope, before: number, now: number, limit: number): Promise<number> {
+    this.assertOpen();
+    checkPark(scope, before, now, limit);
+    if (limit === 0) return 0;
+    const { kind, value } = scopeKey(scope);
+    return control.parkPaused(this.pool, kind, value, before, now, limit);
+  }
+
+  async releaseParked(now: number, limit: number, after = 0): Promise<ParkedRelease> {
+    this.assertOpen();
+    checkRelease(now, limit, after);
+    if (limit === 0) return { released: 0, next: after };
+    const release = await control.releaseParked(this.pool, now, limit, after);
+    // Due again: the other nodes may take them too.
+    if (release.released > 0) await sql.notifyWork(this.pool, this.schema);
+    return release;
   }
 
   async claimQueued(selection: QueueSelection, options: QueuedClaimOptions): Promise<ClaimedRecipient[]> {

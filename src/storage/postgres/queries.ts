@@ -3,7 +3,7 @@ import type { AttemptResult, Lease, LeaseToken, NewMessage, PoolStateEntry, Usag
 import { domainOf } from '../../mail/address.ts';
 import { CLAIMED_ROW_COLUMNS, eventTls, type ClaimedRow, type EventDbRow, type MessageDbRow, type RecipientDbRow } from '../store-rows.ts';
 import { anyPaused, type PausedScopes } from '../queue-control.ts';
-import { movedDueAt, pausedLists, waitsPastItsTime } from '../queue-control-rows.ts';
+import { movedDueAt, PARKED_DUE_AT, pausedLists, waitsPastItsTime } from '../queue-control-rows.ts';
 import { messageExtras } from '../message-rows.ts';
 import { settleSuppressedRecipients } from './suppression-queries.ts';
 import { webhookEventOfResult } from '../webhook-rows.ts';
@@ -95,9 +95,9 @@ export async function insertMessages(db: Db, messages: readonly NewMessage[]): P
 /**
  * Paused domains, pools and tenants as arrays, tested on each row a claim's scan passes: the scan
  * stays the index walk in due order that stops at the limit (a join with the pauses table could
- * be planned as a hash anti-join, which reads and sorts every due row), and nothing is moved on a
- * pause or a resume. The price is that the due rows of paused scopes are walked past each claim.
- * The pool and the tenant are scalar subqueries, so each is read per row through the messages'
+ * be planned as a hash anti-join, which reads and sorts every due row). Paused mail is parked out
+ * of that order (parkPaused), so the filter only meets the rows not parked yet (accepted or
+ * deferred since the last park, on any node) and keeps them from being claimed meanwhile. The pool and the tenant are scalar subqueries, so each is read per row through the messages'
  * primary key (as an anti-join, the planner may read every message of the table instead), and
  * only when one of its kind is paused. The tenant is coalesced: mail of no tenant (NULL) would
  * fail `<> ALL` and be held by every tenant's pause. Returns the filter, the statement name's suffix and the values it binds.
@@ -129,7 +129,7 @@ function unpaused(paused: PausedScopes, first: number): { filter: string; suffix
 export async function claimDue(db: Db, now: number, limit: number, owner: string, lockedUntil: number, token: LeaseToken, paused?: PausedScopes): Promise<ClaimedRow[]> {
   const { filter, suffix, values } = anyPaused(paused) ? unpaused(paused, 6) : { filter: '', suffix: '', values: [] };
   const { rows } = await db.query<ClaimedRow>({
-    name: suffix ? `rookery_claim_due_unpaused_v2_${suffix}` : 'rookery_claim_due_v3',
+    name: suffix ? `rookery_claim_due_unpaused_v3_${suffix}` : 'rookery_claim_due_v4',
     text: `
       WITH expired AS (
         SELECT id, next_attempt_at FROM recipients
@@ -209,7 +209,7 @@ export async function lockLeases(db: Db, leases: readonly Lease[]): Promise<{ id
  */
 export async function applyAttempts(db: Db, now: number, results: readonly AttemptResult[]): Promise<{ id: number; applied: boolean }[]> {
   const { rows } = await db.query<{ id: number; applied: boolean }>({
-    name: 'rookery_apply_attempts_v5',
+    name: 'rookery_apply_attempts_v6',
     text: `
       WITH input AS (
         SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::integer[], $6::bigint[], $7::text[], $8::integer[],
@@ -224,7 +224,8 @@ export async function applyAttempts(db: Db, now: number, results: readonly Attem
           last_response = i.response, last_stage = i.stage, last_bounce_class = i.bounce_class,
           -- A result with no egress IP (a wait) keeps the last one: the row stays in that IP's
           -- queue scope and a retry still prefers it.
-          last_remote_host = i.remote_host, last_egress_ip = COALESCE(i.egress_ip, r.last_egress_ip), updated_at = $1
+          last_remote_host = i.remote_host, last_egress_ip = COALESCE(i.egress_ip, r.last_egress_ip), updated_at = $1,
+          parked_due_at = NULL
         FROM input i
         WHERE r.id = i.id AND r.state = 'delivering' AND r.lease_token = i.token
         RETURNING r.id, r.message_id, r.attempts, i.disposition, i.code, i.enhanced, i.response, i.stage,
@@ -270,12 +271,13 @@ export async function applyAttempts(db: Db, now: number, results: readonly Attem
   return rows;
 }
 
+/** A row a cancellation claimed out of the park comes back unparked, at its own time (its claim's dueAt). */
 export async function releaseRecipients(db: Db, leases: readonly Lease[], dueAt: number, now: number): Promise<number> {
   const result = await db.query({
-    name: 'rookery_release_recipients_v2',
+    name: 'rookery_release_recipients_v3',
     text: `
       UPDATE recipients r SET state = 'queued', next_attempt_at = $3, locked_by = NULL, locked_until = NULL,
-        lease_token = NULL, updated_at = $4
+        lease_token = NULL, parked_due_at = NULL, updated_at = $4
       FROM unnest($1::bigint[], $2::text[]) AS l(id, token)
       WHERE r.id = l.id AND r.state = 'delivering' AND r.lease_token = l.token`,
     values: [leases.map((l) => l.recipientId), leases.map((l) => l.token), dueAt, now],
@@ -285,10 +287,10 @@ export async function releaseRecipients(db: Db, leases: readonly Lease[], dueAt:
 
 export async function releaseOwner(db: Db, owner: string, dueAt: number, now: number): Promise<number> {
   const result = await db.query({
-    name: 'rookery_release_owner',
+    name: 'rookery_release_owner_v2',
     text: `
       UPDATE recipients SET state = 'queued', next_attempt_at = $2, locked_by = NULL, locked_until = NULL,
-        lease_token = NULL, updated_at = $3
+        lease_token = NULL, parked_due_at = NULL, updated_at = $3
       WHERE state = 'delivering' AND locked_by = $1`,
     values: [owner, dueAt, now],
   });
@@ -341,17 +343,17 @@ export async function notifyWork(db: Db, schema: string): Promise<void> {
 
 /**
  * The earliest queued due time, or 1 ms after the earliest lease end (claimable once locked_until
- * < now); rows of `paused` scopes do not count. With pauses, each side is the first row its index
- * walk finds that a claim would take.
+ * < now); rows of `paused` scopes do not count, nor parked rows (never due by time). With pauses,
+ * each side is the first row its index walk finds that a claim would take.
  */
 export async function nextDueAt(db: Db, paused?: PausedScopes): Promise<number | null> {
   if (anyPaused(paused)) {
     const { filter, suffix, values } = unpaused(paused, 1);
     const { rows } = await db.query<{ at: number | null }>({
-      name: `rookery_next_due_at_unpaused_${suffix}`,
+      name: `rookery_next_due_at_unpaused_v2_${suffix}`,
       text: `
         SELECT least(
-          (SELECT next_attempt_at FROM recipients WHERE state = 'queued' ${filter} ORDER BY next_attempt_at LIMIT 1),
+          (SELECT next_attempt_at FROM recipients WHERE state = 'queued' AND next_attempt_at < ${PARKED_DUE_AT} ${filter} ORDER BY next_attempt_at LIMIT 1),
           (SELECT locked_until + 1 FROM recipients WHERE state = 'delivering' ${filter} ORDER BY locked_until LIMIT 1)
         ) AS at`,
       values,
@@ -359,10 +361,10 @@ export async function nextDueAt(db: Db, paused?: PausedScopes): Promise<number |
     return rows[0]?.at ?? null;
   }
   const { rows } = await db.query<{ at: number | null }>({
-    name: 'rookery_next_due_at_v2',
+    name: 'rookery_next_due_at_v3',
     text: `
       SELECT least(
-        (SELECT min(next_attempt_at) FROM recipients WHERE state = 'queued'),
+        (SELECT min(next_attempt_at) FROM recipients WHERE state = 'queued' AND next_attempt_at < ${PARKED_DUE_AT}),
         (SELECT min(locked_until) + 1 FROM recipients WHERE state = 'delivering')
       ) AS at`,
   });
@@ -388,9 +390,10 @@ export async function countByState(db: Db): Promise<{ state: string; n: number }
 
 export async function selectRecipients(db: Db, messageId: string): Promise<RecipientDbRow[]> {
   const { rows } = await db.query<RecipientDbRow>({
-    name: 'rookery_select_recipients',
+    name: 'rookery_select_recipients_v2',
+    // A parked row shows its own due time.
     text: `
-      SELECT id, message_id, recipient, domain, state, attempts, next_attempt_at, last_disposition, last_code,
+      SELECT id, message_id, recipient, domain, state, attempts, coalesce(parked_due_at, next_attempt_at) AS next_attempt_at, last_disposition, last_code,
              last_enhanced, last_response, last_stage, last_bounce_class, last_remote_host, last_egress_ip, updated_at
       FROM recipients WHERE message_id = $1 ORDER BY id`,
     values: [messageId],

@@ -1,6 +1,6 @@
 import type { LeaseToken } from '../store.ts';
-import type { QueueSelection } from '../queue-control.ts';
-import { claimableQueued, movedDueAt, selectionPredicate, waitsPastItsTime, type PauseDbRow } from '../queue-control-rows.ts';
+import type { ParkedRelease, QueueScopeKind, QueueSelection } from '../queue-control.ts';
+import { claimableQueued, heldByPause, movedDueAt, PARKED_DUE_AT, scopePausedAt, selectionPredicate, waitsPastItsTime, type PauseDbRow } from '../queue-control-rows.ts';
 import { CLAIMED_ROW_COLUMNS, type ClaimedRow } from '../store-rows.ts';
 import type { Db } from './queries.ts';
 
@@ -65,14 +65,15 @@ export async function purgeEndedPauses(db: Db, now: number): Promise<number> {
 /**
  * Makes up to `limit` queued rows of the selection that wait past their time due at `now` (a first
  * attempt scheduled for later at its send time), so the next chunk does not pick them again.
+ * Parked rows are past the range (retryParked moves them).
  */
 export async function retryQueued(db: Db, kind: QueueSelection['kind'], value: string, now: number, limit: number): Promise<number> {
   const { rowCount } = await db.query({
-    name: `rookery_retry_queued_${kind}`,
+    name: `rookery_retry_queued_v2_${kind}`,
     text: `
       WITH picked AS (
         SELECT r.id, ${movedDueAt('$2::bigint')} AS due FROM recipients r JOIN messages m ON m.id = r.message_id
-        WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued' AND ${waitsPastItsTime('$2::bigint')}
+        WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued' AND ${waitsPastItsTime('$2::bigint')} AND r.next_attempt_at < ${PARKED_DUE_AT}
         LIMIT $3
         FOR UPDATE OF r SKIP LOCKED
       )
@@ -83,13 +84,85 @@ export async function retryQueued(db: Db, kind: QueueSelection['kind'], value: s
   return rowCount ?? 0;
 }
 
+/** The same move of the own due time of parked rows of the selection (recipients_parked): they stay parked. */
+export async function retryParked(db: Db, kind: QueueSelection['kind'], value: string, now: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query({
+    name: `rookery_retry_parked_${kind}`,
+    text: `
+      WITH picked AS (
+        SELECT r.id, ${movedDueAt('$2::bigint')} AS due FROM recipients r JOIN messages m ON m.id = r.message_id
+        WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued' AND r.parked_due_at IS NOT NULL
+          AND ${waitsPastItsTime('$2::bigint', 'r.parked_due_at')}
+        LIMIT $3
+        FOR UPDATE OF r SKIP LOCKED
+      )
+      UPDATE recipients r SET parked_due_at = p.due, updated_at = $2
+      FROM picked p WHERE r.id = p.id`,
+    values: [value, now, limit],
+  });
+  return rowCount ?? 0;
+}
+
+/**
+ * Parks up to `limit` queued rows of a scope due before `before` while its pause is in force at
+ * `now` (a parked row is past `before`, so not picked again). Rows a claim holds locked are passed
+ * over: a claim that took one is delivering it.
+ */
+export async function parkPaused(db: Db, kind: QueueScopeKind, value: string, before: number, now: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query({
+    name: `rookery_park_paused_${kind}`,
+    text: `
+      WITH picked AS (
+        SELECT r.id FROM recipients r
+        WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued' AND r.next_attempt_at < $2
+          AND ${scopePausedAt('$3', '$1', '$4::bigint')}
+        LIMIT $5
+        FOR UPDATE OF r SKIP LOCKED
+      )
+      UPDATE recipients r SET parked_due_at = r.next_attempt_at, next_attempt_at = ${PARKED_DUE_AT}
+      FROM picked p WHERE r.id = p.id`,
+    values: [value, before, kind, now, limit],
+  });
+  return rowCount ?? 0;
+}
+
+/**
+ * One chunk of a release: the parked rows after an id (recipients_due: they share one due time,
+ * so they are read in id order), and those of them no pause in force at `now` holds given their
+ * own due time back. Rows another statement holds locked are passed over.
+ */
+export async function releaseParked(db: Db, now: number, limit: number, after: number): Promise<ParkedRelease> {
+  const { rows } = await db.query<{ scanned: number; last: number | null; released: number }>({
+    name: 'rookery_release_parked',
+    text: `
+      WITH scanned AS (
+        SELECT id FROM recipients
+        WHERE state = 'queued' AND next_attempt_at = ${PARKED_DUE_AT} AND id > $1
+        ORDER BY id LIMIT $2
+      ), picked AS (
+        SELECT r.id, ${movedDueAt('coalesce(r.parked_due_at, $3::bigint)')} AS due
+        FROM recipients r JOIN messages m ON m.id = r.message_id
+        WHERE r.id IN (SELECT id FROM scanned) AND r.state = 'queued' AND r.next_attempt_at = ${PARKED_DUE_AT} AND NOT ${heldByPause('$3::bigint')}
+        FOR UPDATE OF r SKIP LOCKED
+      ), released AS (
+        UPDATE recipients r SET next_attempt_at = p.due, parked_due_at = NULL
+        FROM picked p WHERE r.id = p.id
+        RETURNING r.id
+      )
+      SELECT (SELECT count(*) FROM scanned)::int AS scanned, (SELECT max(id) FROM scanned) AS last, (SELECT count(*) FROM released)::int AS released`,
+    values: [after, limit, now],
+  });
+  const { scanned, last, released } = rows[0]!;
+  return { released, next: scanned === limit && last !== null ? last : null };
+}
+
 /**
  * Claims up to `limit` queued rows of the selection, due or not, and rows whose lease ran out, in
  * the id range (after, through], lowest id first (see claimDue for the locking).
  */
 export async function claimQueued(db: Db, kind: QueueSelection['kind'], value: string, range: { after: number; through: number }, now: number, limit: number, owner: string, lockedUntil: number, token: LeaseToken): Promise<ClaimedRow[]> {
   const { rows } = await db.query<ClaimedRow>({
-    name: `rookery_claim_queued_${kind}`,
+    name: `rookery_claim_queued_v2_${kind}`,
     text: `
       WITH picked AS (
         SELECT r.id FROM recipients r

@@ -471,6 +471,19 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE webhooks ADD COLUMN enabled_at INTEGER;
     `,
   },
+  {
+    version: 20,
+    name: 'parked mail of paused scopes',
+    sql: `
+      -- The queued rows of a paused domain, pool or tenant are parked: next_attempt_at is set past
+      -- any real time (PARKED_DUE_AT), so no claim or next-due read walks them, and their own due
+      -- time is kept here until the pause ends. NULL for every row that is not parked. A release
+      -- reads the parked rows through recipients_due: they share one due time, so in id order.
+      ALTER TABLE recipients ADD COLUMN parked_due_at INTEGER;
+      -- A retry of a paused scope: the parked rows that wait past their own time.
+      CREATE INDEX recipients_parked ON recipients (parked_due_at) WHERE parked_due_at IS NOT NULL;
+    `,
+  },
 ];
 
 /**

@@ -3,7 +3,7 @@ import type { DeliveryOutcome } from '../../mail/delivery-outcome.ts';
 import type { LeaseToken, NewMessage, PoolStateEntry, UsageChange } from '../store.ts';
 import { CLAIMED_ROW_COLUMNS, eventTls, type ClaimedRow, type EventDbRow, type MessageDbRow, type RecipientDbRow } from '../store-rows.ts';
 import { anyPaused, type PausedScopes } from '../queue-control.ts';
-import { movedDueAt, pausedLists, waitsPastItsTime } from '../queue-control-rows.ts';
+import { movedDueAt, PARKED_DUE_AT, pausedLists, waitsPastItsTime } from '../queue-control-rows.ts';
 import { messageExtras } from '../message-rows.ts';
 
 /**
@@ -47,10 +47,10 @@ export function prepareQueries(db: DatabaseSync) {
     ORDER BY due.next_attempt_at, due.id`;
 
   // Paused domains, pools and tenants as JSON arrays, tested on each row the scan passes: the scan
-  // stays the same index walk in due order that stops at the limit, and nothing is moved on a
-  // pause or a resume. The price is that the due rows of paused scopes are walked past on each
-  // claim. The pool and the tenant are read per row through the messages' primary key, each only
-  // when one is paused. The tenant is coalesced: mail of no tenant (NULL) would fail NOT IN and be
+  // stays the same index walk in due order that stops at the limit. Paused mail is parked out of
+  // that order (parkPaused), so the filter only meets the rows not parked yet (accepted or
+  // deferred since the last park) and keeps them from being claimed meanwhile. The pool and the
+  // tenant are read per row through the messages' primary key, each only when one is paused. The tenant is coalesced: mail of no tenant (NULL) would fail NOT IN and be
   // held by every tenant's pause.
   const unpaused = (paused: PausedScopes, [domains, pools, tenants]: readonly [string, string, string]) =>
     [
@@ -92,7 +92,8 @@ export function prepareQueries(db: DatabaseSync) {
     UPDATE recipients SET
       state = ?, attempts = attempts + ?, next_attempt_at = ?, locked_by = NULL, locked_until = NULL,
       last_disposition = ?, last_code = ?, last_enhanced = ?, last_response = ?, last_stage = ?,
-      last_bounce_class = ?, last_remote_host = ?, last_egress_ip = COALESCE(?, last_egress_ip), updated_at = ?
+      last_bounce_class = ?, last_remote_host = ?, last_egress_ip = COALESCE(?, last_egress_ip), updated_at = ?,
+      parked_due_at = NULL
     WHERE id = ? AND state = 'delivering' AND lease_token = ?
     RETURNING message_id, attempts`);
 
@@ -107,14 +108,15 @@ export function prepareQueries(db: DatabaseSync) {
                         bounce_class, remote_host, egress_ip, tls)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
 
+  // A row a cancellation claimed out of the park comes back unparked, at its own time (its claim's dueAt).
   const releaseOne = stmt(`
     UPDATE recipients SET state = 'queued', next_attempt_at = ?, locked_by = NULL, locked_until = NULL, lease_token = NULL,
-      updated_at = ?
+      parked_due_at = NULL, updated_at = ?
     WHERE id = ? AND state = 'delivering' AND lease_token = ?`);
 
   const releaseOwner = stmt(`
     UPDATE recipients SET state = 'queued', next_attempt_at = ?, locked_by = NULL, locked_until = NULL, lease_token = NULL,
-      updated_at = ?
+      parked_due_at = NULL, updated_at = ?
     WHERE state = 'delivering' AND locked_by = ?`);
 
   // A bulk deferral of up to ?5 queued rows of a domain (recipients_domain): a row already at its
@@ -137,10 +139,10 @@ export function prepareQueries(db: DatabaseSync) {
       LIMIT ?4
     )`);
 
-  // A lease is claimable once locked_until < now, so 1 ms after it.
+  // A lease is claimable once locked_until < now, so 1 ms after it. Parked rows are never due by time.
   const nextDueAt = stmt(`
     SELECT min(at) AS at FROM (
-      SELECT min(next_attempt_at) AS at FROM recipients WHERE state = 'queued'
+      SELECT min(next_attempt_at) AS at FROM recipients WHERE state = 'queued' AND next_attempt_at < ${PARKED_DUE_AT}
       UNION ALL
       SELECT min(locked_until) + 1 FROM recipients INDEXED BY recipients_lease_end WHERE state = 'delivering'
     )`);
@@ -151,7 +153,7 @@ export function prepareQueries(db: DatabaseSync) {
     SELECT min(at) AS at FROM (
       SELECT * FROM (
         SELECT next_attempt_at AS at FROM recipients INDEXED BY recipients_due
-        WHERE state = 'queued' ${filter} ORDER BY next_attempt_at LIMIT 1
+        WHERE state = 'queued' AND next_attempt_at < ${PARKED_DUE_AT} ${filter} ORDER BY next_attempt_at LIMIT 1
       )
       UNION ALL
       SELECT * FROM (
@@ -165,8 +167,9 @@ export function prepareQueries(db: DatabaseSync) {
 
   const countByState = stmt(`SELECT state, count(*) AS n FROM recipients GROUP BY state`);
 
+  // A parked row shows its own due time.
   const selectRecipients = stmt(`
-    SELECT id, message_id, recipient, domain, state, attempts, next_attempt_at, last_disposition, last_code,
+    SELECT id, message_id, recipient, domain, state, attempts, coalesce(parked_due_at, next_attempt_at) AS next_attempt_at, last_disposition, last_code,
            last_enhanced, last_response, last_stage, last_bounce_class, last_remote_host, last_egress_ip, updated_at
     FROM recipients WHERE message_id = ? ORDER BY id`);
 

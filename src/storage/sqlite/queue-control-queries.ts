@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import type { QueueSelection } from '../queue-control.ts';
-import { claimableQueued, movedDueAt, selectionPredicate, waitsPastItsTime, type PauseDbRow } from '../queue-control-rows.ts';
+import type { ParkedRelease, QueueScopeKind, QueueSelection } from '../queue-control.ts';
+import { claimableQueued, heldByPause, movedDueAt, PARKED_DUE_AT, scopePausedAt, selectionPredicate, waitsPastItsTime, type PauseDbRow } from '../queue-control-rows.ts';
 import { CLAIMED_ROW_COLUMNS, type ClaimedRow } from '../store-rows.ts';
 
 /**
@@ -31,19 +31,50 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
 
   const lastRecipientId = stmt(`SELECT coalesce(max(id), 0) AS id FROM recipients`);
 
-  const bySelection = new Map<QueueSelection['kind'], { retry: StatementSync; claim: StatementSync; delivering: StatementSync }>();
+  // A chunk of a release: the parked rows after an id (recipients_due: they share one due time,
+  // so they are read in id order), then those of them no pause in force holds given their time back.
+  const parkedAfter = stmt(`
+    SELECT id FROM recipients INDEXED BY recipients_due
+    WHERE state = 'queued' AND next_attempt_at = ${PARKED_DUE_AT} AND id > ?1
+    ORDER BY id LIMIT ?2`);
+  const release = stmt(`
+    UPDATE recipients AS r SET next_attempt_at = ${movedDueAt('coalesce(r.parked_due_at, ?3)')}, parked_due_at = NULL
+    FROM messages m
+    WHERE m.id = r.message_id AND r.id IN (
+      SELECT id FROM recipients INDEXED BY recipients_due
+      WHERE state = 'queued' AND next_attempt_at = ${PARKED_DUE_AT} AND id > ?1 AND id <= ?2)
+      AND NOT ${heldByPause('?3')}`);
+
+  const bySelection = new Map<QueueSelection['kind'], { retry: StatementSync; retryParked: StatementSync; park: StatementSync; claim: StatementSync; delivering: StatementSync }>();
   const selection = (kind: QueueSelection['kind']) => {
     let statements = bySelection.get(kind);
     if (!statements) {
       const picks = selectionPredicate(kind, '?1');
       statements = {
-        // A moved row is at its earliest time, so the next chunk does not pick it again.
+        // A moved row is at its earliest time, so the next chunk does not pick it again. Parked
+        // rows are past the range (retryParked moves them).
         retry: stmt(`
           UPDATE recipients AS r SET next_attempt_at = ${movedDueAt('?2')}, updated_at = ?2
           FROM messages m
           WHERE m.id = r.message_id AND r.id IN (
             SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
-            WHERE ${picks} AND r.state = 'queued' AND ${waitsPastItsTime('?2')} LIMIT ?3)`),
+            WHERE ${picks} AND r.state = 'queued' AND ${waitsPastItsTime('?2')} AND r.next_attempt_at < ${PARKED_DUE_AT} LIMIT ?3)`),
+        // The same move of a parked row's own due time (recipients_parked): it stays parked.
+        retryParked: stmt(`
+          UPDATE recipients AS r SET parked_due_at = ${movedDueAt('?2')}, updated_at = ?2
+          FROM messages m
+          WHERE m.id = r.message_id AND r.id IN (
+            SELECT r.id FROM recipients r INDEXED BY recipients_parked JOIN messages m ON m.id = r.message_id
+            WHERE ${picks} AND r.state = 'queued' AND r.parked_due_at IS NOT NULL AND ${waitsPastItsTime('?2', 'r.parked_due_at')} LIMIT ?3)`),
+        // Due before ?2 (a parked row is past it, so not picked again), while the scope's pause
+        // (kind ?3) is in force at ?4. A domain reads recipients_domain; a pool or a tenant walks
+        // recipients_due up to ?2, where parked rows no longer are.
+        park: stmt(`
+          UPDATE recipients SET parked_due_at = next_attempt_at, next_attempt_at = ${PARKED_DUE_AT}
+          WHERE id IN (
+            SELECT r.id FROM recipients r
+            WHERE ${picks} AND r.state = 'queued' AND r.next_attempt_at < ?2 AND ${scopePausedAt('?3', '?1', '?4')}
+            LIMIT ?5)`),
         // Queued rows, and rows whose lease ran out (?3: now), in the id range (?4, ?5]. A kind
         // with no index of its own walks the ids from ?4 (`+r.state` keeps recipients_due out):
         // through recipients_due, each chunk would read and sort every queued row of the queue.
@@ -80,8 +111,24 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
       return Number(purgeEnded.run(now).changes);
     },
 
+    /** Parked rows first (their own due time), then the others, `limit` in all. */
     retry(kind: QueueSelection['kind'], value: string, now: number, limit: number): number {
-      return Number(selection(kind).retry.run(value, now, limit).changes);
+      const statements = selection(kind);
+      const parked = Number(statements.retryParked.run(value, now, limit).changes);
+      return parked < limit ? parked + Number(statements.retry.run(value, now, limit - parked).changes) : parked;
+    },
+
+    park(kind: QueueScopeKind, value: string, before: number, now: number, limit: number): number {
+      return Number(selection(kind).park.run(value, before, kind, now, limit).changes);
+    },
+
+    /** One chunk of a release (see releaseParked): how many were released, and the last id read when a full chunk was read. */
+    release(now: number, limit: number, after: number): ParkedRelease {
+      const ids = parkedAfter.all(after, limit) as { id: number }[];
+      const last = ids.at(-1)?.id;
+      if (last === undefined) return { released: 0, next: null };
+      const released = Number(release.run(after, last, now).changes);
+      return { released, next: ids.length === limit ? last : null };
     },
 
     selectQueued(kind: QueueSelection['kind'], value: string, limit: number, now: number, after: number, through: number): ClaimedRow[] {

@@ -56,8 +56,8 @@ import { prepareAuditQueries, type SqliteAuditQueries } from './audit-queries.ts
 import { prepareBlocklistQueries, type SqliteBlocklistQueries } from './blocklist-queries.ts';
 import { toBlocklistState, type BlocklistState } from '../blocklist-states.ts';
 import { prepareQueueControlQueries, type SqliteQueueControlQueries } from './queue-control-queries.ts';
-import type { PausedScopes, QueuePause, QueuedClaimOptions, QueueScope, QueueSelection } from '../queue-control.ts';
-import { checkBulk, claimRange, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
+import type { ParkedRelease, PausedScopes, QueuePause, QueuedClaimOptions, QueueScope, QueueSelection } from '../queue-control.ts';
+import { checkBulk, checkPark, checkRelease, claimRange, pauseInsertValues, scopeKey, selectionValue, toQueuePause } from '../queue-control-rows.ts';
 import { prepareIdempotencyQueries, type SqliteIdempotencyQueries } from './idempotency-queries.ts';
 import { IDEMPOTENCY_PURGE_CHUNK, idempotencyInsertValues, toIdempotencyRecord } from '../idempotency-rows.ts';
 import { AUDIT_PURGE_CHUNK, auditInsertValues, auditQueryBounds, toAuditRecord } from '../audit-rows.ts';
@@ -586,6 +586,21 @@ class SqliteStore implements Store {
       for (const row of rows) q.lease(row.id, owner, now + leaseMs, token, now);
       return rows.map((row) => toClaimedRecipient(row, token));
     });
+  }
+
+  async parkPaused(scope: QueueScope, before: number, now: number, limit: number): Promise<number> {
+    checkPark(scope, before, now, limit);
+    const control = this.readControl();
+    if (limit === 0) return 0;
+    const { kind, value } = scopeKey(scope);
+    return this.write(() => control.park(kind, value, before, now, limit));
+  }
+
+  async releaseParked(now: number, limit: number, after = 0): Promise<ParkedRelease> {
+    checkRelease(now, limit, after);
+    const control = this.readControl();
+    if (limit === 0) return { released: 0, next: after };
+    return this.write(() => control.release(now, limit, after));
   }
 
   async lastRecipientId(): Promise<number> {
