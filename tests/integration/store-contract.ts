@@ -5,6 +5,7 @@ import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
 import { registerReadContract } from './store-contract-reads.ts';
 import { registerAuditContract } from './store-contract-audit.ts';
 import { registerQueueControlContract } from './store-contract-queue-control.ts';
+import { registerParkedContract } from './store-contract-parked.ts';
 import { registerIdempotencyContract } from './store-contract-idempotency.ts';
 import { registerFeedbackContract } from './store-contract-feedback.ts';
 import { registerSuppressionContract } from './store-contract-suppressions.ts';
@@ -97,6 +98,7 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
     registerReadContract({ store: () => store, clock: () => clock });
     registerAuditContract({ store: () => store, clock: () => clock });
     registerQueueControlContract({ store: () => store, open, clock: () => clock });
+    registerParkedContract({ store: () => store, open });
     registerIdempotencyContract({ store: () => store, clock: () => clock, open });
     registerFeedbackContract({ store: () => store, clock: () => clock });
     registerSuppressionContract({ store: () => store, clock: () => clock, open });
