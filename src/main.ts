@@ -20,6 +20,7 @@ import { BufferBudget } from './engine/buffer-budget.ts';
 import { TenantLimits } from './engine/tenant-limits.ts';
 import type { TenantLookup } from './access/tenants.ts';
 import { QueueOperations } from './engine/queue-operations.ts';
+import { PausedMail } from './engine/paused-mail.ts';
 import { QueuePauses } from './engine/queue-pauses.ts';
 import { QueueAge } from './engine/queue-age.ts';
 import { RetentionSweeper } from './engine/retention.ts';
@@ -185,8 +186,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // suspensions in Redis when configured (shared by every node), else in the store.
     const backend = createPoolBackend({ store, redis: redis?.redis ?? null, keyPrefix: config.redis?.keyPrefix, clock });
     // The operator's pauses, from the store (shared by every node): the claims leave paused
-    // domains, pools and tenants alone, the pool leaves paused IPs out. A resume wakes the scheduler.
-    const pauses = new QueuePauses({ store, clock, logger, metrics, onEnded: () => scheduler.wake() });
+    // domains, pools and tenants alone, the pool leaves paused IPs out. Their queued mail is parked
+    // out of the claims' way; a resume releases it and wakes the scheduler.
+    const parked = new PausedMail({ store, clock, logger, pauses: () => pauses.current(), onReleased: () => scheduler.wake() });
+    stack.push({ name: 'paused mail', stop: () => parked.stop() });
+    const pauses = new QueuePauses({
+      store,
+      clock,
+      logger,
+      metrics,
+      onPaused: (pause) => void parked.park(pause),
+      onEnded: () => {
+        scheduler.wake();
+        void parked.release();
+      },
+    });
     await startPart('queue pauses', () => pauses.load());
     // Per (egress IP -> destination site) path: shaping, connection slots, rate buckets.
     const queues = new ReadyQueues({
@@ -404,6 +418,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     stack.push({ name: 'scheduler', stop: () => scheduler.stop(live.current.config.delivery.shutdownTimeout) });
     pauses.start();
     stack.push({ name: 'queue pauses', stop: async () => pauses.stop() });
+    parked.start();
     sites.start();
     stack.push({ name: 'dead sites', stop: () => sites.stop() });
 

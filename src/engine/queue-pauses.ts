@@ -14,8 +14,10 @@ export interface QueuePausesDeps {
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
-  /** Mail may be claimable again (a pause ended, here or on another node): wakes the scheduler. */
+  /** Mail may be claimable again (a pause ended, here or on another node): wakes the scheduler, releases parked mail. */
   onEnded: () => void;
+  /** This node made or replaced a pause: its scope's queued mail is parked (PausedMail). */
+  onPaused?: (pause: QueuePause) => void;
   refreshMs?: number;
 }
 
@@ -25,7 +27,9 @@ export interface QueuePausesDeps {
  * claims (paused domains, pools and tenants: claimFilter) and its egress pool (paused IPs: pauseOf) ask
  * without a round trip. The copy is re-read every few seconds and changed at once by this
  * node's own pauses and resumes. A pause ends on its own at its `until`: the copy stops applying
- * it then, and the next re-read wakes the scheduler for the mail it held.
+ * it then, and the next re-read wakes the scheduler for the mail it held. The mail of a paused
+ * domain, pool or tenant is parked out of the claims' way and released when a pause ends
+ * (PausedMail, told through onPaused and onEnded).
  */
 export class QueuePauses implements IpPauses {
   private pauses: readonly QueuePause[] = [];
@@ -61,6 +65,7 @@ export class QueuePauses implements IpPauses {
     this.changes++;
     this.replace([...this.pauses.filter((p) => !sameScope(p.scope, pause.scope)), pause]);
     this.log.info({ event: 'queue.paused', ...logFields(pause) }, `paused ${describeQueueScope(pause.scope)}`);
+    this.deps.onPaused?.(pause);
     return replaced;
   }
 
@@ -84,12 +89,17 @@ export class QueuePauses implements IpPauses {
     return pauses;
   }
 
+  /** The pauses in force now, as this node applies them. */
+  current(): QueuePause[] {
+    return this.inForce(this.deps.clock.now());
+  }
+
   /** The paused domains, pools and tenants a claim leaves alone now. */
   claimFilter(): PausedScopes {
     const domains: string[] = [];
     const pools: string[] = [];
     const tenants: string[] = [];
-    for (const { scope } of this.inForce(this.deps.clock.now())) {
+    for (const { scope } of this.current()) {
       if (scope.kind === 'domain') domains.push(scope.domain);
       else if (scope.kind === 'pool') pools.push(scope.pool);
       else if (scope.kind === 'tenant') tenants.push(scope.tenant);

@@ -121,6 +121,7 @@ for (const backend of backends) {
         state: 'delivered',
         attempts: 1,
         nextAttemptAt: null,
+        paused: false,
         updatedAt: '2026-11-30T10:01:00.000Z',
         dsn: null,
         events: [

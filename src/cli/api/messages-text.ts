@@ -40,6 +40,8 @@ interface Recipient {
   state: string;
   attempts: number;
   nextAttemptAt: string | null;
+  /** Absent from a daemon older than pause parking. */
+  paused?: boolean;
   updatedAt: string;
   dsn: { id: string; createdAt: string } | null;
   events: AttemptEvent[];
@@ -87,7 +89,7 @@ export function messageText(message: MessageJson): string {
   const recipients = table(
     [
       { title: 'RECIPIENT', value: (r: Recipient) => r.address },
-      { title: 'STATE', value: (r) => r.state },
+      { title: 'STATE', value: (r) => (r.paused ? `${r.state} (paused)` : r.state) },
       { title: 'ATTEMPTS', value: (r) => String(r.attempts), right: true },
       { title: 'NEXT ATTEMPT', value: (r) => utc(r.nextAttemptAt) },
       { title: 'UPDATED', value: (r) => utc(r.updatedAt) },

@@ -1,5 +1,6 @@
 import { isPossibleDuplicate } from '../../engine/transaction-outcomes.ts';
 import type { FeedbackEvent } from '../../storage/feedback-events.ts';
+import { NOTHING_PAUSED, pausedFor, type PausedScopes } from '../../storage/queue-control.ts';
 import type { AttemptEvent, DsnRecord, MessageInfo, MessageSummary, RecipientRow } from '../../storage/store.ts';
 
 /**
@@ -95,7 +96,9 @@ export function messageDetailView(
   events: readonly AttemptEvent[],
   dsns: readonly DsnRecord[],
   feedback: readonly FeedbackEvent[],
+  paused: PausedScopes = NOTHING_PAUSED,
 ) {
+  const held = (r: RecipientRow) => r.state === 'queued' && pausedFor(paused, { domain: r.domain, pool: message.pool, tenant: message.tenant });
   return {
     ...messageFields(message),
     recipients: recipients.map((r) => {
@@ -106,6 +109,7 @@ export function messageDetailView(
         state: r.state,
         attempts: r.attempts,
         nextAttemptAt: r.nextAttemptAt === null || r.state !== 'queued' ? null : rfc3339(r.nextAttemptAt),
+        paused: held(r),
         updatedAt: rfc3339(r.updatedAt),
         dsn: dsn ? { id: dsn.id, createdAt: rfc3339(dsn.createdAt) } : null,
         events: events.filter((e) => e.recipientId === r.recipientId).map(eventView),

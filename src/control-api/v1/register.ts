@@ -4,6 +4,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify';
 import type { TokenDirectory } from '../../access/api-token.ts';
 import type { TenantLookup } from '../../access/tenants.ts';
 import type { Config } from '../../config/schema.ts';
+import type { QueuePauses } from '../../engine/queue-pauses.ts';
 import { protectV1Routes, type FailureLimiter } from './auth.ts';
 import type { Clock } from '../../clock.ts';
 import { recordAuditTrail, type AuditTrailDeps } from './audit-trail.ts';
@@ -45,8 +46,8 @@ export interface V1ApiDeps {
   tenants: TenantLookup;
   /** Why a message would go where it goes, for /v1/explain. */
   explainer: ExplainRouteDeps['explainer'];
-  /** Pauses, retries and cancellations of queued mail (/v1/queue/..., DELETE /v1/messages/{id}). */
-  queue: Pick<QueueOperationsRouteDeps, 'pauses' | 'operations'>;
+  /** Pauses, retries and cancellations of queued mail (/v1/queue/..., DELETE /v1/messages/{id}); the pauses also mark paused recipients in GET /v1/messages/{id}. */
+  queue: Pick<QueueOperationsRouteDeps, 'operations'> & { pauses: QueueOperationsRouteDeps['pauses'] & Pick<QueuePauses, 'claimFilter'> };
   /** The accept path and its limits, for POST /v1/messages and /batch. */
   intake: Pick<SendRouteDeps, 'queue' | 'limits'>;
   /** /v1/webhooks: the SSRF rule of URLs, and the dispatcher to wake when deliveries fall due. Default: private networks refused. */
@@ -88,7 +89,7 @@ export function registerV1Api(app: FastifyInstance, deps: V1ApiDeps): void {
     protectV1Routes(v1, { tokens: deps.tokens, failures }, deps.guarded);
     registerWhoamiRoute(v1);
     registerQueueRoute(v1, { store: deps.store, clock: deps.clock });
-    registerMessagesRoutes(v1, { store: deps.store });
+    registerMessagesRoutes(v1, { store: deps.store, paused: () => deps.queue.pauses.claimFilter() });
     registerMessageCancelRoute(v1, { store: deps.store, operations: deps.queue.operations });
     registerQueueOperationsRoutes(v1, { ...deps.queue, tenants: deps.tenants, tokens: deps.tokens, pools: deps.pool, clock: deps.clock });
     registerSendRoutes(v1, { ...deps.intake, clock: deps.clock, isShuttingDown: deps.isShuttingDown });

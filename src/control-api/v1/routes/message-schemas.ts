@@ -99,13 +99,17 @@ const FEEDBACK = {
 const RECIPIENT = {
   type: 'object',
   additionalProperties: false,
-  required: ['address', 'domain', 'state', 'attempts', 'nextAttemptAt', 'updatedAt', 'dsn', 'events', 'feedback'],
+  required: ['address', 'domain', 'state', 'attempts', 'nextAttemptAt', 'paused', 'updatedAt', 'dsn', 'events', 'feedback'],
   properties: {
     address: { type: 'string' },
     domain: { type: 'string' },
     state: { type: 'string', enum: [...RECIPIENT_STATES] },
     attempts: { type: 'integer', minimum: 0 },
-    nextAttemptAt: { type: ['string', 'null'], format: 'date-time', description: 'When a queued recipient is next tried; null otherwise.' },
+    nextAttemptAt: { type: ['string', 'null'], format: 'date-time', description: 'When a queued recipient is next tried (paused: when it is due once the pause ends, at once if that time has passed); null otherwise.' },
+    paused: {
+      type: 'boolean',
+      description: "Queued and held by an operator's pause of its domain, its message's pool or its tenant (POST /v1/queue/pause): not tried until the pause ends.",
+    },
     updatedAt: TIME,
     dsn: {
       description:

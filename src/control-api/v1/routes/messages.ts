@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ApiPrincipal } from '../../../access/api-token.ts';
+import type { PausedScopes } from '../../../storage/queue-control.ts';
 import { RECIPIENT_STATES, type MessageInfo, type RecipientState, type Store } from '../../../storage/store.ts';
 import { pathOf, sendInvalid, sendProblem } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
@@ -12,6 +13,8 @@ import { readPageQuery } from '../page-query.ts';
 
 export interface MessagesRouteDeps {
   store: Pick<Store, 'getMessageInfo' | 'listMessages' | 'listRecipients' | 'listEvents' | 'findDsns' | 'listFeedback'>;
+  /** The domains, pools and tenants paused now (QueuePauses.claimFilter): their queued recipients show as paused. */
+  paused?: () => PausedScopes;
 }
 
 const ADDRESS = { type: 'string', minLength: 1, maxLength: 320 } as const;
@@ -108,7 +111,7 @@ export function registerMessagesRoutes(app: FastifyInstance, deps: MessagesRoute
       const [recipients, events, feedback] = await Promise.all([deps.store.listRecipients(id), deps.store.listEvents(id), deps.store.listFeedback(id)]);
       const window = dsnSearchWindow(message, recipients, events);
       const dsns = window ? await deps.store.findDsns(id, window.from, window.to) : [];
-      return messageDetailView(message, recipients, events, dsns, feedback);
+      return messageDetailView(message, recipients, events, dsns, feedback, deps.paused?.());
     },
   });
 }
