@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
@@ -17,8 +18,9 @@ const servicesAvailable = (await requirePostgres()) && (await requireRedis());
 /**
  * A pause made through one node's API, on two daemons sharing one PostgreSQL queue and one
  * Redis: the other node reads it on its own (within its few seconds) and leaves the paused mail
- * queued; a node started afterwards has it from the store; a resume through either restarts the
- * delivery, and the other node reads the resume too.
+ * queued, parked out of both nodes' claims by its own sweep; a node started afterwards has it
+ * from the store; a resume through either releases the parked mail for every node and restarts
+ * the delivery, and the other node reads the resume too.
  */
 
 const resolver = createFixtureResolver({});
@@ -79,6 +81,16 @@ describe('queue pauses shared by two daemons', () => {
       daemons.delete(d);
     };
     const arrived = (to: string) => sink!.messages.find((m) => m.to.includes(to));
+    /** The queued rows parked in the shared queue. */
+    const parked = async () => {
+      const client = new pg.Client({ connectionString: scratch!.url });
+      await client.connect();
+      try {
+        return Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM recipients WHERE parked_due_at IS NOT NULL AND state = 'queued'`)).rows[0]!.n);
+      } finally {
+        await client.end();
+      }
+    };
 
     const a = await node('node-a');
     const b = await node('node-b');
@@ -95,6 +107,8 @@ describe('queue pauses shared by two daemons', () => {
     const states = async (d: Daemon): Promise<Record<string, string>> => Object.fromEntries(((await api(d).call('GET', `/v1/messages/${id}`)).recipients as Array<{ address: string; state: string; attempts: number }>).map((r) => [r.address, `${r.state}/${r.attempts}`]));
     await until(async () => (await states(b))['y@open.test'] === 'delivered/1', 'the delivery recorded');
     expect(await states(b)).toEqual({ 'x@paused.test': 'queued/0', 'y@open.test': 'delivered/1' });
+    // Node B's sweep parks it: no claim of any node walks it any more.
+    await until(async () => (await parked()) === 1, 'the paused row parked by node b', 20_000);
 
     // Node A starts again: the pause is in the store, so it holds the mail back too.
     const a2 = await node('node-a');
@@ -105,6 +119,7 @@ describe('queue pauses shared by two daemons', () => {
     // Resumed through node A: the mail goes, and node B reads the resume as well.
     expect((await api(a2).call('POST', '/v1/queue/resume', { scope: { domain: 'paused.test' } })).ended).toMatchObject({ reason: 'provider incident' });
     await until(() => arrived('x@paused.test') !== undefined, 'the paused mail delivered after the resume', 20_000);
+    expect(await parked()).toBe(0);
     // Recorded just after the sink's reply.
     await until(async () => (await states(b))['x@paused.test'] === 'delivered/1', 'the delivery recorded');
     await until(async () => (await api(b).domainPauses()) === 0, 'the resume on node b', 20_000);
