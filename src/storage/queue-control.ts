@@ -134,11 +134,13 @@ export interface QueueControl {
   parkPaused(scope: QueueScope, before: number, now: number, limit: number): Promise<number>;
 
   /**
-   * Reads up to `limit` parked recipients with an id above `after`, lowest first, and gives those
-   * that no pause in force at `now` holds (of their domain, pool or tenant) their own due time
-   * back: never earlier than the send time of a first attempt scheduled for later. Others stay
-   * parked. `next` is the last id read when there may be more (the next chunk's `after`), else
-   * null. On a shared store, rows another statement holds locked are passed over.
+   * Gives up to `limit` parked recipients with an id above `after`, lowest first, that no pause
+   * in force at `now` holds (of their domain, pool or tenant) their own due time back: never
+   * earlier than the send time of a first attempt scheduled for later. Others stay parked. On
+   * SQLite a call reads `limit` parked rows at most (one transaction on the daemon's thread), so
+   * it may release fewer with more to come. `next` is where the following call goes on (its
+   * `after`), null once every parked row after `after` was read. On a shared store, rows another
+   * statement holds locked are passed over.
    */
   releaseParked(now: number, limit: number, after?: number): Promise<ParkedRelease>;
 

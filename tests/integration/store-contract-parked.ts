@@ -131,9 +131,10 @@ export function registerParkedContract(ctx: { store: () => Store; open: () => Pr
     expect(await store.parkPaused(tenant, now + MINUTE, now, 10)).toBe(1);
     expect(await claim(store, now)).toEqual(['d@x.test', 'e@x.test']);
 
-    // The pool resumed: its row of no tenant goes, acme's stays parked for the tenant's pause.
+    // The pool resumed: its row of no tenant goes, acme's stays parked for the tenant's pause. One
+    // row a call: a backend may stop at the rows it read (SQLite) or walk past held ones.
     await store.deletePause(pool, now);
-    expect(await releaseAll(store, now, 10)).toEqual([1]);
+    expect((await releaseAll(store, now, 1)).reduce((a, b) => a + b)).toBe(1);
     expect(await claim(store, now)).toEqual(['a@x.test']);
     // The tenant's pause ran out: nothing holds the rest.
     expect(await releaseAll(store, T0 + HOUR - 1, 10)).toEqual([0]);

@@ -127,33 +127,32 @@ export async function parkPaused(db: Db, kind: QueueScopeKind, value: string, be
 }
 
 /**
- * One chunk of a release: the parked rows after an id (recipients_due: they share one due time,
- * so they are read in id order), and those of them no pause in force at `now` holds given their
- * own due time back. Rows another statement holds locked are passed over.
+ * One chunk of a release: the parked rows after an id that no pause in force at `now` holds, up
+ * to `limit`, given their own due time back (recipients_due: parked rows share one due time, so
+ * they are walked in id order). Held rows on the way are passed over in the same walk, which is
+ * not on the daemon's thread here; rows another statement holds locked too.
  */
 export async function releaseParked(db: Db, now: number, limit: number, after: number): Promise<ParkedRelease> {
-  const { rows } = await db.query<{ scanned: number; last: number | null; released: number }>({
+  const { rows } = await db.query<{ released: number; last: number | null }>({
     name: 'rookery_release_parked',
     text: `
-      WITH scanned AS (
-        SELECT id FROM recipients
-        WHERE state = 'queued' AND next_attempt_at = ${PARKED_DUE_AT} AND id > $1
-        ORDER BY id LIMIT $2
-      ), picked AS (
+      WITH picked AS (
         SELECT r.id, ${movedDueAt('coalesce(r.parked_due_at, $3::bigint)')} AS due
         FROM recipients r JOIN messages m ON m.id = r.message_id
-        WHERE r.id IN (SELECT id FROM scanned) AND r.state = 'queued' AND r.next_attempt_at = ${PARKED_DUE_AT} AND NOT ${heldByPause('$3::bigint')}
+        WHERE r.state = 'queued' AND r.next_attempt_at = ${PARKED_DUE_AT} AND r.id > $1 AND NOT ${heldByPause('$3::bigint')}
+        ORDER BY r.id
+        LIMIT $2
         FOR UPDATE OF r SKIP LOCKED
       ), released AS (
         UPDATE recipients r SET next_attempt_at = p.due, parked_due_at = NULL
         FROM picked p WHERE r.id = p.id
         RETURNING r.id
       )
-      SELECT (SELECT count(*) FROM scanned)::int AS scanned, (SELECT max(id) FROM scanned) AS last, (SELECT count(*) FROM released)::int AS released`,
+      SELECT count(*)::int AS released, max(id) AS last FROM released`,
     values: [after, limit, now],
   });
-  const { scanned, last, released } = rows[0]!;
-  return { released, next: scanned === limit && last !== null ? last : null };
+  const { released, last } = rows[0]!;
+  return { released, next: released === limit && last !== null ? last : null };
 }
 
 /**
