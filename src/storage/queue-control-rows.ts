@@ -146,7 +146,7 @@ export function waitsPastItsTime(param: string, due = 'r.next_attempt_at'): stri
  * gauge. A release gives the rows no pause in force holds their own due time back.
  */
 
-/** The due time of a parked row: past any real time (2^52 ms, year 142,000), still a safe integer. */
+/** The due time of a parked row: past any real time (2^52 ms, the year 144683), still a safe integer. */
 export const PARKED_DUE_AT = 2 ** 52;
 
 /**
