@@ -146,6 +146,17 @@ export function waitsPastItsTime(param: string, due = 'r.next_attempt_at'): stri
  * gauge. A release gives the rows no pause in force holds their own due time back.
  */
 
+/**
+ * The rows a retry moves, by the due time it moves: next_attempt_at of the rows in the due order
+ * (parked rows are past that range), or parked_due_at of parked rows (they stay parked). Each is
+ * a range of an index (recipients_due or a scope's own; recipients_parked).
+ */
+export function retryWaiting(due: 'next_attempt_at' | 'parked_due_at', param: string): string {
+  return due === 'next_attempt_at'
+    ? `${waitsPastItsTime(param)} AND r.next_attempt_at < ${PARKED_DUE_AT}`
+    : `r.parked_due_at IS NOT NULL AND ${waitsPastItsTime(param, 'r.parked_due_at')}`;
+}
+
 /** The due time of a parked row: past any real time (2^52 ms, the year 144683), still a safe integer. */
 export const PARKED_DUE_AT = 2 ** 52;
 

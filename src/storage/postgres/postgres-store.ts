@@ -582,8 +582,8 @@ class PostgresStore implements Store {
     if (limit === 0) return 0;
     const value = selectionValue(selection);
     // Parked rows first (their own due time moves, they stay parked), then the others, `limit` in all.
-    const parked = await control.retryParked(this.pool, selection.kind, value, now, limit);
-    const moved = parked < limit ? await control.retryQueued(this.pool, selection.kind, value, now, limit - parked) : 0;
+    const parked = await control.retryQueued(this.pool, selection.kind, value, now, limit, 'parked_due_at');
+    const moved = parked < limit ? await control.retryQueued(this.pool, selection.kind, value, now, limit - parked, 'next_attempt_at') : 0;
     // Due now: the other nodes may take them too.
     if (moved > 0) await sql.notifyWork(this.pool, this.schema);
     return parked + moved;

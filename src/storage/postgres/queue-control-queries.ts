@@ -1,6 +1,6 @@
 import type { LeaseToken } from '../store.ts';
 import type { ParkedRelease, QueueScopeKind, QueueSelection } from '../queue-control.ts';
-import { claimableQueued, heldByPause, movedDueAt, PARKED_DUE_AT, scopePausedAt, selectionPredicate, waitsPastItsTime, type PauseDbRow } from '../queue-control-rows.ts';
+import { claimableQueued, heldByPause, movedDueAt, PARKED_DUE_AT, retryWaiting, scopePausedAt, selectionPredicate, type PauseDbRow } from '../queue-control-rows.ts';
 import { CLAIMED_ROW_COLUMNS, type ClaimedRow } from '../store-rows.ts';
 import type { Db } from './queries.ts';
 
@@ -64,39 +64,21 @@ export async function purgeEndedPauses(db: Db, now: number): Promise<number> {
 
 /**
  * Makes up to `limit` queued rows of the selection that wait past their time due at `now` (a first
- * attempt scheduled for later at its send time), so the next chunk does not pick them again.
- * Parked rows are past the range (retryParked moves them).
+ * attempt scheduled for later at its send time), so the next chunk does not pick them again. `due`
+ * is the time moved: next_attempt_at of the rows in the due order (parked rows are past the
+ * range), or parked_due_at of parked rows (recipients_parked), which stay parked.
  */
-export async function retryQueued(db: Db, kind: QueueSelection['kind'], value: string, now: number, limit: number): Promise<number> {
+export async function retryQueued(db: Db, kind: QueueSelection['kind'], value: string, now: number, limit: number, due: 'next_attempt_at' | 'parked_due_at'): Promise<number> {
   const { rowCount } = await db.query({
-    name: `rookery_retry_queued_v2_${kind}`,
+    name: `rookery_retry_${due === 'next_attempt_at' ? 'queued_v2' : 'parked'}_${kind}`,
     text: `
       WITH picked AS (
         SELECT r.id, ${movedDueAt('$2::bigint')} AS due FROM recipients r JOIN messages m ON m.id = r.message_id
-        WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued' AND ${waitsPastItsTime('$2::bigint')} AND r.next_attempt_at < ${PARKED_DUE_AT}
+        WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued' AND ${retryWaiting(due, '$2::bigint')}
         LIMIT $3
         FOR UPDATE OF r SKIP LOCKED
       )
-      UPDATE recipients r SET next_attempt_at = p.due, updated_at = $2
-      FROM picked p WHERE r.id = p.id`,
-    values: [value, now, limit],
-  });
-  return rowCount ?? 0;
-}
-
-/** The same move of the own due time of parked rows of the selection (recipients_parked): they stay parked. */
-export async function retryParked(db: Db, kind: QueueSelection['kind'], value: string, now: number, limit: number): Promise<number> {
-  const { rowCount } = await db.query({
-    name: `rookery_retry_parked_${kind}`,
-    text: `
-      WITH picked AS (
-        SELECT r.id, ${movedDueAt('$2::bigint')} AS due FROM recipients r JOIN messages m ON m.id = r.message_id
-        WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued' AND r.parked_due_at IS NOT NULL
-          AND ${waitsPastItsTime('$2::bigint', 'r.parked_due_at')}
-        LIMIT $3
-        FOR UPDATE OF r SKIP LOCKED
-      )
-      UPDATE recipients r SET parked_due_at = p.due, updated_at = $2
+      UPDATE recipients r SET ${due} = p.due, updated_at = $2
       FROM picked p WHERE r.id = p.id`,
     values: [value, now, limit],
   });

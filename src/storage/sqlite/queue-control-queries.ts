@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { ParkedRelease, QueueScopeKind, QueueSelection } from '../queue-control.ts';
-import { claimableQueued, heldByPause, movedDueAt, PARKED_DUE_AT, scopePausedAt, selectionPredicate, waitsPastItsTime, type PauseDbRow } from '../queue-control-rows.ts';
+import { claimableQueued, heldByPause, movedDueAt, PARKED_DUE_AT, retryWaiting, scopePausedAt, selectionPredicate, type PauseDbRow } from '../queue-control-rows.ts';
 import { CLAIMED_ROW_COLUMNS, type ClaimedRow } from '../store-rows.ts';
 
 /**
@@ -45,6 +45,14 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
       WHERE state = 'queued' AND next_attempt_at = ${PARKED_DUE_AT} AND id > ?1 AND id <= ?2)
       AND NOT ${heldByPause('?3')}`);
 
+  /** A retry's move of `due` for the rows `picks` selects that wait past their time (now at ?2, limit ?3). */
+  const retrySql = (picks: string, due: 'next_attempt_at' | 'parked_due_at', index = '') => `
+    UPDATE recipients AS r SET ${due} = ${movedDueAt('?2')}, updated_at = ?2
+    FROM messages m
+    WHERE m.id = r.message_id AND r.id IN (
+      SELECT r.id FROM recipients r ${index} JOIN messages m ON m.id = r.message_id
+      WHERE ${picks} AND r.state = 'queued' AND ${retryWaiting(due, '?2')} LIMIT ?3)`;
+
   const bySelection = new Map<QueueSelection['kind'], { retry: StatementSync; retryParked: StatementSync; park: StatementSync; claim: StatementSync; delivering: StatementSync }>();
   const selection = (kind: QueueSelection['kind']) => {
     let statements = bySelection.get(kind);
@@ -52,20 +60,10 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
       const picks = selectionPredicate(kind, '?1');
       statements = {
         // A moved row is at its earliest time, so the next chunk does not pick it again. Parked
-        // rows are past the range (retryParked moves them).
-        retry: stmt(`
-          UPDATE recipients AS r SET next_attempt_at = ${movedDueAt('?2')}, updated_at = ?2
-          FROM messages m
-          WHERE m.id = r.message_id AND r.id IN (
-            SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
-            WHERE ${picks} AND r.state = 'queued' AND ${waitsPastItsTime('?2')} AND r.next_attempt_at < ${PARKED_DUE_AT} LIMIT ?3)`),
-        // The same move of a parked row's own due time (recipients_parked): it stays parked.
-        retryParked: stmt(`
-          UPDATE recipients AS r SET parked_due_at = ${movedDueAt('?2')}, updated_at = ?2
-          FROM messages m
-          WHERE m.id = r.message_id AND r.id IN (
-            SELECT r.id FROM recipients r INDEXED BY recipients_parked JOIN messages m ON m.id = r.message_id
-            WHERE ${picks} AND r.state = 'queued' AND r.parked_due_at IS NOT NULL AND ${waitsPastItsTime('?2', 'r.parked_due_at')} LIMIT ?3)`),
+        // rows are past the range of `retry`; `retryParked` moves their own due time (through
+        // recipients_parked) and they stay parked.
+        retry: stmt(retrySql(picks, 'next_attempt_at')),
+        retryParked: stmt(retrySql(picks, 'parked_due_at', 'INDEXED BY recipients_parked')),
         // Due before ?2 (a parked row is past it, so not picked again), while the scope's pause
         // (kind ?3) is in force at ?4. A domain reads recipients_domain; a pool or a tenant walks
         // recipients_due up to ?2, where parked rows no longer are.
