@@ -16,14 +16,15 @@ const SWEEP_MS = 10_000;
 /** A park takes the rows due within this: those due now, and retries about to fall due before the next sweep. */
 const LOOKAHEAD_MS = 60_000;
 /**
- * How often a sweep also releases what no pause holds: a release this node did not make or did
- * not finish (it stopped midway; a park on another node raced a resume here). Each reads every
- * parked row once, so not at every sweep.
+ * On a shared queue, how often a sweep also releases what no pause holds: a release no node
+ * finished (the node stopped midway, or a park on another node raced a resume here). Each reads
+ * every parked row once, so not at every sweep. A queue of this node's alone misses none but
+ * those of a stop, which its next start makes.
  */
 const RELEASE_EVERY_MS = 5 * 60_000;
 
 export interface PausedMailDeps {
-  store: Pick<Store, 'parkPaused' | 'releaseParked'>;
+  store: Pick<Store, 'driver' | 'parkPaused' | 'releaseParked'>;
   clock: Clock;
   logger: Logger;
   /** The pauses in force on this node now (QueuePauses.current). */
@@ -41,8 +42,9 @@ type Work = 'sweep' | 'release' | `park ${string}`;
  * row by row cost tens of milliseconds each, on the event loop, for all other mail. A pause
  * parks its scope's mail at once; a sweep every few seconds parks what was accepted or deferred
  * into a paused scope since, on this node or another (until then the claims' pause filter keeps
- * it from being sent). A resume, or a pause's end, releases every parked row no pause still holds
- * with its own due time; so does a sweep now and then, and each start, for a release missed.
+ * it from being sent). A resume, or a pause's end (told by QueuePauses, or seen by a sweep),
+ * releases every parked row no pause still holds with its own due time; so does each start, and
+ * on a shared queue a sweep now and then, for a release missed.
  * Pausing changes nothing else: parked mail stays queued, ages toward delivery.maxAge, and is
  * retried or cancelled as before. The store moves rows in chunks with a pause between them, one
  * move at a time; a move asked while the same one waits its turn is not queued twice.
@@ -54,6 +56,8 @@ export class PausedMail {
   private timer: NodeJS.Timeout | null = null;
   private stopping = new AbortController();
   private lastRelease = 0;
+  /** The scopes the last sweep parked for: one gone since has ended (resumed, or run out). */
+  private swept = new Set<string>();
   private readonly log: Logger;
 
   constructor(private readonly deps: PausedMailDeps) {
@@ -100,12 +104,18 @@ export class PausedMail {
     });
   }
 
-  /** Parks what came into the pauses in force since their last park; now and then a release too. */
+  /** Parks what came into the pauses in force since their last park; releases when one ended since the last sweep (and now and then on a shared queue). */
   sweep(): Promise<void> {
-    if (this.deps.clock.now() - this.lastRelease >= RELEASE_EVERY_MS) void this.release();
     return this.inLine('sweep', async () => {
-      for (const pause of this.deps.pauses()) {
-        if (pause.scope.kind === 'egress-ip' || this.stopping.signal.aborted) continue;
+      const pauses = this.deps.pauses().filter((p) => p.scope.kind !== 'egress-ip');
+      const scopes = new Set(pauses.map((p) => describeQueueScope(p.scope)));
+      const ended = [...this.swept].some((scope) => !scopes.has(scope));
+      this.swept = scopes;
+      const due = this.deps.store.driver === 'postgres' && this.deps.clock.now() - this.lastRelease >= RELEASE_EVERY_MS;
+      // In line after this sweep.
+      if (ended || due) void this.release();
+      for (const pause of pauses) {
+        if (this.stopping.signal.aborted) break;
         const parked = await this.parkScope(pause);
         if (parked > 0) this.log.debug({ event: 'queue.parked', scope: describeQueueScope(pause.scope), recipients: parked }, 'parked queued recipients of a paused scope');
       }

@@ -8,6 +8,7 @@ import { capturingLogger } from '../helpers/log-capture.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 import { newMessage } from '../helpers/new-message.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * PausedMail on a real SQLite queue with QueuePauses wired as the daemon wires them: a pause
@@ -70,6 +71,21 @@ describe('paused mail', () => {
     const claimed = await claim();
     expect(claimed).toHaveLength(BACKLOG + 1);
     expect(claimed.at(-1)).toBe('late@paused.test');
+  });
+
+  it('releases the parked mail of a pause that ran out at the next sweep', async () => {
+    const { store, clock, pauses, parked, claim } = await setup();
+    await store.enqueue([newMessage('a', T0, { recipients: ['a@timed.test'] })]);
+    await pauses.pause({ scope: { kind: 'domain', domain: 'timed.test' }, reason: 'maintenance', by: 'night-shift', createdAt: T0, until: T0 + 5_000 });
+    await parked.sweep();
+    expect(await claim()).toEqual([]);
+    clock.advance(5_000);
+    expect(await claim()).toEqual([]);
+    // The sweep sees the pause gone: a release runs next in line.
+    await parked.sweep();
+    let claimed: string[] = [];
+    await until(async () => (claimed = await claim()).length > 0, 'the release after the sweep');
+    expect(claimed).toEqual(['a@timed.test']);
   });
 
   it('releases at its start the mail a pause that ended while it was stopped left parked, and parks that of the pauses in force', async () => {
