@@ -56,6 +56,8 @@ export class PausedMail {
   private timer: NodeJS.Timeout | null = null;
   private stopping = new AbortController();
   private lastRelease = 0;
+  /** A release failed (or did not finish): the next sweep makes one, whatever the store. */
+  private releaseOwed = false;
   /** The scopes the last sweep parked for: one gone since has ended (resumed, or run out). */
   private swept = new Set<string>();
   private readonly log: Logger;
@@ -99,7 +101,9 @@ export class PausedMail {
   release(): Promise<void> {
     this.lastRelease = this.deps.clock.now();
     return this.inLine('release', async () => {
+      this.releaseOwed = true;
       const released = await this.releaseUnheld();
+      this.releaseOwed = this.stopping.signal.aborted;
       if (released > 0) this.log.info({ event: 'queue.released', recipients: released }, `released ${released} parked recipients: no pause holds them`);
     });
   }
@@ -113,7 +117,7 @@ export class PausedMail {
       this.swept = scopes;
       const due = this.deps.store.driver === 'postgres' && this.deps.clock.now() - this.lastRelease >= RELEASE_EVERY_MS;
       // In line after this sweep.
-      if (ended || due) void this.release();
+      if (ended || due || this.releaseOwed) void this.release();
       for (const pause of pauses) {
         if (this.stopping.signal.aborted) break;
         const parked = await this.parkScope(pause);
