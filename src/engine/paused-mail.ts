@@ -102,8 +102,9 @@ export class PausedMail {
     this.lastRelease = this.deps.clock.now();
     return this.inLine('release', async () => {
       this.releaseOwed = true;
-      const released = await this.releaseUnheld();
-      this.releaseOwed = this.stopping.signal.aborted;
+      const { released, skipped } = await this.releaseUnheld();
+      // Rows another node's statement held locked are still parked: the next sweep releases again.
+      this.releaseOwed = this.stopping.signal.aborted || skipped > 0;
       if (released > 0) this.log.info({ event: 'queue.released', recipients: released }, `released ${released} parked recipients: no pause holds them`);
     });
   }
@@ -133,19 +134,21 @@ export class PausedMail {
   }
 
   /** Reads every parked row once, in chunks, releasing those no pause holds. */
-  private async releaseUnheld(): Promise<number> {
+  private async releaseUnheld(): Promise<{ released: number; skipped: number }> {
     const { store, clock } = this.deps;
     let after: number | null = 0;
     let released = 0;
+    let skipped = 0;
     while (after !== null && !this.stopping.signal.aborted) {
       const started = performance.now();
       const chunk = await store.releaseParked(clock.now(), CHUNK, after);
       released += chunk.released;
+      skipped += chunk.skipped;
       if (chunk.released > 0) this.deps.onReleased();
       after = chunk.next;
       if (after !== null) await this.wait(performance.now() - started);
     }
-    return released;
+    return { released, skipped };
   }
 
   /**

@@ -148,13 +148,15 @@ export function waitsPastItsTime(param: string, due = 'r.next_attempt_at'): stri
 
 /**
  * The rows a retry moves, by the due time it moves: next_attempt_at of the rows in the due order
- * (parked rows are past that range), or parked_due_at of parked rows (they stay parked). Each is
- * a range of an index (recipients_due or a scope's own; recipients_parked).
+ * (parked rows are past that range), or parked_due_at of parked rows (they stay parked). Both
+ * name next_attempt_at, so a scope's own index (recipients_domain, by domain, state and due time)
+ * or the message's finds them: a retry of one domain never reads the other scopes' parked rows.
  */
 export function retryWaiting(due: 'next_attempt_at' | 'parked_due_at', param: string): string {
   return due === 'next_attempt_at'
     ? `${waitsPastItsTime(param)} AND r.next_attempt_at < ${PARKED_DUE_AT}`
-    : `r.parked_due_at IS NOT NULL AND ${waitsPastItsTime(param, 'r.parked_due_at')}`;
+    : // `+`: not through recipients_parked, which holds every scope's parked rows.
+      `r.next_attempt_at = ${PARKED_DUE_AT} AND ${waitsPastItsTime(param, '+r.parked_due_at')}`;
 }
 
 /** The due time of a parked row: past any real time (2^52 ms, the year 144683), still a safe integer. */

@@ -70,6 +70,11 @@ export interface ParkedRelease {
   released: number;
   /** The last recipient id read, where the next chunk goes on; null once every parked row was read. */
   next: number | null;
+  /**
+   * Rows it would have released but another statement held locked (a retry or a cancellation on
+   * another node, on a shared queue): they are still parked, so the release is owed again.
+   */
+  skipped: number;
 }
 
 /** Whether a pause in `paused` holds a queued recipient of `domain` whose message has `pool` and `tenant`. */

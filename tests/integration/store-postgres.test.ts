@@ -10,6 +10,7 @@ import { createPostgresStore } from '../../src/storage/postgres/postgres-store.t
 import type { NewMessage, Store } from '../../src/storage/store.ts';
 import { createScratchDatabase, createTestSchema, type TestSchema } from '../helpers/postgres.ts';
 import { postgresUrl, requirePostgres } from '../helpers/services.ts';
+import { newMessage } from '../helpers/new-message.ts';
 import { runStoreContract } from './store-contract.ts';
 
 const logger = createLogger('silent');
@@ -112,6 +113,31 @@ describe.skipIf(!available)('PostgreSQL store', () => {
         await client.end();
       }
       expect(await daemons[1]!.countByState()).toEqual({ queued: 0, delivering: 0, delivered: 0, bounced: 0 });
+    });
+
+    it('counts the parked rows a release passed over because another node held them locked, so the release is made again', async () => {
+      const { schema, make } = await openStore();
+      const store = make();
+      await store.migrate();
+      const T0 = 1_700_000_000_000;
+      const scope = { kind: 'domain', domain: 'outlook.test' } as const;
+      await store.enqueue([newMessage('parked-locked', T0 - 1000, { recipients: ['a@outlook.test', 'b@outlook.test', 'c@outlook.test'] })]);
+      await store.setPause({ scope, reason: 'incident', by: 'ops', createdAt: T0, until: null }, T0);
+      expect(await store.parkPaused(scope, T0 + 60_000, T0, 100)).toBe(3);
+      await store.deletePause(scope, T0);
+      const other = new pg.Client({ connectionString: schema.url });
+      await other.connect();
+      try {
+        // Another node's statement (a retry, a cancellation's claim) holds one row for a moment.
+        await other.query('BEGIN');
+        await other.query(`SELECT id FROM "${schema.schema}".recipients WHERE recipient = 'b@outlook.test' FOR UPDATE`);
+        expect(await store.releaseParked(T0, 100, 0)).toEqual({ released: 2, next: null, skipped: 1 });
+        await other.query('COMMIT');
+      } finally {
+        await other.end();
+      }
+      expect(await store.releaseParked(T0, 100, 0)).toEqual({ released: 1, next: null, skipped: 0 });
+      expect(await store.nextDueAt()).toBe(T0 - 1000);
     });
 
     it('wakes work listeners of other daemons when work is enqueued', async () => {

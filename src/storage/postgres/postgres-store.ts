@@ -600,7 +600,7 @@ class PostgresStore implements Store {
   async releaseParked(now: number, limit: number, after = 0): Promise<ParkedRelease> {
     this.assertOpen();
     checkRelease(now, limit, after);
-    if (limit === 0) return { released: 0, next: after };
+    if (limit === 0) return { released: 0, next: after, skipped: 0 };
     const release = await control.releaseParked(this.pool, now, limit, after);
     // Due again: the other nodes may take them too.
     if (release.released > 0) await sql.notifyWork(this.pool, this.schema);

@@ -66,11 +66,11 @@ export async function purgeEndedPauses(db: Db, now: number): Promise<number> {
  * Makes up to `limit` queued rows of the selection that wait past their time due at `now` (a first
  * attempt scheduled for later at its send time), so the next chunk does not pick them again. `due`
  * is the time moved: next_attempt_at of the rows in the due order (parked rows are past the
- * range), or parked_due_at of parked rows (recipients_parked), which stay parked.
+ * range), or parked_due_at of parked rows (found at PARKED_DUE_AT by the scope's index), which stay parked.
  */
 export async function retryQueued(db: Db, kind: QueueSelection['kind'], value: string, now: number, limit: number, due: 'next_attempt_at' | 'parked_due_at'): Promise<number> {
   const { rowCount } = await db.query({
-    name: `rookery_retry_${due === 'next_attempt_at' ? 'queued_v2' : 'parked'}_${kind}`,
+    name: `rookery_retry_${due === 'next_attempt_at' ? 'queued_v2' : 'parked_v2'}_${kind}`,
     text: `
       WITH picked AS (
         SELECT r.id, ${movedDueAt('$2::bigint')} AS due FROM recipients r JOIN messages m ON m.id = r.message_id
@@ -92,12 +92,15 @@ export async function retryQueued(db: Db, kind: QueueSelection['kind'], value: s
  */
 export async function parkPaused(db: Db, kind: QueueScopeKind, value: string, before: number, now: number, limit: number): Promise<number> {
   const { rowCount } = await db.query({
-    name: `rookery_park_paused_${kind}`,
+    name: `rookery_park_paused_v2_${kind}`,
     text: `
       WITH picked AS (
         SELECT r.id FROM recipients r
         WHERE ${selectionPredicate(kind, '$1')} AND r.state = 'queued' AND r.next_attempt_at < $2
           AND ${scopePausedAt('$3', '$1', '$4::bigint')}
+        -- In due order: a pool or a tenant, which has no index of its own, walks recipients_due
+        -- up to $2 instead of the whole table with its history.
+        ORDER BY r.next_attempt_at
         LIMIT $5
         FOR UPDATE OF r SKIP LOCKED
       )
@@ -112,29 +115,33 @@ export async function parkPaused(db: Db, kind: QueueScopeKind, value: string, be
  * One chunk of a release: the parked rows after an id that no pause in force at `now` holds, up
  * to `limit`, given their own due time back (recipients_due: parked rows share one due time, so
  * they are walked in id order). Held rows on the way are passed over in the same walk, which is
- * not on the daemon's thread here; rows another statement holds locked too.
+ * not on the daemon's thread here. Rows another statement holds locked are passed over too, and
+ * counted as skipped, so the caller knows the release is not done.
  */
 export async function releaseParked(db: Db, now: number, limit: number, after: number): Promise<ParkedRelease> {
-  const { rows } = await db.query<{ released: number; last: number | null }>({
-    name: 'rookery_release_parked',
+  const { rows } = await db.query<{ wanted: number; released: number; last: number | null }>({
+    name: 'rookery_release_parked_v2',
     text: `
-      WITH picked AS (
+      WITH wanted AS (
         SELECT r.id, ${movedDueAt('coalesce(r.parked_due_at, $3::bigint)')} AS due
         FROM recipients r JOIN messages m ON m.id = r.message_id
         WHERE r.state = 'queued' AND r.next_attempt_at = ${PARKED_DUE_AT} AND r.id > $1 AND NOT ${heldByPause('$3::bigint')}
         ORDER BY r.id
         LIMIT $2
+      ), picked AS (
+        SELECT w.id, w.due FROM wanted w JOIN recipients r ON r.id = w.id
+        WHERE r.state = 'queued' AND r.next_attempt_at = ${PARKED_DUE_AT}
         FOR UPDATE OF r SKIP LOCKED
       ), released AS (
         UPDATE recipients r SET next_attempt_at = p.due, parked_due_at = NULL
         FROM picked p WHERE r.id = p.id
         RETURNING r.id
       )
-      SELECT count(*)::int AS released, max(id) AS last FROM released`,
+      SELECT (SELECT count(*)::int FROM wanted) AS wanted, (SELECT max(id) FROM wanted) AS last, count(*)::int AS released FROM released`,
     values: [after, limit, now],
   });
-  const { released, last } = rows[0]!;
-  return { released, next: released === limit && last !== null ? last : null };
+  const { wanted, released, last } = rows[0]!;
+  return { released, next: wanted === limit && last !== null ? last : null, skipped: wanted - released };
 }
 
 /**

@@ -46,11 +46,11 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
       AND NOT ${heldByPause('?3')}`);
 
   /** A retry's move of `due` for the rows `picks` selects that wait past their time (now at ?2, limit ?3). */
-  const retrySql = (picks: string, due: 'next_attempt_at' | 'parked_due_at', index = '') => `
+  const retrySql = (picks: string, due: 'next_attempt_at' | 'parked_due_at') => `
     UPDATE recipients AS r SET ${due} = ${movedDueAt('?2')}, updated_at = ?2
     FROM messages m
     WHERE m.id = r.message_id AND r.id IN (
-      SELECT r.id FROM recipients r ${index} JOIN messages m ON m.id = r.message_id
+      SELECT r.id FROM recipients r JOIN messages m ON m.id = r.message_id
       WHERE ${picks} AND r.state = 'queued' AND ${retryWaiting(due, '?2')} LIMIT ?3)`;
 
   const bySelection = new Map<QueueSelection['kind'], { retry: StatementSync; retryParked: StatementSync; park: StatementSync; claim: StatementSync; delivering: StatementSync }>();
@@ -60,10 +60,10 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
       const picks = selectionPredicate(kind, '?1');
       statements = {
         // A moved row is at its earliest time, so the next chunk does not pick it again. Parked
-        // rows are past the range of `retry`; `retryParked` moves their own due time (through
-        // recipients_parked) and they stay parked.
+        // rows are past the range of `retry`; `retryParked` moves their own due time (the scope's
+        // rows at PARKED_DUE_AT) and they stay parked.
         retry: stmt(retrySql(picks, 'next_attempt_at')),
-        retryParked: stmt(retrySql(picks, 'parked_due_at', 'INDEXED BY recipients_parked')),
+        retryParked: stmt(retrySql(picks, 'parked_due_at')),
         // Due before ?2 (a parked row is past it, so not picked again), while the scope's pause
         // (kind ?3) is in force at ?4. A domain reads recipients_domain; a pool or a tenant walks
         // recipients_due up to ?2, where parked rows no longer are.
@@ -124,9 +124,10 @@ export function prepareQueueControlQueries(db: DatabaseSync) {
     release(now: number, limit: number, after: number): ParkedRelease {
       const ids = parkedAfter.all(after, limit) as { id: number }[];
       const last = ids.at(-1)?.id;
-      if (last === undefined) return { released: 0, next: null };
+      if (last === undefined) return { released: 0, next: null, skipped: 0 };
       const released = Number(release.run(after, last, now).changes);
-      return { released, next: ids.length === limit ? last : null };
+      // One writer: no row is held by another statement.
+      return { released, next: ids.length === limit ? last : null, skipped: 0 };
     },
 
     selectQueued(kind: QueueSelection['kind'], value: string, limit: number, now: number, after: number, through: number): ClaimedRow[] {

@@ -599,7 +599,7 @@ class SqliteStore implements Store {
   async releaseParked(now: number, limit: number, after = 0): Promise<ParkedRelease> {
     checkRelease(now, limit, after);
     const control = this.readControl();
-    if (limit === 0) return { released: 0, next: after };
+    if (limit === 0) return { released: 0, next: after, skipped: 0 };
     return this.write(() => control.release(now, limit, after));
   }
 
