@@ -64,6 +64,11 @@ export function sendInvalid(request: FastifyRequest, reply: FastifyReply, path: 
   return sendProblem(reply, problem('INVALID_REQUEST', `${path}: ${message}`, { errors: [{ path, message }], instance: pathOf(request) }));
 }
 
+/** The request's media type, without parameters, in lower case ('' when none is given). */
+export function mediaTypeOf(request: FastifyRequest): string {
+  return String(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
 /** The path without the query string: a query may carry things not meant for logs or echoes. */
 export function pathOf(request: FastifyRequest): string {
   return request.url.split('?')[0]!;

@@ -3,7 +3,7 @@ import { systemClock, type Clock } from '../../../clock.ts';
 import type { PreparedMessage, Queue } from '../../../engine/queue.ts';
 import { RookeryError } from '../../../errors.ts';
 import type { EnqueueOnceResult, IdempotencyRecord } from '../../../storage/store.ts';
-import { pathOf, retryAfterSeconds, sendInvalid, sendProblem, setRetryAfter, validationErrors } from '../../error-handler.ts';
+import { mediaTypeOf, pathOf, retryAfterSeconds, sendInvalid, sendProblem, setRetryAfter, validationErrors } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
 import { auditRequest } from '../audit-trail.ts';
 import { composeJsonMessage, type JsonMessage } from '../compose-message.ts';
@@ -188,10 +188,6 @@ async function commit(request: FastifyRequest, deps: SendRouteDeps, prepared: Pr
     );
     throw new RookeryError('STORAGE_FAILED');
   }
-}
-
-function mediaTypeOf(request: FastifyRequest): string {
-  return (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
 function refuseMediaType(request: FastifyRequest, reply: FastifyReply, what = 'send application/json or message/rfc822'): FastifyReply {

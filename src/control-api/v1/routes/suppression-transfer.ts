@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { systemClock } from '../../../clock.ts';
 import { SUPPRESSION_REASONS, type NewSuppression, type SuppressionFilters, type SuppressionReason } from '../../../storage/suppressions.ts';
-import { pathOf, sendProblem } from '../../error-handler.ts';
+import { mediaTypeOf, pathOf, sendProblem } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
 import { auditRequest } from '../audit-trail.ts';
 import { readPageQuery } from '../page-query.ts';
@@ -72,7 +72,7 @@ export function registerSuppressionTransferRoutes(app: FastifyInstance, deps: Su
         response: { 200: jsonResponse('Every line stored.', IMPORT_RESULT), ...problemResponses(...AUTH_PROBLEMS, 413, 415) },
       },
       handler: async (request: ImportRequest, reply: FastifyReply) => {
-        const type = String(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+        const type = mediaTypeOf(request);
         const format = (Object.keys(FILE_TYPES) as FileFormat[]).find((f) => FILE_TYPES[f] === type);
         // Fastify's own parsers take text/plain and JSON too; only the two file types are imports.
         if (format === undefined || typeof request.body !== 'string') {
