@@ -7,11 +7,13 @@ import { createLogger } from '../../src/observability/logger.ts';
 import { SQLITE_MIGRATIONS } from '../../src/storage/sqlite/migrations.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
+import { mountSmallDisk, requireSmallDisk } from '../helpers/small-disk.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { runStoreContract } from './store-contract.ts';
 
 const logger = createLogger('silent');
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const canMount = await requireSmallDisk();
 
 runStoreContract('sqlite', async () => {
   const dir = await createTempDir('rookery-store-sqlite');
@@ -94,6 +96,28 @@ describe('SQLite store', () => {
     await expect(store.getIdempotencyRecord('app', 'unsynced', 0)).rejects.toThrow(/no write is taken until the daemon restarts/);
     await expect(store.getIdempotencyRecord('app', 'synced', 0)).rejects.toThrow(/no write is taken/);
     expect(await store.getIdempotencyRecord('app', 'never', 0)).toBeNull();
+  });
+
+  it.skipIf(!canMount)('is not writable on a full disk, even when the WAL has room for a tiny commit', async () => {
+    const disk = await mountSmallDisk(32 << 20);
+    try {
+      const path = `${disk.path}/rookery.db`;
+      const store = createSqliteStore({ path, logger });
+      stores.push(store);
+      await store.migrate();
+      await store.checkWritable();
+      // A checkpoint that restarts the WAL: the next commit writes over old frames, needing no new space.
+      const other = new DatabaseSync(path);
+      other.prepare('PRAGMA wal_checkpoint(RESTART)').get();
+      other.close();
+      disk.fill();
+      await expect(store.checkWritable()).rejects.toThrow(/^disk full: \d+ bytes free beside /);
+      disk.free();
+      await store.checkWritable();
+      await store.close();
+    } finally {
+      await disk.remove();
+    }
   });
 
   it('syncs the WAL SQLite writes when the configured path goes through a symlink', async () => {

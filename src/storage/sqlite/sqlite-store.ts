@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { systemClock, type Clock } from '../../clock.ts';
@@ -112,6 +112,14 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
 }
 
+/**
+ * Less free space than this beside the database is a full disk to readiness. A commit alone cannot
+ * tell: after a checkpoint SQLite writes the WAL over its own old frames, so a tiny write succeeds
+ * on a disk that has no room left for a message; and a node this close to full is about to refuse
+ * mail, which is when a load balancer should move clients.
+ */
+const MIN_FREE_BYTES = 8 << 20;
+
 /** Messages purged per transaction, so a large purge never holds the write lock for long. */
 const PURGE_CHUNK = 500;
 
@@ -138,6 +146,8 @@ class SqliteStore implements Store {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly batcher: WriteBatcher<SqliteQueries>;
+  /** The database file SQLite opened; null in memory. */
+  private readonly file: string | null;
   private queries: SqliteQueries | null = null;
   private messageQueries: SqliteMessageQueries | null = null;
   private auditQueries: SqliteAuditQueries | null = null;
@@ -178,6 +188,7 @@ class SqliteStore implements Store {
     }
     // The file SQLite opened (a symlink or URI resolved), beside which it keeps its WAL.
     const file = this.db.location();
+    this.file = file;
     const walPath = file ? `${file}-wal` : null;
     this.batcher = new WriteBatcher<SqliteQueries>({
       run: (ops) => this.runTransaction(ops),
@@ -852,10 +863,14 @@ class SqliteStore implements Store {
     this.read().ping();
   }
 
-  /** A durable commit (BEGIN IMMEDIATE ... COMMIT, fsynced): fails on a full disk, a read-only file or a held write lock. */
+  /** A durable commit (BEGIN IMMEDIATE ... COMMIT, fsynced) and room for more: fails on a full disk, a read-only file or a held write lock. */
   async checkWritable(): Promise<void> {
     const now = this.clock.now();
     await this.write((q) => q.touchWriteProbe(now));
+    if (!this.file) return;
+    const fs = await statfs(dirname(this.file));
+    const free = fs.bavail * fs.bsize;
+    if (free < MIN_FREE_BYTES) throw new Error(`disk full: ${free} bytes free beside ${this.file}`);
   }
 
   close(): Promise<void> {
