@@ -27,6 +27,7 @@
  *                                            to every event: message.accepted and
  *                                            recipient.delivered for each message; reports the
  *                                            events/s dispatched beside the delivered msg/s)
+ *   npm run bench -- --webhooks --webhook-batch 100  (the endpoint takes up to 100 events per POST)
  *
  * Accept latency is measured per message by the built-in client only: in `reuse` mode from MAIL
  * FROM, in `new` mode from the start of the connection (what the application waits for), to the
@@ -91,6 +92,8 @@ const { values: args } = parseArgs({
     webhooks: { type: 'boolean', default: false },
     /** webhooks.concurrency of the run: POSTs in flight to the one endpoint. */
     'webhook-concurrency': { type: 'string', default: '8' },
+    /** The endpoint's maxEventsPerRequest: events per POST at most (1: each alone). */
+    'webhook-batch': { type: 'string', default: '1' },
     name: { type: 'string' },
     /** Write a V8 CPU profile of the daemon to this folder (open it in Chrome DevTools). */
     profile: { type: 'string' },
@@ -112,6 +115,8 @@ if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 1000) throw new
 if (args.http && viaSmtpSource) throw new Error('--http sends with its own client; leave out --client');
 const suppressed = Number(args.suppressed);
 if (!Number.isSafeInteger(suppressed) || suppressed < 0) throw new Error('--suppressed is a count of entries');
+const webhookBatch = Number(args['webhook-batch']);
+if (!Number.isInteger(webhookBatch) || webhookBatch < 1 || webhookBatch > 100) throw new Error('--webhook-batch is 1 to 100');
 const httpToken = generateApiToken();
 /** Registers the webhook endpoint (a token of no tenant: SMTP mail of the run has none). */
 const adminToken = generateApiToken();
@@ -126,6 +131,7 @@ const name =
     args.sink === 'smtp-sink' ? '-smtp-sink' : '',
     suppressed > 0 ? `-suppressed${suppressed}` : '',
     args.webhooks ? '-webhooks' : '',
+    args.webhooks && webhookBatch > 1 ? `-batch${webhookBatch}` : '',
   ].join('');
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-'));
@@ -232,7 +238,12 @@ if (receiver) {
   const res = await fetch(`http://${daemon.api.host}:${daemon.api.port}/v1/webhooks`, {
     method: 'POST',
     headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ url: receiver.url, eventTypes: ['message.accepted', 'recipient.delivered', 'recipient.deferred', 'recipient.bounced', 'message.cancelled'], ...(args.http ? { tenant: 'bench' } : {}) }),
+    body: JSON.stringify({
+      url: receiver.url,
+      eventTypes: ['message.accepted', 'recipient.delivered', 'recipient.deferred', 'recipient.bounced', 'message.cancelled'],
+      maxEventsPerRequest: webhookBatch,
+      ...(args.http ? { tenant: 'bench' } : {}),
+    }),
   });
   if (res.status !== 201) throw new Error(`POST /v1/webhooks: ${res.status} ${await res.text()}`);
   receiver.verifyWith(((await res.json()) as { secret: string }).secret);
@@ -341,7 +352,9 @@ try {
     webhooks: receiver
       ? {
           concurrency: Number(args['webhook-concurrency']),
+          maxEventsPerRequest: webhookBatch,
           events: receiver.received(),
+          requests: receiver.requests(),
           byType: Object.fromEntries(receiver.byType),
           // From the first event to the last: the rate the dispatcher kept while mail flowed.
           eventsPerSecond: round(receiver.received() / ((receiver.lastAt() - receiver.firstAt()) / 1000)),
@@ -379,6 +392,7 @@ try {
     ...(result.webhooks
       ? {
           'webhook events received': result.webhooks.events,
+          'webhook POSTs': result.webhooks.requests,
           'webhook events/s (first to last)': result.webhooks.eventsPerSecond,
           'last event after last delivery ms': result.webhooks.lastEventAfterLastDeliveryMs,
           'webhook signatures checked / failed': `${result.webhooks.verified.checked} / ${result.webhooks.verified.failed}`,

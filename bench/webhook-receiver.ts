@@ -4,13 +4,16 @@ import { Webhook } from 'standardwebhooks';
 
 /**
  * The webhook receiver of `npm run bench -- --webhooks`: a node:http server in the benchmark's
- * process answering 204 to every POST, counting events by type and recording when the first and
- * last came. Every 50th POST is verified with the reference library (verifying all would add the
+ * process answering 204 to every POST, counting events by type (one per POST, or each of a
+ * batch's array) and recording when the first and last came. Every 50th POST is verified with the reference library (verifying all would add the
  * harness's CPU to the daemon's on a shared machine); a failure is counted.
  */
 export interface BenchWebhookReceiver {
   url: string;
+  /** Events received. */
   received(): number;
+  /** POSTs received. */
+  requests(): number;
   byType: Map<string, number>;
   firstAt(): number;
   lastAt(): number;
@@ -22,6 +25,7 @@ export interface BenchWebhookReceiver {
 
 export async function startBenchWebhookReceiver(): Promise<BenchWebhookReceiver> {
   let count = 0;
+  let requests = 0;
   let first = 0;
   let last = 0;
   let checked = 0;
@@ -34,12 +38,15 @@ export async function startBenchWebhookReceiver(): Promise<BenchWebhookReceiver>
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
-      count += 1;
+      requests += 1;
       last = Date.now();
       first ||= last;
-      const type = /"type":"([^"]+)"/.exec(body)?.[1] ?? '?';
-      byType.set(type, (byType.get(type) ?? 0) + 1);
-      if (verifier && count % 50 === 0) {
+      // An event's type is its first field (webhooks/payload.ts); a batch's events each lead with their id.
+      for (const [, type] of body.matchAll(/"type":"([^"]+)","timestamp"/g)) {
+        count += 1;
+        byType.set(type!, (byType.get(type!) ?? 0) + 1);
+      }
+      if (verifier && requests % 50 === 0) {
         checked += 1;
         try {
           verifier.verify(body, { 'webhook-id': String(req.headers['webhook-id']), 'webhook-timestamp': String(req.headers['webhook-timestamp']), 'webhook-signature': String(req.headers['webhook-signature']) });
@@ -58,6 +65,7 @@ export async function startBenchWebhookReceiver(): Promise<BenchWebhookReceiver>
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`,
     received: () => count,
+    requests: () => requests,
     byType,
     firstAt: () => first,
     lastAt: () => last,

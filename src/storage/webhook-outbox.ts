@@ -79,6 +79,12 @@ export interface WebhookEndpoint {
   url: string;
   eventTypes: WebhookEventType[];
   description: string | null;
+  /**
+   * At most this many events in one POST (1 to MAX_EVENTS_PER_REQUEST): 1 posts each event alone,
+   * as the Standard Webhooks specification shows; more posts a JSON array of events, each with
+   * its delivery id, whenever several are waiting (webhooks/payload.ts).
+   */
+  maxEventsPerRequest: number;
   /** `whsec_...`: the signing key. Never shown after it is made, never logged. */
   secret: string;
   enabled: boolean;
@@ -91,13 +97,18 @@ export interface WebhookEndpoint {
   updatedAt: number;
 }
 
-export type NewWebhookEndpoint = Pick<WebhookEndpoint, 'id' | 'tenant' | 'url' | 'eventTypes' | 'description' | 'secret' | 'createdAt'>;
+/** A new endpoint; without maxEventsPerRequest it takes one event per POST. */
+export type NewWebhookEndpoint = Pick<WebhookEndpoint, 'id' | 'tenant' | 'url' | 'eventTypes' | 'description' | 'secret' | 'createdAt'> & { maxEventsPerRequest?: number };
+
+/** The largest batch an endpoint may take: about 100 KB of JSON, well inside a receiver's body limit. */
+export const MAX_EVENTS_PER_REQUEST = 100;
 
 /** What PATCH (and a secret rotation) changes; absent fields stay. */
 export interface WebhookChange {
   url?: string;
   eventTypes?: WebhookEventType[];
   description?: string | null;
+  maxEventsPerRequest?: number;
   /** False disables (its pending deliveries are held); true enables (held deliveries are due now). */
   enabled?: boolean;
   /** Why, with enabled: false. */
@@ -144,6 +155,8 @@ export interface ClaimedWebhookDelivery extends WebhookLease {
   webhookId: string;
   url: string;
   secret: string;
+  /** The endpoint's, as claimed. */
+  maxEventsPerRequest: number;
   event: StoredWebhookEvent;
   /** Attempts before this one. */
   attempts: number;

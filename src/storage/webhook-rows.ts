@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { AttemptResult } from './store.ts';
 import { DataRefusedError } from './store.ts';
 import {
+  MAX_EVENTS_PER_REQUEST,
   WEBHOOK_EVENT_TYPES,
   type ClaimedWebhookDelivery,
   type NewWebhookEndpoint,
@@ -35,6 +36,7 @@ export interface WebhookDbRow {
   /** JSON array. */
   event_types: string;
   description: string | null;
+  max_events_per_request: number;
   secret: string;
   /** SQLite 0/1, PostgreSQL boolean. */
   enabled: number | boolean;
@@ -83,6 +85,7 @@ export interface ClaimedWebhookDbRow extends WebhookEventDbRow {
   webhook_id: string;
   url: string;
   secret: string;
+  max_events_per_request: number;
   attempts: number;
   retry_until: number;
   next_attempt_at: number;
@@ -147,12 +150,16 @@ export function webhookEventValues(events: readonly WebhookEvent[]): WebhookEven
 }
 
 /** An endpoint's values no backend could store; DataRefusedError for them. */
-export function checkWebhookEndpoint(e: Pick<NewWebhookEndpoint, 'id' | 'url' | 'eventTypes' | 'secret'> & { description?: string | null }): void {
+export function checkWebhookEndpoint(e: Pick<NewWebhookEndpoint, 'id' | 'url' | 'eventTypes' | 'secret'> & { description?: string | null; maxEventsPerRequest?: number }): void {
   for (const [name, value] of [['id', e.id], ['url', e.url], ['secret', e.secret]] as const) {
     if (typeof value !== 'string' || value === '' || value.includes('\u0000')) throw new DataRefusedError(`webhook: ${name} must be a non-empty string without NUL`);
   }
   if (e.eventTypes.length === 0 || e.eventTypes.some((t) => !WEBHOOK_EVENT_TYPES.includes(t))) throw new DataRefusedError('webhook: eventTypes must name known event types');
   if (e.description?.includes('\u0000')) throw new DataRefusedError('webhook: description with a NUL character');
+  const batch = e.maxEventsPerRequest;
+  if (batch !== undefined && !(Number.isInteger(batch) && batch >= 1 && batch <= MAX_EVENTS_PER_REQUEST)) {
+    throw new DataRefusedError(`webhook: maxEventsPerRequest must be an integer from 1 to ${MAX_EVENTS_PER_REQUEST}`);
+  }
 }
 
 /** Each event type once, in the order of WEBHOOK_EVENT_TYPES: the stored list, compared and shown the same way everywhere. */
@@ -172,6 +179,7 @@ export function toWebhookEndpoint(row: WebhookDbRow): WebhookEndpoint {
     url: row.url,
     eventTypes: JSON.parse(row.event_types) as WebhookEventType[],
     description: row.description,
+    maxEventsPerRequest: row.max_events_per_request,
     secret: row.secret,
     enabled: row.enabled === true || row.enabled === 1,
     disabledReason: row.disabled_reason,
@@ -223,6 +231,7 @@ export function toClaimedWebhookDelivery(row: ClaimedWebhookDbRow, token: Webhoo
     webhookId: row.webhook_id,
     url: row.url,
     secret: row.secret,
+    maxEventsPerRequest: row.max_events_per_request,
     event: toStoredWebhookEvent(row),
     attempts: row.attempts,
     retryUntil: row.retry_until,
@@ -261,6 +270,7 @@ export function changedWebhookRow(row: WebhookDbRow, change: WebhookChange, now:
     url: change.url ?? row.url,
     event_types: change.eventTypes ? JSON.stringify(normalEventTypes(change.eventTypes)) : row.event_types,
     description: change.description !== undefined ? change.description : row.description,
+    max_events_per_request: change.maxEventsPerRequest ?? row.max_events_per_request,
     secret: change.secret ?? row.secret,
     enabled,
     updated_at: now,

@@ -47,13 +47,20 @@ const RESULT_DELAY_MS = 20;
 
 interface Endpoint {
   waiting: ClaimedWebhookDelivery[];
+  /** POSTs in flight. */
   inFlight: number;
+  /** Deliveries in those POSTs. */
+  inFlightRows: number;
+  /** Events it takes per request, as last claimed. */
+  batch: number;
 }
 
 /**
  * Sends the outbox: claims due deliveries in batches (several nodes share the outbox without
  * sending a row twice while their leases run), POSTs each, signed, with at most `concurrency` in
- * flight per endpoint, and records the results in batches. A claim takes at most half its rows
+ * flight per endpoint, and records the results in batches. An endpoint taking several events per
+ * request gets as many of its waiting deliveries in one POST as it takes: under load they come in
+ * full batches, and alone a delivery is not held back to wait for others. A claim takes at most half its rows
  * of one endpoint, and an endpoint holding that many is left out of the next claim, so a
  * receiver that is slow or down never takes the others' turn. Claimed rows not yet sent and those
  * in flight are renewed every third of the lease. A failure is retried with exponential backoff
@@ -137,19 +144,19 @@ export class WebhookDispatcher {
   }
 
   private async pump(): Promise<void> {
-    const { store, clock, owner, concurrency } = this.options;
+    const { store, clock, owner } = this.options;
     try {
       do {
         this.wakeAgain = false;
         while (this.running && this.held.size < this.maxHeld) {
           const limit = Math.min(CLAIM_BATCH, this.maxHeld - this.held.size);
-          const rows = await store.claimWebhookDeliveries({ now: clock.now(), limit, perWebhook: Math.max(PER_ENDPOINT, concurrency), skip: this.busyEndpoints(), owner, leaseMs: this.leaseMs });
+          const rows = await store.claimWebhookDeliveries({ now: clock.now(), limit, perWebhook: this.perEndpointClaim(), skip: this.busyEndpoints(), owner, leaseMs: this.leaseMs });
           if (!this.running) {
             await store.releaseWebhookDeliveries(rows);
             break;
           }
-          for (const row of rows) this.take(row);
-          if (rows.length < limit) break;
+          const fillMore = this.take(rows);
+          if (rows.length < limit && !fillMore) break;
         }
       } while (this.wakeAgain && this.running);
     } catch (err) {
@@ -162,8 +169,25 @@ export class WebhookDispatcher {
 
   /** Endpoints holding a claim's worth: the next claim leaves them out. */
   private busyEndpoints(): string[] {
-    const full = Math.max(PER_ENDPOINT, this.options.concurrency * 2);
-    return [...this.endpoints].filter(([, e]) => e.waiting.length + e.inFlight >= full).map(([id]) => id);
+    return [...this.endpoints].filter(([, e]) => this.heldOf(e) >= this.fullMark(e)).map(([id]) => id);
+  }
+
+  /** Deliveries held for an endpoint: waiting, and in its POSTs in flight. */
+  private heldOf(endpoint: Endpoint): number {
+    return endpoint.waiting.length + endpoint.inFlightRows;
+  }
+
+  /**
+   * Held down to this many, an endpoint is claimed for again before it runs dry: two rounds of
+   * single POSTs, or one full batch.
+   */
+  private refillMark(endpoint: Endpoint): number {
+    return Math.max(this.options.concurrency * 2, endpoint.batch);
+  }
+
+  /** Held this many, an endpoint is left out of claims. */
+  private fullMark(endpoint: Endpoint): number {
+    return Math.max(PER_ENDPOINT, 2 * this.refillMark(endpoint));
   }
 
   private arm(): void {
@@ -178,57 +202,86 @@ export class WebhookDispatcher {
     this.timer = null;
   }
 
-  private take(row: ClaimedWebhookDelivery): void {
-    // Claimed again while this node still holds it (its lease ran out here): the new claim's
-    // token replaces the old one on the row, so the old claim's send would not apply.
-    const had = this.held.get(row.id);
-    if (had) {
-      had.token = row.token;
-      return;
+  /**
+   * Takes a claim's rows and starts what the endpoints' free slots allow. True when an endpoint
+   * got a whole claim's share of rows and still has room: its backlog may go on, claim again.
+   */
+  private take(rows: readonly ClaimedWebhookDelivery[]): boolean {
+    const touched = new Map<string, number>();
+    for (const row of rows) {
+      // Claimed again while this node still holds it (its lease ran out here): the new claim's
+      // token replaces the old one on the row, so the old claim's send would not apply.
+      const had = this.held.get(row.id);
+      if (had) {
+        had.token = row.token;
+        continue;
+      }
+      this.held.set(row.id, row);
+      let endpoint = this.endpoints.get(row.webhookId);
+      if (!endpoint) this.endpoints.set(row.webhookId, (endpoint = { waiting: [], inFlight: 0, inFlightRows: 0, batch: 1 }));
+      endpoint.batch = row.maxEventsPerRequest;
+      endpoint.waiting.push(row);
+      touched.set(row.webhookId, (touched.get(row.webhookId) ?? 0) + 1);
     }
-    this.held.set(row.id, row);
-    let endpoint = this.endpoints.get(row.webhookId);
-    if (!endpoint) this.endpoints.set(row.webhookId, (endpoint = { waiting: [], inFlight: 0 }));
-    endpoint.waiting.push(row);
-    this.startNext(row.webhookId, endpoint);
+    let fillMore = false;
+    for (const [webhookId, count] of touched) {
+      const endpoint = this.endpoints.get(webhookId)!;
+      this.startNext(webhookId, endpoint);
+      if (count >= this.perEndpointClaim() && this.heldOf(endpoint) < this.fullMark(endpoint)) fillMore = true;
+    }
+    return fillMore;
+  }
+
+  private perEndpointClaim(): number {
+    return Math.max(PER_ENDPOINT, this.options.concurrency);
   }
 
   private startNext(webhookId: string, endpoint: Endpoint): void {
     while (this.running && endpoint.inFlight < this.options.concurrency && endpoint.waiting.length > 0) {
-      const row = endpoint.waiting.shift()!;
+      const rows = nextRequest(endpoint.waiting);
       endpoint.inFlight += 1;
-      const post: Promise<void> = this.send(row).finally(() => {
+      endpoint.inFlightRows += rows.length;
+      const post: Promise<void> = this.send(rows).finally(() => {
         this.posts.delete(post);
-        this.held.delete(row.id);
+        for (const row of rows) this.held.delete(row.id);
         endpoint.inFlight -= 1;
+        endpoint.inFlightRows -= rows.length;
         this.startNext(webhookId, endpoint);
-        const held = endpoint.waiting.length + endpoint.inFlight;
+        const held = this.heldOf(endpoint);
         if (held === 0) this.endpoints.delete(webhookId);
-        // Two rounds left: claim more of it (and of the others) before it runs dry.
-        if (held === this.options.concurrency * 2) this.wake();
+        // Down to the refill mark: claim more of it (and of the others) before it runs dry.
+        const mark = this.refillMark(endpoint);
+        if (held <= mark && held + rows.length > mark) this.wake();
       });
       this.posts.add(post);
     }
   }
 
-  private async send(row: ClaimedWebhookDelivery): Promise<void> {
+  /** One POST of `rows` (one delivery, or a batch of one endpoint's), its results queued for recording. */
+  private async send(rows: readonly ClaimedWebhookDelivery[]): Promise<void> {
     const { clock, sender, metrics } = this.options;
+    const first = rows[0]!;
     let outcome: PostOutcome;
     try {
-      outcome = await sender.send({ url: row.url, secret: row.secret, id: row.id, event: row.event });
+      outcome = await sender.send({ url: first.url, secret: first.secret, deliveries: rows, batched: first.maxEventsPerRequest > 1 });
     } catch (err) {
       outcome = { status: null, error: (err as Error).message, ms: 0 };
     }
     const at = clock.now();
     const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
-    const nextAttemptAt = ok ? null : nextWebhookAttempt(row.attempts + 1, at, row.retryUntil, this.options.random);
-    metrics.attempted(ok ? 'delivered' : nextAttemptAt === null ? 'failed' : 'retry', outcome.ms / 1000);
-    if (!ok) {
-      const fields = { event: nextAttemptAt === null ? 'webhooks.delivery.failed' : 'webhooks.delivery.retry', webhook: row.webhookId, delivery: row.id, type: row.event.type, attempt: row.attempts + 1, status: outcome.status, error: outcome.error };
-      if (nextAttemptAt === null) this.log.warn(fields, 'webhook delivery given up after its retry window');
-      else this.log.debug({ ...fields, retryAt: new Date(nextAttemptAt).toISOString() }, 'webhook delivery failed; retrying later');
+    let givenUp = 0;
+    for (const row of rows) {
+      const nextAttemptAt = ok ? null : nextWebhookAttempt(row.attempts + 1, at, row.retryUntil, this.options.random);
+      if (!ok && nextAttemptAt === null) givenUp += 1;
+      metrics.attempted(ok ? 'delivered' : nextAttemptAt === null ? 'failed' : 'retry', outcome.ms / 1000);
+      this.results.push({ id: row.id, token: row.token, webhookId: row.webhookId, ok, status: outcome.status, error: ok ? null : outcome.error, at, nextAttemptAt });
     }
-    this.results.push({ id: row.id, token: row.token, webhookId: row.webhookId, ok, status: outcome.status, error: ok ? null : outcome.error, at, nextAttemptAt });
+    if (!ok) {
+      // One line per POST, naming its first delivery: a failing batch is one failure of the endpoint.
+      const fields = { webhook: first.webhookId, delivery: first.id, deliveries: rows.length, type: first.event.type, attempt: first.attempts + 1, status: outcome.status, error: outcome.error };
+      if (givenUp > 0) this.log.warn({ event: 'webhooks.delivery.failed', ...fields, givenUp }, 'webhook delivery given up after its retry window');
+      else this.log.debug({ event: 'webhooks.delivery.retry', ...fields }, 'webhook delivery failed; retrying later');
+    }
     if (this.results.length >= RESULT_BATCH) this.flushResults();
     else this.flushTimer ??= setTimeout(() => this.flushResults(), RESULT_DELAY_MS);
   }
@@ -282,4 +335,20 @@ export class WebhookDispatcher {
     })();
     await this.renewing;
   }
+}
+
+/**
+ * The next POST of an endpoint's waiting rows: the first, and as many after it as the endpoint
+ * takes in one request that were claimed with the same URL and secret (a change of either
+ * between claims starts a new request).
+ */
+function nextRequest(waiting: ClaimedWebhookDelivery[]): ClaimedWebhookDelivery[] {
+  const first = waiting[0]!;
+  let n = 1;
+  while (n < first.maxEventsPerRequest && n < waiting.length) {
+    const row = waiting[n]!;
+    if (row.url !== first.url || row.secret !== first.secret || row.maxEventsPerRequest !== first.maxEventsPerRequest) break;
+    n += 1;
+  }
+  return waiting.splice(0, n);
 }

@@ -2,21 +2,22 @@ import type { KeyObject } from 'node:crypto';
 import { systemClock, type Clock } from '../clock.ts';
 import type { StoredWebhookEvent } from '../storage/webhook-outbox.ts';
 import type { PostOutcome, HttpPoster } from '../engine/http-poster.ts';
-import { webhookBody } from './payload.ts';
+import { webhookBatchBody, webhookBatchId, webhookBody } from './payload.ts';
 import { signatureHeaders, signingKey } from './signature.ts';
 
-/** One attempt of one delivery: where, with which secret, as which webhook-id, what. */
-export interface DeliveryRequest {
+/** One POST: where, with which secret, the deliveries it carries. */
+export interface WebhookRequest {
   url: string;
   secret: string;
-  /** The delivery id: webhook-id, the same on every attempt. */
-  id: string;
-  event: StoredWebhookEvent;
+  /** Each by its delivery id (`msg_...`, the webhook-id of a delivery posted alone); one unless `batched`. */
+  deliveries: ReadonlyArray<{ id: string; event: StoredWebhookEvent }>;
+  /** The endpoint takes several events per request: the body is a JSON array, even of one. */
+  batched: boolean;
 }
 
 /** Renders, signs and POSTs deliveries (here, or on the webhook thread: sender-thread.ts). */
 export interface WebhookSender {
-  send(request: DeliveryRequest): Promise<PostOutcome>;
+  send(request: WebhookRequest): Promise<PostOutcome>;
   /** Closes the kept-alive connections (and the thread). */
   close(): void;
 }
@@ -25,22 +26,23 @@ export interface WebhookSender {
 const MAX_KEYS = 10_000;
 
 /**
- * The body (payload.ts) and the Standard Webhooks headers (signature.ts) of an attempt, POSTed.
- * The timestamp is `clock`'s: the system's, which receivers hold against their own (five minutes
+ * The body of one delivery or of a batch (payload.ts) and the Standard Webhooks headers
+ * (signature.ts) of an attempt, POSTed. The timestamp is `clock`'s: the system's, which receivers hold against their own (five minutes
  * either way). Each secret's HMAC key is made once: decoding it each time cost more than the HMAC.
  */
 export function createWebhookSender(options: { poster: HttpPoster; clock?: Clock }): WebhookSender {
   const clock = options.clock ?? systemClock;
   const keys = new Map<string, KeyObject>();
   return {
-    async send({ url, secret, id, event }) {
+    async send({ url, secret, deliveries, batched }) {
       try {
         let key = keys.get(secret);
         if (!key) {
           if (keys.size >= MAX_KEYS) keys.clear();
           keys.set(secret, (key = signingKey(secret)));
         }
-        const body = webhookBody(event);
+        const body = batched ? webhookBatchBody(deliveries) : webhookBody(deliveries[0]!.event);
+        const id = batched ? webhookBatchId(deliveries.map((d) => d.id)) : deliveries[0]!.id;
         return await options.poster.post(url, { ...signatureHeaders(key, id, Math.floor(clock.now() / 1000), body) }, body);
       } catch (err) {
         return { status: null, error: (err as Error).message, ms: 0 };

@@ -96,6 +96,7 @@ describe('/v1/webhooks', () => {
       url: HOOK.url,
       eventTypes: ['message.accepted', 'recipient.bounced'],
       description: 'CRM',
+      maxEventsPerRequest: 1,
       enabled: true,
       disabledReason: null,
       disabledAt: null,
@@ -200,6 +201,20 @@ describe('/v1/webhooks', () => {
 
     const permissive = await startApi(true);
     expect(await permissive('POST', '/v1/webhooks', ADMIN, { ...HOOK, url: 'http://127.0.0.1:9000/hook' })).toMatchObject({ status: 201 });
+  });
+
+  it('takes the events per request an endpoint asks for, from 1 to 100, and changes it', async () => {
+    const call = await startApi();
+    const created = await call('POST', '/v1/webhooks', ACME, { ...HOOK, maxEventsPerRequest: 25 });
+    expect(created).toMatchObject({ status: 201, body: { maxEventsPerRequest: 25 } });
+    expect((await store.getWebhook(created.body.id))!.maxEventsPerRequest).toBe(25);
+    expect(await call('PATCH', `/v1/webhooks/${created.body.id}`, ACME, { maxEventsPerRequest: 100 })).toMatchObject({ status: 200, body: { maxEventsPerRequest: 100 } });
+    expect(await call('GET', `/v1/webhooks/${created.body.id}`, ACME)).toMatchObject({ status: 200, body: { maxEventsPerRequest: 100 } });
+    for (const bad of [0, 101, 2.5, 'ten', null]) {
+      expect(await call('POST', '/v1/webhooks', ACME, { ...HOOK, maxEventsPerRequest: bad }), String(bad)).toMatchObject({ status: 400, body: { errors: [{ path: 'body.maxEventsPerRequest' }] } });
+      expect(await call('PATCH', `/v1/webhooks/${created.body.id}`, ACME, { maxEventsPerRequest: bad }), String(bad)).toMatchObject({ status: 400, body: { errors: [{ path: 'body.maxEventsPerRequest' }] } });
+    }
+    expect((await store.getWebhook(created.body.id))!.maxEventsPerRequest).toBe(100);
   });
 
   it('changes an endpoint, disables it with the caller named (deliveries held) and enables it again (deliveries due)', async () => {

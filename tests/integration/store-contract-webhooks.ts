@@ -61,6 +61,7 @@ export function registerWebhookContract(ctx: { store: () => Store; clock: () => 
     expect(await store.getWebhook(acme.id)).toEqual({
       ...acme,
       eventTypes: ['message.accepted', 'recipient.delivered'],
+      maxEventsPerRequest: 1,
       enabled: true,
       disabledReason: null,
       disabledAt: null,
@@ -250,7 +251,7 @@ export function registerWebhookContract(ctx: { store: () => Store; clock: () => 
 
     const first = await store.claimWebhookDeliveries({ ...claimOptions, now: T0 + 10, perWebhook: 2 });
     expect(first.map((c) => c.event.recipient)).toEqual(['acme0@d.test', 'beta0@d.test', 'acme1@d.test', 'beta1@d.test']);
-    expect(first[0]).toMatchObject({ webhookId: a.id, url: a.url, secret: a.secret, attempts: 0, dueAt: T0, retryUntil: T0 + WEBHOOK_RETRY_WINDOW_MS, token: expect.any(String) });
+    expect(first[0]).toMatchObject({ webhookId: a.id, url: a.url, secret: a.secret, maxEventsPerRequest: 1, attempts: 0, dueAt: T0, retryUntil: T0 + WEBHOOK_RETRY_WINDOW_MS, token: expect.any(String) });
     expect(new Set(first.map((c) => c.token)).size).toBe(1);
     // Not yet due, skipped, or held by a lease that runs: none of them.
     expect(await store.claimWebhookDeliveries({ ...claimOptions, now: T0 + 1 })).toEqual([]);
@@ -519,8 +520,14 @@ export function registerWebhookContract(ctx: { store: () => Store; clock: () => 
     expect(changed).toMatchObject({ eventTypes: ['recipient.bounced'], url: 'https://new.example/x', description: null, secret: 'whsec_bmV3LXNlY3JldC1ieXRlcy0yNA==', enabled: true, updatedAt: T0 + 7, createdAt: T0 });
     await store.recordWebhookEvents([event]);
     expect(await deliveries(store, hook.id)).toHaveLength(1);
+    expect(await store.updateWebhook(hook.id, { maxEventsPerRequest: 40 }, T0 + 7)).toMatchObject({ maxEventsPerRequest: 40, url: 'https://new.example/x' });
     const [claimed] = await store.claimWebhookDeliveries({ ...claimOptions, now: T0 + 8 });
-    expect(claimed).toMatchObject({ url: 'https://new.example/x', secret: 'whsec_bmV3LXNlY3JldC1ieXRlcy0yNA==' });
+    expect(claimed).toMatchObject({ url: 'https://new.example/x', secret: 'whsec_bmV3LXNlY3JldC1ieXRlcy0yNA==', maxEventsPerRequest: 40 });
+    for (const bad of [0, 101, 1.5]) {
+      await expect(store.updateWebhook(hook.id, { maxEventsPerRequest: bad }, T0 + 9)).rejects.toThrow(DataRefusedError);
+      await expect(store.createWebhook(endpoint({ maxEventsPerRequest: bad }))).rejects.toThrow(DataRefusedError);
+    }
+    expect((await store.getWebhook(hook.id))!.maxEventsPerRequest).toBe(40);
     expect(await store.updateWebhook('wh_unknown', { enabled: false }, T0)).toBeNull();
 
     expect((await store.listWebhooks('acme', null, 10)).map((e) => e.id)).toEqual([hook.id]);

@@ -44,7 +44,7 @@ interface Rig {
   metrics: WebhookMetrics;
   registry: Registry;
   dispatcher(options?: { concurrency?: number; allowPrivateNetworks?: boolean; owner?: string; store?: Store; poster?: HttpPoster; sender?: WebhookSender }): WebhookDispatcher;
-  endpoint(eventTypes?: WebhookEventType[], url?: string): Promise<{ id: string; secret: string }>;
+  endpoint(eventTypes?: WebhookEventType[], url?: string, maxEventsPerRequest?: number): Promise<{ id: string; secret: string }>;
   events(count: number, prefix?: string): Promise<void>;
   deliveries(webhookId: string): Promise<WebhookDelivery[]>;
 }
@@ -94,10 +94,10 @@ async function rig(storeFactory?: (clock: ManualClock) => Promise<Store>): Promi
       opened.push(() => dispatcher.stop());
       return dispatcher;
     },
-    async endpoint(eventTypes = ['recipient.complained'], url) {
+    async endpoint(eventTypes = ['recipient.complained'], url, maxEventsPerRequest = 1) {
       const id = newWebhookId();
       const secret = newWebhookSecret();
-      await store.createWebhook({ id, tenant: 'acme', url: url ?? receiver.url(`/${id}`), eventTypes, description: null, secret, createdAt: clock.now() });
+      await store.createWebhook({ id, tenant: 'acme', url: url ?? receiver.url(`/${id}`), eventTypes, description: null, maxEventsPerRequest, secret, createdAt: clock.now() });
       receiver.verifyWith(secret, `/${id}`);
       return { id, secret };
     },
@@ -152,6 +152,54 @@ describe('webhook dispatcher', () => {
     expect(await metricValue(r.registry, 'rookery_webhook_deliveries_total', { outcome: 'delivered' })).toBe(20);
     expect(await metricValue(r.registry, 'rookery_webhook_delivery_seconds', {}, '_count')).toBe(20);
     expect(JSON.stringify(r.logs)).not.toContain(hook.secret);
+  });
+
+  it('POSTs an endpoint taking several events per request a signed JSON array of each waiting event with its delivery id; a failed batch is retried whole, as itself', async () => {
+    const r = await rig();
+    const hook = await r.endpoint(['recipient.complained'], undefined, 50);
+    r.receiver.answer((_req, n) => (n === 1 ? 503 : 204));
+    const t0 = r.clock.now();
+    await r.events(120);
+    const dispatcher = r.dispatcher({ concurrency: 1 });
+    await dispatcher.start();
+    await r.receiver.waitFor(3);
+    await until(async () => (await r.deliveries(hook.id)).every((d) => d.attempts === 1), 'the first attempts recorded');
+
+    const batches = r.receiver.received.map((p) => ({ id: p.id, items: p.payload as unknown as Array<{ id: string; type: string; timestamp: string; data: Record<string, unknown> }> }));
+    expect(r.receiver.received.map((p) => p.verifyError)).toEqual([null, null, null]);
+    expect(batches.map((b) => b.items.length)).toEqual([50, 50, 20]);
+    expect(batches.every((b) => /^batch_[\w-]{24}$/.test(b.id))).toBe(true);
+    const deliveries = await r.deliveries(hook.id);
+    const byId = new Map(deliveries.map((d) => [d.id, d]));
+    const items = batches.flatMap((b) => b.items);
+    expect(new Set(items.map((i) => i.id))).toEqual(new Set(byId.keys()));
+    const sample = items.find((i) => i.data.recipient === 'r7@dest.test')!;
+    expect(sample).toEqual({
+      id: deliveries.find((d) => d.event.recipient === 'r7@dest.test')!.id,
+      type: 'recipient.complained',
+      timestamp: new Date(t0).toISOString(),
+      data: { feedbackType: 'abuse', messageId: 'q-r7', recipient: 'r7@dest.test', tenant: 'acme', tags: [], metadata: {}, egressIp: '192.0.2.10', reply: null, attempt: null, bounceClass: null },
+    });
+    const failed = new Set(batches[0]!.items.map((i) => i.id));
+    expect(deliveries.filter((d) => d.state === 'pending').map((d) => d.id).sort()).toEqual([...failed].sort());
+    expect(deliveries.filter((d) => failed.has(d.id)).every((d) => d.lastStatus === 503 && d.nextAttemptAt === t0 + 10_000)).toBe(true);
+    expect(r.logs.filter((l) => l.event === 'webhooks.delivery.retry')).toEqual([expect.objectContaining({ webhook: hook.id, deliveries: 50, status: 503 })]);
+
+    // The failed batch, due again together, goes as it went: the same webhook-id and body.
+    r.clock.advance(10_000);
+    dispatcher.wake();
+    await r.receiver.waitFor(4);
+    expect(r.receiver.received[3]).toMatchObject({ id: r.receiver.received[0]!.id, body: r.receiver.received[0]!.body, verifyError: null });
+    await until(async () => (await r.deliveries(hook.id)).every((d) => d.state === 'delivered'), 'every delivery recorded as delivered');
+    expect(await metricValue(r.registry, 'rookery_webhook_deliveries_total', { outcome: 'delivered' })).toBe(120);
+    expect(await metricValue(r.registry, 'rookery_webhook_deliveries_total', { outcome: 'retry' })).toBe(50);
+
+    // Alone, an event is not held back for others: it comes at once, an array of one.
+    await r.events(1, 'lone');
+    dispatcher.wake();
+    await r.receiver.waitFor(5);
+    expect(r.receiver.received[4]!.verifyError).toBeNull();
+    expect((r.receiver.received[4]!.payload as unknown as unknown[]).map((i) => (i as { data: { recipient: string } }).data.recipient)).toEqual(['lone0@dest.test']);
   });
 
   it('retries a failed POST after its backoff, with the same webhook-id, and records it delivered when the receiver answers 2xx', async () => {

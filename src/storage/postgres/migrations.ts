@@ -492,6 +492,14 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX recipients_parked ON recipients (parked_due_at) WHERE parked_due_at IS NOT NULL;
     `,
   },
+  {
+    version: 21,
+    name: 'webhook endpoints taking several events per request',
+    sql: `
+      -- At most this many events in one POST: 1 posts each event alone; more posts a JSON array.
+      ALTER TABLE webhooks ADD COLUMN max_events_per_request integer NOT NULL DEFAULT 1;
+    `,
+  },
 ];
 
 /** First key of the two-key advisory lock taken while migrating ("rook"). */

@@ -32,7 +32,7 @@ const SHOWN_RETRY_UNTIL = `CASE WHEN d.state = 'pending' THEN greatest(d.retry_u
 const DELIVERY_COLUMNS = `d.id, d.webhook_id, ${EVENT_COLUMNS}, ${SHOWN_STATE} AS state, d.attempts, d.next_attempt_at, ${SHOWN_RETRY_UNTIL} AS retry_until, d.last_attempt_at,
   d.last_status, d.last_error, d.finished_at, d.created_at`;
 
-const WEBHOOK_COLUMNS = `id, tenant, url, event_types, description, secret, enabled, disabled_reason, disabled_at, failing_since, created_at, updated_at`;
+const WEBHOOK_COLUMNS = `id, tenant, url, event_types, description, max_events_per_request, secret, enabled, disabled_reason, disabled_at, failing_since, created_at, updated_at`;
 
 /**
  * Fans `events` out to their subscribers in one statement: call with the transaction's client
@@ -61,8 +61,8 @@ export async function insertWebhookEvents(db: Db, events: readonly WebhookEvent[
 export async function insertWebhook(db: Db, e: NewWebhookEndpoint): Promise<void> {
   await db.query({
     name: 'rookery_insert_webhook',
-    text: `INSERT INTO webhooks (${WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, true, NULL, NULL, NULL, $7, $7)`,
-    values: [e.id, e.tenant ?? '', e.url, JSON.stringify(e.eventTypes), e.description, e.secret, e.createdAt],
+    text: `INSERT INTO webhooks (${WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, true, NULL, NULL, NULL, $8, $8)`,
+    values: [e.id, e.tenant ?? '', e.url, JSON.stringify(e.eventTypes), e.description, e.maxEventsPerRequest ?? 1, e.secret, e.createdAt],
   });
 }
 
@@ -93,10 +93,13 @@ export async function updateWebhook(db: Db, row: WebhookDbRow): Promise<void> {
   await db.query({
     name: 'rookery_update_webhook',
     text: `
-      UPDATE webhooks SET url = $2, event_types = $3, description = $4, secret = $5, enabled = $6, disabled_reason = $7, disabled_at = $8,
-        failing_since = $9, updated_at = $10
+      UPDATE webhooks SET url = $2, event_types = $3, description = $4, max_events_per_request = $5, secret = $6, enabled = $7,
+        disabled_reason = $8, disabled_at = $9, failing_since = $10, updated_at = $11
       WHERE id = $1`,
-    values: [row.id, row.url, row.event_types, row.description, row.secret, Boolean(row.enabled), row.disabled_reason, row.disabled_at, row.failing_since, row.updated_at],
+    values: [
+      row.id, row.url, row.event_types, row.description, row.max_events_per_request, row.secret, Boolean(row.enabled), row.disabled_reason, row.disabled_at,
+      row.failing_since, row.updated_at,
+    ],
   });
 }
 
@@ -198,7 +201,7 @@ export async function claimWebhookDeliveries(
         retry_until = greatest(d.retry_until, coalesce(w.enabled_at, 0) + ${WEBHOOK_WINDOW})
       FROM locked p, webhooks w
       WHERE d.id = p.id AND w.id = d.webhook_id AND w.enabled
-      RETURNING d.id, d.webhook_id, w.url, w.secret, d.attempts, d.retry_until, d.next_attempt_at, ${EVENT_COLUMNS}`,
+      RETURNING d.id, d.webhook_id, w.url, w.secret, w.max_events_per_request, d.attempts, d.retry_until, d.next_attempt_at, ${EVENT_COLUMNS}`,
     values: [o.now, o.limit, o.perWebhook, o.skip, o.limit * 2, o.owner, o.lockedUntil, o.token],
   });
   return rows;

@@ -32,13 +32,14 @@ const SHOWN_RETRY_UNTIL = `CASE WHEN d.state = 'pending' THEN max(d.retry_until,
 const DELIVERY_COLUMNS = `d.id, d.webhook_id, ${EVENT_COLUMNS}, ${SHOWN_STATE} AS state, d.attempts, d.next_attempt_at, ${SHOWN_RETRY_UNTIL} AS retry_until, d.last_attempt_at,
   d.last_status, d.last_error, d.finished_at, d.created_at`;
 
-const WEBHOOK_COLUMNS = `id, tenant, url, event_types, description, secret, enabled, disabled_reason, disabled_at, failing_since, created_at, updated_at`;
+const WEBHOOK_COLUMNS = `id, tenant, url, event_types, description, max_events_per_request, secret, enabled, disabled_reason, disabled_at, failing_since, created_at, updated_at`;
 
 
 interface ClaimableEndpoint {
   id: string;
   url: string;
   secret: string;
+  max_events_per_request: number;
   enabled_at: number;
 }
 
@@ -88,7 +89,7 @@ export function prepareWebhookQueries(db: DatabaseSync) {
     FROM webhook_subscriptions s LEFT JOIN messages m ON m.id = ?3
     WHERE s.tenant = ?2 AND s.event_type = ?1`);
 
-  const insertWebhook = stmt(`INSERT INTO webhooks (${WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+  const insertWebhook = stmt(`INSERT INTO webhooks (${WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
 
   const selectWebhook = stmt(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?`);
 
@@ -96,8 +97,8 @@ export function prepareWebhookQueries(db: DatabaseSync) {
     SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE (?1 IS NULL OR tenant = ?1) AND id > ?2 ORDER BY id LIMIT ?3`);
 
   const updateWebhook = stmt(`
-    UPDATE webhooks SET url = ?, event_types = ?, description = ?, secret = ?, enabled = ?, disabled_reason = ?, disabled_at = ?,
-      failing_since = ?, updated_at = ?
+    UPDATE webhooks SET url = ?, event_types = ?, description = ?, max_events_per_request = ?, secret = ?, enabled = ?, disabled_reason = ?,
+      disabled_at = ?, failing_since = ?, updated_at = ?
     WHERE id = ?`);
 
   const deleteWebhook = stmt(`DELETE FROM webhooks WHERE id = ?`);
@@ -123,7 +124,7 @@ export function prepareWebhookQueries(db: DatabaseSync) {
 
   // A claim's candidates: per enabled endpoint, its oldest due rows (its own index range, so a
   // disabled endpoint's backlog is never read), and the leases that ran out.
-  const claimableEndpoints = stmt(`SELECT id, url, secret, coalesce(enabled_at, 0) AS enabled_at FROM webhooks WHERE enabled = 1`);
+  const claimableEndpoints = stmt(`SELECT id, url, secret, max_events_per_request, coalesce(enabled_at, 0) AS enabled_at FROM webhooks WHERE enabled = 1`);
 
   const endpointDue = stmt(`
     SELECT id, webhook_id, next_attempt_at FROM webhook_deliveries INDEXED BY webhook_deliveries_endpoint_due
@@ -235,7 +236,7 @@ export function prepareWebhookQueries(db: DatabaseSync) {
     },
 
     insertWebhook(e: NewWebhookEndpoint): void {
-      insertWebhook.run(e.id, e.tenant ?? '', e.url, JSON.stringify(e.eventTypes), e.description, e.secret, 1, null, null, null, e.createdAt, e.createdAt);
+      insertWebhook.run(e.id, e.tenant ?? '', e.url, JSON.stringify(e.eventTypes), e.description, e.maxEventsPerRequest ?? 1, e.secret, 1, null, null, null, e.createdAt, e.createdAt);
     },
 
     selectWebhook(id: string): WebhookDbRow | undefined {
@@ -247,7 +248,7 @@ export function prepareWebhookQueries(db: DatabaseSync) {
     },
 
     updateWebhook(row: WebhookDbRow): void {
-      updateWebhook.run(row.url, row.event_types, row.description, row.secret, row.enabled ? 1 : 0, row.disabled_reason, row.disabled_at, row.failing_since, row.updated_at, row.id);
+      updateWebhook.run(row.url, row.event_types, row.description, row.max_events_per_request, row.secret, row.enabled ? 1 : 0, row.disabled_reason, row.disabled_at, row.failing_since, row.updated_at, row.id);
     },
 
     deleteWebhook(id: string): boolean {
@@ -312,14 +313,14 @@ export function prepareWebhookQueries(db: DatabaseSync) {
 
     /**
      * Leases the picked rows still as they were read (pending and due, or their lease run out)
-     * under `token`, with their endpoint's URL and secret; gives back the ones `pick` found on
+     * under `token`, with their endpoint's URL, secret and batch size; gives back the ones `pick` found on
      * disabled endpoints.
      */
     lease(pick: { picked: readonly PickedWebhookRow[]; giveBack: readonly string[] }, o: { now: number; owner: string; lockedUntil: number; token: WebhookLeaseToken }): LeasedWebhookRow[] {
       for (const id of pick.giveBack) releaseEnded.run(id, o.now);
       return pick.picked.flatMap(({ id, endpoint: e }) => {
-        const row = leaseOne.get(id, o.owner, o.lockedUntil, o.token, e.enabled_at + WEBHOOK_RETRY_WINDOW_MS, o.now) as unknown as Omit<LeasedWebhookRow, 'url' | 'secret'> | undefined;
-        return row ? [{ ...row, url: e.url, secret: e.secret }] : [];
+        const row = leaseOne.get(id, o.owner, o.lockedUntil, o.token, e.enabled_at + WEBHOOK_RETRY_WINDOW_MS, o.now) as unknown as Omit<LeasedWebhookRow, 'url' | 'secret' | 'max_events_per_request'> | undefined;
+        return row ? [{ ...row, url: e.url, secret: e.secret, max_events_per_request: e.max_events_per_request }] : [];
       });
     },
 

@@ -1,5 +1,5 @@
 import type { ApiPrincipal } from '../../../access/api-token.ts';
-import { WEBHOOK_DELIVERY_STATES, WEBHOOK_EVENT_TYPES, type WebhookDelivery, type WebhookEndpoint } from '../../../storage/webhook-outbox.ts';
+import { MAX_EVENTS_PER_REQUEST, WEBHOOK_DELIVERY_STATES, WEBHOOK_EVENT_TYPES, type WebhookDelivery, type WebhookEndpoint } from '../../../storage/webhook-outbox.ts';
 import { webhookBody } from '../../../webhooks/payload.ts';
 import { rfc3339 } from '../message-view.ts';
 
@@ -21,6 +21,12 @@ export const EVENT_TYPES = {
   description: 'The events to receive.',
 } as const;
 export const DESCRIPTION = { type: 'string', maxLength: 500, description: "The tenant's own note." } as const;
+export const MAX_EVENTS = {
+  type: 'integer',
+  minimum: 1,
+  maximum: MAX_EVENTS_PER_REQUEST,
+  description: 'At most this many events in one POST. 1 (the default): each event is its own request, its JSON an object. More: a JSON array of events, each with its delivery id, as many as are waiting (a batch of one included).',
+} as const;
 
 export const ID_PARAMS = {
   type: 'object',
@@ -39,13 +45,14 @@ export const DELIVERY_PARAMS = {
 export const WEBHOOK = {
   type: 'object',
   additionalProperties: false,
-  required: ['id', 'tenant', 'url', 'eventTypes', 'description', 'enabled', 'disabledReason', 'disabledAt', 'failingSince', 'createdAt', 'updatedAt'],
+  required: ['id', 'tenant', 'url', 'eventTypes', 'description', 'maxEventsPerRequest', 'enabled', 'disabledReason', 'disabledAt', 'failingSince', 'createdAt', 'updatedAt'],
   properties: {
     id: { type: 'string' },
     tenant: { ...NULLABLE_STRING, description: 'Its tenant; null: mail sent for no tenant.' },
     url: { type: 'string' },
     eventTypes: { type: 'array', items: { type: 'string' } },
     description: NULLABLE_STRING,
+    maxEventsPerRequest: { type: 'integer' },
     enabled: { type: 'boolean', description: 'False once disabled: every delivery failed for 3 days, or someone disabled it; PATCH enabled: true to resume.' },
     disabledReason: { ...NULLABLE_STRING, description: 'Why it is disabled; null while enabled.' },
     disabledAt: NULLABLE_TIME,
@@ -102,6 +109,7 @@ export function webhookView(e: WebhookEndpoint): object {
     url: e.url,
     eventTypes: e.eventTypes,
     description: e.description,
+    maxEventsPerRequest: e.maxEventsPerRequest,
     enabled: e.enabled,
     disabledReason: e.disabledReason,
     disabledAt: e.disabledAt === null ? null : rfc3339(e.disabledAt),

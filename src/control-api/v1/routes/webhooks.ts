@@ -13,7 +13,7 @@ import { decodeWebhookCursor, encodeWebhookCursor } from '../cursor.ts';
 import { readPageQuery } from '../page-query.ts';
 import { rolesFor } from '../route-roles.ts';
 import { AUTH_PROBLEMS, jsonResponse, NO_QUERY, PAGE_QUERY, problemResponses, v1Route } from '../schemas.ts';
-import { DESCRIPTION, EVENT_TYPES, ID_PARAMS, visibleWebhook, WEBHOOK, WEBHOOK_PAGE, WEBHOOK_URL, WEBHOOK_WITH_SECRET, webhookView } from './webhook-schemas.ts';
+import { DESCRIPTION, EVENT_TYPES, ID_PARAMS, MAX_EVENTS, visibleWebhook, WEBHOOK, WEBHOOK_PAGE, WEBHOOK_URL, WEBHOOK_WITH_SECRET, webhookView } from './webhook-schemas.ts';
 
 export interface WebhookRouteDeps {
   store: Pick<Store, 'createWebhook' | 'getWebhook' | 'listWebhooks' | 'updateWebhook' | 'deleteWebhook' | 'listWebhookDeliveries' | 'replayWebhookDelivery' | 'replayWebhookDeliveries'>;
@@ -36,6 +36,7 @@ const CREATE_BODY = {
     url: WEBHOOK_URL,
     eventTypes: EVENT_TYPES,
     description: DESCRIPTION,
+    maxEventsPerRequest: MAX_EVENTS,
     tenant: { type: 'string', minLength: 1, maxLength: 64, description: "A configured tenant, for a token of no tenant (absent: mail of no tenant); a tenant's token registers for its own." },
   },
 } as const;
@@ -48,6 +49,7 @@ const PATCH_BODY = {
     url: WEBHOOK_URL,
     eventTypes: EVENT_TYPES,
     description: { ...DESCRIPTION, type: ['string', 'null'] },
+    maxEventsPerRequest: MAX_EVENTS,
     enabled: { type: 'boolean', description: 'true enables a disabled endpoint (its held deliveries are due at once); false disables it (they are held).' },
   },
 } as const;
@@ -72,15 +74,16 @@ interface CreateBody {
   url: string;
   eventTypes: WebhookEventType[];
   description?: string;
+  maxEventsPerRequest?: number;
   tenant?: string;
 }
-type PatchBody = Partial<Pick<CreateBody, 'url' | 'eventTypes'>> & { description?: string | null; enabled?: boolean };
+type PatchBody = Partial<Pick<CreateBody, 'url' | 'eventTypes' | 'maxEventsPerRequest'>> & { description?: string | null; enabled?: boolean };
 type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 
 /**
  * /v1/webhooks: a tenant's endpoints. POST registers one (its signing secret made here and
- * answered once), GET lists and shows them, PATCH changes the URL, the events, the note or
- * whether it is enabled, DELETE removes it with its history, rotate-secret replaces the secret.
+ * answered once), GET lists and shows them, PATCH changes the URL, the events, the note, the
+ * events per request or whether it is enabled, DELETE removes it with its history, rotate-secret replaces the secret.
  * A tenant's token acts on its tenant's endpoints only; a token of no tenant on any, and alone on
  * those of mail of no tenant. Every change is audited, never with the secret.
  */
@@ -114,7 +117,10 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
         const whose = tenant === null ? 'mail of no tenant' : `tenant "${tenant}"`;
         return sendProblem(reply, problem('WEBHOOK_LIMIT_REACHED', `${whose} has ${max} webhook endpoints (webhooks.maxEndpointsPerTenant)`, { instance: pathOf(request) }));
       }
-      const endpoint = { id: newWebhookId(), tenant, url: body.url, eventTypes: body.eventTypes, description: body.description ?? null, secret: newWebhookSecret(), createdAt: clock.now() };
+      const endpoint = {
+        id: newWebhookId(), tenant, url: body.url, eventTypes: body.eventTypes, description: body.description ?? null,
+        maxEventsPerRequest: body.maxEventsPerRequest ?? 1, secret: newWebhookSecret(), createdAt: clock.now(),
+      };
       await deps.store.createWebhook(endpoint);
       const stored = (await deps.store.getWebhook(endpoint.id))!;
       auditRequest(request, { target: endpoint.id, change: { after: webhookView(stored) } });
@@ -173,6 +179,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       if (body.url !== undefined) change.url = body.url;
       if (body.eventTypes !== undefined) change.eventTypes = body.eventTypes;
       if (body.description !== undefined) change.description = body.description;
+      if (body.maxEventsPerRequest !== undefined) change.maxEventsPerRequest = body.maxEventsPerRequest;
       if (body.enabled !== undefined) change.enabled = body.enabled;
       if (body.enabled === false) change.disabledReason = `disabled by ${request.principal!.name}`;
       const after = await deps.store.updateWebhook(before.id, change, clock.now());
