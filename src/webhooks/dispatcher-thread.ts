@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../observability/logger.ts';
-import type { WebhookAttemptOutcome, WebhookMetrics } from './webhook-metrics.ts';
+import type { WebhookMetrics, WebhookPost } from './webhook-metrics.ts';
 
 /**
  * The webhook dispatcher on a thread of its own (dispatcher-worker.ts), with its own connection
@@ -25,7 +25,7 @@ export interface WebhookThreadSettings {
 export type ThreadMessage =
   | { kind: 'started' }
   | { kind: 'start-failed'; error: string }
-  | { kind: 'attempts'; tally: Array<[WebhookAttemptOutcome, number]> }
+  | { kind: 'posts'; posts: WebhookPost[] }
   | { kind: 'stopped' };
 
 export interface WebhookThread {
@@ -56,8 +56,8 @@ export function createWebhookThread(options: { settings: WebhookThreadSettings; 
       worker = current;
       let started = false;
       current.on('message', (message: ThreadMessage) => {
-        if (message.kind === 'attempts') {
-          for (const [outcome, seconds] of message.tally) options.metrics.attempted(outcome, seconds);
+        if (message.kind === 'posts') {
+          for (const post of message.posts) options.metrics.posted(post);
         } else if (message.kind === 'started') {
           started = true;
           restartDelay = RESTART_MIN_MS;

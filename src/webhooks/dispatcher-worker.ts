@@ -8,7 +8,7 @@ import { WebhookDispatcher } from './dispatcher.ts';
 import type { ThreadMessage, WebhookThreadSettings } from './dispatcher-thread.ts';
 import { createHttpPoster } from '../engine/http-poster.ts';
 import { createWebhookSender } from './webhook-sender.ts';
-import type { WebhookAttemptOutcome } from './webhook-metrics.ts';
+import type { WebhookPost } from './webhook-metrics.ts';
 
 /**
  * The webhook dispatcher's thread (dispatcher-thread.ts): its own connection to the queue's
@@ -31,10 +31,10 @@ function openStore(): Store {
   return createPostgresStore({ url: storage.url, clock, logger, poolSize: POSTGRES_CONNECTIONS });
 }
 
-let tally: Array<[WebhookAttemptOutcome, number]> = [];
+let tally: WebhookPost[] = [];
 const flushTally = () => {
   if (tally.length === 0) return;
-  send({ kind: 'attempts', tally });
+  send({ kind: 'posts', posts: tally });
   tally = [];
 };
 
@@ -48,7 +48,7 @@ try {
     sender,
     clock,
     logger,
-    metrics: { attempted: (outcome, seconds) => tally.push([outcome, seconds]) },
+    metrics: { posted: (post) => tally.push(post) },
     owner: settings.owner,
     concurrency: settings.concurrency,
     timeoutMs: settings.timeoutMs,

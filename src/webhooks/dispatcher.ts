@@ -4,7 +4,8 @@ import type { Store } from '../storage/store.ts';
 import { WEBHOOK_RETRY_WINDOW_MS, type ClaimedWebhookDelivery, type WebhookAttemptResult } from '../storage/webhook-outbox.ts';
 import type { PostOutcome } from '../engine/http-poster.ts';
 import { nextWebhookAttempt } from './retry-schedule.ts';
-import type { WebhookSender } from './webhook-sender.ts';
+import { webhookBatchId, webhookBatchItem, webhookBody } from './payload.ts';
+import type { WebhookRequest, WebhookSender } from './webhook-sender.ts';
 import type { WebhookAttemptMetrics } from './webhook-metrics.ts';
 
 export interface WebhookDispatcherOptions {
@@ -51,9 +52,13 @@ interface Endpoint {
   inFlight: number;
   /** Deliveries in those POSTs. */
   inFlightRows: number;
-  /** Events it takes per request, as last claimed. */
-  batch: number;
 }
+
+/**
+ * A batch's body stays within this many bytes (a larger event goes alone): inside the body limits
+ * receivers commonly set, and one oversized event never takes a hundred others into its retries.
+ */
+const MAX_BATCH_BYTES = 256 * 1024;
 
 /**
  * Sends the outbox: claims due deliveries in batches (several nodes share the outbox without
@@ -155,8 +160,8 @@ export class WebhookDispatcher {
             await store.releaseWebhookDeliveries(rows);
             break;
           }
-          const fillMore = this.take(rows);
-          if (rows.length < limit && !fillMore) break;
+          this.take(rows);
+          if (rows.length < limit) break;
         }
       } while (this.wakeAgain && this.running);
     } catch (err) {
@@ -169,7 +174,8 @@ export class WebhookDispatcher {
 
   /** Endpoints holding a claim's worth: the next claim leaves them out. */
   private busyEndpoints(): string[] {
-    return [...this.endpoints].filter(([, e]) => this.heldOf(e) >= this.fullMark(e)).map(([id]) => id);
+    const full = Math.max(PER_ENDPOINT, this.refillMark());
+    return [...this.endpoints].filter(([, e]) => this.heldOf(e) >= full).map(([id]) => id);
   }
 
   /** Deliveries held for an endpoint: waiting, and in its POSTs in flight. */
@@ -177,17 +183,9 @@ export class WebhookDispatcher {
     return endpoint.waiting.length + endpoint.inFlightRows;
   }
 
-  /**
-   * Held down to this many, an endpoint is claimed for again before it runs dry: two rounds of
-   * single POSTs, or one full batch.
-   */
-  private refillMark(endpoint: Endpoint): number {
-    return Math.max(this.options.concurrency * 2, endpoint.batch);
-  }
-
-  /** Held this many, an endpoint is left out of claims. */
-  private fullMark(endpoint: Endpoint): number {
-    return Math.max(PER_ENDPOINT, 2 * this.refillMark(endpoint));
+  /** Held down to this many (two rounds of POSTs), an endpoint is claimed for again before it runs dry. */
+  private refillMark(): number {
+    return this.options.concurrency * 2;
   }
 
   private arm(): void {
@@ -203,11 +201,11 @@ export class WebhookDispatcher {
   }
 
   /**
-   * Takes a claim's rows and starts what the endpoints' free slots allow. True when an endpoint
-   * got a whole claim's share of rows and still has room: its backlog may go on, claim again.
+   * Takes a claim's rows and starts what the endpoints' free slots allow (after the whole claim,
+   * so a batch can take several of its rows).
    */
-  private take(rows: readonly ClaimedWebhookDelivery[]): boolean {
-    const touched = new Map<string, number>();
+  private take(rows: readonly ClaimedWebhookDelivery[]): void {
+    const touched = new Set<string>();
     for (const row of rows) {
       // Claimed again while this node still holds it (its lease ran out here): the new claim's
       // token replaces the old one on the row, so the old claim's send would not apply.
@@ -218,18 +216,11 @@ export class WebhookDispatcher {
       }
       this.held.set(row.id, row);
       let endpoint = this.endpoints.get(row.webhookId);
-      if (!endpoint) this.endpoints.set(row.webhookId, (endpoint = { waiting: [], inFlight: 0, inFlightRows: 0, batch: 1 }));
-      endpoint.batch = row.maxEventsPerRequest;
+      if (!endpoint) this.endpoints.set(row.webhookId, (endpoint = { waiting: [], inFlight: 0, inFlightRows: 0 }));
       endpoint.waiting.push(row);
-      touched.set(row.webhookId, (touched.get(row.webhookId) ?? 0) + 1);
+      touched.add(row.webhookId);
     }
-    let fillMore = false;
-    for (const [webhookId, count] of touched) {
-      const endpoint = this.endpoints.get(webhookId)!;
-      this.startNext(webhookId, endpoint);
-      if (count >= this.perEndpointClaim() && this.heldOf(endpoint) < this.fullMark(endpoint)) fillMore = true;
-    }
-    return fillMore;
+    for (const webhookId of touched) this.startNext(webhookId, this.endpoints.get(webhookId)!);
   }
 
   private perEndpointClaim(): number {
@@ -238,10 +229,10 @@ export class WebhookDispatcher {
 
   private startNext(webhookId: string, endpoint: Endpoint): void {
     while (this.running && endpoint.inFlight < this.options.concurrency && endpoint.waiting.length > 0) {
-      const rows = nextRequest(endpoint.waiting);
+      const { rows, request } = nextRequest(endpoint.waiting);
       endpoint.inFlight += 1;
       endpoint.inFlightRows += rows.length;
-      const post: Promise<void> = this.send(rows).finally(() => {
+      const post: Promise<void> = this.send(rows, request).finally(() => {
         this.posts.delete(post);
         for (const row of rows) this.held.delete(row.id);
         endpoint.inFlight -= 1;
@@ -249,8 +240,9 @@ export class WebhookDispatcher {
         this.startNext(webhookId, endpoint);
         const held = this.heldOf(endpoint);
         if (held === 0) this.endpoints.delete(webhookId);
-        // Down to the refill mark: claim more of it (and of the others) before it runs dry.
-        const mark = this.refillMark(endpoint);
+        // Down to the refill mark (a POST of one or of a batch): claim more of it (and of the
+        // others) before it runs dry.
+        const mark = this.refillMark();
         if (held <= mark && held + rows.length > mark) this.wake();
       });
       this.posts.add(post);
@@ -258,29 +250,33 @@ export class WebhookDispatcher {
   }
 
   /** One POST of `rows` (one delivery, or a batch of one endpoint's), its results queued for recording. */
-  private async send(rows: readonly ClaimedWebhookDelivery[]): Promise<void> {
+  private async send(rows: readonly ClaimedWebhookDelivery[], request: WebhookRequest): Promise<void> {
     const { clock, sender, metrics } = this.options;
-    const first = rows[0]!;
     let outcome: PostOutcome;
     try {
-      outcome = await sender.send({ url: first.url, secret: first.secret, deliveries: rows, batched: first.maxEventsPerRequest > 1 });
+      outcome = await sender.send(request);
     } catch (err) {
       outcome = { status: null, error: (err as Error).message, ms: 0 };
     }
     const at = clock.now();
     const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
-    let givenUp = 0;
+    // One jitter for the POST: a failed batch comes due again together, and goes as it went.
+    const jitter = (this.options.random ?? Math.random)();
+    const post = { seconds: outcome.ms / 1000, delivered: 0, retry: 0, failed: 0 };
+    const givenUp: string[] = [];
     for (const row of rows) {
-      const nextAttemptAt = ok ? null : nextWebhookAttempt(row.attempts + 1, at, row.retryUntil, this.options.random);
-      if (!ok && nextAttemptAt === null) givenUp += 1;
-      metrics.attempted(ok ? 'delivered' : nextAttemptAt === null ? 'failed' : 'retry', outcome.ms / 1000);
+      const nextAttemptAt = ok ? null : nextWebhookAttempt(row.attempts + 1, at, row.retryUntil, () => jitter);
+      if (!ok && nextAttemptAt === null) givenUp.push(row.id);
+      post[ok ? 'delivered' : nextAttemptAt === null ? 'failed' : 'retry'] += 1;
       this.results.push({ id: row.id, token: row.token, webhookId: row.webhookId, ok, status: outcome.status, error: ok ? null : outcome.error, at, nextAttemptAt });
     }
+    metrics.posted(post);
     if (!ok) {
-      // One line per POST, naming its first delivery: a failing batch is one failure of the endpoint.
-      const fields = { webhook: first.webhookId, delivery: first.id, deliveries: rows.length, type: first.event.type, attempt: first.attempts + 1, status: outcome.status, error: outcome.error };
-      if (givenUp > 0) this.log.warn({ event: 'webhooks.delivery.failed', ...fields, givenUp }, 'webhook delivery given up after its retry window');
-      else this.log.debug({ event: 'webhooks.delivery.retry', ...fields }, 'webhook delivery failed; retrying later');
+      // One line per POST: a failing batch is one failure of the endpoint.
+      const first = rows[0]!;
+      const fields = { webhook: first.webhookId, request: request.id, deliveries: rows.length, type: first.event.type, attempt: first.attempts + 1, status: outcome.status, error: outcome.error };
+      this.log.debug({ event: 'webhooks.delivery.retry', ...fields }, 'webhook delivery failed; retrying later');
+      if (givenUp.length > 0) this.log.warn({ event: 'webhooks.delivery.failed', ...fields, givenUp }, 'webhook deliveries given up after their retry window');
     }
     if (this.results.length >= RESULT_BATCH) this.flushResults();
     else this.flushTimer ??= setTimeout(() => this.flushResults(), RESULT_DELAY_MS);
@@ -338,17 +334,25 @@ export class WebhookDispatcher {
 }
 
 /**
- * The next POST of an endpoint's waiting rows: the first, and as many after it as the endpoint
- * takes in one request that were claimed with the same URL and secret (a change of either
+ * The next POST of an endpoint's waiting rows, taken off them: the first alone, or for an
+ * endpoint taking several events per request a JSON array of it and as many after it as it takes
+ * (within MAX_BATCH_BYTES) that were claimed with the same URL and secret (a change of either
  * between claims starts a new request).
  */
-function nextRequest(waiting: ClaimedWebhookDelivery[]): ClaimedWebhookDelivery[] {
+function nextRequest(waiting: ClaimedWebhookDelivery[]): { rows: ClaimedWebhookDelivery[]; request: WebhookRequest } {
   const first = waiting[0]!;
-  let n = 1;
-  while (n < first.maxEventsPerRequest && n < waiting.length) {
-    const row = waiting[n]!;
+  const target = { url: first.url, secret: first.secret };
+  if (first.maxEventsPerRequest <= 1) return { rows: waiting.splice(0, 1), request: { ...target, id: first.id, body: webhookBody(first.event) } };
+  const items = [webhookBatchItem(first.id, first.event)];
+  let bytes = Buffer.byteLength(items[0]!) + 2;
+  while (items.length < first.maxEventsPerRequest && items.length < waiting.length) {
+    const row = waiting[items.length]!;
     if (row.url !== first.url || row.secret !== first.secret || row.maxEventsPerRequest !== first.maxEventsPerRequest) break;
-    n += 1;
+    const item = webhookBatchItem(row.id, row.event);
+    bytes += Buffer.byteLength(item) + 1;
+    if (bytes > MAX_BATCH_BYTES) break;
+    items.push(item);
   }
-  return waiting.splice(0, n);
+  const rows = waiting.splice(0, items.length);
+  return { rows, request: { ...target, id: webhookBatchId(rows.map((r) => r.id)), body: `[${items.join(',')}]` } };
 }

@@ -33,12 +33,12 @@ export function webhookBody(event: StoredWebhookEvent): string {
 }
 
 /**
- * The body of a batch (an endpoint taking several events per request): a JSON array of payloads,
- * each led by its delivery id, the webhook-id it has alone, by which a receiver deduplicates
- * events sent again in another batch.
+ * One event of a batch (an endpoint taking several events per request, whose body is a JSON array
+ * of these): its payload led by its delivery id, the webhook-id it has alone, by which a receiver
+ * deduplicates events sent again in another batch.
  */
-export function webhookBatchBody(deliveries: ReadonlyArray<{ id: string; event: StoredWebhookEvent }>): string {
-  return JSON.stringify(deliveries.map((d) => ({ id: d.id, ...webhookPayload(d.event) })));
+export function webhookBatchItem(id: string, event: StoredWebhookEvent): string {
+  return JSON.stringify({ id, ...webhookPayload(event) });
 }
 
 /** The webhook-id of a batch: the same for the same deliveries (a retry of it), another for another set. */

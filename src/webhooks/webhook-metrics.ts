@@ -4,9 +4,12 @@ import type { WebhookOutboxStats } from '../storage/webhook-outbox.ts';
 export const WEBHOOK_ATTEMPT_OUTCOMES = ['delivered', 'retry', 'failed'] as const;
 export type WebhookAttemptOutcome = (typeof WEBHOOK_ATTEMPT_OUTCOMES)[number];
 
+/** One POST: how long it took, and what came of its deliveries (its one event, or each of a batch's). */
+export type WebhookPost = { seconds: number } & Record<WebhookAttemptOutcome, number>;
+
 /** What the dispatcher counts of each POST (on the dispatcher thread, a tally sent to the daemon's registry). */
 export interface WebhookAttemptMetrics {
-  attempted(outcome: WebhookAttemptOutcome, seconds: number): void;
+  posted(post: WebhookPost): void;
 }
 
 /** The webhook metrics, on the daemon's registry (Metrics.registry). */
@@ -20,13 +23,13 @@ export class WebhookMetrics implements WebhookAttemptMetrics {
   constructor(registry: Registry) {
     this.deliveries = new Counter({
       name: 'rookery_webhook_deliveries_total',
-      help: 'Webhook POSTs by outcome: delivered (2xx), retry (failed, tried again later), failed (failed past the retry window: given up)',
+      help: 'Webhook deliveries attempted, by outcome: delivered (2xx), retry (failed, tried again later), failed (failed past the retry window: given up); a batch counts each of its events',
       labelNames: ['outcome'] as const,
       registers: [registry],
     });
     this.latency = new Histogram({
       name: 'rookery_webhook_delivery_seconds',
-      help: 'Time of one webhook POST, from connecting (or taking a kept-alive connection) to the end of the answer',
+      help: 'Time of one webhook POST (one event, or a batch), from connecting (or taking a kept-alive connection) to the end of the answer',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: [registry],
     });
@@ -49,9 +52,9 @@ export class WebhookMetrics implements WebhookAttemptMetrics {
     for (const outcome of WEBHOOK_ATTEMPT_OUTCOMES) this.deliveries.inc({ outcome }, 0);
   }
 
-  attempted(outcome: WebhookAttemptOutcome, seconds: number): void {
-    this.deliveries.inc({ outcome });
-    this.latency.observe(seconds);
+  posted(post: WebhookPost): void {
+    for (const outcome of WEBHOOK_ATTEMPT_OUTCOMES) if (post[outcome] > 0) this.deliveries.inc({ outcome }, post[outcome]);
+    this.latency.observe(post.seconds);
   }
 
   /** Sets the gauges from the store's counts (before a scrape). */

@@ -43,7 +43,7 @@ interface Rig {
   logs: Array<Record<string, unknown>>;
   metrics: WebhookMetrics;
   registry: Registry;
-  dispatcher(options?: { concurrency?: number; allowPrivateNetworks?: boolean; owner?: string; store?: Store; poster?: HttpPoster; sender?: WebhookSender }): WebhookDispatcher;
+  dispatcher(options?: { concurrency?: number; allowPrivateNetworks?: boolean; owner?: string; store?: Store; poster?: HttpPoster; sender?: WebhookSender; random?: () => number }): WebhookDispatcher;
   endpoint(eventTypes?: WebhookEventType[], url?: string, maxEventsPerRequest?: number): Promise<{ id: string; secret: string }>;
   events(count: number, prefix?: string): Promise<void>;
   deliveries(webhookId: string): Promise<WebhookDelivery[]>;
@@ -88,7 +88,7 @@ async function rig(storeFactory?: (clock: ManualClock) => Promise<Store>): Promi
         concurrency: options.concurrency ?? 4,
         timeoutMs: 5_000,
         pollMs: 20,
-        random: () => 0,
+        random: options.random ?? (() => 0),
       });
       opened.push(() => poster.close());
       opened.push(() => dispatcher.stop());
@@ -160,7 +160,8 @@ describe('webhook dispatcher', () => {
     r.receiver.answer((_req, n) => (n === 1 ? 503 : 204));
     const t0 = r.clock.now();
     await r.events(120);
-    const dispatcher = r.dispatcher({ concurrency: 1 });
+    // Jitter as in the daemon: the failed batch's rows still come due together.
+    const dispatcher = r.dispatcher({ concurrency: 1, random: Math.random });
     await dispatcher.start();
     await r.receiver.waitFor(3);
     await until(async () => (await r.deliveries(hook.id)).every((d) => d.attempts === 1), 'the first attempts recorded');
@@ -182,17 +183,21 @@ describe('webhook dispatcher', () => {
     });
     const failed = new Set(batches[0]!.items.map((i) => i.id));
     expect(deliveries.filter((d) => d.state === 'pending').map((d) => d.id).sort()).toEqual([...failed].sort());
-    expect(deliveries.filter((d) => failed.has(d.id)).every((d) => d.lastStatus === 503 && d.nextAttemptAt === t0 + 10_000)).toBe(true);
-    expect(r.logs.filter((l) => l.event === 'webhooks.delivery.retry')).toEqual([expect.objectContaining({ webhook: hook.id, deliveries: 50, status: 503 })]);
+    const retryAt = deliveries.find((d) => failed.has(d.id))!.nextAttemptAt;
+    expect(retryAt).toBeGreaterThan(t0 + 7_999);
+    expect(retryAt).toBeLessThanOrEqual(t0 + 10_000);
+    expect(deliveries.filter((d) => failed.has(d.id)).every((d) => d.lastStatus === 503 && d.nextAttemptAt === retryAt)).toBe(true);
+    expect(r.logs.filter((l) => l.event === 'webhooks.delivery.retry')).toEqual([expect.objectContaining({ webhook: hook.id, request: batches[0]!.id, deliveries: 50, status: 503 })]);
 
     // The failed batch, due again together, goes as it went: the same webhook-id and body.
-    r.clock.advance(10_000);
+    r.clock.set(retryAt);
     dispatcher.wake();
     await r.receiver.waitFor(4);
     expect(r.receiver.received[3]).toMatchObject({ id: r.receiver.received[0]!.id, body: r.receiver.received[0]!.body, verifyError: null });
     await until(async () => (await r.deliveries(hook.id)).every((d) => d.state === 'delivered'), 'every delivery recorded as delivered');
     expect(await metricValue(r.registry, 'rookery_webhook_deliveries_total', { outcome: 'delivered' })).toBe(120);
     expect(await metricValue(r.registry, 'rookery_webhook_deliveries_total', { outcome: 'retry' })).toBe(50);
+    expect(await metricValue(r.registry, 'rookery_webhook_delivery_seconds', {}, '_count')).toBe(4);
 
     // Alone, an event is not held back for others: it comes at once, an array of one.
     await r.events(1, 'lone');
@@ -200,6 +205,23 @@ describe('webhook dispatcher', () => {
     await r.receiver.waitFor(5);
     expect(r.receiver.received[4]!.verifyError).toBeNull();
     expect((r.receiver.received[4]!.payload as unknown as unknown[]).map((i) => (i as { data: { recipient: string } }).data.recipient)).toEqual(['lone0@dest.test']);
+  });
+
+  it('keeps a batch within 256 KiB: large events go in more requests, each event once', async () => {
+    const r = await rig();
+    const hook = await r.endpoint(['recipient.complained'], undefined, 100);
+    const at = r.clock.now();
+    await r.store.recordWebhookEvents(
+      Array.from({ length: 60 }, (_, i) => ({ type: 'recipient.complained' as const, tenant: 'acme', messageId: null, recipient: `big${i}@dest.test`, at, egressIp: null, data: { note: 'x'.repeat(15_000) } })),
+    );
+    await r.dispatcher({ concurrency: 1 }).start();
+    await until(async () => (await r.deliveries(hook.id)).every((d) => d.state === 'delivered'), 'every delivery recorded as delivered');
+    const sizes = r.receiver.received.map((p) => Buffer.byteLength(p.body));
+    expect(r.receiver.received.every((p) => p.verifyError === null)).toBe(true);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(256 * 1024);
+    expect(sizes.length).toBe(4);
+    const recipients = r.receiver.received.flatMap((p) => (p.payload as unknown as Array<{ data: { recipient: string } }>).map((i) => i.data.recipient));
+    expect(recipients.sort()).toEqual(Array.from({ length: 60 }, (_, i) => `big${i}@dest.test`).sort());
   });
 
   it('retries a failed POST after its backoff, with the same webhook-id, and records it delivered when the receiver answers 2xx', async () => {

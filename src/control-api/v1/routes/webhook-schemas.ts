@@ -91,7 +91,7 @@ export const DELIVERY = {
     lastError: NULLABLE_STRING,
     finishedAt: { ...NULLABLE_TIME, description: 'When it was delivered or given up.' },
     createdAt: { type: 'string', format: 'date-time' },
-    payload: { type: 'object', additionalProperties: true, description: 'The JSON body it is sent with.' },
+    payload: { type: 'object', additionalProperties: true, description: 'The JSON body it is sent with alone (to an endpoint taking several events per request, in an array, led by its id).' },
   },
 } as const;
 
