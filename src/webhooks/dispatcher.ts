@@ -65,10 +65,10 @@ const MAX_BATCH_BYTES = 256 * 1024;
  * sending a row twice while their leases run), POSTs each, signed, with at most `concurrency` in
  * flight per endpoint, and records the results in batches. An endpoint taking several events per
  * request gets as many of its waiting deliveries in one POST as it takes: under load they come in
- * full batches, and alone a delivery is not held back to wait for others. A claim takes at most half its rows
- * of one endpoint, and an endpoint holding that many is left out of the next claim, so a
- * receiver that is slow or down never takes the others' turn. Claimed rows not yet sent and those
- * in flight are renewed every third of the lease. A failure is retried with exponential backoff
+ * full batches, and alone a delivery is not held back to wait for others. A claim takes at most
+ * half its rows of one endpoint, and an endpoint holding that many is left out of the next claim,
+ * so a receiver that is slow or down never takes the others' turn. Claimed rows not yet sent and
+ * those in flight are renewed every third of the lease. A failure is retried with exponential backoff
  * (retry-schedule.ts) until its retry window ends; the store disables an endpoint whose every
  * delivery failed for that window, and that is logged here.
  *
@@ -155,7 +155,7 @@ export class WebhookDispatcher {
         this.wakeAgain = false;
         while (this.running && this.held.size < this.maxHeld) {
           const limit = Math.min(CLAIM_BATCH, this.maxHeld - this.held.size);
-          const rows = await store.claimWebhookDeliveries({ now: clock.now(), limit, perWebhook: this.perEndpointClaim(), skip: this.busyEndpoints(), owner, leaseMs: this.leaseMs });
+          const rows = await store.claimWebhookDeliveries({ now: clock.now(), limit, perWebhook: Math.max(PER_ENDPOINT, this.options.concurrency), skip: this.busyEndpoints(), owner, leaseMs: this.leaseMs });
           if (!this.running) {
             await store.releaseWebhookDeliveries(rows);
             break;
@@ -223,10 +223,6 @@ export class WebhookDispatcher {
     for (const webhookId of touched) this.startNext(webhookId, this.endpoints.get(webhookId)!);
   }
 
-  private perEndpointClaim(): number {
-    return Math.max(PER_ENDPOINT, this.options.concurrency);
-  }
-
   private startNext(webhookId: string, endpoint: Endpoint): void {
     while (this.running && endpoint.inFlight < this.options.concurrency && endpoint.waiting.length > 0) {
       const { rows, request } = nextRequest(endpoint.waiting);
@@ -275,7 +271,7 @@ export class WebhookDispatcher {
       // One line per POST: a failing batch is one failure of the endpoint.
       const first = rows[0]!;
       const fields = { webhook: first.webhookId, request: request.id, deliveries: rows.length, type: first.event.type, attempt: first.attempts + 1, status: outcome.status, error: outcome.error };
-      this.log.debug({ event: 'webhooks.delivery.retry', ...fields }, 'webhook delivery failed; retrying later');
+      if (givenUp.length < rows.length) this.log.debug({ event: 'webhooks.delivery.retry', ...fields }, 'webhook delivery failed; retrying later');
       if (givenUp.length > 0) this.log.warn({ event: 'webhooks.delivery.failed', ...fields, givenUp }, 'webhook deliveries given up after their retry window');
     }
     if (this.results.length >= RESULT_BATCH) this.flushResults();
