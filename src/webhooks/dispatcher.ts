@@ -10,7 +10,7 @@ import type { WebhookAttemptMetrics } from './webhook-metrics.ts';
 
 export interface WebhookDispatcherOptions {
   store: Pick<Store, 'claimWebhookDeliveries' | 'renewWebhookLeases' | 'recordWebhookAttempts' | 'releaseWebhookDeliveries' | 'releaseAllWebhookDeliveries'>;
-  /** Renders, signs and POSTs a delivery (webhook-sender.ts; on its own thread in the daemon). */
+  /** Signs and POSTs a request (webhook-sender.ts), which the dispatcher renders. */
   sender: WebhookSender;
   /** Due times, retries, the retry window. The signatures' time is the sender's (the system's). */
   clock: Clock;
@@ -52,6 +52,8 @@ interface Endpoint {
   inFlight: number;
   /** Deliveries in those POSTs. */
   inFlightRows: number;
+  /** Events it takes per request, as last claimed. */
+  batch: number;
 }
 
 /**
@@ -65,9 +67,10 @@ const MAX_BATCH_BYTES = 256 * 1024;
  * sending a row twice while their leases run), POSTs each, signed, with at most `concurrency` in
  * flight per endpoint, and records the results in batches. An endpoint taking several events per
  * request gets as many of its waiting deliveries in one POST as it takes: under load they come in
- * full batches, and alone a delivery is not held back to wait for others. A claim takes at most
- * half its rows of one endpoint, and an endpoint holding that many is left out of the next claim,
- * so a receiver that is slow or down never takes the others' turn. Claimed rows not yet sent and
+ * full batches, two requests in flight, and alone a delivery is not held back to wait for others.
+ * A claim takes a limited share of its rows of one endpoint, and an endpoint holding about that
+ * many is left out of the next claim, so a receiver that is slow or down never takes the others'
+ * turn. Claimed rows not yet sent and
  * those in flight are renewed every third of the lease. A failure is retried with exponential backoff
  * (retry-schedule.ts) until its retry window ends; the store disables an endpoint whose every
  * delivery failed for that window, and that is logged here.
@@ -155,13 +158,13 @@ export class WebhookDispatcher {
         this.wakeAgain = false;
         while (this.running && this.held.size < this.maxHeld) {
           const limit = Math.min(CLAIM_BATCH, this.maxHeld - this.held.size);
-          const rows = await store.claimWebhookDeliveries({ now: clock.now(), limit, perWebhook: Math.max(PER_ENDPOINT, this.options.concurrency), skip: this.busyEndpoints(), owner, leaseMs: this.leaseMs });
+          const rows = await store.claimWebhookDeliveries({ now: clock.now(), limit, perWebhook: this.perEndpointClaim(), skip: this.busyEndpoints(), owner, leaseMs: this.leaseMs });
           if (!this.running) {
             await store.releaseWebhookDeliveries(rows);
             break;
           }
-          this.take(rows);
-          if (rows.length < limit) break;
+          const fillMore = this.take(rows);
+          if (rows.length < limit && !fillMore) break;
         }
       } while (this.wakeAgain && this.running);
     } catch (err) {
@@ -172,10 +175,9 @@ export class WebhookDispatcher {
     }
   }
 
-  /** Endpoints holding a claim's worth: the next claim leaves them out. */
+  /** Endpoints holding what they may: the next claim leaves them out. */
   private busyEndpoints(): string[] {
-    const full = Math.max(PER_ENDPOINT, this.refillMark());
-    return [...this.endpoints].filter(([, e]) => this.heldOf(e) >= full).map(([id]) => id);
+    return [...this.endpoints].filter(([, e]) => this.heldOf(e) >= this.fullMark(e)).map(([id]) => id);
   }
 
   /** Deliveries held for an endpoint: waiting, and in its POSTs in flight. */
@@ -183,9 +185,20 @@ export class WebhookDispatcher {
     return endpoint.waiting.length + endpoint.inFlightRows;
   }
 
-  /** Held down to this many (two rounds of POSTs), an endpoint is claimed for again before it runs dry. */
-  private refillMark(): number {
-    return this.options.concurrency * 2;
+  /**
+   * Held down to this many, an endpoint is claimed for again before it runs dry: two rounds of
+   * single POSTs, or one batch.
+   */
+  private refillMark(endpoint: Endpoint): number {
+    return Math.max(this.options.concurrency * 2, endpoint.batch);
+  }
+
+  /**
+   * What an endpoint may hold: a claim's share, two rounds of single POSTs, or two batches (one in
+   * flight while the next is claimed), so a receiver that hangs keeps little of what others need.
+   */
+  private fullMark(endpoint: Endpoint): number {
+    return Math.max(PER_ENDPOINT, this.options.concurrency * 2, endpoint.batch * 2);
   }
 
   private arm(): void {
@@ -202,10 +215,11 @@ export class WebhookDispatcher {
 
   /**
    * Takes a claim's rows and starts what the endpoints' free slots allow (after the whole claim,
-   * so a batch can take several of its rows).
+   * so a batch can take several of its rows). True when an endpoint got a whole claim's share and
+   * may hold more (the next batch): claim again at once.
    */
-  private take(rows: readonly ClaimedWebhookDelivery[]): void {
-    const touched = new Set<string>();
+  private take(rows: readonly ClaimedWebhookDelivery[]): boolean {
+    const touched = new Map<string, number>();
     for (const row of rows) {
       // Claimed again while this node still holds it (its lease ran out here): the new claim's
       // token replaces the old one on the row, so the old claim's send would not apply.
@@ -216,11 +230,23 @@ export class WebhookDispatcher {
       }
       this.held.set(row.id, row);
       let endpoint = this.endpoints.get(row.webhookId);
-      if (!endpoint) this.endpoints.set(row.webhookId, (endpoint = { waiting: [], inFlight: 0, inFlightRows: 0 }));
+      if (!endpoint) this.endpoints.set(row.webhookId, (endpoint = { waiting: [], inFlight: 0, inFlightRows: 0, batch: 1 }));
+      endpoint.batch = row.maxEventsPerRequest;
       endpoint.waiting.push(row);
-      touched.add(row.webhookId);
+      touched.set(row.webhookId, (touched.get(row.webhookId) ?? 0) + 1);
     }
-    for (const webhookId of touched) this.startNext(webhookId, this.endpoints.get(webhookId)!);
+    let fillMore = false;
+    for (const [webhookId, count] of touched) {
+      const endpoint = this.endpoints.get(webhookId)!;
+      this.startNext(webhookId, endpoint);
+      if (count >= this.perEndpointClaim() && this.heldOf(endpoint) < this.fullMark(endpoint)) fillMore = true;
+    }
+    return fillMore;
+  }
+
+  /** Rows of one endpoint a claim takes at most. */
+  private perEndpointClaim(): number {
+    return Math.max(PER_ENDPOINT, this.options.concurrency);
   }
 
   private startNext(webhookId: string, endpoint: Endpoint): void {
@@ -236,9 +262,8 @@ export class WebhookDispatcher {
         this.startNext(webhookId, endpoint);
         const held = this.heldOf(endpoint);
         if (held === 0) this.endpoints.delete(webhookId);
-        // Down to the refill mark (a POST of one or of a batch): claim more of it (and of the
-        // others) before it runs dry.
-        const mark = this.refillMark();
+        // Down to the refill mark: claim more of it (and of the others) before it runs dry.
+        const mark = this.refillMark(endpoint);
         if (held <= mark && held + rows.length > mark) this.wake();
       });
       this.posts.add(post);
@@ -256,7 +281,8 @@ export class WebhookDispatcher {
     }
     const at = clock.now();
     const ok = outcome.status !== null && outcome.status >= 200 && outcome.status < 300;
-    // One jitter for the POST: a failed batch comes due again together, and goes as it went.
+    // One jitter for the POST: a failed batch comes due again together (and, unless other rows
+    // wait before it, goes as it went).
     const jitter = (this.options.random ?? Math.random)();
     const post = { seconds: outcome.ms / 1000, delivered: 0, retry: 0, failed: 0 };
     const givenUp: string[] = [];

@@ -12,10 +12,10 @@ export interface WebhookRequest {
   body: string;
 }
 
-/** Signs and POSTs requests (on the webhook thread in the daemon). */
+/** Signs and POSTs requests. */
 export interface WebhookSender {
   send(request: WebhookRequest): Promise<PostOutcome>;
-  /** Closes the kept-alive connections (and the thread). */
+  /** Closes the kept-alive connections. */
   close(): void;
 }
 

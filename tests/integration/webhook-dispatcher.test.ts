@@ -207,6 +207,24 @@ describe('webhook dispatcher', () => {
     expect((r.receiver.received[4]!.payload as unknown as unknown[]).map((i) => (i as { data: { recipient: string } }).data.recipient)).toEqual(['lone0@dest.test']);
   });
 
+  it('keeps two batches of a busy endpoint in flight: the next is claimed while one is sent', async () => {
+    const r = await rig();
+    const hook = await r.endpoint(['recipient.complained'], undefined, 100);
+    await r.events(400);
+    let open = 0;
+    let most = 0;
+    r.receiver.answer(async () => {
+      most = Math.max(most, ++open);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      open -= 1;
+      return 204;
+    });
+    await r.dispatcher({ concurrency: 8 }).start();
+    await until(async () => (await r.deliveries(hook.id)).every((d) => d.state === 'delivered'), 'every delivery recorded as delivered');
+    expect(r.receiver.received.map((p) => (p.payload as unknown as unknown[]).length)).toEqual([100, 100, 100, 100]);
+    expect(most).toBe(2);
+  });
+
   it('keeps a batch within 256 KiB: large events go in more requests, each event once', async () => {
     const r = await rig();
     const hook = await r.endpoint(['recipient.complained'], undefined, 100);
@@ -280,6 +298,7 @@ describe('webhook dispatcher', () => {
     const first = deliveries.find((d) => d.event.recipient === 'first0@dest.test')!;
     const later = deliveries.find((d) => d.event.recipient === 'later0@dest.test')!;
     expect(first).toMatchObject({ state: 'failed', finishedAt: t0 + 3 * 86_400_000, lastStatus: 503 });
+    expect(r.logs.filter((l) => l.event === 'webhooks.delivery.failed')).toEqual([expect.objectContaining({ level: 40, webhook: hook.id, request: first.id, deliveries: 1, givenUp: [first.id] })]);
     expect(later).toMatchObject({ state: 'held', attempts: 1 });
     expect(await r.store.getWebhook(hook.id)).toMatchObject({ enabled: false, disabledReason: 'every delivery failed for 72 hours', disabledAt: t0 + 3 * 86_400_000, failingSince: t0 });
     expect(r.logs.filter((l) => l.event === 'webhooks.endpoint.disabled')).toEqual([
