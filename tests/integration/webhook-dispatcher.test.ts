@@ -120,25 +120,31 @@ async function metricValue(registry: Registry, name: string, labels: Record<stri
   return value?.value ?? 0;
 }
 
+/** Answers each POST after 100 ms with `status`, counting the most POSTs open at once. */
+function slowReceiver(receiver: WebhookReceiver, status: number): { most: number } {
+  const seen = { most: 0 };
+  let open = 0;
+  receiver.answer(async () => {
+    seen.most = Math.max(seen.most, ++open);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    open -= 1;
+    return status;
+  });
+  return seen;
+}
+
 describe('webhook dispatcher', () => {
   it('POSTs every event signed (verified by the reference library), as its delivery id, at most `concurrency` at a time per endpoint', async () => {
     const r = await rig();
     const hook = await r.endpoint();
     await r.events(20);
-    let open = 0;
-    let most = 0;
-    r.receiver.answer(async () => {
-      most = Math.max(most, ++open);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      open -= 1;
-      return 200;
-    });
+    const inFlight = slowReceiver(r.receiver, 200);
     await r.dispatcher().start();
     await r.receiver.waitFor(20);
     await until(async () => (await r.deliveries(hook.id)).every((d) => d.state === 'delivered'), 'every delivery recorded as delivered');
 
     expect(r.receiver.received.map((p) => p.verifyError)).toEqual(Array(20).fill(null));
-    expect(most).toBe(4);
+    expect(inFlight.most).toBe(4);
     const deliveries = await r.deliveries(hook.id);
     expect(new Set(r.receiver.received.map((p) => p.id))).toEqual(new Set(deliveries.map((d) => d.id)));
     const byRecipient = new Map(r.receiver.received.map((p) => [p.payload!.data.recipient, p]));
@@ -211,18 +217,11 @@ describe('webhook dispatcher', () => {
     const r = await rig();
     const hook = await r.endpoint(['recipient.complained'], undefined, 100);
     await r.events(400);
-    let open = 0;
-    let most = 0;
-    r.receiver.answer(async () => {
-      most = Math.max(most, ++open);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      open -= 1;
-      return 204;
-    });
+    const inFlight = slowReceiver(r.receiver, 204);
     await r.dispatcher({ concurrency: 8 }).start();
     await until(async () => (await r.deliveries(hook.id)).every((d) => d.state === 'delivered'), 'every delivery recorded as delivered');
     expect(r.receiver.received.map((p) => (p.payload as unknown as unknown[]).length)).toEqual([100, 100, 100, 100]);
-    expect(most).toBe(2);
+    expect(inFlight.most).toBe(2);
   });
 
   it('keeps a batch within 256 KiB: large events go in more requests, each event once', async () => {
