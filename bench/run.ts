@@ -57,6 +57,7 @@ import { runSmtpSource } from './smtp-source.ts';
 import { startBenchWebhookReceiver } from './webhook-receiver.ts';
 import { percentile, round } from './stats.ts';
 import { systemClock } from '../src/clock.ts';
+import { MAX_EVENTS_PER_REQUEST } from '../src/storage/webhook-outbox.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { createStore } from '../src/storage/create-store.ts';
 
@@ -116,7 +117,7 @@ if (args.http && viaSmtpSource) throw new Error('--http sends with its own clien
 const suppressed = Number(args.suppressed);
 if (!Number.isSafeInteger(suppressed) || suppressed < 0) throw new Error('--suppressed is a count of entries');
 const webhookBatch = Number(args['webhook-batch']);
-if (!Number.isInteger(webhookBatch) || webhookBatch < 1 || webhookBatch > 100) throw new Error('--webhook-batch is 1 to 100');
+if (!Number.isInteger(webhookBatch) || webhookBatch < 1 || webhookBatch > MAX_EVENTS_PER_REQUEST) throw new Error(`--webhook-batch is 1 to ${MAX_EVENTS_PER_REQUEST}`);
 const httpToken = generateApiToken();
 /** Registers the webhook endpoint (a token of no tenant: SMTP mail of the run has none). */
 const adminToken = generateApiToken();

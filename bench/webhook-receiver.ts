@@ -5,8 +5,9 @@ import { Webhook } from 'standardwebhooks';
 /**
  * The webhook receiver of `npm run bench -- --webhooks`: a node:http server in the benchmark's
  * process answering 204 to every POST, counting events by type (one per POST, or each of a
- * batch's array) and recording when the first and last came. Every 50th POST is verified with the reference library (verifying all would add the
- * harness's CPU to the daemon's on a shared machine); a failure is counted.
+ * batch's array) and recording when the first and last came. Every 50th POST is verified with
+ * the reference library (verifying all would add the harness's CPU to the daemon's on a shared
+ * machine); a failure is counted.
  */
 export interface BenchWebhookReceiver {
   url: string;

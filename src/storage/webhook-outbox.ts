@@ -100,7 +100,7 @@ export interface WebhookEndpoint {
 /** A new endpoint; without maxEventsPerRequest it takes one event per POST. */
 export type NewWebhookEndpoint = Pick<WebhookEndpoint, 'id' | 'tenant' | 'url' | 'eventTypes' | 'description' | 'secret' | 'createdAt'> & { maxEventsPerRequest?: number };
 
-/** The largest batch an endpoint may take: about 100 KB of JSON, well inside a receiver's body limit. */
+/** The most events an endpoint may take in one request (the dispatcher also keeps a request within 256 KiB). */
 export const MAX_EVENTS_PER_REQUEST = 100;
 
 /** What PATCH (and a secret rotation) changes; absent fields stay. */

@@ -1,6 +1,6 @@
 import type { ApiPrincipal } from '../../../access/api-token.ts';
 import { MAX_EVENTS_PER_REQUEST, WEBHOOK_DELIVERY_STATES, WEBHOOK_EVENT_TYPES, type WebhookDelivery, type WebhookEndpoint } from '../../../storage/webhook-outbox.ts';
-import { webhookBody } from '../../../webhooks/payload.ts';
+import { webhookPayload } from '../../../webhooks/payload.ts';
 import { rfc3339 } from '../message-view.ts';
 
 /*
@@ -132,7 +132,7 @@ export function deliveryView(d: WebhookDelivery): object {
     lastError: d.lastError,
     finishedAt: d.finishedAt === null ? null : rfc3339(d.finishedAt),
     createdAt: rfc3339(d.createdAt),
-    payload: JSON.parse(webhookBody(d.event)) as object,
+    payload: webhookPayload(d.event),
   };
 }
 

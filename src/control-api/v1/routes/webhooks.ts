@@ -83,7 +83,8 @@ type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 /**
  * /v1/webhooks: a tenant's endpoints. POST registers one (its signing secret made here and
  * answered once), GET lists and shows them, PATCH changes the URL, the events, the note, the
- * events per request or whether it is enabled, DELETE removes it with its history, rotate-secret replaces the secret.
+ * events per request or whether it is enabled, DELETE removes it with its history, rotate-secret
+ * replaces the secret.
  * A tenant's token acts on its tenant's endpoints only; a token of no tenant on any, and alone on
  * those of mail of no tenant. Every change is audited, never with the secret.
  */
