@@ -33,16 +33,17 @@ describe('a long bulk change', () => {
     store = createSqliteStore({ path: dir.file('queue.db'), clock: { now: () => Date.now() }, logger });
     await store.migrate();
     const now = Date.now();
-    // 4,000 queued recipients: eight chunks of the cancellation, each followed by a pause.
-    await store.enqueue(Array.from({ length: 40 }, (_, m) => newMessage(`big-${m}`, now, { recipients: Array.from({ length: 100 }, (_, i) => `r${m}-${i}@big.test`) })));
+    // 16,000 queued recipients: 32 chunks of the cancellation, each followed by a pause as long.
+    await store.enqueue(Array.from({ length: 160 }, (_, m) => newMessage(`big-${m}`, now, { recipients: Array.from({ length: 100 }, (_, i) => `r${m}-${i}@big.test`) })));
     api = createControlApi({
       config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [{ name: 'ops', role: 'operator', hash: hashApiToken(token) }], authFailures: { max: 10, window: 60_000 } } },
       store,
       logger,
       metrics: new Metrics({ processMetrics: false }),
       checks: { storage: () => store!.ping() },
-      // Far shorter than the bounce takes: without the lift, the socket is closed mid-work.
-      timeouts: { idleMs: 20 },
+      // Far shorter than the bounce takes (without the lift, the socket is closed mid-work), yet
+      // longer than a loaded machine may take to read and authenticate the request before it.
+      timeouts: { idleMs: 250 },
       ...apiSources({ store }),
     });
     const { host, port } = await api.start();
@@ -52,6 +53,6 @@ describe('a long bulk change', () => {
       body: JSON.stringify({ scope: { domain: 'big.test' }, reason: 'spam run', dsn: false }),
     });
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ cancelled: 4000, inDelivery: 0 });
+    expect(await res.json()).toMatchObject({ cancelled: 16_000, inDelivery: 0 });
   });
 });
