@@ -1,46 +1,32 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
 import { maskCredentials } from './mask-credentials.ts';
+import { redactSecrets } from './redact-secrets.ts';
 
 export type { Logger };
 
-/** Paths redacted from every log line, wherever a secret could end up. */
-const REDACT = [
-  'password',
-  'pass',
-  '*.password',
-  '*.pass',
-  '*.passwordHash',
-  'config.smtp.users[*].password',
-  'config.smtp.users[*].passwordHash',
-  'config.storage.url',
-  'config.redis.url',
-  'config.returnPath.secret',
-  'config.unsubscribe.secret',
-  'config.unsubscribe.previousSecrets',
-  'config.api.tokens[*].hash',
-  // API bearer tokens, should a request's headers ever be logged.
-  'req.headers.authorization',
-  '*.headers.authorization',
-  'auth.password',
-  'credentials',
-  // ioredis attaches the failed command to its errors, and AUTH and HELLO carry the password.
-  '*.command.args',
-];
-
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  return pino(
+  const logger = pino(
     {
       level,
       // No fields repeated in every line (pid, host name, service): the journal has them once.
       base: null,
-      redact: { paths: REDACT, censor: '[redacted]' },
+      // Secret fields (redact-secrets.ts) wherever a line's object holds them.
+      // Not pino's `redact`: its wildcard paths ran a redactor over every field of every line.
+      formatters: { log: redactSecrets },
       timestamp: pino.stdTimeFunctions.isoTime,
-      // Paths cannot reach a connection string inside a driver's error message or stack, or one
-      // a library echoes under a key of its own (`input`, `url`): the finished line is masked.
+      // Fields cannot reach a connection string inside a driver's error message or stack, or one a
+      // library echoes under a key of its own (`input`, `url`): the finished line is masked too.
       hooks: { streamWrite: maskCredentials },
     },
     // Asynchronous stdout: lines written while a write is in flight go out together in one
     // syscall instead of one each; pino flushes what is pending when the process exits.
     destination ?? pino.destination({ dest: 1, sync: false }),
   );
+  // pino formats a child's bindings without the formatters: they are censored as they are given.
+  // Children are made from their parent's prototype, so theirs are too.
+  const child = logger.child;
+  logger.child = function (this: Logger, bindings, options) {
+    return child.call(this, redactSecrets(bindings), options);
+  } as Logger['child'];
+  return logger;
 }

@@ -18,9 +18,9 @@ const SECRET_PARAM = /([?&][\w.-]*(?:pass|secret|token)[\w.-]*=)(?:\\.|[^\s&#"\\
  * anything else that may quote a connection string.
  */
 export function maskCredentials(text: string): string {
-  // Every log line passes here, and few hold a URL: the costlier scan only runs for those.
+  // Every log line passes here, and few hold a URL or a query: the costlier scans only run for those.
   const masked = text.includes('://') ? text.replace(URL_USERINFO, '$1***@') : text;
-  const unparamed = masked.replace(SECRET_PARAM, '$1***');
+  const unparamed = masked.includes('=') && (masked.includes('?') || masked.includes('&')) ? masked.replace(SECRET_PARAM, '$1***') : masked;
   const untokened = unparamed.includes('rk_') ? unparamed.replace(API_TOKEN, 'rk_***') : unparamed;
   return untokened.includes('whsec_') ? untokened.replace(WEBHOOK_SECRET, 'whsec_***') : untokened;
 }

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
 import { maskCredentials } from '../../src/observability/mask-credentials.ts';
+import { CENSOR, redactSecrets } from '../../src/observability/redact-secrets.ts';
 
 describe('maskCredentials', () => {
   it('masks the user information of any URL, up to the last @ of its authority', () => {
@@ -82,5 +83,57 @@ describe('the logger', () => {
     for (const line of lines) expect(line).not.toContain('s3cret');
     expect(JSON.parse(lines[0]!)).toMatchObject({ auth: { username: 'app', password: '[redacted]' } });
     expect(JSON.parse(lines[1]!)).toMatchObject({ err: { command: { name: 'hello', args: '[redacted]' } } });
+  });
+});
+
+describe('redactSecrets', () => {
+  it('censors secret fields at any depth, and those that are secret under their parent', () => {
+    const config = {
+      smtp: { users: [{ username: 'app', password: 'p1', passwordHash: 'h1' }] },
+      storage: { driver: 'postgres', url: 'postgres://u:p2@db/q' },
+      redis: { url: 'redis://:p3@cache' },
+      returnPath: { secret: 'p4' },
+      unsubscribe: { secret: 'p5', previousSecrets: ['p6'] },
+      api: { tokens: [{ name: 'ci', hash: 'p7' }] },
+      webhooks: { url: 'https://hooks.example/in' },
+    };
+    const line = { event: 'config.loaded', config, req: { headers: { authorization: 'Bearer p8', host: 'x' } }, credentials: 'p9' };
+    const redacted = redactSecrets(line);
+    const text = JSON.stringify(redacted);
+    for (let i = 1; i <= 9; i++) expect(text).not.toContain(`p${i}`);
+    expect(redacted.config.smtp.users[0]).toEqual({ username: 'app', password: CENSOR, passwordHash: CENSOR });
+    expect(redacted.config.api.tokens[0]).toEqual({ name: 'ci', hash: CENSOR });
+    // A url elsewhere is no secret; the object logged is never changed.
+    expect(redacted.config.webhooks.url).toBe('https://hooks.example/in');
+    expect(redacted.req.headers.host).toBe('x');
+    expect(config.storage.url).toBe('postgres://u:p2@db/q');
+    expect(line.req.headers.authorization).toBe('Bearer p8');
+  });
+
+  it('returns the object itself when nothing in it is secret, and leaves buffers and dates unread', () => {
+    const line = { event: 'message.delivered', queueId: 'q1', rcpt: 'a@example.com', attempt: 1, at: new Date(0), body: Buffer.from('password') };
+    expect(redactSecrets(line)).toBe(line);
+    const nested = { a: { b: [{ c: 1 }] } };
+    expect(redactSecrets(nested)).toBe(nested);
+  });
+
+  it('keeps an error an error: its message, stack and class, with the secret censored', () => {
+    const err = Object.assign(new TypeError('WRONGPASS'), { command: { name: 'auth', args: ['s3cret'] } });
+    const redacted = redactSecrets({ err }).err;
+    expect(redacted).toBeInstanceOf(TypeError);
+    expect(redacted.message).toBe('WRONGPASS');
+    expect(redacted.stack).toBe(err.stack);
+    expect(redacted.command).toEqual({ name: 'auth', args: CENSOR });
+    expect(err.command.args).toEqual(['s3cret']);
+  });
+
+  it('the logger censors a child logger\'s bindings too', () => {
+    const { logger, lines } = capturingLogger();
+    const child = logger.child({ component: 'x', auth: { password: 's3cret' } });
+    child.info({ event: 'test.child' }, 'child');
+    child.child({ session: 's1', pass: 's3cret' }).info({ event: 'test.grandchild' }, 'grandchild');
+    for (const line of lines) expect(line).not.toContain('s3cret');
+    expect(JSON.parse(lines[0]!)).toMatchObject({ component: 'x', auth: { password: '[redacted]' } });
+    expect(JSON.parse(lines[1]!)).toMatchObject({ component: 'x', auth: { password: '[redacted]' }, session: 's1', pass: '[redacted]' });
   });
 });
