@@ -21,6 +21,8 @@ export class PoolReporting {
   private readonly series = new IpSeries();
   /** The (IP, provider) pairs whose reputation gauges are written, keyed by JSON of the pair. */
   private readonly reputationReported = new Map<string, { ip: string; provider: ProviderName }>();
+  /** The weight gauge's value per "<ip> <provider>", as last written. */
+  private readonly weights = new Map<string, number>();
 
   constructor(
     private readonly metrics: Metrics,
@@ -52,6 +54,7 @@ export class PoolReporting {
     this.fallbacks.clear();
     this.series.keepOnly(members);
     for (const ip of this.weightReasons.keys()) if (!members.has(ip)) this.weightReasons.delete(ip);
+    for (const key of this.weights.keys()) if (!members.has(key.slice(0, key.indexOf(' ')))) this.weights.delete(key);
     for (const [key, { ip }] of this.reputationReported) if (!members.has(ip)) this.reputationReported.delete(key);
     this.restrictions(state, members);
   }
@@ -144,9 +147,17 @@ export class PoolReporting {
     }
   }
 
-  /** The weight an IP has for a provider now; a change of the reason is logged, so operators see why an IP gets less traffic (and when it recovers). */
+  /**
+   * The weight an IP has for a provider now; a change of the reason is logged, so operators see
+   * why an IP gets less traffic (and when it recovers). Reported for every eligible IP at every
+   * selection: the gauge is written only when the weight changed.
+   */
   weight(ip: string, provider: ProviderName, weight: number, reason: string | null): void {
-    this.series.set(this.metrics.ipWeight, { egress_ip: ip, provider }, weight);
+    const key = `${ip} ${provider}`;
+    if (this.weights.get(key) !== weight) {
+      this.series.set(this.metrics.ipWeight, { egress_ip: ip, provider }, weight);
+      this.weights.set(key, weight);
+    }
     const reasons = this.weightReasons.get(ip);
     if ((reasons?.get(provider) ?? null) === reason) return;
     if (reason) {
@@ -200,7 +211,8 @@ class IpSeries {
     if (!byMetric) this.written.set(labels.egress_ip, (byMetric = new Map()));
     let series = byMetric.get(metric);
     if (!series) byMetric.set(metric, (series = new Map()));
-    series.set(JSON.stringify(labels), remove);
+    const key = JSON.stringify(labels);
+    if (!series.has(key)) series.set(key, remove);
   }
 
   remove<T extends string>(gauge: Gauge<T>, labels: LabelValues<T> & { egress_ip: string }): void {
