@@ -66,8 +66,9 @@ export function readAuthors(header: string): Authors {
     const addresses = parsedAddresses(text);
     // A quoted local part is set aside above, yet it is the address itself: held to letters too.
     if (addresses.some((address) => NON_ADDRESS_CHARACTER.test(address))) return { ok: false, problem: `${name} header has an address with non-ASCII characters other than letters` };
-    const asBytes = addresses.map((address) => Buffer.from(address, 'utf8').toString('latin1'));
-    if (!sameAddresses(asBytes, parsedAddresses(bytes))) return { ok: false, problem: `${name} header reads differently as UTF-8 and as Latin-1` };
+    // An ASCII field reads the same either way (it decodes to itself): only other fields are parsed twice.
+    const asBytes = text === bytes ? null : addresses.map((address) => Buffer.from(address, 'utf8').toString('latin1'));
+    if (asBytes && !sameAddresses(asBytes, parsedAddresses(bytes))) return { ok: false, problem: `${name} header reads differently as UTF-8 and as Latin-1` };
     fields.push({ name, addresses, written: writtenAddresses(bare) });
   }
   return { ok: true, fields };

@@ -20,7 +20,10 @@ import type { SigningPool } from './signing-pool.ts';
 export type UnsignedReason = 'no-from-domain' | 'no-key' | 'error';
 
 export interface SignResult {
-  /** The message in wire form with the DKIM-Signature fields in front; unchanged when unsigned. */
+  /**
+   * The message in wire form with the DKIM-Signature fields in front; unsigned, the message in wire
+   * form, or as given when no domain has keys (the queue hands it over in wire form).
+   */
   message: Buffer;
   /** The d= of the signatures; null when unsigned. */
   domain: string | null;
@@ -66,9 +69,10 @@ export function createDkimSigner(options: DkimSignerOptions): DkimSigner {
 
   return {
     async sign(input) {
+      // Nothing to sign with: the message is left as the queue made it (in wire form already), and
+      // neither its line endings nor its author fields need be read.
+      if (!hasDomains) return unsigned(input, 'no-key');
       const message = toWireForm(input);
-      // Nothing to sign with: the author fields need not be read.
-      if (!hasDomains) return unsigned(message, 'no-key');
       const fromDomain = authorDomain(message);
       if (!fromDomain) return unsigned(message, 'no-from-domain');
       const { domain } = signingChoice(fromDomain, config);
