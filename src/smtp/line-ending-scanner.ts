@@ -1,3 +1,5 @@
+import { hasBareLineEnding } from '../mail/wire-form.ts';
+
 const CR = 0x0d;
 const LF = 0x0a;
 
@@ -23,20 +25,10 @@ export class BareLineEndingScanner {
       }
       start = 1;
     }
-    // Native indexOf keeps this at one step per line rather than per byte.
-    for (let i = chunk.indexOf(LF, start); i !== -1; i = chunk.indexOf(LF, i + 1)) {
-      if (i === 0 || chunk[i - 1] !== CR) {
-        this.found = true;
-        return;
-      }
-    }
-    for (let i = chunk.indexOf(CR, start); i !== -1; i = chunk.indexOf(CR, i + 1)) {
-      if (i === chunk.length - 1) this.pendingCr = true;
-      else if (chunk[i + 1] !== LF) {
-        this.found = true;
-        return;
-      }
-    }
+    // A CR that ends the chunk is judged by the first byte of the next.
+    const end = chunk[chunk.length - 1] === CR ? chunk.length - 1 : chunk.length;
+    if (end < chunk.length) this.pendingCr = true;
+    if (end > start && hasBareLineEnding(chunk.subarray(start, end))) this.found = true;
   }
 
   /** True when a bare CR or LF was seen; call after the last chunk (a final lone CR counts). */
