@@ -19,6 +19,13 @@ const SECRET_UNDER = new Map([
 
 /** Deeper than any field above sits in a log line's object. */
 const MAX_DEPTH = 8;
+/**
+ * Objects and arrays looked into per line, at most: an object that refers back to itself through
+ * several fields would otherwise be walked once per path, which grows exponentially with the depth.
+ */
+const MAX_VISITS = 2000;
+/** What is left of MAX_VISITS for the line being walked (the walk is synchronous). */
+let visitsLeft = 0;
 
 function isSecret(field: string, parent: string | undefined): boolean {
   return SECRET_FIELDS.has(field) || (parent !== undefined && SECRET_UNDER.get(field)?.has(parent) === true);
@@ -47,6 +54,8 @@ function copyOf<T extends object>(value: T): T {
  */
 export function redactSecrets<T>(value: T, parent?: string, depth = 0): T {
   if (value === null || typeof value !== 'object' || depth > MAX_DEPTH) return value;
+  if (depth === 0) visitsLeft = MAX_VISITS;
+  if (visitsLeft-- <= 0) return value;
   if (Array.isArray(value)) {
     let copy: unknown[] | null = null;
     for (let i = 0; i < value.length; i++) {

@@ -117,6 +117,15 @@ describe('redactSecrets', () => {
     expect(redactSecrets(nested)).toBe(nested);
   });
 
+  it('walks an object that refers back to itself through many fields in bounded time, and still censors what is near', () => {
+    const node: Record<string, unknown> = { password: 's3cret' };
+    for (let i = 0; i < 10; i++) node[`link${i}`] = node;
+    // Ten links at each of eight levels would be 10^8 visits without the bound: this would not finish.
+    const redacted = redactSecrets({ event: 'test.cycle', node });
+    expect(redacted.node.password).toBe(CENSOR);
+    expect(node.password).toBe('s3cret');
+  });
+
   it('keeps an error an error: its message, stack and class, with the secret censored', () => {
     const err = Object.assign(new TypeError('WRONGPASS'), { command: { name: 'auth', args: ['s3cret'] } });
     const redacted = redactSecrets({ err }).err;
