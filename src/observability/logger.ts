@@ -24,9 +24,12 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   );
   // pino formats a child's bindings without the formatters: they are censored as they are given.
   // Children are made from their parent's prototype, so theirs are too.
-  const child = logger.child;
+  const { child, setBindings } = logger;
   logger.child = function (this: Logger, bindings, options) {
     return child.call(this, redactSecrets(bindings), options);
   } as Logger['child'];
+  logger.setBindings = function (this: Logger, bindings) {
+    setBindings.call(this, redactSecrets(bindings));
+  };
   return logger;
 }

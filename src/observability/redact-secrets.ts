@@ -19,59 +19,112 @@ const SECRET_UNDER = new Map([
 
 /** Deeper than any field above sits in a log line's object. */
 const MAX_DEPTH = 8;
-/**
- * Objects and arrays looked into per line, at most: an object that refers back to itself through
- * several fields would otherwise be walked once per path, which grows exponentially with the depth.
- */
-const MAX_VISITS = 2000;
-/** What is left of MAX_VISITS for the line being walked (the walk is synchronous). */
-let visitsLeft = 0;
+
+/** What a reference back to an object that contains it is written as (as the line's serializer would). */
+const CIRCULAR = '[Circular]';
 
 function isSecret(field: string, parent: string | undefined): boolean {
   return SECRET_FIELDS.has(field) || (parent !== undefined && SECRET_UNDER.get(field)?.has(parent) === true);
 }
 
-/** Plain objects and errors are looked into; anything else (a Buffer, a Date, a socket) is left alone. */
-function walkable(value: object): boolean {
-  const prototype = Object.getPrototypeOf(value) as object | null;
-  return prototype === Object.prototype || prototype === null || value instanceof Error;
+/** Values whose fields are not written as such, or hold no field of ours: left alone. */
+function opaque(value: object): boolean {
+  return ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Date || value instanceof RegExp || value instanceof Map || value instanceof Set || value instanceof Promise;
 }
 
-/** A copy of `value` that keeps its prototype and every own property, an error's message and stack too. */
-function copyOf<T extends object>(value: T): T {
-  const copy = Object.create(Object.getPrototypeOf(value) as object | null, Object.getOwnPropertyDescriptors(value)) as T;
-  // V8 gives an error's stack as an accessor that only works on the error itself.
-  if (value instanceof Error) Object.defineProperty(copy, 'stack', { value: value.stack, writable: true, configurable: true });
-  return copy;
+/** An error of any realm: the line's `err` serializer reads more of it than its own enumerable fields. */
+function isError(value: object): boolean {
+  return value instanceof Error || Object.prototype.toString.call(value) === '[object Error]';
 }
 
 /**
- * `value` with every secret field (above) replaced by CENSOR, at any depth of its plain objects,
- * arrays and errors. Returns `value` itself when nothing in it is secret, and copies only the
- * objects on the way to a secret otherwise: a log line's object is read, never changed. It runs
- * for every log line, so it looks only at own enumerable fields (what the line is written from),
- * and allocates nothing for the common flat object of strings and numbers.
+ * The fields a line is written from: own enumerable ones (JSON), and of an error also those it
+ * inherits (pino's error serializer reads them with for...in), its `cause` and the `errors` of an
+ * AggregateError.
  */
-export function redactSecrets<T>(value: T, parent?: string, depth = 0): T {
-  if (value === null || typeof value !== 'object' || depth > MAX_DEPTH) return value;
-  if (depth === 0) visitsLeft = MAX_VISITS;
-  if (visitsLeft-- <= 0) return value;
+function fieldsOf(value: object): string[] {
+  if (!isError(value)) return Object.keys(value);
+  const fields: string[] = [];
+  for (const field in value) fields.push(field);
+  for (const field of ['cause', 'errors']) if (Object.hasOwn(value, field) && !fields.includes(field)) fields.push(field);
+  return fields;
+}
+
+/**
+ * A copy of `value` with its prototype and every own field as a plain writable value (a frozen
+ * object or a getter cannot refuse the censored value); an error keeps its message and stack.
+ */
+function copyOf(value: object): Record<string, unknown> {
+  const copy = Object.create(Object.getPrototypeOf(value) as object | null) as Record<string, unknown>;
+  for (const field of Object.getOwnPropertyNames(value)) {
+    const { enumerable } = Object.getOwnPropertyDescriptor(value, field)!;
+    Object.defineProperty(copy, field, { value: (value as Record<string, unknown>)[field], enumerable, writable: true, configurable: true });
+  }
+  return copy;
+}
+
+/** One line's walk: objects on the current path (to cut cycles) and what each (object, parent) came out as. */
+interface Walk {
+  onPath: Set<object>;
+  done: Map<object, Map<string | undefined, unknown>>;
+}
+
+function walk(value: unknown, parent: string | undefined, depth: number, state: Walk): unknown {
+  if (value === null || typeof value !== 'object' || depth > MAX_DEPTH || opaque(value)) return value;
+  if (state.onPath.has(value)) return CIRCULAR;
+  // An object reached again by another path (shared, not a cycle) is walked once per parent name.
+  const known = state.done.get(value);
+  if (known?.has(parent)) return known.get(parent);
+  state.onPath.add(value);
+  let result: unknown;
   if (Array.isArray(value)) {
     let copy: unknown[] | null = null;
     for (let i = 0; i < value.length; i++) {
-      const redacted = redactSecrets(value[i] as unknown, parent, depth + 1);
+      const redacted = walk(value[i], parent, depth + 1, state);
       if (redacted !== value[i]) (copy ??= value.slice())[i] = redacted;
     }
-    return (copy ?? value) as T;
+    result = copy ?? value;
+  } else {
+    const fields = value as Record<string, unknown>;
+    let copy: Record<string, unknown> | null = null;
+    for (const field of fieldsOf(value)) {
+      const item = fields[field];
+      if (item === undefined) continue;
+      const redacted = isSecret(field, parent) ? CENSOR : walk(item, field, depth + 1, state);
+      if (redacted !== item) {
+        copy ??= copyOf(value);
+        // Defined, not assigned: a field the error only inherits becomes the copy's own.
+        Object.defineProperty(copy, field, { value: redacted, enumerable: Object.getOwnPropertyDescriptor(value, field)?.enumerable ?? true, writable: true, configurable: true });
+      }
+    }
+    result = copy ?? value;
   }
-  if (!walkable(value)) return value;
+  state.onPath.delete(value);
+  if (known) known.set(parent, result);
+  else state.done.set(value, new Map([[parent, result]]));
+  return result;
+}
+
+/**
+ * `value` with every secret field (above) replaced by CENSOR, at any depth of its objects, arrays
+ * and errors (up to MAX_DEPTH), each object walked once per line. Returns `value` itself when
+ * nothing in it is secret, and copies only the objects on the way to a secret otherwise: a log
+ * line's object is read, never changed. It runs for every log line, so a flat object of strings
+ * and numbers, the common line, is looked at once without allocating anything.
+ */
+export function redactSecrets<T>(value: T): T {
+  if (value === null || typeof value !== 'object') return value;
+  if (flatAndClean(value)) return value;
+  return walk(value, undefined, 0, { onPath: new Set(), done: new Map() }) as T;
+}
+
+/** The common line: a plain object of strings and numbers, none of them secret. */
+function flatAndClean(value: object): boolean {
+  if (Object.getPrototypeOf(value) !== Object.prototype) return false;
   const fields = value as Record<string, unknown>;
-  let copy: Record<string, unknown> | null = null;
-  for (const field of Object.keys(fields)) {
+  for (const field in fields) {
     const item = fields[field];
-    if (item === undefined) continue;
-    const redacted = isSecret(field, parent) ? CENSOR : redactSecrets(item, field, depth + 1);
-    if (redacted !== item) (copy ??= copyOf(fields))[field] = redacted;
+    if ((item !== null && typeof item === 'object') || (item !== undefined && isSecret(field, undefined))) return false;
   }
-  return (copy ?? value) as T;
+  return true;
 }

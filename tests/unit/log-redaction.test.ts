@@ -1,3 +1,4 @@
+import vm from 'node:vm';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -117,13 +118,50 @@ describe('redactSecrets', () => {
     expect(redactSecrets(nested)).toBe(nested);
   });
 
-  it('walks an object that refers back to itself through many fields in bounded time, and still censors what is near', () => {
-    const node: Record<string, unknown> = { password: 's3cret' };
+  it('walks an object that refers back to itself, or is shared, once per line, censoring at every depth', () => {
+    const node: Record<string, unknown> = { level: { deeper: { password: 's3cret' } } };
     for (let i = 0; i < 10; i++) node[`link${i}`] = node;
-    // Ten links at each of eight levels would be 10^8 visits without the bound: this would not finish.
+    // Ten links at each of eight levels would be 10^8 paths if each were walked: this would not finish.
     const redacted = redactSecrets({ event: 'test.cycle', node });
-    expect(redacted.node.password).toBe(CENSOR);
-    expect(node.password).toBe('s3cret');
+    expect(redacted.node.level).toEqual({ deeper: { password: CENSOR } });
+    expect(redacted.node.link3).toBe('[Circular]');
+    expect(JSON.stringify(redacted)).not.toContain('s3cret');
+    // The same object under two names: censored where its parent makes a field secret, kept elsewhere.
+    const target = { url: 'postgres://u:s3cret@db/q' };
+    const twice = redactSecrets({ storage: target, webhook: target });
+    expect(twice.storage.url).toBe(CENSOR);
+    expect(twice.webhook.url).toBe(target.url);
+  });
+
+  it('censors however large the line, in frozen objects, getters and class instances', () => {
+    const items = Array.from({ length: 5000 }, (_, i) => ({ i }));
+    expect(redactSecrets({ event: 'x', items, auth: { password: 's3cret' } }).auth.password).toBe(CENSOR);
+    const config = Object.freeze({ smtp: Object.freeze({ users: Object.freeze([Object.freeze({ username: 'app', password: 's3cret' })]) }) });
+    expect(JSON.stringify(redactSecrets({ config }))).not.toContain('s3cret');
+    expect(JSON.stringify(redactSecrets({ get auth() { return { password: 's3cret' }; } }))).not.toContain('s3cret');
+    class Credentials {
+      constructor(readonly user: string, readonly password: string) {}
+    }
+    class Headers {
+      authorization = 'Bearer s3cret';
+    }
+    const line = redactSecrets({ auth: new Credentials('u', 's3cret'), req: { headers: new Headers() } });
+    expect(line.auth).toBeInstanceOf(Credentials);
+    expect(JSON.stringify(line)).not.toContain('s3cret');
+  });
+
+  it('censors what the error serializer reads of an error: inherited fields, its cause, an AggregateError\'s errors, one of another realm', () => {
+    const { lines, logger } = capturingLogger();
+    const inherited = Object.assign(Object.create(Object.assign(new Error('base'), { password: 's3cret' })) as Error, { message: 'm' });
+    logger.error({ event: 'test.inherited', err: inherited });
+    const command = { name: 'auth', args: ['s3cret'] };
+    logger.error({ event: 'test.cause', err: new Error('outer', { cause: Object.assign(new Error('inner'), { command }) }) });
+    logger.error({ event: 'test.aggregate', err: new AggregateError([Object.assign(new Error('one'), { command })], 'all') });
+    const foreign = vm.runInNewContext('Object.assign(new Error("vm"), { command: { name: "auth", args: ["s3cret"] } })') as Error;
+    logger.error({ event: 'test.realm', err: foreign });
+    expect(lines).toHaveLength(4);
+    for (const line of lines) expect(line).not.toContain('s3cret');
+    expect(JSON.parse(lines[3]!)).toMatchObject({ err: { message: 'vm', command: { args: CENSOR } } });
   });
 
   it('keeps an error an error: its message, stack and class, with the secret censored', () => {
@@ -141,6 +179,8 @@ describe('redactSecrets', () => {
     const child = logger.child({ component: 'x', auth: { password: 's3cret' } });
     child.info({ event: 'test.child' }, 'child');
     child.child({ session: 's1', pass: 's3cret' }).info({ event: 'test.grandchild' }, 'grandchild');
+    child.setBindings({ pass: 's3cret' });
+    child.info({ event: 'test.rebound' }, 'rebound');
     for (const line of lines) expect(line).not.toContain('s3cret');
     expect(JSON.parse(lines[0]!)).toMatchObject({ component: 'x', auth: { password: '[redacted]' } });
     expect(JSON.parse(lines[1]!)).toMatchObject({ component: 'x', auth: { password: '[redacted]' }, session: 's1', pass: '[redacted]' });

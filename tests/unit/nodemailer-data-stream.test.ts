@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { DataStream } from '../../src/vendor/nodemailer.ts';
+import { DataStream, SMTPConnection } from '../../src/vendor/nodemailer.ts';
 import { dotStuffingTransform } from '../../src/vendor/nodemailer-data-stream.ts';
+import { startSmtpSink } from '../helpers/smtp-sink.ts';
 
 type Stream = NodeJS.ReadWriteStream & { inByteCount: number; outByteCount: number };
 const NewDataStream = DataStream as unknown as new () => Stream;
@@ -44,6 +45,29 @@ function random(seed: number): () => number {
 describe("nodemailer's DATA writer", () => {
   it('is replaced by the transform that skips from line end to line end', () => {
     expect(DataStream.prototype._transform).toBe(dotStuffingTransform);
+  });
+
+  it("is what the SMTP client writes DATA with: a message of leading dots and bare LFs arrives whole", async () => {
+    const sink = await startSmtpSink();
+    const calls: number[] = [];
+    const prototype = DataStream.prototype as { _transform: typeof dotStuffingTransform };
+    prototype._transform = function (this: ThisParameterType<typeof dotStuffingTransform>, ...args: Parameters<typeof dotStuffingTransform>) {
+      calls.push(1);
+      return dotStuffingTransform.apply(this, args);
+    };
+    try {
+      const connection = new SMTPConnection({ host: sink.host, port: sink.port, logger: false, name: 'client.test' });
+      connection.on('error', () => undefined);
+      await new Promise<void>((resolve, reject) => connection.connect((err) => (err ? reject(err) : resolve())));
+      const message = 'Subject: dots\r\n\r\n.\r\n..two\r\nbare\nend.\r\n.';
+      await new Promise<void>((resolve, reject) => connection.send({ from: 'a@rookery.test', to: ['b@rookery.test'] }, message, (err) => (err ? reject(err) : resolve())));
+      connection.quit();
+      expect(calls.length).toBeGreaterThan(0);
+      expect(sink.messages[0]!.raw.toString()).toBe('Subject: dots\r\n\r\n.\r\n..two\r\nbare\r\nend.\r\n.\r\n');
+    } finally {
+      prototype._transform = dotStuffingTransform;
+      await sink.close();
+    }
   });
 
   it('stuffs dots and repairs line endings as the byte-by-byte rules do, however the message is cut', async () => {
