@@ -21,8 +21,8 @@ export class PoolReporting {
   private readonly series = new IpSeries();
   /** The (IP, provider) pairs whose reputation gauges are written, keyed by JSON of the pair. */
   private readonly reputationReported = new Map<string, { ip: string; provider: ProviderName }>();
-  /** The weight gauge's value per "<ip> <provider>", as last written. */
-  private readonly weights = new Map<string, number>();
+  /** The weight gauge's value per IP and provider, as last written. */
+  private readonly weights = new Map<string, Map<ProviderName, number>>();
 
   constructor(
     private readonly metrics: Metrics,
@@ -54,7 +54,7 @@ export class PoolReporting {
     this.fallbacks.clear();
     this.series.keepOnly(members);
     for (const ip of this.weightReasons.keys()) if (!members.has(ip)) this.weightReasons.delete(ip);
-    for (const key of this.weights.keys()) if (!members.has(key.slice(0, key.indexOf(' ')))) this.weights.delete(key);
+    for (const ip of this.weights.keys()) if (!members.has(ip)) this.weights.delete(ip);
     for (const [key, { ip }] of this.reputationReported) if (!members.has(ip)) this.reputationReported.delete(key);
     this.restrictions(state, members);
   }
@@ -153,10 +153,11 @@ export class PoolReporting {
    * selection: the gauge is written only when the weight changed.
    */
   weight(ip: string, provider: ProviderName, weight: number, reason: string | null): void {
-    const key = `${ip} ${provider}`;
-    if (this.weights.get(key) !== weight) {
+    const written = this.weights.get(ip);
+    if (written?.get(provider) !== weight) {
       this.series.set(this.metrics.ipWeight, { egress_ip: ip, provider }, weight);
-      this.weights.set(key, weight);
+      if (written) written.set(provider, weight);
+      else this.weights.set(ip, new Map([[provider, weight]]));
     }
     const reasons = this.weightReasons.get(ip);
     if ((reasons?.get(provider) ?? null) === reason) return;
@@ -211,8 +212,7 @@ class IpSeries {
     if (!byMetric) this.written.set(labels.egress_ip, (byMetric = new Map()));
     let series = byMetric.get(metric);
     if (!series) byMetric.set(metric, (series = new Map()));
-    const key = JSON.stringify(labels);
-    if (!series.has(key)) series.set(key, remove);
+    series.set(JSON.stringify(labels), remove);
   }
 
   remove<T extends string>(gauge: Gauge<T>, labels: LabelValues<T> & { egress_ip: string }): void {

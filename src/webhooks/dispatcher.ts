@@ -70,10 +70,9 @@ const MAX_BATCH_BYTES = 256 * 1024;
  * full batches, two requests in flight, and alone a delivery is not held back to wait for others.
  * A claim takes a limited share of its rows of one endpoint, and an endpoint holding about that
  * many is left out of the next claim, so a receiver that is slow or down never takes the others'
- * turn. Claimed rows not yet sent and
- * those in flight are renewed every third of the lease. A failure is retried with exponential backoff
- * (retry-schedule.ts) until its retry window ends; the store disables an endpoint whose every
- * delivery failed for that window, and that is logged here.
+ * turn. Claimed rows not yet sent and those in flight are renewed every third of the lease. A
+ * failure is retried with exponential backoff (retry-schedule.ts) until its retry window ends; the
+ * store disables an endpoint whose every delivery failed for that window, and that is logged here.
  *
  * Stopping never loses a claimed delivery: rows not yet sent are given back, and the POSTs in
  * flight (each within the timeout) end with their results recorded.
