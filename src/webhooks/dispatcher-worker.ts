@@ -27,7 +27,8 @@ const clock = systemClock;
 
 function openStore(): Store {
   const { storage } = settings;
-  if (storage.driver === 'sqlite') return createSqliteStore({ path: storage.path, clock, logger });
+  // The daemon's own store checkpoints the WAL (on its checkpoint thread).
+  if (storage.driver === 'sqlite') return createSqliteStore({ path: storage.path, clock, logger, checkpoints: 'none' });
   return createPostgresStore({ url: storage.url, clock, logger, poolSize: POSTGRES_CONNECTIONS });
 }
 
