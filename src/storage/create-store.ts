@@ -9,7 +9,7 @@ import type { Store } from './store.ts';
 export function createStore(config: Pick<Config['storage'], 'driver' | 'path' | 'url'>, deps: { logger: Logger; clock: Clock }): Store {
   switch (config.driver) {
     case 'sqlite':
-      return createSqliteStore({ path: config.path, clock: deps.clock, logger: deps.logger, checkpoints: 'thread' });
+      return createSqliteStore({ path: config.path, clock: deps.clock, logger: deps.logger });
     case 'postgres':
       if (!config.url) throw new Error('storage.url: required when storage.driver is postgres (or set DATABASE_URL)');
       return createPostgresStore({ url: config.url, clock: deps.clock, logger: deps.logger });

@@ -27,8 +27,7 @@ const clock = systemClock;
 
 function openStore(): Store {
   const { storage } = settings;
-  // The daemon's own store checkpoints the WAL (on its checkpoint thread).
-  if (storage.driver === 'sqlite') return createSqliteStore({ path: storage.path, clock, logger, checkpoints: 'none' });
+  if (storage.driver === 'sqlite') return createSqliteStore({ path: storage.path, clock, logger });
   return createPostgresStore({ url: storage.url, clock, logger, poolSize: POSTGRES_CONNECTIONS });
 }
 

@@ -83,7 +83,6 @@ import { prepareTlsReportQueries, type SqliteTlsReportQueries } from './tls-repo
 import { checkDay, stsPolicyValues, tlsCountValues, toStsPolicy, toTlsCount } from '../tls-report-rows.ts';
 import type { StoredStsPolicy, TlsReportEnd, TlsSessionCount } from '../tls-reports.ts';
 import { prepareQueueAgeQueries, type SqliteQueueAgeQueries } from './queue-age-queries.ts';
-import { startWalCheckpointThread, type WalCheckpointThread } from './wal-checkpoint-thread.ts';
 import type { UnfinishedScan } from '../queue-age.ts';
 import { sqliteEraseRecipient, sqlitePurgeErasedMessages, sqliteRecipientData, type SqlitePersonalDataDeps } from './sqlite-personal-data.ts';
 import type { ErasureCounts, RecipientData } from '../personal-data.ts';
@@ -111,12 +110,6 @@ export interface SqliteStoreOptions {
   logger: Logger;
   /** How long a write waits for another process holding the lock (a CLI reading the queue). */
   busyTimeoutMs?: number;
-  /**
-   * Who copies the WAL into the database file: SQLite, in the commit that takes the WAL past 1,000
-   * pages (the default); a thread of its own (wal-checkpoint-thread.ts), for the daemon's store;
-   * or nobody, for a second connection of a daemon (the webhook thread's), whose store does it.
-   */
-  checkpoints?: 'in-commits' | 'thread' | 'none';
 }
 
 /**
@@ -170,7 +163,6 @@ class SqliteStore implements Store {
   private blocklistQueries: SqliteBlocklistQueries | null = null;
   private queueAgeQueries: SqliteQueueAgeQueries | null = null;
   private closing: Promise<void> | null = null;
-  private readonly checkpoints: WalCheckpointThread | null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
 
@@ -203,8 +195,6 @@ class SqliteStore implements Store {
       ...(walPath ? { sync: () => this.syncWal(walPath) } : {}),
       logger: this.logger,
     });
-    if (options.checkpoints === 'none') this.db.exec('PRAGMA wal_autocheckpoint = 0');
-    this.checkpoints = options.checkpoints === 'thread' && file ? startWalCheckpointThread({ db: this.db, path: file, logger: this.logger }) : null;
   }
 
   async migrate(): Promise<void> {
@@ -886,7 +876,6 @@ class SqliteStore implements Store {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.batcher.close();
-      await this.checkpoints?.stop();
       this.db.close();
       this.logger.debug({ event: 'storage.closed' }, 'storage closed');
     })();
