@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { systemClock, type Clock } from './clock.ts';
 import { apiExposureWarning } from './control-api/exposure.ts';
 import { createControlApi } from './control-api/server.ts';
+import { minFreeBytesFor } from './control-api/readiness.ts';
 import type { ReloadOutcome } from './config/reload-scope.ts';
 import { makeConfigParts, type ConfigParts } from './config-parts.ts';
 import { LiveConfig } from './live-config.ts';
@@ -375,7 +376,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger,
       metrics,
       // Ready means able to take mail: the store must commit a write, not only answer.
-      checks: { storage: () => store.checkWritable(), ...(redis ? { redis: () => redis.ping() } : {}) },
+      checks: { storage: () => store.checkWritable(minFreeBytesFor(config.smtp.maxMessageBytes)), ...(redis ? { redis: () => redis.ping() } : {}) },
       isShuttingDown: () => shuttingDown,
       beforeMetrics: async () => {
         metrics.queueOldestAge.set(await queueAge.refresh());

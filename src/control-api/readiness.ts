@@ -17,6 +17,17 @@ export interface ReadinessReport {
 }
 
 const DEFAULT_CHECK_TIMEOUT_MS = 5_000;
+const MIN_FREE_FLOOR = 8 << 20;
+
+/**
+ * The free space beside the queue below which a node is not ready: room for one and a half
+ * messages of the largest size it accepts (the margin Postfix keeps, its queue_minfree rule: a
+ * message is written to the WAL, then copied into the database file), and never under 8 MiB. A node
+ * this close to full is about to refuse mail, which is when a load balancer should move clients.
+ */
+export function minFreeBytesFor(maxMessageBytes: number): number {
+  return Math.max(MIN_FREE_FLOOR, Math.ceil(maxMessageBytes * 1.5));
+}
 const MAX_ERROR_LENGTH = 300;
 
 /** Runs every check at once, each bounded by `timeoutMs` so a hung dependency cannot hang the probe. */

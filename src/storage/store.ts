@@ -346,9 +346,10 @@ export interface Store extends MessageReads, AuditLog, QueueControl, Idempotency
 
   /**
    * Commits a tiny write and throws when it cannot (unreachable, disk full, database read-only or
-   * locked): whether this node can accept mail now.
+   * locked), or when less than `minFreeBytes` are free where the store keeps its files (SQLite; a
+   * PostgreSQL server's disk is its own): whether this node can accept mail now.
    */
-  checkWritable(): Promise<void>;
+  checkWritable(minFreeBytes: number): Promise<void>;
 
   /** Waits for pending writes, then closes. Safe to call twice. */
   close(): Promise<void>;

@@ -694,11 +694,11 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       await store.close();
       await expect(store.enqueue([message()])).rejects.toThrow(/closed/);
       await expect(store.ping()).rejects.toThrow(/closed/);
-      await expect(store.checkWritable()).rejects.toThrow(/closed/);
+      await expect(store.checkWritable(0)).rejects.toThrow(/closed/);
 
       const reopened = await open();
       await reopened.ping();
-      await reopened.checkWritable();
+      await reopened.checkWritable(0);
       expect(await reopened.listRecipients(m.id)).toHaveLength(1);
     });
   });

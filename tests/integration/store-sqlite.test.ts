@@ -3,6 +3,7 @@ import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { minFreeBytesFor } from '../../src/control-api/readiness.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { SQLITE_MIGRATIONS } from '../../src/storage/sqlite/migrations.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
@@ -14,6 +15,7 @@ import { runStoreContract } from './store-contract.ts';
 const logger = createLogger('silent');
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const canMount = await requireSmallDisk();
+const MIB = 1 << 20;
 
 runStoreContract('sqlite', async () => {
   const dir = await createTempDir('rookery-store-sqlite');
@@ -77,7 +79,7 @@ describe('SQLite store', () => {
     expect(await store.countByState()).toMatchObject({ queued: 3 });
     // From then on nothing is written: later frames would follow ones the disk may not have.
     await expect(store.enqueue([message('m4')])).rejects.toThrow(/no write is taken until the daemon restarts/);
-    await expect(store.checkWritable()).rejects.toThrow(/no write is taken/);
+    await expect(store.checkWritable(0)).rejects.toThrow(/no write is taken/);
     expect(await store.countByState()).toMatchObject({ queued: 3 });
   });
 
@@ -105,15 +107,30 @@ describe('SQLite store', () => {
       const store = createSqliteStore({ path, logger });
       stores.push(store);
       await store.migrate();
-      await store.checkWritable();
+      await store.checkWritable(MIB);
       // A checkpoint that restarts the WAL: the next commit writes over old frames, needing no new space.
       const other = new DatabaseSync(path);
       other.prepare('PRAGMA wal_checkpoint(RESTART)').get();
       other.close();
       disk.fill();
-      await expect(store.checkWritable()).rejects.toThrow(/^disk full: \d+ bytes free beside /);
+      await expect(store.checkWritable(MIB)).rejects.toThrow(/^disk full: \d+ bytes free beside .*, 1048576 needed$/);
       disk.free();
-      await store.checkWritable();
+      await store.checkWritable(MIB);
+      await store.close();
+    } finally {
+      await disk.remove();
+    }
+  });
+
+  it.skipIf(!canMount)('is not writable with less room than the margin asked, though a commit goes through', async () => {
+    const disk = await mountSmallDisk(32 * MIB);
+    try {
+      const store = createSqliteStore({ path: `${disk.path}/rookery.db`, logger });
+      stores.push(store);
+      await store.migrate();
+      // About 31 MiB free: enough for messages of 16 MiB (24 MiB asked), not for the default 25 MiB (37.5).
+      await store.checkWritable(minFreeBytesFor(16 * MIB));
+      await expect(store.checkWritable(minFreeBytesFor(25 * MIB))).rejects.toThrow(/^disk full: \d+ bytes free beside .*, 39321600 needed$/);
       await store.close();
     } finally {
       await disk.remove();

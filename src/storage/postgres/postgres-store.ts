@@ -881,8 +881,11 @@ class PostgresStore implements Store {
     await sql.ping(this.pool);
   }
 
-  /** One committed upsert: fails while the database is read-only (a standby, default_transaction_read_only) or cannot write. */
-  async checkWritable(): Promise<void> {
+  /**
+   * One committed upsert: fails while the database is read-only (a standby,
+   * default_transaction_read_only) or cannot write. The server's disk space is its own to watch.
+   */
+  async checkWritable(_minFreeBytes: number): Promise<void> {
     this.assertOpen();
     await sql.touchWriteProbe(this.pool, this.clock.now());
   }

@@ -112,14 +112,6 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
 }
 
-/**
- * Less free space than this beside the database is a full disk to readiness. A commit alone cannot
- * tell: after a checkpoint SQLite writes the WAL over its own old frames, so a tiny write succeeds
- * on a disk that has no room left for a message; and a node this close to full is about to refuse
- * mail, which is when a load balancer should move clients.
- */
-const MIN_FREE_BYTES = 8 << 20;
-
 /** Messages purged per transaction, so a large purge never holds the write lock for long. */
 const PURGE_CHUNK = 500;
 
@@ -863,14 +855,19 @@ class SqliteStore implements Store {
     this.read().ping();
   }
 
-  /** A durable commit (BEGIN IMMEDIATE ... COMMIT, fsynced) and room for more: fails on a full disk, a read-only file or a held write lock. */
-  async checkWritable(): Promise<void> {
+  /**
+   * A durable commit (BEGIN IMMEDIATE ... COMMIT, fsynced) and room for more: fails on a full disk, a
+   * read-only file or a held write lock. The commit alone cannot tell a full disk: after a checkpoint
+   * SQLite writes the WAL over its own old frames, so a tiny write succeeds on a disk with no room
+   * left for a message; hence the free space.
+   */
+  async checkWritable(minFreeBytes: number): Promise<void> {
     const now = this.clock.now();
     await this.write((q) => q.touchWriteProbe(now));
     if (!this.file) return;
     const fs = await statfs(dirname(this.file));
     const free = fs.bavail * fs.bsize;
-    if (free < MIN_FREE_BYTES) throw new Error(`disk full: ${free} bytes free beside ${this.file}`);
+    if (free < minFreeBytes) throw new Error(`disk full: ${free} bytes free beside ${this.file}, ${minFreeBytes} needed`);
   }
 
   close(): Promise<void> {
