@@ -55,6 +55,12 @@ export function retryAfterSeconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
 }
 
+/** 503 SHUTTING_DOWN: this node is stopping; another node, or this one in a while, takes the request. */
+export function refuseWhileStopping(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  setRetryAfter(reply, 30_000);
+  return sendProblem(reply, problem('SHUTTING_DOWN', 'This node is stopping; send the request to another node or again shortly', { instance: pathOf(request) }));
+}
+
 export function sendProblem(reply: FastifyReply, body: Problem): FastifyReply {
   return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(body);
 }

@@ -1,11 +1,11 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { TokenDirectory } from '../access/api-token.ts';
 import type { ApiTokenConfig } from '../config/api-schema.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { answerClientError, registerErrorHandlers } from './error-handler.ts';
+import { answerClientError, refuseWhileStopping, registerErrorHandlers } from './error-handler.ts';
 import type { ReadinessChecks } from './readiness.ts';
 import { registerHealthzRoute } from './routes/healthz.ts';
 import { registerMetricsRoute } from './routes/metrics.ts';
@@ -115,8 +115,9 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
     http: { headersTimeout: Math.min(60_000, timeouts.requestMs), connectionsCheckingInterval: Math.min(5_000, Math.max(100, Math.floor(timeouts.requestMs / 4))) },
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: (request) => quietRequest(request.method, request.url) }),
-    // Requests still arriving while closing get 503; idle keep-alive sockets are closed at once.
-    return503OnClosing: true,
+    // Requests still arriving while closing get 503 (refuseWhileClosing below: Fastify's own is
+    // not a problem document); idle keep-alive sockets are closed at once.
+    return503OnClosing: false,
     clientErrorHandler: answerClientError,
     forceCloseConnections: 'idle',
     // /v1 request schemas: an unknown property is refused with its path rather than dropped,
@@ -136,6 +137,10 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
   });
 
   registerErrorHandlers(app);
+  let closing = false;
+  app.addHook('onRequest', async (request, reply) => {
+    if (closing) return refuseWhileClosing(request, reply);
+  });
   registerHealthzRoute(app);
   registerReadyzRoute(app, { checks: deps.checks, isShuttingDown: deps.isShuttingDown, checkTimeoutMs: deps.checkTimeoutMs });
   registerMetricsRoute(app, { metrics: deps.metrics, logger, checks: deps.checks, checkTimeoutMs: deps.checkTimeoutMs, beforeMetrics: deps.beforeMetrics });
@@ -170,6 +175,7 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
       stopping ??= (async () => {
         // Wait for a start in progress so its socket is not left open behind us.
         await starting?.catch(() => undefined);
+        closing = true;
         const closed = app.close();
         // A request still in progress after the grace (a client still sending) is cut: its
         // client retries, and shutdown never waits on a peer.
@@ -187,4 +193,14 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
       return stopping;
     },
   };
+}
+
+/**
+ * A request that arrives on a kept-alive connection while the API closes (one already in progress
+ * holds it open): 503, as Fastify would answer, but as the problem document every other error is.
+ * /readyz keeps its own answer, which load balancers read.
+ */
+function refuseWhileClosing(request: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
+  if (request.routeOptions.url === '/readyz') return undefined;
+  return refuseWhileStopping(request, reply);
 }

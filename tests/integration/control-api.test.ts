@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.ts';
@@ -153,6 +153,49 @@ describe('GET /readyz', () => {
     expect(res.status).toBe(503);
     expect(await res.json()).toEqual({ status: 'shutting-down', checks: {} });
     expect((await fetch(url('/healthz'))).status).toBe(200);
+  });
+
+  /** The answer to a request for `path` that arrives on a kept-alive connection while the API closes (a request in progress holds it open). */
+  async function answerWhileClosing(path: string, overrides: Partial<ControlApiDeps> = {}): Promise<{ head: string; body: string }> {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const { api, address } = await startApi(overrides, ({ app }) => {
+      app.get('/held', async () => {
+        await held;
+        return { done: true };
+      });
+    });
+    const socket = connect(address.port, address.host);
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.write('GET /held HTTP/1.1\r\nHost: api\r\n\r\n');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const stopped = api.stop();
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: api\r\n\r\n`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    release();
+    await stopped;
+    await ended;
+    const [first, second = ''] = received.split(/(?=HTTP\/1\.1 )/);
+    expect(first).toMatch(/^HTTP\/1\.1 200 /);
+    const [head = '', body = ''] = second.split('\r\n\r\n');
+    return { head, body };
+  }
+
+  it('answers a request that arrives while it closes with a 503 problem document', async () => {
+    const { head, body } = await answerWhileClosing('/healthz');
+    expect(head).toMatch(/^HTTP\/1\.1 503 /);
+    expect(head).toMatch(/\r\ncontent-type: application\/problem\+json/i);
+    expect(head).toMatch(/\r\nretry-after: 30(\r\n|$)/i);
+    expect(head).toMatch(/\r\nconnection: close(\r\n|$)/i);
+    expect(JSON.parse(body)).toMatchObject({ status: 503, title: expect.any(String), detail: expect.stringMatching(/stopping/), instance: '/healthz' });
+  });
+
+  it('answers /readyz while it closes as /readyz does', async () => {
+    const { head, body } = await answerWhileClosing('/readyz', { isShuttingDown: () => true });
+    expect(head).toMatch(/^HTTP\/1\.1 503 /);
+    expect(JSON.parse(body)).toEqual({ status: 'shutting-down', checks: {} });
   });
 });
 

@@ -3,7 +3,7 @@ import { systemClock, type Clock } from '../../../clock.ts';
 import type { PreparedMessage, Queue } from '../../../engine/queue.ts';
 import { RookeryError } from '../../../errors.ts';
 import type { EnqueueOnceResult, IdempotencyRecord } from '../../../storage/store.ts';
-import { mediaTypeOf, pathOf, retryAfterSeconds, sendInvalid, sendProblem, setRetryAfter, validationErrors } from '../../error-handler.ts';
+import { mediaTypeOf, pathOf, refuseWhileStopping, retryAfterSeconds, sendInvalid, sendProblem, setRetryAfter, validationErrors } from '../../error-handler.ts';
 import { problem } from '../../problem.ts';
 import { auditRequest } from '../audit-trail.ts';
 import { composeJsonMessage, type JsonMessage } from '../compose-message.ts';
@@ -192,10 +192,5 @@ async function commit(request: FastifyRequest, deps: SendRouteDeps, prepared: Pr
 
 function refuseMediaType(request: FastifyRequest, reply: FastifyReply, what = 'send application/json or message/rfc822'): FastifyReply {
   return sendProblem(reply, problem('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${JSON.stringify(mediaTypeOf(request))}: ${what}`, { instance: pathOf(request) }));
-}
-
-function refuseWhileStopping(request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  setRetryAfter(reply, 30_000);
-  return sendProblem(reply, problem('SHUTTING_DOWN', 'This node is stopping; send the message to another node or again shortly', { instance: pathOf(request) }));
 }
 
