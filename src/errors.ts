@@ -25,6 +25,7 @@ export const ERRORS = {
   SHUTTING_DOWN: { smtp: 421, enhanced: '4.3.2', http: 503, message: 'Service shutting down' },
   STORAGE_FAILED: { smtp: 451, enhanced: '4.3.0', http: 503, message: 'Temporary storage failure, try again later' },
   BUFFERS_FULL: { smtp: 452, enhanced: '4.3.1', http: 503, message: 'Insufficient system storage, try again later' },
+  STORAGE_LOW: { smtp: 452, enhanced: '4.3.1', http: 503, message: 'Insufficient system storage, try again later' },
   BAD_AUTHOR_HEADER: { smtp: 554, enhanced: '5.6.0', http: 400, message: 'From or Sender header cannot be read one way only' },
   HEADER_TOO_LARGE: { smtp: 552, enhanced: '5.3.4', http: 413, message: 'Message header block exceeds the size limit' },
   BAD_REQUEST: { smtp: 501, enhanced: '5.5.4', http: 400, message: 'Bad request' },

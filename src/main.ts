@@ -18,6 +18,7 @@ import { DeadSites } from './engine/dead-sites.ts';
 import { DeliveryEngine } from './engine/delivery-engine.ts';
 import { Queue, type Accepted, type Submission } from './engine/queue.ts';
 import { BufferBudget } from './engine/buffer-budget.ts';
+import { StorageSpace } from './engine/storage-space.ts';
 import { TenantLimits } from './engine/tenant-limits.ts';
 import type { TenantLookup } from './access/tenants.ts';
 import { QueueOperations } from './engine/queue-operations.ts';
@@ -322,6 +323,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // runs is stored all the same, and claimed when it starts.
     // The memory of messages being received, one budget for both doors (smtp.maxBufferedBytes).
     const buffers = new BufferBudget(config.smtp.maxBufferedBytes);
+    // The disk space beside the queue: both doors refuse new mail while it is below readiness's margin.
+    const minFreeBytes = minFreeBytesFor(config.smtp.maxMessageBytes);
+    const space = new StorageSpace({ store, minFreeBytes, logger });
+    await startPart('disk space watch', () => space.start());
+    stack.push({ name: 'disk space watch', stop: async () => space.stop() });
     // The suppression list as both doors and the queue ask it, with the action in effect per tenant.
     const suppressions = new SuppressionCheck({ store, clock, action: (tenant) => suppressionActionFor(live.current.config, tenant) });
     const queue = new Queue({
@@ -371,12 +377,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           }).explain(request);
         },
       },
-      intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, buffers, dkimExpiryMs: config.dkim.expiry } },
+      intake: { queue, space, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, buffers, dkimExpiryMs: config.dkim.expiry } },
       webhooks: { allowPrivateNetworks: config.webhooks.allowPrivateNetworks, maxEndpointsPerTenant: config.webhooks.maxEndpointsPerTenant, onDue: () => webhooks?.wake() },
       logger,
       metrics,
       // Ready means able to take mail: the store must commit a write, not only answer.
-      checks: { storage: () => store.checkWritable(minFreeBytesFor(config.smtp.maxMessageBytes)), ...(redis ? { redis: () => redis.ping() } : {}) },
+      checks: { storage: () => store.checkWritable(minFreeBytes), ...(redis ? { redis: () => redis.ping() } : {}) },
       isShuttingDown: () => shuttingDown,
       beforeMetrics: async () => {
         metrics.queueOldestAge.set(await queueAge.refresh());
@@ -444,7 +450,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       unsubscribeAddress = await startPart('unsubscribe listener', () => server.start());
     }
 
-    const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, tenants, queue, suppressions, tls, logger, metrics, clock, reverseLookup, buffers });
+    const smtp = createSubmissionServer({ config, users: resolved.smtpUsers, tenants, queue, suppressions, tls, logger, metrics, clock, reverseLookup, buffers, space });
     await smtp.start();
     stack.push({ name: 'smtp', stop: () => smtp.stop() });
 

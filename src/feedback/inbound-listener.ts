@@ -198,10 +198,11 @@ export class InboundServer {
       ...handlers,
       onClose: (session) => this.sessions.close(session.id),
     };
-    // The gate asks the lockout about AUTH only, which is never available here.
+    // The gate asks the lockout about AUTH only, which is never available here. Reports are taken
+    // while disk space is low: each is a row or two, kept in the room left for mail already taken.
     const lockout = new AuthLockout({ max: 1, windowMs: 1, clock });
     const guard = sessionGuard(
-      { maxCommandBytes: smtp.maxCommandBytes, lockout, sessions: this.sessions, rejections: this.rejections, buffers: this.deps.buffers, isStopping: () => this.stopping, smtpUtf8: false },
+      { maxCommandBytes: smtp.maxCommandBytes, lockout, sessions: this.sessions, rejections: this.rejections, buffers: this.deps.buffers, storageLow: () => false, isStopping: () => this.stopping, smtpUtf8: false },
       'never',
     );
     const server: GatedSmtpServer = new GatedSmtpServer(options, guard, { greetingDelayMs: listener.greetingDelay, commandTimeoutMs: smtp.commandTimeout });

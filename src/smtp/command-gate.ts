@@ -12,8 +12,8 @@ import { utf8EnvelopeRefusal } from './utf8-envelope.ts';
 /**
  * What every command line passes before smtp-server handles it: no command once the server is
  * stopping, the command length limit, no control characters in MAIL and RCPT, UTF-8 in them only
- * under SMTPUTF8 (utf8-envelope.ts), no new DATA while
- * the message buffers are full, and whether AUTH may be used now (offered on this listener, not
+ * under SMTPUTF8 (utf8-envelope.ts), no new transaction while little disk space is left, no new
+ * DATA while the message buffers are full, and whether AUTH may be used now (offered on this listener, not
  * inside a transaction, client not locked out). No smtp-server hook runs per command. Also the
  * admission of each connection as it is accepted (session-registry.ts), and the replies to a
  * client that talks before its greeting and to one whose next command is late.
@@ -25,6 +25,8 @@ export interface CommandGateDeps {
   sessions: SessionRegistry;
   rejections: Rejections;
   buffers: BufferBudget;
+  /** Little disk space is left beside the queue (storage-space.ts): no new transaction starts. */
+  storageLow: () => boolean;
   isStopping: () => boolean;
   /** The listener offers SMTPUTF8 (RFC 6531): UTF-8 addresses are taken in transactions that ask for it. */
   smtpUtf8: boolean;
@@ -59,6 +61,10 @@ export function sessionGuard(deps: CommandGateDeps, offer: AuthOffer): SessionGu
       if (utf8) {
         rejections.reject(state, utf8, { command: verb });
         return reply(SMTP_REPLIES[utf8]);
+      }
+      if (verb === 'MAIL' && deps.storageLow()) {
+        rejections.reject(state, 'STORAGE_LOW', {});
+        return reply(ERRORS.STORAGE_LOW);
       }
       if (verb === 'DATA' && session.envelope.rcptTo.length > 0 && deps.buffers.exhausted) {
         rejections.reject(state, 'BUFFERS_FULL', { buffered: deps.buffers.used });

@@ -36,6 +36,7 @@ const REJECTION_EVENTS: Partial<Record<RejectionReason, string>> = {
   BAD_AUTHOR_HEADER: 'smtp.message.rejected',
   HEADER_TOO_LARGE: 'smtp.message.rejected',
   BUFFERS_FULL: 'smtp.message.rejected',
+  STORAGE_LOW: 'smtp.sender.rejected',
   SESSION_TIME_EXCEEDED: 'smtp.session.expired',
   COMMAND_TIMEOUT: 'smtp.session.expired',
   DATA_TOO_SLOW: 'smtp.session.expired',

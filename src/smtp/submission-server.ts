@@ -9,6 +9,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { GatedSmtpServer } from '../vendor/smtp-server.ts';
 import { AuthLockout } from './auth-lockout.ts';
 import { BufferBudget } from '../engine/buffer-budget.ts';
+import type { StorageSpace } from '../engine/storage-space.ts';
 import { sessionGuard } from './command-gate.ts';
 import { CredentialChecks } from './credential-checks.ts';
 import { dataAcceptance } from './data-acceptance.ts';
@@ -46,6 +47,8 @@ export interface SubmissionServerDeps {
   shutdownGraceMs?: number;
   /** The memory of messages being received, shared with the HTTP API's sends; made from smtp.maxBufferedBytes when not given. */
   buffers?: BufferBudget;
+  /** The disk space beside the queue: MAIL FROM is refused (452 4.3.1) while it is low. Never low when not given. */
+  space?: Pick<StorageSpace, 'low'>;
   /** Reverse lookups of client addresses (for Received and logs); node's resolver when not given. */
   reverseLookup?: ReverseLookup;
 }
@@ -177,10 +180,11 @@ class SmtpSubmissionServer implements SubmissionServer {
     const { config, queue, clock } = this.deps;
     const { sessions, rejections, lockout, checks, buffers, log } = this;
     const isStopping = () => this.stopping;
+    const storageLow = () => this.deps.space?.low === true;
     return {
       onConnect: (server, listener, session, callback) => sessions.open(server, listener, session, callback),
       onClose: (session) => sessions.close(session.id),
-      guard: (offer) => sessionGuard({ maxCommandBytes: config.smtp.maxCommandBytes, lockout, sessions, rejections, buffers, isStopping, smtpUtf8: true }, offer),
+      guard: (offer) => sessionGuard({ maxCommandBytes: config.smtp.maxCommandBytes, lockout, sessions, rejections, buffers, storageLow, isStopping, smtpUtf8: true }, offer),
       onAuth: authHandler({ users, lockout, checks, sessions, rejections }),
       ...envelopeChecks({ users, tenants: this.deps.tenants, sessions, rejections, maxRecipients: config.smtp.maxRecipients, suppressions: this.deps.suppressions, log, metrics: this.deps.metrics }),
       onData: dataAcceptance({

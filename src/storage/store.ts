@@ -351,6 +351,9 @@ export interface Store extends MessageReads, AuditLog, QueueControl, Idempotency
    */
   checkWritable(minFreeBytes: number): Promise<void>;
 
+  /** Bytes free to this process where the store keeps its files (SQLite); null when the store is a server's (PostgreSQL). */
+  freeBytes(): Promise<number | null>;
+
   /** Waits for pending writes, then closes. Safe to call twice. */
   close(): Promise<void>;
 }

@@ -35,6 +35,8 @@ describe.skipIf(!canMount)('disk full under the SQLite queue', () => {
     const full = await harness.readiness();
     expect(full.status).toBe(503);
     expect(full.checks.storage).toEqual({ ok: false, error: expect.stringMatching(/full/) });
+    // Once the disk space watch has read it (every 5 s), new transactions are refused at MAIL FROM, before their data.
+    await until(async () => load.refusals.has('452 4.3.1'), 'MAIL FROM refused with 452 4.3.1', 15_000);
 
     disk.free();
     await until(async () => (await harness.readiness()).status === 200, '/readyz 200 once space is back');

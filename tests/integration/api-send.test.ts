@@ -100,12 +100,14 @@ for (const backend of backends) {
     });
 
     /** An API on its own port over `on` (default: the file's store). */
-    async function startApi(on: Store = store, isShuttingDown?: () => boolean) {
+    async function startApi(on: Store = store, isShuttingDown?: () => boolean, space?: { low: boolean }) {
+      const sources = apiSources({ store: on, config: CONFIG });
       const api = createControlApi({
         isShuttingDown,
         config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: config.api.tokens, authFailures: { max: 100, window: 60_000 } } },
         store: on,
-        ...apiSources({ store: on, config: CONFIG }),
+        ...sources,
+        intake: { ...sources.intake, ...(space ? { space } : {}) },
         logger,
         metrics: new Metrics({ processMetrics: false }),
         checks: { storage: () => on.ping() },
@@ -404,6 +406,20 @@ for (const backend of backends) {
         expect(res).toMatchObject({ status: 503, body: { code: 'SHUTTING_DOWN' } });
         expect(res.headers.get('retry-after')).toBe('30');
       }
+    });
+
+    it('refuses new mail unread with 503 and Retry-After while disk space is low, and takes it once space is back', async () => {
+      const space = { low: true };
+      const call = await startApi(store, undefined, space);
+      for (const [path, json] of [['/v1/messages', simple()], ['/v1/messages/batch', { messages: [simple()] }]] as const) {
+        const res = await call(path, { json });
+        expect(res).toMatchObject({ status: 503, body: { code: 'STORAGE_LOW', detail: expect.stringMatching(/disk space/) } });
+        expect(res.headers.get('retry-after')).toBe('60');
+      }
+      // The token is checked first: nobody without one learns of it.
+      expect(await call('/v1/messages', { json: simple(), token: 'wrong' })).toMatchObject({ status: 401 });
+      space.low = false;
+      expect(await call('/v1/messages', { json: simple() })).toMatchObject({ status: 202 });
     });
 
     it('records each send in the audit log with the queue id, never the message', async () => {

@@ -695,10 +695,19 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       await expect(store.enqueue([message()])).rejects.toThrow(/closed/);
       await expect(store.ping()).rejects.toThrow(/closed/);
       await expect(store.checkWritable(0)).rejects.toThrow(/closed/);
+      await expect(store.freeBytes()).rejects.toThrow(/closed/);
 
       const reopened = await open();
       await reopened.ping();
       await reopened.checkWritable(0);
+      // SQLite's files are on this machine's disk; PostgreSQL's on its server's, which it watches itself.
+      if (reopened.driver === 'sqlite') {
+        expect(await reopened.freeBytes()).toBeGreaterThan(0);
+        await expect(reopened.checkWritable(Number.MAX_SAFE_INTEGER)).rejects.toThrow(/^disk full: \d+ bytes free beside /);
+      } else {
+        expect(await reopened.freeBytes()).toBeNull();
+        await reopened.checkWritable(Number.MAX_SAFE_INTEGER);
+      }
       expect(await reopened.listRecipients(m.id)).toHaveLength(1);
     });
   });

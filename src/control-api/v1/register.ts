@@ -49,7 +49,7 @@ export interface V1ApiDeps {
   /** Pauses, retries and cancellations of queued mail (/v1/queue/..., DELETE /v1/messages/{id}); the pauses also mark paused recipients in GET /v1/messages/{id}. */
   queue: Pick<QueueOperationsRouteDeps, 'operations'> & { pauses: QueueOperationsRouteDeps['pauses'] & Pick<QueuePauses, 'claimFilter'> };
   /** The accept path and its limits, for POST /v1/messages and /batch. */
-  intake: Pick<SendRouteDeps, 'queue' | 'limits'>;
+  intake: Pick<SendRouteDeps, 'queue' | 'limits' | 'space'>;
   /** /v1/webhooks: the SSRF rule of URLs, and the dispatcher to wake when deliveries fall due. Default: private networks refused. */
   webhooks?: Pick<WebhookRouteDeps, 'allowPrivateNetworks' | 'maxEndpointsPerTenant' | 'onDue'>;
   /** True once the daemon stops: sends are refused (503). */

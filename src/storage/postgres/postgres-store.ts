@@ -890,6 +890,11 @@ class PostgresStore implements Store {
     await sql.touchWriteProbe(this.pool, this.clock.now());
   }
 
+  async freeBytes(): Promise<number | null> {
+    this.assertOpen();
+    return null;
+  }
+
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.batcher.close();

@@ -864,10 +864,15 @@ class SqliteStore implements Store {
   async checkWritable(minFreeBytes: number): Promise<void> {
     const now = this.clock.now();
     await this.write((q) => q.touchWriteProbe(now));
-    if (!this.file) return;
+    const free = await this.freeBytes();
+    if (free !== null && free < minFreeBytes) throw new Error(`disk full: ${free} bytes free beside ${this.file}, ${minFreeBytes} needed`);
+  }
+
+  async freeBytes(): Promise<number | null> {
+    this.assertOpen();
+    if (!this.file) return null;
     const fs = await statfs(dirname(this.file));
-    const free = fs.bavail * fs.bsize;
-    if (free < minFreeBytes) throw new Error(`disk full: ${free} bytes free beside ${this.file}, ${minFreeBytes} needed`);
+    return fs.bavail * fs.bsize;
   }
 
   close(): Promise<void> {

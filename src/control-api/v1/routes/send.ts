@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { systemClock, type Clock } from '../../../clock.ts';
 import type { PreparedMessage, Queue } from '../../../engine/queue.ts';
+import type { StorageSpace } from '../../../engine/storage-space.ts';
 import { RookeryError } from '../../../errors.ts';
 import type { EnqueueOnceResult, IdempotencyRecord } from '../../../storage/store.ts';
 import { mediaTypeOf, pathOf, refuseWhileStopping, retryAfterSeconds, sendInvalid, sendProblem, setRetryAfter, validationErrors } from '../../error-handler.ts';
@@ -22,6 +23,8 @@ export interface SendRouteDeps {
   clock?: Clock;
   /** True once the daemon stops: new mail is refused (503), as SMTP answers 421. */
   isShuttingDown?: () => boolean;
+  /** The disk space beside the queue: new mail is refused unread (503) while it is low, as SMTP answers 452. Never low when not given. */
+  space?: Pick<StorageSpace, 'low'>;
 }
 
 type RawQuery = { from?: string; to?: string[]; pool?: string; sendAt?: string; tag?: string[] };
@@ -42,6 +45,9 @@ const messageLocation = (id: string): string => `/v1/messages/${id}`;
 /** The Location of a stored single-route answer (its body is acceptedView's). */
 const locationOfAccepted = (response: string): string => messageLocation((JSON.parse(response) as { id: string }).id);
 
+/** How soon a client refused for disk space tries again: space comes back when an operator frees it or the purge runs. */
+const STORAGE_LOW_RETRY_MS = 60_000;
+
 /**
  * POST /v1/messages (JSON composed by MailComposer, or a message/rfc822 body with its envelope
  * in the query) and POST /v1/messages/batch (up to 1,000 JSON messages, one commit, a result per
@@ -56,11 +62,14 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
   const clock = deps.clock ?? systemClock;
   const bodyLimit = requestBodyLimit(deps.limits.maxMessageBytes);
   const memory = sendBudget({ ...deps.limits, bodyLimit });
+  const room = async () => {
+    if (deps.space?.low) throw new RookeryError('STORAGE_LOW', 'Little disk space is left beside this node\'s queue; send to another node or again later', { retryAfterMs: STORAGE_LOW_RETRY_MS });
+  };
   app.addContentTypeParser('message/rfc822', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   app.post('/v1/messages', {
     bodyLimit,
-    preParsing: memory.hold(true),
+    preParsing: [room, memory.hold(true)],
     onResponse: async (request) => memory.release(request),
     onRequestAbort: async (request) => memory.release(request),
     schema: {
@@ -107,7 +116,7 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
 
   app.post('/v1/messages/batch', {
     bodyLimit,
-    preParsing: memory.hold(false),
+    preParsing: [room, memory.hold(false)],
     onResponse: async (request) => memory.release(request),
     onRequestAbort: async (request) => memory.release(request),
     // Before the schema, which would call text or a raw message a malformed batch (400): a batch is JSON only.

@@ -1,0 +1,59 @@
+import type { Logger } from '../observability/logger.ts';
+import type { Store } from '../storage/store.ts';
+
+/**
+ * The free space where the queue is kept (SQLite's filesystem), read every few seconds. Below
+ * `minFreeBytes` (readiness's margin, minFreeBytesFor) new mail is refused before its data is
+ * sent: 452 4.3.1 at MAIL FROM, 503 from the send routes, as Postfix refuses MAIL FROM under one
+ * and a half times its largest message. The room left is for the mail already taken: recording its
+ * deliveries, its DSNs, and the purge that frees space, which needs room in the WAL to delete.
+ * A store on a server (PostgreSQL) has no local space to watch and is never low.
+ */
+
+const INTERVAL_MS = 5_000;
+
+export interface StorageSpaceDeps {
+  store: Pick<Store, 'freeBytes'>;
+  minFreeBytes: number;
+  logger: Logger;
+  intervalMs?: number;
+}
+
+export class StorageSpace {
+  private readonly log: Logger;
+  private timer: NodeJS.Timeout | null = null;
+  private isLow = false;
+
+  constructor(private readonly deps: StorageSpaceDeps) {
+    this.log = deps.logger.child({ component: 'storage' });
+  }
+
+  /** True while less than minFreeBytes is free: no new mail is taken. */
+  get low(): boolean {
+    return this.isLow;
+  }
+
+  /** Reads the space once, then every few seconds until stop(). */
+  async start(): Promise<void> {
+    if (this.timer) return;
+    await this.read();
+    this.timer = setInterval(() => void this.read(), this.deps.intervalMs ?? INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private async read(): Promise<void> {
+    // A reading that fails (the store closing) keeps the last one: the commit itself still refuses what does not fit.
+    const free = await this.deps.store.freeBytes().catch(() => undefined);
+    if (free === undefined) return;
+    const low = free !== null && free < this.deps.minFreeBytes;
+    if (low === this.isLow) return;
+    this.isLow = low;
+    if (low) this.log.warn({ event: 'storage.space.low', freeBytes: free, minFreeBytes: this.deps.minFreeBytes }, 'little disk space left beside the queue: new mail is refused until there is more');
+    else this.log.info({ event: 'storage.space.ok', freeBytes: free }, 'disk space is back: new mail is taken again');
+  }
+}
