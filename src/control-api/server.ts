@@ -10,6 +10,7 @@ import type { ReadinessChecks } from './readiness.ts';
 import { registerHealthzRoute } from './routes/healthz.ts';
 import { registerMetricsRoute } from './routes/metrics.ts';
 import { registerReadyzRoute } from './routes/readyz.ts';
+import { leaveUnaudited } from './v1/audit-trail.ts';
 import { isV1Path } from './v1/auth.ts';
 import { registerV1Api, type V1ApiDeps } from './v1/register.ts';
 import { TenantDirectory, type TenantLookup } from '../access/tenants.ts';
@@ -202,5 +203,6 @@ export function createControlApi(deps: ControlApiDeps): ControlApi {
  */
 function refuseWhileClosing(request: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
   if (request.routeOptions.url === '/readyz') return undefined;
+  leaveUnaudited(request);
   return refuseWhileStopping(request, reply);
 }

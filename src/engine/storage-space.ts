@@ -23,6 +23,8 @@ export class StorageSpace {
   private readonly log: Logger;
   private timer: NodeJS.Timeout | null = null;
   private isLow = false;
+  /** A reading in progress: a statfs stuck on a hung mount holds a libuv thread, so no second one starts beside it. */
+  private reading: Promise<void> | null = null;
 
   constructor(private readonly deps: StorageSpaceDeps) {
     this.log = deps.logger.child({ component: 'storage' });
@@ -37,7 +39,7 @@ export class StorageSpace {
   async start(): Promise<void> {
     if (this.timer) return;
     await this.read();
-    this.timer = setInterval(() => void this.read(), this.deps.intervalMs ?? INTERVAL_MS);
+    this.timer = setInterval(() => void (this.reading ?? this.read()), this.deps.intervalMs ?? INTERVAL_MS);
     this.timer.unref();
   }
 
@@ -46,7 +48,12 @@ export class StorageSpace {
     this.timer = null;
   }
 
-  private async read(): Promise<void> {
+  private read(): Promise<void> {
+    this.reading = this.update().finally(() => (this.reading = null));
+    return this.reading;
+  }
+
+  private async update(): Promise<void> {
     // A reading that fails (the store closing) keeps the last one: the commit itself still refuses what does not fit.
     const free = await this.deps.store.freeBytes().catch(() => undefined);
     if (free === undefined) return;

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import { createFaultHarness, type FaultHarness } from '../helpers/fault-harness.ts';
 import { mountSmallDisk, requireSmallDisk, type SmallDisk } from '../helpers/small-disk.ts';
 import { until } from '../helpers/until.ts';
@@ -27,7 +28,11 @@ describe.skipIf(!canMount)('disk full under the SQLite queue', () => {
   });
 
   it('451 while the disk is full, /readyz 503, and recovery the moment space returns', { timeout: 120_000 }, async () => {
-    const { load } = await harness.start({ storage: { path: `${disk.path}/queue.db` } }, SESSIONS);
+    const token = generateApiToken();
+    const { daemon, load } = await harness.start(
+      { storage: { path: `${disk.path}/queue.db` }, api: { tokens: [{ name: 'app', role: 'admin', hash: hashApiToken(token) }] } },
+      SESSIONS,
+    );
     await load.moreAcknowledged(100);
 
     disk.fill();
@@ -37,6 +42,13 @@ describe.skipIf(!canMount)('disk full under the SQLite queue', () => {
     expect(full.checks.storage).toEqual({ ok: false, error: expect.stringMatching(/full/) });
     // Once the disk space watch has read it (every 5 s), new transactions are refused at MAIL FROM, before their data.
     await until(async () => load.refusals.has('452 4.3.1'), 'MAIL FROM refused with 452 4.3.1', 15_000);
+    const sent = await fetch(`http://${daemon.api.host}:${daemon.api.port}/v1/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ from: 'app@sender.test', to: 'user@dest.test', subject: 'Hello', text: 'Hi' }),
+    });
+    expect(sent.status).toBe(503);
+    expect(await sent.json()).toMatchObject({ code: 'STORAGE_LOW' });
 
     disk.free();
     await until(async () => (await harness.readiness()).status === 200, '/readyz 200 once space is back');

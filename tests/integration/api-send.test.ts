@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
@@ -99,6 +100,9 @@ for (const backend of backends) {
       await opened.drop();
     });
 
+    /** The address of the API startApi started last. */
+    let lastAddress = { host: '', port: 0 };
+
     /** An API on its own port over `on` (default: the file's store). */
     async function startApi(on: Store = store, isShuttingDown?: () => boolean, space?: { low: boolean }) {
       const sources = apiSources({ store: on, config: CONFIG });
@@ -114,6 +118,7 @@ for (const backend of backends) {
       });
       closing.push(() => api.stop());
       const { host, port } = await api.start();
+      lastAddress = { host, port };
       return async (path: string, options: { json?: unknown; raw?: Buffer | string; token?: string; key?: string; method?: string; contentType?: string } = {}): Promise<Answer> => {
         const headers: Record<string, string> = { authorization: `Bearer ${options.token ?? tokens.app}` };
         if (options.key !== undefined) headers['idempotency-key'] = options.key;
@@ -418,6 +423,12 @@ for (const backend of backends) {
       }
       // The token is checked first: nobody without one learns of it.
       expect(await call('/v1/messages', { json: simple(), token: 'wrong' })).toMatchObject({ status: 401 });
+      // Unread: the answer comes while the announced body has not been sent.
+      const socket = connect(lastAddress.port, lastAddress.host);
+      const answered = new Promise<string>((resolve) => socket.once('data', (chunk: Buffer) => resolve(chunk.toString('latin1'))));
+      socket.write(`POST /v1/messages HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer ${tokens.app}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"from":`);
+      expect(await answered).toMatch(/^HTTP\/1\.1 503 /);
+      socket.destroy();
       space.low = false;
       expect(await call('/v1/messages', { json: simple() })).toMatchObject({ status: 202 });
     });

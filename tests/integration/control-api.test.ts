@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.ts';
 import { createControlApi, type ControlApi, type ControlApiDeps } from '../../src/control-api/server.ts';
+import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import { RookeryError } from '../../src/errors.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
@@ -155,12 +156,15 @@ describe('GET /readyz', () => {
     expect((await fetch(url('/healthz'))).status).toBe(200);
   });
 
-  /** The answer to a request for `path` that arrives on a kept-alive connection while the API closes (a request in progress holds it open). */
-  async function answerWhileClosing(path: string, overrides: Partial<ControlApiDeps> = {}): Promise<{ head: string; body: string }> {
+  /** The answer to `request` (`GET path` by default) arriving on a kept-alive connection while the API closes (a request in progress holds it open). */
+  async function answerWhileClosing(path: string, overrides: Partial<ControlApiDeps> = {}, request = `GET ${path} HTTP/1.1\r\nHost: api\r\n\r\n`): Promise<{ head: string; body: string }> {
     let release!: () => void;
+    let reached!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
+    const inProgress = new Promise<void>((resolve) => (reached = resolve));
     const { api, address } = await startApi(overrides, ({ app }) => {
       app.get('/held', async () => {
+        reached();
         await held;
         return { done: true };
       });
@@ -170,9 +174,10 @@ describe('GET /readyz', () => {
     socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
     const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
     socket.write('GET /held HTTP/1.1\r\nHost: api\r\n\r\n');
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await inProgress;
     const stopped = api.stop();
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: api\r\n\r\n`);
+    socket.write(request);
+    // Parsed and answered behind the request in progress, whose answer goes first.
     await new Promise((resolve) => setTimeout(resolve, 100));
     release();
     await stopped;
@@ -190,6 +195,18 @@ describe('GET /readyz', () => {
     expect(head).toMatch(/\r\nretry-after: 30(\r\n|$)/i);
     expect(head).toMatch(/\r\nconnection: close(\r\n|$)/i);
     expect(JSON.parse(body)).toMatchObject({ status: 503, title: expect.any(String), detail: expect.stringMatching(/stopping/), instance: '/healthz' });
+  });
+
+  it('leaves a /v1 request refused while it closes out of the audit trail, credentials or not', async () => {
+    const token = generateApiToken();
+    const config = { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: [{ name: 'ops', role: 'admin' as const, hash: hashApiToken(token) }], authFailures: { max: 10, window: 60_000 } } };
+    const body = '{}';
+    const request = `POST /v1/queue/pause HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    const { head } = await answerWhileClosing('/v1/queue/pause', { config }, request);
+    expect(head).toMatch(/^HTTP\/1\.1 503 /);
+    // The audit hooks write after the answer; give them the time they would take.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await store.listAudit({ actor: null, route: '/v1/queue/pause', status: null, outcome: null, since: null, until: null, tenant: null }, null, 10)).toEqual([]);
   });
 
   it('answers /readyz while it closes as /readyz does', async () => {

@@ -44,6 +44,15 @@ export interface AuditNote {
   change?: AuditChange;
 }
 
+/**
+ * Keeps a request out of the audit trail: one refused before it was authenticated, for what the
+ * node is doing rather than what the request asked (the API closing), changed nothing and is
+ * nobody's, whatever credentials it carries.
+ */
+export function leaveUnaudited(request: FastifyRequest): void {
+  request.auditRecorded = true;
+}
+
 /** Called by a route to name what it acts on (and what it changed) in the audit trail. */
 export function auditRequest(request: FastifyRequest, note: AuditNote): void {
   request.auditNote = note;
