@@ -17,6 +17,7 @@ export interface ReadinessReport {
 }
 
 const DEFAULT_CHECK_TIMEOUT_MS = 5_000;
+const MAX_ERROR_LENGTH = 300;
 const MIN_FREE_FLOOR = 8 << 20;
 
 /**
@@ -28,7 +29,6 @@ const MIN_FREE_FLOOR = 8 << 20;
 export function minFreeBytesFor(maxMessageBytes: number): number {
   return Math.max(MIN_FREE_FLOOR, Math.ceil(maxMessageBytes * 1.5));
 }
-const MAX_ERROR_LENGTH = 300;
 
 /** Runs every check at once, each bounded by `timeoutMs` so a hung dependency cannot hang the probe. */
 export async function runReadinessChecks(checks: ReadinessChecks, timeoutMs = DEFAULT_CHECK_TIMEOUT_MS): Promise<ReadinessReport> {
