@@ -145,7 +145,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     stack.push({ name: 'dkim', stop: () => dkimKeys.stop() });
     // Signing threads: one per core up to four by default (each holds ~35 MB), none without keys.
     const signingThreads = Object.keys(config.dkim.domains).length === 0 ? 0 : (config.dkim.workers ?? Math.min(availableParallelism(), 4));
-    const signingPool = signingThreads > 0 ? createSigningPool({ size: signingThreads, logger }) : undefined;
+    const signingPool = signingThreads > 0 ? createSigningPool({ size: signingThreads, logger, clock }) : undefined;
     if (signingPool) {
       stack.push({ name: 'dkim signing threads', stop: () => signingPool.close() });
       await startPart('DKIM signing threads', () => signingPool.start());

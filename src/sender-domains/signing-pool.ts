@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { systemClock, type Clock } from '../clock.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { SignatureFields, SigningKey } from './signature-fields.ts';
 
@@ -11,7 +12,9 @@ import type { SignatureFields, SigningKey } from './signature-fields.ts';
  * into a buffer of its own that is handed over without another copy. A key crosses to a thread
  * once, the first time that thread signs with it (a KeyObject crosses as a handle to the same
  * parsed key, so OpenSSL's per-key precomputation is kept); after that requests name it by a
- * number. A thread that dies fails the messages it held (the signer signs those on the event
+ * number. A key no message has used for KEY_IDLE_MS is forgotten by the threads (told with their
+ * next request, and sent again if it is used again), so keys a reload replaced leave their memory.
+ * A thread that dies fails the messages it held (the signer signs those on the event
  * loop instead) and its slot gets a new thread at the first message a second later, so a thread
  * that cannot live costs a respawn a second, not one per message. A thread that leaves a message
  * unanswered for 10 seconds is ended the same way.
@@ -22,6 +25,8 @@ export interface SigningRequest {
   message: Uint8Array;
   /** The keys by number; `key` only the first time this thread sees that number. */
   keys: Array<{ ref: number; key?: SigningKey }>;
+  /** Keys the thread drops before signing: none used for a while. */
+  forget?: number[];
   now: number;
   expiry: number | null;
 }
@@ -49,6 +54,8 @@ export interface SigningPoolOptions {
   workerFile?: URL;
   /** How long a thread may leave a message unanswered before it counts as stuck (default 10 s). */
   answerTimeoutMs?: number;
+  /** The time keys were last used by (the system's by default). */
+  clock?: Clock;
 }
 
 interface Pending {
@@ -61,6 +68,8 @@ interface Thread {
   pending: Map<number, Pending>;
   /** The key numbers this thread has been sent. */
   known: Set<number>;
+  /** Key numbers to tell this thread to drop with its next request. */
+  forget: number[];
   /** Settles once the thread has loaded its code (or failed to). */
   ready: Promise<void>;
   /** Ends the thread as failed: its messages in hand fail, its slot waits for a new one. */
@@ -72,6 +81,9 @@ const WORKER_FILE = new URL('./signing-worker.ts', import.meta.url);
 const RESPAWN_DELAY_MS = 1_000;
 /** A signature takes milliseconds; a thread that has not answered one in this long is stuck. */
 const ANSWER_TIMEOUT_MS = 10_000;
+/** A key unused this long is dropped by the threads; looked for at most once a minute. */
+const KEY_IDLE_MS = 10 * 60_000;
+const PRUNE_EVERY_MS = 60_000;
 
 export function createSigningPool(options: SigningPoolOptions): SigningPool {
   const { size, answerTimeoutMs = ANSWER_TIMEOUT_MS } = options;
@@ -86,6 +98,21 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
   // KeyObject and gets a new number.
   const keyRefs = new WeakMap<SigningKey['privateKey'], Map<string, number>>();
   let nextRef = 1;
+  const clock = options.clock ?? systemClock;
+  /** When each key number was last used, and when unused ones were last looked for. */
+  const lastUsed = new Map<number, number>();
+  let prunedAt = clock.now();
+
+  function pruneIdleKeys(now: number): void {
+    if (now - prunedAt < PRUNE_EVERY_MS) return;
+    prunedAt = now;
+    for (const [ref, at] of lastUsed) {
+      if (now - at < KEY_IDLE_MS) continue;
+      lastUsed.delete(ref);
+      for (const thread of threads) if (thread?.known.delete(ref)) thread.forget.push(ref);
+    }
+  }
+
   function refOf({ domain, selector, algorithm, privateKey }: SigningKey): number {
     let byUse = keyRefs.get(privateKey);
     if (!byUse) keyRefs.set(privateKey, (byUse = new Map()));
@@ -110,6 +137,7 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
       worker,
       pending: new Map(),
       known: new Set(),
+      forget: [],
       ready: new Promise((resolve, reject) => ((loaded = resolve), (lostBeforeLoad = reject))),
       lose: (why) => lost(why),
     };
@@ -168,14 +196,17 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
       const id = nextId++;
       // A buffer of its own, sized to the message, handed over (not copied again) to the thread.
       const copy = new Uint8Array(message);
+      const usedAt = clock.now();
+      pruneIdleKeys(usedAt);
       const refs = keys.map((key) => {
         const ref = refOf(key);
+        lastUsed.set(ref, usedAt);
         if (thread.known.has(ref)) return { ref };
         thread.known.add(ref);
         const { domain, selector, algorithm, privateKey } = key;
         return { ref, key: { domain, selector, algorithm, privateKey } };
       });
-      const request: SigningRequest = { id, message: copy, keys: refs, now, expiry };
+      const request: SigningRequest = { id, message: copy, keys: refs, now, expiry, ...(thread.forget.length > 0 ? { forget: thread.forget.splice(0) } : {}) };
       let stuck: NodeJS.Timeout | undefined;
       return new Promise<SignatureFields>((resolve, reject) => {
         thread.pending.set(id, { resolve, reject });

@@ -4,11 +4,12 @@ import { THREAD_READY, type SigningReply, type SigningRequest } from './signing-
 
 /**
  * A signing thread of the pool (signing-pool.ts): signs each message it is sent and answers with
- * the DKIM-Signature fields. It keeps the keys it was sent, by number; nothing else.
+ * the DKIM-Signature fields. It keeps the keys it was sent, by number, until told to forget them; nothing else.
  */
 const keys = new Map<number, SigningKey>();
 
 parentPort!.on('message', (request: SigningRequest) => {
+  for (const ref of request.forget ?? []) keys.delete(ref);
   const signing = request.keys.map(({ ref, key }) => {
     if (key) keys.set(ref, key);
     const known = keys.get(ref);

@@ -3,7 +3,12 @@ import { dkimConfigSchema } from '../../src/config/dkim-schema.ts';
 import { createDkimKeyStore, type DkimKeyStore } from '../../src/sender-domains/key-store.ts';
 import { createDkimSigner, type UnsignedReason } from '../../src/sender-domains/signer.ts';
 import { createSigningPool, type SigningPool } from '../../src/sender-domains/signing-pool.ts';
+import { createPrivateKey } from 'node:crypto';
+import { BroadcastChannel } from 'node:worker_threads';
 import { systemClock } from '../../src/clock.ts';
+import type { SigningKey } from '../../src/sender-domains/signature-fields.ts';
+import { manualClock } from '../helpers/manual-clock.ts';
+import { until } from '../helpers/until.ts';
 import { createDkimKeyFiles, fixtureTxtResolver, readKeysOf, verifyWithMailauth, type DkimKeyFile, type DkimKeyFiles } from '../helpers/dkim-keys.ts';
 import { capturingLogger } from '../helpers/log-capture.ts';
 
@@ -99,6 +104,39 @@ describe('DKIM signing threads', () => {
   it('refuses to start when a thread cannot load its code', async () => {
     const { pool } = setup(new URL('../fixtures/workers/no-such-worker.ts', import.meta.url));
     await expect(pool.start()).rejects.toThrow(/DKIM signing thread could not start/);
+  });
+
+  it('makes its threads forget a key unused for ten minutes, and sends it again when it is used again', async () => {
+    const clock = manualClock(1_000_000);
+    const pool = createSigningPool({ size: 1, logger: capturingLogger().logger, clock, workerFile: new URL('../fixtures/workers/recording-signing-worker.ts', import.meta.url) });
+    pools.push(pool);
+    await pool.start();
+    const requests: Array<{ sent: number[]; named: number[]; forget: number[] }> = [];
+    const channel = new BroadcastChannel('signing-requests');
+    channel.onmessage = (event) => requests.push((event as MessageEvent).data);
+    try {
+      // Two keys, as before and after a reload: one file read twice is two KeyObjects.
+      const keyOf = (): SigningKey => ({ domain: 'example.com', selector: 'rsa', algorithm: 'rsa-sha256', privateKey: createPrivateKey(rsa4096.pem) });
+      const [before, after] = [keyOf(), keyOf()];
+      const sign = async (key: SigningKey) => expect((await pool.sign(message(1), [key], clock.now(), null)).failures).toEqual([]);
+      await sign(before);
+      clock.advance(5 * 60_000);
+      await sign(after);
+      clock.advance(6 * 60_000);
+      await sign(after);
+      clock.advance(6 * 60_000);
+      await sign(before);
+      await until(() => requests.length === 4, 'four requests seen');
+      const [first, second, third, fourth] = requests;
+      expect(first).toMatchObject({ sent: [first!.named[0]], forget: [] });
+      expect(second).toMatchObject({ sent: [second!.named[0]], forget: [] });
+      // Eleven minutes after its last use the first key is dropped, with the next request.
+      expect(third).toMatchObject({ sent: [], named: second!.named, forget: first!.named });
+      // Used again, it crosses again under a number the thread holds anew; the second key stays, in use 6 minutes ago.
+      expect(fourth).toMatchObject({ sent: first!.named, forget: [] });
+    } finally {
+      channel.close();
+    }
   });
 
   it('once closed, its messages are signed on the event loop', async () => {
