@@ -12,8 +12,9 @@ import type { SignatureFields, SigningKey } from './signature-fields.ts';
  * into a buffer of its own that is handed over without another copy. A key crosses to a thread
  * once, the first time that thread signs with it (a KeyObject crosses as a handle to the same
  * parsed key, so OpenSSL's per-key precomputation is kept); after that requests name it by a
- * number. A key no message has used for KEY_IDLE_MS is forgotten by the threads (told with their
- * next request, and sent again if it is used again), so keys a reload replaced leave their memory.
+ * number. A key no message has used for KEY_IDLE_MS is forgotten by the threads that hold it (told
+ * before the message that found it idle, and sent again if it is used again), so keys a reload
+ * replaced leave their memory.
  * A thread that dies fails the messages it held (the signer signs those on the event
  * loop instead) and its slot gets a new thread at the first message a second later, so a thread
  * that cannot live costs a respawn a second, not one per message. A thread that leaves a message
@@ -25,10 +26,13 @@ export interface SigningRequest {
   message: Uint8Array;
   /** The keys by number; `key` only the first time this thread sees that number. */
   keys: Array<{ ref: number; key?: SigningKey }>;
-  /** Keys the thread drops before signing: none used for a while. */
-  forget?: number[];
   now: number;
   expiry: number | null;
+}
+
+/** Keys a thread drops: none has been used for a while. */
+export interface SigningForget {
+  forget: number[];
 }
 
 export interface SigningReply extends SignatureFields {
@@ -68,8 +72,6 @@ interface Thread {
   pending: Map<number, Pending>;
   /** The key numbers this thread has been sent. */
   known: Set<number>;
-  /** Key numbers to tell this thread to drop with its next request. */
-  forget: number[];
   /** Settles once the thread has loaded its code (or failed to). */
   ready: Promise<void>;
   /** Ends the thread as failed: its messages in hand fail, its slot waits for a new one. */
@@ -106,10 +108,11 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
   function pruneIdleKeys(now: number): void {
     if (now - prunedAt < PRUNE_EVERY_MS) return;
     prunedAt = now;
-    for (const [ref, at] of lastUsed) {
-      if (now - at < KEY_IDLE_MS) continue;
-      lastUsed.delete(ref);
-      for (const thread of threads) if (thread?.known.delete(ref)) thread.forget.push(ref);
+    const idle = [...lastUsed].filter(([, at]) => now - at >= KEY_IDLE_MS).map(([ref]) => ref);
+    for (const ref of idle) lastUsed.delete(ref);
+    for (const thread of threads) {
+      const forget = idle.filter((ref) => thread?.known.delete(ref));
+      if (thread && forget.length > 0) thread.worker.postMessage({ forget } satisfies SigningForget);
     }
   }
 
@@ -137,7 +140,6 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
       worker,
       pending: new Map(),
       known: new Set(),
-      forget: [],
       ready: new Promise((resolve, reject) => ((loaded = resolve), (lostBeforeLoad = reject))),
       lose: (why) => lost(why),
     };
@@ -206,7 +208,7 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
         const { domain, selector, algorithm, privateKey } = key;
         return { ref, key: { domain, selector, algorithm, privateKey } };
       });
-      const request: SigningRequest = { id, message: copy, keys: refs, now, expiry, ...(thread.forget.length > 0 ? { forget: thread.forget.splice(0) } : {}) };
+      const request: SigningRequest = { id, message: copy, keys: refs, now, expiry };
       let stuck: NodeJS.Timeout | undefined;
       return new Promise<SignatureFields>((resolve, reject) => {
         thread.pending.set(id, { resolve, reject });

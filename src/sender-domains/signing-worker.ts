@@ -1,6 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 import { signatureFields, type SigningKey } from './signature-fields.ts';
-import { THREAD_READY, type SigningReply, type SigningRequest } from './signing-pool.ts';
+import { THREAD_READY, type SigningForget, type SigningReply, type SigningRequest } from './signing-pool.ts';
 
 /**
  * A signing thread of the pool (signing-pool.ts): signs each message it is sent and answers with
@@ -8,8 +8,11 @@ import { THREAD_READY, type SigningReply, type SigningRequest } from './signing-
  */
 const keys = new Map<number, SigningKey>();
 
-parentPort!.on('message', (request: SigningRequest) => {
-  for (const ref of request.forget ?? []) keys.delete(ref);
+parentPort!.on('message', (request: SigningRequest | SigningForget) => {
+  if ('forget' in request) {
+    for (const ref of request.forget) keys.delete(ref);
+    return;
+  }
   const signing = request.keys.map(({ ref, key }) => {
     if (key) keys.set(ref, key);
     const known = keys.get(ref);

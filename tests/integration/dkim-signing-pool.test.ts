@@ -111,7 +111,7 @@ describe('DKIM signing threads', () => {
     const pool = createSigningPool({ size: 1, logger: capturingLogger().logger, clock, workerFile: new URL('../fixtures/workers/recording-signing-worker.ts', import.meta.url) });
     pools.push(pool);
     await pool.start();
-    const requests: Array<{ sent: number[]; named: number[]; forget: number[] }> = [];
+    const requests: Array<{ sent?: number[]; named?: number[]; forget?: number[] }> = [];
     const channel = new BroadcastChannel('signing-requests');
     channel.onmessage = (event) => requests.push((event as MessageEvent).data);
     try {
@@ -126,14 +126,24 @@ describe('DKIM signing threads', () => {
       await sign(after);
       clock.advance(6 * 60_000);
       await sign(before);
-      await until(() => requests.length === 4, 'four requests seen');
-      const [first, second, third, fourth] = requests;
-      expect(first).toMatchObject({ sent: [first!.named[0]], forget: [] });
-      expect(second).toMatchObject({ sent: [second!.named[0]], forget: [] });
-      // Eleven minutes after its last use the first key is dropped, with the next request.
-      expect(third).toMatchObject({ sent: [], named: second!.named, forget: first!.named });
-      // Used again, it crosses again under a number the thread holds anew; the second key stays, in use 6 minutes ago.
-      expect(fourth).toMatchObject({ sent: first!.named, forget: [] });
+      // Both idle now: dropped, then the first sent again for this message and only named for the next.
+      clock.advance(11 * 60_000);
+      await sign(before);
+      await sign(before);
+      await until(() => requests.length === 8, 'eight messages seen');
+      const [a, b] = [requests[0]!.named![0]!, requests[1]!.named![0]!];
+      expect(requests).toEqual([
+        { sent: [a], named: [a] },
+        { sent: [b], named: [b] },
+        // Eleven minutes after its last use the first key is dropped, before the message that found it idle.
+        { forget: [a] },
+        { sent: [], named: [b] },
+        // Used again, it crosses again; the second key stays, in use 6 minutes ago.
+        { sent: [a], named: [a] },
+        { forget: [b, a] },
+        { sent: [a], named: [a] },
+        { sent: [], named: [a] },
+      ]);
     } finally {
       channel.close();
     }
