@@ -14,11 +14,10 @@ import type { SignatureFields, SigningKey } from './signature-fields.ts';
  * parsed key, so OpenSSL's per-key precomputation is kept); after that requests name it by a
  * number. A key no message has used for KEY_IDLE_MS is forgotten by the threads that hold it (told
  * before the message that found it idle, and sent again if it is used again), so keys a reload
- * replaced leave their memory.
- * A thread that dies fails the messages it held (the signer signs those on the event
- * loop instead) and its slot gets a new thread at the first message a second later, so a thread
- * that cannot live costs a respawn a second, not one per message. A thread that leaves a message
- * unanswered for 10 seconds is ended the same way.
+ * replaced leave their memory. A thread that dies fails the messages it held (the signer signs
+ * those on the event loop instead) and its slot gets a new thread at the first message a second
+ * later, so a thread that cannot live costs a respawn a second, not one per message. A thread that
+ * leaves a message unanswered for 10 seconds is ended the same way.
  */
 
 export interface SigningRequest {
@@ -101,7 +100,7 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
   const keyRefs = new WeakMap<SigningKey['privateKey'], Map<string, number>>();
   let nextRef = 1;
   const clock = options.clock ?? systemClock;
-  /** When each key number was last used, and when unused ones were last looked for. */
+  /** When each key number was last used. */
   const lastUsed = new Map<number, number>();
   let prunedAt = clock.now();
 

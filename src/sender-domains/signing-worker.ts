@@ -4,7 +4,8 @@ import { THREAD_READY, type SigningForget, type SigningReply, type SigningReques
 
 /**
  * A signing thread of the pool (signing-pool.ts): signs each message it is sent and answers with
- * the DKIM-Signature fields. It keeps the keys it was sent, by number, until told to forget them; nothing else.
+ * the DKIM-Signature fields. It keeps the keys it was sent, by number, until told to forget them;
+ * nothing else.
  */
 const keys = new Map<number, SigningKey>();
 
