@@ -110,8 +110,9 @@ export function createSigningPool(options: SigningPoolOptions): SigningPool {
     const idle = [...lastUsed].filter(([, at]) => now - at >= KEY_IDLE_MS).map(([ref]) => ref);
     for (const ref of idle) lastUsed.delete(ref);
     for (const thread of threads) {
-      const forget = idle.filter((ref) => thread?.known.delete(ref));
-      if (thread && forget.length > 0) thread.worker.postMessage({ forget } satisfies SigningForget);
+      if (!thread) continue;
+      const forget = idle.filter((ref) => thread.known.delete(ref));
+      if (forget.length > 0) thread.worker.postMessage({ forget } satisfies SigningForget);
     }
   }
 
