@@ -31,6 +31,7 @@ import { SuppressionCheck, suppressionActionFor } from './engine/suppression-che
 import { createRouteExplainer } from './engine/route-explanation.ts';
 import type { Resolver as DnsResolver } from './engine/routing.ts';
 import { ReadyQueues } from './engine/ready-queue.ts';
+import { FreshMessages } from './engine/fresh-messages.ts';
 import { Scheduler } from './engine/scheduler.ts';
 import { createDeliverer } from './engine/smtp-deliverer.ts';
 import { createOutboundTls, type TlsTrust } from './engine/tls/outbound-tls.ts';
@@ -294,6 +295,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       dkim,
       suppression: autoSuppression,
     });
+    // Bodies of mail just accepted here, handed to its first delivery instead of read back.
+    const fresh = new FreshMessages({ clock });
     const scheduler = new Scheduler({
       store,
       engine,
@@ -304,6 +307,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       leaseMs: config.delivery.lease,
       beforeClaim: () => sites.holdsDone(),
       paused: () => pauses.claimFilter(),
+      fresh,
       // A delivery that could not start (storage or Redis unreachable) waits like a first retry.
       errorRetryMs: () => live.current.config.delivery.retry.initial,
     });
@@ -339,7 +343,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       policy: () => parts,
       tenantLimits: new TenantLimits({ limiter: backend.limiter, counters: backend.counters, clock }),
       suppressions,
-      onEnqueued: () => scheduler.wake(),
+      onEnqueued: (messages) => {
+        fresh.add(messages);
+        scheduler.wake();
+      },
     });
 
     const queueAge = new QueueAge({ store, clock });

@@ -138,8 +138,8 @@ export class Queue {
       tenantLimits: TenantLimits;
       /** The suppression list and the action on its recipients (suppression-check.ts). */
       suppressions: Pick<SuppressionCheck, 'find' | 'action'>;
-      /** Called after each commit so the scheduler starts delivery at once. */
-      onEnqueued: () => void;
+      /** Called with the messages of each commit so the scheduler starts delivery at once. */
+      onEnqueued: (messages: readonly NewMessage[]) => void;
     },
   ) {}
 
@@ -295,7 +295,7 @@ export class Queue {
       metrics.recipientsAccepted.inc(recipients);
       if (tenant) metrics.tenantRecipientsAccepted.inc({ tenant }, recipients);
     }
-    this.deps.onEnqueued();
+    this.deps.onEnqueued(messages);
     return result;
   }
 

@@ -3,6 +3,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { PausedScopes } from '../storage/queue-control.ts';
 import type { ClaimedRecipient, StoredMessage, Store } from '../storage/store.ts';
 import type { DeliveryEngine } from './delivery-engine.ts';
+import type { FreshMessages } from './fresh-messages.ts';
 import { groupByMessage, type DeliveryJob } from './delivery-job.ts';
 import { LeaseKeeper } from './lease-keeper.ts';
 
@@ -24,6 +25,8 @@ export interface SchedulerOptions {
   beforeClaim?: () => Promise<void>;
   /** The domains, pools and tenants an operator paused now (QueuePauses.claimFilter): claims and the timer leave their mail alone. */
   paused?: () => PausedScopes;
+  /** Messages this node just committed, taken instead of loaded from the store (fresh-messages.ts). */
+  fresh?: Pick<FreshMessages, 'take'>;
 }
 
 /** After stop() interrupted the deliveries still running, how long it waits for them to be recorded. */
@@ -292,11 +295,12 @@ export class Scheduler {
     );
   }
 
-  /** One body load per message, however many of its claims are in flight. */
+  /** One body load per message, however many of its claims are in flight; none for a message just committed here. */
   private acquireMessage(messageId: string): Promise<StoredMessage | null> {
     let entry = this.messages.get(messageId);
     if (!entry) {
-      entry = { refs: 0, load: this.options.store.loadMessage(messageId) };
+      const fresh = this.options.fresh?.take(messageId);
+      entry = { refs: 0, load: fresh ? Promise.resolve(fresh) : this.options.store.loadMessage(messageId) };
       this.messages.set(messageId, entry);
     }
     entry.refs++;

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/clock.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
 import type { DeliveryOutcome } from '../../src/mail/delivery-outcome.ts';
+import { FreshMessages } from '../../src/engine/fresh-messages.ts';
 import { registerReadContract } from './store-contract-reads.ts';
 import { registerAuditContract } from './store-contract-audit.ts';
 import { registerQueueControlContract } from './store-contract-queue-control.ts';
@@ -136,6 +137,18 @@ export function runStoreContract(name: string, makeBackend: () => Promise<StoreB
       expect(Buffer.isBuffer(stored!.body)).toBe(true);
       expect(await store.loadMessage('no-such-message')).toBeNull();
       expect(await store.listRecipients('no-such-message')).toEqual([]);
+    });
+
+    it('gives back what FreshMessages keeps of a message it was handed, field for field', async () => {
+      const fresh = new FreshMessages({ clock: manualClock(T0) });
+      for (const m of [
+        message({ tenant: 'acme', tags: ['t'], metadata: { k: 'v' } }),
+        message({ sender: '', messageIdHeader: null, submitter: null, clientAddress: null, source: 'http', pool: 'marketing' }),
+      ]) {
+        await store.enqueue([m]);
+        fresh.add([m]);
+        expect(fresh.take(m.id)).toEqual(await store.loadMessage(m.id));
+      }
     });
 
     it('stores the null sender, null fields and a binary body unchanged', async () => {
