@@ -388,8 +388,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       webhooks: { allowPrivateNetworks: config.webhooks.allowPrivateNetworks, maxEndpointsPerTenant: config.webhooks.maxEndpointsPerTenant, onDue: () => webhooks?.wake() },
       logger,
       metrics,
-      // Ready means able to take mail: the store must commit a write, not only answer.
-      checks: { storage: () => store.checkWritable(minFreeBytes), ...(redis ? { redis: () => redis.ping() } : {}) },
+      // Ready means able to take mail: the store must commit a write, not only answer, and the
+      // doors must not be refusing it for want of disk space.
+      checks: {
+        storage: async () => {
+          await store.checkWritable(minFreeBytes);
+          space.check();
+        },
+        ...(redis ? { redis: () => redis.ping() } : {}),
+      },
       isShuttingDown: () => shuttingDown,
       beforeMetrics: async () => {
         metrics.queueOldestAge.set(await queueAge.refresh());

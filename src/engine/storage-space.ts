@@ -8,6 +8,10 @@ import type { Store } from '../storage/store.ts';
  * and a half times its largest message. The room left is for the mail already taken: recording its
  * deliveries, its DSNs, and the purge that frees space, which needs room in the WAL to delete.
  * A store on a server (PostgreSQL) has no local space to watch and is never low.
+ *
+ * Once low, mail is taken again only when a quarter more than the margin is free: space hovering
+ * at the margin (a purge freeing a little, new deliveries' records taking it) would otherwise turn
+ * refusal on and off every few seconds, each turn logged and seen by clients as 452 then 250.
  */
 
 const INTERVAL_MS = 5_000;
@@ -30,9 +34,19 @@ export class StorageSpace {
     this.log = deps.logger.child({ component: 'storage' });
   }
 
-  /** True while less than minFreeBytes is free: no new mail is taken. */
+  /** True from a reading under minFreeBytes until one of resumeBytes or more: no new mail is taken. */
   get low(): boolean {
     return this.isLow;
+  }
+
+  /** The free space at which mail is taken again after being low. */
+  get resumeBytes(): number {
+    return this.deps.minFreeBytes + Math.ceil(this.deps.minFreeBytes / 4);
+  }
+
+  /** For /readyz: throws while low, so a load balancer moves clients for as long as the doors refuse them. */
+  check(): void {
+    if (this.isLow) throw new Error(`disk space low: new mail refused until ${this.resumeBytes} bytes are free beside the queue`);
   }
 
   /** Reads the space once, then every few seconds until stop(). */
@@ -57,7 +71,7 @@ export class StorageSpace {
     // A reading that fails (the store closing) keeps the last one: the commit itself still refuses what does not fit.
     const free = await this.deps.store.freeBytes().catch(() => undefined);
     if (free === undefined) return;
-    const low = free !== null && free < this.deps.minFreeBytes;
+    const low = free !== null && free < (this.isLow ? this.resumeBytes : this.deps.minFreeBytes);
     if (low === this.isLow) return;
     this.isLow = low;
     if (low) this.log.warn({ event: 'storage.space.low', freeBytes: free, minFreeBytes: this.deps.minFreeBytes }, 'little disk space left beside the queue: new mail is refused until there is more');

@@ -46,6 +46,39 @@ describe('disk space beside the queue', () => {
     }
   });
 
+  it.skipIf(!canMount)('once low, takes mail again only with a quarter more than the margin free, and says so to readiness', async () => {
+    const disk = await mountSmallDisk(32 * MIB);
+    const { logger, logs } = capturingLogger();
+    const store = createSqliteStore({ path: `${disk.path}/queue.db`, logger });
+    const space = new StorageSpace({ store, minFreeBytes: 8 * MIB, logger, intervalMs: 30 });
+    const free = async () => (await store.freeBytes())!;
+    try {
+      await store.migrate();
+      await space.start();
+      expect(space.resumeBytes).toBe(10 * MIB);
+      // Fill to 7 MiB free: low.
+      const empty = await free();
+      writeFileSync(`${disk.path}/fill`, Buffer.alloc(empty - 7 * MIB));
+      await until('space is low', () => space.low);
+      expect(() => space.check()).toThrow(`disk space low: new mail refused until ${10 * MIB} bytes are free beside the queue`);
+      // Back over the margin, under the resume point: still low, and nothing logged.
+      writeFileSync(`${disk.path}/fill`, Buffer.alloc(empty - 9 * MIB));
+      expect(await free()).toBeGreaterThan(8 * MIB);
+      expect(await free()).toBeLessThan(10 * MIB);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(space.low).toBe(true);
+      // Past it: mail is taken again.
+      writeFileSync(`${disk.path}/fill`, Buffer.alloc(MIB));
+      await until('space is back', () => !space.low);
+      expect(() => space.check()).not.toThrow();
+      expect(logs.filter((line) => String(line.event).startsWith('storage.space.')).map((line) => line.event)).toEqual(['storage.space.low', 'storage.space.ok']);
+    } finally {
+      space.stop();
+      await store.close();
+      await disk.remove();
+    }
+  });
+
   it('is never low for a store without local files', async () => {
     const { logger } = capturingLogger();
     const store = createSqliteStore({ path: ':memory:', logger });
