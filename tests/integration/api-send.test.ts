@@ -433,6 +433,30 @@ for (const backend of backends) {
       expect(await call('/v1/messages', { json: simple() })).toMatchObject({ status: 202 });
     });
 
+    it('answers a retry whose Idempotency-Key holds an answer while disk space is low, and refuses any other request under a key', async () => {
+      const space = { low: false };
+      const call = await startApi(store, undefined, space);
+      const key = `low-${backend.name}`;
+      const json = simple({ to: 'kept@dest.example', tags: [key] });
+      const first = await call('/v1/messages', { json, key });
+      expect(first.status).toBe(202);
+      const batchKey = `low-batch-${backend.name}`;
+      const batch = await call('/v1/messages/batch', { json: { messages: [json] }, key: batchKey });
+      expect(batch.status).toBe(202);
+      space.low = true;
+      const again = await call('/v1/messages', { json, key });
+      expect(again).toMatchObject({ status: 202, text: first.text });
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(await call('/v1/messages/batch', { json: { messages: [json] }, key: batchKey })).toMatchObject({ status: 202, text: batch.text });
+      // Another request under the key is told so, as at any time; a key with no answer stores nothing.
+      expect(await call('/v1/messages', { json: simple({ to: 'other@dest.example' }), key })).toMatchObject({ status: 422 });
+      expect(await call('/v1/messages', { json, key: `${key}-new` })).toMatchObject({ status: 503, body: { code: 'STORAGE_LOW' } });
+      space.low = false;
+      const listed = await call(`/v1/messages?tag=${key}`, { token: tokens.viewer });
+      expect(listed.status).toBe(200);
+      expect(listed.body.items).toHaveLength(2);
+    });
+
     it('records each send in the audit log with the queue id, never the message', async () => {
       const call = await startApi();
       const sent = await call('/v1/messages', { json: simple({ subject: 'audit-secret-subject' }) });

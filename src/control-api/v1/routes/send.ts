@@ -62,8 +62,17 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
   const clock = deps.clock ?? systemClock;
   const bodyLimit = requestBodyLimit(deps.limits.maxMessageBytes);
   const memory = sendBudget({ ...deps.limits, bodyLimit });
-  const room = async () => {
+  const refuseWhileLow = () => {
     if (deps.space?.low) throw new RookeryError('STORAGE_LOW', 'Little disk space is left beside this node\'s queue; send to another node or again later', { retryAfterMs: STORAGE_LOW_RETRY_MS });
+  };
+  // Before the body is read, except for a request whose Idempotency-Key holds an answer: that
+  // one stores nothing, and is answered from its record as at any other time (the handler
+  // checks again when the record is gone by then).
+  const room = async (request: FastifyRequest) => {
+    if (!deps.space?.low) return;
+    const key = request.headers['idempotency-key'];
+    if (typeof key === 'string' && request.principal && (await findEarlier(request, deps, { scope: request.principal.name, key }))) return;
+    refuseWhileLow();
   };
   app.addContentTypeParser('message/rfc822', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
@@ -96,6 +105,7 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
       const key = idempotencyKeyOf(request, { query, body });
       const earlier = key && (await findEarlier(request, deps, key));
       if (key && earlier) return answerFromRecord(request, reply, key, earlier, locationOfAccepted);
+      refuseWhileLow();
 
       const now = clock.now();
       const item = raw
@@ -135,6 +145,7 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
       const key = idempotencyKeyOf(request, { query: request.query, body: request.body });
       const earlier = key && (await findEarlier(request, deps, key));
       if (key && earlier) return answerFromRecord(request, reply, key, earlier);
+      refuseWhileLow();
 
       const now = clock.now();
       const validate = request.compileValidationSchema(SEND_MESSAGE, 'body');
@@ -172,7 +183,7 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
  * the first request was answered 503) answers 503 too: a replayed 202 would promise mail the
  * disk may not hold.
  */
-async function findEarlier(request: FastifyRequest, deps: SendRouteDeps, key: IdempotencyKey): Promise<IdempotencyRecord | null> {
+async function findEarlier(request: FastifyRequest, deps: SendRouteDeps, key: Pick<IdempotencyKey, 'scope' | 'key'>): Promise<IdempotencyRecord | null> {
   try {
     return await deps.queue.findIdempotent(key.scope, key.key);
   } catch (err) {
