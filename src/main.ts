@@ -343,10 +343,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       policy: () => parts,
       tenantLimits: new TenantLimits({ limiter: backend.limiter, counters: backend.counters, clock }),
       suppressions,
-      onEnqueued: (messages) => {
-        fresh.add(messages);
-        scheduler.wake();
-      },
+      onEnqueued: () => scheduler.wake(),
+      fresh,
     });
 
     const queueAge = new QueueAge({ store, clock });
@@ -388,13 +386,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       webhooks: { allowPrivateNetworks: config.webhooks.allowPrivateNetworks, maxEndpointsPerTenant: config.webhooks.maxEndpointsPerTenant, onDue: () => webhooks?.wake() },
       logger,
       metrics,
-      // Ready means able to take mail: the store must commit a write, not only answer, and the
-      // doors must not be refusing it for want of disk space.
+      // Ready means able to take mail: the store must commit a write, not only answer, and, on
+      // SQLite, the doors must not be refusing it for want of disk space (a check of its own: the
+      // store still writes then, and the queue gauges are read as usual).
       checks: {
-        storage: async () => {
-          await store.checkWritable(minFreeBytes);
-          space.check();
-        },
+        storage: () => store.checkWritable(minFreeBytes),
+        ...(store.driver === 'sqlite' ? { disk: async () => space.check() } : {}),
         ...(redis ? { redis: () => redis.ping() } : {}),
       },
       isShuttingDown: () => shuttingDown,

@@ -22,7 +22,7 @@ export class FreshMessages {
   private readonly maxBytes: number;
   private readonly maxAgeMs: number;
   /** In the order they were added, which is also the order they grow old in. */
-  private readonly kept = new Map<string, { message: StoredMessage; at: number }>();
+  private readonly kept = new Map<string, { message: StoredMessage; at: number; cost: number }>();
   private bytes = 0;
 
   constructor(options: FreshMessagesOptions) {
@@ -31,14 +31,20 @@ export class FreshMessages {
     this.maxAgeMs = options.maxAgeMs ?? 60_000;
   }
 
-  /** Keeps the messages that are due now (a scheduled send waits in the store). */
+  /**
+   * Keeps the messages that have a recipient to deliver now: not a scheduled send, which waits
+   * in the store, nor one whose every recipient was stored final (suppressed), which no claim takes.
+   * Called before the commit, so a claim in the same write batch finds them; forget() them when
+   * the commit fails or stores nothing.
+   */
   add(messages: readonly NewMessage[]): void {
     const now = this.clock.now();
     for (const m of messages) {
-      if (m.dueAt > now || m.body.length > this.maxBytes) continue;
+      const cost = costOf(m.body);
+      if (m.dueAt > now || (m.suppressed?.length ?? 0) >= m.recipients.length || cost > this.maxBytes) continue;
       this.forget(m.id);
-      this.kept.set(m.id, { message: storedForm(m), at: now });
-      this.bytes += m.body.length;
+      this.kept.set(m.id, { message: storedForm(m), at: now, cost });
+      this.bytes += cost;
     }
     this.evict(now);
   }
@@ -48,18 +54,20 @@ export class FreshMessages {
     const entry = this.kept.get(id);
     if (!entry) return undefined;
     this.forget(id);
-    return entry.at >= this.clock.now() - this.maxAgeMs ? entry.message : undefined;
+    const now = this.clock.now();
+    this.evict(now);
+    return entry.at >= now - this.maxAgeMs ? entry.message : undefined;
+  }
+
+  forget(id: string): void {
+    const entry = this.kept.get(id);
+    if (!entry) return;
+    this.kept.delete(id);
+    this.bytes -= entry.cost;
   }
 
   get size(): number {
     return this.kept.size;
-  }
-
-  private forget(id: string): void {
-    const entry = this.kept.get(id);
-    if (!entry) return;
-    this.kept.delete(id);
-    this.bytes -= entry.message.body.length;
   }
 
   private evict(now: number): void {
@@ -68,6 +76,16 @@ export class FreshMessages {
       this.forget(id);
     }
   }
+}
+
+/**
+ * What a kept body holds in memory: its bytes, and at least the slab Node allocates a small buffer
+ * in (Buffer.poolSize, 64 KiB on Node 24; a small message comes from Buffer.concat), which the
+ * body keeps from being freed. So the default budget keeps 512 small messages: far more than a
+ * node has between commits and claims, unless it has a backlog, when the store serves them.
+ */
+function costOf(body: Buffer): number {
+  return Math.max(body.length, Buffer.poolSize);
 }
 
 /** What the store would give back for the message (toStoredMessage of its row). */

@@ -2,6 +2,7 @@ import type { Clock } from '../clock.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { RookeryError } from '../errors.ts';
 import type { EnqueueOnceResult, IdempotencyRecord, NewMessage, Store } from '../storage/store.ts';
+import type { FreshMessages } from './fresh-messages.ts';
 import { hasHeader, headerValue, rfc5322Date, splitHeader, withHeaders } from '../mail/message-headers.ts';
 import type { DkimSigner } from '../sender-domains/signer.ts';
 import { toWireForm } from '../mail/wire-form.ts';
@@ -138,8 +139,10 @@ export class Queue {
       tenantLimits: TenantLimits;
       /** The suppression list and the action on its recipients (suppression-check.ts). */
       suppressions: Pick<SuppressionCheck, 'find' | 'action'>;
-      /** Called with the messages of each commit so the scheduler starts delivery at once. */
-      onEnqueued: (messages: readonly NewMessage[]) => void;
+      /** Called after each commit so the scheduler starts delivery at once. */
+      onEnqueued: () => void;
+      /** Keeps the bodies of the messages being committed for their first delivery (fresh-messages.ts). */
+      fresh?: Pick<FreshMessages, 'add' | 'forget'>;
     },
   ) {}
 
@@ -279,11 +282,19 @@ export class Queue {
     const { store, clock, metrics } = this.deps;
     const messages = prepared.flatMap((p) => p.messages);
     let result: EnqueueOnceResult = { stored: true };
-    if (idempotency) {
-      const now = clock.now();
-      result = await store.enqueueOnce(messages, { ...idempotency, createdAt: now }, now - IDEMPOTENCY_WINDOW_MS);
-    } else if (messages.length > 0) {
-      await store.enqueue(messages);
+    let committed = false;
+    // Kept before the commit: a claim written in the same batch may run before this resumes.
+    this.deps.fresh?.add(messages);
+    try {
+      if (idempotency) {
+        const now = clock.now();
+        result = await store.enqueueOnce(messages, { ...idempotency, createdAt: now }, now - IDEMPOTENCY_WINDOW_MS);
+      } else if (messages.length > 0) {
+        await store.enqueue(messages);
+      }
+      committed = result.stored;
+    } finally {
+      if (!committed) for (const m of messages) this.deps.fresh?.forget(m.id);
     }
     if (!result.stored || messages.length === 0) return result;
     // Counted as the clients handed them over: a message split per recipient is one message.
@@ -295,7 +306,7 @@ export class Queue {
       metrics.recipientsAccepted.inc(recipients);
       if (tenant) metrics.tenantRecipientsAccepted.inc({ tenant }, recipients);
     }
-    this.deps.onEnqueued(messages);
+    this.deps.onEnqueued();
     return result;
   }
 

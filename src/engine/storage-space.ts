@@ -27,6 +27,7 @@ export class StorageSpace {
   private readonly log: Logger;
   private timer: NodeJS.Timeout | null = null;
   private isLow = false;
+  private readings = 0;
   /** A reading in progress: a statfs stuck on a hung mount holds a libuv thread, so no second one starts beside it. */
   private reading: Promise<void> | null = null;
 
@@ -71,10 +72,12 @@ export class StorageSpace {
     // A reading that fails (the store closing) keeps the last one: the commit itself still refuses what does not fit.
     const free = await this.deps.store.freeBytes().catch(() => undefined);
     if (free === undefined) return;
-    const low = free !== null && free < (this.isLow ? this.resumeBytes : this.deps.minFreeBytes);
+    // The first reading, at start, asks for the resume point too: a restart is not a way out of being low.
+    const first = this.readings++ === 0;
+    const low = free !== null && free < (this.isLow || first ? this.resumeBytes : this.deps.minFreeBytes);
     if (low === this.isLow) return;
     this.isLow = low;
-    if (low) this.log.warn({ event: 'storage.space.low', freeBytes: free, minFreeBytes: this.deps.minFreeBytes }, 'little disk space left beside the queue: new mail is refused until there is more');
+    if (low) this.log.warn({ event: 'storage.space.low', freeBytes: free, minFreeBytes: this.deps.minFreeBytes, resumeBytes: this.resumeBytes }, 'little disk space left beside the queue: new mail is refused until there is more');
     else this.log.info({ event: 'storage.space.ok', freeBytes: free }, 'disk space is back: new mail is taken again');
   }
 }

@@ -42,6 +42,7 @@ describe.skipIf(!canMount)('disk full under the SQLite queue', () => {
     expect(full.checks.storage).toEqual({ ok: false, error: expect.stringMatching(/full/) });
     // Once the disk space watch has read it (every 5 s), new transactions are refused at MAIL FROM, before their data.
     await until(async () => load.refusals.has('452 4.3.1'), 'MAIL FROM refused with 452 4.3.1', 15_000);
+    expect((await harness.readiness()).checks.disk).toEqual({ ok: false, error: expect.stringMatching(/^disk space low: new mail refused until \d+ bytes are free/) });
     const sent = await fetch(`http://${daemon.api.host}:${daemon.api.port}/v1/messages`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },

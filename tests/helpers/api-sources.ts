@@ -25,6 +25,7 @@ import { createDkimKeyStore } from '../../src/sender-domains/key-store.ts';
 import { explainSender } from '../../src/sender-domains/sender-explanation.ts';
 import type { Store } from '../../src/storage/store.ts';
 import { createFixtureResolver, type FixtureResolver } from './fixture-resolver.ts';
+import type { FreshMessages } from '../../src/engine/fresh-messages.ts';
 
 /**
  * The egress pool, sender domains, route explainer, queue operations and the queue's accept path
@@ -36,7 +37,7 @@ import { createFixtureResolver, type FixtureResolver } from './fixture-resolver.
  * scheduler to wake). DNS comes from `resolver`, by default an empty zone. Its reload reads
  * `config` again and has no component to swap, so it answers that nothing changed.
  */
-export function apiSources(options: { store: Store; config?: ConfigInput; clock?: Clock; resolver?: FixtureResolver }): Pick<ControlApiDeps, 'pool' | 'domains' | 'reload' | 'tenants' | 'explainer' | 'queue' | 'intake'> {
+export function apiSources(options: { store: Store; config?: ConfigInput; clock?: Clock; resolver?: FixtureResolver; fresh?: FreshMessages }): Pick<ControlApiDeps, 'pool' | 'domains' | 'reload' | 'tenants' | 'explainer' | 'queue' | 'intake'> {
   const { store, clock = systemClock, resolver = createFixtureResolver() } = options;
   const read = () => resolveConfig(options.config ?? {}, { source: 'test', env: {} });
   const resolved = read();
@@ -81,6 +82,7 @@ export function apiSources(options: { store: Store; config?: ConfigInput; clock?
     tenantLimits: new TenantLimits({ ...backend, clock }),
     suppressions: new SuppressionCheck({ store, clock, action: (tenant) => suppressionActionFor(config, tenant) }),
     onEnqueued: () => undefined,
+    ...(options.fresh ? { fresh: options.fresh } : {}),
   });
   return {
     intake: { queue, limits: { maxMessageBytes: config.smtp.maxMessageBytes, maxRecipients: config.smtp.maxRecipients, buffers: new BufferBudget(config.smtp.maxBufferedBytes), dkimExpiryMs: config.dkim.expiry } },

@@ -13,6 +13,8 @@ import { apiSources } from '../helpers/api-sources.ts';
 import { createTestSchema } from '../helpers/postgres.ts';
 import { requirePostgres } from '../helpers/services.ts';
 import { createTempDir } from '../helpers/temp-dir.ts';
+import { FreshMessages } from '../../src/engine/fresh-messages.ts';
+import { systemClock } from '../../src/clock.ts';
 
 /**
  * POST /v1/messages and /v1/messages/batch over real HTTP on loopback, against a SQLite queue
@@ -104,8 +106,8 @@ for (const backend of backends) {
     let lastAddress = { host: '', port: 0 };
 
     /** An API on its own port over `on` (default: the file's store). */
-    async function startApi(on: Store = store, isShuttingDown?: () => boolean, space?: { low: boolean }) {
-      const sources = apiSources({ store: on, config: CONFIG });
+    async function startApi(on: Store = store, isShuttingDown?: () => boolean, space?: { low: boolean }, fresh?: FreshMessages) {
+      const sources = apiSources({ store: on, config: CONFIG, ...(fresh ? { fresh } : {}) });
       const api = createControlApi({
         isShuttingDown,
         config: { api: { listen: { host: '127.0.0.1', port: 0 }, tokens: config.api.tokens, authFailures: { max: 100, window: 60_000 } } },
@@ -402,6 +404,17 @@ for (const backend of backends) {
         const listed = await callA(`/v1/messages?tag=${key}`, { token: tokens.viewer });
         expect(listed.body.items.map((m: { id: string }) => m.id)).toEqual([answers[0]!.body.id]);
       }
+    });
+
+    it('keeps in memory, for its first delivery, only the message of racing requests with one key that was stored', async () => {
+      const fresh = new FreshMessages({ clock: systemClock });
+      const call = await startApi(store, undefined, undefined, fresh);
+      const key = `fresh-race-${backend.name}`;
+      const json = simple({ to: 'fresh-race@dest.example' });
+      const answers = await Promise.all(Array.from({ length: 6 }, () => call('/v1/messages', { json, key })));
+      expect(answers.map((a) => a.status)).toEqual(Array(6).fill(202));
+      expect(fresh.size).toBe(1);
+      expect(fresh.take(answers[0]!.body.id)).toEqual(await store.loadMessage(answers[0]!.body.id));
     });
 
     it('refuses new mail with 503 and Retry-After once the node stops', async () => {

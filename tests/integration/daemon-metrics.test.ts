@@ -99,6 +99,7 @@ describe('operations metrics of a running daemon', () => {
     expect(oldest).toBeLessThanOrEqual((Date.now() - later.createdAt) / 1000);
 
     expect(sample(text, 'rookery_dependency_ready', { dependency: 'storage' })).toBe(1);
+    expect(sample(text, 'rookery_dependency_ready', { dependency: 'disk' })).toBe(1);
     expect(sample(text, 'rookery_dependency_ready', { dependency: 'redis' })).toBeNull();
 
     const notAfter = new X509Certificate(pair.cert).validToDate.getTime() / 1000;

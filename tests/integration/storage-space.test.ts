@@ -67,11 +67,16 @@ describe('disk space beside the queue', () => {
       expect(await free()).toBeLessThan(10 * MIB);
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(space.low).toBe(true);
+      // A restart there does not take mail either.
+      const restarted = new StorageSpace({ store, minFreeBytes: 8 * MIB, logger, intervalMs: 30 });
+      await restarted.start();
+      restarted.stop();
+      expect(restarted.low).toBe(true);
       // Past it: mail is taken again.
       writeFileSync(`${disk.path}/fill`, Buffer.alloc(MIB));
       await until('space is back', () => !space.low);
       expect(() => space.check()).not.toThrow();
-      expect(logs.filter((line) => String(line.event).startsWith('storage.space.')).map((line) => line.event)).toEqual(['storage.space.low', 'storage.space.ok']);
+      expect(logs.filter((line) => String(line.event).startsWith('storage.space.')).map((line) => line.event)).toEqual(['storage.space.low', 'storage.space.low', 'storage.space.ok']);
     } finally {
       space.stop();
       await store.close();

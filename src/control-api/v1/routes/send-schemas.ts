@@ -114,6 +114,9 @@ export const BATCH_BODY = {
   },
 } as const;
 
+/** What an Idempotency-Key may be: 1 to 255 printable ASCII characters, no space. */
+export const IDEMPOTENCY_KEY_PATTERN = '^[!-~]{1,255}$';
+
 export const IDEMPOTENCY_HEADERS = {
   type: 'object',
   properties: {
@@ -121,7 +124,7 @@ export const IDEMPOTENCY_HEADERS = {
       type: 'string',
       minLength: 1,
       maxLength: 255,
-      pattern: '^[!-~]+$',
+      pattern: IDEMPOTENCY_KEY_PATTERN,
       description: 'Makes a retry safe: the same key with the same request within 24 hours answers the first response again and sends nothing more; with another request, 422.',
     },
   },

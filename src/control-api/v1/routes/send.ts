@@ -14,7 +14,7 @@ import { rolesFor } from '../route-roles.ts';
 import { jsonResponse, v1Route } from '../schemas.ts';
 import { sendBudget } from '../send-budget.ts';
 import { acceptedView, intake, logAccepted, type Intake } from '../send-intake.ts';
-import { ACCEPTED, BATCH_BODY, BATCH_RESULT, IDEMPOTENCY_HEADERS, RAW_QUERY, SEND_MESSAGE, sendProblems } from './send-schemas.ts';
+import { ACCEPTED, BATCH_BODY, BATCH_RESULT, IDEMPOTENCY_HEADERS, IDEMPOTENCY_KEY_PATTERN, RAW_QUERY, SEND_MESSAGE, sendProblems } from './send-schemas.ts';
 
 export interface SendRouteDeps {
   queue: Pick<Queue, 'prepare' | 'commit' | 'findIdempotent'>;
@@ -45,6 +45,8 @@ const messageLocation = (id: string): string => `/v1/messages/${id}`;
 /** The Location of a stored single-route answer (its body is acceptedView's). */
 const locationOfAccepted = (response: string): string => messageLocation((JSON.parse(response) as { id: string }).id);
 
+const VALID_KEY = new RegExp(IDEMPOTENCY_KEY_PATTERN);
+
 /** How soon a client refused for disk space tries again: space comes back when an operator frees it or the purge runs. */
 const STORAGE_LOW_RETRY_MS = 60_000;
 
@@ -71,7 +73,8 @@ export function registerSendRoutes(app: FastifyInstance, deps: SendRouteDeps): v
   const room = async (request: FastifyRequest) => {
     if (!deps.space?.low) return;
     const key = request.headers['idempotency-key'];
-    if (typeof key === 'string' && request.principal && (await findEarlier(request, deps, { scope: request.principal.name, key }))) return;
+    // A key the schema would refuse cannot hold an answer: no lookup for it.
+    if (typeof key === 'string' && VALID_KEY.test(key) && request.principal && (await findEarlier(request, deps, { scope: request.principal.name, key }))) return;
     refuseWhileLow();
   };
   app.addContentTypeParser('message/rfc822', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
