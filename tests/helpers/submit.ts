@@ -1,8 +1,15 @@
 import nodemailer from 'nodemailer';
+import type { Submission } from '../../src/engine/queue.ts';
 
 export interface SubmitTarget {
   host: string;
   port: number;
+}
+
+/** A test message from app@sender.test to user@dest.test, handed to the queue as the HTTP path does (Daemon.submit). */
+export function testSubmission(messageId: string): Submission {
+  const [sender, to] = ['app@sender.test', 'user@dest.test'];
+  return { sender, recipients: [to], body: testMessage({ from: sender, to, messageId }), submitter: null, source: 'http', clientAddress: null };
 }
 
 /** A small wire-form test message with a known Message-ID. */

@@ -11,7 +11,7 @@ import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { capturingLogger } from '../helpers/log-capture.ts';
 import { manualClock } from '../helpers/manual-clock.ts';
 import { startSmtpSink, type SinkReply, type SmtpSink } from '../helpers/smtp-sink.ts';
-import { testMessage } from '../helpers/submit.ts';
+import { testMessage, testSubmission } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { testDaemonConfig } from '../helpers/test-config.ts';
 
@@ -75,14 +75,7 @@ describe('delivery under faults', () => {
   }
 
   async function submit(d: Daemon, messageId: string): Promise<string> {
-    const accepted = await d.submit({
-      sender: 'app@sender.test',
-      recipients: ['user@dest.test'],
-      body: testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId }),
-      submitter: null,
-      source: 'http',
-      clientAddress: null,
-    });
+    const accepted = await d.submit(testSubmission(messageId));
     return accepted.id;
   }
 

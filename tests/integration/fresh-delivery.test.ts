@@ -5,7 +5,7 @@ import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { startTestDaemon } from '../helpers/in-process-daemon.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
-import { testMessage } from '../helpers/submit.ts';
+import { testSubmission } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { until } from '../helpers/until.ts';
 
@@ -45,17 +45,8 @@ describe('delivery of mail just accepted', () => {
       resolver: createFixtureResolver({ 'dest.test': { mx: [{ exchange: 'mx.dest.test', priority: 10 }] }, 'mx.dest.test': { a: ['127.0.0.1'] } }),
       config: { ips: [{ address: '127.0.0.2' }], delivery: { dsn: { enabled: false }, retry: { initial: 200, jitter: 0 } } },
     });
-    const submit = (messageId: string) =>
-      daemon!.submit({
-        sender: 'app@sender.test',
-        recipients: ['user@dest.test'],
-        body: testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId }),
-        submitter: null,
-        source: 'http',
-        clientAddress: null,
-      });
-    const once = await submit('<once@app.test>');
-    const retried = await submit('<retried@app.test>');
+    const once = await daemon.submit(testSubmission('<once@app.test>'));
+    const retried = await daemon.submit(testSubmission('<retried@app.test>'));
 
     await until(() => sink!.messages.length === 2, 'both messages at the sink');
     expect(deferred).toBe(true);

@@ -12,7 +12,7 @@ import { startTestDaemon } from '../helpers/in-process-daemon.ts';
 import { capturingLogger } from '../helpers/log-capture.ts';
 import { createTestSchema, type TestSchema } from '../helpers/postgres.ts';
 import { requirePostgres } from '../helpers/services.ts';
-import { testMessage } from '../helpers/submit.ts';
+import { testSubmission } from '../helpers/submit.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { until } from '../helpers/until.ts';
 
@@ -54,14 +54,7 @@ describe.skipIf(!available)('replies the queue cannot store as they came', () =>
     cleanups.push(() => remote.close());
     const resolver = createFixtureResolver({ 'dest.test': { mx: [{ exchange: 'mx.dest.test', priority: 10 }] }, 'mx.dest.test': { a: ['127.0.0.1'] } });
     daemon = await startTestDaemon({ dir, sink: remote, resolver, store: await openStore() });
-    const { id } = await daemon.submit({
-      sender: 'app@sender.test',
-      recipients: ['user@dest.test'],
-      body: testMessage({ from: 'app@sender.test', to: 'user@dest.test', messageId: '<nul@app.test>' }),
-      submitter: null,
-      source: 'http',
-      clientAddress: null,
-    });
+    const { id } = await daemon.submit(testSubmission('<nul@app.test>'));
     await until(() => remote.messages() === 1, 'the message to be answered');
     await until(async () => (await store.listRecipients(id))[0]!.state === 'delivered', 'the delivery to be recorded');
     const [row] = await store.listRecipients(id);
