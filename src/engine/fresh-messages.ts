@@ -10,9 +10,9 @@ export interface FreshMessagesOptions {
 }
 
 /**
- * The messages this node just committed and may deliver at once, kept in memory for the moment
- * between their commit and their claim, so the first delivery does not read back from the store
- * the body it was handed a moment ago. Each is taken once: later attempts, and messages another
+ * The messages this node is committing and may deliver at once, kept in memory until they are
+ * claimed, so the first delivery does not read back from the store the body it was handed a
+ * moment ago. Each is taken once: later attempts, and messages another
  * node claims or that waited past maxAgeMs or the byte budget (a backlog), are read from the store
  * as before. A stored message's body never changes while it has rows to claim (erasure deletes
  * those rows; only final messages lose their bodies), so a kept copy is the stored one.
