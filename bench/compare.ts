@@ -42,10 +42,10 @@ const here = `${git('rev-parse', '--short', 'HEAD')}${git('status', '--porcelain
 const parent = mkdtempSync(join(tmpdir(), 'rookery-compare-'));
 const other = join(parent, 'tree');
 let removed = false;
-/** The benchmark running now: its process group (it and its daemon) is stopped when this one is interrupted. */
+/** The benchmark running now: its process group (it and its daemon) is interrupted with this one; it stops its daemon and removes its folder. */
 let running: ChildProcess | null = null;
 function removeWorktree(): void {
-  if (running?.pid) process.kill(-running.pid, 'SIGKILL');
+  if (running?.pid) process.kill(-running.pid, 'SIGINT');
   if (removed) return;
   removed = true;
   try {

@@ -136,6 +136,17 @@ const name =
   ].join('');
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-'));
+// An interrupted run stops its daemon and removes its folder, as a finished one does (the
+// Postfix sink stops itself on exit).
+let daemonToStop: { kill(signal: NodeJS.Signals): void } | null = null;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`${signal}: stopping the daemon and removing ${dir}`);
+    daemonToStop?.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
 
 /** Keys for the sender's domain (app@sender.test), written into the run's folder. */
 function dkimKeys(kind: string): Array<{ selector: string; privateKey: string }> {
@@ -232,6 +243,7 @@ const config = testDaemonConfig({
   },
 });
 const daemon = await startDaemonProcess(dir, config, { keepLogs: false, nodeArgs: args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [] });
+daemonToStop = daemon;
 const log = countLog(daemon.child.stdout!);
 const target = { host: daemon.smtp[0]!.host, port: daemon.smtp[0]!.port };
 if (receiver) {
