@@ -1,4 +1,3 @@
-import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { SMTPServerOptions } from 'smtp-server';
 import type { Clock } from '../clock.ts';
@@ -12,7 +11,8 @@ import { AuthLockout } from '../smtp/auth-lockout.ts';
 import { sessionGuard } from '../smtp/command-gate.ts';
 import { Rejections } from '../smtp/rejections.ts';
 import { SessionRegistry } from '../smtp/session-registry.ts';
-import { closeListener, HARD_LINE_LIMIT_MIN, listen, resolverFor, type ReverseLookup } from '../smtp/submission-listener.ts';
+import { HARD_LINE_LIMIT_MIN, resolverFor, type ReverseLookup } from '../smtp/submission-listener.ts';
+import { ListenerGroup } from '../smtp/listener-group.ts';
 import type { DomainCheckResolver } from '../sender-domains/domain-check-dns.ts';
 import type { Store } from '../storage/store.ts';
 import { GatedSmtpServer } from '../vendor/smtp-server.ts';
@@ -61,12 +61,10 @@ export class InboundServer {
   private readonly log: Logger;
   private readonly rejections: Rejections;
   private readonly sessions: SessionRegistry;
-  private readonly servers: GatedSmtpServer[] = [];
+  private readonly listeners = new ListenerGroup();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly shutdownGraceMs: number;
   private stopping = false;
-  private starting: Promise<void> | null = null;
-  private stopped: Promise<void> | null = null;
 
   constructor(private readonly deps: InboundServerDeps) {
     const { inbound, smtp } = deps.config;
@@ -85,45 +83,29 @@ export class InboundServer {
   }
 
   start(): Promise<void> {
-    this.starting ??= this.listenAll();
-    return this.starting;
+    return this.listeners.start(() => this.listenAll(), () => this.closeAll());
   }
 
   stop(): Promise<void> {
-    this.stopped ??= (async () => {
-      if (this.starting) await this.starting.catch(() => undefined);
-      await this.closeAll();
-    })();
-    return this.stopped;
+    return this.listeners.stop(() => this.closeAll());
   }
 
   /** The bound address of each listener, in config order. */
   addresses(): { host: string; port: number }[] {
-    return this.servers.map((server) => {
-      const address = server.server.address() as AddressInfo | null;
-      return { host: address?.address ?? '', port: address?.port ?? 0 };
-    });
+    return this.listeners.addresses();
   }
 
   /** Renewed smtp TLS material, for the handshakes that start from now on (see SubmissionServer.stageTls). */
   updateTls(tls: { key: Buffer | string; cert: Buffer | string }): void {
     createSecureContext(tls);
-    for (const server of this.servers) server.updateSecureContext({ key: tls.key, cert: tls.cert });
+    this.listeners.updateSecureContext({ key: tls.key, cert: tls.cert });
   }
 
   private async listenAll(): Promise<void> {
-    try {
-      for (const listener of this.deps.config.inbound.listeners) {
-        const asSmtp: ListenerConfig = { ...listener, tls: this.deps.tls ? 'starttls' : 'none' };
-        const server = this.createServer(asSmtp);
-        this.servers.push(server);
-        await listen(server, asSmtp);
-        const bound = server.server.address() as AddressInfo;
-        this.log.info({ event: 'inbound.listening', host: bound.address, port: bound.port, starttls: asSmtp.tls === 'starttls' }, 'inbound listener ready');
-      }
-    } catch (err) {
-      await this.closeAll();
-      throw err;
+    for (const listener of this.deps.config.inbound.listeners) {
+      const asSmtp: ListenerConfig = { ...listener, tls: this.deps.tls ? 'starttls' : 'none' };
+      const bound = await this.listeners.open(this.createServer(asSmtp), asSmtp);
+      this.log.info({ event: 'inbound.listening', host: bound.address, port: bound.port, starttls: asSmtp.tls === 'starttls' }, 'inbound listener ready');
     }
   }
 
@@ -215,10 +197,10 @@ export class InboundServer {
 
   private async closeAll(): Promise<void> {
     this.stopping = true;
-    await Promise.all(this.servers.filter((s) => s.server.listening).map((s) => closeListener(s)));
+    await this.listeners.close();
     this.sessions.closeAll();
     // Messages whose sender was told to retry (451 after processingTimeout) may still be recording.
     await Promise.all(this.inFlight);
-    if (this.servers.length > 0) this.log.info({ event: 'inbound.stopped' }, 'inbound listener stopped');
+    if (this.listeners.size > 0) this.log.info({ event: 'inbound.stopped' }, 'inbound listener stopped');
   }
 }

@@ -1,4 +1,3 @@
-import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/schema.ts';
@@ -6,7 +5,6 @@ import type { Accepted, Submission } from '../engine/queue.ts';
 import type { SuppressionCheck } from '../engine/suppression-check.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { GatedSmtpServer } from '../vendor/smtp-server.ts';
 import { AuthLockout } from './auth-lockout.ts';
 import { BufferBudget } from '../engine/buffer-budget.ts';
 import type { StorageSpace } from '../engine/storage-space.ts';
@@ -18,7 +16,8 @@ import { envelopeChecks } from './envelope-checks.ts';
 import { Rejections } from './rejections.ts';
 import { SessionRegistry } from './session-registry.ts';
 import { authHandler } from './submission-auth.ts';
-import { closeListener, createListener, listen, type ReverseLookup, type SessionHandlers } from './submission-listener.ts';
+import { createListener, type ReverseLookup, type SessionHandlers } from './submission-listener.ts';
+import { ListenerGroup } from './listener-group.ts';
 import { UserDirectory, type SmtpUser } from './user-directory.ts';
 
 /**
@@ -90,13 +89,11 @@ class SmtpSubmissionServer implements SubmissionServer {
   private readonly checks = new CredentialChecks();
   private readonly sessions: SessionRegistry;
   private readonly buffers: BufferBudget;
-  private readonly servers: GatedSmtpServer[] = [];
+  private readonly listeners = new ListenerGroup();
   private readonly shutdownGraceMs: number;
   /** Made from deps.users at start; replaced whole by replaceUsers. */
   private users: UserDirectory | null = null;
   private stopping = false;
-  private starting: Promise<void> | null = null;
-  private stopped: Promise<void> | null = null;
 
   constructor(private readonly deps: SubmissionServerDeps) {
     const smtp = deps.config.smtp;
@@ -115,23 +112,15 @@ class SmtpSubmissionServer implements SubmissionServer {
   }
 
   start(): Promise<void> {
-    this.starting ??= this.listenAll();
-    return this.starting;
+    return this.listeners.start(() => this.listenAll(), () => this.closeAll());
   }
 
   stop(): Promise<void> {
-    this.stopped ??= (async () => {
-      if (this.starting) await this.starting.catch(() => undefined);
-      await this.closeAll();
-    })();
-    return this.stopped;
+    return this.listeners.stop(() => this.closeAll());
   }
 
   addresses(): { host: string; port: number }[] {
-    return this.servers.map((server) => {
-      const address = server.server.address() as AddressInfo | null;
-      return { host: address?.address ?? '', port: address?.port ?? 0 };
-    });
+    return this.listeners.addresses();
   }
 
   prepareUsers(users: readonly SmtpUser[]): Promise<UserDirectory> {
@@ -147,32 +136,23 @@ class SmtpSubmissionServer implements SubmissionServer {
     // Made once here so that a failure refuses the reload: updateSecureContext replaces the
     // server's contexts before it makes the new one, and one that failed would leave none.
     createSecureContext(material);
-    return () => {
-      for (const server of this.servers) server.updateSecureContext(material);
-    };
+    return () => this.listeners.updateSecureContext(material);
   }
 
   private async listenAll(): Promise<void> {
     this.users = await UserDirectory.create(this.deps.users);
     const handlers = this.sessionHandlers(() => this.users!);
-    try {
-      for (const listener of this.deps.config.smtp.listeners) {
-        const server = createListener(listener, {
-          config: this.deps.config,
-          tls: this.deps.tls,
-          shutdownGraceMs: this.shutdownGraceMs,
-          log: this.log,
-          handlers,
-          reverseLookup: this.deps.reverseLookup,
-        });
-        this.servers.push(server);
-        await listen(server, listener);
-        const bound = server.server.address() as AddressInfo;
-        this.log.info({ event: 'smtp.listening', host: bound.address, port: bound.port, tls: listener.tls }, 'SMTP listener ready');
-      }
-    } catch (err) {
-      await this.closeAll();
-      throw err;
+    for (const listener of this.deps.config.smtp.listeners) {
+      const server = createListener(listener, {
+        config: this.deps.config,
+        tls: this.deps.tls,
+        shutdownGraceMs: this.shutdownGraceMs,
+        log: this.log,
+        handlers,
+        reverseLookup: this.deps.reverseLookup,
+      });
+      const bound = await this.listeners.open(server, listener);
+      this.log.info({ event: 'smtp.listening', host: bound.address, port: bound.port, tls: listener.tls }, 'SMTP listener ready');
     }
   }
 
@@ -207,7 +187,7 @@ class SmtpSubmissionServer implements SubmissionServer {
     this.stopping = true;
     const open = this.sessions.size;
     if (open) this.log.info({ event: 'smtp.stopping', sessions: open, graceMs: this.shutdownGraceMs }, 'SMTP stopping, waiting for open sessions');
-    await Promise.all(this.servers.filter((s) => s.server.listening).map((s) => closeListener(s)));
+    await this.listeners.close();
     // Every socket is closed now; smtp-server reports the last closes a tick later, so settle them here.
     this.sessions.closeAll();
     this.log.info({ event: 'smtp.stopped' }, 'SMTP stopped');
