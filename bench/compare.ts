@@ -138,7 +138,8 @@ writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
 const cell = (s: { median: number; min: number; max: number } | null) => (s ? `${s.median} (${s.min}-${s.max})` : '');
 console.table(
   Object.fromEntries(
-    metrics.map((m) => [m, { [here]: cell(result.here[m] ?? null), [revision]: cell(result.against[m] ?? null), 'median ratio': result.medianRatioHereToAgainst[m] }]),
+    // Labels that cannot read as integers: an all-digit short hash would be listed first.
+    metrics.map((m) => [m, { [`this (${here})`]: cell(result.here[m] ?? null), [`against (${revision})`]: cell(result.against[m] ?? null), 'median ratio': result.medianRatioHereToAgainst[m] }]),
   ),
 );
 console.log(`written ${file.pathname}`);
