@@ -27,7 +27,8 @@ export class StorageSpace {
   private readonly log: Logger;
   private timer: NodeJS.Timeout | null = null;
   private isLow = false;
-  private readings = 0;
+  /** No reading has been taken yet: the first one asks for the resume point. */
+  private unread = true;
   /** A reading in progress: a statfs stuck on a hung mount holds a libuv thread, so no second one starts beside it. */
   private reading: Promise<void> | null = null;
 
@@ -73,8 +74,8 @@ export class StorageSpace {
     const free = await this.deps.store.freeBytes().catch(() => undefined);
     if (free === undefined) return;
     // The first reading, at start, asks for the resume point too: a restart is not a way out of being low.
-    const first = this.readings++ === 0;
-    const low = free !== null && free < (this.isLow || first ? this.resumeBytes : this.deps.minFreeBytes);
+    const low = free !== null && free < (this.isLow || this.unread ? this.resumeBytes : this.deps.minFreeBytes);
+    this.unread = false;
     if (low === this.isLow) return;
     this.isLow = low;
     if (low) this.log.warn({ event: 'storage.space.low', freeBytes: free, minFreeBytes: this.deps.minFreeBytes, resumeBytes: this.resumeBytes }, 'little disk space left beside the queue: new mail is refused until there is more');

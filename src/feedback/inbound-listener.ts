@@ -61,7 +61,7 @@ export class InboundServer {
   private readonly log: Logger;
   private readonly rejections: Rejections;
   private readonly sessions: SessionRegistry;
-  private readonly listeners = new ListenerGroup();
+  private readonly listeners = new ListenerGroup(() => this.closeAll());
   private readonly inFlight = new Set<Promise<void>>();
   private readonly shutdownGraceMs: number;
   private stopping = false;
@@ -83,11 +83,11 @@ export class InboundServer {
   }
 
   start(): Promise<void> {
-    return this.listeners.start(() => this.listenAll(), () => this.closeAll());
+    return this.listeners.start(() => this.listenAll());
   }
 
   stop(): Promise<void> {
-    return this.listeners.stop(() => this.closeAll());
+    return this.listeners.stop();
   }
 
   /** The bound address of each listener, in config order. */

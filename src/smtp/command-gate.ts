@@ -14,9 +14,9 @@ import { utf8EnvelopeRefusal } from './utf8-envelope.ts';
  * stopping, the command length limit, no control characters in MAIL and RCPT, UTF-8 in them only
  * under SMTPUTF8 (utf8-envelope.ts), no new transaction while little disk space is left, no new
  * DATA while the message buffers are full, and whether AUTH may be used now (offered on this
- * listener, not inside a transaction, client not locked out). No smtp-server hook runs per command. Also the
- * admission of each connection as it is accepted (session-registry.ts), and the replies to a
- * client that talks before its greeting and to one whose next command is late.
+ * listener, not inside a transaction, client not locked out). No smtp-server hook runs per
+ * command. Also the admission of each connection as it is accepted (session-registry.ts), and the
+ * replies to a client that talks before its greeting and to one whose next command is late.
  */
 
 export interface CommandGateDeps {

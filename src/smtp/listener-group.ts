@@ -12,20 +12,23 @@ export class ListenerGroup {
   private starting: Promise<void> | null = null;
   private stopped: Promise<void> | null = null;
 
-  /** Runs `listenAll` once (it opens each listener with open()); a failure runs `closeAll` and rejects. */
-  start(listenAll: () => Promise<void>, closeAll: () => Promise<void>): Promise<void> {
+  /** `closeAll`: the door's own closing (its close() of these listeners, its sessions, its logs). */
+  constructor(private readonly closeAll: () => Promise<void>) {}
+
+  /** Runs `listenAll` once (it opens each listener with open()); a failure closes the door and rejects. */
+  start(listenAll: () => Promise<void>): Promise<void> {
     this.starting ??= listenAll().catch(async (err: unknown) => {
-      await closeAll();
+      await this.closeAll();
       throw err;
     });
     return this.starting;
   }
 
-  /** Runs `closeAll` once, after a start in progress settled. */
-  stop(closeAll: () => Promise<void>): Promise<void> {
+  /** Closes the door once, after a start in progress settled. */
+  stop(): Promise<void> {
     this.stopped ??= (async () => {
       if (this.starting) await this.starting.catch(() => undefined);
-      await closeAll();
+      await this.closeAll();
     })();
     return this.stopped;
   }

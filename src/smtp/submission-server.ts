@@ -89,7 +89,7 @@ class SmtpSubmissionServer implements SubmissionServer {
   private readonly checks = new CredentialChecks();
   private readonly sessions: SessionRegistry;
   private readonly buffers: BufferBudget;
-  private readonly listeners = new ListenerGroup();
+  private readonly listeners = new ListenerGroup(() => this.closeAll());
   private readonly shutdownGraceMs: number;
   /** Made from deps.users at start; replaced whole by replaceUsers. */
   private users: UserDirectory | null = null;
@@ -112,11 +112,11 @@ class SmtpSubmissionServer implements SubmissionServer {
   }
 
   start(): Promise<void> {
-    return this.listeners.start(() => this.listenAll(), () => this.closeAll());
+    return this.listeners.start(() => this.listenAll());
   }
 
   stop(): Promise<void> {
-    return this.listeners.stop(() => this.closeAll());
+    return this.listeners.stop();
   }
 
   addresses(): { host: string; port: number }[] {
