@@ -190,8 +190,11 @@ export class OutboundConnection {
         // Read only once the server answered DATA with 354.
         bodyStarted = true;
         stage = 'data';
+        // The body and the final dot go out in one write: both are written before the uncork.
+        socket?.cork();
         this.push(body);
         this.push(null);
+        if (socket) setImmediate(() => socket.uncork());
       },
     });
     message.once('end', () => {
