@@ -87,6 +87,7 @@ import type { UnfinishedScan } from '../queue-age.ts';
 import { sqliteEraseRecipient, sqlitePurgeErasedMessages, sqliteRecipientData, type SqlitePersonalDataDeps } from './sqlite-personal-data.ts';
 import type { ErasureCounts, RecipientData } from '../personal-data.ts';
 import type { ClaimedWebhookDelivery, DisabledWebhook, NewWebhookEndpoint, WebhookAttemptResult, WebhookChange, WebhookClaimOptions, WebhookDelivery, WebhookDeliveryQuery, WebhookEndpoint, WebhookEvent, WebhookLease, WebhookOutboxStats, WebhookReplayRange } from '../webhook-outbox.ts';
+import { WalCheckpointer } from './wal-checkpointer.ts';
 import {
   WEBHOOK_PURGE_CHUNK,
   changedWebhookRow,
@@ -157,6 +158,8 @@ class SqliteStore implements Store {
   private closing: Promise<void> | null = null;
   /** Set by a failed sync: from then on no write is accepted (see syncWal). */
   private syncFailure: UncertainDurabilityError | null = null;
+  /** Copies the WAL into the database file off the event loop; none for ':memory:'. */
+  private readonly checkpointer: WalCheckpointer | null = null;
 
   constructor(options: SqliteStoreOptions) {
     this.clock = options.clock ?? systemClock;
@@ -182,6 +185,16 @@ class SqliteStore implements Store {
     const file = this.db.location();
     this.file = file;
     const walPath = file ? `${file}-wal` : null;
+    if (file) {
+      this.db.exec('PRAGMA wal_autocheckpoint = 0');
+      this.checkpointer = new WalCheckpointer({
+        file,
+        logger: this.logger,
+        fallback: () => {
+          if (this.db.isOpen) this.db.exec('PRAGMA wal_autocheckpoint = 1000');
+        },
+      });
+    }
     this.batcher = new WriteBatcher<SqliteQueries>({
       run: (ops) => this.runTransaction(ops),
       ...(walPath ? { sync: () => this.syncWal(walPath) } : {}),
@@ -878,6 +891,8 @@ class SqliteStore implements Store {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.batcher.close();
+      // The thread's connection first: the last one to close checkpoints the WAL and removes it.
+      await this.checkpointer?.close();
       this.db.close();
       this.logger.debug({ event: 'storage.closed' }, 'storage closed');
     })();
@@ -961,10 +976,13 @@ class SqliteStore implements Store {
   private async runTransaction(ops: readonly WriteOp<SqliteQueries>[]): Promise<unknown[]> {
     if (this.syncFailure) throw this.syncFailure;
     const q = this.queries!;
+    const checkpointing = this.checkpointer?.beforeWrite();
+    if (checkpointing) await checkpointing;
     this.db.exec('BEGIN IMMEDIATE');
     try {
       const results = ops.map((op) => op(q));
       this.db.exec('COMMIT');
+      this.checkpointer?.committed();
       return results;
     } catch (err) {
       if (this.db.isTransaction) this.db.exec('ROLLBACK');
