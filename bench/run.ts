@@ -136,15 +136,19 @@ const name =
   ].join('');
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-'));
-// An interrupted run stops its daemon and removes its folder, as a finished one does (the
-// Postfix sink stops itself on exit).
+// An interrupted run stops its daemon and removes its folder and scratch database, as a finished
+// one does (the Postfix sink stops itself on exit).
 let daemonToStop: { kill(signal: NodeJS.Signals): void } | null = null;
+let scratchToDrop: { drop(): Promise<unknown> } | null = null;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
-    console.error(`${signal}: stopping the daemon and removing ${dir}`);
+    console.error(`${signal}: stopping the daemon and removing ${dir}${scratchToDrop ? ' and the scratch database' : ''}`);
     daemonToStop?.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
-    process.exit(130);
+    // WITH (FORCE): the killed daemon's connections may not be gone yet.
+    void Promise.resolve(scratchToDrop?.drop())
+      .catch((err: unknown) => console.error(`the scratch database was not dropped: ${(err as Error).message}`))
+      .finally(() => process.exit(130));
   });
 }
 
@@ -160,6 +164,7 @@ function dkimKeys(kind: string): Array<{ selector: string; privateKey: string }>
 }
 
 const scratch = args.storage === 'postgres' ? await createScratchDatabase(postgresUrl(), 'bench') : null;
+scratchToDrop = scratch;
 const storage = scratch ? ({ driver: 'postgres', url: scratch.url } as const) : ({ driver: 'sqlite', path: join(dir, 'queue.db') } as const);
 
 /**
