@@ -3,7 +3,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { setImmediate as yieldToLoop, setTimeout } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { WalCheckpointer } from '../../src/storage/sqlite/wal-checkpointer.ts';
+import { WalCheckpointer, type WalCheckpointerOptions } from '../../src/storage/sqlite/wal-checkpointer.ts';
 import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import { capturingLogger } from '../helpers/log-capture.ts';
 import { newMessage } from '../helpers/new-message.ts';
@@ -22,6 +22,7 @@ function writer(file: string) {
   const insert = db.prepare('INSERT INTO t (b) VALUES (?)');
   return {
     db,
+    rows: () => (db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n,
     async commit(checkpointer: WalCheckpointer): Promise<void> {
       const pending = checkpointer.beforeWrite();
       if (pending) await pending;
@@ -44,11 +45,46 @@ describe('WAL checkpoints on their own thread', () => {
     await dir.remove();
   });
 
+  /**
+   * A stand-in for the checkpoint thread that answers its nth request (from 0) with `answers[n]`
+   * (a reply without its id), and never answers once they run out: how a thread behaves when
+   * SQLite reports a busy checkpoint or an I/O error, or the disk under it hangs.
+   */
+  function threadAnswering(answers: object[]): URL {
+    const file = dir.file(`thread-${Math.random().toString(36).slice(2)}.mjs`);
+    writeFileSync(
+      file,
+      [
+        "import { parentPort } from 'node:worker_threads';",
+        `const answers = ${JSON.stringify(answers)};`,
+        'let asked = 0;',
+        "parentPort.on('message', (m) => {",
+        "  if (m === 'close') return parentPort.close();",
+        '  const answer = answers[asked++];',
+        '  if (answer) parentPort.postMessage({ id: m.id, ...answer });',
+        '});',
+      ].join('\n'),
+    );
+    return pathToFileURL(file);
+  }
+
+  function checkpointerWith(file: string, options: Partial<WalCheckpointerOptions>) {
+    const { logger, logs } = capturingLogger();
+    const calls = { fallback: 0, fatal: [] as Error[] };
+    const checkpointer = new WalCheckpointer({
+      file,
+      logger,
+      fallback: () => calls.fallback++,
+      onFatal: (err) => calls.fatal.push(err),
+      ...options,
+    });
+    return { checkpointer, logs, calls, events: () => logs.map((l) => l.event).filter((e) => String(e).startsWith('storage.checkpoint')) };
+  }
+
   it('copies the WAL into the database file while the writer goes on, and the WAL starts over instead of growing', async () => {
     const file = dir.file('queue.db');
-    const { logger, logs } = capturingLogger('debug');
     const w = writer(file);
-    const checkpointer = new WalCheckpointer({ file, logger, fallback: () => expect.fail('the thread was lost'), framesPerCheckpoint: 50 });
+    const { checkpointer, calls, events } = checkpointerWith(file, { framesPerCheckpoint: 50 });
     for (let round = 0; round < 30; round++) {
       for (let i = 0; i < 100; i++) await w.commit(checkpointer);
       // Time for the thread to start and answer, as a daemon's pauses between bursts give it.
@@ -58,26 +94,27 @@ describe('WAL checkpoints on their own thread', () => {
 
     // Without a checkpoint the 3,000 rows (9 MB) would all be in the WAL, and the file would hold none of them.
     expect(statSync(file).size).toBeGreaterThan(3000 * ROW.length);
-    const inWal = (new DatabaseSync(file).prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as { log: number }).log;
+    const probe = new DatabaseSync(file);
+    const inWal = (probe.prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as { log: number }).log;
+    probe.close();
     expect(inWal).toBeLessThan(500);
-    expect((w.db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n).toBe(3000);
+    expect(w.rows()).toBe(3000);
     w.db.close();
-    expect(logs.filter((l) => String(l.event).startsWith('storage.checkpoint'))).toEqual([]);
+    expect(events()).toEqual([]);
+    expect(calls).toEqual({ fallback: 0, fatal: [] });
   });
 
   it('hands checkpoints back to the writer, once, when its thread cannot run', async () => {
     const file = dir.file('queue.db');
     const broken = dir.file('broken-thread.mjs');
     writeFileSync(broken, "throw new Error('no checkpoint thread here');\n");
-    const { logger, logs } = capturingLogger();
     const w = writer(file);
-    let fallbacks = 0;
-    const checkpointer = new WalCheckpointer({ file, logger, fallback: () => fallbacks++, framesPerCheckpoint: 10, threadFile: pathToFileURL(broken) });
+    const { checkpointer, logs, calls } = checkpointerWith(file, { framesPerCheckpoint: 10, threadFile: pathToFileURL(broken) });
     for (let i = 0; i < 40; i++) await w.commit(checkpointer);
-    await until(() => fallbacks > 0, 'the fallback');
+    await until(() => calls.fallback > 0, 'the fallback');
     for (let i = 0; i < 40; i++) await w.commit(checkpointer);
 
-    expect(fallbacks).toBe(1);
+    expect(calls).toEqual({ fallback: 1, fatal: [] });
     expect(checkpointer.beforeWrite()).toBeNull();
     const lost = logs.filter((l) => l.event === 'storage.checkpoint.lost');
     expect(lost).toHaveLength(1);
@@ -86,39 +123,85 @@ describe('WAL checkpoints on their own thread', () => {
     w.db.close();
   });
 
-  it('lets the writes go on when the closing pass does not answer in time', async () => {
+  it('gives a hung thread up: the writes waiting for it go on, and commits checkpoint again', async () => {
     const file = dir.file('queue.db');
-    const stuck = dir.file('stuck-thread.mjs');
-    // Answers the first pass and never the second, as a thread stuck on a dying disk would.
-    writeFileSync(
-      stuck,
-      [
-        "import { parentPort } from 'node:worker_threads';",
-        'let asked = 0;',
-        "parentPort.on('message', (m) => {",
-        "  if (m === 'close') parentPort.close();",
-        "  else if (asked++ === 0) parentPort.postMessage({ id: m.id, busy: false, log: 100, checkpointed: 100 });",
-        '});',
-      ].join('\n'),
-    );
-    const { logger, logs } = capturingLogger();
     const w = writer(file);
-    const checkpointer = new WalCheckpointer({ file, logger, fallback: () => expect.fail('the thread was lost'), finishTimeoutMs: 200, threadFile: pathToFileURL(stuck) });
-    // The commit after the first pass waits for the second, which never answers: it goes on after the timeout.
-    let commits = 0;
+    // Answers the first pass, never the second.
+    const hung = threadAnswering([{ busy: false, log: 100, checkpointed: 100 }]);
+    const { checkpointer, calls, events } = checkpointerWith(file, { secondPassTimeoutMs: 200, threadFile: hung });
     await until(async () => {
       await w.commit(checkpointer);
-      commits++;
-      return logs.some((l) => l.event === 'storage.checkpoint.slow');
-    }, 'a commit that waited for the closing pass');
+      return calls.fallback > 0;
+    }, 'the fallback');
     for (let i = 0; i < 20; i++) await w.commit(checkpointer);
-    expect(logs.filter((l) => l.event === 'storage.checkpoint.slow')).toHaveLength(1);
-    expect((w.db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n).toBe(commits + 20);
+
+    expect(calls).toEqual({ fallback: 1, fatal: [] });
+    expect(events()).toEqual(['storage.checkpoint.lost']);
+    expect(checkpointer.beforeWrite()).toBeNull();
     await checkpointer.close();
     w.db.close();
   });
 
-  it('closes its connection before the store closes its own, so the store removes the WAL on close', async () => {
+  it('waits for no second pass after a busy checkpoint (another connection was checkpointing)', async () => {
+    const file = dir.file('queue.db');
+    const w = writer(file);
+    const busy = { busy: true, log: -1, checkpointed: -1 };
+    const { checkpointer, calls, events } = checkpointerWith(file, { threadFile: threadAnswering([busy, busy, busy]) });
+    for (let i = 0; i < 16 * 3; i++) {
+      await w.commit(checkpointer);
+      // Each first pass answers before the next commit: none of them leaves a second pass due.
+      await setTimeout(20);
+      expect(checkpointer.beforeWrite()).toBeNull();
+    }
+    expect(calls).toEqual({ fallback: 0, fatal: [] });
+    expect(events()).toEqual([]);
+    await checkpointer.close();
+    w.db.close();
+  });
+
+  it('stops for good on an I/O error, and says so once; a full disk is only a warning until space returns', async () => {
+    const file = dir.file('queue.db');
+    const w = writer(file);
+    const full = { error: 'database or disk is full', errcode: 13 };
+    const fine = { busy: false, log: 10, checkpointed: 10 };
+    const ioError = { error: 'disk I/O error', errcode: 4874 /* SQLITE_IOERR_FSYNC */ };
+    const { checkpointer, calls, events } = checkpointerWith(file, { framesPerCheckpoint: 10, threadFile: threadAnswering([full, full, fine, fine, ioError]) });
+    for (let i = 0; i < 2000 && calls.fatal.length === 0; i++) await w.commit(checkpointer);
+    for (let i = 0; i < 40; i++) await w.commit(checkpointer);
+
+    expect(events()).toEqual(['storage.checkpoint.failed', 'storage.checkpoint.ok']);
+    expect(calls.fallback).toBe(0);
+    expect(calls.fatal.map((e) => e.message)).toEqual(['a WAL checkpoint failed: disk I/O error']);
+    expect(checkpointer.beforeWrite()).toBeNull();
+    await checkpointer.close();
+    w.db.close();
+  });
+
+  it('a store takes no write once a checkpoint hit an I/O error, and its readiness check says so', async () => {
+    const file = dir.file('queue.db');
+    const { logger, logs } = capturingLogger();
+    const ioError = { error: 'disk I/O error', errcode: 4874 /* SQLITE_IOERR_FSYNC */ };
+    const store = createSqliteStore({ path: file, logger, checkpointThread: threadAnswering([ioError]) });
+    await store.migrate();
+    // Mail is taken until the first pass's answer comes back.
+    let taken = 0;
+    while (taken < 2000 && !logs.some((l) => l.event === 'storage.checkpoint.failed')) {
+      const refused = await store.enqueue([newMessage(`msg-${taken}`, 1_700_000_000_000 + taken)]).then(() => false, () => true);
+      if (refused) break;
+      taken++;
+      await setTimeout(1);
+    }
+
+    const failed = logs.filter((l) => l.event === 'storage.checkpoint.failed');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.level).toBe(60);
+    await expect(store.enqueue([newMessage('after', 1_700_000_002_000)])).rejects.toThrow(/a WAL checkpoint failed: disk I\/O error; no write is taken until the daemon restarts/);
+    await expect(store.checkWritable(0)).rejects.toThrow(/no write is taken/);
+    expect((await store.countByState()).queued).toBe(taken);
+    await store.close();
+  });
+
+  it('a closed store leaves no WAL behind and its mail whole', async () => {
     const file = dir.file('queue.db');
     const { logger, logs } = capturingLogger();
     const store = createSqliteStore({ path: file, logger });

@@ -111,6 +111,8 @@ export interface SqliteStoreOptions {
   logger: Logger;
   /** How long a write waits for another process holding the lock (a CLI reading the queue). */
   busyTimeoutMs?: number;
+  /** The checkpoint thread's module (wal-checkpoint-thread.ts by default; tests give a stand-in). */
+  checkpointThread?: URL;
 }
 
 /** Messages purged per transaction, so a large purge never holds the write lock for long. */
@@ -190,9 +192,11 @@ class SqliteStore implements Store {
       this.checkpointer = new WalCheckpointer({
         file,
         logger: this.logger,
+        ...(options.checkpointThread ? { threadFile: options.checkpointThread } : {}),
         fallback: () => {
           if (this.db.isOpen) this.db.exec('PRAGMA wal_autocheckpoint = 1000');
         },
+        onFatal: (err) => this.refuseWrites(err, 'storage.checkpoint.failed', 'a WAL checkpoint failed: writes refused until restart'),
       });
     }
     this.batcher = new WriteBatcher<SqliteQueries>({
@@ -974,10 +978,11 @@ class SqliteStore implements Store {
 
   /** Synchronous on purpose: nothing else can run on this connection while the transaction is open. */
   private async runTransaction(ops: readonly WriteOp<SqliteQueries>[]): Promise<unknown[]> {
-    if (this.syncFailure) throw this.syncFailure;
-    const q = this.queries!;
     const checkpointing = this.checkpointer?.beforeWrite();
     if (checkpointing) await checkpointing;
+    // After the wait: a sync may have failed meanwhile.
+    if (this.syncFailure) throw this.syncFailure;
+    const q = this.queries!;
     this.db.exec('BEGIN IMMEDIATE');
     try {
       const results = ops.map((op) => op(q));
@@ -1010,13 +1015,15 @@ class SqliteStore implements Store {
         await wal.close();
       }
     } catch (err) {
-      this.syncFailure ??= new UncertainDurabilityError(
-        `the SQLite WAL could not be synced (${(err as Error).message}); no write is taken until the daemon restarts`,
-        { cause: err },
-      );
-      this.logger.fatal({ event: 'storage.sync.failed', err }, 'the WAL could not be synced after a commit: writes refused until restart');
-      throw this.syncFailure;
+      throw this.refuseWrites(new Error(`the SQLite WAL could not be synced (${(err as Error).message})`, { cause: err }), 'storage.sync.failed', 'the WAL could not be synced after a commit: writes refused until restart');
     }
+  }
+
+  /** From now on no write is accepted: what the disk holds is uncertain until SQLite reads it back at a restart. */
+  private refuseWrites(err: Error, event: string, message: string): UncertainDurabilityError {
+    this.syncFailure ??= new UncertainDurabilityError(`${err.message}; no write is taken until the daemon restarts`, { cause: err.cause ?? err });
+    this.logger.fatal({ event, err }, message);
+    return this.syncFailure;
   }
 }
 

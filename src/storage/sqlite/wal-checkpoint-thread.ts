@@ -26,6 +26,7 @@ parentPort!.on('message', (request: { id: number } | 'close') => {
     const { busy, log, checkpointed } = checkpoint.get() as { busy: number; log: number; checkpointed: number };
     parentPort!.postMessage({ id: request.id, busy: busy !== 0, log, checkpointed });
   } catch (err) {
-    parentPort!.postMessage({ id: request.id, error: (err as Error).message });
+    const errcode = (err as { errcode?: unknown }).errcode;
+    parentPort!.postMessage({ id: request.id, error: (err as Error).message, errcode: typeof errcode === 'number' ? errcode : null });
   }
 });
