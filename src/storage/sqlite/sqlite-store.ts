@@ -158,7 +158,7 @@ class SqliteStore implements Store {
   private blocklistQueries: SqliteBlocklistQueries | null = null;
   private queueAgeQueries: SqliteQueueAgeQueries | null = null;
   private closing: Promise<void> | null = null;
-  /** Set by a failed sync: from then on no write is accepted (see syncWal). */
+  /** Set by a failed WAL sync or checkpoint: from then on no write is accepted (see refuseWrites). */
   private syncFailure: UncertainDurabilityError | null = null;
   /** Copies the WAL into the database file off the event loop; none for ':memory:'. */
   private readonly checkpointer: WalCheckpointer | null = null;
@@ -976,7 +976,7 @@ class SqliteStore implements Store {
     if (this.closing) throw new Error('storage is closed');
   }
 
-  /** Synchronous on purpose: nothing else can run on this connection while the transaction is open. */
+  /** The transaction is synchronous on purpose: nothing else can run on this connection while it is open. */
   private async runTransaction(ops: readonly WriteOp<SqliteQueries>[]): Promise<unknown[]> {
     const checkpointing = this.checkpointer?.beforeWrite();
     if (checkpointing) await checkpointing;
