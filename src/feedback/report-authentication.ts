@@ -19,7 +19,8 @@ import { reportKeyResolver } from './report-key-lookups.ts';
  * signature must also cover the report's To, which must name one of our feedback addresses: a
  * feedback loop sends every subscriber signed reports, and one it sent to someone else (about a
  * message they wrote, naming our Message-ID and another's address) would otherwise count here
- * when passed on unchanged. A report with two of a field that says what it is (SINGLE_FIELDS)
+ * when passed on unchanged. It must cover the Content-Type as well, whose boundary says which
+ * bytes of the signed body are the report. A report with two of a field that says what it is (SINGLE_FIELDS)
  * is not checked: DKIM verifies the bottom one, the report reader reads the top one. A DNS
  * failure while looking up a trusted signer's key is neither: the report is answered 451 and
  * comes again. Only keys of trusted signers are looked up, within the report's time
@@ -53,6 +54,7 @@ export type UnauthenticatedReason =
   | 'reporter-address-mismatch'
   | 'not-addressed-to-us'
   | 'to-not-signed'
+  | 'content-type-not-signed'
   | 'signature-failed'
   | 'unverifiable';
 
@@ -170,8 +172,12 @@ export function judgeReport(report: ReportSender, signatures: readonly Signature
   if (admitted.length === 0) return unauthenticated('reporter-address-mismatch');
   // Whatever the signatures, a report to someone else never counts here: no retry either.
   if (!report.addressedToUs) return unauthenticated('not-addressed-to-us');
-  const candidates = admitted.filter((s) => s.signedFields.includes('to'));
-  if (candidates.length === 0) return unauthenticated('to-not-signed');
+  const coveringTo = admitted.filter((s) => s.signedFields.includes('to'));
+  if (coveringTo.length === 0) return unauthenticated('to-not-signed');
+  // An unsigned Content-Type could name another boundary, and make a part of the original message
+  // quoted in the signed body (which its sender wrote) read as the report.
+  const candidates = coveringTo.filter((s) => s.signedFields.includes('content-type'));
+  if (candidates.length === 0) return unauthenticated('content-type-not-signed');
   const passed = candidates.find((s) => s.result === 'pass' && s.underSized === 0);
   if (passed) return { verdict: 'trusted', fromDomain, signer: passed.domain };
   // Only a trusted signer's failed lookup is worth a retry: no other signature could count.

@@ -13,7 +13,7 @@ import { createReportSigner, REPORT_SELECTOR } from '../helpers/signed-reports.t
  */
 
 const REPORTERS = ['yahoo.test', 'hotmail.test', 'example.com'];
-const sig = (domain: string, result = 'pass', underSized = 0, signedFields = ['from', 'to', 'subject']): SignatureVerdict => ({ domain, result, underSized, signedFields });
+const sig = (domain: string, result = 'pass', underSized = 0, signedFields = ['from', 'to', 'subject', 'content-type']): SignatureVerdict => ({ domain, result, underSized, signedFields });
 /** The decision on a report addressed to us, from its From and signatures. */
 const judgeReport = (from: string | null, signatures: SignatureVerdict[], reporters: readonly string[]) => judgeSender({ from, addressedToUs: true }, signatures, reporters);
 
@@ -56,6 +56,9 @@ describe('judgeReport', () => {
     expect(judged(false, [sig('yahoo.test', 'temperror')])).toMatchObject({ verdict: 'unauthenticated', reason: 'not-addressed-to-us' });
     // A To the signature does not cover could have been written by anyone.
     expect(judged(true, [sig('yahoo.test', 'pass', 0, ['from', 'subject'])])).toMatchObject({ verdict: 'unauthenticated', reason: 'to-not-signed' });
+    // Nor a Content-Type: another boundary could make the quoted original read as the report.
+    expect(judged(true, [sig('yahoo.test', 'pass', 0, ['from', 'to', 'subject'])])).toMatchObject({ verdict: 'unauthenticated', reason: 'content-type-not-signed' });
+    expect(judged(true, [sig('yahoo.test', 'pass', 0, ['from', 'to']), sig('yahoo.test', 'pass', 0, ['from', 'content-type'])])).toMatchObject({ verdict: 'unauthenticated', reason: 'content-type-not-signed' });
     expect(judged(true, [sig('yahoo.test', 'pass', 0, ['from']), sig('yahoo.test', 'fail')])).toMatchObject({ verdict: 'unauthenticated', reason: 'signature-failed' });
     expect(judged(true, [sig('yahoo.test', 'pass', 0, ['from']), sig('yahoo.test')])).toMatchObject({ verdict: 'trusted' });
   });
@@ -222,6 +225,8 @@ describe('authenticateReport', () => {
     expect(await check(elsewhere)).toMatchObject({ verdict: 'unauthenticated', reason: 'not-addressed-to-us' });
     const toUnsigned = await signer.sign(report, 'example.com', { headerList: 'From:Subject:Date:MIME-Version:Content-Type' });
     expect(await check(toUnsigned)).toMatchObject({ verdict: 'unauthenticated', reason: 'to-not-signed' });
+    const contentTypeUnsigned = await signer.sign(report, 'example.com', { headerList: 'From:To:Subject:Date:MIME-Version' });
+    expect(await check(contentTypeUnsigned)).toMatchObject({ verdict: 'unauthenticated', reason: 'content-type-not-signed' });
     // One of several addresses will do, in a group too, in any case.
     const several = await signer.sign(report.replace('To: <fbl@sender.test>', 'To: abuse@attacker.test, loops: <FBL@Sender.test>;'), 'example.com');
     expect(await check(several)).toMatchObject({ verdict: 'trusted' });
