@@ -27,7 +27,8 @@ const clock = systemClock;
 
 function openStore(): Store {
   const { storage } = settings;
-  if (storage.driver === 'sqlite') return createSqliteStore({ path: storage.path, clock, logger });
+  // The daemon's own store checkpoints the WAL this connection writes to as well.
+  if (storage.driver === 'sqlite') return createSqliteStore({ path: storage.path, clock, logger, checkpoints: false });
   return createPostgresStore({ url: storage.url, clock, logger, poolSize: POSTGRES_CONNECTIONS });
 }
 

@@ -201,6 +201,26 @@ describe('WAL checkpoints on their own thread', () => {
     await store.close();
   });
 
+  it('a store whose checkpoints another store makes (the webhook dispatcher beside the daemon) never copies the WAL itself', async () => {
+    const file = dir.file('queue.db');
+    const { logger } = capturingLogger();
+    const sizes: number[] = [];
+    for (const checkpoints of [false, true]) {
+      const store = createSqliteStore({ path: file, logger, checkpoints });
+      await store.migrate();
+      const before = statSync(file).size;
+      for (let i = 0; i < 300; i++) {
+        await store.enqueue([newMessage(`${checkpoints}-${i}`, 1_700_000_000_000 + i, { body: ROW })]);
+        if (i % 50 === 49) await setTimeout(20);
+      }
+      sizes.push(statSync(file).size - before);
+      await store.close();
+    }
+    // Without checkpoints of its own not one page reached the file; the other store's thread copied 900 KB of bodies.
+    expect(sizes[0]).toBe(0);
+    expect(sizes[1]).toBeGreaterThan(300 * ROW.length);
+  });
+
   it('a closed store leaves no WAL behind and its mail whole', async () => {
     const file = dir.file('queue.db');
     const { logger, logs } = capturingLogger();

@@ -113,6 +113,11 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
   /** The checkpoint thread's module (wal-checkpoint-thread.ts by default; tests give a stand-in). */
   checkpointThread?: URL;
+  /**
+   * false: this connection never checkpoints the WAL, because another store of the process does
+   * (the daemon's, beside the webhook dispatcher's): one checkpoint thread is enough for a file.
+   */
+  checkpoints?: boolean;
 }
 
 /** Messages purged per transaction, so a large purge never holds the write lock for long. */
@@ -187,8 +192,8 @@ class SqliteStore implements Store {
     const file = this.db.location();
     this.file = file;
     const walPath = file ? `${file}-wal` : null;
-    if (file) {
-      this.db.exec('PRAGMA wal_autocheckpoint = 0');
+    if (file) this.db.exec('PRAGMA wal_autocheckpoint = 0');
+    if (file && options.checkpoints !== false) {
       this.checkpointer = new WalCheckpointer({
         file,
         logger: this.logger,
