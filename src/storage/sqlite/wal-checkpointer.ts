@@ -60,7 +60,6 @@ export class WalCheckpointer {
   private running: Promise<void> | null = null;
   /** No checkpoint runs again: the thread was lost, a checkpoint failed for good, or closed. */
   private stopped = false;
-  private closed = false;
   private nextId = 1;
   private readonly waiting = new Map<number, (reply: Reply | null) => void>();
   /** Commits since the last pass, how many to let pass before the next, and the WAL's frames then. */
@@ -108,7 +107,6 @@ export class WalCheckpointer {
 
   /** Ends the thread (its connection closed) before the store closes its own. */
   async close(): Promise<void> {
-    this.closed = true;
     this.stopped = true;
     const worker = this.worker;
     const running = this.running;
@@ -157,7 +155,8 @@ export class WalCheckpointer {
     this.running = new Promise((resolve) =>
       worker.once('exit', (code) => {
         this.running = null;
-        if (!this.closed) this.lose(new Error(`the checkpoint thread exited (${code})`));
+        // After close() or stop() this is the end asked for: lose() does nothing then.
+        this.lose(new Error(`the checkpoint thread exited (${code})`));
         resolve();
       }),
     );
