@@ -50,7 +50,7 @@ const CHUNK = 2_000;
 
 const dir = mkdtempSync(join(tmpdir(), 'rookery-bench-paused-'));
 const scratch = args.storage === 'postgres' ? await createScratchDatabase(postgresUrl(), 'benchpaused') : null;
-const store = createStore(scratch ? { driver: 'postgres', url: scratch.url, path: '' } : { driver: 'sqlite', path: join(dir, 'queue.db') }, { logger: createLogger('silent'), clock: systemClock });
+const store = await createStore(scratch ? { driver: 'postgres', url: scratch.url, path: '' } : { driver: 'sqlite', path: join(dir, 'queue.db') }, { logger: createLogger('silent'), clock: systemClock });
 await store.migrate();
 
 const scope = { kind: 'domain', domain: 'paused.test' } as const;

@@ -174,7 +174,7 @@ const storage = scratch ? ({ driver: 'postgres', url: scratch.url } as const) : 
 async function preloadSuppressions(count: number): Promise<number> {
   if (count === 0) return 0;
   const started = performance.now();
-  const store = createStore({ ...storage, path: storage.driver === 'sqlite' ? storage.path : '' }, { logger: createLogger('silent'), clock: systemClock });
+  const store = await createStore({ ...storage, path: storage.driver === 'sqlite' ? storage.path : '' }, { logger: createLogger('silent'), clock: systemClock });
   try {
     await store.migrate();
     const tenant = args.http ? 'bench' : null;

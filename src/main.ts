@@ -52,7 +52,6 @@ import { createMailtoUnsubscribe, type MailtoUnsubscribe } from './feedback/unsu
 import { createUnsubscribeRecorder } from './feedback/unsubscribe-recorder.ts';
 import { createUnsubscribeServer } from './feedback/unsubscribe-server.ts';
 import { createStore } from './storage/create-store.ts';
-import { createRedisClient } from './storage/redis-client.ts';
 import { RECIPIENT_STATES, type Store } from './storage/store.ts';
 import type { WebhookThread } from './webhooks/dispatcher-thread.ts';
 import { createWebhookDispatching } from './webhooks/webhook-dispatching.ts';
@@ -136,7 +135,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   try {
     await startPart('storage', () => store.migrate());
-    const redis = config.redis ? createRedisClient(config.redis.url, logger) : null;
+    // ioredis is loaded only when Redis is configured: the embedded default does without its memory.
+    const redis = config.redis ? (await import('./storage/redis-client.ts')).createRedisClient(config.redis.url, logger) : null;
     if (redis) stack.push({ name: 'redis', stop: () => redis.close() });
 
     // The DKIM keys as the resolution read them, watched for changes from now on. They sign

@@ -1,4 +1,4 @@
-import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
+import type { AddressObject, ParsedMail } from 'mailparser';
 import { splitHeader } from '../mail/message-headers.ts';
 
 /**
@@ -118,6 +118,8 @@ export async function readOriginalHeaders(content: Buffer, limits: ReportLimits 
  * own text (ignoreEmbedded); no checksums, links or HTML made; bounded in parts and header size.
  */
 async function parse(raw: Buffer, limits: ReportLimits): Promise<ParsedMail> {
+  // Loaded with the first report: a daemon that is sent none does without its memory.
+  const { simpleParser } = await import('mailparser');
   try {
     return await simpleParser(raw, {
       keepDeliveryStatus: true,

@@ -61,7 +61,7 @@ beforeAll(async () => {
 beforeEach(async () => {
   clock = manualClock(T0);
   // A fresh queue per test: each test reads the whole log.
-  store = createStore({ driver: 'sqlite', path: dir.file(`queue-${Math.random().toString(36).slice(2)}.db`) }, { logger, clock });
+  store = await createStore({ driver: 'sqlite', path: dir.file(`queue-${Math.random().toString(36).slice(2)}.db`) }, { logger, clock });
   await store.migrate();
 });
 afterEach(async () => {
@@ -173,7 +173,7 @@ describe('recording', () => {
   });
 
   it('answers the request when the audit log cannot be written, and logs why', async () => {
-    const broken = createStore({ driver: 'sqlite', path: dir.file('broken.db') }, { logger, clock });
+    const broken = await createStore({ driver: 'sqlite', path: dir.file('broken.db') }, { logger, clock });
     await broken.migrate();
     const { call } = await startApi({ store: broken });
     await broken.close();

@@ -141,7 +141,7 @@ const opened: Array<{ stop(): Promise<void> }> = [];
 
 beforeAll(async () => {
   dir = await createTempDir('rookery-api-v1');
-  store = createStore({ driver: 'sqlite', path: dir.file('queue.db') }, { logger, clock: systemClock });
+  store = await createStore({ driver: 'sqlite', path: dir.file('queue.db') }, { logger, clock: systemClock });
   await store.migrate();
   const now = Date.now();
   const known = { sender: 'a@example.com', recipients: ['b@example.net'], messageIdHeader: null, body: Buffer.from('Subject: x\r\n\r\nx\r\n'), submitter: null, tenant: 'acme', source: 'smtp' as const, clientAddress: null, createdAt: now, dueAt: now, pool: 'default' };

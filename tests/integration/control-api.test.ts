@@ -26,7 +26,7 @@ const opened: Array<{ stop(): Promise<void> } | { close(): Promise<void> }> = []
 
 beforeAll(async () => {
   dir = await createTempDir('rookery-control-api');
-  store = createStore({ driver: 'sqlite', path: dir.file('queue.db') }, { logger, clock: systemClock });
+  store = await createStore({ driver: 'sqlite', path: dir.file('queue.db') }, { logger, clock: systemClock });
   await store.migrate();
 });
 
@@ -116,7 +116,7 @@ describe('GET /readyz', () => {
   });
 
   it('answers 503 naming storage when the store is closed', async () => {
-    const broken = createStore({ driver: 'sqlite', path: dir.file('closed.db') }, { logger, clock: systemClock });
+    const broken = await createStore({ driver: 'sqlite', path: dir.file('closed.db') }, { logger, clock: systemClock });
     await broken.migrate();
     await broken.close();
     const { url } = await startApi({ checks: { storage: () => broken.ping() } });
