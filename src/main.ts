@@ -55,6 +55,7 @@ import { createStore } from './storage/create-store.ts';
 import { RECIPIENT_STATES, type Store } from './storage/store.ts';
 import type { WebhookThread } from './webhooks/dispatcher-thread.ts';
 import { createWebhookDispatching } from './webhooks/webhook-dispatching.ts';
+import { dispatchOnDemand } from './webhooks/on-demand-dispatching.ts';
 import { WebhookMetrics } from './webhooks/webhook-metrics.ts';
 
 /**
@@ -421,11 +422,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     retention.start();
     stack.push({ name: 'retention', stop: () => retention.stop() });
 
-    // The webhook dispatcher, on a thread of its own. It stops after the scheduler (whose last
-    // results may add events) and before storage: deliveries not sent are given back, those in
-    // flight recorded.
+    // The webhook dispatcher, on a thread of its own, started once an endpoint is registered. It
+    // stops after the scheduler (whose last results may add events) and before storage:
+    // deliveries not sent are given back, those in flight recorded.
     if (config.webhooks.enabled) {
-      const dispatching = createWebhookDispatching({ config, handedStore: options.store, clock, logger, metrics: webhookMetrics, owner });
+      const dispatching = dispatchOnDemand({
+        dispatching: createWebhookDispatching({ config, handedStore: options.store, clock, logger, metrics: webhookMetrics, owner }),
+        hasEndpoint: async () => (await store.listWebhooks(undefined, null, 1)).length > 0,
+        logger,
+      });
       stack.push({ name: 'webhooks', stop: () => dispatching.stop() });
       await startPart('webhooks', () => dispatching.start());
       webhooks = dispatching;

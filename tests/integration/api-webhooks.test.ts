@@ -228,14 +228,14 @@ describe('/v1/webhooks', () => {
       body: { enabled: false, disabledReason: 'disabled by acme-app', disabledAt: '2026-11-30T10:01:00.000Z', description: null, eventTypes: ['recipient.bounced', 'recipient.complained'], updatedAt: '2026-11-30T10:01:00.000Z' },
     });
     expect((await store.listWebhookDeliveries(id, { state: null, after: null, limit: 10 })).map((d) => d.state)).toEqual(['held']);
-    expect(due).toBe(0);
+    expect(due).toBe(1); // the registration's: a dispatcher with no endpoint before starts
 
     clock.set(T0 + 120_000);
     const on = await call('PATCH', `/v1/webhooks/${id}`, ACME, { enabled: true, url: 'https://hooks.acme.example/v2' });
     expect(on).toMatchObject({ status: 200, body: { enabled: true, disabledReason: null, disabledAt: null, url: 'https://hooks.acme.example/v2' } });
     // Due (it was before the endpoint was disabled), with a retry window from the enabling.
     expect((await store.listWebhookDeliveries(id, { state: null, after: null, limit: 10 })).map((d) => [d.state, d.nextAttemptAt <= T0 + 120_000, d.retryUntil])).toEqual([['pending', true, T0 + 120_000 + WEBHOOK_RETRY_WINDOW_MS]]);
-    expect(due).toBe(1);
+    expect(due).toBe(2);
 
     await until(async () => (await store.listAudit({ actor: null, route: '/v1/webhooks/:id', status: null, outcome: null, since: null, until: null, tenant: null }, null, 10)).length === 2, 'the changes audited');
     const [enabled] = await store.listAudit({ actor: null, route: '/v1/webhooks/:id', status: null, outcome: null, since: null, until: null, tenant: null }, null, 10);
@@ -283,7 +283,7 @@ describe('/v1/webhooks', () => {
     expect(await call('POST', `/v1/webhooks/${id}/replay`, ACME, { since: '2026-11-30T00:00:00Z', state: 'failed' })).toEqual({ status: 200, body: { replayed: 1, limited: false } });
     expect(await call('POST', `/v1/webhooks/${id}/replay`, ACME, { since: '2026-11-30T10:00:05Z' })).toEqual({ status: 200, body: { replayed: 0, limited: false } });
     expect(await call('POST', `/v1/webhooks/${id}/replay`, ACME, { since: 'yesterday' })).toMatchObject({ status: 400, body: { errors: [{ path: 'body.since' }] } });
-    expect(due).toBe(2);
+    expect(due).toBe(3);
     expect((await call('GET', `/v1/webhooks/${id}/deliveries?state=pending`, OPERATOR)).body.items).toHaveLength(3);
   });
 

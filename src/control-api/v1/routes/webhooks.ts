@@ -24,7 +24,7 @@ export interface WebhookRouteDeps {
   allowPrivateNetworks: boolean;
   /** webhooks.maxEndpointsPerTenant. */
   maxEndpointsPerTenant: number;
-  /** Called when deliveries became due (an endpoint enabled, a replay): the dispatcher looks at once. */
+  /** Called when deliveries became due (an endpoint enabled, a replay) or may (one registered): the dispatcher looks at once. */
   onDue?: () => void;
 }
 
@@ -123,6 +123,8 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
         maxEventsPerRequest: body.maxEventsPerRequest ?? 1, secret: newWebhookSecret(), createdAt: clock.now(),
       };
       await deps.store.createWebhook(endpoint);
+      // Nothing is due yet, but a dispatcher that had no endpoint to send to starts now.
+      deps.onDue?.();
       const stored = (await deps.store.getWebhook(endpoint.id))!;
       auditRequest(request, { target: endpoint.id, change: { after: webhookView(stored) } });
       return reply.code(201).send({ ...webhookView(stored), secret: endpoint.secret });
