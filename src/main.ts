@@ -432,8 +432,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         logger,
       });
       stack.push({ name: 'webhooks', stop: () => dispatching.stop() });
-      await startPart('webhooks', () => dispatching.start());
+      // Set first: an endpoint registered through the API while this starts wakes it.
       webhooks = dispatching;
+      await startPart('webhooks', () => dispatching.start());
     }
 
     await scheduler.start();

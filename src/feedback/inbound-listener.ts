@@ -20,7 +20,7 @@ import type { FeedbackRecorder } from './feedback-recorder.ts';
 import type { MailtoUnsubscribe } from './unsubscribe-mailto.ts';
 import { inboundSessionHandlers } from './inbound-session.ts';
 import { takeInboundMessage } from './report-intake.ts';
-import { DEFAULT_REPORT_LIMITS } from './report-message.ts';
+import { DEFAULT_REPORT_LIMITS, loadReportParser } from './report-message.ts';
 
 /**
  * The inbound listener (config `inbound.listeners`): where remote MTAs deliver bounces to the
@@ -102,6 +102,7 @@ export class InboundServer {
   }
 
   private async listenAll(): Promise<void> {
+    if (this.deps.config.inbound.listeners.length > 0) await loadReportParser();
     for (const listener of this.deps.config.inbound.listeners) {
       const asSmtp: ListenerConfig = { ...listener, tls: this.deps.tls ? 'starttls' : 'none' };
       const bound = await this.listeners.open(this.createServer(asSmtp), asSmtp);

@@ -79,6 +79,17 @@ export const MAX_TEXT_LENGTH = 64 * 1024;
 /** Content types that carry the original message or its header block (RFC 3462, RFC 6532). */
 const ORIGINAL_TYPES = ['message/rfc822', 'text/rfc822-headers', 'message/global', 'message/global-headers'];
 
+let parser: Promise<typeof import('mailparser')> | null = null;
+
+/**
+ * mailparser, loaded once. Not at startup: a daemon with no inbound listener reads no report and
+ * does without its memory. The inbound listener loads it as it starts, so that loading (a few
+ * hundred milliseconds of the event loop) never happens under traffic.
+ */
+export function loadReportParser(): Promise<typeof import('mailparser')> {
+  return (parser ??= import('mailparser'));
+}
+
 export async function readReportMessage(raw: Buffer, limits: ReportLimits = DEFAULT_REPORT_LIMITS): Promise<ReportMessage> {
   if (raw.length > limits.maxBytes) throw new MalformedReportError('too-large', `message of ${raw.length} bytes is over ${limits.maxBytes}`);
   const parsed = await parse(raw, limits);
@@ -118,8 +129,7 @@ export async function readOriginalHeaders(content: Buffer, limits: ReportLimits 
  * own text (ignoreEmbedded); no checksums, links or HTML made; bounded in parts and header size.
  */
 async function parse(raw: Buffer, limits: ReportLimits): Promise<ParsedMail> {
-  // Loaded with the first report: a daemon that is sent none does without its memory.
-  const { simpleParser } = await import('mailparser');
+  const { simpleParser } = await loadReportParser();
   try {
     return await simpleParser(raw, {
       keepDeliveryStatus: true,

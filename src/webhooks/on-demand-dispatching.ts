@@ -11,7 +11,8 @@ const LOOK_EVERY_MS = 30_000;
  * enabled or replayed one), or when a look every 30 seconds finds one (registered through another
  * node sharing the database; events are written only for endpoints, so none waits longer). Once
  * started it stays. A start that fails at startup fails the daemon's start, as before; a later
- * one is logged and tried again at the next look or wake.
+ * one is logged and tried again at the next look or wake. A stop, even one during the start, ends
+ * it all.
  */
 export function dispatchOnDemand(deps: {
   dispatching: WebhookThread;
@@ -27,6 +28,7 @@ export function dispatchOnDemand(deps: {
   let look: NodeJS.Timeout | undefined;
 
   const startNow = (): Promise<void> => {
+    if (stopped) return Promise.resolve();
     started ??= dispatching.start().then(
       () => clearInterval(look),
       (err: unknown) => {
@@ -43,7 +45,13 @@ export function dispatchOnDemand(deps: {
 
   return {
     async start() {
-      if (await hasEndpoint()) return startNow();
+      // A store that cannot answer now is asked again at the next look.
+      const found = await hasEndpoint().catch((err: unknown) => {
+        log.warn({ event: 'webhooks.endpoints.unknown', err }, 'could not tell whether a webhook endpoint exists; looking again later');
+        return false;
+      });
+      if (stopped) return;
+      if (found) return startNow();
       look = setInterval(() => {
         hasEndpoint().then(
           (found) => found && startLater(),

@@ -86,6 +86,33 @@ describe('webhook dispatching on demand', () => {
     expect(calls).toEqual(['start', 'start', 'stop']);
   });
 
+  it('a stop during the start ends it: no thread left running, no look after', async () => {
+    await subscribeToEverything(store, null);
+    for (const endpoint of [true, false]) {
+      const { thread, calls } = recordingThread();
+      let answer!: (found: boolean) => void;
+      const dispatching = dispatchOnDemand({ dispatching: thread, hasEndpoint: () => new Promise((resolve) => (answer = resolve)), logger, lookEveryMs: 20 });
+      const starting = dispatching.start();
+      await dispatching.stop();
+      answer(endpoint);
+      await starting;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(calls).toEqual([]);
+    }
+  });
+
+  it('a store that cannot tell at start does not fail the start: the next look asks again', async () => {
+    await subscribeToEverything(store, null);
+    const { thread, calls } = recordingThread();
+    let asked = 0;
+    const flaky = async () => (++asked === 1 ? Promise.reject(new Error('database is locked')) : hasEndpoint());
+    const dispatching = dispatchOnDemand({ dispatching: thread, hasEndpoint: flaky, logger, lookEveryMs: 20 });
+    await dispatching.start();
+    await until(() => calls.length === 1, 'started at a look');
+    expect(calls).toEqual(['start']);
+    await dispatching.stop();
+  });
+
   it('once stopped never starts, whatever a look or a wake finds', async () => {
     const { thread, calls } = recordingThread();
     const dispatching = dispatchOnDemand({ dispatching: thread, hasEndpoint, logger, lookEveryMs: 20 });

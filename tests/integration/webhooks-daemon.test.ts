@@ -1,6 +1,9 @@
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import type { Daemon } from '../../src/main.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { createSqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import { createFixtureResolver } from '../helpers/fixture-resolver.ts';
 import { startTestDaemon } from '../helpers/in-process-daemon.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
@@ -91,5 +94,23 @@ describe('webhooks of a running daemon', () => {
     };
     await until(async () => (await delivered()).length === 2, 'both recorded delivered');
     expect(await delivered()).toEqual(receiver.received.map((p) => p.id).sort());
+  });
+
+  it('sends the events waiting in the store at start, with nothing to wake it', async () => {
+    dir = await createTempDir('rookery-webhooks-daemon');
+    sink = await startSmtpSink();
+    receiver = await startWebhookReceiver();
+    // Written by an earlier run (or another node) of the same database: an endpoint and an event due.
+    const earlier = createSqliteStore({ path: join(dir.path, 'data', 'mta.rookery.test.db'), logger: createLogger('silent') });
+    await earlier.migrate();
+    const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+    await earlier.createWebhook({ id: 'wh_earlier', tenant: null, url: receiver.url('/earlier'), eventTypes: ['recipient.bounced'], description: null, secret, createdAt: Date.now() });
+    await earlier.recordWebhookEvents([{ type: 'recipient.bounced', tenant: null, messageId: null, recipient: 'gone@dest.test', at: Date.now(), egressIp: null }]);
+    await earlier.close();
+    receiver.verifyWith(secret);
+
+    daemon = await startTestDaemon({ dir, sink, resolver: createFixtureResolver({}), config: { webhooks: { allowPrivateNetworks: true } } });
+    await receiver.waitFor(1);
+    expect(receiver.received.map((p) => [p.verifyError, p.payload!.type, p.payload!.data.recipient])).toEqual([[null, 'recipient.bounced', 'gone@dest.test']]);
   });
 });
