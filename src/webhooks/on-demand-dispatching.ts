@@ -51,7 +51,8 @@ export function dispatchOnDemand(deps: {
         return false;
       });
       if (stopped) return;
-      if (found) return startNow();
+      // Started already when a wake came first (an endpoint registered meanwhile).
+      if (found || started) return startNow();
       look = setInterval(() => {
         hasEndpoint().then(
           (found) => found && startLater(),
