@@ -1,5 +1,5 @@
-import { fstatSync, mkdirSync } from 'node:fs';
-import { open, statfs, type FileHandle } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { open, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { systemClock, type Clock } from '../../clock.ts';
@@ -118,8 +118,6 @@ export interface SqliteStoreOptions {
    * (the daemon's, beside the webhook dispatcher's): one checkpoint thread is enough for a file.
    */
   checkpoints?: boolean;
-  /** Makes the WAL durable (FileHandle.sync by default; tests give one that fails as a disk can). */
-  syncFile?: (wal: FileHandle) => Promise<void>;
 }
 
 /** Messages purged per transaction, so a large purge never holds the write lock for long. */
@@ -167,16 +165,12 @@ class SqliteStore implements Store {
   private closing: Promise<void> | null = null;
   /** Set by a failed WAL sync or checkpoint: from then on no write is accepted (see refuseWrites). */
   private syncFailure: UncertainDurabilityError | null = null;
-  private readonly syncFile: (wal: FileHandle) => Promise<void>;
-  /** The WAL file as syncWal opened it (once, at the first sync). */
-  private wal: Promise<FileHandle> | null = null;
   /** Copies the WAL into the database file off the event loop; none for ':memory:'. */
   private readonly checkpointer: WalCheckpointer | null = null;
 
   constructor(options: SqliteStoreOptions) {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger.child({ component: 'storage', driver: 'sqlite' });
-    this.syncFile = options.syncFile ?? ((wal) => wal.sync());
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new DatabaseSync(options.path);
     try {
@@ -906,7 +900,6 @@ class SqliteStore implements Store {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.batcher.close();
-      await (await this.wal?.catch(() => null))?.close().catch(() => {});
       // The thread's connection first: the last one to close checkpoints the WAL and removes it.
       await this.checkpointer?.close();
       this.db.close();
@@ -1008,12 +1001,8 @@ class SqliteStore implements Store {
   }
 
   /**
-   * fsync of the WAL file. One descriptor serves every sync: SQLite removes the WAL only when the
-   * last connection to the database closes, and this one stays open as long as the store does (a
-   * size limit truncates the file in place), so the descriptor always names the file SQLite writes.
-   * Opening and closing it for each sync cost two more trips to the thread pool. A WAL removed from
-   * outside (a person, a clean-up script) would be synced in vain, its frames gone at the next
-   * crash: a link count of 0 after the sync fails it as a failed sync.
+   * fsync of the WAL file, opened anew each time so that it is always the file SQLite writes (a
+   * descriptor kept open would still point at a WAL that was removed and made again).
    *
    * A sync that fails ends writing for this process: the batches it covered are committed and
    * later ones would be written after frames the disk may not have (Linux reports a failed
@@ -1024,13 +1013,12 @@ class SqliteStore implements Store {
   private async syncWal(walPath: string): Promise<void> {
     if (this.syncFailure) throw this.syncFailure;
     try {
-      this.wal ??= open(walPath, 'r');
-      const wal = await this.wal.catch((err: unknown) => {
-        this.wal = null;
-        throw err;
-      });
-      await this.syncFile(wal);
-      if (fstatSync(wal.fd).nlink === 0) throw new Error(`${walPath} was removed while the database was open`);
+      const wal = await open(walPath, 'r');
+      try {
+        await wal.sync();
+      } finally {
+        await wal.close();
+      }
     } catch (err) {
       throw this.refuseWrites(new Error(`the SQLite WAL could not be synced (${(err as Error).message})`, { cause: err }), 'storage.sync.failed', 'the WAL could not be synced after a commit: writes refused until restart');
     }
