@@ -13,9 +13,10 @@ export async function createStore(config: Pick<Config['storage'], 'driver' | 'pa
   switch (config.driver) {
     case 'sqlite':
       return createSqliteStore({ path: config.path, clock: deps.clock, logger: deps.logger });
-    case 'postgres':
+    case 'postgres': {
       if (!config.url) throw new Error('storage.url: required when storage.driver is postgres (or set DATABASE_URL)');
       const { createPostgresStore } = await import('./postgres/postgres-store.ts');
       return createPostgresStore({ url: config.url, clock: deps.clock, logger: deps.logger });
+    }
   }
 }
