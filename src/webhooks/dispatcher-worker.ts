@@ -1,7 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { systemClock } from '../clock.ts';
 import { createLogger } from '../observability/logger.ts';
-import { createPostgresStore } from '../storage/postgres/postgres-store.ts';
 import { createSqliteStore } from '../storage/sqlite/sqlite-store.ts';
 import type { Store } from '../storage/store.ts';
 import { WebhookDispatcher } from './dispatcher.ts';
@@ -25,10 +24,12 @@ const send = (message: ThreadMessage) => port.postMessage(message);
 const logger = createLogger(settings.logLevel);
 const clock = systemClock;
 
-function openStore(): Store {
+async function openStore(): Promise<Store> {
   const { storage } = settings;
   // The daemon's own store checkpoints the WAL this connection writes to as well.
   if (storage.driver === 'sqlite') return createSqliteStore({ path: storage.path, clock, logger, checkpoints: false });
+  // pg is loaded only for a PostgreSQL store: a thread on SQLite does without its memory.
+  const { createPostgresStore } = await import('../storage/postgres/postgres-store.ts');
   return createPostgresStore({ url: storage.url, clock, logger, poolSize: POSTGRES_CONNECTIONS });
 }
 
@@ -40,7 +41,7 @@ const flushTally = () => {
 };
 
 try {
-  const store = openStore();
+  const store = await openStore();
   // The daemon applied every migration before it started this thread: this prepares statements.
   await store.migrate();
   const sender = createWebhookSender({ poster: createHttpPoster({ timeoutMs: settings.timeoutMs, allowPrivateNetworks: settings.allowPrivateNetworks }) });
