@@ -14,7 +14,7 @@ import { newWebhookId, newWebhookSecret } from '../../src/webhooks/signature.ts'
 import { WebhookMetrics } from '../../src/webhooks/webhook-metrics.ts';
 import { capturingLogger } from '../helpers/log-capture.ts';
 import { manualClock, type ManualClock } from '../helpers/manual-clock.ts';
-import { createTestSchema, type TestSchema } from '../helpers/postgres.ts';
+import { createScratchDatabase, createTestSchema, type TestSchema } from '../helpers/postgres.ts';
 import { requirePostgres } from '../helpers/services.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { until } from '../helpers/until.ts';
@@ -471,6 +471,26 @@ describe('webhook dispatcher', () => {
   });
 
   describe.skipIf(!postgres)('on PostgreSQL', () => {
+    it('dispatches from a thread of its own, which loads the PostgreSQL store itself', async () => {
+      const scratch = await createScratchDatabase(undefined, 'webhook_thread');
+      opened.push(() => scratch.drop());
+      const { logger } = capturingLogger('silent');
+      const r = await rig(async (clock) => {
+        const store = createPostgresStore({ url: scratch.url, clock, logger, poolSize: 4 });
+        await store.migrate();
+        return store;
+      });
+      const hook = await r.endpoint();
+      await r.events(5);
+      const settings: WebhookThreadSettings = { storage: { driver: 'postgres', url: scratch.url }, owner: 'node-t', concurrency: 4, timeoutMs: 5_000, allowPrivateNetworks: true, logLevel: 'silent' };
+      const thread = createWebhookThread({ settings, metrics: r.metrics, logger });
+      opened.push(() => thread.stop());
+      await thread.start();
+      await r.receiver.waitFor(5);
+      expect(r.receiver.received.map((p) => p.verifyError)).toEqual(Array(5).fill(null));
+      await until(async () => (await r.deliveries(hook.id)).every((d) => d.state === 'delivered'), 'all 5 recorded');
+    });
+
     it('shares one outbox between two nodes (two stores, two dispatchers) without sending an event twice', async () => {
       let schema!: TestSchema;
       const { logger } = capturingLogger('silent');
