@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateApiToken, hashApiToken } from '../../src/access/api-token.ts';
 import type { Daemon } from '../../src/main.ts';
@@ -9,6 +8,7 @@ import { startTestDaemon } from '../helpers/in-process-daemon.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { createTempDir, type TempDir } from '../helpers/temp-dir.ts';
 import { until } from '../helpers/until.ts';
+import { testDaemonConfig } from '../helpers/test-config.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 
 /**
@@ -101,7 +101,7 @@ describe('webhooks of a running daemon', () => {
     sink = await startSmtpSink();
     receiver = await startWebhookReceiver();
     // Written by an earlier run (or another node) of the same database: an endpoint and an event due.
-    const earlier = createSqliteStore({ path: join(dir.path, 'data', 'mta.rookery.test.db'), logger: createLogger('silent') });
+    const earlier = createSqliteStore({ path: testDaemonConfig({ dir: dir.path }).storage!.path!, logger: createLogger('silent') });
     await earlier.migrate();
     const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
     await earlier.createWebhook({ id: 'wh_earlier', tenant: null, url: receiver.url('/earlier'), eventTypes: ['recipient.bounced'], description: null, secret, createdAt: Date.now() });
